@@ -1,0 +1,129 @@
+//! A node's configuration: who it is, who its peers are, limits, timing and bounds.
+
+use crate::ids::{NodeId, NodeSet};
+use crate::limits::Limits;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every member of the cluster, this node included.
+    pub members: NodeSet,
+    pub limits: Limits,
+    pub timing: Timing,
+    pub bounds: Bounds,
+    /// Seeds the node's random choices (retry jitter). Same seed and inputs, same outputs.
+    pub seed: u64,
+}
+
+/// Timer settings. Retransmission intervals double after each unanswered try, up to
+/// `retransmit_max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// First resend of PREPARE to participants that have not voted.
+    pub prepare_retransmit: Duration,
+    /// A transaction not fully voted on after this long is aborted.
+    pub vote_timeout: Duration,
+    /// First resend of COMMIT to participants that have not acknowledged.
+    pub decision_retransmit: Duration,
+    pub retransmit_max: Duration,
+    /// A participant holding a prepared transaction asks for the outcome after this long.
+    pub query_interval: Duration,
+    /// A read waiting on a locked key gives up after this long (the client may retry).
+    pub read_wait_timeout: Duration,
+    /// Randomized backoff before a coordinator retries a transaction that lost a lock conflict.
+    pub conflict_backoff_min: Duration,
+    pub conflict_backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            prepare_retransmit: Duration::from_millis(100),
+            vote_timeout: Duration::from_secs(2),
+            decision_retransmit: Duration::from_millis(100),
+            retransmit_max: Duration::from_secs(2),
+            query_interval: Duration::from_millis(500),
+            read_wait_timeout: Duration::from_secs(2),
+            conflict_backoff_min: Duration::from_micros(200),
+            conflict_backoff_max: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Limits on the node's own state, so memory stays bounded whatever clients and peers do.
+/// Hitting one gives a clear "busy" answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Transactions this node coordinates that are not yet decided.
+    pub txns_undecided_max: usize,
+    /// Transactions prepared at this node as a participant.
+    pub prepared_max: usize,
+    /// Reads waiting for a locked key.
+    pub read_waiters_max: usize,
+    /// Clients whose last completed request is remembered for exactly-once (oldest forgotten first).
+    pub completions_max: usize,
+    /// Recently learned decisions kept to answer other participants' queries.
+    pub decisions_remembered_max: usize,
+    /// How many times a coordinator retries a transaction that lost a lock conflict.
+    pub conflict_retries_max: u32,
+    /// Reply targets attached to one request (retries of it arriving through other connections).
+    pub reply_targets_max: usize,
+    /// Records between snapshots, at least; a node writes a snapshot once it has written as
+    /// many records as the larger of this and its key count, so disk use stays proportional
+    /// to the data and each snapshot's cost is spread over as many writes.
+    pub snapshot_records_min: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            txns_undecided_max: 4096,
+            prepared_max: 16384,
+            read_waiters_max: 4096,
+            completions_max: 100_000,
+            decisions_remembered_max: 16384,
+            conflict_retries_max: 12,
+            reply_targets_max: 4,
+            snapshot_records_min: 10_000,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("node {id} is not one of the members {members}; list every node, this one included")]
+    NotAMember { id: NodeId, members: NodeSet },
+    #[error("a bound is zero ({name}); every bound must allow at least one")]
+    ZeroBound { name: &'static str },
+}
+
+impl Config {
+    /// A configuration with default limits, timing and bounds.
+    pub fn new(id: NodeId, members: NodeSet) -> Config {
+        Config { id, members, limits: Limits::default(), timing: Timing::default(), bounds: Bounds::default(), seed: u64::from(id.0) }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.members.contains(self.id) {
+            return Err(ConfigError::NotAMember { id: self.id, members: self.members });
+        }
+        let b = &self.bounds;
+        for (name, value) in [
+            ("txns_undecided_max", b.txns_undecided_max),
+            ("prepared_max", b.prepared_max),
+            ("read_waiters_max", b.read_waiters_max),
+            ("completions_max", b.completions_max),
+            ("decisions_remembered_max", b.decisions_remembered_max),
+            ("reply_targets_max", b.reply_targets_max),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroBound { name });
+            }
+        }
+        Ok(())
+    }
+}

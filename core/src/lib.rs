@@ -1,0 +1,80 @@
+//! # dkv-core: the dkv protocol as a pure state machine
+//!
+//! A [`Node`] is one member of a dkv cluster: a full replica of the key-value store, a
+//! two-phase-commit coordinator for the writes its clients send it, and a participant in every
+//! other node's writes. It does no I/O. It never reads a clock, touches a socket or a file,
+//! spawns a thread or asks the OS for randomness: time comes in as an argument, randomness from
+//! a seed in its [`Config`], and everything it wants done comes out as [`Output`]s. Same inputs,
+//! same outputs, bit for bit — which is what lets the simulator replay any run from its seed.
+//!
+//! ## Driving a node
+//!
+//! Create it with [`Node::start`], passing the records of its log (none for a new node). Then:
+//!
+//! | group | methods | what they are |
+//! |---|---|---|
+//! | inputs | [`Node::handle_request`], [`Node::handle_message`], [`Node::handle_durable`], [`Node::handle_timeout`] (or [`Node::handle`] with an [`Input`]) | a client request, a peer message, "these records are durable", "the deadline passed" |
+//! | outputs | [`Node::poll_output`] | [`Output::Send`] a message, [`Output::Reply`] to a client, [`Output::Persist`] a record |
+//! | deadline | [`Node::deadline`] | when to call `handle_timeout` next |
+//! | getters | [`Node::store`], [`Node::stats`], [`Node::is_quiescent`], ... | read-only views |
+//!
+//! After **every** input, drain `poll_output` until it returns `None`, then read `deadline`
+//! and call `handle_timeout` once that time has come (earlier is harmless). Every call takes
+//! `now`, a [`Time`] that must never go backwards.
+//!
+//! ## Durability is the core's business
+//!
+//! `Persist` outputs carry a log sequence number ([`Lsn`]). Write the records in order; once
+//! everything up to some lsn is on stable storage (fsync), report it with `handle_durable`.
+//! Drivers may group many records into one fsync. The node itself holds back whatever must not
+//! precede durability — a participant's YES vote until its PREPARE record is durable, a commit
+//! (to the client and to the participants) until the coordinator's decision record is durable,
+//! an acknowledgement until the participant's commit record is durable — so outputs may be
+//! carried out in any order, and a crash between "persist" and "durable" is always safe.
+//! A [`Record::Snapshot`] output supersedes every record before it once it is durable.
+//!
+//! ## Untrusted input
+//!
+//! Peer messages and client requests may be anything: a malformed or senseless one is counted
+//! in [`Stats::messages_dropped`] or answered with a clear [`Outcome`], never a panic. Decoders
+//! in [`codec`] turn bad bytes into typed errors. A panic inside the core means a broken internal
+//! invariant: a bug.
+//!
+//! ## The protocol, in one paragraph
+//!
+//! The node a client contacts coordinates the write: it checks and locks the keys locally, sends
+//! PREPARE to every other node, and each participant checks, locks, persists and votes. All YES:
+//! the coordinator persists its decision, applies, answers the client and sends COMMIT until
+//! every participant acknowledges. Any NO or a missing vote: abort (nothing is logged: presumed
+//! abort). Lock conflicts are refused at once and retried by the coordinator after a randomized
+//! backoff, so nothing deadlocks or livelocks. Reads are served from memory unless the key is
+//! locked, in which case they wait for the decision. Every request carries a (client, sequence)
+//! id whose completion is replicated with the write, so retries are never applied twice.
+
+pub mod codec;
+pub mod completions;
+pub mod config;
+mod coordinator;
+mod decisions;
+pub mod ids;
+pub mod limits;
+pub mod locks;
+pub mod message;
+mod node;
+pub mod operation;
+mod participant;
+mod reads;
+pub mod record;
+pub mod recovery;
+pub mod store;
+pub mod time;
+mod timers;
+
+pub use config::{Bounds, Config, ConfigError, Timing};
+pub use ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
+pub use limits::{LimitError, Limits};
+pub use message::{Decision, Message, NoReason, Vote};
+pub use node::{Input, Node, Output, StartError, Stats};
+pub use operation::{AbortReason, Key, OpCode, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value, WriteOp};
+pub use record::{Record, Snapshot};
+pub use time::Time;

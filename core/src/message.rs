@@ -1,0 +1,79 @@
+//! Messages between nodes. Every word here is a protocol word with exactly one meaning:
+//! the coordinator sends PREPARE, participants answer with a vote, the coordinator's decision
+//! is COMMIT or ABORT, participants acknowledge a commit, and a participant unsure of the
+//! outcome sends a query (to the coordinator and, for cooperative termination, to the other
+//! participants).
+
+use crate::ids::{NodeSet, RequestId, TxnId};
+use crate::operation::WriteOp;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Coordinator -> participant: check these ops, lock their keys, persist, and vote.
+    Prepare { txn: TxnId, request: RequestId, ops: Arc<[WriteOp]>, participants: NodeSet },
+    /// Participant -> coordinator.
+    Vote { txn: TxnId, vote: Vote },
+    /// The outcome: from the coordinator, or from any node that knows it, answering a query.
+    Decision { txn: TxnId, decision: Decision },
+    /// Participant -> coordinator: the commit is applied and durable here.
+    Ack { txn: TxnId },
+    /// Participant -> coordinator and other participants: what was decided?
+    Query { txn: TxnId },
+}
+
+impl Message {
+    pub fn txn(&self) -> TxnId {
+        match self {
+            Message::Prepare { txn, .. }
+            | Message::Vote { txn, .. }
+            | Message::Decision { txn, .. }
+            | Message::Ack { txn }
+            | Message::Query { txn } => *txn,
+        }
+    }
+
+    /// A short name for traces and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Vote { vote: Vote::Yes, .. } => "vote-yes",
+            Message::Vote { vote: Vote::No(_), .. } => "vote-no",
+            Message::Decision { decision: Decision::Commit, .. } => "commit",
+            Message::Decision { decision: Decision::Abort, .. } => "abort",
+            Message::Ack { .. } => "ack",
+            Message::Query { .. } => "query",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Vote {
+    /// The ops hold, the keys are locked, and the PREPARE record is durable.
+    Yes,
+    No(NoReason),
+}
+
+/// Why a participant voted NO. Nothing is locked or persisted for a NO vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoReason {
+    /// An update or delete found its key missing.
+    KeyNotFound { op_index: u32 },
+    /// A key is locked by another transaction.
+    Conflict,
+    /// The same client request is prepared here under another transaction.
+    InProgress,
+    /// The request already committed (a retry): its outcome is "committed".
+    AlreadyCommitted,
+    /// A later request of the same client already committed.
+    Stale { completed_seq: u64 },
+    /// The participant holds as many prepared transactions as it may.
+    Busy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Decision {
+    Commit,
+    Abort,
+}

@@ -1,0 +1,65 @@
+//! The key-value data itself, in key order, with the rules of each write op.
+
+use crate::operation::{Key, Value, WriteOp};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Store {
+    entries: BTreeMap<Key, Value>,
+}
+
+impl Store {
+    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+        self.entries.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Value)> {
+        self.entries.iter()
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, value: Value) {
+        self.entries.insert(key, value);
+    }
+
+    /// Checks that `ops`, run in order, would all succeed: an update or delete needs its key to
+    /// exist at that point, taking the earlier ops of the same transaction into account.
+    /// Returns the index of the first op that would fail.
+    pub fn check(&self, ops: &[WriteOp]) -> Result<(), u32> {
+        // Existence of keys the transaction itself has written so far.
+        let mut written: BTreeMap<&[u8], bool> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let key = op.key();
+            let exists = written.get(key).copied().unwrap_or_else(|| self.entries.contains_key(key));
+            if op.requires_key() && !exists {
+                return Err(i as u32);
+            }
+            written.insert(key, !matches!(op, WriteOp::Delete { .. }));
+        }
+        Ok(())
+    }
+
+    /// Applies ops that [`Store::check`] accepted. The caller holds the keys' locks from the
+    /// check to this call, so the check still holds.
+    pub fn apply(&mut self, ops: &[WriteOp]) {
+        debug_assert_eq!(self.check(ops), Ok(()), "apply of ops that were not checked");
+        for op in ops {
+            match op {
+                WriteOp::Put { key, value } | WriteOp::Update { key, value } => {
+                    self.entries.insert(key.clone(), value.clone());
+                }
+                WriteOp::Delete { key } => {
+                    self.entries.remove(key.as_slice());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Codecs: frames and WAL records round-trip; any bytes decode to a value or a typed error,
+//! never a panic; a torn WAL tail is told apart from corruption and never becomes a record.
+
+use dkv_core::codec::{frame, wal, Frame, FrameError, WalEnd};
+use dkv_core::record::TxnRecord;
+use dkv_core::*;
+use proptest::prelude::*;
+
+const MAX: u32 = 1 << 20;
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..max)
+}
+
+fn write_op() -> impl Strategy<Value = WriteOp> {
+    prop_oneof![
+        (bytes(8), bytes(16)).prop_map(|(key, value)| WriteOp::Put { key, value }),
+        (bytes(8), bytes(16)).prop_map(|(key, value)| WriteOp::Update { key, value }),
+        bytes(8).prop_map(|key| WriteOp::Delete { key }),
+    ]
+}
+
+fn txn_id() -> impl Strategy<Value = TxnId> {
+    (0u8..7, any::<u64>(), any::<u64>()).prop_map(|(c, incarnation, number)| TxnId { coordinator: NodeId(c), incarnation, number })
+}
+
+fn request_id() -> impl Strategy<Value = RequestId> {
+    (any::<u64>(), any::<u64>()).prop_map(|(c, seq)| RequestId { client: ClientId(c), seq })
+}
+
+fn txn_record() -> impl Strategy<Value = TxnRecord> {
+    (txn_id(), request_id(), prop::collection::vec(write_op(), 0..4), any::<u64>()).prop_map(|(txn, request, ops, set)| {
+        TxnRecord { txn, request, ops: ops.into(), participants: NodeSet::first((set % 8) as usize) }
+    })
+}
+
+fn frame_value() -> impl Strategy<Value = Frame> {
+    let outcome = prop_oneof![
+        Just(Outcome::Committed),
+        bytes(16).prop_map(Outcome::Value),
+        Just(Outcome::NotFound),
+        any::<u32>().prop_map(|op_index| Outcome::Aborted(AbortReason::KeyNotFound { op_index })),
+        Just(Outcome::TryAgain(TryAgainReason::InProgress)),
+    ];
+    let message = prop_oneof![
+        txn_record().prop_map(|t| Message::Prepare { txn: t.txn, request: t.request, ops: t.ops, participants: t.participants }),
+        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::Yes }),
+        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::No(NoReason::Conflict) }),
+        txn_id().prop_map(|txn| Message::Decision { txn, decision: Decision::Commit }),
+        txn_id().prop_map(|txn| Message::Ack { txn }),
+        txn_id().prop_map(|txn| Message::Query { txn }),
+    ];
+    prop_oneof![
+        (request_id(), bytes(8)).prop_map(|(id, key)| Frame::Request(Request { id, operation: Operation::Get { key } })),
+        (request_id(), prop::collection::vec(write_op(), 0..5))
+            .prop_map(|(id, ops)| Frame::Request(Request { id, operation: Operation::Txn { ops } })),
+        (request_id(), outcome).prop_map(|(id, outcome)| Frame::Reply(Reply { id, outcome })),
+        (0u8..7, message).prop_map(|(from, message)| Frame::Peer { from: NodeId(from), message }),
+        Just(Frame::Error(FrameError::BadMagic)),
+    ]
+}
+
+fn record_value() -> impl Strategy<Value = Record> {
+    prop_oneof![
+        any::<u64>().prop_map(|incarnation| Record::Boot { incarnation }),
+        txn_record().prop_map(Record::Prepared),
+        txn_id().prop_map(|txn| Record::Committed { txn }),
+        txn_id().prop_map(|txn| Record::Aborted { txn }),
+        txn_record().prop_map(Record::Decided),
+        txn_id().prop_map(|txn| Record::Forgotten { txn }),
+        (prop::collection::vec((bytes(8), bytes(8)), 0..4), prop::collection::vec(request_id(), 0..4)).prop_map(
+            |(entries, completions)| {
+                Record::Snapshot(Box::new(Snapshot {
+                    incarnation: 3,
+                    entries: entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect(),
+                    completions,
+                    prepared: vec![],
+                    decisions: vec![],
+                }))
+            }
+        ),
+    ]
+}
+
+proptest! {
+    /// Every frame survives encode then decode, over a stream and as a datagram.
+    #[test]
+    fn frame_round_trips(f in frame_value()) {
+        let bytes = frame::encode_to_vec(&f);
+        let (decoded, used) = frame::decode_stream(&bytes, MAX).unwrap().unwrap();
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(&decoded, &f);
+        prop_assert_eq!(frame::decode_datagram(&bytes, MAX).unwrap(), f);
+    }
+
+    /// A stream decoder fed any prefix of a frame asks for more instead of failing.
+    #[test]
+    fn frame_prefix_needs_more_bytes(f in frame_value(), cut in any::<prop::sample::Index>()) {
+        let bytes = frame::encode_to_vec(&f);
+        let cut = cut.index(bytes.len());
+        prop_assert_eq!(frame::decode_stream(&bytes[..cut], MAX), Ok(None));
+        let truncated = matches!(frame::decode_datagram(&bytes[..cut], MAX), Err(FrameError::Truncated { .. }));
+        prop_assert!(truncated);
+    }
+
+    /// Arbitrary bytes never panic the frame decoders; whatever decodes re-encodes to a frame
+    /// that decodes to the same value.
+    #[test]
+    fn frame_decode_never_panics(bytes in bytes(256)) {
+        if let Ok(Some((f, _))) = frame::decode_stream(&bytes, MAX) {
+            let again = frame::encode_to_vec(&f);
+            prop_assert_eq!(frame::decode_datagram(&again, MAX).unwrap(), f);
+        }
+        let _ = frame::decode_datagram(&bytes, MAX);
+    }
+
+    /// Arbitrary payloads behind a valid header never panic either.
+    #[test]
+    fn frame_payload_garbage_is_an_error(payload in bytes(256)) {
+        let mut bytes = b"dkv\x01".to_vec();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let _ = frame::decode_datagram(&bytes, MAX);
+    }
+
+    /// WAL records round-trip through a segment.
+    #[test]
+    fn wal_round_trips(records in prop::collection::vec(record_value(), 0..8)) {
+        let mut bytes = Vec::new();
+        for r in &records {
+            wal::encode(r, &mut bytes);
+        }
+        let scan = wal::scan(&bytes);
+        prop_assert_eq!(scan.end, WalEnd::Clean);
+        prop_assert_eq!(scan.valid_len, bytes.len());
+        prop_assert_eq!(scan.records, records);
+    }
+
+    /// A segment cut anywhere yields exactly the whole records before the cut, and a torn tail.
+    #[test]
+    fn wal_torn_tail_yields_clean_prefix(records in prop::collection::vec(record_value(), 1..8), cut in any::<prop::sample::Index>()) {
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for r in &records {
+            wal::encode(r, &mut bytes);
+            ends.push(bytes.len());
+        }
+        let cut = cut.index(bytes.len());
+        let whole = ends.iter().filter(|&&e| e <= cut).count();
+        let scan = wal::scan(&bytes[..cut]);
+        prop_assert_eq!(&scan.records[..], &records[..whole]);
+        let at_boundary = cut == 0 || ends.contains(&cut);
+        prop_assert_eq!(matches!(scan.end, WalEnd::Clean), at_boundary);
+        let corrupt = matches!(scan.end, WalEnd::Corrupt { .. });
+        prop_assert!(!corrupt);
+    }
+
+    /// Arbitrary bytes as a segment never panic and every record found is checksummed.
+    #[test]
+    fn wal_scan_never_panics(bytes in bytes(512)) {
+        let scan = wal::scan(&bytes);
+        prop_assert!(scan.valid_len <= bytes.len());
+    }
+}
+
+/// A frame header announcing more than the limit is refused before any payload is buffered.
+#[test]
+fn oversized_frame_is_refused_from_its_header() {
+    let mut bytes = b"dkv\x01".to_vec();
+    bytes.extend_from_slice(&(MAX + 1).to_le_bytes());
+    assert_eq!(frame::decode_stream(&bytes, MAX), Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX }));
+}
+
+/// Wrong magic and wrong version are told apart, with messages that say what to do.
+#[test]
+fn bad_magic_and_version_are_typed_errors() {
+    assert_eq!(frame::decode_stream(b"GET / HTTP/1.1\r\n", MAX), Err(FrameError::BadMagic));
+    let err = frame::decode_stream(b"dkv\x09\0\0\0\0", MAX).unwrap_err();
+    assert_eq!(err, FrameError::UnsupportedVersion { found: 9 });
+    assert!(err.to_string().contains("upgrade"));
+}
+
+/// A flipped byte in the middle of a log, with valid records after it, is corruption (never a
+/// torn tail to be silently truncated), and no record is invented from the damage.
+#[test]
+fn wal_damage_before_valid_records_is_corruption() {
+    let records: Vec<Record> = (0..5).map(|i| Record::Boot { incarnation: i }).collect();
+    let mut bytes = Vec::new();
+    let mut ends = vec![0];
+    for r in &records {
+        wal::encode(r, &mut bytes);
+        ends.push(bytes.len());
+    }
+    bytes[ends[1] + 9] ^= 0x40; // inside the payload of the second record
+    let scan = wal::scan(&bytes);
+    assert_eq!(scan.records, records[..1]);
+    assert!(matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(next), .. } if offset == ends[1] && next == ends[2]));
+}
+
+/// Zeroes after the last record (a preallocated or partly written tail) are a torn tail.
+#[test]
+fn wal_zero_tail_is_torn() {
+    let mut bytes = wal::encode_to_vec(&Record::Boot { incarnation: 1 });
+    let len = bytes.len();
+    bytes.extend_from_slice(&[0; 100]);
+    let scan = wal::scan(&bytes);
+    assert_eq!(scan.records.len(), 1);
+    assert!(matches!(scan.end, WalEnd::Torn { offset, .. } if offset == len));
+}

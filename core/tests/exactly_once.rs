@@ -1,0 +1,100 @@
+//! Exactly-once: a retried request, at the same node or another, is never applied twice and
+//! gets the original outcome; completion records are bounded.
+
+mod harness;
+use dkv_core::{Message, Outcome, RejectReason, TryAgainReason};
+use harness::*;
+
+/// A retry at the same node after the commit returns "committed" without applying again.
+#[test]
+fn retry_at_same_node_returns_original_outcome() {
+    let mut c = Cluster::new(3);
+    let first = c.request(0, txn(7, 1, vec![put("k", "1")]));
+    assert!(c.settle());
+    // Someone else overwrites k; a duplicate of the first request must not undo that.
+    c.request(1, txn(8, 1, vec![put("k", "2")]));
+    assert!(c.settle());
+    let retry = c.request(0, txn(7, 1, vec![put("k", "1")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(first).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"2".to_vec()));
+    }
+}
+
+/// A retry at another node is recognised through the replicated completion record.
+#[test]
+fn retry_at_another_node_is_not_applied_twice() {
+    let mut c = Cluster::new(3);
+    c.request(0, txn(7, 1, vec![put("k", "1")]));
+    assert!(c.settle());
+    c.request(1, txn(8, 1, vec![put("k", "2")]));
+    assert!(c.settle());
+    let retry = c.request(2, txn(7, 1, vec![put("k", "1")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.value(0, "k"), Some(b"2".to_vec()));
+    let committed: u64 = (0..3).map(|i| c.node(i).stats().txns_committed).sum();
+    assert_eq!(committed, 6, "two writes, each applied once on each of three nodes");
+}
+
+/// A retry that arrives at another node while the original is still in progress is refused as
+/// "in progress" (never "aborted"), and the original commits exactly once.
+#[test]
+fn concurrent_retry_elsewhere_never_applies_twice() {
+    let mut c = Cluster::with_config(3, |cfg| cfg.bounds.conflict_retries_max = 0);
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 0 && matches!(m, Message::Vote { .. })));
+    let first = c.request(0, txn(7, 1, vec![put("k", "1")]));
+    c.deliver_all(); // prepared at 1 and 2, votes held back
+    let retry = c.request(1, txn(7, 1, vec![put("k", "1")]));
+    assert!(c.run_until(10_000, |c| c.reply(retry).is_some()));
+    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::TryAgain(TryAgainReason::InProgress));
+    c.deliver_if = Box::new(|_, _, _| true);
+    assert!(c.settle());
+    assert_eq!(c.reply(first).unwrap().outcome, Outcome::Committed);
+    let again = c.request(1, txn(7, 1, vec![put("k", "1")]));
+    assert_eq!(c.reply(again).unwrap().outcome, Outcome::Committed);
+    let committed: u64 = (0..3).map(|i| c.node(i).stats().txns_committed).sum();
+    assert_eq!(committed, 3);
+}
+
+/// A request older than the client's last completed one is rejected as stale, not run.
+#[test]
+fn stale_request_is_rejected() {
+    let mut c = Cluster::new(2);
+    c.request(0, txn(7, 5, vec![put("k", "5")]));
+    assert!(c.settle());
+    let old = c.request(1, txn(7, 4, vec![put("k", "4")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(old).unwrap().outcome, Outcome::Rejected(RejectReason::Stale { seq: 4, completed_seq: 5 }));
+    assert_eq!(c.value(0, "k"), Some(b"5".to_vec()));
+}
+
+/// Completion records are bounded: beyond `completions_max` clients the oldest are forgotten,
+/// on every node alike.
+#[test]
+fn completion_records_are_bounded() {
+    let mut c = Cluster::with_config(2, |cfg| cfg.bounds.completions_max = 5);
+    for client in 0..20 {
+        c.request(0, txn(client, 1, vec![put("k", "v")]));
+        assert!(c.settle());
+    }
+    for i in 0..2 {
+        let kept: Vec<u64> = c.node(i).completions().map(|id| id.client.0).collect();
+        assert_eq!(kept, vec![15, 16, 17, 18, 19], "node {i}");
+    }
+}
+
+/// Duplicate deliveries of the same request to the coordinator while it runs share one
+/// transaction and every copy gets the reply.
+#[test]
+fn duplicate_request_joins_the_running_transaction() {
+    let mut c = Cluster::new(2);
+    let a = c.request(0, txn(7, 1, vec![put("k", "v")]));
+    let b = c.request(0, txn(7, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(a).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.reply(b).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.node(1).stats().txns_committed, 1);
+}

@@ -1,0 +1,297 @@
+//! Two-phase commit on a perfect network and with targeted message loss: commit, abort,
+//! multi-key atomicity, persist-before-send, retransmission, presumed abort, cooperative
+//! termination and conflict handling.
+
+mod harness;
+use dkv_core::{AbortReason, Decision, Message, NodeSet, Outcome, Record, Vote};
+use harness::*;
+use std::time::Duration;
+
+/// A put at any node is applied on every node and acknowledged as committed.
+#[test]
+fn write_commits_on_every_node() {
+    let mut c = Cluster::new(3);
+    let r = c.request(1, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}");
+    }
+}
+
+/// An update of a missing key aborts, says which op failed, and changes nothing anywhere.
+#[test]
+fn update_of_missing_key_aborts_everywhere() {
+    let mut c = Cluster::new(3);
+    let r = c.request(0, txn(1, 1, vec![update("missing", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 0 }));
+    for i in 0..3 {
+        assert_eq!(c.node(i).store().len(), 0);
+        assert_eq!(c.node(i).locked_keys(), 0);
+    }
+}
+
+/// A multi-key transaction applies all of its ops on every node, or none of them when a
+/// later op fails: the failing op is named.
+#[test]
+fn multi_key_transaction_is_all_or_nothing() {
+    let mut c = Cluster::new(3);
+    let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+
+    let r = c.request(2, txn(1, 2, vec![update("a", "10"), delete("b"), update("zz", "x")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 2 }));
+    for i in 0..3 {
+        assert_eq!(c.value(i, "a"), Some(b"1".to_vec()));
+        assert_eq!(c.value(i, "b"), Some(b"2".to_vec()));
+    }
+
+    let r = c.request(2, txn(1, 3, vec![update("a", "10"), delete("b"), put("b", "3"), delete("a")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "a"), None);
+        assert_eq!(c.value(i, "b"), Some(b"3".to_vec()));
+    }
+}
+
+/// Ops inside one transaction see the earlier ops: delete then update of the same key fails.
+#[test]
+fn ops_in_a_transaction_see_earlier_ops() {
+    let mut c = Cluster::new(2);
+    let r = c.request(0, txn(1, 1, vec![put("k", "1"), update("k", "2")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.value(1, "k"), Some(b"2".to_vec()));
+    let r = c.request(0, txn(1, 2, vec![delete("k"), update("k", "3")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 1 }));
+}
+
+/// A participant votes YES only after its PREPARE record is durable.
+#[test]
+fn participant_votes_yes_only_after_prepare_is_durable() {
+    let mut c = Cluster::new(2);
+    c.auto_durable = false;
+    c.make_durable(0);
+    c.make_durable(1);
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all(); // PREPARE reaches node 1
+    assert!(matches!(c.disks[1].pending.last(), Some((_, Record::Prepared(_)))));
+    let votes = c.delivered.iter().chain(c.network.iter()).filter(|(_, _, m)| matches!(m, Message::Vote { .. })).count();
+    assert_eq!(votes, 0, "no vote before the PREPARE record is durable");
+    c.make_durable(1);
+    assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote: Vote::Yes, .. })));
+}
+
+/// The coordinator sends COMMIT and answers the client only after its decision is durable.
+#[test]
+fn commit_is_sent_only_after_decision_is_durable() {
+    let mut c = Cluster::new(2);
+    c.auto_durable = false;
+    c.make_durable(0);
+    c.make_durable(1);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    c.make_durable(1); // YES goes out
+    c.deliver_all(); // YES reaches the coordinator, which logs its decision
+    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::Decided(_)))));
+    assert!(c.reply(r).is_none(), "no reply before the decision is durable");
+    assert!(!c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { .. })));
+    assert_eq!(c.value(0, "k"), None, "not applied before the decision is durable");
+    c.make_durable(0);
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { decision: Decision::Commit, .. })));
+}
+
+/// Lost PREPAREs, votes, COMMITs and acks are retransmitted until the transaction completes.
+#[test]
+fn lost_messages_are_retransmitted_until_answered() {
+    let mut c = Cluster::new(3);
+    let mut dropped = std::collections::BTreeMap::<&'static str, u32>::new();
+    c.deliver_if = Box::new(move |_, _, m| {
+        // Lose the first two messages of every kind.
+        let n = dropped.entry(m.kind()).or_default();
+        *n += 1;
+        *n > 2
+    });
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()));
+    }
+}
+
+/// Duplicated messages are harmless: every message delivered twice still commits once.
+#[test]
+fn duplicated_messages_are_harmless() {
+    let mut c = Cluster::new(3);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    for _ in 0..10_000 {
+        let Some(front) = c.network.front().cloned() else { break };
+        c.network.push_back(front);
+        c.step();
+    }
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.replies_to(r), 1);
+    for i in 0..3 {
+        assert_eq!(c.node(i).stats().txns_committed, 1, "node {i} applied once");
+    }
+}
+
+/// A participant that never votes makes the coordinator abort after the vote timeout; the
+/// client hears which node was unavailable, and nothing is applied.
+#[test]
+fn missing_vote_aborts_after_vote_timeout() {
+    let mut c = Cluster::new(3);
+    c.crash(2);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
+    let mut down = NodeSet::EMPTY;
+    down.insert(dkv_core::NodeId(2));
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::Unavailable { nodes: down }));
+    assert!(c.settle());
+    assert_eq!(c.value(0, "k"), None);
+    assert_eq!(c.value(1, "k"), None);
+    assert_eq!(c.node(1).locked_keys(), 0, "the participant learned the abort and released");
+}
+
+/// Presumed abort: a participant whose coordinator crashed before deciding asks it after its
+/// restart, is told "abort" (no record), and releases its locks.
+#[test]
+fn coordinator_without_record_answers_abort() {
+    let mut c = Cluster::new(3);
+    // Votes never reach the coordinator, which crashes undecided.
+    c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Vote { .. }));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    c.crash(0);
+    c.deliver_if = Box::new(|_, _, _| true);
+    c.network.clear();
+    assert_eq!(c.node(1).locked_keys(), 1);
+    c.restart(0);
+    assert!(c.settle());
+    assert!(c.reply(r).is_none() || c.reply(r).unwrap().outcome != Outcome::Committed);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), None);
+        assert_eq!(c.node(i).locked_keys(), 0);
+    }
+}
+
+/// The coordinator crashes after its decision is durable but before any participant heard
+/// it: after restart it resumes sending COMMIT and every node applies the write.
+#[test]
+fn coordinator_crash_after_decision_recovers_and_commits() {
+    let mut c = Cluster::new(3);
+    c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
+    let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
+    assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.value(1, "a"), None, "COMMIT was lost");
+    c.crash(0);
+    c.deliver_if = Box::new(|_, _, _| true);
+    c.restart(0);
+    assert!(c.settle());
+    for i in 0..3 {
+        assert_eq!(c.value(i, "a"), Some(b"1".to_vec()), "node {i}");
+        assert_eq!(c.value(i, "b"), Some(b"2".to_vec()), "node {i}");
+    }
+}
+
+/// Cooperative termination: with the coordinator down after its decision, a participant that
+/// missed the COMMIT learns it from another participant that received it.
+#[test]
+fn participant_learns_outcome_from_another_participant() {
+    let mut c = Cluster::new(3);
+    // Node 2 misses the COMMIT from the coordinator.
+    c.deliver_if = Box::new(|from, to, m| !(from.0 == 0 && to.0 == 2 && matches!(m, Message::Decision { .. })));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(10_000, |c| c.reply(r).is_some() && c.value(1, "k").is_some()));
+    c.crash(0); // and the coordinator is gone for good
+    c.network.clear();
+    assert!(c.run_until(10_000, |c| c.value(2, "k").is_some()), "node 2 learned the commit from node 1");
+    assert_eq!(c.node(2).locked_keys(), 0);
+}
+
+/// A prepared participant never releases its locks by guessing: with the coordinator and every
+/// other participant silent, it keeps the locks (and keeps asking) however long it waits.
+#[test]
+fn prepared_participant_keeps_locks_until_it_learns_the_outcome() {
+    let mut c = Cluster::new(3);
+    c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Vote { .. }));
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    c.crash(0);
+    c.crash(2);
+    c.network.clear();
+    for _ in 0..200 {
+        c.step();
+        c.network.clear();
+    }
+    assert!(c.now.saturating_since(dkv_core::Time::ZERO) > Duration::from_secs(60));
+    assert_eq!(c.node(1).locked_keys(), 1);
+    assert_eq!(c.node(1).prepared_count(), 1);
+}
+
+/// Contending writers on the same keys all finish: conflicts are retried with randomized
+/// backoff, so there is neither deadlock nor livelock, and every write is applied once.
+#[test]
+fn contending_writers_all_commit_without_deadlock() {
+    let mut c = Cluster::new(3);
+    let mut replies = Vec::new();
+    for client in 0..12u64 {
+        let node = (client % 3) as usize;
+        replies.push(c.request(node, txn(client, 1, vec![put("x", "v"), put("y", &client.to_string())])));
+    }
+    assert!(c.settle());
+    for r in replies {
+        assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    }
+    let total: u64 = (0..3).map(|i| c.node(i).stats().conflict_retries).sum();
+    assert!(total > 0, "the scenario produced conflicts");
+    let y = c.value(0, "y");
+    for i in 1..3 {
+        assert_eq!(c.value(i, "y"), y, "replicas agree");
+    }
+}
+
+/// A one-node cluster commits on its own.
+#[test]
+fn single_node_cluster_commits() {
+    let mut c = Cluster::new(1);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
+}
+
+/// Forged and senseless peer messages are dropped and counted; the node keeps working.
+#[test]
+fn malformed_peer_messages_are_dropped_not_fatal() {
+    use dkv_core::{ClientId, Input, NodeId, RequestId, Time, TxnId};
+    let mut c = Cluster::new(3);
+    let txn_id = TxnId { coordinator: NodeId(2), incarnation: 1, number: 7 };
+    let forged = [
+        // PREPARE claiming another coordinator than its sender.
+        (NodeId(1), Message::Prepare { txn: txn_id, request: RequestId { client: ClientId(1), seq: 1 }, ops: vec![put("k", "v")].into(), participants: NodeSet::first(3) }),
+        // PREPARE with no ops.
+        (NodeId(2), Message::Prepare { txn: txn_id, request: RequestId { client: ClientId(1), seq: 1 }, ops: vec![].into(), participants: NodeSet::first(3) }),
+        // A decision about node 0's own transaction from someone else.
+        (NodeId(1), Message::Decision { txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 }, decision: Decision::Commit }),
+        // From a node that is not a member.
+        (NodeId(9), Message::Query { txn: txn_id }),
+    ];
+    for (from, message) in forged {
+        c.nodes[0].as_mut().unwrap().handle(Time::from_nanos(5), Input::Message { from, message });
+        c.drain(0);
+    }
+    assert_eq!(c.node(0).stats().messages_dropped, 4);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+}
