@@ -104,7 +104,14 @@ pub enum ConfigError {
 impl Config {
     /// A configuration with default limits, timing and bounds.
     pub fn new(id: NodeId, members: NodeSet) -> Config {
-        Config { id, members, limits: Limits::default(), timing: Timing::default(), bounds: Bounds::default(), seed: u64::from(id.0) }
+        Config {
+            id,
+            members,
+            limits: Limits::default(),
+            timing: Timing::default(),
+            bounds: Bounds::default(),
+            seed: u64::from(id.0),
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

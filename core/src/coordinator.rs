@@ -90,7 +90,14 @@ impl Node {
     }
 
     /// Starts one attempt at committing `request`, under a new transaction id.
-    fn begin_attempt(&mut self, now: Time, request: RequestId, ops: Arc<[WriteOp]>, reply_to: Vec<ReplyTo>, attempt: u32) {
+    fn begin_attempt(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        ops: Arc<[WriteOp]>,
+        reply_to: Vec<ReplyTo>,
+        attempt: u32,
+    ) {
         debug_assert!(self.booted, "transaction ids are only safe once the Boot record is durable");
         let txn = TxnId { coordinator: self.config.id, incarnation: self.incarnation, number: self.next_txn_number };
         self.next_txn_number += 1;
@@ -209,7 +216,15 @@ impl Node {
     }
 
     /// After an aborted attempt: retry after a backoff, or give the client its answer.
-    fn conclude(&mut self, now: Time, request: RequestId, ops: Arc<[WriteOp]>, reply_to: Vec<ReplyTo>, attempt: u32, cause: AbortCause) {
+    fn conclude(
+        &mut self,
+        now: Time,
+        request: RequestId,
+        ops: Arc<[WriteOp]>,
+        reply_to: Vec<ReplyTo>,
+        attempt: u32,
+        cause: AbortCause,
+    ) {
         let outcome = match cause {
             AbortCause::Vote(NoReason::Conflict | NoReason::InProgress)
                 if attempt < self.config.bounds.conflict_retries_max =>
@@ -223,7 +238,9 @@ impl Node {
             AbortCause::Vote(NoReason::Conflict) => Outcome::Aborted(AbortReason::Conflict),
             // Another node is running this very request; only it knows how it ends.
             AbortCause::Vote(NoReason::InProgress) => Outcome::TryAgain(TryAgainReason::InProgress),
-            AbortCause::Vote(NoReason::KeyNotFound { op_index }) => Outcome::Aborted(AbortReason::KeyNotFound { op_index }),
+            AbortCause::Vote(NoReason::KeyNotFound { op_index }) => {
+                Outcome::Aborted(AbortReason::KeyNotFound { op_index })
+            }
             // A participant has this request's completion record: an earlier try committed.
             AbortCause::Vote(NoReason::AlreadyCommitted) => Outcome::Committed,
             AbortCause::Vote(NoReason::Stale { completed_seq }) => {
@@ -242,7 +259,8 @@ impl Node {
     fn conflict_backoff(&mut self, attempt: u32) -> Duration {
         let t = &self.config.timing;
         let min = t.conflict_backoff_min.as_nanos() as u64;
-        let ceiling = min.saturating_mul(1u64 << attempt.min(32)).min(t.conflict_backoff_max.as_nanos() as u64).max(min);
+        let ceiling =
+            min.saturating_mul(1u64 << attempt.min(32)).min(t.conflict_backoff_max.as_nanos() as u64).max(min);
         let span = ceiling - min + 1;
         Duration::from_nanos(min + self.rng.next_u64() % span)
     }
@@ -305,7 +323,12 @@ impl Node {
 }
 
 fn prepare_message(record: &TxnRecord) -> Message {
-    Message::Prepare { txn: record.txn, request: record.request, ops: record.ops.clone(), participants: record.participants }
+    Message::Prepare {
+        txn: record.txn,
+        request: record.request,
+        ops: record.ops.clone(),
+        participants: record.participants,
+    }
 }
 
 fn attach(targets: &mut Vec<ReplyTo>, reply_to: ReplyTo, max: usize) {

@@ -75,6 +75,8 @@ pub use ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
 pub use node::{Input, Node, Output, StartError, Stats};
-pub use operation::{AbortReason, Key, OpCode, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value, WriteOp};
+pub use operation::{
+    AbortReason, Key, OpCode, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value, WriteOp,
+};
 pub use record::{Record, Snapshot};
 pub use time::Time;

@@ -45,9 +45,7 @@ impl Limits {
     pub fn frame_bytes_max(&self) -> u32 {
         let per_op_overhead = 16u64;
         let envelope_overhead = 1024u64;
-        let max = u64::from(self.txn_bytes_max)
-            + u64::from(self.txn_ops_max) * per_op_overhead
-            + envelope_overhead;
+        let max = u64::from(self.txn_bytes_max) + u64::from(self.txn_ops_max) * per_op_overhead + envelope_overhead;
         u32::try_from(max).unwrap_or(u32::MAX)
     }
 
@@ -101,7 +99,10 @@ mod tests {
             limits.check_ops(&[put(1, 1), put(1, 9)]),
             Err(LimitError::ValueTooLarge { op_index: 1, size: 9, max: 8 })
         );
-        assert_eq!(limits.check_ops(&[put(1, 1), put(1, 1), put(1, 1)]), Err(LimitError::TooManyOps { count: 3, max: 2 }));
+        assert_eq!(
+            limits.check_ops(&[put(1, 1), put(1, 1), put(1, 1)]),
+            Err(LimitError::TooManyOps { count: 3, max: 2 })
+        );
         assert_eq!(limits.check_ops(&[put(4, 8), put(4, 8)]), Err(LimitError::TxnTooLarge { size: 24, max: 20 }));
         assert!(limits.frame_bytes_max() > limits.txn_bytes_max);
     }

@@ -37,11 +37,20 @@ pub enum Input {
 /// emits a message or reply once everything it depends on is durable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    Send { to: NodeId, message: Message },
-    Reply { to: ReplyTo, reply: Reply },
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    Reply {
+        to: ReplyTo,
+        reply: Reply,
+    },
     /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
     /// storage. A [`Record::Snapshot`] makes every earlier record unnecessary once it is durable.
-    Persist { lsn: Lsn, record: Record },
+    Persist {
+        lsn: Lsn,
+        record: Record,
+    },
 }
 
 /// Why a node could not start.

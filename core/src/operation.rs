@@ -144,7 +144,9 @@ pub enum RejectReason {
     Limit(#[from] LimitError),
     #[error("a transaction needs at least one op")]
     EmptyTransaction,
-    #[error("request {seq} is older than request {completed_seq} of the same client, which already completed; use a new sequence number")]
+    #[error(
+        "request {seq} is older than request {completed_seq} of the same client, which already completed; use a new sequence number"
+    )]
     Stale { seq: u64, completed_seq: u64 },
 }
 

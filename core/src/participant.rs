@@ -75,7 +75,15 @@ impl Node {
         Ok(())
     }
 
-    pub(crate) fn on_prepare(&mut self, now: Time, from: NodeId, txn: TxnId, request: RequestId, ops: Arc<[WriteOp]>, participants: NodeSet) {
+    pub(crate) fn on_prepare(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        txn: TxnId,
+        request: RequestId,
+        ops: Arc<[WriteOp]>,
+        participants: NodeSet,
+    ) {
         let well_formed = txn.coordinator == from
             && participants.contains(self.config.id)
             && participants.contains(from)

@@ -37,7 +37,10 @@ pub(crate) struct Recovered {
 }
 
 impl Recovered {
-    pub(crate) fn replay(records: impl IntoIterator<Item = Record>, completions_max: usize) -> Result<Recovered, RecoveryError> {
+    pub(crate) fn replay(
+        records: impl IntoIterator<Item = Record>,
+        completions_max: usize,
+    ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
             incarnation: 0,
             store: Store::default(),
@@ -53,7 +56,8 @@ impl Recovered {
                     if r.prepared.contains_key(&t.txn) {
                         return Err(RecoveryError::DuplicatePrepare { index, txn: t.txn });
                     }
-                    let holder = r.prepared.values().find(|p| p.ops.iter().any(|a| t.ops.iter().any(|b| a.key() == b.key())));
+                    let holder =
+                        r.prepared.values().find(|p| p.ops.iter().any(|a| t.ops.iter().any(|b| a.key() == b.key())));
                     if let Some(holder) = holder {
                         return Err(RecoveryError::LockConflict { index, txn: t.txn, holder: holder.txn });
                     }
@@ -116,7 +120,9 @@ impl Node {
         self.completions = r.completions;
         let query_interval = self.config.timing.query_interval;
         for (txn, record) in r.prepared {
-            self.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
+            self.locks
+                .try_lock_all(txn, &record.ops)
+                .expect("replay checked that prepared transactions do not overlap");
             self.prepared_requests.insert(record.request, txn);
             self.prepared.insert(txn, PreparedTxn { record, state: PreparedState::Voted, query_interval });
             self.timers.set(Timer::Participant(txn), now);
@@ -126,7 +132,8 @@ impl Node {
             let mut acked = NodeSet::EMPTY;
             acked.insert(self.config.id);
             let phase = Phase::Committed { acked };
-            self.coordinating.insert(txn, CoordinatorTxn { record, reply_to: Vec::new(), attempt: 0, phase, retransmit });
+            self.coordinating
+                .insert(txn, CoordinatorTxn { record, reply_to: Vec::new(), attempt: 0, phase, retransmit });
             self.timers.set(Timer::Coordinator(txn), now);
         }
     }
@@ -136,12 +143,8 @@ impl Node {
     /// local locks) is left out, exactly as a crash would lose it.
     pub fn snapshot(&self) -> Snapshot {
         let entries = self.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
-        let prepared = self
-            .prepared
-            .values()
-            .filter(|p| p.state != PreparedState::Local)
-            .map(|p| p.record.clone())
-            .collect();
+        let prepared =
+            self.prepared.values().filter(|p| p.state != PreparedState::Local).map(|p| p.record.clone()).collect();
         let decisions = self
             .coordinating
             .values()

@@ -1,7 +1,7 @@
 //! Codecs: frames and WAL records round-trip; any bytes decode to a value or a typed error,
 //! never a panic; a torn WAL tail is told apart from corruption and never becomes a record.
 
-use dkv_core::codec::{frame, wal, Frame, FrameError, WalEnd};
+use dkv_core::codec::{Frame, FrameError, WalEnd, frame, wal};
 use dkv_core::record::TxnRecord;
 use dkv_core::*;
 use proptest::prelude::*;
@@ -21,7 +21,11 @@ fn write_op() -> impl Strategy<Value = WriteOp> {
 }
 
 fn txn_id() -> impl Strategy<Value = TxnId> {
-    (0u8..7, any::<u64>(), any::<u64>()).prop_map(|(c, incarnation, number)| TxnId { coordinator: NodeId(c), incarnation, number })
+    (0u8..7, any::<u64>(), any::<u64>()).prop_map(|(c, incarnation, number)| TxnId {
+        coordinator: NodeId(c),
+        incarnation,
+        number,
+    })
 }
 
 fn request_id() -> impl Strategy<Value = RequestId> {
@@ -29,9 +33,14 @@ fn request_id() -> impl Strategy<Value = RequestId> {
 }
 
 fn txn_record() -> impl Strategy<Value = TxnRecord> {
-    (txn_id(), request_id(), prop::collection::vec(write_op(), 0..4), any::<u64>()).prop_map(|(txn, request, ops, set)| {
-        TxnRecord { txn, request, ops: ops.into(), participants: NodeSet::first((set % 8) as usize) }
-    })
+    (txn_id(), request_id(), prop::collection::vec(write_op(), 0..4), any::<u64>()).prop_map(
+        |(txn, request, ops, set)| TxnRecord {
+            txn,
+            request,
+            ops: ops.into(),
+            participants: NodeSet::first((set % 8) as usize),
+        },
+    )
 }
 
 fn frame_value() -> impl Strategy<Value = Frame> {
@@ -43,7 +52,12 @@ fn frame_value() -> impl Strategy<Value = Frame> {
         Just(Outcome::TryAgain(TryAgainReason::InProgress)),
     ];
     let message = prop_oneof![
-        txn_record().prop_map(|t| Message::Prepare { txn: t.txn, request: t.request, ops: t.ops, participants: t.participants }),
+        txn_record().prop_map(|t| Message::Prepare {
+            txn: t.txn,
+            request: t.request,
+            ops: t.ops,
+            participants: t.participants
+        }),
         txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::Yes }),
         txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::No(NoReason::Conflict) }),
         txn_id().prop_map(|txn| Message::Decision { txn, decision: Decision::Commit }),
@@ -51,7 +65,8 @@ fn frame_value() -> impl Strategy<Value = Frame> {
         txn_id().prop_map(|txn| Message::Query { txn }),
     ];
     prop_oneof![
-        (request_id(), bytes(8)).prop_map(|(id, key)| Frame::Request(Request { id, operation: Operation::Get { key } })),
+        (request_id(), bytes(8))
+            .prop_map(|(id, key)| Frame::Request(Request { id, operation: Operation::Get { key } })),
         (request_id(), prop::collection::vec(write_op(), 0..5))
             .prop_map(|(id, ops)| Frame::Request(Request { id, operation: Operation::Txn { ops } })),
         (request_id(), outcome).prop_map(|(id, outcome)| Frame::Reply(Reply { id, outcome })),
@@ -194,7 +209,9 @@ fn wal_damage_before_valid_records_is_corruption() {
     bytes[ends[1] + 9] ^= 0x40; // inside the payload of the second record
     let scan = wal::scan(&bytes);
     assert_eq!(scan.records, records[..1]);
-    assert!(matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(next), .. } if offset == ends[1] && next == ends[2]));
+    assert!(
+        matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(next), .. } if offset == ends[1] && next == ends[2])
+    );
 }
 
 /// Zeroes after the last record (a preallocated or partly written tail) are a torn tail.

@@ -22,7 +22,8 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("std::env", "configuration comes in through Config"),
 ];
 
-const FORBIDDEN_DEPENDENCIES: &[&str] = &["mio", "tokio", "socket2", "libc", "nix", "getrandom", "rand", "tempfile", "signal-hook"];
+const FORBIDDEN_DEPENDENCIES: &[&str] =
+    &["mio", "tokio", "socket2", "libc", "nix", "getrandom", "rand", "tempfile", "signal-hook"];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("core/src is readable") {

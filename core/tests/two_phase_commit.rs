@@ -81,7 +81,8 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
     c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all(); // PREPARE reaches node 1
     assert!(matches!(c.disks[1].pending.last(), Some((_, Record::Prepared(_)))));
-    let votes = c.delivered.iter().chain(c.network.iter()).filter(|(_, _, m)| matches!(m, Message::Vote { .. })).count();
+    let votes =
+        c.delivered.iter().chain(c.network.iter()).filter(|(_, _, m)| matches!(m, Message::Vote { .. })).count();
     assert_eq!(votes, 0, "no vote before the PREPARE record is durable");
     c.make_durable(1);
     assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote: Vote::Yes, .. })));
@@ -278,11 +279,33 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
     let txn_id = TxnId { coordinator: NodeId(2), incarnation: 1, number: 7 };
     let forged = [
         // PREPARE claiming another coordinator than its sender.
-        (NodeId(1), Message::Prepare { txn: txn_id, request: RequestId { client: ClientId(1), seq: 1 }, ops: vec![put("k", "v")].into(), participants: NodeSet::first(3) }),
+        (
+            NodeId(1),
+            Message::Prepare {
+                txn: txn_id,
+                request: RequestId { client: ClientId(1), seq: 1 },
+                ops: vec![put("k", "v")].into(),
+                participants: NodeSet::first(3),
+            },
+        ),
         // PREPARE with no ops.
-        (NodeId(2), Message::Prepare { txn: txn_id, request: RequestId { client: ClientId(1), seq: 1 }, ops: vec![].into(), participants: NodeSet::first(3) }),
+        (
+            NodeId(2),
+            Message::Prepare {
+                txn: txn_id,
+                request: RequestId { client: ClientId(1), seq: 1 },
+                ops: vec![].into(),
+                participants: NodeSet::first(3),
+            },
+        ),
         // A decision about node 0's own transaction from someone else.
-        (NodeId(1), Message::Decision { txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 }, decision: Decision::Commit }),
+        (
+            NodeId(1),
+            Message::Decision {
+                txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 },
+                decision: Decision::Commit,
+            },
+        ),
         // From a node that is not a member.
         (NodeId(9), Message::Query { txn: txn_id }),
     ];

@@ -107,7 +107,9 @@ pub fn decode_datagram(bytes: &[u8], max: u32) -> Result<Frame, FrameError> {
 fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
     match postcard::take_from_bytes::<Frame>(payload) {
         Ok((frame, [])) => Ok(frame),
-        Ok((_, rest)) => Err(FrameError::Malformed { reason: format!("{} unused bytes after the payload", rest.len()) }),
+        Ok((_, rest)) => {
+            Err(FrameError::Malformed { reason: format!("{} unused bytes after the payload", rest.len()) })
+        }
         Err(e) => Err(FrameError::Malformed { reason: e.to_string() }),
     }
 }

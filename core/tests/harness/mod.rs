@@ -49,7 +49,10 @@ pub fn txn(client: u64, seq: u64, ops: Vec<WriteOp>) -> Request {
     Request { id: RequestId { client: ClientId(client), seq }, operation: Operation::Txn { ops } }
 }
 pub fn get(client: u64, seq: u64, key: &str) -> Request {
-    Request { id: RequestId { client: ClientId(client), seq }, operation: Operation::Get { key: key.as_bytes().to_vec() } }
+    Request {
+        id: RequestId { client: ClientId(client), seq },
+        operation: Operation::Get { key: key.as_bytes().to_vec() },
+    }
 }
 
 impl Cluster {

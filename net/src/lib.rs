@@ -1,0 +1,1 @@
+//! dkv-net: the real runtime (issue 4).

@@ -1,0 +1,1 @@
+//! dkv-sim: the deterministic simulator.
