@@ -1,18 +1,58 @@
-//! Completion records: for each client, the last request that committed. They are part of the
-//! replicated state (every participant records them when it applies a commit), so a retry at
-//! any node is recognised and answered with the original outcome instead of being applied twice.
+//! Completion records: for each client, its last request that completed, with the outcome.
+//! They are part of the replicated state: every participant records them when it applies a
+//! commit decision, so a retry at any node is recognised and answered with the original outcome
+//! instead of being run again.
 //!
-//! Only commits are recorded: an aborted request changed nothing, so running it again is not a
-//! second application. The table is bounded: past `completions_max` clients, the client whose
-//! last commit is oldest is forgotten first.
+//! Every definite outcome of a write is decided by two-phase commit — including "key not found",
+//! which commits as a no-op — so a completion record fences every other attempt of the same
+//! request: no two attempts can both complete, and no client is ever told an outcome that
+//! another attempt contradicts.
+//!
+//! The table is bounded: past `completions_max` clients, the client whose last completion is
+//! oldest is forgotten first.
 
 use crate::ids::{ClientId, RequestId};
+use crate::operation::{AbortReason, Outcome};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The outcome a write request completed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Completed {
+    /// Every op applied.
+    Committed,
+    /// Nothing applied: op `op_index` needed its key to exist, and it did not.
+    KeyNotFound { op_index: u32 },
+}
+
+impl Completed {
+    /// The outcome of running `ops` on a store: what [`crate::store::Store::check`] says.
+    pub fn of_check(check: Result<(), u32>) -> Completed {
+        match check {
+            Ok(()) => Completed::Committed,
+            Err(op_index) => Completed::KeyNotFound { op_index },
+        }
+    }
+
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Completed::Committed => Outcome::Committed,
+            Completed::KeyNotFound { op_index } => Outcome::Aborted(AbortReason::KeyNotFound { op_index }),
+        }
+    }
+}
+
+/// One completion record, as snapshots store them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletionRecord {
+    pub request: RequestId,
+    pub outcome: Completed,
+}
 
 #[derive(Clone, Debug)]
 pub struct Completions {
-    /// Client -> (last committed seq, stamp of that commit).
-    by_client: BTreeMap<ClientId, (u64, u64)>,
+    /// Client -> (last completed seq, its outcome, stamp of that completion).
+    by_client: BTreeMap<ClientId, (u64, Completed, u64)>,
     /// Stamp -> client, oldest first: the eviction order.
     by_stamp: BTreeMap<u64, ClientId>,
     next_stamp: u64,
@@ -24,9 +64,9 @@ pub struct Completions {
 pub enum Completion {
     /// Not completed: run it.
     New,
-    /// This very request committed already.
-    Committed,
-    /// A later request of the same client committed: this one is an old duplicate.
+    /// This very request completed already, with this outcome.
+    Done(Completed),
+    /// A later request of the same client completed: this one is an old duplicate.
     Stale { completed_seq: u64 },
 }
 
@@ -37,15 +77,15 @@ impl Completions {
 
     pub fn classify(&self, id: RequestId) -> Completion {
         match self.by_client.get(&id.client) {
-            Some(&(seq, _)) if seq == id.seq => Completion::Committed,
-            Some(&(seq, _)) if seq > id.seq => Completion::Stale { completed_seq: seq },
+            Some(&(seq, outcome, _)) if seq == id.seq => Completion::Done(outcome),
+            Some(&(seq, _, _)) if seq > id.seq => Completion::Stale { completed_seq: seq },
             _ => Completion::New,
         }
     }
 
-    /// Records that `id` committed. A client's record only moves forward.
-    pub fn record(&mut self, id: RequestId) {
-        if let Some(&(seq, stamp)) = self.by_client.get(&id.client) {
+    /// Records that `id` completed with `outcome`. A client's record only moves forward.
+    pub fn record(&mut self, id: RequestId, outcome: Completed) {
+        if let Some(&(seq, _, stamp)) = self.by_client.get(&id.client) {
             if seq >= id.seq {
                 return;
             }
@@ -53,7 +93,7 @@ impl Completions {
         }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
-        self.by_client.insert(id.client, (id.seq, stamp));
+        self.by_client.insert(id.client, (id.seq, outcome, stamp));
         self.by_stamp.insert(stamp, id.client);
         while self.by_client.len() > self.capacity {
             let Some((_, oldest)) = self.by_stamp.pop_first() else { break };
@@ -70,8 +110,11 @@ impl Completions {
     }
 
     /// Records oldest first; recording them in this order into an empty table rebuilds it.
-    pub fn iter_oldest_first(&self) -> impl Iterator<Item = RequestId> + '_ {
-        self.by_stamp.values().map(|client| RequestId { client: *client, seq: self.by_client[client].0 })
+    pub fn iter_oldest_first(&self) -> impl Iterator<Item = CompletionRecord> + '_ {
+        self.by_stamp.values().map(|client| {
+            let (seq, outcome, _) = self.by_client[client];
+            CompletionRecord { request: RequestId { client: *client, seq }, outcome }
+        })
     }
 }
 
@@ -88,9 +131,9 @@ mod tests {
     fn record_moves_forward_and_classifies() {
         let mut c = Completions::new(10);
         assert_eq!(c.classify(id(1, 1)), Completion::New);
-        c.record(id(1, 3));
-        c.record(id(1, 2));
-        assert_eq!(c.classify(id(1, 3)), Completion::Committed);
+        c.record(id(1, 3), Completed::Committed);
+        c.record(id(1, 2), Completed::Committed);
+        assert_eq!(c.classify(id(1, 3)), Completion::Done(Completed::Committed));
         assert_eq!(c.classify(id(1, 2)), Completion::Stale { completed_seq: 3 });
         assert_eq!(c.classify(id(1, 4)), Completion::New);
     }
@@ -99,10 +142,12 @@ mod tests {
     #[test]
     fn oldest_client_is_evicted_first() {
         let mut c = Completions::new(2);
-        c.record(id(1, 1));
-        c.record(id(2, 1));
-        c.record(id(1, 2)); // client 1 is now the most recent
-        c.record(id(3, 1));
-        assert_eq!(c.iter_oldest_first().collect::<Vec<_>>(), vec![id(1, 2), id(3, 1)]);
+        let missing = Completed::KeyNotFound { op_index: 0 };
+        c.record(id(1, 1), Completed::Committed);
+        c.record(id(2, 1), Completed::Committed);
+        c.record(id(1, 2), missing); // client 1 is now the most recent
+        c.record(id(3, 1), Completed::Committed);
+        let kept: Vec<_> = c.iter_oldest_first().map(|r| (r.request, r.outcome)).collect();
+        assert_eq!(kept, vec![(id(1, 2), missing), (id(3, 1), Completed::Committed)]);
     }
 }

@@ -16,6 +16,9 @@ pub struct Config {
     pub bounds: Bounds,
     /// Seeds the node's random choices (retry jitter). Same seed and inputs, same outputs.
     pub seed: u64,
+    /// A planted bug, for the simulator's canary tests only.
+    #[cfg(feature = "canary")]
+    pub canary: Option<crate::Canary>,
 }
 
 /// Timer settings. Retransmission intervals double after each unanswered try, up to
@@ -48,7 +51,7 @@ impl Default for Timing {
             query_interval: Duration::from_millis(500),
             read_wait_timeout: Duration::from_secs(2),
             conflict_backoff_min: Duration::from_micros(200),
-            conflict_backoff_max: Duration::from_millis(50),
+            conflict_backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -85,7 +88,7 @@ impl Default for Bounds {
             read_waiters_max: 4096,
             completions_max: 100_000,
             decisions_remembered_max: 16384,
-            conflict_retries_max: 12,
+            conflict_retries_max: 16,
             reply_targets_max: 4,
             snapshot_records_min: 10_000,
         }
@@ -97,6 +100,8 @@ impl Default for Bounds {
 pub enum ConfigError {
     #[error("node {id} is not one of the members {members}; list every node, this one included")]
     NotAMember { id: NodeId, members: NodeSet },
+    #[error("canaries (planted bugs) need dkv-core's `canary` feature; this build does not have it")]
+    CanaryUnavailable,
     #[error("a bound is zero ({name}); every bound must allow at least one")]
     ZeroBound { name: &'static str },
 }
@@ -111,6 +116,23 @@ impl Config {
             timing: Timing::default(),
             bounds: Bounds::default(),
             seed: u64::from(id.0),
+            #[cfg(feature = "canary")]
+            canary: None,
+        }
+    }
+
+    /// Plants a protocol bug, for the simulator's canary tests. Fails unless dkv-core was
+    /// built with the `canary` feature, so a real build can never run one.
+    pub fn set_canary(&mut self, canary: Option<crate::Canary>) -> Result<(), ConfigError> {
+        #[cfg(feature = "canary")]
+        {
+            self.canary = canary;
+            Ok(())
+        }
+        #[cfg(not(feature = "canary"))]
+        match canary {
+            None => Ok(()),
+            Some(_) => Err(ConfigError::CanaryUnavailable),
         }
     }
 

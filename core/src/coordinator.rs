@@ -4,11 +4,12 @@
 //! (participant or client) hears "commit". Any NO, or votes missing past the vote timeout,
 //! aborts; nothing is logged for an abort (presumed abort).
 
+use crate::Canary;
 use crate::completions::Completion;
 use crate::ids::{NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
 use crate::node::{AfterDurable, Node};
-use crate::operation::{AbortReason, Outcome, RejectReason, TryAgainReason, WriteOp};
+use crate::operation::{Outcome, RejectReason, TryAgainReason, WriteOp};
 use crate::participant::PrepareMode;
 use crate::record::{Record, TxnRecord};
 use crate::time::Time;
@@ -63,8 +64,10 @@ impl Node {
         if let Err(e) = self.config.limits.check_ops(&ops) {
             return self.reply(reply_to, id, Outcome::Rejected(e.into()));
         }
+        let deduplicate = !self.canary(Canary::NoDeduplication);
         match self.completions.classify(id) {
-            Completion::Committed => return self.reply(reply_to, id, Outcome::Committed),
+            _ if !deduplicate => {}
+            Completion::Done(outcome) => return self.reply(reply_to, id, outcome.outcome()),
             Completion::Stale { completed_seq } => {
                 let reason = RejectReason::Stale { seq: id.seq, completed_seq };
                 return self.reply(reply_to, id, Outcome::Rejected(reason));
@@ -136,7 +139,7 @@ impl Node {
         match vote {
             Vote::Yes => {
                 yes.insert(from);
-                if yes.is_superset(c.record.participants) {
+                if yes.is_superset(c.record.participants) || self.canary(Canary::CommitOnFirstYes) {
                     self.decide_commit(txn);
                 }
             }
@@ -150,13 +153,20 @@ impl Node {
         c.phase = Phase::Deciding;
         let record = Record::Decided(c.record.clone());
         self.timers.cancel(Timer::Coordinator(txn));
+        if self.canary(Canary::ReplyBeforeDecisionDurable) {
+            let c = self.coordinating.get_mut(&txn).expect("deciding a coordinated transaction");
+            let (request, reply_to) = (c.record.request, std::mem::take(&mut c.reply_to));
+            for to in reply_to {
+                self.reply(to, request, Outcome::Committed);
+            }
+        }
         let lsn = self.persist(record);
         self.after_durable(lsn, AfterDurable::Decision(txn));
     }
 
     /// The commit decision is durable: apply it here, tell the client, tell the participants.
     pub(crate) fn on_decision_durable(&mut self, now: Time, txn: TxnId) {
-        self.commit_prepared(txn);
+        let outcome = self.commit_prepared(txn).outcome();
         self.known.insert(txn, Decision::Commit);
         self.stats.txns_committed += 1;
         let c = self.coordinating.get_mut(&txn).expect("a durable decision belongs to a coordinated transaction");
@@ -171,12 +181,12 @@ impl Node {
         let retransmit = c.retransmit;
         self.undecided.remove(&request);
         for to in reply_to {
-            self.reply(to, request, Outcome::Committed);
+            self.reply(to, request, outcome.clone());
         }
         for to in others.iter() {
             self.send(to, Message::Decision { txn, decision: Decision::Commit });
         }
-        if others.is_empty() {
+        if others.is_empty() || self.canary(Canary::CoordinatorForgetsDecisions) {
             self.forget(txn);
         } else {
             self.timers.set(Timer::Coordinator(txn), now + retransmit);
@@ -235,19 +245,18 @@ impl Node {
                 self.timers.set(Timer::Retry(request), now + delay);
                 return;
             }
-            AbortCause::Vote(NoReason::Conflict) => Outcome::Aborted(AbortReason::Conflict),
+            // Not "aborted": another attempt of this request (a retry sent to another node) may
+            // still complete, and only a completed attempt's outcome may be reported.
+            AbortCause::Vote(NoReason::Conflict) => Outcome::TryAgain(TryAgainReason::Conflict),
             // Another node is running this very request; only it knows how it ends.
             AbortCause::Vote(NoReason::InProgress) => Outcome::TryAgain(TryAgainReason::InProgress),
-            AbortCause::Vote(NoReason::KeyNotFound { op_index }) => {
-                Outcome::Aborted(AbortReason::KeyNotFound { op_index })
-            }
-            // A participant has this request's completion record: an earlier try committed.
-            AbortCause::Vote(NoReason::AlreadyCommitted) => Outcome::Committed,
+            // A participant has this request's completion record: an earlier try completed.
+            AbortCause::Vote(NoReason::AlreadyCompleted(outcome)) => outcome.outcome(),
             AbortCause::Vote(NoReason::Stale { completed_seq }) => {
                 Outcome::Rejected(RejectReason::Stale { seq: request.seq, completed_seq })
             }
-            AbortCause::Vote(NoReason::Busy) => Outcome::Aborted(AbortReason::Busy),
-            AbortCause::Timeout(nodes) => Outcome::Aborted(AbortReason::Unavailable { nodes }),
+            AbortCause::Vote(NoReason::Busy) => Outcome::TryAgain(TryAgainReason::Busy),
+            AbortCause::Timeout(nodes) => Outcome::TryAgain(TryAgainReason::Unavailable { nodes }),
         };
         for to in reply_to {
             self.reply(to, request, outcome.clone());
@@ -269,9 +278,9 @@ impl Node {
         let Some(retry) = self.retries.remove(&request) else { return };
         match self.completions.classify(request) {
             // Another coordinator ran a retry of it to completion meanwhile.
-            Completion::Committed => {
+            Completion::Done(outcome) => {
                 for to in retry.reply_to {
-                    self.reply(to, request, Outcome::Committed);
+                    self.reply(to, request, outcome.outcome());
                 }
             }
             Completion::Stale { completed_seq } => {
@@ -315,9 +324,10 @@ impl Node {
             Some(Phase::Committed { .. }) => Some(Decision::Commit),
             // Not decided yet: the asker will ask again.
             Some(Phase::Voting { .. } | Phase::Deciding) => None,
-            // Presumed abort: no record means it did not commit, or it committed and every
-            // participant acknowledged (so nobody who could ask is waiting for it).
-            None => Some(Decision::Abort),
+            // A finished transaction: the decision is still remembered, or presumed abort: no
+            // record means it did not commit, or it committed and every participant
+            // acknowledged (so nobody who could ask is waiting for it).
+            None => Some(self.known.get(txn).unwrap_or(Decision::Abort)),
         }
     }
 }

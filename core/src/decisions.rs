@@ -23,12 +23,12 @@ impl KnownDecisions {
         self.decisions.get(&txn).copied()
     }
 
+    /// Remembers `decision` unless a decision for `txn` is known already (the first stays).
     pub(crate) fn insert(&mut self, txn: TxnId, decision: Decision) {
-        if let Some(known) = self.decisions.insert(txn, decision) {
-            // A transaction has exactly one outcome.
-            assert_eq!(known, decision, "conflicting decisions for {txn}");
+        if self.decisions.contains_key(&txn) {
             return;
         }
+        self.decisions.insert(txn, decision);
         self.order.push_back(txn);
         while self.order.len() > self.capacity {
             if let Some(oldest) = self.order.pop_front() {

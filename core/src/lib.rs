@@ -51,6 +51,7 @@
 //! locked, in which case they wait for the decision. Every request carries a (client, sequence)
 //! id whose completion is replicated with the write, so retries are never applied twice.
 
+pub mod canary;
 pub mod codec;
 pub mod completions;
 pub mod config;
@@ -70,6 +71,7 @@ pub mod store;
 pub mod time;
 mod timers;
 
+pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
 pub use ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};

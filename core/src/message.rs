@@ -4,6 +4,7 @@
 //! outcome sends a query (to the coordinator and, for cooperative termination, to the other
 //! participants).
 
+use crate::completions::Completed;
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::WriteOp;
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,9 @@ impl Message {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vote {
-    /// The ops hold, the keys are locked, and the PREPARE record is durable.
+    /// The keys are locked and the PREPARE record is durable. (Whether the ops find their keys
+    /// is decided under those locks and is the same at every participant: it becomes the
+    /// outcome the commit records.)
     Yes,
     No(NoReason),
 }
@@ -58,14 +61,12 @@ pub enum Vote {
 /// Why a participant voted NO. Nothing is locked or persisted for a NO vote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoReason {
-    /// An update or delete found its key missing.
-    KeyNotFound { op_index: u32 },
     /// A key is locked by another transaction.
     Conflict,
     /// The same client request is prepared here under another transaction.
     InProgress,
-    /// The request already committed (a retry): its outcome is "committed".
-    AlreadyCommitted,
+    /// The request already completed (this is a retry of it), with this outcome.
+    AlreadyCompleted(Completed),
     /// A later request of the same client already committed.
     Stale { completed_seq: u64 },
     /// The participant holds as many prepared transactions as it may.

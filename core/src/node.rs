@@ -71,6 +71,9 @@ pub struct Stats {
     pub txns_aborted: u64,
     pub conflict_retries: u64,
     pub snapshots: u64,
+    /// A commit arrived for a transaction known to have aborted. Always zero unless the
+    /// protocol is broken; the simulator fails any run where it is not.
+    pub conflicting_decisions: u64,
 }
 
 /// What a node waits to be durable before acting.
@@ -306,7 +309,7 @@ impl Node {
     }
 
     /// The completion records, oldest first.
-    pub fn completions(&self) -> impl Iterator<Item = RequestId> + '_ {
+    pub fn completions(&self) -> impl Iterator<Item = crate::completions::CompletionRecord> + '_ {
         self.completions.iter_oldest_first()
     }
 
@@ -337,6 +340,21 @@ impl Node {
     /// participant choices through here keeps partial replication a local change.
     pub(crate) fn participants_for(&self, _ops: &[WriteOp]) -> NodeSet {
         self.config.members
+    }
+
+    /// Whether the planted bug `which` is switched on. Always false without the `canary`
+    /// feature, so the compiler removes every canary branch from real builds.
+    #[inline(always)]
+    pub(crate) fn canary(&self, which: crate::Canary) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.config.canary == Some(which)
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            let _ = which;
+            false
+        }
     }
 
     /// Writes a snapshot once enough records have accumulated since the last one.

@@ -124,17 +124,13 @@ pub enum Outcome {
     TryAgain(TryAgainReason),
 }
 
-/// Why a transaction was aborted. Nothing of it was applied anywhere.
+/// Why a transaction was aborted. Nothing of it was applied anywhere, and this is the
+/// request's final outcome: it was decided by two-phase commit and recorded with the request,
+/// so every retry of the request gets this same answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum AbortReason {
     #[error("op {op_index} needs its key to exist, and it does not")]
     KeyNotFound { op_index: u32 },
-    #[error("other transactions kept holding the same keys; retry")]
-    Conflict,
-    #[error("nodes {nodes} did not answer in time; writes need every node, so check they are running and reachable")]
-    Unavailable { nodes: NodeSet },
-    #[error("a node is overloaded; retry later")]
-    Busy,
 }
 
 /// Why a request was refused before anything was attempted. Retrying it unchanged will not help.
@@ -150,15 +146,21 @@ pub enum RejectReason {
     Stale { seq: u64, completed_seq: u64 },
 }
 
-/// Why a request has no outcome yet.
+/// Why a request has no outcome yet. Nothing was applied by the attempt that answered, but
+/// another attempt of the same request (a retry sent elsewhere) may still complete; retrying
+/// with the same request id is always safe and eventually returns the one true outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum TryAgainReason {
     #[error("the node is starting up")]
     Starting,
-    #[error("the node is overloaded")]
+    #[error("a node is overloaded")]
     Busy,
     #[error("the same request is in progress at another node")]
     InProgress,
     #[error("the key is locked by a transaction whose outcome this node does not know yet")]
     Locked,
+    #[error("other transactions kept holding the same keys")]
+    Conflict,
+    #[error("nodes {nodes} did not answer in time; writes need every node, so check they are running and reachable")]
+    Unavailable { nodes: NodeSet },
 }

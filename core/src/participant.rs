@@ -4,7 +4,8 @@
 //! participants (cooperative termination) if the decision is slow to come. Locks are never
 //! released by guessing.
 
-use crate::completions::Completion;
+use crate::Canary;
+use crate::completions::{Completed, Completion};
 use crate::ids::{NodeId, NodeSet, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
 use crate::node::{AfterDurable, Node};
@@ -45,19 +46,20 @@ impl Node {
         if self.prepared.len() >= self.config.bounds.prepared_max {
             return Err(NoReason::Busy);
         }
+        let deduplicate = !self.canary(Canary::NoDeduplication);
         match self.completions.classify(record.request) {
-            Completion::Committed => return Err(NoReason::AlreadyCommitted),
-            Completion::Stale { completed_seq } => return Err(NoReason::Stale { completed_seq }),
-            Completion::New => {}
+            Completion::Done(outcome) if deduplicate => return Err(NoReason::AlreadyCompleted(outcome)),
+            Completion::Stale { completed_seq } if deduplicate => return Err(NoReason::Stale { completed_seq }),
+            _ => {}
         }
-        if self.prepared_requests.contains_key(&record.request) {
+        if deduplicate && self.prepared_requests.contains_key(&record.request) {
             return Err(NoReason::InProgress);
         }
-        // A locked key may be about to change, so a conflict is reported before existence.
         if record.ops.iter().any(|op| self.locks.holder(op.key()).is_some_and(|h| h != record.txn)) {
             return Err(NoReason::Conflict);
         }
-        self.store.check(&record.ops).map_err(|op_index| NoReason::KeyNotFound { op_index })?;
+        // Whether the ops find their keys is not a reason to vote NO: it is decided under the
+        // locks, identically at every participant, and committed as the request's outcome.
         self.locks.try_lock_all(record.txn, &record.ops).expect("no key is held by another transaction");
 
         let state = match mode {
@@ -68,9 +70,15 @@ impl Node {
         self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval });
         self.prepared_requests.insert(record.request, record.txn);
         if mode == PrepareMode::Remote {
+            if self.canary(Canary::ApplyAtPrepare) && self.store.check(&record.ops).is_ok() {
+                self.store.apply(&record.ops);
+            }
             let lsn = self.persist(Record::Prepared(record.clone()));
             self.after_durable(lsn, AfterDurable::Vote(record.txn));
             self.timers.set(Timer::Participant(record.txn), now + query_interval);
+            if self.canary(Canary::VoteBeforeDurable) {
+                self.on_prepare_durable(record.txn);
+            }
         }
         Ok(())
     }
@@ -130,7 +138,18 @@ impl Node {
             self.stats.messages_dropped += 1;
             return;
         }
-        self.known.insert(txn, decision);
+        match (self.known.get(txn), decision) {
+            // A presumed-abort answer from a coordinator that finished (and forgot) this
+            // committed transaction: late, and harmless.
+            (Some(Decision::Commit), Decision::Abort) => return,
+            // A transaction has exactly one outcome: a commit after an abort is a protocol
+            // violation somewhere. Counted (the simulator fails on it), never acted on.
+            (Some(Decision::Abort), Decision::Commit) => {
+                self.stats.conflicting_decisions += 1;
+                return;
+            }
+            _ => self.known.insert(txn, decision),
+        }
         let prepared_here = self.prepared.get(&txn).map(|p| p.state);
         match (decision, prepared_here) {
             (Decision::Commit, Some(_)) => {
@@ -182,6 +201,11 @@ impl Node {
     pub(crate) fn on_participant_timer(&mut self, now: Time, txn: TxnId) {
         let retransmit_max = self.config.timing.retransmit_max;
         let me = self.config.id;
+        let voted_here = self.prepared.get(&txn).is_some_and(|p| p.state == PreparedState::Voted);
+        if voted_here && self.canary(Canary::ReleaseLocksOnTimeout) {
+            self.abort_prepared(txn);
+            return;
+        }
         let Some(p) = self.prepared.get_mut(&txn) else { return };
         let voted = p.state == PreparedState::Voted;
         let participants = p.record.participants;
@@ -197,12 +221,18 @@ impl Node {
         self.timers.set(Timer::Participant(txn), next);
     }
 
-    /// Applies a prepared transaction here and releases its locks.
-    pub(crate) fn commit_prepared(&mut self, txn: TxnId) {
+    /// Commits a prepared transaction here: applies its ops if they all find their keys (else
+    /// nothing), records the request's completion, releases the locks.
+    pub(crate) fn commit_prepared(&mut self, txn: TxnId) -> Completed {
         let p = self.remove_prepared(txn).expect("committing a transaction prepared here");
-        self.store.apply(&p.record.ops);
-        self.completions.record(p.record.request);
+        let outcome = Completed::of_check(self.store.check(&p.record.ops));
+        let applied_at_prepare = self.canary(Canary::ApplyAtPrepare) && p.state != PreparedState::Local;
+        if outcome == Completed::Committed && !applied_at_prepare {
+            self.store.apply(&p.record.ops);
+        }
+        self.completions.record(p.record.request, outcome);
         self.release(txn, &p.record.ops);
+        outcome
     }
 
     /// Drops a prepared transaction here, if it is, and releases its locks.

@@ -45,7 +45,7 @@ impl Node {
         if let Err(e) = self.config.limits.check_key(0, &key) {
             return self.reply(reply_to, request, Outcome::Rejected(RejectReason::Limit(e)));
         }
-        if !self.locks.is_locked(&key) {
+        if !self.locks.is_locked(&key) || self.canary(crate::Canary::ReadsIgnoreLocks) {
             let outcome = self.current_value(&key);
             return self.reply(reply_to, request, outcome);
         }

@@ -4,6 +4,7 @@
 //! Presumed abort: only commit decisions are logged. A coordinator with no record of a
 //! transaction answers "abort", so an undecided transaction needs no record at the coordinator.
 
+use crate::completions::CompletionRecord;
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::{Key, Value, WriteOp};
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub struct Snapshot {
     /// The store, in key order.
     pub entries: Vec<Entry>,
     /// Completion records, oldest first.
-    pub completions: Vec<RequestId>,
+    pub completions: Vec<CompletionRecord>,
     /// Transactions prepared here whose outcome is not yet known here.
     pub prepared: Vec<TxnRecord>,
     /// Commit decisions of this coordinator that some participant has not acknowledged.

@@ -1,7 +1,7 @@
 //! Recovery: rebuilding a node's state from its log, and the snapshots that let the log be
 //! compacted. A snapshot holds exactly what replaying the records before it would rebuild.
 
-use crate::completions::Completions;
+use crate::completions::{Completed, Completions};
 use crate::coordinator::{CoordinatorTxn, Phase};
 use crate::ids::{NodeSet, TxnId};
 use crate::node::Node;
@@ -23,8 +23,6 @@ pub enum RecoveryError {
     DuplicatePrepare { index: usize, txn: TxnId },
     #[error("record {index}: transaction {txn} locks a key that {holder} already holds")]
     LockConflict { index: usize, txn: TxnId, holder: TxnId },
-    #[error("record {index}: op {op_index} of transaction {txn} cannot apply (its key is missing)")]
-    Inapplicable { index: usize, txn: TxnId, op_index: u32 },
 }
 
 /// The state a log describes.
@@ -65,50 +63,52 @@ impl Recovered {
                 }
                 Record::Committed { txn } => {
                     let t = r.prepared.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
-                    r.apply(index, &t)?;
+                    r.apply(&t);
                 }
                 Record::Aborted { txn } => {
                     r.prepared.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
                 Record::Decided(t) => {
-                    r.apply(index, &t)?;
+                    r.apply(&t);
                     r.decisions.insert(t.txn, t);
                 }
                 Record::Forgotten { txn } => {
                     r.decisions.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
-                Record::Snapshot(s) => r.load_snapshot(index, *s, completions_max)?,
+                Record::Snapshot(s) => r.load_snapshot(*s, completions_max),
             }
         }
         Ok(r)
     }
 
-    fn apply(&mut self, index: usize, t: &TxnRecord) -> Result<(), RecoveryError> {
-        self.store.check(&t.ops).map_err(|op_index| RecoveryError::Inapplicable { index, txn: t.txn, op_index })?;
-        self.store.apply(&t.ops);
-        self.completions.record(t.request);
-        Ok(())
+    /// Replays a commit exactly as [`Node::commit_prepared`] ran it: the ops apply if they all
+    /// find their keys, else nothing does; either way the request completed.
+    fn apply(&mut self, t: &TxnRecord) {
+        let outcome = Completed::of_check(self.store.check(&t.ops));
+        if outcome == Completed::Committed {
+            self.store.apply(&t.ops);
+        }
+        self.completions.record(t.request, outcome);
     }
 
-    fn load_snapshot(&mut self, index: usize, s: Snapshot, completions_max: usize) -> Result<(), RecoveryError> {
+    fn load_snapshot(&mut self, s: Snapshot, completions_max: usize) {
         self.incarnation = self.incarnation.max(s.incarnation);
         self.store = Store::default();
         for Entry { key, value } in s.entries {
             self.store.insert(key, value);
         }
         self.completions = Completions::new(completions_max);
-        for id in s.completions {
-            self.completions.record(id);
+        for c in s.completions {
+            self.completions.record(c.request, c.outcome);
         }
         self.prepared = s.prepared.into_iter().map(|t| (t.txn, t)).collect();
         self.decisions = BTreeMap::new();
         for DecisionState { decision, applied } in s.decisions {
             if !applied {
-                self.apply(index, &decision)?;
+                self.apply(&decision);
             }
             self.decisions.insert(decision.txn, decision);
         }
-        Ok(())
     }
 }
 

@@ -88,7 +88,13 @@ fn record_value() -> impl Strategy<Value = Record> {
                 Record::Snapshot(Box::new(Snapshot {
                     incarnation: 3,
                     entries: entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect(),
-                    completions,
+                    completions: completions
+                        .into_iter()
+                        .map(|request| dkv_core::completions::CompletionRecord {
+                            request,
+                            outcome: dkv_core::completions::Completed::Committed,
+                        })
+                        .collect(),
                     prepared: vec![],
                     decisions: vec![],
                 }))

@@ -59,6 +59,27 @@ fn concurrent_retry_elsewhere_never_applies_twice() {
     assert_eq!(committed, 3);
 }
 
+/// "Key not found" is a completed outcome like "committed": a retry of the request, even at
+/// another node and after the key was created meanwhile, gets the original answer and does not
+/// run again. (Found by the simulator: before, a retry elsewhere could commit after the client
+/// had been told "not found".)
+#[test]
+fn retry_gets_original_key_not_found_outcome() {
+    let mut c = Cluster::new(3);
+    let first = c.request(0, txn(7, 1, vec![update("k", "from-retry")]));
+    assert!(c.settle());
+    let not_found = Outcome::Aborted(dkv_core::AbortReason::KeyNotFound { op_index: 0 });
+    assert_eq!(c.reply(first).unwrap().outcome, not_found);
+    c.request(1, txn(8, 1, vec![put("k", "created")]));
+    assert!(c.settle());
+    let retry = c.request(2, txn(7, 1, vec![update("k", "from-retry")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(retry).unwrap().outcome, not_found);
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"created".to_vec()), "node {i}");
+    }
+}
+
 /// A request older than the client's last completed one is rejected as stale, not run.
 #[test]
 fn stale_request_is_rejected() {
@@ -81,7 +102,7 @@ fn completion_records_are_bounded() {
         assert!(c.settle());
     }
     for i in 0..2 {
-        let kept: Vec<u64> = c.node(i).completions().map(|id| id.client.0).collect();
+        let kept: Vec<u64> = c.node(i).completions().map(|r| r.request.client.0).collect();
         assert_eq!(kept, vec![15, 16, 17, 18, 19], "node {i}");
     }
 }

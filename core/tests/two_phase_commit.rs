@@ -3,7 +3,7 @@
 //! termination and conflict handling.
 
 mod harness;
-use dkv_core::{AbortReason, Decision, Message, NodeSet, Outcome, Record, Vote};
+use dkv_core::{AbortReason, Decision, Message, NodeSet, Outcome, Record, TryAgainReason, Vote};
 use harness::*;
 use std::time::Duration;
 
@@ -146,7 +146,7 @@ fn duplicated_messages_are_harmless() {
 }
 
 /// A participant that never votes makes the coordinator abort after the vote timeout; the
-/// client hears which node was unavailable, and nothing is applied.
+/// client hears which node was unavailable and that it may retry, and nothing is applied.
 #[test]
 fn missing_vote_aborts_after_vote_timeout() {
     let mut c = Cluster::new(3);
@@ -155,7 +155,7 @@ fn missing_vote_aborts_after_vote_timeout() {
     assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
     let mut down = NodeSet::EMPTY;
     down.insert(dkv_core::NodeId(2));
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::Unavailable { nodes: down }));
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::TryAgain(TryAgainReason::Unavailable { nodes: down }));
     assert!(c.settle());
     assert_eq!(c.value(0, "k"), None);
     assert_eq!(c.value(1, "k"), None);

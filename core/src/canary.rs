@@ -1,0 +1,55 @@
+//! Deliberately wrong protocol variants, to prove the simulator catches each kind of bug.
+//! They can only be switched on with the `canary` cargo feature (which only the simulator's
+//! tests and `dkv-sim --canary` enable); without it [`Node`](crate::Node) never consults them
+//! and the compiler removes every check.
+
+/// One planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Canary {
+    /// A participant votes YES before its PREPARE record is durable.
+    VoteBeforeDurable,
+    /// The coordinator tells the client "committed" before its decision record is durable.
+    ReplyBeforeDecisionDurable,
+    /// A prepared participant that hears nothing releases its locks (aborts) after a timeout.
+    ReleaseLocksOnTimeout,
+    /// Reads return the current value even when a prepared transaction holds the key.
+    ReadsIgnoreLocks,
+    /// Participants apply the writes when they prepare, not when they learn the commit.
+    ApplyAtPrepare,
+    /// The coordinator forgets a commit decision as soon as it has sent COMMIT once.
+    CoordinatorForgetsDecisions,
+    /// Retried requests are not recognised: no completion-record or in-progress check.
+    NoDeduplication,
+    /// The coordinator commits as soon as the first remote participant votes YES.
+    CommitOnFirstYes,
+}
+
+impl Canary {
+    pub const ALL: [Canary; 8] = [
+        Canary::VoteBeforeDurable,
+        Canary::ReplyBeforeDecisionDurable,
+        Canary::ReleaseLocksOnTimeout,
+        Canary::ReadsIgnoreLocks,
+        Canary::ApplyAtPrepare,
+        Canary::CoordinatorForgetsDecisions,
+        Canary::NoDeduplication,
+        Canary::CommitOnFirstYes,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::VoteBeforeDurable => "vote-before-durable",
+            Canary::ReplyBeforeDecisionDurable => "reply-before-decision-durable",
+            Canary::ReleaseLocksOnTimeout => "release-locks-on-timeout",
+            Canary::ReadsIgnoreLocks => "reads-ignore-locks",
+            Canary::ApplyAtPrepare => "apply-at-prepare",
+            Canary::CoordinatorForgetsDecisions => "coordinator-forgets-decisions",
+            Canary::NoDeduplication => "no-deduplication",
+            Canary::CommitOnFirstYes => "commit-on-first-yes",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Canary> {
+        Canary::ALL.into_iter().find(|c| c.name() == name)
+    }
+}

@@ -1,0 +1,420 @@
+//! Linearizability by search (Wing & Gong, with Lowe's memoization of configurations).
+//!
+//! A configuration is the set of operations already linearized plus the store state they
+//! produce. From a configuration, any not-yet-linearized operation may go next if it was
+//! invoked before every other pending operation responded (real-time order) and is legal in
+//! the current state. Operations with no known outcome may take effect at any time after their
+//! invocation, or never. The history is linearizable if some path linearizes every operation
+//! with a known outcome. Configurations already explored are memoized by (set, state hash), so
+//! the search visits each at most once.
+//!
+//! [`check_per_key`] runs the search on each key's projection (fast, names the key);
+//! [`check_transactions`] runs it on the whole history with the whole store as state, which
+//! adds the cross-key guarantees: no read sees part of a transaction, and the committed
+//! transactions fit one serial order that respects real time.
+
+use super::Violation;
+use crate::history::{History, Op, OpKind, Result as OpResult, show};
+use dkv_core::WriteOp;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// Configurations explored before a search is declared inconclusive.
+pub const SEARCH_CONFIGURATIONS_MAX: usize = 500_000;
+
+/// The outcome of a search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    Inconclusive,
+    Violation(Violation),
+}
+
+/// One operation as the search sees it.
+#[derive(Clone, Debug)]
+struct SearchOp {
+    invoke: u64,
+    response: u64,
+    effect: Effect,
+    /// Index into the history, for reporting.
+    origin: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Effect {
+    Read {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+    /// Must apply cleanly.
+    Commit(Vec<WriteOp>),
+    /// Must fail exactly at this op.
+    FailAt(Vec<WriteOp>, u32),
+    /// May apply (if it applies cleanly) or never take effect.
+    Maybe(Vec<WriteOp>),
+}
+
+impl SearchOp {
+    fn definite(&self) -> bool {
+        !matches!(self.effect, Effect::Maybe(_))
+    }
+}
+
+fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// The index of the first op that finds its key missing, running `ops` in order on `store`.
+/// Written independently of dkv-core's store: the checker is a second implementation of the
+/// rules, not a copy of the code it checks.
+fn first_failure(store: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Option<u32> {
+    let mut exists: BTreeMap<&[u8], bool> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        let key = op.key();
+        let present = *exists.entry(key).or_insert_with(|| store.contains_key(key));
+        match op {
+            WriteOp::Put { .. } => {
+                exists.insert(key, true);
+            }
+            WriteOp::Update { .. } if !present => return Some(i as u32),
+            WriteOp::Update { .. } => {}
+            WriteOp::Delete { .. } if !present => return Some(i as u32),
+            WriteOp::Delete { .. } => {
+                exists.insert(key, false);
+            }
+        }
+    }
+    None
+}
+
+type Undo = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The store state during the search, with an order-independent hash for memoization.
+#[derive(Clone, Default)]
+struct State {
+    store: BTreeMap<Vec<u8>, Vec<u8>>,
+    hash: u64,
+}
+
+impl State {
+    /// Sets one key, keeping the hash in step.
+    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(old) = self.store.get(&key) {
+            self.hash ^= entry_hash(&key, old);
+        }
+        match value {
+            Some(v) => {
+                self.hash ^= entry_hash(&key, &v);
+                self.store.insert(key, v);
+            }
+            None => {
+                self.store.remove(&key);
+            }
+        }
+    }
+
+    /// Applies ops that apply cleanly; returns how to undo them.
+    fn apply(&mut self, ops: &[WriteOp]) -> Undo {
+        let keys: BTreeSet<&[u8]> = ops.iter().map(|op| op.key()).collect();
+        let undo: Undo = keys.into_iter().map(|k| (k.to_vec(), self.store.get(k).cloned())).collect();
+        for op in ops {
+            match op {
+                WriteOp::Put { key, value } | WriteOp::Update { key, value } => {
+                    self.set(key.clone(), Some(value.clone()))
+                }
+                WriteOp::Delete { key } => self.set(key.clone(), None),
+            }
+        }
+        undo
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        for (key, before) in undo {
+            self.set(key, before);
+        }
+    }
+}
+
+struct Search<'a> {
+    ops: &'a [SearchOp],
+    linearized: Vec<u64>,
+    state: State,
+    memo: HashSet<(Vec<u64>, u64)>,
+    explored: usize,
+    /// The deepest point reached, for the report: (linearized count, candidates there).
+    deepest: (usize, Vec<usize>, Vec<usize>),
+    path: Vec<usize>,
+}
+
+impl Search<'_> {
+    fn is_linearized(&self, i: usize) -> bool {
+        self.linearized[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn flip(&mut self, i: usize) {
+        self.linearized[i / 64] ^= 1 << (i % 64);
+    }
+
+    /// Depth-first search from the current configuration. `Some(true)`: linearizable.
+    fn run(&mut self) -> Option<bool> {
+        let pending: Vec<usize> = (0..self.ops.len()).filter(|&i| !self.is_linearized(i)).collect();
+        if pending.iter().all(|&i| !self.ops[i].definite()) {
+            return Some(true);
+        }
+        self.explored += 1;
+        if self.explored > SEARCH_CONFIGURATIONS_MAX {
+            return None;
+        }
+        if !self.memo.insert((self.linearized.clone(), self.state.hash)) {
+            return Some(false);
+        }
+        let horizon = pending.iter().map(|&i| self.ops[i].response).min().unwrap_or(u64::MAX);
+        let candidates: Vec<usize> = pending.iter().copied().filter(|&i| self.ops[i].invoke <= horizon).collect();
+        if self.path.len() >= self.deepest.0 {
+            self.deepest = (self.path.len(), candidates.clone(), self.path.clone());
+        }
+        for i in candidates {
+            let op = &self.ops[i];
+            let undo = match &op.effect {
+                Effect::Read { key, value } => {
+                    if self.state.store.get(key) != value.as_ref() {
+                        continue;
+                    }
+                    None
+                }
+                Effect::Commit(ops) | Effect::Maybe(ops) => {
+                    if first_failure(&self.state.store, ops).is_some() {
+                        continue;
+                    }
+                    Some(self.state.apply(ops))
+                }
+                Effect::FailAt(ops, at) => {
+                    if first_failure(&self.state.store, ops) != Some(*at) {
+                        continue;
+                    }
+                    None
+                }
+            };
+            self.flip(i);
+            self.path.push(i);
+            let result = self.run();
+            self.path.pop();
+            self.flip(i);
+            if let Some(undo) = undo {
+                self.state.undo(undo);
+            }
+            match result {
+                Some(false) => {}
+                other => return other,
+            }
+        }
+        Some(false)
+    }
+}
+
+fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Option<&[u8]>) -> Verdict {
+    let mut ops = ops;
+    ops.sort_by_key(|o| (o.invoke, o.origin));
+    let mut s = Search {
+        ops: &ops,
+        linearized: vec![0; ops.len().div_ceil(64)],
+        state: State::default(),
+        memo: HashSet::new(),
+        explored: 0,
+        deepest: (0, Vec::new(), Vec::new()),
+        path: Vec::new(),
+    };
+    match s.run() {
+        Some(true) => Verdict::Linearizable,
+        None => Verdict::Inconclusive,
+        Some(false) => {
+            let (depth, candidates, path) = s.deepest.clone();
+            let mut described: Vec<String> = Vec::new();
+            described.push(format!("at most {depth} operations can be linearized; the last of them:"));
+            for &i in path.iter().rev().take(5).rev() {
+                described.push(format!("  {}", history.ops[ops[i].origin].describe()));
+            }
+            described.push("and none of these can go next:".to_string());
+            for &i in candidates.iter().take(8) {
+                described.push(format!("  {}", history.ops[ops[i].origin].describe()));
+            }
+            Verdict::Violation(Violation {
+                checker,
+                key: key.map(show),
+                message: "no order of the operations respects both real time and the results clients saw".into(),
+                ops: described,
+            })
+        }
+    }
+}
+
+/// The search's view of a history operation, restricted to `key` when given.
+fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
+    let touches = |k: &[u8]| key.is_none_or(|key| key == k);
+    let effect = match (&op.kind, &op.result) {
+        (OpKind::Get { key: k }, OpResult::Read(value)) if touches(k) => {
+            Effect::Read { key: k.clone(), value: value.clone() }
+        }
+        (OpKind::Txn { ops }, result) => {
+            let mine: Vec<WriteOp> = ops.iter().filter(|o| touches(o.key())).cloned().collect();
+            if mine.is_empty() {
+                return None;
+            }
+            match result {
+                OpResult::Committed => Effect::Commit(mine),
+                OpResult::Unknown => Effect::Maybe(mine),
+                OpResult::FailedAt(at) => {
+                    let failing = ops.get(*at as usize)?;
+                    if !touches(failing.key()) {
+                        // It failed on another key: for this key it did nothing.
+                        return None;
+                    }
+                    let upto: Vec<WriteOp> =
+                        ops[..=*at as usize].iter().filter(|o| touches(o.key())).cloned().collect();
+                    let at = (upto.len() - 1) as u32;
+                    Effect::FailAt(upto, at)
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(SearchOp { invoke: op.invoke, response: op.response_or_max(), effect, origin })
+}
+
+/// Linearizability of every key's projection of the history.
+pub fn check_per_key(history: &History) -> (Vec<Violation>, usize) {
+    let mut keys: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+    for op in &history.ops {
+        match &op.kind {
+            OpKind::Get { key } => {
+                keys.insert(key.clone(), ());
+            }
+            OpKind::Txn { ops } => {
+                for o in ops {
+                    keys.insert(o.key().to_vec(), ());
+                }
+            }
+        }
+    }
+    let mut violations = Vec::new();
+    let mut inconclusive = 0;
+    for key in keys.keys() {
+        let ops: Vec<SearchOp> =
+            history.ops.iter().enumerate().filter_map(|(i, op)| project(op, i, Some(key))).collect();
+        match search(history, ops, "linearizability", Some(key)) {
+            Verdict::Linearizable => {}
+            Verdict::Inconclusive => inconclusive += 1,
+            Verdict::Violation(v) => violations.push(v),
+        }
+    }
+    (violations, inconclusive)
+}
+
+/// Strict serializability of the whole history: transactions are atomic for every reader and
+/// the committed ones fit one serial order that respects real time.
+pub fn check_transactions(history: &History) -> Verdict {
+    let ops: Vec<SearchOp> = history.ops.iter().enumerate().filter_map(|(i, op)| project(op, i, None)).collect();
+    search(history, ops, "transactions", None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::ClientId;
+
+    fn op(invoke: u64, response: u64, kind: OpKind, result: OpResult) -> Op {
+        Op { client: ClientId(1), seq: 0, kind, invoke, response: Some(response), result, attempts: 1 }
+    }
+    fn put(k: &str, v: &str) -> OpKind {
+        OpKind::Txn { ops: vec![WriteOp::Put { key: k.into(), value: v.into() }] }
+    }
+    fn get(k: &str) -> OpKind {
+        OpKind::Get { key: k.into() }
+    }
+    fn read(v: Option<&str>) -> OpResult {
+        OpResult::Read(v.map(|v| v.as_bytes().to_vec()))
+    }
+
+    /// A read that returns a value overwritten before it started is caught.
+    #[test]
+    fn stale_read_is_a_violation() {
+        let h = History {
+            ops: vec![
+                op(0, 10, put("k", "1"), OpResult::Committed),
+                op(20, 30, put("k", "2"), OpResult::Committed),
+                op(40, 50, get("k"), read(Some("1"))),
+            ],
+        };
+        let (v, _) = check_per_key(&h);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].key.as_deref(), Some("k"));
+    }
+
+    /// Concurrent operations may be ordered either way.
+    #[test]
+    fn concurrent_reads_may_see_either_value() {
+        let h = History {
+            ops: vec![
+                op(0, 100, put("k", "1"), OpResult::Committed),
+                op(10, 20, get("k"), read(Some("1"))),
+                op(30, 40, get("k"), read(None)),
+            ],
+        };
+        // The second read saw nothing after the first saw "1": not linearizable.
+        assert_eq!(check_per_key(&h).0.len(), 1);
+        let h = History {
+            ops: vec![
+                op(0, 100, put("k", "1"), OpResult::Committed),
+                op(10, 20, get("k"), read(None)),
+                op(30, 40, get("k"), read(Some("1"))),
+            ],
+        };
+        assert!(check_per_key(&h).0.is_empty());
+    }
+
+    /// Reading half of a transaction is caught by the transaction checker, though every key on
+    /// its own looks fine.
+    #[test]
+    fn fractured_read_is_caught_across_keys() {
+        let both = OpKind::Txn {
+            ops: vec![
+                WriteOp::Put { key: "a".into(), value: "1".into() },
+                WriteOp::Put { key: "b".into(), value: "1".into() },
+            ],
+        };
+        let h = History {
+            ops: vec![
+                op(0, 100, both, OpResult::Committed),
+                op(10, 20, get("a"), read(Some("1"))),
+                op(30, 40, get("b"), read(None)),
+            ],
+        };
+        assert!(check_per_key(&h).0.is_empty());
+        assert!(matches!(check_transactions(&h), Verdict::Violation(_)));
+    }
+
+    /// An operation with no known outcome may have taken effect, or not.
+    #[test]
+    fn unknown_write_may_or_may_not_apply() {
+        let mut unknown = op(0, 0, put("k", "1"), OpResult::Unknown);
+        unknown.response = None;
+        for seen in [None, Some("1")] {
+            let h = History { ops: vec![unknown.clone(), op(10, 20, get("k"), read(seen))] };
+            assert!(check_per_key(&h).0.is_empty());
+        }
+    }
+
+    /// An update that found its key missing is an observation: it cannot follow a put.
+    #[test]
+    fn failed_update_observes_absence() {
+        let upd = OpKind::Txn { ops: vec![WriteOp::Update { key: "k".into(), value: "2".into() }] };
+        let h = History {
+            ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, upd, OpResult::FailedAt(0))],
+        };
+        assert_eq!(check_per_key(&h).0.len(), 1);
+    }
+}

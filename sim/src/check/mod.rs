@@ -1,0 +1,30 @@
+//! Checkers run on every seed. Each violation names its checker, the key where there is one,
+//! and the operations involved.
+
+pub mod durability;
+pub mod linearizability;
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// linearizability | transactions | durability | exactly-once | convergence | liveness | recovery
+    pub checker: &'static str,
+    pub key: Option<String>,
+    pub message: String,
+    pub ops: Vec<String>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} violation", self.checker)?;
+        if let Some(key) = &self.key {
+            write!(f, " on key {key}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        for op in &self.ops {
+            write!(f, "\n    {op}")?;
+        }
+        Ok(())
+    }
+}

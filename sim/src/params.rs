@@ -1,0 +1,159 @@
+//! Swarm testing: every seed draws its own cluster, workload and fault mix from wide ranges,
+//! zero included, so that over many seeds every combination gets exercised — including the
+//! quiet ones where bugs hide behind the absence of noise.
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+use std::time::Duration;
+
+/// Everything that shapes one simulated run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    pub nodes: usize,
+    pub clients: usize,
+    /// Operations each client issues before it stops.
+    pub ops_per_client: usize,
+    pub keys: usize,
+    /// Relative weights of get, put, update, delete, multi-op txn.
+    pub mix: [u32; 5],
+    pub faults: Faults,
+    /// Records between snapshots (small values make snapshots frequent).
+    pub snapshot_records_min: u64,
+    /// Nodes' clock rates differ by up to this many parts per million.
+    pub clock_skew_ppm: u32,
+}
+
+/// Fault rates. All are zero after the cluster heals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    pub loss: f64,
+    pub duplication: f64,
+    /// Message delays are drawn from [delay_min, delay_max]: a wide range reorders.
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+    /// Mean time between partitions starting (None: no partitions).
+    pub partition_every: Option<Duration>,
+    /// Mean time between node crashes (None: no crashes).
+    pub crash_every: Option<Duration>,
+    /// Chance a crash tears the record being written.
+    pub torn_write: f64,
+    /// fsync latency range.
+    pub fsync_min: Duration,
+    pub fsync_max: Duration,
+}
+
+impl Faults {
+    pub fn none() -> Faults {
+        Faults {
+            loss: 0.0,
+            duplication: 0.0,
+            delay_min: Duration::from_micros(50),
+            delay_max: Duration::from_micros(200),
+            partition_every: None,
+            crash_every: None,
+            torn_write: 0.0,
+            fsync_min: Duration::from_micros(20),
+            fsync_max: Duration::from_micros(200),
+        }
+    }
+}
+
+/// Choices that override the swarm's draws, from the command line or a test.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub nodes: Option<usize>,
+    pub clients: Option<usize>,
+    pub ops_per_client: Option<usize>,
+    pub keys: Option<usize>,
+    /// No faults at all.
+    pub no_faults: bool,
+    pub loss: Option<f64>,
+    pub crashes: Option<bool>,
+    pub partitions: Option<bool>,
+}
+
+fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    (rng.next_u64() as f64 / u64::MAX as f64) < p
+}
+
+fn range(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
+    lo + rng.next_u64() % (hi - lo + 1)
+}
+
+fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    rng.next_u64() as f64 / u64::MAX as f64
+}
+
+impl Params {
+    /// Draws a run's parameters from the seed's own rng stream.
+    pub fn draw(rng: &mut ChaCha8Rng, o: &Overrides) -> Params {
+        let nodes = o.nodes.unwrap_or_else(|| [2, 3, 3, 3, 4, 5, 7][range(rng, 0, 6) as usize]);
+        let clients = o.clients.unwrap_or_else(|| range(rng, 1, 8) as usize);
+        let ops_per_client = o.ops_per_client.unwrap_or_else(|| range(rng, 5, 60) as usize);
+        let keys = o.keys.unwrap_or_else(|| [1, 2, 3, 5, 10, 50, 200][range(rng, 0, 6) as usize]);
+        let mut mix = [0u32; 5];
+        for w in &mut mix {
+            *w = if chance(rng, 0.15) { 0 } else { range(rng, 1, 10) as u32 };
+        }
+        if mix[1..].iter().all(|w| *w == 0) {
+            mix[1] = 1; // at least one kind of write
+        }
+        let mut faults = Faults::none();
+        if !o.no_faults {
+            let wide = chance(rng, 0.5);
+            faults.delay_max = Duration::from_micros(if wide { range(rng, 200, 20_000) } else { range(rng, 60, 500) });
+            faults.loss = if chance(rng, 0.4) { 0.0 } else { unit(rng) * 0.2 };
+            faults.duplication = if chance(rng, 0.5) { 0.0 } else { unit(rng) * 0.1 };
+            faults.partition_every = chance(rng, 0.5).then(|| Duration::from_millis(range(rng, 5, 800)));
+            faults.crash_every = chance(rng, 0.5).then(|| Duration::from_millis(range(rng, 5, 800)));
+            faults.torn_write = if chance(rng, 0.5) { 0.5 } else { 0.0 };
+            faults.fsync_max = Duration::from_micros(range(rng, 20, 5_000));
+        }
+        if let Some(loss) = o.loss {
+            faults.loss = loss;
+        }
+        match o.crashes {
+            Some(false) => faults.crash_every = None,
+            Some(true) if faults.crash_every.is_none() => faults.crash_every = Some(Duration::from_millis(500)),
+            _ => {}
+        }
+        match o.partitions {
+            Some(false) => faults.partition_every = None,
+            Some(true) if faults.partition_every.is_none() => faults.partition_every = Some(Duration::from_millis(500)),
+            _ => {}
+        }
+        let snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
+        let clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
+        Params { nodes, clients, ops_per_client, keys, mix, faults, snapshot_records_min, clock_skew_ppm }
+    }
+
+    pub fn has_faults(&self) -> bool {
+        let f = &self.faults;
+        f.loss > 0.0 || f.duplication > 0.0 || f.partition_every.is_some() || f.crash_every.is_some()
+    }
+}
+
+impl std::fmt::Display for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let x = &self.faults;
+        write!(
+            f,
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} fsync<={:?} snapshot_every={} skew={}ppm",
+            self.nodes,
+            self.clients,
+            self.ops_per_client,
+            self.keys,
+            self.mix,
+            x.loss,
+            x.duplication,
+            x.delay_min,
+            x.delay_max,
+            x.partition_every,
+            x.crash_every,
+            x.torn_write,
+            x.fsync_max,
+            self.snapshot_records_min,
+            self.clock_skew_ppm
+        )
+    }
+}

@@ -1,0 +1,716 @@
+//! The simulated world: nodes running the real core on virtual time, their disks, the network
+//! between them, the clients, and the faults. One seeded rng drives every choice and one event
+//! queue, ordered by (time, insertion), orders every event, so a seed replays exactly.
+//!
+//! A run has two phases. While faults are on, messages are lost, duplicated and delayed,
+//! partitions come and go, and nodes crash and restart. At the heal, every fault stops and every
+//! node is restarted; from then on every outstanding request must complete within
+//! [`LIVENESS_BOUND`], and the cluster must become quiescent and convergent.
+
+use crate::check::Violation;
+use crate::clock::Clock;
+use crate::disk::Disk;
+use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
+use crate::params::{Faults, Params};
+use crate::trace::{Trace, TraceMode};
+use crate::workload;
+use dkv_core::{
+    Canary, ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record, Reply, ReplyTo,
+    Request, RequestId, TxnId,
+};
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// After the heal, every request completes within this much virtual time.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// A client gives up waiting for a reply and retries (same request id) after this long.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Events per run at most: a run that needs more is stuck in a storm, which is a bug.
+pub const EVENTS_MAX: u64 = 5_000_000;
+
+#[derive(Clone, Debug)]
+enum Event {
+    Deliver { from: NodeId, to: NodeId, message: Message },
+    ToNode { node: usize, client: usize, request: Request },
+    ToClient { client: usize, reply: Reply },
+    NodeTimer { node: usize },
+    Fsync { node: usize, generation: u64, through: Lsn },
+    ClientNext { client: usize },
+    ClientRetry { client: usize, seq: u64, attempt: u32 },
+    Crash,
+    Restart { node: usize },
+    PartitionStart,
+    PartitionEnd,
+    Heal,
+}
+
+struct SimNode {
+    node: Option<Node>,
+    config: Config,
+    disk: Disk,
+    clock: Clock,
+    /// Global time of the node's scheduled timer event.
+    timer_at: Option<u64>,
+    /// Bumped at every crash, so events of the previous life are ignored.
+    generation: u64,
+}
+
+struct SimClient {
+    id: ClientId,
+    seq: u64,
+    remaining: usize,
+    node: usize,
+    /// The operation in flight: its history index, request and current attempt.
+    pending: Option<(usize, Request, u32)>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunStats {
+    pub events: u64,
+    pub messages_delivered: u64,
+    pub virtual_nanos: u64,
+    pub ops_completed: u64,
+    pub crashes: u64,
+    pub torn_tails: u64,
+    pub partitions: u64,
+    pub snapshots: u64,
+    pub commits: u64,
+}
+
+pub(crate) struct World {
+    rng: ChaCha8Rng,
+    params: Params,
+    faults: Faults,
+    now: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    next_event: u64,
+    nodes: Vec<SimNode>,
+    clients: Vec<SimClient>,
+    pub(crate) history: History,
+    blocked: Vec<Vec<bool>>,
+    healed_at: Option<u64>,
+    pub(crate) trace: Trace,
+    pub(crate) stats: RunStats,
+    /// Exactly-once: per node, the transactions under which each request was applied.
+    applied: Vec<BTreeMap<RequestId, BTreeSet<TxnId>>>,
+    prepared_requests: Vec<BTreeMap<TxnId, RequestId>>,
+    pub(crate) violations: Vec<Violation>,
+}
+
+fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
+}
+
+fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> u64 {
+    let (lo, hi) = (lo.as_nanos() as u64, hi.as_nanos() as u64);
+    lo + rng.next_u64() % (hi.saturating_sub(lo) + 1)
+}
+
+/// A random interval around `mean` (uniform in [0, 2 mean]; no floating-point transcendental
+/// functions, whose results may differ between machines).
+fn around(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
+    between(rng, Duration::ZERO, mean * 2)
+}
+
+impl World {
+    pub(crate) fn new(
+        seed: u64,
+        mut rng: ChaCha8Rng,
+        params: Params,
+        canary: Option<Canary>,
+        trace: TraceMode,
+    ) -> World {
+        let members = NodeSet::first(params.nodes);
+        let nodes = (0..params.nodes)
+            .map(|i| {
+                let mut config = Config::new(NodeId(i as u8), members);
+                config.seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+                config.bounds.snapshot_records_min = params.snapshot_records_min;
+                config.set_canary(canary).expect("checked by dkv_sim::run");
+                let skew = if params.clock_skew_ppm == 0 {
+                    0
+                } else {
+                    (rng.next_u64() % (2 * u64::from(params.clock_skew_ppm) + 1)) as i64
+                        - i64::from(params.clock_skew_ppm)
+                };
+                SimNode {
+                    node: None,
+                    config,
+                    disk: Disk::default(),
+                    clock: Clock::new(skew),
+                    timer_at: None,
+                    generation: 0,
+                }
+            })
+            .collect();
+        let clients = (0..params.clients)
+            .map(|c| SimClient {
+                id: ClientId(1000 + c as u64),
+                seq: 0,
+                remaining: params.ops_per_client,
+                node: c % params.nodes,
+                pending: None,
+            })
+            .collect();
+        let n = params.nodes;
+        World {
+            rng,
+            faults: params.faults.clone(),
+            params,
+            now: 0,
+            queue: BTreeMap::new(),
+            next_event: 0,
+            nodes,
+            clients,
+            history: History::default(),
+            blocked: vec![vec![false; n]; n],
+            healed_at: None,
+            trace: Trace::new(trace),
+            stats: RunStats::default(),
+            applied: vec![BTreeMap::new(); n],
+            prepared_requests: vec![BTreeMap::new(); n],
+            violations: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.queue.insert((at, self.next_event), event);
+        self.next_event += 1;
+    }
+
+    /// Runs the world to its end and returns the final stores of every node.
+    pub(crate) fn run(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start_node(i);
+        }
+        for c in 0..self.clients.len() {
+            let at = between(&mut self.rng, Duration::ZERO, Duration::from_millis(1));
+            self.schedule(at, Event::ClientNext { client: c });
+        }
+        if let Some(every) = self.faults.crash_every {
+            let at = around(&mut self.rng, every);
+            self.schedule(at, Event::Crash);
+        }
+        if let Some(every) = self.faults.partition_every {
+            let at = around(&mut self.rng, every);
+            self.schedule(at, Event::PartitionStart);
+        }
+        let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
+        self.schedule(fault_phase, Event::Heal);
+
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = at;
+            self.stats.events += 1;
+            if self.stats.events > EVENTS_MAX {
+                self.violation("liveness", None, format!("more than {EVENTS_MAX} events: the run does not settle"));
+                break;
+            }
+            if let Some(healed) = self.healed_at {
+                if self.now > healed + LIVENESS_BOUND.as_nanos() as u64 * 2 {
+                    break;
+                }
+            }
+            self.handle(event);
+            if self.healed_at.is_some() && self.finished() {
+                break;
+            }
+        }
+        self.stats.virtual_nanos = self.now;
+        self.check_liveness();
+    }
+
+    fn finished(&self) -> bool {
+        self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none())
+            && self.nodes.iter().all(|n| n.node.as_ref().is_some_and(|n| n.is_quiescent()))
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { from, to, message } => {
+                let i = usize::from(to.0);
+                let generation = self.nodes[i].generation;
+                self.trace.event(
+                    self.now,
+                    &[1, u64::from(from.0), u64::from(to.0), txn_word(message.txn()), generation],
+                    || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
+                );
+                if self.nodes[i].node.is_none() {
+                    return;
+                }
+                self.stats.messages_delivered += 1;
+                let now = self.local_now(i);
+                self.nodes[i].node.as_mut().unwrap().handle(now, Input::Message { from, message });
+                self.after_input(i);
+            }
+            Event::ToNode { node, client, request } => {
+                self.trace.event(self.now, &[2, node as u64, client as u64, request.id.seq], || {
+                    format!("n{node} <- client {}  request #{}", self.clients[client].id.0, request.id.seq)
+                });
+                if self.nodes[node].node.is_none() {
+                    return;
+                }
+                self.stats.messages_delivered += 1;
+                let now = self.local_now(node);
+                let reply_to = ReplyTo(client as u64);
+                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Request { reply_to, request });
+                self.after_input(node);
+            }
+            Event::ToClient { client, reply } => {
+                self.trace.event(self.now, &[3, client as u64, reply.id.seq], || {
+                    format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
+                });
+                self.stats.messages_delivered += 1;
+                self.on_reply(client, reply);
+            }
+            Event::NodeTimer { node } => {
+                if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
+                    return; // moved or cancelled
+                }
+                self.trace.event(self.now, &[4, node as u64], || format!("n{node} timeout"));
+                self.nodes[node].timer_at = None;
+                let now = self.local_now(node);
+                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Timeout);
+                self.after_input(node);
+            }
+            Event::Fsync { node, generation, through } => {
+                if self.nodes[node].generation != generation || self.nodes[node].node.is_none() {
+                    return; // the node crashed while this fsync was in flight
+                }
+                self.trace
+                    .event(self.now, &[5, node as u64, through.0], || format!("n{node} durable through {}", through.0));
+                let mut durable = Vec::new();
+                let n = &mut self.nodes[node];
+                n.disk.sync(through, &mut |r| durable.push(applied_by(r)));
+                n.disk.sync_in_flight = None;
+                for d in durable {
+                    self.observe_durable(node, d);
+                }
+                let now = self.local_now(node);
+                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Durable { through });
+                self.after_input(node);
+            }
+            Event::ClientNext { client } => self.next_op(client),
+            Event::ClientRetry { client, seq, attempt } => {
+                let c = &self.clients[client];
+                if c.pending.as_ref().is_some_and(|(_, r, a)| r.id.seq == seq && *a == attempt) {
+                    self.send_attempt(client, true);
+                }
+            }
+            Event::Crash => self.crash(),
+            Event::Restart { node } => self.restart(node),
+            Event::PartitionStart => self.partition_start(),
+            Event::PartitionEnd => {
+                self.trace.event(self.now, &[9], || "partition ends".into());
+                for row in &mut self.blocked {
+                    row.fill(false);
+                }
+                if let (None, Some(every)) = (self.healed_at, self.faults.partition_every) {
+                    let at = self.now + around(&mut self.rng, every);
+                    self.schedule(at, Event::PartitionStart);
+                }
+            }
+            Event::Heal => self.heal(),
+        }
+    }
+
+    fn local_now(&self, node: usize) -> dkv_core::Time {
+        self.nodes[node].clock.local(self.now)
+    }
+
+    /// Drains a node's outputs into the world and reschedules its timer.
+    fn after_input(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].node.as_mut() else { return };
+        let from = node.id();
+        let mut outputs = Vec::new();
+        while let Some(output) = node.poll_output() {
+            outputs.push(output);
+        }
+        let deadline = node.deadline();
+        for output in outputs {
+            match output {
+                Output::Send { to, message } => self.send(from, to, message),
+                Output::Reply { to, reply } => {
+                    let client = to.0 as usize;
+                    self.client_link(Event::ToClient { client, reply });
+                }
+                Output::Persist { lsn, record } => {
+                    if matches!(record, Record::Snapshot(_)) {
+                        self.stats.snapshots += 1;
+                    }
+                    self.nodes[i].disk.append(lsn, record);
+                }
+            }
+        }
+        // Group commit: one fsync covers everything written before it starts.
+        let n = &mut self.nodes[i];
+        if n.disk.sync_in_flight.is_none() {
+            if let Some(&(last, _)) = n.disk.pending.last() {
+                n.disk.sync_in_flight = Some(last);
+                let generation = n.generation;
+                let at = self.now + between(&mut self.rng, self.faults.fsync_min, self.faults.fsync_max);
+                self.schedule(at, Event::Fsync { node: i, generation, through: last });
+            }
+        }
+        let at = deadline.map(|d| self.nodes[i].clock.global(d).max(self.now));
+        if at != self.nodes[i].timer_at {
+            self.nodes[i].timer_at = at;
+            if let Some(at) = at {
+                self.schedule(at, Event::NodeTimer { node: i });
+            }
+        }
+    }
+
+    /// Exactly-once, observed at the disk: a request whose commit became durable at one node
+    /// under two different transactions was applied twice. (A commit that was never durable
+    /// did not happen: the crash that lost it also lost its effects.)
+    fn observe_durable(&mut self, i: usize, durable: Durable) {
+        let applied = match durable {
+            Durable::Prepared(txn, request) => {
+                self.prepared_requests[i].insert(txn, request);
+                None
+            }
+            Durable::Committed(txn) => self.prepared_requests[i].get(&txn).map(|r| (*r, txn)),
+            Durable::Decided(txn, request) => Some((request, txn)),
+            Durable::Other => None,
+        };
+        if let Some((request, txn)) = applied {
+            self.stats.commits += 1;
+            let txns = self.applied[i].entry(request).or_default();
+            txns.insert(txn);
+            if txns.len() == 2 {
+                let list: Vec<String> = txns.iter().map(|t| t.to_string()).collect();
+                self.violation(
+                    "exactly-once",
+                    None,
+                    format!("request {request} was applied twice at n{i}, by transactions {}", list.join(" and ")),
+                );
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        if self.blocked[usize::from(from.0)][usize::from(to.0)] || chance(&mut self.rng, self.faults.loss) {
+            return;
+        }
+        let copies = if chance(&mut self.rng, self.faults.duplication) { 2 } else { 1 };
+        for _ in 0..copies {
+            let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
+            self.schedule(at, Event::Deliver { from, to, message: message.clone() });
+        }
+    }
+
+    /// Client traffic: lossy and reordered like UDP, but not cut by partitions.
+    fn client_link(&mut self, event: Event) {
+        if chance(&mut self.rng, self.faults.loss) {
+            return;
+        }
+        let copies = if chance(&mut self.rng, self.faults.duplication) { 2 } else { 1 };
+        for _ in 0..copies {
+            let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
+            self.schedule(at, event.clone());
+        }
+    }
+
+    fn next_op(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        if c.remaining == 0 {
+            if self.healed_at.is_none() && self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none()) {
+                self.heal();
+            }
+            return;
+        }
+        c.remaining -= 1;
+        c.seq += 1;
+        let (id, seq) = (c.id, c.seq);
+        let operation = workload::next_operation(&mut self.rng, &self.params, id, seq);
+        let kind = match &operation {
+            Operation::Get { key } => OpKind::Get { key: key.clone() },
+            Operation::Txn { ops } => OpKind::Txn { ops: ops.clone() },
+        };
+        self.history.ops.push(Op {
+            client: id,
+            seq,
+            kind,
+            invoke: self.now,
+            response: None,
+            result: OpResult::Unknown,
+            attempts: 0,
+        });
+        let request = Request { id: RequestId { client: id, seq }, operation };
+        self.clients[client].pending = Some((self.history.ops.len() - 1, request, 0));
+        self.send_attempt(client, false);
+    }
+
+    /// Sends (or resends, same request id) the client's pending request, maybe to another node.
+    fn send_attempt(&mut self, client: usize, retry: bool) {
+        if retry && chance(&mut self.rng, 0.5) {
+            self.clients[client].node = (self.rng.next_u64() % self.nodes.len() as u64) as usize;
+        }
+        let c = &mut self.clients[client];
+        let Some((op, request, attempt)) = c.pending.as_mut() else { return };
+        *attempt += 1;
+        let (op, request, attempt, node) = (*op, request.clone(), *attempt, c.node);
+        self.history.ops[op].attempts = attempt;
+        let seq = request.id.seq;
+        self.client_link(Event::ToNode { node, client, request });
+        let at = self.now + CLIENT_TIMEOUT.as_nanos() as u64;
+        self.schedule(at, Event::ClientRetry { client, seq, attempt });
+    }
+
+    fn on_reply(&mut self, client: usize, reply: Reply) {
+        let c = &self.clients[client];
+        let Some((op, request, attempt)) = c.pending.as_ref() else { return };
+        if request.id != reply.id {
+            return; // a late reply to an earlier request
+        }
+        let (op, attempt) = (*op, *attempt);
+        match result_of(&reply.outcome) {
+            Some(result) => {
+                let o = &mut self.history.ops[op];
+                o.result = result;
+                o.response = Some(self.now);
+                self.stats.ops_completed += 1;
+                self.clients[client].pending = None;
+                let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
+                self.schedule(at, Event::ClientNext { client });
+            }
+            None => {
+                // "Try again": back off a little, then retry the same request.
+                let at = self.now + between(&mut self.rng, Duration::from_millis(1), Duration::from_millis(20));
+                let seq = reply.id.seq;
+                self.schedule(at, Event::ClientRetry { client, seq, attempt });
+            }
+        }
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let records = match n.disk.recover() {
+            Ok((records, torn)) => {
+                if torn {
+                    self.stats.torn_tails += 1;
+                }
+                records
+            }
+            Err(e) => {
+                self.violation("recovery", None, format!("n{i} cannot read its log: {e}"));
+                return;
+            }
+        };
+        let now = self.nodes[i].clock.local(self.now);
+        match Node::start(self.nodes[i].config.clone(), records, now) {
+            Ok(node) => {
+                self.nodes[i].node = Some(node);
+                self.nodes[i].timer_at = None;
+                self.trace.event(self.now, &[6, i as u64], || format!("n{i} starts"));
+                self.after_input(i);
+            }
+            Err(e) => self.violation("recovery", None, format!("n{i} cannot recover: {e}")),
+        }
+    }
+
+    fn crash(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        // Crashes between "persist" and "durable" are where durability bugs hide: most of the
+        // time, pick a node with records still waiting for their fsync.
+        let unsynced: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].disk.pending.is_empty())
+            .collect();
+        let i = if !unsynced.is_empty() && chance(&mut self.rng, 0.7) {
+            unsynced[(self.rng.next_u64() % unsynced.len() as u64) as usize]
+        } else {
+            (self.rng.next_u64() % self.nodes.len() as u64) as usize
+        };
+        if self.nodes[i].node.is_some() {
+            let pending = self.nodes[i].disk.pending.len();
+            // Crashes between "persist" and "durable": some records may have reached the disk
+            // unreported, and the next one may be torn.
+            let survivors = (self.rng.next_u64() % (pending as u64 + 1)) as usize;
+            let tear =
+                chance(&mut self.rng, self.faults.torn_write).then(|| self.rng.next_u64() as f64 / u64::MAX as f64);
+            self.trace.event(self.now, &[7, i as u64, survivors as u64], || {
+                format!(
+                    "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
+                    if tear.is_some() { ", next torn" } else { "" }
+                )
+            });
+            let mut durable = Vec::new();
+            let n = &mut self.nodes[i];
+            n.disk.crash(survivors, tear, &mut |r| durable.push(applied_by(r)));
+            n.node = None;
+            n.generation += 1;
+            n.timer_at = None;
+            for d in durable {
+                self.observe_durable(i, d);
+            }
+            self.stats.crashes += 1;
+            let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
+            self.schedule(self.now + downtime, Event::Restart { node: i });
+        }
+        if let Some(every) = self.faults.crash_every {
+            let at = self.now + around(&mut self.rng, every);
+            self.schedule(at, Event::Crash);
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].node.is_none() {
+            self.start_node(i);
+        }
+    }
+
+    fn partition_start(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let n = self.nodes.len();
+        // A random nonempty proper subset on one side.
+        let side: Vec<bool> = loop {
+            let s: Vec<bool> = (0..n).map(|_| self.rng.next_u64() % 2 == 0).collect();
+            if s.iter().any(|x| *x) && s.iter().any(|x| !*x) {
+                break s;
+            }
+        };
+        let one_way = chance(&mut self.rng, 0.3);
+        for a in 0..n {
+            for b in 0..n {
+                self.blocked[a][b] = side[a] && !side[b] || (!one_way && !side[a] && side[b]);
+            }
+        }
+        self.stats.partitions += 1;
+        let members: Vec<usize> = (0..n).filter(|&i| side[i]).collect();
+        self.trace.event(self.now, &[8, members.len() as u64, u64::from(one_way)], || {
+            format!("partition {:?} {} the rest", members, if one_way { "cannot send to" } else { "|" })
+        });
+        let duration = between(&mut self.rng, Duration::from_millis(10), Duration::from_secs(2));
+        self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// Every fault stops; every node comes back.
+    fn heal(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        self.healed_at = Some(self.now);
+        self.trace.event(self.now, &[10], || "heal: faults stop".into());
+        self.faults.loss = 0.0;
+        self.faults.duplication = 0.0;
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        for i in 0..self.nodes.len() {
+            self.restart(i);
+        }
+    }
+
+    fn check_liveness(&mut self) {
+        let Some(healed) = self.healed_at else {
+            return self.violation("liveness", None, "the run ended before the cluster healed".into());
+        };
+        let bound = LIVENESS_BOUND.as_nanos() as u64;
+        let mut stuck = Vec::new();
+        for op in &self.history.ops {
+            let start = op.invoke.max(healed);
+            match op.response {
+                Some(r) if r - start.min(r) <= bound => {}
+                _ => stuck.push(op.describe()),
+            }
+        }
+        if !stuck.is_empty() {
+            let n = stuck.len();
+            self.violations.push(Violation {
+                checker: "liveness",
+                key: None,
+                message: format!("{n} requests did not complete within {LIVENESS_BOUND:?} of the heal"),
+                ops: stuck.into_iter().take(10).collect(),
+            });
+        }
+        let unfinished = self.clients.iter().filter(|c| c.remaining > 0).count();
+        if unfinished > 0 && self.violations.iter().all(|v| v.checker != "liveness") {
+            self.violation("liveness", None, format!("{unfinished} clients did not finish their operations"));
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(conflicts) = n.node.as_ref().map(|n| n.stats().conflicting_decisions).filter(|c| *c > 0) {
+                self.violations.push(Violation {
+                    checker: "atomicity",
+                    key: None,
+                    message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
+                    ops: vec![],
+                });
+            }
+            match &n.node {
+                Some(node) if !node.is_quiescent() => self.violations.push(Violation {
+                    checker: "liveness",
+                    key: None,
+                    message: format!(
+                        "n{i} is not quiescent after the heal: {} locked keys, {} prepared, {} coordinating",
+                        node.locked_keys(),
+                        node.prepared_count(),
+                        node.coordinating_count()
+                    ),
+                    ops: vec![],
+                }),
+                Some(_) => {}
+                None => self.violations.push(Violation {
+                    checker: "liveness",
+                    key: None,
+                    message: format!("n{i} is down at the end"),
+                    ops: vec![],
+                }),
+            }
+        }
+    }
+
+    /// Convergence: every replica holds identical data and no locks.
+    pub(crate) fn check_convergence(&mut self) -> Option<dkv_core::store::Store> {
+        let stores: Vec<_> = self.nodes.iter().map(|n| n.node.as_ref().map(|n| n.store().clone())).collect();
+        let first = stores.first()?.clone()?;
+        for (i, s) in stores.iter().enumerate().skip(1) {
+            let Some(s) = s else { continue };
+            if *s != first {
+                let differing: Vec<String> = first
+                    .iter()
+                    .filter(|(k, v)| s.get(k) != Some(v))
+                    .map(|(k, _)| crate::history::show(k))
+                    .chain(s.iter().filter(|(k, _)| first.get(k).is_none()).map(|(k, _)| crate::history::show(k)))
+                    .take(5)
+                    .collect();
+                self.violation(
+                    "convergence",
+                    differing.first().cloned(),
+                    format!("n{i} differs from n0 on keys {differing:?}"),
+                );
+            }
+        }
+        Some(first)
+    }
+
+    fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {
+        self.violations.push(Violation { checker, key, message, ops: vec![] });
+    }
+}
+
+/// What a durable record says about which request was applied by which transaction.
+enum Durable {
+    Prepared(TxnId, RequestId),
+    Committed(TxnId),
+    Decided(TxnId, RequestId),
+    Other,
+}
+
+fn applied_by(record: &Record) -> Durable {
+    match record {
+        Record::Prepared(t) => Durable::Prepared(t.txn, t.request),
+        Record::Committed { txn } => Durable::Committed(*txn),
+        Record::Decided(t) => Durable::Decided(t.txn, t.request),
+        _ => Durable::Other,
+    }
+}
+
+fn txn_word(t: TxnId) -> u64 {
+    (u64::from(t.coordinator.0) << 56) ^ (t.incarnation << 40) ^ t.number
+}
