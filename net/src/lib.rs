@@ -1,1 +1,31 @@
-//! dkv-net: the real runtime (issue 4).
+//! # dkv-net: dkv on real sockets and disks
+//!
+//! The runtime that drives the very same [`dkv_core::Node`] the simulator drives, on a
+//! single-threaded [mio] event loop per node ([`Server`]), with its write-ahead log on disk
+//! ([`Wal`]), and the blocking client library programs use to talk to a cluster ([`Client`]).
+//!
+//! - Clients reach a node over TCP and UDP on the same port; peers talk over TCP links (or UDP
+//!   datagrams in UDP mode). Every frame is [`dkv_core::codec::frame`]; peer frames and client
+//!   frames share the listener and are told apart by their variant.
+//! - Every buffer is bounded and no socket operation blocks, so a slow, silent or hostile
+//!   connection costs its buffer limits and nothing more.
+//! - Records the node asks to persist are written once per loop turn with one `fdatasync`
+//!   (group commit); the node is told they are durable only then, and it holds back votes,
+//!   commits and replies until it is.
+
+pub mod client;
+mod clock;
+pub mod config;
+mod connection;
+mod event_loop;
+mod peers;
+mod routes;
+pub mod stats;
+pub mod wal;
+
+pub use client::{Client, ClientConfig, ClientError, ClientTransport};
+pub use clock::Clock;
+pub use config::{ConnectionLimits, DATAGRAM_BYTES_MAX, ServerConfig, Transport, udp_limits};
+pub use event_loop::{Server, ServerError, ServerHandle};
+pub use stats::ServerStats;
+pub use wal::{Wal, WalError};

@@ -1,0 +1,360 @@
+//! The client library: a blocking [`Client`] that talks to any node of a cluster over TCP or
+//! UDP, retries safely and fails over.
+//!
+//! Every request carries this client's random 64-bit id and the next sequence number. A client
+//! has one request outstanding at a time, and every retry of it — a UDP retransmission, a retry
+//! after `TryAgain`, or the same request sent to another node after a failure — reuses the same
+//! request id, so the cluster applies it at most once and tells every retry the same outcome.
+
+use crate::config::DATAGRAM_BYTES_MAX;
+use dkv_core::codec::frame::{self, Frame, FrameError};
+use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, Value, WriteOp};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientTransport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Nodes to talk to, the preferred one first; the others are tried when it fails.
+    pub nodes: Vec<SocketAddr>,
+    pub transport: ClientTransport,
+    /// Total time for one request, every retry and fail-over included.
+    pub request_timeout: Duration,
+    /// How long one node gets to answer before the client tries the next.
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// First UDP retransmission; the interval doubles up to `udp_retransmit_max`.
+    pub udp_retransmit_min: Duration,
+    pub udp_retransmit_max: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(nodes: Vec<SocketAddr>, transport: ClientTransport) -> ClientConfig {
+        ClientConfig {
+            nodes,
+            transport,
+            request_timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+            udp_retransmit_min: Duration::from_millis(100),
+            udp_retransmit_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a request has no outcome. Each message says what to do.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("no node address given; name at least one node (host and port) of the cluster")]
+    NoNodes,
+    #[error("cannot reach {addrs} — is dkv-server running?")]
+    Unreachable { addrs: String },
+    #[error(
+        "no answer from {addrs} within {timeout:?}; the request may or may not have been applied. Check that the nodes are running and reachable (writes need every node)"
+    )]
+    Timeout { addrs: String, timeout: Duration },
+    #[error(
+        "no outcome within {timeout:?}: {reason}; the request may or may not have been applied, and retrying is safe"
+    )]
+    NoOutcome { reason: TryAgainReason, timeout: Duration },
+    #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); use TCP (-t)")]
+    TooLargeForDatagram { len: usize, max: usize },
+    #[error("{addr} refused the request: {error}")]
+    Refused { addr: SocketAddr, error: FrameError },
+    #[error("cannot open a socket: {0}")]
+    Socket(io::Error),
+}
+
+/// How one try at one node ended, short of a reply.
+enum AttemptError {
+    /// Connection refused or reset before anything could be sent: nobody listens there.
+    Unreachable,
+    /// Sent (perhaps), but no reply in time, or the connection broke while waiting.
+    NoReply,
+}
+
+pub struct Client {
+    config: ClientConfig,
+    id: ClientId,
+    next_seq: u64,
+    /// Index into `config.nodes` of the node currently used.
+    node: usize,
+    tcp: Option<TcpLink>,
+    udp: Option<UdpSocket>,
+    /// Replies longer than this are refused: the largest any server limits allow.
+    frame_bytes_max: u32,
+}
+
+struct TcpLink {
+    addr: SocketAddr,
+    stream: TcpStream,
+    input: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.nodes.is_empty() {
+            return Err(ClientError::NoNodes);
+        }
+        let id = ClientId(getrandom::u64().map_err(|e| ClientError::Socket(io::Error::other(e)))?);
+        Ok(Client {
+            config,
+            id,
+            next_seq: 0,
+            node: 0,
+            tcp: None,
+            udp: None,
+            frame_bytes_max: Limits::default().frame_bytes_max(),
+        })
+    }
+
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    pub fn get(&mut self, key: impl Into<Key>) -> Result<Outcome, ClientError> {
+        self.execute(Operation::Get { key: key.into() })
+    }
+
+    pub fn put(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![WriteOp::Put { key: key.into(), value: value.into() }])
+    }
+
+    pub fn update(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![WriteOp::Update { key: key.into(), value: value.into() }])
+    }
+
+    pub fn delete(&mut self, key: impl Into<Key>) -> Result<Outcome, ClientError> {
+        self.txn(vec![WriteOp::Delete { key: key.into() }])
+    }
+
+    pub fn txn(&mut self, ops: Vec<WriteOp>) -> Result<Outcome, ClientError> {
+        self.execute(Operation::Txn { ops })
+    }
+
+    /// Sends one request and returns its definite outcome (never `TryAgain`: those are
+    /// retried until the request timeout).
+    pub fn execute(&mut self, operation: Operation) -> Result<Outcome, ClientError> {
+        self.next_seq += 1;
+        let id = RequestId { client: self.id, seq: self.next_seq };
+        let encoded = frame::encode_to_vec(&Frame::Request(Request { id, operation }));
+        if self.config.transport == ClientTransport::Udp && encoded.len() > DATAGRAM_BYTES_MAX {
+            return Err(ClientError::TooLargeForDatagram { len: encoded.len(), max: DATAGRAM_BYTES_MAX });
+        }
+        let started = Instant::now();
+        let deadline = started + self.config.request_timeout;
+        let node_count = self.config.nodes.len();
+        let mut unreachable_in_a_row = 0;
+        let mut last_try_again: Option<TryAgainReason> = None;
+        let mut try_again_backoff = Duration::from_millis(10);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match last_try_again {
+                    Some(reason) => ClientError::NoOutcome { reason, timeout: self.config.request_timeout },
+                    None => ClientError::Timeout { addrs: self.addrs(), timeout: self.config.request_timeout },
+                });
+            }
+            let addr = self.config.nodes[self.node];
+            let attempt_deadline = deadline.min(now + self.config.attempt_timeout);
+            let result = match self.config.transport {
+                ClientTransport::Tcp => self.attempt_tcp(addr, &encoded, id, attempt_deadline),
+                ClientTransport::Udp => self.attempt_udp(addr, &encoded, id, attempt_deadline),
+            };
+            match result {
+                Ok(Frame::Reply(reply)) => {
+                    unreachable_in_a_row = 0;
+                    match reply.outcome {
+                        Outcome::TryAgain(reason) => {
+                            tracing::debug!(%addr, request = %id, %reason, "try again");
+                            // A node starting up or running this request elsewhere: another
+                            // node may answer; otherwise the same node, after a pause.
+                            if matches!(reason, TryAgainReason::Starting | TryAgainReason::InProgress) {
+                                self.next_node();
+                            }
+                            last_try_again = Some(reason);
+                            std::thread::sleep(
+                                try_again_backoff.min(deadline.saturating_duration_since(Instant::now())),
+                            );
+                            try_again_backoff = (try_again_backoff * 2).min(Duration::from_millis(500));
+                        }
+                        outcome => return Ok(outcome),
+                    }
+                }
+                Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error }),
+                Ok(_) => {
+                    // Not something a server sends to a client; treat the node as faulty.
+                    self.drop_connections();
+                    self.next_node();
+                }
+                Err(AttemptError::Unreachable) => {
+                    tracing::debug!(%addr, request = %id, "node unreachable");
+                    unreachable_in_a_row += 1;
+                    if unreachable_in_a_row >= node_count {
+                        return Err(ClientError::Unreachable { addrs: self.addrs() });
+                    }
+                    self.next_node();
+                }
+                Err(AttemptError::NoReply) => {
+                    tracing::debug!(%addr, request = %id, "no reply; failing over");
+                    unreachable_in_a_row = 0;
+                    self.drop_connections();
+                    self.next_node();
+                }
+            }
+        }
+    }
+
+    fn addrs(&self) -> String {
+        self.config.nodes.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    fn next_node(&mut self) {
+        self.node = (self.node + 1) % self.config.nodes.len();
+    }
+
+    fn drop_connections(&mut self) {
+        self.tcp = None;
+        self.udp = None;
+    }
+
+    fn attempt_tcp(
+        &mut self,
+        addr: SocketAddr,
+        encoded: &[u8],
+        id: RequestId,
+        deadline: Instant,
+    ) -> Result<Frame, AttemptError> {
+        // A kept connection may have been closed by the server meanwhile (idle timeout, restart);
+        // if sending on it fails, one fresh connection is tried before giving up on the node.
+        for fresh in [false, true] {
+            if fresh || self.tcp.as_ref().is_none_or(|link| link.addr != addr) {
+                self.tcp = None;
+                let timeout = self.config.connect_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                let stream = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
+                    .map_err(|e| if is_timeout(&e) { AttemptError::NoReply } else { AttemptError::Unreachable })?;
+                let _ = stream.set_nodelay(true);
+                self.tcp = Some(TcpLink { addr, stream, input: Vec::new() });
+            }
+            let link = self.tcp.as_mut().expect("connected just above");
+            let _ = link.stream.set_write_timeout(Some(remaining(deadline)));
+            if link.stream.write_all(encoded).is_err() {
+                self.tcp = None;
+                continue;
+            }
+            return self.read_tcp_reply(id, deadline);
+        }
+        Err(AttemptError::NoReply)
+    }
+
+    fn read_tcp_reply(&mut self, id: RequestId, deadline: Instant) -> Result<Frame, AttemptError> {
+        let frame_bytes_max = self.frame_bytes_max;
+        let Some(link) = self.tcp.as_mut() else { return Err(AttemptError::NoReply) };
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match frame::decode_stream(&link.input, frame_bytes_max) {
+                Ok(Some((frame, used))) => {
+                    link.input.drain(..used);
+                    match frame {
+                        Frame::Reply(reply) if reply.id != id => continue,
+                        other => return Ok(other),
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    self.tcp = None;
+                    return Ok(Frame::Error(error));
+                }
+            }
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Err(AttemptError::NoReply);
+            }
+            let _ = link.stream.set_read_timeout(Some(left));
+            match link.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.tcp = None;
+                    return Err(AttemptError::NoReply);
+                }
+                Ok(n) => link.input.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => return Err(AttemptError::NoReply),
+                Err(_) => {
+                    self.tcp = None;
+                    return Err(AttemptError::NoReply);
+                }
+            }
+        }
+    }
+
+    fn attempt_udp(
+        &mut self,
+        addr: SocketAddr,
+        encoded: &[u8],
+        id: RequestId,
+        deadline: Instant,
+    ) -> Result<Frame, AttemptError> {
+        let socket = match &self.udp {
+            Some(socket) if socket.peer_addr().ok() == Some(addr) => socket,
+            _ => {
+                let local: SocketAddr =
+                    if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("a literal socket address");
+                let socket = UdpSocket::bind(local).map_err(|_| AttemptError::Unreachable)?;
+                socket.connect(addr).map_err(|_| AttemptError::Unreachable)?;
+                self.udp.insert(socket)
+            }
+        };
+        let mut interval = self.config.udp_retransmit_min;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            // Same bytes, same request id: the cluster applies it at most once however many
+            // copies arrive.
+            if let Err(e) = socket.send(encoded) {
+                return Err(if e.kind() == io::ErrorKind::ConnectionRefused {
+                    AttemptError::Unreachable
+                } else {
+                    AttemptError::NoReply
+                });
+            }
+            let retransmit_at = Instant::now() + interval;
+            loop {
+                let wait_until = retransmit_at.min(deadline);
+                let left = remaining(wait_until);
+                if left.is_zero() {
+                    break;
+                }
+                let _ = socket.set_read_timeout(Some(left));
+                match socket.recv(&mut buffer) {
+                    Ok(len) => match frame::decode_datagram(&buffer[..len], self.frame_bytes_max) {
+                        Ok(Frame::Reply(reply)) if reply.id != id => {}
+                        Ok(frame) => return Ok(frame),
+                        Err(_) => {}
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(AttemptError::Unreachable),
+                    Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(AttemptError::NoReply),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(AttemptError::NoReply);
+            }
+            tracing::debug!(%addr, request = %id, "retransmitting");
+            interval = (interval * 2).min(self.config.udp_retransmit_max);
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}

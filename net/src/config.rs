@@ -1,0 +1,131 @@
+//! What a server needs to know: who it is, where its peers are, which transports it speaks,
+//! where its log lives, and the limits that keep its memory bounded.
+
+use dkv_core::{Bounds, Limits, NodeId, Timing};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The largest frame sent as one UDP datagram. The IPv4 maximum is 65,507 bytes; staying a
+/// little under it leaves room for any encapsulation on the way.
+pub const DATAGRAM_BYTES_MAX: usize = 65_000;
+
+/// Which transports a server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Clients over TCP only; peers over TCP.
+    Tcp,
+    /// Clients over UDP only; peers over UDP too, so every request must fit one datagram (see
+    /// [`udp_limits`]).
+    Udp,
+    /// Clients over TCP and UDP on the same port; peers over TCP. The default.
+    Both,
+}
+
+impl Transport {
+    pub fn serves_tcp(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Both)
+    }
+
+    pub fn serves_udp(self) -> bool {
+        matches!(self, Transport::Udp | Transport::Both)
+    }
+
+    /// Whether peers exchange messages over UDP datagrams instead of TCP links.
+    pub fn peers_over_udp(self) -> bool {
+        self == Transport::Udp
+    }
+}
+
+/// Limits for a cluster whose nodes talk over UDP: a PREPARE carries the whole transaction and
+/// must fit one datagram, so values and transactions are smaller than the defaults
+/// (value ≤ 48 KiB, transaction ≤ 256 ops and ≤ 56 KiB; keys keep their 4 KiB limit).
+pub fn udp_limits() -> Limits {
+    Limits { key_bytes_max: 4 * 1024, value_bytes_max: 48 * 1024, txn_ops_max: 256, txn_bytes_max: 56 * 1024 }
+}
+
+/// Per-connection limits and timeouts: what one client may cost the server at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open client and inbound peer connections; more are refused (closed at once).
+    pub connections_max: usize,
+    /// Replies waiting for a slow reader; a connection that falls further behind is closed.
+    pub output_bytes_max: usize,
+    /// A connection that sends no whole frame within this long after connecting is closed.
+    pub first_frame_timeout: Duration,
+    /// A frame whose bytes started arriving must be complete within this long.
+    pub partial_frame_timeout: Duration,
+    /// A connection with no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Routes of replies still owed to clients; the oldest are forgotten beyond this.
+    pub reply_routes_max: usize,
+    /// Error replies to bad UDP datagrams per second at most, so junk cannot make this node
+    /// flood someone else.
+    pub udp_error_replies_per_second: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            connections_max: 1024,
+            output_bytes_max: 32 << 20,
+            first_frame_timeout: Duration::from_secs(10),
+            partial_frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            reply_routes_max: 65_536,
+            udp_error_replies_per_second: 100,
+        }
+    }
+}
+
+/// Everything a [`crate::Server`] is started with.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    /// Where clients and peers reach this node (TCP and/or UDP, same port).
+    pub listen: SocketAddr,
+    /// The other members and their addresses (this node excluded).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    pub transport: Transport,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub timing: Timing,
+    pub bounds: Bounds,
+    pub connection: ConnectionLimits,
+}
+
+impl ServerConfig {
+    /// A configuration with default limits for `transport` ([`udp_limits`] in UDP mode).
+    pub fn new(
+        id: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        transport: Transport,
+        data_dir: PathBuf,
+    ) -> ServerConfig {
+        let limits = if transport.peers_over_udp() { udp_limits() } else { Limits::default() };
+        ServerConfig {
+            id,
+            listen,
+            peers,
+            transport,
+            data_dir,
+            limits,
+            timing: Timing::default(),
+            bounds: Bounds::default(),
+            connection: ConnectionLimits::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In UDP mode, the largest frame the limits allow fits one datagram.
+    #[test]
+    fn udp_limits_fit_one_datagram() {
+        assert!(udp_limits().frame_bytes_max() as usize <= DATAGRAM_BYTES_MAX);
+    }
+}

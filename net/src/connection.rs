@@ -1,0 +1,194 @@
+//! One non-blocking TCP connection with bounded input and output buffers, carrying frames.
+//!
+//! Reads never block and stop after a per-turn budget so one busy peer cannot starve the
+//! others. Writes never block either: what the socket does not take stays in the output
+//! buffer, and a connection whose output buffer would exceed its limit is closed (its reader
+//! is too slow or gone). Both rules together mean a slow or half-open connection costs at most
+//! its buffer limits and never stalls the event loop.
+
+use dkv_core::Time;
+use dkv_core::codec::frame::{self, Frame, FrameError};
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+/// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
+const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What one read turn produced.
+#[derive(Default)]
+pub(crate) struct ReadResult {
+    pub(crate) frames: Vec<Frame>,
+    /// The stream is not a valid frame stream from here on; answer with this and close.
+    pub(crate) error: Option<FrameError>,
+    /// The other side closed its half, or the connection failed.
+    pub(crate) closed: bool,
+    /// The read budget ran out before the socket was drained: read again next turn.
+    pub(crate) more: bool,
+}
+
+/// The output buffer would exceed its limit.
+#[derive(Debug)]
+pub(crate) struct OutputFull;
+
+pub(crate) struct Connection {
+    pub(crate) stream: TcpStream,
+    pub(crate) addr: SocketAddr,
+    /// Unique for the life of the process, so a reply routed to a closed connection can never
+    /// reach a new connection that reused its slot.
+    pub(crate) serial: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Bytes at the front of `output` already written.
+    output_sent: usize,
+    output_bytes_max: usize,
+    frame_bytes_max: u32,
+    pub(crate) opened_at: Time,
+    /// When the last whole frame arrived.
+    pub(crate) last_frame_at: Option<Time>,
+    /// When the bytes of the frame now being received started arriving.
+    pub(crate) partial_since: Option<Time>,
+    /// An error frame was queued: stop reading, close once the output is flushed.
+    pub(crate) closing_since: Option<Time>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        stream: TcpStream,
+        addr: SocketAddr,
+        serial: u64,
+        now: Time,
+        frame_bytes_max: u32,
+        output_bytes_max: usize,
+    ) -> Connection {
+        Connection {
+            stream,
+            addr,
+            serial,
+            input: Vec::new(),
+            output: Vec::new(),
+            output_sent: 0,
+            output_bytes_max,
+            frame_bytes_max,
+            opened_at: now,
+            last_frame_at: None,
+            partial_since: None,
+            closing_since: None,
+        }
+    }
+
+    /// Reads what the socket has (up to the per-turn budget) and decodes whole frames.
+    pub(crate) fn read(&mut self, now: Time) -> ReadResult {
+        let mut result = ReadResult::default();
+        if self.closing_since.is_some() {
+            return result;
+        }
+        let mut read_this_turn = 0;
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        loop {
+            if read_this_turn >= READ_BYTES_PER_TURN_MAX {
+                result.more = true;
+                break;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    result.closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    read_this_turn += n;
+                    if self.input.is_empty() {
+                        self.partial_since = Some(now);
+                    }
+                    self.input.extend_from_slice(&chunk[..n]);
+                    if let Err(error) = self.decode_frames(now, &mut result.frames) {
+                        result.error = Some(error);
+                        return result;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    result.closed = true;
+                    break;
+                }
+            }
+        }
+        if result.closed && !self.input.is_empty() && result.error.is_none() {
+            // The other side hung up in the middle of a frame.
+            let missing = match frame::payload_len(&self.input, self.frame_bytes_max) {
+                Ok(Some(len)) => (frame::HEADER_BYTES + len).saturating_sub(self.input.len()),
+                _ => frame::HEADER_BYTES.saturating_sub(self.input.len()),
+            };
+            result.error = Some(FrameError::Truncated { missing: missing as u64 });
+        }
+        result
+    }
+
+    fn decode_frames(&mut self, now: Time, frames: &mut Vec<Frame>) -> Result<(), FrameError> {
+        let mut used = 0;
+        while let Some((frame, n)) = frame::decode_stream(&self.input[used..], self.frame_bytes_max)? {
+            frames.push(frame);
+            used += n;
+            self.last_frame_at = Some(now);
+        }
+        self.input.drain(..used);
+        if used > 0 {
+            self.partial_since = if self.input.is_empty() { None } else { Some(now) };
+        }
+        Ok(())
+    }
+
+    /// Queues an encoded frame and writes as much as the socket takes now.
+    pub(crate) fn send(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
+        let pending = self.output.len() - self.output_sent;
+        // An empty buffer always takes one frame, however large: limits on frames are enforced
+        // by the codec, this limit is on how far a reader may fall behind.
+        if pending > 0 && pending + encoded.len() > self.output_bytes_max {
+            return Err(OutputFull);
+        }
+        self.output.extend_from_slice(encoded);
+        self.flush();
+        Ok(())
+    }
+
+    /// Writes buffered output until the socket would block. Errors surface on the next read.
+    pub(crate) fn flush(&mut self) {
+        while self.output_sent < self.output.len() {
+            match self.stream.write(&self.output[self.output_sent..]) {
+                Ok(0) => break,
+                Ok(n) => self.output_sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if self.output_sent == self.output.len() {
+            self.output.clear();
+            self.output_sent = 0;
+        } else if self.output_sent > self.output.len() / 2 {
+            self.output.drain(..self.output_sent);
+            self.output_sent = 0;
+        }
+    }
+
+    /// Queues a last error frame; the connection is closed once it is written (or soon anyway).
+    pub(crate) fn fail(&mut self, now: Time, error: FrameError) {
+        let mut encoded = Vec::new();
+        frame::encode(&Frame::Error(error), &mut encoded);
+        // If even that does not fit, the connection closes without it.
+        let _ = self.send(&encoded);
+        self.input = Vec::new();
+        self.partial_since = None;
+        self.closing_since = Some(now);
+    }
+
+    pub(crate) fn output_pending(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// Bytes held in memory for this connection.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.input.capacity() + self.output.capacity()
+    }
+}

@@ -1,0 +1,682 @@
+//! [`Server`]: one node on a single-threaded mio event loop.
+//!
+//! Each loop turn:
+//! 1. wait for socket events, no longer than the node's deadline (and the runtime's own timers:
+//!    peer reconnects, connection timeouts);
+//! 2. read frames from ready sockets and hand them to the node (requests, peer messages),
+//!    draining its outputs after each: messages go to peer links, replies to the client's
+//!    connection or address, records into the log's buffer;
+//! 3. fire the node's timers if its deadline has passed;
+//! 4. group commit: write every record buffered this turn, one `fdatasync`, tell the node
+//!    they are durable, drain again (which may release votes, commits and replies);
+//! 5. housekeeping: time out connections, reconnect peers.
+//!
+//! Nothing in the loop blocks except the disk writes of step 4, which are the point.
+
+use crate::clock::Clock;
+use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
+use crate::connection::Connection;
+use crate::peers::{ConnectProgress, LinkState, PeerLink};
+use crate::routes::{ReplyRoutes, Route};
+use crate::stats::ServerStats;
+use crate::wal::{Wal, WalError};
+use dkv_core::codec::frame::{self, Frame, FrameError};
+use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+
+const LISTENER: Token = Token(0);
+const UDP: Token = Token(1);
+const WAKER: Token = Token(2);
+/// Peer link `i` (in id order) has token `PEER_TOKEN_BASE + i`.
+const PEER_TOKEN_BASE: usize = 16;
+/// Connection with slab key `k` has token `CONNECTION_TOKEN_BASE + k`.
+const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
+/// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
+const DATAGRAMS_PER_TURN_MAX: usize = 256;
+const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
+/// How often connection timeouts are checked.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+/// A connection told about its error is closed after this long even if the error never
+/// left its output buffer.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a server could not start, or had to stop.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("cannot listen on {addr} ({transport}): {source}; is another server using that port? pick another with -p")]
+    Bind { addr: SocketAddr, transport: &'static str, source: io::Error },
+    #[error("cannot start the node: {0}")]
+    Start(#[from] StartError),
+    #[error("node {id} is listed among its own peers; --peers lists the other nodes only")]
+    SelfInPeers { id: NodeId },
+    #[error("node ids must be below {max}; {id} is not")]
+    NodeIdTooLarge { id: u8, max: usize },
+    #[error("the event loop failed ({what}): {source}")]
+    EventLoop { what: &'static str, source: io::Error },
+}
+
+/// Stops a running server from another thread, and reads its counters.
+#[derive(Clone)]
+pub struct ServerHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    stats: Arc<ServerStats>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop; [`Server::run`] returns soon after.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // A failed wake only delays the stop until the next event or timer.
+        let _ = self.waker.wake();
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+}
+
+/// Where a frame came from, so its reply (or error) can go back.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Tcp {
+        key: usize,
+        serial: u64,
+    },
+    Udp(SocketAddr),
+    /// Our own outbound link to a peer: the peer should never send anything on it.
+    PeerLink,
+}
+
+pub struct Server {
+    config: ServerConfig,
+    clock: Clock,
+    poll: Poll,
+    node: Node,
+    wal: Wal,
+    /// The last lsn handed to the log, and the last one reported durable.
+    appended: Lsn,
+    durable: Lsn,
+    listener: Option<TcpListener>,
+    udp: Option<UdpSocket>,
+    connections: Slab<Connection>,
+    next_serial: u64,
+    links: Vec<PeerLink>,
+    peer_addrs: BTreeMap<NodeId, SocketAddr>,
+    routes: ReplyRoutes,
+    /// Connections (by slab key) and the UDP socket with input left over after their budget.
+    read_again: BTreeSet<usize>,
+    udp_read_again: bool,
+    next_housekeeping: Time,
+    udp_error_budget: u32,
+    udp_error_budget_refill: Time,
+    frame_bytes_max: u32,
+    encode_buffer: Vec<u8>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    stats: Arc<ServerStats>,
+}
+
+impl Server {
+    /// Locks and recovers the data dir, binds the sockets and starts the node. The server
+    /// serves nothing until [`Server::run`].
+    pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        if config.peers.contains_key(&config.id) {
+            return Err(ServerError::SelfInPeers { id: config.id });
+        }
+        let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
+        let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
+            id: ids.map(|id| id.0).max().unwrap_or(0),
+            max: NodeSet::CAPACITY,
+        })?;
+        let clock = Clock::new();
+        let (wal, recovery) = Wal::open(&config.data_dir)?;
+        tracing::info!(
+            node = %config.id,
+            data_dir = %config.data_dir.display(),
+            records = recovery.records.len(),
+            segments = recovery.segments_read,
+            "recovered the log"
+        );
+        let mut core_config = Config::new(config.id, members);
+        core_config.limits = config.limits;
+        core_config.timing = config.timing;
+        core_config.bounds = config.bounds;
+        // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
+        core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
+        let node = Node::start(core_config, recovery.records, clock.now())?;
+
+        let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
+        let registry = poll.registry();
+        let listener = if config.transport.serves_tcp() {
+            let mut listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                transport: "TCP",
+                source,
+            })?;
+            registry
+                .register(&mut listener, LISTENER, Interest::READABLE)
+                .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
+            Some(listener)
+        } else {
+            None
+        };
+        let udp = if config.transport.serves_udp() {
+            let mut udp = UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                transport: "UDP",
+                source,
+            })?;
+            registry
+                .register(&mut udp, UDP, Interest::READABLE)
+                .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
+            Some(udp)
+        } else {
+            None
+        };
+        let waker = Arc::new(
+            Waker::new(registry, WAKER)
+                .map_err(|source| ServerError::EventLoop { what: "creating the waker", source })?,
+        );
+        let now = clock.now();
+        let links = if config.transport.peers_over_udp() {
+            Vec::new()
+        } else {
+            config.peers.iter().map(|(&id, &addr)| PeerLink::new(id, addr, now)).collect()
+        };
+        let frame_bytes_max = config.limits.frame_bytes_max();
+        Ok(Server {
+            clock,
+            node,
+            wal,
+            appended: Lsn(0),
+            durable: Lsn(0),
+            listener,
+            udp,
+            connections: Slab::new(),
+            next_serial: 0,
+            links,
+            peer_addrs: config.peers.clone(),
+            routes: ReplyRoutes::new(config.connection.reply_routes_max),
+            read_again: BTreeSet::new(),
+            udp_read_again: false,
+            next_housekeeping: now,
+            udp_error_budget: config.connection.udp_error_replies_per_second,
+            udp_error_budget_refill: now,
+            frame_bytes_max,
+            encode_buffer: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+            stats: Arc::new(ServerStats::default()),
+            poll,
+            config,
+        })
+    }
+
+    /// The address the server listens on (useful when it was asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        if let Some(addr) = self.listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            return addr;
+        }
+        self.udp.as_ref().and_then(|u| u.local_addr().ok()).unwrap_or(self.config.listen)
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle { stop: self.stop.clone(), waker: self.waker.clone(), stats: self.stats.clone() }
+    }
+
+    /// Runs the event loop until [`ServerHandle::stop`] is called or a fatal error (a failing
+    /// disk) happens.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        tracing::info!(
+            node = %self.config.id,
+            addr = %self.local_addr(),
+            transport = ?self.config.transport,
+            peers = self.config.peers.len(),
+            "serving"
+        );
+        let mut events = Events::with_capacity(1024);
+        let now = self.clock.now();
+        self.drain_outputs(now)?;
+        self.group_commit(now)?;
+        while !self.stop.load(Ordering::SeqCst) {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
+            }
+            let now = self.clock.now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    UDP => self.receive_datagrams(now)?,
+                    WAKER => {}
+                    Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
+                        self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
+                    }
+                    Token(t) => {
+                        let key = t - CONNECTION_TOKEN_BASE;
+                        if event.is_writable()
+                            && let Some(connection) = self.connections.get_mut(key)
+                        {
+                            connection.flush();
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_connection(now, key)?;
+                        }
+                    }
+                }
+            }
+            for key in std::mem::take(&mut self.read_again) {
+                self.read_connection(now, key)?;
+            }
+            if std::mem::take(&mut self.udp_read_again) {
+                self.receive_datagrams(now)?;
+            }
+            if self.node.deadline().is_some_and(|deadline| deadline <= now) {
+                self.node.handle_timeout(now);
+                self.drain_outputs(now)?;
+            }
+            self.group_commit(now)?;
+            if now >= self.next_housekeeping {
+                self.housekeeping(now);
+                self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+            }
+        }
+        tracing::info!(node = %self.config.id, "stopping");
+        self.group_commit(self.clock.now())?;
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        if !self.read_again.is_empty() || self.udp_read_again {
+            return Duration::ZERO;
+        }
+        let mut next = self.next_housekeeping;
+        if let Some(deadline) = self.node.deadline() {
+            next = next.min(deadline);
+        }
+        for link in &self.links {
+            if let Some(deadline) = link.next_deadline() {
+                next = next.min(deadline);
+            }
+        }
+        self.clock.until(next)
+    }
+
+    // ---- TCP ----
+
+    fn accept(&mut self, now: Time) {
+        let Some(listener) = &self.listener else { return };
+        loop {
+            let (mut stream, addr) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    // Typically out of file descriptors; the pending connection stays queued.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    return;
+                }
+            };
+            ServerStats::add(&self.stats.connections_accepted, 1);
+            if self.connections.len() >= self.config.connection.connections_max {
+                tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
+                ServerStats::add(&self.stats.connections_dropped, 1);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let entry = self.connections.vacant_entry();
+            let key = entry.key();
+            let token = Token(CONNECTION_TOKEN_BASE + key);
+            if let Err(error) =
+                self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            {
+                tracing::warn!(%error, "cannot register a connection");
+                continue;
+            }
+            self.next_serial += 1;
+            entry.insert(Connection::new(
+                stream,
+                addr,
+                self.next_serial,
+                now,
+                self.frame_bytes_max,
+                self.config.connection.output_bytes_max,
+            ));
+            tracing::debug!(%addr, key, "accepted a connection");
+        }
+    }
+
+    fn read_connection(&mut self, now: Time, key: usize) -> Result<(), ServerError> {
+        let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
+        let serial = connection.serial;
+        let result = connection.read(now);
+        if result.more {
+            self.read_again.insert(key);
+        }
+        for frame in result.frames {
+            self.on_frame(now, frame, Origin::Tcp { key, serial })?;
+        }
+        if let Some(error) = result.error {
+            ServerStats::add(&self.stats.frames_rejected, 1);
+            if let Some(connection) = self.connections.get_mut(key) {
+                tracing::info!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
+                if result.closed {
+                    self.close_connection(key, "closed mid-frame");
+                } else {
+                    connection.fail(now, error);
+                }
+            }
+        } else if result.closed {
+            self.close_connection(key, "closed by the other side");
+        }
+        Ok(())
+    }
+
+    fn close_connection(&mut self, key: usize, why: &str) {
+        if let Some(mut connection) = self.connections.try_remove(key) {
+            tracing::debug!(addr = %connection.addr, why, "closing a connection");
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+            self.read_again.remove(&key);
+        }
+    }
+
+    fn drop_connection(&mut self, key: usize, why: &str) {
+        if let Some(connection) = self.connections.get(key) {
+            tracing::info!(addr = %connection.addr, why, "dropping a connection");
+            ServerStats::add(&self.stats.connections_dropped, 1);
+        }
+        self.close_connection(key, why);
+    }
+
+    // ---- UDP ----
+
+    fn receive_datagrams(&mut self, now: Time) -> Result<(), ServerError> {
+        let mut buffer = vec![0u8; DATAGRAM_RECEIVE_BYTES];
+        let max = self.frame_bytes_max.min(DATAGRAM_BYTES_MAX as u32);
+        for _ in 0..DATAGRAMS_PER_TURN_MAX {
+            let Some(udp) = &self.udp else { return Ok(()) };
+            let (len, addr) = match udp.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors from earlier sends surface here on some systems; not fatal.
+                Err(_) => continue,
+            };
+            match frame::decode_datagram(&buffer[..len], max) {
+                Ok(frame) => self.on_frame(now, frame, Origin::Udp(addr))?,
+                Err(error) => {
+                    ServerStats::add(&self.stats.frames_rejected, 1);
+                    tracing::debug!(%addr, %error, "bad datagram");
+                    self.send_udp_error(now, addr, error);
+                }
+            }
+        }
+        self.udp_read_again = true;
+        Ok(())
+    }
+
+    /// Answers a bad datagram with an error frame, within a rate limit: the source address of
+    /// a datagram can be forged, and this node must not become a flood's amplifier.
+    fn send_udp_error(&mut self, now: Time, addr: SocketAddr, error: FrameError) {
+        if now.saturating_since(self.udp_error_budget_refill) >= Duration::from_secs(1) {
+            self.udp_error_budget = self.config.connection.udp_error_replies_per_second;
+            self.udp_error_budget_refill = now;
+        }
+        if self.udp_error_budget == 0 {
+            return;
+        }
+        self.udp_error_budget -= 1;
+        self.send_datagram(addr, &Frame::Error(error));
+    }
+
+    /// Sends one frame as a datagram; a frame too large becomes an error telling the client to
+    /// use TCP. Returns false if nothing could be sent.
+    fn send_datagram(&mut self, addr: SocketAddr, frame_to_send: &Frame) -> bool {
+        let Some(udp) = &self.udp else { return false };
+        self.encode_buffer.clear();
+        frame::encode(frame_to_send, &mut self.encode_buffer);
+        if self.encode_buffer.len() > DATAGRAM_BYTES_MAX {
+            let error = FrameError::TooLargeForDatagram {
+                len: self.encode_buffer.len() as u64,
+                max: DATAGRAM_BYTES_MAX as u32,
+            };
+            if matches!(frame_to_send, Frame::Peer { .. }) {
+                tracing::error!(%addr, %error, "a message to a peer does not fit a datagram; dropped");
+                return false;
+            }
+            self.encode_buffer.clear();
+            frame::encode(&Frame::Error(error), &mut self.encode_buffer);
+        }
+        // UDP is lossy by nature: a full socket buffer drops the datagram, and the protocol's
+        // (or the client's) retransmission makes up for it.
+        udp.send_to(&self.encode_buffer, addr).is_ok()
+    }
+
+    // ---- Peer links ----
+
+    fn on_link_event(&mut self, now: Time, index: usize, readable: bool) -> Result<(), ServerError> {
+        let Some(link) = self.links.get_mut(index) else { return Ok(()) };
+        if let LinkState::Connecting { .. } = link.state {
+            match link.check_connected(now) {
+                ConnectProgress::Connected => {}
+                ConnectProgress::Pending => return Ok(()),
+                ConnectProgress::Failed => {
+                    self.disconnect_link(now, index, "connect failed");
+                    return Ok(());
+                }
+            }
+        }
+        let Some(connection) = self.links[index].connection_mut() else { return Ok(()) };
+        connection.flush();
+        if readable {
+            let result = connection.read(now);
+            for frame in result.frames {
+                self.on_frame(now, frame, Origin::PeerLink)?;
+            }
+            if result.closed || result.error.is_some() {
+                self.disconnect_link(now, index, "closed by the peer");
+            }
+        }
+        Ok(())
+    }
+
+    fn disconnect_link(&mut self, now: Time, index: usize, why: &str) {
+        let link = &mut self.links[index];
+        if let Some(mut connection) = link.disconnect(now) {
+            tracing::debug!(peer = %link.id, addr = %link.addr, why, "peer link down");
+            let _ = self.poll.registry().deregister(&mut connection.stream);
+        }
+    }
+
+    fn connect_link(&mut self, now: Time, index: usize) {
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let output_bytes_max = self.config.connection.output_bytes_max;
+        let link = &mut self.links[index];
+        if !link.start_connect(now, serial, self.frame_bytes_max, output_bytes_max) {
+            return;
+        }
+        let token = Token(PEER_TOKEN_BASE + index);
+        let registry: &Registry = self.poll.registry();
+        if let Some(connection) = link.connection_mut()
+            && let Err(error) =
+                registry.register(&mut connection.stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            tracing::warn!(%error, "cannot register a peer link");
+            link.disconnect(now);
+        }
+    }
+
+    // ---- Frames in, outputs out ----
+
+    fn on_frame(&mut self, now: Time, incoming: Frame, origin: Origin) -> Result<(), ServerError> {
+        match incoming {
+            Frame::Request(request) => {
+                let route = match origin {
+                    Origin::Tcp { key, serial } => Route::Tcp { key, serial },
+                    Origin::Udp(addr) => Route::Udp(addr),
+                    Origin::PeerLink => return Ok(()),
+                };
+                let reply_to = self.routes.insert(route);
+                ServerStats::add(&self.stats.requests, 1);
+                self.node.handle_request(now, reply_to, request);
+            }
+            Frame::Peer { from, message } => self.node.handle_message(now, from, message),
+            Frame::Reply(_) | Frame::Error(_) => {
+                ServerStats::add(&self.stats.frames_rejected, 1);
+                let error = FrameError::Malformed {
+                    reason: "a dkv server accepts requests and peer messages, not replies or errors".into(),
+                };
+                match origin {
+                    Origin::Tcp { key, .. } => {
+                        if let Some(connection) = self.connections.get_mut(key) {
+                            connection.fail(now, error);
+                        }
+                    }
+                    Origin::Udp(addr) => self.send_udp_error(now, addr, error),
+                    Origin::PeerLink => {}
+                }
+            }
+        }
+        self.drain_outputs(now)
+    }
+
+    /// Carries out everything the node asked for. Records only go into the log's buffer here;
+    /// [`Server::group_commit`] makes them durable.
+    fn drain_outputs(&mut self, _now: Time) -> Result<(), ServerError> {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, message } => self.send_to_peer(to, Frame::Peer { from: self.config.id, message }),
+                Output::Reply { to, reply } => {
+                    let Some(route) = self.routes.take(to) else { continue };
+                    ServerStats::add(&self.stats.replies, 1);
+                    self.send_reply(route, Frame::Reply(reply));
+                }
+                Output::Persist { lsn, record } => {
+                    self.wal.append(&record)?;
+                    self.appended = lsn;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_to_peer(&mut self, to: NodeId, message: Frame) {
+        if self.config.transport.peers_over_udp() {
+            let Some(&addr) = self.peer_addrs.get(&to) else { return };
+            if !self.send_datagram(addr, &message) {
+                ServerStats::add(&self.stats.peer_messages_dropped, 1);
+            }
+            return;
+        }
+        let Some(index) = self.links.iter().position(|link| link.id == to) else { return };
+        self.encode_buffer.clear();
+        frame::encode(&message, &mut self.encode_buffer);
+        let before = self.links[index].messages_dropped;
+        if self.links[index].send(&self.encode_buffer).is_err() {
+            let now = self.clock.now();
+            self.disconnect_link(now, index, "its output buffer overflowed");
+            ServerStats::add(&self.stats.peer_messages_dropped, 1);
+        }
+        let dropped = self.links[index].messages_dropped - before;
+        ServerStats::add(&self.stats.peer_messages_dropped, dropped);
+    }
+
+    fn send_reply(&mut self, route: Route, reply: Frame) {
+        match route {
+            Route::Udp(addr) => {
+                self.send_datagram(addr, &reply);
+            }
+            Route::Tcp { key, serial } => {
+                let Some(connection) = self.connections.get_mut(key) else { return };
+                if connection.serial != serial {
+                    return;
+                }
+                self.encode_buffer.clear();
+                frame::encode(&reply, &mut self.encode_buffer);
+                if connection.send(&self.encode_buffer).is_err() {
+                    self.drop_connection(key, "the client does not read its replies (output buffer full)");
+                }
+            }
+        }
+    }
+
+    /// Makes every record buffered this turn durable with one sync, tells the node, and
+    /// repeats while that produces more records.
+    fn group_commit(&mut self, now: Time) -> Result<(), ServerError> {
+        while self.appended > self.durable || self.wal.has_buffered() {
+            self.wal.sync()?;
+            ServerStats::add(&self.stats.syncs, 1);
+            ServerStats::add(&self.stats.records_synced, self.appended.0 - self.durable.0);
+            self.durable = self.appended;
+            self.node.handle_durable(now, self.durable);
+            self.drain_outputs(now)?;
+        }
+        Ok(())
+    }
+
+    // ---- Timeouts ----
+
+    fn housekeeping(&mut self, now: Time) {
+        let limits = self.config.connection;
+        let mut to_drop = Vec::new();
+        let mut buffered = 0u64;
+        for (key, connection) in &self.connections {
+            buffered += connection.buffered_bytes() as u64;
+            let why = if let Some(since) = connection.closing_since {
+                (connection.output_pending() == 0 || now.saturating_since(since) >= CLOSING_GRACE)
+                    .then_some("closed after reporting an error")
+            } else if connection
+                .partial_since
+                .is_some_and(|since| now.saturating_since(since) >= limits.partial_frame_timeout)
+            {
+                Some("a frame did not complete in time")
+            } else if connection.last_frame_at.is_none()
+                && now.saturating_since(connection.opened_at) >= limits.first_frame_timeout
+            {
+                Some("connected but sent no frame in time")
+            } else if connection.last_frame_at.is_some_and(|at| now.saturating_since(at) >= limits.idle_timeout) {
+                Some("idle")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                to_drop.push((key, why));
+            }
+        }
+        for (key, why) in to_drop {
+            if why == "closed after reporting an error" || why == "idle" {
+                self.close_connection(key, why);
+            } else {
+                self.drop_connection(key, why);
+            }
+        }
+        for index in 0..self.links.len() {
+            let link = &self.links[index];
+            match link.state {
+                LinkState::Down { retry_at } if retry_at <= now => self.connect_link(now, index),
+                LinkState::Connecting { .. } if link.connect_timed_out(now) => {
+                    self.disconnect_link(now, index, "connect timed out")
+                }
+                _ => {}
+            }
+        }
+        ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);
+        ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
+        ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
+    }
+}

@@ -1,0 +1,44 @@
+//! Counters a running server shares with other threads (tests, an operator's status line).
+//! Written only by the event loop; read from anywhere.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Client and inbound peer connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Connections closed by the server: bad frames, timeouts, overflowing buffers, or too
+    /// many connections.
+    pub connections_dropped: AtomicU64,
+    /// Bytes held in connection buffers now (input and output, all connections).
+    pub connection_buffer_bytes: AtomicU64,
+    /// Frames (TCP or UDP) that could not be decoded, or that a server does not accept.
+    pub frames_rejected: AtomicU64,
+    /// Client requests handed to the node.
+    pub requests: AtomicU64,
+    /// Replies sent to clients.
+    pub replies: AtomicU64,
+    /// Group commits (one fdatasync each) and the records they made durable.
+    pub syncs: AtomicU64,
+    pub records_synced: AtomicU64,
+    /// Reply routes held now.
+    pub reply_routes: AtomicU64,
+    /// Messages to peers dropped because a link was down or a datagram could not be sent.
+    pub peer_messages_dropped: AtomicU64,
+}
+
+impl ServerStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,453 @@
+//! The write-ahead log on disk: a directory of append-only segment files holding records
+//! encoded by [`dkv_core::codec::wal`].
+//!
+//! Layout of a data directory:
+//! - `LOCK`: held with an exclusive OS file lock while a server uses the directory, so two
+//!   servers can never write the same log.
+//! - `00000000000000000001.wal`, `...02.wal`, ...: segments, numbered in the order they were
+//!   created. A new segment is started for every [`Record::Snapshot`], which is its first
+//!   record; once that snapshot is durable every older segment is deleted, so disk use stays
+//!   proportional to the data (the core writes a snapshot after as many records as it has keys).
+//!
+//! Group commit: [`Wal::append`] only buffers; [`Wal::sync`] writes everything buffered and
+//! makes it durable with one `fdatasync` per touched segment. The driver calls `sync` once per
+//! loop turn and then tells the core which lsn is durable.
+//!
+//! Recovery ([`Wal::open`]) reads the segments from the newest one that starts with a snapshot.
+//! A torn tail in the last segment (a write cut short by a crash) is truncated: it was never
+//! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
+//! silently skipping a record that was durable could make this node serve wrong data.
+
+use dkv_core::Record;
+use dkv_core::codec::wal::{self, WalEnd};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const LOCK_FILE_NAME: &str = "LOCK";
+const SEGMENT_SUFFIX: &str = ".wal";
+/// Segment numbers start here; a log whose oldest segment has a larger number must begin with
+/// a snapshot, or segments are missing.
+const FIRST_SEGMENT: u64 = 1;
+
+/// Why the log could not be opened, recovered or written. Every message says what to do.
+#[derive(Debug, Error)]
+pub enum WalError {
+    #[error(
+        "data dir {dir} is in use by another dkv-server (its LOCK file is locked); stop that server or pick another --data-dir"
+    )]
+    Locked { dir: PathBuf },
+    #[error("cannot use data dir {dir}: {source}; check that the path exists or can be created and is writable")]
+    DataDir { dir: PathBuf, source: io::Error },
+    #[error(
+        "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than risk acknowledged writes"
+    )]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "log segment {path} is damaged at byte {offset} ({reason}) and valid records follow; refusing to start rather than serve wrong data. Restore this node's data dir from a backup (or move it aside and restart the node empty, accepting the loss of its copy)"
+    )]
+    Corrupt { path: PathBuf, offset: usize, reason: String },
+    #[error(
+        "log segment {path} is cut short at byte {offset} ({reason}) but newer segments exist, so durable records were lost; refusing to start rather than serve wrong data. Restore this node's data dir from a backup"
+    )]
+    DamagedBeforeTail { path: PathBuf, offset: usize, reason: String },
+    #[error(
+        "data dir {dir} has no segment that starts with a snapshot, and its oldest segment is {oldest} rather than {FIRST_SEGMENT}: segments are missing; restore the data dir from a backup"
+    )]
+    MissingSegments { dir: PathBuf, oldest: u64 },
+}
+
+/// What recovery found.
+pub struct Recovery {
+    /// Every record needed to rebuild the node, in log order.
+    pub records: Vec<Record>,
+    /// Segments read, oldest first.
+    pub segments_read: usize,
+    /// Bytes cut off a torn tail, if there was one.
+    pub torn_bytes_truncated: u64,
+}
+
+/// An open, locked log directory.
+pub struct Wal {
+    dir: PathBuf,
+    /// Held for the life of the `Wal`; the OS releases the lock when the file is closed, also
+    /// when the process is killed.
+    _lock: File,
+    current: Segment,
+    /// Segments made obsolete by a snapshot that is not yet durable; deleted after the next sync.
+    obsolete: Vec<u64>,
+    /// Encoded records not yet written to `current`.
+    buffered: Vec<u8>,
+    bytes_written: u64,
+}
+
+struct Segment {
+    number: u64,
+    path: PathBuf,
+    file: File,
+}
+
+impl Wal {
+    /// Locks `dir` (creating it if needed), recovers its records and opens the newest segment
+    /// for appending.
+    pub fn open(dir: &Path) -> Result<(Wal, Recovery), WalError> {
+        let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
+        fs::create_dir_all(dir).map_err(data_dir_error)?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(WalError::Locked { dir: dir.to_path_buf() }),
+            Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
+        }
+
+        let numbers = list_segments(dir).map_err(data_dir_error)?;
+        let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+        let current = match numbers.last() {
+            None => {
+                let segment = create_segment(dir, FIRST_SEGMENT)?;
+                sync_dir(dir)?;
+                segment
+            }
+            Some(&newest) => {
+                let start = find_start(dir, &numbers)?;
+                let last_index = numbers.len() - 1;
+                for (i, &number) in numbers.iter().enumerate().skip(start) {
+                    let path = segment_path(dir, number);
+                    let bytes = read_file(&path)?;
+                    let scan = wal::scan(&bytes);
+                    recovery.records.extend(scan.records);
+                    recovery.segments_read += 1;
+                    match scan.end {
+                        WalEnd::Clean => {}
+                        WalEnd::Torn { offset, error } if i == last_index => {
+                            let cut = (bytes.len() - offset) as u64;
+                            tracing::warn!(
+                                segment = %path.display(),
+                                offset,
+                                bytes = cut,
+                                "the log ends in a torn write (a crash cut it short: {error}); truncating it"
+                            );
+                            truncate(&path, offset as u64)?;
+                            recovery.torn_bytes_truncated = cut;
+                        }
+                        WalEnd::Torn { offset, error } => {
+                            return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
+                        }
+                        WalEnd::Corrupt { offset, error, .. } => {
+                            return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
+                        }
+                    }
+                }
+                // Segments before the start were made obsolete by a durable snapshot; a crash
+                // interrupted their deletion.
+                for &number in &numbers[..start] {
+                    remove_segment(dir, number)?;
+                }
+                open_segment(dir, newest)?
+            }
+        };
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            current,
+            obsolete: Vec::new(),
+            buffered: Vec::new(),
+            bytes_written: 0,
+        };
+        Ok((wal, recovery))
+    }
+
+    /// Buffers `record` for the next [`Wal::sync`]. A snapshot starts a new segment: the
+    /// records before it are written and synced to the old segment first, so that only the
+    /// last segment can ever end in a torn write.
+    pub fn append(&mut self, record: &Record) -> Result<(), WalError> {
+        if let Record::Snapshot(_) = record {
+            self.write_buffered()?;
+            self.sync_current()?;
+            let number = self.current.number + 1;
+            let segment = create_segment(&self.dir, number)?;
+            sync_dir(&self.dir)?;
+            let previous = std::mem::replace(&mut self.current, segment);
+            self.obsolete.extend(
+                list_segments(&self.dir)
+                    .map_err(|source| self.io_error(source))?
+                    .into_iter()
+                    .filter(|&n| n <= previous.number),
+            );
+        }
+        wal::encode(record, &mut self.buffered);
+        Ok(())
+    }
+
+    /// Writes every buffered record and makes it durable. Then deletes the segments a durable
+    /// snapshot made obsolete.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.write_buffered()?;
+        self.sync_current()?;
+        if !self.obsolete.is_empty() {
+            for number in std::mem::take(&mut self.obsolete) {
+                remove_segment(&self.dir, number)?;
+            }
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Whether records are buffered that [`Wal::sync`] has not made durable.
+    pub fn has_buffered(&self) -> bool {
+        !self.buffered.is_empty()
+    }
+
+    /// Bytes written since the log was opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_buffered(&mut self) -> Result<(), WalError> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        self.current
+            .file
+            .write_all(&self.buffered)
+            .map_err(|source| WalError::Io { path: self.current.path.clone(), source })?;
+        self.bytes_written += self.buffered.len() as u64;
+        self.buffered.clear();
+        Ok(())
+    }
+
+    fn sync_current(&mut self) -> Result<(), WalError> {
+        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })
+    }
+
+    fn io_error(&self, source: io::Error) -> WalError {
+        WalError::Io { path: self.dir.clone(), source }
+    }
+}
+
+/// The numbers of the segments in `dir`, ascending. Files that are not segments are ignored.
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(number) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|n| n.parse::<u64>().ok()) {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// The index (into `numbers`) of the segment recovery starts from: the newest whose first
+/// record is a snapshot, else the first segment ever written.
+fn find_start(dir: &Path, numbers: &[u64]) -> Result<usize, WalError> {
+    for (i, &number) in numbers.iter().enumerate().rev() {
+        if starts_with_snapshot(&segment_path(dir, number))? {
+            return Ok(i);
+        }
+    }
+    if numbers[0] != FIRST_SEGMENT {
+        return Err(WalError::MissingSegments { dir: dir.to_path_buf(), oldest: numbers[0] });
+    }
+    Ok(0)
+}
+
+fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
+    let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(io_error)?;
+    let mut header = [0u8; wal::RECORD_HEADER_BYTES];
+    if file.read_exact(&mut header).is_err() {
+        return Ok(false);
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    if len > wal::RECORD_BYTES_MAX {
+        return Ok(false);
+    }
+    let mut bytes = header.to_vec();
+    bytes.resize(wal::RECORD_HEADER_BYTES + len as usize, 0);
+    if file.read_exact(&mut bytes[wal::RECORD_HEADER_BYTES..]).is_err() {
+        return Ok(false);
+    }
+    Ok(matches!(wal::decode_one(&bytes), Ok((Record::Snapshot(_), _))))
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
+}
+
+fn create_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
+    let path = segment_path(dir, number);
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|source| WalError::Io { path: path.clone(), source })?;
+    Ok(Segment { number, path, file })
+}
+
+fn open_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
+    let path = segment_path(dir, number);
+    let file =
+        OpenOptions::new().append(true).open(&path).map_err(|source| WalError::Io { path: path.clone(), source })?;
+    Ok(Segment { number, path, file })
+}
+
+fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
+    let path = segment_path(dir, number);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(WalError::Io { path, source }),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, WalError> {
+    fs::read(path).map_err(|source| WalError::Io { path: path.to_path_buf(), source })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
+    let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
+    let file = OpenOptions::new().write(true).open(path).map_err(io_error)?;
+    file.set_len(len).map_err(io_error)?;
+    file.sync_all().map_err(io_error)
+}
+
+/// Makes file creations and deletions in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), WalError> {
+    let io_error = |source| WalError::Io { path: dir.to_path_buf(), source };
+    File::open(dir).map_err(io_error)?.sync_all().map_err(io_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::record::Snapshot;
+    use std::io::Seek;
+
+    fn boot(incarnation: u64) -> Record {
+        Record::Boot { incarnation }
+    }
+
+    fn snapshot(incarnation: u64) -> Record {
+        Record::Snapshot(Box::new(Snapshot { incarnation, ..Snapshot::default() }))
+    }
+
+    /// Synced records come back, in order, after the log is closed and reopened.
+    #[test]
+    fn synced_records_are_recovered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
+            assert!(recovery.records.is_empty());
+            for i in 1..=5 {
+                wal.append(&boot(i)).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, (1..=5).map(boot).collect::<Vec<_>>());
+    }
+
+    /// A second opener of the same data dir is refused while the first holds it.
+    #[test]
+    fn data_dir_is_locked_exclusively() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_wal, _) = Wal::open(dir.path()).unwrap();
+        assert!(matches!(Wal::open(dir.path()), Err(WalError::Locked { .. })));
+    }
+
+    /// A snapshot starts a new segment and, once synced, the older segments are deleted;
+    /// recovery starts from the snapshot.
+    #[test]
+    fn snapshot_compacts_older_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            for round in 0..3u64 {
+                wal.append(&boot(round * 10 + 1)).unwrap();
+                wal.append(&boot(round * 10 + 2)).unwrap();
+                wal.append(&snapshot(round * 10 + 3)).unwrap();
+                wal.append(&boot(round * 10 + 4)).unwrap();
+                wal.sync().unwrap();
+            }
+            assert_eq!(list_segments(dir.path()).unwrap(), vec![4]);
+        }
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![snapshot(23), boot(24)]);
+    }
+
+    /// A torn tail (a half-written last record) is truncated and the records before it survive.
+    #[test]
+    fn torn_tail_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            wal.append(&boot(2)).unwrap();
+            wal.sync().unwrap();
+        }
+        let path = segment_path(dir.path(), FIRST_SEGMENT);
+        let full = fs::metadata(&path).unwrap().len();
+        let half_record = &wal::encode_to_vec(&boot(3))[..5];
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(half_record).unwrap();
+        let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1), boot(2)]);
+        assert_eq!(recovery.torn_bytes_truncated, 5);
+        assert_eq!(fs::metadata(&path).unwrap().len(), full);
+        // Appending after the truncation yields a clean log.
+        wal.append(&boot(4)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1), boot(2), boot(4)]);
+    }
+
+    /// A damaged record with valid records after it stops recovery with a clear error.
+    #[test]
+    fn corruption_before_the_tail_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            for i in 1..=3 {
+                wal.append(&boot(i)).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        let path = segment_path(dir.path(), FIRST_SEGMENT);
+        let mut file = OpenOptions::new().write(true).open(&path).unwrap();
+        // Flip a payload byte of the first record.
+        file.seek(io::SeekFrom::Start(wal::RECORD_HEADER_BYTES as u64)).unwrap();
+        file.write_all(&[0xff]).unwrap();
+        drop(file);
+        let error = Wal::open(dir.path()).err().expect("corruption must stop recovery");
+        assert!(matches!(error, WalError::Corrupt { offset: 0, .. }), "{error}");
+        assert!(error.to_string().contains("refusing to start"));
+    }
+
+    /// A torn segment followed by newer segments means durable records were lost: refuse.
+    #[test]
+    fn damage_in_a_segment_before_the_last_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&snapshot(1)).unwrap();
+            wal.append(&boot(2)).unwrap();
+            wal.sync().unwrap();
+        }
+        // Segment 2 starts with the snapshot; add a segment 3 by hand and tear segment 2.
+        let second = segment_path(dir.path(), 2);
+        let len = fs::metadata(&second).unwrap().len();
+        OpenOptions::new().write(true).open(&second).unwrap().set_len(len - 2).unwrap();
+        fs::write(segment_path(dir.path(), 3), wal::encode_to_vec(&boot(3))).unwrap();
+        let error = Wal::open(dir.path()).err().expect("damage before the last segment must stop recovery");
+        assert!(matches!(error, WalError::DamagedBeforeTail { .. }), "{error}");
+    }
+}

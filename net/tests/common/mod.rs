@@ -1,0 +1,100 @@
+//! Helpers shared by the runtime's integration tests: free loopback ports and in-process
+//! clusters whose servers run on their own threads and stop when dropped.
+
+#![allow(dead_code)]
+
+use dkv_core::NodeId;
+use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// `count` loopback ports free for both TCP and UDP right now. The sockets are held until all
+/// are found so no port is returned twice.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    while held.len() < count {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((tcp, udp, port));
+        }
+    }
+    held.into_iter().map(|(_, _, port)| port).collect()
+}
+
+pub struct TestCluster {
+    pub addrs: Vec<SocketAddr>,
+    pub transport: Transport,
+    pub dirs: Vec<PathBuf>,
+    handles: Vec<Option<(ServerHandle, JoinHandle<Result<(), ServerError>>)>>,
+    tweak: fn(&mut ServerConfig),
+    _root: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn start(nodes: usize, transport: Transport) -> TestCluster {
+        TestCluster::start_with(nodes, transport, |_| {})
+    }
+
+    pub fn start_with(nodes: usize, transport: Transport, tweak: fn(&mut ServerConfig)) -> TestCluster {
+        let root = tempfile::tempdir().unwrap();
+        let addrs: Vec<SocketAddr> =
+            free_ports(nodes).into_iter().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
+        let dirs = (0..nodes).map(|i| root.path().join(format!("node-{i}"))).collect();
+        let mut cluster =
+            TestCluster { addrs, transport, dirs, handles: (0..nodes).map(|_| None).collect(), tweak, _root: root };
+        for i in 0..nodes {
+            cluster.start_node(i);
+        }
+        cluster
+    }
+
+    pub fn config(&self, i: usize) -> ServerConfig {
+        let peers: BTreeMap<NodeId, SocketAddr> =
+            (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.addrs[j])).collect();
+        let mut config = ServerConfig::new(NodeId(i as u8), self.addrs[i], peers, self.transport, self.dirs[i].clone());
+        (self.tweak)(&mut config);
+        config
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        assert!(self.handles[i].is_none(), "node {i} is running");
+        let server = Server::bind(self.config(i)).expect("server starts");
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || server.run());
+        self.handles[i] = Some((handle, thread));
+    }
+
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some((handle, thread)) = self.handles[i].take() {
+            handle.stop();
+            thread.join().expect("server thread panicked").expect("server stopped cleanly");
+        }
+    }
+
+    pub fn handle(&self, i: usize) -> &ServerHandle {
+        &self.handles[i].as_ref().expect("node is running").0
+    }
+
+    pub fn client(&self, first: usize, transport: ClientTransport) -> Client {
+        let mut nodes = self.addrs.clone();
+        nodes.rotate_left(first);
+        let mut config = ClientConfig::new(nodes, transport);
+        config.request_timeout = Duration::from_secs(20);
+        Client::new(config).unwrap()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for handle in self.handles.iter().flatten() {
+            handle.0.stop();
+        }
+        for (_, thread) in self.handles.iter_mut().filter_map(Option::take) {
+            let _ = thread.join();
+        }
+    }
+}
