@@ -76,15 +76,20 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     world.run();
     let final_store = world.check_convergence();
     let mut violations = std::mem::take(&mut world.violations);
-    let (per_key, mut inconclusive) = check::linearizability::check_per_key(&world.history);
-    let linearizable = per_key.is_empty();
-    violations.extend(per_key);
-    if linearizable {
-        match check::linearizability::check_transactions(&world.history) {
-            check::linearizability::Verdict::Linearizable => {}
+    let mut inconclusive = 0;
+    // The whole-history search decides; the per-key searches only run when it does not pass,
+    // to name the key (a transactions violation with every key linearizable on its own is a
+    // torn transaction).
+    let whole = check::linearizability::check_transactions(&world.history);
+    if whole != check::linearizability::Verdict::Linearizable {
+        let (per_key, per_key_inconclusive) = check::linearizability::check_per_key(&world.history);
+        inconclusive += per_key_inconclusive;
+        match whole {
+            check::linearizability::Verdict::Violation(v) if per_key.is_empty() => violations.push(v),
             check::linearizability::Verdict::Inconclusive => inconclusive += 1,
-            check::linearizability::Verdict::Violation(v) => violations.push(v),
+            _ => {}
         }
+        violations.extend(per_key);
     }
     if let Some(store) = &final_store {
         violations.extend(check::durability::check(&world.history, store));

@@ -1,4 +1,4 @@
-//! The run's event trace: always hashed (FNV-1a over a compact encoding of every event, so two
+//! The run's event trace: always hashed (a word-wise FNV-style hash over a compact encoding of every event, so two
 //! runs of one seed can be compared by one number), and kept as readable lines on request.
 
 /// Where readable trace lines go.
@@ -37,11 +37,13 @@ impl Trace {
         }
     }
 
+    /// FNV-style, a word at a time, with a final avalanche per word so that nearby values
+    /// spread over all bits.
     fn mix(&mut self, word: u64) {
-        for byte in word.to_le_bytes() {
-            self.hash ^= u64::from(byte);
-            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        let mut x = self.hash ^ word;
+        x = x.wrapping_mul(0x0100_0000_01b3);
+        x ^= x >> 29;
+        self.hash = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     }
 
     pub fn hash(&self) -> u64 {

@@ -20,7 +20,8 @@ use dkv_core::{
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 /// After the heal, every request completes within this much virtual time.
@@ -84,8 +85,14 @@ pub(crate) struct World {
     params: Params,
     faults: Faults,
     now: u64,
-    queue: BTreeMap<(u64, u64), Event>,
+    /// Pending events, earliest (time, insertion number) first; the events themselves live in
+    /// `slots`, so the heap only moves small keys around.
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
     next_event: u64,
+    slots: Vec<Option<Event>>,
+    free_slots: Vec<usize>,
+    /// Reused buffer for draining a node's outputs.
+    outputs: Vec<Output>,
     nodes: Vec<SimNode>,
     clients: Vec<SimClient>,
     pub(crate) history: History,
@@ -160,8 +167,11 @@ impl World {
             faults: params.faults.clone(),
             params,
             now: 0,
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             next_event: 0,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            outputs: Vec::new(),
             nodes,
             clients,
             history: History::default(),
@@ -176,7 +186,17 @@ impl World {
     }
 
     fn schedule(&mut self, at: u64, event: Event) {
-        self.queue.insert((at, self.next_event), event);
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.slots.push(Some(event));
+                self.slots.len() - 1
+            }
+        };
+        self.queue.push(Reverse((at, self.next_event, slot)));
         self.next_event += 1;
     }
 
@@ -200,7 +220,9 @@ impl World {
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
         self.schedule(fault_phase, Event::Heal);
 
-        while let Some(((at, _), event)) = self.queue.pop_first() {
+        while let Some(Reverse((at, _, slot))) = self.queue.pop() {
+            let event = self.slots[slot].take().expect("queued events have a slot");
+            self.free_slots.push(slot);
             self.now = at;
             self.stats.events += 1;
             if self.stats.events > EVENTS_MAX {
@@ -323,12 +345,12 @@ impl World {
     fn after_input(&mut self, i: usize) {
         let Some(node) = self.nodes[i].node.as_mut() else { return };
         let from = node.id();
-        let mut outputs = Vec::new();
+        let mut outputs = std::mem::take(&mut self.outputs);
         while let Some(output) = node.poll_output() {
             outputs.push(output);
         }
         let deadline = node.deadline();
-        for output in outputs {
+        for output in outputs.drain(..) {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
@@ -343,6 +365,7 @@ impl World {
                 }
             }
         }
+        self.outputs = outputs;
         // Group commit: one fsync covers everything written before it starts.
         let n = &mut self.nodes[i];
         if n.disk.sync_in_flight.is_none() {

@@ -139,40 +139,65 @@ impl State {
 }
 
 struct Search<'a> {
+    /// Sorted by invocation.
     ops: &'a [SearchOp],
-    linearized: Vec<u64>,
+    linearized: Vec<bool>,
+    /// Unlinearized operations with a known response, by (response, index): the first one
+    /// bounds which operations may go next.
+    responses: BTreeSet<(u64, usize)>,
+    /// Every operation before this index is linearized.
+    first_open: usize,
+    /// Order-independent hash of the linearized set (xor of per-operation keys).
+    set_hash: u64,
     state: State,
-    memo: HashSet<(Vec<u64>, u64)>,
+    memo: HashSet<(u64, u64)>,
     explored: usize,
-    /// The deepest point reached, for the report: (linearized count, candidates there).
+    /// The deepest point reached, for the report: (depth, candidates there, path there).
     deepest: (usize, Vec<usize>, Vec<usize>),
     path: Vec<usize>,
 }
 
-impl Search<'_> {
-    fn is_linearized(&self, i: usize) -> bool {
-        self.linearized[i / 64] & (1 << (i % 64)) != 0
-    }
+fn op_key(i: usize) -> u64 {
+    let mut h = DefaultHasher::new();
+    (i as u64 ^ 0x5bd1_e995).hash(&mut h);
+    h.finish()
+}
 
-    fn flip(&mut self, i: usize) {
-        self.linearized[i / 64] ^= 1 << (i % 64);
+impl Search<'_> {
+    fn mark(&mut self, i: usize, linearized: bool) {
+        self.linearized[i] = linearized;
+        self.set_hash ^= op_key(i);
+        let op = &self.ops[i];
+        if op.definite() {
+            if linearized {
+                self.responses.remove(&(op.response, i));
+            } else {
+                self.responses.insert((op.response, i));
+            }
+        }
     }
 
     /// Depth-first search from the current configuration. `Some(true)`: linearizable.
     fn run(&mut self) -> Option<bool> {
-        let pending: Vec<usize> = (0..self.ops.len()).filter(|&i| !self.is_linearized(i)).collect();
-        if pending.iter().all(|&i| !self.ops[i].definite()) {
-            return Some(true);
-        }
+        // Done once every operation with a known outcome is placed.
+        let Some(&(horizon, _)) = self.responses.first() else { return Some(true) };
         self.explored += 1;
         if self.explored > SEARCH_CONFIGURATIONS_MAX {
             return None;
         }
-        if !self.memo.insert((self.linearized.clone(), self.state.hash)) {
+        // Memoized by 128 bits of hash: a collision would need two different configurations
+        // to agree on both 64-bit halves.
+        if !self.memo.insert((self.set_hash, self.state.hash)) {
             return Some(false);
         }
-        let horizon = pending.iter().map(|&i| self.ops[i].response).min().unwrap_or(u64::MAX);
-        let candidates: Vec<usize> = pending.iter().copied().filter(|&i| self.ops[i].invoke <= horizon).collect();
+        while self.first_open < self.ops.len() && self.linearized[self.first_open] {
+            self.first_open += 1;
+        }
+        let saved_first_open = self.first_open;
+        let candidates: Vec<usize> = (self.first_open..self.ops.len())
+            .take_while(|&i| self.ops[i].invoke <= horizon)
+            .filter(|&i| !self.linearized[i])
+            .collect();
         if self.path.len() >= self.deepest.0 {
             self.deepest = (self.path.len(), candidates.clone(), self.path.clone());
         }
@@ -198,11 +223,12 @@ impl Search<'_> {
                     None
                 }
             };
-            self.flip(i);
+            self.mark(i, true);
             self.path.push(i);
             let result = self.run();
             self.path.pop();
-            self.flip(i);
+            self.mark(i, false);
+            self.first_open = saved_first_open;
             if let Some(undo) = undo {
                 self.state.undo(undo);
             }
@@ -218,9 +244,13 @@ impl Search<'_> {
 fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Option<&[u8]>) -> Verdict {
     let mut ops = ops;
     ops.sort_by_key(|o| (o.invoke, o.origin));
+    let responses = ops.iter().enumerate().filter(|(_, o)| o.definite()).map(|(i, o)| (o.response, i)).collect();
     let mut s = Search {
         ops: &ops,
-        linearized: vec![0; ops.len().div_ceil(64)],
+        linearized: vec![false; ops.len()],
+        responses,
+        first_open: 0,
+        set_hash: 0,
         state: State::default(),
         memo: HashSet::new(),
         explored: 0,
