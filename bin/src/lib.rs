@@ -1,0 +1,59 @@
+//! Shared by the dkv programs: log levels in the seed's spelling, and logging setup.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The seed's log levels: `error`, `info`, `debug`, or `0`, `1`, `2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Info,
+    Debug,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "0" | "error" => Ok(LogLevel::Error),
+            "1" | "info" => Ok(LogLevel::Info),
+            "2" | "debug" => Ok(LogLevel::Debug),
+            _ => Err(format!("'{s}' is not a log level; use error, info or debug (or 0, 1, 2)")),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogLevel::Error => "error",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        })
+    }
+}
+
+/// Sends logs at `level` and above to stderr.
+pub fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both of the seed's spellings parse; anything else is a clear error.
+    #[test]
+    fn log_levels_parse_in_both_spellings() {
+        assert_eq!("2".parse(), Ok(LogLevel::Debug));
+        assert_eq!("INFO".parse(), Ok(LogLevel::Info));
+        assert_eq!("0".parse(), Ok(LogLevel::Error));
+        assert!("loud".parse::<LogLevel>().unwrap_err().contains("use error, info or debug"));
+    }
+}
