@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# End-to-end test of dkv on loopback, the seed's test.sh done properly.
+#
+# For UDP mode, then TCP mode: start a real 3-node cluster, run client instances doing puts,
+# gets, updates, deletes and transactions with random values through different nodes, and
+# check every answer (value and exit code). Then, while a client keeps writing, kill one node
+# with -9, restart it, and check that every acknowledged write is there on every node and that
+# the nodes agree on every write whose outcome the client did not learn. Servers are always
+# stopped at the end (trap); any mismatch exits non-zero.
+#
+# Usage: ./test.sh            (builds the debug binaries first; set PROFILE=release to use those)
+set -uo pipefail
+cd "$(dirname "$0")"
+
+PROFILE=${PROFILE:-debug}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+if [[ $PROFILE == release ]]; then
+    cargo build --quiet --release -p dkv --bin dkv-server --bin dkv-client || exit 1
+else
+    cargo build --quiet -p dkv --bin dkv-server --bin dkv-client || exit 1
+fi
+SERVER=$TARGET_DIR/$PROFILE/dkv-server
+CLIENT=$TARGET_DIR/$PROFILE/dkv-client
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dkv-test.XXXXXX")
+declare -a PIDS=()
+CHECKS=0
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    for log in "$WORK"/*.log; do
+        [[ -f $log ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
+    done
+    exit 1
+}
+
+random_value() { od -An -N8 -tx8 /dev/urandom | tr -d ' \n'; }
+
+# A base port with nothing listening on the three ports we need.
+pick_base_port() {
+    local base p busy
+    for _ in $(seq 50); do
+        base=$((20000 + RANDOM % 30000))
+        busy=0
+        for p in $base $((base + 1)) $((base + 2)); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && busy=1
+        done
+        [[ $busy == 0 ]] && { echo "$base"; return; }
+    done
+    fail "no free ports found"
+}
+
+start_node() { # id
+    local id=$1 peers="" j
+    for j in 0 1 2; do
+        [[ $j == "$id" ]] && continue
+        peers+="${peers:+,}$j=127.0.0.1:$((BASE + j))"
+    done
+    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG -l info \
+        --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
+    PIDS[$id]=$!
+}
+
+# Polls node `id` until it answers a read, within a deadline (no sleeping and hoping).
+wait_ready() { # id
+    local id=$1 deadline=$((SECONDS + 30)) rc
+    while ((SECONDS < deadline)); do
+        kill -0 "${PIDS[$id]}" 2>/dev/null || fail "node $id exited during start"
+        "$CLIENT" $MODE_FLAG -p $((BASE + id)) --timeout 1 get __ready__ >/dev/null 2>&1
+        rc=$?
+        [[ $rc == 0 || $rc == 3 ]] && return
+        sleep 0.1
+    done
+    fail "node $id did not answer within 30 s"
+}
+
+# expect EXIT_CODE EXPECTED_STDOUT NODE_ID CLIENT_ARGS...
+expect() {
+    local want_rc=$1 want_out=$2 node=$3 out rc
+    shift 3
+    out=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 "$@" 2>"$WORK/client.err")
+    rc=$?
+    CHECKS=$((CHECKS + 1))
+    if [[ $rc != "$want_rc" || $out != "$want_out" ]]; then
+        fail "$MODE: dkv-client -p $((BASE + node)) $* gave exit $rc and '$out' ($(cat "$WORK/client.err")), expected exit $want_rc and '$want_out'"
+    fi
+}
+
+declare -A EXPECTED # key -> value, or "" for not found
+
+check_all_expected() { # on every node
+    local node key
+    for node in 0 1 2; do
+        for key in "${!EXPECTED[@]}"; do
+            if [[ -z ${EXPECTED[$key]} ]]; then
+                expect 3 "" "$node" get "$key"
+            else
+                expect 0 "${EXPECTED[$key]}" "$node" get "$key"
+            fi
+        done
+    done
+}
+
+# Writes keys w1..wN through node 0, one client instance per write, recording each exit code.
+background_writer() { # count
+    local j value rc
+    for j in $(seq "$1"); do
+        value=$(random_value)
+        "$CLIENT" $MODE_FLAG -p "$BASE" --timeout 8 put "w$j" "$value" >/dev/null 2>&1
+        rc=$?
+        echo "w$j $value $rc" >>"$WORK/$MODE-writes"
+    done
+}
+
+run_mode() { # udp | tcp
+    MODE=$1
+    MODE_FLAG=$([[ $MODE == udp ]] && echo -u || echo -t)
+    BASE=$(pick_base_port)
+    EXPECTED=()
+    echo "== $MODE mode: 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
+    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do wait_ready "$id"; done
+
+    # Puts, gets, updates and deletes with random values, through different nodes.
+    local i key value
+    for i in $(seq 1 12); do
+        key="k$i"
+        value=$(random_value)
+        expect 0 ok $((i % 3)) put "$key" "$value"
+        expect 0 "$value" $(((i + 1) % 3)) get "$key"
+        value=$(random_value)
+        expect 0 ok $(((i + 2) % 3)) update "$key" "$value"
+        expect 0 "$value" $((i % 3)) -o 1 -k "$key"
+        EXPECTED[$key]=$value
+        if ((i % 3 == 0)); then
+            expect 0 ok $(((i + 1) % 3)) delete "$key"
+            expect 3 "" $(((i + 2) % 3)) get "$key"
+            EXPECTED[$key]=""
+        fi
+    done
+    # The seed's flags: -o 3 put, -o 0 update, -o 2 delete; and not-found answers.
+    value=$(random_value)
+    expect 0 ok 1 -o 3 -k seed -v "$value"
+    expect 0 ok 2 -o update -k seed -v "$value-2"
+    expect 0 "$value-2" 0 -o get -k seed
+    expect 0 ok 0 -o 2 -k seed
+    expect 3 "" 1 update missing "$value"
+    expect 3 "" 2 delete missing
+    expect 3 "" 0 get missing
+    EXPECTED[seed]=""
+    EXPECTED[missing]=""
+
+    # Transactions: all or nothing.
+    local t1 t2
+    t1=$(random_value)
+    t2=$(random_value)
+    expect 0 ok 1 txn "put:t1=$t1" "update:k1=$t2" delete:k2
+    EXPECTED[t1]=$t1
+    EXPECTED[k1]=$t2
+    EXPECTED[k2]=""
+    expect 4 "" 2 txn "put:t2=$t2" "update:k1=lost" delete:k2
+    EXPECTED[t2]=""
+    check_all_expected
+
+    # kill -9 one node while a client writes; restart it; nothing acknowledged may be lost.
+    : >"$WORK/$MODE-writes"
+    background_writer 30 &
+    local writer=$!
+    local deadline=$((SECONDS + 60))
+    while (($(wc -l <"$WORK/$MODE-writes") < 8)); do
+        ((SECONDS < deadline)) || fail "$MODE: the writer made no progress"
+        sleep 0.05
+    done
+    kill -9 "${PIDS[2]}"
+    wait "${PIDS[2]}" 2>/dev/null
+    echo "   killed node 2 with -9 after $(wc -l <"$WORK/$MODE-writes") writes; restarting it"
+    start_node 2
+    wait_ready 2
+    wait "$writer"
+
+    local acknowledged=0 unknown=0 line k v rc node answer first
+    while read -r k v rc; do
+        if [[ $rc == 0 ]]; then
+            acknowledged=$((acknowledged + 1))
+            EXPECTED[$k]=$v
+        else
+            # No outcome was learned: the write may or may not have happened, but every node
+            # must agree, and the value can only be the one written.
+            unknown=$((unknown + 1))
+            first=""
+            for node in 0 1 2; do
+                answer=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 get "$k" 2>/dev/null)
+                rc=$?
+                CHECKS=$((CHECKS + 1))
+                [[ $rc == 0 && $answer == "$v" ]] || [[ $rc == 3 ]] || fail "$MODE: $k is '$answer' (exit $rc) on node $node"
+                [[ -z $first ]] && first="$rc"
+                [[ $rc == "$first" ]] || fail "$MODE: nodes disagree on $k"
+            done
+        fi
+    done <"$WORK/$MODE-writes"
+    check_all_expected
+    echo "   $acknowledged acknowledged writes all present on every node; $unknown without outcome, consistent"
+
+    # Clean shutdown on SIGTERM.
+    for id in 0 1 2; do kill -TERM "${PIDS[$id]}"; done
+    for id in 0 1 2; do
+        wait "${PIDS[$id]}" || fail "$MODE: node $id did not exit cleanly on SIGTERM"
+        PIDS[$id]=""
+    done
+    echo "   $MODE mode passed"
+}
+
+run_mode udp
+run_mode tcp
+echo "PASS: $CHECKS checks"
