@@ -1,0 +1,160 @@
+//! Real dkv-server processes on loopback for end-to-end tests: free ports, temporary data
+//! dirs, readiness by polling with a deadline, and kill -9 / restart. Every process is killed
+//! when the cluster is dropped, whatever the test did.
+
+#![allow(dead_code)]
+
+use dkv_core::Outcome;
+use dkv_net::{Client, ClientConfig, ClientTransport};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_dkv-server");
+pub const CLIENT: &str = env!("CARGO_BIN_EXE_dkv-client");
+
+/// `count` loopback ports free for both TCP and UDP right now.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    while held.len() < count {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((tcp, udp, port));
+        }
+    }
+    held.into_iter().map(|(_, _, port)| port).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tcp,
+    Udp,
+}
+
+impl Mode {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Mode::Tcp => "-t",
+            Mode::Udp => "-u",
+        }
+    }
+
+    pub fn client_transport(self) -> ClientTransport {
+        match self {
+            Mode::Tcp => ClientTransport::Tcp,
+            Mode::Udp => ClientTransport::Udp,
+        }
+    }
+}
+
+pub struct ProcessCluster {
+    pub mode: Mode,
+    pub ports: Vec<u16>,
+    pub processes: Vec<Option<Child>>,
+    root: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    pub fn start(mode: Mode) -> ProcessCluster {
+        let mut cluster = ProcessCluster {
+            mode,
+            ports: free_ports(3),
+            processes: (0..3).map(|_| None).collect(),
+            root: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..3 {
+            cluster.start_node(i);
+        }
+        for i in 0..3 {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[i]))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("node-{i}"))
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        assert!(self.processes[i].is_none(), "node {i} is running");
+        let peers: Vec<String> =
+            (0..3).filter(|&j| j != i).map(|j| format!("{j}=127.0.0.1:{}", self.ports[j])).collect();
+        let child = Command::new(SERVER)
+            .args(["--id", &i.to_string(), "-s", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(["--peers", &peers.join(","), self.mode.flag(), "-l", "error", "--data-dir"])
+            .arg(self.data_dir(i))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dkv-server starts");
+        self.processes[i] = Some(child);
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.processes[i].take() {
+            child.kill().expect("kill -9");
+            child.wait().unwrap();
+        }
+    }
+
+    /// Polls node `i` with reads until it answers, failing after a deadline.
+    pub fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut client = self.client_for(i, Duration::from_millis(500));
+        while Instant::now() < deadline {
+            if let Some(status) = self.processes[i].as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("node {i} exited during start: {status}");
+            }
+            if matches!(client.get("__ready__"), Ok(Outcome::NotFound | Outcome::Value(_))) {
+                return;
+            }
+        }
+        panic!("node {i} did not answer within 30 s");
+    }
+
+    /// A client of node `i` alone (no fail-over), giving up after `timeout`.
+    pub fn client_for(&self, i: usize, timeout: Duration) -> Client {
+        let mut config = ClientConfig::new(vec![self.addr(i)], self.mode.client_transport());
+        config.request_timeout = timeout;
+        config.attempt_timeout = timeout.min(config.attempt_timeout);
+        Client::new(config).unwrap()
+    }
+
+    /// Runs the dkv-client program against node `i`: (exit code, stdout).
+    pub fn run_client(&self, i: usize, args: &[&str]) -> (i32, String) {
+        let output = Command::new(CLIENT)
+            .args([self.mode.flag(), "-p", &self.ports[i].to_string(), "--timeout", "15"])
+            .args(args)
+            .output()
+            .expect("dkv-client runs");
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).trim_end().to_string())
+    }
+
+    /// Stops every node with SIGTERM and checks each exits cleanly.
+    pub fn stop_all_cleanly(&mut self) {
+        for child in self.processes.iter().flatten() {
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+        }
+        for (i, child) in self.processes.iter_mut().enumerate() {
+            if let Some(mut child) = child.take() {
+                let status = child.wait().unwrap();
+                assert!(status.success(), "node {i} exited with {status} on SIGTERM");
+            }
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in self.processes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The programs end to end, as test.sh runs them: real dkv-server processes on loopback, the
+//! dkv-client program and the client library, kill -9 of one node and of all nodes during
+//! writes, and restarts. What an acknowledgement promises is checked on every node.
+
+mod common;
+
+use common::{Mode, ProcessCluster};
+use dkv_core::Outcome;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Each write's key, value and whether it was acknowledged (None: no outcome learned).
+type WriteLog = Arc<Mutex<Vec<(String, String, Option<bool>)>>>;
+
+/// Writes unique keys through node `node` until `stop`, at most `count`, logging each result.
+fn spawn_writer(
+    cluster: &ProcessCluster,
+    node: usize,
+    prefix: &str,
+    count: usize,
+    stop: Arc<AtomicBool>,
+    log: WriteLog,
+) -> std::thread::JoinHandle<()> {
+    let mut client = cluster.client_for(node, Duration::from_secs(3));
+    let prefix = prefix.to_string();
+    std::thread::spawn(move || {
+        for i in 0..count {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let (key, value) = (format!("{prefix}{i}"), format!("v{i}-{:x}", client.id().0));
+            let acknowledged = match client.put(key.clone(), value.clone()) {
+                Ok(Outcome::Committed) => Some(true),
+                Ok(other) => panic!("a put can only commit, got {other:?}"),
+                Err(_) => None,
+            };
+            log.lock().unwrap().push((key, value, acknowledged));
+        }
+    })
+}
+
+/// Every acknowledged write reads back on every node; every write without an outcome reads
+/// the same on every node (its value or nothing).
+fn check_writes(cluster: &ProcessCluster, log: &WriteLog) -> usize {
+    let mut clients: Vec<_> = (0..3).map(|i| cluster.client_for(i, Duration::from_secs(15))).collect();
+    let mut acknowledged = 0;
+    for (key, value, ack) in log.lock().unwrap().iter() {
+        let answers: Vec<Outcome> = clients.iter_mut().map(|c| c.get(key.clone()).unwrap()).collect();
+        if *ack == Some(true) {
+            acknowledged += 1;
+            for (node, answer) in answers.iter().enumerate() {
+                assert_eq!(answer, &Outcome::Value(value.clone().into_bytes()), "acknowledged {key} on node {node}");
+            }
+        } else {
+            assert!(answers.iter().all(|a| a == &answers[0]), "nodes disagree on {key}: {answers:?}");
+            assert!(
+                matches!(&answers[0], Outcome::NotFound) || answers[0] == Outcome::Value(value.clone().into_bytes())
+            );
+        }
+    }
+    acknowledged
+}
+
+fn seed_style_operations(cluster: &ProcessCluster) {
+    let expect = |node, args: &[&str], code, out: &str| {
+        assert_eq!(cluster.run_client(node, args), (code, out.to_string()), "dkv-client {args:?} on node {node}");
+    };
+    expect(0, &["-o", "3", "-k", "seed", "-v", "one"], 0, "ok");
+    expect(1, &["-o", "1", "-k", "seed"], 0, "one");
+    expect(2, &["-o", "0", "-k", "seed", "-v", "two"], 0, "ok");
+    expect(0, &["get", "seed"], 0, "two");
+    expect(1, &["txn", "put:t=1", "update:seed=three"], 0, "ok");
+    expect(2, &["txn", "put:u=1", "delete:absent"], 4, "");
+    expect(2, &["get", "u"], 3, "");
+    expect(0, &["-o", "2", "-k", "seed"], 0, "ok");
+    expect(1, &["delete", "seed"], 3, "");
+    expect(2, &["update", "seed", "x"], 3, "");
+}
+
+fn one_node_killed_mid_run(mode: Mode) {
+    let mut cluster = ProcessCluster::start(mode);
+    seed_style_operations(&cluster);
+    let log: WriteLog = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&cluster, 0, "w", 40, stop.clone(), log.clone());
+    // Kill once the writer is under way: polling the log, bounded by a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log.lock().unwrap().len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "the writer made no progress");
+        std::thread::yield_now();
+    }
+    cluster.kill(2);
+    cluster.start_node(2);
+    cluster.wait_ready(2);
+    writer.join().unwrap();
+    let acknowledged = check_writes(&cluster, &log);
+    assert!(acknowledged >= 10, "only {acknowledged} writes were acknowledged");
+    cluster.stop_all_cleanly();
+}
+
+/// UDP mode: peers and clients over datagrams; kill -9 of one node loses nothing acknowledged.
+#[test]
+fn udp_cluster_serves_seed_client_and_survives_kill_of_one_node() {
+    one_node_killed_mid_run(Mode::Udp);
+}
+
+/// TCP mode, the same.
+#[test]
+fn tcp_cluster_serves_seed_client_and_survives_kill_of_one_node() {
+    one_node_killed_mid_run(Mode::Tcp);
+}
+
+/// kill -9 of every node while two clients write: after a restart, every acknowledged write
+/// is on every node, and the nodes agree on the writes whose outcome was never learned.
+#[test]
+fn acknowledged_writes_survive_kill_of_all_nodes() {
+    let mut cluster = ProcessCluster::start(Mode::Tcp);
+    let log: WriteLog = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> =
+        (0..2).map(|i| spawn_writer(&cluster, i, &format!("c{i}-"), 10_000, stop.clone(), log.clone())).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log.lock().unwrap().len() < 40 {
+        assert!(std::time::Instant::now() < deadline, "the writers made no progress");
+        std::thread::yield_now();
+    }
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i);
+    }
+    let acknowledged = check_writes(&cluster, &log);
+    assert!(acknowledged >= 40, "only {acknowledged} writes were acknowledged");
+    // Keys are unique per write, so the count of distinct keys equals the log's length.
+    let keys: BTreeMap<_, _> = log.lock().unwrap().iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+    assert_eq!(keys.len(), log.lock().unwrap().len());
+    cluster.stop_all_cleanly();
+}
