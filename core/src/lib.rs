@@ -58,6 +58,7 @@ pub mod config;
 mod coordinator;
 mod decisions;
 pub mod ids;
+pub mod invariants;
 pub mod limits;
 pub mod locks;
 pub mod message;

@@ -135,10 +135,11 @@ impl Node {
     /// in transactions at once, and coordinates once the Boot record is durable.
     pub fn start(config: Config, records: impl IntoIterator<Item = Record>, now: Time) -> Result<Node, StartError> {
         config.validate()?;
-        let recovered = Recovered::replay(records, config.bounds.completions_max)?;
+        let recovered = Recovered::replay(records, config.id, config.bounds.completions_max)?;
+        let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let mut node = Node {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            incarnation: recovered.incarnation + 1,
+            incarnation,
             booted: false,
             next_txn_number: 0,
             store: Store::default(),

@@ -28,6 +28,10 @@ impl WaitingReads {
         self.reads.is_empty()
     }
 
+    pub(crate) fn waiting_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.by_key.keys().map(Vec::as_slice)
+    }
+
     fn remove(&mut self, id: u64) -> Option<WaitingRead> {
         let read = self.reads.remove(&id)?;
         if let Some(ids) = self.by_key.get_mut(&read.key) {

@@ -23,6 +23,14 @@ pub enum RecoveryError {
     DuplicatePrepare { index: usize, txn: TxnId },
     #[error("record {index}: transaction {txn} locks a key that {holder} already holds")]
     LockConflict { index: usize, txn: TxnId, holder: TxnId },
+    #[error("record {index}: request {request} is prepared under two transactions")]
+    DuplicateRequest { index: usize, request: crate::ids::RequestId },
+    #[error(
+        "record {index}: transaction {txn} was coordinated by another node than {node}; is this another node's data directory?"
+    )]
+    ForeignTransaction { index: usize, txn: TxnId, node: crate::ids::NodeId },
+    #[error("the log's incarnation number is exhausted")]
+    IncarnationExhausted,
 }
 
 /// The state a log describes.
@@ -35,8 +43,11 @@ pub(crate) struct Recovered {
 }
 
 impl Recovered {
+    /// Replays `records` of node `me`. Records are checksummed, yet their contents are still
+    /// checked: a log that contradicts itself is refused, never half-trusted.
     pub(crate) fn replay(
         records: impl IntoIterator<Item = Record>,
+        me: crate::ids::NodeId,
         completions_max: usize,
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
@@ -69,13 +80,16 @@ impl Recovered {
                     r.prepared.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
                 Record::Decided(t) => {
+                    if t.txn.coordinator != me {
+                        return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
+                    }
                     r.apply(&t);
                     r.decisions.insert(t.txn, t);
                 }
                 Record::Forgotten { txn } => {
                     r.decisions.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
-                Record::Snapshot(s) => r.load_snapshot(*s, completions_max),
+                Record::Snapshot(s) => r.load_snapshot(index, me, *s, completions_max)?,
             }
         }
         Ok(r)
@@ -91,7 +105,33 @@ impl Recovered {
         self.completions.record(t.request, outcome);
     }
 
-    fn load_snapshot(&mut self, s: Snapshot, completions_max: usize) {
+    /// A participant's prepared transaction: never this node's own (a coordinator logs only
+    /// decisions), never twice, never overlapping another's keys or request.
+    fn add_prepared(&mut self, index: usize, me: crate::ids::NodeId, t: TxnRecord) -> Result<(), RecoveryError> {
+        if t.txn.coordinator == me {
+            return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
+        }
+        if self.prepared.contains_key(&t.txn) {
+            return Err(RecoveryError::DuplicatePrepare { index, txn: t.txn });
+        }
+        if self.prepared.values().any(|p| p.request == t.request) {
+            return Err(RecoveryError::DuplicateRequest { index, request: t.request });
+        }
+        let holder = self.prepared.values().find(|p| p.ops.iter().any(|a| t.ops.iter().any(|b| a.key() == b.key())));
+        if let Some(holder) = holder {
+            return Err(RecoveryError::LockConflict { index, txn: t.txn, holder: holder.txn });
+        }
+        self.prepared.insert(t.txn, t);
+        Ok(())
+    }
+
+    fn load_snapshot(
+        &mut self,
+        index: usize,
+        me: crate::ids::NodeId,
+        s: Snapshot,
+        completions_max: usize,
+    ) -> Result<(), RecoveryError> {
         self.incarnation = self.incarnation.max(s.incarnation);
         self.store = Store::default();
         for Entry { key, value } in s.entries {
@@ -101,14 +141,21 @@ impl Recovered {
         for c in s.completions {
             self.completions.record(c.request, c.outcome);
         }
-        self.prepared = s.prepared.into_iter().map(|t| (t.txn, t)).collect();
+        self.prepared = BTreeMap::new();
+        for t in s.prepared {
+            self.add_prepared(index, me, t)?;
+        }
         self.decisions = BTreeMap::new();
         for DecisionState { decision, applied } in s.decisions {
+            if decision.txn.coordinator != me {
+                return Err(RecoveryError::ForeignTransaction { index, txn: decision.txn, node: me });
+            }
             if !applied {
                 self.apply(&decision);
             }
             self.decisions.insert(decision.txn, decision);
         }
+        Ok(())
     }
 }
 

@@ -345,6 +345,17 @@ impl World {
     fn after_input(&mut self, i: usize) {
         let Some(node) = self.nodes[i].node.as_mut() else { return };
         let from = node.id();
+        // Debug builds (every `cargo test`) check the node's bookkeeping after every input;
+        // release sweeps check it at the end of each run.
+        #[cfg(debug_assertions)]
+        if let Err(e) = node.check_invariants() {
+            self.violations.push(Violation {
+                checker: "invariants",
+                key: None,
+                message: format!("n{i}: {e}"),
+                ops: vec![],
+            });
+        }
         let mut outputs = std::mem::take(&mut self.outputs);
         while let Some(output) = node.poll_output() {
             outputs.push(output);
@@ -662,6 +673,14 @@ impl World {
                     checker: "atomicity",
                     key: None,
                     message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
+                    ops: vec![],
+                });
+            }
+            if let Some(Err(e)) = n.node.as_ref().map(|n| n.check_invariants()) {
+                self.violations.push(Violation {
+                    checker: "invariants",
+                    key: None,
+                    message: format!("n{i}: {e}"),
                     ops: vec![],
                 });
             }
