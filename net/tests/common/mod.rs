@@ -25,11 +25,14 @@ pub fn free_ports(count: usize) -> Vec<u16> {
     held.into_iter().map(|(_, _, port)| port).collect()
 }
 
+/// A running server: its handle and the thread running its loop.
+type RunningServer = (ServerHandle, JoinHandle<Result<(), ServerError>>);
+
 pub struct TestCluster {
     pub addrs: Vec<SocketAddr>,
     pub transport: Transport,
     pub dirs: Vec<PathBuf>,
-    handles: Vec<Option<(ServerHandle, JoinHandle<Result<(), ServerError>>)>>,
+    handles: Vec<Option<RunningServer>>,
     tweak: fn(&mut ServerConfig),
     _root: tempfile::TempDir,
 }

@@ -1,0 +1,245 @@
+//! Bad input from the network: garbage, a wrong version, oversized, malformed and truncated
+//! frames, floods of junk datagrams, clients that connect and never send or never read. Each
+//! gets a clear error frame where one can be sent and loses its connection where it must, while
+//! everyone else is still served and the server's memory stays bounded.
+
+mod common;
+
+use common::TestCluster;
+use dkv_core::codec::frame::{self, Frame, FrameError};
+use dkv_core::{ClientId, Operation, Outcome, Request, RequestId};
+use dkv_net::{ClientTransport, ServerConfig, ServerStats, Transport};
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+fn short_timeouts(config: &mut ServerConfig) {
+    config.connection.first_frame_timeout = Duration::from_millis(300);
+    config.connection.partial_frame_timeout = Duration::from_millis(300);
+    config.connection.output_bytes_max = 1 << 20;
+}
+
+fn start() -> TestCluster {
+    TestCluster::start_with(1, Transport::Both, short_timeouts)
+}
+
+/// Everything the server sends on `stream` until it closes it (or `timeout` passes), decoded.
+fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> (Vec<Frame>, bool) {
+    let deadline = Instant::now() + timeout;
+    let mut bytes = Vec::new();
+    let mut closed = false;
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < deadline {
+        stream
+            .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let mut frames = Vec::new();
+    let mut used = 0;
+    while let Ok(Some((f, n))) = frame::decode_stream(&bytes[used..], u32::MAX) {
+        frames.push(f);
+        used += n;
+    }
+    (frames, closed)
+}
+
+/// A normal client still gets served, over TCP and UDP.
+fn others_still_served(cluster: &TestCluster) {
+    for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
+        let mut client = cluster.client(0, transport);
+        assert_eq!(client.put("still", "served").unwrap(), Outcome::Committed);
+        assert_eq!(client.get("still").unwrap(), Outcome::Value(b"served".to_vec()));
+    }
+}
+
+/// Polls a counter until it reaches `at_least`, within a deadline.
+fn wait_for(counter: &AtomicU64, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ServerStats::get(counter) < at_least {
+        assert!(Instant::now() < deadline, "counter stuck at {}, expected {at_least}", ServerStats::get(counter));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn header(version: u8, len: u32) -> Vec<u8> {
+    let mut bytes = frame::MAGIC.to_vec();
+    bytes.push(version);
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes
+}
+
+fn assert_error_then_closed(cluster: &TestCluster, bytes: &[u8], check: impl Fn(&FrameError) -> bool) {
+    let mut stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+    stream.write_all(bytes).unwrap();
+    let (frames, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    match frames.as_slice() {
+        [Frame::Error(error)] => assert!(check(error), "unexpected error {error:?}"),
+        other => panic!("expected one error frame, got {other:?}"),
+    }
+    assert!(closed, "the connection must be closed after a bad frame");
+}
+
+/// Garbage bytes get a "not a dkv frame" error and the connection closes.
+#[test]
+fn garbage_gets_a_clear_error_and_its_connection_is_closed() {
+    let cluster = start();
+    assert_error_then_closed(&cluster, b"GET / HTTP/1.1\r\n\r\n", |e| {
+        matches!(e, FrameError::BadMagic) && e.to_string().contains("is this a dkv client")
+    });
+    others_still_served(&cluster);
+}
+
+/// A frame of another protocol version is refused by name.
+#[test]
+fn wrong_version_is_refused_with_the_version_named() {
+    let cluster = start();
+    let mut bytes = header(frame::VERSION + 1, 1);
+    bytes.push(0);
+    assert_error_then_closed(
+        &cluster,
+        &bytes,
+        |e| matches!(e, FrameError::UnsupportedVersion { found } if *found == frame::VERSION + 1),
+    );
+    others_still_served(&cluster);
+}
+
+/// A length field over the limit is refused before anything is buffered.
+#[test]
+fn oversized_frame_is_refused_before_it_is_buffered() {
+    let cluster = start();
+    assert_error_then_closed(&cluster, &header(frame::VERSION, u32::MAX), |e| matches!(e, FrameError::TooLarge { .. }));
+    others_still_served(&cluster);
+}
+
+/// A frame whose payload is not a valid message gets "malformed".
+#[test]
+fn malformed_payload_is_refused() {
+    let cluster = start();
+    let mut bytes = header(frame::VERSION, 8);
+    bytes.extend_from_slice(&[0xff; 8]);
+    assert_error_then_closed(&cluster, &bytes, |e| matches!(e, FrameError::Malformed { .. }));
+    others_still_served(&cluster);
+}
+
+/// A client may only send requests: a reply frame from it is refused.
+#[test]
+fn reply_frame_from_a_client_is_refused() {
+    let cluster = start();
+    let reply =
+        Frame::Reply(dkv_core::Reply { id: RequestId { client: ClientId(1), seq: 1 }, outcome: Outcome::Committed });
+    assert_error_then_closed(&cluster, &frame::encode_to_vec(&reply), |e| matches!(e, FrameError::Malformed { .. }));
+}
+
+/// A frame that starts and never completes costs its connection after the partial-frame
+/// timeout; meanwhile everyone else is served.
+#[test]
+fn truncated_frame_is_dropped_after_the_timeout() {
+    let cluster = start();
+    let dropped_before = ServerStats::get(&cluster.handle(0).stats().connections_dropped);
+    let mut stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+    let mut bytes = header(frame::VERSION, 100);
+    bytes.extend_from_slice(&[0; 10]);
+    stream.write_all(&bytes).unwrap();
+    others_still_served(&cluster);
+    let (frames, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    assert!(closed, "a half-sent frame must not hold its connection forever");
+    assert!(frames.is_empty() || matches!(frames.as_slice(), [Frame::Error(_)]));
+    wait_for(&cluster.handle(0).stats().connections_dropped, dropped_before + 1);
+}
+
+/// A client that connects and never sends is dropped after the first-frame timeout, and does
+/// not stall anyone while it is connected.
+#[test]
+fn silent_connection_is_dropped_and_stalls_nobody() {
+    let cluster = start();
+    let mut silent: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(cluster.addrs[0]).unwrap()).collect();
+    others_still_served(&cluster);
+    for stream in &mut silent {
+        let (frames, closed) = read_until_closed(stream, Duration::from_secs(5));
+        assert!(frames.is_empty());
+        assert!(closed, "a silent connection must be closed");
+    }
+    wait_for(&cluster.handle(0).stats().connections_dropped, 20);
+}
+
+/// A flood of junk datagrams is counted and dropped; a bad dkv datagram is answered with an
+/// error (within a rate limit); clients are served during and after the flood.
+#[test]
+fn udp_junk_flood_is_dropped_and_everyone_else_is_served() {
+    let cluster = start();
+    let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+    junk.connect(cluster.addrs[0]).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..5_000u32 {
+        // xorshift: cheap varied junk of varied sizes.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let len = (state % 1400) as usize + 1;
+        let bytes: Vec<u8> = (0..len).map(|j| (state >> (j % 56)) as u8).collect();
+        let _ = junk.send(&bytes);
+        if i % 1000 == 0 {
+            others_still_served(&cluster);
+        }
+    }
+    others_still_served(&cluster);
+    let stats = cluster.handle(0).stats();
+    assert!(ServerStats::get(&stats.frames_rejected) > 0);
+    assert!(ServerStats::get(&stats.connection_buffer_bytes) < 8 << 20);
+
+    // A datagram that is a dkv frame of the wrong version gets an error back.
+    let prober = UdpSocket::bind("127.0.0.1:0").unwrap();
+    prober.connect(cluster.addrs[0]).unwrap();
+    prober.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buffer = [0u8; 2048];
+    let answer = loop {
+        assert!(Instant::now() < deadline, "no error reply to a bad datagram");
+        prober.send(&header(frame::VERSION + 1, 0)).unwrap();
+        if let Ok(n) = prober.recv(&mut buffer) {
+            break frame::decode_datagram(&buffer[..n], u32::MAX).unwrap();
+        }
+    };
+    assert!(matches!(answer, Frame::Error(FrameError::UnsupportedVersion { .. })), "{answer:?}");
+}
+
+/// A client that sends requests and never reads the replies is dropped once its replies exceed
+/// the output buffer limit; the server's buffers stay bounded and others are served.
+#[test]
+fn client_that_never_reads_is_dropped_at_the_buffer_limit() {
+    let cluster = start();
+    let value = vec![7u8; 100 * 1024];
+    let mut setup = cluster.client(0, ClientTransport::Tcp);
+    assert_eq!(setup.put("big", value.clone()).unwrap(), Outcome::Committed);
+
+    let stats = cluster.handle(0).stats();
+    let dropped_before = ServerStats::get(&stats.connections_dropped);
+    let mut greedy = TcpStream::connect(cluster.addrs[0]).unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    // 400 gets of 100 KiB: 40 MiB of replies, far more than socket buffers and the 1 MiB limit.
+    let mut requests = Vec::new();
+    for seq in 1..=400 {
+        let request =
+            Request { id: RequestId { client: ClientId(42), seq }, operation: Operation::Get { key: b"big".to_vec() } };
+        frame::encode(&Frame::Request(request), &mut requests);
+    }
+    let _ = greedy.write_all(&requests);
+    wait_for(&stats.connections_dropped, dropped_before + 1);
+    others_still_served(&cluster);
+    // Bounded: whatever the greedy client did, connection buffers hold a few MiB at most.
+    assert!(ServerStats::get(&stats.connection_buffer_bytes) < 8 << 20);
+    drop(greedy);
+}
