@@ -41,7 +41,14 @@ pub fn init_logging(level: LogLevel) {
         LogLevel::Info => tracing::Level::INFO,
         LogLevel::Debug => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colors only for a terminal: log files and test captures get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
 }
 
 #[cfg(test)]

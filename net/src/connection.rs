@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 /// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
 const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// An empty buffer keeps at most this much capacity; larger ones are freed.
+const BUFFER_KEPT_BYTES_MAX: usize = 256 * 1024;
 
 /// What one read turn produced.
 #[derive(Default)]
@@ -134,6 +136,10 @@ impl Connection {
             self.last_frame_at = Some(now);
         }
         self.input.drain(..used);
+        if self.input.is_empty() && self.input.capacity() > BUFFER_KEPT_BYTES_MAX {
+            // A large frame passed; do not keep its memory for a connection that may idle.
+            self.input = Vec::new();
+        }
         if used > 0 {
             self.partial_since = if self.input.is_empty() { None } else { Some(now) };
         }
@@ -166,6 +172,9 @@ impl Connection {
         if self.output_sent == self.output.len() {
             self.output.clear();
             self.output_sent = 0;
+            if self.output.capacity() > BUFFER_KEPT_BYTES_MAX {
+                self.output = Vec::new();
+            }
         } else if self.output_sent > self.output.len() / 2 {
             self.output.drain(..self.output_sent);
             self.output_sent = 0;

@@ -584,11 +584,14 @@ impl Server {
             return;
         }
         let Some(index) = self.links.iter().position(|link| link.id == to) else { return };
+        let now = self.clock.now();
+        if self.links[index].should_connect(now) {
+            self.connect_link(now, index);
+        }
         self.encode_buffer.clear();
         frame::encode(&message, &mut self.encode_buffer);
         let before = self.links[index].messages_dropped;
         if self.links[index].send(&self.encode_buffer).is_err() {
-            let now = self.clock.now();
             self.disconnect_link(now, index, "its output buffer overflowed");
             ServerStats::add(&self.stats.peer_messages_dropped, 1);
         }
@@ -637,20 +640,21 @@ impl Server {
         let mut buffered = 0u64;
         for (key, connection) in &self.connections {
             buffered += connection.buffered_bytes() as u64;
+            // (why, whether it counts as dropping the client rather than an orderly close)
             let why = if let Some(since) = connection.closing_since {
                 (connection.output_pending() == 0 || now.saturating_since(since) >= CLOSING_GRACE)
-                    .then_some("closed after reporting an error")
+                    .then_some(("closed after reporting an error", false))
             } else if connection
                 .partial_since
                 .is_some_and(|since| now.saturating_since(since) >= limits.partial_frame_timeout)
             {
-                Some("a frame did not complete in time")
+                Some(("a frame did not complete in time", true))
             } else if connection.last_frame_at.is_none()
                 && now.saturating_since(connection.opened_at) >= limits.first_frame_timeout
             {
-                Some("connected but sent no frame in time")
+                Some(("connected but sent no frame in time", true))
             } else if connection.last_frame_at.is_some_and(|at| now.saturating_since(at) >= limits.idle_timeout) {
-                Some("idle")
+                Some(("idle", false))
             } else {
                 None
             };
@@ -658,21 +662,16 @@ impl Server {
                 to_drop.push((key, why));
             }
         }
-        for (key, why) in to_drop {
-            if why == "closed after reporting an error" || why == "idle" {
-                self.close_connection(key, why);
-            } else {
+        for (key, (why, dropped)) in to_drop {
+            if dropped {
                 self.drop_connection(key, why);
+            } else {
+                self.close_connection(key, why);
             }
         }
         for index in 0..self.links.len() {
-            let link = &self.links[index];
-            match link.state {
-                LinkState::Down { retry_at } if retry_at <= now => self.connect_link(now, index),
-                LinkState::Connecting { .. } if link.connect_timed_out(now) => {
-                    self.disconnect_link(now, index, "connect timed out")
-                }
-                _ => {}
+            if self.links[index].connect_timed_out(now) {
+                self.disconnect_link(now, index, "connect timed out");
             }
         }
         ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);

@@ -2,9 +2,11 @@
 //!
 //! Each node sends its messages to a peer over one connection it opens itself, and receives the
 //! peer's messages on a connection the peer opened (accepted by the listener like any client).
-//! Frames name their sender, so no handshake is needed. A link reconnects with exponential
-//! backoff; while it is down, messages to that peer are dropped. That is safe: the protocol
-//! retransmits every message on timers until it is answered, exactly as over lossy UDP.
+//! Frames name their sender, so no handshake is needed. A link connects when there is a message
+//! to send (so the first frame follows the connect at once, and an idle cluster holds no idle
+//! connections the listener would time out), and reconnects with exponential backoff; during
+//! the backoff, messages to that peer are dropped. That is safe: the protocol retransmits every
+//! message on timers until it is answered, exactly as over lossy UDP.
 
 use crate::connection::{Connection, OutputFull};
 use dkv_core::{NodeId, Time};
@@ -24,7 +26,7 @@ pub(crate) enum ConnectProgress {
 }
 
 pub(crate) enum LinkState {
-    /// Not connected; try again at `retry_at`.
+    /// Not connected; connect for the first message sent at or after `retry_at`.
     Down {
         retry_at: Time,
     },
@@ -111,6 +113,11 @@ impl PeerLink {
         ConnectProgress::Connected
     }
 
+    /// Whether the link is down and its backoff is over: a message now should connect it.
+    pub(crate) fn should_connect(&self, now: Time) -> bool {
+        matches!(self.state, LinkState::Down { retry_at } if retry_at <= now)
+    }
+
     /// Whether a connect in progress has taken too long.
     pub(crate) fn connect_timed_out(&self, now: Time) -> bool {
         matches!(self.state, LinkState::Connecting { since, .. } if now.saturating_since(since) >= CONNECT_TIMEOUT)
@@ -143,12 +150,11 @@ impl PeerLink {
         }
     }
 
-    /// When this link next needs attention (a reconnect or a connect timeout), if ever.
+    /// When this link next needs attention (a connect timing out), if ever.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
         match &self.state {
-            LinkState::Down { retry_at } => Some(*retry_at),
             LinkState::Connecting { since, .. } => Some(*since + CONNECT_TIMEOUT),
-            LinkState::Up { .. } => None,
+            LinkState::Down { .. } | LinkState::Up { .. } => None,
         }
     }
 }
