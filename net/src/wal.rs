@@ -45,7 +45,7 @@ pub enum WalError {
     )]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "log segment {path} is damaged at byte {offset} ({reason}) and valid records follow; refusing to start rather than serve wrong data. Restore this node's data dir from a backup (or move it aside and restart the node empty, accepting the loss of its copy)"
+        "log segment {path} is damaged at byte {offset} ({reason}) and valid records follow; refusing to start rather than serve wrong data. Restore this node's data dir from a backup (starting it with an empty data dir would make it serve reads without the data it lost)"
     )]
     Corrupt { path: PathBuf, offset: usize, reason: String },
     #[error(
