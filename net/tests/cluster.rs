@@ -94,3 +94,25 @@ fn acknowledged_writes_survive_restart_of_all_nodes_across_snapshots() {
         assert!(segments <= 2, "{} has {segments} segments", dir.display());
     }
 }
+
+/// A client whose first node is down fails over to the next for reads; with every node down it
+/// says so in words that tell the user what to check.
+#[test]
+fn client_fails_over_and_reports_unreachable_nodes() {
+    let mut cluster = TestCluster::start(3, Transport::Both);
+    assert_eq!(cluster.client(1, ClientTransport::Tcp).put("k", "v").unwrap(), Outcome::Committed);
+    cluster.stop_node(0);
+    for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
+        let mut client = cluster.client(0, transport);
+        assert_eq!(client.get("k").unwrap(), Outcome::Value(b"v".to_vec()));
+    }
+    cluster.stop_node(1);
+    cluster.stop_node(2);
+    let mut client = cluster.client(0, ClientTransport::Tcp);
+    match client.get("k") {
+        Err(error @ ClientError::Unreachable { .. }) => {
+            assert!(error.to_string().contains("is dkv-server running?"), "{error}")
+        }
+        other => panic!("expected an unreachable error, got {other:?}"),
+    }
+}
