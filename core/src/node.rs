@@ -189,7 +189,10 @@ impl Node {
 
     /// Peer input is untrusted: anything malformed or senseless is counted and dropped.
     pub fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
-        if from == self.config.id || !self.config.members.contains(from) {
+        // Every message names a transaction, and so its coordinator: both the sender and that
+        // coordinator must be members, or answering could address a node that does not exist.
+        let members = self.config.members;
+        if from == self.config.id || !members.contains(from) || !members.contains(message.txn().coordinator) {
             self.stats.messages_dropped += 1;
             return;
         }

@@ -308,12 +308,22 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
         ),
         // From a node that is not a member.
         (NodeId(9), Message::Query { txn: txn_id }),
+        // A decision about a transaction of a coordinator that is not a member (found by the
+        // node_inputs fuzz target: the node acknowledged it, to a node that does not exist).
+        (
+            NodeId(1),
+            Message::Decision {
+                txn: TxnId { coordinator: NodeId(4), incarnation: 0, number: 0 },
+                decision: Decision::Commit,
+            },
+        ),
     ];
     for (from, message) in forged {
         c.nodes[0].as_mut().unwrap().handle(Time::from_nanos(5), Input::Message { from, message });
         c.drain(0);
     }
-    assert_eq!(c.node(0).stats().messages_dropped, 4);
+    assert_eq!(c.node(0).stats().messages_dropped, 5);
+    assert!(c.network.is_empty(), "nothing is sent in answer to a dropped message");
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
     assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);

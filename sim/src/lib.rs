@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub trace: TraceMode,
     /// Plant a protocol bug (needs the `canary` feature).
     pub canary: Option<Canary>,
+    /// Fault decisions from outside instead of the rng (see the `sim_schedule` fuzz target):
+    /// one byte per message and per completed operation; the cluster heals when they run out.
+    pub fault_script: Option<Vec<u8>>,
 }
 
 /// Whether this build can plant canaries (dkv-core's `canary` feature is on).
@@ -73,6 +76,9 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let params = Params::draw(&mut rng, &options.overrides);
     let mut world = world::World::new(seed, rng, params.clone(), options.canary, options.trace);
+    if let Some(script) = &options.fault_script {
+        world.set_script(script.clone());
+    }
     world.run();
     let final_store = world.check_convergence();
     let mut violations = std::mem::take(&mut world.violations);

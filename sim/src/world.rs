@@ -104,6 +104,8 @@ pub(crate) struct World {
     applied: Vec<BTreeMap<RequestId, BTreeSet<TxnId>>>,
     prepared_requests: Vec<BTreeMap<TxnId, RequestId>>,
     pub(crate) violations: Vec<Violation>,
+    /// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng.
+    script: Option<(Vec<u8>, usize)>,
 }
 
 fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
@@ -182,7 +184,33 @@ impl World {
             applied: vec![BTreeMap::new(); n],
             prepared_requests: vec![BTreeMap::new(); n],
             violations: Vec::new(),
+            script: None,
         }
+    }
+
+    /// Takes fault decisions from `script` instead of the rng: every message between nodes
+    /// consumes a byte (low nibble 0: lost, 1: duplicated; high nibble: delay), and every
+    /// completed client operation consumes one that may crash a node or start a partition.
+    /// The cluster heals when the script runs out.
+    pub(crate) fn set_script(&mut self, script: Vec<u8>) {
+        self.faults.loss = 0.0;
+        self.faults.duplication = 0.0;
+        self.faults.crash_every = None;
+        self.faults.partition_every = None;
+        self.script = Some((script, 0));
+    }
+
+    fn script_byte(&mut self) -> Option<u8> {
+        if self.healed_at.is_some() {
+            return None;
+        }
+        let (bytes, pos) = self.script.as_mut()?;
+        let byte = bytes.get(*pos).copied();
+        *pos += 1;
+        if byte.is_none() {
+            self.heal();
+        }
+        byte
     }
 
     fn schedule(&mut self, at: u64, event: Event) {
@@ -425,7 +453,27 @@ impl World {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
-        if self.blocked[usize::from(from.0)][usize::from(to.0)] || chance(&mut self.rng, self.faults.loss) {
+        if self.blocked[usize::from(from.0)][usize::from(to.0)] {
+            return;
+        }
+        if self.script.is_some() {
+            let Some(byte) = self.script_byte() else {
+                let at = self.now + self.faults.delay_min.as_nanos() as u64;
+                return self.schedule(at, Event::Deliver { from, to, message });
+            };
+            let span = (self.faults.delay_max - self.faults.delay_min).as_nanos() as u64;
+            let at = self.now + self.faults.delay_min.as_nanos() as u64 + span * u64::from(byte >> 4) / 15;
+            match byte & 0x0f {
+                0 => {}
+                1 => {
+                    self.schedule(at, Event::Deliver { from, to, message: message.clone() });
+                    self.schedule(at + 1, Event::Deliver { from, to, message });
+                }
+                _ => self.schedule(at, Event::Deliver { from, to, message }),
+            }
+            return;
+        }
+        if chance(&mut self.rng, self.faults.loss) {
             return;
         }
         let copies = if chance(&mut self.rng, self.faults.duplication) { 2 } else { 1 };
@@ -507,6 +555,14 @@ impl World {
                 o.response = Some(self.now);
                 self.stats.ops_completed += 1;
                 self.clients[client].pending = None;
+                if self.script.is_some() {
+                    match self.script_byte() {
+                        Some(b) if b < 0x20 => self.crash_node((b as usize) % self.nodes.len()),
+                        Some(b) if b < 0x28 => self.partition_start(),
+                        Some(b) if b < 0x30 => self.handle(Event::PartitionEnd),
+                        _ => {}
+                    }
+                }
                 let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
                 self.schedule(at, Event::ClientNext { client });
             }
@@ -559,6 +615,18 @@ impl World {
         } else {
             (self.rng.next_u64() % self.nodes.len() as u64) as usize
         };
+        self.crash_node(i);
+        if let Some(every) = self.faults.crash_every {
+            let at = self.now + around(&mut self.rng, every);
+            self.schedule(at, Event::Crash);
+        }
+    }
+
+    /// Crashes node `i` if it is up, and schedules its restart.
+    fn crash_node(&mut self, i: usize) {
+        if self.healed_at.is_some() {
+            return;
+        }
         if self.nodes[i].node.is_some() {
             let pending = self.nodes[i].disk.pending.len();
             // Crashes between "persist" and "durable": some records may have reached the disk
@@ -584,10 +652,6 @@ impl World {
             self.stats.crashes += 1;
             let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
             self.schedule(self.now + downtime, Event::Restart { node: i });
-        }
-        if let Some(every) = self.faults.crash_every {
-            let at = self.now + around(&mut self.rng, every);
-            self.schedule(at, Event::Crash);
         }
     }
 

@@ -1,0 +1,268 @@
+//! An arbitrary sequence of inputs into a small cluster of cores: client requests, deliveries,
+//! drops and duplicates of real messages, forged and malformed peer messages, durability
+//! reports in any order, timeouts, crashes and restarts. No input may panic a node, and every
+//! node's invariants hold after every step.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use dkv_core::record::TxnRecord;
+use dkv_core::*;
+use libfuzzer_sys::fuzz_target;
+use std::time::Duration;
+
+const NODES: usize = 3;
+
+#[derive(Arbitrary, Debug)]
+enum FuzzOp {
+    Get(u8),
+    Put(u8, u8),
+    Update(u8, u8),
+    Delete(u8),
+    Txn(Vec<(u8, u8, u8)>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum FuzzMessage {
+    Prepare { ops: Vec<(u8, u8, u8)>, participants: u8 },
+    Vote { yes: bool, reason: u8 },
+    Decision { commit: bool },
+    Ack,
+    Query,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Action {
+    Request {
+        node: u8,
+        client: u8,
+        seq: u8,
+        op: FuzzOp,
+    },
+    Deliver {
+        pick: u16,
+    },
+    Drop {
+        pick: u16,
+    },
+    Duplicate {
+        pick: u16,
+    },
+    Forge {
+        node: u8,
+        from: u8,
+        coordinator: u8,
+        incarnation: u8,
+        number: u8,
+        client: u8,
+        seq: u8,
+        message: FuzzMessage,
+    },
+    Durable {
+        node: u8,
+        upto: u16,
+    },
+    Advance {
+        millis: u16,
+    },
+    Crash {
+        node: u8,
+    },
+    Restart {
+        node: u8,
+    },
+}
+
+fn key(k: u8) -> Vec<u8> {
+    vec![b'k', k % 8]
+}
+
+fn write_op(kind: u8, k: u8, v: u8) -> WriteOp {
+    match kind % 3 {
+        0 => WriteOp::Put { key: key(k), value: vec![v] },
+        1 => WriteOp::Update { key: key(k), value: vec![v] },
+        _ => WriteOp::Delete { key: key(k) },
+    }
+}
+
+fn operation(op: FuzzOp) -> Operation {
+    let ops = match op {
+        FuzzOp::Get(k) => return Operation::Get { key: key(k) },
+        FuzzOp::Put(k, v) => vec![write_op(0, k, v)],
+        FuzzOp::Update(k, v) => vec![write_op(1, k, v)],
+        FuzzOp::Delete(k) => vec![write_op(2, k, 0)],
+        FuzzOp::Txn(ops) => ops.into_iter().take(6).map(|(kind, k, v)| write_op(kind, k, v)).collect(),
+    };
+    Operation::Txn { ops }
+}
+
+fn no_reason(r: u8) -> NoReason {
+    match r % 6 {
+        0 => NoReason::Conflict,
+        1 => NoReason::InProgress,
+        2 => NoReason::AlreadyCompleted(completions::Completed::Committed),
+        3 => NoReason::AlreadyCompleted(completions::Completed::KeyNotFound { op_index: u32::from(r) }),
+        4 => NoReason::Stale { completed_seq: u64::from(r) },
+        _ => NoReason::Busy,
+    }
+}
+
+struct Member {
+    config: Config,
+    node: Option<Node>,
+    durable: Vec<Record>,
+    pending: Vec<(Lsn, Record)>,
+}
+
+struct Cluster {
+    now: Time,
+    members: Vec<Member>,
+    in_flight: Vec<(NodeId, NodeId, Message)>,
+}
+
+impl Cluster {
+    fn drain(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let Some(node) = m.node.as_mut() else { return };
+        let from = node.id();
+        while let Some(output) = node.poll_output() {
+            match output {
+                Output::Send { to, message } => {
+                    assert!(usize::from(to.0) < NODES && to != from, "{from} sent {message:?} to non-member {to}");
+                    if self.in_flight.len() < 10_000 {
+                        self.in_flight.push((from, to, message));
+                    }
+                }
+                Output::Reply { .. } => {}
+                Output::Persist { lsn, record } => m.pending.push((lsn, record)),
+            }
+        }
+        node.check_invariants().expect("invariants hold after every input");
+    }
+
+    fn input(&mut self, i: usize, input: Input) {
+        let now = self.now;
+        if let Some(node) = self.members[i].node.as_mut() {
+            node.handle(now, input);
+            self.drain(i);
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let node = Node::start(m.config.clone(), m.durable.clone(), self.now).expect("a log this node wrote recovers");
+        m.node = Some(node);
+        self.drain(i);
+    }
+}
+
+fuzz_target!(|actions: Vec<Action>| {
+    let members = NodeSet::first(NODES);
+    let mut cluster = Cluster {
+        now: Time::from_nanos(1),
+        members: (0..NODES)
+            .map(|i| Member {
+                config: Config::new(NodeId(i as u8), members),
+                node: None,
+                durable: vec![],
+                pending: vec![],
+            })
+            .collect(),
+        in_flight: Vec::new(),
+    };
+    for i in 0..NODES {
+        cluster.restart(i);
+    }
+    for action in actions.into_iter().take(500) {
+        match action {
+            Action::Request { node, client, seq, op } => {
+                let request = Request {
+                    id: RequestId { client: ClientId(u64::from(client % 4)), seq: u64::from(seq) },
+                    operation: operation(op),
+                };
+                cluster.input(usize::from(node) % NODES, Input::Request { reply_to: ReplyTo(0), request });
+            }
+            Action::Deliver { pick } | Action::Drop { pick } | Action::Duplicate { pick }
+                if cluster.in_flight.is_empty() =>
+            {
+                let _ = pick;
+            }
+            Action::Deliver { pick } => {
+                let (from, to, message) = cluster.in_flight.swap_remove(usize::from(pick) % cluster.in_flight.len());
+                cluster.input(usize::from(to.0), Input::Message { from, message });
+            }
+            Action::Drop { pick } => {
+                cluster.in_flight.swap_remove(usize::from(pick) % cluster.in_flight.len());
+            }
+            Action::Duplicate { pick } => {
+                let copy = cluster.in_flight[usize::from(pick) % cluster.in_flight.len()].clone();
+                if cluster.in_flight.len() < 10_000 {
+                    cluster.in_flight.push(copy);
+                }
+            }
+            Action::Forge { node, from, coordinator, incarnation, number, client, seq, message } => {
+                // Forged messages may name any node, member or not.
+                let txn = TxnId {
+                    coordinator: NodeId(coordinator % 5),
+                    incarnation: u64::from(incarnation % 4),
+                    number: u64::from(number % 8),
+                };
+                let request = RequestId { client: ClientId(u64::from(client % 4)), seq: u64::from(seq) };
+                let message = match message {
+                    FuzzMessage::Prepare { ops, participants } => {
+                        let ops: Vec<WriteOp> =
+                            ops.into_iter().take(6).map(|(kind, k, v)| write_op(kind, k, v)).collect();
+                        let record = TxnRecord {
+                            txn,
+                            request,
+                            ops: ops.into(),
+                            participants: NodeSet::first(usize::from(participants % 5)),
+                        };
+                        Message::Prepare { txn, request, ops: record.ops, participants: record.participants }
+                    }
+                    FuzzMessage::Vote { yes, reason } => {
+                        Message::Vote { txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
+                    }
+                    FuzzMessage::Decision { commit } => {
+                        Message::Decision { txn, decision: if commit { Decision::Commit } else { Decision::Abort } }
+                    }
+                    FuzzMessage::Ack => Message::Ack { txn },
+                    FuzzMessage::Query => Message::Query { txn },
+                };
+                cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });
+            }
+            Action::Durable { node, upto } => {
+                // Durability reports in any order, for any prefix of what was written.
+                let i = usize::from(node) % NODES;
+                let m = &mut cluster.members[i];
+                let Some(&(first, _)) = m.pending.first() else { continue };
+                let last = m.pending.last().map(|(lsn, _)| lsn.0).unwrap_or(first.0);
+                let through = Lsn(first.0 + u64::from(upto) % (last - first.0 + 1));
+                let n = m.pending.iter().take_while(|(lsn, _)| *lsn <= through).count();
+                for (_, record) in m.pending.drain(..n) {
+                    if matches!(record, Record::Snapshot(_)) {
+                        m.durable.clear();
+                    }
+                    m.durable.push(record);
+                }
+                cluster.input(i, Input::Durable { through });
+            }
+            Action::Advance { millis } => {
+                cluster.now = cluster.now + Duration::from_millis(u64::from(millis));
+                for i in 0..NODES {
+                    cluster.input(i, Input::Timeout);
+                }
+            }
+            Action::Crash { node } => {
+                let m = &mut cluster.members[usize::from(node) % NODES];
+                m.node = None;
+                m.pending.clear();
+            }
+            Action::Restart { node } => {
+                let i = usize::from(node) % NODES;
+                if cluster.members[i].node.is_none() {
+                    cluster.restart(i);
+                }
+            }
+        }
+    }
+});
