@@ -268,7 +268,9 @@ fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
         return Ok(false);
     }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    if len > wal::RECORD_BYTES_MAX {
+    let file_len = file.metadata().map_err(io_error)?.len();
+    // A damaged length field must not make us allocate more than the file holds.
+    if len > wal::RECORD_BYTES_MAX || u64::from(len) + wal::RECORD_HEADER_BYTES as u64 > file_len {
         return Ok(false);
     }
     let mut bytes = header.to_vec();
