@@ -107,29 +107,37 @@ impl Knobs {
             },
             trace,
             canary: self.canary,
+            fault_script: None,
         }
     }
 
     /// The flags that reproduce these knobs.
     fn as_flags(&self) -> String {
-        let mut f = String::new();
-        let mut add = |s: String| f.push_str(&format!(" {s}"));
-        self.nodes.map(|v| add(format!("--nodes {v}")));
-        self.clients.map(|v| add(format!("--clients {v}")));
-        self.ops.map(|v| add(format!("--ops {v}")));
-        self.keys.map(|v| add(format!("--keys {v}")));
-        self.loss.map(|v| add(format!("--loss {v}")));
-        self.canary.map(|c| add(format!("--canary {}", c.name())));
-        if self.no_faults {
-            add("--no-faults".into());
+        let valued = [
+            ("--nodes", self.nodes.map(|v| v.to_string())),
+            ("--clients", self.clients.map(|v| v.to_string())),
+            ("--ops", self.ops.map(|v| v.to_string())),
+            ("--keys", self.keys.map(|v| v.to_string())),
+            ("--loss", self.loss.map(|v| v.to_string())),
+            ("--canary", self.canary.map(|c| c.name().to_string())),
+        ];
+        let switches = [
+            ("--no-faults", self.no_faults),
+            ("--no-crashes", self.no_crashes),
+            ("--no-partitions", self.no_partitions),
+        ];
+        let mut flags = String::new();
+        for (flag, value) in valued {
+            if let Some(value) = value {
+                flags.push_str(&format!(" {flag} {value}"));
+            }
         }
-        if self.no_crashes {
-            add("--no-crashes".into());
+        for (flag, on) in switches {
+            if on {
+                flags.push_str(&format!(" {flag}"));
+            }
         }
-        if self.no_partitions {
-            add("--no-partitions".into());
-        }
-        f
+        flags
     }
 
     fn replay_command(&self, seed: u64) -> String {
