@@ -74,7 +74,10 @@ impl Report {
 /// [`canaries_available`] first.
 pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let params = Params::draw(&mut rng, &options.overrides);
+    let mut params = Params::draw(&mut rng, &options.overrides);
+    let mut side = ChaCha8Rng::seed_from_u64(seed);
+    side.set_stream(1);
+    params.tight_bounds = params::TightBounds::draw(&mut side);
     let mut world = world::World::new(seed, rng, params.clone(), options.canary, options.trace);
     if let Some(script) = &options.fault_script {
         world.set_script(script.clone());

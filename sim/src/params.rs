@@ -21,6 +21,29 @@ pub struct Params {
     pub snapshot_records_min: u64,
     /// Nodes' clock rates differ by up to this many parts per million.
     pub clock_skew_ppm: u32,
+    /// Small bounds on the nodes' state, so "busy" answers happen; `None`: the defaults.
+    pub tight_bounds: Option<TightBounds>,
+}
+
+/// Bounds small enough that nodes refuse work: prepared transactions, waiting reads and
+/// undecided transactions per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TightBounds {
+    pub prepared_max: usize,
+    pub read_waiters_max: usize,
+    pub txns_undecided_max: usize,
+}
+
+impl TightBounds {
+    /// Drawn from a side stream of the seed's rng, so that adding this draw left every other
+    /// draw of every seed, and so every recorded seed's run, unchanged.
+    pub fn draw(side: &mut ChaCha8Rng) -> Option<TightBounds> {
+        chance(side, 0.2).then(|| TightBounds {
+            prepared_max: range(side, 1, 4) as usize,
+            read_waiters_max: range(side, 1, 3) as usize,
+            txns_undecided_max: range(side, 1, 3) as usize,
+        })
+    }
 }
 
 /// Fault rates. All are zero after the cluster heals.
@@ -124,7 +147,17 @@ impl Params {
         }
         let snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
         let clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
-        Params { nodes, clients, ops_per_client, keys, mix, faults, snapshot_records_min, clock_skew_ppm }
+        Params {
+            nodes,
+            clients,
+            ops_per_client,
+            keys,
+            mix,
+            faults,
+            snapshot_records_min,
+            clock_skew_ppm,
+            tight_bounds: None,
+        }
     }
 
     pub fn has_faults(&self) -> bool {
@@ -138,7 +171,7 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} fsync<={:?} snapshot_every={} skew={}ppm",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
             self.nodes,
             self.clients,
             self.ops_per_client,
@@ -153,7 +186,8 @@ impl std::fmt::Display for Params {
             x.torn_write,
             x.fsync_max,
             self.snapshot_records_min,
-            self.clock_skew_ppm
+            self.clock_skew_ppm,
+            self.tight_bounds
         )
     }
 }

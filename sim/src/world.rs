@@ -137,6 +137,11 @@ impl World {
                 let mut config = Config::new(NodeId(i as u8), members);
                 config.seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
                 config.bounds.snapshot_records_min = params.snapshot_records_min;
+                if let Some(tight) = params.tight_bounds {
+                    config.bounds.prepared_max = tight.prepared_max;
+                    config.bounds.read_waiters_max = tight.read_waiters_max;
+                    config.bounds.txns_undecided_max = tight.txns_undecided_max;
+                }
                 config.set_canary(canary).expect("checked by dkv_sim::run");
                 let skew = if params.clock_skew_ppm == 0 {
                     0
