@@ -80,6 +80,9 @@ enum AttemptError {
     NoReply,
 }
 
+/// Big enough for any datagram, and for TCP a good read size.
+const RECEIVE_BUFFER_BYTES: usize = 64 * 1024;
+
 pub struct Client {
     config: ClientConfig,
     id: ClientId,
@@ -90,6 +93,8 @@ pub struct Client {
     udp: Option<UdpSocket>,
     /// Replies longer than this are refused: the largest any server limits allow.
     frame_bytes_max: u32,
+    /// Where socket reads land, kept across requests so a request allocates no read buffer.
+    receive_buffer: Vec<u8>,
 }
 
 struct TcpLink {
@@ -112,6 +117,7 @@ impl Client {
             tcp: None,
             udp: None,
             frame_bytes_max: Limits::default().frame_bytes_max(),
+            receive_buffer: vec![0u8; RECEIVE_BUFFER_BYTES],
         })
     }
 
@@ -257,7 +263,7 @@ impl Client {
     fn read_tcp_reply(&mut self, id: RequestId, deadline: Instant) -> Result<Frame, AttemptError> {
         let frame_bytes_max = self.frame_bytes_max;
         let Some(link) = self.tcp.as_mut() else { return Err(AttemptError::NoReply) };
-        let mut chunk = vec![0u8; 64 * 1024];
+        let chunk = &mut self.receive_buffer;
         loop {
             match frame::decode_stream(&link.input, frame_bytes_max) {
                 Ok(Some((frame, used))) => {
@@ -278,7 +284,7 @@ impl Client {
                 return Err(AttemptError::NoReply);
             }
             let _ = link.stream.set_read_timeout(Some(left));
-            match link.stream.read(&mut chunk) {
+            match link.stream.read(chunk) {
                 Ok(0) => {
                     self.tcp = None;
                     return Err(AttemptError::NoReply);
@@ -312,7 +318,7 @@ impl Client {
             }
         };
         let mut interval = self.config.udp_retransmit_min;
-        let mut buffer = vec![0u8; 64 * 1024];
+        let buffer = &mut self.receive_buffer;
         loop {
             // Same bytes, same request id: the cluster applies it at most once however many
             // copies arrive.
@@ -331,7 +337,7 @@ impl Client {
                     break;
                 }
                 let _ = socket.set_read_timeout(Some(left));
-                match socket.recv(&mut buffer) {
+                match socket.recv(buffer) {
                     Ok(len) => match frame::decode_datagram(&buffer[..len], self.frame_bytes_max) {
                         Ok(Frame::Reply(reply)) if reply.id != id => {}
                         Ok(frame) => return Ok(frame),

@@ -53,6 +53,8 @@ pub(crate) struct Connection {
     pub(crate) partial_since: Option<Time>,
     /// An error frame was queued: stop reading, close once the output is flushed.
     pub(crate) closing_since: Option<Time>,
+    /// Listed in the event loop's connections to flush, so it is listed at most once.
+    pub(crate) flush_listed: bool,
 }
 
 impl Connection {
@@ -77,6 +79,7 @@ impl Connection {
             last_frame_at: None,
             partial_since: None,
             closing_since: None,
+            flush_listed: false,
         }
     }
 
@@ -146,8 +149,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Queues an encoded frame and writes as much as the socket takes now.
-    pub(crate) fn send(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
+    /// Queues an encoded frame; [`Connection::flush`] writes it. The event loop flushes every
+    /// connection with queued output once per phase of its turn, so all the frames a turn
+    /// produces for one connection leave in one write syscall rather than one each.
+    pub(crate) fn queue(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
         let pending = self.output.len() - self.output_sent;
         // An empty buffer always takes one frame, however large: limits on frames are enforced
         // by the codec, this limit is on how far a reader may fall behind.
@@ -155,7 +160,6 @@ impl Connection {
             return Err(OutputFull);
         }
         self.output.extend_from_slice(encoded);
-        self.flush();
         Ok(())
     }
 
@@ -186,7 +190,9 @@ impl Connection {
         let mut encoded = Vec::new();
         frame::encode(&Frame::Error(error), &mut encoded);
         // If even that does not fit, the connection closes without it.
-        let _ = self.send(&encoded);
+        if self.queue(&encoded).is_ok() {
+            self.flush();
+        }
         self.input = Vec::new();
         self.partial_since = None;
         self.closing_since = Some(now);

@@ -117,6 +117,9 @@ pub struct Server {
     routes: ReplyRoutes,
     /// Connections (by slab key) and the UDP socket with input left over after their budget.
     read_again: BTreeSet<usize>,
+    /// Client connections (by slab key) with queued replies, each listed once: flushed
+    /// together so a turn's replies to one client leave in one write.
+    to_flush: Vec<usize>,
     udp_read_again: bool,
     next_housekeeping: Time,
     udp_error_budget: u32,
@@ -210,6 +213,7 @@ impl Server {
             peer_addrs: config.peers.clone(),
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             read_again: BTreeSet::new(),
+            to_flush: Vec::new(),
             udp_read_again: false,
             next_housekeeping: now,
             udp_error_budget: config.connection.udp_error_replies_per_second,
@@ -591,7 +595,7 @@ impl Server {
         self.encode_buffer.clear();
         frame::encode(&message, &mut self.encode_buffer);
         let before = self.links[index].messages_dropped;
-        if self.links[index].send(&self.encode_buffer).is_err() {
+        if self.links[index].queue(&self.encode_buffer).is_err() {
             self.disconnect_link(now, index, "its output buffer overflowed");
             ServerStats::add(&self.stats.peer_messages_dropped, 1);
         }
@@ -611,17 +615,41 @@ impl Server {
                 }
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
-                if connection.send(&self.encode_buffer).is_err() {
+                if connection.queue(&self.encode_buffer).is_err() {
                     self.drop_connection(key, "the client does not read its replies (output buffer full)");
+                } else if !connection.flush_listed {
+                    connection.flush_listed = true;
+                    self.to_flush.push(key);
                 }
             }
         }
     }
 
+    /// Writes out every queued frame: one write syscall per connection and peer link for
+    /// everything the turn produced so far.
+    fn flush_queued(&mut self) {
+        for link in &mut self.links {
+            if let Some(connection) = link.connection_mut()
+                && connection.output_pending() > 0
+            {
+                connection.flush();
+            }
+        }
+        for key in self.to_flush.drain(..) {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.flush_listed = false;
+                connection.flush();
+            }
+        }
+    }
+
     /// Makes every record buffered this turn durable with one sync, tells the node, and
-    /// repeats while that produces more records.
+    /// repeats while that produces more records. Queued frames go out before each sync (they
+    /// never depend on it: the node holds back whatever does), so peers work while this node
+    /// waits for its disk, and again at the end.
     fn group_commit(&mut self, now: Time) -> Result<(), ServerError> {
         while self.appended > self.durable || self.wal.has_buffered() {
+            self.flush_queued();
             self.wal.sync()?;
             ServerStats::add(&self.stats.syncs, 1);
             ServerStats::add(&self.stats.records_synced, self.appended.0 - self.durable.0);
@@ -629,6 +657,7 @@ impl Server {
             self.node.handle_durable(now, self.durable);
             self.drain_outputs(now)?;
         }
+        self.flush_queued();
         Ok(())
     }
 

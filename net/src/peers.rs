@@ -139,14 +139,15 @@ impl PeerLink {
         self.backoff = (self.backoff * 2).min(RECONNECT_BACKOFF_MAX);
     }
 
-    /// Queues an encoded frame. `Err` means the buffer overflowed: the caller drops the link.
-    pub(crate) fn send(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
+    /// Queues an encoded frame (written by the next flush). `Err` means the buffer overflowed:
+    /// the caller drops the link.
+    pub(crate) fn queue(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
         match &mut self.state {
             LinkState::Down { .. } => {
                 self.messages_dropped += 1;
                 Ok(())
             }
-            LinkState::Connecting { connection, .. } | LinkState::Up { connection } => connection.send(encoded),
+            LinkState::Connecting { connection, .. } | LinkState::Up { connection } => connection.queue(encoded),
         }
     }
 
