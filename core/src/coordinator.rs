@@ -6,7 +6,7 @@
 
 use crate::Canary;
 use crate::completions::Completion;
-use crate::ids::{NodeSet, ReplyTo, RequestId, TxnId};
+use crate::ids::{NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
 use crate::node::{AfterDurable, Node};
 use crate::operation::{Outcome, RejectReason, TryAgainReason, WriteOp};
@@ -53,6 +53,8 @@ pub(crate) enum AbortCause {
     Vote(NoReason),
     /// These participants did not vote within the vote timeout.
     Timeout(NodeSet),
+    /// This participant is configured differently.
+    ConfigMismatch(NodeId),
 }
 
 impl Node {
@@ -126,7 +128,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_vote(&mut self, now: Time, from: crate::ids::NodeId, txn: TxnId, vote: Vote) {
+    pub(crate) fn on_vote(&mut self, now: Time, from: NodeId, txn: TxnId, vote: Vote) {
         let Some(c) = self.coordinating.get_mut(&txn) else {
             // Decided and finished, or aborted: a late or duplicate vote changes nothing.
             return;
@@ -143,6 +145,7 @@ impl Node {
                     self.decide_commit(txn);
                 }
             }
+            Vote::No(NoReason::ConfigMismatch) => self.abort(now, txn, AbortCause::ConfigMismatch(from)),
             Vote::No(reason) => self.abort(now, txn, AbortCause::Vote(reason)),
         }
     }
@@ -193,7 +196,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_ack(&mut self, from: crate::ids::NodeId, txn: TxnId) {
+    pub(crate) fn on_ack(&mut self, from: NodeId, txn: TxnId) {
         let Some(c) = self.coordinating.get_mut(&txn) else { return };
         let Phase::Committed { acked } = &mut c.phase else { return };
         acked.insert(from);
@@ -257,6 +260,11 @@ impl Node {
             }
             AbortCause::Vote(NoReason::Busy) => Outcome::TryAgain(TryAgainReason::Busy),
             AbortCause::Timeout(nodes) => Outcome::TryAgain(TryAgainReason::Unavailable { nodes }),
+            AbortCause::ConfigMismatch(node) => Outcome::TryAgain(TryAgainReason::ConfigMismatch { node }),
+            // Only remote participants judge the configuration; never this node's own share.
+            AbortCause::Vote(NoReason::ConfigMismatch) => {
+                Outcome::TryAgain(TryAgainReason::ConfigMismatch { node: self.config.id })
+            }
         };
         for to in reply_to {
             self.reply(to, request, outcome.clone());
@@ -324,10 +332,13 @@ impl Node {
             Some(Phase::Committed { .. }) => Some(Decision::Commit),
             // Not decided yet: the asker will ask again.
             Some(Phase::Voting { .. } | Phase::Deciding) => None,
-            // A finished transaction: the decision is still remembered, or presumed abort: no
-            // record means it did not commit, or it committed and every participant
-            // acknowledged (so nobody who could ask is waiting for it).
-            None => Some(self.known.get(txn).unwrap_or(Decision::Abort)),
+            // Presumed abort: no record means it did not commit, or it committed and every
+            // participant acknowledged, so nobody who could ask is waiting for it. (A late
+            // query from a participant that already knows "commit" gets "abort" here and
+            // ignores it. Answering "commit" from memory instead would be unsafe: a participant
+            // that re-prepared a stale PREPARE after forgetting the transaction would apply it
+            // a second time.)
+            None => Some(Decision::Abort),
         }
     }
 }

@@ -71,6 +71,9 @@ pub enum NoReason {
     Stale { completed_seq: u64 },
     /// The participant holds as many prepared transactions as it may.
     Busy,
+    /// The participant's configuration differs from the coordinator's: another set of members,
+    /// or smaller limits (a `-u` node among `-t` nodes). Retrying will not help.
+    ConfigMismatch,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ pub struct Stats {
     /// A commit arrived for a transaction known to have aborted. Always zero unless the
     /// protocol is broken; the simulator fails any run where it is not.
     pub conflicting_decisions: u64,
+    /// PREPAREs refused because the coordinator's configuration (members, limits) differs.
+    pub config_mismatches: u64,
 }
 
 /// What a node waits to be durable before acting.
@@ -201,7 +203,7 @@ impl Node {
                 self.on_prepare(now, from, txn, request, ops, participants)
             }
             Message::Vote { txn, vote } => self.on_vote(now, from, txn, vote),
-            Message::Decision { txn, decision } => self.on_decision(now, from, txn, decision),
+            Message::Decision { txn, decision } => self.on_decision(txn, decision),
             Message::Ack { txn } => self.on_ack(from, txn),
             Message::Query { txn } => self.on_query(from, txn),
         }

@@ -1,6 +1,6 @@
 //! What clients ask for and what they are told: requests, operations, replies and outcomes.
 
-use crate::ids::{NodeSet, RequestId};
+use crate::ids::{NodeId, NodeSet, RequestId};
 use crate::limits::LimitError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -118,7 +118,7 @@ pub enum Outcome {
     NotFound,
     #[error("aborted, nothing was applied: {0}")]
     Aborted(AbortReason),
-    #[error("rejected, nothing was applied: {0}")]
+    #[error("rejected: {0}")]
     Rejected(RejectReason),
     #[error("no outcome yet: {0}; retrying with the same request id is safe")]
     TryAgain(TryAgainReason),
@@ -133,15 +133,15 @@ pub enum AbortReason {
     KeyNotFound { op_index: u32 },
 }
 
-/// Why a request was refused before anything was attempted. Retrying it unchanged will not help.
+/// Why a request was refused without being run. Retrying it unchanged will not help.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum RejectReason {
-    #[error(transparent)]
+    #[error("{0}; nothing was applied")]
     Limit(#[from] LimitError),
-    #[error("a transaction needs at least one op")]
+    #[error("a transaction needs at least one op; nothing was applied")]
     EmptyTransaction,
     #[error(
-        "request {seq} is older than request {completed_seq} of the same client, which already completed; use a new sequence number"
+        "request {seq} is older than request {completed_seq} of the same client, which already completed; this node no longer knows how request {seq} ended (it may have been applied once), and a new request needs a new sequence number"
     )]
     Stale { seq: u64, completed_seq: u64 },
 }
@@ -163,4 +163,8 @@ pub enum TryAgainReason {
     Conflict,
     #[error("nodes {nodes} did not answer in time; writes need every node, so check they are running and reachable")]
     Unavailable { nodes: NodeSet },
+    #[error(
+        "node {node} is configured differently from the node that coordinated (another set of cluster members, or a -u node among -t nodes); start every node with the same ids in --peers and the same mode"
+    )]
+    ConfigMismatch { node: NodeId },
 }

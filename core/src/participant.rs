@@ -92,17 +92,24 @@ impl Node {
         ops: Arc<[WriteOp]>,
         participants: NodeSet,
     ) {
-        let well_formed = txn.coordinator == from
-            && participants.contains(self.config.id)
-            && participants.contains(from)
-            && self.config.members.is_superset(participants)
-            && !ops.is_empty()
-            && self.config.limits.check_ops(&ops).is_ok();
-        if !well_formed {
+        if txn.coordinator != from || ops.is_empty() {
             self.stats.messages_dropped += 1;
             return;
         }
+        // Every node must agree on who takes part and on the limits, or a write could commit
+        // without a node that should hold it: refuse loudly, never silently.
+        if participants != self.participants_for(&ops) || self.config.limits.check_ops(&ops).is_err() {
+            self.stats.config_mismatches += 1;
+            self.send(from, Message::Vote { txn, vote: Vote::No(NoReason::ConfigMismatch) });
+            return;
+        }
         if let Some(p) = self.prepared.get(&txn) {
+            if p.record.request != request || p.record.ops != ops {
+                // The same transaction id with other contents: a coordinator reusing ids (its
+                // log was replaced by an older copy). Never vote on it.
+                self.stats.messages_dropped += 1;
+                return;
+            }
             // A retransmitted PREPARE: repeat the vote if it was cast, else it is coming.
             if p.state == PreparedState::Voted {
                 self.send(from, Message::Vote { txn, vote: Vote::Yes });
@@ -132,7 +139,7 @@ impl Node {
     }
 
     /// A decision, from the coordinator or from a node answering our query.
-    pub(crate) fn on_decision(&mut self, _now: Time, _from: NodeId, txn: TxnId, decision: Decision) {
+    pub(crate) fn on_decision(&mut self, txn: TxnId, decision: Decision) {
         if txn.coordinator == self.config.id {
             // Only this node decides its own transactions.
             self.stats.messages_dropped += 1;

@@ -39,6 +39,8 @@ pub(crate) struct Recovered {
     store: Store,
     completions: Completions,
     prepared: BTreeMap<TxnId, TxnRecord>,
+    /// The keys the prepared transactions lock, to find overlaps without quadratic scans.
+    locked: BTreeMap<Vec<u8>, TxnId>,
     decisions: BTreeMap<TxnId, TxnRecord>,
 }
 
@@ -55,29 +57,20 @@ impl Recovered {
             store: Store::default(),
             completions: Completions::new(completions_max),
             prepared: BTreeMap::new(),
+            locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
         };
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
             match record {
                 Record::Boot { incarnation } => r.incarnation = r.incarnation.max(incarnation),
-                Record::Prepared(t) => {
-                    if r.prepared.contains_key(&t.txn) {
-                        return Err(RecoveryError::DuplicatePrepare { index, txn: t.txn });
-                    }
-                    let holder =
-                        r.prepared.values().find(|p| p.ops.iter().any(|a| t.ops.iter().any(|b| a.key() == b.key())));
-                    if let Some(holder) = holder {
-                        return Err(RecoveryError::LockConflict { index, txn: t.txn, holder: holder.txn });
-                    }
-                    r.prepared.insert(t.txn, t);
-                }
+                Record::Prepared(t) => r.add_prepared(index, me, t)?,
                 Record::Committed { txn } => {
-                    let t = r.prepared.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
+                    let t = r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                     r.apply(&t);
                 }
                 Record::Aborted { txn } => {
-                    r.prepared.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
+                    r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
                 Record::Decided(t) => {
                     if t.txn.coordinator != me {
@@ -117,12 +110,22 @@ impl Recovered {
         if self.prepared.values().any(|p| p.request == t.request) {
             return Err(RecoveryError::DuplicateRequest { index, request: t.request });
         }
-        let holder = self.prepared.values().find(|p| p.ops.iter().any(|a| t.ops.iter().any(|b| a.key() == b.key())));
-        if let Some(holder) = holder {
-            return Err(RecoveryError::LockConflict { index, txn: t.txn, holder: holder.txn });
+        if let Some(holder) = t.ops.iter().find_map(|op| self.locked.get(op.key())) {
+            return Err(RecoveryError::LockConflict { index, txn: t.txn, holder: *holder });
+        }
+        for op in t.ops.iter() {
+            self.locked.insert(op.key().to_vec(), t.txn);
         }
         self.prepared.insert(t.txn, t);
         Ok(())
+    }
+
+    fn remove_prepared(&mut self, txn: TxnId) -> Option<TxnRecord> {
+        let t = self.prepared.remove(&txn)?;
+        for op in t.ops.iter() {
+            self.locked.remove(op.key());
+        }
+        Some(t)
     }
 
     fn load_snapshot(
@@ -142,6 +145,7 @@ impl Recovered {
             self.completions.record(c.request, c.outcome);
         }
         self.prepared = BTreeMap::new();
+        self.locked = BTreeMap::new();
         for t in s.prepared {
             self.add_prepared(index, me, t)?;
         }

@@ -271,6 +271,52 @@ fn single_node_cluster_commits() {
     assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
 }
 
+/// A node started with a different member list cannot make a write that skips a member: the
+/// participants refuse its PREPARE, the client hears which node is configured differently, and
+/// nothing is applied anywhere. (Found in review: before, node 0 with members {0,1} committed a
+/// write that node 2 never saw.)
+#[test]
+fn membership_mismatch_is_refused_not_silently_diverging() {
+    use dkv_core::NodeId;
+    let mut c = Cluster::with_config(3, |cfg| {
+        if cfg.id == NodeId(0) {
+            cfg.members = NodeSet::first(2);
+        }
+    });
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::TryAgain(TryAgainReason::ConfigMismatch { node: NodeId(1) }));
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), None, "node {i}");
+    }
+    assert_eq!(c.node(1).stats().config_mismatches, 1);
+}
+
+/// A PREPARE that reuses a prepared transaction's id with other contents (a coordinator whose
+/// log was replaced by an older copy) is never voted on.
+#[test]
+fn reused_transaction_id_with_other_contents_gets_no_vote() {
+    use dkv_core::{ClientId, Input, NodeId, RequestId, Time, TxnId};
+    let mut c = Cluster::new(3);
+    c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Vote { .. }));
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    let txn_id = TxnId { coordinator: NodeId(0), incarnation: c.node(0).incarnation(), number: 0 };
+    let other = Message::Prepare {
+        txn: txn_id,
+        request: RequestId { client: ClientId(9), seq: 1 },
+        ops: vec![put("k", "other")].into(),
+        participants: NodeSet::first(3),
+    };
+    c.nodes[1]
+        .as_mut()
+        .unwrap()
+        .handle(Time::from_nanos(2_000_000), Input::Message { from: NodeId(0), message: other });
+    c.drain(1);
+    assert!(c.network.is_empty(), "no vote for the impostor");
+    assert_eq!(c.node(1).stats().messages_dropped, 1);
+}
+
 /// Forged and senseless peer messages are dropped and counted; the node keeps working.
 #[test]
 fn malformed_peer_messages_are_dropped_not_fatal() {

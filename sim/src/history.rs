@@ -34,6 +34,8 @@ pub struct Op {
     pub response: Option<u64>,
     pub result: Result,
     pub attempts: u32,
+    /// The client gave up waiting at this time; the request may still take effect later.
+    pub abandoned_at: Option<u64>,
 }
 
 impl Op {
@@ -56,7 +58,11 @@ impl Op {
                 parts.join("; ")
             }
         };
-        let response = self.response.map_or("never".to_string(), |r| format!("{:.6}s", r as f64 / 1e9));
+        let response = match (self.response, self.abandoned_at) {
+            (Some(r), _) => format!("{:.6}s", r as f64 / 1e9),
+            (None, Some(a)) => format!("never (abandoned at {:.6}s)", a as f64 / 1e9),
+            (None, None) => "never".to_string(),
+        };
         format!(
             "[client {} #{}] {what} -> {:?} (invoked {:.6}s, completed {response}, {} attempts)",
             self.client.0,

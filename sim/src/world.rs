@@ -19,7 +19,7 @@ use dkv_core::{
     Request, RequestId, TxnId,
 };
 use rand_chacha::ChaCha8Rng;
-use rand_core::Rng;
+use rand_core::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
@@ -65,6 +65,10 @@ struct SimClient {
     node: usize,
     /// The operation in flight: its history index, request and current attempt.
     pending: Option<(usize, Request, u32)>,
+    /// Whether this client already gave up on a request in this run. Once is enough to
+    /// exercise the path; every abandoned request may take effect at any later moment or never,
+    /// and each one doubles what the linearizability search must consider.
+    abandoned: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,8 +104,13 @@ pub(crate) struct World {
     healed_at: Option<u64>,
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
-    /// Exactly-once: per node, the transactions under which each request was applied.
+    /// Exactly-once: per node, the transactions under which each request was applied, and every
+    /// transaction whose application became durable (a second one is a double application).
     applied: Vec<BTreeMap<RequestId, BTreeSet<TxnId>>>,
+    applied_txns: Vec<BTreeSet<TxnId>>,
+    /// Decisions added after the first seeds were recorded (abandoned requests, long delays)
+    /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
+    side: ChaCha8Rng,
     prepared_requests: Vec<BTreeMap<TxnId, RequestId>>,
     pub(crate) violations: Vec<Violation>,
     /// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng.
@@ -166,6 +175,7 @@ impl World {
                 remaining: params.ops_per_client,
                 node: c % params.nodes,
                 pending: None,
+                abandoned: false,
             })
             .collect();
         let n = params.nodes;
@@ -187,6 +197,12 @@ impl World {
             trace: Trace::new(trace),
             stats: RunStats::default(),
             applied: vec![BTreeMap::new(); n],
+            applied_txns: vec![BTreeSet::new(); n],
+            side: {
+                let mut side = ChaCha8Rng::seed_from_u64(seed);
+                side.set_stream(2);
+                side
+            },
             prepared_requests: vec![BTreeMap::new(); n],
             violations: Vec::new(),
             script: None,
@@ -350,7 +366,13 @@ impl World {
             Event::ClientRetry { client, seq, attempt } => {
                 let c = &self.clients[client];
                 if c.pending.as_ref().is_some_and(|(_, r, a)| r.id.seq == seq && *a == attempt) {
-                    self.send_attempt(client, true);
+                    // Now and then a client gives up and moves on: the request may still take
+                    // effect later, and its late replies and retransmissions become stale.
+                    if self.healed_at.is_none() && !self.clients[client].abandoned && chance(&mut self.side, 0.05) {
+                        self.abandon(client);
+                    } else {
+                        self.send_attempt(client, true);
+                    }
                 }
             }
             Event::Crash => self.crash(),
@@ -444,6 +466,13 @@ impl World {
         };
         if let Some((request, txn)) = applied {
             self.stats.commits += 1;
+            if !self.applied_txns[i].insert(txn) {
+                self.violation(
+                    "exactly-once",
+                    None,
+                    format!("transaction {txn} (request {request}) was applied twice at n{i}"),
+                );
+            }
             let txns = self.applied[i].entry(request).or_default();
             txns.insert(txn);
             if txns.len() == 2 {
@@ -483,8 +512,19 @@ impl World {
         }
         let copies = if chance(&mut self.rng, self.faults.duplication) { 2 } else { 1 };
         for _ in 0..copies {
-            let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
+            let at =
+                self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
             self.schedule(at, Event::Deliver { from, to, message: message.clone() });
+        }
+    }
+
+    /// Before the heal, three messages in ten thousand are held up for up to three seconds: far
+    /// longer than any timeout, so it arrives after its transaction was decided and forgotten.
+    fn long_delay(&mut self) -> u64 {
+        if self.healed_at.is_none() && self.params.has_faults() && chance(&mut self.side, 0.0003) {
+            between(&mut self.side, Duration::from_millis(100), Duration::from_secs(3))
+        } else {
+            0
         }
     }
 
@@ -524,6 +564,7 @@ impl World {
             response: None,
             result: OpResult::Unknown,
             attempts: 0,
+            abandoned_at: None,
         });
         let request = Request { id: RequestId { client: id, seq }, operation };
         self.clients[client].pending = Some((self.history.ops.len() - 1, request, 0));
@@ -578,6 +619,16 @@ impl World {
                 self.schedule(at, Event::ClientRetry { client, seq, attempt });
             }
         }
+    }
+
+    fn abandon(&mut self, client: usize) {
+        let Some((op, request, _)) = self.clients[client].pending.take() else { return };
+        self.clients[client].abandoned = true;
+        self.history.ops[op].abandoned_at = Some(self.now);
+        self.trace.event(self.now, &[11, client as u64, request.id.seq], || {
+            format!("client {} gives up on request #{}", self.clients[client].id.0, request.id.seq)
+        });
+        self.schedule(self.now, Event::ClientNext { client });
     }
 
     fn start_node(&mut self, i: usize) {
@@ -716,7 +767,7 @@ impl World {
         };
         let bound = LIVENESS_BOUND.as_nanos() as u64;
         let mut stuck = Vec::new();
-        for op in &self.history.ops {
+        for op in self.history.ops.iter().filter(|op| op.abandoned_at.is_none()) {
             let start = op.invoke.max(healed);
             match op.response {
                 Some(r) if r - start.min(r) <= bound => {}
@@ -776,8 +827,26 @@ impl World {
         }
     }
 
-    /// Convergence: every replica holds identical data and no locks.
+    /// Convergence: every replica holds identical data and the same completion records.
     pub(crate) fn check_convergence(&mut self) -> Option<dkv_core::store::Store> {
+        let completions: Vec<Option<BTreeSet<_>>> = self
+            .nodes
+            .iter()
+            .map(|n| n.node.as_ref().map(|n| n.completions().map(|c| (c.request, c.outcome)).collect()))
+            .collect();
+        if let Some(Some(first)) = completions.first() {
+            for (i, other) in completions.iter().enumerate().skip(1) {
+                if let Some(other) = other.as_ref().filter(|o| *o != first) {
+                    let differing: Vec<String> =
+                        first.symmetric_difference(other).take(3).map(|(r, o)| format!("{r}: {o:?}")).collect();
+                    self.violation(
+                        "convergence",
+                        None,
+                        format!("n{i} and n0 hold different completion records: {differing:?}"),
+                    );
+                }
+            }
+        }
         let stores: Vec<_> = self.nodes.iter().map(|n| n.node.as_ref().map(|n| n.store().clone())).collect();
         let first = stores.first()?.clone()?;
         for (i, s) in stores.iter().enumerate().skip(1) {

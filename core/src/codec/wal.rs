@@ -115,15 +115,33 @@ pub fn scan(bytes: &[u8]) -> WalScan {
     WalScan { records, valid_len: offset, end: WalEnd::Clean }
 }
 
+/// Bytes of checksumming the search for a valid record after damage may spend. Past it the
+/// damage is called corruption: refusing to start is safe, guessing is not, and a scan that
+/// takes minutes helps nobody.
+const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
+
 /// Tells a torn tail from corruption by looking for any valid record after the damage.
 fn classify_damage(bytes: &[u8], offset: usize, error: WalError) -> WalEnd {
     let tail = bytes.len() - offset;
     if tail > TORN_TAIL_BYTES_MAX {
         return WalEnd::Corrupt { offset, next_valid: None, error };
     }
-    let next_valid = (offset + 1..bytes.len()).find(|&at| decode_one(&bytes[at..]).is_ok());
-    match next_valid {
-        None => WalEnd::Torn { offset, error },
-        Some(at) => WalEnd::Corrupt { offset, next_valid: Some(at), error },
+    let mut budget = DAMAGE_SCAN_BYTES_MAX;
+    for at in offset + 1..bytes.len() {
+        let rest = &bytes[at..];
+        let Some(header) = rest.get(..RECORD_HEADER_BYTES) else { break };
+        // Only a length that fits in what remains is worth a checksum.
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > rest.len() - RECORD_HEADER_BYTES {
+            continue;
+        }
+        if len > budget {
+            return WalEnd::Corrupt { offset, next_valid: None, error };
+        }
+        budget -= len;
+        if decode_one(rest).is_ok() {
+            return WalEnd::Corrupt { offset, next_valid: Some(at), error };
+        }
     }
+    WalEnd::Torn { offset, error }
 }

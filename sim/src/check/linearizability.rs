@@ -357,7 +357,16 @@ mod tests {
     use dkv_core::ClientId;
 
     fn op(invoke: u64, response: u64, kind: OpKind, result: OpResult) -> Op {
-        Op { client: ClientId(1), seq: 0, kind, invoke, response: Some(response), result, attempts: 1 }
+        Op {
+            client: ClientId(1),
+            seq: 0,
+            kind,
+            invoke,
+            response: Some(response),
+            result,
+            attempts: 1,
+            abandoned_at: None,
+        }
     }
     fn put(k: &str, v: &str) -> OpKind {
         OpKind::Txn { ops: vec![WriteOp::Put { key: k.into(), value: v.into() }] }
