@@ -178,6 +178,10 @@ impl Client {
                 Ok(Frame::Reply(reply)) => {
                     unreachable_in_a_row = 0;
                     match reply.outcome {
+                        // A differently configured cluster does not heal by waiting: say so now.
+                        Outcome::TryAgain(reason @ TryAgainReason::ConfigMismatch { .. }) => {
+                            return Err(ClientError::NoOutcome { reason, timeout: started.elapsed() });
+                        }
                         Outcome::TryAgain(reason) => {
                             tracing::debug!(%addr, request = %id, %reason, "try again");
                             // A node starting up or running this request elsewhere: another
