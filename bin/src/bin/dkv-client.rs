@@ -282,8 +282,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log);
     let job = job(&cli);
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
-        usage_error(format!("--timeout must be a positive number of seconds, not {}", cli.timeout));
+    // A day is far beyond any useful wait, and keeps the Duration conversion below in range.
+    const TIMEOUT_SECS_MAX: f64 = 86_400.0;
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= TIMEOUT_SECS_MAX) {
+        usage_error(format!("--timeout must be a number of seconds between 0 and {TIMEOUT_SECS_MAX}, not {}", cli.timeout));
     }
     let mut nodes = Vec::new();
     for addr in std::iter::once(format!("{}:{}", cli.host, cli.port)).chain(cli.nodes.iter().cloned()) {
