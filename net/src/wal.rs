@@ -13,15 +13,23 @@
 //! makes it durable with one `fdatasync` per touched segment. The driver calls `sync` once per
 //! loop turn and then tells the core which lsn is durable.
 //!
+//! Preallocation: the segment being written is kept zero-filled ahead of its last record, in
+//! steps of [`PREALLOCATE_BYTES`]. Records then overwrite blocks the file already has, so an
+//! `fdatasync` flushes only data: no size or block-map change, no inode write, no second
+//! device round trip (measured on ext4: ~4x cheaper than an appending sync). A zero tail is
+//! where the records end; a segment is trimmed to its records before the next one starts, so
+//! only the last segment ever has one.
+//!
 //! Recovery ([`Wal::open`]) reads the segments from the newest one that starts with a snapshot.
 //! A torn tail in the last segment (a write cut short by a crash) is truncated: it was never
 //! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
 //! silently skipping a record that was durable could make this node serve wrong data.
 
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, WalEnd};
+use dkv_core::codec::wal::{self, WalEnd, WalError as RecordError};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -30,6 +38,19 @@ const SEGMENT_SUFFIX: &str = ".wal";
 /// Segment numbers start here; a log whose oldest segment has a larger number must begin with
 /// a snapshot, or segments are missing.
 const FIRST_SEGMENT: u64 = 1;
+/// How far ahead of the last record the current segment is zero-filled, each time it runs out.
+/// Each extension costs one inode write at the next sync, so it is paid once per this many
+/// bytes of log instead of once per sync.
+pub const PREALLOCATE_BYTES: u64 = 4 << 20;
+/// The append buffer keeps at most this much capacity between syncs; a larger one (a snapshot
+/// was written) is freed.
+const BUFFER_KEPT_BYTES_MAX: usize = 8 << 20;
+/// Zeros written per syscall while preallocating.
+const ZERO_WRITE_BYTES: usize = 256 << 10;
+/// A damaged record followed by more than this many non-zero bytes is corruption, not a torn
+/// write (which can only affect the last write batch); this also bounds the search for valid
+/// records after the damage.
+const TORN_TAIL_BYTES_MAX: usize = 64 << 20;
 
 /// Why the log could not be opened, recovered or written. Every message says what to do.
 #[derive(Debug, Error)]
@@ -86,6 +107,10 @@ struct Segment {
     number: u64,
     path: PathBuf,
     file: File,
+    /// Bytes of records in the segment: where the next write goes.
+    len: u64,
+    /// The file's size: bytes from `len` to here are zeros.
+    preallocated: u64,
 }
 
 impl Wal {
@@ -114,16 +139,25 @@ impl Wal {
             Some(&newest) => {
                 let start = find_start(dir, &numbers)?;
                 let last_index = numbers.len() - 1;
+                let mut newest_len = 0;
                 for (i, &number) in numbers.iter().enumerate().skip(start) {
                     let path = segment_path(dir, number);
                     let bytes = read_file(&path)?;
                     let scan = wal::scan(&bytes);
                     recovery.records.extend(scan.records);
                     recovery.segments_read += 1;
-                    match scan.end {
-                        WalEnd::Clean => {}
-                        WalEnd::Torn { offset, error } if i == last_index => {
-                            let cut = (bytes.len() - offset) as u64;
+                    newest_len = scan.valid_len as u64;
+                    match end_of_records(&bytes, scan.valid_len, scan.end) {
+                        RecordsEnd::Clean => {}
+                        RecordsEnd::Preallocated if i == last_index => {}
+                        RecordsEnd::Preallocated => {
+                            // Segments are trimmed before the next one starts: zeros here
+                            // mean lost writes, not preallocation.
+                            let reason = "zeros where records should be".to_string();
+                            return Err(WalError::DamagedBeforeTail { path, offset: scan.valid_len, reason });
+                        }
+                        RecordsEnd::Torn { offset, garbage, error } if i == last_index => {
+                            let cut = garbage as u64;
                             tracing::warn!(
                                 segment = %path.display(),
                                 offset,
@@ -133,10 +167,10 @@ impl Wal {
                             truncate(&path, offset as u64)?;
                             recovery.torn_bytes_truncated = cut;
                         }
-                        WalEnd::Torn { offset, error } => {
+                        RecordsEnd::Torn { offset, error, .. } => {
                             return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
                         }
-                        WalEnd::Corrupt { offset, error, .. } => {
+                        RecordsEnd::Corrupt { offset, error } => {
                             return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
                         }
                     }
@@ -146,7 +180,7 @@ impl Wal {
                 for &number in &numbers[..start] {
                     remove_segment(dir, number)?;
                 }
-                open_segment(dir, newest)?
+                open_segment(dir, newest, newest_len)?
             }
         };
         let wal = Wal {
@@ -166,6 +200,9 @@ impl Wal {
     pub fn append(&mut self, record: &Record) -> Result<(), WalError> {
         if let Record::Snapshot(_) = record {
             self.write_buffered()?;
+            // Trim the preallocated zeros: only the last segment may end in them.
+            let current = &self.current;
+            current.file.set_len(current.len).map_err(|source| WalError::Io { path: current.path.clone(), source })?;
             self.sync_current()?;
             let number = self.current.number + 1;
             let segment = create_segment(&self.dir, number)?;
@@ -214,12 +251,22 @@ impl Wal {
         if self.buffered.is_empty() {
             return Ok(());
         }
-        self.current
-            .file
-            .write_all(&self.buffered)
-            .map_err(|source| WalError::Io { path: self.current.path.clone(), source })?;
+        let segment = &mut self.current;
+        let io_error = |source| WalError::Io { path: segment.path.clone(), source };
+        let end = segment.len + self.buffered.len() as u64;
+        if end > segment.preallocated {
+            // Zero-fill past what this write covers; the write itself fills the rest.
+            zero_fill(&segment.file, segment.preallocated.max(end), end + PREALLOCATE_BYTES).map_err(io_error)?;
+            segment.preallocated = end + PREALLOCATE_BYTES;
+        }
+        segment.file.write_all_at(&self.buffered, segment.len).map_err(io_error)?;
+        segment.len = end;
         self.bytes_written += self.buffered.len() as u64;
         self.buffered.clear();
+        if self.buffered.capacity() > BUFFER_KEPT_BYTES_MAX {
+            // A snapshot passed through: do not keep its size in memory until the next one.
+            self.buffered = Vec::new();
+        }
         Ok(())
     }
 
@@ -287,19 +334,72 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
 
 fn create_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
     let path = segment_path(dir, number);
+    // Not append mode: records are written at their offset, over preallocated zeros.
     let file = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .write(true)
         .open(&path)
         .map_err(|source| WalError::Io { path: path.clone(), source })?;
-    Ok(Segment { number, path, file })
+    Ok(Segment { number, path, file, len: 0, preallocated: 0 })
 }
 
-fn open_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
+/// Opens the newest segment for writing after its `len` bytes of records.
+fn open_segment(dir: &Path, number: u64, len: u64) -> Result<Segment, WalError> {
     let path = segment_path(dir, number);
-    let file =
-        OpenOptions::new().append(true).open(&path).map_err(|source| WalError::Io { path: path.clone(), source })?;
-    Ok(Segment { number, path, file })
+    let io_error = |source| WalError::Io { path: path.clone(), source };
+    let file = OpenOptions::new().write(true).open(&path).map_err(io_error)?;
+    let size = file.metadata().map_err(io_error)?.len();
+    Ok(Segment { number, path, file, len, preallocated: size.max(len) })
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
+    static ZEROS: [u8; ZERO_WRITE_BYTES] = [0; ZERO_WRITE_BYTES];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_WRITE_BYTES as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// How a segment's records end, preallocation taken into account.
+#[derive(Debug)]
+enum RecordsEnd {
+    /// Every byte belongs to a record.
+    Clean,
+    /// Zeros follow the last record: the unused preallocated part.
+    Preallocated,
+    /// A write cut short: `garbage` bytes of it (not counting zeros after them) hold no valid
+    /// record. Truncate from `offset`.
+    Torn { offset: usize, garbage: usize, error: RecordError },
+    /// Damage with valid records after it (or too much of it to be one torn write).
+    Corrupt { offset: usize, error: RecordError },
+}
+
+/// Classifies the end of a segment's records. The codec's own classification counts the
+/// preallocated zeros as part of the damaged tail; here only the non-zero bytes after the first
+/// damaged record are searched for valid records, so a torn write inside the preallocated area
+/// is still told apart from corruption.
+fn end_of_records(bytes: &[u8], valid_len: usize, end: WalEnd) -> RecordsEnd {
+    let (offset, error) = match end {
+        WalEnd::Clean => return RecordsEnd::Clean,
+        WalEnd::Torn { offset, error } | WalEnd::Corrupt { offset, error, .. } => (offset, error),
+    };
+    debug_assert_eq!(offset, valid_len);
+    let nonzero_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if nonzero_end <= offset {
+        return RecordsEnd::Preallocated;
+    }
+    if nonzero_end - offset > TORN_TAIL_BYTES_MAX {
+        return RecordsEnd::Corrupt { offset, error };
+    }
+    // A valid record starting past the non-zero bytes would be all zeros: none can.
+    match (offset + 1..nonzero_end).find(|&at| wal::decode_one(&bytes[at..]).is_ok()) {
+        Some(_) => RecordsEnd::Corrupt { offset, error },
+        None => RecordsEnd::Torn { offset, garbage: nonzero_end - offset, error },
+    }
 }
 
 fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
@@ -332,7 +432,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 mod tests {
     use super::*;
     use dkv_core::record::Snapshot;
-    use std::io::Seek;
+    use std::io::{Seek, Write};
 
     fn boot(incarnation: u64) -> Record {
         Record::Boot { incarnation }
@@ -386,7 +486,37 @@ mod tests {
         assert_eq!(recovery.records, vec![snapshot(23), boot(24)]);
     }
 
-    /// A torn tail (a half-written last record) is truncated and the records before it survive.
+    /// Bytes of records `records` take in a segment.
+    fn encoded_len(records: &[Record]) -> u64 {
+        records.iter().map(|r| wal::encode_to_vec(r).len() as u64).sum()
+    }
+
+    /// The segment being written is zero-filled ahead of its records (so a sync rewrites
+    /// blocks instead of growing the file), and the zeros read back as the end of the log.
+    #[test]
+    fn preallocated_zeros_end_the_log_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), FIRST_SEGMENT);
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            wal.sync().unwrap();
+            let records_len = encoded_len(&[boot(1)]);
+            assert_eq!(fs::metadata(&path).unwrap().len(), records_len + PREALLOCATE_BYTES);
+        }
+        for round in 2..=3 {
+            let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, (1..round).map(boot).collect::<Vec<_>>());
+            assert_eq!(recovery.torn_bytes_truncated, 0);
+            wal.append(&boot(round)).unwrap();
+            wal.sync().unwrap();
+        }
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, (1..=3).map(boot).collect::<Vec<_>>());
+    }
+
+    /// A torn tail (a half-written last record, zeros after it) is truncated and the records
+    /// before it survive.
     #[test]
     fn torn_tail_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
@@ -397,9 +527,9 @@ mod tests {
             wal.sync().unwrap();
         }
         let path = segment_path(dir.path(), FIRST_SEGMENT);
-        let full = fs::metadata(&path).unwrap().len();
+        let full = encoded_len(&[boot(1), boot(2)]);
         let half_record = &wal::encode_to_vec(&boot(3))[..5];
-        OpenOptions::new().append(true).open(&path).unwrap().write_all(half_record).unwrap();
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(half_record, full).unwrap();
         let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2)]);
         assert_eq!(recovery.torn_bytes_truncated, 5);
@@ -446,7 +576,7 @@ mod tests {
         }
         // Segment 2 starts with the snapshot; add a segment 3 by hand and tear segment 2.
         let second = segment_path(dir.path(), 2);
-        let len = fs::metadata(&second).unwrap().len();
+        let len = encoded_len(&[snapshot(1), boot(2)]);
         OpenOptions::new().write(true).open(&second).unwrap().set_len(len - 2).unwrap();
         fs::write(segment_path(dir.path(), 3), wal::encode_to_vec(&boot(3))).unwrap();
         let error = Wal::open(dir.path()).err().expect("damage before the last segment must stop recovery");

@@ -331,30 +331,34 @@ fn measure(workload: &Workload, clients: Vec<Client>, duration: Duration, show_p
             .enumerate()
             .map(|(i, mut client)| {
                 let (completed, stop) = (completed.clone(), stop.clone());
-                scope.spawn(move || {
-                    let mut histogram = new_histogram();
-                    let mut rng = SplitMix64(client.id().0 ^ (i as u64) << 32);
-                    let (mut ops, mut errors, mut first_error) = (0u64, 0u64, None);
-                    // Bounded by time: a request takes at most its timeout, so a client stops
-                    // at most one timeout after `end`.
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                        let sent = Instant::now();
-                        let result = workload.run_one(&mut client, &mut rng);
-                        let micros = (sent.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX);
-                        match result {
-                            Ok(()) => {
-                                ops += 1;
-                                histogram.record(micros).expect("latencies are clamped into the histogram's range");
-                                completed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(error) => {
-                                errors += 1;
-                                first_error.get_or_insert(error);
+                // Named threads let a profile split client cost from server cost.
+                let thread = std::thread::Builder::new().name(format!("bench-client-{i}"));
+                thread
+                    .spawn_scoped(scope, move || {
+                        let mut histogram = new_histogram();
+                        let mut rng = SplitMix64(client.id().0 ^ (i as u64) << 32);
+                        let (mut ops, mut errors, mut first_error) = (0u64, 0u64, None);
+                        // Bounded by time: a request takes at most its timeout, so a client stops
+                        // at most one timeout after `end`.
+                        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                            let sent = Instant::now();
+                            let result = workload.run_one(&mut client, &mut rng);
+                            let micros = (sent.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX);
+                            match result {
+                                Ok(()) => {
+                                    ops += 1;
+                                    histogram.record(micros).expect("latencies are clamped into the histogram's range");
+                                    completed.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(error) => {
+                                    errors += 1;
+                                    first_error.get_or_insert(error);
+                                }
                             }
                         }
-                    }
-                    (histogram, ops, errors, first_error)
-                })
+                        (histogram, ops, errors, first_error)
+                    })
+                    .expect("the OS starts a client thread")
             })
             .collect();
         while Instant::now() < end {
@@ -460,11 +464,15 @@ impl LocalCluster {
                 ServerConfig::new(NodeId(i as u8), cluster.addrs[i], peers, Transport::Both, dir.path().to_path_buf());
             let server = Server::bind(config).map_err(|e| e.to_string())?;
             cluster.handles.push(server.handle());
-            cluster.threads.push(std::thread::spawn(move || {
-                if let Err(error) = server.run() {
-                    eprintln!("dkv-bench: local node {i} failed: {error}");
-                }
-            }));
+            let thread = std::thread::Builder::new().name(format!("dkv-node-{i}"));
+            let thread = thread
+                .spawn(move || {
+                    if let Err(error) = server.run() {
+                        eprintln!("dkv-bench: local node {i} failed: {error}");
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+            cluster.threads.push(thread);
             cluster._dirs.push(dir);
         }
         Ok(cluster)
