@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 /// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
 const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// An empty buffer keeps at most this much capacity; larger ones are freed.
 const BUFFER_KEPT_BYTES_MAX: usize = 256 * 1024;
 
@@ -84,19 +84,27 @@ impl Connection {
     }
 
     /// Reads what the socket has (up to the per-turn budget) and decodes whole frames.
-    pub(crate) fn read(&mut self, now: Time) -> ReadResult {
+    /// `scratch` is the event loop's read buffer, shared by every connection so a read neither
+    /// allocates nor clears one. Unless `until_would_block` (the poller saw the other side
+    /// close, which a short read would not reveal), a short read ends the turn's reading.
+    pub(crate) fn read(
+        &mut self,
+        now: Time,
+        scratch: &mut [u8; READ_CHUNK_BYTES],
+        until_would_block: bool,
+    ) -> ReadResult {
         let mut result = ReadResult::default();
         if self.closing_since.is_some() {
             return result;
         }
         let mut read_this_turn = 0;
-        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let chunk = scratch;
         loop {
             if read_this_turn >= READ_BYTES_PER_TURN_MAX {
                 result.more = true;
                 break;
             }
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(chunk) {
                 Ok(0) => {
                     result.closed = true;
                     break;
@@ -110,6 +118,12 @@ impl Connection {
                     if let Err(error) = self.decode_frames(now, &mut result.frames) {
                         result.error = Some(error);
                         return result;
+                    }
+                    if n < chunk.len() && !until_would_block {
+                        // A short read drained the socket's buffer. Bytes arriving from now on
+                        // raise a new readiness edge, so the read that would only say
+                        // "would block" is skipped: one syscall less per readable event.
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -15,7 +15,7 @@
 
 use crate::clock::Clock;
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
-use crate::connection::Connection;
+use crate::connection::{Connection, READ_CHUNK_BYTES};
 use crate::peers::{ConnectProgress, LinkState, PeerLink};
 use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
@@ -126,6 +126,8 @@ pub struct Server {
     udp_error_budget_refill: Time,
     frame_bytes_max: u32,
     encode_buffer: Vec<u8>,
+    /// Where every TCP read lands before its bytes join the connection's input.
+    read_buffer: Box<[u8; READ_CHUNK_BYTES]>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     stats: Arc<ServerStats>,
@@ -220,6 +222,7 @@ impl Server {
             udp_error_budget_refill: now,
             frame_bytes_max,
             encode_buffer: Vec::new(),
+            read_buffer: Box::new([0; READ_CHUNK_BYTES]),
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             stats: Arc::new(ServerStats::default()),
@@ -278,13 +281,13 @@ impl Server {
                             connection.flush();
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_connection(now, key)?;
+                            self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
                         }
                     }
                 }
             }
             for key in std::mem::take(&mut self.read_again) {
-                self.read_connection(now, key)?;
+                self.read_connection(now, key, false)?;
             }
             if std::mem::take(&mut self.udp_read_again) {
                 self.receive_datagrams(now)?;
@@ -364,10 +367,10 @@ impl Server {
         }
     }
 
-    fn read_connection(&mut self, now: Time, key: usize) -> Result<(), ServerError> {
+    fn read_connection(&mut self, now: Time, key: usize, until_would_block: bool) -> Result<(), ServerError> {
         let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
         let serial = connection.serial;
-        let result = connection.read(now);
+        let result = connection.read(now, &mut self.read_buffer, until_would_block);
         if result.more {
             self.read_again.insert(key);
         }
@@ -487,7 +490,7 @@ impl Server {
         let Some(connection) = self.links[index].connection_mut() else { return Ok(()) };
         connection.flush();
         if readable {
-            let result = connection.read(now);
+            let result = connection.read(now, &mut self.read_buffer, true);
             for frame in result.frames {
                 self.on_frame(now, frame, Origin::PeerLink)?;
             }
