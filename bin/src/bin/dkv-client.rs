@@ -285,7 +285,10 @@ fn main() -> ExitCode {
     // A day is far beyond any useful wait, and keeps the Duration conversion below in range.
     const TIMEOUT_SECS_MAX: f64 = 86_400.0;
     if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= TIMEOUT_SECS_MAX) {
-        usage_error(format!("--timeout must be a number of seconds between 0 and {TIMEOUT_SECS_MAX}, not {}", cli.timeout));
+        usage_error(format!(
+            "--timeout must be a number of seconds between 0 and {TIMEOUT_SECS_MAX}, not {}",
+            cli.timeout
+        ));
     }
     let mut nodes = Vec::new();
     for addr in std::iter::once(format!("{}:{}", cli.host, cli.port)).chain(cli.nodes.iter().cloned()) {
