@@ -8,7 +8,8 @@
 //!    connection or address, records into the log's buffer;
 //! 3. fire the node's timers if its deadline has passed;
 //! 4. group commit: write every record buffered this turn, one `fdatasync`, tell the node
-//!    they are durable, drain again (which may release votes, commits and replies);
+//!    they are durable, drain again (which may release votes, commits and replies); a turn
+//!    whose only records are ones the node does not wait on leaves them for a later sync;
 //! 5. housekeeping: time out connections, reconnect peers.
 //!
 //! Nothing in the loop blocks except the disk writes of step 4, which are the point.
@@ -21,7 +22,7 @@ use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
+use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, Record, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
@@ -43,6 +44,9 @@ const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
 /// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
 const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
+/// The longest a record that nothing waits for (see [`needs_prompt_sync`]) stays unsynced when
+/// no other record comes along to share a sync with it.
+const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 /// A connection told about its error is closed after this long even if the error never
@@ -108,6 +112,12 @@ pub struct Server {
     /// The last lsn handed to the log, and the last one reported durable.
     appended: Lsn,
     durable: Lsn,
+    /// A record the node waits on (a vote, a decision, an acknowledgement) is not yet synced:
+    /// sync this turn.
+    prompt_sync: bool,
+    /// Only records nothing waits on are unsynced: sync by then, or sooner with the next
+    /// prompt one.
+    lazy_sync_at: Option<Time>,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
     connections: Slab<Connection>,
@@ -207,6 +217,8 @@ impl Server {
             wal,
             appended: Lsn(0),
             durable: Lsn(0),
+            prompt_sync: false,
+            lazy_sync_at: None,
             listener,
             udp,
             connections: Slab::new(),
@@ -303,6 +315,7 @@ impl Server {
             }
         }
         tracing::info!(node = %self.config.id, "stopping");
+        self.prompt_sync = self.appended > self.durable || self.wal.has_buffered();
         self.group_commit(self.clock.now())?;
         Ok(())
     }
@@ -314,6 +327,9 @@ impl Server {
         let mut next = self.next_housekeeping;
         if let Some(deadline) = self.node.deadline() {
             next = next.min(deadline);
+        }
+        if let Some(at) = self.lazy_sync_at {
+            next = next.min(at);
         }
         for link in &self.links {
             if let Some(deadline) = link.next_deadline() {
@@ -564,7 +580,7 @@ impl Server {
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
     /// [`Server::group_commit`] makes them durable.
-    fn drain_outputs(&mut self, _now: Time) -> Result<(), ServerError> {
+    fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Send { to, message } => self.send_to_peer(to, Frame::Peer { from: self.config.id, message }),
@@ -576,6 +592,11 @@ impl Server {
                 Output::Persist { lsn, record } => {
                     self.wal.append(&record)?;
                     self.appended = lsn;
+                    if needs_prompt_sync(&record) {
+                        self.prompt_sync = true;
+                    } else if self.lazy_sync_at.is_none() {
+                        self.lazy_sync_at = Some(now + LAZY_SYNC_DELAY);
+                    }
                 }
             }
         }
@@ -629,8 +650,16 @@ impl Server {
     }
 
     /// Writes out every queued frame: one write syscall per connection and peer link for
-    /// everything the turn produced so far.
+    /// everything the turn produced so far. Replies go first: on loopback a send runs the
+    /// receiver's network stack in the sender's time, and a waiting client is the latency
+    /// that counts; peers' COMMITs and acknowledgements can follow microseconds later.
     fn flush_queued(&mut self) {
+        for key in self.to_flush.drain(..) {
+            if let Some(connection) = self.connections.get_mut(key) {
+                connection.flush_listed = false;
+                connection.flush();
+            }
+        }
         for link in &mut self.links {
             if let Some(connection) = link.connection_mut()
                 && connection.output_pending() > 0
@@ -638,20 +667,17 @@ impl Server {
                 connection.flush();
             }
         }
-        for key in self.to_flush.drain(..) {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.flush_listed = false;
-                connection.flush();
-            }
-        }
     }
 
-    /// Makes every record buffered this turn durable with one sync, tells the node, and
-    /// repeats while that produces more records. Queued frames go out before each sync (they
+    /// Makes every record buffered so far durable with one sync, tells the node, and repeats
+    /// while that produces more records — when the node waits on one of them, or the oldest
+    /// record nothing waits on has waited [`LAZY_SYNC_DELAY`]. Queued frames go out before each sync (they
     /// never depend on it: the node holds back whatever does), so peers work while this node
     /// waits for its disk, and again at the end.
     fn group_commit(&mut self, now: Time) -> Result<(), ServerError> {
-        while self.appended > self.durable || self.wal.has_buffered() {
+        while self.prompt_sync || self.lazy_sync_at.is_some_and(|at| at <= now) {
+            self.prompt_sync = false;
+            self.lazy_sync_at = None;
             self.flush_queued();
             self.wal.sync()?;
             ServerStats::add(&self.stats.syncs, 1);
@@ -709,5 +735,22 @@ impl Server {
         ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
+    }
+}
+
+/// Whether the node waits for `record` to be durable before it acts (votes, commits,
+/// acknowledges, coordinates), so it must be synced this turn. The others — a participant's
+/// abort, a coordinator forgetting a finished transaction — are not waited on by the node: a
+/// crash that loses them only makes recovery ask or resend, which the protocol answers the same
+/// way. They are written with the next sync, or within [`LAZY_SYNC_DELAY`], which saves a
+/// whole fsync whenever one of them would have been the only record of a turn.
+fn needs_prompt_sync(record: &Record) -> bool {
+    match record {
+        Record::Boot { .. }
+        | Record::Prepared(_)
+        | Record::Committed { .. }
+        | Record::Decided(_)
+        | Record::Snapshot(_) => true,
+        Record::Aborted { .. } | Record::Forgotten { .. } => false,
     }
 }
