@@ -20,18 +20,24 @@ start_node() { # id
 }
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
+answers() { # port: the node answers a read (found or not found)
+  local code=0
+  "$B/dkv-client" -p "$1" --timeout 1 get key0000000000 >/dev/null 2>&1 || code=$?
+  [ "$code" = 0 ] || [ "$code" = 3 ]
+}
 for i in 0 1 2; do start_node "$i"; done
+for i in 0 1 2; do until answers $((PORT + i)); do sleep 0.05; done; done
 NODES=127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))
 "$B/dkv-bench" --nodes "$NODES" --op get --keys "$KEYS" --clients 64 --secs 1 --json
 for i in 0 1 2; do
   echo "node $i: $(grep -E 'VmRSS|VmHWM' "/proc/${pids[$i]}/status" | tr -s ' \t\n' ' ')"
 done
-du -sh "$DIR"/node-*
+du -sh "$DIR"/node-*/
 kill -9 "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 started=$(date +%s.%N)
 start_node 0
 for _ in $(seq 6000); do
-  "$B/dkv-client" -p "$PORT" --timeout 1 get key0000000000 >/dev/null 2>&1 && break
+  answers "$PORT" && break
   sleep 0.005
 done
 echo "restart of node 0 to its first answered read: $(echo "$(date +%s.%N) - $started" | bc) s"
