@@ -26,7 +26,7 @@
 //! silently skipping a record that was durable could make this node serve wrong data.
 
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, WalEnd, WalError as RecordError};
+use dkv_core::codec::wal::{self, WalError as RecordError};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -42,6 +42,8 @@ const FIRST_SEGMENT: u64 = 1;
 /// Each extension costs one inode write at the next sync, so it is paid once per this many
 /// bytes of log instead of once per sync.
 pub const PREALLOCATE_BYTES: u64 = 4 << 20;
+/// Bytes the search for a valid record after damage may checksum in all.
+const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
 /// The append buffer keeps at most this much capacity between syncs; a larger one (a snapshot
 /// was written) is freed.
 const BUFFER_KEPT_BYTES_MAX: usize = 8 << 20;
@@ -143,18 +145,17 @@ impl Wal {
                 for (i, &number) in numbers.iter().enumerate().skip(start) {
                     let path = segment_path(dir, number);
                     let bytes = read_file(&path)?;
-                    let scan = wal::scan(&bytes);
-                    recovery.records.extend(scan.records);
+                    let (valid_len, damage) = read_records(&bytes, &mut recovery.records);
                     recovery.segments_read += 1;
-                    newest_len = scan.valid_len as u64;
-                    match end_of_records(&bytes, scan.valid_len, scan.end) {
+                    newest_len = valid_len as u64;
+                    match end_of_records(&bytes, valid_len, damage) {
                         RecordsEnd::Clean => {}
                         RecordsEnd::Preallocated if i == last_index => {}
                         RecordsEnd::Preallocated => {
                             // Segments are trimmed before the next one starts: zeros here
                             // mean lost writes, not preallocation.
                             let reason = "zeros where records should be".to_string();
-                            return Err(WalError::DamagedBeforeTail { path, offset: scan.valid_len, reason });
+                            return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
                         }
                         RecordsEnd::Torn { offset, garbage, error } if i == last_index => {
                             let cut = garbage as u64;
@@ -378,16 +379,29 @@ enum RecordsEnd {
     Corrupt { offset: usize, error: RecordError },
 }
 
-/// Classifies the end of a segment's records. The codec's own classification counts the
-/// preallocated zeros as part of the damaged tail; here only the non-zero bytes after the first
-/// damaged record are searched for valid records, so a torn write inside the preallocated area
-/// is still told apart from corruption.
-fn end_of_records(bytes: &[u8], valid_len: usize, end: WalEnd) -> RecordsEnd {
-    let (offset, error) = match end {
-        WalEnd::Clean => return RecordsEnd::Clean,
-        WalEnd::Torn { offset, error } | WalEnd::Corrupt { offset, error, .. } => (offset, error),
-    };
-    debug_assert_eq!(offset, valid_len);
+/// Appends the records of a segment's clean prefix to `records`; returns that prefix's length
+/// and, unless it is the whole segment, why the next bytes are not a record.
+fn read_records(bytes: &[u8], records: &mut Vec<Record>) -> (usize, Option<RecordError>) {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        match wal::decode_one(&bytes[offset..]) {
+            Ok((record, used)) => {
+                records.push(record);
+                offset += used;
+            }
+            Err(error) => return (offset, Some(error)),
+        }
+    }
+    (offset, None)
+}
+
+/// Classifies the end of a segment's records, given the length of its clean prefix. The
+/// codec's own classification ([`wal::scan`]) would count the preallocated zeros as part of a
+/// damaged tail and try to decode a record at each of their offsets; here only the non-zero
+/// bytes after the first damaged record are searched for valid records, so a torn write inside
+/// the preallocated area is still told apart from corruption, at no cost for the zeros.
+fn end_of_records(bytes: &[u8], offset: usize, damage: Option<RecordError>) -> RecordsEnd {
+    let Some(error) = damage else { return RecordsEnd::Clean };
     let nonzero_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     if nonzero_end <= offset {
         return RecordsEnd::Preallocated;
@@ -395,11 +409,27 @@ fn end_of_records(bytes: &[u8], valid_len: usize, end: WalEnd) -> RecordsEnd {
     if nonzero_end - offset > TORN_TAIL_BYTES_MAX {
         return RecordsEnd::Corrupt { offset, error };
     }
-    // A valid record starting past the non-zero bytes would be all zeros: none can.
-    match (offset + 1..nonzero_end).find(|&at| wal::decode_one(&bytes[at..]).is_ok()) {
-        Some(_) => RecordsEnd::Corrupt { offset, error },
-        None => RecordsEnd::Torn { offset, garbage: nonzero_end - offset, error },
+    // A valid record starting past the non-zero bytes would be all zeros: none can. Each
+    // candidate costs a checksum over its claimed length, so the search has a budget: past it,
+    // the damage is called corruption (refusing to start is safe; a restart that takes
+    // minutes, or guessing, is not).
+    let mut budget = DAMAGE_SCAN_BYTES_MAX;
+    for at in offset + 1..nonzero_end {
+        let rest = &bytes[at..];
+        let Some(header) = rest.get(..wal::RECORD_HEADER_BYTES) else { break };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > rest.len() - wal::RECORD_HEADER_BYTES {
+            continue;
+        }
+        if len > budget {
+            return RecordsEnd::Corrupt { offset, error };
+        }
+        budget -= len;
+        if wal::decode_one(rest).is_ok() {
+            return RecordsEnd::Corrupt { offset, error };
+        }
     }
+    RecordsEnd::Torn { offset, garbage: nonzero_end - offset, error }
 }
 
 fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
