@@ -6,6 +6,7 @@
 
 use crate::ids::TxnId;
 use crate::message::Decision;
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 pub(crate) struct KnownDecisions {
@@ -25,10 +26,10 @@ impl KnownDecisions {
 
     /// Remembers `decision` unless a decision for `txn` is known already (the first stays).
     pub(crate) fn insert(&mut self, txn: TxnId, decision: Decision) {
-        if self.decisions.contains_key(&txn) {
-            return;
-        }
-        self.decisions.insert(txn, decision);
+        match self.decisions.entry(txn) {
+            Entry::Occupied(_) => return,
+            Entry::Vacant(entry) => entry.insert(decision),
+        };
         self.order.push_back(txn);
         while self.order.len() > self.capacity {
             if let Some(oldest) = self.order.pop_front() {

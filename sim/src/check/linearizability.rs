@@ -17,7 +17,7 @@ use super::Violation;
 use crate::history::{History, Op, OpKind, Result as OpResult, show};
 use dkv_core::WriteOp;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Configurations explored before a search is declared inconclusive.
 pub const SEARCH_CONFIGURATIONS_MAX: usize = 500_000;
@@ -60,12 +60,49 @@ impl SearchOp {
     }
 }
 
-fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    value.hash(&mut h);
-    h.finish()
+/// A 64-bit finalizer (splitmix64's): every input bit affects every output bit.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
+
+/// Hashes `bytes` eight at a time, then the length (so "a" + "bc" differs from "ab" + "c").
+fn bytes_hash(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in chunks.by_ref() {
+        h = mix(h ^ u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(h ^ u64::from_le_bytes(last) ^ ((bytes.len() as u64) << 56))
+}
+
+/// The hash of one store entry; the store's hash is the xor of its entries'. Not SipHash: the
+/// search hashes an entry on every step, and nothing here is adversarial.
+fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
+    bytes_hash(bytes_hash(0x243f_6a88_85a3_08d3, key), value)
+}
+
+/// The memo's keys are hashes already: its hasher only folds them together.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = bytes_hash(self.0, bytes);
+    }
+    fn write_u64(&mut self, word: u64) {
+        self.0 = mix(self.0 ^ word);
+    }
+}
+
+type Memo = HashSet<(u64, u64), BuildHasherDefault<PrehashedHasher>>;
 
 /// The index of the first op that finds its key missing, running `ops` in order on `store`.
 /// Written independently of dkv-core's store: the checker is a second implementation of the
@@ -150,7 +187,7 @@ struct Search<'a> {
     /// Order-independent hash of the linearized set (xor of per-operation keys).
     set_hash: u64,
     state: State,
-    memo: HashSet<(u64, u64)>,
+    memo: Memo,
     explored: usize,
     /// The deepest point reached, for the report: (depth, candidates there, path there).
     deepest: (usize, Vec<usize>, Vec<usize>),
@@ -158,9 +195,7 @@ struct Search<'a> {
 }
 
 fn op_key(i: usize) -> u64 {
-    let mut h = DefaultHasher::new();
-    (i as u64 ^ 0x5bd1_e995).hash(&mut h);
-    h.finish()
+    mix(i as u64 ^ 0x5bd1_e995)
 }
 
 impl Search<'_> {
@@ -252,7 +287,7 @@ fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Opt
         first_open: 0,
         set_hash: 0,
         state: State::default(),
-        memo: HashSet::new(),
+        memo: Memo::default(),
         explored: 0,
         deepest: (0, Vec::new(), Vec::new()),
         path: Vec::new(),
