@@ -31,7 +31,9 @@
 //! (to the client and to the participants) until the coordinator's decision record is durable,
 //! an acknowledgement until the participant's commit record is durable — so outputs may be
 //! carried out in any order, and a crash between "persist" and "durable" is always safe.
-//! A [`Record::Snapshot`] output supersedes every record before it once it is durable.
+//! A snapshot is a run of records, [`Record::SnapshotBegin`] to [`Record::SnapshotEnd`]; once its
+//! end is durable, every record before its begin may be deleted (and not before: recovery
+//! ignores a snapshot that a crash cut short).
 //!
 //! ## Untrusted input
 //!
@@ -81,5 +83,5 @@ pub use node::{Input, Node, Output, StartError, Stats};
 pub use operation::{
     AbortReason, Key, OpCode, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value, WriteOp,
 };
-pub use record::{Record, Snapshot};
+pub use record::{Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
 pub use time::Time;

@@ -10,7 +10,7 @@ use crate::message::Message;
 use crate::operation::{Operation, Outcome, Reply, Request, WriteOp};
 use crate::participant::PreparedTxn;
 use crate::reads::WaitingReads;
-use crate::record::Record;
+use crate::record::{Entry, Record, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
 use crate::time::Time;
@@ -46,7 +46,8 @@ pub enum Output {
         reply: Reply,
     },
     /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
-    /// storage. A [`Record::Snapshot`] makes every earlier record unnecessary once it is durable.
+    /// storage. A durable [`Record::SnapshotEnd`] makes every record before its snapshot's
+    /// [`Record::SnapshotBegin`] unnecessary.
     Persist {
         lsn: Lsn,
         record: Record,
@@ -367,8 +368,16 @@ impl Node {
     fn maybe_snapshot(&mut self) {
         let due = self.config.bounds.snapshot_records_min.max(self.store.len() as u64);
         if self.records_since_snapshot >= due {
-            let snapshot = self.snapshot();
-            self.persist(Record::Snapshot(Box::new(snapshot)));
+            // Begin, entries and end go out together, with nothing between them: the store
+            // cannot change while they are written, so the snapshot is of one moment.
+            let header = self.snapshot_header();
+            self.persist(Record::SnapshotBegin(Box::new(header)));
+            let entries = self.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() });
+            let chunks: Vec<Vec<Entry>> = chunk_entries(entries).collect();
+            for chunk in chunks {
+                self.persist(Record::SnapshotEntries(chunk));
+            }
+            self.persist(Record::SnapshotEnd { entries: self.store.len() as u64 });
             self.records_since_snapshot = 0;
             self.stats.snapshots += 1;
         }

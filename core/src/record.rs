@@ -25,9 +25,24 @@ pub enum Record {
     Decided(TxnRecord),
     /// Coordinator: every participant acknowledged the commit; nothing more to send.
     Forgotten { txn: TxnId },
-    /// The whole state at this point of the log; earlier records are no longer needed.
-    Snapshot(Box<Snapshot>),
+    /// The first record of a snapshot: the whole state at this point of the log except the
+    /// store, whose entries follow in [`Record::SnapshotEntries`] records, in key order. A
+    /// snapshot is split so that no record grows with the store (one record holding a large
+    /// store could not be read back: records are at most [`RECORD_BYTES_MAX`] long).
+    ///
+    /// [`RECORD_BYTES_MAX`]: crate::codec::wal::RECORD_BYTES_MAX
+    SnapshotBegin(Box<SnapshotHeader>),
+    /// A run of the store's entries, at most about [`SNAPSHOT_CHUNK_BYTES`] of keys and values.
+    SnapshotEntries(Vec<Entry>),
+    /// The snapshot is complete: `entries` entries in all. Once this record is durable every
+    /// record before the snapshot's [`Record::SnapshotBegin`] is no longer needed; until then
+    /// they are, and a snapshot cut short by a crash is ignored by recovery.
+    SnapshotEnd { entries: u64 },
 }
+
+/// Keys and values per [`Record::SnapshotEntries`] record, about (a record holds whole
+/// entries, so one may exceed it by one entry).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 impl Record {
     pub fn kind(&self) -> &'static str {
@@ -38,8 +53,15 @@ impl Record {
             Record::Aborted { .. } => "aborted",
             Record::Decided(_) => "decided",
             Record::Forgotten { .. } => "forgotten",
-            Record::Snapshot(_) => "snapshot",
+            Record::SnapshotBegin(_) => "snapshot-begin",
+            Record::SnapshotEntries(_) => "snapshot-entries",
+            Record::SnapshotEnd { .. } => "snapshot-end",
         }
+    }
+
+    /// Whether the record is part of a snapshot.
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self, Record::SnapshotBegin(_) | Record::SnapshotEntries(_) | Record::SnapshotEnd { .. })
     }
 }
 
@@ -60,7 +82,8 @@ pub struct Entry {
     pub value: Value,
 }
 
-/// Everything recovery would rebuild from the records before it.
+/// Everything recovery would rebuild from the records before it: a [`SnapshotHeader`] and the
+/// store's entries. In the log it is a run of records (see [`Snapshot::into_records`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub incarnation: u64,
@@ -72,6 +95,49 @@ pub struct Snapshot {
     pub prepared: Vec<TxnRecord>,
     /// Commit decisions of this coordinator that some participant has not acknowledged.
     pub decisions: Vec<DecisionState>,
+}
+
+/// A snapshot without its entries: the [`Record::SnapshotBegin`] payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    pub incarnation: u64,
+    pub completions: Vec<CompletionRecord>,
+    pub prepared: Vec<TxnRecord>,
+    pub decisions: Vec<DecisionState>,
+}
+
+impl Snapshot {
+    /// The snapshot as the log holds it: begin, entries in chunks, end.
+    pub fn into_records(self) -> Vec<Record> {
+        let Snapshot { incarnation, entries, completions, prepared, decisions } = self;
+        let count = entries.len() as u64;
+        let header = SnapshotHeader { incarnation, completions, prepared, decisions };
+        let mut records = vec![Record::SnapshotBegin(Box::new(header))];
+        records.extend(chunk_entries(entries.into_iter()).map(Record::SnapshotEntries));
+        records.push(Record::SnapshotEnd { entries: count });
+        records
+    }
+
+    pub(crate) fn from_parts(header: SnapshotHeader, entries: Vec<Entry>) -> Snapshot {
+        let SnapshotHeader { incarnation, completions, prepared, decisions } = header;
+        Snapshot { incarnation, entries, completions, prepared, decisions }
+    }
+}
+
+/// Groups entries into runs of about [`SNAPSHOT_CHUNK_BYTES`] of keys and values.
+pub(crate) fn chunk_entries(entries: impl Iterator<Item = Entry>) -> impl Iterator<Item = Vec<Entry>> {
+    let mut entries = entries.peekable();
+    std::iter::from_fn(move || {
+        entries.peek()?;
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        while bytes < SNAPSHOT_CHUNK_BYTES {
+            let Some(entry) = entries.next() else { break };
+            bytes += entry.key.len() + entry.value.len();
+            chunk.push(entry);
+        }
+        Some(chunk)
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

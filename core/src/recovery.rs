@@ -6,7 +6,7 @@ use crate::coordinator::{CoordinatorTxn, Phase};
 use crate::ids::{NodeSet, TxnId};
 use crate::node::Node;
 use crate::participant::{PreparedState, PreparedTxn};
-use crate::record::{DecisionState, Entry, Record, Snapshot, TxnRecord};
+use crate::record::{DecisionState, Entry, Record, Snapshot, SnapshotHeader, TxnRecord};
 use crate::store::Store;
 use crate::time::Time;
 use crate::timers::Timer;
@@ -29,8 +29,19 @@ pub enum RecoveryError {
         "record {index}: transaction {txn} was coordinated by another node than {node}; is this another node's data directory?"
     )]
     ForeignTransaction { index: usize, txn: TxnId, node: crate::ids::NodeId },
+    #[error("record {index} ({kind}) is not inside a snapshot")]
+    OutsideSnapshot { index: usize, kind: &'static str },
+    #[error("record {index} ends a snapshot of {expected} entries, but {found} were logged")]
+    SnapshotIncomplete { index: usize, expected: u64, found: u64 },
     #[error("the log's incarnation number is exhausted")]
     IncarnationExhausted,
+}
+
+/// A snapshot being read: its begin record's index and header, and the store so far.
+struct PartialSnapshot {
+    index: usize,
+    header: SnapshotHeader,
+    store: Store,
 }
 
 /// The state a log describes.
@@ -60,8 +71,14 @@ impl Recovered {
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
         };
+        let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
+            if partial.is_some() && !matches!(record, Record::SnapshotEntries(_) | Record::SnapshotEnd { .. }) {
+                // The snapshot was cut short by a crash and the node went on logging: the
+                // records before it still hold the state.
+                partial = None;
+            }
             match record {
                 Record::Boot { incarnation } => r.incarnation = r.incarnation.max(incarnation),
                 Record::Prepared(t) => r.add_prepared(index, me, t)?,
@@ -82,9 +99,27 @@ impl Recovered {
                 Record::Forgotten { txn } => {
                     r.decisions.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
-                Record::Snapshot(s) => r.load_snapshot(index, me, *s, completions_max)?,
+                Record::SnapshotBegin(header) => {
+                    partial = Some(PartialSnapshot { index, header: *header, store: Store::default() });
+                }
+                Record::SnapshotEntries(entries) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    for Entry { key, value } in entries {
+                        p.store.insert(key, value);
+                    }
+                }
+                Record::SnapshotEnd { entries } => {
+                    let p = partial.take().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    let found = p.store.len() as u64;
+                    if found != entries {
+                        return Err(RecoveryError::SnapshotIncomplete { index, expected: entries, found });
+                    }
+                    r.load_snapshot(p.index, me, p.header, p.store, completions_max)?;
+                }
             }
         }
+        // A snapshot still open here was cut short by a crash; the records before it hold the
+        // state, and it is ignored.
         Ok(r)
     }
 
@@ -132,14 +167,12 @@ impl Recovered {
         &mut self,
         index: usize,
         me: crate::ids::NodeId,
-        s: Snapshot,
+        s: SnapshotHeader,
+        store: Store,
         completions_max: usize,
     ) -> Result<(), RecoveryError> {
         self.incarnation = self.incarnation.max(s.incarnation);
-        self.store = Store::default();
-        for Entry { key, value } in s.entries {
-            self.store.insert(key, value);
-        }
+        self.store = store;
         self.completions = Completions::new(completions_max);
         for c in s.completions {
             self.completions.record(c.request, c.outcome);
@@ -194,6 +227,11 @@ impl Node {
     /// local locks) is left out, exactly as a crash would lose it.
     pub fn snapshot(&self) -> Snapshot {
         let entries = self.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
+        Snapshot::from_parts(self.snapshot_header(), entries)
+    }
+
+    /// The snapshot without the store's entries.
+    pub(crate) fn snapshot_header(&self) -> SnapshotHeader {
         let prepared =
             self.prepared.values().filter(|p| p.state != PreparedState::Local).map(|p| p.record.clone()).collect();
         let decisions = self
@@ -205,9 +243,8 @@ impl Node {
                 Phase::Committed { .. } => Some(DecisionState { decision: c.record.clone(), applied: true }),
             })
             .collect();
-        Snapshot {
+        SnapshotHeader {
             incarnation: self.incarnation,
-            entries,
             completions: self.completions.iter_oldest_first().collect(),
             prepared,
             decisions,

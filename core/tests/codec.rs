@@ -83,23 +83,24 @@ fn record_value() -> impl Strategy<Value = Record> {
         txn_id().prop_map(|txn| Record::Aborted { txn }),
         txn_record().prop_map(Record::Decided),
         txn_id().prop_map(|txn| Record::Forgotten { txn }),
-        (prop::collection::vec((bytes(8), bytes(8)), 0..4), prop::collection::vec(request_id(), 0..4)).prop_map(
-            |(entries, completions)| {
-                Record::Snapshot(Box::new(Snapshot {
-                    incarnation: 3,
-                    entries: entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect(),
-                    completions: completions
-                        .into_iter()
-                        .map(|request| dkv_core::completions::CompletionRecord {
-                            request,
-                            outcome: dkv_core::completions::Completed::Committed,
-                        })
-                        .collect(),
-                    prepared: vec![],
-                    decisions: vec![],
-                }))
-            }
-        ),
+        prop::collection::vec((bytes(8), bytes(8)), 0..4).prop_map(|entries| Record::SnapshotEntries(
+            entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect()
+        )),
+        any::<u64>().prop_map(|entries| Record::SnapshotEnd { entries }),
+        prop::collection::vec(request_id(), 0..4).prop_map(|completions| {
+            Record::SnapshotBegin(Box::new(SnapshotHeader {
+                incarnation: 3,
+                completions: completions
+                    .into_iter()
+                    .map(|request| dkv_core::completions::CompletionRecord {
+                        request,
+                        outcome: dkv_core::completions::Completed::Committed,
+                    })
+                    .collect(),
+                prepared: vec![],
+                decisions: vec![],
+            }))
+        }),
     ]
 }
 

@@ -97,13 +97,79 @@ fn snapshots_compact_the_log_and_recover_the_same_state() {
     for i in 0..2 {
         assert!(c.node(i).stats().snapshots >= 5, "node {i} took snapshots");
         assert!(c.disks[i].durable.len() <= 120, "node {i} log has {} records", c.disks[i].durable.len());
-        assert!(matches!(c.disks[i].durable[0], Record::Snapshot(_)));
+        assert!(matches!(c.disks[i].durable[0], Record::SnapshotBegin(_)));
         let before = c.node(i).store().clone();
         let completions: Vec<_> = c.node(i).completions().collect();
         let recovered = Node::start(c.configs[i].clone(), c.disks[i].durable.clone(), Time::ZERO).unwrap();
         assert_eq!(recovered.store(), &before);
         assert_eq!(recovered.completions().collect::<Vec<_>>(), completions);
     }
+}
+
+/// A store larger than one chunk is snapshotted as several entries records, none much larger
+/// than the chunk size, and recovers entry for entry.
+#[test]
+fn large_snapshot_is_split_into_bounded_records() {
+    let mut c = Cluster::with_config(2, |cfg| cfg.bounds.snapshot_records_min = 40);
+    let value = "v".repeat(100 * 1024);
+    for seq in 1..=60u64 {
+        c.request((seq % 2) as usize, txn(1, seq, vec![put(&format!("k{seq:03}"), &value)]));
+        assert!(c.settle());
+    }
+    for i in 0..2 {
+        let durable = &c.disks[i].durable;
+        assert!(matches!(durable[0], Record::SnapshotBegin(_)), "node {i} compacted to its last snapshot");
+        let chunks = durable.iter().filter(|r| matches!(r, Record::SnapshotEntries(_))).count();
+        assert!(chunks >= 4, "node {i}: 4+ MiB of values in {chunks} entries records");
+        for record in durable {
+            let bytes = dkv_core::codec::wal::encode_to_vec(record).len();
+            assert!(bytes < dkv_core::SNAPSHOT_CHUNK_BYTES + 200 * 1024, "a {} record of {bytes} bytes", record.kind());
+        }
+        let recovered = Node::start(c.configs[i].clone(), durable.clone(), Time::ZERO).unwrap();
+        assert_eq!(recovered.store(), c.node(i).store());
+        assert_eq!(recovered.store().len(), 60);
+    }
+}
+
+/// A crash in the middle of writing a snapshot leaves its first records without an end: recovery
+/// ignores them and rebuilds the state from the records before them, also when the node logged
+/// more after restarting.
+#[test]
+fn snapshot_cut_short_by_a_crash_is_ignored() {
+    let mut c = Cluster::new(2);
+    for seq in 1..=5u64 {
+        c.request(0, txn(1, seq, vec![put(&format!("k{seq}"), "x".repeat(400 * 1024).as_str())]));
+        assert!(c.settle());
+    }
+    let log = c.disks[0].durable.clone();
+    let snapshot = c.node(0).snapshot().into_records();
+    assert!(snapshot.len() >= 4, "begin, two or more entries records, end");
+    for cut in 1..snapshot.len() {
+        let mut records = log.clone();
+        records.extend(snapshot[..cut].iter().cloned());
+        let recovered = Node::start(c.configs[0].clone(), records.clone(), Time::ZERO).unwrap();
+        assert_eq!(recovered.store(), c.node(0).store(), "cut after {cut} snapshot records");
+        records.push(Record::Boot { incarnation: 99 });
+        let recovered = Node::start(c.configs[0].clone(), records, Time::ZERO).unwrap();
+        assert_eq!(recovered.store(), c.node(0).store(), "cut after {cut}, then a restart");
+    }
+}
+
+/// Snapshot records out of place — entries or an end with no begin, an end whose count does not
+/// match — make recovery refuse the log rather than guess.
+#[test]
+fn misplaced_snapshot_records_are_refused() {
+    let c = Cluster::new(2);
+    let entry = dkv_core::record::Entry { key: b"k".to_vec(), value: b"v".to_vec() };
+    let stray = vec![Record::SnapshotEntries(vec![entry.clone()])];
+    let err = Node::start(c.configs[0].clone(), stray, Time::ZERO).err().unwrap();
+    assert!(err.to_string().contains("not inside a snapshot"), "{err}");
+    let end = vec![Record::SnapshotEnd { entries: 0 }];
+    assert!(Node::start(c.configs[0].clone(), end, Time::ZERO).is_err());
+    let mut short = dkv_core::Snapshot { entries: vec![entry], ..Default::default() }.into_records();
+    short.retain(|r| !matches!(r, Record::SnapshotEntries(_)));
+    let err = Node::start(c.configs[0].clone(), short, Time::ZERO).err().unwrap();
+    assert!(err.to_string().contains("1 entries, but 0"), "{err}");
 }
 
 /// A snapshot taken while a commit decision is not yet durable records it as not yet applied,
@@ -123,7 +189,7 @@ fn snapshot_during_pending_decision_recovers_it() {
     assert_eq!(snapshot.decisions.len(), 1);
     assert!(!snapshot.decisions[0].applied);
     assert!(snapshot.entries.is_empty());
-    let recovered = Node::start(c.configs[0].clone(), vec![Record::Snapshot(Box::new(snapshot))], Time::ZERO).unwrap();
+    let recovered = Node::start(c.configs[0].clone(), snapshot.into_records(), Time::ZERO).unwrap();
     assert_eq!(recovered.store().get(b"k".as_slice()), Some(&b"v".to_vec()));
     c.make_durable(0);
     assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
@@ -144,12 +210,11 @@ fn contradictory_snapshot_is_refused_not_a_panic() {
         participants: dkv_core::NodeSet::first(2),
     };
     let overlapping = Snapshot { prepared: vec![t(1, 1), t(1, 2)], ..Default::default() };
-    let err =
-        Node::start(c.configs[0].clone(), vec![Record::Snapshot(Box::new(overlapping))], Time::ZERO).err().unwrap();
+    let err = Node::start(c.configs[0].clone(), overlapping.into_records(), Time::ZERO).err().unwrap();
     assert!(err.to_string().contains("locks a key"), "{err}");
     let foreign =
         Snapshot { decisions: vec![DecisionState { decision: t(1, 1), applied: true }], ..Default::default() };
-    let err = Node::start(c.configs[0].clone(), vec![Record::Snapshot(Box::new(foreign))], Time::ZERO).err().unwrap();
+    let err = Node::start(c.configs[0].clone(), foreign.into_records(), Time::ZERO).err().unwrap();
     assert!(err.to_string().contains("another node"), "{err}");
     let exhausted = vec![Record::Boot { incarnation: u64::MAX }];
     assert!(Node::start(c.configs[0].clone(), exhausted, Time::ZERO).is_err());

@@ -239,10 +239,13 @@ fuzz_target!(|actions: Vec<Action>| {
                 let through = Lsn(first.0 + u64::from(upto) % (last - first.0 + 1));
                 let n = m.pending.iter().take_while(|(lsn, _)| *lsn <= through).count();
                 for (_, record) in m.pending.drain(..n) {
-                    if matches!(record, Record::Snapshot(_)) {
-                        m.durable.clear();
-                    }
+                    let end = matches!(record, Record::SnapshotEnd { .. });
                     m.durable.push(record);
+                    if end {
+                        // Compaction: a complete snapshot replaces everything before it.
+                        let begin = m.durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_)));
+                        m.durable.drain(..begin.expect("a snapshot's begin precedes its end"));
+                    }
                 }
                 cluster.input(i, Input::Durable { through });
             }

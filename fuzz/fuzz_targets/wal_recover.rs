@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The same bytes as a snapshot.
     if let Ok(snapshot) = postcard::from_bytes::<Snapshot>(data) {
-        start(vec![Record::Snapshot(Box::new(snapshot))]);
+        start(snapshot.into_records());
     }
 
     // The real on-disk recovery: the bytes split into two segment files.

@@ -750,7 +750,9 @@ fn needs_prompt_sync(record: &Record) -> bool {
         | Record::Prepared(_)
         | Record::Committed { .. }
         | Record::Decided(_)
-        | Record::Snapshot(_) => true,
+        | Record::SnapshotBegin(_)
+        | Record::SnapshotEntries(_)
+        | Record::SnapshotEnd { .. } => true,
         Record::Aborted { .. } | Record::Forgotten { .. } => false,
     }
 }

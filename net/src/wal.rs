@@ -5,9 +5,10 @@
 //! - `LOCK`: held with an exclusive OS file lock while a server uses the directory, so two
 //!   servers can never write the same log.
 //! - `00000000000000000001.wal`, `...02.wal`, ...: segments, numbered in the order they were
-//!   created. A new segment is started for every [`Record::Snapshot`], which is its first
-//!   record; once that snapshot is durable every older segment is deleted, so disk use stays
-//!   proportional to the data (the core writes a snapshot after as many records as it has keys).
+//!   created. A new segment is started for every snapshot, whose [`Record::SnapshotBegin`] is
+//!   its first record; once the snapshot's [`Record::SnapshotEnd`] is durable every older
+//!   segment is deleted, so disk use stays proportional to the data (the core writes a snapshot
+//!   after as many records as it has keys).
 //!
 //! Group commit: [`Wal::append`] only buffers; [`Wal::sync`] writes everything buffered and
 //! makes it durable with one `fdatasync` per touched segment. The driver calls `sync` once per
@@ -21,6 +22,8 @@
 //! only the last segment ever has one.
 //!
 //! Recovery ([`Wal::open`]) reads the segments from the newest one that starts with a snapshot.
+//! A last segment holding only the beginning of a snapshot (a crash cut the snapshot short) is
+//! deleted and recovery starts from the snapshot before it, whose segments are still there.
 //! A torn tail in the last segment (a write cut short by a crash) is truncated: it was never
 //! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
 //! silently skipping a record that was durable could make this node serve wrong data.
@@ -44,9 +47,9 @@ const FIRST_SEGMENT: u64 = 1;
 pub const PREALLOCATE_BYTES: u64 = 4 << 20;
 /// Bytes the search for a valid record after damage may checksum in all.
 const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
-/// The append buffer keeps at most this much capacity between syncs; a larger one (a snapshot
-/// was written) is freed.
-const BUFFER_KEPT_BYTES_MAX: usize = 8 << 20;
+/// The append buffer is written out (without a sync) once it holds this much, so a snapshot
+/// of a large store never sits in memory whole; and it keeps at most this much capacity.
+const BUFFER_BYTES_MAX: usize = 8 << 20;
 /// Zeros written per syscall while preallocating.
 const ZERO_WRITE_BYTES: usize = 256 << 10;
 /// A damaged record followed by more than this many non-zero bytes is corruption, not a torn
@@ -98,8 +101,11 @@ pub struct Wal {
     /// when the process is killed.
     _lock: File,
     current: Segment,
-    /// Segments made obsolete by a snapshot that is not yet durable; deleted after the next sync.
+    /// Segments made obsolete by a snapshot that is not yet durable; deleted after the first
+    /// sync that covers the snapshot's end.
     obsolete: Vec<u64>,
+    /// A snapshot's begin was appended but not yet its end.
+    snapshot_open: bool,
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
     bytes_written: u64,
@@ -130,76 +136,94 @@ impl Wal {
             Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
         }
 
-        let numbers = list_segments(dir).map_err(data_dir_error)?;
+        let mut numbers = list_segments(dir).map_err(data_dir_error)?;
         let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
-        let current = match numbers.last() {
-            None => {
+        let current = loop {
+            let Some(&newest) = numbers.last() else {
                 let segment = create_segment(dir, FIRST_SEGMENT)?;
                 sync_dir(dir)?;
-                segment
-            }
-            Some(&newest) => {
-                let start = find_start(dir, &numbers)?;
-                let last_index = numbers.len() - 1;
-                let mut newest_len = 0;
-                for (i, &number) in numbers.iter().enumerate().skip(start) {
-                    let path = segment_path(dir, number);
-                    let bytes = read_file(&path)?;
-                    let (valid_len, damage) = read_records(&bytes, &mut recovery.records);
-                    recovery.segments_read += 1;
-                    newest_len = valid_len as u64;
-                    match end_of_records(&bytes, valid_len, damage) {
-                        RecordsEnd::Clean => {}
-                        RecordsEnd::Preallocated if i == last_index => {}
-                        RecordsEnd::Preallocated => {
-                            // Segments are trimmed before the next one starts: zeros here
-                            // mean lost writes, not preallocation.
-                            let reason = "zeros where records should be".to_string();
-                            return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
-                        }
-                        RecordsEnd::Torn { offset, garbage, error } if i == last_index => {
-                            let cut = garbage as u64;
-                            tracing::warn!(
-                                segment = %path.display(),
-                                offset,
-                                bytes = cut,
-                                "the log ends in a torn write (a crash cut it short: {error}); truncating it"
-                            );
-                            truncate(&path, offset as u64)?;
-                            recovery.torn_bytes_truncated = cut;
-                        }
-                        RecordsEnd::Torn { offset, error, .. } => {
-                            return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
-                        }
-                        RecordsEnd::Corrupt { offset, error } => {
-                            return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
-                        }
+                break segment;
+            };
+            recovery.records.clear();
+            recovery.segments_read = 0;
+            let start = find_start(dir, &numbers)?;
+            let last_index = numbers.len() - 1;
+            let mut newest_len = 0;
+            for (i, &number) in numbers.iter().enumerate().skip(start) {
+                let path = segment_path(dir, number);
+                let bytes = read_file(&path)?;
+                let (valid_len, damage) = read_records(&bytes, &mut recovery.records);
+                recovery.segments_read += 1;
+                newest_len = valid_len as u64;
+                match end_of_records(&bytes, valid_len, damage) {
+                    RecordsEnd::Clean => {}
+                    RecordsEnd::Preallocated if i == last_index => {}
+                    RecordsEnd::Preallocated => {
+                        // Segments are trimmed before the next one starts: zeros here
+                        // mean lost writes, not preallocation.
+                        let reason = "zeros where records should be".to_string();
+                        return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
+                    }
+                    RecordsEnd::Torn { offset, garbage, error } if i == last_index => {
+                        let cut = garbage as u64;
+                        tracing::warn!(
+                            segment = %path.display(),
+                            offset,
+                            bytes = cut,
+                            "the log ends in a torn write (a crash cut it short: {error}); truncating it"
+                        );
+                        truncate(&path, offset as u64)?;
+                        recovery.torn_bytes_truncated = cut;
+                    }
+                    RecordsEnd::Torn { offset, error, .. } => {
+                        return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
+                    }
+                    RecordsEnd::Corrupt { offset, error } => {
+                        return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
                     }
                 }
-                // Segments before the start were made obsolete by a durable snapshot; a crash
-                // interrupted their deletion.
-                for &number in &numbers[..start] {
-                    remove_segment(dir, number)?;
-                }
-                open_segment(dir, newest, newest_len)?
             }
+            if snapshot_is_unfinished(&recovery.records) {
+                let path = segment_path(dir, numbers[start]);
+                if start != last_index || start == 0 {
+                    let reason = "a snapshot without its end is not the last thing in the log".to_string();
+                    return Err(WalError::Corrupt { path, offset: 0, reason });
+                }
+                // A crash cut the snapshot short; the segments before it hold the state.
+                tracing::warn!(
+                    segment = %path.display(),
+                    "the log ends in an unfinished snapshot (a crash cut it short); recovering from the records before it"
+                );
+                remove_segment(dir, newest)?;
+                sync_dir(dir)?;
+                numbers.pop();
+                continue;
+            }
+            // Segments before the start were made obsolete by a durable snapshot; a crash
+            // interrupted their deletion.
+            for &number in &numbers[..start] {
+                remove_segment(dir, number)?;
+            }
+            break open_segment(dir, newest, newest_len)?;
         };
         let wal = Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
             obsolete: Vec::new(),
+            snapshot_open: false,
             buffered: Vec::new(),
             bytes_written: 0,
         };
         Ok((wal, recovery))
     }
 
-    /// Buffers `record` for the next [`Wal::sync`]. A snapshot starts a new segment: the
-    /// records before it are written and synced to the old segment first, so that only the
-    /// last segment can ever end in a torn write.
+    /// Buffers `record` for the next [`Wal::sync`] (writing the buffer out, unsynced, once it
+    /// is large). A snapshot starts a new segment: the records before it are written and
+    /// synced to the old segment first, so that only the last segment can ever end in a torn
+    /// write.
     pub fn append(&mut self, record: &Record) -> Result<(), WalError> {
-        if let Record::Snapshot(_) = record {
+        if let Record::SnapshotBegin(_) = record {
             self.write_buffered()?;
             // Trim the preallocated zeros: only the last segment may end in them.
             let current = &self.current;
@@ -215,17 +239,25 @@ impl Wal {
                     .into_iter()
                     .filter(|&n| n <= previous.number),
             );
+            self.snapshot_open = true;
+        }
+        if let Record::SnapshotEnd { .. } = record {
+            self.snapshot_open = false;
         }
         wal::encode(record, &mut self.buffered);
+        if self.buffered.len() >= BUFFER_BYTES_MAX {
+            self.write_buffered()?;
+        }
         Ok(())
     }
 
     /// Writes every buffered record and makes it durable. Then deletes the segments a durable
-    /// snapshot made obsolete.
+    /// snapshot made obsolete (not while a snapshot is half written: its older segments are
+    /// what recovery needs if a crash cuts it short).
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.write_buffered()?;
         self.sync_current()?;
-        if !self.obsolete.is_empty() {
+        if !self.obsolete.is_empty() && !self.snapshot_open {
             for number in std::mem::take(&mut self.obsolete) {
                 remove_segment(&self.dir, number)?;
             }
@@ -264,7 +296,7 @@ impl Wal {
         segment.len = end;
         self.bytes_written += self.buffered.len() as u64;
         self.buffered.clear();
-        if self.buffered.capacity() > BUFFER_KEPT_BYTES_MAX {
+        if self.buffered.capacity() > 2 * BUFFER_BYTES_MAX {
             // A snapshot passed through: do not keep its size in memory until the next one.
             self.buffered = Vec::new();
         }
@@ -292,6 +324,12 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+/// Whether `records`, read from the start segment on, begin with a snapshot that has no end.
+fn snapshot_is_unfinished(records: &[Record]) -> bool {
+    matches!(records.first(), Some(Record::SnapshotBegin(_)))
+        && !records.iter().any(|r| matches!(r, Record::SnapshotEnd { .. }))
 }
 
 /// The index (into `numbers`) of the segment recovery starts from: the newest whose first
@@ -326,7 +364,7 @@ fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
     if file.read_exact(&mut bytes[wal::RECORD_HEADER_BYTES..]).is_err() {
         return Ok(false);
     }
-    Ok(matches!(wal::decode_one(&bytes), Ok((Record::Snapshot(_), _))))
+    Ok(matches!(wal::decode_one(&bytes), Ok((Record::SnapshotBegin(_), _))))
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
@@ -461,15 +499,23 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::record::Snapshot;
+    use dkv_core::record::{Entry, Snapshot};
     use std::io::{Seek, Write};
 
     fn boot(incarnation: u64) -> Record {
         Record::Boot { incarnation }
     }
 
-    fn snapshot(incarnation: u64) -> Record {
-        Record::Snapshot(Box::new(Snapshot { incarnation, ..Snapshot::default() }))
+    /// The records of a snapshot with `entries` entries of 1 KiB.
+    fn snapshot(incarnation: u64, entries: usize) -> Vec<Record> {
+        let entries = (0..entries).map(|i| Entry { key: format!("k{i:08}").into_bytes(), value: vec![7; 1024] });
+        Snapshot { incarnation, entries: entries.collect(), ..Snapshot::default() }.into_records()
+    }
+
+    fn append_all(wal: &mut Wal, records: &[Record]) {
+        for record in records {
+            wal.append(record).unwrap();
+        }
     }
 
     /// Synced records come back, in order, after the log is closed and reopened.
@@ -506,14 +552,68 @@ mod tests {
             for round in 0..3u64 {
                 wal.append(&boot(round * 10 + 1)).unwrap();
                 wal.append(&boot(round * 10 + 2)).unwrap();
-                wal.append(&snapshot(round * 10 + 3)).unwrap();
+                append_all(&mut wal, &snapshot(round * 10 + 3, 2));
                 wal.append(&boot(round * 10 + 4)).unwrap();
                 wal.sync().unwrap();
             }
             assert_eq!(list_segments(dir.path()).unwrap(), vec![4]);
         }
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recovery.records, vec![snapshot(23), boot(24)]);
+        let mut expected = snapshot(23, 2);
+        expected.push(boot(24));
+        assert_eq!(recovery.records, expected);
+    }
+
+    /// A snapshot larger than the append buffer is written out as it is appended, and reads
+    /// back whole.
+    #[test]
+    fn large_snapshot_is_written_in_pieces_and_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = snapshot(5, 20_000); // 20 MiB of values
+        assert!(records.len() > 10);
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            for record in &records {
+                wal.append(record).unwrap();
+                assert!(wal.buffered.len() < BUFFER_BYTES_MAX, "the buffer is written out when large");
+            }
+            wal.sync().unwrap();
+            assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
+        }
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, records);
+    }
+
+    /// A crash in the middle of a snapshot: the older segments were kept (even across a sync),
+    /// and recovery drops the unfinished snapshot's segment and reads them instead.
+    #[test]
+    fn unfinished_snapshot_is_dropped_and_older_segments_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = snapshot(3, 2);
+        let second = snapshot(6, 20_000);
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            append_all(&mut wal, &first);
+            wal.append(&boot(4)).unwrap();
+            wal.sync().unwrap();
+            append_all(&mut wal, &second[..second.len() - 1]); // the crash comes before the end
+            wal.sync().unwrap();
+            assert_eq!(list_segments(dir.path()).unwrap(), vec![2, 3], "segment 2 outlives an unfinished snapshot");
+        }
+        let mut expected = first.clone();
+        expected.push(boot(4));
+        {
+            let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, expected);
+            assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
+            wal.append(&boot(7)).unwrap();
+            wal.sync().unwrap();
+        }
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        expected.push(boot(7));
+        assert_eq!(recovery.records, expected, "the log goes on in the segment before the dropped one");
     }
 
     /// Bytes of records `records` take in a segment.
@@ -600,13 +700,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut wal, _) = Wal::open(dir.path()).unwrap();
-            wal.append(&snapshot(1)).unwrap();
+            append_all(&mut wal, &snapshot(1, 0));
             wal.append(&boot(2)).unwrap();
             wal.sync().unwrap();
         }
         // Segment 2 starts with the snapshot; add a segment 3 by hand and tear segment 2.
         let second = segment_path(dir.path(), 2);
-        let len = encoded_len(&[snapshot(1), boot(2)]);
+        let mut records = snapshot(1, 0);
+        records.push(boot(2));
+        let len = encoded_len(&records);
         OpenOptions::new().write(true).open(&second).unwrap().set_len(len - 2).unwrap();
         fs::write(segment_path(dir.path(), 3), wal::encode_to_vec(&boot(3))).unwrap();
         let error = Wal::open(dir.path()).err().expect("damage before the last segment must stop recovery");

@@ -27,11 +27,7 @@ impl Disk {
         let n = self.pending.iter().take_while(|(lsn, _)| *lsn <= through).count();
         for (_, record) in self.pending.drain(..n) {
             observe(&record);
-            if matches!(record, Record::Snapshot(_)) {
-                // Compaction: once a snapshot is durable, everything before it goes.
-                self.durable.clear();
-            }
-            self.durable.push(record);
+            make_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
     }
@@ -44,10 +40,7 @@ impl Disk {
         let mut rest = pending.into_iter();
         for (_, record) in rest.by_ref().take(survivors) {
             observe(&record);
-            if matches!(record, Record::Snapshot(_)) {
-                self.durable.clear();
-            }
-            self.durable.push(record);
+            make_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
         if let (Some(fraction), Some((_, record))) = (tear_at, rest.next()) {
@@ -77,5 +70,16 @@ impl Disk {
         }
         self.torn_tail.clear();
         Ok((scan.records, torn))
+    }
+}
+
+/// Compaction: once a snapshot's end is durable, every record before its begin goes. A snapshot
+/// cut short by a crash stays in the log, as it would on a real disk.
+fn make_durable(durable: &mut Vec<Record>, record: Record) {
+    let end = matches!(record, Record::SnapshotEnd { .. });
+    durable.push(record);
+    if end {
+        let begin = durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_)));
+        durable.drain(..begin.expect("the core writes a snapshot's begin before its end"));
     }
 }

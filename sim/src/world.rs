@@ -432,7 +432,7 @@ impl World {
                     self.client_link(Event::ToClient { client, reply });
                 }
                 Output::Persist { lsn, record } => {
-                    if matches!(record, Record::Snapshot(_)) {
+                    if matches!(record, Record::SnapshotEnd { .. }) {
                         self.stats.snapshots += 1;
                     }
                     self.nodes[i].disk.append(lsn, record);

@@ -138,10 +138,14 @@ impl Cluster {
         let pending = std::mem::take(&mut self.disks[i].pending);
         let Some(&(last, _)) = pending.last() else { return };
         for (_, record) in pending {
-            if matches!(record, Record::Snapshot(_)) {
-                self.disks[i].durable.clear();
+            let end = matches!(record, Record::SnapshotEnd { .. });
+            let durable = &mut self.disks[i].durable;
+            durable.push(record);
+            if end {
+                // Compaction: a complete snapshot makes every record before it unnecessary.
+                let begin = durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_))).unwrap();
+                durable.drain(..begin);
             }
-            self.disks[i].durable.push(record);
         }
         let now = self.now;
         if let Some(node) = self.nodes[i].as_mut() {
