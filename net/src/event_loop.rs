@@ -44,8 +44,8 @@ const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
 /// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
 const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
-/// The longest a record that nothing waits for (see [`needs_prompt_sync`]) stays unsynced when
-/// no other record comes along to share a sync with it.
+/// The longest a record that no reply or vote waits for (see [`needs_prompt_sync`]) stays
+/// unsynced when no other record comes along to share a sync with it.
 const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
@@ -738,21 +738,23 @@ impl Server {
     }
 }
 
-/// Whether the node waits for `record` to be durable before it acts (votes, commits,
-/// acknowledges, coordinates), so it must be synced this turn. The others — a participant's
-/// abort, a coordinator forgetting a finished transaction — are not waited on by the node: a
-/// crash that loses them only makes recovery ask or resend, which the protocol answers the same
-/// way. They are written with the next sync, or within [`LAZY_SYNC_DELAY`], which saves a
-/// whole fsync whenever one of them would have been the only record of a turn.
+/// Whether something waits on `record` being durable — a vote, the client's answer, a new
+/// coordinator incarnation, compaction — so it must be synced this turn. The others are a
+/// participant's commit and abort and a coordinator forgetting a finished transaction: the
+/// decision is already durable at the coordinator, so losing them in a crash only makes
+/// recovery ask for the outcome or the coordinator resend it; only the participant's
+/// acknowledgement waits, and the coordinator merely holds the finished transaction a little
+/// longer. They are written with the next sync (the next PREPARE's, under load), or within
+/// [`LAZY_SYNC_DELAY`]. This saves a whole fsync per commit at each participant, and keeps a
+/// commit's fsync from delaying the PREPARE that follows it.
 fn needs_prompt_sync(record: &Record) -> bool {
     match record {
         Record::Boot { .. }
         | Record::Prepared(_)
-        | Record::Committed { .. }
         | Record::Decided(_)
         | Record::SnapshotBegin(_)
         | Record::SnapshotEntries(_)
         | Record::SnapshotEnd { .. } => true,
-        Record::Aborted { .. } | Record::Forgotten { .. } => false,
+        Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
     }
 }
