@@ -71,17 +71,21 @@ pub enum WalError {
     )]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "log segment {path} is damaged at byte {offset} ({reason}) and valid records follow; refusing to start rather than serve wrong data. Restore this node's data dir from a backup (starting it with an empty data dir would make it serve reads without the data it lost)"
+        "log segment {path} is damaged at byte {offset} ({reason}) and valid records follow; refusing to start rather than serve wrong data. Keep the data dir as it is: this node must not rejoin with an older or empty log (it would miss writes it acknowledged or voted for), and dkv cannot yet rebuild a node from its peers"
     )]
     Corrupt { path: PathBuf, offset: usize, reason: String },
     #[error(
-        "log segment {path} is cut short at byte {offset} ({reason}) but newer segments exist, so durable records were lost; refusing to start rather than serve wrong data. Restore this node's data dir from a backup"
+        "log segment {path} is cut short at byte {offset} ({reason}) but newer segments exist, so durable records were lost; refusing to start rather than serve wrong data. Keep the data dir as it is: this node must not rejoin with an older or empty log (it would miss writes it acknowledged or voted for), and dkv cannot yet rebuild a node from its peers"
     )]
     DamagedBeforeTail { path: PathBuf, offset: usize, reason: String },
     #[error(
-        "data dir {dir} has no segment that starts with a snapshot, and its oldest segment is {oldest} rather than {FIRST_SEGMENT}: segments are missing; restore the data dir from a backup"
+        "data dir {dir} has no segment that starts with a snapshot, and its oldest segment is {oldest} rather than {FIRST_SEGMENT}: segments are missing; refusing to start. Keep the data dir as it is: this node must not rejoin with an older or empty log (it would miss writes it acknowledged or voted for), and dkv cannot yet rebuild a node from its peers"
     )]
     MissingSegments { dir: PathBuf, oldest: u64 },
+    #[error(
+        "log segment {path} starts a snapshot that never ends, yet it is not the end of the log (or no older segment holds the state before it); refusing to start. Keep the data dir as it is: this node must not rejoin with an older or empty log (it would miss writes it acknowledged or voted for), and dkv cannot yet rebuild a node from its peers"
+    )]
+    UnfinishedSnapshot { path: PathBuf },
 }
 
 /// What recovery found.
@@ -186,8 +190,7 @@ impl Wal {
             if snapshot_is_unfinished(&recovery.records) {
                 let path = segment_path(dir, numbers[start]);
                 if start != last_index || start == 0 {
-                    let reason = "a snapshot without its end is not the last thing in the log".to_string();
-                    return Err(WalError::Corrupt { path, offset: 0, reason });
+                    return Err(WalError::UnfinishedSnapshot { path });
                 }
                 // A crash cut the snapshot short; the segments before it hold the state.
                 tracing::warn!(
@@ -692,6 +695,24 @@ mod tests {
         let error = Wal::open(dir.path()).err().expect("corruption must stop recovery");
         assert!(matches!(error, WalError::Corrupt { offset: 0, .. }), "{error}");
         assert!(error.to_string().contains("refusing to start"));
+    }
+
+    /// An unfinished snapshot followed by a newer segment is not a crash's doing (the snapshot
+    /// is always last until its end): refuse, and keep every file.
+    #[test]
+    fn unfinished_snapshot_before_the_last_segment_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = snapshot(1, 3);
+        fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
+        let mut unfinished = Vec::new();
+        for record in &records[..records.len() - 1] {
+            wal::encode(record, &mut unfinished);
+        }
+        fs::write(segment_path(dir.path(), 2), unfinished).unwrap();
+        fs::write(segment_path(dir.path(), 3), wal::encode_to_vec(&boot(2))).unwrap();
+        let error = Wal::open(dir.path()).err().expect("an unfinished snapshot in the middle must stop recovery");
+        assert!(matches!(error, WalError::UnfinishedSnapshot { .. }), "{error}");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2, 3]);
     }
 
     /// A torn segment followed by newer segments means durable records were lost: refuse.
