@@ -142,33 +142,55 @@ impl Wal {
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
         let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
-        let current = loop {
+        // A last segment holding only the beginning of a snapshot (a crash cut it short), to be
+        // deleted once the segments before it have read back cleanly.
+        let mut unfinished: Option<u64> = None;
+        let current = 'read: loop {
             let Some(&newest) = numbers.last() else {
                 let segment = create_segment(dir, FIRST_SEGMENT)?;
                 sync_dir(dir)?;
                 break segment;
             };
-            recovery.records.clear();
-            recovery.segments_read = 0;
+            recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
             let start = find_start(dir, &numbers)?;
             let last_index = numbers.len() - 1;
             let mut newest_len = 0;
             for (i, &number) in numbers.iter().enumerate().skip(start) {
                 let path = segment_path(dir, number);
                 let bytes = read_file(&path)?;
+                let first = recovery.records.len();
                 let (valid_len, damage) = read_records(&bytes, &mut recovery.records);
                 recovery.segments_read += 1;
                 newest_len = valid_len as u64;
+                if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
+                    let rest = &recovery.records[first + 1..];
+                    if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
+                        // A snapshot's end is written only once all of it is durable, and its
+                        // older segments are kept until then: a crash can leave a last segment
+                        // with nothing but an unfinished snapshot (damaged or not: nothing in it
+                        // was relied on), and nothing else.
+                        let droppable = i == last_index && i > 0 && unfinished.is_none();
+                        if !droppable || !rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
+                            return Err(WalError::UnfinishedSnapshot { path });
+                        }
+                        unfinished = Some(number);
+                        numbers.pop();
+                        continue 'read;
+                    }
+                }
+                // The segment before a dropped snapshot was trimmed and synced before the
+                // snapshot began: its end is read as strictly as any other segment's.
+                let last = i == last_index && unfinished.is_none();
                 match end_of_records(&bytes, valid_len, damage) {
                     RecordsEnd::Clean => {}
-                    RecordsEnd::Preallocated if i == last_index => {}
+                    RecordsEnd::Preallocated if last => {}
                     RecordsEnd::Preallocated => {
                         // Segments are trimmed before the next one starts: zeros here
                         // mean lost writes, not preallocation.
                         let reason = "zeros where records should be".to_string();
                         return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
                     }
-                    RecordsEnd::Torn { offset, garbage, error } if i == last_index => {
+                    RecordsEnd::Torn { offset, garbage, error } if last => {
                         let cut = garbage as u64;
                         tracing::warn!(
                             segment = %path.display(),
@@ -187,25 +209,21 @@ impl Wal {
                     }
                 }
             }
-            if snapshot_is_unfinished(&recovery.records) {
-                let path = segment_path(dir, numbers[start]);
-                if start != last_index || start == 0 {
-                    return Err(WalError::UnfinishedSnapshot { path });
-                }
-                // A crash cut the snapshot short; the segments before it hold the state.
+            // Only now that the log has read back cleanly is anything deleted.
+            if let Some(number) = unfinished {
                 tracing::warn!(
-                    segment = %path.display(),
+                    segment = %segment_path(dir, number).display(),
                     "the log ends in an unfinished snapshot (a crash cut it short); recovering from the records before it"
                 );
-                remove_segment(dir, newest)?;
-                sync_dir(dir)?;
-                numbers.pop();
-                continue;
+                remove_segment(dir, number)?;
             }
             // Segments before the start were made obsolete by a durable snapshot; a crash
             // interrupted their deletion.
             for &number in &numbers[..start] {
                 remove_segment(dir, number)?;
+            }
+            if unfinished.is_some() || start > 0 {
+                sync_dir(dir)?;
             }
             break open_segment(dir, newest, newest_len)?;
         };
@@ -245,6 +263,11 @@ impl Wal {
             self.snapshot_open = true;
         }
         if let Record::SnapshotEnd { .. } = record {
+            // Everything before the end is made durable first, so a durable end means a whole
+            // snapshot even if the disk wrote pages out of order; without its end, a snapshot's
+            // segment holds nothing that was relied on and recovery may drop it, damaged or not.
+            self.write_buffered()?;
+            self.sync_current()?;
             self.snapshot_open = false;
         }
         wal::encode(record, &mut self.buffered);
@@ -327,12 +350,6 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     }
     numbers.sort_unstable();
     Ok(numbers)
-}
-
-/// Whether `records`, read from the start segment on, begin with a snapshot that has no end.
-fn snapshot_is_unfinished(records: &[Record]) -> bool {
-    matches!(records.first(), Some(Record::SnapshotBegin(_)))
-        && !records.iter().any(|r| matches!(r, Record::SnapshotEnd { .. }))
 }
 
 /// The index (into `numbers`) of the segment recovery starts from: the newest whose first
@@ -695,6 +712,74 @@ mod tests {
         let error = Wal::open(dir.path()).err().expect("corruption must stop recovery");
         assert!(matches!(error, WalError::Corrupt { offset: 0, .. }), "{error}");
         assert!(error.to_string().contains("refusing to start"));
+    }
+
+    /// The bytes of a snapshot of `entries` 1 KiB entries without its end record; with
+    /// `hole`, the second record is zeros (a power loss wrote a later page but not that one).
+    fn unfinished_snapshot_bytes(incarnation: u64, entries: usize, hole: bool) -> Vec<u8> {
+        let records = snapshot(incarnation, entries);
+        let mut bytes = Vec::new();
+        for (i, record) in records[..records.len() - 1].iter().enumerate() {
+            let at = bytes.len();
+            wal::encode(record, &mut bytes);
+            if hole && i == 1 {
+                bytes[at..].fill(0);
+            }
+        }
+        bytes
+    }
+
+    /// A power loss in the middle of a snapshot can leave holes in it (its pages are written
+    /// unsynced, in any order): the snapshot had no durable end, so its segment is dropped,
+    /// damaged as it is, and recovery reads the older segments.
+    #[test]
+    fn unfinished_snapshot_with_a_hole_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
+        fs::write(segment_path(dir.path(), 2), unfinished_snapshot_bytes(2, 3000, true)).unwrap();
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1)]);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1]);
+    }
+
+    /// Two unfinished snapshots (no crash makes that): refused, and every file kept.
+    #[test]
+    fn two_unfinished_snapshots_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
+        fs::write(segment_path(dir.path(), 2), unfinished_snapshot_bytes(2, 3, false)).unwrap();
+        fs::write(segment_path(dir.path(), 3), unfinished_snapshot_bytes(3, 3, false)).unwrap();
+        let error = Wal::open(dir.path()).err().expect("two unfinished snapshots must stop recovery");
+        assert!(matches!(error, WalError::UnfinishedSnapshot { .. }), "{error}");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2, 3]);
+    }
+
+    /// The segment before a dropped snapshot was trimmed and synced before the snapshot began,
+    /// so damage at its end is lost durable data, not a torn write: refused, files kept.
+    #[test]
+    fn damage_before_a_dropped_snapshot_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Vec::new();
+        wal::encode(&boot(1), &mut first);
+        wal::encode(&boot(2), &mut first);
+        first.truncate(first.len() - 3);
+        fs::write(segment_path(dir.path(), 1), &first).unwrap();
+        fs::write(segment_path(dir.path(), 2), unfinished_snapshot_bytes(3, 3, false)).unwrap();
+        let error = Wal::open(dir.path()).err().expect("damage before the dropped snapshot must stop recovery");
+        assert!(matches!(error, WalError::DamagedBeforeTail { .. }), "{error}");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2]);
+    }
+
+    /// When recovery fails for another reason (here: the segments before the unfinished
+    /// snapshot do not reach back to the first), nothing is deleted.
+    #[test]
+    fn refused_recovery_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 2), wal::encode_to_vec(&boot(1))).unwrap();
+        fs::write(segment_path(dir.path(), 3), unfinished_snapshot_bytes(3, 3, false)).unwrap();
+        let error = Wal::open(dir.path()).err().expect("missing segments must stop recovery");
+        assert!(matches!(error, WalError::MissingSegments { .. }), "{error}");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![2, 3]);
     }
 
     /// An unfinished snapshot followed by a newer segment is not a crash's doing (the snapshot
