@@ -59,6 +59,25 @@ impl Record {
         }
     }
 
+    /// Whether a driver should make this record durable without delay, because a vote, a
+    /// client's answer, a new incarnation or compaction waits on it. The others — a
+    /// participant's commit and abort, a coordinator forgetting a finished transaction — may
+    /// wait for a later sync: the decision is already durable at the coordinator, so losing
+    /// them in a crash only makes recovery ask for the outcome or the coordinator resend it,
+    /// and the node holds back what depends on them (an acknowledgement) until they are
+    /// durable anyway. Sharing a later sync saves a whole fsync per commit at each participant.
+    pub fn sync_promptly(&self) -> bool {
+        match self {
+            Record::Boot { .. }
+            | Record::Prepared(_)
+            | Record::Decided(_)
+            | Record::SnapshotBegin(_)
+            | Record::SnapshotEntries(_)
+            | Record::SnapshotEnd { .. } => true,
+            Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
+        }
+    }
+
     /// Whether the record is part of a snapshot.
     pub fn is_snapshot(&self) -> bool {
         matches!(self, Record::SnapshotBegin(_) | Record::SnapshotEntries(_) | Record::SnapshotEnd { .. })

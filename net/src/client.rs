@@ -190,9 +190,11 @@ impl Client {
                                 self.next_node();
                             }
                             last_try_again = Some(reason);
-                            std::thread::sleep(
-                                try_again_backoff.min(deadline.saturating_duration_since(Instant::now())),
-                            );
+                            // Jittered, so clients that collided once do not collide again in
+                            // step: the pause is random in [backoff / 2, backoff].
+                            let random = getrandom::u64().unwrap_or(0) >> 11;
+                            let pause = try_again_backoff.mul_f64(0.5 + 0.5 * random as f64 / (1u64 << 53) as f64);
+                            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
                             try_again_backoff = (try_again_backoff * 2).min(Duration::from_millis(500));
                         }
                         outcome => return Ok(outcome),

@@ -22,7 +22,7 @@ use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, Record, StartError, Time};
+use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
@@ -44,7 +44,7 @@ const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
 /// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
 const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
-/// The longest a record that no reply or vote waits for (see [`needs_prompt_sync`]) stays
+/// The longest a record that no reply or vote waits for ([`dkv_core::Record::sync_promptly`]) stays
 /// unsynced when no other record comes along to share a sync with it.
 const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
 /// How often connection timeouts are checked.
@@ -592,7 +592,7 @@ impl Server {
                 Output::Persist { lsn, record } => {
                     self.wal.append(&record)?;
                     self.appended = lsn;
-                    if needs_prompt_sync(&record) {
+                    if record.sync_promptly() {
                         self.prompt_sync = true;
                     } else if self.lazy_sync_at.is_none() {
                         self.lazy_sync_at = Some(now + LAZY_SYNC_DELAY);
@@ -735,26 +735,5 @@ impl Server {
         ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
-    }
-}
-
-/// Whether something waits on `record` being durable — a vote, the client's answer, a new
-/// coordinator incarnation, compaction — so it must be synced this turn. The others are a
-/// participant's commit and abort and a coordinator forgetting a finished transaction: the
-/// decision is already durable at the coordinator, so losing them in a crash only makes
-/// recovery ask for the outcome or the coordinator resend it; only the participant's
-/// acknowledgement waits, and the coordinator merely holds the finished transaction a little
-/// longer. They are written with the next sync (the next PREPARE's, under load), or within
-/// [`LAZY_SYNC_DELAY`]. This saves a whole fsync per commit at each participant, and keeps a
-/// commit's fsync from delaying the PREPARE that follows it.
-fn needs_prompt_sync(record: &Record) -> bool {
-    match record {
-        Record::Boot { .. }
-        | Record::Prepared(_)
-        | Record::Decided(_)
-        | Record::SnapshotBegin(_)
-        | Record::SnapshotEntries(_)
-        | Record::SnapshotEnd { .. } => true,
-        Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
     }
 }

@@ -15,6 +15,9 @@ pub struct Disk {
     pub pending: Vec<(Lsn, Record)>,
     /// An fsync is in flight covering records up to this lsn.
     pub sync_in_flight: Option<Lsn>,
+    /// Only records that may wait are pending ([`Record::sync_promptly`]): an fsync starts at
+    /// this (global) time unless a prompt record starts one sooner.
+    pub lazy_sync_at: Option<u64>,
 }
 
 impl Disk {
@@ -49,6 +52,7 @@ impl Disk {
             self.torn_tail = bytes[..cut].to_vec();
         }
         self.sync_in_flight = None;
+        self.lazy_sync_at = None;
     }
 
     /// Reads the log back as a real server would: encode, scan, truncate a torn tail.

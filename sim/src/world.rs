@@ -28,6 +28,14 @@ use std::time::Duration;
 /// once, and the other 40 bits count far more events than `EVENTS_MAX`.
 const SLOT_BITS: u32 = 24;
 
+/// How long records that may wait ([`Record::sync_promptly`]) stay unsynced at most, as in
+/// dkv-net.
+const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
+
+/// A client's first backoff window after "try again", and the largest.
+const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
+const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// After the heal, every request completes within this much virtual time.
 pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// A client gives up waiting for a reply and retries (same request id) after this long.
@@ -42,6 +50,7 @@ enum Event {
     ToClient { client: usize, reply: Reply },
     NodeTimer { node: usize },
     Fsync { node: usize, generation: u64, through: Lsn },
+    LazySync { node: usize, generation: u64 },
     ClientNext { client: usize },
     ClientRetry { client: usize, seq: u64, attempt: u32 },
     Crash,
@@ -69,6 +78,8 @@ struct SimClient {
     node: usize,
     /// The operation in flight: its history index, request and current attempt.
     pending: Option<(usize, Request, u32)>,
+    /// "Try again" answers to the request in flight, for the backoff.
+    try_agains: u32,
     /// Whether this client already gave up on a request in this run. Once is enough to
     /// exercise the path; every abandoned request may take effect at any later moment or never,
     /// and each one doubles what the linearizability search must consider.
@@ -180,6 +191,7 @@ impl World {
                 remaining: params.ops_per_client,
                 node: c % params.nodes,
                 pending: None,
+                try_agains: 0,
                 abandoned: false,
             })
             .collect();
@@ -370,6 +382,19 @@ impl World {
                 self.nodes[node].node.as_mut().unwrap().handle(now, Input::Durable { through });
                 self.after_input(node);
             }
+            Event::LazySync { node, generation } => {
+                let n = &mut self.nodes[node];
+                if n.generation != generation || n.node.is_none() || n.disk.lazy_sync_at != Some(self.now) {
+                    return; // a crash or an earlier sync overtook it
+                }
+                n.disk.lazy_sync_at = None;
+                // With an fsync in flight, what it does not cover is looked at again when it
+                // completes.
+                if n.disk.sync_in_flight.is_none() {
+                    self.trace.event(self.now, &[13, node as u64], || format!("n{node} lazy sync"));
+                    self.start_sync(node);
+                }
+            }
             Event::ClientNext { client } => self.next_op(client),
             Event::ClientRetry { client, seq, attempt } => {
                 let c = &self.clients[client];
@@ -440,14 +465,18 @@ impl World {
             }
         }
         self.outputs = outputs;
-        // Group commit: one fsync covers everything written before it starts.
-        let n = &mut self.nodes[i];
-        if n.disk.sync_in_flight.is_none() {
-            if let Some(&(last, _)) = n.disk.pending.last() {
-                n.disk.sync_in_flight = Some(last);
-                let generation = n.generation;
-                let at = self.now + between(&mut self.rng, self.faults.fsync_min, self.faults.fsync_max);
-                self.schedule(at, Event::Fsync { node: i, generation, through: last });
+        // Group commit, as dkv-net does it: one fsync covers everything written before it
+        // starts; records that may wait start one only after LAZY_SYNC_DELAY, unless a record
+        // that may not comes along first.
+        let disk = &self.nodes[i].disk;
+        if disk.sync_in_flight.is_none() && !disk.pending.is_empty() {
+            if disk.pending.iter().any(|(_, r)| r.sync_promptly()) {
+                self.start_sync(i);
+            } else if disk.lazy_sync_at.is_none() {
+                let at = self.now + LAZY_SYNC_DELAY.as_nanos() as u64;
+                self.nodes[i].disk.lazy_sync_at = Some(at);
+                let generation = self.nodes[i].generation;
+                self.schedule(at, Event::LazySync { node: i, generation });
             }
         }
         let at = deadline.map(|d| self.nodes[i].clock.global(d).max(self.now));
@@ -457,6 +486,17 @@ impl World {
                 self.schedule(at, Event::NodeTimer { node: i });
             }
         }
+    }
+
+    /// Starts an fsync of everything node `i` has written.
+    fn start_sync(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let Some(&(last, _)) = n.disk.pending.last() else { return };
+        n.disk.sync_in_flight = Some(last);
+        n.disk.lazy_sync_at = None;
+        let generation = n.generation;
+        let at = self.now + between(&mut self.rng, self.faults.fsync_min, self.faults.fsync_max);
+        self.schedule(at, Event::Fsync { node: i, generation, through: last });
     }
 
     /// Exactly-once, observed at the disk: a request whose commit became durable at one node
@@ -557,6 +597,7 @@ impl World {
             return;
         }
         c.remaining -= 1;
+        c.try_agains = 0;
         c.seq += 1;
         let (id, seq) = (c.id, c.seq);
         let operation = workload::next_operation(&mut self.rng, &self.params, id, seq);
@@ -621,8 +662,14 @@ impl World {
                 self.schedule(at, Event::ClientNext { client });
             }
             None => {
-                // "Try again": back off a little, then retry the same request.
-                let at = self.now + between(&mut self.rng, Duration::from_millis(1), Duration::from_millis(20));
+                // "Try again": back off, then retry the same request. The backoff window doubles
+                // with each answer (full jitter), like dkv-net's client: with a fixed window,
+                // clients that keep colliding on a busy cluster can keep colliding forever.
+                let c = &mut self.clients[client];
+                let window =
+                    TRY_AGAIN_BACKOFF_FIRST.saturating_mul(1 << c.try_agains.min(10)).min(TRY_AGAIN_BACKOFF_MAX);
+                c.try_agains += 1;
+                let at = self.now + between(&mut self.rng, Duration::from_millis(1), window);
                 let seq = reply.id.seq;
                 self.schedule(at, Event::ClientRetry { client, seq, attempt });
             }
