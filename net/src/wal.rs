@@ -50,6 +50,8 @@ const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
 /// The append buffer is written out (without a sync) once it holds this much, so a snapshot
 /// of a large store never sits in memory whole; and it keeps at most this much capacity.
 const BUFFER_BYTES_MAX: usize = 8 << 20;
+/// Bytes read from a segment at a time during recovery.
+const READ_WINDOW_BYTES: usize = 8 << 20;
 /// Zeros written per syscall while preallocating.
 const ZERO_WRITE_BYTES: usize = 256 << 10;
 /// A damaged record followed by more than this many non-zero bytes is corruption, not a torn
@@ -157,31 +159,34 @@ impl Wal {
             let mut newest_len = 0;
             for (i, &number) in numbers.iter().enumerate().skip(start) {
                 let path = segment_path(dir, number);
-                let bytes = read_file(&path)?;
                 let first = recovery.records.len();
-                let (valid_len, damage) = read_records(&bytes, &mut recovery.records);
+                let (valid_len, end) = read_segment(&path, &mut recovery.records)?;
                 recovery.segments_read += 1;
                 newest_len = valid_len as u64;
+                // A snapshot's end is written only once all of it is durable, and its older
+                // segments are kept until then: a crash can leave a last segment with nothing
+                // but an unfinished snapshot (damaged or not: nothing in it was relied on), and
+                // nothing else. Any other unfinished snapshot is refused, below, after any
+                // damage that explains it.
+                let mut refused_snapshot = false;
                 if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
                     let rest = &recovery.records[first + 1..];
                     if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
-                        // A snapshot's end is written only once all of it is durable, and its
-                        // older segments are kept until then: a crash can leave a last segment
-                        // with nothing but an unfinished snapshot (damaged or not: nothing in it
-                        // was relied on), and nothing else.
                         let droppable = i == last_index && i > 0 && unfinished.is_none();
-                        if !droppable || !rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
-                            return Err(WalError::UnfinishedSnapshot { path });
+                        if droppable && rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
+                            unfinished = Some(number);
+                            numbers.pop();
+                            continue 'read;
                         }
-                        unfinished = Some(number);
-                        numbers.pop();
-                        continue 'read;
+                        refused_snapshot = true;
                     }
                 }
                 // The segment before a dropped snapshot was trimmed and synced before the
                 // snapshot began: its end is read as strictly as any other segment's.
                 let last = i == last_index && unfinished.is_none();
-                match end_of_records(&bytes, valid_len, damage) {
+                match end {
+                    // Not truncated: a log that is refused is left as it is.
+                    RecordsEnd::Torn { .. } if refused_snapshot => return Err(WalError::UnfinishedSnapshot { path }),
                     RecordsEnd::Clean => {}
                     RecordsEnd::Preallocated if last => {}
                     RecordsEnd::Preallocated => {
@@ -207,6 +212,9 @@ impl Wal {
                     RecordsEnd::Corrupt { offset, error } => {
                         return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
                     }
+                }
+                if refused_snapshot {
+                    return Err(WalError::UnfinishedSnapshot { path });
                 }
             }
             // Only now that the log has read back cleanly is anything deleted.
@@ -438,19 +446,66 @@ enum RecordsEnd {
 }
 
 /// Appends the records of a segment's clean prefix to `records`; returns that prefix's length
-/// and, unless it is the whole segment, why the next bytes are not a record.
-fn read_records(bytes: &[u8], records: &mut Vec<Record>) -> (usize, Option<RecordError>) {
-    let mut offset = 0;
-    while offset < bytes.len() {
-        match wal::decode_one(&bytes[offset..]) {
+/// and how the segment ends after it. The file is read through a window of
+/// [`READ_WINDOW_BYTES`] (or one record, if larger), so a recovering node never holds a whole
+/// segment's bytes beside the records decoded from them; only after damage is the rest of the
+/// file read, to tell a torn write from corruption.
+fn read_segment(path: &Path, records: &mut Vec<Record>) -> Result<(usize, RecordsEnd), WalError> {
+    let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(io_error)?;
+    let file_len = usize::try_from(file.metadata().map_err(io_error)?.len()).unwrap_or(usize::MAX);
+    // `window` holds the file's bytes from `window_start`; the next record starts at `pos`.
+    let mut window: Vec<u8> = Vec::new();
+    let mut window_start = 0;
+    let mut pos = 0;
+    loop {
+        let offset = window_start + pos;
+        if offset >= file_len {
+            return Ok((offset, RecordsEnd::Clean));
+        }
+        let available = window.len() - pos;
+        let needed = match window.get(pos..pos + wal::RECORD_HEADER_BYTES) {
+            Some(header) => {
+                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+                wal::RECORD_HEADER_BYTES + len.min(wal::RECORD_BYTES_MAX) as usize
+            }
+            None => wal::RECORD_HEADER_BYTES,
+        };
+        if available < needed && offset + available < file_len {
+            // Slide the window to the record and read on: what the record needs, in large
+            // reads, never past the end of the file (a damaged length cannot make it allocate
+            // more than the file holds).
+            window.drain(..pos);
+            window_start += pos;
+            pos = 0;
+            let filled = window.len();
+            let target = needed.max(READ_WINDOW_BYTES).min(file_len - window_start).max(filled);
+            window.resize(target, 0);
+            file.read_exact(&mut window[filled..]).map_err(io_error)?;
+            continue;
+        }
+        match wal::decode_one(&window[pos..]) {
             Ok((record, used)) => {
                 records.push(record);
-                offset += used;
+                pos += used;
             }
-            Err(error) => return (offset, Some(error)),
+            Err(error) => {
+                window.drain(..pos);
+                window_start += pos;
+                file.read_to_end(&mut window).map_err(io_error)?;
+                let end = match end_of_records(&window, 0, Some(error)) {
+                    RecordsEnd::Torn { offset, garbage, error } => {
+                        RecordsEnd::Torn { offset: window_start + offset, garbage, error }
+                    }
+                    RecordsEnd::Corrupt { offset, error } => {
+                        RecordsEnd::Corrupt { offset: window_start + offset, error }
+                    }
+                    end => end,
+                };
+                return Ok((window_start, end));
+            }
         }
     }
-    (offset, None)
 }
 
 /// Classifies the end of a segment's records, given the length of its clean prefix. The
@@ -497,10 +552,6 @@ fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(WalError::Io { path, source }),
     }
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, WalError> {
-    fs::read(path).map_err(|source| WalError::Io { path: path.to_path_buf(), source })
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
@@ -690,6 +741,41 @@ mod tests {
         drop(wal);
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2), boot(4)]);
+    }
+
+    /// Damage far into a segment (past the first read window) is found at its exact offset: a
+    /// torn tail is cut there, and a damaged record with valid ones after it is reported there.
+    #[test]
+    fn damage_past_the_first_read_window_is_placed_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = vec![boot(1)];
+        records.extend(snapshot(2, 12_000)); // 12 MiB: more than one read window
+        records.push(boot(3));
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            append_all(&mut wal, &records);
+            wal.sync().unwrap();
+        }
+        let path = segment_path(dir.path(), 2);
+        let full = encoded_len(&records[1..]);
+        assert!(full > READ_WINDOW_BYTES as u64);
+        let torn = &wal::encode_to_vec(&boot(4))[..6];
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(torn, full).unwrap();
+        {
+            let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, records[1..]);
+            assert_eq!(recovery.torn_bytes_truncated, 6);
+            assert_eq!(fs::metadata(&path).unwrap().len(), full);
+        }
+        // Flip a byte inside the last entries record: valid records follow, so it is corruption.
+        let start = full - encoded_len(&records[records.len() - 3..]);
+        let at = start + 20;
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+        let error = Wal::open(dir.path()).err().expect("corruption must stop recovery");
+        assert!(matches!(error, WalError::Corrupt { offset, .. } if offset as u64 == start), "{error}");
     }
 
     /// A damaged record with valid records after it stops recovery with a clear error.
