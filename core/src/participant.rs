@@ -21,6 +21,8 @@ pub(crate) struct PreparedTxn {
     pub(crate) state: PreparedState,
     /// The current interval between queries for the outcome; doubles after each.
     pub(crate) query_interval: Duration,
+    /// Queries sent so far: the first goes to the coordinator alone.
+    pub(crate) queries: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +69,7 @@ impl Node {
             PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = self.config.timing.query_interval;
-        self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval });
+        self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval, queries: 0 });
         self.prepared_requests.insert(record.request, record.txn);
         if mode == PrepareMode::Remote {
             if self.canary(Canary::ApplyAtPrepare) && self.store.check(&record.ops).is_ok() {
@@ -219,10 +221,16 @@ impl Node {
         p.query_interval = (p.query_interval * 2).min(retransmit_max);
         let next = now + p.query_interval;
         if voted {
-            // The coordinator first, then the others.
+            // The coordinator first, alone: it knows the outcome unless it lost it. From the
+            // second query on, the other participants too (cooperative termination), in case
+            // the coordinator is down or partitioned away.
+            let others = p.queries > 0;
+            p.queries += 1;
             self.send(txn.coordinator, Message::Query { txn });
-            for to in participants.without(me).without(txn.coordinator).iter() {
-                self.send(to, Message::Query { txn });
+            if others {
+                for to in participants.without(me).without(txn.coordinator).iter() {
+                    self.send(to, Message::Query { txn });
+                }
             }
         }
         self.timers.set(Timer::Participant(txn), next);

@@ -208,7 +208,7 @@ impl Node {
                 .try_lock_all(txn, &record.ops)
                 .expect("replay checked that prepared transactions do not overlap");
             self.prepared_requests.insert(record.request, txn);
-            self.prepared.insert(txn, PreparedTxn { record, state: PreparedState::Voted, query_interval });
+            self.prepared.insert(txn, PreparedTxn { record, state: PreparedState::Voted, query_interval, queries: 0 });
             self.timers.set(Timer::Participant(txn), now);
         }
         let retransmit = self.config.timing.decision_retransmit;

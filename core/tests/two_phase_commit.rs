@@ -219,6 +219,33 @@ fn participant_learns_outcome_from_another_participant() {
     assert_eq!(c.node(2).locked_keys(), 0);
 }
 
+/// Cooperative termination asks the coordinator first, alone (it knows the outcome unless it
+/// lost it); only when it does not answer are the other participants asked too.
+#[test]
+fn prepared_participant_asks_the_coordinator_before_the_others() {
+    let mut c = Cluster::new(3);
+    let queries = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = queries.clone();
+    // Node 2 prepares but never hears an outcome, and nobody hears its queries.
+    c.deliver_if = Box::new(move |from, to, m| match m {
+        Message::Query { .. } => {
+            if from.0 == 2 {
+                seen.borrow_mut().push(to.0);
+            }
+            false
+        }
+        Message::Vote { .. } => false,
+        Message::Decision { .. } => to.0 != 2,
+        _ => true,
+    });
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(10_000, |_| queries.borrow().len() >= 3));
+    let sent = queries.borrow();
+    // The first round: the coordinator alone. The second: the coordinator, then node 1.
+    assert_eq!(sent[..3], [0, 0, 1], "queries by destination, in order");
+    assert_eq!(c.node(2).prepared_count(), 1);
+}
+
 /// A prepared participant never releases its locks by guessing: with the coordinator and every
 /// other participant silent, it keeps the locks (and keeps asking) however long it waits.
 #[test]

@@ -778,6 +778,19 @@ mod tests {
         assert!(matches!(error, WalError::Corrupt { offset, .. } if offset as u64 == start), "{error}");
     }
 
+    /// A damaged length field claiming a record far larger than the file (here 1 GiB in a
+    /// 16-byte segment) never makes recovery allocate that much: it is a torn tail, cut off.
+    #[test]
+    fn damaged_length_never_allocates_past_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = wal::RECORD_BYTES_MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xab; 12]);
+        fs::write(segment_path(dir.path(), FIRST_SEGMENT), &bytes).unwrap();
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert!(recovery.records.is_empty());
+        assert_eq!(recovery.torn_bytes_truncated, 16);
+    }
+
     /// A damaged record with valid records after it stops recovery with a clear error.
     #[test]
     fn corruption_before_the_tail_stops_recovery() {

@@ -27,7 +27,7 @@ pub use world::{EVENTS_MAX, LIVENESS_BOUND, RunStats};
 
 use dkv_core::Canary;
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 
 /// How to run one seed.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +78,11 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut side = ChaCha8Rng::seed_from_u64(seed);
     side.set_stream(1);
     params.tight_bounds = params::TightBounds::draw(&mut side);
+    // Six-node clusters, added after seeds were first recorded: half the seeds that drew four
+    // nodes get six, decided on the side stream so every other seed keeps its cluster.
+    if options.overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {
+        params.nodes = 6;
+    }
     let mut world = world::World::new(seed, rng, params.clone(), options.canary, options.trace);
     if let Some(script) = &options.fault_script {
         world.set_script(script.clone());

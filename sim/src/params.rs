@@ -91,8 +91,17 @@ pub struct Overrides {
     /// No faults at all.
     pub no_faults: bool,
     pub loss: Option<f64>,
+    /// `Some(false)`: never; `Some(true)`: at least every 500 ms (or `crash_every`).
     pub crashes: Option<bool>,
     pub partitions: Option<bool>,
+    /// Mean time between crashes, or partitions, forcing them on.
+    pub crash_every: Option<Duration>,
+    pub partition_every: Option<Duration>,
+    pub duplication: Option<f64>,
+    /// Message delays are drawn up to this.
+    pub delay_max: Option<Duration>,
+    /// Clock rates differ by up to this many parts per million.
+    pub clock_skew_ppm: Option<u32>,
 }
 
 fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
@@ -135,6 +144,18 @@ impl Params {
         if let Some(loss) = o.loss {
             faults.loss = loss;
         }
+        if let Some(duplication) = o.duplication {
+            faults.duplication = duplication;
+        }
+        if let Some(delay_max) = o.delay_max {
+            faults.delay_max = delay_max.max(faults.delay_min);
+        }
+        if o.crash_every.is_some() {
+            faults.crash_every = o.crash_every;
+        }
+        if o.partition_every.is_some() {
+            faults.partition_every = o.partition_every;
+        }
         match o.crashes {
             Some(false) => faults.crash_every = None,
             Some(true) if faults.crash_every.is_none() => faults.crash_every = Some(Duration::from_millis(500)),
@@ -146,7 +167,10 @@ impl Params {
             _ => {}
         }
         let snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
-        let clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
+        let mut clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
+        if let Some(ppm) = o.clock_skew_ppm {
+            clock_skew_ppm = ppm;
+        }
         Params {
             nodes,
             clients,

@@ -324,7 +324,14 @@ impl World {
                 let generation = self.nodes[i].generation;
                 self.trace.event(
                     self.now,
-                    &[1, u64::from(from.0), u64::from(to.0), txn_word(message.txn()), generation],
+                    &[
+                        1,
+                        u64::from(from.0),
+                        u64::from(to.0),
+                        txn_word(message.txn()),
+                        str_word(message.kind()),
+                        generation,
+                    ],
                     || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
                 );
                 if self.nodes[i].node.is_none() {
@@ -349,7 +356,8 @@ impl World {
                 self.after_input(node);
             }
             Event::ToClient { client, reply } => {
-                self.trace.event(self.now, &[3, client as u64, reply.id.seq], || {
+                let outcome = str_word(&format!("{:?}", reply.outcome));
+                self.trace.event(self.now, &[3, client as u64, reply.id.seq, outcome], || {
                     format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
                 });
                 self.stats.messages_delivered += 1;
@@ -944,6 +952,11 @@ fn applied_by(record: &Record) -> Durable {
         Record::Decided(t) => Durable::Decided(t.txn, t.request),
         _ => Durable::Other,
     }
+}
+
+/// A word for the trace hash from a name or a rendered value (FNV-1a).
+fn str_word(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn txn_word(t: TxnId) -> u64 {

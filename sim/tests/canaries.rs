@@ -10,6 +10,9 @@ fn hunt(canary: Canary) -> (u64, Overrides) {
         // Only a crash in the instant between the vote and the fsync shows it, and the lost
         // write must not be overwritten before the end: many keys, crashes always on.
         Canary::VoteBeforeDurable => (300, Overrides { keys: Some(200), crashes: Some(true), ..Default::default() }),
+        // A read must meet a key locked by a transaction some client already saw commit:
+        // few keys, so reads and writes meet often.
+        Canary::ReadsIgnoreLocks => (300, Overrides { keys: Some(2), ..Default::default() }),
         _ => (300, Overrides::default()),
     }
 }

@@ -47,6 +47,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a working 3-node cluster on loopback in this one process, and print how to use it.
+    #[command(
+        after_help = "Examples:\n  dkv-server demo                      # nodes on 127.0.0.1:9099-9101, data in ./dkv-demo-data\n  dkv-server demo -p 9200 -t --data-dir /tmp/dkv-demo   # TCP only, other ports and folder"
+    )]
     Demo(DemoArgs),
 }
 

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +84,21 @@ struct Knobs {
     /// Never partition the network.
     #[arg(long)]
     no_partitions: bool,
+    /// Crash a node every this many milliseconds on average (until the heal).
+    #[arg(long, conflicts_with = "no_crashes")]
+    crash_every_ms: Option<u64>,
+    /// Start a partition every this many milliseconds on average (until the heal).
+    #[arg(long, conflicts_with = "no_partitions")]
+    partition_every_ms: Option<u64>,
+    /// Message duplication probability, 0..1.
+    #[arg(long)]
+    dup: Option<f64>,
+    /// Longest message delay, in microseconds.
+    #[arg(long)]
+    delay_max_us: Option<u64>,
+    /// Largest difference of clock rates, in parts per million (0: all clocks agree).
+    #[arg(long)]
+    skew_ppm: Option<u32>,
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
@@ -104,6 +119,11 @@ impl Knobs {
                 loss: self.loss,
                 crashes: self.no_crashes.then_some(false),
                 partitions: self.no_partitions.then_some(false),
+                crash_every: self.crash_every_ms.map(Duration::from_millis),
+                partition_every: self.partition_every_ms.map(Duration::from_millis),
+                duplication: self.dup,
+                delay_max: self.delay_max_us.map(Duration::from_micros),
+                clock_skew_ppm: self.skew_ppm,
             },
             trace,
             canary: self.canary,
@@ -119,6 +139,11 @@ impl Knobs {
             ("--ops", self.ops.map(|v| v.to_string())),
             ("--keys", self.keys.map(|v| v.to_string())),
             ("--loss", self.loss.map(|v| v.to_string())),
+            ("--crash-every-ms", self.crash_every_ms.map(|v| v.to_string())),
+            ("--partition-every-ms", self.partition_every_ms.map(|v| v.to_string())),
+            ("--dup", self.dup.map(|v| v.to_string())),
+            ("--delay-max-us", self.delay_max_us.map(|v| v.to_string())),
+            ("--skew-ppm", self.skew_ppm.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];
         let switches = [
