@@ -111,6 +111,8 @@ struct Member {
     node: Option<Node>,
     durable: Vec<Record>,
     pending: Vec<(Lsn, Record)>,
+    /// The last durability report given to the node.
+    reported: Lsn,
 }
 
 struct Cluster {
@@ -165,6 +167,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 node: None,
                 durable: vec![],
                 pending: vec![],
+                reported: Lsn(0),
             })
             .collect(),
         in_flight: Vec::new(),
@@ -231,9 +234,17 @@ fuzz_target!(|actions: Vec<Action>| {
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });
             }
             Action::Durable { node, upto } => {
-                // Durability reports in any order, for any prefix of what was written.
+                // Durability reports in any order, for any prefix of what was written; and
+                // now and then a repeated or stale one, as a driver may send late.
                 let i = usize::from(node) % NODES;
                 let m = &mut cluster.members[i];
+                if upto >= 0xf000 || m.pending.is_empty() {
+                    let stale = Lsn(m.reported.0.saturating_sub(u64::from(upto & 1)));
+                    if m.node.is_some() {
+                        cluster.input(i, Input::Durable { through: stale });
+                    }
+                    continue;
+                }
                 let Some(&(first, _)) = m.pending.first() else { continue };
                 let last = m.pending.last().map(|(lsn, _)| lsn.0).unwrap_or(first.0);
                 let through = Lsn(first.0 + u64::from(upto) % (last - first.0 + 1));
@@ -247,6 +258,7 @@ fuzz_target!(|actions: Vec<Action>| {
                         m.durable.drain(..begin.expect("a snapshot's begin precedes its end"));
                     }
                 }
+                m.reported = through;
                 cluster.input(i, Input::Durable { through });
             }
             Action::Advance { millis } => {
@@ -259,6 +271,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 let m = &mut cluster.members[usize::from(node) % NODES];
                 m.node = None;
                 m.pending.clear();
+                m.reported = Lsn(0);
             }
             Action::Restart { node } => {
                 let i = usize::from(node) % NODES;

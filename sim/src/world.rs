@@ -10,7 +10,7 @@
 use crate::check::Violation;
 use crate::clock::Clock;
 use crate::disk::Disk;
-use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
+use crate::history::{History, Op, OpKind, Result as OpResult, result_of, show};
 use crate::params::{Faults, Params};
 use crate::trace::{Trace, TraceMode};
 use crate::workload;
@@ -523,19 +523,13 @@ impl World {
         if let Some((request, txn)) = applied {
             self.stats.commits += 1;
             if !self.applied_txns[i].insert(txn) {
-                self.violation(
-                    "exactly-once",
-                    None,
-                    format!("transaction {txn} (request {request}) was applied twice at n{i}"),
-                );
+                let message = format!("transaction {txn} (request {request}) was applied twice at n{i}");
+                self.exactly_once_violation(request, message);
             }
             let first = *self.applied[i].entry(request).or_insert(txn);
             if first != txn {
-                self.violation(
-                    "exactly-once",
-                    None,
-                    format!("request {request} was applied twice at n{i}, by transactions {first} and {txn}"),
-                );
+                let message = format!("request {request} was applied twice at n{i}, by transactions {first} and {txn}");
+                self.exactly_once_violation(request, message);
             }
         }
     }
@@ -934,6 +928,20 @@ impl World {
 
     fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {
         self.violations.push(Violation { checker, key, message, ops: vec![] });
+    }
+
+    /// An exactly-once violation, naming the operation and its keys.
+    fn exactly_once_violation(&mut self, request: RequestId, message: String) {
+        let op = self.history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
+        let key = op.map(|op| match &op.kind {
+            OpKind::Get { key } => show(key),
+            OpKind::Txn { ops } => {
+                let keys: BTreeSet<String> = ops.iter().map(|w| show(w.key())).collect();
+                keys.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        });
+        let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
+        self.violations.push(Violation { checker: "exactly-once", key, message, ops });
     }
 }
 
