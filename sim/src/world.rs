@@ -15,8 +15,8 @@ use crate::params::{Faults, Params};
 use crate::trace::{Trace, TraceMode};
 use crate::workload;
 use dkv_core::{
-    Canary, ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record, Reply, ReplyTo,
-    Request, RequestId, TxnId,
+    AbortReason, Canary, ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
+    Record, Reply, ReplyTo, Request, RequestId, TxnId,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -356,7 +356,7 @@ impl World {
                 self.after_input(node);
             }
             Event::ToClient { client, reply } => {
-                let outcome = str_word(&format!("{:?}", reply.outcome));
+                let outcome = outcome_word(&reply.outcome);
                 self.trace.event(self.now, &[3, client as u64, reply.id.seq, outcome], || {
                     format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
                 });
@@ -965,6 +965,18 @@ fn applied_by(record: &Record) -> Durable {
 /// A word for the trace hash from a name or a rendered value (FNV-1a).
 fn str_word(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A word for the trace hash from a reply's outcome: its kind and, for a value, the value.
+fn outcome_word(outcome: &Outcome) -> u64 {
+    match outcome {
+        Outcome::Committed => 1,
+        Outcome::Value(value) => 2 ^ value.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b)) << 8,
+        Outcome::NotFound => 3,
+        Outcome::Aborted(AbortReason::KeyNotFound { op_index }) => 4 | u64::from(*op_index) << 8,
+        Outcome::Rejected(_) => 5,
+        Outcome::TryAgain(_) => 6,
+    }
 }
 
 fn txn_word(t: TxnId) -> u64 {
