@@ -45,16 +45,48 @@ pub const EVENTS_MAX: u64 = 5_000_000;
 
 #[derive(Clone, Debug)]
 enum Event {
-    Deliver { from: NodeId, to: NodeId, message: Message },
-    ToNode { node: usize, client: usize, request: Request },
-    ToClient { client: usize, reply: Reply },
-    NodeTimer { node: usize },
-    Fsync { node: usize, generation: u64, through: Lsn },
-    LazySync { node: usize, generation: u64 },
-    ClientNext { client: usize },
-    ClientRetry { client: usize, seq: u64, attempt: u32 },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    ToNode {
+        node: usize,
+        client: usize,
+        request: Request,
+    },
+    ToClient {
+        client: usize,
+        reply: Reply,
+    },
+    NodeTimer {
+        node: usize,
+    },
+    Fsync {
+        node: usize,
+        generation: u64,
+        through: Lsn,
+    },
+    LazySync {
+        node: usize,
+        generation: u64,
+    },
+    ClientNext {
+        client: usize,
+    },
+    ClientRetry {
+        client: usize,
+        seq: u64,
+        attempt: u32,
+    },
     Crash,
-    Restart { node: usize },
+    /// A crash of this node, chosen by a fault script.
+    CrashNode {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
     PartitionStart,
     PartitionEnd,
     Heal,
@@ -227,8 +259,9 @@ impl World {
     }
 
     /// Takes fault decisions from `script` instead of the rng: every message between nodes
-    /// consumes a byte (low nibble 0: lost, 1: duplicated; high nibble: delay), and every
-    /// completed client operation consumes one that may crash a node or start a partition.
+    /// consumes a byte (low nibble 0: lost, 1: duplicated, 2: the sender crashes right after; high
+    /// nibble: delay), and every completed client operation consumes one that may crash a node or
+    /// start a partition.
     /// The cluster heals when the script runs out.
     pub(crate) fn set_script(&mut self, script: Vec<u8>) {
         self.faults.loss = 0.0;
@@ -417,6 +450,7 @@ impl World {
                 }
             }
             Event::Crash => self.crash(),
+            Event::CrashNode { node } => self.crash_node(node),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
             Event::PartitionEnd => {
@@ -550,6 +584,12 @@ impl World {
                 1 => {
                     self.schedule(at, Event::Deliver { from, to, message: message.clone() });
                     self.schedule(at + 1, Event::Deliver { from, to, message });
+                }
+                2 => {
+                    // The sender crashes right after this send, before anything else happens:
+                    // with its latest records possibly not yet durable.
+                    self.schedule(at, Event::Deliver { from, to, message });
+                    self.schedule(self.now, Event::CrashNode { node: usize::from(from.0) });
                 }
                 _ => self.schedule(at, Event::Deliver { from, to, message }),
             }
