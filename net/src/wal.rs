@@ -466,8 +466,9 @@ fn read_segment(path: &Path, records: &mut Vec<Record>) -> Result<(usize, Record
         let available = window.len() - pos;
         let needed = match window.get(pos..pos + wal::RECORD_HEADER_BYTES) {
             Some(header) => {
+                // A length over the maximum is damage: the header alone lets decode_one say so.
                 let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-                wal::RECORD_HEADER_BYTES + len.min(wal::RECORD_BYTES_MAX) as usize
+                wal::RECORD_HEADER_BYTES + if len > wal::RECORD_BYTES_MAX { 0 } else { len as usize }
             }
             None => wal::RECORD_HEADER_BYTES,
         };

@@ -586,8 +586,8 @@ impl World {
                     self.schedule(at + 1, Event::Deliver { from, to, message });
                 }
                 2 => {
-                    // The sender crashes right after this send, before anything else happens:
-                    // with its latest records possibly not yet durable.
+                    // The sender crashes at this same moment, after its current step: with its
+                    // latest records possibly not yet durable.
                     self.schedule(at, Event::Deliver { from, to, message });
                     self.schedule(self.now, Event::CrashNode { node: usize::from(from.0) });
                 }
