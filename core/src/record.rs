@@ -77,11 +77,6 @@ impl Record {
             Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
         }
     }
-
-    /// Whether the record is part of a snapshot.
-    pub fn is_snapshot(&self) -> bool {
-        matches!(self, Record::SnapshotBegin(_) | Record::SnapshotEntries(_) | Record::SnapshotEnd { .. })
-    }
 }
 
 /// A transaction with everything needed to apply it.

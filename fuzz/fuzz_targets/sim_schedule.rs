@@ -3,22 +3,12 @@
 //! simulator's checkers must pass.
 #![no_main]
 
-use dkv_sim::{Overrides, RunOptions, run};
+use dkv_sim::{RunOptions, run};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((seed, script)) = data.split_first_chunk::<2>() else { return };
-    let options = RunOptions {
-        overrides: Overrides {
-            nodes: Some(3),
-            clients: Some(3),
-            ops_per_client: Some(8),
-            keys: Some(3),
-            ..Default::default()
-        },
-        fault_script: Some(script.to_vec()),
-        ..Default::default()
-    };
+    let options = RunOptions::scripted(script.to_vec());
     let report = run(u64::from(u16::from_le_bytes(*seed)), &options);
     if !report.passed() {
         let violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();

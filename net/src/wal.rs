@@ -143,99 +143,45 @@ impl Wal {
         }
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
-        let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
-        // A last segment holding only the beginning of a snapshot (a crash cut it short), to be
-        // deleted once the segments before it have read back cleanly.
-        let mut unfinished: Option<u64> = None;
-        let current = 'read: loop {
-            let Some(&newest) = numbers.last() else {
-                let segment = create_segment(dir, FIRST_SEGMENT)?;
-                sync_dir(dir)?;
-                break segment;
-            };
-            recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
-            let start = find_start(dir, &numbers)?;
-            let last_index = numbers.len() - 1;
-            let mut newest_len = 0;
-            for (i, &number) in numbers.iter().enumerate().skip(start) {
-                let path = segment_path(dir, number);
-                let first = recovery.records.len();
-                let (valid_len, end) = read_segment(&path, &mut recovery.records)?;
-                recovery.segments_read += 1;
-                newest_len = valid_len as u64;
-                // A snapshot's end is written only once all of it is durable, and its older
-                // segments are kept until then: a crash can leave a last segment with nothing
-                // but an unfinished snapshot (damaged or not: nothing in it was relied on), and
-                // nothing else. Any other unfinished snapshot is refused, below, after any
-                // damage that explains it.
-                let mut refused_snapshot = false;
-                if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
-                    let rest = &recovery.records[first + 1..];
-                    if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
-                        let droppable = i == last_index && i > 0 && unfinished.is_none();
-                        if droppable && rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
-                            unfinished = Some(number);
-                            numbers.pop();
-                            continue 'read;
-                        }
-                        refused_snapshot = true;
-                    }
-                }
-                // The segment before a dropped snapshot was trimmed and synced before the
-                // snapshot began: its end is read as strictly as any other segment's.
-                let last = i == last_index && unfinished.is_none();
-                match end {
-                    // Not truncated: a log that is refused is left as it is.
-                    RecordsEnd::Torn { .. } if refused_snapshot => return Err(WalError::UnfinishedSnapshot { path }),
-                    RecordsEnd::Clean => {}
-                    RecordsEnd::Preallocated if last => {}
-                    RecordsEnd::Preallocated => {
-                        // Segments are trimmed before the next one starts: zeros here
-                        // mean lost writes, not preallocation.
-                        let reason = "zeros where records should be".to_string();
-                        return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
-                    }
-                    RecordsEnd::Torn { offset, garbage, error } if last => {
-                        let cut = garbage as u64;
-                        tracing::warn!(
-                            segment = %path.display(),
-                            offset,
-                            bytes = cut,
-                            "the log ends in a torn write (a crash cut it short: {error}); truncating it"
-                        );
-                        truncate(&path, offset as u64)?;
-                        recovery.torn_bytes_truncated = cut;
-                    }
-                    RecordsEnd::Torn { offset, error, .. } => {
-                        return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
-                    }
-                    RecordsEnd::Corrupt { offset, error } => {
-                        return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
-                    }
-                }
-                if refused_snapshot {
-                    return Err(WalError::UnfinishedSnapshot { path });
-                }
-            }
-            // Only now that the log has read back cleanly is anything deleted.
-            if let Some(number) = unfinished {
-                tracing::warn!(
-                    segment = %segment_path(dir, number).display(),
-                    "the log ends in an unfinished snapshot (a crash cut it short); recovering from the records before it"
-                );
-                remove_segment(dir, number)?;
-            }
-            // Segments before the start were made obsolete by a durable snapshot; a crash
-            // interrupted their deletion.
-            for &number in &numbers[..start] {
-                remove_segment(dir, number)?;
-            }
-            if unfinished.is_some() || start > 0 {
-                sync_dir(dir)?;
-            }
-            break open_segment(dir, newest, newest_len)?;
+        let Some(&newest) = numbers.last() else {
+            let current = create_segment(dir, FIRST_SEGMENT)?;
+            sync_dir(dir)?;
+            let recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+            return Ok((Wal::new(dir, lock, current), recovery));
         };
-        let wal = Wal {
+        // A last segment holding nothing but the beginning of a snapshot (a crash cut it short)
+        // is dropped, and the log ends in the segment before it, which was trimmed and synced
+        // before the snapshot began: its end is read as strictly as any other segment's.
+        let (read, unfinished) = match read_log(dir, &numbers, true)? {
+            Some(read) => (read, None),
+            None => {
+                numbers.pop();
+                (read_log(dir, &numbers, false)?.expect("a strict read never drops a segment"), Some(newest))
+            }
+        };
+        // Only now that the log has read back cleanly is anything deleted.
+        if let Some(number) = unfinished {
+            tracing::warn!(
+                segment = %segment_path(dir, number).display(),
+                "the log ends in an unfinished snapshot (a crash cut it short); recovering from the records before it"
+            );
+            remove_segment(dir, number)?;
+        }
+        // Segments before the start were made obsolete by a durable snapshot; a crash
+        // interrupted their deletion.
+        for &number in &numbers[..read.start] {
+            remove_segment(dir, number)?;
+        }
+        if unfinished.is_some() || read.start > 0 {
+            sync_dir(dir)?;
+        }
+        let last = *numbers.last().expect("a segment before the dropped one");
+        let current = open_segment(dir, last, read.newest_len)?;
+        Ok((Wal::new(dir, lock, current), read.recovery))
+    }
+
+    fn new(dir: &Path, lock: File, current: Segment) -> Wal {
+        Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
@@ -243,8 +189,7 @@ impl Wal {
             snapshot_open: false,
             buffered: Vec::new(),
             bytes_written: 0,
-        };
-        Ok((wal, recovery))
+        }
     }
 
     /// Buffers `record` for the next [`Wal::sync`] (writing the buffer out, unsynced, once it
@@ -358,6 +303,78 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+/// The log as read from its start segment: its records, the start's index in the segment
+/// numbers, and the length of the last segment's records.
+struct LogRead {
+    recovery: Recovery,
+    start: usize,
+    newest_len: u64,
+}
+
+/// Reads the segments `numbers` from the newest one that starts with a snapshot.
+/// `last_may_be_torn`: the last segment is the one a crash interrupted, so a torn write or
+/// preallocated zeros may end it (a torn tail is truncated), and it may hold nothing but an
+/// unfinished snapshot, which gives `None` (a snapshot's end is written only once all of it is
+/// durable, and its older segments are kept until then, so nothing in it was relied on,
+/// damaged or not). Any other unfinished snapshot is refused, after any damage that explains it.
+fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Option<LogRead>, WalError> {
+    let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+    let start = find_start(dir, numbers)?;
+    let last_index = numbers.len() - 1;
+    let mut newest_len = 0;
+    for (i, &number) in numbers.iter().enumerate().skip(start) {
+        let path = segment_path(dir, number);
+        let first = recovery.records.len();
+        let (valid_len, end) = read_segment(&path, &mut recovery.records)?;
+        recovery.segments_read += 1;
+        newest_len = valid_len as u64;
+        let last = i == last_index && last_may_be_torn;
+        let mut refused_snapshot = false;
+        if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
+            let rest = &recovery.records[first + 1..];
+            if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
+                if last && i > 0 && rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
+                    return Ok(None);
+                }
+                refused_snapshot = true;
+            }
+        }
+        match end {
+            // Not truncated: a log that is refused is left as it is.
+            RecordsEnd::Torn { .. } if refused_snapshot => return Err(WalError::UnfinishedSnapshot { path }),
+            RecordsEnd::Clean => {}
+            RecordsEnd::Preallocated if last => {}
+            RecordsEnd::Preallocated => {
+                // Segments are trimmed before the next one starts: zeros here mean lost
+                // writes, not preallocation.
+                let reason = "zeros where records should be".to_string();
+                return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
+            }
+            RecordsEnd::Torn { offset, garbage, error } if last => {
+                let cut = garbage as u64;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    bytes = cut,
+                    "the log ends in a torn write (a crash cut it short: {error}); truncating it"
+                );
+                truncate(&path, offset as u64)?;
+                recovery.torn_bytes_truncated = cut;
+            }
+            RecordsEnd::Torn { offset, error, .. } => {
+                return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
+            }
+            RecordsEnd::Corrupt { offset, error } => {
+                return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
+            }
+        }
+        if refused_snapshot {
+            return Err(WalError::UnfinishedSnapshot { path });
+        }
+    }
+    Ok(Some(LogRead { recovery, start, newest_len }))
 }
 
 /// The index (into `numbers`) of the segment recovery starts from: the newest whose first

@@ -42,6 +42,24 @@ pub struct RunOptions {
     pub fault_script: Option<Vec<u8>>,
 }
 
+impl RunOptions {
+    /// The small scenario a fault script drives (the `sim_schedule` fuzz target): 3 nodes,
+    /// 3 clients of 8 operations each on 3 keys, every fault chosen by `script`.
+    pub fn scripted(script: Vec<u8>) -> RunOptions {
+        RunOptions {
+            overrides: Overrides {
+                nodes: Some(3),
+                clients: Some(3),
+                ops_per_client: Some(8),
+                keys: Some(3),
+                ..Default::default()
+            },
+            fault_script: Some(script),
+            ..Default::default()
+        }
+    }
+}
+
 /// Whether this build can plant canaries (dkv-core's `canary` feature is on).
 pub fn canaries_available() -> bool {
     let mut config = dkv_core::Config::new(dkv_core::NodeId(0), dkv_core::NodeSet::first(1));

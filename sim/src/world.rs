@@ -15,8 +15,8 @@ use crate::params::{Faults, Params};
 use crate::trace::{Trace, TraceMode};
 use crate::workload;
 use dkv_core::{
-    AbortReason, Canary, ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
-    Record, Reply, ReplyTo, Request, RequestId, TxnId,
+    AbortReason, Canary, ClientId, Config, Decision, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome,
+    Output, Record, Reply, ReplyTo, Request, RequestId, TxnId, Vote,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -45,48 +45,18 @@ pub const EVENTS_MAX: u64 = 5_000_000;
 
 #[derive(Clone, Debug)]
 enum Event {
-    Deliver {
-        from: NodeId,
-        to: NodeId,
-        message: Message,
-    },
-    ToNode {
-        node: usize,
-        client: usize,
-        request: Request,
-    },
-    ToClient {
-        client: usize,
-        reply: Reply,
-    },
-    NodeTimer {
-        node: usize,
-    },
-    Fsync {
-        node: usize,
-        generation: u64,
-        through: Lsn,
-    },
-    LazySync {
-        node: usize,
-        generation: u64,
-    },
-    ClientNext {
-        client: usize,
-    },
-    ClientRetry {
-        client: usize,
-        seq: u64,
-        attempt: u32,
-    },
+    Deliver { from: NodeId, to: NodeId, message: Message },
+    ToNode { node: usize, client: usize, request: Request },
+    ToClient { client: usize, reply: Reply },
+    NodeTimer { node: usize },
+    Fsync { node: usize, generation: u64, through: Lsn },
+    LazySync { node: usize, generation: u64 },
+    ClientNext { client: usize },
+    ClientRetry { client: usize, seq: u64, attempt: u32 },
     Crash,
-    /// A crash of this node, chosen by a fault script.
-    CrashNode {
-        node: usize,
-    },
-    Restart {
-        node: usize,
-    },
+    // A crash of this node, chosen by a fault script.
+    CrashNode { node: usize },
+    Restart { node: usize },
     PartitionStart,
     PartitionEnd,
     Heal,
@@ -362,7 +332,7 @@ impl World {
                         u64::from(from.0),
                         u64::from(to.0),
                         txn_word(message.txn()),
-                        str_word(message.kind()),
+                        message_word(&message),
                         generation,
                     ],
                     || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
@@ -1002,9 +972,17 @@ fn applied_by(record: &Record) -> Durable {
     }
 }
 
-/// A word for the trace hash from a name or a rendered value (FNV-1a).
-fn str_word(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+/// A word for the trace hash from a message's kind (its transaction has a word of its own).
+fn message_word(message: &Message) -> u64 {
+    match message {
+        Message::Prepare { .. } => 1,
+        Message::Vote { vote: Vote::Yes, .. } => 2,
+        Message::Vote { vote: Vote::No(_), .. } => 3,
+        Message::Decision { decision: Decision::Commit, .. } => 4,
+        Message::Decision { decision: Decision::Abort, .. } => 5,
+        Message::Ack { .. } => 6,
+        Message::Query { .. } => 7,
+    }
 }
 
 /// A word for the trace hash from a reply's outcome: its kind and, for a value, the value.

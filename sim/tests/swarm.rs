@@ -1,7 +1,7 @@
 //! The simulator's main test: a thousand swarm seeds, each its own cluster, workload and fault
 //! mix, each passing every checker; determinism; and every seed that ever found a bug.
 
-use dkv_sim::{Overrides, Report, RunOptions, run};
+use dkv_sim::{Report, RunOptions, run};
 
 fn failure_message(report: &Report) -> String {
     let mut s = format!("seed {} failed ({})\n", report.seed, report.params);
@@ -79,17 +79,7 @@ fn seeds_that_found_bugs_stay_fixed() {
 /// message's sender crashes right after sending, and every checker still passes.
 #[test]
 fn fault_script_crashes_senders_and_every_checker_passes() {
-    let options = RunOptions {
-        overrides: Overrides {
-            nodes: Some(3),
-            clients: Some(3),
-            ops_per_client: Some(8),
-            keys: Some(3),
-            ..Default::default()
-        },
-        fault_script: Some(vec![0x02; 60]),
-        ..Default::default()
-    };
+    let options = RunOptions::scripted(vec![0x02; 60]);
     for seed in 0..20 {
         let report = run(seed, &options);
         assert!(report.passed(), "seed {seed}: {:?}", report.violations);
