@@ -12,7 +12,7 @@
 //! oldest is forgotten first.
 
 use crate::ids::{ClientId, RequestId};
-use crate::operation::{AbortReason, Outcome};
+use crate::operation::{OpFailure, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -21,23 +21,23 @@ use std::collections::BTreeMap;
 pub enum Completed {
     /// Every op applied.
     Committed,
-    /// Nothing applied: op `op_index` needed its key to exist, and it did not.
-    KeyNotFound { op_index: u32 },
+    /// Nothing applied: an op could not run (the transaction committed as a no-op).
+    Failed(OpFailure),
 }
 
 impl Completed {
     /// The outcome of running `ops` on a store: what [`crate::store::Store::check`] says.
-    pub fn of_check(check: Result<(), u32>) -> Completed {
+    pub fn of_check(check: Result<(), OpFailure>) -> Completed {
         match check {
             Ok(()) => Completed::Committed,
-            Err(op_index) => Completed::KeyNotFound { op_index },
+            Err(failure) => Completed::Failed(failure),
         }
     }
 
     pub fn outcome(self) -> Outcome {
         match self {
             Completed::Committed => Outcome::Committed,
-            Completed::KeyNotFound { op_index } => Outcome::Aborted(AbortReason::KeyNotFound { op_index }),
+            Completed::Failed(failure) => Outcome::Failed(failure),
         }
     }
 }
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn oldest_client_is_evicted_first() {
         let mut c = Completions::new(2);
-        let missing = Completed::KeyNotFound { op_index: 0 };
+        let missing = Completed::Failed(OpFailure { op_index: 0, reason: crate::operation::FailReason::KeyNotFound });
         c.record(id(1, 1), Completed::Committed);
         c.record(id(2, 1), Completed::Committed);
         c.record(id(1, 2), missing); // client 1 is now the most recent

@@ -13,19 +13,19 @@
 //!
 //! | group | methods | what they are |
 //! |---|---|---|
-//! | inputs | [`Node::handle_request`], [`Node::handle_message`], [`Node::handle_durable`], [`Node::handle_timeout`] (or [`Node::handle`] with an [`Input`]) | a client request, a peer message, "these records are durable", "the deadline passed" |
+//! | input | [`Node::handle`] with an [`Input`] | a client request, a peer message, "these records are durable", "the deadline passed" |
 //! | outputs | [`Node::poll_output`] | [`Output::Send`] a message, [`Output::Reply`] to a client, [`Output::Persist`] a record |
-//! | deadline | [`Node::deadline`] | when to call `handle_timeout` next |
+//! | deadline | [`Node::deadline`] | when to hand it [`Input::Timeout`] next |
 //! | getters | [`Node::store`], [`Node::stats`], [`Node::is_quiescent`], ... | read-only views |
 //!
 //! After **every** input, drain `poll_output` until it returns `None`, then read `deadline`
-//! and call `handle_timeout` once that time has come (earlier is harmless). Every call takes
+//! and hand the node [`Input::Timeout`] once that time has come (earlier is harmless). Every call takes
 //! `now`, a [`Time`] that must never go backwards.
 //!
 //! ## Durability is the core's business
 //!
 //! `Persist` outputs carry a log sequence number ([`Lsn`]). Write the records in order; once
-//! everything up to some lsn is on stable storage (fsync), report it with `handle_durable`.
+//! everything up to some lsn is on stable storage (fsync), report it with [`Input::Durable`].
 //! Drivers may group many records into one fsync. The node itself holds back whatever must not
 //! precede durability — a participant's YES vote until its PREPARE record is durable, a commit
 //! (to the client and to the participants) until the coordinator's decision record is durable,
@@ -81,7 +81,8 @@ pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
 pub use node::{Input, Node, Output, StartError, Stats};
 pub use operation::{
-    AbortReason, Key, OpCode, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value, WriteOp,
+    FailReason, Key, OpCode, OpFailure, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value,
+    WriteOp,
 };
-pub use record::{Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
+pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
 pub use time::Time;

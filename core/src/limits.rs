@@ -1,7 +1,7 @@
 //! Size limits on keys, values and transactions, checked wherever a request or a peer's message
 //! enters the core.
 
-use crate::operation::{Operation, WriteOp};
+use crate::operation::WriteOp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -74,13 +74,6 @@ impl Limits {
             return Err(LimitError::TxnTooLarge { size: total, max: self.txn_bytes_max });
         }
         Ok(())
-    }
-
-    pub fn check_operation(&self, operation: &Operation) -> Result<(), LimitError> {
-        match operation {
-            Operation::Get { key } => self.check_key(0, key),
-            Operation::Txn { ops } => self.check_ops(ops),
-        }
     }
 }
 

@@ -173,6 +173,8 @@ impl Node {
 
     // ---- Inputs ----
 
+    /// The one way in: everything that happens to the node is an [`Input`]. Drain
+    /// [`Node::poll_output`] after every call.
     pub fn handle(&mut self, now: Time, input: Input) {
         match input {
             Input::Request { reply_to, request } => self.handle_request(now, reply_to, request),
@@ -182,7 +184,7 @@ impl Node {
         }
     }
 
-    pub fn handle_request(&mut self, now: Time, reply_to: ReplyTo, request: Request) {
+    fn handle_request(&mut self, now: Time, reply_to: ReplyTo, request: Request) {
         match request.operation {
             Operation::Get { key } => self.read(now, reply_to, request.id, key),
             Operation::Txn { ops } => self.coordinate(now, reply_to, request.id, ops),
@@ -191,7 +193,7 @@ impl Node {
     }
 
     /// Peer input is untrusted: anything malformed or senseless is counted and dropped.
-    pub fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
+    fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
         // Every message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
         let members = self.config.members;
@@ -211,7 +213,7 @@ impl Node {
         self.maybe_snapshot();
     }
 
-    pub fn handle_durable(&mut self, now: Time, through: Lsn) {
+    fn handle_durable(&mut self, now: Time, through: Lsn) {
         // The driver may only report records it was given.
         debug_assert!(through.0 < self.next_lsn, "durable lsn {} was never emitted", through.0);
         let through = Lsn(through.0.min(self.next_lsn - 1));
@@ -235,7 +237,7 @@ impl Node {
     }
 
     /// Fires every timer due at `now`. Calling it early, or twice, is harmless.
-    pub fn handle_timeout(&mut self, now: Time) {
+    fn handle_timeout(&mut self, now: Time) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Coordinator(txn) => self.on_coordinator_timer(now, txn),
@@ -254,7 +256,7 @@ impl Node {
         self.outputs.pop_front()
     }
 
-    /// When to call [`Node::handle_timeout`] next; `None` if no timer is set. This is exactly
+    /// When to hand the node [`Input::Timeout`] next; `None` if no timer is set. This is exactly
     /// the deadline the node acts on.
     pub fn deadline(&self) -> Option<Time> {
         self.timers.next_deadline()

@@ -9,25 +9,13 @@ use thiserror::Error;
 pub type Key = Vec<u8>;
 pub type Value = Vec<u8>;
 
-/// The seed project's operation codes, kept by the programs' `-o/--oprtn` flag.
+/// The original project's operation codes, kept by the programs' `-o/--oprtn` flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpCode {
     Update = 0,
     Get = 1,
     Delete = 2,
     Put = 3,
-}
-
-impl OpCode {
-    pub fn from_code(code: u8) -> Option<OpCode> {
-        match code {
-            0 => Some(OpCode::Update),
-            1 => Some(OpCode::Get),
-            2 => Some(OpCode::Delete),
-            3 => Some(OpCode::Put),
-            _ => None,
-        }
-    }
 }
 
 /// One write inside a transaction.
@@ -72,14 +60,6 @@ impl WriteOp {
     pub fn requires_key(&self) -> bool {
         !matches!(self, WriteOp::Put { .. })
     }
-
-    pub fn code(&self) -> OpCode {
-        match self {
-            WriteOp::Put { .. } => OpCode::Put,
-            WriteOp::Update { .. } => OpCode::Update,
-            WriteOp::Delete { .. } => OpCode::Delete,
-        }
-    }
 }
 
 /// What a request asks for. A single write is a one-op transaction: there is one commit path.
@@ -105,7 +85,7 @@ pub struct Reply {
     pub outcome: Outcome,
 }
 
-/// Everything a client can be told. `Committed`, `Value`, `NotFound`, `Aborted` and `Rejected`
+/// Everything a client can be told. `Committed`, `Value`, `NotFound`, `Failed` and `Rejected`
 /// are definite. `TryAgain` is not an outcome: the request may or may not take effect, and a
 /// retry with the same request id is always safe (it is never applied twice).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
@@ -116,21 +96,33 @@ pub enum Outcome {
     Value(#[serde(with = "serde_bytes")] Value),
     #[error("not found")]
     NotFound,
-    #[error("aborted, nothing was applied: {0}")]
-    Aborted(AbortReason),
+    /// Two-phase commit committed the transaction as a no-op: one of its ops could not run
+    /// (decided under the locks, identically at every participant), so none was applied. This
+    /// is the request's final outcome, recorded with it on every node.
+    #[error("failed, nothing was applied: {0}")]
+    Failed(OpFailure),
     #[error("rejected: {0}")]
     Rejected(RejectReason),
     #[error("no outcome yet: {0}; retrying with the same request id is safe")]
     TryAgain(TryAgainReason),
 }
 
-/// Why a transaction was aborted. Nothing of it was applied anywhere, and this is the
-/// request's final outcome: it was decided by two-phase commit and recorded with the request,
-/// so every retry of the request gets this same answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
-pub enum AbortReason {
-    #[error("op {op_index} needs its key to exist, and it does not")]
-    KeyNotFound { op_index: u32 },
+/// The op of a transaction that could not run, and why. A transaction with a failed op
+/// applies nothing; it is not an abort (the 2PC decision was commit, of a no-op), so every
+/// retry of the request gets this same answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Error)]
+#[error("op {op_index} {reason}")]
+pub struct OpFailure {
+    /// The index of the first op that could not run.
+    pub op_index: u32,
+    pub reason: FailReason,
+}
+
+/// Why an op could not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Error)]
+pub enum FailReason {
+    #[error("needs its key to exist, and it does not")]
+    KeyNotFound,
 }
 
 /// Why a request was refused without being run. Retrying it unchanged will not help.
@@ -164,7 +156,7 @@ pub enum TryAgainReason {
     #[error("nodes {nodes} did not answer in time; writes need every node, so check they are running and reachable")]
     Unavailable { nodes: NodeSet },
     #[error(
-        "node {node} is configured differently from the node that coordinated (another set of cluster members, or a -u node among -t nodes); start every node with the same ids in --peers and the same mode"
+        "node {node} is configured differently from the node that coordinated (another set of cluster members, or other size limits); every node must be started with the same members and the same limits"
     )]
     ConfigMismatch { node: NodeId },
 }

@@ -79,6 +79,11 @@ impl Record {
     }
 }
 
+/// How long a driver may hold records that need not be synced promptly (see
+/// [`Record::sync_promptly`]) before it syncs them anyway. Bounds how long a finished
+/// transaction's acknowledgement waits, and so how long its coordinator holds it.
+pub const LAZY_SYNC_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A transaction with everything needed to apply it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnRecord {

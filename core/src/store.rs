@@ -1,6 +1,6 @@
 //! The key-value data itself, in key order, with the rules of each write op.
 
-use crate::operation::{Key, Value, WriteOp};
+use crate::operation::{FailReason, Key, OpFailure, Value, WriteOp};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,15 +32,15 @@ impl Store {
 
     /// Checks that `ops`, run in order, would all succeed: an update or delete needs its key to
     /// exist at that point, taking the earlier ops of the same transaction into account.
-    /// Returns the index of the first op that would fail.
-    pub fn check(&self, ops: &[WriteOp]) -> Result<(), u32> {
+    /// Returns the first op that would fail, and why.
+    pub fn check(&self, ops: &[WriteOp]) -> Result<(), OpFailure> {
         // Existence of keys the transaction itself has written so far.
         let mut written: BTreeMap<&[u8], bool> = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
             let key = op.key();
             let exists = written.get(key).copied().unwrap_or_else(|| self.entries.contains_key(key));
             if op.requires_key() && !exists {
-                return Err(i as u32);
+                return Err(OpFailure { op_index: i as u32, reason: FailReason::KeyNotFound });
             }
             written.insert(key, !matches!(op, WriteOp::Delete { .. }));
         }

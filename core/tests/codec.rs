@@ -48,7 +48,7 @@ fn frame_value() -> impl Strategy<Value = Frame> {
         Just(Outcome::Committed),
         bytes(16).prop_map(Outcome::Value),
         Just(Outcome::NotFound),
-        any::<u32>().prop_map(|op_index| Outcome::Aborted(AbortReason::KeyNotFound { op_index })),
+        any::<u32>().prop_map(|op_index| Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound })),
         Just(Outcome::TryAgain(TryAgainReason::InProgress)),
     ];
     let message = prop_oneof![
@@ -139,7 +139,8 @@ proptest! {
     /// Arbitrary payloads behind a valid header never panic either.
     #[test]
     fn frame_payload_garbage_is_an_error(payload in bytes(256)) {
-        let mut bytes = b"dkv\x01".to_vec();
+        let mut bytes = b"dkv".to_vec();
+    bytes.push(frame::VERSION);
         bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&payload);
         let _ = frame::decode_datagram(&bytes, MAX);
@@ -188,7 +189,8 @@ proptest! {
 /// A frame header announcing more than the limit is refused before any payload is buffered.
 #[test]
 fn oversized_frame_is_refused_from_its_header() {
-    let mut bytes = b"dkv\x01".to_vec();
+    let mut bytes = b"dkv".to_vec();
+    bytes.push(frame::VERSION);
     bytes.extend_from_slice(&(MAX + 1).to_le_bytes());
     assert_eq!(frame::decode_stream(&bytes, MAX), Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX }));
 }

@@ -68,7 +68,7 @@ fn retry_gets_original_key_not_found_outcome() {
     let mut c = Cluster::new(3);
     let first = c.request(0, txn(7, 1, vec![update("k", "from-retry")]));
     assert!(c.settle());
-    let not_found = Outcome::Aborted(dkv_core::AbortReason::KeyNotFound { op_index: 0 });
+    let not_found = Outcome::Failed(dkv_core::OpFailure { op_index: 0, reason: dkv_core::FailReason::KeyNotFound });
     assert_eq!(c.reply(first).unwrap().outcome, not_found);
     c.request(1, txn(8, 1, vec![put("k", "created")]));
     assert!(c.settle());

@@ -4,7 +4,7 @@
 
 mod harness;
 use dkv_core::store::Store;
-use dkv_core::{AbortReason, Outcome, WriteOp};
+use dkv_core::{FailReason, OpFailure, Outcome, WriteOp};
 use harness::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -21,7 +21,8 @@ fn op() -> impl Strategy<Value = WriteOp> {
 
 /// The rules, written as plainly as possible: run the ops in order on a copy; if any update
 /// or delete finds its key missing, throw the copy away and report that op.
-fn model_apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Result<(), u32> {
+fn model_apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Result<(), OpFailure> {
+    let missing = |i: usize| OpFailure { op_index: i as u32, reason: FailReason::KeyNotFound };
     let mut copy = model.clone();
     for (i, op) in ops.iter().enumerate() {
         match op {
@@ -30,11 +31,11 @@ fn model_apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Resul
             }
             WriteOp::Update { key, value } => match copy.get_mut(key) {
                 Some(v) => *v = value.clone(),
-                None => return Err(i as u32),
+                None => return Err(missing(i)),
             },
             WriteOp::Delete { key } => {
                 if copy.remove(key).is_none() {
-                    return Err(i as u32);
+                    return Err(missing(i));
                 }
             }
         }
@@ -70,7 +71,7 @@ proptest! {
         for (seq, (node, ops)) in txns.into_iter().enumerate() {
             let expected = match model_apply(&mut model, &ops) {
                 Ok(()) => Outcome::Committed,
-                Err(op_index) => Outcome::Aborted(AbortReason::KeyNotFound { op_index }),
+                Err(failure) => Outcome::Failed(failure),
             };
             let r = cluster.request(node, txn(1, seq as u64 + 1, ops));
             prop_assert!(cluster.settle());

@@ -3,7 +3,7 @@
 //! termination and conflict handling.
 
 mod harness;
-use dkv_core::{AbortReason, Decision, Message, NodeSet, Outcome, Record, TryAgainReason, Vote};
+use dkv_core::{Decision, FailReason, Message, NodeSet, OpFailure, Outcome, Record, TryAgainReason, Vote};
 use harness::*;
 use std::time::Duration;
 
@@ -25,7 +25,10 @@ fn update_of_missing_key_aborts_everywhere() {
     let mut c = Cluster::new(3);
     let r = c.request(0, txn(1, 1, vec![update("missing", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 0 }));
+    assert_eq!(
+        c.reply(r).unwrap().outcome,
+        Outcome::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound })
+    );
     for i in 0..3 {
         assert_eq!(c.node(i).store().len(), 0);
         assert_eq!(c.node(i).locked_keys(), 0);
@@ -43,7 +46,10 @@ fn multi_key_transaction_is_all_or_nothing() {
 
     let r = c.request(2, txn(1, 2, vec![update("a", "10"), delete("b"), update("zz", "x")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 2 }));
+    assert_eq!(
+        c.reply(r).unwrap().outcome,
+        Outcome::Failed(OpFailure { op_index: 2, reason: FailReason::KeyNotFound })
+    );
     for i in 0..3 {
         assert_eq!(c.value(i, "a"), Some(b"1".to_vec()));
         assert_eq!(c.value(i, "b"), Some(b"2".to_vec()));
@@ -68,7 +74,10 @@ fn ops_in_a_transaction_see_earlier_ops() {
     assert_eq!(c.value(1, "k"), Some(b"2".to_vec()));
     let r = c.request(0, txn(1, 2, vec![delete("k"), update("k", "3")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Aborted(AbortReason::KeyNotFound { op_index: 1 }));
+    assert_eq!(
+        c.reply(r).unwrap().outcome,
+        Outcome::Failed(OpFailure { op_index: 1, reason: FailReason::KeyNotFound })
+    );
 }
 
 /// A participant votes YES only after its PREPARE record is durable.

@@ -100,7 +100,7 @@ fn no_reason(r: u8) -> NoReason {
         0 => NoReason::Conflict,
         1 => NoReason::InProgress,
         2 => NoReason::AlreadyCompleted(completions::Completed::Committed),
-        3 => NoReason::AlreadyCompleted(completions::Completed::KeyNotFound { op_index: u32::from(r) }),
+        3 => NoReason::AlreadyCompleted(completions::Completed::Failed(dkv_core::OpFailure { op_index: u32::from(r), reason: dkv_core::FailReason::KeyNotFound })),
         4 => NoReason::Stale { completed_seq: u64::from(r) },
         _ => NoReason::Busy,
     }

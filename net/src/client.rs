@@ -64,7 +64,7 @@ pub enum ClientError {
         "no outcome within {timeout:?}: {reason}; the request may or may not have been applied, and retrying is safe"
     )]
     NoOutcome { reason: TryAgainReason, timeout: Duration },
-    #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); use TCP (-t)")]
+    #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); send it over TCP")]
     TooLargeForDatagram { len: usize, max: usize },
     #[error("{addr} refused the request: {error}")]
     Refused { addr: SocketAddr, error: FrameError },

@@ -22,7 +22,7 @@ use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
+use dkv_core::{Config, Input, LAZY_SYNC_DELAY, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
@@ -44,9 +44,6 @@ const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
 /// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
 const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
-/// The longest a record that no reply or vote waits for ([`dkv_core::Record::sync_promptly`]) stays
-/// unsynced when no other record comes along to share a sync with it.
-const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 /// A connection told about its error is closed after this long even if the error never
@@ -305,7 +302,7 @@ impl Server {
                 self.receive_datagrams(now)?;
             }
             if self.node.deadline().is_some_and(|deadline| deadline <= now) {
-                self.node.handle_timeout(now);
+                self.node.handle(now, Input::Timeout);
                 self.drain_outputs(now)?;
             }
             self.group_commit(now)?;
@@ -556,9 +553,9 @@ impl Server {
                 };
                 let reply_to = self.routes.insert(route);
                 ServerStats::add(&self.stats.requests, 1);
-                self.node.handle_request(now, reply_to, request);
+                self.node.handle(now, Input::Request { reply_to, request });
             }
-            Frame::Peer { from, message } => self.node.handle_message(now, from, message),
+            Frame::Peer { from, message } => self.node.handle(now, Input::Message { from, message }),
             Frame::Reply(_) | Frame::Error(_) => {
                 ServerStats::add(&self.stats.frames_rejected, 1);
                 let error = FrameError::Malformed {
@@ -683,7 +680,7 @@ impl Server {
             ServerStats::add(&self.stats.syncs, 1);
             ServerStats::add(&self.stats.records_synced, self.appended.0 - self.durable.0);
             self.durable = self.appended;
-            self.node.handle_durable(now, self.durable);
+            self.node.handle(now, Input::Durable { through: self.durable });
             self.drain_outputs(now)?;
         }
         self.flush_queued();

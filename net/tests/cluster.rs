@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestCluster;
-use dkv_core::{AbortReason, Outcome, WriteOp};
+use dkv_core::{FailReason, OpFailure, Outcome, WriteOp};
 use dkv_net::{ClientError, ClientTransport, Transport};
 
 fn value(outcome: Outcome) -> Option<Vec<u8>> {
@@ -25,7 +25,10 @@ fn exercise(cluster: &TestCluster, transport: ClientTransport) {
     }
     assert_eq!(clients[1].update("a", "2").unwrap(), Outcome::Committed);
     assert_eq!(value(clients[2].get("a").unwrap()), Some(b"2".to_vec()));
-    assert_eq!(clients[2].update("missing", "x").unwrap(), Outcome::Aborted(AbortReason::KeyNotFound { op_index: 0 }));
+    assert_eq!(
+        clients[2].update("missing", "x").unwrap(),
+        Outcome::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound })
+    );
     let txn = vec![
         WriteOp::Put { key: b"b".to_vec(), value: b"3".to_vec() },
         WriteOp::Update { key: b"a".to_vec(), value: b"4".to_vec() },
@@ -35,7 +38,10 @@ fn exercise(cluster: &TestCluster, transport: ClientTransport) {
     assert_eq!(value(clients[1].get("b").unwrap()), Some(b"3".to_vec()));
     // A transaction with a failing op applies nothing.
     let txn = vec![WriteOp::Delete { key: b"a".to_vec() }, WriteOp::Delete { key: b"nope".to_vec() }];
-    assert_eq!(clients[2].txn(txn).unwrap(), Outcome::Aborted(AbortReason::KeyNotFound { op_index: 1 }));
+    assert_eq!(
+        clients[2].txn(txn).unwrap(),
+        Outcome::Failed(OpFailure { op_index: 1, reason: FailReason::KeyNotFound })
+    );
     assert_eq!(value(clients[0].get("a").unwrap()), Some(b"4".to_vec()));
     assert_eq!(clients[0].delete("a").unwrap(), Outcome::Committed);
     for client in &mut clients {
@@ -58,7 +64,7 @@ fn three_nodes_in_udp_mode_serve_every_operation() {
     exercise(&cluster, ClientTransport::Udp);
     let mut client = cluster.client(0, ClientTransport::Udp);
     match client.put("big", vec![0u8; 70_000]) {
-        Err(error @ ClientError::TooLargeForDatagram { .. }) => assert!(error.to_string().contains("use TCP")),
+        Err(error @ ClientError::TooLargeForDatagram { .. }) => assert!(error.to_string().contains("over TCP")),
         other => panic!("expected a too-large-for-datagram error, got {other:?}"),
     }
 }

@@ -2,7 +2,7 @@
 //! virtual time and its final outcome. Retries of a request belong to the same operation: it
 //! may take effect at any moment between its first invocation and its final response.
 
-use dkv_core::{AbortReason, ClientId, Outcome, Value, WriteOp};
+use dkv_core::{ClientId, FailReason, OpFailure, Outcome, Value, WriteOp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -84,7 +84,7 @@ pub fn result_of(outcome: &Outcome) -> Option<Result> {
         Outcome::Committed => Result::Committed,
         Outcome::Value(v) => Result::Read(Some(v.clone())),
         Outcome::NotFound => Result::Read(None),
-        Outcome::Aborted(AbortReason::KeyNotFound { op_index }) => Result::FailedAt(*op_index),
+        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => Result::FailedAt(*op_index),
         Outcome::Rejected(_) => Result::NotApplied,
         Outcome::TryAgain(_) => return None,
     })

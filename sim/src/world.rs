@@ -15,8 +15,8 @@ use crate::params::{Faults, Params};
 use crate::trace::{Trace, TraceMode};
 use crate::workload;
 use dkv_core::{
-    AbortReason, Canary, ClientId, Config, Decision, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome,
-    Output, Record, Reply, ReplyTo, Request, RequestId, TxnId, Vote,
+    Canary, ClientId, Config, Decision, FailReason, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet,
+    OpFailure, Operation, Outcome, Output, Record, Reply, ReplyTo, Request, RequestId, TxnId, Vote,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -27,10 +27,6 @@ use std::time::Duration;
 /// Bits of an event's queue key that name its slot: far more than the events ever pending at
 /// once, and the other 40 bits count far more events than `EVENTS_MAX`.
 const SLOT_BITS: u32 = 24;
-
-/// How long records that may wait ([`Record::sync_promptly`]) stay unsynced at most, as in
-/// dkv-net.
-const LAZY_SYNC_DELAY: Duration = Duration::from_millis(20);
 
 /// A client's first backoff window after "try again", and the largest.
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -991,7 +987,7 @@ fn outcome_word(outcome: &Outcome) -> u64 {
         Outcome::Committed => 1,
         Outcome::Value(value) => 2 ^ value.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b)) << 8,
         Outcome::NotFound => 3,
-        Outcome::Aborted(AbortReason::KeyNotFound { op_index }) => 4 | u64::from(*op_index) << 8,
+        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => 4 | u64::from(*op_index) << 8,
         Outcome::Rejected(_) => 5,
         Outcome::TryAgain(_) => 6,
     }

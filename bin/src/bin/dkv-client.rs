@@ -2,7 +2,8 @@
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging};
-use dkv_core::{AbortReason, OpCode, Operation, Outcome, WriteOp};
+use dkv_core::codec::FrameError;
+use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, TryAgainReason, WriteOp};
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,8 +18,8 @@ mod exit {
     /// Bad flags or arguments, or a request the cluster refuses as invalid (over a limit).
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
-    /// A transaction aborted: nothing was applied.
-    pub const ABORTED: u8 = 4;
+    /// An op of a transaction could not run: nothing was applied.
+    pub const FAILED: u8 = 4;
     /// No node reachable, or no outcome in time; the write may or may not have been applied.
     pub const UNAVAILABLE: u8 = 5;
 }
@@ -212,14 +213,16 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
             Report { code: exit::OK, outcome: "value", value: Some(value), message: String::new() }
         }
         Ok(Outcome::NotFound) => r(exit::NOT_FOUND, "not_found", format!("not found: key '{key}' does not exist")),
-        Ok(Outcome::Aborted(AbortReason::KeyNotFound { .. })) if single_op => r(
+        Ok(Outcome::Failed(OpFailure { reason: FailReason::KeyNotFound, .. })) if single_op => r(
             exit::NOT_FOUND,
             "not_found",
             format!("not found: {} needs key '{key}' to exist, and it does not; nothing was changed", job.name),
         ),
-        Ok(Outcome::Aborted(reason)) => r(exit::ABORTED, "aborted", format!("aborted, nothing was applied: {reason}")),
+        Ok(Outcome::Failed(failure)) => r(exit::FAILED, "failed", format!("failed, nothing was applied: {failure}")),
         Ok(Outcome::Rejected(reason)) => r(exit::USAGE, "rejected", format!("rejected, nothing was applied: {reason}")),
-        Ok(Outcome::TryAgain(reason)) => r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}")),
+        Ok(Outcome::TryAgain(reason)) => {
+            r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}{}", try_again_advice(&reason)))
+        }
         Err(error) => {
             let code = match error {
                 ClientError::NoNodes | ClientError::TooLargeForDatagram { .. } => exit::USAGE,
@@ -229,8 +232,24 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                 ClientError::Refused { .. } | ClientError::Socket(_) => exit::ERROR,
             };
             let outcome = if code == exit::UNAVAILABLE { "unavailable" } else { "error" };
-            r(code, outcome, error.to_string())
+            let advice = match &error {
+                ClientError::TooLargeForDatagram { .. }
+                | ClientError::Refused { error: FrameError::TooLargeForDatagram { .. }, .. } => " (-t)",
+                ClientError::NoOutcome { reason, .. } => try_again_advice(reason),
+                _ => "",
+            };
+            r(code, outcome, format!("{error}{advice}"))
         }
+    }
+}
+
+/// What the core's reasons cannot say: which flags to change.
+fn try_again_advice(reason: &TryAgainReason) -> &'static str {
+    match reason {
+        TryAgainReason::ConfigMismatch { .. } => {
+            " (give every dkv-server the same node ids in --peers, and -u to all of them or to none)"
+        }
+        _ => "",
     }
 }
 

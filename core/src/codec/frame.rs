@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 3] = *b"dkv";
-pub const VERSION: u8 = 1;
+/// Version 2: a failed op is `Outcome::Failed` with a typed reason (version 1 called it an abort).
+pub const VERSION: u8 = 2;
 pub const HEADER_BYTES: usize = 8;
 
 /// Everything that travels between processes.
@@ -32,7 +33,7 @@ pub enum FrameError {
     UnsupportedVersion { found: u8 },
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: u64, max: u32 },
-    #[error("frame of {len} bytes does not fit one UDP datagram of at most {max} bytes; use TCP (-t)")]
+    #[error("frame of {len} bytes does not fit one UDP datagram of at most {max} bytes; send it over TCP")]
     TooLargeForDatagram { len: u64, max: u32 },
     #[error("frame is cut short: {missing} more bytes were expected")]
     Truncated { missing: u64 },

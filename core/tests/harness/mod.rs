@@ -149,7 +149,7 @@ impl Cluster {
         }
         let now = self.now;
         if let Some(node) = self.nodes[i].as_mut() {
-            node.handle_durable(now, last);
+            node.handle(now, Input::Durable { through: last });
         }
         self.drain(i);
     }
