@@ -1,9 +1,9 @@
-//! Shared by the dkv programs: log levels in the seed's spelling, and logging setup.
+//! Shared by the dkv programs: log levels in the original project's spelling, and logging setup.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The seed's log levels: `error`, `info`, `debug`, or `0`, `1`, `2`.
+/// The original project's log levels: `error`, `info`, `debug`, or `0`, `1`, `2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogLevel {
     Error,
@@ -55,7 +55,7 @@ pub fn init_logging(level: LogLevel) {
 mod tests {
     use super::*;
 
-    /// Both of the seed's spellings parse; anything else is a clear error.
+    /// Both of the original project's spellings parse; anything else is a clear error.
     #[test]
     fn log_levels_parse_in_both_spellings() {
         assert_eq!("2".parse(), Ok(LogLevel::Debug));

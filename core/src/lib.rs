@@ -48,7 +48,10 @@
 //! PREPARE to every other node, and each participant checks, locks, persists and votes. All YES:
 //! the coordinator persists its decision, applies, answers the client and sends COMMIT until
 //! every participant acknowledges. Any NO or a missing vote: abort (nothing is logged: presumed
-//! abort). Lock conflicts are refused at once and retried by the coordinator after a randomized
+//! abort). Whether each op can run (an update or delete needs its key) is not a vote: it is
+//! judged under the locks, identically everywhere, and a transaction with an op that cannot run
+//! commits as a no-op whose completion record names the op ([`Outcome::Failed`]), so every
+//! definite outcome is decided by two-phase commit and no retry can be told another. Lock conflicts are refused at once and retried by the coordinator after a randomized
 //! backoff, so nothing deadlocks or livelocks. Reads are served from memory unless the key is
 //! locked, in which case they wait for the decision. Every request carries a (client, sequence)
 //! id whose completion is replicated with the write, so retries are never applied twice.
@@ -57,17 +60,13 @@ pub mod canary;
 pub mod codec;
 pub mod completions;
 pub mod config;
-mod coordinator;
 mod decisions;
 pub mod ids;
-pub mod invariants;
 pub mod limits;
 pub mod locks;
 pub mod message;
 mod node;
 pub mod operation;
-mod participant;
-mod reads;
 pub mod record;
 pub mod recovery;
 pub mod store;
@@ -79,7 +78,7 @@ pub use config::{Bounds, Config, ConfigError, Timing};
 pub use ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
-pub use node::{Input, Node, Output, StartError, Stats};
+pub use node::{Input, InvariantViolation, Node, Output, StartError, Stats};
 pub use operation::{
     FailReason, Key, OpCode, OpFailure, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value,
     WriteOp,

@@ -2,14 +2,9 @@
 //! compacted. A snapshot holds exactly what replaying the records before it would rebuild.
 
 use crate::completions::{Completed, Completions};
-use crate::coordinator::{CoordinatorTxn, Phase};
-use crate::ids::{NodeSet, TxnId};
-use crate::node::Node;
-use crate::participant::{PreparedState, PreparedTxn};
-use crate::record::{DecisionState, Entry, Record, Snapshot, SnapshotHeader, TxnRecord};
+use crate::ids::{NodeId, RequestId, TxnId};
+use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord};
 use crate::store::Store;
-use crate::time::Time;
-use crate::timers::Timer;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -24,11 +19,11 @@ pub enum RecoveryError {
     #[error("record {index}: transaction {txn} locks a key that {holder} already holds")]
     LockConflict { index: usize, txn: TxnId, holder: TxnId },
     #[error("record {index}: request {request} is prepared under two transactions")]
-    DuplicateRequest { index: usize, request: crate::ids::RequestId },
+    DuplicateRequest { index: usize, request: RequestId },
     #[error(
         "record {index}: transaction {txn} was coordinated by another node than {node}; is this another node's data directory?"
     )]
-    ForeignTransaction { index: usize, txn: TxnId, node: crate::ids::NodeId },
+    ForeignTransaction { index: usize, txn: TxnId, node: NodeId },
     #[error("record {index} ({kind}) is not inside a snapshot")]
     OutsideSnapshot { index: usize, kind: &'static str },
     #[error("record {index} ends a snapshot of {expected} entries, but {found} were logged")]
@@ -44,15 +39,18 @@ struct PartialSnapshot {
     store: Store,
 }
 
-/// The state a log describes.
+/// The state a log describes, as plain data; the node hands each role its part.
 pub(crate) struct Recovered {
+    /// The newest incarnation the log names.
     pub(crate) incarnation: u64,
-    store: Store,
-    completions: Completions,
-    prepared: BTreeMap<TxnId, TxnRecord>,
+    pub(crate) store: Store,
+    pub(crate) completions: Completions,
+    /// Transactions prepared here as a participant whose outcome the log does not hold.
+    pub(crate) prepared: BTreeMap<TxnId, TxnRecord>,
     /// The keys the prepared transactions lock, to find overlaps without quadratic scans.
     locked: BTreeMap<Vec<u8>, TxnId>,
-    decisions: BTreeMap<TxnId, TxnRecord>,
+    /// This node's commit decisions that some participant may not have acknowledged.
+    pub(crate) decisions: BTreeMap<TxnId, TxnRecord>,
 }
 
 impl Recovered {
@@ -60,7 +58,7 @@ impl Recovered {
     /// checked: a log that contradicts itself is refused, never half-trusted.
     pub(crate) fn replay(
         records: impl IntoIterator<Item = Record>,
-        me: crate::ids::NodeId,
+        me: NodeId,
         completions_max: usize,
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
@@ -123,7 +121,7 @@ impl Recovered {
         Ok(r)
     }
 
-    /// Replays a commit exactly as [`Node::commit_prepared`] ran it: the ops apply if they all
+    /// Replays a commit exactly as the participant ran it when it committed: the ops apply if they all
     /// find their keys, else nothing does; either way the request completed.
     fn apply(&mut self, t: &TxnRecord) {
         let outcome = Completed::of_check(self.store.check(&t.ops));
@@ -135,7 +133,7 @@ impl Recovered {
 
     /// A participant's prepared transaction: never this node's own (a coordinator logs only
     /// decisions), never twice, never overlapping another's keys or request.
-    fn add_prepared(&mut self, index: usize, me: crate::ids::NodeId, t: TxnRecord) -> Result<(), RecoveryError> {
+    fn add_prepared(&mut self, index: usize, me: NodeId, t: TxnRecord) -> Result<(), RecoveryError> {
         if t.txn.coordinator == me {
             return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
         }
@@ -166,7 +164,7 @@ impl Recovered {
     fn load_snapshot(
         &mut self,
         index: usize,
-        me: crate::ids::NodeId,
+        me: NodeId,
         s: SnapshotHeader,
         store: Store,
         completions_max: usize,
@@ -193,61 +191,5 @@ impl Recovered {
             self.decisions.insert(decision.txn, decision);
         }
         Ok(())
-    }
-}
-
-impl Node {
-    /// Takes over recovered state: prepared transactions get their locks back and start asking
-    /// for their outcome; commit decisions start being delivered again.
-    pub(crate) fn install(&mut self, r: Recovered, now: Time) {
-        self.store = r.store;
-        self.completions = r.completions;
-        let query_interval = self.config.timing.query_interval;
-        for (txn, record) in r.prepared {
-            self.locks
-                .try_lock_all(txn, &record.ops)
-                .expect("replay checked that prepared transactions do not overlap");
-            self.prepared_requests.insert(record.request, txn);
-            self.prepared.insert(txn, PreparedTxn { record, state: PreparedState::Voted, query_interval, queries: 0 });
-            self.timers.set(Timer::Participant(txn), now);
-        }
-        let retransmit = self.config.timing.decision_retransmit;
-        for (txn, record) in r.decisions {
-            let mut acked = NodeSet::EMPTY;
-            acked.insert(self.config.id);
-            let phase = Phase::Committed { acked };
-            self.coordinating
-                .insert(txn, CoordinatorTxn { record, reply_to: Vec::new(), attempt: 0, phase, retransmit });
-            self.timers.set(Timer::Coordinator(txn), now);
-        }
-    }
-
-    /// The node's durable state as one record: what replaying every record emitted so far
-    /// would rebuild. Volatile state (undecided transactions this node coordinates, with their
-    /// local locks) is left out, exactly as a crash would lose it.
-    pub fn snapshot(&self) -> Snapshot {
-        let entries = self.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
-        Snapshot::from_parts(self.snapshot_header(), entries)
-    }
-
-    /// The snapshot without the store's entries.
-    pub(crate) fn snapshot_header(&self) -> SnapshotHeader {
-        let prepared =
-            self.prepared.values().filter(|p| p.state != PreparedState::Local).map(|p| p.record.clone()).collect();
-        let decisions = self
-            .coordinating
-            .values()
-            .filter_map(|c| match c.phase {
-                Phase::Voting { .. } => None,
-                Phase::Deciding => Some(DecisionState { decision: c.record.clone(), applied: false }),
-                Phase::Committed { .. } => Some(DecisionState { decision: c.record.clone(), applied: true }),
-            })
-            .collect();
-        SnapshotHeader {
-            incarnation: self.incarnation,
-            completions: self.completions.iter_oldest_first().collect(),
-            prepared,
-            decisions,
-        }
     }
 }

@@ -31,18 +31,18 @@ Examples:
   dkv-client update greeting hi            # the key must exist
   dkv-client delete greeting               # the key must exist
   dkv-client txn put:a=1 update:b=2 delete:c   # all or nothing
-  dkv-client -s 10.0.0.1 -p 9099 -t -o 3 -k greeting -v hello   # the seed's flags (-o 3 = put)
+  dkv-client -s 10.0.0.1 -p 9099 -t -o 3 -k greeting -v hello   # the original project's flags (-o 3 = put)
   dkv-client -p 9099 -n 127.0.0.1:9100,127.0.0.1:9101 --json get greeting
 
 Transaction ops are OP:KEY=VALUE for put and update, and delete:KEY; the key ends at the first
-'=' (keys in a txn cannot contain '='). A failed op aborts the whole transaction.
+'=' (keys in a txn cannot contain '='). If an op cannot run (its key is missing), none is applied.
 
 Exit codes:
   0  success (for get: the key was found and its value printed)
   1  other error (the server refused the request's bytes, a local socket failed)
   2  usage error, or a request the cluster refuses as invalid (e.g. over a size limit)
   3  not found (get of a missing key; update or delete of a missing key)
-  4  aborted: a transaction op failed (e.g. its key was missing); nothing was applied
+  4  failed: an op of a transaction could not run (its key was missing); nothing was applied
   5  unavailable: no node reachable, or no outcome in time; a write may or may not have
      been applied (retrying it is safe only with the same request id, i.e. inside one client)";
 
@@ -56,7 +56,7 @@ Exit codes:
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The seed's operation flag: 0 or update, 1 or get, 2 or delete, 3 or put. Use with -k
+    /// The original project's operation flag: 0 or update, 1 or get, 2 or delete, 3 or put. Use with -k
     /// (and -v for update and put) instead of a subcommand.
     #[arg(short = 'o', long = "oprtn", value_parser = parse_op_code)]
     oprtn: Option<OpCode>,
@@ -175,7 +175,7 @@ fn job(cli: &Cli) -> Job {
         None => {
             let Some(code) = cli.oprtn else {
                 usage_error(
-                    "say what to do: a subcommand (dkv-client put KEY VALUE, get KEY, ...) or the seed's -o OP -k KEY [-v VALUE]"
+                    "say what to do: a subcommand (dkv-client put KEY VALUE, get KEY, ...) or the original project's -o OP -k KEY [-v VALUE]"
                         .into(),
                 )
             };

@@ -22,7 +22,7 @@ Examples:
   dkv-server --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:9099,2=10.0.0.3:9099 --data-dir /var/lib/dkv
   dkv-server --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:9099,1=10.0.0.2:9099 --data-dir /var/lib/dkv
 
-  # The same on one machine, three ports, UDP only (the seed's -u mode), debug logs:
+  # The same on one machine, three ports, UDP only (the original project's -u mode), debug logs:
   dkv-server --id 0 -p 9099 --peers 1=127.0.0.1:9100,2=127.0.0.1:9101 -u -l debug --data-dir d0
 
 Every node of a cluster must be started with the same set of ids. Writes need every node
@@ -191,7 +191,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
            cargo run --release --bin dkv-client --{mode} -p {p0} put hello world\n  \
            cargo run --release --bin dkv-client --{mode} -p {p1} get hello\n  \
            cargo run --release --bin dkv-client --{mode} -p {p2} txn put:a=1 update:hello=there delete:a\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} -o 1 -k hello          # the seed's flags\n  \
+           cargo run --release --bin dkv-client --{mode} -p {p0} -o 1 -k hello          # the original project's flags\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n\
          \n\
          Stop with Ctrl-C; start the demo again and your data is still there (delete {} to start over).",

@@ -3,8 +3,8 @@
 //! have returned the new value, and returning the old one here would break linearizability.
 //! The wait is bounded in count (overflow: "busy") and in time (expiry: "try again").
 
+use super::shared::Shared;
 use crate::ids::{ReplyTo, RequestId};
-use crate::node::Node;
 use crate::operation::{Key, Outcome, RejectReason, TryAgainReason, WriteOp};
 use crate::time::Time;
 use crate::timers::Timer;
@@ -16,19 +16,20 @@ struct WaitingRead {
     reply_to: ReplyTo,
 }
 
+/// Reads waiting for locked keys, indexed by key so a release wakes exactly its readers.
 #[derive(Default)]
-pub(crate) struct WaitingReads {
+pub(super) struct WaitingReads {
     reads: BTreeMap<u64, WaitingRead>,
     by_key: BTreeMap<Key, BTreeSet<u64>>,
     next_id: u64,
 }
 
 impl WaitingReads {
-    pub(crate) fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.reads.is_empty()
     }
 
-    pub(crate) fn waiting_keys(&self) -> impl Iterator<Item = &[u8]> {
+    pub(super) fn waiting_keys(&self) -> impl Iterator<Item = &[u8]> {
         self.by_key.keys().map(Vec::as_slice)
     }
 
@@ -44,8 +45,8 @@ impl WaitingReads {
     }
 }
 
-impl Node {
-    pub(crate) fn read(&mut self, now: Time, reply_to: ReplyTo, request: RequestId, key: Key) {
+impl Shared {
+    pub(super) fn read(&mut self, now: Time, reply_to: ReplyTo, request: RequestId, key: Key) {
         if let Err(e) = self.config.limits.check_key(0, &key) {
             return self.reply(reply_to, request, Outcome::Rejected(RejectReason::Limit(e)));
         }
@@ -65,7 +66,7 @@ impl Node {
     }
 
     /// Answers the reads waiting on keys of `ops` that are no longer locked.
-    pub(crate) fn wake_reads(&mut self, ops: &[WriteOp]) {
+    pub(super) fn wake_reads(&mut self, ops: &[WriteOp]) {
         for op in ops {
             let key = op.key();
             if self.locks.is_locked(key) {
@@ -82,7 +83,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn on_read_timer(&mut self, id: u64) {
+    pub(super) fn on_read_timer(&mut self, id: u64) {
         if let Some(read) = self.reads.remove(id) {
             self.reply(read.reply_to, read.request, Outcome::TryAgain(TryAgainReason::Locked));
         }

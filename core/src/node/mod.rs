@@ -1,0 +1,318 @@
+//! [`Node`]: one cluster member's protocol state machine, and the one way to drive it.
+//!
+//! A node plays two roles, each a type of its own that owns its state: the [`Coordinator`] of
+//! the writes its clients send it, and a [`Participant`] in every write (its own coordinator's
+//! included). The node routes each input to the role it concerns and holds what both share
+//! ([`Shared`]: the store, locks, completion records, waiting reads, learned decisions, timers
+//! and the outbox), lending it to the role for the call.
+
+mod coordinator;
+mod invariants;
+mod participant;
+mod reads;
+mod shared;
+
+use crate::config::{Config, ConfigError};
+use crate::ids::{Lsn, NodeId, ReplyTo};
+use crate::message::Message;
+use crate::operation::{Operation, Reply, Request};
+use crate::record::{Entry, Record, Snapshot, SnapshotHeader, chunk_entries};
+use crate::recovery::{Recovered, RecoveryError};
+use crate::store::Store;
+use crate::time::Time;
+use crate::timers::Timer;
+use coordinator::Coordinator;
+pub use invariants::InvariantViolation;
+use participant::Participant;
+use shared::{AfterDurable, Shared};
+use thiserror::Error;
+
+/// Something that happened to the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A client's request; `reply_to` comes back with the reply.
+    Request { reply_to: ReplyTo, request: Request },
+    /// A message from another node.
+    Message { from: NodeId, message: Message },
+    /// Every record up to and including `through` is durable.
+    Durable { through: Lsn },
+    /// The clock reached the node's deadline (or any later time).
+    Timeout,
+}
+
+/// Something the node wants done. Outputs may be carried out in any order: the node only
+/// emits a message or reply once everything it depends on is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        to: NodeId,
+        message: Message,
+    },
+    Reply {
+        to: ReplyTo,
+        reply: Reply,
+    },
+    /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
+    /// storage. A durable [`Record::SnapshotEnd`] makes every record before its snapshot's
+    /// [`Record::SnapshotBegin`] unnecessary.
+    Persist {
+        lsn: Lsn,
+        record: Record,
+    },
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("the log cannot be recovered: {0}")]
+    Recovery(#[from] RecoveryError),
+}
+
+/// Counters of what the node has seen, for operators and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Peer messages that were malformed, from a non-member, or made no sense; dropped.
+    pub messages_dropped: u64,
+    /// Transactions committed here, as coordinator or participant. A transaction with an op
+    /// that could not run commits too (as a no-op, see [`crate::Outcome::Failed`]).
+    pub txns_committed: u64,
+    /// Transactions aborted here, as coordinator or participant.
+    pub txns_aborted: u64,
+    pub conflict_retries: u64,
+    pub snapshots: u64,
+    /// A commit arrived for a transaction known to have aborted. Always zero unless the
+    /// protocol is broken; the simulator fails any run where it is not.
+    pub conflicting_decisions: u64,
+    /// PREPAREs refused because the coordinator's configuration (members, limits) differs.
+    pub config_mismatches: u64,
+}
+
+/// One cluster member. See the crate documentation for the driving contract.
+pub struct Node {
+    shared: Shared,
+    coordinator: Coordinator,
+    participant: Participant,
+}
+
+impl Node {
+    /// Starts a node from the records of its log (empty for a new node): recovers the store,
+    /// the prepared transactions with their locks, the commit decisions still to deliver and the
+    /// completion records, then persists a new Boot record. The node serves reads and takes part
+    /// in transactions at once, and coordinates once the Boot record is durable.
+    pub fn start(config: Config, records: impl IntoIterator<Item = Record>, now: Time) -> Result<Node, StartError> {
+        config.validate()?;
+        let recovered = Recovered::replay(records, config.id, config.bounds.completions_max)?;
+        let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
+        let mut node = Node {
+            shared: Shared::new(config),
+            coordinator: Coordinator::new(incarnation),
+            participant: Participant::default(),
+        };
+        let Recovered { store, completions, prepared, decisions, .. } = recovered;
+        let sh = &mut node.shared;
+        sh.store = store;
+        sh.completions = completions;
+        node.participant.restore(sh, now, prepared);
+        node.coordinator.restore(sh, now, decisions);
+        let lsn = sh.persist(Record::Boot { incarnation });
+        sh.after_durable(lsn, AfterDurable::Boot);
+        Ok(node)
+    }
+
+    // ---- Input ----
+
+    /// The one way in: everything that happens to the node is an [`Input`]. Drain
+    /// [`Node::poll_output`] after every call.
+    pub fn handle(&mut self, now: Time, input: Input) {
+        match input {
+            Input::Request { reply_to, request } => self.handle_request(now, reply_to, request),
+            Input::Message { from, message } => self.handle_message(now, from, message),
+            Input::Durable { through } => self.handle_durable(now, through),
+            Input::Timeout => self.handle_timeout(now),
+        }
+        self.maybe_snapshot();
+    }
+
+    fn handle_request(&mut self, now: Time, reply_to: ReplyTo, request: Request) {
+        let Node { shared: sh, coordinator, participant } = self;
+        match request.operation {
+            Operation::Get { key } => sh.read(now, reply_to, request.id, key),
+            Operation::Txn { ops } => coordinator.coordinate(sh, participant, now, reply_to, request.id, ops),
+        }
+    }
+
+    /// Peer input is untrusted: anything malformed or senseless is counted and dropped.
+    fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
+        let Node { shared: sh, coordinator, participant } = self;
+        // Every message names a transaction, and so its coordinator: both the sender and that
+        // coordinator must be members, or answering could address a node that does not exist.
+        let members = sh.config.members;
+        if from == sh.me() || !members.contains(from) || !members.contains(message.txn().coordinator) {
+            sh.stats.messages_dropped += 1;
+            return;
+        }
+        match message {
+            Message::Prepare { txn, request, ops, participants } => {
+                let record = crate::record::TxnRecord { txn, request, ops, participants };
+                participant.on_prepare(sh, now, from, record)
+            }
+            Message::Vote { txn, vote } => coordinator.on_vote(sh, participant, now, from, txn, vote),
+            Message::Decision { txn, decision } => participant.on_decision(sh, txn, decision),
+            Message::Ack { txn } => coordinator.on_ack(sh, from, txn),
+            // Someone holding a prepared transaction asks what was decided. The coordinator
+            // answers from its own state; any other node only from a decision it has learned.
+            Message::Query { txn } => {
+                let answer =
+                    if txn.coordinator == sh.me() { coordinator.answer(txn) } else { participant.answer(sh, txn) };
+                if let Some(decision) = answer {
+                    sh.send(from, Message::Decision { txn, decision });
+                }
+            }
+        }
+    }
+
+    fn handle_durable(&mut self, now: Time, through: Lsn) {
+        let Node { shared: sh, coordinator, participant } = self;
+        if !sh.outbox.mark_durable(through) {
+            return;
+        }
+        while let Some(action) = sh.outbox.next_due() {
+            match action {
+                AfterDurable::Boot => coordinator.on_boot_durable(),
+                AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
+                AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
+                AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`. Calling it early, or twice, is harmless.
+    fn handle_timeout(&mut self, now: Time) {
+        let Node { shared: sh, coordinator, participant } = self;
+        while let Some(timer) = sh.timers.pop_due(now) {
+            match timer {
+                Timer::Coordinator(txn) => coordinator.on_timer(sh, participant, now, txn),
+                Timer::Participant(txn) => participant.on_timer(sh, now, txn),
+                Timer::Retry(request) => coordinator.on_retry_timer(sh, participant, now, request),
+                Timer::Read(id) => sh.on_read_timer(id),
+            }
+        }
+    }
+
+    // ---- Outputs ----
+
+    /// The next thing to do, until `None`. Drain after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.shared.outbox.pop()
+    }
+
+    /// When to hand the node [`Input::Timeout`] next; `None` if no timer is set. This is exactly
+    /// the deadline the node acts on.
+    pub fn deadline(&self) -> Option<Time> {
+        self.shared.timers.next_deadline()
+    }
+
+    // ---- Getters ----
+
+    pub fn id(&self) -> NodeId {
+        self.shared.me()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats
+    }
+
+    pub fn incarnation(&self) -> u64 {
+        self.coordinator.incarnation()
+    }
+
+    /// Whether the Boot record is durable (the node coordinates writes).
+    pub fn is_booted(&self) -> bool {
+        self.coordinator.is_booted()
+    }
+
+    /// Keys currently locked by prepared transactions.
+    pub fn locked_keys(&self) -> usize {
+        self.shared.locks.len()
+    }
+
+    /// Transactions prepared here whose outcome this node has not learned.
+    pub fn prepared_count(&self) -> usize {
+        self.participant.prepared_count()
+    }
+
+    /// Transactions this node coordinates that are not finished (undecided, or committed and
+    /// not yet acknowledged by every participant), and requests between attempts.
+    pub fn coordinating_count(&self) -> usize {
+        self.coordinator.unfinished_count()
+    }
+
+    /// Nothing in flight: no locks, no prepared or coordinated transactions, no waiting reads,
+    /// nothing waiting to be durable.
+    pub fn is_quiescent(&self) -> bool {
+        let sh = &self.shared;
+        sh.locks.is_empty()
+            && self.participant.is_idle()
+            && self.coordinator.unfinished_count() == 0
+            && sh.reads.is_empty()
+            && !sh.outbox.is_waiting_on_durable()
+    }
+
+    /// The completion records, oldest first.
+    pub fn completions(&self) -> impl Iterator<Item = crate::completions::CompletionRecord> + '_ {
+        self.shared.completions.iter_oldest_first()
+    }
+
+    // ---- Snapshots ----
+
+    /// The node's durable state as one value: what replaying every record emitted so far
+    /// would rebuild. Volatile state (undecided transactions this node coordinates, with their
+    /// own shares) is left out, exactly as a crash would lose it.
+    pub fn snapshot(&self) -> Snapshot {
+        let entries = self.shared.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
+        Snapshot::from_parts(self.snapshot_header(), entries)
+    }
+
+    /// The snapshot without the store's entries: each role's part, and the completion records.
+    fn snapshot_header(&self) -> SnapshotHeader {
+        SnapshotHeader {
+            incarnation: self.coordinator.incarnation(),
+            completions: self.shared.completions.iter_oldest_first().collect(),
+            prepared: self.participant.snapshot(),
+            decisions: self.coordinator.snapshot(),
+        }
+    }
+
+    /// Writes a snapshot once as many records have been written since the last one as the
+    /// larger of the configured minimum and the key count, so disk use stays proportional to
+    /// the data and each snapshot's cost is spread over as many writes.
+    fn maybe_snapshot(&mut self) {
+        let due = self.shared.config.bounds.snapshot_records_min.max(self.shared.store.len() as u64);
+        if self.shared.outbox.records_since_snapshot() < due {
+            return;
+        }
+        // Begin, entries and end go out together, with nothing between them: the store
+        // cannot change while they are written, so the snapshot is of one moment.
+        let header = self.snapshot_header();
+        let sh = &mut self.shared;
+        sh.persist(Record::SnapshotBegin(Box::new(header)));
+        let entries = sh.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() });
+        let chunks: Vec<Vec<Entry>> = chunk_entries(entries).collect();
+        for chunk in chunks {
+            sh.persist(Record::SnapshotEntries(chunk));
+        }
+        sh.persist(Record::SnapshotEnd { entries: sh.store.len() as u64 });
+        sh.outbox.snapshot_written();
+        sh.stats.snapshots += 1;
+    }
+}

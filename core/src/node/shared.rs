@@ -1,0 +1,179 @@
+//! What both protocol roles of a node use: the replica itself (store, locks, completion records,
+//! waiting reads), the decisions the node has learned, its timers, its random choices, and the
+//! [`Outbox`] through which everything it wants done leaves.
+
+use super::reads::WaitingReads;
+use super::{Output, Stats};
+use crate::completions::Completions;
+use crate::config::Config;
+use crate::decisions::KnownDecisions;
+use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
+use crate::locks::LockTable;
+use crate::message::Message;
+use crate::operation::{Outcome, Reply, WriteOp};
+use crate::record::Record;
+use crate::store::Store;
+use crate::timers::Timers;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use std::collections::VecDeque;
+
+/// The state the coordinator and the participant roles share, owned by the node and lent to
+/// whichever role handles an input.
+pub(super) struct Shared {
+    pub(super) config: Config,
+    /// The node's only source of randomness (conflict backoff), seeded from its configuration.
+    pub(super) rng: ChaCha8Rng,
+    pub(super) store: Store,
+    pub(super) locks: LockTable,
+    pub(super) completions: Completions,
+    /// Decisions learned recently, to answer queries and ignore stale PREPAREs.
+    pub(super) known: KnownDecisions,
+    pub(super) reads: WaitingReads,
+    pub(super) timers: Timers,
+    pub(super) outbox: Outbox,
+    pub(super) stats: Stats,
+}
+
+impl Shared {
+    pub(super) fn new(config: Config) -> Shared {
+        Shared {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            store: Store::default(),
+            locks: LockTable::default(),
+            completions: Completions::new(config.bounds.completions_max),
+            known: KnownDecisions::new(config.bounds.decisions_remembered_max),
+            reads: WaitingReads::default(),
+            timers: Timers::default(),
+            outbox: Outbox::default(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    pub(super) fn me(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, message: Message) {
+        self.outbox.outputs.push_back(Output::Send { to, message });
+    }
+
+    pub(super) fn reply(&mut self, to: ReplyTo, id: RequestId, outcome: Outcome) {
+        self.outbox.outputs.push_back(Output::Reply { to, reply: Reply { id, outcome } });
+    }
+
+    /// Queues `record` for the log and returns its lsn.
+    pub(super) fn persist(&mut self, record: Record) -> Lsn {
+        self.outbox.persist(record)
+    }
+
+    /// Runs `action` once the record at `lsn` is durable.
+    pub(super) fn after_durable(&mut self, lsn: Lsn, action: AfterDurable) {
+        debug_assert!(lsn > self.outbox.durable, "waiting on a record that is durable already");
+        self.outbox.waiting_on_durable.push_back((lsn, action));
+    }
+
+    /// The nodes that hold the keys of `ops`. Every node holds every key today; routing every
+    /// participant choice through here keeps partial replication a local change.
+    pub(super) fn participants_for(&self, _ops: &[WriteOp]) -> NodeSet {
+        self.config.members
+    }
+
+    /// Releases the locks `txn` holds on the keys of `ops`, and answers the reads that waited
+    /// on them.
+    pub(super) fn release(&mut self, txn: TxnId, ops: &[WriteOp]) {
+        self.locks.release_all(txn, ops);
+        self.wake_reads(ops);
+    }
+
+    /// Whether the planted bug `which` is switched on. Always false without the `canary`
+    /// feature, so the compiler removes every canary branch from real builds.
+    #[inline(always)]
+    pub(super) fn canary(&self, which: crate::Canary) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.config.canary == Some(which)
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            let _ = which;
+            false
+        }
+    }
+}
+
+/// What a node waits to be durable before acting.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum AfterDurable {
+    /// The Boot record: the node may coordinate.
+    Boot,
+    /// A PREPARE record: vote YES.
+    Vote(TxnId),
+    /// A commit decision: apply it, reply to the client, send COMMIT.
+    Decision(TxnId),
+    /// A participant's Committed record: acknowledge to the coordinator.
+    Ack(TxnId),
+}
+
+/// Everything the node wants done, in order, and what waits for the log: the outputs the driver
+/// drains, the lsns of the records it persists, and the actions held back until a record is
+/// durable. Holding them back here is how the core enforces persist-before-send.
+#[derive(Default)]
+pub(super) struct Outbox {
+    outputs: VecDeque<Output>,
+    /// The lsn the next record gets; lsns start at 1.
+    last_lsn: u64,
+    durable: Lsn,
+    waiting_on_durable: VecDeque<(Lsn, AfterDurable)>,
+    records_since_snapshot: u64,
+}
+
+impl Outbox {
+    fn persist(&mut self, record: Record) -> Lsn {
+        self.last_lsn += 1;
+        let lsn = Lsn(self.last_lsn);
+        self.records_since_snapshot += 1;
+        self.outputs.push_back(Output::Persist { lsn, record });
+        lsn
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Records everything through `through` as durable. False if that is no news.
+    pub(super) fn mark_durable(&mut self, through: Lsn) -> bool {
+        // The driver may only report records it was given.
+        debug_assert!(through.0 <= self.last_lsn, "durable lsn {} was never emitted", through.0);
+        let through = Lsn(through.0.min(self.last_lsn));
+        if through <= self.durable {
+            return false;
+        }
+        self.durable = through;
+        true
+    }
+
+    /// The next action whose record is now durable, oldest first.
+    pub(super) fn next_due(&mut self) -> Option<AfterDurable> {
+        match self.waiting_on_durable.front() {
+            Some(&(lsn, action)) if lsn <= self.durable => {
+                self.waiting_on_durable.pop_front();
+                Some(action)
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_waiting_on_durable(&self) -> bool {
+        !self.waiting_on_durable.is_empty()
+    }
+
+    pub(super) fn records_since_snapshot(&self) -> u64 {
+        self.records_since_snapshot
+    }
+
+    pub(super) fn snapshot_written(&mut self) {
+        self.records_since_snapshot = 0;
+    }
+}
