@@ -17,12 +17,13 @@
 use crate::clock::Clock;
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, READ_CHUNK_BYTES};
+use crate::group_commit::GroupCommit;
 use crate::peers::{ConnectProgress, LinkState, PeerLink};
 use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Input, LAZY_SYNC_DELAY, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
+use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
@@ -105,16 +106,7 @@ pub struct Server {
     clock: Clock,
     poll: Poll,
     node: Node,
-    wal: Wal,
-    /// The last lsn handed to the log, and the last one reported durable.
-    appended: Lsn,
-    durable: Lsn,
-    /// A record the node waits on (a vote, a decision, an acknowledgement) is not yet synced:
-    /// sync this turn.
-    prompt_sync: bool,
-    /// Only records nothing waits on are unsynced: sync by then, or sooner with the next
-    /// prompt one.
-    lazy_sync_at: Option<Time>,
+    group_commit: GroupCommit,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
     connections: Slab<Connection>,
@@ -211,11 +203,7 @@ impl Server {
         Ok(Server {
             clock,
             node,
-            wal,
-            appended: Lsn(0),
-            durable: Lsn(0),
-            prompt_sync: false,
-            lazy_sync_at: None,
+            group_commit: GroupCommit::new(wal),
             listener,
             udp,
             connections: Slab::new(),
@@ -265,7 +253,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let now = self.clock.now();
         self.drain_outputs(now)?;
-        self.group_commit(now)?;
+        self.sync_and_release(now)?;
         while !self.stop.load(Ordering::SeqCst) {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -305,15 +293,15 @@ impl Server {
                 self.node.handle(now, Input::Timeout);
                 self.drain_outputs(now)?;
             }
-            self.group_commit(now)?;
+            self.sync_and_release(now)?;
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
                 self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             }
         }
         tracing::info!(node = %self.config.id, "stopping");
-        self.prompt_sync = self.appended > self.durable || self.wal.has_buffered();
-        self.group_commit(self.clock.now())?;
+        self.group_commit.sync_before_stopping();
+        self.sync_and_release(self.clock.now())?;
         Ok(())
     }
 
@@ -325,7 +313,7 @@ impl Server {
         if let Some(deadline) = self.node.deadline() {
             next = next.min(deadline);
         }
-        if let Some(at) = self.lazy_sync_at {
+        if let Some(at) = self.group_commit.deadline() {
             next = next.min(at);
         }
         for link in &self.links {
@@ -576,7 +564,7 @@ impl Server {
     }
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
-    /// [`Server::group_commit`] makes them durable.
+    /// [`Server::sync_and_release`] makes them durable.
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
         while let Some(output) = self.node.poll_output() {
             match output {
@@ -586,15 +574,7 @@ impl Server {
                     ServerStats::add(&self.stats.replies, 1);
                     self.send_reply(route, Frame::Reply(reply));
                 }
-                Output::Persist { lsn, record } => {
-                    self.wal.append(&record)?;
-                    self.appended = lsn;
-                    if record.sync_promptly() {
-                        self.prompt_sync = true;
-                    } else if self.lazy_sync_at.is_none() {
-                        self.lazy_sync_at = Some(now + LAZY_SYNC_DELAY);
-                    }
-                }
+                Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
             }
         }
         Ok(())
@@ -666,21 +646,18 @@ impl Server {
         }
     }
 
-    /// Makes every record buffered so far durable with one sync, tells the node, and repeats
-    /// while that produces more records — when the node waits on one of them, or the oldest
-    /// record nothing waits on has waited [`LAZY_SYNC_DELAY`]. Queued frames go out before each sync (they
+    /// While a sync is due, makes every record buffered so far durable with one sync, tells the
+    /// node, and carries out what that releases, which may buffer more records (see
+    /// [`GroupCommit`] for when a sync is due). Queued frames go out before each sync (they
     /// never depend on it: the node holds back whatever does), so peers work while this node
     /// waits for its disk, and again at the end.
-    fn group_commit(&mut self, now: Time) -> Result<(), ServerError> {
-        while self.prompt_sync || self.lazy_sync_at.is_some_and(|at| at <= now) {
-            self.prompt_sync = false;
-            self.lazy_sync_at = None;
+    fn sync_and_release(&mut self, now: Time) -> Result<(), ServerError> {
+        while self.group_commit.sync_due(now) {
             self.flush_queued();
-            self.wal.sync()?;
+            let synced = self.group_commit.sync()?;
             ServerStats::add(&self.stats.syncs, 1);
-            ServerStats::add(&self.stats.records_synced, self.appended.0 - self.durable.0);
-            self.durable = self.appended;
-            self.node.handle(now, Input::Durable { through: self.durable });
+            ServerStats::add(&self.stats.records_synced, synced.records);
+            self.node.handle(now, Input::Durable { through: synced.through });
             self.drain_outputs(now)?;
         }
         self.flush_queued();

@@ -18,6 +18,7 @@ mod clock;
 pub mod config;
 mod connection;
 mod event_loop;
+mod group_commit;
 mod peers;
 mod routes;
 pub mod stats;
