@@ -19,6 +19,7 @@ use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, READ_CHUNK_BYTES};
 use crate::group_commit::GroupCommit;
 use crate::peers::{ConnectProgress, LinkState, PeerLink};
+use crate::rate_limit::RateLimit;
 use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
@@ -121,8 +122,8 @@ pub struct Server {
     to_flush: Vec<usize>,
     udp_read_again: bool,
     next_housekeeping: Time,
-    udp_error_budget: u32,
-    udp_error_budget_refill: Time,
+    /// Error replies to bad datagrams, whose source may be forged.
+    udp_error_replies: RateLimit,
     frame_bytes_max: u32,
     encode_buffer: Vec<u8>,
     /// Where every TCP read lands before its bytes join the connection's input.
@@ -215,8 +216,7 @@ impl Server {
             to_flush: Vec::new(),
             udp_read_again: false,
             next_housekeeping: now,
-            udp_error_budget: config.connection.udp_error_replies_per_second,
-            udp_error_budget_refill: now,
+            udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -440,15 +440,9 @@ impl Server {
     /// Answers a bad datagram with an error frame, within a rate limit: the source address of
     /// a datagram can be forged, and this node must not become a flood's amplifier.
     fn send_udp_error(&mut self, now: Time, addr: SocketAddr, error: FrameError) {
-        if now.saturating_since(self.udp_error_budget_refill) >= Duration::from_secs(1) {
-            self.udp_error_budget = self.config.connection.udp_error_replies_per_second;
-            self.udp_error_budget_refill = now;
+        if self.udp_error_replies.allow(now) {
+            self.send_datagram(addr, &Frame::Error(error));
         }
-        if self.udp_error_budget == 0 {
-            return;
-        }
-        self.udp_error_budget -= 1;
-        self.send_datagram(addr, &Frame::Error(error));
     }
 
     /// Sends one frame as a datagram; a frame too large becomes an error telling the client to

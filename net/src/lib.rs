@@ -20,6 +20,7 @@ mod connection;
 mod event_loop;
 mod group_commit;
 mod peers;
+mod rate_limit;
 mod routes;
 pub mod stats;
 pub mod wal;
