@@ -90,18 +90,6 @@ impl ServerHandle {
     }
 }
 
-/// Where a frame came from, so its reply (or error) can go back.
-#[derive(Clone, Copy, Debug)]
-enum Origin {
-    Tcp {
-        key: usize,
-        serial: u64,
-    },
-    Udp(SocketAddr),
-    /// Our own outbound link to a peer: the peer should never send anything on it.
-    PeerLink,
-}
-
 pub struct Server {
     config: ServerConfig,
     clock: Clock,
@@ -376,7 +364,7 @@ impl Server {
             self.read_again.insert(key);
         }
         for frame in result.frames {
-            self.on_frame(now, frame, Origin::Tcp { key, serial })?;
+            self.on_frame(now, frame, Some(Route::Tcp { key, serial }))?;
         }
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
@@ -425,7 +413,7 @@ impl Server {
                 Err(_) => continue,
             };
             match frame::decode_datagram(&buffer[..len], max) {
-                Ok(frame) => self.on_frame(now, frame, Origin::Udp(addr))?,
+                Ok(frame) => self.on_frame(now, frame, Some(Route::Udp(addr)))?,
                 Err(error) => {
                     ServerStats::add(&self.stats.frames_rejected, 1);
                     tracing::debug!(%addr, %error, "bad datagram");
@@ -487,7 +475,7 @@ impl Server {
         if readable {
             let result = connection.read(now, &mut self.read_buffer, true);
             for frame in result.frames {
-                self.on_frame(now, frame, Origin::PeerLink)?;
+                self.on_frame(now, frame, None)?;
             }
             if result.closed || result.error.is_some() {
                 self.disconnect_link(now, index, "closed by the peer");
@@ -525,14 +513,14 @@ impl Server {
 
     // ---- Frames in, outputs out ----
 
-    fn on_frame(&mut self, now: Time, incoming: Frame, origin: Origin) -> Result<(), ServerError> {
+    /// Hands one incoming frame to the node and carries out what it asks for. `from` is where
+    /// an answer to the frame goes: `None` for our own outbound link to a peer, on which the
+    /// peer never sends anything (it sends on the link it opened itself), so nothing arriving
+    /// there is answered.
+    fn on_frame(&mut self, now: Time, incoming: Frame, from: Option<Route>) -> Result<(), ServerError> {
         match incoming {
             Frame::Request(request) => {
-                let route = match origin {
-                    Origin::Tcp { key, serial } => Route::Tcp { key, serial },
-                    Origin::Udp(addr) => Route::Udp(addr),
-                    Origin::PeerLink => return Ok(()),
-                };
+                let Some(route) = from else { return Ok(()) };
                 let reply_to = self.routes.insert(route);
                 ServerStats::add(&self.stats.requests, 1);
                 self.node.handle(now, Input::Request { reply_to, request });
@@ -543,14 +531,14 @@ impl Server {
                 let error = FrameError::Malformed {
                     reason: "a dkv server accepts requests and peer messages, not replies or errors".into(),
                 };
-                match origin {
-                    Origin::Tcp { key, .. } => {
+                match from {
+                    Some(Route::Tcp { key, .. }) => {
                         if let Some(connection) = self.connections.get_mut(key) {
                             connection.fail(now, error);
                         }
                     }
-                    Origin::Udp(addr) => self.send_udp_error(now, addr, error),
-                    Origin::PeerLink => {}
+                    Some(Route::Udp(addr)) => self.send_udp_error(now, addr, error),
+                    None => {}
                 }
             }
         }
