@@ -16,8 +16,9 @@
 
 use crate::clock::Clock;
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
-use crate::connection::{Connection, READ_CHUNK_BYTES};
+use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES};
 use crate::group_commit::GroupCommit;
+use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, LinkState, PeerLink};
 use crate::rate_limit::RateLimit;
 use crate::routes::{ReplyRoutes, Route};
@@ -27,8 +28,7 @@ use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use slab::Slab;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,9 +48,6 @@ const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// A connection told about its error is closed after this long even if the error never
-/// left its output buffer.
-const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a server could not start, or had to stop.
 #[derive(Debug, Error)]
@@ -98,16 +95,12 @@ pub struct Server {
     group_commit: GroupCommit,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
-    connections: Slab<Connection>,
+    inbound: InboundConnections,
     next_serial: u64,
     links: Vec<PeerLink>,
     peer_addrs: BTreeMap<NodeId, SocketAddr>,
     routes: ReplyRoutes,
-    /// Connections (by slab key) and the UDP socket with input left over after their budget.
-    read_again: BTreeSet<usize>,
-    /// Client connections (by slab key) with queued replies, each listed once: flushed
-    /// together so a turn's replies to one client leave in one write.
-    to_flush: Vec<usize>,
+    /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
     next_housekeeping: Time,
     /// Error replies to bad datagrams, whose source may be forged.
@@ -195,13 +188,11 @@ impl Server {
             group_commit: GroupCommit::new(wal),
             listener,
             udp,
-            connections: Slab::new(),
+            inbound: InboundConnections::new(),
             next_serial: 0,
             links,
             peer_addrs: config.peers.clone(),
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
-            read_again: BTreeSet::new(),
-            to_flush: Vec::new(),
             udp_read_again: false,
             next_housekeeping: now,
             udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
@@ -261,7 +252,7 @@ impl Server {
                     Token(t) => {
                         let key = t - CONNECTION_TOKEN_BASE;
                         if event.is_writable()
-                            && let Some(connection) = self.connections.get_mut(key)
+                            && let Some(connection) = self.inbound.get_mut(key)
                         {
                             connection.flush();
                         }
@@ -271,7 +262,7 @@ impl Server {
                     }
                 }
             }
-            for key in std::mem::take(&mut self.read_again) {
+            for key in self.inbound.take_read_again() {
                 self.read_connection(now, key, false)?;
             }
             if std::mem::take(&mut self.udp_read_again) {
@@ -294,7 +285,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.read_again.is_empty() || self.udp_read_again {
+        if self.inbound.any_to_read_again() || self.udp_read_again {
             return Duration::ZERO;
         }
         let mut next = self.next_housekeeping;
@@ -328,14 +319,13 @@ impl Server {
                 }
             };
             ServerStats::add(&self.stats.connections_accepted, 1);
-            if self.connections.len() >= self.config.connection.connections_max {
+            if self.inbound.len() >= self.config.connection.connections_max {
                 tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
                 ServerStats::add(&self.stats.connections_dropped, 1);
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let entry = self.connections.vacant_entry();
-            let key = entry.key();
+            let key = self.inbound.vacant_key();
             let token = Token(CONNECTION_TOKEN_BASE + key);
             if let Err(error) =
                 self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
@@ -344,7 +334,7 @@ impl Server {
                 continue;
             }
             self.next_serial += 1;
-            entry.insert(Connection::new(
+            let inserted = self.inbound.insert(Connection::new(
                 stream,
                 addr,
                 self.next_serial,
@@ -352,23 +342,24 @@ impl Server {
                 self.frame_bytes_max,
                 self.config.connection.output_bytes_max,
             ));
+            debug_assert_eq!(inserted, key, "the connection went where its token says");
             tracing::debug!(%addr, key, "accepted a connection");
         }
     }
 
     fn read_connection(&mut self, now: Time, key: usize, until_would_block: bool) -> Result<(), ServerError> {
-        let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
+        let Some(connection) = self.inbound.get_mut(key) else { return Ok(()) };
         let serial = connection.serial;
         let result = connection.read(now, &mut self.read_buffer, until_would_block);
         if result.more {
-            self.read_again.insert(key);
+            self.inbound.read_again_next_turn(key);
         }
         for frame in result.frames {
             self.on_frame(now, frame, Some(Route::Tcp { key, serial }))?;
         }
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
-            if let Some(connection) = self.connections.get_mut(key) {
+            if let Some(connection) = self.inbound.get_mut(key) {
                 tracing::info!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
                 if result.closed {
                     self.close_connection(key, "closed mid-frame");
@@ -383,15 +374,14 @@ impl Server {
     }
 
     fn close_connection(&mut self, key: usize, why: &str) {
-        if let Some(mut connection) = self.connections.try_remove(key) {
+        if let Some(mut connection) = self.inbound.remove(key) {
             tracing::debug!(addr = %connection.addr, why, "closing a connection");
             let _ = self.poll.registry().deregister(&mut connection.stream);
-            self.read_again.remove(&key);
         }
     }
 
     fn drop_connection(&mut self, key: usize, why: &str) {
-        if let Some(connection) = self.connections.get(key) {
+        if let Some(connection) = self.inbound.get(key) {
             tracing::info!(addr = %connection.addr, why, "dropping a connection");
             ServerStats::add(&self.stats.connections_dropped, 1);
         }
@@ -533,7 +523,7 @@ impl Server {
                 };
                 match from {
                     Some(Route::Tcp { key, .. }) => {
-                        if let Some(connection) = self.connections.get_mut(key) {
+                        if let Some(connection) = self.inbound.get_mut(key) {
                             connection.fail(now, error);
                         }
                     }
@@ -592,17 +582,10 @@ impl Server {
                 self.send_datagram(addr, &reply);
             }
             Route::Tcp { key, serial } => {
-                let Some(connection) = self.connections.get_mut(key) else { return };
-                if connection.serial != serial {
-                    return;
-                }
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
-                if connection.queue(&self.encode_buffer).is_err() {
+                if self.inbound.queue(key, serial, &self.encode_buffer).is_err() {
                     self.drop_connection(key, "the client does not read its replies (output buffer full)");
-                } else if !connection.flush_listed {
-                    connection.flush_listed = true;
-                    self.to_flush.push(key);
                 }
             }
         }
@@ -613,12 +596,7 @@ impl Server {
     /// receiver's network stack in the sender's time, and a waiting client is the latency
     /// that counts; peers' COMMITs and acknowledgements can follow microseconds later.
     fn flush_queued(&mut self) {
-        for key in self.to_flush.drain(..) {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.flush_listed = false;
-                connection.flush();
-            }
-        }
+        self.inbound.flush_queued();
         for link in &mut self.links {
             if let Some(connection) = link.connection_mut()
                 && connection.output_pending() > 0
@@ -649,38 +627,11 @@ impl Server {
     // ---- Timeouts ----
 
     fn housekeeping(&mut self, now: Time) {
-        let limits = self.config.connection;
-        let mut to_drop = Vec::new();
-        let mut buffered = 0u64;
-        for (key, connection) in &self.connections {
-            buffered += connection.buffered_bytes() as u64;
-            // (why, whether it counts as dropping the client rather than an orderly close)
-            let why = if let Some(since) = connection.closing_since {
-                (connection.output_pending() == 0 || now.saturating_since(since) >= CLOSING_GRACE)
-                    .then_some(("closed after reporting an error", false))
-            } else if connection
-                .partial_since
-                .is_some_and(|since| now.saturating_since(since) >= limits.partial_frame_timeout)
-            {
-                Some(("a frame did not complete in time", true))
-            } else if connection.last_frame_at.is_none()
-                && now.saturating_since(connection.opened_at) >= limits.first_frame_timeout
-            {
-                Some(("connected but sent no frame in time", true))
-            } else if connection.last_frame_at.is_some_and(|at| now.saturating_since(at) >= limits.idle_timeout) {
-                Some(("idle", false))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                to_drop.push((key, why));
-            }
-        }
-        for (key, (why, dropped)) in to_drop {
-            if dropped {
-                self.drop_connection(key, why);
-            } else {
-                self.close_connection(key, why);
+        let buffered = self.inbound.buffered_bytes();
+        for ExpiredConnection { key, expiry } in self.inbound.expired(now, &self.config.connection) {
+            match expiry {
+                Expiry::Close(why) => self.close_connection(key, why),
+                Expiry::Drop(why) => self.drop_connection(key, why),
             }
         }
         for index in 0..self.links.len() {
@@ -688,7 +639,7 @@ impl Server {
                 self.disconnect_link(now, index, "connect timed out");
             }
         }
-        ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);
+        ServerStats::set(&self.stats.connections_open, self.inbound.len() as u64);
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
     }

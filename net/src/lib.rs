@@ -19,6 +19,7 @@ pub mod config;
 mod connection;
 mod event_loop;
 mod group_commit;
+mod inbound;
 mod peers;
 mod rate_limit;
 mod routes;
