@@ -19,7 +19,7 @@ use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES};
 use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
-use crate::peers::{ConnectProgress, LinkState, PeerLink};
+use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::RateLimit;
 use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
@@ -28,7 +28,6 @@ use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,7 +97,6 @@ pub struct Server {
     inbound: InboundConnections,
     next_serial: u64,
     links: Vec<PeerLink>,
-    peer_addrs: BTreeMap<NodeId, SocketAddr>,
     routes: ReplyRoutes,
     /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
@@ -191,7 +189,6 @@ impl Server {
             inbound: InboundConnections::new(),
             next_serial: 0,
             links,
-            peer_addrs: config.peers.clone(),
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             udp_read_again: false,
             next_housekeeping: now,
@@ -450,7 +447,7 @@ impl Server {
 
     fn on_link_event(&mut self, now: Time, index: usize, readable: bool) -> Result<(), ServerError> {
         let Some(link) = self.links.get_mut(index) else { return Ok(()) };
-        if let LinkState::Connecting { .. } = link.state {
+        if link.is_connecting() {
             match link.check_connected(now) {
                 ConnectProgress::Connected => {}
                 ConnectProgress::Pending => return Ok(()),
@@ -554,7 +551,7 @@ impl Server {
 
     fn send_to_peer(&mut self, to: NodeId, message: Frame) {
         if self.config.transport.peers_over_udp() {
-            let Some(&addr) = self.peer_addrs.get(&to) else { return };
+            let Some(&addr) = self.config.peers.get(&to) else { return };
             if !self.send_datagram(addr, &message) {
                 ServerStats::add(&self.stats.peer_messages_dropped, 1);
             }
@@ -567,13 +564,14 @@ impl Server {
         }
         self.encode_buffer.clear();
         frame::encode(&message, &mut self.encode_buffer);
-        let before = self.links[index].messages_dropped;
-        if self.links[index].queue(&self.encode_buffer).is_err() {
-            self.disconnect_link(now, index, "its output buffer overflowed");
-            ServerStats::add(&self.stats.peer_messages_dropped, 1);
+        match self.links[index].queue(&self.encode_buffer) {
+            Queued::Buffered => {}
+            Queued::DroppedLinkDown => ServerStats::add(&self.stats.peer_messages_dropped, 1),
+            Queued::DroppedBufferFull => {
+                self.disconnect_link(now, index, "its output buffer overflowed");
+                ServerStats::add(&self.stats.peer_messages_dropped, 1);
+            }
         }
-        let dropped = self.links[index].messages_dropped - before;
-        ServerStats::add(&self.stats.peer_messages_dropped, dropped);
     }
 
     fn send_reply(&mut self, route: Route, reply: Frame) {
