@@ -1,16 +1,19 @@
 //! [`Server`]: one node on a single-threaded mio event loop.
 //!
 //! Each loop turn:
-//! 1. wait for socket events, no longer than the node's deadline (and the runtime's own timers:
-//!    peer reconnects, connection timeouts);
+//! 1. wait for socket events, no longer than the node's deadline and the runtime's own (a lazy
+//!    sync falling due, a peer connect timing out, the next housekeeping), and not at all
+//!    while a socket has input left over from its read budget;
 //! 2. read frames from ready sockets and hand them to the node (requests, peer messages),
 //!    draining its outputs after each: messages go to peer links, replies to the client's
 //!    connection or address, records into the log's buffer;
 //! 3. fire the node's timers if its deadline has passed;
-//! 4. group commit: write every record buffered this turn, one `fdatasync`, tell the node
-//!    they are durable, drain again (which may release votes, commits and replies); a turn
-//!    whose only records are ones the node does not wait on leaves them for a later sync;
-//! 5. housekeeping: time out connections, reconnect peers.
+//! 4. group commit ([`GroupCommit`]): write every record buffered this turn, one `fdatasync`,
+//!    tell the node they are durable, drain again (which may release votes, commits and
+//!    replies); a turn whose only records are ones the node does not wait on leaves them for a
+//!    later sync;
+//! 5. housekeeping: close connections that outlived their limits, abandon peer connects that
+//!    take too long (a link reconnects when the node next sends that peer a message).
 //!
 //! Nothing in the loop blocks except the disk writes of step 4, which are the point.
 
@@ -26,7 +29,8 @@ use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
-use mio::net::{TcpListener, UdpSocket};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::io;
 use std::net::SocketAddr;
@@ -86,16 +90,25 @@ impl ServerHandle {
     }
 }
 
+/// One node: the core's [`Node`] driven by sockets, the disk and the clock. It owns the
+/// sockets, and composes the parts that keep the state of each concern: [`GroupCommit`] for
+/// the log, [`InboundConnections`] for accepted connections, a [`PeerLink`] per peer (in TCP
+/// mode), [`ReplyRoutes`] for the replies the node owes, and a [`RateLimit`] on error replies to
+/// datagrams.
 pub struct Server {
     config: ServerConfig,
     clock: Clock,
     poll: Poll,
     node: Node,
+    /// The node's records on their way to disk.
     group_commit: GroupCommit,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
     inbound: InboundConnections,
-    next_serial: u64,
+    /// The serial of the last connection opened or accepted (see [`Connection::serial`]).
+    last_serial: u64,
+    /// This node's links to its peers, in id order (their poll tokens follow that order); empty
+    /// when peers talk over UDP.
     links: Vec<PeerLink>,
     routes: ReplyRoutes,
     /// The UDP socket has datagrams left over after its per-turn budget.
@@ -103,7 +116,9 @@ pub struct Server {
     next_housekeeping: Time,
     /// Error replies to bad datagrams, whose source may be forged.
     udp_error_replies: RateLimit,
+    /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
+    /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
     encode_buffer: Vec<u8>,
     /// Where every TCP read lands before its bytes join the connection's input.
     read_buffer: Box<[u8; READ_CHUNK_BYTES]>,
@@ -116,59 +131,12 @@ impl Server {
     /// Locks and recovers the data dir, binds the sockets and starts the node. The server
     /// serves nothing until [`Server::run`].
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        if config.peers.contains_key(&config.id) {
-            return Err(ServerError::SelfInPeers { id: config.id });
-        }
-        let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
-        let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
-            id: ids.map(|id| id.0).max().unwrap_or(0),
-            max: NodeSet::CAPACITY,
-        })?;
         let clock = Clock::new();
-        let (wal, recovery) = Wal::open(&config.data_dir)?;
-        tracing::info!(
-            node = %config.id,
-            data_dir = %config.data_dir.display(),
-            records = recovery.records.len(),
-            segments = recovery.segments_read,
-            "recovered the log"
-        );
-        let mut core_config = Config::new(config.id, members);
-        core_config.limits = config.limits;
-        core_config.timing = config.timing;
-        core_config.bounds = config.bounds;
-        // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
-        core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
-        let node = Node::start(core_config, recovery.records, clock.now())?;
-
+        let (node, wal) = start_node(&config, &clock)?;
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
         let registry = poll.registry();
-        let listener = if config.transport.serves_tcp() {
-            let mut listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                transport: "TCP",
-                source,
-            })?;
-            registry
-                .register(&mut listener, LISTENER, Interest::READABLE)
-                .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
-            Some(listener)
-        } else {
-            None
-        };
-        let udp = if config.transport.serves_udp() {
-            let mut udp = UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                transport: "UDP",
-                source,
-            })?;
-            registry
-                .register(&mut udp, UDP, Interest::READABLE)
-                .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
-            Some(udp)
-        } else {
-            None
-        };
+        let listener = if config.transport.serves_tcp() { Some(bind_listener(config.listen, registry)?) } else { None };
+        let udp = if config.transport.serves_udp() { Some(bind_udp(config.listen, registry)?) } else { None };
         let waker = Arc::new(
             Waker::new(registry, WAKER)
                 .map_err(|source| ServerError::EventLoop { what: "creating the waker", source })?,
@@ -187,7 +155,7 @@ impl Server {
             listener,
             udp,
             inbound: InboundConnections::new(),
-            next_serial: 0,
+            last_serial: 0,
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             udp_read_again: false,
@@ -237,43 +205,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
             }
-            let now = self.clock.now();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(now),
-                    UDP => self.receive_datagrams(now)?,
-                    WAKER => {}
-                    Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
-                        self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
-                    }
-                    Token(t) => {
-                        let key = t - CONNECTION_TOKEN_BASE;
-                        if event.is_writable()
-                            && let Some(connection) = self.inbound.get_mut(key)
-                        {
-                            connection.flush();
-                        }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
-                        }
-                    }
-                }
-            }
-            for key in self.inbound.take_read_again() {
-                self.read_connection(now, key, false)?;
-            }
-            if std::mem::take(&mut self.udp_read_again) {
-                self.receive_datagrams(now)?;
-            }
-            if self.node.deadline().is_some_and(|deadline| deadline <= now) {
-                self.node.handle(now, Input::Timeout);
-                self.drain_outputs(now)?;
-            }
-            self.sync_and_release(now)?;
-            if now >= self.next_housekeeping {
-                self.housekeeping(now);
-                self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
-            }
+            self.turn(&events)?;
         }
         tracing::info!(node = %self.config.id, "stopping");
         self.group_commit.sync_before_stopping();
@@ -281,6 +213,55 @@ impl Server {
         Ok(())
     }
 
+    /// Steps 2 to 5 of a loop turn (see the module's doc), after the poller returned `events`.
+    fn turn(&mut self, events: &Events) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        for event in events.iter() {
+            self.on_event(now, event)?;
+        }
+        for key in self.inbound.take_read_again() {
+            self.read_connection(now, key, false)?;
+        }
+        if std::mem::take(&mut self.udp_read_again) {
+            self.receive_datagrams(now)?;
+        }
+        if self.node.deadline().is_some_and(|deadline| deadline <= now) {
+            self.node.handle(now, Input::Timeout);
+            self.drain_outputs(now)?;
+        }
+        self.sync_and_release(now)?;
+        if now >= self.next_housekeeping {
+            self.housekeeping(now);
+            self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, now: Time, event: &Event) -> Result<(), ServerError> {
+        match event.token() {
+            LISTENER => self.accept(now),
+            UDP => self.receive_datagrams(now)?,
+            WAKER => {}
+            Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
+                self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
+            }
+            Token(t) => {
+                let key = t - CONNECTION_TOKEN_BASE;
+                if event.is_writable()
+                    && let Some(connection) = self.inbound.get_mut(key)
+                {
+                    connection.flush();
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the poller may wait for events: until the earliest deadline of the node or the
+    /// runtime, and not at all while input is left over from a read budget.
     fn poll_timeout(&self) -> Duration {
         if self.inbound.any_to_read_again() || self.udp_read_again {
             return Duration::ZERO;
@@ -302,11 +283,18 @@ impl Server {
 
     // ---- TCP ----
 
+    /// A serial no connection had before (see [`Connection::serial`]).
+    fn new_serial(&mut self) -> u64 {
+        self.last_serial += 1;
+        self.last_serial
+    }
+
+    /// Accepts every connection the listener holds.
     fn accept(&mut self, now: Time) {
-        let Some(listener) = &self.listener else { return };
         loop {
-            let (mut stream, addr) = match listener.accept() {
-                Ok(accepted) => accepted,
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(now, stream, addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -314,36 +302,41 @@ impl Server {
                     tracing::warn!(%error, "cannot accept a connection");
                     return;
                 }
-            };
-            ServerStats::add(&self.stats.connections_accepted, 1);
-            if self.inbound.len() >= self.config.connection.connections_max {
-                tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
-                ServerStats::add(&self.stats.connections_dropped, 1);
-                continue;
             }
-            let _ = stream.set_nodelay(true);
-            let key = self.inbound.vacant_key();
-            let token = Token(CONNECTION_TOKEN_BASE + key);
-            if let Err(error) =
-                self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            {
-                tracing::warn!(%error, "cannot register a connection");
-                continue;
-            }
-            self.next_serial += 1;
-            let inserted = self.inbound.insert(Connection::new(
-                stream,
-                addr,
-                self.next_serial,
-                now,
-                self.frame_bytes_max,
-                self.config.connection.output_bytes_max,
-            ));
-            debug_assert_eq!(inserted, key, "the connection went where its token says");
-            tracing::debug!(%addr, key, "accepted a connection");
         }
     }
 
+    /// Registers an accepted connection for events and starts serving it, unless there are
+    /// too many connections already: then it is closed at once.
+    fn admit(&mut self, now: Time, mut stream: TcpStream, addr: SocketAddr) {
+        ServerStats::add(&self.stats.connections_accepted, 1);
+        if self.inbound.len() >= self.config.connection.connections_max {
+            tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
+            ServerStats::add(&self.stats.connections_dropped, 1);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let key = self.inbound.vacant_key();
+        let token = Token(CONNECTION_TOKEN_BASE + key);
+        if let Err(error) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            tracing::warn!(%error, "cannot register a connection");
+            return;
+        }
+        let serial = self.new_serial();
+        let inserted = self.inbound.insert(Connection::new(
+            stream,
+            addr,
+            serial,
+            now,
+            self.frame_bytes_max,
+            self.config.connection.output_bytes_max,
+        ));
+        debug_assert_eq!(inserted, key, "the connection went where its token says");
+        tracing::debug!(%addr, key, "accepted a connection");
+    }
+
+    /// Reads what an accepted connection has, up to its budget, and hands every whole frame
+    /// to the node. `until_would_block` as for [`Connection::read`].
     fn read_connection(&mut self, now: Time, key: usize, until_would_block: bool) -> Result<(), ServerError> {
         let Some(connection) = self.inbound.get_mut(key) else { return Ok(()) };
         let serial = connection.serial;
@@ -370,6 +363,7 @@ impl Server {
         Ok(())
     }
 
+    /// Ends a connection in an orderly way (its side closed, it went idle, its error was sent).
     fn close_connection(&mut self, key: usize, why: &str) {
         if let Some(mut connection) = self.inbound.remove(key) {
             tracing::debug!(addr = %connection.addr, why, "closing a connection");
@@ -377,6 +371,7 @@ impl Server {
         }
     }
 
+    /// Ends a connection the server gave up on (a stalled or misbehaving client), and counts it.
     fn drop_connection(&mut self, key: usize, why: &str) {
         if let Some(connection) = self.inbound.get(key) {
             tracing::info!(addr = %connection.addr, why, "dropping a connection");
@@ -387,6 +382,7 @@ impl Server {
 
     // ---- UDP ----
 
+    /// Receives datagrams, up to the per-turn budget, and hands each frame to the node.
     fn receive_datagrams(&mut self, now: Time) -> Result<(), ServerError> {
         let mut buffer = vec![0u8; DATAGRAM_RECEIVE_BYTES];
         let max = self.frame_bytes_max.min(DATAGRAM_BYTES_MAX as u32);
@@ -445,6 +441,8 @@ impl Server {
 
     // ---- Peer links ----
 
+    /// Finishes a connect in progress, writes what the link has queued, and reads what the
+    /// peer sent on it (nothing, normally: see [`Server::on_frame`]).
     fn on_link_event(&mut self, now: Time, index: usize, readable: bool) -> Result<(), ServerError> {
         let Some(link) = self.links.get_mut(index) else { return Ok(()) };
         if link.is_connecting() {
@@ -471,6 +469,7 @@ impl Server {
         Ok(())
     }
 
+    /// Takes a link down; it reconnects, after its backoff, for the next message to its peer.
     fn disconnect_link(&mut self, now: Time, index: usize, why: &str) {
         let link = &mut self.links[index];
         if let Some(mut connection) = link.disconnect(now) {
@@ -479,9 +478,9 @@ impl Server {
         }
     }
 
+    /// Starts connecting a link and registers its connection for events.
     fn connect_link(&mut self, now: Time, index: usize) {
-        self.next_serial += 1;
-        let serial = self.next_serial;
+        let serial = self.new_serial();
         let output_bytes_max = self.config.connection.output_bytes_max;
         let link = &mut self.links[index];
         if !link.start_connect(now, serial, self.frame_bytes_max, output_bytes_max) {
@@ -549,6 +548,9 @@ impl Server {
         Ok(())
     }
 
+    /// Sends a message to a peer: as a datagram in UDP mode, else queued on its link (which
+    /// connects first if it is down and its backoff is over). A message that cannot go is
+    /// dropped and counted; the protocol retransmits until it is answered.
     fn send_to_peer(&mut self, to: NodeId, message: Frame) {
         if self.config.transport.peers_over_udp() {
             let Some(&addr) = self.config.peers.get(&to) else { return };
@@ -574,6 +576,7 @@ impl Server {
         }
     }
 
+    /// Sends a client its reply: at once as a datagram, or queued on its connection.
     fn send_reply(&mut self, route: Route, reply: Frame) {
         match route {
             Route::Udp(addr) => {
@@ -624,6 +627,8 @@ impl Server {
 
     // ---- Timeouts ----
 
+    /// Ends connections that outlived their limits, abandons peer connects that take too long,
+    /// and updates the gauges in [`ServerStats`].
     fn housekeeping(&mut self, now: Time) {
         let buffered = self.inbound.buffered_bytes();
         for ExpiredConnection { key, expiry } in self.inbound.expired(now, &self.config.connection) {
@@ -641,4 +646,49 @@ impl Server {
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
     }
+}
+
+/// Checks the membership, recovers the log and starts the node from what it holds.
+fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), ServerError> {
+    if config.peers.contains_key(&config.id) {
+        return Err(ServerError::SelfInPeers { id: config.id });
+    }
+    let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
+    let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
+        id: ids.map(|id| id.0).max().unwrap_or(0),
+        max: NodeSet::CAPACITY,
+    })?;
+    let (wal, recovery) = Wal::open(&config.data_dir)?;
+    tracing::info!(
+        node = %config.id,
+        data_dir = %config.data_dir.display(),
+        records = recovery.records.len(),
+        segments = recovery.segments_read,
+        "recovered the log"
+    );
+    let mut core_config = Config::new(config.id, members);
+    core_config.limits = config.limits;
+    core_config.timing = config.timing;
+    core_config.bounds = config.bounds;
+    // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
+    core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
+    let node = Node::start(core_config, recovery.records, clock.now())?;
+    Ok((node, wal))
+}
+
+fn bind_listener(addr: SocketAddr, registry: &Registry) -> Result<TcpListener, ServerError> {
+    let mut listener =
+        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "TCP", source })?;
+    registry
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
+    Ok(listener)
+}
+
+fn bind_udp(addr: SocketAddr, registry: &Registry) -> Result<UdpSocket, ServerError> {
+    let mut udp = UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "UDP", source })?;
+    registry
+        .register(&mut udp, UDP, Interest::READABLE)
+        .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
+    Ok(udp)
 }
