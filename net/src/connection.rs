@@ -179,8 +179,8 @@ impl Connection {
     }
 
     /// Queues an encoded frame; [`Connection::flush`] writes it. The event loop flushes every
-    /// connection with queued output once per phase of its turn, so all the frames a turn
-    /// produces for one connection leave in one write syscall rather than one each.
+    /// connection with queued output before each sync and at the end of its turn, so the frames
+    /// a turn produces for one connection leave in one write syscall rather than one each.
     pub(crate) fn queue(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
         let pending = self.output.len() - self.output_sent;
         // An empty buffer always takes one frame, however large: limits on frames are enforced
