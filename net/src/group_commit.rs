@@ -96,25 +96,27 @@ mod tests {
     use super::*;
     use dkv_core::{NodeId, TxnId};
 
-    fn open(dir: &tempfile::TempDir) -> GroupCommit {
+    /// A group commit over a new log, and the directory that holds it (deleted when dropped).
+    fn open() -> (tempfile::TempDir, GroupCommit) {
+        let dir = tempfile::tempdir().unwrap();
         let (wal, _) = Wal::open(dir.path()).unwrap();
-        GroupCommit::new(wal)
+        (dir, GroupCommit::new(wal))
     }
 
-    /// A record nothing waits on (a participant's commit).
-    fn lazy_record(number: u64) -> Record {
-        Record::Committed { txn: TxnId { coordinator: NodeId(1), incarnation: 1, number } }
+    /// Appends, at `now`, a record nothing waits on (a participant's commit) as `lsn`.
+    fn append_lazy(group: &mut GroupCommit, now: Time, lsn: u64) {
+        let record = Record::Committed { txn: TxnId { coordinator: NodeId(1), incarnation: 1, number: lsn } };
+        group.append(now, Lsn(lsn), &record).unwrap();
     }
 
     /// A record the node waits on is synced in the turn that appended it, together with the lazy
     /// records before it, and a sync reports every record it made durable.
     #[test]
     fn prompt_record_makes_one_sync_due_now_for_every_buffered_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut group = open(&dir);
+        let (_dir, mut group) = open();
         let now = Time::from_nanos(1_000);
-        group.append(now, Lsn(1), &lazy_record(1)).unwrap();
-        group.append(now, Lsn(2), &lazy_record(2)).unwrap();
+        append_lazy(&mut group, now, 1);
+        append_lazy(&mut group, now, 2);
         assert!(!group.sync_due(now));
         group.append(now, Lsn(3), &Record::Boot { incarnation: 2 }).unwrap();
         assert!(group.sync_due(now));
@@ -127,11 +129,10 @@ mod tests {
     /// them was appended.
     #[test]
     fn lazy_records_fall_due_after_the_lazy_sync_delay() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut group = open(&dir);
+        let (_dir, mut group) = open();
         let first = Time::from_nanos(1_000);
-        group.append(first, Lsn(1), &lazy_record(1)).unwrap();
-        group.append(first + LAZY_SYNC_DELAY / 2, Lsn(2), &lazy_record(2)).unwrap();
+        append_lazy(&mut group, first, 1);
+        append_lazy(&mut group, first + LAZY_SYNC_DELAY / 2, 2);
         assert_eq!(group.deadline(), Some(first + LAZY_SYNC_DELAY));
         assert!(!group.sync_due(first + LAZY_SYNC_DELAY / 2));
         assert!(group.sync_due(first + LAZY_SYNC_DELAY));
@@ -141,12 +142,11 @@ mod tests {
     /// A stopping server syncs whatever is unsynced, and does not sync when nothing is.
     #[test]
     fn stopping_makes_a_sync_due_only_for_unsynced_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut group = open(&dir);
+        let (_dir, mut group) = open();
         let now = Time::from_nanos(1_000);
         group.sync_before_stopping();
         assert!(!group.sync_due(now));
-        group.append(now, Lsn(1), &lazy_record(1)).unwrap();
+        append_lazy(&mut group, now, 1);
         group.sync_before_stopping();
         assert!(group.sync_due(now));
     }
