@@ -90,11 +90,12 @@ impl ServerHandle {
     }
 }
 
-/// One node: the core's [`Node`] driven by sockets, the disk and the clock. It owns the
-/// sockets, and composes the parts that keep the state of each concern: [`GroupCommit`] for
-/// the log, [`InboundConnections`] for accepted connections, a [`PeerLink`] per peer (in TCP
-/// mode), [`ReplyRoutes`] for the replies the node owes, and a [`RateLimit`] on error replies to
-/// datagrams.
+/// One node: the core's [`Node`] driven by sockets, the disk and the clock.
+//
+// The server owns the sockets and composes the parts that keep the state of each concern:
+// `GroupCommit` for the log, `InboundConnections` for accepted connections, a `PeerLink` per
+// peer (in TCP mode), `ReplyRoutes` for the replies the node owes, and a `RateLimit` on error
+// replies to datagrams.
 pub struct Server {
     config: ServerConfig,
     clock: Clock,
