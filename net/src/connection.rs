@@ -6,17 +6,22 @@
 //! is too slow or gone). Both rules together mean a slow or half-open connection costs at most
 //! its buffer limits and never stalls the event loop.
 
+use crate::config::ConnectionLimits;
 use dkv_core::Time;
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
 const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// An empty buffer keeps at most this much capacity; larger ones are freed.
 const BUFFER_KEPT_BYTES_MAX: usize = 256 * 1024;
+/// A connection told about its error is closed after this long even if the error never
+/// left its output buffer.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// What one read turn produced.
 #[derive(Default)]
@@ -34,6 +39,15 @@ pub(crate) struct ReadResult {
 #[derive(Debug)]
 pub(crate) struct OutputFull;
 
+/// Why a connection has outlived its limits, and how its end is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// An orderly end: the connection has reported its error, or went idle.
+    Close(&'static str),
+    /// The other side stalled or never spoke: the server drops it, and counts that.
+    Drop(&'static str),
+}
+
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) addr: SocketAddr,
@@ -46,14 +60,15 @@ pub(crate) struct Connection {
     output_sent: usize,
     output_bytes_max: usize,
     frame_bytes_max: u32,
-    pub(crate) opened_at: Time,
+    opened_at: Time,
     /// When the last whole frame arrived.
-    pub(crate) last_frame_at: Option<Time>,
+    last_frame_at: Option<Time>,
     /// When the bytes of the frame now being received started arriving.
-    pub(crate) partial_since: Option<Time>,
+    partial_since: Option<Time>,
     /// An error frame was queued: stop reading, close once the output is flushed.
-    pub(crate) closing_since: Option<Time>,
-    /// Listed in the event loop's connections to flush, so it is listed at most once.
+    closing_since: Option<Time>,
+    /// Listed for the next flush by [`crate::inbound::InboundConnections`], which lists each
+    /// connection at most once.
     pub(crate) flush_listed: bool,
 }
 
@@ -164,8 +179,8 @@ impl Connection {
     }
 
     /// Queues an encoded frame; [`Connection::flush`] writes it. The event loop flushes every
-    /// connection with queued output once per phase of its turn, so all the frames a turn
-    /// produces for one connection leave in one write syscall rather than one each.
+    /// connection with queued output before each sync and at the end of its turn, so the frames
+    /// a turn produces for one connection leave in one write syscall rather than one each.
     pub(crate) fn queue(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
         let pending = self.output.len() - self.output_sent;
         // An empty buffer always takes one frame, however large: limits on frames are enforced
@@ -210,6 +225,25 @@ impl Connection {
         self.input = Vec::new();
         self.partial_since = None;
         self.closing_since = Some(now);
+    }
+
+    /// Whether the connection should end at `now`, and why: it has reported its error and
+    /// written it (or had its grace to), or it broke one of the `limits` on how long a client
+    /// may take to start, finish a frame, or stay silent.
+    pub(crate) fn expiry(&self, now: Time, limits: &ConnectionLimits) -> Option<Expiry> {
+        if let Some(since) = self.closing_since {
+            return (self.output_pending() == 0 || now.saturating_since(since) >= CLOSING_GRACE)
+                .then_some(Expiry::Close("closed after reporting an error"));
+        }
+        if self.partial_since.is_some_and(|since| now.saturating_since(since) >= limits.partial_frame_timeout) {
+            Some(Expiry::Drop("a frame did not complete in time"))
+        } else if self.last_frame_at.is_none() && now.saturating_since(self.opened_at) >= limits.first_frame_timeout {
+            Some(Expiry::Drop("connected but sent no frame in time"))
+        } else if self.last_frame_at.is_some_and(|at| now.saturating_since(at) >= limits.idle_timeout) {
+            Some(Expiry::Close("idle"))
+        } else {
+            None
+        }
     }
 
     pub(crate) fn output_pending(&self) -> usize {

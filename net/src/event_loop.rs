@@ -1,32 +1,37 @@
 //! [`Server`]: one node on a single-threaded mio event loop.
 //!
 //! Each loop turn:
-//! 1. wait for socket events, no longer than the node's deadline (and the runtime's own timers:
-//!    peer reconnects, connection timeouts);
+//! 1. wait for socket events, no longer than the node's deadline and the runtime's own (a lazy
+//!    sync falling due, a peer connect timing out, the next housekeeping), and not at all
+//!    while a socket has input left over from its read budget;
 //! 2. read frames from ready sockets and hand them to the node (requests, peer messages),
 //!    draining its outputs after each: messages go to peer links, replies to the client's
 //!    connection or address, records into the log's buffer;
 //! 3. fire the node's timers if its deadline has passed;
-//! 4. group commit: write every record buffered this turn, one `fdatasync`, tell the node
-//!    they are durable, drain again (which may release votes, commits and replies); a turn
-//!    whose only records are ones the node does not wait on leaves them for a later sync;
-//! 5. housekeeping: time out connections, reconnect peers.
+//! 4. group commit ([`GroupCommit`]): write every record buffered this turn, one `fdatasync`,
+//!    tell the node they are durable, drain again (which may release votes, commits and
+//!    replies); a turn whose only records are ones the node does not wait on leaves them for a
+//!    later sync;
+//! 5. housekeeping: close connections that outlived their limits, abandon peer connects that
+//!    take too long (a link reconnects when the node next sends that peer a message).
 //!
 //! Nothing in the loop blocks except the disk writes of step 4, which are the point.
 
 use crate::clock::Clock;
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
-use crate::connection::{Connection, READ_CHUNK_BYTES};
-use crate::peers::{ConnectProgress, LinkState, PeerLink};
+use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES};
+use crate::group_commit::GroupCommit;
+use crate::inbound::{ExpiredConnection, InboundConnections};
+use crate::peers::{ConnectProgress, PeerLink, Queued};
+use crate::rate_limit::RateLimit;
 use crate::routes::{ReplyRoutes, Route};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Input, LAZY_SYNC_DELAY, Lsn, Node, NodeId, NodeSet, Output, StartError, Time};
-use mio::net::{TcpListener, UdpSocket};
+use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use slab::Slab;
-use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,9 +51,6 @@ const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// A connection told about its error is closed after this long even if the error never
-/// left its output buffer.
-const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a server could not start, or had to stop.
 #[derive(Debug, Error)]
@@ -88,50 +90,36 @@ impl ServerHandle {
     }
 }
 
-/// Where a frame came from, so its reply (or error) can go back.
-#[derive(Clone, Copy, Debug)]
-enum Origin {
-    Tcp {
-        key: usize,
-        serial: u64,
-    },
-    Udp(SocketAddr),
-    /// Our own outbound link to a peer: the peer should never send anything on it.
-    PeerLink,
-}
-
+/// One node: the core's [`Node`] driven by sockets, the disk and the clock.
+//
+// The server owns the sockets and composes the parts that keep the state of each concern:
+// `GroupCommit` for the log, `InboundConnections` for accepted connections, a `PeerLink` per
+// peer (in TCP mode), `ReplyRoutes` for the replies the node owes, and a `RateLimit` on error
+// replies to datagrams.
 pub struct Server {
     config: ServerConfig,
     clock: Clock,
     poll: Poll,
     node: Node,
-    wal: Wal,
-    /// The last lsn handed to the log, and the last one reported durable.
-    appended: Lsn,
-    durable: Lsn,
-    /// A record the node waits on (a vote, a decision, an acknowledgement) is not yet synced:
-    /// sync this turn.
-    prompt_sync: bool,
-    /// Only records nothing waits on are unsynced: sync by then, or sooner with the next
-    /// prompt one.
-    lazy_sync_at: Option<Time>,
+    /// The node's records on their way to disk.
+    group_commit: GroupCommit,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
-    connections: Slab<Connection>,
-    next_serial: u64,
+    inbound: InboundConnections,
+    /// The serial of the last connection opened or accepted (see [`Connection::serial`]).
+    last_serial: u64,
+    /// This node's links to its peers, in id order (their poll tokens follow that order); empty
+    /// when peers talk over UDP.
     links: Vec<PeerLink>,
-    peer_addrs: BTreeMap<NodeId, SocketAddr>,
     routes: ReplyRoutes,
-    /// Connections (by slab key) and the UDP socket with input left over after their budget.
-    read_again: BTreeSet<usize>,
-    /// Client connections (by slab key) with queued replies, each listed once: flushed
-    /// together so a turn's replies to one client leave in one write.
-    to_flush: Vec<usize>,
+    /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
     next_housekeeping: Time,
-    udp_error_budget: u32,
-    udp_error_budget_refill: Time,
+    /// Error replies to bad datagrams, whose source may be forged.
+    udp_error_replies: RateLimit,
+    /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
+    /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
     encode_buffer: Vec<u8>,
     /// Where every TCP read lands before its bytes join the connection's input.
     read_buffer: Box<[u8; READ_CHUNK_BYTES]>,
@@ -144,59 +132,12 @@ impl Server {
     /// Locks and recovers the data dir, binds the sockets and starts the node. The server
     /// serves nothing until [`Server::run`].
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        if config.peers.contains_key(&config.id) {
-            return Err(ServerError::SelfInPeers { id: config.id });
-        }
-        let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
-        let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
-            id: ids.map(|id| id.0).max().unwrap_or(0),
-            max: NodeSet::CAPACITY,
-        })?;
         let clock = Clock::new();
-        let (wal, recovery) = Wal::open(&config.data_dir)?;
-        tracing::info!(
-            node = %config.id,
-            data_dir = %config.data_dir.display(),
-            records = recovery.records.len(),
-            segments = recovery.segments_read,
-            "recovered the log"
-        );
-        let mut core_config = Config::new(config.id, members);
-        core_config.limits = config.limits;
-        core_config.timing = config.timing;
-        core_config.bounds = config.bounds;
-        // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
-        core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
-        let node = Node::start(core_config, recovery.records, clock.now())?;
-
+        let (node, wal) = start_node(&config, &clock)?;
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
         let registry = poll.registry();
-        let listener = if config.transport.serves_tcp() {
-            let mut listener = TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                transport: "TCP",
-                source,
-            })?;
-            registry
-                .register(&mut listener, LISTENER, Interest::READABLE)
-                .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
-            Some(listener)
-        } else {
-            None
-        };
-        let udp = if config.transport.serves_udp() {
-            let mut udp = UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                transport: "UDP",
-                source,
-            })?;
-            registry
-                .register(&mut udp, UDP, Interest::READABLE)
-                .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
-            Some(udp)
-        } else {
-            None
-        };
+        let listener = if config.transport.serves_tcp() { Some(bind_listener(config.listen, registry)?) } else { None };
+        let udp = if config.transport.serves_udp() { Some(bind_udp(config.listen, registry)?) } else { None };
         let waker = Arc::new(
             Waker::new(registry, WAKER)
                 .map_err(|source| ServerError::EventLoop { what: "creating the waker", source })?,
@@ -211,24 +152,16 @@ impl Server {
         Ok(Server {
             clock,
             node,
-            wal,
-            appended: Lsn(0),
-            durable: Lsn(0),
-            prompt_sync: false,
-            lazy_sync_at: None,
+            group_commit: GroupCommit::new(wal),
             listener,
             udp,
-            connections: Slab::new(),
-            next_serial: 0,
+            inbound: InboundConnections::new(),
+            last_serial: 0,
             links,
-            peer_addrs: config.peers.clone(),
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
-            read_again: BTreeSet::new(),
-            to_flush: Vec::new(),
             udp_read_again: false,
             next_housekeeping: now,
-            udp_error_budget: config.connection.udp_error_replies_per_second,
-            udp_error_budget_refill: now,
+            udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -265,7 +198,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let now = self.clock.now();
         self.drain_outputs(now)?;
-        self.group_commit(now)?;
+        self.sync_and_release(now)?;
         while !self.stop.load(Ordering::SeqCst) {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -273,59 +206,72 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
             }
-            let now = self.clock.now();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(now),
-                    UDP => self.receive_datagrams(now)?,
-                    WAKER => {}
-                    Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
-                        self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
-                    }
-                    Token(t) => {
-                        let key = t - CONNECTION_TOKEN_BASE;
-                        if event.is_writable()
-                            && let Some(connection) = self.connections.get_mut(key)
-                        {
-                            connection.flush();
-                        }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
-                        }
-                    }
-                }
-            }
-            for key in std::mem::take(&mut self.read_again) {
-                self.read_connection(now, key, false)?;
-            }
-            if std::mem::take(&mut self.udp_read_again) {
-                self.receive_datagrams(now)?;
-            }
-            if self.node.deadline().is_some_and(|deadline| deadline <= now) {
-                self.node.handle(now, Input::Timeout);
-                self.drain_outputs(now)?;
-            }
-            self.group_commit(now)?;
-            if now >= self.next_housekeeping {
-                self.housekeeping(now);
-                self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
-            }
+            self.turn(&events)?;
         }
         tracing::info!(node = %self.config.id, "stopping");
-        self.prompt_sync = self.appended > self.durable || self.wal.has_buffered();
-        self.group_commit(self.clock.now())?;
+        self.group_commit.sync_before_stopping();
+        self.sync_and_release(self.clock.now())?;
         Ok(())
     }
 
+    /// Steps 2 to 5 of a loop turn (see the module's doc), after the poller returned `events`.
+    fn turn(&mut self, events: &Events) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        for event in events.iter() {
+            self.on_event(now, event)?;
+        }
+        for key in self.inbound.take_read_again() {
+            self.read_connection(now, key, false)?;
+        }
+        if std::mem::take(&mut self.udp_read_again) {
+            self.receive_datagrams(now)?;
+        }
+        if self.node.deadline().is_some_and(|deadline| deadline <= now) {
+            self.node.handle(now, Input::Timeout);
+            self.drain_outputs(now)?;
+        }
+        self.sync_and_release(now)?;
+        if now >= self.next_housekeeping {
+            self.housekeeping(now);
+            self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, now: Time, event: &Event) -> Result<(), ServerError> {
+        match event.token() {
+            LISTENER => self.accept(now),
+            UDP => self.receive_datagrams(now)?,
+            WAKER => {}
+            Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
+                self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
+            }
+            Token(t) => {
+                let key = t - CONNECTION_TOKEN_BASE;
+                if event.is_writable()
+                    && let Some(connection) = self.inbound.get_mut(key)
+                {
+                    connection.flush();
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the poller may wait for events: until the earliest deadline of the node or the
+    /// runtime, and not at all while input is left over from a read budget.
     fn poll_timeout(&self) -> Duration {
-        if !self.read_again.is_empty() || self.udp_read_again {
+        if self.inbound.any_to_read_again() || self.udp_read_again {
             return Duration::ZERO;
         }
         let mut next = self.next_housekeeping;
         if let Some(deadline) = self.node.deadline() {
             next = next.min(deadline);
         }
-        if let Some(at) = self.lazy_sync_at {
+        if let Some(at) = self.group_commit.deadline() {
             next = next.min(at);
         }
         for link in &self.links {
@@ -338,11 +284,18 @@ impl Server {
 
     // ---- TCP ----
 
+    /// A serial no connection had before (see [`Connection::serial`]).
+    fn new_serial(&mut self) -> u64 {
+        self.last_serial += 1;
+        self.last_serial
+    }
+
+    /// Accepts every connection the listener holds.
     fn accept(&mut self, now: Time) {
-        let Some(listener) = &self.listener else { return };
         loop {
-            let (mut stream, addr) = match listener.accept() {
-                Ok(accepted) => accepted,
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(now, stream, addr),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -350,49 +303,54 @@ impl Server {
                     tracing::warn!(%error, "cannot accept a connection");
                     return;
                 }
-            };
-            ServerStats::add(&self.stats.connections_accepted, 1);
-            if self.connections.len() >= self.config.connection.connections_max {
-                tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
-                ServerStats::add(&self.stats.connections_dropped, 1);
-                continue;
             }
-            let _ = stream.set_nodelay(true);
-            let entry = self.connections.vacant_entry();
-            let key = entry.key();
-            let token = Token(CONNECTION_TOKEN_BASE + key);
-            if let Err(error) =
-                self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            {
-                tracing::warn!(%error, "cannot register a connection");
-                continue;
-            }
-            self.next_serial += 1;
-            entry.insert(Connection::new(
-                stream,
-                addr,
-                self.next_serial,
-                now,
-                self.frame_bytes_max,
-                self.config.connection.output_bytes_max,
-            ));
-            tracing::debug!(%addr, key, "accepted a connection");
         }
     }
 
+    /// Registers an accepted connection for events and starts serving it, unless there are
+    /// too many connections already: then it is closed at once.
+    fn admit(&mut self, now: Time, mut stream: TcpStream, addr: SocketAddr) {
+        ServerStats::add(&self.stats.connections_accepted, 1);
+        if self.inbound.len() >= self.config.connection.connections_max {
+            tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
+            ServerStats::add(&self.stats.connections_dropped, 1);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let key = self.inbound.vacant_key();
+        let token = Token(CONNECTION_TOKEN_BASE + key);
+        if let Err(error) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+            tracing::warn!(%error, "cannot register a connection");
+            return;
+        }
+        let serial = self.new_serial();
+        let inserted = self.inbound.insert(Connection::new(
+            stream,
+            addr,
+            serial,
+            now,
+            self.frame_bytes_max,
+            self.config.connection.output_bytes_max,
+        ));
+        debug_assert_eq!(inserted, key, "the connection went where its token says");
+        tracing::debug!(%addr, key, "accepted a connection");
+    }
+
+    /// Reads what an accepted connection has, up to its budget, and hands every whole frame
+    /// to the node. `until_would_block` as for [`Connection::read`].
     fn read_connection(&mut self, now: Time, key: usize, until_would_block: bool) -> Result<(), ServerError> {
-        let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
+        let Some(connection) = self.inbound.get_mut(key) else { return Ok(()) };
         let serial = connection.serial;
         let result = connection.read(now, &mut self.read_buffer, until_would_block);
         if result.more {
-            self.read_again.insert(key);
+            self.inbound.read_again_next_turn(key);
         }
         for frame in result.frames {
-            self.on_frame(now, frame, Origin::Tcp { key, serial })?;
+            self.on_frame(now, frame, Some(Route::Tcp { key, serial }))?;
         }
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
-            if let Some(connection) = self.connections.get_mut(key) {
+            if let Some(connection) = self.inbound.get_mut(key) {
                 tracing::info!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
                 if result.closed {
                     self.close_connection(key, "closed mid-frame");
@@ -406,16 +364,17 @@ impl Server {
         Ok(())
     }
 
+    /// Ends a connection in an orderly way (its side closed, it went idle, its error was sent).
     fn close_connection(&mut self, key: usize, why: &str) {
-        if let Some(mut connection) = self.connections.try_remove(key) {
+        if let Some(mut connection) = self.inbound.remove(key) {
             tracing::debug!(addr = %connection.addr, why, "closing a connection");
             let _ = self.poll.registry().deregister(&mut connection.stream);
-            self.read_again.remove(&key);
         }
     }
 
+    /// Ends a connection the server gave up on (a stalled or misbehaving client), and counts it.
     fn drop_connection(&mut self, key: usize, why: &str) {
-        if let Some(connection) = self.connections.get(key) {
+        if let Some(connection) = self.inbound.get(key) {
             tracing::info!(addr = %connection.addr, why, "dropping a connection");
             ServerStats::add(&self.stats.connections_dropped, 1);
         }
@@ -424,6 +383,7 @@ impl Server {
 
     // ---- UDP ----
 
+    /// Receives datagrams, up to the per-turn budget, and hands each frame to the node.
     fn receive_datagrams(&mut self, now: Time) -> Result<(), ServerError> {
         let mut buffer = vec![0u8; DATAGRAM_RECEIVE_BYTES];
         let max = self.frame_bytes_max.min(DATAGRAM_BYTES_MAX as u32);
@@ -437,7 +397,7 @@ impl Server {
                 Err(_) => continue,
             };
             match frame::decode_datagram(&buffer[..len], max) {
-                Ok(frame) => self.on_frame(now, frame, Origin::Udp(addr))?,
+                Ok(frame) => self.on_frame(now, frame, Some(Route::Udp(addr)))?,
                 Err(error) => {
                     ServerStats::add(&self.stats.frames_rejected, 1);
                     tracing::debug!(%addr, %error, "bad datagram");
@@ -452,15 +412,9 @@ impl Server {
     /// Answers a bad datagram with an error frame, within a rate limit: the source address of
     /// a datagram can be forged, and this node must not become a flood's amplifier.
     fn send_udp_error(&mut self, now: Time, addr: SocketAddr, error: FrameError) {
-        if now.saturating_since(self.udp_error_budget_refill) >= Duration::from_secs(1) {
-            self.udp_error_budget = self.config.connection.udp_error_replies_per_second;
-            self.udp_error_budget_refill = now;
+        if self.udp_error_replies.allow(now) {
+            self.send_datagram(addr, &Frame::Error(error));
         }
-        if self.udp_error_budget == 0 {
-            return;
-        }
-        self.udp_error_budget -= 1;
-        self.send_datagram(addr, &Frame::Error(error));
     }
 
     /// Sends one frame as a datagram; a frame too large becomes an error telling the client to
@@ -488,9 +442,11 @@ impl Server {
 
     // ---- Peer links ----
 
+    /// Finishes a connect in progress, writes what the link has queued, and reads what the
+    /// peer sent on it (nothing, normally: see [`Server::on_frame`]).
     fn on_link_event(&mut self, now: Time, index: usize, readable: bool) -> Result<(), ServerError> {
         let Some(link) = self.links.get_mut(index) else { return Ok(()) };
-        if let LinkState::Connecting { .. } = link.state {
+        if link.is_connecting() {
             match link.check_connected(now) {
                 ConnectProgress::Connected => {}
                 ConnectProgress::Pending => return Ok(()),
@@ -505,7 +461,7 @@ impl Server {
         if readable {
             let result = connection.read(now, &mut self.read_buffer, true);
             for frame in result.frames {
-                self.on_frame(now, frame, Origin::PeerLink)?;
+                self.on_frame(now, frame, None)?;
             }
             if result.closed || result.error.is_some() {
                 self.disconnect_link(now, index, "closed by the peer");
@@ -514,6 +470,7 @@ impl Server {
         Ok(())
     }
 
+    /// Takes a link down; it reconnects, after its backoff, for the next message to its peer.
     fn disconnect_link(&mut self, now: Time, index: usize, why: &str) {
         let link = &mut self.links[index];
         if let Some(mut connection) = link.disconnect(now) {
@@ -522,9 +479,9 @@ impl Server {
         }
     }
 
+    /// Starts connecting a link and registers its connection for events.
     fn connect_link(&mut self, now: Time, index: usize) {
-        self.next_serial += 1;
-        let serial = self.next_serial;
+        let serial = self.new_serial();
         let output_bytes_max = self.config.connection.output_bytes_max;
         let link = &mut self.links[index];
         if !link.start_connect(now, serial, self.frame_bytes_max, output_bytes_max) {
@@ -543,14 +500,14 @@ impl Server {
 
     // ---- Frames in, outputs out ----
 
-    fn on_frame(&mut self, now: Time, incoming: Frame, origin: Origin) -> Result<(), ServerError> {
+    /// Hands one incoming frame to the node and carries out what it asks for. `from` is where
+    /// an answer to the frame goes: `None` for our own outbound link to a peer, on which the
+    /// peer never sends anything (it sends on the link it opened itself), so nothing arriving
+    /// there is answered.
+    fn on_frame(&mut self, now: Time, incoming: Frame, from: Option<Route>) -> Result<(), ServerError> {
         match incoming {
             Frame::Request(request) => {
-                let route = match origin {
-                    Origin::Tcp { key, serial } => Route::Tcp { key, serial },
-                    Origin::Udp(addr) => Route::Udp(addr),
-                    Origin::PeerLink => return Ok(()),
-                };
+                let Some(route) = from else { return Ok(()) };
                 let reply_to = self.routes.insert(route);
                 ServerStats::add(&self.stats.requests, 1);
                 self.node.handle(now, Input::Request { reply_to, request });
@@ -561,14 +518,14 @@ impl Server {
                 let error = FrameError::Malformed {
                     reason: "a dkv server accepts requests and peer messages, not replies or errors".into(),
                 };
-                match origin {
-                    Origin::Tcp { key, .. } => {
-                        if let Some(connection) = self.connections.get_mut(key) {
+                match from {
+                    Some(Route::Tcp { key, .. }) => {
+                        if let Some(connection) = self.inbound.get_mut(key) {
                             connection.fail(now, error);
                         }
                     }
-                    Origin::Udp(addr) => self.send_udp_error(now, addr, error),
-                    Origin::PeerLink => {}
+                    Some(Route::Udp(addr)) => self.send_udp_error(now, addr, error),
+                    None => {}
                 }
             }
         }
@@ -576,7 +533,7 @@ impl Server {
     }
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
-    /// [`Server::group_commit`] makes them durable.
+    /// [`Server::sync_and_release`] makes them durable.
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
         while let Some(output) = self.node.poll_output() {
             match output {
@@ -586,23 +543,18 @@ impl Server {
                     ServerStats::add(&self.stats.replies, 1);
                     self.send_reply(route, Frame::Reply(reply));
                 }
-                Output::Persist { lsn, record } => {
-                    self.wal.append(&record)?;
-                    self.appended = lsn;
-                    if record.sync_promptly() {
-                        self.prompt_sync = true;
-                    } else if self.lazy_sync_at.is_none() {
-                        self.lazy_sync_at = Some(now + LAZY_SYNC_DELAY);
-                    }
-                }
+                Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
             }
         }
         Ok(())
     }
 
+    /// Sends a message to a peer: as a datagram in UDP mode, else queued on its link (which
+    /// connects first if it is down and its backoff is over). A message that cannot go is
+    /// dropped and counted; the protocol retransmits until it is answered.
     fn send_to_peer(&mut self, to: NodeId, message: Frame) {
         if self.config.transport.peers_over_udp() {
-            let Some(&addr) = self.peer_addrs.get(&to) else { return };
+            let Some(&addr) = self.config.peers.get(&to) else { return };
             if !self.send_datagram(addr, &message) {
                 ServerStats::add(&self.stats.peer_messages_dropped, 1);
             }
@@ -615,32 +567,27 @@ impl Server {
         }
         self.encode_buffer.clear();
         frame::encode(&message, &mut self.encode_buffer);
-        let before = self.links[index].messages_dropped;
-        if self.links[index].queue(&self.encode_buffer).is_err() {
-            self.disconnect_link(now, index, "its output buffer overflowed");
-            ServerStats::add(&self.stats.peer_messages_dropped, 1);
+        match self.links[index].queue(&self.encode_buffer) {
+            Queued::Buffered => {}
+            Queued::DroppedLinkDown => ServerStats::add(&self.stats.peer_messages_dropped, 1),
+            Queued::DroppedBufferFull => {
+                self.disconnect_link(now, index, "its output buffer overflowed");
+                ServerStats::add(&self.stats.peer_messages_dropped, 1);
+            }
         }
-        let dropped = self.links[index].messages_dropped - before;
-        ServerStats::add(&self.stats.peer_messages_dropped, dropped);
     }
 
+    /// Sends a client its reply: at once as a datagram, or queued on its connection.
     fn send_reply(&mut self, route: Route, reply: Frame) {
         match route {
             Route::Udp(addr) => {
                 self.send_datagram(addr, &reply);
             }
             Route::Tcp { key, serial } => {
-                let Some(connection) = self.connections.get_mut(key) else { return };
-                if connection.serial != serial {
-                    return;
-                }
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
-                if connection.queue(&self.encode_buffer).is_err() {
+                if self.inbound.queue(key, serial, &self.encode_buffer).is_err() {
                     self.drop_connection(key, "the client does not read its replies (output buffer full)");
-                } else if !connection.flush_listed {
-                    connection.flush_listed = true;
-                    self.to_flush.push(key);
                 }
             }
         }
@@ -651,12 +598,7 @@ impl Server {
     /// receiver's network stack in the sender's time, and a waiting client is the latency
     /// that counts; peers' COMMITs and acknowledgements can follow microseconds later.
     fn flush_queued(&mut self) {
-        for key in self.to_flush.drain(..) {
-            if let Some(connection) = self.connections.get_mut(key) {
-                connection.flush_listed = false;
-                connection.flush();
-            }
-        }
+        self.inbound.flush_queued();
         for link in &mut self.links {
             if let Some(connection) = link.connection_mut()
                 && connection.output_pending() > 0
@@ -666,21 +608,18 @@ impl Server {
         }
     }
 
-    /// Makes every record buffered so far durable with one sync, tells the node, and repeats
-    /// while that produces more records — when the node waits on one of them, or the oldest
-    /// record nothing waits on has waited [`LAZY_SYNC_DELAY`]. Queued frames go out before each sync (they
+    /// While a sync is due, makes every record buffered so far durable with one sync, tells the
+    /// node, and carries out what that releases, which may buffer more records (see
+    /// [`GroupCommit`] for when a sync is due). Queued frames go out before each sync (they
     /// never depend on it: the node holds back whatever does), so peers work while this node
     /// waits for its disk, and again at the end.
-    fn group_commit(&mut self, now: Time) -> Result<(), ServerError> {
-        while self.prompt_sync || self.lazy_sync_at.is_some_and(|at| at <= now) {
-            self.prompt_sync = false;
-            self.lazy_sync_at = None;
+    fn sync_and_release(&mut self, now: Time) -> Result<(), ServerError> {
+        while self.group_commit.sync_due(now) {
             self.flush_queued();
-            self.wal.sync()?;
+            let synced = self.group_commit.sync()?;
             ServerStats::add(&self.stats.syncs, 1);
-            ServerStats::add(&self.stats.records_synced, self.appended.0 - self.durable.0);
-            self.durable = self.appended;
-            self.node.handle(now, Input::Durable { through: self.durable });
+            ServerStats::add(&self.stats.records_synced, synced.records);
+            self.node.handle(now, Input::Durable { through: synced.through });
             self.drain_outputs(now)?;
         }
         self.flush_queued();
@@ -689,39 +628,14 @@ impl Server {
 
     // ---- Timeouts ----
 
+    /// Ends connections that outlived their limits, abandons peer connects that take too long,
+    /// and updates the gauges in [`ServerStats`].
     fn housekeeping(&mut self, now: Time) {
-        let limits = self.config.connection;
-        let mut to_drop = Vec::new();
-        let mut buffered = 0u64;
-        for (key, connection) in &self.connections {
-            buffered += connection.buffered_bytes() as u64;
-            // (why, whether it counts as dropping the client rather than an orderly close)
-            let why = if let Some(since) = connection.closing_since {
-                (connection.output_pending() == 0 || now.saturating_since(since) >= CLOSING_GRACE)
-                    .then_some(("closed after reporting an error", false))
-            } else if connection
-                .partial_since
-                .is_some_and(|since| now.saturating_since(since) >= limits.partial_frame_timeout)
-            {
-                Some(("a frame did not complete in time", true))
-            } else if connection.last_frame_at.is_none()
-                && now.saturating_since(connection.opened_at) >= limits.first_frame_timeout
-            {
-                Some(("connected but sent no frame in time", true))
-            } else if connection.last_frame_at.is_some_and(|at| now.saturating_since(at) >= limits.idle_timeout) {
-                Some(("idle", false))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                to_drop.push((key, why));
-            }
-        }
-        for (key, (why, dropped)) in to_drop {
-            if dropped {
-                self.drop_connection(key, why);
-            } else {
-                self.close_connection(key, why);
+        let buffered = self.inbound.buffered_bytes();
+        for ExpiredConnection { key, expiry } in self.inbound.expired(now, &self.config.connection) {
+            match expiry {
+                Expiry::Close(why) => self.close_connection(key, why),
+                Expiry::Drop(why) => self.drop_connection(key, why),
             }
         }
         for index in 0..self.links.len() {
@@ -729,8 +643,53 @@ impl Server {
                 self.disconnect_link(now, index, "connect timed out");
             }
         }
-        ServerStats::set(&self.stats.connections_open, self.connections.len() as u64);
+        ServerStats::set(&self.stats.connections_open, self.inbound.len() as u64);
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
     }
+}
+
+/// Checks the membership, recovers the log and starts the node from what it holds.
+fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), ServerError> {
+    if config.peers.contains_key(&config.id) {
+        return Err(ServerError::SelfInPeers { id: config.id });
+    }
+    let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
+    let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
+        id: ids.map(|id| id.0).max().unwrap_or(0),
+        max: NodeSet::CAPACITY,
+    })?;
+    let (wal, recovery) = Wal::open(&config.data_dir)?;
+    tracing::info!(
+        node = %config.id,
+        data_dir = %config.data_dir.display(),
+        records = recovery.records.len(),
+        segments = recovery.segments_read,
+        "recovered the log"
+    );
+    let mut core_config = Config::new(config.id, members);
+    core_config.limits = config.limits;
+    core_config.timing = config.timing;
+    core_config.bounds = config.bounds;
+    // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
+    core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
+    let node = Node::start(core_config, recovery.records, clock.now())?;
+    Ok((node, wal))
+}
+
+fn bind_listener(addr: SocketAddr, registry: &Registry) -> Result<TcpListener, ServerError> {
+    let mut listener =
+        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "TCP", source })?;
+    registry
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
+    Ok(listener)
+}
+
+fn bind_udp(addr: SocketAddr, registry: &Registry) -> Result<UdpSocket, ServerError> {
+    let mut udp = UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "UDP", source })?;
+    registry
+        .register(&mut udp, UDP, Interest::READABLE)
+        .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
+    Ok(udp)
 }

@@ -19,13 +19,27 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connection attempt that has not completed by then is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How a connect in progress stands after an event on its socket.
 pub(crate) enum ConnectProgress {
     Connected,
     Pending,
     Failed,
 }
 
-pub(crate) enum LinkState {
+/// What became of a frame handed to [`PeerLink::queue`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// It waits in the link's output buffer for the next flush.
+    Buffered,
+    /// The link is down, backing off before it reconnects: the frame is dropped, and the
+    /// protocol's retransmission makes up for it.
+    DroppedLinkDown,
+    /// The link's output buffer would overflow: the frame is dropped, and the caller takes the
+    /// link down (its peer does not keep up).
+    DroppedBufferFull,
+}
+
+enum LinkState {
     /// Not connected; connect for the first message sent at or after `retry_at`.
     Down {
         retry_at: Time,
@@ -40,24 +54,18 @@ pub(crate) enum LinkState {
     },
 }
 
+/// This node's connection to one peer, for sending it messages, and when to reconnect.
 pub(crate) struct PeerLink {
     pub(crate) id: NodeId,
     pub(crate) addr: SocketAddr,
-    pub(crate) state: LinkState,
+    state: LinkState,
+    /// How long to wait before the next connect after this one fails; doubles at each failure.
     backoff: Duration,
-    /// Messages dropped because the link was down or its buffer full; for logs and tests.
-    pub(crate) messages_dropped: u64,
 }
 
 impl PeerLink {
     pub(crate) fn new(id: NodeId, addr: SocketAddr, now: Time) -> PeerLink {
-        PeerLink {
-            id,
-            addr,
-            state: LinkState::Down { retry_at: now },
-            backoff: RECONNECT_BACKOFF_MIN,
-            messages_dropped: 0,
-        }
+        PeerLink { id, addr, state: LinkState::Down { retry_at: now }, backoff: RECONNECT_BACKOFF_MIN }
     }
 
     pub(crate) fn connection_mut(&mut self) -> Option<&mut Connection> {
@@ -67,7 +75,8 @@ impl PeerLink {
         }
     }
 
-    /// Starts a non-blocking connect. The caller registers the returned stream's connection.
+    /// Starts a non-blocking connect, and returns whether one is now in progress; if so, the
+    /// caller registers the link's connection for events. If not, a retry is scheduled.
     pub(crate) fn start_connect(
         &mut self,
         now: Time,
@@ -88,6 +97,10 @@ impl PeerLink {
                 false
             }
         }
+    }
+
+    pub(crate) fn is_connecting(&self) -> bool {
+        matches!(self.state, LinkState::Connecting { .. })
     }
 
     /// After an event while connecting: whether the connect completed, failed, or goes on.
@@ -139,15 +152,16 @@ impl PeerLink {
         self.backoff = (self.backoff * 2).min(RECONNECT_BACKOFF_MAX);
     }
 
-    /// Queues an encoded frame (written by the next flush). `Err` means the buffer overflowed:
-    /// the caller drops the link.
-    pub(crate) fn queue(&mut self, encoded: &[u8]) -> Result<(), OutputFull> {
+    /// Queues an encoded frame, written by the next flush, or says why it was dropped.
+    pub(crate) fn queue(&mut self, encoded: &[u8]) -> Queued {
         match &mut self.state {
-            LinkState::Down { .. } => {
-                self.messages_dropped += 1;
-                Ok(())
+            LinkState::Down { .. } => Queued::DroppedLinkDown,
+            LinkState::Connecting { connection, .. } | LinkState::Up { connection } => {
+                match connection.queue(encoded) {
+                    Ok(()) => Queued::Buffered,
+                    Err(OutputFull) => Queued::DroppedBufferFull,
+                }
             }
-            LinkState::Connecting { connection, .. } | LinkState::Up { connection } => connection.queue(encoded),
         }
     }
 

@@ -9,16 +9,16 @@ use dkv_core::ReplyTo;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+/// Where a frame came from, and so where its reply (or an error) goes back to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     /// A TCP connection: its slab key and its serial (the slot may have been reused since).
-    Tcp {
-        key: usize,
-        serial: u64,
-    },
+    Tcp { key: usize, serial: u64 },
+    /// The source address of a datagram.
     Udp(SocketAddr),
 }
 
+/// The routes of the replies the node still owes, by the token it was given for each.
 pub(crate) struct ReplyRoutes {
     next_token: u64,
     /// Ordered by token, i.e. by age, so the oldest is first.

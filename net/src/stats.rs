@@ -20,12 +20,14 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     /// Replies sent to clients.
     pub replies: AtomicU64,
-    /// Group commits (one fdatasync each) and the records they made durable.
+    /// Group commits: one fdatasync each.
     pub syncs: AtomicU64,
+    /// Records the group commits made durable.
     pub records_synced: AtomicU64,
     /// Reply routes held now.
     pub reply_routes: AtomicU64,
-    /// Messages to peers dropped because a link was down or a datagram could not be sent.
+    /// Messages to peers dropped because a link was down or its output buffer full, or a
+    /// datagram could not be sent.
     pub peer_messages_dropped: AtomicU64,
 }
 
