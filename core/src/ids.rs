@@ -13,6 +13,17 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// A cluster: chosen at random when its credentials are made (`dkv-server init`), and carried
+/// by every peer frame, so that a node never acts on a message meant for another cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClusterId(pub u64);
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A set of nodes as a bit set: cheap to copy, ordered iteration, no allocation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeSet(u64);

@@ -75,7 +75,7 @@ mod timers;
 
 pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
-pub use ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
+pub use ids::{ClientId, ClusterId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
 pub use node::{Input, InvariantViolation, Node, Output, StartError, Stats};

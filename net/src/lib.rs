@@ -23,6 +23,7 @@ mod inbound;
 mod peers;
 mod rate_limit;
 mod routes;
+pub mod security;
 pub mod stats;
 pub mod wal;
 

@@ -1,0 +1,318 @@
+//! A cluster's credentials: one certificate authority per cluster, a certificate and key per
+//! member, and a secret key for the peer datagrams of UDP mode. [`init_cluster`] makes them all
+//! at once (`dkv-server init`); a node loads its own with [`NodeCredentials::load`].
+//!
+//! Layout of a credentials folder, as `init_cluster` writes it:
+//!
+//! ```text
+//! DIR/ca.crt             the cluster's CA certificate (public)
+//! DIR/ca.key             the CA's private key (0600): it can mint members; keep it offline
+//! DIR/node-N/identity    "cluster <16 hex digits>" and "node N"
+//! DIR/node-N/ca.crt      a copy of the CA certificate, to verify the other members
+//! DIR/node-N/node.crt    this member's certificate, naming it (see [`peer_name`])
+//! DIR/node-N/node.key    its private key (0600)
+//! DIR/node-N/cluster.key 32 random bytes, hex (0600): seals peer datagrams in UDP mode
+//! DIR/client/ca.crt      what a client needs to verify the nodes it talks to
+//! DIR/client/identity    "cluster <16 hex digits>"
+//! ```
+//!
+//! Secrets are created with mode 0600 and refused at load time if anyone but their owner may
+//! read them, as ssh refuses a private key others can read. They never go on a command line
+//! (only the folder's path does) and never into a log.
+
+use dkv_core::{ClusterId, NodeId};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rcgen::{KeyUsagePurpose, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+const IDENTITY_FILE: &str = "identity";
+const CA_CERT_FILE: &str = "ca.crt";
+const CA_KEY_FILE: &str = "ca.key";
+const NODE_CERT_FILE: &str = "node.crt";
+const NODE_KEY_FILE: &str = "node.key";
+const CLUSTER_KEY_FILE: &str = "cluster.key";
+/// Bytes of the key that seals peer datagrams.
+pub const CLUSTER_KEY_BYTES: usize = 32;
+
+/// The name a member's certificate is issued for, and the one its peers check: a connection
+/// that presents a certificate valid for this name comes from member `node` of `cluster`.
+pub fn peer_name(cluster: ClusterId, node: NodeId) -> String {
+    format!("node-{}.{cluster}.dkv", node.0)
+}
+
+/// The name clients check: every member's certificate is valid for it, so a client trusts any
+/// member of the cluster whose CA it holds.
+pub fn cluster_name(cluster: ClusterId) -> String {
+    format!("{cluster}.dkv")
+}
+
+/// Why credentials could not be made or loaded. Every message says what to do.
+#[derive(Debug, Error)]
+pub enum CredentialsError {
+    #[error(
+        "{path} already exists; pick another folder, or delete it to make new credentials (every node then needs its new folder)"
+    )]
+    Exists { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot read {path}: {source}; give --credentials the node's own folder made by `dkv-server init` (DIR/node-N)"
+    )]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} may be read by others (mode {mode:o}); it holds a secret: run `chmod 600 {path}`")]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("{path} is not valid: {reason}; make the credentials again with `dkv-server init`")]
+    Invalid { path: PathBuf, reason: String },
+    #[error(
+        "the credentials in {dir} are node {found}'s, but this is node {expected}; give --credentials DIR/node-{expected}"
+    )]
+    WrongNode { dir: PathBuf, found: NodeId, expected: NodeId },
+    #[error("cannot make a certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+    #[error("no secure random numbers from the operating system: {0}")]
+    Random(String),
+    #[error("a cluster needs at least one node id, and ids must be distinct and below 64")]
+    BadNodes,
+}
+
+/// What one member holds: who it is, how it proves it, and whom it trusts.
+pub struct NodeCredentials {
+    pub cluster: ClusterId,
+    pub node: NodeId,
+    /// The cluster's CA certificate: the one trust anchor for peers and clients.
+    pub ca: CertificateDer<'static>,
+    pub certificate: CertificateDer<'static>,
+    pub key: PrivateKeyDer<'static>,
+    /// Seals peer datagrams in UDP mode.
+    pub cluster_key: [u8; CLUSTER_KEY_BYTES],
+}
+
+impl NodeCredentials {
+    /// Loads the credentials `init_cluster` wrote for one member into `dir` (DIR/node-N).
+    pub fn load(dir: &Path) -> Result<NodeCredentials, CredentialsError> {
+        let identity = read_text(&dir.join(IDENTITY_FILE))?;
+        let (cluster, node) = parse_identity(&dir.join(IDENTITY_FILE), &identity)?;
+        let node = node.ok_or_else(|| invalid(&dir.join(IDENTITY_FILE), "it names no node"))?;
+        let ca = read_certificate(&dir.join(CA_CERT_FILE))?;
+        let certificate = read_certificate(&dir.join(NODE_CERT_FILE))?;
+        let key_path = dir.join(NODE_KEY_FILE);
+        check_private(&key_path)?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| invalid(&key_path, &e.to_string()))?;
+        let cluster_key_path = dir.join(CLUSTER_KEY_FILE);
+        check_private(&cluster_key_path)?;
+        let cluster_key = parse_cluster_key(&cluster_key_path, &read_text(&cluster_key_path)?)?;
+        Ok(NodeCredentials { cluster, node, ca, certificate, key, cluster_key })
+    }
+
+    /// Like [`NodeCredentials::load`], and checks that they belong to node `expected`.
+    pub fn load_for(dir: &Path, expected: NodeId) -> Result<NodeCredentials, CredentialsError> {
+        let credentials = NodeCredentials::load(dir)?;
+        if credentials.node != expected {
+            return Err(CredentialsError::WrongNode { dir: dir.to_path_buf(), found: credentials.node, expected });
+        }
+        Ok(credentials)
+    }
+}
+
+/// What a client needs to talk to a cluster over TLS: the cluster and its CA certificate.
+pub struct ClientTrust {
+    pub cluster: ClusterId,
+    pub ca: CertificateDer<'static>,
+}
+
+impl ClientTrust {
+    /// Loads DIR/client (or any member's folder: it holds the same CA and cluster id).
+    pub fn load(dir: &Path) -> Result<ClientTrust, CredentialsError> {
+        let path = dir.join(IDENTITY_FILE);
+        let (cluster, _) = parse_identity(&path, &read_text(&path)?)?;
+        Ok(ClientTrust { cluster, ca: read_certificate(&dir.join(CA_CERT_FILE))? })
+    }
+}
+
+/// Makes a new cluster's credentials in `dir`, which must not exist yet: a CA, and for each of
+/// `nodes` a folder with its certificate, key and the cluster key; plus a folder for clients.
+/// Returns the new cluster's id.
+pub fn init_cluster(dir: &Path, nodes: &[NodeId]) -> Result<ClusterId, CredentialsError> {
+    let distinct: std::collections::BTreeSet<u8> = nodes.iter().map(|n| n.0).collect();
+    if nodes.is_empty() || distinct.len() != nodes.len() || distinct.iter().any(|&id| id >= 64) {
+        return Err(CredentialsError::BadNodes);
+    }
+    if dir.exists() {
+        return Err(CredentialsError::Exists { path: dir.to_path_buf() });
+    }
+    let cluster = ClusterId(u64::from_le_bytes(random_bytes()?));
+    let cluster_key: [u8; CLUSTER_KEY_BYTES] = random_bytes()?;
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name.push(DnType::CommonName, format!("dkv cluster {cluster} CA"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, &ca_key);
+
+    create_dir(dir)?;
+    write_file(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
+    write_file(&dir.join(CA_KEY_FILE), ca_key.serialize_pem().as_bytes(), true)?;
+    for &node in nodes {
+        let node_dir = dir.join(format!("node-{}", node.0));
+        create_dir(&node_dir)?;
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, format!("dkv node {} of cluster {cluster}", node.0));
+        params.subject_alt_names = vec![
+            SanType::DnsName(peer_name(cluster, node).try_into()?),
+            SanType::DnsName(cluster_name(cluster).try_into()?),
+        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        write_file(&node_dir.join(IDENTITY_FILE), identity_text(cluster, Some(node)).as_bytes(), false)?;
+        write_file(&node_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
+        write_file(&node_dir.join(NODE_CERT_FILE), cert.pem().as_bytes(), false)?;
+        write_file(&node_dir.join(NODE_KEY_FILE), key.serialize_pem().as_bytes(), true)?;
+        write_file(&node_dir.join(CLUSTER_KEY_FILE), format!("{}\n", hex(&cluster_key)).as_bytes(), true)?;
+    }
+    let client_dir = dir.join("client");
+    create_dir(&client_dir)?;
+    write_file(&client_dir.join(IDENTITY_FILE), identity_text(cluster, None).as_bytes(), false)?;
+    write_file(&client_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
+    Ok(cluster)
+}
+
+fn identity_text(cluster: ClusterId, node: Option<NodeId>) -> String {
+    let mut text = format!("# dkv identity, written by `dkv-server init`\ncluster {cluster}\n");
+    if let Some(node) = node {
+        text += &format!("node {}\n", node.0);
+    }
+    text
+}
+
+fn parse_identity(path: &Path, text: &str) -> Result<(ClusterId, Option<NodeId>), CredentialsError> {
+    let mut cluster = None;
+    let mut node = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        match line.split_once(' ') {
+            Some(("cluster", hex)) => {
+                let id = u64::from_str_radix(hex.trim(), 16).map_err(|_| invalid(path, "the cluster id is not hex"))?;
+                cluster = Some(ClusterId(id));
+            }
+            Some(("node", id)) => {
+                let id: u8 = id.trim().parse().map_err(|_| invalid(path, "the node id is not a number"))?;
+                node = Some(NodeId(id));
+            }
+            _ => return Err(invalid(path, &format!("unexpected line '{line}'"))),
+        }
+    }
+    Ok((cluster.ok_or_else(|| invalid(path, "it names no cluster"))?, node))
+}
+
+fn parse_cluster_key(path: &Path, text: &str) -> Result<[u8; CLUSTER_KEY_BYTES], CredentialsError> {
+    let text = text.trim();
+    let bad = || invalid(path, &format!("expected {} hex digits", 2 * CLUSTER_KEY_BYTES));
+    if text.len() != 2 * CLUSTER_KEY_BYTES || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut key = [0u8; CLUSTER_KEY_BYTES];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(key)
+}
+
+fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, CredentialsError> {
+    let text = read_text(path)?;
+    CertificateDer::from_pem_slice(text.as_bytes()).map_err(|e| invalid(path, &e.to_string()))
+}
+
+fn read_text(path: &Path) -> Result<String, CredentialsError> {
+    fs::read_to_string(path).map_err(|source| CredentialsError::Read { path: path.to_path_buf(), source })
+}
+
+/// Refuses a secret that anyone but its owner may read.
+fn check_private(path: &Path) -> Result<(), CredentialsError> {
+    let metadata = fs::metadata(path).map_err(|source| CredentialsError::Read { path: path.to_path_buf(), source })?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CredentialsError::Exposed { path: path.to_path_buf(), mode });
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> Result<(), CredentialsError> {
+    fs::create_dir_all(dir).map_err(|source| CredentialsError::Write { path: dir.to_path_buf(), source })?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|source| CredentialsError::Write { path: dir.to_path_buf(), source })
+}
+
+/// Writes a new file; a secret is created with mode 0600, so it is never readable by others,
+/// not even for a moment.
+fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), CredentialsError> {
+    let error = |source| CredentialsError::Write { path: path.to_path_buf(), source };
+    let mode = if secret { 0o600 } else { 0o644 };
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(error)?;
+    file.write_all(bytes).map_err(error)?;
+    file.sync_all().map_err(error)
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialsError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| CredentialsError::Random(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn invalid(path: &Path, reason: &str) -> CredentialsError {
+    CredentialsError::Invalid { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What init writes, load reads back: the same cluster, each node its own certificate, one
+    /// cluster key for all, and the client folder names the same cluster.
+    #[test]
+    fn init_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds");
+        let cluster = init_cluster(&path, &[NodeId(0), NodeId(2)]).unwrap();
+        let n0 = NodeCredentials::load_for(&path.join("node-0"), NodeId(0)).unwrap();
+        let n2 = NodeCredentials::load(&path.join("node-2")).unwrap();
+        assert_eq!((n0.cluster, n0.node, n2.cluster, n2.node), (cluster, NodeId(0), cluster, NodeId(2)));
+        assert_ne!(n0.certificate, n2.certificate);
+        assert_eq!(n0.cluster_key, n2.cluster_key);
+        assert_eq!(ClientTrust::load(&path.join("client")).unwrap().cluster, cluster);
+        assert!(matches!(
+            NodeCredentials::load_for(&path.join("node-2"), NodeId(1)),
+            Err(CredentialsError::WrongNode { .. })
+        ));
+        assert!(matches!(init_cluster(&path, &[NodeId(0)]), Err(CredentialsError::Exists { .. })));
+    }
+
+    /// Secrets are written 0600, and a secret others may read is refused with advice.
+    #[test]
+    fn secrets_are_private_and_exposed_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds");
+        init_cluster(&path, &[NodeId(0)]).unwrap();
+        for secret in ["ca.key", "node-0/node.key", "node-0/cluster.key"] {
+            let mode = fs::metadata(path.join(secret)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{secret}");
+        }
+        let key = path.join("node-0/node.key");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let error = NodeCredentials::load(&path.join("node-0")).err().unwrap();
+        assert!(matches!(error, CredentialsError::Exposed { .. }), "{error}");
+        assert!(error.to_string().contains("chmod 600"));
+    }
+}
