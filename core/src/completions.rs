@@ -12,17 +12,50 @@
 //! oldest is forgotten first.
 
 use crate::ids::{ClientId, RequestId};
-use crate::operation::{OpFailure, Outcome};
+use crate::operation::{FailReason, OpFailure, Outcome};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The outcome a write request completed with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "CompletedEncoding", into = "CompletedEncoding")]
 pub enum Completed {
     /// Every op applied.
     Committed,
     /// Nothing applied: an op could not run (the transaction committed as a no-op).
     Failed(OpFailure),
+}
+
+/// How a [`Completed`] is encoded, in the log and in messages. It is the encoding of the
+/// earlier `Completed { Committed, KeyNotFound { op_index } }`, so logs written before failures
+/// had a typed reason still read back; a reason other than a missing key will take a variant
+/// of its own here.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum CompletedEncoding {
+    Committed,
+    KeyNotFound { op_index: u32 },
+}
+
+impl From<CompletedEncoding> for Completed {
+    fn from(encoded: CompletedEncoding) -> Completed {
+        match encoded {
+            CompletedEncoding::Committed => Completed::Committed,
+            CompletedEncoding::KeyNotFound { op_index } => {
+                Completed::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound })
+            }
+        }
+    }
+}
+
+impl From<Completed> for CompletedEncoding {
+    fn from(completed: Completed) -> CompletedEncoding {
+        match completed {
+            Completed::Committed => CompletedEncoding::Committed,
+            Completed::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => {
+                CompletedEncoding::KeyNotFound { op_index }
+            }
+        }
+    }
 }
 
 impl Completed {
@@ -138,11 +171,21 @@ mod tests {
         assert_eq!(c.classify(id(1, 4)), Completion::New);
     }
 
+    /// A completion record encodes exactly as it did before failures had a typed reason, so
+    /// logs written by earlier versions read back.
+    #[test]
+    fn encoding_is_unchanged_from_earlier_logs() {
+        let missing = Completed::Failed(OpFailure { op_index: 3, reason: FailReason::KeyNotFound });
+        assert_eq!(postcard::to_allocvec(&Completed::Committed).unwrap(), [0]);
+        assert_eq!(postcard::to_allocvec(&missing).unwrap(), [1, 3]);
+        assert_eq!(postcard::from_bytes::<Completed>(&[1, 3]).unwrap(), missing);
+    }
+
     /// Past capacity, the client whose last commit is oldest is forgotten first.
     #[test]
     fn oldest_client_is_evicted_first() {
         let mut c = Completions::new(2);
-        let missing = Completed::Failed(OpFailure { op_index: 0, reason: crate::operation::FailReason::KeyNotFound });
+        let missing = Completed::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
         c.record(id(1, 1), Completed::Committed);
         c.record(id(2, 1), Completed::Committed);
         c.record(id(1, 2), missing); // client 1 is now the most recent

@@ -104,6 +104,10 @@ pub enum ConfigError {
     CanaryUnavailable,
     #[error("a bound is zero ({name}); every bound must allow at least one")]
     ZeroBound { name: &'static str },
+    #[error(
+        "snapshot_records_min is {0}; it must be at least 2 (a snapshot is itself two records or more, so fewer would snapshot after every input)"
+    )]
+    SnapshotTooFrequent(u64),
 }
 
 impl Config {
@@ -152,6 +156,9 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::ZeroBound { name });
             }
+        }
+        if b.snapshot_records_min < 2 {
+            return Err(ConfigError::SnapshotTooFrequent(b.snapshot_records_min));
         }
         Ok(())
     }

@@ -19,8 +19,8 @@
 //! | getters | [`Node::store`], [`Node::stats`], [`Node::is_quiescent`], ... | read-only views |
 //!
 //! After **every** input, drain `poll_output` until it returns `None`, then read `deadline`
-//! and hand the node [`Input::Timeout`] once that time has come (earlier is harmless). Every call takes
-//! `now`, a [`Time`] that must never go backwards.
+//! and hand the node [`Input::Timeout`] once that time has come (earlier is harmless). Every
+//! call takes `now`, a [`Time`] that must never go backwards.
 //!
 //! ## Durability is the core's business
 //!
@@ -51,8 +51,9 @@
 //! abort). Whether each op can run (an update or delete needs its key) is not a vote: it is
 //! judged under the locks, identically everywhere, and a transaction with an op that cannot run
 //! commits as a no-op whose completion record names the op ([`Outcome::Failed`]), so every
-//! definite outcome is decided by two-phase commit and no retry can be told another. Lock conflicts are refused at once and retried by the coordinator after a randomized
-//! backoff, so nothing deadlocks or livelocks. Reads are served from memory unless the key is
+//! definite outcome is decided by two-phase commit and no retry can be told another. Lock
+//! conflicts are refused at once and retried by the coordinator after a randomized backoff, so
+//! nothing deadlocks or livelocks. Reads are served from memory unless the key is
 //! locked, in which case they wait for the decision. Every request carries a (client, sequence)
 //! id whose completion is replicated with the write, so retries are never applied twice.
 

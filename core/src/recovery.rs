@@ -1,5 +1,6 @@
-//! Recovery: rebuilding a node's state from its log, and the snapshots that let the log be
-//! compacted. A snapshot holds exactly what replaying the records before it would rebuild.
+//! Recovery: rebuilding a node's state from its log, snapshots included. A snapshot holds
+//! exactly what replaying the records before it would rebuild (the node writes them: see
+//! `Node::maybe_snapshot`); this file only reads them.
 
 use crate::completions::{Completed, Completions};
 use crate::ids::{NodeId, RequestId, TxnId};
@@ -121,8 +122,8 @@ impl Recovered {
         Ok(r)
     }
 
-    /// Replays a commit exactly as the participant ran it when it committed: the ops apply if they all
-    /// find their keys, else nothing does; either way the request completed.
+    /// Replays a commit exactly as `Participant::commit_prepared` ran it: the ops apply if they
+    /// all can run, else nothing does; either way the request completed.
     fn apply(&mut self, t: &TxnRecord) {
         let outcome = Completed::of_check(self.store.check(&t.ops));
         if outcome == Completed::Committed {

@@ -19,9 +19,10 @@ fn write_commits_on_every_node() {
     }
 }
 
-/// An update of a missing key aborts, says which op failed, and changes nothing anywhere.
+/// An update of a missing key fails, says which op could not run, and changes nothing anywhere
+/// (two-phase commit committed it as a no-op).
 #[test]
-fn update_of_missing_key_aborts_everywhere() {
+fn update_of_missing_key_fails_and_changes_nothing_anywhere() {
     let mut c = Cluster::new(3);
     let r = c.request(0, txn(1, 1, vec![update("missing", "v")]));
     assert!(c.settle());

@@ -6,9 +6,10 @@
 //!
 //! A coordinator is a participant of every transaction it coordinates: every node holds every
 //! key. Its share is prepared, committed and aborted through the node's [`Participant`], which
-//! every method that needs it takes as `own_share`. That parameter is the one place the
-//! assumption lives; partial replication (a coordinator that holds none of the keys) changes it
-//! there.
+//! every method that needs it takes as `own_share`, and it counts itself as having voted YES
+//! and acknowledged (`yes` and `acked` start with this node). Partial replication (a
+//! coordinator that holds none of the keys) changes exactly these places, and
+//! [`Shared::participants_for`].
 
 use super::invariants::{InvariantViolation, ensure};
 use super::participant::{Participant, PrepareMode};
@@ -21,7 +22,8 @@ use crate::operation::{Outcome, RejectReason, TryAgainReason, WriteOp};
 use crate::record::{DecisionState, Record, TxnRecord};
 use crate::time::Time;
 use crate::timers::Timer;
-use rand_core::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,8 @@ use std::time::Duration;
 /// The coordinator role: this node's transaction ids, the transactions it coordinates and the
 /// client requests it is running.
 pub(super) struct Coordinator {
+    /// The node's only source of randomness (conflict backoff), seeded from its configuration.
+    rng: ChaCha8Rng,
     /// This run of the node: transaction ids are (node, incarnation, number), unique across
     /// restarts because the Boot record naming the incarnation is durable before any is used.
     incarnation: u64,
@@ -94,7 +98,9 @@ enum Phase {
 /// Why an attempt ended without a commit.
 #[derive(Clone, Copy, Debug)]
 enum AbortCause {
-    Vote(NoReason),
+    /// A participant refused: a remote one voted NO, or this node's own share could not be
+    /// prepared (then nothing was sent, and nothing needs aborting).
+    Refused(NoReason),
     /// These participants did not vote within the vote timeout.
     Timeout(NodeSet),
     /// This participant is configured differently.
@@ -102,8 +108,9 @@ enum AbortCause {
 }
 
 impl Coordinator {
-    pub(super) fn new(incarnation: u64) -> Coordinator {
+    pub(super) fn new(seed: u64, incarnation: u64) -> Coordinator {
         Coordinator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
             incarnation,
             booted: false,
             next_txn_number: 0,
@@ -176,7 +183,7 @@ impl Coordinator {
         let retransmit = sh.config.timing.prepare_retransmit;
         let c = CoordinatorTxn { txn, participants, write, phase: Phase::Voting { yes, vote_deadline }, retransmit };
         if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare) {
-            return self.conclude(sh, now, c.write, AbortCause::Vote(reason));
+            return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
         let others = participants.without(me);
         for to in others.iter() {
@@ -217,7 +224,7 @@ impl Coordinator {
                 }
             }
             Vote::No(NoReason::ConfigMismatch) => self.abort(sh, own_share, now, txn, AbortCause::ConfigMismatch(from)),
-            Vote::No(reason) => self.abort(sh, own_share, now, txn, AbortCause::Vote(reason)),
+            Vote::No(reason) => self.abort(sh, own_share, now, txn, AbortCause::Refused(reason)),
         }
     }
 
@@ -239,7 +246,7 @@ impl Coordinator {
     /// The commit decision is durable: apply it here, tell the client, tell the participants.
     pub(super) fn on_decision_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         let outcome = own_share.commit_prepared(sh, txn).outcome();
-        sh.known.insert(txn, Decision::Commit);
+        own_share.learn(txn, Decision::Commit);
         sh.stats.txns_committed += 1;
         let me = sh.me();
         let c = self.transactions.get_mut(&txn).expect("a durable decision belongs to a coordinated transaction");
@@ -282,7 +289,7 @@ impl Coordinator {
         sh.persist(Record::Forgotten { txn });
     }
 
-    /// Aborts an undecided transaction: release the own share, tell the participants (best
+    /// Aborts an undecided transaction: release its own share, tell the participants (best
     /// effort: one that misses it asks, and presumed abort answers), then retry or reply.
     fn abort(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, cause: AbortCause) {
         let c = self.transactions.remove(&txn).expect("aborting a coordinated transaction");
@@ -290,7 +297,7 @@ impl Coordinator {
         sh.timers.cancel(Timer::Coordinator(txn));
         self.undecided.remove(&c.write.request);
         own_share.abort_prepared(sh, txn);
-        sh.known.insert(txn, Decision::Abort);
+        own_share.learn(txn, Decision::Abort);
         sh.stats.txns_aborted += 1;
         for to in c.participants.without(sh.me()).iter() {
             sh.send(to, Message::Decision { txn, decision: Decision::Abort });
@@ -298,14 +305,15 @@ impl Coordinator {
         self.conclude(sh, now, c.write, cause);
     }
 
-    /// After an aborted attempt: retry after a backoff, or give the client its answer.
+    /// After an attempt that did not commit: retry after a backoff, or give the client its
+    /// answer.
     fn conclude(&mut self, sh: &mut Shared, now: Time, mut write: ClientWrite, cause: AbortCause) {
         let request = write.request;
         let outcome = match cause {
-            AbortCause::Vote(NoReason::Conflict | NoReason::InProgress)
+            AbortCause::Refused(NoReason::Conflict | NoReason::InProgress)
                 if write.attempt < sh.config.bounds.conflict_retries_max =>
             {
-                let delay = conflict_backoff(sh, write.attempt);
+                let delay = conflict_backoff(&mut self.rng, &sh.config.timing, write.attempt);
                 sh.stats.conflict_retries += 1;
                 write.attempt += 1;
                 self.retries.insert(request, write);
@@ -314,19 +322,19 @@ impl Coordinator {
             }
             // Not a definite outcome: another attempt of this request (a retry sent to another
             // node) may still complete, and only a completed attempt's outcome may be reported.
-            AbortCause::Vote(NoReason::Conflict) => Outcome::TryAgain(TryAgainReason::Conflict),
+            AbortCause::Refused(NoReason::Conflict) => Outcome::TryAgain(TryAgainReason::Conflict),
             // Another node is running this very request; only it knows how it ends.
-            AbortCause::Vote(NoReason::InProgress) => Outcome::TryAgain(TryAgainReason::InProgress),
+            AbortCause::Refused(NoReason::InProgress) => Outcome::TryAgain(TryAgainReason::InProgress),
             // A participant has this request's completion record: an earlier try completed.
-            AbortCause::Vote(NoReason::AlreadyCompleted(outcome)) => outcome.outcome(),
-            AbortCause::Vote(NoReason::Stale { completed_seq }) => {
+            AbortCause::Refused(NoReason::AlreadyCompleted(outcome)) => outcome.outcome(),
+            AbortCause::Refused(NoReason::Stale { completed_seq }) => {
                 Outcome::Rejected(RejectReason::Stale { seq: request.seq, completed_seq })
             }
-            AbortCause::Vote(NoReason::Busy) => Outcome::TryAgain(TryAgainReason::Busy),
+            AbortCause::Refused(NoReason::Busy) => Outcome::TryAgain(TryAgainReason::Busy),
             AbortCause::Timeout(nodes) => Outcome::TryAgain(TryAgainReason::Unavailable { nodes }),
             AbortCause::ConfigMismatch(node) => Outcome::TryAgain(TryAgainReason::ConfigMismatch { node }),
             // Only remote participants judge the configuration; never this node's own share.
-            AbortCause::Vote(NoReason::ConfigMismatch) => {
+            AbortCause::Refused(NoReason::ConfigMismatch) => {
                 Outcome::TryAgain(TryAgainReason::ConfigMismatch { node: sh.me() })
             }
         };
@@ -463,8 +471,12 @@ impl Coordinator {
         ensure(undecided == self.undecided.len(), || {
             format!("{undecided} transactions undecided but {} requests listed", self.undecided.len())
         })?;
-        for request in self.retries.keys() {
+        for (request, write) in &self.retries {
             ensure(!self.undecided.contains_key(request), || format!("{request} is both retrying and undecided"))?;
+            ensure(write.request == *request, || format!("{} is retrying under {request}", write.request))?;
+        }
+        for (txn, c) in &self.transactions {
+            ensure(c.txn == *txn, || format!("{} is coordinated under {txn}", c.txn))?;
         }
         Ok(())
     }
@@ -472,12 +484,11 @@ impl Coordinator {
 
 /// Exponential backoff with full jitter: a uniformly random delay in
 /// `[min, min * 2^attempt]`, capped, so contending coordinators spread out (no livelock).
-fn conflict_backoff(sh: &mut Shared, attempt: u32) -> Duration {
-    let t = &sh.config.timing;
+fn conflict_backoff(rng: &mut ChaCha8Rng, t: &crate::config::Timing, attempt: u32) -> Duration {
     let min = t.conflict_backoff_min.as_nanos() as u64;
     let ceiling = min.saturating_mul(1u64 << attempt.min(32)).min(t.conflict_backoff_max.as_nanos() as u64).max(min);
     let span = ceiling - min + 1;
-    Duration::from_nanos(min + sh.rng.next_u64() % span)
+    Duration::from_nanos(min + rng.next_u64() % span)
 }
 
 /// Adds a reply target to a request, bounded: the oldest target is the least likely to still

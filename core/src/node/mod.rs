@@ -105,15 +105,13 @@ impl Node {
         config.validate()?;
         let recovered = Recovered::replay(records, config.id, config.bounds.completions_max)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
-        let mut node = Node {
-            shared: Shared::new(config),
-            coordinator: Coordinator::new(incarnation),
-            participant: Participant::default(),
-        };
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
+        let mut node = Node {
+            coordinator: Coordinator::new(config.seed, incarnation),
+            participant: Participant::new(config.bounds.decisions_remembered_max),
+            shared: Shared::new(config, store, completions),
+        };
         let sh = &mut node.shared;
-        sh.store = store;
-        sh.completions = completions;
         node.participant.restore(sh, now, prepared);
         node.coordinator.restore(sh, now, decisions);
         let lsn = sh.persist(Record::Boot { incarnation });
@@ -132,6 +130,8 @@ impl Node {
             Input::Durable { through } => self.handle_durable(now, through),
             Input::Timeout => self.handle_timeout(now),
         }
+        // Checked after every input: one that logs nothing can still make a snapshot due, by
+        // deleting keys (the due count follows the store's size).
         self.maybe_snapshot();
     }
 
@@ -159,13 +159,14 @@ impl Node {
                 participant.on_prepare(sh, now, from, record)
             }
             Message::Vote { txn, vote } => coordinator.on_vote(sh, participant, now, from, txn, vote),
+            // Only this node decides its own transactions.
+            Message::Decision { txn, .. } if txn.coordinator == sh.me() => sh.stats.messages_dropped += 1,
             Message::Decision { txn, decision } => participant.on_decision(sh, txn, decision),
             Message::Ack { txn } => coordinator.on_ack(sh, from, txn),
             // Someone holding a prepared transaction asks what was decided. The coordinator
             // answers from its own state; any other node only from a decision it has learned.
             Message::Query { txn } => {
-                let answer =
-                    if txn.coordinator == sh.me() { coordinator.answer(txn) } else { participant.answer(sh, txn) };
+                let answer = if txn.coordinator == sh.me() { coordinator.answer(txn) } else { participant.answer(txn) };
                 if let Some(decision) = answer {
                     sh.send(from, Message::Decision { txn, decision });
                 }

@@ -12,6 +12,7 @@ use super::invariants::{InvariantViolation, ensure};
 use super::shared::{AfterDurable, Shared};
 use crate::Canary;
 use crate::completions::{Completed, Completion};
+use crate::decisions::KnownDecisions;
 use crate::ids::{NodeId, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
 use crate::record::{Record, TxnRecord};
@@ -20,9 +21,8 @@ use crate::timers::Timer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// The participant role: the transactions prepared at this node and the acknowledgements it
-/// owes.
-#[derive(Default)]
+/// The participant role: the transactions prepared at this node, the acknowledgements it owes,
+/// and the decisions it has learned.
 pub(super) struct Participant {
     prepared: BTreeMap<TxnId, PreparedTxn>,
     /// The request of each prepared transaction, to refuse a second attempt of the same request
@@ -30,6 +30,9 @@ pub(super) struct Participant {
     by_request: BTreeMap<RequestId, TxnId>,
     /// Committed here; the acknowledgement waits for the Committed record to be durable.
     acks_pending: BTreeSet<TxnId>,
+    /// Decisions learned recently, to answer other participants' queries and ignore stale
+    /// PREPAREs.
+    known: KnownDecisions,
 }
 
 struct PreparedTxn {
@@ -58,10 +61,26 @@ pub(super) enum PrepareMode {
     /// The coordinator's own: locked, not logged, no vote.
     OwnShare,
     /// A remote coordinator's PREPARE: logged, then voted on.
-    ForCoordinator,
+    Remote,
 }
 
 impl Participant {
+    pub(super) fn new(decisions_remembered_max: usize) -> Participant {
+        Participant {
+            prepared: BTreeMap::new(),
+            by_request: BTreeMap::new(),
+            acks_pending: BTreeSet::new(),
+            known: KnownDecisions::new(decisions_remembered_max),
+        }
+    }
+
+    /// Remembers the decision this node's coordinator made for one of its own transactions.
+    /// Nothing reads it back today (queries about its own transactions are answered by the
+    /// coordinator); it takes its place in the bounded memory like any learned decision.
+    pub(super) fn learn(&mut self, txn: TxnId, decision: Decision) {
+        self.known.insert(txn, decision);
+    }
+
     /// Checks and locks a transaction's share here. On `Err` nothing is locked or logged.
     pub(super) fn prepare(
         &mut self,
@@ -91,12 +110,12 @@ impl Participant {
 
         let state = match mode {
             PrepareMode::OwnShare => PreparedState::OwnShare,
-            PrepareMode::ForCoordinator => PreparedState::Persisting,
+            PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = sh.config.timing.query_interval;
         self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval, queries: 0 });
         self.by_request.insert(record.request, record.txn);
-        if mode == PrepareMode::ForCoordinator {
+        if mode == PrepareMode::Remote {
             if sh.canary(Canary::ApplyAtPrepare) && sh.store.check(&record.ops).is_ok() {
                 sh.store.apply(&record.ops);
             }
@@ -137,11 +156,11 @@ impl Participant {
             }
             return;
         }
-        if self.acks_pending.contains(&txn) || sh.known.get(txn).is_some() {
+        if self.acks_pending.contains(&txn) || self.known.get(txn).is_some() {
             // Already decided here: the coordinator has what it needs.
             return;
         }
-        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::ForCoordinator) {
+        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote) {
             sh.send(from, Message::Vote { txn, vote: Vote::No(reason) });
         }
     }
@@ -158,14 +177,11 @@ impl Participant {
         }
     }
 
-    /// A decision, from the coordinator or from a node answering our query.
+    /// A decision about another node's transaction, from its coordinator or from a node
+    /// answering our query.
     pub(super) fn on_decision(&mut self, sh: &mut Shared, txn: TxnId, decision: Decision) {
-        if txn.coordinator == sh.me() {
-            // Only this node decides its own transactions.
-            sh.stats.messages_dropped += 1;
-            return;
-        }
-        match (sh.known.get(txn), decision) {
+        debug_assert_ne!(txn.coordinator, sh.me(), "the node routes decisions about its own transactions away");
+        match (self.known.get(txn), decision) {
             // A presumed-abort answer from a coordinator that finished (and forgot) this
             // committed transaction: late, and harmless.
             (Some(Decision::Commit), Decision::Abort) => return,
@@ -175,7 +191,7 @@ impl Participant {
                 sh.stats.conflicting_decisions += 1;
                 return;
             }
-            _ => sh.known.insert(txn, decision),
+            _ => self.known.insert(txn, decision),
         }
         let prepared_here = self.prepared.contains_key(&txn);
         match (decision, prepared_here) {
@@ -213,8 +229,8 @@ impl Participant {
 
     /// What this node, not the transaction's coordinator, answers a query with: only a
     /// decision it has learned. (The coordinator answers from its own state.)
-    pub(super) fn answer(&self, sh: &Shared, txn: TxnId) -> Option<Decision> {
-        if self.acks_pending.contains(&txn) { Some(Decision::Commit) } else { sh.known.get(txn) }
+    pub(super) fn answer(&self, txn: TxnId) -> Option<Decision> {
+        if self.acks_pending.contains(&txn) { Some(Decision::Commit) } else { self.known.get(txn) }
     }
 
     /// No decision yet: ask the coordinator, and from the second query on the other

@@ -1,12 +1,10 @@
 //! What both protocol roles of a node use: the replica itself (store, locks, completion records,
-//! waiting reads), the decisions the node has learned, its timers, its random choices, and the
-//! [`Outbox`] through which everything it wants done leaves.
+//! waiting reads), its timers, and the [`Outbox`] through which everything it wants done leaves.
 
 use super::reads::WaitingReads;
 use super::{Output, Stats};
 use crate::completions::Completions;
 use crate::config::Config;
-use crate::decisions::KnownDecisions;
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
 use crate::message::Message;
@@ -14,21 +12,15 @@ use crate::operation::{Outcome, Reply, WriteOp};
 use crate::record::Record;
 use crate::store::Store;
 use crate::timers::Timers;
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 use std::collections::VecDeque;
 
 /// The state the coordinator and the participant roles share, owned by the node and lent to
 /// whichever role handles an input.
 pub(super) struct Shared {
     pub(super) config: Config,
-    /// The node's only source of randomness (conflict backoff), seeded from its configuration.
-    pub(super) rng: ChaCha8Rng,
     pub(super) store: Store,
     pub(super) locks: LockTable,
     pub(super) completions: Completions,
-    /// Decisions learned recently, to answer queries and ignore stale PREPAREs.
-    pub(super) known: KnownDecisions,
     pub(super) reads: WaitingReads,
     pub(super) timers: Timers,
     pub(super) outbox: Outbox,
@@ -36,13 +28,12 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(config: Config) -> Shared {
+    /// The shared state of a node starting with a recovered `store` and `completions`.
+    pub(super) fn new(config: Config, store: Store, completions: Completions) -> Shared {
         Shared {
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            store: Store::default(),
+            store,
             locks: LockTable::default(),
-            completions: Completions::new(config.bounds.completions_max),
-            known: KnownDecisions::new(config.bounds.decisions_remembered_max),
+            completions,
             reads: WaitingReads::default(),
             timers: Timers::default(),
             outbox: Outbox::default(),
@@ -56,11 +47,11 @@ impl Shared {
     }
 
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
-        self.outbox.outputs.push_back(Output::Send { to, message });
+        self.outbox.push(Output::Send { to, message });
     }
 
     pub(super) fn reply(&mut self, to: ReplyTo, id: RequestId, outcome: Outcome) {
-        self.outbox.outputs.push_back(Output::Reply { to, reply: Reply { id, outcome } });
+        self.outbox.push(Output::Reply { to, reply: Reply { id, outcome } });
     }
 
     /// Queues `record` for the log and returns its lsn.
@@ -70,8 +61,7 @@ impl Shared {
 
     /// Runs `action` once the record at `lsn` is durable.
     pub(super) fn after_durable(&mut self, lsn: Lsn, action: AfterDurable) {
-        debug_assert!(lsn > self.outbox.durable, "waiting on a record that is durable already");
-        self.outbox.waiting_on_durable.push_back((lsn, action));
+        self.outbox.wait(lsn, action);
     }
 
     /// The nodes that hold the keys of `ops`. Every node holds every key today; routing every
@@ -122,7 +112,7 @@ pub(super) enum AfterDurable {
 #[derive(Default)]
 pub(super) struct Outbox {
     outputs: VecDeque<Output>,
-    /// The lsn the next record gets; lsns start at 1.
+    /// The lsn of the last record handed out (0: none yet); the next one gets one more.
     last_lsn: u64,
     durable: Lsn,
     waiting_on_durable: VecDeque<(Lsn, AfterDurable)>,
@@ -130,6 +120,16 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
+    fn push(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    /// Holds `action` back until the record at `lsn` is durable.
+    fn wait(&mut self, lsn: Lsn, action: AfterDurable) {
+        debug_assert!(lsn > self.durable, "waiting on a record that is durable already");
+        self.waiting_on_durable.push_back((lsn, action));
+    }
+
     fn persist(&mut self, record: Record) -> Lsn {
         self.last_lsn += 1;
         let lsn = Lsn(self.last_lsn);
