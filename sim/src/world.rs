@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::disk::Disk;
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of, show};
 use crate::params::{Faults, Params};
+use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::{Trace, TraceMode};
 use crate::workload;
 use dkv_core::{
@@ -131,21 +132,6 @@ pub(crate) struct World {
     script: Option<(Vec<u8>, usize)>,
 }
 
-fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
-    p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
-}
-
-fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> u64 {
-    let (lo, hi) = (lo.as_nanos() as u64, hi.as_nanos() as u64);
-    lo + rng.next_u64() % (hi.saturating_sub(lo) + 1)
-}
-
-/// A random interval around `mean` (uniform in [0, 2 mean]; no floating-point transcendental
-/// functions, whose results may differ between machines).
-fn around(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
-    between(rng, Duration::ZERO, mean * 2)
-}
-
 impl World {
     pub(crate) fn new(
         seed: u64,
@@ -169,8 +155,7 @@ impl World {
                 let skew = if params.clock_skew_ppm == 0 {
                     0
                 } else {
-                    (rng.next_u64() % (2 * u64::from(params.clock_skew_ppm) + 1)) as i64
-                        - i64::from(params.clock_skew_ppm)
+                    range(&mut rng, 0, 2 * u64::from(params.clock_skew_ppm)) as i64 - i64::from(params.clock_skew_ppm)
                 };
                 SimNode {
                     node: None,
@@ -631,7 +616,7 @@ impl World {
     /// Sends (or resends, same request id) the client's pending request, maybe to another node.
     fn send_attempt(&mut self, client: usize, retry: bool) {
         if retry && chance(&mut self.rng, 0.5) {
-            self.clients[client].node = (self.rng.next_u64() % self.nodes.len() as u64) as usize;
+            self.clients[client].node = index(&mut self.rng, self.nodes.len());
         }
         let c = &mut self.clients[client];
         let Some((op, request, attempt)) = c.pending.as_mut() else { return };
@@ -730,9 +715,9 @@ impl World {
             .filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].disk.pending.is_empty())
             .collect();
         let i = if !unsynced.is_empty() && chance(&mut self.rng, 0.7) {
-            unsynced[(self.rng.next_u64() % unsynced.len() as u64) as usize]
+            unsynced[index(&mut self.rng, unsynced.len())]
         } else {
-            (self.rng.next_u64() % self.nodes.len() as u64) as usize
+            index(&mut self.rng, self.nodes.len())
         };
         self.crash_node(i);
         if let Some(every) = self.faults.crash_every {
@@ -750,9 +735,8 @@ impl World {
             let pending = self.nodes[i].disk.pending.len();
             // Crashes between "persist" and "durable": some records may have reached the disk
             // unreported, and the next one may be torn.
-            let survivors = (self.rng.next_u64() % (pending as u64 + 1)) as usize;
-            let tear =
-                chance(&mut self.rng, self.faults.torn_write).then(|| self.rng.next_u64() as f64 / u64::MAX as f64);
+            let survivors = range(&mut self.rng, 0, pending as u64) as usize;
+            let tear = chance(&mut self.rng, self.faults.torn_write).then(|| unit(&mut self.rng));
             self.trace.event(self.now, &[7, i as u64, survivors as u64], || {
                 format!(
                     "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
