@@ -13,11 +13,11 @@ use crate::disk::Disk;
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of, show};
 use crate::params::{Faults, Params};
 use crate::random::{around, between, chance, index, range, unit};
-use crate::trace::{Trace, TraceMode};
+use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::{
-    Canary, ClientId, Config, Decision, FailReason, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet,
-    OpFailure, Operation, Outcome, Output, Record, Reply, ReplyTo, Request, RequestId, TxnId, Vote,
+    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record,
+    Reply, ReplyTo, Request, RequestId, TxnId,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -308,14 +308,8 @@ impl World {
                 let generation = self.nodes[i].generation;
                 self.trace.event(
                     self.now,
-                    &[
-                        1,
-                        u64::from(from.0),
-                        u64::from(to.0),
-                        txn_word(message.txn()),
-                        message_word(&message),
-                        generation,
-                    ],
+                    Tag::Deliver,
+                    &[u64::from(from.0), u64::from(to.0), txn_word(message.txn()), message_word(&message), generation],
                     || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
                 );
                 if self.nodes[i].node.is_none() {
@@ -327,7 +321,7 @@ impl World {
                 self.after_input(i);
             }
             Event::ToNode { node, client, request } => {
-                self.trace.event(self.now, &[2, node as u64, client as u64, request.id.seq], || {
+                self.trace.event(self.now, Tag::Request, &[node as u64, client as u64, request.id.seq], || {
                     format!("n{node} <- client {}  request #{}", self.clients[client].id.0, request.id.seq)
                 });
                 if self.nodes[node].node.is_none() {
@@ -341,7 +335,7 @@ impl World {
             }
             Event::ToClient { client, reply } => {
                 let outcome = outcome_word(&reply.outcome);
-                self.trace.event(self.now, &[3, client as u64, reply.id.seq, outcome], || {
+                self.trace.event(self.now, Tag::Reply, &[client as u64, reply.id.seq, outcome], || {
                     format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
                 });
                 self.stats.messages_delivered += 1;
@@ -351,7 +345,7 @@ impl World {
                 if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
                     return; // moved or cancelled
                 }
-                self.trace.event(self.now, &[4, node as u64], || format!("n{node} timeout"));
+                self.trace.event(self.now, Tag::Timeout, &[node as u64], || format!("n{node} timeout"));
                 self.nodes[node].timer_at = None;
                 let now = self.local_now(node);
                 self.nodes[node].node.as_mut().unwrap().handle(now, Input::Timeout);
@@ -361,8 +355,9 @@ impl World {
                 if self.nodes[node].generation != generation || self.nodes[node].node.is_none() {
                     return; // the node crashed while this fsync was in flight
                 }
-                self.trace
-                    .event(self.now, &[5, node as u64, through.0], || format!("n{node} durable through {}", through.0));
+                self.trace.event(self.now, Tag::Durable, &[node as u64, through.0], || {
+                    format!("n{node} durable through {}", through.0)
+                });
                 let mut durable = Vec::new();
                 let n = &mut self.nodes[node];
                 n.disk.sync(through, &mut |r| durable.push(applied_by(r)));
@@ -383,7 +378,7 @@ impl World {
                 // With an fsync in flight, what it does not cover is looked at again when it
                 // completes.
                 if n.disk.sync_in_flight.is_none() {
-                    self.trace.event(self.now, &[13, node as u64], || format!("n{node} lazy sync"));
+                    self.trace.event(self.now, Tag::LazySync, &[node as u64], || format!("n{node} lazy sync"));
                     self.start_sync(node);
                 }
             }
@@ -405,7 +400,7 @@ impl World {
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
             Event::PartitionEnd => {
-                self.trace.event(self.now, &[9], || "partition ends".into());
+                self.trace.event(self.now, Tag::PartitionEnd, &[], || "partition ends".into());
                 for row in &mut self.blocked {
                     row.fill(false);
                 }
@@ -673,7 +668,7 @@ impl World {
         let Some((op, request, _)) = self.clients[client].pending.take() else { return };
         self.clients[client].abandoned = true;
         self.history.ops[op].abandoned_at = Some(self.now);
-        self.trace.event(self.now, &[11, client as u64, request.id.seq], || {
+        self.trace.event(self.now, Tag::Abandon, &[client as u64, request.id.seq], || {
             format!("client {} gives up on request #{}", self.clients[client].id.0, request.id.seq)
         });
         self.schedule(self.now, Event::ClientNext { client });
@@ -698,7 +693,7 @@ impl World {
             Ok(node) => {
                 self.nodes[i].node = Some(node);
                 self.nodes[i].timer_at = None;
-                self.trace.event(self.now, &[6, i as u64], || format!("n{i} starts"));
+                self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));
                 self.after_input(i);
             }
             Err(e) => self.violation("recovery", None, format!("n{i} cannot recover: {e}")),
@@ -737,7 +732,7 @@ impl World {
             // unreported, and the next one may be torn.
             let survivors = range(&mut self.rng, 0, pending as u64) as usize;
             let tear = chance(&mut self.rng, self.faults.torn_write).then(|| unit(&mut self.rng));
-            self.trace.event(self.now, &[7, i as u64, survivors as u64], || {
+            self.trace.event(self.now, Tag::Crash, &[i as u64, survivors as u64], || {
                 format!(
                     "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
                     if tear.is_some() { ", next torn" } else { "" }
@@ -784,7 +779,7 @@ impl World {
         }
         self.stats.partitions += 1;
         let members: Vec<usize> = (0..n).filter(|&i| side[i]).collect();
-        self.trace.event(self.now, &[8, members.len() as u64, u64::from(one_way)], || {
+        self.trace.event(self.now, Tag::PartitionStart, &[members.len() as u64, u64::from(one_way)], || {
             format!("partition {:?} {} the rest", members, if one_way { "cannot send to" } else { "|" })
         });
         let duration = between(&mut self.rng, Duration::from_millis(10), Duration::from_secs(2));
@@ -797,7 +792,7 @@ impl World {
             return;
         }
         self.healed_at = Some(self.now);
-        self.trace.event(self.now, &[10], || "heal: faults stop".into());
+        self.trace.event(self.now, Tag::Heal, &[], || "heal: faults stop".into());
         self.faults.loss = 0.0;
         self.faults.duplication = 0.0;
         for row in &mut self.blocked {
@@ -950,33 +945,4 @@ fn applied_by(record: &Record) -> Durable {
         Record::Decided(t) => Durable::Decided(t.txn, t.request),
         _ => Durable::Other,
     }
-}
-
-/// A word for the trace hash from a message's kind (its transaction has a word of its own).
-fn message_word(message: &Message) -> u64 {
-    match message {
-        Message::Prepare { .. } => 1,
-        Message::Vote { vote: Vote::Yes, .. } => 2,
-        Message::Vote { vote: Vote::No(_), .. } => 3,
-        Message::Decision { decision: Decision::Commit, .. } => 4,
-        Message::Decision { decision: Decision::Abort, .. } => 5,
-        Message::Ack { .. } => 6,
-        Message::Query { .. } => 7,
-    }
-}
-
-/// A word for the trace hash from a reply's outcome: its kind and, for a value, the value.
-fn outcome_word(outcome: &Outcome) -> u64 {
-    match outcome {
-        Outcome::Committed => 1,
-        Outcome::Value(value) => 2 ^ value.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b)) << 8,
-        Outcome::NotFound => 3,
-        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => 4 | u64::from(*op_index) << 8,
-        Outcome::Rejected(_) => 5,
-        Outcome::TryAgain(_) => 6,
-    }
-}
-
-fn txn_word(t: TxnId) -> u64 {
-    (u64::from(t.coordinator.0) << 56) ^ (t.incarnation << 40) ^ t.number
 }
