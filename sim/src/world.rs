@@ -8,21 +8,22 @@
 //! [`LIVENESS_BOUND`], and the cluster must become quiescent and convergent.
 
 use crate::check::Violation;
+use crate::check::exactly_once::ExactlyOnce;
 use crate::clock::Clock;
 use crate::disk::Disk;
-use crate::history::{History, Op, OpKind, Result as OpResult, result_of, show};
+use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
 use crate::params::{Faults, Params};
 use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::{
     Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record,
-    Reply, ReplyTo, Request, RequestId, TxnId,
+    Reply, ReplyTo, Request, RequestId,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 /// Bits of an event's queue key that name its slot: far more than the events ever pending at
@@ -119,14 +120,10 @@ pub(crate) struct World {
     healed_at: Option<u64>,
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
-    /// Exactly-once: per node, the first transaction under which each request was applied, and every
-    /// transaction whose application became durable (a second one is a double application).
-    applied: Vec<BTreeMap<RequestId, TxnId>>,
-    applied_txns: Vec<BTreeSet<TxnId>>,
+    exactly_once: ExactlyOnce,
     /// Decisions added after the first seeds were recorded (abandoned requests, long delays)
     /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
     side: ChaCha8Rng,
-    prepared_requests: Vec<BTreeMap<TxnId, RequestId>>,
     pub(crate) violations: Vec<Violation>,
     /// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng.
     script: Option<(Vec<u8>, usize)>,
@@ -196,14 +193,12 @@ impl World {
             healed_at: None,
             trace: Trace::new(trace),
             stats: RunStats::default(),
-            applied: vec![BTreeMap::new(); n],
-            applied_txns: vec![BTreeSet::new(); n],
+            exactly_once: ExactlyOnce::new(n),
             side: {
                 let mut side = ChaCha8Rng::seed_from_u64(seed);
                 side.set_stream(2);
                 side
             },
-            prepared_requests: vec![BTreeMap::new(); n],
             violations: Vec::new(),
             script: None,
         }
@@ -293,6 +288,7 @@ impl World {
             }
         }
         self.stats.virtual_nanos = self.now;
+        self.stats.commits = self.exactly_once.applications();
         self.check_liveness();
     }
 
@@ -358,13 +354,8 @@ impl World {
                 self.trace.event(self.now, Tag::Durable, &[node as u64, through.0], || {
                     format!("n{node} durable through {}", through.0)
                 });
-                let mut durable = Vec::new();
-                let n = &mut self.nodes[node];
-                n.disk.sync(through, &mut |r| durable.push(applied_by(r)));
-                n.disk.sync_in_flight = None;
-                for d in durable {
-                    self.observe_durable(node, d);
-                }
+                self.make_durable(node, |disk, observe| disk.sync(through, observe));
+                self.nodes[node].disk.sync_in_flight = None;
                 let now = self.local_now(node);
                 self.nodes[node].node.as_mut().unwrap().handle(now, Input::Durable { through });
                 self.after_input(node);
@@ -487,31 +478,11 @@ impl World {
         self.schedule(at, Event::Fsync { node: i, generation, through: last });
     }
 
-    /// Exactly-once, observed at the disk: a request whose commit became durable at one node
-    /// under two different transactions was applied twice. (A commit that was never durable
-    /// did not happen: the crash that lost it also lost its effects.)
-    fn observe_durable(&mut self, i: usize, durable: Durable) {
-        let applied = match durable {
-            Durable::Prepared(txn, request) => {
-                self.prepared_requests[i].insert(txn, request);
-                None
-            }
-            Durable::Committed(txn) => self.prepared_requests[i].get(&txn).map(|r| (*r, txn)),
-            Durable::Decided(txn, request) => Some((request, txn)),
-            Durable::Other => None,
-        };
-        if let Some((request, txn)) = applied {
-            self.stats.commits += 1;
-            if !self.applied_txns[i].insert(txn) {
-                let message = format!("transaction {txn} (request {request}) was applied twice at n{i}");
-                self.exactly_once_violation(request, message);
-            }
-            let first = *self.applied[i].entry(request).or_insert(txn);
-            if first != txn {
-                let message = format!("request {request} was applied twice at n{i}, by transactions {first} and {txn}");
-                self.exactly_once_violation(request, message);
-            }
-        }
+    /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
+    /// exactly-once checker.
+    fn make_durable(&mut self, i: usize, write: impl FnOnce(&mut Disk, &mut dyn FnMut(&Record))) {
+        let World { nodes, exactly_once, history, violations, .. } = self;
+        write(&mut nodes[i].disk, &mut |record| exactly_once.observe_durable(i, record, history, violations));
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
@@ -738,15 +709,11 @@ impl World {
                     if tear.is_some() { ", next torn" } else { "" }
                 )
             });
-            let mut durable = Vec::new();
+            self.make_durable(i, |disk, observe| disk.crash(survivors, tear, observe));
             let n = &mut self.nodes[i];
-            n.disk.crash(survivors, tear, &mut |r| durable.push(applied_by(r)));
             n.node = None;
             n.generation += 1;
             n.timer_at = None;
-            for d in durable {
-                self.observe_durable(i, d);
-            }
             self.stats.crashes += 1;
             let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
             self.schedule(self.now + downtime, Event::Restart { node: i });
@@ -913,36 +880,5 @@ impl World {
 
     fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {
         self.violations.push(Violation { checker, key, message, ops: vec![] });
-    }
-
-    /// An exactly-once violation, naming the operation and its keys.
-    fn exactly_once_violation(&mut self, request: RequestId, message: String) {
-        let op = self.history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
-        let key = op.map(|op| match &op.kind {
-            OpKind::Get { key } => show(key),
-            OpKind::Txn { ops } => {
-                let keys: BTreeSet<String> = ops.iter().map(|w| show(w.key())).collect();
-                keys.into_iter().collect::<Vec<_>>().join(", ")
-            }
-        });
-        let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
-        self.violations.push(Violation { checker: "exactly-once", key, message, ops });
-    }
-}
-
-/// What a durable record says about which request was applied by which transaction.
-enum Durable {
-    Prepared(TxnId, RequestId),
-    Committed(TxnId),
-    Decided(TxnId, RequestId),
-    Other,
-}
-
-fn applied_by(record: &Record) -> Durable {
-    match record {
-        Record::Prepared(t) => Durable::Prepared(t.txn, t.request),
-        Record::Committed { txn } => Durable::Committed(*txn),
-        Record::Decided(t) => Durable::Decided(t.txn, t.request),
-        _ => Durable::Other,
     }
 }

@@ -2,6 +2,7 @@
 //! and the operations involved.
 
 pub mod durability;
+pub(crate) mod exactly_once;
 pub mod linearizability;
 
 use std::fmt;
