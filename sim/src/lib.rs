@@ -22,9 +22,10 @@ mod workload;
 mod world;
 
 pub use check::Violation;
+pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
 pub use params::{Faults, Overrides, Params};
 pub use trace::TraceMode;
-pub use world::{EVENTS_MAX, LIVENESS_BOUND, RunStats};
+pub use world::RunStats;
 
 use dkv_core::Canary;
 use rand_chacha::ChaCha8Rng;

@@ -9,6 +9,7 @@
 
 use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
+use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
 use crate::clock::Clock;
 use crate::disk::Disk;
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
@@ -34,12 +35,8 @@ const SLOT_BITS: u32 = 24;
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
 const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// After the heal, every request completes within this much virtual time.
-pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// A client gives up waiting for a reply and retries (same request id) after this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Events per run at most: a run that needs more is stuck in a storm, which is a bug.
-pub const EVENTS_MAX: u64 = 5_000_000;
 
 #[derive(Clone, Debug)]
 enum Event {
@@ -274,7 +271,6 @@ impl World {
             self.now = at;
             self.stats.events += 1;
             if self.stats.events > EVENTS_MAX {
-                self.violation("liveness", None, format!("more than {EVENTS_MAX} events: the run does not settle"));
                 break;
             }
             if let Some(healed) = self.healed_at {
@@ -289,7 +285,7 @@ impl World {
         }
         self.stats.virtual_nanos = self.now;
         self.stats.commits = self.exactly_once.applications();
-        self.check_liveness();
+        self.check_end();
     }
 
     fn finished(&self) -> bool {
@@ -770,69 +766,41 @@ impl World {
         }
     }
 
-    fn check_liveness(&mut self) {
-        let Some(healed) = self.healed_at else {
-            return self.violation("liveness", None, "the run ended before the cluster healed".into());
+    /// Judges the world as the run left it: liveness of its requests, clients and nodes, and
+    /// each node's own checks of its bookkeeping.
+    fn check_end(&mut self) {
+        let ending = liveness::Ending {
+            healed_at: self.healed_at,
+            out_of_events: self.stats.events > EVENTS_MAX,
+            unfinished_clients: self.clients.iter().filter(|c| c.remaining > 0).count(),
         };
-        let bound = LIVENESS_BOUND.as_nanos() as u64;
-        let mut stuck = Vec::new();
-        for op in self.history.ops.iter().filter(|op| op.abandoned_at.is_none()) {
-            let start = op.invoke.max(healed);
-            match op.response {
-                Some(r) if r - start.min(r) <= bound => {}
-                _ => stuck.push(op.describe()),
-            }
-        }
-        if !stuck.is_empty() {
-            let n = stuck.len();
-            self.violations.push(Violation {
-                checker: "liveness",
-                key: None,
-                message: format!("{n} requests did not complete within {LIVENESS_BOUND:?} of the heal"),
-                ops: stuck.into_iter().take(10).collect(),
-            });
-        }
-        let unfinished = self.clients.iter().filter(|c| c.remaining > 0).count();
-        if unfinished > 0 && self.violations.iter().all(|v| v.checker != "liveness") {
-            self.violation("liveness", None, format!("{unfinished} clients did not finish their operations"));
+        self.violations.extend(liveness::check_requests(&self.history, &ending));
+        // Before the heal, nodes may be down or in the middle of anything: there is nothing
+        // to expect of them.
+        if self.healed_at.is_none() {
+            return;
         }
         for (i, n) in self.nodes.iter().enumerate() {
-            if let Some(conflicts) = n.node.as_ref().map(|n| n.stats().conflicting_decisions).filter(|c| *c > 0) {
-                self.violations.push(Violation {
-                    checker: "atomicity",
-                    key: None,
-                    message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
-                    ops: vec![],
-                });
+            if let Some(node) = &n.node {
+                let conflicts = node.stats().conflicting_decisions;
+                if conflicts > 0 {
+                    self.violations.push(Violation {
+                        checker: "atomicity",
+                        key: None,
+                        message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
+                        ops: vec![],
+                    });
+                }
+                if let Err(e) = node.check_invariants() {
+                    self.violations.push(Violation {
+                        checker: "invariants",
+                        key: None,
+                        message: format!("n{i}: {e}"),
+                        ops: vec![],
+                    });
+                }
             }
-            if let Some(Err(e)) = n.node.as_ref().map(|n| n.check_invariants()) {
-                self.violations.push(Violation {
-                    checker: "invariants",
-                    key: None,
-                    message: format!("n{i}: {e}"),
-                    ops: vec![],
-                });
-            }
-            match &n.node {
-                Some(node) if !node.is_quiescent() => self.violations.push(Violation {
-                    checker: "liveness",
-                    key: None,
-                    message: format!(
-                        "n{i} is not quiescent after the heal: {} locked keys, {} prepared, {} coordinating",
-                        node.locked_keys(),
-                        node.prepared_count(),
-                        node.coordinating_count()
-                    ),
-                    ops: vec![],
-                }),
-                Some(_) => {}
-                None => self.violations.push(Violation {
-                    checker: "liveness",
-                    key: None,
-                    message: format!("n{i} is down at the end"),
-                    ops: vec![],
-                }),
-            }
+            self.violations.extend(liveness::check_node(i, n.node.as_ref()));
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod durability;
 pub(crate) mod exactly_once;
 pub mod linearizability;
+pub mod liveness;
 
 use std::fmt;
 
