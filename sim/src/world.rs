@@ -24,7 +24,7 @@ use dkv_core::{
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// Bits of an event's queue key that name its slot: far more than the events ever pending at
@@ -804,46 +804,9 @@ impl World {
         }
     }
 
-    /// Convergence: every replica holds identical data and the same completion records.
-    pub(crate) fn check_convergence(&mut self) -> Option<dkv_core::store::Store> {
-        let completions: Vec<Option<BTreeSet<_>>> = self
-            .nodes
-            .iter()
-            .map(|n| n.node.as_ref().map(|n| n.completions().map(|c| (c.request, c.outcome)).collect()))
-            .collect();
-        if let Some(Some(first)) = completions.first() {
-            for (i, other) in completions.iter().enumerate().skip(1) {
-                if let Some(other) = other.as_ref().filter(|o| *o != first) {
-                    let differing: Vec<String> =
-                        first.symmetric_difference(other).take(3).map(|(r, o)| format!("{r}: {o:?}")).collect();
-                    self.violation(
-                        "convergence",
-                        None,
-                        format!("n{i} and n0 hold different completion records: {differing:?}"),
-                    );
-                }
-            }
-        }
-        let stores: Vec<_> = self.nodes.iter().map(|n| n.node.as_ref().map(|n| n.store().clone())).collect();
-        let first = stores.first()?.clone()?;
-        for (i, s) in stores.iter().enumerate().skip(1) {
-            let Some(s) = s else { continue };
-            if *s != first {
-                let differing: Vec<String> = first
-                    .iter()
-                    .filter(|(k, v)| s.get(k) != Some(v))
-                    .map(|(k, _)| crate::history::show(k))
-                    .chain(s.iter().filter(|(k, _)| first.get(k).is_none()).map(|(k, _)| crate::history::show(k)))
-                    .take(5)
-                    .collect();
-                self.violation(
-                    "convergence",
-                    differing.first().cloned(),
-                    format!("n{i} differs from n0 on keys {differing:?}"),
-                );
-            }
-        }
-        Some(first)
+    /// Every node as the run left it, `None` where it is down.
+    pub(crate) fn replicas(&self) -> Vec<Option<&Node>> {
+        self.nodes.iter().map(|n| n.node.as_ref()).collect()
     }
 
     fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {

@@ -1,6 +1,7 @@
 //! Checkers run on every seed. Each violation names its checker, the key where there is one,
 //! and the operations involved.
 
+pub(crate) mod convergence;
 pub mod durability;
 pub(crate) mod exactly_once;
 pub mod linearizability;
