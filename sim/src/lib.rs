@@ -111,21 +111,8 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut violations = std::mem::take(&mut world.violations);
     let replicas = world.replicas();
     violations.extend(check::convergence::check(&replicas));
-    let mut inconclusive = 0;
-    // The whole-history search decides; the per-key searches only run when it does not pass,
-    // to name the key (a transactions violation with every key linearizable on its own is a
-    // torn transaction).
-    let whole = check::linearizability::check_transactions(&world.history);
-    if whole != check::linearizability::Verdict::Linearizable {
-        let (per_key, per_key_inconclusive) = check::linearizability::check_per_key(&world.history);
-        inconclusive += per_key_inconclusive;
-        match whole {
-            check::linearizability::Verdict::Violation(v) if per_key.is_empty() => violations.push(v),
-            check::linearizability::Verdict::Inconclusive => inconclusive += 1,
-            _ => {}
-        }
-        violations.extend(per_key);
-    }
+    let linearizability = check::linearizability::check(&world.history);
+    violations.extend(linearizability.violations);
     // Durability is judged on n0's store, which convergence compared every other replica with;
     // with n0 down at the end there is no final state to judge.
     if let Some(Some(n0)) = replicas.first() {
@@ -137,7 +124,7 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
         trace_hash: world.trace.hash(),
         stats: world.stats,
         violations,
-        inconclusive,
+        inconclusive: linearizability.inconclusive,
         trace: world.trace.take_lines(),
     }
 }

@@ -73,14 +73,30 @@ struct SimClient {
     seq: u64,
     remaining: usize,
     node: usize,
-    /// The operation in flight: its history index, request and current attempt.
-    pending: Option<(usize, Request, u32)>,
+    in_flight: Option<InFlight>,
     /// "Try again" answers to the request in flight, for the backoff.
     try_agains: u32,
     /// Whether this client already gave up on a request in this run. Once is enough to
     /// exercise the path; every abandoned request may take effect at any later moment or never,
     /// and each one doubles what the linearizability search must consider.
     abandoned: bool,
+}
+
+/// A client's request that has no definite outcome yet.
+struct InFlight {
+    /// Its operation's index in the history.
+    op: usize,
+    request: Request,
+    /// Sends of the request so far: a retry timer set for an earlier one is stale.
+    attempt: u32,
+}
+
+/// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng, one byte
+/// per decision (see [`World::set_script`]).
+struct FaultScript {
+    bytes: Vec<u8>,
+    /// The position of the next decision's byte.
+    next: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,8 +138,7 @@ pub(crate) struct World {
     /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
     side: ChaCha8Rng,
     pub(crate) violations: Vec<Violation>,
-    /// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng.
-    script: Option<(Vec<u8>, usize)>,
+    script: Option<FaultScript>,
 }
 
 impl World {
@@ -167,7 +182,7 @@ impl World {
                 seq: 0,
                 remaining: params.ops_per_client,
                 node: c % params.nodes,
-                pending: None,
+                in_flight: None,
                 try_agains: 0,
                 abandoned: false,
             })
@@ -211,16 +226,16 @@ impl World {
         self.faults.duplication = 0.0;
         self.faults.crash_every = None;
         self.faults.partition_every = None;
-        self.script = Some((script, 0));
+        self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
     fn script_byte(&mut self) -> Option<u8> {
         if self.healed_at.is_some() {
             return None;
         }
-        let (bytes, pos) = self.script.as_mut()?;
-        let byte = bytes.get(*pos).copied();
-        *pos += 1;
+        let script = self.script.as_mut()?;
+        let byte = script.bytes.get(script.next).copied();
+        script.next += 1;
         if byte.is_none() {
             self.heal();
         }
@@ -289,7 +304,7 @@ impl World {
     }
 
     fn finished(&self) -> bool {
-        self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none())
+        self.clients.iter().all(|c| c.remaining == 0 && c.in_flight.is_none())
             && self.nodes.iter().all(|n| n.node.as_ref().is_some_and(|n| n.is_quiescent()))
     }
 
@@ -372,7 +387,7 @@ impl World {
             Event::ClientNext { client } => self.next_op(client),
             Event::ClientRetry { client, seq, attempt } => {
                 let c = &self.clients[client];
-                if c.pending.as_ref().is_some_and(|(_, r, a)| r.id.seq == seq && *a == attempt) {
+                if c.in_flight.as_ref().is_some_and(|f| f.request.id.seq == seq && f.attempt == attempt) {
                     // Now and then a client gives up and moves on: the request may still take
                     // effect later, and its late replies and retransmissions become stale.
                     if self.healed_at.is_none() && !self.clients[client].abandoned && chance(&mut self.side, 0.05) {
@@ -546,7 +561,7 @@ impl World {
     fn next_op(&mut self, client: usize) {
         let c = &mut self.clients[client];
         if c.remaining == 0 {
-            if self.healed_at.is_none() && self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none()) {
+            if self.healed_at.is_none() && self.clients.iter().all(|c| c.remaining == 0 && c.in_flight.is_none()) {
                 self.heal();
             }
             return;
@@ -571,20 +586,20 @@ impl World {
             abandoned_at: None,
         });
         let request = Request { id: RequestId { client: id, seq }, operation };
-        self.clients[client].pending = Some((self.history.ops.len() - 1, request, 0));
+        self.clients[client].in_flight = Some(InFlight { op: self.history.ops.len() - 1, request, attempt: 0 });
         self.send_attempt(client, false);
     }
 
-    /// Sends (or resends, same request id) the client's pending request, maybe to another node.
+    /// Sends (or resends, same request id) the client's request in flight, maybe to another node.
     fn send_attempt(&mut self, client: usize, retry: bool) {
         if retry && chance(&mut self.rng, 0.5) {
             self.clients[client].node = index(&mut self.rng, self.nodes.len());
         }
         let c = &mut self.clients[client];
-        let Some((op, request, attempt)) = c.pending.as_mut() else { return };
-        *attempt += 1;
-        let (op, request, attempt, node) = (*op, request.clone(), *attempt, c.node);
-        self.history.ops[op].attempts = attempt;
+        let Some(in_flight) = c.in_flight.as_mut() else { return };
+        in_flight.attempt += 1;
+        let (request, attempt, node) = (in_flight.request.clone(), in_flight.attempt, c.node);
+        self.history.ops[in_flight.op].attempts = attempt;
         let seq = request.id.seq;
         self.client_link(Event::ToNode { node, client, request });
         let at = self.now + CLIENT_TIMEOUT.as_nanos() as u64;
@@ -592,19 +607,18 @@ impl World {
     }
 
     fn on_reply(&mut self, client: usize, reply: Reply) {
-        let c = &self.clients[client];
-        let Some((op, request, attempt)) = c.pending.as_ref() else { return };
-        if request.id != reply.id {
+        let Some(in_flight) = self.clients[client].in_flight.as_ref() else { return };
+        if in_flight.request.id != reply.id {
             return; // a late reply to an earlier request
         }
-        let (op, attempt) = (*op, *attempt);
+        let (op, attempt) = (in_flight.op, in_flight.attempt);
         match result_of(&reply.outcome) {
             Some(result) => {
                 let o = &mut self.history.ops[op];
                 o.result = result;
                 o.response = Some(self.now);
                 self.stats.ops_completed += 1;
-                self.clients[client].pending = None;
+                self.clients[client].in_flight = None;
                 if self.script.is_some() {
                     match self.script_byte() {
                         Some(b) if b < 0x20 => self.crash_node((b as usize) % self.nodes.len()),
@@ -632,7 +646,7 @@ impl World {
     }
 
     fn abandon(&mut self, client: usize) {
-        let Some((op, request, _)) = self.clients[client].pending.take() else { return };
+        let Some(InFlight { op, request, .. }) = self.clients[client].in_flight.take() else { return };
         self.clients[client].abandoned = true;
         self.history.ops[op].abandoned_at = Some(self.now);
         self.trace.event(self.now, Tag::Abandon, &[client as u64, request.id.seq], || {
