@@ -16,6 +16,7 @@ mod clock;
 mod disk;
 pub mod history;
 pub mod params;
+mod queue;
 mod random;
 pub mod trace;
 mod workload;
