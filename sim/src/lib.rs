@@ -5,9 +5,10 @@
 //! crashes at any moment (unsynced records lost, some surviving unreported, the last one
 //! sometimes torn), restarts that recover through the real WAL codec, and clocks that run at
 //! different rates. Each seed draws its own cluster size, workload and fault mix (swarm
-//! testing). Simulated clients record a history; after the run, checkers verify
-//! linearizability (per key), strict serializability of transactions (across keys),
-//! durability, exactly-once application, convergence and liveness.
+//! testing). Simulated clients record a history. During the run a checker watches every node's
+//! disk for a request applied twice (exactly-once); after it, checkers verify linearizability
+//! (per key), strict serializability of transactions (across keys), durability, convergence
+//! and liveness.
 //!
 //! The same seed always produces the same run, and [`Report::trace_hash`] proves it.
 

@@ -46,7 +46,8 @@ impl TightBounds {
     }
 }
 
-/// Fault rates. All are zero after the cluster heals.
+/// Fault rates, in force until the cluster heals: after it, nothing is lost, duplicated,
+/// partitioned or crashed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
     pub loss: f64,
