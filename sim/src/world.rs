@@ -439,12 +439,7 @@ impl World {
         // release sweeps check it at the end of each run.
         #[cfg(debug_assertions)]
         if let Err(e) = node.check_invariants() {
-            self.violations.push(Violation {
-                checker: "invariants",
-                key: None,
-                message: format!("n{i}: {e}"),
-                ops: vec![],
-            });
+            self.violations.push(Violation::new("invariants", format!("n{i}: {e}")));
         }
         let mut outputs = std::mem::take(&mut self.outputs);
         while let Some(output) = node.poll_output() {
@@ -721,7 +716,7 @@ impl World {
                 records
             }
             Err(e) => {
-                self.violation("recovery", None, format!("n{i} cannot read its log: {e}"));
+                self.violations.push(Violation::new("recovery", format!("n{i} cannot read its log: {e}")));
                 return;
             }
         };
@@ -733,7 +728,7 @@ impl World {
                 self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));
                 self.after_input(i);
             }
-            Err(e) => self.violation("recovery", None, format!("n{i} cannot recover: {e}")),
+            Err(e) => self.violations.push(Violation::new("recovery", format!("n{i} cannot recover: {e}"))),
         }
     }
 
@@ -868,20 +863,13 @@ impl World {
             if let Some(node) = &n.node {
                 let conflicts = node.stats().conflicting_decisions;
                 if conflicts > 0 {
-                    self.violations.push(Violation {
-                        checker: "atomicity",
-                        key: None,
-                        message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
-                        ops: vec![],
-                    });
+                    self.violations.push(Violation::new(
+                        "atomicity",
+                        format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
+                    ));
                 }
                 if let Err(e) = node.check_invariants() {
-                    self.violations.push(Violation {
-                        checker: "invariants",
-                        key: None,
-                        message: format!("n{i}: {e}"),
-                        ops: vec![],
-                    });
+                    self.violations.push(Violation::new("invariants", format!("n{i}: {e}")));
                 }
             }
             self.violations.extend(liveness::check_node(i, n.node.as_ref()));
@@ -891,9 +879,5 @@ impl World {
     /// Every node as the run left it, `None` where it is down.
     pub(crate) fn replicas(&self) -> Vec<Option<&Node>> {
         self.nodes.iter().map(|n| n.node.as_ref()).collect()
-    }
-
-    fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {
-        self.violations.push(Violation { checker, key, message, ops: vec![] });
     }
 }

@@ -30,10 +30,10 @@ pub(crate) struct Ending {
 pub(crate) fn check_requests(history: &History, ending: &Ending) -> Vec<Violation> {
     let mut violations = Vec::new();
     if ending.out_of_events {
-        violations.push(violation(format!("more than {EVENTS_MAX} events: the run does not settle")));
+        violations.push(Violation::new("liveness", format!("more than {EVENTS_MAX} events: the run does not settle")));
     }
     let Some(healed) = ending.healed_at else {
-        violations.push(violation("the run ended before the cluster healed".into()));
+        violations.push(Violation::new("liveness", "the run ended before the cluster healed".into()));
         return violations;
     };
     let bound = LIVENESS_BOUND.as_nanos() as u64;
@@ -56,7 +56,10 @@ pub(crate) fn check_requests(history: &History, ending: &Ending) -> Vec<Violatio
     }
     // Unfinished clients are only worth a word of their own when nothing above explains them.
     if ending.unfinished_clients > 0 && violations.is_empty() {
-        violations.push(violation(format!("{} clients did not finish their operations", ending.unfinished_clients)));
+        violations.push(Violation::new(
+            "liveness",
+            format!("{} clients did not finish their operations", ending.unfinished_clients),
+        ));
     }
     violations
 }
@@ -64,17 +67,16 @@ pub(crate) fn check_requests(history: &History, ending: &Ending) -> Vec<Violatio
 /// Node `i` at the end of a run that healed (`None`: the node is down).
 pub(crate) fn check_node(i: usize, node: Option<&Node>) -> Option<Violation> {
     match node {
-        Some(node) if !node.is_quiescent() => Some(violation(format!(
-            "n{i} is not quiescent after the heal: {} locked keys, {} prepared, {} coordinating",
-            node.locked_keys(),
-            node.prepared_count(),
-            node.coordinating_count()
-        ))),
+        Some(node) if !node.is_quiescent() => Some(Violation::new(
+            "liveness",
+            format!(
+                "n{i} is not quiescent after the heal: {} locked keys, {} prepared, {} coordinating",
+                node.locked_keys(),
+                node.prepared_count(),
+                node.coordinating_count()
+            ),
+        )),
         Some(_) => None,
-        None => Some(violation(format!("n{i} is down at the end"))),
+        None => Some(Violation::new("liveness", format!("n{i} is down at the end"))),
     }
-}
-
-fn violation(message: String) -> Violation {
-    Violation { checker: "liveness", key: None, message, ops: vec![] }
 }

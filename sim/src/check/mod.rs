@@ -24,6 +24,13 @@ pub struct Violation {
     pub ops: Vec<String>,
 }
 
+impl Violation {
+    /// A violation of `checker` that names no key and no operations.
+    pub fn new(checker: &'static str, message: String) -> Violation {
+        Violation { checker, key: None, message, ops: vec![] }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} violation", self.checker)?;
