@@ -16,9 +16,11 @@ pub enum Result {
     /// A get returned this (None: not found).
     Read(Option<Value>),
     Committed,
-    /// Aborted because op `op_index` found its key missing: an observation of the state.
+    /// Committed as a no-op because op `op_index` found its key missing (nothing was applied):
+    /// an observation of the state.
     FailedAt(u32),
-    /// Definitely not applied, and observed nothing (conflict, unavailable, busy, rejected).
+    /// Definitely not applied, and observed nothing: the request was rejected without being run.
+    /// (Conflicts, unavailability and overload answer "try again", which is no outcome.)
     NotApplied,
     /// No definite outcome (the run ended first): may or may not have been applied.
     Unknown,

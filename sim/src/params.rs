@@ -2,8 +2,8 @@
 //! zero included, so that over many seeds every combination gets exercised — including the
 //! quiet ones where bugs hide behind the absence of noise.
 
+use crate::random::{chance, range, unit};
 use rand_chacha::ChaCha8Rng;
-use rand_core::Rng;
 use std::time::Duration;
 
 /// Everything that shapes one simulated run.
@@ -46,7 +46,8 @@ impl TightBounds {
     }
 }
 
-/// Fault rates. All are zero after the cluster heals.
+/// Fault rates, in force until the cluster heals: after it, nothing is lost, duplicated,
+/// partitioned or crashed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
     pub loss: f64,
@@ -102,18 +103,6 @@ pub struct Overrides {
     pub delay_max: Option<Duration>,
     /// Clock rates differ by up to this many parts per million.
     pub clock_skew_ppm: Option<u32>,
-}
-
-fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
-    (rng.next_u64() as f64 / u64::MAX as f64) < p
-}
-
-fn range(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
-    lo + rng.next_u64() % (hi - lo + 1)
-}
-
-fn unit(rng: &mut ChaCha8Rng) -> f64 {
-    rng.next_u64() as f64 / u64::MAX as f64
 }
 
 impl Params {

@@ -1,6 +1,8 @@
-//! The simulated world: nodes running the real core on virtual time, their disks, the network
-//! between them, the clients, and the faults. One seeded rng drives every choice and one event
-//! queue, ordered by (time, insertion), orders every event, so a seed replays exactly.
+//! The simulated world: nodes running the real core on virtual time, their disks and clocks,
+//! the network between them, the clients, and the faults. One seeded rng drives every choice
+//! and one event queue orders every event, so a seed replays exactly. What happens is shown to
+//! the observers: the trace, the clients' history, and the checkers that watch a run as it
+//! goes (exactly-once) or judge it at the end (liveness; `dkv_sim::run` runs the rest).
 //!
 //! A run has two phases. While faults are on, messages are lost, duplicated and delayed,
 //! partitions come and go, and nodes crash and restart. At the heal, every fault stops and every
@@ -8,56 +10,92 @@
 //! [`LIVENESS_BOUND`], and the cluster must become quiescent and convergent.
 
 use crate::check::Violation;
+use crate::check::exactly_once::ExactlyOnce;
+use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
 use crate::clock::Clock;
 use crate::disk::Disk;
-use crate::history::{History, Op, OpKind, Result as OpResult, result_of, show};
+use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
 use crate::params::{Faults, Params};
-use crate::trace::{Trace, TraceMode};
+use crate::queue::EventQueue;
+use crate::random::{around, between, chance, index, range, unit};
+use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::{
-    Canary, ClientId, Config, Decision, FailReason, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet,
-    OpFailure, Operation, Outcome, Output, Record, Reply, ReplyTo, Request, RequestId, TxnId, Vote,
+    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record,
+    Reply, ReplyTo, Request, RequestId,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
-
-/// Bits of an event's queue key that name its slot: far more than the events ever pending at
-/// once, and the other 40 bits count far more events than `EVENTS_MAX`.
-const SLOT_BITS: u32 = 24;
 
 /// A client's first backoff window after "try again", and the largest.
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
 const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// After the heal, every request completes within this much virtual time.
-pub const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// A client gives up waiting for a reply and retries (same request id) after this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Events per run at most: a run that needs more is stuck in a storm, which is a bug.
-pub const EVENTS_MAX: u64 = 5_000_000;
 
+/// Something that happens at a moment of virtual time. Nodes and clients are named by index.
 #[derive(Clone, Debug)]
 enum Event {
-    Deliver { from: NodeId, to: NodeId, message: Message },
-    ToNode { node: usize, client: usize, request: Request },
-    ToClient { client: usize, reply: Reply },
-    NodeTimer { node: usize },
-    Fsync { node: usize, generation: u64, through: Lsn },
-    LazySync { node: usize, generation: u64 },
-    ClientNext { client: usize },
-    ClientRetry { client: usize, seq: u64, attempt: u32 },
+    /// A message between nodes arrives.
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    /// A client's request arrives at a node.
+    ToNode {
+        node: usize,
+        client: usize,
+        request: Request,
+    },
+    /// A node's reply arrives at a client.
+    ToClient {
+        client: usize,
+        reply: Reply,
+    },
+    /// A node's timer fires, unless it was moved since.
+    NodeTimer {
+        node: usize,
+    },
+    /// An fsync completes, unless the node crashed since (`generation` tells).
+    Fsync {
+        node: usize,
+        generation: u64,
+        through: Lsn,
+    },
+    /// Records that may wait for their fsync have waited long enough.
+    LazySync {
+        node: usize,
+        generation: u64,
+    },
+    /// A client issues its next operation.
+    ClientNext {
+        client: usize,
+    },
+    /// A client's wait after one send of its request (for a reply, or out of a "try again"
+    /// answer) is over: unless the request has moved on, time to send it again.
+    ClientRetry {
+        client: usize,
+        seq: u64,
+        attempt: u32,
+    },
+    /// A crash of a node drawn from the rng.
     Crash,
-    // A crash of this node, chosen by a fault script.
-    CrashNode { node: usize },
-    Restart { node: usize },
+    /// A crash of this node, chosen by a fault script.
+    CrashNode {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
     PartitionStart,
     PartitionEnd,
     Heal,
 }
 
+/// One simulated machine: the core's node while it is up, and what outlives a crash.
 struct SimNode {
     node: Option<Node>,
     config: Config,
@@ -69,13 +107,38 @@ struct SimNode {
     generation: u64,
 }
 
+impl SimNode {
+    /// Node `i` of the cluster `params` describe, its clock rate drawn from `rng`.
+    fn new(i: usize, seed: u64, params: &Params, canary: Option<Canary>, rng: &mut ChaCha8Rng) -> SimNode {
+        let mut config = Config::new(NodeId(i as u8), NodeSet::first(params.nodes));
+        config.seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
+        config.bounds.snapshot_records_min = params.snapshot_records_min;
+        if let Some(tight) = params.tight_bounds {
+            config.bounds.prepared_max = tight.prepared_max;
+            config.bounds.read_waiters_max = tight.read_waiters_max;
+            config.bounds.txns_undecided_max = tight.txns_undecided_max;
+        }
+        config.set_canary(canary).expect("checked by dkv_sim::run");
+        let skew = if params.clock_skew_ppm == 0 {
+            0
+        } else {
+            range(rng, 0, 2 * u64::from(params.clock_skew_ppm)) as i64 - i64::from(params.clock_skew_ppm)
+        };
+        SimNode { node: None, config, disk: Disk::default(), clock: Clock::new(skew), timer_at: None, generation: 0 }
+    }
+}
+
+/// A simulated client: issues its operations one at a time, each to one node, and retries a
+/// request (same id, maybe at another node) until it has a definite outcome.
 struct SimClient {
     id: ClientId,
+    /// The sequence number of its latest request.
     seq: u64,
+    /// Operations still to issue.
     remaining: usize,
+    /// The node it sends to.
     node: usize,
-    /// The operation in flight: its history index, request and current attempt.
-    pending: Option<(usize, Request, u32)>,
+    in_flight: Option<InFlight>,
     /// "Try again" answers to the request in flight, for the backoff.
     try_agains: u32,
     /// Whether this client already gave up on a request in this run. Once is enough to
@@ -84,66 +147,83 @@ struct SimClient {
     abandoned: bool,
 }
 
+impl SimClient {
+    /// Client `c` of the run `params` describe.
+    fn new(c: usize, params: &Params) -> SimClient {
+        SimClient {
+            id: ClientId(1000 + c as u64),
+            seq: 0,
+            remaining: params.ops_per_client,
+            node: c % params.nodes,
+            in_flight: None,
+            try_agains: 0,
+            abandoned: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.remaining == 0 && self.in_flight.is_none()
+    }
+}
+
+/// A client's request that has no definite outcome yet.
+struct InFlight {
+    /// Its operation's index in the history.
+    op: usize,
+    request: Request,
+    /// Sends of the request so far: a retry timer set for an earlier one is stale.
+    attempt: u32,
+}
+
+/// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng, one byte
+/// per decision (see [`World::set_script`]).
+struct FaultScript {
+    bytes: Vec<u8>,
+    /// The position of the next decision's byte.
+    next: usize,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunStats {
     pub events: u64,
+    /// Messages and client traffic that reached a node that was up, or a client.
     pub messages_delivered: u64,
     pub virtual_nanos: u64,
+    /// Operations that got a definite outcome.
     pub ops_completed: u64,
     pub crashes: u64,
+    /// Restarts that found a torn record at the end of the log.
     pub torn_tails: u64,
     pub partitions: u64,
     pub snapshots: u64,
+    /// Transactions applied durably, counted at every node that applied them.
     pub commits: u64,
 }
 
 pub(crate) struct World {
     rng: ChaCha8Rng,
-    params: Params,
-    faults: Faults,
-    now: u64,
-    /// Pending events, earliest (time, insertion number) first, each key packed into one u128
-    /// (time, insertion number, slot) so the heap compares and moves one word pair; the events
-    /// themselves live in `slots`.
-    queue: BinaryHeap<Reverse<u128>>,
-    next_event: u64,
-    slots: Vec<Option<Event>>,
-    free_slots: Vec<usize>,
-    /// Reused buffer for draining a node's outputs.
-    outputs: Vec<Output>,
-    nodes: Vec<SimNode>,
-    clients: Vec<SimClient>,
-    pub(crate) history: History,
-    blocked: Vec<Vec<bool>>,
-    healed_at: Option<u64>,
-    pub(crate) trace: Trace,
-    pub(crate) stats: RunStats,
-    /// Exactly-once: per node, the first transaction under which each request was applied, and every
-    /// transaction whose application became durable (a second one is a double application).
-    applied: Vec<BTreeMap<RequestId, TxnId>>,
-    applied_txns: Vec<BTreeSet<TxnId>>,
     /// Decisions added after the first seeds were recorded (abandoned requests, long delays)
     /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
     side: ChaCha8Rng,
-    prepared_requests: Vec<BTreeMap<TxnId, RequestId>>,
+    params: Params,
+    /// The fault rates in force: the params' until the heal, none after it.
+    faults: Faults,
+    script: Option<FaultScript>,
+    now: u64,
+    events: EventQueue<Event>,
+    nodes: Vec<SimNode>,
+    /// Reused buffer for draining a node's outputs.
+    outputs: Vec<Output>,
+    clients: Vec<SimClient>,
+    /// `blocked[a][b]`: a partition keeps node `a`'s messages from reaching node `b`.
+    blocked: Vec<Vec<bool>>,
+    healed_at: Option<u64>,
+    // What observes the run.
+    pub(crate) history: History,
+    pub(crate) trace: Trace,
+    pub(crate) stats: RunStats,
+    exactly_once: ExactlyOnce,
     pub(crate) violations: Vec<Violation>,
-    /// Fault decisions chosen from outside (by a fuzzer) instead of drawn from the rng.
-    script: Option<(Vec<u8>, usize)>,
-}
-
-fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
-    p > 0.0 && (rng.next_u64() as f64 / u64::MAX as f64) < p
-}
-
-fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> u64 {
-    let (lo, hi) = (lo.as_nanos() as u64, hi.as_nanos() as u64);
-    lo + rng.next_u64() % (hi.saturating_sub(lo) + 1)
-}
-
-/// A random interval around `mean` (uniform in [0, 2 mean]; no floating-point transcendental
-/// functions, whose results may differ between machines).
-fn around(rng: &mut ChaCha8Rng, mean: Duration) -> u64 {
-    between(rng, Duration::ZERO, mean * 2)
 }
 
 impl World {
@@ -154,96 +234,53 @@ impl World {
         canary: Option<Canary>,
         trace: TraceMode,
     ) -> World {
-        let members = NodeSet::first(params.nodes);
-        let nodes = (0..params.nodes)
-            .map(|i| {
-                let mut config = Config::new(NodeId(i as u8), members);
-                config.seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
-                config.bounds.snapshot_records_min = params.snapshot_records_min;
-                if let Some(tight) = params.tight_bounds {
-                    config.bounds.prepared_max = tight.prepared_max;
-                    config.bounds.read_waiters_max = tight.read_waiters_max;
-                    config.bounds.txns_undecided_max = tight.txns_undecided_max;
-                }
-                config.set_canary(canary).expect("checked by dkv_sim::run");
-                let skew = if params.clock_skew_ppm == 0 {
-                    0
-                } else {
-                    (rng.next_u64() % (2 * u64::from(params.clock_skew_ppm) + 1)) as i64
-                        - i64::from(params.clock_skew_ppm)
-                };
-                SimNode {
-                    node: None,
-                    config,
-                    disk: Disk::default(),
-                    clock: Clock::new(skew),
-                    timer_at: None,
-                    generation: 0,
-                }
-            })
-            .collect();
-        let clients = (0..params.clients)
-            .map(|c| SimClient {
-                id: ClientId(1000 + c as u64),
-                seq: 0,
-                remaining: params.ops_per_client,
-                node: c % params.nodes,
-                pending: None,
-                try_agains: 0,
-                abandoned: false,
-            })
-            .collect();
+        let nodes = (0..params.nodes).map(|i| SimNode::new(i, seed, &params, canary, &mut rng)).collect();
+        let clients = (0..params.clients).map(|c| SimClient::new(c, &params)).collect();
+        let mut side = ChaCha8Rng::seed_from_u64(seed);
+        side.set_stream(2);
         let n = params.nodes;
         World {
             rng,
+            side,
             faults: params.faults.clone(),
             params,
+            script: None,
             now: 0,
-            queue: BinaryHeap::new(),
-            next_event: 0,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
-            outputs: Vec::new(),
+            events: EventQueue::new(),
             nodes,
+            outputs: Vec::new(),
             clients,
-            history: History::default(),
             blocked: vec![vec![false; n]; n],
             healed_at: None,
+            history: History::default(),
             trace: Trace::new(trace),
             stats: RunStats::default(),
-            applied: vec![BTreeMap::new(); n],
-            applied_txns: vec![BTreeSet::new(); n],
-            side: {
-                let mut side = ChaCha8Rng::seed_from_u64(seed);
-                side.set_stream(2);
-                side
-            },
-            prepared_requests: vec![BTreeMap::new(); n],
+            exactly_once: ExactlyOnce::new(n),
             violations: Vec::new(),
-            script: None,
         }
     }
 
     /// Takes fault decisions from `script` instead of the rng: every message between nodes
     /// consumes a byte (low nibble 0: lost, 1: duplicated, 2: the sender crashes right after; high
-    /// nibble: delay), and every completed client operation consumes one that may crash a node or
-    /// start a partition.
-    /// The cluster heals when the script runs out.
+    /// nibble: delay), and every completed client operation consumes one that may crash a node,
+    /// start a partition or end one. The cluster heals when the script runs out.
     pub(crate) fn set_script(&mut self, script: Vec<u8>) {
         self.faults.loss = 0.0;
         self.faults.duplication = 0.0;
         self.faults.crash_every = None;
         self.faults.partition_every = None;
-        self.script = Some((script, 0));
+        self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
+    /// The script's next decision; `None` once it ran out (which heals the cluster) or after
+    /// the heal.
     fn script_byte(&mut self) -> Option<u8> {
         if self.healed_at.is_some() {
             return None;
         }
-        let (bytes, pos) = self.script.as_mut()?;
-        let byte = bytes.get(*pos).copied();
-        *pos += 1;
+        let script = self.script.as_mut()?;
+        let byte = script.bytes.get(script.next).copied();
+        script.next += 1;
         if byte.is_none() {
             self.heal();
         }
@@ -251,23 +288,11 @@ impl World {
     }
 
     fn schedule(&mut self, at: u64, event: Event) {
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(event);
-                slot
-            }
-            None => {
-                self.slots.push(Some(event));
-                self.slots.len() - 1
-            }
-        };
-        assert!(slot < 1 << SLOT_BITS && self.next_event < 1 << (64 - SLOT_BITS), "event queue key overflow");
-        let order = self.next_event << SLOT_BITS | slot as u64;
-        self.queue.push(Reverse(u128::from(at) << 64 | u128::from(order)));
-        self.next_event += 1;
+        self.events.push(at, event);
     }
 
-    /// Runs the world to its end and returns the final stores of every node.
+    /// Runs the world until, after the heal, every client is done and every node quiescent (or
+    /// until a bound cuts the run off), then judges liveness.
     pub(crate) fn run(&mut self) {
         for i in 0..self.nodes.len() {
             self.start_node(i);
@@ -287,14 +312,10 @@ impl World {
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
         self.schedule(fault_phase, Event::Heal);
 
-        while let Some(Reverse(key)) = self.queue.pop() {
-            let (at, slot) = ((key >> 64) as u64, (key as usize) & ((1 << SLOT_BITS) - 1));
-            let event = self.slots[slot].take().expect("queued events have a slot");
-            self.free_slots.push(slot);
+        while let Some((at, event)) = self.events.pop() {
             self.now = at;
             self.stats.events += 1;
             if self.stats.events > EVENTS_MAX {
-                self.violation("liveness", None, format!("more than {EVENTS_MAX} events: the run does not settle"));
                 break;
             }
             if let Some(healed) = self.healed_at {
@@ -308,129 +329,102 @@ impl World {
             }
         }
         self.stats.virtual_nanos = self.now;
-        self.check_liveness();
+        self.stats.commits = self.exactly_once.applications();
+        self.check_end();
     }
 
     fn finished(&self) -> bool {
-        self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none())
+        self.clients.iter().all(SimClient::done)
             && self.nodes.iter().all(|n| n.node.as_ref().is_some_and(|n| n.is_quiescent()))
     }
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Deliver { from, to, message } => {
-                let i = usize::from(to.0);
-                let generation = self.nodes[i].generation;
-                self.trace.event(
-                    self.now,
-                    &[
-                        1,
-                        u64::from(from.0),
-                        u64::from(to.0),
-                        txn_word(message.txn()),
-                        message_word(&message),
-                        generation,
-                    ],
-                    || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
-                );
-                if self.nodes[i].node.is_none() {
-                    return;
-                }
-                self.stats.messages_delivered += 1;
-                let now = self.local_now(i);
-                self.nodes[i].node.as_mut().unwrap().handle(now, Input::Message { from, message });
-                self.after_input(i);
-            }
-            Event::ToNode { node, client, request } => {
-                self.trace.event(self.now, &[2, node as u64, client as u64, request.id.seq], || {
-                    format!("n{node} <- client {}  request #{}", self.clients[client].id.0, request.id.seq)
-                });
-                if self.nodes[node].node.is_none() {
-                    return;
-                }
-                self.stats.messages_delivered += 1;
-                let now = self.local_now(node);
-                let reply_to = ReplyTo(client as u64);
-                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Request { reply_to, request });
-                self.after_input(node);
-            }
-            Event::ToClient { client, reply } => {
-                let outcome = outcome_word(&reply.outcome);
-                self.trace.event(self.now, &[3, client as u64, reply.id.seq, outcome], || {
-                    format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
-                });
-                self.stats.messages_delivered += 1;
-                self.on_reply(client, reply);
-            }
-            Event::NodeTimer { node } => {
-                if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
-                    return; // moved or cancelled
-                }
-                self.trace.event(self.now, &[4, node as u64], || format!("n{node} timeout"));
-                self.nodes[node].timer_at = None;
-                let now = self.local_now(node);
-                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Timeout);
-                self.after_input(node);
-            }
-            Event::Fsync { node, generation, through } => {
-                if self.nodes[node].generation != generation || self.nodes[node].node.is_none() {
-                    return; // the node crashed while this fsync was in flight
-                }
-                self.trace
-                    .event(self.now, &[5, node as u64, through.0], || format!("n{node} durable through {}", through.0));
-                let mut durable = Vec::new();
-                let n = &mut self.nodes[node];
-                n.disk.sync(through, &mut |r| durable.push(applied_by(r)));
-                n.disk.sync_in_flight = None;
-                for d in durable {
-                    self.observe_durable(node, d);
-                }
-                let now = self.local_now(node);
-                self.nodes[node].node.as_mut().unwrap().handle(now, Input::Durable { through });
-                self.after_input(node);
-            }
-            Event::LazySync { node, generation } => {
-                let n = &mut self.nodes[node];
-                if n.generation != generation || n.node.is_none() || n.disk.lazy_sync_at != Some(self.now) {
-                    return; // a crash or an earlier sync overtook it
-                }
-                n.disk.lazy_sync_at = None;
-                // With an fsync in flight, what it does not cover is looked at again when it
-                // completes.
-                if n.disk.sync_in_flight.is_none() {
-                    self.trace.event(self.now, &[13, node as u64], || format!("n{node} lazy sync"));
-                    self.start_sync(node);
-                }
-            }
+            Event::Deliver { from, to, message } => self.deliver(from, to, message),
+            Event::ToNode { node, client, request } => self.request_arrives(node, client, request),
+            Event::ToClient { client, reply } => self.reply_arrives(client, reply),
+            Event::NodeTimer { node } => self.timer_fires(node),
+            Event::Fsync { node, generation, through } => self.fsync_completes(node, generation, through),
+            Event::LazySync { node, generation } => self.lazy_sync_due(node, generation),
             Event::ClientNext { client } => self.next_op(client),
-            Event::ClientRetry { client, seq, attempt } => {
-                let c = &self.clients[client];
-                if c.pending.as_ref().is_some_and(|(_, r, a)| r.id.seq == seq && *a == attempt) {
-                    // Now and then a client gives up and moves on: the request may still take
-                    // effect later, and its late replies and retransmissions become stale.
-                    if self.healed_at.is_none() && !self.clients[client].abandoned && chance(&mut self.side, 0.05) {
-                        self.abandon(client);
-                    } else {
-                        self.send_attempt(client, true);
-                    }
-                }
-            }
+            Event::ClientRetry { client, seq, attempt } => self.retry_due(client, seq, attempt),
             Event::Crash => self.crash(),
             Event::CrashNode { node } => self.crash_node(node),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
-            Event::PartitionEnd => {
-                self.trace.event(self.now, &[9], || "partition ends".into());
-                for row in &mut self.blocked {
-                    row.fill(false);
-                }
-                if let (None, Some(every)) = (self.healed_at, self.faults.partition_every) {
-                    let at = self.now + around(&mut self.rng, every);
-                    self.schedule(at, Event::PartitionStart);
-                }
-            }
+            Event::PartitionEnd => self.partition_end(),
             Event::Heal => self.heal(),
         }
+    }
+
+    // ---- Nodes: inputs in, outputs out ----
+
+    fn deliver(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let i = usize::from(to.0);
+        let generation = self.nodes[i].generation;
+        self.trace.event(
+            self.now,
+            Tag::Deliver,
+            &[u64::from(from.0), u64::from(to.0), txn_word(message.txn()), message_word(&message), generation],
+            || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
+        );
+        if self.nodes[i].node.is_none() {
+            return;
+        }
+        self.stats.messages_delivered += 1;
+        self.input(i, Input::Message { from, message });
+    }
+
+    fn request_arrives(&mut self, node: usize, client: usize, request: Request) {
+        self.trace.event(self.now, Tag::Request, &[node as u64, client as u64, request.id.seq], || {
+            format!("n{node} <- client {}  request #{}", self.clients[client].id.0, request.id.seq)
+        });
+        if self.nodes[node].node.is_none() {
+            return;
+        }
+        self.stats.messages_delivered += 1;
+        self.input(node, Input::Request { reply_to: ReplyTo(client as u64), request });
+    }
+
+    fn timer_fires(&mut self, node: usize) {
+        if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
+            return; // moved or cancelled
+        }
+        self.trace.event(self.now, Tag::Timeout, &[node as u64], || format!("n{node} timeout"));
+        self.nodes[node].timer_at = None;
+        self.input(node, Input::Timeout);
+    }
+
+    fn fsync_completes(&mut self, node: usize, generation: u64, through: Lsn) {
+        if self.nodes[node].generation != generation || self.nodes[node].node.is_none() {
+            return; // the node crashed while this fsync was in flight
+        }
+        self.trace.event(self.now, Tag::Durable, &[node as u64, through.0], || {
+            format!("n{node} durable through {}", through.0)
+        });
+        self.make_durable(node, |disk, observe| disk.sync(through, observe));
+        self.nodes[node].disk.sync_in_flight = None;
+        self.input(node, Input::Durable { through });
+    }
+
+    fn lazy_sync_due(&mut self, node: usize, generation: u64) {
+        let n = &mut self.nodes[node];
+        if n.generation != generation || n.node.is_none() || n.disk.lazy_sync_at != Some(self.now) {
+            return; // a crash or an earlier sync overtook it
+        }
+        n.disk.lazy_sync_at = None;
+        // With an fsync in flight, what it does not cover is looked at again when it completes.
+        if n.disk.sync_in_flight.is_none() {
+            self.trace.event(self.now, Tag::LazySync, &[node as u64], || format!("n{node} lazy sync"));
+            self.start_sync(node);
+        }
+    }
+
+    /// Hands `input` to node `i`, which is up, and takes in what the node does in response.
+    fn input(&mut self, i: usize, input: Input) {
+        let now = self.local_now(i);
+        self.nodes[i].node.as_mut().expect("inputs go only to nodes that are up").handle(now, input);
+        self.after_input(i);
     }
 
     fn local_now(&self, node: usize) -> dkv_core::Time {
@@ -445,12 +439,7 @@ impl World {
         // release sweeps check it at the end of each run.
         #[cfg(debug_assertions)]
         if let Err(e) = node.check_invariants() {
-            self.violations.push(Violation {
-                checker: "invariants",
-                key: None,
-                message: format!("n{i}: {e}"),
-                ops: vec![],
-            });
+            self.violations.push(Violation::new("invariants", format!("n{i}: {e}")));
         }
         let mut outputs = std::mem::take(&mut self.outputs);
         while let Some(output) = node.poll_output() {
@@ -473,26 +462,31 @@ impl World {
             }
         }
         self.outputs = outputs;
-        // Group commit, as dkv-net does it: one fsync covers everything written before it
-        // starts; records that may wait start one only after LAZY_SYNC_DELAY, unless a record
-        // that may not comes along first.
-        let disk = &self.nodes[i].disk;
-        if disk.sync_in_flight.is_none() && !disk.pending.is_empty() {
-            if disk.pending.iter().any(|(_, r)| r.sync_promptly()) {
-                self.start_sync(i);
-            } else if disk.lazy_sync_at.is_none() {
-                let at = self.now + LAZY_SYNC_DELAY.as_nanos() as u64;
-                self.nodes[i].disk.lazy_sync_at = Some(at);
-                let generation = self.nodes[i].generation;
-                self.schedule(at, Event::LazySync { node: i, generation });
-            }
-        }
+        self.group_commit(i);
         let at = deadline.map(|d| self.nodes[i].clock.global(d).max(self.now));
         if at != self.nodes[i].timer_at {
             self.nodes[i].timer_at = at;
             if let Some(at) = at {
                 self.schedule(at, Event::NodeTimer { node: i });
             }
+        }
+    }
+
+    /// Group commit, as dkv-net does it: one fsync covers everything written before it starts;
+    /// records that may wait start one only after LAZY_SYNC_DELAY, unless a record that may not
+    /// comes along first.
+    fn group_commit(&mut self, i: usize) {
+        let disk = &self.nodes[i].disk;
+        if disk.sync_in_flight.is_some() || disk.pending.is_empty() {
+            return;
+        }
+        if disk.pending.iter().any(|(_, r)| r.sync_promptly()) {
+            self.start_sync(i);
+        } else if disk.lazy_sync_at.is_none() {
+            let at = self.now + LAZY_SYNC_DELAY.as_nanos() as u64;
+            self.nodes[i].disk.lazy_sync_at = Some(at);
+            let generation = self.nodes[i].generation;
+            self.schedule(at, Event::LazySync { node: i, generation });
         }
     }
 
@@ -507,59 +501,23 @@ impl World {
         self.schedule(at, Event::Fsync { node: i, generation, through: last });
     }
 
-    /// Exactly-once, observed at the disk: a request whose commit became durable at one node
-    /// under two different transactions was applied twice. (A commit that was never durable
-    /// did not happen: the crash that lost it also lost its effects.)
-    fn observe_durable(&mut self, i: usize, durable: Durable) {
-        let applied = match durable {
-            Durable::Prepared(txn, request) => {
-                self.prepared_requests[i].insert(txn, request);
-                None
-            }
-            Durable::Committed(txn) => self.prepared_requests[i].get(&txn).map(|r| (*r, txn)),
-            Durable::Decided(txn, request) => Some((request, txn)),
-            Durable::Other => None,
-        };
-        if let Some((request, txn)) = applied {
-            self.stats.commits += 1;
-            if !self.applied_txns[i].insert(txn) {
-                let message = format!("transaction {txn} (request {request}) was applied twice at n{i}");
-                self.exactly_once_violation(request, message);
-            }
-            let first = *self.applied[i].entry(request).or_insert(txn);
-            if first != txn {
-                let message = format!("request {request} was applied twice at n{i}, by transactions {first} and {txn}");
-                self.exactly_once_violation(request, message);
-            }
-        }
+    /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
+    /// exactly-once checker.
+    fn make_durable(&mut self, i: usize, write: impl FnOnce(&mut Disk, &mut dyn FnMut(&Record))) {
+        let World { nodes, exactly_once, history, violations, .. } = self;
+        write(&mut nodes[i].disk, &mut |record| exactly_once.observe_durable(i, record, history, violations));
     }
 
+    // ---- The network ----
+
+    /// Traffic between nodes: lost, duplicated and delayed at the fault rates, and cut by
+    /// partitions.
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
         if self.blocked[usize::from(from.0)][usize::from(to.0)] {
             return;
         }
         if self.script.is_some() {
-            let Some(byte) = self.script_byte() else {
-                let at = self.now + self.faults.delay_min.as_nanos() as u64;
-                return self.schedule(at, Event::Deliver { from, to, message });
-            };
-            let span = (self.faults.delay_max - self.faults.delay_min).as_nanos() as u64;
-            let at = self.now + self.faults.delay_min.as_nanos() as u64 + span * u64::from(byte >> 4) / 15;
-            match byte & 0x0f {
-                0 => {}
-                1 => {
-                    self.schedule(at, Event::Deliver { from, to, message: message.clone() });
-                    self.schedule(at + 1, Event::Deliver { from, to, message });
-                }
-                2 => {
-                    // The sender crashes at this same moment, after its current step: with its
-                    // latest records possibly not yet durable.
-                    self.schedule(at, Event::Deliver { from, to, message });
-                    self.schedule(self.now, Event::CrashNode { node: usize::from(from.0) });
-                }
-                _ => self.schedule(at, Event::Deliver { from, to, message }),
-            }
-            return;
+            return self.send_scripted(from, to, message);
         }
         if chance(&mut self.rng, self.faults.loss) {
             return;
@@ -571,6 +529,30 @@ impl World {
         }
         let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
         self.schedule(at, Event::Deliver { from, to, message });
+    }
+
+    /// [`World::send`] with the fault script deciding the message's fate.
+    fn send_scripted(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let Some(byte) = self.script_byte() else {
+            let at = self.now + self.faults.delay_min.as_nanos() as u64;
+            return self.schedule(at, Event::Deliver { from, to, message });
+        };
+        let span = (self.faults.delay_max - self.faults.delay_min).as_nanos() as u64;
+        let at = self.now + self.faults.delay_min.as_nanos() as u64 + span * u64::from(byte >> 4) / 15;
+        match byte & 0x0f {
+            0 => {}
+            1 => {
+                self.schedule(at, Event::Deliver { from, to, message: message.clone() });
+                self.schedule(at + 1, Event::Deliver { from, to, message });
+            }
+            2 => {
+                // The sender crashes at this same moment, after its current step: with its
+                // latest records possibly not yet durable.
+                self.schedule(at, Event::Deliver { from, to, message });
+                self.schedule(self.now, Event::CrashNode { node: usize::from(from.0) });
+            }
+            _ => self.schedule(at, Event::Deliver { from, to, message }),
+        }
     }
 
     /// Before the heal, three messages in ten thousand are held up for up to three seconds: far
@@ -596,10 +578,14 @@ impl World {
         self.schedule(at, event);
     }
 
+    // ---- Clients ----
+
+    /// The client issues its next operation; when every client has issued all of theirs, the
+    /// cluster heals.
     fn next_op(&mut self, client: usize) {
         let c = &mut self.clients[client];
         if c.remaining == 0 {
-            if self.healed_at.is_none() && self.clients.iter().all(|c| c.remaining == 0 && c.pending.is_none()) {
+            if self.healed_at.is_none() && self.clients.iter().all(SimClient::done) {
                 self.heal();
             }
             return;
@@ -624,76 +610,102 @@ impl World {
             abandoned_at: None,
         });
         let request = Request { id: RequestId { client: id, seq }, operation };
-        self.clients[client].pending = Some((self.history.ops.len() - 1, request, 0));
+        self.clients[client].in_flight = Some(InFlight { op: self.history.ops.len() - 1, request, attempt: 0 });
         self.send_attempt(client, false);
     }
 
-    /// Sends (or resends, same request id) the client's pending request, maybe to another node.
+    /// Sends (or resends, same request id) the client's request in flight, maybe to another node.
     fn send_attempt(&mut self, client: usize, retry: bool) {
         if retry && chance(&mut self.rng, 0.5) {
-            self.clients[client].node = (self.rng.next_u64() % self.nodes.len() as u64) as usize;
+            self.clients[client].node = index(&mut self.rng, self.nodes.len());
         }
         let c = &mut self.clients[client];
-        let Some((op, request, attempt)) = c.pending.as_mut() else { return };
-        *attempt += 1;
-        let (op, request, attempt, node) = (*op, request.clone(), *attempt, c.node);
-        self.history.ops[op].attempts = attempt;
+        let Some(in_flight) = c.in_flight.as_mut() else { return };
+        in_flight.attempt += 1;
+        let (request, attempt, node) = (in_flight.request.clone(), in_flight.attempt, c.node);
+        self.history.ops[in_flight.op].attempts = attempt;
         let seq = request.id.seq;
         self.client_link(Event::ToNode { node, client, request });
         let at = self.now + CLIENT_TIMEOUT.as_nanos() as u64;
         self.schedule(at, Event::ClientRetry { client, seq, attempt });
     }
 
-    fn on_reply(&mut self, client: usize, reply: Reply) {
+    /// The wait after one send of a request is over: unless the request has moved on since,
+    /// the client sends it again, or now and then gives up on it.
+    fn retry_due(&mut self, client: usize, seq: u64, attempt: u32) {
         let c = &self.clients[client];
-        let Some((op, request, attempt)) = c.pending.as_ref() else { return };
-        if request.id != reply.id {
-            return; // a late reply to an earlier request
+        if !c.in_flight.as_ref().is_some_and(|f| f.request.id.seq == seq && f.attempt == attempt) {
+            return;
         }
-        let (op, attempt) = (*op, *attempt);
-        match result_of(&reply.outcome) {
-            Some(result) => {
-                let o = &mut self.history.ops[op];
-                o.result = result;
-                o.response = Some(self.now);
-                self.stats.ops_completed += 1;
-                self.clients[client].pending = None;
-                if self.script.is_some() {
-                    match self.script_byte() {
-                        Some(b) if b < 0x20 => self.crash_node((b as usize) % self.nodes.len()),
-                        Some(b) if b < 0x28 => self.partition_start(),
-                        Some(b) if b < 0x30 => self.handle(Event::PartitionEnd),
-                        _ => {}
-                    }
-                }
-                let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
-                self.schedule(at, Event::ClientNext { client });
-            }
-            None => {
-                // "Try again": back off, then retry the same request. The backoff window doubles
-                // with each answer (full jitter), like dkv-net's client: with a fixed window,
-                // clients that keep colliding on a busy cluster can keep colliding forever.
-                let c = &mut self.clients[client];
-                let window =
-                    TRY_AGAIN_BACKOFF_FIRST.saturating_mul(1 << c.try_agains.min(10)).min(TRY_AGAIN_BACKOFF_MAX);
-                c.try_agains += 1;
-                let at = self.now + between(&mut self.rng, Duration::from_millis(1), window);
-                let seq = reply.id.seq;
-                self.schedule(at, Event::ClientRetry { client, seq, attempt });
-            }
+        // Now and then a client gives up and moves on: the request may still take effect
+        // later, and its late replies and retransmissions become stale.
+        if self.healed_at.is_none() && !c.abandoned && chance(&mut self.side, 0.05) {
+            self.abandon(client);
+        } else {
+            self.send_attempt(client, true);
         }
     }
 
+    fn reply_arrives(&mut self, client: usize, reply: Reply) {
+        let outcome = outcome_word(&reply.outcome);
+        self.trace.event(self.now, Tag::Reply, &[client as u64, reply.id.seq, outcome], || {
+            format!("client {} <- reply #{}: {:?}", self.clients[client].id.0, reply.id.seq, reply.outcome)
+        });
+        self.stats.messages_delivered += 1;
+        let Some(in_flight) = self.clients[client].in_flight.as_ref() else { return };
+        if in_flight.request.id != reply.id {
+            return; // a late reply to an earlier request
+        }
+        let (op, attempt) = (in_flight.op, in_flight.attempt);
+        match result_of(&reply.outcome) {
+            Some(result) => self.complete(client, op, result),
+            None => self.back_off(client, reply.id.seq, attempt),
+        }
+    }
+
+    /// The client's request in flight, operation `op` in the history, has its definite result.
+    fn complete(&mut self, client: usize, op: usize, result: OpResult) {
+        let o = &mut self.history.ops[op];
+        o.result = result;
+        o.response = Some(self.now);
+        self.stats.ops_completed += 1;
+        self.clients[client].in_flight = None;
+        if self.script.is_some() {
+            match self.script_byte() {
+                Some(b) if b < 0x20 => self.crash_node((b as usize) % self.nodes.len()),
+                Some(b) if b < 0x28 => self.partition_start(),
+                Some(b) if b < 0x30 => self.partition_end(),
+                _ => {}
+            }
+        }
+        let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
+        self.schedule(at, Event::ClientNext { client });
+    }
+
+    /// "Try again": back off, then retry the same request. The backoff window doubles with
+    /// each answer (full jitter), like dkv-net's client: with a fixed window, clients that keep
+    /// colliding on a busy cluster can keep colliding forever.
+    fn back_off(&mut self, client: usize, seq: u64, attempt: u32) {
+        let c = &mut self.clients[client];
+        let window = TRY_AGAIN_BACKOFF_FIRST.saturating_mul(1 << c.try_agains.min(10)).min(TRY_AGAIN_BACKOFF_MAX);
+        c.try_agains += 1;
+        let at = self.now + between(&mut self.rng, Duration::from_millis(1), window);
+        self.schedule(at, Event::ClientRetry { client, seq, attempt });
+    }
+
     fn abandon(&mut self, client: usize) {
-        let Some((op, request, _)) = self.clients[client].pending.take() else { return };
+        let Some(InFlight { op, request, .. }) = self.clients[client].in_flight.take() else { return };
         self.clients[client].abandoned = true;
         self.history.ops[op].abandoned_at = Some(self.now);
-        self.trace.event(self.now, &[11, client as u64, request.id.seq], || {
+        self.trace.event(self.now, Tag::Abandon, &[client as u64, request.id.seq], || {
             format!("client {} gives up on request #{}", self.clients[client].id.0, request.id.seq)
         });
         self.schedule(self.now, Event::ClientNext { client });
     }
 
+    // ---- Crashes, restarts, partitions and the heal ----
+
+    /// Starts node `i` from what its disk holds, as a real server recovers.
     fn start_node(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         let records = match n.disk.recover() {
@@ -704,7 +716,7 @@ impl World {
                 records
             }
             Err(e) => {
-                self.violation("recovery", None, format!("n{i} cannot read its log: {e}"));
+                self.violations.push(Violation::new("recovery", format!("n{i} cannot read its log: {e}")));
                 return;
             }
         };
@@ -713,13 +725,14 @@ impl World {
             Ok(node) => {
                 self.nodes[i].node = Some(node);
                 self.nodes[i].timer_at = None;
-                self.trace.event(self.now, &[6, i as u64], || format!("n{i} starts"));
+                self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));
                 self.after_input(i);
             }
-            Err(e) => self.violation("recovery", None, format!("n{i} cannot recover: {e}")),
+            Err(e) => self.violations.push(Violation::new("recovery", format!("n{i} cannot recover: {e}"))),
         }
     }
 
+    /// Crashes a node drawn from the rng, and schedules the next such crash.
     fn crash(&mut self) {
         if self.healed_at.is_some() {
             return;
@@ -730,9 +743,9 @@ impl World {
             .filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].disk.pending.is_empty())
             .collect();
         let i = if !unsynced.is_empty() && chance(&mut self.rng, 0.7) {
-            unsynced[(self.rng.next_u64() % unsynced.len() as u64) as usize]
+            unsynced[index(&mut self.rng, unsynced.len())]
         } else {
-            (self.rng.next_u64() % self.nodes.len() as u64) as usize
+            index(&mut self.rng, self.nodes.len())
         };
         self.crash_node(i);
         if let Some(every) = self.faults.crash_every {
@@ -743,35 +756,28 @@ impl World {
 
     /// Crashes node `i` if it is up, and schedules its restart.
     fn crash_node(&mut self, i: usize) {
-        if self.healed_at.is_some() {
+        if self.healed_at.is_some() || self.nodes[i].node.is_none() {
             return;
         }
-        if self.nodes[i].node.is_some() {
-            let pending = self.nodes[i].disk.pending.len();
-            // Crashes between "persist" and "durable": some records may have reached the disk
-            // unreported, and the next one may be torn.
-            let survivors = (self.rng.next_u64() % (pending as u64 + 1)) as usize;
-            let tear =
-                chance(&mut self.rng, self.faults.torn_write).then(|| self.rng.next_u64() as f64 / u64::MAX as f64);
-            self.trace.event(self.now, &[7, i as u64, survivors as u64], || {
-                format!(
-                    "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
-                    if tear.is_some() { ", next torn" } else { "" }
-                )
-            });
-            let mut durable = Vec::new();
-            let n = &mut self.nodes[i];
-            n.disk.crash(survivors, tear, &mut |r| durable.push(applied_by(r)));
-            n.node = None;
-            n.generation += 1;
-            n.timer_at = None;
-            for d in durable {
-                self.observe_durable(i, d);
-            }
-            self.stats.crashes += 1;
-            let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
-            self.schedule(self.now + downtime, Event::Restart { node: i });
-        }
+        let pending = self.nodes[i].disk.pending.len();
+        // Crashes between "persist" and "durable": some records may have reached the disk
+        // unreported, and the next one may be torn.
+        let survivors = range(&mut self.rng, 0, pending as u64) as usize;
+        let tear = chance(&mut self.rng, self.faults.torn_write).then(|| unit(&mut self.rng));
+        self.trace.event(self.now, Tag::Crash, &[i as u64, survivors as u64], || {
+            format!(
+                "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
+                if tear.is_some() { ", next torn" } else { "" }
+            )
+        });
+        self.make_durable(i, |disk, observe| disk.crash(survivors, tear, observe));
+        let n = &mut self.nodes[i];
+        n.node = None;
+        n.generation += 1;
+        n.timer_at = None;
+        self.stats.crashes += 1;
+        let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
+        self.schedule(self.now + downtime, Event::Restart { node: i });
     }
 
     fn restart(&mut self, i: usize) {
@@ -780,6 +786,7 @@ impl World {
         }
     }
 
+    /// Splits the nodes into two sides: one way (one side cannot send to the other) or both.
     fn partition_start(&mut self) {
         if self.healed_at.is_some() {
             return;
@@ -800,11 +807,23 @@ impl World {
         }
         self.stats.partitions += 1;
         let members: Vec<usize> = (0..n).filter(|&i| side[i]).collect();
-        self.trace.event(self.now, &[8, members.len() as u64, u64::from(one_way)], || {
+        self.trace.event(self.now, Tag::PartitionStart, &[members.len() as u64, u64::from(one_way)], || {
             format!("partition {:?} {} the rest", members, if one_way { "cannot send to" } else { "|" })
         });
         let duration = between(&mut self.rng, Duration::from_millis(10), Duration::from_secs(2));
         self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// Ends the partition, and schedules the next one unless the cluster has healed.
+    fn partition_end(&mut self) {
+        self.trace.event(self.now, Tag::PartitionEnd, &[], || "partition ends".into());
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        if let (None, Some(every)) = (self.healed_at, self.faults.partition_every) {
+            let at = self.now + around(&mut self.rng, every);
+            self.schedule(at, Event::PartitionStart);
+        }
     }
 
     /// Every fault stops; every node comes back.
@@ -813,7 +832,7 @@ impl World {
             return;
         }
         self.healed_at = Some(self.now);
-        self.trace.event(self.now, &[10], || "heal: faults stop".into());
+        self.trace.event(self.now, Tag::Heal, &[], || "heal: faults stop".into());
         self.faults.loss = 0.0;
         self.faults.duplication = 0.0;
         for row in &mut self.blocked {
@@ -824,175 +843,41 @@ impl World {
         }
     }
 
-    fn check_liveness(&mut self) {
-        let Some(healed) = self.healed_at else {
-            return self.violation("liveness", None, "the run ended before the cluster healed".into());
+    // ---- The end of the run ----
+
+    /// Judges the world as the run left it: liveness of its requests, clients and nodes, and
+    /// each node's own checks of its bookkeeping.
+    fn check_end(&mut self) {
+        let ending = liveness::Ending {
+            healed_at: self.healed_at,
+            out_of_events: self.stats.events > EVENTS_MAX,
+            unfinished_clients: self.clients.iter().filter(|c| c.remaining > 0).count(),
         };
-        let bound = LIVENESS_BOUND.as_nanos() as u64;
-        let mut stuck = Vec::new();
-        for op in self.history.ops.iter().filter(|op| op.abandoned_at.is_none()) {
-            let start = op.invoke.max(healed);
-            match op.response {
-                Some(r) if r - start.min(r) <= bound => {}
-                _ => stuck.push(op.describe()),
-            }
-        }
-        if !stuck.is_empty() {
-            let n = stuck.len();
-            self.violations.push(Violation {
-                checker: "liveness",
-                key: None,
-                message: format!("{n} requests did not complete within {LIVENESS_BOUND:?} of the heal"),
-                ops: stuck.into_iter().take(10).collect(),
-            });
-        }
-        let unfinished = self.clients.iter().filter(|c| c.remaining > 0).count();
-        if unfinished > 0 && self.violations.iter().all(|v| v.checker != "liveness") {
-            self.violation("liveness", None, format!("{unfinished} clients did not finish their operations"));
+        self.violations.extend(liveness::check_requests(&self.history, &ending));
+        // Before the heal, nodes may be down or in the middle of anything: there is nothing
+        // to expect of them.
+        if self.healed_at.is_none() {
+            return;
         }
         for (i, n) in self.nodes.iter().enumerate() {
-            if let Some(conflicts) = n.node.as_ref().map(|n| n.stats().conflicting_decisions).filter(|c| *c > 0) {
-                self.violations.push(Violation {
-                    checker: "atomicity",
-                    key: None,
-                    message: format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
-                    ops: vec![],
-                });
-            }
-            if let Some(Err(e)) = n.node.as_ref().map(|n| n.check_invariants()) {
-                self.violations.push(Violation {
-                    checker: "invariants",
-                    key: None,
-                    message: format!("n{i}: {e}"),
-                    ops: vec![],
-                });
-            }
-            match &n.node {
-                Some(node) if !node.is_quiescent() => self.violations.push(Violation {
-                    checker: "liveness",
-                    key: None,
-                    message: format!(
-                        "n{i} is not quiescent after the heal: {} locked keys, {} prepared, {} coordinating",
-                        node.locked_keys(),
-                        node.prepared_count(),
-                        node.coordinating_count()
-                    ),
-                    ops: vec![],
-                }),
-                Some(_) => {}
-                None => self.violations.push(Violation {
-                    checker: "liveness",
-                    key: None,
-                    message: format!("n{i} is down at the end"),
-                    ops: vec![],
-                }),
-            }
-        }
-    }
-
-    /// Convergence: every replica holds identical data and the same completion records.
-    pub(crate) fn check_convergence(&mut self) -> Option<dkv_core::store::Store> {
-        let completions: Vec<Option<BTreeSet<_>>> = self
-            .nodes
-            .iter()
-            .map(|n| n.node.as_ref().map(|n| n.completions().map(|c| (c.request, c.outcome)).collect()))
-            .collect();
-        if let Some(Some(first)) = completions.first() {
-            for (i, other) in completions.iter().enumerate().skip(1) {
-                if let Some(other) = other.as_ref().filter(|o| *o != first) {
-                    let differing: Vec<String> =
-                        first.symmetric_difference(other).take(3).map(|(r, o)| format!("{r}: {o:?}")).collect();
-                    self.violation(
-                        "convergence",
-                        None,
-                        format!("n{i} and n0 hold different completion records: {differing:?}"),
-                    );
+            if let Some(node) = &n.node {
+                let conflicts = node.stats().conflicting_decisions;
+                if conflicts > 0 {
+                    self.violations.push(Violation::new(
+                        "atomicity",
+                        format!("n{i} was told commit for {conflicts} transactions it knew had aborted"),
+                    ));
+                }
+                if let Err(e) = node.check_invariants() {
+                    self.violations.push(Violation::new("invariants", format!("n{i}: {e}")));
                 }
             }
+            self.violations.extend(liveness::check_node(i, n.node.as_ref()));
         }
-        let stores: Vec<_> = self.nodes.iter().map(|n| n.node.as_ref().map(|n| n.store().clone())).collect();
-        let first = stores.first()?.clone()?;
-        for (i, s) in stores.iter().enumerate().skip(1) {
-            let Some(s) = s else { continue };
-            if *s != first {
-                let differing: Vec<String> = first
-                    .iter()
-                    .filter(|(k, v)| s.get(k) != Some(v))
-                    .map(|(k, _)| crate::history::show(k))
-                    .chain(s.iter().filter(|(k, _)| first.get(k).is_none()).map(|(k, _)| crate::history::show(k)))
-                    .take(5)
-                    .collect();
-                self.violation(
-                    "convergence",
-                    differing.first().cloned(),
-                    format!("n{i} differs from n0 on keys {differing:?}"),
-                );
-            }
-        }
-        Some(first)
     }
 
-    fn violation(&mut self, checker: &'static str, key: Option<String>, message: String) {
-        self.violations.push(Violation { checker, key, message, ops: vec![] });
+    /// Every node as the run left it, `None` where it is down.
+    pub(crate) fn replicas(&self) -> Vec<Option<&Node>> {
+        self.nodes.iter().map(|n| n.node.as_ref()).collect()
     }
-
-    /// An exactly-once violation, naming the operation and its keys.
-    fn exactly_once_violation(&mut self, request: RequestId, message: String) {
-        let op = self.history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
-        let key = op.map(|op| match &op.kind {
-            OpKind::Get { key } => show(key),
-            OpKind::Txn { ops } => {
-                let keys: BTreeSet<String> = ops.iter().map(|w| show(w.key())).collect();
-                keys.into_iter().collect::<Vec<_>>().join(", ")
-            }
-        });
-        let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
-        self.violations.push(Violation { checker: "exactly-once", key, message, ops });
-    }
-}
-
-/// What a durable record says about which request was applied by which transaction.
-enum Durable {
-    Prepared(TxnId, RequestId),
-    Committed(TxnId),
-    Decided(TxnId, RequestId),
-    Other,
-}
-
-fn applied_by(record: &Record) -> Durable {
-    match record {
-        Record::Prepared(t) => Durable::Prepared(t.txn, t.request),
-        Record::Committed { txn } => Durable::Committed(*txn),
-        Record::Decided(t) => Durable::Decided(t.txn, t.request),
-        _ => Durable::Other,
-    }
-}
-
-/// A word for the trace hash from a message's kind (its transaction has a word of its own).
-fn message_word(message: &Message) -> u64 {
-    match message {
-        Message::Prepare { .. } => 1,
-        Message::Vote { vote: Vote::Yes, .. } => 2,
-        Message::Vote { vote: Vote::No(_), .. } => 3,
-        Message::Decision { decision: Decision::Commit, .. } => 4,
-        Message::Decision { decision: Decision::Abort, .. } => 5,
-        Message::Ack { .. } => 6,
-        Message::Query { .. } => 7,
-    }
-}
-
-/// A word for the trace hash from a reply's outcome: its kind and, for a value, the value.
-fn outcome_word(outcome: &Outcome) -> u64 {
-    match outcome {
-        Outcome::Committed => 1,
-        Outcome::Value(value) => 2 ^ value.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b)) << 8,
-        Outcome::NotFound => 3,
-        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => 4 | u64::from(*op_index) << 8,
-        Outcome::Rejected(_) => 5,
-        Outcome::TryAgain(_) => 6,
-    }
-}
-
-fn txn_word(t: TxnId) -> u64 {
-    (u64::from(t.coordinator.0) << 56) ^ (t.incarnation << 40) ^ t.number
 }

@@ -8,11 +8,16 @@ use dkv_core::WriteOp;
 use dkv_core::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A write's effect on one key: (history index, Some(value) or None for deleted).
-type KeyWrite = (usize, Option<Vec<u8>>);
+/// A write's effect on one key.
+struct KeyWrite {
+    /// The write's index in the history.
+    op: usize,
+    /// The value it leaves (`None`: it deletes the key).
+    effect: Option<Vec<u8>>,
+}
 
-/// `fin` is the converged final store.
-pub fn check(history: &History, fin: &Store) -> Vec<Violation> {
+/// `final_store` is the converged final store (n0's; convergence checks the others against it).
+pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
     let mut writes: BTreeMap<Vec<u8>, Vec<KeyWrite>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         let OpKind::Txn { ops } = &op.kind else { continue };
@@ -28,11 +33,11 @@ pub fn check(history: &History, fin: &Store) -> Vec<Violation> {
             last.insert(o.key(), effect);
         }
         for (k, effect) in last {
-            writes.entry(k.to_vec()).or_default().push((i, effect));
+            writes.entry(k.to_vec()).or_default().push(KeyWrite { op: i, effect });
         }
     }
     let mut keys: BTreeSet<Vec<u8>> = writes.keys().cloned().collect();
-    keys.extend(fin.iter().map(|(k, _)| k.clone()));
+    keys.extend(final_store.iter().map(|(k, _)| k.clone()));
     let mut violations = Vec::new();
     for key in keys {
         let ws = writes.get(&key).map(Vec::as_slice).unwrap_or(&[]);
@@ -40,14 +45,15 @@ pub fn check(history: &History, fin: &Store) -> Vec<Violation> {
         // Writes not followed in real time by a committed write to the same key.
         let last: Vec<&KeyWrite> = ws
             .iter()
-            .filter(|(i, _)| {
-                !ws.iter().any(|(j, _)| committed(*j) && history.ops[*j].invoke > history.ops[*i].response_or_max())
+            .filter(|w| {
+                !ws.iter().any(|later| {
+                    committed(later.op) && history.ops[later.op].invoke > history.ops[w.op].response_or_max()
+                })
             })
             .collect();
-        let any_committed = ws.iter().any(|(i, _)| committed(*i));
-        let final_value = fin.get(&key).cloned();
-        let explained =
-            last.iter().any(|(_, effect)| *effect == final_value) || (!any_committed && final_value.is_none());
+        let any_committed = ws.iter().any(|w| committed(w.op));
+        let final_value = final_store.get(&key).cloned();
+        let explained = last.iter().any(|w| w.effect == final_value) || (!any_committed && final_value.is_none());
         if !explained {
             violations.push(Violation {
                 checker: "durability",
@@ -56,7 +62,7 @@ pub fn check(history: &History, fin: &Store) -> Vec<Violation> {
                     "final value is {}, but the last writes of the key say otherwise",
                     final_value.as_deref().map_or("<absent>".to_string(), show)
                 ),
-                ops: last.iter().map(|(i, _)| history.ops[*i].describe()).collect(),
+                ops: last.iter().map(|w| history.ops[w.op].describe()).collect(),
             });
         }
     }

@@ -12,6 +12,7 @@
 //! [`check_transactions`] runs it on the whole history with the whole store as state, which
 //! adds the cross-key guarantees: no read sees part of a transaction, and the committed
 //! transactions fit one serial order that respects real time.
+//! [`check`] runs the second, and the first only when the second does not pass.
 
 use super::Violation;
 use crate::history::{History, Op, OpKind, Result as OpResult, show};
@@ -48,8 +49,11 @@ enum Effect {
     },
     /// Must apply cleanly.
     Commit(Vec<WriteOp>),
-    /// Must fail exactly at this op.
-    FailAt(Vec<WriteOp>, u32),
+    /// Must fail exactly at op `at`.
+    FailAt {
+        ops: Vec<WriteOp>,
+        at: u32,
+    },
     /// May apply (if it applies cleanly) or never take effect.
     Maybe(Vec<WriteOp>),
 }
@@ -127,7 +131,14 @@ fn first_failure(store: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Option<
     None
 }
 
-type Undo = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// What a key held before an operation changed it (`None`: absent).
+struct Before {
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+/// How to undo an operation: what each key it changed held before.
+type Undo = Vec<Before>;
 
 /// The store state during the search, with an order-independent hash for memoization.
 #[derive(Clone, Default)]
@@ -156,7 +167,8 @@ impl State {
     /// Applies ops that apply cleanly; returns how to undo them.
     fn apply(&mut self, ops: &[WriteOp]) -> Undo {
         let keys: BTreeSet<&[u8]> = ops.iter().map(|op| op.key()).collect();
-        let undo: Undo = keys.into_iter().map(|k| (k.to_vec(), self.store.get(k).cloned())).collect();
+        let undo: Undo =
+            keys.into_iter().map(|k| Before { key: k.to_vec(), value: self.store.get(k).cloned() }).collect();
         for op in ops {
             match op {
                 WriteOp::Put { key, value } | WriteOp::Update { key, value } => {
@@ -169,8 +181,8 @@ impl State {
     }
 
     fn undo(&mut self, undo: Undo) {
-        for (key, before) in undo {
-            self.set(key, before);
+        for before in undo {
+            self.set(before.key, before.value);
         }
     }
 }
@@ -189,9 +201,18 @@ struct Search<'a> {
     state: State,
     memo: Memo,
     explored: usize,
-    /// The deepest point reached, for the report: (depth, candidates there, path there).
-    deepest: (usize, Vec<usize>, Vec<usize>),
+    /// The deepest point reached, for the report.
+    deepest: Deepest,
+    /// The operations linearized so far, in order.
     path: Vec<usize>,
+}
+
+/// The deepest point a search reached: the longest path of operations it could linearize, and
+/// the operations that were candidates to go next there.
+#[derive(Clone, Default)]
+struct Deepest {
+    path: Vec<usize>,
+    candidates: Vec<usize>,
 }
 
 fn op_key(i: usize) -> u64 {
@@ -233,8 +254,8 @@ impl Search<'_> {
             .take_while(|&i| self.ops[i].invoke <= horizon)
             .filter(|&i| !self.linearized[i])
             .collect();
-        if self.path.len() >= self.deepest.0 {
-            self.deepest = (self.path.len(), candidates.clone(), self.path.clone());
+        if self.path.len() >= self.deepest.path.len() {
+            self.deepest = Deepest { path: self.path.clone(), candidates: candidates.clone() };
         }
         for i in candidates {
             let op = &self.ops[i];
@@ -251,7 +272,7 @@ impl Search<'_> {
                     }
                     Some(self.state.apply(ops))
                 }
-                Effect::FailAt(ops, at) => {
+                Effect::FailAt { ops, at } => {
                     if first_failure(&self.state.store, ops) != Some(*at) {
                         continue;
                     }
@@ -289,16 +310,16 @@ fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Opt
         state: State::default(),
         memo: Memo::default(),
         explored: 0,
-        deepest: (0, Vec::new(), Vec::new()),
+        deepest: Deepest::default(),
         path: Vec::new(),
     };
     match s.run() {
         Some(true) => Verdict::Linearizable,
         None => Verdict::Inconclusive,
         Some(false) => {
-            let (depth, candidates, path) = s.deepest.clone();
+            let Deepest { path, candidates } = &s.deepest;
             let mut described: Vec<String> = Vec::new();
-            described.push(format!("at most {depth} operations can be linearized; the last of them:"));
+            described.push(format!("at most {} operations can be linearized; the last of them:", path.len()));
             for &i in path.iter().rev().take(5).rev() {
                 described.push(format!("  {}", history.ops[ops[i].origin].describe()));
             }
@@ -340,7 +361,7 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
                     let upto: Vec<WriteOp> =
                         ops[..=*at as usize].iter().filter(|o| touches(o.key())).cloned().collect();
                     let at = (upto.len() - 1) as u32;
-                    Effect::FailAt(upto, at)
+                    Effect::FailAt { ops: upto, at }
                 }
                 _ => return None,
             }
@@ -350,33 +371,54 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
     Some(SearchOp { invoke: op.invoke, response: op.response_or_max(), effect, origin })
 }
 
+/// What searches over a history found.
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    pub violations: Vec<Violation>,
+    /// Searches that hit [`SEARCH_CONFIGURATIONS_MAX`] without a verdict.
+    pub inconclusive: usize,
+}
+
+/// Strict serializability of the whole history, naming the key where one is at fault. The
+/// whole-history search decides; the per-key searches only run when it does not pass, to name
+/// the key (a transactions violation with every key linearizable on its own is a torn
+/// transaction).
+pub fn check(history: &History) -> Findings {
+    let whole = check_transactions(history);
+    if whole == Verdict::Linearizable {
+        return Findings::default();
+    }
+    let mut findings = check_per_key(history);
+    match whole {
+        Verdict::Violation(v) if findings.violations.is_empty() => findings.violations.push(v),
+        Verdict::Inconclusive => findings.inconclusive += 1,
+        _ => {}
+    }
+    findings
+}
+
 /// Linearizability of every key's projection of the history.
-pub fn check_per_key(history: &History) -> (Vec<Violation>, usize) {
-    let mut keys: BTreeMap<Vec<u8>, ()> = BTreeMap::new();
+pub fn check_per_key(history: &History) -> Findings {
+    let mut keys: BTreeSet<&[u8]> = BTreeSet::new();
     for op in &history.ops {
         match &op.kind {
             OpKind::Get { key } => {
-                keys.insert(key.clone(), ());
+                keys.insert(key);
             }
-            OpKind::Txn { ops } => {
-                for o in ops {
-                    keys.insert(o.key().to_vec(), ());
-                }
-            }
+            OpKind::Txn { ops } => keys.extend(ops.iter().map(|o| o.key())),
         }
     }
-    let mut violations = Vec::new();
-    let mut inconclusive = 0;
-    for key in keys.keys() {
+    let mut findings = Findings::default();
+    for key in keys {
         let ops: Vec<SearchOp> =
             history.ops.iter().enumerate().filter_map(|(i, op)| project(op, i, Some(key))).collect();
         match search(history, ops, "linearizability", Some(key)) {
             Verdict::Linearizable => {}
-            Verdict::Inconclusive => inconclusive += 1,
-            Verdict::Violation(v) => violations.push(v),
+            Verdict::Inconclusive => findings.inconclusive += 1,
+            Verdict::Violation(v) => findings.violations.push(v),
         }
     }
-    (violations, inconclusive)
+    findings
 }
 
 /// Strict serializability of the whole history: transactions are atomic for every reader and
@@ -423,7 +465,7 @@ mod tests {
                 op(40, 50, get("k"), read(Some("1"))),
             ],
         };
-        let (v, _) = check_per_key(&h);
+        let v = check_per_key(&h).violations;
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].key.as_deref(), Some("k"));
     }
@@ -439,7 +481,7 @@ mod tests {
             ],
         };
         // The second read saw nothing after the first saw "1": not linearizable.
-        assert_eq!(check_per_key(&h).0.len(), 1);
+        assert_eq!(check_per_key(&h).violations.len(), 1);
         let h = History {
             ops: vec![
                 op(0, 100, put("k", "1"), OpResult::Committed),
@@ -447,7 +489,7 @@ mod tests {
                 op(30, 40, get("k"), read(Some("1"))),
             ],
         };
-        assert!(check_per_key(&h).0.is_empty());
+        assert!(check_per_key(&h).violations.is_empty());
     }
 
     /// Reading half of a transaction is caught by the transaction checker, though every key on
@@ -467,7 +509,7 @@ mod tests {
                 op(30, 40, get("b"), read(None)),
             ],
         };
-        assert!(check_per_key(&h).0.is_empty());
+        assert!(check_per_key(&h).violations.is_empty());
         assert!(matches!(check_transactions(&h), Verdict::Violation(_)));
     }
 
@@ -478,7 +520,7 @@ mod tests {
         unknown.response = None;
         for seen in [None, Some("1")] {
             let h = History { ops: vec![unknown.clone(), op(10, 20, get("k"), read(seen))] };
-            assert!(check_per_key(&h).0.is_empty());
+            assert!(check_per_key(&h).violations.is_empty());
         }
     }
 
@@ -489,6 +531,6 @@ mod tests {
         let h = History {
             ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, upd, OpResult::FailedAt(0))],
         };
-        assert_eq!(check_per_key(&h).0.len(), 1);
+        assert_eq!(check_per_key(&h).violations.len(), 1);
     }
 }

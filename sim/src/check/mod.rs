@@ -1,18 +1,34 @@
 //! Checkers run on every seed. Each violation names its checker, the key where there is one,
 //! and the operations involved.
+//!
+//! The world feeds `exactly_once` every record as it becomes durable, during the run. The
+//! others judge the run once it is over: [`liveness`] (requests, clients and nodes after the
+//! heal), `convergence` (replicas agree), [`linearizability`] (the clients' history fits
+//! one order), and [`durability`] (the final state keeps every acknowledged write).
 
+pub(crate) mod convergence;
 pub mod durability;
+pub(crate) mod exactly_once;
 pub mod linearizability;
+pub mod liveness;
 
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// linearizability | transactions | durability | exactly-once | convergence | liveness | recovery
+    /// linearizability | transactions | durability | exactly-once | convergence | liveness |
+    /// atomicity | invariants | recovery
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,
     pub ops: Vec<String>,
+}
+
+impl Violation {
+    /// A violation of `checker` that names no key and no operations.
+    pub fn new(checker: &'static str, message: String) -> Violation {
+        Violation { checker, key: None, message, ops: vec![] }
+    }
 }
 
 impl fmt::Display for Violation {

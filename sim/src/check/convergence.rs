@@ -1,0 +1,52 @@
+//! Convergence, judged once the run is over: every replica that is up holds the same data and
+//! the same completion records (which requests finished, and how) as n0. Full replication
+//! means every committed transaction is applied everywhere, so any difference is a lost or an
+//! extra application.
+
+use super::Violation;
+use crate::history::show;
+use dkv_core::completions::Completed;
+use dkv_core::{Node, RequestId};
+use std::collections::BTreeSet;
+
+/// `replicas` are every node at the end of the run, `None` where it is down. With n0 down
+/// there is nothing to compare with.
+pub(crate) fn check(replicas: &[Option<&Node>]) -> Vec<Violation> {
+    let Some(Some(n0)) = replicas.first() else { return Vec::new() };
+    let others = || replicas.iter().enumerate().skip(1).filter_map(|(i, node)| Some((i, (*node)?)));
+    let mut violations = Vec::new();
+    let n0_completions = completions(n0);
+    for (i, other) in others() {
+        let other = completions(other);
+        if other != n0_completions {
+            let differing: Vec<String> =
+                n0_completions.symmetric_difference(&other).take(3).map(|(r, o)| format!("{r}: {o:?}")).collect();
+            violations.push(violation(None, format!("n{i} and n0 hold different completion records: {differing:?}")));
+        }
+    }
+    let n0_store = n0.store();
+    for (i, other) in others() {
+        let store = other.store();
+        if store != n0_store {
+            let differing: Vec<String> = n0_store
+                .iter()
+                .filter(|(k, v)| store.get(k) != Some(v))
+                .map(|(k, _)| show(k))
+                .chain(store.iter().filter(|(k, _)| n0_store.get(k).is_none()).map(|(k, _)| show(k)))
+                .take(5)
+                .collect();
+            violations
+                .push(violation(differing.first().cloned(), format!("n{i} differs from n0 on keys {differing:?}")));
+        }
+    }
+    violations
+}
+
+/// A node's completion records, as a set to compare.
+fn completions(node: &Node) -> BTreeSet<(RequestId, Completed)> {
+    node.completions().map(|c| (c.request, c.outcome)).collect()
+}
+
+fn violation(key: Option<String>, message: String) -> Violation {
+    Violation { checker: "convergence", key, message, ops: vec![] }
+}

@@ -1,0 +1,91 @@
+//! Exactly-once, observed at each node's disk: a request whose application became durable at
+//! one node under two different transactions, or a transaction applied twice at one node, was
+//! applied twice. A commit that never became durable did not happen: the crash that lost it
+//! also lost its effects, so the checker looks only at records as they become durable (an
+//! fsync completes, or a crash leaves them on disk unreported).
+
+use super::Violation;
+use crate::history::{History, OpKind, show};
+use dkv_core::{Record, RequestId, TxnId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Fed every record that becomes durable at any node; reports double applications as they
+/// happen.
+pub(crate) struct ExactlyOnce {
+    nodes: Vec<NodeApplications>,
+    /// Durable applications of a request, over all nodes.
+    applications: u64,
+}
+
+/// What one node's durable records say it applied.
+#[derive(Default)]
+struct NodeApplications {
+    /// The request of each durably prepared transaction: a participant's commit record names
+    /// only the transaction.
+    prepared: BTreeMap<TxnId, RequestId>,
+    /// The first transaction under which each request was applied.
+    first_applied_by: BTreeMap<RequestId, TxnId>,
+    /// Every transaction whose application became durable.
+    applied: BTreeSet<TxnId>,
+}
+
+impl ExactlyOnce {
+    pub(crate) fn new(nodes: usize) -> ExactlyOnce {
+        ExactlyOnce { nodes: (0..nodes).map(|_| NodeApplications::default()).collect(), applications: 0 }
+    }
+
+    /// Durable applications of a request seen so far, over all nodes.
+    pub(crate) fn applications(&self) -> u64 {
+        self.applications
+    }
+
+    /// `record` became durable at node `node`. A double application is added to `violations`,
+    /// naming the request's operation in `history`.
+    pub(crate) fn observe_durable(
+        &mut self,
+        node: usize,
+        record: &Record,
+        history: &History,
+        violations: &mut Vec<Violation>,
+    ) {
+        let applications = &mut self.nodes[node];
+        // A participant applies a transaction with its commit record, a coordinator with its
+        // decision record (applying is part of the decision).
+        let (request, txn) = match record {
+            Record::Prepared(t) => {
+                applications.prepared.insert(t.txn, t.request);
+                return;
+            }
+            Record::Committed { txn } => match applications.prepared.get(txn) {
+                Some(request) => (*request, *txn),
+                None => return,
+            },
+            Record::Decided(t) => (t.request, t.txn),
+            _ => return,
+        };
+        self.applications += 1;
+        if !applications.applied.insert(txn) {
+            let message = format!("transaction {txn} (request {request}) was applied twice at n{node}");
+            violations.push(violation(history, request, message));
+        }
+        let first = *applications.first_applied_by.entry(request).or_insert(txn);
+        if first != txn {
+            let message = format!("request {request} was applied twice at n{node}, by transactions {first} and {txn}");
+            violations.push(violation(history, request, message));
+        }
+    }
+}
+
+/// An exactly-once violation, naming the request's operation and its keys.
+fn violation(history: &History, request: RequestId, message: String) -> Violation {
+    let op = history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
+    let key = op.map(|op| match &op.kind {
+        OpKind::Get { key } => show(key),
+        OpKind::Txn { ops } => {
+            let keys: BTreeSet<String> = ops.iter().map(|w| show(w.key())).collect();
+            keys.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    });
+    let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
+    Violation { checker: "exactly-once", key, message, ops }
+}
