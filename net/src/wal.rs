@@ -30,6 +30,7 @@
 
 use dkv_core::Record;
 use dkv_core::codec::wal::{self, WalEnd};
+use dkv_core::compaction::Compaction;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -101,11 +102,8 @@ pub struct Wal {
     /// when the process is killed.
     _lock: File,
     current: Segment,
-    /// Segments made obsolete by a snapshot that is not yet durable; deleted after the first
-    /// sync that covers the snapshot's end.
-    obsolete: Vec<u64>,
-    /// A snapshot's begin was appended but not yet its end.
-    snapshot_open: bool,
+    /// Which segments a durable snapshot has made obsolete, by segment number.
+    compaction: Compaction,
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
     bytes_written: u64,
@@ -179,8 +177,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
-            obsolete: Vec::new(),
-            snapshot_open: false,
+            compaction: Compaction::default(),
             buffered: Vec::new(),
             bytes_written: 0,
         }
@@ -200,14 +197,7 @@ impl Wal {
             let number = self.current.number + 1;
             let segment = create_segment(&self.dir, number)?;
             sync_dir(&self.dir)?;
-            let previous = std::mem::replace(&mut self.current, segment);
-            self.obsolete.extend(
-                list_segments(&self.dir)
-                    .map_err(|source| self.io_error(source))?
-                    .into_iter()
-                    .filter(|&n| n <= previous.number),
-            );
-            self.snapshot_open = true;
+            self.current = segment;
         }
         if let Record::SnapshotEnd { .. } = record {
             // Everything before the end is made durable first, so a durable end means a whole
@@ -215,8 +205,8 @@ impl Wal {
             // segment holds nothing that was relied on and recovery may drop it, damaged or not.
             self.write_buffered()?;
             self.sync_current()?;
-            self.snapshot_open = false;
         }
+        self.compaction.appended(record, self.current.number);
         wal::encode(record, &mut self.buffered);
         if self.buffered.len() >= BUFFER_BYTES_MAX {
             self.write_buffered()?;
@@ -225,16 +215,20 @@ impl Wal {
     }
 
     /// Writes every buffered record and makes it durable. Then deletes the segments a durable
-    /// snapshot made obsolete (not while a snapshot is half written: its older segments are
-    /// what recovery needs if a crash cuts it short).
+    /// snapshot made obsolete: those before the segment it begins (see
+    /// [`dkv_core::compaction`]).
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.write_buffered()?;
         self.sync_current()?;
-        if !self.obsolete.is_empty() && !self.snapshot_open {
-            for number in std::mem::take(&mut self.obsolete) {
+        if let Some(first_needed) = self.compaction.durable() {
+            let obsolete = list_segments(&self.dir).map_err(|source| self.io_error(source))?;
+            let obsolete: Vec<u64> = obsolete.into_iter().filter(|&n| n < first_needed).collect();
+            for &number in &obsolete {
                 remove_segment(&self.dir, number)?;
             }
-            sync_dir(&self.dir)?;
+            if !obsolete.is_empty() {
+                sync_dir(&self.dir)?;
+            }
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! codec functions ([`wal::decode_records`], then [`wal::classify_damage`]) that dkv-net uses.
 
 use dkv_core::codec::{WalEnd, wal};
-use dkv_core::{Lsn, Record};
+use dkv_core::{Lsn, Record, compaction};
 
 /// How far ahead of its last write the simulated segment is zero-filled, each time a write runs
 /// past the zeros. dkv-net uses the same rule with a far larger step; a page keeps every
@@ -38,7 +38,7 @@ impl Disk {
         let n = self.pending.iter().take_while(|(lsn, _)| *lsn <= through).count();
         for (_, record) in self.pending.drain(..n) {
             observe(&record);
-            make_durable(&mut self.durable, record);
+            compaction::push_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
     }
@@ -51,7 +51,7 @@ impl Disk {
         let mut rest = pending.into_iter();
         for (_, record) in rest.by_ref().take(survivors) {
             observe(&record);
-            make_durable(&mut self.durable, record);
+            compaction::push_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
         if let (Some(fraction), Some((_, record))) = (tear_at, rest.next()) {
@@ -105,17 +105,6 @@ impl Disk {
         written(bytes.len());
         bytes.resize(preallocated, 0);
         bytes
-    }
-}
-
-/// Compaction: once a snapshot's end is durable, every record before its begin goes. A snapshot
-/// cut short by a crash stays in the log, as it would on a real disk.
-fn make_durable(durable: &mut Vec<Record>, record: Record) {
-    let end = matches!(record, Record::SnapshotEnd { .. });
-    durable.push(record);
-    if end {
-        let begin = durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_)));
-        durable.drain(..begin.expect("the core writes a snapshot's begin before its end"));
     }
 }
 
