@@ -21,6 +21,7 @@ mod event_loop;
 mod peers;
 mod routes;
 pub mod stats;
+pub mod testing;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};
