@@ -10,8 +10,8 @@ use dkv_core::{Lsn, Record, compaction};
 
 /// How far ahead of its last write the simulated segment is zero-filled, each time a write runs
 /// past the zeros. dkv-net uses the same rule with a far larger step; a page keeps every
-/// simulated restart cheap while still leaving zeros after the records, so every restart reads
-/// a zero-filled tail, as a real server does.
+/// simulated restart cheap while still leaving zeros after the records, so every restart of a
+/// node that has written anything reads a zero-filled tail, as a real server does.
 const PREALLOCATE_BYTES: usize = 4096;
 
 #[derive(Default)]
