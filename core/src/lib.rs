@@ -33,7 +33,7 @@
 //! carried out in any order, and a crash between "persist" and "durable" is always safe.
 //! A snapshot is a run of records, [`Record::SnapshotBegin`] to [`Record::SnapshotEnd`]; once its
 //! end is durable, every record before its begin may be deleted (and not before: recovery
-//! ignores a snapshot that a crash cut short).
+//! ignores a snapshot that a crash cut short). [`compaction`] applies that rule for drivers.
 //!
 //! ## Untrusted input
 //!
@@ -59,6 +59,7 @@
 
 pub mod canary;
 pub mod codec;
+pub mod compaction;
 pub mod completions;
 pub mod config;
 mod decisions;

@@ -178,6 +178,58 @@ proptest! {
         prop_assert!(!corrupt);
     }
 
+    /// A segment read through windows of any size, as the server reads it (reading on when a
+    /// record is cut short by the window, and handing the rest of the segment to the classifier
+    /// on damage), gives exactly what a scan of the whole segment gives.
+    #[test]
+    fn wal_windowed_read_matches_scan(
+        records in prop::collection::vec(record_value(), 0..6),
+        garbage in bytes(24),
+        zeros in 0usize..64,
+        window in 1usize..64,
+    ) {
+        let mut segment = Vec::new();
+        for r in &records {
+            wal::encode(r, &mut segment);
+        }
+        segment.extend_from_slice(&garbage);
+        segment.resize(segment.len() + zeros, 0);
+        let whole = wal::scan(&segment);
+        let mut records = Vec::new();
+        let mut start = 0;
+        let mut held = window.min(segment.len());
+        let (valid_len, end) = loop {
+            let read = wal::decode_records(&segment[start..held], held < segment.len(), &mut records);
+            start += read.len;
+            match read.stop {
+                wal::RecordsStop::End => break (start, WalEnd::Clean),
+                wal::RecordsStop::NeedsBytes { record_bytes } => {
+                    prop_assert!(record_bytes > held - start);
+                    held = (start + record_bytes.max(window)).min(segment.len());
+                }
+                wal::RecordsStop::Damaged(error) => break (start, wal::classify_damage(&segment[start..], start, error)),
+            }
+        };
+        prop_assert_eq!(records, whole.records);
+        prop_assert_eq!(valid_len, whole.valid_len);
+        prop_assert_eq!(end, whole.end);
+    }
+
+    /// Records, then zeros: the zeros end the records, never as damage.
+    #[test]
+    fn wal_records_then_zeros_end_in_zeros(records in prop::collection::vec(record_value(), 0..8), zeros in 1usize..64) {
+        let mut bytes = Vec::new();
+        for r in &records {
+            wal::encode(r, &mut bytes);
+        }
+        let len = bytes.len();
+        bytes.resize(len + zeros, 0);
+        let scan = wal::scan(&bytes);
+        prop_assert_eq!(scan.records, records);
+        prop_assert_eq!(scan.valid_len, len);
+        prop_assert_eq!(scan.end, WalEnd::Zeros);
+    }
+
     /// Arbitrary bytes as a segment never panic and every record found is checksummed.
     #[test]
     fn wal_scan_never_panics(bytes in bytes(512)) {
@@ -223,13 +275,52 @@ fn wal_damage_before_valid_records_is_corruption() {
     );
 }
 
-/// Zeroes after the last record (a preallocated or partly written tail) are a torn tail.
+/// Zeros after the last record (a preallocated tail) end the records without damage: they are
+/// told apart from a torn tail, which would be truncated.
 #[test]
-fn wal_zero_tail_is_torn() {
+fn wal_zero_tail_is_preallocation() {
     let mut bytes = wal::encode_to_vec(&Record::Boot { incarnation: 1 });
     let len = bytes.len();
     bytes.extend_from_slice(&[0; 100]);
     let scan = wal::scan(&bytes);
     assert_eq!(scan.records.len(), 1);
-    assert!(matches!(scan.end, WalEnd::Torn { offset, .. } if offset == len));
+    assert_eq!(scan.valid_len, len);
+    assert_eq!(scan.end, WalEnd::Zeros);
+}
+
+/// A half-written record inside the preallocated zeros is a torn tail, and only its non-zero
+/// bytes count as torn.
+#[test]
+fn wal_torn_record_before_zeros_is_torn() {
+    let mut bytes = wal::encode_to_vec(&Record::Boot { incarnation: 1 });
+    let len = bytes.len();
+    let torn = wal::encode_to_vec(&Record::Boot { incarnation: 2 });
+    bytes.extend_from_slice(&torn[..6]);
+    bytes.extend_from_slice(&[0; 100]);
+    let scan = wal::scan(&bytes);
+    assert_eq!(scan.records.len(), 1);
+    let nonzero = torn[..6].iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(
+        matches!(scan.end, WalEnd::Torn { offset, torn_bytes, .. } if offset == len && torn_bytes == nonzero),
+        "{:?}",
+        scan.end
+    );
+}
+
+/// Damage followed by a valid record further into the zero-filled part is still corruption.
+#[test]
+fn wal_damage_then_a_record_among_zeros_is_corruption() {
+    let mut bytes = wal::encode_to_vec(&Record::Boot { incarnation: 1 });
+    let len = bytes.len();
+    bytes.extend_from_slice(&[0xab; 5]);
+    bytes.extend_from_slice(&[0; 50]);
+    let next = bytes.len();
+    wal::encode(&Record::Boot { incarnation: 3 }, &mut bytes);
+    bytes.extend_from_slice(&[0; 50]);
+    let scan = wal::scan(&bytes);
+    assert!(
+        matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(at), .. } if offset == len && at == next),
+        "{:?}",
+        scan.end
+    );
 }

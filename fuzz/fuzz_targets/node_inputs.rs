@@ -250,13 +250,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 let through = Lsn(first.0 + u64::from(upto) % (last - first.0 + 1));
                 let n = m.pending.iter().take_while(|(lsn, _)| *lsn <= through).count();
                 for (_, record) in m.pending.drain(..n) {
-                    let end = matches!(record, Record::SnapshotEnd { .. });
-                    m.durable.push(record);
-                    if end {
-                        // Compaction: a complete snapshot replaces everything before it.
-                        let begin = m.durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_)));
-                        m.durable.drain(..begin.expect("a snapshot's begin precedes its end"));
-                    }
+                    compaction::push_durable(&mut m.durable, record);
                 }
                 m.reported = through;
                 cluster.input(i, Input::Durable { through });

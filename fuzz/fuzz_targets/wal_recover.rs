@@ -3,9 +3,12 @@
 //! was recovered keeps its invariants.
 #![no_main]
 
-use dkv_core::codec::wal;
+use dkv_core::codec::{WalEnd, wal};
 use dkv_core::{Config, Node, NodeId, NodeSet, Record, Snapshot, Time};
 use libfuzzer_sys::fuzz_target;
+
+/// Zeros after a segment's bytes where the fuzzer asks for a preallocated tail.
+const PREALLOCATED_ZEROS: usize = 64;
 
 fn start(records: Vec<Record>) {
     let config = Config::new(NodeId(0), NodeSet::first(3));
@@ -26,6 +29,19 @@ fuzz_target!(|data: &[u8]| {
         offset += used;
     }
     assert_eq!(offset, scan.valid_len);
+
+    // The same bytes followed by zeros, as preallocation leaves a segment: zeros can complete
+    // a record that was cut short but never unmake one, so the clean prefix can only grow; and
+    // zeros after a clean end are told apart from damage.
+    let mut padded = data.to_vec();
+    padded.resize(data.len() + PREALLOCATED_ZEROS, 0);
+    let padded_scan = wal::scan(&padded);
+    assert!(padded_scan.records.starts_with(&scan.records));
+    if scan.end == WalEnd::Clean {
+        assert_eq!(padded_scan.end, WalEnd::Zeros);
+        assert_eq!(padded_scan.valid_len, scan.valid_len);
+    }
+    start(padded_scan.records);
     start(scan.records);
 
     // The same bytes as a snapshot.
@@ -37,10 +53,17 @@ fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else { return };
     let cut = usize::from(split) * rest.len() / 255;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("00000000000000000001.wal"), &rest[..cut]).expect("write segment");
+    // An odd first byte leaves zeros after the last segment's bytes, as preallocation does.
+    let zeros = if split % 2 == 1 { PREALLOCATED_ZEROS } else { 0 };
+    let mut first = rest[..cut].to_vec();
     if cut < rest.len() {
-        std::fs::write(dir.path().join("00000000000000000002.wal"), &rest[cut..]).expect("write segment");
+        let mut second = rest[cut..].to_vec();
+        second.resize(second.len() + zeros, 0);
+        std::fs::write(dir.path().join("00000000000000000002.wal"), &second).expect("write segment");
+    } else {
+        first.resize(first.len() + zeros, 0);
     }
+    std::fs::write(dir.path().join("00000000000000000001.wal"), &first).expect("write segment");
     if let Ok((_wal, recovery)) = dkv_net::wal::Wal::open(dir.path()) {
         start(recovery.records);
     }

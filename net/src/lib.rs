@@ -25,6 +25,7 @@ mod rate_limit;
 mod routes;
 pub mod security;
 pub mod stats;
+pub mod testing;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};

@@ -29,7 +29,8 @@
 //! silently skipping a record that was durable could make this node serve wrong data.
 
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, WalError as RecordError};
+use dkv_core::codec::wal::{self, WalEnd};
+use dkv_core::compaction::Compaction;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -45,8 +46,6 @@ const FIRST_SEGMENT: u64 = 1;
 /// Each extension costs one inode write at the next sync, so it is paid once per this many
 /// bytes of log instead of once per sync.
 pub const PREALLOCATE_BYTES: u64 = 4 << 20;
-/// Bytes the search for a valid record after damage may checksum in all.
-const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
 /// The append buffer is written out (without a sync) once it holds this much, so a snapshot
 /// of a large store never sits in memory whole; and it keeps at most this much capacity.
 const BUFFER_BYTES_MAX: usize = 8 << 20;
@@ -54,10 +53,6 @@ const BUFFER_BYTES_MAX: usize = 8 << 20;
 const READ_WINDOW_BYTES: usize = 8 << 20;
 /// Zeros written per syscall while preallocating.
 const ZERO_WRITE_BYTES: usize = 256 << 10;
-/// A damaged record followed by more than this many non-zero bytes is corruption, not a torn
-/// write (which can only affect the last write batch); this also bounds the search for valid
-/// records after the damage.
-const TORN_TAIL_BYTES_MAX: usize = 64 << 20;
 
 /// Why the log could not be opened, recovered or written. Every message says what to do.
 #[derive(Debug, Error)]
@@ -107,11 +102,8 @@ pub struct Wal {
     /// when the process is killed.
     _lock: File,
     current: Segment,
-    /// Segments made obsolete by a snapshot that is not yet durable; deleted after the first
-    /// sync that covers the snapshot's end.
-    obsolete: Vec<u64>,
-    /// A snapshot's begin was appended but not yet its end.
-    snapshot_open: bool,
+    /// Which segments a durable snapshot has made obsolete, by segment number.
+    compaction: Compaction,
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
     bytes_written: u64,
@@ -185,8 +177,7 @@ impl Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
-            obsolete: Vec::new(),
-            snapshot_open: false,
+            compaction: Compaction::default(),
             buffered: Vec::new(),
             bytes_written: 0,
         }
@@ -206,14 +197,7 @@ impl Wal {
             let number = self.current.number + 1;
             let segment = create_segment(&self.dir, number)?;
             sync_dir(&self.dir)?;
-            let previous = std::mem::replace(&mut self.current, segment);
-            self.obsolete.extend(
-                list_segments(&self.dir)
-                    .map_err(|source| self.io_error(source))?
-                    .into_iter()
-                    .filter(|&n| n <= previous.number),
-            );
-            self.snapshot_open = true;
+            self.current = segment;
         }
         if let Record::SnapshotEnd { .. } = record {
             // Everything before the end is made durable first, so a durable end means a whole
@@ -221,8 +205,8 @@ impl Wal {
             // segment holds nothing that was relied on and recovery may drop it, damaged or not.
             self.write_buffered()?;
             self.sync_current()?;
-            self.snapshot_open = false;
         }
+        self.compaction.appended(record, self.current.number);
         wal::encode(record, &mut self.buffered);
         if self.buffered.len() >= BUFFER_BYTES_MAX {
             self.write_buffered()?;
@@ -231,16 +215,20 @@ impl Wal {
     }
 
     /// Writes every buffered record and makes it durable. Then deletes the segments a durable
-    /// snapshot made obsolete (not while a snapshot is half written: its older segments are
-    /// what recovery needs if a crash cuts it short).
+    /// snapshot made obsolete: those before the segment it begins (see
+    /// [`dkv_core::compaction`]).
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.write_buffered()?;
         self.sync_current()?;
-        if !self.obsolete.is_empty() && !self.snapshot_open {
-            for number in std::mem::take(&mut self.obsolete) {
+        if let Some(first_needed) = self.compaction.durable() {
+            let obsolete = list_segments(&self.dir).map_err(|source| self.io_error(source))?;
+            let obsolete: Vec<u64> = obsolete.into_iter().filter(|&n| n < first_needed).collect();
+            for &number in &obsolete {
                 remove_segment(&self.dir, number)?;
             }
-            sync_dir(&self.dir)?;
+            if !obsolete.is_empty() {
+                sync_dir(&self.dir)?;
+            }
         }
         Ok(())
     }
@@ -343,17 +331,17 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
         }
         match end {
             // Not truncated: a log that is refused is left as it is.
-            RecordsEnd::Torn { .. } if refused_snapshot => return Err(WalError::UnfinishedSnapshot { path }),
-            RecordsEnd::Clean => {}
-            RecordsEnd::Preallocated if last => {}
-            RecordsEnd::Preallocated => {
+            WalEnd::Torn { .. } if refused_snapshot => return Err(WalError::UnfinishedSnapshot { path }),
+            WalEnd::Clean => {}
+            WalEnd::Zeros if last => {}
+            WalEnd::Zeros => {
                 // Segments are trimmed before the next one starts: zeros here mean lost
                 // writes, not preallocation.
                 let reason = "zeros where records should be".to_string();
                 return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
             }
-            RecordsEnd::Torn { offset, garbage, error } if last => {
-                let cut = garbage as u64;
+            WalEnd::Torn { offset, torn_bytes, error } if last => {
+                let cut = torn_bytes as u64;
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
@@ -363,10 +351,10 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                 truncate(&path, offset as u64)?;
                 recovery.torn_bytes_truncated = cut;
             }
-            RecordsEnd::Torn { offset, error, .. } => {
+            WalEnd::Torn { offset, error, .. } => {
                 return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
             }
-            RecordsEnd::Corrupt { offset, error } => {
+            WalEnd::Corrupt { offset, error, .. } => {
                 return Err(WalError::Corrupt { path, offset, reason: error.to_string() });
             }
         }
@@ -448,119 +436,38 @@ fn zero_fill(file: &File, from: u64, to: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// How a segment's records end, preallocation taken into account.
-#[derive(Debug)]
-enum RecordsEnd {
-    /// Every byte belongs to a record.
-    Clean,
-    /// Zeros follow the last record: the unused preallocated part.
-    Preallocated,
-    /// A write cut short: `garbage` bytes of it (not counting zeros after them) hold no valid
-    /// record. Truncate from `offset`.
-    Torn { offset: usize, garbage: usize, error: RecordError },
-    /// Damage with valid records after it (or too much of it to be one torn write).
-    Corrupt { offset: usize, error: RecordError },
-}
-
 /// Appends the records of a segment's clean prefix to `records`; returns that prefix's length
 /// and how the segment ends after it. The file is read through a window of
 /// [`READ_WINDOW_BYTES`] (or one record, if larger), so a recovering node never holds a whole
 /// segment's bytes beside the records decoded from them; only after damage is the rest of the
-/// file read, to tell a torn write from corruption.
-fn read_segment(path: &Path, records: &mut Vec<Record>) -> Result<(usize, RecordsEnd), WalError> {
+/// file read, for the codec to tell zeros, a torn write and corruption apart.
+fn read_segment(path: &Path, records: &mut Vec<Record>) -> Result<(usize, WalEnd), WalError> {
     let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io_error)?;
     let file_len = usize::try_from(file.metadata().map_err(io_error)?.len()).unwrap_or(usize::MAX);
-    // `window` holds the file's bytes from `window_start`; the next record starts at `pos`.
+    // `window` holds the file's bytes from `window_start`, which is always a record boundary.
     let mut window: Vec<u8> = Vec::new();
     let mut window_start = 0;
-    let mut pos = 0;
     loop {
-        let offset = window_start + pos;
-        if offset >= file_len {
-            return Ok((offset, RecordsEnd::Clean));
-        }
-        let available = window.len() - pos;
-        let needed = match window.get(pos..pos + wal::RECORD_HEADER_BYTES) {
-            Some(header) => {
-                // A length over the maximum is damage: the header alone lets decode_one say so.
-                let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-                wal::RECORD_HEADER_BYTES + if len > wal::RECORD_BYTES_MAX { 0 } else { len as usize }
+        let read = wal::decode_records(&window, window_start + window.len() < file_len, records);
+        window.drain(..read.len);
+        window_start += read.len;
+        match read.stop {
+            wal::RecordsStop::End => return Ok((window_start, WalEnd::Clean)),
+            wal::RecordsStop::NeedsBytes { record_bytes } => {
+                // Read on: what the record needs, in large reads, never past the end of the
+                // file (a damaged length cannot make it allocate more than the file holds).
+                let filled = window.len();
+                let target = record_bytes.max(READ_WINDOW_BYTES).min(file_len - window_start).max(filled);
+                window.resize(target, 0);
+                file.read_exact(&mut window[filled..]).map_err(io_error)?;
             }
-            None => wal::RECORD_HEADER_BYTES,
-        };
-        if available < needed && offset + available < file_len {
-            // Slide the window to the record and read on: what the record needs, in large
-            // reads, never past the end of the file (a damaged length cannot make it allocate
-            // more than the file holds).
-            window.drain(..pos);
-            window_start += pos;
-            pos = 0;
-            let filled = window.len();
-            let target = needed.max(READ_WINDOW_BYTES).min(file_len - window_start).max(filled);
-            window.resize(target, 0);
-            file.read_exact(&mut window[filled..]).map_err(io_error)?;
-            continue;
-        }
-        match wal::decode_one(&window[pos..]) {
-            Ok((record, used)) => {
-                records.push(record);
-                pos += used;
-            }
-            Err(error) => {
-                window.drain(..pos);
-                window_start += pos;
+            wal::RecordsStop::Damaged(error) => {
                 file.read_to_end(&mut window).map_err(io_error)?;
-                let end = match end_of_records(&window, 0, Some(error)) {
-                    RecordsEnd::Torn { offset, garbage, error } => {
-                        RecordsEnd::Torn { offset: window_start + offset, garbage, error }
-                    }
-                    RecordsEnd::Corrupt { offset, error } => {
-                        RecordsEnd::Corrupt { offset: window_start + offset, error }
-                    }
-                    end => end,
-                };
-                return Ok((window_start, end));
+                return Ok((window_start, wal::classify_damage(&window, window_start, error)));
             }
         }
     }
-}
-
-/// Classifies the end of a segment's records, given the length of its clean prefix. The
-/// codec's own classification ([`wal::scan`]) would count the preallocated zeros as part of a
-/// damaged tail and try to decode a record at each of their offsets; here only the non-zero
-/// bytes after the first damaged record are searched for valid records, so a torn write inside
-/// the preallocated area is still told apart from corruption, at no cost for the zeros.
-fn end_of_records(bytes: &[u8], offset: usize, damage: Option<RecordError>) -> RecordsEnd {
-    let Some(error) = damage else { return RecordsEnd::Clean };
-    let nonzero_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    if nonzero_end <= offset {
-        return RecordsEnd::Preallocated;
-    }
-    if nonzero_end - offset > TORN_TAIL_BYTES_MAX {
-        return RecordsEnd::Corrupt { offset, error };
-    }
-    // A valid record starting past the non-zero bytes would be all zeros: none can. Each
-    // candidate costs a checksum over its claimed length, so the search has a budget: past it,
-    // the damage is called corruption (refusing to start is safe; a restart that takes
-    // minutes, or guessing, is not).
-    let mut budget = DAMAGE_SCAN_BYTES_MAX;
-    for at in offset + 1..nonzero_end {
-        let rest = &bytes[at..];
-        let Some(header) = rest.get(..wal::RECORD_HEADER_BYTES) else { break };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len > rest.len() - wal::RECORD_HEADER_BYTES {
-            continue;
-        }
-        if len > budget {
-            return RecordsEnd::Corrupt { offset, error };
-        }
-        budget -= len;
-        if wal::decode_one(rest).is_ok() {
-            return RecordsEnd::Corrupt { offset, error };
-        }
-    }
-    RecordsEnd::Torn { offset, garbage: nonzero_end - offset, error }
 }
 
 fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {

@@ -5,27 +5,15 @@
 #![allow(dead_code)]
 
 use dkv_core::Outcome;
+use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_dkv-server");
 pub const CLIENT: &str = env!("CARGO_BIN_EXE_dkv-client");
-
-/// `count` loopback ports free for both TCP and UDP right now.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let mut held = Vec::new();
-    while held.len() < count {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
-            held.push((tcp, udp, port));
-        }
-    }
-    held.into_iter().map(|(_, _, port)| port).collect()
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -1,8 +1,14 @@
 //! WAL records on disk: `len: u32 LE | crc32c(len bytes ++ payload): u32 LE | payload`, the
-//! payload a postcard [`Record`]. Scanning a segment yields the longest clean prefix of whole,
-//! checksummed records and says how the bytes after it end: cleanly, in a torn write (the last
-//! write was cut short by a crash: safe to truncate), or in corruption (damage with valid records
-//! after it: never safe to ignore).
+//! payload a postcard [`Record`].
+//!
+//! Reading a segment yields the longest clean prefix of whole, checksummed records and says how
+//! the bytes after it end ([`WalEnd`]): cleanly; in zeros (the unused part of a segment that its
+//! writer keeps zero-filled ahead of its last record, as dkv-net does); in a torn write (the
+//! last write was cut short by a crash: safe to truncate); or in corruption (damage with valid
+//! records after it: never safe to ignore). Every reader (the server's windowed one, the
+//! simulator's, the fuzzers') goes through the same two steps: [`decode_records`] for the clean
+//! prefix, then [`classify_damage`] for what follows it. [`scan`] does both over bytes held
+//! whole.
 
 use crate::record::Record;
 use thiserror::Error;
@@ -10,9 +16,13 @@ use thiserror::Error;
 pub const RECORD_HEADER_BYTES: usize = 8;
 /// No record may be longer: a larger length field is damage, not a record.
 pub const RECORD_BYTES_MAX: u32 = 1 << 30;
-/// A torn write can only affect the last write batch; past this many bytes of unreadable tail,
-/// the damage is called corruption without searching further.
-const TORN_TAIL_BYTES_MAX: usize = 64 << 20;
+/// A torn write can only affect the last write batch: a damaged record followed by more than
+/// this many non-zero bytes is called corruption without searching further.
+pub const TORN_TAIL_BYTES_MAX: usize = 64 << 20;
+/// Bytes of checksumming the search for a valid record after damage may spend. Past it the
+/// damage is called corruption: refusing to start is safe, guessing is not, and a scan that
+/// takes minutes helps nobody.
+pub const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
 
 pub fn encode(record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
@@ -35,9 +45,15 @@ fn checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len_bytes), payload)
 }
 
+/// The length field of the record at the front of `bytes`, if its header is there.
+fn length_field(bytes: &[u8]) -> Option<u32> {
+    let header = bytes.get(..RECORD_HEADER_BYTES)?;
+    Some(u32::from_le_bytes([header[0], header[1], header[2], header[3]]))
+}
+
 /// Why the record at some offset is not a record.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-pub enum WalError {
+pub enum RecordError {
     #[error("only {available} bytes remain, a record needs at least {RECORD_HEADER_BYTES}")]
     ShortHeader { available: usize },
     #[error("length field says {len} bytes, more than any record may be")]
@@ -51,40 +67,132 @@ pub enum WalError {
 }
 
 /// Decodes the record at the front of `bytes`, returning it and its encoded length.
-pub fn decode_one(bytes: &[u8]) -> Result<(Record, usize), WalError> {
-    if bytes.len() < RECORD_HEADER_BYTES {
-        return Err(WalError::ShortHeader { available: bytes.len() });
-    }
-    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+pub fn decode_one(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
+    let Some(len) = length_field(bytes) else {
+        return Err(RecordError::ShortHeader { available: bytes.len() });
+    };
     if len > RECORD_BYTES_MAX {
-        return Err(WalError::BadLength { len });
+        return Err(RecordError::BadLength { len });
     }
     let total = RECORD_HEADER_BYTES + len as usize;
     if bytes.len() < total {
-        return Err(WalError::ShortPayload { len, available: bytes.len() - RECORD_HEADER_BYTES });
+        return Err(RecordError::ShortPayload { len, available: bytes.len() - RECORD_HEADER_BYTES });
     }
     let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     let payload = &bytes[RECORD_HEADER_BYTES..total];
     if checksum(&bytes[..4], payload) != crc {
-        return Err(WalError::Checksum);
+        return Err(RecordError::Checksum);
     }
     match postcard::take_from_bytes::<Record>(payload) {
         Ok((record, [])) => Ok((record, total)),
-        Ok((_, rest)) => Err(WalError::Undecodable { reason: format!("{} unused bytes", rest.len()) }),
-        Err(e) => Err(WalError::Undecodable { reason: e.to_string() }),
+        Ok((_, rest)) => Err(RecordError::Undecodable { reason: format!("{} unused bytes", rest.len()) }),
+        Err(e) => Err(RecordError::Undecodable { reason: e.to_string() }),
     }
 }
 
-/// How a scanned segment ends after its clean prefix.
+/// Where [`decode_records`] stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordsStop {
+    /// The bytes end after a whole record (or hold none) and the segment ends with them.
+    End,
+    /// The next record needs `record_bytes` bytes (header included, as its header claims), more
+    /// than the bytes given hold, and the segment goes on past them: read on, then decode again
+    /// from that record. A length over the maximum needs only the header to be judged.
+    NeedsBytes { record_bytes: usize },
+    /// The next record is damaged: hand the rest of the segment to [`classify_damage`].
+    Damaged(RecordError),
+}
+
+/// What [`decode_records`] read: `len` bytes of whole records, then `stop`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordsRead {
+    pub len: usize,
+    pub stop: RecordsStop,
+}
+
+/// Decodes the whole records at the front of `bytes` into `records`. `bytes` start at a record
+/// boundary of a segment; `segment_goes_on` says whether the segment has more bytes after them,
+/// so that a record cut short by the end of a reader's window is told apart from one cut short
+/// by the end of the segment (a reader holding a whole segment passes `false`).
+pub fn decode_records(bytes: &[u8], segment_goes_on: bool, records: &mut Vec<Record>) -> RecordsRead {
+    let mut len = 0;
+    loop {
+        let rest = &bytes[len..];
+        if segment_goes_on {
+            let record_bytes = match length_field(rest) {
+                Some(field) if field <= RECORD_BYTES_MAX => RECORD_HEADER_BYTES + field as usize,
+                _ => RECORD_HEADER_BYTES,
+            };
+            if rest.len() < record_bytes {
+                return RecordsRead { len, stop: RecordsStop::NeedsBytes { record_bytes } };
+            }
+        } else if rest.is_empty() {
+            return RecordsRead { len, stop: RecordsStop::End };
+        }
+        match decode_one(rest) {
+            Ok((record, used)) => {
+                records.push(record);
+                len += used;
+            }
+            Err(error) => return RecordsRead { len, stop: RecordsStop::Damaged(error) },
+        }
+    }
+}
+
+/// How a segment's bytes end after its clean prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalEnd {
     /// Every byte belongs to a valid record.
     Clean,
-    /// The bytes from `offset` on hold no valid record: a write cut short. Truncate them.
-    Torn { offset: usize, error: WalError },
-    /// The record at `offset` is damaged, yet a valid record follows at `next_valid`: the log
-    /// was damaged after it was written. Recovery must stop rather than lose those records.
-    Corrupt { offset: usize, next_valid: Option<usize>, error: WalError },
+    /// Only zeros follow the clean prefix: the unused part of a segment zero-filled ahead of its
+    /// last record. That ends the log cleanly only in the segment being written when the log
+    /// was last open (the last one); its writer trims any other before starting the next, so
+    /// zeros there mean lost writes.
+    Zeros,
+    /// The bytes from `offset` on hold no valid record: a write cut short. `torn_bytes` of them
+    /// (not counting the zeros after them) are garbage. Truncate them.
+    Torn { offset: usize, torn_bytes: usize, error: RecordError },
+    /// The record at `offset` is damaged, yet a valid record follows at `next_valid` (or there
+    /// is too much damage to search for one, `None`): the log was damaged after it was written.
+    /// Recovery must stop rather than lose those records.
+    Corrupt { offset: usize, next_valid: Option<usize>, error: RecordError },
+}
+
+/// Tells what follows a segment's clean prefix: `tail` is the segment's bytes from the first
+/// damaged record to the end, which sits at byte `offset` of the segment (offsets in the result
+/// are the segment's), and `error` is why that record did not decode.
+///
+/// A torn write is the last write cut short, so it is followed by nothing but the zeros ahead
+/// of it; any valid record after the damage makes it corruption. The search for one covers only
+/// the non-zero bytes: a valid record starting past them would be all zeros, and none can be
+/// (its checksum would not match). Each candidate costs a checksum over its claimed length, so
+/// the search has a budget, [`DAMAGE_SCAN_BYTES_MAX`]; past it, the damage is called corruption.
+pub fn classify_damage(tail: &[u8], offset: usize, error: RecordError) -> WalEnd {
+    let nonzero_len = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if nonzero_len == 0 {
+        return WalEnd::Zeros;
+    }
+    if nonzero_len > TORN_TAIL_BYTES_MAX {
+        return WalEnd::Corrupt { offset, next_valid: None, error };
+    }
+    let mut budget = DAMAGE_SCAN_BYTES_MAX;
+    for at in 1..nonzero_len {
+        let rest = &tail[at..];
+        let Some(field) = length_field(rest) else { break };
+        // Only a length that fits in what remains is worth a checksum.
+        let len = field as usize;
+        if len > rest.len() - RECORD_HEADER_BYTES {
+            continue;
+        }
+        if len > budget {
+            return WalEnd::Corrupt { offset, next_valid: None, error };
+        }
+        budget -= len;
+        if decode_one(rest).is_ok() {
+            return WalEnd::Corrupt { offset, next_valid: Some(offset + at), error };
+        }
+    }
+    WalEnd::Torn { offset, torn_bytes: nonzero_len, error }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,52 +204,14 @@ pub struct WalScan {
     pub end: WalEnd,
 }
 
-/// Scans a whole segment.
+/// Reads a whole segment held in memory.
 pub fn scan(bytes: &[u8]) -> WalScan {
     let mut records = Vec::new();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        match decode_one(&bytes[offset..]) {
-            Ok((record, used)) => {
-                records.push(record);
-                offset += used;
-            }
-            Err(error) => {
-                let end = classify_damage(bytes, offset, error);
-                return WalScan { records, valid_len: offset, end };
-            }
-        }
-    }
-    WalScan { records, valid_len: offset, end: WalEnd::Clean }
-}
-
-/// Bytes of checksumming the search for a valid record after damage may spend. Past it the
-/// damage is called corruption: refusing to start is safe, guessing is not, and a scan that
-/// takes minutes helps nobody.
-const DAMAGE_SCAN_BYTES_MAX: usize = 256 << 20;
-
-/// Tells a torn tail from corruption by looking for any valid record after the damage.
-fn classify_damage(bytes: &[u8], offset: usize, error: WalError) -> WalEnd {
-    let tail = bytes.len() - offset;
-    if tail > TORN_TAIL_BYTES_MAX {
-        return WalEnd::Corrupt { offset, next_valid: None, error };
-    }
-    let mut budget = DAMAGE_SCAN_BYTES_MAX;
-    for at in offset + 1..bytes.len() {
-        let rest = &bytes[at..];
-        let Some(header) = rest.get(..RECORD_HEADER_BYTES) else { break };
-        // Only a length that fits in what remains is worth a checksum.
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len > rest.len() - RECORD_HEADER_BYTES {
-            continue;
-        }
-        if len > budget {
-            return WalEnd::Corrupt { offset, next_valid: None, error };
-        }
-        budget -= len;
-        if decode_one(rest).is_ok() {
-            return WalEnd::Corrupt { offset, next_valid: Some(at), error };
-        }
-    }
-    WalEnd::Torn { offset, error }
+    let read = decode_records(bytes, false, &mut records);
+    let end = match read.stop {
+        RecordsStop::End => WalEnd::Clean,
+        RecordsStop::Damaged(error) => classify_damage(&bytes[read.len..], read.len, error),
+        RecordsStop::NeedsBytes { .. } => unreachable!("bytes that reach the segment's end never need more"),
+    };
+    WalScan { records, valid_len: read.len, end }
 }

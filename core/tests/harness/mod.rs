@@ -6,7 +6,7 @@
 
 use dkv_core::{
     ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record, Reply, ReplyTo, Request,
-    RequestId, Time, WriteOp,
+    RequestId, Time, WriteOp, compaction,
 };
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -138,14 +138,7 @@ impl Cluster {
         let pending = std::mem::take(&mut self.disks[i].pending);
         let Some(&(last, _)) = pending.last() else { return };
         for (_, record) in pending {
-            let end = matches!(record, Record::SnapshotEnd { .. });
-            let durable = &mut self.disks[i].durable;
-            durable.push(record);
-            if end {
-                // Compaction: a complete snapshot makes every record before it unnecessary.
-                let begin = durable.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_))).unwrap();
-                durable.drain(..begin);
-            }
+            compaction::push_durable(&mut self.disks[i].durable, record);
         }
         let now = self.now;
         if let Some(node) = self.nodes[i].as_mut() {

@@ -1,29 +1,16 @@
-//! Helpers shared by the runtime's integration tests: free loopback ports and in-process
-//! clusters whose servers run on their own threads and stop when dropped.
+//! Helpers shared by the runtime's integration tests: in-process clusters whose servers run on
+//! their own threads and stop when dropped.
 
 #![allow(dead_code)]
 
 use dkv_core::NodeId;
+use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// `count` loopback ports free for both TCP and UDP right now. The sockets are held until all
-/// are found so no port is returned twice.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let mut held = Vec::new();
-    while held.len() < count {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
-            held.push((tcp, udp, port));
-        }
-    }
-    held.into_iter().map(|(_, _, port)| port).collect()
-}
 
 /// A running server: its handle and the thread running its loop.
 type RunningServer = (ServerHandle, JoinHandle<Result<(), ServerError>>);
