@@ -1,7 +1,17 @@
-//! Shared by the dkv programs: log levels in the original project's spelling, and logging setup.
+//! Shared by the dkv programs: log levels in the original project's spelling, logging setup,
+//! and reading addresses.
 
 use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
+
+/// The first address `addr` (HOST:PORT) names, or an error that says how to write one.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{addr}': {e}; give HOST:PORT, e.g. 10.0.0.2:9099"))?
+        .next()
+        .ok_or_else(|| format!("'{addr}' resolves to no address; give HOST:PORT, e.g. 10.0.0.2:9099"))
+}
 
 /// The original project's log levels: `error`, `info`, `debug`, or `0`, `1`, `2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, Serve
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -208,10 +208,7 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr, BenchError> {
-    addr.to_socket_addrs()
-        .map_err(|e| BenchError::Usage(format!("cannot resolve '{addr}': {e}; give HOST:PORT, e.g. 127.0.0.1:9099")))?
-        .next()
-        .ok_or_else(|| BenchError::Usage(format!("'{addr}' resolves to no address; give HOST:PORT")))
+    dkv::resolve(addr).map_err(BenchError::Usage)
 }
 
 /// What every client does, shared read-only.

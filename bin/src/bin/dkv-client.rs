@@ -1,12 +1,11 @@
 //! dkv-client: one request to a dkv cluster, from the command line or a script.
 
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
-use dkv::{LogLevel, init_logging};
+use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
 use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, TryAgainReason, WriteOp};
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -288,13 +287,6 @@ fn print(report: &Report, cli: &Cli, job: &Job) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{addr}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{addr}' resolves to no address"))
 }
 
 fn main() -> ExitCode {

@@ -2,12 +2,12 @@
 //! loopback in one process.
 
 use clap::{Args, Parser, Subcommand};
-use dkv::{LogLevel, init_logging};
+use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -117,13 +117,6 @@ fn transport(tcp: bool, udp: bool) -> Transport {
         (false, true) => Transport::Udp,
         (false, false) => Transport::Both,
     }
-}
-
-fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{addr}': {e}; give HOST:PORT, e.g. 10.0.0.2:9099"))?
-        .next()
-        .ok_or_else(|| format!("'{addr}' resolves to no address; give HOST:PORT, e.g. 10.0.0.2:9099"))
 }
 
 fn main() -> ExitCode {

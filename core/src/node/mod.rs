@@ -54,7 +54,7 @@ pub enum Output {
     },
     /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
     /// storage. A durable [`Record::SnapshotEnd`] makes every record before its snapshot's
-    /// [`Record::SnapshotBegin`] unnecessary.
+    /// [`Record::SnapshotBegin`] unnecessary (the rule lives in [`crate::compaction`]).
     Persist {
         lsn: Lsn,
         record: Record,
