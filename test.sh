@@ -45,13 +45,14 @@ fail() {
 
 random_value() { od -An -N8 -tx8 /dev/urandom | tr -d ' \n'; }
 
-# A base port with nothing listening on the three ports we need.
+# A base port with nothing listening on the six ports we need: clients on BASE..BASE+2, peers
+# on BASE+1000..BASE+1002 (dkv-server's default peer port is its client port plus 1000).
 pick_base_port() {
     local base p busy
     for _ in $(seq 50); do
         base=$((20000 + RANDOM % 30000))
         busy=0
-        for p in $base $((base + 1)) $((base + 2)); do
+        for p in $base $((base + 1)) $((base + 2)) $((base + 1000)) $((base + 1001)) $((base + 1002)); do
             (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && busy=1
         done
         [[ $busy == 0 ]] && { echo "$base"; return; }
@@ -63,9 +64,10 @@ start_node() { # id
     local id=$1 peers="" j
     for j in 0 1 2; do
         [[ $j == "$id" ]] && continue
-        peers+="${peers:+,}$j=127.0.0.1:$((BASE + j))"
+        peers+="${peers:+,}$j=127.0.0.1:$((BASE + 1000 + j))"
     done
     "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG -l info \
+        --credentials "$WORK/credentials/node-$id" \
         --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
     PIDS[$id]=$!
 }
@@ -219,6 +221,8 @@ run_mode() { # udp | tcp
     echo "   $MODE mode passed"
 }
 
+# The cluster's credentials, made as an operator makes them: peers prove they are members.
+"$SERVER" init "$WORK/credentials" --ids 0,1,2 >/dev/null || fail "dkv-server init failed"
 run_mode udp
 run_mode tcp
 echo "PASS: $CHECKS checks"

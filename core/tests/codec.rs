@@ -70,7 +70,11 @@ fn frame_value() -> impl Strategy<Value = Frame> {
         (request_id(), prop::collection::vec(write_op(), 0..5))
             .prop_map(|(id, ops)| Frame::Request(Request { id, operation: Operation::Txn { ops } })),
         (request_id(), outcome).prop_map(|(id, outcome)| Frame::Reply(Reply { id, outcome })),
-        (0u8..7, message).prop_map(|(from, message)| Frame::Peer { from: NodeId(from), message }),
+        (any::<u64>(), 0u8..7, message).prop_map(|(cluster, from, message)| Frame::Peer {
+            cluster: ClusterId(cluster),
+            from: NodeId(from),
+            message
+        }),
         Just(Frame::Error(FrameError::BadMagic)),
     ]
 }

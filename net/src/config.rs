@@ -1,25 +1,28 @@
 //! What a server needs to know: who it is, where its peers are, which transports it speaks,
-//! where its log lives, and the limits that keep its memory bounded.
+//! how it proves it is a member, where its log lives, and the limits that keep its memory
+//! bounded.
 
+use crate::security::credentials::NodeCredentials;
 use dkv_core::{Bounds, Limits, NodeId, Timing};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest frame sent as one UDP datagram. The IPv4 maximum is 65,507 bytes; staying a
 /// little under it leaves room for any encapsulation on the way.
 pub const DATAGRAM_BYTES_MAX: usize = 65_000;
 
-/// Which transports a server speaks.
+/// Which transports a server speaks. Clients use the client port, peers the peer port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// Clients over TCP only; peers over TCP.
+    /// Clients over TCP only; peers over TCP (mutual TLS).
     Tcp,
-    /// Clients over UDP only; peers over UDP too, so every request must fit one datagram (see
-    /// [`udp_limits`]).
+    /// Clients over UDP only; peers over UDP too (sealed datagrams), so every request must fit
+    /// one datagram (see [`udp_limits`]).
     Udp,
-    /// Clients over TCP and UDP on the same port; peers over TCP. The default.
+    /// Clients over TCP and UDP on the same port; peers over TCP (mutual TLS). The default.
     Both,
 }
 
@@ -48,8 +51,12 @@ pub fn udp_limits() -> Limits {
 /// Per-connection limits and timeouts: what one client may cost the server at most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Open client and inbound peer connections; more are refused (closed at once).
+    /// Open client connections; more are refused (closed at once).
     pub connections_max: usize,
+    /// Connections accepted on the peer port. When full, the longest-waiting one that has not
+    /// yet proven it is a member is closed to make room; if all have, a new one is refused.
+    /// Clients never take these slots.
+    pub peer_connections_max: usize,
     /// Replies waiting for a slow reader; a connection that falls further behind is closed.
     pub output_bytes_max: usize,
     /// A connection that sends no whole frame within this long after connecting is closed.
@@ -69,6 +76,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             connections_max: 1024,
+            peer_connections_max: 256,
             output_bytes_max: 32 << 20,
             first_frame_timeout: Duration::from_secs(10),
             partial_frame_timeout: Duration::from_secs(10),
@@ -83,10 +91,15 @@ impl Default for ConnectionLimits {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub id: NodeId,
-    /// Where clients and peers reach this node (TCP and/or UDP, same port).
+    /// Where clients reach this node (TCP and/or UDP, same port).
     pub listen: SocketAddr,
-    /// The other members and their addresses (this node excluded).
+    /// Where peers reach this node: TCP with mutual TLS, or sealed datagrams in UDP mode.
+    pub peer_listen: SocketAddr,
+    /// The other members and their peer addresses (this node excluded).
     pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// How this node proves it is a member, and checks that its peers are. Needed as soon as
+    /// there are peers; a one-node cluster may go without.
+    pub credentials: Option<Arc<NodeCredentials>>,
     pub transport: Transport,
     pub data_dir: PathBuf,
     pub limits: Limits,
@@ -100,6 +113,7 @@ impl ServerConfig {
     pub fn new(
         id: NodeId,
         listen: SocketAddr,
+        peer_listen: SocketAddr,
         peers: BTreeMap<NodeId, SocketAddr>,
         transport: Transport,
         data_dir: PathBuf,
@@ -108,7 +122,9 @@ impl ServerConfig {
         ServerConfig {
             id,
             listen,
+            peer_listen,
             peers,
+            credentials: None,
             transport,
             data_dir,
             limits,

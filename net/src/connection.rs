@@ -1,4 +1,5 @@
-//! One non-blocking TCP connection with bounded input and output buffers, carrying frames.
+//! One non-blocking TCP connection with bounded input and output buffers, carrying frames, in
+//! the clear or inside TLS.
 //!
 //! Reads never block and stop after a per-turn budget so one busy peer cannot starve the
 //! others. Writes never block either: what the socket does not take stays in the output
@@ -7,9 +8,11 @@
 //! its buffer limits and never stalls the event loop.
 
 use crate::config::ConnectionLimits;
+use dkv_core::NodeId;
 use dkv_core::Time;
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use mio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,9 +51,24 @@ pub(crate) enum Expiry {
     Drop(&'static str),
 }
 
+/// What a connection is for, which decides the frames it may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Accepted on the client port: requests only.
+    Client,
+    /// Accepted on the peer port: peer frames only, and only once TLS has proved which member
+    /// sent them (`None` until then).
+    Peer(Option<NodeId>),
+    /// This node's own link to a peer, which never carries anything to act on.
+    Link,
+}
+
 pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     pub(crate) addr: SocketAddr,
+    pub(crate) role: Role,
+    /// The TLS session the frames travel in, if any: `input` and `output` then hold plaintext.
+    tls: Option<Box<rustls::Connection>>,
     /// Unique for the life of the process, so a reply routed to a closed connection can never
     /// reach a new connection that reused its slot.
     pub(crate) serial: u64,
@@ -73,9 +91,12 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         stream: TcpStream,
         addr: SocketAddr,
+        role: Role,
+        tls: Option<rustls::Connection>,
         serial: u64,
         now: Time,
         frame_bytes_max: u32,
@@ -84,6 +105,8 @@ impl Connection {
         Connection {
             stream,
             addr,
+            role,
+            tls: tls.map(Box::new),
             serial,
             input: Vec::new(),
             output: Vec::new(),
@@ -112,6 +135,30 @@ impl Connection {
         if self.closing_since.is_some() {
             return result;
         }
+        if self.tls.is_some() {
+            self.read_tls(now, scratch, &mut result);
+        } else {
+            self.read_plain(now, scratch, until_would_block, &mut result);
+        }
+        if result.closed && !self.input.is_empty() && result.error.is_none() {
+            // The other side hung up in the middle of a frame.
+            let missing = match frame::payload_len(&self.input, self.frame_bytes_max) {
+                Ok(Some(len)) => (frame::HEADER_BYTES + len).saturating_sub(self.input.len()),
+                _ => frame::HEADER_BYTES.saturating_sub(self.input.len()),
+            };
+            result.error = Some(FrameError::Truncated { missing: missing as u64 });
+        }
+        result
+    }
+
+    /// Reads raw frame bytes from the socket.
+    fn read_plain(
+        &mut self,
+        now: Time,
+        scratch: &mut [u8; READ_CHUNK_BYTES],
+        until_would_block: bool,
+        result: &mut ReadResult,
+    ) {
         let mut read_this_turn = 0;
         let chunk = scratch;
         loop {
@@ -132,7 +179,7 @@ impl Connection {
                     self.input.extend_from_slice(&chunk[..n]);
                     if let Err(error) = self.decode_frames(now, &mut result.frames) {
                         result.error = Some(error);
-                        return result;
+                        return;
                     }
                     if n < chunk.len() && !until_would_block {
                         // A short read drained the socket's buffer. Bytes arriving from now on
@@ -149,15 +196,70 @@ impl Connection {
                 }
             }
         }
-        if result.closed && !self.input.is_empty() && result.error.is_none() {
-            // The other side hung up in the middle of a frame.
-            let missing = match frame::payload_len(&self.input, self.frame_bytes_max) {
-                Ok(Some(len)) => (frame::HEADER_BYTES + len).saturating_sub(self.input.len()),
-                _ => frame::HEADER_BYTES.saturating_sub(self.input.len()),
-            };
-            result.error = Some(FrameError::Truncated { missing: missing as u64 });
+    }
+
+    /// Reads TLS records from the socket, and the plaintext frame bytes they carry. A TLS
+    /// failure (a certificate the cluster's CA did not issue, a forged record) closes the
+    /// connection; the alert that says why goes out first.
+    fn read_tls(&mut self, now: Time, scratch: &mut [u8; READ_CHUNK_BYTES], result: &mut ReadResult) {
+        let mut read_this_turn = 0;
+        loop {
+            if read_this_turn >= READ_BYTES_PER_TURN_MAX {
+                result.more = true;
+                break;
+            }
+            let tls = self.tls.as_mut().expect("read_tls is for TLS connections");
+            match tls.read_tls(&mut self.stream) {
+                Ok(0) => result.closed = true,
+                Ok(n) => {
+                    read_this_turn += n;
+                    if let Err(error) = tls.process_new_packets() {
+                        tracing::info!(addr = %self.addr, %error, "TLS failed; closing the connection");
+                        result.closed = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => result.closed = true,
+            }
+            loop {
+                match tls.reader().read(scratch) {
+                    Ok(0) => {
+                        result.closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if self.input.is_empty() {
+                            self.partial_since = Some(now);
+                        }
+                        self.input.extend_from_slice(&scratch[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        result.closed = true;
+                        break;
+                    }
+                }
+            }
+            if let Err(error) = self.decode_frames(now, &mut result.frames) {
+                result.error = Some(error);
+                break;
+            }
+            if result.closed {
+                break;
+            }
         }
-        result
+        // Handshake messages, and an alert after a failure, go out now.
+        self.flush();
+    }
+
+    /// The certificate the other side proved it holds, once the TLS handshake is complete.
+    pub(crate) fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        let tls = self.tls.as_ref()?;
+        if tls.is_handshaking() {
+            return None;
+        }
+        tls.peer_certificates()?.first()
     }
 
     fn decode_frames(&mut self, now: Time, frames: &mut Vec<Frame>) -> Result<(), FrameError> {
@@ -194,6 +296,15 @@ impl Connection {
 
     /// Writes buffered output until the socket would block. Errors surface on the next read.
     pub(crate) fn flush(&mut self) {
+        if self.tls.is_some() {
+            self.flush_tls();
+        } else {
+            self.flush_plain();
+        }
+        self.compact_output();
+    }
+
+    fn flush_plain(&mut self) {
         while self.output_sent < self.output.len() {
             match self.stream.write(&self.output[self.output_sent..]) {
                 Ok(0) => break,
@@ -202,6 +313,42 @@ impl Connection {
                 Err(_) => break,
             }
         }
+    }
+
+    /// Hands plaintext to TLS (which takes at most its buffer limit) and writes its records,
+    /// until the socket would block or nothing is left.
+    fn flush_tls(&mut self) {
+        let tls = self.tls.as_mut().expect("flush_tls is for TLS connections");
+        loop {
+            if self.output_sent < self.output.len()
+                && let Ok(n) = tls.writer().write(&self.output[self.output_sent..])
+            {
+                self.output_sent += n;
+            }
+            let mut wrote = false;
+            let mut blocked = false;
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(0) => {
+                        blocked = true;
+                        break;
+                    }
+                    Ok(_) => wrote = true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+            if blocked || !wrote || self.output_sent == self.output.len() {
+                break;
+            }
+        }
+    }
+
+    /// Frees what was written from the output buffer.
+    fn compact_output(&mut self) {
         if self.output_sent == self.output.len() {
             self.output.clear();
             self.output_sent = 0;
@@ -246,8 +393,14 @@ impl Connection {
         }
     }
 
+    /// Bytes waiting to be written: plaintext, and (counted as one) TLS records.
+    pub(crate) fn opened_at(&self) -> Time {
+        self.opened_at
+    }
+
     pub(crate) fn output_pending(&self) -> usize {
-        self.output.len() - self.output_sent
+        let tls_pending = self.tls.as_ref().is_some_and(|tls| tls.wants_write());
+        self.output.len() - self.output_sent + usize::from(tls_pending)
     }
 
     /// Bytes held in memory for this connection.

@@ -16,19 +16,27 @@
 //!    take too long (a link reconnects when the node next sends that peer a message).
 //!
 //! Nothing in the loop blocks except the disk writes of step 4, which are the point.
+//!
+//! Clients and peers use different ports. The client port (TCP and UDP) takes requests only: a
+//! peer frame arriving there is refused and counted. The peer port takes peer frames only, and
+//! only from members that proved who they are: over TCP by mutual TLS with the cluster's CA,
+//! in UDP mode by sealing every datagram with the cluster key (see [`crate::security`]). A
+//! peer frame must name the member that proved itself, and this cluster, or it is refused.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, unix_micros};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
-use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES};
+use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES, Role};
 use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::RateLimit;
 use crate::routes::{ReplyRoutes, Route};
+use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams};
+use crate::security::tls::{PeerTls, TlsSetupError};
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
+use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -42,6 +50,8 @@ use thiserror::Error;
 const LISTENER: Token = Token(0);
 const UDP: Token = Token(1);
 const WAKER: Token = Token(2);
+const PEER_LISTENER: Token = Token(3);
+const PEER_UDP: Token = Token(4);
 /// Peer link `i` (in id order) has token `PEER_TOKEN_BASE + i`.
 const PEER_TOKEN_BASE: usize = 16;
 /// Connection with slab key `k` has token `CONNECTION_TOKEN_BASE + k`.
@@ -67,6 +77,36 @@ pub enum ServerError {
     NodeIdTooLarge { id: u8, max: usize },
     #[error("the event loop failed ({what}): {source}")]
     EventLoop { what: &'static str, source: io::Error },
+    #[error(
+        "node {id} has peers, so it needs credentials to prove it is a member and to check that they are: make a cluster's with `dkv-server init` and give each node --credentials DIR/node-ID"
+    )]
+    NoCredentials { id: NodeId },
+    #[error(
+        "the credentials given are node {found}'s, but this is node {expected}; give --credentials DIR/node-{expected}"
+    )]
+    WrongCredentials { found: NodeId, expected: NodeId },
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// Who sent a frame, as far as this node can vouch.
+#[derive(Clone, Copy, Debug)]
+enum Sender {
+    /// A client on the client port; its answer goes back this way.
+    Client(Route),
+    /// A member, proven by TLS or by the seal on its datagram.
+    Member(NodeId),
+    /// Nobody this node believes or answers: its own link to a peer (the peer sends nothing
+    /// there), or a peer connection that has not proven who it is.
+    Unproven,
+}
+
+/// How a node proves itself to its peers and checks them: TLS for links, or the seal on
+/// datagrams in UDP mode. Neither without peers.
+enum PeerSecurity {
+    None,
+    Tls(PeerTls),
+    Datagrams(Box<PeerDatagrams>),
 }
 
 /// Stops a running server from another thread, and reads its counters.
@@ -105,6 +145,15 @@ pub struct Server {
     group_commit: GroupCommit,
     listener: Option<TcpListener>,
     udp: Option<UdpSocket>,
+    /// The peer port: a TCP listener, or a UDP socket in UDP mode (none without peers).
+    peer_listener: Option<TcpListener>,
+    peer_udp: Option<UdpSocket>,
+    /// The cluster every peer frame must name.
+    cluster: ClusterId,
+    /// The other members: the only senders a peer frame is taken from.
+    peer_ids: NodeSet,
+    security: PeerSecurity,
+    /// Client connections and connections to the peer port (see [`Connection::role`]).
     inbound: InboundConnections,
     /// The serial of the last connection opened or accepted (see [`Connection::serial`]).
     last_serial: u64,
@@ -114,6 +163,8 @@ pub struct Server {
     routes: ReplyRoutes,
     /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
+    /// The same for the peer UDP socket.
+    peer_udp_read_again: bool,
     next_housekeeping: Time,
     /// Error replies to bad datagrams, whose source may be forged.
     udp_error_replies: RateLimit,
@@ -133,11 +184,19 @@ impl Server {
     /// serves nothing until [`Server::run`].
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let clock = Clock::new();
+        let (cluster, security) = peer_security(&config)?;
         let (node, wal) = start_node(&config, &clock)?;
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
         let registry = poll.registry();
-        let listener = if config.transport.serves_tcp() { Some(bind_listener(config.listen, registry)?) } else { None };
-        let udp = if config.transport.serves_udp() { Some(bind_udp(config.listen, registry)?) } else { None };
+        let transport = config.transport;
+        let listener =
+            if transport.serves_tcp() { Some(bind_listener(config.listen, LISTENER, registry)?) } else { None };
+        let udp = if transport.serves_udp() { Some(bind_udp(config.listen, UDP, registry)?) } else { None };
+        let (peer_listener, peer_udp) = match &security {
+            PeerSecurity::None => (None, None),
+            PeerSecurity::Tls(_) => (Some(bind_listener(config.peer_listen, PEER_LISTENER, registry)?), None),
+            PeerSecurity::Datagrams(_) => (None, Some(bind_udp(config.peer_listen, PEER_UDP, registry)?)),
+        };
         let waker = Arc::new(
             Waker::new(registry, WAKER)
                 .map_err(|source| ServerError::EventLoop { what: "creating the waker", source })?,
@@ -155,11 +214,17 @@ impl Server {
             group_commit: GroupCommit::new(wal),
             listener,
             udp,
+            peer_listener,
+            peer_udp,
+            cluster,
+            peer_ids: NodeSet::from_ids(config.peers.keys().copied()).unwrap_or_default(),
+            security,
             inbound: InboundConnections::new(),
             last_serial: 0,
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             udp_read_again: false,
+            peer_udp_read_again: false,
             next_housekeeping: now,
             udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
             frame_bytes_max,
@@ -179,6 +244,14 @@ impl Server {
             return addr;
         }
         self.udp.as_ref().and_then(|u| u.local_addr().ok()).unwrap_or(self.config.listen)
+    }
+
+    /// The address of the peer port (useful when it was asked for port 0); none without peers.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        if let Some(addr) = self.peer_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            return Some(addr);
+        }
+        self.peer_udp.as_ref().and_then(|u| u.local_addr().ok())
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -226,6 +299,9 @@ impl Server {
         if std::mem::take(&mut self.udp_read_again) {
             self.receive_datagrams(now)?;
         }
+        if std::mem::take(&mut self.peer_udp_read_again) {
+            self.receive_peer_datagrams(now)?;
+        }
         if self.node.deadline().is_some_and(|deadline| deadline <= now) {
             self.node.handle(now, Input::Timeout);
             self.drain_outputs(now)?;
@@ -240,8 +316,10 @@ impl Server {
 
     fn on_event(&mut self, now: Time, event: &Event) -> Result<(), ServerError> {
         match event.token() {
-            LISTENER => self.accept(now),
+            LISTENER => self.accept(now, Role::Client),
+            PEER_LISTENER => self.accept(now, Role::Peer(None)),
             UDP => self.receive_datagrams(now)?,
+            PEER_UDP => self.receive_peer_datagrams(now)?,
             WAKER => {}
             Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
                 self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
@@ -264,7 +342,7 @@ impl Server {
     /// How long the poller may wait for events: until the earliest deadline of the node or the
     /// runtime, and not at all while input is left over from a read budget.
     fn poll_timeout(&self) -> Duration {
-        if self.inbound.any_to_read_again() || self.udp_read_again {
+        if self.inbound.any_to_read_again() || self.udp_read_again || self.peer_udp_read_again {
             return Duration::ZERO;
         }
         let mut next = self.next_housekeeping;
@@ -290,12 +368,14 @@ impl Server {
         self.last_serial
     }
 
-    /// Accepts every connection the listener holds.
-    fn accept(&mut self, now: Time) {
+    /// Accepts every connection the client listener (or, for `Role::Peer`, the peer listener)
+    /// holds.
+    fn accept(&mut self, now: Time, role: Role) {
         loop {
-            let Some(listener) = &self.listener else { return };
+            let listener = if role == Role::Client { &self.listener } else { &self.peer_listener };
+            let Some(listener) = listener else { return };
             match listener.accept() {
-                Ok((stream, addr)) => self.admit(now, stream, addr),
+                Ok((stream, addr)) => self.admit(now, stream, addr, role),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
@@ -308,14 +388,32 @@ impl Server {
     }
 
     /// Registers an accepted connection for events and starts serving it, unless there are
-    /// too many connections already: then it is closed at once.
-    fn admit(&mut self, now: Time, mut stream: TcpStream, addr: SocketAddr) {
+    /// too many connections of its kind already: then it is closed at once. On the peer port,
+    /// the longest-waiting connection that has not proven it is a member makes room first.
+    fn admit(&mut self, now: Time, mut stream: TcpStream, addr: SocketAddr, role: Role) {
         ServerStats::add(&self.stats.connections_accepted, 1);
-        if self.inbound.len() >= self.config.connection.connections_max {
-            tracing::warn!(%addr, max = self.config.connection.connections_max, "too many connections; refusing one");
-            ServerStats::add(&self.stats.connections_dropped, 1);
-            return;
+        let peer = role != Role::Client;
+        let limits = &self.config.connection;
+        let max = if peer { limits.peer_connections_max } else { limits.connections_max };
+        if self.inbound.count(peer) >= max {
+            match self.inbound.oldest_unproven_peer().filter(|_| peer) {
+                Some(key) => {
+                    ServerStats::add(&self.stats.peer_connections_refused, 1);
+                    self.drop_connection(key, "the peer port is full, and it has not proven it is a member");
+                }
+                None => {
+                    tracing::warn!(%addr, max, peer, "too many connections; refusing one");
+                    let counter =
+                        if peer { &self.stats.peer_connections_refused } else { &self.stats.connections_dropped };
+                    ServerStats::add(counter, 1);
+                    return;
+                }
+            }
         }
+        let tls = match (&self.security, role) {
+            (PeerSecurity::Tls(tls), Role::Peer(_)) => Some(tls.accept()),
+            _ => None,
+        };
         let _ = stream.set_nodelay(true);
         let key = self.inbound.vacant_key();
         let token = Token(CONNECTION_TOKEN_BASE + key);
@@ -327,6 +425,8 @@ impl Server {
         let inserted = self.inbound.insert(Connection::new(
             stream,
             addr,
+            role,
+            tls,
             serial,
             now,
             self.frame_bytes_max,
@@ -345,8 +445,12 @@ impl Server {
         if result.more {
             self.inbound.read_again_next_turn(key);
         }
+        let Some(sender) = self.sender_of(key, serial) else { return Ok(()) };
+        if result.closed && matches!(sender, Sender::Unproven) {
+            ServerStats::add(&self.stats.peer_connections_refused, 1);
+        }
         for frame in result.frames {
-            self.on_frame(now, frame, Some(Route::Tcp { key, serial }))?;
+            self.on_frame(now, frame, sender)?;
         }
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
@@ -362,6 +466,36 @@ impl Server {
             self.close_connection(key, "closed by the other side");
         }
         Ok(())
+    }
+
+    /// Who sends on the accepted connection at `key`. A connection to the peer port is its
+    /// member's once the TLS handshake has shown a certificate naming one; one whose
+    /// certificate names no member is dropped (`None`).
+    fn sender_of(&mut self, key: usize, serial: u64) -> Option<Sender> {
+        let PeerSecurity::Tls(tls) = &self.security else {
+            return Some(Sender::Client(Route::Tcp { key, serial }));
+        };
+        let connection = self.inbound.get_mut(key)?;
+        match connection.role {
+            Role::Client => Some(Sender::Client(Route::Tcp { key, serial })),
+            Role::Peer(Some(member)) => Some(Sender::Member(member)),
+            Role::Link => Some(Sender::Unproven),
+            Role::Peer(None) => {
+                let Some(certificate) = connection.peer_certificate() else { return Some(Sender::Unproven) };
+                match tls.identify(certificate, self.peer_ids) {
+                    Some(member) => {
+                        tracing::debug!(addr = %connection.addr, peer = %member, "a peer proved who it is");
+                        connection.role = Role::Peer(Some(member));
+                        Some(Sender::Member(member))
+                    }
+                    None => {
+                        ServerStats::add(&self.stats.peer_connections_refused, 1);
+                        self.drop_connection(key, "its certificate names no other member of this cluster");
+                        None
+                    }
+                }
+            }
+        }
     }
 
     /// Ends a connection in an orderly way (its side closed, it went idle, its error was sent).
@@ -397,7 +531,7 @@ impl Server {
                 Err(_) => continue,
             };
             match frame::decode_datagram(&buffer[..len], max) {
-                Ok(frame) => self.on_frame(now, frame, Some(Route::Udp(addr)))?,
+                Ok(frame) => self.on_frame(now, frame, Sender::Client(Route::Udp(addr)))?,
                 Err(error) => {
                     ServerStats::add(&self.stats.frames_rejected, 1);
                     tracing::debug!(%addr, %error, "bad datagram");
@@ -406,6 +540,39 @@ impl Server {
             }
         }
         self.udp_read_again = true;
+        Ok(())
+    }
+
+    /// Receives sealed peer datagrams (UDP mode), up to the per-turn budget, and hands each
+    /// frame that opens to the node as its sealer's. Nothing on this socket is ever answered:
+    /// a datagram's source address proves nothing.
+    fn receive_peer_datagrams(&mut self, now: Time) -> Result<(), ServerError> {
+        let mut buffer = vec![0u8; DATAGRAM_RECEIVE_BYTES];
+        let max = self.frame_bytes_max.min(DATAGRAM_BYTES_MAX as u32);
+        for _ in 0..DATAGRAMS_PER_TURN_MAX {
+            let (Some(udp), PeerSecurity::Datagrams(datagrams)) = (&self.peer_udp, &mut self.security) else {
+                return Ok(());
+            };
+            let (len, addr) = match udp.recv_from(&mut buffer) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => continue,
+            };
+            let opened = datagrams.open(unix_micros() / 1000, &buffer[..len]);
+            match opened.map(|(member, payload)| (member, frame::decode_datagram(&payload, max))) {
+                Ok((member, Ok(frame))) => self.on_frame(now, frame, Sender::Member(member))?,
+                Ok((member, Err(error))) => {
+                    ServerStats::add(&self.stats.peer_frames_refused, 1);
+                    tracing::warn!(peer = %member, %error, "a sealed peer datagram holds no valid frame");
+                }
+                Err(error) => {
+                    ServerStats::add(&self.stats.peer_frames_refused, 1);
+                    tracing::debug!(%addr, %error, "peer datagram refused");
+                }
+            }
+        }
+        self.peer_udp_read_again = true;
         Ok(())
     }
 
@@ -428,10 +595,6 @@ impl Server {
                 len: self.encode_buffer.len() as u64,
                 max: DATAGRAM_BYTES_MAX as u32,
             };
-            if matches!(frame_to_send, Frame::Peer { .. }) {
-                tracing::error!(%addr, %error, "a message to a peer does not fit a datagram; dropped");
-                return false;
-            }
             self.encode_buffer.clear();
             frame::encode(&Frame::Error(error), &mut self.encode_buffer);
         }
@@ -461,7 +624,7 @@ impl Server {
         if readable {
             let result = connection.read(now, &mut self.read_buffer, true);
             for frame in result.frames {
-                self.on_frame(now, frame, None)?;
+                self.on_frame(now, frame, Sender::Unproven)?;
             }
             if result.closed || result.error.is_some() {
                 self.disconnect_link(now, index, "closed by the peer");
@@ -479,12 +642,14 @@ impl Server {
         }
     }
 
-    /// Starts connecting a link and registers its connection for events.
+    /// Starts connecting a link, inside TLS, and registers its connection for events.
     fn connect_link(&mut self, now: Time, index: usize) {
+        let PeerSecurity::Tls(tls) = &self.security else { return };
+        let session = tls.connect(self.links[index].id);
         let serial = self.new_serial();
         let output_bytes_max = self.config.connection.output_bytes_max;
         let link = &mut self.links[index];
-        if !link.start_connect(now, serial, self.frame_bytes_max, output_bytes_max) {
+        if !link.start_connect(now, session, serial, self.frame_bytes_max, output_bytes_max) {
             return;
         }
         let token = Token(PEER_TOKEN_BASE + index);
@@ -500,36 +665,50 @@ impl Server {
 
     // ---- Frames in, outputs out ----
 
-    /// Hands one incoming frame to the node and carries out what it asks for. `from` is where
-    /// an answer to the frame goes: `None` for our own outbound link to a peer, on which the
-    /// peer never sends anything (it sends on the link it opened itself), so nothing arriving
-    /// there is answered.
-    fn on_frame(&mut self, now: Time, incoming: Frame, from: Option<Route>) -> Result<(), ServerError> {
-        match incoming {
-            Frame::Request(request) => {
-                let Some(route) = from else { return Ok(()) };
+    /// Hands one incoming frame to the node, if its sender may send it, and carries out what
+    /// the node asks for. Requests come from clients; peer messages from the member that proved
+    /// itself, naming itself and this cluster. Anything else is refused and counted; a client
+    /// is told why (except over UDP, where the source may be forged).
+    fn on_frame(&mut self, now: Time, incoming: Frame, sender: Sender) -> Result<(), ServerError> {
+        match (incoming, sender) {
+            (Frame::Request(request), Sender::Client(route)) => {
                 let reply_to = self.routes.insert(route);
                 ServerStats::add(&self.stats.requests, 1);
                 self.node.handle(now, Input::Request { reply_to, request });
             }
-            Frame::Peer { from, message } => self.node.handle(now, Input::Message { from, message }),
-            Frame::Reply(_) | Frame::Error(_) => {
+            (Frame::Peer { cluster, from, message }, Sender::Member(member))
+                if from == member && cluster == self.cluster =>
+            {
+                self.node.handle(now, Input::Message { from, message })
+            }
+            (Frame::Peer { cluster, from, .. }, sender) => {
+                ServerStats::add(&self.stats.peer_frames_refused, 1);
+                tracing::debug!(?sender, %from, %cluster, "peer frame refused");
+                if let Sender::Client(Route::Tcp { key, .. }) = sender {
+                    let reason = "peer messages are taken only on the peer port, from members that prove who they are";
+                    self.fail_connection(now, key, reason);
+                }
+            }
+            (_, sender) => {
                 ServerStats::add(&self.stats.frames_rejected, 1);
-                let error = FrameError::Malformed {
-                    reason: "a dkv server accepts requests and peer messages, not replies or errors".into(),
-                };
-                match from {
-                    Some(Route::Tcp { key, .. }) => {
-                        if let Some(connection) = self.inbound.get_mut(key) {
-                            connection.fail(now, error);
-                        }
+                let reason = "a dkv server takes requests from clients and messages from peers, nothing else";
+                match sender {
+                    Sender::Client(Route::Tcp { key, .. }) => self.fail_connection(now, key, reason),
+                    Sender::Client(Route::Udp(addr)) => {
+                        self.send_udp_error(now, addr, FrameError::Malformed { reason: reason.into() })
                     }
-                    Some(Route::Udp(addr)) => self.send_udp_error(now, addr, error),
-                    None => {}
+                    Sender::Member(_) | Sender::Unproven => {}
                 }
             }
         }
         self.drain_outputs(now)
+    }
+
+    /// Tells a client connection why it is closed, and closes it once that is written.
+    fn fail_connection(&mut self, now: Time, key: usize, reason: &str) {
+        if let Some(connection) = self.inbound.get_mut(key) {
+            connection.fail(now, FrameError::Malformed { reason: reason.into() });
+        }
     }
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
@@ -537,7 +716,10 @@ impl Server {
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
         while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Send { to, message } => self.send_to_peer(to, Frame::Peer { from: self.config.id, message }),
+                Output::Send { to, message } => {
+                    let (cluster, from) = (self.cluster, self.config.id);
+                    self.send_to_peer(to, Frame::Peer { cluster, from, message })
+                }
                 Output::Reply { to, reply } => {
                     let Some(route) = self.routes.take(to) else { continue };
                     ServerStats::add(&self.stats.replies, 1);
@@ -549,13 +731,21 @@ impl Server {
         Ok(())
     }
 
-    /// Sends a message to a peer: as a datagram in UDP mode, else queued on its link (which
-    /// connects first if it is down and its backoff is over). A message that cannot go is
-    /// dropped and counted; the protocol retransmits until it is answered.
+    /// Sends a message to a peer: as a sealed datagram in UDP mode, else queued on its link
+    /// (which connects first if it is down and its backoff is over). A message that cannot go
+    /// is dropped and counted; the protocol retransmits until it is answered.
     fn send_to_peer(&mut self, to: NodeId, message: Frame) {
-        if self.config.transport.peers_over_udp() {
-            let Some(&addr) = self.config.peers.get(&to) else { return };
-            if !self.send_datagram(addr, &message) {
+        if let PeerSecurity::Datagrams(datagrams) = &mut self.security {
+            let (Some(&addr), Some(udp)) = (self.config.peers.get(&to), &self.peer_udp) else { return };
+            self.encode_buffer.clear();
+            frame::encode(&message, &mut self.encode_buffer);
+            let mut sealed = Vec::with_capacity(self.encode_buffer.len() + OVERHEAD_BYTES);
+            datagrams.seal(unix_micros() / 1000, &self.encode_buffer, &mut sealed);
+            if sealed.len() > DATAGRAM_BYTES_MAX {
+                tracing::error!(peer = %to, bytes = sealed.len(), "a message to a peer does not fit a datagram; dropped");
+                ServerStats::add(&self.stats.peer_messages_dropped, 1);
+            } else if udp.send_to(&sealed, addr).is_err() {
+                // UDP is lossy by nature: the protocol's retransmission makes up for it.
                 ServerStats::add(&self.stats.peer_messages_dropped, 1);
             }
             return;
@@ -677,19 +867,45 @@ fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), Serve
     Ok((node, wal))
 }
 
-fn bind_listener(addr: SocketAddr, registry: &Registry) -> Result<TcpListener, ServerError> {
+/// The cluster this node belongs to, and how it proves itself to its peers and checks them:
+/// credentials are needed as soon as it has peers, and must be its own.
+fn peer_security(config: &ServerConfig) -> Result<(ClusterId, PeerSecurity), ServerError> {
+    let Some(credentials) = &config.credentials else {
+        if config.peers.is_empty() {
+            return Ok((ClusterId(0), PeerSecurity::None));
+        }
+        return Err(ServerError::NoCredentials { id: config.id });
+    };
+    if credentials.node != config.id {
+        return Err(ServerError::WrongCredentials { found: credentials.node, expected: config.id });
+    }
+    let security = if config.peers.is_empty() {
+        PeerSecurity::None
+    } else if config.transport.peers_over_udp() {
+        let members = NodeSet::from_ids(config.peers.keys().copied().chain([config.id])).unwrap_or_default();
+        // A session must be newer than any this node used before: its start time is.
+        let session = unix_micros();
+        let (key, cluster) = (&credentials.cluster_key, credentials.cluster);
+        PeerSecurity::Datagrams(Box::new(PeerDatagrams::new(key, cluster, config.id, members, session)))
+    } else {
+        PeerSecurity::Tls(PeerTls::new(credentials)?)
+    };
+    Ok((credentials.cluster, security))
+}
+
+fn bind_listener(addr: SocketAddr, token: Token, registry: &Registry) -> Result<TcpListener, ServerError> {
     let mut listener =
         TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "TCP", source })?;
     registry
-        .register(&mut listener, LISTENER, Interest::READABLE)
+        .register(&mut listener, token, Interest::READABLE)
         .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
     Ok(listener)
 }
 
-fn bind_udp(addr: SocketAddr, registry: &Registry) -> Result<UdpSocket, ServerError> {
+fn bind_udp(addr: SocketAddr, token: Token, registry: &Registry) -> Result<UdpSocket, ServerError> {
     let mut udp = UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "UDP", source })?;
     registry
-        .register(&mut udp, UDP, Interest::READABLE)
+        .register(&mut udp, token, Interest::READABLE)
         .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;
     Ok(udp)
 }

@@ -2,14 +2,14 @@
 //! each of them this turn.
 
 use crate::config::ConnectionLimits;
-use crate::connection::{Connection, Expiry, OutputFull};
+use crate::connection::{Connection, Expiry, OutputFull, Role};
 use dkv_core::Time;
 use slab::Slab;
 use std::collections::BTreeSet;
 
-/// The connections the listener accepted, by slab key (their poll tokens are made from it):
-/// clients', and the links peers opened to this node, which need no mark of their own since
-/// every peer frame names its sender.
+/// The connections the listeners accepted, by slab key (their poll tokens are made from it):
+/// clients' on the client port, and the links peers opened to the peer port (see
+/// [`Connection::role`]).
 ///
 /// Besides the connections it keeps two lists for the event loop, each naming a connection at
 /// most once, and both bounded by the number of connections:
@@ -105,6 +105,20 @@ impl InboundConnections {
                 connection.flush();
             }
         }
+    }
+
+    /// Connections to the peer port (`peer`), or client connections.
+    pub(crate) fn count(&self, peer: bool) -> usize {
+        self.connections.iter().filter(|(_, c)| matches!(c.role, Role::Peer(_)) == peer).count()
+    }
+
+    /// The connection to the peer port that has waited longest without proving it is a member.
+    pub(crate) fn oldest_unproven_peer(&self) -> Option<usize> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| c.role == Role::Peer(None))
+            .min_by_key(|(_, c)| (c.opened_at(), c.serial))
+            .map(|(key, _)| key)
     }
 
     /// Bytes held in memory for all connections.

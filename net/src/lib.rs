@@ -4,9 +4,10 @@
 //! single-threaded [mio] event loop per node ([`Server`]), with its write-ahead log on disk
 //! ([`Wal`]), and the blocking client library programs use to talk to a cluster ([`Client`]).
 //!
-//! - Clients reach a node over TCP and UDP on the same port; peers talk over TCP links (or UDP
-//!   datagrams in UDP mode). Every frame is [`dkv_core::codec::frame`]; peer frames and client
-//!   frames share the listener and are told apart by their variant.
+//! - Clients reach a node over TCP and UDP on the client port; peers talk on the peer port, over
+//!   TCP links inside mutual TLS (or sealed UDP datagrams in UDP mode), and only members that
+//!   proved who they are are heard there ([`security`]). Every frame is
+//!   [`dkv_core::codec::frame`].
 //! - Every buffer is bounded and no socket operation blocks, so a slow, silent or hostile
 //!   connection costs its buffer limits and nothing more.
 //! - Records the node asks to persist are written once per loop turn with one `fdatasync`

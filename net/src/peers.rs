@@ -1,14 +1,15 @@
-//! Outbound links to the other nodes over TCP.
+//! Outbound links to the other nodes over TCP, inside mutual TLS.
 //!
-//! Each node sends its messages to a peer over one connection it opens itself, and receives the
-//! peer's messages on a connection the peer opened (accepted by the listener like any client).
-//! Frames name their sender, so no handshake is needed. A link connects when there is a message
-//! to send (so the first frame follows the connect at once, and an idle cluster holds no idle
-//! connections the listener would time out), and reconnects with exponential backoff; during
-//! the backoff, messages to that peer are dropped. That is safe: the protocol retransmits every
+//! Each node sends its messages to a peer over one connection it opens itself to the peer's
+//! peer port, and receives the peer's messages on a connection the peer opened. TLS proves both
+//! ends are members (see [`crate::security::tls`]): the peer that accepts learns who connected,
+//! and the node that connects checks it reached the member it dialled. A link connects when
+//! there is a message to send (so the first frame follows the connect at once, and an idle
+//! cluster holds no idle connections the listener would time out), and reconnects with
+//! exponential backoff; during the backoff, messages to that peer are dropped. That is safe: the protocol retransmits every
 //! message on timers until it is answered, exactly as over lossy UDP.
 
-use crate::connection::{Connection, OutputFull};
+use crate::connection::{Connection, OutputFull, Role};
 use dkv_core::{NodeId, Time};
 use mio::net::TcpStream;
 use std::net::SocketAddr;
@@ -80,6 +81,7 @@ impl PeerLink {
     pub(crate) fn start_connect(
         &mut self,
         now: Time,
+        tls: rustls::Connection,
         serial: u64,
         frame_bytes_max: u32,
         output_bytes_max: usize,
@@ -87,7 +89,9 @@ impl PeerLink {
         match TcpStream::connect(self.addr) {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let connection = Connection::new(stream, self.addr, serial, now, frame_bytes_max, output_bytes_max);
+                let (addr, role) = (self.addr, Role::Link);
+                let connection =
+                    Connection::new(stream, addr, role, Some(tls), serial, now, frame_bytes_max, output_bytes_max);
                 self.state = LinkState::Connecting { connection, since: now };
                 true
             }

@@ -26,6 +26,12 @@ pub struct ServerStats {
     pub records_synced: AtomicU64,
     /// Reply routes held now.
     pub reply_routes: AtomicU64,
+    /// Peer frames refused: sent to the client port, from a connection or datagram that did
+    /// not prove it is the member it names, for another cluster, or replayed.
+    pub peer_frames_refused: AtomicU64,
+    /// Connections to the peer port closed because they did not prove they are a member (a
+    /// failed handshake, a certificate naming no member), or to make room for one that might.
+    pub peer_connections_refused: AtomicU64,
     /// Messages to peers dropped because a link was down or its output buffer full, or a
     /// datagram could not be sent.
     pub peer_messages_dropped: AtomicU64,

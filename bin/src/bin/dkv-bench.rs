@@ -6,6 +6,7 @@
 use clap::{Parser, ValueEnum};
 use dkv::{LogLevel, init_logging};
 use dkv_core::{NodeId, Outcome, WriteOp};
+use dkv_net::security::credentials::{NodeCredentials, init_cluster};
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerHandle, Transport};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -441,7 +442,8 @@ impl Report {
 }
 
 /// An in-process cluster on loopback, each node on its own thread with its own temporary data
-/// dir (deleted when the cluster is dropped), exactly as `dkv-server demo` runs one.
+/// dir (deleted when the cluster is dropped), exactly as `dkv-server demo` runs one: peers on
+/// their own ports, over mutual TLS with credentials made for the run.
 struct LocalCluster {
     addrs: Vec<SocketAddr>,
     handles: Vec<ServerHandle>,
@@ -452,13 +454,20 @@ struct LocalCluster {
 impl LocalCluster {
     fn start(n: u8) -> Result<LocalCluster, String> {
         let addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
+        let peer_addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
+        let credentials =
+            tempfile::Builder::new().prefix("dkv-bench-credentials-").tempdir().map_err(|e| e.to_string())?;
+        let ids: Vec<NodeId> = (0..n).map(NodeId).collect();
+        init_cluster(&credentials.path().join("c"), &ids).map_err(|e| e.to_string())?;
         let mut cluster = LocalCluster { addrs, handles: Vec::new(), threads: Vec::new(), _dirs: Vec::new() };
         for i in 0..n as usize {
             let dir = tempfile::Builder::new().prefix("dkv-bench-").tempdir().map_err(|e| e.to_string())?;
             let peers: BTreeMap<NodeId, SocketAddr> =
-                (0..n as usize).filter(|&j| j != i).map(|j| (NodeId(j as u8), cluster.addrs[j])).collect();
-            let config =
-                ServerConfig::new(NodeId(i as u8), cluster.addrs[i], peers, Transport::Both, dir.path().to_path_buf());
+                (0..n as usize).filter(|&j| j != i).map(|j| (NodeId(j as u8), peer_addrs[j])).collect();
+            let (id, addr, peer_addr) = (NodeId(i as u8), cluster.addrs[i], peer_addrs[i]);
+            let mut config = ServerConfig::new(id, addr, peer_addr, peers, Transport::Both, dir.path().to_path_buf());
+            let node_credentials = credentials.path().join(format!("c/node-{i}"));
+            config.credentials = Some(Arc::new(NodeCredentials::load(&node_credentials).map_err(|e| e.to_string())?));
             let server = Server::bind(config).map_err(|e| e.to_string())?;
             cluster.handles.push(server.handle());
             let thread = std::thread::Builder::new().name(format!("dkv-node-{i}"));
@@ -472,6 +481,7 @@ impl LocalCluster {
             cluster.threads.push(thread);
             cluster._dirs.push(dir);
         }
+        cluster._dirs.push(credentials);
         Ok(cluster)
     }
 

@@ -1,33 +1,41 @@
-//! dkv-server: one node of a dkv cluster, or (`dkv-server demo`) a whole 3-node cluster on
-//! loopback in one process.
+//! dkv-server: one node of a dkv cluster, `dkv-server init` to make a cluster's credentials, or
+//! (`dkv-server demo`) a whole 3-node cluster on loopback in one process.
 
 use clap::{Args, Parser, Subcommand};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
+use dkv_net::security::credentials::{NodeCredentials, init_cluster};
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 const EXAMPLES: &str = "\
 Examples:
-  # Try it: a 3-node cluster on 127.0.0.1:9099-9101, data in ./dkv-demo-data
+  # Try it: a 3-node cluster on 127.0.0.1:9099-9101, data and credentials in ./dkv-demo-data
   dkv-server demo
 
-  # A 3-node cluster on three machines (run one line on each; list the OTHER nodes in --peers):
-  dkv-server --id 0 -s 10.0.0.1 -p 9099 --peers 1=10.0.0.2:9099,2=10.0.0.3:9099 --data-dir /var/lib/dkv
-  dkv-server --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:9099,2=10.0.0.3:9099 --data-dir /var/lib/dkv
-  dkv-server --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:9099,1=10.0.0.2:9099 --data-dir /var/lib/dkv
+  # A 3-node cluster on three machines. First make its credentials, once, anywhere:
+  dkv-server init creds --ids 0,1,2
+  # copy creds/node-N to machine N (keep creds/ca.key offline), then run one line on each,
+  # listing the OTHER nodes' peer addresses (their -p plus 1000 unless --peer-port says else):
+  dkv-server --id 0 -s 10.0.0.1 -p 9099 --peers 1=10.0.0.2:10099,2=10.0.0.3:10099 --credentials creds/node-0 --data-dir /var/lib/dkv
+  dkv-server --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:10099,2=10.0.0.3:10099 --credentials creds/node-1 --data-dir /var/lib/dkv
+  dkv-server --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:10099,1=10.0.0.2:10099 --credentials creds/node-2 --data-dir /var/lib/dkv
 
   # The same on one machine, three ports, UDP only (the original project's -u mode), debug logs:
-  dkv-server --id 0 -p 9099 --peers 1=127.0.0.1:9100,2=127.0.0.1:9101 -u -l debug --data-dir d0
+  dkv-server --id 0 -p 9099 --peers 1=127.0.0.1:10100,2=127.0.0.1:10101 -u -l debug --credentials creds/node-0 --data-dir d0
 
-Every node of a cluster must be started with the same set of ids. Writes need every node
-running; reads need only the node asked. Stop a node with Ctrl-C or SIGTERM; kill -9 is safe
-too (acknowledged writes are on disk).";
+Every node of a cluster must be started with the same set of ids. Peers talk on their own port
+and prove they are members with the credentials `init` made (mutual TLS, or sealed datagrams
+in -u mode); clients use -p. Writes need every node running; reads need only the node asked.
+Stop a node with Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
+
+/// How far above the client port the peer port is, unless --peer-port says otherwise.
+const PEER_PORT_OFFSET: u16 = 1000;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +54,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a new cluster's credentials in a new folder DIR: a CA (DIR/ca.crt, and DIR/ca.key to
+    /// keep offline), a folder per node (DIR/node-N, for --credentials) and one for clients
+    /// (DIR/client). Secrets are written readable by their owner only.
+    #[command(
+        after_help = "Example:\n  dkv-server init creds --ids 0,1,2   # then give node N: --credentials creds/node-N"
+    )]
+    Init(InitArgs),
     /// Start a working 3-node cluster on loopback in this one process, and print how to use it.
     #[command(
         after_help = "Examples:\n  dkv-server demo                      # nodes on 127.0.0.1:9099-9101, data in ./dkv-demo-data\n  dkv-server demo -p 9200 -t --data-dir /tmp/dkv-demo   # TCP only, other ports and folder"
@@ -58,9 +73,16 @@ struct NodeArgs {
     /// Address to listen on, for clients and peers (an IP or a host name).
     #[arg(short = 's', long = "host", default_value = "127.0.0.1")]
     host: String,
-    /// Port to listen on (TCP and UDP, for clients and peers).
+    /// Port clients use (TCP and UDP).
     #[arg(short = 'p', long, default_value_t = 9099)]
     port: u16,
+    /// Port peers use (TCP with mutual TLS; UDP in -u mode). Default: -p plus 1000.
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// This node's credentials folder, made by `dkv-server init` (DIR/node-N). Needed as soon
+    /// as the node has peers: they talk only to members that prove who they are.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
     /// TCP only: serve clients over TCP, talk to peers over TCP. Default: clients over TCP and
     /// UDP, peers over TCP.
     #[arg(short = 't', long, conflicts_with = "udp")]
@@ -76,8 +98,9 @@ struct NodeArgs {
     /// This node's id, 0 to 63, unique in the cluster.
     #[arg(long, default_value_t = 0)]
     id: u8,
-    /// The OTHER nodes of the cluster, as ID=HOST:PORT, comma-separated (or the flag repeated),
-    /// e.g. --peers 1=10.0.0.2:9099,2=10.0.0.3:9099. None: a one-node cluster.
+    /// The OTHER nodes of the cluster and their PEER ports, as ID=HOST:PORT, comma-separated
+    /// (or the flag repeated), e.g. --peers 1=10.0.0.2:10099,2=10.0.0.3:10099. None: a one-node
+    /// cluster.
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     peers: Vec<(NodeId, String)>,
     /// Where this node keeps its log (created if missing; locked while the server runs).
@@ -87,11 +110,21 @@ struct NodeArgs {
 }
 
 #[derive(Args)]
+struct InitArgs {
+    /// The folder to create (it must not exist).
+    dir: PathBuf,
+    /// The cluster's node ids, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0u8, 1, 2])]
+    ids: Vec<u8>,
+}
+
+#[derive(Args)]
 struct DemoArgs {
-    /// Port of the first node; the others take the next two.
+    /// Port of the first node; the others take the next two (peers use these plus 1000).
     #[arg(short = 'p', long, default_value_t = 9099)]
     port: u16,
-    /// Folder for the three nodes' logs; data survives a restart of the demo.
+    /// Folder for the three nodes' logs and the demo cluster's credentials; data survives a
+    /// restart of the demo.
     #[arg(long, default_value = "dkv-demo-data")]
     data_dir: PathBuf,
     /// TCP only (see the node flags).
@@ -123,6 +156,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Demo(args)) => run_demo(args),
+        Some(Command::Init(args)) => run_init(args),
         None => run_node(cli.node),
     };
     match result {
@@ -134,9 +168,36 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_init(args: InitArgs) -> Result<(), String> {
+    let ids: Vec<NodeId> = args.ids.iter().map(|&id| NodeId(id)).collect();
+    let cluster = init_cluster(&args.dir, &ids).map_err(|e| e.to_string())?;
+    let dir = args.dir.display();
+    println!(
+        "cluster {cluster}: credentials in {dir}\n  \
+           give node N: --credentials {dir}/node-N   (copy only that folder to its machine)\n  \
+           keep {dir}/ca.key offline: it can make new members"
+    );
+    Ok(())
+}
+
+/// The peer port: --peer-port, or the client port plus [`PEER_PORT_OFFSET`].
+fn peer_port(port: u16, peer_port: Option<u16>) -> Result<u16, String> {
+    match peer_port {
+        Some(p) => Ok(p),
+        None => port.checked_add(PEER_PORT_OFFSET).ok_or_else(|| {
+            format!("port {port} leaves no room for the peer port {PEER_PORT_OFFSET} above it; give --peer-port")
+        }),
+    }
+}
+
+fn load_credentials(dir: &Path, id: NodeId) -> Result<Arc<NodeCredentials>, String> {
+    NodeCredentials::load_for(dir, id).map(Arc::new).map_err(|e| e.to_string())
+}
+
 fn run_node(args: NodeArgs) -> Result<(), String> {
     init_logging(args.log);
     let listen = resolve(&format!("{}:{}", args.host, args.port))?;
+    let peer_listen = resolve(&format!("{}:{}", args.host, peer_port(args.port, args.peer_port)?))?;
     let mut peers = BTreeMap::new();
     for (id, addr) in &args.peers {
         if peers.insert(*id, resolve(addr)?).is_some() {
@@ -144,7 +205,11 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
         }
     }
     let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("dkv-data").join(format!("node-{}", args.id)));
-    let config = ServerConfig::new(NodeId(args.id), listen, peers, transport(args.tcp, args.udp), data_dir);
+    let mut config =
+        ServerConfig::new(NodeId(args.id), listen, peer_listen, peers, transport(args.tcp, args.udp), data_dir);
+    if let Some(dir) = &args.credentials {
+        config.credentials = Some(load_credentials(dir, config.id)?);
+    }
     if config.transport == Transport::Udp {
         tracing::info!(
             value_bytes_max = udp_limits().value_bytes_max,
@@ -163,12 +228,20 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     let ports: Vec<u16> = (0..3u16)
         .map(|i| args.port.checked_add(i).ok_or_else(|| format!("port {} leaves no room for 3 nodes", args.port)))
         .collect::<Result<_, _>>()?;
-    let addrs: Vec<SocketAddr> = ports.iter().map(|&port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let peer_ports = ports.iter().map(|&port| peer_port(port, None)).collect::<Result<Vec<_>, _>>()?;
+    // The demo's own cluster: credentials made on its first start, kept with its data.
+    let credentials = args.data_dir.join("credentials");
+    if !credentials.exists() {
+        init_cluster(&credentials, &[NodeId(0), NodeId(1), NodeId(2)]).map_err(|e| e.to_string())?;
+    }
     let mut servers = Vec::new();
     for i in 0..3 {
-        let peers = (0..3).filter(|&j| j != i).map(|j| (NodeId(j as u8), addrs[j])).collect();
+        let peers = (0..3).filter(|&j| j != i).map(|j| (NodeId(j as u8), loopback(peer_ports[j]))).collect();
         let dir = args.data_dir.join(format!("node-{i}"));
-        let config = ServerConfig::new(NodeId(i as u8), addrs[i], peers, transport, dir);
+        let id = NodeId(i as u8);
+        let mut config = ServerConfig::new(id, loopback(ports[i]), loopback(peer_ports[i]), peers, transport, dir);
+        config.credentials = Some(load_credentials(&credentials.join(format!("node-{i}")), id)?);
         servers.push(Server::bind(config).map_err(|e| e.to_string())?);
     }
     let mode = match transport {

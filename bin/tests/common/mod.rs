@@ -39,19 +39,28 @@ impl Mode {
 
 pub struct ProcessCluster {
     pub mode: Mode,
+    /// Client ports.
     pub ports: Vec<u16>,
+    pub peer_ports: Vec<u16>,
     pub processes: Vec<Option<Child>>,
     root: tempfile::TempDir,
 }
 
 impl ProcessCluster {
     pub fn start(mode: Mode) -> ProcessCluster {
-        let mut cluster = ProcessCluster {
-            mode,
-            ports: free_ports(3),
-            processes: (0..3).map(|_| None).collect(),
-            root: tempfile::tempdir().unwrap(),
-        };
+        let mut ports = free_ports(6);
+        let peer_ports = ports.split_off(3);
+        let root = tempfile::tempdir().unwrap();
+        // The cluster's credentials, made the way an operator makes them.
+        let status = Command::new(SERVER)
+            .arg("init")
+            .arg(root.path().join("credentials"))
+            .args(["--ids", "0,1,2"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("dkv-server init runs");
+        assert!(status.success(), "dkv-server init failed");
+        let mut cluster = ProcessCluster { mode, ports, peer_ports, processes: (0..3).map(|_| None).collect(), root };
         for i in 0..3 {
             cluster.start_node(i);
         }
@@ -72,11 +81,14 @@ impl ProcessCluster {
     pub fn start_node(&mut self, i: usize) {
         assert!(self.processes[i].is_none(), "node {i} is running");
         let peers: Vec<String> =
-            (0..3).filter(|&j| j != i).map(|j| format!("{j}=127.0.0.1:{}", self.ports[j])).collect();
+            (0..3).filter(|&j| j != i).map(|j| format!("{j}=127.0.0.1:{}", self.peer_ports[j])).collect();
         let child = Command::new(SERVER)
             .args(["--id", &i.to_string(), "-s", "127.0.0.1", "-p", &self.ports[i].to_string()])
+            .args(["--peer-port", &self.peer_ports[i].to_string()])
             .args(["--peers", &peers.join(","), self.mode.flag(), "-l", "error", "--data-dir"])
             .arg(self.data_dir(i))
+            .arg("--credentials")
+            .arg(self.root.path().join(format!("credentials/node-{i}")))
             .stdout(Stdio::null())
             .spawn()
             .expect("dkv-server starts");

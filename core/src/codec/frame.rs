@@ -1,14 +1,15 @@
 //! Network frames: an 8-byte header (magic `dkv`, version, payload length as u32 LE) followed
 //! by a postcard payload. The same frames travel over TCP streams and UDP datagrams.
 
-use crate::ids::NodeId;
+use crate::ids::{ClusterId, NodeId};
 use crate::message::Message;
 use crate::operation::{Reply, Request};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 3] = *b"dkv";
-/// Version 2: a failed op is `Outcome::Failed` with a typed reason (version 1 called it an abort).
+/// Version 2: a failed op is `Outcome::Failed` with a typed reason (version 1 called it an
+/// abort), and peer frames carry their cluster.
 pub const VERSION: u8 = 2;
 pub const HEADER_BYTES: usize = 8;
 
@@ -19,8 +20,9 @@ pub enum Frame {
     Request(Request),
     /// Node -> client.
     Reply(Reply),
-    /// Node -> node; `from` names the sender so UDP datagrams and TCP links need no handshake.
-    Peer { from: NodeId, message: Message },
+    /// Node -> node, only over an authenticated peer link or a sealed peer datagram: `cluster`
+    /// and `from` must match what the link or seal proved, or the frame is refused.
+    Peer { cluster: ClusterId, from: NodeId, message: Message },
     /// Node -> client when the client's bytes could not be understood as a request.
     Error(FrameError),
 }

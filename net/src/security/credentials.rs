@@ -93,6 +93,19 @@ pub struct NodeCredentials {
     pub cluster_key: [u8; CLUSTER_KEY_BYTES],
 }
 
+/// Shows who the credentials are for, never the keys: whatever prints a configuration must not
+/// print a secret.
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("cluster", &self.cluster)
+            .field("node", &self.node)
+            .field("key", &"(secret)")
+            .field("cluster_key", &"(secret)")
+            .finish_non_exhaustive()
+    }
+}
+
 impl NodeCredentials {
     /// Loads the credentials `init_cluster` wrote for one member into `dir` (DIR/node-N).
     pub fn load(dir: &Path) -> Result<NodeCredentials, CredentialsError> {
@@ -297,6 +310,8 @@ mod tests {
             Err(CredentialsError::WrongNode { .. })
         ));
         assert!(matches!(init_cluster(&path, &[NodeId(0)]), Err(CredentialsError::Exists { .. })));
+        let shown = format!("{n0:?}");
+        assert!(shown.contains("(secret)") && !shown.contains(&hex(&n0.cluster_key)), "{shown}");
     }
 
     /// Secrets are written 0600, and a secret others may read is refused with advice.

@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 use dkv_core::NodeId;
+use dkv_net::security::credentials::{NodeCredentials, init_cluster};
 use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -16,7 +18,12 @@ use std::time::Duration;
 type RunningServer = (ServerHandle, JoinHandle<Result<(), ServerError>>);
 
 pub struct TestCluster {
+    /// Client addresses.
     pub addrs: Vec<SocketAddr>,
+    /// Peer addresses.
+    pub peer_addrs: Vec<SocketAddr>,
+    /// Where `dkv-server init` would have put the cluster's credentials.
+    pub credentials: PathBuf,
     pub transport: Transport,
     pub dirs: Vec<PathBuf>,
     handles: Vec<Option<RunningServer>>,
@@ -31,11 +38,15 @@ impl TestCluster {
 
     pub fn start_with(nodes: usize, transport: Transport, tweak: fn(&mut ServerConfig)) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
-        let addrs: Vec<SocketAddr> =
-            free_ports(nodes).into_iter().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
+        let mut addrs: Vec<SocketAddr> =
+            free_ports(2 * nodes).into_iter().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
+        let peer_addrs = addrs.split_off(nodes);
         let dirs = (0..nodes).map(|i| root.path().join(format!("node-{i}"))).collect();
-        let mut cluster =
-            TestCluster { addrs, transport, dirs, handles: (0..nodes).map(|_| None).collect(), tweak, _root: root };
+        let credentials = root.path().join("credentials");
+        let ids: Vec<NodeId> = (0..nodes).map(|i| NodeId(i as u8)).collect();
+        init_cluster(&credentials, &ids).expect("credentials are made");
+        let handles = (0..nodes).map(|_| None).collect();
+        let mut cluster = TestCluster { addrs, peer_addrs, credentials, transport, dirs, handles, tweak, _root: root };
         for i in 0..nodes {
             cluster.start_node(i);
         }
@@ -44,8 +55,11 @@ impl TestCluster {
 
     pub fn config(&self, i: usize) -> ServerConfig {
         let peers: BTreeMap<NodeId, SocketAddr> =
-            (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.addrs[j])).collect();
-        let mut config = ServerConfig::new(NodeId(i as u8), self.addrs[i], peers, self.transport, self.dirs[i].clone());
+            (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.peer_addrs[j])).collect();
+        let (id, addr, peer_addr, dir) = (NodeId(i as u8), self.addrs[i], self.peer_addrs[i], self.dirs[i].clone());
+        let mut config = ServerConfig::new(id, addr, peer_addr, peers, self.transport, dir);
+        let credentials = NodeCredentials::load(&self.credentials.join(format!("node-{i}"))).expect("credentials load");
+        config.credentials = Some(Arc::new(credentials));
         (self.tweak)(&mut config);
         config
     }

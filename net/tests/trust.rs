@@ -1,0 +1,196 @@
+//! Attacks on the trust boundary, from a process on the same host: forged peer frames on the
+//! client port (TCP and UDP), plaintext and foreign-cluster connections to the peer port, a
+//! member's link naming another sender, and forged, foreign and replayed peer datagrams in UDP
+//! mode. Each must change nothing anywhere, be counted, and leave real clients served.
+
+mod common;
+
+use common::TestCluster;
+use dkv_core::codec::frame::{self, Frame};
+use dkv_core::{ClientId, ClusterId, Decision, Message, NodeId, NodeSet, Outcome, RequestId, TxnId, WriteOp};
+use dkv_net::security::credentials::{NodeCredentials, init_cluster};
+use dkv_net::security::datagrams::PeerDatagrams;
+use dkv_net::security::tls::PeerTls;
+use dkv_net::{ClientTransport, ServerStats, Transport};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const FORGED_KEY: &[u8] = b"forged";
+
+/// A forged transaction "coordinated" by node 1: PREPARE, then COMMIT.
+fn forged_messages(number: u64) -> [Message; 2] {
+    let txn = TxnId { coordinator: NodeId(1), incarnation: 1 << 40, number };
+    let ops = vec![WriteOp::Put { key: FORGED_KEY.to_vec(), value: b"evil".to_vec() }].into();
+    let request = RequestId { client: ClientId(0xbad), seq: number };
+    [
+        Message::Prepare { txn, request, ops, participants: NodeSet::first(3) },
+        Message::Decision { txn, decision: Decision::Commit },
+    ]
+}
+
+fn forged_frames(cluster: ClusterId, from: NodeId, number: u64) -> Vec<Vec<u8>> {
+    forged_messages(number)
+        .into_iter()
+        .map(|message| frame::encode_to_vec(&Frame::Peer { cluster, from, message }))
+        .collect()
+}
+
+fn cluster_id(cluster: &TestCluster) -> ClusterId {
+    NodeCredentials::load(&cluster.credentials.join("node-0")).unwrap().cluster
+}
+
+/// Waits (bounded) until `counter` of node `i` reaches `at_least`.
+fn wait_for(cluster: &TestCluster, i: usize, counter: fn(&ServerStats) -> &AtomicU64, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ServerStats::get(counter(cluster.handle(i).stats())) < at_least {
+        assert!(Instant::now() < deadline, "node {i}'s counter stayed below {at_least}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Nothing of the forgery is anywhere, and a real write still commits and reads back.
+fn nothing_applied_and_still_served(cluster: &TestCluster, transport: ClientTransport) {
+    for i in 0..cluster.addrs.len() {
+        let mut client = cluster.client(i, transport);
+        assert_eq!(client.get(FORGED_KEY).unwrap(), Outcome::NotFound, "node {i} applied a forged write");
+    }
+    let mut client = cluster.client(0, transport);
+    assert_eq!(client.put("real", "write").unwrap(), Outcome::Committed);
+    for i in 0..cluster.addrs.len() {
+        assert_eq!(cluster.client(i, transport).get("real").unwrap(), Outcome::Value(b"write".to_vec()));
+    }
+}
+
+/// A client connection (TCP) or datagram (UDP) that sends peer frames, naming a real member
+/// and the real cluster, is refused: counted, nothing applied, and the TCP one is told why.
+#[test]
+fn peer_frames_on_the_client_port_change_nothing() {
+    let cluster = TestCluster::start(3, Transport::Both);
+    let id = cluster_id(&cluster);
+    let mut stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+    for bytes in forged_frames(id, NodeId(1), 1) {
+        stream.write_all(&bytes).unwrap();
+    }
+    wait_for(&cluster, 0, |s| &s.peer_frames_refused, 1);
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = vec![0u8; 4096];
+    let n = stream.read(&mut reply).unwrap();
+    match frame::decode_stream(&reply[..n], u32::MAX) {
+        Ok(Some((Frame::Error(error), _))) => assert!(error.to_string().contains("peer port"), "{error}"),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for bytes in forged_frames(id, NodeId(1), 2) {
+        udp.send_to(&bytes, cluster.addrs[2]).unwrap();
+    }
+    wait_for(&cluster, 2, |s| &s.peer_frames_refused, 2);
+    nothing_applied_and_still_served(&cluster, ClientTransport::Tcp);
+    nothing_applied_and_still_served(&cluster, ClientTransport::Udp);
+}
+
+/// The peer port takes nothing in plaintext, nor from a node of another cluster (its
+/// certificate was not issued by this cluster's CA): both are refused before any frame is read.
+#[test]
+fn the_peer_port_refuses_plaintext_and_strangers() {
+    let cluster = TestCluster::start(3, Transport::Tcp);
+    let id = cluster_id(&cluster);
+    let mut plain = TcpStream::connect(cluster.peer_addrs[0]).unwrap();
+    for bytes in forged_frames(id, NodeId(1), 1) {
+        plain.write_all(&bytes).unwrap();
+    }
+    wait_for(&cluster, 0, |s| &s.peer_connections_refused, 1);
+
+    let other = tempfile::tempdir().unwrap();
+    init_cluster(&other.path().join("c"), &[NodeId(0), NodeId(1), NodeId(2)]).unwrap();
+    let stranger = PeerTls::new(&NodeCredentials::load(&other.path().join("c/node-1")).unwrap()).unwrap();
+    let result = tls_send(cluster.peer_addrs[0], stranger.connect(NodeId(0)), &forged_frames(id, NodeId(1), 2));
+    assert!(result.is_err(), "a node of another cluster completed a handshake");
+    wait_for(&cluster, 0, |s| &s.peer_connections_refused, 2);
+    assert_eq!(ServerStats::get(&cluster.handle(0).stats().peer_frames_refused), 0, "no frame got that far");
+    nothing_applied_and_still_served(&cluster, ClientTransport::Tcp);
+}
+
+/// A member's authenticated link may speak only for that member, and only for this cluster.
+#[test]
+fn a_member_link_cannot_speak_for_another_member_or_cluster() {
+    let cluster = TestCluster::start(3, Transport::Tcp);
+    let id = cluster_id(&cluster);
+    let member = PeerTls::new(&NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap()).unwrap();
+    let mut frames = forged_frames(id, NodeId(2), 1);
+    frames.extend(forged_frames(ClusterId(id.0 ^ 1), NodeId(1), 2));
+    tls_send(cluster.peer_addrs[0], member.connect(NodeId(0)), &frames).expect("a member's handshake succeeds");
+    wait_for(&cluster, 0, |s| &s.peer_frames_refused, 4);
+    nothing_applied_and_still_served(&cluster, ClientTransport::Tcp);
+}
+
+/// In UDP mode, peer datagrams that are not sealed with the cluster key, are sealed for another
+/// cluster, or replay a datagram already taken, are refused; the replayed one was the only one
+/// that could have been believed, and it was believed once.
+#[test]
+fn forged_foreign_and_replayed_peer_datagrams_are_refused() {
+    let cluster = TestCluster::start(3, Transport::Udp);
+    let credentials = NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = cluster.peer_addrs[0];
+    let now_ms = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+
+    // Plain peer frames, and ones sealed with a wrong key or for another cluster.
+    let plain = forged_frames(credentials.cluster, NodeId(1), 1);
+    let mut wrong_key = PeerDatagrams::new(&[9; 32], credentials.cluster, NodeId(1), NodeSet::first(3), 1);
+    let mut other_cluster = PeerDatagrams::new(
+        &credentials.cluster_key,
+        ClusterId(credentials.cluster.0 ^ 1),
+        NodeId(1),
+        NodeSet::first(3),
+        1,
+    );
+    let mut sent = 0;
+    for bytes in &plain {
+        for sealer in [None, Some(&mut wrong_key), Some(&mut other_cluster)] {
+            let datagram = match sealer {
+                None => bytes.clone(),
+                Some(sealer) => {
+                    let mut out = Vec::new();
+                    sealer.seal(now_ms(), bytes, &mut out);
+                    out
+                }
+            };
+            udp.send_to(&datagram, target).unwrap();
+            sent += 1;
+        }
+    }
+    wait_for(&cluster, 0, |s| &s.peer_frames_refused, sent);
+
+    // An insider's properly sealed query, sent twice: the second is a replay.
+    let mut insider =
+        PeerDatagrams::new(&credentials.cluster_key, credentials.cluster, NodeId(1), NodeSet::first(3), 7);
+    let query = Message::Query { txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 1 } };
+    let encoded = frame::encode_to_vec(&Frame::Peer { cluster: credentials.cluster, from: NodeId(1), message: query });
+    let mut sealed = Vec::new();
+    insider.seal(now_ms(), &encoded, &mut sealed);
+    udp.send_to(&sealed, target).unwrap();
+    udp.send_to(&sealed, target).unwrap();
+    wait_for(&cluster, 0, |s| &s.peer_frames_refused, sent + 1);
+    nothing_applied_and_still_served(&cluster, ClientTransport::Udp);
+}
+
+/// Opens a TLS connection to `addr` with `session`, sends `frames` and closes; `Err` if the
+/// handshake fails.
+fn tls_send(addr: SocketAddr, mut session: rustls::Connection, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    while session.is_handshaking() {
+        session.complete_io(&mut stream)?;
+    }
+    for bytes in frames {
+        session.writer().write_all(bytes)?;
+    }
+    while session.wants_write() {
+        session.write_tls(&mut stream)?;
+    }
+    session.send_close_notify();
+    let _ = session.complete_io(&mut stream);
+    Ok(())
+}
