@@ -252,6 +252,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     let ports_list = ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
     println!(
         "dkv demo: 3 nodes on 127.0.0.1 ports {ports_list} ({}), data in {}\n\
+         (peers on ports {peer_list}, {peer_security}; the cluster's credentials are in {}/credentials)\n\
          \n\
          In another terminal, try:\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} put hello world\n  \
@@ -268,6 +269,9 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         },
         args.data_dir.display(),
         args.data_dir.display(),
+        args.data_dir.display(),
+        peer_list = peer_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        peer_security = if transport == Transport::Udp { "sealed UDP datagrams" } else { "mutual TLS" },
         p0 = ports[0],
         p1 = ports[1],
         p2 = ports[2],
