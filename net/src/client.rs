@@ -95,6 +95,10 @@ pub struct Client {
     frame_bytes_max: u32,
     /// Where socket reads land, kept across requests so a request allocates no read buffer.
     receive_buffer: Vec<u8>,
+    /// The size UDP reads are padded to: a node answers an unauthenticated datagram with at
+    /// most 3 times its bytes, so once a value came back too large for its read, later reads
+    /// are padded from the start rather than asked twice.
+    udp_read_bytes: usize,
 }
 
 struct TcpLink {
@@ -118,6 +122,7 @@ impl Client {
             udp: None,
             frame_bytes_max: Limits::default().frame_bytes_max(),
             receive_buffer: vec![0u8; RECEIVE_BUFFER_BYTES],
+            udp_read_bytes: 0,
         })
     }
 
@@ -150,7 +155,11 @@ impl Client {
     pub fn execute(&mut self, operation: Operation) -> Result<Outcome, ClientError> {
         self.next_seq += 1;
         let id = RequestId { client: self.id, seq: self.next_seq };
-        let encoded = frame::encode_to_vec(&Frame::Request(Request { id, operation }));
+        let read = matches!(operation, Operation::Get { .. });
+        let mut encoded = frame::encode_to_vec(&Frame::Request(Request { id, operation }));
+        if read && self.config.transport == ClientTransport::Udp && encoded.len() < self.udp_read_bytes {
+            encoded.resize(self.udp_read_bytes, 0);
+        }
         if self.config.transport == ClientTransport::Udp && encoded.len() > DATAGRAM_BYTES_MAX {
             return Err(ClientError::TooLargeForDatagram { len: encoded.len(), max: DATAGRAM_BYTES_MAX });
         }
@@ -198,6 +207,20 @@ impl Client {
                             try_again_backoff = (try_again_backoff * 2).min(Duration::from_millis(500));
                         }
                         outcome => return Ok(outcome),
+                    }
+                }
+                Ok(Frame::Error(FrameError::ReplyTooLarge { len, request }))
+                    if self.config.transport == ClientTransport::Udp
+                        && (len as usize).div_ceil(3) > encoded.len()
+                        && (len as usize).div_ceil(3) <= DATAGRAM_BYTES_MAX =>
+                {
+                    // A node answers an unauthenticated datagram with at most 3 times its bytes
+                    // (its source could be forged): pad the request with zeros so the reply may
+                    // come, and ask again at once. Same request id: never applied twice.
+                    tracing::debug!(%addr, request = %id, reply = len, sent = request, "padding the request");
+                    encoded.resize((len as usize).div_ceil(3), 0);
+                    if read {
+                        self.udp_read_bytes = self.udp_read_bytes.max(encoded.len());
                     }
                 }
                 Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error }),

@@ -30,7 +30,7 @@ use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::RateLimit;
-use crate::routes::{ReplyRoutes, Route};
+use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
 use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams};
 use crate::security::tls::{PeerTls, TlsSetupError};
 use crate::stats::ServerStats;
@@ -531,11 +531,11 @@ impl Server {
                 Err(_) => continue,
             };
             match frame::decode_datagram(&buffer[..len], max) {
-                Ok(frame) => self.on_frame(now, frame, Sender::Client(Route::Udp(addr)))?,
+                Ok(frame) => self.on_frame(now, frame, Sender::Client(Route::Udp { addr, request_bytes: len }))?,
                 Err(error) => {
                     ServerStats::add(&self.stats.frames_rejected, 1);
                     tracing::debug!(%addr, %error, "bad datagram");
-                    self.send_udp_error(now, addr, error);
+                    self.send_udp_error(now, Route::Udp { addr, request_bytes: len }, error);
                 }
             }
         }
@@ -576,31 +576,43 @@ impl Server {
         Ok(())
     }
 
-    /// Answers a bad datagram with an error frame, within a rate limit: the source address of
-    /// a datagram can be forged, and this node must not become a flood's amplifier.
-    fn send_udp_error(&mut self, now: Time, addr: SocketAddr, error: FrameError) {
+    /// Answers a bad datagram with an error frame, within a rate limit and the amplification
+    /// limit: the source address of a datagram can be forged, and this node must not become a
+    /// flood's amplifier.
+    fn send_udp_error(&mut self, now: Time, to: Route, error: FrameError) {
         if self.udp_error_replies.allow(now) {
-            self.send_datagram(addr, &Frame::Error(error));
+            self.send_datagram(to, &Frame::Error(error));
         }
     }
 
-    /// Sends one frame as a datagram; a frame too large becomes an error telling the client to
-    /// use TCP. Returns false if nothing could be sent.
-    fn send_datagram(&mut self, addr: SocketAddr, frame_to_send: &Frame) -> bool {
-        let Some(udp) = &self.udp else { return false };
+    /// Sends one frame as a datagram to the sender of a request: no more than
+    /// [`AMPLIFICATION_MAX`] times the request's bytes (a larger reply becomes an error saying
+    /// to pad the request or use TCP, and an error that would still be too large is not sent),
+    /// and never more than one datagram holds (an error saying to use TCP).
+    fn send_datagram(&mut self, to: Route, frame_to_send: &Frame) {
+        let (Some(udp), Route::Udp { addr, request_bytes }) = (&self.udp, to) else { return };
+        let allowed = request_bytes.saturating_mul(AMPLIFICATION_MAX);
         self.encode_buffer.clear();
         frame::encode(frame_to_send, &mut self.encode_buffer);
-        if self.encode_buffer.len() > DATAGRAM_BYTES_MAX {
-            let error = FrameError::TooLargeForDatagram {
-                len: self.encode_buffer.len() as u64,
-                max: DATAGRAM_BYTES_MAX as u32,
-            };
+        let len = self.encode_buffer.len();
+        let error = if len > DATAGRAM_BYTES_MAX {
+            Some(FrameError::TooLargeForDatagram { len: len as u64, max: DATAGRAM_BYTES_MAX as u32 })
+        } else if len > allowed {
+            Some(FrameError::ReplyTooLarge { len: len as u64, request: request_bytes as u64 })
+        } else {
+            None
+        };
+        if let Some(error) = error {
             self.encode_buffer.clear();
             frame::encode(&Frame::Error(error), &mut self.encode_buffer);
+            if self.encode_buffer.len() > allowed {
+                ServerStats::add(&self.stats.udp_replies_withheld, 1);
+                return;
+            }
         }
         // UDP is lossy by nature: a full socket buffer drops the datagram, and the protocol's
         // (or the client's) retransmission makes up for it.
-        udp.send_to(&self.encode_buffer, addr).is_ok()
+        let _ = udp.send_to(&self.encode_buffer, addr);
     }
 
     // ---- Peer links ----
@@ -694,8 +706,8 @@ impl Server {
                 let reason = "a dkv server takes requests from clients and messages from peers, nothing else";
                 match sender {
                     Sender::Client(Route::Tcp { key, .. }) => self.fail_connection(now, key, reason),
-                    Sender::Client(Route::Udp(addr)) => {
-                        self.send_udp_error(now, addr, FrameError::Malformed { reason: reason.into() })
+                    Sender::Client(route @ Route::Udp { .. }) => {
+                        self.send_udp_error(now, route, FrameError::Malformed { reason: reason.into() })
                     }
                     Sender::Member(_) | Sender::Unproven => {}
                 }
@@ -770,9 +782,7 @@ impl Server {
     /// Sends a client its reply: at once as a datagram, or queued on its connection.
     fn send_reply(&mut self, route: Route, reply: Frame) {
         match route {
-            Route::Udp(addr) => {
-                self.send_datagram(addr, &reply);
-            }
+            Route::Udp { .. } => self.send_datagram(route, &reply),
             Route::Tcp { key, serial } => {
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);

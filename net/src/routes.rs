@@ -9,13 +9,19 @@ use dkv_core::ReplyTo;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+/// How many times the bytes of a datagram a node may send back to its unauthenticated sender
+/// (QUIC's anti-amplification limit), so that a forged source address cannot turn the node into
+/// a reflector that multiplies a flood.
+pub(crate) const AMPLIFICATION_MAX: usize = 3;
+
 /// Where a frame came from, and so where its reply (or an error) goes back to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     /// A TCP connection: its slab key and its serial (the slot may have been reused since).
     Tcp { key: usize, serial: u64 },
-    /// The source address of a datagram.
-    Udp(SocketAddr),
+    /// The source address of a datagram, and the datagram's size: no answer to it may be more
+    /// than [`AMPLIFICATION_MAX`] times as large, since the address may be forged.
+    Udp { addr: SocketAddr, request_bytes: usize },
 }
 
 /// The routes of the replies the node still owes, by the token it was given for each.

@@ -26,6 +26,9 @@ pub struct ServerStats {
     pub records_synced: AtomicU64,
     /// Reply routes held now.
     pub reply_routes: AtomicU64,
+    /// Answers to datagrams not sent because even an error saying why would have been more
+    /// than 3 times the datagram's size (the anti-amplification limit).
+    pub udp_replies_withheld: AtomicU64,
     /// Peer frames refused: sent to the client port, from a connection or datagram that did
     /// not prove it is the member it names, for another cluster, or replayed.
     pub peer_frames_refused: AtomicU64,

@@ -194,3 +194,54 @@ fn tls_send(addr: SocketAddr, mut session: rustls::Connection, frames: &[Vec<u8>
     let _ = session.complete_io(&mut stream);
     Ok(())
 }
+
+/// Sends `datagram` and waits (bounded) for one answer.
+fn ask(udp: &UdpSocket, datagram: &[u8]) -> Vec<u8> {
+    udp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buffer = vec![0u8; 65_536];
+    loop {
+        assert!(Instant::now() < deadline, "no answer to a datagram");
+        udp.send(datagram).unwrap();
+        if let Ok(n) = udp.recv(&mut buffer) {
+            return buffer[..n].to_vec();
+        }
+    }
+}
+
+/// A node never answers an unauthenticated datagram with more than 3 times its bytes: a
+/// 30-byte get of a 40 KB value gets a short error saying to pad or use TCP, a one-byte junk
+/// datagram gets nothing rather than a longer error; and the client library pads its request by
+/// itself, so a UDP get of that value still works.
+#[test]
+fn no_udp_answer_exceeds_three_times_its_request() {
+    let cluster = TestCluster::start(1, Transport::Both);
+    let value = vec![7u8; 40_000];
+    assert_eq!(cluster.client(0, ClientTransport::Tcp).put("big", value.clone()).unwrap(), Outcome::Committed);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.connect(cluster.addrs[0]).unwrap();
+
+    let id = RequestId { client: ClientId(77), seq: 1 };
+    let get = dkv_core::Request { id, operation: dkv_core::Operation::Get { key: b"big".to_vec() } };
+    let request = frame::encode_to_vec(&Frame::Request(get));
+    let answer = ask(&udp, &request);
+    assert!(answer.len() <= 3 * request.len(), "{} bytes answered {}", answer.len(), request.len());
+    match frame::decode_datagram(&answer, u32::MAX).unwrap() {
+        Frame::Error(error @ frame::FrameError::ReplyTooLarge { .. }) => {
+            assert!(error.to_string().contains("padded"), "{error}")
+        }
+        other => panic!("expected a reply-too-large error, got {other:?}"),
+    }
+    // Padded to a third of the reply, the same request gets its value.
+    let mut padded = request.clone();
+    padded.resize(value.len().div_ceil(3) + 64, 0);
+    match frame::decode_datagram(&ask(&udp, &padded), u32::MAX).unwrap() {
+        Frame::Reply(reply) => assert_eq!(reply.outcome, Outcome::Value(value.clone())),
+        other => panic!("expected the value, got {other:?}"),
+    }
+
+    udp.send(&[0xff]).unwrap();
+    wait_for(&cluster, 0, |s| &s.udp_replies_withheld, 1);
+
+    assert_eq!(cluster.client(0, ClientTransport::Udp).get("big").unwrap(), Outcome::Value(value));
+}

@@ -37,6 +37,12 @@ pub enum FrameError {
     TooLarge { len: u64, max: u32 },
     #[error("frame of {len} bytes does not fit one UDP datagram of at most {max} bytes; send it over TCP")]
     TooLargeForDatagram { len: u64, max: u32 },
+    #[error(
+        "the reply is {len} bytes, more than {} (3 times the {request}-byte request datagram), the most a node sends to an unauthenticated UDP sender, whose address could be forged; resend the request padded with zeros to at least {} bytes, or send it over TCP",
+        3 * request,
+        len.div_ceil(3)
+    )]
+    ReplyTooLarge { len: u64, request: u64 },
     #[error("frame is cut short: {missing} more bytes were expected")]
     Truncated { missing: u64 },
     #[error("frame payload is malformed: {reason}")]
@@ -93,15 +99,19 @@ pub fn decode_stream(bytes: &[u8], max: u32) -> Result<Option<(Frame, usize)>, F
     Ok(Some((decode_payload(&bytes[HEADER_BYTES..total])?, total)))
 }
 
-/// Decodes a datagram, which must hold exactly one whole frame.
+/// Decodes a datagram, which must hold exactly one whole frame, optionally followed by zeros:
+/// a client pads a request so that its reply may be larger (see [`FrameError::ReplyTooLarge`]).
 pub fn decode_datagram(bytes: &[u8], max: u32) -> Result<Frame, FrameError> {
     match payload_len(bytes, max)? {
         None => Err(FrameError::Truncated { missing: (HEADER_BYTES - bytes.len()) as u64 }),
         Some(len) if bytes.len() < HEADER_BYTES + len => {
             Err(FrameError::Truncated { missing: (HEADER_BYTES + len - bytes.len()) as u64 })
         }
-        Some(len) if bytes.len() > HEADER_BYTES + len => Err(FrameError::Malformed {
-            reason: format!("{} bytes follow the frame in the datagram", bytes.len() - HEADER_BYTES - len),
+        Some(len) if bytes[HEADER_BYTES + len..].iter().any(|&b| b != 0) => Err(FrameError::Malformed {
+            reason: format!(
+                "{} bytes that are not zero padding follow the frame in the datagram",
+                bytes.len() - HEADER_BYTES - len
+            ),
         }),
         Some(len) => decode_payload(&bytes[HEADER_BYTES..HEADER_BYTES + len]),
     }
