@@ -51,8 +51,14 @@ pub fn udp_limits() -> Limits {
 /// Per-connection limits and timeouts: what one client may cost the server at most.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Open client connections; more are refused (closed at once).
+    /// Open client connections. When all are taken, the client connection idle longest is
+    /// closed to make room for a new one.
     pub connections_max: usize,
+    /// Bytes all connections may hold in their buffers together (partial frames read, replies
+    /// not yet written). Past it, the connection holding the most that has not proven who it is
+    /// (a client, or an unauthenticated connection to the peer port) is dropped, until the
+    /// total is back under it. Authenticated peers are never dropped for it.
+    pub buffer_bytes_max: usize,
     /// Connections accepted on the peer port. When full, the longest-waiting one that has not
     /// yet proven it is a member is closed to make room; if all have, a new one is refused.
     /// Clients never take these slots.
@@ -77,6 +83,7 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             connections_max: 1024,
             peer_connections_max: 256,
+            buffer_bytes_max: 256 << 20,
             output_bytes_max: 32 << 20,
             first_frame_timeout: Duration::from_secs(10),
             partial_frame_timeout: Duration::from_secs(10),

@@ -398,6 +398,11 @@ impl Connection {
         self.opened_at
     }
 
+    /// When the last whole frame arrived, or the connection opened if none has.
+    pub(crate) fn last_active(&self) -> Time {
+        self.last_frame_at.unwrap_or(self.opened_at)
+    }
+
     pub(crate) fn output_pending(&self) -> usize {
         let tls_pending = self.tls.as_ref().is_some_and(|tls| tls.wants_write());
         self.output.len() - self.output_sent + usize::from(tls_pending)

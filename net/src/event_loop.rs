@@ -29,7 +29,7 @@ use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES, Role};
 use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{OccasionalLog, RateLimit};
 use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
 use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams};
 use crate::security::tls::{PeerTls, TlsSetupError};
@@ -168,6 +168,10 @@ pub struct Server {
     next_housekeeping: Time,
     /// Error replies to bad datagrams, whose source may be forged.
     udp_error_replies: RateLimit,
+    /// Warnings about full connection slots and the byte budget: once a second at most, with
+    /// how many were left unsaid, so a flood cannot flood the log too.
+    refusal_log: OccasionalLog,
+    eviction_log: OccasionalLog,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -227,6 +231,8 @@ impl Server {
             peer_udp_read_again: false,
             next_housekeeping: now,
             udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
+            refusal_log: OccasionalLog::default(),
+            eviction_log: OccasionalLog::default(),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -326,10 +332,8 @@ impl Server {
             }
             Token(t) => {
                 let key = t - CONNECTION_TOKEN_BASE;
-                if event.is_writable()
-                    && let Some(connection) = self.inbound.get_mut(key)
-                {
-                    connection.flush();
+                if event.is_writable() {
+                    self.inbound.with(key, Connection::flush);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read_connection(now, key, event.is_read_closed() || event.is_error())?;
@@ -396,13 +400,20 @@ impl Server {
         let limits = &self.config.connection;
         let max = if peer { limits.peer_connections_max } else { limits.connections_max };
         if self.inbound.count(peer) >= max {
-            match self.inbound.oldest_unproven_peer().filter(|_| peer) {
+            let (room, why) = if peer {
+                (self.inbound.oldest_unproven_peer(), "the peer port is full, and it had not proven it is a member")
+            } else {
+                (self.inbound.longest_idle_client(), "every client slot was taken, and it was idle longest")
+            };
+            if let Some(suppressed) = self.refusal_log.due(now) {
+                tracing::warn!(%addr, max, peer, suppressed, "too many connections; making room or refusing");
+            }
+            match room {
                 Some(key) => {
-                    ServerStats::add(&self.stats.peer_connections_refused, 1);
-                    self.drop_connection(key, "the peer port is full, and it has not proven it is a member");
+                    ServerStats::add(&self.stats.connections_evicted, 1);
+                    self.drop_connection(key, why);
                 }
                 None => {
-                    tracing::warn!(%addr, max, peer, "too many connections; refusing one");
                     let counter =
                         if peer { &self.stats.peer_connections_refused } else { &self.stats.connections_dropped };
                     ServerStats::add(counter, 1);
@@ -439,9 +450,12 @@ impl Server {
     /// Reads what an accepted connection has, up to its budget, and hands every whole frame
     /// to the node. `until_would_block` as for [`Connection::read`].
     fn read_connection(&mut self, now: Time, key: usize, until_would_block: bool) -> Result<(), ServerError> {
-        let Some(connection) = self.inbound.get_mut(key) else { return Ok(()) };
+        let Some(connection) = self.inbound.get(key) else { return Ok(()) };
         let serial = connection.serial;
-        let result = connection.read(now, &mut self.read_buffer, until_would_block);
+        let read_buffer = &mut self.read_buffer;
+        let Some(result) = self.inbound.with(key, |c| c.read(now, read_buffer, until_would_block)) else {
+            return Ok(());
+        };
         if result.more {
             self.inbound.read_again_next_turn(key);
         }
@@ -454,18 +468,39 @@ impl Server {
         }
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
-            if let Some(connection) = self.inbound.get_mut(key) {
+            if let Some(connection) = self.inbound.get(key) {
                 tracing::info!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
                 if result.closed {
                     self.close_connection(key, "closed mid-frame");
                 } else {
-                    connection.fail(now, error);
+                    self.inbound.with(key, |c| c.fail(now, error));
                 }
             }
         } else if result.closed {
             self.close_connection(key, "closed by the other side");
         }
+        self.keep_to_byte_budget(now);
         Ok(())
+    }
+
+    /// While the connections hold more than the byte budget, drops the one that holds most
+    /// among those that have not proven who they are: whoever fills the budget with partial
+    /// frames loses them first, and authenticated peers are never dropped for it.
+    fn keep_to_byte_budget(&mut self, now: Time) {
+        let budget = self.config.connection.buffer_bytes_max;
+        while self.inbound.buffered_bytes() > budget {
+            let Some((key, bytes)) = self.inbound.largest_unproven() else { return };
+            ServerStats::add(&self.stats.connections_evicted, 1);
+            if let Some(suppressed) = self.eviction_log.due(now) {
+                tracing::warn!(
+                    bytes,
+                    budget,
+                    suppressed,
+                    "connection buffers are over their byte budget; dropping the largest"
+                );
+            }
+            self.drop_connection(key, "its buffers were the largest when the byte budget ran out");
+        }
     }
 
     /// Who sends on the accepted connection at `key`. A connection to the peer port is its
@@ -475,7 +510,7 @@ impl Server {
         let PeerSecurity::Tls(tls) = &self.security else {
             return Some(Sender::Client(Route::Tcp { key, serial }));
         };
-        let connection = self.inbound.get_mut(key)?;
+        let connection = self.inbound.get(key)?;
         match connection.role {
             Role::Client => Some(Sender::Client(Route::Tcp { key, serial })),
             Role::Peer(Some(member)) => Some(Sender::Member(member)),
@@ -485,7 +520,7 @@ impl Server {
                 match tls.identify(certificate, self.peer_ids) {
                     Some(member) => {
                         tracing::debug!(addr = %connection.addr, peer = %member, "a peer proved who it is");
-                        connection.role = Role::Peer(Some(member));
+                        self.inbound.with(key, |c| c.role = Role::Peer(Some(member)));
                         Some(Sender::Member(member))
                     }
                     None => {
@@ -718,9 +753,7 @@ impl Server {
 
     /// Tells a client connection why it is closed, and closes it once that is written.
     fn fail_connection(&mut self, now: Time, key: usize, reason: &str) {
-        if let Some(connection) = self.inbound.get_mut(key) {
-            connection.fail(now, FrameError::Malformed { reason: reason.into() });
-        }
+        self.inbound.with(key, |c| c.fail(now, FrameError::Malformed { reason: reason.into() }));
     }
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
@@ -844,7 +877,7 @@ impl Server {
             }
         }
         ServerStats::set(&self.stats.connections_open, self.inbound.len() as u64);
-        ServerStats::set(&self.stats.connection_buffer_bytes, buffered);
+        ServerStats::set(&self.stats.connection_buffer_bytes, buffered as u64);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
     }
 }

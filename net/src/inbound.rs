@@ -11,6 +11,10 @@ use std::collections::BTreeSet;
 /// clients' on the client port, and the links peers opened to the peer port (see
 /// [`Connection::role`]).
 ///
+/// It keeps the total of the bytes all of them hold in their buffers, which only changes
+/// through its own methods ([`Self::with`] lends a connection out and counts what changed), so
+/// the event loop can hold every connection to one byte budget.
+///
 /// Besides the connections it keeps two lists for the event loop, each naming a connection at
 /// most once, and both bounded by the number of connections:
 /// - the connections with input left over after their read budget, to be read again next turn
@@ -19,6 +23,8 @@ use std::collections::BTreeSet;
 ///   writes everything a turn produced for one connection with one syscall.
 pub(crate) struct InboundConnections {
     connections: Slab<Connection>,
+    /// Bytes held in all connections' buffers (their capacity: what memory they take).
+    buffered: usize,
     read_again: BTreeSet<usize>,
     to_flush: Vec<usize>,
 }
@@ -31,7 +37,7 @@ pub(crate) struct ExpiredConnection {
 
 impl InboundConnections {
     pub(crate) fn new() -> InboundConnections {
-        InboundConnections { connections: Slab::new(), read_again: BTreeSet::new(), to_flush: Vec::new() }
+        InboundConnections { connections: Slab::new(), buffered: 0, read_again: BTreeSet::new(), to_flush: Vec::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -46,6 +52,7 @@ impl InboundConnections {
 
     /// Inserts a connection under [`Self::vacant_key`], and returns that key.
     pub(crate) fn insert(&mut self, connection: Connection) -> usize {
+        self.buffered += connection.buffered_bytes();
         self.connections.insert(connection)
     }
 
@@ -53,14 +60,47 @@ impl InboundConnections {
         self.connections.get(key)
     }
 
-    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Connection> {
-        self.connections.get_mut(key)
+    /// Runs `f` on the connection at `key`, if there is one, and counts what it changed in the
+    /// connection's buffers.
+    pub(crate) fn with<R>(&mut self, key: usize, f: impl FnOnce(&mut Connection) -> R) -> Option<R> {
+        let connection = self.connections.get_mut(key)?;
+        let before = connection.buffered_bytes();
+        let result = f(connection);
+        self.buffered = self.buffered - before + connection.buffered_bytes();
+        Some(result)
+    }
+
+    /// Bytes held in all connections' buffers.
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    /// The connection that holds the most bytes, among those that have not proven who they are
+    /// (clients, and peer-port connections not yet authenticated): the first to go when the
+    /// byte budget runs out.
+    pub(crate) fn largest_unproven(&self) -> Option<(usize, usize)> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| !matches!(c.role, Role::Peer(Some(_))))
+            .map(|(key, c)| (key, c.buffered_bytes()))
+            .max_by_key(|&(key, bytes)| (bytes, std::cmp::Reverse(key)))
+    }
+
+    /// The client connection that has been idle longest: the first to go when every client
+    /// slot is taken.
+    pub(crate) fn longest_idle_client(&self) -> Option<usize> {
+        self.connections
+            .iter()
+            .filter(|(_, c)| c.role == Role::Client)
+            .min_by_key(|(_, c)| (c.last_active(), c.serial))
+            .map(|(key, _)| key)
     }
 
     /// Removes a connection, which is then no longer read again. Its key may stay listed for
     /// the next flush: flushing a key reused by then only writes what its new connection holds.
     pub(crate) fn remove(&mut self, key: usize) -> Option<Connection> {
         let connection = self.connections.try_remove(key)?;
+        self.buffered -= connection.buffered_bytes();
         self.read_again.remove(&key);
         Some(connection)
     }
@@ -85,13 +125,17 @@ impl InboundConnections {
     /// with another serial) is dropped, as a lost datagram would be; the client's retry
     /// recovers. `Err` means the connection's output buffer overflowed: the caller drops it.
     pub(crate) fn queue(&mut self, key: usize, serial: u64, encoded: &[u8]) -> Result<(), OutputFull> {
-        let Some(connection) = self.connections.get_mut(key) else { return Ok(()) };
+        let Some(connection) = self.connections.get(key) else { return Ok(()) };
         if connection.serial != serial {
             return Ok(());
         }
-        connection.queue(encoded)?;
-        if !connection.flush_listed {
+        let listed = connection.flush_listed;
+        self.with(key, |connection| {
             connection.flush_listed = true;
+            connection.queue(encoded)
+        })
+        .expect("the connection is there")?;
+        if !listed {
             self.to_flush.push(key);
         }
         Ok(())
@@ -99,11 +143,11 @@ impl InboundConnections {
 
     /// Writes out what every listed connection has queued, one write syscall each.
     pub(crate) fn flush_queued(&mut self) {
-        for key in self.to_flush.drain(..) {
-            if let Some(connection) = self.connections.get_mut(key) {
+        for key in std::mem::take(&mut self.to_flush) {
+            self.with(key, |connection| {
                 connection.flush_listed = false;
                 connection.flush();
-            }
+            });
         }
     }
 
@@ -119,11 +163,6 @@ impl InboundConnections {
             .filter(|(_, c)| c.role == Role::Peer(None))
             .min_by_key(|(_, c)| (c.opened_at(), c.serial))
             .map(|(key, _)| key)
-    }
-
-    /// Bytes held in memory for all connections.
-    pub(crate) fn buffered_bytes(&self) -> u64 {
-        self.connections.iter().map(|(_, connection)| connection.buffered_bytes() as u64).sum()
     }
 
     /// The connections that should end at `now` under `limits`, and why.

@@ -1,4 +1,5 @@
-//! [`RateLimit`]: at most so many events per second, for replies the server sends unasked.
+//! [`RateLimit`]: at most so many events per second, for replies the server sends unasked; and
+//! [`OccasionalLog`], for warnings a flood would otherwise repeat thousands of times.
 //!
 //! A datagram's source address can be forged. A server that answered every bad datagram with an
 //! error would let anyone aim it at a third party and make it send that party as many datagrams
@@ -41,9 +42,43 @@ impl RateLimit {
     }
 }
 
+/// Says when a repeated warning is due: the first time, then at most once per second, with
+/// how many occurrences went unsaid in between.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct OccasionalLog {
+    last: Option<Time>,
+    suppressed: u64,
+}
+
+impl OccasionalLog {
+    /// `Some(unsaid)` if the warning is due now (and `unsaid` occurrences were not logged since
+    /// the last one); `None` if it is to be left unsaid and counted.
+    pub(crate) fn due(&mut self, now: Time) -> Option<u64> {
+        if self.last.is_some_and(|last| now.saturating_since(last) < WINDOW) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A warning repeated within a second is said once, then again a second later with the
+    /// count of what was left unsaid.
+    #[test]
+    fn occasional_log_says_once_a_second_with_a_count() {
+        let mut log = OccasionalLog::default();
+        let at = |ms: u64| Time::from_nanos(ms * 1_000_000);
+        assert_eq!(log.due(at(0)), Some(0));
+        assert_eq!(log.due(at(10)), None);
+        assert_eq!(log.due(at(999)), None);
+        assert_eq!(log.due(at(1000)), Some(2));
+        assert_eq!(log.due(at(1001)), None);
+    }
 
     /// Within one window, events beyond the limit are refused; the next window allows the limit
     /// again.

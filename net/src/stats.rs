@@ -12,6 +12,10 @@ pub struct ServerStats {
     /// Connections closed by the server: bad frames, timeouts, overflowing buffers, or too
     /// many connections.
     pub connections_dropped: AtomicU64,
+    /// Connections closed to make room: the longest-idle client when every client slot was
+    /// taken, the longest-waiting unproven peer-port connection when those were, or the largest
+    /// unproven one when the byte budget ran out.
+    pub connections_evicted: AtomicU64,
     /// Bytes held in connection buffers now (input and output, all connections).
     pub connection_buffer_bytes: AtomicU64,
     /// Frames (TCP or UDP) that could not be decoded, or that a server does not accept.

@@ -103,6 +103,11 @@ struct NodeArgs {
     /// cluster.
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     peers: Vec<(NodeId, String)>,
+    /// Bytes, in MiB, that all client and peer connections may hold in their buffers together
+    /// (partial frames, unsent replies). Past it, the connection holding the most that has not
+    /// proven who it is is dropped.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    buffer_budget_mib: u32,
     /// Where this node keeps its log (created if missing; locked while the server runs).
     /// Default: ./dkv-data/node-ID.
     #[arg(long)]
@@ -210,6 +215,7 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
     if let Some(dir) = &args.credentials {
         config.credentials = Some(load_credentials(dir, config.id)?);
     }
+    config.connection.buffer_bytes_max = (args.buffer_budget_mib as usize) << 20;
     if config.transport == Transport::Udp {
         tracing::info!(
             value_bytes_max = udp_limits().value_bytes_max,
