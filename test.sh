@@ -50,7 +50,9 @@ random_value() { od -An -N8 -tx8 /dev/urandom | tr -d ' \n'; }
 pick_base_port() {
     local base p busy
     for _ in $(seq 50); do
-        base=$((20000 + RANDOM % 30000))
+        # Below Linux's ephemeral range (32768 and up), so no outgoing connection can take
+        # one of these ports before a server binds it.
+        base=$((20000 + RANDOM % 11000))
         busy=0
         for p in $base $((base + 1)) $((base + 2)) $((base + 1000)) $((base + 1001)) $((base + 1002)); do
             (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && busy=1

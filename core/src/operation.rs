@@ -136,6 +136,10 @@ pub enum RejectReason {
         "request {seq} is older than request {completed_seq} of the same client, which already completed; this node no longer knows how request {seq} ended (it may have been applied once), and a new request needs a new sequence number"
     )]
     Stale { seq: u64, completed_seq: u64 },
+    /// The node requires clients to authenticate, and this one did not, or its user may not do
+    /// this. Decided by the node the client talks to, before anything is run.
+    #[error("permission denied: {0}; nothing was applied")]
+    PermissionDenied(String),
 }
 
 /// Why a request has no outcome yet. Nothing was applied by the attempt that answered, but

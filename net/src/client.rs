@@ -5,13 +5,23 @@
 //! has one request outstanding at a time, and every retry of it — a UDP retransmission, a retry
 //! after `TryAgain`, or the same request sent to another node after a failure — reuses the same
 //! request id, so the cluster applies it at most once and tells every retry the same outcome.
+//!
+//! With [`ClientConfig::tls`] the client talks TLS to the nodes over TCP, checking that each is
+//! a member of the cluster whose CA it holds. With [`ClientConfig::user`] it authenticates: over
+//! TCP it sends the user's token once per connection, inside TLS only; over UDP it signs every
+//! datagram it sends (each retransmission afresh, since a node refuses a signature twice).
 
 use crate::config::DATAGRAM_BYTES_MAX;
+use crate::security::credentials::ClientTrust;
+use crate::security::tls::client_session;
+use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, Value, WriteOp};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +43,10 @@ pub struct ClientConfig {
     /// First UDP retransmission; the interval doubles up to `udp_retransmit_max`.
     pub udp_retransmit_min: Duration,
     pub udp_retransmit_max: Duration,
+    /// Talk TLS over TCP, trusting the cluster this names (`DIR/client` from `dkv-server init`).
+    pub tls: Option<Arc<ClientTrust>>,
+    /// Authenticate as this user.
+    pub user: Option<Arc<ClientUser>>,
 }
 
 impl ClientConfig {
@@ -45,6 +59,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(1),
             udp_retransmit_min: Duration::from_millis(100),
             udp_retransmit_max: Duration::from_secs(1),
+            tls: None,
+            user: None,
         }
     }
 }
@@ -70,6 +86,10 @@ pub enum ClientError {
     Refused { addr: SocketAddr, error: FrameError },
     #[error("cannot open a socket: {0}")]
     Socket(io::Error),
+    #[error("a user's token is sent over TCP only inside TLS; give the cluster's client folder for TLS too")]
+    TokenWithoutTls,
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
 }
 
 /// How one try at one node ended, short of a reply.
@@ -103,14 +123,61 @@ pub struct Client {
 
 struct TcpLink {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     input: Vec<u8>,
+}
+
+/// A TCP connection to a node, in the clear or inside TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(stream) => stream,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.read(buffer),
+            Stream::Tls(tls) => tls.read(buffer),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(stream) => stream.write(bytes),
+            Stream::Tls(tls) => tls.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(stream) => stream.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         if config.nodes.is_empty() {
             return Err(ClientError::NoNodes);
+        }
+        if config.user.is_some() && config.tls.is_none() && config.transport == ClientTransport::Tcp {
+            return Err(ClientError::TokenWithoutTls);
         }
         let id = ClientId(getrandom::u64().map_err(|e| ClientError::Socket(io::Error::other(e)))?);
         Ok(Client {
@@ -156,12 +223,12 @@ impl Client {
         self.next_seq += 1;
         let id = RequestId { client: self.id, seq: self.next_seq };
         let read = matches!(operation, Operation::Get { .. });
-        let mut encoded = frame::encode_to_vec(&Frame::Request(Request { id, operation }));
-        if read && self.config.transport == ClientTransport::Udp && encoded.len() < self.udp_read_bytes {
-            encoded.resize(self.udp_read_bytes, 0);
-        }
-        if self.config.transport == ClientTransport::Udp && encoded.len() > DATAGRAM_BYTES_MAX {
-            return Err(ClientError::TooLargeForDatagram { len: encoded.len(), max: DATAGRAM_BYTES_MAX });
+        let request = Request { id, operation };
+        let udp = self.config.transport == ClientTransport::Udp;
+        let mut pad_to = if read && udp { self.udp_read_bytes } else { 0 };
+        let encoded_len = self.encode(&request, pad_to).len();
+        if udp && encoded_len > DATAGRAM_BYTES_MAX {
+            return Err(ClientError::TooLargeForDatagram { len: encoded_len, max: DATAGRAM_BYTES_MAX });
         }
         let started = Instant::now();
         let deadline = started + self.config.request_timeout;
@@ -180,8 +247,11 @@ impl Client {
             let addr = self.config.nodes[self.node];
             let attempt_deadline = deadline.min(now + self.config.attempt_timeout);
             let result = match self.config.transport {
-                ClientTransport::Tcp => self.attempt_tcp(addr, &encoded, id, attempt_deadline),
-                ClientTransport::Udp => self.attempt_udp(addr, &encoded, id, attempt_deadline),
+                ClientTransport::Tcp => {
+                    let encoded = self.encode(&request, 0);
+                    self.attempt_tcp(addr, &encoded, id, attempt_deadline)
+                }
+                ClientTransport::Udp => self.attempt_udp(addr, &request, pad_to, attempt_deadline),
             };
             match result {
                 Ok(Frame::Reply(reply)) => {
@@ -209,18 +279,18 @@ impl Client {
                         outcome => return Ok(outcome),
                     }
                 }
-                Ok(Frame::Error(FrameError::ReplyTooLarge { len, request }))
-                    if self.config.transport == ClientTransport::Udp
-                        && (len as usize).div_ceil(3) > encoded.len()
+                Ok(Frame::Error(FrameError::ReplyTooLarge { len, request: sent }))
+                    if udp
+                        && (len as usize).div_ceil(3) > pad_to.max(sent as usize)
                         && (len as usize).div_ceil(3) <= DATAGRAM_BYTES_MAX =>
                 {
                     // A node answers an unauthenticated datagram with at most 3 times its bytes
                     // (its source could be forged): pad the request with zeros so the reply may
                     // come, and ask again at once. Same request id: never applied twice.
-                    tracing::debug!(%addr, request = %id, reply = len, sent = request, "padding the request");
-                    encoded.resize((len as usize).div_ceil(3), 0);
+                    tracing::debug!(%addr, request = %id, reply = len, sent, "padding the request");
+                    pad_to = (len as usize).div_ceil(3);
                     if read {
-                        self.udp_read_bytes = self.udp_read_bytes.max(encoded.len());
+                        self.udp_read_bytes = self.udp_read_bytes.max(pad_to);
                     }
                 }
                 Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error }),
@@ -245,6 +315,25 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The bytes that carry `request`: a signed request over UDP when this client is a user
+    /// (signed now, so every retransmission carries a fresh signature), else the plain request;
+    /// padded with zeros to `pad_to` bytes.
+    fn encode(&self, request: &Request, pad_to: usize) -> Vec<u8> {
+        let frame = match (&self.config.user, self.config.transport) {
+            (Some(user), ClientTransport::Udp) => {
+                let sent_at_ms = unix_millis();
+                let mac = sign(&user.token, &user.name, sent_at_ms, request);
+                Frame::SignedRequest { user: user.name.clone(), sent_at_ms, request: request.clone(), mac }
+            }
+            _ => Frame::Request(request.clone()),
+        };
+        let mut bytes = frame::encode_to_vec(&frame);
+        if bytes.len() < pad_to {
+            bytes.resize(pad_to, 0);
+        }
+        bytes
     }
 
     fn addrs(&self) -> String {
@@ -276,10 +365,27 @@ impl Client {
                 let stream = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
                     .map_err(|e| if is_timeout(&e) { AttemptError::NoReply } else { AttemptError::Unreachable })?;
                 let _ = stream.set_nodelay(true);
-                self.tcp = Some(TcpLink { addr, stream, input: Vec::new() });
+                let stream = match &self.config.tls {
+                    None => Stream::Plain(stream),
+                    Some(trust) => {
+                        let session = client_session(trust).map_err(|_| AttemptError::Unreachable)?;
+                        Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+                    }
+                };
+                let mut link = TcpLink { addr, stream, input: Vec::new() };
+                if let Some(user) = &self.config.user {
+                    // Inside TLS (checked when the client was made): the first frame says who
+                    // every later request on this connection is from.
+                    let auth = Frame::Auth { user: user.name.clone(), token: user.token.to_vec() };
+                    let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
+                    if link.stream.write_all(&frame::encode_to_vec(&auth)).is_err() {
+                        return Err(AttemptError::NoReply);
+                    }
+                }
+                self.tcp = Some(link);
             }
             let link = self.tcp.as_mut().expect("connected just above");
-            let _ = link.stream.set_write_timeout(Some(remaining(deadline)));
+            let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
             if link.stream.write_all(encoded).is_err() {
                 self.tcp = None;
                 continue;
@@ -312,7 +418,7 @@ impl Client {
             if left.is_zero() {
                 return Err(AttemptError::NoReply);
             }
-            let _ = link.stream.set_read_timeout(Some(left));
+            let _ = link.stream.socket().set_read_timeout(Some(left));
             match link.stream.read(chunk) {
                 Ok(0) => {
                     self.tcp = None;
@@ -332,26 +438,25 @@ impl Client {
     fn attempt_udp(
         &mut self,
         addr: SocketAddr,
-        encoded: &[u8],
-        id: RequestId,
+        request: &Request,
+        pad_to: usize,
         deadline: Instant,
     ) -> Result<Frame, AttemptError> {
-        let socket = match &self.udp {
-            Some(socket) if socket.peer_addr().ok() == Some(addr) => socket,
-            _ => {
-                let local: SocketAddr =
-                    if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("a literal socket address");
-                let socket = UdpSocket::bind(local).map_err(|_| AttemptError::Unreachable)?;
-                socket.connect(addr).map_err(|_| AttemptError::Unreachable)?;
-                self.udp.insert(socket)
-            }
-        };
+        let id = request.id;
+        if self.udp.as_ref().is_none_or(|socket| socket.peer_addr().ok() != Some(addr)) {
+            let local: SocketAddr =
+                if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("a literal socket address");
+            let socket = UdpSocket::bind(local).map_err(|_| AttemptError::Unreachable)?;
+            socket.connect(addr).map_err(|_| AttemptError::Unreachable)?;
+            self.udp = Some(socket);
+        }
         let mut interval = self.config.udp_retransmit_min;
-        let buffer = &mut self.receive_buffer;
         loop {
-            // Same bytes, same request id: the cluster applies it at most once however many
-            // copies arrive.
-            if let Err(e) = socket.send(encoded) {
+            // Same request id: the cluster applies it at most once however many copies arrive
+            // (a signed one is signed afresh, or the node would refuse it as a replay).
+            let encoded = self.encode(request, pad_to);
+            let socket = self.udp.as_ref().expect("bound above");
+            if let Err(e) = socket.send(&encoded) {
                 return Err(if e.kind() == io::ErrorKind::ConnectionRefused {
                     AttemptError::Unreachable
                 } else {
@@ -366,8 +471,8 @@ impl Client {
                     break;
                 }
                 let _ = socket.set_read_timeout(Some(left));
-                match socket.recv(buffer) {
-                    Ok(len) => match frame::decode_datagram(&buffer[..len], self.frame_bytes_max) {
+                match socket.recv(&mut self.receive_buffer) {
+                    Ok(len) => match frame::decode_datagram(&self.receive_buffer[..len], self.frame_bytes_max) {
                         Ok(Frame::Reply(reply)) if reply.id != id => {}
                         Ok(frame) => return Ok(frame),
                         Err(_) => {}

@@ -3,6 +3,7 @@
 //! bounded.
 
 use crate::security::credentials::NodeCredentials;
+use crate::security::users::User;
 use dkv_core::{Bounds, Limits, NodeId, Timing};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -105,8 +106,13 @@ pub struct ServerConfig {
     /// The other members and their peer addresses (this node excluded).
     pub peers: BTreeMap<NodeId, SocketAddr>,
     /// How this node proves it is a member, and checks that its peers are. Needed as soon as
-    /// there are peers; a one-node cluster may go without.
+    /// there are peers; a one-node cluster may go without. With them, clients may also use TLS.
     pub credentials: Option<Arc<NodeCredentials>>,
+    /// The users clients must authenticate as (see [`crate::security::users`]); `None`: every
+    /// client is served, which a server refuses on a non-loopback address unless `insecure`.
+    pub users: Option<Vec<User>>,
+    /// Serve unauthenticated clients on a non-loopback address anyway (protected mode off).
+    pub insecure: bool,
     pub transport: Transport,
     pub data_dir: PathBuf,
     pub limits: Limits,
@@ -132,6 +138,8 @@ impl ServerConfig {
             peer_listen,
             peers,
             credentials: None,
+            users: None,
+            insecure: false,
             transport,
             data_dir,
             limits,

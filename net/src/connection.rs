@@ -15,8 +15,11 @@ use mio::net::TcpStream;
 use rustls::pki_types::CertificateDer;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// The first byte of every TLS connection (a handshake record); no dkv frame starts with it.
+const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 /// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
 const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -69,6 +72,11 @@ pub(crate) struct Connection {
     pub(crate) role: Role,
     /// The TLS session the frames travel in, if any: `input` and `output` then hold plaintext.
     tls: Option<Box<rustls::Connection>>,
+    /// A client connection may start TLS: until its first byte arrives, the configuration to
+    /// serve it with if that byte opens a TLS handshake (plain dkv frames start otherwise).
+    tls_offer: Option<Arc<rustls::ServerConfig>>,
+    /// The user a client proved it is (an index into the node's users), once it has.
+    pub(crate) user: Option<usize>,
     /// Unique for the life of the process, so a reply routed to a closed connection can never
     /// reach a new connection that reused its slot.
     pub(crate) serial: u64,
@@ -107,6 +115,8 @@ impl Connection {
             addr,
             role,
             tls: tls.map(Box::new),
+            tls_offer: None,
+            user: None,
             serial,
             input: Vec::new(),
             output: Vec::new(),
@@ -135,6 +145,9 @@ impl Connection {
         if self.closing_since.is_some() {
             return result;
         }
+        if self.tls_offer.is_some() && !self.start_tls_if_asked() {
+            return result;
+        }
         if self.tls.is_some() {
             self.read_tls(now, scratch, &mut result);
         } else {
@@ -149,6 +162,41 @@ impl Connection {
             result.error = Some(FrameError::Truncated { missing: missing as u64 });
         }
         result
+    }
+
+    /// Offers TLS to a client connection: it starts TLS if its first byte opens a handshake.
+    pub(crate) fn offer_tls(&mut self, config: Arc<rustls::ServerConfig>) {
+        self.tls_offer = Some(config);
+    }
+
+    /// Looks at the first byte without taking it: a TLS handshake starts a TLS session, anything
+    /// else stays plain. False while no byte has arrived.
+    fn start_tls_if_asked(&mut self) -> bool {
+        let mut first = [0u8; 1];
+        match self.stream.peek(&mut first) {
+            Ok(1) if first[0] == TLS_HANDSHAKE_BYTE => {
+                let config = self.tls_offer.take().expect("checked by the caller");
+                match rustls::ServerConnection::new(config) {
+                    Ok(mut session) => {
+                        session.set_buffer_limit(Some(crate::security::tls::TLS_BUFFER_BYTES_MAX));
+                        self.tls = Some(Box::new(rustls::Connection::Server(session)));
+                    }
+                    Err(error) => tracing::warn!(addr = %self.addr, %error, "cannot start TLS; serving plain frames"),
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            // Plain frames, the other side closed, or an error the read will see.
+            _ => {
+                self.tls_offer = None;
+                true
+            }
+        }
+    }
+
+    /// Whether the connection is inside TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Reads raw frame bytes from the socket.

@@ -32,7 +32,8 @@ use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::{OccasionalLog, RateLimit};
 use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
 use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams};
-use crate::security::tls::{PeerTls, TlsSetupError};
+use crate::security::tls::{PeerTls, TlsSetupError, client_port_config};
+use crate::security::users::Users;
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
@@ -87,13 +88,18 @@ pub enum ServerError {
     WrongCredentials { found: NodeId, expected: NodeId },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error(
+        "refusing to serve clients on {addr} without authentication: anyone who reaches that address could read and write every key. Require users (dkv-server --require-auth), listen on a loopback address, or accept the risk with --insecure"
+    )]
+    Unprotected { addr: SocketAddr },
 }
 
 /// Who sent a frame, as far as this node can vouch.
 #[derive(Clone, Copy, Debug)]
 enum Sender {
-    /// A client on the client port; its answer goes back this way.
-    Client(Route),
+    /// A client on the client port; its answer goes back this way. With the user it proved it
+    /// is, if it did (an index into the node's users).
+    Client(Route, Option<usize>),
     /// A member, proven by TLS or by the seal on its datagram.
     Member(NodeId),
     /// Nobody this node believes or answers: its own link to a peer (the peer sends nothing
@@ -153,6 +159,11 @@ pub struct Server {
     /// The other members: the only senders a peer frame is taken from.
     peer_ids: NodeSet,
     security: PeerSecurity,
+    /// TLS for clients on the client port, offered to every client connection (a client that
+    /// opens with a TLS handshake gets it); none without credentials.
+    client_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The users clients must authenticate as; `None`: any client is served.
+    users: Option<Users>,
     /// Client connections and connections to the peer port (see [`Connection::role`]).
     inbound: InboundConnections,
     /// The serial of the last connection opened or accepted (see [`Connection::serial`]).
@@ -188,7 +199,12 @@ impl Server {
     /// serves nothing until [`Server::run`].
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let clock = Clock::new();
+        if config.users.is_none() && !config.listen.ip().is_loopback() && !config.insecure {
+            return Err(ServerError::Unprotected { addr: config.listen });
+        }
         let (cluster, security) = peer_security(&config)?;
+        let client_tls = config.credentials.as_deref().map(client_port_config).transpose()?;
+        let users = config.users.clone().map(Users::new);
         let (node, wal) = start_node(&config, &clock)?;
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
         let registry = poll.registry();
@@ -223,6 +239,8 @@ impl Server {
             cluster,
             peer_ids: NodeSet::from_ids(config.peers.keys().copied()).unwrap_or_default(),
             security,
+            client_tls,
+            users,
             inbound: InboundConnections::new(),
             last_serial: 0,
             links,
@@ -433,7 +451,7 @@ impl Server {
             return;
         }
         let serial = self.new_serial();
-        let inserted = self.inbound.insert(Connection::new(
+        let mut connection = Connection::new(
             stream,
             addr,
             role,
@@ -442,7 +460,11 @@ impl Server {
             now,
             self.frame_bytes_max,
             self.config.connection.output_bytes_max,
-        ));
+        );
+        if let (Role::Client, Some(config)) = (role, &self.client_tls) {
+            connection.offer_tls(config.clone());
+        }
+        let inserted = self.inbound.insert(connection);
         debug_assert_eq!(inserted, key, "the connection went where its token says");
         tracing::debug!(%addr, key, "accepted a connection");
     }
@@ -464,6 +486,8 @@ impl Server {
             ServerStats::add(&self.stats.peer_connections_refused, 1);
         }
         for frame in result.frames {
+            // Asked again for every frame: one may have authenticated the client for the next.
+            let Some(sender) = self.sender_of(key, serial) else { break };
             self.on_frame(now, frame, sender)?;
         }
         if let Some(error) = result.error {
@@ -507,12 +531,12 @@ impl Server {
     /// member's once the TLS handshake has shown a certificate naming one; one whose
     /// certificate names no member is dropped (`None`).
     fn sender_of(&mut self, key: usize, serial: u64) -> Option<Sender> {
-        let PeerSecurity::Tls(tls) = &self.security else {
-            return Some(Sender::Client(Route::Tcp { key, serial }));
-        };
         let connection = self.inbound.get(key)?;
+        let PeerSecurity::Tls(tls) = &self.security else {
+            return Some(Sender::Client(Route::Tcp { key, serial }, connection.user));
+        };
         match connection.role {
-            Role::Client => Some(Sender::Client(Route::Tcp { key, serial })),
+            Role::Client => Some(Sender::Client(Route::Tcp { key, serial }, connection.user)),
             Role::Peer(Some(member)) => Some(Sender::Member(member)),
             Role::Link => Some(Sender::Unproven),
             Role::Peer(None) => {
@@ -566,11 +590,13 @@ impl Server {
                 Err(_) => continue,
             };
             match frame::decode_datagram(&buffer[..len], max) {
-                Ok(frame) => self.on_frame(now, frame, Sender::Client(Route::Udp { addr, request_bytes: len }))?,
+                Ok(frame) => {
+                    self.on_frame(now, frame, Sender::Client(Route::unauthenticated_datagram(addr, len), None))?
+                }
                 Err(error) => {
                     ServerStats::add(&self.stats.frames_rejected, 1);
                     tracing::debug!(%addr, %error, "bad datagram");
-                    self.send_udp_error(now, Route::Udp { addr, request_bytes: len }, error);
+                    self.send_udp_error(now, Route::unauthenticated_datagram(addr, len), error);
                 }
             }
         }
@@ -625,15 +651,14 @@ impl Server {
     /// to pad the request or use TCP, and an error that would still be too large is not sent),
     /// and never more than one datagram holds (an error saying to use TCP).
     fn send_datagram(&mut self, to: Route, frame_to_send: &Frame) {
-        let (Some(udp), Route::Udp { addr, request_bytes }) = (&self.udp, to) else { return };
-        let allowed = request_bytes.saturating_mul(AMPLIFICATION_MAX);
+        let (Some(udp), Route::Udp { addr, reply_bytes_max: allowed }) = (&self.udp, to) else { return };
         self.encode_buffer.clear();
         frame::encode(frame_to_send, &mut self.encode_buffer);
         let len = self.encode_buffer.len();
         let error = if len > DATAGRAM_BYTES_MAX {
             Some(FrameError::TooLargeForDatagram { len: len as u64, max: DATAGRAM_BYTES_MAX as u32 })
         } else if len > allowed {
-            Some(FrameError::ReplyTooLarge { len: len as u64, request: request_bytes as u64 })
+            Some(FrameError::ReplyTooLarge { len: len as u64, request: (allowed / AMPLIFICATION_MAX) as u64 })
         } else {
             None
         };
@@ -718,10 +743,29 @@ impl Server {
     /// is told why (except over UDP, where the source may be forged).
     fn on_frame(&mut self, now: Time, incoming: Frame, sender: Sender) -> Result<(), ServerError> {
         match (incoming, sender) {
-            (Frame::Request(request), Sender::Client(route)) => {
-                let reply_to = self.routes.insert(route);
-                ServerStats::add(&self.stats.requests, 1);
-                self.node.handle(now, Input::Request { reply_to, request });
+            (Frame::Request(request), Sender::Client(route, user)) => self.serve(now, route, user, request),
+            (Frame::Auth { user, token }, Sender::Client(Route::Tcp { key, .. }, _)) => {
+                self.authenticate(now, key, &user, &token)
+            }
+            (
+                Frame::SignedRequest { user, sent_at_ms, request, mac },
+                Sender::Client(route @ Route::Udp { addr, .. }, _),
+            ) => {
+                let Some(users) = &mut self.users else {
+                    // Nobody needs to sign here: serve it as the unsigned request it carries.
+                    return self.on_frame(now, Frame::Request(request), Sender::Client(route, None));
+                };
+                match users.verify_signed(unix_micros() / 1000, &user, sent_at_ms, &request, &mac) {
+                    // The signer holds the user's token: its address is its own, no limit.
+                    Ok(index) => {
+                        let route = Route::Udp { addr, reply_bytes_max: DATAGRAM_BYTES_MAX };
+                        self.serve(now, route, Some(index), request)
+                    }
+                    Err(error) => {
+                        ServerStats::add(&self.stats.auth_failures, 1);
+                        self.deny(route, request.id, format!("authentication refused: {error}"));
+                    }
+                }
             }
             (Frame::Peer { cluster, from, message }, Sender::Member(member))
                 if from == member && cluster == self.cluster =>
@@ -731,7 +775,7 @@ impl Server {
             (Frame::Peer { cluster, from, .. }, sender) => {
                 ServerStats::add(&self.stats.peer_frames_refused, 1);
                 tracing::debug!(?sender, %from, %cluster, "peer frame refused");
-                if let Sender::Client(Route::Tcp { key, .. }) = sender {
+                if let Sender::Client(Route::Tcp { key, .. }, _) = sender {
                     let reason = "peer messages are taken only on the peer port, from members that prove who they are";
                     self.fail_connection(now, key, reason);
                 }
@@ -740,8 +784,8 @@ impl Server {
                 ServerStats::add(&self.stats.frames_rejected, 1);
                 let reason = "a dkv server takes requests from clients and messages from peers, nothing else";
                 match sender {
-                    Sender::Client(Route::Tcp { key, .. }) => self.fail_connection(now, key, reason),
-                    Sender::Client(route @ Route::Udp { .. }) => {
+                    Sender::Client(Route::Tcp { key, .. }, _) => self.fail_connection(now, key, reason),
+                    Sender::Client(route @ Route::Udp { .. }, _) => {
                         self.send_udp_error(now, route, FrameError::Malformed { reason: reason.into() })
                     }
                     Sender::Member(_) | Sender::Unproven => {}
@@ -749,6 +793,60 @@ impl Server {
             }
         }
         self.drain_outputs(now)
+    }
+
+    /// Hands a client's request to the node, if the client may make it: where users are
+    /// required, only an authenticated one whose role and key prefix allow it.
+    fn serve(&mut self, now: Time, route: Route, user: Option<usize>, request: dkv_core::Request) {
+        if let Some(users) = &self.users {
+            let refusal = match user.and_then(|index| users.get(index)) {
+                None => Some(
+                    "this node serves authenticated clients only: connect over TLS and send a user's token, or sign each datagram"
+                        .to_string(),
+                ),
+                Some(user) => user.refuses(&request.operation),
+            };
+            if let Some(reason) = refusal {
+                return self.deny(route, request.id, reason);
+            }
+        }
+        let reply_to = self.routes.insert(route);
+        ServerStats::add(&self.stats.requests, 1);
+        self.node.handle(now, Input::Request { reply_to, request });
+    }
+
+    /// Answers a request the client may not make.
+    fn deny(&mut self, route: Route, id: dkv_core::RequestId, reason: String) {
+        ServerStats::add(&self.stats.permission_denied, 1);
+        let outcome = dkv_core::Outcome::Rejected(dkv_core::RejectReason::PermissionDenied(reason));
+        self.send_reply(route, Frame::Reply(dkv_core::Reply { id, outcome }));
+    }
+
+    /// A client's user and token, sent first on a TLS connection: every later request on the
+    /// connection is that user's. Refused in the clear (the token could be read on the way) and
+    /// when wrong; either way the connection is closed with the reason.
+    fn authenticate(&mut self, now: Time, key: usize, user: &str, token: &[u8]) {
+        let Some(connection) = self.inbound.get(key) else { return };
+        if !connection.is_tls() {
+            ServerStats::add(&self.stats.auth_failures, 1);
+            let reason = "a user's token is taken only inside TLS, where it cannot be read on the way";
+            return self
+                .inbound
+                .with(key, |c| c.fail(now, FrameError::Unauthorized { reason: reason.into() }))
+                .unwrap_or(());
+        }
+        let Some(users) = &self.users else { return };
+        match users.authenticate(user, token) {
+            Ok(index) => {
+                tracing::debug!(addr = %connection.addr, user, "a client authenticated");
+                self.inbound.with(key, |c| c.user = Some(index));
+            }
+            Err(error) => {
+                ServerStats::add(&self.stats.auth_failures, 1);
+                tracing::info!(addr = %connection.addr, "a client's authentication was refused");
+                self.inbound.with(key, |c| c.fail(now, FrameError::Unauthorized { reason: error.to_string() }));
+            }
+        }
     }
 
     /// Tells a client connection why it is closed, and closes it once that is written.

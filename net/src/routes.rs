@@ -14,14 +14,22 @@ use std::net::SocketAddr;
 /// a reflector that multiplies a flood.
 pub(crate) const AMPLIFICATION_MAX: usize = 3;
 
+impl Route {
+    /// The route back to the unauthenticated sender of a `len`-byte datagram.
+    pub(crate) fn unauthenticated_datagram(addr: SocketAddr, len: usize) -> Route {
+        Route::Udp { addr, reply_bytes_max: len.saturating_mul(AMPLIFICATION_MAX) }
+    }
+}
+
 /// Where a frame came from, and so where its reply (or an error) goes back to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     /// A TCP connection: its slab key and its serial (the slot may have been reused since).
     Tcp { key: usize, serial: u64 },
-    /// The source address of a datagram, and the datagram's size: no answer to it may be more
-    /// than [`AMPLIFICATION_MAX`] times as large, since the address may be forged.
-    Udp { addr: SocketAddr, request_bytes: usize },
+    /// The source address of a datagram, and the most bytes an answer to it may have: for an
+    /// unauthenticated sender, whose address may be forged, [`AMPLIFICATION_MAX`] times the
+    /// datagram's size; for a user's signed request, a whole datagram.
+    Udp { addr: SocketAddr, reply_bytes_max: usize },
 }
 
 /// The routes of the replies the node still owes, by the token it was given for each.

@@ -33,6 +33,11 @@ pub struct ServerStats {
     /// Answers to datagrams not sent because even an error saying why would have been more
     /// than 3 times the datagram's size (the anti-amplification limit).
     pub udp_replies_withheld: AtomicU64,
+    /// Client requests refused because the node requires users and the client was not one, or
+    /// its user may not make the request.
+    pub permission_denied: AtomicU64,
+    /// Users' tokens or signatures refused (wrong, stale, replayed, or sent in the clear).
+    pub auth_failures: AtomicU64,
     /// Peer frames refused: sent to the client port, from a connection or datagram that did
     /// not prove it is the member it names, for another cluster, or replayed.
     pub peer_frames_refused: AtomicU64,

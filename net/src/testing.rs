@@ -1,25 +1,40 @@
 //! Helpers for tests of dkv-net and of the programs built on it (not for production use).
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
+use std::ops::Range;
+use std::sync::Mutex;
 
-/// Tries per port before giving up: a port free for TCP is nearly always free for UDP too.
-const ATTEMPTS_PER_PORT_MAX: usize = 100;
+/// Tries per port before giving up.
+const ATTEMPTS_PER_PORT_MAX: usize = 200;
+/// Where test ports come from: below Linux's default ephemeral range (32768 and up), so that
+/// no outgoing connection can be given one of them between the check here and a server's bind.
+const TEST_PORTS: Range<u16> = 20_000..32_000;
+/// Ports already handed out in this process, never handed out again, so tests running in
+/// parallel do not get the same ones.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
-/// `count` loopback ports free for both TCP and UDP right now. The sockets are held until all
-/// are found so no port is returned twice.
+/// `count` loopback ports free for both TCP and UDP right now, never returned before in this
+/// process. The sockets are held until all are found.
 ///
-/// Panics if loopback sockets cannot be bound: a test cannot run without them.
+/// Panics if no such ports are found: a test cannot run without them.
 pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut held = Vec::new();
     for _ in 0..count * ATTEMPTS_PER_PORT_MAX {
         if held.len() == count {
             break;
         }
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("a test needs a free loopback TCP port");
-        let port = tcp.local_addr().expect("a bound socket has an address").port();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
-            held.push((tcp, udp, port));
+        let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+        let port = TEST_PORTS.start + (getrandom::u32().expect("OS randomness for a test port") % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
         }
+        let (Ok(tcp), Ok(udp)) = (TcpListener::bind(("127.0.0.1", port)), UdpSocket::bind(("127.0.0.1", port))) else {
+            continue;
+        };
+        handed_out.insert(port);
+        held.push((tcp, udp, port));
     }
     assert_eq!(held.len(), count, "found only {} loopback ports free for both TCP and UDP", held.len());
     held.into_iter().map(|(_, _, port)| port).collect()

@@ -3,10 +3,13 @@
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
-use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, TryAgainReason, WriteOp};
+use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, RejectReason, TryAgainReason, WriteOp};
+use dkv_net::security::credentials::ClientTrust;
+use dkv_net::security::users::load_client_user;
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Exit codes, documented in `--help` and the README.
@@ -21,6 +24,8 @@ mod exit {
     pub const FAILED: u8 = 4;
     /// No node reachable, or no outcome in time; the write may or may not have been applied.
     pub const UNAVAILABLE: u8 = 5;
+    /// The node requires a user, refused the token, or the user may not do this.
+    pub const DENIED: u8 = 6;
 }
 
 const AFTER_HELP: &str = "\
@@ -43,7 +48,13 @@ Exit codes:
   3  not found (get of a missing key; update or delete of a missing key)
   4  failed: an op of a transaction could not run (its key was missing); nothing was applied
   5  unavailable: no node reachable, or no outcome in time; a write may or may not have
-     been applied (retrying it is safe only with the same request id, i.e. inside one client)";
+     been applied (retrying it is safe only with the same request id, i.e. inside one client)
+  6  permission denied: the node requires a user, the token was refused, or the user may not
+     do this; nothing was applied
+
+Security: --tls DIR/client talks TLS and checks the node is a member of the cluster that
+`dkv-server init` made DIR for; --user-file DIR/client/NAME.user authenticates as NAME (over
+TCP only with --tls; over UDP each datagram is signed).";
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +101,12 @@ struct Cli {
     /// Give up after this many seconds, retries and fail-over included.
     #[arg(long, default_value_t = 10.0, global = true)]
     timeout: f64,
+    /// Talk TLS over TCP to the cluster whose client folder (from `dkv-server init`) this is.
+    #[arg(long, value_name = "DIR", global = true)]
+    tls: Option<std::path::PathBuf>,
+    /// Authenticate as the user in this file (DIR/client/NAME.user from `dkv-server init`).
+    #[arg(long, value_name = "FILE", global = true)]
+    user_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -218,19 +235,30 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
             format!("not found: {} needs key '{key}' to exist, and it does not; nothing was changed", job.name),
         ),
         Ok(Outcome::Failed(failure)) => r(exit::FAILED, "failed", format!("failed, nothing was applied: {failure}")),
+        Ok(Outcome::Rejected(reason @ RejectReason::PermissionDenied(_))) => {
+            r(exit::DENIED, "denied", reason.to_string())
+        }
         Ok(Outcome::Rejected(reason)) => r(exit::USAGE, "rejected", format!("rejected, nothing was applied: {reason}")),
         Ok(Outcome::TryAgain(reason)) => {
             r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}{}", try_again_advice(&reason)))
         }
         Err(error) => {
             let code = match error {
-                ClientError::NoNodes | ClientError::TooLargeForDatagram { .. } => exit::USAGE,
+                ClientError::Refused { error: FrameError::Unauthorized { .. }, .. } => exit::DENIED,
+                ClientError::NoNodes | ClientError::TooLargeForDatagram { .. } | ClientError::TokenWithoutTls => {
+                    exit::USAGE
+                }
+                ClientError::Tls(_) => exit::ERROR,
                 ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => {
                     exit::UNAVAILABLE
                 }
                 ClientError::Refused { .. } | ClientError::Socket(_) => exit::ERROR,
             };
-            let outcome = if code == exit::UNAVAILABLE { "unavailable" } else { "error" };
+            let outcome = match code {
+                exit::UNAVAILABLE => "unavailable",
+                exit::DENIED => "denied",
+                _ => "error",
+            };
             let advice = match &error {
                 ClientError::TooLargeForDatagram { .. }
                 | ClientError::Refused { error: FrameError::TooLargeForDatagram { .. }, .. } => " (-t)",
@@ -312,6 +340,18 @@ fn main() -> ExitCode {
     let mut config = ClientConfig::new(nodes, transport);
     config.request_timeout = Duration::from_secs_f64(cli.timeout);
     config.attempt_timeout = config.attempt_timeout.min(config.request_timeout);
+    if let Some(dir) = &cli.tls {
+        match ClientTrust::load(dir) {
+            Ok(trust) => config.tls = Some(Arc::new(trust)),
+            Err(error) => usage_error(error.to_string()),
+        }
+    }
+    if let Some(path) = &cli.user_file {
+        match load_client_user(path) {
+            Ok(user) => config.user = Some(Arc::new(user)),
+            Err(error) => usage_error(error.to_string()),
+        }
+    }
     let result = Client::new(config).and_then(|mut client| client.execute(job.operation.clone()));
     let report = report(&job, result);
     print(&report, &cli, &job);

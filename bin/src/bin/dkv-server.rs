@@ -4,7 +4,8 @@
 use clap::{Args, Parser, Subcommand};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
-use dkv_net::security::credentials::{NodeCredentials, init_cluster};
+use dkv_net::security::credentials::{NewUser, NodeCredentials, USERS_FILE, init_cluster, init_cluster_with_users};
+use dkv_net::security::users::{Role, load_users};
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::collections::BTreeMap;
@@ -80,9 +81,18 @@ struct NodeArgs {
     #[arg(long)]
     peer_port: Option<u16>,
     /// This node's credentials folder, made by `dkv-server init` (DIR/node-N). Needed as soon
-    /// as the node has peers: they talk only to members that prove who they are.
+    /// as the node has peers: they talk only to members that prove who they are. With it,
+    /// clients may also use TLS.
     #[arg(long)]
     credentials: Option<PathBuf>,
+    /// Serve only clients that authenticate as a user of the credentials folder's users file
+    /// (made by `dkv-server init --user`), each limited to its role and key prefix.
+    #[arg(long, requires = "credentials")]
+    require_auth: bool,
+    /// Serve unauthenticated clients on a non-loopback address anyway (without it, such a
+    /// server refuses to start: anyone who reaches it could read and write every key).
+    #[arg(long)]
+    insecure: bool,
     /// TCP only: serve clients over TCP, talk to peers over TCP. Default: clients over TCP and
     /// UDP, peers over TCP.
     #[arg(short = 't', long, conflicts_with = "udp")]
@@ -121,6 +131,20 @@ struct InitArgs {
     /// The cluster's node ids, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [0u8, 1, 2])]
     ids: Vec<u8>,
+    /// A user clients may authenticate as, NAME:ROLE or NAME:ROLE:PREFIX (ROLE: read,
+    /// readwrite or admin; PREFIX: the only keys they may touch). Repeat for more. Default:
+    /// one user, admin:admin.
+    #[arg(long = "user", value_parser = parse_user)]
+    users: Vec<NewUser>,
+}
+
+fn parse_user(s: &str) -> Result<NewUser, String> {
+    let mut parts = s.splitn(3, ':');
+    let (Some(name), Some(role)) = (parts.next(), parts.next()) else {
+        return Err(format!("'{s}' is not NAME:ROLE[:PREFIX], e.g. app:readwrite:app/"));
+    };
+    let role = Role::parse(role).ok_or_else(|| format!("'{role}' is not a role: read, readwrite or admin"))?;
+    Ok(NewUser { name: name.to_string(), role, prefix: parts.next().unwrap_or("").to_string() })
 }
 
 #[derive(Args)]
@@ -175,11 +199,17 @@ fn main() -> ExitCode {
 
 fn run_init(args: InitArgs) -> Result<(), String> {
     let ids: Vec<NodeId> = args.ids.iter().map(|&id| NodeId(id)).collect();
-    let cluster = init_cluster(&args.dir, &ids).map_err(|e| e.to_string())?;
+    let cluster = if args.users.is_empty() {
+        init_cluster(&args.dir, &ids)
+    } else {
+        init_cluster_with_users(&args.dir, &ids, &args.users)
+    }
+    .map_err(|e| e.to_string())?;
     let dir = args.dir.display();
     println!(
         "cluster {cluster}: credentials in {dir}\n  \
            give node N: --credentials {dir}/node-N   (copy only that folder to its machine)\n  \
+           clients: dkv-client --tls {dir}/client --user-file {dir}/client/NAME.user ...\n  \
            keep {dir}/ca.key offline: it can make new members"
     );
     Ok(())
@@ -214,7 +244,11 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
         ServerConfig::new(NodeId(args.id), listen, peer_listen, peers, transport(args.tcp, args.udp), data_dir);
     if let Some(dir) = &args.credentials {
         config.credentials = Some(load_credentials(dir, config.id)?);
+        if args.require_auth {
+            config.users = Some(load_users(&dir.join(USERS_FILE)).map_err(|e| e.to_string())?);
+        }
     }
+    config.insecure = args.insecure;
     config.connection.buffer_bytes_max = (args.buffer_budget_mib as usize) << 20;
     if config.transport == Transport::Udp {
         tracing::info!(

@@ -25,6 +25,24 @@ pub enum Frame {
     Peer { cluster: ClusterId, from: NodeId, message: Message },
     /// Node -> client when the client's bytes could not be understood as a request.
     Error(FrameError),
+    /// Client -> node, first on a TLS connection: who the client is. Every later request on
+    /// the connection is that user's. Refused outside TLS, where the token would travel in the
+    /// clear.
+    Auth {
+        user: String,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+    },
+    /// Client -> node over UDP: a request signed by a user. `mac` is HMAC-SHA256 under the
+    /// user's token over the encoded `(user, sent_at_ms, request)`; replays and stale send
+    /// times are refused.
+    SignedRequest {
+        user: String,
+        sent_at_ms: u64,
+        request: Request,
+        #[serde(with = "serde_bytes")]
+        mac: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
@@ -43,6 +61,8 @@ pub enum FrameError {
         len.div_ceil(3)
     )]
     ReplyTooLarge { len: u64, request: u64 },
+    #[error("authentication refused: {reason}")]
+    Unauthorized { reason: String },
     #[error("frame is cut short: {missing} more bytes were expected")]
     Truncated { missing: u64 },
     #[error("frame payload is malformed: {reason}")]

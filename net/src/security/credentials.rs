@@ -12,14 +12,17 @@
 //! DIR/node-N/node.crt    this member's certificate, naming it (see [`peer_name`])
 //! DIR/node-N/node.key    its private key (0600)
 //! DIR/node-N/cluster.key 32 random bytes, hex (0600): seals peer datagrams in UDP mode
+//! DIR/node-N/users       the users and their tokens and roles (0600; see [`super::users`])
 //! DIR/client/ca.crt      what a client needs to verify the nodes it talks to
 //! DIR/client/identity    "cluster <16 hex digits>"
+//! DIR/client/NAME.user   a user's name and token (0600), for `dkv-client --user-file`
 //! ```
 //!
 //! Secrets are created with mode 0600 and refused at load time if anyone but their owner may
 //! read them, as ssh refuses a private key others can read. They never go on a command line
 //! (only the folder's path does) and never into a log.
 
+use super::users::{Role, TOKEN_BYTES, client_user_text, user_line};
 use dkv_core::{ClusterId, NodeId};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use rcgen::{KeyUsagePurpose, SanType};
@@ -37,6 +40,8 @@ const CA_KEY_FILE: &str = "ca.key";
 const NODE_CERT_FILE: &str = "node.crt";
 const NODE_KEY_FILE: &str = "node.key";
 const CLUSTER_KEY_FILE: &str = "cluster.key";
+/// A node's users file (see [`super::users`]).
+pub const USERS_FILE: &str = "users";
 /// Bytes of the key that seals peer datagrams.
 pub const CLUSTER_KEY_BYTES: usize = 32;
 
@@ -79,6 +84,8 @@ pub enum CredentialsError {
     Random(String),
     #[error("a cluster needs at least one node id, and ids must be distinct and below 64")]
     BadNodes,
+    #[error("user names must be distinct, made of letters, digits, '-', '_' and '.', and prefixes must have no spaces")]
+    BadUsers,
 }
 
 /// What one member holds: who it is, how it proves it, and whom it trusts.
@@ -134,6 +141,7 @@ impl NodeCredentials {
 }
 
 /// What a client needs to talk to a cluster over TLS: the cluster and its CA certificate.
+#[derive(Debug)]
 pub struct ClientTrust {
     pub cluster: ClusterId,
     pub ca: CertificateDer<'static>,
@@ -148,10 +156,24 @@ impl ClientTrust {
     }
 }
 
-/// Makes a new cluster's credentials in `dir`, which must not exist yet: a CA, and for each of
-/// `nodes` a folder with its certificate, key and the cluster key; plus a folder for clients.
-/// Returns the new cluster's id.
+/// A user to make: name, role, and the key prefix they are confined to (empty: none).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    pub prefix: String,
+}
+
+/// [`init_cluster_with_users`] with one user, `admin`, who may do everything.
 pub fn init_cluster(dir: &Path, nodes: &[NodeId]) -> Result<ClusterId, CredentialsError> {
+    let admin = NewUser { name: "admin".into(), role: Role::Admin, prefix: String::new() };
+    init_cluster_with_users(dir, nodes, &[admin])
+}
+
+/// Makes a new cluster's credentials in `dir`, which must not exist yet: a CA, and for each of
+/// `nodes` a folder with its certificate, key, the cluster key and the users; plus a folder for
+/// clients, with a file per user. Returns the new cluster's id.
+pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) -> Result<ClusterId, CredentialsError> {
     let distinct: std::collections::BTreeSet<u8> = nodes.iter().map(|n| n.0).collect();
     if nodes.is_empty() || distinct.len() != nodes.len() || distinct.iter().any(|&id| id >= 64) {
         return Err(CredentialsError::BadNodes);
@@ -161,6 +183,20 @@ pub fn init_cluster(dir: &Path, nodes: &[NodeId]) -> Result<ClusterId, Credentia
     }
     let cluster = ClusterId(u64::from_le_bytes(random_bytes()?));
     let cluster_key: [u8; CLUSTER_KEY_BYTES] = random_bytes()?;
+    let names: std::collections::BTreeSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    let valid_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if names.len() != users.len()
+        || !users.iter().all(|u| valid_name(&u.name) && !u.prefix.contains(char::is_whitespace))
+    {
+        return Err(CredentialsError::BadUsers);
+    }
+    let mut users_file = String::from("# dkv users, written by `dkv-server init`: NAME ROLE TOKEN [PREFIX]\n");
+    let mut tokens = Vec::new();
+    for user in users {
+        let token: [u8; TOKEN_BYTES] = random_bytes()?;
+        users_file += &user_line(&user.name, user.role, &token, &user.prefix);
+        tokens.push(token);
+    }
 
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -191,11 +227,19 @@ pub fn init_cluster(dir: &Path, nodes: &[NodeId]) -> Result<ClusterId, Credentia
         write_file(&node_dir.join(NODE_CERT_FILE), cert.pem().as_bytes(), false)?;
         write_file(&node_dir.join(NODE_KEY_FILE), key.serialize_pem().as_bytes(), true)?;
         write_file(&node_dir.join(CLUSTER_KEY_FILE), format!("{}\n", hex(&cluster_key)).as_bytes(), true)?;
+        write_file(&node_dir.join(USERS_FILE), users_file.as_bytes(), true)?;
     }
     let client_dir = dir.join("client");
     create_dir(&client_dir)?;
     write_file(&client_dir.join(IDENTITY_FILE), identity_text(cluster, None).as_bytes(), false)?;
     write_file(&client_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
+    for (user, token) in users.iter().zip(&tokens) {
+        write_file(
+            &client_dir.join(format!("{}.user", user.name)),
+            client_user_text(&user.name, token).as_bytes(),
+            true,
+        )?;
+    }
     Ok(cluster)
 }
 

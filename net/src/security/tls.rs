@@ -6,7 +6,7 @@
 //! From then on every frame on the link is that member's: a frame naming another sender, or
 //! another cluster, is refused.
 
-use super::credentials::{NodeCredentials, peer_name};
+use super::credentials::{ClientTrust, NodeCredentials, cluster_name, peer_name};
 use dkv_core::{ClusterId, NodeId, NodeSet};
 use rustls::client::verify_server_name;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -85,6 +85,31 @@ impl PeerTls {
                 .is_ok_and(|name| verify_server_name(&parsed, &name).is_ok())
         })
     }
+}
+
+/// The TLS configuration a node serves clients with on its client port: its member
+/// certificate, which is valid for [`cluster_name`], so a client that trusts the cluster's CA
+/// accepts any member. Clients present no certificate; they authenticate as users inside.
+pub fn client_port_config(credentials: &NodeCredentials) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![credentials.certificate.clone()], credentials.key.clone_key())?;
+    Ok(Arc::new(config))
+}
+
+/// A client's TLS session to any member of the cluster `trust` names.
+pub fn client_session(trust: &ClientTrust) -> Result<ClientConnection, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(trust.ca.clone())?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(cluster_name(trust.cluster)).expect("a cluster name is a valid DNS name");
+    Ok(ClientConnection::new(Arc::new(config), name)?)
 }
 
 #[cfg(test)]

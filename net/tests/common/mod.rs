@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use dkv_core::NodeId;
-use dkv_net::security::credentials::{NodeCredentials, init_cluster};
+use dkv_net::security::credentials::{ClientTrust, NewUser, NodeCredentials, USERS_FILE, init_cluster_with_users};
+use dkv_net::security::users::{Role, load_client_user, load_users};
 use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct TestCluster {
     pub credentials: PathBuf,
     pub transport: Transport,
     pub dirs: Vec<PathBuf>,
+    /// Whether the nodes serve only authenticated users.
+    pub require_auth: bool,
     handles: Vec<Option<RunningServer>>,
     tweak: fn(&mut ServerConfig),
     _root: tempfile::TempDir,
@@ -37,6 +40,22 @@ impl TestCluster {
     }
 
     pub fn start_with(nodes: usize, transport: Transport, tweak: fn(&mut ServerConfig)) -> TestCluster {
+        let admin = NewUser { name: "admin".into(), role: Role::Admin, prefix: String::new() };
+        TestCluster::start_full(nodes, transport, tweak, &[admin], false)
+    }
+
+    /// A cluster whose nodes serve only these users.
+    pub fn start_with_users(nodes: usize, transport: Transport, users: &[NewUser]) -> TestCluster {
+        TestCluster::start_full(nodes, transport, |_| {}, users, true)
+    }
+
+    fn start_full(
+        nodes: usize,
+        transport: Transport,
+        tweak: fn(&mut ServerConfig),
+        users: &[NewUser],
+        require_auth: bool,
+    ) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
         let mut addrs: Vec<SocketAddr> =
             free_ports(2 * nodes).into_iter().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
@@ -44,9 +63,10 @@ impl TestCluster {
         let dirs = (0..nodes).map(|i| root.path().join(format!("node-{i}"))).collect();
         let credentials = root.path().join("credentials");
         let ids: Vec<NodeId> = (0..nodes).map(|i| NodeId(i as u8)).collect();
-        init_cluster(&credentials, &ids).expect("credentials are made");
+        init_cluster_with_users(&credentials, &ids, users).expect("credentials are made");
         let handles = (0..nodes).map(|_| None).collect();
-        let mut cluster = TestCluster { addrs, peer_addrs, credentials, transport, dirs, handles, tweak, _root: root };
+        let mut cluster =
+            TestCluster { addrs, peer_addrs, credentials, transport, dirs, require_auth, handles, tweak, _root: root };
         for i in 0..nodes {
             cluster.start_node(i);
         }
@@ -58,8 +78,11 @@ impl TestCluster {
             (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.peer_addrs[j])).collect();
         let (id, addr, peer_addr, dir) = (NodeId(i as u8), self.addrs[i], self.peer_addrs[i], self.dirs[i].clone());
         let mut config = ServerConfig::new(id, addr, peer_addr, peers, self.transport, dir);
-        let credentials = NodeCredentials::load(&self.credentials.join(format!("node-{i}"))).expect("credentials load");
-        config.credentials = Some(Arc::new(credentials));
+        let node_dir = self.credentials.join(format!("node-{i}"));
+        config.credentials = Some(Arc::new(NodeCredentials::load(&node_dir).expect("credentials load")));
+        if self.require_auth {
+            config.users = Some(load_users(&node_dir.join(USERS_FILE)).expect("users load"));
+        }
         (self.tweak)(&mut config);
         config
     }
@@ -88,6 +111,20 @@ impl TestCluster {
         nodes.rotate_left(first);
         let mut config = ClientConfig::new(nodes, transport);
         config.request_timeout = Duration::from_secs(20);
+        Client::new(config).unwrap()
+    }
+}
+
+impl TestCluster {
+    /// A client that talks TLS (over TCP) and authenticates as `user`.
+    pub fn user_client(&self, first: usize, transport: ClientTransport, user: &str) -> Client {
+        let mut nodes = self.addrs.clone();
+        nodes.rotate_left(first);
+        let mut config = ClientConfig::new(nodes, transport);
+        config.request_timeout = Duration::from_secs(20);
+        let client_dir = self.credentials.join("client");
+        config.tls = Some(Arc::new(ClientTrust::load(&client_dir).expect("client trust loads")));
+        config.user = Some(Arc::new(load_client_user(&client_dir.join(format!("{user}.user"))).expect("user loads")));
         Client::new(config).unwrap()
     }
 }
