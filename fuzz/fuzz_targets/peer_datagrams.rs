@@ -3,16 +3,18 @@
 //! change to one of its bytes makes it fail to open.
 #![no_main]
 
-use dkv_core::{ClusterId, NodeId, NodeSet};
+use dkv_core::{ClusterId, NodeId};
 use dkv_net::security::datagrams::PeerDatagrams;
 use libfuzzer_sys::fuzz_target;
+use std::collections::BTreeMap;
 
-const KEY: [u8; 32] = [0x5a; 32];
 const CLUSTER: ClusterId = ClusterId(0xd1c0);
 const NOW_MS: u64 = 1_700_000_000_000;
 
+/// Member `id` of a two-member cluster, sharing one pair key with the other.
 fn member(id: u8) -> PeerDatagrams {
-    PeerDatagrams::new(&KEY, CLUSTER, NodeId(id), NodeSet::first(3), 1)
+    let keys: BTreeMap<NodeId, [u8; 32]> = [(NodeId(1 - id), [0x5a; 32])].into();
+    PeerDatagrams::new(&keys, CLUSTER, NodeId(id), 1)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let (edit, payload) = rest.split_at(rest.len().min(3));
     let mut sender = member(1);
     let mut sealed = Vec::new();
-    sender.seal(NOW_MS, payload, &mut sealed);
+    assert!(sender.seal(NOW_MS, NodeId(0), payload, &mut sealed));
     let mut altered = sealed.clone();
     if let [at_high, at_low, xor] = *edit {
         let at = usize::from(u16::from_le_bytes([at_low, at_high])) % altered.len();

@@ -181,7 +181,12 @@ impl Connection {
                         session.set_buffer_limit(Some(crate::security::tls::TLS_BUFFER_BYTES_MAX));
                         self.tls = Some(Box::new(rustls::Connection::Server(session)));
                     }
-                    Err(error) => tracing::warn!(addr = %self.addr, %error, "cannot start TLS; serving plain frames"),
+                    Err(error) => {
+                        // Fail closed: a client that asked for TLS never talks in the clear.
+                        tracing::warn!(addr = %self.addr, %error, "cannot start TLS; closing the connection");
+                        self.closing_since = Some(Time::ZERO);
+                        return false;
+                    }
                 }
                 true
             }
@@ -192,6 +197,11 @@ impl Connection {
                 true
             }
         }
+    }
+
+    /// Whether a TLS handshake has completed on this connection.
+    pub(crate) fn tls_established(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| !tls.is_handshaking())
     }
 
     /// Whether the connection is inside TLS.
@@ -262,7 +272,7 @@ impl Connection {
                 Ok(n) => {
                     read_this_turn += n;
                     if let Err(error) = tls.process_new_packets() {
-                        tracing::info!(addr = %self.addr, %error, "TLS failed; closing the connection");
+                        tracing::debug!(addr = %self.addr, %error, "TLS failed; closing the connection");
                         result.closed = true;
                     }
                 }

@@ -31,7 +31,7 @@ use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::{OccasionalLog, RateLimit};
 use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
-use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams};
+use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams, next_session};
 use crate::security::tls::{PeerTls, TlsSetupError, client_port_config};
 use crate::security::users::Users;
 use crate::stats::ServerStats;
@@ -88,6 +88,8 @@ pub enum ServerError {
     WrongCredentials { found: NodeId, expected: NodeId },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("cannot keep the peer session in data dir {dir}: {source}; check that it is writable")]
+    Session { dir: std::path::PathBuf, source: io::Error },
     #[error(
         "refusing to serve clients on {addr} without authentication: anyone who reaches that address could read and write every key. Require users (dkv-server --require-auth), listen on a loopback address, or accept the risk with --insecure"
     )]
@@ -202,10 +204,11 @@ impl Server {
         if config.users.is_none() && !config.listen.ip().is_loopback() && !config.insecure {
             return Err(ServerError::Unprotected { addr: config.listen });
         }
+        let (node, wal) = start_node(&config, &clock)?;
+        // After the data dir is locked: the peer session is kept there.
         let (cluster, security) = peer_security(&config)?;
         let client_tls = config.credentials.as_deref().map(client_port_config).transpose()?;
         let users = config.users.clone().map(Users::new);
-        let (node, wal) = start_node(&config, &clock)?;
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
         let registry = poll.registry();
         let transport = config.transport;
@@ -415,6 +418,15 @@ impl Server {
     fn admit(&mut self, now: Time, mut stream: TcpStream, addr: SocketAddr, role: Role) {
         ServerStats::add(&self.stats.connections_accepted, 1);
         let peer = role != Role::Client;
+        // The peer port answers only the configured peers' addresses: anyone else would make
+        // this node do a TLS handshake (a signature) per connection for nothing.
+        if peer && !self.config.peers.values().any(|peer_addr| peer_addr.ip() == addr.ip()) {
+            ServerStats::add(&self.stats.peer_connections_refused, 1);
+            if let Some(suppressed) = self.refusal_log.due(now) {
+                tracing::warn!(%addr, suppressed, "a connection to the peer port from an address that is no peer's; refused");
+            }
+            return;
+        }
         let limits = &self.config.connection;
         let max = if peer { limits.peer_connections_max } else { limits.connections_max };
         if self.inbound.count(peer) >= max {
@@ -493,7 +505,7 @@ impl Server {
         if let Some(error) = result.error {
             ServerStats::add(&self.stats.frames_rejected, 1);
             if let Some(connection) = self.inbound.get(key) {
-                tracing::info!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
+                tracing::debug!(addr = %connection.addr, %error, "bad frame; telling the sender and closing the connection");
                 if result.closed {
                     self.close_connection(key, "closed mid-frame");
                 } else {
@@ -568,7 +580,7 @@ impl Server {
     /// Ends a connection the server gave up on (a stalled or misbehaving client), and counts it.
     fn drop_connection(&mut self, key: usize, why: &str) {
         if let Some(connection) = self.inbound.get(key) {
-            tracing::info!(addr = %connection.addr, why, "dropping a connection");
+            tracing::debug!(addr = %connection.addr, why, "dropping a connection");
             ServerStats::add(&self.stats.connections_dropped, 1);
         }
         self.close_connection(key, why);
@@ -691,10 +703,14 @@ impl Server {
                 }
             }
         }
-        let Some(connection) = self.links[index].connection_mut() else { return Ok(()) };
+        let link = &mut self.links[index];
+        let Some(connection) = link.connection_mut() else { return Ok(()) };
         connection.flush();
         if readable {
             let result = connection.read(now, &mut self.read_buffer, true);
+            if connection.tls_established() {
+                link.mark_established();
+            }
             for frame in result.frames {
                 self.on_frame(now, frame, Sender::Unproven)?;
             }
@@ -783,12 +799,11 @@ impl Server {
             (_, sender) => {
                 ServerStats::add(&self.stats.frames_rejected, 1);
                 let reason = "a dkv server takes requests from clients and messages from peers, nothing else";
-                match sender {
-                    Sender::Client(Route::Tcp { key, .. }, _) => self.fail_connection(now, key, reason),
-                    Sender::Client(route @ Route::Udp { .. }, _) => {
-                        self.send_udp_error(now, route, FrameError::Malformed { reason: reason.into() })
-                    }
-                    Sender::Member(_) | Sender::Unproven => {}
+                // Over UDP nothing but a request is answered: a reply or error sent to this port
+                // with a forged source (another node's) would start two nodes answering each
+                // other's errors.
+                if let Sender::Client(Route::Tcp { key, .. }, _) = sender {
+                    self.fail_connection(now, key, reason);
                 }
             }
         }
@@ -843,7 +858,7 @@ impl Server {
             }
             Err(error) => {
                 ServerStats::add(&self.stats.auth_failures, 1);
-                tracing::info!(addr = %connection.addr, "a client's authentication was refused");
+                tracing::debug!(addr = %connection.addr, "a client's authentication was refused");
                 self.inbound.with(key, |c| c.fail(now, FrameError::Unauthorized { reason: error.to_string() }));
             }
         }
@@ -883,8 +898,10 @@ impl Server {
             self.encode_buffer.clear();
             frame::encode(&message, &mut self.encode_buffer);
             let mut sealed = Vec::with_capacity(self.encode_buffer.len() + OVERHEAD_BYTES);
-            datagrams.seal(unix_micros() / 1000, &self.encode_buffer, &mut sealed);
-            if sealed.len() > DATAGRAM_BYTES_MAX {
+            if !datagrams.seal(unix_micros() / 1000, to, &self.encode_buffer, &mut sealed) {
+                tracing::error!(peer = %to, "no pair key for this peer in the credentials; its messages cannot be sent");
+                ServerStats::add(&self.stats.peer_messages_dropped, 1);
+            } else if sealed.len() > DATAGRAM_BYTES_MAX {
                 tracing::error!(peer = %to, bytes = sealed.len(), "a message to a peer does not fit a datagram; dropped");
                 ServerStats::add(&self.stats.peer_messages_dropped, 1);
             } else if udp.send_to(&sealed, addr).is_err() {
@@ -920,6 +937,9 @@ impl Server {
                 if self.inbound.queue(key, serial, &self.encode_buffer).is_err() {
                     self.drop_connection(key, "the client does not read its replies (output buffer full)");
                 }
+                // Replies count against the byte budget too: clients that ask and never read
+                // must not hold more than it, whatever they asked for.
+                self.keep_to_byte_budget(self.clock.now());
             }
         }
     }
@@ -1023,11 +1043,13 @@ fn peer_security(config: &ServerConfig) -> Result<(ClusterId, PeerSecurity), Ser
     let security = if config.peers.is_empty() {
         PeerSecurity::None
     } else if config.transport.peers_over_udp() {
-        let members = NodeSet::from_ids(config.peers.keys().copied().chain([config.id])).unwrap_or_default();
-        // A session must be newer than any this node used before: its start time is.
-        let session = unix_micros();
-        let (key, cluster) = (&credentials.cluster_key, credentials.cluster);
-        PeerSecurity::Datagrams(Box::new(PeerDatagrams::new(key, cluster, config.id, members, session)))
+        // Only the configured peers' keys: a member dropped from --peers is not heard.
+        let keys = credentials.peer_keys.iter().filter(|(id, _)| config.peers.contains_key(id));
+        let keys = keys.map(|(&id, &key)| (id, key)).collect();
+        // A session must be newer than any this node used before; the data dir keeps the last.
+        let session = next_session(&config.data_dir, unix_micros())
+            .map_err(|source| ServerError::Session { dir: config.data_dir.clone(), source })?;
+        PeerSecurity::Datagrams(Box::new(PeerDatagrams::new(&keys, credentials.cluster, config.id, session)))
     } else {
         PeerSecurity::Tls(PeerTls::new(credentials)?)
     };

@@ -123,11 +123,20 @@ impl PeerLink {
         else {
             unreachable!("the state was checked to be Connecting above");
         };
-        tracing::info!(peer = %self.id, addr = %self.addr, "connected to peer");
-        self.backoff = RECONNECT_BACKOFF_MIN;
+        tracing::debug!(peer = %self.id, addr = %self.addr, "connected to peer; TLS handshake under way");
         connection.flush();
         self.state = LinkState::Up { connection };
         ConnectProgress::Connected
+    }
+
+    /// The TLS handshake completed: the peer is who it should be, so a later failure starts
+    /// its backoff afresh. (Not when TCP connects: a link whose handshakes keep failing must
+    /// back off, not retry every 50 ms.)
+    pub(crate) fn mark_established(&mut self) {
+        if self.backoff != RECONNECT_BACKOFF_MIN {
+            tracing::info!(peer = %self.id, addr = %self.addr, "link to peer up");
+        }
+        self.backoff = RECONNECT_BACKOFF_MIN;
     }
 
     /// Whether the link is down and its backoff is over: a message now should connect it.

@@ -84,3 +84,50 @@ fn half_sent_huge_frames_stay_within_the_byte_budget() {
     let mut client = cluster.client(0, ClientTransport::Tcp);
     assert_eq!(client.put("still", "served").unwrap(), Outcome::Committed);
 }
+
+/// Clients that ask for large values and never read the replies: the replies count against the
+/// byte budget too, also when they are released by a timer rather than a read (here: reads
+/// waiting on a key locked by a write whose peer is down, all answered when its vote times
+/// out), so the largest such connection is dropped instead of memory growing with every reply.
+/// (Before, 100 such clients took a node with a 16 MiB budget past 900 MiB.)
+#[test]
+fn unread_replies_stay_within_the_byte_budget() {
+    const BUDGET: usize = 32 << 20;
+    let mut cluster = TestCluster::start_with(2, Transport::Tcp, |config| {
+        config.connection.buffer_bytes_max = BUDGET;
+    });
+    let value = vec![0x5au8; 512 << 10];
+    assert_eq!(cluster.client(0, ClientTransport::Tcp).put("big", value.clone()).unwrap(), Outcome::Committed);
+    cluster.stop_node(1);
+    // A write that locks the key at node 0 and waits for node 1's vote until it times out.
+    let request = |seq: u64, operation| dkv_core::Request {
+        id: dkv_core::RequestId { client: dkv_core::ClientId(seq), seq },
+        operation,
+    };
+    let put = dkv_core::Operation::Txn { ops: vec![dkv_core::WriteOp::Put { key: b"big".to_vec(), value }] };
+    let mut writer = TcpStream::connect(cluster.addrs[0]).unwrap();
+    writer.write_all(&frame::encode_to_vec(&frame::Frame::Request(request(1_000, put)))).unwrap();
+    let stats = cluster.handle(0).stats();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut get = Vec::new();
+    for seq in 1..=20u64 {
+        let operation = dkv_core::Operation::Get { key: b"big".to_vec() };
+        frame::encode(&frame::Frame::Request(request(seq, operation)), &mut get);
+    }
+    let mut readers: Vec<TcpStream> = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+        stream.write_all(&get).unwrap();
+        readers.push(stream);
+    }
+    let mut highest = 0;
+    while ServerStats::get(&stats.connections_evicted) == 0 || Instant::now() + Duration::from_secs(9) < deadline {
+        assert!(Instant::now() < deadline, "nothing was dropped for the budget");
+        highest = highest.max(ServerStats::get(&stats.connection_buffer_bytes));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(highest <= (BUDGET + (4 << 20)) as u64, "buffers held {highest} bytes, budget {BUDGET}");
+    cluster.start_node(1);
+    assert_eq!(cluster.client(0, ClientTransport::Tcp).put("still", "served").unwrap(), Outcome::Committed);
+    drop((readers, writer));
+}

@@ -1,5 +1,5 @@
 //! A cluster's credentials: one certificate authority per cluster, a certificate and key per
-//! member, and a secret key for the peer datagrams of UDP mode. [`init_cluster`] makes them all
+//! member, and a secret key per pair of members for the peer datagrams of UDP mode. [`init_cluster`] makes them all
 //! at once (`dkv-server init`); a node loads its own with [`NodeCredentials::load`].
 //!
 //! Layout of a credentials folder, as `init_cluster` writes it:
@@ -11,7 +11,8 @@
 //! DIR/node-N/ca.crt      a copy of the CA certificate, to verify the other members
 //! DIR/node-N/node.crt    this member's certificate, naming it (see [`peer_name`])
 //! DIR/node-N/node.key    its private key (0600)
-//! DIR/node-N/cluster.key 32 random bytes, hex (0600): seals peer datagrams in UDP mode
+//! DIR/node-N/peer.keys   "M <64 hex digits>" per other member M: the key this member shares
+//!                        with M alone (0600), which seals their datagrams in UDP mode
 //! DIR/node-N/users       the users and their tokens and roles (0600; see [`super::users`])
 //! DIR/client/ca.crt      what a client needs to verify the nodes it talks to
 //! DIR/client/identity    "cluster <16 hex digits>"
@@ -39,11 +40,11 @@ const CA_CERT_FILE: &str = "ca.crt";
 const CA_KEY_FILE: &str = "ca.key";
 const NODE_CERT_FILE: &str = "node.crt";
 const NODE_KEY_FILE: &str = "node.key";
-const CLUSTER_KEY_FILE: &str = "cluster.key";
+const PEER_KEYS_FILE: &str = "peer.keys";
 /// A node's users file (see [`super::users`]).
 pub const USERS_FILE: &str = "users";
-/// Bytes of the key that seals peer datagrams.
-pub const CLUSTER_KEY_BYTES: usize = 32;
+/// Bytes of a pair key.
+pub const PAIR_KEY_BYTES: usize = crate::security::datagrams::PAIR_KEY_BYTES;
 
 /// The name a member's certificate is issued for, and the one its peers check: a connection
 /// that presents a certificate valid for this name comes from member `node` of `cluster`.
@@ -96,8 +97,8 @@ pub struct NodeCredentials {
     pub ca: CertificateDer<'static>,
     pub certificate: CertificateDer<'static>,
     pub key: PrivateKeyDer<'static>,
-    /// Seals peer datagrams in UDP mode.
-    pub cluster_key: [u8; CLUSTER_KEY_BYTES],
+    /// The key this member shares with each other member: seals their datagrams in UDP mode.
+    pub peer_keys: std::collections::BTreeMap<NodeId, [u8; PAIR_KEY_BYTES]>,
 }
 
 /// Shows who the credentials are for, never the keys: whatever prints a configuration must not
@@ -108,7 +109,7 @@ impl std::fmt::Debug for NodeCredentials {
             .field("cluster", &self.cluster)
             .field("node", &self.node)
             .field("key", &"(secret)")
-            .field("cluster_key", &"(secret)")
+            .field("peer_keys", &"(secret)")
             .finish_non_exhaustive()
     }
 }
@@ -124,10 +125,10 @@ impl NodeCredentials {
         let key_path = dir.join(NODE_KEY_FILE);
         check_private(&key_path)?;
         let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| invalid(&key_path, &e.to_string()))?;
-        let cluster_key_path = dir.join(CLUSTER_KEY_FILE);
-        check_private(&cluster_key_path)?;
-        let cluster_key = parse_cluster_key(&cluster_key_path, &read_text(&cluster_key_path)?)?;
-        Ok(NodeCredentials { cluster, node, ca, certificate, key, cluster_key })
+        let peer_keys_path = dir.join(PEER_KEYS_FILE);
+        check_private(&peer_keys_path)?;
+        let peer_keys = parse_peer_keys(&peer_keys_path, &read_text(&peer_keys_path)?)?;
+        Ok(NodeCredentials { cluster, node, ca, certificate, key, peer_keys })
     }
 
     /// Like [`NodeCredentials::load`], and checks that they belong to node `expected`.
@@ -182,7 +183,14 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
         return Err(CredentialsError::Exists { path: dir.to_path_buf() });
     }
     let cluster = ClusterId(u64::from_le_bytes(random_bytes()?));
-    let cluster_key: [u8; CLUSTER_KEY_BYTES] = random_bytes()?;
+    // One key per pair of members, each known to those two alone.
+    let mut pair_keys = std::collections::BTreeMap::new();
+    for (i, &a) in nodes.iter().enumerate() {
+        for &b in &nodes[i + 1..] {
+            let key: [u8; PAIR_KEY_BYTES] = random_bytes()?;
+            pair_keys.insert((a.min(b), a.max(b)), key);
+        }
+    }
     let names: std::collections::BTreeSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
     let valid_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if names.len() != users.len()
@@ -206,6 +214,9 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|source| CredentialsError::Write { path: parent.to_path_buf(), source })?;
+    }
     create_dir(dir)?;
     write_file(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
     write_file(&dir.join(CA_KEY_FILE), ca_key.serialize_pem().as_bytes(), true)?;
@@ -226,7 +237,14 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
         write_file(&node_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
         write_file(&node_dir.join(NODE_CERT_FILE), cert.pem().as_bytes(), false)?;
         write_file(&node_dir.join(NODE_KEY_FILE), key.serialize_pem().as_bytes(), true)?;
-        write_file(&node_dir.join(CLUSTER_KEY_FILE), format!("{}\n", hex(&cluster_key)).as_bytes(), true)?;
+        let mut peer_keys = String::from("# the key this member shares with each other member (UDP mode)\n");
+        for (&(a, b), key) in &pair_keys {
+            if a == node || b == node {
+                let other = if a == node { b } else { a };
+                peer_keys += &format!("{} {}\n", other.0, hex(key));
+            }
+        }
+        write_file(&node_dir.join(PEER_KEYS_FILE), peer_keys.as_bytes(), true)?;
         write_file(&node_dir.join(USERS_FILE), users_file.as_bytes(), true)?;
     }
     let client_dir = dir.join("client");
@@ -270,17 +288,26 @@ fn parse_identity(path: &Path, text: &str) -> Result<(ClusterId, Option<NodeId>)
     Ok((cluster.ok_or_else(|| invalid(path, "it names no cluster"))?, node))
 }
 
-fn parse_cluster_key(path: &Path, text: &str) -> Result<[u8; CLUSTER_KEY_BYTES], CredentialsError> {
-    let text = text.trim();
-    let bad = || invalid(path, &format!("expected {} hex digits", 2 * CLUSTER_KEY_BYTES));
-    if text.len() != 2 * CLUSTER_KEY_BYTES || !text.is_ascii() {
-        return Err(bad());
+fn parse_peer_keys(
+    path: &Path,
+    text: &str,
+) -> Result<std::collections::BTreeMap<NodeId, [u8; PAIR_KEY_BYTES]>, CredentialsError> {
+    let mut keys = std::collections::BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let bad = || invalid(path, &format!("expected 'MEMBER <{} hex digits>' lines", 2 * PAIR_KEY_BYTES));
+        let (member, hex_key) = line.split_once(' ').ok_or_else(bad)?;
+        let member: u8 = member.parse().map_err(|_| bad())?;
+        let hex_key = hex_key.trim();
+        if hex_key.len() != 2 * PAIR_KEY_BYTES || !hex_key.is_ascii() {
+            return Err(bad());
+        }
+        let mut key = [0u8; PAIR_KEY_BYTES];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex_key[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        keys.insert(NodeId(member), key);
     }
-    let mut key = [0u8; CLUSTER_KEY_BYTES];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(key)
+    Ok(keys)
 }
 
 fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, CredentialsError> {
@@ -302,9 +329,13 @@ fn check_private(path: &Path) -> Result<(), CredentialsError> {
     Ok(())
 }
 
+/// Creates a new folder, readable by its owner only from the start; one that exists already
+/// (or a link in its place) is an error, never reused.
 fn create_dir(dir: &Path) -> Result<(), CredentialsError> {
-    fs::create_dir_all(dir).map_err(|source| CredentialsError::Write { path: dir.to_path_buf(), source })?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
         .map_err(|source| CredentialsError::Write { path: dir.to_path_buf(), source })
 }
 
@@ -347,7 +378,8 @@ mod tests {
         let n2 = NodeCredentials::load(&path.join("node-2")).unwrap();
         assert_eq!((n0.cluster, n0.node, n2.cluster, n2.node), (cluster, NodeId(0), cluster, NodeId(2)));
         assert_ne!(n0.certificate, n2.certificate);
-        assert_eq!(n0.cluster_key, n2.cluster_key);
+        assert_eq!(n0.peer_keys.get(&NodeId(2)), n2.peer_keys.get(&NodeId(0)), "a pair shares its key");
+        assert_eq!(n0.peer_keys.len(), 1, "and holds no other pair's");
         assert_eq!(ClientTrust::load(&path.join("client")).unwrap().cluster, cluster);
         assert!(matches!(
             NodeCredentials::load_for(&path.join("node-2"), NodeId(1)),
@@ -355,7 +387,7 @@ mod tests {
         ));
         assert!(matches!(init_cluster(&path, &[NodeId(0)]), Err(CredentialsError::Exists { .. })));
         let shown = format!("{n0:?}");
-        assert!(shown.contains("(secret)") && !shown.contains(&hex(&n0.cluster_key)), "{shown}");
+        assert!(shown.contains("(secret)") && !shown.contains(&hex(&n0.peer_keys[&NodeId(2)])), "{shown}");
     }
 
     /// Secrets are written 0600, and a secret others may read is refused with advice.
@@ -364,7 +396,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("creds");
         init_cluster(&path, &[NodeId(0)]).unwrap();
-        for secret in ["ca.key", "node-0/node.key", "node-0/cluster.key"] {
+        for secret in ["ca.key", "node-0/node.key", "node-0/peer.keys", "node-0/users"] {
             let mode = fs::metadata(path.join(secret)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{secret}");
         }

@@ -1,17 +1,20 @@
 //! Sealed peer datagrams, for UDP mode, where there is no TLS link to carry messages.
 //!
-//! Every peer datagram is sealed with XChaCha20-Poly1305 (RustCrypto's audited AEAD) under the
-//! cluster key that `dkv-server init` gave every member. Its header travels in the clear but is
-//! authenticated with the ciphertext:
+//! Every pair of members shares a key of its own, made by `dkv-server init` (a member holds one
+//! per other member, and no other pair's). A datagram from member A to member B is sealed with
+//! XChaCha20-Poly1305 (RustCrypto's audited AEAD) under their pair key. Its header travels in the
+//! clear but is authenticated with the ciphertext:
 //!
 //! ```text
-//! "dkvS" | version | cluster id (u64) | sender (u8) | session (u64) | counter (u64) | sent at (ms, u64)
+//! "dkvS" | version | cluster id (u64) | sender (u8) | recipient (u8) | session (u64) | counter (u64) | sent at (ms, u64)
 //! ```
 //!
-//! - Only a holder of the cluster key can make a datagram that opens: a forged or altered one
-//!   is refused, as is one naming another cluster or a non-member.
-//! - The nonce is (sender, session, counter), and a sender never reuses one: its session is the
-//!   time it started, in microseconds, and it counts datagrams within the session.
+//! - Only A or B can make a datagram that opens at B as A's: a forged or altered one is
+//!   refused, as is one naming another cluster, a non-member, or another recipient. Holding one
+//!   member's keys does not let anyone speak for another member.
+//! - The nonce is (sender, recipient, session, counter), and a sender never reuses one: its
+//!   session only grows, across restarts too (it is kept in the data dir, see [`next_session`]),
+//!   and it counts the datagrams of a session to each recipient.
 //! - Replays are refused. Each receiver keeps, per sender, the newest session it has seen and a
 //!   window of the counters it has accepted: a counter seen before, or too old for the window,
 //!   or a datagram of an older session, is refused. A receiver that restarted knows no session
@@ -22,14 +25,20 @@
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
-use dkv_core::{ClusterId, NodeId, NodeSet};
+use dkv_core::{ClusterId, NodeId};
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::Path;
 use thiserror::Error;
 
 const MAGIC: [u8; 4] = *b"dkvS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Bytes of the clear header.
-pub const HEADER_BYTES: usize = 4 + 1 + 8 + 1 + 8 + 8 + 8;
+pub const HEADER_BYTES: usize = 4 + 1 + 8 + 1 + 1 + 8 + 8 + 8;
+/// Bytes of a pair key.
+pub const PAIR_KEY_BYTES: usize = 32;
+/// The file in a data dir that keeps the last session this node used.
+const SESSION_FILE: &str = "peer-session";
 /// Bytes of the authentication tag after the ciphertext.
 pub const TAG_BYTES: usize = 16;
 /// What sealing adds to a payload.
@@ -47,7 +56,7 @@ pub enum OpenError {
     NotSealed,
     #[error("sealed for another cluster")]
     OtherCluster,
-    #[error("sent by a node that is not a member (or by this node)")]
+    #[error("sent by a node that is not a member (or by this node), or meant for another")]
     NotAMember,
     #[error("sent too long ago, or stamped in the future: check that the members' clocks agree")]
     Stale,
@@ -102,57 +111,61 @@ impl ReplayWindow {
 
 /// One member's sealing and opening of peer datagrams.
 pub struct PeerDatagrams {
-    aead: XChaCha20Poly1305,
     cluster: ClusterId,
     me: NodeId,
-    members: NodeSet,
+    /// The AEAD under the key this member shares with each other member.
+    pairs: BTreeMap<NodeId, XChaCha20Poly1305>,
     session: u64,
-    counter: u64,
+    /// Datagrams sealed for each recipient in this session.
+    counters: BTreeMap<NodeId, u64>,
     windows: BTreeMap<NodeId, ReplayWindow>,
 }
 
 struct Header {
     cluster: u64,
     from: NodeId,
+    to: NodeId,
     session: u64,
     counter: u64,
     sent_at_ms: u64,
 }
 
 impl PeerDatagrams {
-    /// `session` must be larger than any this member used before: the time it started, in
-    /// microseconds since the Unix epoch, is.
-    pub fn new(key: &[u8; 32], cluster: ClusterId, me: NodeId, members: NodeSet, session: u64) -> PeerDatagrams {
-        PeerDatagrams {
-            aead: XChaCha20Poly1305::new(Key::from_slice(key)),
-            cluster,
-            me,
-            members,
-            session,
-            counter: 0,
-            windows: BTreeMap::new(),
-        }
+    /// `pair_keys` holds the key this member shares with each other member; `session` must be
+    /// larger than any session this member used before ([`next_session`] makes sure of it).
+    pub fn new(
+        pair_keys: &BTreeMap<NodeId, [u8; PAIR_KEY_BYTES]>,
+        cluster: ClusterId,
+        me: NodeId,
+        session: u64,
+    ) -> PeerDatagrams {
+        let pairs = pair_keys.iter().map(|(&id, key)| (id, XChaCha20Poly1305::new(Key::from_slice(key)))).collect();
+        PeerDatagrams { cluster, me, pairs, session, counters: BTreeMap::new(), windows: BTreeMap::new() }
     }
 
-    /// Appends `payload`, sealed, to `out`.
-    pub fn seal(&mut self, now_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
+    /// Appends `payload`, sealed for member `to`, to `out`. False if `to` is not a member this
+    /// node shares a key with (nothing is appended).
+    pub fn seal(&mut self, now_ms: u64, to: NodeId, payload: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(aead) = self.pairs.get(&to) else { return false };
+        let counter = self.counters.entry(to).or_insert(0);
         let header = Header {
             cluster: self.cluster.0,
             from: self.me,
+            to,
             session: self.session,
-            counter: self.counter,
+            counter: *counter,
             sent_at_ms: now_ms,
         };
-        self.counter += 1;
+        *counter += 1;
         let start = out.len();
         write_header(&header, out);
         out.extend_from_slice(payload);
         let (head, body) = out[start..].split_at_mut(HEADER_BYTES);
-        let tag = self
-            .aead
+        let tag = aead
             .encrypt_in_place_detached(&nonce(&header), head, body)
             .expect("a payload of one datagram is far below the AEAD's limit");
         out.extend_from_slice(&tag);
+        true
     }
 
     /// Opens a sealed datagram: its sender and the payload, or why it is refused. Never panics,
@@ -165,9 +178,10 @@ impl PeerDatagrams {
         if header.cluster != self.cluster.0 {
             return Err(OpenError::OtherCluster);
         }
-        if header.from == self.me || !self.members.contains(header.from) {
-            return Err(OpenError::NotAMember);
-        }
+        let aead = match self.pairs.get(&header.from) {
+            Some(aead) if header.to == self.me && header.from != self.me => aead,
+            _ => return Err(OpenError::NotAMember),
+        };
         if now_ms.abs_diff(header.sent_at_ms) > FRESHNESS_MS {
             return Err(OpenError::Stale);
         }
@@ -178,8 +192,7 @@ impl PeerDatagrams {
         let body_end = datagram.len() - TAG_BYTES;
         let mut payload = datagram[HEADER_BYTES..body_end].to_vec();
         let tag = Tag::from_slice(&datagram[body_end..]);
-        self.aead
-            .decrypt_in_place_detached(&nonce(&header), &datagram[..HEADER_BYTES], &mut payload, tag)
+        aead.decrypt_in_place_detached(&nonce(&header), &datagram[..HEADER_BYTES], &mut payload, tag)
             .map_err(|_| OpenError::Forged)?;
         match self.windows.get_mut(&header.from) {
             Some(window) => window.record(header.session, header.counter, header.sent_at_ms),
@@ -202,6 +215,7 @@ fn write_header(h: &Header, out: &mut Vec<u8>) {
     out.push(VERSION);
     out.extend_from_slice(&h.cluster.to_le_bytes());
     out.push(h.from.0);
+    out.push(h.to.0);
     out.extend_from_slice(&h.session.to_le_bytes());
     out.extend_from_slice(&h.counter.to_le_bytes());
     out.extend_from_slice(&h.sent_at_ms.to_le_bytes());
@@ -219,36 +233,68 @@ fn read_header(bytes: &[u8]) -> Result<Header, OpenError> {
     Ok(Header {
         cluster: u64_at(5),
         from: NodeId(bytes[13]),
-        session: u64_at(14),
-        counter: u64_at(22),
-        sent_at_ms: u64_at(30),
+        to: NodeId(bytes[14]),
+        session: u64_at(15),
+        counter: u64_at(23),
+        sent_at_ms: u64_at(31),
     })
 }
 
-/// (sender, session, counter): unique for every datagram any member ever seals.
+/// (sender, recipient, session, counter): unique for every datagram sealed under a pair key,
+/// in either direction.
 fn nonce(h: &Header) -> XNonce {
     let mut nonce = [0u8; 24];
     nonce[0] = h.from.0;
+    nonce[1] = h.to.0;
     nonce[8..16].copy_from_slice(&h.session.to_le_bytes());
     nonce[16..24].copy_from_slice(&h.counter.to_le_bytes());
     XNonce::from(nonce)
+}
+
+/// The session this node's peer datagrams use from now on: larger than any it used before, in
+/// this data dir, whatever its clock says (a node that restarts with its clock behind must not
+/// be taken for a replay of its past). Kept durably in the data dir before it is used.
+pub fn next_session(data_dir: &Path, now_micros: u64) -> io::Result<u64> {
+    let path = data_dir.join(SESSION_FILE);
+    let last = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            text.trim().parse::<u64>().map_err(|_| io::Error::other(format!("{} is damaged", path.display())))?
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let session = now_micros.max(last.saturating_add(1));
+    let temporary = data_dir.join(format!("{SESSION_FILE}.new"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(format!("{session}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(session)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KEY: [u8; 32] = [7; 32];
     const CLUSTER: ClusterId = ClusterId(42);
     const NOW: u64 = 1_700_000_000_000;
 
-    fn member(id: u8, session: u64) -> PeerDatagrams {
-        PeerDatagrams::new(&KEY, CLUSTER, NodeId(id), NodeSet::first(3), session)
+    /// The pair keys of member `id` of a 3-member cluster: pair (a, b) has key [a + 10 * b; 32]
+    /// for a < b.
+    fn keys(id: u8) -> BTreeMap<NodeId, [u8; PAIR_KEY_BYTES]> {
+        (0..3u8).filter(|&j| j != id).map(|j| (NodeId(j), [id.min(j) + 10 * id.max(j); 32])).collect()
     }
 
+    fn member(id: u8, session: u64) -> PeerDatagrams {
+        PeerDatagrams::new(&keys(id), CLUSTER, NodeId(id), session)
+    }
+
+    /// Sealed by `from` for member 1 (or member 0 if `from` is 1).
     fn sealed(from: &mut PeerDatagrams, payload: &[u8]) -> Vec<u8> {
+        let to = if from.me == NodeId(1) { NodeId(0) } else { NodeId(1) };
         let mut out = Vec::new();
-        from.seal(NOW, payload, &mut out);
+        assert!(from.seal(NOW, to, payload, &mut out));
         out
     }
 
@@ -301,15 +347,34 @@ mod tests {
         let mut body = good.clone();
         body[HEADER_BYTES] ^= 1;
         assert_eq!(b.open(NOW, &body), Err(OpenError::Forged));
-        let mut stranger = PeerDatagrams::new(&[8; 32], CLUSTER, NodeId(0), NodeSet::first(3), 1);
+        let stranger_keys: BTreeMap<NodeId, [u8; 32]> = [(NodeId(1), [8; 32])].into();
+        let mut stranger = PeerDatagrams::new(&stranger_keys, CLUSTER, NodeId(0), 1);
         assert_eq!(b.open(NOW, &sealed(&mut stranger, b"x")), Err(OpenError::Forged));
-        let mut other_cluster = PeerDatagrams::new(&KEY, ClusterId(43), NodeId(0), NodeSet::first(3), 1);
+        let mut other_cluster = PeerDatagrams::new(&keys(0), ClusterId(43), NodeId(0), 1);
         assert_eq!(b.open(NOW, &sealed(&mut other_cluster, b"x")), Err(OpenError::OtherCluster));
-        let mut outsider = PeerDatagrams::new(&KEY, CLUSTER, NodeId(9), NodeSet::first(3), 1);
+        let mut outsider = PeerDatagrams::new(&keys(0), CLUSTER, NodeId(9), 1);
         assert_eq!(b.open(NOW, &sealed(&mut outsider, b"x")), Err(OpenError::NotAMember));
         assert_eq!(b.open(NOW, &sealed(&mut member(1, 1), b"x")), Err(OpenError::NotAMember), "from itself");
+        // Member 2 holds keys too, but not the pair key of members 0 and 1: it cannot speak for 0.
+        let mut impostor = PeerDatagrams::new(&keys(2), CLUSTER, NodeId(0), 1);
+        assert_eq!(b.open(NOW, &sealed(&mut impostor, b"x")), Err(OpenError::Forged));
+        // A datagram meant for member 2 does not open at member 1.
+        let mut for_two = Vec::new();
+        assert!(member(0, 1).seal(NOW, NodeId(2), b"x", &mut for_two));
+        assert_eq!(b.open(NOW, &for_two), Err(OpenError::NotAMember));
         assert_eq!(b.open(NOW + FRESHNESS_MS + 1, &good), Err(OpenError::Stale));
         assert_eq!(b.open(NOW, b"dkv"), Err(OpenError::NotSealed));
         assert!(b.open(NOW, &good).is_ok(), "refusals did not move the window");
+    }
+
+    /// Each session is larger than the last one used in the same data dir, even when the clock
+    /// went back.
+    #[test]
+    fn sessions_only_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = next_session(dir.path(), 5_000).unwrap();
+        assert_eq!(first, 5_000);
+        assert_eq!(next_session(dir.path(), 1_000).unwrap(), 5_001, "the clock went back");
+        assert_eq!(next_session(dir.path(), 9_000).unwrap(), 9_000);
     }
 }
