@@ -6,7 +6,8 @@
 use clap::{Parser, ValueEnum};
 use dkv::{LogLevel, init_logging};
 use dkv_core::{NodeId, Outcome, WriteOp};
-use dkv_net::security::credentials::{NodeCredentials, init_cluster};
+use dkv_net::security::credentials::{ClientTrust, NodeCredentials, USERS_FILE, init_cluster};
+use dkv_net::security::users::{ClientUser, load_client_user, load_users};
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerHandle, Transport};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -121,6 +122,11 @@ struct Cli {
     /// Print one JSON line instead of the table.
     #[arg(long)]
     json: bool,
+    /// With --local: the nodes require users, and every client talks TLS (over TCP) or signs its
+    /// datagrams (over UDP) as the admin user, to measure what client security costs. (Peers
+    /// always use mutual TLS.)
+    #[arg(long, requires = "local")]
+    secure_clients: bool,
     /// Log level of --local servers: error, info or debug.
     #[arg(short = 'l', long, default_value = "error")]
     log: LogLevel,
@@ -169,7 +175,7 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
     let local = match cli.local {
         Some(n) => {
             init_logging(cli.log);
-            Some(LocalCluster::start(n).map_err(BenchError::Local)?)
+            Some(LocalCluster::start(n, cli.secure_clients).map_err(BenchError::Local)?)
         }
         None => None,
     };
@@ -187,6 +193,10 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
         ordered.rotate_left(i as usize % nodes.len());
         let mut config = ClientConfig::new(ordered, transport);
         config.request_timeout = timeout;
+        if let Some(secure) = local.as_ref().and_then(|cluster| cluster.secure.as_ref()) {
+            config.tls = Some(secure.trust.clone());
+            config.user = Some(secure.user.clone());
+        }
         Ok(Client::new(config)?)
     };
     if let Some(cluster) = &local {
@@ -446,20 +456,35 @@ impl Report {
 /// their own ports, over mutual TLS with credentials made for the run.
 struct LocalCluster {
     addrs: Vec<SocketAddr>,
+    /// With --secure-clients: what clients need to talk TLS and authenticate.
+    secure: Option<SecureClients>,
     handles: Vec<ServerHandle>,
     threads: Vec<JoinHandle<()>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
+struct SecureClients {
+    trust: Arc<ClientTrust>,
+    user: Arc<ClientUser>,
+}
+
 impl LocalCluster {
-    fn start(n: u8) -> Result<LocalCluster, String> {
+    fn start(n: u8, secure_clients: bool) -> Result<LocalCluster, String> {
         let addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
         let peer_addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
         let credentials =
             tempfile::Builder::new().prefix("dkv-bench-credentials-").tempdir().map_err(|e| e.to_string())?;
         let ids: Vec<NodeId> = (0..n).map(NodeId).collect();
         init_cluster(&credentials.path().join("c"), &ids).map_err(|e| e.to_string())?;
-        let mut cluster = LocalCluster { addrs, handles: Vec::new(), threads: Vec::new(), _dirs: Vec::new() };
+        let client_dir = credentials.path().join("c/client");
+        let secure = if secure_clients {
+            let trust = ClientTrust::load(&client_dir).map_err(|e| e.to_string())?;
+            let user = load_client_user(&client_dir.join("admin.user")).map_err(|e| e.to_string())?;
+            Some(SecureClients { trust: Arc::new(trust), user: Arc::new(user) })
+        } else {
+            None
+        };
+        let mut cluster = LocalCluster { addrs, secure, handles: Vec::new(), threads: Vec::new(), _dirs: Vec::new() };
         for i in 0..n as usize {
             let dir = tempfile::Builder::new().prefix("dkv-bench-").tempdir().map_err(|e| e.to_string())?;
             let peers: BTreeMap<NodeId, SocketAddr> =
@@ -468,6 +493,9 @@ impl LocalCluster {
             let mut config = ServerConfig::new(id, addr, peer_addr, peers, Transport::Both, dir.path().to_path_buf());
             let node_credentials = credentials.path().join(format!("c/node-{i}"));
             config.credentials = Some(Arc::new(NodeCredentials::load(&node_credentials).map_err(|e| e.to_string())?));
+            if secure_clients {
+                config.users = Some(load_users(&node_credentials.join(USERS_FILE)).map_err(|e| e.to_string())?);
+            }
             let server = Server::bind(config).map_err(|e| e.to_string())?;
             cluster.handles.push(server.handle());
             let thread = std::thread::Builder::new().name(format!("dkv-node-{i}"));
