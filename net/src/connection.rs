@@ -77,6 +77,8 @@ pub(crate) struct Connection {
     tls_offer: Option<Arc<rustls::ServerConfig>>,
     /// The user a client proved it is (an index into the node's users), once it has.
     pub(crate) user: Option<usize>,
+    /// The client's certificate, if it showed one in the TLS handshake, has been looked at.
+    pub(crate) certificate_checked: bool,
     /// Unique for the life of the process, so a reply routed to a closed connection can never
     /// reach a new connection that reused its slot.
     pub(crate) serial: u64,
@@ -117,6 +119,7 @@ impl Connection {
             tls: tls.map(Box::new),
             tls_offer: None,
             user: None,
+            certificate_checked: false,
             serial,
             input: Vec::new(),
             output: Vec::new(),

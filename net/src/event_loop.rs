@@ -32,7 +32,7 @@ use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::{OccasionalLog, RateLimit};
 use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
 use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams, next_session};
-use crate::security::tls::{PeerTls, TlsSetupError, client_port_config};
+use crate::security::tls::{PeerTls, TlsSetupError, certificate_is_users, client_port_config};
 use crate::security::users::Users;
 use crate::stats::ServerStats;
 use crate::wal::{Wal, WalError};
@@ -543,6 +543,7 @@ impl Server {
     /// member's once the TLS handshake has shown a certificate naming one; one whose
     /// certificate names no member is dropped (`None`).
     fn sender_of(&mut self, key: usize, serial: u64) -> Option<Sender> {
+        self.user_by_certificate(key);
         let connection = self.inbound.get(key)?;
         let PeerSecurity::Tls(tls) = &self.security else {
             return Some(Sender::Client(Route::Tcp { key, serial }, connection.user));
@@ -567,6 +568,27 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A client that showed a user's certificate in its TLS handshake (checked against the
+    /// cluster's CA there) is that user, with no token to send.
+    fn user_by_certificate(&mut self, key: usize) {
+        let Some(connection) = self.inbound.get(key) else { return };
+        if connection.role != Role::Client || connection.certificate_checked || !connection.tls_established() {
+            return;
+        }
+        let user = match (connection.peer_certificate(), &self.users) {
+            (Some(certificate), Some(users)) => {
+                users.names().find(|(_, name)| certificate_is_users(certificate, self.cluster, name)).map(|(i, _)| i)
+            }
+            _ => None,
+        };
+        self.inbound.with(key, |c| {
+            c.certificate_checked = true;
+            if user.is_some() {
+                c.user = user;
+            }
+        });
     }
 
     /// Ends a connection in an orderly way (its side closed, it went idle, its error was sent).

@@ -64,6 +64,18 @@ fn roles_and_prefixes_hold() {
     assert_eq!(admin.get("app/y").unwrap(), Outcome::NotFound);
 }
 
+/// A client certificate from the cluster's CA proves its user in the TLS handshake, with no
+/// token; the user is held to its role all the same.
+#[test]
+fn client_certificates_prove_users() {
+    let cluster = TestCluster::start_with_users(2, Transport::Tcp, &users());
+    let mut admin = cluster.certificate_client(0, "admin");
+    assert_eq!(admin.put("k", "v").unwrap(), Outcome::Committed);
+    let mut viewer = cluster.certificate_client(1, "viewer");
+    assert_eq!(viewer.get("k").unwrap(), Outcome::Value(b"v".to_vec()));
+    assert!(denied(viewer.put("k", "w")).contains("may only read"));
+}
+
 /// A wrong token is refused; a token in the clear is refused by the client library before it
 /// leaves, and by the node if it arrives anyway; a signed datagram replayed is refused.
 #[test]

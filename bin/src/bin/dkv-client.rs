@@ -4,7 +4,7 @@ use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
 use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, RejectReason, TryAgainReason, WriteOp};
-use dkv_net::security::credentials::ClientTrust;
+use dkv_net::security::credentials::{ClientCertificate, ClientTrust};
 use dkv_net::security::users::load_client_user;
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
 use std::io::Write;
@@ -54,7 +54,8 @@ Exit codes:
 
 Security: --tls DIR/client talks TLS and checks the node is a member of the cluster that
 `dkv-server init` made DIR for; --user-file DIR/client/NAME.user authenticates as NAME (over
-TCP only with --tls; over UDP each datagram is signed).";
+TCP only with --tls; over UDP each datagram is signed), or --cert DIR/client/NAME.crt does in
+the TLS handshake.";
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +108,10 @@ struct Cli {
     /// Authenticate as the user in this file (DIR/client/NAME.user from `dkv-server init`).
     #[arg(long, value_name = "FILE", global = true)]
     user_file: Option<std::path::PathBuf>,
+    /// Prove who you are with this user's client certificate instead (DIR/client/NAME.crt; its
+    /// key is read from NAME.key beside it). Needs --tls.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls")]
+    cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -341,7 +346,13 @@ fn main() -> ExitCode {
     config.request_timeout = Duration::from_secs_f64(cli.timeout);
     config.attempt_timeout = config.attempt_timeout.min(config.request_timeout);
     if let Some(dir) = &cli.tls {
-        match ClientTrust::load(dir) {
+        let trust = ClientTrust::load(dir).and_then(|mut trust| {
+            if let Some(path) = &cli.cert {
+                trust.certificate = Some(ClientCertificate::load(path)?);
+            }
+            Ok(trust)
+        });
+        match trust {
             Ok(trust) => config.tls = Some(Arc::new(trust)),
             Err(error) => usage_error(error.to_string()),
         }

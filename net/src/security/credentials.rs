@@ -17,6 +17,7 @@
 //! DIR/client/ca.crt      what a client needs to verify the nodes it talks to
 //! DIR/client/identity    "cluster <16 hex digits>"
 //! DIR/client/NAME.user   a user's name and token (0600), for `dkv-client --user-file`
+//! DIR/client/NAME.crt    a user's client certificate (and NAME.key, 0600), for `--cert`
 //! ```
 //!
 //! Secrets are created with mode 0600 and refused at load time if anyone but their owner may
@@ -50,6 +51,11 @@ pub const PAIR_KEY_BYTES: usize = crate::security::datagrams::PAIR_KEY_BYTES;
 /// that presents a certificate valid for this name comes from member `node` of `cluster`.
 pub fn peer_name(cluster: ClusterId, node: NodeId) -> String {
     format!("node-{}.{cluster}.dkv", node.0)
+}
+
+/// The name a user's client certificate is issued for, and the one a node checks.
+pub fn user_name(cluster: ClusterId, user: &str) -> String {
+    format!("user-{user}.{cluster}.dkv")
 }
 
 /// The name clients check: every member's certificate is valid for it, so a client trusts any
@@ -141,11 +147,35 @@ impl NodeCredentials {
     }
 }
 
-/// What a client needs to talk to a cluster over TLS: the cluster and its CA certificate.
+/// What a client needs to talk to a cluster over TLS: the cluster and its CA certificate, and a
+/// user's client certificate if it proves who it is that way.
 #[derive(Debug)]
 pub struct ClientTrust {
     pub cluster: ClusterId,
     pub ca: CertificateDer<'static>,
+    pub certificate: Option<ClientCertificate>,
+}
+
+/// A user's client certificate and its key.
+pub struct ClientCertificate {
+    pub certificate: CertificateDer<'static>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate").field("key", &"(secret)").finish_non_exhaustive()
+    }
+}
+
+impl ClientCertificate {
+    /// Loads `NAME.crt` and, beside it, `NAME.key` (which must be readable by its owner only).
+    pub fn load(certificate: &Path) -> Result<ClientCertificate, CredentialsError> {
+        let key_path = certificate.with_extension("key");
+        check_private(&key_path)?;
+        let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| invalid(&key_path, &e.to_string()))?;
+        Ok(ClientCertificate { certificate: read_certificate(certificate)?, key })
+    }
 }
 
 impl ClientTrust {
@@ -153,7 +183,7 @@ impl ClientTrust {
     pub fn load(dir: &Path) -> Result<ClientTrust, CredentialsError> {
         let path = dir.join(IDENTITY_FILE);
         let (cluster, _) = parse_identity(&path, &read_text(&path)?)?;
-        Ok(ClientTrust { cluster, ca: read_certificate(&dir.join(CA_CERT_FILE))? })
+        Ok(ClientTrust { cluster, ca: read_certificate(&dir.join(CA_CERT_FILE))?, certificate: None })
     }
 }
 
@@ -257,6 +287,17 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
             client_user_text(&user.name, token).as_bytes(),
             true,
         )?;
+        // A client certificate too, for clients that prove who they are in the TLS handshake
+        // instead of sending a token: valid for the user's name, for client authentication only.
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, format!("dkv user {} of cluster {cluster}", user.name));
+        params.subject_alt_names = vec![SanType::DnsName(user_name(cluster, &user.name).try_into()?)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        write_file(&client_dir.join(format!("{}.crt", user.name)), cert.pem().as_bytes(), false)?;
+        write_file(&client_dir.join(format!("{}.key", user.name)), key.serialize_pem().as_bytes(), true)?;
     }
     Ok(cluster)
 }

@@ -6,7 +6,7 @@
 //! From then on every frame on the link is that member's: a frame naming another sender, or
 //! another cluster, is refused.
 
-use super::credentials::{ClientTrust, NodeCredentials, cluster_name, peer_name};
+use super::credentials::{ClientTrust, NodeCredentials, cluster_name, peer_name, user_name};
 use dkv_core::{ClusterId, NodeId, NodeSet};
 use rustls::client::verify_server_name;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -89,14 +89,26 @@ impl PeerTls {
 
 /// The TLS configuration a node serves clients with on its client port: its member
 /// certificate, which is valid for [`cluster_name`], so a client that trusts the cluster's CA
-/// accepts any member. Clients present no certificate; they authenticate as users inside.
+/// accepts any member. A client may present a user's certificate from the cluster's CA (see
+/// [`certificate_is_users`]), or none and authenticate inside with a token.
 pub fn client_port_config(credentials: &NodeCredentials) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(credentials.ca.clone())?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
     let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(vec![credentials.certificate.clone()], credentials.key.clone_key())?;
     Ok(Arc::new(config))
+}
+
+/// Whether `certificate` (verified as issued by the cluster's CA in the handshake) is `user`'s.
+pub fn certificate_is_users(certificate: &CertificateDer<'_>, cluster: ClusterId, user: &str) -> bool {
+    let Ok(parsed) = ParsedCertificate::try_from(certificate) else { return false };
+    ServerName::try_from(user_name(cluster, user)).is_ok_and(|name| verify_server_name(&parsed, &name).is_ok())
 }
 
 /// A client's TLS session to any member of the cluster `trust` names.
@@ -104,10 +116,13 @@ pub fn client_session(trust: &ClientTrust) -> Result<ClientConnection, TlsSetupE
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add(trust.ca.clone())?;
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match &trust.certificate {
+        Some(mine) => builder.with_client_auth_cert(vec![mine.certificate.clone()], mine.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
     let name = ServerName::try_from(cluster_name(trust.cluster)).expect("a cluster name is a valid DNS name");
     Ok(ClientConnection::new(Arc::new(config), name)?)
 }

@@ -137,6 +137,11 @@ impl Users {
         self.list.get(index)
     }
 
+    /// The users, by index, with their names.
+    pub fn names(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.list.iter().enumerate().map(|(i, u)| (i, u.name.as_str()))
+    }
+
     /// The user whose token this is, checked in constant time.
     pub fn authenticate(&self, name: &str, token: &[u8]) -> Result<usize, AuthError> {
         let index = *self.by_name.get(name).ok_or(AuthError::BadCredentials)?;

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use dkv_core::NodeId;
-use dkv_net::security::credentials::{ClientTrust, NewUser, NodeCredentials, USERS_FILE, init_cluster_with_users};
+use dkv_net::security::credentials::{
+    ClientCertificate, ClientTrust, NewUser, NodeCredentials, USERS_FILE, init_cluster_with_users,
+};
 use dkv_net::security::users::{Role, load_client_user, load_users};
 use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
@@ -116,6 +118,20 @@ impl TestCluster {
 }
 
 impl TestCluster {
+    /// A client that talks TLS and proves it is `user` with the user's client certificate.
+    pub fn certificate_client(&self, first: usize, user: &str) -> Client {
+        let mut nodes = self.addrs.clone();
+        nodes.rotate_left(first);
+        let mut config = ClientConfig::new(nodes, ClientTransport::Tcp);
+        config.request_timeout = Duration::from_secs(20);
+        let client_dir = self.credentials.join("client");
+        let mut trust = ClientTrust::load(&client_dir).expect("client trust loads");
+        let certificate = ClientCertificate::load(&client_dir.join(format!("{user}.crt"))).expect("certificate loads");
+        trust.certificate = Some(certificate);
+        config.tls = Some(Arc::new(trust));
+        Client::new(config).unwrap()
+    }
+
     /// A client that talks TLS (over TCP) and authenticates as `user`.
     pub fn user_client(&self, first: usize, transport: ClientTransport, user: &str) -> Client {
         let mut nodes = self.addrs.clone();
