@@ -300,6 +300,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
            cargo run --release --bin dkv-client --{mode} -p {p2} txn put:a=1 update:hello=there delete:a\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} -o 1 -k hello          # the original project's flags\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n\
+           cargo run --release --bin dkv-client --{mode} -p {p0} --tls {creds}/client --user-file {creds}/client/admin.user get hello   # over TLS, as a user\n\
          \n\
          Stop with Ctrl-C; start the demo again and your data is still there (delete {} to start over).",
         match transport {
@@ -312,6 +313,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         args.data_dir.display(),
         peer_list = peer_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
         peer_security = if transport == Transport::Udp { "sealed UDP datagrams" } else { "mutual TLS" },
+        creds = credentials.display(),
         p0 = ports[0],
         p1 = ports[1],
         p2 = ports[2],
