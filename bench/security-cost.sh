@@ -4,7 +4,8 @@
 # the current code with peers over mutual TLS ("peers-tls"), and with clients over TLS as users
 # too ("all-tls"). Same workloads as bench/vs-etcd.sh (100-byte values, 10,000 keys, fsync
 # on), run one at a time, taking turns. Prints one JSON line per run.
-# Usage: bench/security-cost.sh [ROUNDS] [BASE_REVISION]   (3 and 804db21 by default; SECS=10)
+# Usage: bench/security-cost.sh [ROUNDS] [BASE_REVISION]   (3 and 804db21 by default; SECS=10;
+# WORKLOADS="put 1" for one workload, as OP CLIENTS pairs separated by commas)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -22,7 +23,7 @@ cargo build --release --locked --quiet -p dkv --bin dkv-bench
 before="$work/target/release/dkv-bench"
 now="${CARGO_TARGET_DIR:-target}/release/dkv-bench"
 
-WORKLOADS=("put 64" "put 1" "get 16")
+IFS=, read -r -a WORKLOADS <<<"${WORKLOADS:-put 64,put 1,get 16}"
 for round in $(seq "$ROUNDS"); do
     for workload in "${WORKLOADS[@]}"; do
         set -- $workload
