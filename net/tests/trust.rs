@@ -126,6 +126,63 @@ fn a_member_link_cannot_speak_for_another_member_or_cluster() {
     nothing_applied_and_still_served(&cluster, ClientTransport::Tcp);
 }
 
+/// Records every byte written through it.
+struct Recorded<'a> {
+    stream: &'a mut TcpStream,
+    sent: &'a mut Vec<u8>,
+}
+
+impl std::io::Read for Recorded<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.read(buffer)
+    }
+}
+
+impl std::io::Write for Recorded<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.stream.write(bytes)?;
+        self.sent.extend_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// The bytes of a member's whole TLS link, recorded and replayed on a new connection to the
+/// peer port, are refused: the handshake is bound to the node's fresh random, so nothing in
+/// them is ever read as a frame.
+#[test]
+fn a_replayed_peer_link_is_refused() {
+    let cluster = TestCluster::start(3, Transport::Tcp);
+    let id = cluster_id(&cluster);
+    let member = PeerTls::new(&NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap()).unwrap();
+    let query = Message::Query { txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 1 } };
+    let frame = frame::encode_to_vec(&Frame::Peer { cluster: id, from: NodeId(1), message: query });
+    let mut sent = Vec::new();
+    {
+        let mut stream = TcpStream::connect(cluster.peer_addrs[0]).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut recorded = Recorded { stream: &mut stream, sent: &mut sent };
+        let mut session = member.connect(NodeId(0));
+        while session.is_handshaking() {
+            session.complete_io(&mut recorded).unwrap();
+        }
+        session.writer().write_all(&frame).unwrap();
+        while session.wants_write() {
+            session.write_tls(&mut recorded).unwrap();
+        }
+    }
+    let stats = cluster.handle(0).stats();
+    let refused_before = ServerStats::get(&stats.peer_connections_refused);
+    let mut replay = TcpStream::connect(cluster.peer_addrs[0]).unwrap();
+    replay.write_all(&sent).unwrap();
+    wait_for(&cluster, 0, |s| &s.peer_connections_refused, refused_before + 1);
+    assert_eq!(ServerStats::get(&stats.peer_frames_refused), 0);
+    nothing_applied_and_still_served(&cluster, ClientTransport::Tcp);
+}
+
 /// In UDP mode, peer datagrams that are not sealed, are sealed with a wrong key, for another
 /// cluster, by a member speaking for another (member 2's keys claiming to be member 1), or are
 /// a member's own datagrams from a session older than the one its peer knows, are all refused.
