@@ -296,6 +296,14 @@ fn contending_writers_all_commit_without_deadlock() {
     for i in 1..3 {
         assert_eq!(c.value(i, "y"), y, "replicas agree");
     }
+    // Applied once each: every node committed exactly the 12 transactions (a write applied
+    // twice would count twice), and each client's request completed exactly once.
+    for i in 0..3 {
+        assert_eq!(c.node(i).stats().txns_committed, 12, "node {i}");
+        let completed: Vec<_> = c.node(i).completions().map(|r| (r.request.client.0, r.request.seq)).collect();
+        assert_eq!(completed.len(), 12, "node {i}: one completion per client");
+        assert!(completed.iter().all(|&(_, seq)| seq == 1), "node {i}: {completed:?}");
+    }
 }
 
 /// A one-node cluster commits on its own.
