@@ -20,8 +20,12 @@ use dkv_core::WriteOp;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Configurations explored before a search is declared inconclusive.
+/// Configurations explored before a search is given a larger budget.
 pub const SEARCH_CONFIGURATIONS_MAX: usize = 500_000;
+/// The larger budget a search gets when the first ran out; past it the search is
+/// inconclusive (reported with the run: the per-key searches still ran, but the history as a
+/// whole was not checked).
+pub const SEARCH_CONFIGURATIONS_RETRY_MAX: usize = 8_000_000;
 
 /// The outcome of a search.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,6 +205,8 @@ struct Search<'a> {
     state: State,
     memo: Memo,
     explored: usize,
+    /// Configurations this search may explore before it gives up.
+    budget: usize,
     /// The deepest point reached, for the report.
     deepest: Deepest,
     /// The operations linearized so far, in order.
@@ -238,7 +244,7 @@ impl Search<'_> {
         // Done once every operation with a known outcome is placed.
         let Some(&(horizon, _)) = self.responses.first() else { return Some(true) };
         self.explored += 1;
-        if self.explored > SEARCH_CONFIGURATIONS_MAX {
+        if self.explored > self.budget {
             return None;
         }
         // Memoized by 128 bits of hash: a collision would need two different configurations
@@ -297,7 +303,21 @@ impl Search<'_> {
     }
 }
 
+/// Searches with the first budget, and again with the larger one if it ran out.
 fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Option<&[u8]>) -> Verdict {
+    match search_within(history, ops.clone(), checker, key, SEARCH_CONFIGURATIONS_MAX) {
+        Verdict::Inconclusive => search_within(history, ops, checker, key, SEARCH_CONFIGURATIONS_RETRY_MAX),
+        verdict => verdict,
+    }
+}
+
+fn search_within(
+    history: &History,
+    ops: Vec<SearchOp>,
+    checker: &'static str,
+    key: Option<&[u8]>,
+    budget: usize,
+) -> Verdict {
     let mut ops = ops;
     ops.sort_by_key(|o| (o.invoke, o.origin));
     let responses = ops.iter().enumerate().filter(|(_, o)| o.definite()).map(|(i, o)| (o.response, i)).collect();
@@ -310,6 +330,7 @@ fn search(history: &History, ops: Vec<SearchOp>, checker: &'static str, key: Opt
         state: State::default(),
         memo: Memo::default(),
         explored: 0,
+        budget,
         deepest: Deepest::default(),
         path: Vec::new(),
     };
@@ -375,7 +396,7 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
 #[derive(Clone, Debug, Default)]
 pub struct Findings {
     pub violations: Vec<Violation>,
-    /// Searches that hit [`SEARCH_CONFIGURATIONS_MAX`] without a verdict.
+    /// Searches that hit [`SEARCH_CONFIGURATIONS_RETRY_MAX`] without a verdict.
     pub inconclusive: usize,
 }
 
