@@ -4,12 +4,15 @@
 # For UDP mode, then TCP mode: start a real 3-node cluster, run client instances doing puts,
 # gets, updates, deletes and transactions with random values through different nodes, and
 # check every answer (value and exit code). Then, while a client keeps writing, kill one node
-# with -9, restart it, and check that every acknowledged write is there on every node and that
-# the nodes agree on every write whose outcome the client did not learn. Servers are always
-# stopped at the end (trap); any mismatch exits non-zero.
+# with -9, restart it, check that writes through the restarted node and through another node
+# commit, that every acknowledged write is there on every node, and that the nodes agree on
+# every write whose outcome the client did not learn (exit 5, unavailable; any other failure
+# fails the test). Servers are always stopped at the end (trap); any mismatch, and any command
+# that fails unexpectedly, exits non-zero.
 #
 # Usage: ./test.sh            (builds the debug binaries first; set PROFILE=release to use those)
-set -uo pipefail
+set -Eeuo pipefail
+trap 'fail "line $LINENO: \"$BASH_COMMAND\" failed (exit $?)"' ERR
 cd "$(dirname "$0")"
 
 PROFILE=${PROFILE:-debug}
@@ -27,15 +30,17 @@ declare -a PIDS=()
 CHECKS=0
 
 cleanup() {
+    local pid
     for pid in "${PIDS[@]}"; do
-        [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null
+        [[ -z $pid ]] || kill -9 "$pid" 2>/dev/null || true
     done
-    wait 2>/dev/null
+    wait 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 fail() {
+    trap - ERR
     echo "FAIL: $*" >&2
     for log in "$WORK"/*.log; do
         [[ -f $log ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
@@ -74,14 +79,16 @@ start_node() { # id
     PIDS[$id]=$!
 }
 
-# Polls node `id` until it answers a read, within a deadline (no sleeping and hoping).
+# Polls node `id` until it answers a read, within a deadline (no sleeping and hoping). Only
+# "unavailable" (exit 5) means not yet; any other failure is one.
 wait_ready() { # id
     local id=$1 deadline=$((SECONDS + 30)) rc
     while ((SECONDS < deadline)); do
         kill -0 "${PIDS[$id]}" 2>/dev/null || fail "node $id exited during start"
-        "$CLIENT" $MODE_FLAG -p $((BASE + id)) --timeout 1 get __ready__ >/dev/null 2>&1
-        rc=$?
+        rc=0
+        "$CLIENT" $MODE_FLAG -p $((BASE + id)) --timeout 1 get __ready__ >/dev/null 2>"$WORK/client.err" || rc=$?
         [[ $rc == 0 || $rc == 3 ]] && return
+        [[ $rc == 5 ]] || fail "node $id: a read while waiting for it gave exit $rc ($(cat "$WORK/client.err"))"
         sleep 0.1
     done
     fail "node $id did not answer within 30 s"
@@ -91,8 +98,8 @@ wait_ready() { # id
 expect() {
     local want_rc=$1 want_out=$2 node=$3 out rc
     shift 3
-    out=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 "$@" 2>"$WORK/client.err")
-    rc=$?
+    rc=0
+    out=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 "$@" 2>"$WORK/client.err") || rc=$?
     CHECKS=$((CHECKS + 1))
     if [[ $rc != "$want_rc" || $out != "$want_out" ]]; then
         fail "$MODE: dkv-client -p $((BASE + node)) $* gave exit $rc and '$out' ($(cat "$WORK/client.err")), expected exit $want_rc and '$want_out'"
@@ -115,13 +122,16 @@ check_all_expected() { # on every node
 }
 
 # Writes keys w1..wN through node 0, one client instance per write, recording each exit code.
+# A put either commits (0) or has no outcome (5, unavailable); anything else stops the writer
+# with that exit code.
 background_writer() { # count
     local j value rc
     for j in $(seq "$1"); do
         value=$(random_value)
-        "$CLIENT" $MODE_FLAG -p "$BASE" --timeout 8 put "w$j" "$value" >/dev/null 2>&1
-        rc=$?
+        rc=0
+        "$CLIENT" $MODE_FLAG -p "$BASE" --timeout 8 put "w$j" "$value" >/dev/null 2>"$WORK/$MODE-writer.err" || rc=$?
         echo "w$j $value $rc" >>"$WORK/$MODE-writes"
+        [[ $rc == 0 || $rc == 5 ]] || exit "$rc"
     done
 }
 
@@ -182,37 +192,51 @@ run_mode() { # udp | tcp
     local deadline=$((SECONDS + 60))
     while (($(wc -l <"$WORK/$MODE-writes") < 8)); do
         ((SECONDS < deadline)) || fail "$MODE: the writer made no progress"
+        kill -0 "$writer" 2>/dev/null || fail "$MODE: the background writer stopped early: $(tail -n 1 "$WORK/$MODE-writes"); $(cat "$WORK/$MODE-writer.err")"
         sleep 0.05
     done
     kill -9 "${PIDS[2]}"
-    wait "${PIDS[2]}" 2>/dev/null
+    wait "${PIDS[2]}" 2>/dev/null || true
     echo "   killed node 2 with -9 after $(wc -l <"$WORK/$MODE-writes") writes; restarting it"
     start_node 2
     wait_ready 2
-    wait "$writer"
+    # The restarted node takes part in commits again: a write through it and one through
+    # another node must commit now (check_all_expected below reads both back on every node).
+    value=$(random_value)
+    expect 0 ok 2 put after-restart-via-2 "$value"
+    EXPECTED[after-restart-via-2]=$value
+    value=$(random_value)
+    expect 0 ok 1 put after-restart-via-1 "$value"
+    EXPECTED[after-restart-via-1]=$value
+    local writer_rc=0
+    wait "$writer" || writer_rc=$?
+    [[ $writer_rc == 0 ]] ||
+        fail "$MODE: the background writer exited with $writer_rc (last put: $(tail -n 1 "$WORK/$MODE-writes"); $(cat "$WORK/$MODE-writer.err"))"
 
-    local acknowledged=0 unknown=0 line k v rc node answer first
+    local acknowledged=0 unknown=0 k v rc node answer first
     while read -r k v rc; do
         if [[ $rc == 0 ]]; then
             acknowledged=$((acknowledged + 1))
             EXPECTED[$k]=$v
-        else
-            # No outcome was learned: the write may or may not have happened, but every node
-            # must agree, and the value can only be the one written.
+        elif [[ $rc == 5 ]]; then
+            # Unavailable, no outcome learned: the write may or may not have happened, but
+            # every node must agree, and the value can only be the one written.
             unknown=$((unknown + 1))
             first=""
             for node in 0 1 2; do
-                answer=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 get "$k" 2>/dev/null)
-                rc=$?
+                rc=0
+                answer=$("$CLIENT" $MODE_FLAG -p $((BASE + node)) --timeout 15 get "$k" 2>/dev/null) || rc=$?
                 CHECKS=$((CHECKS + 1))
                 [[ $rc == 0 && $answer == "$v" ]] || [[ $rc == 3 ]] || fail "$MODE: $k is '$answer' (exit $rc) on node $node"
                 [[ -z $first ]] && first="$rc"
                 [[ $rc == "$first" ]] || fail "$MODE: nodes disagree on $k"
             done
+        else
+            fail "$MODE: put $k gave exit $rc; a put either commits (0) or has no outcome (5)"
         fi
     done <"$WORK/$MODE-writes"
     check_all_expected
-    echo "   $acknowledged acknowledged writes all present on every node; $unknown without outcome, consistent"
+    echo "   after the restart, writes through node 2 and node 1 committed; $acknowledged acknowledged writes all present on every node; $unknown without outcome, consistent"
 
     # Clean shutdown on SIGTERM.
     for id in 0 1 2; do kill -TERM "${PIDS[$id]}"; done

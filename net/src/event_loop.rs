@@ -25,7 +25,7 @@
 
 use crate::clock::{Clock, unix_micros};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
-use crate::connection::{Connection, Expiry, READ_CHUNK_BYTES, Role};
+use crate::connection::{Connection, Expiry, OutputFull, READ_CHUNK_BYTES, Role};
 use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
@@ -956,8 +956,12 @@ impl Server {
             Route::Tcp { key, serial } => {
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
-                if self.inbound.queue(key, serial, &self.encode_buffer).is_err() {
-                    self.drop_connection(key, "the client does not read its replies (output buffer full)");
+                match self.inbound.queue(key, serial, &self.encode_buffer) {
+                    Ok(pending) => ServerStats::raise_to(&self.stats.reply_backlog_bytes_peak, pending as u64),
+                    Err(OutputFull) => {
+                        ServerStats::add(&self.stats.connections_dropped_output_full, 1);
+                        self.drop_connection(key, "the client does not read its replies (output buffer full)");
+                    }
                 }
                 // Replies count against the byte budget too: clients that ask and never read
                 // must not hold more than it, whatever they asked for.

@@ -123,22 +123,24 @@ impl InboundConnections {
     /// Queues an encoded frame for the connection at `key` and lists it for the next flush.
     /// A frame for a connection that has closed since (gone, or `key` now holds a connection
     /// with another serial) is dropped, as a lost datagram would be; the client's retry
-    /// recovers. `Err` means the connection's output buffer overflowed: the caller drops it.
-    pub(crate) fn queue(&mut self, key: usize, serial: u64, encoded: &[u8]) -> Result<(), OutputFull> {
-        let Some(connection) = self.connections.get(key) else { return Ok(()) };
+    /// recovers. `Ok` holds the bytes the connection now has waiting to be written (0 for a
+    /// dropped frame); `Err` means its output buffer overflowed: the caller drops it.
+    pub(crate) fn queue(&mut self, key: usize, serial: u64, encoded: &[u8]) -> Result<usize, OutputFull> {
+        let Some(connection) = self.connections.get(key) else { return Ok(0) };
         if connection.serial != serial {
-            return Ok(());
+            return Ok(0);
         }
         let listed = connection.flush_listed;
-        self.with(key, |connection| {
-            connection.flush_listed = true;
-            connection.queue(encoded)
-        })
-        .expect("the connection is there")?;
+        let pending = self
+            .with(key, |connection| {
+                connection.flush_listed = true;
+                connection.queue(encoded).map(|()| connection.output_pending())
+            })
+            .expect("the connection is there")?;
         if !listed {
             self.to_flush.push(key);
         }
-        Ok(())
+        Ok(pending)
     }
 
     /// Writes out what every listed connection has queued, one write syscall each.

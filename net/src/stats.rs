@@ -12,6 +12,13 @@ pub struct ServerStats {
     /// Connections closed by the server: bad frames, timeouts, overflowing buffers, or too
     /// many connections.
     pub connections_dropped: AtomicU64,
+    /// Client connections dropped because their replies would have outgrown the output buffer
+    /// limit (`output_bytes_max`): the client does not read them. Counted in
+    /// `connections_dropped` too.
+    pub connections_dropped_output_full: AtomicU64,
+    /// The most reply bytes any client connection has had waiting to be written, since start:
+    /// at most `output_bytes_max`, or one reply if a single one is larger.
+    pub reply_backlog_bytes_peak: AtomicU64,
     /// Connections closed to make room: the longest-idle client when every client slot was
     /// taken, the longest-waiting unproven peer-port connection when those were, or the largest
     /// unproven one when the byte budget ran out.
@@ -56,6 +63,14 @@ impl ServerStats {
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Raises a peak gauge to `n` if it is below. A load and, rarely, a store rather than an
+    /// atomic read-modify-write on every call: the event loop is the only writer.
+    pub(crate) fn raise_to(counter: &AtomicU64, n: u64) {
+        if counter.load(Ordering::Relaxed) < n {
+            counter.store(n, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn set(counter: &AtomicU64, n: u64) {

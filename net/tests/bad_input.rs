@@ -66,6 +66,7 @@ fn others_still_served(cluster: &TestCluster) {
 }
 
 /// Polls a counter until it reaches `at_least`, within a deadline.
+#[track_caller]
 fn wait_for(counter: &AtomicU64, at_least: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while ServerStats::get(counter) < at_least {
@@ -143,20 +144,47 @@ fn reply_frame_from_a_client_is_refused() {
     assert_error_then_closed(&cluster, &frame::encode_to_vec(&reply), |e| matches!(e, FrameError::Malformed { .. }));
 }
 
+/// Only the partial-frame timeout is short: a connection that has sent a whole frame cannot be
+/// closed by the first-frame timeout, so a close can only come from the frame left half-sent.
+fn partial_frame_timeout_only(config: &mut ServerConfig) {
+    config.connection.first_frame_timeout = Duration::from_secs(3600);
+    config.connection.partial_frame_timeout = Duration::from_millis(300);
+}
+
 /// A frame that starts and never completes costs its connection after the partial-frame
-/// timeout; meanwhile everyone else is served.
+/// timeout, even on a connection that has already sent a whole frame; meanwhile everyone else
+/// is served.
 #[test]
 fn truncated_frame_is_dropped_after_the_timeout() {
-    let cluster = start();
+    let cluster = TestCluster::start_with(1, Transport::Both, partial_frame_timeout_only);
     let dropped_before = ServerStats::get(&cluster.handle(0).stats().connections_dropped);
     let mut stream = TcpStream::connect(cluster.addrs[0]).unwrap();
-    let mut bytes = header(frame::VERSION, 100);
-    bytes.extend_from_slice(&[0; 10]);
-    stream.write_all(&bytes).unwrap();
+    // A whole frame first, answered: from here on the first-frame timeout cannot apply.
+    let id = RequestId { client: ClientId(7), seq: 1 };
+    let get = Request { id, operation: Operation::Get { key: b"absent".to_vec() } };
+    stream.write_all(&frame::encode_to_vec(&Frame::Request(get))).unwrap();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let reply = loop {
+        if let Some((reply, _)) = frame::decode_stream(&bytes, u32::MAX).unwrap() {
+            break reply;
+        }
+        let n = stream.read(&mut chunk).expect("the whole frame is answered");
+        assert!(n > 0, "closed before answering a whole frame");
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    assert_eq!(reply, Frame::Reply(dkv_core::Reply { id, outcome: Outcome::NotFound }));
+    // Then 10 bytes of a 100-byte frame, and nothing more.
+    let started = Instant::now();
+    let mut partial = header(frame::VERSION, 100);
+    partial.extend_from_slice(&[0; 10]);
+    stream.write_all(&partial).unwrap();
     others_still_served(&cluster);
-    let (frames, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+    let (frames, closed) = read_until_closed(&mut stream, Duration::from_secs(10));
     assert!(closed, "a half-sent frame must not hold its connection forever");
-    assert!(frames.is_empty() || matches!(frames.as_slice(), [Frame::Error(_)]));
+    assert!(frames.is_empty(), "a stalled frame is dropped without an answer, got {frames:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "closed before the partial-frame timeout");
     wait_for(&cluster.handle(0).stats().connections_dropped, dropped_before + 1);
 }
 
@@ -175,30 +203,62 @@ fn silent_connection_is_dropped_and_stalls_nobody() {
     wait_for(&cluster.handle(0).stats().connections_dropped, 20);
 }
 
-/// A flood of junk datagrams is counted and dropped; a bad dkv datagram is answered with an
-/// error (within a rate limit); clients are served during and after the flood.
+/// A flood of junk datagrams is counted and dropped, leaving nothing behind in the server; the
+/// errors it answers with stay within their rate limit; a bad dkv datagram is answered with an
+/// error; clients are served during and after the flood.
 #[test]
 fn udp_junk_flood_is_dropped_and_everyone_else_is_served() {
     let cluster = start();
+    let stats = cluster.handle(0).stats();
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
     junk.connect(cluster.addrs[0]).unwrap();
+    junk.set_nonblocking(true).unwrap();
+    let rejected_before = ServerStats::get(&stats.frames_rejected);
+    let started = Instant::now();
+    let mut answers = 0u64;
+    let mut buffer = [0u8; 2048];
+    let mut drain = |answers: &mut u64| {
+        while junk.recv(&mut buffer).is_ok() {
+            *answers += 1;
+        }
+    };
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..5_000u32 {
+    const SENT: u64 = 5_000;
+    const BATCH: u64 = 50;
+    for i in 0..SENT {
         // xorshift: cheap varied junk of varied sizes.
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         let len = (state % 1400) as usize + 1;
         let bytes: Vec<u8> = (0..len).map(|j| (state >> (j % 56)) as u8).collect();
-        let _ = junk.send(&bytes);
+        junk.send(&bytes).unwrap();
+        if (i + 1) % BATCH == 0 {
+            // Paced by what the server has counted, so the socket's buffer never overflows
+            // and every datagram sent is one the server saw.
+            wait_for(&stats.frames_rejected, rejected_before + i + 1);
+            drain(&mut answers);
+        }
         if i % 1000 == 0 {
             others_still_served(&cluster);
         }
     }
     others_still_served(&cluster);
-    let stats = cluster.handle(0).stats();
-    assert!(ServerStats::get(&stats.frames_rejected) > 0);
-    assert!(ServerStats::get(&stats.connection_buffer_bytes) < 8 << 20);
+    drain(&mut answers);
+    // Counted and dropped: every datagram was rejected, none taken for a frame.
+    assert_eq!(ServerStats::get(&stats.frames_rejected), rejected_before + SENT);
+    // The errors sent back are rate-limited: no more than the limit in each one-second window.
+    let windows = started.elapsed().as_secs() + 2;
+    let per_second = u64::from(cluster.config(0).connection.udp_error_replies_per_second);
+    assert!(answers > 0, "bad datagrams get an error, within the rate limit");
+    assert!(answers <= per_second * windows, "{answers} errors sent to junk, more than {per_second}/s allows");
+    // Nothing is held for junk: once the clients have their replies, no reply route is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ServerStats::get(&stats.reply_routes) != 0 {
+        let held = ServerStats::get(&stats.reply_routes);
+        assert!(Instant::now() < deadline, "after the flood the server still holds {held} reply routes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // A datagram that is a dkv frame of the wrong version gets an error back.
     let prober = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -216,16 +276,24 @@ fn udp_junk_flood_is_dropped_and_everyone_else_is_served() {
     assert!(matches!(answer, Frame::Error(FrameError::UnsupportedVersion { .. })), "{answer:?}");
 }
 
-/// A client that sends requests and never reads the replies is dropped once its replies exceed
-/// the output buffer limit; the server's buffers stay bounded and others are served.
+/// A client that sends requests and never reads the replies is dropped for that reason once
+/// its replies would exceed the output buffer limit, and not before: the most it ever had
+/// waiting is within one reply of the limit. Others are served.
 #[test]
 fn client_that_never_reads_is_dropped_at_the_buffer_limit() {
     let cluster = start();
+    let limit = cluster.config(0).connection.output_bytes_max as u64;
     let value = vec![7u8; 100 * 1024];
     let mut setup = cluster.client(0, ClientTransport::Tcp);
     assert_eq!(setup.put("big", value.clone()).unwrap(), Outcome::Committed);
+    let reply = Frame::Reply(dkv_core::Reply {
+        id: RequestId { client: ClientId(42), seq: 1 },
+        outcome: Outcome::Value(value.clone()),
+    });
+    let reply_bytes = frame::encode_to_vec(&reply).len() as u64;
 
     let stats = cluster.handle(0).stats();
+    let full_before = ServerStats::get(&stats.connections_dropped_output_full);
     let dropped_before = ServerStats::get(&stats.connections_dropped);
     let mut greedy = TcpStream::connect(cluster.addrs[0]).unwrap();
     greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -237,9 +305,16 @@ fn client_that_never_reads_is_dropped_at_the_buffer_limit() {
         frame::encode(&Frame::Request(request), &mut requests);
     }
     let _ = greedy.write_all(&requests);
-    wait_for(&stats.connections_dropped, dropped_before + 1);
+    wait_for(&stats.connections_dropped_output_full, full_before + 1);
+    assert_eq!(ServerStats::get(&stats.connections_dropped_output_full), full_before + 1);
+    assert!(ServerStats::get(&stats.connections_dropped) > dropped_before, "a drop for a full buffer is a drop");
+    // The server closed it: the greedy client reads what the sockets held, then the end.
+    let (_, closed) = read_until_closed(&mut greedy, Duration::from_secs(10));
+    assert!(closed, "the greedy connection must be closed");
+    // Bounded, and tightly: the backlog grew to the limit (the reply that did not fit would
+    // have taken it over) and never past it.
+    let peak = ServerStats::get(&stats.reply_backlog_bytes_peak);
+    assert!(peak <= limit, "{peak} reply bytes waited for one client, over the {limit}-byte limit");
+    assert!(peak + reply_bytes > limit, "dropped with only {peak} bytes waiting, before the {limit}-byte limit");
     others_still_served(&cluster);
-    // Bounded: whatever the greedy client did, connection buffers hold a few MiB at most.
-    assert!(ServerStats::get(&stats.connection_buffer_bytes) < 8 << 20);
-    drop(greedy);
 }
