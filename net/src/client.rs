@@ -88,8 +88,8 @@ pub enum ClientError {
     Socket(io::Error),
     #[error("a user's token is sent over TCP only inside TLS; give the cluster's client folder for TLS too")]
     TokenWithoutTls,
-    #[error("cannot set up TLS: {0}")]
-    Tls(String),
+    #[error("TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's")]
+    Tls { addr: SocketAddr, reason: String },
 }
 
 /// How one try at one node ended, short of a reply.
@@ -98,6 +98,21 @@ enum AttemptError {
     Unreachable,
     /// Sent (perhaps), but no reply in time, or the connection broke while waiting.
     NoReply,
+    /// The TLS handshake failed: the node is not a member of the cluster this client trusts,
+    /// or refused this client's certificate. Retrying will not help.
+    Tls(String),
+}
+
+/// The TLS failure inside an I/O error from a TLS stream, if that is what it is (rustls
+/// reports a failed handshake as `InvalidData` wrapping its own error).
+fn tls_failure(error: &io::Error) -> Option<String> {
+    let inner = error.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(inner.to_string())
+}
+
+/// What a failed write or read on a TCP link means for the attempt.
+fn link_failure(error: &io::Error) -> AttemptError {
+    tls_failure(error).map_or(AttemptError::NoReply, AttemptError::Tls)
 }
 
 /// Big enough for any datagram, and for TCP a good read size.
@@ -307,6 +322,7 @@ impl Client {
                     }
                     self.next_node();
                 }
+                Err(AttemptError::Tls(reason)) => return Err(ClientError::Tls { addr, reason }),
                 Err(AttemptError::NoReply) => {
                     tracing::debug!(%addr, request = %id, "no reply; failing over");
                     unreachable_in_a_row = 0;
@@ -368,7 +384,7 @@ impl Client {
                 let stream = match &self.config.tls {
                     None => Stream::Plain(stream),
                     Some(trust) => {
-                        let session = client_session(trust).map_err(|_| AttemptError::Unreachable)?;
+                        let session = client_session(trust).map_err(|e| AttemptError::Tls(e.to_string()))?;
                         Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
                     }
                 };
@@ -378,16 +394,19 @@ impl Client {
                     // every later request on this connection is from.
                     let auth = Frame::Auth { user: user.name.clone(), token: user.token.to_vec() };
                     let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
-                    if link.stream.write_all(&frame::encode_to_vec(&auth)).is_err() {
-                        return Err(AttemptError::NoReply);
+                    if let Err(error) = link.stream.write_all(&frame::encode_to_vec(&auth)) {
+                        return Err(link_failure(&error));
                     }
                 }
                 self.tcp = Some(link);
             }
             let link = self.tcp.as_mut().expect("connected just above");
             let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
-            if link.stream.write_all(encoded).is_err() {
+            if let Err(error) = link.stream.write_all(encoded) {
                 self.tcp = None;
+                if let Some(reason) = tls_failure(&error) {
+                    return Err(AttemptError::Tls(reason));
+                }
                 continue;
             }
             return self.read_tcp_reply(id, deadline);
@@ -427,9 +446,9 @@ impl Client {
                 Ok(n) => link.input.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => return Err(AttemptError::NoReply),
-                Err(_) => {
+                Err(e) => {
                     self.tcp = None;
-                    return Err(AttemptError::NoReply);
+                    return Err(link_failure(&e));
                 }
             }
         }

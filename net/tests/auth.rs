@@ -76,6 +76,24 @@ fn client_certificates_prove_users() {
     assert!(denied(viewer.put("k", "w")).contains("may only read"));
 }
 
+/// A client that trusts another cluster's CA is told at once that TLS failed, and why, instead
+/// of waiting out its timeout as if the node were silent.
+#[test]
+fn tls_with_the_wrong_cluster_fails_at_once_and_says_so() {
+    let cluster = TestCluster::start(1, Transport::Tcp);
+    let other = tempfile::tempdir().unwrap();
+    dkv_net::security::credentials::init_cluster(&other.path().join("c"), &[dkv_core::NodeId(0)]).unwrap();
+    let mut config = ClientConfig::new(vec![cluster.addrs[0]], ClientTransport::Tcp);
+    config.request_timeout = Duration::from_secs(20);
+    let trust = dkv_net::security::credentials::ClientTrust::load(&other.path().join("c/client")).unwrap();
+    config.tls = Some(std::sync::Arc::new(trust));
+    // A timeout would be ClientError::Timeout, after 20 s: the TLS error comes from the handshake.
+    match dkv_net::Client::new(config).unwrap().get("k") {
+        Err(error @ ClientError::Tls { .. }) => assert!(error.to_string().contains("client folder"), "{error}"),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+}
+
 /// A wrong token is refused; a token in the clear is refused by the client library before it
 /// leaves, and by the node if it arrives anyway; a signed datagram replayed is refused.
 #[test]

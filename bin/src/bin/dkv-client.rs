@@ -253,7 +253,7 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                 ClientError::NoNodes | ClientError::TooLargeForDatagram { .. } | ClientError::TokenWithoutTls => {
                     exit::USAGE
                 }
-                ClientError::Tls(_) => exit::ERROR,
+                ClientError::Tls { .. } => exit::ERROR,
                 ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => {
                     exit::UNAVAILABLE
                 }
