@@ -21,7 +21,6 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,10 +181,6 @@ impl Write for Stream {
     }
 }
 
-fn unix_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         if config.nodes.is_empty() {
@@ -339,7 +334,7 @@ impl Client {
     fn encode(&self, request: &Request, pad_to: usize) -> Vec<u8> {
         let frame = match (&self.config.user, self.config.transport) {
             (Some(user), ClientTransport::Udp) => {
-                let sent_at_ms = unix_millis();
+                let sent_at_ms = crate::clock::unix_micros() / 1000;
                 let mac = sign(&user.token, &user.name, sent_at_ms, request);
                 Frame::SignedRequest { user: user.name.clone(), sent_at_ms, request: request.clone(), mac }
             }

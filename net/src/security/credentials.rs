@@ -338,14 +338,7 @@ fn parse_peer_keys(
         let bad = || invalid(path, &format!("expected 'MEMBER <{} hex digits>' lines", 2 * PAIR_KEY_BYTES));
         let (member, hex_key) = line.split_once(' ').ok_or_else(bad)?;
         let member: u8 = member.parse().map_err(|_| bad())?;
-        let hex_key = hex_key.trim();
-        if hex_key.len() != 2 * PAIR_KEY_BYTES || !hex_key.is_ascii() {
-            return Err(bad());
-        }
-        let mut key = [0u8; PAIR_KEY_BYTES];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex_key[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        let key = super::hex::decode::<PAIR_KEY_BYTES>(hex_key).ok_or_else(bad)?;
         keys.insert(NodeId(member), key);
     }
     Ok(keys)
@@ -397,7 +390,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialsError> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    super::hex::encode(bytes)
 }
 
 fn invalid(path: &Path, reason: &str) -> CredentialsError {

@@ -9,5 +9,6 @@
 
 pub mod credentials;
 pub mod datagrams;
+pub mod hex;
 pub mod tls;
 pub mod users;

@@ -279,19 +279,11 @@ pub fn user_line(name: &str, role: Role, token: &[u8; TOKEN_BYTES], prefix: &str
 }
 
 pub fn parse_token(text: &str) -> Option<[u8; TOKEN_BYTES]> {
-    let text = text.trim();
-    if text.len() != 2 * TOKEN_BYTES || !text.is_ascii() {
-        return None;
-    }
-    let mut token = [0u8; TOKEN_BYTES];
-    for (i, byte) in token.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(token)
+    super::hex::decode(text)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    super::hex::encode(bytes)
 }
 
 #[cfg(test)]
