@@ -17,7 +17,7 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// atomicity | invariants | recovery
+    /// atomicity | invariants | recovery | inconclusive (a search ran out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,
