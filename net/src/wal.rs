@@ -64,7 +64,7 @@ pub enum WalError {
     #[error("cannot use data dir {dir}: {source}; check that the path exists or can be created and is writable")]
     DataDir { dir: PathBuf, source: io::Error },
     #[error(
-        "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than risk acknowledged writes"
+        "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than acknowledge a write it could not make durable. Free space or repair the disk, then start the node again: it recovers from its log"
     )]
     Io { path: PathBuf, source: io::Error },
     #[error(
