@@ -191,9 +191,9 @@ fn node_on_failing_disk(disk: TestDisk, fail: impl FnOnce(&TestDisk), repair: im
     repair(&disk);
     cluster.start_node(0);
     cluster.wait_ready(0);
-    for node in 0..3 {
+    for (node, client) in clients.iter_mut().enumerate() {
         let (key, value) = (format!("after-restart-via-{node}"), b"v".to_vec());
-        let outcome = clients[node].put(key.clone(), value.clone());
+        let outcome = client.put(key.clone(), value.clone());
         assert!(matches!(outcome, Ok(Outcome::Committed)), "{key} after the restart: {outcome:?}");
         log.push((key, value, Some(true)));
     }

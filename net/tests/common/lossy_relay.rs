@@ -49,8 +49,16 @@ pub struct FaultCounts {
 }
 
 impl FaultCounts {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Each counter, by name.
+    pub fn by_name(&self) -> [(&'static str, u64); 5] {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("forwarded", get(&self.forwarded)),
+            ("dropped", get(&self.dropped)),
+            ("duplicated", get(&self.duplicated)),
+            ("reordered", get(&self.reordered)),
+            ("replayed", get(&self.replayed)),
+        ]
     }
 }
 
