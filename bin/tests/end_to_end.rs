@@ -166,3 +166,54 @@ fn acknowledged_writes_survive_kill_of_all_nodes() {
     assert_eq!(keys.len(), log.lock().unwrap().len());
     cluster.stop_all_cleanly();
 }
+
+/// Waits until the log holds at least `count` acknowledged writes, failing after 30 s.
+fn wait_for_acknowledged(log: &WriteLog, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log.lock().unwrap().iter().filter(|(_, _, ack)| *ack == Some(true)).count() < count {
+        assert!(std::time::Instant::now() < deadline, "fewer than {count} writes were acknowledged within 30 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Ctrl-C (SIGINT) stops a node promptly with exit status 0 while clients write, first one
+/// node and then every node at once; after the restarts every acknowledged write is on every
+/// node, and writes commit again through each node.
+#[test]
+fn sigint_stops_nodes_cleanly_and_keeps_every_acknowledged_write() {
+    let mut cluster = ProcessCluster::start(Mode::Tcp);
+    let log: WriteLog = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> =
+        (0..3).map(|i| spawn_writer(&cluster, i, &format!("c{i}-"), 2_000, stop.clone(), log.clone())).collect();
+    wait_for_acknowledged(&log, 30);
+    cluster.signal(1, "INT");
+    let status = cluster.wait_exit(1, Duration::from_secs(10));
+    assert!(status.success(), "node 1 exited with {status} on SIGINT");
+    cluster.start_node(1);
+    cluster.wait_ready(1);
+    // The writers commit again with the restarted node, then every node gets Ctrl-C at once.
+    let before = log.lock().unwrap().iter().filter(|(_, _, ack)| *ack == Some(true)).count();
+    wait_for_acknowledged(&log, before + 30);
+    for i in 0..3 {
+        cluster.signal(i, "INT");
+    }
+    for i in 0..3 {
+        let status = cluster.wait_exit(i, Duration::from_secs(10));
+        assert!(status.success(), "node {i} exited with {status} on SIGINT to every node");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i);
+    }
+    writes_commit_after_restart(&cluster, &[0, 1, 2], &log);
+    let acknowledged = check_writes(&cluster, &log);
+    assert!(acknowledged >= 63, "only {acknowledged} writes were acknowledged");
+    cluster.stop_all_cleanly();
+}

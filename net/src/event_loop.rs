@@ -281,6 +281,12 @@ impl Server {
         self.peer_udp.as_ref().and_then(|u| u.local_addr().ok())
     }
 
+    /// Tests only: see [`Wal::sync_fault`].
+    #[cfg(test)]
+    pub(crate) fn sync_fault(&self) -> Arc<std::sync::atomic::AtomicI32> {
+        self.group_commit.wal().sync_fault()
+    }
+
     pub fn handle(&self) -> ServerHandle {
         ServerHandle { stop: self.stop.clone(), waker: self.waker.clone(), stats: self.stats.clone() }
     }

@@ -50,6 +50,11 @@ impl GroupCommit {
         GroupCommit { wal, appended: Lsn(0), durable: Lsn(0), prompt_sync: false, lazy_sync_at: None }
     }
 
+    #[cfg(test)]
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
     /// Buffers the record the node numbered `lsn` for the next sync, and notes how soon that
     /// sync must happen.
     pub(crate) fn append(&mut self, now: Time, lsn: Lsn, record: &Record) -> Result<(), WalError> {

@@ -19,6 +19,8 @@ mod clock;
 pub mod config;
 mod connection;
 mod event_loop;
+#[cfg(test)]
+mod failed_sync_tests;
 mod group_commit;
 mod inbound;
 mod peers;

@@ -64,7 +64,7 @@ pub enum WalError {
     #[error("cannot use data dir {dir}: {source}; check that the path exists or can be created and is writable")]
     DataDir { dir: PathBuf, source: io::Error },
     #[error(
-        "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than risk acknowledged writes"
+        "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than acknowledge a write it could not make durable. Free space or repair the disk, then start the node again: it recovers from its log"
     )]
     Io { path: PathBuf, source: io::Error },
     #[error(
@@ -107,6 +107,10 @@ pub struct Wal {
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
     bytes_written: u64,
+    /// Tests only: an OS error number the next sync fails with instead of syncing (0: none),
+    /// once, as a dying disk's fsync reports an error once and then succeeds.
+    #[cfg(test)]
+    sync_fault: std::sync::Arc<std::sync::atomic::AtomicI32>,
 }
 
 struct Segment {
@@ -180,7 +184,16 @@ impl Wal {
             compaction: Compaction::default(),
             buffered: Vec::new(),
             bytes_written: 0,
+            #[cfg(test)]
+            sync_fault: Default::default(),
         }
+    }
+
+    /// Tests only: store an OS error number in the switch this returns, and the next sync
+    /// fails with it.
+    #[cfg(test)]
+    pub(crate) fn sync_fault(&self) -> std::sync::Arc<std::sync::atomic::AtomicI32> {
+        self.sync_fault.clone()
     }
 
     /// Buffers `record` for the next [`Wal::sync`] (writing the buffer out, unsynced, once it
@@ -271,6 +284,14 @@ impl Wal {
     }
 
     fn sync_current(&mut self) -> Result<(), WalError> {
+        #[cfg(test)]
+        match self.sync_fault.swap(0, std::sync::atomic::Ordering::SeqCst) {
+            0 => {}
+            errno => {
+                let source = io::Error::from_raw_os_error(errno);
+                return Err(WalError::Io { path: self.current.path.clone(), source });
+            }
+        }
         self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })
     }
 

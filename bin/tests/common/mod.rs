@@ -9,7 +9,7 @@ use dkv_net::testing::free_ports;
 use dkv_net::{Client, ClientConfig, ClientTransport};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_dkv-server");
@@ -110,6 +110,13 @@ impl ProcessCluster {
 
     pub fn start_node(&mut self, i: usize) {
         assert!(self.processes[i].is_none(), "node {i} is running");
+        let child = self.node_command(i).stdout(Stdio::null()).spawn().expect("dkv-server starts");
+        self.processes[i] = Some(child);
+    }
+
+    /// The command that runs node `i`, for a test that spawns it itself (to capture its
+    /// stderr, say) and puts the child in `processes[i]`.
+    pub fn node_command(&self, i: usize) -> Command {
         let peers: Vec<String> =
             (0..3).filter(|&j| j != i).map(|j| format!("{j}=127.0.0.1:{}", self.peer_ports[j])).collect();
         let mut command = Command::new(SERVER);
@@ -125,8 +132,29 @@ impl ProcessCluster {
         if self.require_auth {
             command.arg("--require-auth");
         }
-        let child = command.stdout(Stdio::null()).spawn().expect("dkv-server starts");
-        self.processes[i] = Some(child);
+        command
+    }
+
+    /// Sends node `i` a signal by name (`INT`, `TERM`, `STOP`, ...).
+    pub fn signal(&self, i: usize, signal: &str) {
+        let child = self.processes[i].as_ref().expect("node is running");
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{signal} of node {i} failed");
+    }
+
+    /// Waits for node `i` to exit, failing the test if it has not within `within`; the node
+    /// is then no longer running.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        let child = self.processes[i].as_mut().expect("node is running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.processes[i] = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {i} did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn kill(&mut self, i: usize) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod lossy_relay;
+
 use dkv_core::NodeId;
 use dkv_net::security::credentials::{
     ClientCertificate, ClientTrust, NewUser, NodeCredentials, USERS_FILE, init_cluster_with_users,
@@ -25,6 +27,9 @@ pub struct TestCluster {
     pub addrs: Vec<SocketAddr>,
     /// Peer addresses.
     pub peer_addrs: Vec<SocketAddr>,
+    /// Where the nodes send their messages for each node: its peer address, unless a test
+    /// puts something in between (set before the nodes start).
+    pub peer_routes: Vec<SocketAddr>,
     /// Where `dkv-server init` would have put the cluster's credentials.
     pub credentials: PathBuf,
     pub transport: Transport,
@@ -42,16 +47,33 @@ impl TestCluster {
     }
 
     pub fn start_with(nodes: usize, transport: Transport, tweak: fn(&mut ServerConfig)) -> TestCluster {
+        let mut cluster = TestCluster::unstarted(nodes, transport);
+        cluster.tweak = tweak;
+        cluster.start_all();
+        cluster
+    }
+
+    /// A cluster whose addresses and credentials are made but whose nodes are not started yet
+    /// ([`TestCluster::start_all`]), so a test can route their messages first.
+    pub fn unstarted(nodes: usize, transport: Transport) -> TestCluster {
         let admin = NewUser { name: "admin".into(), role: Role::Admin, prefix: String::new() };
-        TestCluster::start_full(nodes, transport, tweak, &[admin], false)
+        TestCluster::new_full(nodes, transport, |_| {}, &[admin], false)
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.addrs.len() {
+            self.start_node(i);
+        }
     }
 
     /// A cluster whose nodes serve only these users.
     pub fn start_with_users(nodes: usize, transport: Transport, users: &[NewUser]) -> TestCluster {
-        TestCluster::start_full(nodes, transport, |_| {}, users, true)
+        let mut cluster = TestCluster::new_full(nodes, transport, |_| {}, users, true);
+        cluster.start_all();
+        cluster
     }
 
-    fn start_full(
+    fn new_full(
         nodes: usize,
         transport: Transport,
         tweak: fn(&mut ServerConfig),
@@ -67,17 +89,24 @@ impl TestCluster {
         let ids: Vec<NodeId> = (0..nodes).map(|i| NodeId(i as u8)).collect();
         init_cluster_with_users(&credentials, &ids, users).expect("credentials are made");
         let handles = (0..nodes).map(|_| None).collect();
-        let mut cluster =
-            TestCluster { addrs, peer_addrs, credentials, transport, dirs, require_auth, handles, tweak, _root: root };
-        for i in 0..nodes {
-            cluster.start_node(i);
+        let peer_routes = peer_addrs.clone();
+        TestCluster {
+            addrs,
+            peer_addrs,
+            peer_routes,
+            credentials,
+            transport,
+            dirs,
+            require_auth,
+            handles,
+            tweak,
+            _root: root,
         }
-        cluster
     }
 
     pub fn config(&self, i: usize) -> ServerConfig {
         let peers: BTreeMap<NodeId, SocketAddr> =
-            (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.peer_addrs[j])).collect();
+            (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.peer_routes[j])).collect();
         let (id, addr, peer_addr, dir) = (NodeId(i as u8), self.addrs[i], self.peer_addrs[i], self.dirs[i].clone());
         let mut config = ServerConfig::new(id, addr, peer_addr, peers, self.transport, dir);
         let node_dir = self.credentials.join(format!("node-{i}"));

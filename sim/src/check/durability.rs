@@ -68,3 +68,129 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Op;
+    use dkv_core::ClientId;
+
+    fn write(invoke: u64, response: Option<u64>, ops: Vec<WriteOp>, result: OpResult) -> Op {
+        Op {
+            client: ClientId(1),
+            seq: invoke,
+            kind: OpKind::Txn { ops },
+            invoke,
+            response,
+            result,
+            attempts: 1,
+            abandoned_at: None,
+        }
+    }
+    fn put(k: &str, v: &str) -> Vec<WriteOp> {
+        vec![WriteOp::Put { key: k.into(), value: v.into() }]
+    }
+    fn delete(k: &str) -> Vec<WriteOp> {
+        vec![WriteOp::Delete { key: k.into() }]
+    }
+    /// The store these committed ops leave, applied in order.
+    fn store(writes: &[Vec<WriteOp>]) -> Store {
+        let mut store = Store::default();
+        for ops in writes {
+            store.apply(ops);
+        }
+        store
+    }
+    fn keys_at_fault(history: &History, final_store: &Store) -> Vec<String> {
+        check(history, final_store).into_iter().map(|v| v.key.expect("names its key")).collect()
+    }
+
+    /// A committed write the final store does not hold was lost, and is reported on its key.
+    #[test]
+    fn committed_write_missing_from_the_final_store_is_reported() {
+        let h = History { ops: vec![write(0, Some(10), put("k", "1"), OpResult::Committed)] };
+        assert_eq!(keys_at_fault(&h, &store(&[])), ["k"]);
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), Vec::<String>::new());
+    }
+
+    /// A committed write that a later committed write overwrote must not be the final value.
+    #[test]
+    fn overwritten_value_coming_back_is_reported() {
+        let h = History {
+            ops: vec![
+                write(0, Some(10), put("k", "1"), OpResult::Committed),
+                write(20, Some(30), put("k", "2"), OpResult::Committed),
+            ],
+        };
+        assert!(check(&h, &store(&[put("k", "2")])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+        // A committed delete after the last put leaves the key absent, and only absent.
+        let h = History {
+            ops: vec![
+                write(0, Some(10), put("k", "1"), OpResult::Committed),
+                write(20, Some(30), delete("k"), OpResult::Committed),
+            ],
+        };
+        assert!(check(&h, &store(&[])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+    }
+
+    /// Committed writes that overlap in real time may take effect in either order.
+    #[test]
+    fn concurrent_committed_writes_may_end_in_either_order() {
+        let h = History {
+            ops: vec![
+                write(0, Some(30), put("k", "1"), OpResult::Committed),
+                write(10, Some(20), put("k", "2"), OpResult::Committed),
+            ],
+        };
+        assert!(check(&h, &store(&[put("k", "1")])).is_empty());
+        assert!(check(&h, &store(&[put("k", "2")])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[])), ["k"]);
+    }
+
+    /// A write whose outcome the client never learned may be in the final store, or not.
+    #[test]
+    fn unknown_write_may_be_present_or_absent() {
+        let h = History { ops: vec![write(0, None, put("k", "1"), OpResult::Unknown)] };
+        assert!(check(&h, &store(&[])).is_empty());
+        assert!(check(&h, &store(&[put("k", "1")])).is_empty());
+        // But only with its own value.
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "2")])), ["k"]);
+        // After a committed write it may still have won, being concurrent with it.
+        let h = History {
+            ops: vec![
+                write(0, Some(10), put("k", "1"), OpResult::Committed),
+                write(5, None, put("k", "2"), OpResult::Unknown),
+            ],
+        };
+        assert!(check(&h, &store(&[put("k", "1")])).is_empty());
+        assert!(check(&h, &store(&[put("k", "2")])).is_empty());
+        // Yet a committed write is never simply gone because an unknown one was around.
+        assert_eq!(keys_at_fault(&h, &store(&[])), ["k"]);
+    }
+
+    /// A write the cluster refused, or that failed on a missing key, applied nothing: its value
+    /// in the final store is reported, as is a key no write ever made.
+    #[test]
+    fn value_of_a_write_that_was_not_applied_is_reported() {
+        let h = History { ops: vec![write(0, Some(10), put("k", "1"), OpResult::NotApplied)] };
+        assert!(check(&h, &store(&[])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+        let failed = vec![WriteOp::Update { key: "absent".into(), value: "x".into() }, put("k", "1").remove(0)];
+        let h = History { ops: vec![write(0, Some(10), failed, OpResult::FailedAt(0))] };
+        assert!(check(&h, &store(&[])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+        let h = History::default();
+        assert_eq!(keys_at_fault(&h, &store(&[put("stray", "1")])), ["stray"]);
+    }
+
+    /// Within a transaction the last op on a key is its effect: put then delete leaves nothing.
+    #[test]
+    fn last_op_of_a_transaction_on_a_key_is_its_effect() {
+        let ops = vec![WriteOp::Put { key: "k".into(), value: "1".into() }, WriteOp::Delete { key: "k".into() }];
+        let h = History { ops: vec![write(0, Some(10), ops, OpResult::Committed)] };
+        assert!(check(&h, &store(&[])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+    }
+}

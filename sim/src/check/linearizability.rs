@@ -596,6 +596,79 @@ mod tests {
         assert_eq!(findings.violations[0].checker, "inconclusive");
     }
 
+    /// A committed write is visible to every read that starts after it responded.
+    #[test]
+    fn lost_committed_write_is_a_violation() {
+        let h = History { ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, get("k"), read(None))] };
+        let findings = check(&h);
+        assert_eq!(findings.violations.len(), 1, "{:?}", findings.violations);
+        assert_eq!(findings.violations[0].key.as_deref(), Some("k"));
+        assert_eq!(findings.inconclusive, 0);
+        // The same read during the write may see either.
+        let h = History { ops: vec![op(0, 30, put("k", "1"), OpResult::Committed), op(10, 20, get("k"), read(None))] };
+        assert!(check(&h).violations.is_empty());
+    }
+
+    /// A read cannot see a write invoked after the read responded, known outcome or not.
+    #[test]
+    fn read_from_the_future_is_a_violation() {
+        for (result, response) in [(OpResult::Committed, Some(30)), (OpResult::Unknown, None)] {
+            let mut later = op(20, 0, put("k", "1"), result);
+            later.response = response;
+            let h = History { ops: vec![op(0, 10, get("k"), read(Some("1"))), later] };
+            assert_eq!(check_per_key(&h).violations.len(), 1);
+        }
+    }
+
+    /// A write the cluster refused applied nothing: a read that sees its value is caught.
+    #[test]
+    fn value_of_a_refused_write_read_back_is_a_violation() {
+        let h = History {
+            ops: vec![op(0, 10, put("k", "1"), OpResult::NotApplied), op(20, 30, get("k"), read(Some("1")))],
+        };
+        assert_eq!(check_per_key(&h).violations.len(), 1);
+        assert!(matches!(check_transactions(&h), Verdict::Violation(_)));
+        let h = History { ops: vec![op(0, 10, put("k", "1"), OpResult::NotApplied), op(20, 30, get("k"), read(None))] };
+        assert!(check(&h).violations.is_empty());
+    }
+
+    /// An unknown write may take effect late, after reads that did not see it, but once seen it
+    /// cannot be unseen.
+    #[test]
+    fn unknown_write_takes_effect_once_at_most() {
+        let mut unknown = op(0, 0, put("k", "1"), OpResult::Unknown);
+        unknown.response = None;
+        let h = History {
+            ops: vec![unknown.clone(), op(10, 20, get("k"), read(None)), op(30, 40, get("k"), read(Some("1")))],
+        };
+        assert!(check(&h).violations.is_empty());
+        let h = History { ops: vec![unknown, op(10, 20, get("k"), read(Some("1"))), op(30, 40, get("k"), read(None))] };
+        assert_eq!(check_per_key(&h).violations.len(), 1);
+    }
+
+    /// Two transactions seen in opposite orders on two keys fit no serial order, though each
+    /// key on its own is linearizable.
+    #[test]
+    fn transactions_seen_in_two_orders_are_caught() {
+        let both = |v: &str| OpKind::Txn {
+            ops: vec![
+                WriteOp::Put { key: "a".into(), value: v.into() },
+                WriteOp::Put { key: "b".into(), value: v.into() },
+            ],
+        };
+        let h = History {
+            ops: vec![
+                op(0, 100, both("1"), OpResult::Committed),
+                op(0, 100, both("2"), OpResult::Committed),
+                op(110, 120, get("a"), read(Some("1"))),
+                op(110, 120, get("b"), read(Some("2"))),
+            ],
+        };
+        assert!(check_per_key(&h).violations.is_empty());
+        assert!(matches!(check_transactions(&h), Verdict::Violation(_)));
+        assert_eq!(check(&h).violations.len(), 1);
+    }
+
     /// An update that found its key missing is an observation: it cannot follow a put.
     #[test]
     fn failed_update_observes_absence() {
