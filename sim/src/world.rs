@@ -286,17 +286,23 @@ impl World {
         self.suppressed = suppressed;
     }
 
-    /// Numbers a drawn fault that is about to happen and says whether it may. Every draw that
-    /// led to it is made either way, so suppressing a fault changes the run only from there on.
-    fn fault_allowed(&mut self) -> bool {
+    /// Numbers a drawn fault that is about to happen and says whether it may; the trace's
+    /// lines name it by its number (`what` describes it). Every draw that led to it is made
+    /// either way, so suppressing a fault changes the run only from there on.
+    fn fault_allowed(&mut self, what: impl FnOnce(&World) -> String) -> bool {
         let number = self.stats.faults + self.stats.faults_suppressed;
-        if self.suppressed.contains(&number) {
-            self.stats.faults_suppressed += 1;
-            false
-        } else {
+        let allowed = !self.suppressed.contains(&number);
+        if allowed {
             self.stats.faults += 1;
-            true
+        } else {
+            self.stats.faults_suppressed += 1;
         }
+        let line = self.trace.keeps_lines().then(|| what(self));
+        if let Some(line) = line {
+            let verdict = if allowed { "" } else { " (suppressed)" };
+            self.trace.note(self.now, &format!("fault #{number}{verdict}: {line}"));
+        }
+        allowed
     }
 
     /// The script's next decision; `None` once it ran out (which heals the cluster) or after
@@ -546,10 +552,12 @@ impl World {
         if self.script.is_some() {
             return self.send_scripted(from, to, message);
         }
-        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed() {
+        let (kind, txn) = (message.kind(), message.txn());
+        let what = |fate: &'static str| move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}");
+        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
-        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed() {
+        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed(what("duplicated")) {
             let at =
                 self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
             self.schedule(at, Event::Deliver { from, to, message: message.clone() });
@@ -588,7 +596,7 @@ impl World {
         if self.healed_at.is_none()
             && self.params.has_faults()
             && chance(&mut self.side, 0.0003)
-            && self.fault_allowed()
+            && self.fault_allowed(|_| "a message is held up for long".into())
         {
             between(&mut self.side, Duration::from_millis(100), Duration::from_secs(3))
         } else {
@@ -598,10 +606,22 @@ impl World {
 
     /// Client traffic: lossy and reordered like UDP, but not cut by partitions.
     fn client_link(&mut self, event: Event) {
-        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed() {
+        let what = |fate: &'static str| {
+            let event = &event;
+            move |w: &World| match event {
+                Event::ToNode { node, client, request } => {
+                    format!("client {} -> n{node}  request #{} {fate}", w.clients[*client].id.0, request.id.seq)
+                }
+                Event::ToClient { client, reply } => {
+                    format!("reply #{} to client {} {fate}", reply.id.seq, w.clients[*client].id.0)
+                }
+                _ => format!("client traffic {fate}"),
+            }
+        };
+        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
-        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed() {
+        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed(what("duplicated")) {
             let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
             self.schedule(at, event.clone());
         }
@@ -778,7 +798,7 @@ impl World {
         } else {
             index(&mut self.rng, self.nodes.len())
         };
-        if self.fault_allowed() {
+        if self.fault_allowed(|_| format!("n{i} crashes")) {
             self.crash_node(i);
         }
         if let Some(every) = self.faults.crash_every {
@@ -824,7 +844,7 @@ impl World {
         if self.healed_at.is_some() {
             return;
         }
-        if !self.fault_allowed() {
+        if !self.fault_allowed(|_| "a partition starts".into()) {
             // The next partition is due as if this one had never been drawn.
             if let Some(every) = self.faults.partition_every {
                 let at = self.now + around(&mut self.rng, every);

@@ -369,15 +369,10 @@ fn shrink_and_print(setup: &Setup, knobs: &Knobs, max_runs: usize, save_to: Opti
 
 fn size_line(r: &Report) -> String {
     let p = &r.setup.params;
+    let size = dkv_sim::shrink::Size::of(r);
     format!(
-        "{} ops ({} clients x {}), {} nodes, {} keys, {} faults, {} events",
-        p.clients * p.ops_per_client,
-        p.clients,
-        p.ops_per_client,
-        p.nodes,
-        p.keys,
-        r.stats.faults,
-        r.stats.events
+        "{} ops ({} clients x {}), {} nodes, {} keys, {} faults, {} settings on, {} events",
+        size.ops, size.clients, p.ops_per_client, size.nodes, size.keys, size.faults, size.settings, size.events
     )
 }
 
