@@ -4,8 +4,8 @@
 //! The shrinker works on [`Setup`]s, where every parameter is explicit and every drawn fault
 //! has a number by which it can be suppressed. It tries candidate reductions greedily, biggest
 //! first: fewer operations, clients, nodes and keys; fault kinds switched off and simpler
-//! settings; then the faults that happened, suppressed in chunks that halve until single faults
-//! (as delta debugging does). A candidate that still fails the same way and is smaller is kept,
+//! settings; the smaller workloads and clusters again with a few other seeds; then the faults
+//! that happened, suppressed in chunks that halve until single faults (as delta debugging does). A candidate that still fails the same way and is smaller is kept,
 //! and the search starts over from it, until no candidate helps or the run budget is spent.
 //!
 //! Any change to a setup changes the run from the point it takes effect, so a candidate is a
@@ -108,11 +108,28 @@ pub fn shrink(
     Ok(Shrunk { before, after, checker, runs: runs + 1 })
 }
 
-/// Smaller or simpler variants of a failing run's setup, the biggest reductions first.
+/// Other seeds a smaller cluster or workload is tried with, when the failing run's own seed no
+/// longer fails with it: a bug that a smaller run can show often shows with some seed, and the
+/// seed is part of the replay.
+const RESEEDS: u64 = 8;
+
+/// Smaller or simpler variants of a failing run's setup, the biggest reductions first: a
+/// smaller workload or cluster, fewer kinds of fault and simpler settings, the smaller workloads
+/// and clusters with other seeds, and then the faults that happened suppressed.
 fn candidates(best: &Report) -> Vec<Setup> {
     let setup = &best.setup;
     let p = &setup.params;
-    let mut out = Vec::new();
+    let mut smaller: Vec<Params> = Vec::new();
+    for ops in fewer(p.ops_per_client, 1) {
+        smaller.push(Params { ops_per_client: ops, ..p.clone() });
+    }
+    for nodes in fewer(p.nodes, 2) {
+        smaller.push(Params { nodes, ..p.clone() });
+    }
+    for clients in fewer(p.clients, 1) {
+        smaller.push(Params { clients, ..p.clone() });
+    }
+    let mut out: Vec<Setup> = smaller.iter().map(|params| Setup { params: params.clone(), ..setup.clone() }).collect();
     let mut with = |change: &dyn Fn(&mut Params)| {
         let mut s = setup.clone();
         change(&mut s.params);
@@ -120,15 +137,6 @@ fn candidates(best: &Report) -> Vec<Setup> {
             out.push(s);
         }
     };
-    for ops in fewer(p.ops_per_client, 1) {
-        with(&|p| p.ops_per_client = ops);
-    }
-    for nodes in fewer(p.nodes, 2) {
-        with(&|p| p.nodes = nodes);
-    }
-    for clients in fewer(p.clients, 1) {
-        with(&|p| p.clients = clients);
-    }
     let quiet = Faults::none();
     with(&|p| p.faults.crash_every = None);
     with(&|p| p.faults.partition_every = None);
@@ -152,13 +160,22 @@ fn candidates(best: &Report) -> Vec<Setup> {
             }
         });
     }
+    for params in smaller {
+        for k in 1..=RESEEDS {
+            // Suppressions name faults of the old seed's run: they mean nothing in another's.
+            let seed = setup.seed.wrapping_add(k);
+            out.push(Setup { seed, params: params.clone(), suppressed: Default::default(), ..setup.clone() });
+        }
+    }
     out.extend(suppressions(best));
     out
 }
 
-/// `n` made smaller, down to `floor`: the floor itself, half, and one less.
+/// `n` made smaller, down to `floor`: the floor itself, then a half, a quarter, an eighth and
+/// one less taken off. Fewer operations keep the run the same until the first client runs out,
+/// so the cuts that keep most of it often keep the failure when the big ones lose it.
 fn fewer(n: usize, floor: usize) -> Vec<usize> {
-    let mut out: Vec<usize> = vec![floor, n / 2, n.saturating_sub(1)];
+    let mut out: Vec<usize> = vec![floor, n / 2, n - n / 4, n - n / 8, n.saturating_sub(1)];
     out.retain(|&m| m >= floor && m < n);
     out.dedup();
     out

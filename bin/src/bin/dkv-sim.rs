@@ -347,7 +347,7 @@ fn shrink_and_print(setup: &Setup, knobs: &Knobs, max_runs: usize, save_to: Opti
         println!("{line}");
     }
     println!(
-        "-- shrunk in {} runs, {:.1}s: a {} violation",
+        "-- shrunk in {} runs, {:.3}s: a {} violation",
         shrunk.runs,
         started.elapsed().as_secs_f64(),
         shrunk.checker
@@ -359,7 +359,12 @@ fn shrink_and_print(setup: &Setup, knobs: &Knobs, max_runs: usize, save_to: Opti
     }
     println!("replay: {}", knobs.setup_replay_command(&after.setup));
     if let Some(path) = save_to {
-        let why = format!("# Shrunk by dkv-sim shrink from seed {}: a {} violation.", setup.seed, shrunk.checker);
+        let why = format!(
+            "# Shrunk by `dkv-sim shrink --seed {}{}`: a {} violation.",
+            shrunk.before.seed,
+            knobs.as_flags(),
+            shrunk.checker
+        );
         if let Err(code) = save(path, &SavedRun::of(after, knobs.canary, vec![why])) {
             return code;
         }
