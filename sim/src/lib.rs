@@ -10,7 +10,10 @@
 //! (per key), strict serializability of transactions (across keys), durability, convergence
 //! and liveness.
 //!
-//! The same seed always produces the same run, and [`Report::trace_hash`] proves it.
+//! The same seed always produces the same run, and [`Report::trace_hash`] proves it. A seed's run
+//! is its [`Setup`] as the swarm draws it; a setup written down ([`Setup`]'s text, a
+//! [`SavedRun`] file) replays the same run however the draws change later, and [`shrink()`] turns
+//! a failing setup into a smaller one that fails the same way.
 
 pub mod check;
 mod clock;

@@ -200,7 +200,7 @@ pub struct RunStats {
     /// Transactions applied durably, counted at every node that applied them.
     pub commits: u64,
     /// Drawn faults that happened: messages lost, duplicated or long delayed, crashes,
-    /// partitions (see [`World::fault_allowed`]).
+    /// partitions, each numbered so that a setup can suppress it.
     pub faults: u64,
     /// Drawn faults that would have happened but were suppressed by number.
     pub faults_suppressed: u64,
