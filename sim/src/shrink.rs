@@ -5,7 +5,8 @@
 //! has a number by which it can be suppressed. It tries candidate reductions greedily, biggest
 //! first: fewer operations, clients, nodes and keys; fault kinds switched off and simpler
 //! settings; the smaller workloads and clusters again with a few other seeds; then the faults
-//! that happened, suppressed in chunks that halve until single faults (as delta debugging does). A candidate that still fails the same way and is smaller is kept,
+//! that happened, suppressed in chunks that halve until single faults (as delta debugging does);
+//! and a fault script (a fuzzer's), cut shorter. A candidate that still fails the same way and is smaller is kept,
 //! and the search starts over from it, until no candidate helps or the run budget is spent.
 //!
 //! Any change to a setup changes the run from the point it takes effect, so a candidate is a
@@ -51,6 +52,8 @@ pub struct Size {
     pub clients: usize,
     /// Drawn faults that happened.
     pub faults: u64,
+    /// Fault decisions in the setup's fault script, if it has one.
+    pub script: usize,
     pub keys: usize,
     /// Settings that differ from the quiet defaults (kinds of fault, skew, snapshots, bounds,
     /// kinds of operation).
@@ -66,6 +69,7 @@ impl Size {
             nodes: p.nodes,
             clients: p.clients,
             faults: report.stats.faults,
+            script: report.setup.fault_script.as_ref().map_or(0, Vec::len),
             keys: p.keys,
             settings: settings(p),
             events: report.stats.events,
@@ -168,6 +172,12 @@ fn candidates(best: &Report) -> Vec<Setup> {
         }
     }
     out.extend(suppressions(best));
+    // A shorter fault script: the cluster heals where it ends.
+    if let Some(script) = &setup.fault_script {
+        for len in fewer(script.len(), 0) {
+            out.push(Setup { fault_script: Some(script[..len].to_vec()), ..setup.clone() });
+        }
+    }
     out
 }
 

@@ -59,3 +59,18 @@ fn suppressed_faults_do_not_happen() {
     assert!(quiet.stats.faults_suppressed > 0);
     assert!(quiet.passed(), "{:?}", quiet.violations);
 }
+
+/// A scripted run (the `sim_schedule` fuzz target's) shrinks too: its fault script is cut
+/// shorter, and the printed setup carries the script, so a fuzzer's finding replays and shrinks.
+#[test]
+fn a_fault_script_is_cut_shorter() {
+    let canary = Canary::CommitOnFirstYes;
+    let scripted = RunOptions { canary: Some(canary), ..RunOptions::scripted(vec![0x11; 40]) };
+    let first = (0..50).map(|seed| run(seed, &scripted)).find(|r| !r.passed()).expect("caught within 50 seeds");
+    let shrunk = shrink(&first.setup, Some(canary), 300, &mut |_| {}).expect("the run fails");
+    let script_len = |r: &dkv_sim::Report| r.setup.fault_script.as_ref().map_or(0, Vec::len);
+    println!("script of {} bytes -> {}", script_len(&first), script_len(&shrunk.after));
+    assert!(script_len(&shrunk.after) < script_len(&first));
+    let printed = Setup::parse(&shrunk.after.setup.to_string()).expect("the printed setup reads back");
+    assert_eq!(run_setup(&printed, Some(canary), TraceMode::Off).trace_hash, shrunk.after.trace_hash);
+}
