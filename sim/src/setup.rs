@@ -232,8 +232,12 @@ pub(crate) fn words(text: &str) -> Result<Vec<(String, String)>, SetupError> {
 /// Whatever a run cannot start with.
 fn check(p: &Params) -> Result<(), SetupError> {
     let bad = |what: String| Err(SetupError(what));
-    if !(1..=64).contains(&p.nodes) {
-        return bad(format!("nodes={} is out of range: a cluster has 1 to 64 nodes", p.nodes));
+    let most = dkv_core::NodeSet::CAPACITY;
+    if !(1..=most).contains(&p.nodes) {
+        return bad(format!("nodes={} is out of range: a cluster has 1 to {most} nodes", p.nodes));
+    }
+    if p.snapshot_records_min < 2 {
+        return bad("snapshot_records_min must be at least 2 (leave it out for no snapshots)".into());
     }
     if p.clients == 0 || p.keys == 0 {
         return bad("clients and keys must be at least 1".into());
@@ -359,6 +363,9 @@ mod tests {
             (format!("{good} fault_script=0g"), "hex digits"),
             (format!("{good} mix=1,2"), "expected 5 numbers"),
             (format!("{good} nodes"), "not a setting"),
+            (format!("{good} nodes=65"), "out of range"),
+            (format!("{good} snapshot_records_min=1"), "at least 2"),
+            (format!("{good} crash_every_ns=0"), "above 0"),
         ] {
             let error = Setup::parse(&text).expect_err(&text).0;
             assert!(error.contains(says), "{text}: {error}");
