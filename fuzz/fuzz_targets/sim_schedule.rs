@@ -12,6 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let report = run(u64::from(u16::from_le_bytes(*seed)), &options);
     if !report.passed() {
         let violations: Vec<String> = report.violations.iter().map(|v| v.to_string()).collect();
-        panic!("seed {} with the fuzzer's fault script failed:\n{}", report.seed, violations.join("\n"));
+        panic!(
+            "seed {} with the fuzzer's fault script failed:\n{}\nreplay: dkv-sim run --setup '{}' (or shrink it: dkv-sim shrink --setup '…')",
+            report.seed,
+            violations.join("\n"),
+            report.setup
+        );
     }
 });

@@ -10,7 +10,10 @@
 //! (per key), strict serializability of transactions (across keys), durability, convergence
 //! and liveness.
 //!
-//! The same seed always produces the same run, and [`Report::trace_hash`] proves it.
+//! The same seed always produces the same run, and [`Report::trace_hash`] proves it. A seed's run
+//! is its [`Setup`] as the swarm draws it; a setup written down ([`Setup`]'s text, a
+//! [`SavedRun`] file) replays the same run however the draws change later, and [`shrink()`] turns
+//! a failing setup into a smaller one that fails the same way.
 
 pub mod check;
 mod clock;
@@ -19,6 +22,9 @@ pub mod history;
 pub mod params;
 mod queue;
 mod random;
+pub mod saved;
+pub mod setup;
+pub mod shrink;
 pub mod trace;
 mod workload;
 mod world;
@@ -26,12 +32,13 @@ mod world;
 pub use check::Violation;
 pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
 pub use params::{Faults, Overrides, Params};
+pub use saved::{Expect, SavedRun};
+pub use setup::Setup;
+pub use shrink::{Shrunk, shrink};
 pub use trace::TraceMode;
 pub use world::RunStats;
 
 use dkv_core::Canary;
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 
 /// How to run one seed.
 #[derive(Clone, Debug, Default)]
@@ -75,6 +82,8 @@ pub fn canaries_available() -> bool {
 pub struct Report {
     pub seed: u64,
     pub params: Params,
+    /// Everything the run was made of: running it again gives this same run.
+    pub setup: Setup,
     pub trace_hash: u64,
     pub stats: RunStats,
     pub violations: Vec<Violation>,
@@ -95,20 +104,22 @@ impl Report {
 /// If `options.canary` is set but dkv-core was built without its `canary` feature; use
 /// [`canaries_available`] first.
 pub fn run(seed: u64, options: &RunOptions) -> Report {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut params = Params::draw(&mut rng, &options.overrides);
-    let mut side = ChaCha8Rng::seed_from_u64(seed);
-    side.set_stream(1);
-    params.tight_bounds = params::TightBounds::draw(&mut side);
-    // Six-node clusters, added after seeds were first recorded: half the seeds that drew four
-    // nodes get six, decided on the side stream so every other seed keeps its cluster.
-    if options.overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {
-        params.nodes = 6;
-    }
-    let mut world = world::World::new(seed, rng, params.clone(), options.canary, options.trace);
-    if let Some(script) = &options.fault_script {
+    let mut setup = Setup::draw(seed, &options.overrides);
+    setup.fault_script = options.fault_script.clone();
+    run_setup(&setup, options.canary, options.trace)
+}
+
+/// Runs a setup (drawn, shrunk or saved) to the end and checks it.
+///
+/// # Panics
+/// As [`run`].
+pub fn run_setup(setup: &Setup, canary: Option<Canary>, trace: TraceMode) -> Report {
+    let params = setup.params.clone();
+    let mut world = world::World::new(setup.seed, setup.world_rng(), params.clone(), canary, trace);
+    if let Some(script) = &setup.fault_script {
         world.set_script(script.clone());
     }
+    world.set_suppressed(setup.suppressed.clone());
     world.run();
     let mut violations = std::mem::take(&mut world.violations);
     let replicas = world.replicas();
@@ -121,8 +132,9 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
         violations.extend(check::durability::check(&world.history, n0.store()));
     }
     Report {
-        seed,
+        seed: setup.seed,
         params,
+        setup: setup.clone(),
         trace_hash: world.trace.hash(),
         stats: world.stats,
         violations,

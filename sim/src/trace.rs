@@ -75,6 +75,21 @@ impl Trace {
         }
     }
 
+    /// Whether readable lines are kept or printed (so they are worth describing).
+    pub fn keeps_lines(&self) -> bool {
+        self.mode != TraceMode::Off
+    }
+
+    /// A readable line that is not part of the hash: a note about an event the hash already
+    /// covers through its effects (a fault's number, for the shrinker's suppressions).
+    pub fn note(&mut self, now: u64, line: &str) {
+        match self.mode {
+            TraceMode::Off => {}
+            TraceMode::Keep => self.lines.push(format!("{:>12.6}s  {line}", now as f64 / 1e9)),
+            TraceMode::Print => eprintln!("{:>12.6}s  {line}", now as f64 / 1e9),
+        }
+    }
+
     /// FNV-style, a word at a time, with a final avalanche per word so that nearby values
     /// spread over all bits.
     fn mix(&mut self, word: u64) {

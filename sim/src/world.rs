@@ -26,6 +26,7 @@ use dkv_core::{
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A client's first backoff window after "try again", and the largest.
@@ -198,6 +199,11 @@ pub struct RunStats {
     pub snapshots: u64,
     /// Transactions applied durably, counted at every node that applied them.
     pub commits: u64,
+    /// Drawn faults that happened: messages lost, duplicated or long delayed, crashes,
+    /// partitions, each numbered so that a setup can suppress it.
+    pub faults: u64,
+    /// Drawn faults that would have happened but were suppressed by number.
+    pub faults_suppressed: u64,
 }
 
 pub(crate) struct World {
@@ -209,6 +215,8 @@ pub(crate) struct World {
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
     script: Option<FaultScript>,
+    /// Drawn faults that must not happen, by number (the n-th fault the run meets, from 0).
+    suppressed: BTreeSet<u64>,
     now: u64,
     events: EventQueue<Event>,
     nodes: Vec<SimNode>,
@@ -245,6 +253,7 @@ impl World {
             faults: params.faults.clone(),
             params,
             script: None,
+            suppressed: BTreeSet::new(),
             now: 0,
             events: EventQueue::new(),
             nodes,
@@ -270,6 +279,30 @@ impl World {
         self.faults.crash_every = None;
         self.faults.partition_every = None;
         self.script = Some(FaultScript { bytes: script, next: 0 });
+    }
+
+    /// Suppresses drawn faults by number, so a shrinker can find the faults a failure needs.
+    pub(crate) fn set_suppressed(&mut self, suppressed: BTreeSet<u64>) {
+        self.suppressed = suppressed;
+    }
+
+    /// Numbers a drawn fault that is about to happen and says whether it may; the trace's
+    /// lines name it by its number (`what` describes it). Every draw that led to it is made
+    /// either way, so suppressing a fault changes the run only from there on.
+    fn fault_allowed(&mut self, what: impl FnOnce(&World) -> String) -> bool {
+        let number = self.stats.faults + self.stats.faults_suppressed;
+        let allowed = !self.suppressed.contains(&number);
+        if allowed {
+            self.stats.faults += 1;
+        } else {
+            self.stats.faults_suppressed += 1;
+        }
+        let line = self.trace.keeps_lines().then(|| what(self));
+        if let Some(line) = line {
+            let verdict = if allowed { "" } else { " (suppressed)" };
+            self.trace.note(self.now, &format!("fault #{number}{verdict}: {line}"));
+        }
+        allowed
     }
 
     /// The script's next decision; `None` once it ran out (which heals the cluster) or after
@@ -519,10 +552,12 @@ impl World {
         if self.script.is_some() {
             return self.send_scripted(from, to, message);
         }
-        if chance(&mut self.rng, self.faults.loss) {
+        let (kind, txn) = (message.kind(), message.txn());
+        let what = |fate: &'static str| move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}");
+        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
-        if chance(&mut self.rng, self.faults.duplication) {
+        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed(what("duplicated")) {
             let at =
                 self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
             self.schedule(at, Event::Deliver { from, to, message: message.clone() });
@@ -558,7 +593,11 @@ impl World {
     /// Before the heal, three messages in ten thousand are held up for up to three seconds: far
     /// longer than any timeout, so it arrives after its transaction was decided and forgotten.
     fn long_delay(&mut self) -> u64 {
-        if self.healed_at.is_none() && self.params.has_faults() && chance(&mut self.side, 0.0003) {
+        if self.healed_at.is_none()
+            && self.params.has_faults()
+            && chance(&mut self.side, 0.0003)
+            && self.fault_allowed(|_| "a message is held up for long".into())
+        {
             between(&mut self.side, Duration::from_millis(100), Duration::from_secs(3))
         } else {
             0
@@ -567,10 +606,22 @@ impl World {
 
     /// Client traffic: lossy and reordered like UDP, but not cut by partitions.
     fn client_link(&mut self, event: Event) {
-        if chance(&mut self.rng, self.faults.loss) {
+        let what = |fate: &'static str| {
+            let event = &event;
+            move |w: &World| match event {
+                Event::ToNode { node, client, request } => {
+                    format!("client {} -> n{node}  request #{} {fate}", w.clients[*client].id.0, request.id.seq)
+                }
+                Event::ToClient { client, reply } => {
+                    format!("reply #{} to client {} {fate}", reply.id.seq, w.clients[*client].id.0)
+                }
+                _ => format!("client traffic {fate}"),
+            }
+        };
+        if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
-        if chance(&mut self.rng, self.faults.duplication) {
+        if chance(&mut self.rng, self.faults.duplication) && self.fault_allowed(what("duplicated")) {
             let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
             self.schedule(at, event.clone());
         }
@@ -747,7 +798,9 @@ impl World {
         } else {
             index(&mut self.rng, self.nodes.len())
         };
-        self.crash_node(i);
+        if self.fault_allowed(|_| format!("n{i} crashes")) {
+            self.crash_node(i);
+        }
         if let Some(every) = self.faults.crash_every {
             let at = self.now + around(&mut self.rng, every);
             self.schedule(at, Event::Crash);
@@ -789,6 +842,14 @@ impl World {
     /// Splits the nodes into two sides: one way (one side cannot send to the other) or both.
     fn partition_start(&mut self) {
         if self.healed_at.is_some() {
+            return;
+        }
+        if !self.fault_allowed(|_| "a partition starts".into()) {
+            // The next partition is due as if this one had never been drawn.
+            if let Some(every) = self.faults.partition_every {
+                let at = self.now + around(&mut self.rng, every);
+                self.schedule(at, Event::PartitionStart);
+            }
             return;
         }
         let n = self.nodes.len();

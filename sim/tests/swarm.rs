@@ -1,5 +1,6 @@
 //! The simulator's main test: a thousand swarm seeds, each its own cluster, workload and fault
-//! mix, each passing every checker; determinism; and every seed that ever found a bug.
+//! mix, each passing every checker; determinism; and fault scripts. (The runs that found bugs
+//! are saved runs in sim/regressions/, replayed by tests/regressions.rs.)
 
 use dkv_sim::{Report, RunOptions, run};
 
@@ -51,33 +52,6 @@ fn same_seed_replays_identically() {
     }
     // And different seeds differ.
     assert_ne!(run(1, &RunOptions::default()).trace_hash, run(2, &RunOptions::default()).trace_hash);
-}
-
-/// Seeds that found bugs, kept forever. The numbering is that of the swarm at the time. Two
-/// later changes to the simulator itself (lazily synced records, as dkv-net writes them, and
-/// clients that back off exponentially after "try again") shifted the runs that seeds produce,
-/// so the seeds before 8836 no longer replay their original runs exactly; they stay as
-/// seeds of the same shape (size, faults, bounds).
-#[test]
-fn seeds_that_found_bugs_stay_fixed() {
-    let seeds = [
-        // A late presumed-abort answer from a coordinator that had forgotten a committed
-        // transaction reached a participant that knew "commit": the core panicked on it.
-        45,
-        // A retry at a second node reported "aborted" while the first node's attempt of the same
-        // request went on to commit: definite outcomes must be decided by 2PC and fenced by
-        // completion records ("key not found" now commits as a no-op).
-        68, 72,
-        // Seven nodes, eight clients, one key, long delays: a conflict backoff capped at 50 ms
-        // kept colliding for 44 s. The cap is now 1 s, so backoff outgrows any contention window.
-        499, // Found while the exactly-once observer counted undurable decisions (a checker bug).
-        58, 180,
-        // Seven nodes, eight clients, one prepared transaction per node, messages delayed up to
-        // 17 ms: clients retrying "busy" within a fixed 1-20 ms window kept colliding for 60 s.
-        // The simulated clients now back off like dkv-net's (a doubling window).
-        8836,
-    ];
-    assert_seeds_pass(seeds);
 }
 
 /// A fault script (what the sim_schedule fuzz target feeds) decides every fault: here every

@@ -2,13 +2,16 @@
 //!
 //!   dkv-sim run --seed 42 --trace         replay one seed with a readable trace
 //!   dkv-sim sweep --seeds 0..10000        many seeds on all cores; stops at the first failure
+//!   dkv-sim shrink --seed 42              a failing seed reduced to a small run that fails alike
+//!   dkv-sim replay sim/regressions/F.run  a saved run, replayed as its file expects
 //!
-//! Every failure prints the one command that replays it.
+//! Every failure prints the one command that replays it, and the one that shrinks it.
 
 use clap::{Args, Parser, Subcommand};
 use dkv_core::Canary;
-use dkv_sim::{Overrides, Report, RunOptions, TraceMode, run};
+use dkv_sim::{Overrides, Report, RunOptions, SavedRun, Setup, TraceMode, run_setup};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +21,11 @@ use std::time::{Duration, Instant};
 #[command(
     name = "dkv-sim",
     version,
-    about = "Deterministic simulation of a dkv cluster: seeded faults, clients and checkers"
+    about = "Deterministic simulation of a dkv cluster: seeded faults, clients and checkers",
+    after_help = "A failing run can be shrunk (`dkv-sim shrink`, or `--shrink` on run and sweep) to a small run \
+that fails the same way, printed as a `dkv-sim run --setup '…'` line and a readable trace. A run can be saved \
+(`--save FILE`) as a small text file with every parameter explicit, which `dkv-sim replay FILE` replays exactly \
+however the swarm's draws change later; sim/regressions/ holds the runs `cargo test` replays."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,11 +38,17 @@ enum Command {
     ///
     /// Example: dkv-sim run --seed 42 --trace
     Run {
-        #[arg(long)]
-        seed: u64,
+        #[command(flatten)]
+        start: Start,
         /// Print every event as it happens.
         #[arg(long)]
         trace: bool,
+        /// Write the run to FILE as a saved run (`dkv-sim replay FILE` replays it).
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        /// If the run fails, shrink it (as `dkv-sim shrink` does).
+        #[arg(long)]
+        shrink: bool,
         #[command(flatten)]
         knobs: Knobs,
     },
@@ -53,9 +66,67 @@ enum Command {
         /// No progress bar (for logs).
         #[arg(long)]
         quiet: bool,
+        /// Shrink the first failing seed (as `dkv-sim shrink` does).
+        #[arg(long)]
+        shrink: bool,
         #[command(flatten)]
         knobs: Knobs,
     },
+    /// Reduce a failing run to a small one that fails the same way (a violation of the same
+    /// checker): fewer operations, nodes, clients, keys and faults. Prints the small run's replay
+    /// command and its readable trace. Exits 0 once it printed a failing run, non-zero if the run
+    /// passes.
+    ///
+    /// Example: dkv-sim shrink --seed 7 --canary commit-on-first-yes --save shrunk.run
+    Shrink {
+        #[command(flatten)]
+        start: Start,
+        /// Runs to try at most.
+        #[arg(long, default_value_t = 2000)]
+        max_runs: usize,
+        /// Write the shrunk run to FILE as a saved run.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        knobs: Knobs,
+    },
+    /// Replay a saved run (from `--save`, or sim/regressions/) with its canary, if it names one,
+    /// and exit non-zero unless the outcome is the one the file expects (`expect=pass`, or
+    /// `expect=CHECKER`: that checker reports a violation).
+    ///
+    /// Example: dkv-sim replay sim/regressions/seed-8836-busy-retries-collide.run --trace
+    Replay {
+        file: PathBuf,
+        /// Print every event as it happens.
+        #[arg(long)]
+        trace: bool,
+    },
+}
+
+/// Which run: a seed's, as the swarm draws it (with the knobs), or an explicit setup.
+#[derive(Args, Clone)]
+struct Start {
+    /// The seed the swarm draws the run from (with the flags that fix what it would draw).
+    #[arg(long, required_unless_present = "setup")]
+    seed: Option<u64>,
+    /// Every parameter explicit, as `key=value` words (what shrink prints and saved runs hold),
+    /// e.g. --setup 'seed=7 rng_position=20 nodes=2 clients=1 ops_per_client=3 keys=1 mix=0,1,0,0,0'.
+    /// Settings left out are off.
+    #[arg(long, value_parser = parse_setup, conflicts_with_all = [
+        "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
+        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm"
+    ])]
+    setup: Option<Setup>,
+}
+
+impl Start {
+    fn setup(&self, knobs: &Knobs) -> Setup {
+        match (&self.setup, self.seed) {
+            (Some(setup), _) => setup.clone(),
+            (None, Some(seed)) => Setup::draw(seed, &knobs.options(TraceMode::Off).overrides),
+            (None, None) => unreachable!("clap requires --seed or --setup"),
+        }
+    }
 }
 
 /// Fix what the swarm would otherwise draw per seed.
@@ -166,9 +237,27 @@ impl Knobs {
     }
 
     fn replay_command(&self, seed: u64) -> String {
-        let features = if self.canary.is_some() { " --features canaries" } else { "" };
-        format!("cargo run --release{features} --bin dkv-sim -- run --seed {seed}{} --trace", self.as_flags())
+        self.command("run", &format!("--seed {seed}{} --trace", self.as_flags()))
     }
+
+    fn shrink_command(&self, seed: u64) -> String {
+        self.command("shrink", &format!("--seed {seed}{}", self.as_flags()))
+    }
+
+    /// The command that replays an explicit setup (with this canary).
+    fn setup_replay_command(&self, setup: &Setup) -> String {
+        let canary = self.canary.map(|c| format!(" --canary {}", c.name())).unwrap_or_default();
+        self.command("run", &format!("--setup '{setup}'{canary} --trace"))
+    }
+
+    fn command(&self, subcommand: &str, args: &str) -> String {
+        let features = if self.canary.is_some() { " --features canaries" } else { "" };
+        format!("cargo run --release{features} --bin dkv-sim -- {subcommand} {args}")
+    }
+}
+
+fn parse_setup(s: &str) -> Result<Setup, String> {
+    Setup::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -192,51 +281,179 @@ fn parse_canary(s: &str) -> Result<Canary, String> {
     Ok(canary)
 }
 
-fn print_failure(report: &Report, knobs: &Knobs) {
+fn print_failure(report: &Report, knobs: &Knobs, explicit: bool) {
     eprintln!("seed {} FAILED ({})", report.seed, report.params);
     for v in &report.violations {
         eprintln!("  {v}");
     }
-    eprintln!("replay: {}", knobs.replay_command(report.seed));
+    if explicit {
+        eprintln!("replay: {}", knobs.setup_replay_command(&report.setup));
+    } else {
+        eprintln!("replay: {}", knobs.replay_command(report.seed));
+        eprintln!("shrink: {}", knobs.shrink_command(report.seed));
+    }
+}
+
+fn print_report(report: &Report, elapsed: Duration) {
+    let s = &report.stats;
+    println!("seed {}: {}", report.seed, report.params);
+    println!(
+        "  trace hash {:016x}; {} events, {} messages delivered, {} operations, {} crashes ({} torn tails), {} partitions, {} snapshots, {} faults; {:.3}s virtual in {:.3}s",
+        report.trace_hash,
+        s.events,
+        s.messages_delivered,
+        s.ops_completed,
+        s.crashes,
+        s.torn_tails,
+        s.partitions,
+        s.snapshots,
+        s.faults,
+        s.virtual_nanos as f64 / 1e9,
+        elapsed.as_secs_f64()
+    );
+    if report.inconclusive > 0 {
+        println!("  note: {} linearizability searches were inconclusive (search budget reached)", report.inconclusive);
+    }
+}
+
+/// Writes `saved` to `path`, or says why it could not.
+fn save(path: &Path, saved: &SavedRun) -> Result<(), ExitCode> {
+    match std::fs::write(path, saved.to_string()) {
+        Ok(()) => {
+            println!("saved to {} (replay: dkv-sim replay {})", path.display(), path.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("cannot write {}: {e}; check that its folder exists and is writable", path.display());
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Shrinks the failing run `setup`, prints the small run (sizes, violations, replay command,
+/// trace) and saves it if asked. Succeeds when it printed a failing run.
+fn shrink_and_print(setup: &Setup, knobs: &Knobs, max_runs: usize, save_to: Option<&Path>) -> ExitCode {
+    let started = Instant::now();
+    eprintln!("shrinking seed {} (at most {max_runs} runs)…", setup.seed);
+    let mut progress = |r: &Report| eprintln!("  smaller: {}", size_line(r));
+    let shrunk = match dkv_sim::shrink(setup, knobs.canary, max_runs, &mut progress) {
+        Ok(shrunk) => shrunk,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let after = &shrunk.after;
+    println!("-- trace of the shrunk run ({} lines)", after.trace.len());
+    for line in &after.trace {
+        println!("{line}");
+    }
+    println!(
+        "-- shrunk in {} runs, {:.3}s: a {} violation",
+        shrunk.runs,
+        started.elapsed().as_secs_f64(),
+        shrunk.checker
+    );
+    println!("before: {}", size_line(&shrunk.before));
+    println!("after:  {}", size_line(after));
+    for v in &after.violations {
+        println!("  {v}");
+    }
+    println!("replay: {}", knobs.setup_replay_command(&after.setup));
+    if let Some(path) = save_to {
+        let drawn = Setup::draw(setup.seed, &knobs.options(TraceMode::Off).overrides) == *setup;
+        let origin = if drawn {
+            knobs.shrink_command(setup.seed)
+        } else {
+            knobs.command("shrink", &format!("--setup '{setup}'"))
+        };
+        let why = format!("# Shrunk by `{origin}`: a {} violation.", shrunk.checker);
+        if let Err(code) = save(path, &SavedRun::of(after, knobs.canary, vec![why])) {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn size_line(r: &Report) -> String {
+    let p = &r.setup.params;
+    let size = dkv_sim::shrink::Size::of(r);
+    format!(
+        "{} ops ({} clients x {}), {} nodes, {} keys, {} faults, {} settings on, {} events",
+        size.ops, size.clients, p.ops_per_client, size.nodes, size.keys, size.faults, size.settings, size.events
+    )
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { seed, trace, knobs } => {
+        Command::Run { start, trace, save: save_to, shrink, knobs } => {
             let started = Instant::now();
             let mode = if trace { TraceMode::Print } else { TraceMode::Off };
-            let report = run(seed, &knobs.options(mode));
-            let s = &report.stats;
-            println!("seed {seed}: {}", report.params);
-            println!(
-                "  trace hash {:016x}; {} events, {} messages delivered, {} operations, {} crashes ({} torn tails), {} partitions, {} snapshots; {:.3}s virtual in {:.3}s",
-                report.trace_hash,
-                s.events,
-                s.messages_delivered,
-                s.ops_completed,
-                s.crashes,
-                s.torn_tails,
-                s.partitions,
-                s.snapshots,
-                s.virtual_nanos as f64 / 1e9,
-                started.elapsed().as_secs_f64()
-            );
-            if report.inconclusive > 0 {
-                println!(
-                    "  note: {} linearizability searches were inconclusive (search budget reached)",
-                    report.inconclusive
-                );
+            let setup = start.setup(&knobs);
+            let report = run_setup(&setup, knobs.canary, mode);
+            print_report(&report, started.elapsed());
+            if let Some(path) = &save_to {
+                let why = format!("# Saved by dkv-sim run from seed {}.", setup.seed);
+                if let Err(code) = save(path, &SavedRun::of(&report, knobs.canary, vec![why])) {
+                    return code;
+                }
             }
             if report.passed() {
                 println!("  passed every checker");
                 ExitCode::SUCCESS
             } else {
-                print_failure(&report, &knobs);
+                print_failure(&report, &knobs, start.setup.is_some());
+                if shrink {
+                    shrink_and_print(&setup, &knobs, 2000, None);
+                }
                 ExitCode::FAILURE
             }
         }
-        Command::Sweep { seeds: (start, end), jobs, quiet, knobs } => sweep(start, end, jobs, quiet, &knobs),
+        Command::Sweep { seeds: (start, end), jobs, quiet, shrink, knobs } => {
+            sweep(start, end, jobs, quiet, shrink, &knobs)
+        }
+        Command::Shrink { start, max_runs, save: save_to, knobs } => {
+            shrink_and_print(&start.setup(&knobs), &knobs, max_runs, save_to.as_deref())
+        }
+        Command::Replay { file, trace } => replay(&file, trace),
+    }
+}
+
+fn replay(file: &Path, trace: bool) -> ExitCode {
+    let saved = match std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| SavedRun::parse(&text).map_err(|e| e.to_string()))
+    {
+        Ok(saved) => saved,
+        Err(e) => {
+            eprintln!("cannot replay {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if saved.canary.is_some() && !dkv_sim::canaries_available() {
+        eprintln!("{} plants a canary; rebuild with `--features canaries`", file.display());
+        return ExitCode::FAILURE;
+    }
+    for comment in &saved.comments {
+        println!("{comment}");
+    }
+    let started = Instant::now();
+    let mode = if trace { TraceMode::Print } else { TraceMode::Off };
+    let report = run_setup(&saved.setup, saved.canary, mode);
+    print_report(&report, started.elapsed());
+    for v in &report.violations {
+        println!("  {v}");
+    }
+    match saved.judge(&report) {
+        Ok(()) => {
+            println!("  as the file expects ({:?})", saved.expect);
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("{}: {why}", file.display());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -250,7 +467,7 @@ struct Totals {
     events: u64,
 }
 
-fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) -> ExitCode {
+fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, shrink: bool, knobs: &Knobs) -> ExitCode {
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let options = knobs.options(TraceMode::Off);
     let next = AtomicU64::new(start);
@@ -273,7 +490,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) 
                     if seed >= end || seed > first_failure.load(Ordering::Relaxed) {
                         break;
                     }
-                    let report = run(seed, &options);
+                    let report = dkv_sim::run(seed, &options);
                     local.seeds += 1;
                     local.messages += report.stats.messages_delivered;
                     local.virtual_nanos += report.stats.virtual_nanos;
@@ -319,7 +536,10 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) 
             ExitCode::SUCCESS
         }
         Some(report) => {
-            print_failure(report, knobs);
+            print_failure(report, knobs, false);
+            if shrink {
+                shrink_and_print(&report.setup, knobs, 2000, None);
+            }
             ExitCode::FAILURE
         }
     }
