@@ -99,7 +99,17 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut params = Params::draw(&mut rng, &options.overrides);
     let mut side = ChaCha8Rng::seed_from_u64(seed);
     side.set_stream(1);
-    params.tight_bounds = params::TightBounds::draw(&mut side);
+    // Faults and bounds added later still: a third stream, for the same reason.
+    let mut wider = ChaCha8Rng::seed_from_u64(seed);
+    wider.set_stream(3);
+    params.tight_bounds = params::TightBounds::draw(&mut side, &mut wider);
+    if !options.overrides.no_faults {
+        params.faults.draw_wider(&mut wider);
+    }
+    if options.overrides.crashes == Some(false) {
+        params.faults.cluster_crash_every = None;
+        params.faults.crash_near_io = 0.0;
+    }
     // Six-node clusters, added after seeds were first recorded: half the seeds that drew four
     // nodes get six, decided on the side stream so every other seed keeps its cluster.
     if options.overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {

@@ -13,7 +13,7 @@ use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
 use crate::clock::Clock;
-use crate::disk::Disk;
+use crate::disk::{CrashDamage, Disk, RecoverError};
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
 use crate::params::{Faults, Params};
 use crate::queue::EventQueue;
@@ -87,6 +87,20 @@ enum Event {
     CrashNode {
         node: usize,
     },
+    /// A crash of this node, in this life, timed next to a send or an fsync.
+    CrashNearIo {
+        node: usize,
+        generation: u64,
+    },
+    /// A crash of every node at once.
+    CrashAll,
+    /// A node drawn from the rng is frozen.
+    Pause,
+    /// The node frozen in this life resumes.
+    Resume {
+        node: usize,
+        generation: u64,
+    },
     Restart {
         node: usize,
     },
@@ -105,6 +119,10 @@ struct SimNode {
     timer_at: Option<u64>,
     /// Bumped at every crash, so events of the previous life are ignored.
     generation: u64,
+    /// Frozen (like a process stopped by SIGSTOP): what arrives is held until it resumes.
+    paused: bool,
+    /// Messages, requests and fsync completions that arrived while it was frozen, in order.
+    held: Vec<Event>,
 }
 
 impl SimNode {
@@ -117,6 +135,8 @@ impl SimNode {
             config.bounds.prepared_max = tight.prepared_max;
             config.bounds.read_waiters_max = tight.read_waiters_max;
             config.bounds.txns_undecided_max = tight.txns_undecided_max;
+            config.bounds.completions_max = tight.completions_max;
+            config.bounds.decisions_remembered_max = tight.decisions_remembered_max;
         }
         config.set_canary(canary).expect("checked by dkv_sim::run");
         let skew = if params.clock_skew_ppm == 0 {
@@ -124,7 +144,16 @@ impl SimNode {
         } else {
             range(rng, 0, 2 * u64::from(params.clock_skew_ppm)) as i64 - i64::from(params.clock_skew_ppm)
         };
-        SimNode { node: None, config, disk: Disk::default(), clock: Clock::new(skew), timer_at: None, generation: 0 }
+        SimNode {
+            node: None,
+            config,
+            disk: Disk::default(),
+            clock: Clock::new(skew),
+            timer_at: None,
+            generation: 0,
+            paused: false,
+            held: Vec::new(),
+        }
     }
 }
 
@@ -198,6 +227,21 @@ pub struct RunStats {
     pub snapshots: u64,
     /// Transactions applied durably, counted at every node that applied them.
     pub commits: u64,
+    /// Crashes that left garbage after the last record or the torn write.
+    pub garbage_tails: u64,
+    /// Crashes that flipped a bit in the record being written.
+    pub unsynced_flips: u64,
+    /// Crashes that flipped a bit in a synced record with a valid record after it.
+    pub synced_flips: u64,
+    /// Restarts whose recovery refused a log with a damaged synced record (each followed by
+    /// the operator restoring the log from backup).
+    pub logs_refused: u64,
+    /// Crashes of every node at once.
+    pub cluster_crashes: u64,
+    /// Crashes within 2 ms after a send or just before an fsync completes.
+    pub near_io_crashes: u64,
+    /// Nodes frozen, then resumed.
+    pub pauses: u64,
 }
 
 pub(crate) struct World {
@@ -205,6 +249,9 @@ pub(crate) struct World {
     /// Decisions added after the first seeds were recorded (abandoned requests, long delays)
     /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
     side: ChaCha8Rng,
+    /// Decisions of the faults added later still (damaged disks, crashes of every node, crashes
+    /// next to sends and fsyncs, pauses): a stream of their own, for the same reason.
+    wide: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -238,10 +285,13 @@ impl World {
         let clients = (0..params.clients).map(|c| SimClient::new(c, &params)).collect();
         let mut side = ChaCha8Rng::seed_from_u64(seed);
         side.set_stream(2);
+        let mut wide = ChaCha8Rng::seed_from_u64(seed);
+        wide.set_stream(4);
         let n = params.nodes;
         World {
             rng,
             side,
+            wide,
             faults: params.faults.clone(),
             params,
             script: None,
@@ -269,6 +319,13 @@ impl World {
         self.faults.duplication = 0.0;
         self.faults.crash_every = None;
         self.faults.partition_every = None;
+        // The faults added after the scripts were defined stay off, so a script replays as it did.
+        self.faults.garbage_tail = 0.0;
+        self.faults.unsynced_flip = 0.0;
+        self.faults.synced_flip = 0.0;
+        self.faults.cluster_crash_every = None;
+        self.faults.crash_near_io = 0.0;
+        self.faults.pause_every = None;
         self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
@@ -309,6 +366,14 @@ impl World {
             let at = around(&mut self.rng, every);
             self.schedule(at, Event::PartitionStart);
         }
+        if let Some(every) = self.faults.cluster_crash_every {
+            let at = around(&mut self.wide, every);
+            self.schedule(at, Event::CrashAll);
+        }
+        if let Some(every) = self.faults.pause_every {
+            let at = around(&mut self.wide, every);
+            self.schedule(at, Event::Pause);
+        }
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
         self.schedule(fault_phase, Event::Heal);
 
@@ -339,6 +404,9 @@ impl World {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Some(node) = self.held_for(&event) {
+            return self.nodes[node].held.push(event);
+        }
         match event {
             Event::Deliver { from, to, message } => self.deliver(from, to, message),
             Event::ToNode { node, client, request } => self.request_arrives(node, client, request),
@@ -350,6 +418,10 @@ impl World {
             Event::ClientRetry { client, seq, attempt } => self.retry_due(client, seq, attempt),
             Event::Crash => self.crash(),
             Event::CrashNode { node } => self.crash_node(node),
+            Event::CrashNearIo { node, generation } => self.crash_near_io(node, generation),
+            Event::CrashAll => self.crash_all(),
+            Event::Pause => self.pause(),
+            Event::Resume { node, generation } => self.resume(node, generation),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
             Event::PartitionEnd => self.partition_end(),
@@ -390,6 +462,9 @@ impl World {
         if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
             return; // moved or cancelled
         }
+        if self.nodes[node].paused {
+            return; // it fires when the node resumes
+        }
         self.trace.event(self.now, Tag::Timeout, &[node as u64], || format!("n{node} timeout"));
         self.nodes[node].timer_at = None;
         self.input(node, Input::Timeout);
@@ -411,6 +486,9 @@ impl World {
         let n = &mut self.nodes[node];
         if n.generation != generation || n.node.is_none() || n.disk.lazy_sync_at != Some(self.now) {
             return; // a crash or an earlier sync overtook it
+        }
+        if n.paused {
+            return; // it starts when the node resumes
         }
         n.disk.lazy_sync_at = None;
         // With an fsync in flight, what it does not cover is looked at again when it completes.
@@ -499,6 +577,13 @@ impl World {
         let generation = n.generation;
         let at = self.now + between(&mut self.rng, self.faults.fsync_min, self.faults.fsync_max);
         self.schedule(at, Event::Fsync { node: i, generation, through: last });
+        // Now and then the node crashes just before this fsync completes: its records are
+        // written, maybe partly on disk, and nothing it did since is durable.
+        if self.healed_at.is_none() && chance(&mut self.wide, self.faults.crash_near_io) {
+            let before = between(&mut self.wide, Duration::from_nanos(1), Duration::from_millis(1));
+            let crash_at = at.saturating_sub(before).max(self.now);
+            self.schedule(crash_at, Event::CrashNearIo { node: i, generation });
+        }
     }
 
     /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
@@ -529,6 +614,14 @@ impl World {
         }
         let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
         self.schedule(at, Event::Deliver { from, to, message });
+        // Now and then the sender crashes within 2 ms after sending: what it told its peers
+        // must already be durable.
+        if self.healed_at.is_none() && chance(&mut self.wide, self.faults.crash_near_io) {
+            let node = usize::from(from.0);
+            let at = self.now + between(&mut self.wide, Duration::ZERO, Duration::from_millis(2));
+            let generation = self.nodes[node].generation;
+            self.schedule(at, Event::CrashNearIo { node, generation });
+        }
     }
 
     /// [`World::send`] with the fault script deciding the message's fate.
@@ -705,15 +798,34 @@ impl World {
 
     // ---- Crashes, restarts, partitions and the heal ----
 
-    /// Starts node `i` from what its disk holds, as a real server recovers.
+    /// Starts node `i` from what its disk holds, as a real server recovers. A log with a
+    /// damaged synced record must be refused; the operator then restores it from a backup and
+    /// starts the node again.
     fn start_node(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let records = match n.disk.recover() {
-            Ok((records, torn)) => {
-                if torn {
+        let damaged = self.nodes[i].disk.media_damaged();
+        let recovered = match self.nodes[i].disk.recover() {
+            Err(RecoverError::Corrupt { offset, reason }) if damaged => {
+                self.stats.logs_refused += 1;
+                self.trace.event(self.now, Tag::LogRefused, &[i as u64, offset as u64], || {
+                    format!("n{i} refuses its log (corrupt at byte {offset}: {reason}); the operator restores it from backup")
+                });
+                self.nodes[i].disk.restore_backup();
+                self.nodes[i].disk.recover()
+            }
+            Ok(_) if damaged => {
+                let message = format!(
+                    "n{i} accepted a log with a bit flipped in a synced record that has valid records after it"
+                );
+                return self.violations.push(Violation::new("recovery", message));
+            }
+            other => other,
+        };
+        let records = match recovered {
+            Ok(recovered) => {
+                if recovered.torn {
                     self.stats.torn_tails += 1;
                 }
-                records
+                recovered.records
             }
             Err(e) => {
                 self.violations.push(Violation::new("recovery", format!("n{i} cannot read its log: {e}")));
@@ -764,20 +876,152 @@ impl World {
         // unreported, and the next one may be torn.
         let survivors = range(&mut self.rng, 0, pending as u64) as usize;
         let tear = chance(&mut self.rng, self.faults.torn_write).then(|| unit(&mut self.rng));
+        let damage = self.draw_damage(i, tear, pending > survivors);
         self.trace.event(self.now, Tag::Crash, &[i as u64, survivors as u64], || {
             format!(
                 "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
                 if tear.is_some() { ", next torn" } else { "" }
             )
         });
-        self.make_durable(i, |disk, observe| disk.crash(survivors, tear, observe));
+        self.make_durable(i, |disk, observe| disk.crash(survivors, &damage, observe));
+        self.stats.synced_flips += u64::from(self.nodes[i].disk.media_damaged());
         let n = &mut self.nodes[i];
         n.node = None;
         n.generation += 1;
         n.timer_at = None;
+        // A stopped process can still be killed; what was held for it is lost with it.
+        n.paused = false;
+        n.held.clear();
         self.stats.crashes += 1;
         let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
         self.schedule(self.now + downtime, Event::Restart { node: i });
+    }
+
+    /// What a crash of node `i` does to its disk besides losing unsynced records: `tear` from
+    /// the main stream (as before these faults existed), the rest from their own stream.
+    /// `writing` says whether a record was being written.
+    fn draw_damage(&mut self, i: usize, tear: Option<f64>, writing: bool) -> CrashDamage {
+        let f = &self.faults;
+        let (p_unsynced, p_garbage, p_synced) = (f.unsynced_flip, f.garbage_tail, f.synced_flip);
+        let w = &mut self.wide;
+        let flip_unsynced = (writing && chance(w, p_unsynced)).then(|| unit(w));
+        let garbage = if chance(w, p_garbage) {
+            let mut bytes: Vec<u8> = (0..range(w, 1, 64)).map(|_| w.next_u64() as u8).collect();
+            if let Some(last) = bytes.last_mut() {
+                *last |= 1; // never all zeros: zeros are preallocation, not garbage
+            }
+            bytes
+        } else {
+            Vec::new()
+        };
+        let flip_synced = chance(w, p_synced).then(|| (unit(w), unit(w)));
+        let damage = CrashDamage { tear_at: tear, flip_unsynced, garbage, flip_synced };
+        self.stats.unsynced_flips += u64::from(damage.flip_unsynced.is_some());
+        self.stats.garbage_tails += u64::from(!damage.garbage.is_empty());
+        if flip_unsynced.is_some() || !damage.garbage.is_empty() || flip_synced.is_some() {
+            let words = [
+                i as u64,
+                u64::from(flip_unsynced.is_some()),
+                damage.garbage.len() as u64,
+                u64::from(flip_synced.is_some()),
+            ];
+            self.trace.event(self.now, Tag::DiskDamage, &words, || {
+                format!(
+                    "n{i}'s disk: {}{} garbage bytes after the last write{}",
+                    if flip_unsynced.is_some() { "a bit flipped in the record being written, " } else { "" },
+                    damage.garbage.len(),
+                    if flip_synced.is_some() {
+                        ", a bit flipped in a synced record (if one has a valid record after it)"
+                    } else {
+                        ""
+                    }
+                )
+            });
+        }
+        damage
+    }
+
+    /// A crash timed next to a send or an fsync of node `i`, unless the node crashed since.
+    fn crash_near_io(&mut self, i: usize, generation: u64) {
+        if self.nodes[i].generation != generation || self.nodes[i].node.is_none() || self.healed_at.is_some() {
+            return;
+        }
+        self.stats.near_io_crashes += 1;
+        self.crash_node(i);
+    }
+
+    /// Every node crashes at once, each losing what it had not synced; schedules the next such
+    /// crash.
+    fn crash_all(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        self.stats.cluster_crashes += 1;
+        self.trace.event(self.now, Tag::CrashAll, &[], || "every node crashes".into());
+        for i in 0..self.nodes.len() {
+            self.crash_node(i);
+        }
+        if let Some(every) = self.faults.cluster_crash_every {
+            let at = self.now + around(&mut self.wide, every);
+            self.schedule(at, Event::CrashAll);
+        }
+    }
+
+    /// The node an event is for, if that node is frozen and must hold it until it resumes:
+    /// messages, requests and fsync completions. (Its timers are not held: they fire late, at
+    /// the resume.)
+    fn held_for(&self, event: &Event) -> Option<usize> {
+        let node = match event {
+            Event::Deliver { to, .. } => usize::from(to.0),
+            Event::ToNode { node, .. } | Event::Fsync { node, .. } => *node,
+            _ => return None,
+        };
+        self.nodes[node].paused.then_some(node)
+    }
+
+    /// Freezes a node drawn from the rng for up to the longest pause, and schedules the next
+    /// pause.
+    fn pause(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let i = index(&mut self.wide, self.nodes.len());
+        let length = between(&mut self.wide, Duration::from_millis(1), self.faults.pause_max);
+        if self.nodes[i].node.is_some() && !self.nodes[i].paused {
+            self.nodes[i].paused = true;
+            self.stats.pauses += 1;
+            self.trace.event(self.now, Tag::Pause, &[i as u64, length], || {
+                format!("n{i} is frozen for {:.3}s", length as f64 / 1e9)
+            });
+            let generation = self.nodes[i].generation;
+            self.schedule(self.now + length, Event::Resume { node: i, generation });
+        }
+        if let Some(every) = self.faults.pause_every {
+            let at = self.now + around(&mut self.wide, every);
+            self.schedule(at, Event::Pause);
+        }
+    }
+
+    /// The frozen node `i` resumes, unless it crashed since: what it was sent arrives, in
+    /// order, and its overdue timer and lazy sync run now, late, on a clock that moved on.
+    fn resume(&mut self, i: usize, generation: u64) {
+        let n = &mut self.nodes[i];
+        if n.generation != generation || !n.paused {
+            return;
+        }
+        n.paused = false;
+        self.trace.event(self.now, Tag::Resume, &[i as u64], || format!("n{i} resumes"));
+        for event in std::mem::take(&mut self.nodes[i].held) {
+            self.schedule(self.now, event);
+        }
+        if self.nodes[i].timer_at.is_some_and(|at| at <= self.now) {
+            self.nodes[i].timer_at = Some(self.now);
+            self.schedule(self.now, Event::NodeTimer { node: i });
+        }
+        if self.nodes[i].disk.lazy_sync_at.is_some_and(|at| at <= self.now) {
+            self.nodes[i].disk.lazy_sync_at = Some(self.now);
+            self.schedule(self.now, Event::LazySync { node: i, generation });
+        }
     }
 
     fn restart(&mut self, i: usize) {
@@ -839,6 +1083,8 @@ impl World {
             row.fill(false);
         }
         for i in 0..self.nodes.len() {
+            let generation = self.nodes[i].generation;
+            self.resume(i, generation);
             self.restart(i);
         }
     }
