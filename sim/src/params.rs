@@ -38,6 +38,10 @@ pub struct TightBounds {
     pub completions_max: usize,
     /// Decisions remembered to answer queries.
     pub decisions_remembered_max: usize,
+    /// How long a completion record is kept at least: short, so records age out and are
+    /// evicted within a run. Clients give up on a request after half of it
+    /// ([`TightBounds::client_window`]).
+    pub completion_retention: Duration,
 }
 
 impl TightBounds {
@@ -51,7 +55,15 @@ impl TightBounds {
             txns_undecided_max: range(side, 1, 3) as usize,
             completions_max: range(evicting, 1, 8) as usize,
             decisions_remembered_max: range(evicting, 1, 8) as usize,
+            completion_retention: Duration::from_millis(range(evicting, 2_000, 8_000)),
         })
+    }
+
+    /// How long after first sending a request a client may still send it: half the retention,
+    /// far more than any message delay, so that every copy of the request reaches a node while
+    /// the request's completion record is held (see `dkv_core::completions`).
+    pub fn client_window(&self) -> Duration {
+        self.completion_retention / 2
     }
 }
 

@@ -137,6 +137,7 @@ impl SimNode {
             config.bounds.txns_undecided_max = tight.txns_undecided_max;
             config.bounds.completions_max = tight.completions_max;
             config.bounds.decisions_remembered_max = tight.decisions_remembered_max;
+            config.timing.completion_retention = tight.completion_retention;
         }
         config.set_canary(canary).expect("checked by dkv_sim::run");
         let skew = if params.clock_skew_ppm == 0 {
@@ -242,6 +243,66 @@ pub struct RunStats {
     pub near_io_crashes: u64,
     /// Nodes frozen, then resumed.
     pub pauses: u64,
+    /// Completion records the nodes evicted (counted at each crash and at the end).
+    pub completions_evicted: u64,
+}
+
+impl RunStats {
+    /// Adds another run's counts to these (for a sweep's totals).
+    pub fn add(&mut self, other: &RunStats) {
+        let RunStats {
+            events,
+            messages_delivered,
+            virtual_nanos,
+            ops_completed,
+            crashes,
+            torn_tails,
+            partitions,
+            snapshots,
+            commits,
+            garbage_tails,
+            unsynced_flips,
+            synced_flips,
+            logs_refused,
+            cluster_crashes,
+            near_io_crashes,
+            pauses,
+            completions_evicted,
+        } = other;
+        self.events += events;
+        self.messages_delivered += messages_delivered;
+        self.virtual_nanos += virtual_nanos;
+        self.ops_completed += ops_completed;
+        self.crashes += crashes;
+        self.torn_tails += torn_tails;
+        self.partitions += partitions;
+        self.snapshots += snapshots;
+        self.commits += commits;
+        self.garbage_tails += garbage_tails;
+        self.unsynced_flips += unsynced_flips;
+        self.synced_flips += synced_flips;
+        self.logs_refused += logs_refused;
+        self.cluster_crashes += cluster_crashes;
+        self.near_io_crashes += near_io_crashes;
+        self.pauses += pauses;
+        self.completions_evicted += completions_evicted;
+    }
+
+    /// The disk damage, restarts, pauses and evictions the run went through, in one line.
+    pub fn faults_line(&self) -> String {
+        format!(
+            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted",
+            self.torn_tails,
+            self.garbage_tails,
+            self.unsynced_flips,
+            self.synced_flips,
+            self.logs_refused,
+            self.cluster_crashes,
+            self.near_io_crashes,
+            self.pauses,
+            self.completions_evicted
+        )
+    }
 }
 
 pub(crate) struct World {
@@ -395,6 +456,8 @@ impl World {
         }
         self.stats.virtual_nanos = self.now;
         self.stats.commits = self.exactly_once.applications();
+        self.stats.completions_evicted +=
+            self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|node| node.stats().completions_evicted).sum::<u64>();
         self.check_end();
     }
 
@@ -730,6 +793,15 @@ impl World {
         if !c.in_flight.as_ref().is_some_and(|f| f.request.id.seq == seq && f.attempt == attempt) {
             return;
         }
+        // A client never sends a request later than its window after it first sent it (the
+        // nodes keep its completion record only so long): it gives up instead. With the
+        // default bounds the window is far longer than any run needs, and not drawn on.
+        let op = c.in_flight.as_ref().map_or(0, |f| f.op);
+        let window = self.params.tight_bounds.map(|t| t.client_window().as_nanos() as u64);
+        if window.is_some_and(|window| self.now >= self.history.ops[op].invoke + window) {
+            self.abandon(client);
+            return;
+        }
         // Now and then a client gives up and moves on: the request may still take effect
         // later, and its late replies and retransmissions become stale.
         if self.healed_at.is_none() && !c.abandoned && chance(&mut self.side, 0.05) {
@@ -886,6 +958,7 @@ impl World {
         self.make_durable(i, |disk, observe| disk.crash(survivors, &damage, observe));
         self.stats.synced_flips += u64::from(self.nodes[i].disk.media_damaged());
         let n = &mut self.nodes[i];
+        self.stats.completions_evicted += n.node.as_ref().map_or(0, |node| node.stats().completions_evicted);
         n.node = None;
         n.generation += 1;
         n.timer_at = None;

@@ -7,7 +7,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use dkv_core::Canary;
-use dkv_sim::{Overrides, Report, RunOptions, TraceMode, run};
+use dkv_sim::{Overrides, Report, RunOptions, RunStats, TraceMode, run};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -222,6 +222,7 @@ fn main() -> ExitCode {
                 s.virtual_nanos as f64 / 1e9,
                 started.elapsed().as_secs_f64()
             );
+            println!("  {}", s.faults_line());
             if report.inconclusive > 0 {
                 println!(
                     "  note: {} linearizability searches were inconclusive (search budget reached)",
@@ -248,6 +249,8 @@ struct Totals {
     inconclusive: u64,
     crashes: u64,
     events: u64,
+    /// Every run's counts, summed.
+    stats: RunStats,
 }
 
 fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) -> ExitCode {
@@ -280,6 +283,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) 
                     local.inconclusive += report.inconclusive as u64;
                     local.crashes += report.stats.crashes;
                     local.events += report.stats.events;
+                    local.stats.add(&report.stats);
                     bar.inc(1);
                     if !report.passed() {
                         first_failure.fetch_min(seed, Ordering::Relaxed);
@@ -293,6 +297,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) 
                 t.inconclusive += local.inconclusive;
                 t.crashes += local.crashes;
                 t.events += local.events;
+                t.stats.add(&local.stats);
             });
         }
     });
@@ -311,6 +316,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, knobs: &Knobs) 
         t.crashes,
         t.inconclusive
     );
+    println!("faults: {}", t.stats.faults_line());
     let mut failures = failures.into_inner().expect("workers are done");
     failures.sort_by_key(|r| r.seed);
     match failures.first() {
