@@ -102,7 +102,7 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     // Faults and bounds added later still: a third stream, for the same reason.
     let mut wider = ChaCha8Rng::seed_from_u64(seed);
     wider.set_stream(3);
-    params.tight_bounds = params::TightBounds::draw(&mut side, &mut wider);
+    params.tight_bounds = params::TightBounds::draw(&mut side, &mut wider, params.clients);
     if !options.overrides.no_faults {
         params.faults.draw_wider(&mut wider);
     }

@@ -28,42 +28,50 @@ pub struct Params {
 /// Bounds small enough that nodes refuse work (prepared transactions, waiting reads and
 /// undecided transactions per node) and forget (completion records and known decisions), so
 /// that "busy" answers and evictions happen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TightBounds {
     pub prepared_max: usize,
     pub read_waiters_max: usize,
     pub txns_undecided_max: usize,
-    /// Clients whose last completion is remembered: fewer than a run's clients, so records
-    /// are evicted.
+    /// Clients whose last completion is remembered: the run's clients and one to three more.
+    /// Clients that left (see `new_client_chance`) are evicted once their records are past the
+    /// retention and newer clients need the room.
     pub completions_max: usize,
     /// Decisions remembered to answer queries.
     pub decisions_remembered_max: usize,
     /// How long a completion record is kept at least: short, so records age out and are
-    /// evicted within a run. Clients give up on a request after half of it
+    /// evicted within a run. Clients give up on a request a little before it passes
     /// ([`TightBounds::client_window`]).
     pub completion_retention: Duration,
+    /// Chance that a simulated client, after an operation completes, goes away and a new one
+    /// (a new client id, as each run of dkv-client is) takes its place — provided the table has
+    /// room for it: as many clients as it holds completed within a retention (see
+    /// `World::room_for_new_client`).
+    pub new_client_chance: f64,
 }
 
 impl TightBounds {
     /// Drawn from a side stream of the seed's rng, so that adding this draw left every other
     /// draw of every seed, and so every recorded seed's run, unchanged. The eviction bounds,
     /// added later, come from a stream of their own (`evicting`) for the same reason.
-    pub fn draw(side: &mut ChaCha8Rng, evicting: &mut ChaCha8Rng) -> Option<TightBounds> {
+    pub fn draw(side: &mut ChaCha8Rng, evicting: &mut ChaCha8Rng, clients: usize) -> Option<TightBounds> {
         chance(side, 0.2).then(|| TightBounds {
             prepared_max: range(side, 1, 4) as usize,
             read_waiters_max: range(side, 1, 3) as usize,
             txns_undecided_max: range(side, 1, 3) as usize,
-            completions_max: range(evicting, 1, 8) as usize,
+            completions_max: clients + range(evicting, 1, 3) as usize,
             decisions_remembered_max: range(evicting, 1, 8) as usize,
-            completion_retention: Duration::from_millis(range(evicting, 2_000, 8_000)),
+            completion_retention: Duration::from_millis(range(evicting, 5_000, 20_000)),
+            new_client_chance: 0.02 + unit(evicting) * 0.1,
         })
     }
 
-    /// How long after first sending a request a client may still send it: half the retention,
-    /// far more than any message delay, so that every copy of the request reaches a node while
-    /// the request's completion record is held (see `dkv_core::completions`).
+    /// How long after first sending a request a client may still send it: the retention less
+    /// an eighth, which covers any message delay to a client (at most 20 ms) and clock rates
+    /// that differ by 2%, so that every copy of the request reaches a node while the request's
+    /// completion record is held there (see `dkv_core::completions`).
     pub fn client_window(&self) -> Duration {
-        self.completion_retention / 2
+        self.completion_retention - self.completion_retention / 8
     }
 }
 
@@ -131,7 +139,7 @@ impl Faults {
     /// unchanged.
     pub fn draw_wider(&mut self, side: &mut ChaCha8Rng) {
         self.garbage_tail = if chance(side, 0.5) { 0.0 } else { 0.5 };
-        self.unsynced_flip = if chance(side, 0.5) { 0.0 } else { 0.3 };
+        self.unsynced_flip = if chance(side, 0.5) { 0.0 } else { 0.5 };
         self.synced_flip = if chance(side, 0.7) { 0.0 } else { 0.2 };
         self.cluster_crash_every = chance(side, 0.2).then(|| Duration::from_millis(range(side, 50, 2_000)));
         self.crash_near_io = if chance(side, 0.7) { 0.0 } else { 0.0005 + unit(side) * 0.002 };

@@ -158,10 +158,17 @@ impl SimNode {
     }
 }
 
+/// The id of simulated client `c` after `session` new clients took its place.
+fn client_id(c: usize, session: u64) -> ClientId {
+    ClientId(1000 + c as u64 + (session << 16))
+}
+
 /// A simulated client: issues its operations one at a time, each to one node, and retries a
 /// request (same id, maybe at another node) until it has a definite outcome.
 struct SimClient {
     id: ClientId,
+    /// How many times a new client took this one's place (each with a new id).
+    session: u64,
     /// The sequence number of its latest request.
     seq: u64,
     /// Operations still to issue.
@@ -181,7 +188,8 @@ impl SimClient {
     /// Client `c` of the run `params` describe.
     fn new(c: usize, params: &Params) -> SimClient {
         SimClient {
-            id: ClientId(1000 + c as u64),
+            id: client_id(c, 0),
+            session: 0,
             seq: 0,
             remaining: params.ops_per_client,
             node: c % params.nodes,
@@ -323,6 +331,9 @@ pub(crate) struct World {
     /// Reused buffer for draining a node's outputs.
     outputs: Vec<Output>,
     clients: Vec<SimClient>,
+    /// Ids of clients that went away (a new one took their place), with when: the nodes still
+    /// hold their completion records for a retention.
+    retired_clients: Vec<(ClientId, u64)>,
     /// `blocked[a][b]`: a partition keeps node `a`'s messages from reaching node `b`.
     blocked: Vec<Vec<bool>>,
     healed_at: Option<u64>,
@@ -361,6 +372,7 @@ impl World {
             nodes,
             outputs: Vec::new(),
             clients,
+            retired_clients: Vec::new(),
             blocked: vec![vec![false; n]; n],
             healed_at: None,
             history: History::default(),
@@ -843,8 +855,31 @@ impl World {
                 _ => {}
             }
         }
+        // Now and then the client goes away and a new one takes its place (tight bounds only:
+        // it is how completion records come to be evicted).
+        let new_client = self.params.tight_bounds.map_or(0.0, |t| t.new_client_chance);
+        if chance(&mut self.wide, new_client) && self.room_for_new_client() {
+            let c = &mut self.clients[client];
+            self.retired_clients.push((c.id, self.now));
+            c.session += 1;
+            c.id = client_id(client, c.session);
+            c.seq = 0;
+        }
         let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
         self.schedule(at, Event::ClientNext { client });
+    }
+
+    /// Whether a new client may take an old one's place without being shut out: the nodes keep
+    /// a completion record for every client that completed within the retention (as their
+    /// clocks see it: a tenth more covers their rates), so the clients working now and those
+    /// that left within it must fit the table, the new one included. A deployment is sized
+    /// the same way (see `dkv_core::completions`).
+    fn room_for_new_client(&mut self) -> bool {
+        let Some(tight) = self.params.tight_bounds else { return false };
+        let recent = (tight.completion_retention + tight.completion_retention / 10).as_nanos() as u64;
+        let now = self.now;
+        self.retired_clients.retain(|&(_, left)| left + recent > now);
+        self.clients.len() + self.retired_clients.len() < tight.completions_max
     }
 
     /// "Try again": back off, then retry the same request. The backoff window doubles with
