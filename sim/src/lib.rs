@@ -25,7 +25,7 @@ mod world;
 
 pub use check::Violation;
 pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
-pub use params::{Faults, Overrides, Params};
+pub use params::{Faults, Overrides, Params, TightBounds};
 pub use trace::TraceMode;
 pub use world::RunStats;
 
@@ -103,6 +103,9 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut wider = ChaCha8Rng::seed_from_u64(seed);
     wider.set_stream(3);
     params.tight_bounds = params::TightBounds::draw(&mut side, &mut wider, params.clients);
+    if options.overrides.tight_bounds.is_some() {
+        params.tight_bounds = options.overrides.tight_bounds;
+    }
     if !options.overrides.no_faults {
         params.faults.draw_wider(&mut wider);
     }
@@ -122,7 +125,7 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
     world.run();
     let mut violations = std::mem::take(&mut world.violations);
     let replicas = world.replicas();
-    violations.extend(check::convergence::check(&replicas));
+    violations.extend(check::convergence::check(&replicas, params.tight_bounds.is_some()));
     let linearizability = check::linearizability::check(&world.history);
     violations.extend(linearizability.violations);
     // Durability is judged on n0's store, which convergence compared every other replica with;

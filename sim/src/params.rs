@@ -33,16 +33,23 @@ pub struct TightBounds {
     pub prepared_max: usize,
     pub read_waiters_max: usize,
     pub txns_undecided_max: usize,
-    /// Clients whose last completion is remembered: the run's clients and one to three more.
-    /// Clients that left (see `new_client_chance`) are evicted once their records are past the
-    /// retention and newer clients need the room.
+    /// Clients whose last completion is remembered: the run's clients and one to three more, so
+    /// that clients that left (see `new_client_chance`) are evicted once their records are past
+    /// the retention and newer clients need the room. (Fewer than the clients crowd each other
+    /// out: those shut out are told "busy" for up to a retention, which in most seeds outlasts
+    /// their window, so that their requests are abandoned and the history's search grows; the
+    /// crowded case has a test of its own, sim/tests/eviction.rs.)
     pub completions_max: usize,
     /// Decisions remembered to answer queries.
     pub decisions_remembered_max: usize,
     /// How long a completion record is kept at least: short, so records age out and are
-    /// evicted within a run. Clients give up on a request a little before it passes
-    /// ([`TightBounds::client_window`]).
+    /// evicted within a run.
     pub completion_retention: Duration,
+    /// How long after first sending a request a client may still send it: drawn as the
+    /// retention less an eighth, which covers any message delay to a client (at most 20 ms)
+    /// and clock rates that differ by 2%, so that every copy of the request reaches a node
+    /// while the request's completion record is held there (see `dkv_core::completions`).
+    pub client_window: Duration,
     /// Chance that a simulated client, after an operation completes, goes away and a new one
     /// (a new client id, as each run of dkv-client is) takes its place — provided the table has
     /// room for it: as many clients as it holds completed within a retention (see
@@ -55,23 +62,23 @@ impl TightBounds {
     /// draw of every seed, and so every recorded seed's run, unchanged. The eviction bounds,
     /// added later, come from a stream of their own (`evicting`) for the same reason.
     pub fn draw(side: &mut ChaCha8Rng, evicting: &mut ChaCha8Rng, clients: usize) -> Option<TightBounds> {
-        chance(side, 0.2).then(|| TightBounds {
-            prepared_max: range(side, 1, 4) as usize,
-            read_waiters_max: range(side, 1, 3) as usize,
-            txns_undecided_max: range(side, 1, 3) as usize,
-            completions_max: clients + range(evicting, 1, 3) as usize,
-            decisions_remembered_max: range(evicting, 1, 8) as usize,
-            completion_retention: Duration::from_millis(range(evicting, 5_000, 20_000)),
-            new_client_chance: 0.02 + unit(evicting) * 0.1,
+        chance(side, 0.2).then(|| {
+            let (prepared_max, read_waiters_max, txns_undecided_max) =
+                (range(side, 1, 4) as usize, range(side, 1, 3) as usize, range(side, 1, 3) as usize);
+            let completions_max = clients + range(evicting, 1, 3) as usize;
+            let decisions_remembered_max = range(evicting, 1, 8) as usize;
+            let retention = Duration::from_millis(range(evicting, 5_000, 20_000));
+            TightBounds {
+                prepared_max,
+                read_waiters_max,
+                txns_undecided_max,
+                completions_max,
+                decisions_remembered_max,
+                completion_retention: retention,
+                client_window: retention - retention / 8,
+                new_client_chance: 0.02 + unit(evicting) * 0.1,
+            }
         })
-    }
-
-    /// How long after first sending a request a client may still send it: the retention less
-    /// an eighth, which covers any message delay to a client (at most 20 ms) and clock rates
-    /// that differ by 2%, so that every copy of the request reaches a node while the request's
-    /// completion record is held there (see `dkv_core::completions`).
-    pub fn client_window(&self) -> Duration {
-        self.completion_retention - self.completion_retention / 8
     }
 }
 
@@ -169,6 +176,8 @@ pub struct Overrides {
     pub delay_max: Option<Duration>,
     /// Clock rates differ by up to this many parts per million.
     pub clock_skew_ppm: Option<u32>,
+    /// These tight bounds instead of the drawn ones.
+    pub tight_bounds: Option<TightBounds>,
 }
 
 impl Params {

@@ -809,7 +809,7 @@ impl World {
         // nodes keep its completion record only so long): it gives up instead. With the
         // default bounds the window is far longer than any run needs, and not drawn on.
         let op = c.in_flight.as_ref().map_or(0, |f| f.op);
-        let window = self.params.tight_bounds.map(|t| t.client_window().as_nanos() as u64);
+        let window = self.params.tight_bounds.map(|t| t.client_window.as_nanos() as u64);
         if window.is_some_and(|window| self.now >= self.history.ops[op].invoke + window) {
             self.abandon(client);
             return;
@@ -919,9 +919,13 @@ impl World {
                 self.nodes[i].disk.restore_backup();
                 self.nodes[i].disk.recover()
             }
-            Ok(_) if damaged => {
+            other if damaged => {
+                let read = match other {
+                    Ok(recovered) => format!("read {} records", recovered.records.len()),
+                    Err(e) => e.to_string(),
+                };
                 let message = format!(
-                    "n{i} accepted a log with a bit flipped in a synced record that has valid records after it"
+                    "n{i} did not refuse a log with a bit flipped in a synced record that has valid records after it ({read})"
                 );
                 return self.violations.push(Violation::new("recovery", message));
             }

@@ -124,6 +124,7 @@ impl Knobs {
                 duplication: self.dup,
                 delay_max: self.delay_max_us.map(Duration::from_micros),
                 clock_skew_ppm: self.skew_ppm,
+                tight_bounds: None,
             },
             trace,
             canary: self.canary,
