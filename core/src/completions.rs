@@ -9,12 +9,21 @@
 //! another attempt contradicts.
 //!
 //! The table is bounded: past `completions_max` clients, the client whose last completion is
-//! oldest is forgotten first.
+//! oldest is forgotten first — but never before the record is `completion_retention` old. A
+//! forgotten client is new to the node, so a retry of its last request would run again; the
+//! retention is what keeps that from happening: every retry and duplicate of a request reaches
+//! a node within the client's retry window (dkv-net's client gives up after its request
+//! timeout) plus the network's delay, and so while the record is still held. When the table is
+//! full of records younger than that, a new client's write is answered "busy" (its participants
+//! vote NO) instead of a young record being evicted; the table can then exceed its bound only by
+//! the transactions admitted before it filled (at most `prepared_max`).
 
 use crate::ids::{ClientId, RequestId};
 use crate::operation::{FailReason, OpFailure, Outcome};
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// The outcome a write request completed with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,10 +95,16 @@ pub struct CompletionRecord {
 pub struct Completions {
     /// Client -> (last completed seq, its outcome, stamp of that completion).
     by_client: BTreeMap<ClientId, (u64, Completed, u64)>,
-    /// Stamp -> client, oldest first: the eviction order.
-    by_stamp: BTreeMap<u64, ClientId>,
+    /// Stamp -> (client, when its record was made), oldest first: the eviction order.
+    by_stamp: BTreeMap<u64, (ClientId, Time)>,
     next_stamp: u64,
     capacity: usize,
+    /// How long a record is kept at least, whatever the capacity.
+    retention: Duration,
+    /// The node's latest time ([`Completions::advance`]).
+    now: Time,
+    /// Records evicted so far.
+    evicted: u64,
 }
 
 /// How a request relates to what its client already completed.
@@ -104,8 +119,54 @@ pub enum Completion {
 }
 
 impl Completions {
-    pub fn new(capacity: usize) -> Completions {
-        Completions { by_client: BTreeMap::new(), by_stamp: BTreeMap::new(), next_stamp: 0, capacity: capacity.max(1) }
+    /// An empty table of `capacity` clients, each record kept at least `retention`, at time
+    /// `now`.
+    pub fn new(capacity: usize, retention: Duration, now: Time) -> Completions {
+        Completions {
+            by_client: BTreeMap::new(),
+            by_stamp: BTreeMap::new(),
+            next_stamp: 0,
+            capacity: capacity.max(1),
+            retention,
+            now,
+            evicted: 0,
+        }
+    }
+
+    /// Time has moved on to `now` (it never goes back): records past their retention may go.
+    pub fn advance(&mut self, now: Time) {
+        self.now = self.now.max(now);
+        self.evict_over_capacity();
+    }
+
+    /// Whether a write of `client` may be admitted: its record, once made, must not push out a
+    /// record younger than the retention. A client the table holds always may.
+    pub fn admits(&self, client: ClientId) -> bool {
+        self.by_client.contains_key(&client) || self.by_client.len() < self.capacity || self.oldest_expired()
+    }
+
+    /// Records evicted so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Forgets every record (a snapshot replaces them all).
+    pub fn clear(&mut self) {
+        self.by_client.clear();
+        self.by_stamp.clear();
+    }
+
+    fn oldest_expired(&self) -> bool {
+        self.by_stamp.first_key_value().is_some_and(|(_, &(_, made))| made + self.retention <= self.now)
+    }
+
+    /// Evicts oldest first while over capacity, but only records past their retention.
+    fn evict_over_capacity(&mut self) {
+        while self.by_client.len() > self.capacity && self.oldest_expired() {
+            let Some((_, (oldest, _))) = self.by_stamp.pop_first() else { break };
+            self.by_client.remove(&oldest);
+            self.evicted += 1;
+        }
     }
 
     pub fn classify(&self, id: RequestId) -> Completion {
@@ -127,11 +188,8 @@ impl Completions {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.by_client.insert(id.client, (id.seq, outcome, stamp));
-        self.by_stamp.insert(stamp, id.client);
-        while self.by_client.len() > self.capacity {
-            let Some((_, oldest)) = self.by_stamp.pop_first() else { break };
-            self.by_client.remove(&oldest);
-        }
+        self.by_stamp.insert(stamp, (id.client, self.now));
+        self.evict_over_capacity();
     }
 
     pub fn len(&self) -> usize {
@@ -144,7 +202,7 @@ impl Completions {
 
     /// Records oldest first; recording them in this order into an empty table rebuilds it.
     pub fn iter_oldest_first(&self) -> impl Iterator<Item = CompletionRecord> + '_ {
-        self.by_stamp.values().map(|client| {
+        self.by_stamp.values().map(|(client, _)| {
             let (seq, outcome, _) = self.by_client[client];
             CompletionRecord { request: RequestId { client: *client, seq }, outcome }
         })
@@ -162,7 +220,7 @@ mod tests {
     /// A client's record only moves forward, and requests are classified against it.
     #[test]
     fn record_moves_forward_and_classifies() {
-        let mut c = Completions::new(10);
+        let mut c = Completions::new(10, Duration::ZERO, Time::ZERO);
         assert_eq!(c.classify(id(1, 1)), Completion::New);
         c.record(id(1, 3), Completed::Committed);
         c.record(id(1, 2), Completed::Committed);
@@ -184,7 +242,7 @@ mod tests {
     /// Past capacity, the client whose last commit is oldest is forgotten first.
     #[test]
     fn oldest_client_is_evicted_first() {
-        let mut c = Completions::new(2);
+        let mut c = Completions::new(2, Duration::ZERO, Time::ZERO);
         let missing = Completed::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
         c.record(id(1, 1), Completed::Committed);
         c.record(id(2, 1), Completed::Committed);
@@ -192,5 +250,34 @@ mod tests {
         c.record(id(3, 1), Completed::Committed);
         let kept: Vec<_> = c.iter_oldest_first().map(|r| (r.request, r.outcome)).collect();
         assert_eq!(kept, vec![(id(1, 2), missing), (id(3, 1), Completed::Committed)]);
+    }
+
+    /// A record younger than the retention is never evicted, however full the table: a new
+    /// client is not admitted instead, until the oldest record has aged past it. Then the
+    /// oldest goes first.
+    #[test]
+    fn records_are_kept_for_the_retention() {
+        let retention = Duration::from_secs(10);
+        let mut c = Completions::new(2, retention, Time::ZERO);
+        c.record(id(1, 1), Completed::Committed);
+        c.advance(Time::ZERO + Duration::from_secs(1));
+        c.record(id(2, 1), Completed::Committed);
+        assert!(c.admits(ClientId(1)) && c.admits(ClientId(2)), "clients the table holds");
+        assert!(!c.admits(ClientId(3)), "full of young records");
+        // Admitted before the table filled, a third client's record still goes in, evicting
+        // nobody young.
+        c.record(id(3, 1), Completed::Committed);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.classify(id(1, 1)), Completion::Done(Completed::Committed));
+        c.advance(Time::ZERO + retention);
+        assert_eq!(c.classify(id(1, 1)), Completion::New, "past its retention, over capacity: evicted");
+        assert_eq!((c.len(), c.evicted()), (2, 1));
+        assert!(!c.admits(ClientId(4)), "client 2's record is still young");
+        c.advance(Time::ZERO + retention + Duration::from_secs(1));
+        assert_eq!(c.len(), 2, "at capacity nothing is evicted early");
+        assert!(c.admits(ClientId(4)), "the oldest may now make room");
+        c.record(id(4, 1), Completed::Committed);
+        let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
+        assert_eq!(kept, vec![3, 4]);
     }
 }

@@ -39,6 +39,11 @@ pub struct Timing {
     /// Randomized backoff before a coordinator retries a transaction that lost a lock conflict.
     pub conflict_backoff_min: Duration,
     pub conflict_backoff_max: Duration,
+    /// A completion record is kept at least this long, so that any retry or duplicate of its
+    /// request is recognised. Clients must not send a request later than this after they first
+    /// sent it, less the network's delay (dkv-net's client gives up after its request timeout,
+    /// 10 s by default).
+    pub completion_retention: Duration,
 }
 
 impl Default for Timing {
@@ -52,6 +57,7 @@ impl Default for Timing {
             read_wait_timeout: Duration::from_secs(2),
             conflict_backoff_min: Duration::from_micros(200),
             conflict_backoff_max: Duration::from_secs(1),
+            completion_retention: Duration::from_secs(60),
         }
     }
 }

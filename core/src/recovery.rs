@@ -60,12 +60,12 @@ impl Recovered {
     pub(crate) fn replay(
         records: impl IntoIterator<Item = Record>,
         me: NodeId,
-        completions_max: usize,
+        completions: Completions,
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
             incarnation: 0,
             store: Store::default(),
-            completions: Completions::new(completions_max),
+            completions,
             prepared: BTreeMap::new(),
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
@@ -113,7 +113,7 @@ impl Recovered {
                     if found != entries {
                         return Err(RecoveryError::SnapshotIncomplete { index, expected: entries, found });
                     }
-                    r.load_snapshot(p.index, me, p.header, p.store, completions_max)?;
+                    r.load_snapshot(p.index, me, p.header, p.store)?;
                 }
             }
         }
@@ -168,11 +168,10 @@ impl Recovered {
         me: NodeId,
         s: SnapshotHeader,
         store: Store,
-        completions_max: usize,
     ) -> Result<(), RecoveryError> {
         self.incarnation = self.incarnation.max(s.incarnation);
         self.store = store;
-        self.completions = Completions::new(completions_max);
+        self.completions.clear();
         for c in s.completions {
             self.completions.record(c.request, c.outcome);
         }

@@ -1,12 +1,21 @@
 //! A simulated disk per node. Records are written in order and become durable when a
 //! simulated fsync completes. A crash loses what was not yet durable — except that an fsync
-//! may have finished unreported, and the record being written may be torn halfway. Recovery
-//! reads the bytes back as a real server reads its last segment: the durable records, the torn
-//! write if any, then the zeros that preallocation leaves ahead of them, all through the same
-//! codec functions ([`wal::decode_records`], then [`wal::classify_damage`]) that dkv-net uses.
+//! may have finished unreported, and the record being written may be torn halfway, have a bit
+//! flipped, or be followed by garbage. Recovery reads the bytes back as a real server reads its
+//! last segment: the durable records, the damaged tail if any, then the zeros that
+//! preallocation leaves ahead of them, all through the same codec functions
+//! ([`wal::decode_records`], then [`wal::classify_damage`]) that dkv-net uses.
+//!
+//! Damage to a synced record (a bit flipped on the medium after its fsync) is drawn only where
+//! a valid record follows it: the reader must then refuse the log, never skip the record. A
+//! flip in the *last* synced record is, by its bytes alone, the same as a write torn by a crash
+//! (nothing valid after it), so a reader can only truncate it and lose an acknowledged write;
+//! telling the two apart needs the other replicas (catch-up from peers, issue 12), so that case
+//! is left to it and not drawn here.
 
 use dkv_core::codec::{WalEnd, wal};
 use dkv_core::{Lsn, Record, compaction};
+use thiserror::Error;
 
 /// How far ahead of its last write the simulated segment is zero-filled, each time a write runs
 /// past the zeros. dkv-net uses the same rule with a far larger step; a page keeps every
@@ -14,12 +23,52 @@ use dkv_core::{Lsn, Record, compaction};
 /// node that has written anything reads a zero-filled tail, as a real server does.
 const PREALLOCATE_BYTES: usize = 4096;
 
+/// What a crash does to the bytes on the disk, besides losing the records not yet synced.
+/// Fractions (in [0, 1]) pick a place, so the world draws them without knowing the records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrashDamage {
+    /// The record being written is cut after this fraction of its bytes.
+    pub tear_at: Option<f64>,
+    /// A bit of the record being written, this fraction into it, is flipped (and the record
+    /// is written whole unless it is also torn).
+    pub flip_unsynced: Option<f64>,
+    /// Bytes left after the last record or the torn write (a sector the crash left half
+    /// written): never all zeros.
+    pub garbage: Vec<u8>,
+    /// A bit of a synced record with a valid record after it is flipped: this fraction into
+    /// the records that qualify, and this fraction into the record's bits.
+    pub flip_synced: Option<(f64, f64)>,
+}
+
+/// Why the disk could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RecoverError {
+    /// The reader refused the log: damage with valid records after it.
+    #[error("log corrupt at byte {offset}: {reason}")]
+    Corrupt { offset: usize, reason: String },
+    /// The reader accepted a log, but not the records that were durable.
+    #[error("log scan found {found} records, {durable} were durable")]
+    WrongRecords { found: usize, durable: usize },
+}
+
+/// What [`Disk::recover`] read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recovered {
+    pub records: Vec<Record>,
+    /// A damaged tail (torn write, flipped bit in the record being written, garbage) was found
+    /// and truncated.
+    pub torn: bool,
+}
+
 #[derive(Default)]
 pub struct Disk {
     /// Durable records (structured, to avoid encoding on every write).
     durable: Vec<Record>,
-    /// Bytes of a torn record after the durable ones.
+    /// Bytes after the durable ones that are no record: a torn or damaged write, garbage.
     torn_tail: Vec<u8>,
+    /// A bit flipped in a synced record: (index into `durable`, bit index into its encoding).
+    /// The operator's backup is the log without it ([`Disk::restore_backup`]).
+    flipped: Option<(usize, usize)>,
     pub pending: Vec<(Lsn, Record)>,
     /// An fsync is in flight covering records up to this lsn.
     pub sync_in_flight: Option<Lsn>,
@@ -44,9 +93,8 @@ impl Disk {
     }
 
     /// A crash: the first `survivors` pending records made it to disk unreported (each shown
-    /// to `observe`), and if `tear_at` is set, the next one was cut after that fraction of its
-    /// bytes.
-    pub fn crash(&mut self, survivors: usize, tear_at: Option<f64>, observe: &mut dyn FnMut(&Record)) {
+    /// to `observe`), and `damage` says what else happened to the bytes.
+    pub fn crash(&mut self, survivors: usize, damage: &CrashDamage, observe: &mut dyn FnMut(&Record)) {
         let pending = std::mem::take(&mut self.pending);
         let mut rest = pending.into_iter();
         for (_, record) in rest.by_ref().take(survivors) {
@@ -54,34 +102,65 @@ impl Disk {
             compaction::push_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
-        if let (Some(fraction), Some((_, record))) = (tear_at, rest.next()) {
-            let bytes = wal::encode_to_vec(&record);
+        if let Some((_, record)) = rest.next() {
+            let mut bytes = wal::encode_to_vec(&record);
             // The write is torn before its last non-zero byte: written over zeros, a record
             // whose missing end is zeros would read back whole, and this record is lost.
             let last_nonzero = bytes.iter().rposition(|&b| b != 0).expect("a record's length field is never zero");
-            let cut = ((bytes.len() as f64 * fraction) as usize).min(last_nonzero);
-            self.torn_tail = bytes[..cut].to_vec();
+            let cut = match damage.tear_at {
+                Some(fraction) => ((bytes.len() as f64 * fraction) as usize).min(last_nonzero),
+                None if damage.flip_unsynced.is_some() => bytes.len(),
+                None => 0,
+            };
+            if let Some(fraction) = damage.flip_unsynced {
+                let bit = ((bytes.len() * 8) as f64 * fraction) as usize % (bytes.len() * 8);
+                bytes[bit / 8] ^= 1 << (bit % 8);
+            }
+            bytes.truncate(cut);
+            self.torn_tail = bytes;
+        }
+        self.torn_tail.extend_from_slice(&damage.garbage);
+        // Only records with a valid record after them qualify: see the module's comment.
+        if let (Some((which, bit)), Some(qualifying)) = (damage.flip_synced, self.durable.len().checked_sub(1)) {
+            if qualifying > 0 {
+                let index = ((qualifying as f64 * which) as usize).min(qualifying - 1);
+                let bits = wal::encode_to_vec(&self.durable[index]).len() * 8;
+                self.flipped = Some((index, ((bits as f64 * bit) as usize).min(bits - 1)));
+            }
         }
         self.sync_in_flight = None;
         self.lazy_sync_at = None;
     }
 
-    /// Reads the log back as a real server would: its segment's bytes (records, torn tail,
-    /// zeros) through the codec, then truncates a torn tail. Returns the records and whether a
-    /// torn tail was found and truncated.
-    pub fn recover(&mut self) -> Result<(Vec<Record>, bool), String> {
+    /// Whether a synced record is damaged (recovery must refuse the log until the operator
+    /// restores it).
+    pub fn media_damaged(&self) -> bool {
+        self.flipped.is_some()
+    }
+
+    /// The operator restores the log from a backup taken before the damage: every synced
+    /// record as it was written.
+    pub fn restore_backup(&mut self) {
+        self.flipped = None;
+    }
+
+    /// Reads the log back as a real server would: its segment's bytes (records, damaged tail,
+    /// zeros) through the codec, then truncates a damaged tail.
+    pub fn recover(&mut self) -> Result<Recovered, RecoverError> {
         let bytes = self.segment_bytes();
         let scan = wal::scan(&bytes);
         let torn = match scan.end {
             WalEnd::Clean | WalEnd::Zeros => false,
             WalEnd::Torn { .. } => true,
-            WalEnd::Corrupt { offset, error, .. } => return Err(format!("log corrupt at byte {offset}: {error}")),
+            WalEnd::Corrupt { offset, error, .. } => {
+                return Err(RecoverError::Corrupt { offset, reason: error.to_string() });
+            }
         };
         if scan.records.len() != self.durable.len() {
-            return Err(format!("log scan found {} records, {} were durable", scan.records.len(), self.durable.len()));
+            return Err(RecoverError::WrongRecords { found: scan.records.len(), durable: self.durable.len() });
         }
         self.torn_tail.clear();
-        Ok((scan.records, torn))
+        Ok(Recovered { records: scan.records, torn })
     }
 
     /// The log's bytes as dkv-net leaves its last segment: each write (here, each record)
@@ -97,8 +176,12 @@ impl Disk {
                 preallocated = end + PREALLOCATE_BYTES;
             }
         };
-        for record in &self.durable {
+        for (index, record) in self.durable.iter().enumerate() {
+            let start = bytes.len();
             wal::encode(record, &mut bytes);
+            if let Some((_, bit)) = self.flipped.filter(|&(at, _)| at == index) {
+                bytes[start + bit / 8] ^= 1 << (bit % 8);
+            }
             written(bytes.len());
         }
         bytes.extend_from_slice(&self.torn_tail);
@@ -126,7 +209,7 @@ mod tests {
         }
         disk.sync(Lsn(3), &mut |_| {});
         assert_eq!(wal::scan(&disk.segment_bytes()).end, WalEnd::Zeros);
-        assert_eq!(disk.recover(), Ok(((1..=3).map(boot).collect(), false)));
+        assert_eq!(disk.recover(), Ok(Recovered { records: (1..=3).map(boot).collect(), torn: false }));
     }
 
     /// A torn record whose encoding ends in zero bytes is lost in the crash, as the crash model
@@ -139,8 +222,88 @@ mod tests {
         let mut disk = Disk::default();
         disk.append(Lsn(1), boot(1));
         disk.append(Lsn(2), end);
-        disk.crash(1, Some(0.999), &mut |_| {});
+        disk.crash(1, &CrashDamage { tear_at: Some(0.999), ..CrashDamage::default() }, &mut |_| {});
         assert!(matches!(wal::scan(&disk.segment_bytes()).end, WalEnd::Torn { .. }));
-        assert_eq!(disk.recover(), Ok((vec![boot(1)], true)));
+        assert_eq!(disk.recover(), Ok(Recovered { records: vec![boot(1)], torn: true }));
+    }
+
+    /// A log of a few records of different kinds, all synced, and one more pending.
+    fn synced_log() -> Disk {
+        let mut disk = Disk::default();
+        disk.append(Lsn(1), boot(1));
+        disk.append(Lsn(2), boot(1 << 40));
+        disk.append(Lsn(3), boot(300));
+        disk.sync(Lsn(3), &mut |_| {});
+        disk.append(Lsn(4), boot(4_000_000));
+        disk
+    }
+
+    fn synced() -> Vec<Record> {
+        vec![boot(1), boot(1 << 40), boot(300)]
+    }
+
+    /// Every bit of the record being written, flipped, reads as a torn write: cut off, the
+    /// synced records intact. So does garbage after it, torn or whole, or after the last record.
+    #[test]
+    fn damage_to_the_unsynced_tail_reads_as_torn() {
+        let bits = wal::encode_to_vec(&boot(4_000_000)).len() * 8;
+        for bit in 0..bits {
+            for tear_at in [None, Some(0.5)] {
+                let mut disk = synced_log();
+                let fraction = (bit as f64 + 0.5) / bits as f64;
+                let garbage = if bit % 2 == 0 { vec![0xa5; 1 + bit % 40] } else { Vec::new() };
+                let damage = CrashDamage { tear_at, flip_unsynced: Some(fraction), garbage, flip_synced: None };
+                disk.crash(0, &damage, &mut |_| {});
+                assert_eq!(
+                    disk.recover(),
+                    Ok(Recovered { records: synced(), torn: true }),
+                    "bit {bit}, tear {tear_at:?}"
+                );
+            }
+        }
+        for len in [1, 7, 8, 9, 63] {
+            let mut disk = synced_log();
+            let garbage: Vec<u8> = (1..=len).map(|b: u32| (b * 37) as u8 | 1).collect();
+            disk.crash(0, &CrashDamage { garbage, ..CrashDamage::default() }, &mut |_| {});
+            assert_eq!(disk.recover(), Ok(Recovered { records: synced(), torn: true }), "{len} garbage bytes");
+        }
+    }
+
+    /// Every bit of every synced record that has a valid record after it, flipped, makes the
+    /// reader refuse the log; the backup the operator restores then reads back whole.
+    #[test]
+    fn damage_to_a_synced_record_is_refused_until_restored() {
+        let qualifying = synced().len() - 1;
+        for record in 0..qualifying {
+            let bits = wal::encode_to_vec(&synced()[record]).len() * 8;
+            for bit in 0..bits {
+                let mut disk = synced_log();
+                let which = (record as f64 + 0.5) / qualifying as f64;
+                let fraction = (bit as f64 + 0.5) / bits as f64;
+                let damage = CrashDamage { flip_synced: Some((which, fraction)), ..CrashDamage::default() };
+                disk.crash(0, &damage, &mut |_| {});
+                assert_eq!(disk.flipped, Some((record, bit)));
+                assert!(
+                    matches!(disk.recover(), Err(RecoverError::Corrupt { .. })),
+                    "record {record} bit {bit}: {:?}",
+                    wal::scan(&disk.segment_bytes()).end
+                );
+                disk.restore_backup();
+                assert_eq!(disk.recover(), Ok(Recovered { records: synced(), torn: false }));
+            }
+        }
+    }
+
+    /// The last synced record is never damaged: by its bytes, that is a torn write.
+    #[test]
+    fn the_last_synced_record_is_never_damaged() {
+        let mut disk = Disk::default();
+        disk.append(Lsn(1), boot(1));
+        disk.sync(Lsn(1), &mut |_| {});
+        disk.crash(0, &CrashDamage { flip_synced: Some((0.99, 0.5)), ..CrashDamage::default() }, &mut |_| {});
+        assert!(!disk.media_damaged());
+        let mut disk = synced_log();
+        disk.crash(0, &CrashDamage { flip_synced: Some((1.0, 1.0)), ..CrashDamage::default() }, &mut |_| {});
+        assert_eq!(disk.flipped.map(|(record, _)| record), Some(1));
     }
 }

@@ -3,9 +3,12 @@
 //! Runs real [`dkv_core::Node`]s on virtual time, in one thread, with one seeded rng: lost,
 //! duplicated and reordered messages, partitions that come and go (symmetric and one-way),
 //! crashes at any moment (unsynced records lost, some surviving unreported, the last one
-//! sometimes torn), restarts that recover through the real WAL codec, and clocks that run at
-//! different rates. Each seed draws its own cluster size, workload and fault mix (swarm
-//! testing). Simulated clients record a history. During the run a checker watches every node's
+//! sometimes torn or with a flipped bit, garbage after it), crashes of every node at once and
+//! crashes timed just after a send or just before an fsync completes, nodes frozen for seconds
+//! and then resumed, bit flips in synced records that recovery must refuse (the operator then
+//! restores the log), restarts that recover through the real WAL codec, clocks that run at
+//! different rates, and bounds small enough that nodes refuse work and evict completion
+//! records. Each seed draws its own cluster size, workload and fault mix (swarm testing). Simulated clients record a history. During the run a checker watches every node's
 //! disk for a request applied twice (exactly-once); after it, checkers verify linearizability
 //! (per key), strict serializability of transactions (across keys), durability, convergence
 //! and liveness.
@@ -31,7 +34,7 @@ mod world;
 
 pub use check::Violation;
 pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
-pub use params::{Faults, Overrides, Params};
+pub use params::{Faults, Overrides, Params, TightBounds};
 pub use saved::{Expect, SavedRun};
 pub use setup::Setup;
 pub use shrink::{Shrunk, shrink};
@@ -123,7 +126,7 @@ pub fn run_setup(setup: &Setup, canary: Option<Canary>, trace: TraceMode) -> Rep
     world.run();
     let mut violations = std::mem::take(&mut world.violations);
     let replicas = world.replicas();
-    violations.extend(check::convergence::check(&replicas));
+    violations.extend(check::convergence::check(&replicas, params.tight_bounds.is_some()));
     let linearizability = check::linearizability::check(&world.history);
     violations.extend(linearizability.violations);
     // Durability is judged on n0's store, which convergence compared every other replica with;

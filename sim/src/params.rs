@@ -25,23 +25,59 @@ pub struct Params {
     pub tight_bounds: Option<TightBounds>,
 }
 
-/// Bounds small enough that nodes refuse work: prepared transactions, waiting reads and
-/// undecided transactions per node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Bounds small enough that nodes refuse work (prepared transactions, waiting reads and
+/// undecided transactions per node) and forget (completion records and known decisions), so
+/// that "busy" answers and evictions happen.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TightBounds {
     pub prepared_max: usize,
     pub read_waiters_max: usize,
     pub txns_undecided_max: usize,
+    /// Clients whose last completion is remembered: the run's clients and one to three more, so
+    /// that clients that left (see `new_client_chance`) are evicted once their records are past
+    /// the retention and newer clients need the room. (Fewer than the clients crowd each other
+    /// out: those shut out are told "busy" for up to a retention, which in most seeds outlasts
+    /// their window, so that their requests are abandoned and the history's search grows; the
+    /// crowded case has a test of its own, sim/tests/eviction.rs.)
+    pub completions_max: usize,
+    /// Decisions remembered to answer queries.
+    pub decisions_remembered_max: usize,
+    /// How long a completion record is kept at least: short, so records age out and are
+    /// evicted within a run.
+    pub completion_retention: Duration,
+    /// How long after first sending a request a client may still send it: drawn as the
+    /// retention less an eighth, which covers any message delay to a client (at most 20 ms)
+    /// and clock rates that differ by 2%, so that every copy of the request reaches a node
+    /// while the request's completion record is held there (see `dkv_core::completions`).
+    pub client_window: Duration,
+    /// Chance that a simulated client, after an operation completes, goes away and a new one
+    /// (a new client id, as each run of dkv-client is) takes its place — provided the table has
+    /// room for it: as many clients as it holds completed within a retention (see
+    /// `World::room_for_new_client`).
+    pub new_client_chance: f64,
 }
 
 impl TightBounds {
     /// Drawn from a side stream of the seed's rng, so that adding this draw left every other
-    /// draw of every seed, and so every recorded seed's run, unchanged.
-    pub fn draw(side: &mut ChaCha8Rng) -> Option<TightBounds> {
-        chance(side, 0.2).then(|| TightBounds {
-            prepared_max: range(side, 1, 4) as usize,
-            read_waiters_max: range(side, 1, 3) as usize,
-            txns_undecided_max: range(side, 1, 3) as usize,
+    /// draw of every seed, and so every recorded seed's run, unchanged. The eviction bounds,
+    /// added later, come from a stream of their own (`evicting`) for the same reason.
+    pub fn draw(side: &mut ChaCha8Rng, evicting: &mut ChaCha8Rng, clients: usize) -> Option<TightBounds> {
+        chance(side, 0.2).then(|| {
+            let (prepared_max, read_waiters_max, txns_undecided_max) =
+                (range(side, 1, 4) as usize, range(side, 1, 3) as usize, range(side, 1, 3) as usize);
+            let completions_max = clients + range(evicting, 1, 3) as usize;
+            let decisions_remembered_max = range(evicting, 1, 8) as usize;
+            let retention = Duration::from_millis(range(evicting, 5_000, 20_000));
+            TightBounds {
+                prepared_max,
+                read_waiters_max,
+                txns_undecided_max,
+                completions_max,
+                decisions_remembered_max,
+                completion_retention: retention,
+                client_window: retention - retention / 8,
+                new_client_chance: 0.02 + unit(evicting) * 0.1,
+            }
         })
     }
 }
@@ -64,6 +100,22 @@ pub struct Faults {
     /// fsync latency range.
     pub fsync_min: Duration,
     pub fsync_max: Duration,
+    /// Chance a crash leaves garbage (not zeros) after the last record or the torn write.
+    pub garbage_tail: f64,
+    /// Chance the record being written when a crash hits has a flipped bit (whole or torn).
+    pub unsynced_flip: f64,
+    /// Chance a crash also flips a bit in a synced record that has a valid record after it:
+    /// media damage that recovery must refuse (see [`crate::disk::Disk::crash`]).
+    pub synced_flip: f64,
+    /// Mean time between crashes of every node at once (None: never).
+    pub cluster_crash_every: Option<Duration>,
+    /// Chance that a node crashes within 2 ms after sending a message, and, separately, just
+    /// before an fsync it started completes: crashes where durability bugs hide.
+    pub crash_near_io: f64,
+    /// Mean time between pauses of a node: frozen (no inputs, timers or fsync completions)
+    /// for up to `pause_max`, then resumed (None: never).
+    pub pause_every: Option<Duration>,
+    pub pause_max: Duration,
 }
 
 impl Faults {
@@ -78,7 +130,28 @@ impl Faults {
             torn_write: 0.0,
             fsync_min: Duration::from_micros(20),
             fsync_max: Duration::from_micros(200),
+            garbage_tail: 0.0,
+            unsynced_flip: 0.0,
+            synced_flip: 0.0,
+            cluster_crash_every: None,
+            crash_near_io: 0.0,
+            pause_every: None,
+            pause_max: Duration::ZERO,
         }
+    }
+
+    /// Draws the faults added after the first seeds were recorded (damaged disks, crashes of
+    /// every node, crashes next to sends and fsyncs, pauses) from a stream of their own, so
+    /// that every draw of the main stream, and so every seed that draws none of them, is
+    /// unchanged.
+    pub fn draw_wider(&mut self, side: &mut ChaCha8Rng) {
+        self.garbage_tail = if chance(side, 0.5) { 0.0 } else { 0.5 };
+        self.unsynced_flip = if chance(side, 0.5) { 0.0 } else { 0.5 };
+        self.synced_flip = if chance(side, 0.7) { 0.0 } else { 0.2 };
+        self.cluster_crash_every = chance(side, 0.2).then(|| Duration::from_millis(range(side, 50, 2_000)));
+        self.crash_near_io = if chance(side, 0.7) { 0.0 } else { 0.0005 + unit(side) * 0.002 };
+        self.pause_every = chance(side, 0.25).then(|| Duration::from_millis(range(side, 50, 2_000)));
+        self.pause_max = Duration::from_millis(range(side, 10, 5_000));
     }
 }
 
@@ -103,6 +176,8 @@ pub struct Overrides {
     pub delay_max: Option<Duration>,
     /// Clock rates differ by up to this many parts per million.
     pub clock_skew_ppm: Option<u32>,
+    /// These tight bounds instead of the drawn ones.
+    pub tight_bounds: Option<TightBounds>,
 }
 
 impl Params {
@@ -175,7 +250,13 @@ impl Params {
 
     pub fn has_faults(&self) -> bool {
         let f = &self.faults;
-        f.loss > 0.0 || f.duplication > 0.0 || f.partition_every.is_some() || f.crash_every.is_some()
+        f.loss > 0.0
+            || f.duplication > 0.0
+            || f.partition_every.is_some()
+            || f.crash_every.is_some()
+            || f.cluster_crash_every.is_some()
+            || f.crash_near_io > 0.0
+            || f.pause_every.is_some()
     }
 }
 
@@ -184,7 +265,7 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
             self.nodes,
             self.clients,
             self.ops_per_client,
@@ -197,6 +278,13 @@ impl std::fmt::Display for Params {
             x.partition_every,
             x.crash_every,
             x.torn_write,
+            x.garbage_tail,
+            x.unsynced_flip,
+            x.synced_flip,
+            x.cluster_crash_every,
+            x.crash_near_io,
+            x.pause_every,
+            x.pause_max,
             x.fsync_max,
             self.snapshot_records_min,
             self.clock_skew_ppm,

@@ -39,7 +39,20 @@ impl Setup {
         let mut params = Params::draw(&mut rng, overrides);
         let mut side = ChaCha8Rng::seed_from_u64(seed);
         side.set_stream(1);
-        params.tight_bounds = TightBounds::draw(&mut side);
+        // Faults and bounds added later still: a third stream, for the same reason.
+        let mut wider = ChaCha8Rng::seed_from_u64(seed);
+        wider.set_stream(3);
+        params.tight_bounds = TightBounds::draw(&mut side, &mut wider, params.clients);
+        if overrides.tight_bounds.is_some() {
+            params.tight_bounds = overrides.tight_bounds;
+        }
+        if !overrides.no_faults {
+            params.faults.draw_wider(&mut wider);
+        }
+        if overrides.crashes == Some(false) {
+            params.faults.cluster_crash_every = None;
+            params.faults.crash_near_io = 0.0;
+        }
         // Six-node clusters, added after seeds were first recorded: half the seeds that drew four
         // nodes get six, decided on the side stream so every other seed keeps its cluster.
         if overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {
@@ -67,6 +80,7 @@ impl Setup {
         let (mut nodes, mut clients, mut ops_per_client, mut keys, mut mix) = (None, None, None, None, None);
         let mut faults = Faults::none();
         let mut params_rest = (SNAPSHOTS_OFF, 0u32, None);
+        let mut eviction = Eviction::off();
         let mut suppressed = BTreeSet::new();
         let mut fault_script = None;
         for (key, value) in words {
@@ -88,11 +102,23 @@ impl Setup {
                 "torn_write" => faults.torn_write = probability(&key, v)?,
                 "fsync_min_ns" => faults.fsync_min = nanos(&key, v)?,
                 "fsync_max_ns" => faults.fsync_max = nanos(&key, v)?,
+                "garbage_tail" => faults.garbage_tail = probability(&key, v)?,
+                "unsynced_flip" => faults.unsynced_flip = probability(&key, v)?,
+                "synced_flip" => faults.synced_flip = probability(&key, v)?,
+                "cluster_crash_every_ns" => faults.cluster_crash_every = Some(nanos(&key, v)?),
+                "crash_near_io" => faults.crash_near_io = probability(&key, v)?,
+                "pause_every_ns" => faults.pause_every = Some(nanos(&key, v)?),
+                "pause_max_ns" => faults.pause_max = nanos(&key, v)?,
+                "completions_max" => eviction.completions_max = number(&key, v)?,
+                "decisions_remembered_max" => eviction.decisions_remembered_max = number(&key, v)?,
+                "completion_retention_ns" => eviction.completion_retention = nanos(&key, v)?,
+                "client_window_ns" => eviction.client_window = nanos(&key, v)?,
+                "new_client_chance" => eviction.new_client_chance = probability(&key, v)?,
                 "snapshot_records_min" => params_rest.0 = number(&key, v)?,
                 "clock_skew_ppm" => params_rest.1 = number(&key, v)?,
                 "tight_bounds" => {
                     let [prepared_max, read_waiters_max, txns_undecided_max] = list::<usize, 3>(&key, v)?;
-                    params_rest.2 = Some(TightBounds { prepared_max, read_waiters_max, txns_undecided_max });
+                    params_rest.2 = Some((prepared_max, read_waiters_max, txns_undecided_max));
                 }
                 "suppress" => suppressed = number_set(&key, v)?,
                 "fault_script" => fault_script = Some(hex(&key, v)?),
@@ -110,8 +136,24 @@ impl Setup {
             faults,
             snapshot_records_min: params_rest.0,
             clock_skew_ppm: params_rest.1,
-            tight_bounds: params_rest.2,
+            tight_bounds: params_rest.2.map(|(prepared_max, read_waiters_max, txns_undecided_max)| TightBounds {
+                prepared_max,
+                read_waiters_max,
+                txns_undecided_max,
+                completions_max: eviction.completions_max,
+                decisions_remembered_max: eviction.decisions_remembered_max,
+                completion_retention: eviction.completion_retention,
+                client_window: eviction.client_window,
+                new_client_chance: eviction.new_client_chance,
+            }),
         };
+        if p_has_eviction_without_bounds(&params, &eviction) {
+            return Err(SetupError(
+                "completions_max, decisions_remembered_max, completion_retention_ns, client_window_ns and \
+                 new_client_chance belong to tight bounds: add tight_bounds=P,R,T"
+                    .into(),
+            ));
+        }
         check(&params)?;
         Ok(Setup {
             seed: seed.ok_or_else(|| missing("seed"))?,
@@ -154,6 +196,17 @@ impl Setup {
         optional(f.torn_write > 0.0, format!("torn_write={}", f.torn_write));
         optional(f.fsync_min != none.fsync_min, format!("fsync_min_ns={}", f.fsync_min.as_nanos()));
         optional(f.fsync_max != none.fsync_max, format!("fsync_max_ns={}", f.fsync_max.as_nanos()));
+        optional(f.garbage_tail > 0.0, format!("garbage_tail={}", f.garbage_tail));
+        optional(f.unsynced_flip > 0.0, format!("unsynced_flip={}", f.unsynced_flip));
+        optional(f.synced_flip > 0.0, format!("synced_flip={}", f.synced_flip));
+        if let Some(every) = f.cluster_crash_every {
+            optional(true, format!("cluster_crash_every_ns={}", every.as_nanos()));
+        }
+        optional(f.crash_near_io > 0.0, format!("crash_near_io={}", f.crash_near_io));
+        if let Some(every) = f.pause_every {
+            optional(true, format!("pause_every_ns={}", every.as_nanos()));
+        }
+        optional(f.pause_max != none.pause_max, format!("pause_max_ns={}", f.pause_max.as_nanos()));
         optional(p.snapshot_records_min != SNAPSHOTS_OFF, format!("snapshot_records_min={}", p.snapshot_records_min));
         optional(p.clock_skew_ppm != 0, format!("clock_skew_ppm={}", p.clock_skew_ppm));
         if let Some(t) = p.tight_bounds {
@@ -161,6 +214,18 @@ impl Setup {
                 true,
                 format!("tight_bounds={}", join(&[t.prepared_max, t.read_waiters_max, t.txns_undecided_max])),
             );
+            let off = Eviction::off();
+            optional(t.completions_max != off.completions_max, format!("completions_max={}", t.completions_max));
+            optional(
+                t.decisions_remembered_max != off.decisions_remembered_max,
+                format!("decisions_remembered_max={}", t.decisions_remembered_max),
+            );
+            optional(
+                t.completion_retention != off.completion_retention,
+                format!("completion_retention_ns={}", t.completion_retention.as_nanos()),
+            );
+            optional(t.client_window != off.client_window, format!("client_window_ns={}", t.client_window.as_nanos()));
+            optional(t.new_client_chance > 0.0, format!("new_client_chance={}", t.new_client_chance));
         }
         optional(!self.suppressed.is_empty(), format!("suppress={}", ranges(&self.suppressed)));
         if let Some(script) = &self.fault_script {
@@ -190,7 +255,41 @@ impl fmt::Display for SetupError {
 impl std::error::Error for SetupError {}
 
 const REQUIRED: [&str; 7] = ["seed", "rng_position", "nodes", "clients", "ops_per_client", "keys", "mix"];
-const KEYS: [&str; 21] = [
+/// The eviction part of tight bounds, as a setup that leaves it out has it: the nodes' own
+/// bounds and retention, a client window inside that retention, and no new clients.
+struct Eviction {
+    completions_max: usize,
+    decisions_remembered_max: usize,
+    completion_retention: Duration,
+    client_window: Duration,
+    new_client_chance: f64,
+}
+
+impl Eviction {
+    fn off() -> Eviction {
+        let (bounds, timing) = (dkv_core::Bounds::default(), dkv_core::Timing::default());
+        Eviction {
+            completions_max: bounds.completions_max,
+            decisions_remembered_max: bounds.decisions_remembered_max,
+            completion_retention: timing.completion_retention,
+            client_window: timing.completion_retention - timing.completion_retention / 8,
+            new_client_chance: 0.0,
+        }
+    }
+}
+
+/// Whether eviction settings were given without the tight bounds they belong to.
+fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
+    let off = Eviction::off();
+    params.tight_bounds.is_none()
+        && (e.completions_max != off.completions_max
+            || e.decisions_remembered_max != off.decisions_remembered_max
+            || e.completion_retention != off.completion_retention
+            || e.client_window != off.client_window
+            || e.new_client_chance != off.new_client_chance)
+}
+
+const KEYS: [&str; 33] = [
     "seed",
     "rng_position",
     "nodes",
@@ -207,9 +306,21 @@ const KEYS: [&str; 21] = [
     "torn_write",
     "fsync_min_ns",
     "fsync_max_ns",
+    "garbage_tail",
+    "unsynced_flip",
+    "synced_flip",
+    "cluster_crash_every_ns",
+    "crash_near_io",
+    "pause_every_ns",
+    "pause_max_ns",
     "snapshot_records_min",
     "clock_skew_ppm",
     "tight_bounds",
+    "completions_max",
+    "decisions_remembered_max",
+    "completion_retention_ns",
+    "client_window_ns",
+    "new_client_chance",
     "suppress",
     "fault_script",
 ];

@@ -147,6 +147,12 @@ fn candidates(best: &Report) -> Vec<Setup> {
     with(&|p| p.faults.loss = 0.0);
     with(&|p| p.faults.duplication = 0.0);
     with(&|p| p.faults.torn_write = 0.0);
+    with(&|p| p.faults.cluster_crash_every = None);
+    with(&|p| p.faults.crash_near_io = 0.0);
+    with(&|p| p.faults.pause_every = None);
+    with(&|p| p.faults.garbage_tail = 0.0);
+    with(&|p| p.faults.unsynced_flip = 0.0);
+    with(&|p| p.faults.synced_flip = 0.0);
     for keys in fewer(p.keys, 1) {
         with(&|p| p.keys = keys);
     }
@@ -221,6 +227,12 @@ fn settings(p: &Params) -> usize {
         f.partition_every.is_some(),
         f.crash_every.is_some(),
         f.torn_write != g.torn_write,
+        f.cluster_crash_every.is_some(),
+        f.crash_near_io != g.crash_near_io,
+        f.pause_every.is_some(),
+        f.garbage_tail != g.garbage_tail,
+        f.unsynced_flip != g.unsynced_flip,
+        f.synced_flip != g.synced_flip,
         f.fsync_max > g.fsync_max,
         p.snapshot_records_min != SNAPSHOTS_OFF,
         p.clock_skew_ppm != 0,

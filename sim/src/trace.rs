@@ -47,6 +47,16 @@ pub enum Tag {
     Abandon = 11,
     /// A node starts the fsync that its lazily synced records waited for.
     LazySync = 13,
+    /// A crash damaged a node's disk (a flipped bit, garbage after the last write).
+    DiskDamage = 14,
+    /// A node refused its log, and the operator restored it from backup.
+    LogRefused = 15,
+    /// Every node crashes at once.
+    CrashAll = 16,
+    /// A node is frozen.
+    Pause = 17,
+    /// A frozen node resumes.
+    Resume = 18,
 }
 
 pub struct Trace {

@@ -13,7 +13,7 @@ use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
 use crate::clock::Clock;
-use crate::disk::Disk;
+use crate::disk::{CrashDamage, Disk, RecoverError};
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
 use crate::params::{Faults, Params};
 use crate::queue::EventQueue;
@@ -88,6 +88,20 @@ enum Event {
     CrashNode {
         node: usize,
     },
+    /// A crash of this node, in this life, timed next to a send or an fsync.
+    CrashNearIo {
+        node: usize,
+        generation: u64,
+    },
+    /// A crash of every node at once.
+    CrashAll,
+    /// A node drawn from the rng is frozen.
+    Pause,
+    /// The node frozen in this life resumes.
+    Resume {
+        node: usize,
+        generation: u64,
+    },
     Restart {
         node: usize,
     },
@@ -106,6 +120,10 @@ struct SimNode {
     timer_at: Option<u64>,
     /// Bumped at every crash, so events of the previous life are ignored.
     generation: u64,
+    /// Frozen (like a process stopped by SIGSTOP): what arrives is held until it resumes.
+    paused: bool,
+    /// Messages, requests and fsync completions that arrived while it was frozen, in order.
+    held: Vec<Event>,
 }
 
 impl SimNode {
@@ -118,6 +136,9 @@ impl SimNode {
             config.bounds.prepared_max = tight.prepared_max;
             config.bounds.read_waiters_max = tight.read_waiters_max;
             config.bounds.txns_undecided_max = tight.txns_undecided_max;
+            config.bounds.completions_max = tight.completions_max;
+            config.bounds.decisions_remembered_max = tight.decisions_remembered_max;
+            config.timing.completion_retention = tight.completion_retention;
         }
         config.set_canary(canary).expect("checked by dkv_sim::run");
         let skew = if params.clock_skew_ppm == 0 {
@@ -125,14 +146,30 @@ impl SimNode {
         } else {
             range(rng, 0, 2 * u64::from(params.clock_skew_ppm)) as i64 - i64::from(params.clock_skew_ppm)
         };
-        SimNode { node: None, config, disk: Disk::default(), clock: Clock::new(skew), timer_at: None, generation: 0 }
+        SimNode {
+            node: None,
+            config,
+            disk: Disk::default(),
+            clock: Clock::new(skew),
+            timer_at: None,
+            generation: 0,
+            paused: false,
+            held: Vec::new(),
+        }
     }
+}
+
+/// The id of simulated client `c` after `session` new clients took its place.
+fn client_id(c: usize, session: u64) -> ClientId {
+    ClientId(1000 + c as u64 + (session << 16))
 }
 
 /// A simulated client: issues its operations one at a time, each to one node, and retries a
 /// request (same id, maybe at another node) until it has a definite outcome.
 struct SimClient {
     id: ClientId,
+    /// How many times a new client took this one's place (each with a new id).
+    session: u64,
     /// The sequence number of its latest request.
     seq: u64,
     /// Operations still to issue.
@@ -152,7 +189,8 @@ impl SimClient {
     /// Client `c` of the run `params` describe.
     fn new(c: usize, params: &Params) -> SimClient {
         SimClient {
-            id: ClientId(1000 + c as u64),
+            id: client_id(c, 0),
+            session: 0,
             seq: 0,
             remaining: params.ops_per_client,
             node: c % params.nodes,
@@ -204,6 +242,85 @@ pub struct RunStats {
     pub faults: u64,
     /// Drawn faults that would have happened but were suppressed by number.
     pub faults_suppressed: u64,
+    /// Crashes that left garbage after the last record or the torn write.
+    pub garbage_tails: u64,
+    /// Crashes that flipped a bit in the record being written.
+    pub unsynced_flips: u64,
+    /// Crashes that flipped a bit in a synced record with a valid record after it.
+    pub synced_flips: u64,
+    /// Restarts whose recovery refused a log with a damaged synced record (each followed by
+    /// the operator restoring the log from backup).
+    pub logs_refused: u64,
+    /// Crashes of every node at once.
+    pub cluster_crashes: u64,
+    /// Crashes within 2 ms after a send or just before an fsync completes.
+    pub near_io_crashes: u64,
+    /// Nodes frozen, then resumed.
+    pub pauses: u64,
+    /// Completion records the nodes evicted (counted at each crash and at the end).
+    pub completions_evicted: u64,
+}
+
+impl RunStats {
+    /// Adds another run's counts to these (for a sweep's totals).
+    pub fn add(&mut self, other: &RunStats) {
+        let RunStats {
+            events,
+            messages_delivered,
+            virtual_nanos,
+            ops_completed,
+            crashes,
+            torn_tails,
+            partitions,
+            snapshots,
+            commits,
+            garbage_tails,
+            unsynced_flips,
+            synced_flips,
+            logs_refused,
+            cluster_crashes,
+            near_io_crashes,
+            pauses,
+            completions_evicted,
+            faults,
+            faults_suppressed,
+        } = other;
+        self.events += events;
+        self.messages_delivered += messages_delivered;
+        self.virtual_nanos += virtual_nanos;
+        self.ops_completed += ops_completed;
+        self.crashes += crashes;
+        self.torn_tails += torn_tails;
+        self.partitions += partitions;
+        self.snapshots += snapshots;
+        self.commits += commits;
+        self.garbage_tails += garbage_tails;
+        self.unsynced_flips += unsynced_flips;
+        self.synced_flips += synced_flips;
+        self.logs_refused += logs_refused;
+        self.cluster_crashes += cluster_crashes;
+        self.near_io_crashes += near_io_crashes;
+        self.pauses += pauses;
+        self.completions_evicted += completions_evicted;
+        self.faults += faults;
+        self.faults_suppressed += faults_suppressed;
+    }
+
+    /// The disk damage, restarts, pauses and evictions the run went through, in one line.
+    pub fn faults_line(&self) -> String {
+        format!(
+            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted",
+            self.torn_tails,
+            self.garbage_tails,
+            self.unsynced_flips,
+            self.synced_flips,
+            self.logs_refused,
+            self.cluster_crashes,
+            self.near_io_crashes,
+            self.pauses,
+            self.completions_evicted
+        )
+    }
 }
 
 pub(crate) struct World {
@@ -211,6 +328,9 @@ pub(crate) struct World {
     /// Decisions added after the first seeds were recorded (abandoned requests, long delays)
     /// draw from this side stream, so the main stream, and every recorded seed, is unchanged.
     side: ChaCha8Rng,
+    /// Decisions of the faults added later still (damaged disks, crashes of every node, crashes
+    /// next to sends and fsyncs, pauses): a stream of their own, for the same reason.
+    wide: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -223,6 +343,9 @@ pub(crate) struct World {
     /// Reused buffer for draining a node's outputs.
     outputs: Vec<Output>,
     clients: Vec<SimClient>,
+    /// Ids of clients that went away (a new one took their place), with when: the nodes still
+    /// hold their completion records for a retention.
+    retired_clients: Vec<(ClientId, u64)>,
     /// `blocked[a][b]`: a partition keeps node `a`'s messages from reaching node `b`.
     blocked: Vec<Vec<bool>>,
     healed_at: Option<u64>,
@@ -246,10 +369,13 @@ impl World {
         let clients = (0..params.clients).map(|c| SimClient::new(c, &params)).collect();
         let mut side = ChaCha8Rng::seed_from_u64(seed);
         side.set_stream(2);
+        let mut wide = ChaCha8Rng::seed_from_u64(seed);
+        wide.set_stream(4);
         let n = params.nodes;
         World {
             rng,
             side,
+            wide,
             faults: params.faults.clone(),
             params,
             script: None,
@@ -259,6 +385,7 @@ impl World {
             nodes,
             outputs: Vec::new(),
             clients,
+            retired_clients: Vec::new(),
             blocked: vec![vec![false; n]; n],
             healed_at: None,
             history: History::default(),
@@ -278,6 +405,13 @@ impl World {
         self.faults.duplication = 0.0;
         self.faults.crash_every = None;
         self.faults.partition_every = None;
+        // The faults added after the scripts were defined stay off, so a script replays as it did.
+        self.faults.garbage_tail = 0.0;
+        self.faults.unsynced_flip = 0.0;
+        self.faults.synced_flip = 0.0;
+        self.faults.cluster_crash_every = None;
+        self.faults.crash_near_io = 0.0;
+        self.faults.pause_every = None;
         self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
@@ -342,6 +476,14 @@ impl World {
             let at = around(&mut self.rng, every);
             self.schedule(at, Event::PartitionStart);
         }
+        if let Some(every) = self.faults.cluster_crash_every {
+            let at = around(&mut self.wide, every);
+            self.schedule(at, Event::CrashAll);
+        }
+        if let Some(every) = self.faults.pause_every {
+            let at = around(&mut self.wide, every);
+            self.schedule(at, Event::Pause);
+        }
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
         self.schedule(fault_phase, Event::Heal);
 
@@ -363,6 +505,8 @@ impl World {
         }
         self.stats.virtual_nanos = self.now;
         self.stats.commits = self.exactly_once.applications();
+        self.stats.completions_evicted +=
+            self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|node| node.stats().completions_evicted).sum::<u64>();
         self.check_end();
     }
 
@@ -372,6 +516,9 @@ impl World {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Some(node) = self.held_for(&event) {
+            return self.nodes[node].held.push(event);
+        }
         match event {
             Event::Deliver { from, to, message } => self.deliver(from, to, message),
             Event::ToNode { node, client, request } => self.request_arrives(node, client, request),
@@ -383,6 +530,10 @@ impl World {
             Event::ClientRetry { client, seq, attempt } => self.retry_due(client, seq, attempt),
             Event::Crash => self.crash(),
             Event::CrashNode { node } => self.crash_node(node),
+            Event::CrashNearIo { node, generation } => self.crash_near_io(node, generation),
+            Event::CrashAll => self.crash_all(),
+            Event::Pause => self.pause(),
+            Event::Resume { node, generation } => self.resume(node, generation),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
             Event::PartitionEnd => self.partition_end(),
@@ -423,6 +574,9 @@ impl World {
         if self.nodes[node].timer_at != Some(self.now) || self.nodes[node].node.is_none() {
             return; // moved or cancelled
         }
+        if self.nodes[node].paused {
+            return; // it fires when the node resumes
+        }
         self.trace.event(self.now, Tag::Timeout, &[node as u64], || format!("n{node} timeout"));
         self.nodes[node].timer_at = None;
         self.input(node, Input::Timeout);
@@ -444,6 +598,9 @@ impl World {
         let n = &mut self.nodes[node];
         if n.generation != generation || n.node.is_none() || n.disk.lazy_sync_at != Some(self.now) {
             return; // a crash or an earlier sync overtook it
+        }
+        if n.paused {
+            return; // it starts when the node resumes
         }
         n.disk.lazy_sync_at = None;
         // With an fsync in flight, what it does not cover is looked at again when it completes.
@@ -532,6 +689,13 @@ impl World {
         let generation = n.generation;
         let at = self.now + between(&mut self.rng, self.faults.fsync_min, self.faults.fsync_max);
         self.schedule(at, Event::Fsync { node: i, generation, through: last });
+        // Now and then the node crashes just before this fsync completes: its records are
+        // written, maybe partly on disk, and nothing it did since is durable.
+        if self.healed_at.is_none() && chance(&mut self.wide, self.faults.crash_near_io) {
+            let before = between(&mut self.wide, Duration::from_nanos(1), Duration::from_millis(1));
+            let crash_at = at.saturating_sub(before).max(self.now);
+            self.schedule(crash_at, Event::CrashNearIo { node: i, generation });
+        }
     }
 
     /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
@@ -564,6 +728,14 @@ impl World {
         }
         let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max) + self.long_delay();
         self.schedule(at, Event::Deliver { from, to, message });
+        // Now and then the sender crashes within 2 ms after sending: what it told its peers
+        // must already be durable.
+        if self.healed_at.is_none() && chance(&mut self.wide, self.faults.crash_near_io) {
+            let node = usize::from(from.0);
+            let at = self.now + between(&mut self.wide, Duration::ZERO, Duration::from_millis(2));
+            let generation = self.nodes[node].generation;
+            self.schedule(at, Event::CrashNearIo { node, generation });
+        }
     }
 
     /// [`World::send`] with the fault script deciding the message's fate.
@@ -688,6 +860,15 @@ impl World {
         if !c.in_flight.as_ref().is_some_and(|f| f.request.id.seq == seq && f.attempt == attempt) {
             return;
         }
+        // A client never sends a request later than its window after it first sent it (the
+        // nodes keep its completion record only so long): it gives up instead. With the
+        // default bounds the window is far longer than any run needs, and not drawn on.
+        let op = c.in_flight.as_ref().map_or(0, |f| f.op);
+        let window = self.params.tight_bounds.map(|t| t.client_window.as_nanos() as u64);
+        if window.is_some_and(|window| self.now >= self.history.ops[op].invoke + window) {
+            self.abandon(client);
+            return;
+        }
         // Now and then a client gives up and moves on: the request may still take effect
         // later, and its late replies and retransmissions become stale.
         if self.healed_at.is_none() && !c.abandoned && chance(&mut self.side, 0.05) {
@@ -729,8 +910,31 @@ impl World {
                 _ => {}
             }
         }
+        // Now and then the client goes away and a new one takes its place (tight bounds only:
+        // it is how completion records come to be evicted).
+        let new_client = self.params.tight_bounds.map_or(0.0, |t| t.new_client_chance);
+        if chance(&mut self.wide, new_client) && self.room_for_new_client() {
+            let c = &mut self.clients[client];
+            self.retired_clients.push((c.id, self.now));
+            c.session += 1;
+            c.id = client_id(client, c.session);
+            c.seq = 0;
+        }
         let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
         self.schedule(at, Event::ClientNext { client });
+    }
+
+    /// Whether a new client may take an old one's place without being shut out: the nodes keep
+    /// a completion record for every client that completed within the retention (as their
+    /// clocks see it: a tenth more covers their rates), so the clients working now and those
+    /// that left within it must fit the table, the new one included. A deployment is sized
+    /// the same way (see `dkv_core::completions`).
+    fn room_for_new_client(&mut self) -> bool {
+        let Some(tight) = self.params.tight_bounds else { return false };
+        let recent = (tight.completion_retention + tight.completion_retention / 10).as_nanos() as u64;
+        let now = self.now;
+        self.retired_clients.retain(|&(_, left)| left + recent > now);
+        self.clients.len() + self.retired_clients.len() < tight.completions_max
     }
 
     /// "Try again": back off, then retry the same request. The backoff window doubles with
@@ -756,15 +960,38 @@ impl World {
 
     // ---- Crashes, restarts, partitions and the heal ----
 
-    /// Starts node `i` from what its disk holds, as a real server recovers.
+    /// Starts node `i` from what its disk holds, as a real server recovers. A log with a
+    /// damaged synced record must be refused; the operator then restores it from a backup and
+    /// starts the node again.
     fn start_node(&mut self, i: usize) {
-        let n = &mut self.nodes[i];
-        let records = match n.disk.recover() {
-            Ok((records, torn)) => {
-                if torn {
+        let damaged = self.nodes[i].disk.media_damaged();
+        let recovered = match self.nodes[i].disk.recover() {
+            Err(RecoverError::Corrupt { offset, reason }) if damaged => {
+                self.stats.logs_refused += 1;
+                self.trace.event(self.now, Tag::LogRefused, &[i as u64, offset as u64], || {
+                    format!("n{i} refuses its log (corrupt at byte {offset}: {reason}); the operator restores it from backup")
+                });
+                self.nodes[i].disk.restore_backup();
+                self.nodes[i].disk.recover()
+            }
+            other if damaged => {
+                let read = match other {
+                    Ok(recovered) => format!("read {} records", recovered.records.len()),
+                    Err(e) => e.to_string(),
+                };
+                let message = format!(
+                    "n{i} did not refuse a log with a bit flipped in a synced record that has valid records after it ({read})"
+                );
+                return self.violations.push(Violation::new("recovery", message));
+            }
+            other => other,
+        };
+        let records = match recovered {
+            Ok(recovered) => {
+                if recovered.torn {
                     self.stats.torn_tails += 1;
                 }
-                records
+                recovered.records
             }
             Err(e) => {
                 self.violations.push(Violation::new("recovery", format!("n{i} cannot read its log: {e}")));
@@ -817,20 +1044,158 @@ impl World {
         // unreported, and the next one may be torn.
         let survivors = range(&mut self.rng, 0, pending as u64) as usize;
         let tear = chance(&mut self.rng, self.faults.torn_write).then(|| unit(&mut self.rng));
+        let damage = self.draw_damage(i, tear, pending > survivors);
         self.trace.event(self.now, Tag::Crash, &[i as u64, survivors as u64], || {
             format!(
                 "n{i} crashes ({survivors} of {pending} unsynced records survive{})",
                 if tear.is_some() { ", next torn" } else { "" }
             )
         });
-        self.make_durable(i, |disk, observe| disk.crash(survivors, tear, observe));
+        self.make_durable(i, |disk, observe| disk.crash(survivors, &damage, observe));
+        self.stats.synced_flips += u64::from(self.nodes[i].disk.media_damaged());
         let n = &mut self.nodes[i];
+        self.stats.completions_evicted += n.node.as_ref().map_or(0, |node| node.stats().completions_evicted);
         n.node = None;
         n.generation += 1;
         n.timer_at = None;
+        // A stopped process can still be killed; what was held for it is lost with it.
+        n.paused = false;
+        n.held.clear();
         self.stats.crashes += 1;
         let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
         self.schedule(self.now + downtime, Event::Restart { node: i });
+    }
+
+    /// What a crash of node `i` does to its disk besides losing unsynced records: `tear` from
+    /// the main stream (as before these faults existed), the rest from their own stream.
+    /// `writing` says whether a record was being written.
+    fn draw_damage(&mut self, i: usize, tear: Option<f64>, writing: bool) -> CrashDamage {
+        let f = &self.faults;
+        let (p_unsynced, p_garbage, p_synced) = (f.unsynced_flip, f.garbage_tail, f.synced_flip);
+        let w = &mut self.wide;
+        let flip_unsynced = (writing && chance(w, p_unsynced)).then(|| unit(w));
+        let garbage = if chance(w, p_garbage) {
+            let mut bytes: Vec<u8> = (0..range(w, 1, 64)).map(|_| w.next_u64() as u8).collect();
+            if let Some(last) = bytes.last_mut() {
+                *last |= 1; // never all zeros: zeros are preallocation, not garbage
+            }
+            bytes
+        } else {
+            Vec::new()
+        };
+        let flip_synced = chance(w, p_synced).then(|| (unit(w), unit(w)));
+        let damage = CrashDamage { tear_at: tear, flip_unsynced, garbage, flip_synced };
+        self.stats.unsynced_flips += u64::from(damage.flip_unsynced.is_some());
+        self.stats.garbage_tails += u64::from(!damage.garbage.is_empty());
+        if flip_unsynced.is_some() || !damage.garbage.is_empty() || flip_synced.is_some() {
+            let words = [
+                i as u64,
+                u64::from(flip_unsynced.is_some()),
+                damage.garbage.len() as u64,
+                u64::from(flip_synced.is_some()),
+            ];
+            self.trace.event(self.now, Tag::DiskDamage, &words, || {
+                format!(
+                    "n{i}'s disk: {}{} garbage bytes after the last write{}",
+                    if flip_unsynced.is_some() { "a bit flipped in the record being written, " } else { "" },
+                    damage.garbage.len(),
+                    if flip_synced.is_some() {
+                        ", a bit flipped in a synced record (if one has a valid record after it)"
+                    } else {
+                        ""
+                    }
+                )
+            });
+        }
+        damage
+    }
+
+    /// A crash timed next to a send or an fsync of node `i`, unless the node crashed since.
+    fn crash_near_io(&mut self, i: usize, generation: u64) {
+        if self.nodes[i].generation != generation || self.nodes[i].node.is_none() || self.healed_at.is_some() {
+            return;
+        }
+        if !self.fault_allowed(|_| format!("n{i} crashes next to a send or an fsync")) {
+            return;
+        }
+        self.stats.near_io_crashes += 1;
+        self.crash_node(i);
+    }
+
+    /// Every node crashes at once, each losing what it had not synced; schedules the next such
+    /// crash.
+    fn crash_all(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        if self.fault_allowed(|_| "every node crashes".into()) {
+            self.stats.cluster_crashes += 1;
+            self.trace.event(self.now, Tag::CrashAll, &[], || "every node crashes".into());
+            for i in 0..self.nodes.len() {
+                self.crash_node(i);
+            }
+        }
+        if let Some(every) = self.faults.cluster_crash_every {
+            let at = self.now + around(&mut self.wide, every);
+            self.schedule(at, Event::CrashAll);
+        }
+    }
+
+    /// The node an event is for, if that node is frozen and must hold it until it resumes:
+    /// messages, requests and fsync completions. (Its timers are not held: they fire late, at
+    /// the resume.)
+    fn held_for(&self, event: &Event) -> Option<usize> {
+        let node = match event {
+            Event::Deliver { to, .. } => usize::from(to.0),
+            Event::ToNode { node, .. } | Event::Fsync { node, .. } => *node,
+            _ => return None,
+        };
+        self.nodes[node].paused.then_some(node)
+    }
+
+    /// Freezes a node drawn from the rng for up to the longest pause, and schedules the next
+    /// pause.
+    fn pause(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        let i = index(&mut self.wide, self.nodes.len());
+        let length = between(&mut self.wide, Duration::from_millis(1), self.faults.pause_max);
+        if self.nodes[i].node.is_some() && !self.nodes[i].paused && self.fault_allowed(|_| format!("n{i} is frozen")) {
+            self.nodes[i].paused = true;
+            self.stats.pauses += 1;
+            self.trace.event(self.now, Tag::Pause, &[i as u64, length], || {
+                format!("n{i} is frozen for {:.3}s", length as f64 / 1e9)
+            });
+            let generation = self.nodes[i].generation;
+            self.schedule(self.now + length, Event::Resume { node: i, generation });
+        }
+        if let Some(every) = self.faults.pause_every {
+            let at = self.now + around(&mut self.wide, every);
+            self.schedule(at, Event::Pause);
+        }
+    }
+
+    /// The frozen node `i` resumes, unless it crashed since: what it was sent arrives, in
+    /// order, and its overdue timer and lazy sync run now, late, on a clock that moved on.
+    fn resume(&mut self, i: usize, generation: u64) {
+        let n = &mut self.nodes[i];
+        if n.generation != generation || !n.paused {
+            return;
+        }
+        n.paused = false;
+        self.trace.event(self.now, Tag::Resume, &[i as u64], || format!("n{i} resumes"));
+        for event in std::mem::take(&mut self.nodes[i].held) {
+            self.schedule(self.now, event);
+        }
+        if self.nodes[i].timer_at.is_some_and(|at| at <= self.now) {
+            self.nodes[i].timer_at = Some(self.now);
+            self.schedule(self.now, Event::NodeTimer { node: i });
+        }
+        if self.nodes[i].disk.lazy_sync_at.is_some_and(|at| at <= self.now) {
+            self.nodes[i].disk.lazy_sync_at = Some(self.now);
+            self.schedule(self.now, Event::LazySync { node: i, generation });
+        }
     }
 
     fn restart(&mut self, i: usize) {
@@ -900,6 +1265,8 @@ impl World {
             row.fill(false);
         }
         for i in 0..self.nodes.len() {
+            let generation = self.nodes[i].generation;
+            self.resume(i, generation);
             self.restart(i);
         }
     }

@@ -9,7 +9,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use dkv_core::Canary;
-use dkv_sim::{Overrides, Report, RunOptions, SavedRun, Setup, TraceMode, run_setup};
+use dkv_sim::{Expect, Overrides, Report, RunOptions, RunStats, SavedRun, Setup, TraceMode, run_setup};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -195,6 +195,7 @@ impl Knobs {
                 duplication: self.dup,
                 delay_max: self.delay_max_us.map(Duration::from_micros),
                 clock_skew_ppm: self.skew_ppm,
+                tight_bounds: None,
             },
             trace,
             canary: self.canary,
@@ -311,6 +312,7 @@ fn print_report(report: &Report, elapsed: Duration) {
         s.virtual_nanos as f64 / 1e9,
         elapsed.as_secs_f64()
     );
+    println!("  {}", s.faults_line());
     if report.inconclusive > 0 {
         println!("  note: {} linearizability searches were inconclusive (search budget reached)", report.inconclusive);
     }
@@ -368,7 +370,10 @@ fn shrink_and_print(setup: &Setup, knobs: &Knobs, max_runs: usize, save_to: Opti
             knobs.command("shrink", &format!("--setup '{setup}'"))
         };
         let why = format!("# Shrunk by `{origin}`: a {} violation.", shrunk.checker);
-        if let Err(code) = save(path, &SavedRun::of(after, knobs.canary, vec![why])) {
+        let mut saved = SavedRun::of(after, knobs.canary, vec![why]);
+        // The shrunk run may fail other checkers too; the one it was shrunk for is the one to expect.
+        saved.expect = Expect::Violation(shrunk.checker.to_string());
+        if let Err(code) = save(path, &saved) {
             return code;
         }
     }
@@ -465,6 +470,8 @@ struct Totals {
     inconclusive: u64,
     crashes: u64,
     events: u64,
+    /// Every run's counts, summed.
+    stats: RunStats,
 }
 
 fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, shrink: bool, knobs: &Knobs) -> ExitCode {
@@ -497,6 +504,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, shrink: bool, k
                     local.inconclusive += report.inconclusive as u64;
                     local.crashes += report.stats.crashes;
                     local.events += report.stats.events;
+                    local.stats.add(&report.stats);
                     bar.inc(1);
                     if !report.passed() {
                         first_failure.fetch_min(seed, Ordering::Relaxed);
@@ -510,6 +518,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, shrink: bool, k
                 t.inconclusive += local.inconclusive;
                 t.crashes += local.crashes;
                 t.events += local.events;
+                t.stats.add(&local.stats);
             });
         }
     });
@@ -528,6 +537,7 @@ fn sweep(start: u64, end: u64, jobs: Option<usize>, quiet: bool, shrink: bool, k
         t.crashes,
         t.inconclusive
     );
+    println!("faults: {}", t.stats.faults_line());
     let mut failures = failures.into_inner().expect("workers are done");
     failures.sort_by_key(|r| r.seed);
     match failures.first() {

@@ -215,3 +215,76 @@ pub fn scan(bytes: &[u8]) -> WalScan {
     };
     WalScan { records, valid_len: read.len, end }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three records, their bytes, and where each starts.
+    fn log() -> (Vec<u8>, Vec<usize>) {
+        let mut bytes = Vec::new();
+        let mut starts = Vec::new();
+        for incarnation in [1, 1 << 40, 300] {
+            starts.push(bytes.len());
+            encode(&Record::Boot { incarnation }, &mut bytes);
+        }
+        (bytes, starts)
+    }
+
+    /// A write cut short and followed by garbage (a sector the crash left half written), then
+    /// the preallocated zeros, then more garbage: nothing valid follows the damage, so it is a
+    /// torn write, whatever the garbage.
+    #[test]
+    fn torn_write_followed_by_garbage_is_torn() {
+        let (mut bytes, _) = log();
+        let clean = bytes.len();
+        let last = encode_to_vec(&Record::Boot { incarnation: 4 });
+        bytes.extend_from_slice(&last[..last.len() / 2]);
+        bytes.extend((1..=50u8).map(|b| b.wrapping_mul(97) | 1));
+        bytes.extend_from_slice(&[0; 100]);
+        bytes.extend_from_slice(&[0xff; 9]);
+        let scan = scan(&bytes);
+        assert_eq!(scan.records.len(), 3);
+        assert!(matches!(scan.end, WalEnd::Torn { offset, .. } if offset == clean), "{:?}", scan.end);
+    }
+
+    /// Every bit of the last record flipped (the record being written when the crash hit):
+    /// a torn write, never corruption, never a record.
+    #[test]
+    fn flip_in_the_last_record_is_torn() {
+        let (bytes, starts) = log();
+        for bit in starts[2] * 8..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            damaged.extend_from_slice(&[0; 64]);
+            let scan = scan(&damaged);
+            assert_eq!(scan.records.len(), 2, "bit {bit}");
+            assert!(
+                matches!(scan.end, WalEnd::Torn { offset, .. } if offset == starts[2]),
+                "bit {bit}: {:?}",
+                scan.end
+            );
+        }
+    }
+
+    /// Every bit of a record with a valid record after it flipped (damage after the write was
+    /// synced): corruption, with the next valid record found where it is.
+    #[test]
+    fn flip_before_a_valid_record_is_corrupt() {
+        let (bytes, starts) = log();
+        for bit in 0..starts[2] * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            damaged.extend_from_slice(&[0; 64]);
+            let record = if bit / 8 < starts[1] { 0 } else { 1 };
+            let scan = scan(&damaged);
+            assert_eq!(scan.records.len(), record, "bit {bit}");
+            assert!(
+                matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(next), .. }
+                    if offset == starts[record] && next == starts[record + 1]),
+                "bit {bit}: {:?}",
+                scan.end
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod participant;
 mod reads;
 mod shared;
 
+use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
 use crate::ids::{Lsn, NodeId, ReplyTo};
 use crate::message::Message;
@@ -87,6 +88,8 @@ pub struct Stats {
     pub conflicting_decisions: u64,
     /// PREPAREs refused because the coordinator's configuration (members, limits) differs.
     pub config_mismatches: u64,
+    /// Completion records evicted since the node started (see [`crate::completions`]).
+    pub completions_evicted: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -103,7 +106,10 @@ impl Node {
     /// in transactions at once, and coordinates once the Boot record is durable.
     pub fn start(config: Config, records: impl IntoIterator<Item = Record>, now: Time) -> Result<Node, StartError> {
         config.validate()?;
-        let recovered = Recovered::replay(records, config.id, config.bounds.completions_max)?;
+        // Every recovered record counts as made now: its age before the crash is not known,
+        // and keeping it a retention longer is safe.
+        let completions = Completions::new(config.bounds.completions_max, config.timing.completion_retention, now);
+        let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
         let mut node = Node {
@@ -124,6 +130,7 @@ impl Node {
     /// The one way in: everything that happens to the node is an [`Input`]. Drain
     /// [`Node::poll_output`] after every call.
     pub fn handle(&mut self, now: Time, input: Input) {
+        self.shared.completions.advance(now);
         match input {
             Input::Request { reply_to, request } => self.handle_request(now, reply_to, request),
             Input::Message { from, message } => self.handle_message(now, from, message),
@@ -230,7 +237,7 @@ impl Node {
     }
 
     pub fn stats(&self) -> Stats {
-        self.shared.stats
+        Stats { completions_evicted: self.shared.completions.evicted(), ..self.shared.stats }
     }
 
     pub fn incarnation(&self) -> u64 {

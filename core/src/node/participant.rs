@@ -101,6 +101,10 @@ impl Participant {
         if deduplicate && self.by_request.contains_key(&record.request) {
             return Err(NoReason::InProgress);
         }
+        // Its completion record must not push out one that a retry may still need.
+        if !sh.completions.admits(record.request.client) {
+            return Err(NoReason::Busy);
+        }
         if record.ops.iter().any(|op| sh.locks.holder(op.key()).is_some_and(|h| h != record.txn)) {
             return Err(NoReason::Conflict);
         }
