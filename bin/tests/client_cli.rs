@@ -49,6 +49,8 @@ fn usage_errors_exit_2_and_say_what_to_fix() {
         (&["-o", "1"], "-o needs a key"),
         (&["txn", "bogus"], "is not an op"),
         (&["--timeout", "0", "get", "k"], "--timeout must be a number of seconds"),
+        // Past the retry window a node may have forgotten the request was done.
+        (&["--timeout", "46", "put", "k", "v"], "could be applied twice"),
         (&["--no-such-flag", "get", "k"], "unexpected argument"),
         (&["-t", "-u", "get", "k"], "cannot be used with"),
         (&["--user-file", "/nonexistent/dkv.user", "get", "k"], "/nonexistent/dkv.user"),

@@ -22,10 +22,13 @@ pub enum Canary {
     NoDeduplication,
     /// The coordinator commits as soon as the first remote participant votes YES.
     CommitOnFirstYes,
+    /// Completion records are evicted by capacity alone, however young (no retention), and
+    /// every client is admitted however full the table.
+    EvictYoungCompletions,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 8] = [
+    pub const ALL: [Canary; 9] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -34,6 +37,7 @@ impl Canary {
         Canary::CoordinatorForgetsDecisions,
         Canary::NoDeduplication,
         Canary::CommitOnFirstYes,
+        Canary::EvictYoungCompletions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Canary {
             Canary::CoordinatorForgetsDecisions => "coordinator-forgets-decisions",
             Canary::NoDeduplication => "no-deduplication",
             Canary::CommitOnFirstYes => "commit-on-first-yes",
+            Canary::EvictYoungCompletions => "evict-young-completions",
         }
     }
 

@@ -25,6 +25,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The longest a client may go on sending a request after it first sent it. The default
+/// completion retention (60 s, [`crate::Timing::completion_retention`]) outlasts it by a
+/// margin for the network's delay and for clocks that run at different rates; a client that
+/// resent a request later could find its record evicted and have it applied twice. dkv-net's
+/// client library never waits longer than this for one request.
+pub const CLIENT_RETRY_WINDOW_MAX: Duration = Duration::from_secs(45);
+
 /// The outcome a write request completed with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "CompletedEncoding", into = "CompletedEncoding")]

@@ -16,6 +16,7 @@ use crate::security::credentials::ClientTrust;
 use crate::security::tls::client_session;
 use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
+use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
 use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, Value, WriteOp};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -34,7 +35,9 @@ pub struct ClientConfig {
     /// Nodes to talk to, the preferred one first; the others are tried when it fails.
     pub nodes: Vec<SocketAddr>,
     pub transport: ClientTransport,
-    /// Total time for one request, every retry and fail-over included.
+    /// Total time for one request, every retry and fail-over included; at most
+    /// [`CLIENT_RETRY_WINDOW_MAX`] (a longer one is cut to it), so that no retry reaches a
+    /// node after the request's completion record may have been evicted there.
     pub request_timeout: Duration,
     /// How long one node gets to answer before the client tries the next.
     pub attempt_timeout: Duration,
@@ -241,7 +244,8 @@ impl Client {
             return Err(ClientError::TooLargeForDatagram { len: encoded_len, max: DATAGRAM_BYTES_MAX });
         }
         let started = Instant::now();
-        let deadline = started + self.config.request_timeout;
+        let timeout = self.config.request_timeout.min(CLIENT_RETRY_WINDOW_MAX);
+        let deadline = started + timeout;
         let node_count = self.config.nodes.len();
         let mut unreachable_in_a_row = 0;
         let mut last_try_again: Option<TryAgainReason> = None;
@@ -250,8 +254,8 @@ impl Client {
             let now = Instant::now();
             if now >= deadline {
                 return Err(match last_try_again {
-                    Some(reason) => ClientError::NoOutcome { reason, timeout: self.config.request_timeout },
-                    None => ClientError::Timeout { addrs: self.addrs(), timeout: self.config.request_timeout },
+                    Some(reason) => ClientError::NoOutcome { reason, timeout },
+                    None => ClientError::Timeout { addrs: self.addrs(), timeout },
                 });
             }
             let addr = self.config.nodes[self.node];

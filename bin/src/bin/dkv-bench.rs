@@ -165,8 +165,13 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
     if !(cli.secs > 0.0 && cli.secs <= 86_400.0) {
         return Err(BenchError::Usage(format!("--secs {} must be above 0 and at most 86400", cli.secs)));
     }
-    if !(cli.timeout > 0.0 && cli.timeout <= 3_600.0) {
-        return Err(BenchError::Usage(format!("--timeout {} must be above 0 and at most 3600", cli.timeout)));
+    let timeout_secs_max = dkv_core::completions::CLIENT_RETRY_WINDOW_MAX.as_secs_f64();
+    if !(cli.timeout > 0.0 && cli.timeout <= timeout_secs_max) {
+        return Err(BenchError::Usage(format!(
+            "--timeout {} must be above 0 and at most {timeout_secs_max} (a request retried later than that could be \
+             applied twice)",
+            cli.timeout
+        )));
     }
     let transport = match cli.transport {
         TransportArg::Tcp => ClientTransport::Tcp,

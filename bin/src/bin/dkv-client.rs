@@ -326,11 +326,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log);
     let job = job(&cli);
-    // A day is far beyond any useful wait, and keeps the Duration conversion below in range.
-    const TIMEOUT_SECS_MAX: f64 = 86_400.0;
-    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= TIMEOUT_SECS_MAX) {
+    // A request is not sent again once the nodes may have forgotten it was done: a longer wait
+    // could apply it twice.
+    let timeout_secs_max = dkv_core::completions::CLIENT_RETRY_WINDOW_MAX.as_secs_f64();
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout <= timeout_secs_max) {
         usage_error(format!(
-            "--timeout must be a number of seconds between 0 and {TIMEOUT_SECS_MAX}, not {}",
+            "--timeout must be a number of seconds above 0 and at most {timeout_secs_max} (a request retried later \
+             than that could be applied twice), not {}",
             cli.timeout
         ));
     }

@@ -173,7 +173,7 @@ struct Knobs {
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
-    /// commit-on-first-yes.
+    /// commit-on-first-yes, evict-young-completions.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }

@@ -108,7 +108,7 @@ impl Node {
         config.validate()?;
         // Every recovered record counts as made now: its age before the crash is not known,
         // and keeping it a retention longer is safe.
-        let completions = Completions::new(config.bounds.completions_max, config.timing.completion_retention, now);
+        let completions = Completions::new(config.bounds.completions_max, Self::completion_retention(&config), now);
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
@@ -234,6 +234,16 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// How long completion records are kept at least: the configured retention, or none with
+    /// the canary that breaks that rule.
+    fn completion_retention(config: &Config) -> std::time::Duration {
+        #[cfg(feature = "canary")]
+        if config.canary == Some(crate::Canary::EvictYoungCompletions) {
+            return std::time::Duration::ZERO;
+        }
+        config.timing.completion_retention
     }
 
     pub fn stats(&self) -> Stats {
