@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 /// `replicas` are every node at the end of the run, `None` where it is down. With n0 down
 /// there is nothing to compare with.
-pub(crate) fn check(replicas: &[Option<&Node>]) -> Vec<Violation> {
+pub fn check(replicas: &[Option<&Node>]) -> Vec<Violation> {
     let Some(Some(n0)) = replicas.first() else { return Vec::new() };
     let others = || replicas.iter().enumerate().skip(1).filter_map(|(i, node)| Some((i, (*node)?)));
     let mut violations = Vec::new();

@@ -1,0 +1,104 @@
+//! The verdict on a torture run, by the simulator's own checkers: linearizability and strict
+//! serializability of the history; durability and convergence of the final state, rebuilt from
+//! each node's data dir the way a restarting server rebuilds it; and exactly-once, from every
+//! record each node's log ever held, read by the same reader recovery uses.
+
+use super::log_keeper::{KeptSegment, missing_numbers};
+use dkv_core::codec::wal::WalEnd;
+use dkv_core::{Config, Node, NodeId, NodeSet, Time};
+use dkv_net::Wal;
+use dkv_sim::Violation;
+use dkv_sim::check::exactly_once::ExactlyOnce;
+use dkv_sim::check::linearizability::{self, Findings};
+use dkv_sim::check::{convergence, durability};
+use dkv_sim::history::History;
+use std::path::Path;
+
+/// What every checker found.
+#[derive(Debug, Default)]
+pub struct Checks {
+    pub linearizability: Findings,
+    pub durability: Vec<Violation>,
+    pub exactly_once: Vec<Violation>,
+    pub convergence: Vec<Violation>,
+    /// Durable applications of a request the exactly-once checker saw, over all nodes.
+    pub durable_applications: u64,
+    /// Log segments it read, over all nodes.
+    pub segments_read: usize,
+}
+
+impl Checks {
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.linearizability
+            .violations
+            .iter()
+            .chain(&self.durability)
+            .chain(&self.exactly_once)
+            .chain(&self.convergence)
+    }
+
+    /// Nothing found, and every search reached a verdict.
+    pub fn passed(&self) -> bool {
+        self.violations().next().is_none() && self.linearizability.inconclusive == 0
+    }
+}
+
+/// Checks `history` against the stopped cluster's data dirs and its kept log segments.
+pub fn check(history: &History, data_dirs: &[&Path], kept: &[Vec<KeptSegment>]) -> Checks {
+    let mut checks = Checks { linearizability: linearizability::check(history), ..Checks::default() };
+    exactly_once(history, kept, &mut checks);
+    let nodes: Vec<Result<Node, String>> =
+        data_dirs.iter().enumerate().map(|(i, dir)| rebuild(i, data_dirs.len(), dir)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        if let Err(error) = node {
+            checks
+                .convergence
+                .push(Violation::new("recovery", format!("n{i} cannot be rebuilt from its data dir: {error}")));
+        }
+    }
+    let replicas: Vec<Option<&Node>> = nodes.iter().map(|n| n.as_ref().ok()).collect();
+    checks.convergence.extend(convergence::check(&replicas));
+    if let Some(Some(n0)) = replicas.first() {
+        checks.durability = durability::check(history, n0.store());
+    }
+    checks
+}
+
+/// Feeds every record of every kept segment, node by node in log order, to the simulator's
+/// exactly-once checker. A segment the keeper never saw, or one damaged in the middle, means
+/// the check cannot vouch for that node: that is reported too.
+fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) {
+    let mut checker = ExactlyOnce::new(kept.len());
+    for (i, segments) in kept.iter().enumerate() {
+        let missing = missing_numbers(segments);
+        if !missing.is_empty() {
+            let message = format!("segments {missing:?} of n{i} were deleted before they were kept; cannot check them");
+            checks.exactly_once.push(Violation::new("exactly-once", message));
+        }
+        for segment in segments {
+            match dkv_net::wal::read_segment_file(&segment.path) {
+                Ok((records, end)) => {
+                    checks.segments_read += 1;
+                    for record in &records {
+                        checker.observe_durable(i, record, history, &mut checks.exactly_once);
+                    }
+                    if let WalEnd::Corrupt { offset, error, .. } = end {
+                        let message =
+                            format!("segment {} of n{i} is damaged at byte {offset}: {error}", segment.number);
+                        checks.exactly_once.push(Violation::new("recovery", message));
+                    }
+                }
+                Err(error) => checks.exactly_once.push(Violation::new("recovery", error.to_string())),
+            }
+        }
+    }
+    checks.durable_applications = checker.applications();
+}
+
+/// Node `i` of `nodes` as a server would start it from `dir`: the log recovered by the real
+/// WAL, replayed by the real core.
+fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
+    let (_wal, recovery) = Wal::open(dir).map_err(|e| e.to_string())?;
+    let config = Config::new(NodeId(i as u8), NodeSet::first(nodes));
+    Node::start(config, recovery.records, Time::ZERO).map_err(|e| e.to_string())
+}
