@@ -102,3 +102,85 @@ fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
     let config = Config::new(NodeId(i as u8), NodeSet::first(nodes));
     Node::start(config, recovery.records, Time::ZERO).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::Record;
+    use dkv_core::record::TxnRecord;
+    use dkv_core::{ClientId, RequestId, TxnId, WriteOp};
+    use dkv_sim::history::{Op, OpKind, Result as OpResult};
+    use std::path::PathBuf;
+
+    const NODES: usize = 3;
+
+    fn put(seq: u64, result: OpResult) -> Op {
+        let response = (result != OpResult::Unknown).then_some(10);
+        Op {
+            client: ClientId(7),
+            seq,
+            kind: OpKind::Txn { ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] },
+            invoke: 0,
+            response,
+            result,
+            attempts: 1,
+            abandoned_at: None,
+        }
+    }
+
+    /// Empty data dirs for `NODES` nodes: each rebuilds as a fresh node with an empty store.
+    fn empty_data_dirs(root: &Path) -> Vec<PathBuf> {
+        (0..NODES).map(|i| root.join(format!("node-{i}"))).collect()
+    }
+
+    fn check_with(history: &History, root: &Path, kept: &[Vec<KeptSegment>]) -> Checks {
+        let dirs = empty_data_dirs(root);
+        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        check(history, &dirs, kept)
+    }
+
+    /// A write the clients saw commit that no node holds is a durability violation; the same
+    /// write with an unknown outcome may never have happened, and passes.
+    #[test]
+    fn committed_write_missing_from_every_node_is_a_durability_violation() {
+        let kept = vec![Vec::new(); NODES];
+        let root = tempfile::tempdir().unwrap();
+        let lost = check_with(&History { ops: vec![put(1, OpResult::Committed)] }, root.path(), &kept);
+        assert_eq!(lost.durability.len(), 1, "{:?}", lost.durability);
+        assert!(!lost.passed());
+        let root = tempfile::tempdir().unwrap();
+        let maybe = check_with(&History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+        assert!(maybe.passed(), "{:?}", maybe.violations().collect::<Vec<_>>());
+    }
+
+    /// A request applied under two transactions in one node's kept log, written and read back
+    /// by the real WAL, is an exactly-once violation; applied once, it passes.
+    #[test]
+    fn request_applied_twice_in_a_kept_log_is_an_exactly_once_violation() {
+        let request = RequestId { client: ClientId(7), seq: 1 };
+        let decided = |number| {
+            Record::Decided(TxnRecord {
+                txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
+                request,
+                ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+                participants: NodeSet::first(NODES),
+            })
+        };
+        for (records, expected) in [(vec![decided(1)], 0), (vec![decided(1), decided(2)], 1)] {
+            let root = tempfile::tempdir().unwrap();
+            let log = root.path().join("kept-log");
+            let (mut wal, _) = Wal::open(&log).unwrap();
+            for record in &records {
+                wal.append(record).unwrap();
+            }
+            wal.sync().unwrap();
+            drop(wal);
+            let path = log.join("00000000000000000001.wal");
+            let mut kept = vec![Vec::new(); NODES];
+            kept[0].push(KeptSegment { number: 1, inode: 0, path });
+            let checks = check_with(&History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+            assert_eq!(checks.exactly_once.len(), expected, "{:?}", checks.exactly_once);
+            assert_eq!(checks.durable_applications, records.len() as u64);
+        }
+    }
+}
