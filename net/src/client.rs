@@ -583,3 +583,60 @@ fn remaining(deadline: Instant) -> Duration {
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn client(addr: SocketAddr, transport: ClientTransport) -> Client {
+        let mut config = ClientConfig::new(vec![addr], transport);
+        config.request_timeout = Duration::from_millis(400);
+        config.attempt_timeout = Duration::from_millis(400);
+        config.udp_retransmit_min = Duration::from_millis(50);
+        Client::new(config).unwrap()
+    }
+
+    /// A loopback port nothing listens on (TCP or UDP) just now.
+    fn closed_port() -> SocketAddr {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(addr).unwrap();
+        drop((tcp, udp));
+        addr
+    }
+
+    /// A write to a port where nothing listens never left the client: the error says it was
+    /// not sent, and not applied (over UDP, the refusal of the socket's only datagram).
+    #[test]
+    fn write_to_a_closed_port_is_known_not_sent() {
+        for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
+            match client(closed_port(), transport).put("k", "v") {
+                Err(error @ ClientError::Unreachable { .. }) => {
+                    assert!(!error.may_have_been_applied(), "{transport:?}");
+                    assert!(error.to_string().contains("not sent"), "{error}");
+                }
+                other => panic!("{transport:?}: expected unreachable, got {other:?}"),
+            }
+        }
+    }
+
+    /// A write that a silent node took (a TCP listener that never answers, a UDP socket that
+    /// never reads) may have been applied: the error leaves the outcome open.
+    #[test]
+    fn write_to_a_silent_node_may_have_been_applied() {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (addr, transport) in
+            [(tcp.local_addr().unwrap(), ClientTransport::Tcp), (udp.local_addr().unwrap(), ClientTransport::Udp)]
+        {
+            match client(addr, transport).put("k", "v") {
+                Err(error @ ClientError::Timeout { .. }) => {
+                    assert!(error.may_have_been_applied(), "{transport:?}");
+                    assert!(error.to_string().contains("may or may not have been applied"), "{error}");
+                }
+                other => panic!("{transport:?}: expected a timeout, got {other:?}"),
+            }
+        }
+    }
+}
