@@ -4,6 +4,8 @@
 //!   dkv-torture --duration 60 --transport udp --seed 7
 //!   dkv-torture --duration 3600 --keep-dir        a long run, its folder kept for post-mortem
 //!
+//! A run longer than `--round-secs` is a series of rounds, each checked on its own.
+//!
 //! Exit codes: 0 nothing found; 1 a checker found a violation, or the cluster failed under
 //! torture (a node exited by itself or did not come back); 2 the tool could not run.
 
@@ -23,9 +25,14 @@ use std::time::{Duration, Instant};
     after_help = "Partitions need the tool to run as root: it runs itself in a network namespace of its own (unshare -n), so it never touches the host's network. Exit codes: 0 nothing found, 1 a violation or a node that failed under torture, 2 the tool could not run."
 )]
 struct Cli {
-    /// Seconds of faults (a long run is just a longer duration, e.g. 3600).
+    /// Seconds of faults (a long run is just a longer duration, e.g. 14400 for four hours).
     #[arg(long, default_value_t = 30)]
     duration: u64,
+    /// A run longer than this is split into rounds of this many seconds, each a fresh cluster
+    /// with its own seed (the given one plus the round's index) and its own check, so memory,
+    /// disk and checking time stay bounded however long the run.
+    #[arg(long, default_value_t = 300)]
+    round_secs: u64,
     /// Seed of the fault schedule and the clients' operations (random if not given; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -90,61 +97,84 @@ fn main() -> ExitCode {
             Err(error) => return fail(&format!("cannot find this program's folder ({error}); give --server")),
         },
     };
-    let seed = cli.seed.unwrap_or_else(|| seed_from_clock());
-    let options = Options {
-        server,
-        duration: Duration::from_secs(cli.duration),
-        seed,
-        transport: cli.transport,
-        nodes: cli.nodes as usize,
-        clients: cli.clients as usize,
-        keys: cli.keys as usize,
-        faults: faults.clone(),
-        own_uids: inside,
-    };
-    let transport = match options.transport {
+    let seed = cli.seed.unwrap_or_else(seed_from_clock);
+    let transport = match cli.transport {
         ClientTransport::Tcp => "tcp",
         ClientTransport::Udp => "udp",
     };
     let fault_names: Vec<String> = faults.iter().map(Fault::to_string).collect();
+    let round_secs = cli.round_secs.max(1);
+    let rounds = cli.duration.div_ceil(round_secs).max(1);
     println!(
-        "dkv-torture: seed {seed}, {} nodes over {transport}, {} clients on {} keys, {}s of faults: {}",
-        options.nodes,
-        options.clients,
-        options.keys,
+        "dkv-torture: seed {seed}, {} nodes over {transport}, {} clients on {} keys, {}s of faults ({rounds} rounds): {}",
+        cli.nodes,
+        cli.clients,
+        cli.keys,
         cli.duration,
         if faults.is_empty() { "none".to_string() } else { fault_names.join(",") }
     );
-    println!(
-        "  same schedule again: dkv-torture --seed {seed} --transport {transport} --nodes {} --clients {} --keys {} --duration {} --faults '{}'",
-        options.nodes,
-        options.clients,
-        options.keys,
-        cli.duration,
-        fault_names.join(",")
-    );
+    let started = Instant::now();
+    for round in 0..rounds {
+        // Each round is a run of its own: a fresh cluster, its own seed, its own verdict.
+        let round_seed = seed.wrapping_add(round);
+        let round_duration = round_secs.min(cli.duration.saturating_sub(round * round_secs)).max(1);
+        let options = Options {
+            server: server.clone(),
+            duration: Duration::from_secs(round_duration),
+            seed: round_seed,
+            transport: cli.transport,
+            nodes: cli.nodes as usize,
+            clients: cli.clients as usize,
+            keys: cli.keys as usize,
+            faults: faults.clone(),
+            own_uids: inside,
+        };
+        println!(
+            "round {}/{rounds}; the same round again: dkv-torture --seed {round_seed} --transport {transport} --nodes {} --clients {} --keys {} --duration {round_duration} --faults '{}'",
+            round + 1,
+            cli.nodes,
+            cli.clients,
+            cli.keys,
+            fault_names.join(",")
+        );
+        let code = run_round(&options, cli.keep_dir);
+        if code != 0 {
+            return ExitCode::from(code);
+        }
+    }
+    if rounds > 1 {
+        println!("all {rounds} rounds passed in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs one round in a folder of its own and reports it; returns the exit code it deserves.
+fn run_round(options: &Options, keep_dir: bool) -> u8 {
     let folder = match tempfile::Builder::new().prefix("dkv-torture-").tempdir() {
         Ok(folder) => folder,
-        Err(error) => return fail(&format!("cannot make a temporary folder: {error}")),
+        Err(error) => {
+            eprintln!("dkv-torture: cannot make a temporary folder: {error}");
+            return 2;
+        }
     };
     let started = Instant::now();
-    let result = torture::run(&options, folder.path(), &mut |line| println!("{line}"));
-    let (code, found) = match &result {
+    let result = torture::run(options, folder.path(), &mut |line| println!("{line}"));
+    let code = match &result {
         Ok(summary) => {
             report(summary);
             println!("  finished in {:.1}s", started.elapsed().as_secs_f64());
-            if summary.passed() { (ExitCode::SUCCESS, false) } else { (ExitCode::from(1), true) }
+            if summary.passed() { 0 } else { 1 }
         }
         Err(error) if error.is_finding() => {
             println!("FAILED: the cluster failed under torture: {error}");
-            (ExitCode::from(1), true)
+            1
         }
         Err(error) => {
             eprintln!("dkv-torture: {error}");
-            (ExitCode::from(2), true)
+            2
         }
     };
-    if cli.keep_dir || found {
+    if keep_dir || code != 0 {
         let path = folder.keep();
         println!("  the run's folder is kept: {}", path.display());
     }

@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use workload::{RecordingClient, RunClock};
 
-/// How long the clients go on after the heal: writes must commit again.
-pub const AFTER_HEAL: Duration = Duration::from_secs(2);
+/// How long the clients go on after the heal: writes must commit again. Longer than a
+/// request's timeout, so every client issues at least one request to the healed cluster.
+pub const AFTER_HEAL: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 1);
 
 /// How long the final reads may take to find every node agreeing.
 pub const AGREEMENT_TIMEOUT: Duration = Duration::from_secs(20);
