@@ -133,6 +133,6 @@ fn kept_segments(dir: &Path) -> io::Result<Vec<KeptSegment>> {
         let modified = entry.metadata()?.modified()?;
         segments.push((number, modified, KeptSegment { number, inode, path: entry.path() }));
     }
-    segments.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    segments.sort_by_key(|s| (s.0, s.1));
     Ok(segments.into_iter().map(|(_, _, s)| s).collect())
 }
