@@ -6,6 +6,12 @@
 //! after `TryAgain`, or the same request sent to another node after a failure — reuses the same
 //! request id, so the cluster applies it at most once and tells every retry the same outcome.
 //!
+//! A failed request tells whether it may have taken effect
+//! ([`ClientError::may_have_been_applied`]): [`ClientError::Unreachable`] means nothing of it
+//! ever left the client (every connection was refused, or over UDP the refusal was provably of
+//! its only datagram), so it was not applied; after any try that may have reached a node, the
+//! outcome is open ([`ClientError::Lost`], [`ClientError::Timeout`], ...).
+//!
 //! With [`ClientConfig::tls`] the client talks TLS to the nodes over TCP, checking that each is
 //! a member of the cluster whose CA it holds. With [`ClientConfig::user`] it authenticates: over
 //! TCP it sends the user's token once per connection, inside TLS only; over UDP it signs every

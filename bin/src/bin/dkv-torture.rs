@@ -193,10 +193,11 @@ fn report(summary: &Summary) {
         f.partition
     );
     println!(
-        "history: {} ops, {} completed, {} unknown, {} not sent; {} writes committed after the heal; every node agreed after {} rounds of final reads",
+        "history: {} ops, {} completed, {} unknown ({} more writes had no outcome but no node ever decided them: not applied), {} not sent; {} writes committed after the heal; every node agreed after {} rounds of final reads",
         summary.history.ops.len(),
         summary.completed(),
         summary.unknown(),
+        c.resolved_not_applied,
         summary.not_sent,
         summary.committed_after_heal,
         summary.agreement_rounds.map_or("no".to_string(), |r| r.to_string()),

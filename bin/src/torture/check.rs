@@ -5,13 +5,14 @@
 
 use super::log_keeper::{KeptSegment, missing_numbers};
 use dkv_core::codec::wal::WalEnd;
-use dkv_core::{Config, Node, NodeId, NodeSet, Time};
+use dkv_core::{Config, Node, NodeId, NodeSet, Record, RequestId, Time};
 use dkv_net::Wal;
 use dkv_sim::Violation;
 use dkv_sim::check::exactly_once::ExactlyOnce;
 use dkv_sim::check::linearizability::{self, Findings};
 use dkv_sim::check::{convergence, durability};
-use dkv_sim::history::History;
+use dkv_sim::history::{History, OpKind, Result as OpResult};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// What every checker found.
@@ -25,6 +26,9 @@ pub struct Checks {
     pub durable_applications: u64,
     /// Log segments it read, over all nodes.
     pub segments_read: usize,
+    /// Writes with an unknown outcome that no node ever decided to commit, now known not
+    /// applied (see [`resolve_unknown_writes`]).
+    pub resolved_not_applied: usize,
 }
 
 impl Checks {
@@ -43,10 +47,14 @@ impl Checks {
     }
 }
 
-/// Checks `history` against the stopped cluster's data dirs and its kept log segments.
-pub fn check(history: &History, data_dirs: &[&Path], kept: &[Vec<KeptSegment>]) -> Checks {
-    let mut checks = Checks { linearizability: linearizability::check(history), ..Checks::default() };
-    exactly_once(history, kept, &mut checks);
+/// Checks `history` against the stopped cluster's data dirs and its kept log segments, after
+/// resolving what the logs tell of its unknown outcomes.
+pub fn check(history: &mut History, data_dirs: &[&Path], kept: &[Vec<KeptSegment>]) -> Checks {
+    let mut checks = Checks::default();
+    let decided = exactly_once(history, kept, &mut checks);
+    checks.resolved_not_applied = resolve_unknown_writes(history, &decided);
+    let history = &*history;
+    checks.linearizability = linearizability::check(history);
     let nodes: Vec<Result<Node, String>> =
         data_dirs.iter().enumerate().map(|(i, dir)| rebuild(i, data_dirs.len(), dir)).collect();
     for (i, node) in nodes.iter().enumerate() {
@@ -64,10 +72,34 @@ pub fn check(history: &History, data_dirs: &[&Path], kept: &[Vec<KeptSegment>]) 
     checks
 }
 
+/// Marks as not applied every write with an unknown outcome whose request no coordinator ever
+/// decided to commit, and returns how many it marked.
+///
+/// A coordinator writes its decision record before it tells anyone to commit (a participant
+/// applies nothing without that word), and kill -9 loses nothing a process wrote, so a request
+/// with no decision record in any log was never applied anywhere. This only narrows what the
+/// checkers accept: were a node to apply a write without logging its decision, the reads that
+/// saw it would now be violations. Each unknown write widens the linearizability search (it
+/// may take effect at any later moment); without this, a long run's hundreds of writes cut off
+/// by kills of every node make the search run out of budget.
+fn resolve_unknown_writes(history: &mut History, decided: &BTreeSet<RequestId>) -> usize {
+    let mut resolved = 0;
+    for op in &mut history.ops {
+        let request = RequestId { client: op.client, seq: op.seq };
+        if op.result == OpResult::Unknown && matches!(op.kind, OpKind::Txn { .. }) && !decided.contains(&request) {
+            op.result = OpResult::NotApplied;
+            resolved += 1;
+        }
+    }
+    resolved
+}
+
 /// Feeds every record of every kept segment, node by node in log order, to the simulator's
-/// exactly-once checker. A segment the keeper never saw, or one damaged in the middle, means
-/// the check cannot vouch for that node: that is reported too.
-fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) {
+/// exactly-once checker, and returns the requests some coordinator decided to commit. A segment
+/// the keeper never saw, or one damaged in the middle, means the check cannot vouch for that
+/// node: that is reported too.
+fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) -> BTreeSet<RequestId> {
+    let mut decided = BTreeSet::new();
     let mut checker = ExactlyOnce::new(kept.len());
     for (i, segments) in kept.iter().enumerate() {
         let missing = missing_numbers(segments);
@@ -80,6 +112,9 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
                 Ok((records, end)) => {
                     checks.segments_read += 1;
                     for record in &records {
+                        if let Record::Decided(t) = record {
+                            decided.insert(t.request);
+                        }
                         checker.observe_durable(i, record, history, &mut checks.exactly_once);
                     }
                     if let WalEnd::Corrupt { offset, error, .. } = end {
@@ -93,6 +128,7 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
         }
     }
     checks.durable_applications = checker.applications();
+    decided
 }
 
 /// Node `i` of `nodes` as a server would start it from `dir`: the log recovered by the real
@@ -106,10 +142,9 @@ fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::Record;
     use dkv_core::record::TxnRecord;
-    use dkv_core::{ClientId, RequestId, TxnId, WriteOp};
-    use dkv_sim::history::{Op, OpKind, Result as OpResult};
+    use dkv_core::{ClientId, TxnId, WriteOp};
+    use dkv_sim::history::Op;
     use std::path::PathBuf;
 
     const NODES: usize = 3;
@@ -133,10 +168,10 @@ mod tests {
         (0..NODES).map(|i| root.join(format!("node-{i}"))).collect()
     }
 
-    fn check_with(history: &History, root: &Path, kept: &[Vec<KeptSegment>]) -> Checks {
+    fn check_with(mut history: History, root: &Path, kept: &[Vec<KeptSegment>]) -> Checks {
         let dirs = empty_data_dirs(root);
         let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-        check(history, &dirs, kept)
+        check(&mut history, &dirs, kept)
     }
 
     /// A write the clients saw commit that no node holds is a durability violation; the same
@@ -145,42 +180,71 @@ mod tests {
     fn committed_write_missing_from_every_node_is_a_durability_violation() {
         let kept = vec![Vec::new(); NODES];
         let root = tempfile::tempdir().unwrap();
-        let lost = check_with(&History { ops: vec![put(1, OpResult::Committed)] }, root.path(), &kept);
+        let lost = check_with(History { ops: vec![put(1, OpResult::Committed)] }, root.path(), &kept);
         assert_eq!(lost.durability.len(), 1, "{:?}", lost.durability);
         assert!(!lost.passed());
         let root = tempfile::tempdir().unwrap();
-        let maybe = check_with(&History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+        let maybe = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
         assert!(maybe.passed(), "{:?}", maybe.violations().collect::<Vec<_>>());
+    }
+
+    /// The decision record of transaction `number` for the request of `put(1, ..)`.
+    fn decided(number: u64) -> Record {
+        Record::Decided(TxnRecord {
+            txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
+            request: RequestId { client: ClientId(7), seq: 1 },
+            ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+            participants: NodeSet::first(NODES),
+        })
+    }
+
+    /// Kept segments for `NODES` nodes: node 0 holds `records`, written by the real WAL in a
+    /// folder under `root`.
+    fn kept_log(root: &Path, records: &[Record]) -> Vec<Vec<KeptSegment>> {
+        let log = root.join("kept-log");
+        let (mut wal, _) = Wal::open(&log).unwrap();
+        for record in records {
+            wal.append(record).unwrap();
+        }
+        wal.sync().unwrap();
+        let mut kept = vec![Vec::new(); NODES];
+        kept[0].push(KeptSegment { number: 1, inode: 0, path: log.join("00000000000000000001.wal") });
+        kept
     }
 
     /// A request applied under two transactions in one node's kept log, written and read back
     /// by the real WAL, is an exactly-once violation; applied once, it passes.
     #[test]
     fn request_applied_twice_in_a_kept_log_is_an_exactly_once_violation() {
-        let request = RequestId { client: ClientId(7), seq: 1 };
-        let decided = |number| {
-            Record::Decided(TxnRecord {
-                txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
-                request,
-                ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
-                participants: NodeSet::first(NODES),
-            })
-        };
         for (records, expected) in [(vec![decided(1)], 0), (vec![decided(1), decided(2)], 1)] {
             let root = tempfile::tempdir().unwrap();
-            let log = root.path().join("kept-log");
-            let (mut wal, _) = Wal::open(&log).unwrap();
-            for record in &records {
-                wal.append(record).unwrap();
-            }
-            wal.sync().unwrap();
-            drop(wal);
-            let path = log.join("00000000000000000001.wal");
-            let mut kept = vec![Vec::new(); NODES];
-            kept[0].push(KeptSegment { number: 1, inode: 0, path });
-            let checks = check_with(&History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+            let kept = kept_log(root.path(), &records);
+            let checks = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
             assert_eq!(checks.exactly_once.len(), expected, "{:?}", checks.exactly_once);
             assert_eq!(checks.durable_applications, records.len() as u64);
         }
+    }
+
+    /// A write with an unknown outcome that no node decided was not applied, so a read of its
+    /// value is a violation; with its decision in a log, it may have been applied, and passes.
+    #[test]
+    fn unknown_write_that_no_node_decided_is_not_applied() {
+        let read = Op {
+            seq: 1,
+            kind: OpKind::Get { key: b"k".to_vec() },
+            invoke: 20,
+            response: Some(30),
+            result: OpResult::Read(Some(b"v".to_vec())),
+            ..put(1, OpResult::Unknown)
+        };
+        let history = || History { ops: vec![put(1, OpResult::Unknown), Op { client: ClientId(8), ..read.clone() }] };
+        let root = tempfile::tempdir().unwrap();
+        let undecided = check_with(history(), root.path(), &kept_log(root.path(), &[]));
+        assert_eq!(undecided.resolved_not_applied, 1);
+        assert_eq!(undecided.linearizability.violations.len(), 1, "{:?}", undecided.linearizability);
+        let root = tempfile::tempdir().unwrap();
+        let decided = check_with(history(), root.path(), &kept_log(root.path(), &[decided(1)]));
+        assert_eq!(decided.resolved_not_applied, 0);
+        assert!(decided.passed(), "{:?}", decided.violations().collect::<Vec<_>>());
     }
 }

@@ -180,7 +180,7 @@ pub fn run(options: &Options, folder: &std::path::Path, say: &mut dyn FnMut(Stri
         history.ops.len()
     ));
     let dirs: Vec<&std::path::Path> = data_dirs.iter().map(PathBuf::as_path).collect();
-    let checks = check::check(&history, &dirs, &kept);
+    let checks = check::check(&mut history, &dirs, &kept);
     Ok(Summary { history, faults, not_sent, committed_after_heal, agreement_rounds, checks })
 }
 
