@@ -180,8 +180,30 @@ pub fn run(options: &Options, folder: &std::path::Path, say: &mut dyn FnMut(Stri
         history.ops.len()
     ));
     let dirs: Vec<&std::path::Path> = data_dirs.iter().map(PathBuf::as_path).collect();
-    let checks = check::check(&mut history, &dirs, &kept);
+    let checks = check_on_a_large_stack(&mut history, &dirs, &kept);
     Ok(Summary { history, faults, not_sent, committed_after_heal, agreement_rounds, checks })
+}
+
+/// The linearizability search goes one call deeper per operation it places: a history of
+/// tens of thousands of operations needs far more stack than a main thread has.
+const CHECK_STACK_BYTES: usize = 1 << 30;
+
+/// Runs [`check::check`] on a thread with [`CHECK_STACK_BYTES`] of stack (reserved, and
+/// touched only as deep as the search goes).
+fn check_on_a_large_stack(
+    history: &mut History,
+    dirs: &[&std::path::Path],
+    kept: &[Vec<log_keeper::KeptSegment>],
+) -> Checks {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("check".into())
+            .stack_size(CHECK_STACK_BYTES)
+            .spawn_scoped(scope, || check::check(history, dirs, kept))
+            .expect("a thread for the checkers")
+            .join()
+            .expect("the checkers do not panic")
+    })
 }
 
 /// Reads every key from every node, in rounds, until one round finds all nodes agreeing (a
