@@ -136,3 +136,39 @@ fn kept_segments(dir: &Path) -> io::Result<Vec<KeptSegment>> {
     segments.sort_by_key(|s| (s.0, s.1));
     Ok(segments.into_iter().map(|(_, _, s)| s).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_file(dir: &Path, number: u64, content: &[u8]) {
+        fs::write(dir.join(format!("{number:020}.wal")), content).unwrap();
+    }
+
+    /// A segment the node deleted is still kept, a reused number keeps both files in the order
+    /// they were written, and a number never seen is reported missing.
+    #[test]
+    fn deleted_and_reused_segments_are_kept_and_gaps_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let (data, kept) = (root.path().join("data"), root.path().join("kept"));
+        fs::create_dir_all(&data).unwrap();
+        fs::create_dir_all(&kept).unwrap();
+        let keep = || keep_new_segments(std::slice::from_ref(&data), std::slice::from_ref(&kept)).unwrap();
+        segment_file(&data, 1, b"first");
+        segment_file(&data, 2, b"old two");
+        keep();
+        fs::remove_file(data.join(format!("{:020}.wal", 2))).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        segment_file(&data, 2, b"new two");
+        keep();
+        fs::remove_file(data.join(format!("{:020}.wal", 1))).unwrap();
+        keep();
+        let segments = kept_segments(&kept).unwrap();
+        let contents: Vec<Vec<u8>> = segments.iter().map(|s| fs::read(&s.path).unwrap()).collect();
+        assert_eq!(contents, [b"first".to_vec(), b"old two".to_vec(), b"new two".to_vec()]);
+        assert!(missing_numbers(&segments).is_empty());
+        segment_file(&data, 4, b"four");
+        keep();
+        assert_eq!(missing_numbers(&kept_segments(&kept).unwrap()), [3]);
+    }
+}
