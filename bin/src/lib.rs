@@ -1,5 +1,7 @@
 //! Shared by the dkv programs: log levels in the original project's spelling, logging setup,
-//! and reading addresses.
+//! reading addresses, and the parts of dkv-torture ([`torture`]).
+
+pub mod torture;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -36,9 +36,12 @@ fn spawn_writer(
                 Ok(Outcome::Committed) => Some(true),
                 Ok(other) => panic!("a put can only commit, got {other:?}"),
                 // Unavailable (dkv-client's exit 5): the outcome is unknown.
-                Err(ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. }) => {
-                    None
-                }
+                Err(
+                    ClientError::Unreachable { .. }
+                    | ClientError::Lost { .. }
+                    | ClientError::Timeout { .. }
+                    | ClientError::NoOutcome { .. },
+                ) => None,
                 Err(error) => panic!("{key}: a put fails only by having no outcome, got: {error}"),
             };
             log.lock().unwrap().push((key, value, acknowledged));

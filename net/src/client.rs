@@ -6,6 +6,12 @@
 //! after `TryAgain`, or the same request sent to another node after a failure — reuses the same
 //! request id, so the cluster applies it at most once and tells every retry the same outcome.
 //!
+//! A failed request tells whether it may have taken effect
+//! ([`ClientError::may_have_been_applied`]): [`ClientError::Unreachable`] means nothing of it
+//! ever left the client (every connection was refused, or over UDP the refusal was provably of
+//! its only datagram), so it was not applied; after any try that may have reached a node, the
+//! outcome is open ([`ClientError::Lost`], [`ClientError::Timeout`], ...).
+//!
 //! With [`ClientConfig::tls`] the client talks TLS to the nodes over TCP, checking that each is
 //! a member of the cluster whose CA it holds. With [`ClientConfig::user`] it authenticates: over
 //! TCP it sends the user's token once per connection, inside TLS only; over UDP it signs every
@@ -72,8 +78,14 @@ impl ClientConfig {
 pub enum ClientError {
     #[error("no node address given; name at least one node (host and port) of the cluster")]
     NoNodes,
-    #[error("cannot reach {addrs} — is dkv-server running?")]
+    /// Nothing of the request left this client: it was not applied.
+    #[error("cannot reach {addrs} — is dkv-server running? The request was not sent, so it was not applied")]
     Unreachable { addrs: String },
+    /// Every node refused the connection at the end, but an earlier try had sent the request.
+    #[error(
+        "lost contact with {addrs} after the request was sent; it may or may not have been applied. Check that the nodes are running (writes need every node)"
+    )]
+    Lost { addrs: String },
     #[error(
         "no answer from {addrs} within {timeout:?}; the request may or may not have been applied. Check that the nodes are running and reachable (writes need every node)"
     )]
@@ -92,6 +104,26 @@ pub enum ClientError {
     TokenWithoutTls,
     #[error("TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's")]
     Tls { addr: SocketAddr, reason: String },
+}
+
+impl ClientError {
+    /// Whether the request may have taken effect. False only when it certainly did not: it was
+    /// never sent (nothing of it left this client), or it was refused before any node saw it.
+    /// Every other error leaves the outcome open, and a retry (same request id) is safe.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            ClientError::NoNodes
+            | ClientError::Unreachable { .. }
+            | ClientError::TooLargeForDatagram { .. }
+            | ClientError::Socket(_)
+            | ClientError::TokenWithoutTls => false,
+            ClientError::Lost { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NoOutcome { .. }
+            | ClientError::Refused { .. }
+            | ClientError::Tls { .. } => true,
+        }
+    }
 }
 
 /// How one try at one node ended, short of a reply.
@@ -127,7 +159,7 @@ pub struct Client {
     /// Index into `config.nodes` of the node currently used.
     node: usize,
     tcp: Option<TcpLink>,
-    udp: Option<UdpSocket>,
+    udp: Option<UdpLink>,
     /// Replies longer than this are refused: the largest any server limits allow.
     frame_bytes_max: u32,
     /// Where socket reads land, kept across requests so a request allocates no read buffer.
@@ -136,6 +168,17 @@ pub struct Client {
     /// most 3 times its bytes, so once a value came back too large for its read, later reads
     /// are padded from the start rather than asked twice.
     udp_read_bytes: usize,
+    /// Some try of the current request wrote it to a socket: a node may have received it, so
+    /// failing now leaves its outcome open.
+    request_sent: bool,
+}
+
+/// A UDP socket connected to one node, and how many datagrams it has sent: a refusal
+/// (ICMP port unreachable) on a socket that sent one datagram can only be that datagram's,
+/// which therefore reached no server.
+struct UdpLink {
+    socket: UdpSocket,
+    datagrams_sent: u64,
 }
 
 struct TcpLink {
@@ -203,6 +246,7 @@ impl Client {
             frame_bytes_max: Limits::default().frame_bytes_max(),
             receive_buffer: vec![0u8; RECEIVE_BUFFER_BYTES],
             udp_read_bytes: 0,
+            request_sent: false,
         })
     }
 
@@ -243,6 +287,7 @@ impl Client {
         if udp && encoded_len > DATAGRAM_BYTES_MAX {
             return Err(ClientError::TooLargeForDatagram { len: encoded_len, max: DATAGRAM_BYTES_MAX });
         }
+        self.request_sent = false;
         let started = Instant::now();
         let timeout = self.config.request_timeout.min(CLIENT_RETRY_WINDOW_MAX);
         let deadline = started + timeout;
@@ -255,6 +300,8 @@ impl Client {
             if now >= deadline {
                 return Err(match last_try_again {
                     Some(reason) => ClientError::NoOutcome { reason, timeout },
+                    // Every try timed out connecting: nothing was sent.
+                    None if !self.request_sent => ClientError::Unreachable { addrs: self.addrs() },
                     None => ClientError::Timeout { addrs: self.addrs(), timeout },
                 });
             }
@@ -317,7 +364,12 @@ impl Client {
                     tracing::debug!(%addr, request = %id, "node unreachable");
                     unreachable_in_a_row += 1;
                     if unreachable_in_a_row >= node_count {
-                        return Err(ClientError::Unreachable { addrs: self.addrs() });
+                        let addrs = self.addrs();
+                        return Err(if self.request_sent {
+                            ClientError::Lost { addrs }
+                        } else {
+                            ClientError::Unreachable { addrs }
+                        });
                     }
                     self.next_node();
                 }
@@ -401,6 +453,7 @@ impl Client {
             }
             let link = self.tcp.as_mut().expect("connected just above");
             let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
+            self.request_sent = true;
             if let Err(error) = link.stream.write_all(encoded) {
                 self.tcp = None;
                 if let Some(reason) = tls_failure(&error) {
@@ -461,25 +514,31 @@ impl Client {
         deadline: Instant,
     ) -> Result<Frame, AttemptError> {
         let id = request.id;
-        if self.udp.as_ref().is_none_or(|socket| socket.peer_addr().ok() != Some(addr)) {
+        if self.udp.as_ref().is_none_or(|link| link.socket.peer_addr().ok() != Some(addr)) {
             let local: SocketAddr =
                 if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("a literal socket address");
             let socket = UdpSocket::bind(local).map_err(|_| AttemptError::Unreachable)?;
             socket.connect(addr).map_err(|_| AttemptError::Unreachable)?;
-            self.udp = Some(socket);
+            self.udp = Some(UdpLink { socket, datagrams_sent: 0 });
         }
         let mut interval = self.config.udp_retransmit_min;
         loop {
             // Same request id: the cluster applies it at most once however many copies arrive
             // (a signed one is signed afresh, or the node would refuse it as a replay).
             let encoded = self.encode(request, pad_to);
-            let socket = self.udp.as_ref().expect("bound above");
-            if let Err(e) = socket.send(&encoded) {
-                return Err(if e.kind() == io::ErrorKind::ConnectionRefused {
-                    AttemptError::Unreachable
-                } else {
-                    AttemptError::NoReply
-                });
+            let link = self.udp.as_mut().expect("bound above");
+            match link.socket.send(&encoded) {
+                Ok(_) => link.datagrams_sent += 1,
+                // An earlier datagram was refused, and this one was not sent: the error is
+                // reported instead. The socket is spent; the next try starts afresh.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    self.udp = None;
+                    return Err(AttemptError::Unreachable);
+                }
+                Err(_) => {
+                    self.request_sent = true;
+                    return Err(AttemptError::NoReply);
+                }
             }
             let retransmit_at = Instant::now() + interval;
             loop {
@@ -488,18 +547,36 @@ impl Client {
                 if left.is_zero() {
                     break;
                 }
-                let _ = socket.set_read_timeout(Some(left));
-                match socket.recv(&mut self.receive_buffer) {
+                let link = self.udp.as_ref().expect("bound above");
+                let _ = link.socket.set_read_timeout(Some(left));
+                match link.socket.recv(&mut self.receive_buffer) {
                     Ok(len) => match frame::decode_datagram(&self.receive_buffer[..len], self.frame_bytes_max) {
                         Ok(Frame::Reply(reply)) if reply.id != id => {}
-                        Ok(frame) => return Ok(frame),
+                        Ok(frame) => {
+                            self.request_sent = true;
+                            return Ok(frame);
+                        }
                         Err(_) => {}
                     },
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(AttemptError::Unreachable),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        // Nobody listens there. If this socket sent only this datagram, the
+                        // refusal is its own and the request reached no server; otherwise an
+                        // earlier copy may have arrived.
+                        if link.datagrams_sent > 1 {
+                            self.request_sent = true;
+                        }
+                        self.udp = None;
+                        return Err(AttemptError::Unreachable);
+                    }
                     Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return Err(AttemptError::NoReply),
+                    Err(_) => {
+                        self.request_sent = true;
+                        return Err(AttemptError::NoReply);
+                    }
                 }
             }
+            // No refusal came: the datagram may have arrived.
+            self.request_sent = true;
             if Instant::now() >= deadline {
                 return Err(AttemptError::NoReply);
             }
@@ -515,4 +592,61 @@ fn remaining(deadline: Instant) -> Duration {
 
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn client(addr: SocketAddr, transport: ClientTransport) -> Client {
+        let mut config = ClientConfig::new(vec![addr], transport);
+        config.request_timeout = Duration::from_millis(400);
+        config.attempt_timeout = Duration::from_millis(400);
+        config.udp_retransmit_min = Duration::from_millis(50);
+        Client::new(config).unwrap()
+    }
+
+    /// A loopback port nothing listens on (TCP or UDP) just now.
+    fn closed_port() -> SocketAddr {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(addr).unwrap();
+        drop((tcp, udp));
+        addr
+    }
+
+    /// A write to a port where nothing listens never left the client: the error says it was
+    /// not sent, and not applied (over UDP, the refusal of the socket's only datagram).
+    #[test]
+    fn write_to_a_closed_port_is_known_not_sent() {
+        for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
+            match client(closed_port(), transport).put("k", "v") {
+                Err(error @ ClientError::Unreachable { .. }) => {
+                    assert!(!error.may_have_been_applied(), "{transport:?}");
+                    assert!(error.to_string().contains("not sent"), "{error}");
+                }
+                other => panic!("{transport:?}: expected unreachable, got {other:?}"),
+            }
+        }
+    }
+
+    /// A write that a silent node took (a TCP listener that never answers, a UDP socket that
+    /// never reads) may have been applied: the error leaves the outcome open.
+    #[test]
+    fn write_to_a_silent_node_may_have_been_applied() {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for (addr, transport) in
+            [(tcp.local_addr().unwrap(), ClientTransport::Tcp), (udp.local_addr().unwrap(), ClientTransport::Udp)]
+        {
+            match client(addr, transport).put("k", "v") {
+                Err(error @ ClientError::Timeout { .. }) => {
+                    assert!(error.may_have_been_applied(), "{transport:?}");
+                    assert!(error.to_string().contains("may or may not have been applied"), "{error}");
+                }
+                other => panic!("{transport:?}: expected a timeout, got {other:?}"),
+            }
+        }
+    }
 }

@@ -306,7 +306,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(number) = name.strip_suffix(SEGMENT_SUFFIX).and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(number) = segment_number(name) {
             numbers.push(number);
         }
     }
@@ -489,6 +489,20 @@ fn read_segment(path: &Path, records: &mut Vec<Record>) -> Result<(usize, WalEnd
             }
         }
     }
+}
+
+/// One segment file as recovery reads it, for tools that inspect a log without opening it as
+/// a [`Wal`] (which locks the directory and may truncate or delete segments): the records of
+/// its clean prefix and how it ends after them.
+pub fn read_segment_file(path: &Path) -> Result<(Vec<Record>, WalEnd), WalError> {
+    let mut records = Vec::new();
+    let (_, end) = read_segment(path, &mut records)?;
+    Ok((records, end))
+}
+
+/// Whether `name` is a segment's file name, and if so its number.
+pub fn segment_number(name: &str) -> Option<u64> {
+    name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok()
 }
 
 fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {

@@ -254,9 +254,10 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                     exit::USAGE
                 }
                 ClientError::Tls { .. } => exit::ERROR,
-                ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => {
-                    exit::UNAVAILABLE
-                }
+                ClientError::Unreachable { .. }
+                | ClientError::Lost { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::NoOutcome { .. } => exit::UNAVAILABLE,
                 ClientError::Refused { .. } | ClientError::Socket(_) => exit::ERROR,
             };
             let outcome = match code {

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 /// `replicas` are every node at the end of the run, `None` where it is down. With n0 down
 /// there is nothing to compare with. `evictions` says whether completion tables may have
 /// filled and evicted.
-pub(crate) fn check(replicas: &[Option<&Node>], evictions: bool) -> Vec<Violation> {
+pub fn check(replicas: &[Option<&Node>], evictions: bool) -> Vec<Violation> {
     let Some(Some(n0)) = replicas.first() else { return Vec::new() };
     let others = || replicas.iter().enumerate().skip(1).filter_map(|(i, node)| Some((i, (*node)?)));
     let mut violations = Vec::new();

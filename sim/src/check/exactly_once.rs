@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Fed every record that becomes durable at any node; reports double applications as they
 /// happen.
-pub(crate) struct ExactlyOnce {
+pub struct ExactlyOnce {
     nodes: Vec<NodeApplications>,
     /// Durable applications of a request, over all nodes.
     applications: u64,
@@ -30,18 +30,18 @@ struct NodeApplications {
 }
 
 impl ExactlyOnce {
-    pub(crate) fn new(nodes: usize) -> ExactlyOnce {
+    pub fn new(nodes: usize) -> ExactlyOnce {
         ExactlyOnce { nodes: (0..nodes).map(|_| NodeApplications::default()).collect(), applications: 0 }
     }
 
     /// Durable applications of a request seen so far, over all nodes.
-    pub(crate) fn applications(&self) -> u64 {
+    pub fn applications(&self) -> u64 {
         self.applications
     }
 
     /// `record` became durable at node `node`. A double application is added to `violations`,
     /// naming the request's operation in `history`.
-    pub(crate) fn observe_durable(
+    pub fn observe_durable(
         &mut self,
         node: usize,
         record: &Record,

@@ -1,14 +1,17 @@
 //! Checkers run on every seed. Each violation names its checker, the key where there is one,
 //! and the operations involved.
 //!
-//! The world feeds `exactly_once` every record as it becomes durable, during the run. The
+//! The world feeds [`exactly_once`] every record as it becomes durable, during the run. The
 //! others judge the run once it is over: [`liveness`] (requests, clients and nodes after the
-//! heal), `convergence` (replicas agree), [`linearizability`] (the clients' history fits
+//! heal), [`convergence`] (replicas agree), [`linearizability`] (the clients' history fits
 //! one order), and [`durability`] (the final state keeps every acknowledged write).
+//!
+//! All but liveness are public so that `dkv-torture` checks real processes with the same
+//! logic: it rebuilds each node from its data dir and reads the records from its log.
 
-pub(crate) mod convergence;
+pub mod convergence;
 pub mod durability;
-pub(crate) mod exactly_once;
+pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
 

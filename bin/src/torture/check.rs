@@ -1,0 +1,251 @@
+//! The verdict on a torture run, by the simulator's own checkers: linearizability and strict
+//! serializability of the history; durability and convergence of the final state, rebuilt from
+//! each node's data dir the way a restarting server rebuilds it; and exactly-once, from every
+//! record each node's log ever held, read by the same reader recovery uses.
+
+use super::log_keeper::{KeptSegment, missing_numbers};
+use dkv_core::codec::wal::WalEnd;
+use dkv_core::{Config, Node, NodeId, NodeSet, Record, RequestId, Time};
+use dkv_net::Wal;
+use dkv_sim::Violation;
+use dkv_sim::check::exactly_once::ExactlyOnce;
+use dkv_sim::check::linearizability::{self, Findings};
+use dkv_sim::check::{convergence, durability};
+use dkv_sim::history::{History, OpKind, Result as OpResult};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// What every checker found.
+#[derive(Debug, Default)]
+pub struct Checks {
+    pub linearizability: Findings,
+    pub durability: Vec<Violation>,
+    pub exactly_once: Vec<Violation>,
+    pub convergence: Vec<Violation>,
+    /// Durable applications of a request the exactly-once checker saw, over all nodes.
+    pub durable_applications: u64,
+    /// Log segments it read, over all nodes.
+    pub segments_read: usize,
+    /// Writes with an unknown outcome that no node ever decided to commit, now known not
+    /// applied (see [`resolve_unknown_writes`]).
+    pub resolved_not_applied: usize,
+}
+
+impl Checks {
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.linearizability
+            .violations
+            .iter()
+            .chain(&self.durability)
+            .chain(&self.exactly_once)
+            .chain(&self.convergence)
+    }
+
+    /// Nothing found, and every search reached a verdict.
+    pub fn passed(&self) -> bool {
+        self.violations().next().is_none() && self.linearizability.inconclusive == 0
+    }
+}
+
+/// Checks `history` against the stopped cluster's data dirs and its kept log segments, after
+/// resolving what the logs tell of its unknown outcomes.
+pub fn check(history: &mut History, data_dirs: &[&Path], kept: &[Vec<KeptSegment>]) -> Checks {
+    let mut checks = Checks::default();
+    let decided = exactly_once(history, kept, &mut checks);
+    checks.resolved_not_applied = resolve_unknown_writes(history, &decided);
+    let history = &*history;
+    checks.linearizability = linearizability::check(history);
+    let nodes: Vec<Result<Node, String>> =
+        data_dirs.iter().enumerate().map(|(i, dir)| rebuild(i, data_dirs.len(), dir)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        if let Err(error) = node {
+            checks
+                .convergence
+                .push(Violation::new("recovery", format!("n{i} cannot be rebuilt from its data dir: {error}")));
+        }
+    }
+    let replicas: Vec<Option<&Node>> = nodes.iter().map(|n| n.as_ref().ok()).collect();
+    // Real clusters keep the default bounds: no completion table fills, so none evicts.
+    checks.convergence.extend(convergence::check(&replicas, false));
+    if let Some(Some(n0)) = replicas.first() {
+        checks.durability = durability::check(history, n0.store());
+    }
+    checks
+}
+
+/// Marks as not applied every write with an unknown outcome whose request no coordinator ever
+/// decided to commit, and returns how many it marked.
+///
+/// A coordinator writes its decision record before it tells anyone to commit (a participant
+/// applies nothing without that word), and kill -9 loses nothing a process wrote, so a request
+/// with no decision record in any log was never applied anywhere. This only narrows what the
+/// checkers accept: were a node to apply a write without logging its decision, the reads that
+/// saw it would now be violations. Each unknown write widens the linearizability search (it
+/// may take effect at any later moment); without this, a long run's hundreds of writes cut off
+/// by kills of every node make the search run out of budget.
+fn resolve_unknown_writes(history: &mut History, decided: &BTreeSet<RequestId>) -> usize {
+    let mut resolved = 0;
+    for op in &mut history.ops {
+        let request = RequestId { client: op.client, seq: op.seq };
+        if op.result == OpResult::Unknown && matches!(op.kind, OpKind::Txn { .. }) && !decided.contains(&request) {
+            op.result = OpResult::NotApplied;
+            resolved += 1;
+        }
+    }
+    resolved
+}
+
+/// Feeds every record of every kept segment, node by node in log order, to the simulator's
+/// exactly-once checker, and returns the requests some coordinator decided to commit. A segment
+/// the keeper never saw, or one damaged in the middle, means the check cannot vouch for that
+/// node: that is reported too.
+fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) -> BTreeSet<RequestId> {
+    let mut decided = BTreeSet::new();
+    let mut checker = ExactlyOnce::new(kept.len());
+    for (i, segments) in kept.iter().enumerate() {
+        let missing = missing_numbers(segments);
+        if !missing.is_empty() {
+            let message = format!("segments {missing:?} of n{i} were deleted before they were kept; cannot check them");
+            checks.exactly_once.push(Violation::new("exactly-once", message));
+        }
+        for segment in segments {
+            match dkv_net::wal::read_segment_file(&segment.path) {
+                Ok((records, end)) => {
+                    checks.segments_read += 1;
+                    for record in &records {
+                        if let Record::Decided(t) = record {
+                            decided.insert(t.request);
+                        }
+                        checker.observe_durable(i, record, history, &mut checks.exactly_once);
+                    }
+                    if let WalEnd::Corrupt { offset, error, .. } = end {
+                        let message =
+                            format!("segment {} of n{i} is damaged at byte {offset}: {error}", segment.number);
+                        checks.exactly_once.push(Violation::new("recovery", message));
+                    }
+                }
+                Err(error) => checks.exactly_once.push(Violation::new("recovery", error.to_string())),
+            }
+        }
+    }
+    checks.durable_applications = checker.applications();
+    decided
+}
+
+/// Node `i` of `nodes` as a server would start it from `dir`: the log recovered by the real
+/// WAL, replayed by the real core.
+fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
+    let (_wal, recovery) = Wal::open(dir).map_err(|e| e.to_string())?;
+    let config = Config::new(NodeId(i as u8), NodeSet::first(nodes));
+    Node::start(config, recovery.records, Time::ZERO).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::record::TxnRecord;
+    use dkv_core::{ClientId, TxnId, WriteOp};
+    use dkv_sim::history::Op;
+    use std::path::PathBuf;
+
+    const NODES: usize = 3;
+
+    fn put(seq: u64, result: OpResult) -> Op {
+        let response = (result != OpResult::Unknown).then_some(10);
+        Op {
+            client: ClientId(7),
+            seq,
+            kind: OpKind::Txn { ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] },
+            invoke: 0,
+            response,
+            result,
+            attempts: 1,
+            abandoned_at: None,
+        }
+    }
+
+    /// Empty data dirs for `NODES` nodes: each rebuilds as a fresh node with an empty store.
+    fn empty_data_dirs(root: &Path) -> Vec<PathBuf> {
+        (0..NODES).map(|i| root.join(format!("node-{i}"))).collect()
+    }
+
+    fn check_with(mut history: History, root: &Path, kept: &[Vec<KeptSegment>]) -> Checks {
+        let dirs = empty_data_dirs(root);
+        let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        check(&mut history, &dirs, kept)
+    }
+
+    /// A write the clients saw commit that no node holds is a durability violation; the same
+    /// write with an unknown outcome may never have happened, and passes.
+    #[test]
+    fn committed_write_missing_from_every_node_is_a_durability_violation() {
+        let kept = vec![Vec::new(); NODES];
+        let root = tempfile::tempdir().unwrap();
+        let lost = check_with(History { ops: vec![put(1, OpResult::Committed)] }, root.path(), &kept);
+        assert_eq!(lost.durability.len(), 1, "{:?}", lost.durability);
+        assert!(!lost.passed());
+        let root = tempfile::tempdir().unwrap();
+        let maybe = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+        assert!(maybe.passed(), "{:?}", maybe.violations().collect::<Vec<_>>());
+    }
+
+    /// The decision record of transaction `number` for the request of `put(1, ..)`.
+    fn decided(number: u64) -> Record {
+        Record::Decided(TxnRecord {
+            txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
+            request: RequestId { client: ClientId(7), seq: 1 },
+            ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+            participants: NodeSet::first(NODES),
+        })
+    }
+
+    /// Kept segments for `NODES` nodes: node 0 holds `records`, written by the real WAL in a
+    /// folder under `root`.
+    fn kept_log(root: &Path, records: &[Record]) -> Vec<Vec<KeptSegment>> {
+        let log = root.join("kept-log");
+        let (mut wal, _) = Wal::open(&log).unwrap();
+        for record in records {
+            wal.append(record).unwrap();
+        }
+        wal.sync().unwrap();
+        let mut kept = vec![Vec::new(); NODES];
+        kept[0].push(KeptSegment { number: 1, inode: 0, path: log.join("00000000000000000001.wal") });
+        kept
+    }
+
+    /// A request applied under two transactions in one node's kept log, written and read back
+    /// by the real WAL, is an exactly-once violation; applied once, it passes.
+    #[test]
+    fn request_applied_twice_in_a_kept_log_is_an_exactly_once_violation() {
+        for (records, expected) in [(vec![decided(1)], 0), (vec![decided(1), decided(2)], 1)] {
+            let root = tempfile::tempdir().unwrap();
+            let kept = kept_log(root.path(), &records);
+            let checks = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+            assert_eq!(checks.exactly_once.len(), expected, "{:?}", checks.exactly_once);
+            assert_eq!(checks.durable_applications, records.len() as u64);
+        }
+    }
+
+    /// A write with an unknown outcome that no node decided was not applied, so a read of its
+    /// value is a violation; with its decision in a log, it may have been applied, and passes.
+    #[test]
+    fn unknown_write_that_no_node_decided_is_not_applied() {
+        let read = Op {
+            seq: 1,
+            kind: OpKind::Get { key: b"k".to_vec() },
+            invoke: 20,
+            response: Some(30),
+            result: OpResult::Read(Some(b"v".to_vec())),
+            ..put(1, OpResult::Unknown)
+        };
+        let history = || History { ops: vec![put(1, OpResult::Unknown), Op { client: ClientId(8), ..read.clone() }] };
+        let root = tempfile::tempdir().unwrap();
+        let undecided = check_with(history(), root.path(), &kept_log(root.path(), &[]));
+        assert_eq!(undecided.resolved_not_applied, 1);
+        assert_eq!(undecided.linearizability.violations.len(), 1, "{:?}", undecided.linearizability);
+        let root = tempfile::tempdir().unwrap();
+        let decided = check_with(history(), root.path(), &kept_log(root.path(), &[decided(1)]));
+        assert_eq!(decided.resolved_not_applied, 0);
+        assert!(decided.passed(), "{:?}", decided.violations().collect::<Vec<_>>());
+    }
+}
