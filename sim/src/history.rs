@@ -2,7 +2,7 @@
 //! virtual time and its final outcome. Retries of a request belong to the same operation: it
 //! may take effect at any moment between its first invocation and its final response.
 
-use dkv_core::{ClientId, FailReason, OpFailure, Outcome, Value, WriteOp};
+use dkv_core::{ClientId, FailReason, OpFailure, Outcome, RequestId, Value, WriteOp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
@@ -24,6 +24,12 @@ pub enum Result {
     NotApplied,
     /// No definite outcome (the run ended first): may or may not have been applied.
     Unknown,
+    /// No reply reached the client, but the nodes' durable records show the request's
+    /// transaction was decided: it took effect exactly once (applied, or failed on a missing key
+    /// and applied nothing), at some moment after its invocation. Settled from the nodes' disks
+    /// after the run ([`History::settle_unknown`]); stricter than `Unknown`, which may also
+    /// never take effect.
+    Happened,
 }
 
 #[derive(Clone, Debug)]
@@ -95,4 +101,66 @@ pub fn result_of(outcome: &Outcome) -> Option<Result> {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub ops: Vec<Op>,
+}
+
+impl History {
+    /// Narrows the unknown outcomes of writes with what the nodes' durable records say, once
+    /// the run is over: a request whose transaction was decided at any node `Happened`; when
+    /// `settled` (every node quiescent, so every transaction decided and nothing left to
+    /// decide), a request no node decided never took effect: `NotApplied`. Reads with no
+    /// outcome change nothing and are left as they are. Each narrowing only removes
+    /// possibilities an `Unknown` allowed, so the checkers become stricter, never laxer; and it
+    /// keeps the linearizability search from trying both fates of every unknown write.
+    /// Returns how many became `Happened` and how many `NotApplied`.
+    pub fn settle_unknown(&mut self, decided: impl Fn(RequestId) -> bool, settled: bool) -> (usize, usize) {
+        let (mut happened, mut not_applied) = (0, 0);
+        for op in &mut self.ops {
+            if op.result != Result::Unknown || !matches!(op.kind, OpKind::Txn { .. }) {
+                continue;
+            }
+            if decided(RequestId { client: op.client, seq: op.seq }) {
+                op.result = Result::Happened;
+                happened += 1;
+            } else if settled {
+                op.result = Result::NotApplied;
+                not_applied += 1;
+            }
+        }
+        (happened, not_applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(seq: u64, kind: OpKind, result: Result) -> Op {
+        Op { client: ClientId(7), seq, kind, invoke: 0, response: None, result, attempts: 1, abandoned_at: None }
+    }
+
+    fn put() -> OpKind {
+        OpKind::Txn { ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] }
+    }
+
+    /// A decided request happened; an undecided one never did, but only once nothing is left to
+    /// decide; reads and definite outcomes are left alone.
+    #[test]
+    fn unknown_writes_are_settled_by_what_the_nodes_decided() {
+        let ops = vec![
+            op(1, put(), Result::Unknown),
+            op(2, put(), Result::Unknown),
+            op(3, OpKind::Get { key: b"k".to_vec() }, Result::Unknown),
+            op(4, put(), Result::Committed),
+        ];
+        let decided = |r: RequestId| r.seq == 1 || r.seq == 4;
+        let results = |h: &History| h.ops.iter().map(|o| o.result.clone()).collect::<Vec<_>>();
+
+        let mut unsettled = History { ops: ops.clone() };
+        assert_eq!(unsettled.settle_unknown(decided, false), (1, 0));
+        assert_eq!(results(&unsettled), [Result::Happened, Result::Unknown, Result::Unknown, Result::Committed]);
+
+        let mut settled = History { ops };
+        assert_eq!(settled.settle_unknown(decided, true), (1, 1));
+        assert_eq!(results(&settled), [Result::Happened, Result::NotApplied, Result::Unknown, Result::Committed]);
+    }
 }

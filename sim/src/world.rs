@@ -508,6 +508,11 @@ impl World {
         self.stats.completions_evicted +=
             self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|node| node.stats().completions_evicted).sum::<u64>();
         self.check_end();
+        // After liveness has judged the requests as the clients saw them: what the disks know
+        // settles the outcomes the clients never heard.
+        let settled = self.healed_at.is_some() && self.finished();
+        let World { history, exactly_once, .. } = self;
+        history.settle_unknown(|request| exactly_once.applied_anywhere(request), settled);
     }
 
     fn finished(&self) -> bool {

@@ -11,7 +11,7 @@ use dkv_sim::Violation;
 use dkv_sim::check::exactly_once::ExactlyOnce;
 use dkv_sim::check::linearizability::{self, Findings};
 use dkv_sim::check::{convergence, durability};
-use dkv_sim::history::{History, OpKind, Result as OpResult};
+use dkv_sim::history::History;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -73,26 +73,19 @@ pub fn check(history: &mut History, data_dirs: &[&Path], kept: &[Vec<KeptSegment
     checks
 }
 
-/// Marks as not applied every write with an unknown outcome whose request no coordinator ever
-/// decided to commit, and returns how many it marked.
+/// Settles every write with an unknown outcome from the decisions in the logs (see
+/// [`History::settle_unknown`]) and returns how many it found never applied.
 ///
 /// A coordinator writes its decision record before it tells anyone to commit (a participant
 /// applies nothing without that word), and kill -9 loses nothing a process wrote, so a request
-/// with no decision record in any log was never applied anywhere. This only narrows what the
-/// checkers accept: were a node to apply a write without logging its decision, the reads that
-/// saw it would now be violations. Each unknown write widens the linearizability search (it
-/// may take effect at any later moment); without this, a long run's hundreds of writes cut off
-/// by kills of every node make the search run out of budget.
+/// with no decision record in any log was never applied anywhere, and one with a decision
+/// record took effect exactly once. This only narrows what the checkers accept: were a node to
+/// apply a write without logging its decision, the reads that saw it would now be violations.
+/// Each unknown write widens the linearizability search (it may take effect at any later
+/// moment, or never); without this, a long run's hundreds of writes cut off by kills of every
+/// node make the search run out of budget.
 fn resolve_unknown_writes(history: &mut History, decided: &BTreeSet<RequestId>) -> usize {
-    let mut resolved = 0;
-    for op in &mut history.ops {
-        let request = RequestId { client: op.client, seq: op.seq };
-        if op.result == OpResult::Unknown && matches!(op.kind, OpKind::Txn { .. }) && !decided.contains(&request) {
-            op.result = OpResult::NotApplied;
-            resolved += 1;
-        }
-    }
-    resolved
+    history.settle_unknown(|request| decided.contains(&request), true).1
 }
 
 /// Feeds every record of every kept segment, node by node in log order, to the simulator's
@@ -145,7 +138,7 @@ mod tests {
     use super::*;
     use dkv_core::record::TxnRecord;
     use dkv_core::{ClientId, TxnId, WriteOp};
-    use dkv_sim::history::Op;
+    use dkv_sim::history::{Op, OpKind, Result as OpResult};
     use std::path::PathBuf;
 
     const NODES: usize = 3;

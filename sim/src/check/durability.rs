@@ -21,7 +21,7 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
     let mut writes: BTreeMap<Vec<u8>, Vec<KeyWrite>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         let OpKind::Txn { ops } = &op.kind else { continue };
-        if !matches!(op.result, OpResult::Committed | OpResult::Unknown) {
+        if !matches!(op.result, OpResult::Committed | OpResult::Unknown | OpResult::Happened) {
             continue;
         }
         let mut last: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();

@@ -39,6 +39,12 @@ impl ExactlyOnce {
         self.applications
     }
 
+    /// Whether `request` was applied durably at any node: its transaction was decided, and
+    /// took effect.
+    pub fn applied_anywhere(&self, request: RequestId) -> bool {
+        self.nodes.iter().any(|n| n.first_applied_by.contains_key(&request))
+    }
+
     /// `record` became durable at node `node`. A double application is added to `violations`,
     /// naming the request's operation in `history`.
     pub fn observe_durable(

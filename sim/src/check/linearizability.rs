@@ -61,6 +61,8 @@ enum Effect {
     },
     /// May apply (if it applies cleanly) or never take effect.
     Maybe(Vec<WriteOp>),
+    /// Takes effect exactly once: applies if it applies cleanly, else fails and applies nothing.
+    Happened(Vec<WriteOp>),
 }
 
 impl SearchOp {
@@ -279,6 +281,10 @@ impl Search<'_> {
                     }
                     Some(self.state.apply(ops))
                 }
+                Effect::Happened(ops) => match first_failure(&self.state.store, ops) {
+                    Some(_) => None,
+                    None => Some(self.state.apply(ops)),
+                },
                 Effect::FailAt { ops, at } => {
                     if first_failure(&self.state.store, ops) != Some(*at) {
                         continue;
@@ -385,6 +391,10 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
             match result {
                 OpResult::Committed => Effect::Commit(mine),
                 OpResult::Unknown => Effect::Maybe(mine),
+                // Whether it failed depends on every key it names: on one key's own it may
+                // have applied or not.
+                OpResult::Happened if key.is_some() => Effect::Maybe(mine),
+                OpResult::Happened => Effect::Happened(mine),
                 OpResult::FailedAt(at) => {
                     let failing = ops.get(*at as usize)?;
                     if !touches(failing.key()) {
@@ -579,6 +589,36 @@ mod tests {
             let h = History { ops: vec![unknown.clone(), op(10, 20, get("k"), read(seen))] };
             assert!(check_per_key(&h).violations.is_empty());
         }
+    }
+
+    /// A write that happened (decided, reply lost) takes effect once: seen, it cannot be unseen,
+    /// and a transaction that happened fails as a whole or applies as a whole.
+    #[test]
+    fn happened_write_takes_effect_exactly_once() {
+        let mut happened = op(0, 0, put("k", "1"), OpResult::Happened);
+        happened.response = None;
+        let seen_then_gone = History {
+            ops: vec![happened.clone(), op(10, 20, get("k"), read(Some("1"))), op(30, 40, get("k"), read(None))],
+        };
+        assert!(matches!(check_transactions(&seen_then_gone), Verdict::Violation(_)));
+        let seen = History { ops: vec![happened, op(10, 20, get("k"), read(Some("1")))] };
+        assert!(check(&seen).violations.is_empty());
+        // Update a (absent) then put b: it failed as a whole, so b was never written.
+        let mut failed = op(
+            0,
+            0,
+            OpKind::Txn {
+                ops: vec![
+                    WriteOp::Update { key: "a".into(), value: "1".into() },
+                    WriteOp::Put { key: "b".into(), value: "1".into() },
+                ],
+            },
+            OpResult::Happened,
+        );
+        failed.response = None;
+        let half =
+            History { ops: vec![failed, op(10, 20, get("b"), read(Some("1"))), op(30, 40, get("a"), read(None))] };
+        assert!(matches!(check_transactions(&half), Verdict::Violation(_)));
     }
 
     /// A search that runs out of budget fails the check: an unchecked history is no pass.
