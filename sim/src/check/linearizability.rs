@@ -23,9 +23,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// Configurations explored before a search is given a larger budget.
 pub const SEARCH_CONFIGURATIONS_MAX: usize = 500_000;
 /// The larger budget a search gets when the first ran out. Past it the search is inconclusive,
-/// and an inconclusive search fails the run: a history nobody checked is not a pass. Seed
-/// 2496, which ran out of 8 million, needs 12 million (6 s, 110 MB); the memo holds at most
-/// one 16-byte entry per configuration explored, so this bounds a search to about 2 GB.
+/// and an inconclusive search fails the run: a history nobody checked is not a pass. Unknown
+/// write outcomes are what make searches hard (each may take effect at any later moment, or
+/// never); since the simulator settles them from the nodes' disks after each run
+/// ([`History::settle_unknown`]), seeds 0..20000 need no retry at all (seed 2496 had needed 12
+/// million configurations; 8616 ran out of 64 million). The memo holds at most one 16-byte
+/// entry per configuration explored, so this bounds a search to about 2 GB.
 pub const SEARCH_CONFIGURATIONS_RETRY_MAX: usize = 64_000_000;
 
 /// The outcome of a search.
