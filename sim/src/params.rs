@@ -105,7 +105,7 @@ pub struct Faults {
     /// Chance the record being written when a crash hits has a flipped bit (whole or torn).
     pub unsynced_flip: f64,
     /// Chance a crash also flips a bit in a synced record that has a valid record after it:
-    /// media damage that recovery must refuse (see [`crate::disk::Disk::crash`]).
+    /// media damage that recovery must refuse (see the disk model in `sim/src/disk.rs`).
     pub synced_flip: f64,
     /// Mean time between crashes of every node at once (None: never).
     pub cluster_crash_every: Option<Duration>,
