@@ -12,7 +12,7 @@ use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, Serve
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -540,15 +540,12 @@ impl LocalCluster {
     }
 }
 
-/// A loopback address whose port is free for TCP and UDP right now. Another process could take
-/// it before the server binds; then the start fails with a clear bind error.
+/// A loopback address whose port is free for TCP and UDP right now, from below the ephemeral
+/// range (so no outgoing connection can take it before the server binds it; another program
+/// binding it on purpose would make the start fail with a clear bind error).
 fn free_loopback_addr() -> Result<SocketAddr, String> {
-    for _ in 0..64 {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        if UdpSocket::bind(addr).is_ok() {
-            return Ok(addr);
-        }
+    match dkv_net::testing::try_free_ports(1).first() {
+        Some(&port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        None => Err("no loopback port in 20000..32000 free for both TCP and UDP".into()),
     }
-    Err("no loopback port free for both TCP and UDP".into())
 }
