@@ -119,14 +119,16 @@ proptest! {
         prop_assert_eq!(frame::decode_datagram(&bytes, MAX).unwrap(), f);
     }
 
-    /// A stream decoder fed any prefix of a frame asks for more instead of failing.
+    /// A stream decoder fed any prefix of a frame asks for more instead of failing; a datagram
+    /// holding only a prefix is truncated, and says by how many bytes (up to the end of the
+    /// header while the header is incomplete, else up to the end of the frame).
     #[test]
     fn frame_prefix_needs_more_bytes(f in frame_value(), cut in any::<prop::sample::Index>()) {
         let bytes = frame::encode_to_vec(&f);
         let cut = cut.index(bytes.len());
         prop_assert_eq!(frame::decode_stream(&bytes[..cut], MAX), Ok(None));
-        let truncated = matches!(frame::decode_datagram(&bytes[..cut], MAX), Err(FrameError::Truncated { .. }));
-        prop_assert!(truncated);
+        let missing = if cut < frame::HEADER_BYTES { frame::HEADER_BYTES - cut } else { bytes.len() - cut };
+        prop_assert_eq!(frame::decode_datagram(&bytes[..cut], MAX), Err(FrameError::Truncated { missing: missing as u64 }));
     }
 
     /// Valid frames with a few bytes overwritten never panic the decoders, and whatever still
@@ -263,13 +265,21 @@ proptest! {
     }
 }
 
-/// A frame header announcing more than the limit is refused before any payload is buffered.
+/// A frame header announcing more than the limit is refused before any payload is buffered;
+/// one announcing exactly the limit is waited for.
 #[test]
 fn oversized_frame_is_refused_from_its_header() {
-    let mut bytes = b"dkv".to_vec();
-    bytes.push(frame::VERSION);
-    bytes.extend_from_slice(&(MAX + 1).to_le_bytes());
-    assert_eq!(frame::decode_stream(&bytes, MAX), Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX }));
+    let header = |len: u32| {
+        let mut bytes = b"dkv".to_vec();
+        bytes.push(frame::VERSION);
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes
+    };
+    assert_eq!(
+        frame::decode_stream(&header(MAX + 1), MAX),
+        Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX })
+    );
+    assert_eq!(frame::decode_stream(&header(MAX), MAX), Ok(None), "a frame of exactly the limit is legal");
 }
 
 /// Wrong magic and wrong version are told apart, with messages that say what to do.
@@ -348,4 +358,33 @@ fn wal_damage_then_a_record_among_zeros_is_corruption() {
         "{:?}",
         scan.end
     );
+}
+
+/// The frame limit the decoders enforce fits the largest transaction the limits allow — as a
+/// client's request and as a peer's PREPARE, each key and value at its longest — and exceeds
+/// it by no more than the stated per-op and envelope overheads, so a connection buffers no more
+/// than a legal frame needs.
+#[test]
+fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
+    let limits = Limits { key_bytes_max: 16, value_bytes_max: 496, txn_ops_max: 8, txn_bytes_max: 8 * 512 };
+    let op = |i: u8| WriteOp::Put { key: vec![i; 16], value: vec![i; 496] };
+    let ops: Vec<WriteOp> = (0..8).map(op).collect();
+    assert_eq!(limits.check_ops(&ops), Ok(()), "the transaction is as large as the limits allow");
+    let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };
+    let txn = TxnId { coordinator: NodeId(63), incarnation: u64::MAX, number: u64::MAX };
+    let frames = [
+        Frame::Request(Request { id: request, operation: Operation::Txn { ops: ops.clone() } }),
+        Frame::Peer {
+            cluster: ClusterId(u64::MAX),
+            from: NodeId(63),
+            message: Message::Prepare { txn, request, ops: ops.into(), participants: NodeSet::first(64) },
+        },
+    ];
+    let max = limits.frame_bytes_max();
+    for f in frames {
+        let bytes = frame::encode_to_vec(&f);
+        assert_eq!(frame::decode_stream(&bytes, max), Ok(Some((f, bytes.len()))));
+        let slack = u64::from(max) - bytes.len() as u64;
+        assert!(slack <= 8 * 16 + 1024, "the limit of {max} bytes is {slack} bytes above a {}-byte frame", bytes.len());
+    }
 }

@@ -252,3 +252,18 @@ fn inconsistent_log_is_refused() {
     let err = Node::start(c.configs[0].clone(), bogus, Time::ZERO).err().expect("refused");
     assert!(err.to_string().contains("not pending"), "{err}");
 }
+
+/// A started node waits on its Boot record: until it is durable the node is not quiescent and
+/// does not coordinate; once it is, both change.
+#[test]
+fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
+    use dkv_core::{Config, Input, NodeId, NodeSet, Output};
+    let now = Time::from_nanos(1);
+    let mut node = Node::start(Config::new(NodeId(0), NodeSet::first(1)), Vec::new(), now).unwrap();
+    let Some(Output::Persist { lsn, record: Record::Boot { incarnation: 1 } }) = node.poll_output() else {
+        panic!("a new node persists its Boot record first");
+    };
+    assert!(!node.is_quiescent() && !node.is_booted());
+    node.handle(now, Input::Durable { through: lsn });
+    assert!(node.is_quiescent() && node.is_booted());
+}

@@ -178,6 +178,14 @@ mod tests {
     }
 
     #[test]
+    fn an_undecided_transaction_without_its_own_share_is_reported() {
+        let mut node = booted();
+        let txn = coordinate(&mut node, 5, "k");
+        node.participant.abort_prepared(&mut node.shared, txn);
+        assert_reports(&node, "does not hold its own share");
+    }
+
+    #[test]
     fn a_committed_transaction_learned_as_aborted_is_reported() {
         let mut node = booted();
         let txn = coordinate(&mut node, 5, "k");
