@@ -388,3 +388,17 @@ fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
         assert!(slack <= 8 * 16 + 1024, "the limit of {max} bytes is {slack} bytes above a {}-byte frame", bytes.len());
     }
 }
+
+/// A record cut short says how long its header claims it is and how many payload bytes there
+/// are, and a record cut inside its header says how many bytes there are.
+#[test]
+fn wal_record_cut_short_says_what_is_there() {
+    let mut bytes = Vec::new();
+    wal::encode(&Record::Boot { incarnation: 7 }, &mut bytes);
+    let len = (bytes.len() - wal::RECORD_HEADER_BYTES) as u32;
+    for cut in wal::RECORD_HEADER_BYTES..bytes.len() {
+        let available = cut - wal::RECORD_HEADER_BYTES;
+        assert_eq!(wal::decode_one(&bytes[..cut]), Err(wal::RecordError::ShortPayload { len, available }));
+    }
+    assert_eq!(wal::decode_one(&bytes[..3]), Err(wal::RecordError::ShortHeader { available: 3 }));
+}
