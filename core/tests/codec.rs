@@ -310,6 +310,28 @@ fn wal_damage_before_valid_records_is_corruption() {
     );
 }
 
+/// The same when the one record after the damage is the log's last and a large one: the search
+/// for a valid record tries every length that fits in what follows the damage.
+#[test]
+fn wal_damage_before_one_large_last_record_is_corruption() {
+    let records = [
+        Record::Boot { incarnation: 1 },
+        Record::SnapshotEntries(vec![dkv_core::record::Entry { key: b"k".to_vec(), value: vec![7; 300] }]),
+    ];
+    let mut bytes = Vec::new();
+    wal::encode(&records[0], &mut bytes);
+    let second = bytes.len();
+    wal::encode(&records[1], &mut bytes);
+    bytes[second - 1] ^= 0x40; // inside the payload of the first record
+    let scan = wal::scan(&bytes);
+    assert!(scan.records.is_empty());
+    assert!(
+        matches!(scan.end, WalEnd::Corrupt { offset: 0, next_valid: Some(next), .. } if next == second),
+        "{:?}",
+        scan.end
+    );
+}
+
 /// Zeros after the last record (a preallocated tail) end the records without damage: they are
 /// told apart from a torn tail, which would be truncated.
 #[test]
