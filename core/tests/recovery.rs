@@ -272,7 +272,7 @@ fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
 /// record (its index and kind) and what is wrong with it.
 #[test]
 fn a_log_that_contradicts_itself_is_refused_naming_the_record() {
-    use dkv_core::record::{Entry, SnapshotHeader, TxnRecord};
+    use dkv_core::record::{Entry, TxnRecord};
     use dkv_core::recovery::RecoveryError;
     use dkv_core::{ClientId, Config, NodeId, NodeSet, RequestId, StartError, TxnId};
     let me = NodeId(0);
@@ -344,7 +344,7 @@ fn a_log_that_contradicts_itself_is_refused_naming_the_record() {
         ),
         (
             vec![
-                Record::SnapshotBegin(Box::new(SnapshotHeader::default())),
+                Record::SnapshotBegin(Box::default()),
                 Record::SnapshotEntries(vec![entry]),
                 Record::SnapshotEnd { entries: 2 },
             ],
