@@ -347,19 +347,23 @@ fn reused_transaction_id_with_other_contents_gets_no_vote() {
     c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
     let txn_id = TxnId { coordinator: NodeId(0), incarnation: c.node(0).incarnation(), number: 0 };
-    let other = Message::Prepare {
-        txn: txn_id,
-        request: RequestId { client: ClientId(9), seq: 1 },
-        ops: vec![put("k", "other")].into(),
-        participants: NodeSet::first(3),
-    };
-    c.nodes[1]
-        .as_mut()
-        .unwrap()
-        .handle(Time::from_nanos(2_000_000), Input::Message { from: NodeId(0), message: other });
-    c.drain(1);
-    assert!(c.network.is_empty(), "no vote for the impostor");
-    assert_eq!(c.node(1).stats().messages_dropped, 1);
+    // Another request, other ops; the same request, other ops; another request, the same ops.
+    let impostors = [(9, "other"), (1, "other"), (9, "v")];
+    for (i, (client, value)) in impostors.into_iter().enumerate() {
+        let other = Message::Prepare {
+            txn: txn_id,
+            request: RequestId { client: ClientId(client), seq: 1 },
+            ops: vec![put("k", value)].into(),
+            participants: NodeSet::first(3),
+        };
+        c.nodes[1]
+            .as_mut()
+            .unwrap()
+            .handle(Time::from_nanos(2_000_000), Input::Message { from: NodeId(0), message: other });
+        c.drain(1);
+        assert!(c.network.is_empty(), "no vote for impostor {i}");
+        assert_eq!(c.node(1).stats().messages_dropped, i as u64 + 1);
+    }
 }
 
 /// Forged and senseless peer messages are dropped and counted; the node keeps working.
