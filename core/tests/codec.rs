@@ -411,6 +411,28 @@ fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
     }
 }
 
+/// With the default limits too, where a transaction of the most ops (1,024) and the most bytes
+/// (16 MiB) has a few bytes of encoding per op: the limit leaves room for all of them.
+#[test]
+fn frame_limit_fits_the_largest_transaction_of_the_default_limits() {
+    let limits = Limits::default();
+    let (ops_max, bytes_max) = (limits.txn_ops_max as usize, limits.txn_bytes_max as usize);
+    let value_bytes = bytes_max / ops_max - 16;
+    let ops: Vec<WriteOp> = (0..ops_max)
+        .map(|i| WriteOp::Put { key: format!("{i:016}").into_bytes(), value: vec![1; value_bytes] })
+        .collect();
+    assert_eq!(limits.check_ops(&ops), Ok(()));
+    let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };
+    let bytes = frame::encode_to_vec(&Frame::Request(Request { id: request, operation: Operation::Txn { ops } }));
+    assert!(bytes.len() > bytes_max + 2 * ops_max, "{} bytes: each op takes a few bytes of encoding", bytes.len());
+    assert!(
+        bytes.len() <= limits.frame_bytes_max() as usize,
+        "{} bytes over the limit of {}",
+        bytes.len(),
+        limits.frame_bytes_max()
+    );
+}
+
 /// A record cut short says how long its header claims it is and how many payload bytes there
 /// are, and a record cut inside its header says how many bytes there are.
 #[test]

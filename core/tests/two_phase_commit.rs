@@ -449,7 +449,9 @@ fn a_participant_never_takes_both_decisions() {
         std::mem::take(&mut c.network)
     };
     deliver(&mut c, 1, None);
+    assert_eq!(c.node(0).prepared_count(), 1);
     deliver(&mut c, 1, Some(Decision::Abort));
+    assert_eq!(c.node(0).prepared_count(), 0);
     let sent = deliver(&mut c, 1, Some(Decision::Commit));
     assert_eq!(c.node(0).stats().conflicting_decisions, 1);
     assert!(sent.is_empty(), "a commit after an abort is not acknowledged: {sent:?}");
