@@ -176,7 +176,8 @@ mod tests {
         let mut stranger = good.clone();
         stranger.id = NodeId(5);
         assert_eq!(stranger.validate(), Err(ConfigError::NotAMember { id: NodeId(5), members: NodeSet::first(3) }));
-        let zeroed: [(&str, fn(&mut Bounds)); 6] = [
+        type SetToZero = fn(&mut Bounds);
+        let zeroed: [(&str, SetToZero); 6] = [
             ("txns_undecided_max", |b| b.txns_undecided_max = 0),
             ("prepared_max", |b| b.prepared_max = 0),
             ("read_waiters_max", |b| b.read_waiters_max = 0),
