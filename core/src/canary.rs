@@ -58,3 +58,19 @@ impl Canary {
         Canary::ALL.into_iter().find(|c| c.name() == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dkv-sim --canary NAME` finds each canary by its name: every name is distinct and
+    /// reads back as its canary, and an unknown name is none of them.
+    #[test]
+    fn every_canary_is_found_by_its_name() {
+        for canary in Canary::ALL {
+            assert!(!canary.name().is_empty(), "{canary:?} has no name");
+            assert_eq!(Canary::from_name(canary.name()), Some(canary), "{canary:?}");
+        }
+        assert_eq!(Canary::from_name("no-such-canary"), None);
+    }
+}

@@ -169,3 +169,37 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration that cannot work is refused, naming what is wrong.
+    #[test]
+    fn unworkable_configurations_are_refused() {
+        let good = Config::new(NodeId(1), NodeSet::first(3));
+        assert_eq!(good.validate(), Ok(()));
+        let mut stranger = good.clone();
+        stranger.id = NodeId(5);
+        assert_eq!(stranger.validate(), Err(ConfigError::NotAMember { id: NodeId(5), members: NodeSet::first(3) }));
+        type SetToZero = fn(&mut Bounds);
+        let zeroed: [(&str, SetToZero); 6] = [
+            ("txns_undecided_max", |b| b.txns_undecided_max = 0),
+            ("prepared_max", |b| b.prepared_max = 0),
+            ("read_waiters_max", |b| b.read_waiters_max = 0),
+            ("completions_max", |b| b.completions_max = 0),
+            ("decisions_remembered_max", |b| b.decisions_remembered_max = 0),
+            ("reply_targets_max", |b| b.reply_targets_max = 0),
+        ];
+        for (name, zero) in zeroed {
+            let mut c = good.clone();
+            zero(&mut c.bounds);
+            assert_eq!(c.validate(), Err(ConfigError::ZeroBound { name }));
+        }
+        let mut frequent = good.clone();
+        frequent.bounds.snapshot_records_min = 1;
+        assert_eq!(frequent.validate(), Err(ConfigError::SnapshotTooFrequent(1)));
+        frequent.bounds.snapshot_records_min = 2;
+        assert_eq!(frequent.validate(), Ok(()));
+    }
+}

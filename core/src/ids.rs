@@ -160,4 +160,17 @@ mod tests {
         assert_eq!(NodeSet::from_ids([NodeId(64)]), None);
         assert_eq!(some.to_string(), "{n1,n3}");
     }
+
+    /// A node id from a peer may be anything up to 255: past the capacity it is in no set, and
+    /// inserting it changes nothing (never a shift overflow).
+    #[test]
+    fn ids_past_the_capacity_are_in_no_set() {
+        let mut all = NodeSet::first(NodeSet::CAPACITY);
+        assert!(all.contains(NodeId(63)));
+        for id in [64, 65, 255] {
+            assert!(!all.contains(NodeId(id)), "n{id}");
+            all.insert(NodeId(id));
+            assert_eq!(all, NodeSet::first(NodeSet::CAPACITY), "n{id}");
+        }
+    }
 }

@@ -166,3 +166,38 @@ pub struct DecisionState {
     /// durable when the snapshot was taken is not yet applied to the store).
     pub applied: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ClientId, NodeId};
+
+    /// A driver syncs at once the records that a vote, a client's answer, a new incarnation or
+    /// compaction waits on; a participant's commit and abort and a coordinator's forget may
+    /// share a later sync (recovery asks or the coordinator resends if a crash loses them).
+    #[test]
+    fn records_that_answers_wait_on_are_synced_promptly() {
+        let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
+        let t = TxnRecord {
+            txn,
+            request: RequestId { client: ClientId(1), seq: 1 },
+            ops: Vec::new().into(),
+            participants: NodeSet::first(2),
+        };
+        let prompt = [
+            Record::Boot { incarnation: 1 },
+            Record::Prepared(t.clone()),
+            Record::Decided(t),
+            Record::SnapshotBegin(Box::default()),
+            Record::SnapshotEntries(Vec::new()),
+            Record::SnapshotEnd { entries: 0 },
+        ];
+        let lazy = [Record::Committed { txn }, Record::Aborted { txn }, Record::Forgotten { txn }];
+        for record in prompt {
+            assert!(record.sync_promptly(), "{} must be synced at once", record.kind());
+        }
+        for record in lazy {
+            assert!(!record.sync_promptly(), "{} may wait for a later sync", record.kind());
+        }
+    }
+}

@@ -63,3 +63,20 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The store counts its keys: empty at first, one per distinct key put, none once deleted.
+    #[test]
+    fn counts_keys() {
+        let mut store = Store::default();
+        assert!(store.is_empty());
+        let put = |key: &str| WriteOp::Put { key: key.as_bytes().to_vec(), value: b"v".to_vec() };
+        store.apply(&[put("a"), put("b"), put("a")]);
+        assert_eq!((store.len(), store.is_empty()), (2, false));
+        store.apply(&[WriteOp::Delete { key: b"a".to_vec() }, WriteOp::Delete { key: b"b".to_vec() }]);
+        assert!(store.is_empty());
+    }
+}

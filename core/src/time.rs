@@ -42,3 +42,24 @@ impl std::fmt::Display for Time {
         write!(f, "{}.{:06}s", self.0 / 1_000_000_000, (self.0 % 1_000_000_000) / 1_000)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Traces print times as seconds with microseconds.
+    #[test]
+    fn displays_seconds_and_microseconds() {
+        assert_eq!(Time::from_nanos(12_000_345_999).to_string(), "12.000345s");
+        assert_eq!(Time::ZERO.to_string(), "0.000000s");
+    }
+
+    /// A deadline never wraps around to the past.
+    #[test]
+    fn adding_saturates_at_the_far_future() {
+        assert_eq!(Time::from_nanos(5) + Duration::from_nanos(7), Time::from_nanos(12));
+        assert_eq!(Time::from_nanos(5) + Duration::MAX, Time::from_nanos(u64::MAX));
+        assert_eq!(Time::from_nanos(9).saturating_since(Time::from_nanos(5)), Duration::from_nanos(4));
+        assert_eq!(Time::from_nanos(5).saturating_since(Time::from_nanos(9)), Duration::ZERO);
+    }
+}

@@ -39,6 +39,11 @@ impl Timers {
         }
     }
 
+    /// Whether `timer` is set (and has not fired).
+    pub fn is_set(&self, timer: Timer) -> bool {
+        self.by_timer.contains_key(&timer)
+    }
+
     pub fn next_deadline(&self) -> Option<Time> {
         self.by_time.first().map(|(at, _)| *at)
     }

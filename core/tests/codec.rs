@@ -119,14 +119,16 @@ proptest! {
         prop_assert_eq!(frame::decode_datagram(&bytes, MAX).unwrap(), f);
     }
 
-    /// A stream decoder fed any prefix of a frame asks for more instead of failing.
+    /// A stream decoder fed any prefix of a frame asks for more instead of failing; a datagram
+    /// holding only a prefix is truncated, and says by how many bytes (up to the end of the
+    /// header while the header is incomplete, else up to the end of the frame).
     #[test]
     fn frame_prefix_needs_more_bytes(f in frame_value(), cut in any::<prop::sample::Index>()) {
         let bytes = frame::encode_to_vec(&f);
         let cut = cut.index(bytes.len());
         prop_assert_eq!(frame::decode_stream(&bytes[..cut], MAX), Ok(None));
-        let truncated = matches!(frame::decode_datagram(&bytes[..cut], MAX), Err(FrameError::Truncated { .. }));
-        prop_assert!(truncated);
+        let missing = if cut < frame::HEADER_BYTES { frame::HEADER_BYTES - cut } else { bytes.len() - cut };
+        prop_assert_eq!(frame::decode_datagram(&bytes[..cut], MAX), Err(FrameError::Truncated { missing: missing as u64 }));
     }
 
     /// Valid frames with a few bytes overwritten never panic the decoders, and whatever still
@@ -263,13 +265,21 @@ proptest! {
     }
 }
 
-/// A frame header announcing more than the limit is refused before any payload is buffered.
+/// A frame header announcing more than the limit is refused before any payload is buffered;
+/// one announcing exactly the limit is waited for.
 #[test]
 fn oversized_frame_is_refused_from_its_header() {
-    let mut bytes = b"dkv".to_vec();
-    bytes.push(frame::VERSION);
-    bytes.extend_from_slice(&(MAX + 1).to_le_bytes());
-    assert_eq!(frame::decode_stream(&bytes, MAX), Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX }));
+    let header = |len: u32| {
+        let mut bytes = b"dkv".to_vec();
+        bytes.push(frame::VERSION);
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes
+    };
+    assert_eq!(
+        frame::decode_stream(&header(MAX + 1), MAX),
+        Err(FrameError::TooLarge { len: u64::from(MAX) + 1, max: MAX })
+    );
+    assert_eq!(frame::decode_stream(&header(MAX), MAX), Ok(None), "a frame of exactly the limit is legal");
 }
 
 /// Wrong magic and wrong version are told apart, with messages that say what to do.
@@ -297,6 +307,28 @@ fn wal_damage_before_valid_records_is_corruption() {
     assert_eq!(scan.records, records[..1]);
     assert!(
         matches!(scan.end, WalEnd::Corrupt { offset, next_valid: Some(next), .. } if offset == ends[1] && next == ends[2])
+    );
+}
+
+/// The same when the one record after the damage is the log's last and a large one: the search
+/// for a valid record tries every length that fits in what follows the damage.
+#[test]
+fn wal_damage_before_one_large_last_record_is_corruption() {
+    let records = [
+        Record::Boot { incarnation: 1 },
+        Record::SnapshotEntries(vec![dkv_core::record::Entry { key: b"k".to_vec(), value: vec![7; 300] }]),
+    ];
+    let mut bytes = Vec::new();
+    wal::encode(&records[0], &mut bytes);
+    let second = bytes.len();
+    wal::encode(&records[1], &mut bytes);
+    bytes[second - 1] ^= 0x40; // inside the payload of the first record
+    let scan = wal::scan(&bytes);
+    assert!(scan.records.is_empty());
+    assert!(
+        matches!(scan.end, WalEnd::Corrupt { offset: 0, next_valid: Some(next), .. } if next == second),
+        "{:?}",
+        scan.end
     );
 }
 
@@ -348,4 +380,69 @@ fn wal_damage_then_a_record_among_zeros_is_corruption() {
         "{:?}",
         scan.end
     );
+}
+
+/// The frame limit the decoders enforce fits the largest transaction the limits allow — as a
+/// client's request and as a peer's PREPARE, each key and value at its longest — and exceeds
+/// it by no more than the stated per-op and envelope overheads, so a connection buffers no more
+/// than a legal frame needs.
+#[test]
+fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
+    let limits = Limits { key_bytes_max: 16, value_bytes_max: 496, txn_ops_max: 8, txn_bytes_max: 8 * 512 };
+    let op = |i: u8| WriteOp::Put { key: vec![i; 16], value: vec![i; 496] };
+    let ops: Vec<WriteOp> = (0..8).map(op).collect();
+    assert_eq!(limits.check_ops(&ops), Ok(()), "the transaction is as large as the limits allow");
+    let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };
+    let txn = TxnId { coordinator: NodeId(63), incarnation: u64::MAX, number: u64::MAX };
+    let frames = [
+        Frame::Request(Request { id: request, operation: Operation::Txn { ops: ops.clone() } }),
+        Frame::Peer {
+            cluster: ClusterId(u64::MAX),
+            from: NodeId(63),
+            message: Message::Prepare { txn, request, ops: ops.into(), participants: NodeSet::first(64) },
+        },
+    ];
+    let max = limits.frame_bytes_max();
+    for f in frames {
+        let bytes = frame::encode_to_vec(&f);
+        assert_eq!(frame::decode_stream(&bytes, max), Ok(Some((f, bytes.len()))));
+        let slack = u64::from(max) - bytes.len() as u64;
+        assert!(slack <= 8 * 16 + 1024, "the limit of {max} bytes is {slack} bytes above a {}-byte frame", bytes.len());
+    }
+}
+
+/// With the default limits too, where a transaction of the most ops (1,024) and the most bytes
+/// (16 MiB) has a few bytes of encoding per op: the limit leaves room for all of them.
+#[test]
+fn frame_limit_fits_the_largest_transaction_of_the_default_limits() {
+    let limits = Limits::default();
+    let (ops_max, bytes_max) = (limits.txn_ops_max as usize, limits.txn_bytes_max as usize);
+    let value_bytes = bytes_max / ops_max - 16;
+    let ops: Vec<WriteOp> = (0..ops_max)
+        .map(|i| WriteOp::Put { key: format!("{i:016}").into_bytes(), value: vec![1; value_bytes] })
+        .collect();
+    assert_eq!(limits.check_ops(&ops), Ok(()));
+    let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };
+    let bytes = frame::encode_to_vec(&Frame::Request(Request { id: request, operation: Operation::Txn { ops } }));
+    assert!(bytes.len() > bytes_max + 2 * ops_max, "{} bytes: each op takes a few bytes of encoding", bytes.len());
+    assert!(
+        bytes.len() <= limits.frame_bytes_max() as usize,
+        "{} bytes over the limit of {}",
+        bytes.len(),
+        limits.frame_bytes_max()
+    );
+}
+
+/// A record cut short says how long its header claims it is and how many payload bytes there
+/// are, and a record cut inside its header says how many bytes there are.
+#[test]
+fn wal_record_cut_short_says_what_is_there() {
+    let mut bytes = Vec::new();
+    wal::encode(&Record::Boot { incarnation: 7 }, &mut bytes);
+    let len = (bytes.len() - wal::RECORD_HEADER_BYTES) as u32;
+    for cut in wal::RECORD_HEADER_BYTES..bytes.len() {
+        let available = cut - wal::RECORD_HEADER_BYTES;
+        assert_eq!(wal::decode_one(&bytes[..cut]), Err(wal::RecordError::ShortPayload { len, available }));
+    }
+    assert_eq!(wal::decode_one(&bytes[..3]), Err(wal::RecordError::ShortHeader { available: 3 }));
 }

@@ -252,3 +252,114 @@ fn inconsistent_log_is_refused() {
     let err = Node::start(c.configs[0].clone(), bogus, Time::ZERO).err().expect("refused");
     assert!(err.to_string().contains("not pending"), "{err}");
 }
+
+/// A started node waits on its Boot record: until it is durable the node is not quiescent and
+/// does not coordinate; once it is, both change.
+#[test]
+fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
+    use dkv_core::{Config, Input, NodeId, NodeSet, Output};
+    let now = Time::from_nanos(1);
+    let mut node = Node::start(Config::new(NodeId(0), NodeSet::first(1)), Vec::new(), now).unwrap();
+    let Some(Output::Persist { lsn, record: Record::Boot { incarnation: 1 } }) = node.poll_output() else {
+        panic!("a new node persists its Boot record first");
+    };
+    assert!(!node.is_quiescent() && !node.is_booted());
+    node.handle(now, Input::Durable { through: lsn });
+    assert!(node.is_quiescent() && node.is_booted());
+}
+
+/// A log that contradicts itself is refused, never half-trusted, with an error that names the
+/// record (its index and kind) and what is wrong with it.
+#[test]
+fn a_log_that_contradicts_itself_is_refused_naming_the_record() {
+    use dkv_core::record::{Entry, TxnRecord};
+    use dkv_core::recovery::RecoveryError;
+    use dkv_core::{ClientId, Config, NodeId, NodeSet, RequestId, StartError, TxnId};
+    let me = NodeId(0);
+    let txn = |coordinator: u8, number: u64| TxnId { coordinator: NodeId(coordinator), incarnation: 1, number };
+    let prepared = |t: TxnId, client: u64, key: &str| {
+        Record::Prepared(TxnRecord {
+            txn: t,
+            request: RequestId { client: ClientId(client), seq: 1 },
+            ops: vec![put(key, "v")].into(),
+            participants: NodeSet::first(3),
+        })
+    };
+    let decided = |t: TxnId| match prepared(t, 9, "d") {
+        Record::Prepared(record) => Record::Decided(record),
+        _ => unreachable!(),
+    };
+    let (t1, t2, mine) = (txn(1, 1), txn(1, 2), txn(0, 1));
+    let entry = Entry { key: b"k".to_vec(), value: b"v".to_vec() };
+    let cases: Vec<(Vec<Record>, RecoveryError, &str)> = vec![
+        (
+            vec![Record::Committed { txn: t1 }],
+            RecoveryError::UnknownTransaction { index: 0, kind: "committed", txn: t1 },
+            "record 0 (committed)",
+        ),
+        (
+            vec![Record::Aborted { txn: t1 }],
+            RecoveryError::UnknownTransaction { index: 0, kind: "aborted", txn: t1 },
+            "record 0 (aborted)",
+        ),
+        (
+            vec![Record::Forgotten { txn: mine }],
+            RecoveryError::UnknownTransaction { index: 0, kind: "forgotten", txn: mine },
+            "record 0 (forgotten)",
+        ),
+        (
+            vec![prepared(t1, 1, "a"), prepared(t1, 1, "a")],
+            RecoveryError::DuplicatePrepare { index: 1, txn: t1 },
+            "prepared twice",
+        ),
+        (
+            vec![prepared(t1, 1, "a"), prepared(t2, 2, "a")],
+            RecoveryError::LockConflict { index: 1, txn: t2, holder: t1 },
+            "already holds",
+        ),
+        (
+            vec![prepared(t1, 1, "a"), prepared(t2, 1, "b")],
+            RecoveryError::DuplicateRequest { index: 1, request: RequestId { client: ClientId(1), seq: 1 } },
+            "under two transactions",
+        ),
+        (
+            vec![prepared(mine, 1, "a")],
+            RecoveryError::ForeignTransaction { index: 0, txn: mine, node: me },
+            "another node's data directory",
+        ),
+        (
+            vec![decided(t1)],
+            RecoveryError::ForeignTransaction { index: 0, txn: t1, node: me },
+            "another node's data directory",
+        ),
+        (
+            vec![Record::SnapshotEntries(vec![entry.clone()])],
+            RecoveryError::OutsideSnapshot { index: 0, kind: "snapshot-entries" },
+            "record 0 (snapshot-entries)",
+        ),
+        (
+            vec![Record::SnapshotEnd { entries: 0 }],
+            RecoveryError::OutsideSnapshot { index: 0, kind: "snapshot-end" },
+            "record 0 (snapshot-end)",
+        ),
+        (
+            vec![
+                Record::SnapshotBegin(Box::default()),
+                Record::SnapshotEntries(vec![entry]),
+                Record::SnapshotEnd { entries: 2 },
+            ],
+            RecoveryError::SnapshotIncomplete { index: 2, expected: 2, found: 1 },
+            "2 entries, but 1 were logged",
+        ),
+    ];
+    for (records, expected, message) in cases {
+        match Node::start(Config::new(me, NodeSet::first(3)), records, Time::from_nanos(1)) {
+            Err(StartError::Recovery(error)) => {
+                assert_eq!(error, expected);
+                assert!(error.to_string().contains(message), "{error} should say {message:?}");
+            }
+            Err(other) => panic!("expected {expected:?}, got {other}"),
+            Ok(_) => panic!("a log that contradicts itself was accepted; expected {expected:?}"),
+        }
+    }
+}

@@ -347,19 +347,23 @@ fn reused_transaction_id_with_other_contents_gets_no_vote() {
     c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
     let txn_id = TxnId { coordinator: NodeId(0), incarnation: c.node(0).incarnation(), number: 0 };
-    let other = Message::Prepare {
-        txn: txn_id,
-        request: RequestId { client: ClientId(9), seq: 1 },
-        ops: vec![put("k", "other")].into(),
-        participants: NodeSet::first(3),
-    };
-    c.nodes[1]
-        .as_mut()
-        .unwrap()
-        .handle(Time::from_nanos(2_000_000), Input::Message { from: NodeId(0), message: other });
-    c.drain(1);
-    assert!(c.network.is_empty(), "no vote for the impostor");
-    assert_eq!(c.node(1).stats().messages_dropped, 1);
+    // Another request, other ops; the same request, other ops; another request, the same ops.
+    let impostors = [(9, "other"), (1, "other"), (9, "v")];
+    for (i, (client, value)) in impostors.into_iter().enumerate() {
+        let other = Message::Prepare {
+            txn: txn_id,
+            request: RequestId { client: ClientId(client), seq: 1 },
+            ops: vec![put("k", value)].into(),
+            participants: NodeSet::first(3),
+        };
+        c.nodes[1]
+            .as_mut()
+            .unwrap()
+            .handle(Time::from_nanos(2_000_000), Input::Message { from: NodeId(0), message: other });
+        c.drain(1);
+        assert!(c.network.is_empty(), "no vote for impostor {i}");
+        assert_eq!(c.node(1).stats().messages_dropped, i as u64 + 1);
+    }
 }
 
 /// Forged and senseless peer messages are dropped and counted; the node keeps working.
@@ -418,4 +422,46 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
     assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+}
+
+/// A transaction has one outcome at a participant: a COMMIT arriving after it learned ABORT is
+/// counted as a conflicting decision (the simulator fails any run with one) and never applied
+/// or acknowledged, and an ABORT arriving after COMMIT (a late presumed-abort answer from a
+/// coordinator that finished) changes nothing.
+#[test]
+fn a_participant_never_takes_both_decisions() {
+    use dkv_core::{ClientId, Input, NodeId, RequestId, Time, TxnId};
+    let mut c = Cluster::new(3);
+    let now = Time::from_nanos(5);
+    let deliver = |c: &mut Cluster, number: u64, decision: Option<Decision>| {
+        let txn = TxnId { coordinator: NodeId(2), incarnation: 1, number };
+        let message = match decision {
+            None => Message::Prepare {
+                txn,
+                request: RequestId { client: ClientId(number), seq: 1 },
+                ops: vec![put(&format!("k{number}"), "v")].into(),
+                participants: NodeSet::first(3),
+            },
+            Some(decision) => Message::Decision { txn, decision },
+        };
+        c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(2), message });
+        c.drain(0);
+        std::mem::take(&mut c.network)
+    };
+    deliver(&mut c, 1, None);
+    assert_eq!(c.node(0).prepared_count(), 1);
+    deliver(&mut c, 1, Some(Decision::Abort));
+    assert_eq!(c.node(0).prepared_count(), 0);
+    let sent = deliver(&mut c, 1, Some(Decision::Commit));
+    assert_eq!(c.node(0).stats().conflicting_decisions, 1);
+    assert!(sent.is_empty(), "a commit after an abort is not acknowledged: {sent:?}");
+    assert_eq!(c.value(0, "k1"), None);
+
+    deliver(&mut c, 2, None);
+    deliver(&mut c, 2, Some(Decision::Commit));
+    deliver(&mut c, 2, Some(Decision::Abort));
+    assert_eq!(c.value(0, "k2"), Some(b"v".to_vec()));
+    assert_eq!(c.node(0).stats().conflicting_decisions, 1);
+    assert_eq!((c.node(0).stats().txns_committed, c.node(0).stats().txns_aborted), (1, 1));
+    assert!(c.node(0).is_quiescent());
 }

@@ -453,7 +453,7 @@ impl Coordinator {
 
     /// Undecided requests are exactly the transactions still voting or deciding, and each of
     /// those holds its own share.
-    pub(super) fn check_invariants(&self, own_share: &Participant) -> Result<(), InvariantViolation> {
+    pub(super) fn check_invariants(&self, sh: &Shared, own_share: &Participant) -> Result<(), InvariantViolation> {
         for (request, txn) in &self.undecided {
             let c = self
                 .transactions
@@ -474,9 +474,24 @@ impl Coordinator {
         for (request, write) in &self.retries {
             ensure(!self.undecided.contains_key(request), || format!("{request} is both retrying and undecided"))?;
             ensure(write.request == *request, || format!("{} is retrying under {request}", write.request))?;
+            ensure(sh.timers.is_set(Timer::Retry(*request)), || {
+                format!("{request} waits for a retry that is never due")
+            })?;
         }
         for (txn, c) in &self.transactions {
             ensure(c.txn == *txn, || format!("{} is coordinated under {txn}", c.txn))?;
+            // A decision is never both: a transaction committed here was never learned as
+            // aborted. (Before the decision, the own share's check covers it: a prepared
+            // transaction has no known decision.)
+            let learned = own_share.known_decision(*txn);
+            ensure(!(matches!(c.phase, Phase::Committed { .. }) && learned == Some(Decision::Abort)), || {
+                format!("{txn} is committed here but the node learned {learned:?}")
+            })?;
+            // Voting waits for votes and Committed for acknowledgements: both resend on a timer.
+            let resends = matches!(c.phase, Phase::Voting { .. } | Phase::Committed { .. });
+            ensure(!resends || sh.timers.is_set(Timer::Coordinator(*txn)), || {
+                format!("{txn} is {:?} with no timer to resend or give up", c.phase)
+            })?;
         }
         Ok(())
     }

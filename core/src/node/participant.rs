@@ -78,7 +78,13 @@ impl Participant {
     /// Nothing reads it back today (queries about its own transactions are answered by the
     /// coordinator); it takes its place in the bounded memory like any learned decision.
     pub(super) fn learn(&mut self, txn: TxnId, decision: Decision) {
+        debug_assert!(!self.prepared.contains_key(&txn), "{txn} is decided while its own share is still prepared");
         self.known.insert(txn, decision);
+    }
+
+    /// The decision this node has learned for `txn`, if it still remembers one.
+    pub(super) fn known_decision(&self, txn: TxnId) -> Option<Decision> {
+        self.known.get(txn)
     }
 
     /// Checks and locks a transaction's share here. On `Err` nothing is locked or logged.
@@ -272,6 +278,14 @@ impl Participant {
     /// nothing), records the request's completion, releases the locks.
     pub(super) fn commit_prepared(&mut self, sh: &mut Shared, txn: TxnId) -> Completed {
         let p = self.remove(sh, txn).expect("committing a transaction prepared here");
+        // The other side of prepare's completion check: a request completes once. A prepared
+        // request cannot complete meanwhile (the request index refuses a second attempt here).
+        debug_assert!(
+            !matches!(sh.completions.classify(p.record.request), Completion::Done(_))
+                || sh.canary(Canary::NoDeduplication),
+            "{txn} commits request {}, which completed already",
+            p.record.request
+        );
         let outcome = Completed::of_check(sh.store.check(&p.record.ops));
         let applied_at_prepare = sh.canary(Canary::ApplyAtPrepare) && p.state != PreparedState::OwnShare;
         if outcome == Completed::Committed && !applied_at_prepare {
@@ -329,11 +343,23 @@ impl Participant {
         self.prepared.get(&txn).is_some_and(|p| p.state == PreparedState::OwnShare)
     }
 
-    /// Locks and prepared transactions are two views of one thing, and the request index
-    /// matches what it indexes.
+    /// Locks and prepared transactions are two views of one thing, the request index matches
+    /// what it indexes, a prepared transaction is undecided here and asks for its outcome.
     pub(super) fn check_invariants(&self, sh: &Shared) -> Result<(), InvariantViolation> {
+        for (key, holder) in sh.locks.iter() {
+            ensure(self.prepared.contains_key(&holder), || {
+                format!("key {key:?} is locked by {holder}, which is not prepared")
+            })?;
+        }
         let mut locked = 0;
         for (txn, p) in &self.prepared {
+            ensure(!self.acks_pending.contains(txn), || format!("{txn} is prepared and committed here"))?;
+            ensure(self.known.get(*txn).is_none(), || {
+                format!("{txn} is prepared but its decision ({:?}) is known here", self.known.get(*txn))
+            })?;
+            ensure(p.state == PreparedState::OwnShare || sh.timers.is_set(Timer::Participant(*txn)), || {
+                format!("{txn} is prepared here but never asks for its outcome (no timer)")
+            })?;
             let keys: BTreeSet<&[u8]> = p.record.ops.iter().map(|op| op.key()).collect();
             for key in &keys {
                 ensure(sh.locks.holder(key) == Some(*txn), || {
@@ -354,5 +380,24 @@ impl Participant {
         ensure(self.by_request.len() == self.prepared.len(), || {
             format!("{} requests indexed for {} prepared transactions", self.by_request.len(), self.prepared.len())
         })
+    }
+}
+
+/// Ways to break a participant's bookkeeping, for the tests of `Node::check_invariants`.
+#[cfg(test)]
+impl Participant {
+    pub(super) fn break_request_index(&mut self, txn: TxnId) {
+        let request = self.prepared[&txn].record.request;
+        self.by_request.remove(&request);
+    }
+
+    pub(super) fn break_mark_committed(&mut self, txn: TxnId) {
+        self.acks_pending.insert(txn);
+    }
+
+    /// Forgets every learned decision but `decision` for `txn`.
+    pub(super) fn break_known(&mut self, txn: TxnId, decision: Decision) {
+        self.known = KnownDecisions::new(1);
+        self.known.insert(txn, decision);
     }
 }

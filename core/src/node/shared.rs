@@ -1,6 +1,7 @@
 //! What both protocol roles of a node use: the replica itself (store, locks, completion records,
 //! waiting reads), its timers, and the [`Outbox`] through which everything it wants done leaves.
 
+use super::invariants::{InvariantViolation, ensure};
 use super::reads::WaitingReads;
 use super::{Output, Stats};
 use crate::completions::Completions;
@@ -175,5 +176,34 @@ impl Outbox {
 
     pub(super) fn snapshot_written(&mut self) {
         self.records_since_snapshot = 0;
+    }
+
+    /// The durable mark stays within what was emitted, and what waits on the log waits on
+    /// records beyond it, in log order (only the oldest is looked at when records become
+    /// durable, so one out of order would be held back past its record).
+    pub(super) fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        ensure(self.durable.0 <= self.last_lsn, || {
+            format!("durable through lsn {} but only {} records were emitted", self.durable.0, self.last_lsn)
+        })?;
+        let mut after = self.durable;
+        for (lsn, action) in &self.waiting_on_durable {
+            ensure(*lsn > after && lsn.0 <= self.last_lsn, || {
+                format!("{action:?} waits on lsn {} after lsn {} (durable through {})", lsn.0, after.0, self.durable.0)
+            })?;
+            after = *lsn;
+        }
+        Ok(())
+    }
+}
+
+/// Ways to break the outbox's bookkeeping, for the tests of `Node::check_invariants`.
+#[cfg(test)]
+impl Outbox {
+    pub(super) fn break_durable(&mut self, through: Lsn) {
+        self.durable = through;
+    }
+
+    pub(super) fn break_wait(&mut self, lsn: Lsn, action: AfterDurable) {
+        self.waiting_on_durable.push_back((lsn, action));
     }
 }

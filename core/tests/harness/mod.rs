@@ -111,9 +111,13 @@ impl Cluster {
     }
 
     /// Drains node `i`'s outputs into the network, the replies and its disk.
+    /// Every node's bookkeeping is checked here, after each input it handled.
     pub fn drain(&mut self, i: usize) {
         loop {
             let Some(node) = self.nodes[i].as_mut() else { return };
+            if let Err(violation) = node.check_invariants() {
+                panic!("node {i} after an input: {violation}");
+            }
             let from = node.id();
             let mut persisted = false;
             while let Some(output) = node.poll_output() {
