@@ -10,7 +10,8 @@
 #   MUTANTS_SHARD=0/1  every mutant (about 6 hours)
 #   MUTANTS_OUT=dir    where mutants.out/ goes (default target/mutants)
 # Results: mutants.out/{caught,missed,timeout,unviable}.txt and outcomes.json. The score is
-# caught / (caught + missed + timeout); unviable mutants (that do not compile) do not count.
+# caught / (caught + missed); unviable mutants (that do not compile) do not count, and timeouts
+# (a mutant that makes the tests hang) are reported apart, as the README does.
 # Exit status is cargo-mutants' own: 0 all caught, 2 some missed, 3 some timed out.
 # Equivalent mutants (no behaviour can tell them apart) are excluded in .cargo/mutants.toml,
 # each with its reason.
