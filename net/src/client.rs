@@ -432,6 +432,12 @@ impl Client {
                 let stream = TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
                     .map_err(|e| if is_timeout(&e) { AttemptError::NoReply } else { AttemptError::Unreachable })?;
                 let _ = stream.set_nodelay(true);
+                // Before any TLS I/O: rustls reads the handshake inside the first write, and a
+                // node that accepted the connection but is frozen must not hold this client
+                // past its deadline (it could then send the request after the nodes may have
+                // forgotten it was done).
+                let _ = stream.set_read_timeout(Some(timeout_until(deadline)));
+                let _ = stream.set_write_timeout(Some(timeout_until(deadline)));
                 let stream = match &self.config.tls {
                     None => Stream::Plain(stream),
                     Some(trust) => {
@@ -444,15 +450,21 @@ impl Client {
                     // Inside TLS (checked when the client was made): the first frame says who
                     // every later request on this connection is from.
                     let auth = Frame::Auth { user: user.name.clone(), token: user.token.to_vec() };
-                    let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
+                    let _ = link.stream.socket().set_write_timeout(Some(timeout_until(deadline)));
                     if let Err(error) = link.stream.write_all(&frame::encode_to_vec(&auth)) {
                         return Err(link_failure(&error));
                     }
                 }
                 self.tcp = Some(link);
             }
+            if Instant::now() >= deadline {
+                // Never send a request past its deadline: the window in which a retry is
+                // recognised (CLIENT_RETRY_WINDOW_MAX) ends there.
+                return Err(AttemptError::NoReply);
+            }
             let link = self.tcp.as_mut().expect("connected just above");
-            let _ = link.stream.socket().set_write_timeout(Some(remaining(deadline)));
+            let _ = link.stream.socket().set_write_timeout(Some(timeout_until(deadline)));
+            let _ = link.stream.socket().set_read_timeout(Some(timeout_until(deadline)));
             self.request_sent = true;
             if let Err(error) = link.stream.write_all(encoded) {
                 self.tcp = None;
@@ -590,6 +602,12 @@ fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// A socket timeout that ends at `deadline`: at least a millisecond, since a zero timeout is
+/// refused by the socket (and ignoring that refusal would leave it with none at all).
+fn timeout_until(deadline: Instant) -> Duration {
+    remaining(deadline).max(Duration::from_millis(1))
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
@@ -648,5 +666,32 @@ mod tests {
                 other => panic!("{transport:?}: expected a timeout, got {other:?}"),
             }
         }
+    }
+
+    /// A node whose kernel accepted the connection but which never answers (frozen, say) holds
+    /// a TLS client no longer than its request timeout: the handshake, which rustls reads inside
+    /// the first write, is bounded too. Unbounded, the request could go out long after the
+    /// nodes may have forgotten it was done.
+    #[test]
+    fn tls_handshake_with_a_frozen_node_ends_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("credentials");
+        crate::security::credentials::init_cluster(&credentials, &[dkv_core::NodeId(0)]).unwrap();
+        let trust = ClientTrust::load(&credentials.join("client")).unwrap();
+        let frozen = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = ClientConfig::new(vec![frozen.local_addr().unwrap()], ClientTransport::Tcp);
+        config.request_timeout = Duration::from_millis(400);
+        config.attempt_timeout = Duration::from_millis(400);
+        config.tls = Some(Arc::new(trust));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = Client::new(config).unwrap().put("k", "v");
+            let _ = done.send(result);
+        });
+        // Far beyond the 400 ms timeout, so a loaded machine cannot fail it; a client blocked
+        // in the handshake never finishes at all.
+        let result = finished.recv_timeout(Duration::from_secs(20)).expect("the client returns by its deadline");
+        assert!(result.is_err(), "{result:?}");
+        drop(frozen);
     }
 }
