@@ -13,10 +13,24 @@
 //! forgotten client is new to the node, so a retry of its last request would run again; the
 //! retention is what keeps that from happening: every retry and duplicate of a request reaches
 //! a node within the client's retry window (dkv-net's client gives up after its request
-//! timeout) plus the network's delay, and so while the record is still held. When the table is
-//! full of records younger than that, a new client's write is answered "busy" (its participants
-//! vote NO) instead of a young record being evicted; the table can then exceed its bound only by
-//! the transactions admitted before it filled (at most `prepared_max`).
+//! timeout, at most [`CLIENT_RETRY_WINDOW_MAX`]) plus the network's delay, and so while the
+//! record is still held.
+//!
+//! Records younger than the retention may fill the table past `completions_max` up to twice
+//! it (the hard bound); a new client's write is answered "busy" (its participants vote NO) only
+//! when the table holds that many and none is past its retention, and the table then exceeds
+//! the hard bound only by the transactions admitted before it filled (at most `prepared_max`).
+//! The slack matters after a restart: a record's age is not logged, so every recovered record
+//! counts as made at the restart, and a table recovered full must still admit new clients while
+//! those ages run out. Recovery itself keeps at most the hard bound, dropping the oldest (by log
+//! order) beyond it: only more than twice `completions_max` distinct clients completing within
+//! one retention before the crash could drop a record a retry still needs.
+//!
+//! A known hazard: requests carry no age, so a copy that reaches the node after the retention
+//! (held in the socket buffer of a node frozen for longer than the margin between the client's
+//! window and the retention, 15 s by default) could find its record evicted and run again — if
+//! the table was also full enough to evict it. Stamping requests with their age and refusing
+//! those past the window would close it.
 
 use crate::ids::{ClientId, RequestId};
 use crate::operation::{FailReason, OpFailure, Outcome};
@@ -146,10 +160,29 @@ impl Completions {
         self.evict_over_capacity();
     }
 
-    /// Whether a write of `client` may be admitted: its record, once made, must not push out a
-    /// record younger than the retention. A client the table holds always may.
+    /// Whether a write of `client` may be admitted: a client the table holds always may; a new
+    /// one while the table is below its hard bound, or when its oldest record is past the
+    /// retention and may make room.
     pub fn admits(&self, client: ClientId) -> bool {
-        self.by_client.contains_key(&client) || self.by_client.len() < self.capacity || self.oldest_expired()
+        self.by_client.contains_key(&client) || self.by_client.len() < self.hard_bound() || self.oldest_expired()
+    }
+
+    /// Records the table may hold before new clients are refused: twice its capacity (see the
+    /// module's documentation).
+    fn hard_bound(&self) -> usize {
+        self.capacity.saturating_mul(2)
+    }
+
+    /// Records that `id` completed with `outcome`, replaying the log at start: every record
+    /// counts as made now, and past the hard bound the oldest go whatever their age, so that a
+    /// long log cannot grow the table without bound.
+    pub fn record_recovered(&mut self, id: RequestId, outcome: Completed) {
+        self.record(id, outcome);
+        while self.by_client.len() > self.hard_bound() {
+            let Some((_, (oldest, _))) = self.by_stamp.pop_first() else { break };
+            self.by_client.remove(&oldest);
+            self.evicted += 1;
+        }
     }
 
     /// Records evicted so far.
@@ -265,26 +298,44 @@ mod tests {
     #[test]
     fn records_are_kept_for_the_retention() {
         let retention = Duration::from_secs(10);
-        let mut c = Completions::new(2, retention, Time::ZERO);
+        let (t0, t1) = (Time::ZERO, Time::ZERO + Duration::from_secs(1));
+        let mut c = Completions::new(2, retention, t0);
         c.record(id(1, 1), Completed::Committed);
-        c.advance(Time::ZERO + Duration::from_secs(1));
-        c.record(id(2, 1), Completed::Committed);
-        assert!(c.admits(ClientId(1)) && c.admits(ClientId(2)), "clients the table holds");
-        assert!(!c.admits(ClientId(3)), "full of young records");
-        // Admitted before the table filled, a third client's record still goes in, evicting
+        c.advance(t1);
+        for client in 2..=4 {
+            assert!(c.admits(ClientId(client)), "below the hard bound, young records or not");
+            c.record(id(client, 1), Completed::Committed);
+        }
+        assert!(c.admits(ClientId(1)) && c.admits(ClientId(4)), "clients the table holds");
+        assert!(!c.admits(ClientId(5)), "at the hard bound (twice the capacity), all young");
+        // Admitted before the table filled, a fifth client's record still goes in, evicting
         // nobody young.
-        c.record(id(3, 1), Completed::Committed);
-        assert_eq!(c.len(), 3);
+        c.record(id(5, 1), Completed::Committed);
+        assert_eq!((c.len(), c.evicted()), (5, 0));
         assert_eq!(c.classify(id(1, 1)), Completion::Done(Completed::Committed));
-        c.advance(Time::ZERO + retention);
+        c.advance(t0 + retention);
         assert_eq!(c.classify(id(1, 1)), Completion::New, "past its retention, over capacity: evicted");
-        assert_eq!((c.len(), c.evicted()), (2, 1));
-        assert!(!c.admits(ClientId(4)), "client 2's record is still young");
-        c.advance(Time::ZERO + retention + Duration::from_secs(1));
-        assert_eq!(c.len(), 2, "at capacity nothing is evicted early");
-        assert!(c.admits(ClientId(4)), "the oldest may now make room");
-        c.record(id(4, 1), Completed::Committed);
+        assert_eq!((c.len(), c.evicted()), (4, 1));
+        assert!(!c.admits(ClientId(6)), "the others are still young");
+        c.advance(t1 + retention);
+        assert_eq!(c.len(), 2, "past their retention, evicted down to the capacity, not below");
+        assert!(c.admits(ClientId(6)));
+        c.record(id(6, 1), Completed::Committed);
         let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
-        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(kept, vec![5, 6], "the oldest expired record made room");
+    }
+
+    /// Replaying a log keeps at most the hard bound, oldest dropped first: a long log cannot
+    /// grow the table without bound, though every replayed record counts as young.
+    #[test]
+    fn recovery_keeps_at_most_the_hard_bound() {
+        let mut c = Completions::new(2, Duration::from_secs(60), Time::ZERO);
+        for client in 1..=7 {
+            c.record_recovered(id(client, 1), Completed::Committed);
+        }
+        let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
+        assert_eq!(kept, vec![4, 5, 6, 7]);
+        assert_eq!(c.evicted(), 3);
+        assert!(!c.admits(ClientId(8)), "full of young records at the hard bound");
     }
 }

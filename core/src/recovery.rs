@@ -129,7 +129,7 @@ impl Recovered {
         if outcome == Completed::Committed {
             self.store.apply(&t.ops);
         }
-        self.completions.record(t.request, outcome);
+        self.completions.record_recovered(t.request, outcome);
     }
 
     /// A participant's prepared transaction: never this node's own (a coordinator logs only
@@ -173,7 +173,7 @@ impl Recovered {
         self.store = store;
         self.completions.clear();
         for c in s.completions {
-            self.completions.record(c.request, c.outcome);
+            self.completions.record_recovered(c.request, c.outcome);
         }
         self.prepared = BTreeMap::new();
         self.locked = BTreeMap::new();

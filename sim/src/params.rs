@@ -48,7 +48,10 @@ pub struct TightBounds {
     /// How long after first sending a request a client may still send it: drawn as the
     /// retention less an eighth, which covers any message delay to a client (at most 20 ms)
     /// and clock rates that differ by 2%, so that every copy of the request reaches a node
-    /// while the request's completion record is held there (see `dkv_core::completions`).
+    /// while the request's completion record is held there (see `dkv_core::completions`) —
+    /// unless a pause holds a copy at a frozen node for longer than that eighth: the hazard
+    /// that module's documentation names, which the simulator would report as a double
+    /// application (none seen in seeds 0..20000).
     pub client_window: Duration,
     /// Chance that a simulated client, after an operation completes, goes away and a new one
     /// (a new client id, as each run of dkv-client is) takes its place — provided the table has
