@@ -248,6 +248,15 @@ mod tests {
         assert!(matches!(scan.end, WalEnd::Torn { offset, .. } if offset == clean), "{:?}", scan.end);
     }
 
+    /// More damaged bytes than any torn write leaves is corruption, even with nothing valid
+    /// after it: a crash tears one write, not 64 MiB of the log.
+    #[test]
+    fn damage_longer_than_any_torn_write_is_corrupt() {
+        let tail = vec![0xff; TORN_TAIL_BYTES_MAX + 1];
+        let end = classify_damage(&tail, 10, RecordError::Checksum);
+        assert!(matches!(end, WalEnd::Corrupt { offset: 10, next_valid: None, .. }), "{end:?}");
+    }
+
     /// Every bit of the last record flipped (the record being written when the crash hit):
     /// a torn write, never corruption, never a record.
     #[test]
