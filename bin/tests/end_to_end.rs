@@ -71,6 +71,19 @@ fn check_writes(cluster: &ProcessCluster, log: &WriteLog) -> usize {
     acknowledged
 }
 
+/// Starts every node of a stopped three-node cluster, waits until each answers, requires a
+/// write through each to commit, and checks every write of `log` ([`check_writes`]).
+fn restart_all_and_check(cluster: &mut ProcessCluster, log: &WriteLog) -> usize {
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i);
+    }
+    writes_commit_after_restart(cluster, &[0, 1, 2], log);
+    check_writes(cluster, log)
+}
+
 /// Once the cluster is whole again, a write through each of `nodes` commits; each is logged as
 /// acknowledged, so [`check_writes`] reads it back on every node.
 fn writes_commit_after_restart(cluster: &ProcessCluster, nodes: &[usize], log: &WriteLog) {
@@ -155,14 +168,7 @@ fn acknowledged_writes_survive_kill_of_all_nodes() {
     for writer in writers {
         writer.join().unwrap();
     }
-    for i in 0..3 {
-        cluster.start_node(i);
-    }
-    for i in 0..3 {
-        cluster.wait_ready(i);
-    }
-    writes_commit_after_restart(&cluster, &[0, 1, 2], &log);
-    let acknowledged = check_writes(&cluster, &log);
+    let acknowledged = restart_all_and_check(&mut cluster, &log);
     assert!(acknowledged >= 43, "only {acknowledged} writes were acknowledged");
     // Keys are unique per write, so the count of distinct keys equals the log's length.
     let keys: BTreeMap<_, _> = log.lock().unwrap().iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
@@ -209,14 +215,7 @@ fn sigint_stops_nodes_cleanly_and_keeps_every_acknowledged_write() {
     for writer in writers {
         writer.join().unwrap();
     }
-    for i in 0..3 {
-        cluster.start_node(i);
-    }
-    for i in 0..3 {
-        cluster.wait_ready(i);
-    }
-    writes_commit_after_restart(&cluster, &[0, 1, 2], &log);
-    let acknowledged = check_writes(&cluster, &log);
+    let acknowledged = restart_all_and_check(&mut cluster, &log);
     assert!(acknowledged >= 63, "only {acknowledged} writes were acknowledged");
     cluster.stop_all_cleanly();
 }

@@ -9,8 +9,10 @@
 //! coordinator-forgets-decisions 9, no-deduplication 9, commit-on-first-yes 1,
 //! evict-young-completions 1.
 
+mod common;
+
 use dkv_core::Canary;
-use dkv_sim::{Overrides, RunOptions, TightBounds, run};
+use dkv_sim::{Overrides, RunOptions, run};
 use std::time::Duration;
 
 /// Where a canary is hunted, how many seeds it may survive, and which checker must catch it.
@@ -48,35 +50,11 @@ fn hunt(canary: Canary) -> Hunt {
         // A duplicate arriving after another client's completion evicted its request's record
         // runs the request again: one record per node for four clients, lossy and duplicating
         // links (the scenario of sim/tests/eviction.rs).
-        Canary::EvictYoungCompletions => (10, crowded_completions(), "exactly-once"),
+        Canary::EvictYoungCompletions => {
+            (10, common::crowded_completions(Duration::from_millis(2_500)), "exactly-once")
+        }
     };
     Hunt { seeds, overrides, checker }
-}
-
-/// One completion record per node for four clients, kept 2.5 s; messages lost (one in ten)
-/// and duplicated (one in five); no crashes or partitions.
-fn crowded_completions() -> Overrides {
-    Overrides {
-        nodes: Some(3),
-        clients: Some(4),
-        ops_per_client: Some(6),
-        keys: Some(2),
-        loss: Some(0.1),
-        duplication: Some(0.2),
-        crashes: Some(false),
-        partitions: Some(false),
-        tight_bounds: Some(TightBounds {
-            prepared_max: 16,
-            read_waiters_max: 16,
-            txns_undecided_max: 16,
-            completions_max: 1,
-            decisions_remembered_max: 4,
-            completion_retention: Duration::from_millis(2_500),
-            client_window: Duration::from_secs(2),
-            new_client_chance: 0.0,
-        }),
-        ..Overrides::default()
-    }
 }
 
 #[test]
