@@ -8,6 +8,7 @@ use dkv::{LogLevel, init_logging};
 use dkv_core::{NodeId, Outcome, WriteOp};
 use dkv_net::security::credentials::{ClientTrust, NodeCredentials, USERS_FILE, init_cluster};
 use dkv_net::security::users::{ClientUser, load_client_user, load_users};
+use dkv_net::testing::SplitMix64;
 use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerHandle, Transport};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -254,7 +255,7 @@ impl Workload {
                 }
                 client.txn(ops)
             }
-            Op::Mix if rng.next() & 1 == 0 => client.get(key),
+            Op::Mix if rng.next_u64() & 1 == 0 => client.get(key),
             Op::Mix => client.put(key, self.value.to_vec()),
         };
         match result {
@@ -262,24 +263,6 @@ impl Workload {
             Ok(other) => Err(format!("unexpected outcome: {other}")),
             Err(error) => Err(error.to_string()),
         }
-    }
-}
-
-/// A tiny deterministic generator for key choice: the bench needs spread, not cryptography,
-/// and must not add an allocation or syscall per request.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

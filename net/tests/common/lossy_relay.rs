@@ -8,6 +8,7 @@
 //! most [`SENDERS_MAX`]), datagrams kept for replay ([`REPLAY_WINDOW`]) and held back (one per
 //! direction).
 
+use dkv_net::testing::SplitMix64;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
@@ -70,30 +71,13 @@ pub struct LossyRelay {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
-/// splitmix64: small, seeded, good enough to draw faults.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
 /// Where a datagram goes: the socket to send it from and the address to send it to.
 type Route = (Arc<UdpSocket>, SocketAddr);
 
 /// One direction of the relay: datagrams read from one socket, sent on with faults.
 struct Direction {
     faults: Faults,
-    rng: Rng,
+    rng: SplitMix64,
     counts: Arc<FaultCounts>,
     held: Option<(Vec<u8>, Route)>,
     recent: VecDeque<(Vec<u8>, Route)>,
@@ -131,7 +115,7 @@ impl Direction {
         }
         if self.rng.chance(self.faults.replay) {
             counts.replayed.fetch_add(1, Ordering::Relaxed);
-            let (old, old_route) = &self.recent[self.rng.next() as usize % self.recent.len()];
+            let (old, old_route) = &self.recent[self.rng.next_u64() as usize % self.recent.len()];
             Direction::send(old, old_route);
         }
     }
@@ -177,7 +161,7 @@ impl LossyRelay {
         let direction_counts = counts.clone();
         let direction = move |stream: u64| Direction {
             faults,
-            rng: Rng(seed.wrapping_mul(0x1000_0000_01b3) ^ stream),
+            rng: SplitMix64(seed.wrapping_mul(0x1000_0000_01b3) ^ stream),
             counts: direction_counts.clone(),
             held: None,
             recent: VecDeque::new(),
