@@ -8,6 +8,10 @@
 //! request: no two attempts can both complete, and no client is ever told an outcome that
 //! another attempt contradicts.
 //!
+//! A record holds the request's results (a retry gets the very same ones), so the table is
+//! bounded in bytes of results (`completion_bytes_max`) as well as in clients, by the same
+//! rules; what follows says "capacity" for both.
+//!
 //! The table is bounded: past `completions_max` clients, the client whose last completion is
 //! oldest is forgotten first — but never before the record is `completion_retention` old. A
 //! forgotten client is new to the node, so a retry of its last request would run again; the
@@ -104,6 +108,14 @@ impl Completed {
         }
     }
 
+    /// The bytes this record's results take: what the table's byte bound charges.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Completed::Committed(results) => results.iter().map(OpResult::size).sum(),
+            Completed::Failed(_) => 0,
+        }
+    }
+
     pub fn is_committed(&self) -> bool {
         matches!(self, Completed::Committed(_))
     }
@@ -131,6 +143,10 @@ pub struct Completions {
     by_stamp: BTreeMap<u64, (ClientId, Time)>,
     next_stamp: u64,
     capacity: usize,
+    /// Bytes of results ([`Completed::bytes`]) held, and how many the table holds before
+    /// evicting: the same rules as the count's.
+    bytes: u64,
+    bytes_capacity: u64,
     /// How long a record is kept at least, whatever the capacity.
     retention: Duration,
     /// The node's latest time ([`Completions::advance`]).
@@ -151,14 +167,16 @@ pub enum Completion {
 }
 
 impl Completions {
-    /// An empty table of `capacity` clients, each record kept at least `retention`, at time
-    /// `now`.
-    pub fn new(capacity: usize, retention: Duration, now: Time) -> Completions {
+    /// An empty table of `capacity` clients and `bytes_capacity` bytes of results, each
+    /// record kept at least `retention`, at time `now`.
+    pub fn new(capacity: usize, bytes_capacity: u64, retention: Duration, now: Time) -> Completions {
         Completions {
             by_client: BTreeMap::new(),
             by_stamp: BTreeMap::new(),
             next_stamp: 0,
             capacity: capacity.max(1),
+            bytes: 0,
+            bytes_capacity: bytes_capacity.max(1),
             retention,
             now,
             evicted: 0,
@@ -172,16 +190,24 @@ impl Completions {
     }
 
     /// Whether a write of `client` may be admitted: a client the table holds always may; a new
-    /// one while the table is below its hard bound, or when its oldest record is past the
+    /// one while the table is below its hard bounds, or when its oldest record is past the
     /// retention and may make room.
     pub fn admits(&self, client: ClientId) -> bool {
-        self.by_client.contains_key(&client) || self.by_client.len() < self.hard_bound() || self.oldest_expired()
+        self.by_client.contains_key(&client) || !self.at_hard_bound() || self.oldest_expired()
     }
 
-    /// Records the table may hold before new clients are refused: twice its capacity (see the
-    /// module's documentation).
-    fn hard_bound(&self) -> usize {
-        self.capacity.saturating_mul(2)
+    /// Whether the table holds as many records, or bytes, as it may before new clients are
+    /// refused: twice its capacity (see the module's documentation).
+    fn at_hard_bound(&self) -> bool {
+        self.by_client.len() >= self.capacity.saturating_mul(2) || self.bytes >= self.bytes_capacity.saturating_mul(2)
+    }
+
+    fn over_hard_bound(&self) -> bool {
+        self.by_client.len() > self.capacity.saturating_mul(2) || self.bytes > self.bytes_capacity.saturating_mul(2)
+    }
+
+    fn over_capacity(&self) -> bool {
+        self.by_client.len() > self.capacity || self.bytes > self.bytes_capacity
     }
 
     /// Records that `id` completed with `outcome`, replaying the log at start: every record
@@ -189,11 +215,7 @@ impl Completions {
     /// long log cannot grow the table without bound.
     pub fn record_recovered(&mut self, id: RequestId, outcome: Completed) {
         self.record(id, outcome);
-        while self.by_client.len() > self.hard_bound() {
-            let Some((_, (oldest, _))) = self.by_stamp.pop_first() else { break };
-            self.by_client.remove(&oldest);
-            self.evicted += 1;
-        }
+        while self.over_hard_bound() && self.evict_oldest() {}
     }
 
     /// Records evicted so far.
@@ -205,19 +227,32 @@ impl Completions {
     pub fn clear(&mut self) {
         self.by_client.clear();
         self.by_stamp.clear();
+        self.bytes = 0;
+    }
+
+    /// Bytes of results the table holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     fn oldest_expired(&self) -> bool {
         self.by_stamp.first_key_value().is_some_and(|(_, &(_, made))| made + self.retention <= self.now)
     }
 
-    /// Evicts oldest first while over capacity, but only records past their retention.
+    /// Evicts oldest first while over capacity (in count or bytes), but only records past
+    /// their retention.
     fn evict_over_capacity(&mut self) {
-        while self.by_client.len() > self.capacity && self.oldest_expired() {
-            let Some((_, (oldest, _))) = self.by_stamp.pop_first() else { break };
-            self.by_client.remove(&oldest);
-            self.evicted += 1;
+        while self.over_capacity() && self.oldest_expired() && self.evict_oldest() {}
+    }
+
+    /// Forgets the oldest record; false if there is none.
+    fn evict_oldest(&mut self) -> bool {
+        let Some((_, (oldest, _))) = self.by_stamp.pop_first() else { return false };
+        if let Some((_, outcome, _)) = self.by_client.remove(&oldest) {
+            self.bytes -= outcome.bytes();
         }
+        self.evicted += 1;
+        true
     }
 
     pub fn classify(&self, id: RequestId) -> Completion {
@@ -230,14 +265,16 @@ impl Completions {
 
     /// Records that `id` completed with `outcome`. A client's record only moves forward.
     pub fn record(&mut self, id: RequestId, outcome: Completed) {
-        if let Some(&(seq, _, stamp)) = self.by_client.get(&id.client) {
-            if seq >= id.seq {
+        if let Some((seq, old, stamp)) = self.by_client.get(&id.client) {
+            if *seq >= id.seq {
                 return;
             }
-            self.by_stamp.remove(&stamp);
+            self.by_stamp.remove(stamp);
+            self.bytes -= old.bytes();
         }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
+        self.bytes += outcome.bytes();
         self.by_client.insert(id.client, (id.seq, outcome, stamp));
         self.by_stamp.insert(stamp, (id.client, self.now));
         self.evict_over_capacity();
@@ -265,6 +302,14 @@ mod tests {
     use super::*;
 
     const COMMITTED: Completed = Completed::Committed(Vec::new());
+    /// A byte bound the count tests never reach.
+    const BYTES: u64 = 1 << 30;
+
+    /// A committed record whose results take `bytes` bytes.
+    fn with_bytes(bytes: u64) -> Completed {
+        let value = vec![0; (bytes - crate::operation::RESULT_OVERHEAD_BYTES) as usize];
+        Completed::Committed(vec![OpResult::Value { value: Some(value), version: 1 }])
+    }
 
     fn id(client: u64, seq: u64) -> RequestId {
         RequestId { client: ClientId(client), seq }
@@ -273,7 +318,7 @@ mod tests {
     /// A client's record only moves forward, and requests are classified against it.
     #[test]
     fn record_moves_forward_and_classifies() {
-        let mut c = Completions::new(10, Duration::ZERO, Time::ZERO);
+        let mut c = Completions::new(10, BYTES, Duration::ZERO, Time::ZERO);
         assert_eq!(c.classify(id(1, 1)), Completion::New);
         c.record(id(1, 3), COMMITTED);
         c.record(id(1, 2), COMMITTED);
@@ -304,7 +349,7 @@ mod tests {
     /// Past capacity, the client whose last commit is oldest is forgotten first.
     #[test]
     fn oldest_client_is_evicted_first() {
-        let mut c = Completions::new(2, Duration::ZERO, Time::ZERO);
+        let mut c = Completions::new(2, BYTES, Duration::ZERO, Time::ZERO);
         let missing = Completed::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
         c.record(id(1, 1), COMMITTED);
         c.record(id(2, 1), COMMITTED);
@@ -321,7 +366,7 @@ mod tests {
     fn records_are_kept_for_the_retention() {
         let retention = Duration::from_secs(10);
         let (t0, t1) = (Time::ZERO, Time::ZERO + Duration::from_secs(1));
-        let mut c = Completions::new(2, retention, t0);
+        let mut c = Completions::new(2, BYTES, retention, t0);
         c.record(id(1, 1), COMMITTED);
         c.advance(t1);
         for client in 2..=4 {
@@ -351,7 +396,7 @@ mod tests {
     /// grow the table without bound, though every replayed record counts as young.
     #[test]
     fn recovery_keeps_at_most_the_hard_bound() {
-        let mut c = Completions::new(2, Duration::from_secs(60), Time::ZERO);
+        let mut c = Completions::new(2, BYTES, Duration::from_secs(60), Time::ZERO);
         for client in 1..=7 {
             c.record_recovered(id(client, 1), COMMITTED);
         }
@@ -359,5 +404,36 @@ mod tests {
         assert_eq!(kept, vec![4, 5, 6, 7]);
         assert_eq!(c.evicted(), 3);
         assert!(!c.admits(ClientId(8)), "full of young records at the hard bound");
+    }
+
+    /// The byte bound mirrors the count's: past the capacity in bytes young records stay and
+    /// old ones go, new clients are refused at twice it, a client's new record replaces its
+    /// old one's bytes, and recovery keeps at most twice it.
+    #[test]
+    fn results_bytes_are_bounded_like_the_count() {
+        let retention = Duration::from_secs(10);
+        let mut c = Completions::new(100, 1000, retention, Time::ZERO);
+        c.record(id(1, 1), with_bytes(600));
+        c.record(id(2, 1), with_bytes(600));
+        assert_eq!((c.len(), c.bytes(), c.evicted()), (2, 1200, 0), "over the capacity, but young");
+        assert!(c.admits(ClientId(3)), "below twice the capacity");
+        c.record(id(3, 1), with_bytes(900));
+        assert!(!c.admits(ClientId(4)), "at twice the capacity in bytes, all young");
+        assert!(c.admits(ClientId(1)), "a client the table holds");
+        c.record(id(1, 2), with_bytes(100));
+        assert_eq!(c.bytes(), 1600, "the client's new record replaced its old one's bytes");
+        c.advance(Time::ZERO + retention);
+        assert_eq!(c.bytes(), 1000, "past their retention, evicted oldest first down to the capacity");
+        let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
+        assert_eq!(kept, vec![3, 1]);
+        assert!(c.admits(ClientId(4)));
+
+        let mut recovered = Completions::new(100, 1000, retention, Time::ZERO);
+        for client in 1..=5 {
+            recovered.record_recovered(id(client, 1), with_bytes(600));
+        }
+        let kept: Vec<u64> = recovered.iter_oldest_first().map(|r| r.request.client.0).collect();
+        assert_eq!(kept, vec![3, 4, 5], "at most twice the capacity in bytes, oldest dropped first");
+        assert_eq!((recovered.bytes(), recovered.evicted()), (1800, 2));
     }
 }

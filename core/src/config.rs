@@ -74,6 +74,9 @@ pub struct Bounds {
     pub read_waiters_max: usize,
     /// Clients whose last completed request is remembered for exactly-once (oldest forgotten first).
     pub completions_max: usize,
+    /// Bytes of results those completion records may hold (a retry gets its request's very
+    /// results), evicted by the same rules as `completions_max`.
+    pub completion_bytes_max: u64,
     /// Recently learned decisions kept to answer other participants' queries.
     pub decisions_remembered_max: usize,
     /// How many times a coordinator retries a transaction that lost a lock conflict.
@@ -93,6 +96,7 @@ impl Default for Bounds {
             prepared_max: 16384,
             read_waiters_max: 4096,
             completions_max: 100_000,
+            completion_bytes_max: 64 * 1024 * 1024,
             decisions_remembered_max: 16384,
             conflict_retries_max: 16,
             reply_targets_max: 4,
@@ -156,6 +160,7 @@ impl Config {
             ("prepared_max", b.prepared_max),
             ("read_waiters_max", b.read_waiters_max),
             ("completions_max", b.completions_max),
+            ("completion_bytes_max", b.completion_bytes_max as usize),
             ("decisions_remembered_max", b.decisions_remembered_max),
             ("reply_targets_max", b.reply_targets_max),
         ] {
@@ -183,11 +188,12 @@ mod tests {
         stranger.id = NodeId(5);
         assert_eq!(stranger.validate(), Err(ConfigError::NotAMember { id: NodeId(5), members: NodeSet::first(3) }));
         type SetToZero = fn(&mut Bounds);
-        let zeroed: [(&str, SetToZero); 6] = [
+        let zeroed: [(&str, SetToZero); 7] = [
             ("txns_undecided_max", |b| b.txns_undecided_max = 0),
             ("prepared_max", |b| b.prepared_max = 0),
             ("read_waiters_max", |b| b.read_waiters_max = 0),
             ("completions_max", |b| b.completions_max = 0),
+            ("completion_bytes_max", |b| b.completion_bytes_max = 0),
             ("decisions_remembered_max", |b| b.decisions_remembered_max = 0),
             ("reply_targets_max", |b| b.reply_targets_max = 0),
         ];

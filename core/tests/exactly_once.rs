@@ -2,7 +2,7 @@
 //! gets the original outcome; completion records are bounded.
 
 mod harness;
-use dkv_core::{Message, Outcome, RejectReason, TryAgainReason};
+use dkv_core::{Message, Outcome, RejectReason, TryAgainReason, TxnOp};
 use harness::*;
 use std::time::Duration;
 
@@ -122,6 +122,39 @@ fn completion_records_are_bounded() {
         let kept: Vec<u64> = c.node(i).completions().map(|r| r.request.client.0).collect();
         assert_eq!(kept, vec![20, 21, 22, 23, 24], "node {i}");
         assert_eq!(c.node(i).stats().completions_evicted, 20, "node {i}");
+    }
+}
+
+/// The results completion records hold are bounded in bytes by the same rules: past twice
+/// `completion_bytes_max` of young results a new client is told "busy"; once they are past the
+/// retention the oldest go, on every node alike, down to the bound.
+#[test]
+fn completion_records_are_bounded_in_bytes() {
+    let retention = Duration::from_secs(10);
+    let mut c = Cluster::with_config(2, |cfg| {
+        cfg.bounds.completion_bytes_max = 2_000;
+        cfg.timing.completion_retention = retention;
+    });
+    let value = "v".repeat(976); // a read of it is a 1000-byte result
+    let r = c.request(0, txn(99, 1, vec![put("k", &value)]));
+    assert!(c.settle());
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
+    for client in 0..4 {
+        let r = c.request(0, txn(client, 1, vec![TxnOp::Read { key: b"k".to_vec() }]));
+        assert!(c.settle());
+        assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "client {client}");
+    }
+    let busy = c.request(0, txn(10, 1, vec![put("k", "busy")]));
+    assert!(c.settle());
+    assert_eq!(c.reply(busy).unwrap().outcome, Outcome::TryAgain(TryAgainReason::Busy));
+    assert_eq!(c.value(1, "k"), Some(value.into_bytes()));
+    c.advance(retention);
+    let later = c.request(1, txn(11, 1, vec![put("k", "later")]));
+    assert!(c.settle());
+    assert!(matches!(c.reply(later).unwrap().outcome, Outcome::Committed(_)));
+    for i in 0..2 {
+        let kept: Vec<u64> = c.node(i).completions().map(|r| r.request.client.0).collect();
+        assert_eq!(kept, vec![3, 11], "node {i}: old records evicted until the bytes fit");
     }
 }
 

@@ -108,7 +108,9 @@ impl Node {
         config.validate()?;
         // Every recovered record counts as made now: its age before the crash is not known,
         // and keeping it a retention longer is safe.
-        let completions = Completions::new(config.bounds.completions_max, Self::completion_retention(&config), now);
+        let b = &config.bounds;
+        let completions =
+            Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
         let recovered = Recovered::replay(records, config.id, config.limits, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
