@@ -2,12 +2,23 @@
 //! virtual time and its final outcome. Retries of a request belong to the same operation: it
 //! may take effect at any moment between its first invocation and its final response.
 
-use dkv_core::{ClientId, FailReason, OpFailure, Outcome, RequestId, TxnOp, Value};
+use dkv_core::{ClientId, Condition, Key, OpFailure, Outcome, RequestId, ScanEntry, TxnOp, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
-    Get { key: Vec<u8> },
-    Txn { ops: Vec<TxnOp> },
+    Get {
+        key: Vec<u8>,
+    },
+    Txn {
+        ops: Vec<TxnOp>,
+    },
+    /// A page of the keys in `[start, end)`, at most `limit`.
+    Scan {
+        start: Key,
+        end: Option<Key>,
+        limit: u32,
+        keys_only: bool,
+    },
 }
 
 /// The final outcome of an operation, as far as the checkers care.
@@ -15,10 +26,14 @@ pub enum OpKind {
 pub enum Result {
     /// A get returned this (None: not found).
     Read(Option<Value>),
-    Committed,
-    /// Committed as a no-op because op `op_index` found its key missing (nothing was applied):
-    /// an observation of the state.
-    FailedAt(u32),
+    /// Committed, with one result per op (none when the results are not known: a completion
+    /// record written before ops had results).
+    Committed(Vec<dkv_core::OpResult>),
+    /// Committed as a no-op because this op could not run (a missing key, a false condition, a
+    /// value that is no number...; nothing was applied): an observation of the state.
+    Failed(OpFailure),
+    /// A scan's page.
+    Scanned { entries: Vec<ScanEntry>, next: Option<Key> },
     /// Definitely not applied, and observed nothing: the request was rejected without being run.
     /// (Conflicts, unavailability and overload answer "try again", which is no outcome.)
     NotApplied,
@@ -61,11 +76,27 @@ impl Op {
                         TxnOp::Put { key, value } => format!("put {}={}", show(key), show(value)),
                         TxnOp::Update { key, value } => format!("update {}={}", show(key), show(value)),
                         TxnOp::Delete { key } => format!("delete {}", show(key)),
-                        other => format!("{other:?}"),
+                        TxnOp::Increment { key, by } => format!("incr {} by {by}", show(key)),
+                        TxnOp::Append { key, value } => format!("append {}+={}", show(key), show(value)),
+                        TxnOp::GetSet { key, value } => format!("getset {}={}", show(key), show(value)),
+                        TxnOp::GetDelete { key } => format!("getdel {}", show(key)),
+                        TxnOp::Read { key } => format!("read {}", show(key)),
+                        TxnOp::Require { key, condition } => match condition {
+                            Condition::Exists => format!("if {} exists", show(key)),
+                            Condition::Absent => format!("if {} absent", show(key)),
+                            Condition::ValueEquals(v) => format!("if {}=={}", show(key), show(v)),
+                            Condition::VersionEquals(v) => format!("if {} at version {v}", show(key)),
+                        },
                     })
                     .collect();
                 parts.join("; ")
             }
+            OpKind::Scan { start, end, limit, keys_only } => format!(
+                "scan {}..{} limit {limit}{}",
+                show(start),
+                end.as_deref().map_or(String::new(), show),
+                if *keys_only { " keys only" } else { "" }
+            ),
         };
         let response = match (self.response, self.abandoned_at) {
             (Some(r), _) => format!("{:.6}s", r as f64 / 1e9),
@@ -90,11 +121,12 @@ pub fn show(bytes: &[u8]) -> String {
 /// Maps a definite reply to a checker result; `None` for "no outcome yet, retry".
 pub fn result_of(outcome: &Outcome) -> Option<Result> {
     Some(match outcome {
-        Outcome::Committed(_) => Result::Committed,
+        Outcome::Committed(results) => Result::Committed(results.clone()),
+        // A get's version is not checked: versions are, in transactions' results and scans.
         Outcome::Value { value, .. } => Result::Read(Some(value.clone())),
         Outcome::NotFound => Result::Read(None),
-        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => Result::FailedAt(*op_index),
-        Outcome::Failed(_) | Outcome::Scanned { .. } => unimplemented!("the workload draws no such op yet"),
+        Outcome::Failed(failure) => Result::Failed(*failure),
+        Outcome::Scanned { entries, next } => Result::Scanned { entries: entries.clone(), next: next.clone() },
         Outcome::Rejected(_) => Result::NotApplied,
         Outcome::TryAgain(_) => return None,
     })
@@ -152,17 +184,23 @@ mod tests {
             op(1, put(), Result::Unknown),
             op(2, put(), Result::Unknown),
             op(3, OpKind::Get { key: b"k".to_vec() }, Result::Unknown),
-            op(4, put(), Result::Committed),
+            op(4, put(), Result::Committed(vec![])),
         ];
         let decided = |r: RequestId| r.seq == 1 || r.seq == 4;
         let results = |h: &History| h.ops.iter().map(|o| o.result.clone()).collect::<Vec<_>>();
 
         let mut unsettled = History { ops: ops.clone() };
         assert_eq!(unsettled.settle_unknown(decided, false), (1, 0));
-        assert_eq!(results(&unsettled), [Result::Happened, Result::Unknown, Result::Unknown, Result::Committed]);
+        assert_eq!(
+            results(&unsettled),
+            [Result::Happened, Result::Unknown, Result::Unknown, Result::Committed(vec![])]
+        );
 
         let mut settled = History { ops };
         assert_eq!(settled.settle_unknown(decided, true), (1, 1));
-        assert_eq!(results(&settled), [Result::Happened, Result::NotApplied, Result::Unknown, Result::Committed]);
+        assert_eq!(
+            results(&settled),
+            [Result::Happened, Result::NotApplied, Result::Unknown, Result::Committed(vec![])]
+        );
     }
 }

@@ -16,6 +16,10 @@ pub struct Params {
     pub keys: usize,
     /// Relative weights of get, put, update, delete, multi-op txn.
     pub mix: [u32; 5],
+    /// Relative weights, next to `mix`'s, of the richer operations: transactions of
+    /// conditions, counters and reads, and scans (see `workload`). All zero in most seeds
+    /// recorded before they existed.
+    pub rich: [u32; 2],
     pub faults: Faults,
     /// Records between snapshots (small values make snapshots frequent).
     pub snapshot_records_min: u64,
@@ -58,6 +62,20 @@ pub struct TightBounds {
     /// room for it: as many clients as it holds completed within a retention (see
     /// `World::room_for_new_client`).
     pub new_client_chance: f64,
+}
+
+/// Draws the weights of the richer operations from a stream of their own, so that every
+/// earlier draw of every seed is unchanged: none in a third of the seeds, otherwise each kind
+/// with a weight like the original mix's (sometimes none).
+pub fn draw_rich(rich: &mut ChaCha8Rng) -> [u32; 2] {
+    if chance(rich, 0.33) {
+        return [0, 0];
+    }
+    let mut weights = [0u32; 2];
+    for w in &mut weights {
+        *w = if chance(rich, 0.15) { 0 } else { range(rich, 1, 10) as u32 };
+    }
+    weights
 }
 
 impl TightBounds {
@@ -181,6 +199,9 @@ pub struct Overrides {
     pub clock_skew_ppm: Option<u32>,
     /// These tight bounds instead of the drawn ones.
     pub tight_bounds: Option<TightBounds>,
+    /// These weights of the richer operations (transactions of conditions and counters,
+    /// scans) instead of the drawn ones.
+    pub rich: Option<[u32; 2]>,
 }
 
 impl Params {
@@ -244,6 +265,7 @@ impl Params {
             ops_per_client,
             keys,
             mix,
+            rich: [0, 0],
             faults,
             snapshot_records_min,
             clock_skew_ppm,
@@ -268,12 +290,13 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
             self.nodes,
             self.clients,
             self.ops_per_client,
             self.keys,
             self.mix,
+            self.rich,
             x.loss,
             x.duplication,
             x.delay_min,

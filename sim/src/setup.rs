@@ -8,7 +8,7 @@
 //! nanoseconds. A fault or bound left out is off, so a fault kind added later leaves every
 //! setup written before it unchanged.
 
-use crate::params::{Faults, Overrides, Params, TightBounds};
+use crate::params::{Faults, Overrides, Params, TightBounds, draw_rich};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -49,6 +49,10 @@ impl Setup {
         if !overrides.no_faults {
             params.faults.draw_wider(&mut wider);
         }
+        // The richer operations, added later still: a fourth stream.
+        let mut rich = ChaCha8Rng::seed_from_u64(seed);
+        rich.set_stream(5);
+        params.rich = overrides.rich.unwrap_or_else(|| draw_rich(&mut rich));
         if overrides.crashes == Some(false) {
             params.faults.cluster_crash_every = None;
             params.faults.crash_near_io = 0.0;
@@ -78,6 +82,7 @@ impl Setup {
         let mut seed = None;
         let mut rng_position = None;
         let (mut nodes, mut clients, mut ops_per_client, mut keys, mut mix) = (None, None, None, None, None);
+        let mut rich = [0, 0];
         let mut faults = Faults::none();
         let mut params_rest = (SNAPSHOTS_OFF, 0u32, None);
         let mut eviction = Eviction::off();
@@ -93,6 +98,7 @@ impl Setup {
                 "ops_per_client" => ops_per_client = Some(number(&key, v)?),
                 "keys" => keys = Some(number(&key, v)?),
                 "mix" => mix = Some(list::<u32, 5>(&key, v)?),
+                "rich" => rich = list::<u32, 2>(&key, v)?,
                 "loss" => faults.loss = probability(&key, v)?,
                 "duplication" => faults.duplication = probability(&key, v)?,
                 "delay_min_ns" => faults.delay_min = nanos(&key, v)?,
@@ -133,6 +139,7 @@ impl Setup {
             ops_per_client: ops_per_client.ok_or_else(|| missing("ops_per_client"))?,
             keys: keys.ok_or_else(|| missing("keys"))?,
             mix: mix.ok_or_else(|| missing("mix"))?,
+            rich,
             faults,
             snapshot_records_min: params_rest.0,
             clock_skew_ppm: params_rest.1,
@@ -183,6 +190,7 @@ impl Setup {
                 w.push(word);
             }
         };
+        optional(p.rich != [0, 0], format!("rich={}", join(&p.rich)));
         optional(f.loss > 0.0, format!("loss={}", f.loss));
         optional(f.duplication > 0.0, format!("duplication={}", f.duplication));
         optional(f.delay_min != none.delay_min, format!("delay_min_ns={}", f.delay_min.as_nanos()));
@@ -289,7 +297,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 33] = [
+const KEYS: [&str; 34] = [
     "seed",
     "rng_position",
     "nodes",
@@ -297,6 +305,7 @@ const KEYS: [&str; 33] = [
     "ops_per_client",
     "keys",
     "mix",
+    "rich",
     "loss",
     "duplication",
     "delay_min_ns",

@@ -170,6 +170,9 @@ fn candidates(best: &Report) -> Vec<Setup> {
             }
         });
     }
+    for kind in 0..p.rich.len() {
+        with(&|p| p.rich[kind] = 0);
+    }
     for params in smaller {
         for k in 1..=RESEEDS {
             // Suppressions name faults of the old seed's run: they mean nothing in another's.
@@ -242,4 +245,5 @@ fn settings(p: &Params) -> usize {
     .filter(|x| **x)
     .count()
         + p.mix.iter().filter(|w| **w > 0).count()
+        + p.rich.iter().filter(|w| **w > 0).count()
 }

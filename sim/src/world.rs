@@ -331,6 +331,8 @@ pub(crate) struct World {
     /// Decisions of the faults added later still (damaged disks, crashes of every node, crashes
     /// next to sends and fsyncs, pauses): a stream of their own, for the same reason.
     wide: ChaCha8Rng,
+    /// The richer operations' draws (see `workload`): a stream of their own too.
+    rich: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -371,11 +373,14 @@ impl World {
         side.set_stream(2);
         let mut wide = ChaCha8Rng::seed_from_u64(seed);
         wide.set_stream(4);
+        let mut rich = ChaCha8Rng::seed_from_u64(seed);
+        rich.set_stream(6);
         let n = params.nodes;
         World {
             rng,
             side,
             wide,
+            rich,
             faults: params.faults.clone(),
             params,
             script: None,
@@ -822,11 +827,13 @@ impl World {
         c.try_agains = 0;
         c.seq += 1;
         let (id, seq) = (c.id, c.seq);
-        let operation = workload::next_operation(&mut self.rng, &self.params, id, seq);
+        let operation = workload::next_operation(&mut self.rng, &mut self.rich, &self.params, id, seq);
         let kind = match &operation {
             Operation::Get { key } => OpKind::Get { key: key.clone() },
             Operation::Txn { ops } => OpKind::Txn { ops: ops.clone() },
-            Operation::Scan { .. } => unimplemented!("the workload draws no scans yet"),
+            Operation::Scan { start, end, limit, keys_only } => {
+                OpKind::Scan { start: start.clone(), end: end.clone(), limit: *limit, keys_only: *keys_only }
+            }
         };
         self.history.ops.push(Op {
             client: id,

@@ -114,7 +114,7 @@ struct Start {
     /// Settings left out are off.
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
-        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm"
+        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich"
     ])]
     setup: Option<Setup>,
 }
@@ -170,10 +170,15 @@ struct Knobs {
     /// Largest difference of clock rates, in parts per million (0: all clocks agree).
     #[arg(long)]
     skew_ppm: Option<u32>,
+    /// Weights of the richer operations next to the mix's, as TXN,SCAN: transactions of
+    /// conditions, counters and reads, and scans (0,0: none).
+    #[arg(long, value_parser = parse_rich)]
+    rich: Option<[u32; 2]>,
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
-    /// commit-on-first-yes, evict-young-completions.
+    /// commit-on-first-yes, evict-young-completions, scan-ignores-prepared-insert,
+    /// condition-before-lock.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }
@@ -196,6 +201,7 @@ impl Knobs {
                 delay_max: self.delay_max_us.map(Duration::from_micros),
                 clock_skew_ppm: self.skew_ppm,
                 tight_bounds: None,
+                rich: self.rich,
             },
             trace,
             canary: self.canary,
@@ -216,6 +222,7 @@ impl Knobs {
             ("--dup", self.dup.map(|v| v.to_string())),
             ("--delay-max-us", self.delay_max_us.map(|v| v.to_string())),
             ("--skew-ppm", self.skew_ppm.map(|v| v.to_string())),
+            ("--rich", self.rich.map(|[txn, scan]| format!("{txn},{scan}"))),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];
         let switches = [
@@ -269,6 +276,12 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
         return Err("the range is empty: the end must be larger than the start".into());
     }
     Ok((a, b))
+}
+
+fn parse_rich(s: &str) -> Result<[u32; 2], String> {
+    let bad = || format!("`{s}`: give two weights, TXN,SCAN, such as 3,1");
+    let (txn, scan) = s.split_once(',').ok_or_else(bad)?;
+    Ok([txn.trim().parse().map_err(|_| bad())?, scan.trim().parse().map_err(|_| bad())?])
 }
 
 fn parse_canary(s: &str) -> Result<Canary, String> {

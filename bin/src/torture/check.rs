@@ -174,7 +174,7 @@ mod tests {
     fn committed_write_missing_from_every_node_is_a_durability_violation() {
         let kept = vec![Vec::new(); NODES];
         let root = tempfile::tempdir().unwrap();
-        let lost = check_with(History { ops: vec![put(1, OpResult::Committed)] }, root.path(), &kept);
+        let lost = check_with(History { ops: vec![put(1, OpResult::Committed(vec![]))] }, root.path(), &kept);
         assert_eq!(lost.durability.len(), 1, "{:?}", lost.durability);
         assert!(!lost.passed());
         let root = tempfile::tempdir().unwrap();

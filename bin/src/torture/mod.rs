@@ -164,7 +164,11 @@ pub fn run(options: &Options, folder: &std::path::Path, say: &mut dyn FnMut(Stri
     let committed_after_heal = history
         .ops
         .iter()
-        .filter(|op| op.invoke > healed_at && matches!(op.kind, OpKind::Txn { .. }) && op.result == OpResult::Committed)
+        .filter(|op| {
+            op.invoke > healed_at
+                && matches!(op.kind, OpKind::Txn { .. })
+                && matches!(op.result, OpResult::Committed(_))
+        })
         .count();
     for i in 0..options.nodes {
         cluster.check_running(i)?;

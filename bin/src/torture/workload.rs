@@ -60,7 +60,9 @@ impl RecordingClient {
         let kind = match &operation {
             Operation::Get { key } => OpKind::Get { key: key.clone() },
             Operation::Txn { ops } => OpKind::Txn { ops: ops.clone() },
-            Operation::Scan { .. } => unimplemented!("the torture workload draws no scans"),
+            Operation::Scan { start, end, limit, keys_only } => {
+                OpKind::Scan { start: start.clone(), end: end.clone(), limit: *limit, keys_only: *keys_only }
+            }
         };
         let invoke = clock.nanos();
         let result = self.client.execute(operation);
@@ -132,7 +134,7 @@ pub fn spawn_client(
             if op.response.is_none() || op.result == OpResult::NotApplied {
                 std::thread::sleep(FAILURE_PAUSE);
             }
-            if op.result == OpResult::Committed {
+            if matches!(op.result, OpResult::Committed(_)) {
                 commits.fetch_add(1, Ordering::Relaxed);
             }
             ops.push(op);

@@ -4,16 +4,17 @@
 
 use super::Violation;
 use crate::history::{History, OpKind, Result as OpResult, show};
-use dkv_core::TxnOp;
 use dkv_core::store::Store;
+use dkv_core::{OpResult as Returned, TxnOp};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A write's effect on one key.
 struct KeyWrite {
     /// The write's index in the history.
     op: usize,
-    /// The value it leaves (`None`: it deletes the key).
-    effect: Option<Vec<u8>>,
+    /// The value it leaves (`None`: it deletes the key), when known: an append's, or an
+    /// increment's without its result, is not, and explains any final value.
+    effect: Option<Option<Vec<u8>>>,
 }
 
 /// `final_store` is the converged final store (n0's; convergence checks the others against it).
@@ -21,15 +22,24 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
     let mut writes: BTreeMap<Vec<u8>, Vec<KeyWrite>> = BTreeMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         let OpKind::Txn { ops } = &op.kind else { continue };
-        if !matches!(op.result, OpResult::Committed | OpResult::Unknown | OpResult::Happened) {
-            continue;
-        }
-        let mut last: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
-        for o in ops {
+        let results: &[Returned] = match &op.result {
+            OpResult::Committed(results) => results,
+            OpResult::Unknown | OpResult::Happened => &[],
+            _ => continue,
+        };
+        let mut last: BTreeMap<&[u8], Option<Option<Vec<u8>>>> = BTreeMap::new();
+        for (i, o) in ops.iter().enumerate() {
             let effect = match o {
-                TxnOp::Put { value, .. } | TxnOp::Update { value, .. } => Some(value.clone()),
-                TxnOp::Delete { .. } => None,
-                _ => unimplemented!("the workload draws no such op yet"),
+                TxnOp::Put { value, .. } | TxnOp::Update { value, .. } | TxnOp::GetSet { value, .. } => {
+                    Some(Some(value.clone()))
+                }
+                TxnOp::Delete { .. } | TxnOp::GetDelete { .. } => Some(None),
+                TxnOp::Increment { .. } => match results.get(i) {
+                    Some(Returned::Integer { value, .. }) => Some(Some(value.to_string().into_bytes())),
+                    _ => None,
+                },
+                TxnOp::Append { .. } => None,
+                TxnOp::Read { .. } | TxnOp::Require { .. } => continue,
             };
             last.insert(o.key(), effect);
         }
@@ -42,7 +52,7 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
     let mut violations = Vec::new();
     for key in keys {
         let ws = writes.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-        let committed = |i: usize| history.ops[i].result == OpResult::Committed;
+        let committed = |i: usize| matches!(history.ops[i].result, OpResult::Committed(_));
         // Writes not followed in real time by a committed write to the same key.
         let last: Vec<&KeyWrite> = ws
             .iter()
@@ -54,7 +64,8 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
             .collect();
         let any_committed = ws.iter().any(|w| committed(w.op));
         let final_value = final_store.get(&key).cloned();
-        let explained = last.iter().any(|w| w.effect == final_value) || (!any_committed && final_value.is_none());
+        let explained = last.iter().any(|w| w.effect.as_ref().is_none_or(|e| *e == final_value))
+            || (!any_committed && final_value.is_none());
         if !explained {
             violations.push(Violation {
                 checker: "durability",
@@ -109,7 +120,7 @@ mod tests {
     /// A committed write the final store does not hold was lost, and is reported on its key.
     #[test]
     fn committed_write_missing_from_the_final_store_is_reported() {
-        let h = History { ops: vec![write(0, Some(10), put("k", "1"), OpResult::Committed)] };
+        let h = History { ops: vec![write(0, Some(10), put("k", "1"), OpResult::Committed(vec![]))] };
         assert_eq!(keys_at_fault(&h, &store(&[])), ["k"]);
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), Vec::<String>::new());
     }
@@ -119,8 +130,8 @@ mod tests {
     fn overwritten_value_coming_back_is_reported() {
         let h = History {
             ops: vec![
-                write(0, Some(10), put("k", "1"), OpResult::Committed),
-                write(20, Some(30), put("k", "2"), OpResult::Committed),
+                write(0, Some(10), put("k", "1"), OpResult::Committed(vec![])),
+                write(20, Some(30), put("k", "2"), OpResult::Committed(vec![])),
             ],
         };
         assert!(check(&h, &store(&[put("k", "2")])).is_empty());
@@ -128,8 +139,8 @@ mod tests {
         // A committed delete after the last put leaves the key absent, and only absent.
         let h = History {
             ops: vec![
-                write(0, Some(10), put("k", "1"), OpResult::Committed),
-                write(20, Some(30), delete("k"), OpResult::Committed),
+                write(0, Some(10), put("k", "1"), OpResult::Committed(vec![])),
+                write(20, Some(30), delete("k"), OpResult::Committed(vec![])),
             ],
         };
         assert!(check(&h, &store(&[])).is_empty());
@@ -141,8 +152,8 @@ mod tests {
     fn concurrent_committed_writes_may_end_in_either_order() {
         let h = History {
             ops: vec![
-                write(0, Some(30), put("k", "1"), OpResult::Committed),
-                write(10, Some(20), put("k", "2"), OpResult::Committed),
+                write(0, Some(30), put("k", "1"), OpResult::Committed(vec![])),
+                write(10, Some(20), put("k", "2"), OpResult::Committed(vec![])),
             ],
         };
         assert!(check(&h, &store(&[put("k", "1")])).is_empty());
@@ -161,7 +172,7 @@ mod tests {
         // After a committed write it may still have won, being concurrent with it.
         let h = History {
             ops: vec![
-                write(0, Some(10), put("k", "1"), OpResult::Committed),
+                write(0, Some(10), put("k", "1"), OpResult::Committed(vec![])),
                 write(5, None, put("k", "2"), OpResult::Unknown),
             ],
         };
@@ -179,7 +190,14 @@ mod tests {
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
         let failed = vec![TxnOp::Update { key: "absent".into(), value: "x".into() }, put("k", "1").remove(0)];
-        let h = History { ops: vec![write(0, Some(10), failed, OpResult::FailedAt(0))] };
+        let h = History {
+            ops: vec![write(
+                0,
+                Some(10),
+                failed,
+                OpResult::Failed(dkv_core::OpFailure { op_index: 0, reason: dkv_core::FailReason::KeyNotFound }),
+            )],
+        };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
         let h = History::default();
@@ -190,7 +208,7 @@ mod tests {
     #[test]
     fn last_op_of_a_transaction_on_a_key_is_its_effect() {
         let ops = vec![TxnOp::Put { key: "k".into(), value: "1".into() }, TxnOp::Delete { key: "k".into() }];
-        let h = History { ops: vec![write(0, Some(10), ops, OpResult::Committed)] };
+        let h = History { ops: vec![write(0, Some(10), ops, OpResult::Committed(vec![]))] };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
     }

@@ -91,6 +91,7 @@ fn violation(history: &History, request: RequestId, message: String) -> Violatio
             let keys: BTreeSet<String> = ops.iter().map(|w| show(w.key())).collect();
             keys.into_iter().collect::<Vec<_>>().join(", ")
         }
+        OpKind::Scan { start, .. } => show(start),
     });
     let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
     Violation { checker: "exactly-once", key, message, ops }

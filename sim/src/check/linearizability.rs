@@ -8,16 +8,28 @@
 //! with a known outcome. Configurations already explored are memoized by (set, state hash), so
 //! the search visits each at most once.
 //!
+//! The state is a model store with versions ([`super::model`]); an operation is legal in it
+//! when the model gives exactly what the client saw: a read's value, a transaction's results
+//! (values, counters, versions) or the op it failed on and why, a scan's page. A failed
+//! transaction is an observation like a read.
+//!
 //! [`check_per_key`] runs the search on each key's projection (fast, names the key);
 //! [`check_transactions`] runs it on the whole history with the whole store as state, which
 //! adds the cross-key guarantees: no read sees part of a transaction, and the committed
 //! transactions fit one serial order that respects real time.
 //! [`check`] runs the second, and the first only when the second does not pass.
+//!
+//! Every op of a transaction names one key and depends on that key alone, so a transaction's
+//! projection on a key is the ops on that key with their results. Scans read many keys at
+//! once: the whole-history search checks them, and the per-key projections leave them out
+//! (they would be sound as reads of each key in the page's range, but the per-key searches
+//! only name the key at fault once the whole-history search has failed).
 
 use super::Violation;
+use super::model::{self, Model};
 use crate::history::{History, Op, OpKind, Result as OpResult, show};
-use dkv_core::TxnOp;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use dkv_core::{OpFailure, ScanEntry, TxnOp};
+use std::collections::{BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Configurations explored before a search is given a larger budget.
@@ -55,17 +67,29 @@ enum Effect {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
     },
-    /// Must apply cleanly.
-    Commit(Vec<TxnOp>),
-    /// Must fail exactly at op `at`.
-    FailAt {
+    /// Must apply cleanly, with these results (none: not known, anything goes).
+    Commit {
         ops: Vec<TxnOp>,
-        at: u32,
+        results: Vec<dkv_core::OpResult>,
+    },
+    /// Must fail exactly so: at this op, for this reason.
+    Fail {
+        ops: Vec<TxnOp>,
+        failure: OpFailure,
     },
     /// May apply (if it applies cleanly) or never take effect.
     Maybe(Vec<TxnOp>),
     /// Takes effect exactly once: applies if it applies cleanly, else fails and applies nothing.
     Happened(Vec<TxnOp>),
+    /// A scan's page: must be what the store holds in its range.
+    Scan {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+        keys_only: bool,
+        entries: Vec<ScanEntry>,
+        next: Option<Vec<u8>>,
+    },
 }
 
 impl SearchOp {
@@ -96,8 +120,8 @@ fn bytes_hash(mut h: u64, bytes: &[u8]) -> u64 {
 
 /// The hash of one store entry; the store's hash is the xor of its entries'. Not SipHash: the
 /// search hashes an entry on every step, and nothing here is adversarial.
-fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
-    bytes_hash(bytes_hash(0x243f_6a88_85a3_08d3, key), value)
+fn entry_hash(key: &[u8], (value, version): &model::Entry) -> u64 {
+    mix(bytes_hash(bytes_hash(0x243f_6a88_85a3_08d3, key), value) ^ *version)
 }
 
 /// The memo's keys are hashes already: its hasher only folds them together.
@@ -118,34 +142,15 @@ impl Hasher for PrehashedHasher {
 
 type Memo = HashSet<(u64, u64), BuildHasherDefault<PrehashedHasher>>;
 
-/// The index of the first op that finds its key missing, running `ops` in order on `store`.
-/// Written independently of dkv-core's store: the checker is a second implementation of the
-/// rules, not a copy of the code it checks.
-fn first_failure(store: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[TxnOp]) -> Option<u32> {
-    let mut exists: BTreeMap<&[u8], bool> = BTreeMap::new();
-    for (i, op) in ops.iter().enumerate() {
-        let key = op.key();
-        let present = *exists.entry(key).or_insert_with(|| store.contains_key(key));
-        match op {
-            TxnOp::Put { .. } => {
-                exists.insert(key, true);
-            }
-            TxnOp::Update { .. } if !present => return Some(i as u32),
-            TxnOp::Update { .. } => {}
-            TxnOp::Delete { .. } if !present => return Some(i as u32),
-            TxnOp::Delete { .. } => {
-                exists.insert(key, false);
-            }
-            _ => unimplemented!("the workload draws no such op yet"),
-        }
-    }
-    None
+/// The value size limit the simulated nodes run under (an append may not pass it).
+fn value_max() -> usize {
+    dkv_core::Limits::default().value_bytes_max as usize
 }
 
 /// What a key held before an operation changed it (`None`: absent).
 struct Before {
     key: Vec<u8>,
-    value: Option<Vec<u8>>,
+    entry: Option<model::Entry>,
 }
 
 /// How to undo an operation: what each key it changed held before.
@@ -154,20 +159,20 @@ type Undo = Vec<Before>;
 /// The store state during the search, with an order-independent hash for memoization.
 #[derive(Clone, Default)]
 struct State {
-    store: BTreeMap<Vec<u8>, Vec<u8>>,
+    store: Model,
     hash: u64,
 }
 
 impl State {
     /// Sets one key, keeping the hash in step.
-    fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+    fn set(&mut self, key: Vec<u8>, entry: Option<model::Entry>) {
         if let Some(old) = self.store.get(&key) {
             self.hash ^= entry_hash(&key, old);
         }
-        match value {
-            Some(v) => {
-                self.hash ^= entry_hash(&key, &v);
-                self.store.insert(key, v);
+        match entry {
+            Some(e) => {
+                self.hash ^= entry_hash(&key, &e);
+                self.store.insert(key, e);
             }
             None => {
                 self.store.remove(&key);
@@ -175,24 +180,46 @@ impl State {
         }
     }
 
-    /// Applies ops that apply cleanly; returns how to undo them.
-    fn apply(&mut self, ops: &[TxnOp]) -> Undo {
-        let keys: BTreeSet<&[u8]> = ops.iter().map(|op| op.key()).collect();
-        let undo: Undo =
-            keys.into_iter().map(|k| Before { key: k.to_vec(), value: self.store.get(k).cloned() }).collect();
-        for op in ops {
-            match op {
-                TxnOp::Put { key, value } | TxnOp::Update { key, value } => self.set(key.clone(), Some(value.clone())),
-                TxnOp::Delete { key } => self.set(key.clone(), None),
-                _ => unimplemented!("the workload draws no such op yet"),
-            }
+    /// Applies a transaction's changes; returns how to undo them.
+    fn apply(&mut self, changes: model::Changes) -> Undo {
+        let mut undo = Undo::with_capacity(changes.len());
+        for (key, entry) in changes {
+            undo.push(Before { key: key.clone(), entry: self.store.get(&key).cloned() });
+            self.set(key, entry);
         }
         undo
     }
 
     fn undo(&mut self, undo: Undo) {
-        for before in undo {
-            self.set(before.key, before.value);
+        for before in undo.into_iter().rev() {
+            self.set(before.key, before.entry);
+        }
+    }
+
+    /// Whether `effect` may take effect now: `Some(undo)` if so (having applied it), `None` if
+    /// it is not legal in this state.
+    fn try_effect(&mut self, effect: &Effect) -> Option<Undo> {
+        match effect {
+            Effect::Read { key, value } => (self.store.get(key).map(|(v, _)| v) == value.as_ref()).then(Undo::new),
+            Effect::Commit { ops, results } => match model::run(&self.store, ops, value_max()) {
+                Ok((got, changes)) if results.is_empty() || got == *results => Some(self.apply(changes)),
+                _ => None,
+            },
+            Effect::Maybe(ops) => match model::run(&self.store, ops, value_max()) {
+                Ok((_, changes)) => Some(self.apply(changes)),
+                Err(_) => None,
+            },
+            Effect::Happened(ops) => match model::run(&self.store, ops, value_max()) {
+                Ok((_, changes)) => Some(self.apply(changes)),
+                Err(_) => Some(Undo::new()),
+            },
+            Effect::Fail { ops, failure } => {
+                (model::run(&self.store, ops, value_max()).err() == Some(*failure)).then(Undo::new)
+            }
+            Effect::Scan { start, end, limit, keys_only, entries, next } => {
+                let page = model::scan(&self.store, start, end.as_deref(), *limit, *keys_only);
+                (page.0 == *entries && page.1 == *next).then(Undo::new)
+            }
         }
     }
 }
@@ -270,40 +297,14 @@ impl Search<'_> {
             self.deepest = Deepest { path: self.path.clone(), candidates: candidates.clone() };
         }
         for i in candidates {
-            let op = &self.ops[i];
-            let undo = match &op.effect {
-                Effect::Read { key, value } => {
-                    if self.state.store.get(key) != value.as_ref() {
-                        continue;
-                    }
-                    None
-                }
-                Effect::Commit(ops) | Effect::Maybe(ops) => {
-                    if first_failure(&self.state.store, ops).is_some() {
-                        continue;
-                    }
-                    Some(self.state.apply(ops))
-                }
-                Effect::Happened(ops) => match first_failure(&self.state.store, ops) {
-                    Some(_) => None,
-                    None => Some(self.state.apply(ops)),
-                },
-                Effect::FailAt { ops, at } => {
-                    if first_failure(&self.state.store, ops) != Some(*at) {
-                        continue;
-                    }
-                    None
-                }
-            };
+            let Some(undo) = self.state.try_effect(&self.ops[i].effect) else { continue };
             self.mark(i, true);
             self.path.push(i);
             let result = self.run();
             self.path.pop();
             self.mark(i, false);
             self.first_open = saved_first_open;
-            if let Some(undo) = undo {
-                self.state.undo(undo);
-            }
+            self.state.undo(undo);
             match result {
                 Some(false) => {}
                 other => return other,
@@ -386,27 +387,49 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
         (OpKind::Get { key: k }, OpResult::Read(value)) if touches(k) => {
             Effect::Read { key: k.clone(), value: value.clone() }
         }
+        (OpKind::Scan { start, end, limit, keys_only }, OpResult::Scanned { entries, next }) if key.is_none() => {
+            Effect::Scan {
+                start: start.clone(),
+                end: end.clone(),
+                limit: *limit,
+                keys_only: *keys_only,
+                entries: entries.clone(),
+                next: next.clone(),
+            }
+        }
         (OpKind::Txn { ops }, result) => {
-            let mine: Vec<TxnOp> = ops.iter().filter(|o| touches(o.key())).cloned().collect();
+            let mine: Vec<usize> = (0..ops.len()).filter(|&i| touches(ops[i].key())).collect();
             if mine.is_empty() {
                 return None;
             }
+            let pick =
+                |upto: usize| -> Vec<TxnOp> { mine.iter().filter(|&&i| i <= upto).map(|&i| ops[i].clone()).collect() };
             match result {
-                OpResult::Committed => Effect::Commit(mine),
-                OpResult::Unknown => Effect::Maybe(mine),
+                OpResult::Committed(results) => {
+                    // Results known: each op's, on this key; not known (an old completion
+                    // record): none, and anything goes.
+                    let results = if results.len() == ops.len() {
+                        mine.iter().map(|&i| results[i].clone()).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    Effect::Commit { ops: pick(ops.len()), results }
+                }
+                OpResult::Unknown => Effect::Maybe(pick(ops.len())),
                 // Whether it failed depends on every key it names: on one key's own it may
                 // have applied or not.
-                OpResult::Happened if key.is_some() => Effect::Maybe(mine),
-                OpResult::Happened => Effect::Happened(mine),
-                OpResult::FailedAt(at) => {
-                    let failing = ops.get(*at as usize)?;
+                OpResult::Happened if key.is_some() => Effect::Maybe(pick(ops.len())),
+                OpResult::Happened => Effect::Happened(pick(ops.len())),
+                OpResult::Failed(failure) => {
+                    let at = failure.op_index as usize;
+                    let failing = ops.get(at)?;
                     if !touches(failing.key()) {
                         // It failed on another key: for this key it did nothing.
                         return None;
                     }
-                    let upto: Vec<TxnOp> = ops[..=*at as usize].iter().filter(|o| touches(o.key())).cloned().collect();
-                    let at = (upto.len() - 1) as u32;
-                    Effect::FailAt { ops: upto, at }
+                    let upto = pick(at);
+                    let op_index = (upto.len() - 1) as u32;
+                    Effect::Fail { ops: upto, failure: OpFailure { op_index, reason: failure.reason } }
                 }
                 _ => return None,
             }
@@ -471,6 +494,7 @@ fn per_key_within(history: &History, budget: Budget) -> Findings {
                 keys.insert(key);
             }
             OpKind::Txn { ops } => keys.extend(ops.iter().map(|o| o.key())),
+            OpKind::Scan { .. } => {}
         }
     }
     let mut findings = Findings::default();
@@ -500,7 +524,7 @@ fn transactions_within(history: &History, budget: Budget) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::ClientId;
+    use dkv_core::{ClientId, Condition, FailReason, OpResult as Returned};
 
     fn op(invoke: u64, response: u64, kind: OpKind, result: OpResult) -> Op {
         Op {
@@ -529,8 +553,8 @@ mod tests {
     fn stale_read_is_a_violation() {
         let h = History {
             ops: vec![
-                op(0, 10, put("k", "1"), OpResult::Committed),
-                op(20, 30, put("k", "2"), OpResult::Committed),
+                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(20, 30, put("k", "2"), OpResult::Committed(vec![])),
                 op(40, 50, get("k"), read(Some("1"))),
             ],
         };
@@ -544,7 +568,7 @@ mod tests {
     fn concurrent_reads_may_see_either_value() {
         let h = History {
             ops: vec![
-                op(0, 100, put("k", "1"), OpResult::Committed),
+                op(0, 100, put("k", "1"), OpResult::Committed(vec![])),
                 op(10, 20, get("k"), read(Some("1"))),
                 op(30, 40, get("k"), read(None)),
             ],
@@ -553,7 +577,7 @@ mod tests {
         assert_eq!(check_per_key(&h).violations.len(), 1);
         let h = History {
             ops: vec![
-                op(0, 100, put("k", "1"), OpResult::Committed),
+                op(0, 100, put("k", "1"), OpResult::Committed(vec![])),
                 op(10, 20, get("k"), read(None)),
                 op(30, 40, get("k"), read(Some("1"))),
             ],
@@ -573,7 +597,7 @@ mod tests {
         };
         let h = History {
             ops: vec![
-                op(0, 100, both, OpResult::Committed),
+                op(0, 100, both, OpResult::Committed(vec![])),
                 op(10, 20, get("a"), read(Some("1"))),
                 op(30, 40, get("b"), read(None)),
             ],
@@ -628,7 +652,8 @@ mod tests {
     fn inconclusive_search_is_a_violation() {
         // Eight concurrent puts and a read after them: the search must try orders before it
         // can place the read, far more than two configurations' worth.
-        let mut ops: Vec<Op> = (0..8).map(|i| op(0, 100, put("k", &i.to_string()), OpResult::Committed)).collect();
+        let mut ops: Vec<Op> =
+            (0..8).map(|i| op(0, 100, put("k", &i.to_string()), OpResult::Committed(vec![]))).collect();
         ops.push(op(200, 300, get("k"), read(Some("0"))));
         let h = History { ops };
         assert!(check(&h).violations.is_empty(), "the history is linearizable");
@@ -641,20 +666,24 @@ mod tests {
     /// A committed write is visible to every read that starts after it responded.
     #[test]
     fn lost_committed_write_is_a_violation() {
-        let h = History { ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, get("k"), read(None))] };
+        let h = History {
+            ops: vec![op(0, 10, put("k", "1"), OpResult::Committed(vec![])), op(20, 30, get("k"), read(None))],
+        };
         let findings = check(&h);
         assert_eq!(findings.violations.len(), 1, "{:?}", findings.violations);
         assert_eq!(findings.violations[0].key.as_deref(), Some("k"));
         assert_eq!(findings.inconclusive, 0);
         // The same read during the write may see either.
-        let h = History { ops: vec![op(0, 30, put("k", "1"), OpResult::Committed), op(10, 20, get("k"), read(None))] };
+        let h = History {
+            ops: vec![op(0, 30, put("k", "1"), OpResult::Committed(vec![])), op(10, 20, get("k"), read(None))],
+        };
         assert!(check(&h).violations.is_empty());
     }
 
     /// A read cannot see a write invoked after the read responded, known outcome or not.
     #[test]
     fn read_from_the_future_is_a_violation() {
-        for (result, response) in [(OpResult::Committed, Some(30)), (OpResult::Unknown, None)] {
+        for (result, response) in [(OpResult::Committed(vec![]), Some(30)), (OpResult::Unknown, None)] {
             let mut later = op(20, 0, put("k", "1"), result);
             later.response = response;
             let h = History { ops: vec![op(0, 10, get("k"), read(Some("1"))), later] };
@@ -697,8 +726,8 @@ mod tests {
         };
         let h = History {
             ops: vec![
-                op(0, 100, both("1"), OpResult::Committed),
-                op(0, 100, both("2"), OpResult::Committed),
+                op(0, 100, both("1"), OpResult::Committed(vec![])),
+                op(0, 100, both("2"), OpResult::Committed(vec![])),
                 op(110, 120, get("a"), read(Some("1"))),
                 op(110, 120, get("b"), read(Some("2"))),
             ],
@@ -713,8 +742,112 @@ mod tests {
     fn failed_update_observes_absence() {
         let upd = OpKind::Txn { ops: vec![TxnOp::Update { key: "k".into(), value: "2".into() }] };
         let h = History {
-            ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, upd, OpResult::FailedAt(0))],
+            ops: vec![
+                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(20, 30, upd, OpResult::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound })),
+            ],
         };
         assert_eq!(check_per_key(&h).violations.len(), 1);
+    }
+
+    fn txn(ops: Vec<TxnOp>) -> OpKind {
+        OpKind::Txn { ops }
+    }
+    fn incr(k: &str) -> TxnOp {
+        TxnOp::Increment { key: k.into(), by: 1 }
+    }
+    fn counted(value: i64, version: u64) -> OpResult {
+        OpResult::Committed(vec![Returned::Integer { value, version }])
+    }
+
+    /// Results must be the model's: two increments cannot both have made 1, and a counter
+    /// seen at 2 came after two.
+    #[test]
+    fn results_must_match_the_model() {
+        let h = History {
+            ops: vec![op(0, 10, txn(vec![incr("n")]), counted(1, 1)), op(0, 10, txn(vec![incr("n")]), counted(2, 2))],
+        };
+        assert!(check(&h).violations.is_empty());
+        let h = History {
+            ops: vec![op(0, 10, txn(vec![incr("n")]), counted(1, 1)), op(0, 10, txn(vec![incr("n")]), counted(1, 1))],
+        };
+        assert_eq!(check_per_key(&h).violations.len(), 1, "the same value twice");
+        let h = History { ops: vec![op(0, 10, txn(vec![incr("n")]), counted(1, 2))] };
+        assert_eq!(check_per_key(&h).violations.len(), 1, "the wrong version");
+        // Results not known (an old completion record): anything goes.
+        let h = History { ops: vec![op(0, 10, txn(vec![incr("n")]), OpResult::Committed(vec![]))] };
+        assert!(check(&h).violations.is_empty());
+    }
+
+    /// A false condition is an observation: "absent" cannot fail after nothing was written,
+    /// and it must fail for the reason given, at the op given.
+    #[test]
+    fn a_failed_condition_is_an_observation() {
+        let absent = txn(vec![
+            TxnOp::Put { key: "x".into(), value: "1".into() },
+            TxnOp::Require { key: "k".into(), condition: Condition::Absent },
+        ]);
+        let failed = |reason| OpResult::Failed(OpFailure { op_index: 1, reason });
+        let h = History { ops: vec![op(0, 10, absent.clone(), failed(FailReason::ConditionFailed))] };
+        assert_eq!(check(&h).violations.len(), 1, "nothing made k exist");
+        let h = History {
+            ops: vec![
+                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(20, 30, absent.clone(), failed(FailReason::ConditionFailed)),
+            ],
+        };
+        assert!(check(&h).violations.is_empty());
+        let h = History {
+            ops: vec![
+                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(20, 30, absent, failed(FailReason::KeyNotFound)),
+            ],
+        };
+        assert_eq!(check(&h).violations.len(), 1, "the wrong reason");
+    }
+
+    fn scan(start: &str, limit: u32, keys: &[(&str, u64)], next: Option<&str>) -> (OpKind, OpResult) {
+        let entries = keys
+            .iter()
+            .map(|(k, version)| ScanEntry { key: k.as_bytes().to_vec(), value: None, version: *version })
+            .collect();
+        (
+            OpKind::Scan { start: start.into(), end: None, limit, keys_only: true },
+            OpResult::Scanned { entries, next: next.map(|n| n.as_bytes().to_vec()) },
+        )
+    }
+
+    /// A scan is a read of its whole range: a key committed before it began cannot be missing
+    /// from its page (a phantom), the page stops at its limit, and it is checked by the
+    /// whole-history search only.
+    #[test]
+    fn scans_read_their_whole_range() {
+        let (kind, seen) = scan("", 10, &[("a", 1), ("c", 1)], None);
+        let both = |b: OpResult| History {
+            ops: vec![
+                op(0, 10, put("a", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("c", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("b", "1"), b),
+                op(20, 30, kind.clone(), seen.clone()),
+            ],
+        };
+        assert!(check(&both(OpResult::Unknown)).violations.is_empty(), "b may not have happened yet");
+        assert!(
+            matches!(check_transactions(&both(OpResult::Committed(vec![]))), Verdict::Violation(_)),
+            "b is missing"
+        );
+        assert!(check_per_key(&both(OpResult::Committed(vec![]))).violations.is_empty(), "no per-key view of scans");
+        let (kind, page) = scan("", 1, &[("a", 1)], Some("a\0"));
+        let h = History {
+            ops: vec![
+                op(0, 10, put("a", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("b", "1"), OpResult::Committed(vec![])),
+                op(20, 30, kind.clone(), page),
+            ],
+        };
+        assert!(check(&h).violations.is_empty());
+        let (_, wrong_next) = scan("", 1, &[("a", 1)], None);
+        let h = History { ops: vec![h.ops[0].clone(), h.ops[1].clone(), op(20, 30, kind, wrong_next)] };
+        assert_eq!(check(&h).violations.len(), 1, "more keys follow: the page must say where");
     }
 }

@@ -14,6 +14,7 @@ pub mod durability;
 pub mod exactly_once;
 pub mod linearizability;
 pub mod liveness;
+pub mod model;
 
 use std::fmt;
 
