@@ -3,8 +3,8 @@
 //! commit decision, so a retry at any node is recognised and answered with the original outcome
 //! instead of being run again.
 //!
-//! Every definite outcome of a write is decided by two-phase commit — including "key not found",
-//! which commits as a no-op — so a completion record fences every other attempt of the same
+//! Every definite outcome of a write is decided by two-phase commit — including an op that cannot
+//! run (a missing key, a false condition), which commits as a no-op — so a completion record fences every other attempt of the same
 //! request: no two attempts can both complete, and no client is ever told an outcome that
 //! another attempt contradicts.
 //!

@@ -44,18 +44,25 @@
 //!
 //! ## The protocol, in one paragraph
 //!
-//! The node a client contacts coordinates the write: it checks and locks the keys locally, sends
-//! PREPARE to every other node, and each participant checks, locks, persists and votes. All YES:
-//! the coordinator persists its decision, applies, answers the client and sends COMMIT until
-//! every participant acknowledges. Any NO or a missing vote: abort (nothing is logged: presumed
-//! abort). Whether each op can run (an update or delete needs its key) is not a vote: it is
-//! judged under the locks, identically everywhere, and a transaction with an op that cannot run
-//! commits as a no-op whose completion record names the op ([`Outcome::Failed`]), so every
-//! definite outcome is decided by two-phase commit and no retry can be told another. Lock
-//! conflicts are refused at once and retried by the coordinator after a randomized backoff, so
-//! nothing deadlocks or livelocks. Reads are served from memory unless the key is
-//! locked, in which case they wait for the decision. Every request carries a (client, sequence)
-//! id whose completion is replicated with the write, so retries are never applied twice.
+//! A write is a transaction of ops ([`TxnOp`]: put, update, delete, increment, append,
+//! get-and-set, get-and-delete, read, and conditions on a key). The node a client contacts
+//! coordinates it: it locks the ops' keys locally, sends PREPARE to every other node, and each
+//! participant checks, locks, persists and votes. All YES: the coordinator persists its
+//! decision, applies, answers the client and sends COMMIT until every participant
+//! acknowledges. Any NO or a missing vote: abort (nothing is logged: presumed abort). Whether
+//! each op can run (an update or delete needs its key, a condition must hold, an increment
+//! needs a number that does not overflow) is not a vote: it is judged at commit under the
+//! locks, identically everywhere ([`store::Store::run`]), and a transaction with an op that
+//! cannot run commits as a no-op whose completion record names the op ([`Outcome::Failed`]);
+//! one that runs records every op's result ([`OpResult`]: versions, counters, values read).
+//! So every definite outcome is decided by two-phase commit and no retry can be told another.
+//! Lock conflicts are refused at once and retried by the coordinator after a randomized
+//! backoff, so nothing deadlocks or livelocks. Reads — gets and scans — are served from memory
+//! unless a key they read is locked, in which case they wait for the decision; for a scan
+//! that is any key in the range its page speaks for, a key being inserted included, so a page
+//! has no phantoms and never shows part of a transaction. Every request carries a (client,
+//! sequence) id whose completion is replicated with the write, so retries are never applied
+//! twice.
 
 pub mod canary;
 pub mod codec;

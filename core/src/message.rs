@@ -51,9 +51,9 @@ impl Message {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vote {
-    /// The keys are locked and the PREPARE record is durable. (Whether the ops find their keys
-    /// is decided under those locks and is the same at every participant: it becomes the
-    /// outcome the commit records.)
+    /// The keys are locked and the PREPARE record is durable. (Whether the ops can run is
+    /// decided under those locks at commit and is the same at every participant: it becomes
+    /// the outcome the commit records.)
     Yes,
     No(NoReason),
 }

@@ -104,13 +104,47 @@ impl Op {
             (None, None) => "never".to_string(),
         };
         format!(
-            "[client {} #{}] {what} -> {:?} (invoked {:.6}s, completed {response}, {} attempts)",
+            "[client {} #{}] {what} -> {} (invoked {:.6}s, completed {response}, {} attempts)",
             self.client.0,
             self.seq,
-            self.result,
+            self.result.describe(),
             self.invoke as f64 / 1e9,
             self.attempts
         )
+    }
+}
+
+impl Result {
+    /// The result as a violation report shows it: keys and values as text.
+    pub fn describe(&self) -> String {
+        let value = |v: &Option<Value>| v.as_deref().map_or("<absent>".to_string(), show);
+        match self {
+            Result::Read(v) => format!("Read({})", value(v)),
+            Result::Committed(results) => {
+                let results: Vec<String> = results
+                    .iter()
+                    .map(|r| match r {
+                        dkv_core::OpResult::Done { version } => format!("v{version}"),
+                        dkv_core::OpResult::Value { value: v, version } => format!("{} v{version}", value(v)),
+                        dkv_core::OpResult::Integer { value, version } => format!("{value} v{version}"),
+                    })
+                    .collect();
+                format!("Committed[{}]", results.join(", "))
+            }
+            Result::Failed(failure) => format!("Failed(op {} {:?})", failure.op_index, failure.reason),
+            Result::Scanned { entries, next } => {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|e| match &e.value {
+                        Some(v) => format!("{}={} v{}", show(&e.key), show(v), e.version),
+                        None => format!("{} v{}", show(&e.key), e.version),
+                    })
+                    .collect();
+                let next = next.as_deref().map_or(String::new(), |n| format!(", next {}", show(n).escape_debug()));
+                format!("Scanned[{}{next}]", entries.join(", "))
+            }
+            other => format!("{other:?}"),
+        }
     }
 }
 

@@ -30,11 +30,9 @@ fn hunt(canary: Canary) -> Hunt {
         // acknowledged write goes missing.
         // The original workload only (no rich operations): its values are unique, so a lost
         // one is told from every other write's.
-        Canary::VoteBeforeDurable => (
-            120,
-            Overrides { keys: Some(200), crashes: Some(true), rich: Some([0, 0]), ..default() },
-            "durability",
-        ),
+        Canary::VoteBeforeDurable => {
+            (120, Overrides { keys: Some(200), crashes: Some(true), rich: Some([0, 0]), ..default() }, "durability")
+        }
         // The client hears "committed"; a crash loses the decision and the transaction aborts.
         // Many keys (the lost write is not overwritten) and frequent crashes, as for the vote:
         // the early reply now carries the outcome the commit will have, so only the lost

@@ -114,8 +114,9 @@ impl Participant {
         if record.ops.iter().any(|op| sh.locks.holder(op.key()).is_some_and(|h| h != record.txn)) {
             return Err(NoReason::Conflict);
         }
-        // Whether the ops find their keys is not a reason to vote NO: it is decided under the
-        // locks, identically at every participant, and committed as the request's outcome.
+        // Whether the ops can run (keys found, conditions true, numbers numbers) is not a
+        // reason to vote NO: it is decided under the locks, identically at every participant,
+        // and committed as the request's outcome.
         sh.locks.try_lock_all(record.txn, &record.ops).expect("no key is held by another transaction");
 
         let state = match mode {
