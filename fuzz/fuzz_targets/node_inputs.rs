@@ -19,6 +19,7 @@ enum FuzzOp {
     Update(u8, u8),
     Delete(u8),
     Txn(Vec<(u8, u8, u8)>),
+    Scan { start: u8, end: Option<u8>, limit: u8, keys_only: bool },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -76,17 +77,31 @@ fn key(k: u8) -> Vec<u8> {
     vec![b'k', k % 8]
 }
 
+/// Every kind of op; values are single bytes, digits among them, so counters count.
 fn write_op(kind: u8, k: u8, v: u8) -> TxnOp {
-    match kind % 3 {
-        0 => TxnOp::Put { key: key(k), value: vec![v] },
-        1 => TxnOp::Update { key: key(k), value: vec![v] },
-        _ => TxnOp::Delete { key: key(k) },
+    let key = key(k);
+    match kind % 12 {
+        0 => TxnOp::Put { key, value: vec![v] },
+        1 => TxnOp::Update { key, value: vec![v] },
+        2 => TxnOp::Delete { key },
+        3 => TxnOp::Increment { key, by: i64::from(v as i8) },
+        4 => TxnOp::Increment { key, by: if v % 2 == 0 { i64::MAX } else { i64::MIN } },
+        5 => TxnOp::Append { key, value: vec![v] },
+        6 => TxnOp::GetSet { key, value: vec![v] },
+        7 => TxnOp::GetDelete { key },
+        8 => TxnOp::Read { key },
+        9 => TxnOp::Require { key, condition: if v % 2 == 0 { Condition::Exists } else { Condition::Absent } },
+        10 => TxnOp::Require { key, condition: Condition::ValueEquals(vec![v]) },
+        _ => TxnOp::Require { key, condition: Condition::VersionEquals(u64::from(v % 4)) },
     }
 }
 
 fn operation(op: FuzzOp) -> Operation {
     let ops = match op {
         FuzzOp::Get(k) => return Operation::Get { key: key(k) },
+        FuzzOp::Scan { start, end, limit, keys_only } => {
+            return Operation::Scan { start: key(start), end: end.map(key), limit: u32::from(limit), keys_only };
+        }
         FuzzOp::Put(k, v) => vec![write_op(0, k, v)],
         FuzzOp::Update(k, v) => vec![write_op(1, k, v)],
         FuzzOp::Delete(k) => vec![write_op(2, k, 0)],
