@@ -331,6 +331,27 @@ mod tests {
         assert_eq!(user(Role::ReadWrite, "app/").refuses(&put("app/x")), None);
     }
 
+    /// A transaction of reads and conditions is a read; a scan must stay within the user's
+    /// prefix, end included.
+    #[test]
+    fn read_only_transactions_and_scans_are_reads_within_the_prefix() {
+        let read = Operation::Txn { ops: vec![TxnOp::Read { key: b"k".to_vec() }] };
+        assert_eq!(user(Role::Read, "").refuses(&read), None);
+        let scan = |start: &str, end: Option<&str>| Operation::Scan {
+            start: start.as_bytes().to_vec(),
+            end: end.map(|e| e.as_bytes().to_vec()),
+            limit: 10,
+            keys_only: false,
+        };
+        let viewer = user(Role::Read, "app/");
+        assert_eq!(viewer.refuses(&scan("app/", Some("app0"))), None, "the whole prefix");
+        assert_eq!(viewer.refuses(&scan("app/x", Some("app/y"))), None);
+        assert!(viewer.refuses(&scan("app/", None)).unwrap().contains("app/"), "to the end: past the prefix");
+        assert!(viewer.refuses(&scan("app/", Some("b"))).is_some(), "ends past the prefix");
+        assert!(viewer.refuses(&scan("a", Some("app/x"))).is_some(), "starts before the prefix");
+        assert_eq!(user(Role::Read, "").refuses(&scan("", None)), None, "no prefix: everything");
+    }
+
     /// A token authenticates its user only; a signed request verifies once, not when replayed,
     /// altered, stale or signed with another token.
     #[test]
