@@ -62,11 +62,13 @@ impl Limits {
         Ok(())
     }
 
-    /// A scan's bounds are keys, and its limit between 1 and `scan_limit_max`.
+    /// A scan's bounds are at most one byte longer than a key (the page after a longest key
+    /// starts at that key and a 0 byte), and its limit is between 1 and `scan_limit_max`.
     pub fn check_scan(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Result<(), LimitError> {
-        self.check_key(0, start)?;
+        let bound = Limits { key_bytes_max: self.key_bytes_max.saturating_add(1), ..*self };
+        bound.check_key(0, start)?;
         if let Some(end) = end {
-            self.check_key(1, end)?;
+            bound.check_key(1, end)?;
         }
         if limit == 0 || limit > self.scan_limit_max {
             return Err(LimitError::ScanLimit { limit, max: self.scan_limit_max });
@@ -123,9 +125,10 @@ mod tests {
         assert_eq!(limits.check_scan(b"a", Some(b"b"), 3), Ok(()));
         assert_eq!(limits.check_scan(b"a", None, 0), Err(LimitError::ScanLimit { limit: 0, max: 3 }));
         assert_eq!(limits.check_scan(b"a", None, 4), Err(LimitError::ScanLimit { limit: 4, max: 3 }));
+        assert_eq!(limits.check_scan(b"abcd\0", Some(b"abcde"), 1), Ok(()), "one byte longer than a key");
         assert_eq!(
-            limits.check_scan(b"a", Some(b"abcde"), 1),
-            Err(LimitError::KeyTooLarge { op_index: 1, size: 5, max: 4 })
+            limits.check_scan(b"a", Some(b"abcdef"), 1),
+            Err(LimitError::KeyTooLarge { op_index: 1, size: 6, max: 5 })
         );
     }
 }

@@ -4,7 +4,6 @@
 
 use crate::completions::{Completed, Completions};
 use crate::ids::{NodeId, RequestId, TxnId};
-use crate::limits::Limits;
 use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord, VersionedEntry};
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -53,9 +52,6 @@ pub(crate) struct Recovered {
     locked: BTreeMap<Vec<u8>, TxnId>,
     /// This node's commit decisions that some participant may not have acknowledged.
     pub(crate) decisions: BTreeMap<TxnId, TxnRecord>,
-    /// The limits ops were judged under (results depend on them: an append past the value
-    /// limit fails).
-    limits: Limits,
 }
 
 impl Recovered {
@@ -64,7 +60,6 @@ impl Recovered {
     pub(crate) fn replay(
         records: impl IntoIterator<Item = Record>,
         me: NodeId,
-        limits: Limits,
         completions: Completions,
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
@@ -74,7 +69,6 @@ impl Recovered {
             prepared: BTreeMap::new(),
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
-            limits,
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -142,7 +136,7 @@ impl Recovered {
     /// Replays a commit exactly as `Participant::commit_prepared` ran it: the ops apply if they
     /// all can run, else nothing does; either way the request completed, with the same results.
     fn apply(&mut self, t: &TxnRecord) {
-        let outcome = Completed::of_run(self.store.run(&t.ops, &self.limits));
+        let outcome = Completed::of_run(self.store.run(&t.ops));
         self.completions.record_recovered(t.request, outcome);
     }
 

@@ -1,7 +1,6 @@
 //! The key-value data itself, in key order, each key with its version, and the rules of every
 //! transaction op.
 
-use crate::limits::Limits;
 use crate::operation::{Condition, FailReason, Key, OpFailure, OpResult, TxnOp, Value};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -22,6 +21,23 @@ pub struct Store {
 
 /// What a transaction leaves each key it writes: the new value and version, or absent.
 type Changes<'a> = BTreeMap<&'a [u8], Option<Versioned>>;
+
+/// The limits ops are judged under when they run. They are protocol constants, not the node's
+/// configured [`crate::Limits`]: every replica, and every replay of a log after a restart with
+/// other limits, must judge a transaction alike, or replicas would diverge and an acknowledged
+/// append could be undone. (Configured limits still bound what a request may carry.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpLimits {
+    /// An append fails past this many bytes of value: the default value limit, 1 MiB.
+    pub value_bytes_max: u64,
+    /// A transaction fails past this many bytes of results: the default transaction limit,
+    /// 16 MiB.
+    pub results_bytes_max: u64,
+}
+
+impl OpLimits {
+    pub const PROTOCOL: OpLimits = OpLimits { value_bytes_max: 1024 * 1024, results_bytes_max: 16 * 1024 * 1024 };
+}
 
 impl Store {
     pub fn get(&self, key: &[u8]) -> Option<&Value> {
@@ -66,8 +82,8 @@ impl Store {
 
     /// Judges `ops` on the store as it is, without changing it: what [`Store::run`] would
     /// return.
-    pub fn check(&self, ops: &[TxnOp], limits: &Limits) -> Result<Vec<OpResult>, OpFailure> {
-        self.judge(ops, limits).map(|(results, _)| results)
+    pub fn check(&self, ops: &[TxnOp]) -> Result<Vec<OpResult>, OpFailure> {
+        self.judge(ops, &OpLimits::PROTOCOL).map(|(results, _)| results)
     }
 
     /// Runs a transaction's ops in order: each sees the earlier ops' effects, and the first op
@@ -75,7 +91,12 @@ impl Store {
     /// fails the whole transaction, which then changes nothing. Otherwise every op applies and
     /// the results come back, one per op. The caller holds the ops' locks, so every replica
     /// runs the same ops on the same state and gets the same answer.
-    pub fn run(&mut self, ops: &[TxnOp], limits: &Limits) -> Result<Vec<OpResult>, OpFailure> {
+    pub fn run(&mut self, ops: &[TxnOp]) -> Result<Vec<OpResult>, OpFailure> {
+        self.run_with(ops, &OpLimits::PROTOCOL)
+    }
+
+    /// [`Store::run`] under other limits than the protocol's: for tests that reach them.
+    pub fn run_with(&mut self, ops: &[TxnOp], limits: &OpLimits) -> Result<Vec<OpResult>, OpFailure> {
         let (results, changes) = self.judge(ops, limits)?;
         let changes: Vec<(Key, Option<Versioned>)> = changes.into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
         for (key, state) in changes {
@@ -87,7 +108,7 @@ impl Store {
         Ok(results)
     }
 
-    fn judge<'a>(&self, ops: &'a [TxnOp], limits: &Limits) -> Result<(Vec<OpResult>, Changes<'a>), OpFailure> {
+    fn judge<'a>(&self, ops: &'a [TxnOp], limits: &OpLimits) -> Result<(Vec<OpResult>, Changes<'a>), OpFailure> {
         let mut changes: Changes<'a> = BTreeMap::new();
         let mut results = Vec::with_capacity(ops.len());
         let mut results_bytes = 0u64;
@@ -120,7 +141,7 @@ impl Store {
                 }
                 TxnOp::Append { value, .. } => {
                     let mut new = current.map_or_else(Vec::new, |c| c.value.clone());
-                    if (new.len() + value.len()) as u64 > u64::from(limits.value_bytes_max) {
+                    if (new.len() + value.len()) as u64 > limits.value_bytes_max {
                         return Err(fail(FailReason::ValueTooLarge));
                     }
                     new.extend_from_slice(value);
@@ -150,7 +171,7 @@ impl Store {
                 }
             };
             results_bytes += result.size();
-            if results_bytes > u64::from(limits.txn_bytes_max) {
+            if results_bytes > limits.results_bytes_max {
                 return Err(fail(FailReason::ResultsTooLarge));
             }
             if let Some(state) = new_state {
@@ -198,11 +219,11 @@ mod tests {
     #[test]
     fn counts_keys() {
         let mut store = Store::default();
-        let limits = Limits::default();
+        let limits = OpLimits::PROTOCOL;
         assert!(store.is_empty());
-        store.run(&[put("a", "v"), put("b", "v"), put("a", "v")], &limits).unwrap();
+        store.run_with(&[put("a", "v"), put("b", "v"), put("a", "v")], &limits).unwrap();
         assert_eq!((store.len(), store.is_empty()), (2, false));
-        store.run(&[TxnOp::Delete { key: b"a".to_vec() }, TxnOp::Delete { key: b"b".to_vec() }], &limits).unwrap();
+        store.run_with(&[TxnOp::Delete { key: b"a".to_vec() }, TxnOp::Delete { key: b"b".to_vec() }], &limits).unwrap();
         assert!(store.is_empty());
     }
 
@@ -211,14 +232,17 @@ mod tests {
     #[test]
     fn versions_count_writes_since_creation() {
         let mut store = Store::default();
-        let l = Limits::default();
-        assert_eq!(store.run(&[put("k", "a")], &l), Ok(vec![Done { version: 1 }]));
+        let l = OpLimits::PROTOCOL;
+        assert_eq!(store.run_with(&[put("k", "a")], &l), Ok(vec![Done { version: 1 }]));
         let update = TxnOp::Update { key: b"k".to_vec(), value: b"b".to_vec() };
-        assert_eq!(store.run(&[update, read("k")], &l), Ok(vec![Done { version: 2 }, value(Some("b"), 2)]));
-        assert_eq!(store.run(&[require("k", Condition::VersionEquals(2))], &l), Ok(vec![Done { version: 2 }]));
+        assert_eq!(store.run_with(&[update, read("k")], &l), Ok(vec![Done { version: 2 }, value(Some("b"), 2)]));
+        assert_eq!(store.run_with(&[require("k", Condition::VersionEquals(2))], &l), Ok(vec![Done { version: 2 }]));
         let delete = TxnOp::Delete { key: b"k".to_vec() };
-        assert_eq!(store.run(&[delete, read("k")], &l), Ok(vec![Done { version: 0 }, value(None, 0)]));
-        assert_eq!(store.run(&[put("k", "c"), put("k", "d")], &l), Ok(vec![Done { version: 1 }, Done { version: 2 }]));
+        assert_eq!(store.run_with(&[delete, read("k")], &l), Ok(vec![Done { version: 0 }, value(None, 0)]));
+        assert_eq!(
+            store.run_with(&[put("k", "c"), put("k", "d")], &l),
+            Ok(vec![Done { version: 1 }, Done { version: 2 }])
+        );
         assert_eq!(store.get_versioned(b"k"), Some(&Versioned { value: b"d".to_vec(), version: 2 }));
     }
 
@@ -227,14 +251,17 @@ mod tests {
     #[test]
     fn a_false_condition_fails_the_transaction_naming_it() {
         let mut store = Store::default();
-        let l = Limits::default();
-        store.run(&[put("k", "v")], &l).unwrap();
+        let l = OpLimits::PROTOCOL;
+        store.run_with(&[put("k", "v")], &l).unwrap();
         let holds = [Condition::Exists, Condition::ValueEquals(b"v".to_vec()), Condition::VersionEquals(1)];
         for c in holds {
-            assert_eq!(store.run(&[require("k", c.clone())], &l), Ok(vec![Done { version: 1 }]), "{c:?}");
+            assert_eq!(store.run_with(&[require("k", c.clone())], &l), Ok(vec![Done { version: 1 }]), "{c:?}");
         }
-        assert_eq!(store.run(&[require("absent", Condition::Absent)], &l), Ok(vec![Done { version: 0 }]));
-        assert_eq!(store.run(&[require("absent", Condition::VersionEquals(0))], &l), Ok(vec![Done { version: 0 }]));
+        assert_eq!(store.run_with(&[require("absent", Condition::Absent)], &l), Ok(vec![Done { version: 0 }]));
+        assert_eq!(
+            store.run_with(&[require("absent", Condition::VersionEquals(0))], &l),
+            Ok(vec![Done { version: 0 }])
+        );
         let fails = [
             ("k", Condition::Absent),
             ("k", Condition::ValueEquals(b"w".to_vec())),
@@ -244,13 +271,13 @@ mod tests {
         ];
         for (key, c) in fails {
             let txn = [put("other", "x"), require(key, c.clone()), put("k", "changed")];
-            assert_eq!(store.run(&txn, &l), Err(failure(1, FailReason::ConditionFailed)), "{key} {c:?}");
+            assert_eq!(store.run_with(&txn, &l), Err(failure(1, FailReason::ConditionFailed)), "{key} {c:?}");
         }
         assert_eq!(store.get(b"k"), Some(&b"v".to_vec()), "a failed transaction applies nothing");
         assert_eq!(store.get(b"other"), None);
         // Judged after the transaction's earlier ops.
         let txn = [put("n", "1"), require("n", Condition::ValueEquals(b"1".to_vec()))];
-        assert_eq!(store.run(&txn, &l), Ok(vec![Done { version: 1 }, Done { version: 1 }]));
+        assert_eq!(store.run_with(&txn, &l), Ok(vec![Done { version: 1 }, Done { version: 1 }]));
     }
 
     /// Increment reads a decimal i64 (absent is 0), refuses anything else and overflow, and
@@ -258,32 +285,36 @@ mod tests {
     #[test]
     fn increment_is_decimal_and_checked() {
         let mut store = Store::default();
-        let l = Limits::default();
-        assert_eq!(store.run(&[incr("n", 5)], &l), Ok(vec![Integer { value: 5, version: 1 }]));
-        assert_eq!(store.run(&[incr("n", -7)], &l), Ok(vec![Integer { value: -2, version: 2 }]));
+        let l = OpLimits::PROTOCOL;
+        assert_eq!(store.run_with(&[incr("n", 5)], &l), Ok(vec![Integer { value: 5, version: 1 }]));
+        assert_eq!(store.run_with(&[incr("n", -7)], &l), Ok(vec![Integer { value: -2, version: 2 }]));
         assert_eq!(store.get(b"n"), Some(&b"-2".to_vec()));
         for not_a_number in ["", "abc", "1.5", " 1", "+1", "01", "-0", "99999999999999999999"] {
-            store.run(&[put("x", not_a_number)], &l).unwrap();
-            assert_eq!(store.run(&[incr("x", 1)], &l), Err(failure(0, FailReason::NotAnInteger)), "{not_a_number:?}");
+            store.run_with(&[put("x", not_a_number)], &l).unwrap();
+            assert_eq!(
+                store.run_with(&[incr("x", 1)], &l),
+                Err(failure(0, FailReason::NotAnInteger)),
+                "{not_a_number:?}"
+            );
         }
-        store.run(&[put("max", &i64::MAX.to_string())], &l).unwrap();
-        assert_eq!(store.run(&[incr("max", 1)], &l), Err(failure(0, FailReason::IntegerOverflow)));
+        store.run_with(&[put("max", &i64::MAX.to_string())], &l).unwrap();
+        assert_eq!(store.run_with(&[incr("max", 1)], &l), Err(failure(0, FailReason::IntegerOverflow)));
         assert_eq!(
-            store.run(&[put("min", &i64::MIN.to_string()), incr("min", -1)], &l),
+            store.run_with(&[put("min", &i64::MIN.to_string()), incr("min", -1)], &l),
             Err(failure(1, FailReason::IntegerOverflow))
         );
-        assert_eq!(store.run(&[incr("max", -1)], &l), Ok(vec![Integer { value: i64::MAX - 1, version: 2 }]));
+        assert_eq!(store.run_with(&[incr("max", -1)], &l), Ok(vec![Integer { value: i64::MAX - 1, version: 2 }]));
     }
 
     /// Append extends (absent is empty) and returns the length; past the value limit it fails.
     #[test]
     fn append_returns_the_length_and_respects_the_value_limit() {
         let mut store = Store::default();
-        let l = Limits { value_bytes_max: 5, ..Limits::default() };
+        let l = OpLimits { value_bytes_max: 5, ..OpLimits::PROTOCOL };
         let append = |v: &str| TxnOp::Append { key: b"k".to_vec(), value: v.into() };
-        assert_eq!(store.run(&[append("ab")], &l), Ok(vec![Integer { value: 2, version: 1 }]));
-        assert_eq!(store.run(&[append("cde")], &l), Ok(vec![Integer { value: 5, version: 2 }]));
-        assert_eq!(store.run(&[append("f")], &l), Err(failure(0, FailReason::ValueTooLarge)));
+        assert_eq!(store.run_with(&[append("ab")], &l), Ok(vec![Integer { value: 2, version: 1 }]));
+        assert_eq!(store.run_with(&[append("cde")], &l), Ok(vec![Integer { value: 5, version: 2 }]));
+        assert_eq!(store.run_with(&[append("f")], &l), Err(failure(0, FailReason::ValueTooLarge)));
         assert_eq!(store.get(b"k"), Some(&b"abcde".to_vec()));
     }
 
@@ -292,13 +323,13 @@ mod tests {
     #[test]
     fn get_and_set_and_get_and_delete_return_the_value_before() {
         let mut store = Store::default();
-        let l = Limits::default();
+        let l = OpLimits::PROTOCOL;
         let getset = |v: &str| TxnOp::GetSet { key: b"k".to_vec(), value: v.into() };
         let getdel = TxnOp::GetDelete { key: b"k".to_vec() };
-        assert_eq!(store.run(&[getset("a")], &l), Ok(vec![value(None, 1)]));
-        assert_eq!(store.run(&[getset("b")], &l), Ok(vec![value(Some("a"), 2)]));
-        assert_eq!(store.run(std::slice::from_ref(&getdel), &l), Ok(vec![value(Some("b"), 0)]));
-        assert_eq!(store.run(&[getdel], &l), Ok(vec![value(None, 0)]));
+        assert_eq!(store.run_with(&[getset("a")], &l), Ok(vec![value(None, 1)]));
+        assert_eq!(store.run_with(&[getset("b")], &l), Ok(vec![value(Some("a"), 2)]));
+        assert_eq!(store.run_with(std::slice::from_ref(&getdel), &l), Ok(vec![value(Some("b"), 0)]));
+        assert_eq!(store.run_with(&[getdel], &l), Ok(vec![value(None, 0)]));
         assert!(store.is_empty());
     }
 
@@ -306,11 +337,14 @@ mod tests {
     #[test]
     fn results_are_limited_like_a_reply() {
         let mut store = Store::default();
-        let l = Limits::default();
-        store.run(&[put("k", &"x".repeat(1000))], &l).unwrap();
-        let small = Limits { txn_bytes_max: 2500, ..l };
-        assert!(store.run(&[read("k"), read("k")], &small).is_ok());
-        assert_eq!(store.run(&[read("k"), read("k"), read("k")], &small), Err(failure(2, FailReason::ResultsTooLarge)));
+        let l = OpLimits::PROTOCOL;
+        store.run_with(&[put("k", &"x".repeat(1000))], &l).unwrap();
+        let small = OpLimits { results_bytes_max: 2500, ..l };
+        assert!(store.run_with(&[read("k"), read("k")], &small).is_ok());
+        assert_eq!(
+            store.run_with(&[read("k"), read("k"), read("k")], &small),
+            Err(failure(2, FailReason::ResultsTooLarge))
+        );
     }
 
     /// A range is [start, end): end excluded, none before start, an empty range when end is
@@ -318,7 +352,7 @@ mod tests {
     #[test]
     fn range_is_half_open() {
         let mut store = Store::default();
-        store.run(&[put("a", "1"), put("b", "2"), put("c", "3")], &Limits::default()).unwrap();
+        store.run_with(&[put("a", "1"), put("b", "2"), put("c", "3")], &OpLimits::PROTOCOL).unwrap();
         let keys = |s: &Store, start: &str, end: Option<&str>| -> Vec<String> {
             s.range(start.as_bytes(), end.map(str::as_bytes))
                 .map(|(k, _)| String::from_utf8(k.clone()).unwrap())

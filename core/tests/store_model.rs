@@ -3,8 +3,9 @@
 //! A second model runs the same sequences through a whole cluster.
 
 mod harness;
+use dkv_core::store::OpLimits;
 use dkv_core::store::Store;
-use dkv_core::{Condition, FailReason, Limits, OpFailure, OpResult, Outcome, TxnOp};
+use dkv_core::{Condition, FailReason, OpFailure, OpResult, Outcome, TxnOp};
 use harness::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -37,11 +38,12 @@ fn op() -> impl Strategy<Value = TxnOp> {
 }
 
 /// The value limit the model and the store run under: small, so appends reach it (the
-/// longest drawn value is 19 bytes).
+/// longest drawn value is 19 bytes). A cluster judges under the protocol's (1 MiB).
 const VALUE_MAX: usize = 24;
+const PROTOCOL_VALUE_MAX: usize = 1024 * 1024;
 
-fn limits() -> Limits {
-    Limits { value_bytes_max: VALUE_MAX as u32, ..Limits::default() }
+fn limits() -> OpLimits {
+    OpLimits { value_bytes_max: VALUE_MAX as u64, ..OpLimits::PROTOCOL }
 }
 
 /// A key's value and version in the model.
@@ -49,7 +51,7 @@ type Model = BTreeMap<Vec<u8>, (Vec<u8>, u64)>;
 
 /// The rules, written as plainly as possible: run the ops in order on a copy, each with its
 /// result; if one cannot run, throw the copy away and report that op.
-fn model_apply(model: &mut Model, ops: &[TxnOp]) -> Result<Vec<OpResult>, OpFailure> {
+fn model_apply(model: &mut Model, ops: &[TxnOp], value_max: usize) -> Result<Vec<OpResult>, OpFailure> {
     let mut copy = model.clone();
     let mut results = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -98,7 +100,7 @@ fn model_apply(model: &mut Model, ops: &[TxnOp]) -> Result<Vec<OpResult>, OpFail
             TxnOp::Append { value, .. } => {
                 let mut new = old_value.unwrap_or_default();
                 new.extend_from_slice(value);
-                if new.len() > VALUE_MAX {
+                if new.len() > value_max {
                     return Err(fail(FailReason::ValueTooLarge));
                 }
                 let len = new.len() as i64;
@@ -143,9 +145,8 @@ proptest! {
         let mut store = Store::default();
         let mut model = Model::new();
         for ops in txns {
-            let expected = model_apply(&mut model, &ops);
-            prop_assert_eq!(&store.check(&ops, &limits()), &expected, "judging changes nothing");
-            prop_assert_eq!(store.run(&ops, &limits()), expected);
+            let expected = model_apply(&mut model, &ops, VALUE_MAX);
+            prop_assert_eq!(store.run_with(&ops, &limits()), expected);
             prop_assert_eq!(&contents(&store), &model);
         }
     }
@@ -154,10 +155,10 @@ proptest! {
     /// equal to the model.
     #[test]
     fn cluster_matches_reference_model(txns in prop::collection::vec((0usize..3, prop::collection::vec(op(), 1..4)), 1..15)) {
-        let mut cluster = Cluster::with_config(3, |c| c.limits = limits());
+        let mut cluster = Cluster::new(3);
         let mut model = Model::new();
         for (seq, (node, ops)) in txns.into_iter().enumerate() {
-            let expected = match model_apply(&mut model, &ops) {
+            let expected = match model_apply(&mut model, &ops, PROTOCOL_VALUE_MAX) {
                 Ok(results) => Outcome::Committed(results),
                 Err(failure) => Outcome::Failed(failure),
             };
@@ -181,14 +182,21 @@ fn generated_transactions_mostly_take_effect() {
     let mut runner = TestRunner::deterministic();
     let strategy = prop::collection::vec(prop::collection::vec(op(), 1..5), 1..40);
     let (mut applied, mut total) = (0usize, 0usize);
+    let mut reasons = std::collections::BTreeSet::new();
     for _ in 0..200 {
         let txns = strategy.new_tree(&mut runner).unwrap().current();
         let mut model = Model::new();
         for ops in txns {
             total += 1;
-            applied += usize::from(model_apply(&mut model, &ops).is_ok());
+            match model_apply(&mut model, &ops, VALUE_MAX) {
+                Ok(_) => applied += 1,
+                Err(failure) => {
+                    reasons.insert(failure.reason);
+                }
+            }
         }
     }
+    assert_eq!(reasons.len(), 5, "failure reasons seen: {reasons:?}");
     let share = applied as f64 / total as f64;
     assert!(share > 0.5, "only {:.0}% of generated transactions took effect", share * 100.0);
 }

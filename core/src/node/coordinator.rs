@@ -171,7 +171,7 @@ impl Coordinator {
         }
         let mut judged_early = None;
         if sh.canary(Canary::ConditionBeforeLock) {
-            match Completed::of_run(sh.store.check(&ops, &sh.config.limits)) {
+            match Completed::of_run(sh.store.check(&ops)) {
                 Completed::Failed(failure) => return sh.reply(reply_to, request, Outcome::Failed(failure)),
                 committed => judged_early = Some(committed),
             }
@@ -246,7 +246,7 @@ impl Coordinator {
         sh.timers.cancel(Timer::Coordinator(txn));
         if sh.canary(Canary::ReplyBeforeDecisionDurable) {
             // The own share's locks are held: this is the outcome the commit will have.
-            let outcome = Completed::of_run(sh.store.check(&c.write.ops, &sh.config.limits)).outcome();
+            let outcome = Completed::of_run(sh.store.check(&c.write.ops)).outcome();
             for to in std::mem::take(&mut c.write.reply_to) {
                 sh.reply(to, c.write.request, outcome.clone());
             }

@@ -111,7 +111,7 @@ impl Node {
         let b = &config.bounds;
         let completions =
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
-        let recovered = Recovered::replay(records, config.id, config.limits, completions)?;
+        let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
         let mut node = Node {

@@ -128,7 +128,7 @@ impl Participant {
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote {
             if sh.canary(Canary::ApplyAtPrepare) {
-                let _ = sh.store.run(&record.ops, &sh.config.limits);
+                let _ = sh.store.run(&record.ops);
             }
             let lsn = sh.persist(Record::Prepared(record.clone()));
             sh.after_durable(lsn, AfterDurable::Vote(record.txn));
@@ -287,12 +287,11 @@ impl Participant {
             "{txn} commits request {}, which completed already",
             p.record.request
         );
-        let limits = sh.config.limits;
         let applied_at_prepare = sh.canary(Canary::ApplyAtPrepare) && p.state != PreparedState::OwnShare;
         let outcome = if applied_at_prepare {
-            Completed::of_run(sh.store.check(&p.record.ops, &limits))
+            Completed::of_run(sh.store.check(&p.record.ops))
         } else {
-            Completed::of_run(sh.store.run(&p.record.ops, &limits))
+            Completed::of_run(sh.store.run(&p.record.ops))
         };
         sh.completions.record(p.record.request, outcome.clone());
         sh.release(txn, &p.record.ops);

@@ -5,8 +5,8 @@
 //! again").
 //!
 //! A scan's page is linearizable: it waits while any key in the range the page speaks for is
-//! locked — `[start, last key returned]` when more follow, the whole `[start, end)` when the
-//! page reaches the end. A lock on a key the store does not hold is a prepared insert, and
+//! locked — `[start, last key returned]` and the key that follows when more follow, the whole
+//! `[start, end)` when the page reaches the end. A lock on a key the store does not hold is a prepared insert, and
 //! waiting for it too is what keeps phantoms out. A scan also never sees part of a transaction:
 //! a transaction's keys are all locked from before it applies anywhere until it applied here.
 //! Pages are not one snapshot: each is linearized at its own moment.
@@ -188,10 +188,9 @@ impl Shared {
             entries.push(entry);
         }
         // The page speaks for its keys up to the last it returns, or for the whole range when
-        // it returns the rest of it.
+        // it returns the rest of it. A `next` also says that a key follows: that key must not
+        // be locked either (a prepared delete of it may have been acknowledged already).
         let last = entries.last().filter(|_| following.is_some()).map(|e| e.key.as_slice());
-        // REVIEW PATCH: `next` also says a key follows: the key that does must not be locked
-        // (a prepared delete of it may have been acknowledged already).
         if self.scan_blocked(scan, last) || following.is_some_and(|key| self.locks.is_locked(key)) {
             return None;
         }

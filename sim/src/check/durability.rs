@@ -109,7 +109,7 @@ mod tests {
     fn store(writes: &[Vec<TxnOp>]) -> Store {
         let mut store = Store::default();
         for ops in writes {
-            store.run(ops, &dkv_core::Limits::default()).expect("the ops apply");
+            store.run(ops).expect("the ops apply");
         }
         store
     }

@@ -144,7 +144,7 @@ type Memo = HashSet<(u64, u64), BuildHasherDefault<PrehashedHasher>>;
 
 /// The value size limit the simulated nodes run under (an append may not pass it).
 fn value_max() -> usize {
-    dkv_core::Limits::default().value_bytes_max as usize
+    dkv_core::store::OpLimits::PROTOCOL.value_bytes_max as usize
 }
 
 /// What a key held before an operation changed it (`None`: absent).
