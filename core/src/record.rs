@@ -42,6 +42,12 @@ pub enum Record {
     /// keys have versions. The entries of an older build's [`Record::SnapshotEntries`] read
     /// back with version 1.
     SnapshotVersionedEntries(Vec<VersionedEntry>),
+    /// [`Record::Boot`] as a build that tracks versions writes it: what follows in the log was
+    /// written by such a build. Records after a plain Boot were logged by an earlier build, and
+    /// the keys they write get an unknown version (see [`crate::store::Versioned`]). (A
+    /// snapshot tracks versions when it holds a [`Record::SnapshotVersionedEntries`] record;
+    /// this build writes one, empty if need be, into every snapshot.)
+    BootTracked { incarnation: u64 },
 }
 
 /// Keys and values per [`Record::SnapshotEntries`] record, about (a record holds whole
@@ -61,6 +67,7 @@ impl Record {
             Record::SnapshotEntries(_) => "snapshot-entries",
             Record::SnapshotEnd { .. } => "snapshot-end",
             Record::SnapshotVersionedEntries(_) => "snapshot-versioned-entries",
+            Record::BootTracked { .. } => "boot-tracked",
         }
     }
 
@@ -74,6 +81,7 @@ impl Record {
     pub fn sync_promptly(&self) -> bool {
         match self {
             Record::Boot { .. }
+            | Record::BootTracked { .. }
             | Record::Prepared(_)
             | Record::Decided(_)
             | Record::SnapshotBegin(_)
@@ -150,6 +158,10 @@ impl Snapshot {
         let header = SnapshotHeader { incarnation, completions, prepared, decisions };
         let mut records = vec![Record::SnapshotBegin(Box::new(header))];
         records.extend(chunk_entries(entries.into_iter()).map(Record::SnapshotVersionedEntries));
+        if records.len() == 1 {
+            // Even an empty store's snapshot says it tracks versions.
+            records.push(Record::SnapshotVersionedEntries(Vec::new()));
+        }
         records.push(Record::SnapshotEnd { entries: count });
         records
     }
@@ -205,6 +217,7 @@ mod tests {
         };
         let prompt = [
             Record::Boot { incarnation: 1 },
+            Record::BootTracked { incarnation: 1 },
             Record::Prepared(t.clone()),
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),

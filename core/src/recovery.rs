@@ -6,7 +6,7 @@ use crate::completions::{Completed, Completions};
 use crate::ids::{NodeId, RequestId, TxnId};
 use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord, VersionedEntry};
 use crate::store::Store;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// The log contradicts itself. Records are checksummed, so this means a bug or a log assembled
@@ -38,6 +38,8 @@ struct PartialSnapshot {
     index: usize,
     header: SnapshotHeader,
     store: Store,
+    /// Written by a build that tracks versions (a [`Record::SnapshotVersionedEntries`] in it).
+    tracked: bool,
 }
 
 /// The state a log describes, as plain data; the node hands each role its part.
@@ -48,6 +50,11 @@ pub(crate) struct Recovered {
     pub(crate) completions: Completions,
     /// Transactions prepared here as a participant whose outcome the log does not hold.
     pub(crate) prepared: BTreeMap<TxnId, TxnRecord>,
+    /// The prepared transactions logged before versions were tracked: committed, what they
+    /// write gets an unknown version (see [`Store::run_untracked`]).
+    pub(crate) untracked: BTreeSet<TxnId>,
+    /// Whether versions are tracked at this point of the log ([`Record::BootTracked`]).
+    tracked: bool,
     /// The keys the prepared transactions lock, to find overlaps without quadratic scans.
     locked: BTreeMap<Vec<u8>, TxnId>,
     /// This node's commit decisions that some participant may not have acknowledged.
@@ -67,6 +74,8 @@ impl Recovered {
             store: Store::default(),
             completions,
             prepared: BTreeMap::new(),
+            untracked: BTreeSet::new(),
+            tracked: false,
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
         };
@@ -83,37 +92,48 @@ impl Recovered {
                 partial = None;
             }
             match record {
-                Record::Boot { incarnation } => r.incarnation = r.incarnation.max(incarnation),
+                Record::Boot { incarnation } => {
+                    r.incarnation = r.incarnation.max(incarnation);
+                    r.tracked = false;
+                }
+                Record::BootTracked { incarnation } => {
+                    r.incarnation = r.incarnation.max(incarnation);
+                    r.tracked = true;
+                }
                 Record::Prepared(t) => r.add_prepared(index, me, t)?,
                 Record::Committed { txn } => {
                     let t = r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
-                    r.apply(&t);
+                    let tracked = !r.untracked.remove(&txn);
+                    r.apply(&t, tracked);
                 }
                 Record::Aborted { txn } => {
                     r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
+                    r.untracked.remove(&txn);
                 }
                 Record::Decided(t) => {
                     if t.txn.coordinator != me {
                         return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
                     }
-                    r.apply(&t);
+                    r.apply(&t, r.tracked);
                     r.decisions.insert(t.txn, t);
                 }
                 Record::Forgotten { txn } => {
                     r.decisions.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
                 }
                 Record::SnapshotBegin(header) => {
-                    partial = Some(PartialSnapshot { index, header: *header, store: Store::default() });
+                    partial = Some(PartialSnapshot { index, header: *header, store: Store::default(), tracked: false });
                 }
+
                 Record::SnapshotEntries(entries) => {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
-                    // Written before keys had versions: their versions restart at 1.
+                    // Written before keys had versions: their versions are unknown.
                     for Entry { key, value } in entries {
-                        p.store.insert(key, value, 1);
+                        p.store.insert(key, value, 0);
                     }
                 }
                 Record::SnapshotVersionedEntries(entries) => {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    p.tracked = true;
                     for VersionedEntry { key, value, version } in entries {
                         p.store.insert(key, value, version);
                     }
@@ -124,7 +144,7 @@ impl Recovered {
                     if found != entries {
                         return Err(RecoveryError::SnapshotIncomplete { index, expected: entries, found });
                     }
-                    r.load_snapshot(p.index, me, p.header, p.store)?;
+                    r.load_snapshot(p.index, me, p.header, p.store, p.tracked)?;
                 }
             }
         }
@@ -134,9 +154,14 @@ impl Recovered {
     }
 
     /// Replays a commit exactly as `Participant::commit_prepared` ran it: the ops apply if they
-    /// all can run, else nothing does; either way the request completed, with the same results.
-    fn apply(&mut self, t: &TxnRecord) {
-        let outcome = Completed::of_run(self.store.run(&t.ops));
+    /// all can run, else nothing does; either way the request completed, with the same results
+    /// (none, and unknown versions, for a transaction logged before versions were tracked).
+    fn apply(&mut self, t: &TxnRecord, tracked: bool) {
+        let outcome = if tracked {
+            Completed::of_run(self.store.run(&t.ops))
+        } else {
+            Completed::of_run(self.store.run_untracked(&t.ops).map(|()| Vec::new()))
+        };
         self.completions.record_recovered(t.request, outcome);
     }
 
@@ -158,6 +183,9 @@ impl Recovered {
         for op in t.ops.iter() {
             self.locked.insert(op.key().to_vec(), t.txn);
         }
+        if !self.tracked {
+            self.untracked.insert(t.txn);
+        }
         self.prepared.insert(t.txn, t);
         Ok(())
     }
@@ -176,7 +204,10 @@ impl Recovered {
         me: NodeId,
         s: SnapshotHeader,
         store: Store,
+        tracked: bool,
     ) -> Result<(), RecoveryError> {
+        self.tracked = tracked;
+        self.untracked = BTreeSet::new();
         self.incarnation = self.incarnation.max(s.incarnation);
         self.store = store;
         self.completions.clear();
@@ -194,7 +225,7 @@ impl Recovered {
                 return Err(RecoveryError::ForeignTransaction { index, txn: decision.txn, node: me });
             }
             if !applied {
-                self.apply(&decision);
+                self.apply(&decision, tracked);
             }
             self.decisions.insert(decision.txn, decision);
         }

@@ -7,7 +7,9 @@ use std::ops::Bound;
 
 /// A key's value and version: the writes to the key since it was created (1 on creation; a
 /// delete forgets it, so a re-created key starts at 1 again). Writes to a key are serialized
-/// by its lock, so every replica counts the same.
+/// by its lock, so every replica counts the same. Version 0 on a key that exists means
+/// unknown: the key was last written by a build before versions (see [`Store::run_untracked`]);
+/// no version condition holds on it, and its next write makes it 1.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {
     pub value: Value,
@@ -95,6 +97,21 @@ impl Store {
         self.run_with(ops, &OpLimits::PROTOCOL)
     }
 
+    /// Runs a transaction logged by a build before versions (replayed from its log, or prepared
+    /// by it and committed now): it applies as [`Store::run`] does, but what it writes has an
+    /// unknown version (0), and it has no results (that build recorded none). Every replica
+    /// runs the same transactions this way — those whose two-phase commit began before the
+    /// cluster was upgraded, which needs every node stopped — so all agree on versions.
+    pub fn run_untracked(&mut self, ops: &[TxnOp]) -> Result<(), OpFailure> {
+        self.run(ops)?;
+        for op in ops.iter().filter(|op| op.writes()) {
+            if let Some(entry) = self.entries.get_mut(op.key()) {
+                entry.version = 0;
+            }
+        }
+        Ok(())
+    }
+
     /// [`Store::run`] under other limits than the protocol's: for tests that reach them.
     pub fn run_with(&mut self, ops: &[TxnOp], limits: &OpLimits) -> Result<Vec<OpResult>, OpFailure> {
         let (results, changes) = self.judge(ops, limits)?;
@@ -162,7 +179,11 @@ impl Store {
                         Condition::Exists => current.is_some(),
                         Condition::Absent => current.is_none(),
                         Condition::ValueEquals(expected) => current.is_some_and(|c| c.value == *expected),
-                        Condition::VersionEquals(expected) => version == *expected,
+                        // An unknown version (0 on a key that exists) equals none.
+                        Condition::VersionEquals(expected) => match current {
+                            Some(c) => c.version != 0 && c.version == *expected,
+                            None => *expected == 0,
+                        },
                     };
                     if !holds {
                         return Err(fail(FailReason::ConditionFailed));

@@ -140,6 +140,7 @@ fn frame_value() -> impl Strategy<Value = Frame> {
 fn record_value() -> impl Strategy<Value = Record> {
     prop_oneof![
         any::<u64>().prop_map(|incarnation| Record::Boot { incarnation }),
+        any::<u64>().prop_map(|incarnation| Record::BootTracked { incarnation }),
         txn_record().prop_map(Record::Prepared),
         txn_id().prop_map(|txn| Record::Committed { txn }),
         txn_id().prop_map(|txn| Record::Aborted { txn }),

@@ -2,7 +2,7 @@
 //! decisions and completion records; snapshots compact it without changing what it rebuilds.
 
 mod harness;
-use dkv_core::{Message, Node, Outcome, Record, Time};
+use dkv_core::{Message, Node, NodeId, Outcome, Record, Time, TxnOp};
 use harness::*;
 
 /// An acknowledged write survives the crash of every node at once.
@@ -173,11 +173,14 @@ fn misplaced_snapshot_records_are_refused() {
     assert!(err.to_string().contains("1 entries, but 0"), "{err}");
 }
 
-/// A snapshot keeps each key's version; one written by a build before versions (its entries
-/// in `SnapshotEntries` records) reads back with every version 1.
+/// A snapshot keeps each key's version. One written by a build before versions (its entries
+/// in `SnapshotEntries` records) reads back with every version
+/// unknown (0 on a key that exists): no version condition holds on such a key, and its next
+/// write makes it 1. The log after it, until the new build's first `BootTracked`, is the
+/// earlier build's too: what it writes gets an unknown version, and no results.
 #[test]
-fn snapshots_keep_versions_and_old_ones_read_back_at_version_1() {
-    let mut c = Cluster::new(2);
+fn snapshots_keep_versions_and_old_ones_read_back_with_unknown_versions() {
+    let mut c = Cluster::new(1);
     for seq in 1..=3 {
         let r = c.request(0, txn(1, seq, vec![put("k", "v")]));
         c.settle();
@@ -189,14 +192,42 @@ fn snapshots_keep_versions_and_old_ones_read_back_at_version_1() {
     assert_eq!(recovered.store().get_versioned(b"k").map(|v| v.version), Some(3));
 
     let old_entry = dkv_core::record::Entry { key: b"k".to_vec(), value: b"v".to_vec() };
+    let later = dkv_core::record::TxnRecord {
+        txn: dkv_core::TxnId { coordinator: NodeId(0), incarnation: 5, number: 7 },
+        request: dkv_core::RequestId { client: dkv_core::ClientId(5), seq: 1 },
+        ops: vec![put("j", "w")].into(),
+        participants: c.configs[0].members,
+    };
     let old = vec![
-        Record::SnapshotBegin(Box::default()),
+        Record::Boot { incarnation: 5 },
+        Record::SnapshotBegin(Box::new(dkv_core::SnapshotHeader { incarnation: 5, ..Default::default() })),
         Record::SnapshotEntries(vec![old_entry]),
         Record::SnapshotEnd { entries: 1 },
+        Record::Decided(later),
     ];
-    let recovered = Node::start(c.configs[0].clone(), old, Time::ZERO).unwrap();
-    let v = recovered.store().get_versioned(b"k").unwrap();
-    assert_eq!((v.value.as_slice(), v.version), (&b"v"[..], 1));
+    c.disks[0].durable = old;
+    c.crash(0);
+    c.restart(0);
+    let version = |c: &Cluster, key: &str| c.node(0).store().get_versioned(key.as_bytes()).map(|v| v.version);
+    assert_eq!((version(&c, "k"), version(&c, "j")), (Some(0), Some(0)), "unknown, in the snapshot or after it");
+    let retry = c.request(0, txn(5, 1, vec![put("j", "w")]));
+    assert_eq!(
+        c.reply(retry).unwrap().outcome,
+        Outcome::Committed(Vec::new()),
+        "the earlier build recorded no results"
+    );
+    let at_version = |v| TxnOp::Require { key: b"k".to_vec(), condition: dkv_core::Condition::VersionEquals(v) };
+    for (seq, v) in [(1, 0), (2, 1)] {
+        let r = c.request(0, txn(6, seq, vec![at_version(v)]));
+        c.settle();
+        let failed =
+            Outcome::Failed(dkv_core::OpFailure { op_index: 0, reason: dkv_core::FailReason::ConditionFailed });
+        assert_eq!(c.reply(r).unwrap().outcome, failed, "an unknown version is not {v}");
+    }
+    let r = c.request(0, txn(6, 3, vec![put("k", "x"), at_version(1)]));
+    c.settle();
+    let done = dkv_core::OpResult::Done { version: 1 };
+    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed(vec![done.clone(), done]), "its next write makes it 1");
 }
 
 /// A snapshot taken while a commit decision is not yet durable records it as not yet applied,
@@ -287,7 +318,7 @@ fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
     use dkv_core::{Config, Input, NodeId, NodeSet, Output};
     let now = Time::from_nanos(1);
     let mut node = Node::start(Config::new(NodeId(0), NodeSet::first(1)), Vec::new(), now).unwrap();
-    let Some(Output::Persist { lsn, record: Record::Boot { incarnation: 1 } }) = node.poll_output() else {
+    let Some(Output::Persist { lsn, record: Record::BootTracked { incarnation: 1 } }) = node.poll_output() else {
         panic!("a new node persists its Boot record first");
     };
     assert!(!node.is_quiescent() && !node.is_booted());
@@ -388,5 +419,33 @@ fn a_log_that_contradicts_itself_is_refused_naming_the_record() {
             Err(other) => panic!("expected {expected:?}, got {other}"),
             Ok(_) => panic!("a log that contradicts itself was accepted; expected {expected:?}"),
         }
+    }
+}
+
+/// A transaction an earlier build prepared and decided before the upgrade, committed at a
+/// participant only after it: the participant, like the coordinator that replays its decision,
+/// runs it untracked (unknown version, no results), so both agree on the key's version. (With
+/// the participant counting it as a tracked write, they would say 0 and 1.)
+#[test]
+fn a_transaction_prepared_before_an_upgrade_commits_untracked_everywhere() {
+    let mut c = Cluster::new(2);
+    let t = dkv_core::record::TxnRecord {
+        txn: dkv_core::TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 },
+        request: dkv_core::RequestId { client: dkv_core::ClientId(3), seq: 1 },
+        ops: vec![put("k", "v")].into(),
+        participants: c.configs[0].members,
+    };
+    c.disks[0].durable = vec![Record::Boot { incarnation: 1 }, Record::Decided(t.clone())];
+    c.disks[1].durable = vec![Record::Boot { incarnation: 1 }, Record::Prepared(t)];
+    for i in 0..2 {
+        c.crash(i);
+        c.restart(i);
+    }
+    assert!(c.settle());
+    for i in 0..2 {
+        let v = c.node(i).store().get_versioned(b"k").expect("committed");
+        assert_eq!((v.value.as_slice(), v.version), (&b"v"[..], 0), "node {i}");
+        let completion = c.node(i).completions().next().expect("recorded");
+        assert_eq!(completion.outcome, dkv_core::completions::Completed::Committed(Vec::new()), "node {i}");
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 fn old_format(records: Vec<Record>) -> Vec<Record> {
     records
         .into_iter()
-        .map(|r| match r {
+        .filter_map(|r| match r {
             Record::SnapshotVersionedEntries(v) => {
-                Record::SnapshotEntries(v.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect())
+                Some(Record::SnapshotEntries(v.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect()))
             }
-            other => other,
+            other => Some(other),
         })
         .collect()
 }

@@ -113,16 +113,16 @@ impl Node {
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
-        let Recovered { store, completions, prepared, decisions, .. } = recovered;
+        let Recovered { store, completions, prepared, untracked, decisions, .. } = recovered;
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
             shared: Shared::new(config, store, completions),
         };
         let sh = &mut node.shared;
-        node.participant.restore(sh, now, prepared);
+        node.participant.restore(sh, now, prepared, &untracked);
         node.coordinator.restore(sh, now, decisions);
-        let lsn = sh.persist(Record::Boot { incarnation });
+        let lsn = sh.persist(Record::BootTracked { incarnation });
         sh.after_durable(lsn, AfterDurable::Boot);
         Ok(node)
     }
@@ -332,12 +332,21 @@ impl Node {
         if self.shared.outbox.records_since_snapshot() < due {
             return;
         }
+        // A snapshot says that everything in it tracks versions: not while a transaction
+        // prepared by an earlier build is still undecided here (it soon is).
+        if self.participant.holds_untracked() {
+            return;
+        }
         // Begin, entries and end go out together, with nothing between them: the store
         // cannot change while they are written, so the snapshot is of one moment.
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBegin(Box::new(header)));
+        if chunks.is_empty() {
+            // Even an empty store's snapshot says it tracks versions.
+            sh.persist(Record::SnapshotVersionedEntries(Vec::new()));
+        }
         for chunk in chunks {
             sh.persist(Record::SnapshotVersionedEntries(chunk));
         }

@@ -37,6 +37,9 @@ pub(super) struct Participant {
 
 struct PreparedTxn {
     record: TxnRecord,
+    /// Prepared by this build, which tracks versions; false for one an earlier build logged
+    /// (its commit runs untracked, see [`crate::store::Store::run_untracked`]).
+    tracked: bool,
     state: PreparedState,
     /// The current interval between queries for the outcome; doubles after each.
     query_interval: Duration,
@@ -124,7 +127,8 @@ impl Participant {
             PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = sh.config.timing.query_interval;
-        self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval, queries: 0 });
+        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0 };
+        self.prepared.insert(record.txn, p);
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote {
             if sh.canary(Canary::ApplyAtPrepare) {
@@ -290,8 +294,10 @@ impl Participant {
         let applied_at_prepare = sh.canary(Canary::ApplyAtPrepare) && p.state != PreparedState::OwnShare;
         let outcome = if applied_at_prepare {
             Completed::of_run(sh.store.check(&p.record.ops))
-        } else {
+        } else if p.tracked {
             Completed::of_run(sh.store.run(&p.record.ops))
+        } else {
+            Completed::of_run(sh.store.run_untracked(&p.record.ops).map(|()| Vec::new()))
         };
         sh.completions.record(p.record.request, outcome.clone());
         sh.release(txn, &p.record.ops);
@@ -315,12 +321,20 @@ impl Participant {
     /// Takes over the transactions a log left prepared: they get their locks back, have voted
     /// (a PREPARE record is only ever followed by a YES vote), and start asking for their
     /// outcome at once.
-    pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, prepared: BTreeMap<TxnId, TxnRecord>) {
+    pub(super) fn restore(
+        &mut self,
+        sh: &mut Shared,
+        now: Time,
+        prepared: BTreeMap<TxnId, TxnRecord>,
+        untracked: &BTreeSet<TxnId>,
+    ) {
         let query_interval = sh.config.timing.query_interval;
         for (txn, record) in prepared {
             sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
             self.by_request.insert(record.request, txn);
-            self.prepared.insert(txn, PreparedTxn { record, state: PreparedState::Voted, query_interval, queries: 0 });
+            let tracked = !untracked.contains(&txn);
+            let p = PreparedTxn { record, tracked, state: PreparedState::Voted, query_interval, queries: 0 };
+            self.prepared.insert(txn, p);
             sh.timers.set(Timer::Participant(txn), now);
         }
     }
@@ -329,6 +343,11 @@ impl Participant {
     /// (a coordinator's own share has none; a crash loses it, as it should).
     pub(super) fn snapshot(&self) -> Vec<TxnRecord> {
         self.prepared.values().filter(|p| p.state != PreparedState::OwnShare).map(|p| p.record.clone()).collect()
+    }
+
+    /// Whether a transaction an earlier build prepared is still undecided here.
+    pub(super) fn holds_untracked(&self) -> bool {
+        self.prepared.values().any(|p| !p.tracked)
     }
 
     pub(super) fn prepared_count(&self) -> usize {
