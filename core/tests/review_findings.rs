@@ -11,11 +11,12 @@ use std::time::Duration;
 fn old_format(records: Vec<Record>) -> Vec<Record> {
     records
         .into_iter()
-        .filter_map(|r| match r {
+        .map(|r| match r {
             Record::SnapshotVersionedEntries(v) => {
-                Some(Record::SnapshotEntries(v.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect()))
+                Record::SnapshotEntries(v.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect())
             }
-            other => Some(other),
+            Record::BootTracked { incarnation } => Record::Boot { incarnation },
+            other => other,
         })
         .collect()
 }
