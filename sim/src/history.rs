@@ -24,8 +24,8 @@ pub enum OpKind {
 /// The final outcome of an operation, as far as the checkers care.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Result {
-    /// A get returned this (None: not found).
-    Read(Option<Value>),
+    /// A get returned this value at this version (None and 0: not found).
+    Read(Option<Value>, u64),
     /// Committed, with one result per op (none when the results are not known: a completion
     /// record written before ops had results).
     Committed(Vec<dkv_core::OpResult>),
@@ -119,7 +119,7 @@ impl Result {
     pub fn describe(&self) -> String {
         let value = |v: &Option<Value>| v.as_deref().map_or("<absent>".to_string(), show);
         match self {
-            Result::Read(v) => format!("Read({})", value(v)),
+            Result::Read(v, version) => format!("Read({} v{version})", value(v)),
             Result::Committed(results) => {
                 let results: Vec<String> = results
                     .iter()
@@ -156,9 +156,8 @@ pub fn show(bytes: &[u8]) -> String {
 pub fn result_of(outcome: &Outcome) -> Option<Result> {
     Some(match outcome {
         Outcome::Committed(results) => Result::Committed(results.clone()),
-        // A get's version is not checked: versions are, in transactions' results and scans.
-        Outcome::Value { value, .. } => Result::Read(Some(value.clone())),
-        Outcome::NotFound => Result::Read(None),
+        Outcome::Value { value, version } => Result::Read(Some(value.clone()), *version),
+        Outcome::NotFound => Result::Read(None, 0),
         Outcome::Failed(failure) => Result::Failed(*failure),
         Outcome::Scanned { entries, next } => Result::Scanned { entries: entries.clone(), next: next.clone() },
         Outcome::Rejected(_) => Result::NotApplied,

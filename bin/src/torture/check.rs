@@ -228,7 +228,7 @@ mod tests {
             kind: OpKind::Get { key: b"k".to_vec() },
             invoke: 20,
             response: Some(30),
-            result: OpResult::Read(Some(b"v".to_vec())),
+            result: OpResult::Read(Some(b"v".to_vec()), 1),
             ..put(1, OpResult::Unknown)
         };
         let history = || History { ops: vec![put(1, OpResult::Unknown), Op { client: ClientId(8), ..read.clone() }] };

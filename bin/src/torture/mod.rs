@@ -231,7 +231,7 @@ fn read_until_agreed(cluster: &Cluster, keys: usize, clock: RunClock, history: &
             }
             answers.push(node_answers);
         }
-        let definite = answers.iter().flatten().all(|r| matches!(r, OpResult::Read(_)));
+        let definite = answers.iter().flatten().all(|r| matches!(r, OpResult::Read(..)));
         if definite && answers.windows(2).all(|w| w[0] == w[1]) {
             return Some(round);
         }

@@ -43,9 +43,10 @@ pub fn check(replicas: &[Option<&Node>], evictions: bool) -> Vec<Violation> {
     for (i, other) in others() {
         let store = other.store();
         if store != n0_store {
+            // Values or versions.
             let differing: Vec<String> = n0_store
-                .iter()
-                .filter(|(k, v)| store.get(k) != Some(v))
+                .iter_versioned()
+                .filter(|(k, v)| store.get_versioned(k) != Some(v))
                 .map(|(k, _)| show(k))
                 .chain(store.iter().filter(|(k, _)| n0_store.get(k).is_none()).map(|(k, _)| show(k)))
                 .take(5)

@@ -1,6 +1,6 @@
 //! Durability: every acknowledged write is in the final state, unless a later write
-//! overwrote it. For each key, the final value must be the effect of a write that no committed
-//! write to the same key followed in real time.
+//! overwrote it. For each key, the final value and version must be the effect of a write that
+//! no committed write to the same key followed in real time.
 
 use super::Violation;
 use crate::history::{History, OpKind, Result as OpResult, show};
@@ -12,9 +12,31 @@ use std::collections::{BTreeMap, BTreeSet};
 struct KeyWrite {
     /// The write's index in the history.
     op: usize,
-    /// The value it leaves (`None`: it deletes the key), when known: an append's, or an
-    /// increment's without its result, is not, and explains any final value.
-    effect: Option<Option<Vec<u8>>>,
+    leaves: Leaves,
+    /// The key's version after it, when its result says (0: absent).
+    version: Option<u64>,
+}
+
+/// What a write leaves one key, as far as the history says.
+enum Leaves {
+    /// This value (`None`: it deletes the key).
+    Value(Option<Vec<u8>>),
+    /// A value this long that ends with these bytes: an append's, whose result is the length.
+    Appended { len: usize, suffix: Vec<u8> },
+    /// Not known (an increment or append whose result the client never saw): any value.
+    Unknown,
+}
+
+impl KeyWrite {
+    fn explains(&self, value: Option<&Vec<u8>>, version: u64) -> bool {
+        let value_ok = match (&self.leaves, value) {
+            (Leaves::Value(v), value) => v.as_ref() == value,
+            (Leaves::Appended { len, suffix }, Some(value)) => value.len() == *len && value.ends_with(suffix),
+            (Leaves::Appended { .. }, None) => false,
+            (Leaves::Unknown, _) => true,
+        };
+        value_ok && self.version.is_none_or(|v| v == version)
+    }
 }
 
 /// `final_store` is the converged final store (n0's; convergence checks the others against it).
@@ -27,24 +49,27 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
             OpResult::Unknown | OpResult::Happened => &[],
             _ => continue,
         };
-        let mut last: BTreeMap<&[u8], Option<Option<Vec<u8>>>> = BTreeMap::new();
-        for (i, o) in ops.iter().enumerate() {
-            let effect = match o {
-                TxnOp::Put { value, .. } | TxnOp::Update { value, .. } | TxnOp::GetSet { value, .. } => {
-                    Some(Some(value.clone()))
+        let mut last: BTreeMap<&[u8], (Leaves, Option<u64>)> = BTreeMap::new();
+        for (j, o) in ops.iter().enumerate() {
+            let result = results.get(j);
+            let leaves = match (o, result) {
+                (TxnOp::Put { value, .. } | TxnOp::Update { value, .. } | TxnOp::GetSet { value, .. }, _) => {
+                    Leaves::Value(Some(value.clone()))
                 }
-                TxnOp::Delete { .. } | TxnOp::GetDelete { .. } => Some(None),
-                TxnOp::Increment { .. } => match results.get(i) {
-                    Some(Returned::Integer { value, .. }) => Some(Some(value.to_string().into_bytes())),
-                    _ => None,
-                },
-                TxnOp::Append { .. } => None,
-                TxnOp::Read { .. } | TxnOp::Require { .. } => continue,
+                (TxnOp::Delete { .. } | TxnOp::GetDelete { .. }, _) => Leaves::Value(None),
+                (TxnOp::Increment { .. }, Some(Returned::Integer { value, .. })) => {
+                    Leaves::Value(Some(value.to_string().into_bytes()))
+                }
+                (TxnOp::Append { value, .. }, Some(Returned::Integer { value: len, .. })) => {
+                    Leaves::Appended { len: *len as usize, suffix: value.clone() }
+                }
+                (TxnOp::Increment { .. } | TxnOp::Append { .. }, _) => Leaves::Unknown,
+                (TxnOp::Read { .. } | TxnOp::Require { .. }, _) => continue,
             };
-            last.insert(o.key(), effect);
+            last.insert(o.key(), (leaves, result.map(Returned::version)));
         }
-        for (k, effect) in last {
-            writes.entry(k.to_vec()).or_default().push(KeyWrite { op: i, effect });
+        for (k, (leaves, version)) in last {
+            writes.entry(k.to_vec()).or_default().push(KeyWrite { op: i, leaves, version });
         }
     }
     let mut keys: BTreeSet<Vec<u8>> = writes.keys().cloned().collect();
@@ -63,16 +88,17 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
             })
             .collect();
         let any_committed = ws.iter().any(|w| committed(w.op));
-        let final_value = final_store.get(&key).cloned();
-        let explained = last.iter().any(|w| w.effect.as_ref().is_none_or(|e| *e == final_value))
-            || (!any_committed && final_value.is_none());
+        let final_entry = final_store.get_versioned(&key);
+        let (final_value, final_version) = (final_entry.map(|e| &e.value), final_entry.map_or(0, |e| e.version));
+        let explained =
+            last.iter().any(|w| w.explains(final_value, final_version)) || (!any_committed && final_value.is_none());
         if !explained {
             violations.push(Violation {
                 checker: "durability",
                 key: Some(show(&key)),
                 message: format!(
-                    "final value is {}, but the last writes of the key say otherwise",
-                    final_value.as_deref().map_or("<absent>".to_string(), show)
+                    "final value is {} at version {final_version}, but the last writes of the key say otherwise",
+                    final_value.map_or("<absent>".to_string(), |v| show(v))
                 ),
                 ops: last.iter().map(|w| history.ops[w.op].describe()).collect(),
             });
@@ -211,5 +237,23 @@ mod tests {
         let h = History { ops: vec![write(0, Some(10), ops, OpResult::Committed(vec![]))] };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
+    }
+
+    /// An append leaves a value of its result's length ending with what it appended, and a
+    /// result's version is the key's: a final value or version that no last write explains is
+    /// reported.
+    #[test]
+    fn appends_and_versions_are_checked() {
+        let append = vec![TxnOp::Append { key: "k".into(), value: "x".into() }];
+        let appended = |len, version| OpResult::Committed(vec![Returned::Integer { value: len, version }]);
+        let h = History {
+            ops: vec![
+                write(0, Some(10), put("k", "ab"), OpResult::Committed(vec![Returned::Done { version: 1 }])),
+                write(20, Some(30), append.clone(), appended(3, 2)),
+            ],
+        };
+        assert!(check(&h, &store(&[put("k", "ab"), append.clone()])).is_empty());
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "ab")])), ["k"], "the append is missing");
+        assert_eq!(keys_at_fault(&h, &store(&[put("k", "ab"), append.clone(), put("k", "abx")])), ["k"], "version 3");
     }
 }

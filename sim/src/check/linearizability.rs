@@ -63,20 +63,12 @@ struct SearchOp {
 
 #[derive(Clone, Debug)]
 enum Effect {
-    Read {
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-    },
-    /// Must apply cleanly, with these results (none: not known, anything goes).
-    Commit {
-        ops: Vec<TxnOp>,
-        results: Vec<dkv_core::OpResult>,
-    },
+    /// A get: this value at this version (none and 0: absent).
+    Read { key: Vec<u8>, value: Option<Vec<u8>>, version: u64 },
+    /// Must apply cleanly, with exactly these results.
+    Commit { ops: Vec<TxnOp>, results: Vec<dkv_core::OpResult> },
     /// Must fail exactly so: at this op, for this reason.
-    Fail {
-        ops: Vec<TxnOp>,
-        failure: OpFailure,
-    },
+    Fail { ops: Vec<TxnOp>, failure: OpFailure },
     /// May apply (if it applies cleanly) or never take effect.
     Maybe(Vec<TxnOp>),
     /// Takes effect exactly once: applies if it applies cleanly, else fails and applies nothing.
@@ -200,9 +192,12 @@ impl State {
     /// it is not legal in this state.
     fn try_effect(&mut self, effect: &Effect) -> Option<Undo> {
         match effect {
-            Effect::Read { key, value } => (self.store.get(key).map(|(v, _)| v) == value.as_ref()).then(Undo::new),
+            Effect::Read { key, value, version } => {
+                let seen = self.store.get(key).map_or((None, 0), |(v, ver)| (Some(v), *ver));
+                (seen == (value.as_ref(), *version)).then(Undo::new)
+            }
             Effect::Commit { ops, results } => match model::run(&self.store, ops, value_max()) {
-                Ok((got, changes)) if results.is_empty() || got == *results => Some(self.apply(changes)),
+                Ok((got, changes)) if got == *results => Some(self.apply(changes)),
                 _ => None,
             },
             Effect::Maybe(ops) => match model::run(&self.store, ops, value_max()) {
@@ -384,8 +379,8 @@ fn search_within(
 fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
     let touches = |k: &[u8]| key.is_none_or(|key| key == k);
     let effect = match (&op.kind, &op.result) {
-        (OpKind::Get { key: k }, OpResult::Read(value)) if touches(k) => {
-            Effect::Read { key: k.clone(), value: value.clone() }
+        (OpKind::Get { key: k }, OpResult::Read(value, version)) if touches(k) => {
+            Effect::Read { key: k.clone(), value: value.clone(), version: *version }
         }
         (OpKind::Scan { start, end, limit, keys_only }, OpResult::Scanned { entries, next }) if key.is_none() => {
             Effect::Scan {
@@ -406,13 +401,9 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
                 |upto: usize| -> Vec<TxnOp> { mine.iter().filter(|&&i| i <= upto).map(|&i| ops[i].clone()).collect() };
             match result {
                 OpResult::Committed(results) => {
-                    // Results known: each op's, on this key; not known (an old completion
-                    // record): none, and anything goes.
-                    let results = if results.len() == ops.len() {
-                        mine.iter().map(|&i| results[i].clone()).collect()
-                    } else {
-                        Vec::new()
-                    };
+                    // Each op's result, on this key. Every commit of this build has one per op;
+                    // one without can match no model, and fails the check.
+                    let results = mine.iter().filter_map(|&i| results.get(i).cloned()).collect();
                     Effect::Commit { ops: pick(ops.len()), results }
                 }
                 OpResult::Unknown => Effect::Maybe(pick(ops.len())),
@@ -544,8 +535,16 @@ mod tests {
     fn get(k: &str) -> OpKind {
         OpKind::Get { key: k.into() }
     }
+    /// A get that saw `v` at version 1 (or nothing).
     fn read(v: Option<&str>) -> OpResult {
-        OpResult::Read(v.map(|v| v.as_bytes().to_vec()))
+        read_at(v, u64::from(v.is_some()))
+    }
+    fn read_at(v: Option<&str>, version: u64) -> OpResult {
+        OpResult::Read(v.map(|v| v.as_bytes().to_vec()), version)
+    }
+    /// Committed, each op's key at these versions after it.
+    fn done(versions: &[u64]) -> OpResult {
+        OpResult::Committed(versions.iter().map(|&version| Returned::Done { version }).collect())
     }
 
     /// A read that returns a value overwritten before it started is caught.
@@ -553,8 +552,8 @@ mod tests {
     fn stale_read_is_a_violation() {
         let h = History {
             ops: vec![
-                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
-                op(20, 30, put("k", "2"), OpResult::Committed(vec![])),
+                op(0, 10, put("k", "1"), done(&[1])),
+                op(20, 30, put("k", "2"), done(&[2])),
                 op(40, 50, get("k"), read(Some("1"))),
             ],
         };
@@ -568,7 +567,7 @@ mod tests {
     fn concurrent_reads_may_see_either_value() {
         let h = History {
             ops: vec![
-                op(0, 100, put("k", "1"), OpResult::Committed(vec![])),
+                op(0, 100, put("k", "1"), done(&[1])),
                 op(10, 20, get("k"), read(Some("1"))),
                 op(30, 40, get("k"), read(None)),
             ],
@@ -577,7 +576,7 @@ mod tests {
         assert_eq!(check_per_key(&h).violations.len(), 1);
         let h = History {
             ops: vec![
-                op(0, 100, put("k", "1"), OpResult::Committed(vec![])),
+                op(0, 100, put("k", "1"), done(&[1])),
                 op(10, 20, get("k"), read(None)),
                 op(30, 40, get("k"), read(Some("1"))),
             ],
@@ -597,7 +596,7 @@ mod tests {
         };
         let h = History {
             ops: vec![
-                op(0, 100, both, OpResult::Committed(vec![])),
+                op(0, 100, both, done(&[1, 1])),
                 op(10, 20, get("a"), read(Some("1"))),
                 op(30, 40, get("b"), read(None)),
             ],
@@ -652,9 +651,9 @@ mod tests {
     fn inconclusive_search_is_a_violation() {
         // Eight concurrent puts and a read after them: the search must try orders before it
         // can place the read, far more than two configurations' worth.
-        let mut ops: Vec<Op> =
-            (0..8).map(|i| op(0, 100, put("k", &i.to_string()), OpResult::Committed(vec![]))).collect();
-        ops.push(op(200, 300, get("k"), read(Some("0"))));
+        // Put i made version 8 - i: the order is 7, 6, ..., 0, which the search must find.
+        let mut ops: Vec<Op> = (0..8).map(|i| op(0, 100, put("k", &i.to_string()), done(&[8 - i as u64]))).collect();
+        ops.push(op(200, 300, get("k"), read_at(Some("0"), 8)));
         let h = History { ops };
         assert!(check(&h).violations.is_empty(), "the history is linearizable");
         let findings = check_within(&h, Budget { first: 2, retry: 2 });
@@ -666,24 +665,20 @@ mod tests {
     /// A committed write is visible to every read that starts after it responded.
     #[test]
     fn lost_committed_write_is_a_violation() {
-        let h = History {
-            ops: vec![op(0, 10, put("k", "1"), OpResult::Committed(vec![])), op(20, 30, get("k"), read(None))],
-        };
+        let h = History { ops: vec![op(0, 10, put("k", "1"), done(&[1])), op(20, 30, get("k"), read(None))] };
         let findings = check(&h);
         assert_eq!(findings.violations.len(), 1, "{:?}", findings.violations);
         assert_eq!(findings.violations[0].key.as_deref(), Some("k"));
         assert_eq!(findings.inconclusive, 0);
         // The same read during the write may see either.
-        let h = History {
-            ops: vec![op(0, 30, put("k", "1"), OpResult::Committed(vec![])), op(10, 20, get("k"), read(None))],
-        };
+        let h = History { ops: vec![op(0, 30, put("k", "1"), done(&[1])), op(10, 20, get("k"), read(None))] };
         assert!(check(&h).violations.is_empty());
     }
 
     /// A read cannot see a write invoked after the read responded, known outcome or not.
     #[test]
     fn read_from_the_future_is_a_violation() {
-        for (result, response) in [(OpResult::Committed(vec![]), Some(30)), (OpResult::Unknown, None)] {
+        for (result, response) in [(done(&[1]), Some(30)), (OpResult::Unknown, None)] {
             let mut later = op(20, 0, put("k", "1"), result);
             later.response = response;
             let h = History { ops: vec![op(0, 10, get("k"), read(Some("1"))), later] };
@@ -726,10 +721,11 @@ mod tests {
         };
         let h = History {
             ops: vec![
-                op(0, 100, both("1"), OpResult::Committed(vec![])),
-                op(0, 100, both("2"), OpResult::Committed(vec![])),
-                op(110, 120, get("a"), read(Some("1"))),
-                op(110, 120, get("b"), read(Some("2"))),
+                // On a, "2" went first; on b, "1": each key alone is fine.
+                op(0, 100, both("1"), done(&[2, 1])),
+                op(0, 100, both("2"), done(&[1, 2])),
+                op(110, 120, get("a"), read_at(Some("1"), 2)),
+                op(110, 120, get("b"), read_at(Some("2"), 2)),
             ],
         };
         assert!(check_per_key(&h).violations.is_empty());
@@ -743,7 +739,7 @@ mod tests {
         let upd = OpKind::Txn { ops: vec![TxnOp::Update { key: "k".into(), value: "2".into() }] };
         let h = History {
             ops: vec![
-                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("k", "1"), done(&[1])),
                 op(20, 30, upd, OpResult::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound })),
             ],
         };
@@ -774,9 +770,14 @@ mod tests {
         assert_eq!(check_per_key(&h).violations.len(), 1, "the same value twice");
         let h = History { ops: vec![op(0, 10, txn(vec![incr("n")]), counted(1, 2))] };
         assert_eq!(check_per_key(&h).violations.len(), 1, "the wrong version");
-        // Results not known (an old completion record): anything goes.
-        let h = History { ops: vec![op(0, 10, txn(vec![incr("n")]), OpResult::Committed(vec![]))] };
-        assert!(check(&h).violations.is_empty());
+        // A commit with no results is no commit the model knows: none is missing in this build.
+        let h = History { ops: vec![op(0, 10, txn(vec![incr("n")]), OpResult::Committed(Vec::new()))] };
+        assert_eq!(check_per_key(&h).violations.len(), 1, "no results");
+        // A get's version is checked too.
+        let h = History {
+            ops: vec![op(0, 10, txn(vec![incr("n")]), counted(1, 1)), op(20, 30, get("n"), read_at(Some("1"), 2))],
+        };
+        assert_eq!(check_per_key(&h).violations.len(), 1, "the get's version");
     }
 
     /// A false condition is an observation: "absent" cannot fail after nothing was written,
@@ -792,16 +793,13 @@ mod tests {
         assert_eq!(check(&h).violations.len(), 1, "nothing made k exist");
         let h = History {
             ops: vec![
-                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("k", "1"), done(&[1])),
                 op(20, 30, absent.clone(), failed(FailReason::ConditionFailed)),
             ],
         };
         assert!(check(&h).violations.is_empty());
         let h = History {
-            ops: vec![
-                op(0, 10, put("k", "1"), OpResult::Committed(vec![])),
-                op(20, 30, absent, failed(FailReason::KeyNotFound)),
-            ],
+            ops: vec![op(0, 10, put("k", "1"), done(&[1])), op(20, 30, absent, failed(FailReason::KeyNotFound))],
         };
         assert_eq!(check(&h).violations.len(), 1, "the wrong reason");
     }
@@ -825,23 +823,20 @@ mod tests {
         let (kind, seen) = scan("", 10, &[("a", 1), ("c", 1)], None);
         let both = |b: OpResult| History {
             ops: vec![
-                op(0, 10, put("a", "1"), OpResult::Committed(vec![])),
-                op(0, 10, put("c", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("a", "1"), done(&[1])),
+                op(0, 10, put("c", "1"), done(&[1])),
                 op(0, 10, put("b", "1"), b),
                 op(20, 30, kind.clone(), seen.clone()),
             ],
         };
         assert!(check(&both(OpResult::Unknown)).violations.is_empty(), "b may not have happened yet");
-        assert!(
-            matches!(check_transactions(&both(OpResult::Committed(vec![]))), Verdict::Violation(_)),
-            "b is missing"
-        );
-        assert!(check_per_key(&both(OpResult::Committed(vec![]))).violations.is_empty(), "no per-key view of scans");
+        assert!(matches!(check_transactions(&both(done(&[1]))), Verdict::Violation(_)), "b is missing");
+        assert!(check_per_key(&both(done(&[1]))).violations.is_empty(), "no per-key view of scans");
         let (kind, page) = scan("", 1, &[("a", 1)], Some("a\0"));
         let h = History {
             ops: vec![
-                op(0, 10, put("a", "1"), OpResult::Committed(vec![])),
-                op(0, 10, put("b", "1"), OpResult::Committed(vec![])),
+                op(0, 10, put("a", "1"), done(&[1])),
+                op(0, 10, put("b", "1"), done(&[1])),
                 op(20, 30, kind.clone(), page),
             ],
         };
