@@ -11,8 +11,9 @@ pub struct Limits {
     pub key_bytes_max: u32,
     pub value_bytes_max: u32,
     pub txn_ops_max: u32,
-    /// Sum of key and value bytes over a transaction's ops; also the most bytes of results a
-    /// transaction, or of entries a scan's page, may return.
+    /// Sum of key and value bytes over a transaction's ops; also the most bytes of entries a
+    /// scan's page returns. (A transaction's results are limited by a protocol constant
+    /// instead, the same on every node: [`crate::store::OpLimits`].)
     pub txn_bytes_max: u32,
     /// The most keys one scan may ask for.
     pub scan_limit_max: u32,

@@ -93,7 +93,8 @@ fn decimal(bytes: &[u8]) -> Option<i64> {
 }
 
 /// The page a scan of `[start, end)` returns from `store`: at most `limit` entries, and where
-/// the next page starts when more keys follow.
+/// the next page starts when more keys follow. (A page also stops at the transaction byte
+/// limit, 16 MiB by default, which the simulator's small values never reach.)
 pub fn scan(
     store: &Model,
     start: &[u8],
