@@ -482,6 +482,7 @@ mod tests {
             (format!("{good} suppress=5-3"), "not a range"),
             (format!("{good} fault_script=0g"), "hex digits"),
             (format!("{good} mix=1,2"), "expected 5 numbers"),
+            (format!("{good} rich=1"), "expected 2 numbers"),
             (format!("{good} nodes"), "not a setting"),
             (format!("{good} nodes=65"), "out of range"),
             (format!("{good} snapshot_records_min=1"), "at least 2"),
