@@ -82,6 +82,18 @@ pub enum TxnOp {
         key: Key,
         condition: Condition,
     },
+    /// Whether the key exists, without its value (never fails, unlike a `Require`). Result:
+    /// `Integer` 1 or 0, and the key's version.
+    Exists {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+    },
+    /// Removes the key if present (absent is not a failure, unlike a `Delete`). Result:
+    /// `Integer` 1 if it removed the key, else 0 (and version 0), but not the value it held.
+    DeleteIfPresent {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+    },
 }
 
 impl TxnOp {
@@ -95,7 +107,9 @@ impl TxnOp {
             | TxnOp::GetSet { key, .. }
             | TxnOp::GetDelete { key }
             | TxnOp::Read { key }
-            | TxnOp::Require { key, .. } => key,
+            | TxnOp::Require { key, .. }
+            | TxnOp::Exists { key }
+            | TxnOp::DeleteIfPresent { key } => key,
         }
     }
 
@@ -110,13 +124,15 @@ impl TxnOp {
             | TxnOp::Increment { .. }
             | TxnOp::GetDelete { .. }
             | TxnOp::Read { .. }
-            | TxnOp::Require { .. } => None,
+            | TxnOp::Require { .. }
+            | TxnOp::Exists { .. }
+            | TxnOp::DeleteIfPresent { .. } => None,
         }
     }
 
     /// Whether the op may change its key (reads and conditions do not).
     pub fn writes(&self) -> bool {
-        !matches!(self, TxnOp::Read { .. } | TxnOp::Require { .. })
+        !matches!(self, TxnOp::Read { .. } | TxnOp::Require { .. } | TxnOp::Exists { .. })
     }
 }
 

@@ -174,6 +174,11 @@ impl Store {
                     (OpResult::Value { value: old, version: 0 }, change)
                 }
                 TxnOp::Read { .. } => (OpResult::Value { value: current.map(|c| c.value.clone()), version }, None),
+                TxnOp::Exists { .. } => (OpResult::Integer { value: i64::from(current.is_some()), version }, None),
+                TxnOp::DeleteIfPresent { .. } => {
+                    let change = current.is_some().then_some(None);
+                    (OpResult::Integer { value: i64::from(current.is_some()), version: 0 }, change)
+                }
                 TxnOp::Require { condition, .. } => {
                     let holds = match condition {
                         Condition::Exists => current.is_some(),
@@ -351,6 +356,25 @@ mod tests {
         assert_eq!(store.run_with(&[getset("b")], &l), Ok(vec![value(Some("a"), 2)]));
         assert_eq!(store.run_with(std::slice::from_ref(&getdel), &l), Ok(vec![value(Some("b"), 0)]));
         assert_eq!(store.run_with(&[getdel], &l), Ok(vec![value(None, 0)]));
+        assert!(store.is_empty());
+    }
+
+    /// Exists and delete-if-present say 1 or 0 and never fail; neither returns the value.
+    #[test]
+    fn exists_and_delete_if_present_never_fail() {
+        let mut store = Store::default();
+        let l = OpLimits::PROTOCOL;
+        let exists = TxnOp::Exists { key: b"k".to_vec() };
+        let remove = TxnOp::DeleteIfPresent { key: b"k".to_vec() };
+        assert_eq!(
+            store.run_with(&[exists.clone(), remove.clone()], &l),
+            Ok(vec![Integer { value: 0, version: 0 }; 2])
+        );
+        store.run_with(&[put("k", "v"), put("k", "w")], &l).unwrap();
+        let got = store.run_with(&[exists.clone(), remove, exists], &l);
+        let expected =
+            vec![Integer { value: 1, version: 2 }, Integer { value: 1, version: 0 }, Integer { value: 0, version: 0 }];
+        assert_eq!(got, Ok(expected));
         assert!(store.is_empty());
     }
 

@@ -28,6 +28,8 @@ fn txn_op() -> impl Strategy<Value = TxnOp> {
         (bytes(8), bytes(16)).prop_map(|(key, value)| TxnOp::GetSet { key, value }),
         bytes(8).prop_map(|key| TxnOp::GetDelete { key }),
         bytes(8).prop_map(|key| TxnOp::Read { key }),
+        bytes(8).prop_map(|key| TxnOp::Exists { key }),
+        bytes(8).prop_map(|key| TxnOp::DeleteIfPresent { key }),
         (bytes(8), condition).prop_map(|(key, condition)| TxnOp::Require { key, condition }),
     ]
 }

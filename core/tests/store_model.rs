@@ -33,6 +33,8 @@ fn op() -> impl Strategy<Value = TxnOp> {
         1 => (key.clone(), value).prop_map(|(key, value)| TxnOp::GetSet { key, value }),
         1 => key.clone().prop_map(|key| TxnOp::GetDelete { key }),
         2 => key.clone().prop_map(|key| TxnOp::Read { key }),
+        1 => key.clone().prop_map(|key| TxnOp::Exists { key }),
+        1 => key.clone().prop_map(|key| TxnOp::DeleteIfPresent { key }),
         2 => (key, condition).prop_map(|(key, condition)| TxnOp::Require { key, condition }),
     ]
 }
@@ -114,6 +116,13 @@ fn model_apply(model: &mut Model, ops: &[TxnOp], value_max: usize) -> Result<Vec
                 OpResult::Value { value: old_value, version }
             }
             TxnOp::Read { .. } => OpResult::Value { value: old_value, version: old_version },
+            TxnOp::Exists { .. } => OpResult::Integer { value: i64::from(old.is_some()), version: old_version },
+            TxnOp::DeleteIfPresent { .. } => {
+                if old.is_some() {
+                    write(&mut copy, None);
+                }
+                OpResult::Integer { value: i64::from(old.is_some()), version: 0 }
+            }
             TxnOp::Require { condition, .. } => {
                 let holds = match condition {
                     Condition::Exists => old.is_some(),

@@ -80,7 +80,7 @@ fn key(k: u8) -> Vec<u8> {
 /// Every kind of op; values are single bytes, digits among them, so counters count.
 fn write_op(kind: u8, k: u8, v: u8) -> TxnOp {
     let key = key(k);
-    match kind % 12 {
+    match kind % 14 {
         0 => TxnOp::Put { key, value: vec![v] },
         1 => TxnOp::Update { key, value: vec![v] },
         2 => TxnOp::Delete { key },
@@ -92,6 +92,8 @@ fn write_op(kind: u8, k: u8, v: u8) -> TxnOp {
         8 => TxnOp::Read { key },
         9 => TxnOp::Require { key, condition: if v % 2 == 0 { Condition::Exists } else { Condition::Absent } },
         10 => TxnOp::Require { key, condition: Condition::ValueEquals(vec![v]) },
+        11 => TxnOp::Exists { key },
+        12 => TxnOp::DeleteIfPresent { key },
         _ => TxnOp::Require { key, condition: Condition::VersionEquals(u64::from(v % 4)) },
     }
 }

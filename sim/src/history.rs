@@ -81,6 +81,8 @@ impl Op {
                         TxnOp::GetSet { key, value } => format!("getset {}={}", show(key), show(value)),
                         TxnOp::GetDelete { key } => format!("getdel {}", show(key)),
                         TxnOp::Read { key } => format!("read {}", show(key)),
+                        TxnOp::Exists { key } => format!("exists {}", show(key)),
+                        TxnOp::DeleteIfPresent { key } => format!("delete {} if present", show(key)),
                         TxnOp::Require { key, condition } => match condition {
                             Condition::Exists => format!("if {} exists", show(key)),
                             Condition::Absent => format!("if {} absent", show(key)),

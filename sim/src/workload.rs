@@ -84,7 +84,7 @@ fn next_rich_txn(rng: &mut ChaCha8Rng, keys: usize) -> Operation {
     let ops = (0..n)
         .map(|_| {
             let key = key(rng, keys);
-            match range(rng, 0, 13) {
+            match range(rng, 0, 15) {
                 0 | 1 => TxnOp::Put { key, value: number(rng) },
                 2 => TxnOp::Update { key, value: number(rng) },
                 3 => TxnOp::Delete { key },
@@ -97,6 +97,8 @@ fn next_rich_txn(rng: &mut ChaCha8Rng, keys: usize) -> Operation {
                 7 => TxnOp::GetSet { key, value: number(rng) },
                 8 => TxnOp::GetDelete { key },
                 9 | 10 => TxnOp::Read { key },
+                11 => TxnOp::Exists { key },
+                12 => TxnOp::DeleteIfPresent { key },
                 _ => {
                     let condition = match range(rng, 0, 3) {
                         0 => Condition::Exists,

@@ -56,7 +56,9 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
                 (TxnOp::Put { value, .. } | TxnOp::Update { value, .. } | TxnOp::GetSet { value, .. }, _) => {
                     Leaves::Value(Some(value.clone()))
                 }
-                (TxnOp::Delete { .. } | TxnOp::GetDelete { .. }, _) => Leaves::Value(None),
+                (TxnOp::Delete { .. } | TxnOp::GetDelete { .. } | TxnOp::DeleteIfPresent { .. }, _) => {
+                    Leaves::Value(None)
+                }
                 (TxnOp::Increment { .. }, Some(Returned::Integer { value, .. })) => {
                     Leaves::Value(Some(value.to_string().into_bytes()))
                 }
@@ -64,7 +66,7 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
                     Leaves::Appended { len: *len as usize, suffix: value.clone() }
                 }
                 (TxnOp::Increment { .. } | TxnOp::Append { .. }, _) => Leaves::Unknown,
-                (TxnOp::Read { .. } | TxnOp::Require { .. }, _) => continue,
+                (TxnOp::Read { .. } | TxnOp::Require { .. } | TxnOp::Exists { .. }, _) => continue,
             };
             last.insert(o.key(), (leaves, result.map(Returned::version)));
         }

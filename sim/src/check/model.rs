@@ -61,6 +61,14 @@ pub fn run(store: &Model, ops: &[TxnOp], value_max: usize) -> Result<(Vec<OpResu
                 OpResult::Value { value: old_value, version }
             }
             TxnOp::Read { .. } => OpResult::Value { value: old_value, version: old_version },
+            TxnOp::Exists { .. } => OpResult::Integer { value: i64::from(old.is_some()), version: old_version },
+            TxnOp::DeleteIfPresent { .. } => {
+                let present = old.is_some();
+                if present {
+                    write(None);
+                }
+                OpResult::Integer { value: i64::from(present), version: 0 }
+            }
             TxnOp::Require { condition, .. } => {
                 let holds = match condition {
                     Condition::Exists => old.is_some(),
