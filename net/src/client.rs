@@ -96,14 +96,31 @@ pub enum ClientError {
     NoOutcome { reason: TryAgainReason, timeout: Duration },
     #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); send it over TCP")]
     TooLargeForDatagram { len: usize, max: usize },
-    #[error("{addr} refused the request: {error}")]
-    Refused { addr: SocketAddr, error: FrameError },
+    /// A node refused the request's bytes (a frame it cannot take): that attempt applied
+    /// nothing, but an earlier one that reached a node (`sent_before`) may have.
+    #[error("{addr} refused the request: {error}; {}", applied_text(*.sent_before))]
+    Refused { addr: SocketAddr, error: FrameError, sent_before: bool },
     #[error("cannot open a socket: {0}")]
     Socket(io::Error),
     #[error("a user's token is sent over TCP only inside TLS; give the cluster's client folder for TLS too")]
     TokenWithoutTls,
-    #[error("TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's")]
-    Tls { addr: SocketAddr, reason: String },
+    /// The TLS handshake failed, so that attempt sent nothing; an earlier one that reached a
+    /// node (`sent_before`) may have been applied.
+    #[error(
+        "TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's. {}",
+        applied_text(*.sent_before)
+    )]
+    Tls { addr: SocketAddr, reason: String, sent_before: bool },
+}
+
+/// What an attempt that was refused means for the request, given whether an earlier attempt
+/// had sent it.
+fn applied_text(sent_before: bool) -> &'static str {
+    if sent_before {
+        "an earlier attempt had sent the request, so it may or may not have been applied, and retrying is safe"
+    } else {
+        "nothing was applied"
+    }
 }
 
 impl ClientError {
@@ -117,11 +134,8 @@ impl ClientError {
             | ClientError::TooLargeForDatagram { .. }
             | ClientError::Socket(_)
             | ClientError::TokenWithoutTls => false,
-            ClientError::Lost { .. }
-            | ClientError::Timeout { .. }
-            | ClientError::NoOutcome { .. }
-            | ClientError::Refused { .. }
-            | ClientError::Tls { .. } => true,
+            ClientError::Lost { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => true,
+            ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }
 }
@@ -306,6 +320,8 @@ impl Client {
                 });
             }
             let addr = self.config.nodes[self.node];
+            // Whether an attempt before this one may have reached a node.
+            let sent_before = self.request_sent;
             let attempt_deadline = deadline.min(now + self.config.attempt_timeout);
             let result = match self.config.transport {
                 ClientTransport::Tcp => {
@@ -354,7 +370,7 @@ impl Client {
                         self.udp_read_bytes = self.udp_read_bytes.max(pad_to);
                     }
                 }
-                Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error }),
+                Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error, sent_before }),
                 Ok(_) => {
                     // Not something a server sends to a client; treat the node as faulty.
                     self.drop_connections();
@@ -373,7 +389,7 @@ impl Client {
                     }
                     self.next_node();
                 }
-                Err(AttemptError::Tls(reason)) => return Err(ClientError::Tls { addr, reason }),
+                Err(AttemptError::Tls(reason)) => return Err(ClientError::Tls { addr, reason, sent_before }),
                 Err(AttemptError::NoReply) => {
                     tracing::debug!(%addr, request = %id, "no reply; failing over");
                     unreachable_in_a_row = 0;
@@ -664,6 +680,41 @@ mod tests {
                     assert!(error.to_string().contains("may or may not have been applied"), "{error}");
                 }
                 other => panic!("{transport:?}: expected a timeout, got {other:?}"),
+            }
+        }
+    }
+
+    /// A node that refuses the request's frame applied nothing: alone, the error says nothing
+    /// was applied; after an earlier attempt sent the request to a node that went silent, it
+    /// says the request may or may not have been applied.
+    #[test]
+    fn a_refusal_after_an_earlier_sent_attempt_may_have_been_applied() {
+        let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
+        let refusing_addr = refusing.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in refusing.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 64];
+                let _ = stream.read(&mut request);
+                let error = Frame::Error(FrameError::Malformed { reason: "refused by the test".into() });
+                let _ = stream.write_all(&frame::encode_to_vec(&error));
+            }
+        });
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        for (nodes, sent_before) in
+            [(vec![refusing_addr], false), (vec![silent.local_addr().unwrap(), refusing_addr], true)]
+        {
+            let mut config = ClientConfig::new(nodes, ClientTransport::Tcp);
+            config.request_timeout = Duration::from_secs(20);
+            config.attempt_timeout = Duration::from_millis(200);
+            match Client::new(config).unwrap().put("k", "v") {
+                Err(error @ ClientError::Refused { .. }) => {
+                    assert_eq!(error.may_have_been_applied(), sent_before, "{error}");
+                    let says_open = error.to_string().contains("may or may not have been applied");
+                    assert_eq!(says_open, sent_before, "{error}");
+                    assert_eq!(error.to_string().contains("nothing was applied"), !sent_before, "{error}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
             }
         }
     }
