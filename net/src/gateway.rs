@@ -318,19 +318,19 @@ impl Gateway {
     }
 }
 
-/// Whether an operation needs a slot: everything but a get goes through two-phase commit and
-/// leaves a completion record.
+/// Whether an operation needs a slot: a transaction (even one that only reads) goes through
+/// two-phase commit and leaves a completion record; gets and scans are served from memory.
 fn is_write(operation: &Operation) -> bool {
-    !matches!(operation, Operation::Get { .. })
+    matches!(operation, Operation::Txn { .. })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::{FailReason, OpFailure, WriteOp};
+    use dkv_core::{FailReason, OpFailure, TxnOp};
 
     fn put(key: &str) -> Operation {
-        Operation::Txn { ops: vec![WriteOp::Put { key: key.into(), value: b"v".to_vec() }] }
+        Operation::Txn { ops: vec![TxnOp::Put { key: key.into(), value: b"v".to_vec() }] }
     }
 
     fn get(key: &str) -> Operation {
@@ -366,8 +366,8 @@ mod tests {
                 assert_eq!(request.id.seq, last.seq + 1);
             }
             last = Some(request.id);
-            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed)).unwrap();
-            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed) });
+            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed(vec![]))).unwrap();
+            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed(vec![])) });
         }
         assert_eq!(gateway.client_ids(), 1);
         assert_eq!(gateway.running(), 0);
@@ -389,13 +389,14 @@ mod tests {
         assert_eq!(gateway.client_ids(), 3);
     }
 
-    /// Reads take no slot but are bounded too.
+    /// Reads (gets and scans) take no slot but are bounded too.
     #[test]
     fn reads_take_no_slot_and_are_bounded() {
         let mut gateway = Gateway::new(limits(1), 7);
         let write = gateway.start(at(0), asker(0), put("k")).unwrap();
         let a = gateway.start(at(0), asker(1), get("k")).unwrap();
-        let b = gateway.start(at(0), asker(2), get("k")).unwrap();
+        let scan = Operation::Scan { start: Vec::new(), end: None, limit: 10, keys_only: false };
+        let b = gateway.start(at(0), asker(2), scan).unwrap();
         assert_ne!(a.id, b.id);
         assert_ne!(a.id.client, write.id.client);
         assert_eq!(gateway.start(at(0), asker(3), get("k")), Err(GatewayError::Busy { max: 2 }));
@@ -416,8 +417,8 @@ mod tests {
         let (resend, answers) = gateway.on_timeout(wake);
         assert_eq!(resend, vec![request.clone()]);
         assert!(answers.is_empty());
-        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed)).unwrap();
-        assert_eq!(answer.result, Ok(Outcome::Committed));
+        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed(vec![]))).unwrap();
+        assert_eq!(answer.result, Ok(Outcome::Committed(vec![])));
         assert_eq!(answer.asker, asker(5));
     }
 
@@ -466,9 +467,9 @@ mod tests {
         let mut gateway = Gateway::new(limits(1), 7);
         let request = gateway.start(at(0), asker(5), put("k")).unwrap();
         let stranger = RequestId { client: ClientId(1), seq: 1 };
-        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed)), None);
-        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed)).is_some());
-        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed)), None);
+        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed(vec![]))), None);
+        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))).is_some());
+        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))), None);
     }
 
     /// Two gateways (two processes) use different client ids.
