@@ -23,7 +23,9 @@ use crate::security::tls::client_session;
 use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
-use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value};
+use dkv_core::{
+    ClientId, Condition, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value, prefix_end,
+};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -284,8 +286,78 @@ impl Client {
         self.txn(vec![TxnOp::Delete { key: key.into() }])
     }
 
+    /// An ordered batch of ops, all or nothing: writes, reads under the transaction's locks
+    /// ([`TxnOp::Read`]), conditions ([`TxnOp::Require`]) and read-modify-writes.
+    /// `Committed` holds one result per op; a failed op or condition applies none of them.
     pub fn txn(&mut self, ops: Vec<TxnOp>) -> Result<Outcome, ClientError> {
         self.execute(Operation::Txn { ops })
+    }
+
+    /// Compare-and-set: puts `new` if `key`'s value is `expected` now; otherwise nothing is
+    /// applied and the outcome is `Failed` with `FailReason::ConditionFailed`.
+    pub fn cas(
+        &mut self,
+        key: impl Into<Key>,
+        expected: impl Into<Value>,
+        new: impl Into<Value>,
+    ) -> Result<Outcome, ClientError> {
+        self.put_if(key.into(), Condition::ValueEquals(expected.into()), new.into())
+    }
+
+    /// Puts `new` if `key`'s version (writes since it was created; 0: absent) is `version`.
+    pub fn cas_version(
+        &mut self,
+        key: impl Into<Key>,
+        version: u64,
+        new: impl Into<Value>,
+    ) -> Result<Outcome, ClientError> {
+        self.put_if(key.into(), Condition::VersionEquals(version), new.into())
+    }
+
+    fn put_if(&mut self, key: Key, condition: Condition, value: Value) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Require { key: key.clone(), condition }, TxnOp::Put { key, value }])
+    }
+
+    /// Adds `by` to `key`'s value, a decimal integer (absent counts as 0); the result is the
+    /// new value. A value that is not an integer, or an overflow, fails and changes nothing.
+    pub fn incr(&mut self, key: impl Into<Key>, by: i64) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Increment { key: key.into(), by }])
+    }
+
+    /// Appends to `key`'s value (absent counts as empty); the result is the new length.
+    pub fn append(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Append { key: key.into(), value: value.into() }])
+    }
+
+    /// Puts `value`; the result is the value before (none if the key was absent).
+    pub fn get_set(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::GetSet { key: key.into(), value: value.into() }])
+    }
+
+    /// Removes `key` if it is there; the result is the value before (none if it was absent).
+    pub fn get_delete(&mut self, key: impl Into<Key>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::GetDelete { key: key.into() }])
+    }
+
+    /// One page of the keys in `[start, end)` (`end` none: to the last key), in key order, at
+    /// most `limit` of them: `Outcome::Scanned`, whose `next` starts the next page (none: this
+    /// was the last). Each page is linearizable; the pages together are not one snapshot.
+    pub fn scan(
+        &mut self,
+        start: impl Into<Key>,
+        end: Option<Key>,
+        limit: u32,
+        keys_only: bool,
+    ) -> Result<Outcome, ClientError> {
+        self.execute(Operation::Scan { start: start.into(), end, limit, keys_only })
+    }
+
+    /// One page of the keys that start with `prefix` (see [`Client::scan`]); continue from
+    /// `next` with [`Client::scan`] and the end [`prefix_end`] gives.
+    pub fn scan_prefix(&mut self, prefix: impl Into<Key>, limit: u32, keys_only: bool) -> Result<Outcome, ClientError> {
+        let prefix = prefix.into();
+        let end = prefix_end(&prefix);
+        self.scan(prefix, end, limit, keys_only)
     }
 
     /// Sends one request and returns its definite outcome (never `TryAgain`: those are
@@ -293,7 +365,7 @@ impl Client {
     pub fn execute(&mut self, operation: Operation) -> Result<Outcome, ClientError> {
         self.next_seq += 1;
         let id = RequestId { client: self.id, seq: self.next_seq };
-        let read = matches!(operation, Operation::Get { .. });
+        let read = matches!(operation, Operation::Get { .. } | Operation::Scan { .. });
         let request = Request { id, operation };
         let udp = self.config.transport == ClientTransport::Udp;
         let mut pad_to = if read && udp { self.udp_read_bytes } else { 0 };
