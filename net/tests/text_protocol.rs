@@ -6,7 +6,6 @@
 mod common;
 
 use common::TestCluster;
-use dkv_core::Outcome;
 use dkv_net::security::credentials::NewUser;
 use dkv_net::security::users::Role;
 use dkv_net::{ClientTransport, ServerConfig, ServerStats, Transport};
