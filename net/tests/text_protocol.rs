@@ -6,7 +6,8 @@
 mod common;
 
 use common::TestCluster;
-use dkv_net::security::credentials::NewUser;
+use dkv_net::security::credentials::{ClientTrust, NewUser};
+use dkv_net::security::tls::client_session;
 use dkv_net::security::users::Role;
 use dkv_net::{ClientTransport, ServerConfig, ServerStats, Transport};
 use std::io::{Read, Write};
@@ -134,6 +135,23 @@ fn a_long_request_is_read_whole() {
     assert_eq!(read_to_close(&mut stream), b"0:Added");
     assert_eq!(tcp(cluster.addrs[0], b"1:big:None"), format!("0:{value}").as_bytes());
     assert_eq!(tcp(cluster.addrs[0], b"1:big2:None"), format!("0:{value}").as_bytes());
+}
+
+/// Inside TLS the protocol is told the same way, by the first bytes of the plaintext; the
+/// reply ends with TLS's own close.
+#[test]
+fn the_text_protocol_is_told_inside_tls_too() {
+    let cluster = TestCluster::start(1, Transport::Tcp);
+    let trust = ClientTrust::load(&cluster.credentials.join("client")).unwrap();
+    for (request, expected) in [(&b"3:tls-key:secret"[..], &b"0:Added"[..]), (b"1:tls-key:None", b"0:secret")] {
+        let stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        let mut tls = rustls::StreamOwned::new(client_session(&trust).unwrap(), stream);
+        tls.write_all(request).unwrap();
+        let mut reply = Vec::new();
+        tls.read_to_end(&mut reply).expect("a reply, then a clean TLS close");
+        assert_eq!(reply, expected);
+    }
 }
 
 /// A node that requires users refuses the text protocol, which cannot say who one is, with a
