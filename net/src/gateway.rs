@@ -26,6 +26,7 @@
 
 use crate::routes::Route;
 use crate::testing::SplitMix64;
+use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
 use dkv_core::{ClientId, Operation, Outcome, Reply, Request, RequestId, Time, TryAgainReason};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,8 +48,8 @@ pub struct GatewayLimits {
     pub slots_max: usize,
     /// Reads running at once; past it, a read is answered "busy".
     pub reads_max: usize,
-    /// How long a request is retried before its asker is told it has no outcome. Shorter than
-    /// [`dkv_core::completions::CLIENT_RETRY_WINDOW_MAX`], as for every client.
+    /// How long a request is retried before its asker is told it has no outcome; at most
+    /// [`CLIENT_RETRY_WINDOW_MAX`] (a longer one is cut to it), as for every client.
     pub request_timeout: Duration,
 }
 
@@ -149,7 +150,10 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// A gateway whose client ids and jitter derive from `seed` (random from the OS in a
     /// server: see [`Gateway::with_random_ids`]).
-    pub(crate) fn new(limits: GatewayLimits, seed: u64) -> Gateway {
+    pub(crate) fn new(mut limits: GatewayLimits, seed: u64) -> Gateway {
+        // Past the retry window the nodes may have forgotten a request was done: a retry then
+        // could apply it twice.
+        limits.request_timeout = limits.request_timeout.min(CLIENT_RETRY_WINDOW_MAX);
         let mut ids = SplitMix64(seed);
         let reader = ClientId(ids.next_u64());
         let jitter = SplitMix64(ids.next_u64());
