@@ -366,7 +366,7 @@ impl Connection {
 
     /// A stream session's input holds as much as the largest frame: read no more until the
     /// session takes some (a session bounds its requests below that).
-    fn stream_input_full(&self) -> bool {
+    pub(crate) fn stream_input_full(&self) -> bool {
         self.session.is_some() && self.input.len() >= self.frame_bytes_max as usize
     }
 

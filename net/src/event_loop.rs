@@ -1015,6 +1015,11 @@ impl Server {
         for (tag, operation) in done.run {
             self.run_for(now, Asker { route: Route::Tcp { key, serial }, tag }, done.user, operation);
         }
+        if done.wants_input && !done.close && self.inbound.get(key).is_some_and(Connection::stream_input_full) {
+            // It holds as much as the largest frame and still waits for the rest of a request:
+            // one no limit allows. Reading on would only spin.
+            return self.drop_connection(key, "its request is larger than any this node takes");
+        }
         let input_ended = self.inbound.get(key).is_some_and(Connection::input_ended);
         if done.close || (input_ended && !done.busy) {
             // Nothing more to answer: the connection ends once its replies are written, at

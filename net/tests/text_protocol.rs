@@ -137,6 +137,23 @@ fn a_long_request_is_read_whole() {
     assert_eq!(tcp(cluster.addrs[0], b"1:big2:None"), format!("0:{value}").as_bytes());
 }
 
+fn small_values(config: &mut ServerConfig) {
+    config.limits.key_bytes_max = 100;
+    config.limits.value_bytes_max = 1000;
+}
+
+/// A request longer than any key and value the limits allow is answered as too large, without
+/// waiting for the rest; a value over the limit within that is refused by the limit's words.
+#[test]
+fn a_request_beyond_the_limits_is_refused() {
+    let cluster = TestCluster::start_with(1, Transport::Both, small_values);
+    let reply = String::from_utf8(tcp(cluster.addrs[0], format!("3:k:{}", "v".repeat(1200)).as_bytes())).unwrap();
+    assert!(reply.starts_with("1:request too large") && reply.matches(':').count() == 1, "{reply}");
+    let reply = String::from_utf8(tcp(cluster.addrs[0], format!("3:k:{}", "v".repeat(1001)).as_bytes())).unwrap();
+    assert!(reply.starts_with("1:") && reply.contains("nothing was applied"), "{reply}");
+    assert_eq!(tcp(cluster.addrs[0], b"1:k:None"), b"1:key does not exist");
+}
+
 /// Inside TLS the protocol is told the same way, by the first bytes of the plaintext; the
 /// reply ends with TLS's own close.
 #[test]
