@@ -18,13 +18,15 @@
 //! Nothing in the loop blocks except the disk writes of step 4, which are the point.
 //!
 //! Clients and peers use different ports. The client port (TCP and UDP) takes requests only: a
-//! peer frame arriving there is refused and counted. Each client connection is told by its first
-//! bytes ([`crate::session::ClientProtocol`]): dkv frames go to the node as they are; a byte
-//! stream of another protocol goes to the connection's [`crate::session::StreamSession`], whose
-//! requests the [`Gateway`] runs under the node's own client ids, answering the session back. The peer port takes peer frames only, and
+//! peer frame arriving there is refused and counted. The peer port takes peer frames only, and
 //! only from members that proved who they are: over TCP by mutual TLS with the cluster's CA,
 //! in UDP mode by sealing every datagram with the cluster key (see [`crate::security`]). A
 //! peer frame must name the member that proved itself, and this cluster, or it is refused.
+//!
+//! Each client connection is told by its first bytes ([`crate::session::ClientProtocol`]): dkv
+//! frames go to the node as they are; a byte stream of another protocol goes to the
+//! connection's [`crate::session::StreamSession`], whose requests the [`Gateway`] runs under the
+//! node's own client ids, answering the session back.
 
 use crate::clock::{Clock, unix_micros};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
