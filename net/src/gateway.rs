@@ -73,7 +73,7 @@ pub(crate) struct Asker {
 pub enum GatewayError {
     /// Too many requests of id-less clients run on this node already; nothing was sent.
     #[error(
-        "this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
+        "busy, this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
     )]
     Busy { max: usize },
     /// Retried until the deadline with no outcome. For a write, an attempt may still complete.

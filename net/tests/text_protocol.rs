@@ -235,7 +235,7 @@ fn busy_and_no_outcome_are_answered_in_the_protocols_words() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let busy = String::from_utf8(tcp(addr, b"3:b:2")).unwrap();
-    assert!(busy.starts_with("1:") && busy.contains("nothing was applied"), "{busy}");
+    assert!(busy.starts_with("1:busy") && busy.contains("nothing was applied"), "{busy}");
     assert!(started.elapsed() < Duration::from_millis(1500), "busy is answered at once");
     let reply = String::from_utf8(read_to_close(&mut stuck)).unwrap();
     assert!(reply.starts_with("1:") && reply.contains("may or may not have been applied"), "{reply}");
