@@ -583,8 +583,16 @@ impl Connection {
         self.output.len() - self.output_sent + usize::from(tls_pending)
     }
 
-    /// Bytes held in memory for this connection.
+    /// Tests only: a connection whose stream session is `session` from the start.
+    #[cfg(test)]
+    pub(crate) fn with_session_for_test(mut self, session: Box<dyn StreamSession>) -> Connection {
+        self.session = Some(session);
+        self
+    }
+
+    /// Bytes held in memory for this connection: its buffers, and what its session holds.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        let session = self.session.as_ref().map_or(0, |session| session.buffered_bytes());
+        self.input.capacity() + self.output.capacity() + session
     }
 }

@@ -1036,6 +1036,8 @@ impl Server {
         } else if self.inbound.with(key, |c| c.pause_input(!done.wants_input)) == Some(true) {
             self.inbound.read_again_next_turn(key);
         }
+        // An answer may have grown the session (a value it keeps): within the budget still?
+        self.keep_to_byte_budget(now);
     }
 
     /// Serves one datagram of the original text protocol: its reply goes to its source, no

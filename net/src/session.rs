@@ -103,6 +103,13 @@ pub(crate) trait StreamSession: Send {
 
     /// Whether the session waits for answers (the connection is not idle while it does).
     fn is_busy(&self) -> bool;
+
+    /// Bytes the session holds in memory (queued commands, watched values, ...): counted with
+    /// the connection's buffers against the node's byte budget, so a session cannot hold more
+    /// than the budget allows whatever it is asked.
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// The session for a connection that speaks `protocol` (a byte-stream one).
