@@ -49,9 +49,9 @@ use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Operation, Outco
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -212,6 +212,8 @@ pub struct Server {
     /// than from inside one another (an answer may start a session's next request, whose
     /// answer may be immediate).
     answers: VecDeque<Answer>,
+    /// Requests of the text protocol over UDP running, per source address (none listed at 0).
+    datagram_sources: BTreeMap<IpAddr, usize>,
     /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
     /// The same for the peer UDP socket.
@@ -288,6 +290,7 @@ impl Server {
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             gateway: Gateway::with_random_ids(config.gateway),
             answers: VecDeque::new(),
+            datagram_sources: BTreeMap::new(),
             udp_read_again: false,
             peer_udp_read_again: false,
             next_housekeeping: now,
@@ -968,9 +971,15 @@ impl Server {
             Route::Tcp { key, serial } => {
                 self.call_session(now, key, serial, SessionCall::Answer(answer.asker.tag, answer.result))
             }
-            route @ Route::Udp { .. } => {
+            route @ Route::Udp { addr, .. } => {
+                if let Some(running) = self.datagram_sources.get_mut(&addr.ip()) {
+                    *running -= 1;
+                    if *running == 0 {
+                        self.datagram_sources.remove(&addr.ip());
+                    }
+                }
                 let reply = text_protocol::reply(text_protocol::op_of_tag(answer.asker.tag), &answer.result);
-                self.send_text_datagram(route, &reply);
+                self.send_text_datagram(route, &reply, text_protocol::short_reply(&answer.result));
             }
             Route::Gateway => {}
         }
@@ -1047,27 +1056,40 @@ impl Server {
             // The text protocol cannot authenticate; a datagram's source may be forged, so the
             // refusal is short and rate-limited like every error to a datagram.
             if self.udp_error_replies.allow(now) {
-                self.send_text_datagram(route, text_protocol::AUTHENTICATION_REQUIRED_SHORT);
+                let refusal = text_protocol::AUTHENTICATION_REQUIRED_SHORT;
+                self.send_text_datagram(route, refusal, refusal);
             }
             return;
         }
+        let Route::Udp { addr, .. } = route else { return };
         match text_protocol::parse(datagram) {
-            Some(request) => self.run_for(now, Asker { route, tag: request.op as u64 }, None, request.operation),
+            Some(request) => {
+                let running = self.datagram_sources.entry(addr.ip()).or_default();
+                if *running >= self.config.gateway.datagram_source_max {
+                    ServerStats::add(&self.stats.gateway_busy, 1);
+                    if self.udp_error_replies.allow(now) {
+                        self.send_text_datagram(route, text_protocol::BUSY_SHORT, text_protocol::BUSY_SHORT);
+                    }
+                    return;
+                }
+                // Counted down when its answer is delivered; every request run gets one.
+                *running += 1;
+                self.run_for(now, Asker { route, tag: request.op as u64 }, None, request.operation)
+            }
             None => {
                 ServerStats::add(&self.stats.frames_rejected, 1);
                 if self.udp_error_replies.allow(now) {
-                    self.send_text_datagram(route, text_protocol::INVALID_INPUT);
+                    self.send_text_datagram(route, text_protocol::INVALID_INPUT, text_protocol::INVALID_INPUT);
                 }
             }
         }
     }
 
     /// Sends a text reply as a datagram, within the amplification limit: a reply too large for
-    /// it becomes a short one saying to use TCP, and is not sent if even that is too large.
-    fn send_text_datagram(&mut self, to: Route, reply: &[u8]) {
+    /// it is sent in its `short` form, and not at all if even that is too large.
+    fn send_text_datagram(&mut self, to: Route, reply: &[u8], short: &[u8]) {
         let (Some(udp), Route::Udp { addr, reply_bytes_max: allowed }) = (&self.udp, to) else { return };
-        let reply =
-            if reply.len() <= allowed.min(DATAGRAM_BYTES_MAX) { reply } else { text_protocol::TOO_LARGE_FOR_DATAGRAM };
+        let reply = if reply.len() <= allowed.min(DATAGRAM_BYTES_MAX) { reply } else { short };
         if reply.len() > allowed {
             ServerStats::add(&self.stats.udp_replies_withheld, 1);
             return;

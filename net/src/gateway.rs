@@ -48,6 +48,10 @@ pub struct GatewayLimits {
     pub slots_max: usize,
     /// Reads running at once; past it, a read is answered "busy".
     pub reads_max: usize,
+    /// Requests of the text protocol over UDP running at once for one source address; past it,
+    /// that source is answered "busy", so one sender cannot take every slot. (A sender that
+    /// forges its source addresses still can: that is what `slots_max` bounds.)
+    pub datagram_source_max: usize,
     /// How long a request is retried before its asker is told it has no outcome; at most
     /// [`CLIENT_RETRY_WINDOW_MAX`] (a longer one is cut to it), as for every client.
     pub request_timeout: Duration,
@@ -55,7 +59,12 @@ pub struct GatewayLimits {
 
 impl Default for GatewayLimits {
     fn default() -> Self {
-        GatewayLimits { slots_max: 1024, reads_max: 16_384, request_timeout: Duration::from_secs(10) }
+        GatewayLimits {
+            slots_max: 1024,
+            reads_max: 16_384,
+            datagram_source_max: 64,
+            request_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -346,7 +355,7 @@ mod tests {
     }
 
     fn limits(slots_max: usize) -> GatewayLimits {
-        GatewayLimits { slots_max, reads_max: 2, request_timeout: Duration::from_secs(10) }
+        GatewayLimits { slots_max, reads_max: 2, datagram_source_max: 1, request_timeout: Duration::from_secs(10) }
     }
 
     fn at(ms: u64) -> Time {

@@ -40,6 +40,8 @@ pub(crate) const AUTHENTICATION_REQUIRED: &[u8] =
 pub(crate) const AUTHENTICATION_REQUIRED_SHORT: &[u8] = b"1:auth required";
 /// The reply to a datagram whose answer would be too large to send back to its sender.
 pub(crate) const TOO_LARGE_FOR_DATAGRAM: &[u8] = b"1:too large, use TCP";
+/// The reply to a datagram whose source runs as many requests as one source may.
+pub(crate) const BUSY_SHORT: &[u8] = b"1:busy";
 
 /// A request of the text protocol: which op, and the operation that carries it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +84,19 @@ pub(crate) fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u
         }
         (_, Outcome::Rejected(reason)) => failure(&reason.to_string()),
         (_, other) => failure(&format!("unexpected outcome: {other}")),
+    }
+}
+
+/// The reply to a datagram when [`reply`]'s is more than may be sent back to its source (see
+/// [`crate::routes::AMPLIFICATION_MAX`]): a few words that still say what happened.
+pub(crate) fn short_reply(answer: &Result<Outcome, GatewayError>) -> &'static [u8] {
+    match answer {
+        Ok(Outcome::Value { .. }) => TOO_LARGE_FOR_DATAGRAM,
+        Err(GatewayError::Busy { .. }) => BUSY_SHORT,
+        Err(error) if error.may_have_been_applied() => b"1:outcome unknown",
+        Err(GatewayError::NoOutcome { .. }) => b"1:no answer",
+        Ok(Outcome::Rejected(_)) => b"1:refused",
+        Ok(_) => b"1:failed",
     }
 }
 
@@ -248,5 +263,13 @@ mod tests {
         assert!(String::from_utf8_lossy(&lost).contains("may or may not have been applied"));
         let limit = Outcome::Rejected(RejectReason::Limit(LimitError::TooManyOps { count: 2, max: 1 }));
         assert!(reply(OpCode::Put, &Ok(limit)).starts_with(b"1:"));
+        // Short forms for datagrams: each still says what happened.
+        let big = Ok(Outcome::Value { value: vec![b'v'; 100], version: 1 });
+        assert_eq!(short_reply(&big), TOO_LARGE_FOR_DATAGRAM);
+        assert_eq!(short_reply(&Err(GatewayError::Busy { max: 1 })), b"1:busy");
+        let lost_write = GatewayError::NoOutcome { write: true, reason: None, waited: Duration::ZERO };
+        assert_eq!(short_reply(&Err(lost_write)), b"1:outcome unknown");
+        let lost_read = GatewayError::NoOutcome { write: false, reason: None, waited: Duration::ZERO };
+        assert_eq!(short_reply(&Err(lost_read)), b"1:no answer");
     }
 }

@@ -252,3 +252,52 @@ fn busy_and_no_outcome_are_answered_in_the_protocols_words() {
         assert!(Instant::now() < deadline, "never served again: {}", String::from_utf8_lossy(&reply));
     }
 }
+
+fn two_per_source_short_timeout(config: &mut ServerConfig) {
+    config.gateway.datagram_source_max = 2;
+    config.gateway.request_timeout = Duration::from_millis(1500);
+}
+
+/// Waits until the node has run `count` gateway requests in all.
+fn wait_for_gateway_requests(cluster: &TestCluster, count: u64) {
+    let stats = cluster.handle(0).stats();
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    while ServerStats::get(&stats.gateway_requests) < count {
+        assert!(Instant::now() < deadline, "only {} requests ran", ServerStats::get(&stats.gateway_requests));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One source address of text datagrams runs at most so many requests at once (the rest are
+/// answered "busy"), so it cannot take every slot from the others; a reply too long for a
+/// short datagram's amplification limit comes in its short form.
+#[test]
+fn one_datagram_source_cannot_take_every_slot() {
+    let mut cluster = TestCluster::start_with(2, Transport::Both, two_per_source_short_timeout);
+    cluster.stop_node(1);
+    let addr = cluster.addrs[0];
+    let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    flooder.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let reply = |socket: &UdpSocket| {
+        let mut buffer = [0u8; 2048];
+        let n = socket.recv(&mut buffer).expect("a reply");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    // Writes that cannot commit (a member is down) hold their slots until their deadline.
+    flooder.send_to(b"3:key-a:1", addr).unwrap();
+    flooder.send_to(b"3:key-b:1", addr).unwrap();
+    wait_for_gateway_requests(&cluster, 2);
+    flooder.send_to(b"3:key-c:1", addr).unwrap();
+    assert_eq!(reply(&flooder), "1:busy");
+    let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+    other.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    other.send_to(b"3:key-d:1", addr).unwrap();
+    wait_for_gateway_requests(&cluster, 3);
+    // The full "no outcome" text is longer than 3 times these 9-byte requests.
+    assert_eq!(reply(&flooder), "1:outcome unknown");
+    assert_eq!(reply(&flooder), "1:outcome unknown");
+    assert_eq!(reply(&other), "1:outcome unknown");
+    // Answered, the source's requests run again.
+    flooder.send_to(b"1:nothing:None", addr).unwrap();
+    assert_eq!(reply(&flooder), "1:key does not exist");
+}
