@@ -85,6 +85,9 @@ pub enum GatewayError {
         "busy, this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
     )]
     Busy { max: usize },
+    /// Held back by its asker until its deadline had passed: never sent, nothing was applied.
+    #[error("waited {:.1} s to be run, past the request timeout; nothing was applied, try again", .waited.as_secs_f64())]
+    Expired { waited: Duration },
     /// Retried until the deadline with no outcome. For a write, an attempt may still complete.
     #[error("{}", no_outcome_text(*.write, .reason.as_ref(), *.waited))]
     NoOutcome { write: bool, reason: Option<TryAgainReason>, waited: Duration },
@@ -192,6 +195,23 @@ impl Gateway {
     /// Starts running `operation` for `asker`: the request to hand to the node now, or why it
     /// cannot run (nothing was sent).
     pub(crate) fn start(&mut self, now: Time, asker: Asker, operation: Operation) -> Result<Request, GatewayError> {
+        self.start_queued(now, now, asker, operation)
+    }
+
+    /// As [`Gateway::start`], for a request its asker has held back since `queued_at` (to
+    /// batch it, say): its deadline counts from then, so no request waits longer in all than
+    /// the request timeout. One whose deadline has passed is not sent at all.
+    pub(crate) fn start_queued(
+        &mut self,
+        now: Time,
+        queued_at: Time,
+        asker: Asker,
+        operation: Operation,
+    ) -> Result<Request, GatewayError> {
+        let deadline = queued_at + self.limits.request_timeout;
+        if deadline <= now {
+            return Err(GatewayError::Expired { waited: now.saturating_since(queued_at) });
+        }
         let write = is_write(&operation);
         let (id, slot) = if write {
             let slot = self.take_slot()?;
@@ -206,13 +226,13 @@ impl Gateway {
             self.reader_last_seq += 1;
             (RequestId { client: self.reader, seq: self.reader_last_seq }, None)
         };
-        let wake_at = now + ATTEMPT_TIMEOUT;
+        let wake_at = (now + ATTEMPT_TIMEOUT).min(deadline);
         let running = Running {
             asker,
             operation: operation.clone(),
             slot,
-            started_at: now,
-            deadline: now + self.limits.request_timeout,
+            started_at: queued_at,
+            deadline,
             wake_at,
             awaiting_reply: true,
             backoff: BACKOFF_FIRST,
@@ -483,6 +503,24 @@ mod tests {
         assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed(vec![]))), None);
         assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))).is_some());
         assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))), None);
+    }
+
+    /// A request held back by its asker has its deadline counted from when it was queued; one
+    /// held past it is not sent, and says nothing was applied.
+    #[test]
+    fn a_queued_request_keeps_the_deadline_it_was_queued_with() {
+        let mut gateway = Gateway::new(limits(1), 7);
+        let request = gateway.start_queued(at(9_000), at(0), asker(1), put("k")).unwrap();
+        assert_eq!(gateway.deadline(), Some(at(10_000)), "the attempt timeout is cut to the deadline");
+        let (resend, answers) = gateway.on_timeout(at(10_000));
+        assert!(resend.is_empty());
+        assert_eq!(answers.len(), 1);
+        assert!(answers[0].result.as_ref().is_err_and(GatewayError::may_have_been_applied), "{request:?} was sent");
+        let expired = gateway.start_queued(at(20_000), at(10_000), asker(2), put("k")).unwrap_err();
+        assert_eq!(expired, GatewayError::Expired { waited: Duration::from_secs(10) });
+        assert!(!expired.may_have_been_applied());
+        assert!(expired.to_string().contains("nothing was applied"), "{expired}");
+        assert!(gateway.start(at(20_000), asker(3), put("k")).is_ok(), "no slot was taken");
     }
 
     /// Two gateways (two processes) use different client ids.

@@ -94,7 +94,7 @@ pub(crate) fn short_reply(answer: &Result<Outcome, GatewayError>) -> &'static [u
         Ok(Outcome::Value { .. }) => TOO_LARGE_FOR_DATAGRAM,
         Err(GatewayError::Busy { .. }) => BUSY_SHORT,
         Err(error) if error.may_have_been_applied() => b"1:outcome unknown",
-        Err(GatewayError::NoOutcome { .. }) => b"1:no answer",
+        Err(GatewayError::NoOutcome { .. } | GatewayError::Expired { .. }) => b"1:no answer",
         Ok(Outcome::Rejected(_)) => b"1:refused",
         Ok(_) => b"1:failed",
     }
