@@ -149,9 +149,12 @@ impl TextSession {
         }
         let limits = &cx.node.config().limits;
         let request_bytes_max = limits.key_bytes_max as usize + limits.value_bytes_max as usize + FRAMING_BYTES;
-        let fields_arrived = input.iter().filter(|&&b| b == b':').count() >= 2;
         let quiet = self.last_input_at.is_some_and(|at| cx.now.saturating_since(at) >= QUIET_FOR);
-        let complete = ended || quiet || (fields_arrived && input.len() <= SHORT_REQUEST_BYTES);
+        // Only a short request is looked into before it ends: a long one arriving a little at a
+        // time must not be scanned whole at every read.
+        let short_and_whole =
+            || input.len() <= SHORT_REQUEST_BYTES && input.iter().filter(|&&b| b == b':').count() >= 2;
+        let complete = ended || quiet || short_and_whole();
         if input.len() > request_bytes_max {
             let text = format!("request too large: at most {request_bytes_max} bytes (the key and value limits)");
             return self.answer_now(input, failure(&text), cx);
