@@ -167,11 +167,74 @@ impl InboundConnections {
             .map(|(key, _)| key)
     }
 
+    /// The key and serial of every connection that carries a stream session.
+    pub(crate) fn sessions(&self) -> Vec<(usize, u64)> {
+        self.connections.iter().filter(|(_, c)| c.has_session()).map(|(key, c)| (key, c.serial)).collect()
+    }
+
     /// The connections that should end at `now` under `limits`, and why.
     pub(crate) fn expired(&self, now: Time, limits: &ConnectionLimits) -> Vec<ExpiredConnection> {
         self.connections
             .iter()
             .filter_map(|(key, connection)| Some(ExpiredConnection { key, expiry: connection.expiry(now, limits)? }))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::GatewayError;
+    use crate::session::{SessionContext, StreamSession};
+    use dkv_core::Outcome;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A session that holds as many bytes as its test says.
+    struct Hoarder(Arc<AtomicUsize>);
+
+    impl StreamSession for Hoarder {
+        fn on_input(&mut self, _: &mut Vec<u8>, _: &mut SessionContext<'_>) {}
+        fn on_answer(&mut self, _: u64, _: Result<Outcome, GatewayError>, _: &mut SessionContext<'_>) {}
+        fn is_busy(&self) -> bool {
+            false
+        }
+        fn buffered_bytes(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// What a stream session holds counts against the byte budget like the connection's own
+    /// buffers: the total follows it, and the connection holding most is the one to drop.
+    #[test]
+    fn a_sessions_memory_counts_against_the_byte_budget() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut inbound = InboundConnections::new();
+        let mut hoards = Vec::new();
+        let mut keep_open = Vec::new();
+        for serial in 0..2 {
+            keep_open.push(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+            let (stream, addr) = listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let hoard = Arc::new(AtomicUsize::new(0));
+            let connection = Connection::new(
+                mio::net::TcpStream::from_std(stream),
+                addr,
+                Role::Client,
+                None,
+                serial,
+                Time::ZERO,
+                1 << 20,
+                1 << 20,
+            );
+            inbound.insert(connection.with_session_for_test(Box::new(Hoarder(hoard.clone()))));
+            hoards.push(hoard);
+        }
+        let before = inbound.buffered_bytes();
+        inbound.with(1, |_| hoards[1].store(5_000_000, Ordering::Relaxed));
+        assert_eq!(inbound.buffered_bytes(), before + 5_000_000);
+        assert_eq!(inbound.largest_unproven().map(|(key, _)| key), Some(1));
+        inbound.with(1, |_| hoards[1].store(0, Ordering::Relaxed));
+        assert_eq!(inbound.buffered_bytes(), before);
     }
 }

@@ -6,8 +6,10 @@
 //!
 //! - Clients reach a node over TCP and UDP on the client port; peers talk on the peer port, over
 //!   TCP links inside mutual TLS (or sealed UDP datagrams in UDP mode), and only members that
-//!   proved who they are are heard there ([`security`]). Every frame is
-//!   [`dkv_core::codec::frame`].
+//!   proved who they are are heard there ([`security`]). dkv's own frames are
+//!   [`dkv_core::codec::frame`]; the client port also speaks protocols whose requests carry no
+//!   id (Redis's, the original project's text protocol), told apart by a connection's first
+//!   bytes, whose requests the node runs as its own client through a bounded gateway.
 //! - Every buffer is bounded and no socket operation blocks, so a slow, silent or hostile
 //!   connection costs its buffer limits and nothing more.
 //! - Records the node asks to persist are written once per loop turn with one `fdatasync`
@@ -21,19 +23,23 @@ mod connection;
 mod event_loop;
 #[cfg(test)]
 mod failed_sync_tests;
+mod gateway;
 mod group_commit;
 mod inbound;
 mod peers;
 mod rate_limit;
 mod routes;
 pub mod security;
+mod session;
 pub mod stats;
 pub mod testing;
+mod text_protocol;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};
 pub use clock::Clock;
 pub use config::{ConnectionLimits, DATAGRAM_BYTES_MAX, ServerConfig, Transport, udp_limits};
 pub use event_loop::{Server, ServerError, ServerHandle};
+pub use gateway::{GatewayError, GatewayLimits};
 pub use stats::ServerStats;
 pub use wal::{Wal, WalError};
