@@ -25,6 +25,7 @@ mod group_commit;
 mod inbound;
 mod peers;
 mod rate_limit;
+pub mod resp;
 mod routes;
 pub mod security;
 pub mod stats;
