@@ -102,6 +102,29 @@ pub enum DataCommand {
     Strlen(Bytes),
 }
 
+impl DataCommand {
+    /// The command's name, as Redis users know it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataCommand::Get(_) => "GET",
+            DataCommand::Set { .. } => "SET",
+            DataCommand::SetNx { .. } => "SETNX",
+            DataCommand::GetSet { .. } => "GETSET",
+            DataCommand::GetDel(_) => "GETDEL",
+            DataCommand::MGet(_) => "MGET",
+            DataCommand::MSet(_) => "MSET",
+            DataCommand::MSetNx(_) => "MSETNX",
+            DataCommand::Del(_) => "DEL",
+            DataCommand::Exists(_) => "EXISTS",
+            DataCommand::IncrBy { by: 1, .. } => "INCR",
+            DataCommand::IncrBy { by: -1, .. } => "DECR",
+            DataCommand::IncrBy { .. } => "INCRBY",
+            DataCommand::Append { .. } => "APPEND",
+            DataCommand::Strlen(_) => "STRLEN",
+        }
+    }
+}
+
 /// SET's NX (only if absent) and XX (only if present).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetOnly {

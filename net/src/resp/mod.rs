@@ -5,8 +5,16 @@
 //! - [`reply`]: replies onto the wire, RESP2 or RESP3.
 //! - [`command`]: the commands dkv understands, parsed.
 //! - [`glob`]: the patterns of `SCAN … MATCH` and `KEYS`.
+//! - [`plan`]: each data command as dkv ops, and its reply from their results.
+//! - [`session`]: one connection: commands in order, pipelining, MULTI/EXEC, WATCH, AUTH.
+//! - [`cursors`]: SCAN's numeric cursors for dkv's key continuation tokens.
+//! - [`introspection`]: HELLO, INFO, COMMAND and CONFIG GET answers.
 
 pub mod command;
+pub mod cursors;
 pub mod decode;
 pub mod glob;
+pub mod introspection;
+pub mod plan;
 pub mod reply;
+pub mod session;
