@@ -41,12 +41,26 @@ const ALL: (i64, i64, i64) = (1, -1, 1);
 const COMMANDS: &[Spec] = &[
     spec("ping", -1, C, NONE, "connection", "Returns the server's liveliness response."),
     spec("echo", 2, C, NONE, "connection", "Returns the given string."),
-    spec("hello", -1, C, NONE, "connection", "Handshakes with the server, optionally authenticating and choosing RESP2 or RESP3."),
+    spec(
+        "hello",
+        -1,
+        C,
+        NONE,
+        "connection",
+        "Handshakes with the server, optionally authenticating and choosing RESP2 or RESP3.",
+    ),
     spec("auth", -2, C, NONE, "connection", "Authenticates the connection as a dkv user (AUTH user token)."),
     spec("select", 2, C, NONE, "connection", "Selects database 0, the only one dkv has."),
     spec("quit", -1, C, NONE, "connection", "Closes the connection."),
     spec("client", -2, C, NONE, "connection", "CLIENT SETNAME, GETNAME, SETINFO and ID."),
-    spec("command", -1, &["loading", "stale"], NONE, "server", "Returns detailed information about the commands dkv supports."),
+    spec(
+        "command",
+        -1,
+        &["loading", "stale"],
+        NONE,
+        "server",
+        "Returns detailed information about the commands dkv supports.",
+    ),
     spec("info", -1, &["loading", "stale"], NONE, "server", "Returns information about the node."),
     spec("dbsize", 1, R, NONE, "server", "Returns the number of keys on the node asked."),
     spec("config", -2, &["admin"], NONE, "server", "CONFIG GET: the few parameters clients read."),
@@ -68,7 +82,14 @@ const COMMANDS: &[Spec] = &[
     spec("append", 3, W, ONE, "string", "Appends to the value of a key."),
     spec("strlen", 2, R, ONE, "string", "Returns the length of a value."),
     spec("scan", -2, &["readonly"], NONE, "generic", "Iterates over keys in key order, page by page."),
-    spec("keys", 2, &["readonly"], NONE, "generic", "Returns the keys matching a pattern (bounded: use SCAN for many)."),
+    spec(
+        "keys",
+        2,
+        &["readonly"],
+        NONE,
+        "generic",
+        "Returns the keys matching a pattern (bounded: use SCAN for many).",
+    ),
     spec("multi", 1, C, NONE, "transactions", "Starts a transaction: EXEC runs it atomically across the cluster."),
     spec("exec", 1, &[], NONE, "transactions", "Runs the queued commands as one atomic dkv transaction."),
     spec("discard", 1, C, NONE, "transactions", "Discards the queued commands."),
@@ -116,8 +137,11 @@ pub fn command_reply(query: &CommandQuery) -> Reply {
             Reply::Array(names.iter().map(|name| find(name).map_or(Reply::Null, info_of)).collect())
         }
         CommandQuery::Docs(names) => {
-            let specs: Vec<&Spec> =
-                if names.is_empty() { COMMANDS.iter().collect() } else { names.iter().filter_map(|n| find(n)).collect() };
+            let specs: Vec<&Spec> = if names.is_empty() {
+                COMMANDS.iter().collect()
+            } else {
+                names.iter().filter_map(|n| find(n)).collect()
+            };
             Reply::Map(specs.into_iter().map(|spec| (Reply::bulk(spec.name), docs_of(spec))).collect())
         }
     }

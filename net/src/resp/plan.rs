@@ -63,11 +63,15 @@ pub fn plan(command: DataCommand) -> Plan {
             ops.push(if get { TxnOp::GetSet { key, value } } else { TxnOp::Put { key, value } });
             (ops, shape)
         }
-        DataCommand::SetNx { key, value } => (vec![require(&key, Condition::Absent), TxnOp::Put { key, value }], Shape::Flag),
+        DataCommand::SetNx { key, value } => {
+            (vec![require(&key, Condition::Absent), TxnOp::Put { key, value }], Shape::Flag)
+        }
         DataCommand::GetSet { key, value } => (vec![TxnOp::GetSet { key, value }], Shape::Previous),
         DataCommand::GetDel(key) => (vec![TxnOp::GetDelete { key }], Shape::Previous),
         DataCommand::MGet(keys) => (keys.into_iter().map(|key| TxnOp::Read { key }).collect(), Shape::Values),
-        DataCommand::MSet(pairs) => (pairs.into_iter().map(|(key, value)| TxnOp::Put { key, value }).collect(), Shape::Ok),
+        DataCommand::MSet(pairs) => {
+            (pairs.into_iter().map(|(key, value)| TxnOp::Put { key, value }).collect(), Shape::Ok)
+        }
         DataCommand::MSetNx(pairs) => {
             let mut ops: Vec<TxnOp> = pairs.iter().map(|(key, _)| require(key, Condition::Absent)).collect();
             ops.extend(pairs.into_iter().map(|(key, value)| TxnOp::Put { key, value }));
@@ -106,9 +110,10 @@ impl Plan {
 /// The bytes of keys and values of one op.
 pub fn op_bytes(op: &TxnOp) -> usize {
     match op {
-        TxnOp::Put { key, value } | TxnOp::Update { key, value } | TxnOp::Append { key, value } | TxnOp::GetSet { key, value } => {
-            key.len() + value.len()
-        }
+        TxnOp::Put { key, value }
+        | TxnOp::Update { key, value }
+        | TxnOp::Append { key, value }
+        | TxnOp::GetSet { key, value } => key.len() + value.len(),
         TxnOp::Require { key, condition: Condition::ValueEquals(value) } => key.len() + value.len(),
         other => other.key().len(),
     }
@@ -139,7 +144,9 @@ pub fn reply_to_results(shape: Shape, results: &[OpResult]) -> Reply {
         Shape::CountPresent => Reply::Integer(results.iter().filter(|r| value_of(r).is_some()).count() as i64),
         Shape::Integer => match last {
             Some(OpResult::Integer { value, .. }) => Reply::Integer(*value),
-            other => Reply::err(format!("dkv answered {other:?} where it should have given a number; please report this")),
+            other => {
+                Reply::err(format!("dkv answered {other:?} where it should have given a number; please report this"))
+            }
         },
         Shape::Length => Reply::Integer(last.and_then(value_of).map_or(0, |v| v.len() as i64)),
     }
@@ -160,7 +167,9 @@ pub fn failure_error(reason: FailReason) -> Reply {
     match reason {
         FailReason::NotAnInteger => Reply::err(NOT_AN_INTEGER),
         FailReason::IntegerOverflow => Reply::err("increment or decrement would overflow"),
-        FailReason::ValueTooLarge => Reply::err("string exceeds maximum allowed size (dkv's value limit); nothing was applied"),
+        FailReason::ValueTooLarge => {
+            Reply::err("string exceeds maximum allowed size (dkv's value limit); nothing was applied")
+        }
         other => Reply::err(format!("{other}; nothing was applied")),
     }
 }
@@ -211,8 +220,14 @@ mod tests {
             reply_to_results(Shape::Values, &[value(Some("1")), value(None)]),
             Reply::Array(vec![Reply::bulk("1"), Reply::Null])
         );
-        assert_eq!(reply_to_results(Shape::CountPresent, &[value(Some("x")), value(None), value(Some(""))]), Reply::Integer(2));
-        assert_eq!(reply_to_results(Shape::Integer, &[OpResult::Integer { value: 11, version: 2 }]), Reply::Integer(11));
+        assert_eq!(
+            reply_to_results(Shape::CountPresent, &[value(Some("x")), value(None), value(Some(""))]),
+            Reply::Integer(2)
+        );
+        assert_eq!(
+            reply_to_results(Shape::Integer, &[OpResult::Integer { value: 11, version: 2 }]),
+            Reply::Integer(11)
+        );
         assert_eq!(reply_to_failure(Shape::Flag, FailReason::ConditionFailed), Reply::Integer(0));
         assert_eq!(reply_to_failure(Shape::OkOrNull, FailReason::ConditionFailed), Reply::Null);
         assert_eq!(reply_to_failure(Shape::Integer, FailReason::NotAnInteger), Reply::err(NOT_AN_INTEGER));

@@ -24,7 +24,7 @@
 //!   as `dkv-server init` wrote it). A token is taken only where it cannot be read on the way:
 //!   inside TLS, or over loopback.
 
-use super::command::{self, Bytes, ClientCall, Command, DataCommand};
+use super::command::{self, Bytes, ClientCall, Command};
 use super::cursors::ScanCursors;
 use super::decode::{DecodeLimits, ProtocolError, decode_command};
 use super::glob;
@@ -115,11 +115,24 @@ enum Running {
     Single(Shape),
     /// Consecutive pipelined commands run as one transaction (see [`Session::start_data`]).
     Batch(Vec<Plan>),
-    Exec { watch_ops: usize, commands: Vec<Queued> },
+    Exec {
+        watch_ops: usize,
+        commands: Vec<Queued>,
+    },
     /// WATCH reads its keys one by one; `current` is the one being read.
-    Watch { current: Bytes, rest: VecDeque<Bytes>, recorded: Vec<(Bytes, Option<Bytes>)> },
-    Scan { pattern: Option<Bytes> },
-    Keys { pattern: Bytes, end: Option<Bytes>, found: Vec<Bytes> },
+    Watch {
+        current: Bytes,
+        rest: VecDeque<Bytes>,
+        recorded: Vec<(Bytes, Option<Bytes>)>,
+    },
+    Scan {
+        pattern: Option<Bytes>,
+    },
+    Keys {
+        pattern: Bytes,
+        end: Option<Bytes>,
+        found: Vec<Bytes>,
+    },
 }
 
 /// One Redis client connection's state.
@@ -294,7 +307,7 @@ impl Session {
             }
         }
         if self.multi.is_some() {
-            return self.start_in_multi(host, pending);
+            return self.start_in_multi(pending);
         }
         let command = match pending {
             Pending::Data(plan) => return self.start_data(plan),
@@ -400,7 +413,9 @@ impl Session {
             );
         }
         let Some(user) = user else {
-            return Reply::err("dkv's users have names: AUTH <user> <token>, with the token (hex) from the user's file that dkv-server init wrote");
+            return Reply::err(
+                "dkv's users have names: AUTH <user> <token>, with the token (hex) from the user's file that dkv-server init wrote",
+            );
         };
         match host.authenticate(user, token) {
             Some(index) => {
@@ -446,7 +461,7 @@ impl Session {
 
     /// A command between MULTI and EXEC: queued (`+QUEUED`), or refused, which makes EXEC
     /// abort, as in Redis.
-    fn start_in_multi(&mut self, host: &mut impl Host, pending: Pending) {
+    fn start_in_multi(&mut self, pending: Pending) {
         let parsed = match pending {
             Pending::Data(plan) => return self.queue_in_multi(plan),
             Pending::Command(Ok(Command::Data(data))) => return self.queue_in_multi(plan::plan(data)),
@@ -490,7 +505,8 @@ impl Session {
     fn queue_in_multi(&mut self, plan: Plan) {
         let multi = self.multi.as_mut().expect("called in MULTI");
         let (ops, bytes) = (multi.ops + plan.ops.len(), multi.bytes + plan.bytes());
-        if ops + self.watched.len() > self.limits.txn_ops_max || bytes + self.watched_bytes > self.limits.txn_bytes_max {
+        if ops + self.watched.len() > self.limits.txn_ops_max || bytes + self.watched_bytes > self.limits.txn_bytes_max
+        {
             multi.failed = true;
             return self.send(&Reply::err(format!(
                 "this transaction would be over dkv's limit of {} ops and {} bytes (watched keys' values count too); DISCARD and split it",
@@ -785,7 +801,12 @@ mod tests {
 
     impl TestHost {
         fn new() -> TestHost {
-            TestHost { store: Store::default(), limits: Limits::default(), cursors: ScanCursors::new(7, 64), auth_required: false }
+            TestHost {
+                store: Store::default(),
+                limits: Limits::default(),
+                cursors: ScanCursors::new(7, 64),
+                auth_required: false,
+            }
         }
 
         fn run(&mut self, operation: Operation) -> Outcome {
@@ -862,11 +883,44 @@ mod tests {
     #[test]
     fn pipelined_commands_reply_in_order() {
         let (mut session, mut host) = (session(), TestHost::new());
-        let out = talk(&mut session, &mut host, "SET a 1\r\nGET a\r\nINCR n\r\nINCRBY n 10\r\nDECR n\r\nMGET a n zz\r\nGET zz\r\nSTRLEN a\r\nAPPEND a bc\r\nGETSET a x\r\nGETDEL a\r\nEXISTS a n n\r\nDEL n zz n\r\nDBSIZE\r\n");
+        let out = talk(
+            &mut session,
+            &mut host,
+            "SET a 1\r\nGET a\r\nINCR n\r\nINCRBY n 10\r\nDECR n\r\nMGET a n zz\r\nGET zz\r\nSTRLEN a\r\nAPPEND a bc\r\nGETSET a x\r\nGETDEL a\r\nEXISTS a n n\r\nDEL n zz n\r\nDBSIZE\r\n",
+        );
         assert_eq!(
             out,
             "+OK\r\n$1\r\n1\r\n:1\r\n:11\r\n:10\r\n*3\r\n$1\r\n1\r\n$2\r\n10\r\n$-1\r\n$-1\r\n:1\r\n:3\r\n$3\r\n1bc\r\n$1\r\nx\r\n:2\r\n:1\r\n:0\r\n"
         );
+    }
+
+    /// Pipelined commands behind a write run as one transaction; when it fails on one op,
+    /// they run again one by one, and each still gets its own answer.
+    #[test]
+    fn pipelined_writes_batch_into_one_transaction() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        session.receive(b"SET a 1\r\nINCR a\r\nGET a\r\nMSET b 1 c 2\r\n");
+        let operation = session.poll(&mut host).unwrap();
+        assert!(matches!(&operation, Operation::Txn { ops } if ops.len() == 5), "{operation:?}");
+        let outcome = host.run(operation);
+        session.complete(&mut host, Ok(outcome));
+        assert_eq!(session.poll(&mut host), None, "one transaction answered all four");
+        assert_eq!(String::from_utf8(session.take_output()).unwrap(), "+OK\r\n:2\r\n$1\r\n2\r\n+OK\r\n");
+        let mut requests = 0;
+        session.receive(b"SET s x\r\nINCR a\r\nINCR s\r\nGET a\r\n");
+        while let Some(operation) = session.poll(&mut host) {
+            requests += 1;
+            let outcome = host.run(operation);
+            session.complete(&mut host, Ok(outcome));
+        }
+        assert_eq!(requests, 5, "the batch, then each of its four commands alone");
+        assert_eq!(
+            String::from_utf8(session.take_output()).unwrap(),
+            "+OK\r\n:3\r\n-ERR value is not an integer or out of range\r\n$1\r\n3\r\n"
+        );
+        // Reads alone are not batched: each is a get, served from memory.
+        session.receive(b"GET a\r\nGET b\r\n");
+        assert_eq!(session.poll(&mut host), Some(Operation::Get { key: b"a".to_vec() }));
     }
 
     /// Conditional writes answer as Redis: SETNX/MSETNX 1 or 0, SET NX/XX OK or nil.
@@ -888,7 +942,8 @@ mod tests {
     #[test]
     fn counter_errors_are_redis_errors() {
         let (mut session, mut host) = (session(), TestHost::new());
-        let out = talk(&mut session, &mut host, "SET s abc\r\nINCR s\r\nSET n 9223372036854775807\r\nINCR n\r\nGET n\r\n");
+        let out =
+            talk(&mut session, &mut host, "SET s abc\r\nINCR s\r\nSET n 9223372036854775807\r\nINCR n\r\nGET n\r\n");
         assert_eq!(
             out,
             "+OK\r\n-ERR value is not an integer or out of range\r\n+OK\r\n-ERR increment or decrement would overflow\r\n$19\r\n9223372036854775807\r\n"
@@ -901,8 +956,15 @@ mod tests {
     fn exec_runs_all_or_nothing() {
         let (mut session, mut host) = (session(), TestHost::new());
         let out = talk(&mut session, &mut host, "MULTI\r\nSET a 1\r\nINCR c\r\nPING\r\nMGET a c\r\nEXEC\r\n");
-        assert_eq!(out, "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n+OK\r\n:1\r\n+PONG\r\n*2\r\n$1\r\n1\r\n$1\r\n1\r\n");
-        let out = talk(&mut session, &mut host, "MULTI\r\nSET a 2\r\nINCR a\r\nSET s x\r\nINCR s\r\nEXEC\r\nGET a\r\nEXISTS s\r\n");
+        assert_eq!(
+            out,
+            "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*4\r\n+OK\r\n:1\r\n+PONG\r\n*2\r\n$1\r\n1\r\n$1\r\n1\r\n"
+        );
+        let out = talk(
+            &mut session,
+            &mut host,
+            "MULTI\r\nSET a 2\r\nINCR a\r\nSET s x\r\nINCR s\r\nEXEC\r\nGET a\r\nEXISTS s\r\n",
+        );
         assert_eq!(
             out,
             "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n-ERR EXEC applied nothing: command 4 (INCR) failed: value is not an integer or out of range\r\n$1\r\n1\r\n:0\r\n"
@@ -934,7 +996,10 @@ mod tests {
         // UNWATCH forgets.
         talk(&mut session, &mut host, "WATCH w\r\n");
         talk(&mut other, &mut host, "SET w 0\r\n");
-        assert_eq!(talk(&mut session, &mut host, "UNWATCH\r\nMULTI\r\nINCR w\r\nEXEC\r\n"), "+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n");
+        assert_eq!(
+            talk(&mut session, &mut host, "UNWATCH\r\nMULTI\r\nINCR w\r\nEXEC\r\n"),
+            "+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n"
+        );
     }
 
     /// SCAN walks every key exactly once through numeric cursors, MATCH filters, and KEYS
@@ -968,7 +1033,9 @@ mod tests {
         let out = talk(&mut session, &mut host, "KEYS item:1?\r\nSCAN 12345\r\n");
         let expected_keys: String = (10..20).map(|i| format!("$7\r\nitem:{i}\r\n")).collect();
         assert!(out.starts_with(&format!("*10\r\n{expected_keys}")), "{out}");
-        assert!(out.ends_with("-ERR invalid cursor: dkv remembers a node's most recent SCAN cursors only; start again from 0\r\n"));
+        assert!(out.ends_with(
+            "-ERR invalid cursor: dkv remembers a node's most recent SCAN cursors only; start again from 0\r\n"
+        ));
         session.limits.keys_max = 20;
         assert!(talk(&mut session, &mut host, "KEYS *\r\n").contains("use SCAN"));
     }
