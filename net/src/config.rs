@@ -2,6 +2,7 @@
 //! how it proves it is a member, where its log lives, and the limits that keep its memory
 //! bounded.
 
+use crate::gateway::GatewayLimits;
 use crate::security::credentials::NodeCredentials;
 use crate::security::users::User;
 use dkv_core::{Bounds, Limits, NodeId, Timing};
@@ -119,6 +120,9 @@ pub struct ServerConfig {
     pub timing: Timing,
     pub bounds: Bounds,
     pub connection: ConnectionLimits,
+    /// What the node may hold for clients of protocols without request ids (Redis, the
+    /// original text protocol), which it runs requests for under client ids of its own.
+    pub gateway: GatewayLimits,
 }
 
 impl ServerConfig {
@@ -146,6 +150,7 @@ impl ServerConfig {
             timing: Timing::default(),
             bounds: Bounds::default(),
             connection: ConnectionLimits::default(),
+            gateway: GatewayLimits::default(),
         }
     }
 }

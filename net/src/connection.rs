@@ -1,5 +1,6 @@
-//! One non-blocking TCP connection with bounded input and output buffers, carrying frames, in
-//! the clear or inside TLS.
+//! One non-blocking TCP connection with bounded input and output buffers, in the clear or
+//! inside TLS, carrying dkv frames or, on the client port, another protocol's byte stream (told
+//! by its first bytes, see [`ClientProtocol`]) for a [`StreamSession`] to read.
 //!
 //! Reads never block and stop after a per-turn budget so one busy peer cannot starve the
 //! others. Writes never block either: what the socket does not take stays in the output
@@ -8,6 +9,7 @@
 //! its buffer limits and never stalls the event loop.
 
 use crate::config::ConnectionLimits;
+use crate::session::{ClientProtocol, StreamSession, TLS_HANDSHAKE_BYTE};
 use dkv_core::NodeId;
 use dkv_core::Time;
 use dkv_core::codec::frame::{self, Frame, FrameError};
@@ -18,8 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The first byte of every TLS connection (a handshake record); no dkv frame starts with it.
-const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 /// Bytes read from one connection per loop turn at most, so one sender cannot starve others.
 const READ_BYTES_PER_TURN_MAX: usize = 1 << 20;
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -39,6 +39,8 @@ pub(crate) struct ReadResult {
     pub(crate) closed: bool,
     /// The read budget ran out before the socket was drained: read again next turn.
     pub(crate) more: bool,
+    /// Bytes arrived for the connection's [`StreamSession`]: run it on its input.
+    pub(crate) stream_input: bool,
 }
 
 /// The output buffer would exceed its limit.
@@ -98,6 +100,14 @@ pub(crate) struct Connection {
     /// Listed for the next flush by [`crate::inbound::InboundConnections`], which lists each
     /// connection at most once.
     pub(crate) flush_listed: bool,
+    /// What the connection carries: `None` on the client port until its first bytes tell.
+    protocol: Option<ClientProtocol>,
+    /// The session reading a byte-stream protocol, once one is told.
+    session: Option<Box<dyn StreamSession>>,
+    /// The session takes no input for now: the socket is not read until it does.
+    input_paused: bool,
+    /// The other side closed its sending half (a stream session may still answer).
+    input_ended: bool,
 }
 
 impl Connection {
@@ -131,6 +141,10 @@ impl Connection {
             partial_since: None,
             closing_since: None,
             flush_listed: false,
+            protocol: if role == Role::Client { None } else { Some(ClientProtocol::Frames) },
+            session: None,
+            input_paused: false,
+            input_ended: false,
         }
     }
 
@@ -145,7 +159,7 @@ impl Connection {
         until_would_block: bool,
     ) -> ReadResult {
         let mut result = ReadResult::default();
-        if self.closing_since.is_some() {
+        if self.closing_since.is_some() || self.input_paused || self.input_ended {
             return result;
         }
         if self.tls_offer.is_some() && !self.start_tls_if_asked() {
@@ -156,7 +170,10 @@ impl Connection {
         } else {
             self.read_plain(now, scratch, until_would_block, &mut result);
         }
-        if result.closed && !self.input.is_empty() && result.error.is_none() {
+        if self.session.is_some() {
+            // The session decides what a stream that ends means.
+            self.input_ended |= result.closed;
+        } else if result.closed && !self.input.is_empty() && result.error.is_none() {
             // The other side hung up in the middle of a frame.
             let missing = match frame::payload_len(&self.input, self.frame_bytes_max) {
                 Ok(Some(len)) => (frame::HEADER_BYTES + len).saturating_sub(self.input.len()),
@@ -223,7 +240,7 @@ impl Connection {
         let mut read_this_turn = 0;
         let chunk = scratch;
         loop {
-            if read_this_turn >= READ_BYTES_PER_TURN_MAX {
+            if read_this_turn >= READ_BYTES_PER_TURN_MAX || self.stream_input_full() {
                 result.more = true;
                 break;
             }
@@ -238,7 +255,7 @@ impl Connection {
                         self.partial_since = Some(now);
                     }
                     self.input.extend_from_slice(&chunk[..n]);
-                    if let Err(error) = self.decode_frames(now, &mut result.frames) {
+                    if let Err(error) = self.take_input(now, result) {
                         result.error = Some(error);
                         return;
                     }
@@ -265,7 +282,7 @@ impl Connection {
     fn read_tls(&mut self, now: Time, scratch: &mut [u8; READ_CHUNK_BYTES], result: &mut ReadResult) {
         let mut read_this_turn = 0;
         loop {
-            if read_this_turn >= READ_BYTES_PER_TURN_MAX {
+            if read_this_turn >= READ_BYTES_PER_TURN_MAX || self.stream_input_full() {
                 result.more = true;
                 break;
             }
@@ -302,7 +319,7 @@ impl Connection {
                     }
                 }
             }
-            if let Err(error) = self.decode_frames(now, &mut result.frames) {
+            if let Err(error) = self.take_input(now, result) {
                 result.error = Some(error);
                 break;
             }
@@ -321,6 +338,33 @@ impl Connection {
             return None;
         }
         tls.peer_certificates()?.first()
+    }
+
+    /// Hands the input read so far on: frames are decoded here; a stream session's bytes wait
+    /// in the input for the event loop to run the session. The first bytes of a client
+    /// connection tell which it is.
+    fn take_input(&mut self, now: Time, result: &mut ReadResult) -> Result<(), FrameError> {
+        if self.protocol.is_none() {
+            self.protocol = ClientProtocol::sniff(&self.input);
+            match self.protocol {
+                None | Some(ClientProtocol::Frames) => {}
+                Some(protocol) => self.session = Some(crate::session::open(protocol)),
+            }
+        }
+        match self.protocol {
+            Some(ClientProtocol::Frames) => self.decode_frames(now, &mut result.frames),
+            None => Ok(()),
+            Some(_) => {
+                result.stream_input = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// A stream session's input holds as much as the largest frame: read no more until the
+    /// session takes some (a session bounds its requests below that).
+    fn stream_input_full(&self) -> bool {
+        self.session.is_some() && self.input.len() >= self.frame_bytes_max as usize
     }
 
     fn decode_frames(&mut self, now: Time, frames: &mut Vec<Frame>) -> Result<(), FrameError> {
@@ -420,6 +464,67 @@ impl Connection {
             self.output.drain(..self.output_sent);
             self.output_sent = 0;
         }
+    }
+
+    /// Runs `call` on the connection's stream session (`None` if it has none), with its input,
+    /// its user and whether it is inside TLS, and keeps the connection's clocks: input the
+    /// session took counts as a whole request received, input it left as a partial one.
+    pub(crate) fn with_session<R>(
+        &mut self,
+        now: Time,
+        call: impl FnOnce(&mut dyn StreamSession, &mut Vec<u8>, &mut Option<usize>, bool) -> R,
+    ) -> Option<R> {
+        let session = self.session.as_deref_mut()?;
+        let before = self.input.len();
+        let tls = self.tls.is_some();
+        let result = call(session, &mut self.input, &mut self.user, tls);
+        if self.input.len() < before {
+            self.last_frame_at = Some(now);
+        }
+        if self.input.is_empty() {
+            self.partial_since = None;
+            if self.input.capacity() > BUFFER_KEPT_BYTES_MAX {
+                self.input = Vec::new();
+            }
+        } else if self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+        let session = self.session.as_deref().expect("checked above");
+        // A busy session is not idle, and a request it holds back is not a stalled one.
+        if session.is_busy() {
+            self.last_frame_at = Some(now);
+            if !self.input.is_empty() {
+                self.partial_since = Some(now);
+            }
+        }
+        Some(result)
+    }
+
+    /// Stops (or resumes) reading the socket for the stream session. Returns whether reading
+    /// resumed, so the caller reads what arrived meanwhile (no new readiness edge reports it).
+    pub(crate) fn pause_input(&mut self, paused: bool) -> bool {
+        let resumed = self.input_paused && !paused;
+        self.input_paused = paused;
+        resumed
+    }
+
+    /// Whether the other side closed its sending half.
+    pub(crate) fn input_ended(&self) -> bool {
+        self.input_ended
+    }
+
+    /// Whether the connection carries a byte-stream protocol.
+    pub(crate) fn has_session(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Closes the connection once its output is written (or its grace ran out), reading
+    /// nothing more: the end of a stream session.
+    pub(crate) fn close_when_written(&mut self, now: Time) {
+        self.flush();
+        self.input = Vec::new();
+        self.partial_since = None;
+        self.closing_since = Some(now);
     }
 
     /// Queues a last error frame; the connection is closed once it is written (or soon anyway).

@@ -26,6 +26,7 @@
 use crate::clock::{Clock, unix_micros};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, Expiry, OutputFull, READ_CHUNK_BYTES, Role};
+use crate::gateway::{Answer, Asker, Gateway, GatewayError};
 use crate::group_commit::GroupCommit;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
@@ -34,13 +35,16 @@ use crate::routes::{AMPLIFICATION_MAX, ReplyRoutes, Route};
 use crate::security::datagrams::{OVERHEAD_BYTES, PeerDatagrams, next_session};
 use crate::security::tls::{PeerTls, TlsSetupError, certificate_is_users, client_port_config};
 use crate::security::users::Users;
+use crate::session::{ClientProtocol, SessionContext};
 use crate::stats::ServerStats;
+use crate::text_protocol;
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
-use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Output, StartError, Time};
+use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Operation, Outcome, Output, StartError, Time};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +113,28 @@ enum Sender {
     Unproven,
 }
 
+/// What a connection's stream session is called for.
+enum SessionCall {
+    /// Bytes arrived.
+    Input,
+    /// The client closed its sending half.
+    EndOfInput,
+    /// A request it asked to run has ended.
+    Answer(u64, Result<Outcome, GatewayError>),
+    /// Time passed (housekeeping).
+    Tick,
+}
+
+/// What a session call left for the event loop to do.
+struct SessionDone {
+    output: Vec<u8>,
+    run: Vec<(u64, Operation)>,
+    close: bool,
+    wants_input: bool,
+    busy: bool,
+    user: Option<usize>,
+}
+
 /// How a node proves itself to its peers and checks them: TLS for links, or the seal on
 /// datagrams in UDP mode. Neither without peers.
 enum PeerSecurity {
@@ -174,6 +200,13 @@ pub struct Server {
     /// when peers talk over UDP.
     links: Vec<PeerLink>,
     routes: ReplyRoutes,
+    /// Runs the requests of clients whose protocol has no request ids (Redis, the original
+    /// text protocol) under client ids of the node's own.
+    gateway: Gateway,
+    /// Answers of the gateway not yet handed to their askers: handed over in a loop rather
+    /// than from inside one another (an answer may start a session's next request, whose
+    /// answer may be immediate).
+    answers: VecDeque<Answer>,
     /// The UDP socket has datagrams left over after its per-turn budget.
     udp_read_again: bool,
     /// The same for the peer UDP socket.
@@ -248,6 +281,8 @@ impl Server {
             last_serial: 0,
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
+            gateway: Gateway::with_random_ids(config.gateway),
+            answers: VecDeque::new(),
             udp_read_again: false,
             peer_udp_read_again: false,
             next_housekeeping: now,
@@ -339,9 +374,17 @@ impl Server {
             self.node.handle(now, Input::Timeout);
             self.drain_outputs(now)?;
         }
+        if self.gateway.deadline().is_some_and(|deadline| deadline <= now) {
+            let (resend, answers) = self.gateway.on_timeout(now);
+            for request in resend {
+                self.hand_to_node(now, request);
+            }
+            self.answers.extend(answers);
+            self.drain_outputs(now)?;
+        }
         self.sync_and_release(now)?;
         if now >= self.next_housekeeping {
-            self.housekeeping(now);
+            self.housekeeping(now)?;
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
         }
         Ok(())
@@ -381,6 +424,9 @@ impl Server {
             next = next.min(deadline);
         }
         if let Some(at) = self.group_commit.deadline() {
+            next = next.min(at);
+        }
+        if let Some(at) = self.gateway.deadline() {
             next = next.min(at);
         }
         for link in &self.links {
@@ -498,6 +544,18 @@ impl Server {
         };
         if result.more {
             self.inbound.read_again_next_turn(key);
+        }
+        if self.inbound.get(key).is_some_and(Connection::has_session) {
+            self.user_by_certificate(key);
+            // Once the input has ended, a session not waiting for an answer is done: so bytes
+            // that came with the end are handed over with it, in one call.
+            if result.closed {
+                self.call_session(now, key, serial, SessionCall::EndOfInput);
+            } else if result.stream_input {
+                self.call_session(now, key, serial, SessionCall::Input);
+            }
+            self.keep_to_byte_budget(now);
+            return self.drain_outputs(now);
         }
         let Some(sender) = self.sender_of(key, serial) else { return Ok(()) };
         if result.closed && matches!(sender, Sender::Unproven) {
@@ -629,6 +687,12 @@ impl Server {
                 // ICMP errors from earlier sends surface here on some systems; not fatal.
                 Err(_) => continue,
             };
+            if ClientProtocol::sniff_datagram(&buffer[..len]) == ClientProtocol::Text {
+                let route = Route::unauthenticated_datagram(addr, len);
+                self.serve_text_datagram(now, route, &buffer[..len]);
+                self.drain_outputs(now)?;
+                continue;
+            }
             match frame::decode_datagram(&buffer[..len], max) {
                 Ok(frame) => {
                     self.on_frame(now, frame, Sender::Client(Route::unauthenticated_datagram(addr, len), None))?
@@ -841,21 +905,163 @@ impl Server {
     /// Hands a client's request to the node, if the client may make it: where users are
     /// required, only an authenticated one whose role and key prefix allow it.
     fn serve(&mut self, now: Time, route: Route, user: Option<usize>, request: dkv_core::Request) {
-        if let Some(users) = &self.users {
-            let refusal = match user.and_then(|index| users.get(index)) {
-                None => Some(
-                    "this node serves authenticated clients only: connect over TLS and send a user's token, or sign each datagram"
-                        .to_string(),
-                ),
-                Some(user) => user.refuses(&request.operation),
-            };
-            if let Some(reason) = refusal {
-                return self.deny(route, request.id, reason);
-            }
+        if let Some(reason) = self.refusal(user, &request.operation) {
+            return self.deny(route, request.id, reason);
         }
         let reply_to = self.routes.insert(route);
         ServerStats::add(&self.stats.requests, 1);
         self.node.handle(now, Input::Request { reply_to, request });
+    }
+
+    /// Why `user` may not make `operation`, where users are required: only an authenticated
+    /// user whose role and key prefix allow it may.
+    fn refusal(&self, user: Option<usize>, operation: &Operation) -> Option<String> {
+        let users = self.users.as_ref()?;
+        match user.and_then(|index| users.get(index)) {
+            None => Some(
+                "this node serves authenticated clients only: connect over TLS and send a user's token, or sign each datagram"
+                    .to_string(),
+            ),
+            Some(user) => user.refuses(operation),
+        }
+    }
+
+    // ---- Protocols without request ids: stream sessions and the gateway ----
+
+    /// Runs `operation` for a client of a protocol without request ids, through the gateway,
+    /// if its user may make it. Its answer comes back to `asker` through [`Server::deliver`].
+    fn run_for(&mut self, now: Time, asker: Asker, user: Option<usize>, operation: Operation) {
+        if let Some(reason) = self.refusal(user, &operation) {
+            ServerStats::add(&self.stats.permission_denied, 1);
+            let outcome = Outcome::Rejected(dkv_core::RejectReason::PermissionDenied(reason));
+            return self.answers.push_back(Answer { asker, result: Ok(outcome) });
+        }
+        ServerStats::add(&self.stats.gateway_requests, 1);
+        match self.gateway.start(now, asker, operation) {
+            Ok(request) => {
+                ServerStats::set(&self.stats.gateway_client_ids, self.gateway.client_ids() as u64);
+                self.hand_to_node(now, request);
+            }
+            Err(error) => {
+                ServerStats::add(&self.stats.gateway_busy, 1);
+                self.answers.push_back(Answer { asker, result: Err(error) });
+            }
+        }
+    }
+
+    /// Hands one attempt of a gateway request to the node; its reply comes back to the gateway.
+    fn hand_to_node(&mut self, now: Time, request: dkv_core::Request) {
+        let reply_to = self.routes.insert(Route::Gateway);
+        ServerStats::add(&self.stats.requests, 1);
+        self.node.handle(now, Input::Request { reply_to, request });
+    }
+
+    /// Hands a gateway answer to whoever asked: the session of a connection, or the sender of a
+    /// text datagram.
+    fn deliver(&mut self, now: Time, answer: Answer) {
+        match answer.asker.route {
+            Route::Tcp { key, serial } => {
+                self.call_session(now, key, serial, SessionCall::Answer(answer.asker.tag, answer.result))
+            }
+            route @ Route::Udp { .. } => {
+                let reply = text_protocol::reply(text_protocol::op_of_tag(answer.asker.tag), &answer.result);
+                self.send_text_datagram(route, &reply);
+            }
+            Route::Gateway => {}
+        }
+    }
+
+    /// Calls the stream session of the connection at `key` (if it is still the one with
+    /// `serial`), then carries out what it asked: writes its output, runs its requests, closes
+    /// the connection or pauses its reading.
+    fn call_session(&mut self, now: Time, key: usize, serial: u64, call: SessionCall) {
+        let (node, users) = (&self.node, self.users.as_ref());
+        let done = self.inbound.with(key, |connection| {
+            if connection.serial != serial {
+                return None;
+            }
+            connection.with_session(now, |session, input, user, tls| {
+                let mut cx =
+                    SessionContext { now, node, users, user, tls, output: Vec::new(), run: Vec::new(), close: false };
+                match call {
+                    SessionCall::Input => session.on_input(input, &mut cx),
+                    SessionCall::EndOfInput => session.on_end_of_input(input, &mut cx),
+                    SessionCall::Answer(tag, answer) => session.on_answer(tag, answer, &mut cx),
+                    SessionCall::Tick => session.on_tick(input, &mut cx),
+                }
+                SessionDone {
+                    output: cx.output,
+                    run: cx.run,
+                    close: cx.close,
+                    wants_input: session.wants_input(),
+                    busy: session.is_busy(),
+                    user: *cx.user,
+                }
+            })
+        });
+        let Some(Some(done)) = done else { return };
+        if !done.output.is_empty() {
+            match self.inbound.queue(key, serial, &done.output) {
+                Ok(pending) => ServerStats::raise_to(&self.stats.reply_backlog_bytes_peak, pending as u64),
+                Err(OutputFull) => {
+                    ServerStats::add(&self.stats.connections_dropped_output_full, 1);
+                    return self.drop_connection(key, "the client does not read its replies (output buffer full)");
+                }
+            }
+        }
+        for (tag, operation) in done.run {
+            self.run_for(now, Asker { route: Route::Tcp { key, serial }, tag }, done.user, operation);
+        }
+        let input_ended = self.inbound.get(key).is_some_and(Connection::input_ended);
+        if done.close || (input_ended && !done.busy) {
+            // Nothing more to answer: the connection ends once its replies are written, at
+            // once if they are (a one-shot client may be waiting for the close).
+            let written = self.inbound.with(key, |c| {
+                c.close_when_written(now);
+                c.output_pending() == 0
+            });
+            if written == Some(true) {
+                self.close_connection(key, "its session ended");
+            }
+        } else if self.inbound.with(key, |c| c.pause_input(!done.wants_input)) == Some(true) {
+            self.inbound.read_again_next_turn(key);
+        }
+    }
+
+    /// Serves one datagram of the original text protocol: its reply goes to its source, no
+    /// larger than the amplification limit allows.
+    fn serve_text_datagram(&mut self, now: Time, route: Route, datagram: &[u8]) {
+        if self.users.is_some() {
+            // The text protocol cannot authenticate; a datagram's source may be forged, so the
+            // refusal is short and rate-limited like every error to a datagram.
+            if self.udp_error_replies.allow(now) {
+                self.send_text_datagram(route, text_protocol::AUTHENTICATION_REQUIRED_SHORT);
+            }
+            return;
+        }
+        match text_protocol::parse(datagram) {
+            Some(request) => self.run_for(now, Asker { route, tag: request.op as u64 }, None, request.operation),
+            None => {
+                ServerStats::add(&self.stats.frames_rejected, 1);
+                if self.udp_error_replies.allow(now) {
+                    self.send_text_datagram(route, text_protocol::INVALID_INPUT);
+                }
+            }
+        }
+    }
+
+    /// Sends a text reply as a datagram, within the amplification limit: a reply too large for
+    /// it becomes a short one saying to use TCP, and is not sent if even that is too large.
+    fn send_text_datagram(&mut self, to: Route, reply: &[u8]) {
+        let (Some(udp), Route::Udp { addr, reply_bytes_max: allowed }) = (&self.udp, to) else { return };
+        let reply =
+            if reply.len() <= allowed.min(DATAGRAM_BYTES_MAX) { reply } else { text_protocol::TOO_LARGE_FOR_DATAGRAM };
+        if reply.len() > allowed {
+            ServerStats::add(&self.stats.udp_replies_withheld, 1);
+            return;
+        }
+        // UDP is lossy by nature: the client asks again if the reply is lost.
+        let _ = udp.send_to(reply, addr);
     }
 
     /// Answers a request the client may not make.
@@ -899,22 +1105,34 @@ impl Server {
 
     /// Carries out everything the node asked for. Records only go into the log's buffer here;
     /// [`Server::sync_and_release`] makes them durable.
+    ///
+    /// Replies to the gateway's requests go to the gateway, and the answers it gives to their
+    /// askers, which may hand the node new requests: drained until there is nothing left.
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
-        while let Some(output) = self.node.poll_output() {
-            match output {
-                Output::Send { to, message } => {
-                    let (cluster, from) = (self.cluster, self.config.id);
-                    self.send_to_peer(to, Frame::Peer { cluster, from, message })
+        loop {
+            while let Some(output) = self.node.poll_output() {
+                match output {
+                    Output::Send { to, message } => {
+                        let (cluster, from) = (self.cluster, self.config.id);
+                        self.send_to_peer(to, Frame::Peer { cluster, from, message })
+                    }
+                    Output::Reply { to, reply } => {
+                        let Some(route) = self.routes.take(to) else { continue };
+                        if route == Route::Gateway {
+                            if let Some(answer) = self.gateway.on_reply(now, reply) {
+                                self.answers.push_back(answer);
+                            }
+                            continue;
+                        }
+                        ServerStats::add(&self.stats.replies, 1);
+                        self.send_reply(route, Frame::Reply(reply));
+                    }
+                    Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
                 }
-                Output::Reply { to, reply } => {
-                    let Some(route) = self.routes.take(to) else { continue };
-                    ServerStats::add(&self.stats.replies, 1);
-                    self.send_reply(route, Frame::Reply(reply));
-                }
-                Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
             }
+            let Some(answer) = self.answers.pop_front() else { return Ok(()) };
+            self.deliver(now, answer);
         }
-        Ok(())
     }
 
     /// Sends a message to a peer: as a sealed datagram in UDP mode, else queued on its link
@@ -959,6 +1177,8 @@ impl Server {
     fn send_reply(&mut self, route: Route, reply: Frame) {
         match route {
             Route::Udp { .. } => self.send_datagram(route, &reply),
+            // Replies to the gateway never come this way (see `drain_outputs`).
+            Route::Gateway => {}
             Route::Tcp { key, serial } => {
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
@@ -1013,7 +1233,11 @@ impl Server {
 
     /// Ends connections that outlived their limits, abandons peer connects that take too long,
     /// and updates the gauges in [`ServerStats`].
-    fn housekeeping(&mut self, now: Time) {
+    fn housekeeping(&mut self, now: Time) -> Result<(), ServerError> {
+        for (key, serial) in self.inbound.sessions() {
+            self.call_session(now, key, serial, SessionCall::Tick);
+        }
+        self.drain_outputs(now)?;
         let buffered = self.inbound.buffered_bytes();
         for ExpiredConnection { key, expiry } in self.inbound.expired(now, &self.config.connection) {
             match expiry {
@@ -1029,6 +1253,7 @@ impl Server {
         ServerStats::set(&self.stats.connections_open, self.inbound.len() as u64);
         ServerStats::set(&self.stats.connection_buffer_bytes, buffered as u64);
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
+        Ok(())
     }
 }
 

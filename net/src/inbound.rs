@@ -167,6 +167,11 @@ impl InboundConnections {
             .map(|(key, _)| key)
     }
 
+    /// The key and serial of every connection that carries a stream session.
+    pub(crate) fn sessions(&self) -> Vec<(usize, u64)> {
+        self.connections.iter().filter(|(_, c)| c.has_session()).map(|(key, c)| (key, c.serial)).collect()
+    }
+
     /// The connections that should end at `now` under `limits`, and why.
     pub(crate) fn expired(&self, now: Time, limits: &ConnectionLimits) -> Vec<ExpiredConnection> {
         self.connections

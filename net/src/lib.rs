@@ -21,6 +21,7 @@ mod connection;
 mod event_loop;
 #[cfg(test)]
 mod failed_sync_tests;
+mod gateway;
 mod group_commit;
 mod inbound;
 mod peers;
@@ -28,13 +29,16 @@ mod rate_limit;
 pub mod resp;
 mod routes;
 pub mod security;
+mod session;
 pub mod stats;
 pub mod testing;
+mod text_protocol;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};
 pub use clock::Clock;
 pub use config::{ConnectionLimits, DATAGRAM_BYTES_MAX, ServerConfig, Transport, udp_limits};
 pub use event_loop::{Server, ServerError, ServerHandle};
+pub use gateway::{GatewayError, GatewayLimits};
 pub use stats::ServerStats;
 pub use wal::{Wal, WalError};

@@ -30,6 +30,9 @@ pub(crate) enum Route {
     /// unauthenticated sender, whose address may be forged, [`AMPLIFICATION_MAX`] times the
     /// datagram's size; for a user's signed request, a whole datagram.
     Udp { addr: SocketAddr, reply_bytes_max: usize },
+    /// The node's own [`crate::gateway::Gateway`], which ran the request for a client of a
+    /// protocol without request ids; the reply's id tells which.
+    Gateway,
 }
 
 /// The routes of the replies the node still owes, by the token it was given for each.

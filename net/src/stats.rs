@@ -54,6 +54,14 @@ pub struct ServerStats {
     /// Messages to peers dropped because a link was down or its output buffer full, or a
     /// datagram could not be sent.
     pub peer_messages_dropped: AtomicU64,
+    /// Requests the node ran for clients of protocols without request ids (Redis, the original
+    /// text protocol), since start (each counts once, however often it was retried).
+    pub gateway_requests: AtomicU64,
+    /// Of those, answered "busy" because the gateway ran as many as it may.
+    pub gateway_busy: AtomicU64,
+    /// Client ids the gateway has made since start: at most its `slots_max`, however many
+    /// connections came and went (each leaves a completion record on every node).
+    pub gateway_client_ids: AtomicU64,
 }
 
 impl ServerStats {
