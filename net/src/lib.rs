@@ -16,6 +16,7 @@
 
 pub mod client;
 mod clock;
+mod coalesce;
 pub mod config;
 mod connection;
 mod event_loop;

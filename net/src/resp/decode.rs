@@ -62,6 +62,9 @@ pub enum ProtocolError {
     InlineTooLarge,
     #[error("unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// Not the bytes' fault but their pace: the rest of a command never came.
+    #[error("a command did not complete within {seconds} s")]
+    Incomplete { seconds: u64 },
 }
 
 /// One decoded command: its arguments, the name first, and the bytes it took.

@@ -9,8 +9,10 @@
 //! - [`session`]: one connection: commands in order, pipelining, MULTI/EXEC, WATCH, AUTH.
 //! - [`cursors`]: SCAN's numeric cursors for dkv's key continuation tokens.
 //! - [`introspection`]: HELLO, INFO, COMMAND and CONFIG GET answers.
+//! - `connection`: a session as the event loop drives it (a [`crate::session::StreamSession`]).
 
 pub mod command;
+pub(crate) mod connection;
 pub mod cursors;
 pub mod decode;
 pub mod glob;

@@ -208,6 +208,23 @@ impl Session {
         self.ending && self.queue.is_empty() && self.replay.is_empty() && self.running.is_none()
     }
 
+    /// Whether the session holds the start of a command whose end has not arrived.
+    pub fn holds_partial_command(&self) -> bool {
+        // Decoding stops at a full queue too; only with room left is undecoded input a command
+        // that has not fully arrived.
+        !self.input.is_empty() && self.wants_input()
+    }
+
+    /// Gives up on a command whose end did not arrive in time: after every earlier command is
+    /// answered, the client is told, and the session ends.
+    pub fn abandon_partial_command(&mut self, seconds: u64) {
+        if self.holds_partial_command() {
+            self.queue.push_back((Pending::ProtocolError(ProtocolError::Incomplete { seconds }), 0));
+            self.ending = true;
+            self.input = Vec::new();
+        }
+    }
+
     /// Takes bytes the client sent.
     pub fn receive(&mut self, bytes: &[u8]) {
         if self.ending {
