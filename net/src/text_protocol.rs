@@ -23,8 +23,10 @@ use std::time::Duration;
 /// Requests up to this many bytes are complete once their three fields have arrived: the
 /// original client sends one with one `send`, and its replies fit 1,024 bytes.
 pub(crate) const SHORT_REQUEST_BYTES: usize = 1024;
-/// A longer request is complete once no byte arrived for this long.
-pub(crate) const QUIET_FOR: Duration = Duration::from_millis(50);
+/// A longer request is complete once no byte arrived for this long: long enough that a
+/// request's segments delayed on the way (a retransmission) are still waited for, since a
+/// value cut short would be stored as it is.
+pub(crate) const QUIET_FOR: Duration = Duration::from_millis(300);
 /// Bytes of a request beyond its key and value: the op digit and the two separators.
 const FRAMING_BYTES: usize = 3;
 
