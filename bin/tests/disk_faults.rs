@@ -166,7 +166,7 @@ fn node_on_failing_disk(disk: TestDisk, fail: impl FnOnce(&TestDisk), repair: im
         }
         let (key, value) = (format!("k{i}"), vec![b'a' + (i % 26) as u8; VALUE_BYTES]);
         let acknowledged = match clients[i % 3].put(key.clone(), value.clone()) {
-            Ok(Outcome::Committed) => Some(true),
+            Ok(Outcome::Committed(_)) => Some(true),
             Ok(other) => panic!("{key}: a put can only commit, got {other:?}"),
             Err(ClientError::Unreachable { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. }) => None,
             Err(error) => panic!("{key}: a put fails only by having no outcome, got: {error}"),
@@ -194,7 +194,7 @@ fn node_on_failing_disk(disk: TestDisk, fail: impl FnOnce(&TestDisk), repair: im
     for (node, client) in clients.iter_mut().enumerate() {
         let (key, value) = (format!("after-restart-via-{node}"), b"v".to_vec());
         let outcome = client.put(key.clone(), value.clone());
-        assert!(matches!(outcome, Ok(Outcome::Committed)), "{key} after the restart: {outcome:?}");
+        assert!(matches!(outcome, Ok(Outcome::Committed(_))), "{key} after the restart: {outcome:?}");
         log.push((key, value, Some(true)));
     }
     let mut readers: Vec<_> = (0..3).map(|i| cluster.client_for(i, Duration::from_secs(15))).collect();
@@ -202,11 +202,11 @@ fn node_on_failing_disk(disk: TestDisk, fail: impl FnOnce(&TestDisk), repair: im
         let answers: Vec<Outcome> = readers.iter_mut().map(|c| c.get(key.clone()).unwrap()).collect();
         if *ack == Some(true) {
             for (node, answer) in answers.iter().enumerate() {
-                assert!(*answer == Outcome::Value(value.clone()), "acknowledged {key} is not on node {node}");
+                assert!(answer.found() == Some(value), "acknowledged {key} is not on node {node}");
             }
         } else {
             assert!(answers.iter().all(|a| a == &answers[0]), "nodes disagree on {key}");
-            assert!(matches!(&answers[0], Outcome::NotFound) || answers[0] == Outcome::Value(value.clone()));
+            assert!(matches!(&answers[0], Outcome::NotFound) || answers[0].found() == Some(value));
         }
     }
     cluster.stop_all_cleanly();

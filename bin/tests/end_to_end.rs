@@ -33,7 +33,7 @@ fn spawn_writer(
             }
             let (key, value) = (format!("{prefix}{i}"), format!("v{i}-{:x}", client.id().0));
             let acknowledged = match client.put(key.clone(), value.clone()) {
-                Ok(Outcome::Committed) => Some(true),
+                Ok(Outcome::Committed(_)) => Some(true),
                 Ok(other) => panic!("a put can only commit, got {other:?}"),
                 // Unavailable (dkv-client's exit 5): the outcome is unknown.
                 Err(
@@ -59,12 +59,12 @@ fn check_writes(cluster: &ProcessCluster, log: &WriteLog) -> usize {
         if *ack == Some(true) {
             acknowledged += 1;
             for (node, answer) in answers.iter().enumerate() {
-                assert_eq!(answer, &Outcome::Value(value.clone().into_bytes()), "acknowledged {key} on node {node}");
+                assert_eq!(answer.found(), Some(&value.clone().into_bytes()), "acknowledged {key} on node {node}");
             }
         } else {
             assert!(answers.iter().all(|a| a == &answers[0]), "nodes disagree on {key}: {answers:?}");
             assert!(
-                matches!(&answers[0], Outcome::NotFound) || answers[0] == Outcome::Value(value.clone().into_bytes())
+                matches!(&answers[0], Outcome::NotFound) || answers[0].found() == Some(&value.clone().into_bytes())
             );
         }
     }
@@ -91,7 +91,10 @@ fn writes_commit_after_restart(cluster: &ProcessCluster, nodes: &[usize], log: &
         let (key, value) = (format!("after-restart-via-{node}"), format!("v-{node}"));
         let mut client = cluster.client_for(node, Duration::from_secs(15));
         let outcome = client.put(key.clone(), value.clone());
-        assert!(matches!(outcome, Ok(Outcome::Committed)), "{key} through node {node} after the restart: {outcome:?}");
+        assert!(
+            matches!(outcome, Ok(Outcome::Committed(_))),
+            "{key} through node {node} after the restart: {outcome:?}"
+        );
         log.lock().unwrap().push((key, value, Some(true)));
     }
 }

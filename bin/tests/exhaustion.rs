@@ -98,5 +98,5 @@ fn half_sent_huge_frames_keep_a_real_server_within_its_byte_budget() {
         peak <= BUDGET_MIB + OVERHEAD_MIB,
         "resident memory reached {peak} MiB; budget {BUDGET_MIB} MiB plus {OVERHEAD_MIB} MiB of overhead"
     );
-    assert_eq!(client.put("still", "served").unwrap(), Outcome::Committed);
+    assert!(matches!(client.put("still", "served").unwrap(), Outcome::Committed(_)));
 }

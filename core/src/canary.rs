@@ -25,10 +25,17 @@ pub enum Canary {
     /// Completion records are evicted by capacity alone, however young (no retention), and
     /// every client is admitted however full the table.
     EvictYoungCompletions,
+    /// A scan waits only for locks on keys that exist: a prepared insert into its range is
+    /// not seen (a phantom).
+    ScanIgnoresPreparedInsert,
+    /// The coordinator judges a transaction's ops (conditions, counters, reads) when the
+    /// request arrives, before any lock is taken, and uses that judgement: a failure is
+    /// answered at once, and a success's results are what the client is told.
+    ConditionBeforeLock,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 9] = [
+    pub const ALL: [Canary; 11] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -38,6 +45,8 @@ impl Canary {
         Canary::NoDeduplication,
         Canary::CommitOnFirstYes,
         Canary::EvictYoungCompletions,
+        Canary::ScanIgnoresPreparedInsert,
+        Canary::ConditionBeforeLock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +60,8 @@ impl Canary {
             Canary::NoDeduplication => "no-deduplication",
             Canary::CommitOnFirstYes => "commit-on-first-yes",
             Canary::EvictYoungCompletions => "evict-young-completions",
+            Canary::ScanIgnoresPreparedInsert => "scan-ignores-prepared-insert",
+            Canary::ConditionBeforeLock => "condition-before-lock",
         }
     }
 

@@ -33,7 +33,7 @@
 //! those past the window would close it.
 
 use crate::ids::{ClientId, RequestId};
-use crate::operation::{FailReason, OpFailure, Outcome};
+use crate::operation::{FailReason, OpFailure, OpResult, Outcome};
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,32 +47,37 @@ use std::time::Duration;
 pub const CLIENT_RETRY_WINDOW_MAX: Duration = Duration::from_secs(45);
 
 /// The outcome a write request completed with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "CompletedEncoding", into = "CompletedEncoding")]
 pub enum Completed {
-    /// Every op applied.
-    Committed,
+    /// Every op applied, with these results (one per op; none for a record logged by a build
+    /// before ops had results).
+    Committed(Vec<OpResult>),
     /// Nothing applied: an op could not run (the transaction committed as a no-op).
     Failed(OpFailure),
 }
 
-/// How a [`Completed`] is encoded, in the log and in messages. It is the encoding of the
-/// earlier `Completed { Committed, KeyNotFound { op_index } }`, so logs written before failures
-/// had a typed reason still read back; a reason other than a missing key will take a variant
-/// of its own here.
-#[derive(Clone, Copy, Serialize, Deserialize)]
+/// How a [`Completed`] is encoded, in the log and in messages. Its first two variants are the
+/// encoding of the earlier `Completed { Committed, KeyNotFound { op_index } }`, so logs
+/// written before ops had results or failures other reasons still read back (and a record
+/// such an earlier build can read is written that way still).
+#[derive(Clone, Serialize, Deserialize)]
 enum CompletedEncoding {
     Committed,
     KeyNotFound { op_index: u32 },
+    CommittedWithResults(Vec<OpResult>),
+    Failed(OpFailure),
 }
 
 impl From<CompletedEncoding> for Completed {
     fn from(encoded: CompletedEncoding) -> Completed {
         match encoded {
-            CompletedEncoding::Committed => Completed::Committed,
+            CompletedEncoding::Committed => Completed::Committed(Vec::new()),
             CompletedEncoding::KeyNotFound { op_index } => {
                 Completed::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound })
             }
+            CompletedEncoding::CommittedWithResults(results) => Completed::Committed(results),
+            CompletedEncoding::Failed(failure) => Completed::Failed(failure),
         }
     }
 }
@@ -80,33 +85,39 @@ impl From<CompletedEncoding> for Completed {
 impl From<Completed> for CompletedEncoding {
     fn from(completed: Completed) -> CompletedEncoding {
         match completed {
-            Completed::Committed => CompletedEncoding::Committed,
+            Completed::Committed(results) if results.is_empty() => CompletedEncoding::Committed,
+            Completed::Committed(results) => CompletedEncoding::CommittedWithResults(results),
             Completed::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => {
                 CompletedEncoding::KeyNotFound { op_index }
             }
+            Completed::Failed(failure) => CompletedEncoding::Failed(failure),
         }
     }
 }
 
 impl Completed {
-    /// The outcome of running `ops` on a store: what [`crate::store::Store::check`] says.
-    pub fn of_check(check: Result<(), OpFailure>) -> Completed {
-        match check {
-            Ok(()) => Completed::Committed,
+    /// The outcome of running ops on a store: what [`crate::store::Store::run`] says.
+    pub fn of_run(run: Result<Vec<OpResult>, OpFailure>) -> Completed {
+        match run {
+            Ok(results) => Completed::Committed(results),
             Err(failure) => Completed::Failed(failure),
         }
     }
 
+    pub fn is_committed(&self) -> bool {
+        matches!(self, Completed::Committed(_))
+    }
+
     pub fn outcome(self) -> Outcome {
         match self {
-            Completed::Committed => Outcome::Committed,
+            Completed::Committed(results) => Outcome::Committed(results),
             Completed::Failed(failure) => Outcome::Failed(failure),
         }
     }
 }
 
 /// One completion record, as snapshots store them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompletionRecord {
     pub request: RequestId,
     pub outcome: Completed,
@@ -129,7 +140,7 @@ pub struct Completions {
 }
 
 /// How a request relates to what its client already completed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completion {
     /// Not completed: run it.
     New,
@@ -211,8 +222,8 @@ impl Completions {
 
     pub fn classify(&self, id: RequestId) -> Completion {
         match self.by_client.get(&id.client) {
-            Some(&(seq, outcome, _)) if seq == id.seq => Completion::Done(outcome),
-            Some(&(seq, _, _)) if seq > id.seq => Completion::Stale { completed_seq: seq },
+            Some((seq, outcome, _)) if *seq == id.seq => Completion::Done(outcome.clone()),
+            Some((seq, _, _)) if *seq > id.seq => Completion::Stale { completed_seq: *seq },
             _ => Completion::New,
         }
     }
@@ -243,8 +254,8 @@ impl Completions {
     /// Records oldest first; recording them in this order into an empty table rebuilds it.
     pub fn iter_oldest_first(&self) -> impl Iterator<Item = CompletionRecord> + '_ {
         self.by_stamp.values().map(|(client, _)| {
-            let (seq, outcome, _) = self.by_client[client];
-            CompletionRecord { request: RequestId { client: *client, seq }, outcome }
+            let (seq, outcome, _) = &self.by_client[client];
+            CompletionRecord { request: RequestId { client: *client, seq: *seq }, outcome: outcome.clone() }
         })
     }
 }
@@ -252,6 +263,8 @@ impl Completions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const COMMITTED: Completed = Completed::Committed(Vec::new());
 
     fn id(client: u64, seq: u64) -> RequestId {
         RequestId { client: ClientId(client), seq }
@@ -262,9 +275,9 @@ mod tests {
     fn record_moves_forward_and_classifies() {
         let mut c = Completions::new(10, Duration::ZERO, Time::ZERO);
         assert_eq!(c.classify(id(1, 1)), Completion::New);
-        c.record(id(1, 3), Completed::Committed);
-        c.record(id(1, 2), Completed::Committed);
-        assert_eq!(c.classify(id(1, 3)), Completion::Done(Completed::Committed));
+        c.record(id(1, 3), COMMITTED);
+        c.record(id(1, 2), COMMITTED);
+        assert_eq!(c.classify(id(1, 3)), Completion::Done(COMMITTED));
         assert_eq!(c.classify(id(1, 2)), Completion::Stale { completed_seq: 3 });
         assert_eq!(c.classify(id(1, 4)), Completion::New);
     }
@@ -274,9 +287,18 @@ mod tests {
     #[test]
     fn encoding_is_unchanged_from_earlier_logs() {
         let missing = Completed::Failed(OpFailure { op_index: 3, reason: FailReason::KeyNotFound });
-        assert_eq!(postcard::to_allocvec(&Completed::Committed).unwrap(), [0]);
+        assert_eq!(postcard::to_allocvec(&COMMITTED).unwrap(), [0]);
         assert_eq!(postcard::to_allocvec(&missing).unwrap(), [1, 3]);
         assert_eq!(postcard::from_bytes::<Completed>(&[1, 3]).unwrap(), missing);
+        // Results and the newer reasons take variants of their own, appended.
+        let results = Completed::Committed(vec![crate::OpResult::Done { version: 2 }]);
+        assert_eq!(postcard::to_allocvec(&results).unwrap(), [2, 1, 0, 2]);
+        let condition = Completed::Failed(OpFailure { op_index: 1, reason: FailReason::ConditionFailed });
+        assert_eq!(postcard::to_allocvec(&condition).unwrap(), [3, 1, 1]);
+        for completed in [results, condition] {
+            let bytes = postcard::to_allocvec(&completed).unwrap();
+            assert_eq!(postcard::from_bytes::<Completed>(&bytes).unwrap(), completed);
+        }
     }
 
     /// Past capacity, the client whose last commit is oldest is forgotten first.
@@ -284,12 +306,12 @@ mod tests {
     fn oldest_client_is_evicted_first() {
         let mut c = Completions::new(2, Duration::ZERO, Time::ZERO);
         let missing = Completed::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
-        c.record(id(1, 1), Completed::Committed);
-        c.record(id(2, 1), Completed::Committed);
-        c.record(id(1, 2), missing); // client 1 is now the most recent
-        c.record(id(3, 1), Completed::Committed);
+        c.record(id(1, 1), COMMITTED);
+        c.record(id(2, 1), COMMITTED);
+        c.record(id(1, 2), missing.clone()); // client 1 is now the most recent
+        c.record(id(3, 1), COMMITTED);
         let kept: Vec<_> = c.iter_oldest_first().map(|r| (r.request, r.outcome)).collect();
-        assert_eq!(kept, vec![(id(1, 2), missing), (id(3, 1), Completed::Committed)]);
+        assert_eq!(kept, vec![(id(1, 2), missing), (id(3, 1), COMMITTED)]);
     }
 
     /// A record younger than the retention is never evicted, however full the table: a new
@@ -300,19 +322,19 @@ mod tests {
         let retention = Duration::from_secs(10);
         let (t0, t1) = (Time::ZERO, Time::ZERO + Duration::from_secs(1));
         let mut c = Completions::new(2, retention, t0);
-        c.record(id(1, 1), Completed::Committed);
+        c.record(id(1, 1), COMMITTED);
         c.advance(t1);
         for client in 2..=4 {
             assert!(c.admits(ClientId(client)), "below the hard bound, young records or not");
-            c.record(id(client, 1), Completed::Committed);
+            c.record(id(client, 1), COMMITTED);
         }
         assert!(c.admits(ClientId(1)) && c.admits(ClientId(4)), "clients the table holds");
         assert!(!c.admits(ClientId(5)), "at the hard bound (twice the capacity), all young");
         // Admitted before the table filled, a fifth client's record still goes in, evicting
         // nobody young.
-        c.record(id(5, 1), Completed::Committed);
+        c.record(id(5, 1), COMMITTED);
         assert_eq!((c.len(), c.evicted()), (5, 0));
-        assert_eq!(c.classify(id(1, 1)), Completion::Done(Completed::Committed));
+        assert_eq!(c.classify(id(1, 1)), Completion::Done(COMMITTED));
         c.advance(t0 + retention);
         assert_eq!(c.classify(id(1, 1)), Completion::New, "past its retention, over capacity: evicted");
         assert_eq!((c.len(), c.evicted()), (4, 1));
@@ -320,7 +342,7 @@ mod tests {
         c.advance(t1 + retention);
         assert_eq!(c.len(), 2, "past their retention, evicted down to the capacity, not below");
         assert!(c.admits(ClientId(6)));
-        c.record(id(6, 1), Completed::Committed);
+        c.record(id(6, 1), COMMITTED);
         let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
         assert_eq!(kept, vec![5, 6], "the oldest expired record made room");
     }
@@ -331,7 +353,7 @@ mod tests {
     fn recovery_keeps_at_most_the_hard_bound() {
         let mut c = Completions::new(2, Duration::from_secs(60), Time::ZERO);
         for client in 1..=7 {
-            c.record_recovered(id(client, 1), Completed::Committed);
+            c.record_recovered(id(client, 1), COMMITTED);
         }
         let kept: Vec<u64> = c.iter_oldest_first().map(|r| r.request.client.0).collect();
         assert_eq!(kept, vec![4, 5, 6, 7]);

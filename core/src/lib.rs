@@ -82,8 +82,8 @@ pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
 pub use node::{Input, InvariantViolation, Node, Output, StartError, Stats};
 pub use operation::{
-    FailReason, Key, OpCode, OpFailure, Operation, Outcome, RejectReason, Reply, Request, TryAgainReason, Value,
-    WriteOp,
+    Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply, Request,
+    ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
 };
 pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
 pub use time::Time;

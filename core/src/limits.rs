@@ -1,7 +1,7 @@
 //! Size limits on keys, values and transactions, checked wherever a request or a peer's message
 //! enters the core.
 
-use crate::operation::WriteOp;
+use crate::operation::TxnOp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -11,8 +11,11 @@ pub struct Limits {
     pub key_bytes_max: u32,
     pub value_bytes_max: u32,
     pub txn_ops_max: u32,
-    /// Sum of key and value bytes over a transaction's ops.
+    /// Sum of key and value bytes over a transaction's ops; also the most bytes of results a
+    /// transaction, or of entries a scan's page, may return.
     pub txn_bytes_max: u32,
+    /// The most keys one scan may ask for.
+    pub scan_limit_max: u32,
 }
 
 impl Default for Limits {
@@ -22,6 +25,7 @@ impl Default for Limits {
             value_bytes_max: 1024 * 1024,
             txn_ops_max: 1024,
             txn_bytes_max: 16 * 1024 * 1024,
+            scan_limit_max: 10_000,
         }
     }
 }
@@ -37,6 +41,8 @@ pub enum LimitError {
     TooManyOps { count: u64, max: u32 },
     #[error("transaction carries {size} bytes of keys and values, the limit is {max}; split it")]
     TxnTooLarge { size: u64, max: u32 },
+    #[error("a scan asks for {limit} keys; ask for 1 to {max} and continue from the page's next key")]
+    ScanLimit { limit: u32, max: u32 },
 }
 
 impl Limits {
@@ -56,7 +62,19 @@ impl Limits {
         Ok(())
     }
 
-    pub fn check_ops(&self, ops: &[WriteOp]) -> Result<(), LimitError> {
+    /// A scan's bounds are keys, and its limit between 1 and `scan_limit_max`.
+    pub fn check_scan(&self, start: &[u8], end: Option<&[u8]>, limit: u32) -> Result<(), LimitError> {
+        self.check_key(0, start)?;
+        if let Some(end) = end {
+            self.check_key(1, end)?;
+        }
+        if limit == 0 || limit > self.scan_limit_max {
+            return Err(LimitError::ScanLimit { limit, max: self.scan_limit_max });
+        }
+        Ok(())
+    }
+
+    pub fn check_ops(&self, ops: &[TxnOp]) -> Result<(), LimitError> {
         if ops.len() as u64 > u64::from(self.txn_ops_max) {
             return Err(LimitError::TooManyOps { count: ops.len() as u64, max: self.txn_ops_max });
         }
@@ -84,8 +102,9 @@ mod tests {
     /// Each limit is a typed error naming the op, the size and the limit.
     #[test]
     fn each_limit_is_a_typed_error() {
-        let limits = Limits { key_bytes_max: 4, value_bytes_max: 8, txn_ops_max: 2, txn_bytes_max: 20 };
-        let put = |k: usize, v: usize| WriteOp::Put { key: vec![0; k], value: vec![0; v] };
+        let limits =
+            Limits { key_bytes_max: 4, value_bytes_max: 8, txn_ops_max: 2, txn_bytes_max: 20, scan_limit_max: 3 };
+        let put = |k: usize, v: usize| TxnOp::Put { key: vec![0; k], value: vec![0; v] };
         assert_eq!(limits.check_ops(&[put(4, 8)]), Ok(()));
         assert_eq!(limits.check_ops(&[put(5, 1)]), Err(LimitError::KeyTooLarge { op_index: 0, size: 5, max: 4 }));
         assert_eq!(
@@ -98,5 +117,15 @@ mod tests {
         );
         assert_eq!(limits.check_ops(&[put(4, 8), put(4, 8)]), Err(LimitError::TxnTooLarge { size: 24, max: 20 }));
         assert!(limits.frame_bytes_max() > limits.txn_bytes_max);
+        // A condition's value counts as a value.
+        let equals = TxnOp::Require { key: vec![0], condition: crate::Condition::ValueEquals(vec![0; 9]) };
+        assert_eq!(limits.check_ops(&[equals]), Err(LimitError::ValueTooLarge { op_index: 0, size: 9, max: 8 }));
+        assert_eq!(limits.check_scan(b"a", Some(b"b"), 3), Ok(()));
+        assert_eq!(limits.check_scan(b"a", None, 0), Err(LimitError::ScanLimit { limit: 0, max: 3 }));
+        assert_eq!(limits.check_scan(b"a", None, 4), Err(LimitError::ScanLimit { limit: 4, max: 3 }));
+        assert_eq!(
+            limits.check_scan(b"a", Some(b"abcde"), 1),
+            Err(LimitError::KeyTooLarge { op_index: 1, size: 5, max: 4 })
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! randomized backoff), so no transaction ever waits for another and deadlock is impossible.
 
 use crate::ids::TxnId;
-use crate::operation::{Key, WriteOp};
+use crate::operation::{Key, TxnOp};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default)]
@@ -30,7 +30,7 @@ impl LockTable {
 
     /// Locks every key of `ops` for `txn`, or none of them if any is held by another
     /// transaction (whose id is returned).
-    pub fn try_lock_all(&mut self, txn: TxnId, ops: &[WriteOp]) -> Result<(), TxnId> {
+    pub fn try_lock_all(&mut self, txn: TxnId, ops: &[TxnOp]) -> Result<(), TxnId> {
         if let Some(holder) = ops.iter().filter_map(|op| self.holder(op.key())).find(|h| *h != txn) {
             return Err(holder);
         }
@@ -38,6 +38,19 @@ impl LockTable {
             self.holders.insert(op.key().to_vec(), txn);
         }
         Ok(())
+    }
+
+    /// The first locked key in `[start, end]` (`end` included; None: to the last key): a
+    /// lock on a key the store does not hold is a prepared insert, so scans look here, not at
+    /// the store.
+    pub fn first_locked_in(&self, start: &[u8], end: Option<&[u8]>) -> Option<&[u8]> {
+        use std::ops::Bound;
+        let end = match end {
+            Some(end) if end < start => return None,
+            Some(end) => Bound::Included(end),
+            None => Bound::Unbounded,
+        };
+        self.holders.range::<[u8], _>((Bound::Included(start), end)).next().map(|(key, _)| key.as_slice())
     }
 
     /// Every lock, as (key, holder), in key order.
@@ -49,7 +62,7 @@ impl LockTable {
     /// held by another transaction stays locked (and is a bug in the caller, asserted in debug
     /// builds): releasing by key alone would let one transaction's abort unlock another's
     /// prepared write, which a later refactor of how prepare checks conflicts would expose.
-    pub fn release_all(&mut self, txn: TxnId, ops: &[WriteOp]) {
+    pub fn release_all(&mut self, txn: TxnId, ops: &[TxnOp]) {
         for op in ops {
             match self.holders.get(op.key()) {
                 Some(holder) if *holder == txn => {
@@ -76,8 +89,8 @@ mod tests {
         TxnId { coordinator: NodeId(0), incarnation: 1, number }
     }
 
-    fn put(key: &str) -> WriteOp {
-        WriteOp::Put { key: key.as_bytes().to_vec(), value: Vec::new() }
+    fn put(key: &str) -> TxnOp {
+        TxnOp::Put { key: key.as_bytes().to_vec(), value: Vec::new() }
     }
 
     /// A transaction locks all its keys or none, and releasing frees exactly its own keys (a

@@ -6,14 +6,14 @@
 
 use crate::completions::Completed;
 use crate::ids::{NodeSet, RequestId, TxnId};
-use crate::operation::WriteOp;
+use crate::operation::TxnOp;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Coordinator -> participant: check these ops, lock their keys, persist, and vote.
-    Prepare { txn: TxnId, request: RequestId, ops: Arc<[WriteOp]>, participants: NodeSet },
+    Prepare { txn: TxnId, request: RequestId, ops: Arc<[TxnOp]>, participants: NodeSet },
     /// Participant -> coordinator.
     Vote { txn: TxnId, vote: Vote },
     /// The outcome: from the coordinator, or from any node that knows it, answering a query.
@@ -49,7 +49,7 @@ impl Message {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vote {
     /// The keys are locked and the PREPARE record is durable. (Whether the ops find their keys
     /// is decided under those locks and is the same at every participant: it becomes the
@@ -59,7 +59,7 @@ pub enum Vote {
 }
 
 /// Why a participant voted NO. Nothing is locked or persisted for a NO vote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoReason {
     /// A key is locked by another transaction.
     Conflict,

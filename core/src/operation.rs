@@ -18,9 +18,13 @@ pub enum OpCode {
     Put = 3,
 }
 
-/// One write inside a transaction.
+/// One op of a transaction: a write, a read-modify-write, a read or a condition. Every op
+/// locks its key, and every op is judged when the transaction commits, under those locks,
+/// identically at every participant ([`crate::store::Store::run`]).
+///
+/// Stored in the log: new variants go at the end, so logs of earlier builds still read back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WriteOp {
+pub enum TxnOp {
     /// Insert or overwrite; always succeeds.
     Put {
         #[serde(with = "serde_bytes")]
@@ -40,26 +44,162 @@ pub enum WriteOp {
         #[serde(with = "serde_bytes")]
         key: Key,
     },
+    /// Adds `by` to the key's value, a decimal i64 in ASCII (as Redis INCR); an absent key
+    /// counts as 0. Result: the new value.
+    Increment {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+        by: i64,
+    },
+    /// Appends `value` to the key's value (an absent key counts as empty). Result: the new
+    /// length.
+    Append {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+        #[serde(with = "serde_bytes")]
+        value: Value,
+    },
+    /// Puts `value`. Result: the value before.
+    GetSet {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+        #[serde(with = "serde_bytes")]
+        value: Value,
+    },
+    /// Removes the key if present (absent is not a failure). Result: the value before.
+    GetDelete {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+    },
+    /// Reads the key under the transaction's lock. Result: the value.
+    Read {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+    },
+    /// The transaction runs only if `condition` holds for the key at this point of it.
+    Require {
+        #[serde(with = "serde_bytes")]
+        key: Key,
+        condition: Condition,
+    },
 }
 
-impl WriteOp {
+impl TxnOp {
     pub fn key(&self) -> &[u8] {
         match self {
-            WriteOp::Put { key, .. } | WriteOp::Update { key, .. } | WriteOp::Delete { key } => key,
+            TxnOp::Put { key, .. }
+            | TxnOp::Update { key, .. }
+            | TxnOp::Delete { key }
+            | TxnOp::Increment { key, .. }
+            | TxnOp::Append { key, .. }
+            | TxnOp::GetSet { key, .. }
+            | TxnOp::GetDelete { key }
+            | TxnOp::Read { key }
+            | TxnOp::Require { key, .. } => key,
         }
     }
 
+    /// The bytes the op carries besides its key (a value, or the value a condition compares
+    /// with): what the value limit applies to.
     pub fn value(&self) -> Option<&[u8]> {
         match self {
-            WriteOp::Put { value, .. } | WriteOp::Update { value, .. } => Some(value),
-            WriteOp::Delete { .. } => None,
+            TxnOp::Put { value, .. } | TxnOp::Update { value, .. } | TxnOp::Append { value, .. } => Some(value),
+            TxnOp::GetSet { value, .. } => Some(value),
+            TxnOp::Require { condition: Condition::ValueEquals(value), .. } => Some(value),
+            TxnOp::Delete { .. }
+            | TxnOp::Increment { .. }
+            | TxnOp::GetDelete { .. }
+            | TxnOp::Read { .. }
+            | TxnOp::Require { .. } => None,
         }
     }
 
-    /// Whether this op needs its key to exist when it runs.
-    pub fn requires_key(&self) -> bool {
-        !matches!(self, WriteOp::Put { .. })
+    /// Whether the op may change its key (reads and conditions do not).
+    pub fn writes(&self) -> bool {
+        !matches!(self, TxnOp::Read { .. } | TxnOp::Require { .. })
     }
+}
+
+/// What a [`TxnOp::Require`] asks of its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    Exists,
+    Absent,
+    ValueEquals(#[serde(with = "serde_bytes")] Value),
+    /// The key's version ([`OpResult`]) is this; 0 means absent.
+    VersionEquals(u64),
+}
+
+/// What one op of a committed transaction gives back, in the order of the ops. A version is the
+/// number of writes to the key since it was created (1 on creation); 0 means absent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OpResult {
+    /// Put, update, delete, require: the key's version after the op.
+    Done { version: u64 },
+    /// Read: the value and its version. Get-and-set and get-and-delete: the value before the
+    /// op, and the version after it.
+    Value {
+        #[serde(with = "serde_bytes")]
+        value: Option<Value>,
+        version: u64,
+    },
+    /// Increment: the new value. Append: the new length.
+    Integer { value: i64, version: u64 },
+}
+
+impl OpResult {
+    /// The key's version after the op.
+    pub fn version(&self) -> u64 {
+        match self {
+            OpResult::Done { version } | OpResult::Value { version, .. } | OpResult::Integer { version, .. } => {
+                *version
+            }
+        }
+    }
+
+    /// The most bytes this result takes in a reply: what the results limit counts.
+    pub fn size(&self) -> u64 {
+        match self {
+            OpResult::Value { value: Some(value), .. } => RESULT_OVERHEAD_BYTES + value.len() as u64,
+            _ => RESULT_OVERHEAD_BYTES,
+        }
+    }
+}
+
+/// The most bytes a result or a scan entry takes in a reply beyond its key and value (tags,
+/// lengths and varints). Charging it keeps a reply within [`crate::Limits::frame_bytes_max`].
+pub const RESULT_OVERHEAD_BYTES: u64 = 24;
+
+/// One key of a scan's page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Key,
+    /// None when the scan asked for keys only.
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Value>,
+    pub version: u64,
+}
+
+impl ScanEntry {
+    /// The most bytes this entry takes in a reply: what a page's byte limit counts.
+    pub fn size(&self) -> u64 {
+        RESULT_OVERHEAD_BYTES + self.key.len() as u64 + self.value.as_ref().map_or(0, |v| v.len() as u64)
+    }
+}
+
+/// The first key after every key that starts with `prefix`: a prefix scan is the range
+/// `[prefix, prefix_end(prefix))`. None when there is no such key (the prefix is empty or all
+/// 0xff bytes): the range runs to the end.
+pub fn prefix_end(prefix: &[u8]) -> Option<Key> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// What a request asks for. A single write is a one-op transaction: there is one commit path.
@@ -69,8 +209,19 @@ pub enum Operation {
         #[serde(with = "serde_bytes")]
         key: Key,
     },
-    /// An ordered batch of writes, applied all-or-nothing.
-    Txn { ops: Vec<WriteOp> },
+    /// An ordered batch of ops, applied all-or-nothing.
+    Txn { ops: Vec<TxnOp> },
+    /// The keys in `[start, end)` (`end` None: to the last key), in key order, at most
+    /// `limit` of them. Served from memory like a get, linearizable per page (see
+    /// `node/reads.rs`); `Outcome::Scanned::next` continues it.
+    Scan {
+        #[serde(with = "serde_bytes")]
+        start: Key,
+        #[serde(with = "serde_bytes")]
+        end: Option<Key>,
+        limit: u32,
+        keys_only: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,15 +236,21 @@ pub struct Reply {
     pub outcome: Outcome,
 }
 
-/// Everything a client can be told. `Committed`, `Value`, `NotFound`, `Failed` and `Rejected`
-/// are definite. `TryAgain` is not an outcome: the request may or may not take effect, and a
+/// Everything a client can be told. `Committed`, `Value`, `NotFound`, `Failed`, `Rejected` and
+/// `Scanned` are definite. `TryAgain` is not an outcome: the request may or may not take effect, and a
 /// retry with the same request id is always safe (it is never applied twice).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum Outcome {
+    /// Every op applied; one result per op, in order.
     #[error("committed")]
-    Committed,
+    Committed(Vec<OpResult>),
+    /// A get found its key.
     #[error("found")]
-    Value(#[serde(with = "serde_bytes")] Value),
+    Value {
+        #[serde(with = "serde_bytes")]
+        value: Value,
+        version: u64,
+    },
     #[error("not found")]
     NotFound,
     /// Two-phase commit committed the transaction as a no-op: one of its ops could not run
@@ -105,6 +262,19 @@ pub enum Outcome {
     Rejected(RejectReason),
     #[error("no outcome yet: {0}; retrying with the same request id is safe")]
     TryAgain(TryAgainReason),
+    /// A page of a scan; `next` is where the next page starts (None: this is the last).
+    #[error("scanned")]
+    Scanned { entries: Vec<ScanEntry>, next: Option<Key> },
+}
+
+impl Outcome {
+    /// The value a get found; None for any other outcome.
+    pub fn found(&self) -> Option<&Value> {
+        match self {
+            Outcome::Value { value, .. } => Some(value),
+            _ => None,
+        }
+    }
 }
 
 /// The op of a transaction that could not run, and why. A transaction with a failed op
@@ -118,11 +288,21 @@ pub struct OpFailure {
     pub reason: FailReason,
 }
 
-/// Why an op could not run.
+/// Why an op could not run. Stored in completion records: new variants go at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Error)]
 pub enum FailReason {
     #[error("needs its key to exist, and it does not")]
     KeyNotFound,
+    #[error("is a condition that does not hold")]
+    ConditionFailed,
+    #[error("increments a value that is not a decimal 64-bit integer")]
+    NotAnInteger,
+    #[error("increments past the range of a 64-bit integer")]
+    IntegerOverflow,
+    #[error("makes a value larger than the value size limit")]
+    ValueTooLarge,
+    #[error("reads more than a reply may carry (the transaction size limit); read less per transaction")]
+    ResultsTooLarge,
 }
 
 /// Why a request was refused without being run. Retrying it unchanged will not help.

@@ -6,7 +6,7 @@
 
 use crate::completions::CompletionRecord;
 use crate::ids::{NodeSet, RequestId, TxnId};
-use crate::operation::{Key, Value, WriteOp};
+use crate::operation::{Key, TxnOp, Value};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -38,6 +38,10 @@ pub enum Record {
     /// record before the snapshot's [`Record::SnapshotBegin`] is no longer needed; until then
     /// they are, and a snapshot cut short by a crash is ignored by recovery.
     SnapshotEnd { entries: u64 },
+    /// A run of the store's entries with their versions: what snapshots are written with since
+    /// keys have versions. The entries of an older build's [`Record::SnapshotEntries`] read
+    /// back with version 1.
+    SnapshotVersionedEntries(Vec<VersionedEntry>),
 }
 
 /// Keys and values per [`Record::SnapshotEntries`] record, about (a record holds whole
@@ -56,6 +60,7 @@ impl Record {
             Record::SnapshotBegin(_) => "snapshot-begin",
             Record::SnapshotEntries(_) => "snapshot-entries",
             Record::SnapshotEnd { .. } => "snapshot-end",
+            Record::SnapshotVersionedEntries(_) => "snapshot-versioned-entries",
         }
     }
 
@@ -73,6 +78,7 @@ impl Record {
             | Record::Decided(_)
             | Record::SnapshotBegin(_)
             | Record::SnapshotEntries(_)
+            | Record::SnapshotVersionedEntries(_)
             | Record::SnapshotEnd { .. } => true,
             Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
         }
@@ -89,10 +95,11 @@ pub const LAZY_SYNC_DELAY: std::time::Duration = std::time::Duration::from_milli
 pub struct TxnRecord {
     pub txn: TxnId,
     pub request: RequestId,
-    pub ops: Arc<[WriteOp]>,
+    pub ops: Arc<[TxnOp]>,
     pub participants: NodeSet,
 }
 
+/// A store entry as snapshots of builds before versions logged it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(with = "serde_bytes")]
@@ -101,13 +108,23 @@ pub struct Entry {
     pub value: Value,
 }
 
+/// A store entry with its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedEntry {
+    #[serde(with = "serde_bytes")]
+    pub key: Key,
+    #[serde(with = "serde_bytes")]
+    pub value: Value,
+    pub version: u64,
+}
+
 /// Everything recovery would rebuild from the records before it: a [`SnapshotHeader`] and the
 /// store's entries. In the log it is a run of records (see [`Snapshot::into_records`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub incarnation: u64,
     /// The store, in key order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<VersionedEntry>,
     /// Completion records, oldest first.
     pub completions: Vec<CompletionRecord>,
     /// Transactions prepared here whose outcome is not yet known here.
@@ -132,19 +149,21 @@ impl Snapshot {
         let count = entries.len() as u64;
         let header = SnapshotHeader { incarnation, completions, prepared, decisions };
         let mut records = vec![Record::SnapshotBegin(Box::new(header))];
-        records.extend(chunk_entries(entries.into_iter()).map(Record::SnapshotEntries));
+        records.extend(chunk_entries(entries.into_iter()).map(Record::SnapshotVersionedEntries));
         records.push(Record::SnapshotEnd { entries: count });
         records
     }
 
-    pub(crate) fn from_parts(header: SnapshotHeader, entries: Vec<Entry>) -> Snapshot {
+    pub(crate) fn from_parts(header: SnapshotHeader, entries: Vec<VersionedEntry>) -> Snapshot {
         let SnapshotHeader { incarnation, completions, prepared, decisions } = header;
         Snapshot { incarnation, entries, completions, prepared, decisions }
     }
 }
 
 /// Groups entries into runs of about [`SNAPSHOT_CHUNK_BYTES`] of keys and values.
-pub(crate) fn chunk_entries(entries: impl Iterator<Item = Entry>) -> impl Iterator<Item = Vec<Entry>> {
+pub(crate) fn chunk_entries(
+    entries: impl Iterator<Item = VersionedEntry>,
+) -> impl Iterator<Item = Vec<VersionedEntry>> {
     let mut entries = entries.peekable();
     std::iter::from_fn(move || {
         entries.peek()?;
@@ -190,6 +209,7 @@ mod tests {
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),
             Record::SnapshotEntries(Vec::new()),
+            Record::SnapshotVersionedEntries(Vec::new()),
             Record::SnapshotEnd { entries: 0 },
         ];
         let lazy = [Record::Committed { txn }, Record::Aborted { txn }, Record::Forgotten { txn }];

@@ -4,7 +4,8 @@
 
 use crate::completions::{Completed, Completions};
 use crate::ids::{NodeId, RequestId, TxnId};
-use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord};
+use crate::limits::Limits;
+use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord, VersionedEntry};
 use crate::store::Store;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -52,6 +53,9 @@ pub(crate) struct Recovered {
     locked: BTreeMap<Vec<u8>, TxnId>,
     /// This node's commit decisions that some participant may not have acknowledged.
     pub(crate) decisions: BTreeMap<TxnId, TxnRecord>,
+    /// The limits ops were judged under (results depend on them: an append past the value
+    /// limit fails).
+    limits: Limits,
 }
 
 impl Recovered {
@@ -60,6 +64,7 @@ impl Recovered {
     pub(crate) fn replay(
         records: impl IntoIterator<Item = Record>,
         me: NodeId,
+        limits: Limits,
         completions: Completions,
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
@@ -69,11 +74,16 @@ impl Recovered {
             prepared: BTreeMap::new(),
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            limits,
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
-            if partial.is_some() && !matches!(record, Record::SnapshotEntries(_) | Record::SnapshotEnd { .. }) {
+            let inside_snapshot = matches!(
+                record,
+                Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_) | Record::SnapshotEnd { .. }
+            );
+            if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
                 // records before it still hold the state.
                 partial = None;
@@ -103,8 +113,15 @@ impl Recovered {
                 }
                 Record::SnapshotEntries(entries) => {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    // Written before keys had versions: their versions restart at 1.
                     for Entry { key, value } in entries {
-                        p.store.insert(key, value);
+                        p.store.insert(key, value, 1);
+                    }
+                }
+                Record::SnapshotVersionedEntries(entries) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    for VersionedEntry { key, value, version } in entries {
+                        p.store.insert(key, value, version);
                     }
                 }
                 Record::SnapshotEnd { entries } => {
@@ -123,12 +140,9 @@ impl Recovered {
     }
 
     /// Replays a commit exactly as `Participant::commit_prepared` ran it: the ops apply if they
-    /// all can run, else nothing does; either way the request completed.
+    /// all can run, else nothing does; either way the request completed, with the same results.
     fn apply(&mut self, t: &TxnRecord) {
-        let outcome = Completed::of_check(self.store.check(&t.ops));
-        if outcome == Completed::Committed {
-            self.store.apply(&t.ops);
-        }
+        let outcome = Completed::of_run(self.store.run(&t.ops, &self.limits));
         self.completions.record_recovered(t.request, outcome);
     }
 

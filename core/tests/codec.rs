@@ -12,11 +12,50 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..max)
 }
 
-fn write_op() -> impl Strategy<Value = WriteOp> {
+fn txn_op() -> impl Strategy<Value = TxnOp> {
+    let condition = prop_oneof![
+        Just(Condition::Exists),
+        Just(Condition::Absent),
+        bytes(8).prop_map(Condition::ValueEquals),
+        any::<u64>().prop_map(Condition::VersionEquals),
+    ];
     prop_oneof![
-        (bytes(8), bytes(16)).prop_map(|(key, value)| WriteOp::Put { key, value }),
-        (bytes(8), bytes(16)).prop_map(|(key, value)| WriteOp::Update { key, value }),
-        bytes(8).prop_map(|key| WriteOp::Delete { key }),
+        (bytes(8), bytes(16)).prop_map(|(key, value)| TxnOp::Put { key, value }),
+        (bytes(8), bytes(16)).prop_map(|(key, value)| TxnOp::Update { key, value }),
+        bytes(8).prop_map(|key| TxnOp::Delete { key }),
+        (bytes(8), any::<i64>()).prop_map(|(key, by)| TxnOp::Increment { key, by }),
+        (bytes(8), bytes(16)).prop_map(|(key, value)| TxnOp::Append { key, value }),
+        (bytes(8), bytes(16)).prop_map(|(key, value)| TxnOp::GetSet { key, value }),
+        bytes(8).prop_map(|key| TxnOp::GetDelete { key }),
+        bytes(8).prop_map(|key| TxnOp::Read { key }),
+        (bytes(8), condition).prop_map(|(key, condition)| TxnOp::Require { key, condition }),
+    ]
+}
+
+fn op_result() -> impl Strategy<Value = OpResult> {
+    prop_oneof![
+        any::<u64>().prop_map(|version| OpResult::Done { version }),
+        (prop::option::of(bytes(8)), any::<u64>()).prop_map(|(value, version)| OpResult::Value { value, version }),
+        (any::<i64>(), any::<u64>()).prop_map(|(value, version)| OpResult::Integer { value, version }),
+    ]
+}
+
+fn fail_reason() -> impl Strategy<Value = FailReason> {
+    prop::sample::select(vec![
+        FailReason::KeyNotFound,
+        FailReason::ConditionFailed,
+        FailReason::NotAnInteger,
+        FailReason::IntegerOverflow,
+        FailReason::ValueTooLarge,
+        FailReason::ResultsTooLarge,
+    ])
+}
+
+fn completed() -> impl Strategy<Value = dkv_core::completions::Completed> {
+    use dkv_core::completions::Completed;
+    prop_oneof![
+        prop::collection::vec(op_result(), 0..3).prop_map(Completed::Committed),
+        (any::<u32>(), fail_reason()).prop_map(|(op_index, reason)| Completed::Failed(OpFailure { op_index, reason })),
     ]
 }
 
@@ -33,7 +72,7 @@ fn request_id() -> impl Strategy<Value = RequestId> {
 }
 
 fn txn_record() -> impl Strategy<Value = TxnRecord> {
-    (txn_id(), request_id(), prop::collection::vec(write_op(), 0..4), any::<u64>()).prop_map(
+    (txn_id(), request_id(), prop::collection::vec(txn_op(), 0..4), any::<u64>()).prop_map(
         |(txn, request, ops, set)| TxnRecord {
             txn,
             request,
@@ -45,11 +84,16 @@ fn txn_record() -> impl Strategy<Value = TxnRecord> {
 
 fn frame_value() -> impl Strategy<Value = Frame> {
     let outcome = prop_oneof![
-        Just(Outcome::Committed),
-        bytes(16).prop_map(Outcome::Value),
+        prop::collection::vec(op_result(), 0..3).prop_map(Outcome::Committed),
+        (bytes(16), any::<u64>()).prop_map(|(value, version)| Outcome::Value { value, version }),
         Just(Outcome::NotFound),
-        any::<u32>().prop_map(|op_index| Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound })),
+        (any::<u32>(), fail_reason()).prop_map(|(op_index, reason)| Outcome::Failed(OpFailure { op_index, reason })),
         Just(Outcome::TryAgain(TryAgainReason::InProgress)),
+        (prop::collection::vec((bytes(8), prop::option::of(bytes(8)), any::<u64>()), 0..3), prop::option::of(bytes(8)))
+            .prop_map(|(entries, next)| Outcome::Scanned {
+                entries: entries.into_iter().map(|(key, value, version)| ScanEntry { key, value, version }).collect(),
+                next,
+            }),
     ];
     let message = prop_oneof![
         txn_record().prop_map(|t| Message::Prepare {
@@ -67,8 +111,22 @@ fn frame_value() -> impl Strategy<Value = Frame> {
     prop_oneof![
         (request_id(), bytes(8))
             .prop_map(|(id, key)| Frame::Request(Request { id, operation: Operation::Get { key } })),
-        (request_id(), prop::collection::vec(write_op(), 0..5))
+        (request_id(), prop::collection::vec(txn_op(), 0..5))
             .prop_map(|(id, ops)| Frame::Request(Request { id, operation: Operation::Txn { ops } })),
+        (request_id(), bytes(8), prop::option::of(bytes(8)), any::<u32>(), any::<bool>()).prop_map(
+            |(id, start, end, limit, keys_only)| Frame::Request(Request {
+                id,
+                operation: Operation::Scan { start, end, limit, keys_only }
+            })
+        ),
+        (request_id(), completed()).prop_map(|(id, completed)| Frame::Peer {
+            cluster: ClusterId(1),
+            from: NodeId(id.seq as u8 % 7),
+            message: Message::Vote {
+                txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: id.client.0 },
+                vote: Vote::No(NoReason::AlreadyCompleted(completed)),
+            }
+        }),
         (request_id(), outcome).prop_map(|(id, outcome)| Frame::Reply(Reply { id, outcome })),
         (any::<u64>(), 0u8..7, message).prop_map(|(cluster, from, message)| Frame::Peer {
             cluster: ClusterId(cluster),
@@ -91,15 +149,20 @@ fn record_value() -> impl Strategy<Value = Record> {
             entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect()
         )),
         any::<u64>().prop_map(|entries| Record::SnapshotEnd { entries }),
-        prop::collection::vec(request_id(), 0..4).prop_map(|completions| {
+        prop::collection::vec((bytes(8), bytes(8), any::<u64>()), 0..4).prop_map(|entries| {
+            Record::SnapshotVersionedEntries(
+                entries
+                    .into_iter()
+                    .map(|(key, value, version)| dkv_core::record::VersionedEntry { key, value, version })
+                    .collect(),
+            )
+        }),
+        prop::collection::vec((request_id(), completed()), 0..4).prop_map(|completions| {
             Record::SnapshotBegin(Box::new(SnapshotHeader {
                 incarnation: 3,
                 completions: completions
                     .into_iter()
-                    .map(|request| dkv_core::completions::CompletionRecord {
-                        request,
-                        outcome: dkv_core::completions::Completed::Committed,
-                    })
+                    .map(|(request, outcome)| dkv_core::completions::CompletionRecord { request, outcome })
                     .collect(),
                 prepared: vec![],
                 decisions: vec![],
@@ -388,9 +451,10 @@ fn wal_damage_then_a_record_among_zeros_is_corruption() {
 /// than a legal frame needs.
 #[test]
 fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
-    let limits = Limits { key_bytes_max: 16, value_bytes_max: 496, txn_ops_max: 8, txn_bytes_max: 8 * 512 };
-    let op = |i: u8| WriteOp::Put { key: vec![i; 16], value: vec![i; 496] };
-    let ops: Vec<WriteOp> = (0..8).map(op).collect();
+    let limits =
+        Limits { key_bytes_max: 16, value_bytes_max: 496, txn_ops_max: 8, txn_bytes_max: 8 * 512, ..Limits::default() };
+    let op = |i: u8| TxnOp::Put { key: vec![i; 16], value: vec![i; 496] };
+    let ops: Vec<TxnOp> = (0..8).map(op).collect();
     assert_eq!(limits.check_ops(&ops), Ok(()), "the transaction is as large as the limits allow");
     let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };
     let txn = TxnId { coordinator: NodeId(63), incarnation: u64::MAX, number: u64::MAX };
@@ -418,8 +482,8 @@ fn frame_limit_fits_the_largest_transaction_of_the_default_limits() {
     let limits = Limits::default();
     let (ops_max, bytes_max) = (limits.txn_ops_max as usize, limits.txn_bytes_max as usize);
     let value_bytes = bytes_max / ops_max - 16;
-    let ops: Vec<WriteOp> = (0..ops_max)
-        .map(|i| WriteOp::Put { key: format!("{i:016}").into_bytes(), value: vec![1; value_bytes] })
+    let ops: Vec<TxnOp> = (0..ops_max)
+        .map(|i| TxnOp::Put { key: format!("{i:016}").into_bytes(), value: vec![1; value_bytes] })
         .collect();
     assert_eq!(limits.check_ops(&ops), Ok(()));
     let request = RequestId { client: ClientId(u64::MAX), seq: u64::MAX };

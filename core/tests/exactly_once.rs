@@ -17,8 +17,8 @@ fn retry_at_same_node_returns_original_outcome() {
     assert!(c.settle());
     let retry = c.request(0, txn(7, 1, vec![put("k", "1")]));
     assert!(c.settle());
-    assert_eq!(c.reply(first).unwrap().outcome, Outcome::Committed);
-    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
+    assert!(matches!(c.reply(retry).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         assert_eq!(c.value(i, "k"), Some(b"2".to_vec()));
     }
@@ -34,7 +34,7 @@ fn retry_at_another_node_is_not_applied_twice() {
     assert!(c.settle());
     let retry = c.request(2, txn(7, 1, vec![put("k", "1")]));
     assert!(c.settle());
-    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(retry).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(0, "k"), Some(b"2".to_vec()));
     let committed: u64 = (0..3).map(|i| c.node(i).stats().txns_committed).sum();
     assert_eq!(committed, 6, "two writes, each applied once on each of three nodes");
@@ -53,9 +53,9 @@ fn concurrent_retry_elsewhere_never_applies_twice() {
     assert_eq!(c.reply(retry).unwrap().outcome, Outcome::TryAgain(TryAgainReason::InProgress));
     c.deliver_if = Box::new(|_, _, _| true);
     assert!(c.settle());
-    assert_eq!(c.reply(first).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
     let again = c.request(1, txn(7, 1, vec![put("k", "1")]));
-    assert_eq!(c.reply(again).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(again).unwrap().outcome, Outcome::Committed(_)));
     let committed: u64 = (0..3).map(|i| c.node(i).stats().txns_committed).sum();
     assert_eq!(committed, 3);
 }
@@ -139,24 +139,24 @@ fn retry_within_the_retention_is_never_applied_twice_however_full_the_table() {
     });
     let first = c.request(0, txn(7, 1, vec![put("k", "1")]));
     assert!(c.settle());
-    assert_eq!(c.reply(first).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
     c.advance(retention / 2);
     // Up to the hard bound (twice completions_max) young records may pile up ...
     let second = c.request(1, txn(8, 1, vec![put("k", "2")]));
     assert!(c.settle());
-    assert_eq!(c.reply(second).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(second).unwrap().outcome, Outcome::Committed(_)));
     // ... and past it a new client is told "busy" rather than evict one.
     let third = c.request(1, txn(9, 1, vec![put("k", "3")]));
     assert!(c.settle());
     assert_eq!(c.reply(third).unwrap().outcome, Outcome::TryAgain(TryAgainReason::Busy));
     let retry = c.request(1, txn(7, 1, vec![put("k", "1")]));
     assert!(c.settle());
-    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(retry).unwrap().outcome, Outcome::Committed(_)));
     // Past the retention, the third client gets in, and a later write stays.
     c.advance(retention);
     let third = c.request(1, txn(9, 1, vec![put("k", "3")]));
     assert!(c.settle());
-    assert_eq!(c.reply(third).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(third).unwrap().outcome, Outcome::Committed(_)));
     let committed: u64 = (0..2).map(|i| c.node(i).stats().txns_committed).sum();
     assert_eq!(committed, 6, "three writes, each applied once on each of two nodes");
     for i in 0..2 {
@@ -172,7 +172,7 @@ fn duplicate_request_joins_the_running_transaction() {
     let a = c.request(0, txn(7, 1, vec![put("k", "v")]));
     let b = c.request(0, txn(7, 1, vec![put("k", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(a).unwrap().outcome, Outcome::Committed);
-    assert_eq!(c.reply(b).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(a).unwrap().outcome, Outcome::Committed(_)));
+    assert!(matches!(c.reply(b).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.node(1).stats().txns_committed, 1);
 }

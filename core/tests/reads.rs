@@ -15,7 +15,7 @@ fn read_at_any_node_sees_acknowledged_write() {
     for i in 0..3 {
         let r = c.request(i, get(2, i as u64, "k"));
         assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
-        assert_eq!(c.reply(r).unwrap().outcome, Outcome::Value(b"v".to_vec()), "read at node {i}");
+        assert_eq!(c.reply(r).unwrap().outcome.found(), Some(&b"v".to_vec()), "read at node {i}");
     }
 }
 
@@ -26,7 +26,7 @@ fn read_of_prepared_key_waits_for_the_decision() {
     let mut c = Cluster::new(3);
     let w = c.request(0, txn(1, 1, vec![put("k", "old")]));
     assert!(c.settle());
-    assert_eq!(c.reply(w).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(w).unwrap().outcome, Outcome::Committed(_)));
 
     // Node 2 misses the COMMIT for a while.
     c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Decision { .. })));
@@ -37,7 +37,7 @@ fn read_of_prepared_key_waits_for_the_decision() {
     assert!(c.reply(r).is_none(), "the read waits while the key is locked");
     c.deliver_if = Box::new(|_, _, _| true);
     assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Value(b"new".to_vec()));
+    assert_eq!(c.reply(r).unwrap().outcome.found(), Some(&b"new".to_vec()));
 }
 
 /// A read of a missing key says "not found".

@@ -11,7 +11,7 @@ fn acknowledged_write_survives_crash_of_all_nodes() {
     let mut c = Cluster::new(3);
     let r = c.request(1, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         c.crash(i);
     }
@@ -56,7 +56,7 @@ fn completion_records_survive_restart() {
     }
     let retry = c.request(1, txn(7, 1, vec![put("k", "1")]));
     assert!(c.settle());
-    assert_eq!(c.reply(retry).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(retry).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(1, "k"), Some(b"2".to_vec()));
 }
 
@@ -119,7 +119,7 @@ fn large_snapshot_is_split_into_bounded_records() {
     for i in 0..2 {
         let durable = &c.disks[i].durable;
         assert!(matches!(durable[0], Record::SnapshotBegin(_)), "node {i} compacted to its last snapshot");
-        let chunks = durable.iter().filter(|r| matches!(r, Record::SnapshotEntries(_))).count();
+        let chunks = durable.iter().filter(|r| matches!(r, Record::SnapshotVersionedEntries(_))).count();
         assert!(chunks >= 4, "node {i}: 4+ MiB of values in {chunks} entries records");
         for record in durable {
             let bytes = dkv_core::codec::wal::encode_to_vec(record).len();
@@ -166,10 +166,37 @@ fn misplaced_snapshot_records_are_refused() {
     assert!(err.to_string().contains("not inside a snapshot"), "{err}");
     let end = vec![Record::SnapshotEnd { entries: 0 }];
     assert!(Node::start(c.configs[0].clone(), end, Time::ZERO).is_err());
+    let entry = dkv_core::record::VersionedEntry { key: b"k".to_vec(), value: b"v".to_vec(), version: 1 };
     let mut short = dkv_core::Snapshot { entries: vec![entry], ..Default::default() }.into_records();
-    short.retain(|r| !matches!(r, Record::SnapshotEntries(_)));
+    short.retain(|r| !matches!(r, Record::SnapshotVersionedEntries(_)));
     let err = Node::start(c.configs[0].clone(), short, Time::ZERO).err().unwrap();
     assert!(err.to_string().contains("1 entries, but 0"), "{err}");
+}
+
+/// A snapshot keeps each key's version; one written by a build before versions (its entries
+/// in `SnapshotEntries` records) reads back with every version 1.
+#[test]
+fn snapshots_keep_versions_and_old_ones_read_back_at_version_1() {
+    let mut c = Cluster::new(2);
+    for seq in 1..=3 {
+        let r = c.request(0, txn(1, seq, vec![put("k", "v")]));
+        c.settle();
+        assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
+    }
+    let snapshot = c.node(0).snapshot();
+    assert_eq!(snapshot.entries[0].version, 3);
+    let recovered = Node::start(c.configs[0].clone(), snapshot.into_records(), Time::ZERO).unwrap();
+    assert_eq!(recovered.store().get_versioned(b"k").map(|v| v.version), Some(3));
+
+    let old_entry = dkv_core::record::Entry { key: b"k".to_vec(), value: b"v".to_vec() };
+    let old = vec![
+        Record::SnapshotBegin(Box::default()),
+        Record::SnapshotEntries(vec![old_entry]),
+        Record::SnapshotEnd { entries: 1 },
+    ];
+    let recovered = Node::start(c.configs[0].clone(), old, Time::ZERO).unwrap();
+    let v = recovered.store().get_versioned(b"k").unwrap();
+    assert_eq!((v.value.as_slice(), v.version), (&b"v"[..], 1));
 }
 
 /// A snapshot taken while a commit decision is not yet durable records it as not yet applied,
@@ -192,7 +219,7 @@ fn snapshot_during_pending_decision_recovers_it() {
     let recovered = Node::start(c.configs[0].clone(), snapshot.into_records(), Time::ZERO).unwrap();
     assert_eq!(recovered.store().get(b"k".as_slice()), Some(&b"v".to_vec()));
     c.make_durable(0);
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
 }
 
 /// A snapshot whose prepared transactions overlap, or that holds another node's decisions, is

@@ -13,7 +13,7 @@ fn write_commits_on_every_node() {
     let mut c = Cluster::new(3);
     let r = c.request(1, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}");
     }
@@ -43,7 +43,7 @@ fn multi_key_transaction_is_all_or_nothing() {
     let mut c = Cluster::new(3);
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
 
     let r = c.request(2, txn(1, 2, vec![update("a", "10"), delete("b"), update("zz", "x")]));
     assert!(c.settle());
@@ -58,7 +58,7 @@ fn multi_key_transaction_is_all_or_nothing() {
 
     let r = c.request(2, txn(1, 3, vec![update("a", "10"), delete("b"), put("b", "3"), delete("a")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         assert_eq!(c.value(i, "a"), None);
         assert_eq!(c.value(i, "b"), Some(b"3".to_vec()));
@@ -71,7 +71,7 @@ fn ops_in_a_transaction_see_earlier_ops() {
     let mut c = Cluster::new(2);
     let r = c.request(0, txn(1, 1, vec![put("k", "1"), update("k", "2")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(1, "k"), Some(b"2".to_vec()));
     let r = c.request(0, txn(1, 2, vec![delete("k"), update("k", "3")]));
     assert!(c.settle());
@@ -114,7 +114,7 @@ fn commit_is_sent_only_after_decision_is_durable() {
     assert!(!c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { .. })));
     assert_eq!(c.value(0, "k"), None, "not applied before the decision is durable");
     c.make_durable(0);
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { decision: Decision::Commit, .. })));
 }
 
@@ -131,7 +131,7 @@ fn lost_messages_are_retransmitted_until_answered() {
     });
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         assert_eq!(c.value(i, "k"), Some(b"v".to_vec()));
     }
@@ -148,7 +148,7 @@ fn duplicated_messages_are_harmless() {
         c.step();
     }
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.replies_to(r), 1);
     for i in 0..3 {
         assert_eq!(c.node(i).stats().txns_committed, 1, "node {i} applied once");
@@ -187,7 +187,7 @@ fn coordinator_without_record_answers_abort() {
     assert_eq!(c.node(1).locked_keys(), 1);
     c.restart(0);
     assert!(c.settle());
-    assert!(c.reply(r).is_none() || c.reply(r).unwrap().outcome != Outcome::Committed);
+    assert!(c.reply(r).is_none() || !matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     for i in 0..3 {
         assert_eq!(c.value(i, "k"), None);
         assert_eq!(c.node(i).locked_keys(), 0);
@@ -202,7 +202,7 @@ fn coordinator_crash_after_decision_recovers_and_commits() {
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(1, "a"), None, "COMMIT was lost");
     c.crash(0);
     c.deliver_if = Box::new(|_, _, _| true);
@@ -288,7 +288,7 @@ fn contending_writers_all_commit_without_deadlock() {
     }
     assert!(c.settle());
     for r in replies {
-        assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+        assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     }
     let total: u64 = (0..3).map(|i| c.node(i).stats().conflict_retries).sum();
     assert!(total > 0, "the scenario produced conflicts");
@@ -312,7 +312,7 @@ fn single_node_cluster_commits() {
     let mut c = Cluster::new(1);
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
 }
 
@@ -421,7 +421,7 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
     assert!(c.network.is_empty(), "nothing is sent in answer to a dropped message");
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.settle());
-    assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed);
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
 }
 
 /// A transaction has one outcome at a participant: a COMMIT arriving after it learned ABORT is

@@ -76,11 +76,11 @@ fn key(k: u8) -> Vec<u8> {
     vec![b'k', k % 8]
 }
 
-fn write_op(kind: u8, k: u8, v: u8) -> WriteOp {
+fn write_op(kind: u8, k: u8, v: u8) -> TxnOp {
     match kind % 3 {
-        0 => WriteOp::Put { key: key(k), value: vec![v] },
-        1 => WriteOp::Update { key: key(k), value: vec![v] },
-        _ => WriteOp::Delete { key: key(k) },
+        0 => TxnOp::Put { key: key(k), value: vec![v] },
+        1 => TxnOp::Update { key: key(k), value: vec![v] },
+        _ => TxnOp::Delete { key: key(k) },
     }
 }
 
@@ -99,7 +99,7 @@ fn no_reason(r: u8) -> NoReason {
     match r % 6 {
         0 => NoReason::Conflict,
         1 => NoReason::InProgress,
-        2 => NoReason::AlreadyCompleted(completions::Completed::Committed),
+        2 => NoReason::AlreadyCompleted(completions::Completed::Committed(Vec::new())),
         3 => NoReason::AlreadyCompleted(completions::Completed::Failed(dkv_core::OpFailure { op_index: u32::from(r), reason: dkv_core::FailReason::KeyNotFound })),
         4 => NoReason::Stale { completed_seq: u64::from(r) },
         _ => NoReason::Busy,
@@ -212,7 +212,7 @@ fuzz_target!(|actions: Vec<Action>| {
                 let request = RequestId { client: ClientId(u64::from(client % 4)), seq: u64::from(seq) };
                 let message = match message {
                     FuzzMessage::Prepare { ops, participants } => {
-                        let ops: Vec<WriteOp> =
+                        let ops: Vec<TxnOp> =
                             ops.into_iter().take(6).map(|(kind, k, v)| write_op(kind, k, v)).collect();
                         let record = TxnRecord {
                             txn,

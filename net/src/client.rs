@@ -23,7 +23,7 @@ use crate::security::tls::client_session;
 use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
-use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, Value, WriteOp};
+use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -259,18 +259,18 @@ impl Client {
     }
 
     pub fn put(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
-        self.txn(vec![WriteOp::Put { key: key.into(), value: value.into() }])
+        self.txn(vec![TxnOp::Put { key: key.into(), value: value.into() }])
     }
 
     pub fn update(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
-        self.txn(vec![WriteOp::Update { key: key.into(), value: value.into() }])
+        self.txn(vec![TxnOp::Update { key: key.into(), value: value.into() }])
     }
 
     pub fn delete(&mut self, key: impl Into<Key>) -> Result<Outcome, ClientError> {
-        self.txn(vec![WriteOp::Delete { key: key.into() }])
+        self.txn(vec![TxnOp::Delete { key: key.into() }])
     }
 
-    pub fn txn(&mut self, ops: Vec<WriteOp>) -> Result<Outcome, ClientError> {
+    pub fn txn(&mut self, ops: Vec<TxnOp>) -> Result<Outcome, ClientError> {
         self.execute(Operation::Txn { ops })
     }
 

@@ -47,7 +47,13 @@ impl Transport {
 /// must fit one datagram, so values and transactions are smaller than the defaults
 /// (value ≤ 48 KiB, transaction ≤ 256 ops and ≤ 56 KiB; keys keep their 4 KiB limit).
 pub fn udp_limits() -> Limits {
-    Limits { key_bytes_max: 4 * 1024, value_bytes_max: 48 * 1024, txn_ops_max: 256, txn_bytes_max: 56 * 1024 }
+    Limits {
+        key_bytes_max: 4 * 1024,
+        value_bytes_max: 48 * 1024,
+        txn_ops_max: 256,
+        txn_bytes_max: 56 * 1024,
+        ..Limits::default()
+    }
 }
 
 /// Per-connection limits and timeouts: what one client may cost the server at most.

@@ -344,7 +344,12 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
         if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
             let rest = &recovery.records[first + 1..];
             if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
-                if last && i > 0 && rest.iter().all(|r| matches!(r, Record::SnapshotEntries(_))) {
+                if last
+                    && i > 0
+                    && rest
+                        .iter()
+                        .all(|r| matches!(r, Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_)))
+                {
                     return Ok(None);
                 }
                 refused_snapshot = true;
@@ -530,7 +535,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::record::{Entry, Snapshot};
+    use dkv_core::record::{Snapshot, VersionedEntry};
     use std::io::{Seek, Write};
 
     fn boot(incarnation: u64) -> Record {
@@ -539,7 +544,11 @@ mod tests {
 
     /// The records of a snapshot with `entries` entries of 1 KiB.
     fn snapshot(incarnation: u64, entries: usize) -> Vec<Record> {
-        let entries = (0..entries).map(|i| Entry { key: format!("k{i:08}").into_bytes(), value: vec![7; 1024] });
+        let entries = (0..entries).map(|i| VersionedEntry {
+            key: format!("k{i:08}").into_bytes(),
+            value: vec![7; 1024],
+            version: 1,
+        });
         Snapshot { incarnation, entries: entries.collect(), ..Snapshot::default() }.into_records()
     }
 

@@ -36,8 +36,8 @@ fn only_users_are_served_over_tcp_and_udp() {
         assert!(denied(anonymous.put("k", "v")).contains("authenticated clients only"));
         assert!(denied(anonymous.get("k")).contains("authenticated clients only"));
         let mut admin = cluster.user_client(1, transport, "admin");
-        assert_eq!(admin.put("k", "v").unwrap(), Outcome::Committed);
-        assert_eq!(admin.get("k").unwrap(), Outcome::Value(b"v".to_vec()));
+        assert!(matches!(admin.put("k", "v").unwrap(), Outcome::Committed(_)));
+        assert_eq!(admin.get("k").unwrap().found(), Some(&b"v".to_vec()));
     }
     assert!(ServerStats::get(&cluster.handle(0).stats().permission_denied) >= 4);
 }
@@ -48,19 +48,19 @@ fn only_users_are_served_over_tcp_and_udp() {
 fn roles_and_prefixes_hold() {
     let cluster = TestCluster::start_with_users(3, Transport::Both, &users());
     let mut admin = cluster.user_client(0, ClientTransport::Tcp, "admin");
-    assert_eq!(admin.put("shared", "1").unwrap(), Outcome::Committed);
+    assert!(matches!(admin.put("shared", "1").unwrap(), Outcome::Committed(_)));
     let mut viewer = cluster.user_client(1, ClientTransport::Tcp, "viewer");
-    assert_eq!(viewer.get("shared").unwrap(), Outcome::Value(b"1".to_vec()));
+    assert_eq!(viewer.get("shared").unwrap().found(), Some(&b"1".to_vec()));
     assert!(denied(viewer.put("shared", "2")).contains("may only read"));
     let mut app = cluster.user_client(2, ClientTransport::Udp, "app");
-    assert_eq!(app.put("app/x", "1").unwrap(), Outcome::Committed);
+    assert!(matches!(app.put("app/x", "1").unwrap(), Outcome::Committed(_)));
     assert!(denied(app.get("shared")).contains("app/"));
     let txn = vec![
-        dkv_core::WriteOp::Put { key: b"app/y".to_vec(), value: b"1".to_vec() },
-        dkv_core::WriteOp::Put { key: b"shared".to_vec(), value: b"3".to_vec() },
+        dkv_core::TxnOp::Put { key: b"app/y".to_vec(), value: b"1".to_vec() },
+        dkv_core::TxnOp::Put { key: b"shared".to_vec(), value: b"3".to_vec() },
     ];
     assert!(denied(app.txn(txn)).contains("shared"));
-    assert_eq!(admin.get("shared").unwrap(), Outcome::Value(b"1".to_vec()), "nothing of the denied txn applied");
+    assert_eq!(admin.get("shared").unwrap().found(), Some(&b"1".to_vec()), "nothing of the denied txn applied");
     assert_eq!(admin.get("app/y").unwrap(), Outcome::NotFound);
 }
 
@@ -70,9 +70,9 @@ fn roles_and_prefixes_hold() {
 fn client_certificates_prove_users() {
     let cluster = TestCluster::start_with_users(2, Transport::Tcp, &users());
     let mut admin = cluster.certificate_client(0, "admin");
-    assert_eq!(admin.put("k", "v").unwrap(), Outcome::Committed);
+    assert!(matches!(admin.put("k", "v").unwrap(), Outcome::Committed(_)));
     let mut viewer = cluster.certificate_client(1, "viewer");
-    assert_eq!(viewer.get("k").unwrap(), Outcome::Value(b"v".to_vec()));
+    assert_eq!(viewer.get("k").unwrap().found(), Some(&b"v".to_vec()));
     assert!(denied(viewer.put("k", "w")).contains("may only read"));
 }
 

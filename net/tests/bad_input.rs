@@ -60,8 +60,8 @@ fn read_until_closed(stream: &mut TcpStream, timeout: Duration) -> (Vec<Frame>, 
 fn others_still_served(cluster: &TestCluster) {
     for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
         let mut client = cluster.client(0, transport);
-        assert_eq!(client.put("still", "served").unwrap(), Outcome::Committed);
-        assert_eq!(client.get("still").unwrap(), Outcome::Value(b"served".to_vec()));
+        assert!(matches!(client.put("still", "served").unwrap(), Outcome::Committed(_)));
+        assert_eq!(client.get("still").unwrap().found(), Some(&b"served".to_vec()));
     }
 }
 
@@ -140,8 +140,10 @@ fn malformed_payload_is_refused() {
 #[test]
 fn reply_frame_from_a_client_is_refused() {
     let cluster = start();
-    let reply =
-        Frame::Reply(dkv_core::Reply { id: RequestId { client: ClientId(1), seq: 1 }, outcome: Outcome::Committed });
+    let reply = Frame::Reply(dkv_core::Reply {
+        id: RequestId { client: ClientId(1), seq: 1 },
+        outcome: Outcome::Committed(Vec::new()),
+    });
     assert_error_then_closed(&cluster, &frame::encode_to_vec(&reply), |e| matches!(e, FrameError::Malformed { .. }));
 }
 
@@ -286,10 +288,10 @@ fn client_that_never_reads_is_dropped_at_the_buffer_limit() {
     let limit = cluster.config(0).connection.output_bytes_max as u64;
     let value = vec![7u8; 100 * 1024];
     let mut setup = cluster.client(0, ClientTransport::Tcp);
-    assert_eq!(setup.put("big", value.clone()).unwrap(), Outcome::Committed);
+    assert!(matches!(setup.put("big", value.clone()).unwrap(), Outcome::Committed(_)));
     let reply = Frame::Reply(dkv_core::Reply {
         id: RequestId { client: ClientId(42), seq: 1 },
-        outcome: Outcome::Value(value.clone()),
+        outcome: Outcome::Value { value: value.clone(), version: 1 },
     });
     let reply_bytes = frame::encode_to_vec(&reply).len() as u64;
 

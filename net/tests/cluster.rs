@@ -5,12 +5,12 @@
 mod common;
 
 use common::TestCluster;
-use dkv_core::{FailReason, OpFailure, Outcome, WriteOp};
+use dkv_core::{FailReason, OpFailure, Outcome, TxnOp};
 use dkv_net::{ClientError, ClientTransport, Transport};
 
 fn value(outcome: Outcome) -> Option<Vec<u8>> {
     match outcome {
-        Outcome::Value(v) => Some(v),
+        Outcome::Value { value, .. } => Some(value),
         Outcome::NotFound => None,
         other => panic!("expected a value or not-found, got {other:?}"),
     }
@@ -19,31 +19,31 @@ fn value(outcome: Outcome) -> Option<Vec<u8>> {
 /// Every operation works through every node, and a write through one node is read at all.
 fn exercise(cluster: &TestCluster, transport: ClientTransport) {
     let mut clients: Vec<_> = (0..3).map(|i| cluster.client(i, transport)).collect();
-    assert_eq!(clients[0].put("a", "1").unwrap(), Outcome::Committed);
+    assert!(matches!(clients[0].put("a", "1").unwrap(), Outcome::Committed(_)));
     for client in &mut clients {
         assert_eq!(value(client.get("a").unwrap()), Some(b"1".to_vec()));
     }
-    assert_eq!(clients[1].update("a", "2").unwrap(), Outcome::Committed);
+    assert!(matches!(clients[1].update("a", "2").unwrap(), Outcome::Committed(_)));
     assert_eq!(value(clients[2].get("a").unwrap()), Some(b"2".to_vec()));
     assert_eq!(
         clients[2].update("missing", "x").unwrap(),
         Outcome::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound })
     );
     let txn = vec![
-        WriteOp::Put { key: b"b".to_vec(), value: b"3".to_vec() },
-        WriteOp::Update { key: b"a".to_vec(), value: b"4".to_vec() },
+        TxnOp::Put { key: b"b".to_vec(), value: b"3".to_vec() },
+        TxnOp::Update { key: b"a".to_vec(), value: b"4".to_vec() },
     ];
-    assert_eq!(clients[0].txn(txn).unwrap(), Outcome::Committed);
+    assert!(matches!(clients[0].txn(txn).unwrap(), Outcome::Committed(_)));
     assert_eq!(value(clients[1].get("a").unwrap()), Some(b"4".to_vec()));
     assert_eq!(value(clients[1].get("b").unwrap()), Some(b"3".to_vec()));
     // A transaction with a failing op applies nothing.
-    let txn = vec![WriteOp::Delete { key: b"a".to_vec() }, WriteOp::Delete { key: b"nope".to_vec() }];
+    let txn = vec![TxnOp::Delete { key: b"a".to_vec() }, TxnOp::Delete { key: b"nope".to_vec() }];
     assert_eq!(
         clients[2].txn(txn).unwrap(),
         Outcome::Failed(OpFailure { op_index: 1, reason: FailReason::KeyNotFound })
     );
     assert_eq!(value(clients[0].get("a").unwrap()), Some(b"4".to_vec()));
-    assert_eq!(clients[0].delete("a").unwrap(), Outcome::Committed);
+    assert!(matches!(clients[0].delete("a").unwrap(), Outcome::Committed(_)));
     for client in &mut clients {
         assert_eq!(value(client.get("a").unwrap()), None);
     }
@@ -76,7 +76,7 @@ fn acknowledged_writes_survive_restart_of_all_nodes_across_snapshots() {
     let mut cluster = TestCluster::start_with(3, Transport::Tcp, |config| config.bounds.snapshot_records_min = 50);
     let mut client = cluster.client(0, ClientTransport::Tcp);
     for i in 0..200 {
-        assert_eq!(client.put(format!("k{}", i % 20), format!("v{i}")).unwrap(), Outcome::Committed);
+        assert!(matches!(client.put(format!("k{}", i % 20), format!("v{i}")).unwrap(), Outcome::Committed(_)));
     }
     for i in 0..3 {
         cluster.stop_node(i);
@@ -106,11 +106,11 @@ fn acknowledged_writes_survive_restart_of_all_nodes_across_snapshots() {
 #[test]
 fn client_fails_over_and_reports_unreachable_nodes() {
     let mut cluster = TestCluster::start(3, Transport::Both);
-    assert_eq!(cluster.client(1, ClientTransport::Tcp).put("k", "v").unwrap(), Outcome::Committed);
+    assert!(matches!(cluster.client(1, ClientTransport::Tcp).put("k", "v").unwrap(), Outcome::Committed(_)));
     cluster.stop_node(0);
     for transport in [ClientTransport::Tcp, ClientTransport::Udp] {
         let mut client = cluster.client(0, transport);
-        assert_eq!(client.get("k").unwrap(), Outcome::Value(b"v".to_vec()));
+        assert_eq!(client.get("k").unwrap().found(), Some(&b"v".to_vec()));
     }
     cluster.stop_node(1);
     cluster.stop_node(2);

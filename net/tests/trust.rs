@@ -7,7 +7,7 @@ mod common;
 
 use common::TestCluster;
 use dkv_core::codec::frame::{self, Frame};
-use dkv_core::{ClientId, ClusterId, Decision, Message, NodeId, NodeSet, Outcome, RequestId, TxnId, WriteOp};
+use dkv_core::{ClientId, ClusterId, Decision, Message, NodeId, NodeSet, Outcome, RequestId, TxnId, TxnOp};
 use dkv_net::security::credentials::{NodeCredentials, init_cluster};
 use dkv_net::security::datagrams::PeerDatagrams;
 use dkv_net::security::tls::PeerTls;
@@ -23,7 +23,7 @@ const FORGED_KEY: &[u8] = b"forged";
 /// A forged transaction "coordinated" by node 1: PREPARE, then COMMIT.
 fn forged_messages(number: u64) -> [Message; 2] {
     let txn = TxnId { coordinator: NodeId(1), incarnation: 1 << 40, number };
-    let ops = vec![WriteOp::Put { key: FORGED_KEY.to_vec(), value: b"evil".to_vec() }].into();
+    let ops = vec![TxnOp::Put { key: FORGED_KEY.to_vec(), value: b"evil".to_vec() }].into();
     let request = RequestId { client: ClientId(0xbad), seq: number };
     [
         Message::Prepare { txn, request, ops, participants: NodeSet::first(3) },
@@ -58,9 +58,9 @@ fn nothing_applied_and_still_served(cluster: &TestCluster, transport: ClientTran
         assert_eq!(client.get(FORGED_KEY).unwrap(), Outcome::NotFound, "node {i} applied a forged write");
     }
     let mut client = cluster.client(0, transport);
-    assert_eq!(client.put("real", "write").unwrap(), Outcome::Committed);
+    assert!(matches!(client.put("real", "write").unwrap(), Outcome::Committed(_)));
     for i in 0..cluster.addrs.len() {
-        assert_eq!(cluster.client(i, transport).get("real").unwrap(), Outcome::Value(b"write".to_vec()));
+        assert_eq!(cluster.client(i, transport).get("real").unwrap().found(), Some(&b"write".to_vec()));
     }
 }
 
@@ -190,7 +190,7 @@ fn a_replayed_peer_link_is_refused() {
 fn forged_foreign_impostor_and_replayed_peer_datagrams_are_refused() {
     let cluster = TestCluster::start(3, Transport::Udp);
     // A write first, so node 0 knows node 1's current session.
-    assert_eq!(cluster.client(1, ClientTransport::Udp).put("before", "1").unwrap(), Outcome::Committed);
+    assert!(matches!(cluster.client(1, ClientTransport::Udp).put("before", "1").unwrap(), Outcome::Committed(_)));
     let load = |n: u8| NodeCredentials::load(&cluster.credentials.join(format!("node-{n}"))).unwrap();
     let (one, two) = (load(1), load(2));
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -263,7 +263,10 @@ fn ask(udp: &UdpSocket, datagram: &[u8]) -> Vec<u8> {
 fn no_udp_answer_exceeds_three_times_its_request() {
     let cluster = TestCluster::start(1, Transport::Both);
     let value = vec![7u8; 40_000];
-    assert_eq!(cluster.client(0, ClientTransport::Tcp).put("big", value.clone()).unwrap(), Outcome::Committed);
+    assert!(matches!(
+        cluster.client(0, ClientTransport::Tcp).put("big", value.clone()).unwrap(),
+        Outcome::Committed(_)
+    ));
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.connect(cluster.addrs[0]).unwrap();
 
@@ -282,12 +285,12 @@ fn no_udp_answer_exceeds_three_times_its_request() {
     let mut padded = request.clone();
     padded.resize(value.len().div_ceil(3) + 64, 0);
     match frame::decode_datagram(&ask(&udp, &padded), u32::MAX).unwrap() {
-        Frame::Reply(reply) => assert_eq!(reply.outcome, Outcome::Value(value.clone())),
+        Frame::Reply(reply) => assert_eq!(reply.outcome.found(), Some(&value.clone())),
         other => panic!("expected the value, got {other:?}"),
     }
 
     udp.send(&[0xff]).unwrap();
     wait_for(&cluster, 0, |s| &s.udp_replies_withheld, 1);
 
-    assert_eq!(cluster.client(0, ClientTransport::Udp).get("big").unwrap(), Outcome::Value(value));
+    assert_eq!(cluster.client(0, ClientTransport::Udp).get("big").unwrap().found(), Some(&value));
 }

@@ -2,12 +2,12 @@
 //! virtual time and its final outcome. Retries of a request belong to the same operation: it
 //! may take effect at any moment between its first invocation and its final response.
 
-use dkv_core::{ClientId, FailReason, OpFailure, Outcome, RequestId, Value, WriteOp};
+use dkv_core::{ClientId, FailReason, OpFailure, Outcome, RequestId, TxnOp, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpKind {
     Get { key: Vec<u8> },
-    Txn { ops: Vec<WriteOp> },
+    Txn { ops: Vec<TxnOp> },
 }
 
 /// The final outcome of an operation, as far as the checkers care.
@@ -58,9 +58,10 @@ impl Op {
                 let parts: Vec<String> = ops
                     .iter()
                     .map(|op| match op {
-                        WriteOp::Put { key, value } => format!("put {}={}", show(key), show(value)),
-                        WriteOp::Update { key, value } => format!("update {}={}", show(key), show(value)),
-                        WriteOp::Delete { key } => format!("delete {}", show(key)),
+                        TxnOp::Put { key, value } => format!("put {}={}", show(key), show(value)),
+                        TxnOp::Update { key, value } => format!("update {}={}", show(key), show(value)),
+                        TxnOp::Delete { key } => format!("delete {}", show(key)),
+                        other => format!("{other:?}"),
                     })
                     .collect();
                 parts.join("; ")
@@ -89,10 +90,11 @@ pub fn show(bytes: &[u8]) -> String {
 /// Maps a definite reply to a checker result; `None` for "no outcome yet, retry".
 pub fn result_of(outcome: &Outcome) -> Option<Result> {
     Some(match outcome {
-        Outcome::Committed => Result::Committed,
-        Outcome::Value(v) => Result::Read(Some(v.clone())),
+        Outcome::Committed(_) => Result::Committed,
+        Outcome::Value { value, .. } => Result::Read(Some(value.clone())),
         Outcome::NotFound => Result::Read(None),
         Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => Result::FailedAt(*op_index),
+        Outcome::Failed(_) | Outcome::Scanned { .. } => unimplemented!("the workload draws no such op yet"),
         Outcome::Rejected(_) => Result::NotApplied,
         Outcome::TryAgain(_) => return None,
     })
@@ -139,7 +141,7 @@ mod tests {
     }
 
     fn put() -> OpKind {
-        OpKind::Txn { ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] }
+        OpKind::Txn { ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] }
     }
 
     /// A decided request happened; an undecided one never did, but only once nothing is left to

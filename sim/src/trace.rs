@@ -4,7 +4,7 @@
 //! An event's encoding is its virtual time, its [`Tag`], then words chosen by the event (nodes,
 //! clients, sequence numbers, and the words below for transactions, messages and outcomes).
 
-use dkv_core::{Decision, FailReason, Message, OpFailure, Outcome, TxnId, Vote};
+use dkv_core::{Decision, Message, OpFailure, OpResult, Outcome, TxnId, Vote};
 
 /// Where readable trace lines go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,12 +134,30 @@ pub(crate) fn message_word(message: &Message) -> u64 {
 /// A word for the trace hash from a reply's outcome: its kind and, for a value, the value.
 pub(crate) fn outcome_word(outcome: &Outcome) -> u64 {
     match outcome {
-        Outcome::Committed => 1,
-        Outcome::Value(value) => 2 ^ value.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b)) << 8,
+        Outcome::Committed(results) => 1 ^ results.iter().fold(0u64, |h, r| h.rotate_left(7) ^ result_word(r)) << 8,
+        Outcome::Value { value, version } => 2 ^ (bytes_word(value) ^ version.rotate_left(32)) << 8,
         Outcome::NotFound => 3,
-        Outcome::Failed(OpFailure { op_index, reason: FailReason::KeyNotFound }) => 4 | u64::from(*op_index) << 8,
+        Outcome::Failed(OpFailure { op_index, reason }) => 4 | u64::from(*op_index) << 8 | (*reason as u64) << 40,
         Outcome::Rejected(_) => 5,
         Outcome::TryAgain(_) => 6,
+        Outcome::Scanned { entries, next } => {
+            let entries = entries.iter().fold(0u64, |h, e| {
+                h.rotate_left(7) ^ bytes_word(&e.key) ^ e.value.as_deref().map_or(1, bytes_word) ^ e.version
+            });
+            7 ^ (entries ^ next.as_deref().map_or(0, bytes_word)) << 8
+        }
+    }
+}
+
+fn bytes_word(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |h: u64, &b| h.rotate_left(5) ^ u64::from(b))
+}
+
+fn result_word(result: &OpResult) -> u64 {
+    match result {
+        OpResult::Done { version } => *version,
+        OpResult::Value { value, version } => value.as_deref().map_or(1, bytes_word) ^ version.rotate_left(32),
+        OpResult::Integer { value, version } => (*value as u64) ^ version.rotate_left(32),
     }
 }
 

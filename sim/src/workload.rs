@@ -3,7 +3,7 @@
 //! so a read names exactly the write it saw.
 
 use crate::params::Params;
-use dkv_core::{ClientId, Operation, WriteOp};
+use dkv_core::{ClientId, Operation, TxnOp};
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
@@ -11,11 +11,11 @@ pub fn key(rng: &mut ChaCha8Rng, keys: usize) -> Vec<u8> {
     format!("k{}", rng.next_u64() % keys as u64).into_bytes()
 }
 
-fn write(kind: u64, key: Vec<u8>, value: Vec<u8>) -> WriteOp {
+fn write(kind: u64, key: Vec<u8>, value: Vec<u8>) -> TxnOp {
     match kind {
-        0 => WriteOp::Put { key, value },
-        1 => WriteOp::Update { key, value },
-        _ => WriteOp::Delete { key },
+        0 => TxnOp::Put { key, value },
+        1 => TxnOp::Update { key, value },
+        _ => TxnOp::Delete { key },
     }
 }
 

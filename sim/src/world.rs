@@ -826,6 +826,7 @@ impl World {
         let kind = match &operation {
             Operation::Get { key } => OpKind::Get { key: key.clone() },
             Operation::Txn { ops } => OpKind::Txn { ops: ops.clone() },
+            Operation::Scan { .. } => unimplemented!("the workload draws no scans yet"),
         };
         self.history.ops.push(Op {
             client: id,

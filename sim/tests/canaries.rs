@@ -32,7 +32,14 @@ fn hunt(canary: Canary) -> Hunt {
             (120, Overrides { keys: Some(200), crashes: Some(true), ..default() }, "durability")
         }
         // The client hears "committed"; a crash loses the decision and the transaction aborts.
-        Canary::ReplyBeforeDecisionDurable => (10, default(), "durability"),
+        // Many keys (the lost write is not overwritten) and frequent crashes, as for the vote:
+        // the early reply now carries the outcome the commit will have, so only the lost
+        // decision shows (it used to say "committed" for a transaction that would fail too).
+        Canary::ReplyBeforeDecisionDurable => (
+            60,
+            Overrides { keys: Some(200), crash_every: Some(Duration::from_millis(100)), ..default() },
+            "durability",
+        ),
         // The participant that gave up aborts while the others commit: replicas differ.
         Canary::ReleaseLocksOnTimeout => (30, default(), "convergence"),
         // A read must meet a key locked by a transaction some client already saw commit:
@@ -53,6 +60,8 @@ fn hunt(canary: Canary) -> Hunt {
         Canary::EvictYoungCompletions => {
             (10, common::crowded_completions(Duration::from_millis(2_500)), "exactly-once")
         }
+        // TODO(issue 13, milestone 2): hunted once the workload draws scans and conditions.
+        Canary::ScanIgnoresPreparedInsert | Canary::ConditionBeforeLock => (0, default(), "none yet"),
     };
     Hunt { seeds, overrides, checker }
 }
@@ -62,6 +71,9 @@ fn every_canary_is_caught_by_its_checker_within_its_bound() {
     let mut escaped = Vec::new();
     for canary in Canary::ALL {
         let Hunt { seeds, overrides, checker } = hunt(canary);
+        if seeds == 0 {
+            continue;
+        }
         let options = RunOptions { canary: Some(canary), overrides, ..Default::default() };
         let caught = (0..seeds).find(|&seed| run(seed, &options).violations.iter().any(|v| v.checker == checker));
         match caught {

@@ -5,7 +5,7 @@
 
 use clap::{Parser, ValueEnum};
 use dkv::{LogLevel, init_logging};
-use dkv_core::{NodeId, Outcome, WriteOp};
+use dkv_core::{NodeId, Outcome, TxnOp};
 use dkv_net::security::credentials::{ClientTrust, NodeCredentials, USERS_FILE, init_cluster};
 use dkv_net::security::users::{ClientUser, load_client_user, load_users};
 use dkv_net::testing::SplitMix64;
@@ -249,9 +249,9 @@ impl Workload {
             Op::Update => client.update(key, self.value.to_vec()),
             Op::Get => client.get(key),
             Op::Txn => {
-                let mut ops = vec![WriteOp::Put { key, value: self.value.to_vec() }];
+                let mut ops = vec![TxnOp::Put { key, value: self.value.to_vec() }];
                 for _ in 1..self.txn_ops {
-                    ops.push(WriteOp::Put { key: Workload::key(rng.below(self.keys)), value: self.value.to_vec() });
+                    ops.push(TxnOp::Put { key: Workload::key(rng.below(self.keys)), value: self.value.to_vec() });
                 }
                 client.txn(ops)
             }
@@ -259,7 +259,7 @@ impl Workload {
             Op::Mix => client.put(key, self.value.to_vec()),
         };
         match result {
-            Ok(Outcome::Committed | Outcome::Value(_)) => Ok(()),
+            Ok(Outcome::Committed(_) | Outcome::Value { .. }) => Ok(()),
             Ok(other) => Err(format!("unexpected outcome: {other}")),
             Err(error) => Err(error.to_string()),
         }
@@ -284,7 +284,7 @@ fn preload(
                 // Client i writes keys i, i + clients, i + 2 * clients, ...
                 for key in (u64::from(i)..keys).step_by(clients as usize) {
                     match client.put(Workload::key(key), value.to_vec()) {
-                        Ok(Outcome::Committed) => {}
+                        Ok(Outcome::Committed(_)) => {}
                         Ok(other) => return Err(BenchError::Preload { key, error: other.to_string() }),
                         Err(error) => return Err(BenchError::Preload { key, error: error.to_string() }),
                     }
@@ -506,7 +506,7 @@ impl LocalCluster {
         let deadline = Instant::now() + LOCAL_READY_TIMEOUT;
         loop {
             match client.put(b"dkv-bench-ready".to_vec(), b"1".to_vec()) {
-                Ok(Outcome::Committed) => return Ok(()),
+                Ok(Outcome::Committed(_)) => return Ok(()),
                 result if Instant::now() >= deadline => {
                     return Err(BenchError::Local(format!("no write committed in time: {result:?}")));
                 }

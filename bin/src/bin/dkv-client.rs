@@ -3,7 +3,7 @@
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
-use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, RejectReason, TryAgainReason, WriteOp};
+use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, RejectReason, TryAgainReason, TxnOp};
 use dkv_net::security::credentials::{ClientCertificate, ClientTrust};
 use dkv_net::security::users::load_client_user;
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
@@ -127,12 +127,12 @@ enum Command {
     /// Apply ops all-or-nothing: put:KEY=VALUE, update:KEY=VALUE, delete:KEY.
     Txn {
         #[arg(required = true, value_parser = parse_txn_op)]
-        ops: Vec<TxnOp>,
+        ops: Vec<TxnOpArg>,
     },
 }
 
 #[derive(Clone, Debug)]
-struct TxnOp(WriteOp);
+struct TxnOpArg(TxnOp);
 
 fn parse_op_code(s: &str) -> Result<OpCode, String> {
     let code = match s.to_ascii_lowercase().as_str() {
@@ -145,19 +145,19 @@ fn parse_op_code(s: &str) -> Result<OpCode, String> {
     Ok(code)
 }
 
-fn parse_txn_op(s: &str) -> Result<TxnOp, String> {
+fn parse_txn_op(s: &str) -> Result<TxnOpArg, String> {
     let bad = || format!("'{s}' is not an op; write put:KEY=VALUE, update:KEY=VALUE or delete:KEY");
     let (op, rest) = s.split_once(':').ok_or_else(bad)?;
     let op = match op.to_ascii_lowercase().as_str() {
         "put" | "update" => {
             let (key, value) = rest.split_once('=').ok_or_else(bad)?;
             let (key, value) = (key.as_bytes().to_vec(), value.as_bytes().to_vec());
-            if op.eq_ignore_ascii_case("put") { WriteOp::Put { key, value } } else { WriteOp::Update { key, value } }
+            if op.eq_ignore_ascii_case("put") { TxnOp::Put { key, value } } else { TxnOp::Update { key, value } }
         }
-        "delete" => WriteOp::Delete { key: rest.as_bytes().to_vec() },
+        "delete" => TxnOp::Delete { key: rest.as_bytes().to_vec() },
         _ => return Err(bad()),
     };
-    Ok(TxnOp(op))
+    Ok(TxnOpArg(op))
 }
 
 /// What the user asked for, with a name for messages.
@@ -172,7 +172,7 @@ fn usage_error(message: String) -> ! {
 }
 
 fn job(cli: &Cli) -> Job {
-    let write = |name, key: &String, op: WriteOp| Job {
+    let write = |name, key: &String, op: TxnOp| Job {
         name,
         key: Some(key.clone()),
         operation: Operation::Txn { ops: vec![op] },
@@ -182,12 +182,12 @@ fn job(cli: &Cli) -> Job {
             Job { name: "get", key: Some(key.clone()), operation: Operation::Get { key: key.as_bytes().to_vec() } }
         }
         Some(Command::Put { key, value }) => {
-            write("put", key, WriteOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
+            write("put", key, TxnOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
         }
         Some(Command::Update { key, value }) => {
-            write("update", key, WriteOp::Update { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
+            write("update", key, TxnOp::Update { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
         }
-        Some(Command::Delete { key }) => write("delete", key, WriteOp::Delete { key: key.as_bytes().to_vec() }),
+        Some(Command::Delete { key }) => write("delete", key, TxnOp::Delete { key: key.as_bytes().to_vec() }),
         Some(Command::Txn { ops }) => Job {
             name: "txn",
             key: None,
@@ -208,9 +208,9 @@ fn job(cli: &Cli) -> Job {
             let k = key.as_bytes().to_vec();
             match code {
                 OpCode::Get => Job { name: "get", key: Some(key.clone()), operation: Operation::Get { key: k } },
-                OpCode::Put => write("put", key, WriteOp::Put { key: k, value: value() }),
-                OpCode::Update => write("update", key, WriteOp::Update { key: k, value: value() }),
-                OpCode::Delete => write("delete", key, WriteOp::Delete { key: k }),
+                OpCode::Put => write("put", key, TxnOp::Put { key: k, value: value() }),
+                OpCode::Update => write("update", key, TxnOp::Update { key: k, value: value() }),
+                OpCode::Delete => write("delete", key, TxnOp::Delete { key: k }),
             }
         }
     }
@@ -229,8 +229,8 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
     let key = job.key.as_deref().unwrap_or("");
     let r = |code, outcome, message: String| Report { code, outcome, value: None, message };
     match result {
-        Ok(Outcome::Committed) => r(exit::OK, "committed", "ok".into()),
-        Ok(Outcome::Value(value)) => {
+        Ok(Outcome::Committed(_)) => r(exit::OK, "committed", "ok".into()),
+        Ok(Outcome::Value { value, .. }) => {
             Report { code: exit::OK, outcome: "value", value: Some(value), message: String::new() }
         }
         Ok(Outcome::NotFound) => r(exit::NOT_FOUND, "not_found", format!("not found: key '{key}' does not exist")),
@@ -246,6 +246,10 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
         Ok(Outcome::Rejected(reason)) => r(exit::USAGE, "rejected", format!("rejected, nothing was applied: {reason}")),
         Ok(Outcome::TryAgain(reason)) => {
             r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}{}", try_again_advice(&reason)))
+        }
+        // dkv-client sends no scans (yet).
+        Ok(Outcome::Scanned { .. }) => {
+            r(exit::ERROR, "error", "a scan's page answered a request that was no scan".into())
         }
         Err(error) => {
             let code = match error {

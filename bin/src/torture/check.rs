@@ -137,7 +137,7 @@ fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
 mod tests {
     use super::*;
     use dkv_core::record::TxnRecord;
-    use dkv_core::{ClientId, TxnId, WriteOp};
+    use dkv_core::{ClientId, TxnId, TxnOp};
     use dkv_sim::history::{Op, OpKind, Result as OpResult};
     use std::path::PathBuf;
 
@@ -148,7 +148,7 @@ mod tests {
         Op {
             client: ClientId(7),
             seq,
-            kind: OpKind::Txn { ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] },
+            kind: OpKind::Txn { ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }] },
             invoke: 0,
             response,
             result,
@@ -187,7 +187,7 @@ mod tests {
         Record::Decided(TxnRecord {
             txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
             request: RequestId { client: ClientId(7), seq: 1 },
-            ops: vec![WriteOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+            ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
             participants: NodeSet::first(NODES),
         })
     }

@@ -166,7 +166,7 @@ impl Cluster {
         let mut client = self.client_of(i, Duration::from_millis(300));
         while Instant::now() < deadline {
             self.check_running(i)?;
-            if matches!(client.get("__ready__"), Ok(Outcome::NotFound | Outcome::Value(_))) {
+            if matches!(client.get("__ready__"), Ok(Outcome::NotFound | Outcome::Value { .. })) {
                 return Ok(());
             }
         }

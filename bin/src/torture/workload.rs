@@ -6,7 +6,7 @@
 //! saw. How an error is recorded is what the client library says of it: a request that never
 //! left the client is `NotApplied`; any other error leaves the outcome `Unknown`.
 
-use dkv_core::{Operation, WriteOp};
+use dkv_core::{Operation, TxnOp};
 use dkv_net::Client;
 use dkv_sim::history::{Op, OpKind, Result as OpResult, result_of};
 use rand_chacha::ChaCha8Rng;
@@ -60,6 +60,7 @@ impl RecordingClient {
         let kind = match &operation {
             Operation::Get { key } => OpKind::Get { key: key.clone() },
             Operation::Txn { ops } => OpKind::Txn { ops: ops.clone() },
+            Operation::Scan { .. } => unimplemented!("the torture workload draws no scans"),
         };
         let invoke = clock.nanos();
         let result = self.client.execute(operation);
@@ -87,9 +88,9 @@ pub fn next_operation(rng: &mut ChaCha8Rng, keys: usize, client: u64, seq: u64) 
     let write = |rng: &mut ChaCha8Rng, i: usize| {
         let key = key(rng);
         match rng.next_u64() % 4 {
-            0 | 1 => WriteOp::Put { key, value: value(i) },
-            2 => WriteOp::Update { key, value: value(i) },
-            _ => WriteOp::Delete { key },
+            0 | 1 => TxnOp::Put { key, value: value(i) },
+            2 => TxnOp::Update { key, value: value(i) },
+            _ => TxnOp::Delete { key },
         }
     };
     match rng.next_u64() % 100 {

@@ -175,7 +175,7 @@ impl ProcessCluster {
             }
             let answer = client.get("__ready__");
             let denied = matches!(answer, Ok(Outcome::Rejected(RejectReason::PermissionDenied(_))));
-            if matches!(answer, Ok(Outcome::NotFound | Outcome::Value(_))) || (self.require_auth && denied) {
+            if matches!(answer, Ok(Outcome::NotFound | Outcome::Value { .. })) || (self.require_auth && denied) {
                 return;
             }
         }

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub const MAGIC: [u8; 3] = *b"dkv";
-/// Version 2: a failed op is `Outcome::Failed` with a typed reason (version 1 called it an
-/// abort), and peer frames carry their cluster.
-pub const VERSION: u8 = 2;
+/// Version 3: transactions hold reads, conditions and read-modify-write ops whose results
+/// come back in `Outcome::Committed`, gets return versions, and scans are new. (Version 2: a
+/// failed op is `Outcome::Failed` with a typed reason, and peer frames carry their cluster.)
+pub const VERSION: u8 = 3;
 pub const HEADER_BYTES: usize = 8;
 
 /// Everything that travels between processes.

@@ -15,10 +15,10 @@ use super::invariants::{InvariantViolation, ensure};
 use super::participant::{Participant, PrepareMode};
 use super::shared::{AfterDurable, Shared};
 use crate::Canary;
-use crate::completions::Completion;
+use crate::completions::{Completed, Completion};
 use crate::ids::{NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
-use crate::operation::{Outcome, RejectReason, TryAgainReason, WriteOp};
+use crate::operation::{Outcome, RejectReason, TryAgainReason, TxnOp};
 use crate::record::{DecisionState, Record, TxnRecord};
 use crate::time::Time;
 use crate::timers::Timer;
@@ -50,11 +50,14 @@ pub(super) struct Coordinator {
 /// A client's write request as the coordinator carries it from one attempt to the next.
 struct ClientWrite {
     request: RequestId,
-    ops: Arc<[WriteOp]>,
+    ops: Arc<[TxnOp]>,
     /// Where to send the outcome (empty for decisions recovered from the log).
     reply_to: Vec<ReplyTo>,
     /// Which try of the request this is (0 for the first).
     attempt: u32,
+    /// Only with the canary [`Canary::ConditionBeforeLock`]: the outcome judged when the
+    /// request arrived, which the client is told instead of the one decided under the locks.
+    judged_early: Option<Completed>,
 }
 
 /// One attempt at a client's write: a transaction.
@@ -96,7 +99,7 @@ enum Phase {
 }
 
 /// Why an attempt ended without a commit.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum AbortCause {
     /// A participant refused: a remote one voted NO, or this node's own share could not be
     /// prepared (then nothing was sent, and nothing needs aborting).
@@ -133,7 +136,7 @@ impl Coordinator {
         now: Time,
         reply_to: ReplyTo,
         request: RequestId,
-        ops: Vec<WriteOp>,
+        ops: Vec<TxnOp>,
     ) {
         if ops.is_empty() {
             return sh.reply(reply_to, request, Outcome::Rejected(RejectReason::EmptyTransaction));
@@ -166,7 +169,14 @@ impl Coordinator {
         if self.undecided.len() + self.retries.len() >= sh.config.bounds.txns_undecided_max {
             return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Busy));
         }
-        let write = ClientWrite { request, ops: ops.into(), reply_to: vec![reply_to], attempt: 0 };
+        let mut judged_early = None;
+        if sh.canary(Canary::ConditionBeforeLock) {
+            match Completed::of_run(sh.store.check(&ops, &sh.config.limits)) {
+                Completed::Failed(failure) => return sh.reply(reply_to, request, Outcome::Failed(failure)),
+                committed => judged_early = Some(committed),
+            }
+        }
+        let write = ClientWrite { request, ops: ops.into(), reply_to: vec![reply_to], attempt: 0, judged_early };
         self.begin_attempt(sh, own_share, now, write);
     }
 
@@ -235,8 +245,10 @@ impl Coordinator {
         let record = Record::Decided(c.record());
         sh.timers.cancel(Timer::Coordinator(txn));
         if sh.canary(Canary::ReplyBeforeDecisionDurable) {
+            // The own share's locks are held: this is the outcome the commit will have.
+            let outcome = Completed::of_run(sh.store.check(&c.write.ops, &sh.config.limits)).outcome();
             for to in std::mem::take(&mut c.write.reply_to) {
-                sh.reply(to, c.write.request, Outcome::Committed);
+                sh.reply(to, c.write.request, outcome.clone());
             }
         }
         let lsn = sh.persist(record);
@@ -245,7 +257,7 @@ impl Coordinator {
 
     /// The commit decision is durable: apply it here, tell the client, tell the participants.
     pub(super) fn on_decision_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
-        let outcome = own_share.commit_prepared(sh, txn).outcome();
+        let completed = own_share.commit_prepared(sh, txn);
         own_share.learn(txn, Decision::Commit);
         sh.stats.txns_committed += 1;
         let me = sh.me();
@@ -256,6 +268,7 @@ impl Coordinator {
         c.phase = Phase::Committed { acked };
         c.retransmit = sh.config.timing.decision_retransmit;
         let request = c.write.request;
+        let outcome = c.write.judged_early.take().unwrap_or(completed).outcome();
         let others = c.participants.without(me);
         let reply_to = std::mem::take(&mut c.write.reply_to);
         let retransmit = c.retransmit;
@@ -414,7 +427,13 @@ impl Coordinator {
         for (txn, record) in decisions {
             let mut acked = NodeSet::EMPTY;
             acked.insert(sh.me());
-            let write = ClientWrite { request: record.request, ops: record.ops, reply_to: Vec::new(), attempt: 0 };
+            let write = ClientWrite {
+                request: record.request,
+                ops: record.ops,
+                reply_to: Vec::new(),
+                attempt: 0,
+                judged_early: None,
+            };
             let phase = Phase::Committed { acked };
             let participants = record.participants;
             self.transactions.insert(txn, CoordinatorTxn { txn, participants, write, phase, retransmit });

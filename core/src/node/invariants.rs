@@ -25,7 +25,7 @@ impl Node {
         for key in sh.reads.waiting_keys() {
             ensure(sh.locks.is_locked(key), || format!("a read waits on unlocked key {key:?}"))?;
         }
-        Ok(())
+        sh.waiting_scans_are_blocked().map_err(InvariantViolation)
     }
 }
 
@@ -38,15 +38,15 @@ mod tests {
     use crate::config::Config;
     use crate::ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
     use crate::message::{Decision, Message, Vote};
-    use crate::operation::{Operation, Request, WriteOp};
+    use crate::operation::{Operation, Request, TxnOp};
     use crate::record::Record;
     use crate::time::Time;
     use crate::timers::Timer;
 
     const NOW: Time = Time::from_nanos(1_000_000);
 
-    fn put(key: &str) -> WriteOp {
-        WriteOp::Put { key: key.as_bytes().to_vec(), value: b"v".to_vec() }
+    fn put(key: &str) -> TxnOp {
+        TxnOp::Put { key: key.as_bytes().to_vec(), value: b"v".to_vec() }
     }
 
     /// Node 0 of three, started and booted.

@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigError};
 use crate::ids::{Lsn, NodeId, ReplyTo};
 use crate::message::Message;
 use crate::operation::{Operation, Reply, Request};
-use crate::record::{Entry, Record, Snapshot, SnapshotHeader, chunk_entries};
+use crate::record::{Record, Snapshot, SnapshotHeader, VersionedEntry, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
 use crate::time::Time;
@@ -109,7 +109,7 @@ impl Node {
         // Every recovered record counts as made now: its age before the crash is not known,
         // and keeping it a retention longer is safe.
         let completions = Completions::new(config.bounds.completions_max, Self::completion_retention(&config), now);
-        let recovered = Recovered::replay(records, config.id, completions)?;
+        let recovered = Recovered::replay(records, config.id, config.limits, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, decisions, .. } = recovered;
         let mut node = Node {
@@ -147,6 +147,9 @@ impl Node {
         match request.operation {
             Operation::Get { key } => sh.read(now, reply_to, request.id, key),
             Operation::Txn { ops } => coordinator.coordinate(sh, participant, now, reply_to, request.id, ops),
+            Operation::Scan { start, end, limit, keys_only } => {
+                sh.scan(now, reply_to, request.id, reads::Scan { start, end, limit, keys_only })
+            }
         }
     }
 
@@ -297,8 +300,16 @@ impl Node {
     /// would rebuild. Volatile state (undecided transactions this node coordinates, with their
     /// own shares) is left out, exactly as a crash would lose it.
     pub fn snapshot(&self) -> Snapshot {
-        let entries = self.shared.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
-        Snapshot::from_parts(self.snapshot_header(), entries)
+        Snapshot::from_parts(self.snapshot_header(), self.versioned_entries().collect())
+    }
+
+    /// The store's entries as snapshots log them.
+    fn versioned_entries(&self) -> impl Iterator<Item = VersionedEntry> + '_ {
+        self.shared.store.iter_versioned().map(|(key, v)| VersionedEntry {
+            key: key.clone(),
+            value: v.value.clone(),
+            version: v.version,
+        })
     }
 
     /// The snapshot without the store's entries: each role's part, and the completion records.
@@ -322,12 +333,11 @@ impl Node {
         // Begin, entries and end go out together, with nothing between them: the store
         // cannot change while they are written, so the snapshot is of one moment.
         let header = self.snapshot_header();
+        let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBegin(Box::new(header)));
-        let entries = sh.store.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() });
-        let chunks: Vec<Vec<Entry>> = chunk_entries(entries).collect();
         for chunk in chunks {
-            sh.persist(Record::SnapshotEntries(chunk));
+            sh.persist(Record::SnapshotVersionedEntries(chunk));
         }
         sh.persist(Record::SnapshotEnd { entries: sh.store.len() as u64 });
         sh.outbox.snapshot_written();

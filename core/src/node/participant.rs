@@ -126,8 +126,8 @@ impl Participant {
         self.prepared.insert(record.txn, PreparedTxn { record: record.clone(), state, query_interval, queries: 0 });
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote {
-            if sh.canary(Canary::ApplyAtPrepare) && sh.store.check(&record.ops).is_ok() {
-                sh.store.apply(&record.ops);
+            if sh.canary(Canary::ApplyAtPrepare) {
+                let _ = sh.store.run(&record.ops, &sh.config.limits);
             }
             let lsn = sh.persist(Record::Prepared(record.clone()));
             sh.after_durable(lsn, AfterDurable::Vote(record.txn));
@@ -274,8 +274,8 @@ impl Participant {
         sh.timers.set(Timer::Participant(txn), next);
     }
 
-    /// Commits a prepared transaction here: applies its ops if they all can run (else
-    /// nothing), records the request's completion, releases the locks.
+    /// Commits a prepared transaction here: runs its ops (all apply, or none if one cannot
+    /// run), records the request's completion with the results, releases the locks.
     pub(super) fn commit_prepared(&mut self, sh: &mut Shared, txn: TxnId) -> Completed {
         let p = self.remove(sh, txn).expect("committing a transaction prepared here");
         // The other side of prepare's completion check: a request completes once. A prepared
@@ -286,12 +286,14 @@ impl Participant {
             "{txn} commits request {}, which completed already",
             p.record.request
         );
-        let outcome = Completed::of_check(sh.store.check(&p.record.ops));
+        let limits = sh.config.limits;
         let applied_at_prepare = sh.canary(Canary::ApplyAtPrepare) && p.state != PreparedState::OwnShare;
-        if outcome == Completed::Committed && !applied_at_prepare {
-            sh.store.apply(&p.record.ops);
-        }
-        sh.completions.record(p.record.request, outcome);
+        let outcome = if applied_at_prepare {
+            Completed::of_run(sh.store.check(&p.record.ops, &limits))
+        } else {
+            Completed::of_run(sh.store.run(&p.record.ops, &limits))
+        };
+        sh.completions.record(p.record.request, outcome.clone());
         sh.release(txn, &p.record.ops);
         outcome
     }

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
 use crate::message::Message;
-use crate::operation::{Outcome, Reply, WriteOp};
+use crate::operation::{Outcome, Reply, TxnOp};
 use crate::record::Record;
 use crate::store::Store;
 use crate::timers::Timers;
@@ -67,13 +67,13 @@ impl Shared {
 
     /// The nodes that hold the keys of `ops`. Every node holds every key today; routing every
     /// participant choice through here keeps partial replication a local change.
-    pub(super) fn participants_for(&self, _ops: &[WriteOp]) -> NodeSet {
+    pub(super) fn participants_for(&self, _ops: &[TxnOp]) -> NodeSet {
         self.config.members
     }
 
     /// Releases the locks `txn` holds on the keys of `ops`, and answers the reads that waited
     /// on them.
-    pub(super) fn release(&mut self, txn: TxnId, ops: &[WriteOp]) {
+    pub(super) fn release(&mut self, txn: TxnId, ops: &[TxnOp]) {
         self.locks.release_all(txn, ops);
         self.wake_reads(ops);
     }

@@ -6,7 +6,7 @@
 
 use dkv_core::{
     ClientId, Config, Input, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record, Reply, ReplyTo, Request,
-    RequestId, Time, WriteOp, compaction,
+    RequestId, Time, TxnOp, compaction,
 };
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -36,16 +36,16 @@ pub struct Cluster {
     next_reply_to: u64,
 }
 
-pub fn put(key: &str, value: &str) -> WriteOp {
-    WriteOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
+pub fn put(key: &str, value: &str) -> TxnOp {
+    TxnOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
 }
-pub fn update(key: &str, value: &str) -> WriteOp {
-    WriteOp::Update { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
+pub fn update(key: &str, value: &str) -> TxnOp {
+    TxnOp::Update { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
 }
-pub fn delete(key: &str) -> WriteOp {
-    WriteOp::Delete { key: key.as_bytes().to_vec() }
+pub fn delete(key: &str) -> TxnOp {
+    TxnOp::Delete { key: key.as_bytes().to_vec() }
 }
-pub fn txn(client: u64, seq: u64, ops: Vec<WriteOp>) -> Request {
+pub fn txn(client: u64, seq: u64, ops: Vec<TxnOp>) -> Request {
     Request { id: RequestId { client: ClientId(client), seq }, operation: Operation::Txn { ops } }
 }
 pub fn get(client: u64, seq: u64, key: &str) -> Request {

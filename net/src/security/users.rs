@@ -79,7 +79,25 @@ impl User {
     pub fn refuses(&self, operation: &Operation) -> Option<String> {
         let (keys, writes): (Vec<&[u8]>, bool) = match operation {
             Operation::Get { key } => (vec![key.as_slice()], false),
-            Operation::Txn { ops } => (ops.iter().map(|op| op.key()).collect(), true),
+            Operation::Txn { ops } => (ops.iter().map(|op| op.key()).collect(), ops.iter().any(|op| op.writes())),
+            Operation::Scan { start, end, .. } => {
+                // The whole range must lie within the prefix: it starts there and ends no later
+                // than the prefix's last key.
+                let prefix_end = dkv_core::prefix_end(&self.prefix);
+                let within = match (end, &prefix_end) {
+                    (_, None) => true,
+                    (Some(end), Some(prefix_end)) => end <= prefix_end,
+                    (None, Some(_)) => false,
+                };
+                if !within {
+                    return Some(format!(
+                        "user {} may only scan keys starting with '{}'; end the scan by that prefix's end",
+                        self.name,
+                        String::from_utf8_lossy(&self.prefix)
+                    ));
+                }
+                (vec![start.as_slice()], false)
+            }
         };
         if writes && self.role == Role::Read {
             return Some(format!("user {} may only read", self.name));
@@ -289,7 +307,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::{ClientId, RequestId, WriteOp};
+    use dkv_core::{ClientId, RequestId, TxnOp};
 
     fn user(role: Role, prefix: &str) -> User {
         User::new("ann".into(), role, prefix.as_bytes().to_vec(), [3; TOKEN_BYTES])
@@ -300,7 +318,7 @@ mod tests {
     }
 
     fn put(key: &str) -> Operation {
-        Operation::Txn { ops: vec![WriteOp::Put { key: key.as_bytes().to_vec(), value: vec![] }] }
+        Operation::Txn { ops: vec![TxnOp::Put { key: key.as_bytes().to_vec(), value: vec![] }] }
     }
 
     /// Roles and prefixes decide what a user may do, and a refusal says why.

@@ -4,7 +4,7 @@
 
 use super::Violation;
 use crate::history::{History, OpKind, Result as OpResult, show};
-use dkv_core::WriteOp;
+use dkv_core::TxnOp;
 use dkv_core::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,8 +27,9 @@ pub fn check(history: &History, final_store: &Store) -> Vec<Violation> {
         let mut last: BTreeMap<&[u8], Option<Vec<u8>>> = BTreeMap::new();
         for o in ops {
             let effect = match o {
-                WriteOp::Put { value, .. } | WriteOp::Update { value, .. } => Some(value.clone()),
-                WriteOp::Delete { .. } => None,
+                TxnOp::Put { value, .. } | TxnOp::Update { value, .. } => Some(value.clone()),
+                TxnOp::Delete { .. } => None,
+                _ => unimplemented!("the workload draws no such op yet"),
             };
             last.insert(o.key(), effect);
         }
@@ -75,7 +76,7 @@ mod tests {
     use crate::history::Op;
     use dkv_core::ClientId;
 
-    fn write(invoke: u64, response: Option<u64>, ops: Vec<WriteOp>, result: OpResult) -> Op {
+    fn write(invoke: u64, response: Option<u64>, ops: Vec<TxnOp>, result: OpResult) -> Op {
         Op {
             client: ClientId(1),
             seq: invoke,
@@ -87,17 +88,17 @@ mod tests {
             abandoned_at: None,
         }
     }
-    fn put(k: &str, v: &str) -> Vec<WriteOp> {
-        vec![WriteOp::Put { key: k.into(), value: v.into() }]
+    fn put(k: &str, v: &str) -> Vec<TxnOp> {
+        vec![TxnOp::Put { key: k.into(), value: v.into() }]
     }
-    fn delete(k: &str) -> Vec<WriteOp> {
-        vec![WriteOp::Delete { key: k.into() }]
+    fn delete(k: &str) -> Vec<TxnOp> {
+        vec![TxnOp::Delete { key: k.into() }]
     }
     /// The store these committed ops leave, applied in order.
-    fn store(writes: &[Vec<WriteOp>]) -> Store {
+    fn store(writes: &[Vec<TxnOp>]) -> Store {
         let mut store = Store::default();
         for ops in writes {
-            store.apply(ops);
+            store.run(ops, &dkv_core::Limits::default()).expect("the ops apply");
         }
         store
     }
@@ -177,7 +178,7 @@ mod tests {
         let h = History { ops: vec![write(0, Some(10), put("k", "1"), OpResult::NotApplied)] };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
-        let failed = vec![WriteOp::Update { key: "absent".into(), value: "x".into() }, put("k", "1").remove(0)];
+        let failed = vec![TxnOp::Update { key: "absent".into(), value: "x".into() }, put("k", "1").remove(0)];
         let h = History { ops: vec![write(0, Some(10), failed, OpResult::FailedAt(0))] };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);
@@ -188,7 +189,7 @@ mod tests {
     /// Within a transaction the last op on a key is its effect: put then delete leaves nothing.
     #[test]
     fn last_op_of_a_transaction_on_a_key_is_its_effect() {
-        let ops = vec![WriteOp::Put { key: "k".into(), value: "1".into() }, WriteOp::Delete { key: "k".into() }];
+        let ops = vec![TxnOp::Put { key: "k".into(), value: "1".into() }, TxnOp::Delete { key: "k".into() }];
         let h = History { ops: vec![write(0, Some(10), ops, OpResult::Committed)] };
         assert!(check(&h, &store(&[])).is_empty());
         assert_eq!(keys_at_fault(&h, &store(&[put("k", "1")])), ["k"]);

@@ -16,7 +16,7 @@
 
 use super::Violation;
 use crate::history::{History, Op, OpKind, Result as OpResult, show};
-use dkv_core::WriteOp;
+use dkv_core::TxnOp;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -56,16 +56,16 @@ enum Effect {
         value: Option<Vec<u8>>,
     },
     /// Must apply cleanly.
-    Commit(Vec<WriteOp>),
+    Commit(Vec<TxnOp>),
     /// Must fail exactly at op `at`.
     FailAt {
-        ops: Vec<WriteOp>,
+        ops: Vec<TxnOp>,
         at: u32,
     },
     /// May apply (if it applies cleanly) or never take effect.
-    Maybe(Vec<WriteOp>),
+    Maybe(Vec<TxnOp>),
     /// Takes effect exactly once: applies if it applies cleanly, else fails and applies nothing.
-    Happened(Vec<WriteOp>),
+    Happened(Vec<TxnOp>),
 }
 
 impl SearchOp {
@@ -121,21 +121,22 @@ type Memo = HashSet<(u64, u64), BuildHasherDefault<PrehashedHasher>>;
 /// The index of the first op that finds its key missing, running `ops` in order on `store`.
 /// Written independently of dkv-core's store: the checker is a second implementation of the
 /// rules, not a copy of the code it checks.
-fn first_failure(store: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[WriteOp]) -> Option<u32> {
+fn first_failure(store: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[TxnOp]) -> Option<u32> {
     let mut exists: BTreeMap<&[u8], bool> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
         let key = op.key();
         let present = *exists.entry(key).or_insert_with(|| store.contains_key(key));
         match op {
-            WriteOp::Put { .. } => {
+            TxnOp::Put { .. } => {
                 exists.insert(key, true);
             }
-            WriteOp::Update { .. } if !present => return Some(i as u32),
-            WriteOp::Update { .. } => {}
-            WriteOp::Delete { .. } if !present => return Some(i as u32),
-            WriteOp::Delete { .. } => {
+            TxnOp::Update { .. } if !present => return Some(i as u32),
+            TxnOp::Update { .. } => {}
+            TxnOp::Delete { .. } if !present => return Some(i as u32),
+            TxnOp::Delete { .. } => {
                 exists.insert(key, false);
             }
+            _ => unimplemented!("the workload draws no such op yet"),
         }
     }
     None
@@ -175,16 +176,15 @@ impl State {
     }
 
     /// Applies ops that apply cleanly; returns how to undo them.
-    fn apply(&mut self, ops: &[WriteOp]) -> Undo {
+    fn apply(&mut self, ops: &[TxnOp]) -> Undo {
         let keys: BTreeSet<&[u8]> = ops.iter().map(|op| op.key()).collect();
         let undo: Undo =
             keys.into_iter().map(|k| Before { key: k.to_vec(), value: self.store.get(k).cloned() }).collect();
         for op in ops {
             match op {
-                WriteOp::Put { key, value } | WriteOp::Update { key, value } => {
-                    self.set(key.clone(), Some(value.clone()))
-                }
-                WriteOp::Delete { key } => self.set(key.clone(), None),
+                TxnOp::Put { key, value } | TxnOp::Update { key, value } => self.set(key.clone(), Some(value.clone())),
+                TxnOp::Delete { key } => self.set(key.clone(), None),
+                _ => unimplemented!("the workload draws no such op yet"),
             }
         }
         undo
@@ -387,7 +387,7 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
             Effect::Read { key: k.clone(), value: value.clone() }
         }
         (OpKind::Txn { ops }, result) => {
-            let mine: Vec<WriteOp> = ops.iter().filter(|o| touches(o.key())).cloned().collect();
+            let mine: Vec<TxnOp> = ops.iter().filter(|o| touches(o.key())).cloned().collect();
             if mine.is_empty() {
                 return None;
             }
@@ -404,8 +404,7 @@ fn project(op: &Op, origin: usize, key: Option<&[u8]>) -> Option<SearchOp> {
                         // It failed on another key: for this key it did nothing.
                         return None;
                     }
-                    let upto: Vec<WriteOp> =
-                        ops[..=*at as usize].iter().filter(|o| touches(o.key())).cloned().collect();
+                    let upto: Vec<TxnOp> = ops[..=*at as usize].iter().filter(|o| touches(o.key())).cloned().collect();
                     let at = (upto.len() - 1) as u32;
                     Effect::FailAt { ops: upto, at }
                 }
@@ -516,7 +515,7 @@ mod tests {
         }
     }
     fn put(k: &str, v: &str) -> OpKind {
-        OpKind::Txn { ops: vec![WriteOp::Put { key: k.into(), value: v.into() }] }
+        OpKind::Txn { ops: vec![TxnOp::Put { key: k.into(), value: v.into() }] }
     }
     fn get(k: &str) -> OpKind {
         OpKind::Get { key: k.into() }
@@ -568,8 +567,8 @@ mod tests {
     fn fractured_read_is_caught_across_keys() {
         let both = OpKind::Txn {
             ops: vec![
-                WriteOp::Put { key: "a".into(), value: "1".into() },
-                WriteOp::Put { key: "b".into(), value: "1".into() },
+                TxnOp::Put { key: "a".into(), value: "1".into() },
+                TxnOp::Put { key: "b".into(), value: "1".into() },
             ],
         };
         let h = History {
@@ -612,8 +611,8 @@ mod tests {
             0,
             OpKind::Txn {
                 ops: vec![
-                    WriteOp::Update { key: "a".into(), value: "1".into() },
-                    WriteOp::Put { key: "b".into(), value: "1".into() },
+                    TxnOp::Update { key: "a".into(), value: "1".into() },
+                    TxnOp::Put { key: "b".into(), value: "1".into() },
                 ],
             },
             OpResult::Happened,
@@ -694,10 +693,7 @@ mod tests {
     #[test]
     fn transactions_seen_in_two_orders_are_caught() {
         let both = |v: &str| OpKind::Txn {
-            ops: vec![
-                WriteOp::Put { key: "a".into(), value: v.into() },
-                WriteOp::Put { key: "b".into(), value: v.into() },
-            ],
+            ops: vec![TxnOp::Put { key: "a".into(), value: v.into() }, TxnOp::Put { key: "b".into(), value: v.into() }],
         };
         let h = History {
             ops: vec![
@@ -715,7 +711,7 @@ mod tests {
     /// An update that found its key missing is an observation: it cannot follow a put.
     #[test]
     fn failed_update_observes_absence() {
-        let upd = OpKind::Txn { ops: vec![WriteOp::Update { key: "k".into(), value: "2".into() }] };
+        let upd = OpKind::Txn { ops: vec![TxnOp::Update { key: "k".into(), value: "2".into() }] };
         let h = History {
             ops: vec![op(0, 10, put("k", "1"), OpResult::Committed), op(20, 30, upd, OpResult::FailedAt(0))],
         };
