@@ -105,11 +105,11 @@ fn scan_and_keys_list_keys() {
     let users: Vec<(String, String)> = (0..60).map(|i| (format!("user:{i:03}"), "x".to_string())).collect();
     let () = a.mset(&users).unwrap();
     let () = a.mset(&[("item:1", "y"), ("item:2", "y")]).unwrap();
-    let mut seen: Vec<String> = b.scan_match::<_, String>("user:*").unwrap().collect();
+    let mut seen: Vec<String> = b.scan_match::<_, String>("user:*").unwrap().collect::<RedisResult<_>>().unwrap();
     seen.sort();
     let expected: Vec<String> = users.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(seen, expected);
-    let mut everything: Vec<String> = b.scan::<String>().unwrap().collect();
+    let mut everything: Vec<String> = b.scan::<String>().unwrap().collect::<RedisResult<_>>().unwrap();
     everything.sort();
     assert_eq!(everything.len(), 62);
     let mut items: Vec<String> = b.keys("item:*").unwrap();

@@ -327,10 +327,10 @@ fn is_write(operation: &Operation) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::{FailReason, OpFailure, WriteOp};
+    use dkv_core::{FailReason, OpFailure, TxnOp};
 
     fn put(key: &str) -> Operation {
-        Operation::Txn { ops: vec![WriteOp::Put { key: key.into(), value: b"v".to_vec() }] }
+        Operation::Txn { ops: vec![TxnOp::Put { key: key.into(), value: b"v".to_vec() }] }
     }
 
     fn get(key: &str) -> Operation {
@@ -366,8 +366,8 @@ mod tests {
                 assert_eq!(request.id.seq, last.seq + 1);
             }
             last = Some(request.id);
-            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed)).unwrap();
-            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed) });
+            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed(Vec::new()))).unwrap();
+            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed(Vec::new())) });
         }
         assert_eq!(gateway.client_ids(), 1);
         assert_eq!(gateway.running(), 0);
@@ -416,8 +416,8 @@ mod tests {
         let (resend, answers) = gateway.on_timeout(wake);
         assert_eq!(resend, vec![request.clone()]);
         assert!(answers.is_empty());
-        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed)).unwrap();
-        assert_eq!(answer.result, Ok(Outcome::Committed));
+        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed(Vec::new()))).unwrap();
+        assert_eq!(answer.result, Ok(Outcome::Committed(Vec::new())));
         assert_eq!(answer.asker, asker(5));
     }
 
@@ -466,9 +466,9 @@ mod tests {
         let mut gateway = Gateway::new(limits(1), 7);
         let request = gateway.start(at(0), asker(5), put("k")).unwrap();
         let stranger = RequestId { client: ClientId(1), seq: 1 };
-        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed)), None);
-        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed)).is_some());
-        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed)), None);
+        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed(Vec::new()))), None);
+        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(Vec::new()))).is_some());
+        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(Vec::new()))), None);
     }
 
     /// Two gateways (two processes) use different client ids.

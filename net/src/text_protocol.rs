@@ -17,7 +17,7 @@
 
 use crate::gateway::GatewayError;
 use crate::session::{SessionContext, StreamSession};
-use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, Time, WriteOp};
+use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, Time, TxnOp};
 use std::time::Duration;
 
 /// Requests up to this many bytes are complete once their three fields have arrived: the
@@ -57,10 +57,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<TextRequest> {
     }
     let (key, value) = (key.to_vec(), value.to_vec());
     let (op, operation) = match op {
-        b"0" => (OpCode::Update, Operation::Txn { ops: vec![WriteOp::Update { key, value }] }),
+        b"0" => (OpCode::Update, Operation::Txn { ops: vec![TxnOp::Update { key, value }] }),
         b"1" => (OpCode::Get, Operation::Get { key }),
-        b"2" => (OpCode::Delete, Operation::Txn { ops: vec![WriteOp::Delete { key }] }),
-        b"3" => (OpCode::Put, Operation::Txn { ops: vec![WriteOp::Put { key, value }] }),
+        b"2" => (OpCode::Delete, Operation::Txn { ops: vec![TxnOp::Delete { key }] }),
+        b"3" => (OpCode::Put, Operation::Txn { ops: vec![TxnOp::Put { key, value }] }),
         _ => return None,
     };
     Some(TextRequest { op, operation })
@@ -73,10 +73,10 @@ pub(crate) fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u
         Err(error) => return failure(&error.to_string()),
     };
     match (op, outcome) {
-        (OpCode::Put, Outcome::Committed) => b"0:Added".to_vec(),
-        (OpCode::Update, Outcome::Committed) => b"0:updated".to_vec(),
-        (OpCode::Delete, Outcome::Committed) => b"0:deleted".to_vec(),
-        (OpCode::Get, Outcome::Value(value)) => [b"0:".as_slice(), value].concat(),
+        (OpCode::Put, Outcome::Committed(_)) => b"0:Added".to_vec(),
+        (OpCode::Update, Outcome::Committed(_)) => b"0:updated".to_vec(),
+        (OpCode::Delete, Outcome::Committed(_)) => b"0:deleted".to_vec(),
+        (OpCode::Get, Outcome::Value { value, .. }) => [b"0:".as_slice(), value].concat(),
         (OpCode::Get, Outcome::NotFound) | (_, Outcome::Failed(OpFailure { reason: FailReason::KeyNotFound, .. })) => {
             b"1:key does not exist".to_vec()
         }
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use dkv_core::{LimitError, RejectReason, TryAgainReason};
 
-    fn txn(op: WriteOp) -> Operation {
+    fn txn(op: TxnOp) -> Operation {
         Operation::Txn { ops: vec![op] }
     }
 
@@ -213,12 +213,12 @@ mod tests {
     fn requests_parse_as_the_original_server_split_them() {
         let parsed = |bytes: &[u8]| parse(bytes).map(|r| (r.op, r.operation));
         let (k, v) = (b"k".to_vec(), b"v".to_vec());
-        assert_eq!(parsed(b"3:k:v"), Some((OpCode::Put, txn(WriteOp::Put { key: k.clone(), value: v.clone() }))));
-        assert_eq!(parsed(b"0:k:v"), Some((OpCode::Update, txn(WriteOp::Update { key: k.clone(), value: v }))));
-        assert_eq!(parsed(b"2:k:None"), Some((OpCode::Delete, txn(WriteOp::Delete { key: k.clone() }))));
+        assert_eq!(parsed(b"3:k:v"), Some((OpCode::Put, txn(TxnOp::Put { key: k.clone(), value: v.clone() }))));
+        assert_eq!(parsed(b"0:k:v"), Some((OpCode::Update, txn(TxnOp::Update { key: k.clone(), value: v }))));
+        assert_eq!(parsed(b"2:k:None"), Some((OpCode::Delete, txn(TxnOp::Delete { key: k.clone() }))));
         assert_eq!(parsed(b"1:k:None"), Some((OpCode::Get, Operation::Get { key: k })));
         assert_eq!(parsed(b"1::None"), Some((OpCode::Get, Operation::Get { key: Vec::new() })), "empty key");
-        assert_eq!(parsed(b"3:k:"), Some((OpCode::Put, txn(WriteOp::Put { key: b"k".to_vec(), value: Vec::new() }))));
+        assert_eq!(parsed(b"3:k:"), Some((OpCode::Put, txn(TxnOp::Put { key: b"k".to_vec(), value: Vec::new() }))));
         for invalid in [&b"3:k:v:w"[..], b"3:k", b"3", b"", b"4:k:v", b"9:k:v", b"03:k:v", b"x:k:v", b":k:v"] {
             assert_eq!(parse(invalid), None, "{:?}", String::from_utf8_lossy(invalid));
         }
@@ -230,10 +230,10 @@ mod tests {
     fn replies_are_the_original_servers() {
         let not_found = Outcome::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
         let cases: Vec<(OpCode, Result<Outcome, GatewayError>, &[u8])> = vec![
-            (OpCode::Put, Ok(Outcome::Committed), b"0:Added"),
-            (OpCode::Update, Ok(Outcome::Committed), b"0:updated"),
-            (OpCode::Delete, Ok(Outcome::Committed), b"0:deleted"),
-            (OpCode::Get, Ok(Outcome::Value(b"v:w".to_vec())), b"0:v:w"),
+            (OpCode::Put, Ok(Outcome::Committed(Vec::new())), b"0:Added"),
+            (OpCode::Update, Ok(Outcome::Committed(Vec::new())), b"0:updated"),
+            (OpCode::Delete, Ok(Outcome::Committed(Vec::new())), b"0:deleted"),
+            (OpCode::Get, Ok(Outcome::Value { value: b"v:w".to_vec(), version: 1 }), b"0:v:w"),
             (OpCode::Get, Ok(Outcome::NotFound), b"1:key does not exist"),
             (OpCode::Update, Ok(not_found.clone()), b"1:key does not exist"),
             (OpCode::Delete, Ok(not_found), b"1:key does not exist"),

@@ -6,7 +6,6 @@
 mod common;
 
 use common::TestCluster;
-use dkv_core::Outcome;
 use dkv_net::security::credentials::NewUser;
 use dkv_net::security::users::Role;
 use dkv_net::{ClientTransport, ServerConfig, ServerStats, Transport};
@@ -92,7 +91,7 @@ fn original_protocol_over_tcp_answers_byte_for_byte() {
     // What the text protocol wrote, dkv's own client reads.
     assert_eq!(tcp(cluster.addrs[0], b"3:shared:from text"), b"0:Added");
     let mut client = cluster.client(1, ClientTransport::Tcp);
-    assert_eq!(client.get("shared").unwrap(), Outcome::Value(b"from text".to_vec()));
+    assert_eq!(client.get("shared").unwrap().found(), Some(&b"from text".to_vec()));
 }
 
 /// Over UDP, each request datagram gets the original reply as one datagram to its source.
