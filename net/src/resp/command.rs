@@ -241,7 +241,7 @@ pub fn parse(args: Vec<Bytes>) -> Result<Command, Reply> {
             data(DataCommand::MGet(rest))
         }
         "MSET" | "MSETNX" => {
-            arity(n >= 2 && n % 2 == 0)?;
+            arity(n >= 2 && n.is_multiple_of(2))?;
             let mut pairs = Vec::with_capacity(n / 2);
             let mut rest = rest.into_iter();
             while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
