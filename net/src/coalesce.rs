@@ -27,6 +27,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Batches one node runs at once at most.
 const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// Writes waiting for a batch at most. A connection has one at a time, but datagrams of the
+/// text protocol come at any rate: past this, a write is answered "busy" at once.
+pub(crate) const WAITING_MAX: usize = 16_384;
 
 /// One asker's write, waiting or in a batch.
 struct Member {
@@ -63,9 +66,14 @@ impl Coalescer {
         Coalescer { limits, waiting: VecDeque::new(), running: BTreeMap::new(), held: BTreeMap::new(), last_tag: 0 }
     }
 
-    /// Takes a write to run in the next batch.
-    pub(crate) fn add(&mut self, asker: Asker, ops: Vec<TxnOp>) {
+    /// Takes a write to run in a coming batch; refused (the caller answers "busy") when
+    /// [`WAITING_MAX`] writes wait already.
+    pub(crate) fn add(&mut self, asker: Asker, ops: Vec<TxnOp>) -> Result<(), GatewayError> {
+        if self.waiting.len() >= WAITING_MAX {
+            return Err(GatewayError::Busy { max: WAITING_MAX });
+        }
         self.waiting.push_back(Member { asker, ops, alone: false });
+        Ok(())
     }
 
     /// Whether a write waits that could start now (no running batch holds its keys).
@@ -200,8 +208,8 @@ mod tests {
     #[test]
     fn one_turns_writes_are_one_transaction_answered_apart() {
         let mut coalescer = Coalescer::new(Limits::default());
-        coalescer.add(asker(1), vec![put("a")]);
-        coalescer.add(asker(2), vec![put("a"), put("b")]);
+        coalescer.add(asker(1), vec![put("a")]).unwrap();
+        coalescer.add(asker(2), vec![put("a"), put("b")]).unwrap();
         let starts = coalescer.take_ready();
         assert_eq!(starts.len(), 1);
         assert!(matches!(&starts[0].operation, Operation::Txn { ops } if ops.len() == 3));
@@ -220,8 +228,8 @@ mod tests {
     #[test]
     fn a_failed_batch_reruns_its_members_alone() {
         let mut coalescer = Coalescer::new(Limits::default());
-        coalescer.add(asker(1), vec![put("a")]);
-        coalescer.add(asker(2), vec![put("b")]);
+        coalescer.add(asker(1), vec![put("a")]).unwrap();
+        coalescer.add(asker(2), vec![put("b")]).unwrap();
         let start = coalescer.take_ready().pop().unwrap();
         let failure = Outcome::Failed(OpFailure { op_index: 1, reason: FailReason::NotAnInteger });
         assert!(coalescer.complete(start.tag, Ok(failure.clone())).is_empty());
@@ -240,10 +248,10 @@ mod tests {
     #[test]
     fn running_batches_never_share_a_key() {
         let mut coalescer = Coalescer::new(Limits::default());
-        coalescer.add(asker(1), vec![put("a")]);
+        coalescer.add(asker(1), vec![put("a")]).unwrap();
         let first = coalescer.take_ready().pop().unwrap();
-        coalescer.add(asker(2), vec![put("a")]);
-        coalescer.add(asker(3), vec![put("c")]);
+        coalescer.add(asker(2), vec![put("a")]).unwrap();
+        coalescer.add(asker(3), vec![put("c")]).unwrap();
         let starts = coalescer.take_ready();
         assert_eq!(starts.len(), 1);
         assert!(matches!(&starts[0].operation, Operation::Txn { ops } if ops == &vec![put("c")]));
@@ -259,7 +267,7 @@ mod tests {
     fn writes_of_one_key_share_a_batch() {
         let mut coalescer = Coalescer::new(Limits::default());
         for i in 0..50 {
-            coalescer.add(asker(i), vec![put("hot")]);
+            coalescer.add(asker(i), vec![put("hot")]).unwrap();
         }
         let starts = coalescer.take_ready();
         assert_eq!(starts.len(), 1);
@@ -269,13 +277,23 @@ mod tests {
         assert_eq!(order, (0..50).map(asker).collect::<Vec<_>>());
     }
 
+    /// The writes waiting are bounded: past the bound, a write is refused as busy.
+    #[test]
+    fn waiting_writes_are_bounded() {
+        let mut coalescer = Coalescer::new(Limits::default());
+        for i in 0..WAITING_MAX {
+            coalescer.add(asker(i), vec![put("k")]).unwrap();
+        }
+        assert_eq!(coalescer.add(asker(0), vec![put("k")]), Err(GatewayError::Busy { max: WAITING_MAX }));
+    }
+
     /// A batch stays within the transaction limits; the rest waits for the next.
     #[test]
     fn batches_stay_within_the_limits() {
         let limits = Limits { txn_ops_max: 3, ..Limits::default() };
         let mut coalescer = Coalescer::new(limits);
         for i in 0..5 {
-            coalescer.add(asker(i), vec![put(&format!("k{i}"))]);
+            coalescer.add(asker(i), vec![put(&format!("k{i}"))]).unwrap();
         }
         let starts = coalescer.take_ready();
         let sizes: Vec<usize> = starts

@@ -947,7 +947,11 @@ impl Server {
         ServerStats::add(&self.stats.gateway_requests, 1);
         if let Operation::Txn { ops } = operation {
             // Writes wait for the end of the turn, to run together (see `Coalescer`).
-            return self.coalescer.add(asker, ops);
+            if let Err(error) = self.coalescer.add(asker, ops) {
+                ServerStats::add(&self.stats.gateway_busy, 1);
+                self.answers.push_back(Answer { asker, result: Err(error) });
+            }
+            return;
         }
         self.start_in_gateway(now, asker, operation);
     }
