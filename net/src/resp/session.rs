@@ -1092,6 +1092,25 @@ mod tests {
         assert!(quitting.finished());
     }
 
+    /// A command whose end never comes is given up on when the connection says so: earlier
+    /// commands are answered first, then the error, then the session ends.
+    #[test]
+    fn a_partial_command_is_abandoned_in_order() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        assert_eq!(talk(&mut session, &mut host, "SET a 1\r\n*2\r\n$3\r\nGET\r\n$1"), "+OK\r\n");
+        assert!(session.holds_partial_command());
+        session.abandon_partial_command(10);
+        assert_eq!(
+            talk(&mut session, &mut host, ""),
+            "-ERR Protocol error: a command did not complete within 10 s\r\n"
+        );
+        assert!(session.finished());
+        let mut full = self::session();
+        full.limits.pipeline_commands_max = 1;
+        full.receive(b"GET a\r\nGET b\r\n");
+        assert!(!full.holds_partial_command(), "whole commands waiting for room are not partial");
+    }
+
     /// The pipeline queue is bounded: past its count, the session takes no more input until
     /// commands run.
     #[test]
