@@ -7,7 +7,8 @@
 # with -9, restart it, check that writes through the restarted node and through another node
 # commit, that every acknowledged write is there on every node, and that the nodes agree on
 # every write whose outcome the client did not learn (exit 5, unavailable; any other failure
-# fails the test). Servers are always stopped at the end (trap); any mismatch, and any command
+# fails the test). The original project's text protocol is checked byte for byte on the same
+# ports, spoken as its client.py speaks it. Servers are always stopped at the end (trap); any mismatch, and any command
 # that fails unexpectedly, exits non-zero.
 #
 # Usage: ./test.sh            (builds the debug binaries first; set PROFILE=release to use those)
@@ -192,6 +193,56 @@ redis_cli_phase() {
     echo "   redis-cli: commands, MULTI/EXEC across keys and a lost WATCH race answered as Redis would"
 }
 
+# One request of the original project's text protocol, sent the way its client.py sends it
+# (a socket per request, one send, one recv of at most 1,024 bytes), to node `id` in this
+# mode's transport; prints the reply.
+original_request() { # id request
+    python3 - "$MODE" $((BASE + $1)) "$2" <<'PY'
+import socket, sys
+mode, port, request = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kind = socket.SOCK_DGRAM if mode == "udp" else socket.SOCK_STREAM
+sock = socket.socket(socket.AF_INET, kind)
+sock.settimeout(15)
+sock.connect(("127.0.0.1", port))
+sock.send(request.encode())
+reply = sock.recv(1024)
+sock.close()
+sys.stdout.write(reply.decode())
+PY
+}
+
+# expect_original ID REQUEST EXPECTED_REPLY
+expect_original() {
+    local out
+    out=$(original_request "$1" "$2" 2>"$WORK/client.err") || fail "$MODE: original request '$2' to node $1 failed: $(cat "$WORK/client.err")"
+    CHECKS=$((CHECKS + 1))
+    [[ $out == "$3" ]] || fail "$MODE: original request '$2' to node $1 got '$out', expected '$3'"
+}
+
+# The original text protocol on the same port, byte for byte, and the same data as dkv-client's.
+original_protocol() {
+    if ! command -v python3 >/dev/null; then
+        echo "   no python3 here: the original protocol's phase is skipped"
+        return
+    fi
+    local value
+    value=$(random_value)
+    expect_original 0 "1:orig:None" "1:key does not exist"
+    expect_original 1 "0:orig:$value" "1:key does not exist"
+    expect_original 2 "3:orig:$value" "0:Added"
+    expect 0 "$value" 0 get orig
+    expect_original 1 "1:orig:None" "0:$value"
+    expect_original 2 "0:orig:$value-2" "0:updated"
+    expect_original 0 "1:orig:None" "0:$value-2"
+    expect_original 1 "2:orig:None" "0:deleted"
+    expect_original 2 "2:orig:None" "1:key does not exist"
+    expect 3 "" 1 get orig
+    expect_original 0 "3:a:b:c" "1:Invalid input"
+    expect_original 1 "7:orig:x" "1:Invalid input"
+    EXPECTED[orig]=""
+    echo "   the original text protocol answered byte for byte"
+}
+
 run_mode() { # udp | tcp
     MODE=$1
     MODE_FLAG=$([[ $MODE == udp ]] && echo -u || echo -t)
@@ -242,6 +293,9 @@ run_mode() { # udp | tcp
     EXPECTED[t2]=""
     check_all_expected
     if [[ $MODE == tcp ]]; then redis_cli_phase; fi
+
+    original_protocol
+    check_all_expected
 
     # kill -9 one node while a client writes; restart it; nothing acknowledged may be lost.
     : >"$WORK/$MODE-writes"

@@ -183,8 +183,10 @@ fn permission_denied_exits_6_over_udp() {
     permission_denied_exits_6(Mode::Udp);
 }
 
-/// `--json` prints one object per run: ok, op, key (not for txn), outcome, value (for a
-/// found get), error (for anything but success) and exit_code, matching the exit status.
+/// `--json` prints one object per run: ok, op, key (not for txn), outcome, value and version
+/// (for a found get), results (for a txn), op_index (of a failed op), error (for anything but
+/// success) and exit_code,
+/// matching the exit status.
 #[test]
 fn json_output_has_the_documented_fields() {
     let cluster = ProcessCluster::start(Mode::Tcp);
@@ -197,11 +199,14 @@ fn json_output_has_the_documented_fields() {
     );
     assert_eq!(
         json_run(1, &["get", "k"]),
-        ok(json!({"ok": true, "op": "get", "key": "k", "outcome": "value", "value": "v1", "exit_code": 0}))
+        ok(
+            json!({"ok": true, "op": "get", "key": "k", "outcome": "value", "value": "v1", "version": 1, "exit_code": 0})
+        )
     );
     assert_eq!(
         json_run(2, &["txn", "put:a=1", "update:k=v2"]),
-        ok(json!({"ok": true, "op": "txn", "outcome": "committed", "exit_code": 0}))
+        ok(json!({"ok": true, "op": "txn", "outcome": "committed", "exit_code": 0,
+                  "results": [{"version": 1}, {"version": 2}]}))
     );
 
     let (object, error) = json_run(0, &["get", "missing"]);
@@ -211,7 +216,7 @@ fn json_output_has_the_documented_fields() {
     assert_eq!(object, json!({"ok": false, "op": "update", "key": "missing", "outcome": "not_found", "exit_code": 3}));
     assert!(error.is_some_and(|e| e.contains("needs key 'missing' to exist") && e.contains("nothing was changed")));
     let (object, error) = json_run(2, &["txn", "put:b=1", "delete:missing"]);
-    assert_eq!(object, json!({"ok": false, "op": "txn", "outcome": "failed", "exit_code": 4}));
+    assert_eq!(object, json!({"ok": false, "op": "txn", "outcome": "failed", "op_index": 1, "exit_code": 4}));
     assert!(error.is_some_and(|e| e.contains("nothing was applied")));
 
     // Unavailable: nothing listens at the only address given.
@@ -286,4 +291,78 @@ fn a_write_fails_over_to_the_next_node_over_tcp() {
 #[test]
 fn a_write_fails_over_to_the_next_node_over_udp() {
     a_write_fails_over_to_the_next_node(Mode::Udp);
+}
+
+/// `cas`, `incr`, conditions and reads in `txn`, and `scan`, as the README and `--help` show
+/// them: results on stdout, a condition that does not hold exits 7 (nothing applied), a
+/// counter on a value that is not a number exits 4, and a scan follows its pages to the end.
+#[test]
+fn cas_incr_conditions_and_scan_exit_as_documented() {
+    let cluster = ProcessCluster::start(Mode::Tcp);
+    let run = |node, args: &[&str]| cluster.run_client_full(node, args);
+    assert_run(&run(0, &["put", "lock", "free"]), 0, "ok", "");
+    assert_run(&run(1, &["cas", "lock", "free", "mine"]), 0, "ok", "");
+    assert_run(&run(2, &["cas", "lock", "free", "theirs"]), 7, "", "condition failed: key 'lock' is not holding");
+    assert_run(&run(0, &["get", "lock"]), 0, "mine", "");
+    assert_run(&run(1, &["cas", "--version-equals", "0", "fresh", "1"]), 0, "ok", "");
+    assert_run(&run(2, &["cas", "--version-equals", "0", "fresh", "2"]), 7, "", "is not absent");
+    assert_run(&run(0, &["cas", "--version-equals", "1", "fresh", "3"]), 0, "ok", "");
+    assert_run(&run(1, &["cas", "lock", "mine"]), 2, "", "cas needs KEY EXPECTED NEW");
+
+    assert_run(&run(0, &["incr", "n"]), 0, "1", "");
+    assert_run(&run(1, &["incr", "n", "5"]), 0, "6", "");
+    assert_run(&run(2, &["incr", "n", "-10"]), 0, "-4", "");
+    assert_run(&run(2, &["incr", "lock"]), 4, "", "not a decimal 64-bit integer");
+
+    let txn = ["txn", "if:lock=mine", "if-exists:n", "put:stock=0", "incr:sold=3", "read:lock", "read:nothing"];
+    assert_run(&run(0, &txn), 0, "ok\nincr:sold=3\nread:lock=mine\nread:nothing", "");
+    assert_run(&run(1, &["txn", "if-absent:lock", "put:x=1"]), 7, "", "op 0 (if-absent:lock) is a condition");
+    assert_run(&run(2, &["txn", "put:x=1", "if-version:lock=1"]), 7, "", "op 1 (if-version:lock=1)");
+    assert_run(&run(0, &["get", "x"]), 3, "", "does not exist");
+    assert_run(&run(0, &["txn", "if-version:lock=2", "put:x=2"]), 0, "ok", "");
+    assert_run(&run(1, &["txn", "if-version:lock=two"]), 2, "", "the version must be a whole number");
+
+    for key in ["user/1", "user/2", "user/3", "user/4", "user/5", "users"] {
+        assert_run(&run(0, &["put", key, &format!("v-{key}")]), 0, "ok", "");
+    }
+    let all = "user/1\tv-user/1\nuser/2\tv-user/2\nuser/3\tv-user/3\nuser/4\tv-user/4\nuser/5\tv-user/5";
+    assert_run(&run(1, &["scan", "--prefix", "user/", "--page-keys", "2"]), 0, all, "");
+    assert_run(&run(2, &["scan", "--prefix", "user/", "--limit", "3", "--keys-only"]), 0, "user/1\nuser/2\nuser/3", "");
+    assert_run(&run(0, &["scan", "--from", "user/4", "--to", "users", "--keys-only"]), 0, "user/4\nuser/5", "");
+    assert_run(&run(0, &["scan", "--limit", "0"]), 2, "", "--limit must be at least 1");
+}
+
+/// `--json` for the new results: a get's version, a txn's results per op, a scan's entries
+/// and where a limited scan stopped, a failed condition's op.
+#[test]
+fn json_output_of_versions_results_and_scans() {
+    let cluster = ProcessCluster::start(Mode::Tcp);
+    let json_run = |node, args: &[&str]| json_of(&cluster.run_client_full(node, &[&["--json"], args].concat()));
+    json_run(0, &["put", "k", "v1"]);
+    json_run(1, &["put", "k", "v2"]);
+    assert_eq!(
+        json_run(2, &["get", "k"]).0,
+        json!({"ok": true, "op": "get", "key": "k", "outcome": "value", "value": "v2", "version": 2, "exit_code": 0})
+    );
+    assert_eq!(
+        json_run(0, &["txn", "if:k=v2", "incr:n=4", "read:k", "read:none"]).0,
+        json!({"ok": true, "op": "txn", "outcome": "committed", "exit_code": 0, "results": [
+            {"version": 2}, {"integer": 4, "version": 1}, {"value": "v2", "version": 2}, {"value": null, "version": 0}
+        ]})
+    );
+    assert_eq!(
+        json_run(1, &["incr", "n", "-1"]).0,
+        json!({"ok": true, "op": "incr", "key": "n", "outcome": "committed", "value": 3, "exit_code": 0})
+    );
+    assert_eq!(
+        json_run(2, &["scan", "--limit", "1"]).0,
+        json!({"ok": true, "op": "scan", "outcome": "scanned", "exit_code": 0,
+               "entries": [{"key": "k", "value": "v2", "version": 2}], "next": "k\u{0}"})
+    );
+    let (object, error) = json_run(0, &["cas", "k", "v1", "v3"]);
+    assert_eq!(
+        object,
+        json!({"ok": false, "op": "cas", "key": "k", "outcome": "condition_failed", "op_index": 0, "exit_code": 7})
+    );
+    assert!(error.is_some_and(|e| e.contains("nothing was applied")));
 }

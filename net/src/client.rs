@@ -23,7 +23,9 @@ use crate::security::tls::client_session;
 use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
-use dkv_core::{ClientId, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value};
+use dkv_core::{
+    ClientId, Condition, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value, prefix_end,
+};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -96,14 +98,31 @@ pub enum ClientError {
     NoOutcome { reason: TryAgainReason, timeout: Duration },
     #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); send it over TCP")]
     TooLargeForDatagram { len: usize, max: usize },
-    #[error("{addr} refused the request: {error}")]
-    Refused { addr: SocketAddr, error: FrameError },
+    /// A node refused the request's bytes (a frame it cannot take): that attempt applied
+    /// nothing, but an earlier one that reached a node (`sent_before`) may have.
+    #[error("{addr} refused the request: {error}{}", applied_text(*.sent_before))]
+    Refused { addr: SocketAddr, error: FrameError, sent_before: bool },
     #[error("cannot open a socket: {0}")]
     Socket(io::Error),
     #[error("a user's token is sent over TCP only inside TLS; give the cluster's client folder for TLS too")]
     TokenWithoutTls,
-    #[error("TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's")]
-    Tls { addr: SocketAddr, reason: String },
+    /// The TLS handshake failed, so that attempt sent nothing; an earlier one that reached a
+    /// node (`sent_before`) may have been applied.
+    #[error(
+        "TLS with {addr} failed: {reason}; check that the client folder given for TLS is this cluster's{}",
+        applied_text(*.sent_before)
+    )]
+    Tls { addr: SocketAddr, reason: String, sent_before: bool },
+}
+
+/// What an attempt that was refused means for the request, if an earlier attempt had sent
+/// it (otherwise the refusal says it all: nothing was applied).
+fn applied_text(sent_before: bool) -> &'static str {
+    if sent_before {
+        "; an earlier attempt had sent the request, so it may or may not have been applied (retrying it is safe)"
+    } else {
+        ""
+    }
 }
 
 impl ClientError {
@@ -117,11 +136,8 @@ impl ClientError {
             | ClientError::TooLargeForDatagram { .. }
             | ClientError::Socket(_)
             | ClientError::TokenWithoutTls => false,
-            ClientError::Lost { .. }
-            | ClientError::Timeout { .. }
-            | ClientError::NoOutcome { .. }
-            | ClientError::Refused { .. }
-            | ClientError::Tls { .. } => true,
+            ClientError::Lost { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => true,
+            ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }
 }
@@ -270,8 +286,78 @@ impl Client {
         self.txn(vec![TxnOp::Delete { key: key.into() }])
     }
 
+    /// An ordered batch of ops, all or nothing: writes, reads under the transaction's locks
+    /// ([`TxnOp::Read`]), conditions ([`TxnOp::Require`]) and read-modify-writes.
+    /// `Committed` holds one result per op; a failed op or condition applies none of them.
     pub fn txn(&mut self, ops: Vec<TxnOp>) -> Result<Outcome, ClientError> {
         self.execute(Operation::Txn { ops })
+    }
+
+    /// Compare-and-set: puts `new` if `key`'s value is `expected` now; otherwise nothing is
+    /// applied and the outcome is `Failed` with `FailReason::ConditionFailed`.
+    pub fn cas(
+        &mut self,
+        key: impl Into<Key>,
+        expected: impl Into<Value>,
+        new: impl Into<Value>,
+    ) -> Result<Outcome, ClientError> {
+        self.put_if(key.into(), Condition::ValueEquals(expected.into()), new.into())
+    }
+
+    /// Puts `new` if `key`'s version (writes since it was created; 0: absent) is `version`.
+    pub fn cas_version(
+        &mut self,
+        key: impl Into<Key>,
+        version: u64,
+        new: impl Into<Value>,
+    ) -> Result<Outcome, ClientError> {
+        self.put_if(key.into(), Condition::VersionEquals(version), new.into())
+    }
+
+    fn put_if(&mut self, key: Key, condition: Condition, value: Value) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Require { key: key.clone(), condition }, TxnOp::Put { key, value }])
+    }
+
+    /// Adds `by` to `key`'s value, a decimal integer (absent counts as 0); the result is the
+    /// new value. A value that is not an integer, or an overflow, fails and changes nothing.
+    pub fn incr(&mut self, key: impl Into<Key>, by: i64) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Increment { key: key.into(), by }])
+    }
+
+    /// Appends to `key`'s value (absent counts as empty); the result is the new length.
+    pub fn append(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::Append { key: key.into(), value: value.into() }])
+    }
+
+    /// Puts `value`; the result is the value before (none if the key was absent).
+    pub fn get_set(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::GetSet { key: key.into(), value: value.into() }])
+    }
+
+    /// Removes `key` if it is there; the result is the value before (none if it was absent).
+    pub fn get_delete(&mut self, key: impl Into<Key>) -> Result<Outcome, ClientError> {
+        self.txn(vec![TxnOp::GetDelete { key: key.into() }])
+    }
+
+    /// One page of the keys in `[start, end)` (`end` none: to the last key), in key order, at
+    /// most `limit` of them: `Outcome::Scanned`, whose `next` starts the next page (none: this
+    /// was the last). Each page is linearizable; the pages together are not one snapshot.
+    pub fn scan(
+        &mut self,
+        start: impl Into<Key>,
+        end: Option<Key>,
+        limit: u32,
+        keys_only: bool,
+    ) -> Result<Outcome, ClientError> {
+        self.execute(Operation::Scan { start: start.into(), end, limit, keys_only })
+    }
+
+    /// One page of the keys that start with `prefix` (see [`Client::scan`]); continue from
+    /// `next` with [`Client::scan`] and the end [`prefix_end`] gives.
+    pub fn scan_prefix(&mut self, prefix: impl Into<Key>, limit: u32, keys_only: bool) -> Result<Outcome, ClientError> {
+        let prefix = prefix.into();
+        let end = prefix_end(&prefix);
+        self.scan(prefix, end, limit, keys_only)
     }
 
     /// Sends one request and returns its definite outcome (never `TryAgain`: those are
@@ -279,7 +365,7 @@ impl Client {
     pub fn execute(&mut self, operation: Operation) -> Result<Outcome, ClientError> {
         self.next_seq += 1;
         let id = RequestId { client: self.id, seq: self.next_seq };
-        let read = matches!(operation, Operation::Get { .. });
+        let read = matches!(operation, Operation::Get { .. } | Operation::Scan { .. });
         let request = Request { id, operation };
         let udp = self.config.transport == ClientTransport::Udp;
         let mut pad_to = if read && udp { self.udp_read_bytes } else { 0 };
@@ -306,6 +392,8 @@ impl Client {
                 });
             }
             let addr = self.config.nodes[self.node];
+            // Whether an attempt before this one may have reached a node.
+            let sent_before = self.request_sent;
             let attempt_deadline = deadline.min(now + self.config.attempt_timeout);
             let result = match self.config.transport {
                 ClientTransport::Tcp => {
@@ -354,7 +442,7 @@ impl Client {
                         self.udp_read_bytes = self.udp_read_bytes.max(pad_to);
                     }
                 }
-                Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error }),
+                Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error, sent_before }),
                 Ok(_) => {
                     // Not something a server sends to a client; treat the node as faulty.
                     self.drop_connections();
@@ -373,7 +461,7 @@ impl Client {
                     }
                     self.next_node();
                 }
-                Err(AttemptError::Tls(reason)) => return Err(ClientError::Tls { addr, reason }),
+                Err(AttemptError::Tls(reason)) => return Err(ClientError::Tls { addr, reason, sent_before }),
                 Err(AttemptError::NoReply) => {
                     tracing::debug!(%addr, request = %id, "no reply; failing over");
                     unreachable_in_a_row = 0;
@@ -664,6 +752,40 @@ mod tests {
                     assert!(error.to_string().contains("may or may not have been applied"), "{error}");
                 }
                 other => panic!("{transport:?}: expected a timeout, got {other:?}"),
+            }
+        }
+    }
+
+    /// A node that refuses the request's frame applied nothing: alone, the error says nothing
+    /// was applied; after an earlier attempt sent the request to a node that went silent, it
+    /// says the request may or may not have been applied.
+    #[test]
+    fn a_refusal_after_an_earlier_sent_attempt_may_have_been_applied() {
+        let refusing = TcpListener::bind("127.0.0.1:0").unwrap();
+        let refusing_addr = refusing.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in refusing.incoming().take(2) {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 64];
+                let _ = stream.read(&mut request);
+                let error = Frame::Error(FrameError::Malformed { reason: "refused by the test".into() });
+                let _ = stream.write_all(&frame::encode_to_vec(&error));
+            }
+        });
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        for (nodes, sent_before) in
+            [(vec![refusing_addr], false), (vec![silent.local_addr().unwrap(), refusing_addr], true)]
+        {
+            let mut config = ClientConfig::new(nodes, ClientTransport::Tcp);
+            config.request_timeout = Duration::from_secs(20);
+            config.attempt_timeout = Duration::from_millis(200);
+            match Client::new(config).unwrap().put("k", "v") {
+                Err(error @ ClientError::Refused { .. }) => {
+                    assert_eq!(error.may_have_been_applied(), sent_before, "{error}");
+                    let says_open = error.to_string().contains("may or may not have been applied");
+                    assert_eq!(says_open, sent_before, "{error}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
             }
         }
     }

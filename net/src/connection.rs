@@ -108,6 +108,8 @@ pub(crate) struct Connection {
     input_paused: bool,
     /// The other side closed its sending half (a stream session may still answer).
     input_ended: bool,
+    /// A closing TLS connection has said so (after its last plaintext).
+    close_notified: bool,
 }
 
 impl Connection {
@@ -145,6 +147,7 @@ impl Connection {
             session: None,
             input_paused: false,
             input_ended: false,
+            close_notified: false,
         }
     }
 
@@ -363,7 +366,7 @@ impl Connection {
 
     /// A stream session's input holds as much as the largest frame: read no more until the
     /// session takes some (a session bounds its requests below that).
-    fn stream_input_full(&self) -> bool {
+    pub(crate) fn stream_input_full(&self) -> bool {
         self.session.is_some() && self.input.len() >= self.frame_bytes_max as usize
     }
 
@@ -429,6 +432,11 @@ impl Connection {
                 && let Ok(n) = tls.writer().write(&self.output[self.output_sent..])
             {
                 self.output_sent += n;
+            }
+            if self.closing_since.is_some() && self.output_sent == self.output.len() && !self.close_notified {
+                // After the last plaintext: the client can tell the end from a cut connection.
+                tls.send_close_notify();
+                self.close_notified = true;
             }
             let mut wrote = false;
             let mut blocked = false;
@@ -521,10 +529,11 @@ impl Connection {
     /// Closes the connection once its output is written (or its grace ran out), reading
     /// nothing more: the end of a stream session.
     pub(crate) fn close_when_written(&mut self, now: Time) {
+        // Set before the flush, which ends a TLS session's output with its close.
+        self.closing_since = Some(now);
         self.flush();
         self.input = Vec::new();
         self.partial_since = None;
-        self.closing_since = Some(now);
     }
 
     /// Queues a last error frame; the connection is closed once it is written (or soon anyway).

@@ -22,6 +22,11 @@
 //! only from members that proved who they are: over TCP by mutual TLS with the cluster's CA,
 //! in UDP mode by sealing every datagram with the cluster key (see [`crate::security`]). A
 //! peer frame must name the member that proved itself, and this cluster, or it is refused.
+//!
+//! Each client connection is told by its first bytes ([`crate::session::ClientProtocol`]): dkv
+//! frames go to the node as they are; a byte stream of another protocol goes to the
+//! connection's [`crate::session::StreamSession`], whose requests the [`Gateway`] runs under the
+//! node's own client ids, answering the session back.
 
 use crate::clock::{Clock, unix_micros};
 use crate::coalesce::{BatchStart, Coalescer};
@@ -1060,6 +1065,11 @@ impl Server {
         }
         for (tag, operation) in done.run {
             self.run_for(now, Asker { route: Route::Tcp { key, serial }, tag }, done.user, operation);
+        }
+        if done.wants_input && !done.close && self.inbound.get(key).is_some_and(Connection::stream_input_full) {
+            // It holds as much as the largest frame and still waits for the rest of a request:
+            // one no limit allows. Reading on would only spin.
+            return self.drop_connection(key, "its request is larger than any this node takes");
         }
         let input_ended = self.inbound.get(key).is_some_and(Connection::input_ended);
         if done.close || (input_ended && !done.busy) {

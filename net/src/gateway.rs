@@ -26,6 +26,7 @@
 
 use crate::routes::Route;
 use crate::testing::SplitMix64;
+use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
 use dkv_core::{ClientId, Operation, Outcome, Reply, Request, RequestId, Time, TryAgainReason};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,8 +48,8 @@ pub struct GatewayLimits {
     pub slots_max: usize,
     /// Reads running at once; past it, a read is answered "busy".
     pub reads_max: usize,
-    /// How long a request is retried before its asker is told it has no outcome. Shorter than
-    /// [`dkv_core::completions::CLIENT_RETRY_WINDOW_MAX`], as for every client.
+    /// How long a request is retried before its asker is told it has no outcome; at most
+    /// [`CLIENT_RETRY_WINDOW_MAX`] (a longer one is cut to it), as for every client.
     pub request_timeout: Duration,
 }
 
@@ -72,7 +73,7 @@ pub(crate) struct Asker {
 pub enum GatewayError {
     /// Too many requests of id-less clients run on this node already; nothing was sent.
     #[error(
-        "this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
+        "busy, this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
     )]
     Busy { max: usize },
     /// Retried until the deadline with no outcome. For a write, an attempt may still complete.
@@ -149,7 +150,10 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// A gateway whose client ids and jitter derive from `seed` (random from the OS in a
     /// server: see [`Gateway::with_random_ids`]).
-    pub(crate) fn new(limits: GatewayLimits, seed: u64) -> Gateway {
+    pub(crate) fn new(mut limits: GatewayLimits, seed: u64) -> Gateway {
+        // Past the retry window the nodes may have forgotten a request was done: a retry then
+        // could apply it twice.
+        limits.request_timeout = limits.request_timeout.min(CLIENT_RETRY_WINDOW_MAX);
         let mut ids = SplitMix64(seed);
         let reader = ClientId(ids.next_u64());
         let jitter = SplitMix64(ids.next_u64());
@@ -318,10 +322,10 @@ impl Gateway {
     }
 }
 
-/// Whether an operation needs a slot: everything but a get goes through two-phase commit and
-/// leaves a completion record.
+/// Whether an operation needs a slot: a transaction (even one that only reads) goes through
+/// two-phase commit and leaves a completion record; gets and scans are served from memory.
 fn is_write(operation: &Operation) -> bool {
-    !matches!(operation, Operation::Get { .. })
+    matches!(operation, Operation::Txn { .. })
 }
 
 #[cfg(test)]
@@ -366,8 +370,8 @@ mod tests {
                 assert_eq!(request.id.seq, last.seq + 1);
             }
             last = Some(request.id);
-            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed(Vec::new()))).unwrap();
-            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed(Vec::new())) });
+            let answer = gateway.on_reply(at(i), reply(request.id, Outcome::Committed(vec![]))).unwrap();
+            assert_eq!(answer, Answer { asker: asker(i), result: Ok(Outcome::Committed(vec![])) });
         }
         assert_eq!(gateway.client_ids(), 1);
         assert_eq!(gateway.running(), 0);
@@ -389,13 +393,14 @@ mod tests {
         assert_eq!(gateway.client_ids(), 3);
     }
 
-    /// Reads take no slot but are bounded too.
+    /// Reads (gets and scans) take no slot but are bounded too.
     #[test]
     fn reads_take_no_slot_and_are_bounded() {
         let mut gateway = Gateway::new(limits(1), 7);
         let write = gateway.start(at(0), asker(0), put("k")).unwrap();
         let a = gateway.start(at(0), asker(1), get("k")).unwrap();
-        let b = gateway.start(at(0), asker(2), get("k")).unwrap();
+        let scan = Operation::Scan { start: Vec::new(), end: None, limit: 10, keys_only: false };
+        let b = gateway.start(at(0), asker(2), scan).unwrap();
         assert_ne!(a.id, b.id);
         assert_ne!(a.id.client, write.id.client);
         assert_eq!(gateway.start(at(0), asker(3), get("k")), Err(GatewayError::Busy { max: 2 }));
@@ -416,8 +421,8 @@ mod tests {
         let (resend, answers) = gateway.on_timeout(wake);
         assert_eq!(resend, vec![request.clone()]);
         assert!(answers.is_empty());
-        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed(Vec::new()))).unwrap();
-        assert_eq!(answer.result, Ok(Outcome::Committed(Vec::new())));
+        let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed(vec![]))).unwrap();
+        assert_eq!(answer.result, Ok(Outcome::Committed(vec![])));
         assert_eq!(answer.asker, asker(5));
     }
 
@@ -466,9 +471,9 @@ mod tests {
         let mut gateway = Gateway::new(limits(1), 7);
         let request = gateway.start(at(0), asker(5), put("k")).unwrap();
         let stranger = RequestId { client: ClientId(1), seq: 1 };
-        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed(Vec::new()))), None);
-        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(Vec::new()))).is_some());
-        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(Vec::new()))), None);
+        assert_eq!(gateway.on_reply(at(1), reply(stranger, Outcome::Committed(vec![]))), None);
+        assert!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))).is_some());
+        assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::Committed(vec![]))), None);
     }
 
     /// Two gateways (two processes) use different client ids.

@@ -6,8 +6,10 @@
 //!
 //! - Clients reach a node over TCP and UDP on the client port; peers talk on the peer port, over
 //!   TCP links inside mutual TLS (or sealed UDP datagrams in UDP mode), and only members that
-//!   proved who they are are heard there ([`security`]). Every frame is
-//!   [`dkv_core::codec::frame`].
+//!   proved who they are are heard there ([`security`]). dkv's own frames are
+//!   [`dkv_core::codec::frame`]; the client port also speaks protocols whose requests carry no
+//!   id (Redis's, the original project's text protocol), told apart by a connection's first
+//!   bytes, whose requests the node runs as its own client through a bounded gateway.
 //! - Every buffer is bounded and no socket operation blocks, so a slow, silent or hostile
 //!   connection costs its buffer limits and nothing more.
 //! - Records the node asks to persist are written once per loop turn with one `fdatasync`

@@ -230,9 +230,9 @@ mod tests {
     fn replies_are_the_original_servers() {
         let not_found = Outcome::Failed(OpFailure { op_index: 0, reason: FailReason::KeyNotFound });
         let cases: Vec<(OpCode, Result<Outcome, GatewayError>, &[u8])> = vec![
-            (OpCode::Put, Ok(Outcome::Committed(Vec::new())), b"0:Added"),
-            (OpCode::Update, Ok(Outcome::Committed(Vec::new())), b"0:updated"),
-            (OpCode::Delete, Ok(Outcome::Committed(Vec::new())), b"0:deleted"),
+            (OpCode::Put, Ok(Outcome::Committed(vec![])), b"0:Added"),
+            (OpCode::Update, Ok(Outcome::Committed(vec![])), b"0:updated"),
+            (OpCode::Delete, Ok(Outcome::Committed(vec![])), b"0:deleted"),
             (OpCode::Get, Ok(Outcome::Value { value: b"v:w".to_vec(), version: 1 }), b"0:v:w"),
             (OpCode::Get, Ok(Outcome::NotFound), b"1:key does not exist"),
             (OpCode::Update, Ok(not_found.clone()), b"1:key does not exist"),

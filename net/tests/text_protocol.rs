@@ -6,7 +6,8 @@
 mod common;
 
 use common::TestCluster;
-use dkv_net::security::credentials::NewUser;
+use dkv_net::security::credentials::{ClientTrust, NewUser};
+use dkv_net::security::tls::client_session;
 use dkv_net::security::users::Role;
 use dkv_net::{ClientTransport, ServerConfig, ServerStats, Transport};
 use std::io::{Read, Write};
@@ -136,6 +137,40 @@ fn a_long_request_is_read_whole() {
     assert_eq!(tcp(cluster.addrs[0], b"1:big2:None"), format!("0:{value}").as_bytes());
 }
 
+fn small_values(config: &mut ServerConfig) {
+    config.limits.key_bytes_max = 100;
+    config.limits.value_bytes_max = 1000;
+}
+
+/// A request longer than any key and value the limits allow is answered as too large, without
+/// waiting for the rest; a value over the limit within that is refused by the limit's words.
+#[test]
+fn a_request_beyond_the_limits_is_refused() {
+    let cluster = TestCluster::start_with(1, Transport::Both, small_values);
+    let reply = String::from_utf8(tcp(cluster.addrs[0], format!("3:k:{}", "v".repeat(1200)).as_bytes())).unwrap();
+    assert!(reply.starts_with("1:request too large") && reply.matches(':').count() == 1, "{reply}");
+    let reply = String::from_utf8(tcp(cluster.addrs[0], format!("3:k:{}", "v".repeat(1001)).as_bytes())).unwrap();
+    assert!(reply.starts_with("1:") && reply.contains("nothing was applied"), "{reply}");
+    assert_eq!(tcp(cluster.addrs[0], b"1:k:None"), b"1:key does not exist");
+}
+
+/// Inside TLS the protocol is told the same way, by the first bytes of the plaintext; the
+/// reply ends with TLS's own close.
+#[test]
+fn the_text_protocol_is_told_inside_tls_too() {
+    let cluster = TestCluster::start(1, Transport::Tcp);
+    let trust = ClientTrust::load(&cluster.credentials.join("client")).unwrap();
+    for (request, expected) in [(&b"3:tls-key:secret"[..], &b"0:Added"[..]), (b"1:tls-key:None", b"0:secret")] {
+        let stream = TcpStream::connect(cluster.addrs[0]).unwrap();
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+        let mut tls = rustls::StreamOwned::new(client_session(&trust).unwrap(), stream);
+        tls.write_all(request).unwrap();
+        let mut reply = Vec::new();
+        tls.read_to_end(&mut reply).expect("a reply, then a clean TLS close");
+        assert_eq!(reply, expected);
+    }
+}
+
 /// A node that requires users refuses the text protocol, which cannot say who one is, with a
 /// text that says so; over UDP with a short one.
 #[test]
@@ -200,7 +235,7 @@ fn busy_and_no_outcome_are_answered_in_the_protocols_words() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let busy = String::from_utf8(tcp(addr, b"3:b:2")).unwrap();
-    assert!(busy.starts_with("1:") && busy.contains("nothing was applied"), "{busy}");
+    assert!(busy.starts_with("1:busy") && busy.contains("nothing was applied"), "{busy}");
     assert!(started.elapsed() < Duration::from_millis(1500), "busy is answered at once");
     let reply = String::from_utf8(read_to_close(&mut stuck)).unwrap();
     assert!(reply.starts_with("1:") && reply.contains("may or may not have been applied"), "{reply}");

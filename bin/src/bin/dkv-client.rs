@@ -3,7 +3,10 @@
 use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
-use dkv_core::{FailReason, OpCode, OpFailure, Operation, Outcome, RejectReason, TryAgainReason, TxnOp};
+use dkv_core::{
+    Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, ScanEntry,
+    TryAgainReason, TxnOp, prefix_end,
+};
 use dkv_net::security::credentials::{ClientCertificate, ClientTrust};
 use dkv_net::security::users::load_client_user;
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
@@ -20,13 +23,21 @@ mod exit {
     /// Bad flags or arguments, or a request the cluster refuses as invalid (over a limit).
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
-    /// An op of a transaction could not run: nothing was applied.
+    /// An op of a transaction could not run (a missing key, a counter that is not a number):
+    /// nothing was applied.
     pub const FAILED: u8 = 4;
     /// No node reachable, or no outcome in time; the write may or may not have been applied.
     pub const UNAVAILABLE: u8 = 5;
     /// The node requires a user, refused the token, or the user may not do this.
     pub const DENIED: u8 = 6;
+    /// A condition did not hold (cas, a txn's if: ops): nothing was applied.
+    pub const CONDITION: u8 = 7;
 }
+
+/// Keys a scan asks for per page by default: a page is one request, and a reply of this many
+/// keys stays well within the reply limits for ordinary values (a page also stops early at its
+/// byte limit).
+const SCAN_PAGE_KEYS: u32 = 1000;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -35,22 +46,34 @@ Examples:
   dkv-client update greeting hi            # the key must exist
   dkv-client delete greeting               # the key must exist
   dkv-client txn put:a=1 update:b=2 delete:c   # all or nothing
+  dkv-client cas lock free mine            # set lock to mine if it is free (else exit 7)
+  dkv-client cas --version-equals 0 lock mine  # create lock only if it is absent
+  dkv-client incr visits 5                 # prints the new value
+  dkv-client scan --prefix user/ --limit 100   # KEY<TAB>VALUE lines, in key order
+  dkv-client txn if:stock=1 put:stock=0 incr:sold=1 read:price   # checked, then applied
   dkv-client -s 10.0.0.1 -p 9099 -t -o 3 -k greeting -v hello   # the original project's flags (-o 3 = put)
   dkv-client -p 9099 -n 127.0.0.1:9100,127.0.0.1:9101 --json get greeting
 
-Transaction ops are OP:KEY=VALUE for put and update, and delete:KEY; the key ends at the first
-'=' (keys in a txn cannot contain '='). If an op cannot run (its key is missing), none is applied.
+Transaction ops: put:KEY=VALUE, update:KEY=VALUE, delete:KEY, incr:KEY=N, read:KEY (prints
+read:KEY=VALUE), and conditions if:KEY=VALUE, if-absent:KEY, if-exists:KEY, if-version:KEY=N.
+The key ends at the first '=' (keys in a txn cannot contain '='). Every op is judged under the
+transaction's locks; if one cannot run (a missing key, a condition that does not hold, a value
+that is not a number), none is applied.
 
 Exit codes:
   0  success (for get: the key was found and its value printed)
-  1  other error (the server refused the request's bytes, a local socket failed)
+  1  other error (the server refused the request's bytes, a local socket failed); if an
+     earlier attempt had sent the request, the message says it may or may not have been applied
   2  usage error, or a request the cluster refuses as invalid (e.g. over a size limit)
   3  not found (get of a missing key; update or delete of a missing key)
-  4  failed: an op of a transaction could not run (its key was missing); nothing was applied
+  4  failed: an op of a transaction could not run (its key was missing, incr of a value that
+     is not a number or past the 64-bit range); nothing was applied
   5  unavailable: no node reachable, or no outcome in time; a write may or may not have
      been applied (retrying it is safe only with the same request id, i.e. inside one client)
   6  permission denied: the node requires a user, the token was refused, or the user may not
      do this; nothing was applied
+  7  a condition did not hold (cas; if:, if-absent:, if-exists:, if-version: in a txn);
+     nothing was applied
 
 Security: --tls DIR/client talks TLS and checks the node is a member of the cluster that
 `dkv-server init` made DIR for; --user-file DIR/client/NAME.user authenticates as NAME (over
@@ -61,7 +84,7 @@ the TLS handshake.";
 #[command(
     name = "dkv-client",
     version,
-    about = "Send one request to a dkv cluster: get, put, update, delete, or a transaction",
+    about = "Send one request to a dkv cluster: get, put, update, delete, cas, incr, scan, or a transaction",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -124,15 +147,57 @@ enum Command {
     Update { key: String, value: String },
     /// Remove KEY, which must exist.
     Delete { key: String },
-    /// Apply ops all-or-nothing: put:KEY=VALUE, update:KEY=VALUE, delete:KEY.
+    /// Apply ops all-or-nothing: put:KEY=VALUE, update:KEY=VALUE, delete:KEY, incr:KEY=N,
+    /// read:KEY, and conditions if:KEY=VALUE, if-absent:KEY, if-exists:KEY, if-version:KEY=N.
     Txn {
         #[arg(required = true, value_parser = parse_txn_op)]
         ops: Vec<TxnOpArg>,
     },
+    /// Compare-and-set: KEY EXPECTED NEW sets KEY to NEW if its value is EXPECTED; with
+    /// --version-equals N, KEY NEW sets it if its version is N (0: only if absent). Exit 7 if not.
+    Cas {
+        /// Compare the key's version (writes since it was created; 0 = absent), not its value.
+        #[arg(long, value_name = "N")]
+        version_equals: Option<u64>,
+        /// KEY EXPECTED NEW, or KEY NEW with --version-equals.
+        #[arg(required = true, num_args = 2..=3, value_names = ["KEY", "EXPECTED", "NEW"])]
+        args: Vec<String>,
+    },
+    /// Add N (default 1; may be negative) to KEY's value, a decimal integer (absent counts as
+    /// 0), and print the new value.
+    Incr {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        by: Option<i64>,
+    },
+    /// Print the keys (and values) in key order, KEY<TAB>VALUE per line: all of them, those
+    /// starting with --prefix, or those from --from (inclusive) to --to (exclusive).
+    Scan {
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        prefix: Option<String>,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many keys (default: all, page by page).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keys only, no values.
+        #[arg(long)]
+        keys_only: bool,
+        /// Keys asked for per request (a page); each page is consistent on its own, not the
+        /// pages together.
+        #[arg(long, default_value_t = SCAN_PAGE_KEYS, value_parser = clap::value_parser!(u32).range(1..))]
+        page_keys: u32,
+    },
 }
 
+/// A transaction op as given on the command line, kept for messages about it.
 #[derive(Clone, Debug)]
-struct TxnOpArg(TxnOp);
+struct TxnOpArg {
+    op: TxnOp,
+    text: String,
+}
 
 fn parse_op_code(s: &str) -> Result<OpCode, String> {
     let code = match s.to_ascii_lowercase().as_str() {
@@ -146,18 +211,42 @@ fn parse_op_code(s: &str) -> Result<OpCode, String> {
 }
 
 fn parse_txn_op(s: &str) -> Result<TxnOpArg, String> {
-    let bad = || format!("'{s}' is not an op; write put:KEY=VALUE, update:KEY=VALUE or delete:KEY");
+    let bad = || {
+        format!(
+            "'{s}' is not an op; write put:KEY=VALUE, update:KEY=VALUE, delete:KEY, incr:KEY=N, read:KEY, \
+             if:KEY=VALUE, if-absent:KEY, if-exists:KEY or if-version:KEY=N"
+        )
+    };
     let (op, rest) = s.split_once(':').ok_or_else(bad)?;
+    let key_value = || rest.split_once('=').map(|(k, v)| (k.as_bytes().to_vec(), v.to_string())).ok_or_else(bad);
+    let key = || rest.as_bytes().to_vec();
     let op = match op.to_ascii_lowercase().as_str() {
-        "put" | "update" => {
-            let (key, value) = rest.split_once('=').ok_or_else(bad)?;
-            let (key, value) = (key.as_bytes().to_vec(), value.as_bytes().to_vec());
-            if op.eq_ignore_ascii_case("put") { TxnOp::Put { key, value } } else { TxnOp::Update { key, value } }
+        "put" => key_value().map(|(key, value)| TxnOp::Put { key, value: value.into_bytes() })?,
+        "update" => key_value().map(|(key, value)| TxnOp::Update { key, value: value.into_bytes() })?,
+        "delete" => TxnOp::Delete { key: key() },
+        "read" => TxnOp::Read { key: key() },
+        "incr" => {
+            let (key, by) = key_value()?;
+            TxnOp::Increment { key, by: whole_number(s, "N", &by)? }
         }
-        "delete" => TxnOp::Delete { key: rest.as_bytes().to_vec() },
+        "if" => {
+            let (key, value) = key_value()?;
+            TxnOp::Require { key, condition: Condition::ValueEquals(value.into_bytes()) }
+        }
+        "if-absent" => TxnOp::Require { key: key(), condition: Condition::Absent },
+        "if-exists" => TxnOp::Require { key: key(), condition: Condition::Exists },
+        "if-version" => {
+            let (key, version) = key_value()?;
+            TxnOp::Require { key, condition: Condition::VersionEquals(whole_number(s, "the version", &version)?) }
+        }
         _ => return Err(bad()),
     };
-    Ok(TxnOpArg(op))
+    Ok(TxnOpArg { op, text: s.to_string() })
+}
+
+/// `text`, the part `what` of the txn op `op`, as a number.
+fn whole_number<T: std::str::FromStr>(op: &str, what: &str, text: &str) -> Result<T, String> {
+    text.parse().map_err(|_| format!("'{op}': {what} must be a whole number, not '{text}'"))
 }
 
 /// What the user asked for, with a name for messages.
@@ -165,6 +254,10 @@ struct Job {
     name: &'static str,
     key: Option<String>,
     operation: Operation,
+    /// A transaction's ops as given, for messages about one of them.
+    op_texts: Vec<String>,
+    /// A scan's keys at most (None: all).
+    scan_limit: Option<u64>,
 }
 
 fn usage_error(message: String) -> ! {
@@ -172,15 +265,16 @@ fn usage_error(message: String) -> ! {
 }
 
 fn job(cli: &Cli) -> Job {
-    let write = |name, key: &String, op: TxnOp| Job {
+    let of = |name, key: Option<&String>, operation| Job {
         name,
-        key: Some(key.clone()),
-        operation: Operation::Txn { ops: vec![op] },
+        key: key.cloned(),
+        operation,
+        op_texts: Vec::new(),
+        scan_limit: None,
     };
+    let write = |name, key: &String, op: TxnOp| of(name, Some(key), Operation::Txn { ops: vec![op] });
     match &cli.command {
-        Some(Command::Get { key }) => {
-            Job { name: "get", key: Some(key.clone()), operation: Operation::Get { key: key.as_bytes().to_vec() } }
-        }
+        Some(Command::Get { key }) => of("get", Some(key), Operation::Get { key: key.as_bytes().to_vec() }),
         Some(Command::Put { key, value }) => {
             write("put", key, TxnOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
         }
@@ -189,10 +283,39 @@ fn job(cli: &Cli) -> Job {
         }
         Some(Command::Delete { key }) => write("delete", key, TxnOp::Delete { key: key.as_bytes().to_vec() }),
         Some(Command::Txn { ops }) => Job {
-            name: "txn",
-            key: None,
-            operation: Operation::Txn { ops: ops.iter().map(|op| op.0.clone()).collect() },
+            op_texts: ops.iter().map(|op| op.text.clone()).collect(),
+            ..of("txn", None, Operation::Txn { ops: ops.iter().map(|op| op.op.clone()).collect() })
         },
+        Some(Command::Cas { version_equals, args }) => {
+            let (key, condition, new) = match (version_equals, args.as_slice()) {
+                (None, [key, expected, new]) => (key, Condition::ValueEquals(expected.as_bytes().to_vec()), new),
+                (Some(version), [key, new]) => (key, Condition::VersionEquals(*version), new),
+                (None, _) => usage_error("cas needs KEY EXPECTED NEW (or --version-equals N KEY NEW)".into()),
+                (Some(_), _) => usage_error("cas --version-equals N needs KEY NEW, no expected value".into()),
+            };
+            let k = key.as_bytes().to_vec();
+            let ops = vec![
+                TxnOp::Require { key: k.clone(), condition },
+                TxnOp::Put { key: k, value: new.as_bytes().to_vec() },
+            ];
+            of("cas", Some(key), Operation::Txn { ops })
+        }
+        Some(Command::Incr { key, by }) => {
+            write("incr", key, TxnOp::Increment { key: key.as_bytes().to_vec(), by: by.unwrap_or(1) })
+        }
+        Some(Command::Scan { prefix, from, to, limit, keys_only, page_keys }) => {
+            let (start, end): (Key, Option<Key>) = match prefix {
+                Some(prefix) => (prefix.as_bytes().to_vec(), prefix_end(prefix.as_bytes())),
+                None => {
+                    (from.as_deref().unwrap_or("").as_bytes().to_vec(), to.as_ref().map(|to| to.as_bytes().to_vec()))
+                }
+            };
+            if *limit == Some(0) {
+                usage_error("--limit must be at least 1 (leave it out for every key)".into());
+            }
+            let operation = Operation::Scan { start, end, limit: *page_keys, keys_only: *keys_only };
+            Job { scan_limit: *limit, ..of("scan", None, operation) }
+        }
         None => {
             let Some(code) = cli.oprtn else {
                 usage_error(
@@ -207,7 +330,7 @@ fn job(cli: &Cli) -> Job {
             };
             let k = key.as_bytes().to_vec();
             match code {
-                OpCode::Get => Job { name: "get", key: Some(key.clone()), operation: Operation::Get { key: k } },
+                OpCode::Get => of("get", Some(key), Operation::Get { key: k }),
                 OpCode::Put => write("put", key, TxnOp::Put { key: k, value: value() }),
                 OpCode::Update => write("update", key, TxnOp::Update { key: k, value: value() }),
                 OpCode::Delete => write("delete", key, TxnOp::Delete { key: k }),
@@ -220,18 +343,33 @@ fn job(cli: &Cli) -> Job {
 struct Report {
     code: u8,
     outcome: &'static str,
-    value: Option<Vec<u8>>,
+    /// What a success prints on stdout (a value, a number, scan lines, "ok").
+    stdout: Vec<u8>,
+    /// Why it failed, for stderr.
     message: String,
+    /// Fields of the `--json` object beyond ok, op, key, outcome, error and exit_code.
+    json: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    fn new(code: u8, outcome: &'static str, message: String) -> Report {
+        let stdout = if code == exit::OK { format!("{message}\n").into_bytes() } else { Vec::new() };
+        Report { code, outcome, stdout, message, json: serde_json::Map::new() }
+    }
 }
 
 fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
     let single_op = matches!(&job.operation, Operation::Txn { ops } if ops.len() == 1);
     let key = job.key.as_deref().unwrap_or("");
-    let r = |code, outcome, message: String| Report { code, outcome, value: None, message };
+    let r = Report::new;
     match result {
-        Ok(Outcome::Committed(_)) => r(exit::OK, "committed", "ok".into()),
-        Ok(Outcome::Value { value, .. }) => {
-            Report { code: exit::OK, outcome: "value", value: Some(value), message: String::new() }
+        Ok(Outcome::Committed(results)) => committed(job, &results),
+        Ok(Outcome::Value { value, version }) => {
+            let mut report = r(exit::OK, "value", String::new());
+            report.stdout = [value.as_slice(), b"\n"].concat();
+            insert_bytes(&mut report.json, "value", &value);
+            report.json.insert("version".into(), version.into());
+            report
         }
         Ok(Outcome::NotFound) => r(exit::NOT_FOUND, "not_found", format!("not found: key '{key}' does not exist")),
         Ok(Outcome::Failed(OpFailure { reason: FailReason::KeyNotFound, .. })) if single_op => r(
@@ -239,7 +377,7 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
             "not_found",
             format!("not found: {} needs key '{key}' to exist, and it does not; nothing was changed", job.name),
         ),
-        Ok(Outcome::Failed(failure)) => r(exit::FAILED, "failed", format!("failed, nothing was applied: {failure}")),
+        Ok(Outcome::Failed(failure)) => failed(job, failure),
         Ok(Outcome::Rejected(reason @ RejectReason::PermissionDenied(_))) => {
             r(exit::DENIED, "denied", reason.to_string())
         }
@@ -247,10 +385,7 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
         Ok(Outcome::TryAgain(reason)) => {
             r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}{}", try_again_advice(&reason)))
         }
-        // dkv-client sends no scans (yet).
-        Ok(Outcome::Scanned { .. }) => {
-            r(exit::ERROR, "error", "a scan's page answered a request that was no scan".into())
-        }
+        Ok(Outcome::Scanned { entries, next }) => scanned(&entries, next.as_deref()),
         Err(error) => {
             let code = match error {
                 ClientError::Refused { error: FrameError::Unauthorized { .. }, .. } => exit::DENIED,
@@ -280,6 +415,130 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
     }
 }
 
+/// A committed write: "ok", an incr's new value, or a txn's "ok" and then a line per read
+/// (read:KEY=VALUE, or read:KEY with no '=' when absent) and per incr (incr:KEY=N).
+fn committed(job: &Job, results: &[OpResult]) -> Report {
+    let mut report = Report::new(exit::OK, "committed", "ok".into());
+    let ops: &[TxnOp] = match &job.operation {
+        Operation::Txn { ops } => ops,
+        _ => &[],
+    };
+    if job.name == "incr"
+        && let [OpResult::Integer { value, .. }] = results
+    {
+        report.stdout = format!("{value}\n").into_bytes();
+        report.json.insert("value".into(), (*value).into());
+        return report;
+    }
+    if job.name == "txn" {
+        for (op, result) in ops.iter().zip(results) {
+            let key = String::from_utf8_lossy(op.key());
+            match (op, result) {
+                (TxnOp::Read { .. }, OpResult::Value { value: Some(value), .. }) => {
+                    report.stdout.extend_from_slice(format!("read:{key}=").as_bytes());
+                    report.stdout.extend_from_slice(value);
+                    report.stdout.push(b'\n');
+                }
+                (TxnOp::Read { .. }, _) => report.stdout.extend_from_slice(format!("read:{key}\n").as_bytes()),
+                (TxnOp::Increment { .. }, OpResult::Integer { value, .. }) => {
+                    report.stdout.extend_from_slice(format!("incr:{key}={value}\n").as_bytes())
+                }
+                _ => {}
+            }
+        }
+        let results: Vec<serde_json::Value> = results.iter().map(result_json).collect();
+        report.json.insert("results".into(), results.into());
+    }
+    report
+}
+
+/// One op's result as JSON: its key's version after it, and what it gave back.
+fn result_json(result: &OpResult) -> serde_json::Value {
+    let mut object = serde_json::Map::new();
+    match result {
+        OpResult::Done { .. } => {}
+        OpResult::Value { value: Some(value), .. } => insert_bytes(&mut object, "value", value),
+        OpResult::Value { value: None, .. } => {
+            object.insert("value".into(), serde_json::Value::Null);
+        }
+        OpResult::Integer { value, .. } => {
+            object.insert("integer".into(), (*value).into());
+        }
+    }
+    object.insert("version".into(), result.version().into());
+    object.into()
+}
+
+/// A transaction that applied nothing because one op could not run, named as it was given.
+fn failed(job: &Job, failure: OpFailure) -> Report {
+    let op = match job.op_texts.get(failure.op_index as usize) {
+        Some(text) => format!("op {} ({text})", failure.op_index),
+        None => match (job.name, failure.reason) {
+            ("cas", FailReason::ConditionFailed) => {
+                let key = job.key.as_deref().unwrap_or("");
+                let expected = match &job.operation {
+                    Operation::Txn { ops } => match ops.first() {
+                        Some(TxnOp::Require { condition: Condition::VersionEquals(0), .. }) => "absent".to_string(),
+                        Some(TxnOp::Require { condition: Condition::VersionEquals(version), .. }) => {
+                            format!("at version {version}")
+                        }
+                        _ => "holding the expected value".to_string(),
+                    },
+                    _ => String::new(),
+                };
+                let mut report = Report::new(
+                    exit::CONDITION,
+                    "condition_failed",
+                    format!("condition failed: key '{key}' is not {expected}; nothing was applied"),
+                );
+                report.json.insert("op_index".into(), failure.op_index.into());
+                return report;
+            }
+            (name, _) => format!("{name} of key '{}'", job.key.as_deref().unwrap_or("")),
+        },
+    };
+    let (code, outcome) = match failure.reason {
+        FailReason::ConditionFailed => (exit::CONDITION, "condition_failed"),
+        _ => (exit::FAILED, "failed"),
+    };
+    let mut report = Report::new(code, outcome, format!("failed, nothing was applied: {op} {}", failure.reason));
+    report.json.insert("op_index".into(), failure.op_index.into());
+    report
+}
+
+/// A scan's keys, KEY<TAB>VALUE (or KEY) per line; `next` where a limited scan stopped.
+fn scanned(entries: &[ScanEntry], next: Option<&[u8]>) -> Report {
+    let mut report = Report::new(exit::OK, "scanned", String::new());
+    report.stdout.clear();
+    let mut list = Vec::with_capacity(entries.len());
+    for entry in entries {
+        report.stdout.extend_from_slice(&entry.key);
+        let mut object = serde_json::Map::new();
+        insert_bytes(&mut object, "key", &entry.key);
+        if let Some(value) = &entry.value {
+            report.stdout.push(b'\t');
+            report.stdout.extend_from_slice(value);
+            insert_bytes(&mut object, "value", value);
+        }
+        report.stdout.push(b'\n');
+        object.insert("version".into(), entry.version.into());
+        list.push(serde_json::Value::Object(object));
+    }
+    report.json.insert("entries".into(), list.into());
+    if let Some(next) = next {
+        insert_bytes(&mut report.json, "next", next);
+    }
+    report
+}
+
+/// Bytes as text under `name`, or as hex under `name_hex` when they are not UTF-8.
+fn insert_bytes(object: &mut serde_json::Map<String, serde_json::Value>, name: &str, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => object.insert(name.into(), text.into()),
+        Err(_) => object.insert(format!("{name}_hex"), hex(bytes).into()),
+    };
+}
+
 /// What the core's reasons cannot say: which flags to change.
 fn try_again_advice(reason: &TryAgainReason) -> &'static str {
     match reason {
@@ -299,12 +558,7 @@ fn print(report: &Report, cli: &Cli, job: &Job) {
             object.insert("key".into(), key.as_str().into());
         }
         object.insert("outcome".into(), report.outcome.into());
-        if let Some(value) = &report.value {
-            match std::str::from_utf8(value) {
-                Ok(text) => object.insert("value".into(), text.into()),
-                Err(_) => object.insert("value_hex".into(), hex(value).into()),
-            };
-        }
+        object.extend(report.json.clone());
         if report.code != exit::OK {
             object.insert("error".into(), report.message.as_str().into());
         }
@@ -312,14 +566,37 @@ fn print(report: &Report, cli: &Cli, job: &Job) {
         println!("{}", serde_json::Value::Object(object));
         return;
     }
-    let mut stdout = std::io::stdout().lock();
-    if let Some(value) = &report.value {
-        let _ = stdout.write_all(value);
-        let _ = stdout.write_all(b"\n");
-    } else if report.code == exit::OK {
-        let _ = writeln!(stdout, "{}", report.message);
+    if report.code == exit::OK {
+        let _ = std::io::stdout().lock().write_all(&report.stdout);
     } else {
         eprintln!("dkv-client: {}", report.message);
+    }
+}
+
+/// Runs a scan page by page, following each page's `next`, until the last page or the job's
+/// limit: one `Scanned` with every entry, and the `next` where a limit stopped it. Pages are
+/// each linearizable, not one snapshot together.
+fn scan_all(client: &mut Client, job: &Job) -> Result<Outcome, ClientError> {
+    let Operation::Scan { start, end, keys_only, limit: page_keys } = &job.operation else {
+        unreachable!("scan_all runs scans only")
+    };
+    let mut entries = Vec::new();
+    let mut start = start.clone();
+    loop {
+        let wanted = job.scan_limit.map_or(u64::MAX, |limit| limit - entries.len() as u64);
+        let limit = u32::try_from(wanted).unwrap_or(u32::MAX).min(*page_keys);
+        let page = Operation::Scan { start, end: end.clone(), limit, keys_only: *keys_only };
+        match client.execute(page)? {
+            Outcome::Scanned { entries: page, next } => {
+                entries.extend(page);
+                let full = job.scan_limit.is_some_and(|limit| entries.len() as u64 >= limit);
+                match next {
+                    Some(next) if !full => start = next,
+                    next => return Ok(Outcome::Scanned { entries, next }),
+                }
+            }
+            other => return Ok(other),
+        }
     }
 }
 
@@ -370,7 +647,10 @@ fn main() -> ExitCode {
             Err(error) => usage_error(error.to_string()),
         }
     }
-    let result = Client::new(config).and_then(|mut client| client.execute(job.operation.clone()));
+    let result = Client::new(config).and_then(|mut client| match &job.operation {
+        Operation::Scan { .. } => scan_all(&mut client, &job),
+        operation => client.execute(operation.clone()),
+    });
     let report = report(&job, result);
     print(&report, &cli, &job);
     ExitCode::from(report.code)
