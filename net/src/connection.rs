@@ -583,8 +583,9 @@ impl Connection {
         self.output.len() - self.output_sent + usize::from(tls_pending)
     }
 
-    /// Bytes held in memory for this connection.
+    /// Bytes held in memory for this connection, its stream session's included.
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        let session = self.session.as_deref().map_or(0, |session| session.buffered_bytes());
+        self.input.capacity() + self.output.capacity() + session
     }
 }

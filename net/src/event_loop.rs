@@ -1085,6 +1085,8 @@ impl Server {
         } else if self.inbound.with(key, |c| c.pause_input(!done.wants_input)) == Some(true) {
             self.inbound.read_again_next_turn(key);
         }
+        // A session's memory counts against the budget too, and answers can grow it.
+        self.keep_to_byte_budget(now);
     }
 
     /// Serves one datagram of the original text protocol: its reply goes to its source, no

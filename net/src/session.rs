@@ -103,6 +103,12 @@ pub(crate) trait StreamSession: Send {
 
     /// Whether the session waits for answers (the connection is not idle while it does).
     fn is_busy(&self) -> bool;
+
+    /// Bytes the session holds (commands waiting, replies not yet handed out, state): they
+    /// count against the node's budget for connection buffers like the connection's own.
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// The session for a connection that speaks `protocol` (a byte-stream one); `serial` is the

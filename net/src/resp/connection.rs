@@ -145,4 +145,8 @@ impl StreamSession for RespConnection {
     fn is_busy(&self) -> bool {
         self.waiting.is_some()
     }
+
+    fn buffered_bytes(&self) -> usize {
+        self.session.as_ref().map_or(0, Session::buffered_bytes)
+    }
 }

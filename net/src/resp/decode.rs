@@ -76,12 +76,139 @@ pub struct Decoded {
 
 /// Takes one command off the front of `input`: `Ok(None)` while it is incomplete. An empty
 /// command (an empty inline line, `*0`, `*-1`) decodes to no arguments; callers skip it, as
-/// Redis does.
+/// Redis does. (A fresh [`Decoder`] over the whole input: for tests and one-shot use.)
 pub fn decode_command(input: &[u8], limits: &DecodeLimits) -> Result<Option<Decoded>, ProtocolError> {
-    match input.first() {
-        None => Ok(None),
-        Some(b'*') => decode_array(input, limits),
-        Some(_) => decode_inline(input, limits),
+    let mut decoder = Decoder::default();
+    let mut at = 0;
+    loop {
+        let (used, command) = decoder.decode(&input[at..], limits)?;
+        at += used;
+        if let Some(args) = command {
+            return Ok(Some(Decoded { args, consumed: at }));
+        }
+        if used == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// A decoder that resumes where it stopped: the arguments of a command that has not fully
+/// arrived are kept, not parsed again, so a client that sends a command a byte at a time costs
+/// each byte once (plus a header of at most a few dozen bytes), never the whole command again.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    state: State,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    /// Between commands.
+    #[default]
+    Idle,
+    /// Inside an array: the arguments still to come, those taken, and their bytes.
+    Array { remaining: usize, args: Vec<Vec<u8>>, total: usize },
+    /// Inside an inline command: the bytes already searched for its end.
+    Inline { searched: usize },
+}
+
+impl Decoder {
+    /// Decodes from the front of `input`: the bytes it took (the caller removes them before
+    /// the next call, and hands the rest again with more), and a command once one is whole.
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<(usize, Option<Vec<Vec<u8>>>), ProtocolError> {
+        let mut at = 0;
+        loop {
+            let rest = &input[at..];
+            match &mut self.state {
+                State::Idle => match rest.first() {
+                    None => return Ok((at, None)),
+                    Some(b'*') => {
+                        let Some((header, used)) = line(rest, HEADER_BYTES_MAX) else {
+                            return if rest.len() > HEADER_BYTES_MAX + 2 {
+                                Err(ProtocolError::InvalidArrayLength)
+                            } else {
+                                Ok((at, None))
+                            };
+                        };
+                        let count = parse_integer(&header[1..]).ok_or(ProtocolError::InvalidArrayLength)?;
+                        at += used;
+                        if count <= 0 {
+                            return Ok((at, Some(Vec::new())));
+                        }
+                        if count as u64 > limits.args_max as u64 {
+                            return Err(ProtocolError::TooManyArgs { count: count as u64, max: limits.args_max });
+                        }
+                        let remaining = count as usize;
+                        // Reserve for the arguments announced, but no more than a few: a header
+                        // costs nothing to send.
+                        self.state = State::Array { remaining, args: Vec::with_capacity(remaining.min(16)), total: 0 };
+                    }
+                    Some(_) => self.state = State::Inline { searched: 0 },
+                },
+                State::Array { remaining, args, total } => {
+                    match rest.first() {
+                        None => return Ok((at, None)),
+                        Some(b'$') => {}
+                        Some(&other) => return Err(ProtocolError::ExpectedBulk { found: char::from(other) }),
+                    }
+                    let Some((header, header_len)) = line(rest, HEADER_BYTES_MAX) else {
+                        return if rest.len() > HEADER_BYTES_MAX + 2 {
+                            Err(ProtocolError::InvalidBulkLength)
+                        } else {
+                            Ok((at, None))
+                        };
+                    };
+                    let len = parse_integer(&header[1..]).ok_or(ProtocolError::InvalidBulkLength)?;
+                    let len = u64::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;
+                    if len > limits.arg_bytes_max as u64 {
+                        return Err(ProtocolError::ArgTooLarge { len, max: limits.arg_bytes_max });
+                    }
+                    let len = len as usize;
+                    if *total + len > limits.command_bytes_max {
+                        return Err(ProtocolError::CommandTooLarge { max: limits.command_bytes_max });
+                    }
+                    let body = &rest[header_len..];
+                    if body.len() < len + 2 {
+                        // The header is parsed again next time (a few bytes); the body is not.
+                        return Ok((at, None));
+                    }
+                    if &body[len..len + 2] != b"\r\n" {
+                        return Err(ProtocolError::MissingCrlf);
+                    }
+                    args.push(body[..len].to_vec());
+                    *total += len;
+                    *remaining -= 1;
+                    at += header_len + len + 2;
+                    if *remaining == 0 {
+                        let args = std::mem::take(args);
+                        self.state = State::Idle;
+                        return Ok((at, Some(args)));
+                    }
+                }
+                State::Inline { searched } => {
+                    let window = &rest[(*searched).min(rest.len())..rest.len().min(INLINE_BYTES_MAX + 2)];
+                    let Some(offset) = window.iter().position(|&b| b == b'\n') else {
+                        if rest.len() > INLINE_BYTES_MAX {
+                            return Err(ProtocolError::InlineTooLarge);
+                        }
+                        *searched = rest.len();
+                        return Ok((at, None));
+                    };
+                    let end = *searched + offset;
+                    let text = &rest[..end];
+                    let text = text.strip_suffix(b"\r").unwrap_or(text);
+                    let args = split_inline(text)?;
+                    if args.len() > limits.args_max {
+                        return Err(ProtocolError::TooManyArgs { count: args.len() as u64, max: limits.args_max });
+                    }
+                    self.state = State::Idle;
+                    return Ok((at + end + 1, Some(args)));
+                }
+            }
+        }
     }
 }
 
@@ -97,63 +224,6 @@ fn line(input: &[u8], max: usize) -> Option<(&[u8], usize)> {
 /// A decimal integer as Redis's headers write it (an optional minus sign, then digits).
 fn parse_integer(text: &[u8]) -> Option<i64> {
     std::str::from_utf8(text).ok()?.parse().ok()
-}
-
-fn decode_array(input: &[u8], limits: &DecodeLimits) -> Result<Option<Decoded>, ProtocolError> {
-    let Some((header, mut at)) = line(input, HEADER_BYTES_MAX) else {
-        return if input.len() > HEADER_BYTES_MAX { Err(ProtocolError::InvalidArrayLength) } else { Ok(None) };
-    };
-    let count = parse_integer(&header[1..]).ok_or(ProtocolError::InvalidArrayLength)?;
-    if count <= 0 {
-        return Ok(Some(Decoded { args: Vec::new(), consumed: at }));
-    }
-    if count as u64 > limits.args_max as u64 {
-        return Err(ProtocolError::TooManyArgs { count: count as u64, max: limits.args_max });
-    }
-    let mut args = Vec::with_capacity(count as usize);
-    let mut total = 0usize;
-    for _ in 0..count {
-        let rest = &input[at..];
-        match rest.first() {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(&other) => return Err(ProtocolError::ExpectedBulk { found: char::from(other) }),
-        }
-        let Some((header, header_len)) = line(rest, HEADER_BYTES_MAX) else {
-            return if rest.len() > HEADER_BYTES_MAX { Err(ProtocolError::InvalidBulkLength) } else { Ok(None) };
-        };
-        let len = parse_integer(&header[1..]).ok_or(ProtocolError::InvalidBulkLength)?;
-        let len = u64::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;
-        if len > limits.arg_bytes_max as u64 {
-            return Err(ProtocolError::ArgTooLarge { len, max: limits.arg_bytes_max });
-        }
-        let len = len as usize;
-        total += len;
-        if total > limits.command_bytes_max {
-            return Err(ProtocolError::CommandTooLarge { max: limits.command_bytes_max });
-        }
-        let body = &rest[header_len..];
-        if body.len() < len + 2 {
-            return Ok(None);
-        }
-        if &body[len..len + 2] != b"\r\n" {
-            return Err(ProtocolError::MissingCrlf);
-        }
-        args.push(body[..len].to_vec());
-        at += header_len + len + 2;
-    }
-    Ok(Some(Decoded { args, consumed: at }))
-}
-
-fn decode_inline(input: &[u8], limits: &DecodeLimits) -> Result<Option<Decoded>, ProtocolError> {
-    let Some((text, consumed)) = line(input, INLINE_BYTES_MAX) else {
-        return if input.len() > INLINE_BYTES_MAX { Err(ProtocolError::InlineTooLarge) } else { Ok(None) };
-    };
-    let args = split_inline(text)?;
-    if args.len() > limits.args_max {
-        return Err(ProtocolError::TooManyArgs { count: args.len() as u64, max: limits.args_max });
-    }
-    Ok(Some(Decoded { args, consumed }))
 }
 
 /// Splits an inline command into arguments as Redis does: separated by spaces, and quoted with

@@ -26,7 +26,7 @@
 
 use super::command::{self, Bytes, ClientCall, Command};
 use super::cursors::ScanCursors;
-use super::decode::{DecodeLimits, ProtocolError, decode_command};
+use super::decode::{DecodeLimits, Decoder, ProtocolError};
 use super::glob;
 use super::introspection::{self, NodeFacts};
 use super::plan::{self, Plan, Shape};
@@ -58,12 +58,17 @@ pub struct SessionLimits {
     /// watched keys together.
     pub txn_ops_max: usize,
     pub txn_bytes_max: usize,
+    /// Bytes of a key: also the most a client name or a glob pattern may have.
+    pub key_bytes_max: usize,
     /// Keys one SCAN page may visit (its COUNT is capped here).
     pub scan_count_max: u32,
     /// Keys KEYS may return; past it, KEYS says to use SCAN.
     pub keys_max: usize,
 }
 
+/// Reply bytes a session produces before it stops running commands until they are taken
+/// (see [`Session::poll`]).
+pub const OUTPUT_PAUSE_BYTES: usize = 1 << 20;
 /// Keys KEYS may return at most.
 pub const KEYS_MAX: usize = 10_000;
 /// SCAN's COUNT when the client gives none (as Redis).
@@ -77,6 +82,7 @@ impl SessionLimits {
             pipeline_bytes_max: 4 << 20,
             txn_ops_max: limits.txn_ops_max as usize,
             txn_bytes_max: limits.txn_bytes_max as usize,
+            key_bytes_max: limits.key_bytes_max as usize,
             scan_count_max: limits.scan_limit_max,
             keys_max: KEYS_MAX,
         }
@@ -145,6 +151,10 @@ pub struct Session {
     user: Option<usize>,
     name: Option<Bytes>,
     input: Vec<u8>,
+    /// Resumes a command that has not fully arrived (see [`Decoder`]).
+    decoder: Decoder,
+    /// Bytes of the command being decoded taken so far (counted once it is whole).
+    partial_bytes: usize,
     /// Commands decoded and waiting, with the bytes each took on the wire.
     queue: VecDeque<(Pending, usize)>,
     queued_bytes: usize,
@@ -171,6 +181,8 @@ impl Session {
             user: None,
             name: None,
             input: Vec::new(),
+            decoder: Decoder::default(),
+            partial_bytes: 0,
             queue: VecDeque::new(),
             queued_bytes: 0,
             replay: VecDeque::new(),
@@ -197,9 +209,16 @@ impl Session {
             && self.queued_bytes < self.limits.pipeline_bytes_max
     }
 
-    /// Bytes held for this connection: input not yet decoded, and commands waiting.
+    /// Bytes held for this connection: input not yet decoded, the command being decoded,
+    /// commands waiting, replies not yet taken, a MULTI's queue and WATCH's values.
     pub fn buffered_bytes(&self) -> usize {
-        self.input.len() + self.queued_bytes
+        let multi = self.multi.as_ref().map_or(0, |multi| multi.bytes);
+        self.input.capacity()
+            + self.queued_bytes
+            + self.partial_bytes
+            + self.output.capacity()
+            + multi
+            + self.watched_bytes
     }
 
     /// Whether the connection should close once its output is written: after QUIT or a
@@ -212,7 +231,7 @@ impl Session {
     pub fn holds_partial_command(&self) -> bool {
         // Decoding stops at a full queue too; only with room left is undecoded input a command
         // that has not fully arrived.
-        !self.input.is_empty() && self.wants_input()
+        (!self.input.is_empty() || self.partial_bytes > 0) && self.wants_input()
     }
 
     /// Gives up on a command whose end did not arrive in time: after every earlier command is
@@ -222,6 +241,8 @@ impl Session {
             self.queue.push_back((Pending::ProtocolError(ProtocolError::Incomplete { seconds }), 0));
             self.ending = true;
             self.input = Vec::new();
+            self.decoder = Decoder::default();
+            self.partial_bytes = 0;
         }
     }
 
@@ -248,19 +269,26 @@ impl Session {
     fn decode(&mut self) {
         let mut used = 0;
         while !self.ending && (self.queue.is_empty() || self.wants_input()) {
-            match decode_command(&self.input[used..], &self.limits.decode) {
-                Ok(Some(decoded)) => {
-                    used += decoded.consumed;
-                    if !decoded.args.is_empty() {
-                        self.queued_bytes += decoded.consumed;
-                        let pending = match command::parse(decoded.args) {
+            match self.decoder.decode(&self.input[used..], &self.limits.decode) {
+                Ok((taken, command)) => {
+                    used += taken;
+                    self.partial_bytes += taken;
+                    let Some(args) = command else {
+                        if taken == 0 {
+                            break;
+                        }
+                        continue;
+                    };
+                    let wire_bytes = std::mem::take(&mut self.partial_bytes);
+                    if !args.is_empty() {
+                        self.queued_bytes += wire_bytes;
+                        let pending = match command::parse(args) {
                             Ok(Command::Data(data)) => Pending::Data(plan::plan(data)),
                             parsed => Pending::Command(parsed),
                         };
-                        self.queue.push_back((pending, decoded.consumed));
+                        self.queue.push_back((pending, wire_bytes));
                     }
                 }
-                Ok(None) => break,
                 Err(error) => {
                     self.queue.push_back((Pending::ProtocolError(error), 0));
                     self.ending = true;
@@ -271,6 +299,8 @@ impl Session {
         self.input.drain(..used);
         if self.ending {
             self.input = Vec::new();
+            self.decoder = Decoder::default();
+            self.partial_bytes = 0;
         }
     }
 
@@ -282,6 +312,11 @@ impl Session {
                 return Some(operation);
             }
             if self.running.is_some() {
+                return None;
+            }
+            if self.output.len() >= OUTPUT_PAUSE_BYTES {
+                // Replies first go out: commands that answer at once (ECHO, CLIENT GETNAME,
+                // COMMAND) must not pile up output without bound in one call.
                 return None;
             }
             if let Some(plan) = self.replay.pop_front() {
@@ -352,6 +387,10 @@ impl Session {
             Command::ConfigGet(patterns) => self.send(&introspection::config_get(&patterns)),
             Command::Client(call) => {
                 let reply = match call {
+                    ClientCall::SetName(name) if name.len() > self.limits.key_bytes_max => Reply::err(format!(
+                        "a client name may have {} bytes at most (dkv's key limit)",
+                        self.limits.key_bytes_max
+                    )),
                     ClientCall::SetName(name) => {
                         self.name = Some(name);
                         Reply::ok()
@@ -369,6 +408,9 @@ impl Session {
             }
             Command::Exec => self.send(&Reply::err("EXEC without MULTI")),
             Command::Discard => self.send(&Reply::err("DISCARD without MULTI")),
+            Command::Watch(keys) if self.watched.len() + keys.len() > self.limits.txn_ops_max => {
+                self.send(&watch_over_limit(&self.limits))
+            }
             Command::Watch(keys) => {
                 let mut rest: VecDeque<Bytes> = keys.into();
                 let current = rest.pop_front().expect("WATCH has at least one key");
@@ -395,6 +437,8 @@ impl Session {
         self.queue.clear();
         self.queued_bytes = 0;
         self.input = Vec::new();
+        self.decoder = Decoder::default();
+        self.partial_bytes = 0;
     }
 
     fn hello(&mut self, host: &mut impl Host, protocol: Option<i64>, auth: Option<(Bytes, Bytes)>) {
@@ -480,8 +524,8 @@ impl Session {
     /// abort, as in Redis.
     fn start_in_multi(&mut self, pending: Pending) {
         let parsed = match pending {
-            Pending::Data(plan) => return self.queue_in_multi(plan),
-            Pending::Command(Ok(Command::Data(data))) => return self.queue_in_multi(plan::plan(data)),
+            Pending::Data(plan) => return self.queue_in_multi(Queued::Data(plan)),
+            Pending::Command(Ok(Command::Data(data))) => return self.queue_in_multi(Queued::Data(plan::plan(data))),
             Pending::Command(parsed) => parsed,
             Pending::ProtocolError(_) => unreachable!("answered by poll"),
         };
@@ -502,13 +546,9 @@ impl Session {
                 return self.end();
             }
             Ok(Command::Ping(message)) => {
-                multi.commands.push(Queued::Local(message.map_or(Reply::Simple("PONG"), Reply::Bulk)));
-                return self.send(&Reply::Simple("QUEUED"));
+                return self.queue_in_multi(Queued::Local(message.map_or(Reply::Simple("PONG"), Reply::Bulk)));
             }
-            Ok(Command::Echo(message)) => {
-                multi.commands.push(Queued::Local(Reply::Bulk(message)));
-                return self.send(&Reply::Simple("QUEUED"));
-            }
+            Ok(Command::Echo(message)) => return self.queue_in_multi(Queued::Local(Reply::Bulk(message))),
             Ok(other) => Reply::err(format!(
                 "dkv cannot run {} inside MULTI: a transaction holds commands that read or write keys (and PING, ECHO)",
                 other_name(&other)
@@ -519,9 +559,16 @@ impl Session {
     }
 
     /// Queues a data command in MULTI, within the transaction's limits.
-    fn queue_in_multi(&mut self, plan: Plan) {
+    /// Queues a command in MULTI, within the transaction's limits (PING and ECHO count as one
+    /// op and their message's bytes: they are held until EXEC too).
+    fn queue_in_multi(&mut self, queued: Queued) {
+        let (queued_ops, queued_bytes) = match &queued {
+            Queued::Data(plan) => (plan.ops.len(), plan.bytes()),
+            Queued::Local(Reply::Bulk(message)) => (1, message.len()),
+            Queued::Local(_) => (1, 0),
+        };
         let multi = self.multi.as_mut().expect("called in MULTI");
-        let (ops, bytes) = (multi.ops + plan.ops.len(), multi.bytes + plan.bytes());
+        let (ops, bytes) = (multi.ops + queued_ops, multi.bytes + queued_bytes);
         if ops + self.watched.len() > self.limits.txn_ops_max || bytes + self.watched_bytes > self.limits.txn_bytes_max
         {
             multi.failed = true;
@@ -531,7 +578,7 @@ impl Session {
             )));
         }
         (multi.ops, multi.bytes) = (ops, bytes);
-        multi.commands.push(Queued::Data(plan));
+        multi.commands.push(queued);
         self.send(&Reply::Simple("QUEUED"))
     }
 
@@ -689,23 +736,26 @@ impl Session {
             other => return self.send(&unanswered(other)),
         };
         recorded.push((current, value));
+        // Checked after every read, so WATCH never holds more than the limit.
+        let bytes: usize = recorded.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
+        if self.watched_bytes + bytes > self.limits.txn_bytes_max {
+            return self.send(&watch_over_limit(&self.limits));
+        }
         if let Some(next) = rest.pop_front() {
             let operation = Operation::Get { key: next.clone() };
             return self.run(Running::Watch { current: next, rest, recorded }, operation);
-        }
-        let bytes: usize = recorded.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
-        if self.watched.len() + recorded.len() > self.limits.txn_ops_max
-            || self.watched_bytes + bytes > self.limits.txn_bytes_max
-        {
-            return self.send(&Reply::err(format!(
-                "watching these keys would be over dkv's transaction limit of {} ops and {} bytes (EXEC checks each watched value); watch fewer",
-                self.limits.txn_ops_max, self.limits.txn_bytes_max
-            )));
         }
         self.watched_bytes += bytes;
         self.watched.extend(recorded);
         self.send(&Reply::ok())
     }
+}
+
+fn watch_over_limit(limits: &SessionLimits) -> Reply {
+    Reply::err(format!(
+        "watching these keys would be over dkv's transaction limit of {} ops and {} bytes (EXEC checks each watched value); watch fewer",
+        limits.txn_ops_max, limits.txn_bytes_max
+    ))
 }
 
 /// EXEC's reply: every command's reply, in order; a null array when a watched key changed; an
@@ -1130,7 +1180,95 @@ mod tests {
         }
         assert_eq!(replies, 10);
         assert!(session.wants_input());
-        assert_eq!(session.buffered_bytes(), 0);
+        assert_eq!((session.queued_bytes, session.input.len(), session.queue.len()), (0, 0, 0));
+    }
+
+    /// Commands answered at once stop producing output past a threshold until it is taken:
+    /// a pipeline of CLIENT GETNAMEs (or ECHOs) cannot make one call produce gigabytes.
+    #[test]
+    fn local_replies_pause_past_the_output_threshold() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        let name = "n".repeat(4096);
+        session.receive(format!("CLIENT SETNAME {name}\r\n").as_bytes());
+        session.receive("CLIENT GETNAME\r\n".repeat(1000).as_bytes());
+        assert_eq!(session.poll(&mut host), None);
+        let first = session.take_output();
+        assert!(first.len() < OUTPUT_PAUSE_BYTES + 2 * 4096, "one call produced {} bytes", first.len());
+        let mut total = first.len();
+        for _ in 0..1000 {
+            session.poll(&mut host);
+            let out = session.take_output();
+            if out.is_empty() {
+                break;
+            }
+            total += out.len();
+        }
+        assert_eq!(total, "+OK\r\n".len() + 1000 * format!("$4096\r\n{name}\r\n").len(), "every reply came, in turns");
+        let long = "n".repeat(4097);
+        assert!(talk(&mut session, &mut host, &format!("CLIENT SETNAME {long}\r\n")).contains("4096 bytes at most"));
+    }
+
+    /// PING and ECHO queued in MULTI count against the transaction's limits like data
+    /// commands: a MULTI cannot hold unbounded messages until EXEC.
+    #[test]
+    fn multi_bounds_count_ping_and_echo() {
+        let mut host = TestHost::new();
+        let mut limits = SessionLimits::for_limits(&Limits::default());
+        limits.txn_ops_max = 3;
+        limits.txn_bytes_max = 100;
+        let mut session = Session::new(limits, true, 1);
+        let out = talk(&mut session, &mut host, "MULTI\r\nPING\r\nPING\r\nPING\r\nPING\r\nEXEC\r\n");
+        assert!(
+            out.starts_with("+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n-ERR this transaction would be over"),
+            "{out}"
+        );
+        assert!(out.ends_with("-EXECABORT Transaction discarded because of previous errors.\r\n"), "{out}");
+        let big = "e".repeat(101);
+        let out = talk(&mut session, &mut host, &format!("MULTI\r\nECHO {big}\r\nEXEC\r\n"));
+        assert!(out.contains("-ERR this transaction would be over"), "{out}");
+    }
+
+    /// WATCH refuses more keys than a transaction holds before reading any, and stops reading
+    /// once the values read pass the byte limit.
+    #[test]
+    fn watch_is_bounded_while_it_reads() {
+        let mut host = TestHost::new();
+        let mut limits = SessionLimits::for_limits(&Limits::default());
+        limits.txn_ops_max = 4;
+        limits.txn_bytes_max = 50;
+        let mut session = Session::new(limits, true, 1);
+        session.receive(b"WATCH a b c d e\r\n");
+        assert_eq!(session.poll(&mut host), None, "no key is read for a WATCH over the count");
+        assert!(String::from_utf8(session.take_output()).unwrap().contains("watch fewer"));
+        talk(&mut session, &mut host, &format!("SET a {}\r\nSET b {}\r\n", "x".repeat(30), "y".repeat(30)));
+        let mut reads = 0;
+        session.receive(b"WATCH a b c\r\n");
+        while let Some(operation) = session.poll(&mut host) {
+            reads += 1;
+            let outcome = host.run(operation);
+            session.complete(&mut host, Ok(outcome));
+        }
+        assert_eq!(reads, 2, "reading stopped at the value that passed the limit");
+        assert!(String::from_utf8(session.take_output()).unwrap().contains("watch fewer"));
+        assert_eq!(session.watched_bytes, 0);
+    }
+
+    /// A command that arrives a byte at a time is decoded as it comes: whole arguments leave
+    /// the input at once, so it never holds more than one argument's bytes (nothing is parsed
+    /// again and again).
+    #[test]
+    fn a_dripped_command_is_decoded_as_it_comes() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        let mut command = format!("*2001\r\n$4\r\nMGET\r\n");
+        for i in 0..2000 {
+            command += &format!("$5\r\nk{i:04}\r\n");
+        }
+        for byte in command.as_bytes() {
+            session.receive(std::slice::from_ref(byte));
+            assert!(session.input.len() <= 16, "the input holds {} bytes", session.input.len());
+        }
+        assert_eq!(session.queue.len(), 1);
+        assert!(talk(&mut session, &mut host, "").starts_with("*2000\r\n"));
     }
 
     /// An outcome that is no answer (a refusal, no outcome yet) becomes an error that says so.
