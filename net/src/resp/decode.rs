@@ -92,6 +92,9 @@ pub fn decode_command(input: &[u8], limits: &DecodeLimits) -> Result<Option<Deco
     }
 }
 
+/// A command's arguments, its name first.
+pub type Args = Vec<Vec<u8>>;
+
 /// A decoder that resumes where it stopped: the arguments of a command that has not fully
 /// arrived are kept, not parsed again, so a client that sends a command a byte at a time costs
 /// each byte once (plus a header of at most a few dozen bytes), never the whole command again.
@@ -114,11 +117,7 @@ enum State {
 impl Decoder {
     /// Decodes from the front of `input`: the bytes it took (the caller removes them before
     /// the next call, and hands the rest again with more), and a command once one is whole.
-    pub fn decode(
-        &mut self,
-        input: &[u8],
-        limits: &DecodeLimits,
-    ) -> Result<(usize, Option<Vec<Vec<u8>>>), ProtocolError> {
+    pub fn decode(&mut self, input: &[u8], limits: &DecodeLimits) -> Result<(usize, Option<Args>), ProtocolError> {
         let mut at = 0;
         loop {
             let rest = &input[at..];

@@ -1259,7 +1259,7 @@ mod tests {
     #[test]
     fn a_dripped_command_is_decoded_as_it_comes() {
         let (mut session, mut host) = (session(), TestHost::new());
-        let mut command = format!("*2001\r\n$4\r\nMGET\r\n");
+        let mut command = "*2001\r\n$4\r\nMGET\r\n".to_string();
         for i in 0..2000 {
             command += &format!("$5\r\nk{i:04}\r\n");
         }
