@@ -7,11 +7,20 @@
 
 /// Whether `key` matches `pattern`.
 pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
+    let mut unlimited = u64::MAX;
+    matches_within(pattern, key, &mut unlimited).expect("no match takes 2^64 steps")
+}
+
+/// Whether `key` matches `pattern`, spending at most `budget` steps (a step is one byte of the
+/// key or of a class looked at), taken from `budget`; `None` when it ran out first. A SCAN page
+/// shares one budget among its keys, so a hostile pattern costs the event loop a bounded time.
+pub fn matches_within(pattern: &[u8], key: &[u8], budget: &mut u64) -> Option<bool> {
     let (mut p, mut k) = (0, 0);
     // Where to resume after the last `*`: the pattern just past it, and the key byte it
     // would take next.
     let mut resume: Option<(usize, usize)> = None;
     while k < key.len() {
+        *budget = budget.checked_sub(1)?;
         let step = match pattern.get(p) {
             Some(b'*') => {
                 resume = Some((p + 1, k));
@@ -19,7 +28,11 @@ pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
                 continue;
             }
             Some(b'?') => Some(p + 1),
-            Some(b'[') => match_class(pattern, p, key[k]),
+            Some(b'[') => {
+                let (matched, looked_at) = match_class(pattern, p, key[k]);
+                *budget = budget.checked_sub(looked_at)?;
+                matched
+            }
             Some(b'\\') if p + 1 < pattern.len() => (pattern[p + 1] == key[k]).then_some(p + 2),
             Some(&literal) => (literal == key[k]).then_some(p + 1),
             None => None,
@@ -35,15 +48,16 @@ pub fn matches(pattern: &[u8], key: &[u8]) -> bool {
                 p = star_p;
                 k = star_k + 1;
             }
-            (None, None) => return false,
+            (None, None) => return Some(false),
         }
     }
-    pattern[p.min(pattern.len())..].iter().all(|&b| b == b'*')
+    Some(pattern[p.min(pattern.len())..].iter().all(|&b| b == b'*'))
 }
 
 /// Matches `byte` against the class `[…]` opening at `pattern[open]`: the pattern index past
-/// the class if it matches. An unclosed class runs to the end of the pattern, as in Redis.
-fn match_class(pattern: &[u8], open: usize, byte: u8) -> Option<usize> {
+/// the class if it matches, and the pattern bytes looked at. An unclosed class runs to the end
+/// of the pattern, as in Redis.
+fn match_class(pattern: &[u8], open: usize, byte: u8) -> (Option<usize>, u64) {
     let mut i = open + 1;
     let negate = pattern.get(i) == Some(&b'^');
     if negate {
@@ -64,7 +78,7 @@ fn match_class(pattern: &[u8], open: usize, byte: u8) -> Option<usize> {
         }
     }
     let end = (i + 1).min(pattern.len());
-    (found != negate).then_some(end)
+    ((found != negate).then_some(end), (i - open) as u64)
 }
 
 /// The bytes every key matching `pattern` starts with: the pattern up to its first special
@@ -128,6 +142,19 @@ mod tests {
         let pattern = "*a".repeat(50) + "b";
         let key = "a".repeat(4000);
         assert!(!matches(pattern.as_bytes(), key.as_bytes()));
+    }
+
+    /// The budget bounds the work: a long class against a long key runs out instead of
+    /// running on, and an ample budget gives the same answer as no budget.
+    #[test]
+    fn the_budget_bounds_the_work() {
+        let pattern = format!("*[{}]x", "a".repeat(1000));
+        let key = "b".repeat(1000);
+        let mut budget = 10_000;
+        assert_eq!(matches_within(pattern.as_bytes(), key.as_bytes(), &mut budget), None);
+        let mut ample = u64::MAX;
+        assert_eq!(matches_within(b"user:*", b"user:7", &mut ample), Some(true));
+        assert!(u64::MAX - ample < 10);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use super::glob;
 use super::introspection::{self, NodeFacts};
 use super::plan::{self, Plan, Shape};
 use super::reply::{Protocol, Reply};
-use dkv_core::{Condition, Limits, Operation, Outcome, RejectReason, TxnOp};
+use dkv_core::{Condition, Limits, Operation, Outcome, RejectReason, ScanEntry, TxnOp};
 use std::collections::VecDeque;
 
 /// What a session asks of the node it runs on, besides running requests.
@@ -69,6 +69,11 @@ pub struct SessionLimits {
 /// Reply bytes a session produces before it stops running commands until they are taken
 /// (see [`Session::poll`]).
 pub const OUTPUT_PAUSE_BYTES: usize = 1 << 20;
+/// Pattern-matching steps one SCAN or KEYS page may spend (a few milliseconds at most).
+pub const MATCH_STEPS_PER_PAGE: u64 = 4_000_000;
+/// Keys KEYS looks at, at most, before it says to use SCAN: it runs in one go, and must not
+/// hold the node for long.
+pub const KEYS_VISITED_MAX: usize = 100_000;
 /// Keys KEYS may return at most.
 pub const KEYS_MAX: usize = 10_000;
 /// SCAN's COUNT when the client gives none (as Redis).
@@ -134,10 +139,12 @@ enum Running {
     Scan {
         pattern: Option<Bytes>,
     },
+    /// KEYS walks pages; `visited` counts the keys it has looked at.
     Keys {
         pattern: Bytes,
         end: Option<Bytes>,
         found: Vec<Bytes>,
+        visited: usize,
     },
 }
 
@@ -421,12 +428,20 @@ impl Session {
                 self.unwatch();
                 self.send(&Reply::ok())
             }
+            Command::Keys(pattern) | Command::Scan { pattern: Some(pattern), .. }
+                if pattern.len() > self.limits.key_bytes_max =>
+            {
+                self.send(&Reply::err(format!(
+                    "a pattern may have {} bytes at most (dkv's key limit)",
+                    self.limits.key_bytes_max
+                )))
+            }
             Command::Scan { cursor, pattern, count } => self.scan(host, &cursor, pattern, count),
             Command::Keys(pattern) => {
                 let prefix = glob::literal_prefix(&pattern);
                 let end = successor(&prefix);
                 let operation = self.scan_operation(prefix, end.clone(), self.limits.scan_count_max);
-                self.run(Running::Keys { pattern, end, found: Vec::new() }, operation)
+                self.run(Running::Keys { pattern, end, found: Vec::new(), visited: 0 }, operation)
             }
         }
     }
@@ -695,24 +710,26 @@ impl Session {
                 return self.watched_one(current, rest, recorded, outcome);
             }
             (Running::Scan { pattern }, Outcome::Scanned { entries, next }) => {
-                let keys = entries
-                    .into_iter()
-                    .map(|entry| entry.key)
-                    .filter(|key| pattern.as_deref().is_none_or(|p| glob::matches(p, key)))
-                    .collect();
-                let cursor = next.map_or(0, |key| host.cursors().insert(key));
+                let (keys, resume, _) = matching(pattern.as_deref(), entries, next);
+                let cursor = resume.map_or(0, |key| host.cursors().insert(key));
                 scan_reply(cursor, keys)
             }
-            (Running::Keys { pattern, end, mut found }, Outcome::Scanned { entries, next }) => {
-                found.extend(entries.into_iter().map(|entry| entry.key).filter(|key| glob::matches(&pattern, key)));
+            (Running::Keys { pattern, end, mut found, visited }, Outcome::Scanned { entries, next }) => {
+                let (keys, resume, looked_at) = matching(Some(&pattern), entries, next);
+                found.extend(keys);
+                let visited = visited + looked_at;
                 if found.len() > self.limits.keys_max {
                     Reply::err(format!(
                         "KEYS would return more than {} keys; use SCAN, which returns them page by page",
                         self.limits.keys_max
                     ))
-                } else if let Some(start) = next {
+                } else if visited > KEYS_VISITED_MAX {
+                    Reply::err(format!(
+                        "KEYS would look at more than {KEYS_VISITED_MAX} keys; use SCAN, which looks at them page by page"
+                    ))
+                } else if let Some(start) = resume {
                     let operation = self.scan_operation(start, end.clone(), self.limits.scan_count_max);
-                    return self.run(Running::Keys { pattern, end, found }, operation);
+                    return self.run(Running::Keys { pattern, end, found, visited }, operation);
                 } else {
                     Reply::Array(found.into_iter().map(Reply::Bulk).collect())
                 }
@@ -816,6 +833,35 @@ fn unanswered(outcome: Outcome) -> Reply {
         }
         other => Reply::err(format!("dkv answered an unexpected outcome ({other}); please report this")),
     }
+}
+
+/// The keys of a scanned page that match `pattern` (all without one), where the next page
+/// starts, and how many keys were looked at. Matching spends at most [`MATCH_STEPS_PER_PAGE`]:
+/// past it, the page ends early at the first key not looked at, which starts the next.
+fn matching(
+    pattern: Option<&[u8]>,
+    entries: Vec<ScanEntry>,
+    next: Option<Bytes>,
+) -> (Vec<Bytes>, Option<Bytes>, usize) {
+    let mut budget = MATCH_STEPS_PER_PAGE;
+    let mut keys = Vec::new();
+    let mut looked_at = 0;
+    for entry in entries {
+        let matched = match pattern {
+            None => Some(true),
+            // The first key is always judged whole, so every page makes progress; keys and
+            // patterns are capped, so that costs a bounded time too.
+            Some(pattern) if looked_at == 0 => Some(glob::matches(pattern, &entry.key)),
+            Some(pattern) => glob::matches_within(pattern, &entry.key, &mut budget),
+        };
+        match matched {
+            Some(true) => keys.push(entry.key),
+            Some(false) => {}
+            None => return (keys, Some(entry.key), looked_at),
+        }
+        looked_at += 1;
+    }
+    (keys, next, looked_at)
 }
 
 fn scan_reply(cursor: u64, keys: Vec<Bytes>) -> Reply {
@@ -1105,6 +1151,25 @@ mod tests {
         ));
         session.limits.keys_max = 20;
         assert!(talk(&mut session, &mut host, "KEYS *\r\n").contains("use SCAN"));
+    }
+
+    /// A hostile pattern makes a SCAN page end early, at the key where matching ran out of
+    /// budget (the next page starts there); a pattern longer than a key is refused.
+    #[test]
+    fn hostile_patterns_end_pages_early() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        let key = "b".repeat(1100);
+        for i in 0..5 {
+            talk(&mut session, &mut host, &format!("SET {key}{i:02} x\r\n"));
+        }
+        let pattern = format!("*[{}]x", "a".repeat(4000));
+        let out = talk(&mut session, &mut host, &format!("SCAN 0 MATCH {pattern} COUNT 5\r\n"));
+        let cursor = out.split("\r\n").nth(2).unwrap().to_string();
+        assert_ne!(cursor, "0", "the page ended early with a cursor: {out}");
+        let out = talk(&mut session, &mut host, &format!("KEYS {pattern}{}\r\n", "x".repeat(100)));
+        assert!(out.contains("a pattern may have 4096 bytes at most"), "{out}");
+        let out = talk(&mut session, &mut host, &format!("KEYS {pattern}\r\n"));
+        assert_eq!(out, "*0\r\n", "KEYS goes on from where a page ended");
     }
 
     /// Where users are required, nothing but AUTH, HELLO, QUIT and PING runs before AUTH; a
