@@ -290,7 +290,7 @@ impl Server {
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             gateway: Gateway::with_random_ids(config.gateway),
-            coalescer: Coalescer::new(config.limits),
+            coalescer: Coalescer::new(config.limits, config.gateway.request_timeout),
             answers: VecDeque::new(),
             udp_read_again: false,
             peer_udp_read_again: false,
@@ -383,6 +383,11 @@ impl Server {
             self.node.handle(now, Input::Timeout);
             self.drain_outputs(now)?;
         }
+        if self.coalescer.deadline().is_some_and(|deadline| deadline <= now) {
+            let expired = self.coalescer.expire(now);
+            self.answers.extend(expired);
+            self.drain_outputs(now)?;
+        }
         if self.gateway.deadline().is_some_and(|deadline| deadline <= now) {
             let (resend, answers) = self.gateway.on_timeout(now);
             for request in resend {
@@ -440,6 +445,9 @@ impl Server {
             next = next.min(at);
         }
         if let Some(at) = self.gateway.deadline() {
+            next = next.min(at);
+        }
+        if let Some(at) = self.coalescer.deadline() {
             next = next.min(at);
         }
         for link in &self.links {
@@ -952,7 +960,7 @@ impl Server {
         ServerStats::add(&self.stats.gateway_requests, 1);
         if let Operation::Txn { ops } = operation {
             // Writes wait for the end of the turn, to run together (see `Coalescer`).
-            if let Err(error) = self.coalescer.add(asker, ops) {
+            if let Err(error) = self.coalescer.add(now, asker, ops) {
                 ServerStats::add(&self.stats.gateway_busy, 1);
                 self.answers.push_back(Answer { asker, result: Err(error) });
             }
