@@ -96,6 +96,23 @@ impl Plan {
         }
     }
 
+    /// For DEL and EXISTS run alone: whether it deletes, and the keys whose presence it counts
+    /// (each once for DEL, as Redis counts). Those run as a probe of the keys' versions, then
+    /// a transaction of conditions on them (see `Session::start_probe`), so that no value
+    /// travels in a reply or stays in a completion record.
+    pub fn probe(&self) -> Option<(bool, Vec<Bytes>)> {
+        if self.shape != Shape::CountPresent {
+            return None;
+        }
+        let delete = self.ops.iter().all(|op| matches!(op, TxnOp::GetDelete { .. }));
+        let mut keys: Vec<Bytes> = self.ops.iter().map(|op| op.key().to_vec()).collect();
+        if delete {
+            let mut seen = std::collections::BTreeSet::new();
+            keys.retain(|key| seen.insert(key.clone()));
+        }
+        Some((delete, keys))
+    }
+
     /// Whether the command may change a key.
     pub fn writes(&self) -> bool {
         self.ops.iter().any(TxnOp::writes)

@@ -31,7 +31,7 @@ use super::glob;
 use super::introspection::{self, NodeFacts};
 use super::plan::{self, Plan, Shape};
 use super::reply::{Protocol, Reply};
-use dkv_core::{Condition, Limits, Operation, Outcome, RejectReason, ScanEntry, TxnOp};
+use dkv_core::{Condition, FailReason, Limits, OpFailure, Operation, Outcome, RejectReason, ScanEntry, TxnOp};
 use std::collections::VecDeque;
 
 /// What a session asks of the node it runs on, besides running requests.
@@ -74,6 +74,9 @@ pub const MATCH_STEPS_PER_PAGE: u64 = 4_000_000;
 /// Keys KEYS looks at, at most, before it says to use SCAN: it runs in one go, and must not
 /// hold the node for long.
 pub const KEYS_VISITED_MAX: usize = 100_000;
+/// Times DEL and EXISTS read their keys' versions again when a key changed before they could
+/// confirm them (see [`Session::start_probe`]).
+pub const PROBE_ATTEMPTS_MAX: u32 = 8;
 /// Keys KEYS may return at most.
 pub const KEYS_MAX: usize = 10_000;
 /// SCAN's COUNT when the client gives none (as Redis).
@@ -138,6 +141,20 @@ enum Running {
     },
     Scan {
         pattern: Option<Bytes>,
+    },
+    /// DEL or EXISTS reading its keys' versions (see [`Session::start_probe`]).
+    Probe {
+        delete: bool,
+        keys: Vec<Bytes>,
+        versions: Vec<u64>,
+        attempts: u32,
+    },
+    /// DEL or EXISTS confirming the versions it read, in one transaction.
+    ProbeConfirm {
+        delete: bool,
+        keys: Vec<Bytes>,
+        versions: Vec<u64>,
+        attempts: u32,
     },
     /// KEYS walks pages; `visited` counts the keys it has looked at.
     Keys {
@@ -327,8 +344,7 @@ impl Session {
                 return None;
             }
             if let Some(plan) = self.replay.pop_front() {
-                let operation = plan.operation();
-                self.run(Running::Single(plan.shape), operation);
+                self.run_alone(plan);
                 continue;
             }
             let (pending, bytes) = self.queue.pop_front()?;
@@ -607,8 +623,11 @@ impl Session {
     fn start_data(&mut self, first: Plan) {
         let mut plans = vec![first];
         let (mut ops, mut bytes) = (plans[0].ops.len(), plans[0].bytes());
-        while plans.len() < BATCH_COMMANDS_MAX {
+        while plans.len() < BATCH_COMMANDS_MAX && plans[0].probe().is_none() {
             let Some((Pending::Data(next), _)) = self.queue.front() else { break };
+            if next.probe().is_some() {
+                break;
+            }
             if ops + next.ops.len() > self.limits.txn_ops_max || bytes + next.bytes() > self.limits.txn_bytes_max / 2 {
                 break;
             }
@@ -622,11 +641,30 @@ impl Session {
             let mut plans = plans.into_iter();
             let first = plans.next().expect("one at least");
             self.replay.extend(plans);
-            let operation = first.operation();
-            return self.run(Running::Single(first.shape), operation);
+            return self.run_alone(first);
         }
         let ops = plans.iter().flat_map(|plan| plan.ops.iter().cloned()).collect();
         self.run(Running::Batch(plans), Operation::Txn { ops })
+    }
+
+    /// Runs one data command as its own request.
+    fn run_alone(&mut self, plan: Plan) {
+        match plan.probe() {
+            Some((delete, keys)) => self.start_probe(delete, keys, 0),
+            None => {
+                let operation = plan.operation();
+                self.run(Running::Single(plan.shape), operation)
+            }
+        }
+    }
+
+    /// DEL and EXISTS: first each key's version is read (a one-key, keys-only scan: no value
+    /// comes back), then one transaction requires each key to still have that version (0:
+    /// absent) and, for DEL, deletes those present. The count is exact at the commit; if a key
+    /// changed in between, the transaction applies nothing and the probe starts again.
+    fn start_probe(&mut self, delete: bool, keys: Vec<Bytes>, attempts: u32) {
+        let operation = probe_operation(&keys[0]);
+        self.run(Running::Probe { delete, keys, versions: Vec::new(), attempts }, operation)
     }
 
     /// EXEC: the watched keys' conditions and every queued command's ops, as one transaction.
@@ -705,6 +743,35 @@ impl Session {
                 }
                 return;
             }
+            (Running::Probe { delete, keys, mut versions, attempts }, Outcome::Scanned { entries, .. }) => {
+                let key = &keys[versions.len()];
+                let version = entries.first().filter(|entry| &entry.key == key).map_or(0, |entry| entry.version);
+                versions.push(version);
+                if let Some(next) = keys.get(versions.len()) {
+                    let operation = probe_operation(next);
+                    return self.run(Running::Probe { delete, keys, versions, attempts }, operation);
+                }
+                let mut ops = Vec::new();
+                for (key, &version) in keys.iter().zip(&versions) {
+                    ops.push(TxnOp::Require { key: key.clone(), condition: Condition::VersionEquals(version) });
+                    if delete && version > 0 {
+                        ops.push(TxnOp::Delete { key: key.clone() });
+                    }
+                }
+                return self.run(Running::ProbeConfirm { delete, keys, versions, attempts }, Operation::Txn { ops });
+            }
+            (Running::ProbeConfirm { versions, .. }, Outcome::Committed(_)) => {
+                Reply::Integer(versions.iter().filter(|&&version| version > 0).count() as i64)
+            }
+            (
+                Running::ProbeConfirm { delete, keys, attempts, .. },
+                Outcome::Failed(OpFailure { reason: FailReason::ConditionFailed, .. }),
+            ) if attempts + 1 < PROBE_ATTEMPTS_MAX => {
+                return self.start_probe(delete, keys, attempts + 1);
+            }
+            (Running::ProbeConfirm { .. }, Outcome::Failed(_)) => Reply::err(format!(
+                "the keys kept changing while they were counted ({PROBE_ATTEMPTS_MAX} attempts); nothing was applied, try again"
+            )),
             (Running::Exec { watch_ops, commands }, outcome) => exec_reply(watch_ops, commands, outcome),
             (Running::Watch { current, rest, recorded }, outcome) => {
                 return self.watched_one(current, rest, recorded, outcome);
@@ -862,6 +929,13 @@ fn matching(
         looked_at += 1;
     }
     (keys, next, looked_at)
+}
+
+/// A keys-only scan of exactly `key`: its version if present, and never its value.
+fn probe_operation(key: &[u8]) -> Operation {
+    let mut end = key.to_vec();
+    end.push(0);
+    Operation::Scan { start: key.to_vec(), end: Some(end), limit: 1, keys_only: true }
 }
 
 fn scan_reply(cursor: u64, keys: Vec<Bytes>) -> Reply {
@@ -1034,6 +1108,37 @@ mod tests {
         // Reads alone are not batched: each is a get, served from memory.
         session.receive(b"GET a\r\nGET b\r\n");
         assert_eq!(session.poll(&mut host), Some(Operation::Get { key: b"a".to_vec() }));
+    }
+
+    /// DEL and EXISTS carry no value anywhere: they read versions (keys-only scans), then
+    /// confirm them in a transaction of conditions and deletes; a key that changed in between
+    /// makes them read again, and the count is the one at the commit.
+    #[test]
+    fn del_and_exists_carry_no_values() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        talk(&mut session, &mut host, &format!("SET a {}\r\nSET b 1\r\n", "v".repeat(1000)));
+        let mut other = self::session();
+        session.receive(b"DEL a b zz a\r\n");
+        let mut transactions = 0;
+        while let Some(operation) = session.poll(&mut host) {
+            match &operation {
+                Operation::Scan { keys_only, limit, .. } => assert!(*keys_only && *limit == 1),
+                Operation::Txn { ops } => {
+                    transactions += 1;
+                    assert!(ops.iter().all(|op| matches!(op, TxnOp::Require { .. } | TxnOp::Delete { .. })), "{ops:?}");
+                    if transactions == 1 {
+                        // Another client deletes b between the probe and the confirmation.
+                        assert_eq!(talk(&mut other, &mut host, "SET b 2\r\nSET c 1\r\n"), "+OK\r\n+OK\r\n");
+                    }
+                }
+                other => panic!("DEL asked for {other:?}"),
+            }
+            let outcome = host.run(operation);
+            session.complete(&mut host, Ok(outcome));
+        }
+        assert_eq!(transactions, 2, "the first confirmation failed, the second committed");
+        assert_eq!(String::from_utf8(session.take_output()).unwrap(), ":2\r\n");
+        assert_eq!(talk(&mut session, &mut host, "EXISTS a b c c zz\r\n"), ":2\r\n");
     }
 
     /// Conditional writes answer as Redis: SETNX/MSETNX 1 or 0, SET NX/XX OK or nil.
