@@ -25,8 +25,8 @@ impl Host for Answering {
         None
     }
 
-    fn facts(&self) -> NodeFacts {
-        NodeFacts { node_id: 0, members: 1, keys: 0 }
+    fn facts(&self, _user: Option<usize>) -> NodeFacts {
+        NodeFacts { node_id: 0, members: 1, keys: Some(0) }
     }
 
     fn cursors(&mut self) -> &mut ScanCursors {

@@ -87,9 +87,15 @@ impl Host for ContextHost<'_, '_> {
         users.authenticate(std::str::from_utf8(user).ok()?, &token).ok()
     }
 
-    fn facts(&self) -> NodeFacts {
+    fn facts(&self, user: Option<usize>) -> NodeFacts {
         let node = self.cx.node;
-        NodeFacts { node_id: node.id().0, members: node.config().members.len(), keys: node.store().len() as u64 }
+        let confined = match (self.cx.users, user) {
+            (None, _) => false,
+            (Some(users), Some(index)) => users.get(index).is_none_or(|user| !user.prefix.is_empty()),
+            (Some(_), None) => true,
+        };
+        let keys = (!confined).then(|| node.store().len() as u64);
+        NodeFacts { node_id: node.id().0, members: node.config().members.len(), keys }
     }
 
     fn cursors(&mut self) -> &mut ScanCursors {

@@ -168,18 +168,20 @@ pub fn hello_reply(protocol: Protocol, connection_id: u64) -> Reply {
 pub struct NodeFacts {
     pub node_id: u8,
     pub members: usize,
-    pub keys: u64,
+    /// The node's key count; `None` for a user confined to a key prefix, who may not learn
+    /// how many keys lie outside it.
+    pub keys: Option<u64>,
 }
 
 /// INFO's text: the fields tools read (`redis_version`, `redis_mode`, the
 /// keyspace line), and dkv's own.
 pub fn info_text(facts: &NodeFacts) -> String {
     format!(
-        "# Server\r\nredis_version:{REDIS_VERSION_COMPATIBLE}\r\nredis_mode:standalone\r\ndkv_version:{}\r\ndkv_node_id:{}\r\ndkv_members:{}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\n\r\n# Persistence\r\naof_enabled:1\r\ndkv_durability:every write is fsynced on every member before it is acknowledged\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\n",
+        "# Server\r\nredis_version:{REDIS_VERSION_COMPATIBLE}\r\nredis_mode:standalone\r\ndkv_version:{}\r\ndkv_node_id:{}\r\ndkv_members:{}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\n\r\n# Persistence\r\naof_enabled:1\r\ndkv_durability:every write is fsynced on every member before it is acknowledged\r\n\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n{}",
         env!("CARGO_PKG_VERSION"),
         facts.node_id,
         facts.members,
-        facts.keys,
+        facts.keys.map_or(String::new(), |keys| format!("\r\n# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n")),
     )
 }
 

@@ -40,8 +40,8 @@ pub trait Host {
     fn auth_required(&self) -> bool;
     /// The user (an index into the node's users) whose name and hex token these are.
     fn authenticate(&self, user: &[u8], token_hex: &[u8]) -> Option<usize>;
-    /// What INFO and DBSIZE report.
-    fn facts(&self) -> NodeFacts;
+    /// What INFO and DBSIZE report to `user` (an index into the node's users).
+    fn facts(&self, user: Option<usize>) -> NodeFacts;
     /// The node's SCAN cursors.
     fn cursors(&mut self) -> &mut ScanCursors;
 }
@@ -405,8 +405,13 @@ impl Session {
                 self.end();
             }
             Command::CommandInfo(query) => self.send(&introspection::command_reply(&query)),
-            Command::Info => self.send(&Reply::bulk(introspection::info_text(&host.facts()))),
-            Command::DbSize => self.send(&Reply::Integer(host.facts().keys as i64)),
+            Command::Info => self.send(&Reply::bulk(introspection::info_text(&host.facts(self.user)))),
+            Command::DbSize => match host.facts(self.user).keys {
+                Some(keys) => self.send(&Reply::Integer(keys as i64)),
+                None => self.send(&Reply::Error(
+                    "NOPERM DBSIZE counts every key of the node, and this user may only use keys starting with its prefix; count them with SCAN MATCH prefix*".into(),
+                )),
+            },
             Command::ConfigGet(patterns) => self.send(&introspection::config_get(&patterns)),
             Command::Client(call) => {
                 let reply = match call {
@@ -984,6 +989,8 @@ mod tests {
         limits: Limits,
         cursors: ScanCursors,
         auth_required: bool,
+        /// The user may not learn the node's key count.
+        confined: bool,
     }
 
     impl TestHost {
@@ -993,6 +1000,7 @@ mod tests {
                 limits: Limits::default(),
                 cursors: ScanCursors::new(7, 64),
                 auth_required: false,
+                confined: false,
             }
         }
 
@@ -1038,8 +1046,9 @@ mod tests {
             (user == b"ann" && token_hex == b"00ff").then_some(0)
         }
 
-        fn facts(&self) -> NodeFacts {
-            NodeFacts { node_id: 1, members: 3, keys: self.store.len() as u64 }
+        fn facts(&self, _user: Option<usize>) -> NodeFacts {
+            let keys = (!self.confined).then(|| self.store.len() as u64);
+            NodeFacts { node_id: 1, members: 3, keys }
         }
 
         fn cursors(&mut self) -> &mut ScanCursors {
@@ -1139,6 +1148,18 @@ mod tests {
         assert_eq!(transactions, 2, "the first confirmation failed, the second committed");
         assert_eq!(String::from_utf8(session.take_output()).unwrap(), ":2\r\n");
         assert_eq!(talk(&mut session, &mut host, "EXISTS a b c c zz\r\n"), ":2\r\n");
+    }
+
+    /// A user confined to a key prefix does not learn the node's key count.
+    #[test]
+    fn key_counts_are_not_told_to_confined_users() {
+        let (mut session, mut host) = (session(), TestHost::new());
+        talk(&mut session, &mut host, "SET a 1\r\n");
+        assert_eq!(talk(&mut session, &mut host, "DBSIZE\r\n"), ":1\r\n");
+        assert!(talk(&mut session, &mut host, "INFO\r\n").contains("db0:keys=1"));
+        host.confined = true;
+        assert!(talk(&mut session, &mut host, "DBSIZE\r\n").starts_with("-NOPERM DBSIZE counts every key"));
+        assert!(!talk(&mut session, &mut host, "INFO\r\n").contains("keys="));
     }
 
     /// Conditional writes answer as Redis: SETNX/MSETNX 1 or 0, SET NX/XX OK or nil.
