@@ -752,6 +752,10 @@ impl Session {
                 let key = &keys[versions.len()];
                 let version = entries.first().filter(|entry| &entry.key == key).map_or(0, |entry| entry.version);
                 versions.push(version);
+                if !delete && keys.len() == 1 {
+                    // One key's presence needs no transaction: the scan is linearizable.
+                    return self.send(&Reply::Integer(i64::from(version > 0)));
+                }
                 if let Some(next) = keys.get(versions.len()) {
                     let operation = probe_operation(next);
                     return self.run(Running::Probe { delete, keys, versions, attempts }, operation);
@@ -1148,6 +1152,13 @@ mod tests {
         assert_eq!(transactions, 2, "the first confirmation failed, the second committed");
         assert_eq!(String::from_utf8(session.take_output()).unwrap(), ":2\r\n");
         assert_eq!(talk(&mut session, &mut host, "EXISTS a b c c zz\r\n"), ":2\r\n");
+        session.receive(b"EXISTS c\r\n");
+        let operation = session.poll(&mut host).unwrap();
+        assert!(matches!(operation, Operation::Scan { .. }));
+        let outcome = host.run(operation);
+        session.complete(&mut host, Ok(outcome));
+        assert_eq!(session.poll(&mut host), None, "one key's EXISTS is one keys-only scan");
+        assert_eq!(session.take_output(), b":1\r\n");
     }
 
     /// A user confined to a key prefix does not learn the node's key count.
