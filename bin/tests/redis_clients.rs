@@ -92,6 +92,15 @@ fn every_supported_command_answers_as_redis_does() {
     assert!(unknown.contains("unknown command 'FLUSHALL', dkv does not support it"), "{unknown}");
     let still: String = a.get("k").unwrap();
     assert_eq!(still, "v3+", "the connection still works after errors");
+
+    // RESP3, as a client that says HELLO 3 speaks it: nulls, and maps.
+    let url = format!("redis://127.0.0.1:{}/?protocol=resp3", cluster.ports[2]);
+    let mut resp3 = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let hello: Value = cmd("HELLO").arg(3).query(&mut resp3).unwrap();
+    assert!(matches!(&hello, Value::Map(pairs) if pairs.len() == 7), "{hello:?}");
+    assert_eq!(cmd("GET").arg("missing").query::<Value>(&mut resp3).unwrap(), Value::Nil);
+    let read: String = resp3.get("k").unwrap();
+    assert_eq!(read, "v3+");
 }
 
 /// SCAN visits every key once through its cursors (MATCH filters at the node), and KEYS
