@@ -106,7 +106,10 @@ impl Host for ContextHost<'_, '_> {
 /// The reply for a request the gateway could not get an outcome for.
 fn gateway_error_reply(error: GatewayError) -> Reply {
     match error {
-        GatewayError::Busy { .. } => Reply::Error(format!("BUSY {error}")),
+        GatewayError::Busy { .. } => {
+            let text = error.to_string();
+            Reply::Error(format!("BUSY {}", text.strip_prefix("busy, ").unwrap_or(&text)))
+        }
         GatewayError::NoOutcome { .. } => Reply::err(error),
     }
 }
@@ -154,5 +157,28 @@ impl StreamSession for RespConnection {
 
     fn buffered_bytes(&self) -> usize {
         self.session.as_ref().map_or(0, Session::buffered_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::TryAgainReason;
+
+    /// Busy is Redis's BUSY; no outcome says whether the write may have been applied.
+    #[test]
+    fn gateway_errors_say_what_happened() {
+        let busy = gateway_error_reply(GatewayError::Busy { max: 8 });
+        assert!(matches!(&busy, Reply::Error(text) if text.starts_with("BUSY this node runs")), "{busy:?}");
+        let unknown = GatewayError::NoOutcome {
+            write: true,
+            reason: Some(TryAgainReason::Conflict),
+            waited: Duration::from_secs(10),
+        };
+        let reply = gateway_error_reply(unknown);
+        assert!(
+            matches!(&reply, Reply::Error(text) if text.starts_with("ERR no outcome") && text.contains("may or may not have been applied")),
+            "{reply:?}"
+        );
     }
 }
