@@ -148,6 +148,17 @@ fn pipelining_answers_in_order() {
     assert!(error.contains("not an integer"), "{error}");
     assert_eq!(results[202].as_ref().unwrap(), &Value::BulkString(b"7".to_vec()));
     assert_eq!(results[203].as_ref().unwrap(), &Value::BulkString(b"100".to_vec()));
+    // Replies answered at once past the node's per-call output threshold (16 KiB of CLIENT
+    // GETNAMEs asking for 4 MiB) still all come, in turns.
+    let name = "n".repeat(4096);
+    let () = cmd("CLIENT").arg("SETNAME").arg(&name).query(&mut a).unwrap();
+    let mut names = redis::pipe();
+    for _ in 0..1000 {
+        names.cmd("CLIENT").arg("GETNAME");
+    }
+    let named: Vec<String> = names.query(&mut a).unwrap();
+    assert_eq!(named.len(), 1000);
+    assert!(named.iter().all(|n| *n == name));
 }
 
 /// MULTI/EXEC is one transaction across the cluster: a reader at another node never sees part

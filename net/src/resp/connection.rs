@@ -143,8 +143,10 @@ impl StreamSession for RespConnection {
         let stalled = self.partial_since.is_some_and(|since| cx.now.saturating_since(since) >= PARTIAL_COMMAND_TIMEOUT);
         if stalled && let Some(session) = self.session.as_mut() {
             session.abandon_partial_command(PARTIAL_COMMAND_TIMEOUT.as_secs());
-            self.pump(cx);
         }
+        // A session that paused at its output threshold (see `Session::poll`) goes on: its
+        // replies so far were handed to the connection at the last call.
+        self.pump(cx);
     }
 
     fn wants_input(&self) -> bool {
