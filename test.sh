@@ -136,6 +136,63 @@ background_writer() { # count
     done
 }
 
+# expect_redis EXPECTED_OUTPUT NODE REDIS_CLI_ARGS...: redis-cli's raw output must be exactly this.
+expect_redis() {
+    local want=$1 node=$2 out
+    shift 2
+    out=$(timeout 20 redis-cli -p $((BASE + node)) "$@" 2>&1) || fail "redis-cli -p $((BASE + node)) $* failed: $out"
+    CHECKS=$((CHECKS + 1))
+    [[ $out == "$want" ]] || fail "redis-cli -p $((BASE + node)) $* printed '$out', expected '$want'"
+}
+
+# Redis's own client against the TCP cluster: commands through different nodes, MULTI/EXEC
+# spanning keys, and a WATCH that loses a race to a write through another node.
+redis_cli_phase() {
+    if ! command -v redis-cli >/dev/null; then
+        echo "   redis-cli not found (apt-get install -y redis-tools): skipping its checks"
+        return
+    fi
+    expect_redis PONG 0 ping
+    expect_redis OK 0 set greeting hello
+    expect_redis hello 1 get greeting
+    expect_redis 5 2 incrby counter 5
+    expect_redis 4 0 decr counter
+    expect_redis 0 1 setnx greeting other
+    expect_redis $'hello\n4' 2 mget greeting counter nothing
+    expect_redis "ERR dkv keeps every key until it is deleted: it has no expiry, so SET's EX option is not supported" 0 set k v EX 10
+    expect_redis "ERR unknown command 'flushall', dkv does not support it" 1 flushall
+    # MULTI/EXEC spanning keys, through node 0; read back through node 2.
+    expect_redis $'OK\nQUEUED\nQUEUED\nQUEUED\nOK\nOK\n5' 0 <<<$'MULTI\nSET left L\nSET right R\nINCR counter\nEXEC'
+    expect_redis $'L\nR\n5' 2 mget left right counter
+    # SCAN through its cursors.
+    expect_redis $'left\nright' 1 --scan --pattern '[lr]*'
+    # WATCH loses a race: the watcher reads, a write through another node changes the key, and
+    # the watcher's EXEC applies nothing (a null reply, an empty line in raw output).
+    expect_redis OK 0 set balance 10
+    coproc WATCHER { timeout 30 redis-cli -p "$BASE"; }
+    local line
+    ask_watcher() { # COMMAND EXPECTED_REPLY
+        echo "$1" >&"${WATCHER[1]}"
+        read -r -t 20 line <&"${WATCHER[0]}" || fail "the watching redis-cli did not answer $1"
+        CHECKS=$((CHECKS + 1))
+        [[ $line == "$2" ]] || fail "the watching redis-cli answered '$line' to $1, expected '$2'"
+    }
+    ask_watcher "WATCH balance" OK
+    ask_watcher "GET balance" 10
+    expect_redis OK 1 set balance 99
+    ask_watcher MULTI OK
+    ask_watcher "SET balance 9" QUEUED
+    ask_watcher EXEC ""
+    expect_redis 99 2 get balance
+    ask_watcher "WATCH balance" OK
+    ask_watcher MULTI OK
+    ask_watcher "INCR balance" QUEUED
+    ask_watcher EXEC 100
+    echo QUIT >&"${WATCHER[1]}"
+    wait "$WATCHER_PID" || fail "the watching redis-cli did not end cleanly on QUIT"
+    echo "   redis-cli: commands, MULTI/EXEC across keys and a lost WATCH race answered as Redis would"
+}
+
 # One request of the original project's text protocol, sent the way its client.py sends it
 # (a socket per request, one send, one recv of at most 1,024 bytes), to node `id` in this
 # mode's transport; prints the reply.
@@ -235,6 +292,7 @@ run_mode() { # udp | tcp
     expect 4 "" 2 txn "put:t2=$t2" "update:k1=lost" delete:k2
     EXPECTED[t2]=""
     check_all_expected
+    if [[ $MODE == tcp ]]; then redis_cli_phase; fi
 
     original_protocol
     check_all_expected

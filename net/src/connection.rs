@@ -351,7 +351,7 @@ impl Connection {
             self.protocol = ClientProtocol::sniff(&self.input);
             match self.protocol {
                 None | Some(ClientProtocol::Frames) => {}
-                Some(protocol) => self.session = Some(crate::session::open(protocol)),
+                Some(protocol) => self.session = Some(crate::session::open(protocol, self.serial)),
             }
         }
         match self.protocol {

@@ -29,6 +29,7 @@
 //! node's own client ids, answering the session back.
 
 use crate::clock::{Clock, unix_micros};
+use crate::coalesce::{BatchStart, Coalescer};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, Expiry, OutputFull, READ_CHUNK_BYTES, Role};
 use crate::gateway::{Answer, Asker, Gateway, GatewayError};
@@ -208,6 +209,8 @@ pub struct Server {
     /// Runs the requests of clients whose protocol has no request ids (Redis, the original
     /// text protocol) under client ids of the node's own.
     gateway: Gateway,
+    /// Writes of those clients, gathered over a turn to run as few transactions as possible.
+    coalescer: Coalescer,
     /// Answers of the gateway not yet handed to their askers: handed over in a loop rather
     /// than from inside one another (an answer may start a session's next request, whose
     /// answer may be immediate).
@@ -289,6 +292,7 @@ impl Server {
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             gateway: Gateway::with_random_ids(config.gateway),
+            coalescer: Coalescer::new(config.limits, config.gateway.request_timeout),
             answers: VecDeque::new(),
             datagram_sources: BTreeMap::new(),
             udp_read_again: false,
@@ -382,6 +386,11 @@ impl Server {
             self.node.handle(now, Input::Timeout);
             self.drain_outputs(now)?;
         }
+        if self.coalescer.deadline().is_some_and(|deadline| deadline <= now) {
+            let expired = self.coalescer.expire(now);
+            self.answers.extend(expired);
+            self.drain_outputs(now)?;
+        }
         if self.gateway.deadline().is_some_and(|deadline| deadline <= now) {
             let (resend, answers) = self.gateway.on_timeout(now);
             for request in resend {
@@ -424,7 +433,11 @@ impl Server {
     /// How long the poller may wait for events: until the earliest deadline of the node or the
     /// runtime, and not at all while input is left over from a read budget.
     fn poll_timeout(&self) -> Duration {
-        if self.inbound.any_to_read_again() || self.udp_read_again || self.peer_udp_read_again {
+        if self.inbound.any_to_read_again()
+            || self.udp_read_again
+            || self.peer_udp_read_again
+            || self.coalescer.has_ready()
+        {
             return Duration::ZERO;
         }
         let mut next = self.next_housekeeping;
@@ -435,6 +448,9 @@ impl Server {
             next = next.min(at);
         }
         if let Some(at) = self.gateway.deadline() {
+            next = next.min(at);
+        }
+        if let Some(at) = self.coalescer.deadline() {
             next = next.min(at);
         }
         for link in &self.links {
@@ -945,6 +961,19 @@ impl Server {
             return self.answers.push_back(Answer { asker, result: Ok(outcome) });
         }
         ServerStats::add(&self.stats.gateway_requests, 1);
+        if let Operation::Txn { ops } = operation {
+            // Writes wait for the end of the turn, to run together (see `Coalescer`).
+            if let Err(error) = self.coalescer.add(now, asker, ops) {
+                ServerStats::add(&self.stats.gateway_busy, 1);
+                self.answers.push_back(Answer { asker, result: Err(error) });
+            }
+            return;
+        }
+        self.start_in_gateway(now, asker, operation);
+    }
+
+    /// Starts a request in the gateway (or answers its asker "busy").
+    fn start_in_gateway(&mut self, now: Time, asker: Asker, operation: Operation) {
         match self.gateway.start(now, asker, operation) {
             Ok(request) => {
                 ServerStats::set(&self.stats.gateway_client_ids, self.gateway.client_ids() as u64);
@@ -981,8 +1010,26 @@ impl Server {
                 let reply = text_protocol::reply(text_protocol::op_of_tag(answer.asker.tag), &answer.result);
                 self.send_text_datagram(route, &reply, text_protocol::short_reply(&answer.result));
             }
+            Route::Coalesced => {
+                let answers = self.coalescer.complete(answer.asker.tag, answer.result);
+                self.answers.extend(answers);
+            }
             Route::Gateway => {}
         }
+    }
+
+    /// Starts the batches of writes the coalescer has ready (see [`Coalescer`]), and carries
+    /// out what the node does with them.
+    fn start_coalesced(&mut self, now: Time) -> Result<(), ServerError> {
+        let starts = self.coalescer.take_ready();
+        if starts.is_empty() {
+            return Ok(());
+        }
+        for BatchStart { tag, operation } in starts {
+            ServerStats::add(&self.stats.gateway_batches, 1);
+            self.start_in_gateway(now, Asker { route: Route::Coalesced, tag }, operation);
+        }
+        self.drain_outputs(now)
     }
 
     /// Calls the stream session of the connection at `key` (if it is still the one with
@@ -994,9 +1041,19 @@ impl Server {
             if connection.serial != serial {
                 return None;
             }
+            let loopback = connection.addr.ip().is_loopback();
             connection.with_session(now, |session, input, user, tls| {
-                let mut cx =
-                    SessionContext { now, node, users, user, tls, output: Vec::new(), run: Vec::new(), close: false };
+                let private_channel = tls || loopback;
+                let mut cx = SessionContext {
+                    now,
+                    node,
+                    users,
+                    user,
+                    private_channel,
+                    output: Vec::new(),
+                    run: Vec::new(),
+                    close: false,
+                };
                 match call {
                     SessionCall::Input => session.on_input(input, &mut cx),
                     SessionCall::EndOfInput => session.on_end_of_input(input, &mut cx),
@@ -1211,8 +1268,9 @@ impl Server {
     fn send_reply(&mut self, route: Route, reply: Frame) {
         match route {
             Route::Udp { .. } => self.send_datagram(route, &reply),
-            // Replies to the gateway never come this way (see `drain_outputs`).
-            Route::Gateway => {}
+            // Replies to the gateway never come this way (see `drain_outputs`), nor do answers
+            // to batches, which are the gateway's.
+            Route::Gateway | Route::Coalesced => {}
             Route::Tcp { key, serial } => {
                 self.encode_buffer.clear();
                 frame::encode(&reply, &mut self.encode_buffer);
@@ -1250,17 +1308,26 @@ impl Server {
     /// [`GroupCommit`] for when a sync is due). Queued frames go out before each sync (they
     /// never depend on it: the node holds back whatever does), so peers work while this node
     /// waits for its disk, and again at the end.
+    ///
+    /// Writes of id-less clients gathered so far start here, once every event of the turn has
+    /// been handled (so they run together), and again whenever answers let more start.
     fn sync_and_release(&mut self, now: Time) -> Result<(), ServerError> {
-        while self.group_commit.sync_due(now) {
+        loop {
+            self.start_coalesced(now)?;
+            while self.group_commit.sync_due(now) {
+                self.flush_queued();
+                let synced = self.group_commit.sync()?;
+                ServerStats::add(&self.stats.syncs, 1);
+                ServerStats::add(&self.stats.records_synced, synced.records);
+                self.node.handle(now, Input::Durable { through: synced.through });
+                self.drain_outputs(now)?;
+                self.start_coalesced(now)?;
+            }
             self.flush_queued();
-            let synced = self.group_commit.sync()?;
-            ServerStats::add(&self.stats.syncs, 1);
-            ServerStats::add(&self.stats.records_synced, synced.records);
-            self.node.handle(now, Input::Durable { through: synced.through });
-            self.drain_outputs(now)?;
+            if !self.coalescer.has_ready() {
+                return Ok(());
+            }
         }
-        self.flush_queued();
-        Ok(())
     }
 
     // ---- Timeouts ----

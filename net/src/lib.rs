@@ -18,6 +18,7 @@
 
 pub mod client;
 mod clock;
+mod coalesce;
 pub mod config;
 mod connection;
 mod event_loop;
@@ -28,6 +29,7 @@ mod group_commit;
 mod inbound;
 mod peers;
 mod rate_limit;
+pub mod resp;
 mod routes;
 pub mod security;
 mod session;

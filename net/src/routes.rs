@@ -33,6 +33,9 @@ pub(crate) enum Route {
     /// The node's own [`crate::gateway::Gateway`], which ran the request for a client of a
     /// protocol without request ids; the reply's id tells which.
     Gateway,
+    /// A batch of such clients' writes ([`crate::coalesce::Coalescer`]); the answer's tag tells
+    /// which.
+    Coalesced,
 }
 
 /// The routes of the replies the node still owes, by the token it was given for each.

@@ -112,11 +112,13 @@ pub(crate) trait StreamSession: Send {
     }
 }
 
-/// The session for a connection that speaks `protocol` (a byte-stream one).
-pub(crate) fn open(protocol: ClientProtocol) -> Box<dyn StreamSession> {
+/// The session for a connection that speaks `protocol` (a byte-stream one); `serial` is the
+/// connection's (see [`crate::connection::Connection::serial`]).
+pub(crate) fn open(protocol: ClientProtocol, serial: u64) -> Box<dyn StreamSession> {
     match protocol {
         ClientProtocol::Text => Box::new(crate::text_protocol::TextSession::new()),
-        ClientProtocol::Resp | ClientProtocol::Frames => Box::new(NotSpoken),
+        ClientProtocol::Resp => Box::new(crate::resp::connection::RespConnection::new(serial)),
+        ClientProtocol::Frames => Box::new(NotSpoken),
     }
 }
 
@@ -150,9 +152,9 @@ pub(crate) struct SessionContext<'a> {
     /// The user this connection proved it is (an index into `users`): the session sets it when
     /// its protocol authenticates, and the event loop checks every request against it.
     pub(crate) user: &'a mut Option<usize>,
-    /// Whether the connection is inside TLS (where a protocol may take a user's token).
-    #[allow(dead_code)] // The text protocol cannot authenticate; Redis's AUTH can.
-    pub(crate) tls: bool,
+    /// Whether the connection is inside TLS, or comes from this machine (loopback): where a
+    /// protocol may take a user's token, which cannot be read on the way there.
+    pub(crate) private_channel: bool,
     /// Bytes for the client, in the order written.
     pub(crate) output: Vec<u8>,
     /// Requests to run, each with the tag its answer will carry.

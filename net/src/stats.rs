@@ -59,6 +59,9 @@ pub struct ServerStats {
     pub gateway_requests: AtomicU64,
     /// Of those, answered "busy" because the gateway ran as many as it may.
     pub gateway_busy: AtomicU64,
+    /// Transactions the gateway ran for batches of those clients' writes, gathered over an
+    /// event-loop turn (see the coalescer): far fewer than the writes, under load.
+    pub gateway_batches: AtomicU64,
     /// Client ids the gateway has made since start: at most its `slots_max`, however many
     /// connections came and went (each leaves a completion record on every node).
     pub gateway_client_ids: AtomicU64,
