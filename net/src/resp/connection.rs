@@ -110,7 +110,7 @@ fn gateway_error_reply(error: GatewayError) -> Reply {
             let text = error.to_string();
             Reply::Error(format!("BUSY {}", text.strip_prefix("busy, ").unwrap_or(&text)))
         }
-        GatewayError::NoOutcome { .. } => Reply::err(error),
+        GatewayError::Expired { .. } | GatewayError::NoOutcome { .. } => Reply::err(error),
     }
 }
 

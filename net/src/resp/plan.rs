@@ -77,8 +77,11 @@ pub fn plan(command: DataCommand) -> Plan {
             ops.extend(pairs.into_iter().map(|(key, value)| TxnOp::Put { key, value }));
             (ops, Shape::Flag)
         }
-        DataCommand::Del(keys) => (keys.into_iter().map(|key| TxnOp::GetDelete { key }).collect(), Shape::CountPresent),
-        DataCommand::Exists(keys) => (keys.into_iter().map(|key| TxnOp::Read { key }).collect(), Shape::CountPresent),
+        // Neither carries a value: each op's result is 1 or 0 (present, or removed).
+        DataCommand::Del(keys) => {
+            (keys.into_iter().map(|key| TxnOp::DeleteIfPresent { key }).collect(), Shape::CountPresent)
+        }
+        DataCommand::Exists(keys) => (keys.into_iter().map(|key| TxnOp::Exists { key }).collect(), Shape::CountPresent),
         DataCommand::IncrBy { key, by } => (vec![TxnOp::Increment { key, by }], Shape::Integer),
         DataCommand::Append { key, value } => (vec![TxnOp::Append { key, value }], Shape::Integer),
         DataCommand::Strlen(key) => (vec![TxnOp::Read { key }], Shape::Length),
@@ -87,30 +90,19 @@ pub fn plan(command: DataCommand) -> Plan {
 }
 
 impl Plan {
-    /// The request for this command alone. A command that only reads one key is a get (served
-    /// from memory, no transaction); the rest are one transaction each.
+    /// The request for this command alone. A command that only reads one key is served from
+    /// memory with no transaction: a get, or for EXISTS a keys-only scan of exactly its key
+    /// (linearizable like a get, and no value comes back). The rest are one transaction each.
     pub fn operation(&self) -> Operation {
-        match (self.ops.as_slice(), self.shape) {
-            ([TxnOp::Read { key }], _) => Operation::Get { key: key.clone() },
+        match self.ops.as_slice() {
+            [TxnOp::Read { key }] => Operation::Get { key: key.clone() },
+            [TxnOp::Exists { key }] => {
+                let mut end = key.clone();
+                end.push(0);
+                Operation::Scan { start: key.clone(), end: Some(end), limit: 1, keys_only: true }
+            }
             _ => Operation::Txn { ops: self.ops.clone() },
         }
-    }
-
-    /// For DEL and EXISTS run alone: whether it deletes, and the keys whose presence it counts
-    /// (each once for DEL, as Redis counts). Those run as a probe of the keys' versions, then
-    /// a transaction of conditions on them (see `Session::start_probe`), so that no value
-    /// travels in a reply or stays in a completion record.
-    pub fn probe(&self) -> Option<(bool, Vec<Bytes>)> {
-        if self.shape != Shape::CountPresent {
-            return None;
-        }
-        let delete = self.ops.iter().all(|op| matches!(op, TxnOp::GetDelete { .. }));
-        let mut keys: Vec<Bytes> = self.ops.iter().map(|op| op.key().to_vec()).collect();
-        if delete {
-            let mut seen = std::collections::BTreeSet::new();
-            keys.retain(|key| seen.insert(key.clone()));
-        }
-        Some((delete, keys))
     }
 
     /// Whether the command may change a key.
@@ -158,7 +150,9 @@ pub fn reply_to_results(shape: Shape, results: &[OpResult]) -> Reply {
         Shape::Flag => Reply::Integer(1),
         Shape::Previous | Shape::Value => Reply::bulk_or_null(last.and_then(value_of)),
         Shape::Values => Reply::Array(results.iter().map(|r| Reply::bulk_or_null(value_of(r))).collect()),
-        Shape::CountPresent => Reply::Integer(results.iter().filter(|r| value_of(r).is_some()).count() as i64),
+        Shape::CountPresent => Reply::Integer(
+            results.iter().map(|r| if let OpResult::Integer { value, .. } = r { *value } else { 0 }).sum(),
+        ),
         Shape::Integer => match last {
             Some(OpResult::Integer { value, .. }) => Reply::Integer(*value),
             other => {
@@ -233,14 +227,12 @@ mod tests {
     #[test]
     fn results_become_redis_replies() {
         let value = |v: Option<&str>| OpResult::Value { value: v.map(b), version: 1 };
+        let counted = |n: i64| OpResult::Integer { value: n, version: 0 };
         assert_eq!(
             reply_to_results(Shape::Values, &[value(Some("1")), value(None)]),
             Reply::Array(vec![Reply::bulk("1"), Reply::Null])
         );
-        assert_eq!(
-            reply_to_results(Shape::CountPresent, &[value(Some("x")), value(None), value(Some(""))]),
-            Reply::Integer(2)
-        );
+        assert_eq!(reply_to_results(Shape::CountPresent, &[counted(1), counted(0), counted(1)]), Reply::Integer(2));
         assert_eq!(
             reply_to_results(Shape::Integer, &[OpResult::Integer { value: 11, version: 2 }]),
             Reply::Integer(11)

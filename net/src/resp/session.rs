@@ -31,7 +31,7 @@ use super::glob;
 use super::introspection::{self, NodeFacts};
 use super::plan::{self, Plan, Shape};
 use super::reply::{Protocol, Reply};
-use dkv_core::{Condition, FailReason, Limits, OpFailure, Operation, Outcome, RejectReason, ScanEntry, TxnOp};
+use dkv_core::{Condition, Limits, Operation, Outcome, RejectReason, ScanEntry, TxnOp};
 use std::collections::VecDeque;
 
 /// What a session asks of the node it runs on, besides running requests.
@@ -74,9 +74,6 @@ pub const MATCH_STEPS_PER_PAGE: u64 = 4_000_000;
 /// Keys KEYS looks at, at most, before it says to use SCAN: it runs in one go, and must not
 /// hold the node for long.
 pub const KEYS_VISITED_MAX: usize = 100_000;
-/// Times DEL and EXISTS read their keys' versions again when a key changed before they could
-/// confirm them (see [`Session::start_probe`]).
-pub const PROBE_ATTEMPTS_MAX: u32 = 8;
 /// Keys KEYS may return at most.
 pub const KEYS_MAX: usize = 10_000;
 /// SCAN's COUNT when the client gives none (as Redis).
@@ -141,20 +138,6 @@ enum Running {
     },
     Scan {
         pattern: Option<Bytes>,
-    },
-    /// DEL or EXISTS reading its keys' versions (see [`Session::start_probe`]).
-    Probe {
-        delete: bool,
-        keys: Vec<Bytes>,
-        versions: Vec<u64>,
-        attempts: u32,
-    },
-    /// DEL or EXISTS confirming the versions it read, in one transaction.
-    ProbeConfirm {
-        delete: bool,
-        keys: Vec<Bytes>,
-        versions: Vec<u64>,
-        attempts: u32,
     },
     /// KEYS walks pages; `visited` counts the keys it has looked at.
     Keys {
@@ -628,11 +611,8 @@ impl Session {
     fn start_data(&mut self, first: Plan) {
         let mut plans = vec![first];
         let (mut ops, mut bytes) = (plans[0].ops.len(), plans[0].bytes());
-        while plans.len() < BATCH_COMMANDS_MAX && plans[0].probe().is_none() {
+        while plans.len() < BATCH_COMMANDS_MAX {
             let Some((Pending::Data(next), _)) = self.queue.front() else { break };
-            if next.probe().is_some() {
-                break;
-            }
             if ops + next.ops.len() > self.limits.txn_ops_max || bytes + next.bytes() > self.limits.txn_bytes_max / 2 {
                 break;
             }
@@ -654,22 +634,8 @@ impl Session {
 
     /// Runs one data command as its own request.
     fn run_alone(&mut self, plan: Plan) {
-        match plan.probe() {
-            Some((delete, keys)) => self.start_probe(delete, keys, 0),
-            None => {
-                let operation = plan.operation();
-                self.run(Running::Single(plan.shape), operation)
-            }
-        }
-    }
-
-    /// DEL and EXISTS: first each key's version is read (a one-key, keys-only scan: no value
-    /// comes back), then one transaction requires each key to still have that version (0:
-    /// absent) and, for DEL, deletes those present. The count is exact at the commit; if a key
-    /// changed in between, the transaction applies nothing and the probe starts again.
-    fn start_probe(&mut self, delete: bool, keys: Vec<Bytes>, attempts: u32) {
-        let operation = probe_operation(&keys[0]);
-        self.run(Running::Probe { delete, keys, versions: Vec::new(), attempts }, operation)
+        let operation = plan.operation();
+        self.run(Running::Single(plan.shape), operation)
     }
 
     /// EXEC: the watched keys' conditions and every queued command's ops, as one transaction.
@@ -748,39 +714,10 @@ impl Session {
                 }
                 return;
             }
-            (Running::Probe { delete, keys, mut versions, attempts }, Outcome::Scanned { entries, .. }) => {
-                let key = &keys[versions.len()];
-                let version = entries.first().filter(|entry| &entry.key == key).map_or(0, |entry| entry.version);
-                versions.push(version);
-                if !delete && keys.len() == 1 {
-                    // One key's presence needs no transaction: the scan is linearizable.
-                    return self.send(&Reply::Integer(i64::from(version > 0)));
-                }
-                if let Some(next) = keys.get(versions.len()) {
-                    let operation = probe_operation(next);
-                    return self.run(Running::Probe { delete, keys, versions, attempts }, operation);
-                }
-                let mut ops = Vec::new();
-                for (key, &version) in keys.iter().zip(&versions) {
-                    ops.push(TxnOp::Require { key: key.clone(), condition: Condition::VersionEquals(version) });
-                    if delete && version > 0 {
-                        ops.push(TxnOp::Delete { key: key.clone() });
-                    }
-                }
-                return self.run(Running::ProbeConfirm { delete, keys, versions, attempts }, Operation::Txn { ops });
+            // EXISTS of one key, as a keys-only scan of exactly that key.
+            (Running::Single(shape @ Shape::CountPresent), Outcome::Scanned { entries, .. }) => {
+                plan::reply_to_get(shape, entries.into_iter().next().map(|_| Vec::new()))
             }
-            (Running::ProbeConfirm { versions, .. }, Outcome::Committed(_)) => {
-                Reply::Integer(versions.iter().filter(|&&version| version > 0).count() as i64)
-            }
-            (
-                Running::ProbeConfirm { delete, keys, attempts, .. },
-                Outcome::Failed(OpFailure { reason: FailReason::ConditionFailed, .. }),
-            ) if attempts + 1 < PROBE_ATTEMPTS_MAX => {
-                return self.start_probe(delete, keys, attempts + 1);
-            }
-            (Running::ProbeConfirm { .. }, Outcome::Failed(_)) => Reply::err(format!(
-                "the keys kept changing while they were counted ({PROBE_ATTEMPTS_MAX} attempts); nothing was applied, try again"
-            )),
             (Running::Exec { watch_ops, commands }, outcome) => exec_reply(watch_ops, commands, outcome),
             (Running::Watch { current, rest, recorded }, outcome) => {
                 return self.watched_one(current, rest, recorded, outcome);
@@ -940,13 +877,6 @@ fn matching(
     (keys, next, looked_at)
 }
 
-/// A keys-only scan of exactly `key`: its version if present, and never its value.
-fn probe_operation(key: &[u8]) -> Operation {
-    let mut end = key.to_vec();
-    end.push(0);
-    Operation::Scan { start: key.to_vec(), end: Some(end), limit: 1, keys_only: true }
-}
-
 fn scan_reply(cursor: u64, keys: Vec<Bytes>) -> Reply {
     Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::Array(keys.into_iter().map(Reply::Bulk).collect())])
 }
@@ -985,12 +915,11 @@ fn other_name(command: &Command) -> &'static str {
 mod tests {
     use super::*;
     use dkv_core::store::Store;
-    use dkv_core::{OpFailure, ScanEntry};
+    use dkv_core::{OpFailure, OpResult, ScanEntry};
 
     /// A node in miniature: core's own store runs every request at once.
     struct TestHost {
         store: Store,
-        limits: Limits,
         cursors: ScanCursors,
         auth_required: bool,
         /// The user may not learn the node's key count.
@@ -1001,7 +930,6 @@ mod tests {
         fn new() -> TestHost {
             TestHost {
                 store: Store::default(),
-                limits: Limits::default(),
                 cursors: ScanCursors::new(7, 64),
                 auth_required: false,
                 confined: false,
@@ -1014,7 +942,7 @@ mod tests {
                     Some(found) => Outcome::Value { value: found.value.clone(), version: found.version },
                     None => Outcome::NotFound,
                 },
-                Operation::Txn { ops } => match self.store.run(&ops, &self.limits) {
+                Operation::Txn { ops } => match self.store.run(&ops) {
                     Ok(results) => Outcome::Committed(results),
                     Err(failure) => Outcome::Failed(failure),
                 },
@@ -1123,42 +1051,39 @@ mod tests {
         assert_eq!(session.poll(&mut host), Some(Operation::Get { key: b"a".to_vec() }));
     }
 
-    /// DEL and EXISTS carry no value anywhere: they read versions (keys-only scans), then
-    /// confirm them in a transaction of conditions and deletes; a key that changed in between
-    /// makes them read again, and the count is the one at the commit.
+    /// DEL and EXISTS carry no value anywhere: DEL is one transaction of deletes that tolerate
+    /// absence, EXISTS of several keys one of presence checks (each counted as Redis counts:
+    /// a key named twice is removed once, found twice); EXISTS of one key is one keys-only scan.
     #[test]
     fn del_and_exists_carry_no_values() {
         let (mut session, mut host) = (session(), TestHost::new());
-        talk(&mut session, &mut host, &format!("SET a {}\r\nSET b 1\r\n", "v".repeat(1000)));
-        let mut other = self::session();
+        talk(&mut session, &mut host, &format!("SET a {}\r\nSET b 1\r\nSET c 1\r\n", "v".repeat(1000)));
         session.receive(b"DEL a b zz a\r\n");
-        let mut transactions = 0;
-        while let Some(operation) = session.poll(&mut host) {
-            match &operation {
-                Operation::Scan { keys_only, limit, .. } => assert!(*keys_only && *limit == 1),
-                Operation::Txn { ops } => {
-                    transactions += 1;
-                    assert!(ops.iter().all(|op| matches!(op, TxnOp::Require { .. } | TxnOp::Delete { .. })), "{ops:?}");
-                    if transactions == 1 {
-                        // Another client deletes b between the probe and the confirmation.
-                        assert_eq!(talk(&mut other, &mut host, "SET b 2\r\nSET c 1\r\n"), "+OK\r\n+OK\r\n");
-                    }
-                }
-                other => panic!("DEL asked for {other:?}"),
-            }
-            let outcome = host.run(operation);
-            session.complete(&mut host, Ok(outcome));
+        let operation = session.poll(&mut host).unwrap();
+        let Operation::Txn { ops } = &operation else { panic!("DEL asked for {operation:?}") };
+        assert!(ops.iter().all(|op| matches!(op, TxnOp::DeleteIfPresent { .. })), "{ops:?}");
+        let outcome = host.run(operation);
+        if let Outcome::Committed(results) = &outcome {
+            assert!(results.iter().all(|r| !matches!(r, OpResult::Value { .. })), "no value comes back: {results:?}");
         }
-        assert_eq!(transactions, 2, "the first confirmation failed, the second committed");
+        session.complete(&mut host, Ok(outcome));
+        assert_eq!(session.poll(&mut host), None, "DEL is one transaction");
         assert_eq!(String::from_utf8(session.take_output()).unwrap(), ":2\r\n");
-        assert_eq!(talk(&mut session, &mut host, "EXISTS a b c c zz\r\n"), ":2\r\n");
+        session.receive(b"EXISTS a b c c zz\r\n");
+        let operation = session.poll(&mut host).unwrap();
+        let Operation::Txn { ops } = &operation else { panic!("EXISTS asked for {operation:?}") };
+        assert!(ops.iter().all(|op| matches!(op, TxnOp::Exists { .. })), "{ops:?}");
+        let outcome = host.run(operation);
+        session.complete(&mut host, Ok(outcome));
+        assert_eq!(String::from_utf8(session.take_output()).unwrap(), ":2\r\n");
         session.receive(b"EXISTS c\r\n");
         let operation = session.poll(&mut host).unwrap();
-        assert!(matches!(operation, Operation::Scan { .. }));
+        assert!(matches!(operation, Operation::Scan { keys_only: true, limit: 1, .. }), "{operation:?}");
         let outcome = host.run(operation);
         session.complete(&mut host, Ok(outcome));
         assert_eq!(session.poll(&mut host), None, "one key's EXISTS is one keys-only scan");
         assert_eq!(session.take_output(), b":1\r\n");
+        assert_eq!(talk(&mut session, &mut host, "EXISTS a\r\n"), ":0\r\n");
     }
 
     /// A user confined to a key prefix does not learn the node's key count.
