@@ -63,6 +63,9 @@
 //! has no phantoms and never shows part of a transaction. Every request carries a (client,
 //! sequence) id whose completion is replicated with the write, so retries are never applied
 //! twice.
+//!
+//! The full account — what is logged when, recovery, the invariants, and why each guarantee
+//! holds — is `docs/protocol.md` in the repository.
 
 pub mod canary;
 pub mod codec;
