@@ -26,7 +26,8 @@ pub enum Record {
     /// Coordinator: every participant acknowledged the commit; nothing more to send.
     Forgotten { txn: TxnId },
     /// The first record of a snapshot: the whole state at this point of the log except the
-    /// store, whose entries follow in [`Record::SnapshotEntries`] records, in key order. A
+    /// store, whose entries follow in [`Record::SnapshotVersionedEntries`] records (an earlier
+    /// build's: [`Record::SnapshotEntries`]), in key order. A
     /// snapshot is split so that no record grows with the store (one record holding a large
     /// store could not be read back: records are at most [`RECORD_BYTES_MAX`] long).
     ///
@@ -40,7 +41,7 @@ pub enum Record {
     SnapshotEnd { entries: u64 },
     /// A run of the store's entries with their versions: what snapshots are written with since
     /// keys have versions. The entries of an older build's [`Record::SnapshotEntries`] read
-    /// back with version 1.
+    /// back with an unknown version (see [`crate::store::Versioned`]).
     SnapshotVersionedEntries(Vec<VersionedEntry>),
     /// [`Record::Boot`] as a build that tracks versions writes it: what follows in the log was
     /// written by such a build. Records after a plain Boot were logged by an earlier build, and
@@ -50,7 +51,7 @@ pub enum Record {
     BootTracked { incarnation: u64 },
 }
 
-/// Keys and values per [`Record::SnapshotEntries`] record, about (a record holds whole
+/// Keys and values per [`Record::SnapshotVersionedEntries`] record, about (a record holds whole
 /// entries, so one may exceed it by one entry).
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 

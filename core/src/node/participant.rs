@@ -78,8 +78,9 @@ impl Participant {
     }
 
     /// Remembers the decision this node's coordinator made for one of its own transactions.
-    /// Nothing reads it back today (queries about its own transactions are answered by the
-    /// coordinator); it takes its place in the bounded memory like any learned decision.
+    /// Queries about its own transactions are answered by the coordinator, not from here; the
+    /// invariant check reads it (a transaction committed here was never learned as aborted),
+    /// and it takes its place in the bounded memory like any learned decision.
     pub(super) fn learn(&mut self, txn: TxnId, decision: Decision) {
         debug_assert!(!self.prepared.contains_key(&txn), "{txn} is decided while its own share is still prepared");
         self.known.insert(txn, decision);
