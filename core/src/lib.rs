@@ -69,6 +69,7 @@ pub mod codec;
 pub mod compaction;
 pub mod completions;
 pub mod config;
+pub mod configuration;
 mod decisions;
 pub mod ids;
 pub mod limits;
