@@ -391,8 +391,7 @@ struct Scenario {
     members: usize,
     proposers: usize,
     seed: u64,
-    /// Planted only with the `canary` feature; the canary tests that set it need it too.
-    #[cfg_attr(not(feature = "canary"), allow(dead_code))]
+    /// Only a build with the `canary` feature can plant one.
     flaw: Option<PaxosFlaw>,
 }
 
@@ -526,10 +525,7 @@ impl Sim {
         let seed = self.scenario.seed ^ (i as u64) << 32 ^ node.restarts << 40;
         let mut a = Agreement::recover(NodeId(i as u8), current(self.scenario.members), TIMING, seed, node.durable)
             .expect("a member recovers its own epoch's state");
-        #[cfg(feature = "canary")]
-        if let Some(flaw) = self.scenario.flaw {
-            a.plant_flaw(flaw);
-        }
+        a.plant_flaw(self.scenario.flaw).expect("flaws are planted only in builds with the canary feature");
         node.agreement = Some(a);
         if node.propose_at <= self.now {
             self.propose(i);

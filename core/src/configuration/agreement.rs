@@ -13,6 +13,7 @@ use super::acceptor::{self, AcceptorAnswer};
 use super::learner::Learner;
 use super::proposer::{AfterPromise, Phase, Proposer};
 use super::{AgreementState, Ballot, Configuration, PaxosFlaw, PaxosMessage};
+use crate::config::ConfigError;
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::time::Time;
 use rand_chacha::ChaCha8Rng;
@@ -149,10 +150,20 @@ impl Agreement {
         })
     }
 
-    /// Plants a deliberate bug, for the tests that prove the checker catches it.
-    #[cfg(feature = "canary")]
-    pub fn plant_flaw(&mut self, flaw: PaxosFlaw) {
-        self.flaw = Some(flaw);
+    /// Plants a deliberate bug (or none), for the tests that prove the checker catches it.
+    /// Fails unless dkv-core was built with the `canary` feature, so a real build can never
+    /// run one.
+    pub fn plant_flaw(&mut self, flaw: Option<PaxosFlaw>) -> Result<(), ConfigError> {
+        #[cfg(feature = "canary")]
+        {
+            self.flaw = flaw;
+            Ok(())
+        }
+        #[cfg(not(feature = "canary"))]
+        match flaw {
+            None => Ok(()),
+            Some(_) => Err(ConfigError::CanaryUnavailable),
+        }
     }
 
     /// Starts proposing `configuration` for the next epoch. Whatever is chosen is what every

@@ -117,7 +117,7 @@ impl fmt::Display for Configuration {
 }
 
 /// Deliberately wrong variants of the agreement, to prove that the tests' checker catches
-/// each kind of bug. Only the `canary` cargo feature lets one be planted
+/// each kind of bug. Only a build with the `canary` cargo feature can plant one
 /// ([`Agreement::plant_flaw`]); without it the checks compile away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaxosFlaw {
