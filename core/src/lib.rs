@@ -63,6 +63,10 @@
 //! has no phantoms and never shows part of a transaction. Every request carries a (client,
 //! sequence) id whose completion is replicated with the write, so retries are never applied
 //! twice.
+//!
+//! Membership is to become a numbered [`configuration`], the next one agreed by a majority of
+//! the current one with single-decree Paxos; that consensus step exists and is tested on its
+//! own, and is not yet wired into the node.
 
 pub mod canary;
 pub mod codec;

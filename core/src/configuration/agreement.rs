@@ -240,6 +240,7 @@ impl Agreement {
                     (AcceptorAnswer::Outbid { promised }, _) => {
                         self.send(from, PaxosMessage::Outbid { epoch, ballot, promised })
                     }
+                    // A second configuration at an accepted ballot: no correct proposer sends one.
                     _ => self.dropped.malformed += 1,
                 }
             }
@@ -254,13 +255,16 @@ impl Agreement {
             }
             PaxosMessage::Outbid { ballot, promised, .. } => {
                 self.hear_of(promised);
-                let backoff = self.proposer.as_ref().map(|p| p.attempt).map(|attempt| self.backoff(attempt));
-                if let (Some(p), Some(backoff)) = (self.proposer.as_mut(), backoff)
-                    && p.ballot == ballot
-                    && p.is_trying()
-                {
+                let attempt = match &self.proposer {
+                    Some(p) if p.ballot == ballot && matches!(p.phase, Phase::Soliciting { .. } | Phase::Accepting) => {
+                        p.attempt
+                    }
+                    _ => return,
+                };
+                let retry_at = now + self.backoff(attempt);
+                if let Some(p) = self.proposer.as_mut() {
                     p.phase = Phase::Backing;
-                    p.retry_at = now + backoff;
+                    p.retry_at = retry_at;
                 }
             }
             PaxosMessage::Accepted { ballot, configuration, .. } => {
@@ -275,12 +279,12 @@ impl Agreement {
                 self.send(from, PaxosMessage::Learned { epoch });
             }
             PaxosMessage::Learned { .. } => {
-                if let Some(Proposer { phase: Phase::Informing { unconfirmed }, .. }) = self.proposer.as_mut() {
+                if let Some(p) = self.proposer.as_mut()
+                    && let Phase::Informing { unconfirmed } = &mut p.phase
+                {
                     unconfirmed.remove(from);
                     if unconfirmed.is_empty() {
-                        if let Some(p) = self.proposer.as_mut() {
-                            p.phase = Phase::Done;
-                        }
+                        p.phase = Phase::Done;
                     }
                 }
             }

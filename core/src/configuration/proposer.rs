@@ -66,9 +66,4 @@ impl Proposer {
             AfterPromise::Wait
         }
     }
-
-    /// Whether the proposer is still trying to get a configuration chosen.
-    pub(super) fn is_trying(&self) -> bool {
-        matches!(self.phase, Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing)
-    }
 }
