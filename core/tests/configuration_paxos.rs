@@ -327,6 +327,26 @@ fn random_messages_never_panic_or_corrupt_the_state() {
     }
 }
 
+/// The state and the messages survive the log's encoding (postcard), as they must once they
+/// are logged and sent.
+#[test]
+fn state_and_messages_survive_the_log_encoding() {
+    let c = dropping(5, 3);
+    let state = AgreementState {
+        epoch: EPOCH,
+        promised: Some(ballot(9, 4)),
+        accepted: Some((ballot(8, 2), c)),
+        round: 7,
+        chosen: Some(c),
+    };
+    let bytes = postcard::to_allocvec(&state).unwrap();
+    assert_eq!(postcard::from_bytes::<AgreementState>(&bytes).unwrap(), state);
+    let message = PaxosMessage::Promise { epoch: EPOCH, ballot: ballot(9, 4), accepted: state.accepted };
+    let bytes = postcard::to_allocvec(&message).unwrap();
+    assert_eq!(postcard::from_bytes::<PaxosMessage>(&bytes).unwrap(), message);
+    assert!(postcard::from_bytes::<PaxosMessage>(&bytes[..bytes.len() - 1]).is_err(), "a cut message is an error");
+}
+
 /// Proposals are checked, and only members take part.
 #[test]
 fn proposals_and_participants_are_checked() {
