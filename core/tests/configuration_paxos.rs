@@ -1,5 +1,5 @@
 //! The consensus step that agrees the next configuration (single-decree Paxos per epoch):
-//! each rule on its own, then a seeded, randomized harness with 3 and 5 members, competing
+//! each rule on its own, then a seeded, randomized harness with 3, 4 and 5 members, competing
 //! proposers, message loss, duplication and reordering, and crashes that keep only what was
 //! reported durable. The harness checks agreement (never two configurations chosen for one
 //! epoch), validity (what is chosen was proposed) and progress (once faults stop and one
@@ -740,19 +740,20 @@ fn run(scenario: Scenario) -> Result<RunEnd, String> {
 /// Seeds per cluster shape in the default sweep (a run takes well under a millisecond).
 const SEEDS: u64 = 1000;
 
-/// Agreement, validity and progress hold for 3 and 5 members, with two or three competing
-/// proposers, loss, duplication, reordering and crashes, on every seed.
+/// Agreement, validity and progress hold for 3, 4 and 5 members (4: where half and a majority
+/// differ), with two or three competing proposers, loss, duplication, reordering and crashes,
+/// on every seed.
 #[test]
 fn agreement_validity_and_progress_hold_on_every_seed() {
     let mut chosen_counts = BTreeMap::new();
-    for (members, proposers) in [(3, 2), (3, 3), (5, 2), (5, 3)] {
+    for (members, proposers) in [(3, 2), (3, 3), (4, 3), (5, 2), (5, 3)] {
         for seed in 0..SEEDS {
             let end = run(Scenario { members, proposers, seed, flaw: None }).unwrap_or_else(|e| panic!("{e}"));
             *chosen_counts.entry((members, end.chosen)).or_insert(0u32) += 1;
         }
     }
     // The harness really makes proposers compete: more than one proposal wins somewhere.
-    for members in [3, 5] {
+    for members in [3, 4, 5] {
         let winners = chosen_counts.keys().filter(|(m, _)| *m == members).count();
         assert!(winners >= 2, "only one proposal ever won with {members} members: {chosen_counts:?}");
     }
