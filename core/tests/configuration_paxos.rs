@@ -7,7 +7,7 @@
 //! `canary` feature (on in `cargo test --workspace`), planted flaws show that the checker bites.
 
 use dkv_core::configuration::{
-    Agreement, AgreementOutput, AgreementState, Ballot, Configuration, Epoch, NotAMember, PaxosFlaw, PaxosMessage,
+    Agreement, AgreementOutput, AgreementState, Ballot, CannotTakePart, Configuration, Epoch, PaxosFlaw, PaxosMessage,
     PaxosTiming, ProposeError,
 };
 use dkv_core::{Lsn, NodeId, NodeSet, Time};
@@ -360,12 +360,12 @@ fn proposals_and_participants_are_checked() {
     assert_eq!(a.propose(Time::ZERO, dropping(3, 1)), Err(ProposeError::AlreadyProposing(dropping(3, 2))));
     assert_eq!(
         Agreement::new(NodeId(5), current(3), PaxosTiming::default(), 0).err(),
-        Some(NotAMember::Node { node: NodeId(5), configuration: current(3) })
+        Some(CannotTakePart::NotAMember { node: NodeId(5), configuration: current(3) })
     );
     let stale = AgreementState { epoch: Epoch(6), ..Default::default() };
     assert_eq!(
         Agreement::recover(NodeId(0), current(3), PaxosTiming::default(), 0, stale).err(),
-        Some(NotAMember::StateOfAnotherEpoch { state: Epoch(6), configuration: current(3) })
+        Some(CannotTakePart::StateOfAnotherEpoch { state: Epoch(6), configuration: current(3) })
     );
 }
 

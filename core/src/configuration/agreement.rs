@@ -63,23 +63,29 @@ pub struct DropCounts {
     pub held_overflow: u64,
 }
 
-/// This node cannot take part.
+/// Why a node cannot take part in an epoch's agreement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-pub enum NotAMember {
+pub enum CannotTakePart {
+    /// Only the members of an epoch agree on the next configuration.
     #[error("node {node} is not a member of configuration {configuration}; only its members agree on the next one")]
-    Node { node: NodeId, configuration: Configuration },
+    NotAMember { node: NodeId, configuration: Configuration },
+    /// The driver handed over the durable state of another epoch's agreement.
     #[error(
         "the recovered state is of epoch {state}, not of {configuration}; recover each epoch's agreement from its own state"
     )]
     StateOfAnotherEpoch { state: super::Epoch, configuration: Configuration },
 }
 
+/// Why a proposal was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum ProposeError {
+    /// A configuration that cannot follow the current one.
     #[error("configuration {proposed} cannot follow {current}: it must be of the next epoch and have members")]
     NotTheNextConfiguration { proposed: Configuration, current: Configuration },
+    /// One proposal at a time per node; the first one goes on.
     #[error("this node is already proposing configuration {0}")]
     AlreadyProposing(Configuration),
+    /// Every round up to the largest was seen (only a peer gone wrong can cause it).
     #[error("no ballot is left above every ballot seen; this epoch's agreement cannot go on")]
     BallotsExhausted,
 }
@@ -112,7 +118,12 @@ pub struct Agreement {
 impl Agreement {
     /// `me`'s part in the agreement of `current`'s members on the next configuration, from
     /// nothing (this node never took part before).
-    pub fn new(me: NodeId, current: Configuration, timing: PaxosTiming, seed: u64) -> Result<Agreement, NotAMember> {
+    pub fn new(
+        me: NodeId,
+        current: Configuration,
+        timing: PaxosTiming,
+        seed: u64,
+    ) -> Result<Agreement, CannotTakePart> {
         Agreement::recover(me, current, timing, seed, AgreementState { epoch: current.epoch, ..Default::default() })
     }
 
@@ -123,12 +134,12 @@ impl Agreement {
         timing: PaxosTiming,
         seed: u64,
         state: AgreementState,
-    ) -> Result<Agreement, NotAMember> {
+    ) -> Result<Agreement, CannotTakePart> {
         if !current.contains(me) {
-            return Err(NotAMember::Node { node: me, configuration: current });
+            return Err(CannotTakePart::NotAMember { node: me, configuration: current });
         }
         if state.epoch != current.epoch {
-            return Err(NotAMember::StateOfAnotherEpoch { state: state.epoch, configuration: current });
+            return Err(CannotTakePart::StateOfAnotherEpoch { state: state.epoch, configuration: current });
         }
         let highest_round = state.round.max(state.promised.map_or(0, |b| b.round));
         Ok(Agreement {

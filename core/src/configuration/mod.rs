@@ -64,7 +64,7 @@ mod message;
 mod proposer;
 mod state;
 
-pub use agreement::{Agreement, AgreementOutput, DropCounts, NotAMember, PaxosTiming, ProposeError};
+pub use agreement::{Agreement, AgreementOutput, CannotTakePart, DropCounts, PaxosTiming, ProposeError};
 pub use ballot::Ballot;
 pub use message::PaxosMessage;
 pub use state::AgreementState;
