@@ -75,6 +75,10 @@ impl NodeSet {
         NodeSet(self.0 & !other.0)
     }
 
+    pub fn intersection(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 & other.0)
+    }
+
     pub fn is_superset(self, other: NodeSet) -> bool {
         other.0 & !self.0 == 0
     }
@@ -157,6 +161,7 @@ mod tests {
         let some = NodeSet::from_ids([NodeId(1), NodeId(3)]).unwrap();
         assert_eq!(all.difference(some).iter().collect::<Vec<_>>(), vec![NodeId(0), NodeId(2)]);
         assert!(all.is_superset(some) && !some.is_superset(all));
+        assert_eq!(some.intersection(NodeSet::first(2)).iter().collect::<Vec<_>>(), vec![NodeId(1)]);
         assert_eq!(NodeSet::from_ids([NodeId(64)]), None);
         assert_eq!(some.to_string(), "{n1,n3}");
     }

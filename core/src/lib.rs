@@ -66,12 +66,17 @@
 //!
 //! The full account — what is logged when, recovery, the invariants, and why each guarantee
 //! holds — is `docs/protocol.md` in the repository.
+//!
+//! Membership is to become a numbered [`configuration`], the next one agreed by a majority of
+//! the current one with single-decree Paxos; that consensus step exists and is tested on its
+//! own, and is not yet wired into the node.
 
 pub mod canary;
 pub mod codec;
 pub mod compaction;
 pub mod completions;
 pub mod config;
+pub mod configuration;
 mod decisions;
 pub mod ids;
 pub mod limits;

@@ -1,0 +1,469 @@
+//! One node's part in one epoch's agreement: acceptor, proposer and learner together, driven
+//! like the node itself (inputs in, outputs drained, a deadline out).
+//!
+//! | group | methods |
+//! |---|---|
+//! | start | [`Agreement::new`], [`Agreement::recover`] |
+//! | inputs | [`Agreement::handle_message`], [`Agreement::handle_durable`], [`Agreement::handle_timeout`] |
+//! | command | [`Agreement::propose`] |
+//! | outputs | [`Agreement::poll_output`] until `None`, then [`Agreement::deadline`] |
+//! | getters | [`Agreement::chosen`], [`Agreement::state`], [`Agreement::dropped`] |
+
+use super::acceptor::{self, AcceptorAnswer};
+use super::learner::Learner;
+use super::proposer::{AfterPromise, Phase, Proposer};
+use super::{AgreementState, Ballot, Configuration, PaxosFlaw, PaxosMessage};
+use crate::config::ConfigError;
+use crate::ids::{Lsn, NodeId, NodeSet};
+use crate::time::Time;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::time::Duration;
+use thiserror::Error;
+
+/// How proposers retry. A step unanswered after a backoff is retried with a new ballot; the
+/// backoff is drawn uniformly from `[retry_min, retry_min * 2^attempt]`, capped at
+/// `retry_max`, so competing proposers spread out until one runs alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaxosTiming {
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for PaxosTiming {
+    fn default() -> Self {
+        PaxosTiming { retry_min: Duration::from_millis(50), retry_max: Duration::from_secs(2) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgreementOutput {
+    /// Send `message` to member `to` (possibly this node itself).
+    Send { to: NodeId, message: PaxosMessage },
+    /// Persist `state` (the whole state; it supersedes every earlier one) and report `lsn` with
+    /// [`Agreement::handle_durable`] once it is on stable storage. Lsns number this run's
+    /// records from 1.
+    Persist { lsn: Lsn, state: AgreementState },
+}
+
+/// Messages dropped, by reason: none of them is ever an error of this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// For another epoch's agreement.
+    pub other_epoch: u64,
+    /// From a node that is not a member of this epoch.
+    pub non_member: u64,
+    /// Senseless: a ballot no one could have made, a configuration that cannot follow, a
+    /// second configuration at one ballot.
+    pub malformed: u64,
+    /// Outgoing messages that waited for the log longer than the bound on waiting messages
+    /// allows (a driver that never reports durability): the oldest goes, which is as safe as
+    /// a lost message.
+    pub held_overflow: u64,
+}
+
+/// Why a node cannot take part in an epoch's agreement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum CannotTakePart {
+    /// Only the members of an epoch agree on the next configuration.
+    #[error("node {node} is not a member of configuration {configuration}; only its members agree on the next one")]
+    NotAMember { node: NodeId, configuration: Configuration },
+    /// The driver handed over the durable state of another epoch's agreement.
+    #[error(
+        "the recovered state is of epoch {state}, not of {configuration}; recover each epoch's agreement from its own state"
+    )]
+    StateOfAnotherEpoch { state: super::Epoch, configuration: Configuration },
+}
+
+/// Why a proposal was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum ProposeError {
+    /// A configuration that cannot follow the current one.
+    #[error("configuration {proposed} cannot follow {current}: it must be of the next epoch and have members")]
+    NotTheNextConfiguration { proposed: Configuration, current: Configuration },
+    /// One proposal at a time per node; the first one goes on.
+    #[error("this node is already proposing configuration {0}")]
+    AlreadyProposing(Configuration),
+    /// Every round up to the largest was seen (only a peer gone wrong can cause it).
+    #[error("no ballot is left above every ballot seen; this epoch's agreement cannot go on")]
+    BallotsExhausted,
+}
+
+/// Outgoing messages that may wait for the log, per member.
+const HELD_PER_MEMBER_MAX: usize = 8;
+
+pub struct Agreement {
+    me: NodeId,
+    /// The configuration whose members agree on the next one.
+    current: Configuration,
+    /// Everything durable (or on its way to durability) about this epoch's agreement.
+    state: AgreementState,
+    proposer: Option<Proposer>,
+    learner: Learner,
+    /// The highest round heard of in any ballot: a new ballot goes above it.
+    highest_round: u64,
+    timing: PaxosTiming,
+    rng: ChaCha8Rng,
+    outputs: VecDeque<AgreementOutput>,
+    /// Messages made after the state at their lsn changed, waiting for it to be durable.
+    held: VecDeque<(Lsn, NodeId, PaxosMessage)>,
+    last_lsn: Lsn,
+    durable: Lsn,
+    dropped: DropCounts,
+    #[cfg(feature = "canary")]
+    flaw: Option<PaxosFlaw>,
+}
+
+impl Agreement {
+    /// `me`'s part in the agreement of `current`'s members on the next configuration, from
+    /// nothing (this node never took part before).
+    pub fn new(
+        me: NodeId,
+        current: Configuration,
+        timing: PaxosTiming,
+        seed: u64,
+    ) -> Result<Agreement, CannotTakePart> {
+        Agreement::recover(me, current, timing, seed, AgreementState { epoch: current.epoch, ..Default::default() })
+    }
+
+    /// `me`'s part after a restart, from the latest durable state of this epoch's agreement.
+    pub fn recover(
+        me: NodeId,
+        current: Configuration,
+        timing: PaxosTiming,
+        seed: u64,
+        state: AgreementState,
+    ) -> Result<Agreement, CannotTakePart> {
+        if !current.contains(me) {
+            return Err(CannotTakePart::NotAMember { node: me, configuration: current });
+        }
+        if state.epoch != current.epoch {
+            return Err(CannotTakePart::StateOfAnotherEpoch { state: state.epoch, configuration: current });
+        }
+        let highest_round = state.round.max(state.promised.map_or(0, |b| b.round));
+        Ok(Agreement {
+            me,
+            current,
+            state,
+            proposer: None,
+            learner: Learner::default(),
+            highest_round,
+            timing,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            outputs: VecDeque::new(),
+            held: VecDeque::new(),
+            last_lsn: Lsn(0),
+            durable: Lsn(0),
+            dropped: DropCounts::default(),
+            #[cfg(feature = "canary")]
+            flaw: None,
+        })
+    }
+
+    /// Plants a deliberate bug (or none), for the tests that prove the checker catches it.
+    /// Fails unless dkv-core was built with the `canary` feature, so a real build can never
+    /// run one.
+    pub fn plant_flaw(&mut self, flaw: Option<PaxosFlaw>) -> Result<(), ConfigError> {
+        #[cfg(feature = "canary")]
+        {
+            self.flaw = flaw;
+            Ok(())
+        }
+        #[cfg(not(feature = "canary"))]
+        match flaw {
+            None => Ok(()),
+            Some(_) => Err(ConfigError::CanaryUnavailable),
+        }
+    }
+
+    /// Starts proposing `configuration` for the next epoch. Whatever is chosen is what every
+    /// member learns; it is `configuration` only if no other was accepted first. If this node
+    /// already knows the chosen configuration, nothing can change it: the node tells every
+    /// other member what was chosen instead, until each answers (so a driver that proposes
+    /// again after a restart gets the members informed).
+    pub fn propose(&mut self, now: Time, configuration: Configuration) -> Result<(), ProposeError> {
+        if Some(configuration.epoch) != self.current.epoch.next() || configuration.members.is_empty() {
+            return Err(ProposeError::NotTheNextConfiguration { proposed: configuration, current: self.current });
+        }
+        if let Some(p) = &self.proposer {
+            return Err(ProposeError::AlreadyProposing(p.own));
+        }
+        let retry_at = now + self.backoff(0);
+        if let Some(chosen) = self.state.chosen {
+            let unconfirmed = self.current.members.without(self.me);
+            let ballot = Ballot { round: self.state.round, node: self.me };
+            let phase = if unconfirmed.is_empty() { Phase::Done } else { Phase::Informing { unconfirmed } };
+            self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
+            for to in unconfirmed.iter() {
+                self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, configuration: chosen });
+            }
+            return Ok(());
+        }
+        let ballot = self.next_ballot().ok_or(ProposeError::BallotsExhausted)?;
+        let phase = Phase::Soliciting { promised_by: NodeSet::EMPTY, highest: None };
+        self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
+        self.broadcast(PaxosMessage::PromiseRequest { epoch: self.current.epoch, ballot });
+        Ok(())
+    }
+
+    /// A message from `from`. Anything from another epoch, from a non-member or senseless is
+    /// counted and dropped.
+    pub fn handle_message(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
+        if message.epoch() != self.current.epoch {
+            self.dropped.other_epoch += 1;
+            return;
+        }
+        if !self.current.contains(from) {
+            self.dropped.non_member += 1;
+            return;
+        }
+        if message.check(from, &self.current).is_err() {
+            self.dropped.malformed += 1;
+            return;
+        }
+        let epoch = self.current.epoch;
+        match message {
+            PaxosMessage::PromiseRequest { ballot, .. } | PaxosMessage::AcceptRequest { ballot, .. } => {
+                self.hear_of(ballot);
+                if let Some(configuration) = self.state.chosen {
+                    // Past asking: tell the proposer what was chosen instead.
+                    self.send(from, PaxosMessage::Chosen { epoch, configuration });
+                    return;
+                }
+                let before = self.state;
+                let answer = match message {
+                    PaxosMessage::AcceptRequest { configuration, .. } => {
+                        acceptor::on_accept_request(&mut self.state, ballot, configuration)
+                    }
+                    _ => acceptor::on_promise_request(&mut self.state, ballot),
+                };
+                if self.state != before {
+                    self.persist();
+                }
+                match (answer, message) {
+                    (AcceptorAnswer::Promise { accepted }, _) => {
+                        self.send(from, PaxosMessage::Promise { epoch, ballot, accepted })
+                    }
+                    (AcceptorAnswer::Accepted, PaxosMessage::AcceptRequest { configuration, .. }) => {
+                        self.broadcast(PaxosMessage::Accepted { epoch, ballot, configuration })
+                    }
+                    (AcceptorAnswer::Outbid { promised }, _) => {
+                        self.send(from, PaxosMessage::Outbid { epoch, ballot, promised })
+                    }
+                    // A second configuration at an accepted ballot: no correct proposer sends one.
+                    _ => self.dropped.malformed += 1,
+                }
+            }
+            PaxosMessage::Promise { ballot, accepted, .. } => {
+                let half_is_majority = self.flawed(PaxosFlaw::HalfIsMajority);
+                let current = self.current;
+                let Some(p) = self.proposer.as_mut() else { return };
+                let is_majority = |nodes: NodeSet| is_majority(&current, nodes, half_is_majority);
+                if let AfterPromise::Accept(configuration) = p.on_promise(from, ballot, accepted, is_majority) {
+                    self.broadcast(PaxosMessage::AcceptRequest { epoch, ballot, configuration });
+                }
+            }
+            PaxosMessage::Outbid { ballot, promised, .. } => {
+                self.hear_of(promised);
+                let attempt = match &self.proposer {
+                    Some(p) if p.ballot == ballot && matches!(p.phase, Phase::Soliciting { .. } | Phase::Accepting) => {
+                        p.attempt
+                    }
+                    _ => return,
+                };
+                let retry_at = now + self.backoff(attempt);
+                if let Some(p) = self.proposer.as_mut() {
+                    p.phase = Phase::Backing;
+                    p.retry_at = retry_at;
+                }
+            }
+            PaxosMessage::Accepted { ballot, configuration, .. } => {
+                self.hear_of(ballot);
+                let accepted_by = self.learner.on_accepted(from, ballot, configuration);
+                if is_majority(&self.current, accepted_by, self.flawed(PaxosFlaw::HalfIsMajority)) {
+                    self.learn(now, configuration);
+                }
+            }
+            PaxosMessage::Chosen { configuration, .. } => {
+                self.learn(now, configuration);
+                self.send(from, PaxosMessage::Learned { epoch });
+            }
+            PaxosMessage::Learned { .. } => {
+                if let Some(p) = self.proposer.as_mut()
+                    && let Phase::Informing { unconfirmed } = &mut p.phase
+                {
+                    unconfirmed.remove(from);
+                    if unconfirmed.is_empty() {
+                        p.phase = Phase::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything up to `lsn` is durable: the messages that waited for it may leave.
+    pub fn handle_durable(&mut self, lsn: Lsn) {
+        // Only records this run handed out can be durable.
+        self.durable = self.durable.max(lsn.min(self.last_lsn));
+        while let Some(&(at, to, message)) = self.held.front() {
+            if at > self.durable {
+                break;
+            }
+            self.held.pop_front();
+            self.outputs.push_back(AgreementOutput::Send { to, message });
+        }
+    }
+
+    /// The deadline came: a proposer whose step went unanswered tries a new ballot, and one
+    /// telling the members what was chosen tells the silent ones again. Early calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let Some(&Proposer { retry_at, attempt, phase, .. }) = self.proposer.as_ref() else { return };
+        if now < retry_at {
+            return;
+        }
+        let backoff = self.backoff(attempt);
+        let epoch = self.current.epoch;
+        match phase {
+            Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing => {
+                let Some(ballot) = self.next_ballot() else {
+                    // No ballot left above those seen: nothing more this proposer can do.
+                    self.proposer = None;
+                    return;
+                };
+                let promised_by = NodeSet::EMPTY;
+                if let Some(p) = self.proposer.as_mut() {
+                    *p = Proposer {
+                        ballot,
+                        phase: Phase::Soliciting { promised_by, highest: None },
+                        attempt: attempt.saturating_add(1),
+                        retry_at: now + backoff,
+                        ..*p
+                    };
+                }
+                self.broadcast(PaxosMessage::PromiseRequest { epoch, ballot });
+            }
+            Phase::Informing { unconfirmed } => {
+                if let (Some(configuration), Some(p)) = (self.state.chosen, self.proposer.as_mut()) {
+                    p.attempt = attempt.saturating_add(1);
+                    p.retry_at = now + backoff;
+                    for to in unconfirmed.iter() {
+                        self.send(to, PaxosMessage::Chosen { epoch, configuration });
+                    }
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<AgreementOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Agreement::handle_timeout`] next, if ever.
+    pub fn deadline(&self) -> Option<Time> {
+        self.proposer.as_ref().filter(|p| p.phase != Phase::Done).map(|p| p.retry_at)
+    }
+
+    /// The configuration chosen for the next epoch, once this node knows it.
+    pub fn chosen(&self) -> Option<Configuration> {
+        self.state.chosen
+    }
+
+    /// The state as last handed out to persist (durable or on its way).
+    pub fn state(&self) -> AgreementState {
+        self.state
+    }
+
+    pub fn dropped(&self) -> DropCounts {
+        self.dropped
+    }
+
+    /// Learns that `configuration` is chosen: persists it, tells the other members, and a
+    /// proposer goes on telling those that do not answer.
+    fn learn(&mut self, now: Time, configuration: Configuration) {
+        if self.state.chosen.is_some() {
+            return;
+        }
+        self.state.chosen = Some(configuration);
+        self.persist();
+        let others = self.current.members.without(self.me);
+        for to in others.iter() {
+            self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, configuration });
+        }
+        let backoff = self.backoff(0);
+        if let Some(p) = self.proposer.as_mut() {
+            p.phase = if others.is_empty() { Phase::Done } else { Phase::Informing { unconfirmed: others } };
+            p.attempt = 1;
+            p.retry_at = now + backoff;
+        }
+    }
+
+    /// A fresh ballot above every ballot heard of, its round persisted before it is used (the
+    /// messages carrying it wait for that). `None` once the rounds run out.
+    fn next_ballot(&mut self) -> Option<Ballot> {
+        let round = self.highest_round.max(self.state.round).checked_add(1)?;
+        self.state.round = round;
+        self.highest_round = round;
+        self.persist();
+        Some(Ballot { round, node: self.me })
+    }
+
+    fn hear_of(&mut self, ballot: Ballot) {
+        self.highest_round = self.highest_round.max(ballot.round);
+    }
+
+    fn persist(&mut self) {
+        self.last_lsn = Lsn(self.last_lsn.0 + 1);
+        self.outputs.push_back(AgreementOutput::Persist { lsn: self.last_lsn, state: self.state });
+    }
+
+    fn broadcast(&mut self, message: PaxosMessage) {
+        for to in self.current.members.iter() {
+            self.send(to, message);
+        }
+    }
+
+    /// Sends `message` once the state it reflects is durable: at once if it is, else held.
+    fn send(&mut self, to: NodeId, message: PaxosMessage) {
+        if self.durable >= self.last_lsn || self.flawed(PaxosFlaw::AnswerBeforeDurable) {
+            self.outputs.push_back(AgreementOutput::Send { to, message });
+            return;
+        }
+        if self.held.len() >= HELD_PER_MEMBER_MAX * self.current.members.len() {
+            self.held.pop_front();
+            self.dropped.held_overflow += 1;
+        }
+        self.held.push_back((self.last_lsn, to, message));
+    }
+
+    /// Exponential backoff with full jitter, from the seeded rng.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let min = self.timing.retry_min.as_nanos() as u64;
+        let max = self.timing.retry_max.as_nanos() as u64;
+        let ceiling = min.saturating_mul(1u64 << attempt.min(32)).min(max).max(min);
+        Duration::from_nanos(min + self.rng.next_u64() % (ceiling - min + 1))
+    }
+
+    #[inline(always)]
+    fn flawed(&self, flaw: PaxosFlaw) -> bool {
+        #[cfg(feature = "canary")]
+        {
+            self.flaw == Some(flaw)
+        }
+        #[cfg(not(feature = "canary"))]
+        {
+            let _ = flaw;
+            false
+        }
+    }
+}
+
+/// More than half of the members, or (planted flaw) half of them, rounded down.
+fn is_majority(current: &Configuration, nodes: NodeSet, half_is_majority: bool) -> bool {
+    if half_is_majority {
+        nodes.intersection(current.members).len() >= current.members.len() / 2
+    } else {
+        current.is_majority(nodes)
+    }
+}

@@ -1,0 +1,112 @@
+//! The messages of the agreement. Every one carries the epoch whose members agree (the chosen
+//! configuration is of the next epoch), so nothing from one epoch's agreement can count in
+//! another's. The names avoid two-phase commit's words on purpose (see the module doc).
+
+use super::{Ballot, Configuration, Epoch};
+use crate::ids::NodeId;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosMessage {
+    /// Proposer -> every member (Paxos phase 1a): promise to accept nothing below `ballot`.
+    PromiseRequest { epoch: Epoch, ballot: Ballot },
+    /// Acceptor -> proposer (phase 1b): promised, and the highest-ballot configuration this
+    /// acceptor has accepted, if any, which the proposer must propose instead of its own.
+    Promise { epoch: Epoch, ballot: Ballot, accepted: Option<(Ballot, Configuration)> },
+    /// Acceptor -> proposer: `ballot` is refused because the acceptor promised `promised`,
+    /// higher; the proposer should retry above it.
+    Outbid { epoch: Epoch, ballot: Ballot, promised: Ballot },
+    /// Proposer -> every member (phase 2a): accept `configuration` at `ballot`.
+    AcceptRequest { epoch: Epoch, ballot: Ballot, configuration: Configuration },
+    /// Acceptor -> every member, the learners (phase 2b): accepted `configuration` at `ballot`.
+    Accepted { epoch: Epoch, ballot: Ballot, configuration: Configuration },
+    /// Any member that learned it -> the others: `configuration` is chosen for the next epoch.
+    Chosen { epoch: Epoch, configuration: Configuration },
+    /// Answer to `Chosen`: the sender knows it durably; it need not be told again.
+    Learned { epoch: Epoch },
+}
+
+/// Why a message makes no sense; such a message is counted and dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Malformed {
+    /// A ballot names a node that is not a member: no member could have made it.
+    BallotOfNonMember,
+    /// A request's ballot is not the sender's: a proposer only uses its own ballots.
+    BallotNotTheSenders,
+    /// A configuration that cannot follow this epoch's: not the next epoch, or no members.
+    NotTheNextConfiguration,
+    /// A promise reporting an acceptance above the ballot it promises.
+    AcceptedAbovePromise,
+    /// "Outbid" by a ballot that is not higher.
+    OutbidByLower,
+}
+
+impl PaxosMessage {
+    pub fn epoch(&self) -> Epoch {
+        match *self {
+            PaxosMessage::PromiseRequest { epoch, .. }
+            | PaxosMessage::Promise { epoch, .. }
+            | PaxosMessage::Outbid { epoch, .. }
+            | PaxosMessage::AcceptRequest { epoch, .. }
+            | PaxosMessage::Accepted { epoch, .. }
+            | PaxosMessage::Chosen { epoch, .. }
+            | PaxosMessage::Learned { epoch } => epoch,
+        }
+    }
+
+    /// A short name for traces and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PaxosMessage::PromiseRequest { .. } => "promise-request",
+            PaxosMessage::Promise { .. } => "promise",
+            PaxosMessage::Outbid { .. } => "outbid",
+            PaxosMessage::AcceptRequest { .. } => "accept-request",
+            PaxosMessage::Accepted { .. } => "accepted",
+            PaxosMessage::Chosen { .. } => "chosen",
+            PaxosMessage::Learned { .. } => "learned",
+        }
+    }
+
+    /// Checks a message of `current`'s epoch from member `from` for sense.
+    pub(super) fn check(&self, from: NodeId, current: &Configuration) -> Result<(), Malformed> {
+        let ballot_of_member =
+            |b: Ballot| if current.contains(b.node) { Ok(()) } else { Err(Malformed::BallotOfNonMember) };
+        let senders = |b: Ballot| if b.node == from { Ok(()) } else { Err(Malformed::BallotNotTheSenders) };
+        let next = |c: Configuration| {
+            if Some(c.epoch) == current.epoch.next() && !c.members.is_empty() {
+                Ok(())
+            } else {
+                Err(Malformed::NotTheNextConfiguration)
+            }
+        };
+        match *self {
+            PaxosMessage::PromiseRequest { ballot, .. } => senders(ballot),
+            PaxosMessage::AcceptRequest { ballot, configuration, .. } => {
+                senders(ballot)?;
+                next(configuration)
+            }
+            PaxosMessage::Promise { ballot, accepted, .. } => {
+                ballot_of_member(ballot)?;
+                match accepted {
+                    Some((at, _)) if at > ballot => Err(Malformed::AcceptedAbovePromise),
+                    Some((at, configuration)) => {
+                        ballot_of_member(at)?;
+                        next(configuration)
+                    }
+                    None => Ok(()),
+                }
+            }
+            PaxosMessage::Outbid { ballot, promised, .. } => {
+                ballot_of_member(ballot)?;
+                ballot_of_member(promised)?;
+                if promised > ballot { Ok(()) } else { Err(Malformed::OutbidByLower) }
+            }
+            PaxosMessage::Accepted { ballot, configuration, .. } => {
+                ballot_of_member(ballot)?;
+                next(configuration)
+            }
+            PaxosMessage::Chosen { configuration, .. } => next(configuration),
+            PaxosMessage::Learned { .. } => Ok(()),
+        }
+    }
+}
