@@ -35,7 +35,7 @@ pub mod security;
 mod session;
 pub mod stats;
 pub mod testing;
-mod text_protocol;
+pub mod text_protocol;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};

@@ -45,13 +45,13 @@ pub(crate) const BUSY_SHORT: &[u8] = b"1:busy";
 
 /// A request of the text protocol: which op, and the operation that carries it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TextRequest {
-    pub(crate) op: OpCode,
-    pub(crate) operation: Operation,
+pub struct TextRequest {
+    pub op: OpCode,
+    pub operation: Operation,
 }
 
 /// Reads one request: exactly three fields split on `:`, the first one of the four op codes.
-pub(crate) fn parse(bytes: &[u8]) -> Option<TextRequest> {
+pub fn parse(bytes: &[u8]) -> Option<TextRequest> {
     let mut fields = bytes.split(|&b| b == b':');
     let (op, key, value) = (fields.next()?, fields.next()?, fields.next()?);
     if fields.next().is_some() {
@@ -69,7 +69,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<TextRequest> {
 }
 
 /// The reply to a request with op `op` that ended with `answer`.
-pub(crate) fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u8> {
+pub fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u8> {
     let outcome = match answer {
         Ok(outcome) => outcome,
         Err(error) => return failure(&error.to_string()),
@@ -89,7 +89,7 @@ pub(crate) fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u
 
 /// The reply to a datagram when [`reply`]'s is more than may be sent back to its source (see
 /// [`crate::routes::AMPLIFICATION_MAX`]): a few words that still say what happened.
-pub(crate) fn short_reply(answer: &Result<Outcome, GatewayError>) -> &'static [u8] {
+pub fn short_reply(answer: &Result<Outcome, GatewayError>) -> &'static [u8] {
     match answer {
         Ok(Outcome::Value { .. }) => TOO_LARGE_FOR_DATAGRAM,
         Err(GatewayError::Busy { .. }) => BUSY_SHORT,
