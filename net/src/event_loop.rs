@@ -34,6 +34,7 @@ use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, Expiry, OutputFull, READ_CHUNK_BYTES, Role};
 use crate::gateway::{Answer, Asker, Gateway, GatewayError};
 use crate::group_commit::GroupCommit;
+use crate::identity::Identity;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
 use crate::rate_limit::{OccasionalLog, RateLimit};
@@ -247,9 +248,11 @@ impl Server {
         if config.users.is_none() && !config.listen.ip().is_loopback() && !config.insecure {
             return Err(ServerError::Unprotected { addr: config.listen });
         }
-        let (node, wal) = start_node(&config, &clock)?;
-        // After the data dir is locked: the peer session is kept there.
-        let (cluster, security) = peer_security(&config)?;
+        let cluster = cluster_of(&config)?;
+        let (node, wal) = start_node(&config, &clock, cluster)?;
+        // After the data dir is locked and known to be this node's: the peer session is kept
+        // there.
+        let security = peer_security(&config)?;
         let client_tls = config.credentials.as_deref().map(client_port_config).transpose()?;
         let users = config.users.clone().map(Users::new);
         let poll = Poll::new().map_err(|source| ServerError::EventLoop { what: "creating the poller", source })?;
@@ -1358,8 +1361,9 @@ impl Server {
     }
 }
 
-/// Checks the membership, recovers the log and starts the node from what it holds.
-fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), ServerError> {
+/// Checks the membership, checks that the data dir is this node's of `cluster`, recovers the
+/// log and starts the node from what it holds.
+fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Result<(Node, Wal), ServerError> {
     if config.peers.contains_key(&config.id) {
         return Err(ServerError::SelfInPeers { id: config.id });
     }
@@ -1368,7 +1372,7 @@ fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), Serve
         id: ids.map(|id| id.0).max().unwrap_or(0),
         max: NodeSet::CAPACITY,
     })?;
-    let (wal, recovery) = Wal::open(&config.data_dir)?;
+    let (wal, recovery) = Wal::open_as(&config.data_dir, Identity { cluster, node: config.id })?;
     tracing::info!(
         node = %config.id,
         data_dir = %config.data_dir.display(),
@@ -1386,18 +1390,25 @@ fn start_node(config: &ServerConfig, clock: &Clock) -> Result<(Node, Wal), Serve
     Ok((node, wal))
 }
 
-/// The cluster this node belongs to, and how it proves itself to its peers and checks them:
-/// credentials are needed as soon as it has peers, and must be its own.
-fn peer_security(config: &ServerConfig) -> Result<(ClusterId, PeerSecurity), ServerError> {
-    let Some(credentials) = &config.credentials else {
-        if config.peers.is_empty() {
-            return Ok((ClusterId(0), PeerSecurity::None));
+/// The cluster this node belongs to: its credentials' (which are needed as soon as it has
+/// peers, and must be its own), or `ClusterId(0)` for a single node without credentials.
+fn cluster_of(config: &ServerConfig) -> Result<ClusterId, ServerError> {
+    match &config.credentials {
+        None if config.peers.is_empty() => Ok(ClusterId(0)),
+        None => Err(ServerError::NoCredentials { id: config.id }),
+        Some(credentials) if credentials.node != config.id => {
+            Err(ServerError::WrongCredentials { found: credentials.node, expected: config.id })
         }
-        return Err(ServerError::NoCredentials { id: config.id });
-    };
-    if credentials.node != config.id {
-        return Err(ServerError::WrongCredentials { found: credentials.node, expected: config.id });
+        Some(credentials) => Ok(credentials.cluster),
     }
+}
+
+/// How this node proves itself to its peers and checks them (its credentials were checked by
+/// [`cluster_of`]).
+fn peer_security(config: &ServerConfig) -> Result<PeerSecurity, ServerError> {
+    let Some(credentials) = &config.credentials else {
+        return Ok(PeerSecurity::None);
+    };
     let security = if config.peers.is_empty() {
         PeerSecurity::None
     } else if config.transport.peers_over_udp() {
@@ -1411,7 +1422,7 @@ fn peer_security(config: &ServerConfig) -> Result<(ClusterId, PeerSecurity), Ser
     } else {
         PeerSecurity::Tls(PeerTls::new(credentials)?)
     };
-    Ok((credentials.cluster, security))
+    Ok(security)
 }
 
 fn bind_listener(addr: SocketAddr, token: Token, registry: &Registry) -> Result<TcpListener, ServerError> {

@@ -26,6 +26,7 @@ mod event_loop;
 mod failed_sync_tests;
 mod gateway;
 mod group_commit;
+pub mod identity;
 mod inbound;
 mod peers;
 mod rate_limit;

@@ -4,6 +4,8 @@
 //! Layout of a data directory:
 //! - `LOCK`: held with an exclusive OS file lock while a server uses the directory, so two
 //!   servers can never write the same log.
+//! - `IDENTITY`: the cluster and node the directory belongs to ([`crate::identity`]), checked
+//!   by [`Wal::open_as`] before the log is read.
 //! - `00000000000000000001.wal`, `...02.wal`, ...: segments, numbered in the order they were
 //!   created. A new segment is started for every snapshot, whose [`Record::SnapshotBegin`] is
 //!   its first record; once the snapshot's [`Record::SnapshotEnd`] is durable every older
@@ -28,6 +30,7 @@
 //! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
 //! silently skipping a record that was durable could make this node serve wrong data.
 
+use crate::identity::{self, Identity, IdentityCheck, IdentityError};
 use dkv_core::Record;
 use dkv_core::codec::wal::{self, WalEnd};
 use dkv_core::compaction::Compaction;
@@ -83,6 +86,8 @@ pub enum WalError {
         "log segment {path} starts a snapshot that never ends, yet it is not the end of the log (or no older segment holds the state before it); refusing to start. Keep the data dir as it is: this node must not rejoin with an older or empty log (it would miss writes it acknowledged or voted for), and dkv cannot yet rebuild a node from its peers"
     )]
     UnfinishedSnapshot { path: PathBuf },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// What recovery found.
@@ -127,6 +132,17 @@ impl Wal {
     /// Locks `dir` (creating it if needed), recovers its records and opens the newest segment
     /// for appending.
     pub fn open(dir: &Path) -> Result<(Wal, Recovery), WalError> {
+        Wal::open_checked(dir, None)
+    }
+
+    /// [`Wal::open`], for the node `identity`: a dir recorded as another node's or another
+    /// cluster's is refused before its log is read, and a dir without an identity file
+    /// records it (one with a log, from an earlier build, is adopted: logged at info).
+    pub fn open_as(dir: &Path, identity: Identity) -> Result<(Wal, Recovery), WalError> {
+        Wal::open_checked(dir, Some(identity))
+    }
+
+    fn open_checked(dir: &Path, identity: Option<Identity>) -> Result<(Wal, Recovery), WalError> {
         let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
         fs::create_dir_all(dir).map_err(data_dir_error)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
@@ -139,6 +155,17 @@ impl Wal {
         }
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
+        if let Some(identity) = identity {
+            let has_log = !numbers.is_empty();
+            if identity::check_or_record(dir, identity, has_log)? == IdentityCheck::Adopted {
+                tracing::info!(
+                    data_dir = %dir.display(),
+                    cluster = %identity.cluster,
+                    node = %identity.node,
+                    "adopted a data dir made by an earlier build: recorded its identity"
+                );
+            }
+        }
         let Some(&newest) = numbers.last() else {
             let current = create_segment(dir, FIRST_SEGMENT)?;
             sync_dir(dir)?;
