@@ -129,8 +129,13 @@ fn move_data_dir(cluster: &ProcessCluster, i: usize, disk: &TestDisk) {
     fs::create_dir(&new).unwrap();
     for entry in fs::read_dir(&old).unwrap() {
         let entry = entry.unwrap();
-        fs::copy(entry.path(), new.join(entry.file_name())).unwrap();
+        let copy = new.join(entry.file_name());
+        fs::copy(entry.path(), &copy).unwrap();
+        // Durable before the disk is shut down: a file the node only reads (its IDENTITY)
+        // would otherwise come back empty, as a real disk would leave an unsynced copy.
+        File::open(&copy).unwrap().sync_all().unwrap();
     }
+    File::open(&new).unwrap().sync_all().unwrap();
     fs::remove_dir_all(&old).unwrap();
     std::os::unix::fs::symlink(&new, &old).unwrap();
 }
