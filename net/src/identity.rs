@@ -44,12 +44,12 @@ pub enum IdentityError {
     )]
     OtherCluster { dir: PathBuf, recorded: ClusterId, given: ClusterId },
     #[error(
-        "data dir {dir} belongs to node {recorded}, but this is node {given}; refusing to start rather than run on another node's log. Give --id {} to start node {recorded}, or the --data-dir of node {given}",
+        "data dir {dir} belongs to node {recorded}, but this is node {given}; refusing to start rather than run on another node's log. Start node {recorded} on it with --id {}, or give node {given} its own --data-dir",
         recorded.0
     )]
     OtherNode { dir: PathBuf, recorded: NodeId, given: NodeId },
     #[error(
-        "identity file {path} is damaged ({reason}); refusing to start, as it cannot tell whose this data dir is. Check that --data-dir is right; keep the dir as it is and restore the file from a backup of this node"
+        "identity file {path} is damaged ({reason}); refusing to start, as it cannot tell whose this data dir is. Check that --data-dir is right and keep the dir as it is; restore the file from a backup of this node, or, only if you are sure the dir is this node's, delete the file and the node adopts the dir again"
     )]
     Damaged { path: PathBuf, reason: String },
     #[error("I/O error on identity file {path}: {source}; check that the data dir is readable and writable")]

@@ -72,7 +72,7 @@ fn a_start_as_another_node_is_refused_naming_both() {
     let error = refusal(config(1, &data_dir, None));
     assert!(matches!(error, IdentityError::OtherNode { recorded: NodeId(0), given: NodeId(1), .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains("--id 0") && message.contains("this is node n1"), "{message}");
+    assert!(message.contains("with --id 0") && message.contains("this is node n1"), "{message}");
     // The refusal left the data dir as it was: node 0 still starts on it.
     serve(config(0, &data_dir, None), |_| {});
 }
