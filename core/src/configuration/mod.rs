@@ -62,16 +62,23 @@ mod ballot;
 mod learner;
 mod message;
 mod proposer;
+mod report;
+mod settlement;
 mod state;
+mod value;
 
 pub use agreement::{Agreement, AgreementOutput, CannotTakePart, DropCounts, PaxosTiming, ProposeError};
 pub use ballot::Ballot;
 pub use message::PaxosMessage;
+pub use report::{Freeze, MalformedIds, Report, ReportTooLarge};
+pub use settlement::Settlement;
 pub use state::AgreementState;
+pub use value::Value;
 
 use crate::ids::{NodeId, NodeSet};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use thiserror::Error;
 
 /// The number of a configuration. Epochs only grow: the configuration of epoch `e + 1` is
 /// agreed by the members of epoch `e`.
@@ -108,6 +115,28 @@ impl Configuration {
     pub fn contains(&self, node: NodeId) -> bool {
         self.members.contains(node)
     }
+
+    /// Whether `next` may follow this configuration: it is of the next epoch, and it keeps a
+    /// majority of this one's members (it removes a minority at most and adds anyone), which
+    /// is what lets a lease granted in this epoch bind the next one (docs/protocol.md §7.5).
+    pub fn admits(&self, next: Configuration) -> Result<(), NotASuccessor> {
+        if Some(next.epoch) != self.epoch.next() {
+            return Err(NotASuccessor::NotTheNextEpoch);
+        }
+        if !self.is_majority(next.members) {
+            return Err(NotASuccessor::KeepsNoMajority);
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration cannot follow another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum NotASuccessor {
+    #[error("it is not of the next epoch")]
+    NotTheNextEpoch,
+    #[error("it does not keep a majority of the current members")]
+    KeepsNoMajority,
 }
 
 impl fmt::Display for Configuration {
@@ -125,4 +154,9 @@ pub enum PaxosFlaw {
     AnswerBeforeDurable,
     /// Half of the members, rounded down, is taken for a majority (one of three, two of five).
     HalfIsMajority,
+    /// The proposer settles from its own report alone, ignoring the other promises' reports.
+    SettleFromOwnReport,
+    /// The proposer settles from the reports of the members its configuration keeps only,
+    /// ignoring what a member it removes knows.
+    SettleFromKeptMembers,
 }
