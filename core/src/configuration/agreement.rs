@@ -101,6 +101,15 @@ pub enum ProposeError {
     BallotsExhausted,
 }
 
+/// What a proposer's deadline calls for.
+enum Overdue {
+    /// A step went unanswered: try a new ballot.
+    Ballot,
+    /// Tell these members again what was chosen.
+    Telling(NodeSet),
+    Nothing,
+}
+
 /// Outgoing messages that may wait for the log, per member.
 const HELD_PER_MEMBER_MAX: usize = 8;
 
@@ -343,14 +352,20 @@ impl Agreement {
     /// telling the members what was chosen tells the silent ones again. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Time) {
         let Some(Proposer { retry_at, attempt, phase, .. }) = self.proposer.as_ref() else { return };
-        let (retry_at, attempt, phase) = (*retry_at, *attempt, phase.clone());
+        // What is overdue, without copying the reports a soliciting phase holds.
+        let overdue = match phase {
+            Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing => Overdue::Ballot,
+            Phase::Informing { unconfirmed } => Overdue::Telling(*unconfirmed),
+            Phase::Done => Overdue::Nothing,
+        };
+        let (retry_at, attempt) = (*retry_at, *attempt);
         if now < retry_at {
             return;
         }
         let backoff = self.backoff(attempt);
         let epoch = self.current.epoch;
-        match phase {
-            Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing => {
+        match overdue {
+            Overdue::Ballot => {
                 let Some(ballot) = self.next_ballot() else {
                     // No ballot left above those seen: nothing more this proposer can do.
                     self.proposer = None;
@@ -367,7 +382,7 @@ impl Agreement {
                 }
                 self.broadcast(PaxosMessage::PromiseRequest { epoch, ballot });
             }
-            Phase::Informing { unconfirmed } => {
+            Overdue::Telling(unconfirmed) => {
                 if let (Some(value), Some(p)) = (self.state.chosen.clone(), self.proposer.as_mut()) {
                     p.attempt = attempt.saturating_add(1);
                     p.retry_at = now + backoff;
@@ -376,7 +391,7 @@ impl Agreement {
                     }
                 }
             }
-            Phase::Done => {}
+            Overdue::Nothing => {}
         }
     }
 
