@@ -7,12 +7,15 @@
 //! | inputs | [`Agreement::handle_message`], [`Agreement::handle_durable`], [`Agreement::handle_timeout`] |
 //! | command | [`Agreement::propose`] |
 //! | outputs | [`Agreement::poll_output`] until `None`, then [`Agreement::deadline`] |
-//! | getters | [`Agreement::chosen`], [`Agreement::state`], [`Agreement::dropped`] |
+//! | getters | [`Agreement::chosen`], [`Agreement::state`], [`Agreement::is_frozen`], [`Agreement::dropped`] |
+//!
+//! [`Agreement::handle_message`] also takes the node, as a [`Freeze`]: a promise request that
+//! this member is about to promise first, and only then, ends its epoch and takes its report.
 
 use super::acceptor::{self, AcceptorAnswer};
 use super::learner::Learner;
-use super::proposer::{AfterPromise, Phase, Proposer};
-use super::{AgreementState, Ballot, Configuration, PaxosFlaw, PaxosMessage};
+use super::proposer::{Phase, Promised, Proposer};
+use super::{AgreementState, Ballot, Configuration, Freeze, NotASuccessor, PaxosFlaw, PaxosMessage, Value};
 use crate::config::ConfigError;
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::time::Time;
@@ -61,6 +64,9 @@ pub struct DropCounts {
     /// allows (a driver that never reports durability): the oldest goes, which is as safe as
     /// a lost message.
     pub held_overflow: u64,
+    /// Promise requests left unanswered because the node could not report
+    /// ([`super::ReportTooLarge`]): no promise leaves without a report.
+    pub unreportable: u64,
 }
 
 /// Why a node cannot take part in an epoch's agreement.
@@ -80,14 +86,28 @@ pub enum CannotTakePart {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum ProposeError {
     /// A configuration that cannot follow the current one.
-    #[error("configuration {proposed} cannot follow {current}: it must be of the next epoch and have members")]
+    #[error("configuration {proposed} cannot follow {current}: it must be of the next epoch")]
     NotTheNextConfiguration { proposed: Configuration, current: Configuration },
+    /// A configuration that would remove half of the current members or more.
+    #[error(
+        "configuration {proposed} keeps no majority of {current}: a change removes a minority at most (a lease granted in this epoch must bind the next)"
+    )]
+    KeepsNoMajority { proposed: Configuration, current: Configuration },
     /// One proposal at a time per node; the first one goes on.
     #[error("this node is already proposing configuration {0}")]
     AlreadyProposing(Configuration),
     /// Every round up to the largest was seen (only a peer gone wrong can cause it).
     #[error("no ballot is left above every ballot seen; this epoch's agreement cannot go on")]
     BallotsExhausted,
+}
+
+/// What a proposer's deadline calls for.
+enum Overdue {
+    /// A step went unanswered: try a new ballot.
+    Ballot,
+    /// Tell these members again what was chosen.
+    Telling(NodeSet),
+    Nothing,
 }
 
 /// Outgoing messages that may wait for the log, per member.
@@ -177,39 +197,46 @@ impl Agreement {
         }
     }
 
-    /// Starts proposing `configuration` for the next epoch. Whatever is chosen is what every
-    /// member learns; it is `configuration` only if no other was accepted first. If this node
-    /// already knows the chosen configuration, nothing can change it: the node tells every
-    /// other member what was chosen instead, until each answers (so a driver that proposes
-    /// again after a restart gets the members informed).
+    /// Starts proposing `configuration` for the next epoch, settled from the reports of the
+    /// majority that promises. Whatever is chosen is what every member learns; it is
+    /// `configuration` only if no other value was accepted first. If this node already knows
+    /// the chosen value, nothing can change it: the node tells every other member what was
+    /// chosen instead, until each answers (so a driver that proposes again after a restart
+    /// gets the members informed).
     pub fn propose(&mut self, now: Time, configuration: Configuration) -> Result<(), ProposeError> {
-        if Some(configuration.epoch) != self.current.epoch.next() || configuration.members.is_empty() {
-            return Err(ProposeError::NotTheNextConfiguration { proposed: configuration, current: self.current });
+        let (proposed, current) = (configuration, self.current);
+        match self.current.admits(configuration) {
+            Err(NotASuccessor::NotTheNextEpoch) => {
+                return Err(ProposeError::NotTheNextConfiguration { proposed, current });
+            }
+            Err(NotASuccessor::KeepsNoMajority) => return Err(ProposeError::KeepsNoMajority { proposed, current }),
+            Ok(()) => {}
         }
         if let Some(p) = &self.proposer {
             return Err(ProposeError::AlreadyProposing(p.own));
         }
         let retry_at = now + self.backoff(0);
-        if let Some(chosen) = self.state.chosen {
+        if let Some(chosen) = self.state.chosen.clone() {
             let unconfirmed = self.current.members.without(self.me);
             let ballot = Ballot { round: self.state.round, node: self.me };
             let phase = if unconfirmed.is_empty() { Phase::Done } else { Phase::Informing { unconfirmed } };
             self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
             for to in unconfirmed.iter() {
-                self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, configuration: chosen });
+                self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, value: chosen.clone() });
             }
             return Ok(());
         }
         let ballot = self.next_ballot().ok_or(ProposeError::BallotsExhausted)?;
-        let phase = Phase::Soliciting { promised_by: NodeSet::EMPTY, highest: None };
+        let phase = Phase::soliciting();
         self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
         self.broadcast(PaxosMessage::PromiseRequest { epoch: self.current.epoch, ballot });
         Ok(())
     }
 
     /// A message from `from`. Anything from another epoch, from a non-member or senseless is
-    /// counted and dropped.
-    pub fn handle_message(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
+    /// counted and dropped. `node` is this member's side of the freeze: asked for its report
+    /// (and so frozen) when a promise request is about to be this member's first promise.
+    pub fn handle_message(&mut self, now: Time, from: NodeId, message: PaxosMessage, node: &mut dyn Freeze) {
         if message.epoch() != self.current.epoch {
             self.dropped.other_epoch += 1;
             return;
@@ -226,42 +253,50 @@ impl Agreement {
         match message {
             PaxosMessage::PromiseRequest { ballot, .. } | PaxosMessage::AcceptRequest { ballot, .. } => {
                 self.hear_of(ballot);
-                if let Some(configuration) = self.state.chosen {
+                if let Some(value) = self.state.chosen.clone() {
                     // Past asking: tell the proposer what was chosen instead.
-                    self.send(from, PaxosMessage::Chosen { epoch, configuration });
+                    self.send(from, PaxosMessage::Chosen { epoch, value });
                     return;
                 }
-                let before = self.state;
-                let answer = match message {
-                    PaxosMessage::AcceptRequest { configuration, .. } => {
-                        acceptor::on_accept_request(&mut self.state, ballot, configuration)
+                let before = self.state.clone();
+                let answer = match &message {
+                    PaxosMessage::AcceptRequest { value, .. } => {
+                        acceptor::on_accept_request(&mut self.state, ballot, value)
                     }
-                    _ => acceptor::on_promise_request(&mut self.state, ballot),
+                    _ => acceptor::on_promise_request(&mut self.state, ballot, node),
                 };
                 if self.state != before {
                     self.persist();
                 }
                 match (answer, message) {
-                    (AcceptorAnswer::Promise { accepted }, _) => {
-                        self.send(from, PaxosMessage::Promise { epoch, ballot, accepted })
+                    (AcceptorAnswer::Promise { accepted, report }, _) => {
+                        self.send(from, PaxosMessage::Promise { epoch, ballot, accepted, report })
                     }
-                    (AcceptorAnswer::Accepted, PaxosMessage::AcceptRequest { configuration, .. }) => {
-                        self.broadcast(PaxosMessage::Accepted { epoch, ballot, configuration })
+                    (AcceptorAnswer::Accepted, PaxosMessage::AcceptRequest { value, .. }) => {
+                        self.broadcast(PaxosMessage::Accepted { epoch, ballot, value })
                     }
                     (AcceptorAnswer::Outbid { promised }, _) => {
                         self.send(from, PaxosMessage::Outbid { epoch, ballot, promised })
                     }
-                    // A second configuration at an accepted ballot: no correct proposer sends one.
+                    (AcceptorAnswer::Unreportable, _) => self.dropped.unreportable += 1,
+                    // A second value at an accepted ballot: no correct proposer sends one.
                     _ => self.dropped.malformed += 1,
                 }
             }
-            PaxosMessage::Promise { ballot, accepted, .. } => {
+            PaxosMessage::Promise { ballot, accepted, report, .. } => {
                 let half_is_majority = self.flawed(PaxosFlaw::HalfIsMajority);
-                let current = self.current;
+                let own_report_only = self.flawed(PaxosFlaw::SettleFromOwnReport);
+                let kept_members_only = self.flawed(PaxosFlaw::SettleFromKeptMembers);
+                let (me, current) = (self.me, self.current);
                 let Some(p) = self.proposer.as_mut() else { return };
                 let is_majority = |nodes: NodeSet| is_majority(&current, nodes, half_is_majority);
-                if let AfterPromise::Accept(configuration) = p.on_promise(from, ballot, accepted, is_majority) {
-                    self.broadcast(PaxosMessage::AcceptRequest { epoch, ballot, configuration });
+                let kept = p.own.members;
+                // Every report of the majority counts; the planted flaws ignore some.
+                let ignored = |node: NodeId| own_report_only && node != me || kept_members_only && !kept.contains(node);
+                let settles_from = |node: NodeId| !ignored(node);
+                let promise = Promised { from, ballot, accepted, report };
+                if let Some(value) = p.on_promise(promise, is_majority, settles_from) {
+                    self.broadcast(PaxosMessage::AcceptRequest { epoch, ballot, value });
                 }
             }
             PaxosMessage::Outbid { ballot, promised, .. } => {
@@ -278,15 +313,15 @@ impl Agreement {
                     p.retry_at = retry_at;
                 }
             }
-            PaxosMessage::Accepted { ballot, configuration, .. } => {
+            PaxosMessage::Accepted { ballot, value, .. } => {
                 self.hear_of(ballot);
-                let accepted_by = self.learner.on_accepted(from, ballot, configuration);
+                let accepted_by = self.learner.on_accepted(from, ballot, &value);
                 if is_majority(&self.current, accepted_by, self.flawed(PaxosFlaw::HalfIsMajority)) {
-                    self.learn(now, configuration);
+                    self.learn(now, value);
                 }
             }
-            PaxosMessage::Chosen { configuration, .. } => {
-                self.learn(now, configuration);
+            PaxosMessage::Chosen { value, .. } => {
+                self.learn(now, value);
                 self.send(from, PaxosMessage::Learned { epoch });
             }
             PaxosMessage::Learned { .. } => {
@@ -306,53 +341,57 @@ impl Agreement {
     pub fn handle_durable(&mut self, lsn: Lsn) {
         // Only records this run handed out can be durable.
         self.durable = self.durable.max(lsn.min(self.last_lsn));
-        while let Some(&(at, to, message)) = self.held.front() {
-            if at > self.durable {
-                break;
+        while self.held.front().is_some_and(|(at, _, _)| *at <= self.durable) {
+            if let Some((_, to, message)) = self.held.pop_front() {
+                self.outputs.push_back(AgreementOutput::Send { to, message });
             }
-            self.held.pop_front();
-            self.outputs.push_back(AgreementOutput::Send { to, message });
         }
     }
 
     /// The deadline came: a proposer whose step went unanswered tries a new ballot, and one
     /// telling the members what was chosen tells the silent ones again. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Time) {
-        let Some(&Proposer { retry_at, attempt, phase, .. }) = self.proposer.as_ref() else { return };
+        let Some(Proposer { retry_at, attempt, phase, .. }) = self.proposer.as_ref() else { return };
+        // What is overdue, without copying the reports a soliciting phase holds.
+        let overdue = match phase {
+            Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing => Overdue::Ballot,
+            Phase::Informing { unconfirmed } => Overdue::Telling(*unconfirmed),
+            Phase::Done => Overdue::Nothing,
+        };
+        let (retry_at, attempt) = (*retry_at, *attempt);
         if now < retry_at {
             return;
         }
         let backoff = self.backoff(attempt);
         let epoch = self.current.epoch;
-        match phase {
-            Phase::Soliciting { .. } | Phase::Accepting | Phase::Backing => {
+        match overdue {
+            Overdue::Ballot => {
                 let Some(ballot) = self.next_ballot() else {
                     // No ballot left above those seen: nothing more this proposer can do.
                     self.proposer = None;
                     return;
                 };
-                let promised_by = NodeSet::EMPTY;
                 if let Some(p) = self.proposer.as_mut() {
                     *p = Proposer {
                         ballot,
-                        phase: Phase::Soliciting { promised_by, highest: None },
+                        phase: Phase::soliciting(),
                         attempt: attempt.saturating_add(1),
                         retry_at: now + backoff,
-                        ..*p
+                        own: p.own,
                     };
                 }
                 self.broadcast(PaxosMessage::PromiseRequest { epoch, ballot });
             }
-            Phase::Informing { unconfirmed } => {
-                if let (Some(configuration), Some(p)) = (self.state.chosen, self.proposer.as_mut()) {
+            Overdue::Telling(unconfirmed) => {
+                if let (Some(value), Some(p)) = (self.state.chosen.clone(), self.proposer.as_mut()) {
                     p.attempt = attempt.saturating_add(1);
                     p.retry_at = now + backoff;
                     for to in unconfirmed.iter() {
-                        self.send(to, PaxosMessage::Chosen { epoch, configuration });
+                        self.send(to, PaxosMessage::Chosen { epoch, value: value.clone() });
                     }
                 }
             }
-            Phase::Done => {}
+            Overdue::Nothing => {}
         }
     }
 
@@ -365,31 +404,38 @@ impl Agreement {
         self.proposer.as_ref().filter(|p| p.phase != Phase::Done).map(|p| p.retry_at)
     }
 
-    /// The configuration chosen for the next epoch, once this node knows it.
-    pub fn chosen(&self) -> Option<Configuration> {
-        self.state.chosen
+    /// The value chosen for the next epoch (its configuration and this epoch's settlement),
+    /// once this node knows it.
+    pub fn chosen(&self) -> Option<&Value> {
+        self.state.chosen.as_ref()
     }
 
     /// The state as last handed out to persist (durable or on its way).
-    pub fn state(&self) -> AgreementState {
-        self.state
+    pub fn state(&self) -> &AgreementState {
+        &self.state
+    }
+
+    /// Whether this member has frozen the epoch (it promised with its report, or its recovered
+    /// state says it did): the node must act no more in the epoch.
+    pub fn is_frozen(&self) -> bool {
+        self.state.is_frozen()
     }
 
     pub fn dropped(&self) -> DropCounts {
         self.dropped
     }
 
-    /// Learns that `configuration` is chosen: persists it, tells the other members, and a
-    /// proposer goes on telling those that do not answer.
-    fn learn(&mut self, now: Time, configuration: Configuration) {
+    /// Learns that `value` is chosen: persists it, tells the other members, and a proposer goes
+    /// on telling those that do not answer.
+    fn learn(&mut self, now: Time, value: Value) {
         if self.state.chosen.is_some() {
             return;
         }
-        self.state.chosen = Some(configuration);
+        self.state.chosen = Some(value.clone());
         self.persist();
         let others = self.current.members.without(self.me);
         for to in others.iter() {
-            self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, configuration });
+            self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, value: value.clone() });
         }
         let backoff = self.backoff(0);
         if let Some(p) = self.proposer.as_mut() {
@@ -415,12 +461,12 @@ impl Agreement {
 
     fn persist(&mut self) {
         self.last_lsn = Lsn(self.last_lsn.0 + 1);
-        self.outputs.push_back(AgreementOutput::Persist { lsn: self.last_lsn, state: self.state });
+        self.outputs.push_back(AgreementOutput::Persist { lsn: self.last_lsn, state: self.state.clone() });
     }
 
     fn broadcast(&mut self, message: PaxosMessage) {
         for to in self.current.members.iter() {
-            self.send(to, message);
+            self.send(to, message.clone());
         }
     }
 

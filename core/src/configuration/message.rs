@@ -2,26 +2,28 @@
 //! configuration is of the next epoch), so nothing from one epoch's agreement can count in
 //! another's. The names avoid two-phase commit's words on purpose (see the module doc).
 
-use super::{Ballot, Configuration, Epoch};
+use super::{Ballot, Configuration, Epoch, NotASuccessor, Report, Settlement, Value};
 use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaxosMessage {
-    /// Proposer -> every member (Paxos phase 1a): promise to accept nothing below `ballot`.
+    /// Proposer -> every member (Paxos phase 1a): promise to accept nothing below `ballot`,
+    /// and end the epoch (freeze) and report.
     PromiseRequest { epoch: Epoch, ballot: Ballot },
-    /// Acceptor -> proposer (phase 1b): promised, and the highest-ballot configuration this
-    /// acceptor has accepted, if any, which the proposer must propose instead of its own.
-    Promise { epoch: Epoch, ballot: Ballot, accepted: Option<(Ballot, Configuration)> },
+    /// Acceptor -> proposer (phase 1b): promised; the highest-ballot value this acceptor has
+    /// accepted, if any, which the proposer must propose instead of its own; and the member's
+    /// report, from which the proposer settles the epoch if no value was accepted.
+    Promise { epoch: Epoch, ballot: Ballot, accepted: Option<(Ballot, Value)>, report: Report },
     /// Acceptor -> proposer: `ballot` is refused because the acceptor promised `promised`,
     /// higher; the proposer should retry above it.
     Outbid { epoch: Epoch, ballot: Ballot, promised: Ballot },
-    /// Proposer -> every member (phase 2a): accept `configuration` at `ballot`.
-    AcceptRequest { epoch: Epoch, ballot: Ballot, configuration: Configuration },
-    /// Acceptor -> every member, the learners (phase 2b): accepted `configuration` at `ballot`.
-    Accepted { epoch: Epoch, ballot: Ballot, configuration: Configuration },
-    /// Any member that learned it -> the others: `configuration` is chosen for the next epoch.
-    Chosen { epoch: Epoch, configuration: Configuration },
+    /// Proposer -> every member (phase 2a): accept `value` at `ballot`.
+    AcceptRequest { epoch: Epoch, ballot: Ballot, value: Value },
+    /// Acceptor -> every member, the learners (phase 2b): accepted `value` at `ballot`.
+    Accepted { epoch: Epoch, ballot: Ballot, value: Value },
+    /// Any member that learned it -> the others: `value` is chosen for the next epoch.
+    Chosen { epoch: Epoch, value: Value },
     /// Answer to `Chosen`: the sender knows it durably; it need not be told again.
     Learned { epoch: Epoch },
 }
@@ -33,8 +35,12 @@ pub(super) enum Malformed {
     BallotOfNonMember,
     /// A request's ballot is not the sender's: a proposer only uses its own ballots.
     BallotNotTheSenders,
-    /// A configuration that cannot follow this epoch's: not the next epoch, or no members.
+    /// A configuration that cannot follow this epoch's: not of the next epoch.
     NotTheNextConfiguration,
+    /// A configuration that does not keep a majority of this epoch's members.
+    KeepsNoMajority,
+    /// A settlement larger than a majority of this epoch's members can report.
+    SettlementTooLarge,
     /// A promise reporting an acceptance above the ballot it promises.
     AcceptedAbovePromise,
     /// "Outbid" by a ballot that is not higher.
@@ -72,40 +78,43 @@ impl PaxosMessage {
         let ballot_of_member =
             |b: Ballot| if current.contains(b.node) { Ok(()) } else { Err(Malformed::BallotOfNonMember) };
         let senders = |b: Ballot| if b.node == from { Ok(()) } else { Err(Malformed::BallotNotTheSenders) };
-        let next = |c: Configuration| {
-            if Some(c.epoch) == current.epoch.next() && !c.members.is_empty() {
-                Ok(())
-            } else {
-                Err(Malformed::NotTheNextConfiguration)
+        let next = |value: &Value| {
+            current.admits(value.configuration).map_err(|e| match e {
+                NotASuccessor::NotTheNextEpoch => Malformed::NotTheNextConfiguration,
+                NotASuccessor::KeepsNoMajority => Malformed::KeepsNoMajority,
+            })?;
+            if value.settlement.ids() > Settlement::ids_max(current.members.len()) {
+                return Err(Malformed::SettlementTooLarge);
             }
+            Ok(())
         };
-        match *self {
-            PaxosMessage::PromiseRequest { ballot, .. } => senders(ballot),
-            PaxosMessage::AcceptRequest { ballot, configuration, .. } => {
-                senders(ballot)?;
-                next(configuration)
+        match self {
+            PaxosMessage::PromiseRequest { ballot, .. } => senders(*ballot),
+            PaxosMessage::AcceptRequest { ballot, value, .. } => {
+                senders(*ballot)?;
+                next(value)
             }
             PaxosMessage::Promise { ballot, accepted, .. } => {
-                ballot_of_member(ballot)?;
+                ballot_of_member(*ballot)?;
                 match accepted {
                     Some((at, _)) if at > ballot => Err(Malformed::AcceptedAbovePromise),
-                    Some((at, configuration)) => {
-                        ballot_of_member(at)?;
-                        next(configuration)
+                    Some((at, value)) => {
+                        ballot_of_member(*at)?;
+                        next(value)
                     }
                     None => Ok(()),
                 }
             }
             PaxosMessage::Outbid { ballot, promised, .. } => {
-                ballot_of_member(ballot)?;
-                ballot_of_member(promised)?;
+                ballot_of_member(*ballot)?;
+                ballot_of_member(*promised)?;
                 if promised > ballot { Ok(()) } else { Err(Malformed::OutbidByLower) }
             }
-            PaxosMessage::Accepted { ballot, configuration, .. } => {
-                ballot_of_member(ballot)?;
-                next(configuration)
+            PaxosMessage::Accepted { ballot, value, .. } => {
+                ballot_of_member(*ballot)?;
+                next(value)
             }
-            PaxosMessage::Chosen { configuration, .. } => next(configuration),
+            PaxosMessage::Chosen { value, .. } => next(value),
             PaxosMessage::Learned { .. } => Ok(()),
         }
     }

@@ -1,10 +1,12 @@
-//! # Configurations and how the next one is agreed
+//! # Configurations, how the next one is agreed, and how the ending epoch is settled
 //!
 //! A **configuration** is a numbered membership: epoch `e` and its members. The configuration
 //! of epoch `e + 1` is agreed by the members of epoch `e` with single-decree Paxos: one
-//! instance per epoch, deciding one value, after which the instance is finished for good. This
-//! module is that consensus step alone, sans-IO like the rest of the core; a node drives one
-//! [`Agreement`] per epoch it is a member of.
+//! instance per epoch, deciding one [`Value`], after which the instance is finished for good.
+//! The value is the next configuration *and the settlement of epoch `e`* ([`Settlement`]:
+//! which of `e`'s unfinished transactions commit and which abort), so that every member ends
+//! `e` alike (docs/protocol.md §7.1, §7.4). This module is that consensus step alone, sans-IO
+//! like the rest of the core; a node drives one [`Agreement`] per epoch it is a member of.
 //!
 //! ## Words
 //!
@@ -12,9 +14,12 @@
 //! here speaks Lamport's other words and never those: a proposer sends a **promise request**
 //! (Paxos's phase 1a, often itself called "prepare"), acceptors answer with a **promise** or
 //! say they are **outbid**; the proposer sends an **accept request** (phase 2a), acceptors that
-//! accept tell every member **accepted** (phase 2b). A configuration accepted by a majority of
+//! accept tell every member **accepted** (phase 2b). A value accepted by a majority of
 //! acceptors at one ballot is **chosen**; a member that learns it tells the others **chosen**
-//! and they answer **learned**. See [`PaxosMessage`].
+//! and they answer **learned**. See [`PaxosMessage`]. A member that promises first **freezes**
+//! epoch `e` (it acts no more in it) and puts its **report** in the promise ([`Report`]: the
+//! ids it knows committed and not finished, the ids it holds in doubt); the proposer builds
+//! the **settlement** from the reports ([`Settlement::from_reports`]).
 //!
 //! ## Why it is safe
 //!
@@ -24,11 +29,21 @@
 //! - *Ballots.* A ballot is (round, node id): the node id makes every proposer's ballots
 //!   distinct from every other's, and a proposer never reuses one of its rounds (its round is
 //!   part of its durable state, see below). An acceptor that promised ballot `b` accepts
-//!   nothing below `b`, and its promise reports the highest-ballot configuration it accepted.
-//! - *Together:* once configuration `C` is chosen at ballot `b`, every majority contains an
-//!   acceptor that accepted `C` at `b` (or at a later ballot, which by induction also carries
-//!   `C`), so every proposer with a later ballot hears of `C` in its promises and must propose
-//!   `C` again. No other configuration can ever be chosen for the epoch.
+//!   nothing below `b`, and its promise reports the highest-ballot value it accepted.
+//! - *Together:* once value `V` is chosen at ballot `b`, every majority contains an acceptor
+//!   that accepted `V` at `b` (or at a later ballot, which by induction also carries `V`), so
+//!   every proposer with a later ballot hears of `V` in its promises and must propose `V`
+//!   again. No other value can ever be chosen for the epoch.
+//! - *The settlement.* A value's settlement was built by some proposer from the reports of one
+//!   majority `M`, every member of which froze before reporting. A commit that is visible is
+//!   durable on a majority `V`; `V` and `M` share a member, which acknowledged the commit
+//!   before it froze (a frozen member acknowledges nothing), so its report knows it committed
+//!   and the commit set holds it. A report is taken once, at the first promise, kept in the
+//!   durable state with that promise, and carried by every later promise: it stays true
+//!   because the member stays frozen, across restarts too. Accepting does not freeze: the
+//!   settlement rests on `M`'s freeze alone.
+//! - *The next configuration* keeps a majority of epoch `e`'s members
+//!   ([`Configuration::admits`]), which lets a lease granted in `e` bind `e + 1` (§7.5).
 //! - *Liveness* needs one proposer at a time: competing proposers can outbid each other
 //!   forever, so each retries after a randomized, exponentially growing backoff (from the
 //!   seeded rng and the driver's `now`), and once one of them runs alone it finishes in two
@@ -38,10 +53,16 @@
 //!
 //! - Persist every [`AgreementOutput::Persist`] record in order and report it with
 //!   [`Agreement::handle_durable`] only once it is on stable storage. Each record is the
-//!   node's whole state for the epoch (promise, accepted configuration, its own last round,
-//!   the chosen configuration), so the latest durable one is all that recovery needs.
+//!   node's whole state for the epoch (promise and report, accepted value, its own last
+//!   round, the chosen value), so the latest durable one is all that recovery needs.
 //! - After a crash, restart with [`Agreement::recover`] from that latest durable record, and
-//!   from nothing else: never from a record that was not reported durable.
+//!   from nothing else: never from a record that was not reported durable. If the recovered
+//!   agreement [`Agreement::is_frozen`], the node is frozen in epoch `e` before it sends
+//!   anything of that epoch (a vote, an acknowledgement replayed from its log).
+//! - Hand [`Agreement::handle_message`] the node's side of the freeze ([`Freeze`]), which ends
+//!   the epoch at the node and returns its report in one call. The agreement calls it when it
+//!   is about to make this member's first promise, and never otherwise, so a report can never
+//!   be taken before the freeze that makes it final.
 //! - Deliver [`AgreementOutput::Send`] messages to their member (a node's messages to itself
 //!   included) at most as often as they were sent, or fewer: loss, duplication, delay and
 //!   reordering are all safe. Peers are trusted not to lie (no Byzantine faults); a message
@@ -52,9 +73,21 @@
 //! The agreement itself holds back every message until the state it reflects is durable, so
 //! a promise or an acceptance that a crash could take back is never seen by anyone.
 //!
+//! ## Bounds
+//!
+//! A report holds at most [`Report::IDS_MAX`] ids ([`Report::BYTES_MAX`] bytes encoded); a
+//! node's knowledge past it is refused ([`ReportTooLarge`]), never cut, and the member makes
+//! no promise (counted in [`DropCounts::unreportable`]): a cut report could drop the only
+//! report of a visible commit. A node keeps it from happening by voting NO (busy) before its
+//! in-doubt and committed-but-unfinished transactions outgrow the bound. A settlement holds
+//! at most [`Settlement::ids_max`] of the members' count (one full report from each member of
+//! a smallest majority); a bigger one from a peer is dropped as malformed. Messages waiting
+//! for the log are bounded per member.
+//!
 //! These types are serde types because they will go into the log and on the wire once
 //! configurations are wired into the node: a record for [`AgreementState`] is to be appended
 //! at the end of [`crate::Record`] then (the log's encoding numbers variants in order).
+//! Reports and settlements decoded from either are checked (sorted, disjoint, bounded).
 
 mod acceptor;
 mod agreement;
@@ -62,16 +95,23 @@ mod ballot;
 mod learner;
 mod message;
 mod proposer;
+mod report;
+mod settlement;
 mod state;
+mod value;
 
 pub use agreement::{Agreement, AgreementOutput, CannotTakePart, DropCounts, PaxosTiming, ProposeError};
 pub use ballot::Ballot;
 pub use message::PaxosMessage;
+pub use report::{Freeze, MalformedIds, Report, ReportTooLarge};
+pub use settlement::Settlement;
 pub use state::AgreementState;
+pub use value::Value;
 
 use crate::ids::{NodeId, NodeSet};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use thiserror::Error;
 
 /// The number of a configuration. Epochs only grow: the configuration of epoch `e + 1` is
 /// agreed by the members of epoch `e`.
@@ -108,6 +148,28 @@ impl Configuration {
     pub fn contains(&self, node: NodeId) -> bool {
         self.members.contains(node)
     }
+
+    /// Whether `next` may follow this configuration: it is of the next epoch, and it keeps a
+    /// majority of this one's members (it removes a minority at most and adds anyone), which
+    /// is what lets a lease granted in this epoch bind the next one (docs/protocol.md §7.5).
+    pub fn admits(&self, next: Configuration) -> Result<(), NotASuccessor> {
+        if Some(next.epoch) != self.epoch.next() {
+            return Err(NotASuccessor::NotTheNextEpoch);
+        }
+        if !self.is_majority(next.members) {
+            return Err(NotASuccessor::KeepsNoMajority);
+        }
+        Ok(())
+    }
+}
+
+/// Why a configuration cannot follow another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum NotASuccessor {
+    #[error("it is not of the next epoch")]
+    NotTheNextEpoch,
+    #[error("it does not keep a majority of the current members")]
+    KeepsNoMajority,
 }
 
 impl fmt::Display for Configuration {
@@ -125,4 +187,9 @@ pub enum PaxosFlaw {
     AnswerBeforeDurable,
     /// Half of the members, rounded down, is taken for a majority (one of three, two of five).
     HalfIsMajority,
+    /// The proposer settles from its own report alone, ignoring the other promises' reports.
+    SettleFromOwnReport,
+    /// The proposer settles from the reports of the members its configuration keeps only,
+    /// ignoring what a member it removes knows.
+    SettleFromKeptMembers,
 }

@@ -1,12 +1,14 @@
 //! The proposer: one node's attempts to get its configuration chosen (Paxos phases 1a and 2a),
-//! and, once one is chosen, telling every member until each has answered that it knows.
+//! with the settlement built from the reports in the promises, and, once a value is chosen,
+//! telling every member until each has answered that it knows.
 
-use super::{Ballot, Configuration};
+use super::{Ballot, Configuration, Report, Settlement, Value};
 use crate::ids::{NodeId, NodeSet};
 use crate::time::Time;
+use std::collections::BTreeMap;
 
 pub(super) struct Proposer {
-    /// The configuration this node wants; proposed unless a promise reports another.
+    /// The configuration this node wants; proposed unless a promise reports another value.
     pub(super) own: Configuration,
     pub(super) ballot: Ballot,
     pub(super) phase: Phase,
@@ -16,10 +18,11 @@ pub(super) struct Proposer {
     pub(super) retry_at: Time,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Promise requests sent for `ballot`; gathering promises from a majority.
-    Soliciting { promised_by: NodeSet, highest: Option<(Ballot, Configuration)> },
+    /// Promise requests sent for `ballot`; gathering promises (and the reports in them) from a
+    /// majority. At most one report per member, so bounded by the members.
+    Soliciting { reports: BTreeMap<NodeId, Report>, highest: Option<(Ballot, Value)> },
     /// Accept requests sent for `ballot`; the learner sees when a majority accepted.
     Accepting,
     /// Outbid: a new ballot at `retry_at`, above everything heard of.
@@ -30,40 +33,58 @@ pub(super) enum Phase {
     Done,
 }
 
-/// What the proposer wants sent after a promise.
-pub(super) enum AfterPromise {
-    /// Not yet a majority (or a stale promise).
-    Wait,
-    /// A majority promised: ask every member to accept this configuration.
-    Accept(Configuration),
+impl Phase {
+    pub(super) fn soliciting() -> Phase {
+        Phase::Soliciting { reports: BTreeMap::new(), highest: None }
+    }
+}
+
+/// One promise, as the proposer counts it.
+pub(super) struct Promised {
+    pub(super) from: NodeId,
+    pub(super) ballot: Ballot,
+    pub(super) accepted: Option<(Ballot, Value)>,
+    pub(super) report: Report,
 }
 
 impl Proposer {
-    /// Counts a promise for the current ballot from `from`; `is_majority` judges the tally.
+    /// Counts a promise for the current ballot; `is_majority` judges the tally. Once a
+    /// majority promised, returns the value to ask every member to accept: the value accepted
+    /// at the highest ballot among the promises if there is one (the safety rule of Paxos: it
+    /// may already be chosen), else this node's configuration with the settlement of exactly
+    /// the reports of this majority. `settles_from` says whose reports count (every one's,
+    /// but for planted flaws).
     pub(super) fn on_promise(
         &mut self,
-        from: NodeId,
-        ballot: Ballot,
-        accepted: Option<(Ballot, Configuration)>,
+        promise: Promised,
         is_majority: impl Fn(NodeSet) -> bool,
-    ) -> AfterPromise {
-        let Phase::Soliciting { mut promised_by, mut highest } = self.phase else { return AfterPromise::Wait };
-        if ballot != self.ballot {
-            return AfterPromise::Wait;
+        settles_from: impl Fn(NodeId) -> bool,
+    ) -> Option<Value> {
+        let Phase::Soliciting { reports, highest } = &mut self.phase else { return None };
+        if promise.ballot != self.ballot {
+            return None;
         }
-        promised_by.insert(from);
-        if accepted.is_some_and(|(at, _)| highest.is_none_or(|(top, _)| at > top)) {
-            highest = accepted;
+        // A duplicated promise counts once; the report is the same anyway (it is final).
+        reports.entry(promise.from).or_insert(promise.report);
+        if let Some((at, value)) = promise.accepted
+            && highest.as_ref().is_none_or(|(top, _)| at > *top)
+        {
+            *highest = Some((at, value));
         }
-        if is_majority(promised_by) {
-            // The safety rule of Paxos: a configuration some acceptor of this majority
-            // accepted may already be chosen, so the highest one is proposed, never our own.
-            let configuration = highest.map_or(self.own, |(_, c)| c);
-            self.phase = Phase::Accepting;
-            AfterPromise::Accept(configuration)
-        } else {
-            self.phase = Phase::Soliciting { promised_by, highest };
-            AfterPromise::Wait
+        let promised_by = NodeSet::from_ids(reports.keys().copied()).unwrap_or_default();
+        if !is_majority(promised_by) {
+            return None;
         }
+        let value = match highest.take() {
+            Some((_, value)) => value,
+            None => Value {
+                configuration: self.own,
+                settlement: Settlement::from_reports(
+                    reports.iter().filter(|(node, _)| settles_from(**node)).map(|(_, report)| report),
+                ),
+            },
+        };
+        self.phase = Phase::Accepting;
+        Some(value)
     }
 }
