@@ -82,6 +82,32 @@ impl ExactlyOnce {
     }
 }
 
+impl ExactlyOnce {
+    /// Node `node`'s data dir was lost: what it applied went with it, and whatever it applies
+    /// again (after catching up) is not a second application.
+    pub fn forget_node(&mut self, node: usize) {
+        self.nodes[node] = NodeApplications::default();
+    }
+
+    /// `record`, durable at node `node`, was lost from its log (recovery truncated it with a
+    /// damaged tail): the application it recorded is gone from that node.
+    pub fn lost(&mut self, node: usize, record: &Record) {
+        let applications = &mut self.nodes[node];
+        let txn = match record {
+            Record::Prepared(t) => {
+                applications.prepared.remove(&t.txn);
+                return;
+            }
+            Record::Committed { txn } => *txn,
+            Record::Decided(t) => t.txn,
+            _ => return,
+        };
+        if applications.applied.remove(&txn) {
+            applications.first_applied_by.retain(|_, first| *first != txn);
+        }
+    }
+}
+
 /// An exactly-once violation, naming the request's operation and its keys.
 fn violation(history: &History, request: RequestId, message: String) -> Violation {
     let op = history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
