@@ -33,8 +33,8 @@ mod workload;
 mod world;
 
 pub use check::Violation;
-pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
-pub use params::{Faults, Overrides, Params, TightBounds};
+pub use check::liveness::{EVENTS_MAX, FAULT_LIVENESS_BOUND, LIVENESS_BOUND};
+pub use params::{Faults, MINORITY_FAULTS_BY_DEFAULT, Overrides, Params, TightBounds};
 pub use saved::{Expect, SavedRun};
 pub use setup::Setup;
 pub use shrink::{Shrunk, shrink};

@@ -44,6 +44,10 @@ pub(crate) const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A client gives up waiting for a reply and retries (same request id) after this long.
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Unanswered sends to one node after which a client fails over to the next (runs with
+/// `Params::minority_faults`).
+pub(crate) const CLIENT_SENDS_BEFORE_FAIL_OVER: u32 = 2;
+
 /// Whether an answer tells the client to take its request to another node, which clients do in
 /// runs with `Params::minority_faults`.
 ///
@@ -158,6 +162,8 @@ struct SimNode {
     held: Vec<Event>,
     /// Crashed for good, or about to be (a permanent crash is scheduled): never restarted.
     doomed: bool,
+    /// Its permanent crash happened.
+    gone: bool,
     /// Down for a long absence: restarted only when it ends, or at the heal.
     absent: bool,
 }
@@ -193,6 +199,7 @@ impl SimNode {
             paused: false,
             held: Vec::new(),
             doomed: false,
+            gone: false,
             absent: false,
         }
     }
@@ -218,9 +225,11 @@ struct SimClient {
     in_flight: Option<InFlight>,
     /// "Try again" answers to the request in flight, for the backoff.
     try_agains: u32,
-    /// Whether its next send of the request in flight goes to another node (runs with
-    /// `Params::minority_faults`): the last send got no answer, or one that asks to fail over.
+    /// The last answer to the request in flight asked it to go to another node (runs with
+    /// `Params::minority_faults`).
     fail_over: bool,
+    /// Sends to its node since the last answer from it (runs with `Params::minority_faults`).
+    unanswered: u32,
     /// Whether this client already gave up on a request in this run. Once is enough to
     /// exercise the path; every abandoned request may take effect at any later moment or never,
     /// and each one doubles what the linearizability search must consider.
@@ -239,6 +248,7 @@ impl SimClient {
             in_flight: None,
             try_agains: 0,
             fail_over: false,
+            unanswered: 0,
             abandoned: false,
         }
     }
@@ -974,13 +984,18 @@ impl World {
     /// Sends (or resends, same request id) the client's request in flight, maybe to another node.
     fn send_attempt(&mut self, client: usize, retry: bool) {
         if self.params.minority_faults {
-            // Fail over, as dkv's client library does: to the next node, after a send that got
-            // no answer or an answer that asks for another node.
+            // Fail over, as dkv's client library does: to the next node, after an answer that
+            // asks for another node, or after two sends in a row that got no answer. (A node
+            // may keep a request longer than the client's timeout, retrying its conflicts: a
+            // client that left it after one timeout would run the request at two coordinators,
+            // which refuse each other as "in progress".)
             let c = &mut self.clients[client];
-            if retry && c.fail_over {
+            if retry && (c.fail_over || c.unanswered >= CLIENT_SENDS_BEFORE_FAIL_OVER) {
                 c.node = (c.node + 1) % self.nodes.len();
+                c.unanswered = 0;
             }
-            c.fail_over = true;
+            c.fail_over = false;
+            c.unanswered += 1;
         } else if retry && chance(&mut self.rng, 0.5) {
             self.clients[client].node = index(&mut self.rng, self.nodes.len());
         }
@@ -1035,6 +1050,7 @@ impl World {
         }
         let (op, attempt) = (in_flight.op, in_flight.attempt);
         self.clients[client].fail_over = asks_to_fail_over(&reply.outcome);
+        self.clients[client].unanswered = 0;
         match result_of(&reply.outcome) {
             Some(result) => self.complete(client, op, result),
             None => self.back_off(client, reply.id.seq, attempt),

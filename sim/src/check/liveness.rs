@@ -10,7 +10,7 @@
 
 use super::Violation;
 use crate::history::History;
-use crate::world::{CLIENT_TIMEOUT, TRY_AGAIN_BACKOFF_MAX};
+use crate::world::{CLIENT_SENDS_BEFORE_FAIL_OVER, CLIENT_TIMEOUT, TRY_AGAIN_BACKOFF_MAX};
 use dkv_core::Node;
 use std::time::Duration;
 
@@ -111,14 +111,15 @@ pub const VOTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// within this long of the later of the moment the side formed (the last fault that changed
 /// it) and the request's send: failure detection, the configuration change, the wait for the
 /// dropped member's lease, the attempt in flight timing out, then the client's retry — after
-/// its reply timeout (a send to a node that died unanswered) or after its longest backoff (a
-/// "try again"). About 8 s with today's settings.
+/// its reply timeouts (sends to a node that died unanswered; it fails over after
+/// `CLIENT_SENDS_BEFORE_FAIL_OVER` of them) or after its longest backoff (a "try again"). About
+/// 9 s with today's settings.
 pub const FAULT_LIVENESS_BOUND: Duration = Duration::from_nanos(
     (DETECTION_TIMEOUT.as_nanos()
         + CONFIGURATION_CHANGE.as_nanos()
         + LEASE_WAIT.as_nanos()
         + VOTE_TIMEOUT.as_nanos()
-        + CLIENT_TIMEOUT.as_nanos()
+        + CLIENT_TIMEOUT.as_nanos() * CLIENT_SENDS_BEFORE_FAIL_OVER as u128
         + TRY_AGAIN_BACKOFF_MAX.as_nanos()) as u64,
 );
 
@@ -246,7 +247,7 @@ mod tests {
     fn the_bound_adds_up_the_timings() {
         assert_eq!(VOTE_TIMEOUT, dkv_core::Timing::default().vote_timeout);
         assert!(LEASE_WAIT > LEASE_DURATION && LEASE_WAIT < LEASE_DURATION * 103 / 100);
-        assert_eq!(FAULT_LIVENESS_BOUND.as_millis(), 8_020);
+        assert_eq!(FAULT_LIVENESS_BOUND.as_millis(), 9_020);
     }
 
     /// A request sent to a majority member and left unanswered past the bound, while the side
@@ -257,19 +258,19 @@ mod tests {
         let all = 0b111;
         let without_n2 = 0b011;
         let late = 9 * S;
-        // Sent to n0 at 1 s, majority {n0, n1, n2} throughout: owed from 1 s, due by 9.02 s.
+        // Sent to n0 at 1 s, majority {n0, n1, n2} throughout: owed from 1 s, due by 10.02 s.
         assert!(!judge(S, None, &[(S, 0)], &[(0, all)], 20 * S));
-        assert!(!judge(S, Some(10 * S), &[(S, 0)], &[(0, all)], 20 * S));
+        assert!(!judge(S, Some(11 * S), &[(S, 0)], &[(0, all)], 20 * S));
         assert!(judge(S, Some(late), &[(S, 0)], &[(0, all)], 20 * S));
         // The run ended before it was due: no verdict.
-        assert!(judge(S, None, &[(S, 0)], &[(0, all)], 8 * S));
-        // The side changed at 5 s (n2 cut off) and stayed: owed again from 5 s, due by 13.02 s.
-        assert!(judge(S, Some(12 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
-        assert!(!judge(S, Some(14 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
+        assert!(judge(S, None, &[(S, 0)], &[(0, all)], 9 * S));
+        // The side changed at 5 s (n2 cut off) and stayed: owed again from 5 s, due by 14.02 s.
+        assert!(judge(S, Some(13 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
+        assert!(!judge(S, Some(15 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
         // Sent to n2, off the side: owed nothing until the client fails over to n0 at 4 s.
         assert!(judge(S, None, &[(S, 2)], &[(0, without_n2)], 20 * S));
-        assert!(!judge(S, Some(13 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
-        assert!(judge(S, Some(12 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
+        assert!(!judge(S, Some(14 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
+        assert!(judge(S, Some(13 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
         // No majority side at all: nothing is owed.
         assert!(judge(S, None, &[(S, 0)], &[(0, 0)], 60 * S));
         // Sides that change faster than the bound owe nothing either.

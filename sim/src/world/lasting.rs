@@ -73,11 +73,15 @@ impl World {
     /// Member `i` crashes, never to be restarted (it may be down already: a brief crash
     /// beforehand was not followed by a restart).
     pub(super) fn permanent_crash(&mut self, i: usize) {
+        if !self.nodes[i].doomed || self.nodes[i].gone {
+            return; // suppressed, or crashed at the heal already
+        }
         if !self.fault_allowed(|_| format!("n{i} crashes for good")) {
             // Suppressed (by the shrinker): the member is like any other.
             self.nodes[i].doomed = false;
             return self.restart(i);
         }
+        self.nodes[i].gone = true;
         self.stats.permanent_crashes += 1;
         if self.nodes[i].node.is_none() {
             return; // down already since a brief crash, and not restarted since
@@ -223,11 +227,14 @@ impl World {
     }
 
     /// At the heal: the lasting partition ends and absent members come back (the heal restarts
-    /// them); members crashed for good stay down.
+    /// them); members crashed for good stay down, and those whose permanent crash was still to
+    /// come crash now (the heal ends the faults that come and go, not the lasting loss of a
+    /// member).
     pub(super) fn end_lasting_faults(&mut self) {
         self.lasting_partition_end();
-        for n in &mut self.nodes {
-            n.absent = false;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].absent = false;
+            self.permanent_crash(i);
         }
     }
 
