@@ -1461,11 +1461,13 @@ impl World {
             out_of_events: self.stats.events > EVENTS_MAX,
             unfinished_clients: self.clients.iter().filter(|c| c.remaining > 0).count(),
         };
-        self.violations.extend(liveness::check_requests(&self.history, &ending));
+        // During the faults first: where both fail, it is the more telling (and the shrinker
+        // keeps the first checker).
         if self.params.minority_faults {
             let during = liveness::check_during_faults(&self.history, &self.sides, &self.sends, self.now);
             self.violations.extend(during);
         }
+        self.violations.extend(liveness::check_requests(&self.history, &ending));
         // Before the heal, nodes may be down or in the middle of anything: there is nothing
         // to expect of them.
         if self.healed_at.is_none() {

@@ -53,7 +53,7 @@ impl World {
     pub(super) fn schedule_lasting_faults(&mut self) {
         // Never n0: the end checkers judge the final state on it.
         let mut candidates: Vec<usize> = (1..self.nodes.len()).collect();
-        for _ in 0..self.faults.permanent_crashes.min(candidates.len()) {
+        for _ in 0..self.faults.permanent_crashes.min(self.params.minority_max()) {
             let node = candidates.swap_remove(index(&mut self.lasting, candidates.len()));
             self.nodes[node].doomed = true;
             let at = between(&mut self.lasting, Duration::from_millis(100), Duration::from_secs(3));
