@@ -244,32 +244,75 @@ impl World {
         !self.blocked[a][b] && !self.cut.as_ref().is_some_and(|cut| cut.blocks(a, b))
     }
 
-    /// The majority side now, a bit per node: the members that are up, not frozen, and
-    /// connected both ways to each other, if they are a majority; 0 if there is none. Both kinds
-    /// of partition split the nodes in two, so "connected both ways" sorts the nodes into groups
-    /// (by their sides of each partition), and at most one group is a majority.
-    fn majority_side(&self) -> u64 {
-        let n = self.nodes.len();
-        let live: Vec<usize> = (0..n).filter(|&i| self.nodes[i].node.is_some() && !self.nodes[i].paused).collect();
-        let both_ways = |a: usize, b: usize| self.reaches(a, b) && self.reaches(b, a);
-        for &i in &live {
-            let group: Vec<usize> = live.iter().copied().filter(|&j| j == i || both_ways(i, j)).collect();
-            let whole = group.iter().all(|&a| group.iter().all(|&b| a == b || both_ways(a, b)));
-            if group.len() > n / 2 && whole {
-                return group.iter().fold(0, |side, &j| side | 1 << j);
-            }
-        }
-        0
-    }
-
     /// Writes down the majority side if it changed (runs with `Params::minority_faults`).
     pub(super) fn note_sides(&mut self) {
         if !self.params.minority_faults {
             return;
         }
-        let side = self.majority_side();
+        let live: Vec<bool> = self.nodes.iter().map(|n| n.node.is_some() && !n.paused).collect();
+        let side = majority_side(&live, |a, b| self.reaches(a, b));
         if self.sides.last().is_none_or(|last| last.side != side) {
             self.sides.push(SideChange { at: self.now, side });
         }
+    }
+}
+
+/// The majority side of nodes that are `live` (up, not frozen) or not, where `reaches(a, b)`
+/// says whether a message from `a` gets to `b`: a bit per node for the live nodes connected
+/// both ways to each other, if they are a majority of all the nodes; 0 if there is none. Both
+/// kinds of partition split the nodes in two, so "connected both ways" sorts the nodes into
+/// groups (by their sides of each partition), and at most one group is a majority.
+fn majority_side(live: &[bool], reaches: impl Fn(usize, usize) -> bool) -> u64 {
+    let n = live.len();
+    let live: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
+    let both_ways = |a: usize, b: usize| reaches(a, b) && reaches(b, a);
+    for &i in &live {
+        let group: Vec<usize> = live.iter().copied().filter(|&j| j == i || both_ways(i, j)).collect();
+        let whole = group.iter().all(|&a| group.iter().all(|&b| a == b || both_ways(a, b)));
+        if group.len() > n / 2 && whole {
+            return group.iter().fold(0, |side, &j| side | 1 << j);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(minority: &[usize], n: usize, way: Way) -> Cut {
+        Cut { minority: (0..n).map(|i| minority.contains(&i)).collect(), way }
+    }
+
+    /// A lasting partition stops what its way says, between its sides only.
+    #[test]
+    fn a_cut_stops_messages_across_it_as_its_way_says() {
+        let both = cut(&[2], 3, Way::Both);
+        assert!(both.blocks(2, 0) && both.blocks(0, 2) && !both.blocks(0, 1));
+        let mute = cut(&[2], 3, Way::MinorityCannotSend);
+        assert!(mute.blocks(2, 0) && !mute.blocks(0, 2) && !mute.blocks(0, 1));
+        let deaf = cut(&[2], 3, Way::MinorityCannotHear);
+        assert!(!deaf.blocks(2, 0) && deaf.blocks(0, 2) && !deaf.blocks(1, 0));
+    }
+
+    /// The majority side leaves out the members cut off either way, down or frozen; a split
+    /// with no majority, or too few live members, leaves no side.
+    #[test]
+    fn the_majority_side_is_the_live_members_connected_both_ways() {
+        let all_live = [true; 5];
+        assert_eq!(majority_side(&all_live, |_, _| true), 0b11111);
+        for way in [Way::Both, Way::MinorityCannotSend, Way::MinorityCannotHear] {
+            let c = cut(&[1, 3], 5, way);
+            assert_eq!(majority_side(&all_live, |a, b| !c.blocks(a, b)), 0b10101, "{way:?}");
+        }
+        // Two down, one of the rest cut off: two of five live and connected, no majority.
+        let c = cut(&[0], 5, Way::Both);
+        assert_eq!(majority_side(&[true, true, true, false, false], |a, b| !c.blocks(a, b)), 0);
+        // An even split of four has no majority.
+        let c = cut(&[0, 1], 4, Way::Both);
+        assert_eq!(majority_side(&[true; 4], |a, b| !c.blocks(a, b)), 0);
+        // A brief partition and a lasting one together: the side is on the majority's side of both.
+        let (brief, lasting) = (cut(&[4], 5, Way::MinorityCannotHear), cut(&[0], 5, Way::Both));
+        assert_eq!(majority_side(&all_live, |a, b| !brief.blocks(a, b) && !lasting.blocks(a, b)), 0b01110);
     }
 }
