@@ -386,7 +386,7 @@ impl Params {
         }
         self.clock_skew_ppm =
             o.clock_skew_ppm.unwrap_or_else(|| range(lasting, 0, u64::from(DRIFT_BOUND_PPM) - 1) as u32);
-        self.clock_offset_max = o.clock_offset_max.unwrap_or_else(|| {
+        self.clock_offset_max = o.clock_offset_max.map(|d| d.min(Duration::from_secs(3600))).unwrap_or_else(|| {
             if chance(lasting, 0.3) { Duration::ZERO } else { Duration::from_millis(range(lasting, 1, 10_000)) }
         });
         if o.no_faults {
@@ -421,11 +421,13 @@ impl Params {
             f.permanent_crashes = n;
         }
         f.permanent_crashes = f.permanent_crashes.min(most);
+        // What a setup may hold at most (an hour): longer would overflow the virtual clock.
+        let at_most_an_hour = |d: Duration| d.min(Duration::from_secs(3600));
         if o.absence_every.is_some() {
-            f.absence_every = o.absence_every;
+            f.absence_every = o.absence_every.map(at_most_an_hour);
         }
         if o.lasting_partition_every.is_some() {
-            f.lasting_partition_every = o.lasting_partition_every;
+            f.lasting_partition_every = o.lasting_partition_every.map(at_most_an_hour);
         }
         if most == 0 {
             f.absence_every = None;

@@ -421,6 +421,15 @@ fn check(p: &Params) -> Result<(), SetupError> {
                 .into(),
         );
     }
+    let hour = Duration::from_secs(3600);
+    let long = [f.absence_every, f.lasting_partition_every, f.fault_phase, Some(p.clock_offset_max), Some(p.think_max)];
+    if long.iter().flatten().any(|d| *d > hour) {
+        return bad(
+            "absence_every_ns, lasting_partition_every_ns, fault_phase_ns, clock_offset_max_ns and think_max_ns are \
+             at most an hour (3600000000000)"
+                .into(),
+        );
+    }
     if f.permanent_crashes > p.minority_max() {
         return bad(format!(
             "permanent_crashes={} leaves no majority of {} nodes: at most {} (⌊(N−1)/2⌋)",
@@ -549,6 +558,7 @@ mod tests {
             (format!("{good} absence_every_ns=0"), "above 0"),
             (format!("{good} nodes=3 permanent_crashes=2"), "leaves no majority"),
             (format!("{good} minority_faults=yes"), "minority_faults=yes"),
+            (format!("{good} think_max_ns=18446744073709551615"), "at most an hour"),
         ] {
             let error = Setup::parse(&text).expect_err(&text).0;
             assert!(error.contains(says), "{text}: {error}");
