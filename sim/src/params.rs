@@ -14,7 +14,8 @@ pub const MINORITY_FAULTS_BY_DEFAULT: bool = false;
 
 /// The clock-rate drift bound ρ of docs/protocol.md §7.5 (1 %), in parts per million: any one
 /// clock's rate is within ρ of true time, so any two differ by less than 2ρ. Leases are sound
-/// only within it, so runs with [`Params::minority_faults`] keep every clock inside it.
+/// only within it, so runs with [`Params::minority_faults`] keep every clock inside it (half
+/// of them at its edges: some clocks as fast as it allows, the others as slow).
 pub const DRIFT_BOUND_PPM: u32 = 10_000;
 
 /// How long a long absence or a lasting partition lasts, at least and at most: far longer than

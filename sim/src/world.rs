@@ -44,6 +44,12 @@ pub(crate) const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A client gives up waiting for a reply and retries (same request id) after this long.
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Whether an answer says the request lost to other work (no fault): a conflict, the same
+/// request in progress elsewhere, a busy node.
+fn lost_to_other_work(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::TryAgain(TryAgainReason::Conflict | TryAgainReason::InProgress | TryAgainReason::Busy))
+}
+
 /// Unanswered sends to one node after which a client fails over to the next (runs with
 /// `Params::minority_faults`).
 pub(crate) const CLIENT_SENDS_BEFORE_FAIL_OVER: u32 = 2;
@@ -447,6 +453,8 @@ pub(crate) struct World {
     /// `Params::minority_faults` only), and every send of a request to a node.
     sides: Vec<SideChange>,
     sends: Vec<liveness::Sent>,
+    /// Every answer by which a request lost to other work (runs with `Params::minority_faults`).
+    contended: Vec<liveness::Contended>,
     healed_at: Option<u64>,
     // What observes the run.
     pub(crate) history: History,
@@ -475,7 +483,17 @@ impl World {
                 }
             })
             .collect();
-        let nodes = (0..params.nodes).map(|i| SimNode::new(i, seed, &params, canary, &mut rng, offsets[i])).collect();
+        let mut nodes: Vec<SimNode> =
+            (0..params.nodes).map(|i| SimNode::new(i, seed, &params, canary, &mut rng, offsets[i])).collect();
+        // Where leases are tested, half the runs put every clock at an edge of the drift bound,
+        // fast or slow: where a lease's margin is thinnest (uniform rates rarely get there).
+        if params.minority_faults && params.clock_skew_ppm > 0 && chance(&mut lasting, 0.5) {
+            let ppm = i64::from(params.clock_skew_ppm);
+            for (node, offset) in nodes.iter_mut().zip(&offsets) {
+                let skew = if lasting.next_u64() % 2 == 0 { ppm } else { -ppm };
+                node.clock = Clock::new(skew, *offset);
+            }
+        }
         let clients = (0..params.clients).map(|c| SimClient::new(c, &params)).collect();
         let mut side = ChaCha8Rng::seed_from_u64(seed);
         side.set_stream(2);
@@ -504,6 +522,7 @@ impl World {
             cut: None,
             sides: Vec::new(),
             sends: Vec::new(),
+            contended: Vec::new(),
             healed_at: None,
             history: History::default(),
             trace: Trace::new(trace),
@@ -1051,6 +1070,9 @@ impl World {
         let (op, attempt) = (in_flight.op, in_flight.attempt);
         self.clients[client].fail_over = asks_to_fail_over(&reply.outcome);
         self.clients[client].unanswered = 0;
+        if self.params.minority_faults && lost_to_other_work(&reply.outcome) {
+            self.contended.push(liveness::Contended { op, at: self.now });
+        }
         match result_of(&reply.outcome) {
             Some(result) => self.complete(client, op, result),
             None => self.back_off(client, reply.id.seq, attempt),
@@ -1464,7 +1486,8 @@ impl World {
         // During the faults first: where both fail, it is the more telling (and the shrinker
         // keeps the first checker).
         if self.params.minority_faults {
-            let during = liveness::check_during_faults(&self.history, &self.sides, &self.sends, self.now);
+            let during =
+                liveness::check_during_faults(&self.history, &self.sides, &self.sends, &self.contended, self.now);
             self.violations.extend(during);
         }
         self.violations.extend(liveness::check_requests(&self.history, &ending));

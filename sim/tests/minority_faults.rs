@@ -25,7 +25,7 @@ fn violations(report: &Report) -> String {
 /// where the clients finish before the crash owe nothing; these are ones where they do not.)
 #[test]
 fn classic_two_phase_commit_blocks_while_members_are_down_for_good() {
-    for (nodes, down, seeds) in [(3, 1, [0, 1, 2, 3, 4, 5]), (5, 2, [0, 1, 2, 3, 4, 5])] {
+    for (nodes, down, seeds) in [(3, 1, [1, 2, 3, 4, 5, 6]), (5, 2, [1, 2, 3, 4, 5, 6])] {
         let options = with_minority_faults(Overrides {
             nodes: Some(nodes),
             permanent_crashes: Some(down),

@@ -131,6 +131,13 @@ pub(crate) struct SideChange {
     pub side: u64,
 }
 
+/// An answer at `at` that a request (operation `op` of the history) lost to other work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Contended {
+    pub op: usize,
+    pub at: u64,
+}
+
 /// A send of a request (operation `op` of the history) to node `node` at `at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Sent {
@@ -140,7 +147,8 @@ pub(crate) struct Sent {
 }
 
 /// Liveness during faults. `sides` is the majority side over the run, from time 0, in time
-/// order; `sends` every send of every request, in time order; the run ended at `end`.
+/// order; `sends` every send of every request, and `contended` every answer that a request
+/// lost to other work, each in time order; the run ended at `end`.
 ///
 /// A request is *owed* an answer once, while one majority side lasts, it is pending with its
 /// latest send on a member of that side: from the moment the side formed, if the request was
@@ -148,21 +156,32 @@ pub(crate) struct Sent {
 /// definite outcome within [`FAULT_LIVENESS_BOUND`], unless the side changes first (a new fault,
 /// or a member returning, starts the count again), the client abandons it, or the run ends.
 /// Requests sent only to members cut off or down owe nothing: their clients fail over.
+///
+/// An answer that the request lost to other work — "try again" for a conflict, the same request
+/// in progress elsewhere, or a busy node — also counts, and the count starts again from it:
+/// the cluster is working, for others. How long contention may starve a request has no bound
+/// (no-wait locks, retried with random backoff); that is the post-heal check's to judge. A
+/// blocked cluster answers "unavailable", "locked", or nothing.
 pub(crate) fn check_during_faults(
     history: &History,
     sides: &[SideChange],
     sends: &[Sent],
+    contended: &[Contended],
     end: u64,
 ) -> Option<Violation> {
     let mut by_op: Vec<Vec<(u64, usize)>> = vec![Vec::new(); history.ops.len()];
     for s in sends {
         by_op[s.op].push((s.at, s.node));
     }
+    let mut contended_by_op: Vec<Vec<u64>> = vec![Vec::new(); history.ops.len()];
+    for c in contended {
+        contended_by_op[c.op].push(c.at);
+    }
     let bound = FAULT_LIVENESS_BOUND.as_nanos() as u64;
     let mut late = Vec::new();
-    for (op, sends) in history.ops.iter().zip(&by_op) {
+    for ((op, sends), contended) in history.ops.iter().zip(&by_op).zip(&contended_by_op) {
         let done = op.response.unwrap_or(u64::MAX).min(op.abandoned_at.unwrap_or(u64::MAX));
-        if let Some(owed) = missed_answer(op.invoke, done, sends, sides, end, bound) {
+        if let Some(owed) = missed_answer(op.invoke, done, sends, contended, sides, end, bound) {
             late.push(format!("{} (owed an answer from {:.3}s)", op.describe(), owed as f64 / 1e9));
         }
     }
@@ -181,12 +200,13 @@ pub(crate) fn check_during_faults(
     })
 }
 
-/// When a request invoked at `invoke` and done (answered or abandoned) at `done` was first owed
+/// When a request invoked at `invoke` and done (answered or abandoned) at `done` was last owed
 /// an answer it did not get in time, if ever.
 fn missed_answer(
     invoke: u64,
     done: u64,
     sends: &[(u64, usize)],
+    contended: &[u64],
     sides: &[SideChange],
     end: u64,
     bound: u64,
@@ -204,7 +224,15 @@ fn missed_answer(
         } else {
             sends.iter().find(|&&(at, node)| at > from && at < until && on_side(node)).map(|&(at, _)| at)
         };
-        if let Some(owed) = owed {
+        if let Some(mut owed) = owed {
+            // Each contention answer starts the count again, unless it came too late.
+            let start = owed;
+            for &at in contended.iter().filter(|&&at| at > start && at < until.min(done)) {
+                if at - owed > bound {
+                    break;
+                }
+                owed = at;
+            }
             let due = owed + bound;
             if due < until && due <= end && done > due {
                 return Some(owed);
@@ -236,10 +264,39 @@ mod tests {
     }
 
     fn judge(invoke: u64, response: Option<u64>, sends: &[(u64, usize)], sides: &[(u64, u64)], end: u64) -> bool {
+        judge_contended(invoke, response, sends, &[], sides, end)
+    }
+
+    fn judge_contended(
+        invoke: u64,
+        response: Option<u64>,
+        sends: &[(u64, usize)],
+        contended: &[u64],
+        sides: &[(u64, u64)],
+        end: u64,
+    ) -> bool {
         let history = History { ops: vec![op(invoke, response)] };
         let sends: Vec<Sent> = sends.iter().map(|&(at, node)| Sent { op: 0, at, node }).collect();
+        let contended: Vec<Contended> = contended.iter().map(|&at| Contended { op: 0, at }).collect();
         let sides: Vec<SideChange> = sides.iter().map(|&(at, side)| SideChange { at, side }).collect();
-        check_during_faults(&history, &sides, &sends, end).is_none()
+        check_during_faults(&history, &sides, &sends, &contended, end).is_none()
+    }
+
+    /// A request that keeps losing to other work ("try again: conflict") is not blocked by a
+    /// fault: each such answer starts the count again. A gap longer than the bound between them
+    /// still is.
+    #[test]
+    fn losing_to_contention_starts_the_count_again() {
+        let all = 0b111;
+        let sends = [(S, 0)];
+        // Answered at 20 s, after conflicts every 5 s: never 9.02 s without an answer.
+        let every_five: Vec<u64> = (1..4).map(|k| S + k * 5 * S).collect();
+        assert!(judge_contended(S, Some(20 * S), &sends, &every_five, &[(0, all)], 30 * S));
+        // One conflict at 2 s, then silence: owed again from 2 s, due by 11.02 s.
+        assert!(!judge_contended(S, Some(12 * S), &sends, &[2 * S], &[(0, all)], 30 * S));
+        assert!(judge_contended(S, Some(11 * S), &sends, &[2 * S], &[(0, all)], 30 * S));
+        // A conflict that came after the bound ran out does not excuse the silence before it.
+        assert!(!judge_contended(S, Some(20 * S), &sends, &[12 * S], &[(0, all)], 30 * S));
     }
 
     /// The bound is today's timings added up; the vote timeout is dkv-core's.
