@@ -13,6 +13,49 @@
 //! (per key), strict serializability of transactions (across keys), durability, convergence
 //! and liveness.
 //!
+//! ## The faults, and what each models
+//!
+//! Drawn per seed ([`Params`], [`Faults`]); each has a `dkv-sim` flag or a setup word.
+//!
+//! - **Loss, duplication, delay** (`loss`, `duplication`, `delay_*`): an unreliable network
+//!   (dkv's peers speak over UDP-like links); a wide delay range reorders.
+//! - **Partitions** (`partition_every`): a switch or route failing for 10 ms to 2 s, splitting
+//!   the nodes in two, both ways or one way (a node that can send but not hear, or the reverse).
+//! - **Crashes** (`crash_every`): `kill -9` or a power cut: records not yet synced are lost,
+//!   some survive unreported, the one being written may be torn (`torn_write`), have a bit
+//!   flipped (`unsynced_flip`) or be followed by garbage (`garbage_tail`); restart within 2 s.
+//! - **Media damage** (`synced_flip`): a bit flipped in a synced record with records after it;
+//!   recovery must refuse the log, and the operator restores it from backup.
+//! - **Whole-cluster crashes** (`cluster_crash_every`): a power cut of the rack.
+//! - **Crashes next to I/O** (`crash_near_io`): the crash lands just after a send or just before
+//!   an fsync completes, where persist-before-send bugs hide.
+//! - **Pauses** (`pause_every`, `pause_max`): a process stopped (SIGSTOP, a VM migration, a long
+//!   GC) and resumed; what it was sent waits, its timers fire late.
+//! - **Clock rates** (`clock_skew_ppm`): quartz that runs fast or slow.
+//! - **Tight bounds** (`tight_bounds`): small tables, so that nodes refuse work and forget
+//!   completion records, as a loaded node does.
+//!
+//! With [`Params::minority_faults`] (the protocol is expected to tolerate a minority of members
+//! down, issue 12; off by default while dkv runs classic two-phase commit), the swarm also draws
+//! the lasting faults, never more than f = ⌊(N−1)/2⌋ members lost at once:
+//!
+//! - **Permanent crashes** (`permanent_crashes`): a machine that dies and is never replaced
+//!   within the run; it stays down after the heal.
+//! - **Long absences** (`absence_every`): a machine down for 5–20 s, far longer than failure
+//!   detection, then back — with its log intact (a reboot), with its data dir lost
+//!   (`absence_data_lost`: a disk replaced, a directory deleted: it restarts empty), or with its
+//!   last synced record damaged (`absence_tail_damaged`: a bit flipped in an acknowledged record
+//!   at the end of the log, which recovery cannot tell from a torn write and truncates).
+//! - **Lasting partitions** (`lasting_partition_every`): a minority cut off for 5–20 s, both
+//!   ways or one way, while the majority must keep working.
+//! - **Clock offsets and drift** (`clock_offset_max`, `clock_skew_ppm` within
+//!   [`params::DRIFT_BOUND_PPM`]): clocks that start seconds apart and run at rates within the
+//!   1 % drift bound that read leases rely on (docs/protocol.md §7.5).
+//!
+//! Such runs judge liveness during the faults too (checker `liveness-during-faults`): while a
+//! majority of the members is up and connected, a request sent to one of them completes within
+//! [`FAULT_LIVENESS_BOUND`]; clients fail over to the next node when one does not serve them.
+//!
 //! The same seed always produces the same run, and [`Report::trace_hash`] proves it. A seed's run
 //! is its [`Setup`] as the swarm draws it; a setup written down ([`Setup`]'s text, a
 //! [`SavedRun`] file) replays the same run however the draws change later, and [`shrink()`] turns
@@ -33,8 +76,8 @@ mod workload;
 mod world;
 
 pub use check::Violation;
-pub use check::liveness::{EVENTS_MAX, LIVENESS_BOUND};
-pub use params::{Faults, Overrides, Params, TightBounds};
+pub use check::liveness::{EVENTS_MAX, FAULT_LIVENESS_BOUND, LIVENESS_BOUND};
+pub use params::{Faults, MINORITY_FAULTS_BY_DEFAULT, Overrides, Params, TightBounds};
 pub use saved::{Expect, SavedRun};
 pub use setup::Setup;
 pub use shrink::{Shrunk, shrink};

@@ -62,6 +62,13 @@ impl Setup {
         if overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {
             params.nodes = 6;
         }
+        // The faults only a protocol that tolerates a minority down survives (issue 12): a
+        // stream of their own, drawn from only when the switch is on.
+        if overrides.minority_faults() {
+            let mut lasting = ChaCha8Rng::seed_from_u64(seed);
+            lasting.set_stream(7);
+            params.draw_minority_faults(&mut lasting, overrides);
+        }
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 
@@ -85,6 +92,7 @@ impl Setup {
         let mut rich = [0, 0];
         let mut faults = Faults::none();
         let mut params_rest = (SNAPSHOTS_OFF, 0u32, None);
+        let mut minority = (false, Duration::ZERO, Duration::ZERO);
         let mut eviction = Eviction::off();
         let mut suppressed = BTreeSet::new();
         let mut fault_script = None;
@@ -115,6 +123,15 @@ impl Setup {
                 "crash_near_io" => faults.crash_near_io = probability(&key, v)?,
                 "pause_every_ns" => faults.pause_every = Some(nanos(&key, v)?),
                 "pause_max_ns" => faults.pause_max = nanos(&key, v)?,
+                "permanent_crashes" => faults.permanent_crashes = number(&key, v)?,
+                "absence_every_ns" => faults.absence_every = Some(nanos(&key, v)?),
+                "absence_data_lost" => faults.absence_data_lost = probability(&key, v)?,
+                "absence_tail_damaged" => faults.absence_tail_damaged = probability(&key, v)?,
+                "lasting_partition_every_ns" => faults.lasting_partition_every = Some(nanos(&key, v)?),
+                "fault_phase_ns" => faults.fault_phase = Some(nanos(&key, v)?),
+                "minority_faults" => minority.0 = number(&key, v)?,
+                "clock_offset_max_ns" => minority.1 = nanos(&key, v)?,
+                "think_max_ns" => minority.2 = nanos(&key, v)?,
                 "completions_max" => eviction.completions_max = number(&key, v)?,
                 "decisions_remembered_max" => eviction.decisions_remembered_max = number(&key, v)?,
                 "completion_retention_ns" => eviction.completion_retention = nanos(&key, v)?,
@@ -153,6 +170,9 @@ impl Setup {
                 client_window: eviction.client_window,
                 new_client_chance: eviction.new_client_chance,
             }),
+            minority_faults: minority.0,
+            clock_offset_max: minority.1,
+            think_max: minority.2,
         };
         if p_has_eviction_without_bounds(&params, &eviction) {
             return Err(SetupError(
@@ -215,6 +235,21 @@ impl Setup {
             optional(true, format!("pause_every_ns={}", every.as_nanos()));
         }
         optional(f.pause_max != none.pause_max, format!("pause_max_ns={}", f.pause_max.as_nanos()));
+        optional(p.minority_faults, "minority_faults=true".to_string());
+        optional(f.permanent_crashes > 0, format!("permanent_crashes={}", f.permanent_crashes));
+        if let Some(every) = f.absence_every {
+            optional(true, format!("absence_every_ns={}", every.as_nanos()));
+        }
+        optional(f.absence_data_lost > 0.0, format!("absence_data_lost={}", f.absence_data_lost));
+        optional(f.absence_tail_damaged > 0.0, format!("absence_tail_damaged={}", f.absence_tail_damaged));
+        if let Some(every) = f.lasting_partition_every {
+            optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
+        }
+        if let Some(phase) = f.fault_phase {
+            optional(true, format!("fault_phase_ns={}", phase.as_nanos()));
+        }
+        optional(!p.clock_offset_max.is_zero(), format!("clock_offset_max_ns={}", p.clock_offset_max.as_nanos()));
+        optional(!p.think_max.is_zero(), format!("think_max_ns={}", p.think_max.as_nanos()));
         optional(p.snapshot_records_min != SNAPSHOTS_OFF, format!("snapshot_records_min={}", p.snapshot_records_min));
         optional(p.clock_skew_ppm != 0, format!("clock_skew_ppm={}", p.clock_skew_ppm));
         if let Some(t) = p.tight_bounds {
@@ -297,7 +332,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 34] = [
+const KEYS: [&str; 43] = [
     "seed",
     "rng_position",
     "nodes",
@@ -322,6 +357,15 @@ const KEYS: [&str; 34] = [
     "crash_near_io",
     "pause_every_ns",
     "pause_max_ns",
+    "minority_faults",
+    "permanent_crashes",
+    "absence_every_ns",
+    "absence_data_lost",
+    "absence_tail_damaged",
+    "lasting_partition_every_ns",
+    "fault_phase_ns",
+    "clock_offset_max_ns",
+    "think_max_ns",
     "snapshot_records_min",
     "clock_skew_ppm",
     "tight_bounds",
@@ -369,8 +413,30 @@ fn check(p: &Params) -> Result<(), SetupError> {
         return bad("a delay's or fsync's max is below its min".into());
     }
     let zero = Duration::ZERO;
-    if p.faults.partition_every == Some(zero) || p.faults.crash_every == Some(zero) {
-        return bad("crash_every_ns and partition_every_ns must be above 0 (leave them out for none)".into());
+    let f = &p.faults;
+    if [f.partition_every, f.crash_every, f.absence_every, f.lasting_partition_every].contains(&Some(zero)) {
+        return bad(
+            "crash_every_ns, partition_every_ns, absence_every_ns and lasting_partition_every_ns must be above 0 \
+             (leave them out for none)"
+                .into(),
+        );
+    }
+    let hour = Duration::from_secs(3600);
+    let long = [f.absence_every, f.lasting_partition_every, f.fault_phase, Some(p.clock_offset_max), Some(p.think_max)];
+    if long.iter().flatten().any(|d| *d > hour) {
+        return bad(
+            "absence_every_ns, lasting_partition_every_ns, fault_phase_ns, clock_offset_max_ns and think_max_ns are \
+             at most an hour (3600000000000)"
+                .into(),
+        );
+    }
+    if f.permanent_crashes > p.minority_max() {
+        return bad(format!(
+            "permanent_crashes={} leaves no majority of {} nodes: at most {} (⌊(N−1)/2⌋)",
+            f.permanent_crashes,
+            p.nodes,
+            p.minority_max()
+        ));
     }
     if let Some(t) = p.tight_bounds {
         if t.prepared_max == 0 || t.read_waiters_max == 0 || t.txns_undecided_max == 0 {
@@ -458,11 +524,13 @@ fn hex(key: &str, value: &str) -> Result<Vec<u8>, SetupError> {
 mod tests {
     use super::*;
 
-    /// Every seed's drawn setup, written and read back, is the same setup.
+    /// Every seed's drawn setup, written and read back, is the same setup, with and without the
+    /// faults of a protocol that tolerates a minority down.
     #[test]
     fn drawn_setups_survive_the_text_round_trip() {
-        for seed in 0..200 {
-            let mut setup = Setup::draw(seed, &Overrides::default());
+        for seed in 0..400 {
+            let overrides = Overrides { minority_faults: Some(seed % 2 == 1), ..Overrides::default() };
+            let mut setup = Setup::draw(seed, &overrides);
             setup.suppressed = [1, 2, 3, 7, 9, 10].into();
             if seed % 3 == 0 {
                 setup.fault_script = Some(vec![0x00, 0x12, 0xff]);
@@ -487,6 +555,10 @@ mod tests {
             (format!("{good} nodes=65"), "out of range"),
             (format!("{good} snapshot_records_min=1"), "at least 2"),
             (format!("{good} crash_every_ns=0"), "above 0"),
+            (format!("{good} absence_every_ns=0"), "above 0"),
+            (format!("{good} nodes=3 permanent_crashes=2"), "leaves no majority"),
+            (format!("{good} minority_faults=yes"), "minority_faults=yes"),
+            (format!("{good} think_max_ns=18446744073709551615"), "at most an hour"),
         ] {
             let error = Setup::parse(&text).expect_err(&text).0;
             assert!(error.contains(says), "{text}: {error}");

@@ -128,7 +128,10 @@ fn candidates(best: &Report) -> Vec<Setup> {
         smaller.push(Params { ops_per_client: ops, ..p.clone() });
     }
     for nodes in fewer(p.nodes, 2) {
-        smaller.push(Params { nodes, ..p.clone() });
+        let mut fewer_nodes = Params { nodes, ..p.clone() };
+        // A smaller cluster loses fewer members for good: a majority must be left.
+        fewer_nodes.faults.permanent_crashes = p.faults.permanent_crashes.min(fewer_nodes.minority_max());
+        smaller.push(fewer_nodes);
     }
     for clients in fewer(p.clients, 1) {
         smaller.push(Params { clients, ..p.clone() });
@@ -153,6 +156,13 @@ fn candidates(best: &Report) -> Vec<Setup> {
     with(&|p| p.faults.garbage_tail = 0.0);
     with(&|p| p.faults.unsynced_flip = 0.0);
     with(&|p| p.faults.synced_flip = 0.0);
+    with(&|p| p.faults.permanent_crashes = 0);
+    with(&|p| p.faults.permanent_crashes = p.faults.permanent_crashes.saturating_sub(1));
+    with(&|p| p.faults.absence_every = None);
+    with(&|p| p.faults.absence_data_lost = 0.0);
+    with(&|p| p.faults.absence_tail_damaged = 0.0);
+    with(&|p| p.faults.lasting_partition_every = None);
+    with(&|p| p.clock_offset_max = std::time::Duration::ZERO);
     for keys in fewer(p.keys, 1) {
         with(&|p| p.keys = keys);
     }
@@ -236,6 +246,12 @@ fn settings(p: &Params) -> usize {
         f.garbage_tail != g.garbage_tail,
         f.unsynced_flip != g.unsynced_flip,
         f.synced_flip != g.synced_flip,
+        f.permanent_crashes != g.permanent_crashes,
+        f.absence_every.is_some(),
+        f.absence_data_lost != g.absence_data_lost,
+        f.absence_tail_damaged != g.absence_tail_damaged,
+        f.lasting_partition_every.is_some(),
+        !p.clock_offset_max.is_zero(),
         f.fsync_max > g.fsync_max,
         p.snapshot_records_min != SNAPSHOTS_OFF,
         p.clock_skew_ppm != 0,

@@ -57,6 +57,16 @@ pub enum Tag {
     Pause = 17,
     /// A frozen node resumes.
     Resume = 18,
+    /// A member crashes for good.
+    PermanentCrash = 19,
+    /// A member crashes for a long absence.
+    AbsenceStart = 20,
+    /// An absent member comes back.
+    AbsenceEnd = 21,
+    /// A minority is cut off from the rest for long.
+    LastingPartitionStart = 22,
+    /// The lasting partition is gone.
+    LastingPartitionEnd = 23,
 }
 
 pub struct Trace {

@@ -8,10 +8,18 @@
 //! partitions come and go, and nodes crash and restart. At the heal, every fault stops and every
 //! node is restarted; from then on every outstanding request must complete within
 //! [`LIVENESS_BOUND`], and the cluster must become quiescent and convergent.
+//!
+//! With `Params::minority_faults` (a protocol that tolerates a minority down), the lasting
+//! faults of `lasting` come on top — permanent crashes, long absences, lasting partitions — and
+//! the world keeps a timeline of which members form the majority side, against which every
+//! request is judged during the faults too ([`liveness::check_during_faults`]). A member
+//! crashed for good stays down after the heal.
+
+mod lasting;
 
 use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
-use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
+use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND, SideChange};
 use crate::clock::Clock;
 use crate::disk::{CrashDamage, Disk, RecoverError};
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
@@ -21,8 +29,8 @@ use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::{
-    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record,
-    Reply, ReplyTo, Request, RequestId,
+    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
+    Record, Reply, ReplyTo, Request, RequestId, TryAgainReason,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -31,10 +39,31 @@ use std::time::Duration;
 
 /// A client's first backoff window after "try again", and the largest.
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
-const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub(crate) const TRY_AGAIN_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A client gives up waiting for a reply and retries (same request id) after this long.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether an answer says the request lost to other work (no fault): a conflict, the same
+/// request in progress elsewhere, a busy node.
+fn lost_to_other_work(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::TryAgain(TryAgainReason::Conflict | TryAgainReason::InProgress | TryAgainReason::Busy))
+}
+
+/// Unanswered sends to one node after which a client fails over to the next (runs with
+/// `Params::minority_faults`).
+pub(crate) const CLIENT_SENDS_BEFORE_FAIL_OVER: u32 = 2;
+
+/// Whether an answer tells the client to take its request to another node, which clients do in
+/// runs with `Params::minority_faults`.
+///
+/// PLACEHOLDER (issue 12): the "not serving: …, ask another node" answer of a node without a
+/// lease or not a member (docs/protocol.md §7.5) is being added to `Outcome` by another part;
+/// when it lands, match it here. Until then the answers that come closest stand in for it: a
+/// node still starting, and a coordinator that could not reach every member.
+fn asks_to_fail_over(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::TryAgain(TryAgainReason::Starting | TryAgainReason::Unavailable { .. }))
+}
 
 /// Something that happens at a moment of virtual time. Nodes and clients are named by index.
 #[derive(Clone, Debug)]
@@ -108,6 +137,19 @@ enum Event {
     PartitionStart,
     PartitionEnd,
     Heal,
+    /// This member crashes and is never restarted.
+    PermanentCrash {
+        node: usize,
+    },
+    /// A member drawn from the `lasting` stream crashes for a long absence.
+    AbsenceStart,
+    /// The absent member comes back.
+    AbsenceEnd {
+        node: usize,
+    },
+    /// A minority drawn from the `lasting` stream is cut off from the rest for long.
+    LastingPartitionStart,
+    LastingPartitionEnd,
 }
 
 /// One simulated machine: the core's node while it is up, and what outlives a crash.
@@ -124,11 +166,18 @@ struct SimNode {
     paused: bool,
     /// Messages, requests and fsync completions that arrived while it was frozen, in order.
     held: Vec<Event>,
+    /// Crashed for good, or about to be (a permanent crash is scheduled): never restarted.
+    doomed: bool,
+    /// Its permanent crash happened.
+    gone: bool,
+    /// Down for a long absence: restarted only when it ends, or at the heal.
+    absent: bool,
 }
 
 impl SimNode {
-    /// Node `i` of the cluster `params` describe, its clock rate drawn from `rng`.
-    fn new(i: usize, seed: u64, params: &Params, canary: Option<Canary>, rng: &mut ChaCha8Rng) -> SimNode {
+    /// Node `i` of the cluster `params` describe, its clock rate drawn from `rng` and its clock
+    /// starting at `offset`.
+    fn new(i: usize, seed: u64, params: &Params, canary: Option<Canary>, rng: &mut ChaCha8Rng, offset: u64) -> SimNode {
         let mut config = Config::new(NodeId(i as u8), NodeSet::first(params.nodes));
         config.seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64);
         config.bounds.snapshot_records_min = params.snapshot_records_min;
@@ -150,11 +199,14 @@ impl SimNode {
             node: None,
             config,
             disk: Disk::default(),
-            clock: Clock::new(skew),
+            clock: Clock::new(skew, offset),
             timer_at: None,
             generation: 0,
             paused: false,
             held: Vec::new(),
+            doomed: false,
+            gone: false,
+            absent: false,
         }
     }
 }
@@ -179,6 +231,11 @@ struct SimClient {
     in_flight: Option<InFlight>,
     /// "Try again" answers to the request in flight, for the backoff.
     try_agains: u32,
+    /// The last answer to the request in flight asked it to go to another node (runs with
+    /// `Params::minority_faults`).
+    fail_over: bool,
+    /// Sends to its node since the last answer from it (runs with `Params::minority_faults`).
+    unanswered: u32,
     /// Whether this client already gave up on a request in this run. Once is enough to
     /// exercise the path; every abandoned request may take effect at any later moment or never,
     /// and each one doubles what the linearizability search must consider.
@@ -196,6 +253,8 @@ impl SimClient {
             node: c % params.nodes,
             in_flight: None,
             try_agains: 0,
+            fail_over: false,
+            unanswered: 0,
             abandoned: false,
         }
     }
@@ -259,6 +318,17 @@ pub struct RunStats {
     pub pauses: u64,
     /// Completion records the nodes evicted (counted at each crash and at the end).
     pub completions_evicted: u64,
+    /// Members crashed for good.
+    pub permanent_crashes: u64,
+    /// Long absences, and of them those that lost the data dir or the last synced record.
+    pub absences: u64,
+    pub data_dirs_lost: u64,
+    pub tails_damaged: u64,
+    /// Lasting partitions.
+    pub lasting_partitions: u64,
+    /// The most members that lasting faults (crashed for good, absent, cut off) held away at
+    /// once.
+    pub members_lost_max: u64,
 }
 
 impl RunStats {
@@ -284,6 +354,12 @@ impl RunStats {
             completions_evicted,
             faults,
             faults_suppressed,
+            permanent_crashes,
+            absences,
+            data_dirs_lost,
+            tails_damaged,
+            lasting_partitions,
+            members_lost_max,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -304,11 +380,17 @@ impl RunStats {
         self.completions_evicted += completions_evicted;
         self.faults += faults;
         self.faults_suppressed += faults_suppressed;
+        self.permanent_crashes += permanent_crashes;
+        self.absences += absences;
+        self.data_dirs_lost += data_dirs_lost;
+        self.tails_damaged += tails_damaged;
+        self.lasting_partitions += lasting_partitions;
+        self.members_lost_max = self.members_lost_max.max(*members_lost_max);
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
     pub fn faults_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted",
             self.torn_tails,
             self.garbage_tails,
@@ -319,7 +401,19 @@ impl RunStats {
             self.near_io_crashes,
             self.pauses,
             self.completions_evicted
-        )
+        );
+        if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
+            line.push_str(&format!(
+                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} last synced records damaged), {} lasting partitions, at most {} members lost at once",
+                self.permanent_crashes,
+                self.absences,
+                self.data_dirs_lost,
+                self.tails_damaged,
+                self.lasting_partitions,
+                self.members_lost_max
+            ));
+        }
+        line
     }
 }
 
@@ -333,6 +427,9 @@ pub(crate) struct World {
     wide: ChaCha8Rng,
     /// The richer operations' draws (see `workload`): a stream of their own too.
     rich: ChaCha8Rng,
+    /// The lasting faults' draws, and the clients' think times (`Params::minority_faults`
+    /// only): a stream of their own too.
+    lasting: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -350,6 +447,14 @@ pub(crate) struct World {
     retired_clients: Vec<(ClientId, u64)>,
     /// `blocked[a][b]`: a partition keeps node `a`'s messages from reaching node `b`.
     blocked: Vec<Vec<bool>>,
+    /// The lasting partition in force, if any (on top of `blocked`).
+    cut: Option<lasting::Cut>,
+    /// From which moment which members formed the majority side (runs with
+    /// `Params::minority_faults` only), and every send of a request to a node.
+    sides: Vec<SideChange>,
+    sends: Vec<liveness::Sent>,
+    /// Every answer by which a request lost to other work (runs with `Params::minority_faults`).
+    contended: Vec<liveness::Contended>,
     healed_at: Option<u64>,
     // What observes the run.
     pub(crate) history: History,
@@ -367,7 +472,28 @@ impl World {
         canary: Option<Canary>,
         trace: TraceMode,
     ) -> World {
-        let nodes = (0..params.nodes).map(|i| SimNode::new(i, seed, &params, canary, &mut rng)).collect();
+        let mut lasting = ChaCha8Rng::seed_from_u64(seed);
+        lasting.set_stream(8);
+        let offsets: Vec<u64> = (0..params.nodes)
+            .map(|_| {
+                if params.clock_offset_max.is_zero() {
+                    0
+                } else {
+                    between(&mut lasting, Duration::ZERO, params.clock_offset_max)
+                }
+            })
+            .collect();
+        let mut nodes: Vec<SimNode> =
+            (0..params.nodes).map(|i| SimNode::new(i, seed, &params, canary, &mut rng, offsets[i])).collect();
+        // Where leases are tested, half the runs put every clock at an edge of the drift bound,
+        // fast or slow: where a lease's margin is thinnest (uniform rates rarely get there).
+        if params.minority_faults && params.clock_skew_ppm > 0 && chance(&mut lasting, 0.5) {
+            let ppm = i64::from(params.clock_skew_ppm);
+            for (node, offset) in nodes.iter_mut().zip(&offsets) {
+                let skew = if lasting.next_u64() % 2 == 0 { ppm } else { -ppm };
+                node.clock = Clock::new(skew, *offset);
+            }
+        }
         let clients = (0..params.clients).map(|c| SimClient::new(c, &params)).collect();
         let mut side = ChaCha8Rng::seed_from_u64(seed);
         side.set_stream(2);
@@ -381,6 +507,7 @@ impl World {
             side,
             wide,
             rich,
+            lasting,
             faults: params.faults.clone(),
             params,
             script: None,
@@ -392,6 +519,10 @@ impl World {
             clients,
             retired_clients: Vec::new(),
             blocked: vec![vec![false; n]; n],
+            cut: None,
+            sides: Vec::new(),
+            sends: Vec::new(),
+            contended: Vec::new(),
             healed_at: None,
             history: History::default(),
             trace: Trace::new(trace),
@@ -417,6 +548,9 @@ impl World {
         self.faults.cluster_crash_every = None;
         self.faults.crash_near_io = 0.0;
         self.faults.pause_every = None;
+        self.faults.permanent_crashes = 0;
+        self.faults.absence_every = None;
+        self.faults.lasting_partition_every = None;
         self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
@@ -490,7 +624,10 @@ impl World {
             self.schedule(at, Event::Pause);
         }
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
+        let fault_phase = self.faults.fault_phase.map_or(fault_phase, |phase| phase.as_nanos() as u64);
         self.schedule(fault_phase, Event::Heal);
+        self.schedule_lasting_faults();
+        self.note_sides();
 
         while let Some((at, event)) = self.events.pop() {
             self.now = at;
@@ -504,6 +641,7 @@ impl World {
                 }
             }
             self.handle(event);
+            self.note_sides();
             if self.healed_at.is_some() && self.finished() {
                 break;
             }
@@ -522,7 +660,7 @@ impl World {
 
     fn finished(&self) -> bool {
         self.clients.iter().all(SimClient::done)
-            && self.nodes.iter().all(|n| n.node.as_ref().is_some_and(|n| n.is_quiescent()))
+            && self.nodes.iter().all(|n| n.doomed || n.node.as_ref().is_some_and(|n| n.is_quiescent()))
     }
 
     fn handle(&mut self, event: Event) {
@@ -548,6 +686,11 @@ impl World {
             Event::PartitionStart => self.partition_start(),
             Event::PartitionEnd => self.partition_end(),
             Event::Heal => self.heal(),
+            Event::PermanentCrash { node } => self.permanent_crash(node),
+            Event::AbsenceStart => self.absence_start(),
+            Event::AbsenceEnd { node } => self.absence_end(node),
+            Event::LastingPartitionStart => self.lasting_partition_start(),
+            Event::LastingPartitionEnd => self.lasting_partition_end(),
         }
     }
 
@@ -720,7 +863,7 @@ impl World {
     /// Traffic between nodes: lost, duplicated and delayed at the fault rates, and cut by
     /// partitions.
     fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
-        if self.blocked[usize::from(from.0)][usize::from(to.0)] {
+        if !self.reaches(usize::from(from.0), usize::from(to.0)) {
             return;
         }
         if self.script.is_some() {
@@ -786,8 +929,15 @@ impl World {
         }
     }
 
-    /// Client traffic: lossy and reordered like UDP, but not cut by partitions.
+    /// Client traffic: lossy and reordered like UDP, but not cut by partitions. In runs with
+    /// `Params::minority_faults` it loses and duplicates nothing: a request's time to complete is
+    /// then judged against a bound (see `liveness::check_during_faults`), and that should be the
+    /// protocol's doing, not a run of lost requests.
     fn client_link(&mut self, event: Event) {
+        if self.params.minority_faults {
+            let at = self.now + between(&mut self.rng, self.faults.delay_min, self.faults.delay_max);
+            return self.schedule(at, event);
+        }
         let what = |fate: &'static str| {
             let event = &event;
             move |w: &World| match event {
@@ -852,7 +1002,20 @@ impl World {
 
     /// Sends (or resends, same request id) the client's request in flight, maybe to another node.
     fn send_attempt(&mut self, client: usize, retry: bool) {
-        if retry && chance(&mut self.rng, 0.5) {
+        if self.params.minority_faults {
+            // Fail over, as dkv's client library does: to the next node, after an answer that
+            // asks for another node, or after two sends in a row that got no answer. (A node
+            // may keep a request longer than the client's timeout, retrying its conflicts: a
+            // client that left it after one timeout would run the request at two coordinators,
+            // which refuse each other as "in progress".)
+            let c = &mut self.clients[client];
+            if retry && (c.fail_over || c.unanswered >= CLIENT_SENDS_BEFORE_FAIL_OVER) {
+                c.node = (c.node + 1) % self.nodes.len();
+                c.unanswered = 0;
+            }
+            c.fail_over = false;
+            c.unanswered += 1;
+        } else if retry && chance(&mut self.rng, 0.5) {
             self.clients[client].node = index(&mut self.rng, self.nodes.len());
         }
         let c = &mut self.clients[client];
@@ -860,6 +1023,9 @@ impl World {
         in_flight.attempt += 1;
         let (request, attempt, node) = (in_flight.request.clone(), in_flight.attempt, c.node);
         self.history.ops[in_flight.op].attempts = attempt;
+        if self.params.minority_faults {
+            self.sends.push(liveness::Sent { op: in_flight.op, at: self.now, node });
+        }
         let seq = request.id.seq;
         self.client_link(Event::ToNode { node, client, request });
         let at = self.now + CLIENT_TIMEOUT.as_nanos() as u64;
@@ -902,6 +1068,11 @@ impl World {
             return; // a late reply to an earlier request
         }
         let (op, attempt) = (in_flight.op, in_flight.attempt);
+        self.clients[client].fail_over = asks_to_fail_over(&reply.outcome);
+        self.clients[client].unanswered = 0;
+        if self.params.minority_faults && lost_to_other_work(&reply.outcome) {
+            self.contended.push(liveness::Contended { op, at: self.now });
+        }
         match result_of(&reply.outcome) {
             Some(result) => self.complete(client, op, result),
             None => self.back_off(client, reply.id.seq, attempt),
@@ -933,7 +1104,10 @@ impl World {
             c.id = client_id(client, c.session);
             c.seq = 0;
         }
-        let at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
+        let mut at = self.now + between(&mut self.rng, Duration::ZERO, Duration::from_millis(2));
+        if !self.params.think_max.is_zero() {
+            at += between(&mut self.lasting, Duration::ZERO, self.params.think_max);
+        }
         self.schedule(at, Event::ClientNext { client });
     }
 
@@ -1004,6 +1178,11 @@ impl World {
                 if recovered.torn {
                     self.stats.torn_tails += 1;
                 }
+                if let Some(lost) = &recovered.lost_synced {
+                    // The truncation took a synced record with it: whatever it applied is gone
+                    // from this node's log.
+                    self.exactly_once.lost(i, lost);
+                }
                 recovered.records
             }
             Err(e) => {
@@ -1064,7 +1243,15 @@ impl World {
                 if tear.is_some() { ", next torn" } else { "" }
             )
         });
-        self.make_durable(i, |disk, observe| disk.crash(survivors, &damage, observe));
+        self.halt(i, survivors, &damage);
+        let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
+        self.schedule(self.now + downtime, Event::Restart { node: i });
+    }
+
+    /// Node `i`, which is up, stops as a crash stops it: the first `survivors` of its unsynced
+    /// records reach the disk, `damage` is done to it, and everything else it held is lost.
+    fn halt(&mut self, i: usize, survivors: usize, damage: &CrashDamage) {
+        self.make_durable(i, |disk, observe| disk.crash(survivors, damage, observe));
         self.stats.synced_flips += u64::from(self.nodes[i].disk.media_damaged());
         let n = &mut self.nodes[i];
         self.stats.completions_evicted += n.node.as_ref().map_or(0, |node| node.stats().completions_evicted);
@@ -1075,8 +1262,6 @@ impl World {
         n.paused = false;
         n.held.clear();
         self.stats.crashes += 1;
-        let downtime = between(&mut self.rng, Duration::from_millis(1), Duration::from_secs(2));
-        self.schedule(self.now + downtime, Event::Restart { node: i });
     }
 
     /// What a crash of node `i` does to its disk besides losing unsynced records: `tear` from
@@ -1211,8 +1396,11 @@ impl World {
         }
     }
 
+    /// Restarts node `i` after a brief crash, unless it is down for long (crashed for good, or
+    /// absent).
     fn restart(&mut self, i: usize) {
-        if self.nodes[i].node.is_none() {
+        let n = &self.nodes[i];
+        if n.node.is_none() && !n.doomed && !n.absent {
             self.start_node(i);
         }
     }
@@ -1277,6 +1465,7 @@ impl World {
         for row in &mut self.blocked {
             row.fill(false);
         }
+        self.end_lasting_faults();
         for i in 0..self.nodes.len() {
             let generation = self.nodes[i].generation;
             self.resume(i, generation);
@@ -1294,6 +1483,13 @@ impl World {
             out_of_events: self.stats.events > EVENTS_MAX,
             unfinished_clients: self.clients.iter().filter(|c| c.remaining > 0).count(),
         };
+        // During the faults first: where both fail, it is the more telling (and the shrinker
+        // keeps the first checker).
+        if self.params.minority_faults {
+            let during =
+                liveness::check_during_faults(&self.history, &self.sides, &self.sends, &self.contended, self.now);
+            self.violations.extend(during);
+        }
         self.violations.extend(liveness::check_requests(&self.history, &ending));
         // Before the heal, nodes may be down or in the middle of anything: there is nothing
         // to expect of them.
@@ -1313,7 +1509,9 @@ impl World {
                     self.violations.push(Violation::new("invariants", format!("n{i}: {e}")));
                 }
             }
-            self.violations.extend(liveness::check_node(i, n.node.as_ref()));
+            if !n.doomed {
+                self.violations.extend(liveness::check_node(i, n.node.as_ref()));
+            }
         }
     }
 

@@ -2,6 +2,8 @@
 //!
 //!   dkv-sim run --seed 42 --trace         replay one seed with a readable trace
 //!   dkv-sim sweep --seeds 0..10000        many seeds on all cores; stops at the first failure
+//!   dkv-sim sweep --seeds 0..1000 --minority-faults
+//!                                         with the faults of issue 12 (members lost for long)
 //!   dkv-sim shrink --seed 42              a failing seed reduced to a small run that fails alike
 //!   dkv-sim replay sim/regressions/F.run  a saved run, replayed as its file expects
 //!
@@ -114,7 +116,9 @@ struct Start {
     /// Settings left out are off.
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
-        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich"
+        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
+        "no_minority_faults", "permanent_crashes", "absence_every_ms", "lasting_partition_every_ms",
+        "clock_offset_max_ms"
     ])]
     setup: Option<Setup>,
 }
@@ -174,6 +178,29 @@ struct Knobs {
     /// conditions, counters and reads, and scans (0,0: none).
     #[arg(long, value_parser = parse_rich)]
     rich: Option<[u32; 2]>,
+    /// Run as for a protocol that tolerates a minority of members down (issue 12): draw the
+    /// lasting faults (permanent crashes, long absences, lasting partitions), clock offsets and
+    /// clocks within the 1 % drift bound, let clients fail over, and judge liveness during the
+    /// faults too. Implied by any of the four flags below.
+    #[arg(long, conflicts_with = "no_minority_faults")]
+    minority_faults: bool,
+    /// Never draw what --minority-faults draws (when it is the default).
+    #[arg(long)]
+    no_minority_faults: bool,
+    /// Members crashed for good early in the run, never restarted (at most (N-1)/2).
+    #[arg(long)]
+    permanent_crashes: Option<usize>,
+    /// A member goes away for 5 to 20 s (back with its log, without its data dir, or with its
+    /// last synced record damaged) every this many milliseconds on average.
+    #[arg(long)]
+    absence_every_ms: Option<u64>,
+    /// A minority is cut off for 5 to 20 s (both ways or one way) every this many milliseconds
+    /// on average.
+    #[arg(long)]
+    lasting_partition_every_ms: Option<u64>,
+    /// Clocks start up to this many milliseconds apart.
+    #[arg(long)]
+    clock_offset_max_ms: Option<u64>,
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
@@ -202,6 +229,15 @@ impl Knobs {
                 clock_skew_ppm: self.skew_ppm,
                 tight_bounds: None,
                 rich: self.rich,
+                minority_faults: if self.minority_faults {
+                    Some(true)
+                } else {
+                    self.no_minority_faults.then_some(false)
+                },
+                permanent_crashes: self.permanent_crashes,
+                absence_every: self.absence_every_ms.map(Duration::from_millis),
+                lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
+                clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
             },
             trace,
             canary: self.canary,
@@ -223,12 +259,18 @@ impl Knobs {
             ("--delay-max-us", self.delay_max_us.map(|v| v.to_string())),
             ("--skew-ppm", self.skew_ppm.map(|v| v.to_string())),
             ("--rich", self.rich.map(|[txn, scan]| format!("{txn},{scan}"))),
+            ("--permanent-crashes", self.permanent_crashes.map(|v| v.to_string())),
+            ("--absence-every-ms", self.absence_every_ms.map(|v| v.to_string())),
+            ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
+            ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];
         let switches = [
             ("--no-faults", self.no_faults),
             ("--no-crashes", self.no_crashes),
             ("--no-partitions", self.no_partitions),
+            ("--minority-faults", self.minority_faults),
+            ("--no-minority-faults", self.no_minority_faults),
         ];
         let mut flags = String::new();
         for (flag, value) in valued {

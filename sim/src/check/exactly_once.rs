@@ -82,6 +82,32 @@ impl ExactlyOnce {
     }
 }
 
+impl ExactlyOnce {
+    /// Node `node`'s data dir was lost: what it applied went with it, and whatever it applies
+    /// again (after catching up) is not a second application.
+    pub fn forget_node(&mut self, node: usize) {
+        self.nodes[node] = NodeApplications::default();
+    }
+
+    /// `record`, durable at node `node`, was lost from its log (recovery truncated it with a
+    /// damaged tail): the application it recorded is gone from that node.
+    pub fn lost(&mut self, node: usize, record: &Record) {
+        let applications = &mut self.nodes[node];
+        let txn = match record {
+            Record::Prepared(t) => {
+                applications.prepared.remove(&t.txn);
+                return;
+            }
+            Record::Committed { txn } => *txn,
+            Record::Decided(t) => t.txn,
+            _ => return,
+        };
+        if applications.applied.remove(&txn) {
+            applications.first_applied_by.retain(|_, first| *first != txn);
+        }
+    }
+}
+
 /// An exactly-once violation, naming the request's operation and its keys.
 fn violation(history: &History, request: RequestId, message: String) -> Violation {
     let op = history.ops.iter().find(|op| op.client == request.client && op.seq == request.seq);
@@ -95,4 +121,51 @@ fn violation(history: &History, request: RequestId, message: String) -> Violatio
     });
     let ops = op.map(|op| vec![op.describe()]).unwrap_or_default();
     Violation { checker: "exactly-once", key, message, ops }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::record::TxnRecord;
+    use dkv_core::{ClientId, NodeId, NodeSet};
+
+    fn prepared(number: u64) -> Record {
+        let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number };
+        let request = RequestId { client: ClientId(7), seq: 1 };
+        Record::Prepared(TxnRecord { txn, request, ops: Vec::new().into(), participants: NodeSet::first(2) })
+    }
+
+    fn committed(number: u64) -> Record {
+        Record::Committed { txn: TxnId { coordinator: NodeId(1), incarnation: 1, number } }
+    }
+
+    /// Watches `records` become durable at n0, one after the other; says how many violations.
+    fn watch(checker: &mut ExactlyOnce, records: &[Record]) -> usize {
+        let mut violations = Vec::new();
+        for record in records {
+            checker.observe_durable(0, record, &History::default(), &mut violations);
+        }
+        violations.len()
+    }
+
+    /// A request applied under a second transaction at one node is a double application —
+    /// unless the node lost the first application with the record that held it (a truncated
+    /// tail) or with its whole data dir: then applying it again is what catching up does.
+    #[test]
+    fn a_lost_application_is_no_application() {
+        let mut checker = ExactlyOnce::new(1);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
+        assert_eq!(watch(&mut checker, &[prepared(2), committed(2)]), 1, "the same request under another txn");
+
+        let mut checker = ExactlyOnce::new(1);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
+        checker.lost(0, &committed(1));
+        assert_eq!(watch(&mut checker, &[prepared(2), committed(2)]), 0, "after the commit record was lost");
+
+        let mut checker = ExactlyOnce::new(1);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
+        checker.forget_node(0);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0, "after the data dir was lost");
+        assert_eq!(checker.applications(), 2);
+    }
 }

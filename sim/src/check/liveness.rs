@@ -3,9 +3,14 @@
 //! client issues all its operations, and every node ends up and quiescent (no locked keys, no
 //! prepared transactions, none left to coordinate). A run that needs more than [`EVENTS_MAX`]
 //! events does not settle at all.
+//!
+//! For a protocol that tolerates a minority down (`Params::minority_faults`), liveness is also
+//! judged *during* the faults ([`check_during_faults`]): while a majority of the members is up
+//! and connected, a request sent to one of them completes within [`FAULT_LIVENESS_BOUND`].
 
 use super::Violation;
 use crate::history::History;
+use crate::world::{CLIENT_SENDS_BEFORE_FAIL_OVER, CLIENT_TIMEOUT, TRY_AGAIN_BACKOFF_MAX};
 use dkv_core::Node;
 use std::time::Duration;
 
@@ -78,5 +83,256 @@ pub(crate) fn check_node(i: usize, node: Option<&Node>) -> Option<Violation> {
         )),
         Some(_) => None,
         None => Some(Violation::new("liveness", format!("n{i} is down at the end"))),
+    }
+}
+
+// ---- Liveness during faults ----
+//
+// The bound is the sum of what may stand between a fault and the answer to a request sent to a
+// member of the majority side, each step taken at its longest. The first three are the timings
+// of docs/protocol.md §7.3 and §7.5, which dkv-core does not have yet (issue 12): when they land
+// in `dkv_core::Timing`, take them from there (a test below already ties `VOTE_TIMEOUT` to it).
+
+/// A member not heard from for this long is suspected (docs/protocol.md §7.3, `detection_timeout`).
+pub const DETECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// From suspicion to the new configuration installed on the majority (§7.3: removal ends within
+/// 3 s of the last message heard, detection included).
+pub const CONFIGURATION_CHANGE: Duration = Duration::from_secs(2);
+/// How long a read lease lasts (§7.5, `lease_duration`): assumed until dkv-core states it.
+pub const LEASE_DURATION: Duration = Duration::from_secs(1);
+/// What a grantor waits after its last grant before the new configuration acts without the
+/// dropped member: `lease_duration × (1 + ρ) / (1 − ρ)`, ρ = 1 % (§7.5), rounded up.
+pub const LEASE_WAIT: Duration = Duration::from_nanos((LEASE_DURATION.as_nanos() as u64 * 101).div_ceil(99));
+/// The attempt in flight when the fault hit ends at the latest at its vote timeout
+/// (`Timing::vote_timeout`'s default), answered "try again" or settled by the change.
+pub const VOTE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// While the majority side stays the same, a request sent to one of its members completes
+/// within this long of the later of the moment the side formed (the last fault that changed
+/// it) and the request's send: failure detection, the configuration change, the wait for the
+/// dropped member's lease, the attempt in flight timing out, then the client's retry — after
+/// its reply timeouts (sends to a node that died unanswered; it fails over after
+/// `CLIENT_SENDS_BEFORE_FAIL_OVER` of them) or after its longest backoff (a "try again"). About
+/// 9 s with today's settings.
+pub const FAULT_LIVENESS_BOUND: Duration = Duration::from_nanos(
+    (DETECTION_TIMEOUT.as_nanos()
+        + CONFIGURATION_CHANGE.as_nanos()
+        + LEASE_WAIT.as_nanos()
+        + VOTE_TIMEOUT.as_nanos()
+        + CLIENT_TIMEOUT.as_nanos() * CLIENT_SENDS_BEFORE_FAIL_OVER as u128
+        + TRY_AGAIN_BACKOFF_MAX.as_nanos()) as u64,
+);
+
+/// From `at` on (global nanoseconds), the members of the majority side: a bit per node, 0 when
+/// no majority of the members is up and connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SideChange {
+    pub at: u64,
+    pub side: u64,
+}
+
+/// An answer at `at` that a request (operation `op` of the history) lost to other work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Contended {
+    pub op: usize,
+    pub at: u64,
+}
+
+/// A send of a request (operation `op` of the history) to node `node` at `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub op: usize,
+    pub at: u64,
+    pub node: usize,
+}
+
+/// Liveness during faults. `sides` is the majority side over the run, from time 0, in time
+/// order; `sends` every send of every request, and `contended` every answer that a request
+/// lost to other work, each in time order; the run ended at `end`.
+///
+/// A request is *owed* an answer once, while one majority side lasts, it is pending with its
+/// latest send on a member of that side: from the moment the side formed, if the request was
+/// already waiting on such a member, or else from its first send to one. It must then get its
+/// definite outcome within [`FAULT_LIVENESS_BOUND`], unless the side changes first (a new fault,
+/// or a member returning, starts the count again), the client abandons it, or the run ends.
+/// Requests sent only to members cut off or down owe nothing: their clients fail over.
+///
+/// An answer that the request lost to other work — "try again" for a conflict, the same request
+/// in progress elsewhere, or a busy node — also counts, and the count starts again from it:
+/// the cluster is working, for others. How long contention may starve a request has no bound
+/// (no-wait locks, retried with random backoff); that is the post-heal check's to judge. A
+/// blocked cluster answers "unavailable", "locked", or nothing.
+pub(crate) fn check_during_faults(
+    history: &History,
+    sides: &[SideChange],
+    sends: &[Sent],
+    contended: &[Contended],
+    end: u64,
+) -> Option<Violation> {
+    let mut by_op: Vec<Vec<(u64, usize)>> = vec![Vec::new(); history.ops.len()];
+    for s in sends {
+        by_op[s.op].push((s.at, s.node));
+    }
+    let mut contended_by_op: Vec<Vec<u64>> = vec![Vec::new(); history.ops.len()];
+    for c in contended {
+        contended_by_op[c.op].push(c.at);
+    }
+    let bound = FAULT_LIVENESS_BOUND.as_nanos() as u64;
+    let mut late = Vec::new();
+    for ((op, sends), contended) in history.ops.iter().zip(&by_op).zip(&contended_by_op) {
+        let done = op.response.unwrap_or(u64::MAX).min(op.abandoned_at.unwrap_or(u64::MAX));
+        if let Some(owed) = missed_answer(op.invoke, done, sends, contended, sides, end, bound) {
+            late.push(format!("{} (owed an answer from {:.3}s)", op.describe(), owed as f64 / 1e9));
+        }
+    }
+    if late.is_empty() {
+        return None;
+    }
+    Some(Violation {
+        checker: "liveness-during-faults",
+        key: None,
+        message: format!(
+            "{} requests sent to a member of the majority side got no outcome within {FAULT_LIVENESS_BOUND:?} \
+             while that side lasted",
+            late.len()
+        ),
+        ops: late.into_iter().take(10).collect(),
+    })
+}
+
+/// When a request invoked at `invoke` and done (answered or abandoned) at `done` was last owed
+/// an answer it did not get in time, if ever.
+fn missed_answer(
+    invoke: u64,
+    done: u64,
+    sends: &[(u64, usize)],
+    contended: &[u64],
+    sides: &[SideChange],
+    end: u64,
+    bound: u64,
+) -> Option<u64> {
+    let first = sides.partition_point(|c| c.at <= invoke).saturating_sub(1);
+    for (k, change) in sides.iter().enumerate().skip(first) {
+        let (from, until) = (change.at.max(invoke), sides.get(k + 1).map_or(end, |next| next.at));
+        if from >= done {
+            break;
+        }
+        let on_side = |node: usize| node < 64 && change.side & (1 << node) != 0;
+        let waiting_on = sends.iter().take_while(|(at, _)| *at <= from).last().map(|&(_, node)| node);
+        let owed = if waiting_on.is_some_and(on_side) {
+            Some(from)
+        } else {
+            sends.iter().find(|&&(at, node)| at > from && at < until && on_side(node)).map(|&(at, _)| at)
+        };
+        if let Some(mut owed) = owed {
+            // Each contention answer starts the count again, unless it came too late.
+            let start = owed;
+            for &at in contended.iter().filter(|&&at| at > start && at < until.min(done)) {
+                if at - owed > bound {
+                    break;
+                }
+                owed = at;
+            }
+            let due = owed + bound;
+            if due < until && due <= end && done > due {
+                return Some(owed);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Op, OpKind, Result as OpResult};
+    use dkv_core::ClientId;
+
+    const S: u64 = 1_000_000_000;
+
+    fn op(invoke: u64, response: Option<u64>) -> Op {
+        Op {
+            client: ClientId(1),
+            seq: 1,
+            kind: OpKind::Get { key: b"k".to_vec() },
+            invoke,
+            response,
+            result: if response.is_some() { OpResult::Read(None, 0) } else { OpResult::Unknown },
+            attempts: 1,
+            abandoned_at: None,
+        }
+    }
+
+    fn judge(invoke: u64, response: Option<u64>, sends: &[(u64, usize)], sides: &[(u64, u64)], end: u64) -> bool {
+        judge_contended(invoke, response, sends, &[], sides, end)
+    }
+
+    fn judge_contended(
+        invoke: u64,
+        response: Option<u64>,
+        sends: &[(u64, usize)],
+        contended: &[u64],
+        sides: &[(u64, u64)],
+        end: u64,
+    ) -> bool {
+        let history = History { ops: vec![op(invoke, response)] };
+        let sends: Vec<Sent> = sends.iter().map(|&(at, node)| Sent { op: 0, at, node }).collect();
+        let contended: Vec<Contended> = contended.iter().map(|&at| Contended { op: 0, at }).collect();
+        let sides: Vec<SideChange> = sides.iter().map(|&(at, side)| SideChange { at, side }).collect();
+        check_during_faults(&history, &sides, &sends, &contended, end).is_none()
+    }
+
+    /// A request that keeps losing to other work ("try again: conflict") is not blocked by a
+    /// fault: each such answer starts the count again. A gap longer than the bound between them
+    /// still is.
+    #[test]
+    fn losing_to_contention_starts_the_count_again() {
+        let all = 0b111;
+        let sends = [(S, 0)];
+        // Answered at 20 s, after conflicts every 5 s: never 9.02 s without an answer.
+        let every_five: Vec<u64> = (1..4).map(|k| S + k * 5 * S).collect();
+        assert!(judge_contended(S, Some(20 * S), &sends, &every_five, &[(0, all)], 30 * S));
+        // One conflict at 2 s, then silence: owed again from 2 s, due by 11.02 s.
+        assert!(!judge_contended(S, Some(12 * S), &sends, &[2 * S], &[(0, all)], 30 * S));
+        assert!(judge_contended(S, Some(11 * S), &sends, &[2 * S], &[(0, all)], 30 * S));
+        // A conflict that came after the bound ran out does not excuse the silence before it.
+        assert!(!judge_contended(S, Some(20 * S), &sends, &[12 * S], &[(0, all)], 30 * S));
+    }
+
+    /// The bound is today's timings added up; the vote timeout is dkv-core's.
+    #[test]
+    fn the_bound_adds_up_the_timings() {
+        assert_eq!(VOTE_TIMEOUT, dkv_core::Timing::default().vote_timeout);
+        assert!(LEASE_WAIT > LEASE_DURATION && LEASE_WAIT < LEASE_DURATION * 103 / 100);
+        assert_eq!(FAULT_LIVENESS_BOUND.as_millis(), 9_020);
+    }
+
+    /// A request sent to a majority member and left unanswered past the bound, while the side
+    /// lasts, is reported; answered in time, or the side changing first, or sent only to a
+    /// member off the side, it is not.
+    #[test]
+    fn a_request_owed_an_answer_must_get_it_within_the_bound() {
+        let all = 0b111;
+        let without_n2 = 0b011;
+        let late = 9 * S;
+        // Sent to n0 at 1 s, majority {n0, n1, n2} throughout: owed from 1 s, due by 10.02 s.
+        assert!(!judge(S, None, &[(S, 0)], &[(0, all)], 20 * S));
+        assert!(!judge(S, Some(11 * S), &[(S, 0)], &[(0, all)], 20 * S));
+        assert!(judge(S, Some(late), &[(S, 0)], &[(0, all)], 20 * S));
+        // The run ended before it was due: no verdict.
+        assert!(judge(S, None, &[(S, 0)], &[(0, all)], 9 * S));
+        // The side changed at 5 s (n2 cut off) and stayed: owed again from 5 s, due by 14.02 s.
+        assert!(judge(S, Some(13 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
+        assert!(!judge(S, Some(15 * S), &[(S, 0)], &[(0, all), (5 * S, without_n2)], 20 * S));
+        // Sent to n2, off the side: owed nothing until the client fails over to n0 at 4 s.
+        assert!(judge(S, None, &[(S, 2)], &[(0, without_n2)], 20 * S));
+        assert!(!judge(S, Some(14 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
+        assert!(judge(S, Some(13 * S), &[(S, 2), (4 * S, 0)], &[(0, without_n2)], 20 * S));
+        // No majority side at all: nothing is owed.
+        assert!(judge(S, None, &[(S, 0)], &[(0, 0)], 60 * S));
+        // Sides that change faster than the bound owe nothing either.
+        let flapping: Vec<(u64, u64)> =
+            (0..20).map(|k| (k * 3 * S, if k % 2 == 0 { all } else { without_n2 })).collect();
+        assert!(judge(S, None, &[(S, 0)], &flapping, 60 * S));
     }
 }

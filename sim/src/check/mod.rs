@@ -3,8 +3,9 @@
 //!
 //! The world feeds [`exactly_once`] every record as it becomes durable, during the run. The
 //! others judge the run once it is over: [`liveness`] (requests, clients and nodes after the
-//! heal), [`convergence`] (replicas agree), [`linearizability`] (the clients' history fits
-//! one order), and [`durability`] (the final state keeps every acknowledged write).
+//! heal, and, for a protocol that tolerates a minority down, requests during the faults),
+//! [`convergence`] (replicas agree), [`linearizability`] (the clients' history fits one order),
+//! and [`durability`] (the final state keeps every acknowledged write).
 //!
 //! All but liveness are public so that `dkv-torture` checks real processes with the same
 //! logic: it rebuilds each node from its data dir and reads the records from its log.
@@ -21,7 +22,8 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// atomicity | invariants | recovery | inconclusive (a search ran out of budget)
+    /// liveness-during-faults | atomicity | invariants | recovery | inconclusive (a search ran
+    /// out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,

@@ -1,0 +1,318 @@
+//! The lasting faults, drawn only for a protocol that tolerates a minority of members down
+//! (`Params::minority_faults`): members crashed for good, long absences (back with the log
+//! intact, with the data dir lost, or with the last synced record damaged), and lasting
+//! partitions that cut a minority off, both ways or one way. Together they never hold more than
+//! f = ⌊(N−1)/2⌋ members away at once, so a majority is always left to keep working; the brief
+//! faults (crashes, partitions, pauses) come and go on top of them.
+//!
+//! Here too is what the liveness-during-faults check judges against: from which moment which
+//! members form the majority side — up, not frozen, and connected both ways to each other, at
+//! least ⌊N/2⌋ + 1 of them.
+
+use super::{Event, World};
+use crate::check::liveness::SideChange;
+use crate::disk::CrashDamage;
+use crate::params::{LASTING_FAULT_MAX, LASTING_FAULT_MIN};
+use crate::random::{around, between, chance, index, range, unit};
+use crate::trace::Tag;
+use std::time::Duration;
+
+/// A lasting partition: a minority cut off from the rest.
+pub(crate) struct Cut {
+    /// The members cut off.
+    minority: Vec<bool>,
+    way: Way,
+}
+
+/// Which messages a lasting partition stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    Both,
+    /// The minority hears the rest but cannot answer.
+    MinorityCannotSend,
+    /// The minority can send but hears nothing.
+    MinorityCannotHear,
+}
+
+impl Cut {
+    /// Whether this cut stops a message from `a` to `b`.
+    fn blocks(&self, a: usize, b: usize) -> bool {
+        if self.minority[a] == self.minority[b] {
+            return false;
+        }
+        match self.way {
+            Way::Both => true,
+            Way::MinorityCannotSend => self.minority[a],
+            Way::MinorityCannotHear => self.minority[b],
+        }
+    }
+}
+
+impl World {
+    /// Schedules the permanent crashes and the first long absence and lasting partition.
+    pub(super) fn schedule_lasting_faults(&mut self) {
+        // Never n0: the end checkers judge the final state on it.
+        let mut candidates: Vec<usize> = (1..self.nodes.len()).collect();
+        for _ in 0..self.faults.permanent_crashes.min(self.params.minority_max()) {
+            let node = candidates.swap_remove(index(&mut self.lasting, candidates.len()));
+            self.nodes[node].doomed = true;
+            let at = between(&mut self.lasting, Duration::from_millis(100), Duration::from_secs(3));
+            self.schedule(at, Event::PermanentCrash { node });
+        }
+        self.note_members_lost();
+        if let Some(every) = self.faults.absence_every {
+            let at = around(&mut self.lasting, every);
+            self.schedule(at, Event::AbsenceStart);
+        }
+        if let Some(every) = self.faults.lasting_partition_every {
+            let at = around(&mut self.lasting, every);
+            self.schedule(at, Event::LastingPartitionStart);
+        }
+    }
+
+    /// Member `i` crashes, never to be restarted (it may be down already: a brief crash
+    /// beforehand was not followed by a restart).
+    pub(super) fn permanent_crash(&mut self, i: usize) {
+        if !self.nodes[i].doomed || self.nodes[i].gone {
+            return; // suppressed, or crashed at the heal already
+        }
+        if !self.fault_allowed(|_| format!("n{i} crashes for good")) {
+            // Suppressed (by the shrinker): the member is like any other.
+            self.nodes[i].doomed = false;
+            return self.restart(i);
+        }
+        self.nodes[i].gone = true;
+        self.stats.permanent_crashes += 1;
+        if self.nodes[i].node.is_none() {
+            return; // down already since a brief crash, and not restarted since
+        }
+        let survivors = range(&mut self.lasting, 0, self.nodes[i].disk.pending.len() as u64) as usize;
+        self.trace.event(self.now, Tag::PermanentCrash, &[i as u64], || format!("n{i} crashes for good"));
+        self.halt(i, survivors, &CrashDamage::default());
+    }
+
+    /// Members held away by lasting faults: crashed for good (or about to be), absent, cut off.
+    fn members_lost(&self) -> Vec<bool> {
+        (0..self.nodes.len())
+            .map(|i| {
+                let n = &self.nodes[i];
+                n.doomed || n.absent || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
+            })
+            .collect()
+    }
+
+    /// How many more members lasting faults may hold away.
+    fn room_to_lose(&self) -> usize {
+        let lost = self.members_lost().iter().filter(|l| **l).count();
+        self.params.minority_max().saturating_sub(lost)
+    }
+
+    fn note_members_lost(&mut self) {
+        let lost = self.members_lost().iter().filter(|l| **l).count() as u64;
+        self.stats.members_lost_max = self.stats.members_lost_max.max(lost);
+    }
+
+    /// A member that is up and held away by nothing else crashes and stays down for
+    /// `LASTING_FAULT_MIN..LASTING_FAULT_MAX`; schedules the next absence.
+    pub(super) fn absence_start(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        if let Some(every) = self.faults.absence_every {
+            let at = self.now + around(&mut self.lasting, every);
+            self.schedule(at, Event::AbsenceStart);
+        }
+        let lost = self.members_lost();
+        let candidates: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| !lost[i] && self.nodes[i].node.is_some()).collect();
+        if candidates.is_empty() || self.room_to_lose() == 0 {
+            return;
+        }
+        let i = candidates[index(&mut self.lasting, candidates.len())];
+        let length = between(&mut self.lasting, LASTING_FAULT_MIN, LASTING_FAULT_MAX);
+        let data_lost = chance(&mut self.lasting, self.faults.absence_data_lost);
+        let tail = (!data_lost && chance(&mut self.lasting, self.faults.absence_tail_damaged))
+            .then(|| unit(&mut self.lasting));
+        let survivors = range(&mut self.lasting, 0, self.nodes[i].disk.pending.len() as u64) as usize;
+        if !self.fault_allowed(|_| format!("n{i} goes away for {:.3}s", length as f64 / 1e9)) {
+            return;
+        }
+        let what = if data_lost {
+            ", and its data dir is lost"
+        } else if tail.is_some() {
+            ", and a bit flips in its last synced record"
+        } else {
+            ""
+        };
+        self.trace.event(
+            self.now,
+            Tag::AbsenceStart,
+            &[i as u64, length, u64::from(data_lost), u64::from(tail.is_some())],
+            || format!("n{i} crashes and stays away for {:.3}s{what}", length as f64 / 1e9),
+        );
+        self.halt(i, survivors, &CrashDamage::default());
+        if data_lost {
+            self.nodes[i].disk.lose_everything();
+            self.exactly_once.forget_node(i);
+            self.stats.data_dirs_lost += 1;
+        }
+        if let Some(bit) = tail {
+            if self.nodes[i].disk.damage_last_synced(bit) {
+                self.stats.tails_damaged += 1;
+            }
+        }
+        self.nodes[i].absent = true;
+        self.stats.absences += 1;
+        self.note_members_lost();
+        self.schedule(self.now + length, Event::AbsenceEnd { node: i });
+    }
+
+    /// The absent member `i` comes back (unless the heal brought it back already).
+    pub(super) fn absence_end(&mut self, i: usize) {
+        if !self.nodes[i].absent {
+            return;
+        }
+        self.nodes[i].absent = false;
+        self.trace.event(self.now, Tag::AbsenceEnd, &[i as u64], || format!("n{i} comes back"));
+        self.start_node(i);
+    }
+
+    /// Cuts off one to as many members as there is room for, both ways or one way, for
+    /// `LASTING_FAULT_MIN..LASTING_FAULT_MAX`; schedules the next lasting partition.
+    pub(super) fn lasting_partition_start(&mut self) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        if let Some(every) = self.faults.lasting_partition_every {
+            let at = self.now + around(&mut self.lasting, every);
+            self.schedule(at, Event::LastingPartitionStart);
+        }
+        let room = self.room_to_lose();
+        if self.cut.is_some() || room == 0 {
+            return;
+        }
+        let lost = self.members_lost();
+        let mut candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| !lost[i]).collect();
+        let size = range(&mut self.lasting, 1, room as u64) as usize;
+        let mut minority = vec![false; self.nodes.len()];
+        for _ in 0..size.min(candidates.len()) {
+            minority[candidates.swap_remove(index(&mut self.lasting, candidates.len()))] = true;
+        }
+        let way = if chance(&mut self.lasting, 0.7) {
+            Way::Both
+        } else if chance(&mut self.lasting, 0.5) {
+            Way::MinorityCannotSend
+        } else {
+            Way::MinorityCannotHear
+        };
+        let length = between(&mut self.lasting, LASTING_FAULT_MIN, LASTING_FAULT_MAX);
+        let members: Vec<usize> = (0..self.nodes.len()).filter(|&i| minority[i]).collect();
+        if !self.fault_allowed(|_| format!("{members:?} are cut off for long ({way:?})")) {
+            return;
+        }
+        let words = [members.len() as u64, way as u64, length];
+        self.trace.event(self.now, Tag::LastingPartitionStart, &words, || {
+            format!("{members:?} are cut off from the rest ({way:?}) for {:.3}s", length as f64 / 1e9)
+        });
+        self.cut = Some(Cut { minority, way });
+        self.stats.lasting_partitions += 1;
+        self.note_members_lost();
+        self.schedule(self.now + length, Event::LastingPartitionEnd);
+    }
+
+    pub(super) fn lasting_partition_end(&mut self) {
+        if self.cut.take().is_some() {
+            self.trace.event(self.now, Tag::LastingPartitionEnd, &[], || "the lasting partition ends".into());
+        }
+    }
+
+    /// At the heal: the lasting partition ends and absent members come back (the heal restarts
+    /// them); members crashed for good stay down, and those whose permanent crash was still to
+    /// come crash now (the heal ends the faults that come and go, not the lasting loss of a
+    /// member).
+    pub(super) fn end_lasting_faults(&mut self) {
+        self.lasting_partition_end();
+        for i in 0..self.nodes.len() {
+            self.nodes[i].absent = false;
+            self.permanent_crash(i);
+        }
+    }
+
+    /// Whether a message from node `a` reaches node `b` (no partition, brief or lasting, stops
+    /// it).
+    pub(super) fn reaches(&self, a: usize, b: usize) -> bool {
+        !self.blocked[a][b] && !self.cut.as_ref().is_some_and(|cut| cut.blocks(a, b))
+    }
+
+    /// Writes down the majority side if it changed (runs with `Params::minority_faults`).
+    pub(super) fn note_sides(&mut self) {
+        if !self.params.minority_faults {
+            return;
+        }
+        let live: Vec<bool> = self.nodes.iter().map(|n| n.node.is_some() && !n.paused).collect();
+        let side = majority_side(&live, |a, b| self.reaches(a, b));
+        if self.sides.last().is_none_or(|last| last.side != side) {
+            self.sides.push(SideChange { at: self.now, side });
+        }
+    }
+}
+
+/// The majority side of nodes that are `live` (up, not frozen) or not, where `reaches(a, b)`
+/// says whether a message from `a` gets to `b`: a bit per node for the live nodes connected
+/// both ways to each other, if they are a majority of all the nodes; 0 if there is none. Both
+/// kinds of partition split the nodes in two, so "connected both ways" sorts the nodes into
+/// groups (by their sides of each partition), and at most one group is a majority.
+fn majority_side(live: &[bool], reaches: impl Fn(usize, usize) -> bool) -> u64 {
+    let n = live.len();
+    let live: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
+    let both_ways = |a: usize, b: usize| reaches(a, b) && reaches(b, a);
+    for &i in &live {
+        let group: Vec<usize> = live.iter().copied().filter(|&j| j == i || both_ways(i, j)).collect();
+        let whole = group.iter().all(|&a| group.iter().all(|&b| a == b || both_ways(a, b)));
+        if group.len() > n / 2 && whole {
+            return group.iter().fold(0, |side, &j| side | 1 << j);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(minority: &[usize], n: usize, way: Way) -> Cut {
+        Cut { minority: (0..n).map(|i| minority.contains(&i)).collect(), way }
+    }
+
+    /// A lasting partition stops what its way says, between its sides only.
+    #[test]
+    fn a_cut_stops_messages_across_it_as_its_way_says() {
+        let both = cut(&[2], 3, Way::Both);
+        assert!(both.blocks(2, 0) && both.blocks(0, 2) && !both.blocks(0, 1));
+        let mute = cut(&[2], 3, Way::MinorityCannotSend);
+        assert!(mute.blocks(2, 0) && !mute.blocks(0, 2) && !mute.blocks(0, 1));
+        let deaf = cut(&[2], 3, Way::MinorityCannotHear);
+        assert!(!deaf.blocks(2, 0) && deaf.blocks(0, 2) && !deaf.blocks(1, 0));
+    }
+
+    /// The majority side leaves out the members cut off either way, down or frozen; a split
+    /// with no majority, or too few live members, leaves no side.
+    #[test]
+    fn the_majority_side_is_the_live_members_connected_both_ways() {
+        let all_live = [true; 5];
+        assert_eq!(majority_side(&all_live, |_, _| true), 0b11111);
+        for way in [Way::Both, Way::MinorityCannotSend, Way::MinorityCannotHear] {
+            let c = cut(&[1, 3], 5, way);
+            assert_eq!(majority_side(&all_live, |a, b| !c.blocks(a, b)), 0b10101, "{way:?}");
+        }
+        // Two down, one of the rest cut off: two of five live and connected, no majority.
+        let c = cut(&[0], 5, Way::Both);
+        assert_eq!(majority_side(&[true, true, true, false, false], |a, b| !c.blocks(a, b)), 0);
+        // An even split of four has no majority.
+        let c = cut(&[0, 1], 4, Way::Both);
+        assert_eq!(majority_side(&[true; 4], |a, b| !c.blocks(a, b)), 0);
+        // A brief partition and a lasting one together: the side is on the majority's side of both.
+        let (brief, lasting) = (cut(&[4], 5, Way::MinorityCannotHear), cut(&[0], 5, Way::Both));
+        assert_eq!(majority_side(&all_live, |a, b| !brief.blocks(a, b) && !lasting.blocks(a, b)), 0b01110);
+    }
+}
