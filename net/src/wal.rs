@@ -32,7 +32,7 @@
 
 use crate::identity::{self, Identity, IdentityCheck, IdentityError};
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, WalEnd};
+use dkv_core::codec::wal::{self, CutTail, WalEnd};
 use dkv_core::compaction::Compaction;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
@@ -96,8 +96,10 @@ pub struct Recovery {
     pub records: Vec<Record>,
     /// Segments read, oldest first.
     pub segments_read: usize,
-    /// Bytes cut off a torn tail, if there was one.
-    pub torn_bytes_truncated: u64,
+    /// What recovery cut off the end of the log, if anything. A cut may have lost a record
+    /// that was synced and acknowledged (see [`CutTail`]): the node cannot vouch for its state
+    /// and must catch up from a member before it votes or serves (docs/protocol.md §7.6).
+    pub cut_tail: Option<CutTail>,
 }
 
 /// An open, locked log directory.
@@ -169,7 +171,7 @@ impl Wal {
         let Some(&newest) = numbers.last() else {
             let current = create_segment(dir, FIRST_SEGMENT)?;
             sync_dir(dir)?;
-            let recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+            let recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
             return Ok((Wal::new(dir, lock, current), recovery));
         };
         // A last segment holding nothing but the beginning of a snapshot (a crash cut it short)
@@ -356,7 +358,7 @@ struct LogRead {
 /// durable, and its older segments are kept until then, so nothing in it was relied on,
 /// damaged or not). Any other unfinished snapshot is refused, after any damage that explains it.
 fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Option<LogRead>, WalError> {
-    let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+    let mut recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
     let start = find_start(dir, numbers)?;
     let last_index = numbers.len() - 1;
     let mut newest_len = 0;
@@ -393,16 +395,17 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                 let reason = "zeros where records should be".to_string();
                 return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
             }
-            WalEnd::Torn { offset, torn_bytes, error } if last => {
-                let cut = torn_bytes as u64;
+            WalEnd::Torn { offset, ref error, .. } if last => {
+                let cut = end.cut_tail().expect("a torn end is cut");
                 tracing::warn!(
+                    data_dir = %dir.display(),
                     segment = %path.display(),
                     offset,
-                    bytes = cut,
-                    "the log ends in a torn write (a crash cut it short: {error}); truncating it"
+                    bytes = cut.bytes,
+                    "the log's tail is cut at recovery: {cut} ({error}); this node cannot vouch for its state until it has caught up from a member"
                 );
                 truncate(&path, offset as u64)?;
-                recovery.torn_bytes_truncated = cut;
+                recovery.cut_tail = Some(cut);
             }
             WalEnd::Torn { offset, error, .. } => {
                 return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
@@ -562,6 +565,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dkv_core::codec::wal::CutRecord;
     use dkv_core::record::{Snapshot, VersionedEntry};
     use std::io::{Seek, Write};
 
@@ -704,7 +708,7 @@ mod tests {
         for round in 2..=3 {
             let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
             assert_eq!(recovery.records, (1..round).map(boot).collect::<Vec<_>>());
-            assert_eq!(recovery.torn_bytes_truncated, 0);
+            assert_eq!(recovery.cut_tail, None, "a clean log reports no cut");
             wal.append(&boot(round)).unwrap();
             wal.sync().unwrap();
         }
@@ -729,7 +733,7 @@ mod tests {
         OpenOptions::new().write(true).open(&path).unwrap().write_all_at(half_record, full).unwrap();
         let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2)]);
-        assert_eq!(recovery.torn_bytes_truncated, 5);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 5, record: CutRecord::Short }));
         assert_eq!(fs::metadata(&path).unwrap().len(), full);
         // Appending after the truncation yields a clean log.
         wal.append(&boot(4)).unwrap();
@@ -737,6 +741,32 @@ mod tests {
         drop(wal);
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2), boot(4)]);
+    }
+
+    /// A flipped bit in the last record, synced long ago, reads like a torn write and is cut;
+    /// recovery reports the cut as a whole record that failed its checksum (a possibly
+    /// acknowledged record lost), not as a torn write.
+    #[test]
+    fn flipped_bit_in_the_last_synced_record_is_reported_as_possible_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            wal.append(&boot(2)).unwrap();
+            wal.sync().unwrap();
+        }
+        let path = segment_path(dir.path(), FIRST_SEGMENT);
+        let first = encoded_len(&[boot(1)]);
+        let last_len = encoded_len(&[boot(2)]);
+        let at = first + wal::RECORD_HEADER_BYTES as u64; // the last record's first payload byte
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+        drop(file);
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1)]);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: last_len, record: CutRecord::WholeButDamaged }));
     }
 
     /// Damage far into a segment (past the first read window) is found at its exact offset: a
@@ -760,7 +790,7 @@ mod tests {
         {
             let (_wal, recovery) = Wal::open(dir.path()).unwrap();
             assert_eq!(recovery.records, records[1..]);
-            assert_eq!(recovery.torn_bytes_truncated, 6);
+            assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 6, record: CutRecord::Short }));
             assert_eq!(fs::metadata(&path).unwrap().len(), full);
         }
         // Flip a byte inside the last entries record: valid records follow, so it is corruption.
@@ -784,7 +814,7 @@ mod tests {
         fs::write(segment_path(dir.path(), FIRST_SEGMENT), &bytes).unwrap();
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert!(recovery.records.is_empty());
-        assert_eq!(recovery.torn_bytes_truncated, 16);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 16, record: CutRecord::Short }));
     }
 
     /// A damaged record with valid records after it stops recovery with a clear error.

@@ -5,4 +5,4 @@ pub mod frame;
 pub mod wal;
 
 pub use frame::{Frame, FrameError};
-pub use wal::{RecordError, WalEnd, WalScan};
+pub use wal::{CutRecord, CutTail, RecordError, WalEnd, WalScan};
