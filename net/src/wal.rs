@@ -102,6 +102,20 @@ pub struct Recovery {
     pub cut_tail: Option<CutTail>,
 }
 
+/// A place in the log: `len` bytes of records into segment number `segment`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    pub segment: u64,
+    pub len: u64,
+}
+
+/// A run of whole segments, `first_segment` on, up to `end` (every segment between them whole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRange {
+    pub first_segment: u64,
+    pub end: LogPosition,
+}
+
 /// An open, locked log directory.
 pub struct Wal {
     dir: PathBuf,
@@ -113,6 +127,14 @@ pub struct Wal {
     compaction: Compaction,
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
+    /// Where the log's state begins: the segment whose first record begins the newest snapshot
+    /// whose end is durable (or the first segment, before any). A state transfer starts here.
+    snapshot_start: u64,
+    /// The end of what is durable: bytes of records in a segment, everything before it whole.
+    durable_end: LogPosition,
+    /// A snapshot is being appended, beginning this segment; the log before it ends at the
+    /// position (the previous segment's end, trimmed and synced when the snapshot began).
+    pending_snapshot: Option<(u64, LogPosition)>,
     bytes_written: u64,
     /// Tests only: an OS error number the next sync fails with instead of syncing (0: none),
     /// once, as a dying disk's fsync reports an error once and then succeeds.
@@ -146,15 +168,7 @@ impl Wal {
 
     fn open_checked(dir: &Path, identity: Option<Identity>) -> Result<(Wal, Recovery), WalError> {
         let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
-        fs::create_dir_all(dir).map_err(data_dir_error)?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(WalError::Locked { dir: dir.to_path_buf() }),
-            Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
-        }
+        let lock = lock_data_dir(dir)?;
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
         if let Some(identity) = identity {
@@ -172,7 +186,7 @@ impl Wal {
             let current = create_segment(dir, FIRST_SEGMENT)?;
             sync_dir(dir)?;
             let recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
-            return Ok((Wal::new(dir, lock, current), recovery));
+            return Ok((Wal::new(dir, lock, current, FIRST_SEGMENT), recovery));
         };
         // A last segment holding nothing but the beginning of a snapshot (a crash cut it short)
         // is dropped, and the log ends in the segment before it, which was trimmed and synced
@@ -202,16 +216,21 @@ impl Wal {
         }
         let last = *numbers.last().expect("a segment before the dropped one");
         let current = open_segment(dir, last, read.newest_len)?;
-        Ok((Wal::new(dir, lock, current), read.recovery))
+        Ok((Wal::new(dir, lock, current, numbers[read.start]), read.recovery))
     }
 
-    fn new(dir: &Path, lock: File, current: Segment) -> Wal {
+    fn new(dir: &Path, lock: File, current: Segment, snapshot_start: u64) -> Wal {
+        // What recovery read is on disk: a state transfer may send it.
+        let durable_end = LogPosition { segment: current.number, len: current.len };
         Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
             compaction: Compaction::default(),
             buffered: Vec::new(),
+            snapshot_start,
+            durable_end,
+            pending_snapshot: None,
             bytes_written: 0,
             #[cfg(test)]
             sync_fault: Default::default(),
@@ -239,6 +258,8 @@ impl Wal {
             let number = self.current.number + 1;
             let segment = create_segment(&self.dir, number)?;
             sync_dir(&self.dir)?;
+            let sealed = LogPosition { segment: self.current.number, len: self.current.len };
+            self.pending_snapshot = Some((number, sealed));
             self.current = segment;
         }
         if let Record::SnapshotEnd { .. } = record {
@@ -263,6 +284,9 @@ impl Wal {
         self.write_buffered()?;
         self.sync_current()?;
         if let Some(first_needed) = self.compaction.durable() {
+            // The snapshot beginning there has a durable end: the state starts there now.
+            self.snapshot_start = first_needed;
+            self.pending_snapshot = None;
             let obsolete = list_segments(&self.dir).map_err(|source| self.io_error(source))?;
             let obsolete: Vec<u64> = obsolete.into_iter().filter(|&n| n < first_needed).collect();
             for &number in &obsolete {
@@ -321,7 +345,20 @@ impl Wal {
                 return Err(WalError::Io { path: self.current.path.clone(), source });
             }
         }
-        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })
+        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })?;
+        self.durable_end = LogPosition { segment: self.current.number, len: self.current.len };
+        Ok(())
+    }
+
+    /// The durable log a state transfer sends (see [`crate::transfer`]): from the beginning of
+    /// the newest snapshot whose end is durable (or the first segment) to the durable end, or,
+    /// while a snapshot is being appended, to the end of the segment before it.
+    pub fn transfer_range(&self) -> LogRange {
+        let end = match self.pending_snapshot {
+            Some((_, sealed)) => sealed,
+            None => self.durable_end,
+        };
+        LogRange { first_segment: self.snapshot_start, end }
     }
 
     fn io_error(&self, source: io::Error) -> WalError {
@@ -329,8 +366,21 @@ impl Wal {
     }
 }
 
+/// Creates `dir` if needed and takes its `LOCK`, held until the returned file is closed.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, WalError> {
+    let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
+    fs::create_dir_all(dir).map_err(data_dir_error)?;
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(WalError::Locked { dir: dir.to_path_buf() }),
+        Err(TryLockError::Error(source)) => Err(data_dir_error(source)),
+    }
+}
+
 /// The numbers of the segments in `dir`, ascending. Files that are not segments are ignored.
-fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut numbers = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -456,7 +506,7 @@ fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
     Ok(matches!(wal::decode_one(&bytes), Ok((Record::SnapshotBegin(_), _))))
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
 }
 
@@ -540,7 +590,7 @@ pub fn segment_number(name: &str) -> Option<u64> {
     name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok()
 }
 
-fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
+pub(crate) fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
     let path = segment_path(dir, number);
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
@@ -557,7 +607,7 @@ fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
 }
 
 /// Makes file creations and deletions in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     let io_error = |source| WalError::Io { path: dir.to_path_buf(), source };
     File::open(dir).map_err(io_error)?.sync_all().map_err(io_error)
 }
