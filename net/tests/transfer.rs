@@ -153,6 +153,24 @@ fn own_transaction_in_doubt_refuses_the_transfer() {
     assert_eq!(error, AdoptError::OwnTransactionInDoubt { txn: txn(RECEIVER, 9, 4) });
 }
 
+/// The receiver's own transaction, prepared at the member while versions were tracked and
+/// committed after an earlier build's boot (which tracks none), is applied as the member
+/// applied it: with a version, not an unknown one.
+#[test]
+fn own_commit_is_applied_in_the_versions_mode_it_was_prepared_in() {
+    let own = put(txn(RECEIVER, 1, 1), 30, "own", "r");
+    let log = vec![
+        Record::BootTracked { incarnation: 1 },
+        Record::Prepared(own.clone()),
+        Record::Boot { incarnation: 2 },
+        Record::Committed { txn: own.txn },
+    ];
+    let member = start(MEMBER, log.clone()).snapshot();
+    assert_ne!(member.entries[0].version, 0, "the member applied it with a version");
+    let (adopted, _) = adopt_bytes(&encode(&log), 5, 0).unwrap();
+    assert_eq!(start(RECEIVER, adopted).snapshot().entries, member.entries);
+}
+
 /// A member's log with no snapshot yet is adopted from the empty state.
 #[test]
 fn log_without_a_snapshot_is_adopted_from_the_empty_state() {

@@ -96,6 +96,20 @@ impl RecordAssembler {
     }
 }
 
+/// The snapshot of a log's start, for a member's log that has none yet, so that the adopted
+/// log, like every transferred one, begins with a snapshot: the empty store, and the state of
+/// a log's first record, which tracks no versions (a build that does says so with its boot
+/// record), hence no [`Record::SnapshotVersionedEntries`].
+pub fn empty_snapshot() -> [Record; 2] {
+    [Record::SnapshotBegin(Box::default()), Record::SnapshotEnd { entries: 0 }]
+}
+
+/// A boot record of incarnation 0 (it names no incarnation of anyone's), setting whether
+/// versions are tracked from here on.
+fn boot_record(tracked: bool) -> Record {
+    if tracked { Record::BootTracked { incarnation: 0 } } else { Record::Boot { incarnation: 0 } }
+}
+
 /// Where the stream is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
@@ -115,8 +129,15 @@ pub struct Adoption {
     /// The incarnation the receiver's log must reach: its own last one, and that of every
     /// transaction of its own the stream names.
     incarnation_floor: u64,
-    /// This node's own transactions prepared at the member, outcome not yet seen.
-    own_pending: BTreeMap<TxnId, TxnRecord>,
+    /// This node's own transactions prepared at the member, outcome not yet seen, each with
+    /// whether versions were tracked when it was prepared (`None`: in the snapshot, whose
+    /// tracking is known at its end).
+    own_pending: BTreeMap<TxnId, (TxnRecord, Option<bool>)>,
+    /// Whether versions are tracked at this point of the stream, as recovery reads it: set by
+    /// boot records and by the snapshot (see `Record::BootTracked`).
+    tracked: bool,
+    /// The snapshot being read holds versioned entries.
+    snapshot_tracked: bool,
     /// The member's decisions its snapshot had not applied: applied after the snapshot's end.
     unapplied: Vec<TxnRecord>,
     /// Records seen, for errors.
@@ -132,6 +153,8 @@ impl Adoption {
             place: Place::Start,
             incarnation_floor,
             own_pending: BTreeMap::new(),
+            tracked: false,
+            snapshot_tracked: false,
             unapplied: Vec::new(),
             index: 0,
         }
@@ -148,9 +171,7 @@ impl Adoption {
             if let Record::SnapshotBegin(_) = record {
                 self.place = Place::InSnapshot;
             } else {
-                // A log with no snapshot yet starts from nothing: say so with an empty one, so
-                // that the adopted log, like every transferred one, begins with a snapshot.
-                out.extend(dkv_core::Snapshot::default().into_records());
+                out.extend(empty_snapshot());
             }
         }
         match (self.place, record) {
@@ -158,10 +179,15 @@ impl Adoption {
                 out.push(Record::SnapshotBegin(Box::new(self.adopt_header(*header)?)));
             }
             (Place::InSnapshot, record @ (Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_))) => {
+                self.snapshot_tracked |= matches!(record, Record::SnapshotVersionedEntries(_));
                 out.push(record)
             }
             (Place::InSnapshot, record @ Record::SnapshotEnd { .. }) => {
                 out.push(record);
+                self.tracked = self.snapshot_tracked;
+                for (_, tracked) in self.own_pending.values_mut() {
+                    tracked.get_or_insert(self.snapshot_tracked);
+                }
                 for t in std::mem::take(&mut self.unapplied) {
                     let txn = t.txn;
                     out.push(Record::Prepared(t));
@@ -178,20 +204,35 @@ impl Adoption {
                 Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_) | Record::SnapshotEnd { .. },
             ) => return Err(out_of_place("no snapshot is open")),
             // The member's incarnations are its own; the record stays for the build it marks.
-            (Place::AfterSnapshot, Record::Boot { .. }) => out.push(Record::Boot { incarnation: 0 }),
-            (Place::AfterSnapshot, Record::BootTracked { .. }) => out.push(Record::BootTracked { incarnation: 0 }),
+            (Place::AfterSnapshot, Record::Boot { .. }) => {
+                self.tracked = false;
+                out.push(Record::Boot { incarnation: 0 });
+            }
+            (Place::AfterSnapshot, Record::BootTracked { .. }) => {
+                self.tracked = true;
+                out.push(Record::BootTracked { incarnation: 0 });
+            }
             (Place::AfterSnapshot, Record::Prepared(t)) => {
                 if t.txn.coordinator == self.me {
-                    self.hold_own(t)?;
+                    self.hold_own(t, Some(self.tracked))?;
                 } else {
                     out.push(Record::Prepared(t));
                 }
             }
             (Place::AfterSnapshot, Record::Committed { txn }) => match self.own_pending.remove(&txn) {
-                // This node's own commit, learned: its decision, finished.
-                Some(t) => {
+                // This node's own commit, learned: its decision, finished. Applied as the member
+                // applied it, with versions tracked or not as when it was prepared: boot records
+                // of incarnation 0 set that mode around it if it differs from the current one.
+                Some((t, prepared_tracked)) => {
+                    let switch = prepared_tracked.filter(|&then| then != self.tracked);
+                    if let Some(then) = switch {
+                        out.push(boot_record(then));
+                    }
                     out.push(Record::Decided(t));
                     out.push(Record::Forgotten { txn });
+                    if switch.is_some() {
+                        out.push(boot_record(self.tracked));
+                    }
                 }
                 None => out.push(Record::Committed { txn }),
             },
@@ -238,7 +279,7 @@ impl Adoption {
         let mut kept = Vec::with_capacity(prepared.len());
         for t in prepared {
             if t.txn.coordinator == self.me {
-                self.hold_own(t)?;
+                self.hold_own(t, None)?;
             } else {
                 kept.push(t);
             }
@@ -260,12 +301,12 @@ impl Adoption {
         Ok(SnapshotHeader { incarnation: 0, completions, prepared: kept, decisions: Vec::new() })
     }
 
-    fn hold_own(&mut self, t: TxnRecord) -> Result<(), AdoptError> {
+    fn hold_own(&mut self, t: TxnRecord, tracked: Option<bool>) -> Result<(), AdoptError> {
         if self.own_pending.len() >= OWN_PENDING_MAX {
             return Err(AdoptError::TooManyOwnPending);
         }
         self.incarnation_floor = self.incarnation_floor.max(t.txn.incarnation);
-        self.own_pending.insert(t.txn, t);
+        self.own_pending.insert(t.txn, (t, tracked));
         Ok(())
     }
 }

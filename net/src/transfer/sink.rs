@@ -1,11 +1,11 @@
 //! [`TransferSink`]: the receiving side of a state transfer, which writes the member's state,
 //! adopted as this node's, into a fresh log and makes it the data dir's log atomically.
 
-use super::adopt::{AdoptError, Adoption, RecordAssembler};
+use super::adopt::{AdoptError, Adoption, RecordAssembler, empty_snapshot};
 use crate::identity::{self, Identity};
 use crate::wal::{self, LogPosition, WalError};
+use dkv_core::Record;
 use dkv_core::codec::wal as codec;
-use dkv_core::{Record, Snapshot};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -116,7 +116,7 @@ impl TransferSink {
         self.assembler.finish()?;
         if self.adoption.is_empty() {
             // The member's log was empty: the state is the empty one, and it replaces the old.
-            self.adopted.extend(Snapshot::default().into_records());
+            self.adopted.extend(empty_snapshot());
         }
         let incarnation_floor = self.adoption.finish()?;
         // The node's incarnation never goes back: its next start boots above this.
