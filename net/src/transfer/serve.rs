@@ -196,3 +196,115 @@ impl Transfers {
         self.completed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::Record;
+    use dkv_core::codec::transfer::TRANSFER_WINDOW_BYTES_MIN;
+
+    const ASKER: NodeId = NodeId(1);
+
+    /// A log of `records` boot records (about 10 bytes each) in `dir`.
+    fn wal_of(dir: &std::path::Path, records: u64) -> Wal {
+        let (mut wal, _) = Wal::open(dir).unwrap();
+        for incarnation in 0..records {
+            wal.append(&Record::BootTracked { incarnation }).unwrap();
+        }
+        wal.sync().unwrap();
+        wal
+    }
+
+    fn request(transfer: u64, window_bytes: u32) -> TransferMessage {
+        TransferMessage::Request { transfer: TransferId(transfer), window_bytes }
+    }
+
+    fn chunks(out: &[Outgoing]) -> Vec<(u64, usize)> {
+        out.iter()
+            .filter_map(|o| match &o.message {
+                TransferMessage::Chunk { seq, bytes, .. } => Some((*seq, bytes.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Chunks go out only while the window has room; each acknowledgement opens it by the
+    /// chunks it covers; the end follows the last chunk, and the transfer is done once every
+    /// chunk is acknowledged.
+    #[test]
+    fn chunks_are_sent_within_the_window_and_end_once_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_of(dir.path(), 200_000); // about 2 MiB: 8 full chunks and a part
+        let total = LogSource::open(&wal).unwrap().total_bytes();
+        let mut transfers = Transfers::default();
+        let mut out = Vec::new();
+        transfers.on_message(3, 9, ASKER, request(1, 2 * TRANSFER_WINDOW_BYTES_MIN), &wal, &mut out);
+        assert!(out.is_empty());
+        let mut sent = 0u64;
+        let mut acked = Vec::new();
+        for _ in 0..100 {
+            transfers.pump(|key, serial| (key, serial) == (3, 9), &mut out);
+            for (seq, bytes) in chunks(&out) {
+                sent += bytes as u64;
+                acked.push(seq);
+            }
+            let ended = out.iter().any(|o| matches!(o.message, TransferMessage::End { .. }));
+            out.clear();
+            assert!(transfers.in_flight_bytes_peak() <= u64::from(2 * TRANSFER_WINDOW_BYTES_MIN));
+            if ended {
+                break;
+            }
+            assert!(!transfers.has_work(), "a full window waits for acknowledgements");
+            let seq = acked.last().copied().unwrap();
+            transfers.on_message(3, 9, ASKER, TransferMessage::Ack { transfer: TransferId(1), seq }, &wal, &mut out);
+        }
+        assert_eq!(sent, total);
+        assert_eq!(transfers.completed(), 0, "not done before the last chunks are acknowledged");
+        let seq = *acked.last().unwrap();
+        transfers.on_message(3, 9, ASKER, TransferMessage::Ack { transfer: TransferId(1), seq }, &wal, &mut out);
+        assert_eq!(transfers.completed(), 1);
+    }
+
+    /// Past [`TRANSFERS_MAX`] an asker is told busy; an acknowledgement of a chunk never sent,
+    /// a chunk sent to a member and a window out of bounds each end the transfer with a protocol
+    /// abort; a closed connection's transfer is dropped.
+    #[test]
+    fn misbehaving_askers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_of(dir.path(), 10);
+        let mut transfers = Transfers::default();
+        let mut out = Vec::new();
+        let window = TRANSFER_WINDOW_BYTES_MIN;
+        for key in 0..TRANSFERS_MAX {
+            transfers.on_message(key, 1, ASKER, request(key as u64, window), &wal, &mut out);
+        }
+        assert!(out.is_empty());
+        transfers.on_message(99, 1, ASKER, request(99, window), &wal, &mut out);
+        assert!(matches!(out.pop().unwrap().message, TransferMessage::Abort { reason: TransferAbort::Busy, .. }));
+
+        let ack = TransferMessage::Ack { transfer: TransferId(0), seq: 5 };
+        transfers.on_message(0, 1, ASKER, ack, &wal, &mut out);
+        assert!(matches!(
+            out.pop().unwrap().message,
+            TransferMessage::Abort { reason: TransferAbort::Protocol { .. }, .. }
+        ));
+
+        let chunk = TransferMessage::Chunk { transfer: TransferId(1), seq: 0, bytes: vec![1] };
+        transfers.on_message(1, 1, ASKER, chunk, &wal, &mut out);
+        assert!(matches!(
+            out.pop().unwrap().message,
+            TransferMessage::Abort { reason: TransferAbort::Protocol { .. }, .. }
+        ));
+
+        transfers.on_message(5, 1, ASKER, request(5, window - 1), &wal, &mut out);
+        assert!(matches!(
+            out.pop().unwrap().message,
+            TransferMessage::Abort { reason: TransferAbort::Protocol { .. }, .. }
+        ));
+
+        transfers.on_message(6, 1, ASKER, request(6, window), &wal, &mut out);
+        assert!(out.is_empty(), "room again once the misbehaving transfers ended");
+        transfers.pump(|_, _| false, &mut out);
+        assert!(out.is_empty() && !transfers.has_work(), "a closed connection's transfer is dropped");
+    }
+}
