@@ -6,6 +6,8 @@
 //!   servers can never write the same log.
 //! - `IDENTITY`: the cluster and node the directory belongs to ([`crate::identity`]), checked
 //!   by [`Wal::open_as`] before the log is read.
+//! - `TRANSFER.staging`: a state transfer's log being received ([`crate::transfer`]), renamed
+//!   into the next segment once complete; never read by recovery.
 //! - `00000000000000000001.wal`, `...02.wal`, ...: segments, numbered in the order they were
 //!   created. A new segment is started for every snapshot, whose [`Record::SnapshotBegin`] is
 //!   its first record; once the snapshot's [`Record::SnapshotEnd`] is durable every older
@@ -26,9 +28,11 @@
 //! Recovery ([`Wal::open`]) reads the segments from the newest one that starts with a snapshot.
 //! A last segment holding only the beginning of a snapshot (a crash cut the snapshot short) is
 //! deleted and recovery starts from the snapshot before it, whose segments are still there.
-//! A torn tail in the last segment (a write cut short by a crash) is truncated: it was never
-//! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
-//! silently skipping a record that was durable could make this node serve wrong data.
+//! A torn tail in the last segment (a write cut short by a crash) is truncated, and reported
+//! ([`Recovery::cut_tail`]): it was never reported durable, unless a bit flipped in the last
+//! synced record, which reads the same; so a node that cut its tail cannot vouch for its state.
+//! Any other damage stops the start: silently skipping a record that was durable could make
+//! this node serve wrong data.
 
 use crate::identity::{self, Identity, IdentityCheck, IdentityError};
 use dkv_core::Record;
