@@ -265,6 +265,22 @@ mod tests {
         assert_eq!(transfers.completed(), 1);
     }
 
+    /// However large the window, a loop turn sends at most [`CHUNKS_PER_TURN_MAX`] chunks of a
+    /// transfer, and the loop is told there is more to send: the rest goes in later turns, with
+    /// clients' requests handled between them.
+    #[test]
+    fn a_turn_sends_a_few_chunks_and_leaves_the_rest_to_later_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = wal_of(dir.path(), 200_000);
+        let mut transfers = Transfers::default();
+        let mut out = Vec::new();
+        let window = dkv_core::codec::transfer::TRANSFER_WINDOW_BYTES_MAX;
+        transfers.on_message(3, 9, ASKER, request(1, window), &wal, &mut out);
+        transfers.pump(|_, _| true, &mut out);
+        assert_eq!(chunks(&out).len(), CHUNKS_PER_TURN_MAX);
+        assert!(transfers.has_work(), "more to send next turn, without waiting for an event");
+    }
+
     /// Past [`TRANSFERS_MAX`] an asker is told busy; an acknowledgement of a chunk never sent,
     /// a chunk sent to a member and a window out of bounds each end the transfer with a protocol
     /// abort; a closed connection's transfer is dropped.
