@@ -9,11 +9,13 @@ use dkv_core::{NodeId, Record, TxnId};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-/// The largest record a transfer carries. Larger than any record a node writes under its
-/// limits (a transaction's record is at most about `Limits::frame_bytes_max`, 17 MiB by
-/// default; a snapshot's entries record about 1 MiB plus one entry), and the bound on what the
-/// assembler holds of a record cut across chunks.
-pub const TRANSFER_RECORD_BYTES_MAX: usize = 64 << 20;
+/// The largest record a transfer carries: any record a log may hold, so that every log its
+/// member can recover can be transferred. It bounds what the assembler holds of a record cut
+/// across chunks, which is what a recovery of the same log holds of it anyway. In practice
+/// records are far smaller: a snapshot's entries record is about 1 MiB plus one entry, a
+/// transaction's at most about `Limits::frame_bytes_max` (17 MiB by default); only a snapshot's
+/// header, which holds the completion records and prepared transactions, can be larger.
+pub const TRANSFER_RECORD_BYTES_MAX: usize = wal::RECORD_BYTES_MAX as usize;
 /// Own transactions ([`Adoption`]) held aside at once, waiting for their outcome.
 pub const OWN_PENDING_MAX: usize = 65_536;
 

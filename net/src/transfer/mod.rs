@@ -17,9 +17,11 @@
 //!
 //! The member holds one chunk ([`TRANSFER_CHUNK_BYTES_MAX`]) at a time, and at most the
 //! receiver's window of sent, unacknowledged bytes in its output (the asker chooses it, within
-//! [`TRANSFER_WINDOW_BYTES_MAX`]). The receiver holds one frame, the start of a record cut
-//! across chunks (at most [`TRANSFER_RECORD_BYTES_MAX`]), and about 1 MiB of encoded records
-//! before they are written out. Neither side ever holds the log or the store whole.
+//! [`TRANSFER_WINDOW_BYTES_MAX`]). The receiver holds one frame and its read buffer, the start
+//! of a record cut across chunks (at most the largest record of the log, as the log's own
+//! recovery would; [`TRANSFER_RECORD_BYTES_MAX`] at worst), and about 1 MiB of encoded records
+//! before they are written out (plus one record). Neither side ever holds the log or the store
+//! whole.
 //!
 //! # What the receiver takes: the member's data, not its roles
 //!
