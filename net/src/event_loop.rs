@@ -1444,16 +1444,6 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
         segments = recovery.segments_read,
         "recovered the log"
     );
-    if let Some(cut) = recovery.cut_tail {
-        // Until the node refuses to vote and serve after a cut (docs/protocol.md §7.6, not
-        // built yet), an operator must know that this node may have lost an acknowledged record.
-        tracing::warn!(
-            node = %config.id,
-            data_dir = %config.data_dir.display(),
-            bytes = cut.bytes,
-            "recovery cut the log's tail: {cut}; this node cannot vouch for its state, and a state transfer from a member will be needed once catch-up is built"
-        );
-    }
     let mut core_config = Config::new(config.id, members);
     core_config.limits = config.limits;
     core_config.timing = config.timing;

@@ -456,7 +456,7 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                     segment = %path.display(),
                     offset,
                     bytes = cut.bytes,
-                    "the log's tail is cut at recovery: {cut} ({error}); this node cannot vouch for its state until it has caught up from a member"
+                    "the log's tail was cut at recovery: {cut} ({error}); this node cannot vouch for its state: it may have lost an acknowledged record, and must catch up from a member before it votes or serves (not yet enforced)"
                 );
                 truncate(&path, offset as u64)?;
                 recovery.cut_tail = Some(cut);
