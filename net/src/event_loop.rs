@@ -45,8 +45,10 @@ use crate::security::users::Users;
 use crate::session::{ClientProtocol, SessionContext};
 use crate::stats::ServerStats;
 use crate::text_protocol;
+use crate::transfer::{self, serve::Transfers};
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
+use dkv_core::codec::transfer::TransferMessage;
 use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Operation, Outcome, Output, StartError, Time};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -229,6 +231,8 @@ pub struct Server {
     /// how many were left unsaid, so a flood cannot flood the log too.
     refusal_log: OccasionalLog,
     eviction_log: OccasionalLog,
+    /// State transfers this node serves to members catching up.
+    transfers: Transfers,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -304,6 +308,7 @@ impl Server {
             udp_error_replies: RateLimit::new(config.connection.udp_error_replies_per_second, now),
             refusal_log: OccasionalLog::default(),
             eviction_log: OccasionalLog::default(),
+            transfers: Transfers::default(),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -389,6 +394,7 @@ impl Server {
             self.node.handle(now, Input::Timeout);
             self.drain_outputs(now)?;
         }
+        self.pump_transfers();
         if self.coalescer.deadline().is_some_and(|deadline| deadline <= now) {
             let expired = self.coalescer.expire(now);
             self.answers.extend(expired);
@@ -440,6 +446,7 @@ impl Server {
             || self.udp_read_again
             || self.peer_udp_read_again
             || self.coalescer.has_ready()
+            || self.transfers.has_work()
         {
             return Duration::ZERO;
         }
@@ -591,6 +598,11 @@ impl Server {
         for frame in result.frames {
             // Asked again for every frame: one may have authenticated the client for the next.
             let Some(sender) = self.sender_of(key, serial) else { break };
+            if let Frame::Transfer { cluster, from, message } = frame {
+                // Answered on this very connection, so handled here, where it is known.
+                self.on_transfer(now, key, serial, sender, (cluster, from), message);
+                continue;
+            }
             self.on_frame(now, frame, sender)?;
         }
         if let Some(error) = result.error {
@@ -927,6 +939,58 @@ impl Server {
             }
         }
         self.drain_outputs(now)
+    }
+
+    /// A state transfer's message ([`crate::transfer::serve`]), taken as a peer message is: from
+    /// the member that proved itself on this connection, naming itself and this cluster.
+    fn on_transfer(
+        &mut self,
+        now: Time,
+        key: usize,
+        serial: u64,
+        sender: Sender,
+        (cluster, from): (ClusterId, NodeId),
+        message: TransferMessage,
+    ) {
+        match sender {
+            Sender::Member(member) if member == from && cluster == self.cluster => {
+                let mut out = Vec::new();
+                self.transfers.on_message(key, serial, from, message, self.group_commit.wal(), &mut out);
+                self.send_transfer_messages(out);
+            }
+            sender => {
+                ServerStats::add(&self.stats.peer_frames_refused, 1);
+                tracing::debug!(?sender, %from, %cluster, "transfer frame refused");
+                if let Sender::Client(Route::Tcp { key, .. }, _) = sender {
+                    let reason =
+                        "state transfers are taken only on the peer port, from members that prove who they are";
+                    self.fail_connection(now, key, reason);
+                }
+            }
+        }
+    }
+
+    /// Sends the chunks the transfers' windows allow this turn.
+    fn pump_transfers(&mut self) {
+        let mut out = Vec::new();
+        let inbound = &self.inbound;
+        self.transfers.pump(|key, serial| inbound.get(key).is_some_and(|c| c.serial == serial), &mut out);
+        self.send_transfer_messages(out);
+        ServerStats::raise_to(&self.stats.transfer_in_flight_bytes_peak, self.transfers.in_flight_bytes_peak());
+        ServerStats::set(&self.stats.transfers_served, self.transfers.completed());
+    }
+
+    fn send_transfer_messages(&mut self, out: Vec<transfer::serve::Outgoing>) {
+        for transfer::serve::Outgoing { key, serial, message } in out {
+            self.encode_buffer.clear();
+            let frame = Frame::Transfer { cluster: self.cluster, from: self.config.id, message };
+            frame::encode(&frame, &mut self.encode_buffer);
+            if self.inbound.queue(key, serial, &self.encode_buffer).is_err() {
+                // The window keeps a transfer's output below the limit; an asker whose
+                // output still overflows it does not read.
+                self.drop_connection(key, "a state transfer's output buffer is full");
+            }
+        }
     }
 
     /// Hands a client's request to the node, if the client may make it: where users are

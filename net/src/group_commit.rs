@@ -50,7 +50,6 @@ impl GroupCommit {
         GroupCommit { wal, appended: Lsn(0), durable: Lsn(0), prompt_sync: false, lazy_sync_at: None }
     }
 
-    #[cfg(test)]
     pub(crate) fn wal(&self) -> &Wal {
         &self.wal
     }

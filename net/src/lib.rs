@@ -37,6 +37,7 @@ mod session;
 pub mod stats;
 pub mod testing;
 pub mod text_protocol;
+pub mod transfer;
 pub mod wal;
 
 pub use client::{Client, ClientConfig, ClientError, ClientTransport};

@@ -65,6 +65,11 @@ pub struct ServerStats {
     /// Client ids the gateway has made since start: at most its `slots_max`, however many
     /// connections came and went (each leaves a completion record on every node).
     pub gateway_client_ids: AtomicU64,
+    /// State transfers this node finished serving (every chunk acknowledged).
+    pub transfers_served: AtomicU64,
+    /// The most bytes of a state transfer sent and not yet acknowledged, since start: at most
+    /// the asker's window.
+    pub transfer_in_flight_bytes_peak: AtomicU64,
 }
 
 impl ServerStats {

@@ -6,6 +6,8 @@
 //!   servers can never write the same log.
 //! - `IDENTITY`: the cluster and node the directory belongs to ([`crate::identity`]), checked
 //!   by [`Wal::open_as`] before the log is read.
+//! - `TRANSFER.staging`: a state transfer's log being received ([`crate::transfer`]), renamed
+//!   into the next segment once complete; never read by recovery.
 //! - `00000000000000000001.wal`, `...02.wal`, ...: segments, numbered in the order they were
 //!   created. A new segment is started for every snapshot, whose [`Record::SnapshotBegin`] is
 //!   its first record; once the snapshot's [`Record::SnapshotEnd`] is durable every older
@@ -26,13 +28,15 @@
 //! Recovery ([`Wal::open`]) reads the segments from the newest one that starts with a snapshot.
 //! A last segment holding only the beginning of a snapshot (a crash cut the snapshot short) is
 //! deleted and recovery starts from the snapshot before it, whose segments are still there.
-//! A torn tail in the last segment (a write cut short by a crash) is truncated: it was never
-//! reported durable, so nothing acknowledged depended on it. Any other damage stops the start:
-//! silently skipping a record that was durable could make this node serve wrong data.
+//! A torn tail in the last segment (a write cut short by a crash) is truncated, and reported
+//! ([`Recovery::cut_tail`]): it was never reported durable, unless a bit flipped in the last
+//! synced record, which reads the same; so a node that cut its tail cannot vouch for its state.
+//! Any other damage stops the start: silently skipping a record that was durable could make
+//! this node serve wrong data.
 
 use crate::identity::{self, Identity, IdentityCheck, IdentityError};
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, WalEnd};
+use dkv_core::codec::wal::{self, CutTail, WalEnd};
 use dkv_core::compaction::Compaction;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
@@ -96,8 +100,24 @@ pub struct Recovery {
     pub records: Vec<Record>,
     /// Segments read, oldest first.
     pub segments_read: usize,
-    /// Bytes cut off a torn tail, if there was one.
-    pub torn_bytes_truncated: u64,
+    /// What recovery cut off the end of the log, if anything. A cut may have lost a record
+    /// that was synced and acknowledged (see [`CutTail`]): the node cannot vouch for its state
+    /// and must catch up from a member before it votes or serves (docs/protocol.md §7.6).
+    pub cut_tail: Option<CutTail>,
+}
+
+/// A place in the log: `len` bytes of records into segment number `segment`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    pub segment: u64,
+    pub len: u64,
+}
+
+/// A run of whole segments, `first_segment` on, up to `end` (every segment between them whole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRange {
+    pub first_segment: u64,
+    pub end: LogPosition,
 }
 
 /// An open, locked log directory.
@@ -111,6 +131,14 @@ pub struct Wal {
     compaction: Compaction,
     /// Encoded records not yet written to `current`.
     buffered: Vec<u8>,
+    /// Where the log's state begins: the segment whose first record begins the newest snapshot
+    /// whose end is durable (or the first segment, before any). A state transfer starts here.
+    snapshot_start: u64,
+    /// The end of what is durable: bytes of records in a segment, everything before it whole.
+    durable_end: LogPosition,
+    /// A snapshot is being appended, beginning this segment; the log before it ends at the
+    /// position (the previous segment's end, trimmed and synced when the snapshot began).
+    pending_snapshot: Option<(u64, LogPosition)>,
     bytes_written: u64,
     /// Tests only: an OS error number the next sync fails with instead of syncing (0: none),
     /// once, as a dying disk's fsync reports an error once and then succeeds.
@@ -144,15 +172,7 @@ impl Wal {
 
     fn open_checked(dir: &Path, identity: Option<Identity>) -> Result<(Wal, Recovery), WalError> {
         let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
-        fs::create_dir_all(dir).map_err(data_dir_error)?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock =
-            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(WalError::Locked { dir: dir.to_path_buf() }),
-            Err(TryLockError::Error(source)) => return Err(data_dir_error(source)),
-        }
+        let lock = lock_data_dir(dir)?;
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
         if let Some(identity) = identity {
@@ -169,8 +189,8 @@ impl Wal {
         let Some(&newest) = numbers.last() else {
             let current = create_segment(dir, FIRST_SEGMENT)?;
             sync_dir(dir)?;
-            let recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
-            return Ok((Wal::new(dir, lock, current), recovery));
+            let recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
+            return Ok((Wal::new(dir, lock, current, FIRST_SEGMENT), recovery));
         };
         // A last segment holding nothing but the beginning of a snapshot (a crash cut it short)
         // is dropped, and the log ends in the segment before it, which was trimmed and synced
@@ -200,16 +220,21 @@ impl Wal {
         }
         let last = *numbers.last().expect("a segment before the dropped one");
         let current = open_segment(dir, last, read.newest_len)?;
-        Ok((Wal::new(dir, lock, current), read.recovery))
+        Ok((Wal::new(dir, lock, current, numbers[read.start]), read.recovery))
     }
 
-    fn new(dir: &Path, lock: File, current: Segment) -> Wal {
+    fn new(dir: &Path, lock: File, current: Segment, snapshot_start: u64) -> Wal {
+        // What recovery read is on disk: a state transfer may send it.
+        let durable_end = LogPosition { segment: current.number, len: current.len };
         Wal {
             dir: dir.to_path_buf(),
             _lock: lock,
             current,
             compaction: Compaction::default(),
             buffered: Vec::new(),
+            snapshot_start,
+            durable_end,
+            pending_snapshot: None,
             bytes_written: 0,
             #[cfg(test)]
             sync_fault: Default::default(),
@@ -237,6 +262,8 @@ impl Wal {
             let number = self.current.number + 1;
             let segment = create_segment(&self.dir, number)?;
             sync_dir(&self.dir)?;
+            let sealed = LogPosition { segment: self.current.number, len: self.current.len };
+            self.pending_snapshot = Some((number, sealed));
             self.current = segment;
         }
         if let Record::SnapshotEnd { .. } = record {
@@ -261,6 +288,9 @@ impl Wal {
         self.write_buffered()?;
         self.sync_current()?;
         if let Some(first_needed) = self.compaction.durable() {
+            // The snapshot beginning there has a durable end: the state starts there now.
+            self.snapshot_start = first_needed;
+            self.pending_snapshot = None;
             let obsolete = list_segments(&self.dir).map_err(|source| self.io_error(source))?;
             let obsolete: Vec<u64> = obsolete.into_iter().filter(|&n| n < first_needed).collect();
             for &number in &obsolete {
@@ -319,7 +349,20 @@ impl Wal {
                 return Err(WalError::Io { path: self.current.path.clone(), source });
             }
         }
-        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })
+        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })?;
+        self.durable_end = LogPosition { segment: self.current.number, len: self.current.len };
+        Ok(())
+    }
+
+    /// The durable log a state transfer sends (see [`crate::transfer`]): from the beginning of
+    /// the newest snapshot whose end is durable (or the first segment) to the durable end, or,
+    /// while a snapshot is being appended, to the end of the segment before it.
+    pub fn transfer_range(&self) -> LogRange {
+        let end = match self.pending_snapshot {
+            Some((_, sealed)) => sealed,
+            None => self.durable_end,
+        };
+        LogRange { first_segment: self.snapshot_start, end }
     }
 
     fn io_error(&self, source: io::Error) -> WalError {
@@ -327,8 +370,21 @@ impl Wal {
     }
 }
 
+/// Creates `dir` if needed and takes its `LOCK`, held until the returned file is closed.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, WalError> {
+    let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
+    fs::create_dir_all(dir).map_err(data_dir_error)?;
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(TryLockError::WouldBlock) => Err(WalError::Locked { dir: dir.to_path_buf() }),
+        Err(TryLockError::Error(source)) => Err(data_dir_error(source)),
+    }
+}
+
 /// The numbers of the segments in `dir`, ascending. Files that are not segments are ignored.
-fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut numbers = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -356,7 +412,7 @@ struct LogRead {
 /// durable, and its older segments are kept until then, so nothing in it was relied on,
 /// damaged or not). Any other unfinished snapshot is refused, after any damage that explains it.
 fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Option<LogRead>, WalError> {
-    let mut recovery = Recovery { records: Vec::new(), segments_read: 0, torn_bytes_truncated: 0 };
+    let mut recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
     let start = find_start(dir, numbers)?;
     let last_index = numbers.len() - 1;
     let mut newest_len = 0;
@@ -393,16 +449,17 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                 let reason = "zeros where records should be".to_string();
                 return Err(WalError::DamagedBeforeTail { path, offset: valid_len, reason });
             }
-            WalEnd::Torn { offset, torn_bytes, error } if last => {
-                let cut = torn_bytes as u64;
+            WalEnd::Torn { offset, ref error, .. } if last => {
+                let cut = end.cut_tail().expect("a torn end is cut");
                 tracing::warn!(
+                    data_dir = %dir.display(),
                     segment = %path.display(),
                     offset,
-                    bytes = cut,
-                    "the log ends in a torn write (a crash cut it short: {error}); truncating it"
+                    bytes = cut.bytes,
+                    "the log's tail was cut at recovery: {cut} ({error}); this node cannot vouch for its state: it may have lost an acknowledged record, and must catch up from a member before it votes or serves (not yet enforced)"
                 );
                 truncate(&path, offset as u64)?;
-                recovery.torn_bytes_truncated = cut;
+                recovery.cut_tail = Some(cut);
             }
             WalEnd::Torn { offset, error, .. } => {
                 return Err(WalError::DamagedBeforeTail { path, offset, reason: error.to_string() });
@@ -453,7 +510,7 @@ fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
     Ok(matches!(wal::decode_one(&bytes), Ok((Record::SnapshotBegin(_), _))))
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:020}{SEGMENT_SUFFIX}"))
 }
 
@@ -537,7 +594,7 @@ pub fn segment_number(name: &str) -> Option<u64> {
     name.strip_suffix(SEGMENT_SUFFIX)?.parse().ok()
 }
 
-fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
+pub(crate) fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
     let path = segment_path(dir, number);
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
@@ -554,7 +611,7 @@ fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
 }
 
 /// Makes file creations and deletions in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), WalError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), WalError> {
     let io_error = |source| WalError::Io { path: dir.to_path_buf(), source };
     File::open(dir).map_err(io_error)?.sync_all().map_err(io_error)
 }
@@ -562,6 +619,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dkv_core::codec::wal::CutRecord;
     use dkv_core::record::{Snapshot, VersionedEntry};
     use std::io::{Seek, Write};
 
@@ -704,7 +762,7 @@ mod tests {
         for round in 2..=3 {
             let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
             assert_eq!(recovery.records, (1..round).map(boot).collect::<Vec<_>>());
-            assert_eq!(recovery.torn_bytes_truncated, 0);
+            assert_eq!(recovery.cut_tail, None, "a clean log reports no cut");
             wal.append(&boot(round)).unwrap();
             wal.sync().unwrap();
         }
@@ -729,7 +787,7 @@ mod tests {
         OpenOptions::new().write(true).open(&path).unwrap().write_all_at(half_record, full).unwrap();
         let (mut wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2)]);
-        assert_eq!(recovery.torn_bytes_truncated, 5);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 5, record: CutRecord::Short }));
         assert_eq!(fs::metadata(&path).unwrap().len(), full);
         // Appending after the truncation yields a clean log.
         wal.append(&boot(4)).unwrap();
@@ -737,6 +795,32 @@ mod tests {
         drop(wal);
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1), boot(2), boot(4)]);
+    }
+
+    /// A flipped bit in the last record, synced long ago, reads like a torn write and is cut;
+    /// recovery reports the cut as a whole record that failed its checksum (a possibly
+    /// acknowledged record lost), not as a torn write.
+    #[test]
+    fn flipped_bit_in_the_last_synced_record_is_reported_as_possible_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append(&boot(1)).unwrap();
+            wal.append(&boot(2)).unwrap();
+            wal.sync().unwrap();
+        }
+        let path = segment_path(dir.path(), FIRST_SEGMENT);
+        let first = encoded_len(&[boot(1)]);
+        let last_len = encoded_len(&[boot(2)]);
+        let at = first + wal::RECORD_HEADER_BYTES as u64; // the last record's first payload byte
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+        drop(file);
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1)]);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: last_len, record: CutRecord::WholeButDamaged }));
     }
 
     /// Damage far into a segment (past the first read window) is found at its exact offset: a
@@ -760,7 +844,7 @@ mod tests {
         {
             let (_wal, recovery) = Wal::open(dir.path()).unwrap();
             assert_eq!(recovery.records, records[1..]);
-            assert_eq!(recovery.torn_bytes_truncated, 6);
+            assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 6, record: CutRecord::Short }));
             assert_eq!(fs::metadata(&path).unwrap().len(), full);
         }
         // Flip a byte inside the last entries record: valid records follow, so it is corruption.
@@ -784,7 +868,7 @@ mod tests {
         fs::write(segment_path(dir.path(), FIRST_SEGMENT), &bytes).unwrap();
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert!(recovery.records.is_empty());
-        assert_eq!(recovery.torn_bytes_truncated, 16);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 16, record: CutRecord::Short }));
     }
 
     /// A damaged record with valid records after it stops recovery with a clear error.

@@ -1,6 +1,7 @@
 //! Network frames: an 8-byte header (magic `dkv`, version, payload length as u32 LE) followed
 //! by a postcard payload. The same frames travel over TCP streams and UDP datagrams.
 
+use super::transfer::TransferMessage;
 use crate::ids::{ClusterId, NodeId};
 use crate::message::Message;
 use crate::operation::{Reply, Request};
@@ -44,6 +45,9 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         mac: Vec<u8>,
     },
+    /// Node -> node, a state transfer's message ([`super::transfer`]): taken only as
+    /// [`Frame::Peer`] is, from an authenticated member naming itself and this cluster.
+    Transfer { cluster: ClusterId, from: NodeId, message: TransferMessage },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]

@@ -149,9 +149,10 @@ pub enum WalEnd {
     /// was last open (the last one); its writer trims any other before starting the next, so
     /// zeros there mean lost writes.
     Zeros,
-    /// The bytes from `offset` on hold no valid record: a write cut short. `torn_bytes` of them
-    /// (not counting the zeros after them) are garbage. Truncate them.
-    Torn { offset: usize, torn_bytes: usize, error: RecordError },
+    /// The bytes from `offset` on hold no valid record: a write cut short, or the last record
+    /// damaged (`record` says which it looks like). `torn_bytes` of them (not counting the
+    /// zeros after them) are garbage. Truncate them, and report the cut ([`WalEnd::cut_tail`]).
+    Torn { offset: usize, torn_bytes: usize, record: CutRecord, error: RecordError },
     /// The record at `offset` is damaged, yet a valid record follows at `next_valid` (or there
     /// is too much damage to search for one, `None`): the log was damaged after it was written.
     /// Recovery must stop rather than lose those records.
@@ -192,7 +193,72 @@ pub fn classify_damage(tail: &[u8], offset: usize, error: RecordError) -> WalEnd
             return WalEnd::Corrupt { offset, next_valid: Some(offset + at), error };
         }
     }
-    WalEnd::Torn { offset, torn_bytes: nonzero_len, error }
+    let record = CutRecord::of(&tail[..nonzero_len], &error);
+    WalEnd::Torn { offset, torn_bytes: nonzero_len, record, error }
+}
+
+impl WalEnd {
+    /// What a recovery that truncates this end cuts off, if it cuts anything (only a torn end
+    /// is ever truncated; every other end is kept or refused).
+    pub fn cut_tail(&self) -> Option<CutTail> {
+        match self {
+            WalEnd::Torn { torn_bytes, record, .. } => Some(CutTail { bytes: *torn_bytes as u64, record: *record }),
+            WalEnd::Clean | WalEnd::Zeros | WalEnd::Corrupt { .. } => None,
+        }
+    }
+}
+
+/// What recovery cut off the end of a log: `bytes` bytes (the zeros after them not counted),
+/// starting with a record in the state `record` says.
+///
+/// Any cut means the node cannot vouch for its state: a flipped bit in the last *synced* record
+/// reads exactly like a torn write, and truncating it loses a record that may have been
+/// acknowledged (a vote, a commit). A node that cut its tail must not vote or serve until it
+/// has caught up from a member (docs/protocol.md §7.6); `record` only says how likely the loss
+/// is, for the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CutTail {
+    pub bytes: u64,
+    pub record: CutRecord,
+}
+
+/// The state of the first record a cut removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CutRecord {
+    /// The record's bytes stop (the file ends, or only zeros follow: a preallocated segment's
+    /// unwritten part) before the length its header claims: a write the crash cut short,
+    /// which was never reported durable. (A damaged record whose last bytes are zeros, or a
+    /// flip in the length field that claims more bytes than were written, reads the same.)
+    Short,
+    /// Every byte the record claims was written, but its checksum fails, its length field is
+    /// impossible, or its checksummed payload does not decode: possibly a record that was
+    /// synced, and acknowledged, then damaged on disk.
+    WholeButDamaged,
+}
+
+impl CutRecord {
+    /// How the damaged record at the front of `written` reads, where `written` ends at the last
+    /// non-zero byte of the segment and `error` is why the record did not decode.
+    fn of(written: &[u8], error: &RecordError) -> CutRecord {
+        match (error, length_field(written)) {
+            (RecordError::BadLength { .. }, _) => CutRecord::WholeButDamaged,
+            (_, Some(len)) if RECORD_HEADER_BYTES + len as usize <= written.len() => CutRecord::WholeButDamaged,
+            _ => CutRecord::Short,
+        }
+    }
+}
+
+impl std::fmt::Display for CutTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.record {
+            CutRecord::Short => write!(f, "{} bytes of a record cut short (a torn write)", self.bytes),
+            CutRecord::WholeButDamaged => write!(
+                f,
+                "{} bytes starting with a whole record that fails its checksum (possibly a synced, acknowledged record damaged on disk)",
+                self.bytes
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,6 +312,34 @@ mod tests {
         let scan = scan(&bytes);
         assert_eq!(scan.records.len(), 3);
         assert!(matches!(scan.end, WalEnd::Torn { offset, .. } if offset == clean), "{:?}", scan.end);
+    }
+
+    /// What a truncation cuts is reported by how the cut record reads: a record cut short is a
+    /// torn write; a whole record with a flipped payload bit may be a synced one damaged; a
+    /// clean end cuts nothing.
+    #[test]
+    fn cut_tail_tells_a_short_record_from_a_whole_damaged_one() {
+        let (bytes, starts) = log();
+        let last_len = (bytes.len() - starts[2]) as u64;
+        assert_eq!(scan(&bytes).end.cut_tail(), None);
+        let mut zero_tail = bytes.clone();
+        zero_tail.extend_from_slice(&[0; 64]);
+        assert_eq!(scan(&zero_tail).end.cut_tail(), None);
+
+        let short = &bytes[..bytes.len() - 1];
+        let cut = CutTail { bytes: last_len - 1, record: CutRecord::Short };
+        assert_eq!(scan(short).end.cut_tail(), Some(cut));
+
+        let mut into_zeros = bytes[..starts[2] + RECORD_HEADER_BYTES + 2].to_vec(); // tag 0, then a non-zero byte
+        into_zeros.extend_from_slice(&[0; 64]);
+        let cut = CutTail { bytes: RECORD_HEADER_BYTES as u64 + 2, record: CutRecord::Short };
+        assert_eq!(scan(&into_zeros).end.cut_tail(), Some(cut), "a torn write into preallocated zeros");
+
+        let mut flipped = bytes.clone();
+        flipped[starts[2] + RECORD_HEADER_BYTES] ^= 0x10;
+        flipped.extend_from_slice(&[0; 64]);
+        let cut = CutTail { bytes: last_len, record: CutRecord::WholeButDamaged };
+        assert_eq!(scan(&flipped).end.cut_tail(), Some(cut));
     }
 
     /// More damaged bytes than any torn write leaves is corruption, even with nothing valid

@@ -61,11 +61,17 @@ impl PeerTls {
 
     /// A TLS session for a link this node opens to member `to`.
     pub fn connect(&self, to: NodeId) -> rustls::Connection {
+        rustls::Connection::Client(self.client_session(to))
+    }
+
+    /// [`PeerTls::connect`]'s session as a client's, for a blocking stream (a state transfer's
+    /// asker: [`crate::transfer::fetch_state`]).
+    pub fn client_session(&self, to: NodeId) -> ClientConnection {
         let name = ServerName::try_from(peer_name(self.cluster, to)).expect("a peer name is a valid DNS name");
         let mut session =
             ClientConnection::new(self.client.clone(), name).expect("a client session with a valid configuration");
         session.set_buffer_limit(Some(TLS_BUFFER_BYTES_MAX));
-        rustls::Connection::Client(session)
+        session
     }
 
     /// A TLS session for a link a peer opened to this node.

@@ -1,0 +1,314 @@
+//! The receiving side's pure half: [`RecordAssembler`] turns a stream of chunks back into
+//! records, and [`Adoption`] turns a member's records into the receiver's (the rule is in the
+//! module doc of [`crate::transfer`]). No I/O: the fuzzers and tests drive them directly.
+
+use dkv_core::codec::transfer::TRANSFER_CHUNK_BYTES_MAX;
+use dkv_core::codec::wal::{self, RecordError, RecordsStop};
+use dkv_core::record::{DecisionState, SnapshotHeader, TxnRecord};
+use dkv_core::{NodeId, Record, TxnId};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// The largest record a transfer carries: any record a log may hold, so that every log its
+/// member can recover can be transferred. It bounds what the assembler holds of a record cut
+/// across chunks, which is what a recovery of the same log holds of it anyway. In practice
+/// records are far smaller: a snapshot's entries record is about 1 MiB plus one entry, a
+/// transaction's at most about `Limits::frame_bytes_max` (17 MiB by default); only a snapshot's
+/// header, which holds the completion records and prepared transactions, can be larger.
+pub const TRANSFER_RECORD_BYTES_MAX: usize = wal::RECORD_BYTES_MAX as usize;
+/// Own transactions ([`Adoption`]) held aside at once, waiting for their outcome.
+pub const OWN_PENDING_MAX: usize = 65_536;
+
+/// Why the stream does not make a log this node can take.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum AdoptError {
+    #[error("record {index} of the stream is damaged: {error}")]
+    Damaged { index: u64, error: RecordError },
+    #[error(
+        "record {index} of the stream claims {bytes} bytes, more than a transfer carries ({TRANSFER_RECORD_BYTES_MAX})"
+    )]
+    RecordTooLarge { index: u64, bytes: usize },
+    #[error("the stream ends inside a record ({bytes} bytes of it)")]
+    EndsInsideRecord { bytes: usize },
+    #[error("the stream ends inside its snapshot")]
+    EndsInsideSnapshot,
+    #[error("record {index} ({kind}) is out of place: {why}")]
+    OutOfPlace { index: u64, kind: &'static str, why: &'static str },
+    #[error(
+        "transaction {txn}, coordinated by this node in an earlier life, is prepared at the member with no known outcome; this node cannot decide it now. Ask again once the cluster has settled it (a configuration change does)"
+    )]
+    OwnTransactionInDoubt { txn: TxnId },
+    #[error("more than {OWN_PENDING_MAX} of this node's own transactions are in doubt at the member")]
+    TooManyOwnPending,
+}
+
+/// Reassembles the records of a stream of chunks. Holds at most the bytes of one record cut
+/// across chunks plus one chunk.
+#[derive(Default)]
+pub struct RecordAssembler {
+    /// Bytes received and not yet decoded; always starts at a record boundary.
+    pending: Vec<u8>,
+    /// Records decoded so far.
+    decoded: u64,
+    /// The most bytes `pending` ever held.
+    high_water_bytes: usize,
+}
+
+impl RecordAssembler {
+    /// Adds `chunk` and appends every record it completes to `records`.
+    pub fn push(&mut self, chunk: &[u8], records: &mut Vec<Record>) -> Result<(), AdoptError> {
+        self.pending.extend_from_slice(chunk);
+        self.high_water_bytes = self.high_water_bytes.max(self.pending.len());
+        let first = records.len();
+        let read = wal::decode_records(&self.pending, true, records);
+        self.pending.drain(..read.len);
+        self.decoded += (records.len() - first) as u64;
+        match read.stop {
+            RecordsStop::NeedsBytes { record_bytes } if record_bytes > TRANSFER_RECORD_BYTES_MAX => {
+                Err(AdoptError::RecordTooLarge { index: self.decoded, bytes: record_bytes })
+            }
+            RecordsStop::NeedsBytes { .. } | RecordsStop::End => {
+                // A large record passed through: do not keep its size until the end.
+                let keep = self.pending.len().max(TRANSFER_CHUNK_BYTES_MAX as usize);
+                if self.pending.capacity() > 2 * keep {
+                    self.pending.shrink_to(keep);
+                }
+                Ok(())
+            }
+            RecordsStop::Damaged(error) => Err(AdoptError::Damaged { index: self.decoded, error }),
+        }
+    }
+
+    /// The stream ended: it must end on a record boundary.
+    pub fn finish(&self) -> Result<(), AdoptError> {
+        match self.pending.len() {
+            0 => Ok(()),
+            bytes => Err(AdoptError::EndsInsideRecord { bytes }),
+        }
+    }
+
+    /// The most bytes held at once.
+    pub fn high_water_bytes(&self) -> usize {
+        self.high_water_bytes
+    }
+
+    /// Bytes held now: the start of a record cut across chunks.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// The snapshot of a log's start, for a member's log that has none yet, so that the adopted
+/// log, like every transferred one, begins with a snapshot: the empty store, and the state of
+/// a log's first record, which tracks no versions (a build that does says so with its boot
+/// record), hence no [`Record::SnapshotVersionedEntries`].
+pub fn empty_snapshot() -> [Record; 2] {
+    [Record::SnapshotBegin(Box::default()), Record::SnapshotEnd { entries: 0 }]
+}
+
+/// A boot record of incarnation 0 (it names no incarnation of anyone's), setting whether
+/// versions are tracked from here on.
+fn boot_record(tracked: bool) -> Record {
+    if tracked { Record::BootTracked { incarnation: 0 } } else { Record::Boot { incarnation: 0 } }
+}
+
+/// Where the stream is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// Nothing read yet.
+    Start,
+    /// Inside the stream's snapshot.
+    InSnapshot,
+    /// After the snapshot: the records logged since.
+    AfterSnapshot,
+}
+
+/// Rewrites a member's records as node `me`'s (see the rule in [`crate::transfer`]), one at a
+/// time, in stream order.
+pub struct Adoption {
+    me: NodeId,
+    place: Place,
+    /// The incarnation the receiver's log must reach: its own last one, and that of every
+    /// transaction of its own the stream names.
+    incarnation_floor: u64,
+    /// This node's own transactions prepared at the member, outcome not yet seen, each with
+    /// whether versions were tracked when it was prepared (`None`: in the snapshot, whose
+    /// tracking is known at its end).
+    own_pending: BTreeMap<TxnId, (TxnRecord, Option<bool>)>,
+    /// Whether versions are tracked at this point of the stream, as recovery reads it: set by
+    /// boot records and by the snapshot (see `Record::BootTracked`).
+    tracked: bool,
+    /// The snapshot being read holds versioned entries.
+    snapshot_tracked: bool,
+    /// The member's decisions its snapshot had not applied: applied after the snapshot's end.
+    unapplied: Vec<TxnRecord>,
+    /// Records seen, for errors.
+    index: u64,
+}
+
+impl Adoption {
+    /// For node `me`, whose incarnation so far was `incarnation_floor` (0 if unknown: an
+    /// emptied or new data dir).
+    pub fn new(me: NodeId, incarnation_floor: u64) -> Adoption {
+        Adoption {
+            me,
+            place: Place::Start,
+            incarnation_floor,
+            own_pending: BTreeMap::new(),
+            tracked: false,
+            snapshot_tracked: false,
+            unapplied: Vec::new(),
+            index: 0,
+        }
+    }
+
+    /// Appends to `out` what the member's `record` becomes in this node's log.
+    pub fn adopt(&mut self, record: Record, out: &mut Vec<Record>) -> Result<(), AdoptError> {
+        let index = self.index;
+        self.index += 1;
+        let kind = record.kind();
+        let out_of_place = |why| AdoptError::OutOfPlace { index, kind, why };
+        if self.place == Place::Start {
+            self.place = Place::AfterSnapshot;
+            if let Record::SnapshotBegin(_) = record {
+                self.place = Place::InSnapshot;
+            } else {
+                out.extend(empty_snapshot());
+            }
+        }
+        match (self.place, record) {
+            (Place::InSnapshot, Record::SnapshotBegin(header)) if index == 0 => {
+                out.push(Record::SnapshotBegin(Box::new(self.adopt_header(*header)?)));
+            }
+            (Place::InSnapshot, record @ (Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_))) => {
+                self.snapshot_tracked |= matches!(record, Record::SnapshotVersionedEntries(_));
+                out.push(record)
+            }
+            (Place::InSnapshot, record @ Record::SnapshotEnd { .. }) => {
+                out.push(record);
+                self.tracked = self.snapshot_tracked;
+                for (_, tracked) in self.own_pending.values_mut() {
+                    tracked.get_or_insert(self.snapshot_tracked);
+                }
+                for t in std::mem::take(&mut self.unapplied) {
+                    let txn = t.txn;
+                    out.push(Record::Prepared(t));
+                    out.push(Record::Committed { txn });
+                }
+                self.place = Place::AfterSnapshot;
+            }
+            (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
+            (Place::AfterSnapshot, Record::SnapshotBegin(_)) => {
+                return Err(out_of_place("a transfer carries one snapshot, at its start"));
+            }
+            (
+                Place::AfterSnapshot,
+                Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_) | Record::SnapshotEnd { .. },
+            ) => return Err(out_of_place("no snapshot is open")),
+            // The member's incarnations are its own; the record stays for the build it marks.
+            (Place::AfterSnapshot, Record::Boot { .. }) => {
+                self.tracked = false;
+                out.push(Record::Boot { incarnation: 0 });
+            }
+            (Place::AfterSnapshot, Record::BootTracked { .. }) => {
+                self.tracked = true;
+                out.push(Record::BootTracked { incarnation: 0 });
+            }
+            (Place::AfterSnapshot, Record::Prepared(t)) => {
+                if t.txn.coordinator == self.me {
+                    self.hold_own(t, Some(self.tracked))?;
+                } else {
+                    out.push(Record::Prepared(t));
+                }
+            }
+            (Place::AfterSnapshot, Record::Committed { txn }) => match self.own_pending.remove(&txn) {
+                // This node's own commit, learned: its decision, finished. Applied as the member
+                // applied it, with versions tracked or not as when it was prepared: boot records
+                // of incarnation 0 set that mode around it if it differs from the current one.
+                Some((t, prepared_tracked)) => {
+                    let switch = prepared_tracked.filter(|&then| then != self.tracked);
+                    if let Some(then) = switch {
+                        out.push(boot_record(then));
+                    }
+                    out.push(Record::Decided(t));
+                    out.push(Record::Forgotten { txn });
+                    if switch.is_some() {
+                        out.push(boot_record(self.tracked));
+                    }
+                }
+                None => out.push(Record::Committed { txn }),
+            },
+            (Place::AfterSnapshot, Record::Aborted { txn }) => {
+                if self.own_pending.remove(&txn).is_none() {
+                    out.push(Record::Aborted { txn });
+                }
+            }
+            (Place::AfterSnapshot, Record::Decided(t)) => {
+                if t.txn.coordinator == self.me {
+                    return Err(out_of_place("a member decided a transaction of this node's"));
+                }
+                // The member's decision is a commit this node learned, as a participant does.
+                let txn = t.txn;
+                out.push(Record::Prepared(t));
+                out.push(Record::Committed { txn });
+            }
+            // The member's coordinator is done with it; nothing of this node's.
+            (Place::AfterSnapshot, Record::Forgotten { .. }) => {}
+            (Place::Start, _) => unreachable!("the place is set above"),
+        }
+        Ok(())
+    }
+
+    /// The stream ended: returns the incarnation the receiver's log must name (at least), or
+    /// why the state cannot be taken.
+    pub fn finish(&self) -> Result<u64, AdoptError> {
+        if self.place == Place::InSnapshot {
+            return Err(AdoptError::EndsInsideSnapshot);
+        }
+        if let Some(&txn) = self.own_pending.keys().next() {
+            return Err(AdoptError::OwnTransactionInDoubt { txn });
+        }
+        Ok(self.incarnation_floor)
+    }
+
+    /// Whether nothing has been read yet.
+    pub fn is_empty(&self) -> bool {
+        self.place == Place::Start
+    }
+
+    fn adopt_header(&mut self, header: SnapshotHeader) -> Result<SnapshotHeader, AdoptError> {
+        let SnapshotHeader { incarnation: _, completions, prepared, decisions } = header;
+        let mut kept = Vec::with_capacity(prepared.len());
+        for t in prepared {
+            if t.txn.coordinator == self.me {
+                self.hold_own(t, None)?;
+            } else {
+                kept.push(t);
+            }
+        }
+        for DecisionState { decision, applied } in decisions {
+            if decision.txn.coordinator == self.me {
+                let index = self.index - 1;
+                return Err(AdoptError::OutOfPlace {
+                    index,
+                    kind: "snapshot-begin",
+                    why: "a member's snapshot holds a decision of this node's",
+                });
+            }
+            // An applied decision is in the entries and the completions already.
+            if !applied {
+                self.unapplied.push(decision);
+            }
+        }
+        Ok(SnapshotHeader { incarnation: 0, completions, prepared: kept, decisions: Vec::new() })
+    }
+
+    fn hold_own(&mut self, t: TxnRecord, tracked: Option<bool>) -> Result<(), AdoptError> {
+        if self.own_pending.len() >= OWN_PENDING_MAX {
+            return Err(AdoptError::TooManyOwnPending);
+        }
+        self.incarnation_floor = self.incarnation_floor.max(t.txn.incarnation);
+        self.own_pending.insert(t.txn, (t, tracked));
+        Ok(())
+    }
+}
