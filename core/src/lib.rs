@@ -94,11 +94,11 @@ pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
 pub use ids::{ClientId, ClusterId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
-pub use message::{Decision, Message, NoReason, Vote};
+pub use message::{Decision, LeaseRequest, Message, NoReason, Vote};
 pub use node::{Input, InvariantViolation, Node, Output, StartError, Stats};
 pub use operation::{
-    Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply, Request,
-    ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
+    Condition, FailReason, Key, NotServingReason, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply,
+    Request, ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
 };
 pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
 pub use time::Time;

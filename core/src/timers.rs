@@ -16,6 +16,8 @@ pub enum Timer {
     Retry(RequestId),
     /// A read waiting for a locked key.
     Read(u64),
+    /// Send the next heartbeats (and lease requests) to the other members.
+    Heartbeat,
 }
 
 #[derive(Clone, Debug, Default)]
