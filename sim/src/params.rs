@@ -27,6 +27,9 @@ pub struct Params {
     pub clock_skew_ppm: u32,
     /// Small bounds on the nodes' state, so "busy" answers happen; `None`: the defaults.
     pub tight_bounds: Option<TightBounds>,
+    /// Heartbeats and read leases on (`dkv_core::Timing::leases`): nodes serve reads only
+    /// under a lease, and the lease checker watches every read they serve.
+    pub leases: bool,
 }
 
 /// Bounds small enough that nodes refuse work (prepared transactions, waiting reads and
@@ -202,6 +205,11 @@ pub struct Overrides {
     /// These weights of the richer operations (transactions of conditions and counters,
     /// scans) instead of the drawn ones.
     pub rich: Option<[u32; 2]>,
+    /// Read leases on or off instead of drawn.
+    pub leases: Option<bool>,
+    /// These weights of get, put, update, delete and multi-op transaction instead of the drawn
+    /// ones (all writes zero: a read-only workload).
+    pub mix: Option<[u32; 5]>,
 }
 
 impl Params {
@@ -217,6 +225,9 @@ impl Params {
         }
         if mix[1..].iter().all(|w| *w == 0) {
             mix[1] = 1; // at least one kind of write
+        }
+        if let Some(chosen) = o.mix {
+            mix = chosen;
         }
         let mut faults = Faults::none();
         if !o.no_faults {
@@ -270,6 +281,7 @@ impl Params {
             snapshot_records_min,
             clock_skew_ppm,
             tight_bounds: None,
+            leases: false,
         }
     }
 
@@ -290,7 +302,7 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?} leases={}",
             self.nodes,
             self.clients,
             self.ops_per_client,
@@ -314,7 +326,8 @@ impl std::fmt::Display for Params {
             x.fsync_max,
             self.snapshot_records_min,
             self.clock_skew_ppm,
-            self.tight_bounds
+            self.tight_bounds,
+            self.leases
         )
     }
 }

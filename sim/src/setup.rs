@@ -62,6 +62,10 @@ impl Setup {
         if overrides.nodes.is_none() && params.nodes == 4 && side.next_u64() % 2 == 0 {
             params.nodes = 6;
         }
+        // Read leases, added later still: half the seeds, from a stream of their own.
+        let mut leases = ChaCha8Rng::seed_from_u64(seed);
+        leases.set_stream(7);
+        params.leases = overrides.leases.unwrap_or_else(|| leases.next_u64() % 2 == 0);
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 
@@ -88,6 +92,7 @@ impl Setup {
         let mut eviction = Eviction::off();
         let mut suppressed = BTreeSet::new();
         let mut fault_script = None;
+        let mut leases = false;
         for (key, value) in words {
             let v = value.as_str();
             match key.as_str() {
@@ -128,6 +133,7 @@ impl Setup {
                 }
                 "suppress" => suppressed = number_set(&key, v)?,
                 "fault_script" => fault_script = Some(hex(&key, v)?),
+                "leases" => leases = number::<u8>(&key, v)? == 1,
                 _ => return Err(SetupError(format!("unknown setting `{key}`; the settings are: {}", KEYS.join(", ")))),
             }
         }
@@ -153,6 +159,7 @@ impl Setup {
                 client_window: eviction.client_window,
                 new_client_chance: eviction.new_client_chance,
             }),
+            leases,
         };
         if p_has_eviction_without_bounds(&params, &eviction) {
             return Err(SetupError(
@@ -191,6 +198,7 @@ impl Setup {
             }
         };
         optional(p.rich != [0, 0], format!("rich={}", join(&p.rich)));
+        optional(p.leases, "leases=1".to_string());
         optional(f.loss > 0.0, format!("loss={}", f.loss));
         optional(f.duplication > 0.0, format!("duplication={}", f.duplication));
         optional(f.delay_min != none.delay_min, format!("delay_min_ns={}", f.delay_min.as_nanos()));
@@ -297,7 +305,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 34] = [
+const KEYS: [&str; 35] = [
     "seed",
     "rng_position",
     "nodes",
@@ -332,6 +340,7 @@ const KEYS: [&str; 34] = [
     "new_client_chance",
     "suppress",
     "fault_script",
+    "leases",
 ];
 
 /// The `key=value` words of `text`; `#` starts a comment that runs to the end of its line.

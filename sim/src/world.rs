@@ -11,6 +11,7 @@
 
 use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
+use crate::check::leases::LeaseChecker;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
 use crate::clock::Clock;
 use crate::disk::{CrashDamage, Disk, RecoverError};
@@ -21,8 +22,8 @@ use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::{
-    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Output, Record,
-    Reply, ReplyTo, Request, RequestId,
+    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
+    Record, Reply, ReplyTo, Request, RequestId,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -107,6 +108,10 @@ enum Event {
     },
     PartitionStart,
     PartitionEnd,
+    /// A test's partition: this node cut off from every other, both ways.
+    Isolate {
+        node: usize,
+    },
     Heal,
 }
 
@@ -140,6 +145,7 @@ impl SimNode {
             config.bounds.decisions_remembered_max = tight.decisions_remembered_max;
             config.timing.completion_retention = tight.completion_retention;
         }
+        config.timing.leases = params.leases;
         config.set_canary(canary).expect("checked by dkv_sim::run");
         let skew = if params.clock_skew_ppm == 0 {
             0
@@ -259,6 +265,10 @@ pub struct RunStats {
     pub pauses: u64,
     /// Completion records the nodes evicted (counted at each crash and at the end).
     pub completions_evicted: u64,
+    /// Reads answered from memory while leases were on (each checked by the lease checker),
+    /// and reads answered "not serving".
+    pub lease_reads: u64,
+    pub reads_not_served: u64,
 }
 
 impl RunStats {
@@ -284,6 +294,8 @@ impl RunStats {
             completions_evicted,
             faults,
             faults_suppressed,
+            lease_reads,
+            reads_not_served,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -304,12 +316,14 @@ impl RunStats {
         self.completions_evicted += completions_evicted;
         self.faults += faults;
         self.faults_suppressed += faults_suppressed;
+        self.lease_reads += lease_reads;
+        self.reads_not_served += reads_not_served;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
     pub fn faults_line(&self) -> String {
         format!(
-            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted",
+            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted, {} reads under a lease, {} not served",
             self.torn_tails,
             self.garbage_tails,
             self.unsynced_flips,
@@ -318,7 +332,9 @@ impl RunStats {
             self.cluster_crashes,
             self.near_io_crashes,
             self.pauses,
-            self.completions_evicted
+            self.completions_evicted,
+            self.lease_reads,
+            self.reads_not_served
         )
     }
 }
@@ -356,6 +372,8 @@ pub(crate) struct World {
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
     exactly_once: ExactlyOnce,
+    /// Watches every read a node answers from memory, when leases are on.
+    pub(crate) leases: Option<LeaseChecker>,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -376,6 +394,8 @@ impl World {
         let mut rich = ChaCha8Rng::seed_from_u64(seed);
         rich.set_stream(6);
         let n = params.nodes;
+        let params_leases = params.leases;
+        let lease_duration = dkv_core::Timing::default().lease_duration;
         World {
             rng,
             side,
@@ -397,6 +417,7 @@ impl World {
             trace: Trace::new(trace),
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
+            leases: params_leases.then(|| LeaseChecker::new(n, lease_duration)),
             violations: Vec::new(),
         }
     }
@@ -546,6 +567,7 @@ impl World {
             Event::Resume { node, generation } => self.resume(node, generation),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
+            Event::Isolate { node } => self.isolate(node),
             Event::PartitionEnd => self.partition_end(),
             Event::Heal => self.heal(),
         }
@@ -559,11 +581,18 @@ impl World {
         self.trace.event(
             self.now,
             Tag::Deliver,
-            &[u64::from(from.0), u64::from(to.0), txn_word(message.txn()), message_word(&message), generation],
-            || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
+            &[
+                u64::from(from.0),
+                u64::from(to.0),
+                message.txn().map_or(0, txn_word),
+                message_word(&message),
+                generation,
+            ],
+            || format!("{to} <- {from}  {} {}", message.kind(), about(&message)),
         );
-        if self.nodes[i].node.is_none() {
-            return;
+        let Some(node) = self.nodes[i].node.as_ref() else { return };
+        if let (Some(checker), Message::LeaseGrant { request, .. }) = (self.leases.as_mut(), &message) {
+            checker.on_grant(i, node.incarnation(), &self.nodes[i].clock, from, *request);
         }
         self.stats.messages_delivered += 1;
         self.input(i, Input::Message { from, message });
@@ -650,6 +679,21 @@ impl World {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
+                    let served =
+                        matches!(reply.outcome, Outcome::Value { .. } | Outcome::NotFound | Outcome::Scanned { .. });
+                    let not_served = matches!(reply.outcome, Outcome::NotServing(_));
+                    self.stats.reads_not_served += u64::from(not_served);
+                    if let Some(checker) = self.leases.as_mut() {
+                        let local = self.nodes[i].clock.local(self.now);
+                        if served {
+                            self.stats.lease_reads += 1;
+                            if let Some(violation) = checker.on_read_served(i, self.now, local) {
+                                self.violations.push(violation);
+                            }
+                        } else if not_served {
+                            checker.on_read_not_served(i, self.now);
+                        }
+                    }
                     let client = to.0 as usize;
                     self.client_link(Event::ToClient { client, reply });
                 }
@@ -726,8 +770,11 @@ impl World {
         if self.script.is_some() {
             return self.send_scripted(from, to, message);
         }
-        let (kind, txn) = (message.kind(), message.txn());
-        let what = |fate: &'static str| move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}");
+        let (kind, txn) = (message.kind(), about(&message));
+        let what = |fate: &'static str| {
+            let txn = txn.clone();
+            move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}")
+        };
         if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
@@ -902,6 +949,11 @@ impl World {
             return; // a late reply to an earlier request
         }
         let (op, attempt) = (in_flight.op, in_flight.attempt);
+        // "Not serving, ask another node": the client fails over, as dkv-net's does.
+        if matches!(reply.outcome, Outcome::NotServing(_)) {
+            let c = &mut self.clients[client];
+            c.node = (c.node + 1) % self.nodes.len();
+        }
         match result_of(&reply.outcome) {
             Some(result) => self.complete(client, op, result),
             None => self.back_off(client, reply.id.seq, attempt),
@@ -977,6 +1029,10 @@ impl World {
     /// damaged synced record must be refused; the operator then restores it from a backup and
     /// starts the node again.
     fn start_node(&mut self, i: usize) {
+        // A new life holds no lease: its grants went with the last one.
+        if let Some(checker) = self.leases.as_mut() {
+            checker.forget(i);
+        }
         let damaged = self.nodes[i].disk.media_damaged();
         let recovered = match self.nodes[i].disk.recover() {
             Err(RecoverError::Corrupt { offset, reason }) if damaged => {
@@ -1253,6 +1309,32 @@ impl World {
         self.schedule(self.now + duration, Event::PartitionEnd);
     }
 
+    /// Cuts node `node` off from every other node, both ways, from `at` until `until` (global
+    /// nanoseconds), unless the heal comes first. For tests that need one exact partition.
+    pub(crate) fn isolate_between(&mut self, node: usize, at: u64, until: u64) {
+        self.schedule(at, Event::Isolate { node });
+        self.schedule(until, Event::PartitionEnd);
+    }
+
+    fn isolate(&mut self, node: usize) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        for other in 0..self.nodes.len() {
+            if other != node {
+                self.blocked[node][other] = true;
+                self.blocked[other][node] = true;
+            }
+        }
+        self.stats.partitions += 1;
+        self.trace.event(self.now, Tag::PartitionStart, &[1, 0], || format!("partition [{node}] | the rest"));
+    }
+
+    /// When the cluster healed, if it did.
+    pub(crate) fn healed_at(&self) -> Option<u64> {
+        self.healed_at
+    }
+
     /// Ends the partition, and schedules the next one unless the cluster has healed.
     fn partition_end(&mut self) {
         self.trace.event(self.now, Tag::PartitionEnd, &[], || "partition ends".into());
@@ -1321,4 +1403,9 @@ impl World {
     pub(crate) fn replicas(&self) -> Vec<Option<&Node>> {
         self.nodes.iter().map(|n| n.node.as_ref()).collect()
     }
+}
+
+/// What a message is about, for trace lines: its transaction, or nothing for a heartbeat.
+fn about(message: &Message) -> String {
+    message.txn().map_or_else(String::new, |txn| txn.to_string())
 }

@@ -114,7 +114,7 @@ struct Start {
     /// Settings left out are off.
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
-        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich"
+        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "leases"
     ])]
     setup: Option<Setup>,
 }
@@ -174,6 +174,10 @@ struct Knobs {
     /// conditions, counters and reads, and scans (0,0: none).
     #[arg(long, value_parser = parse_rich)]
     rich: Option<[u32; 2]>,
+    /// Heartbeats and read leases on or off (half the seeds draw them otherwise); on, the
+    /// lease checker watches every read a node answers.
+    #[arg(long)]
+    leases: Option<bool>,
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
@@ -202,10 +206,13 @@ impl Knobs {
                 clock_skew_ppm: self.skew_ppm,
                 tight_bounds: None,
                 rich: self.rich,
+                leases: self.leases,
+                mix: None,
             },
             trace,
             canary: self.canary,
             fault_script: None,
+            isolate: None,
         }
     }
 
@@ -223,6 +230,7 @@ impl Knobs {
             ("--delay-max-us", self.delay_max_us.map(|v| v.to_string())),
             ("--skew-ppm", self.skew_ppm.map(|v| v.to_string())),
             ("--rich", self.rich.map(|[txn, scan]| format!("{txn},{scan}"))),
+            ("--leases", self.leases.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];
         let switches = [

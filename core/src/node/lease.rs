@@ -145,12 +145,14 @@ impl Leases {
         suspected
     }
 
-    /// Counts a grant for the request sent at `request.sent_at`.
-    fn on_grant(&mut self, from: NodeId, request: LeaseRequest) -> bool {
+    /// Counts a grant for the request sent at `request.sent_at` (`from_arrival`: the canary that
+    /// counts it from now instead).
+    fn on_grant(&mut self, from: NodeId, request: LeaseRequest, from_arrival: bool) -> bool {
         if request.incarnation != self.incarnation || request.sent_at > self.now || !self.members.contains(from) {
             return false;
         }
-        let until = request.sent_at + self.lease_duration;
+        let counted_from = if from_arrival { self.now } else { request.sent_at };
+        let until = counted_from + self.lease_duration;
         let held = self.granted_until.entry(from).or_insert(until);
         *held = (*held).max(until);
         self.recompute();
@@ -211,7 +213,8 @@ impl Shared {
             return;
         }
         self.leases.heard_from(from);
-        if !self.leases.on_grant(from, request) {
+        let from_arrival = self.canary(crate::Canary::LeaseFromArrival);
+        if !self.leases.on_grant(from, request, from_arrival) {
             self.stats.messages_dropped += 1;
         }
     }
@@ -243,9 +246,9 @@ mod tests {
         let mut l = leases(5, ms(0));
         l.observe(ms(100));
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
-        assert!(l.on_grant(NodeId(1), request(ms(10))));
+        assert!(l.on_grant(NodeId(1), request(ms(10)), false));
         assert_eq!(l.serving(), Err(NotServingReason::NoLease), "two of five is no majority");
-        assert!(l.on_grant(NodeId(2), request(ms(90))));
+        assert!(l.on_grant(NodeId(2), request(ms(90)), false));
         assert_eq!(l.serving(), Ok(()), "itself, n1 and n2");
         // The lease is the older of the two grants that make the majority: 10 + 500 ms.
         l.observe(ms(509));
@@ -254,9 +257,9 @@ mod tests {
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
         // A grant arriving late counts from its request's send time (5 ms: over at 505 ms),
         // not from its arrival (510 ms).
-        assert!(l.on_grant(NodeId(3), request(ms(5))));
+        assert!(l.on_grant(NodeId(3), request(ms(5)), false));
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
-        assert!(l.on_grant(NodeId(4), request(ms(30))));
+        assert!(l.on_grant(NodeId(4), request(ms(30)), false));
         assert_eq!(l.serving(), Ok(()), "n2 and n4 now hold it until 530 ms");
         l.observe(ms(530));
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
@@ -267,9 +270,9 @@ mod tests {
     fn grants_of_another_life_or_the_future_do_not_count() {
         let mut l = leases(3, ms(0));
         l.observe(ms(100));
-        assert!(!l.on_grant(NodeId(1), LeaseRequest { incarnation: 2, sent_at: ms(90) }));
-        assert!(!l.on_grant(NodeId(1), request(ms(101))));
-        assert!(!l.on_grant(NodeId(7), request(ms(90))), "not a member");
+        assert!(!l.on_grant(NodeId(1), LeaseRequest { incarnation: 2, sent_at: ms(90) }, false));
+        assert!(!l.on_grant(NodeId(1), request(ms(101)), false));
+        assert!(!l.on_grant(NodeId(7), request(ms(90)), false), "not a member");
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
     }
 
@@ -278,11 +281,11 @@ mod tests {
     fn a_frozen_member_does_not_grant_itself() {
         let mut l = leases(3, ms(0));
         l.observe(ms(100));
-        assert!(l.on_grant(NodeId(1), request(ms(90))));
+        assert!(l.on_grant(NodeId(1), request(ms(90)), false));
         assert_eq!(l.serving(), Ok(()));
         l.freeze();
         assert_eq!(l.serving(), Err(NotServingReason::NoLease));
-        assert!(l.on_grant(NodeId(2), request(ms(95))));
+        assert!(l.on_grant(NodeId(2), request(ms(95)), false));
         assert_eq!(l.serving(), Ok(()));
     }
 

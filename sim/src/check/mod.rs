@@ -12,6 +12,7 @@
 pub mod convergence;
 pub mod durability;
 pub mod exactly_once;
+pub mod leases;
 pub mod linearizability;
 pub mod liveness;
 pub mod model;
@@ -21,7 +22,7 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// atomicity | invariants | recovery | inconclusive (a search ran out of budget)
+    /// atomicity | invariants | recovery | lease | inconclusive (a search ran out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,
