@@ -67,6 +67,12 @@
 //! The full account — what is logged when, recovery, the invariants, and why each guarantee
 //! holds — is `docs/protocol.md` in the repository.
 //!
+//! With [`Timing::leases`] on, members also exchange heartbeats that carry read-lease requests
+//! and grants: a node answers reads only while a majority's grants hold
+//! ([`Outcome::NotServing`] otherwise, "ask another node"), suspects members it has not heard
+//! from ([`Node::suspected`]), and waits out the lease after its start before it votes YES or
+//! decides a commit ([`Node::no_yes_before`]).
+//!
 //! Membership is to become a numbered [`configuration`], the next one agreed by a majority of
 //! the current one with single-decree Paxos; that consensus step exists and is tested on its
 //! own, and is not yet wired into the node.

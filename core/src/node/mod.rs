@@ -4,7 +4,9 @@
 //! the writes its clients send it, and a [`Participant`] in every write (its own coordinator's
 //! included). The node routes each input to the role it concerns and holds what both share
 //! ([`Shared`]: the store, locks, completion records, waiting reads, learned decisions, timers
-//! and the outbox), lending it to the role for the call.
+//! and the outbox), lending it to the role for the call. The liveness role — heartbeats, read
+//! leases, suspicion and the wait before the first YES — lives in `Shared` too (`lease.rs`),
+//! since every read consults it when it answers.
 
 mod coordinator;
 mod invariants;
