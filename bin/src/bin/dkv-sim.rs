@@ -182,7 +182,7 @@ struct Knobs {
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
     /// commit-on-first-yes, evict-young-completions, scan-ignores-prepared-insert,
-    /// condition-before-lock.
+    /// condition-before-lock, lease-from-arrival.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }
