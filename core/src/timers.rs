@@ -18,6 +18,8 @@ pub enum Timer {
     Read(u64),
     /// Send the next heartbeats (and lease requests) to the other members.
     Heartbeat,
+    /// The wait before the first YES is over: cast the YES votes held back by it.
+    WaitOver,
 }
 
 #[derive(Clone, Debug, Default)]

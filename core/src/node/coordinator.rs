@@ -229,6 +229,12 @@ impl Coordinator {
         match vote {
             Vote::Yes => {
                 yes.insert(from);
+                // No commit decision before the wait is over (docs/protocol.md §7.5). Never the
+                // case while the wait starts with the node (no transaction begins before it
+                // ends); if it were, the transaction would abort at its vote deadline instead.
+                if sh.leases.waiting(now) {
+                    return;
+                }
                 if yes.is_superset(c.participants) || sh.canary(Canary::CommitOnFirstYes) {
                     self.decide_commit(sh, txn);
                 }

@@ -23,7 +23,7 @@
 
 use super::shared::Shared;
 use crate::configuration::Epoch;
-use crate::ids::{NodeId, NodeSet};
+use crate::ids::{NodeId, NodeSet, TxnId};
 use crate::message::{LeaseRequest, Message};
 use crate::operation::NotServingReason;
 use crate::time::Time;
@@ -48,6 +48,8 @@ pub(super) struct Leases {
     now: Time,
     started_at: Time,
     no_yes_before: Time,
+    /// `W`: how long the wait lasts (zero with leases off).
+    wait: Duration,
     /// Frozen (§7.4): grants nothing, itself included.
     frozen: bool,
     /// When each other member was last heard from (absent: not since this node started).
@@ -57,6 +59,10 @@ pub(super) struct Leases {
     /// Until when the lease holds: the majority-th latest grant (this node's own counting, when
     /// it grants). `None`: no lease.
     lease_until: Option<Time>,
+    /// YES votes whose PREPARE record became durable during the wait, cast when it ends. Bounded
+    /// by the prepared transactions. (None today: no PREPARE is taken during the wait that
+    /// starts with the node; a wait that starts at an install may find some.)
+    held_votes: Vec<TxnId>,
 }
 
 impl Leases {
@@ -75,10 +81,12 @@ impl Leases {
             now,
             started_at: now,
             no_yes_before: now + wait,
+            wait,
             frozen: false,
             heard: BTreeMap::new(),
             granted_until: BTreeMap::new(),
             lease_until: None,
+            held_votes: Vec::new(),
         }
     }
 
@@ -100,6 +108,16 @@ impl Leases {
     /// No YES vote and no commit decision before this time (§7.5).
     pub(super) fn no_yes_before(&self) -> Time {
         self.no_yes_before
+    }
+
+    /// Starts the wait again at `at`: no YES and no commit decision before `at + W` (or the
+    /// present end, if later). The hook for the install of a configuration that drops a
+    /// member (§7.5), which a later part wires in.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn wait_from(&mut self, at: Time) {
+        if self.on {
+            self.no_yes_before = self.no_yes_before.max(at + self.wait);
+        }
     }
 
     /// Whether the wait before the first YES is still running at `now`.
@@ -176,6 +194,17 @@ impl Leases {
 }
 
 impl Shared {
+    /// Holds back the YES vote for `txn` until the wait is over.
+    pub(super) fn hold_vote(&mut self, txn: TxnId) {
+        self.leases.held_votes.push(txn);
+        self.timers.set(Timer::WaitOver, self.leases.no_yes_before);
+    }
+
+    /// The wait is over: the votes it held back, to be cast.
+    pub(super) fn release_votes(&mut self) -> Vec<TxnId> {
+        std::mem::take(&mut self.leases.held_votes)
+    }
+
     /// The Boot record is durable: this life's incarnation is on disk, so its lease requests can
     /// never be mistaken for another life's. Heartbeats start now.
     pub(super) fn start_heartbeats(&mut self, now: Time) {
@@ -302,6 +331,83 @@ mod tests {
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
         l.observe(ms(1999));
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap());
+    }
+
+    /// A YES whose PREPARE record becomes durable during a wait (one that started after the
+    /// PREPARE was taken, as an install's will) is held back, and cast when the wait ends.
+    #[test]
+    fn a_yes_due_during_the_wait_is_cast_when_it_ends() {
+        use crate::ids::{ClientId, RequestId};
+        use crate::message::Vote;
+        use crate::node::{Input, Node, Output};
+        use crate::operation::TxnOp;
+        let mut config = Config::new(NodeId(0), NodeSet::first(3));
+        config.timing.leases = true;
+        let mut node = Node::start(config, [], ms(0)).unwrap();
+        let drain = |node: &mut Node| std::iter::from_fn(|| node.poll_output()).collect::<Vec<Output>>();
+        let after_wait = node.no_yes_before() + Duration::from_millis(1);
+        let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
+        let prepare = Message::Prepare {
+            txn,
+            request: RequestId { client: ClientId(7), seq: 1 },
+            ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+            participants: NodeSet::first(3),
+        };
+        node.handle(after_wait, Input::Message { from: NodeId(1), message: prepare });
+        let persisted = drain(&mut node).into_iter().filter_map(|o| match o {
+            Output::Persist { lsn, .. } => Some(lsn),
+            _ => None,
+        });
+        let through = persisted.max().expect("the PREPARE record");
+        // An install moves the wait; the record becomes durable during it: no vote yet.
+        node.shared.leases.wait_from(after_wait);
+        node.handle(after_wait, Input::Durable { through });
+        let yes = |outputs: &[Output]| {
+            outputs.iter().any(|o| matches!(o, Output::Send { message: Message::Vote { vote: Vote::Yes, .. }, .. }))
+        };
+        assert!(!yes(&drain(&mut node)), "a YES during the wait");
+        node.check_invariants().unwrap();
+        let end = node.no_yes_before();
+        assert_eq!(node.deadline().map(|d| d <= end), Some(true));
+        node.handle(end, Input::Timeout);
+        assert!(yes(&drain(&mut node)), "the held YES is cast when the wait ends");
+    }
+
+    /// A coordinator does not decide a commit during a wait (one that started after its
+    /// transaction began, as an install's will), however many YES votes it has.
+    #[test]
+    fn no_commit_decision_during_the_wait() {
+        use crate::ids::{ClientId, ReplyTo, RequestId};
+        use crate::message::Vote;
+        use crate::node::{Input, Node, Output};
+        use crate::operation::{Operation, Request, TxnOp};
+        use crate::record::Record;
+        let mut config = Config::new(NodeId(0), NodeSet::first(3));
+        config.timing.leases = true;
+        let mut node = Node::start(config, [], ms(0)).unwrap();
+        let drain = |node: &mut Node| std::iter::from_fn(|| node.poll_output()).collect::<Vec<Output>>();
+        let boot = drain(&mut node).into_iter().find_map(|o| match o {
+            Output::Persist { lsn, .. } => Some(lsn),
+            _ => None,
+        });
+        node.handle(ms(0), Input::Durable { through: boot.unwrap() });
+        drain(&mut node);
+        let after_wait = node.no_yes_before() + Duration::from_millis(1);
+        let ops = vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }];
+        let request = Request { id: RequestId { client: ClientId(7), seq: 1 }, operation: Operation::Txn { ops } };
+        node.handle(after_wait, Input::Request { reply_to: ReplyTo(1), request });
+        let txn = drain(&mut node).into_iter().find_map(|o| match o {
+            Output::Send { message: Message::Prepare { txn, .. }, .. } => Some(txn),
+            _ => None,
+        });
+        let txn = txn.expect("PREPARE sent");
+        node.shared.leases.wait_from(after_wait);
+        for from in [NodeId(1), NodeId(2)] {
+            node.handle(after_wait, Input::Message { from, message: Message::Vote { txn, vote: Vote::Yes } });
+        }
+        let decided = drain(&mut node).iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }));
+        assert!(!decided, "a commit decided during the wait");
+        node.check_invariants().unwrap();
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and

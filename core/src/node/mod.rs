@@ -221,6 +221,8 @@ impl Node {
                     coordinator.on_boot_durable();
                     sh.start_heartbeats(now);
                 }
+                // No YES before the wait is over (§7.5): held, and cast when it ends.
+                AfterDurable::Vote(txn) if sh.leases.waiting(now) => sh.hold_vote(txn),
                 AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
@@ -238,6 +240,11 @@ impl Node {
                 Timer::Retry(request) => coordinator.on_retry_timer(sh, participant, now, request),
                 Timer::Read(id) => sh.on_read_timer(id),
                 Timer::Heartbeat => sh.on_heartbeat_timer(now),
+                Timer::WaitOver => {
+                    for txn in sh.release_votes() {
+                        participant.on_prepare_durable(sh, txn);
+                    }
+                }
             }
         }
     }
