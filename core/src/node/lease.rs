@@ -410,6 +410,31 @@ mod tests {
         node.check_invariants().unwrap();
     }
 
+    /// Heartbeats of another epoch are not "heard from" (a node heartbeating from an old epoch
+    /// stays suspected) and get no grant; those of this epoch are, and do.
+    #[test]
+    fn heartbeats_of_another_epoch_do_not_count() {
+        use crate::node::{Input, Node, Output};
+        let mut config = Config::new(NodeId(0), NodeSet::first(3));
+        config.timing.leases = true;
+        let mut node = Node::start(config, [], ms(0)).unwrap();
+        let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
+        for n in 0..=10 {
+            let at = ms(100 * n);
+            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(1, at) });
+            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(0, at) });
+        }
+        let grants: Vec<NodeId> = std::iter::from_fn(|| node.poll_output())
+            .filter_map(|o| match o {
+                Output::Send { to, message: Message::LeaseGrant { .. } } => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 11, "{grants:?}");
+        assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        assert_eq!(node.stats().messages_dropped, 11);
+    }
+
     /// The wait before the first YES is `W` after the start; with leases off there is none, and
     /// every read is served.
     #[test]
