@@ -405,9 +405,18 @@ mod tests {
         for from in [NodeId(1), NodeId(2)] {
             node.handle(after_wait, Input::Message { from, message: Message::Vote { txn, vote: Vote::Yes } });
         }
-        let decided = drain(&mut node).iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }));
-        assert!(!decided, "a commit decided during the wait");
+        let decided = |outputs: Vec<Output>| {
+            outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }))
+        };
+        assert!(!decided(drain(&mut node)), "a commit decided during the wait");
         node.check_invariants().unwrap();
+        // Once the wait is over, the transaction's next timer decides.
+        let mut now = node.no_yes_before();
+        while !decided(drain(&mut node)) {
+            now = node.deadline().expect("the transaction's timer").max(now);
+            assert!(now < node.no_yes_before() + Duration::from_secs(1), "not decided after the wait");
+            node.handle(now, Input::Timeout);
+        }
     }
 
     /// Heartbeats of another epoch are not "heard from" (a node heartbeating from an old epoch
