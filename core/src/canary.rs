@@ -32,10 +32,13 @@ pub enum Canary {
     /// request arrives, before any lock is taken, and uses that judgement: a failure is
     /// answered at once, and a success's results are what the client is told.
     ConditionBeforeLock,
+    /// A read lease counts from the grant's arrival instead of the request's send time: a
+    /// grant delayed in the network stretches the lease past what its grantor vouched for.
+    LeaseFromArrival,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 11] = [
+    pub const ALL: [Canary; 12] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -47,6 +50,7 @@ impl Canary {
         Canary::EvictYoungCompletions,
         Canary::ScanIgnoresPreparedInsert,
         Canary::ConditionBeforeLock,
+        Canary::LeaseFromArrival,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Canary {
             Canary::EvictYoungCompletions => "evict-young-completions",
             Canary::ScanIgnoresPreparedInsert => "scan-ignores-prepared-insert",
             Canary::ConditionBeforeLock => "condition-before-lock",
+            Canary::LeaseFromArrival => "lease-from-arrival",
         }
     }
 

@@ -44,6 +44,38 @@ pub struct Timing {
     /// sent it, less the network's delay (dkv-net's client gives up after its request timeout,
     /// 10 s by default).
     pub completion_retention: Duration,
+    /// Whether members exchange heartbeats, suspect the silent ones and serve reads only under
+    /// a read lease (docs/protocol.md §7.3, §7.5). Off, a node sends no heartbeats, suspects
+    /// nobody, waits for nothing at start and serves every read from memory: sound only while
+    /// every commit needs every member's YES, as it does until a configuration change can drop
+    /// a member (then the change needs leases on).
+    pub leases: bool,
+    /// How often a member sends every other member a heartbeat, which carries a lease request.
+    pub heartbeat_interval: Duration,
+    /// `L`: a lease granted for a request sent at `t` holds at the requester until `t + L` on
+    /// its own clock.
+    pub lease_duration: Duration,
+    /// A member not heard from for this long is suspected.
+    pub detection_timeout: Duration,
+}
+
+/// The clock-rate drift bound ρ the lease wait allows for, in parts per million (1 %): any two
+/// members' clocks measure the same interval within a factor of `(1 + ρ) / (1 − ρ)`. Node
+/// clocks must also count across a machine's suspend (Linux `CLOCK_BOOTTIME`).
+pub const CLOCK_DRIFT_PPM: u64 = 10_000;
+
+impl Timing {
+    /// `W = L (1 + ρ) / (1 − ρ)`: how long a member waits, after it starts (and, once
+    /// configurations change, after it installs one that drops a member), before it votes YES
+    /// or decides a commit, so that every lease granted before is over by any clock within the
+    /// drift bound (docs/protocol.md §7.5). Rounded up.
+    pub fn lease_wait(&self) -> Duration {
+        const MILLION: u128 = 1_000_000;
+        let l = self.lease_duration.as_nanos();
+        let numerator = l * (MILLION + u128::from(CLOCK_DRIFT_PPM));
+        let denominator = MILLION - u128::from(CLOCK_DRIFT_PPM);
+        Duration::from_nanos(u64::try_from(numerator.div_ceil(denominator)).unwrap_or(u64::MAX))
+    }
 }
 
 impl Default for Timing {
@@ -58,6 +90,10 @@ impl Default for Timing {
             conflict_backoff_min: Duration::from_micros(200),
             conflict_backoff_max: Duration::from_secs(1),
             completion_retention: Duration::from_secs(60),
+            leases: false,
+            heartbeat_interval: Duration::from_millis(100),
+            lease_duration: Duration::from_millis(500),
+            detection_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -118,6 +154,10 @@ pub enum ConfigError {
         "snapshot_records_min is {0}; it must be at least 2 (a snapshot is itself two records or more, so fewer would snapshot after every input)"
     )]
     SnapshotTooFrequent(u64),
+    #[error(
+        "lease timing does not fit: heartbeat_interval {heartbeat:?}, lease_duration {lease:?} (wait {wait:?}), detection_timeout {detection:?}; they need 0 < 3 × heartbeat_interval ≤ lease_duration and the wait ≤ detection_timeout"
+    )]
+    LeaseTiming { heartbeat: Duration, lease: Duration, wait: Duration, detection: Duration },
 }
 
 impl Config {
@@ -171,7 +211,32 @@ impl Config {
         if b.snapshot_records_min < 2 {
             return Err(ConfigError::SnapshotTooFrequent(b.snapshot_records_min));
         }
-        Ok(())
+        self.timing.validate_leases()
+    }
+}
+
+impl Timing {
+    /// The rule for lease timing, checked whether leases are on or not (so switching them on
+    /// never meets a surprise):
+    /// - `3 × heartbeat_interval ≤ lease_duration`: a lease is renewed every heartbeat, so two
+    ///   lost heartbeats in a row still leave the member serving;
+    /// - `lease_wait() ≤ detection_timeout`: a change that drops a member waits `W` before its
+    ///   commits, so the wait adds at most what detecting the failure took (with the defaults,
+    ///   1 s to suspect, about 0.5 s to wait, within the 3 s the design allows for a removal);
+    /// - a heartbeat interval above zero.
+    pub fn validate_leases(&self) -> Result<(), ConfigError> {
+        let fits = !self.heartbeat_interval.is_zero()
+            && self.heartbeat_interval.saturating_mul(3) <= self.lease_duration
+            && self.lease_wait() <= self.detection_timeout;
+        if fits {
+            return Ok(());
+        }
+        Err(ConfigError::LeaseTiming {
+            heartbeat: self.heartbeat_interval,
+            lease: self.lease_duration,
+            wait: self.lease_wait(),
+            detection: self.detection_timeout,
+        })
     }
 }
 
@@ -207,5 +272,29 @@ mod tests {
         assert_eq!(frequent.validate(), Err(ConfigError::SnapshotTooFrequent(1)));
         frequent.bounds.snapshot_records_min = 2;
         assert_eq!(frequent.validate(), Ok(()));
+    }
+
+    /// The lease wait is `L (1 + ρ) / (1 − ρ)` with ρ = 1 %, rounded up.
+    #[test]
+    fn the_lease_wait_covers_the_drift_bound() {
+        let mut timing = Timing { lease_duration: Duration::from_millis(500), ..Timing::default() };
+        // 500 ms × 1.01 / 0.99 = 510.1010… ms
+        assert_eq!(timing.lease_wait(), Duration::from_nanos(510_101_011));
+        timing.lease_duration = Duration::from_secs(99);
+        assert_eq!(timing.lease_wait(), Duration::from_secs(101));
+    }
+
+    /// Lease timing that cannot keep a lease, or whose wait outlasts detection, is refused.
+    #[test]
+    fn unworkable_lease_timing_is_refused() {
+        let good = Timing::default();
+        assert_eq!(good.validate_leases(), Ok(()));
+        let refused = |t: Timing| matches!(t.validate_leases(), Err(ConfigError::LeaseTiming { .. }));
+        assert!(refused(Timing { heartbeat_interval: Duration::ZERO, ..good }));
+        assert!(refused(Timing { lease_duration: Duration::from_millis(299), ..good }));
+        assert!(!refused(Timing { lease_duration: Duration::from_millis(300), ..good }));
+        assert!(refused(Timing { lease_duration: Duration::from_millis(990), ..good }));
+        assert!(refused(Timing { detection_timeout: Duration::from_millis(510), ..good }));
+        assert!(!refused(Timing { detection_timeout: Duration::from_millis(511), ..good }));
     }
 }

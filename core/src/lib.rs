@@ -67,6 +67,12 @@
 //! The full account — what is logged when, recovery, the invariants, and why each guarantee
 //! holds — is `docs/protocol.md` in the repository.
 //!
+//! With [`Timing::leases`] on, members also exchange heartbeats that carry read-lease requests
+//! and grants: a node answers reads only while a majority's grants hold
+//! ([`Outcome::NotServing`] otherwise, "ask another node"), suspects members it has not heard
+//! from ([`Node::suspected`]), and waits out the lease after its start before it votes YES or
+//! decides a commit ([`Node::no_yes_before`]).
+//!
 //! Membership is to become a numbered [`configuration`], the next one agreed by a majority of
 //! the current one with single-decree Paxos; that consensus step exists and is tested on its
 //! own, and is not yet wired into the node.
@@ -94,11 +100,11 @@ pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
 pub use ids::{ClientId, ClusterId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
-pub use message::{Decision, Message, NoReason, Vote};
+pub use message::{Decision, LeaseRequest, Message, NoReason, Vote};
 pub use node::{Input, InvariantViolation, Node, Output, StartError, Stats};
 pub use operation::{
-    Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply, Request,
-    ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
+    Condition, FailReason, Key, NotServingReason, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply,
+    Request, ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
 };
 pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
 pub use time::Time;

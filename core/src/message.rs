@@ -2,11 +2,14 @@
 //! the coordinator sends PREPARE, participants answer with a vote, the coordinator's decision
 //! is COMMIT or ABORT, participants acknowledge a commit, and a participant unsure of the
 //! outcome sends a query (to the coordinator and, for cooperative termination, to the other
-//! participants).
+//! participants). Members also exchange heartbeats, each carrying a lease request, and answer
+//! them with lease grants (docs/protocol.md §7.3, §7.5).
 
 use crate::completions::Completed;
+use crate::configuration::Epoch;
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::TxnOp;
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -22,16 +25,34 @@ pub enum Message {
     Ack { txn: TxnId },
     /// Participant -> coordinator and other participants: what was decided?
     Query { txn: TxnId },
+    /// Member -> every other member, every `heartbeat_interval`: the sender is alive in
+    /// `epoch`, and asks for a read lease.
+    Heartbeat { epoch: Epoch, request: LeaseRequest },
+    /// Member -> member, answering a heartbeat: a read lease, valid at the requester until
+    /// `request.sent_at + lease_duration` on the requester's own clock. A frozen member sends none.
+    LeaseGrant { epoch: Epoch, request: LeaseRequest },
+}
+
+/// What a lease grant echoes back: the requester's incarnation and the time, on its own clock,
+/// at which it sent the request. The lease counts from that send time, never from the grant's
+/// arrival, so a grant delayed in the network cannot stretch it; the incarnation keeps a grant
+/// to a request of an earlier life (whose clock may have started elsewhere) from counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub incarnation: u64,
+    pub sent_at: Time,
 }
 
 impl Message {
-    pub fn txn(&self) -> TxnId {
+    /// The transaction the message is about; none for heartbeats and lease grants.
+    pub fn txn(&self) -> Option<TxnId> {
         match self {
             Message::Prepare { txn, .. }
             | Message::Vote { txn, .. }
             | Message::Decision { txn, .. }
             | Message::Ack { txn }
-            | Message::Query { txn } => *txn,
+            | Message::Query { txn } => Some(*txn),
+            Message::Heartbeat { .. } | Message::LeaseGrant { .. } => None,
         }
     }
 
@@ -45,6 +66,8 @@ impl Message {
             Message::Decision { decision: Decision::Abort, .. } => "abort",
             Message::Ack { .. } => "ack",
             Message::Query { .. } => "query",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::LeaseGrant { .. } => "lease-grant",
         }
     }
 }

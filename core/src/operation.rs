@@ -253,8 +253,9 @@ pub struct Reply {
 }
 
 /// Everything a client can be told. `Committed`, `Value`, `NotFound`, `Failed`, `Rejected` and
-/// `Scanned` are definite. `TryAgain` is not an outcome: the request may or may not take effect, and a
-/// retry with the same request id is always safe (it is never applied twice).
+/// `Scanned` are definite. `TryAgain` and `NotServing` are not outcomes: the request may or may
+/// not take effect, and a retry with the same request id is always safe (it is never applied
+/// twice); after `NotServing`, retry at another node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum Outcome {
     /// Every op applied; one result per op, in order.
@@ -281,6 +282,10 @@ pub enum Outcome {
     /// A page of a scan; `next` is where the next page starts (None: this is the last).
     #[error("scanned")]
     Scanned { entries: Vec<ScanEntry>, next: Option<Key> },
+    /// This node does not serve the request now; another node may. Nothing was applied by this
+    /// attempt. (Appended last: the wire numbers variants in order.)
+    #[error("not serving: {0}; nothing was applied by this attempt, ask another node")]
+    NotServing(NotServingReason),
 }
 
 impl Outcome {
@@ -336,6 +341,21 @@ pub enum RejectReason {
     /// this. Decided by the node the client talks to, before anything is run.
     #[error("permission denied: {0}; nothing was applied")]
     PermissionDenied(String),
+}
+
+/// Why a node does not serve a request. New reasons go at the end (the wire numbers them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum NotServingReason {
+    /// A read, and this node holds no read lease: it has not heard from a majority of the
+    /// members recently enough to be sure no write committed without it.
+    #[error("this node holds no read lease (it is cut off from a majority of the members, or just started)")]
+    NoLease,
+    /// This node is not a member of the current configuration.
+    #[error("this node is not a member of the current configuration")]
+    NotAMember,
+    /// This node is catching up with the members and holds no current state yet.
+    #[error("this node is catching up with the members")]
+    CatchingUp,
 }
 
 /// Why a request has no outcome yet. Nothing was applied by the attempt that answered, but

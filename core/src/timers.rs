@@ -16,6 +16,10 @@ pub enum Timer {
     Retry(RequestId),
     /// A read waiting for a locked key.
     Read(u64),
+    /// Send the next heartbeats (and lease requests) to the other members.
+    Heartbeat,
+    /// The wait before the first YES is over: cast the YES votes held back by it.
+    WaitOver,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -29,6 +29,8 @@ enum FuzzMessage {
     Decision { commit: bool },
     Ack,
     Query,
+    /// A heartbeat or a lease grant, of any epoch, echoing any incarnation and send time.
+    Heartbeat { grant: bool, epoch: u8, incarnation: u8, sent_at_ms: u32 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -180,7 +182,13 @@ fuzz_target!(|actions: Vec<Action>| {
         now: Time::from_nanos(1),
         members: (0..NODES)
             .map(|i| Member {
-                config: Config::new(NodeId(i as u8), members),
+                // Heartbeats and read leases on: their messages, grants, timers and the wait
+                // before the first YES are inputs like any other.
+                config: {
+                    let mut config = Config::new(NodeId(i as u8), members);
+                    config.timing.leases = true;
+                    config
+                },
                 node: None,
                 durable: vec![],
                 pending: vec![],
@@ -247,6 +255,12 @@ fuzz_target!(|actions: Vec<Action>| {
                     }
                     FuzzMessage::Ack => Message::Ack { txn },
                     FuzzMessage::Query => Message::Query { txn },
+                    FuzzMessage::Heartbeat { grant, epoch, incarnation, sent_at_ms } => {
+                        let epoch = configuration::Epoch(u64::from(epoch % 3));
+                        let sent_at = Time::from_nanos(u64::from(sent_at_ms) * 1_000_000);
+                        let request = LeaseRequest { incarnation: u64::from(incarnation % 4), sent_at };
+                        if grant { Message::LeaseGrant { epoch, request } } else { Message::Heartbeat { epoch, request } }
+                    }
                 };
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });
             }

@@ -24,13 +24,18 @@ use crate::security::users::{ClientUser, sign};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::completions::CLIENT_RETRY_WINDOW_MAX;
 use dkv_core::{
-    ClientId, Condition, Key, Limits, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp, Value, prefix_end,
+    ClientId, Condition, Key, Limits, NotServingReason, Operation, Outcome, Request, RequestId, TryAgainReason, TxnOp,
+    Value, prefix_end,
 };
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
+
+/// After every node answered "not serving" in a row, the client waits this long before asking
+/// them again: about the time a node takes to get a lease once it hears from a majority.
+const NOT_SERVING_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientTransport {
@@ -96,6 +101,12 @@ pub enum ClientError {
         "no outcome within {timeout:?}: {reason}; the request may or may not have been applied, and retrying is safe"
     )]
     NoOutcome { reason: TryAgainReason, timeout: Duration },
+    /// Every node asked answered "not serving" (no read lease, not a member, catching up) until
+    /// the request timeout. That attempt applied nothing; an earlier one may have.
+    #[error(
+        "no node would serve the request within {timeout:?}: the last said {reason}; the request may or may not have been applied, and retrying is safe. Check that a majority of the nodes are running and reachable"
+    )]
+    NotServing { reason: NotServingReason, timeout: Duration },
     #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); send it over TCP")]
     TooLargeForDatagram { len: usize, max: usize },
     /// A node refused the request's bytes (a frame it cannot take): that attempt applied
@@ -136,7 +147,10 @@ impl ClientError {
             | ClientError::TooLargeForDatagram { .. }
             | ClientError::Socket(_)
             | ClientError::TokenWithoutTls => false,
-            ClientError::Lost { .. } | ClientError::Timeout { .. } | ClientError::NoOutcome { .. } => true,
+            ClientError::Lost { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NoOutcome { .. }
+            | ClientError::NotServing { .. } => true,
             ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }
@@ -380,15 +394,18 @@ impl Client {
         let node_count = self.config.nodes.len();
         let mut unreachable_in_a_row = 0;
         let mut last_try_again: Option<TryAgainReason> = None;
+        let mut last_not_serving: Option<NotServingReason> = None;
+        let mut not_serving_in_a_row = 0;
         let mut try_again_backoff = Duration::from_millis(10);
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(match last_try_again {
-                    Some(reason) => ClientError::NoOutcome { reason, timeout },
+                return Err(match (last_try_again, last_not_serving) {
+                    (_, Some(reason)) => ClientError::NotServing { reason, timeout },
+                    (Some(reason), None) => ClientError::NoOutcome { reason, timeout },
                     // Every try timed out connecting: nothing was sent.
-                    None if !self.request_sent => ClientError::Unreachable { addrs: self.addrs() },
-                    None => ClientError::Timeout { addrs: self.addrs(), timeout },
+                    (None, None) if !self.request_sent => ClientError::Unreachable { addrs: self.addrs() },
+                    (None, None) => ClientError::Timeout { addrs: self.addrs(), timeout },
                 });
             }
             let addr = self.config.nodes[self.node];
@@ -405,7 +422,25 @@ impl Client {
             match result {
                 Ok(Frame::Reply(reply)) => {
                     unreachable_in_a_row = 0;
+                    if !matches!(reply.outcome, Outcome::NotServing(_)) {
+                        not_serving_in_a_row = 0;
+                    }
                     match reply.outcome {
+                        // "Ask another node": fail over at once, same request id. Once every
+                        // node said so in a row, pause before the next round (a minority cut
+                        // off, or a cluster just starting, heals in about a lease).
+                        Outcome::NotServing(reason) => {
+                            tracing::debug!(%addr, request = %id, %reason, "not serving; failing over");
+                            last_not_serving = Some(reason);
+                            last_try_again = None;
+                            not_serving_in_a_row += 1;
+                            self.next_node();
+                            if not_serving_in_a_row >= node_count {
+                                not_serving_in_a_row = 0;
+                                let pause = NOT_SERVING_PAUSE.min(deadline.saturating_duration_since(Instant::now()));
+                                std::thread::sleep(pause);
+                            }
+                        }
                         // A differently configured cluster does not heal by waiting: say so now.
                         Outcome::TryAgain(reason @ TryAgainReason::ConfigMismatch { .. }) => {
                             return Err(ClientError::NoOutcome { reason, timeout: started.elapsed() });
@@ -418,6 +453,7 @@ impl Client {
                                 self.next_node();
                             }
                             last_try_again = Some(reason);
+                            last_not_serving = None;
                             // Jittered, so clients that collided once do not collide again in
                             // step: the pause is random in [backoff / 2, backoff].
                             let random = getrandom::u64().unwrap_or(0) >> 11;
@@ -788,6 +824,84 @@ mod tests {
                 other => panic!("expected a refusal, got {other:?}"),
             }
         }
+    }
+
+    /// A fake node over TCP: answers every request it reads with `answer(request)`, and sends
+    /// the ids it saw down `seen`.
+    fn fake_node(
+        answer: fn(&Request) -> Outcome,
+        seen: std::sync::mpsc::Sender<(SocketAddr, RequestId)>,
+    ) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        match frame::decode_stream(&buffer, 1 << 20) {
+                            Ok(Some((Frame::Request(request), used))) => {
+                                buffer.drain(..used);
+                                let _ = seen.send((addr, request.id));
+                                let reply = dkv_core::Reply { id: request.id, outcome: answer(&request) };
+                                if stream.write_all(&frame::encode_to_vec(&Frame::Reply(reply))).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(Some(_)) | Err(_) => return,
+                            Ok(None) => match stream.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A node that answers "not serving" makes the client ask the next node at once, with the
+    /// same request id, and the answer of the node that serves is the outcome.
+    #[test]
+    fn not_serving_fails_over_to_the_next_node_with_the_same_request_id() {
+        let (seen, saw) = std::sync::mpsc::channel();
+        let refusing = fake_node(|_| Outcome::NotServing(NotServingReason::NoLease), seen.clone());
+        let serving = fake_node(|_| Outcome::Value { value: b"v".to_vec(), version: 3 }, seen);
+        let mut config = ClientConfig::new(vec![refusing, serving], ClientTransport::Tcp);
+        config.request_timeout = Duration::from_secs(20);
+        let mut client = Client::new(config).unwrap();
+        assert_eq!(client.get("k").unwrap(), Outcome::Value { value: b"v".to_vec(), version: 3 });
+        let asked: Vec<(SocketAddr, RequestId)> = saw.try_iter().collect();
+        assert_eq!(asked.iter().map(|(addr, _)| *addr).collect::<Vec<_>>(), [refusing, serving]);
+        assert_eq!(asked[0].1, asked[1].1, "the same request id at both nodes");
+    }
+
+    /// When every node keeps answering "not serving", the client gives up at its request timeout
+    /// and says so, leaving the outcome open; it paused between rounds instead of spinning.
+    #[test]
+    fn not_serving_everywhere_ends_at_the_deadline() {
+        let (seen, saw) = std::sync::mpsc::channel();
+        let nodes = vec![
+            fake_node(|_| Outcome::NotServing(NotServingReason::NoLease), seen.clone()),
+            fake_node(|_| Outcome::NotServing(NotServingReason::CatchingUp), seen),
+        ];
+        let mut config = ClientConfig::new(nodes, ClientTransport::Tcp);
+        config.request_timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        match Client::new(config).unwrap().get("k") {
+            Err(error @ ClientError::NotServing { .. }) => {
+                assert!(error.may_have_been_applied());
+                assert!(error.to_string().contains("no node would serve"), "{error}");
+            }
+            other => panic!("expected not serving, got {other:?}"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        let rounds = saw.try_iter().count();
+        assert!((2..=20).contains(&rounds), "{rounds} attempts in 500 ms");
     }
 
     /// A node whose kernel accepted the connection but which never answers (frozen, say) holds

@@ -109,7 +109,9 @@ fn no_outcome_text(write: bool, reason: Option<&TryAgainReason>, waited: Duratio
     format!("no outcome after {:.1} s ({why}); {effect}", waited.as_secs_f64())
 }
 
-/// The end of one request: its definite outcome (never `TryAgain`), or why there is none.
+/// The end of one request: its definite outcome (never `TryAgain`), `NotServing` (this node
+/// cannot answer it; the asker should ask another node, which the gateway cannot do for it), or
+/// why there is none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Answer {
     pub(crate) asker: Asker,
@@ -285,6 +287,8 @@ impl Gateway {
                     result: Err(GatewayError::NoOutcome { write, reason: Some(reason), waited }),
                 })
             }
+            // Definite outcomes, and "not serving": waiting here would not make this node serve
+            // (it lacks a lease, or is no member); the asker is told at once to ask another.
             outcome => {
                 let running = self.finish(reply.id)?;
                 Some(Answer { asker: running.asker, result: Ok(outcome) })
@@ -453,6 +457,17 @@ mod tests {
         let answer = gateway.on_reply(wake, reply(request.id, Outcome::Committed(vec![]))).unwrap();
         assert_eq!(answer.result, Ok(Outcome::Committed(vec![])));
         assert_eq!(answer.asker, asker(5));
+    }
+
+    /// "Not serving" is not retried here: the asker hears it at once, to ask another node.
+    #[test]
+    fn not_serving_is_answered_at_once() {
+        let mut gateway = Gateway::new(limits(1), 7);
+        let request = gateway.start(at(0), asker(5), get("k")).unwrap();
+        let not_serving = Outcome::NotServing(dkv_core::NotServingReason::NoLease);
+        let answer = gateway.on_reply(at(1), reply(request.id, not_serving.clone())).unwrap();
+        assert_eq!(answer, Answer { asker: asker(5), result: Ok(not_serving) });
+        assert_eq!(gateway.deadline(), None, "nothing left to retry");
     }
 
     /// A request that keeps getting `TryAgain` ends at its deadline with an answer saying the

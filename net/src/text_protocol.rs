@@ -83,6 +83,7 @@ pub fn reply(op: OpCode, answer: &Result<Outcome, GatewayError>) -> Vec<u8> {
             b"1:key does not exist".to_vec()
         }
         (_, Outcome::Rejected(reason)) => failure(&reason.to_string()),
+        (_, not_serving @ Outcome::NotServing(_)) => failure(&not_serving.to_string()),
         (_, other) => failure(&format!("unexpected outcome: {other}")),
     }
 }
@@ -96,6 +97,7 @@ pub fn short_reply(answer: &Result<Outcome, GatewayError>) -> &'static [u8] {
         Err(error) if error.may_have_been_applied() => b"1:outcome unknown",
         Err(GatewayError::NoOutcome { .. } | GatewayError::Expired { .. }) => b"1:no answer",
         Ok(Outcome::Rejected(_)) => b"1:refused",
+        Ok(Outcome::NotServing(_)) => b"1:not serving, ask another node",
         Ok(_) => b"1:failed",
     }
 }
@@ -266,6 +268,11 @@ mod tests {
         assert!(String::from_utf8_lossy(&lost).contains("may or may not have been applied"));
         let limit = Outcome::Rejected(RejectReason::Limit(LimitError::TooManyOps { count: 2, max: 1 }));
         assert!(reply(OpCode::Put, &Ok(limit)).starts_with(b"1:"));
+        let not_serving = Ok(Outcome::NotServing(dkv_core::NotServingReason::NoLease));
+        let refused = String::from_utf8(reply(OpCode::Get, &not_serving)).unwrap();
+        assert!(refused.starts_with("1:not serving - ") && refused.ends_with("ask another node"), "{refused}");
+        assert!(!refused[2..].contains(':'), "{refused}");
+        assert_eq!(short_reply(&not_serving), b"1:not serving, ask another node");
         // Short forms for datagrams: each still says what happened.
         let big = Ok(Outcome::Value { value: vec![b'v'; 100], version: 1 });
         assert_eq!(short_reply(&big), TOO_LARGE_FOR_DATAGRAM);

@@ -163,7 +163,7 @@ pub fn result_of(outcome: &Outcome) -> Option<Result> {
         Outcome::Failed(failure) => Result::Failed(*failure),
         Outcome::Scanned { entries, next } => Result::Scanned { entries: entries.clone(), next: next.clone() },
         Outcome::Rejected(_) => Result::NotApplied,
-        Outcome::TryAgain(_) => return None,
+        Outcome::TryAgain(_) | Outcome::NotServing(_) => return None,
     })
 }
 

@@ -76,6 +76,7 @@ mod workload;
 mod world;
 
 pub use check::Violation;
+pub use check::leases::ReadAnswer;
 pub use check::liveness::{EVENTS_MAX, FAULT_LIVENESS_BOUND, LIVENESS_BOUND};
 pub use params::{Faults, MINORITY_FAULTS_BY_DEFAULT, Overrides, Params, TightBounds};
 pub use saved::{Expect, SavedRun};
@@ -97,6 +98,17 @@ pub struct RunOptions {
     /// Fault decisions from outside instead of the rng (see the `sim_schedule` fuzz target):
     /// one byte per message and per completed operation; the cluster heals when they run out.
     pub fault_script: Option<Vec<u8>>,
+    /// One exact partition: a node cut off from all the others for a while (until the heal
+    /// at the latest). For tests that need it; the swarm draws its own partitions.
+    pub isolate: Option<Isolation>,
+}
+
+/// Node `node` cut off from every other node, both ways, from `from` to `until` of virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isolation {
+    pub node: usize,
+    pub from: std::time::Duration,
+    pub until: std::time::Duration,
 }
 
 impl RunOptions {
@@ -136,6 +148,10 @@ pub struct Report {
     /// Searches that hit their budget without a verdict.
     pub inconclusive: usize,
     pub trace: Vec<String>,
+    /// Every read answer under leases (none with leases off), in order.
+    pub read_answers: Vec<check::leases::ReadAnswer>,
+    /// When the faults stopped (global nanoseconds), if they did.
+    pub healed_at: Option<u64>,
 }
 
 impl Report {
@@ -152,7 +168,7 @@ impl Report {
 pub fn run(seed: u64, options: &RunOptions) -> Report {
     let mut setup = Setup::draw(seed, &options.overrides);
     setup.fault_script = options.fault_script.clone();
-    run_setup(&setup, options.canary, options.trace)
+    run_world(&setup, options.canary, options.trace, options.isolate)
 }
 
 /// Runs a setup (drawn, shrunk or saved) to the end and checks it.
@@ -160,10 +176,17 @@ pub fn run(seed: u64, options: &RunOptions) -> Report {
 /// # Panics
 /// As [`run`].
 pub fn run_setup(setup: &Setup, canary: Option<Canary>, trace: TraceMode) -> Report {
+    run_world(setup, canary, trace, None)
+}
+
+fn run_world(setup: &Setup, canary: Option<Canary>, trace: TraceMode, isolate: Option<Isolation>) -> Report {
     let params = setup.params.clone();
     let mut world = world::World::new(setup.seed, setup.world_rng(), params.clone(), canary, trace);
     if let Some(script) = &setup.fault_script {
         world.set_script(script.clone());
+    }
+    if let Some(Isolation { node, from, until }) = isolate {
+        world.isolate_between(node, from.as_nanos() as u64, until.as_nanos() as u64);
     }
     world.set_suppressed(setup.suppressed.clone());
     world.run();
@@ -186,5 +209,7 @@ pub fn run_setup(setup: &Setup, canary: Option<Canary>, trace: TraceMode) -> Rep
         violations,
         inconclusive: linearizability.inconclusive,
         trace: world.trace.take_lines(),
+        read_answers: world.leases.take().map(|l| l.answers).unwrap_or_default(),
+        healed_at: world.healed_at(),
     }
 }

@@ -56,6 +56,9 @@ pub struct Params {
     /// A client waits up to this long (drawn) before its next operation, on top of the usual
     /// moment, so that its work spreads over a long fault phase (zero: no wait).
     pub think_max: Duration,
+    /// Heartbeats and read leases on (`dkv_core::Timing::leases`): nodes serve reads only
+    /// under a lease, and the lease checker watches every read they serve.
+    pub leases: bool,
 }
 
 /// Bounds small enough that nodes refuse work (prepared transactions, waiting reads and
@@ -274,6 +277,11 @@ pub struct Overrides {
     pub lasting_partition_every: Option<Duration>,
     /// Clocks start at offsets drawn up to this.
     pub clock_offset_max: Option<Duration>,
+    /// Read leases on or off instead of drawn.
+    pub leases: Option<bool>,
+    /// These weights of get, put, update, delete and multi-op transaction instead of the drawn
+    /// ones (all writes zero: a read-only workload).
+    pub mix: Option<[u32; 5]>,
 }
 
 impl Overrides {
@@ -300,6 +308,9 @@ impl Params {
         }
         if mix[1..].iter().all(|w| *w == 0) {
             mix[1] = 1; // at least one kind of write
+        }
+        if let Some(chosen) = o.mix {
+            mix = chosen;
         }
         let mut faults = Faults::none();
         if !o.no_faults {
@@ -353,6 +364,7 @@ impl Params {
             snapshot_records_min,
             clock_skew_ppm,
             tight_bounds: None,
+            leases: false,
             minority_faults: false,
             clock_offset_max: Duration::ZERO,
             think_max: Duration::ZERO,
@@ -454,7 +466,7 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?}",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?} leases={}",
             self.nodes,
             self.clients,
             self.ops_per_client,
@@ -478,7 +490,8 @@ impl std::fmt::Display for Params {
             x.fsync_max,
             self.snapshot_records_min,
             self.clock_skew_ppm,
-            self.tight_bounds
+            self.tight_bounds,
+            self.leases
         )?;
         if self.minority_faults {
             write!(

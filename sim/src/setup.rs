@@ -69,6 +69,10 @@ impl Setup {
             lasting.set_stream(7);
             params.draw_minority_faults(&mut lasting, overrides);
         }
+        // Read leases, added later still: half the seeds, from a stream of their own.
+        let mut leases = ChaCha8Rng::seed_from_u64(seed);
+        leases.set_stream(9);
+        params.leases = overrides.leases.unwrap_or_else(|| leases.next_u64() % 2 == 0);
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 
@@ -96,6 +100,7 @@ impl Setup {
         let mut eviction = Eviction::off();
         let mut suppressed = BTreeSet::new();
         let mut fault_script = None;
+        let mut leases = false;
         for (key, value) in words {
             let v = value.as_str();
             match key.as_str() {
@@ -145,6 +150,7 @@ impl Setup {
                 }
                 "suppress" => suppressed = number_set(&key, v)?,
                 "fault_script" => fault_script = Some(hex(&key, v)?),
+                "leases" => leases = number::<u8>(&key, v)? == 1,
                 _ => return Err(SetupError(format!("unknown setting `{key}`; the settings are: {}", KEYS.join(", ")))),
             }
         }
@@ -173,6 +179,7 @@ impl Setup {
             minority_faults: minority.0,
             clock_offset_max: minority.1,
             think_max: minority.2,
+            leases,
         };
         if p_has_eviction_without_bounds(&params, &eviction) {
             return Err(SetupError(
@@ -211,6 +218,7 @@ impl Setup {
             }
         };
         optional(p.rich != [0, 0], format!("rich={}", join(&p.rich)));
+        optional(p.leases, "leases=1".to_string());
         optional(f.loss > 0.0, format!("loss={}", f.loss));
         optional(f.duplication > 0.0, format!("duplication={}", f.duplication));
         optional(f.delay_min != none.delay_min, format!("delay_min_ns={}", f.delay_min.as_nanos()));
@@ -332,7 +340,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 43] = [
+const KEYS: [&str; 44] = [
     "seed",
     "rng_position",
     "nodes",
@@ -376,6 +384,7 @@ const KEYS: [&str; 43] = [
     "new_client_chance",
     "suppress",
     "fault_script",
+    "leases",
 ];
 
 /// The `key=value` words of `text`; `#` starts a comment that runs to the end of its line.

@@ -138,6 +138,8 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::Decision { decision: Decision::Abort, .. } => 5,
         Message::Ack { .. } => 6,
         Message::Query { .. } => 7,
+        Message::Heartbeat { .. } => 8,
+        Message::LeaseGrant { .. } => 9,
     }
 }
 
@@ -150,6 +152,7 @@ pub(crate) fn outcome_word(outcome: &Outcome) -> u64 {
         Outcome::Failed(OpFailure { op_index, reason }) => 4 | u64::from(*op_index) << 8 | (*reason as u64) << 40,
         Outcome::Rejected(_) => 5,
         Outcome::TryAgain(_) => 6,
+        Outcome::NotServing(_) => 8,
         Outcome::Scanned { entries, next } => {
             let entries = entries.iter().fold(0u64, |h, e| {
                 h.rotate_left(7) ^ bytes_word(&e.key) ^ e.value.as_deref().map_or(1, bytes_word) ^ e.version

@@ -19,6 +19,7 @@ mod lasting;
 
 use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
+use crate::check::leases::LeaseChecker;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND, SideChange};
 use crate::clock::Clock;
 use crate::disk::{CrashDamage, Disk, RecoverError};
@@ -57,12 +58,14 @@ pub(crate) const CLIENT_SENDS_BEFORE_FAIL_OVER: u32 = 2;
 /// Whether an answer tells the client to take its request to another node, which clients do in
 /// runs with `Params::minority_faults`.
 ///
-/// PLACEHOLDER (issue 12): the "not serving: …, ask another node" answer of a node without a
-/// lease or not a member (docs/protocol.md §7.5) is being added to `Outcome` by another part;
-/// when it lands, match it here. Until then the answers that come closest stand in for it: a
-/// node still starting, and a coordinator that could not reach every member.
+/// The answers that send a client to another node: "not serving: …, ask another node" (a node
+/// without a lease or not a member, docs/protocol.md §7.5), a node still starting, and a
+/// coordinator that could not reach every member.
 fn asks_to_fail_over(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::TryAgain(TryAgainReason::Starting | TryAgainReason::Unavailable { .. }))
+    matches!(
+        outcome,
+        Outcome::NotServing(_) | Outcome::TryAgain(TryAgainReason::Starting | TryAgainReason::Unavailable { .. })
+    )
 }
 
 /// Something that happens at a moment of virtual time. Nodes and clients are named by index.
@@ -136,6 +139,10 @@ enum Event {
     },
     PartitionStart,
     PartitionEnd,
+    /// A test's partition: this node cut off from every other, both ways.
+    Isolate {
+        node: usize,
+    },
     Heal,
     /// This member crashes and is never restarted.
     PermanentCrash {
@@ -189,6 +196,7 @@ impl SimNode {
             config.bounds.decisions_remembered_max = tight.decisions_remembered_max;
             config.timing.completion_retention = tight.completion_retention;
         }
+        config.timing.leases = params.leases;
         config.set_canary(canary).expect("checked by dkv_sim::run");
         let skew = if params.clock_skew_ppm == 0 {
             0
@@ -329,6 +337,10 @@ pub struct RunStats {
     /// The most members that lasting faults (crashed for good, absent, cut off) held away at
     /// once.
     pub members_lost_max: u64,
+    /// Reads answered from memory while leases were on (each checked by the lease checker),
+    /// and reads answered "not serving".
+    pub lease_reads: u64,
+    pub reads_not_served: u64,
 }
 
 impl RunStats {
@@ -360,6 +372,8 @@ impl RunStats {
             tails_damaged,
             lasting_partitions,
             members_lost_max,
+            lease_reads,
+            reads_not_served,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -386,12 +400,14 @@ impl RunStats {
         self.tails_damaged += tails_damaged;
         self.lasting_partitions += lasting_partitions;
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
+        self.lease_reads += lease_reads;
+        self.reads_not_served += reads_not_served;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
     pub fn faults_line(&self) -> String {
         let mut line = format!(
-            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted",
+            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted, {} reads under a lease, {} not served",
             self.torn_tails,
             self.garbage_tails,
             self.unsynced_flips,
@@ -400,7 +416,9 @@ impl RunStats {
             self.cluster_crashes,
             self.near_io_crashes,
             self.pauses,
-            self.completions_evicted
+            self.completions_evicted,
+            self.lease_reads,
+            self.reads_not_served
         );
         if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
             line.push_str(&format!(
@@ -461,6 +479,8 @@ pub(crate) struct World {
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
     exactly_once: ExactlyOnce,
+    /// Watches every read a node answers from memory, when leases are on.
+    pub(crate) leases: Option<LeaseChecker>,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -502,6 +522,8 @@ impl World {
         let mut rich = ChaCha8Rng::seed_from_u64(seed);
         rich.set_stream(6);
         let n = params.nodes;
+        let params_leases = params.leases;
+        let lease_duration = dkv_core::Timing::default().lease_duration;
         World {
             rng,
             side,
@@ -528,6 +550,7 @@ impl World {
             trace: Trace::new(trace),
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
+            leases: params_leases.then(|| LeaseChecker::new(n, lease_duration)),
             violations: Vec::new(),
         }
     }
@@ -684,6 +707,7 @@ impl World {
             Event::Resume { node, generation } => self.resume(node, generation),
             Event::Restart { node } => self.restart(node),
             Event::PartitionStart => self.partition_start(),
+            Event::Isolate { node } => self.isolate(node),
             Event::PartitionEnd => self.partition_end(),
             Event::Heal => self.heal(),
             Event::PermanentCrash { node } => self.permanent_crash(node),
@@ -702,11 +726,18 @@ impl World {
         self.trace.event(
             self.now,
             Tag::Deliver,
-            &[u64::from(from.0), u64::from(to.0), txn_word(message.txn()), message_word(&message), generation],
-            || format!("{to} <- {from}  {} {}", message.kind(), message.txn()),
+            &[
+                u64::from(from.0),
+                u64::from(to.0),
+                message.txn().map_or(0, txn_word),
+                message_word(&message),
+                generation,
+            ],
+            || format!("{to} <- {from}  {} {}", message.kind(), about(&message)),
         );
-        if self.nodes[i].node.is_none() {
-            return;
+        let Some(node) = self.nodes[i].node.as_ref() else { return };
+        if let (Some(checker), Message::LeaseGrant { request, .. }) = (self.leases.as_mut(), &message) {
+            checker.on_grant(i, node.incarnation(), &self.nodes[i].clock, from, *request);
         }
         self.stats.messages_delivered += 1;
         self.input(i, Input::Message { from, message });
@@ -793,6 +824,21 @@ impl World {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
+                    let served =
+                        matches!(reply.outcome, Outcome::Value { .. } | Outcome::NotFound | Outcome::Scanned { .. });
+                    let not_served = matches!(reply.outcome, Outcome::NotServing(_));
+                    self.stats.reads_not_served += u64::from(not_served);
+                    if let Some(checker) = self.leases.as_mut() {
+                        let local = self.nodes[i].clock.local(self.now);
+                        if served {
+                            self.stats.lease_reads += 1;
+                            if let Some(violation) = checker.on_read_served(i, self.now, local) {
+                                self.violations.push(violation);
+                            }
+                        } else if not_served {
+                            checker.on_read_not_served(i, self.now);
+                        }
+                    }
                     let client = to.0 as usize;
                     self.client_link(Event::ToClient { client, reply });
                 }
@@ -869,8 +915,11 @@ impl World {
         if self.script.is_some() {
             return self.send_scripted(from, to, message);
         }
-        let (kind, txn) = (message.kind(), message.txn());
-        let what = |fate: &'static str| move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}");
+        let (kind, txn) = (message.kind(), about(&message));
+        let what = |fate: &'static str| {
+            let txn = txn.clone();
+            move |_: &World| format!("{from} -> {to}  {kind} {txn} {fate}")
+        };
         if chance(&mut self.rng, self.faults.loss) && self.fault_allowed(what("lost")) {
             return;
         }
@@ -1073,6 +1122,12 @@ impl World {
         if self.params.minority_faults && lost_to_other_work(&reply.outcome) {
             self.contended.push(liveness::Contended { op, at: self.now });
         }
+        // "Not serving, ask another node": the client fails over, as dkv-net's does (with
+        // minority faults on, `send_attempt` does it, from `fail_over`).
+        if !self.params.minority_faults && matches!(reply.outcome, Outcome::NotServing(_)) {
+            let c = &mut self.clients[client];
+            c.node = (c.node + 1) % self.nodes.len();
+        }
         match result_of(&reply.outcome) {
             Some(result) => self.complete(client, op, result),
             None => self.back_off(client, reply.id.seq, attempt),
@@ -1151,6 +1206,10 @@ impl World {
     /// damaged synced record must be refused; the operator then restores it from a backup and
     /// starts the node again.
     fn start_node(&mut self, i: usize) {
+        // A new life holds no lease: its grants went with the last one.
+        if let Some(checker) = self.leases.as_mut() {
+            checker.forget(i);
+        }
         let damaged = self.nodes[i].disk.media_damaged();
         let recovered = match self.nodes[i].disk.recover() {
             Err(RecoverError::Corrupt { offset, reason }) if damaged => {
@@ -1441,6 +1500,32 @@ impl World {
         self.schedule(self.now + duration, Event::PartitionEnd);
     }
 
+    /// Cuts node `node` off from every other node, both ways, from `at` until `until` (global
+    /// nanoseconds), unless the heal comes first. For tests that need one exact partition.
+    pub(crate) fn isolate_between(&mut self, node: usize, at: u64, until: u64) {
+        self.schedule(at, Event::Isolate { node });
+        self.schedule(until, Event::PartitionEnd);
+    }
+
+    fn isolate(&mut self, node: usize) {
+        if self.healed_at.is_some() {
+            return;
+        }
+        for other in 0..self.nodes.len() {
+            if other != node {
+                self.blocked[node][other] = true;
+                self.blocked[other][node] = true;
+            }
+        }
+        self.stats.partitions += 1;
+        self.trace.event(self.now, Tag::PartitionStart, &[1, 0], || format!("partition [{node}] | the rest"));
+    }
+
+    /// When the cluster healed, if it did.
+    pub(crate) fn healed_at(&self) -> Option<u64> {
+        self.healed_at
+    }
+
     /// Ends the partition, and schedules the next one unless the cluster has healed.
     fn partition_end(&mut self) {
         self.trace.event(self.now, Tag::PartitionEnd, &[], || "partition ends".into());
@@ -1519,4 +1604,9 @@ impl World {
     pub(crate) fn replicas(&self) -> Vec<Option<&Node>> {
         self.nodes.iter().map(|n| n.node.as_ref()).collect()
     }
+}
+
+/// What a message is about, for trace lines: its transaction, or nothing for a heartbeat.
+fn about(message: &Message) -> String {
+    message.txn().map_or_else(String::new, |txn| txn.to_string())
 }

@@ -358,6 +358,9 @@ impl Report {
     }
 }
 
+/// What to do when no node named would serve: name more of them, or bring a majority back.
+const NOT_SERVING_ADVICE: &str = " (name every node of the cluster with -n, or a node that is with the majority; a node serves only while it hears from a majority of the members)";
+
 fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
     let single_op = matches!(&job.operation, Operation::Txn { ops } if ops.len() == 1);
     let key = job.key.as_deref().unwrap_or("");
@@ -386,6 +389,11 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
             r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {reason}{}", try_again_advice(&reason)))
         }
         Ok(Outcome::Scanned { entries, next }) => scanned(&entries, next.as_deref()),
+        // The client library fails over on "not serving"; a build that hands one back still
+        // says what it means.
+        Ok(not_serving @ Outcome::NotServing(_)) => {
+            r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {not_serving}{NOT_SERVING_ADVICE}"))
+        }
         Err(error) => {
             let code = match error {
                 ClientError::Refused { error: FrameError::Unauthorized { .. }, .. } => exit::DENIED,
@@ -396,7 +404,8 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                 ClientError::Unreachable { .. }
                 | ClientError::Lost { .. }
                 | ClientError::Timeout { .. }
-                | ClientError::NoOutcome { .. } => exit::UNAVAILABLE,
+                | ClientError::NoOutcome { .. }
+                | ClientError::NotServing { .. } => exit::UNAVAILABLE,
                 ClientError::Refused { .. } | ClientError::Socket(_) => exit::ERROR,
             };
             let outcome = match code {
@@ -408,6 +417,7 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                 ClientError::TooLargeForDatagram { .. }
                 | ClientError::Refused { error: FrameError::TooLargeForDatagram { .. }, .. } => " (-t)",
                 ClientError::NoOutcome { reason, .. } => try_again_advice(reason),
+                ClientError::NotServing { .. } => NOT_SERVING_ADVICE,
                 _ => "",
             };
             r(code, outcome, format!("{error}{advice}"))

@@ -118,7 +118,7 @@ struct Start {
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
         "no_minority_faults", "permanent_crashes", "absence_every_ms", "lasting_partition_every_ms",
-        "clock_offset_max_ms"
+        "clock_offset_max_ms", "leases"
     ])]
     setup: Option<Setup>,
 }
@@ -201,11 +201,15 @@ struct Knobs {
     /// Clocks start up to this many milliseconds apart.
     #[arg(long)]
     clock_offset_max_ms: Option<u64>,
+    /// Heartbeats and read leases on or off (half the seeds draw them otherwise); on, the
+    /// lease checker watches every read a node answers.
+    #[arg(long)]
+    leases: Option<bool>,
     /// Plant a protocol bug to see it caught (needs `--features canaries`): one of
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
     /// commit-on-first-yes, evict-young-completions, scan-ignores-prepared-insert,
-    /// condition-before-lock.
+    /// condition-before-lock, lease-from-arrival.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }
@@ -238,10 +242,13 @@ impl Knobs {
                 absence_every: self.absence_every_ms.map(Duration::from_millis),
                 lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
+                leases: self.leases,
+                mix: None,
             },
             trace,
             canary: self.canary,
             fault_script: None,
+            isolate: None,
         }
     }
 
@@ -263,6 +270,7 @@ impl Knobs {
             ("--absence-every-ms", self.absence_every_ms.map(|v| v.to_string())),
             ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
+            ("--leases", self.leases.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];
         let switches = [

@@ -229,6 +229,12 @@ impl Coordinator {
         match vote {
             Vote::Yes => {
                 yes.insert(from);
+                // No commit decision before the wait is over (docs/protocol.md §7.5). Never the
+                // case while the wait starts with the node (no transaction begins before it
+                // ends); once installs move it, the transaction's timer decides after the wait.
+                if sh.leases.waiting(now) {
+                    return;
+                }
                 if yes.is_superset(c.participants) || sh.canary(Canary::CommitOnFirstYes) {
                     self.decide_commit(sh, txn);
                 }
@@ -385,6 +391,10 @@ impl Coordinator {
         let (missing, message, next) = match c.phase {
             Phase::Voting { yes, vote_deadline } => {
                 let missing = c.participants.difference(yes);
+                // Every vote is in, and the wait that held the decision back is over.
+                if missing.is_empty() && !sh.leases.waiting(now) {
+                    return self.decide_commit(sh, txn);
+                }
                 if now >= vote_deadline {
                     return self.abort(sh, own_share, now, txn, AbortCause::Timeout(missing));
                 }

@@ -4,19 +4,22 @@
 //! the writes its clients send it, and a [`Participant`] in every write (its own coordinator's
 //! included). The node routes each input to the role it concerns and holds what both share
 //! ([`Shared`]: the store, locks, completion records, waiting reads, learned decisions, timers
-//! and the outbox), lending it to the role for the call.
+//! and the outbox), lending it to the role for the call. The liveness role — heartbeats, read
+//! leases, suspicion and the wait before the first YES — lives in `Shared` too (`lease.rs`),
+//! since every read consults it when it answers.
 
 mod coordinator;
 mod invariants;
+mod lease;
 mod participant;
 mod reads;
 mod shared;
 
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
-use crate::ids::{Lsn, NodeId, ReplyTo};
+use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo};
 use crate::message::Message;
-use crate::operation::{Operation, Reply, Request};
+use crate::operation::{Operation, Outcome, Reply, Request, TryAgainReason};
 use crate::record::{Record, Snapshot, SnapshotHeader, VersionedEntry, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
@@ -24,6 +27,7 @@ use crate::time::Time;
 use crate::timers::Timer;
 use coordinator::Coordinator;
 pub use invariants::InvariantViolation;
+use lease::Leases;
 use participant::Participant;
 use shared::{AfterDurable, Shared};
 use thiserror::Error;
@@ -90,6 +94,9 @@ pub struct Stats {
     pub config_mismatches: u64,
     /// Completion records evicted since the node started (see [`crate::completions`]).
     pub completions_evicted: u64,
+    /// PREPAREs ignored because they came during the wait before this node's first YES
+    /// (docs/protocol.md §7.5); the coordinator sends them again.
+    pub prepares_before_wait: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -114,10 +121,11 @@ impl Node {
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered { store, completions, prepared, untracked, decisions, .. } = recovered;
+        let leases = Leases::new(&config, incarnation, now);
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
-            shared: Shared::new(config, store, completions),
+            shared: Shared::new(config, store, completions, leases),
         };
         let sh = &mut node.shared;
         node.participant.restore(sh, now, prepared, &untracked);
@@ -133,6 +141,7 @@ impl Node {
     /// [`Node::poll_output`] after every call.
     pub fn handle(&mut self, now: Time, input: Input) {
         self.shared.completions.advance(now);
+        self.shared.leases.observe(now);
         match input {
             Input::Request { reply_to, request } => self.handle_request(now, reply_to, request),
             Input::Message { from, message } => self.handle_message(now, from, message),
@@ -148,6 +157,11 @@ impl Node {
         let Node { shared: sh, coordinator, participant } = self;
         match request.operation {
             Operation::Get { key } => sh.read(now, reply_to, request.id, key),
+            // No commit decision before the wait is over (§7.5): the wait starts with the node,
+            // so refusing to begin a transaction before it is over keeps every decision after it.
+            Operation::Txn { .. } if sh.leases.waiting(now) => {
+                sh.reply(reply_to, request.id, Outcome::TryAgain(TryAgainReason::Starting))
+            }
             Operation::Txn { ops } => coordinator.coordinate(sh, participant, now, reply_to, request.id, ops),
             Operation::Scan { start, end, limit, keys_only } => {
                 sh.scan(now, reply_to, request.id, reads::Scan { start, end, limit, keys_only })
@@ -158,14 +172,22 @@ impl Node {
     /// Peer input is untrusted: anything malformed or senseless is counted and dropped.
     fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
         let Node { shared: sh, coordinator, participant } = self;
-        // Every message names a transaction, and so its coordinator: both the sender and that
+        // A 2PC message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
         let members = sh.config.members;
-        if from == sh.me() || !members.contains(from) || !members.contains(message.txn().coordinator) {
+        let stranger = message.txn().is_some_and(|txn| !members.contains(txn.coordinator));
+        if from == sh.me() || !members.contains(from) || stranger {
             sh.stats.messages_dropped += 1;
             return;
         }
+        if message.txn().is_some() {
+            sh.leases.heard_from(from);
+        }
         match message {
+            // No YES before the wait is over (§7.5): a PREPARE that comes during it is not
+            // taken at all (nothing logged, so no vote can come due, nor a retransmission be
+            // answered with a YES of a recovered transaction); the coordinator sends it again.
+            Message::Prepare { .. } if sh.leases.waiting(now) => sh.stats.prepares_before_wait += 1,
             Message::Prepare { txn, request, ops, participants } => {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
                 participant.on_prepare(sh, now, from, record)
@@ -183,6 +205,8 @@ impl Node {
                     sh.send(from, Message::Decision { txn, decision });
                 }
             }
+            Message::Heartbeat { epoch, request } => sh.on_heartbeat(from, epoch, request),
+            Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
         }
     }
 
@@ -193,7 +217,12 @@ impl Node {
         }
         while let Some(action) = sh.outbox.next_due() {
             match action {
-                AfterDurable::Boot => coordinator.on_boot_durable(),
+                AfterDurable::Boot => {
+                    coordinator.on_boot_durable();
+                    sh.start_heartbeats(now);
+                }
+                // No YES before the wait is over (§7.5): held, and cast when it ends.
+                AfterDurable::Vote(txn) if sh.leases.waiting(now) => sh.hold_vote(txn),
                 AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
@@ -210,6 +239,12 @@ impl Node {
                 Timer::Participant(txn) => participant.on_timer(sh, now, txn),
                 Timer::Retry(request) => coordinator.on_retry_timer(sh, participant, now, request),
                 Timer::Read(id) => sh.on_read_timer(id),
+                Timer::Heartbeat => sh.on_heartbeat_timer(now),
+                Timer::WaitOver => {
+                    for txn in sh.release_votes() {
+                        participant.on_prepare_durable(sh, txn);
+                    }
+                }
             }
         }
     }
@@ -262,6 +297,24 @@ impl Node {
     /// Whether the Boot record is durable (the node coordinates writes).
     pub fn is_booted(&self) -> bool {
         self.coordinator.is_booted()
+    }
+
+    /// The members this node suspects: not heard from for `detection_timeout` as of the last
+    /// input (docs/protocol.md §7.3). Empty while leases are off.
+    pub fn suspected(&self) -> NodeSet {
+        self.shared.leases.suspected()
+    }
+
+    /// Whether this node answers reads from memory as of the last input: it holds a read lease,
+    /// or leases are off.
+    pub fn serves_reads(&self) -> bool {
+        self.shared.leases.serving().is_ok()
+    }
+
+    /// No YES vote and no commit decision before this time: the node's start plus the lease
+    /// wait `W` (docs/protocol.md §7.5); the start itself while leases are off.
+    pub fn no_yes_before(&self) -> Time {
+        self.shared.leases.no_yes_before()
     }
 
     /// Keys currently locked by prepared transactions.

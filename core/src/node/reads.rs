@@ -10,6 +10,11 @@
 //! waiting for it too is what keeps phantoms out. A scan also never sees part of a transaction:
 //! a transaction's keys are all locked from before it applies anywhere until it applied here.
 //! Pages are not one snapshot: each is linearized at its own moment.
+//!
+//! With leases on (`node/lease.rs`), a read is answered from memory only while the node holds a
+//! read lease, checked when the reply is produced — also for a read that waited on a lock —
+//! against the time of the input being handled. Without one it is told "not serving" and asks
+//! another node.
 
 use super::shared::Shared;
 use crate::ids::{ReplyTo, RequestId};
@@ -102,9 +107,12 @@ impl Shared {
         if let Err(e) = self.config.limits.check_key(0, &key) {
             return self.reply(reply_to, request, Outcome::Rejected(RejectReason::Limit(e)));
         }
+        if let Err(reason) = self.leases.serving() {
+            return self.reply(reply_to, request, Outcome::NotServing(reason));
+        }
         if !self.locks.is_locked(&key) || self.canary(crate::Canary::ReadsIgnoreLocks) {
             let outcome = self.current_value(&key);
-            return self.reply(reply_to, request, outcome);
+            return self.answer_read(reply_to, request, outcome);
         }
         self.wait(now, Wanted::Get(key), request, reply_to);
     }
@@ -113,8 +121,11 @@ impl Shared {
         if let Err(e) = self.config.limits.check_scan(&scan.start, scan.end.as_deref(), scan.limit) {
             return self.reply(reply_to, request, Outcome::Rejected(RejectReason::Limit(e)));
         }
+        if let Err(reason) = self.leases.serving() {
+            return self.reply(reply_to, request, Outcome::NotServing(reason));
+        }
         match self.scan_page(&scan) {
-            Some(outcome) => self.reply(reply_to, request, outcome),
+            Some(outcome) => self.answer_read(reply_to, request, outcome),
             None => self.wait(now, Wanted::Scan(scan), request, reply_to),
         }
     }
@@ -141,7 +152,7 @@ impl Shared {
                 self.timers.cancel(Timer::Read(id));
                 let Wanted::Get(key) = &read.wanted else { unreachable!("only gets are indexed by key") };
                 let outcome = self.current_value(key);
-                self.reply(read.reply_to, read.request, outcome);
+                self.answer_read(read.reply_to, read.request, outcome);
             }
         }
         let scans: Vec<u64> = self.reads.scans.iter().copied().collect();
@@ -153,8 +164,18 @@ impl Shared {
             let Some(outcome) = self.scan_page(scan) else { continue };
             let read = self.reads.remove(id).expect("the scan is waiting");
             self.timers.cancel(Timer::Read(id));
-            self.reply(read.reply_to, read.request, outcome);
+            self.answer_read(read.reply_to, read.request, outcome);
         }
+    }
+
+    /// Answers a read with what memory holds, if the lease holds at this moment (the reply is
+    /// produced now, whenever the read arrived); otherwise "not serving".
+    fn answer_read(&mut self, reply_to: ReplyTo, request: RequestId, outcome: Outcome) {
+        let outcome = match self.leases.serving() {
+            Ok(()) => outcome,
+            Err(reason) => Outcome::NotServing(reason),
+        };
+        self.reply(reply_to, request, outcome);
     }
 
     pub(super) fn on_read_timer(&mut self, id: u64) {

@@ -2,6 +2,7 @@
 //! waiting reads), its timers, and the [`Outbox`] through which everything it wants done leaves.
 
 use super::invariants::{InvariantViolation, ensure};
+use super::lease::Leases;
 use super::reads::WaitingReads;
 use super::{Output, Stats};
 use crate::completions::Completions;
@@ -26,12 +27,15 @@ pub(super) struct Shared {
     pub(super) timers: Timers,
     pub(super) outbox: Outbox,
     pub(super) stats: Stats,
+    /// Heartbeats, the read lease, suspicion and the wait before the first YES.
+    pub(super) leases: Leases,
 }
 
 impl Shared {
     /// The shared state of a node starting with a recovered `store` and `completions`.
-    pub(super) fn new(config: Config, store: Store, completions: Completions) -> Shared {
+    pub(super) fn new(config: Config, store: Store, completions: Completions, leases: Leases) -> Shared {
         Shared {
+            leases,
             store,
             locks: LockTable::default(),
             completions,

@@ -844,6 +844,9 @@ fn unanswered(outcome: Outcome) -> Reply {
         Outcome::TryAgain(reason) => {
             Reply::Error(format!("TRYAGAIN {reason}; nothing was applied by this attempt, retry the command"))
         }
+        // "-TRYAGAIN not serving: …, ask another node": this node cannot answer (no read lease,
+        // not a member, catching up); another node of the cluster may.
+        not_serving @ Outcome::NotServing(_) => Reply::Error(format!("TRYAGAIN {not_serving}")),
         other => Reply::err(format!("dkv answered an unexpected outcome ({other}); please report this")),
     }
 }
@@ -1407,6 +1410,12 @@ mod tests {
         session.complete(&mut host, Ok(Outcome::TryAgain(dkv_core::TryAgainReason::Busy)));
         let out = String::from_utf8(session.take_output()).unwrap();
         assert!(out.starts_with("-TRYAGAIN a node is overloaded"), "{out}");
+        session.receive(b"GET a\r\n");
+        session.poll(&mut host).unwrap();
+        session.complete(&mut host, Ok(Outcome::NotServing(dkv_core::NotServingReason::NoLease)));
+        let out = String::from_utf8(session.take_output()).unwrap();
+        assert!(out.starts_with("-TRYAGAIN not serving: this node holds no read lease"), "{out}");
+        assert!(out.trim_end().ends_with("ask another node"), "{out}");
         session.receive(b"SET a 1\r\n");
         session.poll(&mut host).unwrap();
         let failure = OpFailure { op_index: 0, reason: dkv_core::FailReason::ValueTooLarge };

@@ -13,6 +13,7 @@
 pub mod convergence;
 pub mod durability;
 pub mod exactly_once;
+pub mod leases;
 pub mod linearizability;
 pub mod liveness;
 pub mod model;
@@ -22,8 +23,8 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// liveness-during-faults | atomicity | invariants | recovery | inconclusive (a search ran
-    /// out of budget)
+    /// liveness-during-faults | atomicity | invariants | recovery | lease | inconclusive (a
+    /// search ran out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,
