@@ -32,10 +32,14 @@ pub enum Canary {
     /// request arrives, before any lock is taken, and uses that judgement: a failure is
     /// answered at once, and a success's results are what the client is told.
     ConditionBeforeLock,
+    /// Participants apply a commit as soon as COMMIT arrives, before the decision is known to
+    /// be durable on a majority (what every participant did before commits waited for a
+    /// majority, docs/protocol.md §7.2).
+    VisibleBeforeMajority,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 11] = [
+    pub const ALL: [Canary; 12] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -47,6 +51,7 @@ impl Canary {
         Canary::EvictYoungCompletions,
         Canary::ScanIgnoresPreparedInsert,
         Canary::ConditionBeforeLock,
+        Canary::VisibleBeforeMajority,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +67,7 @@ impl Canary {
             Canary::EvictYoungCompletions => "evict-young-completions",
             Canary::ScanIgnoresPreparedInsert => "scan-ignores-prepared-insert",
             Canary::ConditionBeforeLock => "condition-before-lock",
+            Canary::VisibleBeforeMajority => "visible-before-majority",
         }
     }
 

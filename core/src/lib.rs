@@ -92,6 +92,7 @@ mod timers;
 
 pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
+pub use configuration::{Configuration, Epoch};
 pub use ids::{ClientId, ClusterId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
 pub use message::{Decision, Message, NoReason, Vote};
@@ -100,5 +101,5 @@ pub use operation::{
     Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply, Request,
     ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
 };
-pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
+pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader, SnapshotHeaderInEpoch};
 pub use time::Time;

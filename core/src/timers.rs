@@ -16,6 +16,8 @@ pub enum Timer {
     Retry(RequestId),
     /// A read waiting for a locked key.
     Read(u64),
+    /// The coordinator's finished mark moved: send it to the members.
+    FinishedMark,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -99,16 +99,17 @@ fn frame_value() -> impl Strategy<Value = Frame> {
     ];
     let message = prop_oneof![
         txn_record().prop_map(|t| Message::Prepare {
+            epoch: Epoch::FIRST,
             txn: t.txn,
             request: t.request,
             ops: t.ops,
             participants: t.participants
         }),
-        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::Yes }),
-        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::No(NoReason::Conflict) }),
-        txn_id().prop_map(|txn| Message::Decision { txn, decision: Decision::Commit }),
-        txn_id().prop_map(|txn| Message::Ack { txn }),
-        txn_id().prop_map(|txn| Message::Query { txn }),
+        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes }),
+        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::No(NoReason::Conflict) }),
+        txn_id().prop_map(|txn| Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit }),
+        txn_id().prop_map(|txn| Message::Ack { epoch: Epoch::FIRST, txn }),
+        txn_id().prop_map(|txn| Message::Query { epoch: Epoch::FIRST, txn }),
     ];
     prop_oneof![
         (request_id(), bytes(8))
@@ -125,6 +126,7 @@ fn frame_value() -> impl Strategy<Value = Frame> {
             cluster: ClusterId(1),
             from: NodeId(id.seq as u8 % 7),
             message: Message::Vote {
+                epoch: Epoch::FIRST,
                 txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: id.client.0 },
                 vote: Vote::No(NoReason::AlreadyCompleted(completed)),
             }
@@ -466,7 +468,13 @@ fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
         Frame::Peer {
             cluster: ClusterId(u64::MAX),
             from: NodeId(63),
-            message: Message::Prepare { txn, request, ops: ops.into(), participants: NodeSet::first(64) },
+            message: Message::Prepare {
+                epoch: Epoch::FIRST,
+                txn,
+                request,
+                ops: ops.into(),
+                participants: NodeSet::first(64),
+            },
         },
     ];
     let max = limits.frame_bytes_max();

@@ -237,16 +237,16 @@ fuzz_target!(|actions: Vec<Action>| {
                             ops: ops.into(),
                             participants: NodeSet::first(usize::from(participants % 5)),
                         };
-                        Message::Prepare { txn, request, ops: record.ops, participants: record.participants }
+                        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops: record.ops, participants: record.participants }
                     }
                     FuzzMessage::Vote { yes, reason } => {
-                        Message::Vote { txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
+                        Message::Vote { epoch: Epoch::FIRST, txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
                     }
                     FuzzMessage::Decision { commit } => {
-                        Message::Decision { txn, decision: if commit { Decision::Commit } else { Decision::Abort } }
+                        Message::Decision { epoch: Epoch::FIRST, txn, decision: if commit { Decision::Commit } else { Decision::Abort } }
                     }
-                    FuzzMessage::Ack => Message::Ack { txn },
-                    FuzzMessage::Query => Message::Query { txn },
+                    FuzzMessage::Ack => Message::Ack { epoch: Epoch::FIRST, txn },
+                    FuzzMessage::Query => Message::Query { epoch: Epoch::FIRST, txn },
                 };
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });
             }

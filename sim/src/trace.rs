@@ -128,6 +128,9 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::Decision { decision: Decision::Abort, .. } => 5,
         Message::Ack { .. } => 6,
         Message::Query { .. } => 7,
+        Message::Visible { .. } => 8,
+        Message::Finished { .. } => 9,
+        Message::FinishedBelow { .. } => 10,
     }
 }
 

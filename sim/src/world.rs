@@ -12,6 +12,7 @@
 use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND};
+use crate::check::visibility::Visibility;
 use crate::clock::Clock;
 use crate::disk::{CrashDamage, Disk, RecoverError};
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
@@ -356,6 +357,7 @@ pub(crate) struct World {
     pub(crate) trace: Trace,
     pub(crate) stats: RunStats,
     exactly_once: ExactlyOnce,
+    visibility: Visibility,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -397,6 +399,7 @@ impl World {
             trace: Trace::new(trace),
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
+            visibility: Visibility::new(n),
             violations: Vec::new(),
         }
     }
@@ -650,6 +653,7 @@ impl World {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
+                    self.visibility.observe_reply(&reply, &mut self.violations);
                     let client = to.0 as usize;
                     self.client_link(Event::ToClient { client, reply });
                 }
@@ -657,6 +661,7 @@ impl World {
                     if matches!(record, Record::SnapshotEnd { .. }) {
                         self.stats.snapshots += 1;
                     }
+                    self.visibility.observe_emitted(i, &record, &mut self.violations);
                     self.nodes[i].disk.append(lsn, record);
                 }
             }
@@ -711,8 +716,11 @@ impl World {
     /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
     /// exactly-once checker.
     fn make_durable(&mut self, i: usize, write: impl FnOnce(&mut Disk, &mut dyn FnMut(&Record))) {
-        let World { nodes, exactly_once, history, violations, .. } = self;
-        write(&mut nodes[i].disk, &mut |record| exactly_once.observe_durable(i, record, history, violations));
+        let World { nodes, exactly_once, visibility, history, violations, .. } = self;
+        write(&mut nodes[i].disk, &mut |record| {
+            visibility.observe_durable(i, record);
+            exactly_once.observe_durable(i, record, history, violations)
+        });
     }
 
     // ---- The network ----

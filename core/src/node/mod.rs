@@ -14,10 +14,12 @@ mod shared;
 
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
+use crate::configuration::Configuration;
+use crate::ids::TxnId;
 use crate::ids::{Lsn, NodeId, ReplyTo};
 use crate::message::Message;
 use crate::operation::{Operation, Reply, Request};
-use crate::record::{Record, Snapshot, SnapshotHeader, VersionedEntry, chunk_entries};
+use crate::record::{Record, Snapshot, SnapshotHeaderInEpoch, VersionedEntry, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
 use crate::time::Time;
@@ -26,6 +28,7 @@ use coordinator::Coordinator;
 pub use invariants::InvariantViolation;
 use participant::Participant;
 use shared::{AfterDurable, Shared};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Something that happened to the node.
@@ -90,6 +93,8 @@ pub struct Stats {
     pub config_mismatches: u64,
     /// Completion records evicted since the node started (see [`crate::completions`]).
     pub completions_evicted: u64,
+    /// Peer messages of another epoch than this node's configuration; dropped.
+    pub epoch_mismatches: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -113,15 +118,26 @@ impl Node {
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
-        let Recovered { store, completions, prepared, untracked, decisions, .. } = recovered;
+        let Recovered {
+            epoch, store, completions, prepared, commits_held, untracked, decisions, commit_memory, ..
+        } = recovered;
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
-            shared: Shared::new(config, store, completions),
+            shared: Shared::new(config, epoch, store, completions),
         };
         let sh = &mut node.shared;
-        node.participant.restore(sh, now, prepared, &untracked);
-        node.coordinator.restore(sh, now, decisions);
+        let me = sh.me();
+        let (in_doubt, prepared): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            prepared.into_iter().partition(|(txn, _): &(TxnId, _)| txn.coordinator == me);
+        let in_doubt: Vec<_> = in_doubt.into_values().collect();
+        let decisions: Vec<_> = decisions.into_values().collect();
+        let own_shares =
+            in_doubt.iter().cloned().chain(decisions.iter().filter(|(_, applied)| !applied).map(|(t, _)| t.clone()));
+        let own_shares = own_shares.collect();
+        let restored = participant::Restored { prepared, commits_held, own_shares, untracked, memory: commit_memory };
+        node.participant.restore(sh, now, restored);
+        node.coordinator.restore(sh, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });
         sh.after_durable(lsn, AfterDurable::Boot);
         Ok(node)
@@ -160,29 +176,50 @@ impl Node {
         let Node { shared: sh, coordinator, participant } = self;
         // Every message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
-        let members = sh.config.members;
-        if from == sh.me() || !members.contains(from) || !members.contains(message.txn().coordinator) {
+        let members = sh.configuration.members;
+        let me = sh.me();
+        let coordinator_of_txn = message.txn().coordinator;
+        if from == me || !members.contains(from) || !members.contains(coordinator_of_txn) {
             sh.stats.messages_dropped += 1;
             return;
         }
+        // Two-phase commit runs inside one epoch: a message of another is not about this
+        // configuration's transactions.
+        if message.epoch() != sh.epoch() {
+            sh.stats.epoch_mismatches += 1;
+            return;
+        }
+        let mine = coordinator_of_txn == me;
         match message {
-            Message::Prepare { txn, request, ops, participants } => {
+            Message::Prepare { txn, request, ops, participants, .. } => {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
                 participant.on_prepare(sh, now, from, record)
             }
-            Message::Vote { txn, vote } => coordinator.on_vote(sh, participant, now, from, txn, vote),
-            // Only this node decides its own transactions.
-            Message::Decision { txn, .. } if txn.coordinator == sh.me() => sh.stats.messages_dropped += 1,
-            Message::Decision { txn, decision } => participant.on_decision(sh, txn, decision),
-            Message::Ack { txn } => coordinator.on_ack(sh, from, txn),
+            Message::Vote { txn, vote, .. } if mine => coordinator.on_vote(sh, participant, now, from, txn, vote),
+            Message::Ack { txn, .. } if mine => coordinator.on_ack(sh, participant, now, from, txn),
+            // Only this node decides its own transactions, and only a transaction's coordinator
+            // says it is visible or finished.
+            Message::Decision { txn, decision, .. } if !mine => participant.on_decision(sh, txn, decision),
+            Message::Visible { txn, .. } if from == coordinator_of_txn => participant.on_visible(sh, txn),
+            Message::Finished { txn, .. } if from == coordinator_of_txn => participant.on_finished(sh, txn),
+            Message::FinishedBelow { below, .. } if from == coordinator_of_txn => {
+                participant.on_finished_below(sh, below)
+            }
             // Someone holding a prepared transaction asks what was decided. The coordinator
             // answers from its own state; any other node only from a decision it has learned.
-            Message::Query { txn } => {
-                let answer = if txn.coordinator == sh.me() { coordinator.answer(txn) } else { participant.answer(txn) };
-                if let Some(decision) = answer {
-                    sh.send(from, Message::Decision { txn, decision });
+            Message::Query { txn, .. } if mine => coordinator.answer(sh, from, txn),
+            Message::Query { txn, .. } => {
+                if let Some(decision) = participant.answer(txn) {
+                    let epoch = sh.epoch();
+                    sh.send(from, Message::Decision { epoch, txn, decision });
                 }
             }
+            Message::Vote { .. }
+            | Message::Ack { .. }
+            | Message::Decision { .. }
+            | Message::Visible { .. }
+            | Message::Finished { .. }
+            | Message::FinishedBelow { .. } => sh.stats.messages_dropped += 1,
         }
     }
 
@@ -197,6 +234,7 @@ impl Node {
                 AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
+                AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),
             }
         }
     }
@@ -210,6 +248,7 @@ impl Node {
                 Timer::Participant(txn) => participant.on_timer(sh, now, txn),
                 Timer::Retry(request) => coordinator.on_retry_timer(sh, participant, now, request),
                 Timer::Read(id) => sh.on_read_timer(id),
+                Timer::FinishedMark => coordinator.on_mark_timer(sh),
             }
         }
     }
@@ -239,6 +278,18 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// The configuration this node takes part in.
+    pub fn configuration(&self) -> Configuration {
+        self.shared.configuration
+    }
+
+    /// The commit memory: committed transactions of this node's epoch not known to be finished
+    /// (its own decisions included), in id order. A configuration change's settlement reads
+    /// it (docs/protocol.md §7.4).
+    pub fn commit_memory(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.participant.commit_memory()
     }
 
     /// How long completion records are kept at least: the configured retention, or none with
@@ -315,12 +366,18 @@ impl Node {
     }
 
     /// The snapshot without the store's entries: each role's part, and the completion records.
-    fn snapshot_header(&self) -> SnapshotHeader {
-        SnapshotHeader {
+    fn snapshot_header(&self) -> SnapshotHeaderInEpoch {
+        let (mut prepared, commits_held) = self.participant.snapshot();
+        let (own_undecided, decisions) = self.coordinator.snapshot();
+        prepared.extend(own_undecided);
+        SnapshotHeaderInEpoch {
             incarnation: self.coordinator.incarnation(),
+            epoch: self.shared.epoch(),
             completions: self.shared.completions.iter_oldest_first().collect(),
-            prepared: self.participant.snapshot(),
-            decisions: self.coordinator.snapshot(),
+            prepared,
+            commits_held,
+            decisions,
+            commit_memory: self.participant.commit_memory().collect(),
         }
     }
 
@@ -342,7 +399,7 @@ impl Node {
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let sh = &mut self.shared;
-        sh.persist(Record::SnapshotBegin(Box::new(header)));
+        sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
         if chunks.is_empty() {
             // Even an empty store's snapshot says it tracks versions.
             sh.persist(Record::SnapshotVersionedEntries(Vec::new()));
