@@ -286,9 +286,45 @@ mod tests {
     use super::*;
     use crate::ids::{ClientId, NodeId};
 
-    /// A driver syncs at once the records that a vote, a client's answer, a new incarnation or
-    /// compaction waits on; a participant's commit and abort and a coordinator's forget may
-    /// share a later sync (recovery asks or the coordinator resends if a crash loses them).
+    /// Logs of earlier builds stay readable: postcard numbers a variant by its place, so every
+    /// existing variant keeps its number and new ones come after them.
+    #[test]
+    fn record_variants_keep_their_numbers_in_the_log() {
+        let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
+        let t = TxnRecord {
+            txn,
+            request: RequestId { client: ClientId(1), seq: 1 },
+            ops: Vec::new().into(),
+            participants: NodeSet::first(2),
+        };
+        let numbered = [
+            Record::Boot { incarnation: 1 },
+            Record::Prepared(t.clone()),
+            Record::Committed { txn },
+            Record::Aborted { txn },
+            Record::Decided(t.clone()),
+            Record::Forgotten { txn },
+            Record::SnapshotBegin(Box::default()),
+            Record::SnapshotEntries(Vec::new()),
+            Record::SnapshotEnd { entries: 0 },
+            Record::SnapshotVersionedEntries(Vec::new()),
+            Record::BootTracked { incarnation: 1 },
+            Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t },
+            Record::CommitDecided { txn },
+            Record::CommitLearned { txn },
+            Record::FinishedBelow { below: txn },
+            Record::SnapshotBeginInEpoch(Box::default()),
+        ];
+        for (number, record) in numbered.iter().enumerate() {
+            let bytes = postcard::to_allocvec(record).unwrap();
+            assert_eq!(usize::from(bytes[0]), number, "{} is variant {number} in the log", record.kind());
+        }
+    }
+
+    /// A driver syncs at once the records that a vote, a decision, an acknowledgement, a new
+    /// incarnation or compaction waits on; applying a commit, an abort, a coordinator's forget
+    /// and a finished mark may share a later sync (a crash that loses them leaves a commit held,
+    /// a transaction to ask about, or a finished one remembered).
     #[test]
     fn records_that_answers_wait_on_are_synced_promptly() {
         let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
@@ -302,13 +338,22 @@ mod tests {
             Record::Boot { incarnation: 1 },
             Record::BootTracked { incarnation: 1 },
             Record::Prepared(t.clone()),
+            Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t.clone() },
+            Record::CommitDecided { txn },
+            Record::CommitLearned { txn },
+            Record::SnapshotBeginInEpoch(Box::default()),
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),
             Record::SnapshotEntries(Vec::new()),
             Record::SnapshotVersionedEntries(Vec::new()),
             Record::SnapshotEnd { entries: 0 },
         ];
-        let lazy = [Record::Committed { txn }, Record::Aborted { txn }, Record::Forgotten { txn }];
+        let lazy = [
+            Record::Committed { txn },
+            Record::Aborted { txn },
+            Record::Forgotten { txn },
+            Record::FinishedBelow { below: txn },
+        ];
         for record in prompt {
             assert!(record.sync_promptly(), "{} must be synced at once", record.kind());
         }

@@ -150,6 +150,19 @@ fn record_value() -> impl Strategy<Value = Record> {
         txn_id().prop_map(|txn| Record::Aborted { txn }),
         txn_record().prop_map(Record::Decided),
         txn_id().prop_map(|txn| Record::Forgotten { txn }),
+        txn_record().prop_map(|txn| Record::PreparedInEpoch { epoch: Epoch::FIRST, txn }),
+        txn_id().prop_map(|txn| Record::CommitDecided { txn }),
+        txn_id().prop_map(|txn| Record::CommitLearned { txn }),
+        txn_id().prop_map(|below| Record::FinishedBelow { below }),
+        (txn_record(), txn_id()).prop_map(|(t, txn)| Record::SnapshotBeginInEpoch(Box::new(SnapshotHeaderInEpoch {
+            incarnation: 4,
+            epoch: Epoch::FIRST,
+            completions: vec![],
+            prepared: vec![t.clone()],
+            commits_held: vec![t.clone()],
+            decisions: vec![dkv_core::record::DecisionState { decision: t, applied: false }],
+            commit_memory: vec![txn],
+        }))),
         prop::collection::vec((bytes(8), bytes(8)), 0..4).prop_map(|entries| Record::SnapshotEntries(
             entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect()
         )),

@@ -570,3 +570,24 @@ fn a_participant_never_takes_both_decisions() {
     assert_eq!((c.node(0).stats().txns_committed, c.node(0).stats().txns_aborted), (1, 1));
     assert!(c.node(0).is_quiescent());
 }
+
+/// The commit memory is bounded: a member that remembers `commit_memory_max` unfinished commits
+/// votes NO (busy), and the coordinator's finished mark frees it again.
+#[test]
+fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
+    let mut c = Cluster::with_config(2, |cfg| {
+        cfg.bounds.commit_memory_max = 1;
+        cfg.timing.finished_mark_interval = Duration::from_secs(5);
+    });
+    let first = c.request(0, txn(1, 1, vec![put("a", "1")]));
+    assert!(c.settle());
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
+    assert_eq!(c.node(1).commit_memory().count(), 1, "finished, but the mark is not sent yet");
+    let second = c.request(0, txn(2, 1, vec![put("b", "1")]));
+    c.deliver_all();
+    assert_eq!(c.reply(second).unwrap().outcome, Outcome::TryAgain(TryAgainReason::Busy));
+    assert!(c.run_until(1_000, |c| c.node(1).commit_memory().count() == 0), "the mark frees it");
+    let third = c.request(0, txn(2, 2, vec![put("b", "1")]));
+    assert!(c.run_until(1_000, |c| c.reply(third).is_some()));
+    assert!(matches!(c.reply(third).unwrap().outcome, Outcome::Committed(_)));
+}
