@@ -1022,6 +1022,7 @@ impl World {
         let now = self.nodes[i].clock.local(self.now);
         match Node::start(self.nodes[i].config.clone(), records, now) {
             Ok(node) => {
+                self.visibility.observe_start(i, &node, &mut self.violations);
                 self.nodes[i].node = Some(node);
                 self.nodes[i].timer_at = None;
                 self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));

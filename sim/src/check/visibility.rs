@@ -3,8 +3,9 @@
 //! majority of the members. The world shows this checker every record as it becomes durable
 //! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
-//! committed attempt, `Committed` is a node applying a commit to its store), and every reply;
-//! at each visible moment it counts the nodes whose disk holds the decision.
+//! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
+//! every node as it starts (what its log replay applied to its store shows in its completion
+//! records); at each visible moment it counts the nodes whose disk holds the decision.
 
 use super::Violation;
 use dkv_core::{Outcome, Record, Reply, RequestId, TxnId};
@@ -51,6 +52,16 @@ impl Visibility {
             }
             Record::Committed { txn } => self.check(*txn, || format!("n{node} applies it"), violations),
             _ => {}
+        }
+    }
+
+    /// Node `node` started: every commit its replay applied (its completion records name
+    /// their requests) must be one that was visible.
+    pub fn observe_start(&mut self, node: usize, started: &dkv_core::Node, violations: &mut Vec<Violation>) {
+        for record in started.completions() {
+            if let Some(&txn) = self.committed.get(&record.request) {
+                self.check(txn, || format!("n{node}'s replay applies it"), violations);
+            }
         }
     }
 
@@ -113,6 +124,37 @@ mod tests {
         v.observe_durable(2, &Record::CommitLearned { txn: txn() });
         v.observe_reply(&reply, &mut violations);
         v.observe_emitted(1, &Record::Committed { txn: txn() }, &mut violations);
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    /// A node whose log replay applied a commit (its completion records show it) is checked as
+    /// it starts.
+    #[test]
+    fn a_commit_applied_by_replay_is_checked_at_the_start() {
+        let mut v = Visibility::new(3);
+        let request = decided(&mut v);
+        let t = TxnRecord {
+            txn: txn(),
+            request,
+            ops: vec![dkv_core::TxnOp::Delete { key: b"k".to_vec() }].into(),
+            participants: NodeSet::first(3),
+        };
+        let log = vec![
+            Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: t },
+            Record::CommitLearned { txn: txn() },
+            Record::Committed { txn: txn() },
+        ];
+        let start = || {
+            let config = dkv_core::Config::new(NodeId(1), NodeSet::first(3));
+            dkv_core::Node::start(config, log.clone(), dkv_core::Time::ZERO).unwrap()
+        };
+        let mut violations = Vec::new();
+        v.observe_durable(1, &Record::CommitLearned { txn: txn() });
+        v.observe_start(1, &start(), &mut violations);
+        assert_eq!(violations.len(), 1, "durable at n1 alone: {violations:?}");
+        violations.clear();
+        v.observe_durable(0, &Record::CommitDecided { txn: txn() });
+        v.observe_start(1, &start(), &mut violations);
         assert!(violations.is_empty(), "{violations:?}");
     }
 }
