@@ -591,3 +591,24 @@ fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
     assert!(c.run_until(1_000, |c| c.reply(third).is_some()));
     assert!(matches!(c.reply(third).unwrap().outcome, Outcome::Committed(_)));
 }
+
+/// A participant that restarts holding a commit whose visibility it never heard keeps it
+/// pending — locked, not applied — asks the coordinator, and applies it once told `Visible`.
+#[test]
+fn a_restarted_participant_keeps_a_held_commit_pending_until_told_it_is_visible() {
+    let mut c = Cluster::new(3);
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Visible { .. })));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(1_000, |c| c.reply(r).is_some()));
+    assert_eq!(c.value(2, "k"), None, "node 2 holds the commit, unapplied");
+    c.crash(2);
+    c.network.clear();
+    c.restart(2);
+    assert_eq!(c.value(2, "k"), None, "pending after the restart: not applied");
+    assert_eq!(c.node(2).locked_keys(), 1, "and locked");
+    assert_eq!(c.node(2).commit_memory().count(), 1);
+    c.deliver_if = Box::new(|_, _, _| true);
+    assert!(c.run_until(1_000, |c| c.value(2, "k").is_some()), "the coordinator says it is visible");
+    assert!(c.delivered.iter().any(|(from, to, m)| from.0 == 0 && to.0 == 2 && matches!(m, Message::Visible { .. })));
+    assert_eq!(c.node(2).locked_keys(), 0);
+}
