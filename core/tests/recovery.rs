@@ -459,3 +459,31 @@ fn a_transaction_prepared_before_an_upgrade_commits_untracked_everywhere() {
         assert_eq!(completion.outcome, dkv_core::completions::Completed::Committed(Vec::new()), "node {i}");
     }
 }
+
+/// A one-node cluster that restarts with a commit decided but not known visible, and with a
+/// share in doubt, settles both from its own log: it is the majority and every participant.
+#[test]
+fn a_single_node_settles_its_own_transactions_after_a_restart() {
+    let mut c = Cluster::new(1);
+    c.auto_durable = false;
+    c.make_durable(0);
+    let first = c.request(0, txn(1, 1, vec![put("a", "1")]));
+    c.make_durable(0); // own share, then the decision: visible, applied, answered
+    c.make_durable(0);
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
+    c.request(0, txn(1, 2, vec![put("b", "2")]));
+    // Only the first record of the second write (its own share) reaches the disk; the lazy
+    // records of the first (applied, finished) do not.
+    let share = c.disks[0].pending.iter().position(|(_, r)| matches!(r, Record::PreparedInEpoch { .. })).unwrap();
+    let kept: Vec<_> = c.disks[0].pending.drain(..=share).map(|(_, r)| r).collect();
+    c.disks[0]
+        .durable
+        .extend(kept.into_iter().filter(|r| !matches!(r, Record::Committed { .. } | Record::Forgotten { .. })));
+    c.crash(0);
+    c.auto_durable = true;
+    c.restart(0);
+    assert!(c.settle());
+    assert_eq!(c.value(0, "a"), Some(b"1".to_vec()));
+    assert_eq!(c.value(0, "b"), Some(b"2".to_vec()), "its own YES is every YES: committed");
+    assert_eq!(c.node(0).locked_keys(), 0);
+}

@@ -531,8 +531,10 @@ impl Coordinator {
 
     /// Takes over the transactions a log holds: decisions not visible stay locked and resend
     /// COMMIT at once; visible ones resend COMMIT to those that have not acknowledged; own
-    /// shares without a decision ask every participant again (`Phase::Recovering`).
-    pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, restored: Restored) {
+    /// shares without a decision ask every participant again (`Phase::Recovering`). What this
+    /// node's own records already settle goes on at once: a transaction of which this node is
+    /// the only participant is decided, made visible and finished here.
+    pub(super) fn restore(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, restored: Restored) {
         let retransmit = sh.config.timing.decision_retransmit;
         let me = sh.me();
         let in_doubt = restored.in_doubt.into_iter().map(|r| (r, Phase::Recovering { yes: NodeSet::EMPTY.with(me) }));
@@ -555,6 +557,11 @@ impl Coordinator {
             let participants = record.participants;
             self.transactions.insert(txn, CoordinatorTxn { txn, participants, write, phase, retransmit });
             sh.timers.set(Timer::Coordinator(txn), now);
+            match phase {
+                Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
+                Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
+                Phase::Voting { .. } => {}
+            }
         }
     }
 

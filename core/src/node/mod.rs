@@ -137,7 +137,7 @@ impl Node {
         let own_shares = own_shares.collect();
         let restored = participant::Restored { prepared, commits_held, own_shares, untracked, memory: commit_memory };
         node.participant.restore(sh, now, restored);
-        node.coordinator.restore(sh, now, coordinator::Restored { in_doubt, decisions });
+        node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });
         sh.after_durable(lsn, AfterDurable::Boot);
         Ok(node)
