@@ -424,9 +424,13 @@ impl Coordinator {
     fn conclude(&mut self, sh: &mut Shared, now: Time, mut write: ClientWrite, cause: AbortCause) {
         let request = write.request;
         let outcome = match cause {
-            // A transaction recovered from the log has no client here to retry for.
+            // A transaction recovered from the log has no client here to retry for, unless a
+            // retry of its request joined it; and a node not yet booted starts no attempt (a
+            // recovered transaction can abort before the Boot record is durable).
             AbortCause::Refused(NoReason::Conflict | NoReason::InProgress)
-                if write.attempt < sh.config.bounds.conflict_retries_max && !write.reply_to.is_empty() =>
+                if write.attempt < sh.config.bounds.conflict_retries_max
+                    && !write.reply_to.is_empty()
+                    && self.booted =>
             {
                 let delay = conflict_backoff(&mut self.rng, &sh.config.timing, write.attempt);
                 sh.stats.conflict_retries += 1;
