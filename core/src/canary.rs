@@ -36,10 +36,13 @@ pub enum Canary {
     /// be durable on a majority (what every participant did before commits waited for a
     /// majority, docs/protocol.md §7.2).
     VisibleBeforeMajority,
+    /// A coordinator restarted with its own share of a transaction logged and no decision
+    /// presumes abort (as classic 2PC does), though it may have sent COMMIT before the crash.
+    PresumeAbortAfterRestart,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 12] = [
+    pub const ALL: [Canary; 13] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -52,6 +55,7 @@ impl Canary {
         Canary::ScanIgnoresPreparedInsert,
         Canary::ConditionBeforeLock,
         Canary::VisibleBeforeMajority,
+        Canary::PresumeAbortAfterRestart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,7 @@ impl Canary {
             Canary::ScanIgnoresPreparedInsert => "scan-ignores-prepared-insert",
             Canary::ConditionBeforeLock => "condition-before-lock",
             Canary::VisibleBeforeMajority => "visible-before-majority",
+            Canary::PresumeAbortAfterRestart => "presume-abort-after-restart",
         }
     }
 

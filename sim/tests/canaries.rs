@@ -8,7 +8,7 @@
 //! release-locks-on-timeout 0, reads-ignore-locks 16, apply-at-prepare 0,
 //! coordinator-forgets-decisions 32, no-deduplication 9, commit-on-first-yes 0,
 //! evict-young-completions 0, scan-ignores-prepared-insert 20, condition-before-lock 0,
-//! visible-before-majority 0. (Commits visible only once durable on a majority, docs/protocol.md
+//! visible-before-majority 0, presume-abort-after-restart 35. (Commits visible only once durable on a majority, docs/protocol.md
 //! §7.2, moved several: the reasons are at each hunt.)
 
 mod common;
@@ -77,6 +77,9 @@ fn hunt(canary: Canary) -> Hunt {
         // Participants apply at COMMIT, while the decision is on its way to the disks: the
         // first commit of almost any run shows it.
         Canary::VisibleBeforeMajority => (10, default(), "visibility"),
+        // A coordinator that crashed with COMMIT sent and its decision record not durable
+        // aborts what participants hold committed: replicas differ.
+        Canary::PresumeAbortAfterRestart => (70, default(), "convergence"),
     };
     Hunt { seeds, overrides, checker }
 }

@@ -541,12 +541,18 @@ impl Coordinator {
     pub(super) fn restore(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, restored: Restored) {
         let retransmit = sh.config.timing.decision_retransmit;
         let me = sh.me();
-        let in_doubt = restored.in_doubt.into_iter().map(|r| (r, Phase::Recovering { yes: NodeSet::EMPTY.with(me) }));
+        let in_doubt = if sh.canary(Canary::PresumeAbortAfterRestart) {
+            // Undecided as far as this node knows: aborted at the first timer.
+            let presumed = |r| (r, Phase::Voting { yes: NodeSet::EMPTY.with(me), vote_deadline: now });
+            restored.in_doubt.into_iter().map(presumed).collect::<Vec<_>>()
+        } else {
+            restored.in_doubt.into_iter().map(|r| (r, Phase::Recovering { yes: NodeSet::EMPTY.with(me) })).collect()
+        };
         let decided = restored
             .decisions
             .into_iter()
             .map(|(r, visible)| (r, Phase::Committed { durable: NodeSet::EMPTY.with(me), visible }));
-        for (record, phase) in in_doubt.chain(decided) {
+        for (record, phase) in in_doubt.into_iter().chain(decided) {
             let txn = record.txn;
             let write = ClientWrite {
                 request: record.request,
