@@ -35,10 +35,17 @@ pub enum Canary {
     /// A read lease counts from the grant's arrival instead of the request's send time: a
     /// grant delayed in the network stretches the lease past what its grantor vouched for.
     LeaseFromArrival,
+    /// Participants apply a commit as soon as COMMIT arrives, before the decision is known to
+    /// be durable on a majority (what every participant did before commits waited for a
+    /// majority, docs/protocol.md §7.2).
+    VisibleBeforeMajority,
+    /// A coordinator restarted with its own share of a transaction logged and no decision
+    /// presumes abort (as classic 2PC does), though it may have sent COMMIT before the crash.
+    PresumeAbortAfterRestart,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 12] = [
+    pub const ALL: [Canary; 14] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -51,6 +58,8 @@ impl Canary {
         Canary::ScanIgnoresPreparedInsert,
         Canary::ConditionBeforeLock,
         Canary::LeaseFromArrival,
+        Canary::VisibleBeforeMajority,
+        Canary::PresumeAbortAfterRestart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +76,8 @@ impl Canary {
             Canary::ScanIgnoresPreparedInsert => "scan-ignores-prepared-insert",
             Canary::ConditionBeforeLock => "condition-before-lock",
             Canary::LeaseFromArrival => "lease-from-arrival",
+            Canary::VisibleBeforeMajority => "visible-before-majority",
+            Canary::PresumeAbortAfterRestart => "presume-abort-after-restart",
         }
     }
 

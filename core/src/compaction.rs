@@ -1,5 +1,5 @@
 //! Compaction, the one rule for dropping records from a log: a snapshot is a run of records,
-//! [`Record::SnapshotBegin`] to [`Record::SnapshotEnd`], and once its end is durable every record
+//! [`Record::SnapshotBeginInEpoch`] (an earlier build's [`Record::SnapshotBegin`]) to [`Record::SnapshotEnd`], and once its end is durable every record
 //! before its begin is unnecessary and may go. Not before: recovery ignores a snapshot that a
 //! crash cut short and rebuilds from the records before it.
 //!
@@ -15,7 +15,7 @@ pub fn push_durable(log: &mut Vec<Record>, record: Record) {
     let ends_snapshot = matches!(record, Record::SnapshotEnd { .. });
     log.push(record);
     if ends_snapshot {
-        let begin = log.iter().rposition(|r| matches!(r, Record::SnapshotBegin(_)));
+        let begin = log.iter().rposition(Record::begins_snapshot);
         log.drain(..begin.expect("the core persists a snapshot's begin before its end"));
     }
 }
@@ -36,7 +36,7 @@ impl Compaction {
     /// Notes `record`, appended at `position` (never lower than any before it).
     pub fn appended(&mut self, record: &Record, position: u64) {
         match record {
-            Record::SnapshotBegin(_) => self.open_snapshot = Some(position),
+            r if r.begins_snapshot() => self.open_snapshot = Some(position),
             Record::SnapshotEnd { .. } => {
                 let begin = self.open_snapshot.take().expect("the core persists a snapshot's begin before its end");
                 self.frees_before = self.frees_before.max(Some(begin));

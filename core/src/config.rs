@@ -1,4 +1,6 @@
-//! A node's configuration: who it is, who its peers are, limits, timing and bounds.
+//! A node's settings: who it is, who its peers are, limits, timing and bounds. (Not to be
+//! confused with a [`crate::configuration::Configuration`], the numbered membership that the
+//! members agree on: `Config::members` is where a node's first configuration comes from.)
 
 use crate::ids::{NodeId, NodeSet};
 use crate::limits::Limits;
@@ -44,6 +46,9 @@ pub struct Timing {
     /// sent it, less the network's delay (dkv-net's client gives up after its request timeout,
     /// 10 s by default).
     pub completion_retention: Duration,
+    /// How long a coordinator gathers finished transactions before it sends its finished mark
+    /// (docs/protocol.md §7.2), so one message covers many.
+    pub finished_mark_interval: Duration,
     /// Whether members exchange heartbeats, suspect the silent ones and serve reads only under
     /// a read lease (docs/protocol.md §7.3, §7.5). Off, a node sends no heartbeats, suspects
     /// nobody, waits for nothing at start and serves every read from memory: sound only while
@@ -94,6 +99,7 @@ impl Default for Timing {
             heartbeat_interval: Duration::from_millis(100),
             lease_duration: Duration::from_millis(500),
             detection_timeout: Duration::from_secs(1),
+            finished_mark_interval: Duration::from_millis(50),
         }
     }
 }
@@ -123,6 +129,9 @@ pub struct Bounds {
     /// many records as the larger of this and its key count, so disk use stays proportional
     /// to the data and each snapshot's cost is spread over as many writes.
     pub snapshot_records_min: u64,
+    /// Committed transactions not known to be finished that a node remembers (its commit
+    /// memory, docs/protocol.md §7.2); past it, it votes NO (busy) until finished marks free it.
+    pub commit_memory_max: usize,
 }
 
 impl Default for Bounds {
@@ -137,6 +146,7 @@ impl Default for Bounds {
             conflict_retries_max: 16,
             reply_targets_max: 4,
             snapshot_records_min: 10_000,
+            commit_memory_max: 65_536,
         }
     }
 }
@@ -203,6 +213,7 @@ impl Config {
             ("completion_bytes_max", b.completion_bytes_max as usize),
             ("decisions_remembered_max", b.decisions_remembered_max),
             ("reply_targets_max", b.reply_targets_max),
+            ("commit_memory_max", b.commit_memory_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroBound { name });
@@ -253,7 +264,7 @@ mod tests {
         stranger.id = NodeId(5);
         assert_eq!(stranger.validate(), Err(ConfigError::NotAMember { id: NodeId(5), members: NodeSet::first(3) }));
         type SetToZero = fn(&mut Bounds);
-        let zeroed: [(&str, SetToZero); 7] = [
+        let zeroed: [(&str, SetToZero); 8] = [
             ("txns_undecided_max", |b| b.txns_undecided_max = 0),
             ("prepared_max", |b| b.prepared_max = 0),
             ("read_waiters_max", |b| b.read_waiters_max = 0),
@@ -261,6 +272,7 @@ mod tests {
             ("completion_bytes_max", |b| b.completion_bytes_max = 0),
             ("decisions_remembered_max", |b| b.decisions_remembered_max = 0),
             ("reply_targets_max", |b| b.reply_targets_max = 0),
+            ("commit_memory_max", |b| b.commit_memory_max = 0),
         ];
         for (name, zero) in zeroed {
             let mut c = good.clone();

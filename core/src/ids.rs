@@ -66,6 +66,12 @@ impl NodeSet {
         }
     }
 
+    /// The set with `id` added.
+    pub fn with(mut self, id: NodeId) -> NodeSet {
+        self.insert(id);
+        self
+    }
+
     pub fn without(mut self, id: NodeId) -> NodeSet {
         self.remove(id);
         self

@@ -27,11 +27,12 @@
 //! `Persist` outputs carry a log sequence number ([`Lsn`]). Write the records in order; once
 //! everything up to some lsn is on stable storage (fsync), report it with [`Input::Durable`].
 //! Drivers may group many records into one fsync. The node itself holds back whatever must not
-//! precede durability — a participant's YES vote until its PREPARE record is durable, a commit
-//! (to the client and to the participants) until the coordinator's decision record is durable,
-//! an acknowledgement until the participant's commit record is durable — so outputs may be
-//! carried out in any order, and a crash between "persist" and "durable" is always safe.
-//! A snapshot is a run of records, [`Record::SnapshotBegin`] to [`Record::SnapshotEnd`]; once its
+//! precede durability — a YES vote until its PREPARE record is durable, the coordinator's
+//! decision until its own share's record is, an acknowledgement until the participant's commit
+//! record is durable, and a commit's visibility (to the client and to every store) until the
+//! decision is durable on a majority — so outputs may be carried out in any order, and a crash
+//! between "persist" and "durable" is always safe.
+//! A snapshot is a run of records, [`Record::SnapshotBeginInEpoch`] to [`Record::SnapshotEnd`]; once its
 //! end is durable, every record before its begin may be deleted (and not before: recovery
 //! ignores a snapshot that a crash cut short). [`compaction`] applies that rule for drivers.
 //!
@@ -46,10 +47,12 @@
 //!
 //! A write is a transaction of ops ([`TxnOp`]: put, update, delete, increment, append,
 //! get-and-set, get-and-delete, read, and conditions on a key). The node a client contacts
-//! coordinates it: it locks the ops' keys locally, sends PREPARE to every other node, and each
+//! coordinates it: it locks and logs its own share, sends PREPARE to every other node, and each
 //! participant checks, locks, persists and votes. All YES: the coordinator persists its
-//! decision, applies, answers the client and sends COMMIT until every participant
-//! acknowledges. Any NO or a missing vote: abort (nothing is logged: presumed abort). Whether
+//! decision and sends COMMIT at once; participants log the commit and acknowledge, keeping
+//! their locks; once the decision is durable on a majority the commit is visible: the
+//! coordinator applies, answers the client and tells the participants to apply. Any NO or a
+//! missing vote: abort. Messages carry the epoch of the node's [`Configuration`]. Whether
 //! each op can run (an update or delete needs its key, a condition must hold, an increment
 //! needs a number that does not overflow) is not a vote: it is judged at commit under the
 //! locks, identically everywhere ([`store::Store::run`]), and a transaction with an op that
@@ -98,6 +101,7 @@ mod timers;
 
 pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};
+pub use configuration::{Configuration, Epoch};
 pub use ids::{ClientId, ClusterId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 pub use limits::{LimitError, Limits};
 pub use message::{Decision, LeaseRequest, Message, NoReason, Vote};
@@ -106,5 +110,5 @@ pub use operation::{
     Condition, FailReason, Key, NotServingReason, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, Reply,
     Request, ScanEntry, TryAgainReason, TxnOp, Value, prefix_end,
 };
-pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader};
+pub use record::{LAZY_SYNC_DELAY, Record, SNAPSHOT_CHUNK_BYTES, Snapshot, SnapshotHeader, SnapshotHeaderInEpoch};
 pub use time::Time;

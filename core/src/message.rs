@@ -1,9 +1,15 @@
 //! Messages between nodes. Every word here is a protocol word with exactly one meaning:
 //! the coordinator sends PREPARE, participants answer with a vote, the coordinator's decision
-//! is COMMIT or ABORT, participants acknowledge a commit, and a participant unsure of the
-//! outcome sends a query (to the coordinator and, for cooperative termination, to the other
-//! participants). Members also exchange heartbeats, each carrying a lease request, and answer
-//! them with lease grants (docs/protocol.md §7.3, §7.5).
+//! is COMMIT or ABORT, participants acknowledge a commit once it is durable with them, the
+//! coordinator says a commit is visible once it is durable on a majority and which of its
+//! transactions are finished, and a participant unsure of the outcome sends a query (to the
+//! coordinator and, for cooperative termination, to the other participants).
+//!
+//! Every message carries the epoch of the configuration it was sent in (docs/protocol.md
+//! §7.2): a node drops, and counts, a message of another epoch.
+//!
+//! Members also exchange heartbeats, each carrying a lease request, and answer them with
+//! lease grants (docs/protocol.md §7.3, §7.5).
 
 use crate::completions::Completed;
 use crate::configuration::Epoch;
@@ -16,15 +22,27 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Coordinator -> participant: check these ops, lock their keys, persist, and vote.
-    Prepare { txn: TxnId, request: RequestId, ops: Arc<[TxnOp]>, participants: NodeSet },
+    Prepare { epoch: Epoch, txn: TxnId, request: RequestId, ops: Arc<[TxnOp]>, participants: NodeSet },
     /// Participant -> coordinator.
-    Vote { txn: TxnId, vote: Vote },
+    Vote { epoch: Epoch, txn: TxnId, vote: Vote },
     /// The outcome: from the coordinator, or from any node that knows it, answering a query.
-    Decision { txn: TxnId, decision: Decision },
-    /// Participant -> coordinator: the commit is applied and durable here.
-    Ack { txn: TxnId },
+    /// A participant logs a COMMIT and keeps the keys locked; it applies the commit only once
+    /// it is visible.
+    Decision { epoch: Epoch, txn: TxnId, decision: Decision },
+    /// Participant -> coordinator: the commit is durable here (not necessarily applied).
+    Ack { epoch: Epoch, txn: TxnId },
     /// Participant -> coordinator and other participants: what was decided?
-    Query { txn: TxnId },
+    Query { epoch: Epoch, txn: TxnId },
+    /// Coordinator -> participants: the commit is durable on a majority of the members, so it
+    /// is visible: apply it.
+    Visible { epoch: Epoch, txn: TxnId },
+    /// Coordinator -> participant: the coordinator no longer holds this transaction, so it is
+    /// finished: aborted, or committed and durable at every member. The answer to a query
+    /// about a transaction the coordinator does not hold.
+    Finished { epoch: Epoch, txn: TxnId },
+    /// Coordinator -> members: the finished mark. Every transaction of the sender ordered
+    /// before `below` (by incarnation, then number) is finished. Sent when the mark advances.
+    FinishedBelow { epoch: Epoch, below: TxnId },
     /// Member -> every other member, every `heartbeat_interval`: the sender is alive in
     /// `epoch`, and asks for a read lease.
     Heartbeat { epoch: Epoch, request: LeaseRequest },
@@ -44,15 +62,35 @@ pub struct LeaseRequest {
 }
 
 impl Message {
-    /// The transaction the message is about; none for heartbeats and lease grants.
+    /// The transaction the message is about (for [`Message::FinishedBelow`], its mark, whose
+    /// coordinator is the sender); none for heartbeats and lease grants.
     pub fn txn(&self) -> Option<TxnId> {
         match self {
             Message::Prepare { txn, .. }
             | Message::Vote { txn, .. }
             | Message::Decision { txn, .. }
-            | Message::Ack { txn }
-            | Message::Query { txn } => Some(*txn),
+            | Message::Ack { txn, .. }
+            | Message::Query { txn, .. }
+            | Message::Visible { txn, .. }
+            | Message::Finished { txn, .. } => Some(*txn),
+            Message::FinishedBelow { below, .. } => Some(*below),
             Message::Heartbeat { .. } | Message::LeaseGrant { .. } => None,
+        }
+    }
+
+    /// The epoch the message was sent in.
+    pub fn epoch(&self) -> Epoch {
+        match self {
+            Message::Prepare { epoch, .. }
+            | Message::Vote { epoch, .. }
+            | Message::Decision { epoch, .. }
+            | Message::Ack { epoch, .. }
+            | Message::Query { epoch, .. }
+            | Message::Visible { epoch, .. }
+            | Message::Finished { epoch, .. }
+            | Message::FinishedBelow { epoch, .. }
+            | Message::Heartbeat { epoch, .. }
+            | Message::LeaseGrant { epoch, .. } => *epoch,
         }
     }
 
@@ -66,6 +104,9 @@ impl Message {
             Message::Decision { decision: Decision::Abort, .. } => "abort",
             Message::Ack { .. } => "ack",
             Message::Query { .. } => "query",
+            Message::Visible { .. } => "visible",
+            Message::Finished { .. } => "finished",
+            Message::FinishedBelow { .. } => "finished-below",
             Message::Heartbeat { .. } => "heartbeat",
             Message::LeaseGrant { .. } => "lease-grant",
         }
@@ -97,6 +138,9 @@ pub enum NoReason {
     /// The participant's configuration differs from the coordinator's: another set of members,
     /// or smaller limits (a `-u` node among `-t` nodes). Retrying will not help.
     ConfigMismatch,
+    /// The transaction is known here to have aborted: the answer to a PREPARE that a
+    /// restarted coordinator sends again to learn what became of its transaction.
+    Aborted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,10 +1,17 @@
 //! Records a node asks its driver to persist (the write-ahead log), and what recovery rebuilds
 //! from them.
 //!
-//! Presumed abort: only commit decisions are logged. A coordinator with no record of a
-//! transaction answers "abort", so an undecided transaction needs no record at the coordinator.
+//! Inside an epoch (docs/protocol.md §7.2) every member, the coordinator included, logs its
+//! share as prepared before it votes, the coordinator logs its commit decision, and a member
+//! logs the commit when it learns it; a commit is applied (and `Committed` logged) only once it
+//! is visible: durable on a majority of the members.
+//!
+//! Records of earlier builds are still read: their transactions are of epoch 1, a `Prepared`
+//! of theirs is a remote share, a `Decided` is an applied decision, and a `Committed` directly
+//! after a `Prepared` is a commit applied there and then.
 
 use crate::completions::CompletionRecord;
+use crate::configuration::Epoch;
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::{Key, TxnOp, Value};
 use serde::{Deserialize, Serialize};
@@ -17,7 +24,8 @@ pub enum Record {
     Boot { incarnation: u64 },
     /// Participant: the transaction is prepared here (keys locked, vote YES may follow).
     Prepared(TxnRecord),
-    /// Participant: the prepared transaction committed and is applied.
+    /// The prepared transaction's commit is applied here (it was visible, or finished). Not
+    /// waited for: a crash that loses it leaves the commit held, and it becomes visible again.
     Committed { txn: TxnId },
     /// Participant: the prepared transaction aborted and its locks are released.
     Aborted { txn: TxnId },
@@ -49,6 +57,23 @@ pub enum Record {
     /// snapshot tracks versions when it holds a [`Record::SnapshotVersionedEntries`] record;
     /// this build writes one, empty if need be, into every snapshot.)
     BootTracked { incarnation: u64 },
+    /// This member's share of a transaction of `epoch`, prepared here (keys locked; a remote
+    /// share's YES vote follows, and the coordinator decides commit only once its own share's
+    /// record is durable). Written by every member, the coordinator included.
+    PreparedInEpoch { epoch: Epoch, txn: TxnRecord },
+    /// Coordinator: the decision to commit its prepared transaction. Not applied yet: the
+    /// commit is applied once it is durable on a majority (then [`Record::Committed`]).
+    CommitDecided { txn: TxnId },
+    /// Participant: the commit of a transaction prepared here, learned and logged; its keys
+    /// stay locked, and it is applied once visible (then [`Record::Committed`]). The `Ack`
+    /// waits for it.
+    CommitLearned { txn: TxnId },
+    /// Every transaction of `below`'s coordinator ordered before `below` is finished: the
+    /// member drops them from its commit memory (and applied the commits it held).
+    FinishedBelow { below: TxnId },
+    /// The first record of a snapshot written by a build that knows epochs: as
+    /// [`Record::SnapshotBegin`], with the state §7.2 adds.
+    SnapshotBeginInEpoch(Box<SnapshotHeaderInEpoch>),
 }
 
 /// Keys and values per [`Record::SnapshotVersionedEntries`] record, about (a record holds whole
@@ -69,27 +94,44 @@ impl Record {
             Record::SnapshotEnd { .. } => "snapshot-end",
             Record::SnapshotVersionedEntries(_) => "snapshot-versioned-entries",
             Record::BootTracked { .. } => "boot-tracked",
+            Record::PreparedInEpoch { .. } => "prepared-in-epoch",
+            Record::CommitDecided { .. } => "commit-decided",
+            Record::CommitLearned { .. } => "commit-learned",
+            Record::FinishedBelow { .. } => "finished-below",
+            Record::SnapshotBeginInEpoch(_) => "snapshot-begin-in-epoch",
         }
     }
 
+    /// Whether this record is the first of a snapshot (of this build or an earlier one): the
+    /// record compaction cuts the log before.
+    pub fn begins_snapshot(&self) -> bool {
+        matches!(self, Record::SnapshotBegin(_) | Record::SnapshotBeginInEpoch(_))
+    }
+
     /// Whether a driver should make this record durable without delay, because a vote, a
-    /// client's answer, a new incarnation or compaction waits on it. The others — a
-    /// participant's commit and abort, a coordinator forgetting a finished transaction — may
-    /// wait for a later sync: the decision is already durable at the coordinator, so losing
-    /// them in a crash only makes recovery ask for the outcome or the coordinator resend it,
-    /// and the node holds back what depends on them (an acknowledgement) until they are
-    /// durable anyway. Sharing a later sync saves a whole fsync per commit at each participant.
+    /// decision, an acknowledgement (and so a commit's visibility), a new incarnation or
+    /// compaction waits on it. The others — applying a commit, an abort, a coordinator
+    /// forgetting a finished transaction, a finished mark — may wait for a later sync: losing
+    /// them in a crash only leaves a commit held (it becomes visible again), a transaction
+    /// prepared (recovery asks), or a finished transaction remembered.
     pub fn sync_promptly(&self) -> bool {
         match self {
             Record::Boot { .. }
             | Record::BootTracked { .. }
             | Record::Prepared(_)
             | Record::Decided(_)
+            | Record::PreparedInEpoch { .. }
+            | Record::CommitDecided { .. }
+            | Record::CommitLearned { .. }
             | Record::SnapshotBegin(_)
+            | Record::SnapshotBeginInEpoch(_)
             | Record::SnapshotEntries(_)
             | Record::SnapshotVersionedEntries(_)
             | Record::SnapshotEnd { .. } => true,
-            Record::Committed { .. } | Record::Aborted { .. } | Record::Forgotten { .. } => false,
+            Record::Committed { .. }
+            | Record::Aborted { .. }
+            | Record::Forgotten { .. }
+            | Record::FinishedBelow { .. } => false,
         }
     }
 }
@@ -127,22 +169,30 @@ pub struct VersionedEntry {
     pub version: u64,
 }
 
-/// Everything recovery would rebuild from the records before it: a [`SnapshotHeader`] and the
-/// store's entries. In the log it is a run of records (see [`Snapshot::into_records`]).
+/// Everything recovery would rebuild from the records before it: a header and the store's
+/// entries. In the log it is a run of records (see [`Snapshot::into_records`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub incarnation: u64,
+    /// The epoch of the node's configuration, and of every transaction below.
+    pub epoch: Epoch,
     /// The store, in key order.
     pub entries: Vec<VersionedEntry>,
     /// Completion records, oldest first.
     pub completions: Vec<CompletionRecord>,
-    /// Transactions prepared here whose outcome is not yet known here.
+    /// Transactions prepared here whose outcome is not yet known here: remote shares, and this
+    /// node's own shares of transactions it has not decided.
     pub prepared: Vec<TxnRecord>,
-    /// Commit decisions of this coordinator that some participant has not acknowledged.
+    /// Remote transactions whose commit is held here (learned, logged, not yet applied).
+    pub commits_held: Vec<TxnRecord>,
+    /// Commit decisions of this coordinator that are not finished.
     pub decisions: Vec<DecisionState>,
+    /// The commit memory: committed transactions not known to be finished.
+    pub commit_memory: Vec<TxnId>,
 }
 
-/// A snapshot without its entries: the [`Record::SnapshotBegin`] payload.
+/// A snapshot without its entries, as builds before epochs logged it: the
+/// [`Record::SnapshotBegin`] payload. Read, never written.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotHeader {
     pub incarnation: u64,
@@ -151,13 +201,44 @@ pub struct SnapshotHeader {
     pub decisions: Vec<DecisionState>,
 }
 
+/// A snapshot without its entries: the [`Record::SnapshotBeginInEpoch`] payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeaderInEpoch {
+    pub incarnation: u64,
+    pub epoch: Epoch,
+    pub completions: Vec<CompletionRecord>,
+    pub prepared: Vec<TxnRecord>,
+    pub commits_held: Vec<TxnRecord>,
+    pub decisions: Vec<DecisionState>,
+    pub commit_memory: Vec<TxnId>,
+}
+
+impl From<SnapshotHeader> for SnapshotHeaderInEpoch {
+    /// An earlier build's snapshot: epoch 1, its decisions applied, nothing held or
+    /// remembered.
+    fn from(h: SnapshotHeader) -> SnapshotHeaderInEpoch {
+        let SnapshotHeader { incarnation, completions, prepared, decisions } = h;
+        SnapshotHeaderInEpoch {
+            incarnation,
+            epoch: Epoch::FIRST,
+            completions,
+            prepared,
+            commits_held: Vec::new(),
+            decisions,
+            commit_memory: Vec::new(),
+        }
+    }
+}
+
 impl Snapshot {
     /// The snapshot as the log holds it: begin, entries in chunks, end.
     pub fn into_records(self) -> Vec<Record> {
-        let Snapshot { incarnation, entries, completions, prepared, decisions } = self;
+        let Snapshot { incarnation, epoch, entries, completions, prepared, commits_held, decisions, commit_memory } =
+            self;
         let count = entries.len() as u64;
-        let header = SnapshotHeader { incarnation, completions, prepared, decisions };
-        let mut records = vec![Record::SnapshotBegin(Box::new(header))];
+        let header =
+            SnapshotHeaderInEpoch { incarnation, epoch, completions, prepared, commits_held, decisions, commit_memory };
+        let mut records = vec![Record::SnapshotBeginInEpoch(Box::new(header))];
         records.extend(chunk_entries(entries.into_iter()).map(Record::SnapshotVersionedEntries));
         if records.len() == 1 {
             // Even an empty store's snapshot says it tracks versions.
@@ -167,9 +248,10 @@ impl Snapshot {
         records
     }
 
-    pub(crate) fn from_parts(header: SnapshotHeader, entries: Vec<VersionedEntry>) -> Snapshot {
-        let SnapshotHeader { incarnation, completions, prepared, decisions } = header;
-        Snapshot { incarnation, entries, completions, prepared, decisions }
+    pub(crate) fn from_parts(header: SnapshotHeaderInEpoch, entries: Vec<VersionedEntry>) -> Snapshot {
+        let SnapshotHeaderInEpoch { incarnation, epoch, completions, prepared, commits_held, decisions, commit_memory } =
+            header;
+        Snapshot { incarnation, epoch, entries, completions, prepared, commits_held, decisions, commit_memory }
     }
 }
 
@@ -194,8 +276,8 @@ pub(crate) fn chunk_entries(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionState {
     pub decision: TxnRecord,
-    /// Whether `entries` already include its writes (a decision whose record was not yet
-    /// durable when the snapshot was taken is not yet applied to the store).
+    /// Whether `entries` already include its writes. An earlier build applied a decision once
+    /// its record was durable; this one once the commit is visible (durable on a majority).
     pub applied: bool,
 }
 
@@ -204,9 +286,45 @@ mod tests {
     use super::*;
     use crate::ids::{ClientId, NodeId};
 
-    /// A driver syncs at once the records that a vote, a client's answer, a new incarnation or
-    /// compaction waits on; a participant's commit and abort and a coordinator's forget may
-    /// share a later sync (recovery asks or the coordinator resends if a crash loses them).
+    /// Logs of earlier builds stay readable: postcard numbers a variant by its place, so every
+    /// existing variant keeps its number and new ones come after them.
+    #[test]
+    fn record_variants_keep_their_numbers_in_the_log() {
+        let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
+        let t = TxnRecord {
+            txn,
+            request: RequestId { client: ClientId(1), seq: 1 },
+            ops: Vec::new().into(),
+            participants: NodeSet::first(2),
+        };
+        let numbered = [
+            Record::Boot { incarnation: 1 },
+            Record::Prepared(t.clone()),
+            Record::Committed { txn },
+            Record::Aborted { txn },
+            Record::Decided(t.clone()),
+            Record::Forgotten { txn },
+            Record::SnapshotBegin(Box::default()),
+            Record::SnapshotEntries(Vec::new()),
+            Record::SnapshotEnd { entries: 0 },
+            Record::SnapshotVersionedEntries(Vec::new()),
+            Record::BootTracked { incarnation: 1 },
+            Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t },
+            Record::CommitDecided { txn },
+            Record::CommitLearned { txn },
+            Record::FinishedBelow { below: txn },
+            Record::SnapshotBeginInEpoch(Box::default()),
+        ];
+        for (number, record) in numbered.iter().enumerate() {
+            let bytes = postcard::to_allocvec(record).unwrap();
+            assert_eq!(usize::from(bytes[0]), number, "{} is variant {number} in the log", record.kind());
+        }
+    }
+
+    /// A driver syncs at once the records that a vote, a decision, an acknowledgement, a new
+    /// incarnation or compaction waits on; applying a commit, an abort, a coordinator's forget
+    /// and a finished mark may share a later sync (a crash that loses them leaves a commit held,
+    /// a transaction to ask about, or a finished one remembered).
     #[test]
     fn records_that_answers_wait_on_are_synced_promptly() {
         let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
@@ -220,13 +338,22 @@ mod tests {
             Record::Boot { incarnation: 1 },
             Record::BootTracked { incarnation: 1 },
             Record::Prepared(t.clone()),
+            Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t.clone() },
+            Record::CommitDecided { txn },
+            Record::CommitLearned { txn },
+            Record::SnapshotBeginInEpoch(Box::default()),
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),
             Record::SnapshotEntries(Vec::new()),
             Record::SnapshotVersionedEntries(Vec::new()),
             Record::SnapshotEnd { entries: 0 },
         ];
-        let lazy = [Record::Committed { txn }, Record::Aborted { txn }, Record::Forgotten { txn }];
+        let lazy = [
+            Record::Committed { txn },
+            Record::Aborted { txn },
+            Record::Forgotten { txn },
+            Record::FinishedBelow { below: txn },
+        ];
         for record in prompt {
             assert!(record.sync_promptly(), "{} must be synced at once", record.kind());
         }

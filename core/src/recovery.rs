@@ -3,8 +3,9 @@
 //! `Node::maybe_snapshot`); this file only reads them.
 
 use crate::completions::{Completed, Completions};
+use crate::configuration::Epoch;
 use crate::ids::{NodeId, RequestId, TxnId};
-use crate::record::{DecisionState, Entry, Record, SnapshotHeader, TxnRecord, VersionedEntry};
+use crate::record::{DecisionState, Entry, Record, SnapshotHeaderInEpoch, TxnRecord, VersionedEntry};
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -36,7 +37,9 @@ pub enum RecoveryError {
 /// A snapshot being read: its begin record's index and header, and the store so far.
 struct PartialSnapshot {
     index: usize,
-    header: SnapshotHeader,
+    header: SnapshotHeaderInEpoch,
+    /// Written by a build before epochs ([`Record::SnapshotBegin`]).
+    before_epochs: bool,
     store: Store,
     /// Written by a build that tracks versions (a [`Record::SnapshotVersionedEntries`] in it).
     tracked: bool,
@@ -46,19 +49,28 @@ struct PartialSnapshot {
 pub(crate) struct Recovered {
     /// The newest incarnation the log names.
     pub(crate) incarnation: u64,
+    /// The epoch of the node's transactions (epoch 1 for a log of a build before epochs).
+    pub(crate) epoch: Epoch,
     pub(crate) store: Store,
     pub(crate) completions: Completions,
-    /// Transactions prepared here as a participant whose outcome the log does not hold.
+    /// Transactions prepared here whose outcome the log does not hold: remote shares, and this
+    /// node's own shares of transactions it had not decided (in doubt at their coordinator).
     pub(crate) prepared: BTreeMap<TxnId, TxnRecord>,
+    /// Remote transactions whose commit is logged here but not applied: still locked, they
+    /// are applied once known visible.
+    pub(crate) commits_held: BTreeMap<TxnId, TxnRecord>,
     /// The prepared transactions logged before versions were tracked: committed, what they
     /// write gets an unknown version (see [`Store::run_untracked`]).
     pub(crate) untracked: BTreeSet<TxnId>,
     /// Whether versions are tracked at this point of the log ([`Record::BootTracked`]).
     tracked: bool,
-    /// The keys the prepared transactions lock, to find overlaps without quadratic scans.
+    /// The keys the unapplied transactions lock, to find overlaps without quadratic scans.
     locked: BTreeMap<Vec<u8>, TxnId>,
-    /// This node's commit decisions that some participant may not have acknowledged.
-    pub(crate) decisions: BTreeMap<TxnId, TxnRecord>,
+    /// This node's commit decisions that are not finished, with whether each is applied
+    /// (visible). An unapplied one still locks its keys.
+    pub(crate) decisions: BTreeMap<TxnId, (TxnRecord, bool)>,
+    /// Committed transactions not known to be finished.
+    pub(crate) commit_memory: BTreeSet<TxnId>,
 }
 
 impl Recovered {
@@ -71,13 +83,16 @@ impl Recovered {
     ) -> Result<Recovered, RecoveryError> {
         let mut r = Recovered {
             incarnation: 0,
+            epoch: Epoch::FIRST,
             store: Store::default(),
             completions,
             prepared: BTreeMap::new(),
+            commits_held: BTreeMap::new(),
             untracked: BTreeSet::new(),
             tracked: false,
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            commit_memory: BTreeSet::new(),
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -91,6 +106,7 @@ impl Recovered {
                 // records before it still hold the state.
                 partial = None;
             }
+            let unknown = RecoveryError::UnknownTransaction { index, kind, txn: record_txn(&record) };
             match record {
                 Record::Boot { incarnation } => {
                     r.incarnation = r.incarnation.max(incarnation);
@@ -100,30 +116,86 @@ impl Recovered {
                     r.incarnation = r.incarnation.max(incarnation);
                     r.tracked = true;
                 }
-                Record::Prepared(t) => r.add_prepared(index, me, t)?,
+                // An earlier build logged only remote shares as prepared.
+                Record::Prepared(t) => r.add_prepared(index, me, t, false)?,
+                Record::PreparedInEpoch { epoch, txn: t } => {
+                    r.epoch = r.epoch.max(epoch);
+                    r.add_prepared(index, me, t, true)?
+                }
                 Record::Committed { txn } => {
-                    let t = r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
-                    let tracked = !r.untracked.remove(&txn);
-                    r.apply(&t, tracked);
+                    if let Some(t) = r.remove_prepared(txn).filter(|t| t.txn.coordinator != me) {
+                        // An earlier build's commit, applied as it was learned.
+                        let tracked = !r.untracked.remove(&txn);
+                        r.apply(&t, tracked);
+                    } else if let Some(t) = r.commits_held.remove(&txn) {
+                        r.unlock(&t);
+                        let tracked = !r.untracked.remove(&txn);
+                        r.apply(&t, tracked);
+                    } else if let Some((t, applied @ false)) = r.decisions.get_mut(&txn) {
+                        *applied = true;
+                        let t = t.clone();
+                        r.unlock(&t);
+                        let tracked = !r.untracked.remove(&txn);
+                        r.apply(&t, tracked);
+                    } else {
+                        return Err(unknown);
+                    }
                 }
                 Record::Aborted { txn } => {
-                    r.remove_prepared(txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
+                    r.remove_prepared(txn).ok_or(unknown)?;
                     r.untracked.remove(&txn);
                 }
                 Record::Decided(t) => {
                     if t.txn.coordinator != me {
                         return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
                     }
+                    // An earlier build's decision: applied as it became durable.
                     r.apply(&t, r.tracked);
-                    r.decisions.insert(t.txn, t);
+                    r.decisions.insert(t.txn, (t, true));
+                }
+                Record::CommitDecided { txn } => {
+                    if txn.coordinator != me {
+                        return Err(RecoveryError::ForeignTransaction { index, txn, node: me });
+                    }
+                    let t = r.prepared.remove(&txn).ok_or(unknown)?;
+                    r.commit_memory.insert(txn);
+                    r.decisions.insert(txn, (t, false));
+                }
+                Record::CommitLearned { txn } => {
+                    let t = r.prepared.remove(&txn).filter(|t| t.txn.coordinator != me).ok_or(unknown)?;
+                    r.commit_memory.insert(txn);
+                    r.commits_held.insert(txn, t);
                 }
                 Record::Forgotten { txn } => {
-                    r.decisions.remove(&txn).ok_or(RecoveryError::UnknownTransaction { index, kind, txn })?;
+                    let (t, applied) = r.decisions.remove(&txn).ok_or(unknown)?;
+                    r.commit_memory.remove(&txn);
+                    if !applied {
+                        // Finished (durable at every member) before its apply was logged.
+                        r.unlock(&t);
+                        let tracked = !r.untracked.remove(&txn);
+                        r.apply(&t, tracked);
+                    }
                 }
+                Record::FinishedBelow { below } => r.forget_finished(below),
                 Record::SnapshotBegin(header) => {
-                    partial = Some(PartialSnapshot { index, header: *header, store: Store::default(), tracked: false });
+                    let header = SnapshotHeaderInEpoch::from(*header);
+                    partial = Some(PartialSnapshot {
+                        index,
+                        header,
+                        before_epochs: true,
+                        store: Store::default(),
+                        tracked: false,
+                    });
                 }
-
+                Record::SnapshotBeginInEpoch(header) => {
+                    partial = Some(PartialSnapshot {
+                        index,
+                        header: *header,
+                        before_epochs: false,
+                        store: Store::default(),
+                        tracked: false,
+                    });
+                }
                 Record::SnapshotEntries(entries) => {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
                     // Written before keys had versions: their versions are unknown.
@@ -144,7 +216,7 @@ impl Recovered {
                     if found != entries {
                         return Err(RecoveryError::SnapshotIncomplete { index, expected: entries, found });
                     }
-                    r.load_snapshot(p.index, me, p.header, p.store, p.tracked)?;
+                    r.load_snapshot(me, p)?;
                 }
             }
         }
@@ -165,16 +237,17 @@ impl Recovered {
         self.completions.record_recovered(t.request, outcome);
     }
 
-    /// A participant's prepared transaction: never this node's own (a coordinator logs only
-    /// decisions), never twice, never overlapping another's keys or request.
-    fn add_prepared(&mut self, index: usize, me: NodeId, t: TxnRecord) -> Result<(), RecoveryError> {
-        if t.txn.coordinator == me {
+    /// A prepared transaction: this node's own only where the log says so (`own_allowed`: an
+    /// earlier build logged only remote shares), never twice, never overlapping another
+    /// unapplied transaction's keys or request.
+    fn add_prepared(&mut self, index: usize, me: NodeId, t: TxnRecord, own_allowed: bool) -> Result<(), RecoveryError> {
+        if t.txn.coordinator == me && !own_allowed {
             return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
         }
-        if self.prepared.contains_key(&t.txn) {
+        if self.prepared.contains_key(&t.txn) || self.commits_held.contains_key(&t.txn) {
             return Err(RecoveryError::DuplicatePrepare { index, txn: t.txn });
         }
-        if self.prepared.values().any(|p| p.request == t.request) {
+        if self.unapplied().any(|p| p.request == t.request) {
             return Err(RecoveryError::DuplicateRequest { index, request: t.request });
         }
         if let Some(holder) = t.ops.iter().find_map(|op| self.locked.get(op.key())) {
@@ -190,45 +263,90 @@ impl Recovered {
         Ok(())
     }
 
+    /// Every transaction that still holds its keys here.
+    fn unapplied(&self) -> impl Iterator<Item = &TxnRecord> {
+        let decided = self.decisions.values().filter(|(_, applied)| !applied).map(|(t, _)| t);
+        self.prepared.values().chain(self.commits_held.values()).chain(decided)
+    }
+
     fn remove_prepared(&mut self, txn: TxnId) -> Option<TxnRecord> {
         let t = self.prepared.remove(&txn)?;
-        for op in t.ops.iter() {
-            self.locked.remove(op.key());
-        }
+        self.unlock(&t);
         Some(t)
     }
 
-    fn load_snapshot(
-        &mut self,
-        index: usize,
-        me: NodeId,
-        s: SnapshotHeader,
-        store: Store,
-        tracked: bool,
-    ) -> Result<(), RecoveryError> {
+    fn unlock(&mut self, t: &TxnRecord) {
+        for op in t.ops.iter() {
+            self.locked.remove(op.key());
+        }
+    }
+
+    /// A finished mark: the commits it covers are durable at every member, and leave the
+    /// commit memory.
+    fn forget_finished(&mut self, below: TxnId) {
+        self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
+    }
+
+    fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {
+        let PartialSnapshot { index, header: s, before_epochs, store, tracked } = p;
         self.tracked = tracked;
         self.untracked = BTreeSet::new();
         self.incarnation = self.incarnation.max(s.incarnation);
+        self.epoch = self.epoch.max(s.epoch);
         self.store = store;
         self.completions.clear();
         for c in s.completions {
             self.completions.record_recovered(c.request, c.outcome);
         }
         self.prepared = BTreeMap::new();
+        self.commits_held = BTreeMap::new();
         self.locked = BTreeMap::new();
-        for t in s.prepared {
-            self.add_prepared(index, me, t)?;
-        }
         self.decisions = BTreeMap::new();
-        for DecisionState { decision, applied } in s.decisions {
-            if decision.txn.coordinator != me {
-                return Err(RecoveryError::ForeignTransaction { index, txn: decision.txn, node: me });
-            }
-            if !applied {
-                self.apply(&decision, tracked);
-            }
-            self.decisions.insert(decision.txn, decision);
+        for t in s.prepared {
+            self.add_prepared(index, me, t, !before_epochs)?;
         }
+        for t in s.commits_held {
+            let txn = t.txn;
+            if txn.coordinator == me {
+                return Err(RecoveryError::ForeignTransaction { index, txn, node: me });
+            }
+            self.add_prepared(index, me, t, false)?;
+            let t = self.prepared.remove(&txn).expect("just added");
+            self.commits_held.insert(txn, t);
+        }
+        for DecisionState { decision, applied } in s.decisions {
+            let txn = decision.txn;
+            if txn.coordinator != me {
+                return Err(RecoveryError::ForeignTransaction { index, txn, node: me });
+            }
+            if applied || before_epochs {
+                // An earlier build's unapplied decision was one whose record was not durable
+                // yet: it applied it as it became so.
+                if !applied {
+                    self.apply(&decision, tracked);
+                }
+                self.decisions.insert(txn, (decision, true));
+            } else {
+                self.add_prepared(index, me, decision, true)?;
+                let t = self.prepared.remove(&txn).expect("just added");
+                self.decisions.insert(txn, (t, false));
+            }
+        }
+        self.commit_memory = s.commit_memory.into_iter().collect();
         Ok(())
+    }
+}
+
+/// The transaction a record names, for errors (a default id for records that name none).
+fn record_txn(record: &Record) -> TxnId {
+    match record {
+        Record::Prepared(t) | Record::Decided(t) | Record::PreparedInEpoch { txn: t, .. } => t.txn,
+        Record::Committed { txn }
+        | Record::Aborted { txn }
+        | Record::Forgotten { txn }
+        | Record::CommitDecided { txn }
+        | Record::CommitLearned { txn } => *txn,
+        Record::FinishedBelow { below } => *below,
+        _ => TxnId { coordinator: NodeId(0), incarnation: 0, number: 0 },
     }
 }

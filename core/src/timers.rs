@@ -20,6 +20,8 @@ pub enum Timer {
     Heartbeat,
     /// The wait before the first YES is over: cast the YES votes held back by it.
     WaitOver,
+    /// The coordinator's finished mark moved: send it to the members.
+    FinishedMark,
 }
 
 #[derive(Clone, Debug, Default)]

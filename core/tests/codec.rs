@@ -99,16 +99,17 @@ fn frame_value() -> impl Strategy<Value = Frame> {
     ];
     let message = prop_oneof![
         txn_record().prop_map(|t| Message::Prepare {
+            epoch: Epoch::FIRST,
             txn: t.txn,
             request: t.request,
             ops: t.ops,
             participants: t.participants
         }),
-        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::Yes }),
-        txn_id().prop_map(|txn| Message::Vote { txn, vote: Vote::No(NoReason::Conflict) }),
-        txn_id().prop_map(|txn| Message::Decision { txn, decision: Decision::Commit }),
-        txn_id().prop_map(|txn| Message::Ack { txn }),
-        txn_id().prop_map(|txn| Message::Query { txn }),
+        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes }),
+        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::No(NoReason::Conflict) }),
+        txn_id().prop_map(|txn| Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit }),
+        txn_id().prop_map(|txn| Message::Ack { epoch: Epoch::FIRST, txn }),
+        txn_id().prop_map(|txn| Message::Query { epoch: Epoch::FIRST, txn }),
     ];
     prop_oneof![
         (request_id(), bytes(8))
@@ -125,6 +126,7 @@ fn frame_value() -> impl Strategy<Value = Frame> {
             cluster: ClusterId(1),
             from: NodeId(id.seq as u8 % 7),
             message: Message::Vote {
+                epoch: Epoch::FIRST,
                 txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: id.client.0 },
                 vote: Vote::No(NoReason::AlreadyCompleted(completed)),
             }
@@ -148,6 +150,19 @@ fn record_value() -> impl Strategy<Value = Record> {
         txn_id().prop_map(|txn| Record::Aborted { txn }),
         txn_record().prop_map(Record::Decided),
         txn_id().prop_map(|txn| Record::Forgotten { txn }),
+        txn_record().prop_map(|txn| Record::PreparedInEpoch { epoch: Epoch::FIRST, txn }),
+        txn_id().prop_map(|txn| Record::CommitDecided { txn }),
+        txn_id().prop_map(|txn| Record::CommitLearned { txn }),
+        txn_id().prop_map(|below| Record::FinishedBelow { below }),
+        (txn_record(), txn_id()).prop_map(|(t, txn)| Record::SnapshotBeginInEpoch(Box::new(SnapshotHeaderInEpoch {
+            incarnation: 4,
+            epoch: Epoch::FIRST,
+            completions: vec![],
+            prepared: vec![t.clone()],
+            commits_held: vec![t.clone()],
+            decisions: vec![dkv_core::record::DecisionState { decision: t, applied: false }],
+            commit_memory: vec![txn],
+        }))),
         prop::collection::vec((bytes(8), bytes(8)), 0..4).prop_map(|entries| Record::SnapshotEntries(
             entries.into_iter().map(|(key, value)| dkv_core::record::Entry { key, value }).collect()
         )),
@@ -466,7 +481,13 @@ fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
         Frame::Peer {
             cluster: ClusterId(u64::MAX),
             from: NodeId(63),
-            message: Message::Prepare { txn, request, ops: ops.into(), participants: NodeSet::first(64) },
+            message: Message::Prepare {
+                epoch: Epoch::FIRST,
+                txn,
+                request,
+                ops: ops.into(),
+                participants: NodeSet::first(64),
+            },
         },
     ];
     let max = limits.frame_bytes_max();

@@ -185,9 +185,10 @@ fn scan_limits_are_typed_errors() {
     ));
 }
 
-/// Holds node 1's COMMIT back, runs `ops` from node 0 to its commit there, and returns.
+/// Holds back node 1's word that the commit is visible, runs `ops` from node 0 to its commit
+/// there (node 1 holds the commit durably, locked and not applied), and returns.
 fn commit_at_node_0_only(c: &mut Cluster, seq: u64, ops: Vec<TxnOp>) {
-    c.deliver_if = Box::new(|_, to, m| !(to.0 == 1 && matches!(m, Message::Decision { .. })));
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 1 && matches!(m, Message::Visible { .. })));
     let w = c.request(0, txn(9, seq, ops));
     assert!(c.run_until(10_000, |c| c.reply(w).is_some()));
     assert!(matches!(c.reply(w).unwrap().outcome, Outcome::Committed(_)));

@@ -97,7 +97,7 @@ fn snapshots_compact_the_log_and_recover_the_same_state() {
     for i in 0..2 {
         assert!(c.node(i).stats().snapshots >= 5, "node {i} took snapshots");
         assert!(c.disks[i].durable.len() <= 120, "node {i} log has {} records", c.disks[i].durable.len());
-        assert!(matches!(c.disks[i].durable[0], Record::SnapshotBegin(_)));
+        assert!(matches!(c.disks[i].durable[0], Record::SnapshotBeginInEpoch(_)));
         let before = c.node(i).store().clone();
         let completions: Vec<_> = c.node(i).completions().collect();
         let recovered = Node::start(c.configs[i].clone(), c.disks[i].durable.clone(), Time::ZERO).unwrap();
@@ -118,7 +118,7 @@ fn large_snapshot_is_split_into_bounded_records() {
     }
     for i in 0..2 {
         let durable = &c.disks[i].durable;
-        assert!(matches!(durable[0], Record::SnapshotBegin(_)), "node {i} compacted to its last snapshot");
+        assert!(matches!(durable[0], Record::SnapshotBeginInEpoch(_)), "node {i} compacted to its last snapshot");
         let chunks = durable.iter().filter(|r| matches!(r, Record::SnapshotVersionedEntries(_))).count();
         assert!(chunks >= 4, "node {i}: 4+ MiB of values in {chunks} entries records");
         for record in durable {
@@ -230,8 +230,9 @@ fn snapshots_keep_versions_and_old_ones_read_back_with_unknown_versions() {
     assert_eq!(c.reply(r).unwrap().outcome, Outcome::Committed(vec![done.clone(), done]), "its next write makes it 1");
 }
 
-/// A snapshot taken while a commit decision is not yet durable records it as not yet applied,
-/// and recovery applies it: nothing decided is lost, nothing is applied twice.
+/// A snapshot taken while a commit decision is not yet visible records it as not applied, and
+/// recovery keeps it that way: locked, unapplied, remembered as committed. Nothing decided is
+/// lost, nothing is applied before a majority holds it.
 #[test]
 fn snapshot_during_pending_decision_recovers_it() {
     let mut c = Cluster::new(2);
@@ -240,16 +241,25 @@ fn snapshot_during_pending_decision_recovers_it() {
     c.make_durable(1);
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
+    c.make_durable(0);
     c.make_durable(1);
     c.deliver_all();
-    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::Decided(_)))));
+    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::CommitDecided { .. }))));
     let snapshot = c.node(0).snapshot();
     assert_eq!(snapshot.decisions.len(), 1);
     assert!(!snapshot.decisions[0].applied);
     assert!(snapshot.entries.is_empty());
+    let txn = snapshot.decisions[0].decision.txn;
+    assert_eq!(snapshot.commit_memory, vec![txn]);
     let recovered = Node::start(c.configs[0].clone(), snapshot.into_records(), Time::ZERO).unwrap();
-    assert_eq!(recovered.store().get(b"k".as_slice()), Some(&b"v".to_vec()));
+    assert_eq!(recovered.store().get(b"k".as_slice()), None, "not visible: not applied");
+    assert_eq!(recovered.locked_keys(), 1, "and still locked");
+    assert_eq!(recovered.commit_memory().collect::<Vec<_>>(), vec![txn]);
     c.make_durable(0);
+    assert!(c.reply(r).is_none(), "durable at the coordinator alone: one of two is no majority");
+    c.deliver_all();
+    c.make_durable(1);
+    c.deliver_all();
     assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
 }
 
@@ -448,4 +458,32 @@ fn a_transaction_prepared_before_an_upgrade_commits_untracked_everywhere() {
         let completion = c.node(i).completions().next().expect("recorded");
         assert_eq!(completion.outcome, dkv_core::completions::Completed::Committed(Vec::new()), "node {i}");
     }
+}
+
+/// A one-node cluster that restarts with a commit decided but not known visible, and with a
+/// share in doubt, settles both from its own log: it is the majority and every participant.
+#[test]
+fn a_single_node_settles_its_own_transactions_after_a_restart() {
+    let mut c = Cluster::new(1);
+    c.auto_durable = false;
+    c.make_durable(0);
+    let first = c.request(0, txn(1, 1, vec![put("a", "1")]));
+    c.make_durable(0); // own share, then the decision: visible, applied, answered
+    c.make_durable(0);
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
+    c.request(0, txn(1, 2, vec![put("b", "2")]));
+    // Only the first record of the second write (its own share) reaches the disk; the lazy
+    // records of the first (applied, finished) do not.
+    let share = c.disks[0].pending.iter().position(|(_, r)| matches!(r, Record::PreparedInEpoch { .. })).unwrap();
+    let kept: Vec<_> = c.disks[0].pending.drain(..=share).map(|(_, r)| r).collect();
+    c.disks[0]
+        .durable
+        .extend(kept.into_iter().filter(|r| !matches!(r, Record::Committed { .. } | Record::Forgotten { .. })));
+    c.crash(0);
+    c.auto_durable = true;
+    c.restart(0);
+    assert!(c.settle());
+    assert_eq!(c.value(0, "a"), Some(b"1".to_vec()));
+    assert_eq!(c.value(0, "b"), Some(b"2".to_vec()), "its own YES is every YES: committed");
+    assert_eq!(c.node(0).locked_keys(), 0);
 }

@@ -4,7 +4,9 @@
 mod harness;
 use dkv_core::completions::{Completed, Completions};
 use dkv_core::record::Entry;
-use dkv_core::{ClientId, Condition, Message, OpResult, Operation, Outcome, Record, Request, RequestId, Time, TxnOp};
+use dkv_core::{
+    ClientId, Condition, Message, OpResult, Operation, Outcome, Record, Request, RequestId, SnapshotHeader, Time, TxnOp,
+};
 use harness::*;
 use std::time::Duration;
 
@@ -16,6 +18,12 @@ fn old_format(records: Vec<Record>) -> Vec<Record> {
                 Record::SnapshotEntries(v.into_iter().map(|e| Entry { key: e.key, value: e.value }).collect())
             }
             Record::BootTracked { incarnation } => Record::Boot { incarnation },
+            Record::SnapshotBeginInEpoch(h) => Record::SnapshotBegin(Box::new(SnapshotHeader {
+                incarnation: h.incarnation,
+                completions: h.completions,
+                prepared: h.prepared,
+                decisions: h.decisions,
+            })),
             other => other,
         })
         .collect()
@@ -117,8 +125,8 @@ fn next_is_none_when_the_only_later_key_was_deleted() {
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("d", "1")]));
     c.settle();
     assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
-    // Node 1 does not hear the decision for a while.
-    c.deliver_if = Box::new(|_, to, m| !(to.0 == 1 && matches!(m, Message::Decision { .. })));
+    // Node 1 does not hear that the commit is visible for a while.
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 1 && matches!(m, Message::Visible { .. })));
     let r = c.request(0, txn(1, 2, vec![delete("d")]));
     c.deliver_all();
     assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "the delete is acknowledged");

@@ -3,7 +3,7 @@
 //! termination and conflict handling.
 
 mod harness;
-use dkv_core::{Decision, FailReason, Message, NodeSet, OpFailure, Outcome, Record, TryAgainReason, Vote};
+use dkv_core::{Decision, Epoch, FailReason, Message, NodeSet, OpFailure, Outcome, Record, TryAgainReason, Vote};
 use harness::*;
 use std::time::Duration;
 
@@ -90,7 +90,7 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
     c.make_durable(1);
     c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all(); // PREPARE reaches node 1
-    assert!(matches!(c.disks[1].pending.last(), Some((_, Record::Prepared(_)))));
+    assert!(matches!(c.disks[1].pending.last(), Some((_, Record::PreparedInEpoch { .. }))));
     let votes =
         c.delivered.iter().chain(c.network.iter()).filter(|(_, _, m)| matches!(m, Message::Vote { .. })).count();
     assert_eq!(votes, 0, "no vote before the PREPARE record is durable");
@@ -98,24 +98,70 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
     assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote: Vote::Yes, .. })));
 }
 
-/// The coordinator sends COMMIT and answers the client only after its decision is durable.
+/// The coordinator decides only once its own share is durable too; it logs the decision and
+/// sends COMMIT at once; nothing is applied or answered until the decision is durable on a
+/// majority; participants log the commit and acknowledge without applying, and apply on
+/// `Visible`.
 #[test]
-fn commit_is_sent_only_after_decision_is_durable() {
-    let mut c = Cluster::new(2);
+fn a_commit_is_visible_only_once_durable_on_a_majority() {
+    let mut c = Cluster::new(3);
     c.auto_durable = false;
-    c.make_durable(0);
-    c.make_durable(1);
+    (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::PreparedInEpoch { .. }))), "own share logged");
     c.deliver_all();
-    c.make_durable(1); // YES goes out
-    c.deliver_all(); // YES reaches the coordinator, which logs its decision
-    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::Decided(_)))));
-    assert!(c.reply(r).is_none(), "no reply before the decision is durable");
-    assert!(!c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { .. })));
-    assert_eq!(c.value(0, "k"), None, "not applied before the decision is durable");
-    c.make_durable(0);
-    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
+    c.make_durable(1);
+    c.make_durable(2);
+    c.deliver_all(); // every YES at the coordinator, whose own share is not durable yet
+    assert!(!c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { .. })), "no decision yet");
+    c.make_durable(0); // own share durable: decides, logs and sends COMMIT at once
+    assert!(matches!(c.disks[0].pending.last(), Some((_, Record::CommitDecided { .. }))));
     assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { decision: Decision::Commit, .. })));
+    c.make_durable(0); // durable at the coordinator alone: one of three
+    assert!(c.reply(r).is_none(), "no reply before a majority holds the decision");
+    assert_eq!(c.value(0, "k"), None);
+    c.deliver_all(); // COMMIT reaches the participants, which log it
+    assert!(matches!(c.disks[1].pending.last(), Some((_, Record::CommitLearned { .. }))));
+    assert_eq!(c.value(1, "k"), None, "a participant does not apply at COMMIT");
+    assert_eq!(c.node(1).locked_keys(), 1);
+    c.make_durable(1);
+    c.deliver_all(); // node 1's ack: two of three
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
+    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
+    assert_eq!(c.value(1, "k"), Some(b"v".to_vec()), "applied on Visible");
+    assert_eq!(c.value(2, "k"), Some(b"v".to_vec()), "applied on Visible, before its own record is durable");
+    assert_eq!(c.node(0).coordinating_count(), 1, "not finished: node 2 has not acknowledged");
+    c.make_durable(2);
+    c.deliver_all();
+    assert_eq!(c.node(0).coordinating_count(), 0, "finished");
+    assert_eq!(c.node(1).commit_memory().count(), 1, "node 1 remembers it until the finished mark");
+    c.auto_durable = true;
+    assert!(c.run_until(1_000, |c| c.node(1).commit_memory().count() == 0), "the finished mark frees it");
+    assert_eq!(c.node(0).commit_memory().count(), 0);
+}
+
+/// A message of another epoch is counted and dropped.
+#[test]
+fn a_message_of_another_epoch_is_dropped() {
+    use dkv_core::{ClientId, Input, NodeId, RequestId, TxnId};
+    let mut c = Cluster::new(2);
+    let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
+    let prepare = |epoch| Message::Prepare {
+        epoch,
+        txn,
+        request: RequestId { client: ClientId(1), seq: 1 },
+        ops: vec![put("k", "v")].into(),
+        participants: NodeSet::first(2),
+    };
+    let now = c.now;
+    c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(1), message: prepare(Epoch(2)) });
+    c.drain(0);
+    assert_eq!(c.node(0).stats().epoch_mismatches, 1);
+    assert_eq!(c.node(0).prepared_count(), 0);
+    c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(1), message: prepare(Epoch::FIRST) });
+    c.drain(0);
+    assert_eq!(c.node(0).prepared_count(), 1);
+    assert_eq!(c.node(0).configuration().epoch, Epoch::FIRST);
 }
 
 /// Lost PREPAREs, votes, COMMITs and acks are retransmitted until the transaction completes.
@@ -173,14 +219,20 @@ fn missing_vote_aborts_after_vote_timeout() {
 }
 
 /// Presumed abort: a participant whose coordinator crashed before deciding asks it after its
-/// restart, is told "abort" (no record), and releases its locks.
+/// restart, is told "finished" (the coordinator holds no record of it: its own share was never
+/// durable, so it never decided), and releases its locks.
 #[test]
-fn coordinator_without_record_answers_abort() {
+fn coordinator_without_record_answers_finished() {
     let mut c = Cluster::new(3);
-    // Votes never reach the coordinator, which crashes undecided.
+    // Votes never reach the coordinator, which crashes undecided, its own share not durable.
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Vote { .. }));
+    c.auto_durable = false;
+    (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
+    c.make_durable(1);
+    c.make_durable(2);
+    c.auto_durable = true;
     c.crash(0);
     c.deliver_if = Box::new(|_, _, _| true);
     c.network.clear();
@@ -195,16 +247,20 @@ fn coordinator_without_record_answers_abort() {
 }
 
 /// The coordinator crashes after its decision is durable but before any participant heard
-/// it: after restart it resumes sending COMMIT and every node applies the write.
+/// it: after restart the commit is pending (locked, not applied, nobody told), it resends
+/// COMMIT, and once a majority holds it every node applies the write.
 #[test]
 fn coordinator_crash_after_decision_recovers_and_commits() {
     let mut c = Cluster::new(3);
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
-    assert!(c.run_until(10_000, |c| c.reply(r).is_some()));
-    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
-    assert_eq!(c.value(1, "a"), None, "COMMIT was lost");
+    assert!(c.run_until(1_000, |c| c.disks[0].durable.iter().any(|r| matches!(r, Record::CommitDecided { .. }))));
+    assert!(c.reply(r).is_none(), "durable on the coordinator alone: not visible");
     c.crash(0);
+    c.network.clear();
+    c.restart(0);
+    assert_eq!(c.value(0, "a"), None, "pending after the restart: not applied");
+    assert_eq!(c.node(0).locked_keys(), 2, "and locked");
     c.deliver_if = Box::new(|_, _, _| true);
     c.restart(0);
     assert!(c.settle());
@@ -215,18 +271,57 @@ fn coordinator_crash_after_decision_recovers_and_commits() {
 }
 
 /// Cooperative termination: with the coordinator down after its decision, a participant that
-/// missed the COMMIT learns it from another participant that received it.
+/// missed the COMMIT learns it from another participant that received it, and holds it
+/// (durably, locked): whether it is visible only the coordinator can say.
 #[test]
 fn participant_learns_outcome_from_another_participant() {
     let mut c = Cluster::new(3);
-    // Node 2 misses the COMMIT from the coordinator.
-    c.deliver_if = Box::new(|from, to, m| !(from.0 == 0 && to.0 == 2 && matches!(m, Message::Decision { .. })));
+    // Node 2 misses the COMMIT and the Visible from the coordinator.
+    c.deliver_if = Box::new(|from, to, m| {
+        !(from.0 == 0 && to.0 == 2 && matches!(m, Message::Decision { .. } | Message::Visible { .. }))
+    });
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.run_until(10_000, |c| c.reply(r).is_some() && c.value(1, "k").is_some()));
-    c.crash(0); // and the coordinator is gone for good
+    c.crash(0); // and the coordinator is gone
     c.network.clear();
-    assert!(c.run_until(10_000, |c| c.value(2, "k").is_some()), "node 2 learned the commit from node 1");
-    assert_eq!(c.node(2).locked_keys(), 0);
+    assert!(c.run_until(10_000, |c| c.node(2).commit_memory().count() == 1), "node 2 learned the commit from node 1");
+    assert_eq!(c.value(2, "k"), None, "held, not applied");
+    assert_eq!(c.node(2).locked_keys(), 1);
+    c.deliver_if = Box::new(|_, _, _| true);
+    c.restart(0);
+    assert!(c.settle());
+    assert_eq!(c.value(2, "k"), Some(b"v".to_vec()), "the coordinator said it is visible");
+}
+
+/// A coordinator that crashed after sending COMMIT but before its decision record was durable
+/// restarts with its own share in doubt: it never presumes abort (a participant holds the
+/// commit), asks every participant again and commits.
+#[test]
+fn a_coordinator_that_lost_its_decision_learns_it_from_a_participant() {
+    let mut c = Cluster::new(3);
+    c.auto_durable = false;
+    (0..3).for_each(|i| c.make_durable(i));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.make_durable(0); // own share durable
+    c.deliver_all();
+    c.make_durable(1);
+    c.make_durable(2);
+    c.deliver_all(); // decided: COMMIT sent, its record not durable
+    c.deliver_all(); // COMMIT reaches the participants
+    c.make_durable(1); // node 1 holds the commit durably and acknowledges
+    c.crash(0); // the decision record is lost
+    c.network.clear();
+    c.auto_durable = true;
+    c.make_durable(2);
+    c.network.clear();
+    c.restart(0);
+    assert!(c.reply(r).is_none());
+    assert!(c.settle());
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}");
+        assert_eq!(c.node(i).locked_keys(), 0);
+    }
+    assert_eq!(c.node(0).stats().conflicting_decisions, 0);
 }
 
 /// Cooperative termination asks the coordinator first, alone (it knows the outcome unless it
@@ -351,6 +446,7 @@ fn reused_transaction_id_with_other_contents_gets_no_vote() {
     let impostors = [(9, "other"), (1, "other"), (9, "v")];
     for (i, (client, value)) in impostors.into_iter().enumerate() {
         let other = Message::Prepare {
+            epoch: Epoch::FIRST,
             txn: txn_id,
             request: RequestId { client: ClientId(client), seq: 1 },
             ops: vec![put("k", value)].into(),
@@ -377,6 +473,7 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
         (
             NodeId(1),
             Message::Prepare {
+                epoch: Epoch::FIRST,
                 txn: txn_id,
                 request: RequestId { client: ClientId(1), seq: 1 },
                 ops: vec![put("k", "v")].into(),
@@ -387,6 +484,7 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
         (
             NodeId(2),
             Message::Prepare {
+                epoch: Epoch::FIRST,
                 txn: txn_id,
                 request: RequestId { client: ClientId(1), seq: 1 },
                 ops: vec![].into(),
@@ -397,17 +495,19 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
         (
             NodeId(1),
             Message::Decision {
+                epoch: Epoch::FIRST,
                 txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 },
                 decision: Decision::Commit,
             },
         ),
         // From a node that is not a member.
-        (NodeId(9), Message::Query { txn: txn_id }),
+        (NodeId(9), Message::Query { epoch: Epoch::FIRST, txn: txn_id }),
         // A decision about a transaction of a coordinator that is not a member (found by the
         // node_inputs fuzz target: the node acknowledged it, to a node that does not exist).
         (
             NodeId(1),
             Message::Decision {
+                epoch: Epoch::FIRST,
                 txn: TxnId { coordinator: NodeId(4), incarnation: 0, number: 0 },
                 decision: Decision::Commit,
             },
@@ -437,12 +537,13 @@ fn a_participant_never_takes_both_decisions() {
         let txn = TxnId { coordinator: NodeId(2), incarnation: 1, number };
         let message = match decision {
             None => Message::Prepare {
+                epoch: Epoch::FIRST,
                 txn,
                 request: RequestId { client: ClientId(number), seq: 1 },
                 ops: vec![put(&format!("k{number}"), "v")].into(),
                 participants: NodeSet::first(3),
             },
-            Some(decision) => Message::Decision { txn, decision },
+            Some(decision) => Message::Decision { epoch: Epoch::FIRST, txn, decision },
         };
         c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(2), message });
         c.drain(0);
@@ -460,8 +561,54 @@ fn a_participant_never_takes_both_decisions() {
     deliver(&mut c, 2, None);
     deliver(&mut c, 2, Some(Decision::Commit));
     deliver(&mut c, 2, Some(Decision::Abort));
+    let txn = TxnId { coordinator: NodeId(2), incarnation: 1, number: 2 };
+    let visible = Message::Visible { epoch: Epoch::FIRST, txn };
+    c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(2), message: visible });
+    c.drain(0);
     assert_eq!(c.value(0, "k2"), Some(b"v".to_vec()));
     assert_eq!(c.node(0).stats().conflicting_decisions, 1);
     assert_eq!((c.node(0).stats().txns_committed, c.node(0).stats().txns_aborted), (1, 1));
     assert!(c.node(0).is_quiescent());
+}
+
+/// The commit memory is bounded: a member that remembers `commit_memory_max` unfinished commits
+/// votes NO (busy), and the coordinator's finished mark frees it again.
+#[test]
+fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
+    let mut c = Cluster::with_config(2, |cfg| {
+        cfg.bounds.commit_memory_max = 1;
+        cfg.timing.finished_mark_interval = Duration::from_secs(5);
+    });
+    let first = c.request(0, txn(1, 1, vec![put("a", "1")]));
+    assert!(c.settle());
+    assert!(matches!(c.reply(first).unwrap().outcome, Outcome::Committed(_)));
+    assert_eq!(c.node(1).commit_memory().count(), 1, "finished, but the mark is not sent yet");
+    let second = c.request(0, txn(2, 1, vec![put("b", "1")]));
+    c.deliver_all();
+    assert_eq!(c.reply(second).unwrap().outcome, Outcome::TryAgain(TryAgainReason::Busy));
+    assert!(c.run_until(1_000, |c| c.node(1).commit_memory().count() == 0), "the mark frees it");
+    let third = c.request(0, txn(2, 2, vec![put("b", "1")]));
+    assert!(c.run_until(1_000, |c| c.reply(third).is_some()));
+    assert!(matches!(c.reply(third).unwrap().outcome, Outcome::Committed(_)));
+}
+
+/// A participant that restarts holding a commit whose visibility it never heard keeps it
+/// pending — locked, not applied — asks the coordinator, and applies it once told `Visible`.
+#[test]
+fn a_restarted_participant_keeps_a_held_commit_pending_until_told_it_is_visible() {
+    let mut c = Cluster::new(3);
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Visible { .. })));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(1_000, |c| c.reply(r).is_some()));
+    assert_eq!(c.value(2, "k"), None, "node 2 holds the commit, unapplied");
+    c.crash(2);
+    c.network.clear();
+    c.restart(2);
+    assert_eq!(c.value(2, "k"), None, "pending after the restart: not applied");
+    assert_eq!(c.node(2).locked_keys(), 1, "and locked");
+    assert_eq!(c.node(2).commit_memory().count(), 1);
+    c.deliver_if = Box::new(|_, _, _| true);
+    assert!(c.run_until(1_000, |c| c.value(2, "k").is_some()), "the coordinator says it is visible");
+    assert!(c.delivered.iter().any(|(from, to, m)| from.0 == 0 && to.0 == 2 && matches!(m, Message::Visible { .. })));
+    assert_eq!(c.node(2).locked_keys(), 0);
 }

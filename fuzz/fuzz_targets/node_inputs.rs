@@ -245,16 +245,16 @@ fuzz_target!(|actions: Vec<Action>| {
                             ops: ops.into(),
                             participants: NodeSet::first(usize::from(participants % 5)),
                         };
-                        Message::Prepare { txn, request, ops: record.ops, participants: record.participants }
+                        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops: record.ops, participants: record.participants }
                     }
                     FuzzMessage::Vote { yes, reason } => {
-                        Message::Vote { txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
+                        Message::Vote { epoch: Epoch::FIRST, txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
                     }
                     FuzzMessage::Decision { commit } => {
-                        Message::Decision { txn, decision: if commit { Decision::Commit } else { Decision::Abort } }
+                        Message::Decision { epoch: Epoch::FIRST, txn, decision: if commit { Decision::Commit } else { Decision::Abort } }
                     }
-                    FuzzMessage::Ack => Message::Ack { txn },
-                    FuzzMessage::Query => Message::Query { txn },
+                    FuzzMessage::Ack => Message::Ack { epoch: Epoch::FIRST, txn },
+                    FuzzMessage::Query => Message::Query { epoch: Epoch::FIRST, txn },
                     FuzzMessage::Heartbeat { grant, epoch, incarnation, sent_at_ms } => {
                         let epoch = configuration::Epoch(u64::from(epoch % 3));
                         let sent_at = Time::from_nanos(u64::from(sent_at_ms) * 1_000_000);

@@ -253,7 +253,7 @@ impl Wal {
     /// synced to the old segment first, so that only the last segment can ever end in a torn
     /// write.
     pub fn append(&mut self, record: &Record) -> Result<(), WalError> {
-        if let Record::SnapshotBegin(_) = record {
+        if record.begins_snapshot() {
             self.write_buffered()?;
             // Trim the preallocated zeros: only the last segment may end in them.
             let current = &self.current;
@@ -424,7 +424,7 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
         newest_len = valid_len as u64;
         let last = i == last_index && last_may_be_torn;
         let mut refused_snapshot = false;
-        if let Some(Record::SnapshotBegin(_)) = recovery.records.get(first) {
+        if recovery.records.get(first).is_some_and(Record::begins_snapshot) {
             let rest = &recovery.records[first + 1..];
             if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
                 if last
@@ -507,7 +507,7 @@ fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
     if file.read_exact(&mut bytes[wal::RECORD_HEADER_BYTES..]).is_err() {
         return Ok(false);
     }
-    Ok(matches!(wal::decode_one(&bytes), Ok((Record::SnapshotBegin(_), _))))
+    Ok(matches!(wal::decode_one(&bytes), Ok((record, _)) if record.begins_snapshot()))
 }
 
 pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {

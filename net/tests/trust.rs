@@ -7,7 +7,7 @@ mod common;
 
 use common::TestCluster;
 use dkv_core::codec::frame::{self, Frame};
-use dkv_core::{ClientId, ClusterId, Decision, Message, NodeId, NodeSet, Outcome, RequestId, TxnId, TxnOp};
+use dkv_core::{ClientId, ClusterId, Decision, Epoch, Message, NodeId, NodeSet, Outcome, RequestId, TxnId, TxnOp};
 use dkv_net::security::credentials::{NodeCredentials, init_cluster};
 use dkv_net::security::datagrams::PeerDatagrams;
 use dkv_net::security::tls::PeerTls;
@@ -26,8 +26,8 @@ fn forged_messages(number: u64) -> [Message; 2] {
     let ops = vec![TxnOp::Put { key: FORGED_KEY.to_vec(), value: b"evil".to_vec() }].into();
     let request = RequestId { client: ClientId(0xbad), seq: number };
     [
-        Message::Prepare { txn, request, ops, participants: NodeSet::first(3) },
-        Message::Decision { txn, decision: Decision::Commit },
+        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops, participants: NodeSet::first(3) },
+        Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit },
     ]
 }
 
@@ -158,7 +158,8 @@ fn a_replayed_peer_link_is_refused() {
     let cluster = TestCluster::start(3, Transport::Tcp);
     let id = cluster_id(&cluster);
     let member = PeerTls::new(&NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap()).unwrap();
-    let query = Message::Query { txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 1 } };
+    let query =
+        Message::Query { epoch: Epoch::FIRST, txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: 1 } };
     let frame = frame::encode_to_vec(&Frame::Peer { cluster: id, from: NodeId(1), message: query });
     let mut sent = Vec::new();
     {

@@ -138,8 +138,11 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::Decision { decision: Decision::Abort, .. } => 5,
         Message::Ack { .. } => 6,
         Message::Query { .. } => 7,
-        Message::Heartbeat { .. } => 8,
-        Message::LeaseGrant { .. } => 9,
+        Message::Visible { .. } => 8,
+        Message::Finished { .. } => 9,
+        Message::FinishedBelow { .. } => 10,
+        Message::Heartbeat { .. } => 11,
+        Message::LeaseGrant { .. } => 12,
     }
 }
 

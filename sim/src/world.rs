@@ -21,6 +21,7 @@ use crate::check::Violation;
 use crate::check::exactly_once::ExactlyOnce;
 use crate::check::leases::LeaseChecker;
 use crate::check::liveness::{self, EVENTS_MAX, LIVENESS_BOUND, SideChange};
+use crate::check::visibility::Visibility;
 use crate::clock::Clock;
 use crate::disk::{CrashDamage, Disk, RecoverError};
 use crate::history::{History, Op, OpKind, Result as OpResult, result_of};
@@ -481,6 +482,7 @@ pub(crate) struct World {
     exactly_once: ExactlyOnce,
     /// Watches every read a node answers from memory, when leases are on.
     pub(crate) leases: Option<LeaseChecker>,
+    visibility: Visibility,
     pub(crate) violations: Vec<Violation>,
 }
 
@@ -551,6 +553,7 @@ impl World {
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
             leases: params_leases.then(|| LeaseChecker::new(n, lease_duration)),
+            visibility: Visibility::new(n),
             violations: Vec::new(),
         }
     }
@@ -824,6 +827,7 @@ impl World {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
+                    self.visibility.observe_reply(&reply, &mut self.violations);
                     let served =
                         matches!(reply.outcome, Outcome::Value { .. } | Outcome::NotFound | Outcome::Scanned { .. });
                     let not_served = matches!(reply.outcome, Outcome::NotServing(_));
@@ -846,6 +850,7 @@ impl World {
                     if matches!(record, Record::SnapshotEnd { .. }) {
                         self.stats.snapshots += 1;
                     }
+                    self.visibility.observe_emitted(i, &record, &mut self.violations);
                     self.nodes[i].disk.append(lsn, record);
                 }
             }
@@ -900,8 +905,11 @@ impl World {
     /// Runs `write` on node `i`'s disk and shows every record it makes durable to the
     /// exactly-once checker.
     fn make_durable(&mut self, i: usize, write: impl FnOnce(&mut Disk, &mut dyn FnMut(&Record))) {
-        let World { nodes, exactly_once, history, violations, .. } = self;
-        write(&mut nodes[i].disk, &mut |record| exactly_once.observe_durable(i, record, history, violations));
+        let World { nodes, exactly_once, visibility, history, violations, .. } = self;
+        write(&mut nodes[i].disk, &mut |record| {
+            visibility.observe_durable(i, record);
+            exactly_once.observe_durable(i, record, history, violations)
+        });
     }
 
     // ---- The network ----
@@ -1252,6 +1260,7 @@ impl World {
         let now = self.nodes[i].clock.local(self.now);
         match Node::start(self.nodes[i].config.clone(), records, now) {
             Ok(node) => {
+                self.visibility.observe_start(i, &node, &mut self.violations);
                 self.nodes[i].node = Some(node);
                 self.nodes[i].timer_at = None;
                 self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));

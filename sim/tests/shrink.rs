@@ -7,8 +7,8 @@ use dkv_sim::{Expect, Overrides, RunOptions, SavedRun, Setup, TraceMode, run, ru
 
 #[test]
 fn a_canary_failure_shrinks_to_a_smaller_run_that_fails_alike_and_replays() {
-    // Caught at seed 1, in a few hundred events: a quick canary keeps this test short.
-    let canary = Canary::CommitOnFirstYes;
+    // Caught at seed 0, in the first commit of a run: a quick canary keeps this test short.
+    let canary = Canary::VisibleBeforeMajority;
     let options = RunOptions { canary: Some(canary), ..Default::default() };
     let first = (0..50).map(|seed| run(seed, &options)).find(|r| !r.passed()).expect("caught within 50 seeds");
     let checker = first.violations[0].checker;

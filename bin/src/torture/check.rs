@@ -5,14 +5,13 @@
 
 use super::log_keeper::{KeptSegment, missing_numbers};
 use dkv_core::codec::wal::WalEnd;
-use dkv_core::{Config, Node, NodeId, NodeSet, Record, RequestId, Time};
+use dkv_core::{Config, Node, NodeId, NodeSet, Time};
 use dkv_net::Wal;
 use dkv_sim::Violation;
 use dkv_sim::check::exactly_once::ExactlyOnce;
 use dkv_sim::check::linearizability::{self, Findings};
 use dkv_sim::check::{convergence, durability};
 use dkv_sim::history::History;
-use std::collections::BTreeSet;
 use std::path::Path;
 
 /// What every checker found.
@@ -76,24 +75,24 @@ pub fn check(history: &mut History, data_dirs: &[&Path], kept: &[Vec<KeptSegment
 /// Settles every write with an unknown outcome from the decisions in the logs (see
 /// [`History::settle_unknown`]) and returns how many it found never applied.
 ///
-/// A coordinator writes its decision record before it tells anyone to commit (a participant
-/// applies nothing without that word), and kill -9 loses nothing a process wrote, so a request
-/// with no decision record in any log was never applied anywhere, and one with a decision
-/// record took effect exactly once. This only narrows what the checkers accept: were a node to
+/// A coordinator writes its decision record as it tells the participants to commit, each of
+/// them writes the commit as it learns it, and nothing is applied before a majority holds it
+/// durably; kill -9 loses nothing a process wrote, so a request with no decision or learned
+/// commit in any log was never applied anywhere, and one with either took effect exactly once. This only narrows what the checkers accept: were a node to
 /// apply a write without logging its decision, the reads that saw it would now be violations.
 /// Each unknown write widens the linearizability search (it may take effect at any later
 /// moment, or never); without this, a long run's hundreds of writes cut off by kills of every
 /// node make the search run out of budget.
-fn resolve_unknown_writes(history: &mut History, decided: &BTreeSet<RequestId>) -> usize {
-    history.settle_unknown(|request| decided.contains(&request), true).1
+fn resolve_unknown_writes(history: &mut History, decided: &ExactlyOnce) -> usize {
+    history.settle_unknown(|request| decided.applied_anywhere(request), true).1
 }
 
 /// Feeds every record of every kept segment, node by node in log order, to the simulator's
-/// exactly-once checker, and returns the requests some coordinator decided to commit. A segment
+/// exactly-once checker, and returns it: it knows the requests some node durably holds as
+/// committed (a decision, a learned commit, or an application). A segment
 /// the keeper never saw, or one damaged in the middle, means the check cannot vouch for that
 /// node: that is reported too.
-fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) -> BTreeSet<RequestId> {
-    let mut decided = BTreeSet::new();
+fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) -> ExactlyOnce {
     let mut checker = ExactlyOnce::new(kept.len());
     for (i, segments) in kept.iter().enumerate() {
         let missing = missing_numbers(segments);
@@ -106,9 +105,6 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
                 Ok((records, end)) => {
                     checks.segments_read += 1;
                     for record in &records {
-                        if let Record::Decided(t) = record {
-                            decided.insert(t.request);
-                        }
                         checker.observe_durable(i, record, history, &mut checks.exactly_once);
                     }
                     if let WalEnd::Corrupt { offset, error, .. } = end {
@@ -122,7 +118,7 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
         }
     }
     checks.durable_applications = checker.applications();
-    decided
+    checker
 }
 
 /// Node `i` of `nodes` as a server would start it from `dir`: the log recovered by the real
@@ -137,7 +133,7 @@ fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
 mod tests {
     use super::*;
     use dkv_core::record::TxnRecord;
-    use dkv_core::{ClientId, TxnId, TxnOp};
+    use dkv_core::{ClientId, Epoch, Record, RequestId, TxnId, TxnOp};
     use dkv_sim::history::{Op, OpKind, Result as OpResult};
     use std::path::PathBuf;
 
@@ -183,7 +179,7 @@ mod tests {
     }
 
     /// The decision record of transaction `number` for the request of `put(1, ..)`.
-    fn decided(number: u64) -> Record {
+    fn decided_record(number: u64) -> Record {
         Record::Decided(TxnRecord {
             txn: TxnId { coordinator: NodeId(0), incarnation: 1, number },
             request: RequestId { client: ClientId(7), seq: 1 },
@@ -210,7 +206,7 @@ mod tests {
     /// by the real WAL, is an exactly-once violation; applied once, it passes.
     #[test]
     fn request_applied_twice_in_a_kept_log_is_an_exactly_once_violation() {
-        for (records, expected) in [(vec![decided(1)], 0), (vec![decided(1), decided(2)], 1)] {
+        for (records, expected) in [(vec![decided_record(1)], 0), (vec![decided_record(1), decided_record(2)], 1)] {
             let root = tempfile::tempdir().unwrap();
             let kept = kept_log(root.path(), &records);
             let checks = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
@@ -237,8 +233,17 @@ mod tests {
         assert_eq!(undecided.resolved_not_applied, 1);
         assert_eq!(undecided.linearizability.violations.len(), 1, "{:?}", undecided.linearizability);
         let root = tempfile::tempdir().unwrap();
-        let decided = check_with(history(), root.path(), &kept_log(root.path(), &[decided(1)]));
+        let decided = check_with(history(), root.path(), &kept_log(root.path(), &[decided_record(1)]));
         assert_eq!(decided.resolved_not_applied, 0);
         assert!(decided.passed(), "{:?}", decided.violations().collect::<Vec<_>>());
+        // A participant's learned commit says the same, with or without the coordinator's
+        // decision record (a kill can take that one while COMMIT is already out).
+        let Record::Decided(t) = decided_record(1) else { unreachable!() };
+        let learned =
+            [Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t.clone() }, Record::CommitLearned { txn: t.txn }];
+        let root = tempfile::tempdir().unwrap();
+        let held = check_with(history(), root.path(), &kept_log(root.path(), &learned));
+        assert_eq!(held.resolved_not_applied, 0);
+        assert!(held.passed(), "{:?}", held.violations().collect::<Vec<_>>());
     }
 }

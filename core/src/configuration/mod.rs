@@ -119,6 +119,10 @@ use thiserror::Error;
 pub struct Epoch(pub u64);
 
 impl Epoch {
+    /// The first configuration with data: until configuration changes are wired, every node
+    /// is in it, and records of builds before epochs are taken as of it.
+    pub const FIRST: Epoch = Epoch(1);
+
     /// The epoch after this one; `None` at the end of the numbers (no configuration can follow).
     pub fn next(self) -> Option<Epoch> {
         self.0.checked_add(1).map(Epoch)

@@ -1,15 +1,17 @@
-//! The coordinator's side of two-phase commit. The node a client contacts coordinates: it
-//! prepares its own share locally, sends PREPARE to the other participants, and decides.
-//! Commit needs every participant's YES; the decision record is durable before anyone
-//! (participant or client) hears "commit". Any NO, or votes missing past the vote timeout,
-//! aborts; nothing is logged for an abort (presumed abort).
+//! The coordinator's side of two-phase commit inside an epoch (docs/protocol.md §7.2). The
+//! node a client contacts coordinates: it prepares and logs its own share, sends PREPARE to the
+//! other participants, and decides commit once every YES and its own share are durable. It logs
+//! the decision and sends COMMIT at once, and counts where the decision is durable: itself once
+//! its record is, and every participant that acknowledged. At a majority the commit is
+//! **visible**: the coordinator applies it, answers the client and tells the participants
+//! (`Visible`). Once every participant acknowledged, the transaction is **finished**, and the
+//! coordinator's finished mark moves past it. Any NO, or votes missing past the vote timeout,
+//! aborts.
 //!
 //! A coordinator is a participant of every transaction it coordinates: every node holds every
-//! key. Its share is prepared, committed and aborted through the node's [`Participant`], which
-//! every method that needs it takes as `own_share`, and it counts itself as having voted YES
-//! and acknowledged (`yes` and `acked` start with this node). Partial replication (a
-//! coordinator that holds none of the keys) changes exactly these places, and
-//! [`Shared::participants_for`].
+//! key. Its share is prepared, applied and released through the node's [`Participant`], which
+//! every method that needs it takes as `own_share`. Partial replication (a coordinator that
+//! holds none of the keys) changes exactly these places, and [`Shared::participants_for`].
 
 use super::invariants::{InvariantViolation, ensure};
 use super::participant::{Participant, PrepareMode};
@@ -39,19 +41,22 @@ pub(super) struct Coordinator {
     /// The Boot record is durable: transaction ids of this incarnation are safe to use.
     booted: bool,
     next_txn_number: u64,
-    /// Transactions this node coordinates, until every participant acknowledged a commit.
+    /// Transactions this node coordinates, until they are finished.
     transactions: BTreeMap<TxnId, CoordinatorTxn>,
-    /// Requests whose current transaction here is not decided yet.
-    undecided: BTreeMap<RequestId, TxnId>,
+    /// Requests whose current transaction here is not visible yet (undecided, or committed and
+    /// not yet durable on a majority): a retry of one joins it.
+    pending: BTreeMap<RequestId, TxnId>,
     /// Requests waiting out a conflict backoff before their next attempt.
     retries: BTreeMap<RequestId, ClientWrite>,
+    /// The finished mark last sent to the members.
+    mark_sent: Option<TxnId>,
 }
 
 /// A client's write request as the coordinator carries it from one attempt to the next.
 struct ClientWrite {
     request: RequestId,
     ops: Arc<[TxnOp]>,
-    /// Where to send the outcome (empty for decisions recovered from the log).
+    /// Where to send the outcome (empty for transactions recovered from the log).
     reply_to: Vec<ReplyTo>,
     /// Which try of the request this is (0 for the first).
     attempt: u32,
@@ -81,21 +86,27 @@ impl CoordinatorTxn {
         }
     }
 
-    fn prepare_message(&self) -> Message {
+    fn prepare_message(&self, sh: &Shared) -> Message {
         let TxnRecord { txn, request, ops, participants } = self.record();
-        Message::Prepare { txn, request, ops, participants }
+        Message::Prepare { epoch: sh.epoch(), txn, request, ops, participants }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// PREPARE sent; collecting votes.
+    /// PREPARE sent; collecting votes. `yes` holds the participants whose YES is durable, this
+    /// node once its own share's record is.
     Voting { yes: NodeSet, vote_deadline: Time },
-    /// Every vote was YES; the decision record is on its way to disk.
-    Deciding,
-    /// Decided, applied here, the client answered; COMMIT goes out until every participant
-    /// acknowledges.
-    Committed { acked: NodeSet },
+    /// Restarted with its own share logged and no decision logged: the decision may have been
+    /// made (and COMMIT sent) before the crash, so it is never presumed. PREPARE goes to every
+    /// participant again: any acknowledgement (a commit held there) means commit, any NO
+    /// means no commit was ever decided (abort), and every YES allows commit. It never gives
+    /// up by timeout: a commit may be durable somewhere.
+    Recovering { yes: NodeSet },
+    /// Decided commit and sent COMMIT; `durable` holds where the decision is durable (this
+    /// node once its record is, and every participant that acknowledged). `visible` once that
+    /// is a majority: applied here, the client answered, `Visible` sent.
+    Committed { durable: NodeSet, visible: bool },
 }
 
 /// Why an attempt ended without a commit.
@@ -110,6 +121,14 @@ enum AbortCause {
     ConfigMismatch(NodeId),
 }
 
+/// What a node's restart hands the coordinator (see `Recovered`).
+pub(super) struct Restored {
+    /// Its own transactions whose share is logged and whose decision is not.
+    pub(super) in_doubt: Vec<TxnRecord>,
+    /// Its commit decisions not finished, with whether each is visible (applied).
+    pub(super) decisions: Vec<(TxnRecord, bool)>,
+}
+
 impl Coordinator {
     pub(super) fn new(seed: u64, incarnation: u64) -> Coordinator {
         Coordinator {
@@ -118,8 +137,9 @@ impl Coordinator {
             booted: false,
             next_txn_number: 0,
             transactions: BTreeMap::new(),
-            undecided: BTreeMap::new(),
+            pending: BTreeMap::new(),
             retries: BTreeMap::new(),
+            mark_sent: None,
         }
     }
 
@@ -156,8 +176,8 @@ impl Coordinator {
         }
         // A retry of a request already in progress here joins it instead of starting another.
         let targets_max = sh.config.bounds.reply_targets_max;
-        if let Some(txn) = self.undecided.get(&request) {
-            let c = self.transactions.get_mut(txn).expect("undecided requests are coordinated");
+        if let Some(txn) = self.pending.get(&request) {
+            let c = self.transactions.get_mut(txn).expect("pending requests are coordinated");
             return attach(&mut c.write.reply_to, reply_to, targets_max);
         }
         if let Some(retry) = self.retries.get_mut(&request) {
@@ -166,7 +186,7 @@ impl Coordinator {
         if !self.booted {
             return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Starting));
         }
-        if self.undecided.len() + self.retries.len() >= sh.config.bounds.txns_undecided_max {
+        if self.pending.len() + self.retries.len() >= sh.config.bounds.txns_undecided_max {
             return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Busy));
         }
         let mut judged_early = None;
@@ -180,7 +200,8 @@ impl Coordinator {
         self.begin_attempt(sh, own_share, now, write);
     }
 
-    /// Starts one attempt at committing a write, under a new transaction id.
+    /// Starts one attempt at committing a write, under a new transaction id: its own share is
+    /// logged while PREPARE is on its way, so both fsyncs run at once.
     fn begin_attempt(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, write: ClientWrite) {
         debug_assert!(self.booted, "transaction ids are only safe once the Boot record is durable");
         let me = sh.me();
@@ -188,24 +209,24 @@ impl Coordinator {
         self.next_txn_number += 1;
         let participants = sh.participants_for(&write.ops);
         let vote_deadline = now + sh.config.timing.vote_timeout;
-        let mut yes = NodeSet::EMPTY;
-        yes.insert(me);
         let retransmit = sh.config.timing.prepare_retransmit;
-        let c = CoordinatorTxn { txn, participants, write, phase: Phase::Voting { yes, vote_deadline }, retransmit };
+        let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
+        let c = CoordinatorTxn { txn, participants, write, phase, retransmit };
         if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
         let others = participants.without(me);
         for to in others.iter() {
-            sh.send(to, c.prepare_message());
+            sh.send(to, c.prepare_message(sh));
         }
-        self.undecided.insert(c.write.request, txn);
+        self.pending.insert(c.write.request, txn);
         self.transactions.insert(txn, c);
-        if others.is_empty() {
-            self.decide_commit(sh, txn);
-        } else {
-            sh.timers.set(Timer::Coordinator(txn), now + retransmit);
-        }
+        sh.timers.set(Timer::Coordinator(txn), now + retransmit);
+    }
+
+    /// The own share's record is durable: this node's YES.
+    pub(super) fn on_own_share_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
+        self.on_yes(sh, own_share, now, sh.me(), txn);
     }
 
     pub(super) fn on_vote(
@@ -217,39 +238,52 @@ impl Coordinator {
         txn: TxnId,
         vote: Vote,
     ) {
-        let Some(c) = self.transactions.get_mut(&txn) else {
-            // Decided and finished, or aborted: a late or duplicate vote changes nothing.
+        let Some(c) = self.transactions.get(&txn) else {
+            // Finished: a late or duplicate vote changes nothing.
             return;
         };
         if !c.participants.contains(from) {
             sh.stats.messages_dropped += 1;
             return;
         }
-        let Phase::Voting { yes, .. } = &mut c.phase else { return };
         match vote {
-            Vote::Yes => {
-                yes.insert(from);
-                // No commit decision before the wait is over (docs/protocol.md §7.5). Never the
-                // case while the wait starts with the node (no transaction begins before it
-                // ends); once installs move it, the transaction's timer decides after the wait.
-                if sh.leases.waiting(now) {
-                    return;
-                }
-                if yes.is_superset(c.participants) || sh.canary(Canary::CommitOnFirstYes) {
-                    self.decide_commit(sh, txn);
-                }
-            }
+            Vote::Yes => self.on_yes(sh, own_share, now, from, txn),
+            // Only an undecided transaction aborts. (A NO while recovering means the voter
+            // never held the commit, so none was ever decided.)
+            _ if matches!(c.phase, Phase::Committed { .. }) => {}
             Vote::No(NoReason::ConfigMismatch) => self.abort(sh, own_share, now, txn, AbortCause::ConfigMismatch(from)),
             Vote::No(reason) => self.abort(sh, own_share, now, txn, AbortCause::Refused(reason)),
         }
     }
 
-    /// Every participant voted YES: log the decision. Nothing is sent until it is durable.
-    fn decide_commit(&mut self, sh: &mut Shared, txn: TxnId) {
+    fn on_yes(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, from: NodeId, txn: TxnId) {
+        let Some(c) = self.transactions.get_mut(&txn) else { return };
+        let (Phase::Voting { yes, .. } | Phase::Recovering { yes }) = &mut c.phase else { return };
+        yes.insert(from);
+        // No commit decision before the wait is over (docs/protocol.md §7.5). Never the case
+        // while the wait starts with the node (no transaction begins before it ends); once
+        // installs move it, the transaction's timer decides after the wait.
+        if sh.leases.waiting(now) {
+            return;
+        }
+        let remote_yes = from != sh.me() && sh.canary(Canary::CommitOnFirstYes);
+        if yes.is_superset(c.participants) || remote_yes {
+            self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
+        }
+    }
+
+    /// Every participant's YES is durable: log the decision and send COMMIT at once (the
+    /// participants' records and this one are written side by side). Nothing is applied or
+    /// answered until the decision is durable on a majority. `durable` already holds the
+    /// participants known to hold the commit durably.
+    fn decide_commit(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, durable: NodeSet) {
+        let me = sh.me();
+        let epoch = sh.epoch();
         let c = self.transactions.get_mut(&txn).expect("deciding a coordinated transaction");
-        c.phase = Phase::Deciding;
-        let record = Record::Decided(c.record());
-        sh.timers.cancel(Timer::Coordinator(txn));
+        c.phase = Phase::Committed { durable, visible: false };
+        c.retransmit = sh.config.timing.decision_retransmit;
+        own_share.remember_commit(txn);
+        let lsn = sh.persist(Record::CommitDecided { txn });
         if sh.canary(Canary::ReplyBeforeDecisionDurable) {
             // The own share's locks are held: this is the outcome the commit will have.
             let outcome = Completed::of_run(sh.store.check(&c.write.ops)).outcome();
@@ -257,70 +291,137 @@ impl Coordinator {
                 sh.reply(to, c.write.request, outcome.clone());
             }
         }
-        let lsn = sh.persist(record);
         sh.after_durable(lsn, AfterDurable::Decision(txn));
+        for to in c.participants.without(me).difference(durable).iter() {
+            sh.send(to, Message::Decision { epoch, txn, decision: Decision::Commit });
+        }
+        sh.timers.set(Timer::Coordinator(txn), now + c.retransmit);
     }
 
-    /// The commit decision is durable: apply it here, tell the client, tell the participants.
+    /// The commit decision is durable here: one more durable copy.
     pub(super) fn on_decision_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
+        self.count_durable(sh, own_share, now, sh.me(), txn);
+    }
+
+    pub(super) fn on_ack(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, from: NodeId, txn: TxnId) {
+        let Some(c) = self.transactions.get(&txn) else { return };
+        if !c.participants.contains(from) {
+            sh.stats.messages_dropped += 1;
+            return;
+        }
+        match c.phase {
+            // A participant holds the commit durably: it was decided before a restart lost
+            // the decision record. Decide it again.
+            Phase::Recovering { .. } => {
+                let mut durable = NodeSet::EMPTY;
+                durable.insert(from);
+                self.decide_commit(sh, own_share, now, txn, durable);
+            }
+            Phase::Committed { .. } => self.count_durable(sh, own_share, now, from, txn),
+            // Nobody acknowledges what was never decided.
+            Phase::Voting { .. } => sh.stats.messages_dropped += 1,
+        }
+    }
+
+    /// The decision is durable at `at`. At a majority the commit becomes visible; at every
+    /// participant it is finished.
+    fn count_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, at: NodeId, txn: TxnId) {
+        let Some(c) = self.transactions.get_mut(&txn) else { return };
+        let Phase::Committed { durable, visible } = &mut c.phase else { return };
+        durable.insert(at);
+        let (durable, was_visible) = (*durable, *visible);
+        if !was_visible && sh.configuration.is_majority(durable) {
+            self.make_visible(sh, own_share, txn);
+        }
+        let Some(c) = self.transactions.get(&txn) else { return };
+        let all = durable.is_superset(c.participants);
+        if all && matches!(c.phase, Phase::Committed { visible: true, .. }) {
+            self.finish(sh, own_share, now, txn);
+        }
+    }
+
+    /// The decision is durable on a majority: apply it here, tell the client, tell the
+    /// participants. From now on no configuration change can abort it (docs/protocol.md §7.4).
+    fn make_visible(&mut self, sh: &mut Shared, own_share: &mut Participant, txn: TxnId) {
         let completed = own_share.commit_prepared(sh, txn);
         own_share.learn(txn, Decision::Commit);
         sh.stats.txns_committed += 1;
+        sh.persist(Record::Committed { txn });
         let me = sh.me();
-        let c = self.transactions.get_mut(&txn).expect("a durable decision belongs to a coordinated transaction");
-        debug_assert_eq!(c.phase, Phase::Deciding);
-        let mut acked = NodeSet::EMPTY;
-        acked.insert(me);
-        c.phase = Phase::Committed { acked };
-        c.retransmit = sh.config.timing.decision_retransmit;
+        let epoch = sh.epoch();
+        let c = self.transactions.get_mut(&txn).expect("a visible commit is coordinated here");
+        let Phase::Committed { visible, .. } = &mut c.phase else { unreachable!("only a commit becomes visible") };
+        *visible = true;
         let request = c.write.request;
         let outcome = c.write.judged_early.take().unwrap_or(completed).outcome();
-        let others = c.participants.without(me);
-        let reply_to = std::mem::take(&mut c.write.reply_to);
-        let retransmit = c.retransmit;
-        self.undecided.remove(&request);
-        for to in reply_to {
+        self.pending.remove(&request);
+        for to in std::mem::take(&mut c.write.reply_to) {
             sh.reply(to, request, outcome.clone());
         }
-        for to in others.iter() {
-            sh.send(to, Message::Decision { txn, decision: Decision::Commit });
+        for to in c.participants.without(me).iter() {
+            sh.send(to, Message::Visible { epoch, txn });
         }
-        if others.is_empty() || sh.canary(Canary::CoordinatorForgetsDecisions) {
-            self.forget(sh, txn);
-        } else {
-            sh.timers.set(Timer::Coordinator(txn), now + retransmit);
-        }
-    }
-
-    pub(super) fn on_ack(&mut self, sh: &mut Shared, from: NodeId, txn: TxnId) {
-        let Some(c) = self.transactions.get_mut(&txn) else { return };
-        let Phase::Committed { acked } = &mut c.phase else { return };
-        acked.insert(from);
-        if acked.is_superset(c.participants) {
-            self.forget(sh, txn);
+        if sh.canary(Canary::CoordinatorForgetsDecisions) {
+            self.transactions.remove(&txn);
+            sh.timers.cancel(Timer::Coordinator(txn));
+            own_share.forget_own(txn);
         }
     }
 
-    /// Every participant has applied the commit durably: nothing is left to deliver.
-    fn forget(&mut self, sh: &mut Shared, txn: TxnId) {
+    /// Every participant holds the commit durably: the transaction is finished.
+    fn finish(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         self.transactions.remove(&txn);
         sh.timers.cancel(Timer::Coordinator(txn));
+        own_share.forget_own(txn);
         sh.persist(Record::Forgotten { txn });
+        self.mark_moved(sh, now);
+    }
+
+    /// The finished mark: every transaction of this node ordered before it is finished (the
+    /// first one it still coordinates, or the next it will start).
+    fn mark(&self, sh: &Shared) -> TxnId {
+        let next = TxnId { coordinator: sh.me(), incarnation: self.incarnation, number: self.next_txn_number };
+        self.transactions.keys().next().copied().map_or(next, |first| first.min(next))
+    }
+
+    /// The mark may have moved: send it soon, batched with whatever else finishes meanwhile.
+    fn mark_moved(&mut self, sh: &mut Shared, now: Time) {
+        if self.mark_sent.is_none_or(|sent| sent < self.mark(sh)) && !sh.timers.is_set(Timer::FinishedMark) {
+            sh.timers.set(Timer::FinishedMark, now + sh.config.timing.finished_mark_interval);
+        }
+    }
+
+    /// Sends the finished mark to the members if it moved since it was last sent.
+    pub(super) fn on_mark_timer(&mut self, sh: &mut Shared) {
+        let mark = self.mark(sh);
+        if self.mark_sent.is_some_and(|sent| sent >= mark) {
+            return;
+        }
+        self.mark_sent = Some(mark);
+        let epoch = sh.epoch();
+        for to in sh.configuration.members.without(sh.me()).iter() {
+            sh.send(to, Message::FinishedBelow { epoch, below: mark });
+        }
     }
 
     /// Aborts an undecided transaction: release its own share, tell the participants (best
-    /// effort: one that misses it asks, and presumed abort answers), then retry or reply.
+    /// effort: one that misses it asks, and is told the transaction is finished), then retry
+    /// or reply.
     fn abort(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, cause: AbortCause) {
         let c = self.transactions.remove(&txn).expect("aborting a coordinated transaction");
-        debug_assert!(matches!(c.phase, Phase::Voting { .. }), "only an undecided transaction can abort");
+        debug_assert!(!matches!(c.phase, Phase::Committed { .. }), "only an undecided transaction can abort");
         sh.timers.cancel(Timer::Coordinator(txn));
-        self.undecided.remove(&c.write.request);
+        self.pending.remove(&c.write.request);
         own_share.abort_prepared(sh, txn);
         own_share.learn(txn, Decision::Abort);
+        // Not waited for: if a crash loses it, the restarted coordinator asks again.
+        sh.persist(Record::Aborted { txn });
         sh.stats.txns_aborted += 1;
+        let epoch = sh.epoch();
         for to in c.participants.without(sh.me()).iter() {
-            sh.send(to, Message::Decision { txn, decision: Decision::Abort });
+            sh.send(to, Message::Decision { epoch, txn, decision: Decision::Abort });
         }
+        self.mark_moved(sh, now);
         self.conclude(sh, now, c.write, cause);
     }
 
@@ -329,8 +430,13 @@ impl Coordinator {
     fn conclude(&mut self, sh: &mut Shared, now: Time, mut write: ClientWrite, cause: AbortCause) {
         let request = write.request;
         let outcome = match cause {
+            // A transaction recovered from the log has no client here to retry for, unless a
+            // retry of its request joined it; and a node not yet booted starts no attempt (a
+            // recovered transaction can abort before the Boot record is durable).
             AbortCause::Refused(NoReason::Conflict | NoReason::InProgress)
-                if write.attempt < sh.config.bounds.conflict_retries_max =>
+                if write.attempt < sh.config.bounds.conflict_retries_max
+                    && !write.reply_to.is_empty()
+                    && self.booted =>
             {
                 let delay = conflict_backoff(&mut self.rng, &sh.config.timing, write.attempt);
                 sh.stats.conflict_retries += 1;
@@ -341,7 +447,7 @@ impl Coordinator {
             }
             // Not a definite outcome: another attempt of this request (a retry sent to another
             // node) may still complete, and only a completed attempt's outcome may be reported.
-            AbortCause::Refused(NoReason::Conflict) => Outcome::TryAgain(TryAgainReason::Conflict),
+            AbortCause::Refused(NoReason::Conflict | NoReason::Aborted) => Outcome::TryAgain(TryAgainReason::Conflict),
             // Another node is running this very request; only it knows how it ends.
             AbortCause::Refused(NoReason::InProgress) => Outcome::TryAgain(TryAgainReason::InProgress),
             // A participant has this request's completion record: an earlier try completed.
@@ -384,59 +490,80 @@ impl Coordinator {
         }
     }
 
-    /// Resend what has not been answered; give up on votes after the vote timeout.
+    /// Resend what has not been answered; give up on votes after the vote timeout (never while
+    /// recovering: a commit may have been decided).
     pub(super) fn on_timer(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         let retransmit_max = sh.config.timing.retransmit_max;
+        let epoch = sh.epoch();
+        let me = sh.me();
         let Some(c) = self.transactions.get_mut(&txn) else { return };
+        c.retransmit = (c.retransmit * 2).min(retransmit_max);
         let (missing, message, next) = match c.phase {
             Phase::Voting { yes, vote_deadline } => {
                 let missing = c.participants.difference(yes);
                 // Every vote is in, and the wait that held the decision back is over.
                 if missing.is_empty() && !sh.leases.waiting(now) {
-                    return self.decide_commit(sh, txn);
+                    return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
                 if now >= vote_deadline {
                     return self.abort(sh, own_share, now, txn, AbortCause::Timeout(missing));
                 }
-                c.retransmit = (c.retransmit * 2).min(retransmit_max);
-                (missing, c.prepare_message(), (now + c.retransmit).min(vote_deadline))
+                (missing, c.prepare_message(sh), (now + c.retransmit).min(vote_deadline))
             }
-            Phase::Deciding => return,
-            Phase::Committed { acked } => {
-                c.retransmit = (c.retransmit * 2).min(retransmit_max);
-                let commit = Message::Decision { txn, decision: Decision::Commit };
-                (c.participants.difference(acked), commit, now + c.retransmit)
+            Phase::Recovering { yes } => (c.participants.difference(yes), c.prepare_message(sh), now + c.retransmit),
+            Phase::Committed { durable, .. } => {
+                let commit = Message::Decision { epoch, txn, decision: Decision::Commit };
+                (c.participants.difference(durable), commit, now + c.retransmit)
             }
         };
-        for to in missing.iter() {
+        for to in missing.without(me).iter() {
             sh.send(to, message.clone());
         }
         sh.timers.set(Timer::Coordinator(txn), next);
     }
 
-    /// What this coordinator says about one of its transactions when asked.
-    pub(super) fn answer(&self, txn: TxnId) -> Option<Decision> {
-        match self.transactions.get(&txn).map(|c| c.phase) {
-            Some(Phase::Committed { .. }) => Some(Decision::Commit),
+    /// Answers a participant's query about one of this node's transactions. Each answer is
+    /// safe against the settlement of §7.4: COMMIT only for a decided commit, `Visible` only at
+    /// a majority, and `Finished` only for a transaction this node no longer holds — which it
+    /// drops only once it aborted (no commit anywhere) or every participant holds the commit
+    /// durably, and which it holds from the moment its share is logged (before any decision
+    /// can be made) through every restart. A transaction whose share was never durable here
+    /// was never decided, so it is aborted.
+    pub(super) fn answer(&self, sh: &mut Shared, from: NodeId, txn: TxnId) {
+        let epoch = sh.epoch();
+        let answer = match self.transactions.get(&txn).map(|c| c.phase) {
+            Some(Phase::Committed { visible: true, .. }) => Message::Visible { epoch, txn },
+            Some(Phase::Committed { visible: false, .. }) => {
+                Message::Decision { epoch, txn, decision: Decision::Commit }
+            }
             // Not decided yet: the asker will ask again.
-            Some(Phase::Voting { .. } | Phase::Deciding) => None,
-            // Presumed abort: no record means it did not commit, or it committed and every
-            // participant acknowledged, so nobody who could ask is waiting for it. (A late
-            // query from a participant that already knows "commit" gets "abort" here and
-            // ignores it. Answering "commit" from memory instead would be unsafe: a participant
-            // that re-prepared a stale PREPARE after forgetting the transaction would apply it
-            // a second time.)
-            None => Some(Decision::Abort),
-        }
+            Some(Phase::Voting { .. } | Phase::Recovering { .. }) => return,
+            None => Message::Finished { epoch, txn },
+        };
+        sh.send(from, answer);
     }
 
-    /// Takes over the commit decisions a log holds that some participant may not have
-    /// acknowledged: they are applied here already and start being delivered again at once.
-    pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, decisions: BTreeMap<TxnId, TxnRecord>) {
+    /// Takes over the transactions a log holds: decisions not visible stay locked and resend
+    /// COMMIT at once; visible ones resend COMMIT to those that have not acknowledged; own
+    /// shares without a decision ask every participant again (`Phase::Recovering`). What this
+    /// node's own records already settle goes on at once: a transaction of which this node is
+    /// the only participant is decided, made visible and finished here.
+    pub(super) fn restore(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, restored: Restored) {
         let retransmit = sh.config.timing.decision_retransmit;
-        for (txn, record) in decisions {
-            let mut acked = NodeSet::EMPTY;
-            acked.insert(sh.me());
+        let me = sh.me();
+        let in_doubt = if sh.canary(Canary::PresumeAbortAfterRestart) {
+            // Undecided as far as this node knows: aborted at the first timer.
+            let presumed = |r| (r, Phase::Voting { yes: NodeSet::EMPTY.with(me), vote_deadline: now });
+            restored.in_doubt.into_iter().map(presumed).collect::<Vec<_>>()
+        } else {
+            restored.in_doubt.into_iter().map(|r| (r, Phase::Recovering { yes: NodeSet::EMPTY.with(me) })).collect()
+        };
+        let decided = restored
+            .decisions
+            .into_iter()
+            .map(|(r, visible)| (r, Phase::Committed { durable: NodeSet::EMPTY.with(me), visible }));
+        for (record, phase) in in_doubt.into_iter().chain(decided) {
+            let txn = record.txn;
             let write = ClientWrite {
                 request: record.request,
                 ops: record.ops,
@@ -444,26 +571,34 @@ impl Coordinator {
                 attempt: 0,
                 judged_early: None,
             };
-            let phase = Phase::Committed { acked };
+            if !matches!(phase, Phase::Committed { visible: true, .. }) {
+                self.pending.insert(write.request, txn);
+            }
             let participants = record.participants;
             self.transactions.insert(txn, CoordinatorTxn { txn, participants, write, phase, retransmit });
             sh.timers.set(Timer::Coordinator(txn), now);
+            match phase {
+                Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
+                Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
+                Phase::Voting { .. } => {}
+            }
         }
     }
 
-    /// The coordinator's part of a snapshot: every commit decision not yet known to be
-    /// delivered, and whether the store already includes it. Undecided transactions are left
-    /// out, exactly as a crash would lose them.
-    pub(super) fn snapshot(&self) -> Vec<DecisionState> {
-        let decision = |c: &CoordinatorTxn, applied| Some(DecisionState { decision: c.record(), applied });
-        self.transactions
-            .values()
-            .filter_map(|c| match c.phase {
-                Phase::Voting { .. } => None,
-                Phase::Deciding => decision(c, false),
-                Phase::Committed { .. } => decision(c, true),
-            })
-            .collect()
+    /// The coordinator's part of a snapshot: its own shares without a decision, and its commit
+    /// decisions not finished with whether each is applied.
+    pub(super) fn snapshot(&self) -> (Vec<TxnRecord>, Vec<DecisionState>) {
+        let mut undecided = Vec::new();
+        let mut decisions = Vec::new();
+        for c in self.transactions.values() {
+            match c.phase {
+                Phase::Voting { .. } | Phase::Recovering { .. } => undecided.push(c.record()),
+                Phase::Committed { visible, .. } => {
+                    decisions.push(DecisionState { decision: c.record(), applied: visible })
+                }
+            }
+        }
+        (undecided, decisions)
     }
 
     pub(super) fn incarnation(&self) -> u64 {
@@ -474,55 +609,57 @@ impl Coordinator {
         self.booted
     }
 
-    /// Transactions not finished (undecided, or committed and not yet acknowledged by every
-    /// participant), and requests between attempts.
+    /// Transactions not finished, and requests between attempts.
     pub(super) fn unfinished_count(&self) -> usize {
         self.transactions.len() + self.retries.len()
     }
 
-    /// Undecided requests are exactly the transactions still voting or deciding, and each of
-    /// those holds its own share.
+    /// Pending requests are exactly the transactions not yet visible, and each of those holds
+    /// its own share.
     pub(super) fn check_invariants(&self, sh: &Shared, own_share: &Participant) -> Result<(), InvariantViolation> {
-        for (request, txn) in &self.undecided {
+        for (request, txn) in &self.pending {
             let c = self
                 .transactions
                 .get(txn)
-                .ok_or_else(|| InvariantViolation(format!("undecided {request} names unknown {txn}")))?;
+                .ok_or_else(|| InvariantViolation(format!("pending {request} names unknown {txn}")))?;
             ensure(c.write.request == *request, || {
                 format!("{txn} coordinates {} but is indexed as {request}", c.write.request)
             })?;
-            ensure(!matches!(c.phase, Phase::Committed { .. }), || {
-                format!("{txn} is committed but listed as undecided")
-            })?;
-            ensure(own_share.holds_own_share(*txn), || format!("undecided {txn} does not hold its own share"))?;
         }
-        let undecided = self.transactions.values().filter(|c| !matches!(c.phase, Phase::Committed { .. })).count();
-        ensure(undecided == self.undecided.len(), || {
-            format!("{undecided} transactions undecided but {} requests listed", self.undecided.len())
-        })?;
         for (request, write) in &self.retries {
-            ensure(!self.undecided.contains_key(request), || format!("{request} is both retrying and undecided"))?;
+            ensure(!self.pending.contains_key(request), || format!("{request} is both retrying and pending"))?;
             ensure(write.request == *request, || format!("{} is retrying under {request}", write.request))?;
             ensure(sh.timers.is_set(Timer::Retry(*request)), || {
                 format!("{request} waits for a retry that is never due")
             })?;
         }
+        let mut not_visible = 0;
         for (txn, c) in &self.transactions {
             ensure(c.txn == *txn, || format!("{} is coordinated under {txn}", c.txn))?;
+            let visible = matches!(c.phase, Phase::Committed { visible: true, .. });
+            if !visible {
+                not_visible += 1;
+                ensure(self.pending.get(&c.write.request) == Some(txn), || {
+                    format!("{txn} is not visible yet but its request is not pending")
+                })?;
+            }
+            ensure(own_share.holds_own_share(*txn) != visible, || {
+                format!("{txn} is {:?} and its own share is held: {}", c.phase, own_share.holds_own_share(*txn))
+            })?;
             // A decision is never both: a transaction committed here was never learned as
-            // aborted. (Before the decision, the own share's check covers it: a prepared
-            // transaction has no known decision.)
+            // aborted.
             let learned = own_share.known_decision(*txn);
             ensure(!(matches!(c.phase, Phase::Committed { .. }) && learned == Some(Decision::Abort)), || {
                 format!("{txn} is committed here but the node learned {learned:?}")
             })?;
-            // Voting waits for votes and Committed for acknowledgements: both resend on a timer.
-            let resends = matches!(c.phase, Phase::Voting { .. } | Phase::Committed { .. });
-            ensure(!resends || sh.timers.is_set(Timer::Coordinator(*txn)), || {
+            // Every phase waits for answers, and resends on a timer.
+            ensure(sh.timers.is_set(Timer::Coordinator(*txn)), || {
                 format!("{txn} is {:?} with no timer to resend or give up", c.phase)
             })?;
         }
-        Ok(())
+        ensure(not_visible == self.pending.len(), || {
+            format!("{not_visible} transactions not visible but {} requests pending", self.pending.len())
+        })
     }
 }
 

@@ -36,6 +36,7 @@ mod tests {
     use super::super::shared::AfterDurable;
     use super::super::{Input, Node, Output};
     use crate::config::Config;
+    use crate::configuration::Epoch;
     use crate::ids::{ClientId, Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
     use crate::message::{Decision, Message, Vote};
     use crate::operation::{Operation, Request, TxnOp};
@@ -78,7 +79,16 @@ mod tests {
     fn prepare_message(number: u64, key: &str) -> (TxnId, Message) {
         let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number };
         let request = RequestId { client: ClientId(100 + number), seq: 1 };
-        (txn, Message::Prepare { txn, request, ops: vec![put(key)].into(), participants: NodeSet::first(3) })
+        (
+            txn,
+            Message::Prepare {
+                epoch: Epoch::FIRST,
+                txn,
+                request,
+                ops: vec![put(key)].into(),
+                participants: NodeSet::first(3),
+            },
+        )
     }
 
     /// Node 1's transaction on `key`, prepared here (its record durable, the vote sent).
@@ -86,7 +96,10 @@ mod tests {
         let (txn, message) = prepare_message(number, key);
         node.handle(NOW, Input::Message { from: NodeId(1), message });
         let sent = settle(node);
-        assert!(sent.contains(&(NodeId(1), Message::Vote { txn, vote: Vote::Yes })), "{txn} is prepared");
+        assert!(
+            sent.contains(&(NodeId(1), Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes })),
+            "{txn} is prepared"
+        );
         txn
     }
 
@@ -182,7 +195,7 @@ mod tests {
         let mut node = booted();
         let txn = coordinate(&mut node, 5, "k");
         node.participant.abort_prepared(&mut node.shared, txn);
-        assert_reports(&node, "does not hold its own share");
+        assert_reports(&node, "its own share is held: false");
     }
 
     #[test]
@@ -190,10 +203,19 @@ mod tests {
         let mut node = booted();
         let txn = coordinate(&mut node, 5, "k");
         for from in [NodeId(1), NodeId(2)] {
-            node.handle(NOW, Input::Message { from, message: Message::Vote { txn, vote: Vote::Yes } });
+            node.handle(
+                NOW,
+                Input::Message { from, message: Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes } },
+            );
         }
         let sent = settle(&mut node);
-        assert!(sent.contains(&(NodeId(1), Message::Decision { txn, decision: Decision::Commit })), "{txn} commits");
+        assert!(
+            sent.contains(&(NodeId(1), Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit })),
+            "{txn} commits"
+        );
+        // Node 1 holds it durably too: a majority, so it is visible and applied here.
+        node.handle(NOW, Input::Message { from: NodeId(1), message: Message::Ack { epoch: Epoch::FIRST, txn } });
+        settle(&mut node);
         node.check_invariants().unwrap();
         node.participant.break_known(txn, Decision::Abort);
         assert_reports(&node, "is committed here but the node learned Some(Abort)");
@@ -228,5 +250,17 @@ mod tests {
         node.check_invariants().unwrap();
         node.shared.outbox.break_wait(Lsn(1), AfterDurable::Ack(txn));
         assert_reports(&node, "waits on lsn 1 after lsn 2");
+    }
+
+    #[test]
+    fn a_held_commit_missing_from_the_commit_memory_is_reported() {
+        let mut node = booted();
+        let txn = prepare_remote(&mut node, 1, "k");
+        let commit = Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit };
+        node.handle(NOW, Input::Message { from: NodeId(1), message: commit });
+        settle(&mut node);
+        node.check_invariants().unwrap();
+        node.participant.forget_own(txn);
+        assert_reports(&node, "holds its commit but is not remembered");
     }
 }

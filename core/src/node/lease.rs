@@ -348,6 +348,7 @@ mod tests {
         let after_wait = node.no_yes_before() + Duration::from_millis(1);
         let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 };
         let prepare = Message::Prepare {
+            epoch: crate::configuration::Epoch::FIRST,
             txn,
             request: RequestId { client: ClientId(7), seq: 1 },
             ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
@@ -403,7 +404,13 @@ mod tests {
         let txn = txn.expect("PREPARE sent");
         node.shared.leases.wait_from(after_wait);
         for from in [NodeId(1), NodeId(2)] {
-            node.handle(after_wait, Input::Message { from, message: Message::Vote { txn, vote: Vote::Yes } });
+            node.handle(
+                after_wait,
+                Input::Message {
+                    from,
+                    message: Message::Vote { epoch: crate::configuration::Epoch::FIRST, txn, vote: Vote::Yes },
+                },
+            );
         }
         let decided = |outputs: Vec<Output>| {
             outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }))

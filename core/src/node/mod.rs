@@ -17,10 +17,11 @@ mod shared;
 
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
-use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo};
+use crate::configuration::Configuration;
+use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, TxnId};
 use crate::message::Message;
 use crate::operation::{Operation, Outcome, Reply, Request, TryAgainReason};
-use crate::record::{Record, Snapshot, SnapshotHeader, VersionedEntry, chunk_entries};
+use crate::record::{Record, Snapshot, SnapshotHeaderInEpoch, VersionedEntry, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
 use crate::time::Time;
@@ -30,6 +31,7 @@ pub use invariants::InvariantViolation;
 use lease::Leases;
 use participant::Participant;
 use shared::{AfterDurable, Shared};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Something that happened to the node.
@@ -94,6 +96,8 @@ pub struct Stats {
     pub config_mismatches: u64,
     /// Completion records evicted since the node started (see [`crate::completions`]).
     pub completions_evicted: u64,
+    /// Peer messages of another epoch than this node's configuration; dropped.
+    pub epoch_mismatches: u64,
     /// PREPAREs ignored because they came during the wait before this node's first YES
     /// (docs/protocol.md §7.5); the coordinator sends them again.
     pub prepares_before_wait: u64,
@@ -120,16 +124,27 @@ impl Node {
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
-        let Recovered { store, completions, prepared, untracked, decisions, .. } = recovered;
+        let Recovered {
+            epoch, store, completions, prepared, commits_held, untracked, decisions, commit_memory, ..
+        } = recovered;
         let leases = Leases::new(&config, incarnation, now);
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
-            shared: Shared::new(config, store, completions, leases),
+            shared: Shared::new(config, epoch, store, completions, leases),
         };
         let sh = &mut node.shared;
-        node.participant.restore(sh, now, prepared, &untracked);
-        node.coordinator.restore(sh, now, decisions);
+        let me = sh.me();
+        let (in_doubt, prepared): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            prepared.into_iter().partition(|(txn, _): &(TxnId, _)| txn.coordinator == me);
+        let in_doubt: Vec<_> = in_doubt.into_values().collect();
+        let decisions: Vec<_> = decisions.into_values().collect();
+        let own_shares =
+            in_doubt.iter().cloned().chain(decisions.iter().filter(|(_, applied)| !applied).map(|(t, _)| t.clone()));
+        let own_shares = own_shares.collect();
+        let restored = participant::Restored { prepared, commits_held, own_shares, untracked, memory: commit_memory };
+        node.participant.restore(sh, now, restored);
+        node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });
         sh.after_durable(lsn, AfterDurable::Boot);
         Ok(node)
@@ -174,39 +189,58 @@ impl Node {
         let Node { shared: sh, coordinator, participant } = self;
         // A 2PC message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
-        let members = sh.config.members;
-        let stranger = message.txn().is_some_and(|txn| !members.contains(txn.coordinator));
-        if from == sh.me() || !members.contains(from) || stranger {
+        let members = sh.configuration.members;
+        let me = sh.me();
+        let coordinator_of_txn = message.txn().map(|txn| txn.coordinator);
+        if from == me || !members.contains(from) || coordinator_of_txn.is_some_and(|c| !members.contains(c)) {
             sh.stats.messages_dropped += 1;
             return;
         }
-        if message.txn().is_some() {
+        // Two-phase commit runs inside one epoch: a message of another is not about this
+        // configuration's transactions (and a heartbeat of another is not heard from).
+        if message.epoch() != sh.epoch() {
+            sh.stats.epoch_mismatches += 1;
+            return;
+        }
+        if coordinator_of_txn.is_some() {
             sh.leases.heard_from(from);
         }
+        let mine = coordinator_of_txn == Some(me);
+        let from_coordinator = coordinator_of_txn == Some(from);
         match message {
             // No YES before the wait is over (§7.5): a PREPARE that comes during it is not
             // taken at all (nothing logged, so no vote can come due, nor a retransmission be
             // answered with a YES of a recovered transaction); the coordinator sends it again.
             Message::Prepare { .. } if sh.leases.waiting(now) => sh.stats.prepares_before_wait += 1,
-            Message::Prepare { txn, request, ops, participants } => {
+            Message::Prepare { txn, request, ops, participants, .. } => {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
                 participant.on_prepare(sh, now, from, record)
             }
-            Message::Vote { txn, vote } => coordinator.on_vote(sh, participant, now, from, txn, vote),
-            // Only this node decides its own transactions.
-            Message::Decision { txn, .. } if txn.coordinator == sh.me() => sh.stats.messages_dropped += 1,
-            Message::Decision { txn, decision } => participant.on_decision(sh, txn, decision),
-            Message::Ack { txn } => coordinator.on_ack(sh, from, txn),
+            Message::Vote { txn, vote, .. } if mine => coordinator.on_vote(sh, participant, now, from, txn, vote),
+            Message::Ack { txn, .. } if mine => coordinator.on_ack(sh, participant, now, from, txn),
+            // Only this node decides its own transactions, and only a transaction's coordinator
+            // says it is visible or finished.
+            Message::Decision { txn, decision, .. } if !mine => participant.on_decision(sh, txn, decision),
+            Message::Visible { txn, .. } if from_coordinator => participant.on_visible(sh, txn),
+            Message::Finished { txn, .. } if from_coordinator => participant.on_finished(sh, txn),
+            Message::FinishedBelow { below, .. } if from_coordinator => participant.on_finished_below(sh, below),
             // Someone holding a prepared transaction asks what was decided. The coordinator
             // answers from its own state; any other node only from a decision it has learned.
-            Message::Query { txn } => {
-                let answer = if txn.coordinator == sh.me() { coordinator.answer(txn) } else { participant.answer(txn) };
-                if let Some(decision) = answer {
-                    sh.send(from, Message::Decision { txn, decision });
+            Message::Query { txn, .. } if mine => coordinator.answer(sh, from, txn),
+            Message::Query { txn, .. } => {
+                if let Some(decision) = participant.answer(txn) {
+                    let epoch = sh.epoch();
+                    sh.send(from, Message::Decision { epoch, txn, decision });
                 }
             }
             Message::Heartbeat { epoch, request } => sh.on_heartbeat(from, epoch, request),
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
+            Message::Vote { .. }
+            | Message::Ack { .. }
+            | Message::Decision { .. }
+            | Message::Visible { .. }
+            | Message::Finished { .. }
+            | Message::FinishedBelow { .. } => sh.stats.messages_dropped += 1,
         }
     }
 
@@ -226,6 +260,7 @@ impl Node {
                 AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
+                AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),
             }
         }
     }
@@ -245,6 +280,7 @@ impl Node {
                         participant.on_prepare_durable(sh, txn);
                     }
                 }
+                Timer::FinishedMark => coordinator.on_mark_timer(sh),
             }
         }
     }
@@ -274,6 +310,18 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// The configuration this node takes part in.
+    pub fn configuration(&self) -> Configuration {
+        self.shared.configuration
+    }
+
+    /// The commit memory: committed transactions of this node's epoch not known to be finished
+    /// (its own decisions included), in id order. A configuration change's settlement reads
+    /// it (docs/protocol.md §7.4).
+    pub fn commit_memory(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.participant.commit_memory()
     }
 
     /// How long completion records are kept at least: the configured retention, or none with
@@ -368,12 +416,18 @@ impl Node {
     }
 
     /// The snapshot without the store's entries: each role's part, and the completion records.
-    fn snapshot_header(&self) -> SnapshotHeader {
-        SnapshotHeader {
+    fn snapshot_header(&self) -> SnapshotHeaderInEpoch {
+        let (mut prepared, commits_held) = self.participant.snapshot();
+        let (own_undecided, decisions) = self.coordinator.snapshot();
+        prepared.extend(own_undecided);
+        SnapshotHeaderInEpoch {
             incarnation: self.coordinator.incarnation(),
+            epoch: self.shared.epoch(),
             completions: self.shared.completions.iter_oldest_first().collect(),
-            prepared: self.participant.snapshot(),
-            decisions: self.coordinator.snapshot(),
+            prepared,
+            commits_held,
+            decisions,
+            commit_memory: self.participant.commit_memory().collect(),
         }
     }
 
@@ -395,7 +449,7 @@ impl Node {
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let sh = &mut self.shared;
-        sh.persist(Record::SnapshotBegin(Box::new(header)));
+        sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
         if chunks.is_empty() {
             // Even an empty store's snapshot says it tracks versions.
             sh.persist(Record::SnapshotVersionedEntries(Vec::new()));

@@ -1,12 +1,18 @@
-//! The participant's side of two-phase commit. On PREPARE a participant checks the ops, locks
-//! their keys and persists a PREPARE record; only once that record is durable does it vote YES.
-//! It then holds the locks until it learns the decision, asking the coordinator and the other
-//! participants (cooperative termination) if the decision is slow to come. Locks are never
-//! released by guessing.
+//! The participant's side of two-phase commit inside an epoch (docs/protocol.md §7.2). On
+//! PREPARE a participant checks the ops, locks their keys and persists its share; only once
+//! that record is durable does it vote YES. On COMMIT it logs the commit and acknowledges once
+//! that record is durable, but does not apply it: the keys stay locked until the coordinator
+//! says the commit is visible (durable on a majority), or that it is finished. It asks the
+//! coordinator and the other participants (cooperative termination) if an outcome is slow to
+//! come. Locks are never released by guessing.
 //!
 //! A coordinator's own share of its transactions is prepared here too (see
-//! [`PrepareMode::OwnShare`]): locked like any other, but not logged, since the coordinator's
-//! decision record covers it.
+//! [`PrepareMode::OwnShare`]): locked and logged like any other, with no vote (the coordinator
+//! counts it itself once the record is durable), and applied by the coordinator.
+//!
+//! The **commit memory** is here: the committed transactions, this node's own included, not
+//! known to be finished. It is bounded (past the bound the participant votes NO, busy), goes
+//! into snapshots, and is what a configuration change's settlement reads (§7.4).
 
 use super::invariants::{InvariantViolation, ensure};
 use super::shared::{AfterDurable, Shared};
@@ -22,17 +28,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// The participant role: the transactions prepared at this node, the acknowledgements it owes,
-/// and the decisions it has learned.
+/// the decisions it has learned and its commit memory.
 pub(super) struct Participant {
+    /// Transactions holding their keys here: prepared, or committed and not yet applied.
     prepared: BTreeMap<TxnId, PreparedTxn>,
     /// The request of each prepared transaction, to refuse a second attempt of the same request
     /// while one is prepared here.
     by_request: BTreeMap<RequestId, TxnId>,
-    /// Committed here; the acknowledgement waits for the Committed record to be durable.
+    /// Commits learned here whose record is not yet durable; the acknowledgement waits for it.
     acks_pending: BTreeSet<TxnId>,
     /// Decisions learned recently, to answer other participants' queries and ignore stale
     /// PREPAREs.
     known: KnownDecisions,
+    /// Committed transactions not known to be finished (docs/protocol.md §7.2).
+    memory: BTreeSet<TxnId>,
 }
 
 struct PreparedTxn {
@@ -49,22 +58,37 @@ struct PreparedTxn {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PreparedState {
-    /// This node coordinates the transaction: its share is locked but not logged (the
-    /// coordinator's decision record covers it).
+    /// This node coordinates the transaction: its share is locked and logged, and the
+    /// coordinator decides and applies it.
     OwnShare,
     /// The PREPARE record is on its way to disk; no vote yet.
     Persisting,
     /// The PREPARE record is durable and the YES vote was sent.
     Voted,
+    /// The commit is learned and logged here (durable once it is not in `acks_pending`); the
+    /// keys stay locked until it is visible or finished.
+    CommitHeld,
 }
 
 /// Whose share of a transaction is being prepared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PrepareMode {
-    /// The coordinator's own: locked, not logged, no vote.
+    /// The coordinator's own: locked and logged; the coordinator counts it once durable.
     OwnShare,
     /// A remote coordinator's PREPARE: logged, then voted on.
     Remote,
+}
+
+/// What a node's restart hands the participant (see `Recovered`).
+pub(super) struct Restored {
+    /// Remote shares without a known outcome.
+    pub(super) prepared: BTreeMap<TxnId, TxnRecord>,
+    /// Remote commits logged here and not applied.
+    pub(super) commits_held: BTreeMap<TxnId, TxnRecord>,
+    /// This node's own shares still locked: undecided, or decided and not visible.
+    pub(super) own_shares: Vec<TxnRecord>,
+    pub(super) untracked: BTreeSet<TxnId>,
+    pub(super) memory: BTreeSet<TxnId>,
 }
 
 impl Participant {
@@ -74,13 +98,14 @@ impl Participant {
             by_request: BTreeMap::new(),
             acks_pending: BTreeSet::new(),
             known: KnownDecisions::new(decisions_remembered_max),
+            memory: BTreeSet::new(),
         }
     }
 
-    /// Remembers the decision this node's coordinator made for one of its own transactions.
-    /// Queries about its own transactions are answered by the coordinator, not from here; the
-    /// invariant check reads it (a transaction committed here was never learned as aborted),
-    /// and it takes its place in the bounded memory like any learned decision.
+    /// Remembers the decision this node's coordinator made for one of its own transactions,
+    /// once its share is applied or released. Queries about its own transactions are answered
+    /// by the coordinator, not from here; the invariant check reads it (a transaction committed
+    /// here was never learned as aborted).
     pub(super) fn learn(&mut self, txn: TxnId, decision: Decision) {
         debug_assert!(!self.prepared.contains_key(&txn), "{txn} is decided while its own share is still prepared");
         self.known.insert(txn, decision);
@@ -91,7 +116,22 @@ impl Participant {
         self.known.get(txn)
     }
 
-    /// Checks and locks a transaction's share here. On `Err` nothing is locked or logged.
+    /// This node decided to commit one of its own transactions: it enters the commit memory.
+    pub(super) fn remember_commit(&mut self, txn: TxnId) {
+        self.memory.insert(txn);
+    }
+
+    /// One of this node's own transactions is finished: it leaves the commit memory.
+    pub(super) fn forget_own(&mut self, txn: TxnId) {
+        self.memory.remove(&txn);
+    }
+
+    /// The commit memory: committed transactions not known to be finished, in id order.
+    pub(super) fn commit_memory(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.memory.iter().copied()
+    }
+
+    /// Checks, locks and logs a transaction's share here. On `Err` nothing is locked or logged.
     pub(super) fn prepare(
         &mut self,
         sh: &mut Shared,
@@ -100,6 +140,11 @@ impl Participant {
         mode: PrepareMode,
     ) -> Result<(), NoReason> {
         if self.prepared.len() >= sh.config.bounds.prepared_max {
+            return Err(NoReason::Busy);
+        }
+        // A commit it voted for would enter the commit memory, which must stay bounded: the
+        // coordinators' finished marks free it.
+        if self.memory.len() >= sh.config.bounds.commit_memory_max {
             return Err(NoReason::Busy);
         }
         let deduplicate = !sh.canary(Canary::NoDeduplication);
@@ -131,32 +176,30 @@ impl Participant {
         let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0 };
         self.prepared.insert(record.txn, p);
         self.by_request.insert(record.request, record.txn);
-        if mode == PrepareMode::Remote {
-            if sh.canary(Canary::ApplyAtPrepare) {
-                let _ = sh.store.run(&record.ops);
-            }
-            let lsn = sh.persist(Record::Prepared(record.clone()));
-            sh.after_durable(lsn, AfterDurable::Vote(record.txn));
-            sh.timers.set(Timer::Participant(record.txn), now + query_interval);
-            if sh.canary(Canary::VoteBeforeDurable) {
-                self.on_prepare_durable(sh, record.txn);
+        if mode == PrepareMode::Remote && sh.canary(Canary::ApplyAtPrepare) {
+            let _ = sh.store.run(&record.ops);
+        }
+        let lsn = sh.persist(Record::PreparedInEpoch { epoch: sh.epoch(), txn: record.clone() });
+        match mode {
+            PrepareMode::OwnShare => sh.after_durable(lsn, AfterDurable::OwnShare(record.txn)),
+            PrepareMode::Remote => {
+                sh.after_durable(lsn, AfterDurable::Vote(record.txn));
+                sh.timers.set(Timer::Participant(record.txn), now + query_interval);
+                if sh.canary(Canary::VoteBeforeDurable) {
+                    self.on_prepare_durable(sh, record.txn);
+                }
             }
         }
         Ok(())
     }
 
-    /// A coordinator's PREPARE.
+    /// A coordinator's PREPARE. A repeated one is answered from what this node holds, so that a
+    /// restarted coordinator asking again learns what became of its transaction.
     pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord) {
         let txn = record.txn;
+        let epoch = sh.epoch();
         if txn.coordinator != from || record.ops.is_empty() {
             sh.stats.messages_dropped += 1;
-            return;
-        }
-        // Every node must agree on who takes part and on the limits, or a write could commit
-        // without a node that should hold it: refuse loudly, never silently.
-        if record.participants != sh.participants_for(&record.ops) || sh.config.limits.check_ops(&record.ops).is_err() {
-            sh.stats.config_mismatches += 1;
-            sh.send(from, Message::Vote { txn, vote: Vote::No(NoReason::ConfigMismatch) });
             return;
         }
         if let Some(p) = self.prepared.get(&txn) {
@@ -166,18 +209,49 @@ impl Participant {
                 sh.stats.messages_dropped += 1;
                 return;
             }
-            // A retransmitted PREPARE: repeat the vote if it was cast, else it is coming.
-            if p.state == PreparedState::Voted {
-                sh.send(from, Message::Vote { txn, vote: Vote::Yes });
+            match p.state {
+                // A retransmitted PREPARE: repeat the vote; if it is not cast yet, it is coming.
+                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes }),
+                PreparedState::CommitHeld => self.acknowledge(sh, txn),
+                PreparedState::Persisting | PreparedState::OwnShare => {}
             }
             return;
         }
-        if self.acks_pending.contains(&txn) || self.known.get(txn).is_some() {
-            // Already decided here: the coordinator has what it needs.
+        if self.acks_pending.contains(&txn) || self.memory.contains(&txn) {
+            // Committed here (applied, or its record on its way): the coordinator counts this
+            // copy once it is durable.
+            return self.acknowledge(sh, txn);
+        }
+        match self.known.get(txn) {
+            // Committed and applied here earlier, so it was logged durably before: a commit is
+            // decided only with this node's YES, which needs its PREPARE record, and a
+            // transaction prepared here leaves only by a decision.
+            Some(Decision::Commit) => return self.acknowledge(sh, txn),
+            // Aborted here: say so, for a restarted coordinator that asks again. (It can never
+            // be a commit: that would have needed this node's YES.)
+            Some(Decision::Abort) => {
+                return sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::Aborted) });
+            }
+            None => {}
+        }
+        // Every node must agree on who takes part and on the limits, or a write could commit
+        // without a node that should hold it: refuse loudly, never silently. (Checked only for
+        // a transaction not held here: a NO means "never held", see `Phase::Recovering`.)
+        if record.participants != sh.participants_for(&record.ops) || sh.config.limits.check_ops(&record.ops).is_err() {
+            sh.stats.config_mismatches += 1;
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::ConfigMismatch) });
             return;
         }
         if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote) {
-            sh.send(from, Message::Vote { txn, vote: Vote::No(reason) });
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(reason) });
+        }
+    }
+
+    /// Sends `txn`'s coordinator an acknowledgement if the commit is durable here; if its
+    /// record is still on its way, the acknowledgement follows it.
+    fn acknowledge(&mut self, sh: &mut Shared, txn: TxnId) {
+        if !self.acks_pending.contains(&txn) {
+            sh.send(txn.coordinator, Message::Ack { epoch: sh.epoch(), txn });
         }
     }
 
@@ -189,7 +263,7 @@ impl Participant {
         };
         if p.state == PreparedState::Persisting {
             p.state = PreparedState::Voted;
-            sh.send(txn.coordinator, Message::Vote { txn, vote: Vote::Yes });
+            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes });
         }
     }
 
@@ -198,8 +272,8 @@ impl Participant {
     pub(super) fn on_decision(&mut self, sh: &mut Shared, txn: TxnId, decision: Decision) {
         debug_assert_ne!(txn.coordinator, sh.me(), "the node routes decisions about its own transactions away");
         match (self.known.get(txn), decision) {
-            // A presumed-abort answer from a coordinator that finished (and forgot) this
-            // committed transaction: late, and harmless.
+            // A late ABORT for a transaction learned as committed: only an earlier build's
+            // coordinator, which presumed abort for what it forgot, sends one. Harmless.
             (Some(Decision::Commit), Decision::Abort) => return,
             // A transaction has exactly one outcome: a commit after an abort is a protocol
             // violation somewhere. Counted (the simulator fails on it), never acted on.
@@ -209,73 +283,155 @@ impl Participant {
             }
             _ => self.known.insert(txn, decision),
         }
-        let prepared_here = self.prepared.contains_key(&txn);
-        match (decision, prepared_here) {
-            (Decision::Commit, true) => {
-                self.commit_prepared(sh, txn);
-                sh.stats.txns_committed += 1;
-                let lsn = sh.persist(Record::Committed { txn });
-                self.acks_pending.insert(txn);
-                sh.after_durable(lsn, AfterDurable::Ack(txn));
-            }
-            (Decision::Commit, false) => {
-                // Applied and durable earlier (or its Committed record is pending, and the ack
-                // will follow it): acknowledge again so the coordinator can forget it.
-                if !self.acks_pending.contains(&txn) {
-                    sh.send(txn.coordinator, Message::Ack { txn });
+        let state = self.prepared.get(&txn).map(|p| p.state);
+        match (decision, state) {
+            (Decision::Commit, Some(PreparedState::Voted | PreparedState::Persisting)) => {
+                self.hold_commit(sh, txn);
+                if sh.canary(Canary::VisibleBeforeMajority) {
+                    self.apply(sh, txn);
                 }
             }
-            (Decision::Abort, true) => {
+            (Decision::Commit, Some(PreparedState::CommitHeld) | None) => self.acknowledge(sh, txn),
+            (Decision::Abort, Some(PreparedState::Voted | PreparedState::Persisting)) => {
                 self.abort_prepared(sh, txn);
                 sh.stats.txns_aborted += 1;
-                // Not waited for: without it, recovery asks and presumed abort answers.
+                // Not waited for: without it, recovery asks again.
                 sh.persist(Record::Aborted { txn });
             }
-            (Decision::Abort, false) => {}
+            (Decision::Abort, _) | (_, Some(PreparedState::OwnShare)) => {}
         }
     }
 
-    /// The Committed record is durable: acknowledge, so the coordinator can forget the
-    /// transaction.
+    /// Logs a learned commit, keeps the keys locked, and acknowledges once the record is
+    /// durable. It enters the commit memory.
+    fn hold_commit(&mut self, sh: &mut Shared, txn: TxnId) {
+        let p = self.prepared.get_mut(&txn).expect("holding the commit of a transaction prepared here");
+        p.state = PreparedState::CommitHeld;
+        p.queries = 0;
+        p.query_interval = sh.config.timing.query_interval;
+        self.memory.insert(txn);
+        let lsn = sh.persist(Record::CommitLearned { txn });
+        self.acks_pending.insert(txn);
+        sh.after_durable(lsn, AfterDurable::Ack(txn));
+    }
+
+    /// The commit is visible (durable on a majority): apply it. If this node had not learned
+    /// the commit yet, it logs and acknowledges it as for a COMMIT.
+    pub(super) fn on_visible(&mut self, sh: &mut Shared, txn: TxnId) {
+        match self.prepared.get(&txn).map(|p| p.state) {
+            Some(PreparedState::Voted | PreparedState::Persisting) => {
+                if self.known.get(txn) == Some(Decision::Abort) {
+                    sh.stats.conflicting_decisions += 1;
+                    return;
+                }
+                self.known.insert(txn, Decision::Commit);
+                self.hold_commit(sh, txn);
+                self.apply(sh, txn);
+            }
+            Some(PreparedState::CommitHeld) => self.apply(sh, txn),
+            Some(PreparedState::OwnShare) | None => {}
+        }
+    }
+
+    /// Applies a commit held here and logs that it is (not waited for: a crash that loses the
+    /// record leaves the commit held, and it becomes visible again).
+    fn apply(&mut self, sh: &mut Shared, txn: TxnId) {
+        self.commit_prepared(sh, txn);
+        sh.stats.txns_committed += 1;
+        sh.persist(Record::Committed { txn });
+    }
+
+    /// The coordinator says `txn` is finished (it no longer holds it). A commit held here is
+    /// durable at every member, so visible: apply it. A share only voted for belongs to an
+    /// aborted transaction, or is a stale PREPARE of a finished commit prepared again after
+    /// this node forgot it (a commit is decided only with this node's YES, and it finishes
+    /// only once this node acknowledged it durably): either way, release it.
+    ///
+    /// Leaving the commit memory is not logged here: a restart remembers it again until the
+    /// coordinator's finished mark passes it, which is only ever later.
+    pub(super) fn on_finished(&mut self, sh: &mut Shared, txn: TxnId) {
+        self.finish(sh, txn);
+        self.memory.remove(&txn);
+    }
+
+    /// The coordinator's finished mark: every one of its transactions ordered before `below`
+    /// is finished (see [`Participant::on_finished`]).
+    pub(super) fn on_finished_below(&mut self, sh: &mut Shared, below: TxnId) {
+        let first = TxnId { coordinator: below.coordinator, incarnation: 0, number: 0 };
+        let held: Vec<TxnId> = self.prepared.range(first..below).map(|(txn, _)| *txn).collect();
+        for txn in held {
+            self.finish(sh, txn);
+        }
+        let before = self.memory.len();
+        let mut later = self.memory.split_off(&first);
+        let mut rest = later.split_off(&below);
+        self.memory.append(&mut rest);
+        if self.memory.len() != before {
+            sh.persist(Record::FinishedBelow { below });
+        }
+    }
+
+    fn finish(&mut self, sh: &mut Shared, txn: TxnId) {
+        match self.prepared.get(&txn).map(|p| p.state) {
+            Some(PreparedState::CommitHeld) => self.apply(sh, txn),
+            Some(PreparedState::Voted) => {
+                self.abort_prepared(sh, txn);
+                sh.stats.txns_aborted += 1;
+                sh.persist(Record::Aborted { txn });
+            }
+            // Its record is not durable yet: no vote, and nothing waits on it; the coordinator
+            // ignores a late vote.
+            Some(PreparedState::Persisting | PreparedState::OwnShare) | None => {}
+        }
+    }
+
+    /// The Committed record is durable: acknowledge, so the coordinator can count this copy.
     pub(super) fn on_commit_durable(&mut self, sh: &mut Shared, txn: TxnId) {
         if self.acks_pending.remove(&txn) {
-            sh.send(txn.coordinator, Message::Ack { txn });
+            sh.send(txn.coordinator, Message::Ack { epoch: sh.epoch(), txn });
         }
     }
 
     /// What this node, not the transaction's coordinator, answers a query with: only a
     /// decision it has learned. (The coordinator answers from its own state.)
     pub(super) fn answer(&self, txn: TxnId) -> Option<Decision> {
-        if self.acks_pending.contains(&txn) { Some(Decision::Commit) } else { self.known.get(txn) }
+        let held = self.acks_pending.contains(&txn)
+            || self.prepared.get(&txn).is_some_and(|p| p.state == PreparedState::CommitHeld);
+        if held { Some(Decision::Commit) } else { self.known.get(txn) }
     }
 
     /// No decision yet: ask the coordinator, and from the second query on the other
-    /// participants too.
+    /// participants too. A commit held here asks the coordinator alone whether it is visible.
     pub(super) fn on_timer(&mut self, sh: &mut Shared, now: Time, txn: TxnId) {
         let retransmit_max = sh.config.timing.retransmit_max;
         let me = sh.me();
+        let epoch = sh.epoch();
         let voted_here = self.prepared.get(&txn).is_some_and(|p| p.state == PreparedState::Voted);
         if voted_here && sh.canary(Canary::ReleaseLocksOnTimeout) {
             self.abort_prepared(sh, txn);
             return;
         }
         let Some(p) = self.prepared.get_mut(&txn) else { return };
-        let voted = p.state == PreparedState::Voted;
         let participants = p.record.participants;
         p.query_interval = (p.query_interval * 2).min(retransmit_max);
         let next = now + p.query_interval;
-        if voted {
-            // The coordinator first, alone: it knows the outcome unless it lost it. From the
-            // second query on, the other participants too (cooperative termination), in case
-            // the coordinator is down or partitioned away.
-            let others = p.queries > 0;
-            p.queries += 1;
-            sh.send(txn.coordinator, Message::Query { txn });
-            if others {
-                for to in participants.without(me).without(txn.coordinator).iter() {
-                    sh.send(to, Message::Query { txn });
+        match p.state {
+            PreparedState::Voted => {
+                // The coordinator first, alone: it knows the outcome unless it lost it. From
+                // the second query on, the other participants too (cooperative termination),
+                // in case the coordinator is down or partitioned away.
+                let others = p.queries > 0;
+                p.queries += 1;
+                sh.send(txn.coordinator, Message::Query { epoch, txn });
+                if others {
+                    for to in participants.without(me).without(txn.coordinator).iter() {
+                        sh.send(to, Message::Query { epoch, txn });
+                    }
                 }
             }
+            // Only the coordinator counts the durable copies.
+            PreparedState::CommitHeld => sh.send(txn.coordinator, Message::Query { epoch, txn }),
+            PreparedState::Persisting | PreparedState::OwnShare => {}
         }
         sh.timers.set(Timer::Participant(txn), next);
     }
@@ -319,31 +475,51 @@ impl Participant {
         Some(p)
     }
 
-    /// Takes over the transactions a log left prepared: they get their locks back, have voted
-    /// (a PREPARE record is only ever followed by a YES vote), and start asking for their
-    /// outcome at once.
-    pub(super) fn restore(
-        &mut self,
-        sh: &mut Shared,
-        now: Time,
-        prepared: BTreeMap<TxnId, TxnRecord>,
-        untracked: &BTreeSet<TxnId>,
-    ) {
+    /// Takes over what a log left: prepared transactions get their locks back, have voted (a
+    /// PREPARE record is only ever followed by a YES vote) and start asking for their outcome
+    /// at once; commits held here stay locked and ask whether they are visible; this node's own
+    /// shares stay locked for its coordinator.
+    pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, restored: Restored) {
+        let Restored { prepared, commits_held, own_shares, untracked, memory } = restored;
         let query_interval = sh.config.timing.query_interval;
-        for (txn, record) in prepared {
-            sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
-            self.by_request.insert(record.request, txn);
-            let tracked = !untracked.contains(&txn);
-            let p = PreparedTxn { record, tracked, state: PreparedState::Voted, query_interval, queries: 0 };
-            self.prepared.insert(txn, p);
+        let remote = prepared
+            .into_values()
+            .map(|record| (record, PreparedState::Voted))
+            .chain(commits_held.into_values().map(|record| (record, PreparedState::CommitHeld)));
+        for (record, state) in remote {
+            let txn = record.txn;
             sh.timers.set(Timer::Participant(txn), now);
+            self.restore_one(sh, record, state, &untracked, query_interval);
         }
+        for record in own_shares {
+            self.restore_one(sh, record, PreparedState::OwnShare, &untracked, query_interval);
+        }
+        self.memory = memory;
     }
 
-    /// The participant's part of a snapshot: the transactions whose PREPARE records it holds
-    /// (a coordinator's own share has none; a crash loses it, as it should).
-    pub(super) fn snapshot(&self) -> Vec<TxnRecord> {
-        self.prepared.values().filter(|p| p.state != PreparedState::OwnShare).map(|p| p.record.clone()).collect()
+    fn restore_one(
+        &mut self,
+        sh: &mut Shared,
+        record: TxnRecord,
+        state: PreparedState,
+        untracked: &BTreeSet<TxnId>,
+        query_interval: Duration,
+    ) {
+        let txn = record.txn;
+        sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
+        self.by_request.insert(record.request, txn);
+        let tracked = !untracked.contains(&txn);
+        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0 });
+    }
+
+    /// The participant's part of a snapshot: the remote transactions prepared here without a
+    /// known outcome, and those whose commit is held here. (This node's own shares are the
+    /// coordinator's part.)
+    pub(super) fn snapshot(&self) -> (Vec<TxnRecord>, Vec<TxnRecord>) {
+        let of =
+            |state: PreparedState| self.prepared.values().filter(move |p| p.state == state).map(|p| p.record.clone());
+        let prepared = of(PreparedState::Persisting).chain(of(PreparedState::Voted)).collect();
+        (prepared, of(PreparedState::CommitHeld).collect())
     }
 
     /// Whether a transaction an earlier build prepared is still undecided here.
@@ -355,7 +531,7 @@ impl Participant {
         self.prepared.len()
     }
 
-    /// Nothing prepared here and no acknowledgement owed.
+    /// Nothing prepared or held here and no acknowledgement owed.
     pub(super) fn is_idle(&self) -> bool {
         self.prepared.is_empty() && self.acks_pending.is_empty()
     }
@@ -366,7 +542,8 @@ impl Participant {
     }
 
     /// Locks and prepared transactions are two views of one thing, the request index matches
-    /// what it indexes, a prepared transaction is undecided here and asks for its outcome.
+    /// what it indexes, a prepared transaction is undecided here (or its commit held) and asks
+    /// for its outcome.
     pub(super) fn check_invariants(&self, sh: &Shared) -> Result<(), InvariantViolation> {
         for (key, holder) in sh.locks.iter() {
             ensure(self.prepared.contains_key(&holder), || {
@@ -375,10 +552,13 @@ impl Participant {
         }
         let mut locked = 0;
         for (txn, p) in &self.prepared {
-            ensure(!self.acks_pending.contains(txn), || format!("{txn} is prepared and committed here"))?;
-            ensure(self.known.get(*txn).is_none(), || {
-                format!("{txn} is prepared but its decision ({:?}) is known here", self.known.get(*txn))
+            let held = p.state == PreparedState::CommitHeld;
+            ensure(held || !self.acks_pending.contains(txn), || format!("{txn} is prepared and committed here"))?;
+            let known = self.known.get(*txn);
+            ensure(if held { known != Some(Decision::Abort) } else { known.is_none() }, || {
+                format!("{txn} is {:?} but its decision ({known:?}) is known here", p.state)
             })?;
+            ensure(!held || self.memory.contains(txn), || format!("{txn} holds its commit but is not remembered"))?;
             ensure(p.state == PreparedState::OwnShare || sh.timers.is_set(Timer::Participant(*txn)), || {
                 format!("{txn} is prepared here but never asks for its outcome (no timer)")
             })?;

@@ -7,6 +7,7 @@ use super::reads::WaitingReads;
 use super::{Output, Stats};
 use crate::completions::Completions;
 use crate::config::Config;
+use crate::configuration::{Configuration, Epoch};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
 use crate::message::Message;
@@ -20,6 +21,9 @@ use std::collections::VecDeque;
 /// whichever role handles an input.
 pub(super) struct Shared {
     pub(super) config: Config,
+    /// The configuration this node takes part in. Until configuration changes are wired, the
+    /// first one: epoch 1, with the configured members.
+    pub(super) configuration: Configuration,
     pub(super) store: Store,
     pub(super) locks: LockTable,
     pub(super) completions: Completions,
@@ -33,9 +37,10 @@ pub(super) struct Shared {
 
 impl Shared {
     /// The shared state of a node starting with a recovered `store` and `completions`.
-    pub(super) fn new(config: Config, store: Store, completions: Completions, leases: Leases) -> Shared {
+    pub(super) fn new(config: Config, epoch: Epoch, store: Store, completions: Completions, leases: Leases) -> Shared {
         Shared {
             leases,
+            configuration: Configuration { epoch, members: config.members },
             store,
             locks: LockTable::default(),
             completions,
@@ -49,6 +54,11 @@ impl Shared {
 
     pub(super) fn me(&self) -> NodeId {
         self.config.id
+    }
+
+    /// The epoch every message this node sends carries.
+    pub(super) fn epoch(&self) -> Epoch {
+        self.configuration.epoch
     }
 
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
@@ -72,7 +82,7 @@ impl Shared {
     /// The nodes that hold the keys of `ops`. Every node holds every key today; routing every
     /// participant choice through here keeps partial replication a local change.
     pub(super) fn participants_for(&self, _ops: &[TxnOp]) -> NodeSet {
-        self.config.members
+        self.configuration.members
     }
 
     /// Releases the locks `txn` holds on the keys of `ops`, and answers the reads that waited
@@ -105,10 +115,12 @@ pub(super) enum AfterDurable {
     Boot,
     /// A PREPARE record: vote YES.
     Vote(TxnId),
-    /// A commit decision: apply it, reply to the client, send COMMIT.
+    /// A commit decision: one more durable copy of it (visible at a majority).
     Decision(TxnId),
-    /// A participant's Committed record: acknowledge to the coordinator.
+    /// A participant's record of a learned commit: acknowledge to the coordinator.
     Ack(TxnId),
+    /// The coordinator's own share's PREPARE record: its own YES.
+    OwnShare(TxnId),
 }
 
 /// Everything the node wants done, in order, and what waits for the log: the outputs the driver

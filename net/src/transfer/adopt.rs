@@ -4,9 +4,10 @@
 
 use dkv_core::codec::transfer::TRANSFER_CHUNK_BYTES_MAX;
 use dkv_core::codec::wal::{self, RecordError, RecordsStop};
-use dkv_core::record::{DecisionState, SnapshotHeader, TxnRecord};
+use dkv_core::record::{DecisionState, SnapshotHeader, SnapshotHeaderInEpoch, TxnRecord};
 use dkv_core::{NodeId, Record, TxnId};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// The largest record a transfer carries: any record a log may hold, so that every log its
@@ -142,6 +143,10 @@ pub struct Adoption {
     snapshot_tracked: bool,
     /// The member's decisions its snapshot had not applied: applied after the snapshot's end.
     unapplied: Vec<TxnRecord>,
+    /// The member's own commit decisions (`CommitDecided`), adopted as commits this node holds
+    /// (`CommitLearned`) and not yet applied: the member's `Forgotten` for one of them (finished,
+    /// so durable everywhere) applies it here.
+    member_decided: BTreeSet<TxnId>,
     /// Records seen, for errors.
     index: u64,
 }
@@ -158,6 +163,7 @@ impl Adoption {
             tracked: false,
             snapshot_tracked: false,
             unapplied: Vec::new(),
+            member_decided: BTreeSet::new(),
             index: 0,
         }
     }
@@ -170,7 +176,7 @@ impl Adoption {
         let out_of_place = |why| AdoptError::OutOfPlace { index, kind, why };
         if self.place == Place::Start {
             self.place = Place::AfterSnapshot;
-            if let Record::SnapshotBegin(_) = record {
+            if let Record::SnapshotBegin(_) | Record::SnapshotBeginInEpoch(_) = record {
                 self.place = Place::InSnapshot;
             } else {
                 out.extend(empty_snapshot());
@@ -179,6 +185,9 @@ impl Adoption {
         match (self.place, record) {
             (Place::InSnapshot, Record::SnapshotBegin(header)) if index == 0 => {
                 out.push(Record::SnapshotBegin(Box::new(self.adopt_header(*header)?)));
+            }
+            (Place::InSnapshot, Record::SnapshotBeginInEpoch(header)) if index == 0 => {
+                out.push(Record::SnapshotBeginInEpoch(Box::new(self.adopt_header_in_epoch(*header)?)));
             }
             (Place::InSnapshot, record @ (Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_))) => {
                 self.snapshot_tracked |= matches!(record, Record::SnapshotVersionedEntries(_));
@@ -198,7 +207,7 @@ impl Adoption {
                 self.place = Place::AfterSnapshot;
             }
             (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
-            (Place::AfterSnapshot, Record::SnapshotBegin(_)) => {
+            (Place::AfterSnapshot, Record::SnapshotBegin(_) | Record::SnapshotBeginInEpoch(_)) => {
                 return Err(out_of_place("a transfer carries one snapshot, at its start"));
             }
             (
@@ -221,6 +230,37 @@ impl Adoption {
                     out.push(Record::Prepared(t));
                 }
             }
+            // A share logged in an epoch (the member's own included, docs/protocol.md §7.2): a
+            // share this node holds as a participant, or one of its own earlier transactions.
+            (Place::AfterSnapshot, Record::PreparedInEpoch { epoch, txn: t }) => {
+                if t.txn.coordinator == self.me {
+                    self.hold_own(t, Some(self.tracked))?;
+                } else {
+                    out.push(Record::PreparedInEpoch { epoch, txn: t });
+                }
+            }
+            // The member's decision: a commit this node holds, as a participant that learned it,
+            // until it is visible (a later `Committed`) or finished (a later `Forgotten`).
+            (Place::AfterSnapshot, Record::CommitDecided { txn }) => {
+                if txn.coordinator == self.me {
+                    return Err(out_of_place("a member decided a transaction of this node's"));
+                }
+                self.member_decided.insert(txn);
+                out.push(Record::CommitLearned { txn });
+            }
+            // A commit the member holds. One of this node's own stays pending: only its
+            // `Committed` (applied) settles it here; without one the transfer is refused below.
+            (Place::AfterSnapshot, Record::CommitLearned { txn }) => {
+                if !self.own_pending.contains_key(&txn) {
+                    out.push(Record::CommitLearned { txn });
+                }
+            }
+            // Finished marks about this node's own earlier transactions are its own business.
+            (Place::AfterSnapshot, Record::FinishedBelow { below }) => {
+                if below.coordinator != self.me {
+                    out.push(Record::FinishedBelow { below });
+                }
+            }
             (Place::AfterSnapshot, Record::Committed { txn }) => match self.own_pending.remove(&txn) {
                 // This node's own commit, learned: its decision, finished. Applied as the member
                 // applied it, with versions tracked or not as when it was prepared: boot records
@@ -236,7 +276,10 @@ impl Adoption {
                         out.push(boot_record(self.tracked));
                     }
                 }
-                None => out.push(Record::Committed { txn }),
+                None => {
+                    self.member_decided.remove(&txn);
+                    out.push(Record::Committed { txn })
+                }
             },
             (Place::AfterSnapshot, Record::Aborted { txn }) => {
                 if self.own_pending.remove(&txn).is_none() {
@@ -252,8 +295,13 @@ impl Adoption {
                 out.push(Record::Prepared(t));
                 out.push(Record::Committed { txn });
             }
-            // The member's coordinator is done with it; nothing of this node's.
-            (Place::AfterSnapshot, Record::Forgotten { .. }) => {}
+            // The member's coordinator is done with it: finished, so durable at every member. One
+            // it had not applied yet is applied here.
+            (Place::AfterSnapshot, Record::Forgotten { txn }) => {
+                if self.member_decided.remove(&txn) {
+                    out.push(Record::Committed { txn });
+                }
+            }
             (Place::Start, _) => unreachable!("the place is set above"),
         }
         Ok(())
@@ -301,6 +349,61 @@ impl Adoption {
             }
         }
         Ok(SnapshotHeader { incarnation: 0, completions, prepared: kept, decisions: Vec::new() })
+    }
+
+    /// As [`Adoption::adopt_header`], for a snapshot of a build with epochs: the member's own
+    /// decisions not yet applied are commits this node holds until they are visible or finished.
+    fn adopt_header_in_epoch(&mut self, header: SnapshotHeaderInEpoch) -> Result<SnapshotHeaderInEpoch, AdoptError> {
+        let SnapshotHeaderInEpoch {
+            incarnation: _,
+            epoch,
+            completions,
+            prepared,
+            commits_held,
+            decisions,
+            commit_memory,
+        } = header;
+        let mut kept = Vec::with_capacity(prepared.len());
+        for t in prepared {
+            if t.txn.coordinator == self.me {
+                self.hold_own(t, None)?;
+            } else {
+                kept.push(t);
+            }
+        }
+        let mut held = Vec::with_capacity(commits_held.len());
+        for t in commits_held {
+            if t.txn.coordinator == self.me {
+                self.hold_own(t, None)?;
+            } else {
+                held.push(t);
+            }
+        }
+        for DecisionState { decision, applied } in decisions {
+            if decision.txn.coordinator == self.me {
+                let index = self.index - 1;
+                return Err(AdoptError::OutOfPlace {
+                    index,
+                    kind: "snapshot-begin-in-epoch",
+                    why: "a member's snapshot holds a decision of this node's",
+                });
+            }
+            // An applied decision is in the entries and the completions already.
+            if !applied {
+                self.member_decided.insert(decision.txn);
+                held.push(decision);
+            }
+        }
+        let commit_memory = commit_memory.into_iter().filter(|txn| txn.coordinator != self.me).collect();
+        Ok(SnapshotHeaderInEpoch {
+            incarnation: 0,
+            epoch,
+            completions,
+            prepared: kept,
+            commits_held: held,
+            decisions: Vec::new(),
+            commit_memory,
+        })
     }
 
     fn hold_own(&mut self, t: TxnRecord, tracked: Option<bool>) -> Result<(), AdoptError> {

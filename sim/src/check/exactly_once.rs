@@ -20,13 +20,16 @@ pub struct ExactlyOnce {
 /// What one node's durable records say it applied.
 #[derive(Default)]
 struct NodeApplications {
-    /// The request of each durably prepared transaction: a participant's commit record names
-    /// only the transaction.
+    /// The request of each durably prepared transaction: a commit record names only the
+    /// transaction.
     prepared: BTreeMap<TxnId, RequestId>,
     /// The first transaction under which each request was applied.
     first_applied_by: BTreeMap<RequestId, TxnId>,
     /// Every transaction whose application became durable.
     applied: BTreeSet<TxnId>,
+    /// Requests whose commit is durably decided here (a coordinator's decision, or a
+    /// participant's learned commit): applied here once visible, if not yet.
+    committed: BTreeSet<RequestId>,
 }
 
 impl ExactlyOnce {
@@ -39,10 +42,10 @@ impl ExactlyOnce {
         self.applications
     }
 
-    /// Whether `request` was applied durably at any node: its transaction was decided, and
-    /// took effect.
+    /// Whether `request` was committed durably at any node: its transaction was decided
+    /// commit, and takes effect (the record that applies it may wait for a later sync).
     pub fn applied_anywhere(&self, request: RequestId) -> bool {
-        self.nodes.iter().any(|n| n.first_applied_by.contains_key(&request))
+        self.nodes.iter().any(|n| n.first_applied_by.contains_key(&request) || n.committed.contains(&request))
     }
 
     /// `record` became durable at node `node`. A double application is added to `violations`,
@@ -55,10 +58,10 @@ impl ExactlyOnce {
         violations: &mut Vec<Violation>,
     ) {
         let applications = &mut self.nodes[node];
-        // A participant applies a transaction with its commit record, a coordinator with its
-        // decision record (applying is part of the decision).
+        // A node applies a transaction with its Committed record, its own share included (an
+        // earlier build's coordinator: with its decision record).
         let (request, txn) = match record {
-            Record::Prepared(t) => {
+            Record::Prepared(t) | Record::PreparedInEpoch { txn: t, .. } => {
                 applications.prepared.insert(t.txn, t.request);
                 return;
             }
@@ -67,6 +70,12 @@ impl ExactlyOnce {
                 None => return,
             },
             Record::Decided(t) => (t.request, t.txn),
+            Record::CommitDecided { txn } | Record::CommitLearned { txn } => {
+                if let Some(request) = applications.prepared.get(txn) {
+                    applications.committed.insert(*request);
+                }
+                return;
+            }
             _ => return,
         };
         self.applications += 1;

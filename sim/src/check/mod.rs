@@ -1,7 +1,8 @@
 //! Checkers run on every seed. Each violation names its checker, the key where there is one,
 //! and the operations involved.
 //!
-//! The world feeds [`exactly_once`] every record as it becomes durable, during the run. The
+//! The world feeds [`exactly_once`] every record as it becomes durable, during the run, and
+//! [`visibility`] every record as it is emitted and becomes durable, and every reply. The
 //! others judge the run once it is over: [`liveness`] (requests, clients and nodes after the
 //! heal, and, for a protocol that tolerates a minority down, requests during the faults),
 //! [`convergence`] (replicas agree), [`linearizability`] (the clients' history fits one order),
@@ -17,14 +18,15 @@ pub mod leases;
 pub mod linearizability;
 pub mod liveness;
 pub mod model;
+pub mod visibility;
 
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// liveness-during-faults | atomicity | invariants | recovery | lease | inconclusive (a
-    /// search ran out of budget)
+    /// liveness-during-faults | visibility | atomicity | invariants | recovery | lease |
+    /// inconclusive (a search ran out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
     pub message: String,

@@ -1,0 +1,160 @@
+//! Visibility (docs/protocol.md §7.2): a commit becomes visible anywhere — a client told its
+//! committed outcome, or a node's store changed by it — only once its decision is durable on a
+//! majority of the members. The world shows this checker every record as it becomes durable
+//! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
+//! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
+//! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
+//! every node as it starts (what its log replay applied to its store shows in its completion
+//! records); at each visible moment it counts the nodes whose disk holds the decision.
+
+use super::Violation;
+use dkv_core::{Outcome, Record, Reply, RequestId, TxnId};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub struct Visibility {
+    members: usize,
+    /// Per node: the transactions whose commit is durable on its disk. Only grows: a durable
+    /// record stays durable (compaction keeps what a snapshot carries).
+    durable: Vec<BTreeSet<TxnId>>,
+    /// The request of each transaction whose coordinator logged its own share.
+    requests: BTreeMap<TxnId, RequestId>,
+    /// The committed attempt of each request, once its coordinator decided it.
+    committed: BTreeMap<RequestId, TxnId>,
+}
+
+impl Visibility {
+    pub fn new(members: usize) -> Visibility {
+        Visibility {
+            members,
+            durable: vec![BTreeSet::new(); members],
+            requests: BTreeMap::new(),
+            committed: BTreeMap::new(),
+        }
+    }
+
+    /// `record` became durable on node `node`'s disk.
+    pub fn observe_durable(&mut self, node: usize, record: &Record) {
+        if let Record::CommitDecided { txn } | Record::CommitLearned { txn } = record {
+            self.durable[node].insert(*txn);
+        }
+    }
+
+    /// Node `node` emitted `record` (it is not durable yet).
+    pub fn observe_emitted(&mut self, node: usize, record: &Record, violations: &mut Vec<Violation>) {
+        match record {
+            Record::PreparedInEpoch { txn: t, .. } if usize::from(t.txn.coordinator.0) == node => {
+                self.requests.insert(t.txn, t.request);
+            }
+            Record::CommitDecided { txn } => {
+                if let Some(request) = self.requests.remove(txn) {
+                    self.committed.insert(request, *txn);
+                }
+            }
+            Record::Committed { txn } => self.check(*txn, || format!("n{node} applies it"), violations),
+            _ => {}
+        }
+    }
+
+    /// Node `node` started: every commit its replay applied (its completion records name
+    /// their requests) must be one that was visible.
+    pub fn observe_start(&mut self, node: usize, started: &dkv_core::Node, violations: &mut Vec<Violation>) {
+        for record in started.completions() {
+            if let Some(&txn) = self.committed.get(&record.request) {
+                self.check(txn, || format!("n{node}'s replay applies it"), violations);
+            }
+        }
+    }
+
+    /// A node replies to a client.
+    pub fn observe_reply(&mut self, reply: &Reply, violations: &mut Vec<Violation>) {
+        if !matches!(reply.outcome, Outcome::Committed(_) | Outcome::Failed(_)) {
+            return;
+        }
+        if let Some(&txn) = self.committed.get(&reply.id) {
+            self.check(txn, || format!("request {} is told {:?}", reply.id, reply.outcome), violations);
+        }
+    }
+
+    fn check(&self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
+        let holders: Vec<usize> = (0..self.members).filter(|&n| self.durable[n].contains(&txn)).collect();
+        if 2 * holders.len() <= self.members {
+            let message = format!(
+                "{txn} became visible ({}) while its decision was durable on {holders:?} only, of {} members",
+                what(),
+                self.members
+            );
+            violations.push(Violation::new("visibility", message));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dkv_core::record::TxnRecord;
+    use dkv_core::{ClientId, NodeId, NodeSet};
+
+    fn txn() -> TxnId {
+        TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 }
+    }
+
+    fn decided(v: &mut Visibility) -> RequestId {
+        let request = RequestId { client: ClientId(1), seq: 1 };
+        let t = TxnRecord { txn: txn(), request, ops: Vec::new().into(), participants: NodeSet::first(3) };
+        let mut violations = Vec::new();
+        v.observe_emitted(0, &Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: t }, &mut violations);
+        v.observe_emitted(0, &Record::CommitDecided { txn: txn() }, &mut violations);
+        assert!(violations.is_empty());
+        request
+    }
+
+    /// A reply or an apply before a majority holds the decision is reported; after, it is not.
+    #[test]
+    fn visible_before_a_majority_is_reported() {
+        let mut v = Visibility::new(3);
+        let request = decided(&mut v);
+        let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
+        let mut violations = Vec::new();
+        v.observe_durable(0, &Record::CommitDecided { txn: txn() });
+        v.observe_reply(&reply, &mut violations);
+        v.observe_emitted(1, &Record::Committed { txn: txn() }, &mut violations);
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        assert!(violations.iter().all(|v| v.checker == "visibility"));
+        violations.clear();
+        v.observe_durable(2, &Record::CommitLearned { txn: txn() });
+        v.observe_reply(&reply, &mut violations);
+        v.observe_emitted(1, &Record::Committed { txn: txn() }, &mut violations);
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    /// A node whose log replay applied a commit (its completion records show it) is checked as
+    /// it starts.
+    #[test]
+    fn a_commit_applied_by_replay_is_checked_at_the_start() {
+        let mut v = Visibility::new(3);
+        let request = decided(&mut v);
+        let t = TxnRecord {
+            txn: txn(),
+            request,
+            ops: vec![dkv_core::TxnOp::Delete { key: b"k".to_vec() }].into(),
+            participants: NodeSet::first(3),
+        };
+        let log = vec![
+            Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: t },
+            Record::CommitLearned { txn: txn() },
+            Record::Committed { txn: txn() },
+        ];
+        let start = || {
+            let config = dkv_core::Config::new(NodeId(1), NodeSet::first(3));
+            dkv_core::Node::start(config, log.clone(), dkv_core::Time::ZERO).unwrap()
+        };
+        let mut violations = Vec::new();
+        v.observe_durable(1, &Record::CommitLearned { txn: txn() });
+        v.observe_start(1, &start(), &mut violations);
+        assert_eq!(violations.len(), 1, "durable at n1 alone: {violations:?}");
+        violations.clear();
+        v.observe_durable(0, &Record::CommitDecided { txn: txn() });
+        v.observe_start(1, &start(), &mut violations);
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+}
