@@ -113,11 +113,19 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
 fn a_read_woken_after_its_lease_ran_out_is_not_served() {
     let mut c = leased(3);
     run_for(&mut c, Duration::from_secs(1));
-    // n0 prepares a write whose COMMIT is held back from n2, then n2 is cut off.
+    // n0 prepares a write whose outcome (COMMIT, `Visible`, the finished mark) is held back from
+    // n2, then n2 is cut off.
     let held = std::rc::Rc::new(std::cell::Cell::new(true));
     let h = held.clone();
     c.deliver_if = Box::new(move |from, to, m| {
-        let cut = h.get() && (to == NodeId(2) && matches!(m, dkv_core::Message::Decision { .. }));
+        let outcome = matches!(
+            m,
+            dkv_core::Message::Decision { .. }
+                | dkv_core::Message::Visible { .. }
+                | dkv_core::Message::Finished { .. }
+                | dkv_core::Message::FinishedBelow { .. }
+        );
+        let cut = h.get() && to == NodeId(2) && outcome;
         let isolated = !h.get() && (from == NodeId(2) || to == NodeId(2));
         !(cut || isolated)
     });

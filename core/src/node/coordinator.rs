@@ -510,7 +510,14 @@ impl Coordinator {
                 }
                 (missing, c.prepare_message(sh), (now + c.retransmit).min(vote_deadline))
             }
-            Phase::Recovering { yes } => (c.participants.difference(yes), c.prepare_message(sh), now + c.retransmit),
+            Phase::Recovering { yes } => {
+                let missing = c.participants.difference(yes);
+                // Every YES is in, and the wait that held the decision back is over.
+                if missing.is_empty() && !sh.leases.waiting(now) {
+                    return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
+                }
+                (missing, c.prepare_message(sh), now + c.retransmit)
+            }
             Phase::Committed { durable, .. } => {
                 let commit = Message::Decision { epoch, txn, decision: Decision::Commit };
                 (c.participants.difference(durable), commit, now + c.retransmit)

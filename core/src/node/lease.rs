@@ -37,9 +37,6 @@ pub(super) struct Leases {
     on: bool,
     me: NodeId,
     members: NodeSet,
-    /// The epoch heartbeats and grants are sent and counted in. There is one epoch today;
-    /// configurations will set it at install.
-    epoch: Epoch,
     incarnation: u64,
     heartbeat_interval: Duration,
     lease_duration: Duration,
@@ -73,7 +70,6 @@ impl Leases {
             on: t.leases,
             me: config.id,
             members: config.members,
-            epoch: Epoch::default(),
             incarnation,
             heartbeat_interval: t.heartbeat_interval,
             lease_duration: t.lease_duration,
@@ -132,13 +128,6 @@ impl Leases {
     pub(super) fn freeze(&mut self) {
         self.frozen = true;
         self.recompute();
-    }
-
-    /// Whether a heartbeat or grant of `epoch` comes from this node's epoch. One of another
-    /// epoch is not "heard from" (review item 12: a wiped node heartbeating from an old epoch
-    /// must stay suspected); with configurations, an older sender is told the values it lacks.
-    fn of_my_epoch(&self, epoch: Epoch) -> bool {
-        epoch == self.epoch
     }
 
     /// Any message from member `from` (heartbeats and grants of another epoch excepted).
@@ -215,8 +204,8 @@ impl Shared {
 
     pub(super) fn on_heartbeat_timer(&mut self, now: Time) {
         let l = &self.leases;
-        let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: now });
-        let others = self.config.members.without(self.me());
+        let (epoch, request) = (self.epoch(), LeaseRequest { incarnation: l.incarnation, sent_at: now });
+        let others = self.configuration.members.without(self.me());
         for member in others.iter() {
             self.send(member, Message::Heartbeat { epoch, request });
         }
@@ -225,7 +214,7 @@ impl Shared {
 
     /// A heartbeat from member `from`: grant its lease request, unless frozen.
     pub(super) fn on_heartbeat(&mut self, from: NodeId, epoch: Epoch, request: LeaseRequest) {
-        if !self.leases.on || !self.leases.of_my_epoch(epoch) {
+        if !self.leases.on || epoch != self.epoch() {
             self.stats.messages_dropped += 1;
             return;
         }
@@ -237,7 +226,7 @@ impl Shared {
 
     /// A grant from member `from`, answering one of this node's heartbeats.
     pub(super) fn on_lease_grant(&mut self, from: NodeId, epoch: Epoch, request: LeaseRequest) {
-        if !self.leases.on || !self.leases.of_my_epoch(epoch) {
+        if !self.leases.on || epoch != self.epoch() {
             self.stats.messages_dropped += 1;
             return;
         }
@@ -397,12 +386,19 @@ mod tests {
         let ops = vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }];
         let request = Request { id: RequestId { client: ClientId(7), seq: 1 }, operation: Operation::Txn { ops } };
         node.handle(after_wait, Input::Request { reply_to: ReplyTo(1), request });
-        let txn = drain(&mut node).into_iter().find_map(|o| match o {
-            Output::Send { message: Message::Prepare { txn, .. }, .. } => Some(txn),
+        let outputs = drain(&mut node);
+        let txn = outputs.iter().find_map(|o| match o {
+            Output::Send { message: Message::Prepare { txn, .. }, .. } => Some(*txn),
             _ => None,
         });
         let txn = txn.expect("PREPARE sent");
+        // The coordinator's own share is logged (docs/protocol.md §7.2): durable, it is its YES.
+        let own_share = outputs.iter().find_map(|o| match o {
+            Output::Persist { lsn, .. } => Some(*lsn),
+            _ => None,
+        });
         node.shared.leases.wait_from(after_wait);
+        node.handle(after_wait, Input::Durable { through: own_share.expect("own share logged") });
         for from in [NodeId(1), NodeId(2)] {
             node.handle(
                 after_wait,
@@ -413,7 +409,7 @@ mod tests {
             );
         }
         let decided = |outputs: Vec<Output>| {
-            outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }))
+            outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::CommitDecided { .. }, .. }))
         };
         assert!(!decided(drain(&mut node)), "a commit decided during the wait");
         node.check_invariants().unwrap();
@@ -437,8 +433,8 @@ mod tests {
         let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
         for n in 0..=10 {
             let at = ms(100 * n);
-            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(1, at) });
-            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(0, at) });
+            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, at) });
+            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, at) });
         }
         let grants: Vec<NodeId> = std::iter::from_fn(|| node.poll_output())
             .filter_map(|o| match o {
@@ -448,7 +444,7 @@ mod tests {
             .collect();
         assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 11, "{grants:?}");
         assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
-        assert_eq!(node.stats().messages_dropped, 11);
+        assert_eq!(node.stats().epoch_mismatches, 11);
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and
