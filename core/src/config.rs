@@ -146,7 +146,7 @@ impl Default for Bounds {
             conflict_retries_max: 16,
             reply_targets_max: 4,
             snapshot_records_min: 10_000,
-            commit_memory_max: 65_536,
+            commit_memory_max: 16_384,
         }
     }
 }
@@ -168,6 +168,10 @@ pub enum ConfigError {
         "lease timing does not fit: heartbeat_interval {heartbeat:?}, lease_duration {lease:?} (wait {wait:?}), detection_timeout {detection:?}; they need 0 < 3 × heartbeat_interval ≤ lease_duration and the wait ≤ detection_timeout"
     )]
     LeaseTiming { heartbeat: Duration, lease: Duration, wait: Duration, detection: Duration },
+    #[error(
+        "commit_memory_max ({commit_memory_max}) + prepared_max ({prepared_max}) is above {ids_max}, the most transaction ids a member may report at a configuration change; lower either"
+    )]
+    ReportTooLarge { commit_memory_max: usize, prepared_max: usize, ids_max: usize },
 }
 
 impl Config {
@@ -221,6 +225,17 @@ impl Config {
         }
         if b.snapshot_records_min < 2 {
             return Err(ConfigError::SnapshotTooFrequent(b.snapshot_records_min));
+        }
+        // A member's report at a configuration change (docs/protocol.md §7.4) lists its commit
+        // memory and the transactions it holds (prepared, or committed and held): past
+        // `Report::IDS_MAX` it is refused whole and the member cannot take part in the change.
+        let reported_max = b.commit_memory_max.saturating_add(b.prepared_max);
+        if reported_max > crate::configuration::Report::IDS_MAX {
+            return Err(ConfigError::ReportTooLarge {
+                commit_memory_max: b.commit_memory_max,
+                prepared_max: b.prepared_max,
+                ids_max: crate::configuration::Report::IDS_MAX,
+            });
         }
         self.timing.validate_leases()
     }
@@ -284,6 +299,18 @@ mod tests {
         assert_eq!(frequent.validate(), Err(ConfigError::SnapshotTooFrequent(1)));
         frequent.bounds.snapshot_records_min = 2;
         assert_eq!(frequent.validate(), Ok(()));
+        let mut remembering = good.clone();
+        remembering.bounds.commit_memory_max += 1;
+        let ids_max = crate::configuration::Report::IDS_MAX;
+        assert_eq!(
+            remembering.validate(),
+            Err(ConfigError::ReportTooLarge {
+                commit_memory_max: remembering.bounds.commit_memory_max,
+                prepared_max: remembering.bounds.prepared_max,
+                ids_max
+            }),
+            "the defaults fill a report exactly"
+        );
     }
 
     /// The lease wait is `L (1 + ρ) / (1 − ρ)` with ρ = 1 %, rounded up.

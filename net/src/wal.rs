@@ -220,6 +220,12 @@ impl Wal {
         }
         let last = *numbers.last().expect("a segment before the dropped one");
         let current = open_segment(dir, last, read.newest_len)?;
+        // What recovery read back may have reached only the page cache before the crash (a
+        // process crash, not a power loss, keeps it readable): sync it before the node counts
+        // any of it as durable — a restarted coordinator counts its own decision as a durable
+        // copy, and a participant acknowledges a commit it replayed (docs/protocol.md §7.2).
+        // Earlier segments were synced before the next one began.
+        current.file.sync_data().map_err(|source| WalError::Io { path: current.path.clone(), source })?;
         Ok((Wal::new(dir, lock, current, numbers[read.start]), read.recovery))
     }
 

@@ -1249,6 +1249,7 @@ impl World {
                     // The truncation took a synced record with it: whatever it applied is gone
                     // from this node's log.
                     self.exactly_once.lost(i, lost);
+                    self.visibility.lost(i, lost);
                 }
                 recovered.records
             }

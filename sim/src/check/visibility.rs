@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Visibility {
     members: usize,
-    /// Per node: the transactions whose commit is durable on its disk. Only grows: a durable
-    /// record stays durable (compaction keeps what a snapshot carries).
+    /// Per node: the transactions whose commit is durable on its disk. A durable record stays
+    /// durable (compaction keeps what a snapshot carries) unless the disk loses it: the whole
+    /// data dir ([`Visibility::forget_node`]) or a damaged last record ([`Visibility::lost`]).
     durable: Vec<BTreeSet<TxnId>>,
     /// The request of each transaction whose coordinator logged its own share.
     requests: BTreeMap<TxnId, RequestId>,
@@ -36,6 +37,18 @@ impl Visibility {
     pub fn observe_durable(&mut self, node: usize, record: &Record) {
         if let Record::CommitDecided { txn } | Record::CommitLearned { txn } = record {
             self.durable[node].insert(*txn);
+        }
+    }
+
+    /// Node `node`'s data dir was lost: none of its copies counts any more.
+    pub fn forget_node(&mut self, node: usize) {
+        self.durable[node].clear();
+    }
+
+    /// `record`, durable at node `node`, was lost from its log (recovery cut a damaged tail).
+    pub fn lost(&mut self, node: usize, record: &Record) {
+        if let Record::CommitDecided { txn } | Record::CommitLearned { txn } = record {
+            self.durable[node].remove(txn);
         }
     }
 
@@ -125,6 +138,25 @@ mod tests {
         v.observe_reply(&reply, &mut violations);
         v.observe_emitted(1, &Record::Committed { txn: txn() }, &mut violations);
         assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    /// Copies a disk lost (the whole data dir, or a damaged last record) no longer count.
+    #[test]
+    fn copies_a_disk_lost_do_not_count() {
+        let mut v = Visibility::new(3);
+        let request = decided(&mut v);
+        let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
+        let mut violations = Vec::new();
+        v.observe_durable(0, &Record::CommitDecided { txn: txn() });
+        v.observe_durable(1, &Record::CommitLearned { txn: txn() });
+        v.forget_node(1);
+        v.observe_reply(&reply, &mut violations);
+        assert_eq!(violations.len(), 1, "n1's data dir is gone: {violations:?}");
+        violations.clear();
+        v.observe_durable(2, &Record::CommitLearned { txn: txn() });
+        v.lost(2, &Record::CommitLearned { txn: txn() });
+        v.observe_reply(&reply, &mut violations);
+        assert_eq!(violations.len(), 1, "n2's record was cut: {violations:?}");
     }
 
     /// A node whose log replay applied a commit (its completion records show it) is checked as

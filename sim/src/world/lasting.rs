@@ -154,6 +154,7 @@ impl World {
         if data_lost {
             self.nodes[i].disk.lose_everything();
             self.exactly_once.forget_node(i);
+            self.visibility.forget_node(i);
             self.stats.data_dirs_lost += 1;
         }
         if let Some(bit) = tail {
