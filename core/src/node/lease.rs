@@ -98,7 +98,9 @@ impl Leases {
     /// Whether reads may be answered from memory now; if not, why.
     #[inline]
     pub(super) fn serving(&self) -> Result<(), NotServingReason> {
-        if !self.on || self.lease_until.is_some_and(|until| self.now < until) {
+        if !self.members.contains(self.me) {
+            Err(NotServingReason::NotAMember)
+        } else if !self.on || self.lease_until.is_some_and(|until| self.now < until) {
             Ok(())
         } else {
             Err(NotServingReason::NoLease)
@@ -113,7 +115,6 @@ impl Leases {
     /// Starts the wait again at `at`: no YES and no commit decision before `at + W` (or the
     /// present end, if later). The hook for the install of a configuration that drops a
     /// member (§7.5), which a later part wires in.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn wait_from(&mut self, at: Time) {
         if self.on {
             self.no_yes_before = self.no_yes_before.max(at + self.wait);
@@ -128,9 +129,19 @@ impl Leases {
 
     /// Ends granting for good (§7.4: a member that promised the next epoch's agreement grants
     /// nothing more in this one), and stops counting itself towards its own lease.
-    #[cfg_attr(not(test), allow(dead_code))] // called by the freeze, which a later part wires in
     pub(super) fn freeze(&mut self) {
         self.frozen = true;
+        self.recompute();
+    }
+
+    /// Heartbeats, grants and suspicion follow `configuration` from now on: its epoch and
+    /// members. A new epoch starts unfrozen with no grants (those of the old one are void).
+    pub(super) fn install(&mut self, configuration: crate::configuration::Configuration) {
+        self.epoch = configuration.epoch;
+        self.members = configuration.members;
+        self.frozen = false;
+        self.granted_until.clear();
+        self.heard.retain(|m, _| configuration.members.contains(*m));
         self.recompute();
     }
 
@@ -216,7 +227,7 @@ impl Shared {
     pub(super) fn on_heartbeat_timer(&mut self, now: Time) {
         let l = &self.leases;
         let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: now });
-        let others = self.config.members.without(self.me());
+        let others = self.configuration.members.without(self.me());
         for member in others.iter() {
             self.send(member, Message::Heartbeat { epoch, request });
         }
@@ -397,11 +408,18 @@ mod tests {
         let ops = vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }];
         let request = Request { id: RequestId { client: ClientId(7), seq: 1 }, operation: Operation::Txn { ops } };
         node.handle(after_wait, Input::Request { reply_to: ReplyTo(1), request });
-        let txn = drain(&mut node).into_iter().find_map(|o| match o {
-            Output::Send { message: Message::Prepare { txn, .. }, .. } => Some(txn),
+        let outputs = drain(&mut node);
+        let txn = outputs.iter().find_map(|o| match o {
+            Output::Send { message: Message::Prepare { txn, .. }, .. } => Some(*txn),
             _ => None,
         });
         let txn = txn.expect("PREPARE sent");
+        // The coordinator's own share is durable: its own YES.
+        let own_share = outputs.iter().find_map(|o| match o {
+            Output::Persist { lsn, record: Record::PreparedInEpoch { .. } } => Some(*lsn),
+            _ => None,
+        });
+        node.handle(after_wait, Input::Durable { through: own_share.expect("own share logged") });
         node.shared.leases.wait_from(after_wait);
         for from in [NodeId(1), NodeId(2)] {
             node.handle(
@@ -413,7 +431,7 @@ mod tests {
             );
         }
         let decided = |outputs: Vec<Output>| {
-            outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::Decided(_), .. }))
+            outputs.iter().any(|o| matches!(o, Output::Persist { record: Record::CommitDecided { .. }, .. }))
         };
         assert!(!decided(drain(&mut node)), "a commit decided during the wait");
         node.check_invariants().unwrap();
@@ -427,7 +445,7 @@ mod tests {
     }
 
     /// Heartbeats of another epoch are not "heard from" (a node heartbeating from an old epoch
-    /// stays suspected) and get no grant; those of this epoch are, and do.
+    /// stays suspected) and get no grant; those of this epoch (the first, 1) are, and do.
     #[test]
     fn heartbeats_of_another_epoch_do_not_count() {
         use crate::node::{Input, Node, Output};
@@ -437,8 +455,8 @@ mod tests {
         let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
         for n in 0..=10 {
             let at = ms(100 * n);
-            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(1, at) });
-            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(0, at) });
+            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, at) });
+            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, at) });
         }
         let grants: Vec<NodeId> = std::iter::from_fn(|| node.poll_output())
             .filter_map(|o| match o {
@@ -448,7 +466,7 @@ mod tests {
             .collect();
         assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 11, "{grants:?}");
         assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
-        assert_eq!(node.stats().messages_dropped, 11);
+        assert_eq!(node.stats().epoch_mismatches, 11);
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and
