@@ -166,11 +166,7 @@ impl Report {
 fn final_members(replicas: Vec<Option<&Node>>) -> Vec<Option<&Node>> {
     let last = replicas.iter().flatten().map(|n| n.configuration()).max_by_key(|c| c.epoch);
     let Some(last) = last else { return replicas };
-    replicas
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| n.filter(|_| last.members.contains(NodeId(i as u8))))
-        .collect()
+    replicas.into_iter().enumerate().map(|(i, n)| n.filter(|_| last.members.contains(NodeId(i as u8)))).collect()
 }
 
 /// Runs one seed to the end and checks it.

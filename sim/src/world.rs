@@ -1267,7 +1267,8 @@ impl World {
         };
         let now = self.nodes[i].clock.local(self.now);
         let config = self.nodes[i].config.clone();
-        let started = if vouches { Node::start(config, records, now) } else { Node::start_unvouched(config, records, now) };
+        let started =
+            if vouches { Node::start(config, records, now) } else { Node::start_unvouched(config, records, now) };
         match started {
             Ok(node) => {
                 self.visibility.observe_start(i, &node, &mut self.violations);

@@ -21,7 +21,7 @@ use crate::completions::{Completed, Completion};
 use crate::configuration::Settlement;
 use crate::ids::{NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
-use crate::operation::{Outcome, RejectReason, TryAgainReason, TxnOp};
+use crate::operation::{NotServingReason, Outcome, RejectReason, TryAgainReason, TxnOp};
 use crate::record::{DecisionState, Record, TxnRecord};
 use crate::time::Time;
 use crate::timers::Timer;
@@ -528,7 +528,14 @@ impl Coordinator {
                 }
                 (missing, c.prepare_message(sh), (now + c.retransmit).min(vote_deadline))
             }
-            Phase::Recovering { yes } => (c.participants.difference(yes), c.prepare_message(sh), now + c.retransmit),
+            Phase::Recovering { yes } => {
+                let missing = c.participants.difference(yes);
+                // Every YES is in, and the wait that held the decision back (a restart's) is over.
+                if missing.is_empty() && !sh.leases.waiting(now) {
+                    return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
+                }
+                (missing, c.prepare_message(sh), now + c.retransmit)
+            }
             Phase::Committed { durable, .. } => {
                 let commit = Message::Decision { epoch, txn, decision: Decision::Commit };
                 (c.participants.difference(durable), commit, now + c.retransmit)
@@ -632,6 +639,17 @@ impl Coordinator {
         self.pending.clear();
         self.mark_sent = None;
         sh.timers.cancel(Timer::FinishedMark);
+    }
+
+    /// This node is not a member of its configuration any more: the writes between attempts
+    /// are answered so, for their clients to ask a member.
+    pub(super) fn leave(&mut self, sh: &mut Shared) {
+        for (request, write) in std::mem::take(&mut self.retries) {
+            sh.timers.cancel(Timer::Retry(request));
+            for to in write.reply_to {
+                sh.reply(to, request, Outcome::NotServing(NotServingReason::NotAMember));
+            }
+        }
     }
 
     /// The coordinator's part of a snapshot: its own shares without a decision, and its commit

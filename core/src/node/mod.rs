@@ -144,7 +144,11 @@ impl Node {
     /// logs so ([`Record::Unvouched`], so every later start knows it too) and takes part in
     /// nothing: it sends nothing, answers every request "not serving: catching up", and
     /// ignores every peer; the members suspect it and remove it. Catching up replaces its log.
-    pub fn start_unvouched(config: Config, records: impl IntoIterator<Item = Record>, now: Time) -> Result<Node, StartError> {
+    pub fn start_unvouched(
+        config: Config,
+        records: impl IntoIterator<Item = Record>,
+        now: Time,
+    ) -> Result<Node, StartError> {
         Node::start_vouching(config, records, now, false)
     }
 

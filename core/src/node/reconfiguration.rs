@@ -250,17 +250,22 @@ impl Node {
     pub(super) fn finish_install(&mut self, now: Time) {
         let Some(value) = self.reconfiguration.installing.take() else { return };
         let Node { shared: sh, coordinator, participant, reconfiguration } = self;
-        coordinator.settle(sh, participant, &value.settlement);
-        participant.settle(sh, &value.settlement);
+        // The new epoch's lease starts from nothing before the settlement wakes the reads that
+        // waited on its locks: they are answered under it.
         let old = sh.configuration;
         let next = value.configuration;
         sh.configuration = next;
-        sh.frozen = false;
         sh.leases.install(next);
+        coordinator.settle(sh, participant, &value.settlement);
+        participant.settle(sh, &value.settlement);
+        sh.frozen = false;
         if !next.members.is_superset(old.members) {
             sh.leases.wait_from(now);
         }
         sh.stats.installs += 1;
+        if !next.contains(sh.me()) {
+            coordinator.leave(sh);
+        }
         // Leases of the new epoch start from nothing: ask for them at once.
         sh.start_heartbeats(now);
         let me = sh.me();

@@ -22,8 +22,7 @@ use std::collections::BTreeSet;
 pub fn check(replicas: &[Option<&Node>], evictions: bool) -> Vec<Violation> {
     let Some(first) = replicas.iter().position(Option::is_some) else { return Vec::new() };
     let n0 = replicas[first].expect("found above");
-    let others =
-        || replicas.iter().enumerate().skip(first + 1).filter_map(|(i, node)| Some((i, (*node)?)));
+    let others = || replicas.iter().enumerate().skip(first + 1).filter_map(|(i, node)| Some((i, (*node)?)));
     let mut violations = Vec::new();
     let n0_completions = completions(n0);
     for (i, other) in others() {

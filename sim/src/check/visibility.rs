@@ -23,6 +23,9 @@ pub struct Visibility {
     epochs: BTreeMap<TxnId, Epoch>,
     /// Commits a chosen settlement committed.
     settled: BTreeSet<TxnId>,
+    /// Commits already seen visible at a majority: a commit becomes visible once, and a replay
+    /// that applies it again later (after a member lost its data dir, say) is no new moment.
+    visible: BTreeSet<TxnId>,
     /// Per node: the transactions whose commit is durable on its disk. Only grows: a durable
     /// record stays durable (compaction keeps what a snapshot carries).
     durable: Vec<BTreeSet<TxnId>>,
@@ -40,6 +43,7 @@ impl Visibility {
             configurations: BTreeMap::from([(Epoch::FIRST, first)]),
             epochs: BTreeMap::new(),
             settled: BTreeSet::new(),
+            visible: BTreeSet::new(),
             durable: vec![BTreeSet::new(); members],
             requests: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -101,8 +105,8 @@ impl Visibility {
         }
     }
 
-    fn check(&self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
-        if self.settled.contains(&txn) {
+    fn check(&mut self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
+        if self.settled.contains(&txn) || self.visible.contains(&txn) {
             return;
         }
         let epoch = self.epochs.get(&txn).copied().unwrap_or(Epoch::FIRST);
@@ -113,7 +117,9 @@ impl Visibility {
         let holders: Vec<usize> = (0..self.members)
             .filter(|&n| members.contains(NodeId(n as u8)) && self.durable[n].contains(&txn))
             .collect();
-        if 2 * holders.len() <= members.len() {
+        if 2 * holders.len() > members.len() {
+            self.visible.insert(txn);
+        } else {
             let message = format!(
                 "{txn} became visible ({}) while its decision was durable on {holders:?} only, of members {members}",
                 what(),
