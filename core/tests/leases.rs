@@ -71,6 +71,31 @@ fn no_yes_during_the_wait_after_a_restart() {
     assert!(c.now >= c.node(2).no_yes_before());
 }
 
+/// A coordinator restarted with its own share logged and no decision asks every participant
+/// again; when every YES comes during its restart's wait, the transaction's next timer after
+/// the wait decides it (it used to stay locked for good: found by the simulator, seed 56).
+#[test]
+fn a_recovered_transaction_whose_votes_came_during_the_wait_is_decided_after_it() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.deliver_if = Box::new(|_, to, m| !(to == NodeId(0) && matches!(m, dkv_core::Message::Vote { .. })));
+    let write = c.request(0, txn(2, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    assert!(c.reply(write).is_none());
+    c.crash(0);
+    c.restart(0);
+    c.deliver_if = Box::new(|_, _, _| true);
+    let wait_over = c.node(0).no_yes_before();
+    run_for(&mut c, Duration::from_millis(100));
+    assert!(c.now < wait_over, "the votes came during the wait");
+    assert_eq!(c.node(0).coordinating_count(), 1, "recovered, undecided during the wait");
+    run_for(&mut c, Duration::from_secs(2));
+    assert_eq!(c.node(0).coordinating_count(), 0, "decided after the wait, and finished");
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i}");
+    }
+}
+
 /// A node cut off from the majority stops serving reads within L of its last granted request,
 /// by its own clock; the other two keep serving (but while they change the configuration), and
 /// each side suspects the other after the detection timeout. The two remove it (§7.3): healed,

@@ -77,6 +77,9 @@ impl Setup {
         // suspicion, which heartbeats drive, proposes one: the faults of a minority down need
         // both.
         params.leases |= params.minority_faults;
+        if overrides.pauses == Some(false) {
+            params.faults.pause_every = None;
+        }
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 

@@ -59,6 +59,8 @@ pub(super) struct Leases {
     /// Until when the lease holds: the majority-th latest grant (this node's own counting, when
     /// it grants). `None`: no lease.
     lease_until: Option<Time>,
+    /// The canary [`crate::Canary::ServePastLease`]: reads are served without a lease.
+    serve_without_lease: bool,
     /// YES votes whose PREPARE record became durable during the wait, cast when it ends. Bounded
     /// by the prepared transactions. (None today: no PREPARE is taken during the wait that
     /// starts with the node; a wait that starts at an install may find some.)
@@ -87,6 +89,10 @@ impl Leases {
             granted_until: BTreeMap::new(),
             lease_until: None,
             held_votes: Vec::new(),
+            #[cfg(feature = "canary")]
+            serve_without_lease: config.canary == Some(crate::Canary::ServePastLease),
+            #[cfg(not(feature = "canary"))]
+            serve_without_lease: false,
         }
     }
 
@@ -100,7 +106,7 @@ impl Leases {
     pub(super) fn serving(&self) -> Result<(), NotServingReason> {
         if !self.members.contains(self.me) {
             Err(NotServingReason::NotAMember)
-        } else if !self.on || self.lease_until.is_some_and(|until| self.now < until) {
+        } else if !self.on || self.serve_without_lease || self.lease_until.is_some_and(|until| self.now < until) {
             Ok(())
         } else {
             Err(NotServingReason::NoLease)

@@ -194,6 +194,7 @@ impl Node {
             reconfiguration: Reconfiguration::new(config.id, configuration, config.seed, restored),
             shared: Shared::new(config, configuration, store, completions, leases),
         };
+        node.plant_agreement_flaws();
         // A promise in the durable agreement state ended the epoch here for good: frozen before
         // anything of the epoch is sent (a vote or an acknowledgement replayed from the log).
         if node.reconfiguration.is_frozen() {

@@ -10,9 +10,10 @@
 //! exactly as the install did (`Recovered::install`).
 
 use super::Node;
-use super::shared::AfterDurable;
+use super::shared::{AfterDurable, Shared};
 use crate::configuration::{
-    Agreement, AgreementOutput, AgreementState, Configuration, PaxosMessage, PaxosTiming, Report, ReportTooLarge, Value,
+    Agreement, AgreementOutput, AgreementState, Configuration, PaxosFlaw, PaxosMessage, PaxosTiming, Report,
+    ReportTooLarge, Value,
 };
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::message::Message;
@@ -93,7 +94,22 @@ impl Reconfiguration {
     }
 }
 
+/// The agreement with the flaw the node's canary plants, if any.
+fn with_flaws(mut agreement: Agreement, sh: &Shared) -> Agreement {
+    if sh.canary(crate::Canary::TwoConfigurationsOneEpoch) {
+        // Fails only without the canary feature, where no canary is ever on.
+        let _ = agreement.plant_flaw(Some(PaxosFlaw::HalfIsMajority));
+    }
+    agreement
+}
+
 impl Node {
+    /// Plants the canary's flaw in the agreement the node started with.
+    pub(super) fn plant_agreement_flaws(&mut self) {
+        let r = &mut self.reconfiguration;
+        r.agreement = r.agreement.take().map(|a| with_flaws(a, &self.shared));
+    }
+
     /// A message of the agreement from `from`. One of an older epoch is from a node behind: it
     /// is told the value chosen after its epoch, if this node still keeps it (further behind,
     /// it catches up by transfer, §7.6).
@@ -134,10 +150,13 @@ impl Node {
             sh.stats.messages_dropped += 1;
             return;
         };
+        let report_without_freezing = sh.canary(crate::Canary::ReportBeforeFreeze);
         let mut freeze = || -> Result<Report, ReportTooLarge> {
-            sh.frozen = true;
-            sh.leases.freeze();
-            participant.report()
+            if !report_without_freezing {
+                sh.frozen = true;
+                sh.leases.freeze();
+            }
+            participant.report(sh)
         };
         agreement.handle_message(now, from, message, &mut freeze);
     }
@@ -215,14 +234,18 @@ impl Node {
         let current = self.shared.configuration;
         let suspected = self.shared.leases.suspected().intersection(current.members);
         let live = current.members.difference(suspected);
-        if (suspected.is_empty() && !agreement.is_frozen()) || !current.is_majority(live) {
+        let half_is_majority = self.shared.canary(crate::Canary::TwoConfigurationsOneEpoch);
+        let majority = current.is_majority(live) || half_is_majority && 2 * live.len() >= current.members.len();
+        if (suspected.is_empty() && !agreement.is_frozen()) || !majority {
             self.reconfiguration.reason_since = None;
             return;
         }
         let since = *self.reconfiguration.reason_since.get_or_insert(now);
         let me = self.shared.me();
         let rank = live.iter().take_while(|&m| m != me).count() as u32;
-        let backoff = self.shared.config.timing.detection_timeout * rank;
+        // A member that promised gives the proposer it promised a detection timeout first.
+        let waits = rank + u32::from(suspected.is_empty());
+        let backoff = self.shared.config.timing.detection_timeout * waits;
         if now < since + backoff {
             return;
         }
@@ -275,7 +298,7 @@ impl Node {
             None
         } else {
             let seed = reconfiguration.seed ^ next.epoch.0;
-            Agreement::new(me, next, PaxosTiming::default(), seed).ok()
+            Agreement::new(me, next, PaxosTiming::default(), seed).ok().map(|a| with_flaws(a, sh))
         };
         reconfiguration.installed.push_back(value);
         if reconfiguration.installed.len() > INSTALLED_KEPT {
