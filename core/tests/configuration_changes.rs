@@ -52,6 +52,36 @@ fn a_crashed_member_is_removed_and_writes_go_on() {
     assert_eq!(outcome(&c, read), Outcome::NotServing(NotServingReason::NotAMember));
 }
 
+/// The configuration and the values that installed it go into snapshots: a member whose log
+/// was compacted past its `Installed` record restarts in the configuration it installed, and
+/// still tells a node behind the value it lacks.
+#[test]
+fn snapshots_carry_the_configuration() {
+    let mut c = Cluster::with_config(3, |cfg| {
+        cfg.timing.leases = true;
+        cfg.bounds.snapshot_records_min = 20;
+    });
+    run_for(&mut c, Duration::from_secs(1));
+    c.crash(2);
+    run_for(&mut c, Duration::from_secs(3));
+    for seq in 1..=30 {
+        let write = c.request(0, txn(1, seq, vec![put("k", &seq.to_string())]));
+        assert!(c.run_until(100_000, |c| c.reply(write).is_some()));
+    }
+    assert!(c.node(0).stats().snapshots > 0);
+    let installed_kept = c.disks[0].durable.iter().any(|r| matches!(r, Record::Installed(_)));
+    assert!(!installed_kept, "compaction dropped the Installed record");
+    c.crash(0);
+    c.restart(0);
+    assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "from the snapshot");
+    assert_eq!(c.node(0).configuration().epoch, Epoch(2));
+    // n2, back in epoch 1, is told by n0 (from its snapshot) that it was removed.
+    c.crash(1);
+    c.restart(2);
+    run_for(&mut c, Duration::from_millis(500));
+    assert!(!c.node(2).is_member());
+}
+
 /// The coordinator decides a commit, only n1 learns it (its acknowledgement is lost), and the
 /// coordinator crashes: the commit was never visible. n1 and n2 remove n0; n1's report knows
 /// the commit and n2's holds it in doubt, so the settlement commits it at both, and a restart
@@ -142,4 +172,39 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
         .filter(|(from, _, m)| *from == NodeId(1) && matches!(m, Message::Vote { vote: Vote::Yes, .. }))
         .count();
     assert_eq!(votes_from_n1, 0, "no YES from a frozen member after its restart");
+}
+
+/// The largest message of the agreement — a value whose settlement holds a full report from
+/// every member of a smallest majority, every id at its longest encoding, or a promise with
+/// such a value and a full report — fits a peer frame under the default limits, for every
+/// cluster size a node set allows (net refuses a longer frame before buffering it).
+#[test]
+fn the_largest_agreement_message_fits_a_peer_frame() {
+    use dkv_core::configuration::{Report, Settlement, Value};
+    use dkv_core::{Configuration, Limits, TxnId};
+    let frame_max = Limits::default().frame_bytes_max() as usize;
+    for members in [3, 5, 7, NodeSet::CAPACITY] {
+        let majority = members / 2 + 1;
+        let id = |n: usize| TxnId { coordinator: NodeId(63), incarnation: u64::MAX, number: u64::MAX - n as u64 };
+        let reports: Vec<Report> = (0..majority)
+            .map(|m| {
+                let ids = (m * Report::IDS_MAX..(m + 1) * Report::IDS_MAX).map(id);
+                Report::new(ids, std::iter::empty()).unwrap()
+            })
+            .collect();
+        let settlement = Settlement::from_reports(&reports);
+        assert_eq!(settlement.ids(), Settlement::ids_max(members));
+        let configuration = Configuration { epoch: Epoch(u64::MAX), members: NodeSet::first(members) };
+        let value = Value { configuration, settlement };
+        let ballot = Ballot { round: u64::MAX, node: NodeId(63) };
+        let promise = PaxosMessage::Promise {
+            epoch: Epoch(u64::MAX - 1),
+            ballot,
+            accepted: Some((ballot, value)),
+            report: reports[0].clone(),
+        };
+        let bytes = postcard::to_allocvec(&Message::Paxos(promise)).unwrap().len();
+        println!("{members} members: the largest promise is {bytes} bytes (frame limit {frame_max})");
+        assert!(bytes < frame_max, "{members} members: {bytes} bytes, frame limit {frame_max}");
+    }
 }

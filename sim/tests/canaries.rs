@@ -8,7 +8,7 @@
 //! release-locks-on-timeout 0, reads-ignore-locks 16, apply-at-prepare 0,
 //! coordinator-forgets-decisions 32, no-deduplication 9, commit-on-first-yes 0,
 //! evict-young-completions 0, scan-ignores-prepared-insert 20, condition-before-lock 0,
-//! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 18 (26 before
+//! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 9 (26 before
 //! heartbeats counted their grants in the node's epoch), settle-ignores-survivor 3,
 //! two-configurations-one-epoch 19, serve-past-lease 0, report-before-freeze 76. (Commits
 //! visible only once durable on a majority, docs/protocol.md §7.2, moved several: the reasons

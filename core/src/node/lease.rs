@@ -171,8 +171,12 @@ impl Leases {
         if !self.on {
             return suspected;
         }
+        // A member not heard from since this node started gets two more detection timeouts:
+        // links come up after a start with a reconnect backoff (up to 2 s in dkv-net), and
+        // suspicion removes a member for good until the join exists.
+        let never_heard = self.started_at + self.detection_timeout * 2;
         for member in self.members.iter().filter(|&m| m != self.me) {
-            let last = self.heard.get(&member).copied().unwrap_or(self.started_at);
+            let last = self.heard.get(&member).copied().unwrap_or(never_heard);
             if self.now.saturating_since(last) >= self.detection_timeout {
                 suspected.insert(member);
             }
@@ -342,11 +346,14 @@ mod tests {
         l.observe(ms(999));
         assert_eq!(l.suspected(), NodeSet::default());
         l.heard_from(NodeId(1));
-        l.observe(ms(1000));
-        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
+        // n2, never heard from since the start, gets two more detection timeouts.
         l.observe(ms(1998));
-        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
+        assert_eq!(l.suspected(), NodeSet::default());
         l.observe(ms(1999));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        l.observe(ms(2999));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        l.observe(ms(3000));
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap());
     }
 
@@ -459,7 +466,8 @@ mod tests {
         config.timing.leases = true;
         let mut node = Node::start(config, [], ms(0)).unwrap();
         let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
-        for n in 0..=10 {
+        // Past the start's grace for a member never heard from: three detection timeouts.
+        for n in 0..=30 {
             let at = ms(100 * n);
             node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, at) });
             node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, at) });
@@ -470,9 +478,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 11, "{grants:?}");
+        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 31, "{grants:?}");
         assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
-        assert_eq!(node.stats().epoch_mismatches, 11);
+        assert_eq!(node.stats().epoch_mismatches, 31);
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and
