@@ -42,10 +42,23 @@ pub enum Canary {
     /// A coordinator restarted with its own share of a transaction logged and no decision
     /// presumes abort (as classic 2PC does), though it may have sent COMMIT before the crash.
     PresumeAbortAfterRestart,
+    /// A member's report says nothing of the commits it knows (docs/protocol.md §7.4): they go
+    /// in as held in doubt, so the settlement ignores a member's knowledge of a commit and
+    /// aborts commits some member holds, visible ones included.
+    SettleIgnoresSurvivor,
+    /// The node takes half of the members for a majority, in its agreement and in its choice
+    /// to propose: two sides of an even partition each choose a configuration of one epoch.
+    TwoConfigurationsOneEpoch,
+    /// Reads are served from memory without a lease (until the node learns it is no member):
+    /// a member cut off and dropped by the others keeps serving what it holds.
+    ServePastLease,
+    /// A member reports without freezing (§7.4): after its promise it still votes and
+    /// acknowledges, so a commit can become visible behind a report that holds it in doubt.
+    ReportBeforeFreeze,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 14] = [
+    pub const ALL: [Canary; 18] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -60,6 +73,10 @@ impl Canary {
         Canary::LeaseFromArrival,
         Canary::VisibleBeforeMajority,
         Canary::PresumeAbortAfterRestart,
+        Canary::SettleIgnoresSurvivor,
+        Canary::TwoConfigurationsOneEpoch,
+        Canary::ServePastLease,
+        Canary::ReportBeforeFreeze,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +95,10 @@ impl Canary {
             Canary::LeaseFromArrival => "lease-from-arrival",
             Canary::VisibleBeforeMajority => "visible-before-majority",
             Canary::PresumeAbortAfterRestart => "presume-abort-after-restart",
+            Canary::SettleIgnoresSurvivor => "settle-ignores-survivor",
+            Canary::TwoConfigurationsOneEpoch => "two-configurations-one-epoch",
+            Canary::ServePastLease => "serve-past-lease",
+            Canary::ReportBeforeFreeze => "report-before-freeze",
         }
     }
 

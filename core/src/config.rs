@@ -138,7 +138,7 @@ impl Default for Bounds {
     fn default() -> Self {
         Bounds {
             txns_undecided_max: 4096,
-            prepared_max: 16384,
+            prepared_max: 8192,
             read_waiters_max: 4096,
             completions_max: 100_000,
             completion_bytes_max: 64 * 1024 * 1024,
@@ -146,7 +146,7 @@ impl Default for Bounds {
             conflict_retries_max: 16,
             reply_targets_max: 4,
             snapshot_records_min: 10_000,
-            commit_memory_max: 16_384,
+            commit_memory_max: 8192,
         }
     }
 }

@@ -12,7 +12,7 @@
 //! lease grants (docs/protocol.md §7.3, §7.5).
 
 use crate::completions::Completed;
-use crate::configuration::Epoch;
+use crate::configuration::{Epoch, PaxosMessage};
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::TxnOp;
 use crate::time::Time;
@@ -49,6 +49,9 @@ pub enum Message {
     /// Member -> member, answering a heartbeat: a read lease, valid at the requester until
     /// `request.sent_at + lease_duration` on the requester's own clock. A frozen member sends none.
     LeaseGrant { epoch: Epoch, request: LeaseRequest },
+    /// The agreement on the next configuration (docs/protocol.md §7.1), among the members of
+    /// the message's epoch.
+    Paxos(PaxosMessage),
 }
 
 /// What a lease grant echoes back: the requester's incarnation and the time, on its own clock,
@@ -74,7 +77,7 @@ impl Message {
             | Message::Visible { txn, .. }
             | Message::Finished { txn, .. } => Some(*txn),
             Message::FinishedBelow { below, .. } => Some(*below),
-            Message::Heartbeat { .. } | Message::LeaseGrant { .. } => None,
+            Message::Heartbeat { .. } | Message::LeaseGrant { .. } | Message::Paxos(_) => None,
         }
     }
 
@@ -91,6 +94,7 @@ impl Message {
             | Message::FinishedBelow { epoch, .. }
             | Message::Heartbeat { epoch, .. }
             | Message::LeaseGrant { epoch, .. } => *epoch,
+            Message::Paxos(message) => message.epoch(),
         }
     }
 
@@ -109,6 +113,7 @@ impl Message {
             Message::FinishedBelow { .. } => "finished-below",
             Message::Heartbeat { .. } => "heartbeat",
             Message::LeaseGrant { .. } => "lease-grant",
+            Message::Paxos(_) => "paxos",
         }
     }
 }

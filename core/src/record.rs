@@ -11,7 +11,7 @@
 //! after a `Prepared` is a commit applied there and then.
 
 use crate::completions::CompletionRecord;
-use crate::configuration::Epoch;
+use crate::configuration::{AgreementState, Configuration, Epoch, Value as ConfigValue};
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::{Key, TxnOp, Value};
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,38 @@ pub enum Record {
     /// The first record of a snapshot written by a build that knows epochs: as
     /// [`Record::SnapshotBegin`], with the state §7.2 adds.
     SnapshotBeginInEpoch(Box<SnapshotHeaderInEpoch>),
+    /// The agreement on the configuration after this node's (docs/protocol.md §7.1): its whole
+    /// durable state, superseding every earlier one of the same epoch. A promise's record comes
+    /// after every 2PC record appended before the promise, so it is durable only once they are.
+    Agreement(AgreementState),
+    /// The configuration `value` names is installed here and the epoch before it is settled by
+    /// `value`'s settlement (§7.4): every transaction of that epoch still held here commits or
+    /// aborts by this record alone (replay settles them exactly as the install did). Synced
+    /// before the node acts in the new epoch.
+    Installed(Box<ConfigValue>),
+    /// Inside a snapshot (between its begin and its end): the configuration as of the snapshot,
+    /// the value that installed it (none for the first configuration), and the agreement on
+    /// the next one.
+    SnapshotConfiguration(Box<SnapshotConfiguration>),
+    /// This log cannot be vouched for (docs/protocol.md §7.6): its data dir was lost, or
+    /// recovery cut a whole record that failed its checksum, which may have been acknowledged.
+    /// From here on the node takes part in nothing — it neither votes, serves, nor takes part
+    /// in an agreement — until it catches up from a member (which replaces this log).
+    Unvouched,
+}
+
+/// How many of the latest chosen values a node keeps, to tell a node behind each value it
+/// lacks, in order (docs/protocol.md §7.1). A node further behind catches up by transfer.
+pub const INSTALLED_KEPT: usize = 8;
+
+/// The configuration part of a snapshot ([`Record::SnapshotConfiguration`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotConfiguration {
+    pub configuration: Configuration,
+    /// The chosen values that installed the latest configurations, `configuration`'s last,
+    /// oldest first (at most [`INSTALLED_KEPT`]): kept to tell a node that lacks them.
+    pub installed: Vec<ConfigValue>,
+    pub agreement: Option<AgreementState>,
 }
 
 /// Keys and values per [`Record::SnapshotVersionedEntries`] record, about (a record holds whole
@@ -99,6 +131,10 @@ impl Record {
             Record::CommitLearned { .. } => "commit-learned",
             Record::FinishedBelow { .. } => "finished-below",
             Record::SnapshotBeginInEpoch(_) => "snapshot-begin-in-epoch",
+            Record::Agreement(_) => "agreement",
+            Record::Installed(_) => "installed",
+            Record::SnapshotConfiguration(_) => "snapshot-configuration",
+            Record::Unvouched => "unvouched",
         }
     }
 
@@ -127,7 +163,11 @@ impl Record {
             | Record::SnapshotBeginInEpoch(_)
             | Record::SnapshotEntries(_)
             | Record::SnapshotVersionedEntries(_)
-            | Record::SnapshotEnd { .. } => true,
+            | Record::SnapshotEnd { .. }
+            | Record::Agreement(_)
+            | Record::Installed(_)
+            | Record::SnapshotConfiguration(_)
+            | Record::Unvouched => true,
             Record::Committed { .. }
             | Record::Aborted { .. }
             | Record::Forgotten { .. }
@@ -297,6 +337,8 @@ mod tests {
             ops: Vec::new().into(),
             participants: NodeSet::first(2),
         };
+        let configuration = Configuration { epoch: Epoch(2), members: NodeSet::first(2) };
+        let value = ConfigValue { configuration, settlement: Default::default() };
         let numbered = [
             Record::Boot { incarnation: 1 },
             Record::Prepared(t.clone()),
@@ -314,6 +356,14 @@ mod tests {
             Record::CommitLearned { txn },
             Record::FinishedBelow { below: txn },
             Record::SnapshotBeginInEpoch(Box::default()),
+            Record::Agreement(AgreementState::default()),
+            Record::Installed(Box::new(value.clone())),
+            Record::SnapshotConfiguration(Box::new(SnapshotConfiguration {
+                configuration: value.configuration,
+                installed: vec![value],
+                agreement: None,
+            })),
+            Record::Unvouched,
         ];
         for (number, record) in numbered.iter().enumerate() {
             let bytes = postcard::to_allocvec(record).unwrap();

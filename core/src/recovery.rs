@@ -3,9 +3,11 @@
 //! `Node::maybe_snapshot`); this file only reads them.
 
 use crate::completions::{Completed, Completions};
-use crate::configuration::Epoch;
+use crate::configuration::{AgreementState, Configuration, Epoch, Value as ConfigValue};
 use crate::ids::{NodeId, RequestId, TxnId};
-use crate::record::{DecisionState, Entry, Record, SnapshotHeaderInEpoch, TxnRecord, VersionedEntry};
+use crate::record::{
+    DecisionState, Entry, Record, SnapshotConfiguration, SnapshotHeaderInEpoch, TxnRecord, VersionedEntry,
+};
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -30,6 +32,8 @@ pub enum RecoveryError {
     OutsideSnapshot { index: usize, kind: &'static str },
     #[error("record {index} ends a snapshot of {expected} entries, but {found} were logged")]
     SnapshotIncomplete { index: usize, expected: u64, found: u64 },
+    #[error("record {index} installs {installed}, which does not follow epoch {epoch}")]
+    InstalledOutOfOrder { index: usize, installed: Configuration, epoch: Epoch },
     #[error("the log's incarnation number is exhausted")]
     IncarnationExhausted,
 }
@@ -43,6 +47,9 @@ struct PartialSnapshot {
     store: Store,
     /// Written by a build that tracks versions (a [`Record::SnapshotVersionedEntries`] in it).
     tracked: bool,
+    /// Its [`Record::SnapshotConfiguration`], if it has one (a build before configurations
+    /// wrote none).
+    configuration: Option<SnapshotConfiguration>,
 }
 
 /// The state a log describes, as plain data; the node hands each role its part.
@@ -71,6 +78,16 @@ pub(crate) struct Recovered {
     pub(crate) decisions: BTreeMap<TxnId, (TxnRecord, bool)>,
     /// Committed transactions not known to be finished.
     pub(crate) commit_memory: BTreeSet<TxnId>,
+    /// The configuration installed last; `None` for a log that installed none (an earlier
+    /// build's, or a new node's): the first configuration, with the configured members.
+    pub(crate) configuration: Option<Configuration>,
+    /// The chosen values that installed the latest configurations, oldest first (at most
+    /// [`crate::record::INSTALLED_KEPT`]).
+    pub(crate) installed: Vec<ConfigValue>,
+    /// The latest state of the agreement on the configuration after `epoch`.
+    pub(crate) agreement: Option<AgreementState>,
+    /// The log says it cannot be vouched for ([`Record::Unvouched`]).
+    pub(crate) unvouched: bool,
 }
 
 impl Recovered {
@@ -93,13 +110,20 @@ impl Recovered {
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
             commit_memory: BTreeSet::new(),
+            configuration: None,
+            installed: Vec::new(),
+            agreement: None,
+            unvouched: false,
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
             let inside_snapshot = matches!(
                 record,
-                Record::SnapshotEntries(_) | Record::SnapshotVersionedEntries(_) | Record::SnapshotEnd { .. }
+                Record::SnapshotEntries(_)
+                    | Record::SnapshotVersionedEntries(_)
+                    | Record::SnapshotEnd { .. }
+                    | Record::SnapshotConfiguration(_)
             );
             if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
@@ -185,6 +209,7 @@ impl Recovered {
                         before_epochs: true,
                         store: Store::default(),
                         tracked: false,
+                        configuration: None,
                     });
                 }
                 Record::SnapshotBeginInEpoch(header) => {
@@ -194,6 +219,7 @@ impl Recovered {
                         before_epochs: false,
                         store: Store::default(),
                         tracked: false,
+                        configuration: None,
                     });
                 }
                 Record::SnapshotEntries(entries) => {
@@ -210,6 +236,19 @@ impl Recovered {
                         p.store.insert(key, value, version);
                     }
                 }
+                Record::SnapshotConfiguration(c) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    p.configuration = Some(*c);
+                }
+                Record::Agreement(state) => {
+                    // Only the agreement on the configuration after the current one matters;
+                    // the node writes no other.
+                    if state.epoch == r.epoch {
+                        r.agreement = Some(state);
+                    }
+                }
+                Record::Installed(value) => r.install(index, *value)?,
+                Record::Unvouched => r.unvouched = true,
                 Record::SnapshotEnd { entries } => {
                     let p = partial.take().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
                     let found = p.store.len() as u64;
@@ -287,8 +326,53 @@ impl Recovered {
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
     }
 
+    /// Replays an install exactly as `Node::install` settled the epoch it ends: a transaction in
+    /// the commit set commits, one in the abort set aborts, any other by this node's own
+    /// knowledge (a commit logged here commits, a share in doubt aborts); then nothing of the
+    /// old epoch is held or remembered.
+    fn install(&mut self, index: usize, value: ConfigValue) -> Result<(), RecoveryError> {
+        let installed = value.configuration;
+        if Some(installed.epoch) != self.epoch.next() {
+            return Err(RecoveryError::InstalledOutOfOrder { index, installed, epoch: self.epoch });
+        }
+        let settlement = &value.settlement;
+        let in_doubt = std::mem::take(&mut self.prepared);
+        let held = std::mem::take(&mut self.commits_held);
+        let decided = std::mem::take(&mut self.decisions);
+        let unapplied = decided.into_values().filter(|(_, applied)| !applied).map(|(t, _)| t);
+        for t in in_doubt.into_values() {
+            let commit = settlement.commits(t.txn);
+            self.settle(t, commit);
+        }
+        for t in held.into_values().chain(unapplied) {
+            let commit = !settlement.aborts(t.txn);
+            self.settle(t, commit);
+        }
+        self.commit_memory.clear();
+        self.locked.clear();
+        self.epoch = installed.epoch;
+        self.configuration = Some(installed);
+        self.installed.push(value);
+        let excess = self.installed.len().saturating_sub(crate::record::INSTALLED_KEPT);
+        self.installed.drain(..excess);
+        self.agreement = None;
+        Ok(())
+    }
+
+    fn settle(&mut self, t: TxnRecord, commit: bool) {
+        let tracked = !self.untracked.remove(&t.txn);
+        if commit {
+            self.apply(&t, tracked);
+        }
+    }
+
     fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {
-        let PartialSnapshot { index, header: s, before_epochs, store, tracked } = p;
+        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration } = p;
+        if let Some(c) = configuration {
+            self.configuration = Some(c.configuration);
+            self.installed = c.installed;
+            self.agreement = c.agreement;
+        }
         self.tracked = tracked;
         self.untracked = BTreeSet::new();
         self.incarnation = self.incarnation.max(s.incarnation);

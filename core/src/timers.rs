@@ -22,6 +22,8 @@ pub enum Timer {
     WaitOver,
     /// The coordinator's finished mark moved: send it to the members.
     FinishedMark,
+    /// The agreement on the next configuration has a step to retry.
+    Agreement,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -71,9 +71,35 @@ fn no_yes_during_the_wait_after_a_restart() {
     assert!(c.now >= c.node(2).no_yes_before());
 }
 
+/// A coordinator restarted with its own share logged and no decision asks every participant
+/// again; when every YES comes during its restart's wait, the transaction's next timer after
+/// the wait decides it (it used to stay locked for good: found by the simulator, seed 56).
+#[test]
+fn a_recovered_transaction_whose_votes_came_during_the_wait_is_decided_after_it() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.deliver_if = Box::new(|_, to, m| !(to == NodeId(0) && matches!(m, dkv_core::Message::Vote { .. })));
+    let write = c.request(0, txn(2, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    assert!(c.reply(write).is_none());
+    c.crash(0);
+    c.restart(0);
+    c.deliver_if = Box::new(|_, _, _| true);
+    let wait_over = c.node(0).no_yes_before();
+    run_for(&mut c, Duration::from_millis(100));
+    assert!(c.now < wait_over, "the votes came during the wait");
+    assert_eq!(c.node(0).coordinating_count(), 1, "recovered, undecided during the wait");
+    run_for(&mut c, Duration::from_secs(2));
+    assert_eq!(c.node(0).coordinating_count(), 0, "decided after the wait, and finished");
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i}");
+    }
+}
+
 /// A node cut off from the majority stops serving reads within L of its last granted request,
-/// by its own clock; the other two keep serving, and each side suspects the other after the
-/// detection timeout.
+/// by its own clock; the other two keep serving (but while they change the configuration), and
+/// each side suspects the other after the detection timeout. The two remove it (§7.3): healed,
+/// it learns so and answers "not a member".
 #[test]
 fn a_node_cut_off_stops_serving_after_its_lease() {
     let mut c = leased(3);
@@ -81,6 +107,7 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
     c.deliver_if = Box::new(|from, to, _| from != NodeId(2) && to != NodeId(2));
     let cut = c.now;
     let mut last_served = None;
+    let mut unserved_during_the_change = 0;
     for n in 0..150u64 {
         run_for(&mut c, Duration::from_millis(10));
         for i in 0..3 {
@@ -91,7 +118,13 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
                         last_served = Some(c.now);
                     }
                 }
-                Outcome::NotServing(NotServingReason::NoLease) => assert_eq!(i, 2, "n{i} stopped serving"),
+                // A member frozen by the change it agrees on counts itself no more (§7.4), and
+                // the new epoch's lease needs a grant of that epoch: a short gap at the change.
+                Outcome::NotServing(NotServingReason::NoLease) if i != 2 => {
+                    unserved_during_the_change += 1;
+                    assert!(unserved_during_the_change <= 2, "n{i} stopped serving");
+                }
+                Outcome::NotServing(NotServingReason::NoLease) => {}
                 other => panic!("n{i}: {other:?}"),
             }
         }
@@ -100,11 +133,19 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
     assert!(last.saturating_since(cut) < L, "n2 served {:?} after the cut", last.saturating_since(cut));
     assert!(!c.node(2).serves_reads());
     assert_eq!(c.node(2).suspected(), NodeSet::from_ids([NodeId(0), NodeId(1)]).unwrap());
-    assert_eq!(c.node(0).suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
-    // Healed, it serves again.
+    let removed = NodeSet::from_ids([NodeId(0), NodeId(1)]).unwrap();
+    for i in 0..2 {
+        assert_eq!(c.node(i).configuration().members, removed, "n{i} removed n2");
+        assert_eq!(c.node(i).configuration().epoch, dkv_core::Epoch(2));
+        assert!(c.node(i).serves_reads(), "n{i} serves in the new configuration");
+    }
+    // Healed, it learns it was removed, and serves no more.
     c.deliver_if = Box::new(|_, _, _| true);
     run_for(&mut c, Duration::from_millis(300));
-    assert!(c.node(2).serves_reads());
+    assert_eq!(c.node(2).configuration().members, removed);
+    assert!(!c.node(2).is_member());
+    let r = c.request(2, get(1, 99_999, "k"));
+    assert_eq!(outcome(&c, r), Outcome::NotServing(NotServingReason::NotAMember));
     assert_eq!(c.node(0).suspected(), NodeSet::default());
 }
 

@@ -1450,7 +1450,9 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
     core_config.bounds = config.bounds;
     // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
     core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
-    let node = Node::start(core_config, recovery.records, clock.now())?;
+    // A cut whole record that failed its checksum may have been acknowledged: the node then
+    // cannot vouch for its log (docs/protocol.md §7.4).
+    let node = Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?;
     Ok((node, wal))
 }
 

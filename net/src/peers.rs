@@ -16,7 +16,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
-const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Well under the default `detection_timeout` (1 s): a link that broke for a moment is up again
+/// before the member at its other end is suspected and removed (docs/protocol.md §7.3). (At 2 s,
+/// a blip under load got live members removed in `net/tests/leases.rs`.) A connection attempt
+/// every quarter second to a member that is down costs next to nothing.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// A connection attempt that has not completed by then is abandoned.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -85,7 +85,7 @@ pub use shrink::{Shrunk, shrink};
 pub use trace::TraceMode;
 pub use world::RunStats;
 
-use dkv_core::Canary;
+use dkv_core::{Canary, Node, NodeId};
 
 /// How to run one seed.
 #[derive(Clone, Debug, Default)]
@@ -160,6 +160,15 @@ impl Report {
     }
 }
 
+/// The replicas the end checkers judge: the members of the final configuration (that of the
+/// node up in the latest epoch); a node removed from it keeps the state of when it left, and
+/// serves nothing ("not a member"), so it is left out (`None`) like a node that is down.
+fn final_members(replicas: Vec<Option<&Node>>) -> Vec<Option<&Node>> {
+    let last = replicas.iter().flatten().map(|n| n.configuration()).max_by_key(|c| c.epoch);
+    let Some(last) = last else { return replicas };
+    replicas.into_iter().enumerate().map(|(i, n)| n.filter(|_| last.members.contains(NodeId(i as u8)))).collect()
+}
+
 /// Runs one seed to the end and checks it.
 ///
 /// # Panics
@@ -191,14 +200,14 @@ fn run_world(setup: &Setup, canary: Option<Canary>, trace: TraceMode, isolate: O
     world.set_suppressed(setup.suppressed.clone());
     world.run();
     let mut violations = std::mem::take(&mut world.violations);
-    let replicas = world.replicas();
+    let replicas = final_members(world.replicas());
     violations.extend(check::convergence::check(&replicas, params.tight_bounds.is_some()));
     let linearizability = check::linearizability::check(&world.history);
     violations.extend(linearizability.violations);
-    // Durability is judged on n0's store, which convergence compared every other replica with;
-    // with n0 down at the end there is no final state to judge.
-    if let Some(Some(n0)) = replicas.first() {
-        violations.extend(check::durability::check(&world.history, n0.store()));
+    // Durability is judged on the store convergence compared every other replica with; with
+    // every member down at the end there is no final state to judge.
+    if let Some(reference) = replicas.iter().flatten().next() {
+        violations.extend(check::durability::check(&world.history, reference.store()));
     }
     Report {
         seed: setup.seed,

@@ -279,6 +279,9 @@ pub struct Overrides {
     pub clock_offset_max: Option<Duration>,
     /// Read leases on or off instead of drawn.
     pub leases: Option<bool>,
+    /// `Some(false)`: no node is ever paused (a pause past the detection timeout gets a member
+    /// removed, for good until a removed member can be added back).
+    pub pauses: Option<bool>,
     /// These weights of get, put, update, delete and multi-op transaction instead of the drawn
     /// ones (all writes zero: a read-only workload).
     pub mix: Option<[u32; 5]>,

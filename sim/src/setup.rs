@@ -73,6 +73,13 @@ impl Setup {
         let mut leases = ChaCha8Rng::seed_from_u64(seed);
         leases.set_stream(9);
         params.leases = overrides.leases.unwrap_or_else(|| leases.next_u64() % 2 == 0);
+        // A change that drops a member needs leases on (docs/protocol.md §7.5), and only
+        // suspicion, which heartbeats drive, proposes one: the faults of a minority down need
+        // both.
+        params.leases |= params.minority_faults;
+        if overrides.pauses == Some(false) {
+            params.faults.pause_every = None;
+        }
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 

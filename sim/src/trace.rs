@@ -143,6 +143,7 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::FinishedBelow { .. } => 10,
         Message::Heartbeat { .. } => 11,
         Message::LeaseGrant { .. } => 12,
+        Message::Paxos(_) => 13,
     }
 }
 

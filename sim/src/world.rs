@@ -180,6 +180,8 @@ struct SimNode {
     gone: bool,
     /// Down for a long absence: restarted only when it ends, or at the heal.
     absent: bool,
+    /// Its data dir was lost: its next start cannot vouch for the (empty) log.
+    data_lost: bool,
 }
 
 impl SimNode {
@@ -216,6 +218,7 @@ impl SimNode {
             doomed: false,
             gone: false,
             absent: false,
+            data_lost: false,
         }
     }
 }
@@ -739,8 +742,9 @@ impl World {
             || format!("{to} <- {from}  {} {}", message.kind(), about(&message)),
         );
         let Some(node) = self.nodes[i].node.as_ref() else { return };
-        if let (Some(checker), Message::LeaseGrant { request, .. }) = (self.leases.as_mut(), &message) {
-            checker.on_grant(i, node.incarnation(), &self.nodes[i].clock, from, *request);
+        if let (Some(checker), Message::LeaseGrant { request, epoch }) = (self.leases.as_mut(), &message) {
+            let life = (node.incarnation(), node.configuration().epoch);
+            checker.on_grant(i, life, &self.nodes[i].clock, from, *request, *epoch);
         }
         self.stats.messages_delivered += 1;
         self.input(i, Input::Message { from, message });
@@ -823,6 +827,7 @@ impl World {
             outputs.push(output);
         }
         let deadline = node.deadline();
+        let configuration = node.configuration();
         for output in outputs.drain(..) {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
@@ -836,7 +841,7 @@ impl World {
                         let local = self.nodes[i].clock.local(self.now);
                         if served {
                             self.stats.lease_reads += 1;
-                            if let Some(violation) = checker.on_read_served(i, self.now, local) {
+                            if let Some(violation) = checker.on_read_served(i, configuration, self.now, local) {
                                 self.violations.push(violation);
                             }
                         } else if not_served {
@@ -1240,8 +1245,11 @@ impl World {
             }
             other => other,
         };
+        let mut vouches = !std::mem::take(&mut self.nodes[i].data_lost);
         let records = match recovered {
             Ok(recovered) => {
+                // A synced record cut off the log may have been acknowledged (§7.4).
+                vouches &= recovered.lost_synced.is_none();
                 if recovered.torn {
                     self.stats.torn_tails += 1;
                 }
@@ -1259,7 +1267,10 @@ impl World {
             }
         };
         let now = self.nodes[i].clock.local(self.now);
-        match Node::start(self.nodes[i].config.clone(), records, now) {
+        let config = self.nodes[i].config.clone();
+        let started =
+            if vouches { Node::start(config, records, now) } else { Node::start_unvouched(config, records, now) };
+        match started {
             Ok(node) => {
                 self.visibility.observe_start(i, &node, &mut self.violations);
                 self.nodes[i].node = Some(node);

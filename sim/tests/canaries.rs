@@ -8,8 +8,11 @@
 //! release-locks-on-timeout 0, reads-ignore-locks 16, apply-at-prepare 0,
 //! coordinator-forgets-decisions 32, no-deduplication 9, commit-on-first-yes 0,
 //! evict-young-completions 0, scan-ignores-prepared-insert 20, condition-before-lock 0,
-//! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 26. (Commits visible only once
-//! durable on a majority, docs/protocol.md §7.2, moved several: the reasons are at each hunt.)
+//! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 9 (26 before
+//! heartbeats counted their grants in the node's epoch), settle-ignores-survivor 3,
+//! two-configurations-one-epoch 19, serve-past-lease 0, report-before-freeze 76. (Commits
+//! visible only once durable on a majority, docs/protocol.md §7.2, moved several: the reasons
+//! are at each hunt.)
 
 mod common;
 
@@ -99,8 +102,59 @@ fn hunt(canary: Canary) -> Hunt {
         // A coordinator that crashed with COMMIT sent and its decision record not durable
         // aborts what participants hold committed: replicas differ.
         Canary::PresumeAbortAfterRestart => (70, default(), "convergence"),
+        // Configurations (docs/protocol.md §7.4): one member of three crashes for good and the
+        // other two remove it. Reports that hold every commit in doubt abort, at the install,
+        // commits some member held (a lost `Visible` leaves one held but not applied), while
+        // others applied them. Lossy links, many clients; no pauses (a pause past the
+        // detection timeout removes a live member for good, until the join exists).
+        Canary::SettleIgnoresSurvivor => (10, changes(3, 6, 100, 0.2), "linearizability"),
+        // Two sides of a 2|2 partition each take themselves for a majority and install their
+        // own configuration of one epoch: commits go on without the other side's copies.
+        Canary::TwoConfigurationsOneEpoch => (40, partitioned(4, 6, 100, 5, None), "visibility"),
+        // A member cut off by a partition and removed by the others keeps serving reads from
+        // memory: the lease checker sees reads with no grant behind them.
+        Canary::ServePastLease => (10, partitioned(3, 6, 100, 5, None), "lease"),
+        // A member that promised still votes and acknowledges: a commit becomes visible behind
+        // reports that hold it in doubt, and the settlement aborts it where it was held. Only
+        // commits in flight at the promise show it: short partitions, few keys, slow links.
+        Canary::ReportBeforeFreeze => (150, partitioned(3, 8, 120, 5, Some(Duration::from_millis(20))), "convergence"),
     };
     Hunt { seeds, overrides, checker }
+}
+
+/// Where configurations change: `nodes` nodes, one member crashed for good early, leases on,
+/// no other crash, partition or pause.
+fn changes(nodes: usize, clients: usize, ops: usize, loss: f64) -> Overrides {
+    Overrides {
+        nodes: Some(nodes),
+        clients: Some(clients),
+        ops_per_client: Some(ops),
+        loss: Some(loss),
+        permanent_crashes: Some(1),
+        crashes: Some(false),
+        partitions: Some(false),
+        pauses: Some(false),
+        leases: Some(true),
+        ..Overrides::default()
+    }
+}
+
+/// Where partitions make configurations change: a partition about every 300 to 700 ms, leases
+/// on, no crash or pause.
+fn partitioned(nodes: usize, clients: usize, ops: usize, keys: usize, delay_max: Option<Duration>) -> Overrides {
+    let every = if delay_max.is_some() { 300 } else { 700 };
+    Overrides {
+        nodes: Some(nodes),
+        clients: Some(clients),
+        ops_per_client: Some(ops),
+        keys: if delay_max.is_some() { Some(keys) } else { None },
+        partition_every: Some(Duration::from_millis(every)),
+        delay_max,
+        crashes: Some(false),
+        pauses: Some(false),
+        leases: Some(true),
+        ..Overrides::default()
+    }
 }
 
 #[test]

@@ -115,7 +115,7 @@ struct Start {
     /// e.g. --setup 'seed=7 rng_position=20 nodes=2 clients=1 ops_per_client=3 keys=1 mix=0,1,0,0,0'.
     /// Settings left out are off.
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
-        "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions",
+        "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
         "no_minority_faults", "permanent_crashes", "absence_every_ms", "lasting_partition_every_ms",
         "clock_offset_max_ms", "leases"
@@ -159,6 +159,9 @@ struct Knobs {
     /// Never partition the network.
     #[arg(long)]
     no_partitions: bool,
+    /// Never pause a node.
+    #[arg(long)]
+    no_pauses: bool,
     /// Crash a node every this many milliseconds on average (until the heal).
     #[arg(long, conflicts_with = "no_crashes")]
     crash_every_ms: Option<u64>,
@@ -209,7 +212,9 @@ struct Knobs {
     /// vote-before-durable, reply-before-decision-durable, release-locks-on-timeout,
     /// reads-ignore-locks, apply-at-prepare, coordinator-forgets-decisions, no-deduplication,
     /// commit-on-first-yes, evict-young-completions, scan-ignores-prepared-insert,
-    /// condition-before-lock, lease-from-arrival.
+    /// condition-before-lock, lease-from-arrival, visible-before-majority,
+    /// presume-abort-after-restart, settle-ignores-survivor, two-configurations-one-epoch,
+    /// serve-past-lease, report-before-freeze.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }
@@ -225,6 +230,7 @@ impl Knobs {
                 no_faults: self.no_faults,
                 loss: self.loss,
                 crashes: self.no_crashes.then_some(false),
+                pauses: self.no_pauses.then_some(false),
                 partitions: self.no_partitions.then_some(false),
                 crash_every: self.crash_every_ms.map(Duration::from_millis),
                 partition_every: self.partition_every_ms.map(Duration::from_millis),
@@ -277,6 +283,7 @@ impl Knobs {
             ("--no-faults", self.no_faults),
             ("--no-crashes", self.no_crashes),
             ("--no-partitions", self.no_partitions),
+            ("--no-pauses", self.no_pauses),
             ("--minority-faults", self.minority_faults),
             ("--no-minority-faults", self.no_minority_faults),
         ];

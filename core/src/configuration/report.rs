@@ -23,7 +23,7 @@ pub struct Report {
 impl Report {
     /// Ids one report may hold. A member keeps its in-doubt and committed-but-not-finished
     /// transactions within it (past it, it votes NO, busy: §7.2), so its report always fits.
-    pub const IDS_MAX: usize = 32_768;
+    pub const IDS_MAX: usize = 16_384;
     /// The largest encoding of a report (postcard): every id at its largest, and the two
     /// lists' lengths.
     pub const BYTES_MAX: usize = Self::IDS_MAX * TXN_ID_BYTES_MAX + 2 * LENGTH_BYTES_MAX;

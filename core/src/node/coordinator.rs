@@ -18,9 +18,10 @@ use super::participant::{Participant, PrepareMode};
 use super::shared::{AfterDurable, Shared};
 use crate::Canary;
 use crate::completions::{Completed, Completion};
+use crate::configuration::Settlement;
 use crate::ids::{NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
-use crate::operation::{Outcome, RejectReason, TryAgainReason, TxnOp};
+use crate::operation::{NotServingReason, Outcome, RejectReason, TryAgainReason, TxnOp};
 use crate::record::{DecisionState, Record, TxnRecord};
 use crate::time::Time;
 use crate::timers::Timer;
@@ -186,6 +187,11 @@ impl Coordinator {
         if !self.booted {
             return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Starting));
         }
+        // Frozen: the epoch is ending and nothing new begins in it; the client tries again
+        // (here, once the next configuration is installed, or at another member).
+        if sh.frozen {
+            return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Busy));
+        }
         if self.pending.len() + self.retries.len() >= sh.config.bounds.txns_undecided_max {
             return sh.reply(reply_to, request, Outcome::TryAgain(TryAgainReason::Busy));
         }
@@ -248,6 +254,8 @@ impl Coordinator {
         }
         match vote {
             Vote::Yes => self.on_yes(sh, own_share, now, from, txn),
+            // Frozen: no decision, abort included; the settlement decides.
+            _ if sh.frozen => {}
             // Only an undecided transaction aborts. (A NO while recovering means the voter
             // never held the commit, so none was ever decided.)
             _ if matches!(c.phase, Phase::Committed { .. }) => {}
@@ -263,7 +271,7 @@ impl Coordinator {
         // No commit decision before the wait is over (docs/protocol.md §7.5). Never the case
         // while the wait starts with the node (no transaction begins before it ends); once
         // installs move it, the transaction's timer decides after the wait.
-        if sh.leases.waiting(now) {
+        if sh.leases.waiting(now) || sh.frozen {
             return;
         }
         let remote_yes = from != sh.me() && sh.canary(Canary::CommitOnFirstYes);
@@ -312,6 +320,7 @@ impl Coordinator {
         match c.phase {
             // A participant holds the commit durably: it was decided before a restart lost
             // the decision record. Decide it again.
+            Phase::Recovering { .. } if sh.frozen => {}
             Phase::Recovering { .. } => {
                 let mut durable = NodeSet::EMPTY;
                 durable.insert(from);
@@ -477,6 +486,10 @@ impl Coordinator {
         now: Time,
         request: RequestId,
     ) {
+        // Frozen: the next attempt waits for the next configuration.
+        if sh.frozen && self.retries.contains_key(&request) {
+            return sh.timers.set(Timer::Retry(request), now + sh.config.timing.conflict_backoff_max);
+        }
         let Some(write) = self.retries.remove(&request) else { return };
         let outcome = match sh.completions.classify(request) {
             Completion::Done(outcome) => outcome.outcome(),
@@ -498,6 +511,11 @@ impl Coordinator {
         let me = sh.me();
         let Some(c) = self.transactions.get_mut(&txn) else { return };
         c.retransmit = (c.retransmit * 2).min(retransmit_max);
+        // Frozen: no decision (abort by timeout included) and nothing to resend that could
+        // change what the report said; the install settles the transaction.
+        if sh.frozen {
+            return sh.timers.set(Timer::Coordinator(txn), now + c.retransmit);
+        }
         let (missing, message, next) = match c.phase {
             Phase::Voting { yes, vote_deadline } => {
                 let missing = c.participants.difference(yes);
@@ -512,7 +530,7 @@ impl Coordinator {
             }
             Phase::Recovering { yes } => {
                 let missing = c.participants.difference(yes);
-                // Every YES is in, and the wait that held the decision back is over.
+                // Every YES is in, and the wait that held the decision back (a restart's) is over.
                 if missing.is_empty() && !sh.leases.waiting(now) {
                     return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
@@ -588,6 +606,48 @@ impl Coordinator {
                 Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
                 Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
                 Phase::Voting { .. } => {}
+            }
+        }
+    }
+
+    /// The install of the next configuration (§7.4): each transaction this node coordinates is
+    /// settled — by the settlement's sets, else by what this node knows (its commit decision
+    /// commits, a transaction undecided here aborts) — and its clients are answered. A write
+    /// between attempts stays, for an attempt in the new epoch.
+    pub(super) fn settle(&mut self, sh: &mut Shared, own_share: &mut Participant, settlement: &Settlement) {
+        for (txn, c) in std::mem::take(&mut self.transactions) {
+            sh.timers.cancel(Timer::Coordinator(txn));
+            let commit = match c.phase {
+                Phase::Committed { visible: true, .. } => continue,
+                Phase::Committed { visible: false, .. } => !settlement.aborts(txn),
+                Phase::Voting { .. } | Phase::Recovering { .. } => settlement.commits(txn),
+            };
+            let outcome = if commit {
+                let completed = own_share.commit_prepared(sh, txn);
+                sh.stats.txns_committed += 1;
+                c.write.judged_early.clone().unwrap_or(completed).outcome()
+            } else {
+                own_share.abort_prepared(sh, txn);
+                sh.stats.txns_aborted += 1;
+                // Not a definite outcome: another attempt of the request may still complete.
+                Outcome::TryAgain(TryAgainReason::Conflict)
+            };
+            for to in c.write.reply_to {
+                sh.reply(to, c.write.request, outcome.clone());
+            }
+        }
+        self.pending.clear();
+        self.mark_sent = None;
+        sh.timers.cancel(Timer::FinishedMark);
+    }
+
+    /// This node is not a member of its configuration any more: the writes between attempts
+    /// are answered so, for their clients to ask a member.
+    pub(super) fn leave(&mut self, sh: &mut Shared) {
+        for (request, write) in std::mem::take(&mut self.retries) {
+            sh.timers.cancel(Timer::Retry(request));
+            for to in write.reply_to {
+                sh.reply(to, request, Outcome::NotServing(NotServingReason::NotAMember));
             }
         }
     }

@@ -37,6 +37,9 @@ pub(super) struct Leases {
     on: bool,
     me: NodeId,
     members: NodeSet,
+    /// The epoch heartbeats and grants are sent and counted in. There is one epoch today;
+    /// configurations will set it at install.
+    epoch: Epoch,
     incarnation: u64,
     heartbeat_interval: Duration,
     lease_duration: Duration,
@@ -56,6 +59,8 @@ pub(super) struct Leases {
     /// Until when the lease holds: the majority-th latest grant (this node's own counting, when
     /// it grants). `None`: no lease.
     lease_until: Option<Time>,
+    /// The canary [`crate::Canary::ServePastLease`]: reads are served without a lease.
+    serve_without_lease: bool,
     /// YES votes whose PREPARE record became durable during the wait, cast when it ends. Bounded
     /// by the prepared transactions. (None today: no PREPARE is taken during the wait that
     /// starts with the node; a wait that starts at an install may find some.)
@@ -70,6 +75,7 @@ impl Leases {
             on: t.leases,
             me: config.id,
             members: config.members,
+            epoch: Epoch::default(),
             incarnation,
             heartbeat_interval: t.heartbeat_interval,
             lease_duration: t.lease_duration,
@@ -83,6 +89,10 @@ impl Leases {
             granted_until: BTreeMap::new(),
             lease_until: None,
             held_votes: Vec::new(),
+            #[cfg(feature = "canary")]
+            serve_without_lease: config.canary == Some(crate::Canary::ServePastLease),
+            #[cfg(not(feature = "canary"))]
+            serve_without_lease: false,
         }
     }
 
@@ -94,7 +104,9 @@ impl Leases {
     /// Whether reads may be answered from memory now; if not, why.
     #[inline]
     pub(super) fn serving(&self) -> Result<(), NotServingReason> {
-        if !self.on || self.lease_until.is_some_and(|until| self.now < until) {
+        if !self.members.contains(self.me) {
+            Err(NotServingReason::NotAMember)
+        } else if !self.on || self.serve_without_lease || self.lease_until.is_some_and(|until| self.now < until) {
             Ok(())
         } else {
             Err(NotServingReason::NoLease)
@@ -109,7 +121,6 @@ impl Leases {
     /// Starts the wait again at `at`: no YES and no commit decision before `at + W` (or the
     /// present end, if later). The hook for the install of a configuration that drops a
     /// member (§7.5), which a later part wires in.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn wait_from(&mut self, at: Time) {
         if self.on {
             self.no_yes_before = self.no_yes_before.max(at + self.wait);
@@ -124,10 +135,27 @@ impl Leases {
 
     /// Ends granting for good (§7.4: a member that promised the next epoch's agreement grants
     /// nothing more in this one), and stops counting itself towards its own lease.
-    #[cfg_attr(not(test), allow(dead_code))] // called by the freeze, which a later part wires in
     pub(super) fn freeze(&mut self) {
         self.frozen = true;
         self.recompute();
+    }
+
+    /// Heartbeats, grants and suspicion follow `configuration` from now on: its epoch and
+    /// members. A new epoch starts unfrozen with no grants (those of the old one are void).
+    pub(super) fn install(&mut self, configuration: crate::configuration::Configuration) {
+        self.epoch = configuration.epoch;
+        self.members = configuration.members;
+        self.frozen = false;
+        self.granted_until.clear();
+        self.heard.retain(|m, _| configuration.members.contains(*m));
+        self.recompute();
+    }
+
+    /// Whether a heartbeat or grant of `epoch` comes from this node's epoch. One of another
+    /// epoch is not "heard from" (review item 12: a wiped node heartbeating from an old epoch
+    /// must stay suspected); with configurations, an older sender is told the values it lacks.
+    fn of_my_epoch(&self, epoch: Epoch) -> bool {
+        epoch == self.epoch
     }
 
     /// Any message from member `from` (heartbeats and grants of another epoch excepted).
@@ -143,8 +171,12 @@ impl Leases {
         if !self.on {
             return suspected;
         }
+        // A member not heard from since this node started gets two more detection timeouts:
+        // links come up after a start with a reconnect backoff (up to 2 s in dkv-net), and
+        // suspicion removes a member for good until the join exists.
+        let never_heard = self.started_at + self.detection_timeout * 2;
         for member in self.members.iter().filter(|&m| m != self.me) {
-            let last = self.heard.get(&member).copied().unwrap_or(self.started_at);
+            let last = self.heard.get(&member).copied().unwrap_or(never_heard);
             if self.now.saturating_since(last) >= self.detection_timeout {
                 suspected.insert(member);
             }
@@ -204,7 +236,7 @@ impl Shared {
 
     pub(super) fn on_heartbeat_timer(&mut self, now: Time) {
         let l = &self.leases;
-        let (epoch, request) = (self.epoch(), LeaseRequest { incarnation: l.incarnation, sent_at: now });
+        let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: now });
         let others = self.configuration.members.without(self.me());
         for member in others.iter() {
             self.send(member, Message::Heartbeat { epoch, request });
@@ -214,7 +246,7 @@ impl Shared {
 
     /// A heartbeat from member `from`: grant its lease request, unless frozen.
     pub(super) fn on_heartbeat(&mut self, from: NodeId, epoch: Epoch, request: LeaseRequest) {
-        if !self.leases.on || epoch != self.epoch() {
+        if !self.leases.on || !self.leases.of_my_epoch(epoch) {
             self.stats.messages_dropped += 1;
             return;
         }
@@ -226,7 +258,7 @@ impl Shared {
 
     /// A grant from member `from`, answering one of this node's heartbeats.
     pub(super) fn on_lease_grant(&mut self, from: NodeId, epoch: Epoch, request: LeaseRequest) {
-        if !self.leases.on || epoch != self.epoch() {
+        if !self.leases.on || !self.leases.of_my_epoch(epoch) {
             self.stats.messages_dropped += 1;
             return;
         }
@@ -314,11 +346,14 @@ mod tests {
         l.observe(ms(999));
         assert_eq!(l.suspected(), NodeSet::default());
         l.heard_from(NodeId(1));
-        l.observe(ms(1000));
-        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
+        // n2, never heard from since the start, gets two more detection timeouts.
         l.observe(ms(1998));
-        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap());
+        assert_eq!(l.suspected(), NodeSet::default());
         l.observe(ms(1999));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        l.observe(ms(2999));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        l.observe(ms(3000));
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap());
     }
 
@@ -392,13 +427,13 @@ mod tests {
             _ => None,
         });
         let txn = txn.expect("PREPARE sent");
-        // The coordinator's own share is logged (docs/protocol.md §7.2): durable, it is its YES.
+        // The coordinator's own share is durable: its own YES.
         let own_share = outputs.iter().find_map(|o| match o {
-            Output::Persist { lsn, .. } => Some(*lsn),
+            Output::Persist { lsn, record: Record::PreparedInEpoch { .. } } => Some(*lsn),
             _ => None,
         });
-        node.shared.leases.wait_from(after_wait);
         node.handle(after_wait, Input::Durable { through: own_share.expect("own share logged") });
+        node.shared.leases.wait_from(after_wait);
         for from in [NodeId(1), NodeId(2)] {
             node.handle(
                 after_wait,
@@ -423,7 +458,7 @@ mod tests {
     }
 
     /// Heartbeats of another epoch are not "heard from" (a node heartbeating from an old epoch
-    /// stays suspected) and get no grant; those of this epoch are, and do.
+    /// stays suspected) and get no grant; those of this epoch (the first, 1) are, and do.
     #[test]
     fn heartbeats_of_another_epoch_do_not_count() {
         use crate::node::{Input, Node, Output};
@@ -431,7 +466,8 @@ mod tests {
         config.timing.leases = true;
         let mut node = Node::start(config, [], ms(0)).unwrap();
         let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
-        for n in 0..=10 {
+        // Past the start's grace for a member never heard from: three detection timeouts.
+        for n in 0..=30 {
             let at = ms(100 * n);
             node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, at) });
             node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, at) });
@@ -442,9 +478,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 11, "{grants:?}");
+        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 31, "{grants:?}");
         assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
-        assert_eq!(node.stats().epoch_mismatches, 11);
+        assert_eq!(node.stats().epoch_mismatches, 31);
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and

@@ -13,15 +13,17 @@ mod invariants;
 mod lease;
 mod participant;
 mod reads;
+mod reconfiguration;
 mod shared;
 
+use crate::codec::wal::{CutRecord, CutTail};
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
-use crate::configuration::Configuration;
+use crate::configuration::{Configuration, Epoch};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, TxnId};
 use crate::message::Message;
-use crate::operation::{Operation, Outcome, Reply, Request, TryAgainReason};
-use crate::record::{Record, Snapshot, SnapshotHeaderInEpoch, VersionedEntry, chunk_entries};
+use crate::operation::{NotServingReason, Operation, Outcome, Reply, Request, TryAgainReason};
+use crate::record::{Record, Snapshot, SnapshotConfiguration, SnapshotHeaderInEpoch, VersionedEntry, chunk_entries};
 use crate::recovery::{Recovered, RecoveryError};
 use crate::store::Store;
 use crate::time::Time;
@@ -30,6 +32,7 @@ use coordinator::Coordinator;
 pub use invariants::InvariantViolation;
 use lease::Leases;
 use participant::Participant;
+use reconfiguration::Reconfiguration;
 use shared::{AfterDurable, Shared};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -101,6 +104,8 @@ pub struct Stats {
     /// PREPAREs ignored because they came during the wait before this node's first YES
     /// (docs/protocol.md §7.5); the coordinator sends them again.
     pub prepares_before_wait: u64,
+    /// Configurations installed here since the node started (docs/protocol.md §7.4).
+    pub installs: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -108,6 +113,7 @@ pub struct Node {
     shared: Shared,
     coordinator: Coordinator,
     participant: Participant,
+    reconfiguration: Reconfiguration,
 }
 
 impl Node {
@@ -116,6 +122,42 @@ impl Node {
     /// completion records, then persists a new Boot record. The node serves reads and takes part
     /// in transactions at once, and coordinates once the Boot record is durable.
     pub fn start(config: Config, records: impl IntoIterator<Item = Record>, now: Time) -> Result<Node, StartError> {
+        Node::start_after_cut(config, records, now, None)
+    }
+
+    /// [`Node::start`] for a log whose recovery cut `cut` off its end. A whole record that
+    /// failed its checksum may have been an acknowledged one: such a node cannot vouch for its
+    /// log (see [`Node::start_unvouched`]); a record cut short is a torn write, never
+    /// acknowledged, and changes nothing.
+    pub fn start_after_cut(
+        config: Config,
+        records: impl IntoIterator<Item = Record>,
+        now: Time,
+        cut: Option<CutTail>,
+    ) -> Result<Node, StartError> {
+        let unvouched = cut.is_some_and(|c| c.record == CutRecord::WholeButDamaged);
+        Node::start_vouching(config, records, now, !unvouched)
+    }
+
+    /// [`Node::start`] for a node that cannot vouch for its log: its data dir was lost, or
+    /// recovery cut a record that may have been acknowledged (docs/protocol.md §7.4, §7.6). It
+    /// logs so ([`Record::Unvouched`], so every later start knows it too) and takes part in
+    /// nothing: it sends nothing, answers every request "not serving: catching up", and
+    /// ignores every peer; the members suspect it and remove it. Catching up replaces its log.
+    pub fn start_unvouched(
+        config: Config,
+        records: impl IntoIterator<Item = Record>,
+        now: Time,
+    ) -> Result<Node, StartError> {
+        Node::start_vouching(config, records, now, false)
+    }
+
+    fn start_vouching(
+        config: Config,
+        records: impl IntoIterator<Item = Record>,
+        now: Time,
+        vouches: bool,
+    ) -> Result<Node, StartError> {
         config.validate()?;
         // Every recovered record counts as made now: its age before the crash is not known,
         // and keeping it a retention longer is safe.
@@ -125,14 +167,49 @@ impl Node {
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered {
-            epoch, store, completions, prepared, commits_held, untracked, decisions, commit_memory, ..
+            epoch,
+            store,
+            completions,
+            prepared,
+            commits_held,
+            untracked,
+            decisions,
+            commit_memory,
+            configuration,
+            installed,
+            agreement,
+            unvouched,
+            ..
         } = recovered;
+        let cannot_vouch = unvouched || !vouches;
+        // A log that installed no configuration (an earlier build's, or a new node's) is of the
+        // first one, with the configured members.
+        let configuration =
+            configuration.unwrap_or(Configuration { epoch: Epoch::FIRST.max(epoch), members: config.members });
         let leases = Leases::new(&config, incarnation, now);
+        let restored = reconfiguration::Restored { installed, agreement, cannot_vouch };
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
-            shared: Shared::new(config, epoch, store, completions, leases),
+            reconfiguration: Reconfiguration::new(config.id, configuration, config.seed, restored),
+            shared: Shared::new(config, configuration, store, completions, leases),
         };
+        node.plant_agreement_flaws();
+        // A promise in the durable agreement state ended the epoch here for good: frozen before
+        // anything of the epoch is sent (a vote or an acknowledgement replayed from the log).
+        if node.reconfiguration.is_frozen() {
+            node.shared.frozen = true;
+            node.shared.leases.freeze();
+        }
+        if cannot_vouch {
+            // Nothing of the log is acted on: no transaction is restored, so nothing asks,
+            // votes or decides.
+            if !unvouched {
+                node.shared.persist(Record::Unvouched);
+            }
+            node.shared.persist(Record::BootTracked { incarnation });
+            return Ok(node);
+        }
         let sh = &mut node.shared;
         let me = sh.me();
         let (in_doubt, prepared): (BTreeMap<_, _>, BTreeMap<_, _>) =
@@ -147,6 +224,9 @@ impl Node {
         node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });
         sh.after_durable(lsn, AfterDurable::Boot);
+        // A value chosen before the crash and not installed yet is installed now; a proposer's
+        // retries are its deadline's.
+        node.drain_agreement(now);
         Ok(node)
     }
 
@@ -155,6 +235,9 @@ impl Node {
     /// The one way in: everything that happens to the node is an [`Input`]. Drain
     /// [`Node::poll_output`] after every call.
     pub fn handle(&mut self, now: Time, input: Input) {
+        if self.reconfiguration.cannot_vouch() {
+            return self.handle_unvouched(now, input);
+        }
         self.shared.completions.advance(now);
         self.shared.leases.observe(now);
         match input {
@@ -163,13 +246,33 @@ impl Node {
             Input::Durable { through } => self.handle_durable(now, through),
             Input::Timeout => self.handle_timeout(now),
         }
+        self.maybe_propose(now);
         // Checked after every input: one that logs nothing can still make a snapshot due, by
         // deleting keys (the due count follows the store's size).
         self.maybe_snapshot();
     }
 
+    /// A node that cannot vouch for its log takes part in nothing (see [`Node::start_unvouched`]).
+    fn handle_unvouched(&mut self, now: Time, input: Input) {
+        let sh = &mut self.shared;
+        match input {
+            Input::Request { reply_to, request } => {
+                sh.reply(reply_to, request.id, Outcome::NotServing(NotServingReason::CatchingUp))
+            }
+            Input::Message { .. } => sh.stats.messages_dropped += 1,
+            Input::Durable { through } => {
+                sh.outbox.mark_durable(through);
+            }
+            Input::Timeout => while sh.timers.pop_due(now).is_some() {},
+        }
+    }
+
     fn handle_request(&mut self, now: Time, reply_to: ReplyTo, request: Request) {
-        let Node { shared: sh, coordinator, participant } = self;
+        let Node { shared: sh, coordinator, participant, .. } = self;
+        // A node removed from the configuration serves nothing: the client asks a member.
+        if !sh.configuration.contains(sh.me()) {
+            return sh.reply(reply_to, request.id, Outcome::NotServing(NotServingReason::NotAMember));
+        }
         match request.operation {
             Operation::Get { key } => sh.read(now, reply_to, request.id, key),
             // No commit decision before the wait is over (§7.5): the wait starts with the node,
@@ -186,7 +289,22 @@ impl Node {
 
     /// Peer input is untrusted: anything malformed or senseless is counted and dropped.
     fn handle_message(&mut self, now: Time, from: NodeId, message: Message) {
-        let Node { shared: sh, coordinator, participant } = self;
+        if from == self.shared.me() {
+            self.shared.stats.messages_dropped += 1;
+            return;
+        }
+        let message = match message {
+            // The agreement checks who may take part in it, and answers a member behind.
+            Message::Paxos(message) => return self.on_paxos(now, from, message),
+            message => message,
+        };
+        // A member still in an older epoch is told the value it lacks, whatever it sends.
+        if message.epoch() < self.shared.epoch() {
+            self.shared.stats.epoch_mismatches += 1;
+            self.tell_chosen(from, message.epoch());
+            return;
+        }
+        let Node { shared: sh, coordinator, participant, .. } = self;
         // A 2PC message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
         let members = sh.configuration.members;
@@ -235,6 +353,8 @@ impl Node {
             }
             Message::Heartbeat { epoch, request } => sh.on_heartbeat(from, epoch, request),
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
+            // Routed to the agreement above.
+            Message::Paxos(_) => {}
             Message::Vote { .. }
             | Message::Ack { .. }
             | Message::Decision { .. }
@@ -245,11 +365,13 @@ impl Node {
     }
 
     fn handle_durable(&mut self, now: Time, through: Lsn) {
-        let Node { shared: sh, coordinator, participant } = self;
-        if !sh.outbox.mark_durable(through) {
+        if !self.shared.outbox.mark_durable(through) {
             return;
         }
-        while let Some(action) = sh.outbox.next_due() {
+        self.agreement_durable(now, through);
+        loop {
+            let Node { shared: sh, coordinator, participant, .. } = self;
+            let Some(action) = sh.outbox.next_due() else { break };
             match action {
                 AfterDurable::Boot => {
                     coordinator.on_boot_durable();
@@ -261,14 +383,16 @@ impl Node {
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
                 AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),
+                AfterDurable::Installed => self.finish_install(now),
             }
         }
     }
 
     /// Fires every timer due at `now`. Calling it early, or twice, is harmless.
     fn handle_timeout(&mut self, now: Time) {
-        let Node { shared: sh, coordinator, participant } = self;
-        while let Some(timer) = sh.timers.pop_due(now) {
+        loop {
+            let Node { shared: sh, coordinator, participant, .. } = self;
+            let Some(timer) = sh.timers.pop_due(now) else { break };
             match timer {
                 Timer::Coordinator(txn) => coordinator.on_timer(sh, participant, now, txn),
                 Timer::Participant(txn) => participant.on_timer(sh, now, txn),
@@ -281,6 +405,7 @@ impl Node {
                     }
                 }
                 Timer::FinishedMark => coordinator.on_mark_timer(sh),
+                Timer::Agreement => self.on_agreement_timer(now),
             }
         }
     }
@@ -444,12 +569,23 @@ impl Node {
         if self.participant.holds_untracked() {
             return;
         }
+        // Nor between an install's record and its settling: the snapshot would hold the ended
+        // epoch's transactions after the record that settled them.
+        if self.reconfiguration.is_installing() {
+            return;
+        }
+        let configuration = SnapshotConfiguration {
+            configuration: self.shared.configuration,
+            installed: self.reconfiguration.installed().cloned().collect(),
+            agreement: self.reconfiguration.agreement().map(|a| a.state().clone()),
+        };
         // Begin, entries and end go out together, with nothing between them: the store
         // cannot change while they are written, so the snapshot is of one moment.
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
+        sh.persist(Record::SnapshotConfiguration(Box::new(configuration)));
         if chunks.is_empty() {
             // Even an empty store's snapshot says it tracks versions.
             sh.persist(Record::SnapshotVersionedEntries(Vec::new()));

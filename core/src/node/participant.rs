@@ -18,6 +18,7 @@ use super::invariants::{InvariantViolation, ensure};
 use super::shared::{AfterDurable, Shared};
 use crate::Canary;
 use crate::completions::{Completed, Completion};
+use crate::configuration::{Report, ReportTooLarge, Settlement};
 use crate::decisions::KnownDecisions;
 use crate::ids::{NodeId, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
@@ -198,6 +199,10 @@ impl Participant {
     pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord) {
         let txn = record.txn;
         let epoch = sh.epoch();
+        // A frozen member casts no more votes in its epoch (§7.4).
+        if sh.frozen {
+            return;
+        }
         if txn.coordinator != from || record.ops.is_empty() {
             sh.stats.messages_dropped += 1;
             return;
@@ -250,7 +255,7 @@ impl Participant {
     /// Sends `txn`'s coordinator an acknowledgement if the commit is durable here; if its
     /// record is still on its way, the acknowledgement follows it.
     fn acknowledge(&mut self, sh: &mut Shared, txn: TxnId) {
-        if !self.acks_pending.contains(&txn) {
+        if !self.acks_pending.contains(&txn) && !sh.frozen {
             sh.send(txn.coordinator, Message::Ack { epoch: sh.epoch(), txn });
         }
     }
@@ -261,7 +266,9 @@ impl Participant {
             // Decided while its record was being written.
             return;
         };
-        if p.state == PreparedState::Persisting {
+        // Frozen: the vote queued behind the record is dropped (§7.4); the report counted the
+        // record as in doubt.
+        if p.state == PreparedState::Persisting && !sh.frozen {
             p.state = PreparedState::Voted;
             sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes });
         }
@@ -271,6 +278,11 @@ impl Participant {
     /// answering our query.
     pub(super) fn on_decision(&mut self, sh: &mut Shared, txn: TxnId, decision: Decision) {
         debug_assert_ne!(txn.coordinator, sh.me(), "the node routes decisions about its own transactions away");
+        // Frozen: no COMMIT is logged or acknowledged any more, and the settlement decides
+        // what is held here (§7.4).
+        if sh.frozen {
+            return;
+        }
         match (self.known.get(txn), decision) {
             // A late ABORT for a transaction learned as committed: only an earlier build's
             // coordinator, which presumed abort for what it forgot, sends one. Harmless.
@@ -387,7 +399,8 @@ impl Participant {
 
     /// The Committed record is durable: acknowledge, so the coordinator can count this copy.
     pub(super) fn on_commit_durable(&mut self, sh: &mut Shared, txn: TxnId) {
-        if self.acks_pending.remove(&txn) {
+        // Frozen: the acknowledgement queued behind the record is dropped (§7.4).
+        if self.acks_pending.remove(&txn) && !sh.frozen {
             sh.send(txn.coordinator, Message::Ack { epoch: sh.epoch(), txn });
         }
     }
@@ -520,6 +533,44 @@ impl Participant {
             |state: PreparedState| self.prepared.values().filter(move |p| p.state == state).map(|p| p.record.clone());
         let prepared = of(PreparedState::Persisting).chain(of(PreparedState::Voted)).collect();
         (prepared, of(PreparedState::CommitHeld).collect())
+    }
+
+    /// What this member knows of its epoch, for its report (§7.4): the commits it holds or
+    /// decided and that are not finished (its commit memory), and the shares it holds with no
+    /// known decision. Every record appended counts, durable or not: the promise's record goes
+    /// in the log after them.
+    pub(super) fn report(&self, sh: &Shared) -> Result<Report, ReportTooLarge> {
+        let in_doubt = self.prepared.iter().filter(|(_, p)| p.state != PreparedState::CommitHeld).map(|(t, _)| *t);
+        if sh.canary(Canary::SettleIgnoresSurvivor) {
+            return Report::new(std::iter::empty(), in_doubt.chain(self.memory.iter().copied()));
+        }
+        Report::new(self.memory.iter().copied(), in_doubt)
+    }
+
+    /// The install of the next configuration (§7.4): every share still held here is settled —
+    /// by the settlement's sets, else by what this node knows (a commit held here commits, a
+    /// share in doubt aborts) — and nothing of the ended epoch is remembered. This node's own
+    /// shares were settled by its coordinator first. Nothing is logged: the install's record
+    /// settles them at replay alike.
+    pub(super) fn settle(&mut self, sh: &mut Shared, settlement: &Settlement) {
+        let held: Vec<(TxnId, PreparedState)> = self.prepared.iter().map(|(t, p)| (*t, p.state)).collect();
+        for (txn, state) in held {
+            let commit = match state {
+                PreparedState::CommitHeld => !settlement.aborts(txn),
+                _ => settlement.commits(txn),
+            };
+            if commit {
+                self.commit_prepared(sh, txn);
+                sh.stats.txns_committed += 1;
+            } else {
+                self.abort_prepared(sh, txn);
+                sh.stats.txns_aborted += 1;
+            }
+        }
+        self.acks_pending.clear();
+        self.memory.clear();
+        self.known = KnownDecisions::new(sh.config.bounds.decisions_remembered_max);
+        sh.release_votes();
     }
 
     /// Whether a transaction an earlier build prepared is still undecided here.

@@ -33,14 +33,26 @@ pub(super) struct Shared {
     pub(super) stats: Stats,
     /// Heartbeats, the read lease, suspicion and the wait before the first YES.
     pub(super) leases: Leases,
+    /// This node ended its epoch (docs/protocol.md §7.4): it promised in the agreement on the
+    /// next configuration, or is installing it. It casts no vote, makes no decision, logs and
+    /// acknowledges no COMMIT and grants no lease in this epoch; it still applies `Visible`.
+    pub(super) frozen: bool,
 }
 
 impl Shared {
     /// The shared state of a node starting with a recovered `store` and `completions`.
-    pub(super) fn new(config: Config, epoch: Epoch, store: Store, completions: Completions, leases: Leases) -> Shared {
+    pub(super) fn new(
+        config: Config,
+        configuration: Configuration,
+        store: Store,
+        completions: Completions,
+        mut leases: Leases,
+    ) -> Shared {
+        leases.install(configuration);
         Shared {
             leases,
-            configuration: Configuration { epoch, members: config.members },
+            frozen: false,
+            configuration,
             store,
             locks: LockTable::default(),
             completions,
@@ -121,6 +133,8 @@ pub(super) enum AfterDurable {
     Ack(TxnId),
     /// The coordinator's own share's PREPARE record: its own YES.
     OwnShare(TxnId),
+    /// The record installing the next configuration: act in it.
+    Installed,
 }
 
 /// Everything the node wants done, in order, and what waits for the log: the outputs the driver

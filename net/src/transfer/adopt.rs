@@ -4,7 +4,7 @@
 
 use dkv_core::codec::transfer::TRANSFER_CHUNK_BYTES_MAX;
 use dkv_core::codec::wal::{self, RecordError, RecordsStop};
-use dkv_core::record::{DecisionState, SnapshotHeader, SnapshotHeaderInEpoch, TxnRecord};
+use dkv_core::record::{DecisionState, SnapshotConfiguration, SnapshotHeader, SnapshotHeaderInEpoch, TxnRecord};
 use dkv_core::{NodeId, Record, TxnId};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -206,7 +206,38 @@ impl Adoption {
                 }
                 self.place = Place::AfterSnapshot;
             }
+            // The configuration as of the snapshot, and the value that installed it, are data;
+            // the member's agreement state is its own role (a copy would clone an acceptor).
+            (Place::InSnapshot, Record::SnapshotConfiguration(c)) => {
+                let SnapshotConfiguration { configuration, installed, .. } = *c;
+                let c = SnapshotConfiguration { configuration, installed, agreement: None };
+                out.push(Record::SnapshotConfiguration(Box::new(c)));
+            }
             (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
+            (Place::AfterSnapshot, Record::SnapshotConfiguration(_)) => {
+                return Err(out_of_place("no snapshot is open"));
+            }
+            // The member's part in an agreement is its own, never the receiver's; and so is what
+            // it says of its own log.
+            (Place::AfterSnapshot, Record::Agreement(_) | Record::Unvouched) => {}
+            // The member installed the next configuration: its settlement settles what the
+            // receiver holds from the stream as it settled the member's (replay applies it
+            // alike). This node's own transactions the settlement commits are its decisions,
+            // finished; those it aborts are gone; any other stays pending (docs/protocol.md
+            // §7.6: nothing held from a transfer is settled by the default).
+            (Place::AfterSnapshot, Record::Installed(value)) => {
+                for txn in self.own_pending.keys().copied().collect::<Vec<_>>() {
+                    if value.settlement.commits(txn) {
+                        let (t, _) = self.own_pending.remove(&txn).expect("listed above");
+                        out.push(Record::Decided(t));
+                        out.push(Record::Forgotten { txn });
+                    } else if value.settlement.aborts(txn) {
+                        self.own_pending.remove(&txn);
+                    }
+                }
+                self.member_decided.clear();
+                out.push(Record::Installed(value));
+            }
             (Place::AfterSnapshot, Record::SnapshotBegin(_) | Record::SnapshotBeginInEpoch(_)) => {
                 return Err(out_of_place("a transfer carries one snapshot, at its start"));
             }

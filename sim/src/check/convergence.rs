@@ -1,5 +1,7 @@
 //! Convergence, judged once the run is over: every replica that is up holds the same data and
-//! the same completion records (which requests finished, and how) as n0. Full replication
+//! the same completion records (which requests finished, and how) as the first one that is up
+//! (n0 unless it is down or left out: the simulator passes only the members of the final
+//! configuration, since a removed node keeps the state of when it left). Full replication
 //! means every committed transaction is applied everywhere, so any difference is a lost or an
 //! extra application.
 //!
@@ -14,12 +16,13 @@ use dkv_core::completions::Completed;
 use dkv_core::{ClientId, Node, RequestId};
 use std::collections::BTreeSet;
 
-/// `replicas` are every node at the end of the run, `None` where it is down. With n0 down
-/// there is nothing to compare with. `evictions` says whether completion tables may have
-/// filled and evicted.
+/// `replicas` are every node at the end of the run, `None` where it is down (or not judged).
+/// Each is compared with the first one up (named n0 below, whichever node it is).
+/// `evictions` says whether completion tables may have filled and evicted.
 pub fn check(replicas: &[Option<&Node>], evictions: bool) -> Vec<Violation> {
-    let Some(Some(n0)) = replicas.first() else { return Vec::new() };
-    let others = || replicas.iter().enumerate().skip(1).filter_map(|(i, node)| Some((i, (*node)?)));
+    let Some(first) = replicas.iter().position(Option::is_some) else { return Vec::new() };
+    let n0 = replicas[first].expect("found above");
+    let others = || replicas.iter().enumerate().skip(first + 1).filter_map(|(i, node)| Some((i, (*node)?)));
     let mut violations = Vec::new();
     let n0_completions = completions(n0);
     for (i, other) in others() {

@@ -5,14 +5,27 @@
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
 //! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
 //! every node as it starts (what its log replay applied to its store shows in its completion
-//! records); at each visible moment it counts the nodes whose disk holds the decision.
+//! records); at each visible moment it counts the nodes whose disk holds the decision, among
+//! the members of the transaction's epoch (from the `Installed` records the nodes emit). A
+//! commit a chosen settlement commits is exempt: the settlement decided it for every member,
+//! whoever holds it (docs/protocol.md §7.4).
 
 use super::Violation;
-use dkv_core::{Outcome, Record, Reply, RequestId, TxnId};
+use dkv_core::{Epoch, NodeId, NodeSet, Outcome, Record, Reply, RequestId, TxnId};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Visibility {
+    /// The nodes of the run.
     members: usize,
+    /// The members of each epoch: the first is every node; later ones as installed.
+    configurations: BTreeMap<Epoch, NodeSet>,
+    /// The epoch of each transaction, from its shares' records.
+    epochs: BTreeMap<TxnId, Epoch>,
+    /// Commits a chosen settlement committed.
+    settled: BTreeSet<TxnId>,
+    /// Commits already seen visible at a majority: a commit becomes visible once, and a replay
+    /// that applies it again later (after a member lost its data dir, say) is no new moment.
+    visible: BTreeSet<TxnId>,
     /// Per node: the transactions whose commit is durable on its disk. A durable record stays
     /// durable (compaction keeps what a snapshot carries) unless the disk loses it: the whole
     /// data dir ([`Visibility::forget_node`]) or a damaged last record ([`Visibility::lost`]).
@@ -25,8 +38,13 @@ pub struct Visibility {
 
 impl Visibility {
     pub fn new(members: usize) -> Visibility {
+        let first = NodeSet::from_ids((0..members).map(|i| NodeId(i as u8))).expect("a small cluster");
         Visibility {
             members,
+            configurations: BTreeMap::from([(Epoch::FIRST, first)]),
+            epochs: BTreeMap::new(),
+            settled: BTreeSet::new(),
+            visible: BTreeSet::new(),
             durable: vec![BTreeSet::new(); members],
             requests: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -40,7 +58,7 @@ impl Visibility {
         }
     }
 
-    /// Node `node`'s data dir was lost: none of its copies counts any more.
+    /// Node `node` lost its data dir: nothing is durable on it any more.
     pub fn forget_node(&mut self, node: usize) {
         self.durable[node].clear();
     }
@@ -54,7 +72,14 @@ impl Visibility {
 
     /// Node `node` emitted `record` (it is not durable yet).
     pub fn observe_emitted(&mut self, node: usize, record: &Record, violations: &mut Vec<Violation>) {
+        if let Record::PreparedInEpoch { epoch, txn: t } = record {
+            self.epochs.insert(t.txn, *epoch);
+        }
         match record {
+            Record::Installed(value) => {
+                self.configurations.insert(value.configuration.epoch, value.configuration.members);
+                self.settled.extend(value.settlement.commit_set().iter().copied());
+            }
             Record::PreparedInEpoch { txn: t, .. } if usize::from(t.txn.coordinator.0) == node => {
                 self.requests.insert(t.txn, t.request);
             }
@@ -88,13 +113,24 @@ impl Visibility {
         }
     }
 
-    fn check(&self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
-        let holders: Vec<usize> = (0..self.members).filter(|&n| self.durable[n].contains(&txn)).collect();
-        if 2 * holders.len() <= self.members {
+    fn check(&mut self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
+        if self.settled.contains(&txn) || self.visible.contains(&txn) {
+            return;
+        }
+        let epoch = self.epochs.get(&txn).copied().unwrap_or(Epoch::FIRST);
+        let Some(&members) = self.configurations.get(&epoch) else {
+            let message = format!("{txn} became visible ({}) in {epoch}, which no node installed", what());
+            return violations.push(Violation::new("visibility", message));
+        };
+        let holders: Vec<usize> = (0..self.members)
+            .filter(|&n| members.contains(NodeId(n as u8)) && self.durable[n].contains(&txn))
+            .collect();
+        if 2 * holders.len() > members.len() {
+            self.visible.insert(txn);
+        } else {
             let message = format!(
-                "{txn} became visible ({}) while its decision was durable on {holders:?} only, of {} members",
+                "{txn} became visible ({}) while its decision was durable on {holders:?} only, of members {members}",
                 what(),
-                self.members
             );
             violations.push(Violation::new("visibility", message));
         }

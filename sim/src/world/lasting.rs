@@ -153,6 +153,7 @@ impl World {
         self.halt(i, survivors, &CrashDamage::default());
         if data_lost {
             self.nodes[i].disk.lose_everything();
+            self.nodes[i].data_lost = true;
             self.exactly_once.forget_node(i);
             self.visibility.forget_node(i);
             self.stats.data_dirs_lost += 1;

@@ -1,0 +1,338 @@
+//! Configurations wired into the node (docs/protocol.md §7.1, §7.3, §7.4): the agreement on
+//! the next configuration, the freeze that ends this node's epoch when it first promises, the
+//! proposals a node makes when members fail or it waits too long, and the install of the
+//! chosen value, which settles the ending epoch and starts the next one clean.
+//!
+//! The agreement numbers its own records; the node logs each of them as a
+//! [`Record::Agreement`] in its one log, after every 2PC record appended before it, so a
+//! promise is durable only once the records its report counted are. [`Record::Installed`] is
+//! synced before the node acts in the new epoch, and replay settles the ending epoch from it
+//! exactly as the install did (`Recovered::install`).
+
+use super::Node;
+use super::shared::{AfterDurable, Shared};
+use crate::configuration::{
+    Agreement, AgreementOutput, AgreementState, Configuration, PaxosFlaw, PaxosMessage, PaxosTiming, Report,
+    ReportTooLarge, Value,
+};
+use crate::ids::{Lsn, NodeId, NodeSet};
+use crate::message::Message;
+use crate::record::{INSTALLED_KEPT, Record};
+use crate::time::Time;
+use crate::timers::Timer;
+use std::collections::VecDeque;
+
+/// The node's part in changing configurations.
+pub(super) struct Reconfiguration {
+    /// This node's part in the agreement on the configuration after its own; `None` when it is
+    /// not a member (it takes no part) or cannot vouch for its log.
+    agreement: Option<Agreement>,
+    /// For each agreement record in the log: its lsn in the node's log and in the agreement's
+    /// numbering, oldest first.
+    persisted: VecDeque<(Lsn, Lsn)>,
+    /// The chosen values that installed the latest configurations, the current one's last,
+    /// oldest first (at most [`INSTALLED_KEPT`]): kept to tell a node behind each value it
+    /// lacks, in order.
+    installed: VecDeque<Value>,
+    /// The chosen value whose [`Record::Installed`] is on its way to the log.
+    installing: Option<Value>,
+    /// Recovery cut a whole record that failed its checksum off the log's end: this node may
+    /// have lost an acknowledged record, so it never promises, accepts or reports (§7.4).
+    cannot_vouch: bool,
+    /// When this node first saw reason to propose a change (a member suspected, or its own
+    /// promise with nothing chosen), for the backoff before it does.
+    reason_since: Option<Time>,
+    seed: u64,
+}
+
+/// What a restart hands the reconfiguration (see `Recovered`).
+pub(super) struct Restored {
+    pub(super) installed: Vec<Value>,
+    pub(super) agreement: Option<AgreementState>,
+    pub(super) cannot_vouch: bool,
+}
+
+impl Reconfiguration {
+    pub(super) fn new(me: NodeId, configuration: Configuration, seed: u64, restored: Restored) -> Reconfiguration {
+        let Restored { installed, agreement, cannot_vouch } = restored;
+        let state = agreement.unwrap_or(AgreementState { epoch: configuration.epoch, ..Default::default() });
+        let agreement = if cannot_vouch {
+            None
+        } else {
+            Agreement::recover(me, configuration, PaxosTiming::default(), seed, state).ok()
+        };
+        Reconfiguration {
+            agreement,
+            persisted: VecDeque::new(),
+            installed: installed.into(),
+            installing: None,
+            cannot_vouch,
+            reason_since: None,
+            seed,
+        }
+    }
+
+    /// Whether this node's agreement state holds a promise: it ended its epoch for good.
+    pub(super) fn is_frozen(&self) -> bool {
+        self.agreement.as_ref().is_some_and(|a| a.is_frozen())
+    }
+
+    pub(super) fn cannot_vouch(&self) -> bool {
+        self.cannot_vouch
+    }
+
+    pub(super) fn is_installing(&self) -> bool {
+        self.installing.is_some()
+    }
+
+    pub(super) fn agreement(&self) -> Option<&Agreement> {
+        self.agreement.as_ref()
+    }
+
+    pub(super) fn installed(&self) -> impl Iterator<Item = &Value> {
+        self.installed.iter()
+    }
+}
+
+/// The agreement with the flaw the node's canary plants, if any.
+fn with_flaws(mut agreement: Agreement, sh: &Shared) -> Agreement {
+    if sh.canary(crate::Canary::TwoConfigurationsOneEpoch) {
+        // Fails only without the canary feature, where no canary is ever on.
+        let _ = agreement.plant_flaw(Some(PaxosFlaw::HalfIsMajority));
+    }
+    agreement
+}
+
+impl Node {
+    /// Plants the canary's flaw in the agreement the node started with.
+    pub(super) fn plant_agreement_flaws(&mut self) {
+        let r = &mut self.reconfiguration;
+        r.agreement = r.agreement.take().map(|a| with_flaws(a, &self.shared));
+    }
+
+    /// A message of the agreement from `from`. One of an older epoch is from a node behind: it
+    /// is told the value chosen after its epoch, if this node still keeps it (further behind,
+    /// it catches up by transfer, §7.6).
+    pub(super) fn on_paxos(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
+        let my_epoch = self.shared.epoch();
+        let epoch = message.epoch();
+        if epoch < my_epoch {
+            self.shared.stats.epoch_mismatches += 1;
+            // A sender that tells what was chosen, or says it learned it, knows it already
+            // (answering it would echo between two members for ever).
+            let knows = matches!(message, PaxosMessage::Chosen { .. } | PaxosMessage::Learned { .. });
+            if !knows {
+                self.tell_chosen(from, epoch);
+            }
+            return;
+        }
+        if epoch > my_epoch || self.reconfiguration.installing.is_some() {
+            self.shared.stats.epoch_mismatches += 1;
+            return;
+        }
+        self.deliver_paxos(now, from, message);
+        self.drain_agreement(now);
+    }
+
+    /// Tells `to`, a node still in `epoch`, the value chosen to follow it, if this node keeps it.
+    pub(super) fn tell_chosen(&mut self, to: NodeId, epoch: crate::configuration::Epoch) {
+        let mut installed = self.reconfiguration.installed.iter();
+        if let Some(value) = installed.find(|v| Some(v.configuration.epoch) == epoch.next()) {
+            let message = PaxosMessage::Chosen { epoch, value: value.clone() };
+            self.shared.send(to, Message::Paxos(message));
+        }
+    }
+
+    /// Hands `message` to the agreement, with this node's side of the freeze.
+    fn deliver_paxos(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
+        let Node { shared: sh, participant, reconfiguration, .. } = self;
+        let Some(agreement) = reconfiguration.agreement.as_mut() else {
+            sh.stats.messages_dropped += 1;
+            return;
+        };
+        let report_without_freezing = sh.canary(crate::Canary::ReportBeforeFreeze);
+        let mut freeze = || -> Result<Report, ReportTooLarge> {
+            if !report_without_freezing {
+                sh.frozen = true;
+                sh.leases.freeze();
+            }
+            participant.report(sh)
+        };
+        agreement.handle_message(now, from, message, &mut freeze);
+    }
+
+    /// Carries out what the agreement asks: its messages (those to this node delivered here),
+    /// its records, its deadline; and installs what it learned was chosen.
+    pub(super) fn drain_agreement(&mut self, now: Time) {
+        let me = self.shared.me();
+        loop {
+            let mut to_self = Vec::new();
+            let Some(agreement) = self.reconfiguration.agreement.as_mut() else { return };
+            while let Some(output) = agreement.poll_output() {
+                match output {
+                    AgreementOutput::Send { to, message } if to == me => to_self.push(message),
+                    AgreementOutput::Send { to, message } => self.shared.send(to, Message::Paxos(message)),
+                    AgreementOutput::Persist { lsn, state } => {
+                        let at = self.shared.persist(Record::Agreement(state));
+                        self.reconfiguration.persisted.push_back((at, lsn));
+                    }
+                }
+            }
+            if to_self.is_empty() {
+                break;
+            }
+            for message in to_self {
+                self.deliver_paxos(now, me, message);
+            }
+        }
+        let agreement = self.reconfiguration.agreement.as_ref().expect("drained above");
+        match agreement.deadline() {
+            Some(at) => self.shared.timers.set(Timer::Agreement, at),
+            None => self.shared.timers.cancel(Timer::Agreement),
+        }
+        if let (Some(value), None) = (agreement.chosen(), &self.reconfiguration.installing) {
+            let value = value.clone();
+            self.begin_install(value);
+        }
+    }
+
+    /// The node's records through `through` are durable: so are the agreement's among them.
+    pub(super) fn agreement_durable(&mut self, now: Time, through: Lsn) {
+        let mut durable = None;
+        while let Some(&(at, lsn)) = self.reconfiguration.persisted.front() {
+            if at > through {
+                break;
+            }
+            self.reconfiguration.persisted.pop_front();
+            durable = Some(lsn);
+        }
+        if let (Some(lsn), Some(agreement)) = (durable, self.reconfiguration.agreement.as_mut()) {
+            agreement.handle_durable(lsn);
+            self.drain_agreement(now);
+        }
+    }
+
+    pub(super) fn on_agreement_timer(&mut self, now: Time) {
+        if let Some(agreement) = self.reconfiguration.agreement.as_mut() {
+            agreement.handle_timeout(now);
+            self.drain_agreement(now);
+        }
+    }
+
+    /// Proposes the next configuration when there is reason to (§7.3): members suspected, or
+    /// this node's own promise with nothing chosen (its proposer may have crashed). The
+    /// lowest-numbered live member proposes first, each other one a detection timeout later
+    /// per rank; and only while the live members are a majority (a node cut off from the
+    /// majority stays quiet instead of freezing the majority's epoch).
+    pub(super) fn maybe_propose(&mut self, now: Time) {
+        let r = &self.reconfiguration;
+        let Some(agreement) = r.agreement.as_ref() else { return };
+        if r.installing.is_some() || agreement.chosen().is_some() {
+            self.reconfiguration.reason_since = None;
+            return;
+        }
+        let current = self.shared.configuration;
+        let suspected = self.shared.leases.suspected().intersection(current.members);
+        let live = current.members.difference(suspected);
+        let half_is_majority = self.shared.canary(crate::Canary::TwoConfigurationsOneEpoch);
+        let majority = current.is_majority(live) || half_is_majority && 2 * live.len() >= current.members.len();
+        if (suspected.is_empty() && !agreement.is_frozen()) || !majority {
+            self.reconfiguration.reason_since = None;
+            return;
+        }
+        let since = *self.reconfiguration.reason_since.get_or_insert(now);
+        let me = self.shared.me();
+        let rank = live.iter().take_while(|&m| m != me).count() as u32;
+        // A member that promised gives the proposer it promised a detection timeout first.
+        let waits = rank + u32::from(suspected.is_empty());
+        let backoff = self.shared.config.timing.detection_timeout * waits;
+        if now < since + backoff {
+            return;
+        }
+        let Some(epoch) = current.epoch.next() else { return };
+        let next = Configuration { epoch, members: live };
+        let agreement = self.reconfiguration.agreement.as_mut().expect("checked above");
+        if agreement.propose(now, next).is_ok() {
+            self.drain_agreement(now);
+        }
+    }
+
+    /// The agreement learned the chosen value: end the epoch here (if this node did not promise,
+    /// it freezes now) and log the install; the node acts in the new epoch once it is durable.
+    fn begin_install(&mut self, value: Value) {
+        let sh = &mut self.shared;
+        sh.frozen = true;
+        sh.leases.freeze();
+        let lsn = sh.persist(Record::Installed(Box::new(value.clone())));
+        sh.after_durable(lsn, AfterDurable::Installed);
+        self.reconfiguration.installing = Some(value);
+    }
+
+    /// The install is durable: settle every transaction of the ending epoch, forget the epoch,
+    /// and start the next one (§7.4). A change that drops a member starts the lease wait (§7.5).
+    pub(super) fn finish_install(&mut self, now: Time) {
+        let Some(value) = self.reconfiguration.installing.take() else { return };
+        let Node { shared: sh, coordinator, participant, reconfiguration } = self;
+        // The new epoch's lease starts from nothing before the settlement wakes the reads that
+        // waited on its locks: they are answered under it.
+        let old = sh.configuration;
+        let next = value.configuration;
+        sh.configuration = next;
+        sh.leases.install(next);
+        coordinator.settle(sh, participant, &value.settlement);
+        participant.settle(sh, &value.settlement);
+        sh.frozen = false;
+        if !next.members.is_superset(old.members) {
+            sh.leases.wait_from(now);
+        }
+        sh.stats.installs += 1;
+        if !next.contains(sh.me()) {
+            coordinator.leave(sh);
+        }
+        // Leases of the new epoch start from nothing: ask for them at once.
+        sh.start_heartbeats(now);
+        let me = sh.me();
+        reconfiguration.persisted.clear();
+        reconfiguration.reason_since = None;
+        reconfiguration.agreement = if reconfiguration.cannot_vouch {
+            None
+        } else {
+            let seed = reconfiguration.seed ^ next.epoch.0;
+            Agreement::new(me, next, PaxosTiming::default(), seed).ok().map(|a| with_flaws(a, sh))
+        };
+        reconfiguration.installed.push_back(value);
+        if reconfiguration.installed.len() > INSTALLED_KEPT {
+            reconfiguration.installed.pop_front();
+        }
+        sh.timers.cancel(Timer::Agreement);
+        self.drain_agreement(now);
+    }
+
+    /// Whether this node is a member of its configuration.
+    pub fn is_member(&self) -> bool {
+        self.shared.configuration.contains(self.shared.me())
+    }
+
+    /// Whether this node ended its epoch (it promised, or is installing the next one).
+    pub fn is_frozen(&self) -> bool {
+        self.shared.frozen
+    }
+
+    /// Starts proposing `members` as the next configuration (an operator's or a test's
+    /// change). Refused when this node takes no part in the agreement or a proposal is on.
+    pub fn propose_members(&mut self, now: Time, members: NodeSet) -> Result<(), crate::configuration::ProposeError> {
+        let current = self.shared.configuration;
+        let Some(epoch) = current.epoch.next() else {
+            return Err(crate::configuration::ProposeError::BallotsExhausted);
+        };
+        let Some(agreement) = self.reconfiguration.agreement.as_mut() else {
+            return Err(crate::configuration::ProposeError::NotTheNextConfiguration {
+                proposed: Configuration { epoch, members },
+                current,
+            });
+        };
+        agreement.propose(now, Configuration { epoch, members })?;
+        self.drain_agreement(now);
+        Ok(())
+    }
+}

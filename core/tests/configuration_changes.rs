@@ -1,0 +1,210 @@
+//! Configuration changes wired into the node (docs/protocol.md §7.1, §7.3, §7.4): a member
+//! that stops answering is removed and writes go on without it; the ending epoch is settled
+//! from the reports, so a commit one member holds commits everywhere; a promise freezes its
+//! member (the YES queued behind a record is dropped) and the freeze outlives a restart.
+
+mod harness;
+
+use dkv_core::configuration::{Ballot, PaxosMessage};
+use dkv_core::{Epoch, Input, Message, NodeId, NodeSet, NotServingReason, Outcome, Output, Record, Time, Vote};
+use harness::{Cluster, get, put, txn};
+use std::time::Duration;
+
+fn leased(size: usize) -> Cluster {
+    Cluster::with_config(size, |c| c.timing.leases = true)
+}
+
+fn run_for(c: &mut Cluster, by: Duration) {
+    let at = c.now + by;
+    assert!(c.run_until(1_000_000, |c| c.now >= at), "stuck before {at}");
+}
+
+fn outcome(c: &Cluster, to: dkv_core::ReplyTo) -> Outcome {
+    c.reply(to).expect("answered").outcome.clone()
+}
+
+fn members(ids: &[u8]) -> NodeSet {
+    NodeSet::from_ids(ids.iter().map(|&i| NodeId(i))).unwrap()
+}
+
+/// A member that crashed is suspected and removed by the others; writes commit again without
+/// it, and once back it learns it was removed and serves nothing.
+#[test]
+fn a_crashed_member_is_removed_and_writes_go_on() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.crash(2);
+    run_for(&mut c, Duration::from_secs(3));
+    for i in 0..2 {
+        let configuration = c.node(i).configuration();
+        assert_eq!((configuration.epoch, configuration.members), (Epoch(2), members(&[0, 1])), "n{i}");
+        assert_eq!(c.node(i).stats().installs, 1);
+    }
+    let write = c.request(1, txn(1, 1, vec![put("k", "v")]));
+    assert!(c.run_until(100_000, |c| c.reply(write).is_some()));
+    assert!(matches!(outcome(&c, write), Outcome::Committed(_)), "{:?}", outcome(&c, write));
+    c.deliver_all();
+    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
+    c.restart(2);
+    run_for(&mut c, Duration::from_secs(1));
+    assert!(!c.node(2).is_member(), "n2 learned it was removed");
+    let read = c.request(2, get(2, 1, "k"));
+    assert_eq!(outcome(&c, read), Outcome::NotServing(NotServingReason::NotAMember));
+}
+
+/// The configuration and the values that installed it go into snapshots: a member whose log
+/// was compacted past its `Installed` record restarts in the configuration it installed, and
+/// still tells a node behind the value it lacks.
+#[test]
+fn snapshots_carry_the_configuration() {
+    let mut c = Cluster::with_config(3, |cfg| {
+        cfg.timing.leases = true;
+        cfg.bounds.snapshot_records_min = 20;
+    });
+    run_for(&mut c, Duration::from_secs(1));
+    c.crash(2);
+    run_for(&mut c, Duration::from_secs(3));
+    for seq in 1..=30 {
+        let write = c.request(0, txn(1, seq, vec![put("k", &seq.to_string())]));
+        assert!(c.run_until(100_000, |c| c.reply(write).is_some()));
+    }
+    assert!(c.node(0).stats().snapshots > 0);
+    let installed_kept = c.disks[0].durable.iter().any(|r| matches!(r, Record::Installed(_)));
+    assert!(!installed_kept, "compaction dropped the Installed record");
+    c.crash(0);
+    c.restart(0);
+    assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "from the snapshot");
+    assert_eq!(c.node(0).configuration().epoch, Epoch(2));
+    // n2, back in epoch 1, is told by n0 (from its snapshot) that it was removed.
+    c.crash(1);
+    c.restart(2);
+    run_for(&mut c, Duration::from_millis(500));
+    assert!(!c.node(2).is_member());
+}
+
+/// The coordinator decides a commit, only n1 learns it (its acknowledgement is lost), and the
+/// coordinator crashes: the commit was never visible. n1 and n2 remove n0; n1's report knows
+/// the commit and n2's holds it in doubt, so the settlement commits it at both, and a restart
+/// replays the same settlement from the install's record.
+#[test]
+fn a_commit_one_member_holds_is_settled_as_a_commit() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.deliver_if = Box::new(|from, to, m| match m {
+        Message::Decision { .. } | Message::Visible { .. } => to != NodeId(2),
+        Message::Ack { .. } => from != NodeId(1),
+        _ => true,
+    });
+    let write = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    assert!(c.reply(write).is_none(), "never visible");
+    assert_eq!(c.node(2).prepared_count(), 1, "n2 holds its share in doubt");
+    c.crash(0);
+    c.deliver_if = Box::new(|_, _, _| true);
+    run_for(&mut c, Duration::from_secs(3));
+    for i in 1..3 {
+        assert_eq!(c.node(i).configuration().members, members(&[1, 2]), "n{i}");
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i} committed the settled write");
+        assert_eq!(c.node(i).locked_keys(), 0);
+    }
+    c.crash(2);
+    c.restart(2);
+    assert_eq!(c.value(2, "k"), Some(b"v".to_vec()), "replay settles alike");
+    assert_eq!(c.node(2).configuration().members, members(&[1, 2]));
+}
+
+/// A member promises while its PREPARE record is still on its way: the report counts the
+/// share (appended, not durable) in doubt, the promise's record goes into the log after it,
+/// and the YES queued behind the record never leaves. Restarted, it is still frozen.
+#[test]
+fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
+    let mut c = Cluster::new(3);
+    c.auto_durable = false;
+    let write = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    let _ = write;
+    // Deliver the PREPAREs only: n1 logs its share, not yet durable.
+    c.deliver_if = Box::new(|_, to, m| to == NodeId(1) && matches!(m, Message::Prepare { .. }));
+    c.deliver_all();
+    assert!(matches!(c.disks[1].pending.last(), Some((_, Record::PreparedInEpoch { .. }))));
+    let request = PaxosMessage::PromiseRequest { epoch: Epoch(1), ballot: Ballot { round: 1, node: NodeId(2) } };
+    let now = c.now;
+    let n1 = c.nodes[1].as_mut().unwrap();
+    n1.handle(now, Input::Message { from: NodeId(2), message: Message::Paxos(request) });
+    assert!(n1.is_frozen());
+    let mut outputs: Vec<Output> = std::iter::from_fn(|| n1.poll_output()).collect();
+    let promise_record = outputs.iter().find_map(|o| match o {
+        Output::Persist { lsn, record: Record::Agreement(_) } => Some(*lsn),
+        _ => None,
+    });
+    let promise_record = promise_record.expect("the promise is logged");
+    let (share_record, _) = c.disks[1].pending.last().unwrap();
+    assert!(promise_record > *share_record, "the promise goes into the log after the share");
+    // Everything durable: the promise leaves with its report; the YES does not.
+    n1.handle(now, Input::Durable { through: promise_record });
+    outputs.extend(std::iter::from_fn(|| n1.poll_output()));
+    let yes = outputs.iter().any(|o| matches!(o, Output::Send { message: Message::Vote { vote: Vote::Yes, .. }, .. }));
+    assert!(!yes, "a frozen member casts no YES");
+    let report = outputs.iter().find_map(|o| match o {
+        Output::Send { message: Message::Paxos(PaxosMessage::Promise { report, .. }), .. } => Some(report.clone()),
+        _ => None,
+    });
+    let report = report.expect("the promise left once durable");
+    assert_eq!(report.in_doubt().len(), 1, "the appended share is reported in doubt: {report:?}");
+    // Restarted from its log, the member is still frozen: a PREPARE sent again gets no vote.
+    for output in outputs {
+        if let Output::Persist { lsn, record } = output {
+            c.disks[1].pending.push((lsn, record));
+        }
+    }
+    c.make_durable(1);
+    c.crash(1);
+    c.restart(1);
+    assert!(c.node(1).is_frozen(), "the promise outlives the restart");
+    c.deliver_if = Box::new(|_, _, _| true);
+    let now: Time = c.now + Duration::from_secs(1);
+    c.now = now;
+    c.nodes[0].as_mut().unwrap().handle(now, Input::Timeout);
+    c.drain(0);
+    let before = c.delivered.len();
+    c.deliver_all();
+    let votes_from_n1 = c.delivered[before..]
+        .iter()
+        .filter(|(from, _, m)| *from == NodeId(1) && matches!(m, Message::Vote { vote: Vote::Yes, .. }))
+        .count();
+    assert_eq!(votes_from_n1, 0, "no YES from a frozen member after its restart");
+}
+
+/// The largest message of the agreement — a value whose settlement holds a full report from
+/// every member of a smallest majority, every id at its longest encoding, or a promise with
+/// such a value and a full report — fits a peer frame under the default limits, for every
+/// cluster size a node set allows (net refuses a longer frame before buffering it).
+#[test]
+fn the_largest_agreement_message_fits_a_peer_frame() {
+    use dkv_core::configuration::{Report, Settlement, Value};
+    use dkv_core::{Configuration, Limits, TxnId};
+    let frame_max = Limits::default().frame_bytes_max() as usize;
+    for members in [3, 5, 7, NodeSet::CAPACITY] {
+        let majority = members / 2 + 1;
+        let id = |n: usize| TxnId { coordinator: NodeId(63), incarnation: u64::MAX, number: u64::MAX - n as u64 };
+        let reports: Vec<Report> = (0..majority)
+            .map(|m| {
+                let ids = (m * Report::IDS_MAX..(m + 1) * Report::IDS_MAX).map(id);
+                Report::new(ids, std::iter::empty()).unwrap()
+            })
+            .collect();
+        let settlement = Settlement::from_reports(&reports);
+        assert_eq!(settlement.ids(), Settlement::ids_max(members));
+        let configuration = Configuration { epoch: Epoch(u64::MAX), members: NodeSet::first(members) };
+        let value = Value { configuration, settlement };
+        let ballot = Ballot { round: u64::MAX, node: NodeId(63) };
+        let promise = PaxosMessage::Promise {
+            epoch: Epoch(u64::MAX - 1),
+            ballot,
+            accepted: Some((ballot, value)),
+            report: reports[0].clone(),
+        };
+        let bytes = postcard::to_allocvec(&Message::Paxos(promise)).unwrap().len();
+        println!("{members} members: the largest promise is {bytes} bytes (frame limit {frame_max})");
+        assert!(bytes < frame_max, "{members} members: {bytes} bytes, frame limit {frame_max}");
+    }
+}
