@@ -86,9 +86,10 @@ impl CoordinatorTxn {
         }
     }
 
-    fn prepare_message(&self, sh: &Shared) -> Message {
+    /// The PREPARE this coordinator sends in its life `round` (its incarnation).
+    fn prepare_message(&self, sh: &Shared, round: u64) -> Message {
         let TxnRecord { txn, request, ops, participants } = self.record();
-        Message::Prepare { epoch: sh.epoch(), txn, request, ops, participants }
+        Message::Prepare { epoch: sh.epoch(), txn, request, ops, participants, round }
     }
 }
 
@@ -212,12 +213,12 @@ impl Coordinator {
         let retransmit = sh.config.timing.prepare_retransmit;
         let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
         let c = CoordinatorTxn { txn, participants, write, phase, retransmit };
-        if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare) {
+        if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare, self.incarnation) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
         let others = participants.without(me);
         for to in others.iter() {
-            sh.send(to, c.prepare_message(sh));
+            sh.send(to, c.prepare_message(sh, self.incarnation));
         }
         self.pending.insert(c.write.request, txn);
         self.transactions.insert(txn, c);
@@ -237,6 +238,7 @@ impl Coordinator {
         from: NodeId,
         txn: TxnId,
         vote: Vote,
+        round: u64,
     ) {
         let Some(c) = self.transactions.get(&txn) else {
             // Finished: a late or duplicate vote changes nothing.
@@ -244,6 +246,16 @@ impl Coordinator {
         };
         if !c.participants.contains(from) {
             sh.stats.messages_dropped += 1;
+            return;
+        }
+        // A vote answers one PREPARE, and tells what its voter held when that PREPARE came. One
+        // drawn by an earlier life's PREPARE says nothing of now: a NO(Conflict) to a first
+        // PREPARE, delayed past the YES to a resent one that let a commit be decided, and
+        // delivered after a restart lost the decision, would abort a visible commit. So a
+        // recovering coordinator hears only the votes of its own round. (A transaction
+        // voting began in this life hears only this life's votes anyway.)
+        if round < self.incarnation {
+            sh.stats.stale_votes += 1;
             return;
         }
         match vote {
@@ -496,6 +508,7 @@ impl Coordinator {
         let retransmit_max = sh.config.timing.retransmit_max;
         let epoch = sh.epoch();
         let me = sh.me();
+        let round = self.incarnation;
         let Some(c) = self.transactions.get_mut(&txn) else { return };
         c.retransmit = (c.retransmit * 2).min(retransmit_max);
         let (missing, message, next) = match c.phase {
@@ -508,7 +521,7 @@ impl Coordinator {
                 if now >= vote_deadline {
                     return self.abort(sh, own_share, now, txn, AbortCause::Timeout(missing));
                 }
-                (missing, c.prepare_message(sh), (now + c.retransmit).min(vote_deadline))
+                (missing, c.prepare_message(sh, round), (now + c.retransmit).min(vote_deadline))
             }
             Phase::Recovering { yes } => {
                 let missing = c.participants.difference(yes);
@@ -516,7 +529,7 @@ impl Coordinator {
                 if missing.is_empty() && !sh.leases.waiting(now) {
                     return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
-                (missing, c.prepare_message(sh), now + c.retransmit)
+                (missing, c.prepare_message(sh, round), now + c.retransmit)
             }
             Phase::Committed { durable, .. } => {
                 let commit = Message::Decision { epoch, txn, decision: Decision::Commit };

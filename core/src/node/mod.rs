@@ -101,6 +101,9 @@ pub struct Stats {
     /// PREPAREs ignored because they came during the wait before this node's first YES
     /// (docs/protocol.md §7.5); the coordinator sends them again.
     pub prepares_before_wait: u64,
+    /// Votes answering a PREPARE of an earlier life of this coordinator, ignored: they tell
+    /// what the voter held before the restart, not now (docs/protocol.md §7.2).
+    pub stale_votes: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -212,11 +215,13 @@ impl Node {
             // taken at all (nothing logged, so no vote can come due, nor a retransmission be
             // answered with a YES of a recovered transaction); the coordinator sends it again.
             Message::Prepare { .. } if sh.leases.waiting(now) => sh.stats.prepares_before_wait += 1,
-            Message::Prepare { txn, request, ops, participants, .. } => {
+            Message::Prepare { txn, request, ops, participants, round, .. } => {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
-                participant.on_prepare(sh, now, from, record)
+                participant.on_prepare(sh, now, from, record, round)
             }
-            Message::Vote { txn, vote, .. } if mine => coordinator.on_vote(sh, participant, now, from, txn, vote),
+            Message::Vote { txn, vote, round, .. } if mine => {
+                coordinator.on_vote(sh, participant, now, from, txn, vote, round)
+            }
             Message::Ack { txn, .. } if mine => coordinator.on_ack(sh, participant, now, from, txn),
             // Only this node decides its own transactions, and only a transaction's coordinator
             // says it is visible or finished.

@@ -54,6 +54,9 @@ struct PreparedTxn {
     query_interval: Duration,
     /// Queries sent so far: the first goes to the coordinator alone.
     queries: u32,
+    /// The round of the latest PREPARE for it (its coordinator's incarnation then), which the
+    /// YES vote echoes; 0 for a share restored from the log, which votes only when asked again.
+    round: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +141,7 @@ impl Participant {
         now: Time,
         record: &TxnRecord,
         mode: PrepareMode,
+        round: u64,
     ) -> Result<(), NoReason> {
         if self.prepared.len() >= sh.config.bounds.prepared_max {
             return Err(NoReason::Busy);
@@ -173,7 +177,7 @@ impl Participant {
             PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = sh.config.timing.query_interval;
-        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0 };
+        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0, round };
         self.prepared.insert(record.txn, p);
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote && sh.canary(Canary::ApplyAtPrepare) {
@@ -195,23 +199,24 @@ impl Participant {
 
     /// A coordinator's PREPARE. A repeated one is answered from what this node holds, so that a
     /// restarted coordinator asking again learns what became of its transaction.
-    pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord) {
+    pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord, round: u64) {
         let txn = record.txn;
         let epoch = sh.epoch();
         if txn.coordinator != from || record.ops.is_empty() {
             sh.stats.messages_dropped += 1;
             return;
         }
-        if let Some(p) = self.prepared.get(&txn) {
+        if let Some(p) = self.prepared.get_mut(&txn) {
             if p.record.request != record.request || p.record.ops != record.ops {
                 // The same transaction id with other contents: a coordinator reusing ids (its
                 // log was replaced by an older copy). Never vote on it.
                 sh.stats.messages_dropped += 1;
                 return;
             }
+            p.round = p.round.max(round);
             match p.state {
                 // A retransmitted PREPARE: repeat the vote; if it is not cast yet, it is coming.
-                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes }),
+                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes, round }),
                 PreparedState::CommitHeld => self.acknowledge(sh, txn),
                 PreparedState::Persisting | PreparedState::OwnShare => {}
             }
@@ -230,7 +235,7 @@ impl Participant {
             // Aborted here: say so, for a restarted coordinator that asks again. (It can never
             // be a commit: that would have needed this node's YES.)
             Some(Decision::Abort) => {
-                return sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::Aborted) });
+                return sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::Aborted), round });
             }
             None => {}
         }
@@ -239,11 +244,11 @@ impl Participant {
         // a transaction not held here: a NO means "never held", see `Phase::Recovering`.)
         if record.participants != sh.participants_for(&record.ops) || sh.config.limits.check_ops(&record.ops).is_err() {
             sh.stats.config_mismatches += 1;
-            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::ConfigMismatch) });
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::ConfigMismatch), round });
             return;
         }
-        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote) {
-            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(reason) });
+        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote, round) {
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(reason), round });
         }
     }
 
@@ -263,7 +268,8 @@ impl Participant {
         };
         if p.state == PreparedState::Persisting {
             p.state = PreparedState::Voted;
-            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes });
+            let round = p.round;
+            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes, round });
         }
     }
 
@@ -509,7 +515,7 @@ impl Participant {
         sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
         self.by_request.insert(record.request, txn);
         let tracked = !untracked.contains(&txn);
-        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0 });
+        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0, round: 0 });
     }
 
     /// The participant's part of a snapshot: the remote transactions prepared here without a
