@@ -123,13 +123,15 @@ impl Record {
             | Record::PreparedInEpoch { .. }
             | Record::CommitDecided { .. }
             | Record::CommitLearned { .. }
+            // The coordinator's abort is told once durable (a participant's too is synced
+            // promptly: the record does not say whose it is).
+            | Record::Aborted { .. }
             | Record::SnapshotBegin(_)
             | Record::SnapshotBeginInEpoch(_)
             | Record::SnapshotEntries(_)
             | Record::SnapshotVersionedEntries(_)
             | Record::SnapshotEnd { .. } => true,
             Record::Committed { .. }
-            | Record::Aborted { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
         }
@@ -341,6 +343,7 @@ mod tests {
             Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t.clone() },
             Record::CommitDecided { txn },
             Record::CommitLearned { txn },
+            Record::Aborted { txn },
             Record::SnapshotBeginInEpoch(Box::default()),
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),
@@ -348,12 +351,7 @@ mod tests {
             Record::SnapshotVersionedEntries(Vec::new()),
             Record::SnapshotEnd { entries: 0 },
         ];
-        let lazy = [
-            Record::Committed { txn },
-            Record::Aborted { txn },
-            Record::Forgotten { txn },
-            Record::FinishedBelow { below: txn },
-        ];
+        let lazy = [Record::Committed { txn }, Record::Forgotten { txn }, Record::FinishedBelow { below: txn }];
         for record in prompt {
             assert!(record.sync_promptly(), "{} must be synced at once", record.kind());
         }

@@ -63,3 +63,51 @@ fn a_recovering_coordinator_ignores_votes_of_an_earlier_life() {
     assert_eq!(c.node(0).stats().stale_votes, 1, "the stale NO is counted, not acted on");
     assert_eq!(c.node(0).stats().txns_aborted, 0);
 }
+
+/// A coordinator's abort is a decision, durable before anyone hears of it. While its
+/// `Aborted` record is on its way to disk the transaction is *aborting*: no ABORT leaves, a
+/// query is not answered `Finished`, and the finished mark stays below it. So when a crash
+/// loses that record and the restarted coordinator, in doubt, commits the transaction after
+/// all, nothing its first life sent, delivered late, says otherwise.
+#[test]
+fn a_coordinator_abort_is_durable_before_anyone_hears_of_it() {
+    let mut c = Cluster::new(3);
+    // Life 1: nothing from A reaches C, so C never votes and A aborts at the vote timeout.
+    c.deliver_if = Box::new(|from, to, _| !(from == NodeId(0) && to == NodeId(2)));
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    let t = first_txn(&c);
+    c.deliver_all(); // B prepares and votes YES
+    c.auto_durable = false;
+    let aborting = |c: &Cluster| c.disks[0].pending.iter().any(|(_, r)| *r == Record::Aborted { txn: t });
+    assert!(c.run_until(100_000, aborting), "A decides to abort");
+    // Whatever A's first life sends about T from now on could arrive late, in life 2: what
+    // it sent when it decided, and its answer to B asking while the abort is on its way to
+    // disk.
+    let mut late: Vec<_> =
+        c.network.drain(..).filter(|(from, _, m)| *from == NodeId(0) && m.txn() == Some(t)).collect();
+    c.network.push_back((NodeId(1), NodeId(0), Message::Query { epoch: Epoch::FIRST, txn: t }));
+    c.step();
+    late.extend(c.network.drain(..).filter(|(from, _, m)| *from == NodeId(0) && m.txn() == Some(t)));
+
+    c.crash(0); // the Aborted record is lost
+    c.network.clear();
+    c.deliver_if = Box::new(|_, _, _| true);
+    c.auto_durable = true;
+    c.restart(0);
+    let c_votes_yes = |c: &Cluster| {
+        c.network.iter().any(|(from, _, m)| *from == NodeId(2) && matches!(m, Message::Vote { vote: Vote::Yes, .. }))
+    };
+    assert!(c.run_until(10_000, c_votes_yes), "C votes YES in life 2");
+    for message in late.iter().cloned() {
+        c.network.push_front(message);
+    }
+    let settled = c.run_until(20_000, quiet);
+
+    for i in 0..3 {
+        assert_eq!(c.node(i).stats().conflicting_decisions, 0, "node {i} heard two outcomes of T");
+    }
+    let values: Vec<_> = (0..3).map(|i| c.value(i, "k")).collect();
+    assert!(values.iter().all(|v| *v == values[0]), "replicas diverge: {values:?}");
+    assert!(settled, "the cluster settles");
+    assert!(late.is_empty(), "A told of T before its abort was durable: {late:?}");
+}

@@ -73,6 +73,8 @@ struct CoordinatorTxn {
     phase: Phase,
     /// The current retransmission interval; doubles after every resend.
     retransmit: Duration,
+    /// Why it is aborting, while `phase` is [`Phase::Aborting`].
+    abort_cause: Option<AbortCause>,
 }
 
 impl CoordinatorTxn {
@@ -108,6 +110,12 @@ enum Phase {
     /// node once its record is, and every participant that acknowledged). `visible` once that
     /// is a majority: applied here, the client answered, `Visible` sent.
     Committed { durable: NodeSet, visible: bool },
+    /// Decided abort, its `Aborted` record on its way to disk. The abort is a decision like a
+    /// commit: nobody hears of it before it is durable, or a crash that lost the record would
+    /// bring the transaction back in doubt (`Recovering`), free to commit, while an ABORT or
+    /// a `Finished` of this life is still in the network. So until then no ABORT leaves, a
+    /// query gets no answer, the finished mark stays below it, and the own share stays locked.
+    Aborting,
 }
 
 /// Why an attempt ended without a commit.
@@ -212,7 +220,7 @@ impl Coordinator {
         let vote_deadline = now + sh.config.timing.vote_timeout;
         let retransmit = sh.config.timing.prepare_retransmit;
         let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
-        let c = CoordinatorTxn { txn, participants, write, phase, retransmit };
+        let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
         if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare, self.incarnation) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
@@ -260,11 +268,11 @@ impl Coordinator {
         }
         match vote {
             Vote::Yes => self.on_yes(sh, own_share, now, from, txn),
-            // Only an undecided transaction aborts. (A NO while recovering means the voter
-            // never held the commit, so none was ever decided.)
-            _ if matches!(c.phase, Phase::Committed { .. }) => {}
-            Vote::No(NoReason::ConfigMismatch) => self.abort(sh, own_share, now, txn, AbortCause::ConfigMismatch(from)),
-            Vote::No(reason) => self.abort(sh, own_share, now, txn, AbortCause::Refused(reason)),
+            // Only an undecided transaction aborts, once. (A NO of this round while recovering
+            // means the voter never held the commit, so none was ever decided.)
+            _ if matches!(c.phase, Phase::Committed { .. } | Phase::Aborting) => {}
+            Vote::No(NoReason::ConfigMismatch) => self.abort(sh, txn, AbortCause::ConfigMismatch(from)),
+            Vote::No(reason) => self.abort(sh, txn, AbortCause::Refused(reason)),
         }
     }
 
@@ -330,8 +338,8 @@ impl Coordinator {
                 self.decide_commit(sh, own_share, now, txn, durable);
             }
             Phase::Committed { .. } => self.count_durable(sh, own_share, now, from, txn),
-            // Nobody acknowledges what was never decided.
-            Phase::Voting { .. } => sh.stats.messages_dropped += 1,
+            // Nobody acknowledges what was never decided, or what aborted.
+            Phase::Voting { .. } | Phase::Aborting => sh.stats.messages_dropped += 1,
         }
     }
 
@@ -416,24 +424,39 @@ impl Coordinator {
         }
     }
 
-    /// Aborts an undecided transaction: release its own share, tell the participants (best
-    /// effort: one that misses it asks, and is told the transaction is finished), then retry
-    /// or reply.
-    fn abort(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, cause: AbortCause) {
-        let c = self.transactions.remove(&txn).expect("aborting a coordinated transaction");
-        debug_assert!(!matches!(c.phase, Phase::Committed { .. }), "only an undecided transaction can abort");
+    /// Decides to abort an undecided transaction: logs the decision (synced promptly) and
+    /// waits for it in [`Phase::Aborting`]; nobody hears of it before it is durable
+    /// ([`Coordinator::on_abort_durable`]).
+    fn abort(&mut self, sh: &mut Shared, txn: TxnId, cause: AbortCause) {
+        let c = self.transactions.get_mut(&txn).expect("aborting a coordinated transaction");
+        debug_assert!(
+            matches!(c.phase, Phase::Voting { .. } | Phase::Recovering { .. }),
+            "only an undecided transaction can abort"
+        );
+        c.phase = Phase::Aborting;
+        c.abort_cause = Some(cause);
         sh.timers.cancel(Timer::Coordinator(txn));
+        let lsn = sh.persist(Record::Aborted { txn });
+        sh.after_durable(lsn, AfterDurable::Aborted(txn));
+    }
+
+    /// The abort is durable: release the own share, tell the participants (best effort: one
+    /// that misses it asks, and is told the transaction is finished), let the mark pass it,
+    /// then retry or reply. The client's answer says the attempt applied nothing, which is now
+    /// a fact on disk; a retry's records all come after this one in the log.
+    pub(super) fn on_abort_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
+        let Some(c) = self.transactions.remove_entry(&txn).map(|(_, c)| c) else { return };
+        debug_assert_eq!(c.phase, Phase::Aborting, "only an aborting transaction waits for its Aborted record");
         self.pending.remove(&c.write.request);
         own_share.abort_prepared(sh, txn);
         own_share.learn(txn, Decision::Abort);
-        // Not waited for: if a crash loses it, the restarted coordinator asks again.
-        sh.persist(Record::Aborted { txn });
         sh.stats.txns_aborted += 1;
         let epoch = sh.epoch();
         for to in c.participants.without(sh.me()).iter() {
             sh.send(to, Message::Decision { epoch, txn, decision: Decision::Abort });
         }
         self.mark_moved(sh, now);
+        let cause = c.abort_cause.expect("an aborting transaction knows why");
         self.conclude(sh, now, c.write, cause);
     }
 
@@ -519,7 +542,7 @@ impl Coordinator {
                     return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
                 if now >= vote_deadline {
-                    return self.abort(sh, own_share, now, txn, AbortCause::Timeout(missing));
+                    return self.abort(sh, txn, AbortCause::Timeout(missing));
                 }
                 (missing, c.prepare_message(sh, round), (now + c.retransmit).min(vote_deadline))
             }
@@ -535,6 +558,8 @@ impl Coordinator {
                 let commit = Message::Decision { epoch, txn, decision: Decision::Commit };
                 (c.participants.difference(durable), commit, now + c.retransmit)
             }
+            // Waits for its record, not for anyone.
+            Phase::Aborting => return,
         };
         for to in missing.without(me).iter() {
             sh.send(to, message.clone());
@@ -556,8 +581,8 @@ impl Coordinator {
             Some(Phase::Committed { visible: false, .. }) => {
                 Message::Decision { epoch, txn, decision: Decision::Commit }
             }
-            // Not decided yet: the asker will ask again.
-            Some(Phase::Voting { .. } | Phase::Recovering { .. }) => return,
+            // Not decided yet, or the abort not durable yet: the asker will ask again.
+            Some(Phase::Voting { .. } | Phase::Recovering { .. } | Phase::Aborting) => return,
             None => Message::Finished { epoch, txn },
         };
         sh.send(from, answer);
@@ -595,12 +620,13 @@ impl Coordinator {
                 self.pending.insert(write.request, txn);
             }
             let participants = record.participants;
-            self.transactions.insert(txn, CoordinatorTxn { txn, participants, write, phase, retransmit });
+            let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
+            self.transactions.insert(txn, c);
             sh.timers.set(Timer::Coordinator(txn), now);
             match phase {
                 Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
                 Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
-                Phase::Voting { .. } => {}
+                Phase::Voting { .. } | Phase::Aborting => {}
             }
         }
     }
@@ -616,6 +642,10 @@ impl Coordinator {
                 Phase::Committed { visible, .. } => {
                     decisions.push(DecisionState { decision: c.record(), applied: visible })
                 }
+                // Aborted: the snapshot's records come after its `Aborted` record in the log,
+                // so a replay that reads the snapshot read the abort too. Listing it undecided
+                // would bring it back in doubt once compaction dropped that record.
+                Phase::Aborting => {}
             }
         }
         (undecided, decisions)
@@ -672,8 +702,10 @@ impl Coordinator {
             ensure(!(matches!(c.phase, Phase::Committed { .. }) && learned == Some(Decision::Abort)), || {
                 format!("{txn} is committed here but the node learned {learned:?}")
             })?;
-            // Every phase waits for answers, and resends on a timer.
-            ensure(sh.timers.is_set(Timer::Coordinator(*txn)), || {
+            // Every phase but aborting (which waits for its record) waits for answers, and
+            // resends on a timer.
+            let waits_for_answers = c.phase != Phase::Aborting;
+            ensure(!waits_for_answers || sh.timers.is_set(Timer::Coordinator(*txn)), || {
                 format!("{txn} is {:?} with no timer to resend or give up", c.phase)
             })?;
         }

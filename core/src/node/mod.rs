@@ -266,6 +266,7 @@ impl Node {
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
                 AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),
+                AfterDurable::Aborted(txn) => coordinator.on_abort_durable(sh, participant, now, txn),
             }
         }
     }

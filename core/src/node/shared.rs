@@ -121,6 +121,8 @@ pub(super) enum AfterDurable {
     Ack(TxnId),
     /// The coordinator's own share's PREPARE record: its own YES.
     OwnShare(TxnId),
+    /// The coordinator's abort decision: now it may be told.
+    Aborted(TxnId),
 }
 
 /// Everything the node wants done, in order, and what waits for the log: the outputs the driver
