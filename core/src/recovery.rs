@@ -71,6 +71,8 @@ pub(crate) struct Recovered {
     pub(crate) decisions: BTreeMap<TxnId, (TxnRecord, bool)>,
     /// Committed transactions not known to be finished.
     pub(crate) commit_memory: BTreeSet<TxnId>,
+    /// Each coordinator's latest finished mark in the log (not carried by snapshots).
+    pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
 }
 
 impl Recovered {
@@ -93,6 +95,7 @@ impl Recovered {
             locked: BTreeMap::new(),
             decisions: BTreeMap::new(),
             commit_memory: BTreeSet::new(),
+            finished_marks: BTreeMap::new(),
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -285,6 +288,8 @@ impl Recovered {
     /// commit memory.
     fn forget_finished(&mut self, below: TxnId) {
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
+        let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
+        *mark = (*mark).max(below);
     }
 
     fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {

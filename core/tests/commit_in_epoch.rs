@@ -111,3 +111,61 @@ fn a_coordinator_abort_is_durable_before_anyone_hears_of_it() {
     assert!(settled, "the cluster settles");
     assert!(late.is_empty(), "A told of T before its abort was durable: {late:?}");
 }
+
+/// A COMMIT for a transaction this node never held, and that its coordinator has not finished,
+/// is counted and dropped: an acknowledgement would count a durable copy with nothing on disk.
+/// Once the coordinator's finished mark passed it, it is acknowledged (finished: harmless); and
+/// a PREPARE below the mark (a stale one of a finished transaction) is not prepared.
+#[test]
+fn a_participant_acknowledges_only_commits_it_held_or_that_are_finished() {
+    use dkv_core::{ClientId, Decision, Input, NodeSet, RequestId};
+    let mut c = Cluster::new(3);
+    let now = c.now;
+    let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 5 };
+    let deliver = |c: &mut Cluster, message: Message| {
+        c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(1), message });
+        c.drain(0);
+        std::mem::take(&mut c.network)
+    };
+    let commit = Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit };
+    let sent = deliver(&mut c, commit.clone());
+    assert!(sent.is_empty(), "a commit never held here is not acknowledged: {sent:?}");
+    assert_eq!(c.node(0).stats().commits_not_held, 1);
+
+    let mark = TxnId { number: 6, ..txn };
+    deliver(&mut c, Message::FinishedBelow { epoch: Epoch::FIRST, below: mark });
+    let sent = deliver(&mut c, commit);
+    assert!(
+        sent.len() == 1 && matches!(sent[0], (_, _, Message::Ack { .. })),
+        "a finished commit is acknowledged: {sent:?}"
+    );
+
+    let prepare = Message::Prepare {
+        epoch: Epoch::FIRST,
+        txn: TxnId { number: 3, ..txn },
+        request: RequestId { client: ClientId(9), seq: 1 },
+        ops: vec![put("k", "v")].into(),
+        participants: NodeSet::first(3),
+        round: 1,
+    };
+    let sent = deliver(&mut c, prepare);
+    assert!(sent.is_empty(), "a PREPARE below the mark gets no vote: {sent:?}");
+    assert_eq!(c.node(0).prepared_count(), 0, "a PREPARE below the mark is not prepared");
+    assert_eq!(c.node(0).stats().prepares_below_mark, 1);
+
+    // The mark survives a restart: replay rebuilds it from the FinishedBelow record.
+    c.crash(0);
+    c.restart(0);
+    c.network.clear();
+    let prepare_again = Message::Prepare {
+        epoch: Epoch::FIRST,
+        txn: TxnId { number: 4, ..txn },
+        request: RequestId { client: ClientId(10), seq: 1 },
+        ops: vec![put("k", "v")].into(),
+        participants: NodeSet::first(3),
+        round: 1,
+    };
+    let sent = deliver(&mut c, prepare_again);
+    assert!(sent.is_empty(), "after a restart too: {sent:?}");
+    assert_eq!(c.node(0).prepared_count(), 0);
+}

@@ -7,7 +7,7 @@
 //! sweep --canary NAME` shows them): vote-before-durable 61, reply-before-decision-durable 0,
 //! release-locks-on-timeout 0, reads-ignore-locks 48, apply-at-prepare 0,
 //! coordinator-forgets-decisions 32, no-deduplication 9, commit-on-first-yes 0,
-//! evict-young-completions 0, scan-ignores-prepared-insert 20, condition-before-lock 0,
+//! evict-young-completions 0, scan-ignores-prepared-insert 88, condition-before-lock 0,
 //! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 26. (Commits visible only once
 //! durable on a majority, docs/protocol.md §7.2, moved several, and so did the coordinator's abort
 //! synced promptly: the reasons are at each hunt.)
@@ -71,8 +71,10 @@ fn hunt(canary: Canary) -> Hunt {
         // checked by the whole-history search. It takes a scan at a node in the moment between
         // a client's "committed" and that node's `Visible` (lossy links make that moment
         // longer): about one seed in twenty.
+        // (First caught at 88 since members log every finished mark they hear, which changed
+        // every run's disk timing; 20 before.)
         Canary::ScanIgnoresPreparedInsert => {
-            (45, Overrides { keys: Some(10), rich: Some([5, 8]), loss: Some(0.1), ..default() }, "transactions")
+            (180, Overrides { keys: Some(10), rich: Some([5, 8]), loss: Some(0.1), ..default() }, "transactions")
         }
         // Conditions and counters judged before the locks: two increments told the same
         // value, a condition failed on a value already overwritten. Few keys, many rich

@@ -104,6 +104,12 @@ pub struct Stats {
     /// Votes answering a PREPARE of an earlier life of this coordinator, ignored: they tell
     /// what the voter held before the restart, not now (docs/protocol.md §7.2).
     pub stale_votes: u64,
+    /// PREPAREs of a transaction below its coordinator's finished mark (finished, so stale),
+    /// not prepared.
+    pub prepares_below_mark: u64,
+    /// COMMITs for a transaction never held here and not finished, dropped: acknowledging
+    /// one would count a durable copy with nothing on disk.
+    pub commits_not_held: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -128,7 +134,16 @@ impl Node {
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered {
-            epoch, store, completions, prepared, commits_held, untracked, decisions, commit_memory, ..
+            epoch,
+            store,
+            completions,
+            prepared,
+            commits_held,
+            untracked,
+            decisions,
+            commit_memory,
+            finished_marks,
+            ..
         } = recovered;
         let leases = Leases::new(&config, incarnation, now);
         let mut node = Node {
@@ -145,7 +160,14 @@ impl Node {
         let own_shares =
             in_doubt.iter().cloned().chain(decisions.iter().filter(|(_, applied)| !applied).map(|(t, _)| t.clone()));
         let own_shares = own_shares.collect();
-        let restored = participant::Restored { prepared, commits_held, own_shares, untracked, memory: commit_memory };
+        let restored = participant::Restored {
+            prepared,
+            commits_held,
+            own_shares,
+            untracked,
+            memory: commit_memory,
+            marks: finished_marks,
+        };
         node.participant.restore(sh, now, restored);
         node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });

@@ -42,6 +42,9 @@ pub(super) struct Participant {
     known: KnownDecisions,
     /// Committed transactions not known to be finished (docs/protocol.md §7.2).
     memory: BTreeSet<TxnId>,
+    /// Each coordinator's latest finished mark heard here (rebuilt by replay from
+    /// `FinishedBelow`): every one of its transactions below it is finished.
+    marks: BTreeMap<NodeId, TxnId>,
 }
 
 struct PreparedTxn {
@@ -92,6 +95,7 @@ pub(super) struct Restored {
     pub(super) own_shares: Vec<TxnRecord>,
     pub(super) untracked: BTreeSet<TxnId>,
     pub(super) memory: BTreeSet<TxnId>,
+    pub(super) marks: BTreeMap<NodeId, TxnId>,
 }
 
 impl Participant {
@@ -102,7 +106,13 @@ impl Participant {
             acks_pending: BTreeSet::new(),
             known: KnownDecisions::new(decisions_remembered_max),
             memory: BTreeSet::new(),
+            marks: BTreeMap::new(),
         }
+    }
+
+    /// Whether `txn` is below its coordinator's finished mark as heard here: finished.
+    fn below_mark(&self, txn: TxnId) -> bool {
+        self.marks.get(&txn.coordinator).is_some_and(|mark| txn < *mark)
     }
 
     /// Remembers the decision this node's coordinator made for one of its own transactions,
@@ -239,6 +249,13 @@ impl Participant {
             }
             None => {}
         }
+        // A stale PREPARE of a finished transaction (its coordinator no longer holds it, so no
+        // vote counts): preparing it would lock keys for nothing and, were this a commit this
+        // node forgot, report it in doubt at a settlement (design review item 9).
+        if self.below_mark(txn) {
+            sh.stats.prepares_below_mark += 1;
+            return;
+        }
         // Every node must agree on who takes part and on the limits, or a write could commit
         // without a node that should hold it: refuse loudly, never silently. (Checked only for
         // a transaction not held here: a NO means "never held", see `Phase::Recovering`.)
@@ -277,6 +294,20 @@ impl Participant {
     /// answering our query.
     pub(super) fn on_decision(&mut self, sh: &mut Shared, txn: TxnId, decision: Decision) {
         debug_assert_ne!(txn.coordinator, sh.me(), "the node routes decisions about its own transactions away");
+        // An acknowledgement counts a durable copy of the commit. For a transaction not held
+        // here it is true only if the commit was held here (in the commit memory, its record
+        // on its way, or learned and applied) or is finished (below the coordinator's mark);
+        // anything else (this node lost its log, say) has nothing on disk to count. (One whose
+        // decision is known here goes on: a commit after an abort is counted as conflicting.)
+        let held_here = self.prepared.contains_key(&txn)
+            || self.acks_pending.contains(&txn)
+            || self.memory.contains(&txn)
+            || self.known.get(txn).is_some()
+            || self.below_mark(txn);
+        if decision == Decision::Commit && !held_here {
+            sh.stats.commits_not_held += 1;
+            return;
+        }
         match (self.known.get(txn), decision) {
             // A late ABORT for a transaction learned as committed: only an earlier build's
             // coordinator, which presumed abort for what it forgot, sends one. Harmless.
@@ -363,6 +394,10 @@ impl Participant {
     /// The coordinator's finished mark: every one of its transactions ordered before `below`
     /// is finished (see [`Participant::on_finished`]).
     pub(super) fn on_finished_below(&mut self, sh: &mut Shared, below: TxnId) {
+        let moved = self.marks.get(&below.coordinator).is_none_or(|mark| *mark < below);
+        if moved {
+            self.marks.insert(below.coordinator, below);
+        }
         let first = TxnId { coordinator: below.coordinator, incarnation: 0, number: 0 };
         let held: Vec<TxnId> = self.prepared.range(first..below).map(|(txn, _)| *txn).collect();
         for txn in held {
@@ -372,7 +407,8 @@ impl Participant {
         let mut later = self.memory.split_off(&first);
         let mut rest = later.split_off(&below);
         self.memory.append(&mut rest);
-        if self.memory.len() != before {
+        // Logged when it tells something new, so that a restart knows the mark again.
+        if moved || self.memory.len() != before {
             sh.persist(Record::FinishedBelow { below });
         }
     }
@@ -486,7 +522,7 @@ impl Participant {
     /// at once; commits held here stay locked and ask whether they are visible; this node's own
     /// shares stay locked for its coordinator.
     pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, restored: Restored) {
-        let Restored { prepared, commits_held, own_shares, untracked, memory } = restored;
+        let Restored { prepared, commits_held, own_shares, untracked, memory, marks } = restored;
         let query_interval = sh.config.timing.query_interval;
         let remote = prepared
             .into_values()
@@ -501,6 +537,7 @@ impl Participant {
             self.restore_one(sh, record, PreparedState::OwnShare, &untracked, query_interval);
         }
         self.memory = memory;
+        self.marks = marks;
     }
 
     fn restore_one(
