@@ -233,6 +233,16 @@ impl Coordinator {
         sh.timers.set(Timer::Coordinator(txn), now + retransmit);
     }
 
+    /// Whether a vote answering the PREPARE of `round` is from an earlier life of this node,
+    /// and so ignored. A vote tells what its voter held when that PREPARE came, which says
+    /// nothing of now: a NO(Conflict) to a first PREPARE, delayed past the YES to a resent one
+    /// that let a commit be decided, and delivered after a restart lost the decision, would
+    /// abort a visible commit. So a recovering coordinator hears only the votes of its own
+    /// round. (A transaction whose voting began in this life only draws this life's votes.)
+    pub(super) fn is_stale_round(&self, round: u64) -> bool {
+        round < self.incarnation
+    }
+
     /// The own share's record is durable: this node's YES.
     pub(super) fn on_own_share_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         self.on_yes(sh, own_share, now, sh.me(), txn);
@@ -246,7 +256,6 @@ impl Coordinator {
         from: NodeId,
         txn: TxnId,
         vote: Vote,
-        round: u64,
     ) {
         let Some(c) = self.transactions.get(&txn) else {
             // Finished: a late or duplicate vote changes nothing.
@@ -254,16 +263,6 @@ impl Coordinator {
         };
         if !c.participants.contains(from) {
             sh.stats.messages_dropped += 1;
-            return;
-        }
-        // A vote answers one PREPARE, and tells what its voter held when that PREPARE came. One
-        // drawn by an earlier life's PREPARE says nothing of now: a NO(Conflict) to a first
-        // PREPARE, delayed past the YES to a resent one that let a commit be decided, and
-        // delivered after a restart lost the decision, would abort a visible commit. So a
-        // recovering coordinator hears only the votes of its own round. (A transaction
-        // voting began in this life hears only this life's votes anyway.)
-        if round < self.incarnation {
-            sh.stats.stale_votes += 1;
             return;
         }
         match vote {

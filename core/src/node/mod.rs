@@ -241,9 +241,8 @@ impl Node {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
                 participant.on_prepare(sh, now, from, record, round)
             }
-            Message::Vote { txn, vote, round, .. } if mine => {
-                coordinator.on_vote(sh, participant, now, from, txn, vote, round)
-            }
+            Message::Vote { round, .. } if mine && coordinator.is_stale_round(round) => sh.stats.stale_votes += 1,
+            Message::Vote { txn, vote, .. } if mine => coordinator.on_vote(sh, participant, now, from, txn, vote),
             Message::Ack { txn, .. } if mine => coordinator.on_ack(sh, participant, now, from, txn),
             // Only this node decides its own transactions, and only a transaction's coordinator
             // says it is visible or finished.
