@@ -102,8 +102,9 @@ enum Phase {
     Voting { yes: NodeSet, vote_deadline: Time },
     /// Restarted with its own share logged and no decision logged: the decision may have been
     /// made (and COMMIT sent) before the crash, so it is never presumed. PREPARE goes to every
-    /// participant again: any acknowledgement (a commit held there) means commit, any NO
-    /// means no commit was ever decided (abort), and every YES allows commit. It never gives
+    /// participant again, of this life's round: any acknowledgement (a commit held there)
+    /// means commit, any NO to this round's PREPARE means no commit was ever decided (abort),
+    /// and every YES allows commit. Votes of an earlier round are ignored. It never gives
     /// up by timeout: a commit may be durable somewhere.
     Recovering { yes: NodeSet },
     /// Decided commit and sent COMMIT; `durable` holds where the decision is durable (this
