@@ -22,9 +22,13 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Coordinator -> participant: check these ops, lock their keys, persist, and vote.
-    Prepare { epoch: Epoch, txn: TxnId, request: RequestId, ops: Arc<[TxnOp]>, participants: NodeSet },
-    /// Participant -> coordinator.
-    Vote { epoch: Epoch, txn: TxnId, vote: Vote },
+    /// `round` is the coordinator's incarnation when it sent this PREPARE: a restarted
+    /// coordinator asking again about its transaction sends a later round than its first life.
+    Prepare { epoch: Epoch, txn: TxnId, request: RequestId, ops: Arc<[TxnOp]>, participants: NodeSet, round: u64 },
+    /// Participant -> coordinator, answering the PREPARE of `round` (echoed): a vote is about
+    /// what the voter held when that PREPARE came, so a restarted coordinator ignores the votes
+    /// its earlier life's PREPAREs drew (docs/protocol.md §7.2).
+    Vote { epoch: Epoch, txn: TxnId, vote: Vote, round: u64 },
     /// The outcome: from the coordinator, or from any node that knows it, answering a query.
     /// A participant logs a COMMIT and keeps the keys locked; it applies the commit only once
     /// it is visible.

@@ -159,6 +159,9 @@ impl Record {
             | Record::PreparedInEpoch { .. }
             | Record::CommitDecided { .. }
             | Record::CommitLearned { .. }
+            // The coordinator's abort is told once durable (a participant's too is synced
+            // promptly: the record does not say whose it is).
+            | Record::Aborted { .. }
             | Record::SnapshotBegin(_)
             | Record::SnapshotBeginInEpoch(_)
             | Record::SnapshotEntries(_)
@@ -169,7 +172,6 @@ impl Record {
             | Record::SnapshotConfiguration(_)
             | Record::Unvouched => true,
             Record::Committed { .. }
-            | Record::Aborted { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
         }
@@ -391,6 +393,7 @@ mod tests {
             Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: t.clone() },
             Record::CommitDecided { txn },
             Record::CommitLearned { txn },
+            Record::Aborted { txn },
             Record::SnapshotBeginInEpoch(Box::default()),
             Record::Decided(t),
             Record::SnapshotBegin(Box::default()),
@@ -398,12 +401,7 @@ mod tests {
             Record::SnapshotVersionedEntries(Vec::new()),
             Record::SnapshotEnd { entries: 0 },
         ];
-        let lazy = [
-            Record::Committed { txn },
-            Record::Aborted { txn },
-            Record::Forgotten { txn },
-            Record::FinishedBelow { below: txn },
-        ];
+        let lazy = [Record::Committed { txn }, Record::Forgotten { txn }, Record::FinishedBelow { below: txn }];
         for record in prompt {
             assert!(record.sync_promptly(), "{} must be synced at once", record.kind());
         }

@@ -88,6 +88,8 @@ pub(crate) struct Recovered {
     pub(crate) agreement: Option<AgreementState>,
     /// The log says it cannot be vouched for ([`Record::Unvouched`]).
     pub(crate) unvouched: bool,
+    /// Each coordinator's latest finished mark in the log (not carried by snapshots).
+    pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
 }
 
 impl Recovered {
@@ -114,6 +116,7 @@ impl Recovered {
             installed: Vec::new(),
             agreement: None,
             unvouched: false,
+            finished_marks: BTreeMap::new(),
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -324,6 +327,8 @@ impl Recovered {
     /// commit memory.
     fn forget_finished(&mut self, below: TxnId) {
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
+        let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
+        *mark = (*mark).max(below);
     }
 
     /// Replays an install exactly as `Node::install` settled the epoch it ends: a transaction in

@@ -103,10 +103,16 @@ fn frame_value() -> impl Strategy<Value = Frame> {
             txn: t.txn,
             request: t.request,
             ops: t.ops,
-            participants: t.participants
+            participants: t.participants,
+            round: t.txn.incarnation,
         }),
-        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes }),
-        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::No(NoReason::Conflict) }),
+        txn_id().prop_map(|txn| Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes, round: txn.incarnation }),
+        txn_id().prop_map(|txn| Message::Vote {
+            epoch: Epoch::FIRST,
+            txn,
+            vote: Vote::No(NoReason::Conflict),
+            round: txn.incarnation
+        }),
         txn_id().prop_map(|txn| Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit }),
         txn_id().prop_map(|txn| Message::Ack { epoch: Epoch::FIRST, txn }),
         txn_id().prop_map(|txn| Message::Query { epoch: Epoch::FIRST, txn }),
@@ -129,6 +135,7 @@ fn frame_value() -> impl Strategy<Value = Frame> {
                 epoch: Epoch::FIRST,
                 txn: TxnId { coordinator: NodeId(0), incarnation: 1, number: id.client.0 },
                 vote: Vote::No(NoReason::AlreadyCompleted(completed)),
+                round: 1,
             }
         }),
         (request_id(), outcome).prop_map(|(id, outcome)| Frame::Reply(Reply { id, outcome })),
@@ -487,6 +494,7 @@ fn frame_limit_fits_the_largest_legal_transaction_and_little_more() {
                 request,
                 ops: ops.into(),
                 participants: NodeSet::first(64),
+                round: u64::MAX,
             },
         },
     ];

@@ -152,6 +152,7 @@ fn a_message_of_another_epoch_is_dropped() {
         request: RequestId { client: ClientId(1), seq: 1 },
         ops: vec![put("k", "v")].into(),
         participants: NodeSet::first(2),
+        round: 1,
     };
     let now = c.now;
     c.nodes[0].as_mut().unwrap().handle(now, Input::Message { from: NodeId(1), message: prepare(Epoch(2)) });
@@ -451,6 +452,7 @@ fn reused_transaction_id_with_other_contents_gets_no_vote() {
             request: RequestId { client: ClientId(client), seq: 1 },
             ops: vec![put("k", value)].into(),
             participants: NodeSet::first(3),
+            round: 1,
         };
         c.nodes[1]
             .as_mut()
@@ -478,6 +480,7 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
                 request: RequestId { client: ClientId(1), seq: 1 },
                 ops: vec![put("k", "v")].into(),
                 participants: NodeSet::first(3),
+                round: 1,
             },
         ),
         // PREPARE with no ops.
@@ -489,6 +492,7 @@ fn malformed_peer_messages_are_dropped_not_fatal() {
                 request: RequestId { client: ClientId(1), seq: 1 },
                 ops: vec![].into(),
                 participants: NodeSet::first(3),
+                round: 1,
             },
         ),
         // A decision about node 0's own transaction from someone else.
@@ -542,6 +546,7 @@ fn a_participant_never_takes_both_decisions() {
                 request: RequestId { client: ClientId(number), seq: 1 },
                 ops: vec![put(&format!("k{number}"), "v")].into(),
                 participants: NodeSet::first(3),
+                round: 1,
             },
             Some(decision) => Message::Decision { epoch: Epoch::FIRST, txn, decision },
         };

@@ -245,10 +245,10 @@ fuzz_target!(|actions: Vec<Action>| {
                             ops: ops.into(),
                             participants: NodeSet::first(usize::from(participants % 5)),
                         };
-                        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops: record.ops, participants: record.participants }
+                        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops: record.ops, participants: record.participants, round: txn.incarnation }
                     }
                     FuzzMessage::Vote { yes, reason } => {
-                        Message::Vote { epoch: Epoch::FIRST, txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) } }
+                        Message::Vote { epoch: Epoch::FIRST, txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) }, round: txn.incarnation }
                     }
                     FuzzMessage::Decision { commit } => {
                         Message::Decision { epoch: Epoch::FIRST, txn, decision: if commit { Decision::Commit } else { Decision::Abort } }

@@ -95,6 +95,9 @@ fn unread_replies_stay_within_the_byte_budget() {
     const BUDGET: usize = 32 << 20;
     let mut cluster = TestCluster::start_with(2, Transport::Tcp, |config| {
         config.connection.buffer_bytes_max = BUDGET;
+        // The reads must outwait the write's abort, which comes at the vote timeout and once
+        // its record is durable: then they are answered with the value, not "locked".
+        config.timing.read_wait_timeout = config.timing.vote_timeout * 2;
     });
     let value = vec![0x5au8; 512 << 10];
     assert!(matches!(

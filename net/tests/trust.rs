@@ -26,7 +26,14 @@ fn forged_messages(number: u64) -> [Message; 2] {
     let ops = vec![TxnOp::Put { key: FORGED_KEY.to_vec(), value: b"evil".to_vec() }].into();
     let request = RequestId { client: ClientId(0xbad), seq: number };
     [
-        Message::Prepare { epoch: Epoch::FIRST, txn, request, ops, participants: NodeSet::first(3) },
+        Message::Prepare {
+            epoch: Epoch::FIRST,
+            txn,
+            request,
+            ops,
+            participants: NodeSet::first(3),
+            round: txn.incarnation,
+        },
         Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit },
     ]
 }

@@ -74,6 +74,8 @@ struct CoordinatorTxn {
     phase: Phase,
     /// The current retransmission interval; doubles after every resend.
     retransmit: Duration,
+    /// Why it is aborting, while `phase` is [`Phase::Aborting`].
+    abort_cause: Option<AbortCause>,
 }
 
 impl CoordinatorTxn {
@@ -87,9 +89,10 @@ impl CoordinatorTxn {
         }
     }
 
-    fn prepare_message(&self, sh: &Shared) -> Message {
+    /// The PREPARE this coordinator sends in its life `round` (its incarnation).
+    fn prepare_message(&self, sh: &Shared, round: u64) -> Message {
         let TxnRecord { txn, request, ops, participants } = self.record();
-        Message::Prepare { epoch: sh.epoch(), txn, request, ops, participants }
+        Message::Prepare { epoch: sh.epoch(), txn, request, ops, participants, round }
     }
 }
 
@@ -100,14 +103,21 @@ enum Phase {
     Voting { yes: NodeSet, vote_deadline: Time },
     /// Restarted with its own share logged and no decision logged: the decision may have been
     /// made (and COMMIT sent) before the crash, so it is never presumed. PREPARE goes to every
-    /// participant again: any acknowledgement (a commit held there) means commit, any NO
-    /// means no commit was ever decided (abort), and every YES allows commit. It never gives
+    /// participant again, of this life's round: any acknowledgement (a commit held there)
+    /// means commit, any NO to this round's PREPARE means no commit was ever decided (abort),
+    /// and every YES allows commit. Votes of an earlier round are ignored. It never gives
     /// up by timeout: a commit may be durable somewhere.
     Recovering { yes: NodeSet },
     /// Decided commit and sent COMMIT; `durable` holds where the decision is durable (this
     /// node once its record is, and every participant that acknowledged). `visible` once that
     /// is a majority: applied here, the client answered, `Visible` sent.
     Committed { durable: NodeSet, visible: bool },
+    /// Decided abort, its `Aborted` record on its way to disk. The abort is a decision like a
+    /// commit: nobody hears of it before it is durable, or a crash that lost the record would
+    /// bring the transaction back in doubt (`Recovering`), free to commit, while an ABORT or
+    /// a `Finished` of this life is still in the network. So until then no ABORT leaves, a
+    /// query gets no answer, the finished mark stays below it, and the own share stays locked.
+    Aborting,
 }
 
 /// Why an attempt ended without a commit.
@@ -217,17 +227,27 @@ impl Coordinator {
         let vote_deadline = now + sh.config.timing.vote_timeout;
         let retransmit = sh.config.timing.prepare_retransmit;
         let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
-        let c = CoordinatorTxn { txn, participants, write, phase, retransmit };
-        if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare) {
+        let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
+        if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare, self.incarnation) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
         let others = participants.without(me);
         for to in others.iter() {
-            sh.send(to, c.prepare_message(sh));
+            sh.send(to, c.prepare_message(sh, self.incarnation));
         }
         self.pending.insert(c.write.request, txn);
         self.transactions.insert(txn, c);
         sh.timers.set(Timer::Coordinator(txn), now + retransmit);
+    }
+
+    /// Whether a vote answering the PREPARE of `round` is from an earlier life of this node,
+    /// and so ignored. A vote tells what its voter held when that PREPARE came, which says
+    /// nothing of now: a NO(Conflict) to a first PREPARE, delayed past the YES to a resent one
+    /// that let a commit be decided, and delivered after a restart lost the decision, would
+    /// abort a visible commit. So a recovering coordinator hears only the votes of its own
+    /// round. (A transaction whose voting began in this life only draws this life's votes.)
+    pub(super) fn is_stale_round(&self, round: u64) -> bool {
+        round < self.incarnation
     }
 
     /// The own share's record is durable: this node's YES.
@@ -256,11 +276,11 @@ impl Coordinator {
             Vote::Yes => self.on_yes(sh, own_share, now, from, txn),
             // Frozen: no decision, abort included; the settlement decides.
             _ if sh.frozen => {}
-            // Only an undecided transaction aborts. (A NO while recovering means the voter
-            // never held the commit, so none was ever decided.)
-            _ if matches!(c.phase, Phase::Committed { .. }) => {}
-            Vote::No(NoReason::ConfigMismatch) => self.abort(sh, own_share, now, txn, AbortCause::ConfigMismatch(from)),
-            Vote::No(reason) => self.abort(sh, own_share, now, txn, AbortCause::Refused(reason)),
+            // Only an undecided transaction aborts, once. (A NO of this round while recovering
+            // means the voter never held the commit, so none was ever decided.)
+            _ if matches!(c.phase, Phase::Committed { .. } | Phase::Aborting) => {}
+            Vote::No(NoReason::ConfigMismatch) => self.abort(sh, txn, AbortCause::ConfigMismatch(from)),
+            Vote::No(reason) => self.abort(sh, txn, AbortCause::Refused(reason)),
         }
     }
 
@@ -327,8 +347,8 @@ impl Coordinator {
                 self.decide_commit(sh, own_share, now, txn, durable);
             }
             Phase::Committed { .. } => self.count_durable(sh, own_share, now, from, txn),
-            // Nobody acknowledges what was never decided.
-            Phase::Voting { .. } => sh.stats.messages_dropped += 1,
+            // Nobody acknowledges what was never decided, or what aborted.
+            Phase::Voting { .. } | Phase::Aborting => sh.stats.messages_dropped += 1,
         }
     }
 
@@ -413,24 +433,39 @@ impl Coordinator {
         }
     }
 
-    /// Aborts an undecided transaction: release its own share, tell the participants (best
-    /// effort: one that misses it asks, and is told the transaction is finished), then retry
-    /// or reply.
-    fn abort(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, cause: AbortCause) {
-        let c = self.transactions.remove(&txn).expect("aborting a coordinated transaction");
-        debug_assert!(!matches!(c.phase, Phase::Committed { .. }), "only an undecided transaction can abort");
+    /// Decides to abort an undecided transaction: logs the decision (synced promptly) and
+    /// waits for it in [`Phase::Aborting`]; nobody hears of it before it is durable
+    /// ([`Coordinator::on_abort_durable`]).
+    fn abort(&mut self, sh: &mut Shared, txn: TxnId, cause: AbortCause) {
+        let c = self.transactions.get_mut(&txn).expect("aborting a coordinated transaction");
+        debug_assert!(
+            matches!(c.phase, Phase::Voting { .. } | Phase::Recovering { .. }),
+            "only an undecided transaction can abort"
+        );
+        c.phase = Phase::Aborting;
+        c.abort_cause = Some(cause);
         sh.timers.cancel(Timer::Coordinator(txn));
+        let lsn = sh.persist(Record::Aborted { txn });
+        sh.after_durable(lsn, AfterDurable::Aborted(txn));
+    }
+
+    /// The abort is durable: release the own share, tell the participants (best effort: one
+    /// that misses it asks, and is told the transaction is finished), let the mark pass it,
+    /// then retry or reply. The client's answer says the attempt applied nothing, which is now
+    /// a fact on disk; a retry's records all come after this one in the log.
+    pub(super) fn on_abort_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
+        let Some(c) = self.transactions.remove_entry(&txn).map(|(_, c)| c) else { return };
+        debug_assert_eq!(c.phase, Phase::Aborting, "only an aborting transaction waits for its Aborted record");
         self.pending.remove(&c.write.request);
         own_share.abort_prepared(sh, txn);
         own_share.learn(txn, Decision::Abort);
-        // Not waited for: if a crash loses it, the restarted coordinator asks again.
-        sh.persist(Record::Aborted { txn });
         sh.stats.txns_aborted += 1;
         let epoch = sh.epoch();
         for to in c.participants.without(sh.me()).iter() {
             sh.send(to, Message::Decision { epoch, txn, decision: Decision::Abort });
         }
         self.mark_moved(sh, now);
+        let cause = c.abort_cause.expect("an aborting transaction knows why");
         self.conclude(sh, now, c.write, cause);
     }
 
@@ -509,6 +544,7 @@ impl Coordinator {
         let retransmit_max = sh.config.timing.retransmit_max;
         let epoch = sh.epoch();
         let me = sh.me();
+        let round = self.incarnation;
         let Some(c) = self.transactions.get_mut(&txn) else { return };
         c.retransmit = (c.retransmit * 2).min(retransmit_max);
         // Frozen: no decision (abort by timeout included) and nothing to resend that could
@@ -524,9 +560,9 @@ impl Coordinator {
                     return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
                 if now >= vote_deadline {
-                    return self.abort(sh, own_share, now, txn, AbortCause::Timeout(missing));
+                    return self.abort(sh, txn, AbortCause::Timeout(missing));
                 }
-                (missing, c.prepare_message(sh), (now + c.retransmit).min(vote_deadline))
+                (missing, c.prepare_message(sh, round), (now + c.retransmit).min(vote_deadline))
             }
             Phase::Recovering { yes } => {
                 let missing = c.participants.difference(yes);
@@ -534,12 +570,14 @@ impl Coordinator {
                 if missing.is_empty() && !sh.leases.waiting(now) {
                     return self.decide_commit(sh, own_share, now, txn, NodeSet::EMPTY);
                 }
-                (missing, c.prepare_message(sh), now + c.retransmit)
+                (missing, c.prepare_message(sh, round), now + c.retransmit)
             }
             Phase::Committed { durable, .. } => {
                 let commit = Message::Decision { epoch, txn, decision: Decision::Commit };
                 (c.participants.difference(durable), commit, now + c.retransmit)
             }
+            // Waits for its record, not for anyone.
+            Phase::Aborting => return,
         };
         for to in missing.without(me).iter() {
             sh.send(to, message.clone());
@@ -561,8 +599,8 @@ impl Coordinator {
             Some(Phase::Committed { visible: false, .. }) => {
                 Message::Decision { epoch, txn, decision: Decision::Commit }
             }
-            // Not decided yet: the asker will ask again.
-            Some(Phase::Voting { .. } | Phase::Recovering { .. }) => return,
+            // Not decided yet, or the abort not durable yet: the asker will ask again.
+            Some(Phase::Voting { .. } | Phase::Recovering { .. } | Phase::Aborting) => return,
             None => Message::Finished { epoch, txn },
         };
         sh.send(from, answer);
@@ -600,12 +638,13 @@ impl Coordinator {
                 self.pending.insert(write.request, txn);
             }
             let participants = record.participants;
-            self.transactions.insert(txn, CoordinatorTxn { txn, participants, write, phase, retransmit });
+            let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
+            self.transactions.insert(txn, c);
             sh.timers.set(Timer::Coordinator(txn), now);
             match phase {
                 Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
                 Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
-                Phase::Voting { .. } => {}
+                Phase::Voting { .. } | Phase::Aborting => {}
             }
         }
     }
@@ -621,6 +660,8 @@ impl Coordinator {
                 Phase::Committed { visible: true, .. } => continue,
                 Phase::Committed { visible: false, .. } => !settlement.aborts(txn),
                 Phase::Voting { .. } | Phase::Recovering { .. } => settlement.commits(txn),
+                // Its abort is decided (the record is on its way): no commit was, anywhere.
+                Phase::Aborting => false,
             };
             let outcome = if commit {
                 let completed = own_share.commit_prepared(sh, txn);
@@ -663,6 +704,10 @@ impl Coordinator {
                 Phase::Committed { visible, .. } => {
                     decisions.push(DecisionState { decision: c.record(), applied: visible })
                 }
+                // Aborted: the snapshot's records come after its `Aborted` record in the log,
+                // so a replay that reads the snapshot read the abort too. Listing it undecided
+                // would bring it back in doubt once compaction dropped that record.
+                Phase::Aborting => {}
             }
         }
         (undecided, decisions)
@@ -719,8 +764,10 @@ impl Coordinator {
             ensure(!(matches!(c.phase, Phase::Committed { .. }) && learned == Some(Decision::Abort)), || {
                 format!("{txn} is committed here but the node learned {learned:?}")
             })?;
-            // Every phase waits for answers, and resends on a timer.
-            ensure(sh.timers.is_set(Timer::Coordinator(*txn)), || {
+            // Every phase but aborting (which waits for its record) waits for answers, and
+            // resends on a timer.
+            let waits_for_answers = c.phase != Phase::Aborting;
+            ensure(!waits_for_answers || sh.timers.is_set(Timer::Coordinator(*txn)), || {
                 format!("{txn} is {:?} with no timer to resend or give up", c.phase)
             })?;
         }

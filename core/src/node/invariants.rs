@@ -87,6 +87,7 @@ mod tests {
                 request,
                 ops: vec![put(key)].into(),
                 participants: NodeSet::first(3),
+                round: txn.incarnation,
             },
         )
     }
@@ -97,7 +98,10 @@ mod tests {
         node.handle(NOW, Input::Message { from: NodeId(1), message });
         let sent = settle(node);
         assert!(
-            sent.contains(&(NodeId(1), Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes })),
+            sent.contains(&(
+                NodeId(1),
+                Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes, round: txn.incarnation }
+            )),
             "{txn} is prepared"
         );
         txn
@@ -205,7 +209,10 @@ mod tests {
         for from in [NodeId(1), NodeId(2)] {
             node.handle(
                 NOW,
-                Input::Message { from, message: Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes } },
+                Input::Message {
+                    from,
+                    message: Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes, round: txn.incarnation },
+                },
             );
         }
         let sent = settle(&mut node);

@@ -377,6 +377,7 @@ mod tests {
             request: RequestId { client: ClientId(7), seq: 1 },
             ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
             participants: NodeSet::first(3),
+            round: txn.incarnation,
         };
         node.handle(after_wait, Input::Message { from: NodeId(1), message: prepare });
         let persisted = drain(&mut node).into_iter().filter_map(|o| match o {
@@ -439,7 +440,12 @@ mod tests {
                 after_wait,
                 Input::Message {
                     from,
-                    message: Message::Vote { epoch: crate::configuration::Epoch::FIRST, txn, vote: Vote::Yes },
+                    message: Message::Vote {
+                        epoch: crate::configuration::Epoch::FIRST,
+                        txn,
+                        vote: Vote::Yes,
+                        round: txn.incarnation,
+                    },
                 },
             );
         }

@@ -106,6 +106,15 @@ pub struct Stats {
     pub prepares_before_wait: u64,
     /// Configurations installed here since the node started (docs/protocol.md §7.4).
     pub installs: u64,
+    /// Votes answering a PREPARE of an earlier life of this coordinator, ignored: they tell
+    /// what the voter held before the restart, not now (docs/protocol.md §7.2).
+    pub stale_votes: u64,
+    /// PREPAREs of a transaction below its coordinator's finished mark (finished, so stale),
+    /// not prepared.
+    pub prepares_below_mark: u64,
+    /// COMMITs for a transaction never held here and not finished, dropped: acknowledging
+    /// one would count a durable copy with nothing on disk.
+    pub commits_not_held: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -179,6 +188,7 @@ impl Node {
             installed,
             agreement,
             unvouched,
+            finished_marks,
             ..
         } = recovered;
         let cannot_vouch = unvouched || !vouches;
@@ -219,7 +229,14 @@ impl Node {
         let own_shares =
             in_doubt.iter().cloned().chain(decisions.iter().filter(|(_, applied)| !applied).map(|(t, _)| t.clone()));
         let own_shares = own_shares.collect();
-        let restored = participant::Restored { prepared, commits_held, own_shares, untracked, memory: commit_memory };
+        let restored = participant::Restored {
+            prepared,
+            commits_held,
+            own_shares,
+            untracked,
+            memory: commit_memory,
+            marks: finished_marks,
+        };
         node.participant.restore(sh, now, restored);
         node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
         let lsn = sh.persist(Record::BootTracked { incarnation });
@@ -330,10 +347,11 @@ impl Node {
             // taken at all (nothing logged, so no vote can come due, nor a retransmission be
             // answered with a YES of a recovered transaction); the coordinator sends it again.
             Message::Prepare { .. } if sh.leases.waiting(now) => sh.stats.prepares_before_wait += 1,
-            Message::Prepare { txn, request, ops, participants, .. } => {
+            Message::Prepare { txn, request, ops, participants, round, .. } => {
                 let record = crate::record::TxnRecord { txn, request, ops, participants };
-                participant.on_prepare(sh, now, from, record)
+                participant.on_prepare(sh, now, from, record, round)
             }
+            Message::Vote { round, .. } if mine && coordinator.is_stale_round(round) => sh.stats.stale_votes += 1,
             Message::Vote { txn, vote, .. } if mine => coordinator.on_vote(sh, participant, now, from, txn, vote),
             Message::Ack { txn, .. } if mine => coordinator.on_ack(sh, participant, now, from, txn),
             // Only this node decides its own transactions, and only a transaction's coordinator
@@ -384,6 +402,7 @@ impl Node {
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
                 AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),
                 AfterDurable::Installed => self.finish_install(now),
+                AfterDurable::Aborted(txn) => coordinator.on_abort_durable(sh, participant, now, txn),
             }
         }
     }

@@ -43,6 +43,9 @@ pub(super) struct Participant {
     known: KnownDecisions,
     /// Committed transactions not known to be finished (docs/protocol.md §7.2).
     memory: BTreeSet<TxnId>,
+    /// Each coordinator's latest finished mark heard here (rebuilt by replay from
+    /// `FinishedBelow`): every one of its transactions below it is finished.
+    marks: BTreeMap<NodeId, TxnId>,
 }
 
 struct PreparedTxn {
@@ -55,6 +58,9 @@ struct PreparedTxn {
     query_interval: Duration,
     /// Queries sent so far: the first goes to the coordinator alone.
     queries: u32,
+    /// The round of the latest PREPARE for it (its coordinator's incarnation then), which the
+    /// YES vote echoes; 0 for a share restored from the log, which votes only when asked again.
+    round: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +96,7 @@ pub(super) struct Restored {
     pub(super) own_shares: Vec<TxnRecord>,
     pub(super) untracked: BTreeSet<TxnId>,
     pub(super) memory: BTreeSet<TxnId>,
+    pub(super) marks: BTreeMap<NodeId, TxnId>,
 }
 
 impl Participant {
@@ -100,7 +107,13 @@ impl Participant {
             acks_pending: BTreeSet::new(),
             known: KnownDecisions::new(decisions_remembered_max),
             memory: BTreeSet::new(),
+            marks: BTreeMap::new(),
         }
+    }
+
+    /// Whether `txn` is below its coordinator's finished mark as heard here: finished.
+    fn below_mark(&self, txn: TxnId) -> bool {
+        self.marks.get(&txn.coordinator).is_some_and(|mark| txn < *mark)
     }
 
     /// Remembers the decision this node's coordinator made for one of its own transactions,
@@ -139,6 +152,7 @@ impl Participant {
         now: Time,
         record: &TxnRecord,
         mode: PrepareMode,
+        round: u64,
     ) -> Result<(), NoReason> {
         if self.prepared.len() >= sh.config.bounds.prepared_max {
             return Err(NoReason::Busy);
@@ -174,7 +188,7 @@ impl Participant {
             PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = sh.config.timing.query_interval;
-        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0 };
+        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0, round };
         self.prepared.insert(record.txn, p);
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote && sh.canary(Canary::ApplyAtPrepare) {
@@ -196,7 +210,7 @@ impl Participant {
 
     /// A coordinator's PREPARE. A repeated one is answered from what this node holds, so that a
     /// restarted coordinator asking again learns what became of its transaction.
-    pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord) {
+    pub(super) fn on_prepare(&mut self, sh: &mut Shared, now: Time, from: NodeId, record: TxnRecord, round: u64) {
         let txn = record.txn;
         let epoch = sh.epoch();
         // A frozen member casts no more votes in its epoch (§7.4).
@@ -207,16 +221,17 @@ impl Participant {
             sh.stats.messages_dropped += 1;
             return;
         }
-        if let Some(p) = self.prepared.get(&txn) {
+        if let Some(p) = self.prepared.get_mut(&txn) {
             if p.record.request != record.request || p.record.ops != record.ops {
                 // The same transaction id with other contents: a coordinator reusing ids (its
                 // log was replaced by an older copy). Never vote on it.
                 sh.stats.messages_dropped += 1;
                 return;
             }
+            p.round = p.round.max(round);
             match p.state {
                 // A retransmitted PREPARE: repeat the vote; if it is not cast yet, it is coming.
-                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes }),
+                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes, round }),
                 PreparedState::CommitHeld => self.acknowledge(sh, txn),
                 PreparedState::Persisting | PreparedState::OwnShare => {}
             }
@@ -235,20 +250,27 @@ impl Participant {
             // Aborted here: say so, for a restarted coordinator that asks again. (It can never
             // be a commit: that would have needed this node's YES.)
             Some(Decision::Abort) => {
-                return sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::Aborted) });
+                return sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::Aborted), round });
             }
             None => {}
+        }
+        // A stale PREPARE of a finished transaction (its coordinator no longer holds it, so no
+        // vote counts): preparing it would lock keys for nothing and, were this a commit this
+        // node forgot, report it in doubt at a settlement (design review item 9).
+        if self.below_mark(txn) {
+            sh.stats.prepares_below_mark += 1;
+            return;
         }
         // Every node must agree on who takes part and on the limits, or a write could commit
         // without a node that should hold it: refuse loudly, never silently. (Checked only for
         // a transaction not held here: a NO means "never held", see `Phase::Recovering`.)
         if record.participants != sh.participants_for(&record.ops) || sh.config.limits.check_ops(&record.ops).is_err() {
             sh.stats.config_mismatches += 1;
-            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::ConfigMismatch) });
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(NoReason::ConfigMismatch), round });
             return;
         }
-        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote) {
-            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(reason) });
+        if let Err(reason) = self.prepare(sh, now, &record, PrepareMode::Remote, round) {
+            sh.send(from, Message::Vote { epoch, txn, vote: Vote::No(reason), round });
         }
     }
 
@@ -270,7 +292,8 @@ impl Participant {
         // record as in doubt.
         if p.state == PreparedState::Persisting && !sh.frozen {
             p.state = PreparedState::Voted;
-            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes });
+            let round = p.round;
+            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes, round });
         }
     }
 
@@ -281,6 +304,20 @@ impl Participant {
         // Frozen: no COMMIT is logged or acknowledged any more, and the settlement decides
         // what is held here (§7.4).
         if sh.frozen {
+            return;
+        }
+        // An acknowledgement counts a durable copy of the commit. For a transaction not held
+        // here it is true only if the commit was held here (in the commit memory, its record
+        // on its way, or learned and applied) or is finished (below the coordinator's mark);
+        // anything else (this node lost its log, say) has nothing on disk to count. (One whose
+        // decision is known here goes on: a commit after an abort is counted as conflicting.)
+        let held_here = self.prepared.contains_key(&txn)
+            || self.acks_pending.contains(&txn)
+            || self.memory.contains(&txn)
+            || self.known.get(txn).is_some()
+            || self.below_mark(txn);
+        if decision == Decision::Commit && !held_here {
+            sh.stats.commits_not_held += 1;
             return;
         }
         match (self.known.get(txn), decision) {
@@ -369,6 +406,10 @@ impl Participant {
     /// The coordinator's finished mark: every one of its transactions ordered before `below`
     /// is finished (see [`Participant::on_finished`]).
     pub(super) fn on_finished_below(&mut self, sh: &mut Shared, below: TxnId) {
+        let moved = self.marks.get(&below.coordinator).is_none_or(|mark| *mark < below);
+        if moved {
+            self.marks.insert(below.coordinator, below);
+        }
         let first = TxnId { coordinator: below.coordinator, incarnation: 0, number: 0 };
         let held: Vec<TxnId> = self.prepared.range(first..below).map(|(txn, _)| *txn).collect();
         for txn in held {
@@ -378,7 +419,8 @@ impl Participant {
         let mut later = self.memory.split_off(&first);
         let mut rest = later.split_off(&below);
         self.memory.append(&mut rest);
-        if self.memory.len() != before {
+        // Logged when it tells something new, so that a restart knows the mark again.
+        if moved || self.memory.len() != before {
             sh.persist(Record::FinishedBelow { below });
         }
     }
@@ -493,7 +535,7 @@ impl Participant {
     /// at once; commits held here stay locked and ask whether they are visible; this node's own
     /// shares stay locked for its coordinator.
     pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, restored: Restored) {
-        let Restored { prepared, commits_held, own_shares, untracked, memory } = restored;
+        let Restored { prepared, commits_held, own_shares, untracked, memory, marks } = restored;
         let query_interval = sh.config.timing.query_interval;
         let remote = prepared
             .into_values()
@@ -508,6 +550,7 @@ impl Participant {
             self.restore_one(sh, record, PreparedState::OwnShare, &untracked, query_interval);
         }
         self.memory = memory;
+        self.marks = marks;
     }
 
     fn restore_one(
@@ -522,7 +565,7 @@ impl Participant {
         sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
         self.by_request.insert(record.request, txn);
         let tracked = !untracked.contains(&txn);
-        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0 });
+        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0, round: 0 });
     }
 
     /// The participant's part of a snapshot: the remote transactions prepared here without a

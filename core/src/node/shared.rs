@@ -135,6 +135,8 @@ pub(super) enum AfterDurable {
     OwnShare(TxnId),
     /// The record installing the next configuration: act in it.
     Installed,
+    /// The coordinator's abort decision: now it may be told.
+    Aborted(TxnId),
 }
 
 /// Everything the node wants done, in order, and what waits for the log: the outputs the driver
