@@ -203,7 +203,7 @@ impl Recovered {
                         r.apply(&t, tracked);
                     }
                 }
-                Record::FinishedBelow { below } => r.forget_finished(below),
+                Record::FinishedBelow { below } => r.forget_finished(me, below),
                 Record::SnapshotBegin(header) => {
                     let header = SnapshotHeaderInEpoch::from(*header);
                     partial = Some(PartialSnapshot {
@@ -324,8 +324,23 @@ impl Recovered {
     }
 
     /// A finished mark: the commits it covers are durable at every member, and leave the
-    /// commit memory.
-    fn forget_finished(&mut self, below: TxnId) {
+    /// commit memory. A commit held below it is applied, as the participant does
+    /// (`Participant::on_finished_below`; the `Committed` record it logs comes before the mark's
+    /// in a log it wrote, but a damaged or forged log must still replay to a consistent node; a
+    /// share it aborts there has its own `Aborted` record). A mark names another coordinator's
+    /// transactions: one naming this node's own is ignored.
+    fn forget_finished(&mut self, me: NodeId, below: TxnId) {
+        if below.coordinator == me {
+            return;
+        }
+        let first = TxnId { coordinator: below.coordinator, incarnation: 0, number: 0 };
+        let held: Vec<TxnId> = self.commits_held.range(first..below).map(|(txn, _)| *txn).collect();
+        for txn in held {
+            let t = self.commits_held.remove(&txn).expect("listed above");
+            self.unlock(&t);
+            let tracked = !self.untracked.remove(&txn);
+            self.apply(&t, tracked);
+        }
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
         let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
         *mark = (*mark).max(below);
@@ -422,6 +437,10 @@ impl Recovered {
             }
         }
         self.commit_memory = s.commit_memory.into_iter().collect();
+        // A commit held, or decided and not applied, is not finished: remembered, whatever a
+        // damaged snapshot says.
+        let unfinished = self.commits_held.keys().chain(self.decisions.iter().filter(|(_, (_, a))| !a).map(|(t, _)| t));
+        self.commit_memory.extend(unfinished.copied().collect::<Vec<_>>());
         Ok(())
     }
 }
