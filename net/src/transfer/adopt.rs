@@ -357,23 +357,9 @@ impl Adoption {
 
     fn adopt_header(&mut self, header: SnapshotHeader) -> Result<SnapshotHeader, AdoptError> {
         let SnapshotHeader { incarnation: _, completions, prepared, decisions } = header;
-        let mut kept = Vec::with_capacity(prepared.len());
-        for t in prepared {
-            if t.txn.coordinator == self.me {
-                self.hold_own(t, None)?;
-            } else {
-                kept.push(t);
-            }
-        }
+        let kept = self.keep_members(prepared)?;
         for DecisionState { decision, applied } in decisions {
-            if decision.txn.coordinator == self.me {
-                let index = self.index - 1;
-                return Err(AdoptError::OutOfPlace {
-                    index,
-                    kind: "snapshot-begin",
-                    why: "a member's snapshot holds a decision of this node's",
-                });
-            }
+            self.refuse_own_decision(&decision, "snapshot-begin")?;
             // An applied decision is in the entries and the completions already.
             if !applied {
                 self.unapplied.push(decision);
@@ -394,31 +380,10 @@ impl Adoption {
             decisions,
             commit_memory,
         } = header;
-        let mut kept = Vec::with_capacity(prepared.len());
-        for t in prepared {
-            if t.txn.coordinator == self.me {
-                self.hold_own(t, None)?;
-            } else {
-                kept.push(t);
-            }
-        }
-        let mut held = Vec::with_capacity(commits_held.len());
-        for t in commits_held {
-            if t.txn.coordinator == self.me {
-                self.hold_own(t, None)?;
-            } else {
-                held.push(t);
-            }
-        }
+        let kept = self.keep_members(prepared)?;
+        let mut held = self.keep_members(commits_held)?;
         for DecisionState { decision, applied } in decisions {
-            if decision.txn.coordinator == self.me {
-                let index = self.index - 1;
-                return Err(AdoptError::OutOfPlace {
-                    index,
-                    kind: "snapshot-begin-in-epoch",
-                    why: "a member's snapshot holds a decision of this node's",
-                });
-            }
+            self.refuse_own_decision(&decision, "snapshot-begin-in-epoch")?;
             // An applied decision is in the entries and the completions already.
             if !applied {
                 self.member_decided.insert(decision.txn);
@@ -435,6 +400,28 @@ impl Adoption {
             decisions: Vec::new(),
             commit_memory,
         })
+    }
+
+    /// The transactions of `txns` that are other nodes', kept; this node's own are held.
+    fn keep_members(&mut self, txns: Vec<TxnRecord>) -> Result<Vec<TxnRecord>, AdoptError> {
+        let mut kept = Vec::with_capacity(txns.len());
+        for t in txns {
+            if t.txn.coordinator == self.me {
+                self.hold_own(t, None)?;
+            } else {
+                kept.push(t);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// A member's snapshot never holds a decision of this node's: only this node decides its own.
+    fn refuse_own_decision(&self, decision: &TxnRecord, kind: &'static str) -> Result<(), AdoptError> {
+        if decision.txn.coordinator != self.me {
+            return Ok(());
+        }
+        let index = self.index - 1;
+        Err(AdoptError::OutOfPlace { index, kind, why: "a member's snapshot holds a decision of this node's" })
     }
 
     fn hold_own(&mut self, t: TxnRecord, tracked: Option<bool>) -> Result<(), AdoptError> {
