@@ -218,6 +218,8 @@ pub struct Server {
     /// than from inside one another (an answer may start a session's next request, whose
     /// answer may be immediate).
     answers: VecDeque<Answer>,
+    /// The configuration the node took part in when last looked at: a change is logged.
+    configuration: dkv_core::Configuration,
     /// Requests of the text protocol over UDP running, per source address (none listed at 0).
     datagram_sources: BTreeMap<IpAddr, usize>,
     /// The UDP socket has datagrams left over after its per-turn budget.
@@ -254,6 +256,7 @@ impl Server {
         }
         let cluster = cluster_of(&config)?;
         let (node, wal) = start_node(&config, &clock, cluster)?;
+        let node_configuration = node.configuration();
         // After the data dir is locked and known to be this node's: the peer session is kept
         // there.
         let security = peer_security(&config)?;
@@ -301,6 +304,7 @@ impl Server {
             gateway: Gateway::with_random_ids(config.gateway),
             coalescer: Coalescer::new(config.limits, config.gateway.request_timeout),
             answers: VecDeque::new(),
+            configuration: node_configuration,
             datagram_sources: BTreeMap::new(),
             udp_read_again: false,
             peer_udp_read_again: false,
@@ -354,6 +358,7 @@ impl Server {
             addr = %self.local_addr(),
             transport = ?self.config.transport,
             peers = self.config.peers.len(),
+            configuration = %self.configuration,
             "serving"
         );
         let mut events = Events::with_capacity(1024);
@@ -424,7 +429,7 @@ impl Server {
             PEER_UDP => self.receive_peer_datagrams(now)?,
             WAKER => {}
             Token(t) if (PEER_TOKEN_BASE..CONNECTION_TOKEN_BASE).contains(&t) => {
-                self.on_link_event(now, t - PEER_TOKEN_BASE, event.is_readable())?
+                self.on_link_event(now, t - PEER_TOKEN_BASE, event)?
             }
             Token(t) => {
                 let key = t - CONNECTION_TOKEN_BASE;
@@ -822,10 +827,11 @@ impl Server {
 
     /// Finishes a connect in progress, writes what the link has queued, and reads what the
     /// peer sent on it (nothing, normally: see [`Server::on_frame`]).
-    fn on_link_event(&mut self, now: Time, index: usize, readable: bool) -> Result<(), ServerError> {
+    fn on_link_event(&mut self, now: Time, index: usize, event: &Event) -> Result<(), ServerError> {
         let Some(link) = self.links.get_mut(index) else { return Ok(()) };
         if link.is_connecting() {
-            match link.check_connected(now) {
+            let hung_up = event.is_error() || event.is_read_closed() || event.is_write_closed();
+            match link.check_connected(now, hung_up) {
                 ConnectProgress::Connected => {}
                 ConnectProgress::Pending => return Ok(()),
                 ConnectProgress::Failed => {
@@ -837,7 +843,7 @@ impl Server {
         let link = &mut self.links[index];
         let Some(connection) = link.connection_mut() else { return Ok(()) };
         connection.flush();
-        if readable {
+        if event.is_readable() {
             let result = connection.read(now, &mut self.read_buffer, true);
             if connection.tls_established() {
                 link.mark_established();
@@ -1288,9 +1294,16 @@ impl Server {
                     Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
                 }
             }
-            let Some(answer) = self.answers.pop_front() else { return Ok(()) };
+            let Some(answer) = self.answers.pop_front() else { break };
             self.deliver(now, answer);
         }
+        let configuration = self.node.configuration();
+        if configuration != self.configuration {
+            let member = configuration.contains(self.config.id);
+            tracing::info!(node = %self.config.id, from = %self.configuration, to = %configuration, member, "configuration installed");
+            self.configuration = configuration;
+        }
+        Ok(())
     }
 
     /// Sends a message to a peer: as a sealed datagram in UDP mode, else queued on its link
@@ -1362,7 +1375,7 @@ impl Server {
     fn flush_queued(&mut self) {
         self.inbound.flush_queued();
         for link in &mut self.links {
-            if let Some(connection) = link.connection_mut()
+            if let Some(connection) = link.connected_mut()
                 && connection.output_pending() > 0
             {
                 connection.flush();

@@ -80,6 +80,15 @@ impl PeerLink {
         }
     }
 
+    /// The link's connection once connected: nothing is written to a socket still connecting
+    /// (a write to one that was refused takes its error, and the event saying so loses it).
+    pub(crate) fn connected_mut(&mut self) -> Option<&mut Connection> {
+        match &mut self.state {
+            LinkState::Up { connection } => Some(connection),
+            LinkState::Down { .. } | LinkState::Connecting { .. } => None,
+        }
+    }
+
     /// Starts a non-blocking connect, and returns whether one is now in progress; if so, the
     /// caller registers the link's connection for events. If not, a retry is scheduled.
     pub(crate) fn start_connect(
@@ -112,14 +121,17 @@ impl PeerLink {
     }
 
     /// After an event while connecting: whether the connect completed, failed, or goes on.
-    pub(crate) fn check_connected(&mut self, now: Time) -> ConnectProgress {
+    /// `hung_up`: the event said the socket is closed or failed. Its error may already have
+    /// been taken by another call, so a socket not connected that hung up failed (waiting
+    /// for another event would wait out the whole connect timeout: no event follows).
+    pub(crate) fn check_connected(&mut self, now: Time, hung_up: bool) -> ConnectProgress {
         let LinkState::Connecting { connection, .. } = &mut self.state else { return ConnectProgress::Pending };
         if let Ok(Some(_)) | Err(_) = connection.stream.take_error() {
             return ConnectProgress::Failed;
         }
         match connection.stream.peer_addr() {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return ConnectProgress::Pending,
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected && !hung_up => return ConnectProgress::Pending,
             Err(_) => return ConnectProgress::Failed,
         }
         let LinkState::Connecting { mut connection, .. } =
@@ -188,5 +200,48 @@ impl PeerLink {
             LinkState::Connecting { since, .. } => Some(*since + CONNECT_TIMEOUT),
             LinkState::Down { .. } | LinkState::Up { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::credentials::{NodeCredentials, init_cluster};
+    use crate::security::tls::PeerTls;
+    use mio::{Events, Interest, Poll, Token};
+
+    /// A link whose connect is refused finds out at the refusal's event, even when something
+    /// took the socket's error first (a write did, before `flush_queued` skipped links still
+    /// connecting): the event's hang-up says it. Before, such a link stayed "connecting" for
+    /// the whole connect timeout, and its peer, hearing nothing from this node, suspected it.
+    #[test]
+    fn a_refused_connect_fails_at_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster(&dir.path().join("c"), &[NodeId(0), NodeId(1)]).unwrap();
+        let tls = PeerTls::new(&NodeCredentials::load(&dir.path().join("c/node-0")).unwrap()).unwrap();
+        let port = crate::testing::free_ports(1)[0];
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut link = PeerLink::new(NodeId(1), addr, Time::ZERO);
+        assert!(link.start_connect(Time::ZERO, tls.connect(NodeId(1)), 1, 1 << 20, 1 << 20));
+        assert!(link.connected_mut().is_none(), "nothing is written to a link still connecting");
+        let mut poll = Poll::new().unwrap();
+        let connection = link.connection_mut().unwrap();
+        poll.registry().register(&mut connection.stream, Token(0), Interest::READABLE | Interest::WRITABLE).unwrap();
+        // Wait for the refusal (the loop is bounded; loopback refuses at once).
+        let mut events = Events::with_capacity(4);
+        let mut hung_up = false;
+        for _ in 0..50 {
+            poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+            if let Some(event) = events.iter().next() {
+                hung_up = event.is_error() || event.is_read_closed() || event.is_write_closed();
+                if hung_up {
+                    break;
+                }
+            }
+        }
+        assert!(hung_up, "loopback refuses a connect to a port nobody listens on");
+        // What the old flush of a connecting link did: a write that takes the socket's error.
+        let _ = std::io::Write::write(&mut link.connection_mut().unwrap().stream, b"x");
+        assert!(matches!(link.check_connected(Time::ZERO, true), ConnectProgress::Failed));
     }
 }
