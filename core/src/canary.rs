@@ -55,10 +55,14 @@ pub enum Canary {
     /// A member reports without freezing (§7.4): after its promise it still votes and
     /// acknowledges, so a commit can become visible behind a report that holds it in doubt.
     ReportBeforeFreeze,
+    /// A node catching up to join takes the member's snapshot and configurations but not the
+    /// transactions logged after the snapshot (docs/protocol.md §7.6): it joins without writes
+    /// the clients were told committed.
+    CatchUpSkipsCommits,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 18] = [
+    pub const ALL: [Canary; 19] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -77,6 +81,7 @@ impl Canary {
         Canary::TwoConfigurationsOneEpoch,
         Canary::ServePastLease,
         Canary::ReportBeforeFreeze,
+        Canary::CatchUpSkipsCommits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +104,7 @@ impl Canary {
             Canary::TwoConfigurationsOneEpoch => "two-configurations-one-epoch",
             Canary::ServePastLease => "serve-past-lease",
             Canary::ReportBeforeFreeze => "report-before-freeze",
+            Canary::CatchUpSkipsCommits => "catch-up-skips-commits",
         }
     }
 

@@ -62,6 +62,10 @@ pub struct Timing {
     pub lease_duration: Duration,
     /// A member not heard from for this long is suspected.
     pub detection_timeout: Duration,
+    /// How long the members wait for a node they just added to catch up and start before
+    /// they suspect it (docs/protocol.md §7.6): its state transfer must fit. Writes wait for
+    /// it meanwhile (every commit needs every member's YES).
+    pub join_grace: Duration,
 }
 
 /// The clock-rate drift bound ρ the lease wait allows for, in parts per million (1 %): any two
@@ -99,6 +103,7 @@ impl Default for Timing {
             heartbeat_interval: Duration::from_millis(100),
             lease_duration: Duration::from_millis(500),
             detection_timeout: Duration::from_secs(1),
+            join_grace: Duration::from_secs(10),
             finished_mark_interval: Duration::from_millis(50),
         }
     }

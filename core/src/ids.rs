@@ -77,6 +77,10 @@ impl NodeSet {
         self
     }
 
+    pub fn union(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 | other.0)
+    }
+
     pub fn difference(self, other: NodeSet) -> NodeSet {
         NodeSet(self.0 & !other.0)
     }

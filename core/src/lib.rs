@@ -81,6 +81,7 @@
 //! own, and is not yet wired into the node.
 
 pub mod canary;
+pub mod catch_up;
 pub mod codec;
 pub mod compaction;
 pub mod completions;

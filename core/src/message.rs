@@ -12,7 +12,7 @@
 //! lease grants (docs/protocol.md §7.3, §7.5).
 
 use crate::completions::Completed;
-use crate::configuration::{Epoch, PaxosMessage};
+use crate::configuration::{Epoch, JoinTicket, PaxosMessage};
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::TxnOp;
 use crate::time::Time;
@@ -56,6 +56,10 @@ pub enum Message {
     /// The agreement on the next configuration (docs/protocol.md §7.1), among the members of
     /// the message's epoch.
     Paxos(PaxosMessage),
+    /// A node outside the configuration it knows of (`epoch`'s), or one that cannot vouch for
+    /// its log, asks the members to add it (docs/protocol.md §7.6), under the ticket of its
+    /// present life. Members answer with the latest value they installed.
+    JoinRequest { epoch: Epoch, ticket: JoinTicket },
 }
 
 /// What a lease grant echoes back: the requester's incarnation and the time, on its own clock,
@@ -81,7 +85,10 @@ impl Message {
             | Message::Visible { txn, .. }
             | Message::Finished { txn, .. } => Some(*txn),
             Message::FinishedBelow { below, .. } => Some(*below),
-            Message::Heartbeat { .. } | Message::LeaseGrant { .. } | Message::Paxos(_) => None,
+            Message::Heartbeat { .. }
+            | Message::LeaseGrant { .. }
+            | Message::Paxos(_)
+            | Message::JoinRequest { .. } => None,
         }
     }
 
@@ -99,6 +106,7 @@ impl Message {
             | Message::Heartbeat { epoch, .. }
             | Message::LeaseGrant { epoch, .. } => *epoch,
             Message::Paxos(message) => message.epoch(),
+            Message::JoinRequest { epoch, .. } => *epoch,
         }
     }
 
@@ -118,6 +126,7 @@ impl Message {
             Message::Heartbeat { .. } => "heartbeat",
             Message::LeaseGrant { .. } => "lease-grant",
             Message::Paxos(_) => "paxos",
+            Message::JoinRequest { .. } => "join-request",
         }
     }
 }

@@ -77,7 +77,7 @@ pub enum Record {
     /// The agreement on the configuration after this node's (docs/protocol.md §7.1): its whole
     /// durable state, superseding every earlier one of the same epoch. A promise's record comes
     /// after every 2PC record appended before the promise, so it is durable only once they are.
-    Agreement(AgreementState),
+    Agreement(Box<AgreementState>),
     /// The configuration `value` names is installed here and the epoch before it is settled by
     /// `value`'s settlement (§7.4): every transaction of that epoch still held here commits or
     /// aborts by this record alone (replay settles them exactly as the install did). Synced
@@ -340,7 +340,7 @@ mod tests {
             participants: NodeSet::first(2),
         };
         let configuration = Configuration { epoch: Epoch(2), members: NodeSet::first(2) };
-        let value = ConfigValue { configuration, settlement: Default::default() };
+        let value = ConfigValue { configuration, settlement: Default::default(), joining: Default::default() };
         let numbered = [
             Record::Boot { incarnation: 1 },
             Record::Prepared(t.clone()),
@@ -358,7 +358,7 @@ mod tests {
             Record::CommitLearned { txn },
             Record::FinishedBelow { below: txn },
             Record::SnapshotBeginInEpoch(Box::default()),
-            Record::Agreement(AgreementState::default()),
+            Record::Agreement(Box::default()),
             Record::Installed(Box::new(value.clone())),
             Record::SnapshotConfiguration(Box::new(SnapshotConfiguration {
                 configuration: value.configuration,

@@ -247,7 +247,7 @@ impl Recovered {
                     // Only the agreement on the configuration after the current one matters;
                     // the node writes no other.
                     if state.epoch == r.epoch {
-                        r.agreement = Some(state);
+                        r.agreement = Some(*state);
                     }
                 }
                 Record::Installed(value) => r.install(index, *value)?,

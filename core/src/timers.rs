@@ -24,6 +24,8 @@ pub enum Timer {
     FinishedMark,
     /// The agreement on the next configuration has a step to retry.
     Agreement,
+    /// A node outside its configuration asks the members to add it again.
+    Join,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -195,7 +195,7 @@ fn the_largest_agreement_message_fits_a_peer_frame() {
         let settlement = Settlement::from_reports(&reports);
         assert_eq!(settlement.ids(), Settlement::ids_max(members));
         let configuration = Configuration { epoch: Epoch(u64::MAX), members: NodeSet::first(members) };
-        let value = Value { configuration, settlement };
+        let value = Value { configuration, settlement, joining: Default::default() };
         let ballot = Ballot { round: u64::MAX, node: NodeId(63) };
         let promise = PaxosMessage::Promise {
             epoch: Epoch(u64::MAX - 1),

@@ -39,7 +39,7 @@ fn ballot(round: u64, node: u8) -> Ballot {
 
 /// `configuration` with an empty settlement: what a proposer proposes from empty reports.
 fn value(configuration: Configuration) -> Value {
-    Value { configuration, settlement: Settlement::default() }
+    Value { configuration, settlement: Settlement::default(), joining: Default::default() }
 }
 
 fn txn(coordinator: u8, number: u64) -> TxnId {
@@ -158,7 +158,11 @@ fn an_acceptor_refuses_ballots_below_its_promise() {
 #[test]
 fn a_promise_reports_the_accepted_value() {
     let mut a = agreement(1, 3);
-    let v = Value { configuration: dropping(3, 2), settlement: settlement(&[&[1], &[]], &[&[2], &[]]) };
+    let v = Value {
+        configuration: dropping(3, 2),
+        settlement: settlement(&[&[1], &[]], &[&[2], &[]]),
+        joining: Default::default(),
+    };
     let accepted = PaxosMessage::Accepted { epoch: EPOCH, ballot: ballot(1, 0), value: v.clone() };
     assert_eq!(
         deliver(&mut a, 0, PaxosMessage::AcceptRequest { epoch: EPOCH, ballot: ballot(1, 0), value: v.clone() }),
@@ -282,7 +286,8 @@ fn a_proposer_settles_from_the_reports_of_its_majority() {
         let promise = PaxosMessage::Promise { epoch: EPOCH, ballot: ballot(1, 0), accepted: None, report };
         out.extend(deliver(&mut a, from, promise));
     }
-    let expected = Value { configuration: own, settlement: Settlement::from_reports(&all[..3]) };
+    let expected =
+        Value { configuration: own, settlement: Settlement::from_reports(&all[..3]), joining: Default::default() };
     assert_eq!(expected.settlement.commit_set(), [txn(0, 1)]);
     assert_eq!(expected.settlement.abort_set(), [txn(0, 2), txn(0, 3)]);
     let request = PaxosMessage::AcceptRequest { epoch: EPOCH, ballot: ballot(1, 0), value: expected };
@@ -337,8 +342,10 @@ fn a_proposer_never_reuses_a_round() {
 #[test]
 fn a_proposer_adopts_the_highest_accepted_value() {
     let own = value(dropping(5, 4));
-    let older = Value { configuration: dropping(5, 3), settlement: settlement(&[&[1]], &[&[]]) };
-    let newer = Value { configuration: dropping(5, 2), settlement: settlement(&[&[]], &[&[1]]) };
+    let older =
+        Value { configuration: dropping(5, 3), settlement: settlement(&[&[1]], &[&[]]), joining: Default::default() };
+    let newer =
+        Value { configuration: dropping(5, 2), settlement: settlement(&[&[]], &[&[1]]), joining: Default::default() };
     let cases = [([None, None, None], own.clone()), ([Some((1, older)), None, Some((3, newer.clone()))], newer)];
     for (accepted, expected) in cases {
         let durable = AgreementState { epoch: EPOCH, round: 5, ..Default::default() };
@@ -429,7 +436,7 @@ fn untrusted_messages_are_counted_and_dropped() {
         Report::new((limit / 2..limit).map(|n| txn(0, n)), []).unwrap(),
         Report::new([], [txn(1, 0)]).unwrap(),
     ]);
-    let too_large = Value { configuration: dropping(3, 2), settlement: huge };
+    let too_large = Value { configuration: dropping(3, 2), settlement: huge, joining: Default::default() };
     deliver(&mut a, 0, PaxosMessage::AcceptRequest { epoch: EPOCH, ballot: ballot(1, 0), value: c.clone() });
     let before = a.state().clone();
     let other_epochs = [
@@ -490,7 +497,11 @@ fn random_messages_never_panic_or_corrupt_the_state() {
             let ids =
                 |any: &mut dyn FnMut(u64) -> u64| (0..any(3)).map(|_| txn(any(3) as u8, any(5))).collect::<Vec<_>>();
             let report = Report::new(ids(&mut any), ids(&mut any)).unwrap();
-            let v = Value { configuration: c, settlement: Settlement::from_reports([&report]) };
+            let v = Value {
+                configuration: c,
+                settlement: Settlement::from_reports([&report]),
+                joining: Default::default(),
+            };
             let message = match any(6) {
                 0 => PaxosMessage::PromiseRequest { epoch, ballot: b },
                 1 => PaxosMessage::Promise { epoch, ballot: b, accepted: (any(1) == 0).then_some((b, v)), report },
@@ -527,7 +538,11 @@ fn random_messages_never_panic_or_corrupt_the_state() {
 #[test]
 fn state_and_messages_survive_the_log_encoding() {
     let report = reports(&[&[3]], &[&[4, 5]]).remove(0);
-    let c = Value { configuration: dropping(5, 3), settlement: Settlement::from_reports([&report]) };
+    let c = Value {
+        configuration: dropping(5, 3),
+        settlement: Settlement::from_reports([&report]),
+        joining: Default::default(),
+    };
     let state = AgreementState {
         epoch: EPOCH,
         promised: Some(ballot(9, 4)),

@@ -1292,6 +1292,10 @@ impl Server {
                         self.send_reply(route, Frame::Reply(reply));
                     }
                     Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
+                    // Only with leases on (never by default); the node asks again meanwhile.
+                    Output::CatchUp { from, epoch } => {
+                        tracing::warn!(node = %self.config.id, %from, %epoch, "asked to catch up: not wired in this server yet");
+                    }
                 }
             }
             let Some(answer) = self.answers.pop_front() else { break };

@@ -150,6 +150,16 @@ impl Disk {
         true
     }
 
+    /// The durable records, as a member streams them in a state transfer.
+    pub fn durable_records(&self) -> &[Record] {
+        &self.durable
+    }
+
+    /// A catch-up replaced the log whole with `records`, synced (the staging file renamed in).
+    pub fn replace(&mut self, records: Vec<Record>) {
+        *self = Disk { durable: records, ..Disk::default() };
+    }
+
     /// The data dir is lost: the node restarts with nothing.
     pub fn lose_everything(&mut self) {
         *self = Disk::default();

@@ -166,7 +166,11 @@ impl Report {
 fn final_members(replicas: Vec<Option<&Node>>) -> Vec<Option<&Node>> {
     let last = replicas.iter().flatten().map(|n| n.configuration()).max_by_key(|c| c.epoch);
     let Some(last) = last else { return replicas };
-    replicas.into_iter().enumerate().map(|(i, n)| n.filter(|_| last.members.contains(NodeId(i as u8)))).collect()
+    // A member that still stands outside (added, not caught up: the run ended, or its
+    // configuration could not go on) holds no state of the cluster's to judge; the liveness
+    // checker reports it.
+    let judged = |i: usize, n: &&Node| last.members.contains(NodeId(i as u8)) && !n.stands_outside();
+    replicas.into_iter().enumerate().map(|(i, n)| n.filter(|n| judged(i, n))).collect()
 }
 
 /// Runs one seed to the end and checks it.

@@ -67,6 +67,10 @@ pub enum Tag {
     LastingPartitionStart = 22,
     /// The lasting partition is gone.
     LastingPartitionEnd = 23,
+    /// A node caught up from a member (a state transfer) and starts again from it.
+    CatchUp = 24,
+    /// A node starts or finds itself in another configuration than before.
+    Configuration = 25,
 }
 
 pub struct Trace {
@@ -144,6 +148,7 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::Heartbeat { .. } => 11,
         Message::LeaseGrant { .. } => 12,
         Message::Paxos(_) => 13,
+        Message::JoinRequest { .. } => 14,
     }
 }
 

@@ -30,6 +30,7 @@ use crate::queue::EventQueue;
 use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
+use dkv_core::catch_up::Adoption;
 use dkv_core::{
     Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
     Record, Reply, ReplyTo, Request, RequestId, TryAgainReason,
@@ -38,6 +39,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// How long a catch-up's state transfer takes (virtual time): the node asked keeps running
+/// meanwhile, as a real one's event loop would until the stream is in.
+const CATCH_UP_NANOS: u64 = 50_000_000;
 
 /// A client's first backoff window after "try again", and the largest.
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -155,6 +160,14 @@ enum Event {
     AbsenceEnd {
         node: usize,
     },
+    /// A node's catch-up from member `from` through `epoch` is done streaming (docs/protocol.md
+    /// §7.6), if both are still up and in touch.
+    CatchUp {
+        node: usize,
+        generation: u64,
+        from: usize,
+        epoch: dkv_core::Epoch,
+    },
     /// A minority drawn from the `lasting` stream is cut off from the rest for long.
     LastingPartitionStart,
     LastingPartitionEnd,
@@ -182,6 +195,8 @@ struct SimNode {
     absent: bool,
     /// Its data dir was lost: its next start cannot vouch for the (empty) log.
     data_lost: bool,
+    /// The configuration it was last seen in (a change is traced).
+    configuration: Option<dkv_core::Configuration>,
 }
 
 impl SimNode {
@@ -219,6 +234,7 @@ impl SimNode {
             gone: false,
             absent: false,
             data_lost: false,
+            configuration: None,
         }
     }
 }
@@ -345,6 +361,10 @@ pub struct RunStats {
     /// and reads answered "not serving".
     pub lease_reads: u64,
     pub reads_not_served: u64,
+    /// Catch-ups done (a node added back took a member's state), and refused (the member's
+    /// log did not reach, or went past, the configuration that added it).
+    pub catch_ups: u64,
+    pub catch_ups_refused: u64,
 }
 
 impl RunStats {
@@ -378,6 +398,8 @@ impl RunStats {
             members_lost_max,
             lease_reads,
             reads_not_served,
+            catch_ups,
+            catch_ups_refused,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -406,6 +428,8 @@ impl RunStats {
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
         self.lease_reads += lease_reads;
         self.reads_not_served += reads_not_served;
+        self.catch_ups += catch_ups;
+        self.catch_ups_refused += catch_ups_refused;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
@@ -432,8 +456,11 @@ impl RunStats {
                 self.data_dirs_lost,
                 self.tails_damaged,
                 self.lasting_partitions,
-                self.members_lost_max
+                self.members_lost_max,
             ));
+        }
+        if self.catch_ups + self.catch_ups_refused > 0 {
+            line.push_str(&format!("; {} catch-ups ({} more refused)", self.catch_ups, self.catch_ups_refused));
         }
         line
     }
@@ -689,7 +716,10 @@ impl World {
 
     fn finished(&self) -> bool {
         self.clients.iter().all(SimClient::done)
-            && self.nodes.iter().all(|n| n.doomed || n.node.as_ref().is_some_and(|n| n.is_quiescent()))
+            && self
+                .nodes
+                .iter()
+                .all(|n| n.doomed || n.node.as_ref().is_some_and(|n| n.is_quiescent() && !n.stands_outside()))
     }
 
     fn handle(&mut self, event: Event) {
@@ -719,6 +749,7 @@ impl World {
             Event::PermanentCrash { node } => self.permanent_crash(node),
             Event::AbsenceStart => self.absence_start(),
             Event::AbsenceEnd { node } => self.absence_end(node),
+            Event::CatchUp { node, generation, from, epoch } => self.catch_up(node, generation, from, epoch),
             Event::LastingPartitionStart => self.lasting_partition_start(),
             Event::LastingPartitionEnd => self.lasting_partition_end(),
         }
@@ -828,6 +859,11 @@ impl World {
         }
         let deadline = node.deadline();
         let configuration = node.configuration();
+        if self.nodes[i].configuration != Some(configuration) {
+            self.nodes[i].configuration = Some(configuration);
+            let words = [i as u64, configuration.epoch.0, u64::from(configuration.members.len() as u32)];
+            self.trace.event(self.now, Tag::Configuration, &words, || format!("n{i} is in {configuration}"));
+        }
         for output in outputs.drain(..) {
             match output {
                 Output::Send { to, message } => self.send(from, to, message),
@@ -850,6 +886,15 @@ impl World {
                     }
                     let client = to.0 as usize;
                     self.client_link(Event::ToClient { client, reply });
+                }
+                Output::CatchUp { from, epoch } => {
+                    let from = usize::from(from.0);
+                    self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 0], || {
+                        format!("n{i} asks to catch up from n{from} through epoch {epoch}")
+                    });
+                    let generation = self.nodes[i].generation;
+                    let at = self.now + CATCH_UP_NANOS;
+                    self.schedule(at, Event::CatchUp { node: i, generation, from, epoch });
                 }
                 Output::Persist { lsn, record } => {
                     if matches!(record, Record::SnapshotEnd { .. }) {
@@ -1282,6 +1327,47 @@ impl World {
         }
     }
 
+    /// Node `i` takes member `from`'s durable log, adopted through the `Installed` record of
+    /// `epoch`, as dkv-net's state transfer does (docs/protocol.md §7.6), and starts again
+    /// from it. Nothing happens if either node went down or they cannot reach each other (the
+    /// node asks again); a log the adoption refuses is counted, and the node asks again.
+    fn catch_up(&mut self, i: usize, generation: u64, from: usize, epoch: dkv_core::Epoch) {
+        let up = |w: &World, n: usize| w.nodes[n].node.is_some() && !w.nodes[n].paused;
+        if self.nodes[i].generation != generation || !up(self, i) || from >= self.nodes.len() || !up(self, from) {
+            return;
+        }
+        if !self.reaches(i, from) || !self.reaches(from, i) {
+            return;
+        }
+        let me = NodeId(i as u8);
+        let adoption = Adoption::new(me, 0).joining(epoch).with_canary_of(&self.nodes[i].config);
+        let adopted = match adoption.adopt_all(self.nodes[from].disk.durable_records().iter().cloned()) {
+            Ok(adopted) => adopted,
+            Err(error) => {
+                self.stats.catch_ups_refused += 1;
+                let words = [i as u64, from as u64, epoch.0, 1];
+                self.trace.event(self.now, Tag::CatchUp, &words, || format!("n{i} refuses n{from}'s state: {error}"));
+                return;
+            }
+        };
+        self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 2], || {
+            format!("n{i} caught up from n{from} through epoch {epoch} ({} records); it starts again", adopted.len())
+        });
+        self.stats.catch_ups += 1;
+        // The old log is replaced whole: what it held is gone, the adopted records are durable.
+        self.halt(i, 0, &CrashDamage::default());
+        self.exactly_once.forget_node(i);
+        self.visibility.forget_node(i);
+        self.nodes[i].data_lost = false;
+        self.make_durable(i, |disk, observe| {
+            for record in &adopted {
+                observe(record);
+            }
+            disk.replace(adopted);
+        });
+        self.start_node(i);
+    }
+
     /// Crashes a node drawn from the rng, and schedules the next such crash.
     fn crash(&mut self) {
         if self.healed_at.is_some() {
@@ -1617,6 +1703,11 @@ impl World {
             }
             if !n.doomed {
                 self.violations.extend(liveness::check_node(i, n.node.as_ref()));
+                // Every node is back after the heal, so each is added back (§7.6).
+                if n.node.as_ref().is_some_and(Node::stands_outside) {
+                    let message = format!("n{i} still stands outside its configuration after the heal");
+                    self.violations.push(Violation::new("liveness", message));
+                }
             }
         }
     }

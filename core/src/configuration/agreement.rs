@@ -15,13 +15,13 @@
 use super::acceptor::{self, AcceptorAnswer};
 use super::learner::Learner;
 use super::proposer::{Phase, Promised, Proposer};
-use super::{AgreementState, Ballot, Configuration, Freeze, NotASuccessor, PaxosFlaw, PaxosMessage, Value};
+use super::{AgreementState, Ballot, Configuration, Freeze, JoinTicket, NotASuccessor, PaxosFlaw, PaxosMessage, Value};
 use crate::config::ConfigError;
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::time::Time;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -204,6 +204,17 @@ impl Agreement {
     /// chosen instead, until each answers (so a driver that proposes again after a restart
     /// gets the members informed).
     pub fn propose(&mut self, now: Time, configuration: Configuration) -> Result<(), ProposeError> {
+        self.propose_joining(now, configuration, BTreeMap::new())
+    }
+
+    /// As [`Agreement::propose`], for a configuration that adds the nodes of `joining`, each
+    /// under the ticket it asked with (docs/protocol.md §7.6).
+    pub fn propose_joining(
+        &mut self,
+        now: Time,
+        configuration: Configuration,
+        joining: BTreeMap<NodeId, JoinTicket>,
+    ) -> Result<(), ProposeError> {
         let (proposed, current) = (configuration, self.current);
         match self.current.admits(configuration) {
             Err(NotASuccessor::NotTheNextEpoch) => {
@@ -220,7 +231,8 @@ impl Agreement {
             let unconfirmed = self.current.members.without(self.me);
             let ballot = Ballot { round: self.state.round, node: self.me };
             let phase = if unconfirmed.is_empty() { Phase::Done } else { Phase::Informing { unconfirmed } };
-            self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
+            self.proposer =
+                Some(Proposer { own: configuration, joining: joining.clone(), ballot, phase, attempt: 1, retry_at });
             for to in unconfirmed.iter() {
                 self.send(to, PaxosMessage::Chosen { epoch: self.current.epoch, value: chosen.clone() });
             }
@@ -228,7 +240,8 @@ impl Agreement {
         }
         let ballot = self.next_ballot().ok_or(ProposeError::BallotsExhausted)?;
         let phase = Phase::soliciting();
-        self.proposer = Some(Proposer { own: configuration, ballot, phase, attempt: 1, retry_at });
+        self.proposer =
+            Some(Proposer { own: configuration, joining: joining.clone(), ballot, phase, attempt: 1, retry_at });
         self.broadcast(PaxosMessage::PromiseRequest { epoch: self.current.epoch, ballot });
         Ok(())
     }
@@ -378,6 +391,7 @@ impl Agreement {
                         attempt: attempt.saturating_add(1),
                         retry_at: now + backoff,
                         own: p.own,
+                        joining: std::mem::take(&mut p.joining),
                     };
                 }
                 self.broadcast(PaxosMessage::PromiseRequest { epoch, ballot });

@@ -106,7 +106,7 @@ pub use message::PaxosMessage;
 pub use report::{Freeze, MalformedIds, Report, ReportTooLarge};
 pub use settlement::Settlement;
 pub use state::AgreementState;
-pub use value::Value;
+pub use value::{JoinTicket, Value};
 
 use crate::ids::{NodeId, NodeSet};
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,11 @@ impl Epoch {
     /// The epoch after this one; `None` at the end of the numbers (no configuration can follow).
     pub fn next(self) -> Option<Epoch> {
         self.0.checked_add(1).map(Epoch)
+    }
+
+    /// The epoch before this one; `None` for epoch 0.
+    pub fn previous(self) -> Option<Epoch> {
+        self.0.checked_sub(1).map(Epoch)
     }
 }
 

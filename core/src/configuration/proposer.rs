@@ -2,7 +2,7 @@
 //! with the settlement built from the reports in the promises, and, once a value is chosen,
 //! telling every member until each has answered that it knows.
 
-use super::{Ballot, Configuration, Report, Settlement, Value};
+use super::{Ballot, Configuration, JoinTicket, Report, Settlement, Value};
 use crate::ids::{NodeId, NodeSet};
 use crate::time::Time;
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub(super) struct Proposer {
     /// The configuration this node wants; proposed unless a promise reports another value.
     pub(super) own: Configuration,
+    /// The nodes `own` adds, with their tickets.
+    pub(super) joining: BTreeMap<NodeId, JoinTicket>,
     pub(super) ballot: Ballot,
     pub(super) phase: Phase,
     /// Attempts so far: the backoff grows with each.
@@ -79,6 +81,7 @@ impl Proposer {
             Some((_, value)) => value,
             None => Value {
                 configuration: self.own,
+                joining: self.joining.clone(),
                 settlement: Settlement::from_reports(
                     reports.iter().filter(|(node, _)| settles_from(**node)).map(|(_, report)| report),
                 ),

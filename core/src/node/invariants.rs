@@ -68,7 +68,7 @@ mod tests {
                 match output {
                     Output::Send { to, message } => sent.push((to, message)),
                     Output::Persist { lsn, .. } => last = Some(lsn),
-                    Output::Reply { .. } => {}
+                    Output::Reply { .. } | Output::CatchUp { .. } => {}
                 }
             }
             let Some(through) = last else { return sent };

@@ -158,6 +158,25 @@ impl Leases {
         epoch == self.epoch
     }
 
+    /// A member just added (docs/protocol.md §7.6): counted as heard from at `until`, so it is
+    /// suspected only a detection timeout after it, however long its catch-up keeps it silent.
+    pub(super) fn expect(&mut self, member: NodeId, until: Time) {
+        if self.on {
+            self.heard.insert(member, until);
+        }
+    }
+
+    /// The members just added and not heard from since (see [`Leases::expect`]).
+    pub(super) fn still_joining(&self) -> NodeSet {
+        let mut joining = NodeSet::default();
+        for (&member, &last) in &self.heard {
+            if last > self.now && member != self.me {
+                joining.insert(member);
+            }
+        }
+        joining
+    }
+
     /// Any message from member `from` (heartbeats and grants of another epoch excepted).
     pub(super) fn heard_from(&mut self, from: NodeId) {
         if self.on {

@@ -10,6 +10,7 @@
 
 mod coordinator;
 mod invariants;
+mod join;
 mod lease;
 mod participant;
 mod reads;
@@ -19,7 +20,7 @@ mod shared;
 use crate::codec::wal::{CutRecord, CutTail};
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
-use crate::configuration::{Configuration, Epoch};
+use crate::configuration::{Configuration, Epoch, PaxosMessage};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, TxnId};
 use crate::message::Message;
 use crate::operation::{NotServingReason, Operation, Outcome, Reply, Request, TryAgainReason};
@@ -30,6 +31,7 @@ use crate::time::Time;
 use crate::timers::Timer;
 use coordinator::Coordinator;
 pub use invariants::InvariantViolation;
+use join::Join;
 use lease::Leases;
 use participant::Participant;
 use reconfiguration::Reconfiguration;
@@ -68,6 +70,15 @@ pub enum Output {
     Persist {
         lsn: Lsn,
         record: Record,
+    },
+    /// This node stands outside its configuration and was added back under its present
+    /// life's ticket (docs/protocol.md §7.6): replace its log with member `from`'s state
+    /// through the `Installed` record of `epoch` (a state transfer, adopted with
+    /// [`crate::catch_up::Adoption::joining`]), then start the node again from that log. If
+    /// that cannot be done now, do nothing: the node asks again.
+    CatchUp {
+        from: NodeId,
+        epoch: Epoch,
     },
 }
 
@@ -115,6 +126,8 @@ pub struct Stats {
     /// COMMITs for a transaction never held here and not finished, dropped: acknowledging
     /// one would count a durable copy with nothing on disk.
     pub commits_not_held: u64,
+    /// Catch-ups this node asked of its runtime ([`Output::CatchUp`]).
+    pub catch_ups_asked: u64,
 }
 
 /// One cluster member. See the crate documentation for the driving contract.
@@ -123,6 +136,7 @@ pub struct Node {
     coordinator: Coordinator,
     participant: Participant,
     reconfiguration: Reconfiguration,
+    join: Join,
 }
 
 impl Node {
@@ -202,6 +216,7 @@ impl Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
             reconfiguration: Reconfiguration::new(config.id, configuration, config.seed, restored),
+            join: Join::new(join::ticket_for(config.seed, incarnation, now), configuration),
             shared: Shared::new(config, configuration, store, completions, leases),
         };
         node.plant_agreement_flaws();
@@ -218,6 +233,7 @@ impl Node {
                 node.shared.persist(Record::Unvouched);
             }
             node.shared.persist(Record::BootTracked { incarnation });
+            node.start_asking(now);
             return Ok(node);
         }
         let sh = &mut node.shared;
@@ -244,6 +260,8 @@ impl Node {
         // A value chosen before the crash and not installed yet is installed now; a proposer's
         // retries are its deadline's.
         node.drain_agreement(now);
+        // A node removed before the crash asks to join.
+        node.start_asking(now);
         Ok(node)
     }
 
@@ -272,15 +290,26 @@ impl Node {
     /// A node that cannot vouch for its log takes part in nothing (see [`Node::start_unvouched`]).
     fn handle_unvouched(&mut self, now: Time, input: Input) {
         let sh = &mut self.shared;
+        sh.leases.observe(now);
         match input {
             Input::Request { reply_to, request } => {
                 sh.reply(reply_to, request.id, Outcome::NotServing(NotServingReason::CatchingUp))
+            }
+            // Only the members' answers to its asking to join (§7.6).
+            Input::Message { from, message: Message::Paxos(PaxosMessage::Chosen { value, .. }) } => {
+                self.on_chosen_outside(now, from, value)
             }
             Input::Message { .. } => sh.stats.messages_dropped += 1,
             Input::Durable { through } => {
                 sh.outbox.mark_durable(through);
             }
-            Input::Timeout => while sh.timers.pop_due(now).is_some() {},
+            Input::Timeout => {
+                while let Some(timer) = self.shared.timers.pop_due(now) {
+                    if timer == Timer::Join {
+                        self.on_join_timer(now);
+                    }
+                }
+            }
         }
     }
 
@@ -311,8 +340,13 @@ impl Node {
             return;
         }
         let message = match message {
+            // A node outside takes from the members only what was chosen (§7.6).
+            Message::Paxos(PaxosMessage::Chosen { value, .. }) if self.is_outside() => {
+                return self.on_chosen_outside(now, from, value);
+            }
             // The agreement checks who may take part in it, and answers a member behind.
             Message::Paxos(message) => return self.on_paxos(now, from, message),
+            Message::JoinRequest { ticket, .. } => return self.on_join_request(now, from, ticket),
             message => message,
         };
         // A member still in an older epoch is told the value it lacks, whatever it sends.
@@ -371,8 +405,8 @@ impl Node {
             }
             Message::Heartbeat { epoch, request } => sh.on_heartbeat(from, epoch, request),
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
-            // Routed to the agreement above.
-            Message::Paxos(_) => {}
+            // Routed to the agreement and the join above.
+            Message::Paxos(_) | Message::JoinRequest { .. } => {}
             Message::Vote { .. }
             | Message::Ack { .. }
             | Message::Decision { .. }
@@ -425,6 +459,7 @@ impl Node {
                 }
                 Timer::FinishedMark => coordinator.on_mark_timer(sh),
                 Timer::Agreement => self.on_agreement_timer(now),
+                Timer::Join => self.on_join_timer(now),
             }
         }
     }

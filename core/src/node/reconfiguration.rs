@@ -20,7 +20,7 @@ use crate::message::Message;
 use crate::record::{INSTALLED_KEPT, Record};
 use crate::time::Time;
 use crate::timers::Timer;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The node's part in changing configurations.
 pub(super) struct Reconfiguration {
@@ -89,8 +89,13 @@ impl Reconfiguration {
         self.agreement.as_ref()
     }
 
-    pub(super) fn installed(&self) -> impl Iterator<Item = &Value> {
+    pub(super) fn installed(&self) -> impl DoubleEndedIterator<Item = &Value> {
         self.installed.iter()
+    }
+
+    /// The value that installed this node's configuration, if it keeps it.
+    pub(super) fn latest_installed(&self) -> Option<&Value> {
+        self.installed.back()
     }
 }
 
@@ -179,7 +184,7 @@ impl Node {
                     AgreementOutput::Send { to, message } if to == me => to_self.push(message),
                     AgreementOutput::Send { to, message } => self.shared.send(to, Message::Paxos(message)),
                     AgreementOutput::Persist { lsn, state } => {
-                        let at = self.shared.persist(Record::Agreement(state));
+                        let at = self.shared.persist(Record::Agreement(Box::new(state)));
                         self.reconfiguration.persisted.push_back((at, lsn));
                     }
                 }
@@ -238,27 +243,55 @@ impl Node {
             return;
         }
         let current = self.shared.configuration;
-        let suspected = self.shared.leases.suspected().intersection(current.members);
+        let me = self.shared.me();
+        if !current.contains(me) {
+            return;
+        }
+        // Suspected: not heard from, or started a new life (it asked to join as a member).
+        let silent = self.shared.leases.suspected().intersection(current.members);
+        let suspected = silent.union(self.join.new_lives()).intersection(current.members).without(me);
         let live = current.members.difference(suspected);
+        let fresh = self.shared.config.timing.detection_timeout * 2;
+        // A member just added and not heard from since is catching up: it takes no part in the
+        // agreement yet. Every change must be agreed, and leave a configuration that can agree
+        // the next, without such members (§7.6): a change that needed one would wait for its
+        // catch-up, or for ever if it started a new life meanwhile. So nodes are added only
+        // while no member is catching up, and only as many as keep the ready members a
+        // majority of the next configuration.
+        let catching_up = self.shared.leases.still_joining().intersection(live);
+        let ready = live.difference(catching_up);
+        let mut joining = BTreeMap::new();
+        if catching_up.is_empty() {
+            for (node, ticket) in self.join.ready(now, current, fresh) {
+                let members = live.union(NodeSet::from_ids(joining.keys().copied().chain([node])).unwrap_or_default());
+                if !(Configuration { epoch: current.epoch, members }).is_majority(ready) {
+                    break;
+                }
+                joining.insert(node, ticket);
+            }
+        }
         let half_is_majority = self.shared.canary(crate::Canary::TwoConfigurationsOneEpoch);
-        let majority = current.is_majority(live) || half_is_majority && 2 * live.len() >= current.members.len();
-        if (suspected.is_empty() && !agreement.is_frozen()) || !majority {
+        let majority = current.is_majority(ready) || half_is_majority && 2 * ready.len() >= current.members.len();
+        if (suspected.is_empty() && joining.is_empty() && !agreement.is_frozen()) || !majority {
             self.reconfiguration.reason_since = None;
             return;
         }
         let since = *self.reconfiguration.reason_since.get_or_insert(now);
-        let me = self.shared.me();
         let rank = live.iter().take_while(|&m| m != me).count() as u32;
         // A member that promised gives the proposer it promised a detection timeout first.
-        let waits = rank + u32::from(suspected.is_empty());
+        let waits = rank + u32::from(suspected.is_empty() && joining.is_empty());
         let backoff = self.shared.config.timing.detection_timeout * waits;
         if now < since + backoff {
             return;
         }
         let Some(epoch) = current.epoch.next() else { return };
-        let next = Configuration { epoch, members: live };
+        let added = NodeSet::from_ids(joining.keys().copied()).unwrap_or_default();
+        let next = Configuration { epoch, members: live.union(added) };
+        if !next.is_majority(ready) && !half_is_majority {
+            return;
+        }
         let agreement = self.reconfiguration.agreement.as_mut().expect("checked above");
-        if agreement.propose(now, next).is_ok() {
+        if agreement.propose_joining(now, next, joining).is_ok() {
             self.drain_agreement(now);
         }
     }
@@ -278,11 +311,12 @@ impl Node {
     /// and start the next one (§7.4). A change that drops a member starts the lease wait (§7.5).
     pub(super) fn finish_install(&mut self, now: Time) {
         let Some(value) = self.reconfiguration.installing.take() else { return };
-        let Node { shared: sh, coordinator, participant, reconfiguration } = self;
+        let Node { shared: sh, coordinator, participant, reconfiguration, .. } = self;
         // The new epoch's lease starts from nothing before the settlement wakes the reads that
         // waited on its locks: they are answered under it.
         let old = sh.configuration;
         let next = value.configuration;
+        let joined = value.clone();
         sh.configuration = next;
         sh.leases.install(next);
         coordinator.settle(sh, participant, &value.settlement);
@@ -311,6 +345,7 @@ impl Node {
             reconfiguration.installed.pop_front();
         }
         sh.timers.cancel(Timer::Agreement);
+        self.join_installed(now, old, &joined);
         self.drain_agreement(now);
     }
 

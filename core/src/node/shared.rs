@@ -73,6 +73,11 @@ impl Shared {
         self.configuration.epoch
     }
 
+    /// Hands the runtime an output that is neither a message, a reply nor a record.
+    pub(super) fn outbox_push(&mut self, output: Output) {
+        self.outbox.push(output);
+    }
+
     pub(super) fn send(&mut self, to: NodeId, message: Message) {
         self.outbox.push(Output::Send { to, message });
     }

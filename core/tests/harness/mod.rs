@@ -128,6 +128,9 @@ impl Cluster {
                         self.disks[i].pending.push((lsn, record));
                         persisted = true;
                     }
+                    // This harness carries out no state transfer: a node added back stays outside
+                    // (the simulator's catch-up is the one tested).
+                    Output::CatchUp { .. } => {}
                 }
             }
             if !(persisted && self.auto_durable) {

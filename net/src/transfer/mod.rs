@@ -60,13 +60,12 @@
 //! configuration change, which settles every transaction of the epochs before at every member
 //! (§7.4), so no member still holds one of those ids when the receiver coordinates again.
 
-mod adopt;
 mod fetch;
 pub mod serve;
 mod sink;
 mod source;
 
-pub use adopt::{AdoptError, Adoption, OWN_PENDING_MAX, RecordAssembler, TRANSFER_RECORD_BYTES_MAX};
+pub use dkv_core::catch_up::{AdoptError, Adoption, OWN_PENDING_MAX, RecordAssembler, TRANSFER_RECORD_BYTES_MAX};
 pub use dkv_core::codec::transfer::{TRANSFER_CHUNK_BYTES_MAX, TRANSFER_WINDOW_BYTES_MAX};
 pub use fetch::{FetchError, FetchReport, fetch_state};
 pub use sink::{Installed, STAGING_FILE_NAME, TransferSink, TransferSinkError};

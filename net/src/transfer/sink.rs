@@ -1,10 +1,10 @@
 //! [`TransferSink`]: the receiving side of a state transfer, which writes the member's state,
 //! adopted as this node's, into a fresh log and makes it the data dir's log atomically.
 
-use super::adopt::{AdoptError, Adoption, RecordAssembler, empty_snapshot};
 use crate::identity::{self, Identity};
 use crate::wal::{self, LogPosition, WalError};
 use dkv_core::Record;
+use dkv_core::catch_up::{AdoptError, Adoption, RecordAssembler, empty_snapshot};
 use dkv_core::codec::wal as codec;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

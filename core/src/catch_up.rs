@@ -1,11 +1,15 @@
-//! The receiving side's pure half: [`RecordAssembler`] turns a stream of chunks back into
-//! records, and [`Adoption`] turns a member's records into the receiver's (the rule is in the
-//! module doc of [`crate::transfer`]). No I/O: the fuzzers and tests drive them directly.
+//! Catching up from a member (docs/protocol.md §7.6): the receiving side's pure half of a
+//! state transfer. [`RecordAssembler`] turns a stream of chunks back into records, and
+//! [`Adoption`] turns a member's records into the receiver's: its data, never its roles (the
+//! rule is in the module doc of `dkv_net::transfer`), up to the configuration that adds the
+//! receiver. No I/O: dkv-net's transfer, the simulator's catch-up, the fuzzers and the tests
+//! drive them directly.
 
-use dkv_core::codec::transfer::TRANSFER_CHUNK_BYTES_MAX;
-use dkv_core::codec::wal::{self, RecordError, RecordsStop};
-use dkv_core::record::{DecisionState, SnapshotConfiguration, SnapshotHeader, SnapshotHeaderInEpoch, TxnRecord};
-use dkv_core::{NodeId, Record, TxnId};
+use crate::codec::transfer::TRANSFER_CHUNK_BYTES_MAX;
+use crate::codec::wal::{self, RecordError, RecordsStop};
+use crate::configuration::Epoch;
+use crate::record::{DecisionState, SnapshotConfiguration, SnapshotHeader, SnapshotHeaderInEpoch, TxnRecord};
+use crate::{NodeId, Record, TxnId};
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use thiserror::Error;
@@ -41,6 +45,14 @@ pub enum AdoptError {
     OwnTransactionInDoubt { txn: TxnId },
     #[error("more than {OWN_PENDING_MAX} of this node's own transactions are in doubt at the member")]
     TooManyOwnPending,
+    #[error(
+        "the member's log does not reach epoch {epoch}, the configuration that adds this node (it is at {reached}); ask again once it has installed it"
+    )]
+    ShortOfTheJoin { epoch: Epoch, reached: Epoch },
+    #[error(
+        "the member's snapshot is of epoch {found}, past epoch {epoch} that adds this node: this node was removed again; ask to join again"
+    )]
+    PastTheJoin { epoch: Epoch, found: Epoch },
 }
 
 /// Reassembles the records of a stream of chunks. Holds at most the bytes of one record cut
@@ -149,6 +161,16 @@ pub struct Adoption {
     member_decided: BTreeSet<TxnId>,
     /// Records seen, for errors.
     index: u64,
+    /// The epoch whose configuration adds this node: the stream is taken up to that
+    /// configuration's `Installed` record (or a snapshot of it), and not past it.
+    joining: Option<Epoch>,
+    /// The epoch of the member's state at this point of the stream.
+    epoch: Epoch,
+    /// Past the configuration that adds this node: the rest of the stream is not taken.
+    done: bool,
+    /// Planted flaw (canary `catch-up-skips-commits`): nothing after the snapshot is taken but
+    /// the configurations (so the transactions logged since, their commits included, are not).
+    skips_commits: bool,
 }
 
 impl Adoption {
@@ -165,13 +187,64 @@ impl Adoption {
             unapplied: Vec::new(),
             member_decided: BTreeSet::new(),
             index: 0,
+            joining: None,
+            epoch: Epoch::FIRST,
+            done: false,
+            skips_commits: false,
         }
+    }
+
+    /// Takes the stream only up to the configuration of `epoch`, the one that adds this node
+    /// (docs/protocol.md §7.6): through its `Installed` record, or from a snapshot of that
+    /// epoch on to the end or the next `Installed`. In that epoch no commit can have happened
+    /// without this node's YES, so what follows its install is nothing this node lacks. The
+    /// node's incarnations start above `epoch`'s share of the numbers (its earlier lives'
+    /// transaction ids, which members' finished marks may still name, were all below).
+    pub fn joining(mut self, epoch: Epoch) -> Adoption {
+        self.joining = Some(epoch);
+        self.incarnation_floor = self.incarnation_floor.max(epoch.0.saturating_mul(1 << 32));
+        self
+    }
+
+    /// Plants the flaw of canary `catch-up-skips-commits` if `config` names it (never without
+    /// the `canary` feature).
+    pub fn with_canary_of(#[allow(unused_mut)] mut self, config: &crate::Config) -> Adoption {
+        #[cfg(feature = "canary")]
+        {
+            self.skips_commits = config.canary == Some(crate::Canary::CatchUpSkipsCommits);
+        }
+        #[cfg(not(feature = "canary"))]
+        let _ = config;
+        self
     }
 
     /// Appends to `out` what the member's `record` becomes in this node's log.
     pub fn adopt(&mut self, record: Record, out: &mut Vec<Record>) -> Result<(), AdoptError> {
         let index = self.index;
         self.index += 1;
+        if self.done {
+            return Ok(());
+        }
+        if let Some(joining) = self.joining {
+            match &record {
+                Record::SnapshotConfiguration(c) if c.configuration.epoch > joining => {
+                    return Err(AdoptError::PastTheJoin { epoch: joining, found: c.configuration.epoch });
+                }
+                Record::SnapshotConfiguration(c) => self.epoch = c.configuration.epoch,
+                // The next configuration after the one that adds this node: not taken, nor
+                // anything after it.
+                Record::Installed(_) if self.epoch >= joining => {
+                    self.done = true;
+                    return Ok(());
+                }
+                Record::Installed(value) => self.epoch = value.configuration.epoch,
+                _ => {}
+            }
+            let kept = matches!(record, Record::Installed(_) | Record::Boot { .. } | Record::BootTracked { .. });
+            if self.skips_commits && !kept && self.place == Place::AfterSnapshot {
+                return Ok(());
+            }
+        }
         let kind = record.kind();
         let out_of_place = |why| AdoptError::OutOfPlace { index, kind, why };
         if self.place == Place::Start {
@@ -347,7 +420,28 @@ impl Adoption {
         if let Some(&txn) = self.own_pending.keys().next() {
             return Err(AdoptError::OwnTransactionInDoubt { txn });
         }
+        if let Some(joining) = self.joining
+            && self.epoch < joining
+        {
+            return Err(AdoptError::ShortOfTheJoin { epoch: joining, reached: self.epoch });
+        }
         Ok(self.incarnation_floor)
+    }
+
+    /// Adopts a whole log at once (the simulator's catch-up, and tests): the records the
+    /// receiver's log is made of, ending with the boot record that keeps its incarnation from
+    /// going back, as [`Adoption::adopt`] record by record and [`Adoption::finish`] make them.
+    pub fn adopt_all(mut self, records: impl IntoIterator<Item = Record>) -> Result<Vec<Record>, AdoptError> {
+        let mut out = Vec::new();
+        for record in records {
+            self.adopt(record, &mut out)?;
+        }
+        if self.is_empty() {
+            out.extend(empty_snapshot());
+        }
+        let incarnation_floor = self.finish()?;
+        out.push(Record::BootTracked { incarnation: incarnation_floor });
+        Ok(out)
     }
 
     /// Whether nothing has been read yet.
@@ -431,5 +525,45 @@ impl Adoption {
         self.incarnation_floor = self.incarnation_floor.max(t.txn.incarnation);
         self.own_pending.insert(t.txn, (t, tracked));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::{Configuration, Value};
+    use crate::ids::NodeSet;
+
+    fn installed(epoch: u64) -> Record {
+        let configuration = Configuration { epoch: Epoch(epoch), members: NodeSet::first(3) };
+        Record::Installed(Box::new(Value {
+            configuration,
+            settlement: Default::default(),
+            joining: Default::default(),
+        }))
+    }
+
+    fn epochs_installed(records: &[Record]) -> Vec<u64> {
+        let epoch = |r: &Record| match r {
+            Record::Installed(v) => Some(v.configuration.epoch.0),
+            _ => None,
+        };
+        records.iter().filter_map(epoch).collect()
+    }
+
+    /// The stream is taken through the `Installed` record of the configuration that adds the
+    /// node and not past it; a log that does not reach it is refused; the incarnation starts
+    /// above every earlier life's.
+    #[test]
+    fn joining_takes_the_log_through_the_configuration_that_adds_the_node() {
+        let me = NodeId(2);
+        let member_log = || vec![installed(2), Record::Boot { incarnation: 7 }, installed(3), installed(4)];
+        let adopted = Adoption::new(me, 5).joining(Epoch(3)).adopt_all(member_log()).unwrap();
+        assert_eq!(epochs_installed(&adopted), vec![2, 3], "nothing after the install that adds it");
+        assert_eq!(adopted.last(), Some(&Record::BootTracked { incarnation: 3 << 32 }));
+        let short = Adoption::new(me, 0).joining(Epoch(5)).adopt_all(member_log());
+        assert_eq!(short, Err(AdoptError::ShortOfTheJoin { epoch: Epoch(5), reached: Epoch(4) }));
+        // Without `joining`, the whole stream is taken (a transfer that is no join).
+        assert_eq!(epochs_installed(&Adoption::new(me, 0).adopt_all(member_log()).unwrap()), vec![2, 3, 4]);
     }
 }

@@ -1,0 +1,230 @@
+//! Joining (docs/protocol.md §7.6): a node outside the configuration it knows of, or one that
+//! cannot vouch for its log, asks the members to add it; a member adds it with a change whose
+//! value names the ticket of the node's present life; the node, told that value, asks its
+//! runtime to catch it up from a member through the `Installed` record of that configuration
+//! ([`Output::CatchUp`]), and starts again from the log the catch-up made, as a member.
+//!
+//! - **The ticket** is drawn afresh at every start. An add asked for by an earlier life (which
+//!   may have joined, voted and promised, then lost its data) carries that life's ticket, so it
+//!   never makes this life catch up and act as a member of an epoch it may have amnesia of.
+//! - **A member that says it starts a new life** (it asks to join while a member, with a ticket
+//!   the configuration did not add it under) takes part in nothing: the members suspect it, a
+//!   change removes it, and a later change adds it back under its new ticket.
+//! - **Growing backoff for a flapping node**: a node removed soon after it was added waits
+//!   twice as long before each next add (volatile: a member that restarts forgets it, which
+//!   costs at most one quick add).
+//! - **Grace**: the members do not suspect a node they just added for `join_grace`, the time
+//!   its catch-up may take. Writes wait for it meanwhile: every commit needs every member's YES.
+
+use super::{Node, Output};
+use crate::configuration::{Configuration, Epoch, JoinTicket, PaxosMessage, Value};
+use crate::ids::{NodeId, NodeSet};
+use crate::message::Message;
+use crate::time::Time;
+use crate::timers::Timer;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A node removed within this long after it was added counts as flapping.
+const FLAP_WINDOW: Duration = Duration::from_secs(60);
+/// At most 2^this detection timeouts between adds of a flapping node.
+const FLAP_DOUBLINGS_MAX: u32 = 6;
+
+/// This node's side of joining, and what it knows, as a member, of the nodes asking to join.
+pub(super) struct Join {
+    /// This life's ticket.
+    ticket: JoinTicket,
+    /// The latest configuration this node heard of while outside (its own at first): whom it
+    /// asks, and which value it may catch up through.
+    known: Configuration,
+    /// The catch-up last asked of the runtime: through which epoch, and when.
+    asked: Option<(Epoch, Time)>,
+    /// As a member: the nodes asking to be added, with the ticket they asked under and when
+    /// they last asked.
+    asking: BTreeMap<NodeId, (JoinTicket, Time)>,
+    /// As a member: members that asked to join, so started a new life (their state is not the
+    /// one they had as members): suspected until a change removes them.
+    new_lives: NodeSet,
+    /// As a member: when each node was last added, and how many times in a row it was removed
+    /// soon after.
+    added: BTreeMap<NodeId, (Time, u32)>,
+    /// As a member: no add of the node before this time (its backoff).
+    not_before: BTreeMap<NodeId, Time>,
+}
+
+impl Join {
+    pub(super) fn new(ticket: JoinTicket, known: Configuration) -> Join {
+        Join {
+            ticket,
+            known,
+            asked: None,
+            asking: BTreeMap::new(),
+            new_lives: NodeSet::default(),
+            added: BTreeMap::new(),
+            not_before: BTreeMap::new(),
+        }
+    }
+
+    /// The members that started a new life: suspected (see [`Join`]).
+    pub(super) fn new_lives(&self) -> NodeSet {
+        self.new_lives
+    }
+
+    /// The nodes asking to join that may be added now: asked within the last `fresh`, outside
+    /// `current`, and past their backoff; with their tickets.
+    pub(super) fn ready(&self, now: Time, current: Configuration, fresh: Duration) -> BTreeMap<NodeId, JoinTicket> {
+        self.asking
+            .iter()
+            .filter(|(node, (_, at))| {
+                !current.contains(**node)
+                    && now.saturating_since(*at) < fresh
+                    && self.not_before.get(node).is_none_or(|&t| t <= now)
+            })
+            .map(|(node, (ticket, _))| (*node, *ticket))
+            .collect()
+    }
+}
+
+/// A ticket for a life started at `now` with `seed` and `incarnation`: distinct across lives
+/// as long as one of the three differs (splitmix64's finalizer spreads them).
+pub(super) fn ticket_for(seed: u64, incarnation: u64, now: Time) -> JoinTicket {
+    let mut z = seed ^ incarnation.rotate_left(32) ^ now.as_nanos().wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    JoinTicket(z ^ (z >> 31))
+}
+
+impl Node {
+    /// Whether this node stands outside: changes are on (they need leases) and it is no member
+    /// of its configuration or cannot vouch for its log. It serves and votes on nothing, and
+    /// asks to join.
+    pub(super) fn is_outside(&self) -> bool {
+        let sh = &self.shared;
+        sh.config.timing.leases && (self.reconfiguration.cannot_vouch() || !sh.configuration.contains(sh.me()))
+    }
+
+    /// Whether this node stands outside its configuration, asking to join (see
+    /// [`Node::is_outside`]).
+    pub fn stands_outside(&self) -> bool {
+        self.is_outside()
+    }
+
+    /// How often a node outside asks the members to add it.
+    fn ask_interval(&self) -> Duration {
+        self.shared.config.timing.detection_timeout / 2
+    }
+
+    /// Starts asking to join, if this node stands outside.
+    pub(super) fn start_asking(&mut self, now: Time) {
+        if self.is_outside() {
+            if self.shared.configuration.epoch > self.join.known.epoch {
+                self.join.known = self.shared.configuration;
+            }
+            self.shared.timers.set(Timer::Join, now);
+        }
+    }
+
+    /// Asks every member it knows of to add it, again every [`Node::ask_interval`]. A
+    /// catch-up asked long ago (it failed, or the runtime could not) may be asked again.
+    pub(super) fn on_join_timer(&mut self, now: Time) {
+        if !self.is_outside() {
+            return;
+        }
+        let grace = self.shared.config.timing.join_grace;
+        if self.join.asked.is_some_and(|(_, at)| now.saturating_since(at) >= grace) {
+            self.join.asked = None;
+        }
+        let me = self.shared.me();
+        let (epoch, ticket) = (self.join.known.epoch, self.join.ticket);
+        for member in self.join.known.members.without(me).iter() {
+            self.shared.send(member, Message::JoinRequest { epoch, ticket });
+        }
+        let next = now + self.ask_interval();
+        self.shared.timers.set(Timer::Join, next);
+    }
+
+    /// A member's answer while this node stands outside: a value the member installed. A later
+    /// configuration is remembered (the members to ask); a value that adds this life is caught
+    /// up through if no later configuration known leaves this node out.
+    pub(super) fn on_chosen_outside(&mut self, now: Time, from: NodeId, value: Value) {
+        let sh = &mut self.shared;
+        if !sh.config.members.contains(from) || !value.configuration.contains(from) {
+            sh.stats.messages_dropped += 1;
+            return;
+        }
+        let epoch = value.configuration.epoch;
+        if epoch > self.join.known.epoch {
+            self.join.known = value.configuration;
+        }
+        let still_in = epoch == self.join.known.epoch || self.join.known.contains(sh.me());
+        let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
+        if still_in && !asked && value.admits(sh.me(), self.join.ticket) {
+            self.join.asked = Some((epoch, now));
+            sh.stats.catch_ups_asked += 1;
+            sh.outbox_push(Output::CatchUp { from, epoch });
+        }
+    }
+
+    /// A node asks to be added (member side). A node outside this configuration is told the
+    /// latest value installed here and listed to be added. A member that asks under the ticket
+    /// a kept value added it with is told the latest such value (it is catching up through it;
+    /// the values after it it learns as members do); any other member that asks started a new
+    /// life and is suspected until removed.
+    pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, ticket: JoinTicket) {
+        let sh = &mut self.shared;
+        if from == sh.me() || !sh.config.members.contains(from) || !sh.configuration.contains(sh.me()) {
+            sh.stats.messages_dropped += 1;
+            return;
+        }
+        if sh.configuration.contains(from) {
+            match self.reconfiguration.installed().rev().find(|v| v.admits(from, ticket)) {
+                Some(value) => tell(sh, from, value.clone()),
+                None => {
+                    self.join.new_lives.insert(from);
+                }
+            }
+            return;
+        }
+        let latest = self.reconfiguration.latest_installed().cloned();
+        self.join.asking.insert(from, (ticket, now));
+        if let Some(value) = latest {
+            tell(sh, from, value);
+        }
+    }
+
+    /// The configuration `next` is installed, after `old` (member and outsider alike): the
+    /// nodes it adds get their grace, the ones it removes soon after their add back off, and
+    /// a node it leaves outside asks to join.
+    pub(super) fn join_installed(&mut self, now: Time, old: Configuration, value: &Value) {
+        let next = value.configuration;
+        let timing = &self.shared.config.timing;
+        let (grace, detection) = (timing.join_grace, timing.detection_timeout);
+        for (&node, _) in value.joining.iter() {
+            self.join.asking.remove(&node);
+            let strikes = self.join.added.get(&node).map_or(0, |&(_, s)| s);
+            self.join.added.insert(node, (now, strikes));
+            if node != self.shared.me() {
+                self.shared.leases.expect(node, now + grace);
+            }
+        }
+        for node in old.members.difference(next.members).iter() {
+            let strikes = match self.join.added.get(&node) {
+                Some(&(at, strikes)) if now.saturating_since(at) < FLAP_WINDOW => strikes + 1,
+                _ => 0,
+            };
+            self.join.added.insert(node, (now, strikes));
+            let doublings = strikes.min(FLAP_DOUBLINGS_MAX);
+            self.join.not_before.insert(node, now + detection * (1u32 << doublings));
+        }
+        self.join.new_lives = self.join.new_lives.intersection(next.members);
+        self.join.known = next;
+        self.join.asked = None;
+        self.start_asking(now);
+    }
+}
+
+/// Tells `to` the value chosen after the epoch before it (what `PaxosMessage::Chosen` says).
+fn tell(sh: &mut super::shared::Shared, to: NodeId, value: Value) {
+    let Some(epoch) = value.configuration.epoch.previous() else { return };
+    sh.send(to, Message::Paxos(PaxosMessage::Chosen { epoch, value }));
+}
