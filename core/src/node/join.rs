@@ -11,8 +11,9 @@
 //!   the configuration did not add it under) takes part in nothing: the members suspect it, a
 //!   change removes it, and a later change adds it back under its new ticket.
 //! - **Growing backoff for a flapping node**: a node removed soon after it was added waits
-//!   twice as long before each next add (volatile: a member that restarts forgets it, which
-//!   costs at most one quick add).
+//!   about twice as long before each next add: none after a first removal, then 1, 3, 7, …
+//!   detection timeouts (volatile: a member that restarts forgets it, which costs at most one
+//!   quick add).
 //! - **Grace**: the members do not suspect a node they just added for `join_grace`, the time
 //!   its catch-up may take. Writes wait for it meanwhile: every commit needs every member's YES.
 
@@ -213,8 +214,10 @@ impl Node {
                 _ => 0,
             };
             self.join.added.insert(node, (now, strikes));
+            // No wait after a first removal (a node back soon restores the margin soonest), then
+            // 1, 3, 7, … detection timeouts.
             let doublings = strikes.min(FLAP_DOUBLINGS_MAX);
-            self.join.not_before.insert(node, now + detection * (1u32 << doublings));
+            self.join.not_before.insert(node, now + detection * ((1u32 << doublings) - 1));
         }
         self.join.new_lives = self.join.new_lives.intersection(next.members);
         self.join.known = next;

@@ -166,6 +166,20 @@ impl Leases {
         }
     }
 
+    /// The other members this node has not heard from since it started, while that is still
+    /// within the start's grace (see [`Leases::suspected`]): neither live nor suspected yet.
+    pub(super) fn unsure(&self) -> NodeSet {
+        let mut unsure = NodeSet::default();
+        let grace_over = self.started_at + self.detection_timeout * 3;
+        if !self.on || self.now >= grace_over {
+            return unsure;
+        }
+        for member in self.members.iter().filter(|&m| m != self.me && !self.heard.contains_key(&m)) {
+            unsure.insert(member);
+        }
+        unsure
+    }
+
     /// The members just added and not heard from since (see [`Leases::expect`]).
     pub(super) fn still_joining(&self) -> NodeSet {
         let mut joining = NodeSet::default();

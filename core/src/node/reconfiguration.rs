@@ -247,6 +247,14 @@ impl Node {
         if !current.contains(me) {
             return;
         }
+        // Just started and not heard from every member yet: this node does not know who is live
+        // (a member crashed for good would look live through the start's grace), so it leaves
+        // proposing to members that do. (Seen in the simulator: a restarted member proposed a
+        // configuration that kept two members crashed for good, which could then never change.)
+        if !self.shared.leases.unsure().intersection(current.members).is_empty() {
+            self.reconfiguration.reason_since = None;
+            return;
+        }
         // Suspected: not heard from, or started a new life (it asked to join as a member).
         let silent = self.shared.leases.suspected().intersection(current.members);
         let suspected = silent.union(self.join.new_lives()).intersection(current.members).without(me);
