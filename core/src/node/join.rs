@@ -21,6 +21,7 @@ use super::{Node, Output};
 use crate::configuration::{Configuration, Epoch, JoinTicket, PaxosMessage, Value};
 use crate::ids::{NodeId, NodeSet};
 use crate::message::Message;
+use crate::record::INSTALLED_KEPT;
 use crate::time::Time;
 use crate::timers::Timer;
 use std::collections::BTreeMap;
@@ -51,6 +52,9 @@ pub(super) struct Join {
     added: BTreeMap<NodeId, (Time, u32)>,
     /// As a member: no add of the node before this time (its backoff).
     not_before: BTreeMap<NodeId, Time>,
+    /// A member told a configuration so far past this node's that no member keeps the values
+    /// in between: it cannot follow the changes, and stands outside until it has caught up.
+    behind: bool,
 }
 
 impl Join {
@@ -63,7 +67,12 @@ impl Join {
             new_lives: NodeSet::default(),
             added: BTreeMap::new(),
             not_before: BTreeMap::new(),
+            behind: false,
         }
+    }
+
+    pub(super) fn is_behind(&self) -> bool {
+        self.behind
     }
 
     /// The members that started a new life: suspected (see [`Join`]).
@@ -101,7 +110,8 @@ impl Node {
     /// asks to join.
     pub(super) fn is_outside(&self) -> bool {
         let sh = &self.shared;
-        sh.config.timing.leases && (self.reconfiguration.cannot_vouch() || !sh.configuration.contains(sh.me()))
+        sh.config.timing.leases
+            && (self.reconfiguration.cannot_vouch() || !sh.configuration.contains(sh.me()) || self.join.behind)
     }
 
     /// Whether this node stands outside its configuration, asking to join (see
@@ -164,6 +174,21 @@ impl Node {
             sh.stats.catch_ups_asked += 1;
             sh.outbox_push(Output::CatchUp { from, epoch });
         }
+    }
+
+    /// A member told this node a value chosen more than [`INSTALLED_KEPT`] epochs after its
+    /// own: no member keeps the values in between, so it cannot install them in turn. It
+    /// stands outside, asks to join and catches up by transfer (a member of the configuration
+    /// it knew, it is first removed as one that started anew: see [`Node::on_join_request`]).
+    pub(super) fn on_far_behind(&mut self, now: Time, from: NodeId, value: Value) {
+        let sh = &self.shared;
+        let far = sh.epoch().0.saturating_add(INSTALLED_KEPT as u64);
+        if !sh.config.timing.leases || value.configuration.epoch.0 <= far || !sh.config.members.contains(from) {
+            return;
+        }
+        self.join.behind = true;
+        self.on_chosen_outside(now, from, value);
+        self.start_asking(now);
     }
 
     /// A node asks to be added (member side). A node outside this configuration is told the

@@ -315,9 +315,13 @@ impl Node {
 
     fn handle_request(&mut self, now: Time, reply_to: ReplyTo, request: Request) {
         let Node { shared: sh, coordinator, participant, .. } = self;
-        // A node removed from the configuration serves nothing: the client asks a member.
+        // A node removed from the configuration serves nothing: the client asks a member. Nor
+        // does one too far behind to follow the changes: it catches up first (§7.6).
         if !sh.configuration.contains(sh.me()) {
             return sh.reply(reply_to, request.id, Outcome::NotServing(NotServingReason::NotAMember));
+        }
+        if self.join.is_behind() {
+            return sh.reply(reply_to, request.id, Outcome::NotServing(NotServingReason::CatchingUp));
         }
         match request.operation {
             Operation::Get { key } => sh.read(now, reply_to, request.id, key),

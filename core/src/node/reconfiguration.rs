@@ -133,6 +133,9 @@ impl Node {
         }
         if epoch > my_epoch || self.reconfiguration.installing.is_some() {
             self.shared.stats.epoch_mismatches += 1;
+            if let PaxosMessage::Chosen { value, .. } = message {
+                self.on_far_behind(now, from, value);
+            }
             return;
         }
         self.deliver_paxos(now, from, message);
@@ -148,7 +151,15 @@ impl Node {
             return;
         }
         let mut installed = self.reconfiguration.installed.iter();
-        if let Some(value) = installed.find(|v| Some(v.configuration.epoch) == epoch.next()) {
+        // The value that follows `epoch`; or, if this node keeps it no more, its latest: the
+        // node behind cannot follow in turn, and catches up by transfer (§7.6).
+        let next = installed.find(|v| Some(v.configuration.epoch) == epoch.next());
+        let far_behind = || {
+            let latest = self.reconfiguration.installed.back()?;
+            (latest.configuration.epoch.0 > epoch.0.saturating_add(INSTALLED_KEPT as u64)).then_some(latest)
+        };
+        if let Some(value) = next.or_else(far_behind) {
+            let epoch = value.configuration.epoch.previous().unwrap_or(epoch);
             let message = PaxosMessage::Chosen { epoch, value: value.clone() };
             self.shared.send(to, Message::Paxos(message));
         }
@@ -244,7 +255,7 @@ impl Node {
         }
         let current = self.shared.configuration;
         let me = self.shared.me();
-        if !current.contains(me) {
+        if !current.contains(me) || self.is_outside() {
             return;
         }
         // Just started and not heard from every member yet: this node does not know who is live
