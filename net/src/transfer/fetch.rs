@@ -63,7 +63,21 @@ pub fn fetch_state(
     timeout: Duration,
 ) -> Result<FetchReport, FetchError> {
     let identity = Identity { cluster: credentials.cluster, node: credentials.node };
-    let mut sink = TransferSink::create(data_dir, identity, incarnation_floor)?;
+    let sink = TransferSink::create(data_dir, identity, incarnation_floor)?;
+    fetch_into(sink, member, addr, credentials, window_bytes, timeout)
+}
+
+/// [`fetch_state`] into a sink made by the caller: one that adopts the stream only up to the
+/// configuration that adds this node ([`TransferSink::joining`]), or one on a dir whose lock the
+/// caller holds. The sink is the data dir's: on any error the dir's log is the one it had.
+pub fn fetch_into(
+    mut sink: TransferSink,
+    member: NodeId,
+    addr: SocketAddr,
+    credentials: &NodeCredentials,
+    window_bytes: u32,
+    timeout: Duration,
+) -> Result<FetchReport, FetchError> {
     let tls = PeerTls::new(credentials)?;
     let connect_error = |source| FetchError::Connect { member, addr, source };
     let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
