@@ -450,8 +450,10 @@ impl Server {
                 return Ok(());
             }
         };
-        let (wal, recovery) = Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
-        let node = Node::start_after_cut(node_config(&self.config)?, recovery.records, self.clock.now(), recovery.cut_tail)?;
+        let (wal, recovery) =
+            Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
+        let node =
+            Node::start_after_cut(node_config(&self.config)?, recovery.records, self.clock.now(), recovery.cut_tail)?;
         tracing::info!(
             node = %id,
             %from,

@@ -79,7 +79,12 @@ fn a_stopped_node_is_removed_and_once_restarted_is_added_back_and_serves_what_it
     put_until_committed(&survivors, "missed-0", "v0", stopped + WRITE_AFTER_STOP_MAX);
     let stop_to_write = stopped.elapsed();
     for i in 1..MISSED_WRITES {
-        put_until_committed(&survivors, &format!("missed-{i}"), &format!("v{i}"), Instant::now() + Duration::from_secs(5));
+        put_until_committed(
+            &survivors,
+            &format!("missed-{i}"),
+            &format!("v{i}"),
+            Instant::now() + Duration::from_secs(5),
+        );
     }
 
     // n2 restarts with its old log: it is outside the configuration, asks to join, is added

@@ -3,9 +3,9 @@
 
 use crate::identity::{self, Identity};
 use crate::wal::{self, DirLock, LogPosition, WalError};
-use dkv_core::{Epoch, NodeId, Record};
 use dkv_core::catch_up::{AdoptError, Adoption, RecordAssembler, empty_snapshot};
 use dkv_core::codec::wal as codec;
+use dkv_core::{Epoch, NodeId, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
