@@ -60,3 +60,52 @@ pub(crate) fn fetch_joining(
     let sink = TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch);
     Ok(fetch_into(sink, from, addr, credentials, WINDOW_BYTES, SILENCE_MAX)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+    use crate::security::credentials::{NodeCredentials, init_cluster};
+    use crate::transfer::STAGING_FILE_NAME;
+    use crate::wal::WalError;
+    use dkv_core::Record;
+    use std::collections::BTreeMap;
+    use std::net::{SocketAddr, TcpListener};
+    use std::sync::Arc;
+
+    /// A catch-up whose member cannot be reached changes nothing: no staging file is left, the
+    /// dir stays locked by the server, and its log goes on taking records and is the one a
+    /// restart recovers, records appended after the failure included.
+    #[test]
+    fn a_failed_catch_up_leaves_the_log_whole_locked_and_in_use() {
+        let root = tempfile::tempdir().unwrap();
+        let cluster = init_cluster(&root.path().join("credentials"), &[NodeId(0), NodeId(1)]).unwrap();
+        let credentials = NodeCredentials::load(&root.path().join("credentials/node-0")).unwrap();
+        // A port nothing listens on any more: the member is down.
+        let member_addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let dir = root.path().join("node-0");
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let peers = BTreeMap::from([(NodeId(1), member_addr)]);
+        let mut config = ServerConfig::new(NodeId(0), loopback, loopback, peers, Transport::Tcp, dir.clone());
+        config.credentials = Some(Arc::new(credentials));
+        let identity = Identity { cluster, node: NodeId(0) };
+        let (mut wal, _) = Wal::open_as(&dir, identity).unwrap();
+        let before = Record::BootTracked { incarnation: 7 };
+        wal.append(&before).unwrap();
+        wal.sync().unwrap();
+
+        let error = fetch_joining(&config, cluster, &wal, NodeId(1), Epoch(3), 7).unwrap_err();
+        assert!(matches!(error, CatchUpError::Fetch(FetchError::Connect { .. })), "{error}");
+        let error = fetch_joining(&config, cluster, &wal, NodeId(5), Epoch(3), 7).unwrap_err();
+        assert!(matches!(error, CatchUpError::NoAddress { member: NodeId(5) }), "{error}");
+
+        assert!(!dir.join(STAGING_FILE_NAME).exists(), "an abandoned transfer leaves no staging file");
+        assert!(matches!(Wal::open(&dir), Err(WalError::Locked { .. })), "the server still holds the dir");
+        let after = Record::BootTracked { incarnation: 8 };
+        wal.append(&after).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, recovery) = Wal::open_as(&dir, identity).unwrap();
+        assert_eq!(recovery.records, vec![before, after]);
+    }
+}
