@@ -61,6 +61,17 @@ fn read_until_served(addr: SocketAddr, key: &str, value: &str, deadline: Instant
 
 #[test]
 fn a_stopped_node_is_removed_and_once_restarted_is_added_back_and_serves_what_it_missed() {
+    stop_restart_and_check(false);
+}
+
+#[test]
+fn a_node_restarted_with_an_emptied_data_dir_is_added_back_and_serves_every_write() {
+    stop_restart_and_check(true);
+}
+
+/// Stops n2, writes through the others, restarts n2 (with its data dir emptied if `wipe`), and
+/// checks that it serves every write from its own copy and coordinates a write again.
+fn stop_restart_and_check(wipe: bool) {
     // The servers' log (configurations installed, the catch-up) shows in a failure's output.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
@@ -87,8 +98,11 @@ fn a_stopped_node_is_removed_and_once_restarted_is_added_back_and_serves_what_it
         );
     }
 
-    // n2 restarts with its old log: it is outside the configuration, asks to join, is added
-    // back and catches up. Every missed write is read from n2 alone.
+    // n2 restarts with its old log (or none): it is outside the configuration, asks to join, is
+    // added back and catches up. Every missed write is read from n2 alone.
+    if wipe {
+        std::fs::remove_dir_all(&cluster.dirs[2]).unwrap();
+    }
     cluster.start_node(2);
     let restarted = Instant::now();
     let deadline = restarted + SERVING_AFTER_RESTART_MAX;
