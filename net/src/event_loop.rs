@@ -447,6 +447,7 @@ impl Server {
             Ok(report) => report,
             Err(error) => {
                 tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again later");
+                ServerStats::add(&self.stats.catch_ups_failed, 1);
                 return Ok(());
             }
         };
@@ -463,6 +464,7 @@ impl Server {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "caught up: started again from the member's state"
         );
+        ServerStats::add(&self.stats.catch_ups, 1);
         // The old log's segments are gone; its buffered records were the old node's.
         self.node = node;
         self.group_commit = GroupCommit::new(wal);

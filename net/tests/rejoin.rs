@@ -10,7 +10,7 @@ mod common;
 
 use common::TestCluster;
 use dkv_core::Outcome;
-use dkv_net::{Client, ClientConfig, ClientTransport, Transport};
+use dkv_net::{Client, ClientConfig, ClientTransport, ServerStats, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,11 @@ fn stop_restart_and_check(wipe: bool) {
         read_until_served(all[2], &format!("missed-{i}"), &format!("v{i}"), deadline);
     }
     let restart_to_serving = restarted.elapsed();
+    // It holds them because it caught up from a member, which served it its state.
+    let stats = |i: usize| cluster.handle(i).stats();
+    assert!(ServerStats::get(&stats(2).catch_ups) >= 1, "n2 caught up");
+    let served = ServerStats::get(&stats(0).transfers_served) + ServerStats::get(&stats(1).transfers_served);
+    assert!(served >= 1, "a member served n2 its state");
     read_until_served(all[2], "before", "0", deadline);
     // A member again: a write through n2 alone commits (it needs n2's YES and coordination).
     put_until_committed(&[all[2]], "after", "1", Instant::now() + Duration::from_secs(15));
