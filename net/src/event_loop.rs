@@ -470,9 +470,8 @@ impl Server {
         self.group_commit = GroupCommit::new(wal);
         let now = self.clock.now();
         self.drain_outputs(now)?;
-        self.sync_and_release(now)?;
-        // The new node may ask again at once (e.g. it was removed again meanwhile).
-        Ok(())
+        // Should the new node ask again at once (removed again meanwhile), the next turn sees it.
+        self.sync_and_release(now)
     }
 
     fn on_event(&mut self, now: Time, event: &Event) -> Result<(), ServerError> {
