@@ -8,8 +8,9 @@
 //! into a staging file ([`crate::transfer`]) while the server's own log stays open and whole, and
 //! replaces the log only once the stream is complete and adopted. The dir's `LOCK` is held
 //! throughout (the sink takes a clone of the server's). It blocks the event loop for the
-//! transfer, bounded by [`SILENCE_MAX`] between frames: a node that stands outside serves nothing,
-//! votes on nothing, and its members gave it `join_grace` to catch up.
+//! transfer, bounded by [`SILENCE_MAX`] between frames and by `join_grace` in all: a node that
+//! stands outside serves nothing and votes on nothing, and its members give it `join_grace` to
+//! catch up before they suspect it again.
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
@@ -58,7 +59,9 @@ pub(crate) fn fetch_joining(
     let &addr = config.peers.get(&from).ok_or(CatchUpError::NoAddress { member: from })?;
     let identity = Identity { cluster, node: config.id };
     let sink = TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch);
-    Ok(fetch_into(sink, from, addr, credentials, WINDOW_BYTES, SILENCE_MAX)?)
+    // Past `join_grace` the members suspect this node anyway, and remove it again.
+    let took_max = Some(config.timing.join_grace);
+    Ok(fetch_into(sink, from, addr, credentials, WINDOW_BYTES, SILENCE_MAX, took_max)?)
 }
 
 #[cfg(test)]
