@@ -9,8 +9,10 @@
 mod common;
 
 use common::TestCluster;
-use dkv_core::Outcome;
-use dkv_net::{Client, ClientConfig, ClientTransport, ServerStats, Transport};
+use dkv_core::{NodeId, Outcome, Record};
+use dkv_net::identity::Identity;
+use dkv_net::security::credentials::NodeCredentials;
+use dkv_net::{Client, ClientConfig, ClientTransport, ServerStats, Transport, Wal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -121,6 +123,18 @@ fn stop_restart_and_check(wipe: bool) {
     for &addr in &all {
         read_until_served(addr, "after", "1", Instant::now() + Duration::from_secs(10));
     }
+    // It joined through the configuration that added it back, at least epoch 3 (epoch 2
+    // removed it): its log's incarnations start at that epoch's share of the numbers, above
+    // every transaction id of its earlier lives (docs/protocol.md §7.6, point 6).
+    cluster.stop_node(2);
+    let cluster_id = NodeCredentials::load(&cluster.credentials.join("node-2")).unwrap().cluster;
+    let (_wal, recovery) = Wal::open_as(&cluster.dirs[2], Identity { cluster: cluster_id, node: NodeId(2) }).unwrap();
+    let boots = recovery.records.iter().filter_map(|record| match record {
+        Record::Boot { incarnation } | Record::BootTracked { incarnation } => Some(*incarnation),
+        _ => None,
+    });
+    let incarnation = boots.max().unwrap_or(0);
+    assert!(incarnation >= 3 << 32, "n2's incarnation floor is {incarnation}, below epoch 3's share");
     eprintln!(
         "figures: stop -> first write committed {:.2} s; restart -> serving the missed writes {:.2} s",
         stop_to_write.as_secs_f64(),
