@@ -8,8 +8,11 @@
 # commit, that every acknowledged write is there on every node, and that the nodes agree on
 # every write whose outcome the client did not learn (exit 5, unavailable; any other failure
 # fails the test). The original project's text protocol is checked byte for byte on the same
-# ports, spoken as its client.py speaks it. Servers are always stopped at the end (trap); any mismatch, and any command
-# that fails unexpectedly, exits non-zero.
+# ports, spoken as its client.py speaks it. Last, with dkv-server --availability: kill -9 one
+# node and keep it down, check that writes through the others commit within the detection
+# bound, restart it, and check that it is added back and serves every write it missed. Servers
+# are always stopped at the end (trap); any mismatch, and any command that fails unexpectedly,
+# exits non-zero.
 #
 # Usage: ./test.sh            (builds the debug binaries first; set PROFILE=release to use those)
 set -Eeuo pipefail
@@ -29,6 +32,8 @@ CLIENT=$TARGET_DIR/$PROFILE/dkv-client
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dkv-test.XXXXXX")
 declare -a PIDS=()
 CHECKS=0
+# Flags every node of the phase is started with, besides the transport's.
+NODE_FLAGS=""
 
 cleanup() {
     local pid
@@ -74,7 +79,7 @@ start_node() { # id
         [[ $j == "$id" ]] && continue
         peers+="${peers:+,}$j=127.0.0.1:$((BASE + 1000 + j))"
     done
-    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG -l info \
+    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS -l info \
         --credentials "$WORK/credentials/node-$id" \
         --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
     PIDS[$id]=$!
@@ -359,8 +364,97 @@ run_mode() { # udp | tcp
     echo "   $MODE mode passed"
 }
 
+# Seconds since `start` (an $EPOCHREALTIME), to two decimals.
+seconds_since() { # start
+    awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.2f", now - start }'
+}
+
+# Polls `put KEY VALUE` through node `id` alone until it commits, within `limit` seconds; only
+# "unavailable" (exit 5: not yet) is allowed meanwhile.
+put_until_committed() { # id key value limit
+    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) rc
+    while ((SECONDS < deadline)); do
+        rc=0
+        "$CLIENT" -t -p $((BASE + id)) --timeout 2 put "$key" "$value" >/dev/null 2>"$WORK/client.err" || rc=$?
+        CHECKS=$((CHECKS + 1))
+        [[ $rc == 0 ]] && return
+        [[ $rc == 5 ]] || fail "$MODE: put $key through node $id gave exit $rc ($(cat "$WORK/client.err"))"
+    done
+    fail "$MODE: put $key through node $id did not commit within $4 s ($(cat "$WORK/client.err"))"
+}
+
+# Polls `get KEY` at node `id` alone until it serves VALUE, within `limit` seconds; only "not
+# found" (3) or "unavailable" (5: not serving yet) are allowed meanwhile.
+read_until_served() { # id key value limit
+    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) rc out
+    while ((SECONDS < deadline)); do
+        rc=0
+        out=$("$CLIENT" -t -p $((BASE + id)) --timeout 1 get "$key" 2>"$WORK/client.err") || rc=$?
+        CHECKS=$((CHECKS + 1))
+        [[ $rc == 0 && $out == "$value" ]] && return
+        [[ $rc == 3 || $rc == 5 ]] || fail "$MODE: get $key at node $id gave exit $rc and '$out' ($(cat "$WORK/client.err"))"
+        sleep 0.05
+    done
+    fail "$MODE: node $id did not serve $key=$value within $4 s (last: exit $rc, $(cat "$WORK/client.err"))"
+}
+
+# dkv-server --availability (TCP): kill -9 one node of three and keep it down; writes through
+# the others commit within the detection bound (removal ends within 3 s of detection_timeout);
+# restart it; it is added back, catches up, and serves every write it missed.
+availability_phase() {
+    MODE=availability
+    MODE_FLAG=-t
+    NODE_FLAGS=--availability
+    BASE=$(pick_base_port)
+    EXPECTED=()
+    echo "== --availability (TCP): 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
+    local id i value killed restarted
+    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do wait_ready "$id"; done
+    value=$(random_value)
+    expect 0 ok 0 put before "$value"
+    EXPECTED[before]=$value
+
+    kill -9 "${PIDS[2]}"
+    wait "${PIDS[2]}" 2>/dev/null || true
+    killed=$EPOCHREALTIME
+    value=$(random_value)
+    put_until_committed 0 missed-0 "$value" 10
+    EXPECTED[missed-0]=$value
+    echo "   killed node 2 with -9 and kept it down: a write through node 0 committed $(seconds_since "$killed") s after the kill"
+    for i in 1 2 3 4; do
+        value=$(random_value)
+        expect 0 ok $((i % 2)) put "missed-$i" "$value"
+        EXPECTED[missed-$i]=$value
+    done
+
+    start_node 2
+    restarted=$EPOCHREALTIME
+    for i in 0 1 2 3 4; do read_until_served 2 "missed-$i" "${EXPECTED[missed-$i]}" 45; done
+    echo "   restarted node 2: it served all 5 writes it missed, from its own copy, $(seconds_since "$restarted") s after the restart"
+    CHECKS=$((CHECKS + 1))
+    grep -q "caught up: started again from the member's state" "$WORK/$MODE-node-2.log" ||
+        fail "$MODE: node 2 serves, but its log does not say it caught up from a member"
+    value=$(random_value)
+    put_until_committed 2 after-rejoin "$value" 15
+    EXPECTED[after-rejoin]=$value
+    # With leases, a node may answer "not serving" for a moment around a change: wait for each.
+    for id in 0 1 2; do wait_ready "$id"; done
+    check_all_expected
+    echo "   a write through node 2 committed; every write is on every node"
+
+    for id in 0 1 2; do kill -TERM "${PIDS[$id]}"; done
+    for id in 0 1 2; do
+        wait "${PIDS[$id]}" || fail "$MODE: node $id did not exit cleanly on SIGTERM"
+        PIDS[$id]=""
+    done
+    NODE_FLAGS=""
+    echo "   --availability passed"
+}
+
 # The cluster's credentials, made as an operator makes them: peers prove they are members.
 "$SERVER" init "$WORK/credentials" --ids 0,1,2 >/dev/null || fail "dkv-server init failed"
 run_mode udp
 run_mode tcp
+availability_phase
 echo "PASS: $CHECKS checks"

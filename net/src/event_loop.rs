@@ -28,6 +28,7 @@
 //! connection's [`crate::session::StreamSession`], whose requests the [`Gateway`] runs under the
 //! node's own client ids, answering the session back.
 
+use crate::catch_up;
 use crate::clock::{Clock, unix_micros};
 use crate::coalesce::{BatchStart, Coalescer};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
@@ -49,7 +50,7 @@ use crate::transfer::{self, serve::Transfers};
 use crate::wal::{Wal, WalError};
 use dkv_core::codec::frame::{self, Frame, FrameError};
 use dkv_core::codec::transfer::TransferMessage;
-use dkv_core::{ClusterId, Config, Input, Node, NodeId, NodeSet, Operation, Outcome, Output, StartError, Time};
+use dkv_core::{ClusterId, Config, Epoch, Input, Node, NodeId, NodeSet, Operation, Outcome, Output, StartError, Time};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -235,6 +236,9 @@ pub struct Server {
     eviction_log: OccasionalLog,
     /// State transfers this node serves to members catching up.
     transfers: Transfers,
+    /// The node asked to catch up from this member through this epoch: carried out at the end
+    /// of the turn (see [`Server::catch_up`]).
+    catch_up_asked: Option<(NodeId, Epoch)>,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -313,6 +317,7 @@ impl Server {
             refusal_log: OccasionalLog::default(),
             eviction_log: OccasionalLog::default(),
             transfers: Transfers::default(),
+            catch_up_asked: None,
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -365,6 +370,7 @@ impl Server {
         let now = self.clock.now();
         self.drain_outputs(now)?;
         self.sync_and_release(now)?;
+        self.catch_up()?;
         while !self.stop.load(Ordering::SeqCst) {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -418,7 +424,54 @@ impl Server {
             self.housekeeping(now)?;
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
         }
-        Ok(())
+        self.catch_up()
+    }
+
+    /// Carries out the catch-up the node asked for this turn, if any (docs/protocol.md §7.6;
+    /// [`crate::catch_up`]): takes the member's state as the log, blocking, and starts a fresh
+    /// node from it in place of the old one. If the transfer fails, the old log and node stay
+    /// and the node asks again later. Once the log is replaced, failing to reopen or replay it
+    /// is fatal, as at a start: the dir holds the new log, and a restart recovers from it.
+    ///
+    /// What the old node had in flight is dropped with it: its clients' replies never come
+    /// (they time out and retry; a node standing outside answered every request "not serving"
+    /// anyway), and the gateway sends its own requests again to the new node on its timer.
+    fn catch_up(&mut self) -> Result<(), ServerError> {
+        let Some((from, epoch)) = self.catch_up_asked.take() else { return Ok(()) };
+        let id = self.config.id;
+        tracing::info!(node = %id, %from, %epoch, "catching up: taking the member's state through the configuration that adds this node");
+        let started = std::time::Instant::now();
+        let incarnation_floor = self.node.incarnation();
+        let wal = self.group_commit.wal();
+        let report = match catch_up::fetch_joining(&self.config, self.cluster, wal, from, epoch, incarnation_floor) {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again later");
+                ServerStats::add(&self.stats.catch_ups_failed, 1);
+                return Ok(());
+            }
+        };
+        let (wal, recovery) =
+            Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
+        let node =
+            Node::start_after_cut(node_config(&self.config)?, recovery.records, self.clock.now(), recovery.cut_tail)?;
+        tracing::info!(
+            node = %id,
+            %from,
+            %epoch,
+            bytes = report.bytes,
+            records = report.installed.records_written,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "caught up: started again from the member's state"
+        );
+        ServerStats::add(&self.stats.catch_ups, 1);
+        // The old log's segments are gone; its buffered records were the old node's.
+        self.node = node;
+        self.group_commit = GroupCommit::new(wal);
+        let now = self.clock.now();
+        self.drain_outputs(now)?;
+        // Should the new node ask again at once (removed again meanwhile), the next turn sees it.
+        self.sync_and_release(now)
     }
 
     fn on_event(&mut self, now: Time, event: &Event) -> Result<(), ServerError> {
@@ -1292,10 +1345,9 @@ impl Server {
                         self.send_reply(route, Frame::Reply(reply));
                     }
                     Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
-                    // Only with leases on (never by default); the node asks again meanwhile.
-                    Output::CatchUp { from, epoch } => {
-                        tracing::warn!(node = %self.config.id, %from, %epoch, "asked to catch up: not wired in this server yet");
-                    }
+                    // Carried out once the turn's records are durable, outside this drain (the
+                    // node is replaced); the latest ask wins.
+                    Output::CatchUp { from, epoch } => self.catch_up_asked = Some((from, epoch)),
                 }
             }
             let Some(answer) = self.answers.pop_front() else { break };
@@ -1445,14 +1497,7 @@ impl Server {
 /// Checks the membership, checks that the data dir is this node's of `cluster`, recovers the
 /// log and starts the node from what it holds.
 fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Result<(Node, Wal), ServerError> {
-    if config.peers.contains_key(&config.id) {
-        return Err(ServerError::SelfInPeers { id: config.id });
-    }
-    let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
-    let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
-        id: ids.map(|id| id.0).max().unwrap_or(0),
-        max: NodeSet::CAPACITY,
-    })?;
+    let core_config = node_config(config)?;
     let (wal, recovery) = Wal::open_as(&config.data_dir, Identity { cluster, node: config.id })?;
     tracing::info!(
         node = %config.id,
@@ -1461,16 +1506,29 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
         segments = recovery.segments_read,
         "recovered the log"
     );
+    // A cut whole record that failed its checksum may have been acknowledged: the node then
+    // cannot vouch for its log (docs/protocol.md §7.4).
+    let node = Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?;
+    Ok((node, wal))
+}
+
+/// Checks the membership and makes the core's configuration of this node.
+fn node_config(config: &ServerConfig) -> Result<Config, ServerError> {
+    if config.peers.contains_key(&config.id) {
+        return Err(ServerError::SelfInPeers { id: config.id });
+    }
+    let ids = std::iter::once(config.id).chain(config.peers.keys().copied());
+    let members = NodeSet::from_ids(ids.clone()).ok_or_else(|| ServerError::NodeIdTooLarge {
+        id: ids.map(|id| id.0).max().unwrap_or(0),
+        max: NodeSet::CAPACITY,
+    })?;
     let mut core_config = Config::new(config.id, members);
     core_config.limits = config.limits;
     core_config.timing = config.timing;
     core_config.bounds = config.bounds;
     // The seed only drives retry jitter; any value works, a random one spreads nodes apart.
     core_config.seed = getrandom::u64().unwrap_or(u64::from(config.id.0));
-    // A cut whole record that failed its checksum may have been acknowledged: the node then
-    // cannot vouch for its log (docs/protocol.md §7.4).
-    let node = Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?;
-    Ok((node, wal))
+    Ok(core_config)
 }
 
 /// The cluster this node belongs to: its credentials' (which are needed as soon as it has

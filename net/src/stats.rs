@@ -70,6 +70,11 @@ pub struct ServerStats {
     /// The most bytes of a state transfer sent and not yet acknowledged, since start: at most
     /// the asker's window.
     pub transfer_in_flight_bytes_peak: AtomicU64,
+    /// Times this node caught up from a member and started again from its state (the join,
+    /// docs/protocol.md §7.6).
+    pub catch_ups: AtomicU64,
+    /// Catch-ups that failed and left this node's log as it was (the node asks again).
+    pub catch_ups_failed: AtomicU64,
 }
 
 impl ServerStats {

@@ -42,6 +42,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 const LOCK_FILE_NAME: &str = "LOCK";
@@ -123,9 +124,9 @@ pub struct LogRange {
 /// An open, locked log directory.
 pub struct Wal {
     dir: PathBuf,
-    /// Held for the life of the `Wal`; the OS releases the lock when the file is closed, also
-    /// when the process is killed.
-    _lock: File,
+    /// Held for the life of the `Wal` (and of every clone of it); the OS releases the lock when
+    /// the file is closed, also when the process is killed.
+    lock: DirLock,
     current: Segment,
     /// Which segments a durable snapshot has made obsolete, by segment number.
     compaction: Compaction,
@@ -170,9 +171,18 @@ impl Wal {
         Wal::open_checked(dir, Some(identity))
     }
 
+    /// [`Wal::open_as`] on a dir whose `LOCK` this process holds already ([`Wal::lock`]): a
+    /// server reopens its log after a state transfer replaced it without ever letting the dir go.
+    pub(crate) fn reopen_locked(dir: &Path, lock: DirLock, identity: Identity) -> Result<(Wal, Recovery), WalError> {
+        Wal::open_locked(dir, lock, Some(identity))
+    }
+
     fn open_checked(dir: &Path, identity: Option<Identity>) -> Result<(Wal, Recovery), WalError> {
+        Wal::open_locked(dir, lock_data_dir(dir)?, identity)
+    }
+
+    fn open_locked(dir: &Path, lock: DirLock, identity: Option<Identity>) -> Result<(Wal, Recovery), WalError> {
         let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
-        let lock = lock_data_dir(dir)?;
 
         let mut numbers = list_segments(dir).map_err(data_dir_error)?;
         if let Some(identity) = identity {
@@ -229,12 +239,12 @@ impl Wal {
         Ok((Wal::new(dir, lock, current, numbers[read.start]), read.recovery))
     }
 
-    fn new(dir: &Path, lock: File, current: Segment, snapshot_start: u64) -> Wal {
+    fn new(dir: &Path, lock: DirLock, current: Segment, snapshot_start: u64) -> Wal {
         // What recovery read is on disk: a state transfer may send it.
         let durable_end = LogPosition { segment: current.number, len: current.len };
         Wal {
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock,
             current,
             compaction: Compaction::default(),
             buffered: Vec::new(),
@@ -323,6 +333,11 @@ impl Wal {
         &self.dir
     }
 
+    /// The dir's `LOCK`, held for as long as the clone lives, also once this `Wal` is closed.
+    pub(crate) fn lock(&self) -> DirLock {
+        self.lock.clone()
+    }
+
     fn write_buffered(&mut self) -> Result<(), WalError> {
         if self.buffered.is_empty() {
             return Ok(());
@@ -376,14 +391,19 @@ impl Wal {
     }
 }
 
-/// Creates `dir` if needed and takes its `LOCK`, held until the returned file is closed.
-pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, WalError> {
+/// A data dir's `LOCK`, taken: held while any clone of it lives.
+#[derive(Clone)]
+pub(crate) struct DirLock(#[allow(dead_code)] Arc<File>);
+
+/// Creates `dir` if needed and takes its `LOCK`, held until every clone of the returned lock is
+/// dropped.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<DirLock, WalError> {
     let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
     fs::create_dir_all(dir).map_err(data_dir_error)?;
     let lock_path = dir.join(LOCK_FILE_NAME);
     let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
     match lock.try_lock() {
-        Ok(()) => Ok(lock),
+        Ok(()) => Ok(DirLock(Arc::new(lock))),
         Err(TryLockError::WouldBlock) => Err(WalError::Locked { dir: dir.to_path_buf() }),
         Err(TryLockError::Error(source)) => Err(data_dir_error(source)),
     }

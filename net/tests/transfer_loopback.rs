@@ -12,7 +12,9 @@ use dkv_core::{ClientId, Config, Node, NodeId, NodeSet, Outcome, Record, Request
 use dkv_net::identity::Identity;
 use dkv_net::security::credentials::NodeCredentials;
 use dkv_net::stats::ServerStats;
-use dkv_net::transfer::{FetchError, TRANSFER_RECORD_BYTES_MAX, fetch_state};
+use dkv_net::transfer::{
+    FetchError, STAGING_FILE_NAME, TRANSFER_RECORD_BYTES_MAX, TransferSink, fetch_into, fetch_state,
+};
 use dkv_net::{ClientTransport, Transport, Wal};
 use std::path::Path;
 use std::sync::Arc;
@@ -145,4 +147,37 @@ fn a_stranger_is_not_served_a_transfer() {
             .unwrap_err();
     assert!(matches!(error, FetchError::Link { .. }), "{error}");
     assert_eq!(ServerStats::get(&cluster.handle(0).stats().transfers_served), 0);
+}
+
+/// A transfer that takes longer than the asker allows is abandoned, and the asker's log is the
+/// one it had: nothing of the member's state is installed.
+#[test]
+fn a_transfer_past_its_time_bound_is_abandoned_and_installs_nothing() {
+    let mut cluster = TestCluster::unstarted(2, Transport::Tcp);
+    let credentials = NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap();
+    let member = Identity { cluster: credentials.cluster, node: NodeId(0) };
+    let receiver = Identity { cluster: credentials.cluster, node: NodeId(1) };
+    {
+        let (mut wal, _) = Wal::open_as(&cluster.dirs[0], member).unwrap();
+        for record in member_records() {
+            wal.append(&record).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    let own = Record::BootTracked { incarnation: 9 };
+    {
+        let (mut wal, _) = Wal::open_as(&cluster.dirs[1], receiver).unwrap();
+        wal.append(&own).unwrap();
+        wal.sync().unwrap();
+    }
+    cluster.start_node(0);
+    let sink = TransferSink::create(&cluster.dirs[1], receiver, 9).unwrap();
+    let took_max = Some(Duration::ZERO);
+    let timeout = Duration::from_secs(5);
+    let error =
+        fetch_into(sink, NodeId(0), cluster.peer_addrs[0], &credentials, WINDOW_BYTES, timeout, took_max).unwrap_err();
+    assert!(matches!(error, FetchError::TookTooLong { .. }), "{error}");
+    let (_wal, recovery) = Wal::open_as(&cluster.dirs[1], receiver).unwrap();
+    assert_eq!(recovery.records, vec![own], "the asker's log is untouched");
+    assert!(!cluster.dirs[1].join(STAGING_FILE_NAME).exists());
 }

@@ -32,8 +32,10 @@ Examples:
 
 Every node of a cluster must be started with the same set of ids. Peers talk on their own port
 and prove they are members with the credentials `init` made (mutual TLS, or sealed datagrams
-in -u mode); clients use -p. Writes need every node running; reads need only the node asked.
-Stop a node with Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
+in -u mode); clients use -p. Writes need every node running, unless every node has
+--availability: then a majority (a node down is removed within about 3 s, and added back once it
+returns), and a node serves reads only while a majority grants it a lease. Stop a node with
+Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
 
 /// How far above the client port the peer port is, unless --peer-port says otherwise.
 const PEER_PORT_OFFSET: u16 = 1000;
@@ -102,6 +104,16 @@ struct NodeArgs {
     /// to 256 ops and 56 KiB (keys stay up to 4 KiB). Every node of the cluster needs -u.
     #[arg(short = 'u', long)]
     udp: bool,
+    /// Keep taking writes while a minority of the nodes is down (configuration changes,
+    /// docs/protocol.md §7). A node not heard from for 1 s is removed from the configuration
+    /// (writes through the others go on within about 3 s); once it is back it asks to join, is
+    /// added back, catches up from a member and serves again. The costs: a node serves reads
+    /// only while a majority grants it a lease (else it answers "not serving", and clients ask
+    /// another node); a node cut off from its majority stops serving; writes wait about half a
+    /// second after a start and after each removal. Every node of the cluster needs it. Not
+    /// with -u: a node catches up over the TCP peer port.
+    #[arg(long, conflicts_with = "udp")]
+    availability: bool,
     /// Log level: error, info or debug (or 0, 1, 2).
     #[arg(short = 'l', long, default_value = "info")]
     log: LogLevel,
@@ -162,6 +174,11 @@ struct DemoArgs {
     /// UDP only, with the lowered limits (see the node flags).
     #[arg(short = 'u', long)]
     udp: bool,
+    /// Configuration changes on (see the node flags). Off by default here: the demo's three
+    /// nodes run in one process and stop together, so none can fail alone, and changes would
+    /// only cost their lease wait and leases.
+    #[arg(long, conflicts_with = "udp")]
+    availability: bool,
     /// Log level: error, info or debug (or 0, 1, 2).
     #[arg(short = 'l', long, default_value = "error")]
     log: LogLevel,
@@ -249,6 +266,7 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
         }
     }
     config.insecure = args.insecure;
+    config.timing.leases = args.availability;
     config.connection.buffer_bytes_max = (args.buffer_budget_mib as usize) << 20;
     if config.transport == Transport::Udp {
         tracing::info!(
@@ -282,6 +300,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         let id = NodeId(i as u8);
         let mut config = ServerConfig::new(id, loopback(ports[i]), loopback(peer_ports[i]), peers, transport, dir);
         config.credentials = Some(load_credentials(&credentials.join(format!("node-{i}")), id)?);
+        config.timing.leases = args.availability;
         servers.push(Server::bind(config).map_err(|e| e.to_string())?);
     }
     let mode = match transport {

@@ -11,7 +11,7 @@ use dkv_core::codec::transfer::{TRANSFER_CHUNK_BYTES_MAX, TransferAbort, Transfe
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// The largest frame the asker reads: a full chunk and its envelope.
@@ -36,6 +36,8 @@ pub enum FetchError {
     Aborted { member: NodeId, reason: TransferAbort },
     #[error(transparent)]
     Sink(#[from] TransferSinkError),
+    #[error("the transfer from member {member} took longer than {took_max:?}: abandoned")]
+    TookTooLong { member: NodeId, took_max: Duration },
 }
 
 /// What a completed transfer did.
@@ -63,7 +65,25 @@ pub fn fetch_state(
     timeout: Duration,
 ) -> Result<FetchReport, FetchError> {
     let identity = Identity { cluster: credentials.cluster, node: credentials.node };
-    let mut sink = TransferSink::create(data_dir, identity, incarnation_floor)?;
+    let sink = TransferSink::create(data_dir, identity, incarnation_floor)?;
+    fetch_into(sink, member, addr, credentials, window_bytes, timeout, None)
+}
+
+/// [`fetch_state`] into a sink made by the caller: one that adopts the stream only up to the
+/// configuration that adds this node ([`TransferSink::joining`]), or one on a dir whose lock the
+/// caller holds. The sink is the data dir's: on any error the dir's log is the one it had.
+/// `took_max`: if given, the transfer is abandoned once it has taken longer (checked at every
+/// frame, so it may overrun by one `timeout` of silence).
+pub fn fetch_into(
+    mut sink: TransferSink,
+    member: NodeId,
+    addr: SocketAddr,
+    credentials: &NodeCredentials,
+    window_bytes: u32,
+    timeout: Duration,
+    took_max: Option<Duration>,
+) -> Result<FetchReport, FetchError> {
+    let started = Instant::now();
     let tls = PeerTls::new(credentials)?;
     let connect_error = |source| FetchError::Connect { member, addr, source };
     let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(connect_error)?;
@@ -101,6 +121,13 @@ pub fn fetch_state(
             high_water_bytes = high_water_bytes.max(input.len() + sink.high_water_bytes());
         };
         input.drain(..used);
+        if let Some(took_max) = took_max
+            && started.elapsed() > took_max
+        {
+            let reason = TransferAbort::SinkFailed { reason: format!("the asker gave up after {took_max:?}") };
+            let _ = send(&mut link, TransferMessage::Abort { transfer, reason });
+            return Err(FetchError::TookTooLong { member, took_max });
+        }
         let message = match frame {
             Frame::Transfer { cluster, from, message } if cluster == credentials.cluster && from == member => message,
             other => return Err(protocol(format!("expected a transfer frame from member {member}, got {other:?}"))),

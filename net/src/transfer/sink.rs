@@ -2,10 +2,10 @@
 //! adopted as this node's, into a fresh log and makes it the data dir's log atomically.
 
 use crate::identity::{self, Identity};
-use crate::wal::{self, LogPosition, WalError};
-use dkv_core::Record;
+use crate::wal::{self, DirLock, LogPosition, WalError};
 use dkv_core::catch_up::{AdoptError, Adoption, RecordAssembler, empty_snapshot};
 use dkv_core::codec::wal as codec;
+use dkv_core::{Epoch, NodeId, Record};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -50,11 +50,13 @@ pub struct Installed {
 /// never rewritten (a dir without one records this node's, as [`crate::Wal::open_as`] does).
 pub struct TransferSink {
     dir: PathBuf,
-    _lock: File,
+    _lock: DirLock,
     staging_path: PathBuf,
     staging: File,
     assembler: RecordAssembler,
     adoption: Adoption,
+    /// The node the stream is adopted as.
+    adoption_me: NodeId,
     /// Records of the chunk being adopted, and what they become: reused, never kept.
     received: Vec<Record>,
     adopted: Vec<Record>,
@@ -71,7 +73,18 @@ impl TransferSink {
     /// Locks `dir` (creating it if needed) and starts a fresh staging file. `incarnation_floor`:
     /// the node's last incarnation, if it knows it (0 otherwise).
     pub fn create(dir: &Path, identity: Identity, incarnation_floor: u64) -> Result<TransferSink, TransferSinkError> {
-        let lock = wal::lock_data_dir(dir)?;
+        TransferSink::create_locked(dir, wal::lock_data_dir(dir)?, identity, incarnation_floor)
+    }
+
+    /// [`TransferSink::create`] for the dir whose `LOCK` is `lock`, which this process holds
+    /// already: a server catching up keeps its dir locked throughout (its own log stays open,
+    /// written no more, until the transfer ends).
+    pub(crate) fn create_locked(
+        dir: &Path,
+        lock: DirLock,
+        identity: Identity,
+        incarnation_floor: u64,
+    ) -> Result<TransferSink, TransferSinkError> {
         let dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
         let has_log = !wal::list_segments(dir).map_err(dir_error)?.is_empty();
         identity::check_or_record(dir, identity, has_log)?;
@@ -90,6 +103,7 @@ impl TransferSink {
             staging,
             assembler: RecordAssembler::default(),
             adoption: Adoption::new(identity.node, incarnation_floor),
+            adoption_me: identity.node,
             received: Vec::new(),
             adopted: Vec::new(),
             encoded: Vec::new(),
@@ -98,6 +112,15 @@ impl TransferSink {
             records_written: 0,
             high_water_bytes: 0,
         })
+    }
+
+    /// Takes the stream only up to the configuration of `epoch`, which adds this node (see
+    /// [`Adoption::joining`]). Before the first chunk.
+    pub fn joining(mut self, epoch: Epoch) -> TransferSink {
+        // `Adoption::joining` takes it by value; a sink is `Drop`, so it is swapped out.
+        let placeholder = Adoption::new(self.adoption_me, 0);
+        self.adoption = std::mem::replace(&mut self.adoption, placeholder).joining(epoch);
+        self
     }
 
     /// Takes the next chunk of the stream.
