@@ -650,6 +650,7 @@ impl Node {
         // cannot change while they are written, so the snapshot is of one moment.
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
+        let marks: Vec<TxnId> = self.participant.finished_marks().collect();
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
         sh.persist(Record::SnapshotConfiguration(Box::new(configuration)));
@@ -661,6 +662,15 @@ impl Node {
             sh.persist(Record::SnapshotVersionedEntries(chunk));
         }
         sh.persist(Record::SnapshotEnd { entries: sh.store.len() as u64 });
+        // The finished marks heard are no part of the snapshot's header: logged again after it,
+        // so that compaction, which drops every record before the snapshot, keeps them. (A
+        // member that forgot a mark refused for ever to acknowledge a COMMIT that the
+        // coordinator, having lost its own record that the commit was finished, sent again:
+        // the coordinator never finished, and its locks stayed. Simulator seeds 2948 and 5455
+        // of the default sweep.)
+        for below in marks {
+            sh.persist(Record::FinishedBelow { below });
+        }
         sh.outbox.snapshot_written();
         sh.stats.snapshots += 1;
     }

@@ -140,6 +140,11 @@ impl Participant {
         self.memory.remove(&txn);
     }
 
+    /// The finished mark heard from each coordinator (see [`Participant::on_finished_below`]).
+    pub(super) fn finished_marks(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.marks.values().copied()
+    }
+
     /// The commit memory: committed transactions not known to be finished, in id order.
     pub(super) fn commit_memory(&self) -> impl Iterator<Item = TxnId> + '_ {
         self.memory.iter().copied()

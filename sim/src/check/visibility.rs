@@ -32,8 +32,12 @@ pub struct Visibility {
     durable: Vec<BTreeSet<TxnId>>,
     /// The request of each transaction whose coordinator logged its own share.
     requests: BTreeMap<TxnId, RequestId>,
-    /// The committed attempt of each request, once its coordinator decided it.
-    committed: BTreeMap<RequestId, TxnId>,
+    /// The attempts of each request whose coordinator decided commit. One at most becomes
+    /// visible: a coordinator cut off in an epoch the others settled may still decide commit
+    /// there, for an attempt the settlement aborted, while another attempt commits; that
+    /// decision never reaches a majority (the members it needs are frozen or gone), and is no
+    /// visible moment.
+    committed: BTreeMap<RequestId, BTreeSet<TxnId>>,
 }
 
 impl Visibility {
@@ -85,7 +89,7 @@ impl Visibility {
             }
             Record::CommitDecided { txn } => {
                 if let Some(request) = self.requests.remove(txn) {
-                    self.committed.insert(request, *txn);
+                    self.committed.entry(request).or_default().insert(*txn);
                 }
             }
             Record::Committed { txn } => self.check(*txn, || format!("n{node} applies it"), violations),
@@ -97,8 +101,8 @@ impl Visibility {
     /// their requests) must be one that was visible.
     pub fn observe_start(&mut self, node: usize, started: &dkv_core::Node, violations: &mut Vec<Violation>) {
         for record in started.completions() {
-            if let Some(&txn) = self.committed.get(&record.request) {
-                self.check(txn, || format!("n{node}'s replay applies it"), violations);
+            if let Some(txns) = self.committed.get(&record.request).cloned() {
+                self.check_any(&txns, || format!("n{node}'s replay applies it"), violations);
             }
         }
     }
@@ -108,9 +112,23 @@ impl Visibility {
         if !matches!(reply.outcome, Outcome::Committed(_) | Outcome::Failed(_)) {
             return;
         }
-        if let Some(&txn) = self.committed.get(&reply.id) {
-            self.check(txn, || format!("request {} is told {:?}", reply.id, reply.outcome), violations);
+        if let Some(txns) = self.committed.get(&reply.id).cloned() {
+            self.check_any(&txns, || format!("request {} is told {:?}", reply.id, reply.outcome), violations);
         }
+    }
+
+    /// A request's outcome became visible: one of its attempts decided commit must be visible
+    /// (checked as [`Visibility::check`] does, and reported for each if none is).
+    fn check_any(&mut self, txns: &BTreeSet<TxnId>, what: impl Fn() -> String, violations: &mut Vec<Violation>) {
+        let mut failed = Vec::new();
+        for &txn in txns {
+            let before = failed.len();
+            self.check(txn, &what, &mut failed);
+            if failed.len() == before {
+                return;
+            }
+        }
+        violations.extend(failed);
     }
 
     fn check(&mut self, txn: TxnId, what: impl FnOnce() -> String, violations: &mut Vec<Violation>) {
