@@ -112,8 +112,8 @@ fn hunt(canary: Canary) -> Hunt {
         // Configurations (docs/protocol.md §7.4): one member of three crashes for good and the
         // other two remove it. Reports that hold every commit in doubt abort, at the install,
         // commits some member held (a lost `Visible` leaves one held but not applied), while
-        // others applied them. Lossy links, many clients; no pauses (a pause past the
-        // detection timeout removes a live member for good, until the join exists).
+        // others applied them. Lossy links, many clients; no pauses (as this hunting ground
+        // was drawn before the join: a pause past the detection timeout removed a live member).
         Canary::SettleIgnoresSurvivor => (10, changes(3, 6, 100, 0.2), "linearizability"),
         // Two sides of a 2|2 partition each take themselves for a majority and install their
         // own configuration of one epoch: commits go on without the other side's copies.

@@ -27,10 +27,10 @@ fn violations(report: &Report) -> String {
 /// checker passes, the 5-node cluster surviving two members down.
 ///
 /// Only the crashes for good are drawn (with loss, duplication and delay; no other crash,
-/// partition or pause): until a removed member can be added back (the join, §7.6), every
-/// removal is for good too, so a member removed while briefly down or paused and a crash for
-/// good soon after can leave a configuration without a live majority (seen with every fault drawn: 4 of seeds 0..199 of
-/// `dkv-sim sweep --minority-faults` end so).
+/// partition or pause). With every fault drawn, a member removed while briefly down or paused
+/// and another crashed for good before the first is added back (§7.6) can leave a
+/// configuration without a live majority: 19 of seeds 0..999 of `dkv-sim run --minority-faults`
+/// end so (docs/protocol.md §7.3, "A limit that remains with the join").
 #[test]
 fn classic_two_phase_commit_blocks_while_members_are_down_for_good() {
     for (nodes, down, seeds) in [(3, 1, [1, 2, 4, 5, 8, 9]), (5, 2, [1, 2, 3, 4, 5, 6])] {

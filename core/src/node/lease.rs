@@ -205,8 +205,8 @@ impl Leases {
             return suspected;
         }
         // A member not heard from since this node started gets two more detection timeouts:
-        // links come up after a start with a reconnect backoff (up to 250 ms in dkv-net), and
-        // suspicion removes a member for good until the join exists.
+        // links come up after a start with a reconnect backoff (up to 250 ms in dkv-net), and a
+        // removal costs the member a catch-up (§7.6).
         let never_heard = self.started_at + self.detection_timeout * 2;
         for member in self.members.iter().filter(|&m| m != self.me) {
             let last = self.heard.get(&member).copied().unwrap_or(never_heard);
