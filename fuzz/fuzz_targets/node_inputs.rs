@@ -153,7 +153,9 @@ impl Cluster {
                         self.in_flight.push((from, to, message));
                     }
                 }
-                Output::Reply { .. } => {}
+                // A catch-up is a state transfer the runtime carries out: not modelled here (the
+                // node asks again if nothing comes of it).
+                Output::Reply { .. } | Output::CatchUp { .. } => {}
                 Output::Persist { lsn, record } => m.pending.push((lsn, record)),
             }
         }

@@ -19,12 +19,7 @@ fn client_of(addrs: Vec<std::net::SocketAddr>, timeout: Duration) -> Client {
 
 #[test]
 fn a_node_without_a_majority_stops_serving_and_clients_are_told() {
-    // The servers' log (configurations installed, links) shows in the output of a failure.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_thread_ids(true)
-        .with_max_level(tracing::Level::INFO)
-        .try_init();
+    common::show_server_logs_on_failure();
     let mut cluster = TestCluster::start_with(3, Transport::Tcp, |c| c.timing.leases = true);
     // Writes wait out the lease wait after the start (the client retries "starting").
     let mut client = client_of(cluster.addrs.clone(), Duration::from_secs(20));

@@ -74,12 +74,7 @@ fn a_node_restarted_with_an_emptied_data_dir_is_added_back_and_serves_every_writ
 /// Stops n2, writes through the others, restarts n2 (with its data dir emptied if `wipe`), and
 /// checks that it serves every write from its own copy and coordinates a write again.
 fn stop_restart_and_check(wipe: bool) {
-    // The servers' log (configurations installed, the catch-up) shows in a failure's output.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_thread_ids(true)
-        .with_max_level(tracing::Level::INFO)
-        .try_init();
+    common::show_server_logs_on_failure();
     let mut cluster = TestCluster::start_with(3, Transport::Tcp, |c| c.timing.leases = true);
     let all = cluster.addrs.clone();
     put_until_committed(&all, "before", "0", Instant::now() + Duration::from_secs(20));

@@ -55,19 +55,24 @@ fn recovered_snapshot(dir: &Path, identity: Identity) -> Snapshot {
     node.snapshot()
 }
 
-#[test]
-fn a_member_streams_100k_keys_to_an_empty_data_dir_within_bounded_memory() {
-    let mut cluster = TestCluster::unstarted(2, Transport::Tcp);
+/// Two nodes, not started: node 0, the member, has `member_records()` in its log; node 1 (whose
+/// credentials come back) will ask for them.
+fn member_with_its_log() -> (TestCluster, NodeCredentials, Identity, Identity) {
+    let cluster = TestCluster::unstarted(2, Transport::Tcp);
     let credentials = NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap();
     let member = Identity { cluster: credentials.cluster, node: NodeId(0) };
     let receiver = Identity { cluster: credentials.cluster, node: NodeId(1) };
-    {
-        let (mut wal, _) = Wal::open_as(&cluster.dirs[0], member).unwrap();
-        for record in member_records() {
-            wal.append(&record).unwrap();
-        }
-        wal.sync().unwrap();
+    let (mut wal, _) = Wal::open_as(&cluster.dirs[0], member).unwrap();
+    for record in member_records() {
+        wal.append(&record).unwrap();
     }
+    wal.sync().unwrap();
+    (cluster, credentials, member, receiver)
+}
+
+#[test]
+fn a_member_streams_100k_keys_to_an_empty_data_dir_within_bounded_memory() {
+    let (mut cluster, credentials, member, receiver) = member_with_its_log();
     cluster.start_node(0);
 
     // A client reads from the member all along: the transfer is sent a few chunks per loop turn,
@@ -153,17 +158,7 @@ fn a_stranger_is_not_served_a_transfer() {
 /// one it had: nothing of the member's state is installed.
 #[test]
 fn a_transfer_past_its_time_bound_is_abandoned_and_installs_nothing() {
-    let mut cluster = TestCluster::unstarted(2, Transport::Tcp);
-    let credentials = NodeCredentials::load(&cluster.credentials.join("node-1")).unwrap();
-    let member = Identity { cluster: credentials.cluster, node: NodeId(0) };
-    let receiver = Identity { cluster: credentials.cluster, node: NodeId(1) };
-    {
-        let (mut wal, _) = Wal::open_as(&cluster.dirs[0], member).unwrap();
-        for record in member_records() {
-            wal.append(&record).unwrap();
-        }
-        wal.sync().unwrap();
-    }
+    let (mut cluster, credentials, _member, receiver) = member_with_its_log();
     let own = Record::BootTracked { incarnation: 9 };
     {
         let (mut wal, _) = Wal::open_as(&cluster.dirs[1], receiver).unwrap();

@@ -19,6 +19,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The servers' log (configurations installed, links, catch-ups) goes to the test's output,
+/// which the harness shows when the test fails.
+pub fn show_server_logs_on_failure() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_thread_ids(true)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+}
+
 /// A running server: its handle and the thread running its loop.
 type RunningServer = (ServerHandle, JoinHandle<Result<(), ServerError>>);
 
