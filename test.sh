@@ -356,15 +356,19 @@ run_mode() { # udp | tcp
     echo "   after the restart, writes through node 2 and node 1 committed; $acknowledged acknowledged writes all present on every node; $unknown without outcome, consistent"
 
     # Clean shutdown on SIGTERM.
+    stop_all_cleanly
+    echo "   $MODE mode passed"
+}
+
+# Seconds since `start` (an $EPOCHREALTIME), to two decimals.
+stop_all_cleanly() { # SIGTERM to every node; each must exit cleanly
     for id in 0 1 2; do kill -TERM "${PIDS[$id]}"; done
     for id in 0 1 2; do
         wait "${PIDS[$id]}" || fail "$MODE: node $id did not exit cleanly on SIGTERM"
         PIDS[$id]=""
     done
-    echo "   $MODE mode passed"
 }
 
-# Seconds since `start` (an $EPOCHREALTIME), to two decimals.
 seconds_since() { # start
     awk -v start="$1" -v now="$EPOCHREALTIME" 'BEGIN { printf "%.2f", now - start }'
 }
@@ -443,11 +447,7 @@ availability_phase() {
     check_all_expected
     echo "   a write through node 2 committed; every write is on every node"
 
-    for id in 0 1 2; do kill -TERM "${PIDS[$id]}"; done
-    for id in 0 1 2; do
-        wait "${PIDS[$id]}" || fail "$MODE: node $id did not exit cleanly on SIGTERM"
-        PIDS[$id]=""
-    done
+    stop_all_cleanly
     NODE_FLAGS=""
     echo "   --availability passed"
 }

@@ -106,18 +106,12 @@ pub(super) fn ticket_for(seed: u64, incarnation: u64, now: Time) -> JoinTicket {
 
 impl Node {
     /// Whether this node stands outside: changes are on (they need leases) and it is no member
-    /// of its configuration or cannot vouch for its log. It serves and votes on nothing, and
-    /// asks to join.
-    pub(super) fn is_outside(&self) -> bool {
+    /// of its configuration, cannot vouch for its log, or is too far behind. It serves and
+    /// votes on nothing, and asks to join.
+    pub fn stands_outside(&self) -> bool {
         let sh = &self.shared;
         sh.config.timing.leases
             && (self.reconfiguration.cannot_vouch() || !sh.configuration.contains(sh.me()) || self.join.behind)
-    }
-
-    /// Whether this node stands outside its configuration, asking to join (see
-    /// [`Node::is_outside`]).
-    pub fn stands_outside(&self) -> bool {
-        self.is_outside()
     }
 
     /// How often a node outside asks the members to add it.
@@ -127,7 +121,7 @@ impl Node {
 
     /// Starts asking to join, if this node stands outside.
     pub(super) fn start_asking(&mut self, now: Time) {
-        if self.is_outside() {
+        if self.stands_outside() {
             if self.shared.configuration.epoch > self.join.known.epoch {
                 self.join.known = self.shared.configuration;
             }
@@ -138,7 +132,7 @@ impl Node {
     /// Asks every member it knows of to add it, again every [`Node::ask_interval`]. A
     /// catch-up asked long ago (it failed, or the runtime could not) may be asked again.
     pub(super) fn on_join_timer(&mut self, now: Time) {
-        if !self.is_outside() {
+        if !self.stands_outside() {
             return;
         }
         let grace = self.shared.config.timing.join_grace;

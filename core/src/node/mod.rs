@@ -345,7 +345,7 @@ impl Node {
         }
         let message = match message {
             // A node outside takes from the members only what was chosen (§7.6).
-            Message::Paxos(PaxosMessage::Chosen { value, .. }) if self.is_outside() => {
+            Message::Paxos(PaxosMessage::Chosen { value, .. }) if self.stands_outside() => {
                 return self.on_chosen_outside(now, from, value);
             }
             // The agreement checks who may take part in it, and answers a member behind.

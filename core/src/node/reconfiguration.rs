@@ -255,7 +255,7 @@ impl Node {
         }
         let current = self.shared.configuration;
         let me = self.shared.me();
-        if !current.contains(me) || self.is_outside() {
+        if !current.contains(me) || self.stands_outside() {
             return;
         }
         // Just started and not heard from every member yet: this node does not know who is live
