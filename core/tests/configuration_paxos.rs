@@ -963,7 +963,16 @@ impl Sim {
     /// Records what node `i` learned and checks agreement, validity and the settlement.
     fn observe(&mut self, i: usize) -> Result<(), String> {
         if let Some(chosen) = self.nodes[i].agreement.as_ref().and_then(|a| a.chosen()) {
-            if !self.proposed.contains(&chosen.configuration) {
+            // A proposer keeps every member that promised it, so what is chosen is a proposed
+            // configuration with perhaps some of the current members kept back in it.
+            let members = current(self.scenario.members).members;
+            let next = chosen.configuration;
+            let proposed = |p: &&Configuration| {
+                p.epoch == next.epoch
+                    && p.members.difference(next.members).is_empty()
+                    && next.members.difference(p.members.union(members)).is_empty()
+            };
+            if !self.proposed.iter().any(|p| proposed(&p)) {
                 return Err(format!("validity: n{i} learned {chosen}, whose configuration nobody proposed"));
             }
             let chosen = chosen.clone();

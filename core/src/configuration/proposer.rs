@@ -79,8 +79,12 @@ impl Proposer {
         }
         let value = match highest.take() {
             Some((_, value)) => value,
+            // Free to choose: every member that promised is live, whatever this node suspected
+            // when it set out (it may have come back since), and stays. (Seen in the simulator:
+            // a member back from a crash promised a value that removed it and kept a member just
+            // crashed for good; two members, one dead, can never agree a change again.)
             None => Value {
-                configuration: self.own,
+                configuration: Configuration { members: self.own.members.union(promised_by), ..self.own },
                 joining: self.joining.clone(),
                 settlement: Settlement::from_reports(
                     reports.iter().filter(|(node, _)| settles_from(**node)).map(|(_, report)| report),
