@@ -46,8 +46,9 @@ pub enum Canary {
     /// in as held in doubt, so the settlement ignores a member's knowledge of a commit and
     /// aborts commits some member holds, visible ones included.
     SettleIgnoresSurvivor,
-    /// The node takes half of the members for a majority, in its agreement and in its choice
-    /// to propose: two sides of an even partition each choose a configuration of one epoch.
+    /// The node takes half of the cluster for a majority, in its agreement, in its choice to
+    /// propose and in counting a commit's copies: two sides of an even partition each choose a
+    /// configuration of one epoch, and commit in it.
     TwoConfigurationsOneEpoch,
     /// Reads are served from memory without a lease (until the node learns it is no member):
     /// a member cut off and dropped by the others keeps serving what it holds.
@@ -59,10 +60,14 @@ pub enum Canary {
     /// transactions logged after the snapshot (docs/protocol.md §7.6): it joins without writes
     /// the clients were told committed.
     CatchUpSkipsCommits,
+    /// A coordinator takes a commit for visible once a majority of the configuration's members
+    /// hold its decision, fewer than a majority of the cluster when the configuration shrank
+    /// (docs/protocol.md §7.3): a change agreed by the other nodes may not hear of it.
+    VisibleOnMembersMajority,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 19] = [
+    pub const ALL: [Canary; 20] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -82,6 +87,7 @@ impl Canary {
         Canary::ServePastLease,
         Canary::ReportBeforeFreeze,
         Canary::CatchUpSkipsCommits,
+        Canary::VisibleOnMembersMajority,
     ];
 
     pub fn name(self) -> &'static str {
@@ -105,6 +111,7 @@ impl Canary {
             Canary::ServePastLease => "serve-past-lease",
             Canary::ReportBeforeFreeze => "report-before-freeze",
             Canary::CatchUpSkipsCommits => "catch-up-skips-commits",
+            Canary::VisibleOnMembersMajority => "visible-on-members-majority",
         }
     }
 

@@ -56,9 +56,10 @@ pub enum Message {
     /// The agreement on the next configuration (docs/protocol.md §7.1), among the members of
     /// the message's epoch.
     Paxos(PaxosMessage),
-    /// A node outside the configuration it knows of (`epoch`'s), or one that cannot vouch for
-    /// its log, asks the members to add it (docs/protocol.md §7.6), under the ticket of its
-    /// present life. Members answer with the latest value they installed.
+    /// A node outside its configuration (of `epoch`, the one it installed), or one that cannot
+    /// vouch for its log, asks the members to add it (docs/protocol.md §7.6), under the ticket
+    /// of its present life. Members answer with the value that follows `epoch`, if they keep
+    /// it, and the latest value they installed.
     JoinRequest { epoch: Epoch, ticket: JoinTicket },
 }
 

@@ -214,7 +214,8 @@ struct Knobs {
     /// commit-on-first-yes, evict-young-completions, scan-ignores-prepared-insert,
     /// condition-before-lock, lease-from-arrival, visible-before-majority,
     /// presume-abort-after-restart, settle-ignores-survivor, two-configurations-one-epoch,
-    /// serve-past-lease, report-before-freeze.
+    /// serve-past-lease, report-before-freeze, catch-up-skips-commits,
+    /// visible-on-members-majority.
     #[arg(long, value_parser = parse_canary)]
     canary: Option<Canary>,
 }

@@ -15,7 +15,9 @@
 use super::acceptor::{self, AcceptorAnswer};
 use super::learner::Learner;
 use super::proposer::{Phase, Promised, Proposer};
-use super::{AgreementState, Ballot, Configuration, Freeze, JoinTicket, NotASuccessor, PaxosFlaw, PaxosMessage, Value};
+use super::{
+    AgreementState, Ballot, Cluster, Configuration, Freeze, JoinTicket, NotASuccessor, PaxosFlaw, PaxosMessage, Value,
+};
 use crate::config::ConfigError;
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::time::Time;
@@ -72,9 +74,12 @@ pub struct DropCounts {
 /// Why a node cannot take part in an epoch's agreement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum CannotTakePart {
-    /// Only the members of an epoch agree on the next configuration.
-    #[error("node {node} is not a member of configuration {configuration}; only its members agree on the next one")]
-    NotAMember { node: NodeId, configuration: Configuration },
+    /// Only the nodes of the cluster agree on the next configuration.
+    #[error("node {node} is not a node of cluster {cluster}; only its nodes agree on the next configuration")]
+    NotInTheCluster { node: NodeId, cluster: NodeSet },
+    /// A configuration with members outside its cluster.
+    #[error("configuration {configuration} has members outside cluster {cluster}")]
+    MembersOutsideTheCluster { configuration: Configuration, cluster: NodeSet },
     /// The driver handed over the durable state of another epoch's agreement.
     #[error(
         "the recovered state is of epoch {state}, not of {configuration}; recover each epoch's agreement from its own state"
@@ -88,11 +93,11 @@ pub enum ProposeError {
     /// A configuration that cannot follow the current one.
     #[error("configuration {proposed} cannot follow {current}: it must be of the next epoch")]
     NotTheNextConfiguration { proposed: Configuration, current: Configuration },
-    /// A configuration that would remove half of the current members or more.
+    /// A configuration that would keep fewer of the current members than a cover.
     #[error(
-        "configuration {proposed} keeps no majority of {current}: a change removes a minority at most (a lease granted in this epoch must bind the next)"
+        "configuration {proposed} keeps fewer members of {current} than settle its epoch: a change keeps all but f of them (one at least)"
     )]
-    KeepsNoMajority { proposed: Configuration, current: Configuration },
+    KeepsTooFew { proposed: Configuration, current: Configuration },
     /// One proposal at a time per node; the first one goes on.
     #[error("this node is already proposing configuration {0}")]
     AlreadyProposing(Configuration),
@@ -115,8 +120,10 @@ const HELD_PER_MEMBER_MAX: usize = 8;
 
 pub struct Agreement {
     me: NodeId,
-    /// The configuration whose members agree on the next one.
+    /// The configuration whose successor is agreed.
     current: Configuration,
+    /// Who agrees on it: every node of the cluster in this epoch, member or not (`quorum.rs`).
+    cluster: Cluster,
     /// Everything durable (or on its way to durability) about this epoch's agreement.
     state: AgreementState,
     proposer: Option<Proposer>,
@@ -136,18 +143,31 @@ pub struct Agreement {
 }
 
 impl Agreement {
-    /// `me`'s part in the agreement of `current`'s members on the next configuration, from
-    /// nothing (this node never took part before).
+    /// `me`'s part in the agreement on the configuration after `current`, in a cluster of
+    /// `current`'s members alone, from nothing (this node never took part before).
     pub fn new(
         me: NodeId,
         current: Configuration,
         timing: PaxosTiming,
         seed: u64,
     ) -> Result<Agreement, CannotTakePart> {
-        Agreement::recover(me, current, timing, seed, AgreementState { epoch: current.epoch, ..Default::default() })
+        Agreement::new_in(me, current, Cluster { nodes: current.members }, timing, seed)
     }
 
-    /// `me`'s part after a restart, from the latest durable state of this epoch's agreement.
+    /// [`Agreement::new`] in `cluster`, whose nodes outside `current` take part too.
+    pub fn new_in(
+        me: NodeId,
+        current: Configuration,
+        cluster: Cluster,
+        timing: PaxosTiming,
+        seed: u64,
+    ) -> Result<Agreement, CannotTakePart> {
+        let state = AgreementState { epoch: current.epoch, ..Default::default() };
+        Agreement::recover_in(me, current, cluster, timing, seed, state)
+    }
+
+    /// `me`'s part after a restart, from the latest durable state of this epoch's agreement,
+    /// in a cluster of `current`'s members alone.
     pub fn recover(
         me: NodeId,
         current: Configuration,
@@ -155,8 +175,23 @@ impl Agreement {
         seed: u64,
         state: AgreementState,
     ) -> Result<Agreement, CannotTakePart> {
-        if !current.contains(me) {
-            return Err(CannotTakePart::NotAMember { node: me, configuration: current });
+        Agreement::recover_in(me, current, Cluster { nodes: current.members }, timing, seed, state)
+    }
+
+    /// [`Agreement::recover`] in `cluster`.
+    pub fn recover_in(
+        me: NodeId,
+        current: Configuration,
+        cluster: Cluster,
+        timing: PaxosTiming,
+        seed: u64,
+        state: AgreementState,
+    ) -> Result<Agreement, CannotTakePart> {
+        if !cluster.nodes.contains(me) {
+            return Err(CannotTakePart::NotInTheCluster { node: me, cluster: cluster.nodes });
+        }
+        if !current.members.difference(cluster.nodes).is_empty() {
+            return Err(CannotTakePart::MembersOutsideTheCluster { configuration: current, cluster: cluster.nodes });
         }
         if state.epoch != current.epoch {
             return Err(CannotTakePart::StateOfAnotherEpoch { state: state.epoch, configuration: current });
@@ -165,6 +200,7 @@ impl Agreement {
         Ok(Agreement {
             me,
             current,
+            cluster,
             state,
             proposer: None,
             learner: Learner::default(),
@@ -216,11 +252,11 @@ impl Agreement {
         joining: BTreeMap<NodeId, JoinTicket>,
     ) -> Result<(), ProposeError> {
         let (proposed, current) = (configuration, self.current);
-        match self.current.admits(configuration) {
+        match self.current.admits(configuration, self.cluster) {
             Err(NotASuccessor::NotTheNextEpoch) => {
                 return Err(ProposeError::NotTheNextConfiguration { proposed, current });
             }
-            Err(NotASuccessor::KeepsNoMajority) => return Err(ProposeError::KeepsNoMajority { proposed, current }),
+            Err(NotASuccessor::KeepsTooFew) => return Err(ProposeError::KeepsTooFew { proposed, current }),
             Ok(()) => {}
         }
         if let Some(p) = &self.proposer {
@@ -246,7 +282,7 @@ impl Agreement {
         Ok(())
     }
 
-    /// A message from `from`. Anything from another epoch, from a non-member or senseless is
+    /// A message from `from`. Anything from another epoch, from outside the cluster or senseless is
     /// counted and dropped. `node` is this member's side of the freeze: asked for its report
     /// (and so frozen) when a promise request is about to be this member's first promise.
     pub fn handle_message(&mut self, now: Time, from: NodeId, message: PaxosMessage, node: &mut dyn Freeze) {
@@ -254,11 +290,11 @@ impl Agreement {
             self.dropped.other_epoch += 1;
             return;
         }
-        if !self.current.contains(from) {
+        if !self.cluster.nodes.contains(from) {
             self.dropped.non_member += 1;
             return;
         }
-        if message.check(from, &self.current).is_err() {
+        if message.check(from, &self.current, self.cluster).is_err() {
             self.dropped.malformed += 1;
             return;
         }
@@ -300,15 +336,19 @@ impl Agreement {
                 let half_is_majority = self.flawed(PaxosFlaw::HalfIsMajority);
                 let own_report_only = self.flawed(PaxosFlaw::SettleFromOwnReport);
                 let kept_members_only = self.flawed(PaxosFlaw::SettleFromKeptMembers);
-                let (me, current) = (self.me, self.current);
+                let (me, current, cluster) = (self.me, self.current, self.cluster);
                 let Some(p) = self.proposer.as_mut() else { return };
-                let is_majority = |nodes: NodeSet| is_majority(&current, nodes, half_is_majority);
+                // A majority of the cluster; it holds a cover of the members (`quorum.rs`).
+                let is_quorum = |nodes: NodeSet| is_majority(cluster, nodes, half_is_majority);
                 let kept = p.own.members;
                 // Every report of the majority counts; the planted flaws ignore some.
                 let ignored = |node: NodeId| own_report_only && node != me || kept_members_only && !kept.contains(node);
-                let settles_from = |node: NodeId| !ignored(node);
+                // Only members have anything of the epoch to report.
+                let settles_from = |node: NodeId| current.contains(node) && !ignored(node);
                 let promise = Promised { from, ballot, accepted, report };
-                if let Some(value) = p.on_promise(promise, is_majority, settles_from) {
+                if let Some(value) =
+                    p.on_promise(promise, is_quorum, current.members, cluster.cover(current.members), settles_from)
+                {
                     self.broadcast(PaxosMessage::AcceptRequest { epoch, ballot, value });
                 }
             }
@@ -329,7 +369,7 @@ impl Agreement {
             PaxosMessage::Accepted { ballot, value, .. } => {
                 self.hear_of(ballot);
                 let accepted_by = self.learner.on_accepted(from, ballot, &value);
-                if is_majority(&self.current, accepted_by, self.flawed(PaxosFlaw::HalfIsMajority)) {
+                if is_majority(self.cluster, accepted_by, self.flawed(PaxosFlaw::HalfIsMajority)) {
                     self.learn(now, value);
                 }
             }
@@ -479,7 +519,7 @@ impl Agreement {
     }
 
     fn broadcast(&mut self, message: PaxosMessage) {
-        for to in self.current.members.iter() {
+        for to in self.cluster.nodes.iter() {
             self.send(to, message.clone());
         }
     }
@@ -490,7 +530,7 @@ impl Agreement {
             self.outputs.push_back(AgreementOutput::Send { to, message });
             return;
         }
-        if self.held.len() >= HELD_PER_MEMBER_MAX * self.current.members.len() {
+        if self.held.len() >= HELD_PER_MEMBER_MAX * self.cluster.nodes.len() {
             self.held.pop_front();
             self.dropped.held_overflow += 1;
         }
@@ -519,11 +559,11 @@ impl Agreement {
     }
 }
 
-/// More than half of the members, or (planted flaw) half of them, rounded down.
-fn is_majority(current: &Configuration, nodes: NodeSet, half_is_majority: bool) -> bool {
+/// More than half of the cluster's nodes, or (planted flaw) half of them, rounded down.
+fn is_majority(cluster: Cluster, nodes: NodeSet, half_is_majority: bool) -> bool {
     if half_is_majority {
-        nodes.intersection(current.members).len() >= current.members.len() / 2
+        nodes.intersection(cluster.nodes).len() >= cluster.nodes.len() / 2
     } else {
-        current.is_majority(nodes)
+        cluster.is_majority(nodes)
     }
 }

@@ -2,7 +2,7 @@
 //! configuration is of the next epoch), so nothing from one epoch's agreement can count in
 //! another's. The names avoid two-phase commit's words on purpose (see the module doc).
 
-use super::{Ballot, Configuration, Epoch, NotASuccessor, Report, Settlement, Value};
+use super::{Ballot, Cluster, Configuration, Epoch, NotASuccessor, Report, Settlement, Value};
 use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,8 @@ pub(super) enum Malformed {
     BallotNotTheSenders,
     /// A configuration that cannot follow this epoch's: not of the next epoch.
     NotTheNextConfiguration,
-    /// A configuration that does not keep a majority of this epoch's members.
-    KeepsNoMajority,
+    /// A configuration that does not keep a cover of this epoch's members.
+    KeepsTooFew,
     /// A settlement larger than a majority of this epoch's members can report.
     SettlementTooLarge,
     /// A promise reporting an acceptance above the ballot it promises.
@@ -74,14 +74,14 @@ impl PaxosMessage {
     }
 
     /// Checks a message of `current`'s epoch from member `from` for sense.
-    pub(super) fn check(&self, from: NodeId, current: &Configuration) -> Result<(), Malformed> {
+    pub(super) fn check(&self, from: NodeId, current: &Configuration, cluster: Cluster) -> Result<(), Malformed> {
         let ballot_of_member =
             |b: Ballot| if current.contains(b.node) { Ok(()) } else { Err(Malformed::BallotOfNonMember) };
         let senders = |b: Ballot| if b.node == from { Ok(()) } else { Err(Malformed::BallotNotTheSenders) };
         let next = |value: &Value| {
-            current.admits(value.configuration).map_err(|e| match e {
+            current.admits(value.configuration, cluster).map_err(|e| match e {
                 NotASuccessor::NotTheNextEpoch => Malformed::NotTheNextConfiguration,
-                NotASuccessor::KeepsNoMajority => Malformed::KeepsNoMajority,
+                NotASuccessor::KeepsTooFew => Malformed::KeepsTooFew,
             })?;
             if value.settlement.ids() > Settlement::ids_max(current.members.len()) {
                 return Err(Malformed::SettlementTooLarge);

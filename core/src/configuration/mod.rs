@@ -42,8 +42,12 @@
 //!   durable state with that promise, and carried by every later promise: it stays true
 //!   because the member stays frozen, across restarts too. Accepting does not freeze: the
 //!   settlement rests on `M`'s freeze alone.
-//! - *The next configuration* keeps a majority of epoch `e`'s members
-//!   ([`Configuration::admits`]), which lets a lease granted in `e` bind `e + 1` (§7.5).
+//! - *Quorums are counted against the cluster* ([`Cluster`]): the acceptors are every node of
+//!   the cluster that is in epoch `e`, member or not; "a majority" above is a majority of the
+//!   cluster's nodes, and a proposer's promises must also include a cover of `e`'s members,
+//!   which shares a member with every set a commit is visible on (see `quorum.rs`). When every
+//!   node is a member, both are the members' majority.
+//! - *The next configuration* keeps a cover of epoch `e`'s members ([`Configuration::admits`]).
 //! - *Liveness* needs one proposer at a time: competing proposers can outbid each other
 //!   forever, so each retries after a randomized, exponentially growing backoff (from the
 //!   seeded rng and the driver's `now`), and once one of them runs alone it finishes in two
@@ -95,6 +99,7 @@ mod ballot;
 mod learner;
 mod message;
 mod proposer;
+mod quorum;
 mod report;
 mod settlement;
 mod state;
@@ -103,6 +108,7 @@ mod value;
 pub use agreement::{Agreement, AgreementOutput, CannotTakePart, DropCounts, PaxosTiming, ProposeError};
 pub use ballot::Ballot;
 pub use message::PaxosMessage;
+pub use quorum::Cluster;
 pub use report::{Freeze, MalformedIds, Report, ReportTooLarge};
 pub use settlement::Settlement;
 pub use state::AgreementState;
@@ -158,15 +164,15 @@ impl Configuration {
         self.members.contains(node)
     }
 
-    /// Whether `next` may follow this configuration: it is of the next epoch, and it keeps a
-    /// majority of this one's members (it removes a minority at most and adds anyone), which
-    /// is what lets a lease granted in this epoch bind the next one (docs/protocol.md §7.5).
-    pub fn admits(&self, next: Configuration) -> Result<(), NotASuccessor> {
+    /// Whether `next` may follow this configuration in `cluster`: it is of the next epoch, and
+    /// it keeps a cover of this one's members (§7.3, [`Cluster::cover`]): the members that
+    /// settle this epoch are kept, and a node it adds catches up from one of them.
+    pub fn admits(&self, next: Configuration, cluster: Cluster) -> Result<(), NotASuccessor> {
         if Some(next.epoch) != self.epoch.next() {
             return Err(NotASuccessor::NotTheNextEpoch);
         }
-        if !self.is_majority(next.members) {
-            return Err(NotASuccessor::KeepsNoMajority);
+        if !cluster.covers(self.members, next.members) {
+            return Err(NotASuccessor::KeepsTooFew);
         }
         Ok(())
     }
@@ -177,8 +183,8 @@ impl Configuration {
 pub enum NotASuccessor {
     #[error("it is not of the next epoch")]
     NotTheNextEpoch,
-    #[error("it does not keep a majority of the current members")]
-    KeepsNoMajority,
+    #[error("it keeps fewer of the current members than a cover (all but f of them, one at least)")]
+    KeepsTooFew,
 }
 
 impl fmt::Display for Configuration {

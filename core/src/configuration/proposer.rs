@@ -50,16 +50,19 @@ pub(super) struct Promised {
 }
 
 impl Proposer {
-    /// Counts a promise for the current ballot; `is_majority` judges the tally. Once a
-    /// majority promised, returns the value to ask every member to accept: the value accepted
-    /// at the highest ballot among the promises if there is one (the safety rule of Paxos: it
-    /// may already be chosen), else this node's configuration with the settlement of exactly
-    /// the reports of this majority. `settles_from` says whose reports count (every one's,
-    /// but for planted flaws).
+    /// Counts a promise for the current ballot; `is_quorum` judges the tally (a majority of
+    /// the cluster with a cover of the members). Once a quorum promised, returns the value to
+    /// ask every node to accept: the value accepted at the highest ballot among the promises if
+    /// there is one (the safety rule of Paxos: it may already be chosen), else this node's
+    /// configuration with the settlement of the reports of `cover` of the current `members` in
+    /// this quorum.
+    /// `settles_from` says whose reports count (the members', but for planted flaws).
     pub(super) fn on_promise(
         &mut self,
         promise: Promised,
-        is_majority: impl Fn(NodeSet) -> bool,
+        is_quorum: impl Fn(NodeSet) -> bool,
+        members: NodeSet,
+        cover: usize,
         settles_from: impl Fn(NodeId) -> bool,
     ) -> Option<Value> {
         let Phase::Soliciting { reports, highest } = &mut self.phase else { return None };
@@ -74,7 +77,7 @@ impl Proposer {
             *highest = Some((at, value));
         }
         let promised_by = NodeSet::from_ids(reports.keys().copied()).unwrap_or_default();
-        if !is_majority(promised_by) {
+        if !is_quorum(promised_by) {
             return None;
         }
         let value = match highest.take() {
@@ -84,10 +87,15 @@ impl Proposer {
             // a member back from a crash promised a value that removed it and kept a member just
             // crashed for good; two members, one dead, can never agree a change again.)
             None => Value {
-                configuration: Configuration { members: self.own.members.union(promised_by), ..self.own },
+                configuration: Configuration {
+                    members: self.own.members.union(promised_by.intersection(members)),
+                    ..self.own
+                },
                 joining: self.joining.clone(),
+                // A cover's reports hear of every visible commit (`quorum.rs`); more would only
+                // make the value larger.
                 settlement: Settlement::from_reports(
-                    reports.iter().filter(|(node, _)| settles_from(**node)).map(|(_, report)| report),
+                    reports.iter().filter(|(node, _)| settles_from(**node)).take(cover).map(|(_, report)| report),
                 ),
             },
         };

@@ -352,14 +352,23 @@ impl Coordinator {
         }
     }
 
-    /// The decision is durable at `at`. At a majority the commit becomes visible; at every
+    /// The decision is durable at `at`. At c members (a majority when every node is a member,
+    /// §7.3) the commit becomes visible; at every
     /// participant it is finished.
     fn count_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, at: NodeId, txn: TxnId) {
         let Some(c) = self.transactions.get_mut(&txn) else { return };
         let Phase::Committed { durable, visible } = &mut c.phase else { return };
         durable.insert(at);
         let (durable, was_visible) = (*durable, *visible);
-        if !was_visible && sh.configuration.is_majority(durable) {
+        let copies = if sh.canary(crate::Canary::VisibleOnMembersMajority) {
+            sh.configuration.is_majority(durable)
+        } else if sh.canary(crate::Canary::TwoConfigurationsOneEpoch) {
+            // Half of the cluster taken for a majority here too.
+            2 * durable.intersection(sh.configuration.members).len() >= sh.config.members.len()
+        } else {
+            sh.cluster().has_copies(sh.configuration.members, durable)
+        };
+        if !was_visible && copies {
             self.make_visible(sh, own_share, txn);
         }
         let Some(c) = self.transactions.get(&txn) else { return };

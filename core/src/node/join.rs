@@ -41,9 +41,9 @@ pub(super) struct Join {
     known: Configuration,
     /// The catch-up last asked of the runtime: through which epoch, and when.
     asked: Option<(Epoch, Time)>,
-    /// As a member: the nodes asking to be added, with the ticket they asked under and when
-    /// they last asked.
-    asking: BTreeMap<NodeId, (JoinTicket, Time)>,
+    /// As a member: the nodes asking to be added, with the ticket they asked under, when they
+    /// last asked, and the epoch they were in.
+    asking: BTreeMap<NodeId, (JoinTicket, Time, Epoch)>,
     /// As a member: members that asked to join, so started a new life (their state is not the
     /// one they had as members): suspected until a change removes them.
     new_lives: NodeSet,
@@ -85,13 +85,22 @@ impl Join {
     pub(super) fn ready(&self, now: Time, current: Configuration, fresh: Duration) -> BTreeMap<NodeId, JoinTicket> {
         self.asking
             .iter()
-            .filter(|(node, (_, at))| {
+            .filter(|(node, (_, at, _))| {
                 !current.contains(**node)
                     && now.saturating_since(*at) < fresh
                     && self.not_before.get(node).is_none_or(|&t| t <= now)
             })
-            .map(|(node, (ticket, _))| (*node, *ticket))
+            .map(|(node, (ticket, _, _))| (*node, *ticket))
             .collect()
+    }
+
+    /// The nodes outside `current` that asked to join within the last `fresh` from `current`'s
+    /// epoch: they take part in its agreement (§7.3), and count towards the cluster's majority.
+    pub(super) fn outsiders_in(&self, now: Time, current: Configuration, fresh: Duration) -> NodeSet {
+        let asked = self.asking.iter().filter(|(node, (_, at, epoch))| {
+            !current.contains(**node) && now.saturating_since(*at) < fresh && *epoch == current.epoch
+        });
+        NodeSet::from_ids(asked.map(|(node, _)| *node)).unwrap_or_default()
     }
 }
 
@@ -140,7 +149,7 @@ impl Node {
             self.join.asked = None;
         }
         let me = self.shared.me();
-        let (epoch, ticket) = (self.join.known.epoch, self.join.ticket);
+        let (epoch, ticket) = (self.shared.epoch(), self.join.ticket);
         for member in self.join.known.members.without(me).iter() {
             self.shared.send(member, Message::JoinRequest { epoch, ticket });
         }
@@ -150,7 +159,9 @@ impl Node {
 
     /// A member's answer while this node stands outside: a value the member installed. A later
     /// configuration is remembered (the members to ask); a value that adds this life is caught
-    /// up through if no later configuration known leaves this node out.
+    /// up through if no later configuration known leaves this node out; the value that follows
+    /// this node's epoch and leaves it out is installed, so that it takes part in the next
+    /// agreement (§7.3).
     pub(super) fn on_chosen_outside(&mut self, now: Time, from: NodeId, value: Value) {
         let sh = &mut self.shared;
         if !sh.config.members.contains(from) || !value.configuration.contains(from) {
@@ -167,6 +178,30 @@ impl Node {
             self.join.asked = Some((epoch, now));
             sh.stats.catch_ups_asked += 1;
             sh.outbox_push(Output::CatchUp { from, epoch });
+            return;
+        }
+        let follows = Some(epoch) == sh.epoch().next() && !value.configuration.contains(sh.me());
+        if follows && self.reconfiguration.agreement().is_some() && !self.reconfiguration.is_installing() {
+            self.begin_install(value);
+        }
+    }
+
+    /// This node's agreement learned `value` while this node is outside its configuration: it
+    /// catches up through a value that adds this life (from a member the value keeps), and
+    /// installs one that leaves it out. A value that adds it under another ticket added an
+    /// earlier life, whose state this one does not have: it installs nothing, and asks to join
+    /// as a new life. (Seen in the simulator: a node crashed before its catch-up, restarted,
+    /// and installed the value that added its earlier life, without the state: it lacked a
+    /// visible commit for good.)
+    pub(super) fn on_learned_outside(&mut self, now: Time, value: Value) {
+        let sh = &self.shared;
+        if value.admits(sh.me(), self.join.ticket) {
+            let kept = value.configuration.members.intersection(sh.configuration.members).without(sh.me());
+            if let Some(from) = kept.iter().next() {
+                self.on_chosen_outside(now, from, value);
+            }
+        } else if !value.configuration.contains(sh.me()) {
+            self.begin_install(value);
         }
     }
 
@@ -190,7 +225,7 @@ impl Node {
     /// a kept value added it with is told the latest such value (it is catching up through it;
     /// the values after it it learns as members do); any other member that asks started a new
     /// life and is suspected until removed.
-    pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, ticket: JoinTicket) {
+    pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, epoch: Epoch, ticket: JoinTicket) {
         let sh = &mut self.shared;
         if from == sh.me() || !sh.config.members.contains(from) || !sh.configuration.contains(sh.me()) {
             sh.stats.messages_dropped += 1;
@@ -206,7 +241,11 @@ impl Node {
             return;
         }
         let latest = self.reconfiguration.latest_installed().cloned();
-        self.join.asking.insert(from, (ticket, now));
+        let next = self.reconfiguration.installed().find(|v| Some(v.configuration.epoch) == epoch.next()).cloned();
+        self.join.asking.insert(from, (ticket, now, epoch));
+        if let Some(value) = next.filter(|v| Some(v) != latest.as_ref()) {
+            tell(sh, from, value);
+        }
         if let Some(value) = latest {
             tell(sh, from, value);
         }

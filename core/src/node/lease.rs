@@ -22,7 +22,7 @@
 //!   suspected. Heartbeats and grants of another epoch do not count as heard from.
 
 use super::shared::Shared;
-use crate::configuration::Epoch;
+use crate::configuration::{Cluster, Epoch};
 use crate::ids::{NodeId, NodeSet, TxnId};
 use crate::message::{LeaseRequest, Message};
 use crate::operation::NotServingReason;
@@ -37,6 +37,8 @@ pub(super) struct Leases {
     on: bool,
     me: NodeId,
     members: NodeSet,
+    /// Every node of the cluster: a lease needs grants from c members (§7.3, `quorum.rs`).
+    cluster: Cluster,
     /// The epoch heartbeats and grants are sent and counted in. There is one epoch today;
     /// configurations will set it at install.
     epoch: Epoch,
@@ -75,6 +77,7 @@ impl Leases {
             on: t.leases,
             me: config.id,
             members: config.members,
+            cluster: Cluster { nodes: config.members },
             epoch: Epoch::default(),
             incarnation,
             heartbeat_interval: t.heartbeat_interval,
@@ -231,12 +234,13 @@ impl Leases {
         true
     }
 
-    /// The lease is the majority-th latest grant, this node counting as one grant that never
-    /// runs out while it is not frozen.
+    /// The lease is the c-th latest grant (c = [`Cluster::copies`], the members' majority when
+    /// every node is a member), this node counting as one grant that never runs out while it
+    /// is not frozen.
     fn recompute(&mut self) {
-        let majority = self.members.len() / 2 + 1;
+        let copies = self.cluster.copies();
         let own = usize::from(!self.frozen);
-        let needed = majority.saturating_sub(own);
+        let needed = copies.saturating_sub(own);
         if needed == 0 {
             self.lease_until = Some(Time::from_nanos(u64::MAX));
             return;

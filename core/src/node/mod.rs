@@ -20,7 +20,7 @@ mod shared;
 use crate::codec::wal::{CutRecord, CutTail};
 use crate::completions::Completions;
 use crate::config::{Config, ConfigError};
-use crate::configuration::{Configuration, Epoch, PaxosMessage};
+use crate::configuration::{Cluster, Configuration, Epoch, PaxosMessage};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, TxnId};
 use crate::message::Message;
 use crate::operation::{NotServingReason, Operation, Outcome, Reply, Request, TryAgainReason};
@@ -215,7 +215,13 @@ impl Node {
         let mut node = Node {
             coordinator: Coordinator::new(config.seed, incarnation),
             participant: Participant::new(config.bounds.decisions_remembered_max),
-            reconfiguration: Reconfiguration::new(config.id, configuration, config.seed, restored),
+            reconfiguration: Reconfiguration::new(
+                config.id,
+                configuration,
+                Cluster { nodes: config.members },
+                config.seed,
+                restored,
+            ),
             join: Join::new(join::ticket_for(config.seed, incarnation, now), configuration),
             shared: Shared::new(config, configuration, store, completions, leases),
         };
@@ -350,7 +356,7 @@ impl Node {
             }
             // The agreement checks who may take part in it, and answers a member behind.
             Message::Paxos(message) => return self.on_paxos(now, from, message),
-            Message::JoinRequest { ticket, .. } => return self.on_join_request(now, from, ticket),
+            Message::JoinRequest { epoch, ticket } => return self.on_join_request(now, from, epoch, ticket),
             message => message,
         };
         // Once the install is logged the old epoch is over here, though the node acts in the new

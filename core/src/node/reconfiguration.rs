@@ -12,7 +12,7 @@
 use super::Node;
 use super::shared::{AfterDurable, Shared};
 use crate::configuration::{
-    Agreement, AgreementOutput, AgreementState, Configuration, PaxosFlaw, PaxosMessage, PaxosTiming, Report,
+    Agreement, AgreementOutput, AgreementState, Cluster, Configuration, PaxosFlaw, PaxosMessage, PaxosTiming, Report,
     ReportTooLarge, Value,
 };
 use crate::ids::{Lsn, NodeId, NodeSet};
@@ -24,8 +24,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// The node's part in changing configurations.
 pub(super) struct Reconfiguration {
-    /// This node's part in the agreement on the configuration after its own; `None` when it is
-    /// not a member (it takes no part) or cannot vouch for its log.
+    /// This node's part in the agreement on the configuration after its own, member or not
+    /// (every node of the cluster in the epoch takes part, §7.3); `None` when it cannot vouch
+    /// for its log.
     agreement: Option<Agreement>,
     /// For each agreement record in the log: its lsn in the node's log and in the agreement's
     /// numbering, oldest first.
@@ -53,13 +54,19 @@ pub(super) struct Restored {
 }
 
 impl Reconfiguration {
-    pub(super) fn new(me: NodeId, configuration: Configuration, seed: u64, restored: Restored) -> Reconfiguration {
+    pub(super) fn new(
+        me: NodeId,
+        configuration: Configuration,
+        cluster: Cluster,
+        seed: u64,
+        restored: Restored,
+    ) -> Reconfiguration {
         let Restored { installed, agreement, cannot_vouch } = restored;
         let state = agreement.unwrap_or(AgreementState { epoch: configuration.epoch, ..Default::default() });
         let agreement = if cannot_vouch {
             None
         } else {
-            Agreement::recover(me, configuration, PaxosTiming::default(), seed, state).ok()
+            Agreement::recover_in(me, configuration, cluster, PaxosTiming::default(), seed, state).ok()
         };
         Reconfiguration {
             agreement,
@@ -173,7 +180,13 @@ impl Node {
             return;
         };
         let report_without_freezing = sh.canary(crate::Canary::ReportBeforeFreeze);
+        let member = sh.configuration.contains(sh.me());
         let mut freeze = || -> Result<Report, ReportTooLarge> {
+            // A node outside the configuration took no part in the epoch: nothing to end or
+            // report (its promise only counts towards the cluster's majority).
+            if !member {
+                return Ok(Report::default());
+            }
             if !report_without_freezing {
                 sh.frozen = true;
                 sh.leases.freeze();
@@ -214,7 +227,11 @@ impl Node {
         }
         if let (Some(value), None) = (agreement.chosen(), &self.reconfiguration.installing) {
             let value = value.clone();
-            self.begin_install(value);
+            if self.is_member() {
+                self.begin_install(value);
+            } else {
+                self.on_learned_outside(now, value);
+            }
         }
     }
 
@@ -279,18 +296,24 @@ impl Node {
         // majority of the next configuration.
         let catching_up = self.shared.leases.still_joining().intersection(live);
         let ready = live.difference(catching_up);
+        // The agreement needs a majority of the cluster's nodes: members, and nodes outside
+        // that are in this epoch (§7.3); it holds a cover of the members. A node added takes no
+        // part until it caught up, so the ready members must still be a cover of the next
+        // configuration.
+        let cluster = self.shared.cluster();
+        let acceptors = ready.union(self.join.outsiders_in(now, current, fresh));
         let mut joining = BTreeMap::new();
         if catching_up.is_empty() {
             for (node, ticket) in self.join.ready(now, current, fresh) {
                 let members = live.union(NodeSet::from_ids(joining.keys().copied().chain([node])).unwrap_or_default());
-                if !(Configuration { epoch: current.epoch, members }).is_majority(ready) {
+                if !cluster.covers(members, ready) {
                     break;
                 }
                 joining.insert(node, ticket);
             }
         }
         let half_is_majority = self.shared.canary(crate::Canary::TwoConfigurationsOneEpoch);
-        let majority = current.is_majority(ready) || half_is_majority && 2 * ready.len() >= current.members.len();
+        let majority = cluster.is_majority(acceptors) || half_is_majority && 2 * acceptors.len() >= cluster.nodes.len();
         if (suspected.is_empty() && joining.is_empty() && !agreement.is_frozen()) || !majority {
             self.reconfiguration.reason_since = None;
             return;
@@ -306,7 +329,7 @@ impl Node {
         let Some(epoch) = current.epoch.next() else { return };
         let added = NodeSet::from_ids(joining.keys().copied()).unwrap_or_default();
         let next = Configuration { epoch, members: live.union(added) };
-        if !next.is_majority(ready) && !half_is_majority {
+        if !cluster.covers(next.members, ready) && !half_is_majority {
             return;
         }
         let agreement = self.reconfiguration.agreement.as_mut().expect("checked above");
@@ -317,7 +340,7 @@ impl Node {
 
     /// The agreement learned the chosen value: end the epoch here (if this node did not promise,
     /// it freezes now) and log the install; the node acts in the new epoch once it is durable.
-    fn begin_install(&mut self, value: Value) {
+    pub(super) fn begin_install(&mut self, value: Value) {
         let sh = &mut self.shared;
         sh.frozen = true;
         sh.leases.freeze();
@@ -357,7 +380,7 @@ impl Node {
             None
         } else {
             let seed = reconfiguration.seed ^ next.epoch.0;
-            Agreement::new(me, next, PaxosTiming::default(), seed).ok().map(|a| with_flaws(a, sh))
+            Agreement::new_in(me, next, sh.cluster(), PaxosTiming::default(), seed).ok().map(|a| with_flaws(a, sh))
         };
         reconfiguration.installed.push_back(value);
         if reconfiguration.installed.len() > INSTALLED_KEPT {

@@ -7,7 +7,7 @@ use super::reads::WaitingReads;
 use super::{Output, Stats};
 use crate::completions::Completions;
 use crate::config::Config;
-use crate::configuration::{Configuration, Epoch};
+use crate::configuration::{Cluster, Configuration, Epoch};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
 use crate::message::Message;
@@ -66,6 +66,11 @@ impl Shared {
 
     pub(super) fn me(&self) -> NodeId {
         self.config.id
+    }
+
+    /// Every node of the cluster, member or not: what quorums are counted against (§7.3).
+    pub(super) fn cluster(&self) -> Cluster {
+        Cluster { nodes: self.config.members }
     }
 
     /// The epoch every message this node sends carries.

@@ -1,6 +1,7 @@
 //! Visibility (docs/protocol.md §7.2): a commit becomes visible anywhere — a client told its
-//! committed outcome, or a node's store changed by it — only once its decision is durable on a
-//! majority of the members. The world shows this checker every record as it becomes durable
+//! committed outcome, or a node's store changed by it — only once its decision is durable on
+//! copies that are a majority of the cluster, all members (§7.3: a majority of the members when
+//! every node is one). The world shows this checker every record as it becomes durable
 //! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
 //! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
@@ -143,7 +144,8 @@ impl Visibility {
         let holders: Vec<usize> = (0..self.members)
             .filter(|&n| members.contains(NodeId(n as u8)) && self.durable[n].contains(&txn))
             .collect();
-        if 2 * holders.len() > members.len() {
+        // A majority of the run's nodes, all members of the epoch.
+        if 2 * holders.len() > self.members {
             self.visible.insert(txn);
         } else {
             let message = format!(
