@@ -73,13 +73,16 @@ pick_base_port() {
     fail "no free ports found"
 }
 
-start_node() { # id
-    local id=$1 peers="" j
+# A cluster's first start gives every node --init (its data dir starts the new cluster); the
+# restarts below are made both ways, without it (as an operator should) and with the first
+# command line again (a data dir that holds a log ignores it).
+start_node() { # id [--init]
+    local id=$1 init=${2:-} peers="" j
     for j in 0 1 2; do
         [[ $j == "$id" ]] && continue
         peers+="${peers:+,}$j=127.0.0.1:$((BASE + 1000 + j))"
     done
-    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS -l info \
+    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS $init -l info \
         --credentials "$WORK/credentials/node-$id" \
         --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
     PIDS[$id]=$!
@@ -254,7 +257,7 @@ run_mode() { # udp | tcp
     BASE=$(pick_base_port)
     EXPECTED=()
     echo "== $MODE mode: 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
-    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do start_node "$id" --init; done
     for id in 0 1 2; do wait_ready "$id"; done
 
     # Puts, gets, updates and deletes with random values, through different nodes.
@@ -413,7 +416,7 @@ availability_phase() {
     EXPECTED=()
     echo "== --availability (TCP): 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
     local id i value killed restarted
-    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do start_node "$id" --init; done
     for id in 0 1 2; do wait_ready "$id"; done
     value=$(random_value)
     expect 0 ok 0 put before "$value"
@@ -432,13 +435,18 @@ availability_phase() {
         EXPECTED[missed-$i]=$value
     done
 
-    start_node 2
+    # Restarted with its first command line, --init included: its log holds records, so the
+    # flag is ignored (and the node says so).
+    start_node 2 --init
     restarted=$EPOCHREALTIME
     for i in 0 1 2 3 4; do read_until_served 2 "missed-$i" "${EXPECTED[missed-$i]}" 45; done
     echo "   restarted node 2: it served all 5 writes it missed, from its own copy, $(seconds_since "$restarted") s after the restart"
     CHECKS=$((CHECKS + 1))
     grep -q "caught up: started again from the member's state" "$WORK/$MODE-node-2.log" ||
         fail "$MODE: node 2 serves, but its log does not say it caught up from a member"
+    CHECKS=$((CHECKS + 1))
+    grep -q -- "--init ignored" "$WORK/$MODE-node-2.log" ||
+        fail "$MODE: node 2 was restarted with --init on its log, and its log does not say the flag was ignored"
     value=$(random_value)
     put_until_committed 2 after-rejoin "$value" 15
     EXPECTED[after-rejoin]=$value
