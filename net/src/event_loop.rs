@@ -1534,14 +1534,14 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
         }
         Start::CatchUp => {
             let how = if config.timing.leases {
-                "the members remove it and add it back (--availability)"
+                "who remove it and add it back to catch up (--availability)"
             } else {
-                "which needs --availability on every node: without it, it stays out and writes wait for it"
+                "which needs --availability on every node: without it, it stays out and writes fail"
             };
             tracing::warn!(
                 node = %config.id,
                 data_dir = %dir,
-                "data dir {dir} holds no log and --init was not given: this node may be a member whose data was lost, so it votes on and serves nothing until it has caught up from the members, {how}. If this is a new cluster, stop it and start every node of it with --init"
+                "data dir {dir} holds no log and --init was not given: this node may be a member whose data was lost, so it votes on and serves nothing until it has caught up from the members, {how}. If this is a new cluster, stop this node, delete {dir} (it now records that the node cannot vouch for its state) and start it again with --init"
             );
             Node::start_unvouched(core_config, recovery.records, clock.now())?
         }
