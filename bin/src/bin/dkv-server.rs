@@ -34,9 +34,9 @@ Examples:
 
 Every node of a cluster must be started with the same set of ids. A node whose data dir holds
 no log and that was not given --init takes part in nothing until it has caught up from the
-members (its data may have been lost; see --init). Peers talk on their own port
-and prove they are members with the credentials `init` made (mutual TLS, or sealed datagrams
-in -u mode); clients use -p. Writes need every node running, unless every node has
+members (its data may have been lost; see --init). Peers talk on their own port and prove they
+are members with the credentials `init` made (mutual TLS, or sealed datagrams in -u mode);
+clients use -p. Writes need every node running, unless every node has
 --availability: then a majority (a node down is removed within about 3 s, and added back once it
 returns), and a node serves reads only while a majority grants it a lease. Stop a node with
 Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
@@ -321,9 +321,9 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     // The demo owns its three data dirs, so it knows what an operator would: the cluster is
     // new when none of them holds a log (`--init` for all three). A dir emptied while the
     // others kept theirs is a member whose data was lost: it catches up rather than start empty.
-    let holds_no_log = configs.iter().map(holds_no_log).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-    let new_cluster = holds_no_log.iter().all(|&empty| empty);
-    for (config, _) in configs.iter().zip(&holds_no_log).filter(|(_, empty)| **empty && !new_cluster) {
+    let empty_logs = configs.iter().map(holds_no_log).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let new_cluster = empty_logs.iter().all(|&empty| empty);
+    for (config, _) in configs.iter().zip(&empty_logs).filter(|(_, empty)| **empty && !new_cluster) {
         let dir = config.data_dir.display();
         let what = if args.availability {
             "it catches up from the other two before it takes part (a few seconds)"
