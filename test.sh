@@ -10,7 +10,9 @@
 # fails the test). The original project's text protocol is checked byte for byte on the same
 # ports, spoken as its client.py speaks it. Last, with dkv-server --availability: kill -9 one
 # node and keep it down, check that writes through the others commit within the detection
-# bound, restart it, and check that it is added back and serves every write it missed. Servers
+# bound, restart it, and check that it is added back and serves every write it missed; then
+# delete a node's data dir while it runs, restart it at once, and check that it never answers
+# "not found" for a write made before and serves every write once it has caught up. Servers
 # are always stopped at the end (trap); any mismatch, and any command that fails unexpectedly,
 # exits non-zero.
 #
@@ -73,13 +75,16 @@ pick_base_port() {
     fail "no free ports found"
 }
 
-start_node() { # id
-    local id=$1 peers="" j
+# A cluster's first start gives every node --init (its data dir starts the new cluster); the
+# restarts below are made both ways, without it (as an operator should) and with the first
+# command line again (a data dir that holds a log ignores it).
+start_node() { # id [--init]
+    local id=$1 init=${2:-} peers="" j
     for j in 0 1 2; do
         [[ $j == "$id" ]] && continue
         peers+="${peers:+,}$j=127.0.0.1:$((BASE + 1000 + j))"
     done
-    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS -l info \
+    "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS $init -l info \
         --credentials "$WORK/credentials/node-$id" \
         --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
     PIDS[$id]=$!
@@ -254,7 +259,7 @@ run_mode() { # udp | tcp
     BASE=$(pick_base_port)
     EXPECTED=()
     echo "== $MODE mode: 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
-    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do start_node "$id" --init; done
     for id in 0 1 2; do wait_ready "$id"; done
 
     # Puts, gets, updates and deletes with random values, through different nodes.
@@ -402,9 +407,25 @@ read_until_served() { # id key value limit
     fail "$MODE: node $id did not serve $key=$value within $4 s (last: exit $rc, $(cat "$WORK/client.err"))"
 }
 
+# Like read_until_served, for a key written before: "not found" (3) is a failure, only
+# "unavailable" (5: not serving yet) is allowed meanwhile.
+read_never_absent() { # id key value limit
+    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) rc out
+    while ((SECONDS < deadline)); do
+        rc=0
+        out=$("$CLIENT" -t -p $((BASE + id)) --timeout 1 get "$key" 2>"$WORK/client.err") || rc=$?
+        CHECKS=$((CHECKS + 1))
+        [[ $rc == 0 && $out == "$value" ]] && return
+        [[ $rc == 5 ]] || fail "$MODE: get $key at node $id gave exit $rc and '$out' ($(cat "$WORK/client.err")); it was written before as '$value'"
+        sleep 0.05
+    done
+    fail "$MODE: node $id did not serve $key=$value within $4 s (last: exit $rc, $(cat "$WORK/client.err"))"
+}
+
 # dkv-server --availability (TCP): kill -9 one node of three and keep it down; writes through
 # the others commit within the detection bound (removal ends within 3 s of detection_timeout);
-# restart it; it is added back, catches up, and serves every write it missed.
+# restart it; it is added back, catches up, and serves every write it missed. Then delete
+# another node's data dir while it runs and restart it at once: it catches up before it serves.
 availability_phase() {
     MODE=availability
     MODE_FLAG=-t
@@ -413,7 +434,7 @@ availability_phase() {
     EXPECTED=()
     echo "== --availability (TCP): 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
     local id i value killed restarted
-    for id in 0 1 2; do start_node "$id"; done
+    for id in 0 1 2; do start_node "$id" --init; done
     for id in 0 1 2; do wait_ready "$id"; done
     value=$(random_value)
     expect 0 ok 0 put before "$value"
@@ -432,13 +453,18 @@ availability_phase() {
         EXPECTED[missed-$i]=$value
     done
 
-    start_node 2
+    # Restarted with its first command line, --init included: its log holds records, so the
+    # flag is ignored (and the node says so).
+    start_node 2 --init
     restarted=$EPOCHREALTIME
     for i in 0 1 2 3 4; do read_until_served 2 "missed-$i" "${EXPECTED[missed-$i]}" 45; done
     echo "   restarted node 2: it served all 5 writes it missed, from its own copy, $(seconds_since "$restarted") s after the restart"
     CHECKS=$((CHECKS + 1))
     grep -q "caught up: started again from the member's state" "$WORK/$MODE-node-2.log" ||
         fail "$MODE: node 2 serves, but its log does not say it caught up from a member"
+    CHECKS=$((CHECKS + 1))
+    grep -q -- "--init ignored" "$WORK/$MODE-node-2.log" ||
+        fail "$MODE: node 2 was restarted with --init on its log, and its log does not say the flag was ignored"
     value=$(random_value)
     put_until_committed 2 after-rejoin "$value" 15
     EXPECTED[after-rejoin]=$value
@@ -446,6 +472,32 @@ availability_phase() {
     for id in 0 1 2; do wait_ready "$id"; done
     check_all_expected
     echo "   a write through node 2 committed; every write is on every node"
+
+    # Issue 12's hazard: node 1's data dir deleted while it runs, node 1 killed and restarted at
+    # once (without --init, as an operator restarts a node), before the others could remove it.
+    # It must not serve from its empty log: reads at it say "unavailable" (not serving) until it
+    # has caught up, never "not found"; writes through the others commit meanwhile.
+    rm -rf "$WORK/$MODE/node-1"
+    kill -9 "${PIDS[1]}"
+    wait "${PIDS[1]}" 2>/dev/null || true
+    start_node 1
+    restarted=$EPOCHREALTIME
+    value=$(random_value)
+    put_until_committed 0 after-wipe "$value" 15
+    echo "   deleted node 1's data dir while it ran, restarted it at once: a write through node 0 committed $(seconds_since "$restarted") s after the restart"
+    for key in "${!EXPECTED[@]}"; do read_never_absent 1 "$key" "${EXPECTED[$key]}" 45; done
+    EXPECTED[after-wipe]=$value
+    read_until_served 1 after-wipe "$value" 15
+    echo "   node 1 never answered \"not found\" for a write made before the wipe, and served every write $(seconds_since "$restarted") s after the restart"
+    CHECKS=$((CHECKS + 1))
+    grep -q "holds no log and --init was not given" "$WORK/$MODE-node-1.log" ||
+        fail "$MODE: node 1 restarted on an emptied data dir, and its log does not say it must catch up first"
+    value=$(random_value)
+    put_until_committed 1 after-wipe-via-1 "$value" 15
+    EXPECTED[after-wipe-via-1]=$value
+    for id in 0 1 2; do wait_ready "$id"; done
+    check_all_expected
+    echo "   a write through node 1 committed; every write is on every node"
 
     stop_all_cleanly
     NODE_FLAGS=""

@@ -11,11 +11,11 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/dkv-rss-XXXXXX")
 cargo build --release --quiet --bin dkv-server --bin dkv-client --bin dkv-bench
 B=target/release
 pids=()
-start_node() { # id
-  local i=$1 peers=""
-  for j in 0 1 2; do [ "$j" = "$i" ] || peers="$peers$j=127.0.0.1:$((PORT + j)),"; done
+start_node() { # id [--init: the cluster's first start]
+  local i=$1 init=${2:-} peers=""
+  for j in 0 1 2; do [ "$j" = "$i" ] || peers="$peers$j=127.0.0.1:$((PORT + 1000 + j)),"; done
   "$B/dkv-server" --id "$i" -p $((PORT + i)) --peers "${peers%,}" --data-dir "$DIR/node-$i" -l error \
-    2>>"$DIR/node-$i.log" &
+    --credentials "$DIR/credentials/node-$i" $init 2>>"$DIR/node-$i.log" &
   pids[$i]=$!
 }
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
@@ -25,7 +25,8 @@ answers() { # port: the node answers a read (found or not found)
   "$B/dkv-client" -p "$1" --timeout 1 get key0000000000 >/dev/null 2>&1 || code=$?
   [ "$code" = 0 ] || [ "$code" = 3 ]
 }
-for i in 0 1 2; do start_node "$i"; done
+"$B/dkv-server" init "$DIR/credentials" --ids 0,1,2 >/dev/null
+for i in 0 1 2; do start_node "$i" --init; done
 for i in 0 1 2; do until answers $((PORT + i)); do sleep 0.05; done; done
 NODES=127.0.0.1:$PORT,127.0.0.1:$((PORT + 1)),127.0.0.1:$((PORT + 2))
 "$B/dkv-bench" --nodes "$NODES" --op get --keys "$KEYS" --clients 64 --secs 1 --json

@@ -122,6 +122,11 @@ pub struct ServerConfig {
     pub insecure: bool,
     pub transport: Transport,
     pub data_dir: PathBuf,
+    /// This node's data dir starts a new cluster (`dkv-server --init`): a log with no records
+    /// starts as a member of the first configuration. Without it, such a log starts unvouched
+    /// and catches up from the members first, since it may be the log of a member whose dir
+    /// was emptied ([`crate::bootstrap`]). A log that holds records ignores it.
+    pub init: bool,
     pub limits: Limits,
     pub timing: Timing,
     pub bounds: Bounds,
@@ -152,6 +157,7 @@ impl ServerConfig {
             insecure: false,
             transport,
             data_dir,
+            init: false,
             limits,
             timing: Timing::default(),
             bounds: Bounds::default(),

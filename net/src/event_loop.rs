@@ -28,6 +28,7 @@
 //! connection's [`crate::session::StreamSession`], whose requests the [`Gateway`] runs under the
 //! node's own client ids, answering the session back.
 
+use crate::bootstrap::Start;
 use crate::catch_up;
 use crate::clock::{Clock, unix_micros};
 use crate::coalesce::{BatchStart, Coalescer};
@@ -453,6 +454,8 @@ impl Server {
         };
         let (wal, recovery) =
             Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
+        // The adopted log is a member's state, never empty, and the node joined through it:
+        // the bootstrap rule of a start ([`start_node`]) has nothing to say here.
         let node =
             Node::start_after_cut(node_config(&self.config)?, recovery.records, self.clock.now(), recovery.cut_tail)?;
         tracing::info!(
@@ -1506,9 +1509,43 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
         segments = recovery.segments_read,
         "recovered the log"
     );
-    // A cut whole record that failed its checksum may have been acknowledged: the node then
-    // cannot vouch for its log (docs/protocol.md §7.4).
-    let node = Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?;
+    let dir = config.data_dir.display();
+    let node = match Start::decide(&recovery.records, config.init, !config.peers.is_empty()) {
+        Start::FromLog { init_ignored } => {
+            if init_ignored {
+                tracing::info!(
+                    node = %config.id,
+                    data_dir = %dir,
+                    "--init ignored: this data dir holds a log, and a log is bootstrapped only once; the node starts from it"
+                );
+            }
+            // A cut whole record that failed its checksum may have been acknowledged: the node
+            // then cannot vouch for its log (docs/protocol.md §7.4).
+            Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?
+        }
+        Start::NewCluster => {
+            tracing::info!(
+                node = %config.id,
+                data_dir = %dir,
+                configuration = %core_config.members,
+                "the data dir holds no log: starting as a member of a new cluster's first configuration"
+            );
+            Node::start(core_config, recovery.records, clock.now())?
+        }
+        Start::CatchUp => {
+            let how = if config.timing.leases {
+                "who remove it and add it back to catch up (--availability)"
+            } else {
+                "which needs --availability on every node: without it, it stays out and writes fail"
+            };
+            tracing::warn!(
+                node = %config.id,
+                data_dir = %dir,
+                "data dir {dir} holds no log and --init was not given: this node may be a member whose data was lost, so it votes on and serves nothing until it has caught up from the members, {how}. If this is a new cluster, stop this node, delete {dir} (it now records that the node cannot vouch for its state) and start it again with --init"
+            );
+            Node::start_unvouched(core_config, recovery.records, clock.now())?
+        }
+    };
     Ok((node, wal))
 }
 
@@ -1533,7 +1570,7 @@ fn node_config(config: &ServerConfig) -> Result<Config, ServerError> {
 
 /// The cluster this node belongs to: its credentials' (which are needed as soon as it has
 /// peers, and must be its own), or `ClusterId(0)` for a single node without credentials.
-fn cluster_of(config: &ServerConfig) -> Result<ClusterId, ServerError> {
+pub(crate) fn cluster_of(config: &ServerConfig) -> Result<ClusterId, ServerError> {
     match &config.credentials {
         None if config.peers.is_empty() => Ok(ClusterId(0)),
         None => Err(ServerError::NoCredentials { id: config.id }),

@@ -16,6 +16,7 @@
 //!   (group commit); the node is told they are durable only then, and it holds back votes,
 //!   commits and replies until it is.
 
+pub mod bootstrap;
 mod catch_up;
 pub mod client;
 mod clock;

@@ -12,7 +12,7 @@ use common::TestCluster;
 use dkv_core::{NodeId, Outcome, Record};
 use dkv_net::identity::Identity;
 use dkv_net::security::credentials::NodeCredentials;
-use dkv_net::{Client, ClientConfig, ClientTransport, ServerStats, Transport, Wal};
+use dkv_net::{Client, ClientConfig, ClientError, ClientTransport, ServerStats, Transport, Wal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ const WRITE_AFTER_STOP_MAX: Duration = Duration::from_secs(15);
 /// `join_grace` (10 s) before the next.
 const SERVING_AFTER_RESTART_MAX: Duration = Duration::from_secs(45);
 const MISSED_WRITES: usize = 5;
+const WRITTEN_BEFORE_WIPE: usize = 5;
 
 fn client_of(addrs: &[SocketAddr], timeout: Duration) -> Client {
     let mut config = ClientConfig::new(addrs.to_vec(), ClientTransport::Tcp);
@@ -59,6 +60,86 @@ fn read_until_served(addr: SocketAddr, key: &str, value: &str, deadline: Instant
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{addr} did not serve {key}={value} by the deadline; last answer {last:?}");
+}
+
+/// Issue 12's hazard: n2's data dir is deleted while it runs, and n2 is restarted at once (as
+/// an operator restarts it, without `--init`), before the others could remove it. It must not
+/// vote or serve from its empty log: it starts unvouched, the others remove it and go on taking
+/// writes, and it is added back once it caught up by state transfer. No read at n2 may ever
+/// answer "absent" for a key written before the wipe.
+#[test]
+fn a_node_whose_data_dir_is_emptied_while_it_runs_catches_up_before_it_serves() {
+    common::show_server_logs_on_failure();
+    let mut cluster = TestCluster::start_with(3, Transport::Tcp, |c| c.timing.leases = true);
+    let all = cluster.addrs.clone();
+    let written: Vec<(String, String)> =
+        (0..WRITTEN_BEFORE_WIPE).map(|i| (format!("before-{i}"), format!("v{i}"))).collect();
+    for (key, value) in &written {
+        put_until_committed(&all, key, value, Instant::now() + Duration::from_secs(20));
+    }
+    for (key, value) in &written {
+        read_until_served(all[2], key, value, Instant::now() + Duration::from_secs(10));
+    }
+
+    std::fs::remove_dir_all(&cluster.dirs[2]).unwrap();
+    cluster.crash_node(2);
+    cluster.start_node(2);
+    let restarted = Instant::now();
+    assert!(cluster.dirs[2].exists(), "n2 made its data dir again");
+
+    // From its restart on, n2 is read alone until it serves every write made before the wipe,
+    // on its own thread while writes go on through the others.
+    let n2 = all[2];
+    let expected = written.clone();
+    let reader = std::thread::spawn(move || read_never_absent(n2, &expected, restarted + SERVING_AFTER_RESTART_MAX));
+
+    // Writes through the others go on within the detection bound: they remove n2, which is
+    // silent.
+    let survivors = [all[0], all[1]];
+    put_until_committed(&survivors, "during", "d", restarted + WRITE_AFTER_STOP_MAX);
+    let restart_to_write = restarted.elapsed();
+    let not_serving = reader.join().expect("n2 never answered absent for a key written before, and served them all");
+    let restart_to_serving = restarted.elapsed();
+    assert!(not_serving > 0, "n2 served at once after its restart: it cannot have caught up yet");
+    read_until_served(n2, "during", "d", restarted + SERVING_AFTER_RESTART_MAX);
+    let stats = |i: usize| cluster.handle(i).stats();
+    assert!(ServerStats::get(&stats(2).catch_ups) >= 1, "n2 caught up");
+
+    // A member again: a write coordinated by n2 commits, and every node serves it.
+    put_until_committed(&[all[2]], "after", "1", Instant::now() + Duration::from_secs(15));
+    for &addr in &all {
+        read_until_served(addr, "after", "1", Instant::now() + Duration::from_secs(10));
+        for (key, value) in &written {
+            read_until_served(addr, key, value, Instant::now() + Duration::from_secs(10));
+        }
+    }
+    eprintln!(
+        "figures: wipe and restart -> first write committed {:.2} s; -> n2 serving every write {:.2} s",
+        restart_to_write.as_secs_f64(),
+        restart_to_serving.as_secs_f64()
+    );
+}
+
+/// Reads each of `expected` from the node at `addr` alone until it serves the value, or panics
+/// at `deadline`; panics at once on an answer "absent" or another value. Returns how many reads
+/// it refused meanwhile ("not serving", or no answer in time).
+fn read_never_absent(addr: SocketAddr, expected: &[(String, String)], deadline: Instant) -> usize {
+    let mut refused = 0;
+    for (key, value) in expected {
+        loop {
+            match client_of(&[addr], Duration::from_millis(300)).get(key.as_str()) {
+                Ok(outcome) if outcome.found() == Some(&value.as_bytes().to_vec()) => break,
+                Ok(outcome @ (Outcome::NotFound | Outcome::Value { .. })) => {
+                    panic!("{addr} answered {outcome:?} for {key}, committed before as {value}")
+                }
+                Ok(_) | Err(ClientError::NotServing { .. } | ClientError::Timeout { .. }) => refused += 1,
+                Err(error) => panic!("{addr} failed a read of {key}: {error}"),
+            }
+            assert!(Instant::now() < deadline, "{addr} did not serve {key}={value} by the deadline");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    refused
 }
 
 #[test]

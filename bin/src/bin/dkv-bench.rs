@@ -479,6 +479,8 @@ impl LocalCluster {
                 (0..n as usize).filter(|&j| j != i).map(|j| (NodeId(j as u8), peer_addrs[j])).collect();
             let (id, addr, peer_addr) = (NodeId(i as u8), cluster.addrs[i], peer_addrs[i]);
             let mut config = ServerConfig::new(id, addr, peer_addr, peers, Transport::Both, dir.path().to_path_buf());
+            // A new cluster in new dirs (`dkv-server --init`).
+            config.init = true;
             let node_credentials = credentials.path().join(format!("c/node-{i}"));
             config.credentials = Some(Arc::new(NodeCredentials::load(&node_credentials).map_err(|e| e.to_string())?));
             if secure_clients {

@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
+use dkv_net::bootstrap::holds_no_log;
 use dkv_net::security::credentials::{NewUser, NodeCredentials, USERS_FILE, init_cluster, init_cluster_with_users};
 use dkv_net::security::users::{Role, load_users};
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
@@ -22,17 +23,20 @@ Examples:
   # A 3-node cluster on three machines. First make its credentials, once, anywhere:
   dkv-server init creds --ids 0,1,2
   # copy creds/node-N to machine N (keep creds/ca.key offline), then run one line on each,
-  # listing the OTHER nodes' peer addresses (their -p plus 1000 unless --peer-port says else):
-  dkv-server --id 0 -s 10.0.0.1 -p 9099 --peers 1=10.0.0.2:10099,2=10.0.0.3:10099 --credentials creds/node-0 --data-dir /var/lib/dkv
-  dkv-server --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:10099,2=10.0.0.3:10099 --credentials creds/node-1 --data-dir /var/lib/dkv
-  dkv-server --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:10099,1=10.0.0.2:10099 --credentials creds/node-2 --data-dir /var/lib/dkv
+  # listing the OTHER nodes' peer addresses (their -p plus 1000 unless --peer-port says else);
+  # --init on this first start only (restart a node without it):
+  dkv-server --init --id 0 -s 10.0.0.1 -p 9099 --peers 1=10.0.0.2:10099,2=10.0.0.3:10099 --credentials creds/node-0 --data-dir /var/lib/dkv
+  dkv-server --init --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:10099,2=10.0.0.3:10099 --credentials creds/node-1 --data-dir /var/lib/dkv
+  dkv-server --init --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:10099,1=10.0.0.2:10099 --credentials creds/node-2 --data-dir /var/lib/dkv
 
   # The same on one machine, three ports, UDP only (the original project's -u mode), debug logs:
-  dkv-server --id 0 -p 9099 --peers 1=127.0.0.1:10100,2=127.0.0.1:10101 -u -l debug --credentials creds/node-0 --data-dir d0
+  dkv-server --init --id 0 -p 9099 --peers 1=127.0.0.1:10100,2=127.0.0.1:10101 -u -l debug --credentials creds/node-0 --data-dir d0
 
-Every node of a cluster must be started with the same set of ids. Peers talk on their own port
-and prove they are members with the credentials `init` made (mutual TLS, or sealed datagrams
-in -u mode); clients use -p. Writes need every node running, unless every node has
+Every node of a cluster must be started with the same set of ids. A node whose data dir holds
+no log and that was not given --init takes part in nothing until it has caught up from the
+members (its data may have been lost; see --init). Peers talk on their own port and prove they
+are members with the credentials `init` made (mutual TLS, or sealed datagrams in -u mode);
+clients use -p. Writes need every node running, unless every node has
 --availability: then a majority (a node down is removed within about 3 s, and added back once it
 returns), and a node serves reads only while a majority grants it a lease. Stop a node with
 Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
@@ -114,6 +118,16 @@ struct NodeArgs {
     /// with -u: a node catches up over the TCP peer port.
     #[arg(long, conflicts_with = "udp")]
     availability: bool,
+    /// This node's data dir starts a new cluster: give it to every node on the cluster's first
+    /// start (not the `init` subcommand, which makes credentials). A node whose data dir holds
+    /// no log starts as a member only with it; without it, such a node may be a member whose
+    /// data was lost, so it votes on and serves nothing until it has caught up from the
+    /// members (with --availability they remove it and add it back; without, it stays out).
+    /// A data dir that holds a log ignores it, so restarts may keep it; leave it off them all
+    /// the same, since a node restarted with it after its data dir was lost starts empty as a
+    /// member again. A one-node cluster (no --peers) needs no --init.
+    #[arg(long)]
+    init: bool,
     /// Log level: error, info or debug (or 0, 1, 2).
     #[arg(short = 'l', long, default_value = "info")]
     log: LogLevel,
@@ -266,6 +280,7 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
         }
     }
     config.insecure = args.insecure;
+    config.init = args.init;
     config.timing.leases = args.availability;
     config.connection.buffer_bytes_max = (args.buffer_budget_mib as usize) << 20;
     if config.transport == Transport::Udp {
@@ -293,7 +308,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     if !credentials.exists() {
         init_cluster(&credentials, &[NodeId(0), NodeId(1), NodeId(2)]).map_err(|e| e.to_string())?;
     }
-    let mut servers = Vec::new();
+    let mut configs = Vec::new();
     for i in 0..3 {
         let peers = (0..3).filter(|&j| j != i).map(|j| (NodeId(j as u8), loopback(peer_ports[j]))).collect();
         let dir = args.data_dir.join(format!("node-{i}"));
@@ -301,6 +316,29 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         let mut config = ServerConfig::new(id, loopback(ports[i]), loopback(peer_ports[i]), peers, transport, dir);
         config.credentials = Some(load_credentials(&credentials.join(format!("node-{i}")), id)?);
         config.timing.leases = args.availability;
+        configs.push(config);
+    }
+    // The demo owns its three data dirs, so it knows what an operator would: the cluster is
+    // new when none of them holds a log (`--init` for all three). A dir emptied while the
+    // others kept theirs is a member whose data was lost: it catches up rather than start empty.
+    let empty_logs = configs.iter().map(holds_no_log).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let new_cluster = empty_logs.iter().all(|&empty| empty);
+    for (config, _) in configs.iter().zip(&empty_logs).filter(|(_, empty)| **empty && !new_cluster) {
+        let dir = config.data_dir.display();
+        let what = if args.availability {
+            "it catches up from the other two before it takes part (a few seconds)"
+        } else {
+            "it takes part in nothing until it has caught up from the other two, which needs the demo started with --availability; until then writes fail"
+        };
+        eprintln!(
+            "dkv demo: {dir} holds no log while the other nodes keep theirs, so node {}'s data was lost: {what}. Delete {} to start over.",
+            config.id,
+            args.data_dir.display()
+        );
+    }
+    let mut servers = Vec::new();
+    for mut config in configs {
+        config.init = new_cluster;
         servers.push(Server::bind(config).map_err(|e| e.to_string())?);
     }
     let mode = match transport {

@@ -84,7 +84,7 @@ impl Cluster {
         let processes = (0..spec.nodes).map(|_| None).collect();
         let mut cluster = Cluster { spec, root: root.to_path_buf(), ports, peer_ports, processes };
         for i in 0..cluster.spec.nodes {
-            cluster.spawn(i)?;
+            cluster.spawn(i, true)?;
         }
         for i in 0..cluster.spec.nodes {
             cluster.wait_ready(i)?;
@@ -120,7 +120,10 @@ impl Cluster {
         Client::new(config).expect("a client with one node and no credentials")
     }
 
-    fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
+    /// Starts node `i`'s process; `init` on the cluster's first start only, as an operator
+    /// runs it: a restart of a node whose log was lost must catch up, not start a new cluster
+    /// (docs/protocol.md §7.1).
+    fn spawn(&mut self, i: usize, init: bool) -> Result<(), ClusterError> {
         let setup = |source| ClusterError::Setup { dir: self.root.clone(), source };
         let peers: Vec<String> = (0..self.spec.nodes)
             .filter(|&j| j != i)
@@ -147,6 +150,7 @@ impl Cluster {
             .arg(self.data_dir(i))
             .arg("--credentials")
             .arg(self.root.join(format!("credentials/node-{i}")))
+            .args(init.then_some("--init"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -198,7 +202,7 @@ impl Cluster {
 
     /// Starts node `i` again after [`Cluster::kill`], and waits until it answers.
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        self.spawn(i)?;
+        self.spawn(i, false)?;
         self.wait_ready(i)
     }
 

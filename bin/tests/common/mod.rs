@@ -128,7 +128,10 @@ impl ProcessCluster {
             .args(["-l", "error", "--data-dir"])
             .arg(self.data_dir(i))
             .arg("--credentials")
-            .arg(self.root.path().join(format!("credentials/node-{i}")));
+            .arg(self.root.path().join(format!("credentials/node-{i}")))
+            // Every start has the first one's command line: a data dir that holds a log
+            // ignores --init (docs/protocol.md §7.1).
+            .arg("--init");
         if self.require_auth {
             command.arg("--require-auth");
         }

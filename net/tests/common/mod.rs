@@ -47,6 +47,9 @@ pub struct TestCluster {
     /// Whether the nodes serve only authenticated users.
     pub require_auth: bool,
     handles: Vec<Option<RunningServer>>,
+    /// Which nodes were started before: a first start gets `init` (its dir starts the new
+    /// cluster), a restart does not, as an operator runs them (docs/protocol.md §7.1).
+    started: Vec<bool>,
     tweak: fn(&mut ServerConfig),
     _root: tempfile::TempDir,
 }
@@ -99,6 +102,7 @@ impl TestCluster {
         let ids: Vec<NodeId> = (0..nodes).map(|i| NodeId(i as u8)).collect();
         init_cluster_with_users(&credentials, &ids, users).expect("credentials are made");
         let handles = (0..nodes).map(|_| None).collect();
+        let started = vec![false; nodes];
         let peer_routes = peer_addrs.clone();
         TestCluster {
             addrs,
@@ -109,6 +113,7 @@ impl TestCluster {
             dirs,
             require_auth,
             handles,
+            started,
             tweak,
             _root: root,
         }
@@ -119,6 +124,7 @@ impl TestCluster {
             (0..self.addrs.len()).filter(|&j| j != i).map(|j| (NodeId(j as u8), self.peer_routes[j])).collect();
         let (id, addr, peer_addr, dir) = (NodeId(i as u8), self.addrs[i], self.peer_addrs[i], self.dirs[i].clone());
         let mut config = ServerConfig::new(id, addr, peer_addr, peers, self.transport, dir);
+        config.init = !self.started[i];
         let node_dir = self.credentials.join(format!("node-{i}"));
         config.credentials = Some(Arc::new(NodeCredentials::load(&node_dir).expect("credentials load")));
         if self.require_auth {
@@ -131,6 +137,7 @@ impl TestCluster {
     pub fn start_node(&mut self, i: usize) {
         assert!(self.handles[i].is_none(), "node {i} is running");
         let server = Server::bind(self.config(i)).expect("server starts");
+        self.started[i] = true;
         let handle = server.handle();
         let thread = std::thread::spawn(move || server.run());
         self.handles[i] = Some((handle, thread));
@@ -140,6 +147,15 @@ impl TestCluster {
         if let Some((handle, thread)) = self.handles[i].take() {
             handle.stop();
             thread.join().expect("server thread panicked").expect("server stopped cleanly");
+        }
+    }
+
+    /// Stops node `i` and accepts whatever its loop ended with: a test that deleted its data
+    /// dir under it may have made it fail.
+    pub fn crash_node(&mut self, i: usize) {
+        if let Some((handle, thread)) = self.handles[i].take() {
+            handle.stop();
+            let _ = thread.join().expect("server thread panicked");
         }
     }
 
