@@ -43,6 +43,9 @@ pub struct ClusterSpec {
     /// Inside the tool's network namespace: each node runs as its own uid on its own address
     /// (see [`super::network`]); needed for partitions.
     pub own_uids: bool,
+    /// `dkv-server --availability` on every node: a member cut off or down is removed by the
+    /// others and added back once it returns; reads need a lease.
+    pub availability: bool,
 }
 
 pub struct Cluster {
@@ -145,6 +148,7 @@ impl Cluster {
             })
             .args(["-l", "error", "--data-dir"])
             .arg(self.data_dir(i))
+            .args(self.spec.availability.then_some("--availability"))
             .arg("--credentials")
             .arg(self.root.join(format!("credentials/node-{i}")))
             .stdin(Stdio::null())

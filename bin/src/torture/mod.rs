@@ -122,6 +122,7 @@ pub fn run(options: &Options, folder: &std::path::Path, say: &mut dyn FnMut(Stri
         nodes: options.nodes,
         transport: options.transport,
         own_uids: options.own_uids,
+        availability: false,
     };
     let data_dirs: Vec<PathBuf> = (0..options.nodes).map(|i| folder.join(format!("node-{i}"))).collect();
     let keeper = LogKeeper::start(data_dirs.clone(), &folder.join("kept-segments")).map_err(TortureError::LogKeeper)?;

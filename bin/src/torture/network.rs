@@ -67,14 +67,22 @@ pub fn namespace_available() -> Result<(), NetworkError> {
 /// returns its exit code.
 pub fn rerun_in_namespace() -> Result<i32, NetworkError> {
     let exe = std::env::current_exe().map_err(|e| NetworkError::NoNamespace(e.to_string()))?;
-    let status = Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(exe)
+    let status = in_namespace(&exe)
         .args(std::env::args_os().skip(1))
-        .env(INSIDE_NAMESPACE_ENV, "1")
         .status()
         .map_err(|e| NetworkError::NoNamespace(format!("cannot run unshare: {e}")))?;
     Ok(status.code().unwrap_or(2))
+}
+
+/// The command that runs `program` inside a fresh network namespace, with
+/// [`INSIDE_NAMESPACE_ENV`] set; add its arguments. The program also gets a pid namespace of
+/// its own, of which it is the first process: when it ends, however it ends, the kernel kills
+/// every process it started (the nodes included), and the network namespace goes with them;
+/// and if `unshare` itself is killed, it takes the program down with it (`--kill-child`).
+pub fn in_namespace(program: &std::path::Path) -> Command {
+    let mut command = Command::new("unshare");
+    command.args(["--net", "--pid", "--fork", "--kill-child", "--"]).arg(program).env(INSIDE_NAMESPACE_ENV, "1");
+    command
 }
 
 /// Inside the namespace: brings `lo` up, makes room for rules before the lookup of local
