@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
     name = "dkv-torture",
     version,
     about = "Start real dkv-server processes on loopback, drive concurrent clients, inject kill -9, pauses and partitions, and check the history with the simulator's checkers",
-    after_help = "Partitions need the tool to run as root: it runs itself in a network namespace of its own (unshare -n), so it never touches the host's network. Exit codes: 0 nothing found, 1 a violation or a node that failed under torture, 2 the tool could not run."
+    after_help = "Partitions need the tool to run as root: it runs itself in a network namespace of its own (unshare --net, with a pid namespace so no node outlives it), so it never touches the host's network. Exit codes: 0 nothing found, 1 a violation or a node that failed under torture, 2 the tool could not run."
 )]
 struct Cli {
     /// Seconds of faults (a long run is just a longer duration, e.g. 14400 for four hours).
