@@ -126,7 +126,7 @@ fn run_in_a_namespace(name: &str) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Answer {
     /// Served from its memory: the value, or absent.
-    Served(Option<Vec<u8>>),
+    Served(Option<String>),
     NotServing,
     /// No definite answer (a timeout, a lock still held); says nothing either way.
     Other(String),
@@ -134,7 +134,7 @@ enum Answer {
 
 fn answer_of(result: Result<Outcome, ClientError>) -> Answer {
     match result {
-        Ok(Outcome::Value { value, .. }) => Answer::Served(Some(value)),
+        Ok(Outcome::Value { value, .. }) => Answer::Served(Some(String::from_utf8_lossy(&value).into_owned())),
         Ok(Outcome::NotFound) => Answer::Served(None),
         Ok(Outcome::NotServing(_)) | Err(ClientError::NotServing { .. }) => Answer::NotServing,
         other => Answer::Other(format!("{other:?}")),
@@ -227,11 +227,10 @@ fn read_until_served(cluster: &Cluster, node: usize, key: &str, value: &str, dea
     while Instant::now() < deadline {
         last = answer_of(client.get(key));
         match &last {
-            Answer::Served(Some(found)) if found == value.as_bytes() => return,
-            Answer::Served(stale) => panic!(
-                "n{node} served a stale read of {key}: {:?}, after {key}={value} committed",
-                stale.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
-            ),
+            Answer::Served(Some(found)) if found == value => return,
+            Answer::Served(stale) => {
+                panic!("n{node} served a stale read of {key}: {stale:?}, after {key}={value} committed")
+            }
             Answer::NotServing | Answer::Other(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
@@ -350,7 +349,7 @@ fn partition_and_heal(cluster: &mut Cluster) {
     }
 
     // No stale read at n2: once "new" committed, n2 served "new" or nothing.
-    let stale = |answer: &Answer| matches!(answer, Answer::Served(v) if v.as_deref() != Some(b"new".as_slice()));
+    let stale = |answer: &Answer| matches!(answer, Answer::Served(v) if v.as_deref() != Some("new"));
     for read in reads.iter().filter(|read| read.sent >= new_committed) {
         assert!(
             !stale(&read.answer),
