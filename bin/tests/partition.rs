@@ -11,7 +11,8 @@
 //! - node 2 stops serving within the lease bound: no read sent to it later than
 //!   `L (1 + ρ)` after the cut, until the heal, is served;
 //! - after the heal, node 2 is added back, catches up and serves every write it missed within
-//!   [`SERVING_AFTER_HEAL_MAX`], and a write it coordinates commits and every node reads it.
+//!   [`SERVING_AFTER_HEAL_MAX`], and a write it coordinates commits and every node reads it;
+//!   its log shows it joined again in epoch 3 or later.
 //!
 //! The test runs itself again inside `unshare --net --pid` (root only): the namespace's pid 1 is
 //! that copy, so when it ends, however it ends, the kernel kills every node, and the network
