@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
     name = "dkv-torture",
     version,
     about = "Start real dkv-server processes on loopback, drive concurrent clients, inject kill -9, pauses and partitions, and check the history with the simulator's checkers",
-    after_help = "Partitions need the tool to run as root: it runs itself in a network namespace of its own (unshare -n), so it never touches the host's network. Exit codes: 0 nothing found, 1 a violation or a node that failed under torture, 2 the tool could not run."
+    after_help = "Partitions need the tool to run as root: it runs itself in a network namespace of its own (unshare --net, with a pid namespace so no node outlives it), so it never touches the host's network. Exit codes: 0 nothing found, 1 a violation or a node that failed under torture, 2 the tool could not run."
 )]
 struct Cli {
     /// Seconds of faults (a long run is just a longer duration, e.g. 14400 for four hours).
@@ -50,6 +50,11 @@ struct Cli {
     /// Faults to draw from, comma-separated: kill, kill-all, pause, partition (none: "").
     #[arg(long, value_delimiter = ',', default_value = "kill,kill-all,pause,partition", value_parser = parse_fault)]
     faults: Vec<Option<Fault>>,
+    /// Every node runs with `dkv-server --availability`: a node down or cut off is removed by
+    /// the others and added back once it returns, and reads need a lease (TCP only: the
+    /// catch-up needs the TCP peer port).
+    #[arg(long)]
+    availability: bool,
     /// Keep the run's folder (data dirs, node logs, kept log segments) and print where it is.
     /// It is always kept when something is found.
     #[arg(long)]
@@ -76,6 +81,11 @@ fn main() -> ExitCode {
     let mut faults: Vec<Fault> = cli.faults.iter().flatten().copied().collect();
     faults.sort();
     faults.dedup();
+    if cli.availability && cli.transport == ClientTransport::Udp {
+        return fail(
+            "--availability needs TCP (dkv-server refuses it with -u: the catch-up streams over the TCP peer port); use --transport tcp",
+        );
+    }
     let inside = std::env::var_os(network::INSIDE_NAMESPACE_ENV).is_some();
     if !inside {
         match network::namespace_available() {
@@ -129,14 +139,16 @@ fn main() -> ExitCode {
             keys: cli.keys as usize,
             faults: faults.clone(),
             own_uids: inside,
+            availability: cli.availability,
         };
         println!(
-            "round {}/{rounds}; the same round again: dkv-torture --seed {round_seed} --transport {transport} --nodes {} --clients {} --keys {} --duration {round_duration} --faults '{}'",
+            "round {}/{rounds}; the same round again: dkv-torture --seed {round_seed} --transport {transport} --nodes {} --clients {} --keys {} --duration {round_duration} --faults '{}'{}",
             round + 1,
             cli.nodes,
             cli.clients,
             cli.keys,
-            fault_names.join(",")
+            fault_names.join(","),
+            if cli.availability { " --availability" } else { "" }
         );
         let code = run_round(&options, cli.keep_dir);
         if code != 0 {

@@ -5,7 +5,7 @@
 
 use super::log_keeper::{KeptSegment, missing_numbers};
 use dkv_core::codec::wal::WalEnd;
-use dkv_core::{Config, Node, NodeId, NodeSet, Time};
+use dkv_core::{Config, Node, NodeId, NodeSet, Record, Time};
 use dkv_net::Wal;
 use dkv_sim::Violation;
 use dkv_sim::check::exactly_once::ExactlyOnce;
@@ -88,12 +88,20 @@ fn resolve_unknown_writes(history: &mut History, decided: &ExactlyOnce) -> usize
 }
 
 /// Feeds every record of every kept segment, node by node in log order, to the simulator's
-/// exactly-once checker, and returns it: it knows the requests some node durably holds as
-/// committed (a decision, a learned commit, or an application). A segment
-/// the keeper never saw, or one damaged in the middle, means the check cannot vouch for that
-/// node: that is reported too.
+/// exactly-once checker, and returns one that knows the requests some node ever durably held as
+/// committed (a decision, a learned commit, or an application). A segment the keeper never
+/// saw, or one damaged in the middle, means the check cannot vouch for that node: that is
+/// reported too.
+///
+/// A node that caught up by a state transfer holds a member's state from then on: what it
+/// applies from it is not a second application at that node, so the checker that judges
+/// forgets the node there (as the simulator does at a catch-up). The one returned forgets
+/// nothing: a commit whose records every node later replaced by an adopted snapshot was still
+/// applied, and a write with an unknown outcome must not be settled as never applied for it.
 fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Checks) -> ExactlyOnce {
     let mut checker = ExactlyOnce::new(kept.len());
+    let mut ever_decided = ExactlyOnce::new(kept.len());
+    let mut ignored = Vec::new();
     for (i, segments) in kept.iter().enumerate() {
         let missing = missing_numbers(segments);
         if !missing.is_empty() {
@@ -105,7 +113,11 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
                 Ok((records, end)) => {
                     checks.segments_read += 1;
                     for record in &records {
+                        if opens_an_adopted_log(record) {
+                            checker.forget_node(i);
+                        }
                         checker.observe_durable(i, record, history, &mut checks.exactly_once);
+                        ever_decided.observe_durable(i, record, history, &mut ignored);
                     }
                     if let WalEnd::Corrupt { offset, error, .. } = end {
                         let message =
@@ -118,7 +130,19 @@ fn exactly_once(history: &History, kept: &[Vec<KeptSegment>], checks: &mut Check
         }
     }
     checks.durable_applications = checker.applications();
-    checker
+    ever_decided
+}
+
+/// Whether `record` begins a log a node adopted from a member by a state transfer
+/// (docs/protocol.md §7.6): the adopted log starts with a snapshot whose incarnation is zeroed
+/// (`dkv_core::catch_up::Adoption`), while a node's own snapshot carries its incarnation, which
+/// is 1 or more from its first start.
+fn opens_an_adopted_log(record: &Record) -> bool {
+    match record {
+        Record::SnapshotBegin(header) => header.incarnation == 0,
+        Record::SnapshotBeginInEpoch(header) => header.incarnation == 0,
+        _ => false,
+    }
 }
 
 /// Node `i` of `nodes` as a server would start it from `dir`: the log recovered by the real
@@ -133,7 +157,7 @@ fn rebuild(i: usize, nodes: usize, dir: &Path) -> Result<Node, String> {
 mod tests {
     use super::*;
     use dkv_core::record::TxnRecord;
-    use dkv_core::{ClientId, Epoch, Record, RequestId, TxnId, TxnOp};
+    use dkv_core::{ClientId, Epoch, RequestId, TxnId, TxnOp};
     use dkv_sim::history::{Op, OpKind, Result as OpResult};
     use std::path::PathBuf;
 
@@ -191,14 +215,34 @@ mod tests {
     /// Kept segments for `NODES` nodes: node 0 holds `records`, written by the real WAL in a
     /// folder under `root`.
     fn kept_log(root: &Path, records: &[Record]) -> Vec<Vec<KeptSegment>> {
-        let log = root.join("kept-log");
-        let (mut wal, _) = Wal::open(&log).unwrap();
-        for record in records {
-            wal.append(record).unwrap();
-        }
-        wal.sync().unwrap();
+        kept_logs(root, &[records])
+    }
+
+    /// Kept segments for `NODES` nodes: node 0 holds each of `logs` in turn, each written by
+    /// the real WAL in a folder of its own under `root` (a state transfer replaces a node's
+    /// log with another), numbered on as the keeper numbers what it keeps.
+    fn kept_logs(root: &Path, logs: &[&[Record]]) -> Vec<Vec<KeptSegment>> {
         let mut kept = vec![Vec::new(); NODES];
-        kept[0].push(KeptSegment { number: 1, inode: 0, path: log.join("00000000000000000001.wal") });
+        for (l, records) in logs.iter().enumerate() {
+            let log = root.join(format!("kept-log-{l}"));
+            let (mut wal, _) = Wal::open(&log).unwrap();
+            for record in *records {
+                wal.append(record).unwrap();
+            }
+            wal.sync().unwrap();
+            let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&log)
+                .unwrap()
+                .filter_map(|entry| {
+                    let path = entry.unwrap().path();
+                    Some((dkv_net::wal::segment_number(path.file_name()?.to_str()?)?, path))
+                })
+                .collect();
+            files.sort();
+            for (_, path) in files {
+                let number = kept[0].len() as u64 + 1;
+                kept[0].push(KeptSegment { number, inode: 0, path });
+            }
+        }
         kept
     }
 
@@ -213,6 +257,44 @@ mod tests {
             assert_eq!(checks.exactly_once.len(), expected, "{:?}", checks.exactly_once);
             assert_eq!(checks.durable_applications, records.len() as u64);
         }
+    }
+
+    /// A request applied again in a log the node adopted from a member (its snapshot's
+    /// incarnation zeroed) is the member's application, not a second one; applied again after
+    /// a snapshot of the node's own, it is a violation.
+    #[test]
+    fn a_request_applied_again_only_in_an_adopted_log_is_applied_once() {
+        use dkv_core::SnapshotHeader;
+        for (incarnation, expected) in [(0, 0), (1, 1)] {
+            let snapshot = Record::SnapshotBegin(Box::new(SnapshotHeader { incarnation, ..SnapshotHeader::default() }));
+            let adopted = [snapshot, Record::SnapshotEnd { entries: 0 }, decided_record(2)];
+            let root = tempfile::tempdir().unwrap();
+            let kept = kept_logs(root.path(), &[&[decided_record(1)], &adopted]);
+            let checks = check_with(History { ops: vec![put(1, OpResult::Unknown)] }, root.path(), &kept);
+            assert_eq!(checks.exactly_once.len(), expected, "incarnation {incarnation}: {:?}", checks.exactly_once);
+        }
+    }
+
+    /// A write with an unknown outcome decided in a log the node later replaced by an adopted
+    /// one (whose snapshot holds the write as data, not as a decision) was applied: a read of
+    /// its value passes.
+    #[test]
+    fn a_write_decided_before_a_catch_up_stays_applied() {
+        let adopted = [Record::SnapshotBegin(Box::default()), Record::SnapshotEnd { entries: 0 }];
+        let read = Op {
+            client: ClientId(8),
+            seq: 1,
+            kind: OpKind::Get { key: b"k".to_vec() },
+            invoke: 20,
+            response: Some(30),
+            result: OpResult::Read(Some(b"v".to_vec()), 1),
+            ..put(1, OpResult::Unknown)
+        };
+        let root = tempfile::tempdir().unwrap();
+        let kept = kept_logs(root.path(), &[&[decided_record(1)], &adopted]);
+        let checks = check_with(History { ops: vec![put(1, OpResult::Unknown), read] }, root.path(), &kept);
+        assert_eq!(checks.resolved_not_applied, 0);
+        assert!(checks.passed(), "{:?}", checks.violations().collect::<Vec<_>>());
     }
 
     /// A write with an unknown outcome that no node decided was not applied, so a read of its

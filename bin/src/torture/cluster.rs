@@ -43,6 +43,9 @@ pub struct ClusterSpec {
     /// Inside the tool's network namespace: each node runs as its own uid on its own address
     /// (see [`super::network`]); needed for partitions.
     pub own_uids: bool,
+    /// `dkv-server --availability` on every node: a member cut off or down is removed by the
+    /// others and added back once it returns; reads need a lease.
+    pub availability: bool,
 }
 
 pub struct Cluster {
@@ -148,6 +151,7 @@ impl Cluster {
             })
             .args(["-l", "error", "--data-dir"])
             .arg(self.data_dir(i))
+            .args(self.spec.availability.then_some("--availability"))
             .arg("--credentials")
             .arg(self.root.join(format!("credentials/node-{i}")))
             .args(init.then_some("--init"))
@@ -204,6 +208,19 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
         self.spawn(i, false)?;
         self.wait_ready(i)
+    }
+
+    /// Starts every node again after each was killed, then waits until each answers. All start
+    /// before any is waited for: with `--availability` a node answers reads only under a lease
+    /// from a majority, so one alone never would.
+    pub fn restart_all(&mut self) -> Result<(), ClusterError> {
+        for i in 0..self.spec.nodes {
+            self.spawn(i)?;
+        }
+        for i in 0..self.spec.nodes {
+            self.wait_ready(i)?;
+        }
+        Ok(())
     }
 
     /// SIGSTOP: node `i` freezes, its sockets stay open and its timers go stale.

@@ -144,9 +144,7 @@ pub fn run(
                     cluster.kill(i)?;
                 }
                 hold_for(hold);
-                for i in 0..nodes {
-                    cluster.restart(i)?;
-                }
+                cluster.restart_all()?;
                 counts.kill_all += 1;
             }
             Fault::Pause => {

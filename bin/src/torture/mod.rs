@@ -58,6 +58,8 @@ pub struct Options {
     pub faults: Vec<Fault>,
     /// Each node runs as its own uid in the tool's own network namespace (partitions need it).
     pub own_uids: bool,
+    /// `dkv-server --availability` on every node (see [`ClusterSpec::availability`]).
+    pub availability: bool,
 }
 
 #[derive(Debug, Error)]
@@ -122,6 +124,7 @@ pub fn run(options: &Options, folder: &std::path::Path, say: &mut dyn FnMut(Stri
         nodes: options.nodes,
         transport: options.transport,
         own_uids: options.own_uids,
+        availability: options.availability,
     };
     let data_dirs: Vec<PathBuf> = (0..options.nodes).map(|i| folder.join(format!("node-{i}"))).collect();
     let keeper = LogKeeper::start(data_dirs.clone(), &folder.join("kept-segments")).map_err(TortureError::LogKeeper)?;

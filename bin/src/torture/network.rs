@@ -1,8 +1,10 @@
 //! Where the torture run's cluster lives on the network, and how it cuts links.
 //!
-//! The tool re-executes itself inside a fresh network namespace (`unshare -n`), so nothing it
+//! The tool re-executes itself inside a fresh network namespace (`unshare --net`), so nothing it
 //! does can touch the host's network: the namespace has its own `lo` and its own routing rules,
-//! and it disappears with the tool. Node `i` listens on its own loopback address, 127.0.0.(i+2),
+//! and it disappears with the tool. It is also the first process of a pid namespace of its own
+//! (`--pid`), so no node outlives it, however it ends. `bin/tests/partition.rs` runs itself the
+//! same way ([`in_namespace`]). Node `i` listens on its own loopback address, 127.0.0.(i+2),
 //! and runs as its own user id, [`NODE_UID_BASE`] + i. A routing rule per uid makes every
 //! packet a node sends leave from its own address, as if each node had a host of its own (a
 //! node accepts peer connections only from its peers' addresses; without the rule every
@@ -49,10 +51,10 @@ pub fn node_host(i: usize, in_namespace: bool) -> Ipv4Addr {
     if in_namespace { Ipv4Addr::new(127, 0, 0, 2 + i as u8) } else { Ipv4Addr::LOCALHOST }
 }
 
-/// Whether this process can make a network namespace (it is root and `unshare` works).
+/// Whether this process can make the namespaces [`in_namespace`] makes (it is root and
+/// `unshare` works).
 pub fn namespace_available() -> Result<(), NetworkError> {
-    let output = Command::new("unshare")
-        .args(["-n", "true"])
+    let output = in_namespace(std::path::Path::new("true"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| NetworkError::NoNamespace(format!("cannot run unshare: {e}")))?;
@@ -67,14 +69,22 @@ pub fn namespace_available() -> Result<(), NetworkError> {
 /// returns its exit code.
 pub fn rerun_in_namespace() -> Result<i32, NetworkError> {
     let exe = std::env::current_exe().map_err(|e| NetworkError::NoNamespace(e.to_string()))?;
-    let status = Command::new("unshare")
-        .args(["-n", "--"])
-        .arg(exe)
+    let status = in_namespace(&exe)
         .args(std::env::args_os().skip(1))
-        .env(INSIDE_NAMESPACE_ENV, "1")
         .status()
         .map_err(|e| NetworkError::NoNamespace(format!("cannot run unshare: {e}")))?;
     Ok(status.code().unwrap_or(2))
+}
+
+/// The command that runs `program` inside a fresh network namespace, with
+/// [`INSIDE_NAMESPACE_ENV`] set; add its arguments. The program also gets a pid namespace of
+/// its own, of which it is the first process: when it ends, however it ends, the kernel kills
+/// every process it started (the nodes included), and the network namespace goes with them;
+/// and if `unshare` itself is killed, it takes the program down with it (`--kill-child`).
+pub fn in_namespace(program: &std::path::Path) -> Command {
+    let mut command = Command::new("unshare");
+    command.args(["--net", "--pid", "--fork", "--kill-child", "--"]).arg(program).env(INSIDE_NAMESPACE_ENV, "1");
+    command
 }
 
 /// Inside the namespace: brings `lo` up, makes room for rules before the lookup of local
