@@ -215,7 +215,7 @@ impl Cluster {
     /// from a majority, so one alone never would.
     pub fn restart_all(&mut self) -> Result<(), ClusterError> {
         for i in 0..self.spec.nodes {
-            self.spawn(i)?;
+            self.spawn(i, false)?;
         }
         for i in 0..self.spec.nodes {
             self.wait_ready(i)?;
