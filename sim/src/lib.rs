@@ -37,7 +37,8 @@
 //!
 //! With [`Params::minority_faults`] (the protocol is expected to tolerate a minority of members
 //! down, issue 12; off by default while dkv runs classic two-phase commit), the swarm also draws
-//! the lasting faults, never more than f = ⌊(N−1)/2⌋ members lost at once:
+//! the lasting faults, never more than f = ⌊(N−1)/2⌋ members lost at once (a member back from
+//! an absence without its state counts as lost until it has caught up):
 //!
 //! - **Permanent crashes** (`permanent_crashes`): a machine that dies and is never replaced
 //!   within the run; it stays down after the heal.

@@ -195,6 +195,9 @@ struct SimNode {
     absent: bool,
     /// Its data dir was lost: its next start cannot vouch for the (empty) log.
     data_lost: bool,
+    /// A long absence took its state (data dir lost, last synced record damaged): the fault
+    /// holds it away until it has caught up, not only until it is back.
+    lacks_state: bool,
     /// The configuration it was last seen in (a change is traced).
     configuration: Option<dkv_core::Configuration>,
 }
@@ -234,6 +237,7 @@ impl SimNode {
             gone: false,
             absent: false,
             data_lost: false,
+            lacks_state: false,
             configuration: None,
         }
     }
@@ -1302,7 +1306,6 @@ impl World {
                     // The truncation took a synced record with it: whatever it applied is gone
                     // from this node's log.
                     self.exactly_once.lost(i, lost);
-                    self.visibility.lost(i, lost);
                 }
                 recovered.records
             }
@@ -1357,8 +1360,8 @@ impl World {
         // The old log is replaced whole: what it held is gone, the adopted records are durable.
         self.halt(i, 0, &CrashDamage::default());
         self.exactly_once.forget_node(i);
-        self.visibility.forget_node(i);
         self.nodes[i].data_lost = false;
+        self.nodes[i].lacks_state = false;
         self.make_durable(i, |disk, observe| {
             for record in &adopted {
                 observe(record);

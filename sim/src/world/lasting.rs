@@ -91,12 +91,13 @@ impl World {
         self.halt(i, survivors, &CrashDamage::default());
     }
 
-    /// Members held away by lasting faults: crashed for good (or about to be), absent, cut off.
+    /// Members held away by lasting faults: crashed for good (or about to be), absent, back
+    /// from an absence without their state and not caught up yet, cut off.
     fn members_lost(&self) -> Vec<bool> {
         (0..self.nodes.len())
             .map(|i| {
                 let n = &self.nodes[i];
-                n.doomed || n.absent || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
+                n.doomed || n.absent || n.lacks_state || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
             })
             .collect()
     }
@@ -154,13 +155,14 @@ impl World {
         if data_lost {
             self.nodes[i].disk.lose_everything();
             self.nodes[i].data_lost = true;
+            self.nodes[i].lacks_state = true;
             self.exactly_once.forget_node(i);
-            self.visibility.forget_node(i);
             self.stats.data_dirs_lost += 1;
         }
         if let Some(bit) = tail {
             if self.nodes[i].disk.damage_last_synced(bit) {
                 self.stats.tails_damaged += 1;
+                self.nodes[i].lacks_state = true;
             }
         }
         self.nodes[i].absent = true;
@@ -251,7 +253,8 @@ impl World {
         if !self.params.minority_faults {
             return;
         }
-        let live: Vec<bool> = self.nodes.iter().map(|n| n.node.is_some() && !n.paused).collect();
+        // A node back without its state takes part in nothing until it has caught up.
+        let live: Vec<bool> = self.nodes.iter().map(|n| n.node.is_some() && !n.paused && !n.lacks_state).collect();
         let side = majority_side(&live, |a, b| self.reaches(a, b));
         if self.sides.last().is_none_or(|last| last.side != side) {
             self.sides.push(SideChange { at: self.now, side });
