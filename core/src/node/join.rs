@@ -163,39 +163,55 @@ impl Node {
     /// this node's epoch and leaves it out is installed, so that it takes part in the next
     /// agreement (§7.3).
     pub(super) fn on_chosen_outside(&mut self, now: Time, from: NodeId, value: Value) {
-        let sh = &mut self.shared;
-        if !sh.config.members.contains(from) || !value.configuration.contains(from) {
-            sh.stats.messages_dropped += 1;
+        if !self.shared.config.members.contains(from) || !value.configuration.contains(from) {
+            self.shared.stats.messages_dropped += 1;
             return;
         }
         let epoch = value.configuration.epoch;
         if epoch > self.join.known.epoch {
             self.join.known = value.configuration;
         }
-        let still_in = epoch == self.join.known.epoch || self.join.known.contains(sh.me());
+        let me = self.shared.me();
+        let still_in = epoch == self.join.known.epoch || self.join.known.contains(me);
         let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
-        if still_in && !asked && value.admits(sh.me(), self.join.ticket) {
+        if still_in && !asked && self.may_catch_up_through(&value) {
             self.join.asked = Some((epoch, now));
-            sh.stats.catch_ups_asked += 1;
-            sh.outbox_push(Output::CatchUp { from, epoch });
+            self.shared.stats.catch_ups_asked += 1;
+            self.shared.outbox_push(Output::CatchUp { from, epoch });
             return;
         }
-        let follows = Some(epoch) == sh.epoch().next() && !value.configuration.contains(sh.me());
+        let follows = Some(epoch) == self.shared.epoch().next() && !value.configuration.contains(me);
         if follows && self.reconfiguration.agreement().is_some() && !self.reconfiguration.is_installing() {
             self.begin_install(value);
         }
     }
 
+    /// Whether this node may catch up through `value`, which adds it: under this life's
+    /// ticket; or under an earlier life's, if this node vouches for its log. The ticket keeps a
+    /// life that lost its log (which may have caught up and acted in the epoch, then lost it
+    /// all) from taking that life's add; but a log this node vouches for is its whole history,
+    /// and it shows no earlier life acted in the epoch (acting there starts with the catch-up
+    /// that replaces the log). (Seen in the simulator: an add asked for before a restart was
+    /// chosen after it, and the node, which could neither catch up through it nor install it,
+    /// stayed outside for good with the one member left.)
+    fn may_catch_up_through(&self, value: &Value) -> bool {
+        let me = self.shared.me();
+        value.admits(me, self.join.ticket)
+            || value.configuration.contains(me)
+                && value.joining.contains_key(&me)
+                && !self.reconfiguration.cannot_vouch()
+    }
+
     /// This node's agreement learned `value` while this node is outside its configuration: it
-    /// catches up through a value that adds this life (from a member the value keeps), and
-    /// installs one that leaves it out. A value that adds it under another ticket added an
-    /// earlier life, whose state this one does not have: it installs nothing, and asks to join
-    /// as a new life. (Seen in the simulator: a node crashed before its catch-up, restarted,
-    /// and installed the value that added its earlier life, without the state: it lacked a
-    /// visible commit for good.)
+    /// catches up through a value that adds it (from a member the value keeps, see
+    /// [`Node::may_catch_up_through`]), and installs one that leaves it out. One that adds it
+    /// and that it may not catch up through added an earlier life, whose state this one does
+    /// not have: it installs nothing, and asks to join as a new life. (Seen in the simulator: a
+    /// node crashed before its catch-up, restarted, and installed the value that added its
+    /// earlier life, without the state: it lacked a visible commit for good.)
     pub(super) fn on_learned_outside(&mut self, now: Time, value: Value) {
         let sh = &self.shared;
-        if value.admits(sh.me(), self.join.ticket) {
+        if self.may_catch_up_through(&value) {
             let kept = value.configuration.members.intersection(sh.configuration.members).without(sh.me());
             if let Some(from) = kept.iter().next() {
                 self.on_chosen_outside(now, from, value);
