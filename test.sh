@@ -392,16 +392,17 @@ put_until_committed() { # id key value limit
     fail "$MODE: put $key through node $id did not commit within $4 s ($(cat "$WORK/client.err"))"
 }
 
-# Polls `get KEY` at node `id` alone until it serves VALUE, within `limit` seconds; only "not
-# found" (3) or "unavailable" (5: not serving yet) are allowed meanwhile.
-read_until_served() { # id key value limit
-    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) rc out
+# Polls `get KEY` at node `id` alone until it serves VALUE, within `limit` seconds; meanwhile
+# only the exit codes in `allowed` are taken: by default "not found" (3) or "unavailable" (5:
+# not serving yet).
+read_until_served() { # id key value limit [allowed]
+    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) allowed=${5:-"3 5"} rc out
     while ((SECONDS < deadline)); do
         rc=0
         out=$("$CLIENT" -t -p $((BASE + id)) --timeout 1 get "$key" 2>"$WORK/client.err") || rc=$?
         CHECKS=$((CHECKS + 1))
         [[ $rc == 0 && $out == "$value" ]] && return
-        [[ $rc == 3 || $rc == 5 ]] || fail "$MODE: get $key at node $id gave exit $rc and '$out' ($(cat "$WORK/client.err"))"
+        [[ " $allowed " == *" $rc "* ]] || fail "$MODE: get $key at node $id gave exit $rc and '$out' ($(cat "$WORK/client.err")); only exits $allowed may come before '$value'"
         sleep 0.05
     done
     fail "$MODE: node $id did not serve $key=$value within $4 s (last: exit $rc, $(cat "$WORK/client.err"))"
@@ -410,16 +411,7 @@ read_until_served() { # id key value limit
 # Like read_until_served, for a key written before: "not found" (3) is a failure, only
 # "unavailable" (5: not serving yet) is allowed meanwhile.
 read_never_absent() { # id key value limit
-    local id=$1 key=$2 value=$3 deadline=$((SECONDS + $4)) rc out
-    while ((SECONDS < deadline)); do
-        rc=0
-        out=$("$CLIENT" -t -p $((BASE + id)) --timeout 1 get "$key" 2>"$WORK/client.err") || rc=$?
-        CHECKS=$((CHECKS + 1))
-        [[ $rc == 0 && $out == "$value" ]] && return
-        [[ $rc == 5 ]] || fail "$MODE: get $key at node $id gave exit $rc and '$out' ($(cat "$WORK/client.err")); it was written before as '$value'"
-        sleep 0.05
-    done
-    fail "$MODE: node $id did not serve $key=$value within $4 s (last: exit $rc, $(cat "$WORK/client.err"))"
+    read_until_served "$1" "$2" "$3" "$4" 5
 }
 
 # dkv-server --availability (TCP): kill -9 one node of three and keep it down; writes through
