@@ -13,6 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// happen.
 pub struct ExactlyOnce {
     nodes: Vec<NodeApplications>,
+    /// Requests committed at a node that has since replaced its log by a catch-up: the adopted
+    /// log holds their effects (in a snapshot, where no record names them), so they still took
+    /// effect.
+    carried: BTreeSet<RequestId>,
     /// Durable applications of a request, over all nodes.
     applications: u64,
 }
@@ -34,7 +38,11 @@ struct NodeApplications {
 
 impl ExactlyOnce {
     pub fn new(nodes: usize) -> ExactlyOnce {
-        ExactlyOnce { nodes: (0..nodes).map(|_| NodeApplications::default()).collect(), applications: 0 }
+        ExactlyOnce {
+            nodes: (0..nodes).map(|_| NodeApplications::default()).collect(),
+            carried: BTreeSet::new(),
+            applications: 0,
+        }
     }
 
     /// Durable applications of a request seen so far, over all nodes.
@@ -45,7 +53,8 @@ impl ExactlyOnce {
     /// Whether `request` was committed durably at any node: its transaction was decided
     /// commit, and takes effect (the record that applies it may wait for a later sync).
     pub fn applied_anywhere(&self, request: RequestId) -> bool {
-        self.nodes.iter().any(|n| n.first_applied_by.contains_key(&request) || n.committed.contains(&request))
+        self.carried.contains(&request)
+            || self.nodes.iter().any(|n| n.first_applied_by.contains_key(&request) || n.committed.contains(&request))
     }
 
     /// `record` became durable at node `node`. A double application is added to `violations`,
@@ -96,6 +105,17 @@ impl ExactlyOnce {
     /// again (after catching up) is not a second application.
     pub fn forget_node(&mut self, node: usize) {
         self.nodes[node] = NodeApplications::default();
+    }
+
+    /// Node `node` replaced its log by a member's (a catch-up): what it applies from the new
+    /// log is not a second application, but what it had committed did take effect (the
+    /// member's log holds it, perhaps only in a snapshot). (Seen with minority faults, seed
+    /// 5172: every node that had applied a put later caught up, and the put of an unknown
+    /// outcome was judged never applied; a delete that found the key looked impossible.)
+    pub fn adopted_log(&mut self, node: usize) {
+        let applications = std::mem::take(&mut self.nodes[node]);
+        self.carried.extend(applications.committed);
+        self.carried.extend(applications.first_applied_by.into_keys());
     }
 
     /// `record`, durable at node `node`, was lost from its log (recovery truncated it with a
@@ -160,6 +180,24 @@ mod tests {
     /// A request applied under a second transaction at one node is a double application —
     /// unless the node lost the first application with the record that held it (a truncated
     /// tail) or with its whole data dir: then applying it again is what catching up does.
+    /// A request a node committed still took effect after the node adopted another log (a
+    /// catch-up), and its applying the adopted log again is no second application; after a
+    /// data dir lost, nothing of it is known any more.
+    #[test]
+    fn a_catch_up_keeps_what_was_committed() {
+        let request = RequestId { client: ClientId(7), seq: 1 };
+        let mut checker = ExactlyOnce::new(1);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
+        checker.adopted_log(0);
+        assert!(checker.applied_anywhere(request), "its effect is in the adopted log");
+        assert_eq!(watch(&mut checker, &[prepared(2), committed(2)]), 0, "applied from the adopted log");
+
+        let mut checker = ExactlyOnce::new(1);
+        assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
+        checker.forget_node(0);
+        assert!(!checker.applied_anywhere(request), "the data dir went with it");
+    }
+
     #[test]
     fn a_lost_application_is_no_application() {
         let mut checker = ExactlyOnce::new(1);
