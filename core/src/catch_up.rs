@@ -148,6 +148,8 @@ pub struct Adoption {
     /// whether versions were tracked when it was prepared (`None`: in the snapshot, whose
     /// tracking is known at its end).
     own_pending: BTreeMap<TxnId, (TxnRecord, Option<bool>)>,
+    /// Those of `own_pending` whose commit the member holds (`CommitLearned`).
+    own_held: BTreeSet<TxnId>,
     /// Whether versions are tracked at this point of the stream, as recovery reads it: set by
     /// boot records and by the snapshot (see `Record::BootTracked`).
     tracked: bool,
@@ -182,6 +184,7 @@ impl Adoption {
             place: Place::Start,
             incarnation_floor,
             own_pending: BTreeMap::new(),
+            own_held: BTreeSet::new(),
             tracked: false,
             snapshot_tracked: false,
             unapplied: Vec::new(),
@@ -294,18 +297,23 @@ impl Adoption {
             // it says of its own log.
             (Place::AfterSnapshot, Record::Agreement(_) | Record::Unvouched) => {}
             // The member installed the next configuration: its settlement settles what the
-            // receiver holds from the stream as it settled the member's (replay applies it
-            // alike). This node's own transactions the settlement commits are its decisions,
-            // finished; those it aborts are gone; any other stays pending (docs/protocol.md
-            // §7.6: nothing held from a transfer is settled by the default).
+            // receiver holds from the stream exactly as the member's install settled it
+            // (`Participant::settle`; replay applies it alike): a commit the member holds
+            // commits unless the settlement aborts it, anything else aborts unless it commits
+            // it. This node's own transactions that commit are its decisions, finished; the
+            // others are gone. (A settlement from a cover's reports may leave out a transaction
+            // prepared at members outside the cover: never a commit, which every member
+            // prepared and every report names, docs/protocol.md §7.3. Waiting for a later
+            // change to name it, the catch-up was refused for ever: default swarm seed 2027.)
             (Place::AfterSnapshot, Record::Installed(value)) => {
                 for txn in self.own_pending.keys().copied().collect::<Vec<_>>() {
-                    if value.settlement.commits(txn) {
-                        let (t, _) = self.own_pending.remove(&txn).expect("listed above");
+                    let held = self.own_held.contains(&txn);
+                    let commits = value.settlement.commits(txn) || held && !value.settlement.aborts(txn);
+                    let (t, _) = self.own_pending.remove(&txn).expect("listed above");
+                    self.own_held.remove(&txn);
+                    if commits {
                         out.push(Record::Decided(t));
                         out.push(Record::Forgotten { txn });
-                    } else if value.settlement.aborts(txn) {
-                        self.own_pending.remove(&txn);
                     }
                 }
                 self.member_decided.clear();
@@ -355,7 +363,9 @@ impl Adoption {
             // A commit the member holds. One of this node's own stays pending: only its
             // `Committed` (applied) settles it here; without one the transfer is refused below.
             (Place::AfterSnapshot, Record::CommitLearned { txn }) => {
-                if !self.own_pending.contains_key(&txn) {
+                if self.own_pending.contains_key(&txn) {
+                    self.own_held.insert(txn);
+                } else {
                     out.push(Record::CommitLearned { txn });
                 }
             }

@@ -98,6 +98,9 @@ pub enum ProposeError {
         "configuration {proposed} keeps fewer members of {current} than settle its epoch: a change keeps all but f of them (one at least)"
     )]
     KeepsTooFew { proposed: Configuration, current: Configuration },
+    /// Only members propose; the nodes outside the configuration only accept.
+    #[error("node {node} is not a member of {current}: only members propose the next configuration")]
+    NotAMember { node: NodeId, current: Configuration },
     /// One proposal at a time per node; the first one goes on.
     #[error("this node is already proposing configuration {0}")]
     AlreadyProposing(Configuration),
@@ -259,6 +262,9 @@ impl Agreement {
             Err(NotASuccessor::KeepsTooFew) => return Err(ProposeError::KeepsTooFew { proposed, current }),
             Ok(()) => {}
         }
+        if !self.current.contains(self.me) {
+            return Err(ProposeError::NotAMember { node: self.me, current });
+        }
         if let Some(p) = &self.proposer {
             return Err(ProposeError::AlreadyProposing(p.own));
         }
@@ -338,8 +344,13 @@ impl Agreement {
                 let kept_members_only = self.flawed(PaxosFlaw::SettleFromKeptMembers);
                 let (me, current, cluster) = (self.me, self.current, self.cluster);
                 let Some(p) = self.proposer.as_mut() else { return };
-                // A majority of the cluster; it holds a cover of the members (`quorum.rs`).
-                let is_quorum = |nodes: NodeSet| is_majority(cluster, nodes, half_is_majority);
+                // A majority of the cluster with a cover of the members (`quorum.rs`): a
+                // configuration of fewer than c members may have none in a majority of the
+                // cluster, and the settlement would hear from nobody (review finding).
+                let is_quorum = |nodes: NodeSet| {
+                    is_majority(cluster, nodes, half_is_majority)
+                        && (half_is_majority || cluster.covers(current.members, nodes))
+                };
                 let kept = p.own.members;
                 // Every report of the majority counts; the planted flaws ignore some.
                 let ignored = |node: NodeId| own_report_only && node != me || kept_members_only && !kept.contains(node);

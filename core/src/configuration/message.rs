@@ -89,9 +89,15 @@ impl PaxosMessage {
             Ok(())
         };
         match self {
-            PaxosMessage::PromiseRequest { ballot, .. } => senders(*ballot),
+            // Only members propose: a ballot of a node outside would wedge the epoch (every
+            // promise carrying its acceptance is dropped as a non-member's).
+            PaxosMessage::PromiseRequest { ballot, .. } => {
+                senders(*ballot)?;
+                ballot_of_member(*ballot)
+            }
             PaxosMessage::AcceptRequest { ballot, value, .. } => {
                 senders(*ballot)?;
+                ballot_of_member(*ballot)?;
                 next(value)
             }
             PaxosMessage::Promise { ballot, accepted, .. } => {

@@ -158,8 +158,8 @@ impl Node {
     }
 
     /// A member's answer while this node stands outside: a value the member installed. A later
-    /// configuration is remembered (the members to ask); a value that adds this life is caught
-    /// up through if no later configuration known leaves this node out; the value that follows
+    /// configuration is remembered (the members to ask); the latest value known is caught up
+    /// through if it adds this node (see [`Node::may_catch_up_through`]); the value that follows
     /// this node's epoch and leaves it out is installed, so that it takes part in the next
     /// agreement (§7.3).
     pub(super) fn on_chosen_outside(&mut self, now: Time, from: NodeId, value: Value) {
@@ -172,9 +172,12 @@ impl Node {
             self.join.known = value.configuration;
         }
         let me = self.shared.me();
-        let still_in = epoch == self.join.known.epoch || self.join.known.contains(me);
+        // Only through the latest value known: a member tells both the value after this node's
+        // epoch and its latest, and catching up through each in turn never ends (seen in the
+        // simulator: two catch-ups asked alternately, each refused as the other was pending).
+        let latest = epoch == self.join.known.epoch;
         let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
-        if still_in && !asked && self.may_catch_up_through(&value) {
+        if latest && !asked && self.may_catch_up_through(&value) {
             self.join.asked = Some((epoch, now));
             self.shared.stats.catch_ups_asked += 1;
             self.shared.outbox_push(Output::CatchUp { from, epoch });
@@ -194,29 +197,31 @@ impl Node {
     /// that replaces the log). (Seen in the simulator: an add asked for before a restart was
     /// chosen after it, and the node, which could neither catch up through it nor install it,
     /// stayed outside for good with the one member left.)
+    ///
+    /// Only a value past this node's epoch: for an epoch at or below it, an earlier life of this
+    /// log did catch up through that add, and going back would erase what it did since (its
+    /// promises as an acceptor included; review finding).
     fn may_catch_up_through(&self, value: &Value) -> bool {
         let me = self.shared.me();
-        value.admits(me, self.join.ticket)
-            || value.configuration.contains(me)
-                && value.joining.contains_key(&me)
-                && !self.reconfiguration.cannot_vouch()
+        let ahead = value.configuration.epoch > self.shared.epoch();
+        let earlier_life =
+            value.configuration.contains(me) && value.joining.contains_key(&me) && !self.reconfiguration.cannot_vouch();
+        ahead && (value.admits(me, self.join.ticket) || earlier_life)
     }
 
     /// This node's agreement learned `value` while this node is outside its configuration: it
-    /// catches up through a value that adds it (from a member the value keeps, see
-    /// [`Node::may_catch_up_through`]), and installs one that leaves it out. One that adds it
-    /// and that it may not catch up through added an earlier life, whose state this one does
-    /// not have: it installs nothing, and asks to join as a new life. (Seen in the simulator: a
-    /// node crashed before its catch-up, restarted, and installed the value that added its
-    /// earlier life, without the state: it lacked a visible commit for good.)
-    pub(super) fn on_learned_outside(&mut self, now: Time, value: Value) {
-        let sh = &self.shared;
-        if self.may_catch_up_through(&value) {
-            let kept = value.configuration.members.intersection(sh.configuration.members).without(sh.me());
-            if let Some(from) = kept.iter().next() {
-                self.on_chosen_outside(now, from, value);
-            }
-        } else if !value.configuration.contains(sh.me()) {
+    /// installs one that leaves it out. One that adds it it never installs (that would make it
+    /// a member without the epoch's state): it catches up through it, if it may (see
+    /// [`Node::may_catch_up_through`]), when a member answers its next request to join with
+    /// it. (Seen in the simulator: a node crashed before its catch-up, restarted, and installed
+    /// the value that added its earlier life, without the state: it lacked a visible commit for
+    /// good.)
+    pub(super) fn on_learned_outside(&mut self, value: Value) {
+        // A value that adds this node is caught up through from a member that answers its
+        // next request to join with it: that member has installed it. (A member picked here
+        // may not have yet, and a refused catch-up waits `join_grace` before it is asked again;
+        // review finding.)
+        if !value.configuration.contains(self.shared.me()) {
             self.begin_install(value);
         }
     }

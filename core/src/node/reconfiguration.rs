@@ -230,7 +230,7 @@ impl Node {
             if self.is_member() {
                 self.begin_install(value);
             } else {
-                self.on_learned_outside(now, value);
+                self.on_learned_outside(value);
             }
         }
     }
