@@ -261,8 +261,9 @@ impl Node {
     /// Proposes the next configuration when there is reason to (§7.3): members suspected, or
     /// this node's own promise with nothing chosen (its proposer may have crashed). The
     /// lowest-numbered live member proposes first, each other one a detection timeout later
-    /// per rank; and only while the live members are a majority (a node cut off from the
-    /// majority stays quiet instead of freezing the majority's epoch).
+    /// per rank; and only while the live members and the nodes outside in this epoch are a
+    /// majority of the cluster (a node cut off from the majority stays quiet instead of
+    /// freezing the majority's epoch).
     pub(super) fn maybe_propose(&mut self, now: Time) {
         let r = &self.reconfiguration;
         let Some(agreement) = r.agreement.as_ref() else { return };
@@ -292,8 +293,8 @@ impl Node {
         // agreement yet. Every change must be agreed, and leave a configuration that can agree
         // the next, without such members (§7.6): a change that needed one would wait for its
         // catch-up, or for ever if it started a new life meanwhile. So nodes are added only
-        // while no member is catching up, and only as many as keep the ready members a
-        // majority of the next configuration.
+        // while no member is catching up, and only as many as keep the ready members a cover
+        // of the next configuration (§7.3).
         let catching_up = self.shared.leases.still_joining().intersection(live);
         let ready = live.difference(catching_up);
         // The agreement needs a majority of the cluster's nodes: members, and nodes outside
