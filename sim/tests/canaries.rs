@@ -10,8 +10,9 @@
 //! evict-young-completions 0, scan-ignores-prepared-insert 88, condition-before-lock 0,
 //! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 9 (26 before
 //! heartbeats counted their grants in the node's epoch), settle-ignores-survivor 3,
-//! two-configurations-one-epoch 0, serve-past-lease 0, report-before-freeze 76, catch-up-skips-commits 0,
-//! visible-on-members-majority 7 (11 before the review fixes; report-before-freeze moved from 5 to 18 with the join and to 76 with quorums counted against the cluster, as changes now go on with nodes outside).
+//! two-configurations-one-epoch 0, serve-past-lease 0, report-before-freeze 76 (5 before quorums
+//! were counted against the cluster, 18 after, 76 after the review's fixes to it),
+//! catch-up-skips-commits 0, visible-on-members-majority 7.
 //! (The join, docs/protocol.md §7.6, moved two-configurations-one-epoch from 19 to 27 and
 //! report-before-freeze from 76: removed members now come back. Quorums counted against the
 //! cluster, §7.3, moved two-configurations-one-epoch to 0: it now also counts a commit's copies
