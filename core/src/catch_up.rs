@@ -144,12 +144,8 @@ pub struct Adoption {
     /// The incarnation the receiver's log must reach: its own last one, and that of every
     /// transaction of its own the stream names.
     incarnation_floor: u64,
-    /// This node's own transactions prepared at the member, outcome not yet seen, each with
-    /// whether versions were tracked when it was prepared (`None`: in the snapshot, whose
-    /// tracking is known at its end).
-    own_pending: BTreeMap<TxnId, (TxnRecord, Option<bool>)>,
-    /// Those of `own_pending` whose commit the member holds (`CommitLearned`).
-    own_held: BTreeSet<TxnId>,
+    /// This node's own transactions prepared at the member, outcome not yet seen.
+    own_pending: BTreeMap<TxnId, OwnPending>,
     /// Whether versions are tracked at this point of the stream, as recovery reads it: set by
     /// boot records and by the snapshot (see `Record::BootTracked`).
     tracked: bool,
@@ -175,6 +171,17 @@ pub struct Adoption {
     skips_commits: bool,
 }
 
+/// One of the receiver's own transactions prepared at the member, outcome not yet seen.
+struct OwnPending {
+    record: TxnRecord,
+    /// Whether versions were tracked when it was prepared (`None`: in the snapshot, whose
+    /// tracking is known at its end).
+    tracked: Option<bool>,
+    /// The member holds its commit (`CommitLearned`): an install commits it unless its
+    /// settlement aborts it, as `Participant::settle` does.
+    held: bool,
+}
+
 impl Adoption {
     /// For node `me`, whose incarnation so far was `incarnation_floor` (0 if unknown: an
     /// emptied or new data dir).
@@ -184,7 +191,6 @@ impl Adoption {
             place: Place::Start,
             incarnation_floor,
             own_pending: BTreeMap::new(),
-            own_held: BTreeSet::new(),
             tracked: false,
             snapshot_tracked: false,
             unapplied: Vec::new(),
@@ -272,8 +278,8 @@ impl Adoption {
             (Place::InSnapshot, record @ Record::SnapshotEnd { .. }) => {
                 out.push(record);
                 self.tracked = self.snapshot_tracked;
-                for (_, tracked) in self.own_pending.values_mut() {
-                    tracked.get_or_insert(self.snapshot_tracked);
+                for pending in self.own_pending.values_mut() {
+                    pending.tracked.get_or_insert(self.snapshot_tracked);
                 }
                 for t in std::mem::take(&mut self.unapplied) {
                     let txn = t.txn;
@@ -306,13 +312,10 @@ impl Adoption {
             // prepared and every report names, docs/protocol.md §7.3. Waiting for a later
             // change to name it, the catch-up was refused for ever: default swarm seed 2027.)
             (Place::AfterSnapshot, Record::Installed(value)) => {
-                for txn in self.own_pending.keys().copied().collect::<Vec<_>>() {
-                    let held = self.own_held.contains(&txn);
-                    let commits = value.settlement.commits(txn) || held && !value.settlement.aborts(txn);
-                    let (t, _) = self.own_pending.remove(&txn).expect("listed above");
-                    self.own_held.remove(&txn);
-                    if commits {
-                        out.push(Record::Decided(t));
+                for (txn, pending) in std::mem::take(&mut self.own_pending) {
+                    let settlement = &value.settlement;
+                    if settlement.commits(txn) || pending.held && !settlement.aborts(txn) {
+                        out.push(Record::Decided(pending.record));
                         out.push(Record::Forgotten { txn });
                     }
                 }
@@ -362,13 +365,10 @@ impl Adoption {
             }
             // A commit the member holds. One of this node's own stays pending: only its
             // `Committed` (applied) settles it here; without one the transfer is refused below.
-            (Place::AfterSnapshot, Record::CommitLearned { txn }) => {
-                if self.own_pending.contains_key(&txn) {
-                    self.own_held.insert(txn);
-                } else {
-                    out.push(Record::CommitLearned { txn });
-                }
-            }
+            (Place::AfterSnapshot, Record::CommitLearned { txn }) => match self.own_pending.get_mut(&txn) {
+                Some(pending) => pending.held = true,
+                None => out.push(Record::CommitLearned { txn }),
+            },
             // Finished marks about this node's own earlier transactions are its own business.
             (Place::AfterSnapshot, Record::FinishedBelow { below }) => {
                 if below.coordinator != self.me {
@@ -379,7 +379,7 @@ impl Adoption {
                 // This node's own commit, learned: its decision, finished. Applied as the member
                 // applied it, with versions tracked or not as when it was prepared: boot records
                 // of incarnation 0 set that mode around it if it differs from the current one.
-                Some((t, prepared_tracked)) => {
+                Some(OwnPending { record: t, tracked: prepared_tracked, .. }) => {
                     let switch = prepared_tracked.filter(|&then| then != self.tracked);
                     if let Some(then) = switch {
                         out.push(boot_record(then));
@@ -533,7 +533,7 @@ impl Adoption {
             return Err(AdoptError::TooManyOwnPending);
         }
         self.incarnation_floor = self.incarnation_floor.max(t.txn.incarnation);
-        self.own_pending.insert(t.txn, (t, tracked));
+        self.own_pending.insert(t.txn, OwnPending { record: t, tracked, held: false });
         Ok(())
     }
 }

@@ -28,11 +28,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// f: how many of the cluster's nodes may be lost at once while the others go on.
-    pub fn tolerated(self) -> usize {
-        self.nodes.len().saturating_sub(1) / 2
-    }
-
     /// Whether `nodes` are more than half of the cluster's nodes (others do not count).
     pub fn is_majority(self, nodes: NodeSet) -> bool {
         2 * nodes.intersection(self.nodes).len() > self.nodes.len()

@@ -262,7 +262,7 @@ impl Node {
             return;
         }
         let latest = self.reconfiguration.latest_installed().cloned();
-        let next = self.reconfiguration.installed().find(|v| Some(v.configuration.epoch) == epoch.next()).cloned();
+        let next = self.reconfiguration.installed_after(epoch).cloned();
         self.join.asking.insert(from, (ticket, now, epoch));
         if let Some(value) = next.filter(|v| Some(v) != latest.as_ref()) {
             tell(sh, from, value);

@@ -12,8 +12,8 @@
 use super::Node;
 use super::shared::{AfterDurable, Shared};
 use crate::configuration::{
-    Agreement, AgreementOutput, AgreementState, Cluster, Configuration, PaxosFlaw, PaxosMessage, PaxosTiming, Report,
-    ReportTooLarge, Value,
+    Agreement, AgreementOutput, AgreementState, Cluster, Configuration, Epoch, PaxosFlaw, PaxosMessage, PaxosTiming,
+    Report, ReportTooLarge, Value,
 };
 use crate::ids::{Lsn, NodeId, NodeSet};
 use crate::message::Message;
@@ -100,6 +100,11 @@ impl Reconfiguration {
         self.installed.iter()
     }
 
+    /// The value chosen to follow `epoch`, if this node keeps it.
+    pub(super) fn installed_after(&self, epoch: Epoch) -> Option<&Value> {
+        self.installed.iter().find(|v| Some(v.configuration.epoch) == epoch.next())
+    }
+
     /// The value that installed this node's configuration, if it keeps it.
     pub(super) fn latest_installed(&self) -> Option<&Value> {
         self.installed.back()
@@ -157,10 +162,9 @@ impl Node {
             self.shared.stats.messages_dropped += 1;
             return;
         }
-        let mut installed = self.reconfiguration.installed.iter();
         // The value that follows `epoch`; or, if this node keeps it no more, its latest: the
         // node behind cannot follow in turn, and catches up by transfer (§7.6).
-        let next = installed.find(|v| Some(v.configuration.epoch) == epoch.next());
+        let next = self.reconfiguration.installed_after(epoch);
         let far_behind = || {
             let latest = self.reconfiguration.installed.back()?;
             (latest.configuration.epoch.0 > epoch.0.saturating_add(INSTALLED_KEPT as u64)).then_some(latest)
