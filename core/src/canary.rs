@@ -64,10 +64,14 @@ pub enum Canary {
     /// hold its decision, fewer than a majority of the cluster when the configuration shrank
     /// (docs/protocol.md §7.3): a change agreed by the other nodes may not hear of it.
     VisibleOnMembersMajority,
+    /// A member counts any heartbeat as heard from, not only one that echoes its own request
+    /// (docs/protocol.md §7.5): a member cut off one way, that can send but not hear, is never
+    /// suspected, and every write waits for its vote for as long as the cut lasts.
+    SuspectOneWay,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 20] = [
+    pub const ALL: [Canary; 21] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -88,6 +92,7 @@ impl Canary {
         Canary::ReportBeforeFreeze,
         Canary::CatchUpSkipsCommits,
         Canary::VisibleOnMembersMajority,
+        Canary::SuspectOneWay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +117,7 @@ impl Canary {
             Canary::ReportBeforeFreeze => "report-before-freeze",
             Canary::CatchUpSkipsCommits => "catch-up-skips-commits",
             Canary::VisibleOnMembersMajority => "visible-on-members-majority",
+            Canary::SuspectOneWay => "suspect-one-way",
         }
     }
 

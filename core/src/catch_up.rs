@@ -49,10 +49,6 @@ pub enum AdoptError {
         "the member's log does not reach epoch {epoch}, the configuration that adds this node (it is at {reached}); ask again once it has installed it"
     )]
     ShortOfTheJoin { epoch: Epoch, reached: Epoch },
-    #[error(
-        "the member's snapshot is of epoch {found}, past epoch {epoch} that adds this node: this node was removed again; ask to join again"
-    )]
-    PastTheJoin { epoch: Epoch, found: Epoch },
 }
 
 /// Reassembles the records of a stream of chunks. Holds at most the bytes of one record cut
@@ -236,8 +232,22 @@ impl Adoption {
         }
         if let Some(joining) = self.joining {
             match &record {
+                // A snapshot past the configuration that adds this node: the node takes the
+                // state through the snapshot's configuration instead, a member of it if it has
+                // the node, else a node outside it, which asks to join again. Either way no
+                // life of this node acted in the epochs between (the add named this life's
+                // ticket, so it was chosen after this life began, and this life acts only once
+                // caught up), and if the node is a member, no commit of the epoch can have
+                // happened without its YES. (Seen in the simulator: a node added, then kept by
+                // the next changes, was refused every member's state, as each had a snapshot
+                // taken since; and one added, then removed again before it caught up, could
+                // neither take the state nor install the value that added it, and stayed
+                // outside, unable to take part in the agreement the others needed it for.)
                 Record::SnapshotConfiguration(c) if c.configuration.epoch > joining => {
-                    return Err(AdoptError::PastTheJoin { epoch: joining, found: c.configuration.epoch });
+                    let found = c.configuration.epoch;
+                    self.joining = Some(found);
+                    self.incarnation_floor = self.incarnation_floor.max(found.0.saturating_mul(1 << 32));
+                    self.epoch = found;
                 }
                 Record::SnapshotConfiguration(c) => self.epoch = c.configuration.epoch,
                 // The next configuration after the one that adds this node: not taken, nor
@@ -575,5 +585,37 @@ mod tests {
         assert_eq!(short, Err(AdoptError::ShortOfTheJoin { epoch: Epoch(5), reached: Epoch(4) }));
         // Without `joining`, the whole stream is taken (a transfer that is no join).
         assert_eq!(epochs_installed(&Adoption::new(me, 0).adopt_all(member_log()).unwrap()), vec![2, 3, 4]);
+    }
+
+    /// A member's snapshot past the configuration that adds the node is taken: the node takes
+    /// the state through the snapshot's configuration (and not past it), a member of it if it
+    /// has the node, else a node outside it.
+    #[test]
+    fn a_snapshot_past_the_add_is_taken_through_its_configuration() {
+        let member_log = |members: NodeSet| {
+            let configuration = SnapshotConfiguration {
+                configuration: Configuration { epoch: Epoch(6), members },
+                installed: Vec::new(),
+                agreement: None,
+            };
+            vec![
+                Record::SnapshotBegin(Box::default()),
+                Record::SnapshotConfiguration(Box::new(configuration)),
+                Record::SnapshotEnd { entries: 0 },
+                Record::Boot { incarnation: 7 },
+                installed(7),
+            ]
+        };
+        let kept = Adoption::new(NodeId(2), 5).joining(Epoch(4)).adopt_all(member_log(NodeSet::first(3))).unwrap();
+        assert_eq!(epochs_installed(&kept), Vec::<u64>::new(), "through epoch 6, not into 7");
+        assert_eq!(kept.last(), Some(&Record::BootTracked { incarnation: 6 << 32 }));
+        let removed = Adoption::new(NodeId(2), 5).joining(Epoch(4)).adopt_all(member_log(NodeSet::first(2))).unwrap();
+        let configuration = removed.iter().find_map(|r| match r {
+            Record::SnapshotConfiguration(c) => Some(c.configuration),
+            _ => None,
+        });
+        assert_eq!(configuration.map(|c| (c.epoch, c.contains(NodeId(2)))), Some((Epoch(6), false)), "outside epoch 6");
+        assert_eq!(epochs_installed(&removed), Vec::<u64>::new(), "through epoch 6, not into 7");
+        assert_eq!(removed.last(), Some(&Record::BootTracked { incarnation: 6 << 32 }));
     }
 }

@@ -48,8 +48,10 @@ pub enum Message {
     /// before `below` (by incarnation, then number) is finished. Sent when the mark advances.
     FinishedBelow { epoch: Epoch, below: TxnId },
     /// Member -> every other member, every `heartbeat_interval`: the sender is alive in
-    /// `epoch`, and asks for a read lease.
-    Heartbeat { epoch: Epoch, request: LeaseRequest },
+    /// `epoch`, and asks for a read lease. `echo` is the latest request the sender received
+    /// from the recipient: it tells the recipient the sender hears it (suspicion counts only
+    /// such round trips, docs/protocol.md §7.5).
+    Heartbeat { epoch: Epoch, request: LeaseRequest, echo: Option<LeaseRequest> },
     /// Member -> member, answering a heartbeat: a read lease, valid at the requester until
     /// `request.sent_at + lease_duration` on the requester's own clock. A frozen member sends none.
     LeaseGrant { epoch: Epoch, request: LeaseRequest },

@@ -261,7 +261,9 @@ fuzz_target!(|actions: Vec<Action>| {
                         let epoch = configuration::Epoch(u64::from(epoch % 3));
                         let sent_at = Time::from_nanos(u64::from(sent_at_ms) * 1_000_000);
                         let request = LeaseRequest { incarnation: u64::from(incarnation % 4), sent_at };
-                        if grant { Message::LeaseGrant { epoch, request } } else { Message::Heartbeat { epoch, request } }
+                        // A heartbeat echoes the same request back: round trips of the node's own
+                        // requests and of strangers' alike.
+                        if grant { Message::LeaseGrant { epoch, request } } else { Message::Heartbeat { epoch, request, echo: Some(request) } }
                     }
                 };
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });

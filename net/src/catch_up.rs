@@ -1,30 +1,35 @@
-//! The join's last step on a real server (docs/protocol.md §7.6, point 6): a node that stands
+//! The join's last step on a real server (docs/protocol.md §7.6, point 7): a node that stands
 //! outside its configuration and was told of a value that adds it back under its present ticket
 //! asks for `Output::CatchUp { from, epoch }`. The server then takes member `from`'s state
 //! through the `Installed` record of `epoch` ([`Adoption::joining`](dkv_core::catch_up::Adoption::joining))
 //! as its whole log, and starts the node again from it: a member of `epoch`.
 //!
-//! [`fetch_joining`] is the part that may fail and change nothing: it streams the member's log
-//! into a staging file ([`crate::transfer`]) while the server's own log stays open and whole, and
-//! replaces the log only once the stream is complete and adopted. The dir's `LOCK` is held
-//! throughout (the sink takes a clone of the server's). It blocks the event loop for the
-//! transfer, bounded by [`SILENCE_MAX`] between frames and by `join_grace` in all: a node that
-//! stands outside serves nothing and votes on nothing, and its members give it `join_grace` to
-//! catch up before they suspect it again.
+//! [`Fetching::start`] streams the member's log on a thread of its own into a staging file
+//! ([`crate::transfer`]), while the server goes on: its node, standing outside, keeps asking to
+//! join, which is how the members know it is alive and catching up (they suspect a node just
+//! added that stops asking, as any silent member). The server's own log stays open and whole,
+//! written as before; [`Fetching::finish`] replaces it, on the server's thread, only once the
+//! stream is complete and adopted. The dir's `LOCK` is held throughout (the sink takes a clone of
+//! the server's). A transfer is bounded by [`SILENCE_MAX`] between frames and by `join_grace` in
+//! all: past it the members suspect the node anyway.
 
 use crate::config::ServerConfig;
 use crate::identity::Identity;
-use crate::transfer::{FetchError, FetchReport, TransferSink, TransferSinkError, fetch_into};
+use crate::transfer::{FetchError, FetchReport, Streamed, TransferSink, TransferSinkError, stream_into};
 use crate::wal::Wal;
 use dkv_core::{ClusterId, Epoch, NodeId};
-use std::time::Duration;
+use mio::Waker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// The most bytes the member may have sent unacknowledged: a few chunks in flight keep a
 /// loopback or LAN link busy, and bound what the asker's socket holds.
 pub(crate) const WINDOW_BYTES: u32 = 4 << 20;
 /// The longest the asker waits for the member's next frame (or for its connect) before it
-/// gives up; the node asks again a `join_grace` later.
+/// gives up; the node is told, and asks again.
 pub(crate) const SILENCE_MAX: Duration = Duration::from_secs(2);
 
 /// Why a catch-up did not happen. The server's log and node are then the ones it had.
@@ -38,30 +43,73 @@ pub(crate) enum CatchUpError {
     Sink(#[from] TransferSinkError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error("the transfer thread could not be started or ended abnormally")]
+    Thread,
 }
 
-/// Replaces the log of `wal`'s dir by member `from`'s state through epoch `epoch`'s `Installed`
-/// record, adopted as this node's (whose last incarnation was `incarnation_floor`). `wal` is
-/// written no more by the caller meanwhile: on success its segments are gone and the caller
-/// reopens the dir ([`Wal::reopen_locked`]); on failure it is untouched and stays the log.
-pub(crate) fn fetch_joining(
-    config: &ServerConfig,
-    cluster: ClusterId,
-    wal: &Wal,
-    from: NodeId,
-    epoch: Epoch,
-    incarnation_floor: u64,
-) -> Result<FetchReport, CatchUpError> {
-    let credentials = match &config.credentials {
-        Some(credentials) if !config.transport.peers_over_udp() => credentials,
-        _ => return Err(CatchUpError::NoTcpPeers),
-    };
-    let &addr = config.peers.get(&from).ok_or(CatchUpError::NoAddress { member: from })?;
-    let identity = Identity { cluster, node: config.id };
-    let sink = TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch);
-    // Past `join_grace` the members suspect this node anyway, and remove it again.
-    let took_max = Some(config.timing.join_grace);
-    Ok(fetch_into(sink, from, addr, credentials, WINDOW_BYTES, SILENCE_MAX, took_max)?)
+/// A catch-up under way: member `from`'s state through epoch `epoch`, streamed on a thread.
+pub(crate) struct Fetching {
+    pub(crate) from: NodeId,
+    pub(crate) epoch: Epoch,
+    pub(crate) started: Instant,
+    called_off: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Streamed, FetchError>>,
+}
+
+impl Fetching {
+    /// Starts streaming member `from`'s state through epoch `epoch`'s `Installed` record into a
+    /// staging file of `wal`'s dir, adopted as this node's (whose last incarnation was
+    /// `incarnation_floor`). `waker` is woken when the stream ends, either way.
+    pub(crate) fn start(
+        config: &ServerConfig,
+        cluster: ClusterId,
+        wal: &Wal,
+        from: NodeId,
+        epoch: Epoch,
+        incarnation_floor: u64,
+        waker: Arc<Waker>,
+    ) -> Result<Fetching, CatchUpError> {
+        let credentials = match &config.credentials {
+            Some(credentials) if !config.transport.peers_over_udp() => Arc::clone(credentials),
+            _ => return Err(CatchUpError::NoTcpPeers),
+        };
+        let &addr = config.peers.get(&from).ok_or(CatchUpError::NoAddress { member: from })?;
+        let identity = Identity { cluster, node: config.id };
+        let sink = TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch);
+        // Past `join_grace` the members suspect this node anyway, and remove it again.
+        let took_max = Some(config.timing.join_grace);
+        let called_off = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&called_off);
+        let thread = std::thread::Builder::new()
+            .name(format!("catch-up-{from}"))
+            .spawn(move || {
+                let streamed =
+                    stream_into(sink, from, addr, &credentials, WINDOW_BYTES, SILENCE_MAX, took_max, Some(&flag));
+                let _ = waker.wake();
+                streamed
+            })
+            .map_err(|_| CatchUpError::Thread)?;
+        Ok(Fetching { from, epoch, started: Instant::now(), called_off, thread })
+    }
+
+    /// Whether the stream ended (then [`Fetching::finish`] does not block).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the stream's end and, if it came whole, installs the state as the log of the
+    /// dir (the caller writes the old log no more, and reopens the dir).
+    pub(crate) fn finish(self) -> Result<FetchReport, CatchUpError> {
+        let streamed = self.thread.join().map_err(|_| CatchUpError::Thread)??;
+        Ok(streamed.finish()?)
+    }
+
+    /// Abandons the transfer (the server is stopping): waits at most one [`SILENCE_MAX`] for
+    /// the thread, whose sink removes the staging file and releases its hold on the dir.
+    pub(crate) fn call_off(self) {
+        self.called_off.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 #[cfg(test)]
@@ -97,9 +145,13 @@ mod tests {
         wal.append(&before).unwrap();
         wal.sync().unwrap();
 
-        let error = fetch_joining(&config, cluster, &wal, NodeId(1), Epoch(3), 7).unwrap_err();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let fetching = Fetching::start(&config, cluster, &wal, NodeId(1), Epoch(3), 7, waker.clone()).unwrap();
+        let error = fetching.finish().expect_err("the member is down");
         assert!(matches!(error, CatchUpError::Fetch(FetchError::Connect { .. })), "{error}");
-        let error = fetch_joining(&config, cluster, &wal, NodeId(5), Epoch(3), 7).unwrap_err();
+        let error = Fetching::start(&config, cluster, &wal, NodeId(5), Epoch(3), 7, waker).err();
+        let error = error.expect("no address");
         assert!(matches!(error, CatchUpError::NoAddress { member: NodeId(5) }), "{error}");
 
         assert!(!dir.join(STAGING_FILE_NAME).exists(), "an abandoned transfer leaves no staging file");

@@ -237,9 +237,11 @@ pub struct Server {
     eviction_log: OccasionalLog,
     /// State transfers this node serves to members catching up.
     transfers: Transfers,
-    /// The node asked to catch up from this member through this epoch: carried out at the end
-    /// of the turn (see [`Server::catch_up`]).
+    /// The node asked to catch up from this member through this epoch: started at the end of
+    /// the turn (see [`Server::catch_up`]).
     catch_up_asked: Option<(NodeId, Epoch)>,
+    /// The catch-up under way, streaming on its own thread while the server goes on.
+    catching_up: Option<catch_up::Fetching>,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -319,6 +321,7 @@ impl Server {
             eviction_log: OccasionalLog::default(),
             transfers: Transfers::default(),
             catch_up_asked: None,
+            catching_up: None,
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -382,6 +385,9 @@ impl Server {
             self.turn(&events)?;
         }
         tracing::info!(node = %self.config.id, "stopping");
+        if let Some(fetching) = self.catching_up.take() {
+            fetching.call_off();
+        }
         self.group_commit.sync_before_stopping();
         self.sync_and_release(self.clock.now())?;
         Ok(())
@@ -428,30 +434,68 @@ impl Server {
         self.catch_up()
     }
 
-    /// Carries out the catch-up the node asked for this turn, if any (docs/protocol.md §7.6;
-    /// [`crate::catch_up`]): takes the member's state as the log, blocking, and starts a fresh
-    /// node from it in place of the old one. If the transfer fails, the old log and node stay
-    /// and the node asks again later. Once the log is replaced, failing to reopen or replay it
-    /// is fatal, as at a start: the dir holds the new log, and a restart recovers from it.
+    /// The catch-ups the node asks for (docs/protocol.md §7.6; [`crate::catch_up`]): one that
+    /// ended is finished here, one asked this turn is started. A transfer streams on its own
+    /// thread while the server goes on (the node, standing outside, keeps asking to join); once
+    /// it came whole, the member's state replaces the log, on this thread, and a fresh node
+    /// starts from it in place of the old one. If the transfer fails, the old log and node stay,
+    /// and the node is told (`Input::CatchUpFailed`) and asks again. Once the log is replaced,
+    /// failing to reopen or replay it is fatal, as at a start: the dir holds the new log, and a
+    /// restart recovers from it.
     ///
     /// What the old node had in flight is dropped with it: its clients' replies never come
     /// (they time out and retry; a node standing outside answered every request "not serving"
     /// anyway), and the gateway sends its own requests again to the new node on its timer.
     fn catch_up(&mut self) -> Result<(), ServerError> {
+        if self.catching_up.as_ref().is_some_and(catch_up::Fetching::is_finished) {
+            let fetching = self.catching_up.take().expect("checked above");
+            self.finish_catch_up(fetching)?;
+        }
         let Some((from, epoch)) = self.catch_up_asked.take() else { return Ok(()) };
         let id = self.config.id;
+        if self.catching_up.is_some() {
+            // One at a time: the node asks again once the one under way ends.
+            return self.catch_up_failed(from, epoch);
+        }
         tracing::info!(node = %id, %from, %epoch, "catching up: taking the member's state through the configuration that adds this node");
-        let started = std::time::Instant::now();
         let incarnation_floor = self.node.incarnation();
         let wal = self.group_commit.wal();
-        let report = match catch_up::fetch_joining(&self.config, self.cluster, wal, from, epoch, incarnation_floor) {
+        let waker = Arc::clone(&self.waker);
+        match catch_up::Fetching::start(&self.config, self.cluster, wal, from, epoch, incarnation_floor, waker) {
+            Ok(fetching) => {
+                self.catching_up = Some(fetching);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again");
+                ServerStats::add(&self.stats.catch_ups_failed, 1);
+                self.catch_up_failed(from, epoch)
+            }
+        }
+    }
+
+    /// Tells the node the catch-up through `epoch` from `from` did not happen.
+    fn catch_up_failed(&mut self, from: NodeId, epoch: Epoch) -> Result<(), ServerError> {
+        let now = self.clock.now();
+        self.node.handle(now, Input::CatchUpFailed { from, epoch });
+        self.drain_outputs(now)
+    }
+
+    /// A transfer ended: installs its state and starts the node again from it, or tells the
+    /// node it failed.
+    fn finish_catch_up(&mut self, fetching: catch_up::Fetching) -> Result<(), ServerError> {
+        let (id, from, epoch, started) = (self.config.id, fetching.from, fetching.epoch, fetching.started);
+        // What the old node logged meanwhile is the old log's, and goes with it (its records
+        // concern epochs before the one it joins through, §7.6).
+        let report = match fetching.finish() {
             Ok(report) => report,
             Err(error) => {
-                tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again later");
+                tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again");
                 ServerStats::add(&self.stats.catch_ups_failed, 1);
-                return Ok(());
+                return self.catch_up_failed(from, epoch);
             }
         };
+        let wal = self.group_commit.wal();
         let (wal, recovery) =
             Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
         // The adopted log is a member's state, never empty, and the node joined through it:
@@ -471,6 +515,8 @@ impl Server {
         // The old log's segments are gone; its buffered records were the old node's.
         self.node = node;
         self.group_commit = GroupCommit::new(wal);
+        // A catch-up the old node asked meanwhile was its own.
+        self.catch_up_asked = None;
         let now = self.clock.now();
         self.drain_outputs(now)?;
         // Should the new node ask again at once (removed again meanwhile), the next turn sees it.

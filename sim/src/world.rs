@@ -365,10 +365,10 @@ pub struct RunStats {
     /// and reads answered "not serving".
     pub lease_reads: u64,
     pub reads_not_served: u64,
-    /// Catch-ups done (a node added back took a member's state), and refused (the member's
-    /// log did not reach, or went past, the configuration that added it).
+    /// Catch-ups done (a node added back took a member's state), and failed (the member was
+    /// down or cut off, or its log did not reach, or went past, the configuration that added it).
     pub catch_ups: u64,
-    pub catch_ups_refused: u64,
+    pub catch_ups_failed: u64,
 }
 
 impl RunStats {
@@ -403,7 +403,7 @@ impl RunStats {
             lease_reads,
             reads_not_served,
             catch_ups,
-            catch_ups_refused,
+            catch_ups_failed,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -433,7 +433,7 @@ impl RunStats {
         self.lease_reads += lease_reads;
         self.reads_not_served += reads_not_served;
         self.catch_ups += catch_ups;
-        self.catch_ups_refused += catch_ups_refused;
+        self.catch_ups_failed += catch_ups_failed;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
@@ -463,8 +463,11 @@ impl RunStats {
                 self.members_lost_max,
             ));
         }
-        if self.catch_ups + self.catch_ups_refused > 0 {
-            line.push_str(&format!("; {} catch-ups ({} more refused)", self.catch_ups, self.catch_ups_refused));
+        if self.catch_ups + self.catch_ups_failed > 0 {
+            line.push_str(&format!(
+                "; {} catch-ups ({} more failed or refused)",
+                self.catch_ups, self.catch_ups_failed
+            ));
         }
         line
     }
@@ -1336,21 +1339,33 @@ impl World {
     /// node asks again); a log the adoption refuses is counted, and the node asks again.
     fn catch_up(&mut self, i: usize, generation: u64, from: usize, epoch: dkv_core::Epoch) {
         let up = |w: &World, n: usize| w.nodes[n].node.is_some() && !w.nodes[n].paused;
-        if self.nodes[i].generation != generation || !up(self, i) || from >= self.nodes.len() || !up(self, from) {
+        if self.nodes[i].generation != generation || self.nodes[i].node.is_none() || from >= self.nodes.len() {
             return;
         }
-        if !self.reaches(i, from) || !self.reaches(from, i) {
-            return;
+        // A process frozen mid-transfer goes on with it once it runs again.
+        if self.nodes[i].paused {
+            let at = self.now + CATCH_UP_NANOS;
+            return self.schedule(at, Event::CatchUp { node: i, generation, from, epoch });
+        }
+        let member = NodeId(from as u8);
+        // What a real runtime sees as a failed transfer (no connection, or silence): the node
+        // is told, and asks again.
+        if !up(self, from) || !self.reaches(i, from) || !self.reaches(from, i) {
+            self.stats.catch_ups_failed += 1;
+            self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 3], || {
+                format!("n{i} cannot reach n{from} for its state")
+            });
+            return self.input(i, Input::CatchUpFailed { from: member, epoch });
         }
         let me = NodeId(i as u8);
         let adoption = Adoption::new(me, 0).joining(epoch).with_canary_of(&self.nodes[i].config);
         let adopted = match adoption.adopt_all(self.nodes[from].disk.durable_records().iter().cloned()) {
             Ok(adopted) => adopted,
             Err(error) => {
-                self.stats.catch_ups_refused += 1;
+                self.stats.catch_ups_failed += 1;
                 let words = [i as u64, from as u64, epoch.0, 1];
                 self.trace.event(self.now, Tag::CatchUp, &words, || format!("n{i} refuses n{from}'s state: {error}"));
-                return;
+                return self.input(i, Input::CatchUpFailed { from: member, epoch });
             }
         };
         self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 2], || {

@@ -19,7 +19,7 @@ use super::shared::{AfterDurable, Shared};
 use crate::Canary;
 use crate::completions::{Completed, Completion};
 use crate::configuration::Settlement;
-use crate::ids::{NodeId, NodeSet, ReplyTo, RequestId, TxnId};
+use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
 use crate::operation::{NotServingReason, Outcome, RejectReason, TryAgainReason, TxnOp};
 use crate::record::{DecisionState, Record, TxnRecord};
@@ -51,6 +51,11 @@ pub(super) struct Coordinator {
     retries: BTreeMap<RequestId, ClientWrite>,
     /// The finished mark last sent to the members.
     mark_sent: Option<TxnId>,
+    /// Transactions finished whose `Forgotten` record may not be durable yet, with its lsn: a
+    /// query about one is not answered "finished" until it is (a restart would hold the
+    /// transaction again, and resend COMMIT to a participant that forgot it). Bounded by the
+    /// transactions finished within one fsync.
+    forgetting: BTreeMap<TxnId, Lsn>,
 }
 
 /// A client's write request as the coordinator carries it from one attempt to the next.
@@ -151,6 +156,7 @@ impl Coordinator {
             pending: BTreeMap::new(),
             retries: BTreeMap::new(),
             mark_sent: None,
+            forgetting: BTreeMap::new(),
         }
     }
 
@@ -411,7 +417,9 @@ impl Coordinator {
         self.transactions.remove(&txn);
         sh.timers.cancel(Timer::Coordinator(txn));
         own_share.forget_own(txn);
-        sh.persist(Record::Forgotten { txn });
+        let lsn = sh.persist(Record::Forgotten { txn });
+        self.forgetting.retain(|_, &mut lsn| !sh.is_durable(lsn));
+        self.forgetting.insert(txn, lsn);
         self.mark_moved(sh, now);
     }
 
@@ -610,6 +618,10 @@ impl Coordinator {
             }
             // Not decided yet, or the abort not durable yet: the asker will ask again.
             Some(Phase::Voting { .. } | Phase::Recovering { .. } | Phase::Aborting) => return,
+            // Finished, but not durably yet: the asker will ask again. (Seen in the simulator:
+            // a coordinator said "finished", crashed before its `Forgotten` record was durable,
+            // and resent COMMIT for ever to a participant that had forgotten the transaction.)
+            None if self.forgetting.get(&txn).is_some_and(|&lsn| !sh.is_durable(lsn)) => return,
             None => Message::Finished { epoch, txn },
         };
         sh.send(from, answer);

@@ -2,8 +2,10 @@
 //! liveness role. It is off unless [`Timing::leases`](crate::Timing) is on; off, a node serves
 //! every read and suspects nobody, which is sound while every commit needs every member.
 //!
-//! - **Heartbeats.** Once its Boot record is durable, a member sends every other member a
-//!   [`Message::Heartbeat`] every `heartbeat_interval`. Each carries a lease request: this
+//! - **Heartbeats.** Once its Boot record is durable, a node sends every other node of the
+//!   cluster a [`Message::Heartbeat`] every `heartbeat_interval` (those outside its
+//!   configuration drop it, unless they are in another epoch: then it tells one of the two it
+//!   is behind). Each carries a lease request: this
 //!   life's incarnation and the send time on the member's own clock.
 //! - **Grants.** A member that is not frozen answers every heartbeat of its epoch with a
 //!   [`Message::LeaseGrant`] echoing the request. It keeps nothing: what protects a lease it
@@ -18,8 +20,14 @@
 //! - **The wait.** No YES vote and no commit decision before `no_yes_before`: the node's start
 //!   plus `W = L (1 + ρ) / (1 − ρ)` ([`Timing::lease_wait`](crate::Timing::lease_wait)). A later
 //!   part moves it to the install of any configuration that drops a member.
-//! - **Suspicion.** A member not heard from (any message) for `detection_timeout` is
-//!   suspected. Heartbeats and grants of another epoch do not count as heard from.
+//! - **Suspicion.** A member is heard from at `t` when it answers a request this node sent at
+//!   `t` (on this node's clock): a grant echoes it, and so does every heartbeat, which carries
+//!   the latest request its sender received from the recipient (a frozen member grants nothing
+//!   but still heartbeats). A member not heard from for `detection_timeout` is suspected. Only
+//!   a round trip counts: a member that can send but not hear (a link cut one way) keeps
+//!   sending heartbeats, but echoes none of this node's, so it is suspected and removed. (Seen
+//!   in the simulator: with any message counted, such a member held every write for as long as
+//!   the cut lasted.) Heartbeats and grants of another epoch do not count as heard from.
 
 use super::shared::Shared;
 use crate::configuration::{Cluster, Epoch};
@@ -30,6 +38,22 @@ use crate::time::Time;
 use crate::timers::Timer;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// A member just added, catching up (§7.6).
+#[derive(Clone, Copy, Debug)]
+struct Joining {
+    /// When it last asked to join (under the ticket it was added with), or was added.
+    asked: Time,
+    /// The end of its grace: asking counts as heard from no later than this.
+    until: Time,
+}
+
+impl Joining {
+    /// When it counts as heard from.
+    fn heard(self) -> Time {
+        self.asked.min(self.until)
+    }
+}
 
 /// The node's heartbeats, the grants it holds, when it last heard from each member, and the
 /// wait before its first YES.
@@ -54,8 +78,18 @@ pub(super) struct Leases {
     wait: Duration,
     /// Frozen (§7.4): grants nothing, itself included.
     frozen: bool,
-    /// When each other member was last heard from (absent: not since this node started).
+    /// Per other member, the send time (on this node's clock) of the latest of this node's
+    /// requests it echoed: when it was last heard from (absent: not since this node started).
     heard: BTreeMap<NodeId, Time>,
+    /// Per other member, the latest lease request received from it in this epoch: echoed in
+    /// this node's heartbeats to it, so that it hears from this node even while frozen.
+    requests: BTreeMap<NodeId, LeaseRequest>,
+    /// Members just added and not heard from since (§7.6): counted as heard from when they
+    /// last asked to join (they ask while they catch up), up to the end of their grace.
+    joining: BTreeMap<NodeId, Joining>,
+    /// When this node last answered each node's heartbeat of a later epoch with one of its own
+    /// ([`Shared::remind_of_my_epoch`]). At most one entry per node of the cluster.
+    reminded: BTreeMap<NodeId, Time>,
     /// Per other member, until when (on this node's clock) its latest grant holds.
     granted_until: BTreeMap<NodeId, Time>,
     /// Until when the lease holds: the majority-th latest grant (this node's own counting, when
@@ -89,6 +123,9 @@ impl Leases {
             wait,
             frozen: false,
             heard: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            joining: BTreeMap::new(),
+            reminded: BTreeMap::new(),
             granted_until: BTreeMap::new(),
             lease_until: None,
             held_votes: Vec::new(),
@@ -150,7 +187,9 @@ impl Leases {
         self.members = configuration.members;
         self.frozen = false;
         self.granted_until.clear();
+        self.requests.clear();
         self.heard.retain(|m, _| configuration.members.contains(*m));
+        self.joining.retain(|m, _| configuration.members.contains(*m));
         self.recompute();
     }
 
@@ -161,11 +200,23 @@ impl Leases {
         epoch == self.epoch
     }
 
-    /// A member just added (docs/protocol.md §7.6): counted as heard from at `until`, so it is
-    /// suspected only a detection timeout after it, however long its catch-up keeps it silent.
-    pub(super) fn expect(&mut self, member: NodeId, until: Time) {
+    /// A member just added at `now` (docs/protocol.md §7.6): counted as heard from now, and
+    /// then whenever it asks to join ([`Leases::asking`]), which it does while it catches up,
+    /// up to `until`. So a member added that stays silent (crashed, cut off) is suspected a
+    /// detection timeout after its add or its last request, and one that keeps asking but never
+    /// catches up a detection timeout after `until`.
+    pub(super) fn expect(&mut self, member: NodeId, now: Time, until: Time) {
         if self.on {
-            self.heard.insert(member, until);
+            self.joining.insert(member, Joining { asked: now, until });
+        }
+    }
+
+    /// Member `member`, just added, asked to join under the ticket it was added with: it is
+    /// alive and catching up.
+    pub(super) fn asking(&mut self, member: NodeId) {
+        let now = self.now;
+        if let Some(joining) = self.joining.get_mut(&member) {
+            joining.asked = joining.asked.max(now);
         }
     }
 
@@ -177,7 +228,8 @@ impl Leases {
         if !self.on || self.now >= grace_over {
             return unsure;
         }
-        for member in self.members.iter().filter(|&m| m != self.me && !self.heard.contains_key(&m)) {
+        let heard = |m: &NodeId| self.heard.contains_key(m) || self.joining.contains_key(m);
+        for member in self.members.iter().filter(|&m| m != self.me && !heard(&m)) {
             unsure.insert(member);
         }
         unsure
@@ -185,19 +237,35 @@ impl Leases {
 
     /// The members just added and not heard from since (see [`Leases::expect`]).
     pub(super) fn still_joining(&self) -> NodeSet {
-        let mut joining = NodeSet::default();
-        for (&member, &last) in &self.heard {
-            if last > self.now && member != self.me {
-                joining.insert(member);
+        let mut catching_up = NodeSet::default();
+        for (&member, joining) in &self.joining {
+            if joining.until > self.now && member != self.me {
+                catching_up.insert(member);
             }
         }
-        joining
+        catching_up
     }
 
-    /// Any message from member `from` (heartbeats and grants of another epoch excepted).
-    pub(super) fn heard_from(&mut self, from: NodeId) {
-        if self.on {
-            self.heard.insert(from, self.now);
+    /// Member `from` echoed `request`: if it is one this life sent, `from` heard this node at
+    /// its send time. (A member just added that answers has caught up: it heartbeats in this
+    /// epoch only as a member of it.)
+    fn heard_back(&mut self, from: NodeId, request: LeaseRequest) {
+        if !self.on || request.incarnation != self.incarnation || request.sent_at > self.now {
+            return;
+        }
+        if !self.members.contains(from) || from == self.me {
+            return;
+        }
+        let heard = self.heard.entry(from).or_insert(request.sent_at);
+        *heard = (*heard).max(request.sent_at);
+        self.joining.remove(&from);
+    }
+
+    /// The latest lease request received from `from` in this epoch, to echo to it.
+    fn received(&mut self, from: NodeId, request: LeaseRequest) {
+        let latest = self.requests.entry(from).or_insert(request);
+        if request.incarnation != latest.incarnation || request.sent_at > latest.sent_at {
+            *latest = request;
         }
     }
 
@@ -212,7 +280,8 @@ impl Leases {
         // removal costs the member a catch-up (§7.6).
         let never_heard = self.started_at + self.detection_timeout * 2;
         for member in self.members.iter().filter(|&m| m != self.me) {
-            let last = self.heard.get(&member).copied().unwrap_or(never_heard);
+            let heard = self.heard.get(&member).copied().max(self.joining.get(&member).map(|j| j.heard()));
+            let last = heard.unwrap_or(never_heard);
             if self.now.saturating_since(last) >= self.detection_timeout {
                 suspected.insert(member);
             }
@@ -274,20 +343,69 @@ impl Shared {
     pub(super) fn on_heartbeat_timer(&mut self, now: Time) {
         let l = &self.leases;
         let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: now });
-        let others = self.configuration.members.without(self.me());
-        for member in others.iter() {
-            self.send(member, Message::Heartbeat { epoch, request });
+        // To every other node of the cluster, members or not: a node in another epoch answers
+        // a heartbeat of an older one with the value that follows it, and one of a later one
+        // with its own (which draws that answer), so a node behind always learns it is. (Seen
+        // in the simulator: a member removed while it was away from the others, left in its old
+        // epoch with the other member of it unvouched, heard from nobody and stayed behind.)
+        let others = self.config.members.without(self.me());
+        for node in others.iter() {
+            let echo = self.leases.requests.get(&node).copied();
+            self.send(node, Message::Heartbeat { epoch, request, echo });
         }
         self.timers.set(Timer::Heartbeat, now + self.leases.heartbeat_interval);
     }
 
-    /// A heartbeat from member `from`: grant its lease request, unless frozen.
-    pub(super) fn on_heartbeat(&mut self, from: NodeId, epoch: Epoch, request: LeaseRequest) {
+    /// `from` heartbeats in a later epoch: this node answers with a heartbeat of its own, which
+    /// the sender answers with the value this node lacks (`Node::tell_chosen`). At most once
+    /// per half detection timeout per sender: the answer may be a large value.
+    pub(super) fn remind_of_my_epoch(&mut self, now: Time, from: NodeId) {
+        self.stats.epoch_mismatches += 1;
+        if !self.leases.on || !self.config.members.contains(from) {
+            return;
+        }
+        let every = self.leases.detection_timeout / 2;
+        if self.leases.reminded.get(&from).is_some_and(|&at| now.saturating_since(at) < every) {
+            return;
+        }
+        self.leases.reminded.insert(from, now);
+        let l = &self.leases;
+        let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: l.now });
+        self.send(from, Message::Heartbeat { epoch, request, echo: None });
+    }
+
+    /// A heartbeat from member `from`: grant its lease request, unless frozen; its echo says
+    /// `from` hears this node.
+    pub(super) fn on_heartbeat(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        request: LeaseRequest,
+        echo: Option<LeaseRequest>,
+    ) {
         if !self.leases.on || !self.leases.of_my_epoch(epoch) {
             self.stats.messages_dropped += 1;
             return;
         }
-        self.leases.heard_from(from);
+        let hears_one_way = self.canary(crate::Canary::SuspectOneWay);
+        if hears_one_way {
+            self.leases
+                .heard_back(from, LeaseRequest { incarnation: self.leases.incarnation, sent_at: self.leases.now });
+        }
+        // A member just added that heartbeats in this epoch has caught up (it acts in the epoch
+        // only as a member of it): its grace is over, and it has a detection timeout from now to
+        // echo one of this node's requests. (Seen in the simulator: a member added back while
+        // cut off one way, that caught up but could not hear, kept its whole grace, and writes
+        // waited for it.)
+        if self.leases.joining.remove(&from).is_some() {
+            let now = self.leases.now;
+            let heard = self.leases.heard.entry(from).or_insert(now);
+            *heard = (*heard).max(now);
+        }
+        if let Some(echo) = echo {
+            self.leases.heard_back(from, echo);
+        }
+        self.leases.received(from, request);
         if !self.leases.frozen {
             self.send(from, Message::LeaseGrant { epoch, request });
         }
@@ -299,7 +417,7 @@ impl Shared {
             self.stats.messages_dropped += 1;
             return;
         }
-        self.leases.heard_from(from);
+        self.leases.heard_back(from, request);
         let from_arrival = self.canary(crate::Canary::LeaseFromArrival);
         if !self.leases.on_grant(from, request, from_arrival) {
             self.stats.messages_dropped += 1;
@@ -382,7 +500,7 @@ mod tests {
         let mut l = leases(3, ms(0));
         l.observe(ms(999));
         assert_eq!(l.suspected(), NodeSet::default());
-        l.heard_from(NodeId(1));
+        l.heard_back(NodeId(1), request(ms(999)));
         // n2, never heard from since the start, gets two more detection timeouts.
         l.observe(ms(1998));
         assert_eq!(l.suspected(), NodeSet::default());
@@ -392,6 +510,25 @@ mod tests {
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
         l.observe(ms(3000));
         assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap());
+    }
+
+    /// A member is heard from when it echoes a request of this life, as of the request's send
+    /// time: an echo of another life's request, of a time not yet come, or from a node outside
+    /// the members says nothing, and neither does a heartbeat that echoes nothing (its sender
+    /// may not hear this node).
+    #[test]
+    fn only_an_echo_of_this_lifes_request_is_heard_from() {
+        let mut l = leases(3, ms(0));
+        l.observe(ms(3000));
+        l.heard_back(NodeId(1), LeaseRequest { incarnation: 2, sent_at: ms(2900) });
+        l.heard_back(NodeId(1), request(ms(3001)));
+        l.heard_back(NodeId(7), request(ms(2900)));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap());
+        l.heard_back(NodeId(1), request(ms(2500)));
+        l.heard_back(NodeId(1), request(ms(2000)));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(2)]).unwrap(), "heard at 2.5 s");
+        l.observe(ms(3500));
+        assert_eq!(l.suspected(), NodeSet::from_ids([NodeId(1), NodeId(2)]).unwrap(), "a second since 2.5 s");
     }
 
     /// A YES whose PREPARE record becomes durable during a wait (one that started after the
@@ -501,29 +638,61 @@ mod tests {
     }
 
     /// Heartbeats of another epoch are not "heard from" (a node heartbeating from an old epoch
-    /// stays suspected) and get no grant; those of this epoch (the first, 1) are, and do.
+    /// stays suspected) and get no grant, even when they echo this node's requests; those of
+    /// this epoch (the first, 1) are, and do. One of a later epoch is answered with a heartbeat
+    /// of this node's epoch, which the sender answers with the value this node lacks. A
+    /// heartbeat of this epoch that echoes nothing (its sender may not hear this node: a link
+    /// cut one way) gets a grant but is not heard from.
     #[test]
-    fn heartbeats_of_another_epoch_do_not_count() {
+    fn heartbeats_of_another_epoch_or_without_an_echo_do_not_count() {
         use crate::node::{Input, Node, Output};
-        let mut config = Config::new(NodeId(0), NodeSet::first(3));
+        let mut config = Config::new(NodeId(0), NodeSet::first(4));
         config.timing.leases = true;
         let mut node = Node::start(config, [], ms(0)).unwrap();
-        let heartbeat = |epoch: u64, at: Time| Message::Heartbeat { epoch: Epoch(epoch), request: request(at) };
+        let boot = std::iter::from_fn(|| node.poll_output()).find_map(|o| match o {
+            Output::Persist { lsn, .. } => Some(lsn),
+            _ => None,
+        });
+        node.handle(ms(0), Input::Durable { through: boot.expect("the Boot record") });
+        let mut sent: Vec<(NodeId, LeaseRequest)> = Vec::new();
+        let mut grants: Vec<NodeId> = Vec::new();
+        let mut reminders = 0;
+        let mut drain = |node: &mut Node, sent: &mut Vec<(NodeId, LeaseRequest)>| {
+            let mut heartbeats_to_n1 = 0;
+            for output in std::iter::from_fn(|| node.poll_output()) {
+                match output {
+                    Output::Send { to, message: Message::Heartbeat { request, .. } } => {
+                        heartbeats_to_n1 += usize::from(to == NodeId(1));
+                        sent.push((to, request))
+                    }
+                    Output::Send { to, message: Message::LeaseGrant { .. } } => grants.push(to),
+                    _ => {}
+                }
+            }
+            heartbeats_to_n1
+        };
         // Past the start's grace for a member never heard from: three detection timeouts.
         for n in 0..=30 {
             let at = ms(100 * n);
-            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, at) });
-            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, at) });
+            if node.deadline().is_some_and(|d| d <= at) {
+                node.handle(at, Input::Timeout);
+            }
+            drain(&mut node, &mut sent);
+            let latest = |sent: &[(NodeId, LeaseRequest)], to: NodeId| {
+                sent.iter().rev().find(|(t, _)| *t == to).map(|(_, r)| *r)
+            };
+            let heartbeat = |epoch: u64, echo| Message::Heartbeat { epoch: Epoch(epoch), request: request(at), echo };
+            node.handle(at, Input::Message { from: NodeId(1), message: heartbeat(2, latest(&sent, NodeId(1))) });
+            reminders += drain(&mut node, &mut sent);
+            node.handle(at, Input::Message { from: NodeId(2), message: heartbeat(1, latest(&sent, NodeId(2))) });
+            node.handle(at, Input::Message { from: NodeId(3), message: heartbeat(1, None) });
         }
-        let grants: Vec<NodeId> = std::iter::from_fn(|| node.poll_output())
-            .filter_map(|o| match o {
-                Output::Send { to, message: Message::LeaseGrant { .. } } => Some(to),
-                _ => None,
-            })
-            .collect();
-        assert!(grants.iter().all(|&to| to == NodeId(2)) && grants.len() == 31, "{grants:?}");
-        assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1)]).unwrap());
+        drain(&mut node, &mut sent);
+        assert!(sent.len() > 20 * 3, "heartbeats to every other member: {}", sent.len());
+        assert!(!grants.contains(&NodeId(1)) && grants.len() >= 2 * 30, "{grants:?}");
+        assert_eq!(node.suspected(), NodeSet::from_ids([NodeId(1), NodeId(3)]).unwrap());
         assert_eq!(node.stats().epoch_mismatches, 31);
+        assert_eq!(reminders, 7, "a heartbeat of the later epoch is answered from this one at 0, 0.5, …, 3 s");
     }
 
     /// The wait before the first YES is `W` after the start; with leases off there is none, and

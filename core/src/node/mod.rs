@@ -50,6 +50,10 @@ pub enum Input {
     Durable { through: Lsn },
     /// The clock reached the node's deadline (or any later time).
     Timeout,
+    /// The runtime could not do the [`Output::CatchUp`] asked (the member was unreachable or
+    /// went silent, or its state was refused): the node's log is unchanged, and it asks again
+    /// at once, of whichever member answers its next request to join (docs/protocol.md §7.6).
+    CatchUpFailed { from: NodeId, epoch: Epoch },
 }
 
 /// Something the node wants done. Outputs may be carried out in any order: the node only
@@ -286,6 +290,7 @@ impl Node {
             Input::Message { from, message } => self.handle_message(now, from, message),
             Input::Durable { through } => self.handle_durable(now, through),
             Input::Timeout => self.handle_timeout(now),
+            Input::CatchUpFailed { epoch, .. } => self.on_catch_up_failed(epoch),
         }
         self.maybe_propose(now);
         // Checked after every input: one that logs nothing can still make a snapshot due, by
@@ -316,6 +321,7 @@ impl Node {
                     }
                 }
             }
+            Input::CatchUpFailed { epoch, .. } => self.on_catch_up_failed(epoch),
         }
     }
 
@@ -357,6 +363,19 @@ impl Node {
             // The agreement checks who may take part in it, and answers a member behind.
             Message::Paxos(message) => return self.on_paxos(now, from, message),
             Message::JoinRequest { epoch, ticket } => return self.on_join_request(now, from, epoch, ticket),
+            // A member of a later epoch heartbeats this node: this node missed the value that
+            // follows its epoch, and may hear nothing from its own epoch's members (they may all
+            // have moved on, or be gone). It answers with a message of its own epoch, which the
+            // sender answers with that value. (Seen in the simulator: a member that missed an
+            // install, left with one member of its epoch, which crashed for good, stayed behind
+            // while the others heartbeated it.)
+            // (A node outside asks to join instead, which draws the same answer.)
+            Message::Heartbeat { epoch, .. } if epoch > self.shared.epoch() => {
+                if !self.stands_outside() {
+                    self.shared.remind_of_my_epoch(now, from);
+                }
+                return;
+            }
             message => message,
         };
         // Once the install is logged the old epoch is over here, though the node acts in the new
@@ -374,7 +393,7 @@ impl Node {
             self.tell_chosen(from, message.epoch());
             return;
         }
-        let Node { shared: sh, coordinator, participant, .. } = self;
+        let Node { shared: sh, coordinator, participant, join, .. } = self;
         // A 2PC message names a transaction, and so its coordinator: both the sender and that
         // coordinator must be members, or answering could address a node that does not exist.
         let members = sh.configuration.members;
@@ -389,9 +408,6 @@ impl Node {
         if message.epoch() != sh.epoch() {
             sh.stats.epoch_mismatches += 1;
             return;
-        }
-        if coordinator_of_txn.is_some() {
-            sh.leases.heard_from(from);
         }
         let mine = coordinator_of_txn == Some(me);
         let from_coordinator = coordinator_of_txn == Some(from);
@@ -422,7 +438,10 @@ impl Node {
                     sh.send(from, Message::Decision { epoch, txn, decision });
                 }
             }
-            Message::Heartbeat { epoch, request } => sh.on_heartbeat(from, epoch, request),
+            Message::Heartbeat { epoch, request, echo } => {
+                join.acts_in_this_epoch(from);
+                sh.on_heartbeat(from, epoch, request, echo)
+            }
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
             // Routed to the agreement and the join above.
             Message::Paxos(_) | Message::JoinRequest { .. } => {}

@@ -307,33 +307,54 @@ impl Node {
         // configuration.
         let cluster = self.shared.cluster();
         let acceptors = ready.union(self.join.outsiders_in(now, current, fresh));
-        let mut joining = BTreeMap::new();
-        if catching_up.is_empty() {
-            for (node, ticket) in self.join.ready(now, current, fresh) {
-                let members = live.union(NodeSet::from_ids(joining.keys().copied().chain([node])).unwrap_or_default());
-                if !cluster.covers(members, ready) {
-                    break;
+        // The members that hold the epoch's state: not catching up, no new life. While fewer
+        // than c of them (the copies a commit needs, §7.3) are live, a change keeps the
+        // suspected ones, if that costs it none of the nodes it would add: below c live
+        // holders no commit can become visible anyway, and a removal would only leave fewer
+        // copies of the state. (Seen in the simulator: a three-node configuration shrunk to one
+        // member, which then lost its disk; the state, whole on the member removed, could no
+        // longer be had from any member.) A change that adds a node removes them as before:
+        // it is what lets commits go on.
+        let holders = current.members.difference(self.shared.leases.still_joining()).difference(self.join.new_lives());
+        let short = holders.intersection(live).len() < cluster.copies().min(holders.len());
+        let plan = |keep: NodeSet| {
+            let mut joining = BTreeMap::new();
+            if catching_up.is_empty() {
+                for (node, ticket) in self.join.ready(now, current, fresh) {
+                    let added = NodeSet::from_ids(joining.keys().copied().chain([node])).unwrap_or_default();
+                    if !cluster.covers(keep.union(added), ready) {
+                        break;
+                    }
+                    joining.insert(node, ticket);
                 }
-                joining.insert(node, ticket);
+            }
+            let added = NodeSet::from_ids(joining.keys().copied()).unwrap_or_default();
+            (keep.union(added), joining)
+        };
+        let (mut members, mut joining) = plan(live);
+        if short {
+            let (kept, kept_joining) = plan(live.union(holders));
+            if kept_joining.len() >= joining.len() && cluster.covers(kept, ready) {
+                (members, joining) = (kept, kept_joining);
             }
         }
         let half_is_majority = self.shared.canary(crate::Canary::TwoConfigurationsOneEpoch);
         let majority = cluster.is_majority(acceptors) || half_is_majority && 2 * acceptors.len() >= cluster.nodes.len();
-        if (suspected.is_empty() && joining.is_empty() && !agreement.is_frozen()) || !majority {
+        let removes = !current.members.difference(members).is_empty();
+        if (!removes && joining.is_empty() && !agreement.is_frozen()) || !majority {
             self.reconfiguration.reason_since = None;
             return;
         }
         let since = *self.reconfiguration.reason_since.get_or_insert(now);
         let rank = live.iter().take_while(|&m| m != me).count() as u32;
         // A member that promised gives the proposer it promised a detection timeout first.
-        let waits = rank + u32::from(suspected.is_empty() && joining.is_empty());
+        let waits = rank + u32::from(!removes && joining.is_empty());
         let backoff = self.shared.config.timing.detection_timeout * waits;
         if now < since + backoff {
             return;
         }
         let Some(epoch) = current.epoch.next() else { return };
-        let added = NodeSet::from_ids(joining.keys().copied()).unwrap_or_default();
-        let next = Configuration { epoch, members: live.union(added) };
+        let next = Configuration { epoch, members };
         if !cluster.covers(next.members, ready) && !half_is_majority {
             return;
         }

@@ -96,6 +96,11 @@ impl Shared {
         self.outbox.persist(record)
     }
 
+    /// Whether the record at `lsn` is durable.
+    pub(super) fn is_durable(&self, lsn: Lsn) -> bool {
+        lsn <= self.outbox.durable
+    }
+
     /// Runs `action` once the record at `lsn` is durable.
     pub(super) fn after_durable(&mut self, lsn: Lsn, action: AfterDurable) {
         self.outbox.wait(lsn, action);

@@ -1,5 +1,6 @@
 //! [`fetch_state`]: the asker's side of a state transfer, over a TLS link to a member's peer
-//! port. Blocking: a node that catches up serves nothing until it has the state.
+//! port. Blocking; [`stream_into`] is the part that may run on a thread of its own (a server
+//! catching up goes on meanwhile), [`Streamed::finish`] the part that replaces the log.
 
 use super::sink::{Installed, TransferSink, TransferSinkError};
 use crate::identity::Identity;
@@ -11,6 +12,7 @@ use dkv_core::codec::transfer::{TRANSFER_CHUNK_BYTES_MAX, TransferAbort, Transfe
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -38,6 +40,27 @@ pub enum FetchError {
     Sink(#[from] TransferSinkError),
     #[error("the transfer from member {member} took longer than {took_max:?}: abandoned")]
     TookTooLong { member: NodeId, took_max: Duration },
+    #[error("the transfer from member {member} was called off (the server is stopping)")]
+    CalledOff { member: NodeId },
+}
+
+/// A transfer whose stream came whole and was adopted into the staging file; the data dir's
+/// log is still the old one until [`Streamed::finish`].
+pub struct Streamed {
+    sink: TransferSink,
+    chunks: u64,
+    bytes: u64,
+    high_water_bytes: usize,
+}
+
+impl Streamed {
+    /// Installs the adopted state as the data dir's log (see [`TransferSink::finish`]). The
+    /// caller writes the old log no more from here on.
+    pub fn finish(self) -> Result<FetchReport, FetchError> {
+        let high_water_bytes = self.high_water_bytes.max(self.sink.high_water_bytes());
+        let installed = self.sink.finish()?;
+        Ok(FetchReport { installed, chunks: self.chunks, bytes: self.bytes, high_water_bytes })
+    }
 }
 
 /// What a completed transfer did.
@@ -75,7 +98,7 @@ pub fn fetch_state(
 /// `took_max`: if given, the transfer is abandoned once it has taken longer (checked at every
 /// frame, so it may overrun by one `timeout` of silence).
 pub fn fetch_into(
-    mut sink: TransferSink,
+    sink: TransferSink,
     member: NodeId,
     addr: SocketAddr,
     credentials: &NodeCredentials,
@@ -83,6 +106,23 @@ pub fn fetch_into(
     timeout: Duration,
     took_max: Option<Duration>,
 ) -> Result<FetchReport, FetchError> {
+    stream_into(sink, member, addr, credentials, window_bytes, timeout, took_max, None)?.finish()
+}
+
+/// The stream of [`fetch_into`], adopted into the sink's staging file, without installing it:
+/// the data dir's log is untouched. `called_off`: once set, the transfer is abandoned at the
+/// next frame (or the next `timeout` of silence).
+#[allow(clippy::too_many_arguments)]
+pub fn stream_into(
+    mut sink: TransferSink,
+    member: NodeId,
+    addr: SocketAddr,
+    credentials: &NodeCredentials,
+    window_bytes: u32,
+    timeout: Duration,
+    took_max: Option<Duration>,
+    called_off: Option<&AtomicBool>,
+) -> Result<Streamed, FetchError> {
     let started = Instant::now();
     let tls = PeerTls::new(credentials)?;
     let connect_error = |source| FetchError::Connect { member, addr, source };
@@ -121,6 +161,11 @@ pub fn fetch_into(
             high_water_bytes = high_water_bytes.max(input.len() + sink.high_water_bytes());
         };
         input.drain(..used);
+        if called_off.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            let reason = TransferAbort::SinkFailed { reason: "the asker is stopping".to_string() };
+            let _ = send(&mut link, TransferMessage::Abort { transfer, reason });
+            return Err(FetchError::CalledOff { member });
+        }
         if let Some(took_max) = took_max
             && started.elapsed() > took_max
         {
@@ -158,9 +203,7 @@ pub fn fetch_into(
                         "the end says {chunks} chunks of {bytes} bytes; {next_seq} chunks of {received_bytes} bytes came"
                     )));
                 }
-                high_water_bytes = high_water_bytes.max(sink.high_water_bytes());
-                let installed = sink.finish()?;
-                return Ok(FetchReport { installed, chunks, bytes, high_water_bytes });
+                return Ok(Streamed { sink, chunks, bytes, high_water_bytes });
             }
             TransferMessage::Abort { reason, .. } => return Err(FetchError::Aborted { member, reason }),
             TransferMessage::Request { .. } | TransferMessage::Ack { .. } => {

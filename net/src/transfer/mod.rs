@@ -67,6 +67,6 @@ mod source;
 
 pub use dkv_core::catch_up::{AdoptError, Adoption, OWN_PENDING_MAX, RecordAssembler, TRANSFER_RECORD_BYTES_MAX};
 pub use dkv_core::codec::transfer::{TRANSFER_CHUNK_BYTES_MAX, TRANSFER_WINDOW_BYTES_MAX};
-pub use fetch::{FetchError, FetchReport, fetch_into, fetch_state};
+pub use fetch::{FetchError, FetchReport, Streamed, fetch_into, fetch_state, stream_into};
 pub use sink::{Installed, STAGING_FILE_NAME, TransferSink, TransferSinkError};
 pub use source::LogSource;

@@ -16,6 +16,8 @@ pub fn crowded_completions(retention: Duration) -> Overrides {
         duplication: Some(0.2),
         crashes: Some(false),
         partitions: Some(false),
+        // The ground these tests were drawn on, before the minority faults were on by default.
+        minority_faults: Some(false),
         tight_bounds: Some(TightBounds {
             prepared_max: 16,
             read_waiters_max: 16,
