@@ -49,6 +49,10 @@ pub enum AdoptError {
         "the member's log does not reach epoch {epoch}, the configuration that adds this node (it is at {reached}); ask again once it has installed it"
     )]
     ShortOfTheJoin { epoch: Epoch, reached: Epoch },
+    #[error(
+        "node {node} streams a state of epoch {epoch} it was no member of, nor of the epoch before: it may lack commits; ask a member"
+    )]
+    SourceWasNoMember { node: NodeId, epoch: Epoch },
 }
 
 /// Reassembles the records of a stream of chunks. Holds at most the bytes of one record cut
@@ -160,6 +164,11 @@ pub struct Adoption {
     joining: Option<Epoch>,
     /// The epoch of the member's state at this point of the stream.
     epoch: Epoch,
+    /// The node streaming its log (if known), and whether it was a member of the configuration
+    /// at this point of the stream: a state taken through an epoch is whole only from a member
+    /// of it or of the epoch before (§7.6).
+    source: Option<NodeId>,
+    source_member: bool,
     /// Past the configuration that adds this node: the rest of the stream is not taken.
     done: bool,
     /// Planted flaw (canary `catch-up-skips-commits`): nothing after the snapshot is taken but
@@ -194,6 +203,8 @@ impl Adoption {
             index: 0,
             joining: None,
             epoch: Epoch::FIRST,
+            source: None,
+            source_member: false,
             done: false,
             skips_commits: false,
         }
@@ -209,6 +220,29 @@ impl Adoption {
         self.joining = Some(epoch);
         self.incarnation_floor = self.incarnation_floor.max(epoch.0.saturating_mul(1 << 32));
         self
+    }
+
+    /// The stream is `source`'s log. A state taken through the configuration that adds this
+    /// node is then checked to be whole: `source` was a member of that configuration (or of the
+    /// snapshot's, past it), or of the one before it and installed it. A node of the epoch
+    /// before holds every commit up to its end (each had every member's YES), the install
+    /// settles what it left in doubt, and no commit of the epoch that adds this node can
+    /// happen without this node's YES: so nothing the members hold is missing. A node outside
+    /// both may lack commits of epochs it took no part in.
+    pub fn streamed_by(mut self, source: NodeId) -> Adoption {
+        self.source = Some(source);
+        self
+    }
+
+    /// Checks that `source` was a member of the configuration `members` of epoch `epoch`
+    /// taken through, or (`member_before`) of the one before.
+    fn check_source(&self, epoch: Epoch, members: crate::ids::NodeSet, member_before: bool) -> Result<(), AdoptError> {
+        let Some(source) = self.source else { return Ok(()) };
+        if members.contains(source) || member_before {
+            Ok(())
+        } else {
+            Err(AdoptError::SourceWasNoMember { node: source, epoch })
+        }
     }
 
     /// Plants the flaw of canary `catch-up-skips-commits` if `config` names it (never without
@@ -245,18 +279,35 @@ impl Adoption {
                 // outside, unable to take part in the agreement the others needed it for.)
                 Record::SnapshotConfiguration(c) if c.configuration.epoch > joining => {
                     let found = c.configuration.epoch;
+                    self.check_source(found, c.configuration.members, false)?;
                     self.joining = Some(found);
                     self.incarnation_floor = self.incarnation_floor.max(found.0.saturating_mul(1 << 32));
                     self.epoch = found;
                 }
-                Record::SnapshotConfiguration(c) => self.epoch = c.configuration.epoch,
+                Record::SnapshotConfiguration(c) => {
+                    if c.configuration.epoch == joining {
+                        // The snapshot's kept values name the configuration before it.
+                        let before = c.installed.iter().find(|v| v.configuration.epoch.next() == Some(joining));
+                        let member_before =
+                            before.is_some_and(|v| self.source.is_some_and(|s| v.configuration.contains(s)));
+                        self.check_source(joining, c.configuration.members, member_before)?;
+                    }
+                    self.epoch = c.configuration.epoch;
+                    self.source_member = self.source.is_some_and(|s| c.configuration.contains(s));
+                }
                 // The next configuration after the one that adds this node: not taken, nor
                 // anything after it.
                 Record::Installed(_) if self.epoch >= joining => {
                     self.done = true;
                     return Ok(());
                 }
-                Record::Installed(value) => self.epoch = value.configuration.epoch,
+                Record::Installed(value) => {
+                    if value.configuration.epoch == joining {
+                        self.check_source(joining, value.configuration.members, self.source_member)?;
+                    }
+                    self.epoch = value.configuration.epoch;
+                    self.source_member = self.source.is_some_and(|s| value.configuration.contains(s));
+                }
                 _ => {}
             }
             let kept = matches!(record, Record::Installed(_) | Record::Boot { .. } | Record::BootTracked { .. });
@@ -585,6 +636,73 @@ mod tests {
         assert_eq!(short, Err(AdoptError::ShortOfTheJoin { epoch: Epoch(5), reached: Epoch(4) }));
         // Without `joining`, the whole stream is taken (a transfer that is no join).
         assert_eq!(epochs_installed(&Adoption::new(me, 0).adopt_all(member_log()).unwrap()), vec![2, 3, 4]);
+    }
+
+    /// A state taken through the configuration that adds the node must come from a member of
+    /// it, or from a node of the configuration before that installed it; from any other node
+    /// (which took no part in an epoch, so may lack its commits) it is refused.
+    #[test]
+    fn the_source_was_a_member_of_the_add_or_of_the_epoch_before() {
+        let installed_of = |epoch: u64, members: &[u8]| {
+            let members = NodeSet::from_ids(members.iter().map(|&m| NodeId(m))).unwrap();
+            Record::Installed(Box::new(Value {
+                configuration: Configuration { epoch: Epoch(epoch), members },
+                settlement: Default::default(),
+                joining: Default::default(),
+            }))
+        };
+        let me = NodeId(0);
+        // n1 was a member of epoch 2 and installed epoch 3, which swapped it for this node.
+        let swapped_out = vec![installed_of(2, &[1, 2]), installed_of(3, &[0, 2])];
+        let adopted = Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(1)).adopt_all(swapped_out.clone());
+        assert_eq!(adopted.map(|a| epochs_installed(&a)), Ok(vec![2, 3]));
+        // n3 was a member of neither.
+        let outside = vec![installed_of(2, &[1, 2]), installed_of(3, &[0, 2])];
+        let refused = Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(3)).adopt_all(outside);
+        assert_eq!(refused, Err(AdoptError::SourceWasNoMember { node: NodeId(3), epoch: Epoch(3) }));
+        // A member of the add itself, as always.
+        let member = Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(2)).adopt_all(swapped_out);
+        assert!(member.is_ok());
+        // A snapshot past the add, of a configuration its source was outside of: the source
+        // took no part in that epoch and may lack its commits (review finding F1: a node
+        // removed after the add, outside since, streamed its later snapshot).
+        let snapshot_of = |epoch: u64, members: &[u8], before: &[u8]| {
+            let members = NodeSet::from_ids(members.iter().map(|&m| NodeId(m))).unwrap();
+            let Record::Installed(value) = installed_of(epoch - 1, before) else { unreachable!() };
+            let configuration = SnapshotConfiguration {
+                configuration: Configuration { epoch: Epoch(epoch), members },
+                installed: vec![*value],
+                agreement: None,
+            };
+            vec![
+                Record::SnapshotBegin(Box::default()),
+                Record::SnapshotConfiguration(Box::new(configuration)),
+                Record::SnapshotEnd { entries: 0 },
+            ]
+        };
+        let outside_past = Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(1)).adopt_all(snapshot_of(
+            7,
+            &[0, 2, 3],
+            &[0, 2, 3],
+        ));
+        assert_eq!(outside_past, Err(AdoptError::SourceWasNoMember { node: NodeId(1), epoch: Epoch(7) }));
+        let member_past = Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(2)).adopt_all(snapshot_of(
+            7,
+            &[0, 2, 3],
+            &[0, 2],
+        ));
+        assert!(member_past.is_ok());
+        // A snapshot of the add's own epoch, from a node of the epoch before (its kept values
+        // name that configuration), is taken; from a node of neither, refused.
+        let at_add = |source: u8| {
+            Adoption::new(me, 0).joining(Epoch(3)).streamed_by(NodeId(source)).adopt_all(snapshot_of(
+                3,
+                &[0, 2],
+                &[1, 2],
+            ))
+        };
+        assert!(at_add(1).is_ok());
+        assert_eq!(at_add(3), Err(AdoptError::SourceWasNoMember { node: NodeId(3), epoch: Epoch(3) }));
     }
 
     /// A member's snapshot past the configuration that adds the node is taken: the node takes

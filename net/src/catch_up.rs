@@ -47,13 +47,22 @@ pub(crate) enum CatchUpError {
     Thread,
 }
 
+impl CatchUpError {
+    /// Whether the member's state was refused (it cannot be taken from that member), rather
+    /// than the transfer failing on the way.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(self, CatchUpError::Fetch(FetchError::Sink(TransferSinkError::Adopt(_))))
+    }
+}
+
 /// A catch-up under way: member `from`'s state through epoch `epoch`, streamed on a thread.
 pub(crate) struct Fetching {
     pub(crate) from: NodeId,
     pub(crate) epoch: Epoch,
     pub(crate) started: Instant,
     called_off: Arc<AtomicBool>,
-    thread: JoinHandle<Result<Streamed, FetchError>>,
+    /// Taken by [`Fetching::finish`] or [`Fetching::call_off`].
+    thread: Option<JoinHandle<Result<Streamed, FetchError>>>,
 }
 
 impl Fetching {
@@ -75,7 +84,8 @@ impl Fetching {
         };
         let &addr = config.peers.get(&from).ok_or(CatchUpError::NoAddress { member: from })?;
         let identity = Identity { cluster, node: config.id };
-        let sink = TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch);
+        let sink =
+            TransferSink::create_locked(wal.dir(), wal.lock(), identity, incarnation_floor)?.joining(epoch, from);
         // Past `join_grace` the members suspect this node anyway, and remove it again.
         let took_max = Some(config.timing.join_grace);
         let called_off = Arc::new(AtomicBool::new(false));
@@ -89,26 +99,37 @@ impl Fetching {
                 streamed
             })
             .map_err(|_| CatchUpError::Thread)?;
-        Ok(Fetching { from, epoch, started: Instant::now(), called_off, thread })
+        Ok(Fetching { from, epoch, started: Instant::now(), called_off, thread: Some(thread) })
     }
 
     /// Whether the stream ended (then [`Fetching::finish`] does not block).
     pub(crate) fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits for the stream's end and, if it came whole, installs the state as the log of the
     /// dir (the caller writes the old log no more, and reopens the dir).
-    pub(crate) fn finish(self) -> Result<FetchReport, CatchUpError> {
-        let streamed = self.thread.join().map_err(|_| CatchUpError::Thread)??;
+    pub(crate) fn finish(mut self) -> Result<FetchReport, CatchUpError> {
+        let thread = self.thread.take().ok_or(CatchUpError::Thread)?;
+        let streamed = thread.join().map_err(|_| CatchUpError::Thread)??;
         Ok(streamed.finish()?)
     }
 
     /// Abandons the transfer (the server is stopping): waits at most one [`SILENCE_MAX`] for
     /// the thread, whose sink removes the staging file and releases its hold on the dir.
-    pub(crate) fn call_off(self) {
+    pub(crate) fn call_off(mut self) {
         self.called_off.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Fetching {
+    /// A transfer dropped unfinished (the server returned with an error) is called off: its
+    /// thread ends at the next frame or silence, and releases the dir.
+    fn drop(&mut self) {
+        self.called_off.store(true, Ordering::Relaxed);
     }
 }
 

@@ -455,7 +455,7 @@ impl Server {
         let id = self.config.id;
         if self.catching_up.is_some() {
             // One at a time: the node asks again once the one under way ends.
-            return self.catch_up_failed(from, epoch);
+            return self.catch_up_failed(from, epoch, false);
         }
         tracing::info!(node = %id, %from, %epoch, "catching up: taking the member's state through the configuration that adds this node");
         let incarnation_floor = self.node.incarnation();
@@ -469,15 +469,16 @@ impl Server {
             Err(error) => {
                 tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again");
                 ServerStats::add(&self.stats.catch_ups_failed, 1);
-                self.catch_up_failed(from, epoch)
+                self.catch_up_failed(from, epoch, false)
             }
         }
     }
 
-    /// Tells the node the catch-up through `epoch` from `from` did not happen.
-    fn catch_up_failed(&mut self, from: NodeId, epoch: Epoch) -> Result<(), ServerError> {
+    /// Tells the node the catch-up through `epoch` from `from` did not happen (`refused`: the
+    /// member's state could not be taken).
+    fn catch_up_failed(&mut self, from: NodeId, epoch: Epoch, refused: bool) -> Result<(), ServerError> {
         let now = self.clock.now();
-        self.node.handle(now, Input::CatchUpFailed { from, epoch });
+        self.node.handle(now, Input::CatchUpFailed { from, epoch, refused });
         self.drain_outputs(now)
     }
 
@@ -492,7 +493,7 @@ impl Server {
             Err(error) => {
                 tracing::warn!(node = %id, %from, %epoch, %error, "catch-up failed; keeping this node's log, it asks again");
                 ServerStats::add(&self.stats.catch_ups_failed, 1);
-                return self.catch_up_failed(from, epoch);
+                return self.catch_up_failed(from, epoch, error.is_refusal());
             }
         };
         let wal = self.group_commit.wal();

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 /// Whether the swarm draws, by default, the faults that only a protocol tolerating a minority of
 /// members down survives (issue 12: permanent crashes, long absences, lasting partitions, clock
-/// offsets; see [`Params::minority_faults`]). On since 2026-11-26, when 20,000 seeds of them
-/// passed but three; off (`--no-minority-faults`), a seed draws what it drew before.
+/// offsets; see [`Params::minority_faults`]). On since 2026-11-26, when seeds 0..39999 of them
+/// passed; off (`--no-minority-faults`), a seed draws what it drew before.
 pub const MINORITY_FAULTS_BY_DEFAULT: bool = true;
 
 /// The clock-rate drift bound ρ of docs/protocol.md §7.5 (1 %), in parts per million: any one

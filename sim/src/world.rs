@@ -1355,17 +1355,17 @@ impl World {
             self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 3], || {
                 format!("n{i} cannot reach n{from} for its state")
             });
-            return self.input(i, Input::CatchUpFailed { from: member, epoch });
+            return self.input(i, Input::CatchUpFailed { from: member, epoch, refused: false });
         }
         let me = NodeId(i as u8);
-        let adoption = Adoption::new(me, 0).joining(epoch).with_canary_of(&self.nodes[i].config);
+        let adoption = Adoption::new(me, 0).joining(epoch).streamed_by(member).with_canary_of(&self.nodes[i].config);
         let adopted = match adoption.adopt_all(self.nodes[from].disk.durable_records().iter().cloned()) {
             Ok(adopted) => adopted,
             Err(error) => {
                 self.stats.catch_ups_failed += 1;
                 let words = [i as u64, from as u64, epoch.0, 1];
                 self.trace.event(self.now, Tag::CatchUp, &words, || format!("n{i} refuses n{from}'s state: {error}"));
-                return self.input(i, Input::CatchUpFailed { from: member, epoch });
+                return self.input(i, Input::CatchUpFailed { from: member, epoch, refused: true });
             }
         };
         self.trace.event(self.now, Tag::CatchUp, &[i as u64, from as u64, epoch.0, 2], || {

@@ -418,7 +418,7 @@ impl Coordinator {
         sh.timers.cancel(Timer::Coordinator(txn));
         own_share.forget_own(txn);
         let lsn = sh.persist(Record::Forgotten { txn });
-        self.forgetting.retain(|_, &mut lsn| !sh.is_durable(lsn));
+        self.forgetting.retain(|_, &mut earlier| !sh.is_durable(earlier));
         self.forgetting.insert(txn, lsn);
         self.mark_moved(sh, now);
     }

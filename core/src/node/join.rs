@@ -46,8 +46,16 @@ pub(super) struct Join {
     /// The catch-up last asked of the runtime: through which epoch, and when.
     asked: Option<(Epoch, Time)>,
     /// The latest epoch whose value this node was told and may catch up through: catch-ups
-    /// are asked only through it, so the target only moves forward.
+    /// are asked only through it, so the target only moves forward (until a later
+    /// configuration leaves the node out).
     target: Option<Epoch>,
+    /// Catch-ups failed in a row, and no catch-up is asked before `retry_at` (the backoff).
+    failures: u32,
+    retry_at: Time,
+    /// The nodes whose state for a catch-up through this epoch was refused: not asked again for
+    /// it while others may answer (a node that answers with a value it cannot serve would be
+    /// asked for ever).
+    refused_from: (Epoch, NodeSet),
     /// As a member: the nodes asking to be added, with the ticket they asked under, when they
     /// last asked, and the epoch they were in.
     asking: BTreeMap<NodeId, (JoinTicket, Time, Epoch)>,
@@ -71,6 +79,9 @@ impl Join {
             known,
             asked: None,
             target: None,
+            failures: 0,
+            retry_at: Time::ZERO,
+            refused_from: (Epoch::default(), NodeSet::default()),
             asking: BTreeMap::new(),
             new_lives: NodeSet::default(),
             added: BTreeMap::new(),
@@ -157,11 +168,27 @@ impl Node {
         }
     }
 
-    /// The runtime could not do the catch-up through `epoch` asked of it: this node asks again
-    /// as soon as a member answers its next request to join.
-    pub(super) fn on_catch_up_failed(&mut self, epoch: Epoch) {
+    /// The runtime could not do the catch-up through `epoch` asked of it: this node asks again,
+    /// of whichever node answers its requests to join, after a backoff that doubles with each
+    /// failure in a row: half a detection timeout, then one, two, … up to `join_grace`.
+    pub(super) fn on_catch_up_failed(&mut self, now: Time, from: NodeId, epoch: Epoch, refused: bool) {
         if self.join.asked.is_some_and(|(e, _)| e == epoch) {
             self.join.asked = None;
+            let (failed_epoch, failed) = &mut self.join.refused_from;
+            if *failed_epoch != epoch {
+                (*failed_epoch, *failed) = (epoch, NodeSet::default());
+            }
+            if refused {
+                failed.insert(from);
+            }
+            // Every other node failed: all may be asked again (after the backoff).
+            if failed.is_superset(self.shared.config.members.without(self.shared.me())) {
+                *failed = NodeSet::default();
+            }
+            let timing = &self.shared.config.timing;
+            let backoff = (self.ask_interval() * (1 << self.join.failures.min(6))).min(timing.join_grace);
+            self.join.failures += 1;
+            self.join.retry_at = now + backoff;
         } else {
             self.shared.stats.messages_dropped += 1;
         }
@@ -179,8 +206,10 @@ impl Node {
         }
         let me = self.shared.me();
         let (epoch, ticket) = (self.shared.epoch(), self.join.ticket);
-        for member in self.join.known.members.without(me).iter() {
-            self.shared.send(member, Message::JoinRequest { epoch, ticket });
+        // Every node of the cluster: the members answer, and so does a node outside that holds
+        // the state the add's epoch begins with (see [`Node::on_join_request`]).
+        for node in self.shared.config.members.without(me).iter() {
+            self.shared.send(node, Message::JoinRequest { epoch, ticket });
         }
         let next = now + self.ask_interval();
         self.shared.timers.set(Timer::Join, next);
@@ -191,16 +220,46 @@ impl Node {
     /// through if it adds this node (see [`Node::may_catch_up_through`]); the value that follows
     /// this node's epoch and leaves it out is installed, so that it takes part in the next
     /// agreement (§7.3).
+    ///
+    /// A node outside the value's configuration that was a member of the epoch before it
+    /// answers too (see [`Node::on_join_request`]): it holds the state the value's epoch began
+    /// with, and is only a source to catch up from (the adoption checks it, with
+    /// `Adoption::streamed_by`). (Seen in the simulator: a member was swapped for a node asking
+    /// to join, and the one member left lost its disk before the node had caught up; the state
+    /// was whole only on the member swapped out. And a node added, then removed again before it
+    /// caught up, whose add's only member left had crashed: it could follow neither.)
     pub(super) fn on_chosen_outside(&mut self, now: Time, from: NodeId, value: Value) {
-        if !self.shared.config.members.contains(from) || !value.configuration.contains(from) {
+        if !self.shared.config.members.contains(from) {
             self.shared.stats.messages_dropped += 1;
             return;
         }
         let epoch = value.configuration.epoch;
-        if epoch > self.join.known.epoch {
-            self.join.known = value.configuration;
+        // A failed catch-up is asked again only after a backoff: each try may stream a whole
+        // state (review finding: retried at every answer, a refused one cost a transfer each
+        // time).
+        let (refused_epoch, refused) = self.join.refused_from;
+        let may_ask = now >= self.join.retry_at && !(refused_epoch == epoch && refused.contains(from));
+        if !value.configuration.contains(from) {
+            let latest = self.join.target.is_none_or(|target| epoch >= target);
+            if may_ask && latest && self.join.asked.is_none() && self.may_catch_up_through(&value) {
+                self.join.target = Some(epoch);
+                self.join.asked = Some((epoch, now));
+                self.shared.stats.catch_ups_asked += 1;
+                self.shared.outbox_push(Output::CatchUp { from, epoch });
+            }
+            return;
         }
         let me = self.shared.me();
+        if epoch > self.join.known.epoch {
+            self.join.known = value.configuration;
+            // A later configuration without this node undid every add before it: the target
+            // goes back, so that the node may catch up through any add it is told of (review
+            // finding: a node added, removed, added and removed again was told only its first
+            // add, below its target, and could never reach the latest epoch).
+            if !value.configuration.contains(me) {
+                self.join.target = None;
+            }
+        }
         // Only through the latest value known that this node may catch up through: a member
         // tells both the value after this node's epoch and its latest, and catching up through
         // each in turn never ends (seen in the simulator: two catch-ups asked alternately, each
@@ -210,7 +269,7 @@ impl Node {
         // value, which removed another member, never caught up, and held writes for its grace).
         let latest = self.join.target.is_none_or(|target| epoch >= target);
         let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
-        if latest && !asked && self.may_catch_up_through(&value) {
+        if may_ask && latest && !asked && self.may_catch_up_through(&value) {
             self.join.target = Some(epoch);
             self.join.asked = Some((epoch, now));
             self.shared.stats.catch_ups_asked += 1;
@@ -282,8 +341,26 @@ impl Node {
     /// life and is suspected until removed.
     pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, epoch: Epoch, ticket: JoinTicket) {
         let sh = &mut self.shared;
-        if from == sh.me() || !sh.config.members.contains(from) || !sh.configuration.contains(sh.me()) {
+        if from == sh.me() || !sh.config.members.contains(from) {
             sh.stats.messages_dropped += 1;
+            return;
+        }
+        // A node outside its configuration (that vouches for its log: one that cannot takes
+        // no input here) tells the asker the value that follows the asker's epoch, if it keeps
+        // it and was a member of the epoch before it: it holds the state that value's epoch
+        // began with (see [`Node::on_chosen_outside`]). It adds nobody.
+        if !sh.configuration.contains(sh.me()) {
+            let me = sh.me();
+            let installed = || self.reconfiguration.installed();
+            let next = self.reconfiguration.installed_after(epoch).cloned();
+            let member_before = |value: &Value| {
+                installed().any(|v| {
+                    v.configuration.epoch.next() == Some(value.configuration.epoch) && v.configuration.contains(me)
+                })
+            };
+            if let Some(value) = next.filter(|v| !self.join.behind && member_before(v)) {
+                tell(&mut self.shared, from, value);
+            }
             return;
         }
         if sh.configuration.contains(from) {
@@ -339,6 +416,7 @@ impl Node {
         self.join.known = next;
         self.join.asked = None;
         self.join.target = None;
+        self.join.failures = 0;
         self.start_asking(now);
     }
 }

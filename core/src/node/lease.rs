@@ -3,9 +3,10 @@
 //! every read and suspects nobody, which is sound while every commit needs every member.
 //!
 //! - **Heartbeats.** Once its Boot record is durable, a node sends every other node of the
-//!   cluster a [`Message::Heartbeat`] every `heartbeat_interval` (those outside its
-//!   configuration drop it, unless they are in another epoch: then it tells one of the two it
-//!   is behind). Each carries a lease request: this
+//!   cluster a [`Message::Heartbeat`] every `heartbeat_interval`. A node of another epoch
+//!   tells the one behind of the epoch it lacks; a node outside the sender's configuration in
+//!   the same epoch answers with a grant, which members ignore (grants count only from
+//!   members). Each carries a lease request: this
 //!   life's incarnation and the send time on the member's own clock.
 //! - **Grants.** A member that is not frozen answers every heartbeat of its epoch with a
 //!   [`Message::LeaseGrant`] echoing the request. It keeps nothing: what protects a lease it
@@ -237,13 +238,10 @@ impl Leases {
 
     /// The members just added and not heard from since (see [`Leases::expect`]).
     pub(super) fn still_joining(&self) -> NodeSet {
-        let mut catching_up = NodeSet::default();
-        for (&member, joining) in &self.joining {
-            if joining.until > self.now && member != self.me {
-                catching_up.insert(member);
-            }
-        }
-        catching_up
+        // Past its grace too: until it heartbeats in the epoch it holds none of its state, and
+        // takes no part in the agreement (review finding: for a detection timeout after the
+        // grace it counted as ready, and as holding the state).
+        NodeSet::from_ids(self.joining.keys().copied().filter(|&m| m != self.me)).unwrap_or_default()
     }
 
     /// Member `from` echoed `request`: if it is one this life sent, `from` heard this node at
@@ -264,7 +262,9 @@ impl Leases {
     /// The latest lease request received from `from` in this epoch, to echo to it.
     fn received(&mut self, from: NodeId, request: LeaseRequest) {
         let latest = self.requests.entry(from).or_insert(request);
-        if request.incarnation != latest.incarnation || request.sent_at > latest.sent_at {
+        // A later life's, or a later one of the same life (a delayed heartbeat of an earlier
+        // life must not displace it).
+        if (request.incarnation, request.sent_at) > (latest.incarnation, latest.sent_at) {
             *latest = request;
         }
     }
@@ -345,7 +345,8 @@ impl Shared {
         let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: now });
         // To every other node of the cluster, members or not: a node in another epoch answers
         // a heartbeat of an older one with the value that follows it, and one of a later one
-        // with its own (which draws that answer), so a node behind always learns it is. (Seen
+        // with its own (which draws that answer), so a node behind always learns it is. (A
+        // node outside in the same epoch grants, and its grants are ignored.) (Seen
         // in the simulator: a member removed while it was away from the others, left in its old
         // epoch with the other member of it unvouched, heard from nobody and stayed behind.)
         let others = self.config.members.without(self.me());

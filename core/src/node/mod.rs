@@ -50,10 +50,11 @@ pub enum Input {
     Durable { through: Lsn },
     /// The clock reached the node's deadline (or any later time).
     Timeout,
-    /// The runtime could not do the [`Output::CatchUp`] asked (the member was unreachable or
-    /// went silent, or its state was refused): the node's log is unchanged, and it asks again
-    /// at once, of whichever member answers its next request to join (docs/protocol.md §7.6).
-    CatchUpFailed { from: NodeId, epoch: Epoch },
+    /// The runtime could not do the [`Output::CatchUp`] asked: the member was unreachable or
+    /// went silent, or (`refused`) its state could not be taken ([`crate::catch_up::AdoptError`]).
+    /// The node's log is unchanged; it asks again after a backoff, of whichever node answers its
+    /// requests to join, not of one whose state was refused (docs/protocol.md §7.6).
+    CatchUpFailed { from: NodeId, epoch: Epoch, refused: bool },
 }
 
 /// Something the node wants done. Outputs may be carried out in any order: the node only
@@ -290,7 +291,7 @@ impl Node {
             Input::Message { from, message } => self.handle_message(now, from, message),
             Input::Durable { through } => self.handle_durable(now, through),
             Input::Timeout => self.handle_timeout(now),
-            Input::CatchUpFailed { epoch, .. } => self.on_catch_up_failed(epoch),
+            Input::CatchUpFailed { from, epoch, refused } => self.on_catch_up_failed(now, from, epoch, refused),
         }
         self.maybe_propose(now);
         // Checked after every input: one that logs nothing can still make a snapshot due, by
@@ -321,7 +322,7 @@ impl Node {
                     }
                 }
             }
-            Input::CatchUpFailed { epoch, .. } => self.on_catch_up_failed(epoch),
+            Input::CatchUpFailed { from, epoch, refused } => self.on_catch_up_failed(now, from, epoch, refused),
         }
     }
 
@@ -439,7 +440,10 @@ impl Node {
                 }
             }
             Message::Heartbeat { epoch, request, echo } => {
-                join.acts_in_this_epoch(from);
+                // With an echo: a round trip, not a delayed heartbeat of an earlier life.
+                if echo.is_some() {
+                    join.acts_in_this_epoch(from);
+                }
                 sh.on_heartbeat(from, epoch, request, echo)
             }
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),

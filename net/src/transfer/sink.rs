@@ -114,12 +114,13 @@ impl TransferSink {
         })
     }
 
-    /// Takes the stream only up to the configuration of `epoch`, which adds this node (see
-    /// [`Adoption::joining`]). Before the first chunk.
-    pub fn joining(mut self, epoch: Epoch) -> TransferSink {
+    /// Takes the stream, `source`'s log, only up to the configuration of `epoch`, which adds
+    /// this node, and checks it is whole (see [`Adoption::joining`], [`Adoption::streamed_by`]).
+    /// Before the first chunk.
+    pub fn joining(mut self, epoch: Epoch, source: NodeId) -> TransferSink {
         // `Adoption::joining` takes it by value; a sink is `Drop`, so it is swapped out.
         let placeholder = Adoption::new(self.adoption_me, 0);
-        self.adoption = std::mem::replace(&mut self.adoption, placeholder).joining(epoch);
+        self.adoption = std::mem::replace(&mut self.adoption, placeholder).joining(epoch).streamed_by(source);
         self
     }
 
