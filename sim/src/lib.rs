@@ -170,7 +170,10 @@ fn final_members(replicas: Vec<Option<&Node>>) -> Vec<Option<&Node>> {
     // A member that still stands outside (added, not caught up: the run ended, or its
     // configuration could not go on) holds no state of the cluster's to judge; the liveness
     // checker reports it.
-    let judged = |i: usize, n: &&Node| last.members.contains(NodeId(i as u8)) && !n.stands_outside();
+    // Nor does one behind, in an older epoch (the liveness checker reports it too).
+    let judged = |i: usize, n: &&Node| {
+        last.members.contains(NodeId(i as u8)) && !n.stands_outside() && n.configuration().epoch == last.epoch
+    };
     replicas.into_iter().enumerate().map(|(i, n)| n.filter(|n| judged(i, n))).collect()
 }
 

@@ -722,11 +722,20 @@ impl World {
     }
 
     fn finished(&self) -> bool {
+        let latest = self.latest_epoch();
         self.clients.iter().all(SimClient::done)
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.doomed || n.node.as_ref().is_some_and(|n| n.is_quiescent() && !n.stands_outside()))
+            && self.nodes.iter().all(|n| {
+                n.doomed
+                    || n.node.as_ref().is_some_and(|n| {
+                        n.is_quiescent() && !n.stands_outside() && Some(n.configuration().epoch) == latest
+                    })
+            })
+    }
+
+    /// The latest epoch a node that is up is in (none is doomed to stay down).
+    fn latest_epoch(&self) -> Option<dkv_core::Epoch> {
+        let up = self.nodes.iter().filter(|n| !n.doomed).filter_map(|n| n.node.as_ref());
+        up.map(|node| node.configuration().epoch).max()
     }
 
     fn handle(&mut self, event: Event) {
@@ -1706,6 +1715,7 @@ impl World {
         if self.healed_at.is_none() {
             return;
         }
+        let latest = self.latest_epoch();
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(node) = &n.node {
                 let conflicts = node.stats().conflicting_decisions;
@@ -1724,6 +1734,16 @@ impl World {
                 // Every node is back after the heal, so each is added back (§7.6).
                 if n.node.as_ref().is_some_and(Node::stands_outside) {
                     let message = format!("n{i} still stands outside its configuration after the heal");
+                    self.violations.push(Violation::new("liveness", message));
+                }
+                // And in the latest epoch: a node behind holds an older epoch's state (seen in
+                // the simulator: a run ended as a node that had caught up through an add since
+                // undone was a member of that old epoch, and the end checkers judged its state).
+                let epoch = n.node.as_ref().map(|node| node.configuration().epoch);
+                if let (Some(epoch), Some(latest)) = (epoch, latest)
+                    && epoch < latest
+                {
+                    let message = format!("n{i} is still in epoch {epoch} after the heal, behind epoch {latest}");
                     self.violations.push(Violation::new("liveness", message));
                 }
             }

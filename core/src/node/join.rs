@@ -170,7 +170,9 @@ impl Node {
 
     /// The runtime could not do the catch-up through `epoch` asked of it: this node asks again,
     /// of whichever node answers its requests to join, after a backoff that doubles with each
-    /// failure in a row: half a detection timeout, then one, two, … up to `join_grace`.
+    /// failure in a row for the same target (half a detection timeout, then one, then two); it
+    /// does not ask a node whose state was refused for this epoch again, while another may
+    /// answer.
     pub(super) fn on_catch_up_failed(&mut self, now: Time, from: NodeId, epoch: Epoch, refused: bool) {
         if self.join.asked.is_some_and(|(e, _)| e == epoch) {
             self.join.asked = None;
@@ -178,23 +180,27 @@ impl Node {
             if *failed_epoch != epoch {
                 (*failed_epoch, *failed) = (epoch, NodeSet::default());
             }
+            // A refused node is not asked again for this epoch, so no backoff is needed; a
+            // failed transfer backs off, up to two detection timeouts.
             if refused {
                 failed.insert(from);
+            } else {
+                let most = self.shared.config.timing.detection_timeout * 2;
+                let backoff =
+                    (self.shared.config.timing.detection_timeout / 2 * (1 << self.join.failures.min(6))).min(most);
+                self.join.failures += 1;
+                self.join.retry_at = now + backoff;
             }
             // Every other node failed: all may be asked again (after the backoff).
             if failed.is_superset(self.shared.config.members.without(self.shared.me())) {
                 *failed = NodeSet::default();
             }
-            let timing = &self.shared.config.timing;
-            let backoff = (self.ask_interval() * (1 << self.join.failures.min(6))).min(timing.join_grace);
-            self.join.failures += 1;
-            self.join.retry_at = now + backoff;
         } else {
             self.shared.stats.messages_dropped += 1;
         }
     }
 
-    /// Asks every member it knows of to add it, again every [`Node::ask_interval`]. A
+    /// Asks every node of the cluster to add it, again every [`Node::ask_interval`]. A
     /// catch-up asked long ago (it failed, or the runtime could not) may be asked again.
     pub(super) fn on_join_timer(&mut self, now: Time) {
         if !self.stands_outside() {
@@ -240,8 +246,13 @@ impl Node {
         let (refused_epoch, refused) = self.join.refused_from;
         let may_ask = now >= self.join.retry_at && !(refused_epoch == epoch && refused.contains(from));
         if !value.configuration.contains(from) {
+            // Only the value that follows this node's epoch, from a member of that epoch: such a
+            // sender was a member of the epoch before the value (a value told by a node of
+            // neither, as any node of a later epoch tells a node behind, would be refused after
+            // a whole transfer; second review's finding).
+            let qualified = Some(epoch) == self.shared.epoch().next() && self.shared.configuration.contains(from);
             let latest = self.join.target.is_none_or(|target| epoch >= target);
-            if may_ask && latest && self.join.asked.is_none() && self.may_catch_up_through(&value) {
+            if qualified && may_ask && latest && self.join.asked.is_none() && self.may_catch_up_through(&value) {
                 self.join.target = Some(epoch);
                 self.join.asked = Some((epoch, now));
                 self.shared.stats.catch_ups_asked += 1;
@@ -270,6 +281,9 @@ impl Node {
         let latest = self.join.target.is_none_or(|target| epoch >= target);
         let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
         if may_ask && latest && !asked && self.may_catch_up_through(&value) {
+            if self.join.target != Some(epoch) {
+                self.join.failures = 0;
+            }
             self.join.target = Some(epoch);
             self.join.asked = Some((epoch, now));
             self.shared.stats.catch_ups_asked += 1;

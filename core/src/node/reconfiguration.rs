@@ -155,7 +155,7 @@ impl Node {
     }
 
     /// Tells `to`, a node still in `epoch`, the value chosen to follow it, if this node keeps it.
-    pub(super) fn tell_chosen(&mut self, to: NodeId, epoch: crate::configuration::Epoch) {
+    pub(super) fn tell_chosen(&mut self, to: NodeId, epoch: Epoch) {
         // Only a node of the cluster is answered: a sender outside it (peer input is untrusted)
         // is no member of any epoch, and answering would address a node that does not exist.
         if !self.shared.config.members.contains(to) {
