@@ -253,10 +253,7 @@ impl Node {
             let qualified = Some(epoch) == self.shared.epoch().next() && self.shared.configuration.contains(from);
             let latest = self.join.target.is_none_or(|target| epoch >= target);
             if qualified && may_ask && latest && self.join.asked.is_none() && self.may_catch_up_through(&value) {
-                self.join.target = Some(epoch);
-                self.join.asked = Some((epoch, now));
-                self.shared.stats.catch_ups_asked += 1;
-                self.shared.outbox_push(Output::CatchUp { from, epoch });
+                self.ask_catch_up(now, from, epoch);
             }
             return;
         }
@@ -284,16 +281,22 @@ impl Node {
             if self.join.target != Some(epoch) {
                 self.join.failures = 0;
             }
-            self.join.target = Some(epoch);
-            self.join.asked = Some((epoch, now));
-            self.shared.stats.catch_ups_asked += 1;
-            self.shared.outbox_push(Output::CatchUp { from, epoch });
+            self.ask_catch_up(now, from, epoch);
             return;
         }
         let follows = Some(epoch) == self.shared.epoch().next() && !value.configuration.contains(me);
         if follows && self.reconfiguration.agreement().is_some() && !self.reconfiguration.is_installing() {
             self.begin_install(value);
         }
+    }
+
+    /// Asks the runtime to catch this node up from `from` through `epoch`, which becomes the
+    /// target.
+    fn ask_catch_up(&mut self, now: Time, from: NodeId, epoch: Epoch) {
+        self.join.target = Some(epoch);
+        self.join.asked = Some((epoch, now));
+        self.shared.stats.catch_ups_asked += 1;
+        self.shared.outbox_push(Output::CatchUp { from, epoch });
     }
 
     /// Whether this node may catch up through `value`, which adds it: under this life's
@@ -365,10 +368,9 @@ impl Node {
         // began with (see [`Node::on_chosen_outside`]). It adds nobody.
         if !sh.configuration.contains(sh.me()) {
             let me = sh.me();
-            let installed = || self.reconfiguration.installed();
             let next = self.reconfiguration.installed_after(epoch).cloned();
             let member_before = |value: &Value| {
-                installed().any(|v| {
+                self.reconfiguration.installed().any(|v| {
                     v.configuration.epoch.next() == Some(value.configuration.epoch) && v.configuration.contains(me)
                 })
             };
