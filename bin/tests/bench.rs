@@ -4,14 +4,18 @@
 
 use std::process::Command;
 
-/// `--local 3 --json` for every op: the line parses, ops were completed, none failed.
+/// `--local 3 --json` for every op, with the clients driven by two threads (three clients, so
+/// the threads have unequal shares) and on a thread each: the line parses, ops were completed,
+/// none failed.
 #[test]
 fn bench_against_a_local_cluster_reports_ops_and_no_errors() {
-    for op in ["put", "get", "txn", "mix"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_dkv-bench"))
-            .args(["--local", "3", "--secs", "0.5", "--clients", "2", "--keys", "50", "--json", "--op", op])
-            .output()
-            .expect("dkv-bench runs");
+    let runs = ["put", "get", "txn", "mix"].map(|op| (op, false)).into_iter().chain([("put", true), ("get", true)]);
+    for (op, blocking) in runs {
+        let mut args = vec!["--local", "3", "--secs", "0.5", "--clients", "3", "--keys", "50", "--json", "--op", op];
+        if blocking {
+            args.push("--blocking-clients");
+        }
+        let output = Command::new(env!("CARGO_BIN_EXE_dkv-bench")).args(&args).output().expect("dkv-bench runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{op}: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
         let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
@@ -22,4 +26,20 @@ fn bench_against_a_local_cluster_reports_ops_and_no_errors() {
             assert!(report[field].is_number(), "{op}: {field} missing in {report}");
         }
     }
+}
+
+/// Nothing listens where the clients are sent: the run fails at once, saying why, rather than
+/// reporting a run without ops.
+#[test]
+fn bench_without_a_cluster_fails_with_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let output = Command::new(env!("CARGO_BIN_EXE_dkv-bench"))
+        .args(["--nodes", &addr, "--secs", "0.5", "--clients", "2", "--json", "--op", "put"])
+        .output()
+        .expect("dkv-bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot drive the clients"), "{stderr}");
 }

@@ -215,7 +215,30 @@ struct TcpLink {
     addr: SocketAddr,
     stream: Stream,
     input: Vec<u8>,
+    /// What the socket's read and write timeouts are set to (see [`TcpLink::bound_until`]).
+    timeouts: Duration,
 }
+
+impl TcpLink {
+    /// Makes every blocking read and write on the socket end by `deadline`, at most. Setting a
+    /// timeout costs a syscall each way, so one already set that is no longer than the time left
+    /// is kept, and a new one is half the time left (all of it in the last few milliseconds):
+    /// the requests that follow, each with a later deadline, keep it too. A read may so time out
+    /// before the deadline; the reader then reads again while time is left.
+    fn bound_until(&mut self, deadline: Instant) {
+        let left = remaining(deadline);
+        if self.timeouts <= left {
+            return;
+        }
+        let timeouts = if left > TIMEOUT_HALVING_MIN { left / 2 } else { left.max(Duration::from_millis(1)) };
+        let _ = self.stream.socket().set_read_timeout(Some(timeouts));
+        let _ = self.stream.socket().set_write_timeout(Some(timeouts));
+        self.timeouts = timeouts;
+    }
+}
+
+/// Below this much time left, a socket timeout is set to all of it rather than half.
+const TIMEOUT_HALVING_MIN: Duration = Duration::from_millis(4);
 
 /// A TCP connection to a node, in the clear or inside TLS.
 enum Stream {
@@ -560,8 +583,9 @@ impl Client {
                 // node that accepted the connection but is frozen must not hold this client
                 // past its deadline (it could then send the request after the nodes may have
                 // forgotten it was done).
-                let _ = stream.set_read_timeout(Some(timeout_until(deadline)));
-                let _ = stream.set_write_timeout(Some(timeout_until(deadline)));
+                let timeouts = timeout_until(deadline);
+                let _ = stream.set_read_timeout(Some(timeouts));
+                let _ = stream.set_write_timeout(Some(timeouts));
                 let stream = match &self.config.tls {
                     None => Stream::Plain(stream),
                     Some(trust) => {
@@ -569,12 +593,12 @@ impl Client {
                         Stream::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
                     }
                 };
-                let mut link = TcpLink { addr, stream, input: Vec::new() };
+                let mut link = TcpLink { addr, stream, input: Vec::new(), timeouts };
                 if let Some(user) = &self.config.user {
                     // Inside TLS (checked when the client was made): the first frame says who
                     // every later request on this connection is from.
                     let auth = Frame::Auth { user: user.name.clone(), token: user.token.to_vec() };
-                    let _ = link.stream.socket().set_write_timeout(Some(timeout_until(deadline)));
+                    link.bound_until(deadline);
                     if let Err(error) = link.stream.write_all(&frame::encode_to_vec(&auth)) {
                         return Err(link_failure(&error));
                     }
@@ -587,8 +611,7 @@ impl Client {
                 return Err(AttemptError::NoReply);
             }
             let link = self.tcp.as_mut().expect("connected just above");
-            let _ = link.stream.socket().set_write_timeout(Some(timeout_until(deadline)));
-            let _ = link.stream.socket().set_read_timeout(Some(timeout_until(deadline)));
+            link.bound_until(deadline);
             self.request_sent = true;
             if let Err(error) = link.stream.write_all(encoded) {
                 self.tcp = None;
@@ -621,19 +644,19 @@ impl Client {
                     return Ok(Frame::Error(error));
                 }
             }
-            let left = remaining(deadline);
-            if left.is_zero() {
+            if remaining(deadline).is_zero() {
                 return Err(AttemptError::NoReply);
             }
-            let _ = link.stream.socket().set_read_timeout(Some(left));
+            link.bound_until(deadline);
             match link.stream.read(chunk) {
                 Ok(0) => {
                     self.tcp = None;
                     return Err(AttemptError::NoReply);
                 }
                 Ok(n) => link.input.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(AttemptError::NoReply),
+                // A timeout before the deadline (see `bound_until`): the loop reads again, or
+                // gives up at the deadline.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => {}
                 Err(e) => {
                     self.tcp = None;
                     return Err(link_failure(&e));

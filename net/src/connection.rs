@@ -169,7 +169,7 @@ impl Connection {
             return result;
         }
         if self.tls.is_some() {
-            self.read_tls(now, scratch, &mut result);
+            self.read_tls(now, scratch, until_would_block, &mut result);
         } else {
             self.read_plain(now, scratch, until_would_block, &mut result);
         }
@@ -282,7 +282,14 @@ impl Connection {
     /// Reads TLS records from the socket, and the plaintext frame bytes they carry. A TLS
     /// failure (a certificate the cluster's CA did not issue, a forged record) closes the
     /// connection; the alert that says why goes out first.
-    fn read_tls(&mut self, now: Time, scratch: &mut [u8; READ_CHUNK_BYTES], result: &mut ReadResult) {
+    /// As for plain reads, a short read ends the turn's reading unless `until_would_block`.
+    fn read_tls(
+        &mut self,
+        now: Time,
+        scratch: &mut [u8; READ_CHUNK_BYTES],
+        until_would_block: bool,
+        result: &mut ReadResult,
+    ) {
         let mut read_this_turn = 0;
         loop {
             if read_this_turn >= READ_BYTES_PER_TURN_MAX || self.stream_input_full() {
@@ -290,7 +297,10 @@ impl Connection {
                 break;
             }
             let tls = self.tls.as_mut().expect("read_tls is for TLS connections");
-            match tls.read_tls(&mut self.stream) {
+            let mut socket = ShortReadProbe { socket: &mut self.stream, short: false };
+            let read = tls.read_tls(&mut socket);
+            let drained = socket.short && !until_would_block;
+            match read {
                 Ok(0) => result.closed = true,
                 Ok(n) => {
                     read_this_turn += n;
@@ -326,7 +336,9 @@ impl Connection {
                 result.error = Some(error);
                 break;
             }
-            if result.closed {
+            if result.closed || drained {
+                // Drained: bytes arriving from now on raise a new readiness edge (see
+                // `read_plain`), so the read that would only say "would block" is skipped.
                 break;
             }
         }
@@ -594,5 +606,20 @@ impl Connection {
     pub(crate) fn buffered_bytes(&self) -> usize {
         let session = self.session.as_ref().map_or(0, |session| session.buffered_bytes());
         self.input.capacity() + self.output.capacity() + session
+    }
+}
+
+/// The socket as rustls reads it, noting whether the last read was short: fewer bytes than
+/// rustls had room for, so the socket's buffer was drained.
+struct ShortReadProbe<'a> {
+    socket: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for ShortReadProbe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
     }
 }

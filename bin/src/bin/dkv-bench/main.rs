@@ -1,11 +1,14 @@
 //! dkv-bench: closed-loop load against a dkv cluster, with latency percentiles from HDR
-//! histograms. Each client has its own client id and one request in flight; keys are drawn at
-//! random from a fixed key space; values have a fixed size. `--json` prints one line with the
-//! same fields as the etcd side's `etcdbench` (../shared/peers), so the two compare directly.
+//! histograms. Each client has its own client id, its own connection and one request in
+//! flight; keys are drawn at random from a fixed key space; values have a fixed size. Two
+//! threads drive every client's connection, as etcdbench drives etcd's ([`multiplexed`]);
+//! `--blocking-clients` gives each client a thread of its own and the client library instead.
+//! `--json` prints one line with the same fields as the etcd side's `etcdbench`
+//! (../shared/peers), so the two compare directly.
 
 use clap::{Parser, ValueEnum};
 use dkv::{LogLevel, init_logging};
-use dkv_core::{NodeId, Outcome, TxnOp};
+use dkv_core::{NodeId, Operation, Outcome, TxnOp};
 use dkv_net::security::credentials::{ClientTrust, NodeCredentials, USERS_FILE, init_cluster};
 use dkv_net::security::users::{ClientUser, load_client_user, load_users};
 use dkv_net::testing::SplitMix64;
@@ -21,6 +24,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+mod multiplexed;
+
 const EXAMPLES: &str = "\
 Examples:
   # An in-process 3-node cluster on loopback (fsync on), 64 clients putting for 10 s:
@@ -31,7 +36,10 @@ Examples:
 
 Ops: put, get (keys preloaded), update (keys preloaded), txn (--txn-ops puts in one
 transaction), mix (half gets, half puts; keys preloaded). Clients are spread over the nodes
-round-robin. Latency is measured per request, retries included.";
+round-robin. Latency is measured per request, from its send to its outcome (a TryAgain is sent
+again, and counts in it). Two threads drive every client's connection, as etcdbench drives
+etcd's; --blocking-clients runs each client on a thread of its own through the client library
+(with its fail-over), as UDP and --secure-clients always do.";
 
 /// Latencies above this (microseconds) are clamped; a request that slow is a failure anyway.
 const LATENCY_US_MAX: u64 = 60_000_000;
@@ -128,6 +136,11 @@ struct Cli {
     /// always use mutual TLS.)
     #[arg(long, requires = "local")]
     secure_clients: bool,
+    /// One OS thread per client, each through the client library (its retries and fail-over).
+    /// By default two threads drive every client's connection, as etcdbench drives etcd's
+    /// (clients over UDP, and with --secure-clients, always go through the library).
+    #[arg(long)]
+    blocking_clients: bool,
     /// Log level of --local servers: error, info or debug.
     #[arg(short = 'l', long, default_value = "error")]
     log: LogLevel,
@@ -141,6 +154,8 @@ enum BenchError {
     Local(String),
     #[error("cannot create a client: {0}")]
     Client(#[from] dkv_net::ClientError),
+    #[error("{0}; is every node of the cluster running?")]
+    Driver(String),
     #[error("preload failed at key {key}: {error}; is every node of the cluster running? (writes need all of them)")]
     Preload { key: u64, error: String },
 }
@@ -211,8 +226,12 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
     if cli.preload || cli.op.needs_preload() {
         preload(&workload, cli.clients, &make_client, !cli.json)?;
     }
-    let clients = (0..cli.clients).map(make_client).collect::<Result<Vec<_>, _>>()?;
-    let report = measure(&workload, clients, Duration::from_secs_f64(cli.secs), !cli.json);
+    let driver = if cli.blocking_clients || cli.transport == TransportArg::Udp || cli.secure_clients {
+        Driver::Blocking((0..cli.clients).map(make_client).collect::<Result<Vec<_>, _>>()?)
+    } else {
+        Driver::Multiplexed { nodes: nodes.clone(), clients: cli.clients, timeout }
+    };
+    let report = measure(&workload, driver, Duration::from_secs_f64(cli.secs), !cli.json)?;
     if cli.json {
         println!("{}", report.json(&cli, &workload));
     } else {
@@ -241,24 +260,30 @@ impl Workload {
         format!("key{index:010}").into_bytes()
     }
 
-    /// One request of the workload; Ok(()) when its outcome is the one expected.
-    fn run_one(&self, client: &mut Client, rng: &mut SplitMix64) -> Result<(), String> {
+    /// The workload's next request, its keys drawn from `rng`.
+    fn next_operation(&self, rng: &mut SplitMix64) -> Operation {
         let key = Workload::key(rng.below(self.keys));
-        let result = match self.op {
-            Op::Put => client.put(key, self.value.to_vec()),
-            Op::Update => client.update(key, self.value.to_vec()),
-            Op::Get => client.get(key),
+        let put = |key| TxnOp::Put { key, value: self.value.to_vec() };
+        match self.op {
+            Op::Put => Operation::Txn { ops: vec![put(key)] },
+            Op::Update => Operation::Txn { ops: vec![TxnOp::Update { key, value: self.value.to_vec() }] },
+            Op::Get => Operation::Get { key },
             Op::Txn => {
-                let mut ops = vec![TxnOp::Put { key, value: self.value.to_vec() }];
+                let mut ops = vec![put(key)];
                 for _ in 1..self.txn_ops {
-                    ops.push(TxnOp::Put { key: Workload::key(rng.below(self.keys)), value: self.value.to_vec() });
+                    ops.push(put(Workload::key(rng.below(self.keys))));
                 }
-                client.txn(ops)
+                Operation::Txn { ops }
             }
-            Op::Mix if rng.next_u64() & 1 == 0 => client.get(key),
-            Op::Mix => client.put(key, self.value.to_vec()),
-        };
-        match result {
+            Op::Mix if rng.next_u64() & 1 == 0 => Operation::Get { key },
+            Op::Mix => Operation::Txn { ops: vec![put(key)] },
+        }
+    }
+
+    /// One request of the workload through the client library; Ok(()) when its outcome is the
+    /// one expected.
+    fn run_one(&self, client: &mut Client, rng: &mut SplitMix64) -> Result<(), String> {
+        match client.execute(self.next_operation(rng)) {
             Ok(Outcome::Committed(_) | Outcome::Value { .. }) => Ok(()),
             Ok(other) => Err(format!("unexpected outcome: {other}")),
             Err(error) => Err(error.to_string()),
@@ -313,51 +338,54 @@ struct Report {
     first_error: Option<String>,
 }
 
+/// How the clients are driven: by [`DRIVING_THREADS`] threads multiplexing their connections
+/// (the default, as etcdbench drives etcd), or one blocking thread per client through the
+/// client library.
+enum Driver {
+    Multiplexed { nodes: Vec<SocketAddr>, clients: u32, timeout: Duration },
+    Blocking(Vec<Client>),
+}
+
+/// Threads that drive the clients by default: as many as etcdbench's tokio runtime has.
+const DRIVING_THREADS: u32 = 2;
+
 /// Runs every client for `duration` and merges what they measured.
-fn measure(workload: &Workload, clients: Vec<Client>, duration: Duration, show_progress: bool) -> Report {
+fn measure(workload: &Workload, driver: Driver, duration: Duration, show_progress: bool) -> Result<Report, BenchError> {
     let progress = if show_progress { ProgressBar::new(duration.as_millis() as u64) } else { ProgressBar::hidden() };
     progress.set_style(style("{bar:40} {elapsed}/{duration} {msg}"));
-    let completed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let completed = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
     let started = Instant::now();
     let end = started + duration;
-    let results: Vec<(Histogram<u64>, u64, u64, Option<String>)> = std::thread::scope(|scope| {
-        let threads: Vec<_> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut client)| {
-                let (completed, stop) = (completed.clone(), stop.clone());
-                // Named threads let a profile split client cost from server cost.
-                let thread = std::thread::Builder::new().name(format!("bench-client-{i}"));
-                thread
-                    .spawn_scoped(scope, move || {
-                        let mut histogram = new_histogram();
-                        let mut rng = SplitMix64(client.id().0 ^ (i as u64) << 32);
-                        let (mut ops, mut errors, mut first_error) = (0u64, 0u64, None);
-                        // Bounded by time: a request takes at most its timeout, so a client stops
-                        // at most one timeout after `end`.
-                        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                            let sent = Instant::now();
-                            let result = workload.run_one(&mut client, &mut rng);
-                            let micros = (sent.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX);
-                            match result {
-                                Ok(()) => {
-                                    ops += 1;
-                                    histogram.record(micros).expect("latencies are clamped into the histogram's range");
-                                    completed.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(error) => {
-                                    errors += 1;
-                                    first_error.get_or_insert(error);
-                                }
-                            }
-                        }
-                        (histogram, ops, errors, first_error)
-                    })
-                    .expect("the OS starts a client thread")
-            })
-            .collect();
-        while Instant::now() < end {
+    let results: Vec<Result<Measured, String>> = std::thread::scope(|scope| {
+        let (completed, stop) = (&completed, &stop);
+        let threads: Vec<_> = match driver {
+            Driver::Multiplexed { nodes, clients, timeout } => (0..DRIVING_THREADS.min(clients))
+                .map(|t| {
+                    let (nodes, threads) = (nodes.clone(), DRIVING_THREADS.min(clients));
+                    let share = clients * t / threads..clients * (t + 1) / threads;
+                    // Named threads let a profile split client cost from server cost.
+                    let thread = std::thread::Builder::new().name(format!("bench-driver-{t}"));
+                    thread
+                        .spawn_scoped(scope, move || {
+                            multiplexed::drive(workload, &nodes, share, end, timeout, stop, completed)
+                                .map_err(|e| format!("cannot drive the clients: {e}"))
+                        })
+                        .expect("the OS starts a driving thread")
+                })
+                .collect(),
+            Driver::Blocking(clients) => clients
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut client)| {
+                    let thread = std::thread::Builder::new().name(format!("bench-client-{i}"));
+                    thread
+                        .spawn_scoped(scope, move || Ok(run_blocking(workload, &mut client, i, end, stop, completed)))
+                        .expect("the OS starts a client thread")
+                })
+                .collect(),
+        };
+        while Instant::now() < end && !threads.iter().all(|t| t.is_finished()) {
             let ops = completed.load(Ordering::Relaxed);
             let secs = started.elapsed().as_secs_f64().max(1e-3);
             progress.set_position(started.elapsed().as_millis() as u64);
@@ -370,15 +398,56 @@ fn measure(workload: &Workload, clients: Vec<Client>, duration: Duration, show_p
     let elapsed = started.elapsed();
     progress.finish_and_clear();
     let mut report = Report { ops: 0, errors: 0, elapsed, latency_us: new_histogram(), first_error: None };
-    for (histogram, ops, errors, first_error) in results {
-        report.latency_us.add(&histogram).expect("histograms share their bounds");
-        report.ops += ops;
-        report.errors += errors;
+    for measured in results {
+        let measured = measured.map_err(BenchError::Driver)?;
+        report.latency_us.add(&measured.latency_us).expect("histograms share their bounds");
+        report.ops += measured.ops;
+        report.errors += measured.errors;
         if report.first_error.is_none() {
-            report.first_error = first_error;
+            report.first_error = measured.first_error;
         }
     }
-    report
+    Ok(report)
+}
+
+/// One client on a thread of its own, through the client library, until `end` (or `stop`).
+fn run_blocking(
+    workload: &Workload,
+    client: &mut Client,
+    i: usize,
+    end: Instant,
+    stop: &AtomicBool,
+    completed: &AtomicU64,
+) -> Measured {
+    let mut measured = Measured { latency_us: new_histogram(), ops: 0, errors: 0, first_error: None };
+    let mut rng = SplitMix64(client.id().0 ^ (i as u64) << 32);
+    // Bounded by time: a request takes at most its timeout, so a client stops at most one
+    // timeout after `end`.
+    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+        let sent = Instant::now();
+        let result = workload.run_one(client, &mut rng);
+        let micros = (sent.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX);
+        match result {
+            Ok(()) => {
+                measured.ops += 1;
+                measured.latency_us.record(micros).expect("latencies are clamped into the histogram's range");
+                completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                measured.errors += 1;
+                measured.first_error.get_or_insert(error);
+            }
+        }
+    }
+    measured
+}
+
+/// What the clients of one thread measured.
+struct Measured {
+    latency_us: Histogram<u64>,
+    ops: u64,
+    errors: u64,
+    first_error: Option<String>,
 }
 
 fn new_histogram() -> Histogram<u64> {
