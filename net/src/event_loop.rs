@@ -8,14 +8,17 @@
 //!    draining its outputs after each: messages go to peer links, replies to the client's
 //!    connection or address, records into the log's buffer;
 //! 3. fire the node's timers if its deadline has passed;
-//! 4. group commit ([`GroupCommit`]): write every record buffered this turn, one `fdatasync`,
-//!    tell the node they are durable, drain again (which may release votes, commits and
-//!    replies); a turn whose only records are ones the node does not wait on leaves them for a
-//!    later sync;
+//! 4. group commit ([`GroupCommit`]): write every record buffered this turn and make them
+//!    durable with one `fdatasync`, then tell the node they are durable and drain again (which
+//!    may release votes, commits and replies); a turn whose only records are ones the node does
+//!    not wait on leaves them for a later sync. While other sockets are ready (a poll that does
+//!    not wait says so), the sync runs on the syncer thread and the loop serves them meanwhile,
+//!    its records going into the next sync, which starts once this one is done; otherwise the
+//!    loop syncs itself, which is quicker when it has nothing else to do (no thread to wake);
 //! 5. housekeeping: close connections that outlived their limits, abandon peer connects that
 //!    take too long (a link reconnects when the node next sends that peer a message).
 //!
-//! Nothing in the loop blocks except the disk writes of step 4, which are the point.
+//! Nothing in the loop blocks except the disk writes of step 4, when nothing else waits.
 //!
 //! Clients and peers use different ports. The client port (TCP and UDP) takes requests only: a
 //! peer frame arriving there is refused and counted. The peer port takes peer frames only, and
@@ -35,7 +38,7 @@ use crate::coalesce::{BatchStart, Coalescer};
 use crate::config::{DATAGRAM_BYTES_MAX, ServerConfig};
 use crate::connection::{Connection, Expiry, OutputFull, READ_CHUNK_BYTES, Role};
 use crate::gateway::{Answer, Asker, Gateway, GatewayError};
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, Synced};
 use crate::identity::Identity;
 use crate::inbound::{ExpiredConnection, InboundConnections};
 use crate::peers::{ConnectProgress, PeerLink, Queued};
@@ -75,6 +78,8 @@ const CONNECTION_TOKEN_BASE: usize = PEER_TOKEN_BASE + NodeSet::CAPACITY;
 /// Datagrams received per loop turn at most, so UDP floods cannot starve TCP clients.
 const DATAGRAMS_PER_TURN_MAX: usize = 256;
 const DATAGRAM_RECEIVE_BYTES: usize = 64 * 1024;
+/// Socket events taken from the poller at a time.
+const EVENTS_MAX: usize = 1024;
 /// How often connection timeouts are checked.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -242,6 +247,10 @@ pub struct Server {
     catch_up_asked: Option<(NodeId, Epoch)>,
     /// The catch-up under way, streaming on its own thread while the server goes on.
     catching_up: Option<catch_up::Fetching>,
+    /// Events a poll without waiting found while choosing how to sync (see
+    /// [`Server::others_waiting`]): the next turn's, when `early_events_pending`.
+    early_events: Events,
+    early_events_pending: bool,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -294,7 +303,8 @@ impl Server {
         Ok(Server {
             clock,
             node,
-            group_commit: GroupCommit::new(wal),
+            group_commit: GroupCommit::with_syncer(wal, format!("dkv-sync-{}", config.id.0), Arc::clone(&waker))
+                .map_err(|source| ServerError::EventLoop { what: "starting the syncer thread", source })?,
             listener,
             udp,
             peer_listener,
@@ -322,6 +332,8 @@ impl Server {
             transfers: Transfers::default(),
             catch_up_asked: None,
             catching_up: None,
+            early_events: Events::with_capacity(EVENTS_MAX),
+            early_events_pending: false,
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -370,17 +382,22 @@ impl Server {
             configuration = %self.configuration,
             "serving"
         );
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_MAX);
         let now = self.clock.now();
         self.drain_outputs(now)?;
         self.sync_and_release(now)?;
         self.catch_up()?;
         while !self.stop.load(Ordering::SeqCst) {
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
+            if std::mem::take(&mut self.early_events_pending) {
+                // Polled already, to choose how to sync (see `others_waiting`).
+                std::mem::swap(&mut events, &mut self.early_events);
+            } else {
+                let timeout = self.poll_timeout();
+                match self.poll.poll(&mut events, Some(timeout)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
+                }
             }
             self.turn(&events)?;
         }
@@ -388,8 +405,16 @@ impl Server {
         if let Some(fetching) = self.catching_up.take() {
             fetching.call_off();
         }
+        let now = self.clock.now();
+        if let Some(synced) = self.group_commit.wait()? {
+            self.on_synced(now, synced)?;
+        }
         self.group_commit.sync_before_stopping();
-        self.sync_and_release(self.clock.now())?;
+        if self.group_commit.sync_due(now) {
+            let synced = self.group_commit.sync()?;
+            self.on_synced(now, synced)?;
+        }
+        self.flush_queued();
         Ok(())
     }
 
@@ -496,6 +521,9 @@ impl Server {
                 return self.catch_up_failed(from, epoch, error.is_refusal());
             }
         };
+        // What a sync under way makes durable is the old node's: waited for, and dropped (a disk
+        // that fails is fatal, as always).
+        self.group_commit.wait()?;
         let wal = self.group_commit.wal();
         let (wal, recovery) =
             Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
@@ -515,7 +543,7 @@ impl Server {
         ServerStats::add(&self.stats.catch_ups, 1);
         // The old log's segments are gone; its buffered records were the old node's.
         self.node = node;
-        self.group_commit = GroupCommit::new(wal);
+        self.group_commit = self.new_group_commit(wal)?;
         // A catch-up the old node asked meanwhile was its own.
         self.catch_up_asked = None;
         let now = self.clock.now();
@@ -582,6 +610,11 @@ impl Server {
     // ---- TCP ----
 
     /// A serial no connection had before (see [`Connection::serial`]).
+    fn new_group_commit(&self, wal: Wal) -> Result<GroupCommit, ServerError> {
+        GroupCommit::with_syncer(wal, format!("dkv-sync-{}", self.config.id.0), Arc::clone(&self.waker))
+            .map_err(|source| ServerError::EventLoop { what: "starting the syncer thread", source })
+    }
+
     fn new_serial(&mut self) -> u64 {
         self.last_serial += 1;
         self.last_serial
@@ -1500,20 +1533,50 @@ impl Server {
     fn sync_and_release(&mut self, now: Time) -> Result<(), ServerError> {
         loop {
             self.start_coalesced(now)?;
-            while self.group_commit.sync_due(now) {
+            if let Some(synced) = self.group_commit.finished()? {
+                self.on_synced(now, synced)?;
+            }
+            if self.group_commit.sync_due(now) && !self.group_commit.syncing() {
                 self.flush_queued();
-                let synced = self.group_commit.sync()?;
-                ServerStats::add(&self.stats.syncs, 1);
-                ServerStats::add(&self.stats.records_synced, synced.records);
-                self.node.handle(now, Input::Durable { through: synced.through });
-                self.drain_outputs(now)?;
-                self.start_coalesced(now)?;
+                if self.others_waiting()? {
+                    // The disk works on the syncer thread while this one serves them; what
+                    // they log goes into the next sync, as soon as this one is done.
+                    self.group_commit.start_sync()?;
+                } else {
+                    // Nothing else to do: waiting here is quickest (no thread to wake, and
+                    // none to wake this one).
+                    let synced = self.group_commit.sync()?;
+                    self.on_synced(now, synced)?;
+                    continue;
+                }
             }
             self.flush_queued();
             if !self.coalescer.has_ready() {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether anything else waits to be done: a socket event ready now. Polls without waiting,
+    /// unless an earlier call this turn did; the events it finds are the next turn's. A wake-up
+    /// alone (a sync or a catch-up done, a stop) is no work to overlap with the disk.
+    fn others_waiting(&mut self) -> Result<bool, ServerError> {
+        if !self.early_events_pending {
+            match self.poll.poll(&mut self.early_events, Some(Duration::ZERO)) {
+                Ok(()) => self.early_events_pending = !self.early_events.is_empty(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
+            }
+        }
+        Ok(self.early_events_pending && self.early_events.iter().any(|event| event.token() != WAKER))
+    }
+
+    /// Tells the node what a sync made durable, and carries out what that releases.
+    fn on_synced(&mut self, now: Time, synced: Synced) -> Result<(), ServerError> {
+        ServerStats::add(&self.stats.syncs, 1);
+        ServerStats::add(&self.stats.records_synced, synced.records);
+        self.node.handle(now, Input::Durable { through: synced.through });
+        self.drain_outputs(now)
     }
 
     // ---- Timeouts ----

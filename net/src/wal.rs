@@ -147,10 +147,37 @@ pub struct Wal {
     sync_fault: std::sync::Arc<std::sync::atomic::AtomicI32>,
 }
 
+/// A sync of the log's records written so far ([`Wal::begin_sync`]), which can run on another
+/// thread while the log takes more records, and goes back to [`Wal::end_sync`] once it ran.
+pub(crate) struct PendingSync {
+    file: Arc<File>,
+    path: PathBuf,
+    /// The end of the records this sync makes durable.
+    through: LogPosition,
+    /// A snapshot among those records ended: the segments before this one are obsolete once
+    /// the sync is done.
+    frees_before: Option<u64>,
+    /// Tests only: the OS error this sync fails with instead of syncing (0: none).
+    #[cfg(test)]
+    fault: i32,
+}
+
+impl PendingSync {
+    /// Makes the records durable: one `fdatasync`.
+    pub(crate) fn run(&self) -> Result<(), WalError> {
+        #[cfg(test)]
+        if self.fault != 0 {
+            return Err(WalError::Io { path: self.path.clone(), source: io::Error::from_raw_os_error(self.fault) });
+        }
+        self.file.sync_data().map_err(|source| WalError::Io { path: self.path.clone(), source })
+    }
+}
+
 struct Segment {
     number: u64,
     path: PathBuf,
-    file: File,
+    /// Shared with a sync under way on the group commit's syncer thread ([`PendingSync`]).
+    file: Arc<File>,
     /// Bytes of records in the segment: where the next write goes.
     len: u64,
     /// The file's size: bytes from `len` to here are zeros.
@@ -301,12 +328,41 @@ impl Wal {
     /// snapshot made obsolete: those before the segment it begins (see
     /// [`dkv_core::compaction`]).
     pub fn sync(&mut self) -> Result<(), WalError> {
+        let pending = self.begin_sync()?;
+        pending.run()?;
+        self.end_sync(pending)
+    }
+
+    /// The first half of [`Wal::sync`]: writes every buffered record out (unsynced) and returns
+    /// the sync that makes them durable, which may [`PendingSync::run`] on another thread while
+    /// more records are appended. [`Wal::end_sync`] takes it back once it ran.
+    pub(crate) fn begin_sync(&mut self) -> Result<PendingSync, WalError> {
         self.write_buffered()?;
-        self.sync_current()?;
-        if let Some(first_needed) = self.compaction.durable() {
+        Ok(PendingSync {
+            file: Arc::clone(&self.current.file),
+            path: self.current.path.clone(),
+            through: LogPosition { segment: self.current.number, len: self.current.len },
+            // Every record appended so far is in this sync: a snapshot whose end is among them
+            // frees the segments before it once the sync is done.
+            frees_before: self.compaction.durable(),
+            #[cfg(test)]
+            fault: self.sync_fault.swap(0, std::sync::atomic::Ordering::SeqCst),
+        })
+    }
+
+    /// The second half of [`Wal::sync`], once `pending` ran: records what is durable now, and
+    /// deletes the segments a snapshot made durable by it made obsolete.
+    pub(crate) fn end_sync(&mut self, pending: PendingSync) -> Result<(), WalError> {
+        // A snapshot's own syncs ([`Wal::append`]) may have gone further meanwhile.
+        if (pending.through.segment, pending.through.len) > (self.durable_end.segment, self.durable_end.len) {
+            self.durable_end = pending.through;
+        }
+        if let Some(first_needed) = pending.frees_before {
             // The snapshot beginning there has a durable end: the state starts there now.
             self.snapshot_start = first_needed;
-            self.pending_snapshot = None;
+            if self.pending_snapshot.is_some_and(|(begins, _)| begins <= first_needed) {
+                self.pending_snapshot = None;
+            }
             let obsolete = list_segments(&self.dir).map_err(|source| self.io_error(source))?;
             let obsolete: Vec<u64> = obsolete.into_iter().filter(|&n| n < first_needed).collect();
             for &number in &obsolete {
@@ -555,7 +611,7 @@ fn create_segment(dir: &Path, number: u64) -> Result<Segment, WalError> {
         .write(true)
         .open(&path)
         .map_err(|source| WalError::Io { path: path.clone(), source })?;
-    Ok(Segment { number, path, file, len: 0, preallocated: 0 })
+    Ok(Segment { number, path, file: Arc::new(file), len: 0, preallocated: 0 })
 }
 
 /// Opens the newest segment for writing after its `len` bytes of records.
@@ -564,7 +620,7 @@ fn open_segment(dir: &Path, number: u64, len: u64) -> Result<Segment, WalError> 
     let io_error = |source| WalError::Io { path: path.clone(), source };
     let file = OpenOptions::new().write(true).open(&path).map_err(io_error)?;
     let size = file.metadata().map_err(io_error)?.len();
-    Ok(Segment { number, path, file, len, preallocated: size.max(len) })
+    Ok(Segment { number, path, file: Arc::new(file), len, preallocated: size.max(len) })
 }
 
 /// Writes zeros over `from..to` of `file`.
@@ -720,6 +776,43 @@ mod tests {
         let mut expected = snapshot(23, 2);
         expected.push(boot(24));
         assert_eq!(recovery.records, expected);
+    }
+
+    /// A sync that ends after a later snapshot began (the sync ran on the syncer thread) frees
+    /// the segments before the snapshot it made durable, and only those: the later snapshot's
+    /// own begin still bounds what a state transfer may send, until a sync makes its end durable.
+    #[test]
+    fn a_sync_ending_after_a_later_snapshot_began_frees_only_what_it_made_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        wal.append(&boot(1)).unwrap();
+        append_all(&mut wal, &snapshot(2, 2));
+        let pending = wal.begin_sync().unwrap();
+        let first = snapshot(3, 2);
+        let (begin, rest) = first.split_first().unwrap();
+        wal.append(begin).unwrap();
+        let sealed = wal.transfer_range().end;
+        assert_eq!(sealed.segment, 2, "the first snapshot's segment was sealed when this one began");
+        pending.run().unwrap();
+        wal.end_sync(pending).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![2, 3], "only the segments before the durable snapshot go");
+        assert_eq!(
+            wal.transfer_range(),
+            LogRange { first_segment: 2, end: sealed },
+            "the later snapshot is not whole yet"
+        );
+        let (end, pieces) = rest.split_last().unwrap();
+        append_all(&mut wal, pieces);
+        wal.sync().unwrap();
+        assert_eq!(
+            wal.transfer_range(),
+            LogRange { first_segment: 2, end: sealed },
+            "a durable part is not whole either"
+        );
+        wal.append(end).unwrap();
+        wal.sync().unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![3]);
+        assert_eq!(wal.transfer_range().first_segment, 3);
     }
 
     /// A snapshot larger than the append buffer is written out as it is appended, and reads
