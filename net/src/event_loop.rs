@@ -18,7 +18,9 @@
 //! 5. housekeeping: close connections that outlived their limits, abandon peer connects that
 //!    take too long (a link reconnects when the node next sends that peer a message).
 //!
-//! Nothing in the loop blocks except the disk writes of step 4, when nothing else waits.
+//! Nothing in the loop blocks except the disk writes of step 4: writing a turn's records out
+//! (into the page cache), the `fdatasync` when nothing else waits, and a snapshot's own syncs
+//! and the deletion of the segments it made obsolete, once per snapshot.
 //!
 //! Clients and peers use different ports. The client port (TCP and UDP) takes requests only: a
 //! peer frame arriving there is refused and counted. The peer port takes peer frames only, and
@@ -409,10 +411,12 @@ impl Server {
         if let Some(synced) = self.group_commit.wait()? {
             self.on_synced(now, synced)?;
         }
+        // What a sync releases may log more: sync until nothing appended is left behind.
         self.group_commit.sync_before_stopping();
-        if self.group_commit.sync_due(now) {
+        while self.group_commit.sync_due(now) {
             let synced = self.group_commit.sync()?;
             self.on_synced(now, synced)?;
+            self.group_commit.sync_before_stopping();
         }
         self.flush_queued();
         Ok(())
@@ -1557,9 +1561,10 @@ impl Server {
         }
     }
 
-    /// Whether anything else waits to be done: a socket event ready now. Polls without waiting,
-    /// unless an earlier call this turn did; the events it finds are the next turn's. A wake-up
-    /// alone (a sync or a catch-up done, a stop) is no work to overlap with the disk.
+    /// Whether anything else waits to be done: a socket with input (or closed) ready now. Polls
+    /// without waiting, unless an earlier call this turn did; the events it finds are the next
+    /// turn's. A wake-up alone (a sync or a catch-up done, a stop), or room to write, is no work
+    /// to overlap with the disk.
     fn others_waiting(&mut self) -> Result<bool, ServerError> {
         if !self.early_events_pending {
             match self.poll.poll(&mut self.early_events, Some(Duration::ZERO)) {
@@ -1568,7 +1573,8 @@ impl Server {
                 Err(source) => return Err(ServerError::EventLoop { what: "polling", source }),
             }
         }
-        Ok(self.early_events_pending && self.early_events.iter().any(|event| event.token() != WAKER))
+        let input = |event: &Event| event.is_readable() || event.is_read_closed() || event.is_error();
+        Ok(self.early_events_pending && self.early_events.iter().any(|event| event.token() != WAKER && input(event)))
     }
 
     /// Tells the node what a sync made durable, and carries out what that releases.

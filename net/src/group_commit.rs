@@ -39,6 +39,9 @@ pub(crate) struct GroupCommit {
     appended: Lsn,
     /// The last lsn a sync made durable.
     durable: Lsn,
+    /// The last lsn reported durable to the caller (below `durable` only between a sync
+    /// waited for in [`GroupCommit::append`] and the next report).
+    reported: Lsn,
     /// A record the node waits on (a vote, a decision, an acknowledgement) is not yet synced:
     /// sync this turn.
     prompt_sync: bool,
@@ -104,6 +107,7 @@ impl GroupCommit {
             wal,
             appended: Lsn(0),
             durable: Lsn(0),
+            reported: Lsn(0),
             prompt_sync: false,
             lazy_sync_at: None,
             syncer: None,
@@ -125,7 +129,16 @@ impl GroupCommit {
 
     /// Buffers the record the node numbered `lsn` for the next sync, and notes how soon that
     /// sync must happen.
+    ///
+    /// The log syncs a snapshot's begin and end itself, on this thread ([`Wal::append`]). Not
+    /// while a sync is under way on the syncer thread: the kernel reports a failed write-back
+    /// to one `fdatasync` only, and the one that missed it would take lost records for durable.
+    /// So the sync under way is waited for first (at most once per snapshot), and what it made
+    /// durable is reported by the next [`GroupCommit::finished`].
     pub(crate) fn append(&mut self, now: Time, lsn: Lsn, record: &Record) -> Result<(), WalError> {
+        if record.begins_snapshot() || matches!(record, Record::SnapshotEnd { .. }) {
+            self.collect_sync_under_way()?;
+        }
         self.wal.append(record)?;
         self.appended = lsn;
         if record.sync_promptly() {
@@ -160,15 +173,14 @@ impl GroupCommit {
     }
 
     /// Writes every buffered record and makes it durable with one `fdatasync`, on this thread,
-    /// after the sync under way, if any.
+    /// after the sync under way, if any. Reports everything made durable since the last report.
     pub(crate) fn sync(&mut self) -> Result<Synced, WalError> {
-        let before = self.durable;
-        self.wait()?;
+        self.collect_sync_under_way()?;
         self.prompt_sync = false;
         self.lazy_sync_at = None;
         self.wal.sync()?;
         self.durable = self.appended;
-        Ok(Synced { through: self.durable, records: self.durable.0 - before.0 })
+        Ok(self.report().unwrap_or(Synced { through: self.durable, records: 0 }))
     }
 
     /// Writes every buffered record out and starts the `fdatasync` that makes them durable on
@@ -185,37 +197,56 @@ impl GroupCommit {
         Ok(())
     }
 
-    /// The sync under way, if it is done: what it made durable.
+    /// What was made durable since the last report, if anything: the sync under way once it is
+    /// done, or one waited for meanwhile.
     pub(crate) fn finished(&mut self) -> Result<Option<Synced>, WalError> {
-        let Some(syncer) = self.syncer.as_ref().filter(|_| self.syncing()) else { return Ok(None) };
-        match syncer.done.try_recv() {
-            Ok((pending, result)) => self.end_sync(pending, result).map(Some),
-            Err(mpsc::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::TryRecvError::Disconnected) => unreachable!("the syncer thread ends only when dropped"),
+        if let Some(syncer) = self.syncer.as_ref().filter(|_| self.syncing()) {
+            match syncer.done.try_recv() {
+                Ok((pending, result)) => self.end_sync(pending, result)?,
+                Err(mpsc::TryRecvError::Empty) => {}
+                Err(mpsc::TryRecvError::Disconnected) => unreachable!("the syncer thread ends only when dropped"),
+            }
         }
+        Ok(self.report())
     }
 
-    /// Waits for the sync under way, if any, to be done: what it made durable.
+    /// Waits for the sync under way, if any, to be done: what was made durable since the last
+    /// report, if anything.
     pub(crate) fn wait(&mut self) -> Result<Option<Synced>, WalError> {
-        let Some(syncer) = self.syncer.as_ref().filter(|_| self.syncing()) else { return Ok(None) };
-        let (pending, result) = syncer.done.recv().expect("the syncer thread ends only when dropped");
-        self.end_sync(pending, result).map(Some)
+        self.collect_sync_under_way()?;
+        Ok(self.report())
     }
 
-    fn end_sync(&mut self, pending: PendingSync, result: Result<(), WalError>) -> Result<Synced, WalError> {
+    /// Waits for the sync under way, if any, and takes in what it made durable (not reported).
+    fn collect_sync_under_way(&mut self) -> Result<(), WalError> {
+        let Some(syncer) = self.syncer.as_ref().filter(|_| self.syncing()) else { return Ok(()) };
+        let (pending, result) = syncer.done.recv().expect("the syncer thread ends only when dropped");
+        self.end_sync(pending, result)
+    }
+
+    fn end_sync(&mut self, pending: PendingSync, result: Result<(), WalError>) -> Result<(), WalError> {
         let through = self.in_flight.take().expect("a sync was under way");
         result?;
         self.wal.end_sync(pending)?;
-        let synced = Synced { through, records: through.0 - self.durable.0 };
         self.durable = through;
-        Ok(synced)
+        Ok(())
+    }
+
+    /// What was made durable since the last report, reported now.
+    fn report(&mut self) -> Option<Synced> {
+        if self.durable <= self.reported {
+            return None;
+        }
+        let synced = Synced { through: self.durable, records: self.durable.0 - self.reported.0 };
+        self.reported = self.durable;
+        Some(synced)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dkv_core::{NodeId, TxnId};
+    use dkv_core::{NodeId, Snapshot, TxnId};
 
     /// A group commit with a syncer thread over a new log, the poller its waker wakes, and the
     /// directory that holds the log (deleted when dropped).
@@ -310,6 +341,36 @@ mod tests {
         };
         assert!(error.to_string().contains("Input/output error"), "{error}");
         assert!(!group.syncing());
+    }
+
+    /// A snapshot's begin (which the log syncs on this thread) waits for the sync under way
+    /// first, and what that sync made durable is reported by the next `finished`, at once.
+    #[test]
+    fn a_snapshot_waits_for_the_sync_under_way_which_is_reported_next() {
+        let (_dir, _poll, mut group) = open_with_syncer();
+        let now = Time::from_nanos(1_000);
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.start_sync().unwrap();
+        let snapshot = Snapshot { incarnation: 2, ..Snapshot::default() }.into_records();
+        group.append(now, Lsn(2), &snapshot[0]).unwrap();
+        assert!(!group.syncing(), "the snapshot's begin waited for the sync under way");
+        assert_eq!(group.finished().unwrap(), Some(Synced { through: Lsn(1), records: 1 }));
+        assert_eq!(group.finished().unwrap(), None, "reported once");
+    }
+
+    /// A sync under way that fails when a snapshot's begin waits for it fails the append: the
+    /// log's own sync never runs after an unreported failure.
+    #[test]
+    fn a_snapshot_after_a_failed_sync_under_way_is_an_error() {
+        let (_dir, _poll, mut group) = open_with_syncer();
+        let now = Time::from_nanos(1_000);
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.wal().sync_fault().store(5, std::sync::atomic::Ordering::SeqCst);
+        group.start_sync().unwrap();
+        let snapshot = Snapshot { incarnation: 2, ..Snapshot::default() }.into_records();
+        let error = group.append(now, Lsn(2), &snapshot[0]).unwrap_err();
+        assert!(error.to_string().contains("Input/output error"), "{error}");
+        assert_eq!(group.finished().unwrap(), None, "nothing was made durable");
     }
 
     /// A group commit over a new log, and the directory that holds it (deleted when dropped).

@@ -12,9 +12,10 @@
 //!   bytes, whose requests the node runs as its own client through a bounded gateway.
 //! - Every buffer is bounded and no socket operation blocks, so a slow, silent or hostile
 //!   connection costs its buffer limits and nothing more.
-//! - Records the node asks to persist are written once per loop turn with one `fdatasync`
-//!   (group commit); the node is told they are durable only then, and it holds back votes,
-//!   commits and replies until it is.
+//! - Records the node asks to persist are made durable many at a time with one `fdatasync`
+//!   (group commit: a loop turn's, or, under load, all those logged while the previous sync
+//!   ran on the syncer thread); the node is told they are durable only then, and it holds
+//!   back votes, commits and replies until it is.
 
 pub mod bootstrap;
 mod catch_up;

@@ -12,11 +12,13 @@
 //!   created. A new segment is started for every snapshot, whose [`Record::SnapshotBegin`] is
 //!   its first record; once the snapshot's [`Record::SnapshotEnd`] is durable every older
 //!   segment is deleted, so disk use stays proportional to the data (the core writes a snapshot
-//!   after as many records as it has keys).
+//!   after as many records as it has keys, and at least `snapshot_records_min`).
 //!
 //! Group commit: [`Wal::append`] only buffers; [`Wal::sync`] writes everything buffered and
-//! makes it durable with one `fdatasync` per touched segment. The driver calls `sync` once per
-//! loop turn and then tells the core which lsn is durable.
+//! makes it durable with one `fdatasync` per touched segment, or in halves: [`Wal::begin_sync`]
+//! writes it out and returns the `fdatasync` to run, on another thread if the driver likes,
+//! while more records are appended, and [`Wal::end_sync`] takes it back. The driver then tells
+//! the core which lsn is durable (see `crate::group_commit`).
 //!
 //! Preallocation: the segment being written is kept zero-filled ahead of its last record, in
 //! steps of [`PREALLOCATE_BYTES`]. Records then overwrite blocks the file already has, so an
