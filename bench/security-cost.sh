@@ -5,7 +5,9 @@
 # too ("all-tls"). Same workloads as bench/vs-etcd.sh (100-byte values, 10,000 keys, fsync
 # on), run one at a time, taking turns. Prints one JSON line per run.
 # Usage: bench/security-cost.sh [ROUNDS] [BASE_REVISION]   (3 and 804db21 by default; SECS=10;
-# WORKLOADS="put 1" for one workload, as OP CLIENTS pairs separated by commas)
+# WORKLOADS="put 1" for one workload, as OP CLIENTS pairs separated by commas). The current
+# build runs with --blocking-clients: one thread per client through the client library, as the
+# base revision and --secure-clients do, so that only security differs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -28,7 +30,7 @@ for round in $(seq "$ROUNDS"); do
     for workload in "${WORKLOADS[@]}"; do
         set -- $workload
         echo "plain     round=$round $("$before" --local 3 --op "$1" --clients "$2" --secs "$SECS" --json)"
-        echo "peers-tls round=$round $("$now" --local 3 --op "$1" --clients "$2" --secs "$SECS" --json)"
-        echo "all-tls   round=$round $("$now" --local 3 --op "$1" --clients "$2" --secs "$SECS" --json --secure-clients)"
+        echo "peers-tls round=$round $("$now" --local 3 --op "$1" --clients "$2" --secs "$SECS" --json --blocking-clients)"
+        echo "all-tls   round=$round $("$now" --local 3 --op "$1" --clients "$2" --secs "$SECS" --json --blocking-clients --secure-clients)"
     done
 done
