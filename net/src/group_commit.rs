@@ -260,13 +260,13 @@ mod tests {
     }
 
     /// Waits (at most ten seconds) for the syncer's wake-up, then takes what the sync made
-    /// durable, as the event loop does.
-    fn finished_after_wake(poll: &mut mio::Poll, group: &mut GroupCommit) -> Synced {
+    /// durable, or its error, as the event loop does.
+    fn finished_after_wake(poll: &mut mio::Poll, group: &mut GroupCommit) -> Result<Synced, WalError> {
         let mut events = mio::Events::with_capacity(4);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            if let Some(synced) = group.finished().unwrap() {
-                return synced;
+            if let Some(synced) = group.finished()? {
+                return Ok(synced);
             }
             assert!(std::time::Instant::now() < deadline, "the syncer never reported its sync");
             poll.poll(&mut events, Some(deadline - std::time::Instant::now())).unwrap();
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(group.deadline(), None, "a sync under way wakes the loop itself");
         group.append(now, Lsn(3), &Record::Boot { incarnation: 3 }).unwrap();
         assert!(group.sync_due(now), "a record appended during the sync waits for the next");
-        assert_eq!(finished_after_wake(&mut poll, &mut group), Synced { through: Lsn(2), records: 2 });
+        assert_eq!(finished_after_wake(&mut poll, &mut group).unwrap(), Synced { through: Lsn(2), records: 2 });
         assert!(!group.syncing());
         group.start_sync().unwrap();
         assert_eq!(group.wait().unwrap(), Some(Synced { through: Lsn(3), records: 1 }));
@@ -328,17 +328,7 @@ mod tests {
         group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
         group.wal().sync_fault().store(5, std::sync::atomic::Ordering::SeqCst);
         group.start_sync().unwrap();
-        let mut events = mio::Events::with_capacity(4);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let error = loop {
-            match group.finished() {
-                Ok(None) => {}
-                Ok(Some(synced)) => panic!("a failed sync was reported durable: {synced:?}"),
-                Err(error) => break error,
-            }
-            assert!(std::time::Instant::now() < deadline, "the syncer never reported its sync");
-            poll.poll(&mut events, Some(deadline - std::time::Instant::now())).unwrap();
-        };
+        let error = finished_after_wake(&mut poll, &mut group).expect_err("a failed sync was reported durable");
         assert!(error.to_string().contains("Input/output error"), "{error}");
         assert!(!group.syncing());
     }
