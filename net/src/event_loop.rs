@@ -305,8 +305,7 @@ impl Server {
         Ok(Server {
             clock,
             node,
-            group_commit: GroupCommit::with_syncer(wal, format!("dkv-sync-{}", config.id.0), Arc::clone(&waker))
-                .map_err(|source| ServerError::EventLoop { what: "starting the syncer thread", source })?,
+            group_commit: group_commit(wal, config.id, &waker)?,
             listener,
             udp,
             peer_listener,
@@ -407,11 +406,9 @@ impl Server {
         if let Some(fetching) = self.catching_up.take() {
             fetching.call_off();
         }
+        // A blocking sync waits for the one under way first. What a sync releases may log more:
+        // sync until nothing appended is left behind.
         let now = self.clock.now();
-        if let Some(synced) = self.group_commit.wait()? {
-            self.on_synced(now, synced)?;
-        }
-        // What a sync releases may log more: sync until nothing appended is left behind.
         self.group_commit.sync_before_stopping();
         while self.group_commit.sync_due(now) {
             let synced = self.group_commit.sync()?;
@@ -547,7 +544,7 @@ impl Server {
         ServerStats::add(&self.stats.catch_ups, 1);
         // The old log's segments are gone; its buffered records were the old node's.
         self.node = node;
-        self.group_commit = self.new_group_commit(wal)?;
+        self.group_commit = group_commit(wal, id, &self.waker)?;
         // A catch-up the old node asked meanwhile was its own.
         self.catch_up_asked = None;
         let now = self.clock.now();
@@ -614,11 +611,6 @@ impl Server {
     // ---- TCP ----
 
     /// A serial no connection had before (see [`Connection::serial`]).
-    fn new_group_commit(&self, wal: Wal) -> Result<GroupCommit, ServerError> {
-        GroupCommit::with_syncer(wal, format!("dkv-sync-{}", self.config.id.0), Arc::clone(&self.waker))
-            .map_err(|source| ServerError::EventLoop { what: "starting the syncer thread", source })
-    }
-
     fn new_serial(&mut self) -> u64 {
         self.last_serial += 1;
         self.last_serial
@@ -1611,6 +1603,12 @@ impl Server {
         ServerStats::set(&self.stats.reply_routes, self.routes.len() as u64);
         Ok(())
     }
+}
+
+/// The group commit over `wal`, with its syncer thread, which wakes the event loop.
+fn group_commit(wal: Wal, id: NodeId, waker: &Arc<Waker>) -> Result<GroupCommit, ServerError> {
+    GroupCommit::with_syncer(wal, format!("dkv-sync-{}", id.0), Arc::clone(waker))
+        .map_err(|source| ServerError::EventLoop { what: "starting the syncer thread", source })
 }
 
 /// Checks the membership, checks that the data dir is this node's of `cluster`, recovers the

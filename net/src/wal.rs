@@ -109,8 +109,9 @@ pub struct Recovery {
     pub cut_tail: Option<CutTail>,
 }
 
-/// A place in the log: `len` bytes of records into segment number `segment`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A place in the log: `len` bytes of records into segment number `segment` (ordered as the
+/// log is: by segment, then by bytes into it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogPosition {
     pub segment: u64,
     pub len: u64,
@@ -340,25 +341,29 @@ impl Wal {
     /// more records are appended. [`Wal::end_sync`] takes it back once it ran.
     pub(crate) fn begin_sync(&mut self) -> Result<PendingSync, WalError> {
         self.write_buffered()?;
-        Ok(PendingSync {
+        // Every record appended so far is in this sync: a snapshot whose end is among them
+        // frees the segments before it once the sync is done.
+        let frees_before = self.compaction.durable();
+        Ok(self.sync_of_current(frees_before))
+    }
+
+    /// A sync of the current segment's records written so far.
+    fn sync_of_current(&mut self, frees_before: Option<u64>) -> PendingSync {
+        PendingSync {
             file: Arc::clone(&self.current.file),
             path: self.current.path.clone(),
             through: LogPosition { segment: self.current.number, len: self.current.len },
-            // Every record appended so far is in this sync: a snapshot whose end is among them
-            // frees the segments before it once the sync is done.
-            frees_before: self.compaction.durable(),
+            frees_before,
             #[cfg(test)]
             fault: self.sync_fault.swap(0, std::sync::atomic::Ordering::SeqCst),
-        })
+        }
     }
 
     /// The second half of [`Wal::sync`], once `pending` ran: records what is durable now, and
     /// deletes the segments a snapshot made durable by it made obsolete.
     pub(crate) fn end_sync(&mut self, pending: PendingSync) -> Result<(), WalError> {
         // A snapshot's own syncs ([`Wal::append`]) may have gone further meanwhile.
-        if (pending.through.segment, pending.through.len) > (self.durable_end.segment, self.durable_end.len) {
-            self.durable_end = pending.through;
-        }
+        self.durable_end = self.durable_end.max(pending.through);
         if let Some(first_needed) = pending.frees_before {
             // The snapshot beginning there has a durable end: the state starts there now.
             self.snapshot_start = first_needed;
@@ -420,16 +425,9 @@ impl Wal {
     }
 
     fn sync_current(&mut self) -> Result<(), WalError> {
-        #[cfg(test)]
-        match self.sync_fault.swap(0, std::sync::atomic::Ordering::SeqCst) {
-            0 => {}
-            errno => {
-                let source = io::Error::from_raw_os_error(errno);
-                return Err(WalError::Io { path: self.current.path.clone(), source });
-            }
-        }
-        self.current.file.sync_data().map_err(|source| WalError::Io { path: self.current.path.clone(), source })?;
-        self.durable_end = LogPosition { segment: self.current.number, len: self.current.len };
+        let pending = self.sync_of_current(None);
+        pending.run()?;
+        self.durable_end = pending.through;
         Ok(())
     }
 
