@@ -522,9 +522,11 @@ impl Server {
                 return self.catch_up_failed(from, epoch, error.is_refusal());
             }
         };
-        // What a sync under way makes durable is the old node's: waited for, and dropped (a disk
-        // that fails is fatal, as always).
-        self.group_commit.wait()?;
+        // What a sync under way makes durable is the old node's: waited for, counted, and not
+        // told to the new node (a disk that fails is fatal, as always).
+        if let Some(synced) = self.group_commit.wait()? {
+            self.count_sync(synced);
+        }
         let wal = self.group_commit.wal();
         let (wal, recovery) =
             Wal::reopen_locked(&self.config.data_dir, wal.lock(), Identity { cluster: self.cluster, node: id })?;
@@ -1534,9 +1536,11 @@ impl Server {
             }
             if self.group_commit.sync_due(now) && !self.group_commit.syncing() {
                 self.flush_queued();
-                if self.others_waiting()? {
-                    // The disk works on the syncer thread while this one serves them; what
-                    // they log goes into the next sync, as soon as this one is done.
+                if self.node.prepared_count() > 1 || self.others_waiting()? {
+                    // The disk works on the syncer thread while this one serves what is
+                    // waiting, or the messages of the other transactions prepared here, bound
+                    // to come in meanwhile; what they log goes into the next sync, as soon as
+                    // this one is done.
                     self.group_commit.start_sync()?;
                 } else {
                     // Nothing else to do: waiting here is quickest (no thread to wake, and
@@ -1571,10 +1575,14 @@ impl Server {
 
     /// Tells the node what a sync made durable, and carries out what that releases.
     fn on_synced(&mut self, now: Time, synced: Synced) -> Result<(), ServerError> {
-        ServerStats::add(&self.stats.syncs, 1);
-        ServerStats::add(&self.stats.records_synced, synced.records);
+        self.count_sync(synced);
         self.node.handle(now, Input::Durable { through: synced.through });
         self.drain_outputs(now)
+    }
+
+    fn count_sync(&self, synced: Synced) {
+        ServerStats::add(&self.stats.syncs, 1);
+        ServerStats::add(&self.stats.records_synced, synced.records);
     }
 
     // ---- Timeouts ----
