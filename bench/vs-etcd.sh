@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dkv beside a 3-member etcd on this machine: the same closed-loop workloads (100-byte values,
 # 10,000 keys, fsync on for both), run alternately and never at the same time. Prints one JSON
-# line per run, etcd's first. Needs etcd-server, etcd-client and protobuf-compiler installed
+# line per run: etcd's, dkv's, then dkv's with --availability (which, like etcd, keeps serving
+# through the loss of a minority). Needs etcd-server, etcd-client and protobuf-compiler installed
 # (see ../shared/peers/README.md). Usage: bench/vs-etcd.sh [ROUNDS]   (SECS=10 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +22,6 @@ for round in $(seq "$ROUNDS"); do
     echo "etcd round=$round $(target/peers/release/etcdbench --op "$1" --clients "$2" --secs "$SECS")"
     "$PEERS/etcd3.sh" stop
     echo "dkv  round=$round $(target/release/dkv-bench --local 3 --op "$1" --clients "$2" --secs "$SECS" --json)"
+    echo "dkv-availability round=$round $(target/release/dkv-bench --local 3 --op "$1" --clients "$2" --secs "$SECS" --availability --json)"
   done
 done

@@ -136,6 +136,11 @@ struct Cli {
     /// always use mutual TLS.)
     #[arg(long, requires = "local")]
     secure_clients: bool,
+    /// With --local: the nodes run as `dkv-server --availability` runs them (configuration
+    /// changes and read leases on), to measure what staying available through the loss of a
+    /// minority costs.
+    #[arg(long, requires = "local")]
+    availability: bool,
     /// One OS thread per client, each through the client library (its retries and fail-over).
     /// By default two threads drive every client's connection, as etcdbench drives etcd's
     /// (clients over UDP, and with --secure-clients, always go through the library).
@@ -196,7 +201,7 @@ fn run(cli: Cli) -> Result<Report, BenchError> {
     let local = match cli.local {
         Some(n) => {
             init_logging(cli.log);
-            Some(LocalCluster::start(n, cli.secure_clients).map_err(BenchError::Local)?)
+            Some(LocalCluster::start(n, cli.secure_clients, cli.availability).map_err(BenchError::Local)?)
         }
         None => None,
     };
@@ -467,6 +472,7 @@ impl Report {
         let h = &self.latency_us;
         serde_json::json!({
             "system": "dkv",
+            "availability": cli.availability,
             "op": cli.op.name(),
             "clients": cli.clients,
             "secs": self.elapsed.as_secs_f64(),
@@ -486,10 +492,11 @@ impl Report {
     fn table(&self, cli: &Cli, workload: &Workload, node_count: usize) -> String {
         let h = &self.latency_us;
         let mut out = format!(
-            "dkv-bench: {} x {} clients over {} node(s), {} keys, {}-byte values, {:.1} s\n",
+            "dkv-bench: {} x {} clients over {} node(s){}, {} keys, {}-byte values, {:.1} s\n",
             cli.op.name(),
             cli.clients,
             node_count,
+            if cli.availability { " with --availability" } else { "" },
             workload.keys,
             workload.value.len(),
             self.elapsed.as_secs_f64()
@@ -526,7 +533,7 @@ struct SecureClients {
 }
 
 impl LocalCluster {
-    fn start(n: u8, secure_clients: bool) -> Result<LocalCluster, String> {
+    fn start(n: u8, secure_clients: bool, availability: bool) -> Result<LocalCluster, String> {
         let addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
         let peer_addrs = (0..n).map(|_| free_loopback_addr()).collect::<Result<Vec<_>, _>>()?;
         let credentials =
@@ -550,6 +557,7 @@ impl LocalCluster {
             let mut config = ServerConfig::new(id, addr, peer_addr, peers, Transport::Both, dir.path().to_path_buf());
             // A new cluster in new dirs (`dkv-server --init`).
             config.init = true;
+            config.timing.leases = availability;
             let node_credentials = credentials.path().join(format!("c/node-{i}"));
             config.credentials = Some(Arc::new(NodeCredentials::load(&node_credentials).map_err(|e| e.to_string())?));
             if secure_clients {
