@@ -1,6 +1,8 @@
 //! A real partition (issue 12, item 6): three `dkv-server --availability` processes in a network
-//! namespace of their own, node 2 cut off from nodes 0 and 1 both ways while the clients still
-//! reach every node, then healed. It uses dkv-torture's machinery (`dkv::torture::network`: each
+//! namespace of their own, node 2 cut off from nodes 0 and 1 while the clients still reach every
+//! node, then healed: once both ways, and once one way only, node 2 hearing nothing from the
+//! others while what it sends still reaches them (the cut that §7.3's round-trip rule for "heard
+//! from" is there for: counting arrivals alone, nobody would suspect node 2). It uses dkv-torture's machinery (`dkv::torture::network`: each
 //! node on its own loopback address and uid, a cut is a policy-routing rule per direction).
 //!
 //! What it asserts (docs/protocol.md §7.3–§7.6):
@@ -57,11 +59,18 @@ const WATCHER_READS_MAX: usize = 100_000;
 
 /// Node 2 cut off from nodes 0 and 1, both ways (every node sends from its own connections and
 /// sockets, so blocking what each side sends to the other cuts the link both ways).
-fn cuts() -> Vec<Cut> {
+fn both_ways() -> Vec<Cut> {
     (0..NODES)
         .filter(|&other| other != CUT_OFF)
         .flat_map(|other| [Cut { from: CUT_OFF, to: other }, Cut { from: other, to: CUT_OFF }])
         .collect()
+}
+
+/// Nodes 0 and 1 cannot reach node 2, which still reaches them: it hears nothing (no grant, no
+/// echo of its lease requests) while its heartbeats and lease requests still arrive (until TCP,
+/// hearing no acknowledgement, stops sending).
+fn hears_nothing() -> Vec<Cut> {
+    (0..NODES).filter(|&other| other != CUT_OFF).map(|other| Cut { from: other, to: CUT_OFF }).collect()
 }
 
 /// `L (1 + ρ)`: node 2's lease ends at most `L` after the last lease request it sent before the
@@ -73,10 +82,24 @@ fn lease_bound() -> Duration {
 
 #[test]
 fn a_node_cut_off_stops_serving_the_rest_writes_on_and_after_the_heal_it_rejoins() {
+    partition_test("a_node_cut_off_stops_serving_the_rest_writes_on_and_after_the_heal_it_rejoins", both_ways);
+}
+
+#[test]
+fn a_node_that_hears_nothing_stops_serving_the_rest_writes_on_and_after_the_heal_it_rejoins() {
+    partition_test(
+        "a_node_that_hears_nothing_stops_serving_the_rest_writes_on_and_after_the_heal_it_rejoins",
+        hears_nothing,
+    );
+}
+
+/// The test `name` with node 2 cut off by `cuts`: run again inside a namespace of its own, and
+/// there, run.
+fn partition_test(name: &str, cuts: fn() -> Vec<Cut>) {
     if std::env::var_os(INSIDE_NAMESPACE_ENV).is_some() {
-        inside_the_namespace();
+        inside_the_namespace(&cuts());
     } else {
-        run_in_a_namespace("a_node_cut_off_stops_serving_the_rest_writes_on_and_after_the_heal_it_rejoins");
+        run_in_a_namespace(name);
     }
 }
 
@@ -250,7 +273,7 @@ fn heal(cuts: &[Cut]) {
     }
 }
 
-fn inside_the_namespace() {
+fn inside_the_namespace(cuts: &[Cut]) {
     network::prepare_namespace(NODES).expect("the namespace's routes");
     let folder = tempfile::tempdir().expect("a temporary folder");
     let spec = ClusterSpec {
@@ -261,7 +284,7 @@ fn inside_the_namespace() {
         availability: true,
     };
     let mut cluster = Cluster::start(spec, folder.path()).unwrap_or_else(|e| panic!("{e}"));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| partition_and_heal(&mut cluster)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| partition_and_heal(&mut cluster, cuts)));
     if let Err(panic) = result {
         // The nodes log errors only (`-l error`): a node's log is empty unless it failed.
         for i in 0..NODES {
@@ -297,15 +320,14 @@ fn latest_incarnation(folder: &Path, data_dir: &Path) -> u64 {
     boots.max().unwrap_or(0)
 }
 
-fn partition_and_heal(cluster: &mut Cluster) {
+fn partition_and_heal(cluster: &mut Cluster, cuts: &[Cut]) {
     // Before: writes through n0 commit, and n2 serves them.
     let start_deadline = Instant::now() + Duration::from_secs(20);
     put_until_committed(cluster, 0, KEY, "old", start_deadline);
     read_until_served(cluster, CUT_OFF, KEY, "old", start_deadline);
 
     let watcher = Watcher::start(cluster);
-    let cuts = cuts();
-    cut(&cuts);
+    cut(cuts);
     let cut_at = Instant::now();
 
     // Writes through n0 commit again once n0 and n1 removed n2.
@@ -332,7 +354,7 @@ fn partition_and_heal(cluster: &mut Cluster) {
     );
     // Reads sent from here on may be served again (once n2 is back).
     let heal_begun = Instant::now();
-    heal(&cuts);
+    heal(cuts);
     let healed_at = Instant::now();
     let deadline = healed_at + SERVING_AFTER_HEAL_MAX;
     read_until_served(cluster, CUT_OFF, KEY, "new", deadline);
