@@ -484,6 +484,24 @@ availability_phase() {
     CHECKS=$((CHECKS + 1))
     grep -q "holds no log and --init was not given" "$WORK/$MODE-node-1.log" ||
         fail "$MODE: node 1 restarted on an emptied data dir, and its log does not say it must catch up first"
+
+    # The same to node 2, restarted with --init still on its command line (the first start's,
+    # kept): it asks the others whether the cluster is new, hears that it is not, and catches up
+    # instead of bootstrapping an empty store (docs/protocol.md §7.1).
+    rm -rf "$WORK/$MODE/node-2"
+    kill -9 "${PIDS[2]}"
+    wait "${PIDS[2]}" 2>/dev/null || true
+    start_node 2 --init
+    restarted=$EPOCHREALTIME
+    value=$(random_value)
+    put_until_committed 0 after-wipe-init "$value" 15
+    for key in "${!EXPECTED[@]}"; do read_never_absent 2 "$key" "${EXPECTED[$key]}" 45; done
+    EXPECTED[after-wipe-init]=$value
+    read_until_served 2 after-wipe-init "$value" 15
+    echo "   deleted node 2's data dir while it ran, restarted it with --init: it never answered \"not found\" for a write made before, and served every write $(seconds_since "$restarted") s after the restart"
+    CHECKS=$((CHECKS + 1))
+    grep -q "another node already holds this cluster's state" "$WORK/$MODE-node-2.log" ||
+        fail "$MODE: node 2 restarted with --init on an emptied data dir, and its log does not say it catches up instead"
     value=$(random_value)
     put_until_committed 1 after-wipe-via-1 "$value" 15
     EXPECTED[after-wipe-via-1]=$value

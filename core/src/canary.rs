@@ -68,10 +68,15 @@ pub enum Canary {
     /// (docs/protocol.md §7.5): a member cut off one way, that can send but not hear, is never
     /// suspected, and every write waits for its vote for as long as the cut lasts.
     SuspectOneWay,
+    /// A node started with `--init` on an empty log takes part at once, without asking the
+    /// others whether the cluster is new (docs/protocol.md §7.1): a node whose data dir was lost
+    /// and that was restarted with `--init` still on its command line serves and votes from an
+    /// empty store.
+    BootstrapUnchecked,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 21] = [
+    pub const ALL: [Canary; 22] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -93,6 +98,7 @@ impl Canary {
         Canary::CatchUpSkipsCommits,
         Canary::VisibleOnMembersMajority,
         Canary::SuspectOneWay,
+        Canary::BootstrapUnchecked,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +124,7 @@ impl Canary {
             Canary::CatchUpSkipsCommits => "catch-up-skips-commits",
             Canary::VisibleOnMembersMajority => "visible-on-members-majority",
             Canary::SuspectOneWay => "suspect-one-way",
+            Canary::BootstrapUnchecked => "bootstrap-unchecked",
         }
     }
 

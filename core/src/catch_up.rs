@@ -362,7 +362,7 @@ impl Adoption {
             }
             // The member's part in an agreement is its own, never the receiver's; and so is what
             // it says of its own log.
-            (Place::AfterSnapshot, Record::Agreement(_) | Record::Unvouched) => {}
+            (Place::AfterSnapshot, Record::Agreement(_) | Record::Unvouched | Record::Bootstrapped { .. }) => {}
             // The member installed the next configuration: its settlement settles what the
             // receiver holds from the stream exactly as the member's install settled it
             // (`Participant::settle`; replay applies it alike): a commit the member holds

@@ -63,6 +63,16 @@ pub enum Message {
     /// of its present life. Members answer with the value that follows `epoch`, if they keep
     /// it, and the latest value they installed.
     JoinRequest { epoch: Epoch, ticket: JoinTicket },
+    /// A node started to bootstrap a new cluster (`dkv-server --init` on an empty log) asks
+    /// every other node of the cluster whether it has taken part in anything yet, before it
+    /// takes part itself (docs/protocol.md §7.1, "Bootstrap"). `ticket` names the asker's
+    /// present life, `round` counts its queries. Of no epoch.
+    BootstrapQuery { ticket: JoinTicket, round: u64 },
+    /// The answer to the query `round` of the life `asked`: `clean` if the sender holds nothing
+    /// (its log holds nothing but its own starts: as far as it knows the cluster is new);
+    /// `asking` while the sender itself bootstraps and has not begun durably; `member` once it
+    /// takes part (so every node has begun).
+    BootstrapAnswer { asked: JoinTicket, round: u64, clean: bool, asking: bool, member: bool },
 }
 
 /// What a lease grant echoes back: the requester's incarnation and the time, on its own clock,
@@ -91,7 +101,9 @@ impl Message {
             Message::Heartbeat { .. }
             | Message::LeaseGrant { .. }
             | Message::Paxos(_)
-            | Message::JoinRequest { .. } => None,
+            | Message::JoinRequest { .. }
+            | Message::BootstrapQuery { .. }
+            | Message::BootstrapAnswer { .. } => None,
         }
     }
 
@@ -110,6 +122,8 @@ impl Message {
             | Message::LeaseGrant { epoch, .. } => *epoch,
             Message::Paxos(message) => message.epoch(),
             Message::JoinRequest { epoch, .. } => *epoch,
+            // Of no epoch: taken before any epoch check (a node bootstrapping has none yet).
+            Message::BootstrapQuery { .. } | Message::BootstrapAnswer { .. } => Epoch::FIRST,
         }
     }
 
@@ -130,6 +144,9 @@ impl Message {
             Message::LeaseGrant { .. } => "lease-grant",
             Message::Paxos(_) => "paxos",
             Message::JoinRequest { .. } => "join-request",
+            Message::BootstrapQuery { .. } => "bootstrap-query",
+            Message::BootstrapAnswer { clean: true, .. } => "bootstrap-answer-clean",
+            Message::BootstrapAnswer { clean: false, .. } => "bootstrap-answer-not-clean",
         }
     }
 }

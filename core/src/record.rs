@@ -92,6 +92,23 @@ pub enum Record {
     /// From here on the node takes part in nothing — it neither votes, serves, nor takes part
     /// in an agreement — until it catches up from a member (which replaces this log).
     Unvouched,
+    /// This node began a new cluster (docs/protocol.md §7.1): every other node answered that
+    /// it held nothing; `all_begun`: then every node had begun too, and this one took part. A
+    /// restart that finds only starts after one with `all_begun` false waits again, as the node
+    /// did, until every other node has begun.
+    Bootstrapped { all_begun: bool },
+}
+
+impl Record {
+    /// A record of the node's own starts, which says nothing of any transaction, agreement or
+    /// data: a log of nothing else is clean (docs/protocol.md §7.1). `Unvouched` is one: a node
+    /// that lost its data holds nothing, as a node bootstrapping does.
+    pub fn is_start(&self) -> bool {
+        matches!(
+            self,
+            Record::Boot { .. } | Record::BootTracked { .. } | Record::Unvouched | Record::Bootstrapped { .. }
+        )
+    }
 }
 
 /// How many of the latest chosen values a node keeps, to tell a node behind each value it
@@ -135,6 +152,7 @@ impl Record {
             Record::Installed(_) => "installed",
             Record::SnapshotConfiguration(_) => "snapshot-configuration",
             Record::Unvouched => "unvouched",
+            Record::Bootstrapped { .. } => "bootstrapped",
         }
     }
 
@@ -170,7 +188,8 @@ impl Record {
             | Record::Agreement(_)
             | Record::Installed(_)
             | Record::SnapshotConfiguration(_)
-            | Record::Unvouched => true,
+            | Record::Unvouched
+            | Record::Bootstrapped { .. } => true,
             Record::Committed { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
@@ -366,6 +385,7 @@ mod tests {
                 agreement: None,
             })),
             Record::Unvouched,
+            Record::Bootstrapped { all_begun: false },
         ];
         for (number, record) in numbered.iter().enumerate() {
             let bytes = postcard::to_allocvec(record).unwrap();

@@ -88,6 +88,9 @@ pub(crate) struct Recovered {
     pub(crate) agreement: Option<AgreementState>,
     /// The log says it cannot be vouched for ([`Record::Unvouched`]).
     pub(crate) unvouched: bool,
+    /// The log says this node began a new cluster and had not heard that every node had
+    /// begun too ([`Record::Bootstrapped`]).
+    pub(crate) bootstrapped: bool,
     /// Each coordinator's latest finished mark in the log (not carried by snapshots).
     pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
 }
@@ -116,6 +119,7 @@ impl Recovered {
             installed: Vec::new(),
             agreement: None,
             unvouched: false,
+            bootstrapped: false,
             finished_marks: BTreeMap::new(),
         };
         let mut partial: Option<PartialSnapshot> = None;
@@ -252,6 +256,7 @@ impl Recovered {
                 }
                 Record::Installed(value) => r.install(index, *value)?,
                 Record::Unvouched => r.unvouched = true,
+                Record::Bootstrapped { all_begun } => r.bootstrapped = !all_begun,
                 Record::SnapshotEnd { entries } => {
                     let p = partial.take().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
                     let found = p.store.len() as u64;

@@ -26,6 +26,8 @@ pub enum Timer {
     Agreement,
     /// A node outside its configuration asks the members to add it again.
     Join,
+    /// A node bootstrapping asks the nodes that have not answered again.
+    Bootstrap,
 }
 
 #[derive(Clone, Debug, Default)]

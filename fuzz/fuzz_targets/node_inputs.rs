@@ -31,6 +31,9 @@ enum FuzzMessage {
     Query,
     /// A heartbeat or a lease grant, of any epoch, echoing any incarnation and send time.
     Heartbeat { grant: bool, epoch: u8, incarnation: u8, sent_at_ms: u32 },
+    /// A bootstrap query or answer (docs/protocol.md §7.1), of any ticket: a member answers the
+    /// one and drops the other.
+    Bootstrap { answer: bool, clean: bool, ticket: u8 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -264,6 +267,11 @@ fuzz_target!(|actions: Vec<Action>| {
                         // A heartbeat echoes the same request back: round trips of the node's own
                         // requests and of strangers' alike.
                         if grant { Message::LeaseGrant { epoch, request } } else { Message::Heartbeat { epoch, request, echo: Some(request) } }
+                    }
+                    FuzzMessage::Bootstrap { answer, clean, ticket } => {
+                        let ticket = configuration::JoinTicket(u64::from(ticket));
+                        let round = u64::from(ticket.0 % 3);
+                        if answer { Message::BootstrapAnswer { asked: ticket, round, clean, asking: !clean, member: round == 2 } } else { Message::BootstrapQuery { ticket, round } }
                     }
                 };
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });

@@ -64,7 +64,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -253,6 +253,10 @@ pub struct Server {
     /// [`Server::others_waiting`]): the next turn's, when `early_events_pending`.
     early_events: Events,
     early_events_pending: bool,
+    /// The node was bootstrapping when last looked at: its end is logged.
+    bootstrapping: bool,
+    /// While bootstrapping: which nodes it waits for, said now and then.
+    bootstrap_log: OccasionalLog,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -275,6 +279,7 @@ impl Server {
         let cluster = cluster_of(&config)?;
         let (node, wal) = start_node(&config, &clock, cluster)?;
         let node_configuration = node.configuration();
+        let bootstrapping = node.is_bootstrapping();
         // After the data dir is locked and known to be this node's: the peer session is kept
         // there.
         let security = peer_security(&config)?;
@@ -335,12 +340,17 @@ impl Server {
             catching_up: None,
             early_events: Events::with_capacity(EVENTS_MAX),
             early_events_pending: false,
+            bootstrapping,
+            bootstrap_log: OccasionalLog::default(),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
             stop: Arc::new(AtomicBool::new(false)),
             waker,
-            stats: Arc::new(ServerStats::default()),
+            stats: Arc::new(ServerStats {
+                bootstrapping: AtomicU64::new(u64::from(bootstrapping)),
+                ..Default::default()
+            }),
             poll,
             config,
         })
@@ -1407,6 +1417,9 @@ impl Server {
     /// Replies to the gateway's requests go to the gateway, and the answers it gives to their
     /// askers, which may hand the node new requests: drained until there is nothing left.
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
+        if self.bootstrapping && !self.node.is_bootstrapping() {
+            self.bootstrapping_ended();
+        }
         loop {
             while let Some(output) = self.node.poll_output() {
                 match output {
@@ -1580,6 +1593,23 @@ impl Server {
         self.drain_outputs(now)
     }
 
+    /// Says how the node's bootstrap ended (docs/protocol.md §7.1).
+    fn bootstrapping_ended(&mut self) {
+        self.bootstrapping = false;
+        ServerStats::set(&self.stats.bootstrapping, 0);
+        let (node, dir) = (self.config.id, self.config.data_dir.display());
+        if self.node.vouches_for_its_log() {
+            ServerStats::set(&self.stats.bootstrapped_as_member, 1);
+            tracing::info!(%node, "every node held nothing and has begun: this node takes part as a member of the new cluster");
+        } else {
+            tracing::warn!(
+                %node,
+                data_dir = %dir,
+                "--init was given, but another node already holds this cluster's state: this node's data dir {dir} was lost or replaced, so it bootstraps nothing, and votes on and serves nothing until it has caught up from the members (with --availability). Leave --init off restarts"
+            );
+        }
+    }
+
     fn count_sync(&self, synced: Synced) {
         ServerStats::add(&self.stats.syncs, 1);
         ServerStats::add(&self.stats.records_synced, synced.records);
@@ -1590,6 +1620,14 @@ impl Server {
     /// Ends connections that outlived their limits, abandons peer connects that take too long,
     /// and updates the gauges in [`ServerStats`].
     fn housekeeping(&mut self, now: Time) -> Result<(), ServerError> {
+        if self.node.is_bootstrapping() && self.bootstrap_log.due(now).is_some() {
+            let waiting = self.node.bootstrap_waits_for();
+            tracing::info!(
+                node = %self.config.id,
+                %waiting,
+                "bootstrapping a new cluster (--init): waiting to hear from {waiting} (that it holds nothing, then that it has begun too); a first start needs every node up"
+            );
+        }
         for (key, serial) in self.inbound.sessions() {
             self.call_session(now, key, serial, SessionCall::Tick);
         }
@@ -1650,9 +1688,9 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
                 node = %config.id,
                 data_dir = %dir,
                 configuration = %core_config.members,
-                "the data dir holds no log: starting as a member of a new cluster's first configuration"
+                "the data dir holds no log and this is a new cluster (--init): this node starts as a member of its first configuration once every other node has said it holds nothing either"
             );
-            Node::start(core_config, recovery.records, clock.now())?
+            Node::start_bootstrapping(core_config, clock.now())?
         }
         Start::CatchUp => {
             let how = if config.timing.leases {

@@ -75,6 +75,13 @@ pub struct ServerStats {
     pub catch_ups: AtomicU64,
     /// Catch-ups that failed and left this node's log as it was (the node asks again).
     pub catch_ups_failed: AtomicU64,
+    /// 1 while the node bootstraps a new cluster (`--init`): it waits for every other node's
+    /// answer before it takes part (docs/protocol.md §7.1); 0 once it took part, or stands
+    /// outside to catch up.
+    pub bootstrapping: AtomicU64,
+    /// 1 once a bootstrap ended with this node a member; 0 if it ended outside (another node
+    /// held the cluster's state) or the node never bootstrapped.
+    pub bootstrapped_as_member: AtomicU64,
 }
 
 impl ServerStats {

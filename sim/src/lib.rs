@@ -44,7 +44,9 @@
 //!   within the run; it stays down after the heal.
 //! - **Long absences** (`absence_every`): a machine down for 5–20 s, far longer than failure
 //!   detection, then back — with its log intact (a reboot), with its data dir lost
-//!   (`absence_data_lost`: a disk replaced, a directory deleted: it restarts empty), or with its
+//!   (`absence_data_lost`: a disk replaced, a directory deleted: it restarts empty, and with
+//!   `absence_init_restart` the operator's `--init` is still on its command line, so it
+//!   bootstraps, docs/protocol.md §7.1), or with its
 //!   last synced record damaged (`absence_tail_damaged`: a bit flipped in an acknowledged record
 //!   at the end of the log, which recovery cannot tell from a torn write and truncates).
 //! - **Lasting partitions** (`lasting_partition_every`): a minority cut off for 5–20 s, both

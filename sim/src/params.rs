@@ -181,6 +181,16 @@ pub struct Faults {
     pub absence_every: Option<Duration>,
     /// Chance an absent member's data dir is lost: it restarts empty.
     pub absence_data_lost: f64,
+    /// Chance a member whose data dir was lost is restarted with `--init` still on its command
+    /// line (the operator's word that the cluster is new, wrong now): it bootstraps
+    /// ([`dkv_core::Node::start_bootstrapping`]) instead of starting as one that cannot vouch for
+    /// its log.
+    pub absence_init_restart: f64,
+    /// Every node is started with `--init` on its first start, as dkv-net requires, and keeps it
+    /// on its restarts: every start on a log still empty bootstraps
+    /// ([`dkv_core::Node::start_bootstrapping`], docs/protocol.md §7.1). Off: a first start
+    /// takes part at once (the runs saved before bootstrapping existed).
+    pub init_first_start: bool,
     /// Chance an absent member's last synced record is damaged (a bit flipped in an
     /// acknowledged record at the end of its log), which recovery cannot tell from a torn write
     /// and truncates (see `sim/src/disk.rs`).
@@ -215,6 +225,8 @@ impl Faults {
             permanent_crashes: 0,
             absence_every: None,
             absence_data_lost: 0.0,
+            absence_init_restart: 0.0,
+            init_first_start: false,
             absence_tail_damaged: 0.0,
             lasting_partition_every: None,
             fault_phase: None,
@@ -274,6 +286,10 @@ pub struct Overrides {
     pub permanent_crashes: Option<usize>,
     /// Mean time between long absences, or lasting partitions, forcing them on.
     pub absence_every: Option<Duration>,
+    /// Chance a long absence loses the member's data dir, instead of the drawn one.
+    pub absence_data_lost: Option<f64>,
+    /// Every node starts with `--init` and bootstraps ([`Faults::init_first_start`]).
+    pub init_first_start: bool,
     pub lasting_partition_every: Option<Duration>,
     /// Clocks start at offsets drawn up to this.
     pub clock_offset_max: Option<Duration>,
@@ -424,6 +440,11 @@ impl Params {
         f.absence_every = chance(lasting, 0.5).then(|| Duration::from_millis(range(lasting, 1_000, 10_000)));
         f.absence_data_lost = if chance(lasting, 0.5) { 0.0 } else { 0.3 };
         f.absence_tail_damaged = if chance(lasting, 0.5) { 0.0 } else { 0.3 };
+        // Not drawn (every draw after it would change): half the lost dirs come back with --init.
+        f.absence_init_restart = 0.5;
+        // Off unless asked: the first start bootstrapping shifts every event of a run a little,
+        // and the swarm's seeds keep the timing they were judged with.
+        f.init_first_start = o.init_first_start;
         f.lasting_partition_every = chance(lasting, 0.5).then(|| Duration::from_millis(range(lasting, 1_000, 10_000)));
         f.fault_phase = Some(Duration::from_millis(range(lasting, 10_000, 30_000)));
         if !crashes {
@@ -441,6 +462,9 @@ impl Params {
         let at_most_an_hour = |d: Duration| d.min(Duration::from_secs(3600));
         if o.absence_every.is_some() {
             f.absence_every = o.absence_every.map(at_most_an_hour);
+        }
+        if let Some(chance) = o.absence_data_lost {
+            f.absence_data_lost = chance.clamp(0.0, 1.0);
         }
         if o.lasting_partition_every.is_some() {
             f.lasting_partition_every = o.lasting_partition_every.map(at_most_an_hour);
@@ -499,10 +523,12 @@ impl std::fmt::Display for Params {
         if self.minority_faults {
             write!(
                 f,
-                " minority_faults: permanent_crashes={} absences={:?} (data lost {}, tail damaged {}) lasting_partitions={:?} fault_phase={:?} clock_offsets<={:?} think<={:?}",
+                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}) lasting_partitions={:?} fault_phase={:?} clock_offsets<={:?} think<={:?}",
                 x.permanent_crashes,
+                x.init_first_start,
                 x.absence_every,
                 x.absence_data_lost,
+                x.absence_init_restart,
                 x.absence_tail_damaged,
                 x.lasting_partition_every,
                 x.fault_phase,

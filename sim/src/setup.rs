@@ -138,6 +138,8 @@ impl Setup {
                 "permanent_crashes" => faults.permanent_crashes = number(&key, v)?,
                 "absence_every_ns" => faults.absence_every = Some(nanos(&key, v)?),
                 "absence_data_lost" => faults.absence_data_lost = probability(&key, v)?,
+                "absence_init_restart" => faults.absence_init_restart = probability(&key, v)?,
+                "init_first_start" => faults.init_first_start = number::<u8>(&key, v)? == 1,
                 "absence_tail_damaged" => faults.absence_tail_damaged = probability(&key, v)?,
                 "lasting_partition_every_ns" => faults.lasting_partition_every = Some(nanos(&key, v)?),
                 "fault_phase_ns" => faults.fault_phase = Some(nanos(&key, v)?),
@@ -256,6 +258,8 @@ impl Setup {
             optional(true, format!("absence_every_ns={}", every.as_nanos()));
         }
         optional(f.absence_data_lost > 0.0, format!("absence_data_lost={}", f.absence_data_lost));
+        optional(f.absence_init_restart > 0.0, format!("absence_init_restart={}", f.absence_init_restart));
+        optional(f.init_first_start, "init_first_start=1".to_string());
         optional(f.absence_tail_damaged > 0.0, format!("absence_tail_damaged={}", f.absence_tail_damaged));
         if let Some(every) = f.lasting_partition_every {
             optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
@@ -347,7 +351,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 44] = [
+const KEYS: [&str; 46] = [
     "seed",
     "rng_position",
     "nodes",
@@ -376,6 +380,8 @@ const KEYS: [&str; 44] = [
     "permanent_crashes",
     "absence_every_ns",
     "absence_data_lost",
+    "absence_init_restart",
+    "init_first_start",
     "absence_tail_damaged",
     "lasting_partition_every_ns",
     "fault_phase_ns",

@@ -160,6 +160,8 @@ fn candidates(best: &Report) -> Vec<Setup> {
     with(&|p| p.faults.permanent_crashes = p.faults.permanent_crashes.saturating_sub(1));
     with(&|p| p.faults.absence_every = None);
     with(&|p| p.faults.absence_data_lost = 0.0);
+    with(&|p| p.faults.absence_init_restart = 0.0);
+    with(&|p| p.faults.init_first_start = false);
     with(&|p| p.faults.absence_tail_damaged = 0.0);
     with(&|p| p.faults.lasting_partition_every = None);
     with(&|p| p.clock_offset_max = std::time::Duration::ZERO);
@@ -249,6 +251,8 @@ fn settings(p: &Params) -> usize {
         f.permanent_crashes != g.permanent_crashes,
         f.absence_every.is_some(),
         f.absence_data_lost != g.absence_data_lost,
+        f.absence_init_restart != g.absence_init_restart,
+        f.init_first_start != g.init_first_start,
         f.absence_tail_damaged != g.absence_tail_damaged,
         f.lasting_partition_every.is_some(),
         !p.clock_offset_max.is_zero(),

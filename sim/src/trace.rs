@@ -149,6 +149,8 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::LeaseGrant { .. } => 12,
         Message::Paxos(_) => 13,
         Message::JoinRequest { .. } => 14,
+        Message::BootstrapQuery { .. } => 15,
+        Message::BootstrapAnswer { clean, .. } => 16 | u64::from(*clean) << 8,
     }
 }
 

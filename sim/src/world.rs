@@ -43,6 +43,8 @@ use std::time::Duration;
 /// How long a catch-up's state transfer takes (virtual time): the node asked keeps running
 /// meanwhile, as a real one's event loop would until the stream is in.
 const CATCH_UP_NANOS: u64 = 50_000_000;
+/// How long a lasting fault due during the first start waits before it is tried again.
+pub(crate) const FIRST_START_RETRY_NANOS: u64 = 100_000_000;
 
 /// A client's first backoff window after "try again", and the largest.
 const TRY_AGAIN_BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -193,8 +195,12 @@ struct SimNode {
     gone: bool,
     /// Down for a long absence: restarted only when it ends, or at the heal.
     absent: bool,
-    /// Its data dir was lost: its next start cannot vouch for the (empty) log.
+    /// Its data dir was lost: its starts cannot vouch for the log while it is still empty.
     data_lost: bool,
+    /// With its data dir lost, it is restarted with `--init` on its command line: it bootstraps.
+    init_on_restart: bool,
+    /// It was seen up and done bootstrapping at least once (see [`World::first_start_under_way`]).
+    began: bool,
     /// A long absence took its state (data dir lost, last synced record damaged): the fault
     /// holds it away until it has caught up, not only until it is back.
     lacks_state: bool,
@@ -237,6 +243,8 @@ impl SimNode {
             gone: false,
             absent: false,
             data_lost: false,
+            init_on_restart: false,
+            began: false,
             lacks_state: false,
             configuration: None,
         }
@@ -355,6 +363,8 @@ pub struct RunStats {
     /// Long absences, and of them those that lost the data dir or the last synced record.
     pub absences: u64,
     pub data_dirs_lost: u64,
+    /// Of the lost data dirs, those restarted with `--init` (bootstrapping).
+    pub init_restarts: u64,
     pub tails_damaged: u64,
     /// Lasting partitions.
     pub lasting_partitions: u64,
@@ -397,6 +407,7 @@ impl RunStats {
             permanent_crashes,
             absences,
             data_dirs_lost,
+            init_restarts,
             tails_damaged,
             lasting_partitions,
             members_lost_max,
@@ -427,6 +438,7 @@ impl RunStats {
         self.permanent_crashes += permanent_crashes;
         self.absences += absences;
         self.data_dirs_lost += data_dirs_lost;
+        self.init_restarts += init_restarts;
         self.tails_damaged += tails_damaged;
         self.lasting_partitions += lasting_partitions;
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
@@ -454,10 +466,11 @@ impl RunStats {
         );
         if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
             line.push_str(&format!(
-                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} last synced records damaged), {} lasting partitions, at most {} members lost at once",
+                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged), {} lasting partitions, at most {} members lost at once",
                 self.permanent_crashes,
                 self.absences,
                 self.data_dirs_lost,
+                self.init_restarts,
                 self.tails_damaged,
                 self.lasting_partitions,
                 self.members_lost_max,
@@ -489,6 +502,8 @@ pub(crate) struct World {
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
+    /// The first start has ended (see [`World::first_start_under_way`]).
+    first_start_over: bool,
     script: Option<FaultScript>,
     /// Drawn faults that must not happen, by number (the n-th fault the run meets, from 0).
     suppressed: BTreeSet<u64>,
@@ -570,6 +585,7 @@ impl World {
             rich,
             lasting,
             faults: params.faults.clone(),
+            first_start_over: false,
             params,
             script: None,
             suppressed: BTreeSet::new(),
@@ -614,6 +630,7 @@ impl World {
         self.faults.permanent_crashes = 0;
         self.faults.absence_every = None;
         self.faults.lasting_partition_every = None;
+        self.faults.init_first_start = false;
         self.script = Some(FaultScript { bytes: script, next: 0 });
     }
 
@@ -658,6 +675,16 @@ impl World {
 
     fn schedule(&mut self, at: u64, event: Event) {
         self.events.push(at, event);
+    }
+
+    /// Whether the first start of a cluster made with `--init` (`Faults::init_first_start`) is
+    /// still under way: some node has not yet been seen done bootstrapping. Once over, it stays
+    /// over (later bootstraps are a lost data dir's, and are faults of their own).
+    pub(crate) fn first_start_under_way(&mut self) -> bool {
+        if !self.first_start_over {
+            self.first_start_over = !self.faults.init_first_start || self.nodes.iter().all(|n| n.began);
+        }
+        !self.first_start_over
     }
 
     /// Runs the world until, after the heal, every client is done and every node quiescent (or
@@ -762,6 +789,14 @@ impl World {
             Event::Isolate { node } => self.isolate(node),
             Event::PartitionEnd => self.partition_end(),
             Event::Heal => self.heal(),
+            // Lasting faults wait for the first start to end: bootstrapping a new cluster needs
+            // every node once (docs/protocol.md §7.1), so a node gone for good or away before it
+            // ends holds the first start back by design, which is no liveness failure.
+            Event::PermanentCrash { .. } | Event::AbsenceStart | Event::LastingPartitionStart
+                if self.first_start_under_way() =>
+            {
+                self.schedule(self.now + FIRST_START_RETRY_NANOS, event)
+            }
             Event::PermanentCrash { node } => self.permanent_crash(node),
             Event::AbsenceStart => self.absence_start(),
             Event::AbsenceEnd { node } => self.absence_end(node),
@@ -861,6 +896,13 @@ impl World {
 
     /// Drains a node's outputs into the world and reschedules its timer.
     fn after_input(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.began |= n.node.as_ref().is_some_and(|node| !node.is_bootstrapping());
+        // A node whose data dir was lost, bootstrapped again as a member: the cluster held
+        // nothing (every other node said so), so it lacks nothing.
+        if n.lacks_state && n.node.as_ref().is_some_and(|node| node.vouches_for_its_log() && !node.is_bootstrapping()) {
+            n.lacks_state = false;
+        }
         let Some(node) = self.nodes[i].node.as_mut() else { return };
         let from = node.id();
         // Debug builds (every `cargo test`) check the node's bookkeeping after every input;
@@ -1306,7 +1348,7 @@ impl World {
             }
             other => other,
         };
-        let mut vouches = !std::mem::take(&mut self.nodes[i].data_lost);
+        let mut vouches = true;
         let records = match recovered {
             Ok(recovered) => {
                 // A synced record cut off the log may have been acknowledged (§7.4).
@@ -1326,10 +1368,31 @@ impl World {
                 return;
             }
         };
+        // dkv-net's rule (docs/protocol.md §7.1): records, not files, decide. Once the data dir
+        // was lost, every start that finds the log still empty (the last start logged nothing
+        // durable: it crashed first, or was still bootstrapping) is one with no records, started
+        // with the same command line; a log that holds records speaks for itself.
+        let bootstraps = if self.nodes[i].data_lost && records.is_empty() {
+            vouches = false;
+            self.nodes[i].init_on_restart
+        } else {
+            self.nodes[i].data_lost = false;
+            self.nodes[i].init_on_restart = false;
+            // The first start's command line, --init included, kept on restarts.
+            records.is_empty() && self.faults.init_first_start
+        };
         let now = self.nodes[i].clock.local(self.now);
         let config = self.nodes[i].config.clone();
-        let started =
-            if vouches { Node::start(config, records, now) } else { Node::start_unvouched(config, records, now) };
+        let started = if bootstraps {
+            if !vouches {
+                self.stats.init_restarts += 1;
+            }
+            Node::start_bootstrapping(config, now)
+        } else if vouches {
+            Node::start(config, records, now)
+        } else {
+            Node::start_unvouched(config, records, now)
+        };
         match started {
             Ok(node) => {
                 self.visibility.observe_start(i, &node, &mut self.violations);
@@ -1385,6 +1448,7 @@ impl World {
         self.halt(i, 0, &CrashDamage::default());
         self.exactly_once.adopted_log(i);
         self.nodes[i].data_lost = false;
+        self.nodes[i].init_on_restart = false;
         self.nodes[i].lacks_state = false;
         self.make_durable(i, |disk, observe| {
             for record in &adopted {
@@ -1590,10 +1654,12 @@ impl World {
     }
 
     /// Restarts node `i` after a brief crash, unless it is down for long (crashed for good, or
-    /// absent).
+    /// absent). A member doomed to crash for good is restarted while the first start is under
+    /// way: its permanent crash waits for that (see [`World::first_start_under_way`]).
     fn restart(&mut self, i: usize) {
+        let first_start = self.first_start_under_way();
         let n = &self.nodes[i];
-        if n.node.is_none() && !n.doomed && !n.absent {
+        if n.node.is_none() && !n.absent && (!n.doomed || first_start && !n.gone) {
             self.start_node(i);
         }
     }

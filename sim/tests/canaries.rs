@@ -13,7 +13,8 @@
 //! two-configurations-one-epoch 0, serve-past-lease 0, report-before-freeze 18 (5 before quorums
 //! were counted against the cluster, 18 after, 76 after the review's fixes to it, 18 since
 //! suspicion counts only round trips), catch-up-skips-commits 4 (0 before round trips),
-//! visible-on-members-majority 13 (7 before round trips), suspect-one-way 14.
+//! visible-on-members-majority 13 (7 before round trips), suspect-one-way 14,
+//! bootstrap-unchecked 9.
 //! (The join, docs/protocol.md §7.6, moved two-configurations-one-epoch from 19 to 27 and
 //! report-before-freeze from 76: removed members now come back. Quorums counted against the
 //! cluster, §7.3, moved two-configurations-one-epoch to 0: it now also counts a commit's copies
@@ -147,6 +148,10 @@ fn hunt(canary: Canary) -> Hunt {
         // but not hear keeps heartbeating, is never suspected, and every write waits for its
         // vote until the cut ends; requests to the majority side go unanswered past the bound.
         Canary::SuspectOneWay => (SUSPECT_ONE_WAY_SEEDS, cut_for_long(3), "liveness-during-faults"),
+        // A member whose data dir was lost comes back with `--init` still on its command line
+        // and takes part at once, from an empty store: it votes and applies from there on, and
+        // its store differs from the others' for good (docs/protocol.md §7.1).
+        Canary::BootstrapUnchecked => (20, dirs_lost(3), "convergence"),
     };
     Hunt { seeds, overrides, checker }
 }
@@ -185,6 +190,19 @@ fn cut_for_long(nodes: usize) -> Overrides {
         partitions: Some(false),
         pauses: Some(false),
         leases: Some(true),
+        ..Overrides::default()
+    }
+}
+
+/// Where data dirs are lost: `nodes` nodes started with `--init` (they bootstrap), a member away
+/// about every 1.5 s, its data dir lost every time, and half of those back with `--init` on
+/// their command line.
+fn dirs_lost(nodes: usize) -> Overrides {
+    Overrides {
+        nodes: Some(nodes),
+        absence_every: Some(Duration::from_millis(1_500)),
+        absence_data_lost: Some(1.0),
+        init_first_start: true,
         ..Overrides::default()
     }
 }

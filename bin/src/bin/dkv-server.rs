@@ -24,7 +24,7 @@ Examples:
   dkv-server init creds --ids 0,1,2
   # copy creds/node-N to machine N (keep creds/ca.key offline), then run one line on each,
   # listing the OTHER nodes' peer addresses (their -p plus 1000 unless --peer-port says else);
-  # --init on this first start only (restart a node without it):
+  # --init on this first start (each node waits until every other one is up and empty too):
   dkv-server --init --id 0 -s 10.0.0.1 -p 9099 --peers 1=10.0.0.2:10099,2=10.0.0.3:10099 --credentials creds/node-0 --data-dir /var/lib/dkv
   dkv-server --init --id 1 -s 10.0.0.2 -p 9099 --peers 0=10.0.0.1:10099,2=10.0.0.3:10099 --credentials creds/node-1 --data-dir /var/lib/dkv
   dkv-server --init --id 2 -s 10.0.0.3 -p 9099 --peers 0=10.0.0.1:10099,1=10.0.0.2:10099 --credentials creds/node-2 --data-dir /var/lib/dkv
@@ -123,9 +123,11 @@ struct NodeArgs {
     /// no log starts as a member only with it; without it, such a node may be a member whose
     /// data was lost, so it votes on and serves nothing until it has caught up from the
     /// members (with --availability they remove it and add it back; without, it stays out).
-    /// A data dir that holds a log ignores it, so restarts may keep it; leave it off them all
-    /// the same, since a node restarted with it after its data dir was lost starts empty as a
-    /// member again. A one-node cluster (no --peers) needs no --init.
+    /// With it, a node takes part only once every other node has said it holds nothing either
+    /// (so the first start waits until every node is up); if one holds the cluster's state (a
+    /// node restarted with --init after its data dir was lost), the node catches up instead. A
+    /// data dir that holds a log ignores it, so restarts may keep it. A one-node cluster (no
+    /// --peers) needs no --init.
     #[arg(long)]
     init: bool,
     /// Log level: error, info or debug (or 0, 1, 2).

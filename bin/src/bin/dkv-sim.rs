@@ -117,7 +117,7 @@ struct Start {
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
-        "no_minority_faults", "permanent_crashes", "absence_every_ms", "lasting_partition_every_ms",
+        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "init_first_start", "lasting_partition_every_ms",
         "clock_offset_max_ms", "leases"
     ])]
     setup: Option<Setup>,
@@ -197,6 +197,14 @@ struct Knobs {
     /// last synced record damaged) every this many milliseconds on average.
     #[arg(long)]
     absence_every_ms: Option<u64>,
+    /// Chance, 0..1, that a long absence loses the member's data dir (half of those restart
+    /// with `--init` still on the command line).
+    #[arg(long)]
+    absence_data_lost: Option<f64>,
+    /// Every node starts with `--init` and bootstraps (waits for every other node, docs/protocol.md
+    /// §7.1), as dkv-server's first start does; and keeps it on its restarts.
+    #[arg(long)]
+    init_first_start: bool,
     /// A minority is cut off for 5 to 20 s (both ways or one way) every this many milliseconds
     /// on average.
     #[arg(long)]
@@ -247,6 +255,8 @@ impl Knobs {
                 },
                 permanent_crashes: self.permanent_crashes,
                 absence_every: self.absence_every_ms.map(Duration::from_millis),
+                absence_data_lost: self.absence_data_lost,
+                init_first_start: self.init_first_start,
                 lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
                 leases: self.leases,
@@ -275,6 +285,7 @@ impl Knobs {
             ("--rich", self.rich.map(|[txn, scan]| format!("{txn},{scan}"))),
             ("--permanent-crashes", self.permanent_crashes.map(|v| v.to_string())),
             ("--absence-every-ms", self.absence_every_ms.map(|v| v.to_string())),
+            ("--absence-data-lost", self.absence_data_lost.map(|v| v.to_string())),
             ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
             ("--leases", self.leases.map(|v| v.to_string())),
@@ -287,6 +298,7 @@ impl Knobs {
             ("--no-pauses", self.no_pauses),
             ("--minority-faults", self.minority_faults),
             ("--no-minority-faults", self.no_minority_faults),
+            ("--init-first-start", self.init_first_start),
         ];
         let mut flags = String::new();
         for (flag, value) in valued {

@@ -158,6 +158,11 @@ impl Node {
         self.shared.config.timing.detection_timeout / 2
     }
 
+    /// This life's ticket.
+    pub(super) fn ticket(&self) -> JoinTicket {
+        self.join.ticket
+    }
+
     /// Starts asking to join, if this node stands outside.
     pub(super) fn start_asking(&mut self, now: Time) {
         if self.stands_outside() {

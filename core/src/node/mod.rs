@@ -8,6 +8,7 @@
 //! leases, suspicion and the wait before the first YES — lives in `Shared` too (`lease.rs`),
 //! since every read consults it when it answers.
 
+mod bootstrap;
 mod coordinator;
 mod invariants;
 mod join;
@@ -142,6 +143,8 @@ pub struct Node {
     participant: Participant,
     reconfiguration: Reconfiguration,
     join: Join,
+    /// While bootstrapping a new cluster: the nodes that answered they took part in nothing.
+    bootstrap: Option<bootstrap::Bootstrap>,
 }
 
 impl Node {
@@ -164,7 +167,7 @@ impl Node {
         cut: Option<CutTail>,
     ) -> Result<Node, StartError> {
         let unvouched = cut.is_some_and(|c| c.record == CutRecord::WholeButDamaged);
-        Node::start_vouching(config, records, now, !unvouched)
+        Node::start_vouching(config, records, now, !unvouched, false)
     }
 
     /// [`Node::start`] for a node that cannot vouch for its log: its data dir was lost, or
@@ -177,14 +180,17 @@ impl Node {
         records: impl IntoIterator<Item = Record>,
         now: Time,
     ) -> Result<Node, StartError> {
-        Node::start_vouching(config, records, now, false)
+        Node::start_vouching(config, records, now, false, false)
     }
 
+    /// `bootstrapping`: the log is empty, and the node asks the others before it takes part
+    /// ([`Node::start_bootstrapping`]); nothing is logged yet.
     fn start_vouching(
         config: Config,
         records: impl IntoIterator<Item = Record>,
         now: Time,
         vouches: bool,
+        bootstrapping: bool,
     ) -> Result<Node, StartError> {
         config.validate()?;
         // Every recovered record counts as made now: its age before the crash is not known,
@@ -192,6 +198,12 @@ impl Node {
         let b = &config.bounds;
         let completions =
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
+        let only_starts = std::cell::Cell::new(true);
+        let records = records.into_iter().inspect(|record| {
+            if !record.is_start() {
+                only_starts.set(false);
+            }
+        });
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered {
@@ -208,6 +220,7 @@ impl Node {
             agreement,
             unvouched,
             finished_marks,
+            bootstrapped,
             ..
         } = recovered;
         let cannot_vouch = unvouched || !vouches;
@@ -229,7 +242,9 @@ impl Node {
             ),
             join: Join::new(join::ticket_for(config.seed, incarnation, now), configuration),
             shared: Shared::new(config, configuration, store, completions, leases),
+            bootstrap: None,
         };
+        node.shared.clean = only_starts.get();
         node.plant_agreement_flaws();
         // A promise in the durable agreement state ended the epoch here for good: frozen before
         // anything of the epoch is sent (a vote or an acknowledgement replayed from the log).
@@ -240,11 +255,7 @@ impl Node {
         if cannot_vouch {
             // Nothing of the log is acted on: no transaction is restored, so nothing asks,
             // votes or decides.
-            if !unvouched {
-                node.shared.persist(Record::Unvouched);
-            }
-            node.shared.persist(Record::BootTracked { incarnation });
-            node.start_asking(now);
+            node.begin_unvouched(now, !unvouched);
             return Ok(node);
         }
         let sh = &mut node.shared;
@@ -266,14 +277,39 @@ impl Node {
         };
         node.participant.restore(sh, now, restored);
         node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
-        let lsn = sh.persist(Record::BootTracked { incarnation });
-        sh.after_durable(lsn, AfterDurable::Boot);
+        if bootstrapping {
+            node.ask_to_bootstrap(now);
+        } else {
+            node.begin(now);
+            // Began a new cluster, and took part in nothing since: it waits again until every
+            // other node has begun too (`bootstrap.rs`).
+            if bootstrapped && only_starts.get() && !cannot_vouch {
+                node.wait_for_the_others_to_begin(now);
+            }
+        }
+        Ok(node)
+    }
+
+    /// Takes part, from the state restored: logs this start, coordinates once it is durable.
+    fn begin(&mut self, now: Time) {
+        let incarnation = self.incarnation();
+        let lsn = self.shared.persist(Record::BootTracked { incarnation });
+        self.shared.after_durable(lsn, AfterDurable::Boot);
         // A value chosen before the crash and not installed yet is installed now; a proposer's
         // retries are its deadline's.
-        node.drain_agreement(now);
+        self.drain_agreement(now);
         // A node removed before the crash asks to join.
-        node.start_asking(now);
-        Ok(node)
+        self.start_asking(now);
+    }
+
+    /// Takes part in nothing until it has caught up (`log_it`: the log does not say so yet).
+    fn begin_unvouched(&mut self, now: Time, log_it: bool) {
+        if log_it {
+            self.shared.persist(Record::Unvouched);
+        }
+        let incarnation = self.incarnation();
+        self.shared.persist(Record::BootTracked { incarnation });
+        self.start_asking(now);
     }
 
     // ---- Input ----
@@ -281,6 +317,9 @@ impl Node {
     /// The one way in: everything that happens to the node is an [`Input`]. Drain
     /// [`Node::poll_output`] after every call.
     pub fn handle(&mut self, now: Time, input: Input) {
+        if self.bootstrap.is_some() {
+            return self.handle_bootstrapping(now, input);
+        }
         if self.reconfiguration.cannot_vouch() {
             return self.handle_unvouched(now, input);
         }
@@ -310,6 +349,10 @@ impl Node {
             // Only the members' answers to its asking to join (§7.6).
             Input::Message { from, message: Message::Paxos(PaxosMessage::Chosen { value, .. }) } => {
                 self.on_chosen_outside(now, from, value)
+            }
+            // It lost what it had: the cluster is not new.
+            Input::Message { from, message: Message::BootstrapQuery { ticket, round } } => {
+                self.answer_bootstrap(from, ticket, round)
             }
             Input::Message { .. } => sh.stats.messages_dropped += 1,
             Input::Durable { through } => {
@@ -364,6 +407,12 @@ impl Node {
             // The agreement checks who may take part in it, and answers a member behind.
             Message::Paxos(message) => return self.on_paxos(now, from, message),
             Message::JoinRequest { epoch, ticket } => return self.on_join_request(now, from, epoch, ticket),
+            // Of no epoch, from any node of the cluster (§7.1).
+            Message::BootstrapQuery { ticket, round } => return self.answer_bootstrap(from, ticket, round),
+            Message::BootstrapAnswer { .. } => {
+                self.shared.stats.messages_dropped += 1;
+                return;
+            }
             // A member of a later epoch heartbeats this node: this node missed the value that
             // follows its epoch, and may hear nothing from its own epoch's members (they may all
             // have moved on, or be gone). It answers with a message of its own epoch, which the
@@ -448,7 +497,10 @@ impl Node {
             }
             Message::LeaseGrant { epoch, request } => sh.on_lease_grant(from, epoch, request),
             // Routed to the agreement and the join above.
-            Message::Paxos(_) | Message::JoinRequest { .. } => {}
+            Message::Paxos(_)
+            | Message::JoinRequest { .. }
+            | Message::BootstrapQuery { .. }
+            | Message::BootstrapAnswer { .. } => {}
             Message::Vote { .. }
             | Message::Ack { .. }
             | Message::Decision { .. }
@@ -502,6 +554,8 @@ impl Node {
                 Timer::FinishedMark => coordinator.on_mark_timer(sh),
                 Timer::Agreement => self.on_agreement_timer(now),
                 Timer::Join => self.on_join_timer(now),
+                // Cancelled when the bootstrap ends.
+                Timer::Bootstrap => {}
             }
         }
     }
@@ -563,6 +617,12 @@ impl Node {
         self.coordinator.incarnation()
     }
 
+    /// Whether this node vouches for its log: false once it knows it may have lost what it
+    /// acknowledged (its data dir lost, a damaged tail cut), until a catch-up replaced the log.
+    pub fn vouches_for_its_log(&self) -> bool {
+        !self.reconfiguration.cannot_vouch()
+    }
+
     /// Whether the Boot record is durable (the node coordinates writes).
     pub fn is_booted(&self) -> bool {
         self.coordinator.is_booted()
@@ -602,11 +662,12 @@ impl Node {
         self.coordinator.unfinished_count()
     }
 
-    /// Nothing in flight: no locks, no prepared or coordinated transactions, no waiting reads,
-    /// nothing waiting to be durable.
+    /// Nothing in flight: not bootstrapping, no locks, no prepared or coordinated transactions,
+    /// no waiting reads, nothing waiting to be durable.
     pub fn is_quiescent(&self) -> bool {
         let sh = &self.shared;
-        sh.locks.is_empty()
+        self.bootstrap.is_none()
+            && sh.locks.is_empty()
             && self.participant.is_idle()
             && self.coordinator.unfinished_count() == 0
             && sh.reads.is_empty()

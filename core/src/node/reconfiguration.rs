@@ -88,6 +88,12 @@ impl Reconfiguration {
         self.cannot_vouch
     }
 
+    /// From now on this node cannot vouch for its log: it promises, accepts and reports nothing.
+    pub(super) fn stop_vouching(&mut self) {
+        self.cannot_vouch = true;
+        self.agreement = None;
+    }
+
     pub(super) fn is_installing(&self) -> bool {
         self.installing.is_some()
     }

@@ -37,6 +37,10 @@ pub(super) struct Shared {
     /// next configuration, or is installing it. It casts no vote, makes no decision, logs and
     /// acknowledges no COMMIT and grants no lease in this epoch; it still applies `Visible`.
     pub(super) frozen: bool,
+    /// This node's log holds nothing but its own starts ([`Record::is_start`]): it holds
+    /// nothing (no transaction, agreement, install, snapshot or caught-up state), so, as far as
+    /// it knows, the cluster is new. What it answers a node bootstrapping (docs/protocol.md §7.1).
+    pub(super) clean: bool,
 }
 
 impl Shared {
@@ -52,6 +56,7 @@ impl Shared {
         Shared {
             leases,
             frozen: false,
+            clean: false,
             configuration,
             store,
             locks: LockTable::default(),
@@ -93,6 +98,7 @@ impl Shared {
 
     /// Queues `record` for the log and returns its lsn.
     pub(super) fn persist(&mut self, record: Record) -> Lsn {
+        self.clean &= record.is_start();
         self.outbox.persist(record)
     }
 

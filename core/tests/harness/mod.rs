@@ -225,6 +225,16 @@ impl Cluster {
         self.drain(i);
     }
 
+    /// Node `i` loses its data dir (it must be down) and starts on the empty log as
+    /// `dkv-server --init` does: bootstrapping.
+    pub fn bootstrap(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is down");
+        self.disks[i] = Disk::default();
+        let node = Node::start_bootstrapping(self.configs[i].clone(), self.now).expect("an empty log starts");
+        self.nodes[i] = Some(node);
+        self.drain(i);
+    }
+
     pub fn value(&self, i: usize, key: &str) -> Option<Vec<u8>> {
         self.node(i).store().get(key.as_bytes()).cloned()
     }

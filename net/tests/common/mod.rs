@@ -11,7 +11,9 @@ use dkv_net::security::credentials::{
 };
 use dkv_net::security::users::{Role, load_client_user, load_users};
 use dkv_net::testing::free_ports;
-use dkv_net::{Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, Transport};
+use dkv_net::{
+    Client, ClientConfig, ClientTransport, Server, ServerConfig, ServerError, ServerHandle, ServerStats, Transport,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -73,9 +75,27 @@ impl TestCluster {
         TestCluster::new_full(nodes, transport, |_| {}, &[admin], false)
     }
 
+    /// Starts every node, and waits until none is still bootstrapping (a first start waits
+    /// for every node's answer, docs/protocol.md §7.1), or panics after 30 s.
     pub fn start_all(&mut self) {
         for i in 0..self.addrs.len() {
             self.start_node(i);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for i in 0..self.addrs.len() {
+            let stats = self.handle(i).stats();
+            while ServerStats::get(&stats.bootstrapping) == 1 {
+                assert!(std::time::Instant::now() < deadline, "node {i} still bootstraps after 30 s");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // (A node alone in its cluster has nobody to wait for: it takes part at once.)
+            if self.addrs.len() > 1 {
+                assert_eq!(
+                    ServerStats::get(&stats.bootstrapped_as_member),
+                    1,
+                    "node {i} ended its first start outside"
+                );
+            }
         }
     }
 

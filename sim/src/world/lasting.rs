@@ -155,6 +155,7 @@ impl World {
         if data_lost {
             self.nodes[i].disk.lose_everything();
             self.nodes[i].data_lost = true;
+            self.nodes[i].init_on_restart = chance(&mut self.lasting, self.faults.absence_init_restart);
             self.nodes[i].lacks_state = true;
             self.exactly_once.forget_node(i);
             self.stats.data_dirs_lost += 1;
@@ -234,11 +235,18 @@ impl World {
     /// them); members crashed for good stay down, and those whose permanent crash was still to
     /// come crash now (the heal ends the faults that come and go, not the lasting loss of a
     /// member).
+    /// (While the first start is still under way, a permanent crash still to come waits for
+    /// its end: bootstrapping needs every node once.)
     pub(super) fn end_lasting_faults(&mut self) {
         self.lasting_partition_end();
+        let first_start = self.first_start_under_way();
         for i in 0..self.nodes.len() {
             self.nodes[i].absent = false;
-            self.permanent_crash(i);
+            if first_start && self.nodes[i].doomed && !self.nodes[i].gone {
+                self.schedule(self.now + super::FIRST_START_RETRY_NANOS, Event::PermanentCrash { node: i });
+            } else {
+                self.permanent_crash(i);
+            }
         }
     }
 
