@@ -71,7 +71,7 @@ pub enum Message {
     /// The answer to the query `round` of the life `asked`: `clean` if the sender holds nothing
     /// (its log holds nothing but its own starts: as far as it knows the cluster is new);
     /// `asking` while the sender itself bootstraps and has not begun durably; `member` once it
-    /// takes part (so every node has begun).
+    /// takes part as a member (after a bootstrap of its own, once every node had begun).
     BootstrapAnswer { asked: JoinTicket, round: u64, clean: bool, asking: bool, member: bool },
 }
 

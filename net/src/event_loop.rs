@@ -1701,7 +1701,7 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
             tracing::warn!(
                 node = %config.id,
                 data_dir = %dir,
-                "data dir {dir} holds no log and --init was not given: this node may be a member whose data was lost, so it votes on and serves nothing until it has caught up from the members, {how}. If this is a new cluster, stop this node, delete {dir} (it now records that the node cannot vouch for its state) and start it again with --init"
+                "data dir {dir} holds no log and --init was not given: this node may be a member whose data was lost, so it votes on and serves nothing until it has caught up from the members, {how}. If this is a new cluster's first start, stop this node, delete {dir} (it now records that the node cannot vouch for its state) and start it again with --init before any write is made: once the others hold writes, it can only catch up"
             );
             Node::start_unvouched(core_config, recovery.records, clock.now())?
         }

@@ -15,17 +15,19 @@
 //!
 //! Two phases, so that no node is left out of a first start:
 //! - **Asking.** The node logs nothing and asks every other node, in a new round every
-//!   heartbeat interval, counting only answers to this round or the one before: a node that
+//!   heartbeat interval, counting only clean answers to rounds sent lately (within two heartbeat
+//!   intervals or a detection timeout of the latest, whatever the round trip): a node that
 //!   answered clean long ago may hold state now (it caught up after a data loss of its own, or
 //!   took part in a change that removed a node down for good), and then says so (review: five
 //!   data dirs lost one after another, each node answering clean while it bootstrapped, then
 //!   catching up). Any answer "not clean": it starts as one that cannot vouch for its log, and
 //!   catches up. Every answer clean: it begins.
 //! - **Begun.** It logs [`Record::Bootstrapped`] and its start, and still takes part in
-//!   nothing, so it stays clean, until every other node has answered, once, that it is no
-//!   longer asking (it has begun, durably, or it stands outside to catch up), or one answered
-//!   that it takes part (it heard that every node had begun: a node that began and then crashed
-//!   for good must not hold the rest back). Only then does any node take part, so a node that crashes while asking, and asks again as a new life, finds every
+//!   nothing (no vote, no proposal, not even a heartbeat), so it stays clean, until every other
+//!   node has answered a query of this phase that it is no longer asking (it has begun, durably,
+//!   or it stands outside to catch up), or one answered that it takes part as a member (it
+//!   heard every node begin: the others need not wait for a node that began and then crashed
+//!   for good, if any node heard it). Only then does any node take part, so a node that crashes while asking, and asks again as a new life, finds every
 //!   other node still clean. (Review, then real servers: with nodes taking part as soon as they
 //!   had heard every answer, the first one took a client's write, and the others, asking again,
 //!   heard "not clean" and stood outside a cluster of one.) A restart that finds the
@@ -33,7 +35,13 @@
 //!   begun, the node logs so (`all_begun`), and its restarts take part at once.
 //!
 //! A node's clients are told to try again (`Starting`) while it bootstraps. The price of
-//! "every node": a first start waits until every node is up, for ever if one never comes.
+//! "every node": a first start waits until every node is up, for ever if one never comes; and
+//! for ever too if a node crashes for good in the moment after it took part, before any other
+//! heard that it had begun (review). Every node is still clean then: the way out is to stop
+//! them all, delete their data dirs, and start the cluster again with the nodes that are left.
+//! (A node started without `--init` at a first start holds nothing and counts as begun: the
+//! others go on without it, and it catches up with `--availability`; without it, it stays out
+//! until the cluster is started again.)
 
 use super::{Input, Node};
 use crate::configuration::JoinTicket;
@@ -50,11 +58,17 @@ use std::collections::BTreeMap;
 pub(super) struct Bootstrap {
     /// Begun: every other node answered clean, and this one logged that it began.
     begun: bool,
-    /// The round of the latest query.
+    /// The round of the latest query, and the first round of the Begun phase.
     round: u64,
+    begun_round: u64,
+    /// When each recent round was sent (the oldest are dropped).
+    sent: BTreeMap<u64, Time>,
     /// Each other node's latest answer of this life: its round, and what it said.
     answers: BTreeMap<NodeId, Answer>,
 }
+
+/// Rounds whose send time is kept: far more than [`fresh_within`] spans.
+const ROUNDS_KEPT: usize = 64;
 
 /// An answer to a bootstrap query (see [`Message::BootstrapAnswer`]).
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +107,11 @@ impl Node {
     /// not bootstrap.
     pub fn bootstrap_waits_for(&self) -> NodeSet {
         let Some(bootstrap) = &self.bootstrap else { return NodeSet::default() };
-        let recent = bootstrap.round.saturating_sub(1);
+        // Asking counts clean answers to rounds sent lately only (see "Asking"): within the
+        // window of the latest round's send time, whatever the round trip takes.
+        let latest = bootstrap.sent.get(&bootstrap.round).copied().unwrap_or(Time::ZERO);
+        let window = fresh_within(&self.shared.config.timing);
+        let fresh = |round: u64| bootstrap.sent.get(&round).is_some_and(|&sent| sent + window >= latest);
         let mut waiting = NodeSet::default();
         if bootstrap.begun && bootstrap.answers.values().any(|a| a.member) {
             return waiting;
@@ -101,10 +119,9 @@ impl Node {
         for node in self.others().iter() {
             // Asking: a clean answer to this round or the one before. Begun: any answer that it
             // no longer asks (a node that began durably never asks again in that life).
-            let done = bootstrap
-                .answers
-                .get(&node)
-                .is_some_and(|a| if bootstrap.begun { !a.asking } else { a.clean && a.round >= recent });
+            let done = bootstrap.answers.get(&node).is_some_and(|a| {
+                if bootstrap.begun { a.round >= bootstrap.begun_round && !a.asking } else { a.clean && fresh(a.round) }
+            });
             if !done {
                 waiting.insert(node);
             }
@@ -124,6 +141,10 @@ impl Node {
         let bootstrap = self.bootstrap.get_or_insert_with(Bootstrap::default);
         bootstrap.round += 1;
         let round = bootstrap.round;
+        bootstrap.sent.insert(round, now);
+        if bootstrap.sent.len() > ROUNDS_KEPT {
+            bootstrap.sent.pop_first();
+        }
         let ticket = self.ticket();
         for node in self.others().iter() {
             self.shared.send(node, Message::BootstrapQuery { ticket, round });
@@ -138,7 +159,7 @@ impl Node {
         if self.others().is_empty() {
             return;
         }
-        self.bootstrap = Some(Bootstrap { begun: true, ..Bootstrap::default() });
+        self.bootstrap = Some(Bootstrap { begun: true, begun_round: 1, ..Bootstrap::default() });
         self.ask_to_bootstrap(now);
     }
 
@@ -208,8 +229,10 @@ impl Node {
         }
         let Some(bootstrap) = &mut self.bootstrap else { return };
         if !bootstrap.begun {
-            // Every other node holds nothing: this one begins, and asks on until all have.
+            // Every other node holds nothing: this one begins, and asks on until all have
+            // (answers to the rounds before do not count then).
             bootstrap.begun = true;
+            bootstrap.begun_round = bootstrap.round + 1;
             bootstrap.answers.clear();
             self.shared.persist(Record::Bootstrapped { all_begun: false });
             self.begin(now);
@@ -219,6 +242,17 @@ impl Node {
         self.bootstrap = None;
         self.shared.timers.cancel(Timer::Bootstrap);
         self.shared.persist(Record::Bootstrapped { all_begun: true });
-        self.shared.start_heartbeats(now);
+        self.shared.restart_grace(now);
+        // Heartbeats start once the start record is durable, as for any start.
+        if self.is_booted() {
+            self.shared.start_heartbeats(now);
+        }
     }
+}
+
+/// How recent a round a clean answer must answer to count while asking: two heartbeat
+/// intervals, or a detection timeout if longer, so that a slow round trip still counts while a
+/// node that has caught up since (which takes far longer) does not.
+fn fresh_within(timing: &crate::config::Timing) -> std::time::Duration {
+    (timing.heartbeat_interval * 2).max(timing.detection_timeout)
 }

@@ -334,6 +334,15 @@ impl Shared {
 
     /// The Boot record is durable: this life's incarnation is on disk, so its lease requests can
     /// never be mistaken for another life's. Heartbeats start now.
+    /// A bootstrap ended (docs/protocol.md §7.1): the node takes part from now on, so the grace
+    /// it gives members it has not heard from counts from now, not from its process's start
+    /// (review: nodes of a first start started by hand seconds apart were removed as soon as
+    /// the last one took part). The wait before the first YES keeps counting from the start.
+    pub(super) fn restart_grace(&mut self, now: Time) {
+        self.leases.started_at = now;
+        self.leases.heard.clear();
+    }
+
     pub(super) fn start_heartbeats(&mut self, now: Time) {
         if self.leases.on {
             self.on_heartbeat_timer(now);

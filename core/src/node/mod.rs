@@ -143,7 +143,7 @@ pub struct Node {
     participant: Participant,
     reconfiguration: Reconfiguration,
     join: Join,
-    /// While bootstrapping a new cluster: the nodes that answered they took part in nothing.
+    /// While bootstrapping a new cluster (asking, then begun): what it heard (`bootstrap.rs`).
     bootstrap: Option<bootstrap::Bootstrap>,
 }
 
@@ -283,7 +283,7 @@ impl Node {
             node.begin(now);
             // Began a new cluster, and took part in nothing since: it waits again until every
             // other node has begun too (`bootstrap.rs`).
-            if bootstrapped && only_starts.get() && !cannot_vouch {
+            if bootstrapped && only_starts.get() {
                 node.wait_for_the_others_to_begin(now);
             }
         }
@@ -516,12 +516,17 @@ impl Node {
         }
         self.agreement_durable(now, through);
         loop {
+            let bootstrapping = self.bootstrap.is_some();
             let Node { shared: sh, coordinator, participant, .. } = self;
             let Some(action) = sh.outbox.next_due() else { break };
             match action {
                 AfterDurable::Boot => {
                     coordinator.on_boot_durable();
-                    sh.start_heartbeats(now);
+                    // A node bootstrapping sends nothing but its questions: heartbeats start
+                    // when it takes part (`bootstrap.rs`).
+                    if !bootstrapping {
+                        sh.start_heartbeats(now);
+                    }
                 }
                 // No YES before the wait is over (§7.5): held, and cast when it ends.
                 AfterDurable::Vote(txn) if sh.leases.waiting(now) => sh.hold_vote(txn),
