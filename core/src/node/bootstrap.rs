@@ -27,8 +27,8 @@
 //!   node has answered a query of this phase that it is no longer asking (it has begun, durably,
 //!   or it stands outside to catch up), or one answered that it takes part as a member (it
 //!   heard every node begin: the others need not wait for a node that began and then crashed
-//!   for good, if any node heard it). Only then does any node take part, so a node that crashes while asking, and asks again as a new life, finds every
-//!   other node still clean. (Review, then real servers: with nodes taking part as soon as they
+//!   for good, if any node heard it). Only then does any node take part, so a node that
+//!   crashes while asking, and asks again as a new life, finds every other node still clean. (Review, then real servers: with nodes taking part as soon as they
 //!   had heard every answer, the first one took a client's write, and the others, asking again,
 //!   heard "not clean" and stood outside a cluster of one.) A restart that finds the
 //!   `Bootstrapped` record and nothing after it but starts waits again; once every node has
