@@ -91,6 +91,8 @@ pub(crate) struct Recovered {
     /// The log says this node began a new cluster and had not heard that every node had
     /// begun too ([`Record::Bootstrapped`]).
     pub(crate) bootstrapped: bool,
+    /// Every record replayed is a start record ([`Record::is_start`]): the node holds nothing.
+    pub(crate) only_starts: bool,
     /// Each coordinator's latest finished mark in the log (not carried by snapshots).
     pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
 }
@@ -120,11 +122,13 @@ impl Recovered {
             agreement: None,
             unvouched: false,
             bootstrapped: false,
+            only_starts: true,
             finished_marks: BTreeMap::new(),
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
+            r.only_starts &= record.is_start();
             let inside_snapshot = matches!(
                 record,
                 Record::SnapshotEntries(_)

@@ -253,8 +253,6 @@ pub struct Server {
     /// [`Server::others_waiting`]): the next turn's, when `early_events_pending`.
     early_events: Events,
     early_events_pending: bool,
-    /// The node was bootstrapping when last looked at: its end is logged.
-    bootstrapping: bool,
     /// While bootstrapping: which nodes it waits for, said now and then.
     bootstrap_log: OccasionalLog,
     /// The largest frame this node's limits allow, read from any socket.
@@ -340,7 +338,6 @@ impl Server {
             catching_up: None,
             early_events: Events::with_capacity(EVENTS_MAX),
             early_events_pending: false,
-            bootstrapping,
             bootstrap_log: OccasionalLog::default(),
             frame_bytes_max,
             encode_buffer: Vec::new(),
@@ -1417,7 +1414,8 @@ impl Server {
     /// Replies to the gateway's requests go to the gateway, and the answers it gives to their
     /// askers, which may hand the node new requests: drained until there is nothing left.
     fn drain_outputs(&mut self, now: Time) -> Result<(), ServerError> {
-        if self.bootstrapping && !self.node.is_bootstrapping() {
+        // The stat says the node was bootstrapping when last looked at: its end is logged.
+        if ServerStats::get(&self.stats.bootstrapping) == 1 && !self.node.is_bootstrapping() {
             self.bootstrapping_ended();
         }
         loop {
@@ -1595,7 +1593,6 @@ impl Server {
 
     /// Says how the node's bootstrap ended (docs/protocol.md §7.1).
     fn bootstrapping_ended(&mut self) {
-        self.bootstrapping = false;
         ServerStats::set(&self.stats.bootstrapping, 0);
         let (node, dir) = (self.config.id, self.config.data_dir.display());
         if self.node.vouches_for_its_log() {

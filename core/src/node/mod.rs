@@ -198,12 +198,6 @@ impl Node {
         let b = &config.bounds;
         let completions =
             Completions::new(b.completions_max, b.completion_bytes_max, Self::completion_retention(&config), now);
-        let only_starts = std::cell::Cell::new(true);
-        let records = records.into_iter().inspect(|record| {
-            if !record.is_start() {
-                only_starts.set(false);
-            }
-        });
         let recovered = Recovered::replay(records, config.id, completions)?;
         let incarnation = recovered.incarnation.checked_add(1).ok_or(RecoveryError::IncarnationExhausted)?;
         let Recovered {
@@ -221,6 +215,7 @@ impl Node {
             unvouched,
             finished_marks,
             bootstrapped,
+            only_starts,
             ..
         } = recovered;
         let cannot_vouch = unvouched || !vouches;
@@ -244,7 +239,7 @@ impl Node {
             shared: Shared::new(config, configuration, store, completions, leases),
             bootstrap: None,
         };
-        node.shared.clean = only_starts.get();
+        node.shared.clean = only_starts;
         node.plant_agreement_flaws();
         // A promise in the durable agreement state ended the epoch here for good: frozen before
         // anything of the epoch is sent (a vote or an acknowledgement replayed from the log).
@@ -283,7 +278,7 @@ impl Node {
             node.begin(now);
             // Began a new cluster, and took part in nothing since: it waits again until every
             // other node has begun too (`bootstrap.rs`).
-            if bootstrapped && only_starts.get() {
+            if bootstrapped && only_starts {
                 node.wait_for_the_others_to_begin(now);
             }
         }
