@@ -49,23 +49,45 @@ fn spawn_writer(
     })
 }
 
-/// Every acknowledged write reads back on every node; every write without an outcome reads
-/// the same on every node (its value or nothing).
+/// Every acknowledged write reads back on every node. A write without an outcome may still be
+/// settling when the check reads it: a restarted coordinator asks its participants again, and
+/// may commit a transaction some node never prepared before the crash (that node answers "not
+/// found" until then). So its key is read on every node in turn, again until the nodes agree
+/// (within 15 s), and the reads must be linearizable: each returns nothing or the write's value,
+/// and once one has returned the value, no later read returns nothing.
 fn check_writes(cluster: &ProcessCluster, log: &WriteLog) -> usize {
     let mut clients: Vec<_> = (0..3).map(|i| cluster.client_for(i, Duration::from_secs(15))).collect();
     let mut acknowledged = 0;
     for (key, value, ack) in log.lock().unwrap().iter() {
-        let answers: Vec<Outcome> = clients.iter_mut().map(|c| c.get(key.clone()).unwrap()).collect();
+        let value = value.clone().into_bytes();
         if *ack == Some(true) {
             acknowledged += 1;
-            for (node, answer) in answers.iter().enumerate() {
-                assert_eq!(answer.found(), Some(&value.clone().into_bytes()), "acknowledged {key} on node {node}");
+            for (node, client) in clients.iter_mut().enumerate() {
+                let answer = client.get(key.clone()).unwrap();
+                assert_eq!(answer.found(), Some(&value), "acknowledged {key} on node {node}");
             }
-        } else {
-            assert!(answers.iter().all(|a| a == &answers[0]), "nodes disagree on {key}: {answers:?}");
-            assert!(
-                matches!(&answers[0], Outcome::NotFound) || answers[0].found() == Some(&value.clone().into_bytes())
-            );
+            continue;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut seen_value = false;
+        loop {
+            let mut found = Vec::new();
+            for (node, client) in clients.iter_mut().enumerate() {
+                let answer = client.get(key.clone()).unwrap();
+                let is_value = answer.found() == Some(&value);
+                assert!(is_value || answer == Outcome::NotFound, "{key} on node {node}: {answer:?}");
+                assert!(
+                    is_value || !seen_value,
+                    "{key}: node {node} answered {answer:?} after a read returned its value"
+                );
+                seen_value |= is_value;
+                found.push(is_value);
+            }
+            if found.iter().all(|&f| f == found[0]) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "nodes still disagree on {key} after 15 s: {found:?}");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     acknowledged
