@@ -73,17 +73,10 @@ pub enum Canary {
     /// and that was restarted with `--init` still on its command line serves and votes from an
     /// empty store.
     BootstrapUnchecked,
-    /// A coordinator makes its commits visible on every YES (docs/protocol.md §7.2, "Visible
-    /// on every YES") with configuration changes on too: a change's settlement, which hears
-    /// only a cover of the members, may then abort a commit a client was told of.
-    ImplicitCommitWithChanges,
-    /// A coordinator counts its own share's YES as soon as the share is logged, not once its
-    /// record is durable: a crash can lose the share of a commit already visible.
-    OwnYesBeforeDurable,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 24] = [
+    pub const ALL: [Canary; 22] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -106,8 +99,6 @@ impl Canary {
         Canary::VisibleOnMembersMajority,
         Canary::SuspectOneWay,
         Canary::BootstrapUnchecked,
-        Canary::ImplicitCommitWithChanges,
-        Canary::OwnYesBeforeDurable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -134,8 +125,6 @@ impl Canary {
             Canary::VisibleOnMembersMajority => "visible-on-members-majority",
             Canary::SuspectOneWay => "suspect-one-way",
             Canary::BootstrapUnchecked => "bootstrap-unchecked",
-            Canary::ImplicitCommitWithChanges => "implicit-commit-with-changes",
-            Canary::OwnYesBeforeDurable => "own-yes-before-durable",
         }
     }
 

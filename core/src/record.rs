@@ -167,11 +167,7 @@ impl Record {
     /// compaction waits on it. The others — applying a commit, an abort, a coordinator
     /// forgetting a finished transaction, a finished mark — may wait for a later sync: losing
     /// them in a crash only leaves a commit held (it becomes visible again), a transaction
-    /// prepared (recovery asks), or a finished transaction remembered. This is the default the
-    /// node persists with; it says per record what it waits on (`Output::Persist`'s `prompt`),
-    /// and with configuration changes off logs `CommitDecided` and `CommitLearned` lazily too:
-    /// every YES made the commit visible, and only finishing waits on them (docs/protocol.md
-    /// §7.2).
+    /// prepared (recovery asks), or a finished transaction remembered.
     pub fn sync_promptly(&self) -> bool {
         match self {
             Record::Boot { .. }

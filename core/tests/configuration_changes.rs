@@ -133,7 +133,7 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     assert!(n1.is_frozen());
     let mut outputs: Vec<Output> = std::iter::from_fn(|| n1.poll_output()).collect();
     let promise_record = outputs.iter().find_map(|o| match o {
-        Output::Persist { lsn, record: Record::Agreement(_), .. } => Some(*lsn),
+        Output::Persist { lsn, record: Record::Agreement(_) } => Some(*lsn),
         _ => None,
     });
     let promise_record = promise_record.expect("the promise is logged");
@@ -152,7 +152,7 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     assert_eq!(report.in_doubt().len(), 1, "the appended share is reported in doubt: {report:?}");
     // Restarted from its log, the member is still frozen: a PREPARE sent again gets no vote.
     for output in outputs {
-        if let Output::Persist { lsn, record, .. } = output {
+        if let Output::Persist { lsn, record } = output {
             c.disks[1].pending.push((lsn, record));
         }
     }

@@ -232,17 +232,13 @@ fn snapshots_keep_versions_and_old_ones_read_back_with_unknown_versions() {
 
 /// A snapshot taken while a commit decision is not yet visible records it as not applied, and
 /// recovery keeps it that way: locked, unapplied, remembered as committed. Nothing decided is
-/// lost, nothing is applied before a majority holds it. (With configuration changes on: with
-/// them off, every YES makes a commit visible, docs/protocol.md §7.2.)
+/// lost, nothing is applied before a majority holds it.
 #[test]
 fn snapshot_during_pending_decision_recovers_it() {
-    let mut c = Cluster::with_config(2, |cfg| cfg.timing.leases = true);
+    let mut c = Cluster::new(2);
     c.auto_durable = false;
     c.make_durable(0);
     c.make_durable(1);
-    // Past the start's wait: no YES before it (§7.5).
-    let wait = c.configs[0].timing.lease_wait();
-    c.advance(wait);
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
     c.make_durable(0);
@@ -332,7 +328,7 @@ fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
     use dkv_core::{Config, Input, NodeId, NodeSet, Output};
     let now = Time::from_nanos(1);
     let mut node = Node::start(Config::new(NodeId(0), NodeSet::first(1)), Vec::new(), now).unwrap();
-    let Some(Output::Persist { lsn, record: Record::BootTracked { incarnation: 1 }, .. }) = node.poll_output() else {
+    let Some(Output::Persist { lsn, record: Record::BootTracked { incarnation: 1 } }) = node.poll_output() else {
         panic!("a new node persists its Boot record first");
     };
     assert!(!node.is_quiescent() && !node.is_booted());
@@ -490,51 +486,4 @@ fn a_single_node_settles_its_own_transactions_after_a_restart() {
     assert_eq!(c.value(0, "a"), Some(b"1".to_vec()));
     assert_eq!(c.value(0, "b"), Some(b"2".to_vec()), "its own YES is every YES: committed");
     assert_eq!(c.node(0).locked_keys(), 0);
-}
-
-/// With configuration changes off, a commit is visible once every participant's YES is in:
-/// the client is answered and every node applies it while the decision and the learned commits
-/// are still on their way to disk (one synced write on the commit path, docs/protocol.md §7.2,
-/// "Visible on every YES"). Then every node crashes before any of those records is durable:
-/// each restarts with its share only, the coordinator asks the participants again, and the
-/// commit is made again everywhere. Nothing a client or a reader saw is lost.
-#[test]
-fn with_changes_off_every_yes_makes_a_commit_visible_and_a_crash_keeps_it() {
-    let mut c = Cluster::new(3);
-    c.auto_durable = false;
-    for i in 0..3 {
-        c.make_durable(i);
-    }
-    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
-    c.deliver_all();
-    assert!(c.reply(r).is_none(), "no share is durable yet");
-    for i in 0..3 {
-        c.make_durable(i);
-    }
-    c.deliver_all();
-    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "answered on every YES");
-    let decided_pending = c.disks[0].pending.iter().any(|(_, rec)| matches!(rec, Record::CommitDecided { .. }));
-    assert!(decided_pending, "the decision is not durable yet");
-    for i in 0..3 {
-        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i} applied it");
-        let learned = |rec: &Record| matches!(rec, Record::CommitDecided { .. } | Record::CommitLearned { .. });
-        assert!(!c.disks[i].durable.iter().any(learned), "n{i} holds no decision durably");
-    }
-    for i in 0..3 {
-        c.crash(i);
-    }
-    for i in 0..3 {
-        c.restart(i);
-        assert_eq!(c.value(i, "k"), None, "n{i} restarts with the share only");
-        assert_eq!(c.node(i).locked_keys(), 1, "n{i} holds it locked, so no read sees the old value");
-    }
-    c.auto_durable = true;
-    for i in 0..3 {
-        c.make_durable(i);
-    }
-    assert!(c.settle());
-    for i in 0..3 {
-        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i} committed it again");
-        assert_eq!(c.node(i).locked_keys(), 0);
-    }
 }

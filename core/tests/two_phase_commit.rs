@@ -7,17 +7,6 @@ use dkv_core::{Decision, Epoch, FailReason, Message, NodeSet, OpFailure, Outcome
 use harness::*;
 use std::time::Duration;
 
-/// A cluster with configuration changes on (leases on), past the start's wait (no YES before
-/// it, docs/protocol.md §7.5): a commit becomes visible only once its decision is durable on a
-/// majority. (With changes off, the default here, every YES makes it visible, §7.2.)
-fn changes_on(size: usize) -> Cluster {
-    let mut c = Cluster::with_config(size, |cfg| cfg.timing.leases = true);
-    let past_wait = c.now + c.configs[0].timing.lease_wait();
-    assert!(c.run_until(100_000, |c| c.now >= past_wait), "the cluster runs past its start");
-    c.deliver_all();
-    c
-}
-
 /// A put at any node is applied on every node and acknowledged as committed.
 #[test]
 fn write_commits_on_every_node() {
@@ -115,7 +104,7 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
 /// `Visible`.
 #[test]
 fn a_commit_is_visible_only_once_durable_on_a_majority() {
-    let mut c = changes_on(3);
+    let mut c = Cluster::new(3);
     c.auto_durable = false;
     (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
@@ -149,40 +138,6 @@ fn a_commit_is_visible_only_once_durable_on_a_majority() {
     c.auto_durable = true;
     assert!(c.run_until(1_000, |c| c.node(1).commit_memory().count() == 0), "the finished mark frees it");
     assert_eq!(c.node(0).commit_memory().count(), 0);
-}
-
-/// With configuration changes off (the default), the coordinator decides once its own share
-/// is durable too, and the commit is visible at once: the client is answered and the write
-/// applied while the decision is still on its way to disk, and `Visible` (no COMMIT) tells the
-/// participants, which apply it before their own record of it is durable. That record and the
-/// decision are logged lazily: only finishing waits on them (docs/protocol.md §7.2).
-#[test]
-fn with_changes_off_a_commit_is_visible_once_every_share_is_durable() {
-    let mut c = Cluster::new(3);
-    c.auto_durable = false;
-    (0..3).for_each(|i| c.make_durable(i));
-    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
-    c.deliver_all();
-    c.make_durable(1);
-    c.make_durable(2);
-    c.deliver_all(); // every remote YES, the coordinator's own share not durable yet
-    assert!(c.reply(r).is_none(), "not before the coordinator's own share is durable");
-    assert_eq!(c.value(0, "k"), None);
-    c.make_durable(0); // own share durable: every YES is in
-    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "answered at once");
-    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
-    assert!(c.disks[0].pending.iter().any(|(_, rec)| matches!(rec, Record::CommitDecided { .. })), "not durable yet");
-    assert!(c.network.iter().all(|(_, _, m)| !matches!(m, Message::Decision { .. })), "no COMMIT");
-    assert_eq!(c.network.iter().filter(|(_, _, m)| matches!(m, Message::Visible { .. })).count(), 2);
-    c.deliver_all();
-    for i in 1..3 {
-        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i} applied it on Visible");
-        assert!(matches!(c.disks[i].pending.last(), Some((_, Record::Committed { .. }))), "its records not durable");
-    }
-    assert_eq!(c.node(0).coordinating_count(), 1, "not finished: nobody acknowledged");
-    (0..3).for_each(|i| c.make_durable(i));
-    c.deliver_all();
-    assert_eq!(c.node(0).coordinating_count(), 0, "finished once every participant holds it durably");
 }
 
 /// A message of another epoch is counted and dropped.
@@ -297,7 +252,7 @@ fn coordinator_without_record_answers_finished() {
 /// COMMIT, and once a majority holds it every node applies the write.
 #[test]
 fn coordinator_crash_after_decision_recovers_and_commits() {
-    let mut c = changes_on(3);
+    let mut c = Cluster::new(3);
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.run_until(1_000, |c| c.disks[0].durable.iter().any(|r| matches!(r, Record::CommitDecided { .. }))));
@@ -344,7 +299,7 @@ fn participant_learns_outcome_from_another_participant() {
 /// commit), asks every participant again and commits.
 #[test]
 fn a_coordinator_that_lost_its_decision_learns_it_from_a_participant() {
-    let mut c = changes_on(3);
+    let mut c = Cluster::new(3);
     c.auto_durable = false;
     (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
@@ -646,7 +601,7 @@ fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
 /// pending — locked, not applied — asks the coordinator, and applies it once told `Visible`.
 #[test]
 fn a_restarted_participant_keeps_a_held_commit_pending_until_told_it_is_visible() {
-    let mut c = changes_on(3);
+    let mut c = Cluster::new(3);
     c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Visible { .. })));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.run_until(1_000, |c| c.reply(r).is_some()));

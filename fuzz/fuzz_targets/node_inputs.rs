@@ -159,7 +159,7 @@ impl Cluster {
                 // A catch-up is a state transfer the runtime carries out: not modelled here (the
                 // node asks again if nothing comes of it).
                 Output::Reply { .. } | Output::CatchUp { .. } => {}
-                Output::Persist { lsn, record, .. } => m.pending.push((lsn, record)),
+                Output::Persist { lsn, record } => m.pending.push((lsn, record)),
             }
         }
         node.check_invariants().expect("invariants hold after every input");

@@ -1436,7 +1436,7 @@ impl Server {
                         ServerStats::add(&self.stats.replies, 1);
                         self.send_reply(route, Frame::Reply(reply));
                     }
-                    Output::Persist { lsn, record, prompt } => self.group_commit.append(now, lsn, &record, prompt)?,
+                    Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
                     // Carried out once the turn's records are durable, outside this drain (the
                     // node is replaced); the latest ask wins.
                     Output::CatchUp { from, epoch } => self.catch_up_asked = Some((from, epoch)),

@@ -606,7 +606,7 @@ impl World {
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
             leases: params_leases.then(|| LeaseChecker::new(n, lease_duration)),
-            visibility: Visibility::new(n, !params_leases),
+            visibility: Visibility::new(n),
             violations: Vec::new(),
         }
     }
@@ -954,12 +954,12 @@ impl World {
                     let at = self.now + CATCH_UP_NANOS;
                     self.schedule(at, Event::CatchUp { node: i, generation, from, epoch });
                 }
-                Output::Persist { lsn, record, prompt } => {
+                Output::Persist { lsn, record } => {
                     if matches!(record, Record::SnapshotEnd { .. }) {
                         self.stats.snapshots += 1;
                     }
                     self.visibility.observe_emitted(i, &record, &mut self.violations);
-                    self.nodes[i].disk.append(lsn, record, prompt);
+                    self.nodes[i].disk.append(lsn, record);
                 }
             }
         }
@@ -982,7 +982,7 @@ impl World {
         if disk.sync_in_flight.is_some() || disk.pending.is_empty() {
             return;
         }
-        if disk.prompt.is_some() {
+        if disk.pending.iter().any(|(_, r)| r.sync_promptly()) {
             self.start_sync(i);
         } else if disk.lazy_sync_at.is_none() {
             let at = self.now + LAZY_SYNC_DELAY.as_nanos() as u64;

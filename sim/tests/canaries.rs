@@ -4,27 +4,23 @@
 //! The bounds are tight on purpose (about twice the seed that first catches each today): a
 //! change to the simulator or a checker that makes a canary markedly harder to catch fails
 //! here, and the bound is moved only with a reason. Catching seeds as of this writing (`dkv-sim
-//! sweep --canary NAME` shows them): vote-before-durable 79, reply-before-decision-durable 0,
-//! release-locks-on-timeout 0, reads-ignore-locks 25, apply-at-prepare 0,
-//! coordinator-forgets-decisions 9, no-deduplication 0, commit-on-first-yes 0,
-//! evict-young-completions 0, scan-ignores-prepared-insert 87, condition-before-lock 0,
-//! visible-before-majority 0, presume-abort-after-restart 54, lease-from-arrival 26 (9 before
+//! sweep --canary NAME` shows them): vote-before-durable 61, reply-before-decision-durable 0,
+//! release-locks-on-timeout 0, reads-ignore-locks 48, apply-at-prepare 0,
+//! coordinator-forgets-decisions 32, no-deduplication 9, commit-on-first-yes 0,
+//! evict-young-completions 0, scan-ignores-prepared-insert 88, condition-before-lock 0,
+//! visible-before-majority 0, presume-abort-after-restart 35, lease-from-arrival 26 (9 before
 //! suspicion counted only round trips, docs/protocol.md §7.5), settle-ignores-survivor 3,
 //! two-configurations-one-epoch 0, serve-past-lease 0, report-before-freeze 18 (5 before quorums
 //! were counted against the cluster, 18 after, 76 after the review's fixes to it, 18 since
 //! suspicion counts only round trips), catch-up-skips-commits 4 (0 before round trips),
 //! visible-on-members-majority 13 (7 before round trips), suspect-one-way 14,
-//! bootstrap-unchecked 9, implicit-commit-with-changes 0, own-yes-before-durable 0.
+//! bootstrap-unchecked 9.
 //! (The join, docs/protocol.md §7.6, moved two-configurations-one-epoch from 19 to 27 and
 //! report-before-freeze from 76: removed members now come back. Quorums counted against the
 //! cluster, §7.3, moved two-configurations-one-epoch to 0: it now also counts a commit's copies
 //! as half of the cluster, as copies are a majority of the cluster.) (Commits
 //! visible only once durable on a majority, docs/protocol.md §7.2, moved several, and so did
-//! the coordinator's abort synced promptly: the reasons are at each hunt.) (Commits visible on
-//! every YES with changes off, §7.2, moved vote-before-durable from 61, reads-ignore-locks from
-//! 48, coordinator-forgets-decisions from 32, scan-ignores-prepared-insert from 88 and
-//! presume-abort-after-restart from 35; reply-before-decision-durable and
-//! visible-before-majority are hunted with changes on, where they are still bugs.)
+//! the coordinator's abort synced promptly: the reasons are at each hunt.)
 
 mod common;
 
@@ -58,10 +54,8 @@ fn hunt(canary: Canary) -> Hunt {
         // The client hears "committed" when the decision is made, before it is durable
         // anywhere. Since COMMIT leaves with the decision and a restarted coordinator learns
         // it back from the participants, a crash rarely loses such a commit; what the canary
-        // breaks is the rule that a commit is visible only once durable on a majority. With
-        // changes on: with them off, every YES makes a commit visible (docs/protocol.md §7.2),
-        // and this is no bug.
-        Canary::ReplyBeforeDecisionDurable => (10, changes_possible(), "visibility"),
+        // breaks is the rule that a commit is visible only once durable on a majority.
+        Canary::ReplyBeforeDecisionDurable => (10, default(), "visibility"),
         // The participant that gave up aborts while the others commit: replicas differ.
         Canary::ReleaseLocksOnTimeout => (30, default(), "convergence"),
         // A read must meet a key locked by a transaction some client already saw commit:
@@ -118,8 +112,8 @@ fn hunt(canary: Canary) -> Hunt {
             "lease",
         ),
         // Participants apply at COMMIT, while the decision is on its way to the disks: the
-        // first commit of almost any run shows it. With changes on, as above.
-        Canary::VisibleBeforeMajority => (10, changes_possible(), "visibility"),
+        // first commit of almost any run shows it.
+        Canary::VisibleBeforeMajority => (10, default(), "visibility"),
         // A coordinator that crashed with COMMIT sent and its decision record not durable
         // aborts what participants hold committed: replicas differ.
         Canary::PresumeAbortAfterRestart => (70, default(), "convergence"),
@@ -158,20 +152,8 @@ fn hunt(canary: Canary) -> Hunt {
         // and takes part at once, from an empty store: it votes and applies from there on, and
         // its store differs from the others' for good (docs/protocol.md §7.1).
         Canary::BootstrapUnchecked => (20, dirs_lost(3), "convergence"),
-        // Commits visible on every YES with changes on: the first commit of almost any run is
-        // visible before its decision has a copy (docs/protocol.md §7.2).
-        Canary::ImplicitCommitWithChanges => (10, changes_possible(), "visibility"),
-        // With changes off, a commit visible on every YES while the coordinator's own share is
-        // not durable yet: the first commit of almost any run shows it.
-        Canary::OwnYesBeforeDurable => (10, default(), "visibility"),
     };
     Hunt { seeds, overrides, checker }
-}
-
-/// The default ground with leases on, so configuration changes are possible and a commit is
-/// visible only once its decision is durable on a majority.
-fn changes_possible() -> Overrides {
-    Overrides { leases: Some(true), minority_faults: Some(false), ..Overrides::default() }
 }
 
 /// Where configurations change: `nodes` nodes, one member crashed for good early, leases on,

@@ -232,8 +232,7 @@ impl Coordinator {
         let participants = sh.participants_for(&write.ops);
         let vote_deadline = now + sh.config.timing.vote_timeout;
         let retransmit = sh.config.timing.prepare_retransmit;
-        let yes = if sh.canary(Canary::OwnYesBeforeDurable) { NodeSet::EMPTY.with(me) } else { NodeSet::EMPTY };
-        let phase = Phase::Voting { yes, vote_deadline };
+        let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
         let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
         if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare, self.incarnation) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
@@ -308,26 +307,16 @@ impl Coordinator {
     }
 
     /// Every participant's YES is durable: log the decision and send COMMIT at once (the
-    /// participants' records and this one are written side by side). With configuration
-    /// changes on, nothing is applied or answered until the decision is durable on a majority.
-    /// With them off, every YES already settles the transaction (`Shared::visible_on_every_yes`):
-    /// it is visible at once, the decision is logged lazily, and `Visible` tells the
-    /// participants the commit. `durable` already holds the participants known to hold the
-    /// commit durably.
+    /// participants' records and this one are written side by side). Nothing is applied or
+    /// answered until the decision is durable on a majority. `durable` already holds the
+    /// participants known to hold the commit durably.
     fn decide_commit(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, durable: NodeSet) {
         let me = sh.me();
         let epoch = sh.epoch();
-        let visible_now = sh.visible_on_every_yes();
         let c = self.transactions.get_mut(&txn).expect("deciding a coordinated transaction");
         c.phase = Phase::Committed { durable, visible: false };
         c.retransmit = sh.config.timing.decision_retransmit;
         own_share.remember_commit(txn);
-        if visible_now {
-            let lsn = sh.persist_lazily(Record::CommitDecided { txn });
-            sh.after_durable(lsn, AfterDurable::Decision(txn));
-            sh.timers.set(Timer::Coordinator(txn), now + c.retransmit);
-            return self.make_visible(sh, own_share, txn);
-        }
         let lsn = sh.persist(Record::CommitDecided { txn });
         if sh.canary(Canary::ReplyBeforeDecisionDurable) {
             // The own share's locks are held: this is the outcome the commit will have.
@@ -385,9 +374,7 @@ impl Coordinator {
         } else {
             sh.cluster().has_copies(sh.configuration.members, durable)
         };
-        // With changes off, a decided commit had every YES: visible whatever its copies (a
-        // decision restored from the log, or decided again on an acknowledgement).
-        if !was_visible && (copies || sh.visible_on_every_yes()) {
+        if !was_visible && copies {
             self.make_visible(sh, own_share, txn);
         }
         let Some(c) = self.transactions.get(&txn) else { return };

@@ -215,9 +215,12 @@ mod tests {
                 },
             );
         }
-        // Changes off: every YES makes it visible, applied here, and `Visible` tells the others.
         let sent = settle(&mut node);
-        assert!(sent.contains(&(NodeId(1), Message::Visible { epoch: Epoch::FIRST, txn })), "{txn} commits");
+        assert!(
+            sent.contains(&(NodeId(1), Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit })),
+            "{txn} commits"
+        );
+        // Node 1 holds it durably too: a majority, so it is visible and applied here.
         node.handle(NOW, Input::Message { from: NodeId(1), message: Message::Ack { epoch: Epoch::FIRST, txn } });
         settle(&mut node);
         node.check_invariants().unwrap();

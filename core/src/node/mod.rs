@@ -73,14 +73,9 @@ pub enum Output {
     /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
     /// storage. A durable [`Record::SnapshotEnd`] makes every record before its snapshot's
     /// [`Record::SnapshotBegin`] unnecessary (the rule lives in [`crate::compaction`]).
-    /// `prompt`: something waits on the record (a vote, a decision, a client's answer), so
-    /// sync it at once; otherwise it may wait for a later sync, at most
-    /// [`crate::LAZY_SYNC_DELAY`]. Usually [`Record::sync_promptly`]; a node whose commits
-    /// become visible on every YES logs its decisions and learned commits lazily.
     Persist {
         lsn: Lsn,
         record: Record,
-        prompt: bool,
     },
     /// This node stands outside its configuration and was added back under its present
     /// life's ticket (docs/protocol.md §7.6): replace its log with member `from`'s state

@@ -364,10 +364,7 @@ impl Participant {
         p.queries = 0;
         p.query_interval = sh.config.timing.query_interval;
         self.memory.insert(txn);
-        // With changes off, the commit is settled by every YES: only the coordinator's
-        // finishing waits on this record, so it goes with the next sync.
-        let record = Record::CommitLearned { txn };
-        let lsn = if sh.visible_on_every_yes() { sh.persist_lazily(record) } else { sh.persist(record) };
+        let lsn = sh.persist(Record::CommitLearned { txn });
         self.acks_pending.insert(txn);
         sh.after_durable(lsn, AfterDurable::Ack(txn));
     }

@@ -98,27 +98,8 @@ impl Shared {
 
     /// Queues `record` for the log and returns its lsn.
     pub(super) fn persist(&mut self, record: Record) -> Lsn {
-        let prompt = record.sync_promptly();
         self.clean &= record.is_start();
-        self.outbox.persist(record, prompt)
-    }
-
-    /// Queues `record` for the log, to be synced with the next sync or within
-    /// [`crate::LAZY_SYNC_DELAY`]: nothing urgent waits on it.
-    pub(super) fn persist_lazily(&mut self, record: Record) -> Lsn {
-        self.clean &= record.is_start();
-        self.outbox.persist(record, false)
-    }
-
-    /// Whether a commit becomes visible as soon as every participant's YES is in (docs/protocol.md
-    /// §7.2, "Visible on every YES"): while configuration changes are off. Every member is then a
-    /// participant of every transaction and no settlement ever decides one, so a transaction
-    /// whose every share is durable with a YES can only ever commit: a restarted coordinator
-    /// asks every participant again and commits on every YES, and a participant releases a
-    /// share only on a decision. With changes on (they need leases, §7.5), a settlement reads
-    /// only a cover of the members, so the decision must first be durable on c members.
-    pub(super) fn visible_on_every_yes(&self) -> bool {
-        !self.config.timing.leases || self.canary(crate::Canary::ImplicitCommitWithChanges)
+        self.outbox.persist(record)
     }
 
     /// Whether the record at `lsn` is durable.
@@ -203,11 +184,11 @@ impl Outbox {
         self.waiting_on_durable.push_back((lsn, action));
     }
 
-    fn persist(&mut self, record: Record, prompt: bool) -> Lsn {
+    fn persist(&mut self, record: Record) -> Lsn {
         self.last_lsn += 1;
         let lsn = Lsn(self.last_lsn);
         self.records_since_snapshot += 1;
-        self.outputs.push_back(Output::Persist { lsn, record, prompt });
+        self.outputs.push_back(Output::Persist { lsn, record });
         lsn
     }
 

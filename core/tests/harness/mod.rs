@@ -124,7 +124,7 @@ impl Cluster {
                 match output {
                     Output::Send { to, message } => self.network.push_back((from, to, message)),
                     Output::Reply { to, reply } => self.replies.push((to, reply)),
-                    Output::Persist { lsn, record, .. } => {
+                    Output::Persist { lsn, record } => {
                         self.disks[i].pending.push((lsn, record));
                         persisted = true;
                     }
