@@ -17,17 +17,24 @@ fn failure_message(report: &Report) -> String {
 /// the runs completed in all (so a caller can tell a sweep that exercised something from one
 /// that ran nothing).
 fn assert_seeds_pass(seeds: impl IntoIterator<Item = u64>) -> u64 {
+    assert_seeds_pass_with(seeds, &RunOptions::default()).0
+}
+
+/// As [`assert_seeds_pass`], with `options`; also returns how many runs had leases off.
+fn assert_seeds_pass_with(seeds: impl IntoIterator<Item = u64>, options: &RunOptions) -> (u64, usize) {
     let mut completed = 0;
+    let mut leases_off = 0;
     let mut failures = String::new();
     for seed in seeds {
-        let report = run(seed, &RunOptions::default());
+        let report = run(seed, options);
+        leases_off += usize::from(!report.params.leases);
         completed += report.stats.ops_completed;
         if !report.passed() {
             failures.push_str(&failure_message(&report));
         }
     }
     assert!(failures.is_empty(), "{failures}");
-    completed
+    (completed, leases_off)
 }
 
 /// A thousand seeds of random clusters (2..7 nodes), workloads and faults (loss, duplication,
@@ -38,6 +45,21 @@ fn thousand_swarm_seeds_pass_every_checker() {
     // A sweep whose runs completed almost nothing would pass every checker trivially.
     let completed = assert_seeds_pass(0..1000);
     assert!(completed > 100_000, "the thousand seeds completed only {completed} operations (about 145,000 expected)");
+}
+
+/// The swarm draws the faults of a minority down on every seed, and those need leases on, so
+/// none of its runs is the mode dkv-server runs in without `--availability` (leases off, no
+/// configuration change). Five hundred seeds without those faults, leases drawn on half of
+/// them, cover that mode too.
+#[test]
+fn swarm_seeds_without_minority_faults_pass_with_leases_off_among_them() {
+    let options = RunOptions {
+        overrides: dkv_sim::Overrides { minority_faults: Some(false), ..Default::default() },
+        ..Default::default()
+    };
+    let (completed, leases_off) = assert_seeds_pass_with(0..500, &options);
+    assert!(completed > 50_000, "the 500 seeds completed only {completed} operations");
+    assert!(leases_off > 150, "only {leases_off} of 500 runs had leases off");
 }
 
 /// The same seed gives the same run, event for event: identical trace hash and history.
