@@ -35,6 +35,16 @@ fn read_after_start_of(cluster: &TestCluster, i: usize, init: bool) -> Result<Ou
     answer
 }
 
+/// A three-node cluster started with `init`, in which a write of `key` committed (the client
+/// retries while the nodes bootstrap), with node `stopped` then stopped.
+fn started_with_a_write_then_stopped(key: &str, stopped: usize) -> TestCluster {
+    let mut cluster = TestCluster::start(3, Transport::Tcp);
+    let mut client = cluster.client(0, ClientTransport::Tcp);
+    assert!(matches!(client.put(key, "v"), Ok(Outcome::Committed(_))));
+    cluster.stop_node(stopped);
+    cluster
+}
+
 fn is_catching_up(answer: &Result<Outcome, ClientError>) -> bool {
     matches!(answer, Err(ClientError::NotServing { reason: NotServingReason::CatchingUp, .. }))
 }
@@ -77,11 +87,8 @@ fn an_empty_data_dir_with_init_waits_for_every_other_node() {
 /// start of one, with or without `init`, keeps it one.
 #[test]
 fn empty_data_dirs_with_init_start_members_and_a_later_start_keeps_one() {
-    let mut cluster = TestCluster::start(3, Transport::Tcp);
-    // Members once every node has answered: a write commits (the client retries meanwhile).
-    let mut client = cluster.client(0, ClientTransport::Tcp);
-    assert!(matches!(client.put("other", "v"), Ok(Outcome::Committed(_))));
-    cluster.stop_node(0);
+    // Members once every node has answered: a write commits.
+    let cluster = started_with_a_write_then_stopped("other", 0);
     assert_eq!(read_after_start(&cluster, false).unwrap(), Outcome::NotFound);
     assert_eq!(read_after_start(&cluster, true).unwrap(), Outcome::NotFound);
     assert!(!logged_unvouched(&cluster));
@@ -92,10 +99,7 @@ fn empty_data_dirs_with_init_start_members_and_a_later_start_keeps_one() {
 /// and serves nothing ("catching up") rather than "not found" for a key written before.
 #[test]
 fn a_node_restarted_with_init_after_its_data_dir_was_lost_catches_up_instead() {
-    let mut cluster = TestCluster::start(3, Transport::Tcp);
-    let mut client = cluster.client(0, ClientTransport::Tcp);
-    assert!(matches!(client.put("k", "v"), Ok(Outcome::Committed(_))));
-    cluster.stop_node(2);
+    let cluster = started_with_a_write_then_stopped("k", 2);
     std::fs::remove_dir_all(&cluster.dirs[2]).expect("n2's data dir is deleted");
     let answer = read_after_start_of(&cluster, 2, true);
     assert!(is_catching_up(&answer), "n2 restarted with --init on an empty dir answered {answer:?}");

@@ -56,11 +56,11 @@ use std::collections::BTreeMap;
 /// What a node bootstrapping has heard.
 #[derive(Debug, Default)]
 pub(super) struct Bootstrap {
-    /// Begun: every other node answered clean, and this one logged that it began.
-    begun: bool,
-    /// The round of the latest query, and the first round of the Begun phase.
+    /// The round of the latest query.
     round: u64,
-    begun_round: u64,
+    /// Begun (every other node answered clean, and this one logged that it began): the first
+    /// round of the Begun phase.
+    begun_round: Option<u64>,
     /// When each recent round was sent (the oldest are dropped).
     sent: BTreeMap<u64, Time>,
     /// Each other node's latest answer of this life: its round, and what it said.
@@ -107,20 +107,21 @@ impl Node {
     /// not bootstrap.
     pub fn bootstrap_waits_for(&self) -> NodeSet {
         let Some(bootstrap) = &self.bootstrap else { return NodeSet::default() };
+        let mut waiting = NodeSet::default();
+        if bootstrap.begun_round.is_some() && bootstrap.answers.values().any(|a| a.member) {
+            return waiting;
+        }
         // Asking counts clean answers to rounds sent lately only (see "Asking"): within the
         // window of the latest round's send time, whatever the round trip takes.
         let latest = bootstrap.sent.get(&bootstrap.round).copied().unwrap_or(Time::ZERO);
         let window = fresh_within(&self.shared.config.timing);
         let fresh = |round: u64| bootstrap.sent.get(&round).is_some_and(|&sent| sent + window >= latest);
-        let mut waiting = NodeSet::default();
-        if bootstrap.begun && bootstrap.answers.values().any(|a| a.member) {
-            return waiting;
-        }
         for node in self.others().iter() {
-            // Asking: a clean answer to this round or the one before. Begun: any answer that it
-            // no longer asks (a node that began durably never asks again in that life).
-            let done = bootstrap.answers.get(&node).is_some_and(|a| {
-                if bootstrap.begun { a.round >= bootstrap.begun_round && !a.asking } else { a.clean && fresh(a.round) }
+            // Asking: a clean answer to a round sent lately. Begun: an answer of this phase that
+            // it no longer asks (a node that began durably never asks again in that life).
+            let done = bootstrap.answers.get(&node).is_some_and(|a| match bootstrap.begun_round {
+                Some(begun_round) => a.round >= begun_round && !a.asking,
+                None => a.clean && fresh(a.round),
             });
             if !done {
                 waiting.insert(node);
@@ -159,7 +160,7 @@ impl Node {
         if self.others().is_empty() {
             return;
         }
-        self.bootstrap = Some(Bootstrap { begun: true, begun_round: 1, ..Bootstrap::default() });
+        self.bootstrap = Some(Bootstrap { begun_round: Some(1), ..Bootstrap::default() });
         self.ask_to_bootstrap(now);
     }
 
@@ -173,7 +174,7 @@ impl Node {
         let clean = self.shared.clean;
         // A node that cannot vouch for its log will catch up, never bootstrap: not asking.
         let asking = match &self.bootstrap {
-            Some(bootstrap) => !bootstrap.begun || !self.is_booted(),
+            Some(bootstrap) => bootstrap.begun_round.is_none() || !self.is_booted(),
             None => self.vouches_for_its_log() && !self.is_booted(),
         };
         let member = self.bootstrap.is_none() && self.vouches_for_its_log() && self.is_booted();
@@ -214,7 +215,7 @@ impl Node {
             return;
         }
         let Some(bootstrap) = &mut self.bootstrap else { return };
-        if !answer.clean && !bootstrap.begun {
+        if !answer.clean && bootstrap.begun_round.is_none() {
             // The cluster holds state this node does not: it catches up before it takes part.
             self.bootstrap = None;
             self.shared.timers.cancel(Timer::Bootstrap);
@@ -228,11 +229,10 @@ impl Node {
             return;
         }
         let Some(bootstrap) = &mut self.bootstrap else { return };
-        if !bootstrap.begun {
+        if bootstrap.begun_round.is_none() {
             // Every other node holds nothing: this one begins, and asks on until all have
             // (answers to the rounds before do not count then).
-            bootstrap.begun = true;
-            bootstrap.begun_round = bootstrap.round + 1;
+            bootstrap.begun_round = Some(bootstrap.round + 1);
             bootstrap.answers.clear();
             self.shared.persist(Record::Bootstrapped { all_begun: false });
             self.begin(now);

@@ -332,8 +332,6 @@ impl Shared {
         std::mem::take(&mut self.leases.held_votes)
     }
 
-    /// The Boot record is durable: this life's incarnation is on disk, so its lease requests can
-    /// never be mistaken for another life's. Heartbeats start now.
     /// A bootstrap ended (docs/protocol.md §7.1): the node takes part from now on, so the grace
     /// it gives members it has not heard from counts from now, not from its process's start
     /// (review: nodes of a first start started by hand seconds apart were removed as soon as
@@ -343,6 +341,8 @@ impl Shared {
         self.leases.heard.clear();
     }
 
+    /// The Boot record is durable: this life's incarnation is on disk, so its lease requests can
+    /// never be mistaken for another life's. Heartbeats start now.
     pub(super) fn start_heartbeats(&mut self, now: Time) {
         if self.leases.on {
             self.on_heartbeat_timer(now);
