@@ -535,10 +535,13 @@ fn frame_limit_fits_the_largest_transaction_of_the_default_limits() {
 fn wal_record_cut_short_says_what_is_there() {
     let mut bytes = Vec::new();
     wal::encode(&Record::Boot { incarnation: 7 }, &mut bytes);
-    let len = (bytes.len() - wal::RECORD_HEADER_BYTES) as u32;
+    let len = (bytes.len() - wal::RECORD_FRAMING_BYTES) as u32;
     for cut in wal::RECORD_HEADER_BYTES..bytes.len() {
         let available = cut - wal::RECORD_HEADER_BYTES;
         assert_eq!(wal::decode_one(&bytes[..cut]), Err(wal::RecordError::ShortPayload { len, available }));
     }
-    assert_eq!(wal::decode_one(&bytes[..3]), Err(wal::RecordError::ShortHeader { available: 3 }));
+    let needed = wal::RECORD_HEADER_BYTES;
+    for available in [3, 4, 11] {
+        assert_eq!(wal::decode_one(&bytes[..available]), Err(wal::RecordError::ShortHeader { available, needed }));
+    }
 }

@@ -31,8 +31,10 @@
 //! A last segment holding only the beginning of a snapshot (a crash cut the snapshot short) is
 //! deleted and recovery starts from the snapshot before it, whose segments are still there.
 //! A torn tail in the last segment (a write cut short by a crash) is truncated, and reported
-//! ([`Recovery::cut_tail`]): it was never reported durable, unless a bit flipped in the last
-//! synced record, which reads the same; so a node that cut its tail cannot vouch for its state.
+//! ([`Recovery::cut_tail`]) as the codec reads it: a record whose bytes stop before the end its
+//! checked length claims was cut short by the crash and never reported durable; a record whose
+//! length fails its check, or whose every byte is there yet fails its checksum, is possibly a
+//! synced one damaged, and the node cannot vouch for its state (`dkv_core::codec::wal`).
 //! Any other damage stops the start: silently skipping a record that was durable could make
 //! this node serve wrong data.
 
@@ -581,19 +583,19 @@ fn find_start(dir: &Path, numbers: &[u64]) -> Result<usize, WalError> {
 fn starts_with_snapshot(path: &Path) -> Result<bool, WalError> {
     let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io_error)?;
-    let mut header = [0u8; wal::RECORD_HEADER_BYTES];
-    if file.read_exact(&mut header).is_err() {
+    let mut field = [0u8; 4];
+    if file.read_exact(&mut field).is_err() {
         return Ok(false);
     }
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let claimed = wal::record_bytes_claimed(&field).expect("four bytes read");
     let file_len = file.metadata().map_err(io_error)?.len();
     // A damaged length field must not make us allocate more than the file holds.
-    if len > wal::RECORD_BYTES_MAX || u64::from(len) + wal::RECORD_HEADER_BYTES as u64 > file_len {
+    if claimed as u64 > file_len {
         return Ok(false);
     }
-    let mut bytes = header.to_vec();
-    bytes.resize(wal::RECORD_HEADER_BYTES + len as usize, 0);
-    if file.read_exact(&mut bytes[wal::RECORD_HEADER_BYTES..]).is_err() {
+    let mut bytes = field.to_vec();
+    bytes.resize(claimed, 0);
+    if file.read_exact(&mut bytes[4..]).is_err() {
         return Ok(false);
     }
     Ok(matches!(wal::decode_one(&bytes), Ok((record, _)) if record.begins_snapshot()))
@@ -923,30 +925,36 @@ mod tests {
         assert_eq!(recovery.records, vec![boot(1), boot(2), boot(4)]);
     }
 
-    /// A flipped bit in the last record, synced long ago, reads like a torn write and is cut;
-    /// recovery reports the cut as a whole record that failed its checksum (a possibly
-    /// acknowledged record lost), not as a torn write.
+    /// A flipped bit in the last record, synced long ago, has nothing valid after it and is
+    /// cut; recovery reports the cut as possible damage to a synced record (a possibly
+    /// acknowledged record lost), not as a torn write: a bit of its payload, and a bit of its
+    /// length field that makes it claim more bytes than the file holds of it (which, before the
+    /// length check, read as a torn write).
     #[test]
     fn flipped_bit_in_the_last_synced_record_is_reported_as_possible_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (mut wal, _) = Wal::open(dir.path()).unwrap();
-            wal.append(&boot(1)).unwrap();
-            wal.append(&boot(2)).unwrap();
-            wal.sync().unwrap();
-        }
-        let path = segment_path(dir.path(), FIRST_SEGMENT);
         let first = encoded_len(&[boot(1)]);
         let last_len = encoded_len(&[boot(2)]);
-        let at = first + wal::RECORD_HEADER_BYTES as u64; // the last record's first payload byte
-        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let mut byte = [0u8];
-        file.read_exact_at(&mut byte, at).unwrap();
-        file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-        drop(file);
-        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recovery.records, vec![boot(1)]);
-        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: last_len, record: CutRecord::WholeButDamaged }));
+        let payload = first + wal::RECORD_HEADER_BYTES as u64; // the last record's first payload byte
+        let length_field = first + 1; // its length's second byte: 256 more bytes claimed
+        for at in [payload, length_field] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (mut wal, _) = Wal::open(dir.path()).unwrap();
+                wal.append(&boot(1)).unwrap();
+                wal.append(&boot(2)).unwrap();
+                wal.sync().unwrap();
+            }
+            let path = segment_path(dir.path(), FIRST_SEGMENT);
+            let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
+            let mut byte = [0u8];
+            file.read_exact_at(&mut byte, at).unwrap();
+            file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+            drop(file);
+            let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+            assert_eq!(recovery.records, vec![boot(1)], "byte {at}");
+            let cut = CutTail { bytes: last_len, record: CutRecord::WholeButDamaged };
+            assert_eq!(recovery.cut_tail, Some(cut), "byte {at}");
+        }
     }
 
     /// Damage far into a segment (past the first read window) is found at its exact offset: a

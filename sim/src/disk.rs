@@ -6,15 +6,16 @@
 //! preallocation leaves ahead of them, all through the same codec functions
 //! ([`wal::decode_records`], then [`wal::classify_damage`]) that dkv-net uses.
 //!
-//! Damage to a synced record (a bit flipped on the medium after its fsync) is drawn only where
-//! a valid record follows it: the reader must then refuse the log, never skip the record. A
-//! flip in the *last* synced record is, by its bytes alone, the same as a write torn by a crash
-//! (nothing valid after it), so a reader can only truncate it and lose an acknowledged write;
-//! telling the two apart needs the other replicas (catch-up from peers, issue 12). The swarm
-//! draws that case only for runs whose protocol is expected to survive it (a long absence with
-//! a damaged tail, [`Disk::damage_last_synced`]): recovery truncates the record, an
-//! acknowledged one, as it would a torn write.
+//! Damage to a synced record (a bit flipped on the medium after its fsync) is drawn where a
+//! valid record follows it: the reader must then refuse the log, never skip the record. A flip
+//! in the *last* synced record has nothing valid after it, so the reader cuts it: it must then
+//! report the cut as possible damage to a synced record (`CutRecord::WholeButDamaged`), never as
+//! a torn write, since an acknowledged write is gone and the node must catch up from the other
+//! replicas (issue 12); [`Disk::recover`] fails, and the world reports a violation, if it does
+//! not. The swarm draws that case only for runs whose protocol is expected to survive it (a
+//! long absence with a damaged tail, [`Disk::damage_last_synced`]).
 
+use dkv_core::codec::wal::{CutRecord, CutTail};
 use dkv_core::codec::{WalEnd, wal};
 use dkv_core::{Lsn, Record, compaction};
 use thiserror::Error;
@@ -51,6 +52,10 @@ pub enum RecoverError {
     /// The reader accepted a log, but not the records that were durable.
     #[error("log scan found {found} records, {durable} were durable")]
     WrongRecords { found: usize, durable: usize },
+    /// The reader cut a synced record damaged on the medium as if a crash had torn its write
+    /// (`cut`): the node would go on without a record that may have been acknowledged.
+    #[error("the last synced record, damaged on the medium, was cut as {cut:?}: taken for a torn write")]
+    DamageReadAsTorn { cut: Option<CutTail> },
 }
 
 /// What [`Disk::recover`] read back.
@@ -74,9 +79,11 @@ pub struct Disk {
     /// A bit flipped in a synced record: (index into `durable`, bit index into its encoding).
     /// The operator's backup is the log without it ([`Disk::restore_backup`]).
     flipped: Option<(usize, usize)>,
-    /// A bit flipped in the last synced record (bit index into its encoding): by its bytes, a
-    /// torn write.
+    /// A bit flipped in the last synced record (bit index into its encoding): nothing valid
+    /// follows it, so it is cut, and must be reported as possible damage.
     last_flipped: Option<usize>,
+    /// Records are encoded as builds before the length check wrote them (a test of the check).
+    legacy_encoding: bool,
     pub pending: Vec<(Lsn, Record)>,
     /// An fsync is in flight covering records up to this lsn.
     pub sync_in_flight: Option<Lsn>,
@@ -183,6 +190,10 @@ impl Disk {
     pub fn recover(&mut self) -> Result<Recovered, RecoverError> {
         let bytes = self.segment_bytes();
         let scan = wal::scan(&bytes);
+        let cut = scan.end.cut_tail();
+        if self.last_flipped.is_some() && !cut.is_some_and(|cut| cut.record == CutRecord::WholeButDamaged) {
+            return Err(RecoverError::DamageReadAsTorn { cut });
+        }
         let torn = match scan.end {
             WalEnd::Clean | WalEnd::Zeros => false,
             WalEnd::Torn { .. } => true,
@@ -215,7 +226,11 @@ impl Disk {
         };
         for (index, record) in self.durable.iter().enumerate() {
             let start = bytes.len();
-            wal::encode(record, &mut bytes);
+            if self.legacy_encoding {
+                wal::encode_legacy(record, &mut bytes);
+            } else {
+                wal::encode(record, &mut bytes);
+            }
             if let Some((_, bit)) = self.flipped.filter(|&(at, _)| at == index) {
                 bytes[start + bit / 8] ^= 1 << (bit % 8);
             }
@@ -255,13 +270,13 @@ mod tests {
         );
     }
 
-    /// A torn record whose encoding ends in zero bytes is lost in the crash, as the crash model
-    /// says: the tear always removes a non-zero byte, so the preallocated zeros never complete
-    /// it into a valid record.
+    /// A torn record is lost in the crash, as the crash model says: the tear always removes
+    /// its end byte, which is never zero, so the preallocated zeros never complete it into a
+    /// valid record (a record of a build before the end byte could end in zeros).
     #[test]
     fn torn_record_is_not_completed_by_zeros() {
         let end = Record::SnapshotEnd { entries: 0 };
-        assert_eq!(wal::encode_to_vec(&end).last(), Some(&0), "the record this test needs");
+        assert_eq!(wal::encode_to_vec(&end).last(), Some(&wal::RECORD_END), "the record this test needs");
         let mut disk = Disk::default();
         disk.append(Lsn(1), boot(1));
         disk.append(Lsn(2), end);
@@ -341,11 +356,11 @@ mod tests {
         }
     }
 
-    /// Every bit of the last synced record, flipped on the medium, reads as a torn write: the
-    /// record is cut off and reported lost, the ones before it read back, and the log is whole
-    /// again after (a second recovery loses nothing more).
+    /// Every bit of the last synced record, flipped on the medium, is cut as possible damage:
+    /// the record is cut off and reported lost, the ones before it read back, and the log is
+    /// whole again after (a second recovery loses nothing more).
     #[test]
-    fn damage_to_the_last_synced_record_is_truncated_as_torn() {
+    fn damage_to_the_last_synced_record_is_cut_as_possible_damage() {
         let last = boot(300);
         let bits = wal::encode_to_vec(&last).len() * 8;
         for bit in 0..bits {
@@ -362,6 +377,23 @@ mod tests {
             assert_eq!(disk.recover(), Ok(Recovered { records: before, torn: false, lost_synced: None }), "bit {bit}");
         }
         assert!(!Disk::default().damage_last_synced(0.5), "an empty log has no record to damage");
+    }
+
+    /// The check [`Disk::recover`] makes fails on the logs of builds before the length check:
+    /// a flip in the last record's length field that claims more bytes than were written read
+    /// there as a torn write.
+    #[test]
+    fn a_damaged_length_read_as_a_torn_write_is_caught() {
+        let mut disk = synced_log();
+        disk.legacy_encoding = true;
+        disk.crash(0, &CrashDamage::default(), &mut |_| {});
+        // Bit 8: the length field's second byte, 256 more bytes claimed.
+        let bits = wal::encode_to_vec(&boot(300)).len() * 8;
+        assert!(disk.damage_last_synced(8.5 / bits as f64));
+        assert_eq!(disk.last_flipped, Some(8));
+        let cut = wal::scan(&disk.segment_bytes()).end.cut_tail();
+        assert_eq!(cut.map(|c| c.record), Some(CutRecord::Short));
+        assert_eq!(disk.recover(), Err(RecoverError::DamageReadAsTorn { cut }));
     }
 
     /// The last synced record is never damaged by `flip_synced`: by its bytes, that is a torn

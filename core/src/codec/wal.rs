@@ -1,5 +1,21 @@
-//! WAL records on disk: `len: u32 LE | crc32c(len bytes ++ payload): u32 LE | payload`, the
-//! payload a postcard [`Record`].
+//! WAL records on disk. A record is written as
+//!
+//! ```text
+//! len | CHECKED: u32 LE | length check: u32 LE | crc32c(first 4 bytes ++ payload): u32 LE | payload | RECORD_END
+//! ```
+//!
+//! the payload a postcard [`Record`] of `len` bytes, the length check `crc32c` of the first four
+//! bytes with its lowest bit set (so never zero), and [`RECORD_END`] one non-zero byte. Builds
+//! before 2026-11-27 wrote `len: u32 LE | crc32c(len bytes ++ payload): u32 LE | payload`; such
+//! records (their length field's top bit clear, [`CHECKED`] unset) are still read.
+//!
+//! The length check and the end byte are there so that a crash's torn write can be told from
+//! damage to a synced record by the bytes alone (docs/protocol.md §4): a record written whole
+//! ends in a non-zero byte exactly where its checked length says, so a record whose bytes stop
+//! early (in zeros, or at the file's end) under a length that checks was cut short by a crash,
+//! while a length that fails its check, or a record whose every byte is there yet fails its
+//! checksum, was damaged after it was written. Without them a bit flipped in the last record's
+//! length, or in a record whose payload ends in zero bytes, read exactly like a torn write.
 //!
 //! Reading a segment yields the longest clean prefix of whole, checksummed records and says how
 //! the bytes after it end ([`WalEnd`]): cleanly; in zeros (the unused part of a segment that its
@@ -13,7 +29,17 @@
 use crate::record::Record;
 use thiserror::Error;
 
-pub const RECORD_HEADER_BYTES: usize = 8;
+/// The header of a record as this build writes it: length, length check, checksum.
+pub const RECORD_HEADER_BYTES: usize = 12;
+/// The header of a record of a build before the length check: length, checksum.
+pub const LEGACY_HEADER_BYTES: usize = 8;
+/// The byte every record this build writes ends with: not zero, so that a whole record never
+/// ends in bytes that read like preallocated zeros, and more than one bit away from zero.
+pub const RECORD_END: u8 = 0xa5;
+/// The top bit of the length field: the record has a length check and an end byte.
+pub const CHECKED: u32 = 1 << 31;
+/// The bytes a record of this build adds to its payload.
+pub const RECORD_FRAMING_BYTES: usize = RECORD_HEADER_BYTES + 1;
 /// No record may be longer: a larger length field is damage, not a record.
 pub const RECORD_BYTES_MAX: u32 = 1 << 30;
 /// A torn write can only affect the last write batch: a damaged record followed by more than
@@ -30,8 +56,23 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
     // Serialization of our own types into a Vec cannot fail.
     *out = postcard::to_extend(record, std::mem::take(out)).expect("encoding into a Vec cannot fail");
     let len = (out.len() - start - RECORD_HEADER_BYTES) as u32;
+    let field = (len | CHECKED).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&field);
+    out[start + 4..start + 8].copy_from_slice(&length_check(field).to_le_bytes());
+    let crc = checksum(&field, &out[start + RECORD_HEADER_BYTES..]);
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    out.push(RECORD_END);
+}
+
+/// Encodes `record` as builds before the length check did, for tests that read old logs.
+#[doc(hidden)]
+pub fn encode_legacy(record: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; LEGACY_HEADER_BYTES]);
+    *out = postcard::to_extend(record, std::mem::take(out)).expect("encoding into a Vec cannot fail");
+    let len = (out.len() - start - LEGACY_HEADER_BYTES) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    let crc = checksum(&out[start..start + 4], &out[start + RECORD_HEADER_BYTES..]);
+    let crc = checksum(&out[start..start + 4], &out[start + LEGACY_HEADER_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -45,43 +86,94 @@ fn checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len_bytes), payload)
 }
 
-/// The length field of the record at the front of `bytes`, if its header is there.
-fn length_field(bytes: &[u8]) -> Option<u32> {
-    let header = bytes.get(..RECORD_HEADER_BYTES)?;
-    Some(u32::from_le_bytes([header[0], header[1], header[2], header[3]]))
+/// The length check of a length field: never zero, so that a check that reads zero was never
+/// written.
+fn length_check(field: [u8; 4]) -> u32 {
+    crc32c::crc32c(&field) | 1
+}
+
+/// How a record's header says it is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Framing {
+    /// The payload's length.
+    len: u32,
+    /// Written by this build: a length check and an end byte.
+    checked: bool,
+}
+
+impl Framing {
+    /// The length field at the front of `bytes`, if its four bytes are there. Says nothing of
+    /// whether the length is sound.
+    fn of(bytes: &[u8]) -> Option<Framing> {
+        let field = u32::from_le_bytes(bytes.get(..4)?.try_into().expect("four bytes"));
+        Some(Framing { len: field & !CHECKED, checked: field & CHECKED != 0 })
+    }
+
+    fn header_bytes(self) -> usize {
+        if self.checked { RECORD_HEADER_BYTES } else { LEGACY_HEADER_BYTES }
+    }
+
+    /// The record's whole length as its header claims it, header and end byte included.
+    fn record_bytes(self) -> usize {
+        self.header_bytes() + self.len as usize + usize::from(self.checked)
+    }
+}
+
+/// How many bytes the record at the front of `bytes` takes, as its length field claims, if
+/// that field is there and within [`RECORD_BYTES_MAX`]; a larger one needs only its header to
+/// be judged damaged. `None`: fewer than four bytes.
+pub fn record_bytes_claimed(bytes: &[u8]) -> Option<usize> {
+    let framing = Framing::of(bytes)?;
+    Some(if framing.len > RECORD_BYTES_MAX { framing.header_bytes() } else { framing.record_bytes() })
 }
 
 /// Why the record at some offset is not a record.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RecordError {
-    #[error("only {available} bytes remain, a record needs at least {RECORD_HEADER_BYTES}")]
-    ShortHeader { available: usize },
+    #[error("only {available} bytes remain, a record needs at least {needed}")]
+    ShortHeader { available: usize, needed: usize },
     #[error("length field says {len} bytes, more than any record may be")]
     BadLength { len: u32 },
+    #[error("the length field fails its check")]
+    LengthCheck,
     #[error("record of {len} bytes is cut short ({available} bytes remain)")]
     ShortPayload { len: u32, available: usize },
     #[error("checksum mismatch")]
     Checksum,
+    #[error("the record does not end with its end byte")]
+    NoEnd,
     #[error("checksummed payload does not decode: {reason}")]
     Undecodable { reason: String },
 }
 
 /// Decodes the record at the front of `bytes`, returning it and its encoded length.
 pub fn decode_one(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
-    let Some(len) = length_field(bytes) else {
-        return Err(RecordError::ShortHeader { available: bytes.len() });
+    let Some(framing) = Framing::of(bytes) else {
+        return Err(RecordError::ShortHeader { available: bytes.len(), needed: RECORD_HEADER_BYTES });
     };
+    let header = framing.header_bytes();
+    if bytes.len() < header {
+        return Err(RecordError::ShortHeader { available: bytes.len(), needed: header });
+    }
+    let len = framing.len;
     if len > RECORD_BYTES_MAX {
         return Err(RecordError::BadLength { len });
     }
-    let total = RECORD_HEADER_BYTES + len as usize;
-    if bytes.len() < total {
-        return Err(RecordError::ShortPayload { len, available: bytes.len() - RECORD_HEADER_BYTES });
+    let field: [u8; 4] = bytes[..4].try_into().expect("four bytes");
+    if framing.checked && u32::from_le_bytes(bytes[4..8].try_into().expect("four bytes")) != length_check(field) {
+        return Err(RecordError::LengthCheck);
     }
-    let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    let payload = &bytes[RECORD_HEADER_BYTES..total];
-    if checksum(&bytes[..4], payload) != crc {
+    let total = framing.record_bytes();
+    if bytes.len() < total {
+        return Err(RecordError::ShortPayload { len, available: bytes.len() - header });
+    }
+    let crc = u32::from_le_bytes(bytes[header - 4..header].try_into().expect("four bytes"));
+    let payload = &bytes[header..header + len as usize];
+    if checksum(&field, payload) != crc {
         return Err(RecordError::Checksum);
+    }
+    if framing.checked && bytes[total - 1] != RECORD_END {
+        return Err(RecordError::NoEnd);
     }
     match postcard::take_from_bytes::<Record>(payload) {
         Ok((record, [])) => Ok((record, total)),
@@ -119,10 +211,7 @@ pub fn decode_records(bytes: &[u8], segment_goes_on: bool, records: &mut Vec<Rec
     loop {
         let rest = &bytes[len..];
         if segment_goes_on {
-            let record_bytes = match length_field(rest) {
-                Some(field) if field <= RECORD_BYTES_MAX => RECORD_HEADER_BYTES + field as usize,
-                _ => RECORD_HEADER_BYTES,
-            };
+            let record_bytes = record_bytes_claimed(rest).unwrap_or(RECORD_HEADER_BYTES);
             if rest.len() < record_bytes {
                 return RecordsRead { len, stop: RecordsStop::NeedsBytes { record_bytes } };
             }
@@ -179,10 +268,9 @@ pub fn classify_damage(tail: &[u8], offset: usize, error: RecordError) -> WalEnd
     let mut budget = DAMAGE_SCAN_BYTES_MAX;
     for at in 1..nonzero_len {
         let rest = &tail[at..];
-        let Some(field) = length_field(rest) else { break };
+        let Some(len) = record_bytes_claimed(rest) else { break };
         // Only a length that fits in what remains is worth a checksum.
-        let len = field as usize;
-        if len > rest.len() - RECORD_HEADER_BYTES {
+        if len > rest.len() {
             continue;
         }
         if len > budget {
@@ -226,25 +314,45 @@ pub struct CutTail {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CutRecord {
     /// The record's bytes stop (the file ends, or only zeros follow: a preallocated segment's
-    /// unwritten part) before the length its header claims: a write the crash cut short,
-    /// which was never reported durable. (A damaged record whose last bytes are zeros, or a
-    /// flip in the length field that claims more bytes than were written, reads the same.)
+    /// unwritten part) before the length its header claims, and that length passes its check:
+    /// a write the crash cut short, which was never reported durable. (For a record of a build
+    /// before the length check, a flip in the length field that claims more bytes than were
+    /// written, or a damaged record whose last bytes are zeros, reads the same.)
     Short,
-    /// Every byte the record claims was written, but its checksum fails, its length field is
-    /// impossible, or its checksummed payload does not decode: possibly a record that was
-    /// synced, and acknowledged, then damaged on disk.
+    /// Every byte the record claims was written, but its checksum fails, its end byte is
+    /// wrong or its checksummed payload does not decode; or its length field is impossible or
+    /// fails its check: possibly a record that was synced, and acknowledged, then damaged on
+    /// disk.
     WholeButDamaged,
 }
 
 impl CutRecord {
     /// How the damaged record at the front of `written` reads, where `written` ends at the last
     /// non-zero byte of the segment and `error` is why the record did not decode.
+    ///
+    /// A crash cuts a write short; it does not change the bytes it wrote. So a record was cut
+    /// short only if its bytes stop before its end, and, where its length is checked, what
+    /// was written of the check is the check's start (the rest reads as zeros), and a whole
+    /// check is true. A record whose every byte is there (its end byte is never zero) was
+    /// written whole.
     fn of(written: &[u8], error: &RecordError) -> CutRecord {
-        match (error, length_field(written)) {
-            (RecordError::BadLength { .. }, _) => CutRecord::WholeButDamaged,
-            (_, Some(len)) if RECORD_HEADER_BYTES + len as usize <= written.len() => CutRecord::WholeButDamaged,
-            _ => CutRecord::Short,
+        let Some(framing) = Framing::of(written) else { return CutRecord::Short };
+        if matches!(error, RecordError::BadLength { .. }) {
+            return CutRecord::WholeButDamaged;
         }
+        if framing.checked {
+            let field: [u8; 4] = written[..4].try_into().expect("four bytes");
+            let check = length_check(field).to_le_bytes();
+            let seen = &written[4..written.len().min(RECORD_HEADER_BYTES - 4)];
+            let cut_in_check = written.len() < RECORD_HEADER_BYTES - 4;
+            if cut_in_check && check.starts_with(seen) {
+                return CutRecord::Short;
+            }
+            if seen != check || framing.len > RECORD_BYTES_MAX {
+                return CutRecord::WholeButDamaged;
+            }
+        }
+        if framing.record_bytes() <= written.len() { CutRecord::WholeButDamaged } else { CutRecord::Short }
     }
 }
 
@@ -389,5 +497,94 @@ mod tests {
                 scan.end
             );
         }
+    }
+
+    /// Records whose payload ends in zero bytes (a zero incarnation, an agreement with nothing
+    /// accepted) among others: without the end byte their last bytes read as preallocated zeros.
+    fn last_records() -> Vec<Record> {
+        use crate::ids::{NodeId, TxnId};
+        let txn = TxnId { coordinator: NodeId(0), incarnation: 1, number: 0 };
+        vec![
+            Record::Boot { incarnation: 0 },
+            Record::CommitLearned { txn },
+            Record::Committed { txn: TxnId { coordinator: NodeId(2), incarnation: 1 << 40, number: 300 } },
+            Record::SnapshotEnd { entries: 0 },
+            Record::Unvouched,
+        ]
+    }
+
+    /// Every bit of the last record flipped after it was synced (nothing valid follows it, so
+    /// it is cut): the cut is reported as possible damage to a synced record, never as a torn
+    /// write — the length field and a payload ending in zeros included, the cases a build
+    /// without the length check and end byte read as torn writes (issue 12).
+    #[test]
+    fn every_flip_in_the_last_record_reads_as_damage_never_as_a_torn_write() {
+        let (log, _) = log();
+        for last in last_records() {
+            let record = encode_to_vec(&last);
+            for bit in 0..record.len() * 8 {
+                let mut bytes = log.clone();
+                let start = bytes.len();
+                bytes.extend_from_slice(&record);
+                bytes[start + bit / 8] ^= 1 << (bit % 8);
+                bytes.extend_from_slice(&[0; 64]);
+                let scan = scan(&bytes);
+                assert_eq!(scan.records.len(), 3, "{last:?} bit {bit}");
+                let cut = scan.end.cut_tail().unwrap_or_else(|| panic!("{last:?} bit {bit}: {:?}", scan.end));
+                assert_eq!(cut.record, CutRecord::WholeButDamaged, "{last:?} bit {bit}");
+            }
+        }
+    }
+
+    /// Every cut of the last record's write (the rest of the segment zeros, as preallocated):
+    /// a torn write, cut and reported as one — never taken for damage to a synced record.
+    #[test]
+    fn every_cut_of_the_last_record_reads_as_a_torn_write() {
+        let (log, _) = log();
+        for last in last_records() {
+            let record = encode_to_vec(&last);
+            for cut in 1..record.len() {
+                let mut bytes = log.clone();
+                bytes.extend_from_slice(&record[..cut]);
+                bytes.extend_from_slice(&[0; 64]);
+                let scan = scan(&bytes);
+                assert_eq!(scan.records.len(), 3, "{last:?} cut at {cut}");
+                match scan.end {
+                    // Only zeros were written of it.
+                    WalEnd::Zeros => assert!(record[..cut].iter().all(|&b| b == 0), "{last:?} cut at {cut}"),
+                    ref end => {
+                        let tail = end.cut_tail().unwrap_or_else(|| panic!("{last:?} cut at {cut}: {end:?}"));
+                        assert_eq!(tail.record, CutRecord::Short, "{last:?} cut at {cut}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records of builds before the length check still read, mixed with this build's in one
+    /// segment (a log an upgrade goes on writing); a flip in such a record's length field that
+    /// claims more bytes than were written still reads as a torn write: the gap the check closes.
+    #[test]
+    fn legacy_records_read_and_keep_their_gap() {
+        let mut bytes = Vec::new();
+        encode_legacy(&Record::Boot { incarnation: 1 }, &mut bytes);
+        encode(&Record::Boot { incarnation: 2 }, &mut bytes);
+        let legacy_last = bytes.len();
+        encode_legacy(&Record::Boot { incarnation: 3 }, &mut bytes);
+        let clean = scan(&bytes);
+        assert_eq!(clean.end, WalEnd::Clean);
+        let incarnations: Vec<u64> = clean
+            .records
+            .iter()
+            .map(|r| match r {
+                Record::Boot { incarnation } => *incarnation,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(incarnations, [1, 2, 3]);
+        let mut flipped = bytes.clone();
+        flipped[legacy_last + 1] ^= 0x01; // the length field claims 256 more bytes
+        flipped.extend_from_slice(&[0; 64]);
+        assert_eq!(scan(&flipped).end.cut_tail().map(|c| c.record), Some(CutRecord::Short));
     }
 }

@@ -156,10 +156,11 @@ impl Node {
         Node::start_after_cut(config, records, now, None)
     }
 
-    /// [`Node::start`] for a log whose recovery cut `cut` off its end. A whole record that
-    /// failed its checksum may have been an acknowledged one: such a node cannot vouch for its
-    /// log (see [`Node::start_unvouched`]); a record cut short is a torn write, never
-    /// acknowledged, and changes nothing.
+    /// [`Node::start`] for a log whose recovery cut `cut` off its end. A record damaged after
+    /// it was written (whole but failing its checksum, or its length failing its check) may
+    /// have been an acknowledged one: such a node cannot vouch for its log (see
+    /// [`Node::start_unvouched`]); a record cut short is a torn write, never acknowledged, and
+    /// changes nothing.
     pub fn start_after_cut(
         config: Config,
         records: impl IntoIterator<Item = Record>,
