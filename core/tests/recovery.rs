@@ -487,3 +487,47 @@ fn a_single_node_settles_its_own_transactions_after_a_restart() {
     assert_eq!(c.value(0, "b"), Some(b"2".to_vec()), "its own YES is every YES: committed");
     assert_eq!(c.node(0).locked_keys(), 0);
 }
+
+/// A restarted coordinator asks again about its transaction in doubt as soon as a participant
+/// is back in touch, not when its backed-off retransmission next comes due. After every node
+/// restarts at once the first PREPAREs are lost (peer links still down), and retransmissions
+/// back off to `retransmit_max`: the transaction's keys stayed locked for up to that long after
+/// the links came up.
+#[test]
+fn a_recovering_coordinator_asks_again_as_soon_as_a_participant_is_back_in_touch() {
+    let mut c = Cluster::new(3);
+    // Node 0's transaction: every share durable, every vote lost.
+    c.deliver_if = Box::new(|_, to, m| !(to.0 == 0 && matches!(m, Message::Vote { .. })));
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    assert!(c.reply(r).is_none());
+    assert_eq!(c.node(1).prepared_count(), 1);
+    c.crash(0);
+    // Node 0 restarts cut off: nothing reaches it or leaves it for 5 s, while its PREPAREs back
+    // off.
+    c.deliver_if = Box::new(|from, to, _| from.0 != 0 && to.0 != 0);
+    c.restart(0);
+    let until = c.now + std::time::Duration::from_secs(5);
+    while c.now < until && c.step() {}
+    c.deliver_all(); // what the last retransmission sent is lost too
+    assert_eq!(c.value(0, "k"), None, "still in doubt");
+    let next_retransmission = c.node(0).deadline().expect("node 0 retransmits");
+    assert!(next_retransmission > c.now + std::time::Duration::from_secs(1), "backed off");
+
+    // The links are up again, and node 1 sends node 0 a PREPARE of its own: node 0 hears from
+    // it, and asks again at once. Everything that follows happens at this same instant.
+    c.deliver_if = Box::new(|_, _, _| true);
+    let back = c.now;
+    c.request(1, txn(2, 1, vec![put("other", "x")]));
+    let due = |c: &Cluster| (0..3).filter_map(|i| c.node(i).deadline()).any(|at| at <= c.now);
+    for _ in 0..10_000 {
+        if c.network.is_empty() && !due(&c) {
+            break;
+        }
+        c.step();
+    }
+    assert_eq!(c.now, back, "no time passed");
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}: node 0's transaction committed");
+    }
+}

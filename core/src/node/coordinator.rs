@@ -557,6 +557,26 @@ impl Coordinator {
 
     /// Resend what has not been answered; give up on votes after the vote timeout (never while
     /// recovering: a commit may have been decided).
+    /// `node` is back in touch ([`Shared::back_in_touch`]): every transaction still waiting on
+    /// its vote or on its copy of the commit is sent again at once, its backoff started over.
+    pub(super) fn retry_toward(&mut self, sh: &mut Shared, now: Time, node: NodeId) {
+        let timing = sh.config.timing;
+        for (txn, c) in &mut self.transactions {
+            let (waiting, first_interval) = match c.phase {
+                Phase::Voting { yes, .. } | Phase::Recovering { yes } => {
+                    (!yes.contains(node), timing.prepare_retransmit)
+                }
+                Phase::Committed { durable, .. } => (!durable.contains(node), timing.decision_retransmit),
+                Phase::Aborting => (false, timing.prepare_retransmit),
+            };
+            if waiting && c.participants.contains(node) {
+                // `on_timer` doubles the interval before it uses it.
+                c.retransmit = first_interval / 2;
+                sh.timers.set(Timer::Coordinator(*txn), now);
+            }
+        }
+    }
+
     pub(super) fn on_timer(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         let retransmit_max = sh.config.timing.retransmit_max;
         let epoch = sh.epoch();

@@ -455,6 +455,10 @@ impl Node {
             sh.stats.epoch_mismatches += 1;
             return;
         }
+        if sh.back_in_touch(now, from) {
+            coordinator.retry_toward(sh, now, from);
+            participant.retry_toward(sh, now, from);
+        }
         let mine = coordinator_of_txn == Some(me);
         let from_coordinator = coordinator_of_txn == Some(from);
         match message {

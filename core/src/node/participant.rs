@@ -460,6 +460,20 @@ impl Participant {
         if held { Some(Decision::Commit) } else { self.known.get(txn) }
     }
 
+    /// `coordinator` is back in touch ([`Shared::back_in_touch`]): every transaction of its
+    /// that waits here for an outcome asks it again at once, the backoff started over.
+    pub(super) fn retry_toward(&mut self, sh: &mut Shared, now: Time, coordinator: NodeId) {
+        let first_interval = sh.config.timing.query_interval;
+        for (txn, p) in &mut self.prepared {
+            let waiting = matches!(p.state, PreparedState::Voted | PreparedState::CommitHeld);
+            if waiting && txn.coordinator == coordinator {
+                // `on_timer` doubles the interval before it uses it.
+                p.query_interval = first_interval / 2;
+                sh.timers.set(Timer::Participant(*txn), now);
+            }
+        }
+    }
+
     /// No decision yet: ask the coordinator, and from the second query on the other
     /// participants too. A commit held here asks the coordinator alone whether it is visible.
     pub(super) fn on_timer(&mut self, sh: &mut Shared, now: Time, txn: TxnId) {

@@ -14,8 +14,9 @@ use crate::message::Message;
 use crate::operation::{Outcome, Reply, TxnOp};
 use crate::record::Record;
 use crate::store::Store;
+use crate::time::Time;
 use crate::timers::Timers;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The state the coordinator and the participant roles share, owned by the node and lent to
 /// whichever role handles an input.
@@ -41,6 +42,10 @@ pub(super) struct Shared {
     /// nothing (no transaction, agreement, install, snapshot or caught-up state), so, as far as
     /// it knows, the cluster is new. What it answers a node bootstrapping (docs/protocol.md §7.1).
     pub(super) clean: bool,
+    /// When each other node was last heard from in this life (any message of this epoch): a
+    /// node heard from for the first time, or after a silence of `retransmit_max`, is back in
+    /// touch, and what waits on it is sent again at once ([`Shared::back_in_touch`]).
+    last_heard: BTreeMap<NodeId, Time>,
 }
 
 impl Shared {
@@ -66,7 +71,21 @@ impl Shared {
             outbox: Outbox::default(),
             stats: Stats::default(),
             config,
+            last_heard: BTreeMap::new(),
         }
+    }
+
+    /// `from` was heard from at `now`. Whether it is back in touch: never heard from in this
+    /// life, or not for `retransmit_max`. Retransmissions back off up to that interval while a
+    /// node is unreachable (a peer link that is down drops what is sent on it), so without a
+    /// nudge a node back from a restart, or from behind a partition, would wait up to a whole
+    /// interval for what was meant for it (seen after every node restarted at once: a restarted
+    /// coordinator's PREPAREs held keys locked for seconds).
+    pub(super) fn back_in_touch(&mut self, now: Time, from: NodeId) -> bool {
+        let quiet = self.config.timing.retransmit_max;
+        let back = self.last_heard.get(&from).is_none_or(|&at| now.saturating_since(at) >= quiet);
+        self.last_heard.insert(from, now);
+        back
     }
 
     pub(super) fn me(&self) -> NodeId {
