@@ -898,10 +898,8 @@ mod tests {
         assert_eq!(recovery.records, (1..=3).map(boot).collect::<Vec<_>>());
     }
 
-    /// A torn tail (a half-written last record, zeros after it) is truncated and the records
-    /// before it survive.
-    #[test]
-    fn torn_tail_is_truncated() {
+    /// A log of two synced `Boot` records, and its segment's path.
+    fn two_synced_boots() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut wal, _) = Wal::open(dir.path()).unwrap();
@@ -910,6 +908,14 @@ mod tests {
             wal.sync().unwrap();
         }
         let path = segment_path(dir.path(), FIRST_SEGMENT);
+        (dir, path)
+    }
+
+    /// A torn tail (a half-written last record, zeros after it) is truncated and the records
+    /// before it survive.
+    #[test]
+    fn torn_tail_is_truncated() {
+        let (dir, path) = two_synced_boots();
         let full = encoded_len(&[boot(1), boot(2)]);
         let half_record = &wal::encode_to_vec(&boot(3))[..5];
         OpenOptions::new().write(true).open(&path).unwrap().write_all_at(half_record, full).unwrap();
@@ -937,14 +943,7 @@ mod tests {
         let payload = first + wal::RECORD_HEADER_BYTES as u64; // the last record's first payload byte
         let length_field = first + 1; // its length's second byte: 256 more bytes claimed
         for at in [payload, length_field] {
-            let dir = tempfile::tempdir().unwrap();
-            {
-                let (mut wal, _) = Wal::open(dir.path()).unwrap();
-                wal.append(&boot(1)).unwrap();
-                wal.append(&boot(2)).unwrap();
-                wal.sync().unwrap();
-            }
-            let path = segment_path(dir.path(), FIRST_SEGMENT);
+            let (dir, path) = two_synced_boots();
             let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
             let mut byte = [0u8];
             file.read_exact_at(&mut byte, at).unwrap();

@@ -148,8 +148,9 @@ impl Disk {
     }
 
     /// Flips a bit, this fraction into its bits, in the last synced record: damage on the
-    /// medium that recovery cannot tell from a torn write, so it truncates an acknowledged
-    /// record. Says whether there was a record to damage.
+    /// medium with nothing valid after it, so recovery cuts an acknowledged record, and must
+    /// report it as possible damage ([`Disk::recover`] checks). Says whether there was a record
+    /// to damage.
     pub fn damage_last_synced(&mut self, bit: f64) -> bool {
         let Some(last) = self.durable.last() else { return false };
         let bits = wal::encode_to_vec(last).len() * 8;
@@ -396,8 +397,9 @@ mod tests {
         assert_eq!(disk.recover(), Err(RecoverError::DamageReadAsTorn { cut }));
     }
 
-    /// The last synced record is never damaged by `flip_synced`: by its bytes, that is a torn
-    /// write (see `damage_last_synced` for that case).
+    /// The last synced record is never damaged by `flip_synced`, which draws damage the reader
+    /// must refuse (a valid record after it); a flip in the last one is cut instead, and is
+    /// `damage_last_synced`'s case.
     #[test]
     fn the_last_synced_record_is_never_damaged() {
         let mut disk = Disk::default();

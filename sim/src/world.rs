@@ -1771,15 +1771,8 @@ impl World {
         // During the faults first: where both fail, it is the more telling (and the shrinker
         // keeps the first checker).
         if self.params.minority_faults {
-            let nodes = self.nodes.len();
-            let during = liveness::check_during_faults(
-                nodes,
-                &self.history,
-                &self.sides,
-                &self.sends,
-                &self.contended,
-                self.now,
-            );
+            let during =
+                liveness::check_during_faults(&self.history, &self.sides, &self.sends, &self.contended, self.now);
             self.violations.extend(during);
         }
         self.violations.extend(liveness::check_requests(&self.history, &ending));

@@ -55,8 +55,9 @@ pub fn encode(record: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     // Serialization of our own types into a Vec cannot fail.
     *out = postcard::to_extend(record, std::mem::take(out)).expect("encoding into a Vec cannot fail");
-    let len = (out.len() - start - RECORD_HEADER_BYTES) as u32;
-    let field = (len | CHECKED).to_le_bytes();
+    let len = out.len() - start - RECORD_HEADER_BYTES;
+    debug_assert!(len <= RECORD_BYTES_MAX as usize, "a record of {len} bytes is longer than any record may be");
+    let field = (len as u32 | CHECKED).to_le_bytes();
     out[start..start + 4].copy_from_slice(&field);
     out[start + 4..start + 8].copy_from_slice(&length_check(field).to_le_bytes());
     let crc = checksum(&field, &out[start + RECORD_HEADER_BYTES..]);
@@ -299,11 +300,11 @@ impl WalEnd {
 /// What recovery cut off the end of a log: `bytes` bytes (the zeros after them not counted),
 /// starting with a record in the state `record` says.
 ///
-/// Any cut means the node cannot vouch for its state: a flipped bit in the last *synced* record
-/// reads exactly like a torn write, and truncating it loses a record that may have been
-/// acknowledged (a vote, a commit). A node that cut its tail must not vote or serve until it
-/// has caught up from a member (docs/protocol.md §7.6); `record` only says how likely the loss
-/// is, for the operator.
+/// `record` says which cut it was. A record cut short ([`CutRecord::Short`]) is a write a crash
+/// tore, never reported durable: the node goes on. A record damaged after it was written
+/// ([`CutRecord::WholeButDamaged`]) may have been synced and acknowledged (a vote, a commit):
+/// the node must not vote or serve until it has caught up from a member (docs/protocol.md §4,
+/// §7.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CutTail {
     pub bytes: u64,
@@ -362,7 +363,7 @@ impl std::fmt::Display for CutTail {
             CutRecord::Short => write!(f, "{} bytes of a record cut short (a torn write)", self.bytes),
             CutRecord::WholeButDamaged => write!(
                 f,
-                "{} bytes starting with a whole record that fails its checksum (possibly a synced, acknowledged record damaged on disk)",
+                "{} bytes starting with a record damaged after it was written (its checksum or its length's check fails: possibly a synced, acknowledged record damaged on disk)",
                 self.bytes
             ),
         }
