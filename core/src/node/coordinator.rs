@@ -557,21 +557,19 @@ impl Coordinator {
 
     /// `node` is back in touch ([`Shared::back_in_touch`]): every transaction still waiting on
     /// its vote or on its copy of the commit is sent again at once, its backoff started over.
-    /// (The transaction the message that brought it back is about is among them: that message
-    /// may be the very answer awaited, and the resend is then one more. Leaving it out changed
-    /// the swarm's timing enough to end default seed 4863 with three nodes stuck outside in old
-    /// epochs after the heal, a join-path liveness problem not yet understood.)
+    /// (The transaction the message that brought it back is about is among them; why it stays
+    /// in: docs/protocol.md §7.3, "Open".)
     pub(super) fn retry_toward(&mut self, sh: &mut Shared, now: Time, node: NodeId) {
         let timing = sh.config.timing;
         for (txn, c) in &mut self.transactions {
-            let (waiting, first_interval) = match c.phase {
-                Phase::Voting { yes, .. } | Phase::Recovering { yes } => {
-                    (!yes.contains(node), timing.prepare_retransmit)
+            let first_interval = match c.phase {
+                Phase::Voting { yes, .. } | Phase::Recovering { yes } if !yes.contains(node) => {
+                    timing.prepare_retransmit
                 }
-                Phase::Committed { durable, .. } => (!durable.contains(node), timing.decision_retransmit),
-                Phase::Aborting => (false, timing.prepare_retransmit),
+                Phase::Committed { durable, .. } if !durable.contains(node) => timing.decision_retransmit,
+                _ => continue,
             };
-            if waiting && c.participants.contains(node) {
+            if c.participants.contains(node) {
                 // `on_timer` doubles the interval before it uses it.
                 c.retransmit = first_interval / 2;
                 sh.timers.set(Timer::Coordinator(*txn), now);
