@@ -117,8 +117,9 @@ impl Disk {
             compaction::push_durable(&mut self.durable, record);
         }
         self.torn_tail.clear();
-        if let Some((_, record)) = rest.next() {
-            let mut bytes = wal::encode_to_vec(&record);
+        let torn = rest.next().map(|(_, record)| record);
+        if let Some(record) = &torn {
+            let mut bytes = wal::encode_to_vec(record);
             // The write is torn before its last non-zero byte: written over zeros, a record
             // whose missing end is zeros would read back whole, and this record is lost.
             let last_nonzero = bytes.iter().rposition(|&b| b != 0).expect("a record's length field is never zero");
@@ -135,6 +136,17 @@ impl Disk {
             self.torn_tail = bytes;
         }
         self.torn_tail.extend_from_slice(&damage.garbage);
+        // Garbage that supplies exactly the bytes the tear left out (say the end byte alone was
+        // missing, and the garbage starts with it: one time in 256) leaves the record whole on
+        // the medium, as if its write had landed: it survived the crash unreported.
+        if let Some(record) = torn {
+            let whole = wal::encode_to_vec(&record);
+            if self.torn_tail.starts_with(&whole) {
+                self.torn_tail.drain(..whole.len());
+                observe(&record);
+                compaction::push_durable(&mut self.durable, record);
+            }
+        }
         // Only records with a valid record after them qualify: see the module's comment.
         if let (Some((which, bit)), Some(qualifying)) = (damage.flip_synced, self.durable.len().checked_sub(1)) {
             if qualifying > 0 {
@@ -284,6 +296,23 @@ mod tests {
         disk.crash(1, &CrashDamage { tear_at: Some(0.999), ..CrashDamage::default() }, &mut |_| {});
         assert!(matches!(wal::scan(&disk.segment_bytes()).end, WalEnd::Torn { .. }));
         assert_eq!(disk.recover(), Ok(Recovered { records: vec![boot(1)], torn: true, lost_synced: None }));
+    }
+
+    /// Garbage that happens to supply the one byte a tear left out completes the record on the
+    /// medium: the reader finds it whole, so the crash must count it as a record that survived
+    /// (seed 23514 of the swarm: before, the disk expected it lost and failed the run).
+    #[test]
+    fn a_torn_record_completed_by_garbage_survived() {
+        let pending = boot(4_000_000);
+        let mut disk = synced_log();
+        let damage =
+            CrashDamage { tear_at: Some(0.999), garbage: vec![wal::RECORD_END, 0x17], ..CrashDamage::default() };
+        let mut seen = Vec::new();
+        disk.crash(0, &damage, &mut |record| seen.push(record.clone()));
+        assert_eq!(seen, vec![pending.clone()], "shown as a survivor");
+        let mut records = synced();
+        records.push(pending);
+        assert_eq!(disk.recover(), Ok(Recovered { records, torn: true, lost_synced: None }));
     }
 
     /// A log of a few records of different kinds, all synced, and one more pending.
