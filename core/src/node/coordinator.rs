@@ -557,8 +557,8 @@ impl Coordinator {
 
     /// `node` is back in touch ([`Shared::back_in_touch`]): every transaction still waiting on
     /// its vote or on its copy of the commit is sent again at once, its backoff started over.
-    /// (The transaction the message that brought it back is about is among them; why it stays
-    /// in: docs/protocol.md §7.3, "Open".)
+    /// (The transaction the message that brought it back is about is among them: leaving it
+    /// out changes only timing, and is not worth the code.)
     pub(super) fn retry_toward(&mut self, sh: &mut Shared, now: Time, node: NodeId) {
         let timing = sh.config.timing;
         for (txn, c) in &mut self.transactions {
