@@ -73,10 +73,15 @@ pub enum Canary {
     /// and that was restarted with `--init` still on its command line serves and votes from an
     /// empty store.
     BootstrapUnchecked,
+    /// A promise for this node's ballot does not count as hearing its sender (docs/protocol.md
+    /// §7.3, §7.6): a member suspected, or taken for a new life, that promises to every change
+    /// meant to remove it is kept by each (the proposer keeps every member that promised), and
+    /// the change is proposed again at once, install after install.
+    SuspectDespitePromise,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 22] = [
+    pub const ALL: [Canary; 23] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -99,6 +104,7 @@ impl Canary {
         Canary::VisibleOnMembersMajority,
         Canary::SuspectOneWay,
         Canary::BootstrapUnchecked,
+        Canary::SuspectDespitePromise,
     ];
 
     pub fn name(self) -> &'static str {
@@ -125,6 +131,7 @@ impl Canary {
             Canary::VisibleOnMembersMajority => "visible-on-members-majority",
             Canary::SuspectOneWay => "suspect-one-way",
             Canary::BootstrapUnchecked => "bootstrap-unchecked",
+            Canary::SuspectDespitePromise => "suspect-despite-promise",
         }
     }
 

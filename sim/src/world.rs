@@ -32,12 +32,12 @@ use crate::trace::{Tag, Trace, TraceMode, message_word, outcome_word, txn_word};
 use crate::workload;
 use dkv_core::catch_up::Adoption;
 use dkv_core::{
-    Canary, ClientId, Config, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome, Output,
-    Record, Reply, ReplyTo, Request, RequestId, TryAgainReason,
+    Canary, ClientId, Config, Epoch, Input, LAZY_SYNC_DELAY, Lsn, Message, Node, NodeId, NodeSet, Operation, Outcome,
+    Output, Record, Reply, ReplyTo, Request, RequestId, TryAgainReason,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How long a catch-up's state transfer takes (virtual time): the node asked keeps running
@@ -527,6 +527,9 @@ pub(crate) struct World {
     /// Every answer by which a request lost to other work (runs with `Params::minority_faults`).
     contended: Vec<liveness::Contended>,
     healed_at: Option<u64>,
+    /// Each configuration installed in the run, by epoch, with when a node first installed it:
+    /// changes that keep the same members one after another are the configuration thrashing.
+    configurations: BTreeMap<Epoch, (NodeSet, u64)>,
     // What observes the run.
     pub(crate) history: History,
     pub(crate) trace: Trace,
@@ -601,6 +604,7 @@ impl World {
             sends: Vec::new(),
             contended: Vec::new(),
             healed_at: None,
+            configurations: BTreeMap::new(),
             history: History::default(),
             trace: Trace::new(trace),
             stats: RunStats::default(),
@@ -921,6 +925,7 @@ impl World {
             self.nodes[i].configuration = Some(configuration);
             let words = [i as u64, configuration.epoch.0, u64::from(configuration.members.len() as u32)];
             self.trace.event(self.now, Tag::Configuration, &words, || format!("n{i} is in {configuration}"));
+            self.configurations.entry(configuration.epoch).or_insert((configuration.members, self.now));
         }
         for output in outputs.drain(..) {
             match output {
@@ -1776,6 +1781,9 @@ impl World {
             self.violations.extend(during);
         }
         self.violations.extend(liveness::check_requests(&self.history, &ending));
+        if let Some(violation) = liveness::check_changes(&self.configurations) {
+            self.violations.push(violation);
+        }
         // Before the heal, nodes may be down or in the middle of anything: there is nothing
         // to expect of them.
         if self.healed_at.is_none() {

@@ -15,7 +15,8 @@
 //! were counted against the cluster, 18 after, 76 after the review's fixes to it, 18 since
 //! suspicion counts only round trips), catch-up-skips-commits 4 (0 before round trips),
 //! visible-on-members-majority 13 (7 before round trips), suspect-one-way 14,
-//! bootstrap-unchecked 54 (9 before a node back in touch was asked again at once).
+//! bootstrap-unchecked 54 (9 before a node back in touch was asked again at once),
+//! suspect-despite-promise 6.
 //! (The join, docs/protocol.md §7.6, moved two-configurations-one-epoch from 19 to 27 and
 //! report-before-freeze from 76: removed members now come back. Quorums counted against the
 //! cluster, §7.3, moved two-configurations-one-epoch to 0: it now also counts a commit's copies
@@ -157,6 +158,11 @@ fn hunt(canary: Canary) -> Hunt {
         // its store differs from the others' for good (docs/protocol.md §7.1). (First caught at
         // 54 since a node back in touch is asked again at once, 9 before.)
         Canary::BootstrapUnchecked => (110, dirs_lost(3), "convergence"),
+        // The swarm as it is drawn by default: a member suspected after a partition, a pause
+        // or a restart promises to the change meant to remove it, is kept by it, and the same
+        // change is proposed again after every install, faster than any heartbeat can clear
+        // the suspicion: the configuration thrashes.
+        Canary::SuspectDespitePromise => (15, Overrides::default(), "thrash"),
     };
     Hunt { seeds, overrides, checker }
 }

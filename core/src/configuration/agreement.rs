@@ -281,7 +281,7 @@ impl Agreement {
             return Ok(());
         }
         let ballot = self.next_ballot().ok_or(ProposeError::BallotsExhausted)?;
-        let phase = Phase::soliciting();
+        let phase = Phase::soliciting(now);
         self.proposer =
             Some(Proposer { own: configuration, joining: joining.clone(), ballot, phase, attempt: 1, retry_at });
         self.broadcast(PaxosMessage::PromiseRequest { epoch: self.current.epoch, ballot });
@@ -438,7 +438,7 @@ impl Agreement {
                 if let Some(p) = self.proposer.as_mut() {
                     *p = Proposer {
                         ballot,
-                        phase: Phase::soliciting(),
+                        phase: Phase::soliciting(now),
                         attempt: attempt.saturating_add(1),
                         retry_at: now + backoff,
                         own: p.own,
@@ -473,6 +473,16 @@ impl Agreement {
     /// once this node knows it.
     pub fn chosen(&self) -> Option<&Value> {
         self.state.chosen.as_ref()
+    }
+
+    /// The ballot this node's proposer is gathering promises for, and when it asked for them:
+    /// a promise for that ballot answers a request sent then (a ballot's requests go out once).
+    pub fn soliciting(&self) -> Option<(Ballot, Time)> {
+        let p = self.proposer.as_ref()?;
+        match p.phase {
+            Phase::Soliciting { asked_at, .. } => Some((p.ballot, asked_at)),
+            _ => None,
+        }
     }
 
     /// The state as last handed out to persist (durable or on its way).

@@ -22,9 +22,9 @@ pub(super) struct Proposer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Promise requests sent for `ballot`; gathering promises (and the reports in them) from a
-    /// majority. At most one report per member, so bounded by the members.
-    Soliciting { reports: BTreeMap<NodeId, Report>, highest: Option<(Ballot, Value)> },
+    /// Promise requests sent for `ballot` at `asked_at`; gathering promises (and the reports in
+    /// them) from a majority. At most one report per member, so bounded by the members.
+    Soliciting { reports: BTreeMap<NodeId, Report>, highest: Option<(Ballot, Value)>, asked_at: Time },
     /// Accept requests sent for `ballot`; the learner sees when a majority accepted.
     Accepting,
     /// Outbid: a new ballot at `retry_at`, above everything heard of.
@@ -36,8 +36,8 @@ pub(super) enum Phase {
 }
 
 impl Phase {
-    pub(super) fn soliciting() -> Phase {
-        Phase::Soliciting { reports: BTreeMap::new(), highest: None }
+    pub(super) fn soliciting(asked_at: Time) -> Phase {
+        Phase::Soliciting { reports: BTreeMap::new(), highest: None, asked_at }
     }
 }
 
@@ -65,7 +65,7 @@ impl Proposer {
         cover: usize,
         settles_from: impl Fn(NodeId) -> bool,
     ) -> Option<Value> {
-        let Phase::Soliciting { reports, highest } = &mut self.phase else { return None };
+        let Phase::Soliciting { reports, highest, .. } = &mut self.phase else { return None };
         if promise.ballot != self.ballot {
             return None;
         }

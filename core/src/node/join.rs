@@ -9,7 +9,8 @@
 //!   never makes this life catch up and act as a member of an epoch it may have amnesia of.
 //! - **A member that says it starts a new life** (it asks to join while a member, with a ticket
 //!   the configuration did not add it under) takes part in nothing: the members suspect it, a
-//!   change removes it, and a later change adds it back under its new ticket.
+//!   change removes it, and a later change adds it back under its new ticket; unless it shows
+//!   it acts in the epoch after all (an echo, or a promise to this node's ballot).
 //! - **Growing backoff for a flapping node**: a node removed soon after it was added waits
 //!   about twice as long before each next add: none after a first removal, then 1, 3, 7, …
 //!   detection timeouts (volatile: a member that restarts forgets it, which costs at most one
@@ -60,7 +61,8 @@ pub(super) struct Join {
     /// last asked, and the epoch they were in.
     asking: BTreeMap<NodeId, (JoinTicket, Time, Epoch)>,
     /// As a member: members that asked to join, so started a new life (their state is not the
-    /// one they had as members): suspected until a change removes them.
+    /// one they had as members): suspected until a change removes them, or until they show they
+    /// act in the epoch ([`Join::acts_in_this_epoch`]).
     new_lives: NodeSet,
     /// As a member: when each node was last added, and how many times in a row it was removed
     /// soon after.
@@ -99,9 +101,10 @@ impl Join {
         self.new_lives
     }
 
-    /// Member `from` heartbeats in this node's epoch: it acts in it as a member, with the
-    /// epoch's state (a node sends in an epoch only once it installed it, or caught up through
-    /// it), so whatever life it asked to join under, it is no new life without that state.
+    /// Member `from` echoes a heartbeat, or promises to this node's ballot, in this node's
+    /// epoch: it acts in it as a member, with the epoch's state (a node sends in an epoch only
+    /// once it installed it, or caught up through it), so whatever life it asked to join under,
+    /// it is no new life without that state.
     /// (Seen in the simulator: a member that restarted while outside asked under its new
     /// ticket, then caught up through its earlier life's add, as a node that vouches for its
     /// log may; the members kept it for a new life, and every change to remove it kept it, as
@@ -360,7 +363,7 @@ impl Node {
     /// latest value installed here and listed to be added. A member that asks under the ticket
     /// a kept value added it with is told the latest such value (it is catching up through it;
     /// the values after it it learns as members do); any other member that asks started a new
-    /// life and is suspected until removed.
+    /// life and is suspected until removed (or until it shows it acts in the epoch).
     pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, epoch: Epoch, ticket: JoinTicket) {
         let sh = &mut self.shared;
         if from == sh.me() || !sh.config.members.contains(from) {

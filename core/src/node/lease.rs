@@ -259,6 +259,17 @@ impl Leases {
         self.joining.remove(&from);
     }
 
+    /// Member `from` answered a request this node sent at `asked_at` (a promise for the ballot
+    /// this node's proposer asked for then): it hears this node, as an echo shows.
+    pub(super) fn answered(&mut self, from: NodeId, asked_at: Time) {
+        if !self.on || asked_at > self.now || !self.members.contains(from) || from == self.me {
+            return;
+        }
+        let heard = self.heard.entry(from).or_insert(asked_at);
+        *heard = (*heard).max(asked_at);
+        self.joining.remove(&from);
+    }
+
     /// The latest lease request received from `from` in this epoch, to echo to it.
     fn received(&mut self, from: NodeId, request: LeaseRequest) {
         let latest = self.requests.entry(from).or_insert(request);

@@ -185,20 +185,28 @@ impl Node {
     /// Hands `message` to the agreement, with this node's side of the freeze.
     fn deliver_paxos(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
         let Node { shared: sh, participant, reconfiguration, join, .. } = self;
-        // A promise in this epoch answers this epoch's request: its sender acts in the epoch as
-        // a member, as a heartbeat's echo shows (`Join::acts_in_this_epoch`). The proposer keeps
-        // every member that promised, so without this a member taken for a new life promised
-        // to every change that was to remove it, each install came before its next echo, and
-        // the next change was proposed at once (seen in the simulator: nine changes in 90 ms
-        // that kept the same six members, two of them crashed, until the proposer crashed too
-        // and the three left could change nothing).
-        if let PaxosMessage::Promise { .. } = message {
-            join.acts_in_this_epoch(from);
-        }
         let Some(agreement) = reconfiguration.agreement.as_mut() else {
             sh.stats.messages_dropped += 1;
             return;
         };
+        // A promise for the ballot this node asks promises for answers its request: the sender
+        // hears this node, as an echo shows, and acts in this epoch with its state (a node
+        // that started a new life has no agreement and promises nothing). The proposer keeps
+        // every member that promised, so without this a member suspected (not heard from, or
+        // taken for a new life) promised to every change meant to remove it, each change kept
+        // it, and the next was proposed at once: the promise freezes the member, so it grants
+        // no lease that would echo a heartbeat before the next change. (Seen in the simulator:
+        // nine changes in 90 ms that kept the same members, until three of six nodes were
+        // stuck outside; and nine in 180 ms, after which a paused member could no longer
+        // follow the changes and two crashes for good left the cluster stuck.)
+        if let PaxosMessage::Promise { ballot, .. } = &message
+            && let Some((asked, asked_at)) = agreement.soliciting()
+            && asked == *ballot
+            && !sh.canary(crate::Canary::SuspectDespitePromise)
+        {
+            join.acts_in_this_epoch(from);
+            sh.leases.answered(from, asked_at);
+        }
         let report_without_freezing = sh.canary(crate::Canary::ReportBeforeFreeze);
         let member = sh.configuration.contains(sh.me());
         let mut freeze = || -> Result<Report, ReportTooLarge> {

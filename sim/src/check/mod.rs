@@ -4,7 +4,8 @@
 //! The world feeds [`exactly_once`] every record as it becomes durable, during the run, and
 //! [`visibility`] every record as it is emitted and becomes durable, and every reply. The
 //! others judge the run once it is over: [`liveness`] (requests, clients and nodes after the
-//! heal, and, for a protocol that tolerates a minority down, requests during the faults),
+//! heal, and, for a protocol that tolerates a minority down, requests during the faults; and
+//! that the configuration does not thrash),
 //! [`convergence`] (replicas agree), [`linearizability`] (the clients' history fits one order),
 //! and [`durability`] (the final state keeps every acknowledged write).
 //!
@@ -25,7 +26,7 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     /// linearizability | transactions | durability | exactly-once | convergence | liveness |
-    /// liveness-during-faults | visibility | atomicity | invariants | recovery | lease |
+    /// liveness-during-faults | thrash | visibility | atomicity | invariants | recovery | lease |
     /// inconclusive (a search ran out of budget)
     pub checker: &'static str,
     pub key: Option<String>,
