@@ -78,10 +78,14 @@ pub enum Canary {
     /// meant to remove it is kept by each (the proposer keeps every member that promised), and
     /// the change is proposed again at once, install after install.
     SuspectDespitePromise,
+    /// A member just added counts each request to join as heard from, whatever it echoes
+    /// (docs/protocol.md §7.6): a node added that can send but not hear keeps asking, and every
+    /// write waits for it for its whole grace.
+    JoinWithoutEcho,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 23] = [
+    pub const ALL: [Canary; 24] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -105,6 +109,7 @@ impl Canary {
         Canary::SuspectOneWay,
         Canary::BootstrapUnchecked,
         Canary::SuspectDespitePromise,
+        Canary::JoinWithoutEcho,
     ];
 
     pub fn name(self) -> &'static str {
@@ -132,6 +137,7 @@ impl Canary {
             Canary::SuspectOneWay => "suspect-one-way",
             Canary::BootstrapUnchecked => "bootstrap-unchecked",
             Canary::SuspectDespitePromise => "suspect-despite-promise",
+            Canary::JoinWithoutEcho => "join-without-echo",
         }
     }
 

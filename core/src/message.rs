@@ -61,8 +61,10 @@ pub enum Message {
     /// A node outside its configuration (of `epoch`, the one it installed), or one that cannot
     /// vouch for its log, asks the members to add it (docs/protocol.md §7.6), under the ticket
     /// of its present life. Members answer with the value that follows `epoch`, if they keep
-    /// it, and the latest value they installed.
-    JoinRequest { epoch: Epoch, ticket: JoinTicket },
+    /// it, and the latest value they installed. `echo` is the latest lease request the asker
+    /// received from the addressee (its heartbeats go to every node of the cluster): a member
+    /// just added counts as heard from only through it, as through a heartbeat's echo.
+    JoinRequest { epoch: Epoch, ticket: JoinTicket, echo: Option<LeaseRequest> },
     /// A node started to bootstrap a new cluster (`dkv-server --init` on an empty log) asks
     /// every other node of the cluster whether it has taken part in anything yet, before it
     /// takes part itself (docs/protocol.md §7.1, "Bootstrap"). `ticket` names the asker's

@@ -211,7 +211,9 @@ fn the_largest_agreement_message_fits_a_peer_frame() {
 
 /// A member taken for a new life (a request to join under a ticket no change added it with:
 /// say, one sent in an earlier start and delayed) that promised to the change meant to remove
-/// it is kept (the proposer keeps every member that promised), and the changes stop. Its heartbeats to the proposer are lost here, so only its
+/// it is kept (the proposer keeps every member that promised), and the change is not proposed
+/// again. (This tests the new-life mark; `a_suspected_member_that_promises_is_heard` the
+/// credit a promise gives as heard from.) Its heartbeats to the proposer are lost here, so only its
 /// promise can show it acts in the epoch; before a promise counted, every change kept it and
 /// n0 proposed the next at once, with no time passing (`run_for` reported it stuck).
 #[test]
@@ -225,7 +227,11 @@ fn a_member_taken_for_a_new_life_that_promises_is_not_proposed_away_again() {
         let promise_of_n1 = from == NodeId(1) && matches!(message, Message::Paxos(PaxosMessage::Promise { .. }));
         to != NodeId(0) || !(heartbeat_of_n2 || promise_of_n1)
     });
-    c.network.push_back((NodeId(2), NodeId(0), Message::JoinRequest { epoch: start.epoch, ticket: JoinTicket(7) }));
+    c.network.push_back((
+        NodeId(2),
+        NodeId(0),
+        Message::JoinRequest { epoch: start.epoch, ticket: JoinTicket(7), echo: None },
+    ));
     // Under the detection timeout (1 s): n2 is not suspected for its lost heartbeats.
     run_for(&mut c, Duration::from_millis(600));
     for i in 0..3 {
@@ -238,10 +244,11 @@ fn a_member_taken_for_a_new_life_that_promises_is_not_proposed_away_again() {
 /// Members that suspect each other (n0's heartbeats and grants to n1 are lost, so neither
 /// hears an echo from the other) and promise to each other's changes are heard through those
 /// promises: a promise answers a request, as an echo does. Each change keeps both (they
-/// promised), and once each has had a promise from the other the changes stop: at most one
-/// change per suspecting proposer. Before, each proposed again after every install, with no
-/// time passing, since a promise freezes its member and a frozen member grants no lease that
-/// would echo a heartbeat in between (`run_for` reported it stuck).
+/// promised), and once each has had a promise from the other, no change is proposed for the
+/// promise's credit (a detection timeout; they suspect each other again after it, as the lost
+/// heartbeats say): at most one change per suspecting proposer within it. Before, each proposed
+/// again at every install, before any heartbeat of the new epoch could make a round trip, with
+/// no time passing (`run_for` reported it stuck).
 #[test]
 fn a_suspected_member_that_promises_is_heard() {
     let mut c = leased(3);
@@ -257,4 +264,31 @@ fn a_suspected_member_that_promises_is_heard() {
     }
     let installs = c.node(1).stats().installs;
     assert!(installs <= 2, "{installs} changes: one per proposer that suspected the other at most");
+}
+
+/// A node added back that can send but hears nothing (cut off one way just after its add) keeps
+/// asking to join, but its requests echo no heartbeat of the members: it is suspected a
+/// detection timeout after its add and removed again, instead of holding every write for its
+/// whole grace (`join_grace`, 10 s). (This harness runs no transfers, so n2 never catches up
+/// here either way: only its grace would keep it.)
+#[test]
+fn an_added_node_that_cannot_hear_is_removed_again_within_a_detection_timeout() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.crash(2);
+    run_for(&mut c, Duration::from_secs(3));
+    assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "n2 was removed");
+    c.restart(2);
+    let added = |c: &Cluster| c.node(0).configuration().members.contains(NodeId(2));
+    assert!(c.run_until(1_000_000, added), "n2 was never added back");
+    let added_in = c.node(0).configuration().epoch;
+    let added_at = c.now;
+    c.deliver_if = Box::new(|_, to, _| to != NodeId(2));
+    let removed = |c: &Cluster| {
+        let now = c.node(0).configuration();
+        now.epoch > added_in && !now.members.contains(NodeId(2))
+    };
+    let deadline = added_at + Duration::from_secs(3);
+    assert!(c.run_until(1_000_000, |c| removed(c) || c.now >= deadline));
+    assert!(removed(&c), "n2 is still a member 3 s after its add: {}", c.node(0).configuration());
 }

@@ -198,6 +198,11 @@ pub struct Faults {
     /// Mean time between lasting partitions: a minority of members is cut off from the rest,
     /// both ways or one way, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`].
     pub lasting_partition_every: Option<Duration>,
+    /// Chance that a node just added to the configuration is cut off one way (it can send but
+    /// hears nothing) within half a second of its add, for [`LASTING_FAULT_MIN`]..
+    /// [`LASTING_FAULT_MAX`]: it keeps asking to join and never catches up, and must not hold
+    /// the writes meanwhile (docs/protocol.md §7.6).
+    pub added_cut: f64,
     /// The heal comes at this time (unless every client finished before), instead of the drawn
     /// moment: a fault phase long enough for lasting faults.
     pub fault_phase: Option<Duration>,
@@ -229,6 +234,7 @@ impl Faults {
             init_first_start: false,
             absence_tail_damaged: 0.0,
             lasting_partition_every: None,
+            added_cut: 0.0,
             fault_phase: None,
         }
     }
@@ -291,6 +297,8 @@ pub struct Overrides {
     /// Every node starts with `--init` and bootstraps ([`Faults::init_first_start`]).
     pub init_first_start: bool,
     pub lasting_partition_every: Option<Duration>,
+    /// Chance a node just added is cut off one way ([`Faults::added_cut`]), instead of 0.3.
+    pub added_cut: Option<f64>,
     /// Clocks start at offsets drawn up to this.
     pub clock_offset_max: Option<Duration>,
     /// Read leases on or off instead of drawn.
@@ -447,12 +455,15 @@ impl Params {
         f.init_first_start = o.init_first_start;
         f.lasting_partition_every = chance(lasting, 0.5).then(|| Duration::from_millis(range(lasting, 1_000, 10_000)));
         f.fault_phase = Some(Duration::from_millis(range(lasting, 10_000, 30_000)));
+        // Not drawn either (every draw after it would change).
+        f.added_cut = 0.3;
         if !crashes {
             f.permanent_crashes = 0;
             f.absence_every = None;
         }
         if !partitions {
             f.lasting_partition_every = None;
+            f.added_cut = 0.0;
         }
         if let Some(n) = o.permanent_crashes {
             f.permanent_crashes = n;
@@ -469,9 +480,13 @@ impl Params {
         if o.lasting_partition_every.is_some() {
             f.lasting_partition_every = o.lasting_partition_every.map(at_most_an_hour);
         }
+        if let Some(chance) = o.added_cut {
+            f.added_cut = chance.clamp(0.0, 1.0);
+        }
         if most == 0 {
             f.absence_every = None;
             f.lasting_partition_every = None;
+            f.added_cut = 0.0;
         }
     }
 
@@ -523,7 +538,7 @@ impl std::fmt::Display for Params {
         if self.minority_faults {
             write!(
                 f,
-                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}) lasting_partitions={:?} fault_phase={:?} clock_offsets<={:?} think<={:?}",
+                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}) lasting_partitions={:?} added_cut={} fault_phase={:?} clock_offsets<={:?} think<={:?}",
                 x.permanent_crashes,
                 x.init_first_start,
                 x.absence_every,
@@ -531,6 +546,7 @@ impl std::fmt::Display for Params {
                 x.absence_init_restart,
                 x.absence_tail_damaged,
                 x.lasting_partition_every,
+                x.added_cut,
                 x.fault_phase,
                 self.clock_offset_max,
                 self.think_max

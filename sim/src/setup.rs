@@ -142,6 +142,7 @@ impl Setup {
                 "init_first_start" => faults.init_first_start = number::<u8>(&key, v)? == 1,
                 "absence_tail_damaged" => faults.absence_tail_damaged = probability(&key, v)?,
                 "lasting_partition_every_ns" => faults.lasting_partition_every = Some(nanos(&key, v)?),
+                "added_cut" => faults.added_cut = probability(&key, v)?,
                 "fault_phase_ns" => faults.fault_phase = Some(nanos(&key, v)?),
                 "minority_faults" => minority.0 = number(&key, v)?,
                 "clock_offset_max_ns" => minority.1 = nanos(&key, v)?,
@@ -264,6 +265,7 @@ impl Setup {
         if let Some(every) = f.lasting_partition_every {
             optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
         }
+        optional(f.added_cut > 0.0, format!("added_cut={}", f.added_cut));
         if let Some(phase) = f.fault_phase {
             optional(true, format!("fault_phase_ns={}", phase.as_nanos()));
         }
@@ -351,7 +353,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 46] = [
+const KEYS: [&str; 47] = [
     "seed",
     "rng_position",
     "nodes",
@@ -384,6 +386,7 @@ const KEYS: [&str; 46] = [
     "init_first_start",
     "absence_tail_damaged",
     "lasting_partition_every_ns",
+    "added_cut",
     "fault_phase_ns",
     "clock_offset_max_ns",
     "think_max_ns",

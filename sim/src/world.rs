@@ -172,6 +172,10 @@ enum Event {
     },
     /// A minority drawn from the `lasting` stream is cut off from the rest for long.
     LastingPartitionStart,
+    /// A node just added is cut off one way (it hears nothing) for long, if there is room.
+    CutAdded {
+        node: usize,
+    },
     LastingPartitionEnd,
 }
 
@@ -204,6 +208,9 @@ struct SimNode {
     /// A long absence took its state (data dir lost, last synced record damaged): the fault
     /// holds it away until it has caught up, not only until it is back.
     lacks_state: bool,
+    /// Cut off one way just after its add (`Faults::added_cut`): removed again meanwhile, and
+    /// behind, the fault holds it away until it has caught up, not only until the cut ends.
+    held_out: bool,
     /// The configuration it was last seen in (a change is traced).
     configuration: Option<dkv_core::Configuration>,
 }
@@ -246,6 +253,7 @@ impl SimNode {
             init_on_restart: false,
             began: false,
             lacks_state: false,
+            held_out: false,
             configuration: None,
         }
     }
@@ -366,8 +374,9 @@ pub struct RunStats {
     /// Of the lost data dirs, those restarted with `--init` (bootstrapping).
     pub init_restarts: u64,
     pub tails_damaged: u64,
-    /// Lasting partitions.
+    /// Lasting partitions, and of them those that cut a node off one way just after its add.
     pub lasting_partitions: u64,
+    pub added_cuts: u64,
     /// The most members that lasting faults (crashed for good, absent, cut off) held away at
     /// once.
     pub members_lost_max: u64,
@@ -410,6 +419,7 @@ impl RunStats {
             init_restarts,
             tails_damaged,
             lasting_partitions,
+            added_cuts,
             members_lost_max,
             lease_reads,
             reads_not_served,
@@ -441,6 +451,7 @@ impl RunStats {
         self.init_restarts += init_restarts;
         self.tails_damaged += tails_damaged;
         self.lasting_partitions += lasting_partitions;
+        self.added_cuts += added_cuts;
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
         self.lease_reads += lease_reads;
         self.reads_not_served += reads_not_served;
@@ -466,13 +477,14 @@ impl RunStats {
         );
         if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
             line.push_str(&format!(
-                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged), {} lasting partitions, at most {} members lost at once",
+                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged), {} lasting partitions ({} of them a node cut off one way just after its add), at most {} members lost at once",
                 self.permanent_crashes,
                 self.absences,
                 self.data_dirs_lost,
                 self.init_restarts,
                 self.tails_damaged,
                 self.lasting_partitions,
+                self.added_cuts,
                 self.members_lost_max,
             ));
         }
@@ -499,6 +511,9 @@ pub(crate) struct World {
     /// The lasting faults' draws, and the clients' think times (`Params::minority_faults`
     /// only): a stream of their own too.
     lasting: ChaCha8Rng,
+    /// Whether and when a node just added is cut off (`Faults::added_cut`): a stream of its
+    /// own too.
+    adds: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -578,6 +593,8 @@ impl World {
         wide.set_stream(4);
         let mut rich = ChaCha8Rng::seed_from_u64(seed);
         rich.set_stream(6);
+        let mut adds = ChaCha8Rng::seed_from_u64(seed);
+        adds.set_stream(10);
         let n = params.nodes;
         let params_leases = params.leases;
         let lease_duration = dkv_core::Timing::default().lease_duration;
@@ -587,6 +604,7 @@ impl World {
             wide,
             rich,
             lasting,
+            adds,
             faults: params.faults.clone(),
             first_start_over: false,
             params,
@@ -796,7 +814,10 @@ impl World {
             // Lasting faults wait for the first start to end: bootstrapping a new cluster needs
             // every node once (docs/protocol.md §7.1), so a node gone for good or away before it
             // ends holds the first start back by design, which is no liveness failure.
-            Event::PermanentCrash { .. } | Event::AbsenceStart | Event::LastingPartitionStart
+            Event::PermanentCrash { .. }
+            | Event::AbsenceStart
+            | Event::LastingPartitionStart
+            | Event::CutAdded { .. }
                 if self.first_start_under_way() =>
             {
                 self.schedule(self.now + FIRST_START_RETRY_NANOS, event)
@@ -806,6 +827,7 @@ impl World {
             Event::AbsenceEnd { node } => self.absence_end(node),
             Event::CatchUp { node, generation, from, epoch } => self.catch_up(node, generation, from, epoch),
             Event::LastingPartitionStart => self.lasting_partition_start(),
+            Event::CutAdded { node } => self.cut_added(node),
             Event::LastingPartitionEnd => self.lasting_partition_end(),
         }
     }
@@ -925,7 +947,10 @@ impl World {
             self.nodes[i].configuration = Some(configuration);
             let words = [i as u64, configuration.epoch.0, u64::from(configuration.members.len() as u32)];
             self.trace.event(self.now, Tag::Configuration, &words, || format!("n{i} is in {configuration}"));
-            self.configurations.entry(configuration.epoch).or_insert((configuration.members, self.now));
+            if !self.configurations.contains_key(&configuration.epoch) {
+                self.configurations.insert(configuration.epoch, (configuration.members, self.now));
+                self.maybe_cut_added(configuration);
+            }
         }
         for output in outputs.drain(..) {
             match output {
@@ -1455,6 +1480,7 @@ impl World {
         self.nodes[i].data_lost = false;
         self.nodes[i].init_on_restart = false;
         self.nodes[i].lacks_state = false;
+        self.nodes[i].held_out = false;
         self.make_durable(i, |disk, observe| {
             for record in &adopted {
                 observe(record);

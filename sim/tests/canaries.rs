@@ -16,7 +16,7 @@
 //! suspicion counts only round trips), catch-up-skips-commits 4 (0 before round trips),
 //! visible-on-members-majority 13 (7 before round trips), suspect-one-way 14,
 //! bootstrap-unchecked 54 (9 before a node back in touch was asked again at once),
-//! suspect-despite-promise 6.
+//! suspect-despite-promise 6, join-without-echo 34.
 //! (The join, docs/protocol.md §7.6, moved two-configurations-one-epoch from 19 to 27 and
 //! report-before-freeze from 76: removed members now come back. Quorums counted against the
 //! cluster, §7.3, moved two-configurations-one-epoch to 0: it now also counts a commit's copies
@@ -163,6 +163,11 @@ fn hunt(canary: Canary) -> Hunt {
         // change is proposed again after every install, faster than any heartbeat can clear
         // the suspicion: the configuration thrashes.
         Canary::SuspectDespitePromise => (15, Overrides::default(), "thrash"),
+        // Three nodes, a member away for 5 to 20 s about every half second, and every node
+        // added back cut off one way (it hears nothing) within half a second of its add: its
+        // requests to join count as heard from, so every write waits for it for its whole
+        // grace, past the bound during faults.
+        Canary::JoinWithoutEcho => (70, added_and_cut_off(), "liveness-during-faults"),
     };
     Hunt { seeds, overrides, checker }
 }
@@ -201,6 +206,25 @@ fn cut_for_long(nodes: usize) -> Overrides {
         partitions: Some(false),
         pauses: Some(false),
         leases: Some(true),
+        ..Overrides::default()
+    }
+}
+
+/// Where nodes are added back and cut off one way at once (the ground of
+/// [`Canary::JoinWithoutEcho`]): three nodes, no crash for good, a long absence about every half
+/// second, every node added cut off, and no brief partition, pause or (all but) crash, so that
+/// the nodes stay up long enough to remove and add.
+fn added_and_cut_off() -> Overrides {
+    Overrides {
+        nodes: Some(3),
+        clients: Some(3),
+        ops_per_client: Some(120),
+        permanent_crashes: Some(0),
+        absence_every: Some(Duration::from_millis(500)),
+        added_cut: Some(1.0),
+        crash_every: Some(Duration::from_secs(100)),
+        partitions: Some(false),
+        pauses: Some(false),
         ..Overrides::default()
     }
 }

@@ -117,7 +117,7 @@ struct Start {
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
-        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "init_first_start", "lasting_partition_every_ms",
+        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "init_first_start", "lasting_partition_every_ms", "added_cut",
         "clock_offset_max_ms", "leases"
     ])]
     setup: Option<Setup>,
@@ -209,6 +209,10 @@ struct Knobs {
     /// on average.
     #[arg(long)]
     lasting_partition_every_ms: Option<u64>,
+    /// Chance, 0..1, that a node just added is cut off one way (it hears nothing) for 5 to 20 s
+    /// within half a second of its add (0.3 otherwise, where minority faults are drawn).
+    #[arg(long)]
+    added_cut: Option<f64>,
     /// Clocks start up to this many milliseconds apart.
     #[arg(long)]
     clock_offset_max_ms: Option<u64>,
@@ -258,6 +262,7 @@ impl Knobs {
                 absence_data_lost: self.absence_data_lost,
                 init_first_start: self.init_first_start,
                 lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
+                added_cut: self.added_cut,
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
                 leases: self.leases,
                 mix: None,
@@ -287,6 +292,7 @@ impl Knobs {
             ("--absence-every-ms", self.absence_every_ms.map(|v| v.to_string())),
             ("--absence-data-lost", self.absence_data_lost.map(|v| v.to_string())),
             ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
+            ("--added-cut", self.added_cut.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
             ("--leases", self.leases.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),

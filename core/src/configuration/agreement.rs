@@ -475,8 +475,9 @@ impl Agreement {
         self.state.chosen.as_ref()
     }
 
-    /// The ballot this node's proposer is gathering promises for, and when it asked for them:
-    /// a promise for that ballot answers a request sent then (a ballot's requests go out once).
+    /// The ballot this node's proposer is gathering promises for, and when it drew it: a promise
+    /// for that ballot answers a request sent then or later (a ballot's requests go out once,
+    /// when its round is durable).
     pub fn soliciting(&self) -> Option<(Ballot, Time)> {
         let p = self.proposer.as_ref()?;
         match p.phase {

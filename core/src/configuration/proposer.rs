@@ -22,7 +22,7 @@ pub(super) struct Proposer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Promise requests sent for `ballot` at `asked_at`; gathering promises (and the reports in
+    /// Promise requests sent for `ballot`, drawn at `asked_at`; gathering promises (and the reports in
     /// them) from a majority. At most one report per member, so bounded by the members.
     Soliciting { reports: BTreeMap<NodeId, Report>, highest: Option<(Ballot, Value)>, asked_at: Time },
     /// Accept requests sent for `ballot`; the learner sees when a majority accepted.

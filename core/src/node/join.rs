@@ -25,7 +25,7 @@
 use super::{Node, Output};
 use crate::configuration::{Configuration, Epoch, JoinTicket, PaxosMessage, Value};
 use crate::ids::{NodeId, NodeSet};
-use crate::message::Message;
+use crate::message::{LeaseRequest, Message};
 use crate::record::INSTALLED_KEPT;
 use crate::time::Time;
 use crate::timers::Timer;
@@ -60,6 +60,9 @@ pub(super) struct Join {
     /// As a member: the nodes asking to be added, with the ticket they asked under, when they
     /// last asked, and the epoch they were in.
     asking: BTreeMap<NodeId, (JoinTicket, Time, Epoch)>,
+    /// While outside: the latest lease request each node of the cluster sent this node, to echo
+    /// in the requests to join it (at most one per node of the cluster).
+    echoes: BTreeMap<NodeId, LeaseRequest>,
     /// As a member: members that asked to join, so started a new life (their state is not the
     /// one they had as members): suspected until a change removes them, or until they show they
     /// act in the epoch ([`Join::acts_in_this_epoch`]).
@@ -85,6 +88,7 @@ impl Join {
             retry_at: Time::ZERO,
             refused_from: (Epoch::default(), NodeSet::default()),
             asking: BTreeMap::new(),
+            echoes: BTreeMap::new(),
             new_lives: NodeSet::default(),
             added: BTreeMap::new(),
             not_before: BTreeMap::new(),
@@ -94,6 +98,18 @@ impl Join {
 
     pub(super) fn is_behind(&self) -> bool {
         self.behind
+    }
+
+    /// Node `from` of the cluster (`nodes`) heartbeats this node while it stands outside: its
+    /// request is the one to echo to it (a later life's, or a later one of the same life).
+    pub(super) fn heard(&mut self, from: NodeId, request: LeaseRequest, nodes: &NodeSet) {
+        if !nodes.contains(from) {
+            return;
+        }
+        let latest = self.echoes.entry(from).or_insert(request);
+        if (request.incarnation, request.sent_at) > (latest.incarnation, latest.sent_at) {
+            *latest = request;
+        }
     }
 
     /// The members that started a new life: suspected (see [`Join`]).
@@ -223,7 +239,8 @@ impl Node {
         // Every node of the cluster: the members answer, and so does a node outside that holds
         // the state the add's epoch begins with (see [`Node::on_join_request`]).
         for node in self.shared.config.members.without(me).iter() {
-            self.shared.send(node, Message::JoinRequest { epoch, ticket });
+            let echo = self.join.echoes.get(&node).copied();
+            self.shared.send(node, Message::JoinRequest { epoch, ticket, echo });
         }
         let next = now + self.ask_interval();
         self.shared.timers.set(Timer::Join, next);
@@ -364,7 +381,14 @@ impl Node {
     /// a kept value added it with is told the latest such value (it is catching up through it;
     /// the values after it it learns as members do); any other member that asks started a new
     /// life and is suspected until removed (or until it shows it acts in the epoch).
-    pub(super) fn on_join_request(&mut self, now: Time, from: NodeId, epoch: Epoch, ticket: JoinTicket) {
+    pub(super) fn on_join_request(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        epoch: Epoch,
+        ticket: JoinTicket,
+        echo: Option<LeaseRequest>,
+    ) {
         let sh = &mut self.shared;
         if from == sh.me() || !sh.config.members.contains(from) {
             sh.stats.messages_dropped += 1;
@@ -390,7 +414,10 @@ impl Node {
         if sh.configuration.contains(from) {
             match self.reconfiguration.installed().rev().find(|v| v.admits(from, ticket)) {
                 Some(value) => {
-                    sh.leases.asking(from);
+                    // The canary's flaw: the request counts as echoing one sent now.
+                    let echo =
+                        if sh.canary(crate::Canary::JoinWithoutEcho) { Some(sh.leases.request_now()) } else { echo };
+                    sh.leases.asking(from, echo);
                     tell(sh, from, value.clone())
                 }
                 None => {

@@ -24,7 +24,8 @@
 //! - **Suspicion.** A member is heard from at `t` when it answers a request this node sent at
 //!   `t` (on this node's clock): a grant echoes it, and so does every heartbeat, which carries
 //!   the latest request its sender received from the recipient (a frozen member grants nothing
-//!   but still heartbeats). A member not heard from for `detection_timeout` is suspected. Only
+//!   but still heartbeats); so does a promise to the ballot this node's proposer drew at `t`
+//!   ([`Leases::answered`]). A member not heard from for `detection_timeout` is suspected. Only
 //!   a round trip counts: a member that can send but not hear (a link cut one way) keeps
 //!   sending heartbeats, but echoes none of this node's, so it is suspected and removed. (Seen
 //!   in the simulator: with any message counted, such a member held every write for as long as
@@ -212,12 +213,23 @@ impl Leases {
         }
     }
 
-    /// Member `member`, just added, asked to join under the ticket it was added with: it is
-    /// alive and catching up.
-    pub(super) fn asking(&mut self, member: NodeId) {
-        let now = self.now;
+    /// A lease request of this life sent now (what a fresh echo would carry).
+    pub(super) fn request_now(&self) -> LeaseRequest {
+        LeaseRequest { incarnation: self.incarnation, sent_at: self.now }
+    }
+
+    /// Member `member`, just added, asked to join under the ticket it was added with, echoing
+    /// `echo`: it is alive and catching up, and it hears this node as of the request it echoes.
+    /// A request without an echo of this life, or echoing an old one, does not count: a node
+    /// added that can send but not hear (cut off one way) would otherwise hold every write for
+    /// its whole grace. (Seen in the simulator, seed 144120: a node added back and cut off one
+    /// way a tenth of a second later kept asking, and writes waited ten seconds.)
+    pub(super) fn asking(&mut self, member: NodeId, echo: Option<LeaseRequest>) {
+        let Some(echo) = echo.filter(|e| e.incarnation == self.incarnation && e.sent_at <= self.now) else {
+            return;
+        };
         if let Some(joining) = self.joining.get_mut(&member) {
-            joining.asked = joining.asked.max(now);
+            joining.asked = joining.asked.max(echo.sent_at);
         }
     }
 

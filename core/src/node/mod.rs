@@ -395,6 +395,13 @@ impl Node {
             self.shared.stats.messages_dropped += 1;
             return;
         }
+        // A node outside echoes each member's latest lease request in its requests to join,
+        // whatever the heartbeat's epoch: a member just added counts it as heard from only so.
+        if let Message::Heartbeat { request, .. } = &message
+            && self.stands_outside()
+        {
+            self.join.heard(from, *request, &self.shared.config.members);
+        }
         let message = match message {
             // A node outside takes from the members only what was chosen (§7.6).
             Message::Paxos(PaxosMessage::Chosen { value, .. }) if self.stands_outside() => {
@@ -402,7 +409,9 @@ impl Node {
             }
             // The agreement checks who may take part in it, and answers a member behind.
             Message::Paxos(message) => return self.on_paxos(now, from, message),
-            Message::JoinRequest { epoch, ticket } => return self.on_join_request(now, from, epoch, ticket),
+            Message::JoinRequest { epoch, ticket, echo } => {
+                return self.on_join_request(now, from, epoch, ticket, echo);
+            }
             // Of no epoch, from any node of the cluster (§7.1).
             Message::BootstrapQuery { ticket, round } => return self.answer_bootstrap(from, ticket, round),
             Message::BootstrapAnswer { .. } => {

@@ -194,8 +194,8 @@ impl Node {
         // that started a new life has no agreement and promises nothing). The proposer keeps
         // every member that promised, so without this a member suspected (not heard from, or
         // taken for a new life) promised to every change meant to remove it, each change kept
-        // it, and the next was proposed at once: the promise freezes the member, so it grants
-        // no lease that would echo a heartbeat before the next change. (Seen in the simulator:
+        // it, and the next was proposed at its install, before any heartbeat of the new epoch
+        // could make a round trip. (Seen in the simulator:
         // nine changes in 90 ms that kept the same members, until three of six nodes were
         // stuck outside; and nine in 180 ms, after which a paused member could no longer
         // follow the changes and two crashes for good left the cluster stuck.)

@@ -15,6 +15,7 @@ use crate::disk::CrashDamage;
 use crate::params::{LASTING_FAULT_MAX, LASTING_FAULT_MIN};
 use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::Tag;
+use dkv_core::{Configuration, Epoch};
 use std::time::Duration;
 
 /// A lasting partition: a minority cut off from the rest.
@@ -97,7 +98,11 @@ impl World {
         (0..self.nodes.len())
             .map(|i| {
                 let n = &self.nodes[i];
-                n.doomed || n.absent || n.lacks_state || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
+                n.doomed
+                    || n.absent
+                    || n.lacks_state
+                    || n.held_out
+                    || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
             })
             .collect()
     }
@@ -225,6 +230,47 @@ impl World {
         self.schedule(self.now + length, Event::LastingPartitionEnd);
     }
 
+    /// `configuration` was just installed (first seen anywhere): a node it adds may be cut off
+    /// one way within half a second (`Faults::added_cut`).
+    pub(super) fn maybe_cut_added(&mut self, configuration: Configuration) {
+        if !self.params.minority_faults || self.faults.added_cut <= 0.0 || self.healed_at.is_some() {
+            return;
+        }
+        let Some(before) = configuration.epoch.0.checked_sub(1).and_then(|e| self.configurations.get(&Epoch(e))) else {
+            return;
+        };
+        let Some(added) = configuration.members.difference(before.0).iter().next() else { return };
+        if chance(&mut self.adds, self.faults.added_cut) {
+            let at = self.now + between(&mut self.adds, Duration::ZERO, Duration::from_millis(500));
+            self.schedule(at, Event::CutAdded { node: usize::from(added.0) });
+        }
+    }
+
+    /// Node `i`, just added, can send but hears nothing for `LASTING_FAULT_MIN..LASTING_FAULT_MAX`,
+    /// if no lasting partition is on and a member more may be lost.
+    pub(super) fn cut_added(&mut self, i: usize) {
+        let length = between(&mut self.adds, LASTING_FAULT_MIN, LASTING_FAULT_MAX);
+        if self.healed_at.is_some() || self.cut.is_some() || self.room_to_lose() == 0 || self.members_lost()[i] {
+            return;
+        }
+        if !self.fault_allowed(|_| format!("n{i}, just added, is cut off one way for long")) {
+            return;
+        }
+        let way = Way::MinorityCannotHear;
+        let words = [1, way as u64, length];
+        self.trace.event(self.now, Tag::LastingPartitionStart, &words, || {
+            format!("[{i}] are cut off from the rest ({way:?}) for {:.3}s, just after n{i}'s add", length as f64 / 1e9)
+        });
+        let mut minority = vec![false; self.nodes.len()];
+        minority[i] = true;
+        self.cut = Some(Cut { minority, way });
+        self.nodes[i].held_out = true;
+        self.stats.lasting_partitions += 1;
+        self.stats.added_cuts += 1;
+        self.note_members_lost();
+        self.schedule(self.now + length, Event::LastingPartitionEnd);
+    }
+
     pub(super) fn lasting_partition_end(&mut self) {
         if self.cut.take().is_some() {
             self.trace.event(self.now, Tag::LastingPartitionEnd, &[], || "the lasting partition ends".into());
@@ -262,7 +308,8 @@ impl World {
             return;
         }
         // A node back without its state takes part in nothing until it has caught up.
-        let live: Vec<bool> = self.nodes.iter().map(|n| n.node.is_some() && !n.paused && !n.lacks_state).collect();
+        let live: Vec<bool> =
+            self.nodes.iter().map(|n| n.node.is_some() && !n.paused && !n.lacks_state && !n.held_out).collect();
         let side = majority_side(&live, |a, b| self.reaches(a, b));
         if self.sides.last().is_none_or(|last| last.side != side) {
             self.sides.push(SideChange { at: self.now, side });
