@@ -6,7 +6,7 @@
 mod harness;
 
 use dkv_core::configuration::{Ballot, JoinTicket, PaxosMessage};
-use dkv_core::{Epoch, Input, Message, NodeId, NodeSet, NotServingReason, Outcome, Output, Record, Time, Vote};
+use dkv_core::{Epoch, Input, Message, Node, NodeId, NodeSet, NotServingReason, Outcome, Output, Record, Time, Vote};
 use harness::{Cluster, get, put, txn};
 use std::time::Duration;
 
@@ -291,4 +291,37 @@ fn an_added_node_that_cannot_hear_is_removed_again_within_a_detection_timeout() 
     let deadline = added_at + Duration::from_secs(3);
     assert!(c.run_until(1_000_000, |c| removed(c) || c.now >= deadline));
     assert!(removed(&c), "n2 is still a member 3 s after its add: {}", c.node(0).configuration());
+}
+
+/// And a node added back that hears the members keeps its grace while it catches up (this
+/// harness runs no transfers, so it never does): its requests to join echo their heartbeats.
+/// So does one whose data dir was lost (it starts unvouched and takes part in nothing, but
+/// keeps the heartbeats' requests to echo): review finding, it had one detection timeout, not
+/// `join_grace`, for its transfer.
+#[test]
+fn an_added_node_that_hears_keeps_its_grace() {
+    for data_dir_lost in [false, true] {
+        let mut c = leased(3);
+        run_for(&mut c, Duration::from_secs(1));
+        c.crash(2);
+        run_for(&mut c, Duration::from_secs(3));
+        assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "n2 was removed");
+        if data_dir_lost {
+            c.disks[2] = harness::Disk::default();
+            let node = Node::start_unvouched(c.configs[2].clone(), Vec::new(), c.now).expect("an empty log starts");
+            c.nodes[2] = Some(node);
+            c.drain(2);
+        } else {
+            c.restart(2);
+        }
+        let added = |c: &Cluster| c.node(0).configuration().members.contains(NodeId(2));
+        assert!(c.run_until(1_000_000, added), "n2 was never added back (data dir lost: {data_dir_lost})");
+        let added_in = c.node(0).configuration();
+        run_for(&mut c, Duration::from_secs(3));
+        assert_eq!(
+            c.node(0).configuration(),
+            added_in,
+            "n2 was removed while it caught up (data dir lost: {data_dir_lost})"
+        );
+    }
 }

@@ -51,9 +51,10 @@
 //!   at the end of the log, which recovery cannot tell from a torn write and truncates).
 //! - **Lasting partitions** (`lasting_partition_every`): a minority cut off for 5–20 s, both
 //!   ways or one way, while the majority must keep working.
-//! - **A node cut off one way just after its add** (`added_cut`, 0.3 of the adds where lasting
-//!   partitions may come): it can send, so it keeps asking to join, but it hears nothing, for
-//!   5–20 s; it counts as lost until it has caught up again.
+//! - **A node cut off one way just after its add** (`added_cut`: 0.3 of the changes that add
+//!   a node, wherever partitions may come; the lowest-numbered node added): it can send, so it
+//!   keeps asking to join, but it hears nothing, for 5–20 s; it counts as lost until it has
+//!   caught up again, or is a member with its state when the cut ends.
 //! - **Clock offsets and drift** (`clock_offset_max`, `clock_skew_ppm` within
 //!   [`params::DRIFT_BOUND_PPM`]): clocks that start seconds apart and run at rates within the
 //!   1 % drift bound that read leases rely on (docs/protocol.md §7.5).

@@ -198,10 +198,10 @@ pub struct Faults {
     /// Mean time between lasting partitions: a minority of members is cut off from the rest,
     /// both ways or one way, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`].
     pub lasting_partition_every: Option<Duration>,
-    /// Chance that a node just added to the configuration is cut off one way (it can send but
-    /// hears nothing) within half a second of its add, for [`LASTING_FAULT_MIN`]..
-    /// [`LASTING_FAULT_MAX`]: it keeps asking to join and never catches up, and must not hold
-    /// the writes meanwhile (docs/protocol.md §7.6).
+    /// Chance that a node just added to the configuration (the lowest-numbered, if a change adds
+    /// more) is cut off one way (it can send but hears nothing) within half a second of its
+    /// add, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`]: it keeps asking to join, may not
+    /// have caught up, and must not hold the writes meanwhile (docs/protocol.md §7.6).
     pub added_cut: f64,
     /// The heal comes at this time (unless every client finished before), instead of the drawn
     /// moment: a fault phase long enough for lasting faults.

@@ -210,7 +210,8 @@ struct Knobs {
     #[arg(long)]
     lasting_partition_every_ms: Option<u64>,
     /// Chance, 0..1, that a node just added is cut off one way (it hears nothing) for 5 to 20 s
-    /// within half a second of its add (0.3 otherwise, where minority faults are drawn).
+    /// within half a second of its add (0.3 otherwise, where minority faults are drawn and
+    /// partitions are not turned off).
     #[arg(long)]
     added_cut: Option<f64>,
     /// Clocks start up to this many milliseconds apart.

@@ -350,6 +350,12 @@ impl Node {
             Input::Message { from, message: Message::BootstrapQuery { ticket, round } } => {
                 self.answer_bootstrap(from, ticket, round)
             }
+            // A heartbeat's request is only kept, to echo in its requests to join: a member that
+            // added it counts it as heard from only so (review finding: without it, a node whose
+            // data dir was lost had one detection timeout, not `join_grace`, to catch up).
+            Input::Message { from, message: Message::Heartbeat { request, .. } } => {
+                self.join.heard(from, request, &sh.config.members);
+            }
             Input::Message { .. } => sh.stats.messages_dropped += 1,
             Input::Durable { through } => {
                 sh.outbox.mark_durable(through);

@@ -272,6 +272,13 @@ impl World {
     }
 
     pub(super) fn lasting_partition_end(&mut self) {
+        // A node cut off just after its add that is still a member with its state (it caught
+        // up before the cut, and the others could not remove it meanwhile) is held away no more.
+        for n in &mut self.nodes {
+            if n.held_out && n.node.as_ref().is_some_and(|node| node.is_member() && !node.stands_outside()) {
+                n.held_out = false;
+            }
+        }
         if self.cut.take().is_some() {
             self.trace.event(self.now, Tag::LastingPartitionEnd, &[], || "the lasting partition ends".into());
         }
