@@ -27,14 +27,21 @@ fn members(ids: &[u8]) -> NodeSet {
     NodeSet::from_ids(ids.iter().map(|&i| NodeId(i))).unwrap()
 }
 
-/// A member that crashed is suspected and removed by the others; writes commit again without
-/// it, and once back it learns it was removed and serves nothing.
-#[test]
-fn a_crashed_member_is_removed_and_writes_go_on() {
+/// Three nodes with leases, n2 crashed and, 3 s later, removed by the others (it stays down).
+fn with_n2_removed() -> Cluster {
     let mut c = leased(3);
     run_for(&mut c, Duration::from_secs(1));
     c.crash(2);
     run_for(&mut c, Duration::from_secs(3));
+    assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "n2 was removed");
+    c
+}
+
+/// A member that crashed is suspected and removed by the others; writes commit again without
+/// it, and once back it learns it was removed and serves nothing.
+#[test]
+fn a_crashed_member_is_removed_and_writes_go_on() {
+    let mut c = with_n2_removed();
     for i in 0..2 {
         let configuration = c.node(i).configuration();
         assert_eq!((configuration.epoch, configuration.members), (Epoch(2), members(&[0, 1])), "n{i}");
@@ -273,11 +280,7 @@ fn a_suspected_member_that_promises_is_heard() {
 /// here either way: only its grace would keep it.)
 #[test]
 fn an_added_node_that_cannot_hear_is_removed_again_within_a_detection_timeout() {
-    let mut c = leased(3);
-    run_for(&mut c, Duration::from_secs(1));
-    c.crash(2);
-    run_for(&mut c, Duration::from_secs(3));
-    assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "n2 was removed");
+    let mut c = with_n2_removed();
     c.restart(2);
     let added = |c: &Cluster| c.node(0).configuration().members.contains(NodeId(2));
     assert!(c.run_until(1_000_000, added), "n2 was never added back");
@@ -301,11 +304,7 @@ fn an_added_node_that_cannot_hear_is_removed_again_within_a_detection_timeout() 
 #[test]
 fn an_added_node_that_hears_keeps_its_grace() {
     for data_dir_lost in [false, true] {
-        let mut c = leased(3);
-        run_for(&mut c, Duration::from_secs(1));
-        c.crash(2);
-        run_for(&mut c, Duration::from_secs(3));
-        assert_eq!(c.node(0).configuration().members, members(&[0, 1]), "n2 was removed");
+        let mut c = with_n2_removed();
         if data_dir_lost {
             c.disks[2] = harness::Disk::default();
             let node = Node::start_unvouched(c.configs[2].clone(), Vec::new(), c.now).expect("an empty log starts");
