@@ -15,7 +15,7 @@ use crate::disk::CrashDamage;
 use crate::params::{LASTING_FAULT_MAX, LASTING_FAULT_MIN};
 use crate::random::{around, between, chance, index, range, unit};
 use crate::trace::Tag;
-use dkv_core::{Configuration, Epoch};
+use dkv_core::{Configuration, Epoch, Node};
 use std::time::Duration;
 
 /// A lasting partition: a minority cut off from the rest.
@@ -272,10 +272,15 @@ impl World {
     }
 
     pub(super) fn lasting_partition_end(&mut self) {
-        // A node cut off just after its add that is still a member with its state (it caught
-        // up before the cut, and the others could not remove it meanwhile) is held away no more.
+        // A node cut off just after its add that is still a member of the latest configuration,
+        // with its state (it caught up before the cut, and the others could not remove it
+        // meanwhile), is held away no more. Its own view is not enough: cut off, it may not
+        // know it was removed (seen in the simulator: seed 116333 lost a third member then).
+        let latest = self.configurations.keys().next_back().copied();
         for n in &mut self.nodes {
-            if n.held_out && n.node.as_ref().is_some_and(|node| node.is_member() && !node.stands_outside()) {
+            let current =
+                |node: &Node| Some(node.configuration().epoch) == latest && node.is_member() && !node.stands_outside();
+            if n.held_out && n.node.as_ref().is_some_and(current) {
                 n.held_out = false;
             }
         }
