@@ -87,6 +87,15 @@ pub struct LeaseRequest {
     pub sent_at: Time,
 }
 
+impl LeaseRequest {
+    /// Whether this request was sent after `other`: by a later life, or later in the same life.
+    /// (A delayed request of an earlier life must not displace a later one: its clock may have
+    /// started elsewhere.)
+    pub fn is_later_than(&self, other: &LeaseRequest) -> bool {
+        (self.incarnation, self.sent_at) > (other.incarnation, other.sent_at)
+    }
+}
+
 impl Message {
     /// The transaction the message is about (for [`Message::FinishedBelow`], its mark, whose
     /// coordinator is the sender); none for heartbeats and lease grants.

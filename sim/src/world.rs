@@ -947,10 +947,7 @@ impl World {
             self.nodes[i].configuration = Some(configuration);
             let words = [i as u64, configuration.epoch.0, u64::from(configuration.members.len() as u32)];
             self.trace.event(self.now, Tag::Configuration, &words, || format!("n{i} is in {configuration}"));
-            if !self.configurations.contains_key(&configuration.epoch) {
-                self.configurations.insert(configuration.epoch, (configuration.members, self.now));
-                self.maybe_cut_added(configuration);
-            }
+            self.on_configuration_seen(configuration);
         }
         for output in outputs.drain(..) {
             match output {

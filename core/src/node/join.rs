@@ -107,7 +107,7 @@ impl Join {
             return;
         }
         let latest = self.echoes.entry(from).or_insert(request);
-        if (request.incarnation, request.sent_at) > (latest.incarnation, latest.sent_at) {
+        if request.is_later_than(latest) {
             *latest = request;
         }
     }

@@ -260,15 +260,9 @@ impl Leases {
     /// its send time. (A member just added that answers has caught up: it heartbeats in this
     /// epoch only as a member of it.)
     fn heard_back(&mut self, from: NodeId, request: LeaseRequest) {
-        if !self.on || request.incarnation != self.incarnation || request.sent_at > self.now {
-            return;
+        if request.incarnation == self.incarnation {
+            self.answered(from, request.sent_at);
         }
-        if !self.members.contains(from) || from == self.me {
-            return;
-        }
-        let heard = self.heard.entry(from).or_insert(request.sent_at);
-        *heard = (*heard).max(request.sent_at);
-        self.joining.remove(&from);
     }
 
     /// Member `from` answered a request this node sent at `asked_at` (a promise for the ballot
@@ -285,9 +279,7 @@ impl Leases {
     /// The latest lease request received from `from` in this epoch, to echo to it.
     fn received(&mut self, from: NodeId, request: LeaseRequest) {
         let latest = self.requests.entry(from).or_insert(request);
-        // A later life's, or a later one of the same life (a delayed heartbeat of an earlier
-        // life must not displace it).
-        if (request.incarnation, request.sent_at) > (latest.incarnation, latest.sent_at) {
+        if request.is_later_than(latest) {
             *latest = request;
         }
     }
@@ -402,8 +394,7 @@ impl Shared {
             return;
         }
         self.leases.reminded.insert(from, now);
-        let l = &self.leases;
-        let (epoch, request) = (l.epoch, LeaseRequest { incarnation: l.incarnation, sent_at: l.now });
+        let (epoch, request) = (self.leases.epoch, self.leases.request_now());
         self.send(from, Message::Heartbeat { epoch, request, echo: None });
     }
 
@@ -422,8 +413,8 @@ impl Shared {
         }
         let hears_one_way = self.canary(crate::Canary::SuspectOneWay);
         if hears_one_way {
-            self.leases
-                .heard_back(from, LeaseRequest { incarnation: self.leases.incarnation, sent_at: self.leases.now });
+            let now = self.leases.request_now();
+            self.leases.heard_back(from, now);
         }
         // A member just added that heartbeats in this epoch has caught up (it acts in the epoch
         // only as a member of it): its grace is over, and it has a detection timeout from now to

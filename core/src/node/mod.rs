@@ -316,6 +316,16 @@ impl Node {
         if self.bootstrap.is_some() {
             return self.handle_bootstrapping(now, input);
         }
+        // A node outside (its data dir lost included) echoes each member's latest lease request
+        // in its requests to join, whatever the heartbeat's epoch: a member just added counts it
+        // as heard from only so (§7.6). (Review finding: without it, a node whose data dir was
+        // lost had one detection timeout, not `join_grace`, to catch up.)
+        if let Input::Message { from, message: Message::Heartbeat { request, .. } } = &input
+            && *from != self.shared.me()
+            && self.stands_outside()
+        {
+            self.join.heard(*from, *request, &self.shared.config.members);
+        }
         if self.reconfiguration.cannot_vouch() {
             return self.handle_unvouched(now, input);
         }
@@ -350,12 +360,8 @@ impl Node {
             Input::Message { from, message: Message::BootstrapQuery { ticket, round } } => {
                 self.answer_bootstrap(from, ticket, round)
             }
-            // A heartbeat's request is only kept, to echo in its requests to join: a member that
-            // added it counts it as heard from only so (review finding: without it, a node whose
-            // data dir was lost had one detection timeout, not `join_grace`, to catch up).
-            Input::Message { from, message: Message::Heartbeat { request, .. } } => {
-                self.join.heard(from, request, &sh.config.members);
-            }
+            // A heartbeat's request is only kept (in `handle`), to echo in its requests to join.
+            Input::Message { message: Message::Heartbeat { .. }, .. } => {}
             Input::Message { .. } => sh.stats.messages_dropped += 1,
             Input::Durable { through } => {
                 sh.outbox.mark_durable(through);
@@ -400,13 +406,6 @@ impl Node {
         if from == self.shared.me() {
             self.shared.stats.messages_dropped += 1;
             return;
-        }
-        // A node outside echoes each member's latest lease request in its requests to join,
-        // whatever the heartbeat's epoch: a member just added counts it as heard from only so.
-        if let Message::Heartbeat { request, .. } = &message
-            && self.stands_outside()
-        {
-            self.join.heard(from, *request, &self.shared.config.members);
         }
         let message = match message {
             // A node outside takes from the members only what was chosen (§7.6).

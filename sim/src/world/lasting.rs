@@ -230,9 +230,17 @@ impl World {
         self.schedule(self.now + length, Event::LastingPartitionEnd);
     }
 
-    /// `configuration` was just installed (first seen anywhere): a node it adds may be cut off
-    /// one way within half a second (`Faults::added_cut`).
-    pub(super) fn maybe_cut_added(&mut self, configuration: Configuration) {
+    /// A node is in `configuration`: if it is the first seen anywhere in its epoch, it was just
+    /// installed. It is kept for the `thrash` checker, with its time, and a node it adds may be
+    /// cut off one way within half a second (`Faults::added_cut`).
+    pub(super) fn on_configuration_seen(&mut self, configuration: Configuration) {
+        if !self.configurations.contains_key(&configuration.epoch) {
+            self.configurations.insert(configuration.epoch, (configuration.members, self.now));
+            self.maybe_cut_added(configuration);
+        }
+    }
+
+    fn maybe_cut_added(&mut self, configuration: Configuration) {
         if !self.params.minority_faults || self.faults.added_cut <= 0.0 || self.healed_at.is_some() {
             return;
         }
