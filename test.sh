@@ -85,7 +85,7 @@ start_node() { # id [--init]
         peers+="${peers:+,}$j=127.0.0.1:$((BASE + 1000 + j))"
     done
     "$SERVER" --id "$id" -s 127.0.0.1 -p $((BASE + id)) --peers "$peers" $MODE_FLAG $NODE_FLAGS $init -l info \
-        --credentials "$WORK/credentials/node-$id" \
+        --credentials "$WORK/$CREDENTIALS/node-$id" \
         --data-dir "$WORK/$MODE/node-$id" >>"$WORK/$MODE-node-$id.log" 2>&1 &
     PIDS[$id]=$!
 }
@@ -425,7 +425,17 @@ availability_phase() {
     BASE=$(pick_base_port)
     EXPECTED=()
     echo "== --availability (TCP): 3 nodes on 127.0.0.1 ports $BASE-$((BASE + 2))"
-    local id i value killed restarted
+    local id i value killed restarted out rc
+    # Every node of a cluster runs the same way: the classic cluster's credentials refuse it.
+    rc=0
+    out=$(timeout 10 "$SERVER" --id 0 -s 127.0.0.1 -p "$BASE" -t --availability --credentials "$WORK/credentials/node-0" \
+        --data-dir "$WORK/refused" 2>&1) || rc=$?
+    [[ $rc != 0 && $out == *"record that it runs without it"* ]] ||
+        fail "a node given --availability with credentials of a cluster without it started (exit $rc: $out)"
+    CHECKS=$((CHECKS + 1))
+    echo "   --availability refused with credentials made without it"
+    CREDENTIALS=credentials-availability
+    "$SERVER" init "$WORK/$CREDENTIALS" --ids 0,1,2 --availability >/dev/null || fail "dkv-server init --availability failed"
     for id in 0 1 2; do start_node "$id" --init; done
     for id in 0 1 2; do wait_ready "$id"; done
     value=$(random_value)
@@ -446,8 +456,11 @@ availability_phase() {
     done
 
     # Restarted with its first command line, --init included: its log holds records, so the
-    # flag is ignored (and the node says so).
+    # flag is ignored (and the node says so). And without --availability: the cluster's
+    # credentials say how it runs (a node that ran without would serve its stale copy).
+    NODE_FLAGS=""
     start_node 2 --init
+    NODE_FLAGS=--availability
     restarted=$EPOCHREALTIME
     for i in 0 1 2 3 4; do read_until_served 2 "missed-$i" "${EXPECTED[missed-$i]}" 45; done
     echo "   restarted node 2: it served all 5 writes it missed, from its own copy, $(seconds_since "$restarted") s after the restart"
@@ -515,7 +528,8 @@ availability_phase() {
 }
 
 # The cluster's credentials, made as an operator makes them: peers prove they are members.
-"$SERVER" init "$WORK/credentials" --ids 0,1,2 >/dev/null || fail "dkv-server init failed"
+CREDENTIALS=credentials
+"$SERVER" init "$WORK/$CREDENTIALS" --ids 0,1,2 >/dev/null || fail "dkv-server init failed"
 run_mode udp
 run_mode tcp
 availability_phase

@@ -7,10 +7,13 @@ mod common;
 use common::{Mode, ProcessCluster};
 use dkv_core::Outcome;
 use dkv_net::ClientError;
+use dkv_net::security::credentials::NodeCredentials;
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Each write's key, value and whether it was acknowledged (None: no outcome learned).
 type WriteLog = Arc<Mutex<Vec<(String, String, Option<bool>)>>>;
@@ -243,4 +246,67 @@ fn sigint_stops_nodes_cleanly_and_keeps_every_acknowledged_write() {
     let acknowledged = restart_all_and_check(&mut cluster, &log);
     assert!(acknowledged >= 63, "only {acknowledged} writes were acknowledged");
     cluster.stop_all_cleanly();
+}
+
+/// Every node of a cluster runs the same way, as its credentials record it: a node given
+/// --availability with credentials of a cluster made without it exits at once with an error
+/// that says how to switch, and `dkv-server availability on` records the switch.
+#[test]
+fn a_node_runs_as_its_clusters_credentials_say() {
+    let root = tempfile::tempdir().unwrap();
+    let credentials = root.path().join("credentials");
+    let init = Command::new(common::SERVER)
+        .arg("init")
+        .arg(&credentials)
+        .args(["--ids", "0,1,2"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("dkv-server init runs");
+    assert!(init.success());
+    let node_0 = credentials.join("node-0");
+    assert_eq!(NodeCredentials::load(&node_0).unwrap().availability, Some(false));
+
+    let ports = dkv_net::testing::free_ports(2);
+    let mut node = Command::new(common::SERVER)
+        .args(["--id", "0", "-s", "127.0.0.1", "-p", &ports[0].to_string(), "--peer-port", &ports[1].to_string()])
+        .args(["--peers", "1=127.0.0.1:1,2=127.0.0.1:2", "-t", "--availability", "--credentials"])
+        .arg(&node_0)
+        .arg("--data-dir")
+        .arg(root.path().join("node-0"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dkv-server starts");
+    // It must exit by itself; a node that started would run until killed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            node.kill().unwrap();
+            panic!("a node given --availability with credentials of a cluster without it started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    node.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("record that it runs without it") && stderr.contains("dkv-server availability on"),
+        "{stderr}"
+    );
+    assert!(!root.path().join("node-0").exists(), "refused before it touched its data dir");
+
+    let switch = Command::new(common::SERVER)
+        .args(["availability", "on"])
+        .args((0..3).map(|i| credentials.join(format!("node-{i}"))))
+        .stdout(Stdio::null())
+        .status()
+        .expect("dkv-server availability runs");
+    assert!(switch.success());
+    for i in 0..3 {
+        let loaded = NodeCredentials::load(&credentials.join(format!("node-{i}"))).unwrap();
+        assert_eq!(loaded.availability, Some(true), "node {i}");
+    }
 }

@@ -118,9 +118,10 @@ impl Message {
         }
     }
 
-    /// The epoch the message was sent in.
-    pub fn epoch(&self) -> Epoch {
-        match self {
+    /// The epoch the message was sent in; none for the bootstrap's messages, which are of no
+    /// epoch (a node bootstrapping has none yet) and are taken before any epoch check.
+    pub fn epoch(&self) -> Option<Epoch> {
+        Some(match self {
             Message::Prepare { epoch, .. }
             | Message::Vote { epoch, .. }
             | Message::Decision { epoch, .. }
@@ -133,9 +134,8 @@ impl Message {
             | Message::LeaseGrant { epoch, .. } => *epoch,
             Message::Paxos(message) => message.epoch(),
             Message::JoinRequest { epoch, .. } => *epoch,
-            // Of no epoch: taken before any epoch check (a node bootstrapping has none yet).
-            Message::BootstrapQuery { .. } | Message::BootstrapAnswer { .. } => Epoch::FIRST,
-        }
+            Message::BootstrapQuery { .. } | Message::BootstrapAnswer { .. } => return None,
+        })
     }
 
     /// A short name for traces and counters.

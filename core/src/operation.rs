@@ -354,7 +354,9 @@ pub enum NotServingReason {
     #[error("this node is not a member of the current configuration")]
     NotAMember,
     /// This node is catching up with the members and holds no current state yet.
-    #[error("this node is catching up with the members")]
+    #[error(
+        "this node is catching up with the members (if this is a new cluster's first start, every node needs --init: see the node's log)"
+    )]
     CatchingUp,
 }
 
@@ -363,7 +365,7 @@ pub enum NotServingReason {
 /// with the same request id is always safe and eventually returns the one true outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum TryAgainReason {
-    #[error("the node is starting up")]
+    #[error("the node is starting up, or waiting out the read lease of a member just removed (about half a second)")]
     Starting,
     #[error("a node is overloaded")]
     Busy,

@@ -90,23 +90,24 @@ pub enum ClientError {
     Unreachable { addrs: String },
     /// Every node refused the connection at the end, but an earlier try had sent the request.
     #[error(
-        "lost contact with {addrs} after the request was sent; it may or may not have been applied. Check that the nodes are running (writes need every node)"
+        "lost contact with {addrs} after the request was sent; {}. Check that the nodes are running (writes need every node)",
+        effect(*.read)
     )]
-    Lost { addrs: String },
+    Lost { addrs: String, read: bool },
     #[error(
-        "no answer from {addrs} within {timeout:?}; the request may or may not have been applied. Check that the nodes are running and reachable (writes need every node)"
+        "no answer from {addrs} within {timeout:?}; {}. Check that the nodes are running and reachable (writes need every node)",
+        effect(*.read)
     )]
-    Timeout { addrs: String, timeout: Duration },
-    #[error(
-        "no outcome within {timeout:?}: {reason}; the request may or may not have been applied, and retrying is safe"
-    )]
-    NoOutcome { reason: TryAgainReason, timeout: Duration },
+    Timeout { addrs: String, timeout: Duration, read: bool },
+    #[error("no outcome within {timeout:?}: {reason}; {}, and retrying is safe", effect(*.read))]
+    NoOutcome { reason: TryAgainReason, timeout: Duration, read: bool },
     /// Every node asked answered "not serving" (no read lease, not a member, catching up) until
     /// the request timeout. That attempt applied nothing; an earlier one may have.
     #[error(
-        "no node would serve the request within {timeout:?}: the last said {reason}; the request may or may not have been applied, and retrying is safe. Check that a majority of the nodes are running and reachable"
+        "no node would serve the request within {timeout:?}: the last said {reason}; {}, and retrying is safe. Check that a majority of the nodes are running and reachable",
+        effect(*.read)
     )]
-    NotServing { reason: NotServingReason, timeout: Duration },
+    NotServing { reason: NotServingReason, timeout: Duration, read: bool },
     #[error("the request is {len} bytes, more than one UDP datagram holds ({max} bytes); send it over TCP")]
     TooLargeForDatagram { len: usize, max: usize },
     /// A node refused the request's bytes (a frame it cannot take): that attempt applied
@@ -126,6 +127,11 @@ pub enum ClientError {
     Tls { addr: SocketAddr, reason: String, sent_before: bool },
 }
 
+/// What a request without an outcome may have done: a read (get or scan) changes nothing.
+fn effect(read: bool) -> &'static str {
+    if read { "a read changes nothing" } else { "the request may or may not have been applied" }
+}
+
 /// What an attempt that was refused means for the request, if an earlier attempt had sent
 /// it (otherwise the refusal says it all: nothing was applied).
 fn applied_text(sent_before: bool) -> &'static str {
@@ -138,8 +144,9 @@ fn applied_text(sent_before: bool) -> &'static str {
 
 impl ClientError {
     /// Whether the request may have taken effect. False only when it certainly did not: it was
-    /// never sent (nothing of it left this client), or it was refused before any node saw it.
-    /// Every other error leaves the outcome open, and a retry (same request id) is safe.
+    /// never sent (nothing of it left this client), it was refused before any node saw it, or
+    /// it was a read. Every other error leaves the outcome open, and a retry (same request id)
+    /// is safe.
     pub fn may_have_been_applied(&self) -> bool {
         match self {
             ClientError::NoNodes
@@ -147,10 +154,10 @@ impl ClientError {
             | ClientError::TooLargeForDatagram { .. }
             | ClientError::Socket(_)
             | ClientError::TokenWithoutTls => false,
-            ClientError::Lost { .. }
-            | ClientError::Timeout { .. }
-            | ClientError::NoOutcome { .. }
-            | ClientError::NotServing { .. } => true,
+            ClientError::Lost { read, .. }
+            | ClientError::Timeout { read, .. }
+            | ClientError::NoOutcome { read, .. }
+            | ClientError::NotServing { read, .. } => !read,
             ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }
@@ -424,11 +431,11 @@ impl Client {
             let now = Instant::now();
             if now >= deadline {
                 return Err(match (last_try_again, last_not_serving) {
-                    (_, Some(reason)) => ClientError::NotServing { reason, timeout },
-                    (Some(reason), None) => ClientError::NoOutcome { reason, timeout },
+                    (_, Some(reason)) => ClientError::NotServing { reason, timeout, read },
+                    (Some(reason), None) => ClientError::NoOutcome { reason, timeout, read },
                     // Every try timed out connecting: nothing was sent.
                     (None, None) if !self.request_sent => ClientError::Unreachable { addrs: self.addrs() },
-                    (None, None) => ClientError::Timeout { addrs: self.addrs(), timeout },
+                    (None, None) => ClientError::Timeout { addrs: self.addrs(), timeout, read },
                 });
             }
             let addr = self.config.nodes[self.node];
@@ -466,7 +473,7 @@ impl Client {
                         }
                         // A differently configured cluster does not heal by waiting: say so now.
                         Outcome::TryAgain(reason @ TryAgainReason::ConfigMismatch { .. }) => {
-                            return Err(ClientError::NoOutcome { reason, timeout: started.elapsed() });
+                            return Err(ClientError::NoOutcome { reason, timeout: started.elapsed(), read });
                         }
                         Outcome::TryAgain(reason) => {
                             tracing::debug!(%addr, request = %id, %reason, "try again");
@@ -513,7 +520,7 @@ impl Client {
                     if unreachable_in_a_row >= node_count {
                         let addrs = self.addrs();
                         return Err(if self.request_sent {
-                            ClientError::Lost { addrs }
+                            ClientError::Lost { addrs, read }
                         } else {
                             ClientError::Unreachable { addrs }
                         });
@@ -797,7 +804,7 @@ mod tests {
     }
 
     /// A write that a silent node took (a TCP listener that never answers, a UDP socket that
-    /// never reads) may have been applied: the error leaves the outcome open.
+    /// never reads) may have been applied: the error leaves the outcome open. A read's does not.
     #[test]
     fn write_to_a_silent_node_may_have_been_applied() {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -809,6 +816,14 @@ mod tests {
                 Err(error @ ClientError::Timeout { .. }) => {
                     assert!(error.may_have_been_applied(), "{transport:?}");
                     assert!(error.to_string().contains("may or may not have been applied"), "{error}");
+                }
+                other => panic!("{transport:?}: expected a timeout, got {other:?}"),
+            }
+            // A read changes nothing, and says so.
+            match client(addr, transport).get("k") {
+                Err(error @ ClientError::Timeout { .. }) => {
+                    assert!(!error.may_have_been_applied(), "{transport:?}");
+                    assert!(error.to_string().contains("a read changes nothing"), "{error}");
                 }
                 other => panic!("{transport:?}: expected a timeout, got {other:?}"),
             }
@@ -904,7 +919,7 @@ mod tests {
     }
 
     /// When every node keeps answering "not serving", the client gives up at its request timeout
-    /// and says so, leaving the outcome open; it paused between rounds instead of spinning.
+    /// and says so (a read, so nothing was changed); it paused between rounds instead of spinning.
     #[test]
     fn not_serving_everywhere_ends_at_the_deadline() {
         let (seen, saw) = std::sync::mpsc::channel();
@@ -917,8 +932,9 @@ mod tests {
         let started = Instant::now();
         match Client::new(config).unwrap().get("k") {
             Err(error @ ClientError::NotServing { .. }) => {
-                assert!(error.may_have_been_applied());
+                assert!(!error.may_have_been_applied(), "a read");
                 assert!(error.to_string().contains("no node would serve"), "{error}");
+                assert!(error.to_string().contains("a read changes nothing"), "{error}");
             }
             other => panic!("expected not serving, got {other:?}"),
         }

@@ -90,8 +90,12 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 pub enum ServerError {
     #[error(transparent)]
     Wal(#[from] WalError),
-    #[error("cannot listen on {addr} ({transport}): {source}; is another server using that port? pick another with -p")]
-    Bind { addr: SocketAddr, transport: &'static str, source: io::Error },
+    #[error(
+        "cannot listen on {addr} ({transport}, the {}): {source}; is another server using that port? pick another with {}",
+        if *.peer { "peer port" } else { "client port" },
+        if *.peer { "--peer-port" } else { "-p" }
+    )]
+    Bind { addr: SocketAddr, transport: &'static str, peer: bool, source: io::Error },
     #[error("cannot start the node: {0}")]
     Start(#[from] StartError),
     #[error("node {id} is listed among its own peers; --peers lists the other nodes only")]
@@ -388,7 +392,8 @@ impl Server {
             transport = ?self.config.transport,
             peers = self.config.peers.len(),
             configuration = %self.configuration,
-            "serving"
+            availability = self.config.timing.leases,
+            "listening (requests are answered once the node may serve: see the lines that follow)"
         );
         let mut events = Events::with_capacity(EVENTS_MAX);
         let now = self.clock.now();
@@ -1760,9 +1765,18 @@ fn peer_security(config: &ServerConfig) -> Result<PeerSecurity, ServerError> {
     Ok(security)
 }
 
+/// Whether a listening socket's token is one of the peer port's.
+fn is_peer(token: Token) -> bool {
+    token == PEER_LISTENER || token == PEER_UDP
+}
+
 fn bind_listener(addr: SocketAddr, token: Token, registry: &Registry) -> Result<TcpListener, ServerError> {
-    let mut listener =
-        TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "TCP", source })?;
+    let mut listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+        addr,
+        transport: "TCP",
+        peer: is_peer(token),
+        source,
+    })?;
     registry
         .register(&mut listener, token, Interest::READABLE)
         .map_err(|source| ServerError::EventLoop { what: "registering the listener", source })?;
@@ -1770,7 +1784,12 @@ fn bind_listener(addr: SocketAddr, token: Token, registry: &Registry) -> Result<
 }
 
 fn bind_udp(addr: SocketAddr, token: Token, registry: &Registry) -> Result<UdpSocket, ServerError> {
-    let mut udp = UdpSocket::bind(addr).map_err(|source| ServerError::Bind { addr, transport: "UDP", source })?;
+    let mut udp = UdpSocket::bind(addr).map_err(|source| ServerError::Bind {
+        addr,
+        transport: "UDP",
+        peer: is_peer(token),
+        source,
+    })?;
     registry
         .register(&mut udp, token, Interest::READABLE)
         .map_err(|source| ServerError::EventLoop { what: "registering the UDP socket", source })?;

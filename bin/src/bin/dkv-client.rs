@@ -632,7 +632,10 @@ fn main() -> ExitCode {
     for addr in std::iter::once(format!("{}:{}", cli.host, cli.port)).chain(cli.nodes.iter().cloned()) {
         match resolve(&addr) {
             Ok(addr) => nodes.push(addr),
-            Err(message) => usage_error(format!("{message}; give HOST and PORT of a dkv-server")),
+            // -s and -p name the first node, -n HOST:PORT the others.
+            Err(message) => {
+                usage_error(format!("{message} (the address of a dkv-server: -s HOST -p PORT, or -n HOST:PORT)"))
+            }
         }
     }
     let transport = if cli.udp { ClientTransport::Udp } else { ClientTransport::Tcp };

@@ -5,7 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
 use dkv_net::bootstrap::holds_no_log;
-use dkv_net::security::credentials::{NewUser, NodeCredentials, USERS_FILE, init_cluster, init_cluster_with_users};
+use dkv_net::security::credentials::{
+    NewUser, NodeCredentials, USERS_FILE, default_users, init_cluster_with_users, record_availability,
+};
 use dkv_net::security::users::{Role, load_users};
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -36,9 +38,10 @@ Every node of a cluster must be started with the same set of ids. A node whose d
 no log and that was not given --init takes part in nothing until it has caught up from the
 members (its data may have been lost; see --init). Peers talk on their own port and prove they
 are members with the credentials `init` made (mutual TLS, or sealed datagrams in -u mode);
-clients use -p. Writes need every node running, unless every node has
---availability: then a majority (a node down is removed within about 3 s, and added back once it
-returns), and a node serves reads only while a majority grants it a lease. Stop a node with
+clients use -p. Writes need every node running, unless the cluster runs with --availability
+(`dkv-server init --availability`, recorded in every node's credentials): then a majority (a node
+down is removed within about 3 s, and added back once it returns), and a node serves reads only
+while a majority grants it a lease. Stop a node with
 Ctrl-C or SIGTERM; kill -9 is safe too (acknowledged writes are on disk).";
 
 /// How far above the client port the peer port is, unless --peer-port says otherwise.
@@ -63,11 +66,20 @@ struct Cli {
 enum Command {
     /// Make a new cluster's credentials in a new folder DIR: a CA (DIR/ca.crt, and DIR/ca.key to
     /// keep offline), a folder per node (DIR/node-N, for --credentials) and one for clients
-    /// (DIR/client). Secrets are written readable by their owner only.
+    /// (DIR/client). Secrets are written readable by their owner only. Each node's folder also
+    /// records whether the cluster runs with --availability, so that every node runs the same way.
     #[command(
-        after_help = "Example:\n  dkv-server init creds --ids 0,1,2   # then give node N: --credentials creds/node-N"
+        after_help = "Examples:\n  dkv-server init creds --ids 0,1,2   # then give node N: --credentials creds/node-N\n  dkv-server init creds --availability   # a cluster that keeps taking writes while a minority is down"
     )]
     Init(InitArgs),
+    /// Change whether a cluster runs with --availability, in the node credentials folders given
+    /// (DIR/node-N). Stop every node of the cluster first, change every node's folder, then start
+    /// them all: a cluster whose nodes run in both ways can serve stale reads (a node without it
+    /// answers reads without a lease, even once the others removed it).
+    #[command(
+        after_help = "Example, with every node stopped:\n  dkv-server availability on creds/node-0 creds/node-1 creds/node-2"
+    )]
+    Availability(AvailabilityArgs),
     /// Start a working 3-node cluster on loopback in this one process, and print how to use it.
     #[command(
         after_help = "Examples:\n  dkv-server demo                      # nodes on 127.0.0.1:9099-9101, data in ./dkv-demo-data\n  dkv-server demo -p 9200 -t --data-dir /tmp/dkv-demo   # TCP only, other ports and folder"
@@ -114,8 +126,12 @@ struct NodeArgs {
     /// added back, catches up from a member and serves again. The costs: a node serves reads
     /// only while a majority grants it a lease (else it answers "not serving", and clients ask
     /// another node); a node cut off from its majority stops serving; writes wait about half a
-    /// second after a start and after each removal. Every node of the cluster needs it. Not
-    /// with -u: a node catches up over the TCP peer port.
+    /// second after a start and after each removal. Every node of the cluster must run the same
+    /// way, so the cluster's credentials record it (`dkv-server init --availability`): with
+    /// those every node runs so, with or without this flag, and credentials that record the
+    /// cluster runs without it refuse it (`dkv-server availability` changes it). Only
+    /// credentials made before dkv recorded it, and --insecure, go by this flag alone. Not with
+    /// -u: a node catches up over the TCP peer port.
     #[arg(long, conflicts_with = "udp")]
     availability: bool,
     /// This node's data dir starts a new cluster: give it to every node on the cluster's first
@@ -164,6 +180,21 @@ struct InitArgs {
     /// one user, admin:admin.
     #[arg(long = "user", value_parser = parse_user)]
     users: Vec<NewUser>,
+    /// The cluster runs with configuration changes: every node then runs as with
+    /// `dkv-server --availability` (see the node flags), whether or not its command line says so.
+    /// Without it, no node of the cluster may be started with --availability.
+    #[arg(long)]
+    availability: bool,
+}
+
+#[derive(Args)]
+struct AvailabilityArgs {
+    /// on: the cluster runs with --availability; off: it runs without (classic two-phase commit).
+    #[arg(value_parser = ["on", "off"])]
+    mode: String,
+    /// Node credentials folders made by `dkv-server init` (DIR/node-N): every node's.
+    #[arg(required = true)]
+    folders: Vec<PathBuf>,
 }
 
 fn parse_user(s: &str) -> Result<NewUser, String> {
@@ -192,7 +223,8 @@ struct DemoArgs {
     udp: bool,
     /// Configuration changes on (see the node flags). Off by default here: the demo's three
     /// nodes run in one process and stop together, so none can fail alone, and changes would
-    /// only cost their lease wait and leases.
+    /// only cost their lease wait and leases. Recorded in the demo's credentials on its first
+    /// start, as `dkv-server init --availability` records it: later starts run the same way.
     #[arg(long, conflicts_with = "udp")]
     availability: bool,
     /// Log level: error, info or debug (or 0, 1, 2).
@@ -219,6 +251,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Demo(args)) => run_demo(args),
         Some(Command::Init(args)) => run_init(args),
+        Some(Command::Availability(args)) => run_availability(args),
         None => run_node(cli.node),
     };
     match result {
@@ -232,12 +265,9 @@ fn main() -> ExitCode {
 
 fn run_init(args: InitArgs) -> Result<(), String> {
     let ids: Vec<NodeId> = args.ids.iter().map(|&id| NodeId(id)).collect();
-    let cluster = if args.users.is_empty() {
-        init_cluster(&args.dir, &ids)
-    } else {
-        init_cluster_with_users(&args.dir, &ids, &args.users)
-    }
-    .map_err(|e| e.to_string())?;
+    let users = if args.users.is_empty() { default_users() } else { args.users };
+    let cluster =
+        init_cluster_with_users(&args.dir, &ids, &users, Some(args.availability)).map_err(|e| e.to_string())?;
     let dir = args.dir.display();
     println!(
         "cluster {cluster}: credentials in {dir}\n  \
@@ -246,6 +276,38 @@ fn run_init(args: InitArgs) -> Result<(), String> {
            keep {dir}/ca.key offline: it can make new members"
     );
     Ok(())
+}
+
+fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
+    let on = args.mode == "on";
+    for folder in &args.folders {
+        record_availability(folder, on).map_err(|e| e.to_string())?;
+        println!("{}: availability {}", folder.display(), args.mode);
+    }
+    println!("start every node of the cluster only once every node's folder says the same");
+    Ok(())
+}
+
+/// Whether this node runs with configuration changes: as its cluster's credentials record it
+/// (`dkv-server init [--availability]`), or, in credentials made before dkv recorded it and
+/// without credentials, as `--availability` (`flag`) says.
+fn availability(flag: bool, credentials: Option<&NodeCredentials>) -> Result<bool, String> {
+    let Some(credentials) = credentials else { return Ok(flag) };
+    match credentials.availability {
+        Some(true) => Ok(true),
+        Some(false) if flag => Err(format!(
+            "--availability given, but this cluster's credentials record that it runs without it (node {}'s identity file says 'availability off'); every node of a cluster must run the same way, or a node without it could serve stale reads once the others removed it. Start this node without --availability, or switch the whole cluster: stop every node, run `dkv-server availability on FOLDER` for every node's credentials folder, then start them all",
+            credentials.node
+        )),
+        Some(false) => Ok(false),
+        None => {
+            tracing::warn!(
+                availability = flag,
+                "these credentials were made before dkv recorded whether a cluster runs with --availability: start every node the same way, or record it with `dkv-server availability on|off FOLDER` (every node stopped)"
+            );
+            Ok(flag)
+        }
+    }
 }
 
 /// The peer port: --peer-port, or the client port plus [`PEER_PORT_OFFSET`].
@@ -264,11 +326,15 @@ fn load_credentials(dir: &Path, id: NodeId) -> Result<Arc<NodeCredentials>, Stri
 
 fn run_node(args: NodeArgs) -> Result<(), String> {
     init_logging(args.log);
-    let listen = resolve(&format!("{}:{}", args.host, args.port))?;
-    let peer_listen = resolve(&format!("{}:{}", args.host, peer_port(args.port, args.peer_port)?))?;
+    let host = |e: String| {
+        format!("-s {}: {e}", args.host)
+            .replace("; give HOST:PORT, e.g. 10.0.0.2:9099", "; give -s a host name or address of this machine")
+    };
+    let listen = resolve(&format!("{}:{}", args.host, args.port)).map_err(host)?;
+    let peer_listen = resolve(&format!("{}:{}", args.host, peer_port(args.port, args.peer_port)?)).map_err(host)?;
     let mut peers = BTreeMap::new();
     for (id, addr) in &args.peers {
-        if peers.insert(*id, resolve(addr)?).is_some() {
+        if peers.insert(*id, resolve(addr).map_err(|e| format!("--peers {id}={addr}: {e}"))?).is_some() {
             return Err(format!("node id {id} appears twice in --peers; give each node once"));
         }
     }
@@ -283,7 +349,10 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
     }
     config.insecure = args.insecure;
     config.init = args.init;
-    config.timing.leases = args.availability;
+    config.timing.leases = availability(args.availability, config.credentials.as_deref())?;
+    if config.timing.leases && config.transport == Transport::Udp {
+        return Err("this cluster runs with --availability (its credentials say so), which needs TCP peer links: start it without -u".into());
+    }
     config.connection.buffer_bytes_max = (args.buffer_budget_mib as usize) << 20;
     if config.transport == Transport::Udp {
         tracing::info!(
@@ -308,7 +377,9 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     // The demo's own cluster: credentials made on its first start, kept with its data.
     let credentials = args.data_dir.join("credentials");
     if !credentials.exists() {
-        init_cluster(&credentials, &[NodeId(0), NodeId(1), NodeId(2)]).map_err(|e| e.to_string())?;
+        let nodes = [NodeId(0), NodeId(1), NodeId(2)];
+        init_cluster_with_users(&credentials, &nodes, &default_users(), Some(args.availability))
+            .map_err(|e| e.to_string())?;
     }
     let mut configs = Vec::new();
     for i in 0..3 {
@@ -317,7 +388,14 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         let id = NodeId(i as u8);
         let mut config = ServerConfig::new(id, loopback(ports[i]), loopback(peer_ports[i]), peers, transport, dir);
         config.credentials = Some(load_credentials(&credentials.join(format!("node-{i}")), id)?);
-        config.timing.leases = args.availability;
+        config.timing.leases = availability(args.availability, config.credentials.as_deref())
+            .map_err(|e| format!("{e} (or delete {} to start over)", args.data_dir.display()))?;
+        if config.timing.leases && transport == Transport::Udp {
+            return Err(format!(
+                "this demo's cluster runs with --availability, which needs TCP peer links: run it without -u, or delete {} to start over",
+                args.data_dir.display()
+            ));
+        }
         configs.push(config);
     }
     // The demo owns its three data dirs, so it knows what an operator would: the cluster is
@@ -327,10 +405,10 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     let new_cluster = empty_logs.iter().all(|&empty| empty);
     for (config, _) in configs.iter().zip(&empty_logs).filter(|(_, empty)| **empty && !new_cluster) {
         let dir = config.data_dir.display();
-        let what = if args.availability {
+        let what = if config.timing.leases {
             "it catches up from the other two before it takes part (a few seconds)"
         } else {
-            "it takes part in nothing until it has caught up from the other two, which needs the demo started with --availability; until then writes fail"
+            "it takes part in nothing until it has caught up from the other two, which needs a demo cluster made with --availability; until then writes fail"
         };
         eprintln!(
             "dkv demo: {dir} holds no log while the other nodes keep theirs, so node {}'s data was lost: {what}. Delete {} to start over.",
@@ -338,6 +416,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
             args.data_dir.display()
         );
     }
+    let availability = configs.iter().all(|config| config.timing.leases);
     let mut servers = Vec::new();
     for mut config in configs {
         config.init = new_cluster;
@@ -352,13 +431,14 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
     println!(
         "dkv demo: 3 nodes on 127.0.0.1 ports {ports_list} ({}), data in {}\n\
          (peers on ports {peer_list}, {peer_security}; the cluster's credentials are in {}/credentials)\n\
+         {changes}\n\
          \n\
          In another terminal, try:\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} put hello world\n  \
            cargo run --release --bin dkv-client --{mode} -p {p1} get hello\n  \
            cargo run --release --bin dkv-client --{mode} -p {p2} txn put:a=1 update:hello=there delete:a\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} -o 1 -k hello          # the original project's flags\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n\
+           cargo run --release --bin dkv-client --{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n  \
            cargo run --release --bin dkv-client --{mode} -p {p0} --tls {creds}/client --user-file {creds}/client/admin.user get hello   # over TLS, as a user\n\
          \n\
          Stop with Ctrl-C; start the demo again and your data is still there (delete {} to start over).",
@@ -373,6 +453,11 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         peer_list = peer_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
         peer_security = if transport == Transport::Udp { "sealed UDP datagrams" } else { "mutual TLS" },
         creds = credentials.display(),
+        changes = if availability {
+            "With --availability (recorded in the credentials): configuration changes and read leases on."
+        } else {
+            "Classic two-phase commit: every write needs all three nodes (--availability is off, as the credentials record)."
+        },
         p0 = ports[0],
         p1 = ports[1],
         p2 = ports[2],

@@ -67,6 +67,7 @@ impl Cluster {
             .arg("init")
             .arg(root.join("credentials"))
             .args(["--ids", &ids.join(",")])
+            .args(spec.availability.then_some("--availability"))
             .stdout(Stdio::null())
             .status()
             .map_err(|source| ClusterError::Spawn { server: spec.server.clone(), source })?;

@@ -52,7 +52,9 @@ pub enum Frame {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum FrameError {
-    #[error("not a dkv frame (bad magic bytes); is this a dkv client talking to a dkv server?")]
+    #[error(
+        "not a dkv frame (bad magic bytes); is this a dkv client talking to a dkv server's client port (-p), not its peer port (-p plus 1000) or another program?"
+    )]
     BadMagic,
     #[error("frame version {found} is not supported (this build speaks version {VERSION}); upgrade the older side")]
     UnsupportedVersion { found: u8 },

@@ -448,9 +448,12 @@ impl Node {
             return;
         }
         // A member still in an older epoch is told the value it lacks, whatever it sends.
-        if message.epoch() < self.shared.epoch() {
+        let epoch = message.epoch();
+        if let Some(older) = epoch
+            && older < self.shared.epoch()
+        {
             self.shared.stats.epoch_mismatches += 1;
-            self.tell_chosen(from, message.epoch());
+            self.tell_chosen(from, older);
             return;
         }
         let Node { shared: sh, coordinator, participant, join, .. } = self;
@@ -465,7 +468,7 @@ impl Node {
         }
         // Two-phase commit runs inside one epoch: a message of another is not about this
         // configuration's transactions (and a heartbeat of another is not heard from).
-        if message.epoch() != sh.epoch() {
+        if epoch != Some(sh.epoch()) {
             sh.stats.epoch_mismatches += 1;
             return;
         }

@@ -7,7 +7,8 @@
 //! ```text
 //! DIR/ca.crt             the cluster's CA certificate (public)
 //! DIR/ca.key             the CA's private key (0600): it can mint members; keep it offline
-//! DIR/node-N/identity    "cluster <16 hex digits>" and "node N"
+//! DIR/node-N/identity    "cluster <16 hex digits>", "node N" and "availability on|off" (how
+//!                        every node of the cluster runs: see [`NodeCredentials::availability`])
 //! DIR/node-N/ca.crt      a copy of the CA certificate, to verify the other members
 //! DIR/node-N/node.crt    this member's certificate, naming it (see [`peer_name`])
 //! DIR/node-N/node.key    its private key (0600)
@@ -82,7 +83,7 @@ pub enum CredentialsError {
     #[error("{path} is not valid: {reason}; make the credentials again with `dkv-server init`")]
     Invalid { path: PathBuf, reason: String },
     #[error(
-        "the credentials in {dir} are node {found}'s, but this is node {expected}; give --credentials DIR/node-{expected}"
+        "the credentials in {dir} are node {found}'s, but this is node {expected}; give --credentials DIR/node-{}", expected.0
     )]
     WrongNode { dir: PathBuf, found: NodeId, expected: NodeId },
     #[error("cannot make a certificate: {0}")]
@@ -105,6 +106,12 @@ pub struct NodeCredentials {
     pub key: PrivateKeyDer<'static>,
     /// The key this member shares with each other member: seals their datagrams in UDP mode.
     pub peer_keys: std::collections::BTreeMap<NodeId, [u8; PAIR_KEY_BYTES]>,
+    /// Whether the cluster runs with configuration changes (`dkv-server --availability`), as
+    /// `dkv-server init` recorded it for every member at once; `None` in credentials made
+    /// before dkv recorded it. Every node of a cluster must run the same way: a node without
+    /// changes serves reads from memory without a lease, so once the others removed it, it
+    /// would answer stale values (docs/protocol.md §7.5).
+    pub availability: Option<bool>,
 }
 
 /// Shows who the credentials are for, never the keys: whatever prints a configuration must not
@@ -124,7 +131,7 @@ impl NodeCredentials {
     /// Loads the credentials `init_cluster` wrote for one member into `dir` (DIR/node-N).
     pub fn load(dir: &Path) -> Result<NodeCredentials, CredentialsError> {
         let identity = read_text(&dir.join(IDENTITY_FILE))?;
-        let (cluster, node) = parse_identity(&dir.join(IDENTITY_FILE), &identity)?;
+        let Identity { cluster, node, availability } = parse_identity(&dir.join(IDENTITY_FILE), &identity)?;
         let node = node.ok_or_else(|| invalid(&dir.join(IDENTITY_FILE), "it names no node"))?;
         let ca = read_certificate(&dir.join(CA_CERT_FILE))?;
         let certificate = read_certificate(&dir.join(NODE_CERT_FILE))?;
@@ -134,7 +141,7 @@ impl NodeCredentials {
         let peer_keys_path = dir.join(PEER_KEYS_FILE);
         check_private(&peer_keys_path)?;
         let peer_keys = parse_peer_keys(&peer_keys_path, &read_text(&peer_keys_path)?)?;
-        Ok(NodeCredentials { cluster, node, ca, certificate, key, peer_keys })
+        Ok(NodeCredentials { cluster, node, ca, certificate, key, peer_keys, availability })
     }
 
     /// Like [`NodeCredentials::load`], and checks that they belong to node `expected`.
@@ -182,7 +189,7 @@ impl ClientTrust {
     /// Loads DIR/client (or any member's folder: it holds the same CA and cluster id).
     pub fn load(dir: &Path) -> Result<ClientTrust, CredentialsError> {
         let path = dir.join(IDENTITY_FILE);
-        let (cluster, _) = parse_identity(&path, &read_text(&path)?)?;
+        let cluster = parse_identity(&path, &read_text(&path)?)?.cluster;
         Ok(ClientTrust { cluster, ca: read_certificate(&dir.join(CA_CERT_FILE))?, certificate: None })
     }
 }
@@ -195,16 +202,27 @@ pub struct NewUser {
     pub prefix: String,
 }
 
-/// [`init_cluster_with_users`] with one user, `admin`, who may do everything.
+/// The one user `dkv-server init` makes when it is given none: `admin`, who may do everything.
+pub fn default_users() -> Vec<NewUser> {
+    vec![NewUser { name: "admin".into(), role: Role::Admin, prefix: String::new() }]
+}
+
+/// [`init_cluster_with_users`] with the [`default_users`], recording no availability (for
+/// tests and tools that give each node its mode themselves).
 pub fn init_cluster(dir: &Path, nodes: &[NodeId]) -> Result<ClusterId, CredentialsError> {
-    let admin = NewUser { name: "admin".into(), role: Role::Admin, prefix: String::new() };
-    init_cluster_with_users(dir, nodes, &[admin])
+    init_cluster_with_users(dir, nodes, &default_users(), None)
 }
 
 /// Makes a new cluster's credentials in `dir`, which must not exist yet: a CA, and for each of
-/// `nodes` a folder with its certificate, key, the cluster key and the users; plus a folder for
+/// `nodes` a folder with its certificate, key, the cluster key and the users, and `availability`
+/// (whether the cluster runs with configuration changes, when given); plus a folder for
 /// clients, with a file per user. Returns the new cluster's id.
-pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) -> Result<ClusterId, CredentialsError> {
+pub fn init_cluster_with_users(
+    dir: &Path,
+    nodes: &[NodeId],
+    users: &[NewUser],
+    availability: Option<bool>,
+) -> Result<ClusterId, CredentialsError> {
     let distinct: std::collections::BTreeSet<u8> = nodes.iter().map(|n| n.0).collect();
     if nodes.is_empty() || distinct.len() != nodes.len() || distinct.iter().any(|&id| id >= 64) {
         return Err(CredentialsError::BadNodes);
@@ -263,7 +281,8 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &issuer)?;
-        write_file(&node_dir.join(IDENTITY_FILE), identity_text(cluster, Some(node)).as_bytes(), false)?;
+        let identity = Identity { cluster, node: Some(node), availability };
+        write_file(&node_dir.join(IDENTITY_FILE), identity.text().as_bytes(), false)?;
         write_file(&node_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
         write_file(&node_dir.join(NODE_CERT_FILE), cert.pem().as_bytes(), false)?;
         write_file(&node_dir.join(NODE_KEY_FILE), key.serialize_pem().as_bytes(), true)?;
@@ -279,7 +298,8 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
     }
     let client_dir = dir.join("client");
     create_dir(&client_dir)?;
-    write_file(&client_dir.join(IDENTITY_FILE), identity_text(cluster, None).as_bytes(), false)?;
+    let identity = Identity { cluster, node: None, availability: None };
+    write_file(&client_dir.join(IDENTITY_FILE), identity.text().as_bytes(), false)?;
     write_file(&client_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), false)?;
     for (user, token) in users.iter().zip(&tokens) {
         write_file(
@@ -302,17 +322,34 @@ pub fn init_cluster_with_users(dir: &Path, nodes: &[NodeId], users: &[NewUser]) 
     Ok(cluster)
 }
 
-fn identity_text(cluster: ClusterId, node: Option<NodeId>) -> String {
-    let mut text = format!("# dkv identity, written by `dkv-server init`\ncluster {cluster}\n");
-    if let Some(node) = node {
-        text += &format!("node {}\n", node.0);
-    }
-    text
+/// What an `identity` file says: the cluster; the node, in a member's folder; and, in a
+/// member's folder made since dkv records it, whether the cluster runs with configuration
+/// changes.
+struct Identity {
+    cluster: ClusterId,
+    node: Option<NodeId>,
+    availability: Option<bool>,
 }
 
-fn parse_identity(path: &Path, text: &str) -> Result<(ClusterId, Option<NodeId>), CredentialsError> {
+impl Identity {
+    fn text(&self) -> String {
+        let mut text = format!("# dkv identity, written by `dkv-server init`\ncluster {}\n", self.cluster);
+        if let Some(node) = self.node {
+            text += &format!("node {}\n", node.0);
+        }
+        if let Some(on) = self.availability {
+            text += "# how every node of the cluster runs (dkv-server --availability); change it only with\n";
+            text += "# every node stopped, in every node's folder: `dkv-server availability on|off FOLDER`\n";
+            text += if on { "availability on\n" } else { "availability off\n" };
+        }
+        text
+    }
+}
+
+fn parse_identity(path: &Path, text: &str) -> Result<Identity, CredentialsError> {
     let mut cluster = None;
     let mut node = None;
+    let mut availability = None;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         match line.split_once(' ') {
             Some(("cluster", hex)) => {
@@ -323,10 +360,39 @@ fn parse_identity(path: &Path, text: &str) -> Result<(ClusterId, Option<NodeId>)
                 let id: u8 = id.trim().parse().map_err(|_| invalid(path, "the node id is not a number"))?;
                 node = Some(NodeId(id));
             }
+            Some(("availability", value)) => {
+                availability = Some(match value.trim() {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(invalid(path, "availability is neither 'on' nor 'off'")),
+                });
+            }
             _ => return Err(invalid(path, &format!("unexpected line '{line}'"))),
         }
     }
-    Ok((cluster.ok_or_else(|| invalid(path, "it names no cluster"))?, node))
+    let cluster = cluster.ok_or_else(|| invalid(path, "it names no cluster"))?;
+    Ok(Identity { cluster, node, availability })
+}
+
+/// Records in a member's credentials folder `dir` (DIR/node-N) whether its cluster runs with
+/// configuration changes (`dkv-server availability on|off`). Every node of the cluster must be
+/// stopped, and every node's folder changed, before any starts again: a cluster whose nodes run
+/// in both ways can serve stale reads. The file is replaced whole (written aside, synced,
+/// renamed, the folder synced), so a crash leaves the old one or the new one.
+pub fn record_availability(dir: &Path, on: bool) -> Result<(), CredentialsError> {
+    let path = dir.join(IDENTITY_FILE);
+    let mut identity = parse_identity(&path, &read_text(&path)?)?;
+    if identity.node.is_none() {
+        return Err(invalid(&path, "it names no node: give a member's folder (DIR/node-N), not the clients'"));
+    }
+    identity.availability = Some(on);
+    let aside = dir.join(format!("{IDENTITY_FILE}.new"));
+    let io = |source| CredentialsError::Write { path: aside.clone(), source };
+    let _ = fs::remove_file(&aside);
+    write_file(&aside, identity.text().as_bytes(), false)?;
+    fs::rename(&aside, &path).map_err(io)?;
+    fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+    Ok(())
 }
 
 fn parse_peer_keys(
@@ -422,6 +488,39 @@ mod tests {
         assert!(matches!(init_cluster(&path, &[NodeId(0)]), Err(CredentialsError::Exists { .. })));
         let shown = format!("{n0:?}");
         assert!(shown.contains("(secret)") && !shown.contains(&hex(&n0.peer_keys[&NodeId(2)])), "{shown}");
+    }
+
+    /// How the cluster runs is recorded in every member's folder at once, read back, changed
+    /// only by `record_availability` (keeping the rest of the file), and absent from credentials
+    /// that never recorded it; a value that is neither on nor off is refused.
+    #[test]
+    fn availability_is_recorded_for_every_member_and_changed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = [NodeId(0), NodeId(1), NodeId(2)];
+        let on = dir.path().join("on");
+        let cluster = init_cluster_with_users(&on, &nodes, &default_users(), Some(true)).unwrap();
+        for node in nodes {
+            let loaded = NodeCredentials::load_for(&on.join(format!("node-{}", node.0)), node).unwrap();
+            assert_eq!((loaded.cluster, loaded.availability), (cluster, Some(true)));
+        }
+        assert_eq!(ClientTrust::load(&on.join("client")).unwrap().cluster, cluster);
+
+        record_availability(&on.join("node-1"), false).unwrap();
+        let changed = NodeCredentials::load_for(&on.join("node-1"), NodeId(1)).unwrap();
+        assert_eq!((changed.cluster, changed.availability), (cluster, Some(false)));
+        assert!(!on.join("node-1/identity.new").exists(), "nothing is left aside");
+        assert_eq!(NodeCredentials::load(&on.join("node-0")).unwrap().availability, Some(true), "one folder only");
+        assert!(matches!(record_availability(&on.join("client"), true), Err(CredentialsError::Invalid { .. })));
+
+        let never = dir.path().join("never");
+        init_cluster(&never, &nodes).unwrap();
+        assert_eq!(NodeCredentials::load(&never.join("node-0")).unwrap().availability, None);
+
+        let identity = on.join("node-2/identity");
+        let text = fs::read_to_string(&identity).unwrap().replace("availability on", "availability maybe");
+        fs::remove_file(&identity).unwrap();
+        fs::write(&identity, text).unwrap();
+        assert!(matches!(NodeCredentials::load(&on.join("node-2")), Err(CredentialsError::Invalid { .. })));
     }
 
     /// Secrets are written 0600, and a secret others may read is refused with advice.

@@ -120,7 +120,7 @@ impl TestCluster {
         let dirs = (0..nodes).map(|i| root.path().join(format!("node-{i}"))).collect();
         let credentials = root.path().join("credentials");
         let ids: Vec<NodeId> = (0..nodes).map(|i| NodeId(i as u8)).collect();
-        init_cluster_with_users(&credentials, &ids, users).expect("credentials are made");
+        init_cluster_with_users(&credentials, &ids, users, None).expect("credentials are made");
         let handles = (0..nodes).map(|_| None).collect();
         let started = vec![false; nodes];
         let peer_routes = peer_addrs.clone();
