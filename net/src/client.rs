@@ -144,20 +144,32 @@ fn applied_text(sent_before: bool) -> &'static str {
 
 impl ClientError {
     /// Whether the request may have taken effect. False only when it certainly did not: it was
-    /// never sent (nothing of it left this client), it was refused before any node saw it, or
-    /// it was a read. Every other error leaves the outcome open, and a retry (same request id)
-    /// is safe.
+    /// never sent ([`ClientError::was_sent`]), or it was a read. Every other error leaves the
+    /// outcome open, and a retry (same request id) is safe.
     pub fn may_have_been_applied(&self) -> bool {
+        let read = match self {
+            ClientError::Lost { read, .. }
+            | ClientError::Timeout { read, .. }
+            | ClientError::NoOutcome { read, .. }
+            | ClientError::NotServing { read, .. } => *read,
+            _ => false,
+        };
+        self.was_sent() && !read
+    }
+
+    /// Whether any of the request may have reached a node. False only when nothing of it left
+    /// this client, or it was refused before any node saw it.
+    pub fn was_sent(&self) -> bool {
         match self {
             ClientError::NoNodes
             | ClientError::Unreachable { .. }
             | ClientError::TooLargeForDatagram { .. }
             | ClientError::Socket(_)
             | ClientError::TokenWithoutTls => false,
-            ClientError::Lost { read, .. }
-            | ClientError::Timeout { read, .. }
-            | ClientError::NoOutcome { read, .. }
-            | ClientError::NotServing { read, .. } => !read,
+            ClientError::Lost { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NoOutcome { .. }
+            | ClientError::NotServing { .. } => true,
             ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }

@@ -109,9 +109,24 @@ pub enum ServerError {
     )]
     NoCredentials { id: NodeId },
     #[error(
-        "the credentials given are node {found}'s, but this is node {expected}; give --credentials DIR/node-{expected}"
+        "the credentials given are node {found}'s, but this is node {expected}; give --credentials DIR/node-{}",
+        expected.0
     )]
     WrongCredentials { found: NodeId, expected: NodeId },
+    #[error(
+        "this node's credentials record that its cluster runs {}, but this node was set to run {}; every node of a cluster must run the same way (a node without configuration changes could serve stale reads once the others removed it)",
+        with_or_without(*.recorded),
+        with_or_without(*.running)
+    )]
+    ModeDiffers { recorded: bool, running: bool },
+    #[error(
+        "peer {peer} is in epoch {epoch}, later than this node's {mine}: the others changed the configuration, which only nodes with --availability do, and this node runs without it. It may have been removed, so it stops rather than serve stale values. Every node of a cluster must run the same way: make every node's credentials say the same (stop every node, then `dkv-server availability on|off` for each node's folder) and start it again"
+    )]
+    ModesMixed { peer: NodeId, epoch: Epoch, mine: Epoch },
+    #[error(
+        "this node runs without --availability, yet its peers changed the configuration (to {configuration}), which only nodes with it do; it stops rather than serve values the others may have moved past. Every node of a cluster must run the same way: make every node's credentials say the same (stop every node, then `dkv-server availability on|off` for each node's folder) and start it again"
+    )]
+    ConfigurationChangedWithoutAvailability { configuration: dkv_core::Configuration },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
     #[error("cannot keep the peer session in data dir {dir}: {source}; check that it is writable")]
@@ -120,6 +135,10 @@ pub enum ServerError {
         "refusing to serve clients on {addr} without authentication: anyone who reaches that address could read and write every key. Require users (dkv-server --require-auth), listen on a loopback address, or accept the risk with --insecure"
     )]
     Unprotected { addr: SocketAddr },
+}
+
+fn with_or_without(availability: bool) -> &'static str {
+    if availability { "with --availability" } else { "without --availability" }
 }
 
 /// Who sent a frame, as far as this node can vouch.
@@ -1069,6 +1088,17 @@ impl Server {
             (Frame::Peer { cluster, from, message }, Sender::Member(member))
                 if from == member && cluster == self.cluster =>
             {
+                // A cluster without configuration changes never leaves its first epoch: a later
+                // one means peers run with them, may have removed this node, and commit without
+                // it, while it would answer reads from memory without a lease.
+                let mine = self.node.configuration().epoch;
+                if !self.config.timing.leases
+                    && let Some(epoch) = message.epoch()
+                    && epoch > mine
+                {
+                    tracing::error!(node = %self.config.id, peer = %from, %epoch, %mine, "a peer is in a later epoch, and this node runs without --availability: stopping");
+                    return Err(ServerError::ModesMixed { peer: from, epoch, mine });
+                }
                 self.node.handle(now, Input::Message { from, message })
             }
             (Frame::Peer { cluster, from, .. }, sender) => {
@@ -1454,6 +1484,11 @@ impl Server {
         if configuration != self.configuration {
             let member = configuration.contains(self.config.id);
             tracing::info!(node = %self.config.id, from = %self.configuration, to = %configuration, member, "configuration installed");
+            // A cluster without configuration changes never leaves its first epoch (see the
+            // check in `on_frame`).
+            if !self.config.timing.leases && configuration.epoch > self.configuration.epoch {
+                return Err(ServerError::ConfigurationChangedWithoutAvailability { configuration });
+            }
             self.configuration = configuration;
         }
         Ok(())
@@ -1607,7 +1642,7 @@ impl Server {
             tracing::warn!(
                 %node,
                 data_dir = %dir,
-                "--init was given, but another node already holds this cluster's state: this node's data dir {dir} was lost or replaced, so it bootstraps nothing, and votes on and serves nothing until it has caught up from the members (with --availability). Leave --init off restarts"
+                "--init was given, but another node already holds this cluster's state: this node's data dir {dir} was lost or replaced, so it bootstraps nothing, and votes on and serves nothing until it has caught up from the members (in a cluster that runs with --availability). Leave --init off restarts"
             );
         }
     }
@@ -1698,7 +1733,7 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
             let how = if config.timing.leases {
                 "who remove it and add it back to catch up (--availability)"
             } else {
-                "which needs --availability on every node: without it, it stays out and writes fail"
+                "which needs a cluster that runs with --availability (`dkv-server availability on`, every node stopped): without it, it stays out and writes fail"
             };
             tracing::warn!(
                 node = %config.id,
@@ -1739,7 +1774,12 @@ pub(crate) fn cluster_of(config: &ServerConfig) -> Result<ClusterId, ServerError
         Some(credentials) if credentials.node != config.id => {
             Err(ServerError::WrongCredentials { found: credentials.node, expected: config.id })
         }
-        Some(credentials) => Ok(credentials.cluster),
+        Some(credentials) => match credentials.availability {
+            Some(recorded) if recorded != config.timing.leases => {
+                Err(ServerError::ModeDiffers { recorded, running: config.timing.leases })
+            }
+            _ => Ok(credentials.cluster),
+        },
     }
 }
 

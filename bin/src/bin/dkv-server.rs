@@ -6,7 +6,7 @@ use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::NodeId;
 use dkv_net::bootstrap::holds_no_log;
 use dkv_net::security::credentials::{
-    NewUser, NodeCredentials, USERS_FILE, default_users, init_cluster_with_users, record_availability,
+    NewUser, NodeCredentials, USERS_FILE, default_users, init_cluster_with_users, node_identity_of, record_availability,
 };
 use dkv_net::security::users::{Role, load_users};
 use dkv_net::{DATAGRAM_BYTES_MAX, Server, ServerConfig, ServerError, Transport, udp_limits};
@@ -130,7 +130,8 @@ struct NodeArgs {
     /// way, so the cluster's credentials record it (`dkv-server init --availability`): with
     /// those every node runs so, with or without this flag, and credentials that record the
     /// cluster runs without it refuse it (`dkv-server availability` changes it). Only
-    /// credentials made before dkv recorded it, and --insecure, go by this flag alone. Not with
+    /// credentials made before dkv recorded it, and a single node without --credentials, go by
+    /// this flag alone. Not with
     /// -u: a node catches up over the TCP peer port.
     #[arg(long, conflicts_with = "udp")]
     availability: bool,
@@ -280,11 +281,47 @@ fn run_init(args: InitArgs) -> Result<(), String> {
 
 fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
     let on = args.mode == "on";
+    // Every folder is checked before any is changed: each a node's, all of one cluster, each
+    // node once.
+    let mut nodes = BTreeMap::new();
+    let mut cluster = None;
     for folder in &args.folders {
-        record_availability(folder, on).map_err(|e| e.to_string())?;
+        let (of, node) = node_identity_of(folder).map_err(|e| e.to_string())?;
+        if let Some((first, first_folder)) = cluster
+            && first != of
+        {
+            return Err(format!(
+                "{} is cluster {of}'s, but {} is cluster {first}'s: give the folders of one cluster; nothing was changed",
+                folder.display(),
+                Path::display(first_folder)
+            ));
+        }
+        cluster = Some((of, folder));
+        if let Some(other) = nodes.insert(node, folder) {
+            return Err(format!(
+                "{} and {} are both node {}'s folder; give each node's once; nothing was changed",
+                Path::display(other),
+                folder.display(),
+                node.0
+            ));
+        }
+    }
+    let mut changed: Vec<String> = Vec::new();
+    for folder in &args.folders {
+        record_availability(folder, on).map_err(|e| {
+            let done = if changed.is_empty() {
+                "nothing was changed".to_string()
+            } else {
+                format!("already changed: {}", changed.join(", "))
+            };
+            format!("{e}; {done}")
+        })?;
+        changed.push(folder.display().to_string());
         println!("{}: availability {}", folder.display(), args.mode);
     }
-    println!("start every node of the cluster only once every node's folder says the same");
+    println!(
+        "start no node of the cluster until every node's folder says the same (run this on each node's machine for its folder); switch off only while every node is a member and serving"
+    );
     Ok(())
 }
 
@@ -388,8 +425,13 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         let id = NodeId(i as u8);
         let mut config = ServerConfig::new(id, loopback(ports[i]), loopback(peer_ports[i]), peers, transport, dir);
         config.credentials = Some(load_credentials(&credentials.join(format!("node-{i}")), id)?);
-        config.timing.leases = availability(args.availability, config.credentials.as_deref())
-            .map_err(|e| format!("{e} (or delete {} to start over)", args.data_dir.display()))?;
+        config.timing.leases = availability(args.availability, config.credentials.as_deref()).map_err(|_| {
+            let creds = credentials.display();
+            format!(
+                "this demo's cluster was made without --availability, as {creds} records: run the demo without it, or switch it with `dkv-server availability on {creds}/node-0 {creds}/node-1 {creds}/node-2` (the demo stopped), or delete {} to start over",
+                args.data_dir.display()
+            )
+        })?;
         if config.timing.leases && transport == Transport::Udp {
             return Err(format!(
                 "this demo's cluster runs with --availability, which needs TCP peer links: run it without -u, or delete {} to start over",
@@ -417,6 +459,7 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         );
     }
     let availability = configs.iter().all(|config| config.timing.leases);
+    let recorded = configs.iter().all(|config| config.credentials.as_ref().is_some_and(|c| c.availability.is_some()));
     let mut servers = Vec::new();
     for mut config in configs {
         config.init = new_cluster;
@@ -453,10 +496,13 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         peer_list = peer_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
         peer_security = if transport == Transport::Udp { "sealed UDP datagrams" } else { "mutual TLS" },
         creds = credentials.display(),
-        changes = if availability {
-            "With --availability (recorded in the credentials): configuration changes and read leases on."
-        } else {
-            "Classic two-phase commit: every write needs all three nodes (--availability is off, as the credentials record)."
+        changes = match (availability, recorded) {
+            (true, true) =>
+                "With --availability (recorded in the credentials): configuration changes and read leases on.",
+            (true, false) => "With --availability: configuration changes and read leases on.",
+            (false, true) =>
+                "Classic two-phase commit: every write needs all three nodes (--availability off, as the credentials record).",
+            (false, false) => "Classic two-phase commit: every write needs all three nodes (--availability off).",
         },
         p0 = ports[0],
         p1 = ports[1],

@@ -72,7 +72,7 @@ impl RecordingClient {
                 let result = result_of(&outcome).expect("the client library retries TryAgain itself");
                 (result, Some(now), None)
             }
-            Err(error) if !error.may_have_been_applied() => {
+            Err(error) if !error.was_sent() => {
                 self.not_sent += 1;
                 (OpResult::NotApplied, Some(now), None)
             }

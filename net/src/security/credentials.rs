@@ -83,6 +83,14 @@ pub enum CredentialsError {
     #[error("{path} is not valid: {reason}; make the credentials again with `dkv-server init`")]
     Invalid { path: PathBuf, reason: String },
     #[error(
+        "{path} holds a bad availability line ({reason}); it must be one line, 'availability on' or 'availability off', the same in every node's folder: fix it by hand or with `dkv-server availability on|off FOLDER` (an older build, which cannot read it, needs the line deleted)"
+    )]
+    BadAvailability { path: PathBuf, reason: String },
+    #[error(
+        "{dir} is not a node's credentials folder (its identity file names no node); give each node's own folder, DIR/node-N, as `dkv-server init` made it"
+    )]
+    NotANodeFolder { dir: PathBuf },
+    #[error(
         "the credentials in {dir} are node {found}'s, but this is node {expected}; give --credentials DIR/node-{}", expected.0
     )]
     WrongNode { dir: PathBuf, found: NodeId, expected: NodeId },
@@ -361,10 +369,17 @@ fn parse_identity(path: &Path, text: &str) -> Result<Identity, CredentialsError>
                 node = Some(NodeId(id));
             }
             Some(("availability", value)) => {
+                let bad = |reason: &str| CredentialsError::BadAvailability {
+                    path: path.to_path_buf(),
+                    reason: reason.into(),
+                };
+                if availability.is_some() {
+                    return Err(bad("it appears twice"));
+                }
                 availability = Some(match value.trim() {
                     "on" => true,
                     "off" => false,
-                    _ => return Err(invalid(path, "availability is neither 'on' nor 'off'")),
+                    _ => return Err(bad("neither 'on' nor 'off'")),
                 });
             }
             _ => return Err(invalid(path, &format!("unexpected line '{line}'"))),
@@ -374,6 +389,25 @@ fn parse_identity(path: &Path, text: &str) -> Result<Identity, CredentialsError>
     Ok(Identity { cluster, node, availability })
 }
 
+/// The cluster and node a member's credentials folder `dir` (DIR/node-N) names, checked before
+/// anything is changed.
+pub fn node_identity_of(dir: &Path) -> Result<(ClusterId, NodeId), CredentialsError> {
+    let (identity, node) = node_identity(dir)?;
+    Ok((identity.cluster, node))
+}
+
+fn node_identity(dir: &Path) -> Result<(Identity, NodeId), CredentialsError> {
+    let path = dir.join(IDENTITY_FILE);
+    let not_a_node = || CredentialsError::NotANodeFolder { dir: dir.to_path_buf() };
+    // The cluster's folder, as `init` made it: the CA's key, and no identity of its own.
+    if !path.exists() && dir.join(CA_KEY_FILE).exists() {
+        return Err(not_a_node());
+    }
+    let identity = parse_identity(&path, &read_text(&path)?)?;
+    let node = identity.node.ok_or_else(not_a_node)?;
+    Ok((identity, node))
+}
+
 /// Records in a member's credentials folder `dir` (DIR/node-N) whether its cluster runs with
 /// configuration changes (`dkv-server availability on|off`). Every node of the cluster must be
 /// stopped, and every node's folder changed, before any starts again: a cluster whose nodes run
@@ -381,15 +415,17 @@ fn parse_identity(path: &Path, text: &str) -> Result<Identity, CredentialsError>
 /// renamed, the folder synced), so a crash leaves the old one or the new one.
 pub fn record_availability(dir: &Path, on: bool) -> Result<(), CredentialsError> {
     let path = dir.join(IDENTITY_FILE);
-    let mut identity = parse_identity(&path, &read_text(&path)?)?;
-    if identity.node.is_none() {
-        return Err(invalid(&path, "it names no node: give a member's folder (DIR/node-N), not the clients'"));
-    }
+    let (mut identity, _) = node_identity(dir)?;
     identity.availability = Some(on);
     let aside = dir.join(format!("{IDENTITY_FILE}.new"));
     let io = |source| CredentialsError::Write { path: aside.clone(), source };
     let _ = fs::remove_file(&aside);
     write_file(&aside, identity.text().as_bytes(), false)?;
+    // The node's user must still read it: keep the file's mode and owner, whoever runs this.
+    let old = fs::metadata(&path).map_err(|source| CredentialsError::Read { path: path.clone(), source })?;
+    fs::set_permissions(&aside, old.permissions()).map_err(io)?;
+    use std::os::unix::fs::MetadataExt;
+    let _ = std::os::unix::fs::chown(&aside, Some(old.uid()), Some(old.gid()));
     fs::rename(&aside, &path).map_err(io)?;
     fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
     Ok(())
@@ -510,17 +546,27 @@ mod tests {
         assert_eq!((changed.cluster, changed.availability), (cluster, Some(false)));
         assert!(!on.join("node-1/identity.new").exists(), "nothing is left aside");
         assert_eq!(NodeCredentials::load(&on.join("node-0")).unwrap().availability, Some(true), "one folder only");
-        assert!(matches!(record_availability(&on.join("client"), true), Err(CredentialsError::Invalid { .. })));
+        assert!(matches!(record_availability(&on.join("client"), true), Err(CredentialsError::NotANodeFolder { .. })));
+        assert!(matches!(record_availability(&on, true), Err(CredentialsError::NotANodeFolder { .. })));
+        // The file keeps its mode (and owner), whoever changes it.
+        let identity_1 = on.join("node-1/identity");
+        fs::set_permissions(&identity_1, fs::Permissions::from_mode(0o600)).unwrap();
+        record_availability(&on.join("node-1"), true).unwrap();
+        assert_eq!(fs::metadata(&identity_1).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(NodeCredentials::load(&on.join("node-1")).unwrap().availability, Some(true));
 
         let never = dir.path().join("never");
         init_cluster(&never, &nodes).unwrap();
         assert_eq!(NodeCredentials::load(&never.join("node-0")).unwrap().availability, None);
 
         let identity = on.join("node-2/identity");
-        let text = fs::read_to_string(&identity).unwrap().replace("availability on", "availability maybe");
-        fs::remove_file(&identity).unwrap();
-        fs::write(&identity, text).unwrap();
-        assert!(matches!(NodeCredentials::load(&on.join("node-2")), Err(CredentialsError::Invalid { .. })));
+        let text = fs::read_to_string(&identity).unwrap();
+        for bad in [text.replace("availability on", "availability maybe"), text.clone() + "availability off\n"] {
+            fs::remove_file(&identity).unwrap();
+            fs::write(&identity, bad).unwrap();
+            let refused = NodeCredentials::load(&on.join("node-2"));
+            assert!(matches!(refused, Err(CredentialsError::BadAvailability { .. })), "{refused:?}");
+        }
     }
 
     /// Secrets are written 0600, and a secret others may read is refused with advice.

@@ -155,8 +155,15 @@ impl TestCluster {
     }
 
     pub fn start_node(&mut self, i: usize) {
+        self.start_node_with(i, |_| {});
+    }
+
+    /// Starts node `i` with its configuration changed by `change` after the cluster's tweak.
+    pub fn start_node_with(&mut self, i: usize, change: impl FnOnce(&mut ServerConfig)) {
         assert!(self.handles[i].is_none(), "node {i} is running");
-        let server = Server::bind(self.config(i)).expect("server starts");
+        let mut config = self.config(i);
+        change(&mut config);
+        let server = Server::bind(config).expect("server starts");
         self.started[i] = true;
         let handle = server.handle();
         let thread = std::thread::spawn(move || server.run());
@@ -177,6 +184,20 @@ impl TestCluster {
             handle.stop();
             let _ = thread.join().expect("server thread panicked");
         }
+    }
+
+    /// Waits up to `within` for node `i`'s loop to end by itself, and returns how it ended;
+    /// `None` if it is still running then (or was not running).
+    pub fn wait_for_exit(&mut self, i: usize, within: Duration) -> Option<Result<(), ServerError>> {
+        let deadline = std::time::Instant::now() + within;
+        while !self.handles[i].as_ref()?.1.is_finished() {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (_, thread) = self.handles[i].take()?;
+        Some(thread.join().expect("server thread panicked"))
     }
 
     pub fn handle(&self, i: usize) -> &ServerHandle {
