@@ -127,6 +127,10 @@ pub enum ServerError {
         "this node runs without --availability, yet its peers changed the configuration (to {configuration}), which only nodes with it do; it stops rather than serve values the others may have moved past. Every node of a cluster must run the same way: make every node's credentials say the same (stop every node, then `dkv-server availability on|off` for each node's folder) and start it again"
     )]
     ConfigurationChangedWithoutAvailability { configuration: dkv_core::Configuration },
+    #[error(
+        "this node's data dir has run with --availability (it is in configuration {configuration}), and a cluster cannot go back to running without it: a node the others removed while they stopped would take itself for a member, and serve values they moved past. Start it with --availability: `dkv-server availability on` for every node's credentials folder, every node stopped"
+    )]
+    RanWithAvailability { configuration: dkv_core::Configuration },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
     #[error("cannot keep the peer session in data dir {dir}: {source}; check that it is writable")]
@@ -300,6 +304,12 @@ impl Server {
         let cluster = cluster_of(&config)?;
         let (node, wal) = start_node(&config, &clock, cluster)?;
         let node_configuration = node.configuration();
+        // A cluster without configuration changes stays in its first epoch; a log past it ran
+        // with them, and going back is refused: a node the others removed while they stopped
+        // would take itself for a member, and serve values they moved past.
+        if !config.timing.leases && node_configuration.epoch > Epoch::FIRST {
+            return Err(ServerError::RanWithAvailability { configuration: node_configuration });
+        }
         let bootstrapping = node.is_bootstrapping();
         // After the data dir is locked and known to be this node's: the peer session is kept
         // there.

@@ -78,6 +78,17 @@ fn a_node_without_changes_that_hears_a_later_epoch_stops() {
         }
         other => panic!("node 2 should have stopped on hearing a later epoch, got {other:?}"),
     }
+    // Nor does node 0 go back to running without changes: its log is past the first epoch.
+    cluster.stop_node(0);
+    let mut config = cluster.config(0);
+    config.timing.leases = false;
+    match Server::bind(config) {
+        Err(error @ ServerError::RanWithAvailability { .. }) => {
+            assert!(error.to_string().contains("cannot go back"), "{error}");
+        }
+        Err(error) => panic!("node 0 refused for another reason: {error}"),
+        Ok(_) => panic!("node 0, whose log ran with changes, started without them"),
+    }
 }
 
 /// Node 2 runs without changes from the start, the others with them (credentials that record

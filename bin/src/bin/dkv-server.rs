@@ -75,7 +75,9 @@ enum Command {
     /// Change whether a cluster runs with --availability, in the node credentials folders given
     /// (DIR/node-N). Stop every node of the cluster first, change every node's folder, then start
     /// them all: a cluster whose nodes run in both ways can serve stale reads (a node without it
-    /// answers reads without a lease, even once the others removed it).
+    /// answers reads without a lease, even once the others removed it). `off` is only for a
+    /// cluster that has not run with --availability: a node whose data dir has refuses to start
+    /// without it.
     #[command(
         after_help = "Example, with every node stopped:\n  dkv-server availability on creds/node-0 creds/node-1 creds/node-2"
     )]
@@ -320,7 +322,7 @@ fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
         println!("{}: availability {}", folder.display(), args.mode);
     }
     println!(
-        "start no node of the cluster until every node's folder says the same (run this on each node's machine for its folder); switch off only while every node is a member and serving"
+        "start no node of the cluster until every node's folder says the same (run this on each node's machine for its folder); a node whose data dir has run with --availability refuses to start without it"
     );
     Ok(())
 }

@@ -293,6 +293,11 @@ impl Node {
     /// majority of the cluster (a node cut off from the majority stays quiet instead of
     /// freezing the majority's epoch).
     pub(super) fn maybe_propose(&mut self, now: Time) {
+        // Without changes a node proposes none (a promise restored from a life with them
+        // included): every member is needed anyway, and the configuration stays as it started.
+        if !self.shared.config.timing.leases {
+            return;
+        }
         let r = &self.reconfiguration;
         let Some(agreement) = r.agreement.as_ref() else { return };
         if r.installing.is_some() || agreement.chosen().is_some() {

@@ -87,6 +87,10 @@ pub enum CredentialsError {
     )]
     BadAvailability { path: PathBuf, reason: String },
     #[error(
+        "cannot give the new {path} its owner (uid {uid}): {source}; nothing was changed. Run this as that user, or as root"
+    )]
+    Owner { path: PathBuf, uid: u32, source: std::io::Error },
+    #[error(
         "{dir} is not a node's credentials folder (its identity file names no node); give each node's own folder, DIR/node-N, as `dkv-server init` made it"
     )]
     NotANodeFolder { dir: PathBuf },
@@ -425,7 +429,10 @@ pub fn record_availability(dir: &Path, on: bool) -> Result<(), CredentialsError>
     let old = fs::metadata(&path).map_err(|source| CredentialsError::Read { path: path.clone(), source })?;
     fs::set_permissions(&aside, old.permissions()).map_err(io)?;
     use std::os::unix::fs::MetadataExt;
-    let _ = std::os::unix::fs::chown(&aside, Some(old.uid()), Some(old.gid()));
+    if let Err(source) = std::os::unix::fs::chown(&aside, Some(old.uid()), Some(old.gid())) {
+        let _ = fs::remove_file(&aside);
+        return Err(CredentialsError::Owner { path, uid: old.uid(), source });
+    }
     fs::rename(&aside, &path).map_err(io)?;
     fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
     Ok(())
