@@ -309,4 +309,14 @@ fn a_node_runs_as_its_clusters_credentials_say() {
         let loaded = NodeCredentials::load(&credentials.join(format!("node-{i}"))).unwrap();
         assert_eq!(loaded.availability, Some(true), "node {i}");
     }
+    // No way back: a node the others removed could take itself for a member.
+    let back = Command::new(common::SERVER)
+        .args(["availability", "off"])
+        .arg(&node_0)
+        .output()
+        .expect("dkv-server availability runs");
+    assert!(!back.status.success());
+    let said = String::from_utf8_lossy(&back.stderr);
+    assert!(said.contains("cannot go back") && said.contains("nothing was changed"), "{said}");
+    assert_eq!(NodeCredentials::load(&node_0).unwrap().availability, Some(true));
 }

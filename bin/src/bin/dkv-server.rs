@@ -75,9 +75,8 @@ enum Command {
     /// Change whether a cluster runs with --availability, in the node credentials folders given
     /// (DIR/node-N). Stop every node of the cluster first, change every node's folder, then start
     /// them all: a cluster whose nodes run in both ways can serve stale reads (a node without it
-    /// answers reads without a lease, even once the others removed it). `off` is only for a
-    /// cluster that has not run with --availability: a node whose data dir has refuses to start
-    /// without it.
+    /// answers reads without a lease, even once the others removed it). There is no way back:
+    /// `off` refuses a folder that says on.
     #[command(
         after_help = "Example, with every node stopped:\n  dkv-server availability on creds/node-0 creds/node-1 creds/node-2"
     )]
@@ -288,7 +287,15 @@ fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
     let mut nodes = BTreeMap::new();
     let mut cluster = None;
     for folder in &args.folders {
-        let (of, node) = node_identity_of(folder).map_err(|e| e.to_string())?;
+        let (of, node, recorded) = node_identity_of(folder).map_err(|e| e.to_string())?;
+        // No way back: a node the others removed while they stopped would take itself for a
+        // member, and serve values they moved past (a node may not know it was removed).
+        if !on && recorded == Some(true) {
+            return Err(format!(
+                "{} records that its cluster runs with --availability, and a cluster cannot go back to running without it: a node the others removed while they stopped would take itself for a member, and serve values they moved past. Keep --availability (if the cluster never started, make new credentials with `dkv-server init` instead); nothing was changed",
+                folder.display()
+            ));
+        }
         if let Some((first, first_folder)) = cluster
             && first != of
         {

@@ -393,11 +393,11 @@ fn parse_identity(path: &Path, text: &str) -> Result<Identity, CredentialsError>
     Ok(Identity { cluster, node, availability })
 }
 
-/// The cluster and node a member's credentials folder `dir` (DIR/node-N) names, checked before
-/// anything is changed.
-pub fn node_identity_of(dir: &Path) -> Result<(ClusterId, NodeId), CredentialsError> {
+/// The cluster and node a member's credentials folder `dir` (DIR/node-N) names, and whether it
+/// records that the cluster runs with configuration changes: checked before anything is changed.
+pub fn node_identity_of(dir: &Path) -> Result<(ClusterId, NodeId, Option<bool>), CredentialsError> {
     let (identity, node) = node_identity(dir)?;
-    Ok((identity.cluster, node))
+    Ok((identity.cluster, node, identity.availability))
 }
 
 fn node_identity(dir: &Path) -> Result<(Identity, NodeId), CredentialsError> {
