@@ -1728,7 +1728,17 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
             }
             // A cut whole record that failed its checksum may have been acknowledged: the node
             // then cannot vouch for its log (docs/protocol.md §7.4).
-            Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?
+            let node = Node::start_after_cut(core_config, recovery.records, clock.now(), recovery.cut_tail)?;
+            // The trap a new user fell into: a first start without --init leaves logs that
+            // cannot vouch for themselves, and --init on the next start is ignored.
+            if init_ignored && !node.vouches_for_its_log() {
+                tracing::warn!(
+                    node = %config.id,
+                    data_dir = %dir,
+                    "--init ignored, and this node still cannot vouch for its log (it has never been a member of the cluster, or lost its data): it takes part in nothing until it has caught up from a member. If every node of a new cluster was first started without --init, none can be a source: stop them all, delete their data dirs, and start them all with --init"
+                );
+            }
+            node
         }
         Start::NewCluster => {
             tracing::info!(
