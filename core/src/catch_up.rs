@@ -136,8 +136,8 @@ enum Place {
     AfterSnapshot,
 }
 
-/// Rewrites a member's records as node `me`'s (see the rule in [`crate::transfer`]), one at a
-/// time, in stream order.
+/// Rewrites a member's records as node `me`'s (the rule is in the module doc of
+/// `dkv_net::transfer`), one at a time, in stream order.
 pub struct Adoption {
     me: NodeId,
     place: Place,

@@ -70,15 +70,18 @@
 //! The full account — what is logged when, recovery, the invariants, and why each guarantee
 //! holds — is `docs/protocol.md` in the repository.
 //!
-//! With [`Timing::leases`] on, members also exchange heartbeats that carry read-lease requests
-//! and grants: a node answers reads only while a majority's grants hold
-//! ([`Outcome::NotServing`] otherwise, "ask another node"), suspects members it has not heard
-//! from ([`Node::suspected`]), and waits out the lease after its start before it votes YES or
-//! decides a commit ([`Node::no_yes_before`]).
+//! With [`Timing::leases`] on (configuration changes on), members also exchange heartbeats that
+//! carry read-lease requests and grants: a node answers reads only while a majority's grants
+//! hold ([`Outcome::NotServing`] otherwise, "ask another node"), suspects members it has not
+//! heard from ([`Node::suspected`]), and waits out the lease after its start before it votes
+//! YES or decides a commit ([`Node::no_yes_before`]). Membership is a numbered
+//! [`configuration`]: the majority removes a member it suspects and adds back one that caught
+//! up, each next configuration agreed by a majority of the current one with single-decree
+//! Paxos, whose value also settles the ending epoch's unfinished transactions.
 //!
-//! Membership is to become a numbered [`configuration`], the next one agreed by a majority of
-//! the current one with single-decree Paxos; that consensus step exists and is tested on its
-//! own, and is not yet wired into the node.
+//! [`votes`] holds the rules of the next step of docs/protocol.md §8 (each member's vote a
+//! consensus instance, so that a commit waits for one synced write): built and model-checked
+//! on their own, not wired into the node.
 
 pub mod canary;
 pub mod catch_up;
@@ -99,6 +102,7 @@ pub mod recovery;
 pub mod store;
 pub mod time;
 mod timers;
+pub mod votes;
 
 pub use canary::Canary;
 pub use config::{Bounds, Config, ConfigError, Timing};

@@ -1,0 +1,87 @@
+//! The acceptor of a vote instance: Paxos's phases 1b and 2b, and whether the owner may cast.
+
+use super::{Flaws, VoteBallot, VoteFlaw, VoteValue};
+use serde::{Deserialize, Serialize};
+
+/// One member's durable part in one vote instance. The driver persists it whole after every
+/// change and sends nothing that reflects a change before that is durable (a promise, an
+/// acceptance notice); after a crash it restarts from the last durable copy and nothing else.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VoteAcceptor {
+    /// The highest ballot promised or accepted: nothing below it is accepted any more.
+    pub promised: Option<VoteBallot>,
+    /// The highest-ballot value accepted, and its ballot.
+    pub accepted: Option<(VoteBallot, VoteValue)>,
+}
+
+/// What the acceptor is to the instance's owner, for an accept request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Share {
+    /// Another member's instance: any value may be accepted.
+    NotOwner,
+    /// The owner's own instance, and the owner holds its share (locked, logged or logging).
+    Held,
+    /// The owner's own instance, and the owner holds no share: it lost it in a crash, or never
+    /// had it. A YES is refused: a YES the owner does not hold must never be chosen.
+    Lacking,
+}
+
+/// The acceptor's answer to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptorAnswer {
+    /// Promised the ballot; reports the highest-ballot acceptance.
+    Promise { accepted: Option<(VoteBallot, VoteValue)> },
+    /// Accepted the value at the ballot.
+    Accepted,
+    /// Refused: a higher ballot was promised.
+    Outbid { promised: VoteBallot },
+    /// Asked to accept another value at a ballot already accepted with one. No correct
+    /// proposer does that (a ballot carries one value); the request is dropped.
+    Conflicting,
+    /// The owner was asked to accept a YES for its own instance and holds no share.
+    NoShare,
+}
+
+impl VoteAcceptor {
+    /// Phase 1b: promise `ballot` unless a higher one was promised. A repeated request for the
+    /// promised ballot is promised again (its answer may have been lost).
+    pub fn on_promise_request(&mut self, ballot: VoteBallot) -> AcceptorAnswer {
+        if let Some(promised) = self.promised.filter(|promised| *promised > ballot) {
+            return AcceptorAnswer::Outbid { promised };
+        }
+        self.promised = Some(ballot);
+        AcceptorAnswer::Promise { accepted: self.accepted }
+    }
+
+    /// Phase 2b: accept `value` at `ballot` unless a higher ballot was promised, another value
+    /// was accepted at this ballot, or this is the owner asked for a YES it holds no share of.
+    /// Accepting is promising too. The owner casting its vote calls this for its own copy,
+    /// with [`Share::Held`] for a YES.
+    pub fn on_accept_request(&mut self, ballot: VoteBallot, value: VoteValue, share: Share) -> AcceptorAnswer {
+        match (self.promised, self.accepted) {
+            (Some(promised), _) if promised > ballot => AcceptorAnswer::Outbid { promised },
+            (_, Some((at, accepted))) if at == ballot && accepted != value => AcceptorAnswer::Conflicting,
+            _ if value == VoteValue::Yes && share == Share::Lacking => AcceptorAnswer::NoShare,
+            _ => {
+                self.promised = Some(ballot);
+                self.accepted = Some((ballot, value));
+                AcceptorAnswer::Accepted
+            }
+        }
+    }
+
+    /// Whether the owner, in its life `life`, may cast a vote at its own ballot. Only while its
+    /// part in the instance is empty: a vote it cast in an earlier life and logged is answered
+    /// again as it was (a repeated PREPARE gets the earlier vote), and a promise it made means a
+    /// recovery is under way, which a new vote at round 0 could not outbid anyway. A vote it cast
+    /// and lost in a crash was never chosen ([`super::counts`] needs the owner's own copy for
+    /// anything at its ballot), so casting afresh at the new life's ballot is safe.
+    pub fn may_cast(&self, life: u64, flaws: Flaws) -> bool {
+        if flaws.has(VoteFlaw::OwnerCastsAgain) {
+            // Planted: an earlier life's vote, logged, is forgotten.
+            return self.accepted.is_none_or(|(at, _)| at.is_owners() && at.life < life)
+                && self.promised.is_none_or(|promised| promised.is_owners() && promised.life < life);
+        }
+        self.promised.is_none() && self.accepted.is_none()
+    }
+}
