@@ -316,7 +316,12 @@ fn cas_incr_conditions_and_scan_exit_as_documented() {
 
     let txn = ["txn", "if:lock=mine", "if-exists:n", "put:stock=0", "incr:sold=3", "read:lock", "read:nothing"];
     assert_run(&run(0, &txn), 0, "ok\nincr:sold=3\nread:lock=mine\nread:nothing", "");
-    assert_run(&run(1, &["txn", "if-absent:lock", "put:x=1"]), 7, "", "op 0 (if-absent:lock) is a condition");
+    assert_run(
+        &run(1, &["txn", "if-absent:lock", "put:x=1"]),
+        7,
+        "",
+        "condition failed: op 0 (if-absent:lock) does not hold; nothing was applied",
+    );
     assert_run(&run(2, &["txn", "put:x=1", "if-version:lock=1"]), 7, "", "op 1 (if-version:lock=1)");
     assert_run(&run(0, &["get", "x"]), 3, "", "does not exist");
     assert_run(&run(0, &["txn", "if-version:lock=2", "put:x=2"]), 0, "ok", "");

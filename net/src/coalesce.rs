@@ -72,6 +72,9 @@ struct Batch {
 pub(crate) struct BatchStart {
     pub(crate) tag: u64,
     pub(crate) operation: Operation,
+    /// When its oldest member was taken: the batch's deadline counts from then, so no member
+    /// waits longer in all (to start, then to be answered) than the gateway's deadline.
+    pub(crate) queued_at: Time,
 }
 
 /// The writes of id-less clients, waiting and running in batches.
@@ -181,7 +184,8 @@ impl Coalescer {
 
     /// The batches to start now, from the writes waiting, in arrival order: as many members as
     /// fit the transaction limits each (half the byte limit, so the results fit too), none
-    /// whose keys a running batch holds.
+    /// whose keys a running batch holds. Call [`Coalescer::expire`] first: a member that waited
+    /// out its deadline would leave its batch no time.
     pub(crate) fn take_ready(&mut self) -> Vec<BatchStart> {
         let mut starts = Vec::new();
         let ops_max = self.limits.txn_ops_max as usize;
@@ -222,8 +226,9 @@ impl Coalescer {
             }
             self.last_tag += 1;
             let ops = members.iter().flat_map(|m| m.ops.iter().cloned()).collect();
+            let queued_at = members.iter().map(|m| m.queued_at).min().expect("a batch has members");
             self.running.insert(self.last_tag, Batch { members, keys });
-            starts.push(BatchStart { tag: self.last_tag, operation: Operation::Txn { ops } });
+            starts.push(BatchStart { tag: self.last_tag, operation: Operation::Txn { ops }, queued_at });
         }
         starts
     }
@@ -411,6 +416,23 @@ mod tests {
         coalescer.complete(first.tag, committed(1));
         assert!(coalescer.has_ready());
         assert!(matches!(&coalescer.take_ready()[0].operation, Operation::Txn { ops } if ops == &vec![put("a")]));
+    }
+
+    /// A write that waited for a running batch's key starts with the time it has left: its
+    /// batch's deadline counts from when it was taken, not from when the batch starts.
+    #[test]
+    fn a_batch_counts_its_time_from_its_oldest_member() {
+        let mut coalescer = Coalescer::new(Limits::default(), WAIT);
+        coalescer.add(T0, asker(1), vec![put("a")]).unwrap();
+        let first = coalescer.take_ready().pop().unwrap();
+        assert_eq!(first.queued_at, T0);
+        let later = T0 + Duration::from_secs(7);
+        coalescer.add(later, asker(2), vec![put("a")]).unwrap();
+        coalescer.add(later + Duration::from_secs(1), asker(3), vec![put("a")]).unwrap();
+        coalescer.complete(first.tag, committed(1));
+        let next = coalescer.take_ready().pop().unwrap();
+        assert!(matches!(&next.operation, Operation::Txn { ops } if ops.len() == 2));
+        assert_eq!(next.queued_at, later, "the oldest member's");
     }
 
     /// Writes of the same key from many askers go in one batch (they do not wait for one

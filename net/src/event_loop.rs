@@ -1228,12 +1228,13 @@ impl Server {
             }
             return;
         }
-        self.start_in_gateway(now, asker, operation);
+        self.start_in_gateway(now, now, asker, operation);
     }
 
-    /// Starts a request in the gateway (or answers its asker "busy").
-    fn start_in_gateway(&mut self, now: Time, asker: Asker, operation: Operation) {
-        match self.gateway.start(now, asker, operation) {
+    /// Starts a request in the gateway, its deadline counted from `queued_at` (or answers its
+    /// asker "busy", or that its time ran out).
+    fn start_in_gateway(&mut self, now: Time, queued_at: Time, asker: Asker, operation: Operation) {
+        match self.gateway.start_queued(now, queued_at, asker, operation) {
             Ok(request) => {
                 ServerStats::set(&self.stats.gateway_client_ids, self.gateway.client_ids() as u64);
                 self.hand_to_node(now, request);
@@ -1280,13 +1281,15 @@ impl Server {
     /// Starts the batches of writes the coalescer has ready (see [`Coalescer`]), and carries
     /// out what the node does with them.
     fn start_coalesced(&mut self, now: Time) -> Result<(), ServerError> {
+        let expired = self.coalescer.expire(now);
         let starts = self.coalescer.take_ready();
-        if starts.is_empty() {
+        if starts.is_empty() && expired.is_empty() {
             return Ok(());
         }
-        for BatchStart { tag, operation } in starts {
+        self.answers.extend(expired);
+        for BatchStart { tag, operation, queued_at } in starts {
             ServerStats::add(&self.stats.gateway_batches, 1);
-            self.start_in_gateway(now, Asker { route: Route::Coalesced, tag }, operation);
+            self.start_in_gateway(now, queued_at, Asker { route: Route::Coalesced, tag }, operation);
         }
         self.drain_outputs(now)
     }

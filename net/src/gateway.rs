@@ -194,15 +194,17 @@ impl Gateway {
         Gateway::new(limits, seed)
     }
 
-    /// Starts running `operation` for `asker`: the request to hand to the node now, or why it
-    /// cannot run (nothing was sent).
+    /// [`Gateway::start_queued`] for a request not held back.
+    #[cfg(test)]
     pub(crate) fn start(&mut self, now: Time, asker: Asker, operation: Operation) -> Result<Request, GatewayError> {
         self.start_queued(now, now, asker, operation)
     }
 
-    /// As [`Gateway::start`], for a request its asker has held back since `queued_at` (to
-    /// batch it, say): its deadline counts from then, so no request waits longer in all than
-    /// the request timeout. One whose deadline has passed is not sent at all.
+    /// Starts running `operation` for `asker`: the request to hand to the node now, or why it
+    /// cannot run (nothing was sent). Its deadline counts from `queued_at`, when its asker
+    /// took it (`now` for a request not held back; earlier for one that waited to be batched),
+    /// so no request waits longer in all than the request timeout. One whose deadline has
+    /// passed is not sent at all.
     pub(crate) fn start_queued(
         &mut self,
         now: Time,

@@ -507,11 +507,15 @@ fn failed(job: &Job, failure: OpFailure) -> Report {
             (name, _) => format!("{name} of key '{}'", job.key.as_deref().unwrap_or("")),
         },
     };
-    let (code, outcome) = match failure.reason {
-        FailReason::ConditionFailed => (exit::CONDITION, "condition_failed"),
-        _ => (exit::FAILED, "failed"),
+    // Worded as cas words its own: what failed first, then that nothing was applied.
+    let mut report = match failure.reason {
+        FailReason::ConditionFailed => Report::new(
+            exit::CONDITION,
+            "condition_failed",
+            format!("condition failed: {op} does not hold; nothing was applied"),
+        ),
+        reason => Report::new(exit::FAILED, "failed", format!("failed, nothing was applied: {op} {reason}")),
     };
-    let mut report = Report::new(code, outcome, format!("failed, nothing was applied: {op} {}", failure.reason));
     report.json.insert("op_index".into(), failure.op_index.into());
     report
 }
