@@ -1,5 +1,5 @@
 //! Votes as consensus instances (`dkv_core::votes`, docs/protocol.md §8): every schedule of one
-//! vote instance in a small cluster, explored exhaustively (breadth first, every state once).
+//! vote instance in a small cluster, explored exhaustively (depth first, every state once).
 //!
 //! The model: node 0 owns the instance and casts YES or NO at its own ballot, sending it to
 //! every member at once while its own copy is still being logged; the other members accept,
@@ -25,7 +25,9 @@
 
 use dkv_core::NodeId;
 use dkv_core::NodeSet;
-use dkv_core::votes::{AcceptorAnswer, Flaws, Share, Tally, VoteAcceptor, VoteBallot, VoteValue, counts, safe_value};
+use dkv_core::votes::{
+    AcceptorAnswer, Flaws, Share, Tally, VoteAcceptor, VoteBallot, VoteValue, counts, safe_value, settled_value,
+};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -91,6 +93,9 @@ struct State {
     /// The epoch's settlement, if one was made: the value it gave the instance, and the members
     /// whose promises (reports) it was made from.
     settled: Option<(VoteValue, NodeSet)>,
+    /// A recovery proposed a YES without its owner's promise of a YES: the owner, which holds
+    /// none, will refuse it, and a recovery that always hears the owner last never ends.
+    doomed_proposal: bool,
 }
 
 /// What the driver (the model) does wrong, if anything.
@@ -162,6 +167,7 @@ impl Model {
             held: BTreeSet::new(),
             crashes_left: self.crashes,
             settled: None,
+            doomed_proposal: false,
         }
     }
 
@@ -182,7 +188,7 @@ impl Model {
     fn successors(&self, state: &State) -> Vec<(Event, State)> {
         let mut next = Vec::new();
         let owner = &state.members[usize::from(OWNER)];
-        if !owner.cast && owner.volatile.may_cast(owner.life, self.flaws) {
+        if !owner.cast && owner.volatile.may_cast(self.life(owner.life), self.flaws) {
             for value in [VoteValue::Yes, VoteValue::No] {
                 next.push((Event::Cast(value), self.cast(state, value)));
             }
@@ -253,7 +259,7 @@ impl Model {
             self.sync(&mut s, i);
             promises.push((member, accepted));
         }
-        s.settled = Some((safe_value(NodeId(OWNER), &promises, self.flaws), reporters));
+        s.settled = Some((settled_value(NodeId(OWNER), &promises, self.flaws), reporters));
         s
     }
 
@@ -265,9 +271,8 @@ impl Model {
     fn cast(&self, state: &State, value: VoteValue) -> State {
         let mut s = state.clone();
         let owner = &mut s.members[usize::from(OWNER)];
-        let ballot = VoteBallot::owners(NodeId(OWNER), self.life(owner.life));
-        let answer = owner.volatile.on_accept_request(ballot, value, Share::Held);
-        assert_eq!(answer, AcceptorAnswer::Accepted, "an owner that may cast accepts its own vote");
+        let life = self.life(owner.life);
+        let ballot = owner.volatile.cast(NodeId(OWNER), life, value, self.flaws).expect("an owner that may cast");
         owner.cast = true;
         if self.driver == Some(DriverFlaw::OwnCopyBeforeDurable) {
             s.held.insert((ballot, value, OWNER));
@@ -315,7 +320,12 @@ impl Model {
                 recovery.promises.insert(from, accepted);
                 if recovery.promises.len() >= self.copies {
                     let promises: Vec<_> = recovery.promises.iter().map(|(m, a)| (NodeId(*m), *a)).collect();
-                    let value = safe_value(NodeId(OWNER), &promises, self.flaws);
+                    // None: a YES waits for the owner's promise.
+                    let Some(value) = safe_value(NodeId(OWNER), &promises, self.flaws) else { return Some(s) };
+                    let owners_yes =
+                        promises.iter().any(|(m, a)| *m == NodeId(OWNER) && matches!(a, Some((_, VoteValue::Yes))));
+                    s.doomed_proposal |= value == VoteValue::Yes && !owners_yes;
+                    let recovery = s.members[usize::from(to)].recovery.as_mut().expect("running");
                     recovery.proposed = true;
                     for to in 0..self.members as u8 {
                         s.network.insert(Message::Accept { to, ballot, value });
@@ -373,6 +383,9 @@ impl Model {
     }
 
     fn check(&self, state: &State) -> Result<(), String> {
+        if state.doomed_proposal {
+            return Err("recovery terminates: a recovery proposed YES without its owner's promise of one".into());
+        }
         let mut values_at = BTreeMap::new();
         for (ballot, value, _) in &state.held {
             if *values_at.entry(*ballot).or_insert(*value) != *value {
@@ -424,7 +437,9 @@ impl Model {
                 other => return Err(format!("recovery terminates: member {i} answers the highest ballot {other:?}")),
             }
         }
-        let value = safe_value(NodeId(OWNER), &promises, self.flaws);
+        let Some(value) = safe_value(NodeId(OWNER), &promises, self.flaws) else {
+            return Err("recovery terminates: a recovery with every member's promise waits for the owner's".into());
+        };
         let mut holders = NodeSet::EMPTY;
         for (i, acceptor) in acceptors.iter_mut().enumerate() {
             let share = self.share(state, i as u8);
@@ -617,6 +632,15 @@ fn canary_owner_casts_again_is_caught() {
 fn canary_recover_with_no_is_caught() {
     let violation = flawed(dkv_core::votes::VoteFlaw::RecoverWithNo, Model::new(3, 0, three(), 1));
     assert!(violation.starts_with("agreement"), "{violation}");
+}
+
+/// A recovery that proposes a YES before the owner promised: an owner that lost its share
+/// refuses it, and the recovery that hears the owner last never ends.
+#[cfg(feature = "canary")]
+#[test]
+fn canary_recover_yes_without_owner_is_caught() {
+    let violation = flawed(dkv_core::votes::VoteFlaw::RecoverYesWithoutOwner, Model::new(3, 1, three(), 1));
+    assert!(violation.starts_with("recovery terminates: a recovery proposed YES"), "{violation}");
 }
 
 /// A recovery that ignores the owner's word: an owner that lost its share, while another member

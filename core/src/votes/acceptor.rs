@@ -19,10 +19,15 @@ pub struct VoteAcceptor {
 pub enum Share {
     /// Another member's instance: any value may be accepted.
     NotOwner,
-    /// The owner's own instance, and the owner holds its share (locked, logged or logging).
+    /// The owner's own instance, and its share's record is in its log ahead of the acceptance
+    /// about to be written (logged or being logged, in order, so the acceptance is never
+    /// durable without it), and the transaction is not finished. Releasing the share's locks
+    /// (on an ABORT, say) does not end this: a recovery that finds the owner's YES must be able
+    /// to have it chosen.
     Held,
-    /// The owner's own instance, and the owner holds no share: it lost it in a crash, or never
-    /// had it. A YES is refused: a YES the owner does not hold must never be chosen.
+    /// The owner's own instance, and no record of its share is in its log: it lost it in a
+    /// crash, or never had it. A YES is refused: a YES the owner does not hold must never be
+    /// chosen.
     Lacking,
 }
 
@@ -43,6 +48,19 @@ pub enum AcceptorAnswer {
 }
 
 impl VoteAcceptor {
+    /// The owner, in its life `life`, casts `value` at its own ballot: its own copy, to be
+    /// logged (with its share, for a YES) while the vote goes to every other member. `None` if
+    /// it may not cast ([`VoteAcceptor::may_cast`]); it then answers with what it holds.
+    pub fn cast(&mut self, owner: crate::ids::NodeId, life: u64, value: VoteValue, flaws: Flaws) -> Option<VoteBallot> {
+        if !self.may_cast(life, flaws) {
+            return None;
+        }
+        let ballot = VoteBallot::owners(owner, life);
+        self.promised = Some(ballot);
+        self.accepted = Some((ballot, value));
+        Some(ballot)
+    }
+
     /// Phase 1b: promise `ballot` unless a higher one was promised. A repeated request for the
     /// promised ballot is promised again (its answer may have been lost).
     pub fn on_promise_request(&mut self, ballot: VoteBallot) -> AcceptorAnswer {
@@ -55,8 +73,8 @@ impl VoteAcceptor {
 
     /// Phase 2b: accept `value` at `ballot` unless a higher ballot was promised, another value
     /// was accepted at this ballot, or this is the owner asked for a YES it holds no share of.
-    /// Accepting is promising too. The owner casting its vote calls this for its own copy,
-    /// with [`Share::Held`] for a YES.
+    /// Accepting is promising too. (The owner's own copy of its cast is [`VoteAcceptor::cast`];
+    /// an owner never gets an accept request at its own ballot.)
     pub fn on_accept_request(&mut self, ballot: VoteBallot, value: VoteValue, share: Share) -> AcceptorAnswer {
         match (self.promised, self.accepted) {
             (Some(promised), _) if promised > ballot => AcceptorAnswer::Outbid { promised },
@@ -76,6 +94,11 @@ impl VoteAcceptor {
     /// recovery is under way, which a new vote at round 0 could not outbid anyway. A vote it cast
     /// and lost in a crash was never chosen ([`super::counts`] needs the owner's own copy for
     /// anything at its ballot), so casting afresh at the new life's ballot is safe.
+    ///
+    /// "Empty" must mean "never touched", not "forgotten": the driver keeps an instance's state
+    /// until its transaction is below a durable finished mark, and casts, promises and accepts
+    /// nothing below that mark. An owner that forgot a vote of this life would cast again at
+    /// the same ballot, perhaps the other value.
     pub fn may_cast(&self, life: u64, flaws: Flaws) -> bool {
         if flaws.has(VoteFlaw::OwnerCastsAgain) {
             // Planted: an earlier life's vote, logged, is forgotten.

@@ -12,7 +12,8 @@
 //!
 //! A coordinator that stops waiting for a vote runs a **recovery ballot** for it: promises
 //! from `copies` members, then the value [`safe_value`] allows, NO unless a YES may have been
-//! chosen. So an abort is a chosen NO, and every rule that stops 2PC's findings of §8 (an abort
+//! chosen (and a YES only with the owner's promise). A settlement of the epoch is a recovery
+//! ballot above every other, over every instance at once ([`settled_value`]). So an abort is a chosen NO, and every rule that stops 2PC's findings of §8 (an abort
 //! acted on and then overridden, a vote changed on a resent PREPARE) is Paxos's.
 //!
 //! ## Words
@@ -40,7 +41,7 @@
 //!   chosen YESes never lacks a member's ops, though the vote left the member before its share
 //!   was durable.
 //!
-//! `core/tests/vote_instances.rs` explores every schedule of small clusters (loss, duplication,
+//! `core/tests/vote_instances.rs` explores every schedule of one instance in small clusters (loss, duplication,
 //! reordering, crashes that keep only what was durable, competing recovery ballots) and checks
 //! that no two values are chosen, that a chosen YES is durably held by its owner, and that a
 //! recovery with every member up always chooses; each planted [`VoteFlaw`] is caught there.
@@ -48,7 +49,13 @@
 //! ## What the driver must guarantee
 //!
 //! - Persist the [`VoteAcceptor`] whole after each change, send no promise and no acceptance
-//!   notice before it is durable, and restart from the last durable copy only.
+//!   notice before it is durable, and restart from the last durable copy only. The owner's
+//!   acceptance of a YES goes in its log after its share's record (or in it).
+//! - Keep an instance's state until its transaction is below a durable finished mark, and
+//!   cast, promise and accept nothing below the mark ([`VoteAcceptor::may_cast`]); snapshots
+//!   carry the states of unfinished transactions.
+//! - A frozen member (the epoch's settlement under way) casts, promises and accepts nothing of
+//!   the epoch's instances: its report is its promise of the settlement's ballot.
 //! - Cast and propose only once the node's life is durable, and never use a ballot of another
 //!   life or node.
 //! - Feed a [`Tally`] only acceptances its members said were durable.
@@ -60,7 +67,7 @@ mod tally;
 
 pub use acceptor::{AcceptorAnswer, Share, VoteAcceptor};
 pub use ballot::VoteBallot;
-pub use recovery::safe_value;
+pub use recovery::{safe_value, settled_value};
 pub use tally::{Tally, counts};
 
 use crate::config::ConfigError;
@@ -101,16 +108,9 @@ pub enum VoteFlaw {
     /// A recovery ballot ignores that the owner promised without a YES, and proposes the
     /// highest-ballot value reported.
     RecoverWithoutOwnersWord,
-}
-
-impl VoteFlaw {
-    pub const ALL: [VoteFlaw; 5] = [
-        VoteFlaw::YesWithoutOwner,
-        VoteFlaw::OwnersNoWithoutOwner,
-        VoteFlaw::OwnerCastsAgain,
-        VoteFlaw::RecoverWithNo,
-        VoteFlaw::RecoverWithoutOwnersWord,
-    ];
+    /// A recovery ballot proposes a YES without the owner's promise, which an owner that lost
+    /// its share refuses: a recovery that hears the owner last never ends.
+    RecoverYesWithoutOwner,
 }
 
 /// The planted flaws in force: none, but in a `canary` build's tests.
