@@ -1,6 +1,7 @@
 //! The acceptor of a vote instance: Paxos's phases 1b and 2b, and whether the owner may cast.
 
 use super::{Flaws, VoteBallot, VoteFlaw, VoteValue};
+use crate::ids::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// One member's durable part in one vote instance. The driver persists it whole after every
@@ -51,7 +52,7 @@ impl VoteAcceptor {
     /// The owner, in its life `life`, casts `value` at its own ballot: its own copy, to be
     /// logged (with its share, for a YES) while the vote goes to every other member. `None` if
     /// it may not cast ([`VoteAcceptor::may_cast`]); it then answers with what it holds.
-    pub fn cast(&mut self, owner: crate::ids::NodeId, life: u64, value: VoteValue, flaws: Flaws) -> Option<VoteBallot> {
+    pub fn cast(&mut self, owner: NodeId, life: u64, value: VoteValue, flaws: Flaws) -> Option<VoteBallot> {
         if !self.may_cast(life, flaws) {
             return None;
         }
