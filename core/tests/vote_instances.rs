@@ -80,7 +80,8 @@ struct Member {
     /// The owner cast in this life.
     cast: bool,
     recovery: Option<Recovery>,
-    recovered_in_this_life: bool,
+    /// Recovery ballots started in this life.
+    rounds_used: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -121,6 +122,9 @@ struct Model {
     crashable: NodeSet,
     /// The members 1..=recoverers (never the owner) may run recovery ballots.
     recoverers: usize,
+    /// Recovery ballots each recoverer may start per life, each at the next round (giving up
+    /// the one under way).
+    rounds: u8,
     /// Whether the epoch may be settled (once, from the reports of any `copies` members).
     settlement: bool,
     flaws: Flaws,
@@ -149,7 +153,17 @@ enum Event {
 impl Model {
     fn new(members: usize, crashes: u8, crashable: NodeSet, recoverers: usize) -> Model {
         let copies = members / 2 + 1;
-        Model { members, copies, crashes, crashable, recoverers, settlement: false, flaws: Flaws::NONE, driver: None }
+        Model {
+            members,
+            copies,
+            crashes,
+            crashable,
+            recoverers,
+            rounds: 1,
+            settlement: false,
+            flaws: Flaws::NONE,
+            driver: None,
+        }
     }
 
     fn initial(&self) -> State {
@@ -159,7 +173,7 @@ impl Model {
             life: 1,
             cast: false,
             recovery: None,
-            recovered_in_this_life: false,
+            rounds_used: 0,
         };
         State {
             members: vec![member; self.members],
@@ -222,7 +236,7 @@ impl Model {
                 next.push((Event::Crash(i as u8), after));
             }
             let member = &state.members[i];
-            if (1..=self.recoverers).contains(&i) && member.recovery.is_none() && !member.recovered_in_this_life {
+            if (1..=self.recoverers).contains(&i) && member.rounds_used < self.rounds {
                 next.push((Event::Recover(i as u8), self.recover(state, i)));
             }
         }
@@ -352,15 +366,15 @@ impl Model {
         member.life += 1;
         member.cast = false;
         member.recovery = None;
-        member.recovered_in_this_life = false;
+        member.rounds_used = 0;
     }
 
     fn recover(&self, state: &State, i: usize) -> State {
         let mut s = state.clone();
         let member = &mut s.members[i];
-        let ballot = VoteBallot::recovery(1, self.life(member.life), NodeId(i as u8));
+        member.rounds_used += 1;
+        let ballot = VoteBallot::recovery(u64::from(member.rounds_used), self.life(member.life), NodeId(i as u8));
         member.recovery = Some(Recovery { ballot, promises: BTreeMap::new(), proposed: false });
-        member.recovered_in_this_life = true;
         for to in 0..self.members as u8 {
             s.network.insert(Message::PromiseRequest { to, ballot });
         }
@@ -517,6 +531,13 @@ fn three_members_with_competing_recoveries() {
     assert!(states > 100_000, "only {states} states");
 }
 
+/// Three members; a recovery that gives up and retries at the next round, no crash.
+#[test]
+fn three_members_with_a_recovery_retried() {
+    let states = explored(Model { rounds: 2, ..Model::new(3, 0, three(), 1) });
+    assert!(states > 100_000, "only {states} states");
+}
+
 /// Three members; the owner crashes twice (three lives, each may cast), one recovery ballot.
 #[test]
 fn three_members_with_an_owner_crashing_twice() {
@@ -548,6 +569,8 @@ fn wider_bounds() {
         Model::new(5, 1, NodeSet::EMPTY.with(NodeId(OWNER)), 1),
         Model::new(3, 2, three(), 1),
         Model { settlement: true, ..Model::new(3, 2, three(), 1) },
+        Model { rounds: 2, ..Model::new(3, 0, three(), 2) },
+        Model { rounds: 2, ..Model::new(3, 1, three(), 1) },
         Model::new(3, 1, three(), 2),
         Model::new(5, 1, NodeSet::first(5), 1),
     ];
