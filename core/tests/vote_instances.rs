@@ -3,25 +3,33 @@
 //!
 //! The model: node 0 owns the instance and casts YES or NO at its own ballot, sending it to
 //! every member at once while its own copy is still being logged; the other members accept,
-//! and each can run one recovery ballot per life (promises from `copies` members, then the value
-//! `safe_value` allows). Messages stay in the network once sent: any can be delivered any number
-//! of times, in any order, or never (loss, duplication, reordering). Every member writes its
-//! acceptor state to its log and syncs the writes in order; a promise leaves only once its write
-//! is durable. A crash keeps the durable state only and starts a new life, within a budget.
+//! and some can run recovery ballots, a bounded number per life, each at the next round
+//! (promises from `copies` members, then the value `safe_value` allows, a YES only once the
+//! owner promised). The epoch may be settled once, at any point, from the reports of any
+//! `copies` members (`settled_value`; each reporter's freeze is its promise of a ballot above
+//! every other). Messages stay in the network once sent: any can be delivered any number of
+//! times, in any order, or never (loss, duplication, reordering). A member handles a request
+//! and syncs what it wrote in one step, but for the owner's cast, whose copy is synced on its
+//! own; a promise leaves only once its write is durable. A crash keeps the durable state only
+//! and starts a new life, within a budget.
 //!
 //! In every reachable state it checks:
 //! - *agreement*: at most one value has ever been chosen (by the counting rule, `counts`, over
-//!   the acceptances ever durable);
+//!   the acceptances ever durable), and a learner's `Tally` learns it;
 //! - *a chosen YES is a share held*: whenever YES has been chosen, the owner's durable state
 //!   holds a YES (its share is on its disk);
 //! - *a ballot carries one value*: no two members ever hold different values at one ballot;
-//! - *recovery terminates*: a recovery ballot above every other, with every member up and
-//!   answering, chooses a value, and the value already chosen if there is one.
+//! - *the settlement agrees*: nothing is chosen against the value settled, before or after,
+//!   and a YES settled from the owner's report is one the owner holds;
+//! - *recovery terminates*: no recovery proposes a YES without its owner's promise of one, and
+//!   a recovery ballot above every other, with every member up and answering, chooses a value,
+//!   and the value already chosen if there is one (until the epoch is settled).
 //!
 //! Each rule of the design has a planted flaw that breaks it, and the exploration finds a
 //! schedule that shows it: the rules' own flaws need the `canary` feature (on in
-//! `cargo test --workspace`), the driver's (a promise answered before it is durable, an own copy
-//! counted before it is durable, ballots without the life) are the model's and need nothing.
+//! `cargo test --workspace`); the driver's (a promise answered before it is durable, an own copy
+//! counted before it is durable, ballots without the life, a settlement without the freeze)
+//! are the model's and need nothing.
 
 use dkv_core::NodeId;
 use dkv_core::NodeSet;
