@@ -16,8 +16,10 @@
 //!   condition, a non-number): nothing was applied; the member whose op failed runs again
 //!   alone, for its own answer, and the members before and after it run again in batches.
 //!   Refused: each member runs again alone. No outcome: every member is told so.
-//! - Waiting is bounded: in writes and bytes, per datagram source, and in time (a write that
-//!   could not start within the gateway's deadline is answered that nothing was changed).
+//! - Waiting is bounded: in writes and bytes, per datagram source, and in time. A write waits
+//!   at most half the gateway's request timeout to start (past it, it is answered that nothing
+//!   was applied), and its batch's deadline counts from its oldest member, so every batch has
+//!   at least the other half to run and no write waits longer in all than the request timeout.
 //! - Batches in flight never share a key: a member whose keys a running batch holds waits for
 //!   it, so batches on this node do not conflict over their locks and retry each other.
 //!
@@ -26,7 +28,7 @@
 
 use crate::gateway::{Answer, Asker, GatewayError};
 use crate::routes::Route;
-use dkv_core::{Key, Limits, OpResult, Operation, Outcome, Time, TryAgainReason, TxnOp};
+use dkv_core::{Key, Limits, OpResult, Operation, Outcome, Time, TxnOp};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -80,7 +82,7 @@ pub(crate) struct BatchStart {
 /// The writes of id-less clients, waiting and running in batches.
 pub(crate) struct Coalescer {
     limits: Limits,
-    /// How long a write may wait to start.
+    /// How long a write may wait to start: half the request timeout.
     wait_max: Duration,
     waiting: VecDeque<Member>,
     waiting_bytes: usize,
@@ -92,11 +94,15 @@ pub(crate) struct Coalescer {
 }
 
 impl Coalescer {
-    /// A coalescer whose writes wait at most `wait_max` to start (the gateway's deadline).
-    pub(crate) fn new(limits: Limits, wait_max: Duration) -> Coalescer {
+    /// A coalescer for a gateway whose requests get `request_timeout` in all. Its writes wait at
+    /// most half of it to start: a batch then has at least the other half to run (its deadline
+    /// counts from its oldest member). A write that waited longer is told nothing was applied,
+    /// a definite answer; one squeezed into a batch with little time left would often be told
+    /// the outcome is unknown instead.
+    pub(crate) fn new(limits: Limits, request_timeout: Duration) -> Coalescer {
         Coalescer {
             limits,
-            wait_max,
+            wait_max: request_timeout / 2,
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             waiting_per_source: BTreeMap::new(),
@@ -152,6 +158,9 @@ impl Coalescer {
     /// Answers the writes that waited past their deadline without starting: nothing of them
     /// was applied.
     pub(crate) fn expire(&mut self, now: Time) -> Vec<Answer> {
+        if !self.waiting.iter().any(|m| now.saturating_since(m.queued_at) >= self.wait_max) {
+            return Vec::new();
+        }
         let (expired, kept): (VecDeque<Member>, VecDeque<Member>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|m| now.saturating_since(m.queued_at) >= self.wait_max);
@@ -161,7 +170,7 @@ impl Coalescer {
             .map(|member| {
                 self.count_out(&member);
                 let waited = now.saturating_since(member.queued_at);
-                let error = GatewayError::NoOutcome { write: false, reason: Some(TryAgainReason::Busy), waited };
+                let error = GatewayError::Expired { waited };
                 Answer { asker: member.asker, result: Err(error) }
             })
             .collect()
@@ -375,19 +384,20 @@ mod tests {
         assert_eq!(rest, vec![asker(3), asker(4)]);
     }
 
-    /// A write that cannot start within the deadline is answered that nothing was changed;
-    /// writes from one datagram source and the bytes waiting are bounded.
+    /// A write that cannot start within half the request timeout is answered that nothing was
+    /// applied; writes from one datagram source and the bytes waiting are bounded.
     #[test]
     fn waiting_is_bounded_in_time_per_source_and_in_bytes() {
         let mut coalescer = Coalescer::new(Limits::default(), WAIT);
         coalescer.add(T0, asker(1), vec![put("a")]).unwrap();
         let running = coalescer.take_ready().pop().unwrap();
         coalescer.add(T0, asker(2), vec![put("a")]).unwrap();
-        assert_eq!(coalescer.deadline(), Some(T0 + WAIT));
-        assert!(coalescer.expire(T0 + WAIT / 2).is_empty());
-        let expired = coalescer.expire(T0 + WAIT);
+        assert_eq!(coalescer.deadline(), Some(T0 + WAIT / 2));
+        assert!(coalescer.expire(T0 + WAIT / 4).is_empty());
+        let expired = coalescer.expire(T0 + WAIT / 2);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].asker, asker(2));
+        assert_eq!(expired[0].result, Err(GatewayError::Expired { waited: WAIT / 2 }));
         assert!(matches!(&expired[0].result, Err(error) if !error.may_have_been_applied()));
         assert_eq!(coalescer.deadline(), None);
         coalescer.complete(running.tag, committed(1));
@@ -419,20 +429,24 @@ mod tests {
     }
 
     /// A write that waited for a running batch's key starts with the time it has left: its
-    /// batch's deadline counts from when it was taken, not from when the batch starts.
+    /// batch's deadline counts from when it was taken, not from when the batch starts. Writes
+    /// wait at most half the request timeout, so a batch always has the other half.
     #[test]
     fn a_batch_counts_its_time_from_its_oldest_member() {
         let mut coalescer = Coalescer::new(Limits::default(), WAIT);
         coalescer.add(T0, asker(1), vec![put("a")]).unwrap();
         let first = coalescer.take_ready().pop().unwrap();
         assert_eq!(first.queued_at, T0);
-        let later = T0 + Duration::from_secs(7);
+        let later = T0 + Duration::from_secs(3);
         coalescer.add(later, asker(2), vec![put("a")]).unwrap();
         coalescer.add(later + Duration::from_secs(1), asker(3), vec![put("a")]).unwrap();
+        let now = later + Duration::from_secs(4);
+        assert!(coalescer.expire(now).is_empty(), "4 s of 5 waited");
         coalescer.complete(first.tag, committed(1));
         let next = coalescer.take_ready().pop().unwrap();
         assert!(matches!(&next.operation, Operation::Txn { ops } if ops.len() == 2));
         assert_eq!(next.queued_at, later, "the oldest member's");
+        assert!(next.queued_at + WAIT >= now + WAIT / 2, "at least half the timeout left to run");
     }
 
     /// Writes of the same key from many askers go in one batch (they do not wait for one

@@ -356,7 +356,7 @@ impl Server {
             links,
             routes: ReplyRoutes::new(config.connection.reply_routes_max),
             gateway: Gateway::with_random_ids(config.gateway),
-            coalescer: Coalescer::new(config.limits, config.gateway.request_timeout),
+            coalescer: Coalescer::new(config.limits, Gateway::request_timeout(config.gateway)),
             answers: VecDeque::new(),
             configuration: node_configuration,
             datagram_sources: BTreeMap::new(),

@@ -85,8 +85,12 @@ pub enum GatewayError {
         "busy, this node runs as many requests of Redis and text clients as it may ({max}); nothing was applied, try again shortly"
     )]
     Busy { max: usize },
-    /// Held back by its asker until its deadline had passed: never sent, nothing was applied.
-    #[error("waited {:.1} s to be run, past the request timeout; nothing was applied, try again", .waited.as_secs_f64())]
+    /// Held back by its asker (waiting to be batched) for as long as it may wait: never sent,
+    /// nothing was applied.
+    #[error(
+        "waited {:.1} s without being run (earlier writes of its keys had no outcome yet, or this node was busy); nothing was applied, try again",
+        .waited.as_secs_f64()
+    )]
     Expired { waited: Duration },
     /// Retried until the deadline with no outcome. For a write, an attempt may still complete.
     #[error("{}", no_outcome_text(*.write, .reason.as_ref(), *.waited))]
@@ -165,9 +169,7 @@ impl Gateway {
     /// A gateway whose client ids and jitter derive from `seed` (random from the OS in a
     /// server: see [`Gateway::with_random_ids`]).
     pub(crate) fn new(mut limits: GatewayLimits, seed: u64) -> Gateway {
-        // Past the retry window the nodes may have forgotten a request was done: a retry then
-        // could apply it twice.
-        limits.request_timeout = limits.request_timeout.min(CLIENT_RETRY_WINDOW_MAX);
+        limits.request_timeout = Gateway::request_timeout(limits);
         let mut ids = SplitMix64(seed);
         let reader = ClientId(ids.next_u64());
         let jitter = SplitMix64(ids.next_u64());
@@ -183,6 +185,13 @@ impl Gateway {
             wakeups: BTreeSet::new(),
             jitter,
         }
+    }
+
+    /// The time a request gets in all under `limits`: their request timeout, within the
+    /// retry window (past it the nodes may have forgotten a request was done, and a retry
+    /// could apply it twice).
+    pub(crate) fn request_timeout(limits: GatewayLimits) -> Duration {
+        limits.request_timeout.min(CLIENT_RETRY_WINDOW_MAX)
     }
 
     /// A gateway with client ids no other process uses: drawn from the OS's randomness.
