@@ -480,11 +480,8 @@ impl Server {
             self.drain_outputs(now)?;
         }
         self.pump_transfers();
-        if self.coalescer.deadline().is_some_and(|deadline| deadline <= now) {
-            let expired = self.coalescer.expire(now);
-            self.answers.extend(expired);
-            self.drain_outputs(now)?;
-        }
+        // Batched writes that waited out their time are answered in `sync_and_release` below
+        // (`start_coalesced` expires them before it starts any batch).
         if self.gateway.deadline().is_some_and(|deadline| deadline <= now) {
             let (resend, answers) = self.gateway.on_timeout(now);
             for request in resend {
