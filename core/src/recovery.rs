@@ -18,8 +18,8 @@ use thiserror::Error;
 pub enum RecoveryError {
     #[error("record {index} ({kind}) names transaction {txn}, which is not pending at that point of the log")]
     UnknownTransaction { index: usize, kind: &'static str, txn: TxnId },
-    #[error("record {index}: transaction {txn} is prepared twice")]
-    DuplicatePrepare { index: usize, txn: TxnId },
+    #[error("record {index}: transaction {txn} is prepared or decided twice")]
+    DuplicateTransaction { index: usize, txn: TxnId },
     #[error("record {index}: transaction {txn} locks a key that {holder} already holds")]
     LockConflict { index: usize, txn: TxnId, holder: TxnId },
     #[error("record {index}: request {request} is prepared under two transactions")]
@@ -184,6 +184,7 @@ impl Recovered {
                     if t.txn.coordinator != me {
                         return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
                     }
+                    r.ensure_unknown(index, t.txn)?;
                     // An earlier build's decision: applied as it became durable.
                     r.apply(&t, r.tracked);
                     r.decisions.insert(t.txn, (t, true));
@@ -295,9 +296,7 @@ impl Recovered {
         if t.txn.coordinator == me && !own_allowed {
             return Err(RecoveryError::ForeignTransaction { index, txn: t.txn, node: me });
         }
-        if self.prepared.contains_key(&t.txn) || self.commits_held.contains_key(&t.txn) {
-            return Err(RecoveryError::DuplicatePrepare { index, txn: t.txn });
-        }
+        self.ensure_unknown(index, t.txn)?;
         if self.unapplied().any(|p| p.request == t.request) {
             return Err(RecoveryError::DuplicateRequest { index, request: t.request });
         }
@@ -312,6 +311,16 @@ impl Recovered {
         }
         self.prepared.insert(t.txn, t);
         Ok(())
+    }
+
+    /// A transaction is prepared, held or decided once: a log naming it twice (a snapshot
+    /// listing it both prepared and decided included) is refused, or two roles would restore
+    /// it with different requests.
+    fn ensure_unknown(&self, index: usize, txn: TxnId) -> Result<(), RecoveryError> {
+        let known = self.prepared.contains_key(&txn)
+            || self.commits_held.contains_key(&txn)
+            || self.decisions.contains_key(&txn);
+        if known { Err(RecoveryError::DuplicateTransaction { index, txn }) } else { Ok(()) }
     }
 
     /// Every transaction that still holds its keys here.
@@ -433,6 +442,7 @@ impl Recovered {
                 return Err(RecoveryError::ForeignTransaction { index, txn, node: me });
             }
             if applied || before_epochs {
+                self.ensure_unknown(index, txn)?;
                 // An earlier build's unapplied decision was one whose record was not durable
                 // yet: it applied it as it became so.
                 if !applied {
