@@ -356,13 +356,18 @@ impl Adoption {
                 let c = SnapshotConfiguration { configuration, installed, agreement: None };
                 out.push(Record::SnapshotConfiguration(Box::new(c)));
             }
+            // The member's parts in vote instances are its own, as its agreement state is.
+            (Place::InSnapshot, Record::SnapshotVoteAcceptors(_)) => {}
             (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
-            (Place::AfterSnapshot, Record::SnapshotConfiguration(_)) => {
+            (Place::AfterSnapshot, Record::SnapshotConfiguration(_) | Record::SnapshotVoteAcceptors(_)) => {
                 return Err(out_of_place("no snapshot is open"));
             }
-            // The member's part in an agreement is its own, never the receiver's; and so is what
-            // it says of its own log.
-            (Place::AfterSnapshot, Record::Agreement(_) | Record::Unvouched | Record::Bootstrapped { .. }) => {}
+            // The member's parts in an agreement and in vote instances are its own, never the
+            // receiver's; and so is what it says of its own log.
+            (
+                Place::AfterSnapshot,
+                Record::Agreement(_) | Record::VoteAcceptor { .. } | Record::Unvouched | Record::Bootstrapped { .. },
+            ) => {}
             // The member installed the next configuration: its settlement settles what the
             // receiver holds from the stream exactly as the member's install settled it
             // (`Participant::settle`; replay applies it alike): a commit the member holds
@@ -703,6 +708,37 @@ mod tests {
         };
         assert!(at_add(1).is_ok());
         assert_eq!(at_add(3), Err(AdoptError::SourceWasNoMember { node: NodeId(3), epoch: Epoch(3) }));
+    }
+
+    /// The member's parts in vote instances are its own: a transfer takes none, from its
+    /// snapshot or after it, and refuses a snapshot's states outside a snapshot.
+    #[test]
+    fn a_transfer_takes_none_of_the_members_vote_states() {
+        use crate::votes::{VoteAcceptor, VoteBallot, VoteInstance, VoteValue};
+        let instance = VoteInstance {
+            epoch: Epoch(1),
+            txn: TxnId { coordinator: NodeId(1), incarnation: 1, number: 1 },
+            owner: NodeId(1),
+        };
+        let ballot = VoteBallot::owners(NodeId(1), 1);
+        let acceptor = VoteAcceptor { promised: Some(ballot), accepted: Some((ballot, VoteValue::Yes)) };
+        let log = vec![
+            Record::SnapshotBeginInEpoch(Box::default()),
+            Record::SnapshotVoteAcceptors(vec![(instance, acceptor)]),
+            Record::SnapshotVersionedEntries(Vec::new()),
+            Record::SnapshotEnd { entries: 0 },
+            Record::VoteAcceptor { instance, acceptor },
+        ];
+        let adopted = Adoption::new(NodeId(0), 0).adopt_all(log).unwrap();
+        let vote_states = |r: &Record| matches!(r, Record::SnapshotVoteAcceptors(_) | Record::VoteAcceptor { .. });
+        assert!(!adopted.iter().any(vote_states), "{adopted:?}");
+        assert!(adopted.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })));
+        let stray = vec![
+            Record::SnapshotBeginInEpoch(Box::default()),
+            Record::SnapshotEnd { entries: 0 },
+            Record::SnapshotVoteAcceptors(Vec::new()),
+        ];
+        assert!(matches!(Adoption::new(NodeId(0), 0).adopt_all(stray), Err(AdoptError::OutOfPlace { index: 2, .. })));
     }
 
     /// A member's snapshot past the configuration that adds the node is taken: the node takes

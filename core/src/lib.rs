@@ -81,7 +81,9 @@
 //!
 //! [`votes`] holds the rules of the next step of docs/protocol.md §8 (each member's vote a
 //! consensus instance, so that a commit waits for one synced write): built and model-checked
-//! on their own, not wired into the node.
+//! on their own. Their messages ([`message::Message::Votes`]) and records
+//! ([`record::Record::VoteAcceptor`]) exist, and a node keeps, snapshots and drops the states
+//! its log holds, but no node casts, accepts or recovers a vote yet.
 
 pub mod canary;
 pub mod catch_up;

@@ -16,6 +16,7 @@ use crate::configuration::{Epoch, JoinTicket, PaxosMessage};
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::TxnOp;
 use crate::time::Time;
+use crate::votes::VoteMessage;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -75,6 +76,10 @@ pub enum Message {
     /// `asking` while the sender itself bootstraps and has not begun durably; `member` once it
     /// takes part as a member (after a bootstrap of its own, once every node had begun).
     BootstrapAnswer { asked: JoinTicket, round: u64, clean: bool, asking: bool, member: bool },
+    /// A message of a vote instance (docs/protocol.md §8): casts, acceptances and recoveries of
+    /// the members' votes, each its own consensus. On the wire, sent by no node yet: a node
+    /// counts one and drops it.
+    Votes(VoteMessage),
 }
 
 /// What a lease grant echoes back: the requester's incarnation and the time, on its own clock,
@@ -109,6 +114,7 @@ impl Message {
             | Message::Visible { txn, .. }
             | Message::Finished { txn, .. } => Some(*txn),
             Message::FinishedBelow { below, .. } => Some(*below),
+            Message::Votes(message) => Some(message.instance().txn),
             Message::Heartbeat { .. }
             | Message::LeaseGrant { .. }
             | Message::Paxos(_)
@@ -134,6 +140,7 @@ impl Message {
             | Message::LeaseGrant { epoch, .. } => *epoch,
             Message::Paxos(message) => message.epoch(),
             Message::JoinRequest { epoch, .. } => *epoch,
+            Message::Votes(message) => message.instance().epoch,
             Message::BootstrapQuery { .. } | Message::BootstrapAnswer { .. } => return None,
         })
     }
@@ -158,6 +165,7 @@ impl Message {
             Message::BootstrapQuery { .. } => "bootstrap-query",
             Message::BootstrapAnswer { clean: true, .. } => "bootstrap-answer-clean",
             Message::BootstrapAnswer { clean: false, .. } => "bootstrap-answer-not-clean",
+            Message::Votes(message) => message.kind(),
         }
     }
 }

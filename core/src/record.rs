@@ -14,6 +14,7 @@ use crate::completions::CompletionRecord;
 use crate::configuration::{AgreementState, Configuration, Epoch, Value as ConfigValue};
 use crate::ids::{NodeSet, RequestId, TxnId};
 use crate::operation::{Key, TxnOp, Value};
+use crate::votes::{VoteAcceptor, VoteInstance};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -97,6 +98,17 @@ pub enum Record {
     /// restart that finds only starts after one with `all_begun` false waits again, as the node
     /// did, until every other node has begun.
     Bootstrapped { all_begun: bool },
+    /// This member's whole durable part in one vote instance (docs/protocol.md §8): what it
+    /// promised and accepted, superseding every earlier record of the instance. Kept until the
+    /// instance's transaction is finished or its epoch is over ([`crate::votes::VoteAcceptors`]). Synced
+    /// before the promise or acceptance it records is told. Written by no node yet.
+    VoteAcceptor { instance: VoteInstance, acceptor: VoteAcceptor },
+    /// Inside a snapshot (between its begin and its end): a run of the vote instances' states
+    /// kept as of the snapshot (at most [`SNAPSHOT_ACCEPTORS_PER_RECORD`] per record). A
+    /// snapshot without one keeps none.
+    ///
+    /// [`SNAPSHOT_ACCEPTORS_PER_RECORD`]: crate::votes::SNAPSHOT_ACCEPTORS_PER_RECORD
+    SnapshotVoteAcceptors(Vec<(VoteInstance, VoteAcceptor)>),
 }
 
 impl Record {
@@ -153,6 +165,8 @@ impl Record {
             Record::SnapshotConfiguration(_) => "snapshot-configuration",
             Record::Unvouched => "unvouched",
             Record::Bootstrapped { .. } => "bootstrapped",
+            Record::VoteAcceptor { .. } => "vote-acceptor",
+            Record::SnapshotVoteAcceptors(_) => "snapshot-vote-acceptors",
         }
     }
 
@@ -189,7 +203,10 @@ impl Record {
             | Record::Installed(_)
             | Record::SnapshotConfiguration(_)
             | Record::Unvouched
-            | Record::Bootstrapped { .. } => true,
+            | Record::Bootstrapped { .. }
+            // A promise or an acceptance is told only once durable.
+            | Record::VoteAcceptor { .. }
+            | Record::SnapshotVoteAcceptors(_) => true,
             Record::Committed { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
@@ -360,6 +377,7 @@ mod tests {
         };
         let configuration = Configuration { epoch: Epoch(2), members: NodeSet::first(2) };
         let value = ConfigValue { configuration, settlement: Default::default(), joining: Default::default() };
+        let vote_instance = VoteInstance { epoch: Epoch(2), txn, owner: NodeId(1) };
         let numbered = [
             Record::Boot { incarnation: 1 },
             Record::Prepared(t.clone()),
@@ -386,6 +404,8 @@ mod tests {
             })),
             Record::Unvouched,
             Record::Bootstrapped { all_begun: false },
+            Record::VoteAcceptor { instance: vote_instance, acceptor: VoteAcceptor::default() },
+            Record::SnapshotVoteAcceptors(Vec::new()),
         ];
         for (number, record) in numbered.iter().enumerate() {
             let bytes = postcard::to_allocvec(record).unwrap();

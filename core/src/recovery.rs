@@ -9,6 +9,7 @@ use crate::record::{
     DecisionState, Entry, Record, SnapshotConfiguration, SnapshotHeaderInEpoch, TxnRecord, VersionedEntry,
 };
 use crate::store::Store;
+use crate::votes::{VoteAcceptor, VoteAcceptors, VoteInstance};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
@@ -36,6 +37,8 @@ pub enum RecoveryError {
     InstalledOutOfOrder { index: usize, installed: Configuration, epoch: Epoch },
     #[error("the log's incarnation number is exhausted")]
     IncarnationExhausted,
+    #[error("record {index}: the state of {instance} accepted a value above its promise, or without one")]
+    InconsistentVoteAcceptor { index: usize, instance: VoteInstance },
 }
 
 /// A snapshot being read: its begin record's index and header, and the store so far.
@@ -50,6 +53,9 @@ struct PartialSnapshot {
     /// Its [`Record::SnapshotConfiguration`], if it has one (a build before configurations
     /// wrote none).
     configuration: Option<SnapshotConfiguration>,
+    /// Its [`Record::SnapshotVoteAcceptors`] records' states (none in a snapshot of a build
+    /// before vote instances, or of a node that kept none).
+    vote_acceptors: VoteAcceptors,
 }
 
 /// The state a log describes, as plain data; the node hands each role its part.
@@ -95,6 +101,8 @@ pub(crate) struct Recovered {
     pub(crate) only_starts: bool,
     /// Each coordinator's latest finished mark in the log (not carried by snapshots).
     pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
+    /// This member's parts in the vote instances of unfinished transactions of its epoch.
+    pub(crate) vote_acceptors: VoteAcceptors,
 }
 
 impl Recovered {
@@ -124,6 +132,7 @@ impl Recovered {
             bootstrapped: false,
             only_starts: true,
             finished_marks: BTreeMap::new(),
+            vote_acceptors: VoteAcceptors::default(),
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -135,6 +144,7 @@ impl Recovered {
                     | Record::SnapshotVersionedEntries(_)
                     | Record::SnapshotEnd { .. }
                     | Record::SnapshotConfiguration(_)
+                    | Record::SnapshotVoteAcceptors(_)
             );
             if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
@@ -205,6 +215,7 @@ impl Recovered {
                 Record::Forgotten { txn } => {
                     let (t, applied) = r.decisions.remove(&txn).ok_or(unknown)?;
                     r.commit_memory.remove(&txn);
+                    r.vote_acceptors.finished(txn);
                     if !applied {
                         // Finished (durable at every member) before its apply was logged.
                         r.unlock(&t);
@@ -222,6 +233,7 @@ impl Recovered {
                         store: Store::default(),
                         tracked: false,
                         configuration: None,
+                        vote_acceptors: VoteAcceptors::default(),
                     });
                 }
                 Record::SnapshotBeginInEpoch(header) => {
@@ -232,6 +244,7 @@ impl Recovered {
                         store: Store::default(),
                         tracked: false,
                         configuration: None,
+                        vote_acceptors: VoteAcceptors::default(),
                     });
                 }
                 Record::SnapshotEntries(entries) => {
@@ -251,6 +264,22 @@ impl Recovered {
                 Record::SnapshotConfiguration(c) => {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
                     p.configuration = Some(*c);
+                }
+                Record::SnapshotVoteAcceptors(states) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    for (instance, acceptor) in states {
+                        check_vote_acceptor(index, instance, acceptor)?;
+                        p.vote_acceptors.set(instance, acceptor);
+                    }
+                }
+                Record::VoteAcceptor { instance, acceptor } => {
+                    check_vote_acceptor(index, instance, acceptor)?;
+                    // An instance of an epoch settled, or of a transaction finished, is over:
+                    // kept by no one (`VoteAcceptors`).
+                    let finished = r.finished_marks.get(&instance.txn.coordinator).is_some_and(|m| instance.txn < *m);
+                    if instance.epoch >= r.epoch && !finished {
+                        r.vote_acceptors.set(instance, acceptor);
+                    }
                 }
                 Record::Agreement(state) => {
                     // Only the agreement on the configuration after the current one matters;
@@ -360,6 +389,7 @@ impl Recovered {
             self.apply(&t, tracked);
         }
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
+        self.vote_acceptors.finished_below(below);
         let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
         *mark = (*mark).max(below);
     }
@@ -388,6 +418,7 @@ impl Recovered {
         }
         self.commit_memory.clear();
         self.locked.clear();
+        self.vote_acceptors.installed(installed.epoch);
         self.epoch = installed.epoch;
         self.configuration = Some(installed);
         self.installed.push(value);
@@ -405,7 +436,8 @@ impl Recovered {
     }
 
     fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {
-        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration } = p;
+        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration, vote_acceptors } = p;
+        self.vote_acceptors = vote_acceptors;
         if let Some(c) = configuration {
             self.configuration = Some(c.configuration);
             self.installed = c.installed;
@@ -462,6 +494,11 @@ impl Recovered {
         self.commit_memory.extend(unfinished.copied().collect::<Vec<_>>());
         Ok(())
     }
+}
+
+/// A vote instance's state read from the log must be one the rules can reach.
+fn check_vote_acceptor(index: usize, instance: VoteInstance, acceptor: VoteAcceptor) -> Result<(), RecoveryError> {
+    if acceptor.is_consistent() { Ok(()) } else { Err(RecoveryError::InconsistentVoteAcceptor { index, instance }) }
 }
 
 /// The transaction a record names, for errors (a default id for records that name none).

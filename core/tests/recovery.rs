@@ -543,3 +543,57 @@ fn a_recovering_coordinator_asks_again_as_soon_as_a_participant_is_back_in_touch
         assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}: node 0's transaction committed");
     }
 }
+
+/// A member's parts in vote instances (docs/protocol.md §8; no node writes them yet) replay
+/// from the log, survive the snapshots that compact it, and are dropped once their transaction
+/// is finished or their epoch is over; a state the rules cannot reach is refused.
+#[test]
+fn vote_states_replay_ride_snapshots_and_end_with_their_transaction() {
+    use dkv_core::votes::{VoteAcceptor, VoteBallot, VoteInstance, VoteValue};
+    use dkv_core::{Epoch, TxnId};
+    let instance = |coordinator: u8, incarnation: u64, owner: u8| VoteInstance {
+        epoch: Epoch::FIRST,
+        txn: TxnId { coordinator: NodeId(coordinator), incarnation, number: 1 },
+        owner: NodeId(owner),
+    };
+    let ballot = VoteBallot::owners(NodeId(1), 1);
+    let acceptor = VoteAcceptor { promised: Some(ballot), accepted: Some((ballot, VoteValue::Yes)) };
+    let record = |instance| Record::VoteAcceptor { instance, acceptor };
+    // Incarnation 99: no mark of node 1 in this test reaches these transactions.
+    let kept = [instance(1, 99, 1), instance(1, 99, 0)];
+    let mut c = Cluster::with_config(2, |cfg| cfg.bounds.snapshot_records_min = 30);
+    c.crash(0);
+    c.disks[0].durable.extend(kept.map(record));
+    c.restart(0);
+    let states = |c: &Cluster| c.node(0).vote_acceptors().iter().collect::<Vec<_>>();
+    let expected: Vec<_> = kept.iter().rev().map(|i| (*i, acceptor)).collect();
+    assert_eq!(states(&c), expected);
+    for seq in 1..=100u64 {
+        c.request(0, txn(1, seq, vec![put("k", &seq.to_string())]));
+        assert!(c.settle());
+    }
+    let durable = &c.disks[0].durable;
+    assert!(matches!(durable[0], Record::SnapshotBeginInEpoch(_)), "compacted to its last snapshot");
+    assert!(!durable.iter().any(|r| matches!(r, Record::VoteAcceptor { .. })), "the records were compacted away");
+    assert!(durable.iter().any(|r| matches!(r, Record::SnapshotVoteAcceptors(_))));
+    c.crash(0);
+    c.restart(0);
+    assert_eq!(states(&c), expected, "carried by the snapshot");
+
+    // Dropped when their transaction is below its coordinator's mark, or their epoch is over.
+    let start = |records: Vec<Record>| Node::start(c.configs[0].clone(), records, Time::ZERO);
+    let mark = Record::FinishedBelow { below: TxnId { coordinator: NodeId(1), incarnation: 100, number: 0 } };
+    let other = instance(2, 1, 1);
+    let marked = start(vec![record(kept[0]), record(other), mark.clone(), record(kept[1])]).unwrap();
+    assert_eq!(marked.vote_acceptors().iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![other]);
+    let configuration = dkv_core::Configuration { epoch: Epoch(2), members: c.configs[0].members };
+    let value =
+        dkv_core::configuration::Value { configuration, settlement: Default::default(), joining: Default::default() };
+    let installed = start(vec![record(other), Record::Installed(Box::new(value))]).unwrap();
+    assert!(installed.vote_acceptors().is_empty());
+
+    let above =
+        VoteAcceptor { promised: Some(ballot), accepted: Some((VoteBallot::recovery(1, 1, NodeId(1)), VoteValue::No)) };
+    let err = start(vec![Record::VoteAcceptor { instance: other, acceptor: above }]).err().expect("refused");
+    assert!(err.to_string().contains("accepted a value above its promise"), "{err}");
+}

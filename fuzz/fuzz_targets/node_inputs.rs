@@ -34,6 +34,8 @@ enum FuzzMessage {
     /// A bootstrap query or answer (docs/protocol.md §7.1), of any ticket: a member answers the
     /// one and drops the other.
     Bootstrap { answer: bool, clean: bool, ticket: u8 },
+    /// A message of a vote instance (docs/protocol.md §8), of any kind, owner and ballots.
+    Votes { kind: u8, yes: bool, owner: u8, round: u8, life: u8, node: u8, other_round: u8 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -272,6 +274,21 @@ fuzz_target!(|actions: Vec<Action>| {
                         let ticket = configuration::JoinTicket(u64::from(ticket));
                         let round = u64::from(ticket.0 % 3);
                         if answer { Message::BootstrapAnswer { asked: ticket, round, clean, asking: !clean, member: round == 2 } } else { Message::BootstrapQuery { ticket, round } }
+                    }
+                    FuzzMessage::Votes { kind, yes, owner, round, life, node, other_round } => {
+                        use dkv_core::votes::{VoteBallot, VoteInstance, VoteMessage, VoteValue};
+                        let instance = VoteInstance { epoch: Epoch::FIRST, txn, owner: NodeId(owner % 5) };
+                        let ballot = VoteBallot { round: u64::from(round % 4), life: u64::from(life % 4), node: NodeId(node % 5) };
+                        let other = VoteBallot { round: u64::from(other_round % 4), ..ballot };
+                        let value = if yes { VoteValue::Yes } else { VoteValue::No };
+                        Message::Votes(match kind % 6 {
+                            0 => VoteMessage::Cast { instance, ballot, value },
+                            1 => VoteMessage::Accepted { instance, ballot, value },
+                            2 => VoteMessage::PromiseRequest { instance, ballot },
+                            3 => VoteMessage::Promise { instance, ballot, accepted: Some((other, value)) },
+                            4 => VoteMessage::Outbid { instance, ballot, promised: other },
+                            _ => VoteMessage::AcceptRequest { instance, ballot, value },
+                        })
                     }
                 };
                 cluster.input(usize::from(node) % NODES, Input::Message { from: NodeId(from % 5), message });

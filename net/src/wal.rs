@@ -515,10 +515,11 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                     && i > 0
                     && rest.iter().all(|r| {
                         // The body of a snapshot: its configuration (every snapshot a node of
-                        // this build takes has one) and its entries.
+                        // this build takes has one), its vote instances' states and its entries.
                         matches!(
                             r,
                             Record::SnapshotConfiguration(_)
+                                | Record::SnapshotVoteAcceptors(_)
                                 | Record::SnapshotEntries(_)
                                 | Record::SnapshotVersionedEntries(_)
                         )

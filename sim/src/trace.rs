@@ -4,6 +4,7 @@
 //! An event's encoding is its virtual time, its [`Tag`], then words chosen by the event (nodes,
 //! clients, sequence numbers, and the words below for transactions, messages and outcomes).
 
+use dkv_core::votes::{VoteMessage, VoteValue};
 use dkv_core::{Decision, Message, OpFailure, OpResult, Outcome, TxnId, Vote};
 
 /// Where readable trace lines go.
@@ -151,6 +152,19 @@ pub(crate) fn message_word(message: &Message) -> u64 {
         Message::JoinRequest { .. } => 14,
         Message::BootstrapQuery { .. } => 15,
         Message::BootstrapAnswer { clean, .. } => 16 | u64::from(*clean) << 8,
+        Message::Votes(message) => 17 | vote_message_word(message) << 8,
+    }
+}
+
+fn vote_message_word(message: &VoteMessage) -> u64 {
+    match message {
+        VoteMessage::Cast { value: VoteValue::Yes, .. } => 1,
+        VoteMessage::Cast { value: VoteValue::No, .. } => 2,
+        VoteMessage::Accepted { .. } => 3,
+        VoteMessage::PromiseRequest { .. } => 4,
+        VoteMessage::Promise { .. } => 5,
+        VoteMessage::Outbid { .. } => 6,
+        VoteMessage::AcceptRequest { .. } => 7,
     }
 }
 

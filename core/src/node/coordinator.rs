@@ -417,6 +417,7 @@ impl Coordinator {
         self.transactions.remove(&txn);
         sh.timers.cancel(Timer::Coordinator(txn));
         own_share.forget_own(txn);
+        sh.vote_acceptors.finished(txn);
         let lsn = sh.persist(Record::Forgotten { txn });
         self.forgetting.retain(|_, &mut earlier| !sh.is_durable(earlier));
         self.forgetting.insert(txn, lsn);

@@ -217,6 +217,7 @@ impl Node {
             finished_marks,
             bootstrapped,
             only_starts,
+            vote_acceptors,
             ..
         } = recovered;
         let cannot_vouch = unvouched || !vouches;
@@ -241,6 +242,7 @@ impl Node {
             bootstrap: None,
         };
         node.shared.clean = only_starts;
+        node.shared.vote_acceptors = vote_acceptors;
         node.plant_agreement_flaws();
         // A promise in the durable agreement state ended the epoch here for good: frozen before
         // anything of the epoch is sent (a vote or an acknowledgement replayed from the log).
@@ -524,6 +526,9 @@ impl Node {
             | Message::Visible { .. }
             | Message::Finished { .. }
             | Message::FinishedBelow { .. } => sh.stats.messages_dropped += 1,
+            // No node casts or recovers votes yet (docs/protocol.md §8, stage 2): nothing to
+            // act on.
+            Message::Votes(_) => sh.stats.messages_dropped += 1,
         }
     }
 
@@ -607,6 +612,12 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.shared.store
+    }
+
+    /// This member's parts in the vote instances of unfinished transactions (docs/protocol.md
+    /// §8; none is added yet).
+    pub fn vote_acceptors(&self) -> &crate::votes::VoteAcceptors {
+        &self.shared.vote_acceptors
     }
 
     /// The configuration this node takes part in.
@@ -766,6 +777,9 @@ impl Node {
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
         sh.persist(Record::SnapshotConfiguration(Box::new(configuration)));
+        for states in sh.vote_acceptors.snapshot_chunks() {
+            sh.persist(Record::SnapshotVoteAcceptors(states));
+        }
         if chunks.is_empty() {
             // Even an empty store's snapshot says it tracks versions.
             sh.persist(Record::SnapshotVersionedEntries(Vec::new()));

@@ -424,6 +424,7 @@ impl Participant {
         let mut later = self.memory.split_off(&first);
         let mut rest = later.split_off(&below);
         self.memory.append(&mut rest);
+        sh.vote_acceptors.finished_below(below);
         // Logged when it tells something new, so that a restart knows the mark again.
         if moved || self.memory.len() != before {
             sh.persist(Record::FinishedBelow { below });

@@ -416,6 +416,7 @@ impl Node {
         let joined = value.clone();
         sh.configuration = next;
         sh.leases.install(next);
+        sh.vote_acceptors.installed(next.epoch);
         coordinator.settle(sh, participant, &value.settlement);
         participant.settle(sh, &value.settlement);
         sh.frozen = false;

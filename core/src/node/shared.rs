@@ -16,6 +16,7 @@ use crate::record::Record;
 use crate::store::Store;
 use crate::time::Time;
 use crate::timers::Timers;
+use crate::votes::VoteAcceptors;
 use std::collections::{BTreeMap, VecDeque};
 
 /// The state the coordinator and the participant roles share, owned by the node and lent to
@@ -46,6 +47,10 @@ pub(super) struct Shared {
     /// node heard from for the first time, or after a silence of `retransmit_max`, is back in
     /// touch, and what waits on it is sent again at once ([`Shared::back_in_touch`]).
     last_heard: BTreeMap<NodeId, Time>,
+    /// This member's parts in the vote instances of unfinished transactions (docs/protocol.md
+    /// §8): restored from the log, dropped as transactions finish and epochs end, carried by
+    /// snapshots. No node casts or accepts yet, so none is added.
+    pub(super) vote_acceptors: VoteAcceptors,
 }
 
 impl Shared {
@@ -72,6 +77,7 @@ impl Shared {
             stats: Stats::default(),
             config,
             last_heard: BTreeMap::new(),
+            vote_acceptors: VoteAcceptors::default(),
         }
     }
 

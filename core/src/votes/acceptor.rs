@@ -89,6 +89,17 @@ impl VoteAcceptor {
         }
     }
 
+    /// Whether the state is one the rules can reach: nothing accepted above the promise, and
+    /// nothing accepted without one. A state read from a log or a snapshot that is not is
+    /// refused (the log contradicts itself).
+    pub fn is_consistent(&self) -> bool {
+        match (self.promised, self.accepted) {
+            (_, None) => true,
+            (Some(promised), Some((at, _))) => at <= promised,
+            (None, Some(_)) => false,
+        }
+    }
+
     /// Whether the owner, in its life `life`, may cast a vote at its own ballot. Only while its
     /// part in the instance is empty: a vote it cast in an earlier life and logged is answered
     /// again as it was (a repeated PREPARE gets the earlier vote), and a promise it made means a

@@ -61,12 +61,16 @@
 //! - Feed a [`Tally`] only acceptances its members said were durable.
 
 mod acceptor;
+mod acceptors;
 mod ballot;
+mod message;
 mod recovery;
 mod tally;
 
 pub use acceptor::{AcceptorAnswer, Share, VoteAcceptor};
+pub use acceptors::{SNAPSHOT_ACCEPTORS_PER_RECORD, VoteAcceptors};
 pub use ballot::VoteBallot;
+pub use message::{MalformedVote, VoteInstance, VoteMessage};
 pub use recovery::{safe_value, settled_value};
 pub use tally::{Tally, counts};
 
