@@ -1237,7 +1237,11 @@ impl Server {
                 self.hand_to_node(now, request);
             }
             Err(error) => {
-                ServerStats::add(&self.stats.gateway_busy, 1);
+                let counter = match error {
+                    GatewayError::Expired { .. } => &self.stats.gateway_expired,
+                    _ => &self.stats.gateway_busy,
+                };
+                ServerStats::add(counter, 1);
                 self.answers.push_back(Answer { asker, result: Err(error) });
             }
         }
@@ -1283,6 +1287,7 @@ impl Server {
         if starts.is_empty() && expired.is_empty() {
             return Ok(());
         }
+        ServerStats::add(&self.stats.gateway_expired, expired.len() as u64);
         self.answers.extend(expired);
         for BatchStart { tag, operation, queued_at } in starts {
             ServerStats::add(&self.stats.gateway_batches, 1);

@@ -59,6 +59,9 @@ pub struct ServerStats {
     pub gateway_requests: AtomicU64,
     /// Of those, answered "busy" because the gateway ran as many as it may.
     pub gateway_busy: AtomicU64,
+    /// Of those, writes answered that they waited too long to be run (nothing applied): behind
+    /// earlier writes of their keys that had no outcome yet, or on a busy node.
+    pub gateway_expired: AtomicU64,
     /// Transactions the gateway ran for batches of those clients' writes, gathered over an
     /// event-loop turn (see the coalescer): far fewer than the writes, under load.
     pub gateway_batches: AtomicU64,
