@@ -358,8 +358,19 @@ impl Adoption {
             }
             // The member's parts in vote instances are its own, as its agreement state is.
             (Place::InSnapshot, Record::SnapshotVoteAcceptors(_)) => {}
+            // Finished marks are the cluster's, as after the snapshot; those about this node's
+            // own earlier transactions are its own business.
+            (Place::InSnapshot, Record::SnapshotFinishedMarks(marks)) => {
+                let marks: Vec<TxnId> = marks.into_iter().filter(|below| below.coordinator != self.me).collect();
+                if !marks.is_empty() {
+                    out.push(Record::SnapshotFinishedMarks(marks));
+                }
+            }
             (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
-            (Place::AfterSnapshot, Record::SnapshotConfiguration(_) | Record::SnapshotVoteAcceptors(_)) => {
+            (
+                Place::AfterSnapshot,
+                Record::SnapshotConfiguration(_) | Record::SnapshotVoteAcceptors(_) | Record::SnapshotFinishedMarks(_),
+            ) => {
                 return Err(out_of_place("no snapshot is open"));
             }
             // The member's parts in an agreement and in vote instances are its own, never the
@@ -739,6 +750,28 @@ mod tests {
             Record::SnapshotVoteAcceptors(Vec::new()),
         ];
         assert!(matches!(Adoption::new(NodeId(0), 0).adopt_all(stray), Err(AdoptError::OutOfPlace { index: 2, .. })));
+    }
+
+    /// The finished marks a snapshot carries are taken, but those about this node's own
+    /// transactions, as after the snapshot.
+    #[test]
+    fn a_transfer_takes_the_snapshots_marks_of_other_coordinators() {
+        let mark = |coordinator: u8| TxnId { coordinator: NodeId(coordinator), incarnation: 1, number: 4 };
+        let log = vec![
+            Record::SnapshotBeginInEpoch(Box::default()),
+            Record::SnapshotFinishedMarks(vec![mark(0), mark(2)]),
+            Record::SnapshotVersionedEntries(Vec::new()),
+            Record::SnapshotEnd { entries: 0 },
+        ];
+        let adopted = Adoption::new(NodeId(0), 0).adopt_all(log).unwrap();
+        let marks: Vec<_> = adopted
+            .iter()
+            .filter_map(|r| match r {
+                Record::SnapshotFinishedMarks(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marks, vec![vec![mark(2)]]);
     }
 
     /// A member's snapshot past the configuration that adds the node is taken: the node takes

@@ -109,6 +109,14 @@ pub enum Record {
     ///
     /// [`SNAPSHOT_ACCEPTORS_PER_RECORD`]: crate::votes::SNAPSHOT_ACCEPTORS_PER_RECORD
     SnapshotVoteAcceptors(Vec<(VoteInstance, VoteAcceptor)>),
+    /// Inside a snapshot: each other coordinator's latest finished mark heard here as of the
+    /// snapshot ([`Record::FinishedBelow`]'s, whose effects the snapshot holds). Inside, so
+    /// that they are durable whenever the snapshot's end is: logged after the end, as earlier
+    /// builds did, a crash could keep the end and lose them, and a log read from the snapshot
+    /// on would hold no mark (review finding: a member that forgot a mark refuses for ever to
+    /// acknowledge a COMMIT its coordinator sends again; a vote instance's state dropped at the
+    /// mark would be taken for one never touched).
+    SnapshotFinishedMarks(Vec<TxnId>),
 }
 
 impl Record {
@@ -167,6 +175,7 @@ impl Record {
             Record::Bootstrapped { .. } => "bootstrapped",
             Record::VoteAcceptor { .. } => "vote-acceptor",
             Record::SnapshotVoteAcceptors(_) => "snapshot-vote-acceptors",
+            Record::SnapshotFinishedMarks(_) => "snapshot-finished-marks",
         }
     }
 
@@ -206,7 +215,8 @@ impl Record {
             | Record::Bootstrapped { .. }
             // A promise or an acceptance is told only once durable.
             | Record::VoteAcceptor { .. }
-            | Record::SnapshotVoteAcceptors(_) => true,
+            | Record::SnapshotVoteAcceptors(_)
+            | Record::SnapshotFinishedMarks(_) => true,
             Record::Committed { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
@@ -406,6 +416,7 @@ mod tests {
             Record::Bootstrapped { all_begun: false },
             Record::VoteAcceptor { instance: vote_instance, acceptor: VoteAcceptor::default() },
             Record::SnapshotVoteAcceptors(Vec::new()),
+            Record::SnapshotFinishedMarks(Vec::new()),
         ];
         for (number, record) in numbered.iter().enumerate() {
             let bytes = postcard::to_allocvec(record).unwrap();

@@ -37,7 +37,9 @@ pub enum RecoveryError {
     InstalledOutOfOrder { index: usize, installed: Configuration, epoch: Epoch },
     #[error("the log's incarnation number is exhausted")]
     IncarnationExhausted,
-    #[error("record {index}: the state of {instance} accepted a value above its promise, or without one")]
+    #[error(
+        "record {index}: the state of {instance} accepted a value above its promise or without one, or holds another member's cast"
+    )]
     InconsistentVoteAcceptor { index: usize, instance: VoteInstance },
 }
 
@@ -56,6 +58,8 @@ struct PartialSnapshot {
     /// Its [`Record::SnapshotVoteAcceptors`] records' states (none in a snapshot of a build
     /// before vote instances, or of a node that kept none).
     vote_acceptors: VoteAcceptors,
+    /// Its [`Record::SnapshotFinishedMarks`] (an earlier build logged them after the end).
+    marks: Vec<TxnId>,
 }
 
 /// The state a log describes, as plain data; the node hands each role its part.
@@ -145,6 +149,7 @@ impl Recovered {
                     | Record::SnapshotEnd { .. }
                     | Record::SnapshotConfiguration(_)
                     | Record::SnapshotVoteAcceptors(_)
+                    | Record::SnapshotFinishedMarks(_)
             );
             if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
@@ -234,6 +239,7 @@ impl Recovered {
                         tracked: false,
                         configuration: None,
                         vote_acceptors: VoteAcceptors::default(),
+                        marks: Vec::new(),
                     });
                 }
                 Record::SnapshotBeginInEpoch(header) => {
@@ -245,6 +251,7 @@ impl Recovered {
                         tracked: false,
                         configuration: None,
                         vote_acceptors: VoteAcceptors::default(),
+                        marks: Vec::new(),
                     });
                 }
                 Record::SnapshotEntries(entries) => {
@@ -271,6 +278,10 @@ impl Recovered {
                         check_vote_acceptor(index, instance, acceptor)?;
                         p.vote_acceptors.set(instance, acceptor);
                     }
+                }
+                Record::SnapshotFinishedMarks(marks) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    p.marks.extend(marks);
                 }
                 Record::VoteAcceptor { instance, acceptor } => {
                     check_vote_acceptor(index, instance, acceptor)?;
@@ -436,8 +447,22 @@ impl Recovered {
     }
 
     fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {
-        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration, vote_acceptors } = p;
+        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration, vote_acceptors, marks } =
+            p;
         self.vote_acceptors = vote_acceptors;
+        // The snapshot holds the marks' effects already; only the marks themselves are kept
+        // (one naming this node's own transactions is ignored, as a `FinishedBelow` is).
+        for below in marks.into_iter().filter(|below| below.coordinator != me) {
+            let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
+            *mark = (*mark).max(below);
+        }
+        // As for a `VoteAcceptor` record: a state of an epoch settled, or of a transaction
+        // finished, is over (a node never snapshots one; a forged snapshot may hold one).
+        let (epoch, finished_marks) = (self.epoch.max(s.epoch), &self.finished_marks);
+        self.vote_acceptors.retain(|instance| {
+            let finished = finished_marks.get(&instance.txn.coordinator).is_some_and(|m| instance.txn < *m);
+            instance.epoch >= epoch && !finished
+        });
         if let Some(c) = configuration {
             self.configuration = Some(c.configuration);
             self.installed = c.installed;
@@ -498,7 +523,11 @@ impl Recovered {
 
 /// A vote instance's state read from the log must be one the rules can reach.
 fn check_vote_acceptor(index: usize, instance: VoteInstance, acceptor: VoteAcceptor) -> Result<(), RecoveryError> {
-    if acceptor.is_consistent() { Ok(()) } else { Err(RecoveryError::InconsistentVoteAcceptor { index, instance }) }
+    if acceptor.is_consistent(instance.owner) {
+        Ok(())
+    } else {
+        Err(RecoveryError::InconsistentVoteAcceptor { index, instance })
+    }
 }
 
 /// The transaction a record names, for errors (a default id for records that name none).

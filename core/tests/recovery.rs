@@ -556,7 +556,8 @@ fn vote_states_replay_ride_snapshots_and_end_with_their_transaction() {
         txn: TxnId { coordinator: NodeId(coordinator), incarnation, number: 1 },
         owner: NodeId(owner),
     };
-    let ballot = VoteBallot::owners(NodeId(1), 1);
+    // A recovery ballot's acceptance: a state any member's instance can reach.
+    let ballot = VoteBallot::recovery(1, 1, NodeId(1));
     let acceptor = VoteAcceptor { promised: Some(ballot), accepted: Some((ballot, VoteValue::Yes)) };
     let record = |instance| Record::VoteAcceptor { instance, acceptor };
     // Incarnation 99: no mark of node 1 in this test reaches these transactions.
@@ -593,7 +594,62 @@ fn vote_states_replay_ride_snapshots_and_end_with_their_transaction() {
     assert!(installed.vote_acceptors().is_empty());
 
     let above =
-        VoteAcceptor { promised: Some(ballot), accepted: Some((VoteBallot::recovery(1, 1, NodeId(1)), VoteValue::No)) };
+        VoteAcceptor { promised: Some(ballot), accepted: Some((VoteBallot::recovery(2, 1, NodeId(1)), VoteValue::No)) };
     let err = start(vec![Record::VoteAcceptor { instance: other, acceptor: above }]).err().expect("refused");
     assert!(err.to_string().contains("accepted a value above its promise"), "{err}");
+}
+
+/// A snapshot carries the finished marks heard (review finding): a crash that keeps the
+/// snapshot's end and loses everything after it leaves a log, read from the snapshot on, that
+/// still knows every mark. (Logged after the end, as they first were, the marks went with the
+/// crash, and a stale PREPARE below a mark was prepared again.)
+#[test]
+fn a_snapshot_carries_the_finished_marks() {
+    use dkv_core::Input;
+    let mut c = Cluster::with_config(2, |cfg| cfg.bounds.snapshot_records_min = 30);
+    let mut first_prepare = None;
+    for seq in 1..=60u64 {
+        c.request(0, txn(1, seq, vec![put(&format!("k{}", seq % 5), &seq.to_string())]));
+        assert!(c.settle());
+        first_prepare = first_prepare.or_else(|| {
+            c.delivered
+                .iter()
+                .find_map(|(_, to, m)| (to.0 == 1 && matches!(m, Message::Prepare { .. })).then(|| m.clone()))
+        });
+        if seq == 1 {
+            // Node 0's mark once the first write is finished (its timer would send it).
+            let Some(Message::Prepare { txn: first, .. }) = &first_prepare else {
+                panic!("node 1 was asked to prepare")
+            };
+            let below = dkv_core::TxnId { number: first.number + 1, ..*first };
+            let now = c.now;
+            let mark = Message::FinishedBelow { epoch: dkv_core::Epoch::FIRST, below };
+            c.nodes[1].as_mut().unwrap().handle(now, Input::Message { from: NodeId(0), message: mark });
+            c.drain(1);
+        }
+    }
+    let Some(Message::Prepare { txn: stale, .. }) = first_prepare.clone() else {
+        panic!("node 1 was asked to prepare")
+    };
+    // Node 1's log up to its last snapshot's end, and nothing after it.
+    let durable = &c.disks[1].durable;
+    let end = durable.iter().rposition(|r| matches!(r, Record::SnapshotEnd { .. })).expect("node 1 took a snapshot");
+    let start = durable[..end].iter().rposition(Record::begins_snapshot).expect("the snapshot's begin");
+    assert!(
+        durable[start..end]
+            .iter()
+            .any(|r| matches!(r, Record::SnapshotFinishedMarks(m) if m.iter().any(|b| *b > stale))),
+        "the snapshot holds node 0's mark past {stale}"
+    );
+    let kept = durable[start..=end].to_vec();
+    c.crash(1);
+    c.disks[1].durable = kept;
+    c.restart(1);
+    c.network.clear();
+    let now = c.now;
+    let n1 = c.nodes[1].as_mut().unwrap();
+    let prepared = n1.prepared_count();
+    n1.handle(now, Input::Message { from: NodeId(0), message: first_prepare.unwrap() });
+    assert_eq!(n1.stats().prepares_below_mark, 1, "the stale PREPARE of {stale} is known finished");
+    assert_eq!(n1.prepared_count(), prepared, "and not prepared again");
 }

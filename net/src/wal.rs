@@ -520,6 +520,7 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                             r,
                             Record::SnapshotConfiguration(_)
                                 | Record::SnapshotVoteAcceptors(_)
+                                | Record::SnapshotFinishedMarks(_)
                                 | Record::SnapshotEntries(_)
                                 | Record::SnapshotVersionedEntries(_)
                         )

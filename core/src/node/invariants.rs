@@ -23,7 +23,9 @@ impl Node {
         self.coordinator.check_invariants(sh, &self.participant)?;
         sh.outbox.check_invariants()?;
         for (instance, acceptor) in sh.vote_acceptors.iter() {
-            ensure(acceptor.is_consistent(), || format!("the state of {instance} is not one the rules reach"))?;
+            ensure(acceptor.is_consistent(instance.owner), || {
+                format!("the state of {instance} is not one the rules reach")
+            })?;
         }
         for key in sh.reads.waiting_keys() {
             ensure(sh.locks.is_locked(key), || format!("a read waits on unlocked key {key:?}"))?;

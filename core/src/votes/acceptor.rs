@@ -89,12 +89,18 @@ impl VoteAcceptor {
         }
     }
 
-    /// Whether the state is one the rules can reach: nothing accepted above the promise, and
-    /// nothing accepted without one. A state read from a log or a snapshot that is not is
-    /// refused (the log contradicts itself).
-    pub fn is_consistent(&self) -> bool {
+    /// Whether the state is one the rules can reach in `owner`'s instance: nothing accepted
+    /// above the promise, nothing accepted without one, a round-0 ballot only ever the
+    /// owner's, and a round-0 promise only with the cast it came with. A state read from a log
+    /// or a snapshot that is not is refused (the log contradicts itself).
+    pub fn is_consistent(&self, owner: NodeId) -> bool {
+        let foreign_cast = |b: VoteBallot| b.is_owners() && b.node != owner;
+        if self.promised.is_some_and(foreign_cast) || self.accepted.is_some_and(|(b, _)| foreign_cast(b)) {
+            return false;
+        }
         match (self.promised, self.accepted) {
-            (_, None) => true,
+            (Some(promised), None) => !promised.is_owners(),
+            (None, None) => true,
             (Some(promised), Some((at, _))) => at <= promised,
             (None, Some(_)) => false,
         }
@@ -118,5 +124,43 @@ impl VoteAcceptor {
                 && self.promised.is_none_or(|promised| promised.is_owners() && promised.life < life);
         }
         self.promised.is_none() && self.accepted.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// States the rules reach pass; a state read from a damaged or forged log that no rule
+    /// reaches is told apart.
+    #[test]
+    fn only_states_the_rules_reach_are_consistent() {
+        let owner = NodeId(1);
+        let cast = VoteBallot::owners(owner, 2);
+        let recovery = VoteBallot::recovery(1, 1, NodeId(0));
+        let yes = VoteValue::Yes;
+        let state = |promised, accepted| VoteAcceptor { promised, accepted };
+        let mut cast_here = VoteAcceptor::default();
+        cast_here.cast(owner, 2, yes, Flaws::NONE);
+        let reached = [
+            VoteAcceptor::default(),
+            cast_here,
+            state(Some(recovery), None),
+            state(Some(recovery), Some((cast, yes))),
+            state(Some(recovery), Some((recovery, VoteValue::No))),
+        ];
+        for s in reached {
+            assert!(s.is_consistent(owner), "{s:?}");
+        }
+        let unreached = [
+            state(None, Some((cast, yes))),
+            state(Some(cast), Some((recovery, yes))),
+            state(Some(cast), None),
+            state(Some(VoteBallot::owners(NodeId(2), 1)), Some((VoteBallot::owners(NodeId(2), 1), yes))),
+            state(Some(recovery), Some((VoteBallot::owners(NodeId(2), 1), yes))),
+        ];
+        for s in unreached {
+            assert!(!s.is_consistent(owner), "{s:?}");
+        }
     }
 }

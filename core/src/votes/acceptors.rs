@@ -6,8 +6,8 @@ use crate::configuration::Epoch;
 use crate::ids::TxnId;
 use std::collections::BTreeMap;
 
-/// Instances per `Record::SnapshotVoteAcceptors` record: about 60 bytes each at most, so a
-/// record stays far below what a record may be.
+/// Instances per `Record::SnapshotVoteAcceptors` record: under 80 bytes each, so a record
+/// stays far below what a record may be.
 pub const SNAPSHOT_ACCEPTORS_PER_RECORD: usize = 4096;
 
 /// The acceptor states of the instances of unfinished transactions, by instance.
@@ -49,6 +49,11 @@ impl VoteAcceptors {
     /// `epoch` is installed: every instance of an earlier epoch is settled.
     pub fn installed(&mut self, epoch: Epoch) {
         self.states.retain(|instance, _| instance.epoch >= epoch);
+    }
+
+    /// Keeps only the instances `keep` says are not over.
+    pub fn retain(&mut self, mut keep: impl FnMut(&VoteInstance) -> bool) {
+        self.states.retain(|instance, _| keep(instance));
     }
 
     pub fn len(&self) -> usize {

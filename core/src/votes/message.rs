@@ -60,6 +60,8 @@ pub enum MalformedVote {
     AcceptedAbovePromise,
     #[error("\"outbid\" by a ballot that is not higher")]
     OutbidByLower,
+    #[error("a promise for, or an outbid of, the owner's ballot, which has no phase 1")]
+    PhaseOneAtOwnersBallot,
 }
 
 impl VoteMessage {
@@ -116,6 +118,9 @@ impl VoteMessage {
             }
             VoteMessage::Accepted { ballot: b, .. } => ballot(b),
             VoteMessage::PromiseRequest { ballot: b, .. } | VoteMessage::AcceptRequest { ballot: b, .. } => request(b),
+            VoteMessage::Promise { ballot: b, .. } | VoteMessage::Outbid { ballot: b, .. } if b.is_owners() => {
+                Err(MalformedVote::PhaseOneAtOwnersBallot)
+            }
             VoteMessage::Promise { ballot: b, accepted, .. } => {
                 ballot(b)?;
                 match accepted {
@@ -218,6 +223,16 @@ mod tests {
                 NodeId(2),
                 VoteMessage::Outbid { instance: i, ballot: recovery, promised: cast },
                 MalformedVote::OutbidByLower,
+            ),
+            (
+                NodeId(2),
+                VoteMessage::Promise { instance: i, ballot: cast, accepted: None },
+                MalformedVote::PhaseOneAtOwnersBallot,
+            ),
+            (
+                NodeId(2),
+                VoteMessage::Outbid { instance: i, ballot: cast, promised: recovery },
+                MalformedVote::PhaseOneAtOwnersBallot,
             ),
         ];
         for (from, message, reason) in bad {
