@@ -287,8 +287,7 @@ impl Recovered {
                     check_vote_acceptor(index, instance, acceptor)?;
                     // An instance of an epoch settled, or of a transaction finished, is over:
                     // kept by no one (`VoteAcceptors`).
-                    let finished = r.finished_marks.get(&instance.txn.coordinator).is_some_and(|m| instance.txn < *m);
-                    if instance.epoch >= r.epoch && !finished {
+                    if !is_over(&instance, r.epoch, &r.finished_marks) {
                         r.vote_acceptors.set(instance, acceptor);
                     }
                 }
@@ -459,10 +458,7 @@ impl Recovered {
         // As for a `VoteAcceptor` record: a state of an epoch settled, or of a transaction
         // finished, is over (a node never snapshots one; a forged snapshot may hold one).
         let (epoch, finished_marks) = (self.epoch.max(s.epoch), &self.finished_marks);
-        self.vote_acceptors.retain(|instance| {
-            let finished = finished_marks.get(&instance.txn.coordinator).is_some_and(|m| instance.txn < *m);
-            instance.epoch >= epoch && !finished
-        });
+        self.vote_acceptors.retain(|instance| !is_over(instance, epoch, finished_marks));
         if let Some(c) = configuration {
             self.configuration = Some(c.configuration);
             self.installed = c.installed;
@@ -519,6 +515,13 @@ impl Recovered {
         self.commit_memory.extend(unfinished.copied().collect::<Vec<_>>());
         Ok(())
     }
+}
+
+/// Whether `instance` is over in a log at `epoch` with these finished marks: its epoch settled,
+/// or its transaction below its coordinator's mark.
+fn is_over(instance: &VoteInstance, epoch: Epoch, finished_marks: &BTreeMap<NodeId, TxnId>) -> bool {
+    let finished = finished_marks.get(&instance.txn.coordinator).is_some_and(|mark| instance.txn < *mark);
+    instance.epoch < epoch || finished
 }
 
 /// A vote instance's state read from the log must be one the rules can reach.
