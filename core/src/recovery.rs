@@ -400,6 +400,11 @@ impl Recovered {
         }
         self.commit_memory.retain(|t| t.coordinator != below.coordinator || *t >= below);
         self.vote_acceptors.finished_below(below);
+        self.remember_mark(below);
+    }
+
+    /// `below` is its coordinator's finished mark as heard here, unless a later one was.
+    fn remember_mark(&mut self, below: TxnId) {
         let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
         *mark = (*mark).max(below);
     }
@@ -452,8 +457,7 @@ impl Recovered {
         // The snapshot holds the marks' effects already; only the marks themselves are kept
         // (one naming this node's own transactions is ignored, as a `FinishedBelow` is).
         for below in marks.into_iter().filter(|below| below.coordinator != me) {
-            let mark = self.finished_marks.entry(below.coordinator).or_insert(below);
-            *mark = (*mark).max(below);
+            self.remember_mark(below);
         }
         // As for a `VoteAcceptor` record: a state of an epoch settled, or of a transaction
         // finished, is over (a node never snapshots one; a forged snapshot may hold one).
