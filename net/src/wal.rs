@@ -40,7 +40,7 @@
 
 use crate::identity::{self, Identity, IdentityCheck, IdentityError};
 use dkv_core::Record;
-use dkv_core::codec::wal::{self, CutTail, WalEnd};
+use dkv_core::codec::wal::{self, CutRecord, CutTail, WalEnd};
 use dkv_core::compaction::Compaction;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read};
@@ -544,13 +544,24 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
             }
             WalEnd::Torn { offset, ref error, .. } if last => {
                 let cut = end.cut_tail().expect("a torn end is cut");
-                tracing::warn!(
-                    data_dir = %dir.display(),
-                    segment = %path.display(),
-                    offset,
-                    bytes = cut.bytes,
-                    "the log's tail was cut at recovery: {cut} ({error}); this node cannot vouch for its state: it may have lost an acknowledged record, and must catch up from a member before it votes or serves (not yet enforced)"
-                );
+                match cut.record {
+                    // The usual trace of a crash mid-write: nothing cut was ever acknowledged.
+                    CutRecord::Short => tracing::info!(
+                        data_dir = %dir.display(),
+                        segment = %path.display(),
+                        offset,
+                        bytes = cut.bytes,
+                        "the log's tail was cut at recovery: {cut} ({error}); a crash interrupted that write, which was never acknowledged"
+                    ),
+                    // `Node::start_after_cut` starts such a node unvouched (docs/protocol.md §4).
+                    CutRecord::WholeButDamaged => tracing::warn!(
+                        data_dir = %dir.display(),
+                        segment = %path.display(),
+                        offset,
+                        bytes = cut.bytes,
+                        "the log's tail was cut at recovery: {cut} ({error}); this node cannot vouch for its state, as it may have lost an acknowledged record: it votes on and serves nothing until it has caught up from a member (with --availability; without it, it stays out and writes stop). Check the disk"
+                    ),
+                }
                 truncate(&path, offset as u64)?;
                 recovery.cut_tail = Some(cut);
             }
