@@ -82,10 +82,14 @@ pub enum Canary {
     /// (docs/protocol.md §7.6): a node added that can send but not hear keeps asking, and every
     /// write waits for it for its whole grace.
     JoinWithoutEcho,
+    /// A snapshot leaves out the finished marks heard (docs/protocol.md §4): a member that
+    /// restarts from it no longer knows its coordinators' transactions below their marks
+    /// finished, and refuses for ever to acknowledge a COMMIT sent again for one of them.
+    SnapshotDropsMarks,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 24] = [
+    pub const ALL: [Canary; 25] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -110,6 +114,7 @@ impl Canary {
         Canary::BootstrapUnchecked,
         Canary::SuspectDespitePromise,
         Canary::JoinWithoutEcho,
+        Canary::SnapshotDropsMarks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -138,6 +143,7 @@ impl Canary {
             Canary::BootstrapUnchecked => "bootstrap-unchecked",
             Canary::SuspectDespitePromise => "suspect-despite-promise",
             Canary::JoinWithoutEcho => "join-without-echo",
+            Canary::SnapshotDropsMarks => "snapshot-drops-marks",
         }
     }
 

@@ -309,6 +309,8 @@ pub struct Overrides {
     /// These weights of get, put, update, delete and multi-op transaction instead of the drawn
     /// ones (all writes zero: a read-only workload).
     pub mix: Option<[u32; 5]>,
+    /// A snapshot after at least this many records, instead of the drawn bound.
+    pub snapshot_records_min: Option<u64>,
 }
 
 impl Overrides {
@@ -375,7 +377,10 @@ impl Params {
             Some(true) if faults.partition_every.is_none() => faults.partition_every = Some(Duration::from_millis(500)),
             _ => {}
         }
-        let snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
+        let mut snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
+        if let Some(records) = o.snapshot_records_min {
+            snapshot_records_min = records;
+        }
         let mut clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
         if let Some(ppm) = o.clock_skew_ppm {
             clock_skew_ppm = ppm;
