@@ -78,22 +78,22 @@ fn a_request_the_cluster_refuses_as_invalid_exits_2() {
     }
 }
 
-/// Exit 1: the node refuses the request with an error frame other than "not allowed", or
-/// answers with bytes that are not dkv frames. Through the command line the first is a reply
-/// too large for a datagram: a 70 KB value written over TCP and read over UDP (the node says to
-/// use TCP; over TCP the same read succeeds). The second is a client pointed at a node's peer
-/// port, which speaks only TLS to members and answers a plain frame with a TLS alert.
+/// A read whose reply is too large for a datagram exits 2, as a request too large does: a
+/// 70 KB value written over TCP and read over UDP (the message says to use TCP; over TCP the
+/// same read succeeds). Exit 1: the node answers with bytes that are not dkv frames (a client
+/// pointed at a node's peer port, which speaks only TLS to members and answers a plain frame
+/// with a TLS alert).
 #[test]
-fn a_node_refusing_the_request_exits_1() {
+fn a_reply_too_large_for_udp_exits_2_and_a_node_refusing_the_request_exits_1() {
     let cluster = ProcessCluster::start(Mode::Both);
     let value = "v".repeat(70_000);
     assert_run(&cluster.run_client_full(0, &["-t", "put", "big", &value]), 0, "ok", "");
     let run = cluster.run_client_full(1, &["-u", "get", "big"]);
-    assert_run(&run, 1, "", "does not fit one UDP datagram");
-    assert!(run.stderr.contains("send it over TCP (-t)"), "the message says what to do: {run:?}");
+    assert_run(&run, 2, "", "more than one UDP datagram holds");
+    assert!(run.stderr.contains("Ask over TCP (-t)"), "the message says what to do: {run:?}");
     let (object, error) = json_of(&cluster.run_client_full(1, &["-u", "--json", "get", "big"]));
-    assert_eq!(object, json!({"ok": false, "op": "get", "key": "big", "outcome": "error", "exit_code": 1}));
-    assert!(error.is_some_and(|e| e.contains("does not fit one UDP datagram")));
+    assert_eq!(object, json!({"ok": false, "op": "get", "key": "big", "outcome": "error", "exit_code": 2}));
+    assert!(error.is_some_and(|e| e.contains("a read changes nothing")));
     assert_run(&cluster.run_client_full(2, &["-t", "get", "big"]), 0, &value, "");
     let peer_port = cluster.peer_ports[0].to_string();
     let run = run_client(&["-t", "-p", &peer_port, "--timeout", "10", "get", "big"]);
@@ -126,7 +126,7 @@ fn a_member_down_or_all_nodes_down_exits_5() {
     cluster.kill(2);
     // Node 2 was asked first: the client fails over to node 0, which cannot commit without it.
     let run = cluster.run_client_full(2, &["-n", &nodes, "--timeout", "3", "put", "k", "during"]);
-    assert_run(&run, 5, "", "writes need every node");
+    assert_run(&run, 5, "", "Writes need every node");
     assert!(run.stderr.contains("may or may not have been applied"), "{run:?}");
     // A read fails over the same way and is served.
     assert_run(&cluster.run_client_full(2, &["-n", &nodes, "get", "k"]), 0, "before", "");
@@ -370,4 +370,56 @@ fn json_output_of_versions_results_and_scans() {
         json!({"ok": false, "op": "cas", "key": "k", "outcome": "condition_failed", "op_index": 0, "exit_code": 7})
     );
     assert!(error.is_some_and(|e| e.contains("nothing was applied")));
+}
+
+/// Keys and values are any bytes, on the command line too, and a value can come from a file or
+/// standard input (--value-file), past what one command-line argument may hold (about 128 KiB
+/// on Linux; a user could not write such a value before).
+#[test]
+fn binary_arguments_and_values_from_a_file_or_standard_input() {
+    use std::ffi::OsStr;
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::process::Stdio;
+    let cluster = ProcessCluster::start(Mode::Tcp);
+    let port = cluster.ports[0].to_string();
+    let client = |args: &[&OsStr], stdin: &[u8]| {
+        let mut child = std::process::Command::new(common::CLIENT)
+            .args(["-t", "-p", &port, "--timeout", "15"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The client may stop reading early (a value over the limit), and exit.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        let output = child.wait_with_output().unwrap();
+        (output.status.code(), output.stdout)
+    };
+    let os = |s: &str| OsStr::new(s).to_os_string();
+    let key = OsStr::from_bytes(b"bin\xff\xfekey").to_os_string();
+    let value = OsStr::from_bytes(b"\x01\xff value").to_os_string();
+    let (code, _) = client(&[&os("put"), &key, &value], b"");
+    assert_eq!(code, Some(0), "a put of bytes that are not UTF-8");
+    let (code, stdout) = client(&[&os("get"), &key], b"");
+    assert_eq!((code, stdout), (Some(0), b"\x01\xff value\n".to_vec()));
+
+    // 200 KB from standard input, then from a file.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (code, _) = client(&[&os("put"), &os("big"), &os("--value-file"), &os("-")], &big);
+    assert_eq!(code, Some(0));
+    let (code, stdout) = client(&[&os("get"), &os("big")], b"");
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout[..stdout.len() - 1], big[..], "the value read back is the one sent");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("value");
+    std::fs::write(&file, b"from a file").unwrap();
+    let (code, _) = client(&[&os("update"), &os("big"), &os("--value-file"), file.as_os_str()], b"");
+    assert_eq!(code, Some(0));
+    assert_eq!(client(&[&os("get"), &os("big")], b"").1, b"from a file\n".to_vec());
+    // A value over the node's limit is refused (exit 2), read no further than one byte past it.
+    let too_big = vec![b'x'; 1024 * 1024 + 10];
+    let (code, _) = client(&[&os("put"), &os("huge"), &os("--value-file"), &os("-")], &too_big);
+    assert_eq!(code, Some(2));
 }

@@ -355,7 +355,7 @@ pub enum NotServingReason {
     NotAMember,
     /// This node is catching up with the members and holds no current state yet.
     #[error(
-        "this node is catching up with the members (if this is a new cluster's first start, every node needs --init: see the node's log)"
+        "this node is catching up with the members, or waits for them to add it back (its log says which, and why)"
     )]
     CatchingUp,
 }
@@ -375,7 +375,9 @@ pub enum TryAgainReason {
     Locked,
     #[error("other transactions kept holding the same keys")]
     Conflict,
-    #[error("nodes {nodes} did not answer in time; writes need every node, so check they are running and reachable")]
+    #[error(
+        "nodes {nodes} did not vote in time: down, cut off, or standing outside while they catch up (their logs say which). Writes need every node; with --availability, the others remove such a node within a few seconds and go on without it"
+    )]
     Unavailable { nodes: NodeSet },
     #[error(
         "node {node} is configured differently from the node that coordinated (another set of cluster members, or other size limits); every node must be started with the same members and the same limits"

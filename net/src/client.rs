@@ -37,6 +37,15 @@ use thiserror::Error;
 /// them again: about the time a node takes to get a lease once it hears from a majority.
 const NOT_SERVING_PAUSE: Duration = Duration::from_millis(100);
 
+/// Once every node refused the connection in a row, the client tries them again for this long
+/// (within the request timeout) before it says it cannot reach them: a node restarting listens
+/// again well within it (test.sh sees a restarted node serve within 0.3 s), and a cluster that
+/// is not running is told at once, not at the timeout.
+const REFUSED_GRACE: Duration = Duration::from_secs(1);
+/// The pauses between those rounds, doubling from the first to the last.
+const REFUSED_PAUSE_MIN: Duration = Duration::from_millis(20);
+const REFUSED_PAUSE_MAX: Duration = Duration::from_millis(200);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientTransport {
     Tcp,
@@ -90,12 +99,12 @@ pub enum ClientError {
     Unreachable { addrs: String },
     /// Every node refused the connection at the end, but an earlier try had sent the request.
     #[error(
-        "lost contact with {addrs} after the request was sent; {}. Check that the nodes are running (writes need every node)",
+        "lost contact with {addrs} after the request was sent; {}. Check that the nodes are running",
         effect(*.read)
     )]
     Lost { addrs: String, read: bool },
     #[error(
-        "no answer from {addrs} within {timeout:?}; {}. Check that the nodes are running and reachable (writes need every node)",
+        "no answer from {addrs} within {timeout:?}; {}. Check that the nodes are running and reachable",
         effect(*.read)
     )]
     Timeout { addrs: String, timeout: Duration, read: bool },
@@ -114,6 +123,13 @@ pub enum ClientError {
     /// nothing, but an earlier one that reached a node (`sent_before`) may have.
     #[error("{addr} refused the request: {error}{}", applied_text(*.sent_before))]
     Refused { addr: SocketAddr, error: FrameError, sent_before: bool },
+    /// The node ran the request, but its reply is too large for one datagram: a read's value,
+    /// or a write's outcome (the write ran).
+    #[error(
+        "{addr}'s reply is {len} bytes, more than one UDP datagram holds ({max}); {}. Ask over TCP (-t)",
+        if *.read { "a read changes nothing" } else { "the write may or may not have been applied" }
+    )]
+    ReplyTooLargeForDatagram { addr: SocketAddr, len: u64, max: u32, read: bool },
     #[error("cannot open a socket: {0}")]
     Socket(io::Error),
     #[error("a user's token is sent over TCP only inside TLS; give the cluster's client folder for TLS too")]
@@ -151,7 +167,8 @@ impl ClientError {
             ClientError::Lost { read, .. }
             | ClientError::Timeout { read, .. }
             | ClientError::NoOutcome { read, .. }
-            | ClientError::NotServing { read, .. } => *read,
+            | ClientError::NotServing { read, .. }
+            | ClientError::ReplyTooLargeForDatagram { read, .. } => *read,
             _ => false,
         };
         self.was_sent() && !read
@@ -169,7 +186,8 @@ impl ClientError {
             ClientError::Lost { .. }
             | ClientError::Timeout { .. }
             | ClientError::NoOutcome { .. }
-            | ClientError::NotServing { .. } => true,
+            | ClientError::NotServing { .. }
+            | ClientError::ReplyTooLargeForDatagram { .. } => true,
             ClientError::Refused { sent_before, .. } | ClientError::Tls { sent_before, .. } => *sent_before,
         }
     }
@@ -435,6 +453,8 @@ impl Client {
         let deadline = started + timeout;
         let node_count = self.config.nodes.len();
         let mut unreachable_in_a_row = 0;
+        let mut every_node_refused_since: Option<Instant> = None;
+        let mut refused_pause = REFUSED_PAUSE_MIN;
         let mut last_try_again: Option<TryAgainReason> = None;
         let mut last_not_serving: Option<NotServingReason> = None;
         let mut not_serving_in_a_row = 0;
@@ -520,6 +540,10 @@ impl Client {
                         self.udp_read_bytes = self.udp_read_bytes.max(pad_to);
                     }
                 }
+                // Only a reply is too large for a datagram here: a request that is was never sent.
+                Ok(Frame::Error(FrameError::TooLargeForDatagram { len, max })) => {
+                    return Err(ClientError::ReplyTooLargeForDatagram { addr, len, max, read });
+                }
                 Ok(Frame::Error(error)) => return Err(ClientError::Refused { addr, error, sent_before }),
                 Ok(_) => {
                     // Not something a server sends to a client; treat the node as faulty.
@@ -530,12 +554,22 @@ impl Client {
                     tracing::debug!(%addr, request = %id, "node unreachable");
                     unreachable_in_a_row += 1;
                     if unreachable_in_a_row >= node_count {
-                        let addrs = self.addrs();
-                        return Err(if self.request_sent {
-                            ClientError::Lost { addrs, read }
-                        } else {
-                            ClientError::Unreachable { addrs }
-                        });
+                        // Every node refused: down, or restarting. Tried again for a moment (a
+                        // node restarting listens again within it), then given up, so that a
+                        // cluster that is not running says so at once, not at the timeout.
+                        let since = *every_node_refused_since.get_or_insert(now);
+                        let left = (since + REFUSED_GRACE).min(deadline).saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            let addrs = self.addrs();
+                            return Err(if self.request_sent {
+                                ClientError::Lost { addrs, read }
+                            } else {
+                                ClientError::Unreachable { addrs }
+                            });
+                        }
+                        std::thread::sleep(refused_pause.min(left));
+                        refused_pause = (refused_pause * 2).min(REFUSED_PAUSE_MAX);
+                        unreachable_in_a_row = 0;
                     }
                     self.next_node();
                 }
@@ -813,6 +847,42 @@ mod tests {
                 other => panic!("{transport:?}: expected unreachable, got {other:?}"),
             }
         }
+    }
+
+    /// A node that refuses connections and then listens (a restart) gets the request: the
+    /// client tries again for a moment before it says it cannot reach the node (a user saw a
+    /// write fail at once when sent just as the nodes restarted).
+    #[test]
+    fn a_node_listening_again_soon_gets_the_request() {
+        let addr = closed_port();
+        let (got, bytes) = std::sync::mpsc::channel();
+        let listener = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let listener = TcpListener::bind(addr).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            // Bounded: a client that gave up never connects.
+            let connected = (0..300).find_map(|_| match listener.accept() {
+                Ok((stream, _)) => Some(stream),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                }
+            });
+            let n = connected.map_or(0, |mut stream| {
+                stream.set_nonblocking(false).unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                std::io::Read::read(&mut stream, &mut [0u8; 64]).unwrap_or(0)
+            });
+            got.send(n).unwrap();
+        });
+        let mut config = ClientConfig::new(vec![addr], ClientTransport::Tcp);
+        config.request_timeout = Duration::from_secs(3);
+        config.attempt_timeout = Duration::from_millis(500);
+        let result = Client::new(config).unwrap().put("k", "v");
+        listener.join().unwrap();
+        assert!(bytes.recv().unwrap() > 0, "the request reached the node once it listened");
+        let error = result.expect_err("the listener never answers");
+        assert!(error.may_have_been_applied(), "{error}");
     }
 
     /// A write that a silent node took (a TCP listener that never answers, a UDP socket that

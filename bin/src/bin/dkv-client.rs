@@ -4,13 +4,16 @@ use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
 use dkv::{LogLevel, init_logging, resolve};
 use dkv_core::codec::FrameError;
 use dkv_core::{
-    Condition, FailReason, Key, OpCode, OpFailure, OpResult, Operation, Outcome, RejectReason, ScanEntry,
-    TryAgainReason, TxnOp, prefix_end,
+    Condition, FailReason, Key, Limits, NotServingReason, OpCode, OpFailure, OpResult, Operation, Outcome,
+    RejectReason, ScanEntry, TryAgainReason, TxnOp, prefix_end,
 };
 use dkv_net::security::credentials::{ClientCertificate, ClientTrust};
 use dkv_net::security::users::load_client_user;
 use dkv_net::{Client, ClientConfig, ClientError, ClientTransport};
-use std::io::Write;
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,11 @@ Examples:
   dkv-client txn if:stock=1 put:stock=0 incr:sold=1 read:price   # checked, then applied
   dkv-client -s 10.0.0.1 -p 9099 -t -o 3 -k greeting -v hello   # the original project's flags (-o 3 = put)
   dkv-client -p 9099 -n 127.0.0.1:9100,127.0.0.1:9101 --json get greeting
+  dkv-client put photo --value-file photo.jpg   # the value from a file (- for standard input)
+
+Keys and values are bytes: an argument may hold any but NUL; --value-file takes any value, and
+one larger than an argument may hold (about 128 KiB). scan prints keys and values as they are
+(a tab or newline in one makes its line ambiguous); --json is exact.
 
 Transaction ops: put:KEY=VALUE, update:KEY=VALUE, delete:KEY, incr:KEY=N, read:KEY (prints
 read:KEY=VALUE), and conditions if:KEY=VALUE, if-absent:KEY, if-exists:KEY, if-version:KEY=N.
@@ -96,10 +104,10 @@ struct Cli {
     oprtn: Option<OpCode>,
     /// Key for -o.
     #[arg(short = 'k', long)]
-    key: Option<String>,
+    key: Option<OsString>,
     /// Value for -o update and -o put.
     #[arg(short = 'v', long = "val")]
-    val: Option<String>,
+    val: Option<OsString>,
     /// Host of the node to ask.
     #[arg(short = 's', long = "host", default_value = "127.0.0.1", global = true)]
     host: String,
@@ -140,13 +148,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Insert or overwrite KEY (always succeeds).
-    Put { key: String, value: String },
+    Put {
+        key: OsString,
+        #[arg(required_unless_present = "value_file")]
+        value: Option<OsString>,
+        /// Read the value from FILE instead (- for standard input): for a value larger than a
+        /// command line takes (about 128 KiB), or of any bytes.
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+    },
     /// Print the value of KEY.
-    Get { key: String },
+    Get { key: OsString },
     /// Overwrite KEY, which must exist.
-    Update { key: String, value: String },
+    Update {
+        key: OsString,
+        #[arg(required_unless_present = "value_file")]
+        value: Option<OsString>,
+        /// Read the value from FILE instead (- for standard input), as for put.
+        #[arg(long, value_name = "FILE", conflicts_with = "value")]
+        value_file: Option<PathBuf>,
+    },
     /// Remove KEY, which must exist.
-    Delete { key: String },
+    Delete { key: OsString },
     /// Apply ops all-or-nothing: put:KEY=VALUE, update:KEY=VALUE, delete:KEY, incr:KEY=N,
     /// read:KEY, and conditions if:KEY=VALUE, if-absent:KEY, if-exists:KEY, if-version:KEY=N.
     Txn {
@@ -161,12 +184,12 @@ enum Command {
         version_equals: Option<u64>,
         /// KEY EXPECTED NEW, or KEY NEW with --version-equals.
         #[arg(required = true, num_args = 2..=3, value_names = ["KEY", "EXPECTED", "NEW"])]
-        args: Vec<String>,
+        args: Vec<OsString>,
     },
     /// Add N (default 1; may be negative) to KEY's value, a decimal integer (absent counts as
     /// 0), and print the new value.
     Incr {
-        key: String,
+        key: OsString,
         #[arg(allow_hyphen_values = true)]
         by: Option<i64>,
     },
@@ -174,11 +197,11 @@ enum Command {
     /// starting with --prefix, or those from --from (inclusive) to --to (exclusive).
     Scan {
         #[arg(long, conflicts_with_all = ["from", "to"])]
-        prefix: Option<String>,
+        prefix: Option<OsString>,
         #[arg(long)]
-        from: Option<String>,
+        from: Option<OsString>,
         #[arg(long)]
-        to: Option<String>,
+        to: Option<OsString>,
         /// At most this many keys (default: all, page by page).
         #[arg(long)]
         limit: Option<u64>,
@@ -265,50 +288,45 @@ fn usage_error(message: String) -> ! {
 }
 
 fn job(cli: &Cli) -> Job {
-    let of = |name, key: Option<&String>, operation| Job {
+    let of = |name, key: Option<&OsString>, operation| Job {
         name,
-        key: key.cloned(),
+        key: key.map(|key| key.to_string_lossy().into_owned()),
         operation,
         op_texts: Vec::new(),
         scan_limit: None,
     };
-    let write = |name, key: &String, op: TxnOp| of(name, Some(key), Operation::Txn { ops: vec![op] });
+    let write = |name, key: &OsString, op: TxnOp| of(name, Some(key), Operation::Txn { ops: vec![op] });
     match &cli.command {
-        Some(Command::Get { key }) => of("get", Some(key), Operation::Get { key: key.as_bytes().to_vec() }),
-        Some(Command::Put { key, value }) => {
-            write("put", key, TxnOp::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
+        Some(Command::Get { key }) => of("get", Some(key), Operation::Get { key: bytes(key) }),
+        Some(Command::Put { key, value, value_file }) => {
+            write("put", key, TxnOp::Put { key: bytes(key), value: value_of(value, value_file) })
         }
-        Some(Command::Update { key, value }) => {
-            write("update", key, TxnOp::Update { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() })
+        Some(Command::Update { key, value, value_file }) => {
+            write("update", key, TxnOp::Update { key: bytes(key), value: value_of(value, value_file) })
         }
-        Some(Command::Delete { key }) => write("delete", key, TxnOp::Delete { key: key.as_bytes().to_vec() }),
+        Some(Command::Delete { key }) => write("delete", key, TxnOp::Delete { key: bytes(key) }),
         Some(Command::Txn { ops }) => Job {
             op_texts: ops.iter().map(|op| op.text.clone()).collect(),
             ..of("txn", None, Operation::Txn { ops: ops.iter().map(|op| op.op.clone()).collect() })
         },
         Some(Command::Cas { version_equals, args }) => {
             let (key, condition, new) = match (version_equals, args.as_slice()) {
-                (None, [key, expected, new]) => (key, Condition::ValueEquals(expected.as_bytes().to_vec()), new),
+                (None, [key, expected, new]) => (key, Condition::ValueEquals(bytes(expected)), new),
                 (Some(version), [key, new]) => (key, Condition::VersionEquals(*version), new),
                 (None, _) => usage_error("cas needs KEY EXPECTED NEW (or --version-equals N KEY NEW)".into()),
                 (Some(_), _) => usage_error("cas --version-equals N needs KEY NEW, no expected value".into()),
             };
-            let k = key.as_bytes().to_vec();
-            let ops = vec![
-                TxnOp::Require { key: k.clone(), condition },
-                TxnOp::Put { key: k, value: new.as_bytes().to_vec() },
-            ];
+            let ops =
+                vec![TxnOp::Require { key: bytes(key), condition }, TxnOp::Put { key: bytes(key), value: bytes(new) }];
             of("cas", Some(key), Operation::Txn { ops })
         }
         Some(Command::Incr { key, by }) => {
-            write("incr", key, TxnOp::Increment { key: key.as_bytes().to_vec(), by: by.unwrap_or(1) })
+            write("incr", key, TxnOp::Increment { key: bytes(key), by: by.unwrap_or(1) })
         }
         Some(Command::Scan { prefix, from, to, limit, keys_only, page_keys }) => {
             let (start, end): (Key, Option<Key>) = match prefix {
-                Some(prefix) => (prefix.as_bytes().to_vec(), prefix_end(prefix.as_bytes())),
-                None => {
-                    (from.as_deref().unwrap_or("").as_bytes().to_vec(), to.as_ref().map(|to| to.as_bytes().to_vec()))
-                }
+                Some(prefix) => (bytes(prefix), prefix_end(prefix.as_bytes())),
+                None => (from.as_deref().map_or_else(Vec::new, bytes), to.as_deref().map(bytes)),
             };
             if *limit == Some(0) {
                 usage_error("--limit must be at least 1 (leave it out for every key)".into());
@@ -325,10 +343,10 @@ fn job(cli: &Cli) -> Job {
             };
             let Some(key) = &cli.key else { usage_error("-o needs a key: add -k KEY".into()) };
             let value = || match &cli.val {
-                Some(v) => v.as_bytes().to_vec(),
+                Some(v) => bytes(v),
                 None => usage_error("-o update and -o put need a value: add -v VALUE".into()),
             };
-            let k = key.as_bytes().to_vec();
+            let k = bytes(key);
             match code {
                 OpCode::Get => of("get", Some(key), Operation::Get { key: k }),
                 OpCode::Put => write("put", key, TxnOp::Put { key: k, value: value() }),
@@ -337,6 +355,32 @@ fn job(cli: &Cli) -> Job {
             }
         }
     }
+}
+
+/// An argument's bytes as given: keys and values are any bytes, not only UTF-8 text.
+fn bytes(argument: &OsStr) -> Vec<u8> {
+    argument.as_bytes().to_vec()
+}
+
+/// The value of a put or update: the argument, or what --value-file holds (- for standard
+/// input), read up to one byte past the largest value a node takes, so that a value too large
+/// gets the node's clear refusal without being read whole.
+fn value_of(value: &Option<OsString>, value_file: &Option<PathBuf>) -> Vec<u8> {
+    let Some(path) = value_file else {
+        return bytes(value.as_deref().expect("clap requires a value or --value-file"));
+    };
+    let limit = u64::from(Limits::default().value_bytes_max) + 1;
+    let mut value = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut value)
+    } else {
+        std::fs::File::open(path).and_then(|file| file.take(limit).read_to_end(&mut value))
+    };
+    if let Err(error) = read {
+        let what = if path.as_os_str() == "-" { "standard input".to_string() } else { path.display().to_string() };
+        usage_error(format!("--value-file: cannot read {what}: {error}"));
+    }
+    value
 }
 
 /// The result to print, and the exit code.
@@ -359,7 +403,16 @@ impl Report {
 }
 
 /// What to do when no node named would serve: name more of them, or bring a majority back.
-const NOT_SERVING_ADVICE: &str = " (name every node of the cluster with -n, or a node that is with the majority; a node serves only while it hears from a majority of the members)";
+fn not_serving_advice(reason: &NotServingReason) -> &'static str {
+    match reason {
+        NotServingReason::NoLease => {
+            " (name every node of the cluster with -n, or a node that is with the majority; a node serves only while it hears from a majority of the members)"
+        }
+        NotServingReason::NotAMember | NotServingReason::CatchingUp => {
+            " (name every node of the cluster with -n, so that a member answers)"
+        }
+    }
+}
 
 fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
     let single_op = matches!(&job.operation, Operation::Txn { ops } if ops.len() == 1);
@@ -391,15 +444,20 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
         Ok(Outcome::Scanned { entries, next }) => scanned(&entries, next.as_deref()),
         // The client library fails over on "not serving"; a build that hands one back still
         // says what it means.
-        Ok(not_serving @ Outcome::NotServing(_)) => {
-            r(exit::UNAVAILABLE, "unavailable", format!("no outcome: {not_serving}{NOT_SERVING_ADVICE}"))
-        }
+        Ok(Outcome::NotServing(reason)) => r(
+            exit::UNAVAILABLE,
+            "unavailable",
+            format!("no outcome: {}{}", Outcome::NotServing(reason), not_serving_advice(&reason)),
+        ),
         Err(error) => {
             let code = match error {
                 ClientError::Refused { error: FrameError::Unauthorized { .. }, .. } => exit::DENIED,
                 ClientError::NoNodes | ClientError::TooLargeForDatagram { .. } | ClientError::TokenWithoutTls => {
                     exit::USAGE
                 }
+                // A read that did nothing; a write that ran, its outcome unknown here.
+                ClientError::ReplyTooLargeForDatagram { read: true, .. } => exit::USAGE,
+                ClientError::ReplyTooLargeForDatagram { read: false, .. } => exit::UNAVAILABLE,
                 ClientError::Tls { .. } => exit::ERROR,
                 ClientError::Unreachable { .. }
                 | ClientError::Lost { .. }
@@ -414,10 +472,9 @@ fn report(job: &Job, result: Result<Outcome, ClientError>) -> Report {
                 _ => "error",
             };
             let advice = match &error {
-                ClientError::TooLargeForDatagram { .. }
-                | ClientError::Refused { error: FrameError::TooLargeForDatagram { .. }, .. } => " (-t)",
+                ClientError::TooLargeForDatagram { .. } => " (-t)",
                 ClientError::NoOutcome { reason, .. } => try_again_advice(reason),
-                ClientError::NotServing { .. } => NOT_SERVING_ADVICE,
+                ClientError::NotServing { reason, .. } => not_serving_advice(reason),
                 _ => "",
             };
             r(code, outcome, format!("{error}{advice}"))

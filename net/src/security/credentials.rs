@@ -75,7 +75,7 @@ pub enum CredentialsError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error(
-        "cannot read {path}: {source}; give --credentials the node's own folder made by `dkv-server init` (DIR/node-N)"
+        "cannot read {path}: {source}; give the folder `dkv-server init` made for it: a node's own, DIR/node-N (dkv-server --credentials), or the clients', DIR/client (dkv-client --tls)"
     )]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} may be read by others (mode {mode:o}); it holds a secret: run `chmod 600 {path}`")]
