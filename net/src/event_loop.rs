@@ -282,6 +282,8 @@ pub struct Server {
     early_events_pending: bool,
     /// While bootstrapping: which nodes it waits for, said now and then.
     bootstrap_log: OccasionalLog,
+    /// The nodes asking to be added back that wait out their backoff, as last logged.
+    joins_held_back: BTreeMap<NodeId, Time>,
     /// The largest frame this node's limits allow, read from any socket.
     frame_bytes_max: u32,
     /// Where every frame sent is encoded, so sending allocates nothing once it has grown.
@@ -372,6 +374,7 @@ impl Server {
             early_events: Events::with_capacity(EVENTS_MAX),
             early_events_pending: false,
             bootstrap_log: OccasionalLog::default(),
+            joins_held_back: BTreeMap::new(),
             frame_bytes_max,
             encode_buffer: Vec::new(),
             read_buffer: Box::new([0; READ_CHUNK_BYTES]),
@@ -1646,6 +1649,26 @@ impl Server {
         self.drain_outputs(now)
     }
 
+    /// Says, once per wait, why a node asking to be added back stays out: it was removed soon
+    /// after its last add, and waits longer each time (docs/protocol.md §7.6), which nothing
+    /// else tells the operator (a user saw a restarted node kept out for a minute, silently).
+    fn log_joins_held_back(&mut self, now: Time) {
+        let held: BTreeMap<NodeId, Time> = self.node.joins_held_back(now).into_iter().collect();
+        for (&node, &until) in &held {
+            if self.joins_held_back.get(&node) != Some(&until) {
+                let wait = until.saturating_since(now);
+                tracing::warn!(
+                    node = %self.config.id,
+                    joining = %node,
+                    wait_secs = wait.as_secs_f64(),
+                    "node {node} asks to be added back, but it was removed within a minute of its last add (it keeps failing, restarting or losing touch): it is added back in {:.1} s. The wait grows with each such removal (none after the first, then 1, 3, 7, … up to 63 detection timeouts), so that a node that keeps coming and going cannot make the cluster change its configuration over and over; it starts over once the node stays a member for a minute",
+                    wait.as_secs_f64()
+                );
+            }
+        }
+        self.joins_held_back = held;
+    }
+
     /// Says how the node's bootstrap ended (docs/protocol.md §7.1).
     fn bootstrapping_ended(&mut self) {
         ServerStats::set(&self.stats.bootstrapping, 0);
@@ -1680,6 +1703,7 @@ impl Server {
                 "bootstrapping a new cluster (--init): waiting to hear from {waiting} (that it holds nothing, then that it has begun too); a first start needs every node up"
             );
         }
+        self.log_joins_held_back(now);
         for (key, serial) in self.inbound.sessions() {
             self.call_session(now, key, serial, SessionCall::Tick);
         }

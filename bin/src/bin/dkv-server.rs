@@ -235,7 +235,9 @@ struct DemoArgs {
 }
 
 fn parse_peer(s: &str) -> Result<(NodeId, String), String> {
-    let (id, addr) = s.split_once('=').ok_or_else(|| format!("'{s}' is not ID=HOST:PORT, e.g. 1=10.0.0.2:9099"))?;
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ID=HOST:PORT with the node's peer port, e.g. 1=10.0.0.2:10099"))?;
     let id: u8 = id.trim().parse().map_err(|_| format!("'{id}' in '{s}' is not a node id (0 to 63)"))?;
     Ok((NodeId(id), addr.trim().to_string()))
 }
@@ -380,7 +382,11 @@ fn run_node(args: NodeArgs) -> Result<(), String> {
     let peer_listen = resolve(&format!("{}:{}", args.host, peer_port(args.port, args.peer_port)?)).map_err(host)?;
     let mut peers = BTreeMap::new();
     for (id, addr) in &args.peers {
-        if peers.insert(*id, resolve(addr).map_err(|e| format!("--peers {id}={addr}: {e}"))?).is_some() {
+        let peer = resolve(addr).map_err(|e| {
+            format!("--peers {id}={addr}: {e}")
+                .replace("e.g. 10.0.0.2:9099", "the node's peer port, e.g. 10.0.0.2:10099 (its -p plus 1000)")
+        })?;
+        if peers.insert(*id, peer).is_some() {
             return Err(format!("node id {id} appears twice in --peers; give each node once"));
         }
     }
@@ -480,18 +486,19 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         Transport::Both => "",
     };
     let ports_list = ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+    let client = client_command();
     println!(
         "dkv demo: 3 nodes on 127.0.0.1 ports {ports_list} ({}), data in {}\n\
          (peers on ports {peer_list}, {peer_security}; the cluster's credentials are in {}/credentials)\n\
          {changes}\n\
          \n\
          In another terminal, try:\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} put hello world\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p1} get hello\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p2} txn put:a=1 update:hello=there delete:a\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} -o 1 -k hello          # the original project's flags\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n  \
-           cargo run --release --bin dkv-client --{mode} -p {p0} --tls {creds}/client --user-file {creds}/client/admin.user get hello   # over TLS, as a user\n\
+           {client}{mode} -p {p0} put hello world\n  \
+           {client}{mode} -p {p1} get hello\n  \
+           {client}{mode} -p {p2} txn put:a=1 update:hello=there delete:a\n  \
+           {client}{mode} -p {p0} -o 1 -k hello          # the original project's flags\n  \
+           {client}{mode} -p {p0} -n 127.0.0.1:{p1},127.0.0.1:{p2} --json get hello\n  \
+           {client}{mode} -p {p0} --tls {creds}/client --user-file {creds}/client/admin.user get hello   # over TLS, as a user\n\
          \n\
          Stop with Ctrl-C; start the demo again and your data is still there (delete {} to start over).",
         match transport {
@@ -527,6 +534,19 @@ enum Event {
 
 /// Runs each server on its own thread until SIGINT/SIGTERM (a clean stop of all) or until one
 /// fails (then the others are stopped too, and the failure is reported).
+/// How to run dkv-client from where this program was run: through cargo when cargo ran it,
+/// else the dkv-client beside this program, else from the PATH.
+fn client_command() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run --release --bin dkv-client --".into();
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("dkv-client")));
+    match beside {
+        Some(path) if path.is_file() => path.display().to_string(),
+        _ => "dkv-client".into(),
+    }
+}
+
 fn run_servers(servers: Vec<Server>) -> Result<(), String> {
     let handles: Vec<_> = servers.iter().map(Server::handle).collect();
     let (events, receive) = mpsc::channel();

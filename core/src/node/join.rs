@@ -163,6 +163,17 @@ pub(super) fn ticket_for(seed: u64, incarnation: u64, now: Time) -> JoinTicket {
 }
 
 impl Node {
+    /// As a member: the nodes asking to be added back that wait out their backoff (each was
+    /// removed soon after its last add), with when the wait ends. For the driver to tell the
+    /// operator why a node stays out.
+    pub fn joins_held_back(&self, now: Time) -> Vec<(NodeId, Time)> {
+        let join = &self.join;
+        join.asking
+            .keys()
+            .filter_map(|node| join.not_before.get(node).filter(|&&t| t > now).map(|&t| (*node, t)))
+            .collect()
+    }
+
     /// Whether this node stands outside: changes are on (they need leases) and it is no member
     /// of its configuration, cannot vouch for its log, or is too far behind. It serves and
     /// votes on nothing, and asks to join.
