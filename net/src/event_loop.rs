@@ -1769,6 +1769,14 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
             }
             node
         }
+        Start::NewCluster if config.peers.is_empty() => {
+            tracing::info!(
+                node = %config.id,
+                data_dir = %dir,
+                "the data dir holds no log: this node, its cluster's only member (no --peers), starts a new cluster"
+            );
+            Node::start_bootstrapping(core_config, clock.now())?
+        }
         Start::NewCluster => {
             tracing::info!(
                 node = %config.id,

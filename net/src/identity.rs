@@ -44,6 +44,10 @@ pub enum IdentityError {
     )]
     OtherCluster { dir: PathBuf, recorded: ClusterId, given: ClusterId },
     #[error(
+        "data dir {dir} belongs to cluster {recorded}, but this node was started without --credentials, as a single node of no cluster; refusing to start rather than mix two clusters' data. Give it its cluster's --credentials (DIR/node-N from `dkv-server init`), or another --data-dir"
+    )]
+    ClusterWithoutCredentials { dir: PathBuf, recorded: ClusterId },
+    #[error(
         "data dir {dir} belongs to node {recorded}, but this is node {given}; refusing to start rather than run on another node's log. Start node {recorded} on it with --id {}, or give node {given} its own --data-dir",
         recorded.0
     )]
@@ -70,6 +74,10 @@ pub fn check_or_record(dir: &Path, identity: Identity, has_log: bool) -> Result<
         Err(source) => return Err(IdentityError::Io { path, source }),
     };
     let recorded = decode(&bytes).map_err(|reason| IdentityError::Damaged { path, reason })?;
+    // A single node without credentials runs as cluster 0 (`event_loop::cluster_of`).
+    if recorded.cluster != identity.cluster && identity.cluster == ClusterId(0) {
+        return Err(IdentityError::ClusterWithoutCredentials { dir: dir.to_path_buf(), recorded: recorded.cluster });
+    }
     if recorded.cluster != identity.cluster {
         return Err(IdentityError::OtherCluster {
             dir: dir.to_path_buf(),

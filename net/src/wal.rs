@@ -75,6 +75,8 @@ pub enum WalError {
     Locked { dir: PathBuf },
     #[error("cannot use data dir {dir}: {source}; check that the path exists or can be created and is writable")]
     DataDir { dir: PathBuf, source: io::Error },
+    #[error("data dir {dir} is a file, not a directory; give --data-dir a directory (it is made if missing)")]
+    NotADirectory { dir: PathBuf },
     #[error(
         "I/O error on {path}: {source}; the disk may be full or failing, and the server stops rather than acknowledge a write it could not make durable. Free space or repair the disk, then start the node again: it recovers from its log"
     )]
@@ -457,6 +459,9 @@ pub(crate) struct DirLock(#[allow(dead_code)] Arc<File>);
 /// dropped.
 pub(crate) fn lock_data_dir(dir: &Path) -> Result<DirLock, WalError> {
     let data_dir_error = |source| WalError::DataDir { dir: dir.to_path_buf(), source };
+    if dir.exists() && !dir.is_dir() {
+        return Err(WalError::NotADirectory { dir: dir.to_path_buf() });
+    }
     fs::create_dir_all(dir).map_err(data_dir_error)?;
     let lock_path = dir.join(LOCK_FILE_NAME);
     let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(data_dir_error)?;
@@ -885,6 +890,19 @@ mod tests {
     /// Bytes of records `records` take in a segment.
     fn encoded_len(records: &[Record]) -> u64 {
         records.iter().map(|r| wal::encode_to_vec(r).len() as u64).sum()
+    }
+
+    /// A --data-dir that names a file is refused saying so (a user saw "File exists").
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_saying_so() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("afile");
+        std::fs::write(&file, b"x").unwrap();
+        match lock_data_dir(&file) {
+            Err(error @ WalError::NotADirectory { .. }) => assert!(error.to_string().contains("is a file"), "{error}"),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a file taken for a data dir"),
+        }
     }
 
     /// The segment being written is zero-filled ahead of its records (so a sync rewrites

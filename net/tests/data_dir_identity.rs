@@ -92,8 +92,11 @@ fn another_clusters_credentials_are_refused_naming_both() {
     );
     let message = error.to_string();
     assert!(message.contains(&our_cluster.to_string()) && message.contains(&their_cluster.to_string()), "{message}");
-    // Nor is a node without credentials (cluster 0) taken for one of that cluster.
-    assert!(matches!(refusal(config(0, &data_dir, None)), IdentityError::OtherCluster { .. }));
+    // Nor is a node without credentials (cluster 0) taken for one of that cluster, and its
+    // refusal says it was started without them (not "cluster 0000000000000000's").
+    let error = refusal(config(0, &data_dir, None));
+    assert!(matches!(error, IdentityError::ClusterWithoutCredentials { .. }), "{error:?}");
+    assert!(error.to_string().contains("without --credentials"), "{error}");
     serve(config(0, &data_dir, Some(&ours)), |_| {});
 }
 
