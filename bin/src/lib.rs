@@ -9,10 +9,16 @@ use std::str::FromStr;
 
 /// The first address `addr` (HOST:PORT) names, or an error that says how to write one.
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    resolve_or_say(addr, "give HOST:PORT, e.g. 10.0.0.2:9099")
+}
+
+/// As [`resolve`], with the error ending in `what_to_give` (for a flag that wants a particular
+/// host or port).
+pub fn resolve_or_say(addr: &str, what_to_give: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{addr}': {e}; give HOST:PORT, e.g. 10.0.0.2:9099"))?
+        .map_err(|e| format!("cannot resolve '{addr}': {e}; {what_to_give}"))?
         .next()
-        .ok_or_else(|| format!("'{addr}' resolves to no address; give HOST:PORT, e.g. 10.0.0.2:9099"))
+        .ok_or_else(|| format!("'{addr}' resolves to no address; {what_to_give}"))
 }
 
 /// The original project's log levels: `error`, `info`, `debug`, or `0`, `1`, `2`.

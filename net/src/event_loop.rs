@@ -1769,21 +1769,13 @@ fn start_node(config: &ServerConfig, clock: &Clock, cluster: ClusterId) -> Resul
             }
             node
         }
-        Start::NewCluster if config.peers.is_empty() => {
-            tracing::info!(
-                node = %config.id,
-                data_dir = %dir,
-                "the data dir holds no log: this node, its cluster's only member (no --peers), starts a new cluster"
-            );
-            Node::start_bootstrapping(core_config, clock.now())?
-        }
         Start::NewCluster => {
-            tracing::info!(
-                node = %config.id,
-                data_dir = %dir,
-                configuration = %core_config.members,
+            let how = if config.peers.is_empty() {
+                "the data dir holds no log: this node, its cluster's only member (no --peers), starts a new cluster"
+            } else {
                 "the data dir holds no log and this is a new cluster (--init): this node starts as a member of its first configuration once every other node has said it holds nothing either"
-            );
+            };
+            tracing::info!(node = %config.id, data_dir = %dir, configuration = %core_config.members, "{how}");
             Node::start_bootstrapping(core_config, clock.now())?
         }
         Start::CatchUp => {

@@ -377,10 +377,9 @@ impl Params {
             Some(true) if faults.partition_every.is_none() => faults.partition_every = Some(Duration::from_millis(500)),
             _ => {}
         }
-        let mut snapshot_records_min = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
-        if let Some(records) = o.snapshot_records_min {
-            snapshot_records_min = records;
-        }
+        // Drawn whatever the override, so that every seed's later draws stay as they were.
+        let drawn = if chance(rng, 0.3) { range(rng, 3, 50) } else { 10_000 };
+        let snapshot_records_min = o.snapshot_records_min.unwrap_or(drawn);
         let mut clock_skew_ppm = if chance(rng, 0.3) { 0 } else { range(rng, 1, 20_000) as u32 };
         if let Some(ppm) = o.clock_skew_ppm {
             clock_skew_ppm = ppm;

@@ -2,7 +2,7 @@
 //! (`dkv-server demo`) a whole 3-node cluster on loopback in one process.
 
 use clap::{Args, Parser, Subcommand};
-use dkv::{LogLevel, init_logging, resolve};
+use dkv::{LogLevel, init_logging, resolve_or_say};
 use dkv_core::NodeId;
 use dkv_net::bootstrap::holds_no_log;
 use dkv_net::security::credentials::{
@@ -374,18 +374,16 @@ fn load_credentials(dir: &Path, id: NodeId) -> Result<Arc<NodeCredentials>, Stri
 
 fn run_node(args: NodeArgs) -> Result<(), String> {
     init_logging(args.log);
-    let host = |e: String| {
-        format!("-s {}: {e}", args.host)
-            .replace("; give HOST:PORT, e.g. 10.0.0.2:9099", "; give -s a host name or address of this machine")
+    let this_host = |port: u16| {
+        resolve_or_say(&format!("{}:{port}", args.host), "give -s a host name or address of this machine")
+            .map_err(|e| format!("-s {}: {e}", args.host))
     };
-    let listen = resolve(&format!("{}:{}", args.host, args.port)).map_err(host)?;
-    let peer_listen = resolve(&format!("{}:{}", args.host, peer_port(args.port, args.peer_port)?)).map_err(host)?;
+    let listen = this_host(args.port)?;
+    let peer_listen = this_host(peer_port(args.port, args.peer_port)?)?;
     let mut peers = BTreeMap::new();
     for (id, addr) in &args.peers {
-        let peer = resolve(addr).map_err(|e| {
-            format!("--peers {id}={addr}: {e}")
-                .replace("e.g. 10.0.0.2:9099", "the node's peer port, e.g. 10.0.0.2:10099 (its -p plus 1000)")
-        })?;
+        let peer = resolve_or_say(addr, "give HOST:PORT, the node's peer port, e.g. 10.0.0.2:10099 (its -p plus 1000)")
+            .map_err(|e| format!("--peers {id}={addr}: {e}"))?;
         if peers.insert(*id, peer).is_some() {
             return Err(format!("node id {id} appears twice in --peers; give each node once"));
         }
@@ -532,8 +530,6 @@ enum Event {
     Exited(usize, Result<(), ServerError>),
 }
 
-/// Runs each server on its own thread until SIGINT/SIGTERM (a clean stop of all) or until one
-/// fails (then the others are stopped too, and the failure is reported).
 /// How to run dkv-client from where this program was run: through cargo when cargo ran it,
 /// else the dkv-client beside this program, else from the PATH.
 fn client_command() -> String {
@@ -547,6 +543,8 @@ fn client_command() -> String {
     }
 }
 
+/// Runs each server on its own thread until SIGINT/SIGTERM (a clean stop of all) or until one
+/// fails (then the others are stopped too, and the failure is reported).
 fn run_servers(servers: Vec<Server>) -> Result<(), String> {
     let handles: Vec<_> = servers.iter().map(Server::handle).collect();
     let (events, receive) = mpsc::channel();
