@@ -248,9 +248,32 @@ fn sigint_stops_nodes_cleanly_and_keeps_every_acknowledged_write() {
     cluster.stop_all_cleanly();
 }
 
+/// Waits for a node that must refuse to start to exit by itself (one that started would run
+/// until killed: killed after 10 s, failing the test with `started`); returns its stderr.
+fn refused_start(mut node: std::process::Child, started: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            node.kill().unwrap();
+            panic!("{started}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "{started}, and exited cleanly");
+    let mut stderr = String::new();
+    node.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    stderr
+}
+
 /// Every node of a cluster runs the same way, as its credentials record it: a node given
 /// --availability with credentials of a cluster made without it exits at once with an error
-/// that says how to switch, and `dkv-server availability on` records the switch.
+/// that says how to switch, and `dkv-server availability on` records the switch, once it has
+/// read every node's data dir and found no write voted on without --availability (pinned) still
+/// in doubt (docs/protocol.md §6). A node started with --availability on such a log refuses to
+/// start.
 #[test]
 fn a_node_runs_as_its_clusters_credentials_say() {
     let root = tempfile::tempdir().unwrap();
@@ -267,7 +290,7 @@ fn a_node_runs_as_its_clusters_credentials_say() {
     assert_eq!(NodeCredentials::load(&node_0).unwrap().availability, Some(false));
 
     let ports = dkv_net::testing::free_ports(2);
-    let mut node = Command::new(common::SERVER)
+    let node = Command::new(common::SERVER)
         .args(["--id", "0", "-s", "127.0.0.1", "-p", &ports[0].to_string(), "--peer-port", &ports[1].to_string()])
         .args(["--peers", "1=127.0.0.1:1,2=127.0.0.1:2", "-t", "--availability", "--credentials"])
         .arg(&node_0)
@@ -277,34 +300,83 @@ fn a_node_runs_as_its_clusters_credentials_say() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("dkv-server starts");
-    // It must exit by itself; a node that started would run until killed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            node.kill().unwrap();
-            panic!("a node given --availability with credentials of a cluster without it started");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    node.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(!status.success());
+    let stderr = refused_start(node, "a node given --availability with credentials of a cluster without it started");
     assert!(
         stderr.contains("record that it runs without it") && stderr.contains("dkv-server availability on"),
         "{stderr}"
     );
     assert!(!root.path().join("node-0").exists(), "refused before it touched its data dir");
 
-    let switch = Command::new(common::SERVER)
-        .args(["availability", "on"])
-        .args((0..3).map(|i| credentials.join(format!("node-{i}"))))
+    let folders: Vec<_> = (0..3).map(|i| credentials.join(format!("node-{i}"))).collect();
+    let data_dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("node-{i}"))).collect();
+    let switch = |data_dirs: &[std::path::PathBuf]| {
+        let mut command = Command::new(common::SERVER);
+        command.args(["availability", "on"]).args(&folders);
+        for dir in data_dirs {
+            command.arg("--data-dir").arg(dir);
+        }
+        command.output().expect("dkv-server availability runs")
+    };
+    let unchanged = |what: &str| {
+        let loaded = NodeCredentials::load(&node_0).unwrap();
+        assert_eq!(loaded.availability, Some(false), "{what}: nothing was changed");
+    };
+    let refused = switch(&[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--data-dir") && said.contains("nothing was changed"), "{said}");
+    unchanged("without data dirs");
+
+    // Node 1's log holds a share of node 0's transaction, voted pinned and in doubt.
+    let cluster = NodeCredentials::load(&node_0).unwrap().cluster;
+    let identity = dkv_net::identity::Identity { cluster, node: dkv_core::NodeId(1) };
+    let txn = dkv_core::TxnId { coordinator: dkv_core::NodeId(0), incarnation: 1, number: 0 };
+    {
+        let (mut wal, _) = dkv_net::Wal::open_as(&data_dirs[1], identity).unwrap();
+        let share = dkv_core::record::TxnRecord {
+            txn,
+            request: dkv_core::RequestId { client: dkv_core::ClientId(5), seq: 1 },
+            ops: vec![dkv_core::TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+            participants: dkv_core::NodeSet::first(3),
+        };
+        for record in [
+            dkv_core::Record::BootTracked { incarnation: 1 },
+            dkv_core::Record::ChangesOff,
+            dkv_core::Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: share },
+        ] {
+            wal.append(&record).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    let refused = switch(&data_dirs);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("still in doubt") && said.contains("node 1 (") && said.contains(&txn.to_string()), "{said}");
+    unchanged("a pinned share in doubt");
+
+    // A node started with --availability on that log (its folder switched by hand, past the
+    // check) refuses it.
+    let identity_file = credentials.join("node-1").join("identity");
+    let recorded = std::fs::read_to_string(&identity_file).unwrap();
+    std::fs::write(&identity_file, recorded.replace("availability off", "availability on")).unwrap();
+    let node = Command::new(common::SERVER)
+        .args(["--id", "1", "-s", "127.0.0.1", "-p", &ports[0].to_string(), "--peer-port", &ports[1].to_string()])
+        .args(["--peers", "0=127.0.0.1:1,2=127.0.0.1:2", "-t", "--availability", "--credentials"])
+        .arg(credentials.join("node-1"))
+        .arg("--data-dir")
+        .arg(&data_dirs[1])
         .stdout(Stdio::null())
-        .status()
-        .expect("dkv-server availability runs");
-    assert!(switch.success());
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dkv-server starts");
+    let said = refused_start(node, "a node with --availability started on a pinned share in doubt");
+    assert!(said.contains("still in doubt") && said.contains(&txn.to_string()), "{said}");
+    std::fs::write(&identity_file, recorded).unwrap();
+    // Decided (here: the share is gone with its dir), the switch goes ahead.
+    std::fs::remove_dir_all(&data_dirs[1]).unwrap();
+
+    let switch = switch(&data_dirs);
+    assert!(switch.status.success(), "{}", String::from_utf8_lossy(&switch.stderr));
     for i in 0..3 {
         let loaded = NodeCredentials::load(&credentials.join(format!("node-{i}"))).unwrap();
         assert_eq!(loaded.availability, Some(true), "node {i}");

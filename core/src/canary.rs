@@ -86,10 +86,21 @@ pub enum Canary {
     /// restarts from it no longer knows its coordinators' transactions below their marks
     /// finished, and refuses for ever to acknowledge a COMMIT sent again for one of them.
     SnapshotDropsMarks,
+    /// A coordinator makes its commits visible on every YES (docs/protocol.md §7.2, "Visible
+    /// on every YES") with configuration changes on too: a change's settlement, which hears
+    /// only a cover of the members, may then abort a commit a client was told of.
+    ImplicitCommitWithChanges,
+    /// A coordinator counts its own share's YES as soon as the share is logged, not once its
+    /// record is durable: a crash can lose the share of a commit already visible.
+    OwnYesBeforeDurable,
+    /// The switch to configuration changes (`dkv-server availability on`) goes ahead while a
+    /// node's log holds a pinned share in doubt (docs/protocol.md §6): a settlement may then
+    /// abort a commit visible on its pinned votes. (The simulator's operator skips the check.)
+    SwitchUndrained,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 25] = [
+    pub const ALL: [Canary; 28] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -115,6 +126,9 @@ impl Canary {
         Canary::SuspectDespitePromise,
         Canary::JoinWithoutEcho,
         Canary::SnapshotDropsMarks,
+        Canary::ImplicitCommitWithChanges,
+        Canary::OwnYesBeforeDurable,
+        Canary::SwitchUndrained,
     ];
 
     pub fn name(self) -> &'static str {
@@ -144,6 +158,9 @@ impl Canary {
             Canary::SuspectDespitePromise => "suspect-despite-promise",
             Canary::JoinWithoutEcho => "join-without-echo",
             Canary::SnapshotDropsMarks => "snapshot-drops-marks",
+            Canary::ImplicitCommitWithChanges => "implicit-commit-with-changes",
+            Canary::OwnYesBeforeDurable => "own-yes-before-durable",
+            Canary::SwitchUndrained => "switch-undrained",
         }
     }
 

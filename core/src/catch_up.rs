@@ -366,10 +366,15 @@ impl Adoption {
                     out.push(Record::SnapshotFinishedMarks(marks));
                 }
             }
+            // Pins are the member's own votes: the receiver voted on none of what it adopts.
+            (Place::InSnapshot, Record::SnapshotPinned(_)) => {}
             (Place::InSnapshot, _) => return Err(out_of_place("the snapshot is not finished")),
             (
                 Place::AfterSnapshot,
-                Record::SnapshotConfiguration(_) | Record::SnapshotVoteAcceptors(_) | Record::SnapshotFinishedMarks(_),
+                Record::SnapshotConfiguration(_)
+                | Record::SnapshotVoteAcceptors(_)
+                | Record::SnapshotFinishedMarks(_)
+                | Record::SnapshotPinned(_),
             ) => {
                 return Err(out_of_place("no snapshot is open"));
             }
@@ -377,7 +382,11 @@ impl Adoption {
             // receiver's; and so is what it says of its own log.
             (
                 Place::AfterSnapshot,
-                Record::Agreement(_) | Record::VoteAcceptor { .. } | Record::Unvouched | Record::Bootstrapped { .. },
+                Record::Agreement(_)
+                | Record::VoteAcceptor { .. }
+                | Record::Unvouched
+                | Record::Bootstrapped { .. }
+                | Record::ChangesOff,
             ) => {}
             // The member installed the next configuration: its settlement settles what the
             // receiver holds from the stream exactly as the member's install settled it

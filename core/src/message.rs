@@ -150,6 +150,7 @@ impl Message {
         match self {
             Message::Prepare { .. } => "prepare",
             Message::Vote { vote: Vote::Yes, .. } => "vote-yes",
+            Message::Vote { vote: Vote::YesPinned, .. } => "vote-yes-pinned",
             Message::Vote { vote: Vote::No(_), .. } => "vote-no",
             Message::Decision { decision: Decision::Commit, .. } => "commit",
             Message::Decision { decision: Decision::Abort, .. } => "abort",
@@ -177,6 +178,19 @@ pub enum Vote {
     /// the outcome the commit records.)
     Yes,
     No(NoReason),
+    /// YES from a node with configuration changes off (docs/protocol.md §7.2, "Visible on
+    /// every YES"): as `Yes`, and the share is *pinned*: the node takes part in no
+    /// configuration agreement, so no settlement will ever decide this share and only its
+    /// coordinator's decision releases it. A commit whose every YES is pinned may be made
+    /// visible at once. (Appended last, so earlier variants keep their encoding.)
+    YesPinned,
+}
+
+impl Vote {
+    /// Whether this is a YES, pinned or not.
+    pub fn is_yes(&self) -> bool {
+        matches!(self, Vote::Yes | Vote::YesPinned)
+    }
 }
 
 /// Why a participant voted NO. Nothing is locked or persisted for a NO vote.

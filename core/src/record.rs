@@ -117,6 +117,15 @@ pub enum Record {
     /// acknowledge a COMMIT its coordinator sends again; a vote instance's state dropped at the
     /// mark would be taken for one never touched).
     SnapshotFinishedMarks(Vec<TxnId>),
+    /// This life runs with configuration changes off: logged with its start record, before
+    /// any share of the life. Every share prepared after it, up to the next start, was voted
+    /// pinned ([`crate::Vote::YesPinned`], docs/protocol.md §7.2): replay tells from it which
+    /// shares still in doubt are pinned, and a node that holds one takes part in no agreement,
+    /// whatever mode it restarts in.
+    ChangesOff,
+    /// Inside a snapshot: the shares in doubt as of the snapshot that were voted pinned (their
+    /// records are in the snapshot's header). A snapshot without one holds none.
+    SnapshotPinned(Vec<TxnId>),
 }
 
 impl Record {
@@ -126,7 +135,11 @@ impl Record {
     pub fn is_start(&self) -> bool {
         matches!(
             self,
-            Record::Boot { .. } | Record::BootTracked { .. } | Record::Unvouched | Record::Bootstrapped { .. }
+            Record::Boot { .. }
+                | Record::BootTracked { .. }
+                | Record::Unvouched
+                | Record::Bootstrapped { .. }
+                | Record::ChangesOff
         )
     }
 }
@@ -176,6 +189,8 @@ impl Record {
             Record::VoteAcceptor { .. } => "vote-acceptor",
             Record::SnapshotVoteAcceptors(_) => "snapshot-vote-acceptors",
             Record::SnapshotFinishedMarks(_) => "snapshot-finished-marks",
+            Record::ChangesOff => "changes-off",
+            Record::SnapshotPinned(_) => "snapshot-pinned",
         }
     }
 
@@ -190,7 +205,11 @@ impl Record {
     /// compaction waits on it. The others — applying a commit, an abort, a coordinator
     /// forgetting a finished transaction, a finished mark — may wait for a later sync: losing
     /// them in a crash only leaves a commit held (it becomes visible again), a transaction
-    /// prepared (recovery asks), or a finished transaction remembered.
+    /// prepared (recovery asks), or a finished transaction remembered. This is the default the
+    /// node persists with; it says per record what it waits on (`Output::Persist`'s `prompt`),
+    /// and with configuration changes off logs `CommitDecided` and `CommitLearned` lazily too:
+    /// every YES made the commit visible, and only finishing waits on them (docs/protocol.md
+    /// §7.2).
     pub fn sync_promptly(&self) -> bool {
         match self {
             Record::Boot { .. }
@@ -216,7 +235,9 @@ impl Record {
             // A promise or an acceptance is told only once durable.
             | Record::VoteAcceptor { .. }
             | Record::SnapshotVoteAcceptors(_)
-            | Record::SnapshotFinishedMarks(_) => true,
+            | Record::SnapshotFinishedMarks(_)
+            | Record::ChangesOff
+            | Record::SnapshotPinned(_) => true,
             Record::Committed { .. }
             | Record::Forgotten { .. }
             | Record::FinishedBelow { .. } => false,
@@ -417,6 +438,8 @@ mod tests {
             Record::VoteAcceptor { instance: vote_instance, acceptor: VoteAcceptor::default() },
             Record::SnapshotVoteAcceptors(Vec::new()),
             Record::SnapshotFinishedMarks(Vec::new()),
+            Record::ChangesOff,
+            Record::SnapshotPinned(Vec::new()),
         ];
         for (number, record) in numbered.iter().enumerate() {
             let bytes = postcard::to_allocvec(record).unwrap();

@@ -43,6 +43,16 @@ pub enum RecoveryError {
     InconsistentVoteAcceptor { index: usize, instance: VoteInstance },
 }
 
+/// The shares that the log of node `me` holds in doubt and that were voted pinned, with
+/// configuration changes off (docs/protocol.md §7.2): what a node restarted from this log would
+/// report as [`crate::Node::pinned_in_doubt`]. For tools that read a stopped node's log
+/// (`dkv-server availability on` refuses to switch while any is left).
+pub fn pinned_in_doubt(records: impl IntoIterator<Item = Record>, me: NodeId) -> Result<Vec<TxnId>, RecoveryError> {
+    let completions = Completions::new(usize::MAX, u64::MAX, std::time::Duration::MAX, crate::Time::ZERO);
+    let recovered = Recovered::replay(records, me, completions)?;
+    Ok(recovered.pinned.into_iter().collect())
+}
+
 /// A snapshot being read: its begin record's index and header, and the store so far.
 struct PartialSnapshot {
     index: usize,
@@ -60,6 +70,8 @@ struct PartialSnapshot {
     vote_acceptors: VoteAcceptors,
     /// Its [`Record::SnapshotFinishedMarks`] (an earlier build logged them after the end).
     marks: Vec<TxnId>,
+    /// Its [`Record::SnapshotPinned`] records' shares.
+    pinned: BTreeSet<TxnId>,
 }
 
 /// The state a log describes, as plain data; the node hands each role its part.
@@ -107,6 +119,10 @@ pub(crate) struct Recovered {
     pub(crate) finished_marks: BTreeMap<NodeId, TxnId>,
     /// This member's parts in the vote instances of unfinished transactions of its epoch.
     pub(crate) vote_acceptors: VoteAcceptors,
+    /// The shares in `prepared` that were voted pinned ([`Record::ChangesOff`]).
+    pub(crate) pinned: BTreeSet<TxnId>,
+    /// The life being replayed runs with configuration changes off ([`Record::ChangesOff`]).
+    changes_off: bool,
 }
 
 impl Recovered {
@@ -137,6 +153,8 @@ impl Recovered {
             only_starts: true,
             finished_marks: BTreeMap::new(),
             vote_acceptors: VoteAcceptors::default(),
+            pinned: BTreeSet::new(),
+            changes_off: false,
         };
         let mut partial: Option<PartialSnapshot> = None;
         for (index, record) in records.into_iter().enumerate() {
@@ -150,6 +168,7 @@ impl Recovered {
                     | Record::SnapshotConfiguration(_)
                     | Record::SnapshotVoteAcceptors(_)
                     | Record::SnapshotFinishedMarks(_)
+                    | Record::SnapshotPinned(_)
             );
             if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
@@ -161,15 +180,21 @@ impl Recovered {
                 Record::Boot { incarnation } => {
                     r.incarnation = r.incarnation.max(incarnation);
                     r.tracked = false;
+                    r.changes_off = false;
                 }
                 Record::BootTracked { incarnation } => {
                     r.incarnation = r.incarnation.max(incarnation);
                     r.tracked = true;
+                    r.changes_off = false;
                 }
+                Record::ChangesOff => r.changes_off = true,
                 // An earlier build logged only remote shares as prepared.
                 Record::Prepared(t) => r.add_prepared(index, me, t, false)?,
                 Record::PreparedInEpoch { epoch, txn: t } => {
                     r.epoch = r.epoch.max(epoch);
+                    if r.changes_off {
+                        r.pinned.insert(t.txn);
+                    }
                     r.add_prepared(index, me, t, true)?
                 }
                 Record::Committed { txn } => {
@@ -240,6 +265,7 @@ impl Recovered {
                         configuration: None,
                         vote_acceptors: VoteAcceptors::default(),
                         marks: Vec::new(),
+                        pinned: BTreeSet::new(),
                     });
                 }
                 Record::SnapshotBeginInEpoch(header) => {
@@ -252,6 +278,7 @@ impl Recovered {
                         configuration: None,
                         vote_acceptors: VoteAcceptors::default(),
                         marks: Vec::new(),
+                        pinned: BTreeSet::new(),
                     });
                 }
                 Record::SnapshotEntries(entries) => {
@@ -283,6 +310,10 @@ impl Recovered {
                     let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
                     p.marks.extend(marks);
                 }
+                Record::SnapshotPinned(txns) => {
+                    let p = partial.as_mut().ok_or(RecoveryError::OutsideSnapshot { index, kind })?;
+                    p.pinned.extend(txns);
+                }
                 Record::VoteAcceptor { instance, acceptor } => {
                     check_vote_acceptor(index, instance, acceptor)?;
                     // An instance of an epoch settled, or of a transaction finished, is over:
@@ -312,7 +343,9 @@ impl Recovered {
             }
         }
         // A snapshot still open here was cut short by a crash; the records before it hold the
-        // state, and it is ignored.
+        // state, and it is ignored. A pin lasts while its share is in doubt.
+        let prepared = &r.prepared;
+        r.pinned.retain(|txn| prepared.contains_key(txn));
         Ok(r)
     }
 
@@ -451,9 +484,19 @@ impl Recovered {
     }
 
     fn load_snapshot(&mut self, me: NodeId, p: PartialSnapshot) -> Result<(), RecoveryError> {
-        let PartialSnapshot { index, header: s, before_epochs, store, tracked, configuration, vote_acceptors, marks } =
-            p;
+        let PartialSnapshot {
+            index,
+            header: s,
+            before_epochs,
+            store,
+            tracked,
+            configuration,
+            vote_acceptors,
+            marks,
+            pinned,
+        } = p;
         self.vote_acceptors = vote_acceptors;
+        self.pinned = pinned;
         // The snapshot holds the marks' effects already; only the marks themselves are kept
         // (one naming this node's own transactions is ignored, as a `FinishedBelow` is).
         for below in marks.into_iter().filter(|below| below.coordinator != me) {

@@ -110,6 +110,12 @@ fn frame_value() -> impl Strategy<Value = Frame> {
         txn_id().prop_map(|txn| Message::Vote {
             epoch: Epoch::FIRST,
             txn,
+            vote: Vote::YesPinned,
+            round: txn.incarnation
+        }),
+        txn_id().prop_map(|txn| Message::Vote {
+            epoch: Epoch::FIRST,
+            txn,
             vote: Vote::No(NoReason::Conflict),
             round: txn.incarnation
         }),

@@ -95,7 +95,9 @@ fn a_coordinator_abort_is_durable_before_anyone_hears_of_it() {
     c.auto_durable = true;
     c.restart(0);
     let c_votes_yes = |c: &Cluster| {
-        c.network.iter().any(|(from, _, m)| *from == NodeId(2) && matches!(m, Message::Vote { vote: Vote::Yes, .. }))
+        c.network
+            .iter()
+            .any(|(from, _, m)| *from == NodeId(2) && matches!(m, Message::Vote { vote, .. } if vote.is_yes()))
     };
     assert!(c.run_until(10_000, c_votes_yes), "C votes YES in life 2");
     for message in late.iter().cloned() {

@@ -6,7 +6,7 @@
 mod harness;
 
 use dkv_core::configuration::{Ballot, JoinTicket, PaxosMessage};
-use dkv_core::{Epoch, Input, Message, Node, NodeId, NodeSet, NotServingReason, Outcome, Output, Record, Time, Vote};
+use dkv_core::{Epoch, Input, Message, Node, NodeId, NodeSet, NotServingReason, Outcome, Output, Record, Time};
 use harness::{Cluster, get, put, txn};
 use std::time::Duration;
 
@@ -125,7 +125,8 @@ fn a_commit_one_member_holds_is_settled_as_a_commit() {
 /// and the YES queued behind the record never leaves. Restarted, it is still frozen.
 #[test]
 fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
-    let mut c = Cluster::new(3);
+    let mut c = leased(3);
+    c.advance(Duration::from_secs(3)); // past the lease wait that starts every node
     c.auto_durable = false;
     let write = c.request(0, txn(1, 1, vec![put("k", "v")]));
     let _ = write;
@@ -140,7 +141,7 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     assert!(n1.is_frozen());
     let mut outputs: Vec<Output> = std::iter::from_fn(|| n1.poll_output()).collect();
     let promise_record = outputs.iter().find_map(|o| match o {
-        Output::Persist { lsn, record: Record::Agreement(_) } => Some(*lsn),
+        Output::Persist { lsn, record: Record::Agreement(_), .. } => Some(*lsn),
         _ => None,
     });
     let promise_record = promise_record.expect("the promise is logged");
@@ -149,7 +150,8 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     // Everything durable: the promise leaves with its report; the YES does not.
     n1.handle(now, Input::Durable { through: promise_record });
     outputs.extend(std::iter::from_fn(|| n1.poll_output()));
-    let yes = outputs.iter().any(|o| matches!(o, Output::Send { message: Message::Vote { vote: Vote::Yes, .. }, .. }));
+    let yes =
+        outputs.iter().any(|o| matches!(o, Output::Send { message: Message::Vote { vote, .. }, .. } if vote.is_yes()));
     assert!(!yes, "a frozen member casts no YES");
     let report = outputs.iter().find_map(|o| match o {
         Output::Send { message: Message::Paxos(PaxosMessage::Promise { report, .. }), .. } => Some(report.clone()),
@@ -159,7 +161,7 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     assert_eq!(report.in_doubt().len(), 1, "the appended share is reported in doubt: {report:?}");
     // Restarted from its log, the member is still frozen: a PREPARE sent again gets no vote.
     for output in outputs {
-        if let Output::Persist { lsn, record } = output {
+        if let Output::Persist { lsn, record, .. } = output {
             c.disks[1].pending.push((lsn, record));
         }
     }
@@ -176,7 +178,7 @@ fn a_promise_freezes_its_member_and_drops_the_queued_yes() {
     c.deliver_all();
     let votes_from_n1 = c.delivered[before..]
         .iter()
-        .filter(|(from, _, m)| *from == NodeId(1) && matches!(m, Message::Vote { vote: Vote::Yes, .. }))
+        .filter(|(from, _, m)| *from == NodeId(1) && matches!(m, Message::Vote { vote, .. } if vote.is_yes()))
         .count();
     assert_eq!(votes_from_n1, 0, "no YES from a frozen member after its restart");
 }

@@ -232,13 +232,17 @@ fn snapshots_keep_versions_and_old_ones_read_back_with_unknown_versions() {
 
 /// A snapshot taken while a commit decision is not yet visible records it as not applied, and
 /// recovery keeps it that way: locked, unapplied, remembered as committed. Nothing decided is
-/// lost, nothing is applied before a majority holds it.
+/// lost, nothing is applied before a majority holds it. (With configuration changes on: with
+/// them off, every YES makes a commit visible, docs/protocol.md §7.2.)
 #[test]
 fn snapshot_during_pending_decision_recovers_it() {
-    let mut c = Cluster::new(2);
+    let mut c = Cluster::with_config(2, |cfg| cfg.timing.leases = true);
     c.auto_durable = false;
     c.make_durable(0);
     c.make_durable(1);
+    // Past the start's wait: no YES before it (§7.5).
+    let wait = c.configs[0].timing.lease_wait();
+    c.advance(wait);
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
     c.make_durable(0);
@@ -340,7 +344,7 @@ fn a_node_is_quiescent_only_once_its_boot_record_is_durable() {
     use dkv_core::{Config, Input, NodeId, NodeSet, Output};
     let now = Time::from_nanos(1);
     let mut node = Node::start(Config::new(NodeId(0), NodeSet::first(1)), Vec::new(), now).unwrap();
-    let Some(Output::Persist { lsn, record: Record::BootTracked { incarnation: 1 } }) = node.poll_output() else {
+    let Some(Output::Persist { lsn, record: Record::BootTracked { incarnation: 1 }, .. }) = node.poll_output() else {
         panic!("a new node persists its Boot record first");
     };
     assert!(!node.is_quiescent() && !node.is_booted());
@@ -652,4 +656,160 @@ fn a_snapshot_carries_the_finished_marks() {
     n1.handle(now, Input::Message { from: NodeId(0), message: first_prepare.unwrap() });
     assert_eq!(n1.stats().prepares_below_mark, 1, "the stale PREPARE of {stale} is known finished");
     assert_eq!(n1.prepared_count(), prepared, "and not prepared again");
+}
+
+/// With configuration changes off, a commit is visible once every participant's YES is in:
+/// the client is answered and every node applies it while the decision and the learned commits
+/// are still on their way to disk (one synced write on the commit path, docs/protocol.md §7.2,
+/// "Visible on every YES"). Then every node crashes before any of those records is durable:
+/// each restarts with its share only, the coordinator asks the participants again, and the
+/// commit is made again everywhere. Nothing a client or a reader saw is lost.
+#[test]
+fn with_changes_off_every_yes_makes_a_commit_visible_and_a_crash_keeps_it() {
+    let mut c = Cluster::new(3);
+    c.auto_durable = false;
+    for i in 0..3 {
+        c.make_durable(i);
+    }
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    assert!(c.reply(r).is_none(), "no share is durable yet");
+    for i in 0..3 {
+        c.make_durable(i);
+    }
+    c.deliver_all();
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "answered on every YES");
+    let decided_pending = c.disks[0].pending.iter().any(|(_, rec)| matches!(rec, Record::CommitDecided { .. }));
+    assert!(decided_pending, "the decision is not durable yet");
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i} applied it");
+        let learned = |rec: &Record| matches!(rec, Record::CommitDecided { .. } | Record::CommitLearned { .. });
+        assert!(!c.disks[i].durable.iter().any(learned), "n{i} holds no decision durably");
+    }
+    for i in 0..3 {
+        c.crash(i);
+    }
+    for i in 0..3 {
+        c.restart(i);
+        assert_eq!(c.value(i, "k"), None, "n{i} restarts with the share only");
+        assert_eq!(c.node(i).locked_keys(), 1, "n{i} holds it locked, so no read sees the old value");
+    }
+    c.auto_durable = true;
+    for i in 0..3 {
+        c.make_durable(i);
+    }
+    assert!(c.settle());
+    for i in 0..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "n{i} committed it again");
+        assert_eq!(c.node(i).locked_keys(), 0);
+    }
+}
+
+/// Every node stops right after a commit became visible on its pinned YES votes, before any
+/// record of its decision was durable: each restarts with the share in doubt, pinned, which
+/// is what keeps the cluster from switching to configuration changes (a settlement of such a
+/// share could abort a commit a client was told of, docs/protocol.md §6). Restarted with
+/// changes on (a switch that skipped the check), a node still reports it pinned; once the
+/// coordinator's recovery has committed it again, nothing is pinned any more.
+#[test]
+fn a_share_voted_pinned_stays_pinned_until_decided_whatever_the_mode() {
+    let mut c = Cluster::durable_by_hand(3);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    (0..3).for_each(|i| c.make_durable(i));
+    c.deliver_all();
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "visible on every pinned YES");
+    let visible = c.delivered.iter().find_map(|(_, _, m)| match m {
+        Message::Visible { txn, .. } => Some(*txn),
+        _ => None,
+    });
+    let t = visible.expect("Visible sent");
+    for i in 0..3 {
+        c.crash(i);
+        let read = dkv_core::recovery::pinned_in_doubt(c.disks[i].durable.clone(), NodeId(i as u8)).unwrap();
+        assert_eq!(read, vec![t], "n{i}'s log holds it pinned");
+        c.configs[i].timing.leases = true;
+    }
+    c.auto_durable = true;
+    c.deliver_if = Box::new(|_, _, _| false);
+    (0..3).for_each(|i| c.restart(i));
+    for i in 0..3 {
+        assert_eq!(c.node(i).pinned_in_doubt(), vec![t], "n{i} restarted with changes on holds it pinned");
+    }
+    c.deliver_if = Box::new(|_, _, _| true);
+    let committed = |c: &Cluster| (0..3).all(|i| c.value(i, "k") == Some(b"v".to_vec()));
+    assert!(c.run_until(100_000, committed), "committed again everywhere");
+    for i in 0..3 {
+        assert!(c.node(i).pinned_in_doubt().is_empty(), "n{i}: decided, nothing pinned");
+    }
+}
+
+/// Which replayed shares are pinned: those prepared in a life that logged `ChangesOff`, and
+/// those a snapshot lists as pinned; not those of a life with changes, nor a snapshot's
+/// others. The node and the log reader agree.
+#[test]
+fn pins_replay_from_the_life_and_from_snapshots() {
+    use dkv_core::record::{SnapshotHeaderInEpoch, TxnRecord};
+    use dkv_core::{Config, Epoch, NodeSet, RequestId, TxnId};
+    let txn = TxnId { coordinator: NodeId(1), incarnation: 1, number: 7 };
+    let share = TxnRecord {
+        txn,
+        request: RequestId { client: dkv_core::ClientId(9), seq: 1 },
+        ops: vec![TxnOp::Put { key: b"k".to_vec(), value: b"v".to_vec() }].into(),
+        participants: NodeSet::first(3),
+    };
+    let prepared = Record::PreparedInEpoch { epoch: Epoch::FIRST, txn: share.clone() };
+    let snapshot = |pinned: bool| {
+        let header = SnapshotHeaderInEpoch { incarnation: 1, prepared: vec![share.clone()], ..Default::default() };
+        let mut records = vec![Record::SnapshotBeginInEpoch(Box::new(header))];
+        if pinned {
+            records.push(Record::SnapshotPinned(vec![txn]));
+        }
+        records.extend([Record::SnapshotVersionedEntries(Vec::new()), Record::SnapshotEnd { entries: 0 }]);
+        records
+    };
+    let boot = Record::BootTracked { incarnation: 1 };
+    let later = Record::BootTracked { incarnation: 2 };
+    let decided = Record::Aborted { txn };
+    let cases = [
+        ("a life without changes", vec![boot.clone(), Record::ChangesOff, prepared.clone()], true),
+        ("a life with changes", vec![boot.clone(), prepared.clone()], false),
+        ("a later life with changes", vec![boot.clone(), Record::ChangesOff, later, prepared.clone()], false),
+        ("decided", vec![boot.clone(), Record::ChangesOff, prepared, decided], false),
+        ("a snapshot's pin", snapshot(true), true),
+        ("a snapshot without pins", snapshot(false), false),
+    ];
+    for (what, records, pinned) in cases {
+        let expected = if pinned { vec![txn] } else { Vec::new() };
+        let read = dkv_core::recovery::pinned_in_doubt(records.clone(), NodeId(0)).unwrap();
+        assert_eq!(read, expected, "{what}: read from the log");
+        let mut config = Config::new(NodeId(0), NodeSet::first(3));
+        config.timing.leases = true;
+        let node = Node::start(config, records, Time::ZERO).expect("recovery succeeds");
+        assert_eq!(node.pinned_in_doubt(), expected, "{what}: the node");
+    }
+}
+
+/// A node with changes off logs `ChangesOff` with every start and after every snapshot, so
+/// that compaction, which drops everything before a snapshot, never leaves a share of the life
+/// replayed unpinned.
+#[test]
+fn a_snapshot_keeps_the_life_without_changes() {
+    let mut c = Cluster::with_config(2, |cfg| cfg.bounds.snapshot_records_min = 10);
+    for seq in 1..=30u64 {
+        c.request(0, txn(1, seq, vec![put("k", &seq.to_string())]));
+        assert!(c.settle());
+    }
+    let durable = &c.disks[1].durable;
+    assert!(durable[0].begins_snapshot(), "compacted to its last snapshot");
+    let end = durable.iter().position(|r| matches!(r, Record::SnapshotEnd { .. })).unwrap();
+    assert_eq!(durable[end + 1], Record::ChangesOff, "logged again after the snapshot's end");
+    // A share prepared now, after the compaction, replays pinned.
+    c.auto_durable = false;
+    c.request(0, txn(1, 31, vec![put("k", "late")]));
+    c.deliver_all();
+    c.make_durable(1);
+    c.crash(1);
+    let read = dkv_core::recovery::pinned_in_doubt(c.disks[1].durable.clone(), NodeId(1)).unwrap();
+    assert_eq!(read.len(), 1, "the late share is pinned: {read:?}");
 }

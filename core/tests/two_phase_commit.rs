@@ -7,6 +7,17 @@ use dkv_core::{Decision, Epoch, FailReason, Message, NodeSet, OpFailure, Outcome
 use harness::*;
 use std::time::Duration;
 
+/// A cluster with configuration changes on (leases on), past the start's wait (no YES before
+/// it, docs/protocol.md §7.5): a commit becomes visible only once its decision is durable on a
+/// majority. (With changes off, the default here, every YES makes it visible, §7.2.)
+fn changes_on(size: usize) -> Cluster {
+    let mut c = Cluster::with_config(size, |cfg| cfg.timing.leases = true);
+    let past_wait = c.now + c.configs[0].timing.lease_wait();
+    assert!(c.run_until(100_000, |c| c.now >= past_wait), "the cluster runs past its start");
+    c.deliver_all();
+    c
+}
+
 /// A put at any node is applied on every node and acknowledged as committed.
 #[test]
 fn write_commits_on_every_node() {
@@ -95,7 +106,7 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
         c.delivered.iter().chain(c.network.iter()).filter(|(_, _, m)| matches!(m, Message::Vote { .. })).count();
     assert_eq!(votes, 0, "no vote before the PREPARE record is durable");
     c.make_durable(1);
-    assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote: Vote::Yes, .. })));
+    assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote, .. } if vote.is_yes())));
 }
 
 /// The coordinator decides only once its own share is durable too; it logs the decision and
@@ -104,7 +115,7 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
 /// `Visible`.
 #[test]
 fn a_commit_is_visible_only_once_durable_on_a_majority() {
-    let mut c = Cluster::new(3);
+    let mut c = changes_on(3);
     c.auto_durable = false;
     (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
@@ -138,6 +149,107 @@ fn a_commit_is_visible_only_once_durable_on_a_majority() {
     c.auto_durable = true;
     assert!(c.run_until(1_000, |c| c.node(1).commit_memory().count() == 0), "the finished mark frees it");
     assert_eq!(c.node(0).commit_memory().count(), 0);
+}
+
+/// With configuration changes off (the default), the coordinator decides once its own share
+/// is durable too, and the commit is visible at once: the client is answered and the write
+/// applied while the decision is still on its way to disk, and `Visible` (no COMMIT) tells the
+/// participants, which apply it before their own record of it is durable. That record and the
+/// decision are logged lazily: only finishing waits on them (docs/protocol.md §7.2).
+#[test]
+fn with_changes_off_a_commit_is_visible_once_every_share_is_durable() {
+    let mut c = Cluster::durable_by_hand(3);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    c.make_durable(1);
+    c.make_durable(2);
+    c.deliver_all(); // every remote YES, the coordinator's own share not durable yet
+    assert!(c.reply(r).is_none(), "not before the coordinator's own share is durable");
+    assert_eq!(c.value(0, "k"), None);
+    c.make_durable(0); // own share durable: every YES is in
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "answered at once");
+    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
+    assert!(c.disks[0].pending.iter().any(|(_, rec)| matches!(rec, Record::CommitDecided { .. })), "not durable yet");
+    assert!(c.network.iter().all(|(_, _, m)| !matches!(m, Message::Decision { .. })), "no COMMIT");
+    assert_eq!(c.network.iter().filter(|(_, _, m)| matches!(m, Message::Visible { .. })).count(), 2);
+    c.deliver_all();
+    for i in 1..3 {
+        assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i} applied it on Visible");
+        assert!(matches!(c.disks[i].pending.last(), Some((_, Record::Committed { .. }))), "its records not durable");
+    }
+    assert_eq!(c.node(0).coordinating_count(), 1, "not finished: nobody acknowledged");
+    (0..3).for_each(|i| c.make_durable(i));
+    c.deliver_all();
+    assert_eq!(c.node(0).coordinating_count(), 0, "finished once every participant holds it durably");
+}
+
+/// The fast path needs every YES pinned: a YES from a node with changes on (a cluster whose
+/// nodes were started in different modes) keeps the copies rule, since that node may report
+/// the share to a settlement. Node 1's pinned YES is rewritten here into the plain YES such a
+/// node sends.
+#[test]
+fn a_yes_not_pinned_keeps_the_copies_rule() {
+    let mut c = Cluster::durable_by_hand(3);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    (0..3).for_each(|i| c.make_durable(i));
+    for (from, _, m) in c.network.iter_mut() {
+        if let Message::Vote { vote, .. } = m
+            && from.0 == 1
+        {
+            assert_eq!(*vote, Vote::YesPinned, "a node with changes off pins its share");
+            *vote = Vote::Yes;
+        }
+    }
+    c.deliver_all();
+    assert!(c.reply(r).is_none(), "not visible on the votes alone");
+    assert_eq!(c.value(0, "k"), None);
+    let commit = |m: &Message| matches!(m, Message::Decision { decision: Decision::Commit, .. });
+    assert!(c.delivered.iter().any(|(_, _, m)| commit(m)), "COMMIT sent, not Visible");
+    c.make_durable(0);
+    c.deliver_all();
+    assert!(c.reply(r).is_none(), "the coordinator's copy alone is not a majority");
+    c.make_durable(1);
+    c.deliver_all();
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)), "visible on two copies of three");
+}
+
+/// A node with configuration changes off promises and accepts nothing: its shares are pinned,
+/// and a promise would report them to a settlement (docs/protocol.md §7.2). It stays unfrozen
+/// and its prepared share keeps its vote.
+#[test]
+fn a_node_with_changes_off_takes_no_part_in_an_agreement() {
+    use dkv_core::configuration::{Ballot, PaxosMessage, Value};
+    use dkv_core::{Configuration, NodeId};
+    let mut c = Cluster::new(3);
+    c.auto_durable = false;
+    c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_if = Box::new(|_, to, m| to.0 == 1 && matches!(m, Message::Prepare { .. }));
+    c.deliver_all();
+    let dropped = c.node(1).stats().messages_dropped;
+    let ballot = Ballot { round: 1, node: NodeId(2) };
+    for message in [
+        PaxosMessage::PromiseRequest { epoch: Epoch(1), ballot },
+        PaxosMessage::AcceptRequest {
+            epoch: Epoch(1),
+            ballot,
+            value: Value {
+                configuration: Configuration { epoch: Epoch(2), members: c.configs[0].members },
+                settlement: Default::default(),
+                joining: Default::default(),
+            },
+        },
+    ] {
+        c.network.push_back((NodeId(2), NodeId(1), Message::Paxos(message)));
+    }
+    c.deliver_if = Box::new(|_, _, _| true);
+    c.step();
+    c.step();
+    assert!(!c.node(1).is_frozen());
+    assert_eq!(c.node(1).stats().messages_dropped, dropped + 2, "both requests dropped");
+    assert!(c.network.iter().all(|(_, _, m)| !matches!(m, Message::Paxos(_))), "no promise, no acceptance");
+    c.make_durable(1);
+    assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Vote { vote: Vote::YesPinned, .. })), "it votes");
 }
 
 /// A message of another epoch is counted and dropped.
@@ -252,7 +364,7 @@ fn coordinator_without_record_answers_finished() {
 /// COMMIT, and once a majority holds it every node applies the write.
 #[test]
 fn coordinator_crash_after_decision_recovers_and_commits() {
-    let mut c = Cluster::new(3);
+    let mut c = changes_on(3);
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.run_until(1_000, |c| c.disks[0].durable.iter().any(|r| matches!(r, Record::CommitDecided { .. }))));
@@ -299,7 +411,7 @@ fn participant_learns_outcome_from_another_participant() {
 /// commit), asks every participant again and commits.
 #[test]
 fn a_coordinator_that_lost_its_decision_learns_it_from_a_participant() {
-    let mut c = Cluster::new(3);
+    let mut c = changes_on(3);
     c.auto_durable = false;
     (0..3).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
@@ -601,7 +713,7 @@ fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
 /// pending — locked, not applied — asks the coordinator, and applies it once told `Visible`.
 #[test]
 fn a_restarted_participant_keeps_a_held_commit_pending_until_told_it_is_visible() {
-    let mut c = Cluster::new(3);
+    let mut c = changes_on(3);
     c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Visible { .. })));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.run_until(1_000, |c| c.reply(r).is_some()));

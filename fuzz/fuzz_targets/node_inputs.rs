@@ -161,7 +161,7 @@ impl Cluster {
                 // A catch-up is a state transfer the runtime carries out: not modelled here (the
                 // node asks again if nothing comes of it).
                 Output::Reply { .. } | Output::CatchUp { .. } => {}
-                Output::Persist { lsn, record } => m.pending.push((lsn, record)),
+                Output::Persist { lsn, record, .. } => m.pending.push((lsn, record)),
             }
         }
         node.check_invariants().expect("invariants hold after every input");
@@ -255,7 +255,14 @@ fuzz_target!(|actions: Vec<Action>| {
                         Message::Prepare { epoch: Epoch::FIRST, txn, request, ops: record.ops, participants: record.participants, round: txn.incarnation }
                     }
                     FuzzMessage::Vote { yes, reason } => {
-                        Message::Vote { epoch: Epoch::FIRST, txn, vote: if yes { Vote::Yes } else { Vote::No(no_reason(reason)) }, round: txn.incarnation }
+                        // A YES, pinned or not (the nodes here run with changes off and pin
+                        // theirs; a forged plain one must keep the copies rule).
+                        let vote = match (yes, reason % 2) {
+                            (true, 0) => Vote::YesPinned,
+                            (true, _) => Vote::Yes,
+                            (false, _) => Vote::No(no_reason(reason)),
+                        };
+                        Message::Vote { epoch: Epoch::FIRST, txn, vote, round: txn.incarnation }
                     }
                     FuzzMessage::Decision { commit } => {
                         Message::Decision { epoch: Epoch::FIRST, txn, decision: if commit { Decision::Commit } else { Decision::Abort } }

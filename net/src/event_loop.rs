@@ -131,6 +131,12 @@ pub enum ServerError {
         "this node's data dir has run with --availability (it is in configuration {configuration}), and a cluster cannot go back to running without it: a node the others removed while they stopped would take itself for a member, and serve values they moved past. Start it with --availability: `dkv-server availability on` for every node's credentials folder, every node stopped"
     )]
     RanWithAvailability { configuration: dkv_core::Configuration },
+    #[error(
+        "this node runs with --availability, and its data dir holds {count} transactions it voted on without it that are still in doubt ({ids}): a commit may already be visible on such votes with no copy of its decision anywhere, and the first configuration change would abort it. Start it without --availability until they are decided: with the rest of the cluster, also without it, so their coordinators can finish them. (`dkv-server availability on` checks this before it switches a cluster; for credentials that record the mode, set this node's identity line back to `availability off` by hand, decide them, stop every node, and switch again.)",
+        count = .txns.len(),
+        ids = crate::modes::list_ids(.txns)
+    )]
+    PinnedInDoubt { txns: Vec<dkv_core::TxnId> },
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
     #[error("cannot keep the peer session in data dir {dir}: {source}; check that it is writable")]
@@ -311,6 +317,12 @@ impl Server {
         // would take itself for a member, and serve values they moved past.
         if !config.timing.leases && node_configuration.epoch > Epoch::FIRST {
             return Err(ServerError::RanWithAvailability { configuration: node_configuration });
+        }
+        // A log switched to configuration changes while it held shares voted pinned and in
+        // doubt (docs/protocol.md §6): refused before anything is sent.
+        let pinned = node.pinned_in_doubt();
+        if config.timing.leases && !pinned.is_empty() {
+            return Err(ServerError::PinnedInDoubt { txns: pinned });
         }
         let bootstrapping = node.is_bootstrapping();
         // After the data dir is locked and known to be this node's: the peer session is kept
@@ -1489,7 +1501,7 @@ impl Server {
                         ServerStats::add(&self.stats.replies, 1);
                         self.send_reply(route, Frame::Reply(reply));
                     }
-                    Output::Persist { lsn, record } => self.group_commit.append(now, lsn, &record)?,
+                    Output::Persist { lsn, record, prompt } => self.group_commit.append(now, lsn, &record, prompt)?,
                     // Carried out once the turn's records are durable, outside this drain (the
                     // node is replaced); the latest ask wins.
                     Output::CatchUp { from, epoch } => self.catch_up_asked = Some((from, epoch)),

@@ -28,8 +28,9 @@ use std::thread::JoinHandle;
 /// whose end [`GroupCommit::finished`] reports (the thread wakes the event loop). Either way it
 /// tells the node `Input::Durable` with the lsn the sync made durable. Driven that way it
 /// guarantees:
-/// - a record the node waits on ([`Record::sync_promptly`]) is synced by the next sync to start,
-///   which starts in the turn that appended it or as soon as the sync under way is done;
+/// - a record the node says is prompt (something waits on it: `Output::Persist`'s `prompt`) is
+///   synced by the next sync to start, which starts in the turn that appended it or as soon as
+///   the sync under way is done;
 /// - a record nothing waits on is synced at most [`LAZY_SYNC_DELAY`] (plus a sync under way)
 ///   after it was appended, or sooner by the next sync for a prompt one;
 /// - the lsn a sync reports, and every lsn below it, is on disk.
@@ -128,20 +129,21 @@ impl GroupCommit {
     }
 
     /// Buffers the record the node numbered `lsn` for the next sync, and notes how soon that
-    /// sync must happen.
+    /// sync must happen: in this turn if the node said `prompt`, else within
+    /// [`LAZY_SYNC_DELAY`].
     ///
     /// The log syncs a snapshot's begin and end itself, on this thread ([`Wal::append`]). Not
     /// while a sync is under way on the syncer thread: the kernel reports a failed write-back
     /// to one `fdatasync` only, and the one that missed it would take lost records for durable.
     /// So the sync under way is waited for first (at most once per snapshot), and what it made
     /// durable is reported by the next [`GroupCommit::finished`].
-    pub(crate) fn append(&mut self, now: Time, lsn: Lsn, record: &Record) -> Result<(), WalError> {
+    pub(crate) fn append(&mut self, now: Time, lsn: Lsn, record: &Record, prompt: bool) -> Result<(), WalError> {
         if record.begins_snapshot() || matches!(record, Record::SnapshotEnd { .. }) {
             self.collect_sync_under_way()?;
         }
         self.wal.append(record)?;
         self.appended = lsn;
-        if record.sync_promptly() {
+        if prompt {
             self.prompt_sync = true;
         } else if self.lazy_sync_at.is_none() {
             self.lazy_sync_at = Some(now + LAZY_SYNC_DELAY);
@@ -287,13 +289,13 @@ mod tests {
         let (dir, mut poll, mut group) = open_with_syncer();
         let now = Time::from_nanos(1_000);
         append_lazy(&mut group, now, 1);
-        group.append(now, Lsn(2), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(2), &Record::Boot { incarnation: 2 }, true).unwrap();
         assert!(group.sync_due(now));
         group.start_sync().unwrap();
         assert!(group.syncing());
         assert!(!group.sync_due(now), "the sync under way took every record appended so far");
         assert_eq!(group.deadline(), None, "a sync under way wakes the loop itself");
-        group.append(now, Lsn(3), &Record::Boot { incarnation: 3 }).unwrap();
+        group.append(now, Lsn(3), &Record::Boot { incarnation: 3 }, true).unwrap();
         assert!(group.sync_due(now), "a record appended during the sync waits for the next");
         assert_eq!(finished_after_wake(&mut poll, &mut group).unwrap(), Synced { through: Lsn(2), records: 2 });
         assert!(!group.syncing());
@@ -310,7 +312,7 @@ mod tests {
     fn a_blocking_sync_waits_for_the_one_under_way() {
         let (dir, _poll, mut group) = open_with_syncer();
         let now = Time::from_nanos(1_000);
-        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }, true).unwrap();
         group.start_sync().unwrap();
         append_lazy(&mut group, now, 2);
         assert_eq!(group.sync().unwrap(), Synced { through: Lsn(2), records: 2 });
@@ -325,7 +327,7 @@ mod tests {
     fn a_failed_sync_on_the_syncer_thread_is_an_error_and_reports_nothing() {
         let (_dir, mut poll, mut group) = open_with_syncer();
         let now = Time::from_nanos(1_000);
-        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }, true).unwrap();
         group.wal().sync_fault().store(5, std::sync::atomic::Ordering::SeqCst);
         group.start_sync().unwrap();
         let error = finished_after_wake(&mut poll, &mut group).expect_err("a failed sync was reported durable");
@@ -339,10 +341,10 @@ mod tests {
     fn a_snapshot_waits_for_the_sync_under_way_which_is_reported_next() {
         let (_dir, _poll, mut group) = open_with_syncer();
         let now = Time::from_nanos(1_000);
-        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }, true).unwrap();
         group.start_sync().unwrap();
         let snapshot = Snapshot { incarnation: 2, ..Snapshot::default() }.into_records();
-        group.append(now, Lsn(2), &snapshot[0]).unwrap();
+        group.append(now, Lsn(2), &snapshot[0], true).unwrap();
         assert!(!group.syncing(), "the snapshot's begin waited for the sync under way");
         assert_eq!(group.finished().unwrap(), Some(Synced { through: Lsn(1), records: 1 }));
         assert_eq!(group.finished().unwrap(), None, "reported once");
@@ -354,11 +356,11 @@ mod tests {
     fn a_snapshot_after_a_failed_sync_under_way_is_an_error() {
         let (_dir, _poll, mut group) = open_with_syncer();
         let now = Time::from_nanos(1_000);
-        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(1), &Record::Boot { incarnation: 2 }, true).unwrap();
         group.wal().sync_fault().store(5, std::sync::atomic::Ordering::SeqCst);
         group.start_sync().unwrap();
         let snapshot = Snapshot { incarnation: 2, ..Snapshot::default() }.into_records();
-        let error = group.append(now, Lsn(2), &snapshot[0]).unwrap_err();
+        let error = group.append(now, Lsn(2), &snapshot[0], true).unwrap_err();
         assert!(error.to_string().contains("Input/output error"), "{error}");
         assert_eq!(group.finished().unwrap(), None, "nothing was made durable");
     }
@@ -373,7 +375,7 @@ mod tests {
     /// Appends, at `now`, a record nothing waits on (a participant's commit) as `lsn`.
     fn append_lazy(group: &mut GroupCommit, now: Time, lsn: u64) {
         let record = Record::Committed { txn: TxnId { coordinator: NodeId(1), incarnation: 1, number: lsn } };
-        group.append(now, Lsn(lsn), &record).unwrap();
+        group.append(now, Lsn(lsn), &record, false).unwrap();
     }
 
     /// A record the node waits on is synced in the turn that appended it, together with the lazy
@@ -385,7 +387,7 @@ mod tests {
         append_lazy(&mut group, now, 1);
         append_lazy(&mut group, now, 2);
         assert!(!group.sync_due(now));
-        group.append(now, Lsn(3), &Record::Boot { incarnation: 2 }).unwrap();
+        group.append(now, Lsn(3), &Record::Boot { incarnation: 2 }, true).unwrap();
         assert!(group.sync_due(now));
         assert_eq!(group.sync().unwrap(), Synced { through: Lsn(3), records: 3 });
         assert!(!group.sync_due(now));

@@ -31,6 +31,7 @@ mod gateway;
 mod group_commit;
 pub mod identity;
 mod inbound;
+pub mod modes;
 mod peers;
 mod rate_limit;
 pub mod resp;

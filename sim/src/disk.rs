@@ -87,14 +87,21 @@ pub struct Disk {
     pub pending: Vec<(Lsn, Record)>,
     /// An fsync is in flight covering records up to this lsn.
     pub sync_in_flight: Option<Lsn>,
-    /// Only records that may wait are pending ([`Record::sync_promptly`]): an fsync starts at
-    /// this (global) time unless a prompt record starts one sooner.
+    /// The last pending record the node waits on: an fsync starts at once.
+    pub prompt: Option<Lsn>,
+    /// Only records that may wait are pending: an fsync starts at this (global) time unless a
+    /// prompt record starts one sooner.
     pub lazy_sync_at: Option<u64>,
 }
 
 impl Disk {
-    pub fn append(&mut self, lsn: Lsn, record: Record) {
+    /// Appends a record the node numbered `lsn`; `prompt` if the node waits on it (see
+    /// `dkv_core::Output::Persist`).
+    pub fn append(&mut self, lsn: Lsn, record: Record, prompt: bool) {
         self.pending.push((lsn, record));
+        if prompt {
+            self.prompt = Some(lsn);
+        }
     }
 
     /// Makes every pending record up to `through` durable, showing each to `observe`.
@@ -104,6 +111,9 @@ impl Disk {
             observe(&record);
             compaction::push_durable(&mut self.durable, record);
         }
+        if self.prompt.is_some_and(|lsn| lsn <= through) {
+            self.prompt = None;
+        }
         self.torn_tail.clear();
     }
 
@@ -111,6 +121,7 @@ impl Disk {
     /// to `observe`), and `damage` says what else happened to the bytes.
     pub fn crash(&mut self, survivors: usize, damage: &CrashDamage, observe: &mut dyn FnMut(&Record)) {
         let pending = std::mem::take(&mut self.pending);
+        self.prompt = None;
         let mut rest = pending.into_iter();
         for (_, record) in rest.by_ref().take(survivors) {
             observe(&record);
@@ -273,7 +284,7 @@ mod tests {
     fn recovery_reads_records_then_preallocated_zeros() {
         let mut disk = Disk::default();
         for i in 1..=3 {
-            disk.append(Lsn(i), boot(i));
+            disk.append(Lsn(i), boot(i), true);
         }
         disk.sync(Lsn(3), &mut |_| {});
         assert_eq!(wal::scan(&disk.segment_bytes()).end, WalEnd::Zeros);
@@ -291,8 +302,8 @@ mod tests {
         let end = Record::SnapshotEnd { entries: 0 };
         assert_eq!(wal::encode_to_vec(&end).last(), Some(&wal::RECORD_END), "the record this test needs");
         let mut disk = Disk::default();
-        disk.append(Lsn(1), boot(1));
-        disk.append(Lsn(2), end);
+        disk.append(Lsn(1), boot(1), true);
+        disk.append(Lsn(2), end, true);
         disk.crash(1, &CrashDamage { tear_at: Some(0.999), ..CrashDamage::default() }, &mut |_| {});
         assert!(matches!(wal::scan(&disk.segment_bytes()).end, WalEnd::Torn { .. }));
         assert_eq!(disk.recover(), Ok(Recovered { records: vec![boot(1)], torn: true, lost_synced: None }));
@@ -318,11 +329,11 @@ mod tests {
     /// A log of a few records of different kinds, all synced, and one more pending.
     fn synced_log() -> Disk {
         let mut disk = Disk::default();
-        disk.append(Lsn(1), boot(1));
-        disk.append(Lsn(2), boot(1 << 40));
-        disk.append(Lsn(3), boot(300));
+        disk.append(Lsn(1), boot(1), true);
+        disk.append(Lsn(2), boot(1 << 40), true);
+        disk.append(Lsn(3), boot(300), true);
         disk.sync(Lsn(3), &mut |_| {});
-        disk.append(Lsn(4), boot(4_000_000));
+        disk.append(Lsn(4), boot(4_000_000), true);
         disk
     }
 
@@ -432,7 +443,7 @@ mod tests {
     #[test]
     fn the_last_synced_record_is_never_damaged() {
         let mut disk = Disk::default();
-        disk.append(Lsn(1), boot(1));
+        disk.append(Lsn(1), boot(1), true);
         disk.sync(Lsn(1), &mut |_| {});
         disk.crash(0, &CrashDamage { flip_synced: Some((0.99, 0.5)), ..CrashDamage::default() }, &mut |_| {});
         assert!(!disk.media_damaged());

@@ -64,6 +64,14 @@
 //! [`FAULT_LIVENESS_BOUND`] (about 9 s), and the reply timeouts a client spent on more than one
 //! node down on its way; clients fail over to the next node when one does not serve them.
 //!
+//! In a third of the runs without leases (configuration changes off), the swarm also draws
+//! **the switch to configuration changes** (`switch_to_changes`, [`params::ModeSwitch`]): the
+//! operator stops taking requests, stops every node as a power loss does, and runs `dkv-server
+//! availability on`, which refuses while a node's log holds a share voted pinned and in doubt
+//! (docs/protocol.md §6); refused, every node restarts as it was and the switch is tried again;
+//! switched, every node restarts with changes on, one of them only after up to 8 s, long enough
+//! for the others to remove it at times.
+//!
 //! The same seed always produces the same run, and [`Report::trace_hash`] proves it. A seed's run
 //! is its [`Setup`] as the swarm draws it; a setup written down ([`Setup`]'s text, a
 //! [`SavedRun`] file) replays the same run however the draws change later, and [`shrink()`] turns

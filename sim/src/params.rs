@@ -2,7 +2,7 @@
 //! zero included, so that over many seeds every combination gets exercised — including the
 //! quiet ones where bugs hide behind the absence of noise.
 
-use crate::random::{chance, range, unit};
+use crate::random::{between, chance, range, unit};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
@@ -206,6 +206,36 @@ pub struct Faults {
     /// The heal comes at this time (unless every client finished before), instead of the drawn
     /// moment: a fault phase long enough for lasting faults.
     pub fault_phase: Option<Duration>,
+    /// An operator switches the cluster to configuration changes (`dkv-server availability
+    /// on`), drawn only in runs with them off: see [`ModeSwitch`].
+    pub switch_to_changes: Option<ModeSwitch>,
+}
+
+/// The switch of a cluster from configuration changes off to on, as an operator does it in a
+/// hurry: every node stops at once (a crash: records not synced are lost), and each restarts
+/// with changes on, one of them only after a while. The commits made visible on pinned votes
+/// (docs/protocol.md §7.2) just before are then often in doubt at every node, and the node
+/// kept down may be their coordinator, while the others could remove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeSwitch {
+    /// When every node stops.
+    pub at: Duration,
+    /// The node restarted last.
+    pub kept_down: usize,
+    /// How long it stays down.
+    pub down_for: Duration,
+}
+
+impl ModeSwitch {
+    /// A switch within the first `phase` of a run of `nodes` nodes, with its kept-down node
+    /// down long enough for the others to remove it at times.
+    pub fn draw(rng: &mut ChaCha8Rng, nodes: usize, phase: Duration) -> ModeSwitch {
+        ModeSwitch {
+            at: Duration::from_nanos(between(rng, Duration::from_millis(20), phase)),
+            kept_down: range(rng, 0, nodes as u64 - 1) as usize,
+            down_for: Duration::from_nanos(between(rng, Duration::from_millis(100), Duration::from_secs(8))),
+        }
+    }
 }
 
 impl Faults {
@@ -236,6 +266,7 @@ impl Faults {
             lasting_partition_every: None,
             added_cut: 0.0,
             fault_phase: None,
+            switch_to_changes: None,
         }
     }
 
@@ -303,6 +334,9 @@ pub struct Overrides {
     pub clock_offset_max: Option<Duration>,
     /// Read leases on or off instead of drawn.
     pub leases: Option<bool>,
+    /// `Some(true)`: a run with leases off switches to configuration changes
+    /// ([`Faults::switch_to_changes`]); `Some(false)`: never; `None`: drawn.
+    pub switch_to_changes: Option<bool>,
     /// `Some(false)`: no node is ever paused (a pause past the detection timeout gets a member
     /// removed, for good until a removed member can be added back).
     pub pauses: Option<bool>,

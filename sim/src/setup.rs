@@ -8,7 +8,7 @@
 //! nanoseconds. A fault or bound left out is off, so a fault kind added later leaves every
 //! setup written before it unchanged.
 
-use crate::params::{Faults, Overrides, Params, TightBounds, draw_rich};
+use crate::params::{Faults, ModeSwitch, Overrides, Params, TightBounds, draw_rich};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -77,6 +77,14 @@ impl Setup {
         // suspicion, which heartbeats drive, proposes one: the faults of a minority down need
         // both.
         params.leases |= params.minority_faults;
+        // The switch to configuration changes, added later still: a third of the runs without
+        // them, from a stream of their own.
+        let mut switch = ChaCha8Rng::seed_from_u64(seed);
+        switch.set_stream(11);
+        let drawn = switch.next_u64() % 3 == 0;
+        if !params.leases && overrides.switch_to_changes.unwrap_or(drawn) {
+            params.faults.switch_to_changes = Some(ModeSwitch::draw(&mut switch, params.nodes, Duration::from_secs(1)));
+        }
         if overrides.pauses == Some(false) {
             params.faults.pause_every = None;
         }
@@ -144,6 +152,14 @@ impl Setup {
                 "lasting_partition_every_ns" => faults.lasting_partition_every = Some(nanos(&key, v)?),
                 "added_cut" => faults.added_cut = probability(&key, v)?,
                 "fault_phase_ns" => faults.fault_phase = Some(nanos(&key, v)?),
+                "switch_to_changes" => {
+                    let [at, kept_down, down_for] = list::<u64, 3>(&key, v)?;
+                    faults.switch_to_changes = Some(ModeSwitch {
+                        at: Duration::from_nanos(at),
+                        kept_down: kept_down as usize,
+                        down_for: Duration::from_nanos(down_for),
+                    });
+                }
                 "minority_faults" => minority.0 = number(&key, v)?,
                 "clock_offset_max_ns" => minority.1 = nanos(&key, v)?,
                 "think_max_ns" => minority.2 = nanos(&key, v)?,
@@ -266,6 +282,9 @@ impl Setup {
             optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
         }
         optional(f.added_cut > 0.0, format!("added_cut={}", f.added_cut));
+        if let Some(s) = f.switch_to_changes {
+            optional(true, format!("switch_to_changes={},{},{}", s.at.as_nanos(), s.kept_down, s.down_for.as_nanos()));
+        }
         if let Some(phase) = f.fault_phase {
             optional(true, format!("fault_phase_ns={}", phase.as_nanos()));
         }
@@ -353,7 +372,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 47] = [
+const KEYS: [&str; 48] = [
     "seed",
     "rng_position",
     "nodes",
@@ -388,6 +407,7 @@ const KEYS: [&str; 47] = [
     "lasting_partition_every_ns",
     "added_cut",
     "fault_phase_ns",
+    "switch_to_changes",
     "clock_offset_max_ns",
     "think_max_ns",
     "snapshot_records_min",
@@ -445,6 +465,19 @@ fn check(p: &Params) -> Result<(), SetupError> {
              (leave them out for none)"
                 .into(),
         );
+    }
+    if let Some(s) = f.switch_to_changes {
+        if p.leases
+            || s.kept_down >= p.nodes
+            || s.at > Duration::from_secs(3600)
+            || s.down_for > Duration::from_secs(3600)
+        {
+            return bad(format!(
+                "switch_to_changes=AT,NODE,DOWN needs leases off (the switch turns them on), NODE below nodes={}, \
+                 and AT and DOWN at most an hour in nanoseconds",
+                p.nodes
+            ));
+        }
     }
     let hour = Duration::from_secs(3600);
     let long = [f.absence_every, f.lasting_partition_every, f.fault_phase, Some(p.clock_offset_max), Some(p.think_max)];

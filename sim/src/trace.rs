@@ -72,6 +72,8 @@ pub enum Tag {
     CatchUp = 24,
     /// A node starts or finds itself in another configuration than before.
     Configuration = 25,
+    /// The operator switches the cluster to configuration changes: every node stops.
+    SwitchToChanges = 26,
 }
 
 pub struct Trace {
@@ -137,7 +139,7 @@ impl Trace {
 pub(crate) fn message_word(message: &Message) -> u64 {
     match message {
         Message::Prepare { .. } => 1,
-        Message::Vote { vote: Vote::Yes, .. } => 2,
+        Message::Vote { vote: Vote::Yes | Vote::YesPinned, .. } => 2,
         Message::Vote { vote: Vote::No(_), .. } => 3,
         Message::Decision { decision: Decision::Commit, .. } => 4,
         Message::Decision { decision: Decision::Abort, .. } => 5,

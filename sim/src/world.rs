@@ -43,6 +43,12 @@ use std::time::Duration;
 /// How long a catch-up's state transfer takes (virtual time): the node asked keeps running
 /// meanwhile, as a real one's event loop would until the stream is in.
 const CATCH_UP_NANOS: u64 = 50_000_000;
+/// How long after a refused switch to configuration changes the operator tries again, and how
+/// many tries it makes before it gives up on the switch.
+const SWITCH_RETRY: Duration = Duration::from_millis(400);
+/// The longest a due switch waits for a commit to be answered.
+const SWITCH_WAIT_MAX: Duration = Duration::from_millis(200);
+const SWITCH_TRIES_MAX: u32 = 20;
 /// How long a lasting fault due during the first start waits before it is tried again.
 pub(crate) const FIRST_START_RETRY_NANOS: u64 = 100_000_000;
 
@@ -135,6 +141,13 @@ enum Event {
     },
     /// A crash of every node at once.
     CrashAll,
+    /// The switch to configuration changes ([`crate::params::ModeSwitch`]) is due: it comes
+    /// right after the next commit is answered.
+    SwitchDue,
+    /// The due switch waited [`SWITCH_WAIT_MAX`] for a commit to be answered.
+    SwitchWaitedLongEnough,
+    /// The operator switches the cluster to configuration changes (or tries again).
+    SwitchToChanges,
     /// A node drawn from the rng is frozen.
     Pause,
     /// The node frozen in this life resumes.
@@ -213,6 +226,9 @@ struct SimNode {
     held_out: bool,
     /// The configuration it was last seen in (a change is traced).
     configuration: Option<dkv_core::Configuration>,
+    /// Kept down until this time (the node a [`crate::params::ModeSwitch`] restarts last): its
+    /// restarts before then wait, the heal's too.
+    held_until: Option<u64>,
 }
 
 impl SimNode {
@@ -255,6 +271,7 @@ impl SimNode {
             lacks_state: false,
             held_out: false,
             configuration: None,
+            held_until: None,
         }
     }
 }
@@ -388,6 +405,10 @@ pub struct RunStats {
     /// down or cut off, or its log did not reach, or went past, the configuration that added it).
     pub catch_ups: u64,
     pub catch_ups_failed: u64,
+    /// Switches to configuration changes made, and tries refused while a node held a pinned
+    /// share in doubt.
+    pub switches: u64,
+    pub switches_refused: u64,
 }
 
 impl RunStats {
@@ -425,6 +446,8 @@ impl RunStats {
             reads_not_served,
             catch_ups,
             catch_ups_failed,
+            switches,
+            switches_refused,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -457,6 +480,8 @@ impl RunStats {
         self.reads_not_served += reads_not_served;
         self.catch_ups += catch_ups;
         self.catch_ups_failed += catch_ups_failed;
+        self.switches += switches;
+        self.switches_refused += switches_refused;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
@@ -492,6 +517,12 @@ impl RunStats {
             line.push_str(&format!(
                 "; {} catch-ups ({} more failed or refused)",
                 self.catch_ups, self.catch_ups_failed
+            ));
+        }
+        if self.switches + self.switches_refused > 0 {
+            line.push_str(&format!(
+                "; {} switches to configuration changes ({} tries refused: pinned shares in doubt)",
+                self.switches, self.switches_refused
             ));
         }
         line
@@ -554,6 +585,16 @@ pub(crate) struct World {
     pub(crate) leases: Option<LeaseChecker>,
     visibility: Visibility,
     pub(crate) violations: Vec<Violation>,
+    /// The switch to configuration changes is due: it comes right after the next commit is
+    /// answered (or at the latest [`SWITCH_WAIT_MAX`] later).
+    switch_due: bool,
+    /// The switch to configuration changes is under way: the operator has stopped taking
+    /// requests until it is done (see [`World::switch_to_changes`]).
+    draining: bool,
+    /// Tries of the switch so far, each refused while a node held a pinned share in doubt.
+    switch_tries: u32,
+    /// The planted bug of the run, if any (the switch's check is the world's own).
+    canary: Option<Canary>,
 }
 
 impl World {
@@ -628,7 +669,11 @@ impl World {
             stats: RunStats::default(),
             exactly_once: ExactlyOnce::new(n),
             leases: params_leases.then(|| LeaseChecker::new(n, lease_duration)),
-            visibility: Visibility::new(n),
+            visibility: Visibility::new(n, !params_leases),
+            switch_due: false,
+            draining: false,
+            switch_tries: 0,
+            canary,
             violations: Vec::new(),
         }
     }
@@ -735,6 +780,9 @@ impl World {
             let at = around(&mut self.wide, every);
             self.schedule(at, Event::Pause);
         }
+        if let Some(switch) = self.faults.switch_to_changes {
+            self.schedule(switch.at.as_nanos() as u64, Event::SwitchDue);
+        }
         let fault_phase = between(&mut self.rng, Duration::from_millis(200), Duration::from_secs(10));
         let fault_phase = self.faults.fault_phase.map_or(fault_phase, |phase| phase.as_nanos() as u64);
         self.schedule(fault_phase, Event::Heal);
@@ -804,6 +852,17 @@ impl World {
             Event::CrashNode { node } => self.crash_node(node),
             Event::CrashNearIo { node, generation } => self.crash_near_io(node, generation),
             Event::CrashAll => self.crash_all(),
+            Event::SwitchDue => {
+                self.switch_due = true;
+                self.schedule(self.now + SWITCH_WAIT_MAX.as_nanos() as u64, Event::SwitchWaitedLongEnough);
+            }
+            // No commit was answered meanwhile: the switch comes now.
+            Event::SwitchWaitedLongEnough if self.switch_due => {
+                self.switch_due = false;
+                self.switch_to_changes();
+            }
+            Event::SwitchWaitedLongEnough => {}
+            Event::SwitchToChanges => self.switch_to_changes(),
             Event::Pause => self.pause(),
             Event::Resume { node, generation } => self.resume(node, generation),
             Event::Restart { node } => self.restart(node),
@@ -862,7 +921,8 @@ impl World {
         self.trace.event(self.now, Tag::Request, &[node as u64, client as u64, request.id.seq], || {
             format!("n{node} <- client {}  request #{}", self.clients[client].id.0, request.id.seq)
         });
-        if self.nodes[node].node.is_none() {
+        // Stopped, or not taking requests while the cluster drains for its switch.
+        if self.nodes[node].node.is_none() || self.draining {
             return;
         }
         self.stats.messages_delivered += 1;
@@ -954,6 +1014,12 @@ impl World {
                 Output::Send { to, message } => self.send(from, to, message),
                 Output::Reply { to, reply } => {
                     self.visibility.observe_reply(&reply, &mut self.violations);
+                    // The switch, once due, stops the cluster right after a commit is answered:
+                    // where a commit whose decision is on no disk yet can be caught.
+                    if self.switch_due && matches!(reply.outcome, Outcome::Committed(_)) {
+                        self.switch_due = false;
+                        self.schedule(self.now, Event::SwitchToChanges);
+                    }
                     let served =
                         matches!(reply.outcome, Outcome::Value { .. } | Outcome::NotFound | Outcome::Scanned { .. });
                     let not_served = matches!(reply.outcome, Outcome::NotServing(_));
@@ -981,12 +1047,12 @@ impl World {
                     let at = self.now + CATCH_UP_NANOS;
                     self.schedule(at, Event::CatchUp { node: i, generation, from, epoch });
                 }
-                Output::Persist { lsn, record } => {
+                Output::Persist { lsn, record, prompt } => {
                     if matches!(record, Record::SnapshotEnd { .. }) {
                         self.stats.snapshots += 1;
                     }
                     self.visibility.observe_emitted(i, &record, &mut self.violations);
-                    self.nodes[i].disk.append(lsn, record);
+                    self.nodes[i].disk.append(lsn, record, prompt);
                 }
             }
         }
@@ -1009,7 +1075,7 @@ impl World {
         if disk.sync_in_flight.is_some() || disk.pending.is_empty() {
             return;
         }
-        if disk.pending.iter().any(|(_, r)| r.sync_promptly()) {
+        if disk.prompt.is_some() {
             self.start_sync(i);
         } else if disk.lazy_sync_at.is_none() {
             let at = self.now + LAZY_SYNC_DELAY.as_nanos() as u64;
@@ -1624,6 +1690,81 @@ impl World {
         }
     }
 
+    /// The operator switches the cluster to configuration changes ([`crate::params::ModeSwitch`]),
+    /// as docs/protocol.md §6 tells: it stops taking requests, stops every node (in a hurry:
+    /// every record not synced is lost), and runs `dkv-server availability on`, which
+    /// refuses while any node's log holds a share voted pinned and still in doubt. Refused, it
+    /// starts every node again as it was, lets them decide, and tries again. Switched, every
+    /// node restarts with changes on, the one kept down only after a while, and requests are
+    /// taken again. From then on a commit is visible only on its decision's copies, as the
+    /// visibility checker holds.
+    fn switch_to_changes(&mut self) {
+        let Some(switch) = self.faults.switch_to_changes else { return };
+        if self.healed_at.is_some() {
+            self.draining = false;
+            return;
+        }
+        if self.switch_tries == 0 && !self.fault_allowed(|_| "the cluster switches to configuration changes".into()) {
+            return;
+        }
+        self.switch_tries += 1;
+        self.draining = true;
+        // Stopped in a hurry, as a power loss stops it: what was not synced is lost.
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].node.is_some() {
+                self.trace.event(self.now, Tag::Crash, &[i as u64, 0], || {
+                    format!("n{i} stops, losing what it had not synced")
+                });
+                self.halt(i, 0, &CrashDamage::default());
+            }
+        }
+        let undrained: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| {
+                let records = self.nodes[i].disk.durable_records().to_vec();
+                dkv_core::recovery::pinned_in_doubt(records, NodeId(i as u8)).map_or(true, |pinned| !pinned.is_empty())
+            })
+            .collect();
+        let checked = self.canary != Some(Canary::SwitchUndrained);
+        if checked && !undrained.is_empty() && self.switch_tries < SWITCH_TRIES_MAX {
+            self.stats.switches_refused += 1;
+            self.trace.event(self.now, Tag::SwitchToChanges, &[0], || {
+                format!("the switch to configuration changes is refused: {undrained:?} hold pinned shares in doubt")
+            });
+            for i in 0..self.nodes.len() {
+                self.schedule(self.now + 1_000_000, Event::Restart { node: i });
+            }
+            self.schedule(self.now + SWITCH_RETRY.as_nanos() as u64, Event::SwitchToChanges);
+            return;
+        }
+        self.draining = false;
+        if !undrained.is_empty() && checked {
+            // Never drained: the operator gives up on the switch.
+            for i in 0..self.nodes.len() {
+                self.schedule(self.now + 1_000_000, Event::Restart { node: i });
+            }
+            return;
+        }
+        self.stats.switches += 1;
+        let kept = switch.kept_down;
+        let down_for = switch.down_for.as_nanos() as u64;
+        self.trace.event(self.now, Tag::SwitchToChanges, &[1, kept as u64, down_for], || {
+            format!(
+                "the cluster switches to configuration changes: n{kept} restarts after {:.3}s (pinned shares in doubt at {undrained:?})",
+                down_for as f64 / 1e9
+            )
+        });
+        for i in 0..self.nodes.len() {
+            self.nodes[i].config.timing.leases = true;
+        }
+        self.visibility.changes_on();
+        for i in 0..self.nodes.len() {
+            self.schedule(self.now + 1_000_000, Event::Restart { node: i });
+        }
+        let until = self.now + down_for;
+        self.nodes[kept].held_until = Some(until);
+        self.schedule(until, Event::Restart { node: kept });
+    }
+
     /// The node an event is for, if that node is frozen and must hold it until it resumes:
     /// messages, requests and fsync completions. (Its timers are not held: they fire late, at
     /// the resume.)
@@ -1687,7 +1828,9 @@ impl World {
     fn restart(&mut self, i: usize) {
         let first_start = self.first_start_under_way();
         let n = &self.nodes[i];
-        if n.node.is_none() && !n.absent && (!n.doomed || first_start && !n.gone) {
+        // The operator's late restart after a switch is no fault: the heal does not hasten it.
+        let held = n.held_until.is_some_and(|until| self.now < until);
+        if n.node.is_none() && !n.absent && !held && (!n.doomed || first_start && !n.gone) {
             self.start_node(i);
         }
     }

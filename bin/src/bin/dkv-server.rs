@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use dkv::{LogLevel, init_logging, resolve_or_say};
 use dkv_core::NodeId;
 use dkv_net::bootstrap::holds_no_log;
+use dkv_net::modes::{list_ids, shares_pinned_in_doubt};
 use dkv_net::security::credentials::{
     NewUser, NodeCredentials, USERS_FILE, default_users, init_cluster_with_users, node_identity_of, record_availability,
 };
@@ -76,9 +77,11 @@ enum Command {
     /// (DIR/node-N). Stop every node of the cluster first, change every node's folder, then start
     /// them all: a cluster whose nodes run in both ways can serve stale reads (a node without it
     /// answers reads without a lease, even once the others removed it). There is no way back:
-    /// `off` refuses a folder that says on.
+    /// `off` refuses a folder that says on. `on` reads each node's data dir first (--data-dir, in
+    /// the folders' order) and changes nothing while any holds a write it voted on without
+    /// --availability that is still in doubt.
     #[command(
-        after_help = "Example, with every node stopped:\n  dkv-server availability on creds/node-0 creds/node-1 creds/node-2"
+        after_help = "Example, with every node stopped:\n  dkv-server availability on creds/node-0 creds/node-1 creds/node-2 --data-dir d0 --data-dir d1 --data-dir d2"
     )]
     Availability(AvailabilityArgs),
     /// Start a working 3-node cluster on loopback in this one process, and print how to use it.
@@ -197,6 +200,12 @@ struct AvailabilityArgs {
     /// Node credentials folders made by `dkv-server init` (DIR/node-N): every node's.
     #[arg(required = true)]
     folders: Vec<PathBuf>,
+    /// With `on`: each node's data dir (its --data-dir), once per folder, in the same order.
+    /// None may hold a write voted on without --availability and still in doubt: the first
+    /// configuration change would abort it, though a client may have been told it committed.
+    /// A node whose data was lost for good: give its new, empty dir.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dirs: Vec<PathBuf>,
 }
 
 fn parse_user(s: &str) -> Result<NewUser, String> {
@@ -317,6 +326,9 @@ fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
             ));
         }
     }
+    if on {
+        check_drained(&args)?;
+    }
     let mut changed: Vec<String> = Vec::new();
     for folder in &args.folders {
         record_availability(folder, on).map_err(|e| {
@@ -334,6 +346,36 @@ fn run_availability(args: AvailabilityArgs) -> Result<(), String> {
         "start no node of the cluster until every node's folder says the same (run this on each node's machine for its folder); a node whose data dir has run with --availability refuses to start without it"
     );
     Ok(())
+}
+
+/// Before a switch to --availability: no node's data dir may hold a share it voted on without
+/// it (pinned) that is still in doubt (docs/protocol.md §6). Each dir is read as the node's start
+/// reads it, locked, so its node must be stopped.
+fn check_drained(args: &AvailabilityArgs) -> Result<(), String> {
+    if args.data_dirs.len() != args.folders.len() {
+        return Err(format!(
+            "give each node's data dir with --data-dir, once per folder and in the same order ({} folders, {} data dirs): the switch reads every log first, as a write a node voted on without --availability and that is still in doubt would be aborted by the first configuration change; nothing was changed",
+            args.folders.len(),
+            args.data_dirs.len()
+        ));
+    }
+    let mut undrained = Vec::new();
+    for (folder, dir) in args.folders.iter().zip(&args.data_dirs) {
+        let (cluster, node, _) = node_identity_of(folder).map_err(|e| e.to_string())?;
+        let identity = dkv_net::identity::Identity { cluster, node };
+        let pinned = shares_pinned_in_doubt(dir, identity)
+            .map_err(|e| format!("reading node {}'s data dir {}: {e}; nothing was changed", node.0, dir.display()))?;
+        if !pinned.is_empty() {
+            undrained.push(format!("node {} ({}: {})", node.0, dir.display(), list_ids(&pinned)));
+        }
+    }
+    if undrained.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "not switched: these nodes hold writes they voted on without --availability that are still in doubt: {}. A commit may already be visible on such votes with no copy of its decision anywhere, and the first configuration change would abort it. Start every node as it is (without --availability) and let them finish: each coordinator decides its own once every node is up; then stop every node and switch again. Nothing was changed",
+        undrained.join("; ")
+    ))
 }
 
 /// Whether this node runs with configuration changes: as its cluster's credentials record it
@@ -441,8 +483,8 @@ fn run_demo(args: DemoArgs) -> Result<(), String> {
         config.timing.leases = availability(args.availability, config.credentials.as_deref()).map_err(|_| {
             let creds = credentials.display();
             format!(
-                "this demo's cluster was made without --availability, as {creds} records: run the demo without it, or switch it with `dkv-server availability on {creds}/node-0 {creds}/node-1 {creds}/node-2` (the demo stopped), or delete {} to start over",
-                args.data_dir.display()
+                "this demo's cluster was made without --availability, as {creds} records: run the demo without it, or switch it with `dkv-server availability on {creds}/node-0 {creds}/node-1 {creds}/node-2 --data-dir {data}/node-0 --data-dir {data}/node-1 --data-dir {data}/node-2` (the demo stopped), or delete {data} to start over",
+                data = args.data_dir.display()
             )
         })?;
         if config.timing.leases && transport == Transport::Udp {

@@ -118,7 +118,7 @@ struct Start {
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
         "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "init_first_start", "lasting_partition_every_ms", "added_cut",
-        "clock_offset_max_ms", "leases", "snapshot_every_records"
+        "clock_offset_max_ms", "leases", "switch_to_changes", "snapshot_every_records"
     ])]
     setup: Option<Setup>,
 }
@@ -221,6 +221,11 @@ struct Knobs {
     /// lease checker watches every read a node answers.
     #[arg(long)]
     leases: Option<bool>,
+    /// In a run with leases off, whether the operator switches the cluster to configuration
+    /// changes, every node stopped at once and one restarted late (a third of those seeds draw
+    /// it otherwise).
+    #[arg(long)]
+    switch_to_changes: Option<bool>,
     /// Every node takes a snapshot (and compacts its log) once this many records were logged
     /// since the last one (drawn otherwise: 3 to 50 in about a third of the seeds, else rarely).
     #[arg(long)]
@@ -265,6 +270,7 @@ impl Knobs {
                 added_cut: self.added_cut,
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
                 leases: self.leases,
+                switch_to_changes: self.switch_to_changes,
                 mix: None,
                 snapshot_records_min: self.snapshot_every_records,
             },
@@ -296,6 +302,7 @@ impl Knobs {
             ("--added-cut", self.added_cut.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
             ("--leases", self.leases.map(|v| v.to_string())),
+            ("--switch-to-changes", self.switch_to_changes.map(|v| v.to_string())),
             ("--snapshot-every-records", self.snapshot_every_records.map(|v| v.to_string())),
             ("--canary", self.canary.map(|c| c.name().to_string())),
         ];

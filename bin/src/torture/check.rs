@@ -75,10 +75,12 @@ pub fn check(history: &mut History, data_dirs: &[&Path], kept: &[Vec<KeptSegment
 /// Settles every write with an unknown outcome from the decisions in the logs (see
 /// [`History::settle_unknown`]) and returns how many it found never applied.
 ///
-/// A coordinator writes its decision record as it tells the participants to commit, each of
-/// them writes the commit as it learns it, and nothing is applied before a majority holds it
-/// durably; kill -9 loses nothing a process wrote, so a request with no decision or learned
-/// commit in any log was never applied anywhere, and one with either took effect exactly once. This only narrows what the checkers accept: were a node to
+/// A coordinator writes its decision record as it tells the participants to commit, and each of
+/// them writes the commit as it learns it. Nothing is applied before a majority holds it durably,
+/// or (with configuration changes off) before every share is durable with a pinned YES, when a
+/// restarted coordinator decides it again and writes the decision then. So, once the run has
+/// settled, a request with no decision or learned commit in any log was never applied anywhere,
+/// and one with either took effect exactly once. This only narrows what the checkers accept: were a node to
 /// apply a write without logging its decision, the reads that saw it would now be violations.
 /// Each unknown write widens the linearizability search (it may take effect at any later
 /// moment, or never); without this, a long run's hundreds of writes cut off by kills of every

@@ -81,6 +81,10 @@ struct CoordinatorTxn {
     retransmit: Duration,
     /// Why it is aborting, while `phase` is [`Phase::Aborting`].
     abort_cause: Option<AbortCause>,
+    /// The participants whose YES, as counted in `Voting` or `Recovering`, was pinned
+    /// ([`Vote::YesPinned`]; this node's own once its share is durable, if its changes are
+    /// off). Every one pinned lets the commit be visible at once (`decide_commit`).
+    pinned: NodeSet,
 }
 
 impl CoordinatorTxn {
@@ -232,8 +236,10 @@ impl Coordinator {
         let participants = sh.participants_for(&write.ops);
         let vote_deadline = now + sh.config.timing.vote_timeout;
         let retransmit = sh.config.timing.prepare_retransmit;
-        let phase = Phase::Voting { yes: NodeSet::EMPTY, vote_deadline };
-        let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
+        let yes = if sh.canary(Canary::OwnYesBeforeDurable) { NodeSet::EMPTY.with(me) } else { NodeSet::EMPTY };
+        let pinned = if sh.changes_off() { yes } else { NodeSet::EMPTY };
+        let phase = Phase::Voting { yes, vote_deadline };
+        let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None, pinned };
         if let Err(reason) = own_share.prepare(sh, now, &c.record(), PrepareMode::OwnShare, self.incarnation) {
             return self.conclude(sh, now, c.write, AbortCause::Refused(reason));
         }
@@ -258,7 +264,7 @@ impl Coordinator {
 
     /// The own share's record is durable: this node's YES.
     pub(super) fn on_own_share_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
-        self.on_yes(sh, own_share, now, sh.me(), txn);
+        self.on_yes(sh, own_share, now, sh.me(), txn, sh.changes_off());
     }
 
     pub(super) fn on_vote(
@@ -279,7 +285,8 @@ impl Coordinator {
             return;
         }
         match vote {
-            Vote::Yes => self.on_yes(sh, own_share, now, from, txn),
+            Vote::Yes => self.on_yes(sh, own_share, now, from, txn, false),
+            Vote::YesPinned => self.on_yes(sh, own_share, now, from, txn, true),
             // Frozen: no decision, abort included; the settlement decides.
             _ if sh.frozen => {}
             // Only an undecided transaction aborts, once. (A NO of this round while recovering
@@ -290,10 +297,22 @@ impl Coordinator {
         }
     }
 
-    fn on_yes(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, from: NodeId, txn: TxnId) {
+    /// A YES from `from`, `pinned` or not (this node's own is pinned while its changes are off).
+    fn on_yes(
+        &mut self,
+        sh: &mut Shared,
+        own_share: &mut Participant,
+        now: Time,
+        from: NodeId,
+        txn: TxnId,
+        pinned: bool,
+    ) {
         let Some(c) = self.transactions.get_mut(&txn) else { return };
         let (Phase::Voting { yes, .. } | Phase::Recovering { yes }) = &mut c.phase else { return };
         yes.insert(from);
+        if pinned {
+            c.pinned.insert(from);
+        }
         // No commit decision before the wait is over (docs/protocol.md §7.5). Never the case
         // while the wait starts with the node (no transaction begins before it ends); once
         // installs move it, the transaction's timer decides after the wait.
@@ -308,15 +327,27 @@ impl Coordinator {
 
     /// Every participant's YES is durable: log the decision and send COMMIT at once (the
     /// participants' records and this one are written side by side). Nothing is applied or
-    /// answered until the decision is durable on a majority. `durable` already holds the
-    /// participants known to hold the commit durably.
+    /// answered until the decision is durable on a majority, unless every YES is pinned, this
+    /// node's own included (docs/protocol.md §7.2, "Visible on every YES"): no settlement can
+    /// then ever decide the transaction, so every YES settles it. It is visible at once, the
+    /// decision is logged lazily, and `Visible` tells the participants the commit. `durable`
+    /// already holds the participants known to hold the commit durably.
     fn decide_commit(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, durable: NodeSet) {
         let me = sh.me();
         let epoch = sh.epoch();
         let c = self.transactions.get_mut(&txn).expect("deciding a coordinated transaction");
+        let every_yes_pinned = durable.is_empty() && c.pinned.is_superset(c.participants);
+        let visible_now =
+            sh.visible_on_every_yes() && (every_yes_pinned || sh.canary(Canary::ImplicitCommitWithChanges));
         c.phase = Phase::Committed { durable, visible: false };
         c.retransmit = sh.config.timing.decision_retransmit;
         own_share.remember_commit(txn);
+        if visible_now {
+            let lsn = sh.persist_lazily(Record::CommitDecided { txn });
+            sh.after_durable(lsn, AfterDurable::Decision(txn));
+            sh.timers.set(Timer::Coordinator(txn), now + c.retransmit);
+            return self.make_visible(sh, own_share, txn);
+        }
         let lsn = sh.persist(Record::CommitDecided { txn });
         if sh.canary(Canary::ReplyBeforeDecisionDurable) {
             // The own share's locks are held: this is the outcome the commit will have.
@@ -374,6 +405,8 @@ impl Coordinator {
         } else {
             sh.cluster().has_copies(sh.configuration.members, durable)
         };
+        // A decision restored from the log, or decided again on an acknowledgement, keeps the
+        // copies rule: whether every YES was pinned is not known any more.
         if !was_visible && copies {
             self.make_visible(sh, own_share, txn);
         }
@@ -682,11 +715,12 @@ impl Coordinator {
                 self.pending.insert(write.request, txn);
             }
             let participants = record.participants;
-            let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None };
+            let pinned = NodeSet::EMPTY;
+            let c = CoordinatorTxn { txn, participants, write, phase, retransmit, abort_cause: None, pinned };
             self.transactions.insert(txn, c);
             sh.timers.set(Timer::Coordinator(txn), now);
             match phase {
-                Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn),
+                Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn, sh.changes_off()),
                 Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
                 Phase::Voting { .. } | Phase::Aborting => {}
             }

@@ -105,7 +105,7 @@ mod tests {
         assert!(
             sent.contains(&(
                 NodeId(1),
-                Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes, round: txn.incarnation }
+                Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::YesPinned, round: txn.incarnation }
             )),
             "{txn} is prepared"
         );
@@ -216,16 +216,13 @@ mod tests {
                 NOW,
                 Input::Message {
                     from,
-                    message: Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::Yes, round: txn.incarnation },
+                    message: Message::Vote { epoch: Epoch::FIRST, txn, vote: Vote::YesPinned, round: txn.incarnation },
                 },
             );
         }
+        // Changes off: every YES makes it visible, applied here, and `Visible` tells the others.
         let sent = settle(&mut node);
-        assert!(
-            sent.contains(&(NodeId(1), Message::Decision { epoch: Epoch::FIRST, txn, decision: Decision::Commit })),
-            "{txn} commits"
-        );
-        // Node 1 holds it durably too: a majority, so it is visible and applied here.
+        assert!(sent.contains(&(NodeId(1), Message::Visible { epoch: Epoch::FIRST, txn })), "{txn} commits");
         node.handle(NOW, Input::Message { from: NodeId(1), message: Message::Ack { epoch: Epoch::FIRST, txn } });
         settle(&mut node);
         node.check_invariants().unwrap();
@@ -250,18 +247,19 @@ mod tests {
     fn a_durable_mark_beyond_the_log_is_reported() {
         let mut node = booted();
         node.shared.outbox.break_durable(Lsn(1000));
-        assert_reports(&node, "durable through lsn 1000 but only 1 records were emitted");
+        assert_reports(&node, "durable through lsn 1000 but only 2 records were emitted");
     }
 
     #[test]
     fn an_action_waiting_out_of_log_order_is_reported() {
         let mut node = booted();
         let (txn, message) = prepare_message(1, "k");
-        // Not made durable: the vote waits on the PREPARE record (lsn 2; the Boot record is 1).
+        // Not made durable: the vote waits on the PREPARE record (lsn 3; the start's records,
+        // `BootTracked` and `ChangesOff`, are 1 and 2).
         node.handle(NOW, Input::Message { from: NodeId(1), message });
         node.check_invariants().unwrap();
         node.shared.outbox.break_wait(Lsn(1), AfterDurable::Ack(txn));
-        assert_reports(&node, "waits on lsn 1 after lsn 2");
+        assert_reports(&node, "waits on lsn 1 after lsn 3");
     }
 
     #[test]

@@ -628,7 +628,7 @@ mod tests {
         let txn = txn.expect("PREPARE sent");
         // The coordinator's own share is durable: its own YES.
         let own_share = outputs.iter().find_map(|o| match o {
-            Output::Persist { lsn, record: Record::PreparedInEpoch { .. } } => Some(*lsn),
+            Output::Persist { lsn, record: Record::PreparedInEpoch { .. }, .. } => Some(*lsn),
             _ => None,
         });
         node.handle(after_wait, Input::Durable { through: own_share.expect("own share logged") });

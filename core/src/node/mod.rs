@@ -73,9 +73,14 @@ pub enum Output {
     /// Append `record` to the log; report it with [`Input::Durable`] once it is on stable
     /// storage. A durable [`Record::SnapshotEnd`] makes every record before its snapshot's
     /// [`Record::SnapshotBegin`] unnecessary (the rule lives in [`crate::compaction`]).
+    /// `prompt`: something waits on the record (a vote, a decision, a client's answer), so
+    /// sync it at once; otherwise it may wait for a later sync, at most
+    /// [`crate::LAZY_SYNC_DELAY`]. Usually [`Record::sync_promptly`]; a node whose commits
+    /// become visible on every YES logs its decisions and learned commits lazily.
     Persist {
         lsn: Lsn,
         record: Record,
+        prompt: bool,
     },
     /// This node stands outside its configuration and was added back under its present
     /// life's ticket (docs/protocol.md §7.6): replace its log with member `from`'s state
@@ -218,6 +223,7 @@ impl Node {
             bootstrapped,
             only_starts,
             vote_acceptors,
+            pinned,
             ..
         } = recovered;
         let cannot_vouch = unvouched || !vouches;
@@ -272,6 +278,7 @@ impl Node {
             untracked,
             memory: commit_memory,
             marks: finished_marks,
+            pinned,
         };
         node.participant.restore(sh, now, restored);
         node.coordinator.restore(sh, &mut node.participant, now, coordinator::Restored { in_doubt, decisions });
@@ -293,6 +300,11 @@ impl Node {
         let incarnation = self.incarnation();
         let lsn = self.shared.persist(Record::BootTracked { incarnation });
         self.shared.after_durable(lsn, AfterDurable::Boot);
+        // Durable with the start, before any share this life prepares: replay tells from it
+        // that those shares were voted pinned.
+        if self.shared.changes_off() {
+            self.shared.persist(Record::ChangesOff);
+        }
         // A value chosen before the crash and not installed yet is installed now; a proposer's
         // retries are its deadline's.
         self.drain_agreement(now);
@@ -684,6 +696,13 @@ impl Node {
         self.shared.locks.len()
     }
 
+    /// The shares this node holds in doubt that it voted pinned, with configuration changes off
+    /// (docs/protocol.md §7.2): a commit may be visible on them with no copy of its decision
+    /// anywhere, so a cluster may switch to changes only once none is left (§6).
+    pub fn pinned_in_doubt(&self) -> Vec<TxnId> {
+        self.participant.pinned_in_doubt().collect()
+    }
+
     /// Transactions prepared here whose outcome this node has not learned.
     pub fn prepared_count(&self) -> usize {
         self.participant.prepared_count()
@@ -774,6 +793,7 @@ impl Node {
         let header = self.snapshot_header();
         let chunks: Vec<Vec<VersionedEntry>> = chunk_entries(self.versioned_entries()).collect();
         let marks: Vec<TxnId> = self.participant.finished_marks().collect();
+        let pinned: Vec<TxnId> = self.participant.pinned_in_doubt().collect();
         let sh = &mut self.shared;
         sh.persist(Record::SnapshotBeginInEpoch(Box::new(header)));
         sh.persist(Record::SnapshotConfiguration(Box::new(configuration)));
@@ -790,6 +810,10 @@ impl Node {
         if !marks.is_empty() && !sh.canary(crate::Canary::SnapshotDropsMarks) {
             sh.persist(Record::SnapshotFinishedMarks(marks));
         }
+        // The pins of the shares in doubt the snapshot holds, inside it for the same reason.
+        if !pinned.is_empty() {
+            sh.persist(Record::SnapshotPinned(pinned));
+        }
         if chunks.is_empty() {
             // Even an empty store's snapshot says it tracks versions.
             sh.persist(Record::SnapshotVersionedEntries(Vec::new()));
@@ -798,6 +822,12 @@ impl Node {
             sh.persist(Record::SnapshotVersionedEntries(chunk));
         }
         sh.persist(Record::SnapshotEnd { entries: sh.store.len() as u64 });
+        // Compaction drops the life's `ChangesOff` with everything before the snapshot: logged
+        // again after it. (A crash that keeps the end and loses this record keeps no later
+        // record either, so no share of this life is replayed unpinned.)
+        if sh.changes_off() {
+            sh.persist(Record::ChangesOff);
+        }
         sh.outbox.snapshot_written();
         sh.stats.snapshots += 1;
     }

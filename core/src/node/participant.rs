@@ -61,6 +61,9 @@ struct PreparedTxn {
     /// The round of the latest PREPARE for it (its coordinator's incarnation then), which the
     /// YES vote echoes; 0 for a share restored from the log, which votes only when asked again.
     round: u64,
+    /// Prepared while this node's configuration changes were off: its YES is pinned
+    /// (docs/protocol.md §7.2).
+    pinned: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +100,8 @@ pub(super) struct Restored {
     pub(super) untracked: BTreeSet<TxnId>,
     pub(super) memory: BTreeSet<TxnId>,
     pub(super) marks: BTreeMap<NodeId, TxnId>,
+    /// The shares in doubt, remote or own, that were voted pinned.
+    pub(super) pinned: BTreeSet<TxnId>,
 }
 
 impl Participant {
@@ -193,7 +198,8 @@ impl Participant {
             PrepareMode::Remote => PreparedState::Persisting,
         };
         let query_interval = sh.config.timing.query_interval;
-        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0, round };
+        let pinned = sh.changes_off();
+        let p = PreparedTxn { record: record.clone(), tracked: true, state, query_interval, queries: 0, round, pinned };
         self.prepared.insert(record.txn, p);
         self.by_request.insert(record.request, record.txn);
         if mode == PrepareMode::Remote && sh.canary(Canary::ApplyAtPrepare) {
@@ -236,7 +242,7 @@ impl Participant {
             p.round = p.round.max(round);
             match p.state {
                 // A retransmitted PREPARE: repeat the vote; if it is not cast yet, it is coming.
-                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: Vote::Yes, round }),
+                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: sh.yes(), round }),
                 PreparedState::CommitHeld => self.acknowledge(sh, txn),
                 PreparedState::Persisting | PreparedState::OwnShare => {}
             }
@@ -298,7 +304,8 @@ impl Participant {
         if p.state == PreparedState::Persisting && !sh.frozen {
             p.state = PreparedState::Voted;
             let round = p.round;
-            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote: Vote::Yes, round });
+            let vote = sh.yes();
+            sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote, round });
         }
     }
 
@@ -364,7 +371,10 @@ impl Participant {
         p.queries = 0;
         p.query_interval = sh.config.timing.query_interval;
         self.memory.insert(txn);
-        let lsn = sh.persist(Record::CommitLearned { txn });
+        // With changes off, the commit is settled by every YES: only the coordinator's
+        // finishing waits on this record, so it goes with the next sync.
+        let record = Record::CommitLearned { txn };
+        let lsn = if sh.visible_on_every_yes() { sh.persist_lazily(record) } else { sh.persist(record) };
         self.acks_pending.insert(txn);
         sh.after_durable(lsn, AfterDurable::Ack(txn));
     }
@@ -555,7 +565,7 @@ impl Participant {
     /// at once; commits held here stay locked and ask whether they are visible; this node's own
     /// shares stay locked for its coordinator.
     pub(super) fn restore(&mut self, sh: &mut Shared, now: Time, restored: Restored) {
-        let Restored { prepared, commits_held, own_shares, untracked, memory, marks } = restored;
+        let Restored { prepared, commits_held, own_shares, untracked, memory, marks, pinned } = restored;
         let query_interval = sh.config.timing.query_interval;
         let remote = prepared
             .into_values()
@@ -564,10 +574,10 @@ impl Participant {
         for (record, state) in remote {
             let txn = record.txn;
             sh.timers.set(Timer::Participant(txn), now);
-            self.restore_one(sh, record, state, &untracked, query_interval);
+            self.restore_one(sh, record, state, &untracked, &pinned, query_interval);
         }
         for record in own_shares {
-            self.restore_one(sh, record, PreparedState::OwnShare, &untracked, query_interval);
+            self.restore_one(sh, record, PreparedState::OwnShare, &untracked, &pinned, query_interval);
         }
         self.memory = memory;
         self.marks = marks;
@@ -579,13 +589,21 @@ impl Participant {
         record: TxnRecord,
         state: PreparedState,
         untracked: &BTreeSet<TxnId>,
+        pinned: &BTreeSet<TxnId>,
         query_interval: Duration,
     ) {
         let txn = record.txn;
         sh.locks.try_lock_all(txn, &record.ops).expect("replay checked that prepared transactions do not overlap");
         self.by_request.insert(record.request, txn);
         let tracked = !untracked.contains(&txn);
-        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0, round: 0 });
+        let pinned = pinned.contains(&txn);
+        self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0, round: 0, pinned });
+    }
+
+    /// The shares held here in doubt, remote or own, that were voted pinned: a commit may be
+    /// visible on them with no copy of its decision anywhere (docs/protocol.md §7.2).
+    pub(super) fn pinned_in_doubt(&self) -> impl Iterator<Item = TxnId> + '_ {
+        self.prepared.values().filter(|p| p.pinned && p.state != PreparedState::CommitHeld).map(|p| p.record.txn)
     }
 
     /// The participant's part of a snapshot: the remote transactions prepared here without a

@@ -137,6 +137,17 @@ impl Node {
     /// is told the value chosen after its epoch, if this node still keeps it (further behind,
     /// it catches up by transfer, §7.6).
     pub(super) fn on_paxos(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
+        // With configuration changes off this node promises and accepts nothing: its shares
+        // are pinned (docs/protocol.md §7.2, "Visible on every YES"), and a promise would
+        // report them to a settlement that may abort a commit already visible on its pinned
+        // YES votes. (Such a request comes only from a node that runs with changes, in a
+        // cluster whose nodes were started in different modes.)
+        if self.shared.changes_off()
+            && matches!(message, PaxosMessage::PromiseRequest { .. } | PaxosMessage::AcceptRequest { .. })
+        {
+            self.shared.stats.messages_dropped += 1;
+            return;
+        }
         let my_epoch = self.shared.epoch();
         let epoch = message.epoch();
         if epoch < my_epoch {
@@ -295,7 +306,7 @@ impl Node {
     pub(super) fn maybe_propose(&mut self, now: Time) {
         // Without changes a node proposes none (a promise restored from a life with them
         // included): every member is needed anyway, and the configuration stays as it started.
-        if !self.shared.config.timing.leases {
+        if self.shared.changes_off() {
             return;
         }
         let r = &self.reconfiguration;

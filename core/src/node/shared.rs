@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::configuration::{Cluster, Configuration, Epoch};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
-use crate::message::Message;
+use crate::message::{Message, Vote};
 use crate::operation::{Outcome, Reply, TxnOp};
 use crate::record::Record;
 use crate::store::Store;
@@ -123,8 +123,41 @@ impl Shared {
 
     /// Queues `record` for the log and returns its lsn.
     pub(super) fn persist(&mut self, record: Record) -> Lsn {
+        let prompt = record.sync_promptly();
         self.clean &= record.is_start();
-        self.outbox.persist(record)
+        self.outbox.persist(record, prompt)
+    }
+
+    /// Queues `record` for the log, to be synced with the next sync or within
+    /// [`crate::LAZY_SYNC_DELAY`]: nothing urgent waits on it.
+    pub(super) fn persist_lazily(&mut self, record: Record) -> Lsn {
+        self.clean &= record.is_start();
+        self.outbox.persist(record, false)
+    }
+
+    /// Whether a commit whose every YES is pinned ([`Vote::YesPinned`], this node's own
+    /// included) becomes visible at once, before any copy of its decision is durable
+    /// (docs/protocol.md §7.2, "Visible on every YES"): while configuration changes are off.
+    /// Every member is then a participant of every transaction, and every holder of a pinned
+    /// share takes part in no agreement while it is in doubt, so no settlement ever decides
+    /// one: a transaction whose every share is durable with a pinned YES can only commit. A
+    /// restarted coordinator asks every participant again and commits on every YES, and a
+    /// participant releases a share only on a decision. With changes on, a settlement reads
+    /// only a cover of the members, so the decision must first be durable on c members.
+    pub(super) fn visible_on_every_yes(&self) -> bool {
+        self.changes_off() || self.canary(crate::Canary::ImplicitCommitWithChanges)
+    }
+
+    /// Whether this node runs with configuration changes off (`Timing::leases` off: without
+    /// `--availability`). It then takes part in no configuration agreement, so its shares are
+    /// pinned: only their coordinator's decision releases them.
+    pub(super) fn changes_off(&self) -> bool {
+        !self.config.timing.leases
+    }
+
+    /// This node's YES: pinned while its configuration changes are off.
+    pub(super) fn yes(&self) -> Vote {
+        if self.changes_off() { Vote::YesPinned } else { Vote::Yes }
     }
 
     /// Whether the record at `lsn` is durable.
@@ -209,11 +242,11 @@ impl Outbox {
         self.waiting_on_durable.push_back((lsn, action));
     }
 
-    fn persist(&mut self, record: Record) -> Lsn {
+    fn persist(&mut self, record: Record, prompt: bool) -> Lsn {
         self.last_lsn += 1;
         let lsn = Lsn(self.last_lsn);
         self.records_since_snapshot += 1;
-        self.outputs.push_back(Output::Persist { lsn, record });
+        self.outputs.push_back(Output::Persist { lsn, record, prompt });
         lsn
     }
 

@@ -60,6 +60,15 @@ impl Cluster {
         Cluster::with_config(size, |_| {})
     }
 
+    /// A cluster whose records become durable only when a test says so (`make_durable`), its
+    /// nodes' start records durable already: they coordinate.
+    pub fn durable_by_hand(size: usize) -> Cluster {
+        let mut c = Cluster::new(size);
+        c.auto_durable = false;
+        (0..size).for_each(|i| c.make_durable(i));
+        c
+    }
+
     pub fn with_config(size: usize, tweak: impl Fn(&mut Config)) -> Cluster {
         let members = NodeSet::first(size);
         let configs: Vec<Config> = (0..size)
@@ -124,7 +133,7 @@ impl Cluster {
                 match output {
                     Output::Send { to, message } => self.network.push_back((from, to, message)),
                     Output::Reply { to, reply } => self.replies.push((to, reply)),
-                    Output::Persist { lsn, record } => {
+                    Output::Persist { lsn, record, .. } => {
                         self.disks[i].pending.push((lsn, record));
                         persisted = true;
                     }

@@ -1,7 +1,9 @@
 //! Visibility (docs/protocol.md §7.2): a commit becomes visible anywhere — a client told its
 //! committed outcome, or a node's store changed by it — only once its decision is durable on
 //! copies that are a majority of the cluster, all members (§7.3: a majority of the members when
-//! every node is one). The world shows this checker every record as it becomes durable
+//! every node is one). With configuration changes off (leases off), a commit may instead be
+//! visible once every member's share of it is durable ("Visible on every YES", §7.2): then no
+//! settlement can ever decide it, and every YES settles it. The world shows this checker every record as it becomes durable
 //! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
 //! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
@@ -23,6 +25,11 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Visibility {
     /// The nodes of the run.
     members: usize,
+    /// Configuration changes are off: every member's durable share also makes a commit
+    /// visible.
+    visible_on_every_yes: bool,
+    /// Per node: the transactions whose share is durable on its disk (with changes off only).
+    shares: Vec<BTreeSet<TxnId>>,
     /// The members of each epoch: the first is every node; later ones as installed.
     configurations: BTreeMap<Epoch, NodeSet>,
     /// The epoch of each transaction, from its shares' records.
@@ -47,10 +54,12 @@ pub struct Visibility {
 }
 
 impl Visibility {
-    pub fn new(members: usize) -> Visibility {
+    pub fn new(members: usize, visible_on_every_yes: bool) -> Visibility {
         let first = NodeSet::from_ids((0..members).map(|i| NodeId(i as u8))).expect("a small cluster");
         Visibility {
             members,
+            visible_on_every_yes,
+            shares: vec![BTreeSet::new(); members],
             configurations: BTreeMap::from([(Epoch::FIRST, first)]),
             epochs: BTreeMap::new(),
             settled: BTreeSet::new(),
@@ -61,10 +70,22 @@ impl Visibility {
         }
     }
 
+    /// The cluster switched to configuration changes: from now on a commit is visible only
+    /// on its decision's copies. (One seen visible before stays so.)
+    pub fn changes_on(&mut self) {
+        self.visible_on_every_yes = false;
+    }
+
     /// `record` became durable on node `node`'s disk.
     pub fn observe_durable(&mut self, node: usize, record: &Record) {
-        if let Record::CommitDecided { txn } | Record::CommitLearned { txn } = record {
-            self.durable[node].insert(*txn);
+        match record {
+            Record::CommitDecided { txn } | Record::CommitLearned { txn } => {
+                self.durable[node].insert(*txn);
+            }
+            Record::PreparedInEpoch { txn, .. } if self.visible_on_every_yes => {
+                self.shares[node].insert(txn.txn);
+            }
+            _ => {}
         }
     }
 
@@ -137,9 +158,20 @@ impl Visibility {
         let holders: Vec<usize> = (0..self.members)
             .filter(|&n| members.contains(NodeId(n as u8)) && self.durable[n].contains(&txn))
             .collect();
+        // Changes off: every member (every node) holds its share durably. Like a copy of the
+        // decision, a share counts once durable, whatever its disk lost since.
+        let every_share = self.visible_on_every_yes
+            && (0..self.members).all(|n| !members.contains(NodeId(n as u8)) || self.shares[n].contains(&txn));
         // A majority of the run's nodes, all members of the epoch.
-        if 2 * holders.len() > self.members {
+        if 2 * holders.len() > self.members || every_share {
             self.visible.insert(txn);
+        } else if self.visible_on_every_yes {
+            let shares: Vec<usize> = (0..self.members).filter(|&n| self.shares[n].contains(&txn)).collect();
+            let message = format!(
+                "{txn} became visible ({}) while its decision was durable on {holders:?} only and its share on {shares:?}, of members {members}",
+                what(),
+            );
+            violations.push(Violation::new("visibility", message));
         } else {
             let message = format!(
                 "{txn} became visible ({}) while its decision was durable on {holders:?} only, of members {members}",
@@ -173,7 +205,7 @@ mod tests {
     /// A reply or an apply before a majority holds the decision is reported; after, it is not.
     #[test]
     fn visible_before_a_majority_is_reported() {
-        let mut v = Visibility::new(3);
+        let mut v = Visibility::new(3, false);
         let request = decided(&mut v);
         let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
         let mut violations = Vec::new();
@@ -189,13 +221,36 @@ mod tests {
         assert!(violations.is_empty(), "{violations:?}");
     }
 
+    /// With changes off, a commit is visible once every member's share is durable, before any
+    /// copy of the decision is; with one share not durable it is reported. With changes on,
+    /// the shares do not count.
+    #[test]
+    fn with_changes_off_every_durable_share_makes_a_commit_visible() {
+        for changes_off in [true, false] {
+            let mut v = Visibility::new(3, changes_off);
+            let request = decided(&mut v);
+            let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
+            let share = TxnRecord { txn: txn(), request, ops: Vec::new().into(), participants: NodeSet::first(3) };
+            let prepared = Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: share };
+            let mut violations = Vec::new();
+            v.observe_durable(0, &prepared);
+            v.observe_durable(1, &prepared);
+            v.observe_reply(&reply, &mut violations);
+            assert_eq!(violations.len(), 1, "two shares of three: {violations:?}");
+            violations.clear();
+            v.observe_durable(2, &prepared);
+            v.observe_reply(&reply, &mut violations);
+            assert_eq!(violations.is_empty(), changes_off, "every share, changes off {changes_off}: {violations:?}");
+        }
+    }
+
     /// Copies that were durable still count after a disk lost them (the whole data dir, or a
     /// damaged last record): that loss is a failure the copies survive. (Seen with minority
     /// faults: a member acknowledged, then went away with its data dir lost, before the
     /// coordinator counted the copy that made the commit visible.) One never durable does not.
     #[test]
     fn copies_a_disk_lost_after_they_were_durable_count() {
-        let mut v = Visibility::new(3);
+        let mut v = Visibility::new(3, false);
         let request = decided(&mut v);
         let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
         let mut violations = Vec::new();
@@ -213,7 +268,7 @@ mod tests {
     /// it starts.
     #[test]
     fn a_commit_applied_by_replay_is_checked_at_the_start() {
-        let mut v = Visibility::new(3);
+        let mut v = Visibility::new(3, false);
         let request = decided(&mut v);
         let t = TxnRecord {
             txn: txn(),
