@@ -50,6 +50,10 @@ pub enum RecoveryError {
 pub fn pinned_in_doubt(records: impl IntoIterator<Item = Record>, me: NodeId) -> Result<Vec<TxnId>, RecoveryError> {
     let completions = Completions::new(usize::MAX, u64::MAX, std::time::Duration::MAX, crate::Time::ZERO);
     let recovered = Recovered::replay(records, me, completions)?;
+    // A node that cannot vouch for its log restores nothing from it, pins included.
+    if recovered.unvouched {
+        return Ok(Vec::new());
+    }
     Ok(recovered.pinned.into_iter().collect())
 }
 

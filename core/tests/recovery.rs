@@ -813,3 +813,41 @@ fn a_snapshot_keeps_the_life_without_changes() {
     let read = dkv_core::recovery::pinned_in_doubt(c.disks[1].durable.clone(), NodeId(1)).unwrap();
     assert_eq!(read.len(), 1, "the late share is pinned: {read:?}");
 }
+
+/// A share votes pinned only if its log pins it, whatever mode the node runs in now (review
+/// finding). Logs of a build before pins (no `ChangesOff`): every node stops after a commit was
+/// made visible, before any record of its decision is durable, and restarts on a build with
+/// pins, changes off. The shares are not pinned, so the restarted coordinator's round draws
+/// plain YES votes and decides the commit again on its copies, never on the votes alone: a
+/// switch to changes, which looks only at recorded pins, can then never settle a commit that
+/// was made visible on unrecorded ones.
+#[test]
+fn a_share_votes_pinned_only_if_its_log_pins_it() {
+    let mut c = Cluster::durable_by_hand(3);
+    let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    (0..3).for_each(|i| c.make_durable(i));
+    c.deliver_all();
+    assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
+    for i in 0..3 {
+        c.crash(i);
+        c.disks[i].durable.retain(|r| *r != Record::ChangesOff);
+        assert!(dkv_core::recovery::pinned_in_doubt(c.disks[i].durable.clone(), NodeId(i as u8)).unwrap().is_empty());
+    }
+    c.auto_durable = true;
+    c.delivered.clear();
+    (0..3).for_each(|i| c.restart(i));
+    let committed = |c: &Cluster| (0..3).all(|i| c.value(i, "k") == Some(b"v".to_vec()));
+    assert!(c.run_until(100_000, committed), "committed again everywhere");
+    let votes: Vec<_> = c
+        .delivered
+        .iter()
+        .filter_map(|(_, _, m)| match m {
+            Message::Vote { vote, .. } => Some(vote.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!votes.is_empty() && votes.iter().all(|v| *v == dkv_core::Vote::Yes), "plain YES votes: {votes:?}");
+    let commit = |m: &Message| matches!(m, Message::Decision { decision: dkv_core::Decision::Commit, .. });
+    assert!(c.delivered.iter().any(|(_, _, m)| commit(m)), "decided on its copies: COMMIT sent");
+}

@@ -132,7 +132,7 @@ pub enum ServerError {
     )]
     RanWithAvailability { configuration: dkv_core::Configuration },
     #[error(
-        "this node runs with --availability, and its data dir holds {count} transactions it voted on without it that are still in doubt ({ids}): a commit may already be visible on such votes with no copy of its decision anywhere, and the first configuration change would abort it. Start it without --availability until they are decided: with the rest of the cluster, also without it, so their coordinators can finish them. (`dkv-server availability on` checks this before it switches a cluster; for credentials that record the mode, set this node's identity line back to `availability off` by hand, decide them, stop every node, and switch again.)",
+        "this node runs with --availability, and its data dir holds {count} transactions it voted on without it that are still in doubt ({ids}): a commit may already be visible on such votes with no copy of its decision anywhere, and the first configuration change would abort it. Start it without --availability until they are decided: with the rest of the cluster, also without it, so their coordinators can finish them. (`dkv-server availability on` checks this before it switches a cluster. If its folder was switched by hand: with every node stopped and none of them run with --availability since, set every node's identity line back to `availability off`, start them all, let these finish, stop them, and switch with the check.)",
         count = .txns.len(),
         ids = crate::modes::list_ids(.txns)
     )]

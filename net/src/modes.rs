@@ -8,6 +8,7 @@
 use crate::identity::Identity;
 use crate::wal::{Wal, WalError};
 use dkv_core::TxnId;
+use dkv_core::codec::wal::CutRecord;
 use dkv_core::recovery::RecoveryError;
 use std::path::Path;
 use thiserror::Error;
@@ -21,12 +22,16 @@ pub enum PinnedCheckError {
     Recovery { dir: String, source: RecoveryError },
 }
 
-/// The shares that node `identity`'s log in `data_dir` holds pinned and in doubt. Reads the
-/// log as the node's start would (a torn tail is cut the same way), with the dir locked, so the
-/// node must be stopped.
+/// The shares that node `identity`'s log in `data_dir` holds pinned and in doubt, as the node
+/// would restore them. The log is read with nothing changed on disk ([`Wal::read`]; a tail the
+/// node's start would cut is not cut here, so the start still sees it), with the dir locked, so
+/// the node must be stopped. A log whose start would not vouch for it (a record damaged at its
+/// end, or one marked so) restores nothing, pins included.
 pub fn shares_pinned_in_doubt(data_dir: &Path, identity: Identity) -> Result<Vec<TxnId>, PinnedCheckError> {
-    let (wal, recovery) = Wal::open_as(data_dir, identity)?;
-    drop(wal);
+    let recovery = Wal::read(data_dir, identity)?;
+    if recovery.cut_tail.is_some_and(|cut| cut.record == CutRecord::WholeButDamaged) {
+        return Ok(Vec::new());
+    }
     dkv_core::recovery::pinned_in_doubt(recovery.records, identity.node)
         .map_err(|source| PinnedCheckError::Recovery { dir: data_dir.display().to_string(), source })
 }

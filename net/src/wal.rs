@@ -205,6 +205,32 @@ impl Wal {
         Wal::open_checked(dir, Some(identity))
     }
 
+    /// The records [`Wal::open_as`] would recover from `dir`, with nothing on disk changed: a
+    /// tail recovery would cut is only reported ([`Recovery::cut_tail`]), and a dir without a
+    /// log reads as empty (and is not made). The dir is locked while it is read, so its node
+    /// must be stopped. For tools that look at a stopped node's log (`dkv-server availability
+    /// on`): a cut made there would erase the evidence that the node cannot vouch for its log.
+    pub fn read(dir: &Path, identity: Identity) -> Result<Recovery, WalError> {
+        let empty = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
+        if !dir.exists() {
+            return Ok(empty);
+        }
+        let _lock = lock_data_dir(dir)?;
+        let mut numbers = list_segments(dir).map_err(|source| WalError::DataDir { dir: dir.to_path_buf(), source })?;
+        if numbers.is_empty() {
+            return Ok(empty);
+        }
+        identity::check_or_record(dir, identity, true)?;
+        match read_log(dir, &numbers, true, Cut::Reported)? {
+            Some(read) => Ok(read.recovery),
+            None => {
+                numbers.pop();
+                let read = read_log(dir, &numbers, false, Cut::Reported)?;
+                Ok(read.expect("a strict read never drops a segment").recovery)
+            }
+        }
+    }
+
     /// [`Wal::open_as`] on a dir whose `LOCK` this process holds already ([`Wal::lock`]): a
     /// server reopens its log after a state transfer replaced it without ever letting the dir go.
     pub(crate) fn reopen_locked(dir: &Path, lock: DirLock, identity: Identity) -> Result<(Wal, Recovery), WalError> {
@@ -239,11 +265,14 @@ impl Wal {
         // A last segment holding nothing but the beginning of a snapshot (a crash cut it short)
         // is dropped, and the log ends in the segment before it, which was trimmed and synced
         // before the snapshot began: its end is read as strictly as any other segment's.
-        let (read, unfinished) = match read_log(dir, &numbers, true)? {
+        let (read, unfinished) = match read_log(dir, &numbers, true, Cut::OnDisk)? {
             Some(read) => (read, None),
             None => {
                 numbers.pop();
-                (read_log(dir, &numbers, false)?.expect("a strict read never drops a segment"), Some(newest))
+                (
+                    read_log(dir, &numbers, false, Cut::OnDisk)?.expect("a strict read never drops a segment"),
+                    Some(newest),
+                )
             }
         };
         // Only now that the log has read back cleanly is anything deleted.
@@ -488,6 +517,13 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// The log as read from its start segment: its records, the start's index in the segment
 /// numbers, and the length of the last segment's records.
+/// Whether recovery cuts a torn tail off the segment on disk, or only reports the cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    OnDisk,
+    Reported,
+}
+
 struct LogRead {
     recovery: Recovery,
     start: usize,
@@ -500,7 +536,12 @@ struct LogRead {
 /// unfinished snapshot, which gives `None` (a snapshot's end is written only once all of it is
 /// durable, and its older segments are kept until then, so nothing in it was relied on,
 /// damaged or not). Any other unfinished snapshot is refused, after any damage that explains it.
-fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Option<LogRead>, WalError> {
+fn read_log(
+    dir: &Path,
+    numbers: &[u64],
+    last_may_be_torn: bool,
+    cut_on_disk: Cut,
+) -> Result<Option<LogRead>, WalError> {
     let mut recovery = Recovery { records: Vec::new(), segments_read: 0, cut_tail: None };
     let start = find_start(dir, numbers)?;
     let last_index = numbers.len() - 1;
@@ -526,6 +567,7 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                             Record::SnapshotConfiguration(_)
                                 | Record::SnapshotVoteAcceptors(_)
                                 | Record::SnapshotFinishedMarks(_)
+                                | Record::SnapshotPinned(_)
                                 | Record::SnapshotEntries(_)
                                 | Record::SnapshotVersionedEntries(_)
                         )
@@ -567,7 +609,9 @@ fn read_log(dir: &Path, numbers: &[u64], last_may_be_torn: bool) -> Result<Optio
                         "the log's tail was cut at recovery: {cut} ({error}); this node cannot vouch for its state, as it may have lost an acknowledged record: it votes on and serves nothing until it has caught up from a member (with --availability; without it, it stays out and writes stop). Check the disk"
                     ),
                 }
-                truncate(&path, offset as u64)?;
+                if cut_on_disk == Cut::OnDisk {
+                    truncate(&path, offset as u64)?;
+                }
                 recovery.cut_tail = Some(cut);
             }
             WalEnd::Torn { offset, error, .. } => {
@@ -1105,6 +1149,48 @@ mod tests {
         let (_wal, recovery) = Wal::open(dir.path()).unwrap();
         assert_eq!(recovery.records, vec![boot(1)]);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![1]);
+    }
+
+    /// The same with the pins of a node with changes off in it (`SnapshotPinned`, written
+    /// before the entries): dropped too. (Review finding: it was missing from the list of a
+    /// snapshot's body, and a crash during a snapshot left a node that would not start.)
+    #[test]
+    fn unfinished_snapshot_with_its_pins_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
+        let records = snapshot(2, 3);
+        let txn = dkv_core::TxnId { coordinator: dkv_core::NodeId(1), incarnation: 1, number: 4 };
+        let mut unfinished = wal::encode_to_vec(&records[0]);
+        wal::encode(&Record::SnapshotPinned(vec![txn]), &mut unfinished);
+        for record in &records[1..records.len() - 1] {
+            wal::encode(record, &mut unfinished);
+        }
+        fs::write(segment_path(dir.path(), 2), unfinished).unwrap();
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1)]);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1]);
+    }
+
+    /// `Wal::read` recovers what `Wal::open` would, and changes nothing: a torn tail is
+    /// reported, not cut (a cut made by a tool would hide from the node's next start that its
+    /// last record may have been damaged), and an unfinished snapshot's segment stays.
+    #[test]
+    fn reading_a_log_changes_nothing() {
+        let (dir, path) = two_synced_boots();
+        let full = encoded_len(&[boot(1), boot(2)]);
+        let half_record = &wal::encode_to_vec(&boot(3))[..5];
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(half_record, full).unwrap();
+        let size = fs::metadata(&path).unwrap().len();
+        let identity = Identity { cluster: dkv_core::ClusterId(0), node: dkv_core::NodeId(0) };
+        let recovery = Wal::read(dir.path(), identity).unwrap();
+        assert_eq!(recovery.records, vec![boot(1), boot(2)]);
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 5, record: CutRecord::Short }));
+        assert_eq!(fs::metadata(&path).unwrap().len(), size, "nothing cut");
+        let (_wal, recovery) = Wal::open_as(dir.path(), identity).unwrap();
+        assert_eq!(recovery.cut_tail, Some(CutTail { bytes: 5, record: CutRecord::Short }), "the start still sees it");
+        let missing = dir.path().join("none");
+        assert_eq!(Wal::read(&missing, identity).unwrap().records, Vec::new());
+        assert!(!missing.exists(), "a dir without a log is not made");
     }
 
     /// Two unfinished snapshots (no crash makes that): refused, and every file kept.

@@ -107,6 +107,10 @@ pub enum ProposeError {
     /// Every round up to the largest was seen (only a peer gone wrong can cause it).
     #[error("no ballot is left above every ballot seen; this epoch's agreement cannot go on")]
     BallotsExhausted,
+    /// This node runs without configuration changes: its shares are pinned, and it takes part
+    /// in no agreement (docs/protocol.md §7.2).
+    #[error("this node runs without configuration changes (no --availability), so it proposes no configuration")]
+    ChangesOff,
 }
 
 /// What a proposer's deadline calls for.

@@ -264,7 +264,8 @@ impl Coordinator {
 
     /// The own share's record is durable: this node's YES.
     pub(super) fn on_own_share_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
-        self.on_yes(sh, own_share, now, sh.me(), txn, sh.changes_off());
+        let pinned = own_share.is_pinned(txn);
+        self.on_yes(sh, own_share, now, sh.me(), txn, pinned);
     }
 
     pub(super) fn on_vote(
@@ -720,7 +721,11 @@ impl Coordinator {
             self.transactions.insert(txn, c);
             sh.timers.set(Timer::Coordinator(txn), now);
             match phase {
-                Phase::Recovering { .. } => self.on_yes(sh, own_share, now, me, txn, sh.changes_off()),
+                // Its own YES, pinned as its log records the share (not as this life runs).
+                Phase::Recovering { .. } => {
+                    let pinned = own_share.is_pinned(txn);
+                    self.on_yes(sh, own_share, now, me, txn, pinned)
+                }
                 Phase::Committed { .. } => self.count_durable(sh, own_share, now, me, txn),
                 Phase::Voting { .. } | Phase::Aborting => {}
             }

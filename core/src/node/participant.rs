@@ -242,7 +242,14 @@ impl Participant {
             p.round = p.round.max(round);
             match p.state {
                 // A retransmitted PREPARE: repeat the vote; if it is not cast yet, it is coming.
-                PreparedState::Voted => sh.send(from, Message::Vote { epoch, txn, vote: sh.yes(), round }),
+                // Pinned as the log says the share is, whatever mode this life runs in (review
+                // finding: a share of a build before pins, or of a life with changes on, voted
+                // pinned now would be made visible on the fast path with no recorded pin, and a
+                // switch to changes could settle it).
+                PreparedState::Voted => {
+                    let vote = if p.pinned { Vote::YesPinned } else { Vote::Yes };
+                    sh.send(from, Message::Vote { epoch, txn, vote, round });
+                }
                 PreparedState::CommitHeld => self.acknowledge(sh, txn),
                 PreparedState::Persisting | PreparedState::OwnShare => {}
             }
@@ -304,7 +311,7 @@ impl Participant {
         if p.state == PreparedState::Persisting && !sh.frozen {
             p.state = PreparedState::Voted;
             let round = p.round;
-            let vote = sh.yes();
+            let vote = if p.pinned { Vote::YesPinned } else { Vote::Yes };
             sh.send(txn.coordinator, Message::Vote { epoch: sh.epoch(), txn, vote, round });
         }
     }
@@ -598,6 +605,11 @@ impl Participant {
         let tracked = !untracked.contains(&txn);
         let pinned = pinned.contains(&txn);
         self.prepared.insert(txn, PreparedTxn { record, tracked, state, query_interval, queries: 0, round: 0, pinned });
+    }
+
+    /// Whether this node's share of `txn` is pinned, as its log records it.
+    pub(super) fn is_pinned(&self, txn: TxnId) -> bool {
+        self.prepared.get(&txn).is_some_and(|p| p.pinned)
     }
 
     /// The shares held here in doubt, remote or own, that were voted pinned: a commit may be

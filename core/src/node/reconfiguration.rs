@@ -471,6 +471,9 @@ impl Node {
     /// Starts proposing `members` as the next configuration (an operator's or a test's
     /// change). Refused when this node takes no part in the agreement or a proposal is on.
     pub fn propose_members(&mut self, now: Time, members: NodeSet) -> Result<(), crate::configuration::ProposeError> {
+        if self.shared.changes_off() {
+            return Err(crate::configuration::ProposeError::ChangesOff);
+        }
         let current = self.shared.configuration;
         let Some(epoch) = current.epoch.next() else {
             return Err(crate::configuration::ProposeError::BallotsExhausted);

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::configuration::{Cluster, Configuration, Epoch};
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::locks::LockTable;
-use crate::message::{Message, Vote};
+use crate::message::Message;
 use crate::operation::{Outcome, Reply, TxnOp};
 use crate::record::Record;
 use crate::store::Store;
@@ -135,7 +135,7 @@ impl Shared {
         self.outbox.persist(record, false)
     }
 
-    /// Whether a commit whose every YES is pinned ([`Vote::YesPinned`], this node's own
+    /// Whether a commit whose every YES is pinned ([`crate::Vote::YesPinned`], this node's own
     /// included) becomes visible at once, before any copy of its decision is durable
     /// (docs/protocol.md §7.2, "Visible on every YES"): while configuration changes are off.
     /// Every member is then a participant of every transaction, and every holder of a pinned
@@ -153,11 +153,6 @@ impl Shared {
     /// pinned: only their coordinator's decision releases them.
     pub(super) fn changes_off(&self) -> bool {
         !self.config.timing.leases
-    }
-
-    /// This node's YES: pinned while its configuration changes are off.
-    pub(super) fn yes(&self) -> Vote {
-        if self.changes_off() { Vote::YesPinned } else { Vote::Yes }
     }
 
     /// Whether the record at `lsn` is durable.
