@@ -326,6 +326,15 @@ fn a_node_runs_as_its_clusters_credentials_say() {
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("--data-dir") && said.contains("nothing was changed"), "{said}");
     unchanged("without data dirs");
+    // A data dir that does not exist (mistyped) is refused, not read as empty.
+    let refused = switch(&data_dirs);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("does not exist") && said.contains("nothing was changed"), "{said}");
+    unchanged("a data dir missing");
+    for dir in [&data_dirs[0], &data_dirs[2]] {
+        std::fs::create_dir(dir).unwrap();
+    }
 
     // Node 1's log holds a share of node 0's transaction, voted pinned and in doubt.
     let cluster = NodeCredentials::load(&node_0).unwrap().cluster;
@@ -374,6 +383,7 @@ fn a_node_runs_as_its_clusters_credentials_say() {
     std::fs::write(&identity_file, recorded).unwrap();
     // Decided (here: the share is gone with its dir), the switch goes ahead.
     std::fs::remove_dir_all(&data_dirs[1]).unwrap();
+    std::fs::create_dir(&data_dirs[1]).unwrap();
 
     let switch = switch(&data_dirs);
     assert!(switch.status.success(), "{}", String::from_utf8_lossy(&switch.stderr));

@@ -196,8 +196,12 @@ impl Recovered {
                 Record::Prepared(t) => r.add_prepared(index, me, t, false)?,
                 Record::PreparedInEpoch { epoch, txn: t } => {
                     r.epoch = r.epoch.max(epoch);
+                    // Pinned by the life that prepared it: a transaction prepared again in a
+                    // later life is pinned as that life runs (second review).
                     if r.changes_off {
                         r.pinned.insert(t.txn);
+                    } else {
+                        r.pinned.remove(&t.txn);
                     }
                     r.add_prepared(index, me, t, true)?
                 }

@@ -774,8 +774,13 @@ fn pins_replay_from_the_life_and_from_snapshots() {
     let cases = [
         ("a life without changes", vec![boot.clone(), Record::ChangesOff, prepared.clone()], true),
         ("a life with changes", vec![boot.clone(), prepared.clone()], false),
-        ("a later life with changes", vec![boot.clone(), Record::ChangesOff, later, prepared.clone()], false),
-        ("decided", vec![boot.clone(), Record::ChangesOff, prepared, decided], false),
+        ("a later life with changes", vec![boot.clone(), Record::ChangesOff, later.clone(), prepared.clone()], false),
+        ("decided", vec![boot.clone(), Record::ChangesOff, prepared.clone(), decided.clone()], false),
+        (
+            "prepared again in a later life with changes",
+            vec![boot.clone(), Record::ChangesOff, prepared.clone(), decided, later, prepared],
+            false,
+        ),
         ("a snapshot's pin", snapshot(true), true),
         ("a snapshot without pins", snapshot(false), false),
     ];

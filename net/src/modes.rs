@@ -20,6 +20,10 @@ pub enum PinnedCheckError {
     Wal(#[from] WalError),
     #[error("the log in {dir} contradicts itself ({source}); the node would refuse it too")]
     Recovery { dir: String, source: RecoveryError },
+    #[error(
+        "data dir {dir} does not exist: give the node's --data-dir (for a node whose data was lost for good, make its new, empty dir first)"
+    )]
+    Missing { dir: String },
 }
 
 /// The shares that node `identity`'s log in `data_dir` holds pinned and in doubt, as the node
@@ -28,6 +32,10 @@ pub enum PinnedCheckError {
 /// the node must be stopped. A log whose start would not vouch for it (a record damaged at its
 /// end, or one marked so) restores nothing, pins included.
 pub fn shares_pinned_in_doubt(data_dir: &Path, identity: Identity) -> Result<Vec<TxnId>, PinnedCheckError> {
+    // A mistyped dir would read as empty and pass.
+    if !data_dir.is_dir() {
+        return Err(PinnedCheckError::Missing { dir: data_dir.display().to_string() });
+    }
     let recovery = Wal::read(data_dir, identity)?;
     if recovery.cut_tail.is_some_and(|cut| cut.record == CutRecord::WholeButDamaged) {
         return Ok(Vec::new());

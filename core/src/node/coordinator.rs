@@ -82,8 +82,8 @@ struct CoordinatorTxn {
     /// Why it is aborting, while `phase` is [`Phase::Aborting`].
     abort_cause: Option<AbortCause>,
     /// The participants whose YES, as counted in `Voting` or `Recovering`, was pinned
-    /// ([`Vote::YesPinned`]; this node's own once its share is durable, if its changes are
-    /// off). Every one pinned lets the commit be visible at once (`decide_commit`).
+    /// ([`Vote::YesPinned`]; this node's own once its share is durable, if its log pins the
+    /// share). Every one pinned lets the commit be visible at once (`decide_commit`).
     pinned: NodeSet,
 }
 
@@ -298,7 +298,7 @@ impl Coordinator {
         }
     }
 
-    /// A YES from `from`, `pinned` or not (this node's own is pinned while its changes are off).
+    /// A YES from `from`, `pinned` or not (this node's own is pinned if its log pins the share).
     fn on_yes(
         &mut self,
         sh: &mut Shared,
