@@ -2,7 +2,7 @@
 //! exactly what replaying the records before it would rebuild (the node writes them: see
 //! `Node::maybe_snapshot`); this file only reads them.
 
-use crate::completions::{Completed, Completions};
+use crate::completions::{Completed, Completion, Completions};
 use crate::configuration::{AgreementState, Configuration, Epoch, Value as ConfigValue};
 use crate::ids::{NodeId, RequestId, TxnId};
 use crate::record::{
@@ -25,6 +25,10 @@ pub enum RecoveryError {
     LockConflict { index: usize, txn: TxnId, holder: TxnId },
     #[error("record {index}: request {request} is prepared under two transactions")]
     DuplicateRequest { index: usize, request: RequestId },
+    #[error(
+        "transaction {txn} is prepared without a known outcome, yet its request {request} completed already (a node prepares no request that completed, and none completes while one of its shares is prepared)"
+    )]
+    PreparedButCompleted { txn: TxnId, request: RequestId },
     #[error(
         "record {index}: transaction {txn} was coordinated by another node than {node}; is this another node's data directory?"
     )]
@@ -349,6 +353,14 @@ impl Recovered {
                     r.load_snapshot(me, p)?;
                 }
             }
+        }
+        // A share in doubt of a request that completed: no node writes that (prepare refuses a
+        // completed request, and a request prepared here completes nowhere meanwhile). Refused,
+        // or a restart would commit the request a second time (found by fuzzing `wal_recover`:
+        // a restored own share whose every YES is in is made visible at once, §7.2).
+        if let Some(t) = r.prepared.values().find(|t| matches!(r.completions.classify(t.request), Completion::Done(_)))
+        {
+            return Err(RecoveryError::PreparedButCompleted { txn: t.txn, request: t.request });
         }
         // A snapshot still open here was cut short by a crash; the records before it hold the
         // state, and it is ignored. A pin lasts while its share is in doubt.
