@@ -1135,13 +1135,19 @@ mod tests {
     /// snapshot in CI's torture run left a node that would not start.)
     #[test]
     fn unfinished_snapshot_with_its_configuration_is_dropped() {
+        let configuration = dkv_core::Configuration { epoch: dkv_core::Epoch(1), members: dkv_core::NodeSet::first(3) };
+        let c = dkv_core::record::SnapshotConfiguration { configuration, installed: Vec::new(), agreement: None };
+        an_unfinished_snapshot_holding_is_dropped(Record::SnapshotConfiguration(Box::new(c)));
+    }
+
+    /// A segment holding a boot, then a snapshot's begin, `body` and its entries but no end:
+    /// recovery drops the unfinished snapshot's segment and keeps the boot.
+    fn an_unfinished_snapshot_holding_is_dropped(body: Record) {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
         let records = snapshot(2, 3);
-        let configuration = dkv_core::Configuration { epoch: dkv_core::Epoch(1), members: dkv_core::NodeSet::first(3) };
-        let c = dkv_core::record::SnapshotConfiguration { configuration, installed: Vec::new(), agreement: None };
         let mut unfinished = wal::encode_to_vec(&records[0]);
-        wal::encode(&Record::SnapshotConfiguration(Box::new(c)), &mut unfinished);
+        wal::encode(&body, &mut unfinished);
         for record in &records[1..records.len() - 1] {
             wal::encode(record, &mut unfinished);
         }
@@ -1156,19 +1162,8 @@ mod tests {
     /// snapshot's body, and a crash during a snapshot left a node that would not start.)
     #[test]
     fn unfinished_snapshot_with_its_pins_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(segment_path(dir.path(), 1), wal::encode_to_vec(&boot(1))).unwrap();
-        let records = snapshot(2, 3);
         let txn = dkv_core::TxnId { coordinator: dkv_core::NodeId(1), incarnation: 1, number: 4 };
-        let mut unfinished = wal::encode_to_vec(&records[0]);
-        wal::encode(&Record::SnapshotPinned(vec![txn]), &mut unfinished);
-        for record in &records[1..records.len() - 1] {
-            wal::encode(record, &mut unfinished);
-        }
-        fs::write(segment_path(dir.path(), 2), unfinished).unwrap();
-        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recovery.records, vec![boot(1)]);
-        assert_eq!(list_segments(dir.path()).unwrap(), vec![1]);
+        an_unfinished_snapshot_holding_is_dropped(Record::SnapshotPinned(vec![txn]));
     }
 
     /// `Wal::read` recovers what `Wal::open` would, and changes nothing: a torn tail is
