@@ -610,7 +610,20 @@ fn read_log(
                     ),
                 }
                 if cut_on_disk == Cut::OnDisk {
-                    truncate(&path, offset as u64)?;
+                    let kept = match cut.record {
+                        CutRecord::Short => offset as u64,
+                        // The damaged record is the only evidence that this node cannot vouch
+                        // for its log: it is replaced by a durable `Unvouched` before any of it
+                        // is cut, so that a crash before the node logs its own start cannot
+                        // leave a log that reads clean.
+                        CutRecord::WholeButDamaged => {
+                            let kept = write_unvouched_over(&path, offset as u64)?;
+                            recovery.records.push(Record::Unvouched);
+                            kept
+                        }
+                    };
+                    truncate(&path, kept)?;
+                    newest_len = kept;
                 }
                 recovery.cut_tail = Some(cut);
             }
@@ -754,6 +767,20 @@ pub(crate) fn remove_segment(dir: &Path, number: u64) -> Result<(), WalError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(WalError::Io { path, source }),
     }
+}
+
+/// Writes an [`Record::Unvouched`] over the first bytes of the damaged record at `offset` and
+/// syncs it; returns where the log now ends (the bytes after it are garbage, for the caller to
+/// cut). A crash that tears this write leaves the damaged record's header over bytes that fail
+/// its checksum, or a header that fails its own check: the next start finds the damage again,
+/// never a write cut short that it would drop as harmless (docs/protocol.md §4).
+fn write_unvouched_over(path: &Path, offset: u64) -> Result<u64, WalError> {
+    let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
+    let frame = wal::encode_to_vec(&Record::Unvouched);
+    let file = OpenOptions::new().write(true).open(path).map_err(io_error)?;
+    file.write_all_at(&frame, offset).map_err(io_error)?;
+    file.sync_data().map_err(io_error)?;
+    Ok(offset + frame.len() as u64)
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), WalError> {
@@ -1025,10 +1052,44 @@ mod tests {
             file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
             drop(file);
             let (_wal, recovery) = Wal::open(dir.path()).unwrap();
-            assert_eq!(recovery.records, vec![boot(1)], "byte {at}");
+            assert_eq!(recovery.records, vec![boot(1), Record::Unvouched], "byte {at}");
             let cut = CutTail { bytes: last_len, record: CutRecord::WholeButDamaged };
             assert_eq!(recovery.cut_tail, Some(cut), "byte {at}");
         }
+    }
+
+    /// The damaged record is replaced by a durable `Unvouched` before it is cut, so the evidence
+    /// outlives a crash right after the cut, before the node logged anything: the next start
+    /// reads a log that says so, not a clean one. A crash between the two steps (the record
+    /// written over the damaged one's start, its garbage not yet cut) reads the same.
+    #[test]
+    fn a_cut_of_possible_damage_leaves_the_log_saying_so() {
+        let first = encoded_len(&[boot(1)]);
+        let unvouched_len = encoded_len(&[Record::Unvouched]);
+        let flip_the_last_record = |path: &Path| {
+            let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+            let at = first + wal::RECORD_HEADER_BYTES as u64;
+            let mut byte = [0u8];
+            file.read_exact_at(&mut byte, at).unwrap();
+            file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
+        };
+
+        let (dir, path) = two_synced_boots();
+        flip_the_last_record(&path);
+        drop(Wal::open(dir.path()).unwrap()); // the crash: nothing appended or synced after the start
+        assert_eq!(fs::metadata(&path).unwrap().len(), first + unvouched_len);
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1), Record::Unvouched], "the next start still cannot vouch");
+        assert_eq!(recovery.cut_tail, None);
+
+        let (dir, path) = two_synced_boots();
+        flip_the_last_record(&path);
+        let frame = wal::encode_to_vec(&Record::Unvouched);
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&frame, first).unwrap();
+        let (_wal, recovery) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recovery.records, vec![boot(1), Record::Unvouched]);
+        assert!(recovery.cut_tail.is_some(), "the rest of the damaged record is cut");
+        assert_eq!(fs::metadata(&path).unwrap().len(), first + unvouched_len);
     }
 
     /// Damage far into a segment (past the first read window) is found at its exact offset: a
