@@ -97,10 +97,15 @@ pub enum Canary {
     /// node's log holds a pinned share in doubt (docs/protocol.md §6): a settlement may then
     /// abort a commit visible on its pinned votes. (The simulator's operator skips the check.)
     SwitchUndrained,
+    /// A start cuts a damaged last record (possibly an acknowledged one) without first writing
+    /// `Unvouched` over it (docs/protocol.md §4), as dkv-net did before 2026-11-28: a crash
+    /// before the start's first sync erases the only evidence, and the next start vouches for a
+    /// log that lacks the record. (The simulator's disk does the cut.)
+    CutBeforeUnvouched,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 28] = [
+    pub const ALL: [Canary; 29] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -129,6 +134,7 @@ impl Canary {
         Canary::ImplicitCommitWithChanges,
         Canary::OwnYesBeforeDurable,
         Canary::SwitchUndrained,
+        Canary::CutBeforeUnvouched,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +167,7 @@ impl Canary {
             Canary::ImplicitCommitWithChanges => "implicit-commit-with-changes",
             Canary::OwnYesBeforeDurable => "own-yes-before-durable",
             Canary::SwitchUndrained => "switch-undrained",
+            Canary::CutBeforeUnvouched => "cut-before-unvouched",
         }
     }
 

@@ -210,8 +210,11 @@ impl Disk {
     }
 
     /// Reads the log back as a real server would: its segment's bytes (records, damaged tail,
-    /// zeros) through the codec, then truncates a damaged tail.
-    pub fn recover(&mut self) -> Result<Recovered, RecoverError> {
+    /// zeros) through the codec, then truncates a damaged tail. A damaged synced record is first
+    /// replaced by a durable [`Record::Unvouched`], as dkv-net writes it over the damage before
+    /// the cut (docs/protocol.md §4), unless `mark_damage` is off (the canary
+    /// `cut-before-unvouched`): the record then goes with nothing in its place.
+    pub fn recover(&mut self, mark_damage: bool) -> Result<Recovered, RecoverError> {
         let bytes = self.segment_bytes();
         let scan = wal::scan(&bytes);
         let cut = scan.end.cut_tail();
@@ -232,7 +235,12 @@ impl Disk {
         }
         let lost_synced = self.last_flipped.take().and_then(|_| self.durable.pop());
         self.torn_tail.clear();
-        Ok(Recovered { records: scan.records, torn, lost_synced })
+        let mut records = scan.records;
+        if lost_synced.is_some() && mark_damage {
+            self.durable.push(Record::Unvouched);
+            records.push(Record::Unvouched);
+        }
+        Ok(Recovered { records, torn, lost_synced })
     }
 
     /// The log's bytes as dkv-net leaves its last segment: each write (here, each record)
@@ -289,7 +297,7 @@ mod tests {
         disk.sync(Lsn(3), &mut |_| {});
         assert_eq!(wal::scan(&disk.segment_bytes()).end, WalEnd::Zeros);
         assert_eq!(
-            disk.recover(),
+            disk.recover(true),
             Ok(Recovered { records: (1..=3).map(boot).collect(), torn: false, lost_synced: None })
         );
     }
@@ -306,7 +314,7 @@ mod tests {
         disk.append(Lsn(2), end, true);
         disk.crash(1, &CrashDamage { tear_at: Some(0.999), ..CrashDamage::default() }, &mut |_| {});
         assert!(matches!(wal::scan(&disk.segment_bytes()).end, WalEnd::Torn { .. }));
-        assert_eq!(disk.recover(), Ok(Recovered { records: vec![boot(1)], torn: true, lost_synced: None }));
+        assert_eq!(disk.recover(true), Ok(Recovered { records: vec![boot(1)], torn: true, lost_synced: None }));
     }
 
     /// Garbage that happens to supply the one byte a tear left out completes the record on the
@@ -323,7 +331,7 @@ mod tests {
         assert_eq!(seen, vec![pending.clone()], "shown as a survivor");
         let mut records = synced();
         records.push(pending);
-        assert_eq!(disk.recover(), Ok(Recovered { records, torn: true, lost_synced: None }));
+        assert_eq!(disk.recover(true), Ok(Recovered { records, torn: true, lost_synced: None }));
     }
 
     /// A log of a few records of different kinds, all synced, and one more pending.
@@ -354,7 +362,7 @@ mod tests {
                 let damage = CrashDamage { tear_at, flip_unsynced: Some(fraction), garbage, flip_synced: None };
                 disk.crash(0, &damage, &mut |_| {});
                 assert_eq!(
-                    disk.recover(),
+                    disk.recover(true),
                     Ok(Recovered { records: synced(), torn: true, lost_synced: None }),
                     "bit {bit}, tear {tear_at:?}"
                 );
@@ -365,7 +373,7 @@ mod tests {
             let garbage: Vec<u8> = (1..=len).map(|b: u32| (b * 37) as u8 | 1).collect();
             disk.crash(0, &CrashDamage { garbage, ..CrashDamage::default() }, &mut |_| {});
             assert_eq!(
-                disk.recover(),
+                disk.recover(true),
                 Ok(Recovered { records: synced(), torn: true, lost_synced: None }),
                 "{len} garbage bytes"
             );
@@ -387,35 +395,44 @@ mod tests {
                 disk.crash(0, &damage, &mut |_| {});
                 assert_eq!(disk.flipped, Some((record, bit)));
                 assert!(
-                    matches!(disk.recover(), Err(RecoverError::Corrupt { .. })),
+                    matches!(disk.recover(true), Err(RecoverError::Corrupt { .. })),
                     "record {record} bit {bit}: {:?}",
                     wal::scan(&disk.segment_bytes()).end
                 );
                 disk.restore_backup();
-                assert_eq!(disk.recover(), Ok(Recovered { records: synced(), torn: false, lost_synced: None }));
+                assert_eq!(disk.recover(true), Ok(Recovered { records: synced(), torn: false, lost_synced: None }));
             }
         }
     }
 
     /// Every bit of the last synced record, flipped on the medium, is cut as possible damage:
-    /// the record is cut off and reported lost, the ones before it read back, and the log is
-    /// whole again after (a second recovery loses nothing more).
+    /// the record is cut off and reported lost, the ones before it read back, and `Unvouched`
+    /// is durable in its place, so a second recovery (a crash before the start synced anything)
+    /// still reads that the node cannot vouch. Without the mark (the canary), the second
+    /// recovery reads a log that looks whole.
     #[test]
     fn damage_to_the_last_synced_record_is_cut_as_possible_damage() {
         let last = boot(300);
         let bits = wal::encode_to_vec(&last).len() * 8;
-        for bit in 0..bits {
-            let mut disk = synced_log();
-            disk.crash(0, &CrashDamage::default(), &mut |_| {});
-            assert!(disk.damage_last_synced((bit as f64 + 0.5) / bits as f64));
-            let recovered = disk.recover();
-            let before: Vec<Record> = synced()[..2].to_vec();
-            assert_eq!(
-                recovered,
-                Ok(Recovered { records: before.clone(), torn: true, lost_synced: Some(last.clone()) }),
-                "bit {bit}"
-            );
-            assert_eq!(disk.recover(), Ok(Recovered { records: before, torn: false, lost_synced: None }), "bit {bit}");
+        for mark_damage in [true, false] {
+            for bit in 0..bits {
+                let mut disk = synced_log();
+                disk.crash(0, &CrashDamage::default(), &mut |_| {});
+                assert!(disk.damage_last_synced((bit as f64 + 0.5) / bits as f64));
+                let recovered = disk.recover(mark_damage);
+                let mut records: Vec<Record> = synced()[..2].to_vec();
+                if mark_damage {
+                    records.push(Record::Unvouched);
+                }
+                assert_eq!(
+                    recovered,
+                    Ok(Recovered { records: records.clone(), torn: true, lost_synced: Some(last.clone()) }),
+                    "bit {bit}"
+                );
+                disk.crash(0, &CrashDamage::default(), &mut |_| {});
+                let again = disk.recover(mark_damage);
+                assert_eq!(again, Ok(Recovered { records, torn: false, lost_synced: None }), "bit {bit}");
+            }
         }
         assert!(!Disk::default().damage_last_synced(0.5), "an empty log has no record to damage");
     }
@@ -434,7 +451,7 @@ mod tests {
         assert_eq!(disk.last_flipped, Some(8));
         let cut = wal::scan(&disk.segment_bytes()).end.cut_tail();
         assert_eq!(cut.map(|c| c.record), Some(CutRecord::Short));
-        assert_eq!(disk.recover(), Err(RecoverError::DamageReadAsTorn { cut }));
+        assert_eq!(disk.recover(true), Err(RecoverError::DamageReadAsTorn { cut }));
     }
 
     /// The last synced record is never damaged by `flip_synced`, which draws damage the reader

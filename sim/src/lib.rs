@@ -48,7 +48,11 @@
 //!   `absence_init_restart` the operator's `--init` is still on its command line, so it
 //!   bootstraps, docs/protocol.md §7.1), or with its
 //!   last synced record damaged (`absence_tail_damaged`: a bit flipped in an acknowledged record
-//!   at the end of the log, which recovery cannot tell from a torn write and truncates).
+//!   at the end of the log, which recovery cut as possible damage, leaving `Unvouched` durable
+//!   in its place). Half of the members back with a damaged tail crash again in their start,
+//!   before anything it logged is durable (`start_crash`): the next start must still not vouch
+//!   for the log (checker `recovery`, which follows every node that lost a synced record until
+//!   it has caught up).
 //! - **Lasting partitions** (`lasting_partition_every`): a minority cut off for 5–20 s, both
 //!   ways or one way, while the majority must keep working.
 //! - **A node cut off one way just after its add** (`added_cut`: 0.3 of the changes that add

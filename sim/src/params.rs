@@ -203,6 +203,11 @@ pub struct Faults {
     /// add, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`]: it keeps asking to join, may not
     /// have caught up, and must not hold the writes meanwhile (docs/protocol.md §7.6).
     pub added_cut: f64,
+    /// Chance that a member back from an absence that damaged its last synced record crashes
+    /// again during its start, before anything the start logged is durable (a process killed
+    /// as it starts): its next start must still know it cannot vouch for its log
+    /// (docs/protocol.md §4).
+    pub start_crash: f64,
     /// The heal comes at this time (unless every client finished before), instead of the drawn
     /// moment: a fault phase long enough for lasting faults.
     pub fault_phase: Option<Duration>,
@@ -265,6 +270,7 @@ impl Faults {
             absence_tail_damaged: 0.0,
             lasting_partition_every: None,
             added_cut: 0.0,
+            start_crash: 0.0,
             fault_phase: None,
             switch_to_changes: None,
         }
@@ -325,11 +331,16 @@ pub struct Overrides {
     pub absence_every: Option<Duration>,
     /// Chance a long absence loses the member's data dir, instead of the drawn one.
     pub absence_data_lost: Option<f64>,
+    /// Chance a long absence damages the member's last synced record, instead of the drawn one.
+    pub absence_tail_damaged: Option<f64>,
     /// Every node starts with `--init` and bootstraps ([`Faults::init_first_start`]).
     pub init_first_start: bool,
     pub lasting_partition_every: Option<Duration>,
     /// Chance a node just added is cut off one way ([`Faults::added_cut`]), instead of 0.3.
     pub added_cut: Option<f64>,
+    /// Chance a member whose absence damaged its last synced record crashes again during its
+    /// start ([`Faults::start_crash`]), instead of 0.5.
+    pub start_crash: Option<f64>,
     /// Clocks start at offsets drawn up to this.
     pub clock_offset_max: Option<Duration>,
     /// Read leases on or off instead of drawn.
@@ -495,9 +506,11 @@ impl Params {
         f.fault_phase = Some(Duration::from_millis(range(lasting, 10_000, 30_000)));
         // Not drawn either (every draw after it would change).
         f.added_cut = 0.3;
+        f.start_crash = 0.5;
         if !crashes {
             f.permanent_crashes = 0;
             f.absence_every = None;
+            f.start_crash = 0.0;
         }
         if !partitions {
             f.lasting_partition_every = None;
@@ -515,16 +528,26 @@ impl Params {
         if let Some(chance) = o.absence_data_lost {
             f.absence_data_lost = chance.clamp(0.0, 1.0);
         }
+        if let Some(chance) = o.absence_tail_damaged {
+            f.absence_tail_damaged = chance.clamp(0.0, 1.0);
+        }
         if o.lasting_partition_every.is_some() {
             f.lasting_partition_every = o.lasting_partition_every.map(at_most_an_hour);
         }
         if let Some(chance) = o.added_cut {
             f.added_cut = chance.clamp(0.0, 1.0);
         }
+        if let Some(chance) = o.start_crash {
+            f.start_crash = chance.clamp(0.0, 1.0);
+        }
         if most == 0 {
             f.absence_every = None;
             f.lasting_partition_every = None;
             f.added_cut = 0.0;
+        }
+        // It follows a damaged tail only.
+        if f.absence_every.is_none() || f.absence_tail_damaged == 0.0 {
+            f.start_crash = 0.0;
         }
     }
 
@@ -576,13 +599,14 @@ impl std::fmt::Display for Params {
         if self.minority_faults {
             write!(
                 f,
-                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}) lasting_partitions={:?} added_cut={} fault_phase={:?} clock_offsets<={:?} think<={:?}",
+                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}, then a crash in the start {}) lasting_partitions={:?} added_cut={} fault_phase={:?} clock_offsets<={:?} think<={:?}",
                 x.permanent_crashes,
                 x.init_first_start,
                 x.absence_every,
                 x.absence_data_lost,
                 x.absence_init_restart,
                 x.absence_tail_damaged,
+                x.start_crash,
                 x.lasting_partition_every,
                 x.added_cut,
                 x.fault_phase,

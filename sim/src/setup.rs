@@ -151,6 +151,7 @@ impl Setup {
                 "absence_tail_damaged" => faults.absence_tail_damaged = probability(&key, v)?,
                 "lasting_partition_every_ns" => faults.lasting_partition_every = Some(nanos(&key, v)?),
                 "added_cut" => faults.added_cut = probability(&key, v)?,
+                "start_crash" => faults.start_crash = probability(&key, v)?,
                 "fault_phase_ns" => faults.fault_phase = Some(nanos(&key, v)?),
                 "switch_to_changes" => {
                     let [at, kept_down, down_for] = list::<u64, 3>(&key, v)?;
@@ -282,6 +283,7 @@ impl Setup {
             optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
         }
         optional(f.added_cut > 0.0, format!("added_cut={}", f.added_cut));
+        optional(f.start_crash > 0.0, format!("start_crash={}", f.start_crash));
         if let Some(s) = f.switch_to_changes {
             optional(true, format!("switch_to_changes={},{},{}", s.at.as_nanos(), s.kept_down, s.down_for.as_nanos()));
         }
@@ -372,7 +374,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 48] = [
+const KEYS: [&str; 49] = [
     "seed",
     "rng_position",
     "nodes",
@@ -406,6 +408,7 @@ const KEYS: [&str; 48] = [
     "absence_tail_damaged",
     "lasting_partition_every_ns",
     "added_cut",
+    "start_crash",
     "fault_phase_ns",
     "switch_to_changes",
     "clock_offset_max_ns",

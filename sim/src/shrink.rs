@@ -165,6 +165,7 @@ fn candidates(best: &Report) -> Vec<Setup> {
     with(&|p| p.faults.absence_tail_damaged = 0.0);
     with(&|p| p.faults.lasting_partition_every = None);
     with(&|p| p.faults.added_cut = 0.0);
+    with(&|p| p.faults.start_crash = 0.0);
     with(&|p| p.clock_offset_max = std::time::Duration::ZERO);
     for keys in fewer(p.keys, 1) {
         with(&|p| p.keys = keys);
@@ -257,6 +258,7 @@ fn settings(p: &Params) -> usize {
         f.absence_tail_damaged != g.absence_tail_damaged,
         f.lasting_partition_every.is_some(),
         f.added_cut != g.added_cut,
+        f.start_crash != g.start_crash,
         !p.clock_offset_max.is_zero(),
         f.fsync_max > g.fsync_max,
         p.snapshot_records_min != SNAPSHOTS_OFF,

@@ -74,6 +74,8 @@ pub enum Tag {
     Configuration = 25,
     /// The operator switches the cluster to configuration changes: every node stops.
     SwitchToChanges = 26,
+    /// A member back with a damaged tail crashes in its start, before it synced anything.
+    StartCrash = 27,
 }
 
 pub struct Trace {

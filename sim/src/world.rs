@@ -221,6 +221,12 @@ struct SimNode {
     /// A long absence took its state (data dir lost, last synced record damaged): the fault
     /// holds it away until it has caught up, not only until it is back.
     lacks_state: bool,
+    /// A start cut a synced record off its log (a damaged tail) and it has not caught up since:
+    /// no start may vouch for the log (docs/protocol.md §4), whatever crashes come between.
+    cut_synced: bool,
+    /// Crashes again in its next start, before anything the start logged is durable
+    /// (`Faults::start_crash`, drawn when an absence damaged its last synced record).
+    crash_in_start: bool,
     /// Cut off one way just after its add (`Faults::added_cut`): removed again meanwhile, and
     /// behind, the fault holds it away until it has caught up, not only until the cut ends.
     held_out: bool,
@@ -269,6 +275,8 @@ impl SimNode {
             init_on_restart: false,
             began: false,
             lacks_state: false,
+            cut_synced: false,
+            crash_in_start: false,
             held_out: false,
             configuration: None,
             held_until: None,
@@ -394,6 +402,8 @@ pub struct RunStats {
     /// Lasting partitions, and of them those that cut a node off one way just after its add.
     pub lasting_partitions: u64,
     pub added_cuts: u64,
+    /// Members back from an absence with a damaged tail that crashed again in their start.
+    pub start_crashes: u64,
     /// The most members that lasting faults (crashed for good, absent, cut off) held away at
     /// once.
     pub members_lost_max: u64,
@@ -441,6 +451,7 @@ impl RunStats {
             tails_damaged,
             lasting_partitions,
             added_cuts,
+            start_crashes,
             members_lost_max,
             lease_reads,
             reads_not_served,
@@ -475,6 +486,7 @@ impl RunStats {
         self.tails_damaged += tails_damaged;
         self.lasting_partitions += lasting_partitions;
         self.added_cuts += added_cuts;
+        self.start_crashes += start_crashes;
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
         self.lease_reads += lease_reads;
         self.reads_not_served += reads_not_served;
@@ -502,12 +514,13 @@ impl RunStats {
         );
         if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
             line.push_str(&format!(
-                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged), {} lasting partitions ({} of them a node cut off one way just after its add), at most {} members lost at once",
+                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged, {} crashes in the start after one), {} lasting partitions ({} of them a node cut off one way just after its add), at most {} members lost at once",
                 self.permanent_crashes,
                 self.absences,
                 self.data_dirs_lost,
                 self.init_restarts,
                 self.tails_damaged,
+                self.start_crashes,
                 self.lasting_partitions,
                 self.added_cuts,
                 self.members_lost_max,
@@ -545,6 +558,9 @@ pub(crate) struct World {
     /// Whether and when a node just added is cut off (`Faults::added_cut`): a stream of its
     /// own too.
     adds: ChaCha8Rng,
+    /// Whether a member back with a damaged tail crashes in its start (`Faults::start_crash`):
+    /// a stream of its own too.
+    starts: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -636,6 +652,8 @@ impl World {
         rich.set_stream(6);
         let mut adds = ChaCha8Rng::seed_from_u64(seed);
         adds.set_stream(10);
+        let mut starts = ChaCha8Rng::seed_from_u64(seed);
+        starts.set_stream(12);
         let n = params.nodes;
         let params_leases = params.leases;
         let lease_duration = dkv_core::Timing::default().lease_duration;
@@ -646,6 +664,7 @@ impl World {
             rich,
             lasting,
             adds,
+            starts,
             faults: params.faults.clone(),
             first_start_over: false,
             params,
@@ -1420,14 +1439,15 @@ impl World {
             checker.forget(i);
         }
         let damaged = self.nodes[i].disk.media_damaged();
-        let recovered = match self.nodes[i].disk.recover() {
+        let mark_damage = self.canary != Some(Canary::CutBeforeUnvouched);
+        let recovered = match self.nodes[i].disk.recover(mark_damage) {
             Err(RecoverError::Corrupt { offset, reason }) if damaged => {
                 self.stats.logs_refused += 1;
                 self.trace.event(self.now, Tag::LogRefused, &[i as u64, offset as u64], || {
                     format!("n{i} refuses its log (corrupt at byte {offset}: {reason}); the operator restores it from backup")
                 });
                 self.nodes[i].disk.restore_backup();
-                self.nodes[i].disk.recover()
+                self.nodes[i].disk.recover(mark_damage)
             }
             other if damaged => {
                 let read = match other {
@@ -1453,6 +1473,7 @@ impl World {
                     // The truncation took a synced record with it: whatever it applied is gone
                     // from this node's log.
                     self.exactly_once.lost(i, lost);
+                    self.nodes[i].cut_synced = true;
                 }
                 recovered.records
             }
@@ -1489,10 +1510,19 @@ impl World {
         match started {
             Ok(node) => {
                 self.visibility.observe_start(i, &node, &mut self.violations);
+                if self.nodes[i].cut_synced && node.vouches_for_its_log() {
+                    let message = format!(
+                        "n{i} vouches for its log, from which an earlier start cut a synced record, before it caught up"
+                    );
+                    self.violations.push(Violation::new("recovery", message));
+                }
                 self.nodes[i].node = Some(node);
                 self.nodes[i].timer_at = None;
                 self.trace.event(self.now, Tag::Start, &[i as u64], || format!("n{i} starts"));
                 self.after_input(i);
+                if std::mem::take(&mut self.nodes[i].crash_in_start) {
+                    self.crash_in_start(i);
+                }
             }
             Err(e) => self.violations.push(Violation::new("recovery", format!("n{i} cannot recover: {e}"))),
         }
@@ -1543,6 +1573,7 @@ impl World {
         self.nodes[i].data_lost = false;
         self.nodes[i].init_on_restart = false;
         self.nodes[i].lacks_state = false;
+        self.nodes[i].cut_synced = false;
         self.nodes[i].held_out = false;
         self.make_durable(i, |disk, observe| {
             for record in &adopted {
@@ -1657,6 +1688,23 @@ impl World {
             });
         }
         damage
+    }
+
+    /// Node `i`, just started after an absence that damaged its last synced record, crashes
+    /// before anything its start logged is durable (`Faults::start_crash`), and restarts a
+    /// little later: the cut of the damage must have left its mark on the disk, or the next
+    /// start vouches for a log that lost a record (docs/protocol.md §4).
+    fn crash_in_start(&mut self, i: usize) {
+        if self.healed_at.is_some() || !self.fault_allowed(|_| format!("n{i} crashes in its start")) {
+            return;
+        }
+        self.stats.start_crashes += 1;
+        self.trace.event(self.now, Tag::StartCrash, &[i as u64], || {
+            format!("n{i} crashes in its start, before it synced anything")
+        });
+        self.halt(i, 0, &CrashDamage::default());
+        let downtime = between(&mut self.starts, Duration::from_millis(1), Duration::from_secs(2));
+        self.schedule(self.now + downtime, Event::Restart { node: i });
     }
 
     /// A crash timed next to a send or an fsync of node `i`, unless the node crashed since.

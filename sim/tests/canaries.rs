@@ -13,7 +13,7 @@
 //! report-before-freeze 70, catch-up-skips-commits 0, visible-on-members-majority 13,
 //! suspect-one-way 25, bootstrap-unchecked 54, suspect-despite-promise 6, join-without-echo 34,
 //! snapshot-drops-marks 177, implicit-commit-with-changes 0, own-yes-before-durable 0,
-//! switch-undrained 2.
+//! switch-undrained 2, cut-before-unvouched 3.
 //! (Earlier figures and what moved them are in the history of this file. Commits visible on
 //! every pinned YES with changes off, docs/protocol.md §7.2, moved the hunts with changes off;
 //! reply-before-decision-durable and visible-before-majority are hunted with changes on,
@@ -184,6 +184,9 @@ fn hunt(canary: Canary) -> Hunt {
         // commit answered just before the stop is in doubt everywhere, and a change that
         // removes the node kept down settles it as an abort. Seen by a later read of its key.
         Canary::SwitchUndrained => (SWITCH_UNDRAINED_SEEDS, switched(), "linearizability"),
+        // A start cuts a damaged last record without leaving its mark, and crashes before it
+        // synced anything: the next start vouches for a log that lost a synced record.
+        Canary::CutBeforeUnvouched => (10, tails_damaged_then_crashed(), "recovery"),
     };
     Hunt { seeds, overrides, checker }
 }
@@ -309,6 +312,20 @@ fn snapshots_and_crashes() -> Overrides {
             client_window: Duration::from_secs(8),
             new_client_chance: 0.0,
         }),
+        ..Overrides::default()
+    }
+}
+
+/// Where starts cut damaged tails (the ground of [`Canary::CutBeforeUnvouched`]): three nodes, a
+/// member away about every 1.5 s, its last synced record damaged every time (its data dir
+/// kept), and every such member crashing again in its start before it synced anything.
+fn tails_damaged_then_crashed() -> Overrides {
+    Overrides {
+        nodes: Some(3),
+        absence_every: Some(Duration::from_millis(1_500)),
+        absence_data_lost: Some(0.0),
+        absence_tail_damaged: Some(1.0),
+        start_crash: Some(1.0),
         ..Overrides::default()
     }
 }

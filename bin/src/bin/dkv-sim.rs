@@ -117,7 +117,7 @@ struct Start {
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
-        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "init_first_start", "lasting_partition_every_ms", "added_cut",
+        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "absence_tail_damaged", "init_first_start", "lasting_partition_every_ms", "added_cut", "start_crash",
         "clock_offset_max_ms", "leases", "switch_to_changes", "snapshot_every_records"
     ])]
     setup: Option<Setup>,
@@ -201,6 +201,10 @@ struct Knobs {
     /// with `--init` still on the command line).
     #[arg(long)]
     absence_data_lost: Option<f64>,
+    /// Chance, 0..1, that a long absence (when it keeps the data dir) flips a bit in the
+    /// member's last synced record: its start cuts the record and cannot vouch for its log.
+    #[arg(long)]
+    absence_tail_damaged: Option<f64>,
     /// Every node starts with `--init` and bootstraps (waits for every other node, docs/protocol.md
     /// §7.1), as dkv-server's first start does; and keeps it on its restarts.
     #[arg(long)]
@@ -214,6 +218,11 @@ struct Knobs {
     /// partitions are not turned off).
     #[arg(long)]
     added_cut: Option<f64>,
+    /// Chance, 0..1, that a member whose long absence damaged its last synced record crashes
+    /// again during its start, before anything it logged is durable (0.5 otherwise, where
+    /// minority faults are drawn and crashes are not turned off).
+    #[arg(long)]
+    start_crash: Option<f64>,
     /// Clocks start up to this many milliseconds apart.
     #[arg(long)]
     clock_offset_max_ms: Option<u64>,
@@ -265,9 +274,11 @@ impl Knobs {
                 permanent_crashes: self.permanent_crashes,
                 absence_every: self.absence_every_ms.map(Duration::from_millis),
                 absence_data_lost: self.absence_data_lost,
+                absence_tail_damaged: self.absence_tail_damaged,
                 init_first_start: self.init_first_start,
                 lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
                 added_cut: self.added_cut,
+                start_crash: self.start_crash,
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
                 leases: self.leases,
                 switch_to_changes: self.switch_to_changes,
@@ -298,8 +309,10 @@ impl Knobs {
             ("--permanent-crashes", self.permanent_crashes.map(|v| v.to_string())),
             ("--absence-every-ms", self.absence_every_ms.map(|v| v.to_string())),
             ("--absence-data-lost", self.absence_data_lost.map(|v| v.to_string())),
+            ("--absence-tail-damaged", self.absence_tail_damaged.map(|v| v.to_string())),
             ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
             ("--added-cut", self.added_cut.map(|v| v.to_string())),
+            ("--start-crash", self.start_crash.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),
             ("--leases", self.leases.map(|v| v.to_string())),
             ("--switch-to-changes", self.switch_to_changes.map(|v| v.to_string())),

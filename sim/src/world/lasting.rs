@@ -159,6 +159,7 @@ impl World {
         self.halt(i, survivors, &CrashDamage::default());
         if data_lost {
             self.nodes[i].disk.lose_everything();
+            self.nodes[i].cut_synced = false;
             self.nodes[i].data_lost = true;
             self.nodes[i].init_on_restart = chance(&mut self.lasting, self.faults.absence_init_restart);
             self.nodes[i].lacks_state = true;
@@ -169,6 +170,7 @@ impl World {
             if self.nodes[i].disk.damage_last_synced(bit) {
                 self.stats.tails_damaged += 1;
                 self.nodes[i].lacks_state = true;
+                self.nodes[i].crash_in_start = chance(&mut self.starts, self.faults.start_crash);
             }
         }
         self.nodes[i].absent = true;
