@@ -102,10 +102,14 @@ pub enum Canary {
     /// before the start's first sync erases the only evidence, and the next start vouches for a
     /// log that lacks the record. (The simulator's disk does the cut.)
     CutBeforeUnvouched,
+    /// A node too far behind to follow the changes waits for an add before it catches up
+    /// (docs/protocol.md §7.6), as before 2026-11-28: where the live members are fewer than a
+    /// majority of the cluster, no change can add it, and none can be agreed again.
+    FarBehindWaitsForAdd,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 29] = [
+    pub const ALL: [Canary; 30] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -135,6 +139,7 @@ impl Canary {
         Canary::OwnYesBeforeDurable,
         Canary::SwitchUndrained,
         Canary::CutBeforeUnvouched,
+        Canary::FarBehindWaitsForAdd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -168,6 +173,7 @@ impl Canary {
             Canary::OwnYesBeforeDurable => "own-yes-before-durable",
             Canary::SwitchUndrained => "switch-undrained",
             Canary::CutBeforeUnvouched => "cut-before-unvouched",
+            Canary::FarBehindWaitsForAdd => "far-behind-waits-for-add",
         }
     }
 

@@ -1554,7 +1554,7 @@ impl World {
         }
         let me = NodeId(i as u8);
         let adoption = Adoption::new(me, 0).joining(epoch).streamed_by(member).with_canary_of(&self.nodes[i].config);
-        let adopted = match adoption.adopt_all(self.nodes[from].disk.durable_records().iter().cloned()) {
+        let adopted = match adoption.adopt_all(self.nodes[from].disk.transfer_records()) {
             Ok(adopted) => adopted,
             Err(error) => {
                 self.stats.catch_ups_failed += 1;

@@ -313,7 +313,7 @@ impl Node {
         // value, which removed another member, never caught up, and held writes for its grace).
         let latest = self.join.target.is_none_or(|target| epoch >= target);
         let asked = self.join.asked.is_some_and(|(e, _)| e == epoch);
-        if may_ask && latest && !asked && self.may_catch_up_through(&value) {
+        if may_ask && latest && !asked && (self.may_catch_up_through(&value) || self.may_catch_up_outside(&value)) {
             if self.join.target != Some(epoch) {
                 self.join.failures = 0;
             }
@@ -353,6 +353,23 @@ impl Node {
         let earlier_life =
             value.configuration.contains(me) && value.joining.contains_key(&me) && !self.reconfiguration.cannot_vouch();
         ahead && (value.admits(me, self.join.ticket) || earlier_life)
+    }
+
+    /// Whether this node, too far behind to follow the changes ([`Node::on_far_behind`]), may
+    /// take the state through `value`, which leaves it out, from a member of it: it then stands
+    /// in that epoch as a node outside, which counts among the nodes that agree on the next
+    /// change (§7.3), and may be added by it. Only if it vouches for its log, which then shows
+    /// that no earlier life took part in any agreement past its epoch, so the transfer erases
+    /// no promise that counts. Without it, a cluster whose live members are fewer than a
+    /// majority of its nodes waits for ever on nodes that can catch up only through an add that
+    /// needs them (seen in the simulator: seven nodes, a configuration of four with one of them
+    /// gone, one node back after nine changes and two back without their data).
+    fn may_catch_up_outside(&self, value: &Value) -> bool {
+        self.join.behind
+            && !self.shared.canary(crate::Canary::FarBehindWaitsForAdd)
+            && !value.configuration.contains(self.shared.me())
+            && value.configuration.epoch > self.shared.epoch()
+            && !self.reconfiguration.cannot_vouch()
     }
 
     /// This node's agreement learned `value` while this node is outside its configuration: it
