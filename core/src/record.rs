@@ -129,6 +129,19 @@ pub enum Record {
 }
 
 impl Record {
+    /// A record of a snapshot's body: between its begin and its end, and nowhere else.
+    pub fn in_snapshot_body(&self) -> bool {
+        matches!(
+            self,
+            Record::SnapshotConfiguration(_)
+                | Record::SnapshotVoteAcceptors(_)
+                | Record::SnapshotFinishedMarks(_)
+                | Record::SnapshotPinned(_)
+                | Record::SnapshotEntries(_)
+                | Record::SnapshotVersionedEntries(_)
+        )
+    }
+
     /// A record of the node's own starts, which says nothing of any transaction, agreement or
     /// data: a log of nothing else is clean (docs/protocol.md §7.1). `Unvouched` is one: a node
     /// that lost its data holds nothing, as a node bootstrapping does.

@@ -168,16 +168,7 @@ impl Recovered {
         for (index, record) in records.into_iter().enumerate() {
             let kind = record.kind();
             r.only_starts &= record.is_start();
-            let inside_snapshot = matches!(
-                record,
-                Record::SnapshotEntries(_)
-                    | Record::SnapshotVersionedEntries(_)
-                    | Record::SnapshotEnd { .. }
-                    | Record::SnapshotConfiguration(_)
-                    | Record::SnapshotVoteAcceptors(_)
-                    | Record::SnapshotFinishedMarks(_)
-                    | Record::SnapshotPinned(_)
-            );
+            let inside_snapshot = record.in_snapshot_body() || matches!(record, Record::SnapshotEnd { .. });
             if partial.is_some() && !inside_snapshot {
                 // The snapshot was cut short by a crash and the node went on logging: the
                 // records before it still hold the state.

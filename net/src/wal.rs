@@ -559,19 +559,9 @@ fn read_log(
             if !rest.iter().any(|r| matches!(r, Record::SnapshotEnd { .. })) {
                 if last
                     && i > 0
-                    && rest.iter().all(|r| {
-                        // The body of a snapshot: its configuration (every snapshot a node of
-                        // this build takes has one), its vote instances' states and its entries.
-                        matches!(
-                            r,
-                            Record::SnapshotConfiguration(_)
-                                | Record::SnapshotVoteAcceptors(_)
-                                | Record::SnapshotFinishedMarks(_)
-                                | Record::SnapshotPinned(_)
-                                | Record::SnapshotEntries(_)
-                                | Record::SnapshotVersionedEntries(_)
-                        )
-                    })
+                    // The body of a snapshot: its configuration (every snapshot a node of this
+                    // build takes has one), its vote instances' states, its entries and so on.
+                    && rest.iter().all(Record::in_snapshot_body)
                 {
                     return Ok(None);
                 }

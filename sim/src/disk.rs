@@ -195,16 +195,7 @@ impl Disk {
         // Where the snapshot being read began in `out`, until its end.
         let mut open: Option<usize> = None;
         for record in &self.durable {
-            let in_snapshot_body = matches!(
-                record,
-                Record::SnapshotEntries(_)
-                    | Record::SnapshotVersionedEntries(_)
-                    | Record::SnapshotConfiguration(_)
-                    | Record::SnapshotVoteAcceptors(_)
-                    | Record::SnapshotFinishedMarks(_)
-                    | Record::SnapshotPinned(_)
-                    | Record::SnapshotEnd { .. }
-            );
+            let in_snapshot_body = record.in_snapshot_body() || matches!(record, Record::SnapshotEnd { .. });
             if let Some(begin) = open
                 && (record.begins_snapshot() || !in_snapshot_body)
             {
