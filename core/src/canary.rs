@@ -106,10 +106,14 @@ pub enum Canary {
     /// (docs/protocol.md §7.6), as before 2026-11-28: where the live members are fewer than a
     /// majority of the cluster, no change can add it, and none can be agreed again.
     FarBehindWaitsForAdd,
+    /// A catch-up takes a commit of the node's own that the member's snapshot holds (learned,
+    /// not yet applied) as in doubt, as before 2026-11-28 (docs/protocol.md §7.6): an install
+    /// that does not name it drops it, and the node lacks a write its client was told committed.
+    CatchUpHeldOwnInDoubt,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 30] = [
+    pub const ALL: [Canary; 31] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -140,6 +144,7 @@ impl Canary {
         Canary::SwitchUndrained,
         Canary::CutBeforeUnvouched,
         Canary::FarBehindWaitsForAdd,
+        Canary::CatchUpHeldOwnInDoubt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -174,6 +179,7 @@ impl Canary {
             Canary::SwitchUndrained => "switch-undrained",
             Canary::CutBeforeUnvouched => "cut-before-unvouched",
             Canary::FarBehindWaitsForAdd => "far-behind-waits-for-add",
+            Canary::CatchUpHeldOwnInDoubt => "catch-up-held-own-in-doubt",
         }
     }
 

@@ -174,6 +174,9 @@ pub struct Adoption {
     /// Planted flaw (canary `catch-up-skips-commits`): nothing after the snapshot is taken but
     /// the configurations (so the transactions logged since, their commits included, are not).
     skips_commits: bool,
+    /// Planted flaw (canary `catch-up-held-own-in-doubt`): this node's own commits that the
+    /// member's snapshot holds are taken as in doubt.
+    held_own_in_doubt: bool,
 }
 
 /// One of the receiver's own transactions prepared at the member, outcome not yet seen.
@@ -207,6 +210,7 @@ impl Adoption {
             source_member: false,
             done: false,
             skips_commits: false,
+            held_own_in_doubt: false,
         }
     }
 
@@ -245,12 +249,13 @@ impl Adoption {
         }
     }
 
-    /// Plants the flaw of canary `catch-up-skips-commits` if `config` names it (never without
-    /// the `canary` feature).
+    /// Plants the flaw of canary `catch-up-skips-commits` or `catch-up-held-own-in-doubt` if
+    /// `config` names it (never without the `canary` feature).
     pub fn with_canary_of(#[allow(unused_mut)] mut self, config: &crate::Config) -> Adoption {
         #[cfg(feature = "canary")]
         {
             self.skips_commits = config.canary == Some(crate::Canary::CatchUpSkipsCommits);
+            self.held_own_in_doubt = config.canary == Some(crate::Canary::CatchUpHeldOwnInDoubt);
         }
         #[cfg(not(feature = "canary"))]
         let _ = config;
@@ -575,7 +580,7 @@ impl Adoption {
         // is held as a later `CommitLearned` holds it. (Taken as in doubt, an install that did
         // not name it dropped it: a node caught up without its own commit, which the client had
         // been told of; swarm seed 10315 with long absences about every second.)
-        let mut held = self.keep_members(commits_held, true)?;
+        let mut held = self.keep_members(commits_held, !self.held_own_in_doubt)?;
         for DecisionState { decision, applied } in decisions {
             self.refuse_own_decision(&decision, "snapshot-begin-in-epoch")?;
             // An applied decision is in the entries and the completions already.
