@@ -990,6 +990,14 @@ mod tests {
         assert_eq!(recovery.records, (1..=3).map(boot).collect::<Vec<_>>());
     }
 
+    /// Flips the bits `mask` of the byte at `at` in the file at `path` (damage on the medium).
+    fn flip_bits(path: &Path, at: u64, mask: u8) {
+        let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ mask], at).unwrap();
+    }
+
     /// A log of two synced `Boot` records, and its segment's path.
     fn two_synced_boots() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -1036,11 +1044,7 @@ mod tests {
         let length_field = first + 1; // its length's second byte: 256 more bytes claimed
         for at in [payload, length_field] {
             let (dir, path) = two_synced_boots();
-            let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
-            let mut byte = [0u8];
-            file.read_exact_at(&mut byte, at).unwrap();
-            file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-            drop(file);
+            flip_bits(&path, at, 0x01);
             let (_wal, recovery) = Wal::open(dir.path()).unwrap();
             assert_eq!(recovery.records, vec![boot(1), Record::Unvouched], "byte {at}");
             let cut = CutTail { bytes: last_len, record: CutRecord::WholeButDamaged };
@@ -1056,13 +1060,7 @@ mod tests {
     fn a_cut_of_possible_damage_leaves_the_log_saying_so() {
         let first = encoded_len(&[boot(1)]);
         let unvouched_len = encoded_len(&[Record::Unvouched]);
-        let flip_the_last_record = |path: &Path| {
-            let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
-            let at = first + wal::RECORD_HEADER_BYTES as u64;
-            let mut byte = [0u8];
-            file.read_exact_at(&mut byte, at).unwrap();
-            file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-        };
+        let flip_the_last_record = |path: &Path| flip_bits(path, first + wal::RECORD_HEADER_BYTES as u64, 0x01);
 
         let (dir, path) = two_synced_boots();
         flip_the_last_record(&path);
@@ -1109,10 +1107,7 @@ mod tests {
         // Flip a byte inside the last entries record: valid records follow, so it is corruption.
         let start = full - encoded_len(&records[records.len() - 3..]);
         let at = start + 20;
-        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let mut byte = [0u8];
-        file.read_exact_at(&mut byte, at).unwrap();
-        file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+        flip_bits(&path, at, 0xff);
         let error = Wal::open(dir.path()).err().expect("corruption must stop recovery");
         assert!(matches!(error, WalError::Corrupt { offset, .. } if offset as u64 == start), "{error}");
     }
