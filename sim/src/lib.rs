@@ -1,7 +1,7 @@
 //! # dkv-sim: the deterministic simulator
 //!
 //! Runs real [`dkv_core::Node`]s on virtual time, in one thread, with one seeded rng: lost,
-//! duplicated and reordered messages, partitions that come and go (symmetric and one-way),
+//! duplicated and reordered messages, partitions that come and go (symmetric, one-way, or of a single link),
 //! crashes at any moment (unsynced records lost, some surviving unreported, the last one
 //! sometimes torn or with a flipped bit, garbage after it), crashes of every node at once and
 //! crashes timed just after a send or just before an fsync completes, nodes frozen for seconds
@@ -21,6 +21,10 @@
 //!   (dkv's peers speak over UDP-like links); a wide delay range reorders.
 //! - **Partitions** (`partition_every`): a switch or route failing for 10 ms to 2 s, splitting
 //!   the nodes in two, both ways or one way (a node that can send but not hear, or the reverse).
+//!   A quarter of them, in clusters of three nodes or more, cut a single link instead
+//!   (`link_cut`): two nodes cannot talk (both ways, or one way) while every other link works,
+//!   so each still hears the rest, and may hold its read lease through a third node while it
+//!   cannot reach the other.
 //! - **Crashes** (`crash_every`): `kill -9` or a power cut: records not yet synced are lost,
 //!   some survive unreported, the one being written may be torn (`torn_write`), have a bit
 //!   flipped (`unsynced_flip`) or be followed by garbage (`garbage_tail`); restart within 2 s.

@@ -12,6 +12,12 @@ use std::time::Duration;
 /// passed; off (`--no-minority-faults`), a seed draws what it drew before.
 pub const MINORITY_FAULTS_BY_DEFAULT: bool = true;
 
+/// The share of the brief partitions that cut a single link, where partitions come and the
+/// cluster has three nodes or more ([`Faults::link_cut`]). Not drawn: the world decides each
+/// partition's kind from a stream of its own, so a run that draws no link cut is the run it
+/// was before link cuts existed.
+pub const LINK_CUT_BY_DEFAULT: f64 = 0.25;
+
 /// The clock-rate drift bound ρ of docs/protocol.md §7.5 (1 %), in parts per million: any one
 /// clock's rate is within ρ of true time, so any two differ by less than 2ρ. Leases are sound
 /// only within it, so runs with [`Params::minority_faults`] keep every clock inside it (half
@@ -146,6 +152,12 @@ pub struct Faults {
     pub delay_max: Duration,
     /// Mean time between partitions starting (None: no partitions).
     pub partition_every: Option<Duration>,
+    /// Chance that a partition, in a cluster of three nodes or more, cuts a single link instead
+    /// of splitting the nodes in two: one pair of nodes cannot talk (both ways, or one of them
+    /// cannot send to the other) while every other link works. The fault under which a member
+    /// can keep its read lease through a third node while it cannot reach another, and
+    /// suspects a member that every other member hears (docs/protocol.md §7.3, §7.5).
+    pub link_cut: f64,
     /// Mean time between node crashes (None: no crashes).
     pub crash_every: Option<Duration>,
     /// Chance a crash tears the record being written.
@@ -251,6 +263,7 @@ impl Faults {
             delay_min: Duration::from_micros(50),
             delay_max: Duration::from_micros(200),
             partition_every: None,
+            link_cut: 0.0,
             crash_every: None,
             torn_write: 0.0,
             fsync_min: Duration::from_micros(20),
@@ -312,6 +325,9 @@ pub struct Overrides {
     /// Mean time between crashes, or partitions, forcing them on.
     pub crash_every: Option<Duration>,
     pub partition_every: Option<Duration>,
+    /// Chance a partition cuts a single link ([`Faults::link_cut`]), instead of
+    /// [`LINK_CUT_BY_DEFAULT`].
+    pub link_cut: Option<f64>,
     pub duplication: Option<f64>,
     /// Message delays are drawn up to this.
     pub delay_max: Option<Duration>,
@@ -569,7 +585,7 @@ impl std::fmt::Display for Params {
         let x = &self.faults;
         write!(
             f,
-            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?} leases={}",
+            "nodes={} clients={} ops/client={} keys={} mix(get,put,upd,del,txn)={:?} rich(txn,scan)={:?} loss={:.3} dup={:.3} delay={:?}..{:?} partitions={:?} (single links {}) crashes={:?} torn={} garbage={} flips(unsynced,synced)=({},{}) cluster_crashes={:?} crash_near_io={:.4} pauses={:?}<={:?} fsync<={:?} snapshot_every={} skew={}ppm bounds={:?} leases={}",
             self.nodes,
             self.clients,
             self.ops_per_client,
@@ -581,6 +597,7 @@ impl std::fmt::Display for Params {
             x.delay_min,
             x.delay_max,
             x.partition_every,
+            x.link_cut,
             x.crash_every,
             x.torn_write,
             x.garbage_tail,

@@ -8,7 +8,7 @@
 //! nanoseconds. A fault or bound left out is off, so a fault kind added later leaves every
 //! setup written before it unchanged.
 
-use crate::params::{Faults, ModeSwitch, Overrides, Params, TightBounds, draw_rich};
+use crate::params::{Faults, LINK_CUT_BY_DEFAULT, ModeSwitch, Overrides, Params, TightBounds, draw_rich};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -88,6 +88,12 @@ impl Setup {
         if overrides.pauses == Some(false) {
             params.faults.pause_every = None;
         }
+        // Single-link cuts, added later still: not drawn (see `LINK_CUT_BY_DEFAULT`). They are
+        // brief partitions of a kind, and with two nodes a cut link is a bipartition already.
+        params.faults.link_cut = overrides.link_cut.map_or(LINK_CUT_BY_DEFAULT, |chance| chance.clamp(0.0, 1.0));
+        if params.faults.partition_every.is_none() || params.nodes < 3 {
+            params.faults.link_cut = 0.0;
+        }
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 
@@ -132,6 +138,7 @@ impl Setup {
                 "delay_min_ns" => faults.delay_min = nanos(&key, v)?,
                 "delay_max_ns" => faults.delay_max = nanos(&key, v)?,
                 "partition_every_ns" => faults.partition_every = Some(nanos(&key, v)?),
+                "link_cut" => faults.link_cut = probability(&key, v)?,
                 "crash_every_ns" => faults.crash_every = Some(nanos(&key, v)?),
                 "torn_write" => faults.torn_write = probability(&key, v)?,
                 "fsync_min_ns" => faults.fsync_min = nanos(&key, v)?,
@@ -253,6 +260,7 @@ impl Setup {
         if let Some(every) = f.partition_every {
             optional(true, format!("partition_every_ns={}", every.as_nanos()));
         }
+        optional(f.link_cut > 0.0, format!("link_cut={}", f.link_cut));
         if let Some(every) = f.crash_every {
             optional(true, format!("crash_every_ns={}", every.as_nanos()));
         }
@@ -374,7 +382,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 49] = [
+const KEYS: [&str; 50] = [
     "seed",
     "rng_position",
     "nodes",
@@ -388,6 +396,7 @@ const KEYS: [&str; 49] = [
     "delay_min_ns",
     "delay_max_ns",
     "partition_every_ns",
+    "link_cut",
     "crash_every_ns",
     "torn_write",
     "fsync_min_ns",

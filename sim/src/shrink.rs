@@ -147,6 +147,7 @@ fn candidates(best: &Report) -> Vec<Setup> {
     let quiet = Faults::none();
     with(&|p| p.faults.crash_every = None);
     with(&|p| p.faults.partition_every = None);
+    with(&|p| p.faults.link_cut = 0.0);
     with(&|p| p.faults.loss = 0.0);
     with(&|p| p.faults.duplication = 0.0);
     with(&|p| p.faults.torn_write = 0.0);
@@ -242,6 +243,7 @@ fn settings(p: &Params) -> usize {
         f.duplication != g.duplication,
         f.delay_max > g.delay_max,
         f.partition_every.is_some(),
+        f.link_cut != g.link_cut,
         f.crash_every.is_some(),
         f.torn_write != g.torn_write,
         f.cluster_crash_every.is_some(),

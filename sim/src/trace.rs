@@ -76,6 +76,8 @@ pub enum Tag {
     SwitchToChanges = 26,
     /// A member back with a damaged tail crashes in its start, before it synced anything.
     StartCrash = 27,
+    /// A brief partition cuts one link only: two nodes cannot talk, both ways or one way.
+    LinkCut = 28,
 }
 
 pub struct Trace {

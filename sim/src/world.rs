@@ -366,6 +366,8 @@ pub struct RunStats {
     /// Restarts that found a torn record at the end of the log.
     pub torn_tails: u64,
     pub partitions: u64,
+    /// Of the partitions, those that cut a single link (`Faults::link_cut`).
+    pub link_cuts: u64,
     pub snapshots: u64,
     /// Transactions applied durably, counted at every node that applied them.
     pub commits: u64,
@@ -432,6 +434,7 @@ impl RunStats {
             crashes,
             torn_tails,
             partitions,
+            link_cuts,
             snapshots,
             commits,
             garbage_tails,
@@ -467,6 +470,7 @@ impl RunStats {
         self.crashes += crashes;
         self.torn_tails += torn_tails;
         self.partitions += partitions;
+        self.link_cuts += link_cuts;
         self.snapshots += snapshots;
         self.commits += commits;
         self.garbage_tails += garbage_tails;
@@ -499,7 +503,7 @@ impl RunStats {
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
     pub fn faults_line(&self) -> String {
         let mut line = format!(
-            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} completion records evicted, {} reads under a lease, {} not served",
+            "{} torn tails, {} garbage tails, bits flipped in {} unsynced and {} synced records ({} logs refused and restored), {} whole-cluster crashes, {} crashes next to a send or fsync, {} pauses, {} single links cut, {} completion records evicted, {} reads under a lease, {} not served",
             self.torn_tails,
             self.garbage_tails,
             self.unsynced_flips,
@@ -508,6 +512,7 @@ impl RunStats {
             self.cluster_crashes,
             self.near_io_crashes,
             self.pauses,
+            self.link_cuts,
             self.completions_evicted,
             self.lease_reads,
             self.reads_not_served
@@ -561,6 +566,9 @@ pub(crate) struct World {
     /// Whether a member back with a damaged tail crashes in its start (`Faults::start_crash`):
     /// a stream of its own too.
     starts: ChaCha8Rng,
+    /// Whether a brief partition cuts a single link, and which (`Faults::link_cut`): a stream of
+    /// its own too.
+    links: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -654,6 +662,8 @@ impl World {
         adds.set_stream(10);
         let mut starts = ChaCha8Rng::seed_from_u64(seed);
         starts.set_stream(12);
+        let mut links = ChaCha8Rng::seed_from_u64(seed);
+        links.set_stream(14);
         let n = params.nodes;
         let params_leases = params.leases;
         let lease_duration = dkv_core::Timing::default().lease_duration;
@@ -665,6 +675,7 @@ impl World {
             lasting,
             adds,
             starts,
+            links,
             faults: params.faults.clone(),
             first_start_over: false,
             params,
@@ -707,6 +718,7 @@ impl World {
         self.faults.crash_every = None;
         self.faults.partition_every = None;
         // The faults added after the scripts were defined stay off, so a script replays as it did.
+        self.faults.link_cut = 0.0;
         self.faults.garbage_tail = 0.0;
         self.faults.unsynced_flip = 0.0;
         self.faults.synced_flip = 0.0;
@@ -1884,11 +1896,17 @@ impl World {
     }
 
     /// Splits the nodes into two sides: one way (one side cannot send to the other) or both.
+    /// Or, now and then (`Faults::link_cut`), cuts a single link, one way or both.
     fn partition_start(&mut self) {
         if self.healed_at.is_some() {
             return;
         }
-        if !self.fault_allowed(|_| "a partition starts".into()) {
+        let link = self.draw_link_cut();
+        let what = |_: &World| match link {
+            Some((a, b)) => format!("the link between n{a} and n{b} is cut"),
+            None => "a partition starts".into(),
+        };
+        if !self.fault_allowed(what) {
             // The next partition is due as if this one had never been drawn.
             if let Some(every) = self.faults.partition_every {
                 let at = self.now + around(&mut self.rng, every);
@@ -1897,7 +1915,8 @@ impl World {
             return;
         }
         let n = self.nodes.len();
-        // A random nonempty proper subset on one side.
+        // A random nonempty proper subset on one side. Drawn for a link cut too (which uses
+        // only `one_way`), so that the main stream's draws stay as they were.
         let side: Vec<bool> = loop {
             let s: Vec<bool> = (0..n).map(|_| self.rng.next_u64() % 2 == 0).collect();
             if s.iter().any(|x| *x) && s.iter().any(|x| !*x) {
@@ -1905,18 +1924,49 @@ impl World {
             }
         };
         let one_way = chance(&mut self.rng, 0.3);
-        for a in 0..n {
-            for b in 0..n {
-                self.blocked[a][b] = side[a] && !side[b] || (!one_way && !side[a] && side[b]);
-            }
-        }
         self.stats.partitions += 1;
-        let members: Vec<usize> = (0..n).filter(|&i| side[i]).collect();
-        self.trace.event(self.now, Tag::PartitionStart, &[members.len() as u64, u64::from(one_way)], || {
-            format!("partition {:?} {} the rest", members, if one_way { "cannot send to" } else { "|" })
-        });
+        if let Some((a, b)) = link {
+            for row in &mut self.blocked {
+                row.fill(false);
+            }
+            self.blocked[a][b] = true;
+            self.blocked[b][a] = !one_way;
+            self.stats.link_cuts += 1;
+            self.trace.event(self.now, Tag::LinkCut, &[a as u64, b as u64, u64::from(one_way)], || {
+                if one_way {
+                    format!("link n{a} -x> n{b} (n{a} cannot send to n{b}; every other link works)")
+                } else {
+                    format!("link n{a} -x- n{b} (cut both ways; every other link works)")
+                }
+            });
+        } else {
+            for a in 0..n {
+                for b in 0..n {
+                    self.blocked[a][b] = side[a] && !side[b] || (!one_way && !side[a] && side[b]);
+                }
+            }
+            let members: Vec<usize> = (0..n).filter(|&i| side[i]).collect();
+            self.trace.event(self.now, Tag::PartitionStart, &[members.len() as u64, u64::from(one_way)], || {
+                format!("partition {:?} {} the rest", members, if one_way { "cannot send to" } else { "|" })
+            });
+        }
         let duration = between(&mut self.rng, Duration::from_millis(10), Duration::from_secs(2));
         self.schedule(self.now + duration, Event::PartitionEnd);
+    }
+
+    /// Whether the partition starting now cuts a single link instead of splitting the nodes in
+    /// two (`Faults::link_cut`; clusters of three nodes or more), and which: `(a, b)`, where `a`
+    /// cannot send to `b` (nor `b` to `a`, unless the partition is one way). Drawn from a stream
+    /// of its own, and only the choice and the pair: a run that never draws a link cut keeps
+    /// every draw of the main stream, so the trajectory it had before link cuts existed.
+    fn draw_link_cut(&mut self) -> Option<(usize, usize)> {
+        let n = self.nodes.len();
+        if n < 3 || !chance(&mut self.links, self.faults.link_cut) {
+            return None;
+        }
+        let a = index(&mut self.links, n);
+        let b = (a + 1 + index(&mut self.links, n - 1)) % n;
+        Some((a, b))
     }
 
     /// Cuts node `node` off from every other node, both ways, from `at` until `until` (global

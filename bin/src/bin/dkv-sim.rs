@@ -116,7 +116,7 @@ struct Start {
     /// Settings left out are off.
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
-        "crash_every_ms", "partition_every_ms", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
+        "crash_every_ms", "partition_every_ms", "link_cut", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
         "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "absence_tail_damaged", "init_first_start", "lasting_partition_every_ms", "added_cut", "start_crash",
         "clock_offset_max_ms", "leases", "switch_to_changes", "snapshot_every_records"
     ])]
@@ -168,6 +168,11 @@ struct Knobs {
     /// Start a partition every this many milliseconds on average (until the heal).
     #[arg(long, conflicts_with = "no_partitions")]
     partition_every_ms: Option<u64>,
+    /// Chance, 0..1, that a partition cuts a single link instead of splitting the nodes in two:
+    /// two nodes cannot talk (both ways, or one way) while every other link works (0.25
+    /// otherwise, in clusters of three nodes or more; 0: never).
+    #[arg(long)]
+    link_cut: Option<f64>,
     /// Message duplication probability, 0..1.
     #[arg(long)]
     dup: Option<f64>,
@@ -261,6 +266,7 @@ impl Knobs {
                 partitions: self.no_partitions.then_some(false),
                 crash_every: self.crash_every_ms.map(Duration::from_millis),
                 partition_every: self.partition_every_ms.map(Duration::from_millis),
+                link_cut: self.link_cut,
                 duplication: self.dup,
                 delay_max: self.delay_max_us.map(Duration::from_micros),
                 clock_skew_ppm: self.skew_ppm,
@@ -302,6 +308,7 @@ impl Knobs {
             ("--loss", self.loss.map(|v| v.to_string())),
             ("--crash-every-ms", self.crash_every_ms.map(|v| v.to_string())),
             ("--partition-every-ms", self.partition_every_ms.map(|v| v.to_string())),
+            ("--link-cut", self.link_cut.map(|v| v.to_string())),
             ("--dup", self.dup.map(|v| v.to_string())),
             ("--delay-max-us", self.delay_max_us.map(|v| v.to_string())),
             ("--skew-ppm", self.skew_ppm.map(|v| v.to_string())),

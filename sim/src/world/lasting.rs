@@ -344,6 +344,15 @@ impl World {
 /// both ways to each other, if they are a majority of all the nodes; 0 if there is none. Both
 /// kinds of partition split the nodes in two, so "connected both ways" sorts the nodes into
 /// groups (by their sides of each partition), and at most one group is a majority.
+///
+/// A single link cut (`Faults::link_cut`) does not split the nodes: with the link between `a`
+/// and `b` cut inside the majority group, that group without `a` and that group without `b`
+/// are both connected majorities (if either is one), and this takes the one it meets first, the
+/// group without the higher-numbered end. Which end the cluster drops is its own choice (each
+/// end suspects the other, docs/protocol.md §7.3); a request left at the end it drops is
+/// answered "not a member" once that end learns of the change, and fails over. A link cut is
+/// brief (at most 2 s, far below `FAULT_LIVENESS_BOUND`), and the side changes as it starts
+/// and as it ends, so which of the two groups is taken decides no verdict.
 fn majority_side(live: &[bool], reaches: impl Fn(usize, usize) -> bool) -> u64 {
     let n = live.len();
     let live: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
@@ -396,5 +405,15 @@ mod tests {
         // A brief partition and a lasting one together: the side is on the majority's side of both.
         let (brief, lasting) = (cut(&[4], 5, Way::MinorityCannotHear), cut(&[0], 5, Way::Both));
         assert_eq!(majority_side(&all_live, |a, b| !brief.blocks(a, b) && !lasting.blocks(a, b)), 0b01110);
+        // A single link cut, one way or both: of the two connected majorities, the one without
+        // the higher-numbered end; with a lasting partition that leaves no majority without
+        // one of the ends, none.
+        let link = |from: usize, to: usize| move |a: usize, b: usize| (a, b) != (from, to);
+        assert_eq!(majority_side(&[true; 3], link(2, 0)), 0b011);
+        assert_eq!(majority_side(&all_live, link(1, 3)), 0b10111);
+        let c = cut(&[4], 5, Way::Both);
+        assert_eq!(majority_side(&all_live, |a, b| link(1, 3)(a, b) && !c.blocks(a, b)), 0b00111);
+        let c = cut(&[3, 4], 5, Way::Both);
+        assert_eq!(majority_side(&all_live, |a, b| link(0, 1)(a, b) && !c.blocks(a, b)), 0);
     }
 }
