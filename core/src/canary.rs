@@ -87,8 +87,9 @@ pub enum Canary {
     /// finished, and refuses for ever to acknowledge a COMMIT sent again for one of them.
     SnapshotDropsMarks,
     /// A coordinator makes its commits visible on every YES (docs/protocol.md §7.2, "Visible
-    /// on every YES") with configuration changes on too: a change's settlement, which hears
-    /// only a cover of the members, may then abort a commit a client was told of.
+    /// on every YES") with configuration changes on in every configuration, not only in one of
+    /// the three nodes of a three-node cluster: a change's settlement, which hears only a cover
+    /// of the members, may then abort a commit a client was told of.
     ImplicitCommitWithChanges,
     /// A coordinator counts its own share's YES as soon as the share is logged, not once its
     /// record is durable: a crash can lose the share of a commit already visible.
@@ -110,10 +111,32 @@ pub enum Canary {
     /// not yet applied) as in doubt, as before 2026-11-28 (docs/protocol.md §7.6): an install
     /// that does not name it drops it, and the node lacks a write its client was told committed.
     CatchUpHeldOwnInDoubt,
+    /// In a configuration of the three nodes of a three-node cluster, a settlement infers no
+    /// commit from its reports (docs/protocol.md §7.4, "Inferred commits"): a commit its
+    /// coordinator made visible on every YES and told no one of before it went away is
+    /// aborted.
+    SettleWithoutInference,
+    /// A settlement that infers a commit keeps every member that promised, not only those
+    /// whose reports it read (§7.4, "Inferred commits"): a member that never held the commit,
+    /// or acted on its abort, stays in the configuration without it.
+    InferenceKeepsEveryMember,
+    /// A member installs a configuration that drops one of three members at once, not a lease
+    /// wait after it learned it (§7.4, "Inferred commits"): a commit inferred by the settlement
+    /// is applied while the member dropped, which never held it, still serves reads under a
+    /// lease of the old epoch.
+    InstallWithoutWait,
+    /// A frozen participant releases a share it voted for when its coordinator says the
+    /// transaction is finished (§7.4): its report held it in doubt, and a settlement that
+    /// infers its commit finds it gone.
+    FrozenReleasesOnFinished,
+    /// A coordinator's report holds its own share in doubt while its abort's record is on its
+    /// way (§7.4, "Inferred commits"): the settlement may infer the commit, while the
+    /// coordinator, once the record is durable, acts on the abort.
+    AbortingReportedInDoubt,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 31] = [
+    pub const ALL: [Canary; 36] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -145,6 +168,11 @@ impl Canary {
         Canary::CutBeforeUnvouched,
         Canary::FarBehindWaitsForAdd,
         Canary::CatchUpHeldOwnInDoubt,
+        Canary::SettleWithoutInference,
+        Canary::InferenceKeepsEveryMember,
+        Canary::InstallWithoutWait,
+        Canary::FrozenReleasesOnFinished,
+        Canary::AbortingReportedInDoubt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -180,6 +208,11 @@ impl Canary {
             Canary::CutBeforeUnvouched => "cut-before-unvouched",
             Canary::FarBehindWaitsForAdd => "far-behind-waits-for-add",
             Canary::CatchUpHeldOwnInDoubt => "catch-up-held-own-in-doubt",
+            Canary::SettleWithoutInference => "settle-without-inference",
+            Canary::InferenceKeepsEveryMember => "inference-keeps-every-member",
+            Canary::InstallWithoutWait => "install-without-wait",
+            Canary::FrozenReleasesOnFinished => "frozen-releases-on-finished",
+            Canary::AbortingReportedInDoubt => "aborting-reported-in-doubt",
         }
     }
 

@@ -360,9 +360,10 @@ pub enum NotServingReason {
     CatchingUp,
 }
 
-/// Why a request has no outcome yet. Nothing was applied by the attempt that answered, but
-/// another attempt of the same request (a retry sent elsewhere) may still complete; retrying
-/// with the same request id is always safe and eventually returns the one true outcome.
+/// Why a request has no outcome yet. An attempt of it may still complete: a retry sent
+/// elsewhere, or an attempt that aborted at a coordinator that then left the configuration and
+/// that a settlement commits (docs/protocol.md §7.4, "Inferred commits"); retrying with the
+/// same request id is always safe and eventually returns the one true outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 pub enum TryAgainReason {
     #[error("the node is starting up, or waiting out the read lease of a member just removed (about half a second)")]
@@ -383,4 +384,13 @@ pub enum TryAgainReason {
         "node {node} is configured differently from the node that coordinated (another set of cluster members, or other size limits); every node must be started with the same members and the same limits"
     )]
     ConfigMismatch { node: NodeId },
+}
+
+impl TryAgainReason {
+    /// Whether a write answered so had an attempt made at it that did not commit (a conflict,
+    /// a vote that did not come): a configuration change may still commit that attempt
+    /// (docs/protocol.md §7.4, "Inferred commits"), so the write may have been applied.
+    pub fn follows_an_attempt(&self) -> bool {
+        matches!(self, TryAgainReason::Conflict | TryAgainReason::InProgress | TryAgainReason::Unavailable { .. })
+    }
 }

@@ -24,6 +24,8 @@ pub enum Timer {
     FinishedMark,
     /// The agreement on the next configuration has a step to retry.
     Agreement,
+    /// The lease wait before logging an install is over.
+    Install,
     /// A node outside its configuration asks the members to add it again.
     Join,
     /// A node bootstrapping asks the nodes that have not answered again.

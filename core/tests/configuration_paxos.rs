@@ -988,12 +988,16 @@ impl Sim {
     fn observe(&mut self, i: usize) -> Result<(), String> {
         if let Some(chosen) = self.nodes[i].agreement.as_ref().and_then(|a| a.chosen()) {
             // A proposer keeps every member that promised it, so what is chosen is a proposed
-            // configuration with perhaps some of the current members kept back in it.
+            // configuration with perhaps some of the current members kept back in it; or, if its
+            // settlement inferred a commit, with only the current members that reported (§7.4,
+            // "Inferred commits"), the nodes it adds kept.
             let members = current(self.scenario.members).members;
+            let infers = self.cluster().visible_on_every_yes(members);
             let next = chosen.configuration;
             let proposed = |p: &&Configuration| {
+                let dropped = p.members.difference(next.members);
                 p.epoch == next.epoch
-                    && p.members.difference(next.members).is_empty()
+                    && (dropped.is_empty() || infers && dropped.intersection(members) == dropped)
                     && next.members.difference(p.members.union(members)).is_empty()
             };
             if !self.proposed.iter().any(|p| proposed(&p)) {
@@ -1014,11 +1018,17 @@ impl Sim {
         let Some(chosen) = self.learned.values().next() else { return Ok(()) };
         let settlement = &chosen.settlement;
         let members = current(self.scenario.members);
+        // The three nodes of a three-node cluster: a commit is visible on every member's share
+        // too, and the settlement infers a commit from reports that all hold it in doubt,
+        // keeping only those members (docs/protocol.md §7.4, "Inferred commits").
+        let infers = self.cluster().visible_on_every_yes(members.members);
+        let kept = chosen.configuration.members.intersection(members.members);
         for t in &self.txns {
             let visible = if self.scenario.flaw == Some(Flaw::VisibleOnMembersMajority) {
                 members.is_majority(t.acknowledged_by)
             } else {
                 self.cluster().has_copies(members.members, t.acknowledged_by)
+                    || infers && t.committed && t.prepared_at.is_superset(members.members)
             };
             if visible && !settlement.commits(t.id) {
                 let aborted = if settlement.aborts(t.id) { "aborted" } else { "left out" };
@@ -1037,7 +1047,8 @@ impl Sim {
                     t.id
                 ));
             }
-            if settlement.commits(t.id) && !t.committed {
+            let inferred = infers && t.prepared_at.is_superset(kept);
+            if settlement.commits(t.id) && !t.committed && !inferred {
                 return Err(format!("settlement: {} was never decided commit, but {chosen} commits it", t.id));
             }
             if settlement.commits(t.id) && settlement.aborts(t.id) {
@@ -1269,7 +1280,10 @@ fn canary_answering_before_durable_is_caught() {
 #[cfg(feature = "canary")]
 #[test]
 fn canary_half_taken_for_a_majority_is_caught() {
-    let caught = first_catch(Flaw::Paxos(PaxosFlaw::HalfIsMajority), 3, CANARY_SEEDS_HALF_IS_MAJORITY);
+    // Two members: one is half. (With three, one member taken for a majority also settles
+    // alone and infers commits, §7.4, and the first catch is a stall; with four, none within
+    // the bound.)
+    let caught = first_catch(Flaw::Paxos(PaxosFlaw::HalfIsMajority), 2, CANARY_SEEDS_HALF_IS_MAJORITY);
     let (seed, error) = caught.expect("half for a majority was never caught");
     assert!(error.contains("agreement") || error.contains("settlement"), "seed {seed}: {error}");
 }
@@ -1289,16 +1303,29 @@ fn canary_settling_from_the_own_report_only_is_caught() {
 #[cfg(feature = "canary")]
 #[test]
 fn canary_settling_from_kept_members_only_is_caught() {
-    let caught = first_catch(Flaw::Paxos(PaxosFlaw::SettleFromKeptMembers), 3, CANARY_SEEDS_SETTLEMENT);
+    // Five members: with three, the kept members' reports may infer a commit the removed
+    // member's report would have stopped, and the first catch is that, not a visible abort.
+    let caught = first_catch(Flaw::Paxos(PaxosFlaw::SettleFromKeptMembers), 5, CANARY_SEEDS_SETTLEMENT);
     let (seed, error) = caught.expect("settling from the kept members was never caught");
     assert!(error.contains("settlement") && error.contains("visible"), "seed {seed}: {error}");
 }
 
+/// Three members: a settlement that infers no commit aborts one its coordinator made visible on
+/// every share and nobody acknowledged (docs/protocol.md §7.4, "Inferred commits").
+#[cfg(feature = "canary")]
+#[test]
+fn canary_settling_without_inference_is_caught() {
+    let caught = first_catch(Flaw::Paxos(PaxosFlaw::SettleWithoutInference), 3, CANARY_SEEDS_SETTLEMENT);
+    let (seed, error) = caught.expect("settling without inference was never caught");
+    assert!(error.contains("settlement") && error.contains("visible"), "seed {seed}: {error}");
+}
+
 /// A member that reports without freezing goes on acknowledging commits its report missed: a
-/// commit becomes visible behind the settlement and is aborted by it.
+/// commit becomes visible behind the settlement and is aborted by it. Five members: with three,
+/// every report holds such a commit in doubt, and the settlement infers it (§7.4).
 #[test]
 fn canary_reporting_without_freezing_is_caught() {
-    let caught = first_catch(Flaw::ReportWithoutFreezing, 3, CANARY_SEEDS_REPORT_WITHOUT_FREEZING);
+    let caught = first_catch(Flaw::ReportWithoutFreezing, 5, CANARY_SEEDS_REPORT_WITHOUT_FREEZING);
     let (seed, error) = caught.expect("reporting without freezing was never caught");
     assert!(error.contains("settlement") && error.contains("visible"), "seed {seed}: {error}");
 }

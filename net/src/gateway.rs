@@ -143,6 +143,10 @@ struct Running {
     awaiting_reply: bool,
     backoff: Duration,
     last_reason: Option<TryAgainReason>,
+    /// A `TryAgain` said an attempt of this write was made and did not commit (a conflict, a
+    /// timeout): a settlement may still commit it (docs/protocol.md §7.4, "Inferred
+    /// commits"), so "not serving" no longer means nothing was applied.
+    attempted: bool,
 }
 
 /// The pool of client ids and the requests running under them (see the module's doc).
@@ -250,6 +254,7 @@ impl Gateway {
             awaiting_reply: true,
             backoff: BACKOFF_FIRST,
             last_reason: None,
+            attempted: false,
         };
         self.running.insert(id, running);
         self.wakeups.insert((wake_at, id));
@@ -281,6 +286,7 @@ impl Gateway {
                 }
                 let pause = running.backoff.mul_f64(0.5 + 0.5 * self.jitter.fraction());
                 running.backoff = (running.backoff * 2).min(BACKOFF_MAX);
+                running.attempted |= reason.follows_an_attempt();
                 running.last_reason = Some(reason);
                 running.awaiting_reply = false;
                 let wake_at = (now + pause).min(running.deadline);
@@ -296,6 +302,17 @@ impl Gateway {
                 Some(Answer {
                     asker: running.asker,
                     result: Err(GatewayError::NoOutcome { write, reason: Some(reason), waited }),
+                })
+            }
+            // "Not serving" after an attempt of the write: the asker, told to ask another node,
+            // would send it again as a new write, and it may have been applied.
+            Outcome::NotServing(_) if running.slot.is_some() && running.attempted => {
+                let running = self.finish(reply.id)?;
+                let waited = now.saturating_since(running.started_at);
+                let reason = running.last_reason;
+                Some(Answer {
+                    asker: running.asker,
+                    result: Err(GatewayError::NoOutcome { write: true, reason, waited }),
                 })
             }
             // Definite outcomes, and "not serving": waiting here would not make this node serve
@@ -479,6 +496,29 @@ mod tests {
         let answer = gateway.on_reply(at(1), reply(request.id, not_serving.clone())).unwrap();
         assert_eq!(answer, Answer { asker: asker(5), result: Ok(not_serving) });
         assert_eq!(gateway.deadline(), None, "nothing left to retry");
+    }
+
+    /// "Not serving" after an attempt of a write that did not commit (its node left the
+    /// configuration) ends the write "may or may not have been applied": a settlement may still
+    /// commit that attempt (docs/protocol.md §7.4, "Inferred commits"), and the asker, told to
+    /// ask another node, would send it again as a new write. After a `TryAgain` that follows no
+    /// attempt (the node was starting), "not serving" is passed on as it is.
+    #[test]
+    fn not_serving_after_an_attempt_of_a_write_may_have_been_applied() {
+        let not_a_member = Outcome::NotServing(dkv_core::NotServingReason::NotAMember);
+        for (earlier, may_have_been_applied) in [(TryAgainReason::Conflict, true), (TryAgainReason::Starting, false)] {
+            let mut gateway = Gateway::new(limits(1), 7);
+            let request = gateway.start(at(0), asker(5), put("k")).unwrap();
+            assert_eq!(gateway.on_reply(at(1), reply(request.id, Outcome::TryAgain(earlier.clone()))), None);
+            let wake = gateway.deadline().unwrap();
+            let (resend, _) = gateway.on_timeout(wake);
+            assert_eq!(resend, vec![request.clone()]);
+            let answer = gateway.on_reply(wake, reply(request.id, not_a_member.clone())).unwrap();
+            match answer.result {
+                Err(error) => assert!(may_have_been_applied && error.may_have_been_applied(), "after {earlier:?}"),
+                Ok(outcome) => assert!(!may_have_been_applied && outcome == not_a_member, "after {earlier:?}"),
+            }
+        }
     }
 
     /// A request that keeps getting `TryAgain` ends at its deadline with an answer saying the

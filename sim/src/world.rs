@@ -420,6 +420,11 @@ pub struct RunStats {
     /// Switches to configuration changes made, and tries refused while a node held a pinned
     /// share in doubt.
     pub switches: u64,
+    /// Commits visible on every YES with changes on (a configuration of the three nodes of a
+    /// three-node cluster), and of the commits settlements made, those no node held a durable
+    /// decision of: inferred from the reports (docs/protocol.md §7.4, "Inferred commits").
+    pub visible_on_every_yes: u64,
+    pub inferred_commits: u64,
     pub switches_refused: u64,
 }
 
@@ -462,6 +467,8 @@ impl RunStats {
             catch_ups_failed,
             switches,
             switches_refused,
+            visible_on_every_yes,
+            inferred_commits,
         } = other;
         self.events += events;
         self.messages_delivered += messages_delivered;
@@ -498,6 +505,8 @@ impl RunStats {
         self.catch_ups_failed += catch_ups_failed;
         self.switches += switches;
         self.switches_refused += switches_refused;
+        self.visible_on_every_yes += visible_on_every_yes;
+        self.inferred_commits += inferred_commits;
     }
 
     /// The disk damage, restarts, pauses and evictions the run went through, in one line.
@@ -535,6 +544,12 @@ impl RunStats {
             line.push_str(&format!(
                 "; {} catch-ups ({} more failed or refused)",
                 self.catch_ups, self.catch_ups_failed
+            ));
+        }
+        if self.visible_on_every_yes + self.inferred_commits > 0 {
+            line.push_str(&format!(
+                "; with changes on, {} commits visible on every YES, and {} settled with no decision durable anywhere",
+                self.visible_on_every_yes, self.inferred_commits
             ));
         }
         if self.switches + self.switches_refused > 0 {
@@ -839,6 +854,7 @@ impl World {
         }
         self.stats.virtual_nanos = self.now;
         self.stats.commits = self.exactly_once.applications();
+        (self.stats.visible_on_every_yes, self.stats.inferred_commits) = self.visibility.with_changes_on();
         self.stats.completions_evicted +=
             self.nodes.iter().filter_map(|n| n.node.as_ref()).map(|node| node.stats().completions_evicted).sum::<u64>();
         self.check_end();

@@ -6,22 +6,26 @@
 //! here, and the bound is moved only with a reason. Catching seeds as of this writing (`dkv-sim
 //! sweep --canary NAME` shows them, with the hunt's flags): vote-before-durable 9,
 //! reply-before-decision-durable 0, release-locks-on-timeout 0, reads-ignore-locks 60,
-//! apply-at-prepare 0, coordinator-forgets-decisions 7, no-deduplication 7, commit-on-first-yes 1,
+//! apply-at-prepare 0, coordinator-forgets-decisions 7, no-deduplication 9, commit-on-first-yes 1,
 //! evict-young-completions 0, scan-ignores-prepared-insert 48, condition-before-lock 0,
 //! lease-from-arrival 26, visible-before-majority 0, presume-abort-after-restart 180,
-//! settle-ignores-survivor 3, two-configurations-one-epoch 0, serve-past-lease 0,
-//! report-before-freeze 18, catch-up-skips-commits 0, visible-on-members-majority 12,
-//! suspect-one-way 25, bootstrap-unchecked 54, suspect-despite-promise 6, join-without-echo 34,
+//! settle-ignores-survivor 48, two-configurations-one-epoch 0, serve-past-lease 0,
+//! report-before-freeze 16, catch-up-skips-commits 5, visible-on-members-majority 24,
+//! suspect-one-way 10, bootstrap-unchecked 307, suspect-despite-promise 6, join-without-echo 73,
 //! snapshot-drops-marks 177, implicit-commit-with-changes 0, own-yes-before-durable 0,
-//! switch-undrained 2, cut-before-unvouched 3; far-behind-waits-for-add and
-//! catch-up-held-own-in-doubt on their saved runs.
+//! switch-undrained 6, cut-before-unvouched 3, settle-without-inference 26,
+//! inference-keeps-every-member 65, aborting-reported-in-doubt 131; far-behind-waits-for-add,
+//! catch-up-held-own-in-doubt, install-without-wait and frozen-releases-on-finished on their
+//! saved runs.
 //! (Earlier figures and what moved them are in the history of this file. Commits visible on
 //! every pinned YES with changes off, docs/protocol.md §7.2, moved the hunts with changes off;
 //! reply-before-decision-durable and visible-before-majority are hunted with changes on,
 //! where they are still bugs, and the hunts with changes off draw no switch of modes. Single
 //! link cuts, a quarter of the brief partitions in clusters of three nodes or more, moved
 //! lease-from-arrival from 8, report-before-freeze from 70 and visible-on-members-majority
-//! from 13.)
+//! from 13. Commits visible on every YES with changes on in three-node clusters, §7.2, whose
+//! settlements infer them, §7.4, hide settle-ignores-survivor, report-before-freeze and
+//! switch-undrained there: they are hunted with five nodes.)
 
 mod common;
 
@@ -126,12 +130,15 @@ fn hunt(canary: Canary) -> Hunt {
         // hears from its participants, and settles, before anything overwrites the keys it
         // aborted; first caught at 149 since, 35 before.)
         Canary::PresumeAbortAfterRestart => (300, default(), "convergence"),
-        // Configurations (docs/protocol.md §7.4): one member of three crashes for good and the
-        // other two remove it. Reports that hold every commit in doubt abort, at the install,
+        // Configurations (docs/protocol.md §7.4): one member of five crashes for good and the
+        // others remove it. Reports that hold every commit in doubt abort, at the install,
         // commits some member held (a lost `Visible` leaves one held but not applied), while
         // others applied them. Lossy links, many clients; no pauses (as this hunting ground
         // was drawn before the join: a pause past the detection timeout removed a live member).
-        Canary::SettleIgnoresSurvivor => (10, changes(3, 6, 100, 0.2), "linearizability"),
+        // Five nodes: with three, a settlement infers every commit all its reports hold in
+        // doubt (§7.4, "Inferred commits"), which hides this flaw. (First caught at 3 with
+        // three nodes, at 48 with five.)
+        Canary::SettleIgnoresSurvivor => (100, changes(5, 6, 100, 0.2), "linearizability"),
         // Two sides of a 2|2 partition each take themselves for a majority and install their
         // own configuration of one epoch: commits go on without the other side's copies.
         Canary::TwoConfigurationsOneEpoch => (10, partitioned(4, 6, 100, 5, None), "visibility"),
@@ -141,7 +148,14 @@ fn hunt(canary: Canary) -> Hunt {
         // A member that promised still votes and acknowledges: a commit becomes visible behind
         // reports that hold it in doubt, and the settlement aborts it where it was held. Only
         // commits in flight at the promise show it: short partitions, few keys, slow links.
-        Canary::ReportBeforeFreeze => (150, partitioned(3, 8, 120, 5, Some(Duration::from_millis(20))), "convergence"),
+        // Five nodes: with three, every report holds such a commit in doubt and the settlement
+        // infers it (§7.4). Sixty operations per client, so that five nodes behind slow links
+        // finish within the liveness bound. (First caught at 70 by convergence with three
+        // nodes; at 16 by linearizability with five: a read at a member that applied the commit,
+        // then one at a member whose install aborted it.)
+        Canary::ReportBeforeFreeze => {
+            (40, partitioned(5, 8, 60, 5, Some(Duration::from_millis(20))), "linearizability")
+        }
         // Five nodes, partitions: a member cut off is removed, and in the configuration of the
         // other four (or three) a coordinator takes a commit for visible on a majority of the
         // members, fewer than a majority of the cluster (§7.3). The visibility checker counts
@@ -160,8 +174,9 @@ fn hunt(canary: Canary) -> Hunt {
         // A member whose data dir was lost comes back with `--init` still on its command line
         // and takes part at once, from an empty store: it votes and applies from there on, and
         // its store differs from the others' for good (docs/protocol.md §7.1). (First caught at
-        // 54 since a node back in touch is asked again at once, 9 before.)
-        Canary::BootstrapUnchecked => (110, dirs_lost(3), "convergence"),
+        // 54 since a node back in touch is asked again at once, 9 before; at 307 since commits
+        // are visible on every YES with changes on in three-node clusters, §7.2.)
+        Canary::BootstrapUnchecked => (620, dirs_lost(3), "convergence"),
         // The swarm as it is drawn by default: a member suspected after a partition, a pause
         // or a restart promises to the change meant to remove it, is kept by it, and the same
         // change is proposed again after every install, faster than any heartbeat can clear
@@ -171,7 +186,9 @@ fn hunt(canary: Canary) -> Hunt {
         // added back cut off one way (it hears nothing) within half a second of its add: its
         // requests to join count as heard from, so every write waits for it for its whole
         // grace, past the bound during faults.
-        Canary::JoinWithoutEcho => (70, added_and_cut_off(), "liveness-during-faults"),
+        // (First caught at 34; at 73 since an install that drops one of three members waits
+        // out the leases, §7.4.)
+        Canary::JoinWithoutEcho => (150, added_and_cut_off(), "liveness-during-faults"),
         // A coordinator sends its finished mark and crashes before its own record of the
         // finish is durable; meanwhile a member logs the mark, takes a snapshot that compacts
         // the mark's record away, and restarts from it. The coordinator, back, sends COMMIT
@@ -181,7 +198,8 @@ fn hunt(canary: Canary) -> Hunt {
         // writes stall: snapshots every few records, frequent crashes, decisions soon
         // forgotten. About one seed in a thousand shows it, the first at 252.
         Canary::SnapshotDropsMarks => (500, snapshots_and_crashes(), "liveness"),
-        // Commits visible on every YES with changes on: the first commit of almost any run is
+        // Commits visible on every YES with changes on in configurations other than the three
+        // nodes of a three-node cluster: the first commit of almost any run of other sizes is
         // visible before its decision has a copy (docs/protocol.md §7.2).
         Canary::ImplicitCommitWithChanges => (10, changes_possible(), "visibility"),
         // With changes off, a commit visible on every YES while the coordinator's own share is
@@ -190,7 +208,11 @@ fn hunt(canary: Canary) -> Hunt {
         // The switch to configuration changes goes ahead with pinned shares in doubt: the
         // commit answered just before the stop is in doubt everywhere, and a change that
         // removes the node kept down settles it as an abort. Seen by a later read of its key.
-        Canary::SwitchUndrained => (SWITCH_UNDRAINED_SEEDS, switched(), "linearizability"),
+        // Five nodes: with three, the settlement infers the commit from the pinned shares
+        // (§7.4, "Inferred commits"), so the switch needs no drain there.
+        Canary::SwitchUndrained => {
+            (SWITCH_UNDRAINED_SEEDS, Overrides { nodes: Some(5), ..switched() }, "linearizability")
+        }
         // A start cuts a damaged last record without leaving its mark, and crashes before it
         // synced anything: the next start vouches for a log that lost a synced record.
         Canary::CutBeforeUnvouched => (10, tails_damaged_then_crashed(), "recovery"),
@@ -203,13 +225,73 @@ fn hunt(canary: Canary) -> Hunt {
         }
         // A node catches up from a member whose snapshot holds the node's own commit, learned
         // and not applied, and no install names it: it comes back without the write. Hunted on
-        // swarm seed 10315's shrunk run (long absences about every second), where it was found.
+        // a shrunk five-node run with long absences about every second (until 2026-11-28 on
+        // swarm seed 10315's, three nodes, where it was found).
         Canary::CatchUpHeldOwnInDoubt => {
-            let saved = Some("seed-10315-own-held-commit-dropped-at-catch-up.run");
+            let saved = Some("canary-catch-up-held-own-in-doubt-shrunk.run");
+            return Hunt { seeds: 1, overrides: default(), checker: "convergence", saved };
+        }
+        // Three nodes, the swarm's faults: a coordinator makes a commit visible on the three YES
+        // votes and goes away (crashed, cut off) before anyone learns it, or loses its lazy
+        // decision in a crash; the settlement of the two others aborts it.
+        Canary::SettleWithoutInference => (60, three_nodes(), "linearizability"),
+        // A settlement infers a commit and keeps a member that did not report it, which lacks
+        // it, or aborted it as its coordinator: it serves the old value. Half the brief
+        // partitions a single cut link, about every 150 ms, three keys. (The swarm's three-node
+        // ground first catches it at 1026.)
+        Canary::InferenceKeepsEveryMember => (130, links_cut_often(), "linearizability"),
+        // A coordinator decides an abort, promises while its record is on its way, and reports
+        // its share in doubt; the settlement infers the commit from it and the other member's
+        // share, while the coordinator acts on its abort. Single links cut, few keys.
+        Canary::AbortingReportedInDoubt => (300, links_cut(), "linearizability"),
+        // With a single link cut, a member removed still serves reads under its old lease while
+        // the others apply a commit inferred at an install made at once. The ground that
+        // catches it (`links_cut`) first does at seed 2455, too slow for this test.
+        Canary::InstallWithoutWait => {
+            let saved = Some("canary-install-without-wait-shrunk.run");
+            return Hunt { seeds: 1, overrides: default(), checker: "linearizability", saved };
+        }
+        Canary::FrozenReleasesOnFinished => {
+            let saved = Some("canary-frozen-releases-on-finished-shrunk.run");
             return Hunt { seeds: 1, overrides: default(), checker: "convergence", saved };
         }
     };
     Hunt { seeds, overrides, checker, saved: None }
+}
+
+/// The swarm as drawn by default (changes on, minority faults), with three nodes: the one
+/// cluster whose commits are visible on every YES with changes on (docs/protocol.md §7.2).
+fn three_nodes() -> Overrides {
+    Overrides { nodes: Some(3), ..Overrides::default() }
+}
+
+/// Three nodes, half the brief partitions a single cut link, about every 150 ms, three keys,
+/// eight clients, the swarm's crashes and pauses.
+fn links_cut_often() -> Overrides {
+    Overrides {
+        keys: Some(3),
+        partition_every: Some(Duration::from_millis(150)),
+        link_cut: Some(0.5),
+        crashes: None,
+        pauses: None,
+        ..links_cut()
+    }
+}
+
+/// Three nodes, every brief partition a single cut link, about every 200 ms, two keys, eight
+/// clients, no crash or pause: changes that remove one end of a link while the other two
+/// members still talk.
+fn links_cut() -> Overrides {
+    Overrides {
+        nodes: Some(3),
+        clients: Some(8),
+        keys: Some(2),
+        partition_every: Some(Duration::from_millis(200)),
+        link_cut: Some(1.0),
+        crashes: Some(false),
+        pauses: Some(false),
+        ..Overrides::default()
+    }
 }
 
 /// The default ground with leases on, so configuration changes are possible and a commit is
@@ -236,7 +318,7 @@ fn changes(nodes: usize, clients: usize, ops: usize, loss: f64) -> Overrides {
 }
 
 /// Where the cluster switches to configuration changes (the ground of
-/// [`Canary::SwitchUndrained`]): three nodes with changes off, switched once, one node kept
+/// [`Canary::SwitchUndrained`], with five nodes): three nodes with changes off, switched once, one node kept
 /// down for a while; no other crash, partition or pause, and reads but no deletes, so that a
 /// write lost is read as lost.
 fn switched() -> Overrides {
@@ -264,7 +346,8 @@ fn default_ground() -> Overrides {
     }
 }
 
-/// The bound for [`Canary::SwitchUndrained`] (first caught at 2; about one seed in five).
+/// The bound for [`Canary::SwitchUndrained`] (first caught at 2 with three nodes; at 6 with
+/// five).
 const SWITCH_UNDRAINED_SEEDS: u64 = 20;
 
 /// The bound for [`Canary::SuspectOneWay`] (first caught at 14).

@@ -14,7 +14,7 @@
 
 use super::acceptor::{self, AcceptorAnswer};
 use super::learner::Learner;
-use super::proposer::{Phase, Promised, Proposer};
+use super::proposer::{Inference, Phase, Promised, Proposer};
 use super::{
     AgreementState, Ballot, Cluster, Configuration, Freeze, JoinTicket, NotASuccessor, PaxosFlaw, PaxosMessage, Value,
 };
@@ -346,6 +346,8 @@ impl Agreement {
                 let half_is_majority = self.flawed(PaxosFlaw::HalfIsMajority);
                 let own_report_only = self.flawed(PaxosFlaw::SettleFromOwnReport);
                 let kept_members_only = self.flawed(PaxosFlaw::SettleFromKeptMembers);
+                let without_inference = self.flawed(PaxosFlaw::SettleWithoutInference);
+                let inference_keeps_every_member = self.flawed(PaxosFlaw::InferenceKeepsEveryMember);
                 let (me, current, cluster) = (self.me, self.current, self.cluster);
                 let Some(p) = self.proposer.as_mut() else { return };
                 // A majority of the cluster with a cover of the members (`quorum.rs`): a
@@ -360,10 +362,17 @@ impl Agreement {
                 let ignored = |node: NodeId| own_report_only && node != me || kept_members_only && !kept.contains(node);
                 // Only members have anything of the epoch to report.
                 let settles_from = |node: NodeId| current.contains(node) && !ignored(node);
+                // Commits visible on every YES need the settlement to infer them (§7.4).
+                let infers = if !cluster.visible_on_every_yes(current.members) || without_inference {
+                    Inference::Off
+                } else if inference_keeps_every_member {
+                    Inference::KeepingEveryMember
+                } else {
+                    Inference::On
+                };
                 let promise = Promised { from, ballot, accepted, report };
-                if let Some(value) =
-                    p.on_promise(promise, is_quorum, current.members, cluster.cover(current.members), settles_from)
-                {
+                let cover = cluster.cover(current.members);
+                if let Some(value) = p.on_promise(promise, is_quorum, current.members, cover, infers, settles_from) {
                     self.broadcast(PaxosMessage::AcceptRequest { epoch, ballot, value });
                 }
             }

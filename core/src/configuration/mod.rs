@@ -207,4 +207,10 @@ pub enum PaxosFlaw {
     /// The proposer settles from the reports of the members its configuration keeps only,
     /// ignoring what a member it removes knows.
     SettleFromKeptMembers,
+    /// In a configuration whose commits are visible on every YES, the proposer infers no
+    /// commit: one made visible on the YES votes by a coordinator gone since is aborted.
+    SettleWithoutInference,
+    /// The proposer infers commits but keeps every member that promised, the one that did not
+    /// report among them: it may lack the commit, or have acted on its abort.
+    InferenceKeepsEveryMember,
 }

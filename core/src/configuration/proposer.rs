@@ -41,6 +41,16 @@ impl Phase {
     }
 }
 
+/// Whether the proposer infers commits from the reports ([`Settlement::from_reports_inferring`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Inference {
+    /// Not a configuration whose commits are visible on every YES (or a planted flaw).
+    Off,
+    On,
+    /// A planted flaw: infers commits, but keeps every member as if it had not.
+    KeepingEveryMember,
+}
+
 /// One promise, as the proposer counts it.
 pub(super) struct Promised {
     pub(super) from: NodeId,
@@ -55,7 +65,9 @@ impl Proposer {
     /// ask every node to accept: the value accepted at the highest ballot among the promises if
     /// there is one (the safety rule of Paxos: it may already be chosen), else this node's
     /// configuration with the settlement of the reports of `cover` of the current `members` in
-    /// this quorum.
+    /// this quorum; for a configuration whose commits are visible on every YES (`infers`),
+    /// from every member's report in it, and keeping only those members if the settlement
+    /// infers a commit ([`Settlement::from_reports_inferring`]).
     /// `settles_from` says whose reports count (the members', but for planted flaws).
     pub(super) fn on_promise(
         &mut self,
@@ -63,6 +75,7 @@ impl Proposer {
         is_quorum: impl Fn(NodeSet) -> bool,
         members: NodeSet,
         cover: usize,
+        infers: Inference,
         settles_from: impl Fn(NodeId) -> bool,
     ) -> Option<Value> {
         let Phase::Soliciting { reports, highest, .. } = &mut self.phase else { return None };
@@ -82,22 +95,38 @@ impl Proposer {
         }
         let value = match highest.take() {
             Some((_, value)) => value,
-            // Free to choose: every member that promised is live, whatever this node suspected
-            // when it set out (it may have come back since), and stays. (Seen in the simulator:
-            // a member back from a crash promised a value that removed it and kept a member just
-            // crashed for good; two members, one dead, can never agree a change again.)
-            None => Value {
-                configuration: Configuration {
-                    members: self.own.members.union(promised_by.intersection(members)),
-                    ..self.own
-                },
-                joining: self.joining.clone(),
-                // A cover's reports hear of every visible commit (`quorum.rs`); more would only
-                // make the value larger.
-                settlement: Settlement::from_reports(
-                    reports.iter().filter(|(node, _)| settles_from(**node)).take(cover).map(|(_, report)| report),
-                ),
-            },
+            None => {
+                let counted = reports.iter().filter(|(node, _)| settles_from(**node));
+                let (settlement, inferred) = match infers {
+                    Inference::Off => {
+                        // A cover's reports hear of every visible commit (`quorum.rs`); more
+                        // would only make the value larger.
+                        (Settlement::from_reports(counted.take(cover).map(|(_, report)| report)), false)
+                    }
+                    Inference::On | Inference::KeepingEveryMember => {
+                        let (settlement, inferred) =
+                            Settlement::from_reports_inferring(counted.map(|(_, report)| report));
+                        (settlement, inferred && infers == Inference::On)
+                    }
+                };
+                // Free to choose: every member that promised is live, whatever this node
+                // suspected when it set out (it may have come back since), and stays. (Seen in
+                // the simulator: a member back from a crash promised a value that removed it
+                // and kept a member just crashed for good; two members, one dead, can never
+                // agree a change again.) Unless the settlement inferred a commit: then only the
+                // members whose reports it read stay, and the nodes this one adds.
+                let reported = promised_by.intersection(members);
+                let members = if inferred {
+                    self.own.members.difference(members).union(reported)
+                } else {
+                    self.own.members.union(reported)
+                };
+                Value {
+                    configuration: Configuration { members, ..self.own },
+                    joining: self.joining.clone(),
+                    settlement,
+                }
+            }
         };
         self.phase = Phase::Accepting;
         Some(value)

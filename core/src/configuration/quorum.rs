@@ -53,6 +53,15 @@ impl Cluster {
     pub fn covers(self, members: NodeSet, nodes: NodeSet) -> bool {
         nodes.intersection(members).len() >= self.cover(members)
     }
+
+    /// Whether a commit among `members` is visible on every member's durable YES, before any
+    /// copy of its decision is (docs/protocol.md §7.2, "One sync with changes on"): when they
+    /// are the three nodes of a three-node cluster. Every cover of such a configuration is two
+    /// members, so a settlement that hears neither a commit's coordinator nor of its decision
+    /// hears both other members, and every YES that could have made it visible.
+    pub fn visible_on_every_yes(self, members: NodeSet) -> bool {
+        self.nodes.len() == 3 && members == self.nodes
+    }
 }
 
 #[cfg(test)]

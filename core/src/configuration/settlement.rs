@@ -47,6 +47,36 @@ impl Settlement {
         Settlement { commit: commit.into_iter().collect(), abort }
     }
 
+    /// The settlement of a configuration of the three nodes of a three-node cluster, whose
+    /// commits are visible on every YES ([`super::Cluster::visible_on_every_yes`]), from exactly
+    /// these `reports` of its members: as [`Settlement::from_reports`], and an id that every
+    /// report holds in doubt commits too. Also says whether any commit was so **inferred**: a
+    /// value that infers one must keep no member but the reporters (docs/protocol.md §7.4,
+    /// "Inferred commits").
+    ///
+    /// Why an inferred commit must be made: its coordinator may have made it visible on the
+    /// three YES votes and told no one before it went away, or lost its decision in a crash
+    /// (it is logged lazily) and reports it in doubt. Why it is safe to make: the reports are
+    /// at least two members' (every cover of such a configuration), each holding the
+    /// transaction prepared, with its keys locked, and deciding or voting nothing more in the
+    /// epoch; a coordinator that acted on its abort does not report it in doubt; and a member
+    /// that did not report, which may lack it, leaves the configuration.
+    pub fn from_reports_inferring<'a>(reports: impl IntoIterator<Item = &'a Report>) -> (Settlement, bool) {
+        let reports: Vec<&Report> = reports.into_iter().collect();
+        let mut settlement = Settlement::from_reports(reports.iter().copied());
+        let held_by_every_reporter =
+            |txn: &TxnId| reports.iter().all(|report| report.in_doubt().binary_search(txn).is_ok());
+        let (inferred, abort): (Vec<TxnId>, Vec<TxnId>) =
+            settlement.abort.iter().partition(|txn| held_by_every_reporter(txn));
+        if inferred.is_empty() {
+            return (settlement, false);
+        }
+        settlement.abort = abort;
+        settlement.commit.extend(inferred);
+        settlement.commit.sort_unstable();
+        (settlement, true)
+    }
+
     /// The commit set, ascending.
     pub fn commit_set(&self) -> &[TxnId] {
         &self.commit
@@ -117,6 +147,22 @@ mod tests {
         assert_eq!(Settlement::from_reports([]), Settlement::default());
     }
 
+    /// Inferring (three members of three nodes): an id every report holds in doubt commits,
+    /// and only then does the settlement say it inferred; one a report lacks or knows nothing
+    /// of aborts, and one known committed commits as without inference.
+    #[test]
+    fn an_id_every_report_holds_in_doubt_is_inferred_committed() {
+        let reports = [report(&[], &[1, 2, 3]), report(&[4], &[1, 3, 4])];
+        let (settlement, inferred) = Settlement::from_reports_inferring(&reports);
+        assert!(inferred);
+        assert_eq!(settlement.commit_set(), ids(&[1, 3, 4]));
+        assert_eq!(settlement.abort_set(), ids(&[2]));
+        let (settlement, inferred) = Settlement::from_reports_inferring(&[report(&[4], &[2]), report(&[], &[3])]);
+        assert!(!inferred);
+        assert_eq!(settlement, Settlement::from_reports(&[report(&[4], &[2]), report(&[], &[3])]));
+        assert_eq!(Settlement::from_reports_inferring([]), (Settlement::default(), false));
+    }
+
     /// A settlement from the wire is checked: its sets sorted, disjoint and bounded.
     #[test]
     fn a_decoded_settlement_is_checked() {
@@ -153,6 +199,25 @@ mod tests {
             prop_assert!(settlement.ids() <= reports.iter().map(|r| r.committed().len() + r.in_doubt().len()).sum::<usize>());
             let reversed: Vec<Report> = reports.iter().rev().cloned().collect();
             prop_assert_eq!(Settlement::from_reports(&reversed), settlement);
+        }
+
+        /// Inferring moves from the abort set to the commit set exactly the ids every report
+        /// holds in doubt, says so when it moved any, and changes nothing else.
+        #[test]
+        fn inference_moves_exactly_what_every_report_holds_in_doubt(reports in prop::collection::vec(arbitrary_report(), 0..4)) {
+            let plain = Settlement::from_reports(&reports);
+            let (inferring, inferred) = Settlement::from_reports_inferring(&reports);
+            let mut moved = 0;
+            for number in 0..40 {
+                let t = txn(number);
+                let everywhere = !reports.is_empty() && reports.iter().all(|r| r.in_doubt().contains(&t));
+                let moves = plain.aborts(t) && everywhere;
+                moved += usize::from(moves);
+                prop_assert_eq!(inferring.commits(t), plain.commits(t) || moves, "{}", t);
+                prop_assert_eq!(inferring.aborts(t), plain.aborts(t) && !moves, "{}", t);
+            }
+            prop_assert_eq!(inferred, moved > 0);
+            prop_assert!(report::is_ascending(inferring.commit_set()) && report::is_ascending(inferring.abort_set()));
         }
     }
 }

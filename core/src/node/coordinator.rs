@@ -21,7 +21,7 @@ use crate::completions::{Completed, Completion};
 use crate::configuration::Settlement;
 use crate::ids::{Lsn, NodeId, NodeSet, ReplyTo, RequestId, TxnId};
 use crate::message::{Decision, Message, NoReason, Vote};
-use crate::operation::{NotServingReason, Outcome, RejectReason, TryAgainReason, TxnOp};
+use crate::operation::{Outcome, RejectReason, TryAgainReason, TxnOp};
 use crate::record::{DecisionState, Record, TxnRecord};
 use crate::time::Time;
 use crate::timers::Timer;
@@ -329,17 +329,23 @@ impl Coordinator {
     /// Every participant's YES is durable: log the decision and send COMMIT at once (the
     /// participants' records and this one are written side by side). Nothing is applied or
     /// answered until the decision is durable on a majority, unless every YES is pinned, this
-    /// node's own included (docs/protocol.md §7.2, "Visible on every YES"): no settlement can
-    /// then ever decide the transaction, so every YES settles it. It is visible at once, the
+    /// node's own included, or the configuration is the three nodes of a three-node cluster
+    /// (docs/protocol.md §7.2, "Visible on every YES"): no settlement can then ever abort the
+    /// transaction, so every YES settles it. It is visible at once, the
     /// decision is logged lazily, and `Visible` tells the participants the commit. `durable`
     /// already holds the participants known to hold the commit durably.
     fn decide_commit(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId, durable: NodeSet) {
         let me = sh.me();
         let epoch = sh.epoch();
         let c = self.transactions.get_mut(&txn).expect("deciding a coordinated transaction");
-        let every_yes_pinned = durable.is_empty() && c.pinned.is_superset(c.participants);
-        let visible_now =
-            sh.visible_on_every_yes() && (every_yes_pinned || sh.canary(Canary::ImplicitCommitWithChanges));
+        // Decided on every YES (none on a copy of the decision, as a restored decision or one
+        // decided again on an acknowledgement is): pinned ones with changes off, any in a
+        // configuration of three nodes with changes on.
+        let on_every_yes = durable.is_empty()
+            && (c.pinned.is_superset(c.participants)
+                || sh.visible_on_every_yes_with_changes()
+                || sh.canary(Canary::ImplicitCommitWithChanges));
+        let visible_now = sh.visible_on_every_yes() && on_every_yes;
         c.phase = Phase::Committed { durable, visible: false };
         c.retransmit = sh.config.timing.decision_retransmit;
         own_share.remember_commit(txn);
@@ -503,8 +509,10 @@ impl Coordinator {
 
     /// The abort is durable: release the own share, tell the participants (best effort: one
     /// that misses it asks, and is told the transaction is finished), let the mark pass it,
-    /// then retry or reply. The client's answer says the attempt applied nothing, which is now
-    /// a fact on disk; a retry's records all come after this one in the log.
+    /// then retry or reply. A retry's records all come after this one in the log. The client's
+    /// answer is no outcome (`TryAgain`): in a configuration of three nodes, a settlement that
+    /// hears neither this node nor of the abort may yet commit the attempt (§7.4, "Inferred
+    /// commits").
     pub(super) fn on_abort_durable(&mut self, sh: &mut Shared, own_share: &mut Participant, now: Time, txn: TxnId) {
         let Some(c) = self.transactions.remove_entry(&txn).map(|(_, c)| c) else { return };
         debug_assert_eq!(c.phase, Phase::Aborting, "only an aborting transaction waits for its Aborted record");
@@ -766,12 +774,16 @@ impl Coordinator {
     }
 
     /// This node is not a member of its configuration any more: the writes between attempts
-    /// are answered so, for their clients to ask a member.
+    /// are answered, for their clients to ask a member. Not "not a member", which says this
+    /// node applied nothing of the request: its last attempt aborted, but a settlement that
+    /// infers commits may have committed it since, from the other members' shares (§7.4,
+    /// "Inferred commits"). The client asks again under the same request id, and is told
+    /// "not a member" here and the outcome at a member.
     pub(super) fn leave(&mut self, sh: &mut Shared) {
         for (request, write) in std::mem::take(&mut self.retries) {
             sh.timers.cancel(Timer::Retry(request));
             for to in write.reply_to {
-                sh.reply(to, request, Outcome::NotServing(NotServingReason::NotAMember));
+                sh.reply(to, request, Outcome::TryAgain(TryAgainReason::Conflict));
             }
         }
     }
@@ -794,6 +806,11 @@ impl Coordinator {
             }
         }
         (undecided, decisions)
+    }
+
+    /// Whether this node decided to abort `txn`, one of its own, and waits for the record.
+    pub(super) fn is_aborting(&self, txn: TxnId) -> bool {
+        self.transactions.get(&txn).is_some_and(|c| c.phase == Phase::Aborting)
     }
 
     pub(super) fn incarnation(&self) -> u64 {

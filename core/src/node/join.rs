@@ -322,7 +322,7 @@ impl Node {
         }
         let follows = Some(epoch) == self.shared.epoch().next() && !value.configuration.contains(me);
         if follows && self.reconfiguration.agreement().is_some() && !self.reconfiguration.is_installing() {
-            self.begin_install(value);
+            self.begin_install(now, value);
         }
     }
 
@@ -379,13 +379,13 @@ impl Node {
     /// it. (Seen in the simulator: a node crashed before its catch-up, restarted, and installed
     /// the value that added its earlier life, without the state: it lacked a visible commit for
     /// good.)
-    pub(super) fn on_learned_outside(&mut self, value: Value) {
+    pub(super) fn on_learned_outside(&mut self, now: Time, value: Value) {
         // A value that adds this node is caught up through from a member that answers its
         // next request to join with it: that member has installed it. (A member picked here
         // may not have yet, and a refused catch-up waits `join_grace` before it is asked again;
         // review finding.)
         if !value.configuration.contains(self.shared.me()) {
-            self.begin_install(value);
+            self.begin_install(now, value);
         }
     }
 

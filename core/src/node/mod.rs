@@ -592,6 +592,7 @@ impl Node {
                 }
                 Timer::FinishedMark => coordinator.on_mark_timer(sh),
                 Timer::Agreement => self.on_agreement_timer(now),
+                Timer::Install => self.on_install_timer(now),
                 Timer::Join => self.on_join_timer(now),
                 // Cancelled when the bootstrap ends.
                 Timer::Bootstrap => {}

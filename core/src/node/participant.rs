@@ -420,7 +420,15 @@ impl Participant {
     ///
     /// Leaving the commit memory is not logged here: a restart remembers it again until the
     /// coordinator's finished mark passes it, which is only ever later.
+    ///
+    /// Frozen, a participant ignores it (and the marks): its report held the share as it is,
+    /// and the settlement decides it (§7.4). A settlement that infers the commit of a share in
+    /// doubt must find it held (seen in the reasoning: a coordinator aborted on a lost vote,
+    /// answered a frozen reporter's query with `Finished`, and went away).
     pub(super) fn on_finished(&mut self, sh: &mut Shared, txn: TxnId) {
+        if sh.frozen && !sh.canary(Canary::FrozenReleasesOnFinished) {
+            return;
+        }
         self.finish(sh, txn);
         self.memory.remove(&txn);
     }
@@ -428,6 +436,10 @@ impl Participant {
     /// The coordinator's finished mark: every one of its transactions ordered before `below`
     /// is finished (see [`Participant::on_finished`]).
     pub(super) fn on_finished_below(&mut self, sh: &mut Shared, below: TxnId) {
+        if sh.frozen && !sh.canary(Canary::FrozenReleasesOnFinished) {
+            return;
+        }
+
         let moved = self.marks.get(&below.coordinator).is_none_or(|mark| *mark < below);
         if moved {
             self.marks.insert(below.coordinator, below);
@@ -631,9 +643,17 @@ impl Participant {
     /// What this member knows of its epoch, for its report (§7.4): the commits it holds or
     /// decided and that are not finished (its commit memory), and the shares it holds with no
     /// known decision. Every record appended counts, durable or not: the promise's record goes
-    /// in the log after them.
-    pub(super) fn report(&self, sh: &Shared) -> Result<Report, ReportTooLarge> {
-        let in_doubt = self.prepared.iter().filter(|(_, p)| p.state != PreparedState::CommitHeld).map(|(t, _)| *t);
+    /// in the log after them. Not an own share whose abort this node decided (`aborting`): its
+    /// `Aborted` record is appended, and once durable the abort is acted on, whatever the
+    /// settlement says; reported in doubt, it could be inferred committed (§7.4, "Inferred
+    /// commits").
+    pub(super) fn report(&self, sh: &Shared, aborting: impl Fn(TxnId) -> bool) -> Result<Report, ReportTooLarge> {
+        let reported_aborting = sh.canary(Canary::AbortingReportedInDoubt);
+        let in_doubt = self
+            .prepared
+            .iter()
+            .filter(|(t, p)| p.state != PreparedState::CommitHeld && (reported_aborting || !aborting(**t)))
+            .map(|(t, _)| *t);
         if sh.canary(Canary::SettleIgnoresSurvivor) {
             return Report::new(std::iter::empty(), in_doubt.chain(self.memory.iter().copied()));
         }

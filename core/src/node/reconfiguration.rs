@@ -37,6 +37,9 @@ pub(super) struct Reconfiguration {
     installed: VecDeque<Value>,
     /// The chosen value whose [`Record::Installed`] is on its way to the log.
     installing: Option<Value>,
+    /// When this node learned the value it is installing, if it waits a lease wait before it
+    /// logs the install ([`Node::begin_install`]).
+    install_waits_from: Option<Time>,
     /// Recovery cut a whole record that failed its checksum off the log's end: this node may
     /// have lost an acknowledged record, so it never promises, accepts or reports (§7.4).
     cannot_vouch: bool,
@@ -73,6 +76,7 @@ impl Reconfiguration {
             persisted: VecDeque::new(),
             installed: installed.into(),
             installing: None,
+            install_waits_from: None,
             cannot_vouch,
             reason_since: None,
             seed,
@@ -119,9 +123,18 @@ impl Reconfiguration {
 
 /// The agreement with the flaw the node's canary plants, if any.
 fn with_flaws(mut agreement: Agreement, sh: &Shared) -> Agreement {
-    if sh.canary(crate::Canary::TwoConfigurationsOneEpoch) {
+    let flaw = if sh.canary(crate::Canary::TwoConfigurationsOneEpoch) {
+        Some(PaxosFlaw::HalfIsMajority)
+    } else if sh.canary(crate::Canary::SettleWithoutInference) {
+        Some(PaxosFlaw::SettleWithoutInference)
+    } else if sh.canary(crate::Canary::InferenceKeepsEveryMember) {
+        Some(PaxosFlaw::InferenceKeepsEveryMember)
+    } else {
+        None
+    };
+    if flaw.is_some() {
         // Fails only without the canary feature, where no canary is ever on.
-        let _ = agreement.plant_flaw(Some(PaxosFlaw::HalfIsMajority));
+        let _ = agreement.plant_flaw(flaw);
     }
     agreement
 }
@@ -195,7 +208,7 @@ impl Node {
 
     /// Hands `message` to the agreement, with this node's side of the freeze.
     fn deliver_paxos(&mut self, now: Time, from: NodeId, message: PaxosMessage) {
-        let Node { shared: sh, participant, reconfiguration, join, .. } = self;
+        let Node { shared: sh, coordinator, participant, reconfiguration, join, .. } = self;
         let Some(agreement) = reconfiguration.agreement.as_mut() else {
             sh.stats.messages_dropped += 1;
             return;
@@ -230,7 +243,7 @@ impl Node {
                 sh.frozen = true;
                 sh.leases.freeze();
             }
-            participant.report(sh)
+            participant.report(sh, |txn| coordinator.is_aborting(txn))
         };
         agreement.handle_message(now, from, message, &mut freeze);
     }
@@ -267,9 +280,9 @@ impl Node {
         if let (Some(value), None) = (agreement.chosen(), &self.reconfiguration.installing) {
             let value = value.clone();
             if self.is_member() {
-                self.begin_install(value);
+                self.begin_install(now, value);
             } else {
-                self.on_learned_outside(value);
+                self.on_learned_outside(now, value);
             }
         }
     }
@@ -404,15 +417,46 @@ impl Node {
         }
     }
 
-    /// The agreement learned the chosen value: end the epoch here (if this node did not promise,
-    /// it freezes now) and log the install; the node acts in the new epoch once it is durable.
-    pub(super) fn begin_install(&mut self, value: Value) {
+    /// The agreement learned the chosen value at `now`: end the epoch here (if this node did
+    /// not promise, it freezes now) and log the install; the node acts in the new epoch once
+    /// it is durable.
+    ///
+    /// A member of a configuration of the three nodes of a three-node cluster that stays in
+    /// one dropping a member logs the install only a lease wait `W` after it learned it (§7.4,
+    /// "Inferred commits"). The settlement may commit a transaction that the member dropped
+    /// never held, or saw abort; that member may still serve reads under a lease of the old
+    /// epoch, granted before the choice, and so out by then on every clock within the drift
+    /// bound (§7.5). Frozen meanwhile, this node serves no read and votes on nothing, and the
+    /// transactions the install settles keep their keys locked.
+    pub(super) fn begin_install(&mut self, now: Time, value: Value) {
         let sh = &mut self.shared;
         sh.frozen = true;
         sh.leases.freeze();
-        let lsn = sh.persist(Record::Installed(Box::new(value.clone())));
-        sh.after_durable(lsn, AfterDurable::Installed);
+        let stays = value.configuration.contains(sh.me());
+        let drops = !value.configuration.members.is_superset(sh.configuration.members);
+        let waits = stays && drops && sh.visible_on_every_yes_with_changes();
         self.reconfiguration.installing = Some(value);
+        if waits && !sh.canary(crate::Canary::InstallWithoutWait) {
+            self.reconfiguration.install_waits_from = Some(now);
+            sh.timers.set(Timer::Install, now + sh.config.timing.lease_wait());
+        } else {
+            self.log_install();
+        }
+    }
+
+    /// Logs the install of the value learned (synced); it is settled once durable.
+    fn log_install(&mut self) {
+        let Some(value) = &self.reconfiguration.installing else { return };
+        let lsn = self.shared.persist(Record::Installed(Box::new(value.clone())));
+        self.shared.after_durable(lsn, AfterDurable::Installed);
+    }
+
+    /// The lease wait before logging an install is over ([`Node::begin_install`]).
+    pub(super) fn on_install_timer(&mut self, now: Time) {
+        let wait = self.shared.config.timing.lease_wait();
+        if self.reconfiguration.install_waits_from.is_some_and(|from| now >= from + wait) {
+            self.log_install();
+        }
     }
 
     /// The install is durable: settle every transaction of the ending epoch, forget the epoch,
@@ -431,8 +475,11 @@ impl Node {
         coordinator.settle(sh, participant, &value.settlement);
         participant.settle(sh, &value.settlement);
         sh.frozen = false;
+        // From when this node learned the value: an install logged a wait after that has
+        // waited already (§7.5).
+        let learned_at = reconfiguration.install_waits_from.take().unwrap_or(now);
         if !next.members.is_superset(old.members) {
-            sh.leases.wait_from(now);
+            sh.leases.wait_from(learned_at);
         }
         sh.stats.installs += 1;
         if !next.contains(sh.me()) {

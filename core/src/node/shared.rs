@@ -135,17 +135,36 @@ impl Shared {
         self.outbox.persist(record, false)
     }
 
-    /// Whether a commit whose every YES is pinned ([`crate::Vote::YesPinned`], this node's own
-    /// included) becomes visible at once, before any copy of its decision is durable
-    /// (docs/protocol.md §7.2, "Visible on every YES"): while configuration changes are off.
-    /// Every member is then a participant of every transaction, and every holder of a pinned
-    /// share takes part in no agreement while it is in doubt, so no settlement ever decides
-    /// one: a transaction whose every share is durable with a pinned YES can only commit. A
-    /// restarted coordinator asks every participant again and commits on every YES, and a
-    /// participant releases a share only on a decision. With changes on, a settlement reads
-    /// only a cover of the members, so the decision must first be durable on c members.
+    /// Whether a commit may become visible on every member's durable YES, before any copy of
+    /// its decision is durable (docs/protocol.md §7.2, "Visible on every YES"):
+    ///
+    /// - while configuration changes are off, for a commit whose every YES is pinned
+    ///   ([`crate::Vote::YesPinned`], this node's own included). Every member is then a
+    ///   participant of every transaction, and every holder of a pinned share takes part in no
+    ///   agreement while it is in doubt, so no settlement ever decides one: a transaction whose
+    ///   every share is durable with a pinned YES can only commit. A restarted coordinator asks
+    ///   every participant again and commits on every YES, and a participant releases a share
+    ///   only on a decision;
+    /// - with changes on, in a configuration of the three nodes of a three-node cluster
+    ///   ([`Shared::visible_on_every_yes_with_changes`]).
+    ///
+    /// Otherwise a settlement reads only a cover of the members, which may miss every YES, so
+    /// the decision must first be durable on c members.
     pub(super) fn visible_on_every_yes(&self) -> bool {
-        self.changes_off() || self.canary(crate::Canary::ImplicitCommitWithChanges)
+        self.changes_off()
+            || self.visible_on_every_yes_with_changes()
+            || self.canary(crate::Canary::ImplicitCommitWithChanges)
+    }
+
+    /// Whether, with changes on, this node's configuration is the three nodes of a three-node
+    /// cluster (docs/protocol.md §7.2, "One sync with changes on"). Every cover of it is two
+    /// members; a settlement whose two reports both hold a transaction in doubt, and neither
+    /// is its coordinator's, commits it (`Settlement::from_reports`): those two YES votes and
+    /// its coordinator's are every YES it needed, and the coordinator, which alone may have
+    /// made it visible, is not there to say. So a commit here is visible on every YES, with
+    /// one synced write on its path.
+    pub(super) fn visible_on_every_yes_with_changes(&self) -> bool {
+        !self.changes_off() && self.cluster().visible_on_every_yes(self.configuration.members)
     }
 
     /// Whether this node runs with configuration changes off (`Timing::leases` off: without

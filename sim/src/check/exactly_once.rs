@@ -85,6 +85,17 @@ impl ExactlyOnce {
                 }
                 return;
             }
+            // An install commits what its settlement commits and the node holds prepared,
+            // with no record of its own: a commit inferred from the reports may have no
+            // decision record anywhere (docs/protocol.md §7.4, "Inferred commits").
+            Record::Installed(value) => {
+                for txn in value.settlement.commit_set() {
+                    if let Some(request) = applications.prepared.get(txn) {
+                        applications.committed.insert(*request);
+                    }
+                }
+                return;
+            }
             _ => return,
         };
         self.applications += 1;

@@ -3,7 +3,9 @@
 //! copies that are a majority of the cluster, all members (§7.3: a majority of the members when
 //! every node is one). With configuration changes off (leases off), a commit may instead be
 //! visible once every member's share of it is durable ("Visible on every YES", §7.2): then no
-//! settlement can ever decide it, and every YES settles it. The world shows this checker every record as it becomes durable
+//! settlement can ever decide it, and every YES settles it. So may a commit in a configuration
+//! of the three nodes of a three-node cluster with changes on (§7.2, "One sync with changes
+//! on"): a settlement there infers it from its two reports. The world shows this checker every record as it becomes durable
 //! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
 //! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
@@ -28,7 +30,7 @@ pub struct Visibility {
     /// Configuration changes are off: every member's durable share also makes a commit
     /// visible.
     visible_on_every_yes: bool,
-    /// Per node: the transactions whose share is durable on its disk (with changes off only).
+    /// Per node: the transactions whose share is durable on its disk.
     shares: Vec<BTreeSet<TxnId>>,
     /// The members of each epoch: the first is every node; later ones as installed.
     configurations: BTreeMap<Epoch, NodeSet>,
@@ -51,6 +53,10 @@ pub struct Visibility {
     /// decision never reaches a majority (the members it needs are frozen or gone), and is no
     /// visible moment.
     committed: BTreeMap<RequestId, BTreeSet<TxnId>>,
+    /// With changes on: commits seen visible on every YES, and settled commits that no node
+    /// held a durable decision of when the settlement was installed (inferred).
+    on_every_yes: u64,
+    inferred: BTreeSet<TxnId>,
 }
 
 impl Visibility {
@@ -67,7 +73,15 @@ impl Visibility {
             durable: vec![BTreeSet::new(); members],
             requests: BTreeMap::new(),
             committed: BTreeMap::new(),
+            on_every_yes: 0,
+            inferred: BTreeSet::new(),
         }
+    }
+
+    /// With changes on: how many commits became visible on every YES, and how many commits
+    /// settlements inferred.
+    pub fn with_changes_on(&self) -> (u64, u64) {
+        (self.on_every_yes, self.inferred.len() as u64)
     }
 
     /// The cluster switched to configuration changes: from now on a commit is visible only
@@ -82,8 +96,14 @@ impl Visibility {
             Record::CommitDecided { txn } | Record::CommitLearned { txn } => {
                 self.durable[node].insert(*txn);
             }
-            Record::PreparedInEpoch { txn, .. } if self.visible_on_every_yes => {
+            // A share a catch-up took from a member's snapshot is logged without its epoch, or
+            // in the snapshot's header.
+            Record::PreparedInEpoch { txn, .. } | Record::Prepared(txn) => {
                 self.shares[node].insert(txn.txn);
+            }
+            Record::SnapshotBeginInEpoch(header) => {
+                let held = header.prepared.iter().chain(&header.commits_held);
+                self.shares[node].extend(held.map(|t| t.txn));
             }
             _ => {}
         }
@@ -98,6 +118,17 @@ impl Visibility {
             Record::Installed(value) => {
                 self.configurations.insert(value.configuration.epoch, value.configuration.members);
                 self.settled.extend(value.settlement.commit_set().iter().copied());
+                // An attempt a settlement commits is its request's committed attempt too,
+                // whether or not its coordinator ever decided it (a commit inferred from the
+                // reports, docs/protocol.md §7.4).
+                for txn in value.settlement.commit_set() {
+                    if !self.visible_on_every_yes && self.durable.iter().all(|held| !held.contains(txn)) {
+                        self.inferred.insert(*txn);
+                    }
+                    if let Some(&request) = self.requests.get(txn) {
+                        self.committed.entry(request).or_default().insert(*txn);
+                    }
+                }
             }
             Record::PreparedInEpoch { txn: t, .. } if usize::from(t.txn.coordinator.0) == node => {
                 self.requests.insert(t.txn, t.request);
@@ -158,14 +189,19 @@ impl Visibility {
         let holders: Vec<usize> = (0..self.members)
             .filter(|&n| members.contains(NodeId(n as u8)) && self.durable[n].contains(&txn))
             .collect();
-        // Changes off: every member (every node) holds its share durably. Like a copy of the
-        // decision, a share counts once durable, whatever its disk lost since.
-        let every_share = self.visible_on_every_yes
+        // Changes off, or the three nodes of a three-node cluster: every member holds its share
+        // durably. Like a copy of the decision, a share counts once durable, whatever its disk
+        // lost since.
+        let on_every_yes = self.visible_on_every_yes || self.members == 3 && members.len() == 3;
+        let every_share = on_every_yes
             && (0..self.members).all(|n| !members.contains(NodeId(n as u8)) || self.shares[n].contains(&txn));
         // A majority of the run's nodes, all members of the epoch.
         if 2 * holders.len() > self.members || every_share {
             self.visible.insert(txn);
-        } else if self.visible_on_every_yes {
+            if !self.visible_on_every_yes && 2 * holders.len() <= self.members {
+                self.on_every_yes += 1;
+            }
+        } else if on_every_yes {
             let shares: Vec<usize> = (0..self.members).filter(|&n| self.shares[n].contains(&txn)).collect();
             let message = format!(
                 "{txn} became visible ({}) while its decision was durable on {holders:?} only and its share on {shares:?}, of members {members}",
@@ -221,11 +257,12 @@ mod tests {
         assert!(violations.is_empty(), "{violations:?}");
     }
 
-    /// With changes off, a commit is visible once every member's share is durable, before any
-    /// copy of the decision is; with one share not durable it is reported. With changes on,
-    /// the shares do not count.
+    /// With changes off, or with the three nodes of a three-node cluster as members, a commit is
+    /// visible once every member's share is durable, before any copy of the decision is; with
+    /// one share not durable it is reported. With changes on and more nodes, the shares do not
+    /// count (`changes_on_with_five_nodes_shares_do_not_count`).
     #[test]
-    fn with_changes_off_every_durable_share_makes_a_commit_visible() {
+    fn every_durable_share_makes_a_commit_visible_with_changes_off_or_three_nodes() {
         for changes_off in [true, false] {
             let mut v = Visibility::new(3, changes_off);
             let request = decided(&mut v);
@@ -240,8 +277,23 @@ mod tests {
             violations.clear();
             v.observe_durable(2, &prepared);
             v.observe_reply(&reply, &mut violations);
-            assert_eq!(violations.is_empty(), changes_off, "every share, changes off {changes_off}: {violations:?}");
+            assert!(violations.is_empty(), "every share, changes off {changes_off}: {violations:?}");
         }
+    }
+
+    #[test]
+    fn changes_on_with_five_nodes_shares_do_not_count() {
+        let mut v = Visibility::new(5, false);
+        let request = decided(&mut v);
+        let reply = Reply { id: request, outcome: Outcome::Committed(Vec::new()) };
+        let share = TxnRecord { txn: txn(), request, ops: Vec::new().into(), participants: NodeSet::first(5) };
+        let prepared = Record::PreparedInEpoch { epoch: dkv_core::Epoch::FIRST, txn: share };
+        for node in 0..5 {
+            v.observe_durable(node, &prepared);
+        }
+        let mut violations = Vec::new();
+        v.observe_reply(&reply, &mut violations);
+        assert_eq!(violations.len(), 1, "shares only, five nodes: {violations:?}");
     }
 
     /// Copies that were durable still count after a disk lost them (the whole data dir, or a
