@@ -387,10 +387,19 @@ pub enum TryAgainReason {
 }
 
 impl TryAgainReason {
-    /// Whether a write answered so had an attempt made at it that did not commit (a conflict,
-    /// a vote that did not come): a configuration change may still commit that attempt
-    /// (docs/protocol.md §7.4, "Inferred commits"), so the write may have been applied.
+    /// Whether a write answered so may have had an attempt made at it that did not commit (a
+    /// conflict, a vote that did not come, a participant too busy to vote YES): a
+    /// configuration change may still commit that attempt (docs/protocol.md §7.4, "Inferred
+    /// commits"), so the write may have been applied. `Busy` is counted though a node also
+    /// says it before any attempt (review finding: a NO(Busy) from one participant, after the
+    /// others voted YES, is answered `Busy`).
     pub fn follows_an_attempt(&self) -> bool {
-        matches!(self, TryAgainReason::Conflict | TryAgainReason::InProgress | TryAgainReason::Unavailable { .. })
+        matches!(
+            self,
+            TryAgainReason::Conflict
+                | TryAgainReason::InProgress
+                | TryAgainReason::Busy
+                | TryAgainReason::Unavailable { .. }
+        )
     }
 }

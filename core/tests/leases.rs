@@ -108,6 +108,11 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
     let cut = c.now;
     let mut last_served = None;
     let mut unserved_during_the_change = 0;
+    // The change drops one of three members: the two wait out its lease before they install
+    // (docs/protocol.md §7.4, "Inferred commits"), and serve no read meanwhile. Reads every
+    // 10 ms at each of them: the wait's worth, and two more each for the new epoch's grants.
+    let wait = c.node(0).config().timing.lease_wait();
+    let gap_max = 2 * (wait.as_millis() / 10 + 2);
     for n in 0..150u64 {
         run_for(&mut c, Duration::from_millis(10));
         for i in 0..3 {
@@ -119,10 +124,10 @@ fn a_node_cut_off_stops_serving_after_its_lease() {
                     }
                 }
                 // A member frozen by the change it agrees on counts itself no more (§7.4), and
-                // the new epoch's lease needs a grant of that epoch: a short gap at the change.
+                // the new epoch's lease needs a grant of that epoch: a gap at the change.
                 Outcome::NotServing(NotServingReason::NoLease) if i != 2 => {
                     unserved_during_the_change += 1;
-                    assert!(unserved_during_the_change <= 2, "n{i} stopped serving");
+                    assert!(unserved_during_the_change <= gap_max, "n{i} stopped serving");
                 }
                 Outcome::NotServing(NotServingReason::NoLease) => {}
                 other => panic!("n{i}: {other:?}"),

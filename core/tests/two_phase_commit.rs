@@ -8,8 +8,9 @@ use harness::*;
 use std::time::Duration;
 
 /// A cluster with configuration changes on (leases on), past the start's wait (no YES before
-/// it, docs/protocol.md §7.5): a commit becomes visible only once its decision is durable on a
-/// majority. (With changes off, the default here, every YES makes it visible, §7.2.)
+/// it, docs/protocol.md §7.5): with five nodes, a commit becomes visible only once its decision
+/// is durable on a majority. (With changes off, the default here, and with three nodes all
+/// members, every YES makes it visible, §7.2.)
 fn changes_on(size: usize) -> Cluster {
     let mut c = Cluster::with_config(size, |cfg| cfg.timing.leases = true);
     let past_wait = c.now + c.configs[0].timing.lease_wait();
@@ -115,20 +116,19 @@ fn participant_votes_yes_only_after_prepare_is_durable() {
 /// `Visible`.
 #[test]
 fn a_commit_is_visible_only_once_durable_on_a_majority() {
-    let mut c = changes_on(3);
+    let mut c = changes_on(5);
     c.auto_durable = false;
-    (0..3).for_each(|i| c.make_durable(i));
+    (0..5).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(matches!(c.disks[0].pending.last(), Some((_, Record::PreparedInEpoch { .. }))), "own share logged");
     c.deliver_all();
-    c.make_durable(1);
-    c.make_durable(2);
+    (1..5).for_each(|i| c.make_durable(i));
     c.deliver_all(); // every YES at the coordinator, whose own share is not durable yet
     assert!(!c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { .. })), "no decision yet");
     c.make_durable(0); // own share durable: decides, logs and sends COMMIT at once
     assert!(matches!(c.disks[0].pending.last(), Some((_, Record::CommitDecided { .. }))));
     assert!(c.network.iter().any(|(_, _, m)| matches!(m, Message::Decision { decision: Decision::Commit, .. })));
-    c.make_durable(0); // durable at the coordinator alone: one of three
+    c.make_durable(0); // durable at the coordinator alone: one of five
     assert!(c.reply(r).is_none(), "no reply before a majority holds the decision");
     assert_eq!(c.value(0, "k"), None);
     c.deliver_all(); // COMMIT reaches the participants, which log it
@@ -136,13 +136,16 @@ fn a_commit_is_visible_only_once_durable_on_a_majority() {
     assert_eq!(c.value(1, "k"), None, "a participant does not apply at COMMIT");
     assert_eq!(c.node(1).locked_keys(), 1);
     c.make_durable(1);
-    c.deliver_all(); // node 1's ack: two of three
+    c.deliver_all(); // node 1's ack: two of five
+    assert!(c.reply(r).is_none(), "two copies of five are no majority");
+    c.make_durable(2);
+    c.deliver_all(); // node 2's ack: three of five
     assert!(matches!(c.reply(r).unwrap().outcome, Outcome::Committed(_)));
     assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
     assert_eq!(c.value(1, "k"), Some(b"v".to_vec()), "applied on Visible");
-    assert_eq!(c.value(2, "k"), Some(b"v".to_vec()), "applied on Visible, before its own record is durable");
-    assert_eq!(c.node(0).coordinating_count(), 1, "not finished: node 2 has not acknowledged");
-    c.make_durable(2);
+    assert_eq!(c.value(3, "k"), Some(b"v".to_vec()), "applied on Visible, before its own record is durable");
+    assert_eq!(c.node(0).coordinating_count(), 1, "not finished: nodes 3 and 4 have not acknowledged");
+    (3..5).for_each(|i| c.make_durable(i));
     c.deliver_all();
     assert_eq!(c.node(0).coordinating_count(), 0, "finished");
     assert_eq!(c.node(1).commit_memory().count(), 1, "node 1 remembers it until the finished mark");
@@ -158,7 +161,21 @@ fn a_commit_is_visible_only_once_durable_on_a_majority() {
 /// decision are logged lazily: only finishing waits on them (docs/protocol.md §7.2).
 #[test]
 fn with_changes_off_a_commit_is_visible_once_every_share_is_durable() {
-    let mut c = Cluster::durable_by_hand(3);
+    visible_once_every_share_is_durable(Cluster::durable_by_hand(3));
+}
+
+/// So it is with changes on, in a configuration of the three nodes of a three-node cluster
+/// (docs/protocol.md §7.2, "Visible on every YES with changes on"): a settlement infers such a
+/// commit from the shares (§7.4).
+#[test]
+fn with_changes_on_and_three_nodes_a_commit_is_visible_once_every_share_is_durable() {
+    let mut c = changes_on(3);
+    c.auto_durable = false;
+    (0..3).for_each(|i| c.make_durable(i));
+    visible_once_every_share_is_durable(c);
+}
+
+fn visible_once_every_share_is_durable(mut c: Cluster) {
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.deliver_all();
     c.make_durable(1);
@@ -364,7 +381,7 @@ fn coordinator_without_record_answers_finished() {
 /// COMMIT, and once a majority holds it every node applies the write.
 #[test]
 fn coordinator_crash_after_decision_recovers_and_commits() {
-    let mut c = changes_on(3);
+    let mut c = changes_on(5);
     c.deliver_if = Box::new(|_, _, m| !matches!(m, Message::Decision { .. }));
     let r = c.request(0, txn(1, 1, vec![put("a", "1"), put("b", "2")]));
     assert!(c.run_until(1_000, |c| c.disks[0].durable.iter().any(|r| matches!(r, Record::CommitDecided { .. }))));
@@ -377,7 +394,7 @@ fn coordinator_crash_after_decision_recovers_and_commits() {
     c.deliver_if = Box::new(|_, _, _| true);
     c.restart(0);
     assert!(c.settle());
-    for i in 0..3 {
+    for i in 0..5 {
         assert_eq!(c.value(i, "a"), Some(b"1".to_vec()), "node {i}");
         assert_eq!(c.value(i, "b"), Some(b"2".to_vec()), "node {i}");
     }
@@ -411,26 +428,25 @@ fn participant_learns_outcome_from_another_participant() {
 /// commit), asks every participant again and commits.
 #[test]
 fn a_coordinator_that_lost_its_decision_learns_it_from_a_participant() {
-    let mut c = changes_on(3);
+    let mut c = changes_on(5);
     c.auto_durable = false;
-    (0..3).for_each(|i| c.make_durable(i));
+    (0..5).for_each(|i| c.make_durable(i));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     c.make_durable(0); // own share durable
     c.deliver_all();
-    c.make_durable(1);
-    c.make_durable(2);
+    (1..5).for_each(|i| c.make_durable(i));
     c.deliver_all(); // decided: COMMIT sent, its record not durable
     c.deliver_all(); // COMMIT reaches the participants
     c.make_durable(1); // node 1 holds the commit durably and acknowledges
     c.crash(0); // the decision record is lost
     c.network.clear();
     c.auto_durable = true;
-    c.make_durable(2);
+    (2..5).for_each(|i| c.make_durable(i));
     c.network.clear();
     c.restart(0);
     assert!(c.reply(r).is_none());
     assert!(c.settle());
-    for i in 0..3 {
+    for i in 0..5 {
         assert_eq!(c.value(i, "k"), Some(b"v".to_vec()), "node {i}");
         assert_eq!(c.node(i).locked_keys(), 0);
     }
@@ -713,7 +729,7 @@ fn a_full_commit_memory_votes_busy_until_the_finished_mark_frees_it() {
 /// pending — locked, not applied — asks the coordinator, and applies it once told `Visible`.
 #[test]
 fn a_restarted_participant_keeps_a_held_commit_pending_until_told_it_is_visible() {
-    let mut c = changes_on(3);
+    let mut c = changes_on(5);
     c.deliver_if = Box::new(|_, to, m| !(to.0 == 2 && matches!(m, Message::Visible { .. })));
     let r = c.request(0, txn(1, 1, vec![put("k", "v")]));
     assert!(c.run_until(1_000, |c| c.reply(r).is_some()));

@@ -351,6 +351,9 @@ impl Gateway {
                 });
                 continue;
             }
+            // An attempt whose answer never came may have begun a transaction, as one told
+            // `TryAgain` after a conflict did (review finding).
+            running.attempted |= running.awaiting_reply;
             running.awaiting_reply = true;
             running.wake_at = (now + ATTEMPT_TIMEOUT).min(running.deadline);
             self.wakeups.insert((running.wake_at, id));
@@ -519,6 +522,13 @@ mod tests {
                 Ok(outcome) => assert!(!may_have_been_applied && outcome == not_a_member, "after {earlier:?}"),
             }
         }
+        // An attempt whose answer never came counts as one made.
+        let mut gateway = Gateway::new(limits(1), 7);
+        let request = gateway.start(at(0), asker(5), put("k")).unwrap();
+        let (resend, _) = gateway.on_timeout(gateway.deadline().unwrap());
+        assert_eq!(resend, vec![request.clone()]);
+        let answer = gateway.on_reply(at(2_000), reply(request.id, not_a_member)).unwrap();
+        assert!(answer.result.unwrap_err().may_have_been_applied());
     }
 
     /// A request that keeps getting `TryAgain` ends at its deadline with an answer saying the

@@ -276,6 +276,21 @@ impl Leases {
         self.joining.remove(&from);
     }
 
+    /// An install that waited out the leases (docs/protocol.md §7.4, "Inferred commits") is
+    /// done at `now`: the members it keeps count as heard from now. This node dropped their
+    /// heartbeats while it waited, and they theirs until their own installs; without this, a
+    /// member that learned the value a little later would be suspected at once, removed, and
+    /// caught up again (review finding).
+    pub(super) fn waited_for_install(&mut self, kept: NodeSet, now: Time) {
+        if !self.on {
+            return;
+        }
+        for member in kept.iter().filter(|&m| m != self.me && self.members.contains(m)) {
+            let heard = self.heard.entry(member).or_insert(now);
+            *heard = (*heard).max(now);
+        }
+    }
+
     /// The latest lease request received from `from` in this epoch, to echo to it.
     fn received(&mut self, from: NodeId, request: LeaseRequest) {
         let latest = self.requests.entry(from).or_insert(request);

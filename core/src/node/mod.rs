@@ -551,6 +551,7 @@ impl Node {
         self.agreement_durable(now, through);
         loop {
             let bootstrapping = self.bootstrap.is_some();
+            let install_logged = self.reconfiguration.install_logged();
             let Node { shared: sh, coordinator, participant, .. } = self;
             let Some(action) = sh.outbox.next_due() else { break };
             match action {
@@ -565,6 +566,10 @@ impl Node {
                 // No YES before the wait is over (§7.5): held, and cast when it ends.
                 AfterDurable::Vote(txn) if sh.leases.waiting(now) => sh.hold_vote(txn),
                 AfterDurable::Vote(txn) => participant.on_prepare_durable(sh, txn),
+                // The install's record went into the log while the decision's was being synced:
+                // counting the copy now could log the commit applied, or finished, after the
+                // install, where replay cannot take it (review finding). The install settles it.
+                AfterDurable::Decision(_) if install_logged => {}
                 AfterDurable::Decision(txn) => coordinator.on_decision_durable(sh, participant, now, txn),
                 AfterDurable::Ack(txn) => participant.on_commit_durable(sh, txn),
                 AfterDurable::OwnShare(txn) => coordinator.on_own_share_durable(sh, participant, now, txn),

@@ -40,6 +40,8 @@ pub(super) struct Reconfiguration {
     /// When this node learned the value it is installing, if it waits a lease wait before it
     /// logs the install ([`Node::begin_install`]).
     install_waits_from: Option<Time>,
+    /// The [`Record::Installed`] of `installing` is in the log (durable or not).
+    install_logged: bool,
     /// Recovery cut a whole record that failed its checksum off the log's end: this node may
     /// have lost an acknowledged record, so it never promises, accepts or reports (§7.4).
     cannot_vouch: bool,
@@ -77,6 +79,7 @@ impl Reconfiguration {
             installed: installed.into(),
             installing: None,
             install_waits_from: None,
+            install_logged: false,
             cannot_vouch,
             reason_since: None,
             seed,
@@ -100,6 +103,12 @@ impl Reconfiguration {
 
     pub(super) fn is_installing(&self) -> bool {
         self.installing.is_some()
+    }
+
+    /// Whether the install's record is in the log: nothing of the ending epoch may be logged
+    /// after it (replay settles the epoch at it).
+    pub(super) fn install_logged(&self) -> bool {
+        self.installing.is_some() && self.install_logged
     }
 
     pub(super) fn agreement(&self) -> Option<&Agreement> {
@@ -447,8 +456,12 @@ impl Node {
     /// Logs the install of the value learned (synced); it is settled once durable.
     fn log_install(&mut self) {
         let Some(value) = &self.reconfiguration.installing else { return };
+        if self.reconfiguration.install_logged {
+            return;
+        }
         let lsn = self.shared.persist(Record::Installed(Box::new(value.clone())));
         self.shared.after_durable(lsn, AfterDurable::Installed);
+        self.reconfiguration.install_logged = true;
     }
 
     /// The lease wait before logging an install is over ([`Node::begin_install`]).
@@ -463,6 +476,7 @@ impl Node {
     /// and start the next one (§7.4). A change that drops a member starts the lease wait (§7.5).
     pub(super) fn finish_install(&mut self, now: Time) {
         let Some(value) = self.reconfiguration.installing.take() else { return };
+        self.reconfiguration.install_logged = false;
         let Node { shared: sh, coordinator, participant, reconfiguration, .. } = self;
         // The new epoch's lease starts from nothing before the settlement wakes the reads that
         // waited on its locks: they are answered under it.
@@ -477,9 +491,12 @@ impl Node {
         sh.frozen = false;
         // From when this node learned the value: an install logged a wait after that has
         // waited already (§7.5).
-        let learned_at = reconfiguration.install_waits_from.take().unwrap_or(now);
+        let waited_from = reconfiguration.install_waits_from.take();
         if !next.members.is_superset(old.members) {
-            sh.leases.wait_from(learned_at);
+            sh.leases.wait_from(waited_from.unwrap_or(now));
+        }
+        if waited_from.is_some() {
+            sh.leases.waited_for_install(next.members.intersection(old.members), now);
         }
         sh.stats.installs += 1;
         if !next.contains(sh.me()) {
