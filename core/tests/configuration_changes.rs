@@ -147,6 +147,56 @@ fn an_install_that_drops_one_of_three_members_waits_out_the_leases() {
     assert!(matches!(outcome(&c, write), Outcome::Committed(_)));
 }
 
+/// A coordinator makes a commit visible on every YES (three nodes), the members acknowledge it,
+/// and before its own lazy decision record is durable it learns a change that removes it and
+/// logs the install after it. The decision's record becoming durable then must not finish the
+/// transaction: its `Forgotten` would follow the `Installed` record, and replay, which settles
+/// the epoch at that record, cannot take it. The install settles it; the node restarts.
+#[test]
+fn a_decision_durable_after_the_install_is_logged_is_left_to_the_install() {
+    let mut c = leased(3);
+    run_for(&mut c, Duration::from_secs(1));
+    c.auto_durable = false;
+    (0..3).for_each(|i| c.make_durable(i));
+    let write = c.request(0, txn(1, 1, vec![put("k", "v")]));
+    c.deliver_all();
+    (1..3).for_each(|i| c.make_durable(i));
+    c.deliver_all(); // both remote YES votes
+    c.make_durable(0); // the own share: visible on every YES, the decision logged lazily
+    assert!(matches!(c.reply(write).map(|r| &r.outcome), Some(Outcome::Committed(_))));
+    assert!(c.disks[0].pending.iter().any(|(_, r)| matches!(r, Record::CommitDecided { .. })));
+    c.deliver_all(); // `Visible`
+    (1..3).for_each(|i| c.make_durable(i));
+    c.deliver_all(); // both acknowledgements: only n0's own copy is missing to finish
+    // n1 proposes to remove n0; n0 hears only the acceptances, and learns the value from them.
+    c.deliver_if = Box::new(|_, to, m| to != NodeId(0) || matches!(m, Message::Paxos(PaxosMessage::Accepted { .. })));
+    let now = c.now;
+    c.nodes[1].as_mut().unwrap().propose_members(now, members(&[1, 2])).unwrap();
+    c.drain(1);
+    for _ in 0..20 {
+        c.deliver_all();
+        (1..3).for_each(|i| c.make_durable(i));
+    }
+    assert!(c.node(0).is_frozen(), "n0 learned the change");
+    let pending: Vec<&Record> = c.disks[0].pending.iter().map(|(_, r)| r).collect();
+    let decided = pending.iter().position(|r| matches!(r, Record::CommitDecided { .. }));
+    let installed = pending.iter().position(|r| matches!(r, Record::Installed(_)));
+    assert!(decided.is_some() && decided < installed, "the install logged after the lazy decision: {pending:?}");
+    c.make_durable(0);
+    c.make_durable(0); // and whatever that logged
+    let durable = &c.disks[0].durable;
+    let installed_at = durable.iter().rposition(|r| matches!(r, Record::Installed(_))).unwrap();
+    let after: Vec<&Record> = durable[installed_at..].iter().collect();
+    assert!(
+        !after.iter().any(|r| matches!(r, Record::Forgotten { .. } | Record::Committed { .. })),
+        "nothing of the ended epoch after the install: {after:?}"
+    );
+    c.crash(0);
+    c.restart(0);
+    assert_eq!(c.value(0, "k"), Some(b"v".to_vec()));
+    assert!(!c.node(0).is_member());
+}
+
 /// A member promises while its PREPARE record is still on its way: the report counts the
 /// share (appended, not durable) in doubt, the promise's record goes into the log after it,
 /// and the YES queued behind the record never leaves. Restarted, it is still frozen.
