@@ -1597,7 +1597,7 @@ impl World {
         self.stats.catch_ups += 1;
         // The old log is replaced whole: what it held is gone, the adopted records are durable.
         self.halt(i, 0, &CrashDamage::default());
-        self.exactly_once.adopted_log(i);
+        self.exactly_once.adopted_log(i, from);
         self.nodes[i].data_lost = false;
         self.nodes[i].init_on_restart = false;
         self.nodes[i].lacks_state = false;

@@ -118,15 +118,22 @@ impl ExactlyOnce {
         self.nodes[node] = NodeApplications::default();
     }
 
-    /// Node `node` replaced its log by a member's (a catch-up): what it applies from the new
-    /// log is not a second application, but what it had committed did take effect (the
-    /// member's log holds it, perhaps only in a snapshot). (Seen with minority faults, seed
-    /// 5172: every node that had applied a put later caught up, and the put of an unknown
-    /// outcome was judged never applied; a delete that found the key looked impossible.)
-    pub fn adopted_log(&mut self, node: usize) {
+    /// Node `node` replaced its log by member `from`'s (a catch-up): what it applies from the
+    /// new log is not a second application, but what it had committed did take effect (the
+    /// member's log holds it, perhaps only in a snapshot), and so did what `from` had: the
+    /// state goes on at `node`, though its records may not name it. (Seen with minority faults,
+    /// seed 5172: every node that had applied a put later caught up, and the put of an unknown
+    /// outcome was judged never applied; a delete that found the key looked impossible. And
+    /// three-node seed 12611 with long absences: a commit inferred at an install, applied by
+    /// the two nodes that held it, lived on only in a snapshot one of them streamed before both
+    /// lost their data dirs.)
+    pub fn adopted_log(&mut self, node: usize, from: usize) {
         let applications = std::mem::take(&mut self.nodes[node]);
         self.carried.extend(applications.committed);
         self.carried.extend(applications.first_applied_by.into_keys());
+        let source = &self.nodes[from];
+        self.carried.extend(source.committed.iter().copied());
+        self.carried.extend(source.first_applied_by.keys().copied());
     }
 
     /// `record`, durable at node `node`, was lost from its log (recovery truncated it with a
@@ -197,11 +204,22 @@ mod tests {
     #[test]
     fn a_catch_up_keeps_what_was_committed() {
         let request = RequestId { client: ClientId(7), seq: 1 };
-        let mut checker = ExactlyOnce::new(1);
+        let mut checker = ExactlyOnce::new(2);
         assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
-        checker.adopted_log(0);
+        checker.adopted_log(0, 1);
         assert!(checker.applied_anywhere(request), "its effect is in the adopted log");
         assert_eq!(watch(&mut checker, &[prepared(2), committed(2)]), 0, "applied from the adopted log");
+
+        // What the member streaming the state committed goes on at the node that took it, even
+        // once the member lost its data dir.
+        let mut checker = ExactlyOnce::new(2);
+        let mut violations = Vec::new();
+        for record in [prepared(1), committed(1)] {
+            checker.observe_durable(1, &record, &History::default(), &mut violations);
+        }
+        checker.adopted_log(0, 1);
+        checker.forget_node(1);
+        assert!(checker.applied_anywhere(request), "its effect came with the member's state");
 
         let mut checker = ExactlyOnce::new(1);
         assert_eq!(watch(&mut checker, &[prepared(1), committed(1)]), 0);
