@@ -149,6 +149,15 @@ struct Running {
     attempted: bool,
 }
 
+impl Running {
+    /// The answer for a request ended at `now` without an outcome: a write may or may not have
+    /// been applied.
+    fn no_outcome(self, now: Time) -> Answer {
+        let (write, reason, waited) = (self.slot.is_some(), self.last_reason, now.saturating_since(self.started_at));
+        Answer { asker: self.asker, result: Err(GatewayError::NoOutcome { write, reason, waited }) }
+    }
+}
+
 /// The pool of client ids and the requests running under them (see the module's doc).
 pub(crate) struct Gateway {
     limits: GatewayLimits,
@@ -296,24 +305,14 @@ impl Gateway {
                 None
             }
             Outcome::TryAgain(reason) => {
-                let running = self.finish(reply.id)?;
-                let write = running.slot.is_some();
-                let waited = now.saturating_since(running.started_at);
-                Some(Answer {
-                    asker: running.asker,
-                    result: Err(GatewayError::NoOutcome { write, reason: Some(reason), waited }),
-                })
+                let mut running = self.finish(reply.id)?;
+                running.last_reason = Some(reason);
+                Some(running.no_outcome(now))
             }
             // "Not serving" after an attempt of the write: the asker, told to ask another node,
             // would send it again as a new write, and it may have been applied.
             Outcome::NotServing(_) if running.slot.is_some() && running.attempted => {
-                let running = self.finish(reply.id)?;
-                let waited = now.saturating_since(running.started_at);
-                let reason = running.last_reason;
-                Some(Answer {
-                    asker: running.asker,
-                    result: Err(GatewayError::NoOutcome { write: true, reason, waited }),
-                })
+                Some(self.finish(reply.id)?.no_outcome(now))
             }
             // Definite outcomes, and "not serving": waiting here would not make this node serve
             // (it lacks a lease, or is no member); the asker is told at once to ask another.
@@ -341,14 +340,7 @@ impl Gateway {
             self.wakeups.pop_first();
             let running = self.running.get_mut(&id).expect("every wake-up has its request");
             if now >= running.deadline {
-                let running = self.finish(id).expect("just found");
-                let write = running.slot.is_some();
-                let waited = now.saturating_since(running.started_at);
-                let reason = running.last_reason;
-                answers.push(Answer {
-                    asker: running.asker,
-                    result: Err(GatewayError::NoOutcome { write, reason, waited }),
-                });
+                answers.push(self.finish(id).expect("just found").no_outcome(now));
                 continue;
             }
             // An attempt whose answer never came may have begun a transaction, as one told
