@@ -133,10 +133,14 @@ pub enum Canary {
     /// way (§7.4, "Inferred commits"): the settlement may infer the commit, while the
     /// coordinator, once the record is durable, acts on the abort.
     AbortingReportedInDoubt,
+    /// Members add back a node removed soon after its add at once, with no backoff (§7.6): a
+    /// node cut off from one member only is removed and added again for as long as the cut
+    /// lasts.
+    AddWithoutBackoff,
 }
 
 impl Canary {
-    pub const ALL: [Canary; 36] = [
+    pub const ALL: [Canary; 37] = [
         Canary::VoteBeforeDurable,
         Canary::ReplyBeforeDecisionDurable,
         Canary::ReleaseLocksOnTimeout,
@@ -173,6 +177,7 @@ impl Canary {
         Canary::InstallWithoutWait,
         Canary::FrozenReleasesOnFinished,
         Canary::AbortingReportedInDoubt,
+        Canary::AddWithoutBackoff,
     ];
 
     pub fn name(self) -> &'static str {
@@ -213,6 +218,7 @@ impl Canary {
             Canary::InstallWithoutWait => "install-without-wait",
             Canary::FrozenReleasesOnFinished => "frozen-releases-on-finished",
             Canary::AbortingReportedInDoubt => "aborting-reported-in-doubt",
+            Canary::AddWithoutBackoff => "add-without-backoff",
         }
     }
 

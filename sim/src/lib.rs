@@ -58,7 +58,11 @@
 //!   for the log (checker `recovery`, which follows every node that lost a synced record until
 //!   it has caught up).
 //! - **Lasting partitions** (`lasting_partition_every`): a minority cut off for 5–20 s, both
-//!   ways or one way, while the majority must keep working.
+//!   ways or one way, while the majority must keep working. A quarter of them, in clusters of
+//!   three nodes or more, cut a single link between two members instead (`lasting_link_cut`),
+//!   for as long: the cluster drops one end, a third node that still hears it adds it back, and
+//!   only the backoff of a flapping node keeps this from thrashing (checker `thrash`: no node
+//!   removed more than six times within 20 s between two starts).
 //! - **A node cut off one way just after its add** (`added_cut`: 0.3 of the changes that add
 //!   a node, wherever partitions may come; the lowest-numbered node added): it can send, so it
 //!   keeps asking to join, but it hears nothing, for 5–20 s; it counts as lost until it has

@@ -18,6 +18,11 @@ pub const MINORITY_FAULTS_BY_DEFAULT: bool = true;
 /// was before link cuts existed.
 pub const LINK_CUT_BY_DEFAULT: f64 = 0.25;
 
+/// The share of the lasting partitions that cut a single link, where lasting partitions come
+/// and the cluster has three nodes or more ([`Faults::lasting_link_cut`]). Not drawn either:
+/// the world decides from a stream of its own.
+pub const LASTING_LINK_CUT_BY_DEFAULT: f64 = 0.25;
+
 /// The clock-rate drift bound ρ of docs/protocol.md §7.5 (1 %), in parts per million: any one
 /// clock's rate is within ρ of true time, so any two differ by less than 2ρ. Leases are sound
 /// only within it, so runs with [`Params::minority_faults`] keep every clock inside it (half
@@ -210,6 +215,12 @@ pub struct Faults {
     /// Mean time between lasting partitions: a minority of members is cut off from the rest,
     /// both ways or one way, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`].
     pub lasting_partition_every: Option<Duration>,
+    /// Chance that a lasting partition, in a cluster of three nodes or more, cuts a single link
+    /// between two members instead (both ways, or one way) for as long. Both ends still reach
+    /// every other node: the cluster drops one end, and a third node that hears it ask to join
+    /// adds it back, so membership flaps for as long as the cut lasts unless the backoff of a
+    /// flapping node holds (docs/protocol.md §7.6; the `thrash` checker).
+    pub lasting_link_cut: f64,
     /// Chance that a node just added to the configuration (the lowest-numbered, if a change adds
     /// more) is cut off one way (it can send but hears nothing) within half a second of its
     /// add, for [`LASTING_FAULT_MIN`]..[`LASTING_FAULT_MAX`]: it keeps asking to join, may not
@@ -282,6 +293,7 @@ impl Faults {
             init_first_start: false,
             absence_tail_damaged: 0.0,
             lasting_partition_every: None,
+            lasting_link_cut: 0.0,
             added_cut: 0.0,
             start_crash: 0.0,
             fault_phase: None,
@@ -328,6 +340,9 @@ pub struct Overrides {
     /// Chance a partition cuts a single link ([`Faults::link_cut`]), instead of
     /// [`LINK_CUT_BY_DEFAULT`].
     pub link_cut: Option<f64>,
+    /// Chance a lasting partition cuts a single link ([`Faults::lasting_link_cut`]), instead of
+    /// [`LASTING_LINK_CUT_BY_DEFAULT`].
+    pub lasting_link_cut: Option<f64>,
     pub duplication: Option<f64>,
     /// Message delays are drawn up to this.
     pub delay_max: Option<Duration>,

@@ -8,7 +8,9 @@
 //! nanoseconds. A fault or bound left out is off, so a fault kind added later leaves every
 //! setup written before it unchanged.
 
-use crate::params::{Faults, LINK_CUT_BY_DEFAULT, ModeSwitch, Overrides, Params, TightBounds, draw_rich};
+use crate::params::{
+    Faults, LASTING_LINK_CUT_BY_DEFAULT, LINK_CUT_BY_DEFAULT, ModeSwitch, Overrides, Params, TightBounds, draw_rich,
+};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeSet;
@@ -94,6 +96,12 @@ impl Setup {
         if params.faults.partition_every.is_none() || params.nodes < 3 {
             params.faults.link_cut = 0.0;
         }
+        // Lasting single-link cuts, added later still: not drawn either.
+        params.faults.lasting_link_cut =
+            overrides.lasting_link_cut.map_or(LASTING_LINK_CUT_BY_DEFAULT, |chance| chance.clamp(0.0, 1.0));
+        if params.faults.lasting_partition_every.is_none() || params.nodes < 3 {
+            params.faults.lasting_link_cut = 0.0;
+        }
         Setup { seed, rng_position: rng.get_word_pos(), params, suppressed: BTreeSet::new(), fault_script: None }
     }
 
@@ -139,6 +147,7 @@ impl Setup {
                 "delay_max_ns" => faults.delay_max = nanos(&key, v)?,
                 "partition_every_ns" => faults.partition_every = Some(nanos(&key, v)?),
                 "link_cut" => faults.link_cut = probability(&key, v)?,
+                "lasting_link_cut" => faults.lasting_link_cut = probability(&key, v)?,
                 "crash_every_ns" => faults.crash_every = Some(nanos(&key, v)?),
                 "torn_write" => faults.torn_write = probability(&key, v)?,
                 "fsync_min_ns" => faults.fsync_min = nanos(&key, v)?,
@@ -290,6 +299,7 @@ impl Setup {
         if let Some(every) = f.lasting_partition_every {
             optional(true, format!("lasting_partition_every_ns={}", every.as_nanos()));
         }
+        optional(f.lasting_link_cut > 0.0, format!("lasting_link_cut={}", f.lasting_link_cut));
         optional(f.added_cut > 0.0, format!("added_cut={}", f.added_cut));
         optional(f.start_crash > 0.0, format!("start_crash={}", f.start_crash));
         if let Some(s) = f.switch_to_changes {
@@ -382,7 +392,7 @@ fn p_has_eviction_without_bounds(params: &Params, e: &Eviction) -> bool {
             || e.new_client_chance != off.new_client_chance)
 }
 
-const KEYS: [&str; 50] = [
+const KEYS: [&str; 51] = [
     "seed",
     "rng_position",
     "nodes",
@@ -416,6 +426,7 @@ const KEYS: [&str; 50] = [
     "init_first_start",
     "absence_tail_damaged",
     "lasting_partition_every_ns",
+    "lasting_link_cut",
     "added_cut",
     "start_crash",
     "fault_phase_ns",

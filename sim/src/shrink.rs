@@ -148,6 +148,7 @@ fn candidates(best: &Report) -> Vec<Setup> {
     with(&|p| p.faults.crash_every = None);
     with(&|p| p.faults.partition_every = None);
     with(&|p| p.faults.link_cut = 0.0);
+    with(&|p| p.faults.lasting_link_cut = 0.0);
     with(&|p| p.faults.loss = 0.0);
     with(&|p| p.faults.duplication = 0.0);
     with(&|p| p.faults.torn_write = 0.0);
@@ -244,6 +245,7 @@ fn settings(p: &Params) -> usize {
         f.delay_max > g.delay_max,
         f.partition_every.is_some(),
         f.link_cut != g.link_cut,
+        f.lasting_link_cut != g.lasting_link_cut,
         f.crash_every.is_some(),
         f.torn_write != g.torn_write,
         f.cluster_crash_every.is_some(),

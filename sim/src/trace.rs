@@ -78,6 +78,8 @@ pub enum Tag {
     StartCrash = 27,
     /// A brief partition cuts one link only: two nodes cannot talk, both ways or one way.
     LinkCut = 28,
+    /// A lasting partition cuts one link only, for long.
+    LastingLinkCut = 29,
 }
 
 pub struct Trace {

@@ -404,11 +404,16 @@ pub struct RunStats {
     /// Lasting partitions, and of them those that cut a node off one way just after its add.
     pub lasting_partitions: u64,
     pub added_cuts: u64,
+    /// Of the lasting partitions, those that cut a single link (`Faults::lasting_link_cut`).
+    pub lasting_link_cuts: u64,
     /// Members back from an absence with a damaged tail that crashed again in their start.
     pub start_crashes: u64,
     /// The most members that lasting faults (crashed for good, absent, cut off) held away at
     /// once.
     pub members_lost_max: u64,
+    /// The most times one node was removed from the configuration within
+    /// [`liveness::REMOVALS_WINDOW`] (the `thrash` checker's count).
+    pub removals_max: u64,
     /// Reads answered from memory while leases were on (each checked by the lease checker),
     /// and reads answered "not serving".
     pub lease_reads: u64,
@@ -459,8 +464,10 @@ impl RunStats {
             tails_damaged,
             lasting_partitions,
             added_cuts,
+            lasting_link_cuts,
             start_crashes,
             members_lost_max,
+            removals_max,
             lease_reads,
             reads_not_served,
             catch_ups,
@@ -497,8 +504,10 @@ impl RunStats {
         self.tails_damaged += tails_damaged;
         self.lasting_partitions += lasting_partitions;
         self.added_cuts += added_cuts;
+        self.lasting_link_cuts += lasting_link_cuts;
         self.start_crashes += start_crashes;
         self.members_lost_max = self.members_lost_max.max(*members_lost_max);
+        self.removals_max = self.removals_max.max(*removals_max);
         self.lease_reads += lease_reads;
         self.reads_not_served += reads_not_served;
         self.catch_ups += catch_ups;
@@ -528,7 +537,7 @@ impl RunStats {
         );
         if self.permanent_crashes + self.absences + self.lasting_partitions > 0 {
             line.push_str(&format!(
-                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged, {} crashes in the start after one), {} lasting partitions ({} of them a node cut off one way just after its add), at most {} members lost at once",
+                "; lasting: {} permanent crashes, {} long absences ({} data dirs lost, {} of them restarted with --init; {} last synced records damaged, {} crashes in the start after one), {} lasting partitions ({} of them a node cut off one way just after its add, {} a single link cut), at most {} members lost at once",
                 self.permanent_crashes,
                 self.absences,
                 self.data_dirs_lost,
@@ -537,7 +546,15 @@ impl RunStats {
                 self.start_crashes,
                 self.lasting_partitions,
                 self.added_cuts,
+                self.lasting_link_cuts,
                 self.members_lost_max,
+            ));
+        }
+        if self.removals_max > 0 {
+            line.push_str(&format!(
+                "; a node removed at most {} times within {:?}",
+                self.removals_max,
+                liveness::REMOVALS_WINDOW
             ));
         }
         if self.catch_ups + self.catch_ups_failed > 0 {
@@ -584,6 +601,9 @@ pub(crate) struct World {
     /// Whether a brief partition cuts a single link, and which (`Faults::link_cut`): a stream of
     /// its own too.
     links: ChaCha8Rng,
+    /// Whether a lasting partition cuts a single link, and which (`Faults::lasting_link_cut`):
+    /// a stream of its own too.
+    lasting_links: ChaCha8Rng,
     params: Params,
     /// The fault rates in force: the params' until the heal, none after it.
     faults: Faults,
@@ -615,6 +635,9 @@ pub(crate) struct World {
     /// Each configuration installed in the run, by epoch, with when a node first installed it:
     /// changes that keep the same members one after another are the configuration thrashing.
     configurations: BTreeMap<Epoch, (NodeSet, u64)>,
+    /// When nodes started, in order: a start may forget the backoff of a flapping node, so the
+    /// `thrash` checker counts removals only between two starts.
+    started_at: Vec<u64>,
     // What observes the run.
     pub(crate) history: History,
     pub(crate) trace: Trace,
@@ -679,6 +702,8 @@ impl World {
         starts.set_stream(12);
         let mut links = ChaCha8Rng::seed_from_u64(seed);
         links.set_stream(14);
+        let mut lasting_links = ChaCha8Rng::seed_from_u64(seed);
+        lasting_links.set_stream(16);
         let n = params.nodes;
         let params_leases = params.leases;
         let lease_duration = dkv_core::Timing::default().lease_duration;
@@ -691,6 +716,7 @@ impl World {
             adds,
             starts,
             links,
+            lasting_links,
             faults: params.faults.clone(),
             first_start_over: false,
             params,
@@ -709,6 +735,7 @@ impl World {
             contended: Vec::new(),
             healed_at: None,
             configurations: BTreeMap::new(),
+            started_at: Vec::new(),
             history: History::default(),
             trace: Trace::new(trace),
             stats: RunStats::default(),
@@ -734,6 +761,7 @@ impl World {
         self.faults.partition_every = None;
         // The faults added after the scripts were defined stay off, so a script replays as it did.
         self.faults.link_cut = 0.0;
+        self.faults.lasting_link_cut = 0.0;
         self.faults.garbage_tail = 0.0;
         self.faults.unsynced_flip = 0.0;
         self.faults.synced_flip = 0.0;
@@ -1462,6 +1490,7 @@ impl World {
     /// damaged synced record must be refused; the operator then restores it from a backup and
     /// starts the node again.
     fn start_node(&mut self, i: usize) {
+        self.started_at.push(self.now);
         // A new life holds no lease: its grants went with the last one.
         if let Some(checker) = self.leases.as_mut() {
             checker.forget(i);
@@ -2062,6 +2091,10 @@ impl World {
         }
         self.violations.extend(liveness::check_requests(&self.history, &ending));
         if let Some(violation) = liveness::check_changes(&self.configurations) {
+            self.violations.push(violation);
+        }
+        self.stats.removals_max = liveness::most_removals(&self.configurations, &self.started_at).0 as u64;
+        if let Some(violation) = liveness::check_removals(&self.configurations, &self.started_at) {
             self.violations.push(violation);
         }
         // Before the heal, nodes may be down or in the middle of anything: there is nothing

@@ -14,7 +14,8 @@
 //! suspect-one-way 10, bootstrap-unchecked 28, suspect-despite-promise 6, join-without-echo 73,
 //! snapshot-drops-marks 177, implicit-commit-with-changes 0, own-yes-before-durable 0,
 //! switch-undrained 6, cut-before-unvouched 3, settle-without-inference 26,
-//! inference-keeps-every-member 65, aborting-reported-in-doubt 131; far-behind-waits-for-add,
+//! inference-keeps-every-member 65, aborting-reported-in-doubt 131, add-without-backoff 51;
+//! far-behind-waits-for-add,
 //! catch-up-held-own-in-doubt, install-without-wait and frozen-releases-on-finished on their
 //! saved runs.
 //! (Earlier figures and what moved them are in the history of this file. Commits visible on
@@ -245,6 +246,11 @@ fn hunt(canary: Canary) -> Hunt {
         // its share in doubt; the settlement infers the commit from it and the other member's
         // share, while the coordinator acts on its abort. Single links cut, few keys.
         Canary::AbortingReportedInDoubt => (300, links_cut(), "linearizability"),
+        // A link cut for long between two members: one end is removed, the third member, which
+        // hears it ask to join, adds it back at once, and it is removed again, for as long as
+        // the cut lasts. No brief crash: a start may forget the backoff, and the checker counts
+        // removals only between starts.
+        Canary::AddWithoutBackoff => (110, lasting_links_cut(), "thrash"),
         // With a single link cut, a member removed still serves reads under its old lease while
         // the others apply a commit inferred at an install made at once. The ground that
         // catches it (`links_cut`) first does at seed 2455, too slow for this test.
@@ -264,6 +270,18 @@ fn hunt(canary: Canary) -> Hunt {
 /// cluster whose commits are visible on every YES with changes on (docs/protocol.md §7.2).
 fn three_nodes() -> Overrides {
     Overrides { nodes: Some(3), ..Overrides::default() }
+}
+
+/// Three nodes, a lasting partition about every second (5 to 20 s long), each a single cut
+/// link; no brief or long crash.
+fn lasting_links_cut() -> Overrides {
+    Overrides {
+        nodes: Some(3),
+        lasting_partition_every: Some(Duration::from_millis(1000)),
+        lasting_link_cut: Some(1.0),
+        crashes: Some(false),
+        ..Overrides::default()
+    }
 }
 
 /// Three nodes, half the brief partitions a single cut link, about every 150 ms, three keys,

@@ -117,7 +117,7 @@ struct Start {
     #[arg(long, value_parser = parse_setup, conflicts_with_all = [
         "seed", "nodes", "clients", "ops", "keys", "no_faults", "loss", "no_crashes", "no_partitions", "no_pauses",
         "crash_every_ms", "partition_every_ms", "link_cut", "dup", "delay_max_us", "skew_ppm", "rich", "minority_faults",
-        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "absence_tail_damaged", "init_first_start", "lasting_partition_every_ms", "added_cut", "start_crash",
+        "no_minority_faults", "permanent_crashes", "absence_every_ms", "absence_data_lost", "absence_tail_damaged", "init_first_start", "lasting_partition_every_ms", "lasting_link_cut", "added_cut", "start_crash",
         "clock_offset_max_ms", "leases", "switch_to_changes", "snapshot_every_records"
     ])]
     setup: Option<Setup>,
@@ -218,6 +218,11 @@ struct Knobs {
     /// on average.
     #[arg(long)]
     lasting_partition_every_ms: Option<u64>,
+    /// Chance, 0..1, that a lasting partition cuts a single link between two members instead,
+    /// for as long: both ends still reach every other node (0.25 otherwise, in clusters of
+    /// three nodes or more; 0: never).
+    #[arg(long)]
+    lasting_link_cut: Option<f64>,
     /// Chance, 0..1, that a node just added is cut off one way (it hears nothing) for 5 to 20 s
     /// within half a second of its add (0.3 otherwise, where minority faults are drawn and
     /// partitions are not turned off).
@@ -283,6 +288,7 @@ impl Knobs {
                 absence_tail_damaged: self.absence_tail_damaged,
                 init_first_start: self.init_first_start,
                 lasting_partition_every: self.lasting_partition_every_ms.map(Duration::from_millis),
+                lasting_link_cut: self.lasting_link_cut,
                 added_cut: self.added_cut,
                 start_crash: self.start_crash,
                 clock_offset_max: self.clock_offset_max_ms.map(Duration::from_millis),
@@ -318,6 +324,7 @@ impl Knobs {
             ("--absence-data-lost", self.absence_data_lost.map(|v| v.to_string())),
             ("--absence-tail-damaged", self.absence_tail_damaged.map(|v| v.to_string())),
             ("--lasting-partition-every-ms", self.lasting_partition_every_ms.map(|v| v.to_string())),
+            ("--lasting-link-cut", self.lasting_link_cut.map(|v| v.to_string())),
             ("--added-cut", self.added_cut.map(|v| v.to_string())),
             ("--start-crash", self.start_crash.map(|v| v.to_string())),
             ("--clock-offset-max-ms", self.clock_offset_max_ms.map(|v| v.to_string())),

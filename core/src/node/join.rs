@@ -489,6 +489,9 @@ impl Node {
             // No wait after a first removal (a node back soon restores the margin soonest), then
             // 1, 3, 7, … detection timeouts.
             let doublings = strikes.min(FLAP_DOUBLINGS_MAX);
+            if self.shared.canary(crate::Canary::AddWithoutBackoff) {
+                continue;
+            }
             self.join.not_before.insert(node, now + detection * ((1u32 << doublings) - 1));
         }
         self.join.new_lives = self.join.new_lives.intersection(next.members);

@@ -11,7 +11,7 @@
 use super::Violation;
 use crate::history::History;
 use crate::world::{CLIENT_SENDS_BEFORE_FAIL_OVER, CLIENT_TIMEOUT, TRY_AGAIN_BACKOFF_MAX};
-use dkv_core::{Epoch, Node, NodeSet};
+use dkv_core::{Epoch, Node, NodeId, NodeSet};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -298,6 +298,72 @@ pub fn check_changes(configurations: &BTreeMap<Epoch, (NodeSet, u64)>) -> Option
     None
 }
 
+/// How long the `thrash` checker looks back for removals of one node.
+pub const REMOVALS_WINDOW: Duration = Duration::from_secs(20);
+
+/// More removals of one node than this within [`REMOVALS_WINDOW`] are the configuration
+/// thrashing: a node that keeps being added and removed (a link cut between it and one member,
+/// while a third hears it ask to join; a node that keeps crashing). Members wait
+/// `detection_timeout × (2^k − 1)` before adding back a node removed k times in a row soon after
+/// its adds (docs/protocol.md §7.6): 0, 1, 3 and 7 timeouts of 1 s after its first four, so its
+/// fifth removal comes 11 s after its first at the soonest, and a sixth 15 s after that.
+/// Members forget the backoff when they restart, so removals are counted only between two
+/// starts of any node; and a member that catches up from a snapshot misses the changes in
+/// between, so one more is allowed.
+pub const REMOVALS_MAX: usize = 6;
+
+/// The times each node was removed from the configuration: the first install of each epoch
+/// whose members lack a node that the epoch before had.
+pub fn removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>) -> BTreeMap<NodeId, Vec<u64>> {
+    let mut removals: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+    let mut previous: Option<(Epoch, NodeSet)> = None;
+    for (&epoch, &(members, at)) in configurations {
+        if let Some((e, m)) = previous
+            && e.next() == Some(epoch)
+        {
+            for node in m.difference(members).iter() {
+                removals.entry(node).or_default().push(at);
+            }
+        }
+        previous = Some((epoch, members));
+    }
+    removals
+}
+
+/// The most removals of one node within any [`REMOVALS_WINDOW`] with no start of any node
+/// among them (`starts`: when nodes started, in order), and which node.
+pub fn most_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[u64]) -> (usize, Option<NodeId>) {
+    let window = REMOVALS_WINDOW.as_nanos() as u64;
+    let mut most = (0, None);
+    for (node, times) in removals(configurations) {
+        for (i, &first) in times.iter().enumerate() {
+            // The next start after the first removal ends the count.
+            let until = starts.iter().find(|&&s| s > first).map_or(first + window, |&s| s.min(first + window));
+            let within = times[i..].iter().take_while(|&&t| t < until).count();
+            if within > most.0 {
+                most = (within, Some(node));
+            }
+        }
+    }
+    most
+}
+
+/// No node is removed more than [`REMOVALS_MAX`] times within [`REMOVALS_WINDOW`]: a node that
+/// flaps is backed off, not added back at once each time.
+pub fn check_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[u64]) -> Option<Violation> {
+    let (most, node) = most_removals(configurations, starts);
+    let node = node?;
+    (most > REMOVALS_MAX).then(|| {
+        Violation::new(
+            "thrash",
+            format!(
+                "{node} was removed {most} times within {REMOVALS_WINDOW:?}: the configuration thrashes \
+                 (a flapping node must wait out a growing backoff before each add)"
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +485,44 @@ mod tests {
         let mut broken = quick.clone();
         broken[3].0 = two;
         assert!(check_changes(&run(&broken)).is_none(), "a change of members in between");
+    }
+
+    /// A node removed seven times within 20 s thrashes; removals spaced as the backoff spaces
+    /// them do not, nor do removals of different nodes.
+    #[test]
+    fn a_node_removed_too_often_thrashes() {
+        let ms = 1_000_000u64;
+        let all = NodeSet::from_ids([0, 1, 2].map(dkv_core::NodeId)).unwrap();
+        let without = |n: u8| all.without(dkv_core::NodeId(n));
+        // Each pair: removed, then added back 100 ms later.
+        let flaps = |removed_at: &[u64], node: u8| -> BTreeMap<Epoch, (NodeSet, u64)> {
+            let mut run = BTreeMap::new();
+            run.insert(Epoch(1), (all, 0));
+            for (i, &at) in removed_at.iter().enumerate() {
+                run.insert(Epoch(2 * i as u64 + 2), (without(node), at * ms));
+                run.insert(Epoch(2 * i as u64 + 3), (all, at * ms + 100 * ms));
+            }
+            run
+        };
+        let quick: Vec<u64> = (1..=7).map(|i| i * 1_500).collect();
+        let violation = check_removals(&flaps(&quick, 2), &[]).expect("seven removals in 10.5 s");
+        assert_eq!(violation.checker, "thrash");
+        assert_eq!(most_removals(&flaps(&quick, 2), &[]), (7, Some(dkv_core::NodeId(2))));
+        assert!(check_removals(&flaps(&quick[..6], 2), &[]).is_none(), "six are allowed");
+        // The backoff's spacing: 0, 1, 3, 7, 15 detection timeouts after the first removals.
+        let backed_off = [1_000, 2_200, 4_400, 8_600, 16_800, 33_000, 64_200];
+        assert!(check_removals(&flaps(&backed_off, 2), &[]).is_none());
+        assert_eq!(most_removals(&flaps(&backed_off, 2), &[]).0, 5);
+        // The same times split between two nodes.
+        let mut two = flaps(&quick[..4], 1);
+        let last = two.keys().next_back().unwrap().0;
+        for (i, &at) in quick[4..].iter().enumerate() {
+            two.insert(Epoch(last + 2 * i as u64 + 1), (without(2), at * ms));
+            two.insert(Epoch(last + 2 * i as u64 + 2), (all, at * ms + 100 * ms));
+        }
+        assert_eq!(most_removals(&two, &[]).0, 4);
+        // A start of any node in between: the members may have forgotten the backoff.
+        assert_eq!(most_removals(&flaps(&quick, 2), &[5_000 * ms]).0, 4);
+        assert!(check_removals(&flaps(&quick, 2), &[5_000 * ms]).is_none());
     }
 }

@@ -18,16 +18,23 @@ use crate::trace::Tag;
 use dkv_core::{Configuration, Epoch, Node};
 use std::time::Duration;
 
-/// A lasting partition: a minority cut off from the rest.
-pub(crate) struct Cut {
-    /// The members cut off.
-    minority: Vec<bool>,
-    way: Way,
+/// A lasting partition: a minority cut off from the rest, or a single link cut.
+pub(crate) enum Cut {
+    Minority {
+        /// The members cut off.
+        minority: Vec<bool>,
+        way: Way,
+    },
+    /// `a` cannot send to `b`, nor `b` to `a` unless one way (`Faults::lasting_link_cut`). Every
+    /// other link works: each end still reaches the third node, which hears both, so the
+    /// cluster drops one end and the third node may add it back, again and again while the
+    /// cut lasts. The protocol's backoff keeps that from thrashing (docs/protocol.md §7.6).
+    Link { a: usize, b: usize, one_way: bool },
 }
 
 /// Which messages a lasting partition stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Way {
+pub(crate) enum Way {
     Both,
     /// The minority hears the rest but cannot answer.
     MinorityCannotSend,
@@ -36,15 +43,30 @@ enum Way {
 }
 
 impl Cut {
-    /// Whether this cut stops a message from `a` to `b`.
-    fn blocks(&self, a: usize, b: usize) -> bool {
-        if self.minority[a] == self.minority[b] {
-            return false;
+    /// Whether this cut stops a message from `from` to `to`.
+    fn blocks(&self, from: usize, to: usize) -> bool {
+        match self {
+            Cut::Minority { minority, way } => {
+                if minority[from] == minority[to] {
+                    return false;
+                }
+                match way {
+                    Way::Both => true,
+                    Way::MinorityCannotSend => minority[from],
+                    Way::MinorityCannotHear => minority[to],
+                }
+            }
+            &Cut::Link { a, b, one_way } => (from, to) == (a, b) || (!one_way && (from, to) == (b, a)),
         }
-        match self.way {
-            Way::Both => true,
-            Way::MinorityCannotSend => self.minority[a],
-            Way::MinorityCannotHear => self.minority[b],
+    }
+
+    /// Whether this cut holds member `i` away, for the count of members lost: the cut-off
+    /// minority, or the higher-numbered end of a cut link (the end the majority side leaves
+    /// out, see [`majority_side`]; the cluster may drop either).
+    fn holds_away(&self, i: usize) -> bool {
+        match self {
+            Cut::Minority { minority, .. } => minority[i],
+            &Cut::Link { a, b, .. } => i == a.max(b),
         }
     }
 }
@@ -102,7 +124,7 @@ impl World {
                     || n.absent
                     || n.lacks_state
                     || n.held_out
-                    || self.cut.as_ref().is_some_and(|cut| cut.minority[i])
+                    || self.cut.as_ref().is_some_and(|cut| cut.holds_away(i))
             })
             .collect()
     }
@@ -218,6 +240,9 @@ impl World {
             Way::MinorityCannotHear
         };
         let length = between(&mut self.lasting, LASTING_FAULT_MIN, LASTING_FAULT_MAX);
+        if let Some((a, b, one_way)) = self.draw_lasting_link_cut(&lost) {
+            return self.cut_link_for_long(a, b, one_way, length);
+        }
         let members: Vec<usize> = (0..self.nodes.len()).filter(|&i| minority[i]).collect();
         if !self.fault_allowed(|_| format!("{members:?} are cut off for long ({way:?})")) {
             return;
@@ -226,8 +251,46 @@ impl World {
         self.trace.event(self.now, Tag::LastingPartitionStart, &words, || {
             format!("{members:?} are cut off from the rest ({way:?}) for {:.3}s", length as f64 / 1e9)
         });
-        self.cut = Some(Cut { minority, way });
+        self.cut = Some(Cut::Minority { minority, way });
         self.stats.lasting_partitions += 1;
+        self.note_members_lost();
+        self.schedule(self.now + length, Event::LastingPartitionEnd);
+    }
+
+    /// Whether the lasting partition starting now cuts a single link instead
+    /// (`Faults::lasting_link_cut`; clusters of three nodes or more), and which: two members not
+    /// held away by anything else, and whether only `a` cannot send to `b`. Drawn from a stream
+    /// of its own, after the minority's draws: a run that draws no lasting link cut keeps every
+    /// other draw, so the trajectory it had before they existed.
+    fn draw_lasting_link_cut(&mut self, lost: &[bool]) -> Option<(usize, usize, bool)> {
+        let n = self.nodes.len();
+        if n < 3 || !chance(&mut self.lasting_links, self.faults.lasting_link_cut) {
+            return None;
+        }
+        let mut candidates: Vec<usize> = (0..n).filter(|&i| !lost[i]).collect();
+        if candidates.len() < 2 {
+            return None;
+        }
+        let a = candidates.swap_remove(index(&mut self.lasting_links, candidates.len()));
+        let b = candidates[index(&mut self.lasting_links, candidates.len())];
+        Some((a, b, chance(&mut self.lasting_links, 0.3)))
+    }
+
+    /// Cuts the link between members `a` and `b` (only `a` to `b` if `one_way`) for `length`.
+    fn cut_link_for_long(&mut self, a: usize, b: usize, one_way: bool, length: u64) {
+        if !self.fault_allowed(|_| format!("the link between n{a} and n{b} is cut for long")) {
+            return;
+        }
+        self.trace.event(self.now, Tag::LastingLinkCut, &[a as u64, b as u64, u64::from(one_way), length], || {
+            let how = if one_way { format!("n{a} cannot send to n{b}") } else { "both ways".into() };
+            format!(
+                "the link between n{a} and n{b} is cut ({how}) for {:.3}s; every other link works",
+                length as f64 / 1e9
+            )
+        });
+        self.cut = Some(Cut::Link { a, b, one_way });
+        self.stats.lasting_partitions += 1;
+        self.stats.lasting_link_cuts += 1;
         self.note_members_lost();
         self.schedule(self.now + length, Event::LastingPartitionEnd);
     }
@@ -273,7 +336,7 @@ impl World {
         });
         let mut minority = vec![false; self.nodes.len()];
         minority[i] = true;
-        self.cut = Some(Cut { minority, way });
+        self.cut = Some(Cut::Minority { minority, way });
         self.nodes[i].held_out = true;
         self.stats.lasting_partitions += 1;
         self.stats.added_cuts += 1;
@@ -372,7 +435,7 @@ mod tests {
     use super::*;
 
     fn cut(minority: &[usize], n: usize, way: Way) -> Cut {
-        Cut { minority: (0..n).map(|i| minority.contains(&i)).collect(), way }
+        Cut::Minority { minority: (0..n).map(|i| minority.contains(&i)).collect(), way }
     }
 
     /// A lasting partition stops what its way says, between its sides only.
@@ -384,6 +447,11 @@ mod tests {
         assert!(mute.blocks(2, 0) && !mute.blocks(0, 2) && !mute.blocks(0, 1));
         let deaf = cut(&[2], 3, Way::MinorityCannotHear);
         assert!(!deaf.blocks(2, 0) && deaf.blocks(0, 2) && !deaf.blocks(1, 0));
+        let link = Cut::Link { a: 2, b: 0, one_way: false };
+        assert!(link.blocks(2, 0) && link.blocks(0, 2) && !link.blocks(0, 1) && !link.blocks(1, 2));
+        let one_way = Cut::Link { a: 2, b: 0, one_way: true };
+        assert!(one_way.blocks(2, 0) && !one_way.blocks(0, 2) && !one_way.blocks(1, 0));
+        assert!(link.holds_away(2) && !link.holds_away(0) && !link.holds_away(1));
     }
 
     /// The majority side leaves out the members cut off either way, down or frozen; a split
