@@ -102,8 +102,17 @@ impl NodeSet {
     }
 
     /// Members in ascending id order.
+    /// The nodes in ascending order. Visits only the set bits: this runs on every input (a
+    /// scan of all 64 bits showed in profiles).
     pub fn iter(self) -> impl Iterator<Item = NodeId> {
-        (0..Self::CAPACITY as u8).filter(move |i| self.0 & (1 << i) != 0).map(NodeId)
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let lowest = rest.trailing_zeros();
+                rest &= rest - 1;
+                NodeId(lowest as u8)
+            })
+        })
     }
 }
 

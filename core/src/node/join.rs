@@ -129,6 +129,11 @@ impl Join {
         self.new_lives.remove(from);
     }
 
+    /// Whether any node asks to join (added or not yet).
+    pub(super) fn anyone_asking(&self) -> bool {
+        !self.asking.is_empty()
+    }
+
     /// The nodes asking to join that may be added now: asked within the last `fresh`, outside
     /// `current`, and past their backoff; with their tickets.
     pub(super) fn ready(&self, now: Time, current: Configuration, fresh: Duration) -> BTreeMap<NodeId, JoinTicket> {

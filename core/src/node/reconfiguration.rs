@@ -353,6 +353,12 @@ impl Node {
         // Suspected: not heard from, or started a new life (it asked to join as a member).
         let silent = self.shared.leases.suspected().intersection(current.members);
         let suspected = silent.union(self.join.new_lives()).intersection(current.members).without(me);
+        // The usual case, checked after every input: every member heard from, nobody asking to
+        // join, nothing to end. What follows would keep the members as they are.
+        if suspected.is_empty() && !self.join.anyone_asking() && !agreement.is_frozen() {
+            self.reconfiguration.reason_since = None;
+            return;
+        }
         let live = current.members.difference(suspected);
         let fresh = self.shared.config.timing.detection_timeout * 2;
         // A member just added and not heard from since is catching up: it takes no part in the
