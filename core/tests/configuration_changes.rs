@@ -403,3 +403,35 @@ fn an_added_node_that_hears_keeps_its_grace() {
         );
     }
 }
+
+/// A node removed again soon after its add waits out a backoff that grows with each such
+/// removal before the members add it back: none after its first removal, then 1, 3, …
+/// detection timeouts (§7.6). Here n2 hears nothing after each add, so it is removed again a
+/// detection timeout later, as a node cut off from one member keeps being: without the backoff
+/// it would be added back at once each time, and the writes that need it would wait each time.
+#[test]
+fn a_node_removed_again_soon_after_its_add_is_added_back_only_after_a_growing_backoff() {
+    let mut c = with_n2_removed();
+    let detection = c.configs[0].timing.detection_timeout;
+    let is_member = |c: &Cluster| c.node(0).configuration().members.contains(NodeId(2));
+    c.restart(2);
+    let mut removed_at = c.now;
+    for strikes in 0..3u32 {
+        assert!(c.run_until(1_000_000, is_member), "n2 was never added back after {strikes} strikes");
+        let waited = c.now.saturating_since(removed_at);
+        let backoff = detection * ((1 << strikes) - 1);
+        assert!(waited >= backoff, "n2 added back {waited:?} after its removal, within its backoff {backoff:?}");
+        assert!(waited < backoff + detection * 2, "n2 added back only {waited:?} after its removal");
+        // It hears nothing: suspected and removed again.
+        c.deliver_if = Box::new(|_, to, _| to != NodeId(2));
+        assert!(c.run_until(1_000_000, |c| !is_member(c)), "n2 was not removed again");
+        removed_at = c.now;
+        c.deliver_if = Box::new(|_, _, _| true);
+        // Once it asks to join again, the members tell the operator it is held back.
+        if strikes > 0 {
+            let held_back = |c: &Cluster| c.node(0).joins_held_back(c.now).iter().any(|&(node, _)| node == NodeId(2));
+            assert!(c.run_until(1_000_000, |c| held_back(c) || is_member(c)));
+            assert!(held_back(&c), "n0 does not say it holds n2 back");
+        }
+    }
+}
