@@ -101,7 +101,6 @@ impl NodeSet {
         self.0.count_ones() as usize
     }
 
-    /// Members in ascending id order.
     /// The nodes in ascending order. Visits only the set bits: this runs on every input (a
     /// scan of all 64 bits showed in profiles).
     pub fn iter(self) -> impl Iterator<Item = NodeId> {

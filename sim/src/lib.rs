@@ -62,7 +62,7 @@
 //!   three nodes or more, cut a single link between two members instead (`lasting_link_cut`),
 //!   for as long: the cluster drops one end, a third node that still hears it adds it back, and
 //!   only the backoff of a flapping node keeps this from thrashing (checker `thrash`: no node
-//!   removed more than six times within 20 s between two starts).
+//!   removed more than six times within 20 s between two starts of the other nodes).
 //! - **A node cut off one way just after its add** (`added_cut`: 0.3 of the changes that add
 //!   a node, wherever partitions may come; the lowest-numbered node added): it can send, so it
 //!   keeps asking to join, but it hears nothing, for 5–20 s; it counts as lost until it has

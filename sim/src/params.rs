@@ -631,7 +631,7 @@ impl std::fmt::Display for Params {
         if self.minority_faults {
             write!(
                 f,
-                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}, then a crash in the start {}) lasting_partitions={:?} added_cut={} fault_phase={:?} clock_offsets<={:?} think<={:?}",
+                " minority_faults: permanent_crashes={} first start with --init {} absences={:?} (data lost {}, restarted with --init {}, tail damaged {}, then a crash in the start {}) lasting_partitions={:?} (single links {}) added_cut={} fault_phase={:?} clock_offsets<={:?} think<={:?}",
                 x.permanent_crashes,
                 x.init_first_start,
                 x.absence_every,
@@ -640,6 +640,7 @@ impl std::fmt::Display for Params {
                 x.absence_tail_damaged,
                 x.start_crash,
                 x.lasting_partition_every,
+                x.lasting_link_cut,
                 x.added_cut,
                 x.fault_phase,
                 self.clock_offset_max,

@@ -635,9 +635,10 @@ pub(crate) struct World {
     /// Each configuration installed in the run, by epoch, with when a node first installed it:
     /// changes that keep the same members one after another are the configuration thrashing.
     configurations: BTreeMap<Epoch, (NodeSet, u64)>,
-    /// When nodes started, in order: a start may forget the backoff of a flapping node, so the
-    /// `thrash` checker counts removals only between two starts.
-    started_at: Vec<u64>,
+    /// When each node started (a restart, or a new start after a catch-up), in order: a node
+    /// that starts forgets the backoff of the flapping nodes it knew, so the `thrash` checker
+    /// counts a node's removals only between two starts of the others.
+    started_at: Vec<(u64, NodeId)>,
     // What observes the run.
     pub(crate) history: History,
     pub(crate) trace: Trace,
@@ -1490,7 +1491,7 @@ impl World {
     /// damaged synced record must be refused; the operator then restores it from a backup and
     /// starts the node again.
     fn start_node(&mut self, i: usize) {
-        self.started_at.push(self.now);
+        self.started_at.push((self.now, NodeId(i as u8)));
         // A new life holds no lease: its grants went with the last one.
         if let Some(checker) = self.leases.as_mut() {
             checker.forget(i);

@@ -14,7 +14,7 @@
 //! suspect-one-way 10, bootstrap-unchecked 28, suspect-despite-promise 6, join-without-echo 73,
 //! snapshot-drops-marks 177, implicit-commit-with-changes 0, own-yes-before-durable 0,
 //! switch-undrained 6, cut-before-unvouched 3, settle-without-inference 26,
-//! inference-keeps-every-member 65, aborting-reported-in-doubt 131, add-without-backoff 51;
+//! inference-keeps-every-member 65, aborting-reported-in-doubt 131, add-without-backoff 14;
 //! far-behind-waits-for-add,
 //! catch-up-held-own-in-doubt, install-without-wait and frozen-releases-on-finished on their
 //! saved runs.
@@ -250,7 +250,7 @@ fn hunt(canary: Canary) -> Hunt {
         // hears it ask to join, adds it back at once, and it is removed again, for as long as
         // the cut lasts. No brief crash: a start may forget the backoff, and the checker counts
         // removals only between starts.
-        Canary::AddWithoutBackoff => (110, lasting_links_cut(), "thrash"),
+        Canary::AddWithoutBackoff => (30, lasting_links_cut(), "thrash"),
         // With a single link cut, a member removed still serves reads under its old lease while
         // the others apply a commit inferred at an install made at once. The ground that
         // catches it (`links_cut`) first does at seed 2455, too slow for this test.

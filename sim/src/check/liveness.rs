@@ -307,9 +307,10 @@ pub const REMOVALS_WINDOW: Duration = Duration::from_secs(20);
 /// `detection_timeout × (2^k − 1)` before adding back a node removed k times in a row soon after
 /// its adds (docs/protocol.md §7.6): 0, 1, 3 and 7 timeouts of 1 s after its first four, so its
 /// fifth removal comes 11 s after its first at the soonest, and a sixth 15 s after that.
-/// Members forget the backoff when they restart, so removals are counted only between two
-/// starts of any node; and a member that catches up from a snapshot misses the changes in
-/// between, so one more is allowed.
+/// Members forget the backoff when they start (a restart, or a new start after a catch-up), so
+/// a node's removals are counted only between two starts of the other nodes (its own starts,
+/// catch-ups included, leave what the others remember as it was). One more is allowed for
+/// removals seen a little apart: each is timed at the first install of its epoch anywhere.
 pub const REMOVALS_MAX: usize = 6;
 
 /// The times each node was removed from the configuration: the first install of each epoch
@@ -330,15 +331,19 @@ pub fn removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>) -> BTreeMap<No
     removals
 }
 
-/// The most removals of one node within any [`REMOVALS_WINDOW`] with no start of any node
-/// among them (`starts`: when nodes started, in order), and which node.
-pub fn most_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[u64]) -> (usize, Option<NodeId>) {
+/// The most removals of one node within any [`REMOVALS_WINDOW`] with no start of another node
+/// among them (`starts`: when each node started, in order), and which node.
+pub fn most_removals(
+    configurations: &BTreeMap<Epoch, (NodeSet, u64)>,
+    starts: &[(u64, NodeId)],
+) -> (usize, Option<NodeId>) {
     let window = REMOVALS_WINDOW.as_nanos() as u64;
     let mut most = (0, None);
     for (node, times) in removals(configurations) {
         for (i, &first) in times.iter().enumerate() {
-            // The next start after the first removal ends the count.
-            let until = starts.iter().find(|&&s| s > first).map_or(first + window, |&s| s.min(first + window));
+            // The next start of another node after the first removal ends the count.
+            let next_start = starts.iter().find(|&&(at, started)| at > first && started != node);
+            let until = next_start.map_or(first + window, |&(at, _)| at.min(first + window));
             let within = times[i..].iter().take_while(|&&t| t < until).count();
             if within > most.0 {
                 most = (within, Some(node));
@@ -350,7 +355,7 @@ pub fn most_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &
 
 /// No node is removed more than [`REMOVALS_MAX`] times within [`REMOVALS_WINDOW`]: a node that
 /// flaps is backed off, not added back at once each time.
-pub fn check_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[u64]) -> Option<Violation> {
+pub fn check_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[(u64, NodeId)]) -> Option<Violation> {
     let (most, node) = most_removals(configurations, starts);
     let node = node?;
     (most > REMOVALS_MAX).then(|| {
@@ -521,8 +526,12 @@ mod tests {
             two.insert(Epoch(last + 2 * i as u64 + 2), (all, at * ms + 100 * ms));
         }
         assert_eq!(most_removals(&two, &[]).0, 4);
-        // A start of any node in between: the members may have forgotten the backoff.
-        assert_eq!(most_removals(&flaps(&quick, 2), &[5_000 * ms]).0, 4);
-        assert!(check_removals(&flaps(&quick, 2), &[5_000 * ms]).is_none());
+        // A start of another node in between: the members may have forgotten the backoff. The
+        // flapping node's own starts (its catch-ups after each add) change nothing.
+        let n = dkv_core::NodeId;
+        assert_eq!(most_removals(&flaps(&quick, 2), &[(5_000 * ms, n(0))]).0, 4);
+        assert!(check_removals(&flaps(&quick, 2), &[(5_000 * ms, n(0))]).is_none());
+        let own: Vec<(u64, dkv_core::NodeId)> = quick.iter().map(|&at| (at * ms + 500 * ms, n(2))).collect();
+        assert_eq!(most_removals(&flaps(&quick, 2), &own).0, 7);
     }
 }
