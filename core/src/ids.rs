@@ -196,4 +196,15 @@ mod tests {
             assert_eq!(all, NodeSet::first(NodeSet::CAPACITY), "n{id}");
         }
     }
+
+    /// `iter` yields every member once, in ascending order, the highest id (63) included.
+    #[test]
+    fn iter_yields_the_members_in_ascending_order() {
+        let ids = [0u8, 5, 62, 63];
+        let set = NodeSet::from_ids(ids.map(NodeId)).unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), ids.map(NodeId).to_vec());
+        let all: Vec<NodeId> = NodeSet::first(NodeSet::CAPACITY).iter().collect();
+        assert_eq!(all, (0..64).map(NodeId).collect::<Vec<_>>());
+        assert_eq!(NodeSet::EMPTY.iter().count(), 0);
+    }
 }
