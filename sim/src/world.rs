@@ -425,12 +425,12 @@ pub struct RunStats {
     /// Switches to configuration changes made, and tries refused while a node held a pinned
     /// share in doubt.
     pub switches: u64,
+    pub switches_refused: u64,
     /// Commits visible on every YES with changes on (a configuration of the three nodes of a
     /// three-node cluster), and of the commits settlements made, those no node held a durable
     /// decision of: inferred from the reports (docs/protocol.md §7.4, "Inferred commits").
     pub visible_on_every_yes: u64,
     pub inferred_commits: u64,
-    pub switches_refused: u64,
 }
 
 impl RunStats {
@@ -2094,8 +2094,9 @@ impl World {
         if let Some(violation) = liveness::check_changes(&self.configurations) {
             self.violations.push(violation);
         }
-        self.stats.removals_max = liveness::most_removals(&self.configurations, &self.started_at).0 as u64;
-        if let Some(violation) = liveness::check_removals(&self.configurations, &self.started_at) {
+        let removals = liveness::most_removals(&self.configurations, &self.started_at);
+        self.stats.removals_max = removals.0 as u64;
+        if let Some(violation) = liveness::removals_violation(removals) {
             self.violations.push(violation);
         }
         // Before the heal, nodes may be down or in the middle of anything: there is nothing

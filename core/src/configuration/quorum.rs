@@ -55,7 +55,7 @@ impl Cluster {
     }
 
     /// Whether a commit among `members` is visible on every member's durable YES, before any
-    /// copy of its decision is (docs/protocol.md §7.2, "One sync with changes on"): when they
+    /// copy of its decision is (docs/protocol.md §7.2, "Visible on every YES with changes on"): when they
     /// are the three nodes of a three-node cluster. Every cover of such a configuration is two
     /// members, so a settlement that hears neither a commit's coordinator nor of its decision
     /// hears both other members, and every YES that could have made it visible.

@@ -271,9 +271,14 @@ impl Leases {
         if !self.on || asked_at > self.now || !self.members.contains(from) || from == self.me {
             return;
         }
-        let heard = self.heard.entry(from).or_insert(asked_at);
-        *heard = (*heard).max(asked_at);
+        self.heard_at(from, asked_at);
         self.joining.remove(&from);
+    }
+
+    /// `member` was heard from at `at` (on this node's clock), unless later already.
+    fn heard_at(&mut self, member: NodeId, at: Time) {
+        let heard = self.heard.entry(member).or_insert(at);
+        *heard = (*heard).max(at);
     }
 
     /// An install that waited out the leases (docs/protocol.md §7.4, "Inferred commits") is
@@ -285,9 +290,9 @@ impl Leases {
         if !self.on {
             return;
         }
-        for member in kept.iter().filter(|&m| m != self.me && self.members.contains(m)) {
-            let heard = self.heard.entry(member).or_insert(now);
-            *heard = (*heard).max(now);
+        let others = kept.intersection(self.members).without(self.me);
+        for member in others.iter() {
+            self.heard_at(member, now);
         }
     }
 
@@ -438,8 +443,7 @@ impl Shared {
         // waited for it.)
         if self.leases.joining.remove(&from).is_some() {
             let now = self.leases.now;
-            let heard = self.leases.heard.entry(from).or_insert(now);
-            *heard = (*heard).max(now);
+            self.leases.heard_at(from, now);
         }
         if let Some(echo) = echo {
             self.leases.heard_back(from, echo);

@@ -439,7 +439,6 @@ impl Participant {
         if sh.frozen && !sh.canary(Canary::FrozenReleasesOnFinished) {
             return;
         }
-
         let moved = self.marks.get(&below.coordinator).is_none_or(|mark| *mark < below);
         if moved {
             self.marks.insert(below.coordinator, below);

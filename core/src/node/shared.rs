@@ -157,12 +157,12 @@ impl Shared {
     }
 
     /// Whether, with changes on, this node's configuration is the three nodes of a three-node
-    /// cluster (docs/protocol.md §7.2, "One sync with changes on"). Every cover of it is two
-    /// members; a settlement whose two reports both hold a transaction in doubt, and neither
-    /// is its coordinator's, commits it (`Settlement::from_reports`): those two YES votes and
-    /// its coordinator's are every YES it needed, and the coordinator, which alone may have
-    /// made it visible, is not there to say. So a commit here is visible on every YES, with
-    /// one synced write on its path.
+    /// cluster (docs/protocol.md §7.2, "Visible on every YES with changes on"). Every cover of
+    /// it is two members, and a settlement reads every member report in its quorum and commits
+    /// a transaction that every one of them holds in doubt
+    /// (`Settlement::from_reports_inferring`, §7.4 "Inferred commits"): a commit made visible
+    /// on the three YES votes is held by every reporter. So a commit here is visible on every
+    /// YES, with one synced write on its path.
     pub(super) fn visible_on_every_yes_with_changes(&self) -> bool {
         !self.changes_off() && self.cluster().visible_on_every_yes(self.configuration.members)
     }

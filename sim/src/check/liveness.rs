@@ -356,7 +356,11 @@ pub fn most_removals(
 /// No node is removed more than [`REMOVALS_MAX`] times within [`REMOVALS_WINDOW`]: a node that
 /// flaps is backed off, not added back at once each time.
 pub fn check_removals(configurations: &BTreeMap<Epoch, (NodeSet, u64)>, starts: &[(u64, NodeId)]) -> Option<Violation> {
-    let (most, node) = most_removals(configurations, starts);
+    removals_violation(most_removals(configurations, starts))
+}
+
+/// The `thrash` violation for [`most_removals`]'s count, if it is over [`REMOVALS_MAX`].
+pub fn removals_violation((most, node): (usize, Option<NodeId>)) -> Option<Violation> {
     let node = node?;
     (most > REMOVALS_MAX).then(|| {
         Violation::new(

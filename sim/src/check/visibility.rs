@@ -4,8 +4,8 @@
 //! every node is one). With configuration changes off (leases off), a commit may instead be
 //! visible once every member's share of it is durable ("Visible on every YES", §7.2): then no
 //! settlement can ever decide it, and every YES settles it. So may a commit in a configuration
-//! of the three nodes of a three-node cluster with changes on (§7.2, "One sync with changes
-//! on"): a settlement there infers it from its two reports. The world shows this checker every record as it becomes durable
+//! of the three nodes of a three-node cluster with changes on (§7.2, "Visible on every YES
+//! with changes on"): a settlement there infers it from its reports (§7.4, "Inferred commits"). The world shows this checker every record as it becomes durable
 //! (a coordinator's `CommitDecided`, a participant's `CommitLearned`), every record as a node
 //! emits it (an own share's `PreparedInEpoch` names the request, `CommitDecided` marks the
 //! committed attempt, `Committed` is a node applying a commit to its store), every reply, and
